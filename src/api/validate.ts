@@ -1,0 +1,158 @@
+/**
+ * Argument checks shared by every op. Each throws GrpoKernelsError naming the argument and what
+ * was expected, before any kernel runs.
+ */
+
+import type { Backend } from '../backends/backend.js';
+import { type DType, type HostArrayMap, inferDType, isHostArrayOf } from '../dtypes.js';
+import { fail } from '../errors.js';
+import { Tensor } from '../tensor.js';
+
+/** A Tensor, or for one-dimensional inputs a plain typed array. */
+export type TensorLike<D extends DType = DType> = Tensor<D> | HostArrayMap[D];
+
+/** Shape pattern: a number must match; null matches any size. */
+export type ShapePattern = readonly (number | null)[];
+
+function describeShape(shape: readonly number[]): string {
+  return `[${shape.join(', ')}]`;
+}
+
+/**
+ * Accepts a Tensor of this backend or a 1-D typed array (uploaded). Checks dtype ∈ `dtypes` and
+ * the shape against `pattern`. Returns the tensor and whether it was uploaded here (so the op can
+ * dispose the temporary).
+ */
+export function asTensor<D extends DType>(
+  backend: Backend,
+  argument: string,
+  value: unknown,
+  dtypes: readonly D[],
+  pattern: ShapePattern,
+): { tensor: Tensor<D>; uploaded: boolean } {
+  let tensor: Tensor<D>;
+  let uploaded = false;
+  if (value instanceof Tensor) {
+    if (value.disposed) fail('SHAPE', argument, 'expected a live Tensor, got one that was disposed');
+    if (value.backend !== backend.name) {
+      fail(
+        'DTYPE',
+        argument,
+        `expected a Tensor of this context's backend (${backend.name}), got one of ${value.backend}`,
+      );
+    }
+    if (!(dtypes as readonly DType[]).includes(value.dtype)) {
+      fail('DTYPE', argument, `expected dtype ${dtypes.join(' or ')}, got ${value.dtype}`);
+    }
+    tensor = value as Tensor<D>;
+  } else if (ArrayBuffer.isView(value)) {
+    if (pattern.length !== 1) {
+      fail(
+        'SHAPE',
+        argument,
+        `expected a Tensor of shape [${pattern.map((d) => d ?? '?').join(', ')}]; plain arrays are accepted for 1-D inputs only`,
+      );
+    }
+    const inferred = inferDType(value);
+    const dtype = (dtypes as readonly DType[]).find((d) =>
+      inferred === undefined ? isHostArrayOf(value, d) : d === inferred,
+    );
+    if (dtype === undefined) {
+      fail(
+        'DTYPE',
+        argument,
+        `expected a ${dtypes.map(hostArrayName).join(' or ')} (dtype ${dtypes.join(' or ')}), got ${value.constructor.name}`,
+      );
+    }
+    const arr = value as unknown as HostArrayMap[D];
+    tensor = backend.upload(arr, [arr.length], dtype as D);
+    uploaded = true;
+  } else {
+    fail(
+      'DTYPE',
+      argument,
+      `expected a Tensor or a typed array (dtype ${dtypes.join(' or ')}), got ${value === null ? 'null' : typeof value}`,
+    );
+  }
+  checkShape(argument, tensor.shape, pattern);
+  return { tensor, uploaded };
+}
+
+export function hostArrayName(dtype: DType): string {
+  switch (dtype) {
+    case 'f32':
+      return 'Float32Array';
+    case 'i32':
+      return 'Int32Array';
+    case 'u8':
+      return 'Uint8Array';
+    default:
+      return 'Uint16Array';
+  }
+}
+
+export function checkShape(argument: string, shape: readonly number[], pattern: ShapePattern): void {
+  const ok = shape.length === pattern.length && pattern.every((d, i) => d === null || d === shape[i]);
+  if (!ok) {
+    fail(
+      'SHAPE',
+      argument,
+      `expected shape [${pattern.map((d) => d ?? '?').join(', ')}], got ${describeShape(shape)}`,
+    );
+  }
+}
+
+/** A finite number within bounds (inclusive unless stated). */
+export function checkNumber(
+  argument: string,
+  value: unknown,
+  bounds: { min?: number; max?: number; exclusiveMin?: boolean; integer?: boolean } = {},
+): number {
+  const { min, max, exclusiveMin = false, integer = false } = bounds;
+  const range = `${min === undefined ? '(-∞' : exclusiveMin ? `(${min}` : `[${min}`}, ${max === undefined ? '∞)' : `${max}]`}`;
+  const what = `expected ${integer ? 'an integer' : 'a finite number'} in ${range}`;
+  if (typeof value !== 'number' || Number.isNaN(value) || !Number.isFinite(value))
+    fail('RANGE', argument, `${what}, got ${String(value)}`);
+  if (integer && !Number.isInteger(value)) fail('RANGE', argument, `${what}, got ${value}`);
+  if (min !== undefined && (exclusiveMin ? value <= min : value < min))
+    fail('RANGE', argument, `${what}, got ${value}`);
+  if (max !== undefined && value > max) fail('RANGE', argument, `${what}, got ${value}`);
+  return value;
+}
+
+/** One of a fixed set of strings. */
+export function checkEnum<T extends string>(argument: string, value: unknown, allowed: readonly T[]): T {
+  if (typeof value !== 'string' || !(allowed as readonly string[]).includes(value)) {
+    fail(
+      'RANGE',
+      argument,
+      `expected one of ${allowed.map((a) => `'${a}'`).join(', ')}, got ${JSON.stringify(value)}`,
+    );
+  }
+  return value as T;
+}
+
+export function checkBoolean(argument: string, value: unknown): boolean {
+  if (typeof value !== 'boolean') fail('DTYPE', argument, `expected a boolean, got ${typeof value}`);
+  return value;
+}
+
+/** Options objects must be objects (or undefined). */
+export function checkOptions<T extends object>(argument: string, value: unknown): Partial<T> {
+  if (value === undefined) return {};
+  if (typeof value !== 'object' || value === null)
+    fail('DTYPE', argument, `expected an options object, got ${value === null ? 'null' : typeof value}`);
+  return value as Partial<T>;
+}
+
+/** Disposes the temporaries an op uploaded, whatever happens in between. */
+export async function withUploads<T>(
+  tensors: { tensor: Tensor; uploaded: boolean }[],
+  run: () => Promise<T>,
+): Promise<T> {
+  try {
+    return await run();
+  } finally {
+    for (const t of tensors) if (t.uploaded) t.tensor.dispose();
+  }
+}

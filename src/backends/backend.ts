@@ -1,0 +1,197 @@
+/**
+ * The one interface every backend fills (ggml-style). The API layer (src/api/) validates the
+ * user's arguments, uploads plain arrays, resolves presets and layouts, and hands each op the
+ * *resolved* arguments below; backends compute and never re-validate user input. Host copies of
+ * small index arrays (offsets, flags) travel with the tensors so that no backend needs a read-back
+ * to plan a launch.
+ */
+import type { DType, FloatDType, HostArrayMap } from '../dtypes.js';
+import type { ResolvedLayout } from '../layout.js';
+import type { BackendName, Tensor } from '../tensor.js';
+
+export interface DeviceInfo {
+  /** Human-readable device name, e.g. "CPU (TypeScript reference)", "NVIDIA H100 80GB HBM3". */
+  name: string;
+  /** Free-form facts worth printing: memory, limits, features. */
+  details: Record<string, string | number | boolean>;
+}
+
+// ---------------------------------------------------------------- logprobs family
+export interface LogprobsArgs {
+  logits: Tensor<FloatDType>; // [rows, vocab]
+  targets: Tensor<'i32'>; // [rows]
+  rows: number;
+  vocab: number;
+  temperature: number; // finite, > 0
+  ignoreIndex: number;
+  entropy: boolean;
+  sumSquares: boolean;
+}
+export interface LogprobsResult {
+  /** log softmax(logits / T)[target]; 0 for ignored rows. */
+  logprobs: Tensor<'f32'>;
+  /** logsumexp(logits / T); 0 for ignored rows. */
+  lse: Tensor<'f32'>;
+  /** −Σ p log p of softmax(logits / T); present when asked for. */
+  entropy?: Tensor<'f32'>;
+  /** Σ p²; present when asked for. */
+  sumSquares?: Tensor<'f32'>;
+}
+export interface LogprobsBackwardArgs {
+  logits: Tensor<FloatDType>; // [rows, vocab]
+  targets: Tensor<'i32'>; // [rows]
+  lse: Tensor<'f32'>; // [rows], from logprobs()
+  gradLogprobs: Tensor<'f32'>; // [rows]
+  /** With gradEntropy, the forward's entropy [rows] (needed by its gradient). */
+  gradEntropy?: Tensor<'f32'>;
+  entropy?: Tensor<'f32'>;
+  rows: number;
+  vocab: number;
+  temperature: number;
+  ignoreIndex: number;
+}
+export interface GatherProbsArgs {
+  logits: Tensor<FloatDType>; // [numTokens, vocab]
+  lse: Tensor<'f32'>; // [numTokens]
+  layout: ResolvedLayout;
+  vocab: ResolvedVocab;
+  vocabSize: number;
+  temperature: number;
+  /** Output offset of group g's [T_g, K_g] block: Σ_{h<g} T_h·K_h; length G+1. */
+  probsOffsets: Float64Array;
+}
+
+// ---------------------------------------------------------------- advantages family
+export type Estimator = 'grpo' | 'dr_grpo' | 'rloo' | 'opo' | 'grpo_passk' | 'gpg' | 'reinforce_pp_baseline';
+export type Preset = 'verl' | 'trl' | 'openrlhf';
+export type StdKind = 'sample' | 'population';
+/**
+ * What a singleton group (n = 1) gets:
+ * - 'zero': advantage 0, flagged degenerate (the package default);
+ * - 'mean0': the group's mean is taken as 0 and its std as 1 (verl);
+ * - 'nan': what a plain n−1 formula computes (openrlhf): NaN where it divides 0 by 0.
+ */
+export type SingletonPolicy = 'zero' | 'mean0' | 'nan';
+/** GRPO's divisor: the group's std, the std of every reward in the batch, or none. */
+export type ScaleKind = 'group' | 'batch' | 'none';
+
+export interface AdvantagesArgs {
+  rewards: Tensor<'f32'>; // [R]
+  /** Host copy of the rewards when the API already has one (it reads them for validation). */
+  groupOffsets: Int32Array; // [G+1], validated
+  /** Required by opo and reinforce_pp_baseline; validated. */
+  responseOffsets?: Int32Array;
+  numResponses: number;
+  numGroups: number;
+  estimator: Estimator;
+  std: StdKind;
+  eps: number;
+  scale: ScaleKind;
+  singleton: SingletonPolicy;
+  /** reinforce_pp_baseline's whitening convention (see WhitenArgs.maskEps). */
+  whitenMaskEps: number;
+}
+export interface AdvantagesResult {
+  /** f32 [R], or f32 [Ttotal] (per token) for reinforce_pp_baseline. */
+  advantages: Tensor<'f32'>;
+  mean: Tensor<'f32'>; // [G]
+  std: Tensor<'f32'>; // [G]
+  /** 1 where the group is degenerate (singleton or zero variance). */
+  degenerate: Tensor<'u8'>; // [G]
+}
+export interface ExpandToTokensArgs {
+  values: Tensor<'f32'>; // [R]
+  responseOffsets: Int32Array; // [R+1]
+  numTokens: number;
+}
+export interface WhitenArgs {
+  values: Tensor<'f32'>; // [n]
+  mask?: Tensor<'u8'>; // [n]
+  /**
+   * (x − mean)·rsqrt(var_unbiased + 1e-8) over the masked elements; masked-out elements give 0.
+   * maskEps is added to the mask count in the mean (verl's masked_mean adds 1e-8); 0 otherwise.
+   */
+  maskEps: number;
+  /** Add the mean back after scaling (verl's shift_mean=False); default false. */
+  keepMean: boolean;
+}
+
+// ---------------------------------------------------------------- THR family
+/** A group's restricted vocabulary V*_g, as restrictedVocab() returns it. */
+export interface RestrictedVocab {
+  offsets: Tensor<'i32'>; // [G+1]
+  columns: Tensor<'i32'>; // [ΣK_g]
+  tokenColumn: Tensor<'i32'>; // [Ttotal]
+}
+/** RestrictedVocab with a host copy of its offsets, for planning. */
+export interface ResolvedVocab extends RestrictedVocab {
+  hostOffsets: Int32Array;
+}
+export interface RestrictedVocabArgs {
+  tokens: Tensor<'i32'>; // [Ttotal]
+  layout: ResolvedLayout;
+}
+export type Weighting = 'length' | 'none';
+export interface TokenHiddenRewardArgs {
+  hidden: Tensor<FloatDType>; // [Ttotal, d]
+  dim: number;
+  probs: Tensor<'f32'>; // packed, from gatherProbs
+  probsOffsets: Float64Array; // [G+1]
+  vocab: ResolvedVocab;
+  layout: ResolvedLayout;
+  correct: Tensor<'u8'>; // [R]
+  hostCorrect: Uint8Array; // [R], values 0 or 1
+  weighting: Weighting;
+  beta: number;
+}
+export interface ThrResult {
+  thr: Tensor<'f32'>; // [Ttotal]
+  tau: Tensor<'f32'>; // [G], NaN for degenerate groups
+}
+export type ReweightMode = 'thr' | 'thr-only' | 'nthr';
+export interface ThrReweightArgs {
+  tokenAdvantages: Tensor<'f32'>; // [Ttotal]
+  thr: Tensor<'f32'>; // [Ttotal]
+  tau: Tensor<'f32'>; // [G]
+  layout: ResolvedLayout;
+  correct: Tensor<'u8'>; // [R]
+  hostCorrect: Uint8Array;
+  p: number; // in [-1, 1]; 0 for 'thr-only'
+  mode: ReweightMode;
+  mask: boolean;
+  /** NTHR's eta: a fixed number in [0, 1], or 'auto' = 2·|0.5 − rho_g|. */
+  eta: number | 'auto';
+}
+
+// ---------------------------------------------------------------- the interface
+export interface Backend {
+  readonly name: BackendName;
+  readonly device: DeviceInfo;
+  /** Uploads a host array (already validated against shape and dtype). */
+  upload<D extends DType>(data: HostArrayMap[D], shape: readonly number[], dtype: D): Tensor<D>;
+
+  logprobs(args: LogprobsArgs): Promise<LogprobsResult>;
+  /** Gradient w.r.t. the logits, [rows, vocab] in the logits' dtype. */
+  logprobsBackward(args: LogprobsBackwardArgs): Promise<Tensor<FloatDType>>;
+  gatherProbs(args: GatherProbsArgs): Promise<Tensor<'f32'>>;
+
+  advantages(args: AdvantagesArgs): Promise<AdvantagesResult>;
+  expandToTokens(args: ExpandToTokensArgs): Promise<Tensor<'f32'>>;
+  whiten(args: WhitenArgs): Promise<Tensor<'f32'>>;
+
+  restrictedVocab(args: RestrictedVocabArgs): Promise<RestrictedVocab>;
+  tokenHiddenReward(args: TokenHiddenRewardArgs): Promise<ThrResult>;
+  thrReweight(args: ThrReweightArgs): Promise<Tensor<'f32'>>;
+
+  /** WebGPU only: wraps a caller's GPUBuffer without copying (the caller keeps ownership). */
+  fromGPUBuffer?<D extends DType>(buffer: unknown, shape: readonly number[], dtype: D): Tensor<D>;
+  /** CUDA only: wraps a caller's device pointer without copying (the caller keeps ownership). */
+  fromDevicePointer?<D extends DType>(
+    pointer: bigint | number,
+    shape: readonly number[],
+    dtype: D,
+  ): Tensor<D>;
+
+  /** Frees everything the backend holds; the context is unusable afterwards. */
+  dispose(): void;
+}

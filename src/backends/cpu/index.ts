@@ -1,0 +1,35 @@
+/**
+ * The cpu backend: the reference every GPU backend is tested against. Exact before fast: float64
+ * accumulation, one documented summation order per op, deterministic. Kernels live in one file
+ * per family (logprobs.ts, advantages.ts, thr.ts) and work on host arrays.
+ */
+import type { DType, HostArrayMap } from '../../dtypes.js';
+import type { Backend, DeviceInfo } from '../backend.js';
+import { cpuAdvantages, cpuExpandToTokens, cpuWhiten } from './advantages.js';
+import { cpuGatherProbs, cpuLogprobs, cpuLogprobsBackward } from './logprobs.js';
+import { cpuTensor } from './storage.js';
+import { cpuRestrictedVocab, cpuThrReweight, cpuTokenHiddenReward } from './thr.js';
+
+export function createCpuBackend(): Backend {
+  const device: DeviceInfo = {
+    name: 'CPU (TypeScript reference, float64 accumulation)',
+    details: { threads: 1 },
+  };
+  return {
+    name: 'cpu',
+    device,
+    upload<D extends DType>(data: HostArrayMap[D], shape: readonly number[], dtype: D) {
+      return cpuTensor(data.slice() as HostArrayMap[D], shape, dtype);
+    },
+    logprobs: async (a) => cpuLogprobs(a),
+    logprobsBackward: async (a) => cpuLogprobsBackward(a),
+    gatherProbs: async (a) => cpuGatherProbs(a),
+    advantages: async (a) => cpuAdvantages(a),
+    expandToTokens: async (a) => cpuExpandToTokens(a),
+    whiten: async (a) => cpuWhiten(a),
+    restrictedVocab: async (a) => cpuRestrictedVocab(a),
+    tokenHiddenReward: async (a) => cpuTokenHiddenReward(a),
+    thrReweight: async (a) => cpuThrReweight(a),
+    dispose() {},
+  };
+}

@@ -1,0 +1,195 @@
+/**
+ * A context owns one backend and the tensors made on it. Its methods are the package's ops: each
+ * validates (src/api/), dispatches to the backend, and computes nothing itself.
+ */
+import * as adv from './api/advantages.js';
+import * as lp from './api/logprobs.js';
+import * as thr from './api/thr.js';
+import type { TensorLike } from './api/validate.js';
+import { hostArrayName } from './api/validate.js';
+import type {
+  AdvantagesResult,
+  Backend,
+  DeviceInfo,
+  LogprobsResult,
+  RestrictedVocab,
+  ThrResult,
+} from './backends/backend.js';
+import {
+  type BackendChoice,
+  type BackendOptions,
+  loadAuto,
+  loadBackend,
+  type SkippedBackend,
+} from './backends/registry.js';
+import {
+  DTYPES,
+  type DType,
+  type FloatDType,
+  type HostArrayMap,
+  inferDType,
+  isHostArrayOf,
+} from './dtypes.js';
+import { fail } from './errors.js';
+import type { Layout } from './layout.js';
+import type { BackendName, Tensor } from './tensor.js';
+
+export interface CreateContextOptions extends BackendOptions {
+  /** 'cpu' | 'webgpu' | 'cuda' | 'auto' (cuda, then webgpu, then cpu). Default 'auto'. */
+  backend?: BackendChoice;
+}
+
+export class Context {
+  readonly #backend: Backend;
+  /** For `auto`: the backends passed over before this one, with the reason. */
+  readonly skipped: readonly SkippedBackend[];
+
+  constructor(backend: Backend, skipped: readonly SkippedBackend[] = []) {
+    this.#backend = backend;
+    this.skipped = skipped;
+  }
+
+  get backend(): BackendName {
+    return this.#backend.name;
+  }
+
+  get device(): DeviceInfo {
+    return this.#backend.device;
+  }
+
+  /**
+   * Uploads host data. `shape` defaults to [data.length]; `dtype` defaults to the array's own
+   * (required for Uint16Array, which may hold f16 or bf16 bits).
+   */
+  tensor<D extends DType>(data: HostArrayMap[D], shape?: readonly number[], dtype?: D): Tensor<D> {
+    if (!ArrayBuffer.isView(data)) fail('DTYPE', 'data', 'expected a typed array');
+    const dt = (dtype ?? inferDType(data)) as D | undefined;
+    if (dt === undefined) fail('DTYPE', 'dtype', `expected 'f16' or 'bf16' for a Uint16Array, got none`);
+    if (!DTYPES.includes(dt))
+      fail('DTYPE', 'dtype', `expected one of ${DTYPES.join(', ')}, got ${String(dt)}`);
+    if (!isHostArrayOf(data, dt))
+      fail('DTYPE', 'data', `expected a ${hostArrayName(dt)} for dtype ${dt}, got ${data.constructor.name}`);
+    const s = shape ?? [data.length];
+    if (!Array.isArray(s) || !s.every((d) => Number.isInteger(d) && d >= 0)) {
+      fail('SHAPE', 'shape', `expected an array of non-negative integers, got ${JSON.stringify(s)}`);
+    }
+    const n = s.reduce((a, b) => a * b, 1);
+    if (n !== data.length)
+      fail('SHAPE', 'shape', `expected its product (${n}) to equal data.length (${data.length})`);
+    return this.#backend.upload(data, s, dt);
+  }
+
+  /** WebGPU: wraps a caller's GPUBuffer (no copy; the caller keeps ownership). */
+  fromGPUBuffer<D extends DType>(buffer: unknown, shape: readonly number[], dtype: D): Tensor<D> {
+    if (!this.#backend.fromGPUBuffer)
+      fail(
+        'BACKEND_UNAVAILABLE',
+        'fromGPUBuffer',
+        `only the webgpu backend wraps GPUBuffers; this context is ${this.backend}`,
+      );
+    return this.#backend.fromGPUBuffer(buffer, shape, dtype);
+  }
+
+  /** CUDA: wraps a caller's device pointer (no copy; the caller keeps ownership). */
+  fromDevicePointer<D extends DType>(
+    pointer: bigint | number,
+    shape: readonly number[],
+    dtype: D,
+  ): Tensor<D> {
+    if (!this.#backend.fromDevicePointer)
+      fail(
+        'BACKEND_UNAVAILABLE',
+        'fromDevicePointer',
+        `only the cuda backend wraps device pointers; this context is ${this.backend}`,
+      );
+    return this.#backend.fromDevicePointer(pointer, shape, dtype);
+  }
+
+  // ------------------------------------------------------------ logprobs family
+  /** log softmax(logits / T) at the targets, in one pass per row. */
+  logprobs(
+    logits: Tensor<FloatDType>,
+    targets: TensorLike<'i32'>,
+    options?: lp.LogprobsOptions,
+  ): Promise<LogprobsResult> {
+    return lp.logprobs(this.#backend, logits, targets, options);
+  }
+
+  /** Gradient of the logprobs (and optionally entropy) w.r.t. the logits, [N, V] in the logits' dtype. */
+  logprobsBackward(
+    logits: Tensor<FloatDType>,
+    targets: TensorLike<'i32'>,
+    lse: TensorLike<'f32'>,
+    gradLogprobs: TensorLike<'f32'>,
+    options?: lp.LogprobsBackwardOptions,
+  ): Promise<Tensor<FloatDType>> {
+    return lp.logprobsBackward(this.#backend, logits, targets, lse, gradLogprobs, options);
+  }
+
+  /** Softmax probabilities on each group's restricted vocabulary (packed [T_g, K_g] blocks). */
+  gatherProbs(
+    logits: Tensor<FloatDType>,
+    lse: TensorLike<'f32'>,
+    options: lp.GatherProbsOptions,
+  ): Promise<Tensor<'f32'>> {
+    return lp.gatherProbs(this.#backend, logits, lse, options);
+  }
+
+  // ------------------------------------------------------------ advantages family
+  /** Group-relative advantages (ESTIMATORS.md). */
+  advantages(rewards: TensorLike<'f32'>, options?: adv.AdvantagesOptions): Promise<AdvantagesResult> {
+    return adv.advantages(this.#backend, rewards, options);
+  }
+
+  /** Broadcasts one value per response to its tokens. */
+  expandToTokens(values: TensorLike<'f32'>, responseOffsets: Int32Array): Promise<Tensor<'f32'>> {
+    return adv.expandToTokens(this.#backend, values, responseOffsets);
+  }
+
+  /** (x − mean)·rsqrt(var + 1e-8) over the (masked) elements. */
+  whiten(values: TensorLike<'f32'>, options?: adv.WhitenOptions): Promise<Tensor<'f32'>> {
+    return adv.whiten(this.#backend, values, options);
+  }
+
+  // ------------------------------------------------------------ THR family
+  /** Each group's sorted unique sampled token ids (V*_g) and each token's column in it. */
+  restrictedVocab(tokens: TensorLike<'i32'>, layout: Layout): Promise<RestrictedVocab> {
+    return thr.restrictedVocab(this.#backend, tokens, layout);
+  }
+
+  /** Token hidden reward (THR.md) and each group's threshold tau. */
+  tokenHiddenReward(options: thr.TokenHiddenRewardOptions): Promise<ThrResult> {
+    return thr.tokenHiddenReward(this.#backend, options);
+  }
+
+  /** Reweights token advantages by THR (THR.md, "Reweighting"). */
+  thrReweight(options: thr.ThrReweightOptions): Promise<Tensor<'f32'>> {
+    return thr.thrReweight(this.#backend, options);
+  }
+
+  /** Frees the backend's device and memory. Tensors of this context become unusable. */
+  dispose(): void {
+    this.#backend.dispose();
+  }
+
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+}
+
+/** Starts a backend. `auto` records why it skipped each backend in `ctx.skipped`. */
+export async function createContext(options: CreateContextOptions = {}): Promise<Context> {
+  const choice = options.backend ?? 'auto';
+  if (choice === 'auto') {
+    const { backend, skipped } = await loadAuto(options);
+    return new Context(backend, skipped);
+  }
+  if (choice !== 'cpu' && choice !== 'webgpu' && choice !== 'cuda') {
+    fail(
+      'BACKEND_UNAVAILABLE',
+      'backend',
+      `expected 'cpu', 'webgpu', 'cuda' or 'auto', got ${JSON.stringify(choice)}`,
+    );
+  }
+  return new Context(await loadBackend(choice, options));
+}

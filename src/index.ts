@@ -1,0 +1,45 @@
+export type { AdvantagesOptions, WhitenOptions } from './api/advantages.js';
+export type { GatherProbsOptions, LogprobsBackwardOptions, LogprobsOptions } from './api/logprobs.js';
+export type { ThrReweightOptions, TokenHiddenRewardOptions } from './api/thr.js';
+export type { TensorLike } from './api/validate.js';
+export type {
+  AdvantagesResult,
+  Backend,
+  DeviceInfo,
+  Estimator,
+  LogprobsResult,
+  Preset,
+  RestrictedVocab,
+  ReweightMode,
+  ScaleKind,
+  SingletonPolicy,
+  StdKind,
+  ThrResult,
+  Weighting,
+} from './backends/backend.js';
+export type { BackendChoice, BackendOptions, SkippedBackend } from './backends/registry.js';
+export { Context, type CreateContextOptions, createContext } from './context.js';
+export { setOutputPoison } from './debug.js';
+export {
+  bf16ToF32,
+  type DType,
+  decodeFloats,
+  encodeFloats,
+  type FloatDType,
+  f16ToF32,
+  f32ToBf16,
+  f32ToF16,
+  type HostArray,
+} from './dtypes.js';
+export { type ErrorCode, GrpoKernelsError } from './errors.js';
+export {
+  groupOffsetsFromSize,
+  type Layout,
+  type Packing,
+  pack,
+  packMask,
+  resolveLayout,
+  unpack,
+  validateOffsets,
+} from './layout.js';
+export { type BackendName, Tensor } from './tensor.js';

@@ -1,0 +1,164 @@
+/**
+ * Packed ("varlen") rollout layout, as flash-attention's cu_seqlens: responses packed along one
+ * token axis (`responseOffsets [R+1]`), responses grouped by prompt (`groupOffsets [G+1]`).
+ * These helpers work on host arrays; ops accept their results directly.
+ */
+import { fail } from './errors.js';
+
+export interface Layout {
+  /** Tokens of response r are [responseOffsets[r], responseOffsets[r+1]). */
+  responseOffsets: Int32Array;
+  /** Responses of group g are [groupOffsets[g], groupOffsets[g+1]). */
+  groupOffsets: Int32Array;
+}
+
+/** A validated layout with the counts and per-group token ranges derived once. */
+export interface ResolvedLayout extends Layout {
+  numResponses: number;
+  numGroups: number;
+  numTokens: number;
+  /** Tokens of group g are [groupTokenOffsets[g], groupTokenOffsets[g+1]). */
+  groupTokenOffsets: Int32Array;
+}
+
+/**
+ * Checks an offsets array: Int32Array, length ≥ 1, starts at 0, non-decreasing, ends at `total`
+ * (when given). Throws LAYOUT naming `argument`.
+ */
+export function validateOffsets(argument: string, offsets: unknown, total?: number): Int32Array {
+  if (!(offsets instanceof Int32Array)) fail('DTYPE', argument, 'expected an Int32Array of offsets');
+  if (offsets.length < 1) fail('LAYOUT', argument, 'expected at least one offset (0)');
+  if (offsets[0] !== 0) fail('LAYOUT', argument, `expected offsets to start at 0, got ${offsets[0]}`);
+  for (let i = 1; i < offsets.length; i++) {
+    if (offsets[i] < offsets[i - 1]) {
+      fail(
+        'LAYOUT',
+        argument,
+        `expected non-decreasing offsets, but [${i - 1}] = ${offsets[i - 1]} > [${i}] = ${offsets[i]}`,
+      );
+    }
+  }
+  const last = offsets[offsets.length - 1];
+  if (total !== undefined && last !== total) {
+    fail('LAYOUT', argument, `expected the last offset to equal ${total}, got ${last}`);
+  }
+  return offsets;
+}
+
+/** groupOffsets for R responses in groups of `groupSize` (R must be a multiple of it). */
+export function groupOffsetsFromSize(
+  numResponses: number,
+  groupSize: number,
+  argument = 'groupSize',
+): Int32Array {
+  if (!Number.isInteger(groupSize) || groupSize < 1)
+    fail('RANGE', argument, `expected an integer ≥ 1, got ${groupSize}`);
+  if (numResponses % groupSize !== 0) {
+    fail(
+      'LAYOUT',
+      argument,
+      `expected it to divide the number of responses (${numResponses}), got ${groupSize}`,
+    );
+  }
+  const g = numResponses / groupSize;
+  const out = new Int32Array(g + 1);
+  for (let i = 0; i <= g; i++) out[i] = i * groupSize;
+  return out;
+}
+
+/**
+ * Validates a layout against the token count (when known) and derives its per-group ranges.
+ * `numTokens` undefined means "whatever responseOffsets ends at".
+ */
+export function resolveLayout(layout: unknown, numTokens?: number, argument = 'layout'): ResolvedLayout {
+  if (typeof layout !== 'object' || layout === null) {
+    fail('LAYOUT', argument, 'expected { responseOffsets: Int32Array, groupOffsets: Int32Array }');
+  }
+  const l = layout as Partial<Layout>;
+  const responseOffsets = validateOffsets(`${argument}.responseOffsets`, l.responseOffsets, numTokens);
+  const numResponses = responseOffsets.length - 1;
+  const groupOffsets = validateOffsets(`${argument}.groupOffsets`, l.groupOffsets);
+  const lastGroup = groupOffsets[groupOffsets.length - 1];
+  if (lastGroup !== numResponses) {
+    fail(
+      'LAYOUT',
+      `${argument}.groupOffsets`,
+      `expected the last offset to equal the number of responses (${numResponses}), got ${lastGroup}`,
+    );
+  }
+  const numGroups = groupOffsets.length - 1;
+  const groupTokenOffsets = new Int32Array(numGroups + 1);
+  for (let g = 0; g <= numGroups; g++) groupTokenOffsets[g] = responseOffsets[groupOffsets[g]];
+  return {
+    responseOffsets,
+    groupOffsets,
+    numResponses,
+    numGroups,
+    numTokens: responseOffsets[numResponses],
+    groupTokenOffsets,
+  };
+}
+
+/** Where each packed token came from in the padded [R, T] array. */
+export interface Packing {
+  responseOffsets: Int32Array;
+  /** Flat index r·T + j in the padded array of each packed token. */
+  positions: Int32Array;
+  shape: readonly [number, number];
+}
+
+/**
+ * Padded mask [R, T] (row-major, nonzero = valid token) → packed layout. Valid tokens of a row
+ * need not be contiguous (left and right padding both work); their order is kept.
+ */
+export function packMask(mask: ArrayLike<number>, shape: readonly [number, number]): Packing {
+  const [r, t] = shape;
+  if (!Number.isInteger(r) || !Number.isInteger(t) || r < 0 || t < 0) {
+    fail('SHAPE', 'shape', `expected [R, T] with non-negative integers, got [${shape.join(', ')}]`);
+  }
+  if (mask.length !== r * t)
+    fail('SHAPE', 'mask', `expected ${r}·${t} = ${r * t} elements, got ${mask.length}`);
+  const responseOffsets = new Int32Array(r + 1);
+  let n = 0;
+  for (let i = 0; i < r * t; i++) if (mask[i]) n++;
+  const positions = new Int32Array(n);
+  n = 0;
+  for (let row = 0; row < r; row++) {
+    for (let j = 0; j < t; j++) if (mask[row * t + j]) positions[n++] = row * t + j;
+    responseOffsets[row + 1] = n;
+  }
+  return { responseOffsets, positions, shape: [r, t] };
+}
+
+/** Padded values [R, T] → packed values [Ttotal], by a packing from packMask. */
+export function pack<A extends Float32Array | Int32Array | Uint8Array | Uint16Array>(
+  values: A,
+  packing: Packing,
+): A {
+  const [r, t] = packing.shape;
+  if (values.length !== r * t)
+    fail('SHAPE', 'values', `expected ${r * t} elements (the padded [R, T]), got ${values.length}`);
+  const out = new (values.constructor as new (n: number) => A)(packing.positions.length);
+  for (let i = 0; i < packing.positions.length; i++) out[i] = values[packing.positions[i]];
+  return out;
+}
+
+/** Packed values [Ttotal] → padded [R, T], padding with `fill` (default 0). */
+export function unpack<A extends Float32Array | Int32Array | Uint8Array | Uint16Array>(
+  packed: A,
+  packing: Packing,
+  fill = 0,
+): A {
+  if (packed.length !== packing.positions.length) {
+    fail(
+      'SHAPE',
+      'packed',
+      `expected ${packing.positions.length} elements (the packed tokens), got ${packed.length}`,
+    );
+  }
+  const [r, t] = packing.shape;
+  const out = new (packed.constructor as new (n: number) => A)(r * t);
+  if (fill !== 0) out.fill(fill);
+  for (let i = 0; i < packing.positions.length; i++) out[packing.positions[i]] = packed[i];
+  return out;
+}
