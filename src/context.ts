@@ -167,6 +167,16 @@ export class Context {
     return thr.thrReweight(this.#backend, options);
   }
 
+  /** Resolves when every op queued so far has finished on the device. */
+  synchronize(): Promise<void> {
+    return this.#backend.synchronize();
+  }
+
+  /** Seconds per device-to-device copy of `bytes` bytes (median), the bandwidth yardstick of benchmarks. */
+  copyProbe(bytes: number): Promise<number> {
+    return this.#backend.copyProbe(bytes);
+  }
+
   /** Frees the backend's device and memory. Tensors of this context become unusable. */
   dispose(): void {
     this.#backend.dispose();

@@ -183,6 +183,14 @@ export interface Backend {
   tokenHiddenReward(args: TokenHiddenRewardArgs): Promise<ThrResult>;
   thrReweight(args: ThrReweightArgs): Promise<Tensor<'f32'>>;
 
+  /** Resolves when every op queued so far has finished on the device (for timing). */
+  synchronize(): Promise<void>;
+  /**
+   * Bandwidth probe: times a device-to-device copy of `bytes` bytes (warmed up, median of several
+   * runs) and returns seconds per copy. A copy moves 2·bytes (read + write).
+   */
+  copyProbe(bytes: number): Promise<number>;
+
   /** WebGPU only: wraps a caller's GPUBuffer without copying (the caller keeps ownership). */
   fromGPUBuffer?<D extends DType>(buffer: unknown, shape: readonly number[], dtype: D): Tensor<D>;
   /** CUDA only: wraps a caller's device pointer without copying (the caller keeps ownership). */

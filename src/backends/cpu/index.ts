@@ -8,6 +8,22 @@ import type { Backend, DeviceInfo } from '../backend.js';
 import { cpuAdvantages, cpuExpandToTokens, cpuWhiten } from './advantages.js';
 import { cpuGatherProbs, cpuLogprobs, cpuLogprobsBackward } from './logprobs.js';
 import { cpuTensor } from './storage.js';
+
+/** Median seconds of a memcpy of `bytes` bytes (TypedArray.set), after one warm-up. */
+function cpuCopyProbe(bytes: number): number {
+  const src = new Uint8Array(bytes).fill(1);
+  const dst = new Uint8Array(bytes);
+  const times: number[] = [];
+  for (let i = 0; i < 6; i++) {
+    const t0 = performance.now();
+    dst.set(src);
+    times.push((performance.now() - t0) / 1e3);
+  }
+  times.shift();
+  times.sort((a, b) => a - b);
+  return times[times.length >> 1];
+}
+
 import { cpuRestrictedVocab, cpuThrReweight, cpuTokenHiddenReward } from './thr.js';
 
 export function createCpuBackend(): Backend {
@@ -30,6 +46,8 @@ export function createCpuBackend(): Backend {
     restrictedVocab: async (a) => cpuRestrictedVocab(a),
     tokenHiddenReward: async (a) => cpuTokenHiddenReward(a),
     thrReweight: async (a) => cpuThrReweight(a),
+    synchronize: async () => {},
+    copyProbe: async (bytes) => cpuCopyProbe(bytes),
     dispose() {},
   };
 }
