@@ -1,0 +1,238 @@
+/**
+ * Core pieces every op builds on: dtype conversions, layout helpers, tensors, contexts, backend
+ * selection and the error type. References are computed here in float64 from first principles.
+ */
+import { describe, expect, it } from 'vitest';
+import {
+  bf16ToF32,
+  createContext,
+  f16ToF32,
+  f32ToBf16,
+  f32ToF16,
+  GrpoKernelsError,
+  groupOffsetsFromSize,
+  pack,
+  packMask,
+  resolveLayout,
+  unpack,
+  validateOffsets,
+} from '../src/index.js';
+import { randomInts, randomNormal, rng } from './util/rng.js';
+
+function expectError(fn: () => unknown, code: string, argument?: string): void {
+  try {
+    fn();
+  } catch (e) {
+    expect(e).toBeInstanceOf(GrpoKernelsError);
+    expect((e as GrpoKernelsError).code).toBe(code);
+    if (argument !== undefined) expect((e as GrpoKernelsError).message).toContain(argument);
+    return;
+  }
+  throw new Error(`expected a GrpoKernelsError ${code}, nothing was thrown`);
+}
+
+async function expectRejects(p: Promise<unknown>, code: string, argument?: string): Promise<void> {
+  const e = await p.then(
+    () => undefined,
+    (err: unknown) => err,
+  );
+  expect(e, `expected a rejection with ${code}`).toBeInstanceOf(GrpoKernelsError);
+  expect((e as GrpoKernelsError).code).toBe(code);
+  if (argument !== undefined) expect((e as GrpoKernelsError).message).toContain(argument);
+}
+
+describe('f16 and bf16 conversions', () => {
+  // Reference: decode by the IEEE definition in float64, written out independently of src/dtypes.ts.
+  function f16Ref(bits: number): number {
+    const s = bits >> 15 ? -1 : 1;
+    const e = (bits >> 10) & 31;
+    const m = bits & 1023;
+    if (e === 31) return m ? Number.NaN : s * Number.POSITIVE_INFINITY;
+    return e === 0 ? s * m * 2 ** -24 : s * 2 ** (e - 15) * (1 + m / 1024);
+  }
+
+  it('decodes every f16 bit pattern exactly and round-trips it', () => {
+    for (let b = 0; b < 65536; b++) {
+      const v = f16ToF32(b);
+      const r = f16Ref(b);
+      if (Number.isNaN(r)) {
+        expect(Number.isNaN(v)).toBe(true);
+        continue;
+      }
+      expect(v).toBe(r);
+      // -0 and +0 round-trip to themselves.
+      expect(f32ToF16(v)).toBe(b);
+    }
+  });
+
+  it('rounds to the nearest f16 (ties to even) and overflows to ±Inf', () => {
+    const table = new Float64Array(0x7c00);
+    for (let b = 0; b < 0x7c00; b++) table[b] = f16Ref(b);
+    const values = randomNormal(11, 20000, 3000);
+    for (const x of values) {
+      const f = Math.fround(x);
+      const got = f16ToF32(f32ToF16(f));
+      // Brute force over the table of finite f16 magnitudes (bits 0..0x7bff increase monotonically):
+      // the nearest entry, ties to the even bit pattern.
+      const a = Math.abs(f);
+      let lo = 0;
+      let hi = 0x7bff;
+      while (hi - lo > 1) {
+        const mid = (lo + hi) >> 1;
+        if (table[mid] <= a) lo = mid;
+        else hi = mid;
+      }
+      const dLo = a - table[lo];
+      const dHi = table[hi] - a;
+      const pick = dLo < dHi || (dLo === dHi && (lo & 1) === 0) ? lo : hi;
+      const best = (f < 0 ? -1 : 1) * table[pick];
+      if (Math.abs(f) >= 65520) expect(Math.abs(got)).toBe(Number.POSITIVE_INFINITY);
+      else expect(got).toBe(best);
+    }
+    expect(f16ToF32(f32ToF16(Number.NEGATIVE_INFINITY))).toBe(Number.NEGATIVE_INFINITY);
+    expect(Number.isNaN(f16ToF32(f32ToF16(Number.NaN)))).toBe(true);
+  });
+
+  it('decodes bf16 as the top half of an f32 and rounds to nearest even', () => {
+    const f = new Float32Array(1);
+    const u = new Uint32Array(f.buffer);
+    const r = rng(5);
+    for (let i = 0; i < 20000; i++) {
+      u[0] = Math.floor(r() * 2 ** 32);
+      if (Number.isNaN(f[0])) {
+        expect(Number.isNaN(bf16ToF32(f32ToBf16(f[0])))).toBe(true);
+        continue;
+      }
+      const hi = u[0] >>> 16;
+      const lo = u[0] & 0xffff;
+      const down = hi;
+      const up = (hi + 1) & 0xffff;
+      const expected = lo > 0x8000 || (lo === 0x8000 && (hi & 1) === 1) ? up : down;
+      expect(f32ToBf16(f[0])).toBe(expected);
+      expect(bf16ToF32(expected)).toBe(new Float32Array(new Uint32Array([expected << 16]).buffer)[0]);
+    }
+  });
+});
+
+describe('layout helpers', () => {
+  it('validates offsets and names the argument', () => {
+    expect(validateOffsets('o', new Int32Array([0, 2, 2, 5]), 5)).toBeInstanceOf(Int32Array);
+    expectError(
+      () => validateOffsets('o', new Int32Array([0, 3, 2]), 3),
+      'LAYOUT',
+      'o: expected non-decreasing',
+    );
+    expectError(() => validateOffsets('o', new Int32Array([1, 3]), 3), 'LAYOUT', 'start at 0');
+    expectError(() => validateOffsets('o', new Int32Array([0, 3]), 4), 'LAYOUT', 'equal 4');
+    expectError(() => validateOffsets('o', new Int32Array([]), 0), 'LAYOUT');
+    expectError(() => validateOffsets('o', [0, 1] as unknown, 1), 'DTYPE', 'Int32Array');
+  });
+
+  it('resolves a ragged layout with empty responses and singleton groups', () => {
+    const responseOffsets = new Int32Array([0, 3, 3, 7, 8, 8]);
+    const groupOffsets = new Int32Array([0, 2, 3, 5]);
+    const l = resolveLayout({ responseOffsets, groupOffsets }, 8);
+    expect(l.numResponses).toBe(5);
+    expect(l.numGroups).toBe(3);
+    expect(l.numTokens).toBe(8);
+    expect([...l.groupTokenOffsets]).toEqual([0, 3, 7, 8]);
+    // A group with more responses than exist.
+    expectError(
+      () => resolveLayout({ responseOffsets, groupOffsets: new Int32Array([0, 2, 6]) }, 8),
+      'LAYOUT',
+      'layout.groupOffsets',
+    );
+    expectError(
+      () => resolveLayout({ responseOffsets, groupOffsets }, 9),
+      'LAYOUT',
+      'layout.responseOffsets',
+    );
+    expectError(() => resolveLayout(null), 'LAYOUT', 'layout');
+  });
+
+  it('builds fixed-size groups', () => {
+    expect([...groupOffsetsFromSize(6, 3)]).toEqual([0, 3, 6]);
+    expectError(() => groupOffsetsFromSize(7, 3), 'LAYOUT', 'groupSize');
+    expectError(() => groupOffsetsFromSize(6, 0), 'RANGE', 'groupSize');
+  });
+
+  it('packs a padded mask (left and right padding, gaps) and unpacks it back', () => {
+    const [r, t] = [9, 13];
+    const bits = randomInts(3, r * t, 0, 2);
+    bits.fill(0, 0, t); // an empty response
+    const mask = Uint8Array.from(bits);
+    const p = packMask(mask, [r, t]);
+    let n = 0;
+    for (let row = 0; row < r; row++) {
+      for (let j = 0; j < t; j++) if (mask[row * t + j]) n++;
+      expect(p.responseOffsets[row + 1]).toBe(n);
+    }
+    const values = Float32Array.from(randomNormal(4, r * t));
+    const packed = pack(values, p);
+    expect(packed.length).toBe(n);
+    const back = unpack(packed, p, -1);
+    for (let i = 0; i < r * t; i++) expect(back[i]).toBe(mask[i] ? values[i] : -1);
+    expectError(() => packMask(mask, [r, t + 1]), 'SHAPE', 'mask');
+    expectError(() => pack(new Float32Array(3), p), 'SHAPE', 'values');
+    expectError(() => unpack(new Float32Array(n + 1), p), 'SHAPE', 'packed');
+  });
+});
+
+describe('contexts and tensors', () => {
+  it('uploads, reads back a copy, and disposes', async () => {
+    const ctx = await createContext({ backend: 'cpu' });
+    expect(ctx.backend).toBe('cpu');
+    const data = Float32Array.from(randomNormal(1, 12));
+    const t = ctx.tensor(data, [3, 4]);
+    expect(t.shape).toEqual([3, 4]);
+    expect(t.dtype).toBe('f32');
+    data[0] = 123; // the tensor holds its own copy
+    const back = await t.read();
+    expect(back[0]).not.toBe(123);
+    back[1] = 456; // read() returns a copy too
+    expect((await t.read())[1]).not.toBe(456);
+    t.dispose();
+    expect(t.disposed).toBe(true);
+    expect(() => t.read()).toThrow(GrpoKernelsError);
+    t.dispose(); // harmless twice
+    {
+      using u = ctx.tensor(new Int32Array([1, 2, 3]));
+      expect(u.dtype).toBe('i32');
+    }
+    ctx.dispose();
+  });
+
+  it('rejects bad tensor arguments with typed errors', async () => {
+    const ctx = await createContext({ backend: 'cpu' });
+    expectError(() => ctx.tensor(new Float32Array(6), [4, 2]), 'SHAPE', 'shape');
+    expectError(() => ctx.tensor(new Uint16Array(4)), 'DTYPE', 'dtype');
+    expectError(() => ctx.tensor(new Float32Array(4), [4], 'i32'), 'DTYPE', 'data');
+    expectError(() => ctx.tensor([1, 2] as unknown as Float32Array), 'DTYPE', 'data');
+    expectError(() => ctx.tensor(new Float32Array(4), [2, -2]), 'SHAPE', 'shape');
+    expect(ctx.tensor(new Uint16Array(4), [2, 2], 'bf16').dtype).toBe('bf16');
+    expectError(() => ctx.fromGPUBuffer({}, [1], 'f32'), 'BACKEND_UNAVAILABLE', 'fromGPUBuffer');
+    expectError(() => ctx.fromDevicePointer(0n, [1], 'f32'), 'BACKEND_UNAVAILABLE', 'fromDevicePointer');
+  });
+
+  it("'auto' falls back to cpu and records why it skipped the others", async () => {
+    const ctx = await createContext({ backend: 'auto' });
+    const order = ctx.skipped.map((s) => s.backend);
+    expect(ctx.backend).toBe(['cuda', 'webgpu', 'cpu'].find((b) => !order.includes(b as never)));
+    for (const s of ctx.skipped) {
+      expect(s.reason.length).toBeGreaterThan(10);
+      console.info(`auto skipped ${s.backend}: ${s.reason}`);
+    }
+    ctx.dispose();
+  });
+
+  it('rejects an unknown backend name', async () => {
+    await expectRejects(createContext({ backend: 'tpu' as never }), 'BACKEND_UNAVAILABLE', 'backend');
+  });
+
+  it('measures its copy bandwidth', async () => {
+    const ctx = await createContext({ backend: 'cpu' });
+    const s = await ctx.copyProbe(1 << 20);
+    expect(s).toBeGreaterThan(0);
+    await ctx.synchronize();
+  });
+});
