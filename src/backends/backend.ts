@@ -75,28 +75,52 @@ export type SingletonPolicy = 'zero' | 'mean0' | 'nan';
 /** GRPO's divisor: the group's std, the std of every reward in the batch, or none. */
 export type ScaleKind = 'group' | 'batch' | 'none';
 
+/**
+ * How whiten() (and reinforce_pp_baseline's batch whitening) takes its statistics over the n valid
+ * elements, with c_i = x_i − mean:
+ *   mean = Σ x_i / (n + maskEps)
+ *   var  = Σ c_i² / (n + maskEps) · n / (n − 1)   ('sample', Bessel over valid elements)
+ *        = Σ c_i² / (n + maskEps)                 ('population')
+ *   out  = c_i · rsqrt(var + 1e-8)       ('add')
+ *        = c_i · rsqrt(max(var, 1e-8))   ('clamp')
+ * package default and trl (TRL's masked_whiten): maskEps 0, 'sample', 'add';
+ * verl (verl.utils.torch_functional.masked_whiten): maskEps 1e-8, 'sample', 'add';
+ * openrlhf (ExperienceMaker's advantage normalisation): maskEps 0, 'population', 'clamp'.
+ * n = 0: every output 0. n = 1 with 'sample': the one valid element gives NaN (0/0 variance;
+ * verl and TRL raise there). See docs/PRESETS.md.
+ */
+export type WhitenVarianceEps = 'add' | 'clamp';
+
 export interface AdvantagesArgs {
   rewards: Tensor<'f32'>; // [R]
-  /** Host copy of the rewards when the API already has one (it reads them for validation). */
-  groupOffsets: Int32Array; // [G+1], validated
-  /** Required by opo and reinforce_pp_baseline; validated. */
+  groupOffsets: Int32Array; // [G+1], validated: starts at 0, non-decreasing, ends at R
+  /** [R+1], validated. Present when the estimator is opo or reinforce_pp_baseline (else may be absent). */
   responseOffsets?: Int32Array;
-  numResponses: number;
-  numGroups: number;
+  numResponses: number; // R
+  numGroups: number; // G
+  /** Ttotal = responseOffsets[R] when responseOffsets is present, else 0. */
+  numTokens: number;
   estimator: Estimator;
+  /** Kind of every group std (and of the batch std under scale 'batch'): n−1 or n. */
   std: StdKind;
+  /** Added to the divisor of grpo and grpo_passk (finite, ≥ 0). */
   eps: number;
+  /** Divisor of grpo and grpo_passk; ignored by the other estimators. */
   scale: ScaleKind;
   singleton: SingletonPolicy;
-  /** reinforce_pp_baseline's whitening convention (see WhitenArgs.maskEps). */
+  /** reinforce_pp_baseline's whitening convention (see WhitenVarianceEps above). */
   whitenMaskEps: number;
+  whitenVariance: StdKind;
+  whitenVarianceEps: WhitenVarianceEps;
 }
 export interface AdvantagesResult {
   /** f32 [R], or f32 [Ttotal] (per token) for reinforce_pp_baseline. */
   advantages: Tensor<'f32'>;
-  mean: Tensor<'f32'>; // [G]
-  std: Tensor<'f32'>; // [G]
-  /** 1 where the group is degenerate (singleton or zero variance). */
+  /** [G] the baseline each group subtracts (opo: length-weighted mean; a singleton under 'mean0': 0). */
+  mean: Tensor<'f32'>;
+  /** [G] the divisor of grpo/grpo_passk (the batch std under scale 'batch'), else the group's std. */
+  std: Tensor<'f32'>;
+  /** 1 where the group is degenerate (empty, singleton, zero variance, or opo with Σ L_j = 0). */
   degenerate: Tensor<'u8'>; // [G]
 }
 export interface ExpandToTokensArgs {
@@ -105,13 +129,18 @@ export interface ExpandToTokensArgs {
   numTokens: number;
 }
 export interface WhitenArgs {
+  /** Any shape; the output has the same shape. */
   values: Tensor<'f32'>; // [n]
+  /** Same shape as values; nonzero = valid. Absent: every element is valid. */
   mask?: Tensor<'u8'>; // [n]
   /**
-   * (x − mean)·rsqrt(var_unbiased + 1e-8) over the masked elements; masked-out elements give 0.
-   * maskEps is added to the mask count in the mean (verl's masked_mean adds 1e-8); 0 otherwise.
+   * (x − mean)·rsqrt(var + 1e-8) over the masked elements; masked-out elements give 0.
+   * maskEps is added to the mask count in the mean and the variance (verl's masked_mean adds 1e-8);
+   * 0 otherwise. variance and varianceEps: see WhitenVarianceEps.
    */
   maskEps: number;
+  variance: StdKind;
+  varianceEps: WhitenVarianceEps;
   /** Add the mean back after scaling (verl's shift_mean=False); default false. */
   keepMean: boolean;
 }
@@ -141,6 +170,9 @@ export interface TokenHiddenRewardArgs {
   layout: ResolvedLayout;
   correct: Tensor<'u8'>; // [R]
   hostCorrect: Uint8Array; // [R], values 0 or 1
+  /** 1 where group g is degenerate (THR.md item 6: no correct or no incorrect response, or no
+   * token in its correct responses); from layout and hostCorrect. [G] */
+  hostDegenerate: Uint8Array;
   weighting: Weighting;
   beta: number;
 }
@@ -156,6 +188,8 @@ export interface ThrReweightArgs {
   layout: ResolvedLayout;
   correct: Tensor<'u8'>; // [R]
   hostCorrect: Uint8Array;
+  /** As in TokenHiddenRewardArgs: degenerate groups keep their advantages in every mode. [G] */
+  hostDegenerate: Uint8Array;
   p: number; // in [-1, 1]; 0 for 'thr-only'
   mode: ReweightMode;
   mask: boolean;
