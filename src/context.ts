@@ -61,6 +61,11 @@ export class Context {
    * Uploads host data. `shape` defaults to [data.length]; `dtype` defaults to the array's own
    * (required for Uint16Array, which may hold f16 or bf16 bits).
    */
+  tensor(data: Float32Array, shape?: readonly number[], dtype?: 'f32'): Tensor<'f32'>;
+  tensor(data: Int32Array, shape?: readonly number[], dtype?: 'i32'): Tensor<'i32'>;
+  tensor(data: Uint8Array, shape?: readonly number[], dtype?: 'u8'): Tensor<'u8'>;
+  tensor<D extends 'f16' | 'bf16'>(data: Uint16Array, shape: readonly number[], dtype: D): Tensor<D>;
+  tensor<D extends DType>(data: HostArrayMap[D], shape?: readonly number[], dtype?: D): Tensor<D>;
   tensor<D extends DType>(data: HostArrayMap[D], shape?: readonly number[], dtype?: D): Tensor<D> {
     if (!ArrayBuffer.isView(data)) fail('DTYPE', 'data', 'expected a typed array');
     const dt = (dtype ?? inferDType(data)) as D | undefined;

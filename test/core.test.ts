@@ -206,7 +206,7 @@ describe('contexts and tensors', () => {
     const ctx = await createContext({ backend: 'cpu' });
     expectError(() => ctx.tensor(new Float32Array(6), [4, 2]), 'SHAPE', 'shape');
     expectError(() => ctx.tensor(new Uint16Array(4)), 'DTYPE', 'dtype');
-    expectError(() => ctx.tensor(new Float32Array(4), [4], 'i32'), 'DTYPE', 'data');
+    expectError(() => ctx.tensor(new Float32Array(4) as unknown as Int32Array, [4], 'i32'), 'DTYPE', 'data');
     expectError(() => ctx.tensor([1, 2] as unknown as Float32Array), 'DTYPE', 'data');
     expectError(() => ctx.tensor(new Float32Array(4), [2, -2]), 'SHAPE', 'shape');
     expect(ctx.tensor(new Uint16Array(4), [2, 2], 'bf16').dtype).toBe('bf16');
