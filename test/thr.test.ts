@@ -1,0 +1,812 @@
+/**
+ * THR family on the cpu reference: restrictedVocab against a direct sort/unique, tokenHiddenReward
+ * against the pairwise double sum of THR.md item 3 (float64, written here) and THR.md's identities,
+ * thrReweight against its formulas, poison, errors, and untouched inputs.
+ */
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import type { Weighting } from '../src/backends/backend.js';
+import { type Context, createContext } from '../src/context.js';
+import { POISON_I32, setOutputPoison } from '../src/debug.js';
+import type { FloatDType } from '../src/dtypes.js';
+import type { Layout } from '../src/layout.js';
+import type { Tensor } from '../src/tensor.js';
+import { makeThrCase, type ResponseSpec, randomGroups, type ThrCase, uniformGroup } from './fixtures/thr.js';
+import { expectClose, expectNoPoison, POISON_F32 } from './util/compare.js';
+import { randomNormal, rng } from './util/rng.js';
+
+let ctx: Context;
+beforeAll(async () => {
+  ctx = await createContext({ backend: 'cpu' });
+});
+afterEach(() => setOutputPoison(undefined));
+
+// Kernel output rounded once to f32 from f64: error ≤ 2^-24 of the largest |value| plus f64 noise.
+const RTOL = 1.2e-7;
+
+// ------------------------------------------------------------------------------- references
+function degenerate(layout: Layout, correct: Uint8Array, g: number): boolean {
+  const { groupOffsets: go, responseOffsets: ro } = layout;
+  let nc = 0;
+  let ni = 0;
+  let ct = 0;
+  for (let r = go[g]; r < go[g + 1]; r++) {
+    if (correct[r]) {
+      nc++;
+      ct += ro[r + 1] - ro[r];
+    } else ni++;
+  }
+  return nc === 0 || ni === 0 || ct === 0;
+}
+
+/** THR.md item 3 as written: s_t = Σ_{u∈P} w_u ⟨g_u, g_t⟩⟨h_u, h_t⟩ over every pair, in f64. */
+function bruteThr(c: ThrCase, weighting: Weighting, beta: number): { thr: Float64Array; tau: Float64Array } {
+  const { responseOffsets: ro, groupOffsets: go } = c.layout;
+  const d = c.dim;
+  const H = c.hidden64;
+  const thr = new Float64Array(c.numTokens);
+  const tau = new Float64Array(c.numGroups);
+  for (let g = 0; g < c.numGroups; g++) {
+    const t0 = ro[go[g]];
+    const t1 = ro[go[g + 1]];
+    if (degenerate(c.layout, c.correct, g)) {
+      tau[g] = Number.NaN;
+      continue;
+    }
+    const K = c.vocabOffsets[g + 1] - c.vocabOffsets[g];
+    const gv = (t: number): Float64Array => {
+      const out = new Float64Array(K);
+      const base = c.probsOffsets[g] + (t - t0) * K;
+      for (let v = 0; v < K; v++) out[v] = (v === c.tokenColumn[t] ? 1 : 0) - c.probs[base + v];
+      return out;
+    };
+    const grads: Float64Array[] = [];
+    for (let t = t0; t < t1; t++) grads.push(gv(t));
+    const anchors: { u: number; w: number }[] = [];
+    for (let r = go[g]; r < go[g + 1]; r++) {
+      if (!c.correct[r]) continue;
+      const len = ro[r + 1] - ro[r];
+      for (let u = ro[r]; u < ro[r + 1]; u++) anchors.push({ u, w: weighting === 'length' ? 1 / len : 1 });
+    }
+    let best = Number.POSITIVE_INFINITY;
+    for (let r = go[g]; r < go[g + 1]; r++) {
+      let sum = 0;
+      for (let t = ro[r]; t < ro[r + 1]; t++) {
+        let s = 0;
+        for (const { u, w } of anchors) {
+          let gg = 0;
+          for (let v = 0; v < K; v++) gg += grads[u - t0][v] * grads[t - t0][v];
+          let hh = 0;
+          for (let k = 0; k < d; k++) hh += H[u * d + k] * H[t * d + k];
+          s += w * gg * hh;
+        }
+        thr[t] = c.correct[r] ? s : -s;
+        sum += s;
+      }
+      if (c.correct[r] && ro[r + 1] > ro[r]) best = Math.min(best, sum / (ro[r + 1] - ro[r]));
+    }
+    tau[g] = beta * best;
+  }
+  return { thr, tau };
+}
+
+interface ReweightRef {
+  mode: 'thr' | 'thr-only' | 'nthr';
+  p: number;
+  mask: boolean;
+  eta: number | 'auto';
+}
+/** THR.md "Reweighting", token by token; degenerate groups (by layout and correct) keep A. */
+function refReweight(
+  A: Float32Array,
+  thr: Float32Array,
+  tau: Float32Array,
+  layout: Layout,
+  correct: Uint8Array,
+  o: ReweightRef,
+): Float64Array {
+  const { responseOffsets: ro, groupOffsets: go } = layout;
+  const out = new Float64Array(A.length);
+  for (let g = 0; g < go.length - 1; g++) {
+    let nc = 0;
+    for (let r = go[g]; r < go[g + 1]; r++) nc += correct[r];
+    const rho = nc / (go[g + 1] - go[g]);
+    const eta = o.eta === 'auto' ? 2 * Math.abs(0.5 - rho) : o.eta;
+    const deg = degenerate(layout, correct, g);
+    for (let r = go[g]; r < go[g + 1]; r++) {
+      for (let t = ro[r]; t < ro[r + 1]; t++) {
+        const x = thr[t];
+        if (deg) out[t] = A[t];
+        else if (o.mode === 'nthr') {
+          if (correct[r]) out[t] = A[t];
+          else if (Number.isNaN(x) || Number.isNaN(tau[g])) out[t] = Number.NaN;
+          else out[t] = -x > tau[g] ? eta * A[t] : A[t];
+        } else {
+          const p = o.mode === 'thr-only' ? 0 : o.p;
+          if (Number.isNaN(x) || Number.isNaN(tau[g])) out[t] = Number.NaN;
+          else if (Math.abs(x) > tau[g]) out[t] = (1 + p * Math.sign(x)) * A[t];
+          else out[t] = o.mask ? 0 * A[t] : A[t];
+        }
+      }
+    }
+  }
+  return out;
+}
+
+/** Bit-exact f32 comparison (NaN equals NaN; +0 and −0 differ). */
+function expectF32Exact(actual: Float32Array, expected: ArrayLike<number>, what: string): void {
+  expect(actual.length, `${what}: length`).toBe(expected.length);
+  const bad: string[] = [];
+  for (let i = 0; i < expected.length && bad.length < 5; i++) {
+    if (!Object.is(actual[i], Math.fround(expected[i])))
+      bad.push(`[${i}] got ${actual[i]}, expected ${expected[i]}`);
+  }
+  expect(bad, `${what}: mismatches`).toEqual([]);
+}
+
+// ------------------------------------------------------------------------------- running the ops
+function hiddenTensor(c: ThrCase): Tensor<FloatDType> {
+  return ctx.tensor(c.hidden as Float32Array, [c.numTokens, c.dim], c.dtype as 'f32');
+}
+
+async function runThr(
+  c: ThrCase,
+  opts: { weighting?: Weighting; beta?: number } = {},
+): Promise<{ thr: Float32Array; tau: Float32Array }> {
+  const vocab = await ctx.restrictedVocab(c.tokens, c.layout);
+  const res = await ctx.tokenHiddenReward({
+    hidden: hiddenTensor(c),
+    probs: c.probs,
+    vocab,
+    layout: c.layout,
+    correct: c.correct,
+    ...opts,
+  });
+  return { thr: await res.thr.read(), tau: await res.tau.read() };
+}
+
+/** Groups that exercise every degenerate rule, to mix into random ones. */
+const DEGENERATE_GROUPS: ResponseSpec[][] = [
+  [{ length: 5, correct: true }], // singleton
+  uniformGroup(3, 4, 3), // all correct
+  uniformGroup(3, 4, 0), // all wrong
+  [
+    { length: 0, correct: true },
+    { length: 6, correct: false },
+  ], // correct responses have no token
+  [], // no response at all
+];
+
+// ------------------------------------------------------------------------------- restrictedVocab
+describe('restrictedVocab', () => {
+  const cases: [string, ResponseSpec[][], number][] = [
+    ['random ragged groups, small vocab (many repeats)', randomGroups(1, 6, 6, 12), 9],
+    ['random ragged groups, large vocab', randomGroups(2, 5, 8, 20), 151936],
+    ['degenerate and empty groups', [...DEGENERATE_GROUPS, ...randomGroups(3, 2, 4, 5)], 30],
+    ['no tokens at all', [uniformGroup(2, 0, 1), []], 10],
+  ];
+  for (const [name, groups, V] of cases) {
+    it(`matches sort/unique: ${name}`, async () => {
+      const c = makeThrCase({ seed: 11, groups, dim: 1, vocabSize: V });
+      const v = await ctx.restrictedVocab(c.tokens, c.layout);
+      expect(v.offsets.shape).toEqual([c.numGroups + 1]);
+      expect(Array.from(await v.offsets.read())).toEqual(Array.from(c.vocabOffsets));
+      expect(Array.from(await v.columns.read())).toEqual(Array.from(c.columns));
+      expect(Array.from(await v.tokenColumn.read())).toEqual(Array.from(c.tokenColumn));
+    });
+  }
+});
+
+// ------------------------------------------------------------------------------- tokenHiddenReward
+describe('tokenHiddenReward against the pairwise double sum', () => {
+  const shapes: {
+    name: string;
+    groups: ResponseSpec[][];
+    dim: number;
+    vocabSize: number;
+    dtype?: FloatDType;
+    weighting?: Weighting;
+    beta?: number;
+  }[] = [
+    { name: 'd=1, tiny vocab', groups: randomGroups(21, 4, 5, 9), dim: 1, vocabSize: 5 },
+    { name: 'd=13, ragged', groups: randomGroups(22, 5, 7, 11), dim: 13, vocabSize: 40 },
+    { name: 'd=64, wide vocab', groups: randomGroups(23, 3, 6, 14), dim: 64, vocabSize: 500 },
+    {
+      name: 'd=13 with degenerate groups mixed in',
+      groups: [DEGENERATE_GROUPS[0], ...randomGroups(24, 2, 5, 9), ...DEGENERATE_GROUPS.slice(1)],
+      dim: 13,
+      vocabSize: 25,
+    },
+    {
+      name: "weighting 'none'",
+      groups: randomGroups(25, 4, 6, 10),
+      dim: 7,
+      vocabSize: 30,
+      weighting: 'none',
+    },
+    { name: 'beta 0.5', groups: randomGroups(26, 3, 5, 10), dim: 5, vocabSize: 20, beta: 0.5 },
+    { name: 'beta -2', groups: randomGroups(27, 3, 5, 10), dim: 5, vocabSize: 20, beta: -2 },
+    { name: 'f16 hidden, d=13', groups: randomGroups(28, 4, 6, 10), dim: 13, vocabSize: 35, dtype: 'f16' },
+    { name: 'bf16 hidden, d=64', groups: randomGroups(29, 3, 6, 12), dim: 64, vocabSize: 60, dtype: 'bf16' },
+    {
+      name: 'one group, 8 responses, |V*| > 4 blocks, T not a multiple of 4',
+      groups: [[...uniformGroup(4, 9, 4), ...uniformGroup(4, 7, 0)]],
+      dim: 17,
+      vocabSize: 200,
+    },
+  ];
+  for (const s of shapes) {
+    it(s.name, async () => {
+      const c = makeThrCase({ seed: 100 + s.dim, ...s });
+      const got = await runThr(c, { weighting: s.weighting, beta: s.beta });
+      const ref = bruteThr(c, s.weighting ?? 'length', s.beta ?? 1);
+      expectClose(got.thr, ref.thr, { rtol: RTOL, what: 'thr' });
+      expectClose(got.tau, ref.tau, { rtol: RTOL, what: 'tau' });
+      for (let g = 0; g < c.numGroups; g++) {
+        expect(Number.isNaN(got.tau[g]), `tau[${g}] NaN iff degenerate`).toBe(
+          degenerate(c.layout, c.correct, g),
+        );
+        if (!degenerate(c.layout, c.correct, g)) continue;
+        const { responseOffsets: ro, groupOffsets: go } = c.layout;
+        for (let t = ro[go[g]]; t < ro[go[g + 1]]; t++) expect(got.thr[t]).toBe(0);
+      }
+    });
+  }
+
+  it('NaN in, NaN out: a NaN hidden state of a correct token poisons its group only', async () => {
+    const groups = [[...uniformGroup(2, 3, 1), { length: 4, correct: false }], ...randomGroups(6, 2, 4, 6)];
+    const d = 5;
+    const c = makeThrCase({ seed: 6, groups, dim: d, vocabSize: 15 });
+    c.hidden[1 * d + 2] = Number.NaN; // token 1 belongs to response 0 (correct) of group 0
+    const got = await runThr(c);
+    const { responseOffsets: ro, groupOffsets: go } = c.layout;
+    for (let t = 0; t < ro[go[1]]; t++) expect(Number.isNaN(got.thr[t]), `thr[${t}]`).toBe(true);
+    expect(Number.isNaN(got.tau[0])).toBe(true);
+    for (let t = ro[go[1]]; t < c.numTokens; t++) expect(Number.isFinite(got.thr[t])).toBe(true);
+    expect(Array.from(got.tau.subarray(1), Number.isFinite)).toEqual([true, true]);
+  });
+
+  it('is deterministic (same bits twice)', async () => {
+    const c = makeThrCase({ seed: 5, groups: randomGroups(5, 3, 6, 10), dim: 9, vocabSize: 30 });
+    const a = await runThr(c);
+    const b = await runThr(c);
+    expect(Array.from(b.thr)).toEqual(Array.from(a.thr));
+    expect(Array.from(b.tau)).toEqual(Array.from(a.tau));
+  });
+});
+
+describe('tokenHiddenReward identities (THR.md, "How to check it")', () => {
+  const incorrectTail: ResponseSpec[] = [
+    { length: 7, correct: false },
+    { length: 0, correct: false },
+    { length: 3, correct: false },
+  ];
+  it("weighting 'none' with correct lengths L = 4 gives exactly 4× the 'length' THR", async () => {
+    const groups = [
+      [...uniformGroup(3, 4, 3), ...incorrectTail],
+      [...uniformGroup(2, 4, 2), { length: 5, correct: false }],
+    ];
+    const c = makeThrCase({ seed: 31, groups, dim: 11, vocabSize: 25 });
+    const len = await runThr(c, { weighting: 'length' });
+    const none = await runThr(c, { weighting: 'none' });
+    expectF32Exact(
+      none.thr,
+      Array.from(len.thr, (x) => 4 * x),
+      'thr',
+    );
+    expectF32Exact(
+      none.tau,
+      Array.from(len.tau, (x) => 4 * x),
+      'tau',
+    );
+  });
+
+  it("weighting 'none' with correct lengths L = 5 gives 5× the 'length' THR (to rounding)", async () => {
+    const groups = [[...uniformGroup(2, 5, 2), ...incorrectTail]];
+    const c = makeThrCase({ seed: 32, groups, dim: 6, vocabSize: 20, dtype: 'bf16' });
+    const len = await runThr(c, { weighting: 'length' });
+    const none = await runThr(c, { weighting: 'none' });
+    expectClose(
+      none.thr,
+      Array.from(len.thr, (x) => 5 * x),
+      { rtol: 3 * RTOL, what: 'thr' },
+    );
+  });
+
+  it('permuting responses within a group permutes THR and keeps tau', async () => {
+    const groups = randomGroups(33, 3, 6, 9);
+    const c = makeThrCase({ seed: 33, groups, dim: 10, vocabSize: 30, dtype: 'f16' });
+    const { responseOffsets: ro, groupOffsets: go } = c.layout;
+    // Reverse each group's responses, then rotate by one.
+    const order: number[] = [];
+    for (let g = 0; g < c.numGroups; g++) {
+      const rs = [];
+      for (let r = go[g + 1] - 1; r >= go[g]; r--) rs.push(r);
+      rs.push(rs.shift()!);
+      order.push(...rs);
+    }
+    const R = order.length;
+    const d = c.dim;
+    const responseOffsets = new Int32Array(R + 1);
+    const newIndex = new Int32Array(c.numTokens);
+    for (let i = 0; i < R; i++) {
+      const r = order[i];
+      responseOffsets[i + 1] = responseOffsets[i] + ro[r + 1] - ro[r];
+      for (let t = ro[r]; t < ro[r + 1]; t++) newIndex[t] = responseOffsets[i] + t - ro[r];
+    }
+    const tokens = new Int32Array(c.numTokens);
+    const hidden = new Uint16Array(c.hidden.length);
+    const probs = new Float32Array(c.probs.length);
+    for (let g = 0; g < c.numGroups; g++) {
+      const t0 = ro[go[g]];
+      const K = c.vocabOffsets[g + 1] - c.vocabOffsets[g];
+      for (let t = t0; t < ro[go[g + 1]]; t++) {
+        const n = newIndex[t];
+        tokens[n] = c.tokens[t];
+        hidden.set(c.hidden.subarray(t * d, (t + 1) * d), n * d);
+        const from = c.probsOffsets[g] + (t - t0) * K;
+        probs.set(c.probs.subarray(from, from + K), c.probsOffsets[g] + (n - t0) * K);
+      }
+    }
+    const layout = { responseOffsets, groupOffsets: c.layout.groupOffsets };
+    const correct = Uint8Array.from(order, (r) => c.correct[r]);
+    const base = await runThr(c);
+    const vocab = await ctx.restrictedVocab(tokens, layout);
+    const res = await ctx.tokenHiddenReward({
+      hidden: ctx.tensor(hidden, [c.numTokens, d], 'f16'),
+      probs,
+      vocab,
+      layout,
+      correct,
+    });
+    const thr = await res.thr.read();
+    expectClose(
+      Array.from(c.tokens, (_, t) => thr[newIndex[t]]),
+      base.thr,
+      { rtol: RTOL, what: 'permuted thr' },
+    );
+    expectClose(await res.tau.read(), base.tau, { rtol: RTOL, what: 'permuted tau' });
+  });
+
+  it('orthogonal hidden states give the self terms alone: w_t·|g_t|²·|h_t|² (correct), 0 (incorrect)', async () => {
+    const groups = [
+      [...uniformGroup(2, 5, 1), { length: 3, correct: false }],
+      [{ length: 4, correct: false }, ...uniformGroup(3, 6, 2)],
+    ];
+    const d = 48; // ≥ Ttotal = 13 + 22 = 35: h_t = (1 + t mod 3)·e_t
+    const c = makeThrCase({
+      seed: 34,
+      groups,
+      dim: d,
+      vocabSize: 30,
+      hiddenRow: (t, out) => {
+        out[t] = 1 + (t % 3);
+      },
+    });
+    const got = await runThr(c);
+    const { responseOffsets: ro, groupOffsets: go } = c.layout;
+    const expected = new Float64Array(c.numTokens);
+    for (let g = 0; g < c.numGroups; g++) {
+      const t0 = ro[go[g]];
+      const K = c.vocabOffsets[g + 1] - c.vocabOffsets[g];
+      for (let r = go[g]; r < go[g + 1]; r++) {
+        if (!c.correct[r]) continue;
+        for (let t = ro[r]; t < ro[r + 1]; t++) {
+          let gg = 0;
+          for (let v = 0; v < K; v++) {
+            const x = (v === c.tokenColumn[t] ? 1 : 0) - c.probs[c.probsOffsets[g] + (t - t0) * K + v];
+            gg += x * x;
+          }
+          expected[t] = (gg * (1 + (t % 3)) ** 2) / (ro[r + 1] - ro[r]);
+        }
+      }
+    }
+    expectClose(got.thr, expected, { rtol: RTOL, what: 'thr' });
+    for (let t = 0; t < c.numTokens; t++) if (expected[t] === 0) expect(got.thr[t] === 0).toBe(true);
+  });
+});
+
+// ------------------------------------------------------------------------------- thrReweight
+describe('thrReweight', () => {
+  // Synthetic THR and tau (the op takes any), so ties, NaN and odd taus are all reachable.
+  const groups = [
+    ...randomGroups(41, 4, 6, 8),
+    DEGENERATE_GROUPS[1],
+    DEGENERATE_GROUPS[4],
+    [...uniformGroup(3, 4, 1), { length: 0, correct: false }], // rho = 1/4
+    [...uniformGroup(2, 3, 1)], // rho = 1/2: auto eta = 0
+  ];
+  const c = makeThrCase({ seed: 41, groups, dim: 1, vocabSize: 9 });
+  const T = c.numTokens;
+  const G = c.numGroups;
+  const A = Float32Array.from(randomNormal(42, T));
+  const thr = Float32Array.from(randomNormal(43, T, 0.5));
+  const tau = Float32Array.from(randomNormal(44, G, 0.3));
+  // Ties with the threshold (both signs), a NaN THR in group 1, a finite tau on a degenerate group.
+  const { responseOffsets: ro, groupOffsets: go } = c.layout;
+  const first = (g: number) => ro[go[g]];
+  thr[first(0)] = tau[0];
+  thr[first(0) + 1] = -tau[0];
+  tau[3] = Math.abs(tau[3]);
+  thr[first(3)] = -tau[3];
+  thr[first(1) + 1] = Number.NaN;
+  tau[4] = 0.01;
+  const r = rng(45);
+  for (let t = 0; t < T; t++) if (r() < 0.1) thr[t] = 0;
+
+  const variants: ReweightRef[] = [
+    { mode: 'thr', p: 0, mask: true, eta: 'auto' },
+    { mode: 'thr', p: 0.1, mask: true, eta: 'auto' },
+    { mode: 'thr', p: -0.1, mask: true, eta: 'auto' },
+    { mode: 'thr', p: 0.1, mask: false, eta: 'auto' },
+    { mode: 'thr', p: -1, mask: false, eta: 'auto' },
+    { mode: 'thr-only', p: 0, mask: true, eta: 'auto' },
+    { mode: 'thr-only', p: 0, mask: false, eta: 'auto' },
+    { mode: 'nthr', p: 0, mask: true, eta: 'auto' },
+    { mode: 'nthr', p: 0, mask: true, eta: 0.3 },
+    { mode: 'nthr', p: 0, mask: true, eta: 0 },
+  ];
+  for (const v of variants) {
+    it(`${v.mode} p=${v.p} mask=${v.mask} eta=${v.eta}: matches the formula bit for bit`, async () => {
+      setOutputPoison(POISON_F32);
+      const out = await ctx.thrReweight({
+        tokenAdvantages: A,
+        thr,
+        tau,
+        layout: c.layout,
+        correct: c.correct,
+        mode: v.mode,
+        ...(v.p !== 0 ? { p: v.p } : {}),
+        ...(v.mode !== 'nthr' ? { mask: v.mask } : {}),
+        ...(v.mode === 'nthr' ? { eta: v.eta } : {}),
+      });
+      const got = await out.read();
+      expectNoPoison(got);
+      expectF32Exact(got, refReweight(A, thr, tau, c.layout, c.correct, v), 'reweighted');
+    });
+  }
+
+  it('defaults are mode thr, p 0, mask true; degenerate groups keep A whatever tau says', async () => {
+    const got = await (
+      await ctx.thrReweight({ tokenAdvantages: A, thr, tau, layout: c.layout, correct: c.correct })
+    ).read();
+    expectF32Exact(got, refReweight(A, thr, tau, c.layout, c.correct, variants[0]), 'defaults');
+    for (let t = first(4); t < ro[go[5]]; t++) expect(got[t]).toBe(A[t]);
+  });
+
+  it('a NaN tau in a non-degenerate group gives NaN, never a silent finite number', async () => {
+    const tau2 = tau.slice();
+    tau2[0] = Number.NaN;
+    const got = await (
+      await ctx.thrReweight({ tokenAdvantages: A, thr, tau: tau2, layout: c.layout, correct: c.correct })
+    ).read();
+    for (let t = first(0); t < ro[go[1]]; t++) expect(Number.isNaN(got[t])).toBe(true);
+  });
+
+  it('chains with tokenHiddenReward (nthr on its real THR and tau)', async () => {
+    const c2 = makeThrCase({ seed: 46, groups: randomGroups(46, 3, 6, 8), dim: 8, vocabSize: 20 });
+    const vocab = await ctx.restrictedVocab(c2.tokens, c2.layout);
+    const res = await ctx.tokenHiddenReward({
+      hidden: hiddenTensor(c2),
+      probs: c2.probs,
+      vocab,
+      layout: c2.layout,
+      correct: c2.correct,
+      weighting: 'none',
+    });
+    const A2 = Float32Array.from(randomNormal(47, c2.numTokens));
+    const out = await ctx.thrReweight({
+      tokenAdvantages: A2,
+      thr: res.thr,
+      tau: res.tau,
+      layout: c2.layout,
+      correct: c2.correct,
+      mode: 'nthr',
+    });
+    const ref = refReweight(
+      A2,
+      await res.thr.read(),
+      await res.tau.read(),
+      c2.layout,
+      c2.correct,
+      variants[7],
+    );
+    expectF32Exact(await out.read(), ref, 'nthr');
+  });
+});
+
+// ------------------------------------------------------------------------------- poison, inputs
+describe('outputs fully written, inputs untouched', () => {
+  it('no poison remains in any output; inputs are unmodified', async () => {
+    const groups = [...randomGroups(51, 3, 5, 9), ...DEGENERATE_GROUPS];
+    const c = makeThrCase({ seed: 51, groups, dim: 13, vocabSize: 20, dtype: 'bf16' });
+    const snapshot = structuredClone({
+      tokens: c.tokens,
+      hidden: c.hidden,
+      probs: c.probs,
+      correct: c.correct,
+      layout: c.layout,
+    });
+    // Integer outputs are filled with POISON_I32 (src/debug.ts) while a poison is set.
+    setOutputPoison(POISON_F32);
+    const hidden = hiddenTensor(c);
+    const vocab = await ctx.restrictedVocab(c.tokens, c.layout);
+    for (const x of [vocab.offsets, vocab.columns, vocab.tokenColumn]) {
+      expect((await x.read()).includes(POISON_I32)).toBe(false);
+    }
+    const res = await ctx.tokenHiddenReward({
+      hidden,
+      probs: c.probs,
+      vocab,
+      layout: c.layout,
+      correct: c.correct,
+    });
+    const thr = await res.thr.read();
+    expectNoPoison(thr, 'thr');
+    expectNoPoison(await res.tau.read(), 'tau');
+    const A = Float32Array.from(randomNormal(52, c.numTokens));
+    const Acopy = A.slice();
+    for (const mode of ['thr', 'nthr'] as const) {
+      const out = await ctx.thrReweight({
+        tokenAdvantages: A,
+        thr: res.thr,
+        tau: res.tau,
+        layout: c.layout,
+        correct: c.correct,
+        mode,
+      });
+      expectNoPoison(await out.read(), `reweighted (${mode})`);
+    }
+    expect({
+      tokens: c.tokens,
+      hidden: c.hidden,
+      probs: c.probs,
+      correct: c.correct,
+      layout: c.layout,
+    }).toEqual(snapshot);
+    expect(await hidden.read()).toEqual(snapshot.hidden);
+    expect(await res.thr.read()).toEqual(thr);
+    expect(A).toEqual(Acopy);
+  });
+});
+
+// ------------------------------------------------------------------------------- errors
+describe('validation errors name the argument', () => {
+  const c = makeThrCase({ seed: 61, groups: randomGroups(61, 2, 4, 5), dim: 3, vocabSize: 10 });
+  const T = c.numTokens;
+  const R = c.correct.length;
+  const G = c.numGroups;
+  const good = async () => ({
+    hidden: hiddenTensor(c),
+    probs: c.probs,
+    vocab: await ctx.restrictedVocab(c.tokens, c.layout),
+    layout: c.layout,
+    correct: c.correct,
+  });
+  const rw = () => ({
+    tokenAdvantages: new Float32Array(T),
+    thr: new Float32Array(T),
+    tau: new Float32Array(G),
+    layout: c.layout,
+    correct: c.correct,
+  });
+  const badLayout = { responseOffsets: c.layout.responseOffsets, groupOffsets: Int32Array.from([0, R - 1]) };
+  const vocabWith = async (patch: object) => ({
+    ...(await good()),
+    vocab: { ...(await good()).vocab, ...patch },
+  });
+  const disposed = () => {
+    const h = hiddenTensor(c);
+    h.dispose();
+    return h;
+  };
+  const cases: [string, () => Promise<unknown>, string, string][] = [
+    // restrictedVocab
+    [
+      'tokens as Float32Array',
+      async () => ctx.restrictedVocab(new Float32Array(T) as never, c.layout),
+      'DTYPE',
+      'tokens',
+    ],
+    ['tokens too short', async () => ctx.restrictedVocab(c.tokens.subarray(1), c.layout), 'SHAPE', 'tokens'],
+    [
+      'negative token',
+      async () =>
+        ctx.restrictedVocab(
+          Int32Array.from(c.tokens, (x, i) => (i === 2 ? -1 : x)),
+          c.layout,
+        ),
+      'RANGE',
+      'tokens',
+    ],
+    [
+      'groupOffsets not ending at R',
+      async () => ctx.restrictedVocab(c.tokens, badLayout),
+      'LAYOUT',
+      'layout.groupOffsets',
+    ],
+    [
+      'decreasing responseOffsets',
+      async () =>
+        ctx.restrictedVocab(c.tokens, {
+          ...c.layout,
+          responseOffsets: Int32Array.from([0, 3, 2, ...c.layout.responseOffsets.subarray(3)]),
+        }),
+      'LAYOUT',
+      'layout.responseOffsets',
+    ],
+    ['layout missing', async () => ctx.restrictedVocab(c.tokens, undefined as never), 'LAYOUT', 'layout'],
+    // tokenHiddenReward
+    ['options missing', async () => ctx.tokenHiddenReward(undefined as never), 'DTYPE', 'options'],
+    [
+      'hidden as a plain array',
+      async () => ctx.tokenHiddenReward({ ...(await good()), hidden: c.hidden as never }),
+      'SHAPE',
+      'hidden',
+    ],
+    [
+      'hidden of dtype i32',
+      async () =>
+        ctx.tokenHiddenReward({
+          ...(await good()),
+          hidden: ctx.tensor(new Int32Array(T * 3), [T, 3]) as never,
+        }),
+      'DTYPE',
+      'hidden',
+    ],
+    [
+      'hidden with a row too few',
+      async () =>
+        ctx.tokenHiddenReward({
+          ...(await good()),
+          hidden: ctx.tensor(new Float32Array((T - 1) * 3), [T - 1, 3]),
+        }),
+      'SHAPE',
+      'hidden',
+    ],
+    [
+      'hidden disposed',
+      async () => ctx.tokenHiddenReward({ ...(await good()), hidden: disposed() }),
+      'SHAPE',
+      'hidden',
+    ],
+    [
+      'probs one element short',
+      async () => ctx.tokenHiddenReward({ ...(await good()), probs: c.probs.subarray(1) }),
+      'SHAPE',
+      'probs',
+    ],
+    [
+      'probs as Float64Array',
+      async () => ctx.tokenHiddenReward({ ...(await good()), probs: new Float64Array(c.probs) as never }),
+      'DTYPE',
+      'probs',
+    ],
+    [
+      'vocab missing',
+      async () => ctx.tokenHiddenReward({ ...(await good()), vocab: undefined as never }),
+      'DTYPE',
+      'vocab',
+    ],
+    [
+      'vocab.offsets of the wrong group count',
+      async () => ctx.tokenHiddenReward(await vocabWith({ offsets: Int32Array.from([0, c.columns.length]) })),
+      'SHAPE',
+      'vocab.offsets',
+    ],
+    [
+      'vocab.offsets not ending at |columns|',
+      async () =>
+        ctx.tokenHiddenReward(
+          await vocabWith({ offsets: Int32Array.from(c.vocabOffsets, (x, i) => (i === G ? x - 1 : x)) }),
+        ),
+      'LAYOUT',
+      'vocab.offsets',
+    ],
+    [
+      'vocab.tokenColumn out of its group',
+      async () =>
+        ctx.tokenHiddenReward(
+          await vocabWith({ tokenColumn: Int32Array.from(c.tokenColumn, (x, i) => (i === 0 ? 10_000 : x)) }),
+        ),
+      'RANGE',
+      'vocab.tokenColumn',
+    ],
+    [
+      'vocab.tokenColumn too short',
+      async () => ctx.tokenHiddenReward(await vocabWith({ tokenColumn: c.tokenColumn.subarray(1) })),
+      'SHAPE',
+      'vocab.tokenColumn',
+    ],
+    [
+      'correct flag 2',
+      async () =>
+        ctx.tokenHiddenReward({
+          ...(await good()),
+          correct: Uint8Array.from(c.correct, (x, i) => (i === 1 ? 2 : x)),
+        }),
+      'RANGE',
+      'correct',
+    ],
+    [
+      'correct of length R+1',
+      async () => ctx.tokenHiddenReward({ ...(await good()), correct: new Uint8Array(R + 1) }),
+      'SHAPE',
+      'correct',
+    ],
+    [
+      'weighting unknown',
+      async () => ctx.tokenHiddenReward({ ...(await good()), weighting: 'sqrt' as never }),
+      'RANGE',
+      'weighting',
+    ],
+    ['beta NaN', async () => ctx.tokenHiddenReward({ ...(await good()), beta: Number.NaN }), 'RANGE', 'beta'],
+    [
+      'layout with bad groupOffsets',
+      async () => ctx.tokenHiddenReward({ ...(await good()), layout: badLayout }),
+      'LAYOUT',
+      'layout.groupOffsets',
+    ],
+    // thrReweight
+    ['options not an object', async () => ctx.thrReweight(3 as never), 'DTYPE', 'options'],
+    ['p above 1', async () => ctx.thrReweight({ ...rw(), p: 1.5 }), 'RANGE', 'p'],
+    ['p Infinity', async () => ctx.thrReweight({ ...rw(), p: Number.POSITIVE_INFINITY }), 'RANGE', 'p'],
+    ['p with thr-only', async () => ctx.thrReweight({ ...rw(), p: 0.1, mode: 'thr-only' }), 'RANGE', 'p'],
+    ['p with nthr', async () => ctx.thrReweight({ ...rw(), p: -0.1, mode: 'nthr' }), 'RANGE', 'p'],
+    ['mode unknown', async () => ctx.thrReweight({ ...rw(), mode: 'gtpo' as never }), 'RANGE', 'mode'],
+    ['mask not boolean', async () => ctx.thrReweight({ ...rw(), mask: 1 as never }), 'DTYPE', 'mask'],
+    [
+      'mask false with nthr',
+      async () => ctx.thrReweight({ ...rw(), mask: false, mode: 'nthr' }),
+      'RANGE',
+      'mask',
+    ],
+    ['eta above 1', async () => ctx.thrReweight({ ...rw(), eta: 1.01, mode: 'nthr' }), 'RANGE', 'eta'],
+    ['eta negative', async () => ctx.thrReweight({ ...rw(), eta: -0.5, mode: 'nthr' }), 'RANGE', 'eta'],
+    [
+      'eta unknown string',
+      async () => ctx.thrReweight({ ...rw(), eta: 'fixed' as never, mode: 'nthr' }),
+      'RANGE',
+      'eta',
+    ],
+    ['eta with mode thr', async () => ctx.thrReweight({ ...rw(), eta: 0.5 }), 'RANGE', 'eta'],
+    [
+      'tokenAdvantages too long',
+      async () => ctx.thrReweight({ ...rw(), tokenAdvantages: new Float32Array(T + 1) }),
+      'SHAPE',
+      'tokenAdvantages',
+    ],
+    [
+      'thr as Int32Array',
+      async () => ctx.thrReweight({ ...rw(), thr: new Int32Array(T) as never }),
+      'DTYPE',
+      'thr',
+    ],
+    [
+      'tau one per response',
+      async () => ctx.thrReweight({ ...rw(), tau: new Float32Array(R) }),
+      'SHAPE',
+      'tau',
+    ],
+    [
+      'correct flag 255',
+      async () => ctx.thrReweight({ ...rw(), correct: Uint8Array.from(c.correct, () => 255) }),
+      'RANGE',
+      'correct',
+    ],
+    [
+      'layout offsets not Int32Array',
+      async () => ctx.thrReweight({ ...rw(), layout: { ...c.layout, groupOffsets: [0, 2, R] as never } }),
+      'DTYPE',
+      'layout.groupOffsets',
+    ],
+  ];
+  for (const [name, run, code, argument] of cases) {
+    it(`${code} ${argument}: ${name}`, async () => {
+      await expect(run()).rejects.toMatchObject({ name: 'GrpoKernelsError', code, argument });
+    });
+  }
+
+  it('every code the THR ops raise is exercised', () => {
+    expect(new Set(cases.map((x) => x[2]))).toEqual(new Set(['SHAPE', 'DTYPE', 'RANGE', 'LAYOUT']));
+  });
+});
