@@ -1,6 +1,6 @@
 /** CPU tensors: the storage is a host typed array; read() copies it. */
 
-import { debugHooks } from '../../debug.js';
+import { debugHooks, POISON_I32 } from '../../debug.js';
 import { allocHost, type DType, type HostArrayMap } from '../../dtypes.js';
 import { Tensor, type TensorStorage } from '../../tensor.js';
 
@@ -39,7 +39,7 @@ export function cpuOutput<D extends DType>(dtype: D, length: number): HostArrayM
   if (p !== undefined) {
     if (dtype === 'u8') out.fill(0xab);
     else if (dtype === 'f16' || dtype === 'bf16') out.fill(0x7e01);
-    else out.fill(dtype === 'i32' ? Math.trunc(p) : p);
+    else out.fill(dtype === 'i32' ? POISON_I32 : p);
   }
   return out;
 }
