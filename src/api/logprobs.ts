@@ -1,10 +1,22 @@
-/** Validation and dispatch of the logprobs family: logprobs, logprobsBackward, gatherProbs. */
-import type { Backend, LogprobsResult, RestrictedVocab } from '../backends/backend.js';
-import type { FloatDType } from '../dtypes.js';
-import { GrpoKernelsError } from '../errors.js';
-import type { Layout } from '../layout.js';
+/**
+ * Validation and dispatch of the logprobs family: logprobs, logprobsBackward, gatherProbs.
+ * Everything here runs before any kernel: argument types, shapes, dtypes, option ranges, target
+ * indices (read to host for the check) and the restricted vocabulary's offsets and columns.
+ * Plain typed arrays are uploaded and the temporaries disposed whatever happens.
+ */
+import type { Backend, LogprobsResult, ResolvedVocab, RestrictedVocab } from '../backends/backend.js';
+import { FLOAT_DTYPES, type FloatDType } from '../dtypes.js';
+import { fail } from '../errors.js';
+import { type Layout, resolveLayout, validateOffsets } from '../layout.js';
 import type { Tensor } from '../tensor.js';
-import type { TensorLike } from './validate.js';
+import {
+  asTensor,
+  checkBoolean,
+  checkNumber,
+  checkOptions,
+  type TensorLike,
+  withUploads,
+} from './validate.js';
 
 export interface LogprobsOptions {
   /** Divides the logits before the softmax; finite and > 0. Default 1. */
@@ -32,31 +44,211 @@ export interface GatherProbsOptions {
   temperature?: number;
 }
 
+type Uploaded = { tensor: Tensor; uploaded: boolean };
+
+const DEFAULT_TEMPERATURE = 1;
+const DEFAULT_IGNORE_INDEX = -100;
+
+// ---------------------------------------------------------------- option and argument checks
+
+/** A number option: undefined → `fallback`; not a number → DTYPE; out of bounds → RANGE. */
+function numberOption(
+  argument: string,
+  value: unknown,
+  fallback: number,
+  bounds: Parameters<typeof checkNumber>[2],
+): number {
+  if (value === undefined) return fallback;
+  if (typeof value !== 'number') fail('DTYPE', argument, `expected a number, got ${typeof value}`);
+  return checkNumber(argument, value, bounds);
+}
+
+function temperatureOption(value: unknown): number {
+  return numberOption('temperature', value, DEFAULT_TEMPERATURE, { min: 0, exclusiveMin: true });
+}
+
+function ignoreIndexOption(value: unknown): number {
+  return numberOption('ignoreIndex', value, DEFAULT_IGNORE_INDEX, {
+    integer: true,
+    min: -(2 ** 31),
+    max: 2 ** 31 - 1,
+  });
+}
+
+function flagOption(argument: string, value: unknown): boolean {
+  return value === undefined ? false : checkBoolean(argument, value);
+}
+
+/** logits: a rank-2 Tensor of a float dtype with at least one column. */
+function logitsArg(
+  backend: Backend,
+  value: unknown,
+): { logits: Tensor<FloatDType>; rows: number; vocab: number } {
+  const { tensor } = asTensor(backend, 'logits', value, FLOAT_DTYPES, [null, null]);
+  const [rows, vocab] = tensor.shape;
+  if (vocab < 1) fail('SHAPE', 'logits', `expected at least one column (vocab ≥ 1), got shape [${rows}, 0]`);
+  return { logits: tensor, rows, vocab };
+}
+
+/** A host copy of an i32 argument: of the caller's own array when it passed one (no read-back). */
+async function hostCopy(value: unknown, tensor: Tensor<'i32'>): Promise<Int32Array> {
+  return value instanceof Int32Array ? value.slice() : tensor.read();
+}
+
+/** Every target is ignoreIndex or a column index in [0, vocab). */
+function checkTargets(host: Int32Array, vocab: number, ignoreIndex: number): void {
+  for (let i = 0; i < host.length; i++) {
+    const t = host[i];
+    if (t !== ignoreIndex && (t < 0 || t >= vocab)) {
+      fail(
+        'RANGE',
+        'targets',
+        `expected values in [0, ${vocab}) or ignoreIndex (${ignoreIndex}), got targets[${i}] = ${t}`,
+      );
+    }
+  }
+}
+
+function track<T extends Uploaded>(uploads: Uploaded[], t: T): T {
+  uploads.push(t);
+  return t;
+}
+
+// ---------------------------------------------------------------- ops
+
 export async function logprobs(
-  _backend: Backend,
-  _logits: unknown,
-  _targets: unknown,
-  _options: unknown,
+  backend: Backend,
+  logits: unknown,
+  targets: unknown,
+  options: unknown,
 ): Promise<LogprobsResult> {
-  throw new GrpoKernelsError('BACKEND_UNAVAILABLE', 'logprobs: not implemented yet');
+  const o = checkOptions<LogprobsOptions>('options', options);
+  const temperature = temperatureOption(o.temperature);
+  const ignoreIndex = ignoreIndexOption(o.ignoreIndex);
+  const entropy = flagOption('entropy', o.entropy);
+  const sumSquares = flagOption('sumSquares', o.sumSquares);
+  const { logits: lg, rows, vocab } = logitsArg(backend, logits);
+  const uploads: Uploaded[] = [];
+  return withUploads(uploads, async () => {
+    const tg = track(uploads, asTensor(backend, 'targets', targets, ['i32'], [rows])).tensor;
+    checkTargets(await hostCopy(targets, tg), vocab, ignoreIndex);
+    return backend.logprobs({
+      logits: lg,
+      targets: tg,
+      rows,
+      vocab,
+      temperature,
+      ignoreIndex,
+      entropy,
+      sumSquares,
+    });
+  });
 }
 
 export async function logprobsBackward(
-  _backend: Backend,
-  _logits: unknown,
-  _targets: unknown,
-  _lse: unknown,
-  _gradLogprobs: unknown,
-  _options: unknown,
+  backend: Backend,
+  logits: unknown,
+  targets: unknown,
+  lse: unknown,
+  gradLogprobs: unknown,
+  options: unknown,
 ): Promise<Tensor<FloatDType>> {
-  throw new GrpoKernelsError('BACKEND_UNAVAILABLE', 'logprobsBackward: not implemented yet');
+  const o = checkOptions<LogprobsBackwardOptions>('options', options);
+  const temperature = temperatureOption(o.temperature);
+  const ignoreIndex = ignoreIndexOption(o.ignoreIndex);
+  const { logits: lg, rows, vocab } = logitsArg(backend, logits);
+  if (o.gradEntropy !== undefined && o.entropy === undefined) {
+    fail('DTYPE', 'entropy', "required with gradEntropy: pass the forward's entropy output, f32 [N]");
+  }
+  const uploads: Uploaded[] = [];
+  return withUploads(uploads, async () => {
+    const tg = track(uploads, asTensor(backend, 'targets', targets, ['i32'], [rows])).tensor;
+    const ls = track(uploads, asTensor(backend, 'lse', lse, ['f32'], [rows])).tensor;
+    const gl = track(uploads, asTensor(backend, 'gradLogprobs', gradLogprobs, ['f32'], [rows])).tensor;
+    let gradEntropy: Tensor<'f32'> | undefined;
+    let entropy: Tensor<'f32'> | undefined;
+    if (o.gradEntropy !== undefined) {
+      gradEntropy = track(uploads, asTensor(backend, 'gradEntropy', o.gradEntropy, ['f32'], [rows])).tensor;
+      entropy = track(uploads, asTensor(backend, 'entropy', o.entropy, ['f32'], [rows])).tensor;
+    } else if (o.entropy !== undefined) {
+      // Accepted for symmetry with the forward's outputs; unused without gradEntropy.
+      track(uploads, asTensor(backend, 'entropy', o.entropy, ['f32'], [rows]));
+    }
+    checkTargets(await hostCopy(targets, tg), vocab, ignoreIndex);
+    return backend.logprobsBackward({
+      logits: lg,
+      targets: tg,
+      lse: ls,
+      gradLogprobs: gl,
+      gradEntropy,
+      entropy,
+      rows,
+      vocab,
+      temperature,
+      ignoreIndex,
+    });
+  });
 }
 
 export async function gatherProbs(
-  _backend: Backend,
-  _logits: unknown,
-  _lse: unknown,
-  _options: unknown,
+  backend: Backend,
+  logits: unknown,
+  lse: unknown,
+  options: unknown,
 ): Promise<Tensor<'f32'>> {
-  throw new GrpoKernelsError('BACKEND_UNAVAILABLE', 'gatherProbs: not implemented yet');
+  const o = checkOptions<GatherProbsOptions>('options', options);
+  const temperature = temperatureOption(o.temperature);
+  const { logits: lg, rows, vocab: vocabSize } = logitsArg(backend, logits);
+  const layout = resolveLayout(o.layout, rows);
+  const v = o.vocab as Partial<RestrictedVocab> | undefined;
+  if (typeof v !== 'object' || v === null) {
+    fail(
+      'DTYPE',
+      'vocab',
+      'expected a RestrictedVocab { offsets, columns, tokenColumn } from restrictedVocab()',
+    );
+  }
+  const uploads: Uploaded[] = [];
+  return withUploads(uploads, async () => {
+    const ls = track(uploads, asTensor(backend, 'lse', lse, ['f32'], [rows])).tensor;
+    const offsets = track(uploads, asTensor(backend, 'vocab.offsets', v.offsets, ['i32'], [null])).tensor;
+    const columns = track(uploads, asTensor(backend, 'vocab.columns', v.columns, ['i32'], [null])).tensor;
+    const tokenColumn = track(
+      uploads,
+      asTensor(backend, 'vocab.tokenColumn', v.tokenColumn, ['i32'], [rows]),
+    ).tensor;
+
+    const g = layout.numGroups;
+    if (offsets.size !== g + 1) {
+      fail(
+        'LAYOUT',
+        'vocab.offsets',
+        `expected ${g + 1} offsets (one more than the layout's ${g} groups), got ${offsets.size}`,
+      );
+    }
+    const hostOffsets = validateOffsets('vocab.offsets', await hostCopy(v.offsets, offsets), columns.size);
+    const hostColumns = await hostCopy(v.columns, columns);
+    for (let k = 0; k < hostColumns.length; k++) {
+      const c = hostColumns[k];
+      if (c < 0 || c >= vocabSize) {
+        fail('RANGE', 'vocab.columns', `expected column ids in [0, ${vocabSize}), got columns[${k}] = ${c}`);
+      }
+    }
+
+    const probsOffsets = new Float64Array(g + 1);
+    for (let i = 0; i < g; i++) {
+      const tokens = layout.groupTokenOffsets[i + 1] - layout.groupTokenOffsets[i];
+      probsOffsets[i + 1] = probsOffsets[i] + tokens * (hostOffsets[i + 1] - hostOffsets[i]);
+    }
+    const vocab: ResolvedVocab = { offsets, columns, tokenColumn, hostOffsets };
+    return backend.gatherProbs({
+      logits: lg,
+      lse: ls,
+      layout,
+      vocab,
+      vocabSize,
+      temperature,
+      probsOffsets,
+    });
+  });
 }
