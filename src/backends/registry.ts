@@ -47,7 +47,16 @@ export async function loadAuto(
   const skipped: SkippedBackend[] = [];
   for (const name of AUTO_ORDER) {
     try {
-      return { backend: await loadBackend(name, options), skipped };
+      const backend = await loadBackend(name, options);
+      // A software adapter (lavapipe, SwiftShader, WARP) emulates a GPU on the CPU: picking it
+      // silently would make `auto` slow and add f32 rounding for nothing. Asking for 'webgpu' by
+      // name still uses it (that is how CI tests the WGSL kernels).
+      if (backend.device.details.software === true) {
+        backend.dispose();
+        skipped.push({ backend: name, reason: `only a software adapter (${backend.device.name}): a CPU emulation, not a GPU` });
+        continue;
+      }
+      return { backend, skipped };
     } catch (e) {
       skipped.push({ backend: name, reason: e instanceof Error ? e.message : String(e) });
     }

@@ -1,11 +1,160 @@
+/// <reference types="@webgpu/types" />
+/**
+ * The webgpu backend: WGSL kernels (shaders/*.wgsl) through Dawn's `webgpu` package in Node or
+ * `navigator.gpu` in a browser. This file only wires op modules into the Backend interface.
+ *
+ * Shared pieces, one idea per file:
+ *   gpu.ts       adapter + device (Dawn / navigator.gpu, max limits, features, software Vulkan)
+ *   runtime.ts   GpuRuntime: buffers + live-byte count, error scopes (run), device loss (guard),
+ *                dispatch over a 2-D grid, read-back
+ *   storage.ts   GpuStorage tensors: upload, read, poisoned outputs, fromGPUBuffer
+ *   shaders.ts   WGSL loading (common.wgsl sections + family file, concatenated) + pipeline cache
+ *   uniforms.ts  uniform struct layouts defined once in TS (tested against the WGSL)
+ *   chunking.ts  row chunks and aligned binding windows for tensors > one storage binding
+ *   kit.ts       WebGpuKit: what every op module receives (runtime, pipelines, tuning, WG size)
+ *   probe.ts     copyProbe
+ * Op modules, one per kernel family: logprobs.ts (+ shaders/logprobs.wgsl);
+ * advantages.ts and thr.ts are the next ones (see the SLOT markers below and docs/webgpu.md).
+ */
+import type { DType, FloatDType, HostArrayMap } from '../../dtypes.js';
 import { GrpoKernelsError } from '../../errors.js';
-import type { Backend } from '../backend.js';
+import type { Tensor } from '../../tensor.js';
+import type {
+  AdvantagesArgs,
+  AdvantagesResult,
+  Backend,
+  DeviceInfo,
+  ExpandToTokensArgs,
+  GatherProbsArgs,
+  LogprobsArgs,
+  LogprobsBackwardArgs,
+  LogprobsResult,
+  RestrictedVocab,
+  RestrictedVocabArgs,
+  ThrResult,
+  ThrReweightArgs,
+  TokenHiddenRewardArgs,
+  WhitenArgs,
+} from '../backend.js';
 import type { BackendOptions } from '../registry.js';
+import { acquireDevice } from './gpu.js';
+import { type Tuning, WebGpuKit } from './kit.js';
+import { LOGPROBS_PARAMS, webgpuGatherProbs, webgpuLogprobs, webgpuLogprobsBackward } from './logprobs.js';
+import { webgpuCopyProbe } from './probe.js';
+import { GpuRuntime } from './runtime.js';
+import { uploadTensor, wrapBuffer } from './storage.js';
+import type { UniformLayout } from './uniforms.js';
 
-/** Creates the webgpu backend. */
-export async function createWebGpuBackend(_options: BackendOptions): Promise<Backend> {
-  throw new GrpoKernelsError(
-    'BACKEND_UNAVAILABLE',
-    'webgpu backend: not in this version yet (its WGSL kernels arrive with the WebGPU backend issue)',
-  );
+/**
+ * Every uniform struct of every family, checked against its .wgsl by test/webgpu/infra.test.ts.
+ * SLOT: add ADVANTAGES_PARAMS (advantages.ts) and THR_PARAMS (thr.ts) here.
+ */
+export const UNIFORM_LAYOUTS: readonly UniformLayout[] = [LOGPROBS_PARAMS];
+
+export interface WebGpuBackendOptions extends BackendOptions {
+  /** Internal knobs (tests): see Tuning in kit.ts. */
+  tuning?: Partial<Tuning>;
+}
+
+const notYet = (op: string) =>
+  Promise.reject(new GrpoKernelsError('BACKEND_UNAVAILABLE', `webgpu ${op}: not implemented yet`));
+
+export class WebGpuBackend implements Backend {
+  readonly name = 'webgpu' as const;
+  readonly device: DeviceInfo;
+  readonly kit: WebGpuKit;
+
+  constructor(rt: GpuRuntime, tuning?: Partial<Tuning>) {
+    this.kit = new WebGpuKit(rt, tuning);
+    this.device = describe(rt);
+  }
+
+  /** The runtime (device, limits, liveBytes), for tests and benchmarks. */
+  get runtime(): GpuRuntime {
+    return this.kit.rt;
+  }
+
+  upload<D extends DType>(data: HostArrayMap[D], shape: readonly number[], dtype: D): Tensor<D> {
+    return uploadTensor(this.kit.rt, data, shape, dtype);
+  }
+
+  fromGPUBuffer<D extends DType>(buffer: unknown, shape: readonly number[], dtype: D): Tensor<D> {
+    return wrapBuffer(this.kit.rt, buffer, shape, dtype);
+  }
+
+  // ------------------------------------------------------------ logprobs family (logprobs.ts)
+  logprobs(a: LogprobsArgs): Promise<LogprobsResult> {
+    return webgpuLogprobs(this.kit, a);
+  }
+  logprobsBackward(a: LogprobsBackwardArgs): Promise<Tensor<FloatDType>> {
+    return webgpuLogprobsBackward(this.kit, a);
+  }
+  gatherProbs(a: GatherProbsArgs): Promise<Tensor<'f32'>> {
+    return webgpuGatherProbs(this.kit, a);
+  }
+
+  // ------------------------------------------------------------ advantages family
+  // SLOT (advantages.ts + shaders/advantages.wgsl): replace each body with
+  // `return webgpuAdvantages(this.kit, a)` etc.
+  advantages(_a: AdvantagesArgs): Promise<AdvantagesResult> {
+    return notYet('advantages');
+  }
+  expandToTokens(_a: ExpandToTokensArgs): Promise<Tensor<'f32'>> {
+    return notYet('expandToTokens');
+  }
+  whiten(_a: WhitenArgs): Promise<Tensor<'f32'>> {
+    return notYet('whiten');
+  }
+
+  // ------------------------------------------------------------ THR family
+  // SLOT (thr.ts + shaders/thr.wgsl): replace each body with `return webgpuThr...(this.kit, a)`.
+  restrictedVocab(_a: RestrictedVocabArgs): Promise<RestrictedVocab> {
+    return notYet('restrictedVocab');
+  }
+  tokenHiddenReward(_a: TokenHiddenRewardArgs): Promise<ThrResult> {
+    return notYet('tokenHiddenReward');
+  }
+  thrReweight(_a: ThrReweightArgs): Promise<Tensor<'f32'>> {
+    return notYet('thrReweight');
+  }
+
+  // ------------------------------------------------------------ timing, lifetime
+  synchronize(): Promise<void> {
+    return this.kit.rt.synchronize();
+  }
+  copyProbe(bytes: number): Promise<number> {
+    return webgpuCopyProbe(this.kit.rt, bytes);
+  }
+  dispose(): void {
+    if (this.kit.rt.lostReason === undefined) this.kit.dispose();
+    this.kit.rt.dispose();
+  }
+}
+
+function describe(rt: GpuRuntime): DeviceInfo {
+  const info = (rt.adapter?.info ?? (rt.device as { adapterInfo?: GPUAdapterInfo }).adapterInfo) as
+    | GPUAdapterInfo
+    | undefined;
+  const name =
+    [info?.vendor, info?.architecture, info?.device, info?.description].filter((s) => s).join(' ') ||
+    'WebGPU device';
+  const details: Record<string, string | number | boolean> = {
+    vendor: info?.vendor ?? '',
+    architecture: info?.architecture ?? '',
+    description: info?.description ?? '',
+    callerDevice: !rt.owned,
+    // A CPU rasteriser posing as a GPU (lavapipe/llvmpipe, SwiftShader, WARP): correct, not fast.
+    software:
+      (info as { isFallbackAdapter?: boolean } | undefined)?.isFallbackAdapter === true ||
+      /llvmpipe|lavapipe|swiftshader|\bwarp\b|microsoft basic render/i.test(name),
+    features: [...rt.features].sort().join(','),
+  };
+  for (const [k, v] of Object.entries(rt.limits)) details[k] = v;
+  return { name, details };
+}
+
+/** Creates the webgpu backend on a new device, or on `options.device` (a caller's GPUDevice). */
+export async function createWebGpuBackend(options: WebGpuBackendOptions = {}): Promise<WebGpuBackend> {
+  const acquired = await acquireDevice(options.device);
+  return new WebGpuBackend(new GpuRuntime(acquired), options.tuning);
 }

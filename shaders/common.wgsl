@@ -1,0 +1,209 @@
+// grpo-kernels: WGSL shared by every kernel family.
+//
+// WGSL has no #include: src/backends/webgpu/shaders.ts CONCATENATES, in order, the `enable`
+// lines a variant needs, the `base` section below, the sections the variant names, and the
+// family's file (e.g. logprobs.wgsl). Each `//! section <name>` line starts a block that runs
+// to the next marker. Conventions every family follows:
+//   - @binding(0) is the family's uniform struct;
+//   - @binding(1) is the float input matrix X, read through `load_x(i) -> f32` (element i of
+//     the bound window), whatever its dtype (sections x_*);
+//   - @binding(2) is the float output matrix Y, written through `store_y(unit, a, b)` one unit
+//     at a time: a unit is Y_PACK elements (1 for f32; 2 for f16/bf16, one u32 word; `b` is the
+//     second element, ignored for f32) (sections y_*);
+//   - workgroup reductions `wg_max(v, lid)` and `wg_sum4(v, lid)` over WG invocations, every
+//     invocation gets the result (sections reduce_tree / reduce_subgroup), all called from
+//     workgroup-uniform control flow.
+
+//! section base
+// Workgroup size, set by the host from the device limits (a power of two).
+override WG: u32 = 256u;
+
+const NEG_INF_BITS: u32 = 0xff800000u;
+
+// Flat workgroup index of a dispatch spread over x and y (GpuRuntime.grid).
+fn flat_wg(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
+  return wid.y * nwg.x + wid.x;
+}
+
+// Bit tests: immune to fast-math assumptions about NaN and infinity.
+fn is_nan(x: f32) -> bool {
+  return (bitcast<u32>(x) & 0x7fffffffu) > 0x7f800000u;
+}
+fn is_pos_inf(x: f32) -> bool {
+  return bitcast<u32>(x) == 0x7f800000u;
+}
+fn is_neg_inf(x: f32) -> bool {
+  return bitcast<u32>(x) == NEG_INF_BITS;
+}
+// Through a `var`: a constant expression may not evaluate to ±Inf or NaN in WGSL.
+fn neg_inf() -> f32 {
+  var bits = NEG_INF_BITS;
+  return bitcast<f32>(bits);
+}
+fn nan_f32() -> f32 {
+  var bits = 0x7fc00000u;
+  return bitcast<f32>(bits);
+}
+
+// f32 -> bf16 bits, round to nearest even; NaN stays NaN (quiet bit set, sign kept), as the
+// cpu backend's f32ToBf16.
+fn f32_to_bf16(v: f32) -> u32 {
+  let x = bitcast<u32>(v);
+  if ((x & 0x7fffffffu) > 0x7f800000u) {
+    return ((x >> 16u) | 0x40u) & 0xffffu;
+  }
+  return ((x + 0x7fffu + ((x >> 16u) & 1u)) >> 16u) & 0xffffu;
+}
+
+// f32 -> f16 bits, round to nearest even, overflow to ±Inf, NaN to 0x7e00 (as the cpu backend's
+// f32ToF16). Done with integer ops because pack2x16float is indeterminate out of f16 range.
+fn f32_to_f16(v: f32) -> u32 {
+  let x = bitcast<u32>(v);
+  let sign = (x >> 16u) & 0x8000u;
+  let a = x & 0x7fffffffu;
+  if (a > 0x7f800000u) {
+    return 0x7e00u;
+  }
+  if (a >= 0x477ff000u) {
+    return sign | 0x7c00u; // ≥ 65520 rounds to Inf
+  }
+  if (a >= 0x38800000u) {
+    // Normal f16: round the mantissa at bit 13, rebias the exponent 127 -> 15.
+    let r = a + 0x0fffu + ((a >> 13u) & 1u);
+    return sign | ((r >> 13u) - (112u << 10u));
+  }
+  let e = a >> 23u;
+  if (e < 102u) {
+    return sign; // below 2^-25: rounds to zero
+  }
+  // Subnormal f16: units of 2^-24.
+  let m = (a & 0x7fffffu) | 0x800000u;
+  let shift = 126u - e;
+  let q = m >> shift;
+  let rem = m & ((1u << shift) - 1u);
+  let half = 1u << (shift - 1u);
+  var r = q;
+  if (rem > half || (rem == half && (q & 1u) == 1u)) {
+    r = r + 1u;
+  }
+  return sign | r;
+}
+
+//! section x_f32
+@group(0) @binding(1) var<storage, read> X: array<f32>;
+fn load_x(i: u32) -> f32 {
+  return X[i];
+}
+
+//! section x_bf16
+// bf16 pairs in u32 words: element i is the low half of word i/2 when i is even.
+@group(0) @binding(1) var<storage, read> X: array<u32>;
+fn load_x(i: u32) -> f32 {
+  let w = X[i >> 1u];
+  return bitcast<f32>(select(w << 16u, w & 0xffff0000u, (i & 1u) == 1u));
+}
+
+//! section x_f16
+// f16 pairs in u32 words, unpacked (no shader-f16 needed; exact).
+@group(0) @binding(1) var<storage, read> X: array<u32>;
+fn load_x(i: u32) -> f32 {
+  return unpack2x16float(X[i >> 1u])[i & 1u];
+}
+
+//! section x_f16_native
+// Needs `enable f16;` (shaders.ts adds it) and the device feature shader-f16.
+@group(0) @binding(1) var<storage, read> X: array<f16>;
+fn load_x(i: u32) -> f32 {
+  return f32(X[i]);
+}
+
+//! section y_f32
+@group(0) @binding(2) var<storage, read_write> Y: array<f32>;
+const Y_PACK: u32 = 1u;
+fn store_y(unit: u32, a: f32, b: f32) {
+  Y[unit] = a;
+}
+
+//! section y_bf16
+@group(0) @binding(2) var<storage, read_write> Y: array<u32>;
+const Y_PACK: u32 = 2u;
+fn store_y(unit: u32, a: f32, b: f32) {
+  Y[unit] = f32_to_bf16(a) | (f32_to_bf16(b) << 16u);
+}
+
+//! section y_f16
+@group(0) @binding(2) var<storage, read_write> Y: array<u32>;
+const Y_PACK: u32 = 2u;
+fn store_y(unit: u32, a: f32, b: f32) {
+  Y[unit] = f32_to_f16(a) | (f32_to_f16(b) << 16u);
+}
+
+//! section reduce_tree
+// Workgroup-memory tree reductions (no subgroups): log2(WG) barrier steps, fixed order.
+var<workgroup> red: array<vec4<f32>, WG>;
+
+fn wg_max(v: f32, lid: u32) -> f32 {
+  workgroupBarrier();
+  red[lid] = vec4<f32>(v, 0.0, 0.0, 0.0);
+  for (var k = WG >> 1u; k > 0u; k = k >> 1u) {
+    workgroupBarrier();
+    if (lid < k) {
+      red[lid].x = max(red[lid].x, red[lid + k].x);
+    }
+  }
+  workgroupBarrier();
+  return red[0].x;
+}
+
+fn wg_sum4(v: vec4<f32>, lid: u32) -> vec4<f32> {
+  workgroupBarrier();
+  red[lid] = v;
+  for (var k = WG >> 1u; k > 0u; k = k >> 1u) {
+    workgroupBarrier();
+    if (lid < k) {
+      red[lid] = red[lid] + red[lid + k];
+    }
+  }
+  workgroupBarrier();
+  return red[0];
+}
+
+//! section reduce_subgroup
+// Subgroup reductions, then one partial per subgroup through workgroup memory, reduced again by
+// every subgroup in a fixed order (so each invocation gets the result without a broadcast).
+// Lane and size come from subgroupExclusiveAdd(1) / subgroupAdd(1) (no builtins, so entry
+// points are the same in both variants). Assumes subgroups hold consecutive local indices
+// (lid / size is the subgroup's index), as Vulkan, Metal and D3D12 compute dispatches do.
+var<workgroup> red: array<vec4<f32>, WG>;
+
+fn wg_max(v: f32, lid: u32) -> f32 {
+  let size = subgroupAdd(1u);
+  let lane = subgroupExclusiveAdd(1u);
+  let r = subgroupMax(v);
+  workgroupBarrier();
+  if (lane == 0u) {
+    red[lid / size].x = r;
+  }
+  workgroupBarrier();
+  var acc = neg_inf();
+  for (var j = lane; j < WG / size; j = j + size) {
+    acc = max(acc, red[j].x);
+  }
+  return subgroupMax(acc);
+}
+
+fn wg_sum4(v: vec4<f32>, lid: u32) -> vec4<f32> {
+  let size = subgroupAdd(1u);
+  let lane = subgroupExclusiveAdd(1u);
+  let r = subgroupAdd(v);
+  workgroupBarrier();
+  if (lane == 0u) {
+    red[lid / size] = r;
+  }
+  workgroupBarrier();
+  var acc = vec4<f32>(0.0);
+  for (var j = lane; j < WG / size; j = j + size) {
+    acc = acc + red[j];
+  }
+  return subgroupAdd(acc);
+}

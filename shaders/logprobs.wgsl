@@ -1,0 +1,351 @@
+// grpo-kernels: the logprobs family on WebGPU (forward, backward, gatherProbs).
+// Concatenated after common.wgsl's base, x_<dtype>, y_<dtype> and reduce_* sections
+// (src/backends/webgpu/shaders.ts); host side: src/backends/webgpu/logprobs.ts.
+//
+// FORWARD  y = logits / T (one row of V at a time), for every row whose target ≠ ignoreIndex:
+//   lse = logsumexp(y) = m + log s,  s = Σ e^(y−m),  m = max y
+//   logprob = y[target] − lse
+//   entropy = −Σ p log p = log s − sx / s,   sx = Σ e^(y−m)·(y−m)
+//   sumSquares = Σ p² = sq / s²,             sq = Σ e^(2(y−m))
+//   Ignored rows are not read and give 0 in every output.
+// One pass over the row with an online max: when the max moves from m to y, the running sums
+// are rescaled by a = e^(m−y) (sx by a·(sx + (m−y)·s)). Accumulators in f32.
+//   logprobs_rows:    one workgroup per row (WG invocations stride the row), workgroup
+//                     reductions (reduce_tree or reduce_subgroup), invocation 0 writes.
+//   logprobs_partial: few rows and a long vocab: `splits` workgroups per row, each owns
+//                     split_cols columns and writes its state (m, s, sx, sq, nan) to `partial`;
+//   logprobs_merge:   one invocation per row merges its splits in split order (deterministic,
+//                     no float atomics) and writes the outputs.
+//   Shapes: logits [rows, V] f32/f16/bf16 (a window of it per chunk, X), targets i32 [N],
+//   outputs f32 [N]. Bytes: rows·V·sizeof(dtype) read once + 20·rows. FLOPs: ~6 per logit
+//   (one exp, scale, compare, 3 FMA) + ~3 more with entropy/sumSquares.
+//   Numerics: all state in f32; a NaN logit makes every output of its row NaN (counted with a
+//   bit test, since max() of NaN is implementation-defined); a row of all −Inf has lse = −Inf
+//   and sets `flag` to the lowest such row (atomicMin on u32: deterministic), which the host
+//   turns into a RANGE error; a +Inf logit makes every output of its row NaN (Inf/Inf).
+//
+// BACKWARD (logprobs_backward): gradLogits[r, j] = (onehot(target)_j − p_j)·g_r / T
+//   − (gE_r / T)·p_j·(log p_j + H_r)   (the second term only with gradEntropy),
+//   p_j = e^(y_j − lse_r); 0 for ignored rows and for the pad half of a last f16/bf16 word.
+//   One invocation per output unit (1 f32, or one u32 word = 2 f16/bf16 elements, which may
+//   straddle two rows when V is odd). Bytes: rows·V·sizeof(dtype) read + written, 16·rows.
+//   FLOPs ~8 per element. p·log p is taken as 0 where p underflows to 0.
+//
+// GATHER (gather_probs): probs[e] = e^(logits[t, c]/T − lse[t]) for each packed element e of
+//   group g's block [T_g, K_g] (token t = groupTokenOffsets[g] + e_local / K_g, column
+//   c = columns[vocabOffsets[g] + e_local % K_g]); one invocation per element, its group found
+//   by binary search over probsOffsets. Bytes ~ 16 per element (gathered reads).
+
+struct LogprobsParams {
+  rows: u32, // rows in this chunk
+  vocab: u32,
+  row_base: u32, // global index of the chunk's first row (for the [N] arrays)
+  x_base: u32, // element index of the chunk's first logit inside the X window
+  y_base: u32, // element index of the chunk's first gradient inside the Y window
+  splits: u32, // workgroups per row (logprobs_partial)
+  split_cols: u32, // columns per split
+  units: u32, // Y units in this chunk (logprobs_backward)
+  out_base: u32, // gather_probs: first output element of this chunk
+  count: u32, // gather_probs: output elements in this chunk
+  num_groups: u32, // gather_probs
+  inv_t: f32, // 1 / temperature
+  ignore_index: i32,
+}
+
+@group(0) @binding(0) var<uniform> P: LogprobsParams;
+@group(0) @binding(3) var<storage, read> targets: array<i32>;
+@group(0) @binding(4) var<storage, read_write> out_lp: array<f32>;
+@group(0) @binding(5) var<storage, read_write> out_lse: array<f32>;
+@group(0) @binding(6) var<storage, read_write> out_h: array<f32>;
+@group(0) @binding(7) var<storage, read_write> out_sq: array<f32>;
+@group(0) @binding(8) var<storage, read_write> partial: array<f32>;
+@group(0) @binding(9) var<storage, read_write> flag: atomic<u32>;
+@group(0) @binding(10) var<storage, read> lse_in: array<f32>;
+@group(0) @binding(11) var<storage, read> grad_lp: array<f32>;
+@group(0) @binding(12) var<storage, read> grad_h: array<f32>;
+@group(0) @binding(13) var<storage, read> h_in: array<f32>;
+@group(0) @binding(14) var<storage, read> probs_offsets: array<u32>;
+@group(0) @binding(15) var<storage, read> group_tokens: array<i32>;
+@group(0) @binding(16) var<storage, read> vocab_offsets: array<i32>;
+@group(0) @binding(17) var<storage, read> columns: array<i32>;
+@group(0) @binding(18) var<storage, read_write> probs: array<f32>;
+
+override ENTROPY: bool = false;
+override SUMSQ: bool = false;
+override GRAD_ENTROPY: bool = false;
+
+const PARTIAL_STRIDE: u32 = 5u;
+
+// Online softmax state of a slice of a row; s = 0 iff nothing above −Inf was seen.
+struct St {
+  m: f32,
+  s: f32,
+  sx: f32,
+  sq: f32,
+  nan: f32,
+}
+
+fn st_empty() -> St {
+  return St(neg_inf(), 0.0, 0.0, 0.0, 0.0);
+}
+
+fn st_push(st: ptr<function, St>, y: f32) {
+  if (is_nan(y)) {
+    (*st).nan = (*st).nan + 1.0;
+    return;
+  }
+  if (y > (*st).m) {
+    let d = (*st).m - y;
+    let a = exp(d);
+    if (a == 0.0) {
+      // First element, or the max jumped so far (e.g. to +Inf) that the old sums vanish;
+      // also keeps 0·(−Inf) out of sx.
+      (*st).s = 1.0;
+      (*st).sx = 0.0;
+      (*st).sq = 1.0;
+    } else {
+      (*st).sx = a * ((*st).sx + d * (*st).s);
+      (*st).s = (*st).s * a + 1.0;
+      (*st).sq = (*st).sq * a * a + 1.0;
+    }
+    (*st).m = y;
+  } else if (!is_neg_inf(y)) {
+    let d = y - (*st).m;
+    let e = exp(d);
+    (*st).s = (*st).s + e;
+    (*st).sx = (*st).sx + select(0.0, e * d, e > 0.0);
+    (*st).sq = (*st).sq + e * e;
+  }
+}
+
+// (s, sx, sq, nan) of a state re-expressed relative to the common max `mx` ≥ st.m.
+fn st_scaled(st: St, mx: f32) -> vec4<f32> {
+  if (st.s == 0.0) {
+    return vec4<f32>(0.0, 0.0, 0.0, st.nan);
+  }
+  if (st.m == mx) {
+    return vec4<f32>(st.s, st.sx, st.sq, st.nan);
+  }
+  let d = st.m - mx;
+  let a = exp(d);
+  if (a == 0.0) {
+    return vec4<f32>(0.0, 0.0, 0.0, st.nan);
+  }
+  return vec4<f32>(a * st.s, a * (st.sx + d * st.s), a * a * st.sq, st.nan);
+}
+
+fn write_zero(g: u32) {
+  out_lp[g] = 0.0;
+  out_lse[g] = 0.0;
+  if (ENTROPY) {
+    out_h[g] = 0.0;
+  }
+  if (SUMSQ) {
+    out_sq[g] = 0.0;
+  }
+}
+
+// Writes the outputs of chunk row `row` from its max and scaled sums (s, sx, sq, nan).
+fn finish(row: u32, mx: f32, t: vec4<f32>) {
+  let g = P.row_base + row;
+  var lse: f32;
+  var lp: f32;
+  var h: f32;
+  var sq: f32;
+  if (t.w > 0.0 || is_pos_inf(mx)) {
+    // NaN anywhere, or +Inf anywhere (softmax is Inf/Inf): NaN in every output, as the cpu
+    // reference and a materialised log_softmax give.
+    lse = nan_f32();
+    lp = nan_f32();
+    h = nan_f32();
+    sq = nan_f32();
+  } else if (is_neg_inf(mx)) {
+    atomicMin(&flag, g);
+    lse = neg_inf();
+    lp = nan_f32();
+    h = nan_f32();
+    sq = nan_f32();
+  } else {
+    let ls = log(t.x);
+    lse = mx + ls;
+    let tgt = targets[g];
+    if (tgt < 0 || u32(tgt) >= P.vocab) {
+      lp = nan_f32();
+    } else {
+      lp = load_x(P.x_base + row * P.vocab + u32(tgt)) * P.inv_t - lse;
+    }
+    h = ls - t.y / t.x;
+    sq = t.z / (t.x * t.x);
+  }
+  out_lp[g] = lp;
+  out_lse[g] = lse;
+  if (ENTROPY) {
+    out_h[g] = h;
+  }
+  if (SUMSQ) {
+    out_sq[g] = sq;
+  }
+}
+
+@compute @workgroup_size(WG)
+fn logprobs_rows(
+  @builtin(workgroup_id) wid: vec3<u32>,
+  @builtin(num_workgroups) nwg: vec3<u32>,
+  @builtin(local_invocation_index) lid: u32,
+) {
+  let row = flat_wg(wid, nwg);
+  if (row >= P.rows) {
+    return;
+  }
+  let g = P.row_base + row;
+  if (targets[g] == P.ignore_index) {
+    if (lid == 0u) {
+      write_zero(g);
+    }
+    return;
+  }
+  var st = st_empty();
+  let base = P.x_base + row * P.vocab;
+  for (var c = lid; c < P.vocab; c = c + WG) {
+    st_push(&st, load_x(base + c) * P.inv_t);
+  }
+  let mx = wg_max(st.m, lid);
+  let tot = wg_sum4(st_scaled(st, mx), lid);
+  if (lid == 0u) {
+    finish(row, mx, tot);
+  }
+}
+
+@compute @workgroup_size(WG)
+fn logprobs_partial(
+  @builtin(workgroup_id) wid: vec3<u32>,
+  @builtin(num_workgroups) nwg: vec3<u32>,
+  @builtin(local_invocation_index) lid: u32,
+) {
+  let w = flat_wg(wid, nwg);
+  if (w >= P.rows * P.splits) {
+    return;
+  }
+  let row = w / P.splits;
+  let split = w - row * P.splits;
+  if (targets[P.row_base + row] == P.ignore_index) {
+    return;
+  }
+  var st = st_empty();
+  let base = P.x_base + row * P.vocab;
+  let c0 = split * P.split_cols;
+  let c1 = min(P.vocab, c0 + P.split_cols);
+  for (var c = c0 + lid; c < c1; c = c + WG) {
+    st_push(&st, load_x(base + c) * P.inv_t);
+  }
+  let mx = wg_max(st.m, lid);
+  let tot = wg_sum4(st_scaled(st, mx), lid);
+  if (lid == 0u) {
+    let at = w * PARTIAL_STRIDE;
+    partial[at] = mx;
+    partial[at + 1u] = tot.x;
+    partial[at + 2u] = tot.y;
+    partial[at + 3u] = tot.z;
+    partial[at + 4u] = tot.w;
+  }
+}
+
+@compute @workgroup_size(WG)
+fn logprobs_merge(
+  @builtin(workgroup_id) wid: vec3<u32>,
+  @builtin(num_workgroups) nwg: vec3<u32>,
+  @builtin(local_invocation_index) lid: u32,
+) {
+  let row = flat_wg(wid, nwg) * WG + lid;
+  if (row >= P.rows) {
+    return;
+  }
+  let g = P.row_base + row;
+  if (targets[g] == P.ignore_index) {
+    write_zero(g);
+    return;
+  }
+  let first = row * P.splits;
+  var mx = neg_inf();
+  for (var k = 0u; k < P.splits; k = k + 1u) {
+    mx = max(mx, partial[(first + k) * PARTIAL_STRIDE]);
+  }
+  var tot = vec4<f32>(0.0);
+  for (var k = 0u; k < P.splits; k = k + 1u) {
+    let at = (first + k) * PARTIAL_STRIDE;
+    let st = St(partial[at], partial[at + 1u], partial[at + 2u], partial[at + 3u], partial[at + 4u]);
+    tot = tot + st_scaled(st, mx);
+  }
+  finish(row, mx, tot);
+}
+
+// d loss / d logits[e] for chunk element e (row-major inside the chunk).
+fn grad_at(e: u32) -> f32 {
+  if (e >= P.rows * P.vocab) {
+    return 0.0;
+  }
+  let row = e / P.vocab;
+  let col = e - row * P.vocab;
+  let g = P.row_base + row;
+  let tgt = targets[g];
+  if (tgt == P.ignore_index) {
+    return 0.0;
+  }
+  let lp = load_x(P.x_base + e) * P.inv_t - lse_in[g];
+  let p = exp(lp);
+  var d = (select(0.0, 1.0, i32(col) == tgt) - p) * grad_lp[g] * P.inv_t;
+  if (GRAD_ENTROPY && p > 0.0) {
+    d = d - grad_h[g] * P.inv_t * p * (lp + h_in[g]);
+  }
+  return d;
+}
+
+@compute @workgroup_size(WG)
+fn logprobs_backward(
+  @builtin(workgroup_id) wid: vec3<u32>,
+  @builtin(num_workgroups) nwg: vec3<u32>,
+  @builtin(local_invocation_index) lid: u32,
+) {
+  let u = flat_wg(wid, nwg) * WG + lid;
+  if (u >= P.units) {
+    return;
+  }
+  let e = u * Y_PACK;
+  var b = 0.0;
+  if (Y_PACK == 2u) {
+    b = grad_at(e + 1u);
+  }
+  store_y(P.y_base / Y_PACK + u, grad_at(e), b);
+}
+
+@compute @workgroup_size(WG)
+fn gather_probs(
+  @builtin(workgroup_id) wid: vec3<u32>,
+  @builtin(num_workgroups) nwg: vec3<u32>,
+  @builtin(local_invocation_index) lid: u32,
+) {
+  let i = flat_wg(wid, nwg) * WG + lid;
+  if (i >= P.count) {
+    return;
+  }
+  let e = P.out_base + i;
+  // The last group g with probs_offsets[g] ≤ e (empty blocks are skipped over).
+  var lo = 0u;
+  var hi = P.num_groups - 1u;
+  while (lo < hi) {
+    let mid = (lo + hi + 1u) / 2u;
+    if (probs_offsets[mid] <= e) {
+      lo = mid;
+    } else {
+      hi = mid - 1u;
+    }
+  }
+  let g = lo;
+  let k = u32(vocab_offsets[g + 1u] - vocab_offsets[g]);
+  let local = e - probs_offsets[g];
+  let tl = local / k;
+  let t = u32(group_tokens[g]) + tl;
+  let c = u32(columns[u32(vocab_offsets[g]) + local - tl * k]);
+  let x = load_x(P.x_base + (t - P.row_base) * P.vocab + c);
+  probs[e] = exp(x * P.inv_t - lse_in[t]);
+}

@@ -1,0 +1,88 @@
+/**
+ * Row chunking for tensors larger than one storage binding (maxStorageBufferBindingSize,
+ * 128 MiB by default). An op over rows [0, N) of row-major matrices runs once per chunk of rows;
+ * each matrix is bound as a window that starts at the chunk's first row rounded DOWN to
+ * minStorageBufferOffsetAlignment, and the kernel gets the element offset of that row inside
+ * the window (`base`) in its uniform. So any row count works with any alignment, and results do
+ * not depend on the chunking (each row is computed the same way whatever chunk it lands in).
+ *
+ * Chunks start at rows whose byte offset is a multiple of 4 in every matrix (the "granule"),
+ * so kernels that write packed f16/bf16 words never share a word between two chunks.
+ */
+import { GrpoKernelsError } from '../../errors.js';
+import type { GpuLimits } from './runtime.js';
+
+/** A row-major matrix bound per chunk. */
+export interface RowMatrix {
+  /** Bytes per row (cols × bytes per element). */
+  rowBytes: number;
+  /** Bytes per element (4 for f32, 2 for f16/bf16). */
+  elemBytes: number;
+  /** The buffer's size in bytes (the window never runs past it). */
+  bufferBytes: number;
+}
+
+export interface Window {
+  offset: number;
+  size: number;
+  /** Element index, inside the window, of the chunk's first row's first element. */
+  base: number;
+}
+
+export interface Chunk {
+  row0: number;
+  rows: number;
+  /** One window per RowMatrix, in the order given. */
+  windows: Window[];
+}
+
+const gcd = (a: number, b: number): number => (b === 0 ? a : gcd(b, a % b));
+
+/**
+ * Splits rows [0, rows) into chunks whose windows fit one binding. `maxRows` (tests) caps the
+ * chunk size further. Throws SHAPE when one row is too large for a binding.
+ */
+export function planRowChunks(
+  rows: number,
+  matrices: readonly RowMatrix[],
+  limits: Pick<GpuLimits, 'maxStorageBufferBindingSize' | 'minStorageBufferOffsetAlignment'>,
+  maxRows = Number.POSITIVE_INFINITY,
+  what = 'logits',
+): Chunk[] {
+  const align = limits.minStorageBufferOffsetAlignment;
+  const maxBinding = Math.floor(limits.maxStorageBufferBindingSize / 4) * 4;
+  let granule = 1;
+  for (const m of matrices) {
+    const g = 4 / gcd(m.rowBytes % 4 === 0 ? 4 : m.rowBytes % 4, 4);
+    granule = (granule * g) / gcd(granule, g);
+  }
+  // Worst case a window starts align − 4 bytes before its first row and ends ≤ 3 bytes after.
+  let perChunk = rows;
+  for (const m of matrices) {
+    if (m.rowBytes === 0) continue;
+    perChunk = Math.min(perChunk, Math.floor((maxBinding - align) / m.rowBytes));
+  }
+  perChunk = Math.min(perChunk, maxRows);
+  if (perChunk < rows) perChunk = Math.floor(perChunk / granule) * granule;
+  if (perChunk < 1) {
+    const big = Math.max(...matrices.map((m) => m.rowBytes));
+    throw new GrpoKernelsError(
+      'SHAPE',
+      `${what}: one row is ${big} bytes; this device binds at most ${maxBinding} bytes at once (maxStorageBufferBindingSize), so rows must be under ${maxBinding - align} bytes`,
+      { argument: what },
+    );
+  }
+  const chunks: Chunk[] = [];
+  for (let row0 = 0; row0 < rows || (rows === 0 && chunks.length === 0); row0 += perChunk) {
+    const n = Math.min(perChunk, rows - row0);
+    const windows = matrices.map((m) => {
+      const start = row0 * m.rowBytes;
+      const offset = Math.floor(start / align) * align;
+      const end = Math.min(m.bufferBytes, Math.ceil(((row0 + n) * m.rowBytes) / 4) * 4);
+      return { offset, size: Math.max(4, end - offset), base: (start - offset) / m.elemBytes };
+    });
+    chunks.push({ row0, rows: n, windows });
+    if (rows === 0) break;
+  }
+  return chunks;
+}

@@ -1,0 +1,373 @@
+/**
+ * The logprobs family on the webgpu backend against the cpu reference (float64 accumulation).
+ *
+ * Tolerances: max relative error over a tensor (test/util/compare.ts).
+ * - Forward outputs (logprobs, lse, entropy, sumSquares), any logits dtype: f16/bf16 logits are
+ *   exact in f32, so every dtype has the f32 bound. The kernel accumulates in f32 (a strided
+ *   per-invocation sum, then a tree or subgroup reduction) against the reference's f64, and uses
+ *   y = x·(1/T) where the reference divides: a few f32 ulps of lse (|lse| ≈ 12 at V = 151936)
+ *   → FWD_RTOL = 2e-6 on logprobs/lse. Entropy = log s − sx/s and Σp² = sq/s² add the rounding
+ *   of three f32 sums of up to 151936 terms: STAT_RTOL = 2e-5.
+ * - Backward, f32 gradient: p = e^(y − lse) with the same f32 lse both sides; error ≈ |y−lse|·ulp
+ *   → BWD_RTOL.f32 = 1e-5. f16/bf16 gradients: the reference rounds f64 → f32 → half, the kernel
+ *   f32 → half; they can differ by one ulp of the half type at a rounding boundary, i.e.
+ *   2^-8 (bf16) or 2^-11 (f16) of the element, at most of the largest element: BWD_RTOL.bf16 =
+ *   2^-7, BWD_RTOL.f16 = 2^-10 (twice one ulp, the flash-attention bound).
+ * - gatherProbs: e^(y − lse), error ≈ |y − lse|·2^-23 relative to p: GATHER_RTOL = 1e-5.
+ */
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { RestrictedVocab } from '../../src/backends/backend.js';
+import { setOutputPoison } from '../../src/debug.js';
+import { decodeFloats, type FloatDType } from '../../src/dtypes.js';
+import { GrpoKernelsError } from '../../src/errors.js';
+import type { Layout } from '../../src/layout.js';
+import type { Tensor } from '../../src/tensor.js';
+import { expectClose, expectNoPoison, POISON_F32 } from '../util/compare.js';
+import { randomInts, randomNormal } from '../util/rng.js';
+import { cpu, gpu, noGpu, randomLogits, requireAdapter, resetTuning } from './setup.js';
+
+const FWD_RTOL = 2e-6;
+const STAT_RTOL = 2e-5;
+const BWD_RTOL: Record<FloatDType, number> = { f32: 1e-5, f16: 2 ** -10, bf16: 2 ** -7 };
+const GATHER_RTOL = 1e-5;
+
+requireAdapter();
+
+interface Case {
+  n: number;
+  v: number;
+  dtype: FloatDType;
+  temperature?: number;
+  ignore?: number[]; // rows whose target is ignoreIndex
+  entropy?: boolean;
+  sumSquares?: boolean;
+  seed?: number;
+}
+
+function inputs(c: Case) {
+  const seed = c.seed ?? c.n * 7919 + c.v;
+  const logits = randomLogits(seed, c.n, c.v, c.dtype);
+  const targets = randomInts(seed + 1, c.n, 0, c.v);
+  for (const r of c.ignore ?? []) targets[r] = -100;
+  return { logits, targets };
+}
+
+async function readAll(r: Record<string, Tensor | undefined>): Promise<Record<string, Float32Array>> {
+  const out: Record<string, Float32Array> = {};
+  for (const [k, t] of Object.entries(r)) if (t) out[k] = (await t.read()) as Float32Array;
+  return out;
+}
+
+async function forward(c: Case, host = inputs(c)) {
+  const opts = {
+    temperature: c.temperature ?? 1,
+    entropy: c.entropy ?? true,
+    sumSquares: c.sumSquares ?? true,
+  };
+  const g = gpu!.ctx;
+  const gl = g.tensor(host.logits, [c.n, c.v], c.dtype);
+  const got = await readAll({ ...(await g.logprobs(gl, host.targets, opts)) });
+  gl.dispose();
+  const cl = cpu.tensor(host.logits, [c.n, c.v], c.dtype);
+  const want = await readAll({ ...(await cpu.logprobs(cl, host.targets, opts)) });
+  return { got, want };
+}
+
+function expectForward(got: Record<string, Float32Array>, want: Record<string, Float32Array>, what: string) {
+  expect(Object.keys(got).sort()).toEqual(Object.keys(want).sort());
+  for (const k of Object.keys(want)) {
+    const rtol = k === 'logprobs' || k === 'lse' ? FWD_RTOL : STAT_RTOL;
+    expectClose(got[k], want[k], { rtol, what: `${what} ${k}`, floor: 1e-6 });
+  }
+}
+
+async function checkForward(c: Case, what: string) {
+  const { got, want } = await forward(c);
+  expectForward(got, want, what);
+  for (const r of c.ignore ?? []) {
+    for (const k of Object.keys(got)) expect(got[k][r], `${what} ${k}[${r}] (ignored row)`).toBe(0);
+  }
+  return got;
+}
+
+async function bitsOf(p: Promise<Record<string, Float32Array>>) {
+  const r = await p;
+  return Object.fromEntries(Object.entries(r).map(([k, v]) => [k, Array.from(new Uint32Array(v.buffer))]));
+}
+
+describe.skipIf(noGpu)('webgpu logprobs forward vs cpu', () => {
+  const b = gpu?.backend;
+  beforeEach(() => resetTuning(b!));
+
+  it('V = 151936, N = 4 (rows split across workgroups), subgroup and tree reductions', async () => {
+    const c: Case = { n: 4, v: 151936, dtype: 'f32', ignore: [2] };
+    b!.kit.tuning.subgroups = true;
+    await checkForward(c, 'subgroups');
+    b!.kit.tuning.subgroups = false;
+    await checkForward(c, 'tree');
+  });
+
+  it('N = 1 at V = 151936 with one workgroup per row (no split) and with 37 splits', async () => {
+    for (const splits of [1, 37]) {
+      b!.kit.tuning.splits = splits;
+      await checkForward({ n: 1, v: 151936, dtype: 'f32', temperature: 0.6 }, `splits ${splits}`);
+    }
+  });
+
+  it('odd vocabularies: V = 1, 1000, 32003; temperature; ignored rows; without entropy/sumSquares', async () => {
+    await checkForward({ n: 5, v: 1, dtype: 'f32', ignore: [3] }, 'V=1');
+    await checkForward({ n: 300, v: 1000, dtype: 'f32', temperature: 1.7, ignore: [0, 299] }, 'V=1000');
+    await checkForward(
+      { n: 3, v: 32003, dtype: 'f32', temperature: 0.7, ignore: [1], entropy: false, sumSquares: false },
+      'V=32003',
+    );
+  });
+
+  it('bf16 and f16 logits (f16 through shader-f16 and through unpacked u32 words)', async () => {
+    for (const dtype of ['bf16', 'f16'] as const) {
+      for (const sub of [true, false]) {
+        b!.kit.tuning.subgroups = sub;
+        await checkForward({ n: 6, v: 32003, dtype, temperature: 1.3, ignore: [4] }, `${dtype} sg=${sub}`);
+      }
+    }
+    b!.kit.tuning.shaderF16 = false;
+    await checkForward({ n: 6, v: 32003, dtype: 'f16', ignore: [4] }, 'f16 unpacked');
+  });
+
+  it('chunks of rows (forced small) give the same bits as one chunk, windows at unaligned rows', async () => {
+    for (const dtype of ['f32', 'bf16'] as const) {
+      const c: Case = { n: 37, v: 5001, dtype, ignore: [5, 36], temperature: 0.9 };
+      const host = inputs(c);
+      const one = await bitsOf(forward(c, host).then((r) => r.got));
+      for (const [rows, splits] of [
+        [5, undefined],
+        [7, 3],
+      ] as const) {
+        b!.kit.tuning.maxChunkRows = rows;
+        b!.kit.tuning.splits = splits;
+        const { got, want } = await forward(c, host);
+        expectForward(got, want, `${dtype} chunks of ${rows}`);
+        const bits = await bitsOf(Promise.resolve(got));
+        if (splits === undefined) expect(bits, `${dtype} chunked bits`).toEqual(one);
+      }
+      resetTuning(b!);
+    }
+  });
+
+  it('a row of all −Inf is a RANGE error naming logits; ignored, it is fine', async () => {
+    const n = 3;
+    const v = 500;
+    const x = Float32Array.from(randomNormal(5, n * v));
+    x.fill(Number.NEGATIVE_INFINITY, v, 2 * v);
+    const lg = gpu!.ctx.tensor(x, [n, v]);
+    const live = b!.runtime.liveBytes;
+    const err = await gpu!.ctx.logprobs(lg, new Int32Array([1, 2, 3])).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(GrpoKernelsError);
+    expect((err as GrpoKernelsError).code).toBe('RANGE');
+    expect((err as GrpoKernelsError).message).toContain('logits');
+    expect((err as GrpoKernelsError).message).toContain('row 1');
+    expect(b!.runtime.liveBytes, 'outputs of the failed call are freed').toBe(live);
+    const r = await gpu!.ctx.logprobs(lg, new Int32Array([1, -100, 3]));
+    expect((await r.lse.read())[1]).toBe(0);
+    lg.dispose();
+  });
+
+  it('NaN and +Inf logits give NaN in every output of their row, as the cpu reference', async () => {
+    const n = 4;
+    const v = 777;
+    const x = Float32Array.from(randomNormal(6, n * v));
+    x[v + 17] = Number.NaN;
+    x[2 * v + 400] = Number.POSITIVE_INFINITY;
+    x.fill(Number.NEGATIVE_INFINITY, 3 * v, 3 * v + 700); // partly masked row: finite result
+    const { got, want } = await forward(
+      { n, v, dtype: 'f32' },
+      { logits: x, targets: new Int32Array([3, 4, 5, 760]) },
+    );
+    expectForward(got, want, 'special values');
+    for (const k of Object.keys(got)) {
+      expect(Number.isNaN(got[k][1]), `${k}[1]`).toBe(true);
+      expect(Number.isNaN(got[k][2]), `${k}[2]`).toBe(true);
+    }
+  });
+
+  it('is deterministic: two runs give the same bits (rows, split and tree paths)', async () => {
+    const c: Case = { n: 3, v: 151936, dtype: 'bf16' };
+    const host = inputs(c);
+    for (const [splits, sub] of [
+      [undefined, true],
+      [1, false],
+    ] as const) {
+      b!.kit.tuning.splits = splits;
+      b!.kit.tuning.subgroups = sub;
+      const a1 = await bitsOf(forward(c, host).then((r) => r.got));
+      const a2 = await bitsOf(forward(c, host).then((r) => r.got));
+      expect(a2).toEqual(a1);
+    }
+  });
+});
+
+async function backward(
+  c: Case & { withEntropy: boolean },
+  host = inputs(c),
+): Promise<{ got: Float64Array; want: Float64Array; raw: Uint16Array | Float32Array }> {
+  const temperature = c.temperature ?? 1;
+  // The same f32 lse and entropy on both sides (the cpu's): the kernel uses what it is given.
+  const fwd = await cpu.logprobs(cpu.tensor(host.logits, [c.n, c.v], c.dtype), host.targets, {
+    temperature,
+    entropy: true,
+  });
+  const lse = (await fwd.lse.read()) as Float32Array;
+  const entropy = (await fwd.entropy!.read()) as Float32Array;
+  const gLp = Float32Array.from(randomNormal(11, c.n));
+  const gE = Float32Array.from(randomNormal(12, c.n));
+  const run = async (ctx: typeof cpu) => {
+    const lg = ctx.tensor(host.logits, [c.n, c.v], c.dtype);
+    const grad = await ctx.logprobsBackward(lg, host.targets, lse, gLp, {
+      temperature,
+      ...(c.withEntropy ? { gradEntropy: gE, entropy } : {}),
+    });
+    const raw = (await grad.read()) as Float32Array | Uint16Array;
+    grad.dispose();
+    lg.dispose();
+    return raw;
+  };
+  const graw = await run(gpu!.ctx);
+  const craw = await run(cpu);
+  const dec = (r: Float32Array | Uint16Array) =>
+    c.dtype === 'f32' ? Float64Array.from(r) : decodeFloats(c.dtype, r as Uint16Array);
+  return { got: dec(graw), want: dec(craw), raw: graw };
+}
+
+describe.skipIf(noGpu)('webgpu logprobsBackward vs cpu', () => {
+  const b = gpu?.backend;
+  beforeEach(() => resetTuning(b!));
+
+  it('f32 at V = 151936 with and without the entropy gradient, temperature, ignored row', async () => {
+    for (const withEntropy of [false, true]) {
+      const c = { n: 2, v: 151936, dtype: 'f32' as const, temperature: 0.8, ignore: [1], withEntropy };
+      const { got, want } = await backward(c);
+      expectClose(got, want, { rtol: BWD_RTOL.f32, what: `grad f32 ent=${withEntropy}` });
+      expect(
+        got.subarray(c.v).every((g) => g === 0),
+        'ignored row is 0',
+      ).toBe(true);
+    }
+  });
+
+  it('bf16 and f16 gradients at odd V (words straddle rows), chunked and not: same bits', async () => {
+    for (const dtype of ['bf16', 'f16'] as const) {
+      const c = { n: 9, v: 1001, dtype, temperature: 1.1, ignore: [3], withEntropy: true };
+      const host = inputs(c);
+      const one = await backward(c, host);
+      expectClose(one.got, one.want, { rtol: BWD_RTOL[dtype], what: `grad ${dtype}` });
+      b!.kit.tuning.maxChunkRows = 3;
+      const chunked = await backward(c, host);
+      expect(Array.from(chunked.raw), `${dtype} chunked bits`).toEqual(Array.from(one.raw));
+      resetTuning(b!);
+    }
+  });
+
+  it('f32 at V = 32003 chunked into unaligned windows', async () => {
+    b!.kit.tuning.maxChunkRows = 5;
+    const c = { n: 11, v: 32003, dtype: 'f32' as const, withEntropy: false, ignore: [10] };
+    const { got, want } = await backward(c);
+    expectClose(got, want, { rtol: BWD_RTOL.f32, what: 'grad f32 chunked' });
+  });
+});
+
+/** A random packed rollout: groups of responses with random lengths and sampled tokens. */
+function rollout(seed: number, groups: number, perGroup: number, v: number) {
+  const lens = randomInts(seed, groups * perGroup, 0, 9);
+  const responseOffsets = new Int32Array(lens.length + 1);
+  for (let i = 0; i < lens.length; i++) responseOffsets[i + 1] = responseOffsets[i] + lens[i];
+  const groupOffsets = new Int32Array(groups + 1).map((_, g) => g * perGroup);
+  const layout: Layout = { responseOffsets, groupOffsets };
+  const tokens = randomInts(seed + 1, responseOffsets[lens.length], 0, Math.min(v, 50));
+  return { layout, tokens, numTokens: tokens.length };
+}
+
+async function gather(dtype: FloatDType, v: number, seed: number) {
+  const { layout, tokens, numTokens } = rollout(seed, 5, 4, v);
+  const logits = randomLogits(seed + 2, numTokens, v, dtype);
+  const vocab = await cpu.restrictedVocab(tokens, layout);
+  const hostVocab = {
+    offsets: (await vocab.offsets.read()) as Int32Array,
+    columns: (await vocab.columns.read()) as Int32Array,
+    tokenColumn: (await vocab.tokenColumn.read()) as Int32Array,
+  };
+  const run = async (ctx: typeof cpu) => {
+    const lg = ctx.tensor(logits, [numTokens, v], dtype);
+    const { lse } = await ctx.logprobs(lg, tokens, { temperature: 0.9 });
+    const probs = await ctx.gatherProbs(lg, lse, {
+      layout,
+      vocab: hostVocab as unknown as RestrictedVocab,
+      temperature: 0.9,
+    });
+    const out = (await probs.read()) as Float32Array;
+    lg.dispose();
+    return { probs: out, lse: (await lse.read()) as Float32Array };
+  };
+  return { got: await run(gpu!.ctx), want: await run(cpu) };
+}
+
+describe.skipIf(noGpu)('webgpu gatherProbs vs cpu', () => {
+  const b = gpu?.backend;
+  beforeEach(() => resetTuning(b!));
+
+  it('f32 and bf16, V = 32003, one chunk and chunks of 7 tokens', async () => {
+    for (const dtype of ['f32', 'bf16'] as const) {
+      const one = await gather(dtype, 32003, 21);
+      expect(one.want.probs.length).toBeGreaterThan(0);
+      expectClose(one.got.probs, one.want.probs, { rtol: GATHER_RTOL, what: `gather ${dtype}` });
+      b!.kit.tuning.maxChunkRows = 7;
+      const chunked = await gather(dtype, 32003, 21);
+      expect(Array.from(chunked.got.probs)).toEqual(Array.from(one.got.probs));
+      resetTuning(b!);
+    }
+  });
+});
+
+describe.skipIf(noGpu)('webgpu poison: every output element is written', () => {
+  beforeEach(() => setOutputPoison(POISON_F32));
+  afterEach(() => setOutputPoison(undefined));
+
+  it('forward (rows and split paths, ignored rows), backward (f32, bf16), gatherProbs', async () => {
+    const b = gpu!.backend;
+    resetTuning(b);
+    for (const splits of [1, 4]) {
+      b.kit.tuning.splits = splits;
+      const { got } = await forward({ n: 7, v: 3001, dtype: 'f32', ignore: [0, 6] });
+      for (const [k, v] of Object.entries(got)) expectNoPoison(v, `${k} splits=${splits}`);
+    }
+    resetTuning(b);
+    for (const dtype of ['f32', 'bf16'] as const) {
+      const { raw } = await backward({ n: 5, v: 1001, dtype, ignore: [2], withEntropy: true });
+      if (dtype === 'f32') expectNoPoison(raw, 'grad f32');
+      else expect((raw as Uint16Array).indexOf(0x7e01), 'grad bf16 still poison at').toBe(-1);
+    }
+    const { got } = await gather('f32', 2000, 5);
+    expectNoPoison(got.probs, 'probs');
+  });
+});
+
+describe.skipIf(noGpu)('webgpu one real logits tensor above 128 MiB', () => {
+  it('256 × 151936 f32 (155 MB, chunked by the binding limit)', async () => {
+    const n = 256;
+    const v = 151936;
+    const limit = gpu!.backend.runtime.limits.maxStorageBufferBindingSize;
+    const x = new Float32Array(n * v);
+    const g = randomNormal(99, 4096, 3);
+    for (let i = 0; i < x.length; i++) x[i] = g[(i * 2654435761) & 4095] + (i % 7) * 0.01;
+    const targets = randomInts(100, n, 0, v);
+    targets[17] = -100;
+    const { got, want } = await forward(
+      { n, v, dtype: 'f32', entropy: true, sumSquares: false },
+      {
+        logits: x,
+        targets,
+      },
+    );
+    expect(n * v * 4).toBeGreaterThan(limit);
+    expectForward(got, want, 'large');
+  });
+});
