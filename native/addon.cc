@@ -1,0 +1,788 @@
+// Node-API glue of the CUDA backend: argument conversion, errors, and the job thread that runs CUDA
+// work off the event loop. No kernels here (native/cuda/*.cu), no math.
+//
+// Exports: buildInfo() → { cuda, reason, archs, cudaRuntimeVersion }, and (CUDA builds) the class
+// CudaDevice. A CudaDevice owns one non-blocking stream and one job thread. Every op call converts its
+// arguments on the main thread, queues a job, and returns a promise; the job thread runs jobs in FIFO
+// order (so stream order = JS call order), enqueues the kernels, synchronises the stream, and hands the
+// job back through a thread-safe function that settles the promise on the main thread. Memory is
+// allocated on the main thread with cudaMallocAsync on the same stream (a caching pool; allocations
+// are ordered before every later job) and freed by a queued job (so after every earlier user).
+// Every CUDA call is checked; a failure becomes a JS Error with `code` (the GrpoKernelsError codes)
+// and a message naming the call and cudaGetErrorString; nothing aborts the process.
+#include <napi.h>
+
+#include <string>
+
+#ifndef GRPO_WITH_CUDA
+#define GRPO_WITH_CUDA 0
+#endif
+
+#if GRPO_WITH_CUDA
+#include <algorithm>
+#include <cstring>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <unordered_set>
+#include <vector>
+
+#include "cuda/advantages.cuh"
+#include "cuda/common.cuh"
+#include "cuda/logprobs.cuh"
+#include "cuda/thr.cuh"
+#endif
+
+namespace {
+
+Napi::Error MakeError(Napi::Env env, const char* code, const std::string& message) {
+  Napi::Error e = Napi::Error::New(env, message);
+  e.Set("code", Napi::String::New(env, code));
+  return e;
+}
+
+#if !GRPO_WITH_CUDA
+// ------------------------------------------------------------------------------ CPU-only stub build
+#ifndef GRPO_NO_CUDA_REASON
+#define GRPO_NO_CUDA_REASON "built without CUDA"
+#endif
+Napi::Value BuildInfo(const Napi::CallbackInfo& info) {
+  Napi::Object o = Napi::Object::New(info.Env());
+  o.Set("cuda", false);
+  o.Set("reason", GRPO_NO_CUDA_REASON);
+  return o;
+}
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("buildInfo", Napi::Function::New(env, BuildInfo, "buildInfo"));
+  return exports;
+}
+#else
+// ------------------------------------------------------------------------------------- CUDA build
+using gk::DType;
+using gk::Status;
+
+// The GrpoKernelsError code of a failed Status.
+const char* CodeOf(const Status& s) {
+  switch (s.code) {
+    case gk::Code::Ok:
+      return "OK";
+    case gk::Code::Range:
+      return "RANGE";
+    case gk::Code::Invalid:
+      return "SHAPE";
+    case gk::Code::Cuda:
+      break;
+  }
+  switch (s.err) {
+    case cudaErrorMemoryAllocation:
+      return "OUT_OF_MEMORY";
+    case cudaErrorNoDevice:
+    case cudaErrorInsufficientDriver:
+    case cudaErrorInitializationError:
+    case cudaErrorStubLibrary:
+    case cudaErrorSystemDriverMismatch:
+    case cudaErrorCompatNotSupportedOnDevice:
+    case cudaErrorInvalidDevice:
+    case cudaErrorDevicesUnavailable:
+    case cudaErrorNoKernelImageForDevice:
+    case cudaErrorUnsupportedPtxVersion:
+    case cudaErrorNotSupported:
+      return "BACKEND_UNAVAILABLE";
+    default:
+      // Illegal address, launch failure, ECC, timeouts and every other fault: the context is suspect.
+      return "DEVICE_LOST";
+  }
+}
+
+Napi::Error StatusError(Napi::Env env, const std::string& op, const Status& s) {
+  return MakeError(env, CodeOf(s), op + ": " + s.message);
+}
+
+std::string CudaCallError(const char* call, cudaError_t e) {
+  return std::string(call) + " failed: " + cudaGetErrorString(e) + " (" + cudaGetErrorName(e) + ")";
+}
+
+// ---------------------------------------------------------------------------- argument conversion
+Napi::Value Field(const Napi::Object& o, const char* key) { return o.Get(key); }
+bool Has(const Napi::Object& o, const char* key) {
+  Napi::Value v = o.Get(key);
+  return !v.IsUndefined() && !v.IsNull();
+}
+uint64_t U64(Napi::Env env, Napi::Value v, const char* key) {
+  if (v.IsBigInt()) {
+    bool lossless = true;
+    return v.As<Napi::BigInt>().Uint64Value(&lossless);
+  }
+  if (v.IsNumber()) return static_cast<uint64_t>(v.As<Napi::Number>().Int64Value());
+  throw MakeError(env, "DTYPE", std::string(key) + ": expected a bigint device pointer");
+}
+void* Ptr(const Napi::Object& o, const char* key) {
+  if (!Has(o, key)) return nullptr;
+  return reinterpret_cast<void*>(static_cast<uintptr_t>(U64(o.Env(), Field(o, key), key)));
+}
+double Num(const Napi::Object& o, const char* key, double def) {
+  Napi::Value v = o.Get(key);
+  if (v.IsUndefined() || v.IsNull()) return def;
+  if (!v.IsNumber()) throw MakeError(o.Env(), "DTYPE", std::string(key) + ": expected a number");
+  return v.As<Napi::Number>().DoubleValue();
+}
+int64_t Int(const Napi::Object& o, const char* key, int64_t def = 0) {
+  return static_cast<int64_t>(Num(o, key, static_cast<double>(def)));
+}
+bool Bool(const Napi::Object& o, const char* key, bool def = false) {
+  Napi::Value v = o.Get(key);
+  if (v.IsUndefined() || v.IsNull()) return def;
+  return v.ToBoolean().Value();
+}
+// Copies an integer typed array (Int32Array, Float64Array of integers, Uint8Array) to a vector.
+template <class T>
+std::vector<T> Vec(const Napi::Object& o, const char* key) {
+  std::vector<T> out;
+  if (!Has(o, key)) return out;
+  Napi::Value v = o.Get(key);
+  if (!v.IsTypedArray()) throw MakeError(o.Env(), "DTYPE", std::string(key) + ": expected a typed array");
+  Napi::TypedArray ta = v.As<Napi::TypedArray>();
+  const size_t n = ta.ElementLength();
+  out.resize(n);
+  const uint8_t* base = static_cast<const uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset();
+  switch (ta.TypedArrayType()) {
+    case napi_int32_array:
+      for (size_t i = 0; i < n; ++i) out[i] = static_cast<T>(reinterpret_cast<const int32_t*>(base)[i]);
+      break;
+    case napi_float64_array:
+      for (size_t i = 0; i < n; ++i) out[i] = static_cast<T>(reinterpret_cast<const double*>(base)[i]);
+      break;
+    case napi_uint8_array:
+      for (size_t i = 0; i < n; ++i) out[i] = static_cast<T>(base[i]);
+      break;
+    default:
+      throw MakeError(o.Env(), "DTYPE", std::string(key) + ": expected Int32Array, Float64Array or Uint8Array");
+  }
+  return out;
+}
+DType DTypeOf(const Napi::Object& o, const char* key) {
+  const std::string s = o.Get(key).ToString().Utf8Value();
+  if (s == "f32") return DType::F32;
+  if (s == "f16") return DType::F16;
+  if (s == "bf16") return DType::BF16;
+  if (s == "i32") return DType::I32;
+  if (s == "u8") return DType::U8;
+  throw MakeError(o.Env(), "DTYPE", std::string(key) + ": unknown dtype " + s);
+}
+
+// Outputs to fill with the test poison before the kernels (src/debug.ts).
+struct PoisonTarget {
+  void* ptr;
+  int64_t n;
+  DType dtype;
+};
+
+// ------------------------------------------------------------------------------------------- jobs
+struct JobEnv {
+  cudaStream_t stream;
+  gk::LaunchEnv launch;
+  gk::ErrorFlags* d_flags;
+  gk::ErrorFlags* h_flags;  // pinned
+};
+
+// Shared by a device and its in-flight jobs (a job may settle after its device was collected).
+struct SettleState {
+  int pending = 0;  // promise jobs not yet settled (main thread only)
+  bool released = false;
+  Napi::ThreadSafeFunction tsfn;
+};
+
+struct Job {
+  std::string op;
+  std::shared_ptr<SettleState> settle;
+  std::function<Status(JobEnv&)> run;                // job thread
+  std::function<Napi::Value(Napi::Env)> result;      // main thread, on success (null: undefined)
+  std::unique_ptr<Napi::Promise::Deferred> deferred;  // null: fire-and-forget (upload, free)
+  Napi::ObjectReference keep;                         // a JS array the job reads or writes
+  Status status;
+  double seconds = 0;  // copyProbe
+};
+
+class CudaDevice : public Napi::ObjectWrap<CudaDevice> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "CudaDevice",
+                       {
+                           InstanceMethod<&CudaDevice::Info>("info"),
+                           InstanceMethod<&CudaDevice::Alloc>("alloc"),
+                           InstanceMethod<&CudaDevice::Free>("free"),
+                           InstanceMethod<&CudaDevice::Upload>("upload"),
+                           InstanceMethod<&CudaDevice::Read>("read"),
+                           InstanceMethod<&CudaDevice::Synchronize>("synchronize"),
+                           InstanceMethod<&CudaDevice::CopyProbe>("copyProbe"),
+                           InstanceMethod<&CudaDevice::Logprobs>("logprobs"),
+                           InstanceMethod<&CudaDevice::LogprobsBackward>("logprobsBackward"),
+                           InstanceMethod<&CudaDevice::GatherProbs>("gatherProbs"),
+                           InstanceMethod<&CudaDevice::Advantages>("advantages"),
+                           InstanceMethod<&CudaDevice::ExpandToTokens>("expandToTokens"),
+                           InstanceMethod<&CudaDevice::Whiten>("whiten"),
+                           InstanceMethod<&CudaDevice::TokenHiddenReward>("tokenHiddenReward"),
+                           InstanceMethod<&CudaDevice::ThrReweight>("thrReweight"),
+                           InstanceMethod<&CudaDevice::Close>("close"),
+                       });
+  }
+
+  // new CudaDevice(index): throws BACKEND_UNAVAILABLE naming the failing call.
+  explicit CudaDevice(const Napi::CallbackInfo& info) : Napi::ObjectWrap<CudaDevice>(info) {
+    Napi::Env env = info.Env();
+    const int index = info.Length() > 0 && info[0].IsNumber() ? info[0].As<Napi::Number>().Int32Value() : 0;
+    int count = 0;
+    cudaError_t e = cudaGetDeviceCount(&count);
+    if (e != cudaSuccess) throw MakeError(env, "BACKEND_UNAVAILABLE", CudaCallError("cudaGetDeviceCount", e));
+    if (count == 0) throw MakeError(env, "BACKEND_UNAVAILABLE", "cudaGetDeviceCount found no CUDA device");
+    if (index < 0 || index >= count)
+      throw MakeError(env, "BACKEND_UNAVAILABLE",
+                      "deviceIndex " + std::to_string(index) + " requested, but cudaGetDeviceCount found " +
+                          std::to_string(count) + " device(s)");
+    device_ = index;
+    Init(env);
+    tsfn_ = Napi::ThreadSafeFunction::New(env, Napi::Function::New(env, [](const Napi::CallbackInfo&) {}),
+                                          "grpo-kernels-cuda", 0, 1);
+    tsfn_.Unref(env);
+    settle_ = std::make_shared<SettleState>();
+    settle_->tsfn = tsfn_;
+    worker_ = std::thread([this] { Loop(); });
+    open_ = true;
+    cleanup_ = env.AddCleanupHook(&CudaDevice::OnEnvCleanup, this);
+    has_cleanup_ = true;
+  }
+
+  ~CudaDevice() override {
+    if (has_cleanup_) {
+      cleanup_.Remove(Env());
+      has_cleanup_ = false;
+    }
+    Shutdown(false);
+  }
+
+ private:
+  void Init(Napi::Env env) {
+    auto check = [&](cudaError_t e, const char* call) {
+      if (e != cudaSuccess) throw MakeError(env, e == cudaErrorMemoryAllocation ? "OUT_OF_MEMORY" : "BACKEND_UNAVAILABLE",
+                                            CudaCallError(call, e));
+    };
+    check(cudaSetDevice(device_), "cudaSetDevice");
+    check(cudaGetDeviceProperties(&prop_, device_), "cudaGetDeviceProperties");
+    int pools = 0;
+    check(cudaDeviceGetAttribute(&pools, cudaDevAttrMemoryPoolsSupported, device_), "cudaDeviceGetAttribute");
+    if (!pools) throw MakeError(env, "BACKEND_UNAVAILABLE", "cudaDevAttrMemoryPoolsSupported: 0 (stream-ordered allocation unavailable)");
+    cudaMemPool_t pool;
+    check(cudaDeviceGetDefaultMemPool(&pool, device_), "cudaDeviceGetDefaultMemPool");
+    uint64_t threshold = UINT64_MAX;  // keep freed memory cached, as PyTorch's allocator does
+    check(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &threshold), "cudaMemPoolSetAttribute");
+    check(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "cudaStreamCreateWithFlags");
+    check(cudaMalloc(&d_flags_, sizeof(gk::ErrorFlags)), "cudaMalloc");
+    check(cudaMallocHost(&h_flags_, sizeof(gk::ErrorFlags)), "cudaMallocHost");
+    int rt = 0, drv = 0;
+    cudaRuntimeGetVersion(&rt);
+    cudaDriverGetVersion(&drv);
+    runtime_version_ = rt;
+    driver_version_ = drv;
+  }
+
+  // ---------------------------------------------------------------------------- job thread
+  void Loop() {
+    cudaSetDevice(device_);
+    JobEnv je{stream_, gk::LaunchEnv{stream_, prop_.multiProcessorCount}, d_flags_, h_flags_};
+    for (;;) {
+      Job* job = nullptr;
+      {
+        std::unique_lock<std::mutex> lock(mu_);
+        cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
+        if (queue_.empty()) return;  // stopping and drained
+        job = queue_.front();
+        queue_.pop_front();
+      }
+      if (job->deferred && !sticky_.ok()) {  // an earlier fire-and-forget job failed: report it here
+        job->status = sticky_;
+        sticky_ = Status::Ok();
+      } else {
+        job->status = job->run(je);
+        if (!job->status.ok() && !job->deferred) sticky_ = job->status;
+      }
+      if (!job->deferred) {
+        delete job;  // holds no JS values
+        continue;
+      }
+      if (tsfn_.BlockingCall(job, &CudaDevice::Settle) != napi_ok) {
+        // Environment shutting down: the promise can no longer settle. Leak the job rather than
+        // touch JS references off the main thread.
+      }
+    }
+  }
+
+  static void Settle(Napi::Env env, Napi::Function, Job* job) {
+    if (env == nullptr) return;  // teardown: leak (see Loop)
+    Napi::HandleScope scope(env);
+    SettleState& st = *job->settle;
+    if (--st.pending == 0 && !st.released) st.tsfn.Unref(env);
+    if (job->status.ok()) {
+      Napi::Value v = job->result ? job->result(env) : env.Undefined();
+      job->deferred->Resolve(v);
+    } else {
+      job->deferred->Reject(StatusError(env, job->op, job->status).Value());
+    }
+    delete job;
+  }
+
+  // Queues a job; returns its promise (or undefined for fire-and-forget).
+  Napi::Value Submit(Napi::Env env, Job* job) {
+    if (!open_) {
+      std::string op = job->op;
+      delete job;
+      throw MakeError(env, "BACKEND_UNAVAILABLE", op + ": the cuda context was disposed");
+    }
+    Napi::Value ret = env.Undefined();
+    if (job->deferred) {
+      ret = job->deferred->Promise();
+      job->settle = settle_;
+      // While promises are pending the thread-safe function keeps the event loop alive.
+      if (settle_->pending++ == 0) tsfn_.Ref(env);
+    }
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      queue_.push_back(job);
+    }
+    cv_.notify_one();
+    return ret;
+  }
+
+  static void OnEnvCleanup(CudaDevice* self) {
+    self->has_cleanup_ = false;
+    self->Shutdown(false);
+  }
+
+  void Shutdown(bool /*from_js*/) {
+    if (!open_) return;
+    open_ = false;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stopping_ = true;
+    }
+    cv_.notify_one();
+    if (worker_.joinable()) worker_.join();
+    cudaSetDevice(device_);
+    for (void* p : live_) cudaFreeAsync(p, stream_);
+    live_.clear();
+    cudaStreamSynchronize(stream_);
+    cudaStreamDestroy(stream_);
+    cudaFree(d_flags_);
+    cudaFreeHost(h_flags_);
+    cudaMemPool_t pool;
+    if (cudaDeviceGetDefaultMemPool(&pool, device_) == cudaSuccess) cudaMemPoolTrimTo(pool, 0);
+    settle_->released = true;
+    tsfn_.Release();
+  }
+
+  void RequireOpen(Napi::Env env, const char* what) {
+    if (!open_) throw MakeError(env, "BACKEND_UNAVAILABLE", std::string(what) + ": the cuda context was disposed");
+  }
+
+  // ------------------------------------------------------------------------------- methods
+  Napi::Value Info(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("name", prop_.name);
+    o.Set("index", device_);
+    o.Set("computeCapability", std::to_string(prop_.major) + "." + std::to_string(prop_.minor));
+    o.Set("multiProcessors", prop_.multiProcessorCount);
+    o.Set("totalMemoryBytes", static_cast<double>(prop_.totalGlobalMem));
+    o.Set("l2CacheBytes", prop_.l2CacheSize);
+    o.Set("sharedMemPerBlockOptin", static_cast<double>(prop_.sharedMemPerBlockOptin));
+    o.Set("cudaRuntimeVersion", runtime_version_);
+    o.Set("cudaDriverVersion", driver_version_);
+    o.Set("archs", GRPO_CUDA_ARCHS);
+    return o;
+  }
+
+  // alloc(bytes) → bigint (0n for 0 bytes). OUT_OF_MEMORY when the pool cannot grow.
+  Napi::Value Alloc(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    RequireOpen(env, "alloc");
+    const uint64_t bytes = U64(env, info[0], "bytes");
+    if (bytes == 0) return Napi::BigInt::New(env, static_cast<uint64_t>(0));
+    cudaSetDevice(device_);
+    void* p = nullptr;
+    // Rounded up to 16 bytes so vectorised kernels may read the last 16-byte word of a buffer.
+    const uint64_t padded = (bytes + 15) & ~uint64_t(15);
+    cudaError_t e = cudaMallocAsync(&p, padded, stream_);
+    if (e != cudaSuccess) {
+      Status s = Status::FromCuda(e, "cudaMallocAsync", __FILE__, __LINE__);
+      throw MakeError(env, CodeOf(s), "alloc of " + std::to_string(bytes) + " bytes: " + CudaCallError("cudaMallocAsync", e));
+    }
+    live_.insert(p);
+    return Napi::BigInt::New(env, static_cast<uint64_t>(reinterpret_cast<uintptr_t>(p)));
+  }
+
+  // free(ptr): stream-ordered after every queued job. Unknown pointers (not from alloc) are ignored.
+  Napi::Value Free(const Napi::CallbackInfo& info) {
+    if (!open_) return info.Env().Undefined();
+    void* p = reinterpret_cast<void*>(static_cast<uintptr_t>(U64(info.Env(), info[0], "ptr")));
+    if (p == nullptr || live_.erase(p) == 0) return info.Env().Undefined();
+    Job* job = new Job();
+    job->op = "free";
+    job->run = [p](JobEnv& je) -> Status {
+      GK_CHECK(cudaFreeAsync(p, je.stream));
+      return Status::Ok();
+    };
+    return Submit(info.Env(), job);
+  }
+
+  // upload(ptr, typedArray): snapshot of the array now, copied to the device in stream order.
+  Napi::Value Upload(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    RequireOpen(env, "upload");
+    void* p = reinterpret_cast<void*>(static_cast<uintptr_t>(U64(env, info[0], "ptr")));
+    Napi::TypedArray ta = info[1].As<Napi::TypedArray>();
+    const size_t bytes = ta.ByteLength();
+    if (bytes == 0) return env.Undefined();
+    auto data = std::make_shared<std::vector<uint8_t>>(bytes);
+    std::memcpy(data->data(), static_cast<const uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset(), bytes);
+    Job* job = new Job();
+    job->op = "upload";
+    job->run = [p, data](JobEnv& je) -> Status {
+      // Pageable source: staged before cudaMemcpyAsync returns, so `data` may die afterwards.
+      GK_CHECK(cudaMemcpyAsync(p, data->data(), data->size(), cudaMemcpyHostToDevice, je.stream));
+      return Status::Ok();
+    };
+    return Submit(env, job);
+  }
+
+  // read(ptr, typedArray) → promise: fills the array (its whole byte length) from the device.
+  Napi::Value Read(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    RequireOpen(env, "read");
+    const void* p = reinterpret_cast<const void*>(static_cast<uintptr_t>(U64(env, info[0], "ptr")));
+    Napi::TypedArray ta = info[1].As<Napi::TypedArray>();
+    const size_t bytes = ta.ByteLength();
+    uint8_t* dst = static_cast<uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset();
+    Job* job = NewPromiseJob(env, "read");
+    job->keep = Napi::Persistent(ta.As<Napi::Object>());
+    job->run = [p, dst, bytes](JobEnv& je) -> Status {
+      if (bytes > 0) GK_CHECK(cudaMemcpyAsync(dst, p, bytes, cudaMemcpyDeviceToHost, je.stream));
+      GK_CHECK(cudaStreamSynchronize(je.stream));
+      return Status::Ok();
+    };
+    return Submit(env, job);
+  }
+
+  Napi::Value Synchronize(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    RequireOpen(env, "synchronize");
+    Job* job = NewPromiseJob(env, "synchronize");
+    job->run = [](JobEnv& je) -> Status {
+      GK_CHECK(cudaStreamSynchronize(je.stream));
+      return Status::Ok();
+    };
+    return Submit(env, job);
+  }
+
+  // copyProbe(bytes) → seconds per device-to-device copy (median of 7 after 2 warm-ups).
+  Napi::Value CopyProbe(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    RequireOpen(env, "copyProbe");
+    const uint64_t bytes = std::max<uint64_t>(U64(env, info[0], "bytes"), 16);
+    Job* job = NewPromiseJob(env, "copyProbe");
+    job->run = [bytes, job](JobEnv& je) -> Status {
+      gk::Scratch scratch(je.stream);
+      uint8_t *a = nullptr, *b = nullptr;
+      GK_TRY(scratch.alloc(&a, bytes));
+      GK_TRY(scratch.alloc(&b, bytes));
+      GK_CHECK(cudaMemsetAsync(a, 1, bytes, je.stream));
+      cudaEvent_t e0, e1;
+      GK_CHECK(cudaEventCreate(&e0));
+      GK_CHECK(cudaEventCreate(&e1));
+      std::vector<float> ms;
+      Status st = Status::Ok();
+      for (int i = 0; i < 9 && st.ok(); ++i) {
+        cudaError_t e = cudaEventRecord(e0, je.stream);
+        if (e == cudaSuccess) e = cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice, je.stream);
+        if (e == cudaSuccess) e = cudaEventRecord(e1, je.stream);
+        if (e == cudaSuccess) e = cudaEventSynchronize(e1);
+        float t = 0;
+        if (e == cudaSuccess) e = cudaEventElapsedTime(&t, e0, e1);
+        if (e != cudaSuccess) st = Status::FromCuda(e, "copyProbe copy", __FILE__, __LINE__);
+        if (i >= 2) ms.push_back(t);
+      }
+      cudaEventDestroy(e0);
+      cudaEventDestroy(e1);
+      GK_TRY(st);
+      std::sort(ms.begin(), ms.end());
+      job->seconds = ms[ms.size() / 2] / 1e3;
+      return Status::Ok();
+    };
+    job->result = [job](Napi::Env e) -> Napi::Value { return Napi::Number::New(e, job->seconds); };
+    return Submit(env, job);
+  }
+
+  Job* NewPromiseJob(Napi::Env env, const char* op) {
+    Job* job = new Job();
+    job->op = op;
+    job->deferred = std::make_unique<Napi::Promise::Deferred>(env);
+    return job;
+  }
+
+  // The common shape of an op job: poison outputs, reset the flags, enqueue, read the flags back,
+  // sync, turn raised flags into a RANGE error.
+  Napi::Value RunOp(Napi::Env env, const char* op, const Napi::Object& args, std::vector<PoisonTarget> outputs,
+                    std::function<Status(JobEnv&, gk::Scratch&)> enqueue,
+                    std::function<std::string(const gk::ErrorFlags&)> flags_message = nullptr) {
+    RequireOpen(env, op);
+    const bool poison = Has(args, "poison");
+    const float poison_value = static_cast<float>(Num(args, "poison", 0));
+    Job* job = NewPromiseJob(env, op);
+    job->run = [=](JobEnv& je) -> Status {
+      {
+        gk::Scratch scratch(je.stream);
+        if (poison)
+          for (const auto& t : outputs) GK_TRY(gk::launch_poison(t.ptr, t.n, t.dtype, poison_value, je.launch));
+        GK_TRY(gk::launch_reset_flags(je.d_flags, je.launch));
+        GK_TRY(enqueue(je, scratch));
+        GK_CHECK(cudaMemcpyAsync(je.h_flags, je.d_flags, sizeof(gk::ErrorFlags), cudaMemcpyDeviceToHost, je.stream));
+      }
+      GK_CHECK(cudaStreamSynchronize(je.stream));
+      if (je.h_flags->bits != 0) {
+        std::string m = flags_message ? flags_message(*je.h_flags) : "";
+        return Status::Range(m.empty() ? "a kernel raised error flags " + std::to_string(je.h_flags->bits) : m);
+      }
+      return Status::Ok();
+    };
+    return Submit(env, job);
+  }
+
+  Napi::Value Logprobs(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Napi::Object a = info[0].As<Napi::Object>();
+    gk::LogprobsParams p;
+    p.logits = Ptr(a, "logits");
+    p.dtype = DTypeOf(a, "dtype");
+    p.targets = static_cast<const int*>(Ptr(a, "targets"));
+    p.rows = Int(a, "rows");
+    p.vocab = Int(a, "vocab");
+    p.temperature = static_cast<float>(Num(a, "temperature", 1));
+    p.ignore_index = static_cast<int>(Int(a, "ignoreIndex", -100));
+    p.logprobs = static_cast<float*>(Ptr(a, "outLogprobs"));
+    p.lse = static_cast<float*>(Ptr(a, "outLse"));
+    p.entropy = static_cast<float*>(Ptr(a, "outEntropy"));
+    p.sum_squares = static_cast<float*>(Ptr(a, "outSumSquares"));
+    p.split_override = static_cast<int>(Int(a, "splits", 0));
+    std::vector<PoisonTarget> outs{{p.logprobs, p.rows, DType::F32}, {p.lse, p.rows, DType::F32}};
+    if (p.entropy) outs.push_back({p.entropy, p.rows, DType::F32});
+    if (p.sum_squares) outs.push_back({p.sum_squares, p.rows, DType::F32});
+    const int64_t vocab = p.vocab;
+    return RunOp(
+        env, "logprobs", a, outs,
+        [p](JobEnv& je, gk::Scratch& s) { return gk::launch_logprobs_forward(p, je.launch, s, je.d_flags); },
+        [vocab](const gk::ErrorFlags& f) { return gk::logprobs_flags_message(f, vocab); });
+  }
+
+  Napi::Value LogprobsBackward(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Napi::Object a = info[0].As<Napi::Object>();
+    gk::LogprobsBackwardParams p;
+    p.logits = Ptr(a, "logits");
+    p.dtype = DTypeOf(a, "dtype");
+    p.targets = static_cast<const int*>(Ptr(a, "targets"));
+    p.lse = static_cast<const float*>(Ptr(a, "lse"));
+    p.grad_logprobs = static_cast<const float*>(Ptr(a, "gradLogprobs"));
+    p.grad_entropy = static_cast<const float*>(Ptr(a, "gradEntropy"));
+    p.entropy = static_cast<const float*>(Ptr(a, "entropy"));
+    p.rows = Int(a, "rows");
+    p.vocab = Int(a, "vocab");
+    p.temperature = static_cast<float>(Num(a, "temperature", 1));
+    p.ignore_index = static_cast<int>(Int(a, "ignoreIndex", -100));
+    p.grad_logits = Ptr(a, "outGradLogits");
+    const bool in_place = p.grad_logits == p.logits;
+    std::vector<PoisonTarget> outs;
+    if (!in_place) outs.push_back({p.grad_logits, p.rows * p.vocab, p.dtype});
+    const int64_t vocab = p.vocab;
+    return RunOp(
+        env, "logprobsBackward", a, outs,
+        [p](JobEnv& je, gk::Scratch&) { return gk::launch_logprobs_backward(p, je.launch, je.d_flags); },
+        [vocab](const gk::ErrorFlags& f) { return gk::logprobs_flags_message(f, vocab); });
+  }
+
+  Napi::Value GatherProbs(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Napi::Object a = info[0].As<Napi::Object>();
+    gk::GatherProbsParams p;
+    p.logits = Ptr(a, "logits");
+    p.dtype = DTypeOf(a, "dtype");
+    p.lse = static_cast<const float*>(Ptr(a, "lse"));
+    p.num_tokens = Int(a, "numTokens");
+    p.vocab = Int(a, "vocab");
+    p.temperature = static_cast<float>(Num(a, "temperature", 1));
+    p.columns = static_cast<const int*>(Ptr(a, "columns"));
+    p.group_token_offsets = Vec<int32_t>(a, "groupTokenOffsets");
+    p.vocab_offsets = Vec<int32_t>(a, "vocabOffsets");
+    p.probs_offsets = Vec<int64_t>(a, "probsOffsets");
+    p.probs = static_cast<float*>(Ptr(a, "outProbs"));
+    const int64_t n = p.probs_offsets.empty() ? 0 : p.probs_offsets.back();
+    return RunOp(env, "gatherProbs", a, {{p.probs, n, DType::F32}},
+                 [p](JobEnv& je, gk::Scratch& s) { return gk::launch_gather_probs(p, je.launch, s); });
+  }
+
+  Napi::Value Advantages(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Napi::Object a = info[0].As<Napi::Object>();
+    gk::AdvantagesParams p;
+    p.rewards = static_cast<const float*>(Ptr(a, "rewards"));
+    p.group_offsets = Vec<int32_t>(a, "groupOffsets");
+    p.response_offsets = Vec<int32_t>(a, "responseOffsets");
+    p.estimator = static_cast<gk::Estimator>(Int(a, "estimator"));
+    p.std_kind = static_cast<gk::StdKind>(Int(a, "stdKind"));
+    p.eps = static_cast<float>(Num(a, "eps", 1e-6));
+    p.scale = static_cast<gk::ScaleKind>(Int(a, "scale"));
+    p.singleton = static_cast<gk::Singleton>(Int(a, "singleton"));
+    p.whiten_mask_eps = static_cast<float>(Num(a, "whitenMaskEps", 0));
+    p.whiten_sample = Bool(a, "whitenSample", true);
+    p.whiten_clamp = Bool(a, "whitenClamp", false);
+    p.advantages = static_cast<float*>(Ptr(a, "outAdvantages"));
+    p.mean = static_cast<float*>(Ptr(a, "outMean"));
+    p.std = static_cast<float*>(Ptr(a, "outStd"));
+    p.degenerate = static_cast<uint8_t*>(Ptr(a, "outDegenerate"));
+    const int64_t G = p.group_offsets.empty() ? 0 : int64_t(p.group_offsets.size()) - 1;
+    std::vector<PoisonTarget> outs{{p.advantages, Int(a, "advantagesSize"), DType::F32},
+                                   {p.mean, G, DType::F32},
+                                   {p.std, G, DType::F32},
+                                   {p.degenerate, G, DType::U8}};
+    return RunOp(env, "advantages", a, outs,
+                 [p](JobEnv& je, gk::Scratch& s) { return gk::launch_advantages(p, je.launch, s); });
+  }
+
+  Napi::Value ExpandToTokens(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Napi::Object a = info[0].As<Napi::Object>();
+    gk::ExpandParams p;
+    p.values = static_cast<const float*>(Ptr(a, "values"));
+    p.response_offsets = Vec<int32_t>(a, "responseOffsets");
+    p.out = static_cast<float*>(Ptr(a, "out"));
+    const int64_t T = p.response_offsets.empty() ? 0 : p.response_offsets.back();
+    return RunOp(env, "expandToTokens", a, {{p.out, T, DType::F32}},
+                 [p](JobEnv& je, gk::Scratch& s) { return gk::launch_expand_to_tokens(p, je.launch, s); });
+  }
+
+  Napi::Value Whiten(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Napi::Object a = info[0].As<Napi::Object>();
+    gk::WhitenParams p;
+    p.values = static_cast<const float*>(Ptr(a, "values"));
+    p.mask = static_cast<const uint8_t*>(Ptr(a, "mask"));
+    p.n = Int(a, "n");
+    p.mask_eps = static_cast<float>(Num(a, "maskEps", 0));
+    p.sample = Bool(a, "sample", true);
+    p.clamp = Bool(a, "clamp", false);
+    p.keep_mean = Bool(a, "keepMean", false);
+    p.out = static_cast<float*>(Ptr(a, "out"));
+    return RunOp(env, "whiten", a, {{p.out, p.n, DType::F32}},
+                 [p](JobEnv& je, gk::Scratch& s) { return gk::launch_whiten(p, je.launch, s); });
+  }
+
+  gk::ThrLayoutHost LayoutOf(const Napi::Object& a) {
+    gk::ThrLayoutHost l;
+    l.response_offsets = Vec<int32_t>(a, "responseOffsets");
+    l.group_offsets = Vec<int32_t>(a, "groupOffsets");
+    l.correct = Vec<uint8_t>(a, "correct");
+    l.degenerate = Vec<uint8_t>(a, "degenerate");
+    return l;
+  }
+
+  Napi::Value TokenHiddenReward(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Napi::Object a = info[0].As<Napi::Object>();
+    gk::ThrParams p;
+    p.layout = LayoutOf(a);
+    p.hidden = Ptr(a, "hidden");
+    p.hidden_dtype = DTypeOf(a, "hiddenDtype");
+    p.dim = Int(a, "dim");
+    p.probs = static_cast<const float*>(Ptr(a, "probs"));
+    p.probs_offsets = Vec<int64_t>(a, "probsOffsets");
+    p.vocab_offsets = Vec<int32_t>(a, "vocabOffsets");
+    p.token_column = static_cast<const int*>(Ptr(a, "tokenColumn"));
+    p.length_weighting = Bool(a, "lengthWeighting", true);
+    p.beta = static_cast<float>(Num(a, "beta", 1));
+    if (Has(a, "mBudgetBytes")) p.m_budget_bytes = static_cast<size_t>(Int(a, "mBudgetBytes"));
+    p.thr = static_cast<float*>(Ptr(a, "outThr"));
+    p.tau = static_cast<float*>(Ptr(a, "outTau"));
+    const int64_t T = p.layout.response_offsets.empty() ? 0 : p.layout.response_offsets.back();
+    const int64_t G = p.layout.group_offsets.empty() ? 0 : int64_t(p.layout.group_offsets.size()) - 1;
+    return RunOp(env, "tokenHiddenReward", a, {{p.thr, T, DType::F32}, {p.tau, G, DType::F32}},
+                 [p](JobEnv& je, gk::Scratch& s) { return gk::launch_token_hidden_reward(p, je.launch, s); });
+  }
+
+  Napi::Value ThrReweight(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    Napi::Object a = info[0].As<Napi::Object>();
+    gk::ThrReweightParams p;
+    p.layout = LayoutOf(a);
+    p.token_advantages = static_cast<const float*>(Ptr(a, "tokenAdvantages"));
+    p.thr = static_cast<const float*>(Ptr(a, "thr"));
+    p.tau = static_cast<const float*>(Ptr(a, "tau"));
+    p.mode = static_cast<gk::ReweightMode>(Int(a, "mode"));
+    p.p = Num(a, "p", 0);
+    p.mask = Bool(a, "mask", true);
+    p.eta_auto = Bool(a, "etaAuto", true);
+    p.eta = Num(a, "eta", 0);
+    p.out = static_cast<float*>(Ptr(a, "out"));
+    const int64_t T = p.layout.response_offsets.empty() ? 0 : p.layout.response_offsets.back();
+    return RunOp(env, "thrReweight", a, {{p.out, T, DType::F32}},
+                 [p](JobEnv& je, gk::Scratch& s) { return gk::launch_thr_reweight(p, je.launch, s); });
+  }
+
+  Napi::Value Close(const Napi::CallbackInfo& info) {
+    Shutdown(true);
+    return info.Env().Undefined();
+  }
+
+  int device_ = 0;
+  cudaDeviceProp prop_{};
+  int runtime_version_ = 0;
+  int driver_version_ = 0;
+  cudaStream_t stream_ = nullptr;
+  gk::ErrorFlags* d_flags_ = nullptr;
+  gk::ErrorFlags* h_flags_ = nullptr;
+  bool open_ = false;
+  std::unordered_set<void*> live_;  // main thread only
+
+  std::thread worker_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Job*> queue_;
+  bool stopping_ = false;
+  Status sticky_;  // job thread only
+  Napi::ThreadSafeFunction tsfn_;
+  std::shared_ptr<SettleState> settle_;
+  Napi::Env::CleanupHook<void (*)(CudaDevice*), CudaDevice> cleanup_;
+  bool has_cleanup_ = false;
+};
+
+Napi::Value BuildInfo(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("cuda", true);
+  o.Set("reason", "");
+  o.Set("archs", GRPO_CUDA_ARCHS);
+  int rt = 0;
+  cudaRuntimeGetVersion(&rt);  // the statically linked runtime: needs no driver
+  o.Set("cudaRuntimeVersion", rt);
+  return o;
+}
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("buildInfo", Napi::Function::New(env, BuildInfo, "buildInfo"));
+  exports.Set("CudaDevice", CudaDevice::Define(env));
+  return exports;
+}
+#endif
+
+}  // namespace
+
+NODE_API_MODULE(grpo_kernels_native, Init)

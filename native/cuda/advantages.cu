@@ -1,0 +1,432 @@
+// advantages family: group-relative advantages (every estimator of ESTIMATORS.md), expandToTokens,
+// whiten. Conventions mirror the cpu reference (src/backends/cpu/advantages.ts) line by line:
+//
+//   per group g, members [lo, hi), n = hi − lo:  μ = Σr/n;  M2 = Σ(r − μ)²;  s = sqrt(M2/(n−1) | M2/n)
+//   grpo (r − μ)/(D + eps), D = s | batch std ('batch') ; r − μ ('none')
+//   dr_grpo, reinforce_pp_baseline (before whitening)  r − μ ;  rloo n/(n−1)·(r − μ)
+//   opo r − b, b = Σ L r / Σ L ;  gpg α(r − μ), α = R / max(#{r ≠ 0}, 1)
+//   grpo_passk: first maximum gets (r_max − r_second)/(D + eps), others 0; a NaN member → NaN group
+//   degenerate: empty, singleton, zero variance (all members equal: value 0), opo with Σ L = 0.
+//   Singleton policies: 'zero' (value 0, mean r, std 0), 'mean0' (μ := 0, s := 1), 'nan' (plain formula).
+//
+// GROUP KERNEL: one warp per group (8 groups per 256-thread block), the whole batch of ragged groups in
+//   one launch. Each lane sums its strided members in index order; xor-butterfly shuffles combine the
+//   lanes (IEEE addition is commutative, so every lane gets the same bits). Two passes (mean, then
+//   Σ(r − μ)²) over members held in L1/L2, never E[r²] − E[r]². Zero variance is tested exactly as
+//   min == max (all members equal), which is what the f64 reference's M2 == 0 means for f32 inputs.
+//   Bytes: ~3 reads of the rewards (4R each, cached after the first) + 4R written + 9G; FLOPs ~6R.
+//   Goal on an H100: 1M responses in 64k groups under 50 µs (≈ 8 MB of traffic: launch-bound).
+// BATCH STATISTICS (scale 'batch', gpg's α, whitening): a two-pass reduction over a fixed grid of at
+//   most 256 blocks writing per-block partials, then one thread adding the partials in block order:
+//   deterministic (no float atomics) and independent of timing.
+// EXPAND: one warp per response copies its value to its tokens (4R read, 4·Ttotal written).
+// WHITEN: out = (x − mean)·rsqrt(var + 1e-8) (or rsqrt(max(var, 1e-8)) 'clamp') over the valid
+//   elements, mean = Σx/(n + maskEps), var = Σc²/(n + maskEps)·(n/(n−1) 'sample'); invalid → 0.
+//   Bytes: 3 reads of x (+ mask) and 1 write; FLOPs ~5 per element. reinforce_pp_baseline whitens the
+//   expanded per-token values without materialising them twice: response i weighs L_i.
+#include <climits>
+#include <cmath>
+
+#include "advantages.cuh"
+
+namespace gk {
+namespace {
+
+constexpr unsigned kFull = 0xffffffffu;
+constexpr int kGroupThreads = 256;  // 8 warps = 8 groups per block
+constexpr int kStatThreads = 256;
+constexpr int kMaxStatBlocks = 256;
+
+__device__ __forceinline__ float warp_sum(float v) {
+#pragma unroll
+  for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(kFull, v, off);
+  return v;
+}
+__device__ __forceinline__ float warp_min(float v) {
+#pragma unroll
+  for (int off = 16; off > 0; off >>= 1) v = fminf(v, __shfl_xor_sync(kFull, v, off));
+  return v;
+}
+__device__ __forceinline__ float warp_max(float v) {
+#pragma unroll
+  for (int off = 16; off > 0; off >>= 1) v = fmaxf(v, __shfl_xor_sync(kFull, v, off));
+  return v;
+}
+__device__ __forceinline__ int warp_or(int v) {
+#pragma unroll
+  for (int off = 16; off > 0; off >>= 1) v |= __shfl_xor_sync(kFull, v, off);
+  return v;
+}
+
+// ------------------------------------------------------------------------------ batch statistics
+// Element weight: the mask (0/1), or a response's length L_i = woff[i+1] − woff[i], or 1.
+struct StatsIn {
+  const float* x;
+  const uint8_t* mask;
+  const int* woff;
+  int64_t n;
+};
+struct Partial {
+  float sum;
+  float m2;
+  long long count;
+  long long nnz;
+};
+// Final statistics on the device, read by later kernels of the same job.
+struct Stats {
+  float mean;   // Σ w x / (count + maskEps)
+  float rstd;   // whitening scale
+  float std;    // sqrt(M2/(count−1) | M2/count): the batch std of scale 'batch'
+  float alpha;  // gpg: count / max(nnz, 1)
+  long long count;
+  long long nnz;
+};
+
+__device__ __forceinline__ float weight_of(const StatsIn& in, int64_t i) {
+  if (in.mask) return in.mask[i] != 0 ? 1.f : 0.f;
+  if (in.woff) return static_cast<float>(in.woff[i + 1] - in.woff[i]);
+  return 1.f;
+}
+
+// Pass 1 (mean == null): Σ w·x, Σ w, #{w ≠ 0 and x ≠ 0}. Pass 2: Σ w·(x − mean)². Elements of weight 0
+// are never read (a NaN outside the mask stays out, as in the reference).
+__global__ void __launch_bounds__(kStatThreads) stats_pass_kernel(StatsIn in, const Stats* st, Partial* part) {
+  __shared__ Partial sh[kStatThreads];
+  Partial p{0.f, 0.f, 0, 0};
+  const float mean = st ? st->mean : 0.f;
+  const int64_t stride = int64_t(gridDim.x) * blockDim.x;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < in.n; i += stride) {
+    const float w = weight_of(in, i);
+    if (w == 0.f) continue;
+    const float x = in.x[i];
+    if (st == nullptr) {
+      p.sum = fmaf(w, x, p.sum);
+      p.count += static_cast<long long>(w);
+      p.nnz += (x != 0.f) ? 1 : 0;  // NaN counts as nonzero
+    } else {
+      const float c = x - mean;
+      p.m2 = fmaf(w * c, c, p.m2);
+    }
+  }
+  sh[threadIdx.x] = p;
+  __syncthreads();
+  for (int half = blockDim.x >> 1; half > 0; half >>= 1) {  // fixed tree
+    if (threadIdx.x < half) {
+      Partial& a = sh[threadIdx.x];
+      const Partial& b = sh[threadIdx.x + half];
+      a.sum += b.sum;
+      a.m2 += b.m2;
+      a.count += b.count;
+      a.nnz += b.nnz;
+    }
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) part[blockIdx.x] = sh[0];
+}
+
+__global__ void stats_final1_kernel(const Partial* part, int nblocks, float mask_eps, Stats* st) {
+  float sum = 0.f;
+  long long count = 0, nnz = 0;
+  for (int b = 0; b < nblocks; ++b) {  // block order
+    sum += part[b].sum;
+    count += part[b].count;
+    nnz += part[b].nnz;
+  }
+  st->count = count;
+  st->nnz = nnz;
+  st->mean = sum / (static_cast<float>(count) + mask_eps);
+  st->alpha = static_cast<float>(count) / static_cast<float>(nnz > 1 ? nnz : 1);
+}
+
+__global__ void stats_final2_kernel(const Partial* part, int nblocks, float mask_eps, int sample, int clamp,
+                                    Stats* st) {
+  float m2 = 0.f;
+  for (int b = 0; b < nblocks; ++b) m2 += part[b].m2;
+  const float n = static_cast<float>(st->count);
+  float var = m2 / (n + mask_eps);
+  if (sample) var = st->count == 1 ? NAN : var * (n / (n - 1.f));
+  const float v = clamp ? (isnan(var) ? var : fmaxf(var, 1e-8f)) : var + 1e-8f;
+  st->rstd = 1.f / sqrtf(v);
+  st->std = sqrtf(sample ? m2 / (n - 1.f) : m2 / n);
+}
+
+struct StatsPlan {
+  Partial* part = nullptr;
+  Stats* stats = nullptr;
+  int blocks = 1;
+};
+
+// Enqueues both passes; *stats is valid on the device after them.
+Status run_stats(const StatsIn& in, float mask_eps, bool sample, bool clamp, const LaunchEnv& env,
+                 Scratch& scratch, Stats** out) {
+  StatsPlan pl;
+  int64_t b = ceil_div(in.n > 0 ? in.n : 1, int64_t(kStatThreads) * 8);
+  pl.blocks = static_cast<int>(b < kMaxStatBlocks ? b : kMaxStatBlocks);
+  GK_TRY(scratch.alloc(&pl.part, size_t(pl.blocks)));
+  GK_TRY(scratch.alloc(&pl.stats, 1));
+  stats_pass_kernel<<<pl.blocks, kStatThreads, 0, env.stream>>>(in, nullptr, pl.part);
+  GK_CHECK_LAUNCH("stats_pass_kernel (sums)");
+  stats_final1_kernel<<<1, 1, 0, env.stream>>>(pl.part, pl.blocks, mask_eps, pl.stats);
+  GK_CHECK_LAUNCH("stats_final1_kernel");
+  stats_pass_kernel<<<pl.blocks, kStatThreads, 0, env.stream>>>(in, pl.stats, pl.part);
+  GK_CHECK_LAUNCH("stats_pass_kernel (squares)");
+  stats_final2_kernel<<<1, 1, 0, env.stream>>>(pl.part, pl.blocks, mask_eps, sample ? 1 : 0, clamp ? 1 : 0,
+                                                pl.stats);
+  GK_CHECK_LAUNCH("stats_final2_kernel");
+  *out = pl.stats;
+  return Status::Ok();
+}
+
+// ---------------------------------------------------------------------------------- group kernel
+struct GroupArgs {
+  const float* r;
+  const int* go;   // [G+1]
+  const int* ro;   // [R+1] or null
+  int G;
+  int estimator;
+  int sample;
+  float eps;
+  int scale;
+  int singleton;
+  const Stats* batch;  // scale 'batch' (divides) or gpg; else null
+  float* values;       // [R]: the advantages, or reinforce_pp_baseline's per-response values
+  float* mean;
+  float* std;
+  uint8_t* deg;
+};
+
+__global__ void __launch_bounds__(kGroupThreads) group_advantages_kernel(GroupArgs a) {
+  const int lane = threadIdx.x & 31;
+  const int g = blockIdx.x * (kGroupThreads / 32) + (threadIdx.x >> 5);
+  if (g >= a.G) return;  // whole warp leaves together
+  const int lo = a.go[g], hi = a.go[g + 1], n = hi - lo;
+  const auto est = static_cast<Estimator>(a.estimator);
+  const bool divides = est == Estimator::Grpo || est == Estimator::GrpoPassk;
+  const bool batch_scale = a.scale == int(ScaleKind::Batch);
+  const float batch_std = (divides && batch_scale) ? a.batch->std : NAN;
+  auto finish = [&](float mu, float s, int deg) {
+    if (lane == 0) {
+      a.mean[g] = mu;
+      a.std[g] = (divides && batch_scale) ? batch_std : s;
+      a.deg[g] = static_cast<uint8_t>(deg);
+    }
+  };
+  if (n == 0) {
+    if (lane == 0) {
+      a.mean[g] = 0.f;
+      a.std[g] = 0.f;
+      a.deg[g] = 1;
+    }
+    return;
+  }
+  // Pass 1: Σ r, min, max.
+  float sum = 0.f, mn = INFINITY, mx = -INFINITY;
+  for (int i = lo + lane; i < hi; i += 32) {
+    const float x = a.r[i];
+    sum += x;
+    mn = fminf(mn, x);
+    mx = fmaxf(mx, x);
+  }
+  sum = warp_sum(sum);
+  mn = warp_min(mn);
+  mx = warp_max(mx);
+  float mu = sum / static_cast<float>(n);
+  // Pass 2: Σ (r − μ)².
+  float m2 = 0.f;
+  for (int i = lo + lane; i < hi; i += 32) {
+    const float c = a.r[i] - mu;
+    m2 = fmaf(c, c, m2);
+  }
+  m2 = warp_sum(m2);
+  const bool sample = a.sample != 0;
+  float s = sqrtf(sample ? m2 / static_cast<float>(n - 1) : m2 / static_cast<float>(n));
+  const bool single = n == 1;
+  // All members equal (and finite: NaN or Inf make the reference's M2 NaN, not 0).
+  const bool zero_var = !single && mn == mx && isfinite(mu) && isfinite(m2);
+  int deg = (single || zero_var) ? 1 : 0;
+  const auto pol = static_cast<Singleton>(a.singleton);
+
+  if (zero_var || (single && pol == Singleton::Zero)) {
+    for (int i = lo + lane; i < hi; i += 32) a.values[i] = 0.f;
+    finish(mu, 0.f, 1);
+    return;
+  }
+  const bool mean0 = single && pol == Singleton::Mean0;
+  if (mean0) {
+    mu = 0.f;
+    s = 1.f;
+  }
+  const float divisor = batch_scale ? batch_std : s;
+  const bool none = a.scale == int(ScaleKind::None);
+
+  switch (est) {
+    case Estimator::Grpo:
+      for (int i = lo + lane; i < hi; i += 32) {
+        const float d = a.r[i] - mu;
+        a.values[i] = none ? d : d / (divisor + a.eps);
+      }
+      break;
+    case Estimator::DrGrpo:
+    case Estimator::ReinforcePpBaseline:
+      for (int i = lo + lane; i < hi; i += 32) a.values[i] = a.r[i] - mu;
+      break;
+    case Estimator::Rloo: {
+      if (mean0) {
+        if (lane == 0) a.values[lo] = a.r[lo];
+      } else {
+        const float k = static_cast<float>(n) / static_cast<float>(n - 1);
+        for (int i = lo + lane; i < hi; i += 32) a.values[i] = k * (a.r[i] - mu);
+      }
+      break;
+    }
+    case Estimator::Gpg: {
+      const float alpha = a.batch->alpha;
+      for (int i = lo + lane; i < hi; i += 32) a.values[i] = alpha * (a.r[i] - mu);
+      break;
+    }
+    case Estimator::Opo: {
+      if (!mean0) {
+        float wsum = 0.f;
+        int lsum = 0;
+        for (int i = lo + lane; i < hi; i += 32) {
+          const int L = a.ro[i + 1] - a.ro[i];
+          wsum = fmaf(static_cast<float>(L), a.r[i], wsum);
+          lsum += L;
+        }
+        wsum = warp_sum(wsum);
+#pragma unroll
+        for (int off = 16; off > 0; off >>= 1) lsum += __shfl_xor_sync(kFull, lsum, off);
+        mu = wsum / static_cast<float>(lsum);
+        if (lsum == 0) deg = 1;
+      }
+      for (int i = lo + lane; i < hi; i += 32) a.values[i] = a.r[i] - mu;
+      break;
+    }
+    case Estimator::GrpoPassk: {
+      // First maximum (lowest index wins ties; NaN never compares greater), then the runner-up.
+      float bv = a.r[lo];
+      int bi = lo;
+      int has_nan = 0;
+      for (int i = lo + lane; i < hi; i += 32) {
+        const float x = a.r[i];
+        if (isnan(x))
+          has_nan = 1;
+        else if (x > bv || (x == bv && i < bi))
+          bv = x, bi = i;
+      }
+#pragma unroll
+      for (int off = 16; off > 0; off >>= 1) {
+        const float ov = __shfl_xor_sync(kFull, bv, off);
+        const int oi = __shfl_xor_sync(kFull, bi, off);
+        if (ov > bv || (ov == bv && oi < bi)) bv = ov, bi = oi;
+      }
+      has_nan = warp_or(has_nan);
+      float second = -INFINITY;
+      for (int i = lo + lane; i < hi; i += 32)
+        if (i != bi && a.r[i] > second) second = a.r[i];
+      second = warp_max(second);
+      const float gap = a.r[bi] - second;
+      const float value = none ? gap : gap / (divisor + a.eps);
+      for (int i = lo + lane; i < hi; i += 32) a.values[i] = has_nan ? NAN : (i == bi ? value : 0.f);
+      break;
+    }
+  }
+  finish(mu, s, deg);
+}
+
+// --------------------------------------------------------------------------------------- expand
+// out[t] = v[r] (or (v[r] − mean)·rstd with stats) for the tokens of response r; one warp per response.
+__global__ void expand_kernel(const float* __restrict__ v, const int* __restrict__ ro, int R, const Stats* st,
+                              float* __restrict__ out) {
+  const int r = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
+  if (r >= R) return;
+  float x = v[r];
+  if (st) x = (x - st->mean) * st->rstd;
+  const int t1 = ro[r + 1];
+  for (int t = ro[r] + (threadIdx.x & 31); t < t1; t += 32) out[t] = x;
+}
+
+__global__ void whiten_apply_kernel(const float* __restrict__ x, const uint8_t* __restrict__ mask, int64_t n,
+                                    const Stats* st, int keep_mean, float* __restrict__ out) {
+  const float mean = st->mean, rstd = st->rstd;
+  const bool empty = st->count == 0;
+  const float shift = keep_mean ? mean : 0.f;
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+    const bool valid = mask == nullptr || mask[i] != 0;
+    out[i] = (valid && !empty) ? fmaf(x[i] - mean, rstd, shift) : 0.f;
+  }
+}
+
+Status launch_expand_raw(const float* v, const int* ro, int R, const Stats* st, float* out, const LaunchEnv& env) {
+  if (R == 0) return Status::Ok();
+  const int warps = 8;
+  expand_kernel<<<unsigned(ceil_div(R, warps)), warps * 32, 0, env.stream>>>(v, ro, R, st, out);
+  GK_CHECK_LAUNCH("expand_kernel");
+  return Status::Ok();
+}
+
+}  // namespace
+
+Status launch_advantages(const AdvantagesParams& p, const LaunchEnv& env, Scratch& scratch) {
+  GK_REQUIRE(!p.group_offsets.empty(), "advantages: groupOffsets needs G+1 ≥ 1 entries");
+  const int G = static_cast<int>(p.group_offsets.size() - 1);
+  const int R = p.group_offsets.back();
+  const bool per_token = p.estimator == Estimator::ReinforcePpBaseline;
+  const bool needs_lengths = per_token || p.estimator == Estimator::Opo;
+  GK_REQUIRE(!needs_lengths || int64_t(p.response_offsets.size()) == int64_t(R) + 1,
+             "advantages: responseOffsets [R+1] required by opo and reinforce_pp_baseline");
+  GK_REQUIRE(p.rewards || R == 0, "advantages: null rewards");
+  if (G == 0) return Status::Ok();
+  int* go = nullptr;
+  int* ro = nullptr;
+  GK_TRY(scratch.upload(&go, p.group_offsets));
+  if (needs_lengths) GK_TRY(scratch.upload(&ro, p.response_offsets));
+
+  const bool divides = p.estimator == Estimator::Grpo || p.estimator == Estimator::GrpoPassk;
+  Stats* batch = nullptr;
+  if ((divides && p.scale == ScaleKind::Batch) || p.estimator == Estimator::Gpg)
+    GK_TRY(run_stats(StatsIn{p.rewards, nullptr, nullptr, R}, 0.f, p.std_kind == StdKind::Sample, false, env,
+                     scratch, &batch));
+
+  float* values = p.advantages;
+  if (per_token) GK_TRY(scratch.alloc(&values, size_t(R)));
+  GroupArgs a{p.rewards, go, ro, G, int(p.estimator), p.std_kind == StdKind::Sample ? 1 : 0, p.eps, int(p.scale),
+              int(p.singleton), batch, values, p.mean, p.std, p.degenerate};
+  group_advantages_kernel<<<unsigned(ceil_div(G, kGroupThreads / 32)), kGroupThreads, 0, env.stream>>>(a);
+  GK_CHECK_LAUNCH("group_advantages_kernel");
+
+  if (per_token) {
+    const int64_t T = p.response_offsets.back();
+    if (T == 0 || R == 0) return Status::Ok();
+    // Whiten expand(values) over all T tokens: response i weighs L_i (Σx = Σ L_i v_i, ...).
+    Stats* st = nullptr;
+    GK_TRY(run_stats(StatsIn{values, nullptr, ro, R}, p.whiten_mask_eps, p.whiten_sample, p.whiten_clamp, env,
+                     scratch, &st));
+    GK_TRY(launch_expand_raw(values, ro, R, st, p.advantages, env));
+  }
+  return Status::Ok();
+}
+
+Status launch_expand_to_tokens(const ExpandParams& p, const LaunchEnv& env, Scratch& scratch) {
+  GK_REQUIRE(!p.response_offsets.empty(), "expandToTokens: responseOffsets needs R+1 ≥ 1 entries");
+  const int R = static_cast<int>(p.response_offsets.size() - 1);
+  if (R == 0 || p.response_offsets.back() == 0) return Status::Ok();
+  GK_REQUIRE(p.values && p.out, "expandToTokens: null pointer");
+  int* ro = nullptr;
+  GK_TRY(scratch.upload(&ro, p.response_offsets));
+  return launch_expand_raw(p.values, ro, R, nullptr, p.out, env);
+}
+
+Status launch_whiten(const WhitenParams& p, const LaunchEnv& env, Scratch& scratch) {
+  if (p.n == 0) return Status::Ok();
+  GK_REQUIRE(p.values && p.out, "whiten: null pointer");
+  Stats* st = nullptr;
+  GK_TRY(run_stats(StatsIn{p.values, p.mask, nullptr, p.n}, p.mask_eps, p.sample, p.clamp, env, scratch, &st));
+  const int64_t blocks = ceil_div(p.n, 256);
+  whiten_apply_kernel<<<unsigned(blocks < 4096 ? blocks : 4096), 256, 0, env.stream>>>(
+      p.values, p.mask, p.n, st, p.keep_mean ? 1 : 0, p.out);
+  GK_CHECK_LAUNCH("whiten_apply_kernel");
+  return Status::Ok();
+}
+
+}  // namespace gk

@@ -1,0 +1,56 @@
+// Small kernels every family uses: the test poison fill (src/debug.ts) and the error-flag reset.
+// Bytes: poison writes n·sizeof(dtype); reset writes 16. No FLOPs.
+#include <climits>
+
+#include "common.cuh"
+
+namespace gk {
+namespace {
+
+template <class T>
+__global__ void fill_kernel(T* p, int64_t n, T value) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
+    p[i] = value;
+}
+
+__global__ void reset_flags_kernel(ErrorFlags* f) {
+  f->bits = 0;
+  f->first = INT_MAX;
+  f->value = 0;
+  f->pad = 0;
+}
+
+}  // namespace
+
+Status launch_poison(void* p, int64_t n, DType dtype, float value, const LaunchEnv& env) {
+  if (n <= 0) return Status::Ok();
+  GK_REQUIRE(p != nullptr, "poison: null pointer");
+  const int threads = 256;
+  const int64_t blocks64 = ceil_div(n, threads);
+  const int blocks = static_cast<int>(blocks64 < 65535 * 8 ? blocks64 : 65535 * 8);
+  switch (dtype) {
+    case DType::F32:
+      fill_kernel<float><<<blocks, threads, 0, env.stream>>>(static_cast<float*>(p), n, value);
+      break;
+    case DType::I32:
+      fill_kernel<int><<<blocks, threads, 0, env.stream>>>(static_cast<int*>(p), n, static_cast<int>(value));
+      break;
+    case DType::F16:
+    case DType::BF16:
+      fill_kernel<uint16_t><<<blocks, threads, 0, env.stream>>>(static_cast<uint16_t*>(p), n, uint16_t(0x7E01));
+      break;
+    case DType::U8:
+      GK_CHECK(cudaMemsetAsync(p, 0xAB, static_cast<size_t>(n), env.stream));
+      return Status::Ok();
+  }
+  GK_CHECK_LAUNCH("fill_kernel (poison)");
+  return Status::Ok();
+}
+
+Status launch_reset_flags(ErrorFlags* flags, const LaunchEnv& env) {
+  reset_flags_kernel<<<1, 1, 0, env.stream>>>(flags);
+  GK_CHECK_LAUNCH("reset_flags_kernel");
+  return Status::Ok();
+}
+
+}  // namespace gk

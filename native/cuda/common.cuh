@@ -1,0 +1,296 @@
+// Shared by every kernel family and by addon.cc: the Status every launcher returns, the checked-call
+// macros, dtype codes, the error-flag block kernels write, and Scratch (stream-ordered temporaries of
+// one job). Host-visible declarations only, except the device helpers under __CUDACC__ at the end.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace gk {
+
+// ------------------------------------------------------------------------------------------ Status
+enum class Code {
+  Ok = 0,
+  Cuda,     // a CUDA call failed; err holds its code (addon.cc maps it to OUT_OF_MEMORY, DEVICE_LOST, ...)
+  Range,    // the data broke an assumption the kernels check (all −Inf row, target out of range)
+  Invalid,  // a launcher's precondition failed (shape, alignment, size limits): a caller bug
+};
+
+struct Status {
+  Code code = Code::Ok;
+  cudaError_t err = cudaSuccess;
+  std::string message;
+
+  bool ok() const { return code == Code::Ok; }
+  static Status Ok() { return {}; }
+  static Status FromCuda(cudaError_t e, const char* call, const char* file, int line) {
+    Status s;
+    s.code = Code::Cuda;
+    s.err = e;
+    const char* base = file;
+    for (const char* p = file; *p; ++p)
+      if (*p == '/' || *p == '\\') base = p + 1;
+    s.message = std::string(call) + " failed: " + cudaGetErrorString(e) + " (" + cudaGetErrorName(e) +
+                ") at " + base + ":" + std::to_string(line);
+    return s;
+  }
+  static Status Range(std::string m) {
+    Status s;
+    s.code = Code::Range;
+    s.message = std::move(m);
+    return s;
+  }
+  static Status Invalid(std::string m) {
+    Status s;
+    s.code = Code::Invalid;
+    s.message = std::move(m);
+    return s;
+  }
+};
+
+// Checks a CUDA call; on failure returns a Status naming the call text, its error string and line.
+#define GK_CHECK(call)                                                              \
+  do {                                                                              \
+    cudaError_t gk_err_ = (call);                                                   \
+    if (gk_err_ != cudaSuccess) return ::gk::Status::FromCuda(gk_err_, #call, __FILE__, __LINE__); \
+  } while (0)
+// After a <<<>>> launch: names the kernel in the message.
+#define GK_CHECK_LAUNCH(kernel_name)                                                              \
+  do {                                                                                            \
+    cudaError_t gk_err_ = cudaGetLastError();                                                     \
+    if (gk_err_ != cudaSuccess)                                                                   \
+      return ::gk::Status::FromCuda(gk_err_, "launch of " kernel_name, __FILE__, __LINE__);      \
+  } while (0)
+// Propagates a non-ok Status.
+#define GK_TRY(expr)                      \
+  do {                                    \
+    ::gk::Status gk_st_ = (expr);         \
+    if (!gk_st_.ok()) return gk_st_;      \
+  } while (0)
+#define GK_REQUIRE(cond, msg)                                      \
+  do {                                                             \
+    if (!(cond)) return ::gk::Status::Invalid(std::string(msg));  \
+  } while (0)
+
+// ------------------------------------------------------------------------------------------ dtypes
+// Same names as src/dtypes.ts.
+enum class DType : int { F32 = 0, F16 = 1, BF16 = 2, I32 = 3, U8 = 4 };
+inline size_t dtype_size(DType d) {
+  switch (d) {
+    case DType::F32:
+    case DType::I32:
+      return 4;
+    case DType::F16:
+    case DType::BF16:
+      return 2;
+    default:
+      return 1;
+  }
+}
+inline const char* dtype_name(DType d) {
+  switch (d) {
+    case DType::F32:
+      return "f32";
+    case DType::F16:
+      return "f16";
+    case DType::BF16:
+      return "bf16";
+    case DType::I32:
+      return "i32";
+    default:
+      return "u8";
+  }
+}
+
+// --------------------------------------------------------------------------------------- launching
+// What every launcher needs to size its grid.
+struct LaunchEnv {
+  cudaStream_t stream = nullptr;
+  int sm_count = 1;
+};
+
+// Error flags a kernel raises for data it cannot compute (read back by the job after the stream
+// syncs). `bits` is OR-ed (integer atomics: deterministic), `first` is the smallest offending row.
+struct ErrorFlags {
+  int bits;
+  int first;
+  int value;  // e.g. the offending target id of row `first` (written by that row only)
+  int pad;
+};
+enum FlagBits : int { kFlagAllNegInf = 1, kFlagTargetRange = 2 };
+
+// Stream-ordered temporaries of one job: cudaMallocAsync on the job's stream, cudaFreeAsync (still
+// stream-ordered, so after the kernels that use them) when the Scratch goes out of scope.
+class Scratch {
+ public:
+  explicit Scratch(cudaStream_t s) : stream_(s) {}
+  Scratch(const Scratch&) = delete;
+  Scratch& operator=(const Scratch&) = delete;
+  ~Scratch() {
+    for (void* p : ptrs_) cudaFreeAsync(p, stream_);
+  }
+  template <class T>
+  Status alloc(T** p, size_t n) {
+    *p = nullptr;
+    if (n == 0) n = 1;  // keep pointers valid even for empty arrays
+    void* raw = nullptr;
+    GK_CHECK(cudaMallocAsync(&raw, n * sizeof(T), stream_));
+    ptrs_.push_back(raw);
+    *p = static_cast<T*>(raw);
+    return Status::Ok();
+  }
+  // alloc + copy from host (pageable: the copy is staged before cudaMemcpyAsync returns, so the host
+  // array may die afterwards; this runs on the job thread, never on the Node event loop).
+  template <class T>
+  Status upload(T** p, const std::vector<T>& host) {
+    GK_TRY(alloc(p, host.size()));
+    if (!host.empty())
+      GK_CHECK(cudaMemcpyAsync(*p, host.data(), host.size() * sizeof(T), cudaMemcpyHostToDevice, stream_));
+    return Status::Ok();
+  }
+  cudaStream_t stream() const { return stream_; }
+
+ private:
+  cudaStream_t stream_;
+  std::vector<void*> ptrs_;
+};
+
+// ------------------------------------------------------------------- launchers shared by families
+// Fills n elements of `dtype` at p: f32 with `value`, i32 with trunc(value), f16/bf16 with the raw
+// bits 0x7E01 (a NaN), u8 with 0xAB (src/debug.ts poison conventions).
+Status launch_poison(void* p, int64_t n, DType dtype, float value, const LaunchEnv& env);
+// Sets the flags block to {0, INT_MAX, 0, 0}.
+Status launch_reset_flags(ErrorFlags* flags, const LaunchEnv& env);
+
+#ifdef __CUDACC__
+#define GK_HOST_DEVICE __host__ __device__
+#else
+#define GK_HOST_DEVICE
+#endif
+GK_HOST_DEVICE inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+}  // namespace gk
+
+// ---------------------------------------------------------------------------- device-side helpers
+#ifdef __CUDACC__
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+namespace gk {
+constexpr float kLog2e = 1.4426950408889634f;
+constexpr float kLn2 = 0.6931471805599453f;
+
+template <class T>
+__device__ __forceinline__ float load_f32(const T* p);
+template <>
+__device__ __forceinline__ float load_f32<float>(const float* p) {
+  return __ldg(p);
+}
+template <>
+__device__ __forceinline__ float load_f32<__half>(const __half* p) {
+  return __half2float(__ldg(p));
+}
+template <>
+__device__ __forceinline__ float load_f32<__nv_bfloat16>(const __nv_bfloat16* p) {
+  return __bfloat162float(__ldg(p));
+}
+
+template <class T>
+__device__ __forceinline__ T from_f32(float x);
+template <>
+__device__ __forceinline__ float from_f32<float>(float x) {
+  return x;
+}
+template <>
+__device__ __forceinline__ __half from_f32<__half>(float x) {
+  return __float2half_rn(x);
+}
+template <>
+__device__ __forceinline__ __nv_bfloat16 from_f32<__nv_bfloat16>(float x) {
+  return __float2bfloat16_rn(x);
+}
+
+// 16 bytes = kVec<T> elements; unpack a uint4 into floats and pack floats into a uint4.
+template <class T>
+struct VecTraits {
+  static constexpr int N = 16 / sizeof(T);
+};
+__device__ __forceinline__ void unpack16(const uint4& v, float (&x)[4]) {
+  x[0] = __uint_as_float(v.x);
+  x[1] = __uint_as_float(v.y);
+  x[2] = __uint_as_float(v.z);
+  x[3] = __uint_as_float(v.w);
+}
+__device__ __forceinline__ void unpack_word_bf16(unsigned w, float& lo, float& hi) {
+  lo = __uint_as_float(w << 16);
+  hi = __uint_as_float(w & 0xffff0000u);
+}
+__device__ __forceinline__ void unpack_word_f16(unsigned w, float& lo, float& hi) {
+  __half2 h = *reinterpret_cast<__half2*>(&w);
+  float2 f = __half22float2(h);
+  lo = f.x;
+  hi = f.y;
+}
+template <class T>
+__device__ __forceinline__ void unpack_vec(const uint4& v, float (&x)[VecTraits<T>::N]);
+template <>
+__device__ __forceinline__ void unpack_vec<float>(const uint4& v, float (&x)[4]) {
+  unpack16(v, x);
+}
+template <>
+__device__ __forceinline__ void unpack_vec<__nv_bfloat16>(const uint4& v, float (&x)[8]) {
+  unpack_word_bf16(v.x, x[0], x[1]);
+  unpack_word_bf16(v.y, x[2], x[3]);
+  unpack_word_bf16(v.z, x[4], x[5]);
+  unpack_word_bf16(v.w, x[6], x[7]);
+}
+template <>
+__device__ __forceinline__ void unpack_vec<__half>(const uint4& v, float (&x)[8]) {
+  unpack_word_f16(v.x, x[0], x[1]);
+  unpack_word_f16(v.y, x[2], x[3]);
+  unpack_word_f16(v.z, x[4], x[5]);
+  unpack_word_f16(v.w, x[6], x[7]);
+}
+template <class T>
+__device__ __forceinline__ uint4 pack_vec(const float (&x)[VecTraits<T>::N]) {
+  uint4 v;
+  T* e = reinterpret_cast<T*>(&v);
+#pragma unroll
+  for (int i = 0; i < VecTraits<T>::N; ++i) e[i] = from_f32<T>(x[i]);
+  return v;
+}
+
+// Elements before p reaches a 16-byte boundary (capped at n); n when p is not even T-aligned, so that
+// the whole span then takes the scalar path.
+template <class T>
+__device__ __forceinline__ int64_t head_elems(const T* p, int64_t n) {
+  uintptr_t a = reinterpret_cast<uintptr_t>(p);
+  if (a % sizeof(T) != 0) return n;
+  int64_t h = static_cast<int64_t>(((16 - (a & 15)) & 15) / sizeof(T));
+  return h < n ? h : n;
+}
+
+// Smallest index i in [0, n) with offs[i] <= x < offs[i+1] for non-decreasing offs[0..n]; with empty
+// ranges the last i whose offs[i] <= x (the one non-empty range that contains x).
+__device__ __forceinline__ int find_range(const int* offs, int n, int x) {
+  int lo = 0, hi = n;  // answer in [lo, hi)
+  while (hi - lo > 1) {
+    int mid = (lo + hi) >> 1;
+    if (__ldg(offs + mid) <= x)
+      lo = mid;
+    else
+      hi = mid;
+  }
+  return lo;
+}
+
+__device__ __forceinline__ void raise_flag(ErrorFlags* f, int bit, int row, int value) {
+  atomicOr(&f->bits, bit);
+  int prev = atomicMin(&f->first, row);
+  if (row < prev) f->value = value;  // best effort: the message's example value
+}
+}  // namespace gk
+#endif

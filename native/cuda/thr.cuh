@@ -1,0 +1,48 @@
+// Launchers of the THR family (kernels in thr.cu): tokenHiddenReward and thrReweight.
+// restrictedVocab runs on the host (src/backends/cuda/thr.ts): a sort per group of integer ids.
+#pragma once
+
+#include "common.cuh"
+
+namespace gk {
+
+struct ThrLayoutHost {
+  std::vector<int32_t> response_offsets;  // [R+1]
+  std::vector<int32_t> group_offsets;     // [G+1]
+  std::vector<uint8_t> correct;           // [R], 0/1
+  std::vector<uint8_t> degenerate;        // [G], THR.md item 6
+};
+
+struct ThrParams {
+  ThrLayoutHost layout;
+  const void* hidden = nullptr;  // [Ttotal, dim], f32/f16/bf16
+  DType hidden_dtype = DType::F32;
+  int64_t dim = 0;
+  const float* probs = nullptr;        // packed [T_g, K_g] blocks (gatherProbs)
+  std::vector<int64_t> probs_offsets;  // host [G+1]
+  std::vector<int32_t> vocab_offsets;  // host [G+1] (restrictedVocab offsets)
+  const int* token_column = nullptr;   // device [Ttotal]
+  bool length_weighting = true;        // w = 1/|y| ("length") or 1 ("none")
+  float beta = 1.f;
+  size_t m_budget_bytes = size_t(256) << 20;  // scratch for the M_g of one batch of groups
+  float* thr = nullptr;  // [Ttotal]
+  float* tau = nullptr;  // [G]
+};
+Status launch_token_hidden_reward(const ThrParams& p, const LaunchEnv& env, Scratch& scratch);
+
+enum class ReweightMode : int { Thr = 0, ThrOnly = 1, Nthr = 2 };
+struct ThrReweightParams {
+  ThrLayoutHost layout;
+  const float* token_advantages = nullptr;  // [Ttotal]
+  const float* thr = nullptr;               // [Ttotal]
+  const float* tau = nullptr;               // [G]
+  ReweightMode mode = ReweightMode::Thr;
+  double p = 0.0;
+  bool mask = true;
+  bool eta_auto = true;
+  double eta = 0.0;
+  float* out = nullptr;  // [Ttotal]
+};
+Status launch_thr_reweight(const ThrReweightParams& p, const LaunchEnv& env, Scratch& scratch);
+
+}  // namespace gk

@@ -1,0 +1,86 @@
+#!/usr/bin/env node
+// The package's `install` script (and `npm run build:native`): builds the CUDA backend's native addon
+// (build/Release/grpo_kernels_native.node) with cmake-js from CMakeLists.txt.
+//
+//   GRPO_KERNELS_SKIP_NATIVE=1     skip the build (the cuda backend then reports the addon missing)
+//   GRPO_KERNELS_REQUIRE_NATIVE=1  a failed build fails the install (CI)
+//   GRPO_WITH_CUDA=OFF             build the CPU-only stub (passes -DGRPO_WITH_CUDA=OFF)
+//   GRPO_KERNELS_BUILD_DIR=dir     build into dir instead of build/ (the addon lands in dir/Release/)
+//   GRPO_KERNELS_NATIVE_TIMEOUT_S  build time limit in seconds (default 900)
+//   CMAKE_CUDA_ARCHITECTURES       e.g. "90" to build for the H100 only (default "80-real;90")
+//
+// A failed build prints one line saying why, records it in <build>/native-build-status.json (the
+// cuda backend quotes it), and exits 0, so the package still installs and works on cpu and webgpu.
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { cpus } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const env = process.env;
+const buildDir = resolve(root, env.GRPO_KERNELS_BUILD_DIR || 'build');
+const require = env.GRPO_KERNELS_REQUIRE_NATIVE === '1';
+const statusFile = join(buildDir, 'native-build-status.json');
+
+function record(ok, reason) {
+  try {
+    mkdirSync(buildDir, { recursive: true });
+    writeFileSync(statusFile, `${JSON.stringify({ ok, reason, date: new Date().toISOString() })}\n`);
+  } catch {
+    // best effort: the status file only improves the cuda backend's message
+  }
+}
+
+function finish(ok, reason) {
+  record(ok, reason);
+  if (ok) {
+    console.log(`grpo-kernels: native addon built (${reason})`);
+    process.exit(0);
+  }
+  console.log(
+    `grpo-kernels: native addon not built: ${reason}${require ? '' : ' (cpu and webgpu backends still work)'}`,
+  );
+  process.exit(require ? 1 : 0);
+}
+
+if (env.GRPO_KERNELS_SKIP_NATIVE === '1') finish(false, 'skipped (GRPO_KERNELS_SKIP_NATIVE=1)');
+
+const cmakeJs = join(root, 'node_modules', 'cmake-js', 'bin', 'cmake-js');
+if (!existsSync(cmakeJs)) finish(false, 'cmake-js is not installed (node_modules/cmake-js missing)');
+const cmake = spawnSync('cmake', ['--version'], { encoding: 'utf8' });
+if (cmake.error || cmake.status !== 0) finish(false, 'cmake not found on PATH (install CMake ≥ 3.18)');
+
+const args = [cmakeJs, 'compile', '--out', buildDir, '--parallel', String(Math.max(1, cpus().length))];
+if ((env.GRPO_WITH_CUDA || '').toUpperCase() === 'OFF') args.push('--CDGRPO_WITH_CUDA=OFF');
+if (env.CMAKE_CUDA_ARCHITECTURES) args.push(`--CDCMAKE_CUDA_ARCHITECTURES=${env.CMAKE_CUDA_ARCHITECTURES}`);
+
+const timeoutS = Number(env.GRPO_KERNELS_NATIVE_TIMEOUT_S || 900);
+const t0 = Date.now();
+const r = spawnSync(process.execPath, args, {
+  cwd: root,
+  encoding: 'utf8',
+  timeout: timeoutS * 1000,
+  maxBuffer: 64 * 1024 * 1024,
+});
+const seconds = ((Date.now() - t0) / 1000).toFixed(1);
+const log = `${r.stdout ?? ''}${r.stderr ?? ''}`;
+try {
+  mkdirSync(buildDir, { recursive: true });
+  writeFileSync(join(buildDir, 'native-build.log'), log);
+} catch {
+  // ignore
+}
+if (r.error?.code === 'ETIMEDOUT' || r.signal === 'SIGTERM') {
+  finish(false, `cmake-js timed out after ${timeoutS} s (log: ${join(buildDir, 'native-build.log')})`);
+}
+if (r.error) finish(false, `cmake-js could not run: ${r.error.message}`);
+if (r.status !== 0) {
+  const firstError = log.split('\n').find((l) => /error/i.test(l) && !/^\s*$/.test(l));
+  finish(
+    false,
+    `cmake-js failed (${firstError?.trim().slice(0, 200) ?? `exit ${r.status}`}; log: ${join(buildDir, 'native-build.log')})`,
+  );
+}
+const cudaLine = log.split('\n').find((l) => l.includes('grpo-kernels:'));
+finish(true, `${cudaLine ? cudaLine.replace(/^.*grpo-kernels:\s*/, '') : 'ok'}, ${seconds} s`);

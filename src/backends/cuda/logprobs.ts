@@ -1,0 +1,100 @@
+/** The logprobs family on CUDA: argument plumbing to native/cuda/logprobs.cu. */
+import type { FloatDType } from '../../dtypes.js';
+import type { Tensor } from '../../tensor.js';
+import type { GatherProbsArgs, LogprobsArgs, LogprobsBackwardArgs, LogprobsResult } from '../backend.js';
+import { type CudaMemory, optPtr, ptrOf, runWithOutputs, withPoison } from './storage.js';
+
+/** Test hook: force the number of vocabulary splits of the forward (0 = let the launcher choose). */
+export const logprobsTuning = { splits: 0 };
+
+export function cudaLogprobs(mem: CudaMemory, a: LogprobsArgs): Promise<LogprobsResult> {
+  const logprobs = mem.empty('f32', [a.rows]);
+  const lse = mem.empty('f32', [a.rows]);
+  const entropy = a.entropy ? mem.empty('f32', [a.rows]) : undefined;
+  const sumSquares = a.sumSquares ? mem.empty('f32', [a.rows]) : undefined;
+  return runWithOutputs(
+    [logprobs, lse, entropy, sumSquares],
+    () =>
+      mem.device.logprobs(
+        withPoison({
+          logits: ptrOf(a.logits),
+          dtype: a.logits.dtype,
+          targets: ptrOf(a.targets),
+          rows: a.rows,
+          vocab: a.vocab,
+          temperature: a.temperature,
+          ignoreIndex: a.ignoreIndex,
+          outLogprobs: ptrOf(logprobs),
+          outLse: ptrOf(lse),
+          outEntropy: optPtr(entropy),
+          outSumSquares: optPtr(sumSquares),
+          splits: logprobsTuning.splits,
+        }),
+      ),
+    () => {
+      const r: LogprobsResult = { logprobs, lse };
+      if (entropy) r.entropy = entropy;
+      if (sumSquares) r.sumSquares = sumSquares;
+      return r;
+    },
+  );
+}
+
+/**
+ * gradLogits in the logits' dtype. The kernel can also write in place over the logits (`inPlace`,
+ * internal: it halves the memory of a training step); the public API does not expose it yet.
+ */
+export function cudaLogprobsBackward(
+  mem: CudaMemory,
+  a: LogprobsBackwardArgs,
+  options: { inPlace?: boolean } = {},
+): Promise<Tensor<FloatDType>> {
+  const out = options.inPlace ? a.logits : mem.empty(a.logits.dtype, [a.rows, a.vocab]);
+  return runWithOutputs(
+    options.inPlace ? [] : [out],
+    () =>
+      mem.device.logprobsBackward(
+        withPoison({
+          logits: ptrOf(a.logits),
+          dtype: a.logits.dtype,
+          targets: ptrOf(a.targets),
+          lse: ptrOf(a.lse),
+          gradLogprobs: ptrOf(a.gradLogprobs),
+          gradEntropy: optPtr(a.gradEntropy),
+          entropy: optPtr(a.entropy),
+          rows: a.rows,
+          vocab: a.vocab,
+          temperature: a.temperature,
+          ignoreIndex: a.ignoreIndex,
+          outGradLogits: ptrOf(out),
+        }),
+      ),
+    () => out,
+  );
+}
+
+export function cudaGatherProbs(mem: CudaMemory, a: GatherProbsArgs): Promise<Tensor<'f32'>> {
+  const G = a.layout.numGroups;
+  const total = a.probsOffsets[G];
+  const probs = mem.empty('f32', [total]);
+  return runWithOutputs(
+    [probs],
+    () =>
+      mem.device.gatherProbs(
+        withPoison({
+          logits: ptrOf(a.logits),
+          dtype: a.logits.dtype,
+          lse: ptrOf(a.lse),
+          numTokens: a.layout.numTokens,
+          vocab: a.vocabSize,
+          temperature: a.temperature,
+          columns: ptrOf(a.vocab.columns),
+          groupTokenOffsets: a.layout.groupTokenOffsets,
+          vocabOffsets: a.vocab.hostOffsets,
+          probsOffsets: a.probsOffsets,
+          outProbs: ptrOf(probs),
+        }),
+      ),
+    () => probs,
+  );
+}

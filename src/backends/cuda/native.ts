@@ -1,0 +1,146 @@
+/**
+ * Loading the native addon (build/Release/grpo_kernels_native.node, or GRPO_KERNELS_NATIVE_PATH) and
+ * turning its errors into GrpoKernelsErrors. Every failure to start names what failed: the missing
+ * file (and why the install script did not build it), a build without CUDA, or the CUDA call.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { type ErrorCode, GrpoKernelsError } from '../../errors.js';
+
+/** Arguments of every native op: device pointers are bigints, host index arrays typed arrays. */
+export type NativeArgs = Record<string, bigint | number | boolean | string | ArrayBufferView | undefined>;
+
+export interface NativeDeviceInfo {
+  name: string;
+  index: number;
+  computeCapability: string;
+  multiProcessors: number;
+  totalMemoryBytes: number;
+  l2CacheBytes: number;
+  sharedMemPerBlockOptin: number;
+  cudaRuntimeVersion: number;
+  cudaDriverVersion: number;
+  archs: string;
+}
+
+/** One CUDA device, its stream and its job thread (native/addon.cc). */
+export interface NativeDevice {
+  info(): NativeDeviceInfo;
+  alloc(bytes: bigint | number): bigint;
+  free(ptr: bigint): void;
+  upload(ptr: bigint, data: ArrayBufferView): void;
+  read(ptr: bigint, into: ArrayBufferView): Promise<void>;
+  synchronize(): Promise<void>;
+  copyProbe(bytes: number): Promise<number>;
+  logprobs(args: NativeArgs): Promise<void>;
+  logprobsBackward(args: NativeArgs): Promise<void>;
+  gatherProbs(args: NativeArgs): Promise<void>;
+  advantages(args: NativeArgs): Promise<void>;
+  expandToTokens(args: NativeArgs): Promise<void>;
+  whiten(args: NativeArgs): Promise<void>;
+  tokenHiddenReward(args: NativeArgs): Promise<void>;
+  thrReweight(args: NativeArgs): Promise<void>;
+  close(): void;
+}
+
+export interface NativeBuildInfo {
+  /** Whether the addon was compiled with the CUDA kernels. */
+  cuda: boolean;
+  /** Why not, e.g. "built without CUDA: nvcc not found at build time". */
+  reason: string;
+  archs?: string;
+  cudaRuntimeVersion?: number;
+}
+
+export interface NativeAddon {
+  buildInfo(): NativeBuildInfo;
+  CudaDevice?: new (index: number) => NativeDevice;
+}
+
+const packageRoot = fileURLToPath(new URL('../../../', import.meta.url));
+
+/** Where the addon is loaded from: GRPO_KERNELS_NATIVE_PATH, else build/Release/ in the package. */
+export function nativeAddonPath(): string {
+  const env = process.env.GRPO_KERNELS_NATIVE_PATH;
+  if (env !== undefined && env !== '') return env;
+  return join(packageRoot, 'build', 'Release', 'grpo_kernels_native.node');
+}
+
+/** The reason scripts/build-native.mjs recorded when it could not build the addon, if any. */
+function recordedBuildFailure(addonPath: string): string | undefined {
+  const status = join(dirname(addonPath), '..', 'native-build-status.json');
+  try {
+    const s = JSON.parse(readFileSync(status, 'utf8')) as { ok?: boolean; reason?: string };
+    return s.ok === false && typeof s.reason === 'string' ? s.reason : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+let cached: { path: string; addon: NativeAddon } | undefined;
+
+/** Loads (once per path) the addon; BACKEND_UNAVAILABLE with the reason when it cannot. */
+export function loadNativeAddon(): NativeAddon {
+  const path = nativeAddonPath();
+  if (cached?.path === path) return cached.addon;
+  if (!existsSync(path)) {
+    const why = recordedBuildFailure(path);
+    throw new GrpoKernelsError(
+      'BACKEND_UNAVAILABLE',
+      `cuda backend: native addon not built: ${why ?? `${path} does not exist`} ` +
+        '(build it with `npm run build:native`; see docs/cuda.md)',
+    );
+  }
+  let addon: NativeAddon;
+  try {
+    addon = createRequire(import.meta.url)(path) as NativeAddon;
+  } catch (e) {
+    throw new GrpoKernelsError(
+      'BACKEND_UNAVAILABLE',
+      `cuda backend: native addon not loadable: ${path}: ${e instanceof Error ? e.message : String(e)}`,
+      { cause: e },
+    );
+  }
+  cached = { path, addon };
+  return addon;
+}
+
+const CODES: readonly ErrorCode[] = [
+  'SHAPE',
+  'DTYPE',
+  'RANGE',
+  'LAYOUT',
+  'BACKEND_UNAVAILABLE',
+  'DEVICE_LOST',
+  'OUT_OF_MEMORY',
+];
+
+/** A native Error (with `code`) → GrpoKernelsError with the same code, prefixed "cuda ". */
+export function fromNativeError(e: unknown, fallback: ErrorCode = 'DEVICE_LOST'): GrpoKernelsError {
+  if (e instanceof GrpoKernelsError) return e;
+  const code = (e as { code?: unknown })?.code;
+  const c =
+    typeof code === 'string' && (CODES as readonly string[]).includes(code) ? (code as ErrorCode) : fallback;
+  const msg = e instanceof Error ? e.message : String(e);
+  return new GrpoKernelsError(c, `cuda ${msg}`, { cause: e });
+}
+
+/** Runs a native call, converting its error (sync throw or rejection). */
+export async function native<T>(call: () => Promise<T>): Promise<T> {
+  try {
+    return await call();
+  } catch (e) {
+    throw fromNativeError(e);
+  }
+}
+
+/** Same for a synchronous native call. */
+export function nativeSync<T>(call: () => T): T {
+  try {
+    return call();
+  } catch (e) {
+    throw fromNativeError(e);
+  }
+}

@@ -1,0 +1,84 @@
+/**
+ * The THR family on CUDA: argument plumbing to native/cuda/thr.cu. restrictedVocab runs on the host
+ * (a sort of integer ids per group, exact): the tokens are read back, the cpu reference computes V*,
+ * and the three index arrays are uploaded. Its cost is a read of 4·Ttotal bytes and a sort.
+ */
+import type { Tensor } from '../../tensor.js';
+import type {
+  RestrictedVocab,
+  RestrictedVocabArgs,
+  ReweightMode,
+  ThrResult,
+  ThrReweightArgs,
+  TokenHiddenRewardArgs,
+} from '../backend.js';
+import { cpuTensor, hostData } from '../cpu/storage.js';
+import { cpuRestrictedVocab } from '../cpu/thr.js';
+import { type CudaMemory, ptrOf, runWithOutputs, withPoison } from './storage.js';
+
+/** Same order as gk::ReweightMode in native/cuda/thr.cuh. */
+const MODES: readonly ReweightMode[] = ['thr', 'thr-only', 'nthr'];
+
+export async function cudaRestrictedVocab(mem: CudaMemory, a: RestrictedVocabArgs): Promise<RestrictedVocab> {
+  const tokens = await a.tokens.read();
+  const v = cpuRestrictedVocab({ ...a, tokens: cpuTensor(tokens, a.tokens.shape, 'i32') });
+  const up = (t: Tensor<'i32'>) => mem.upload(hostData(t), t.shape, 'i32');
+  return { offsets: up(v.offsets), columns: up(v.columns), tokenColumn: up(v.tokenColumn) };
+}
+
+export function cudaTokenHiddenReward(mem: CudaMemory, a: TokenHiddenRewardArgs): Promise<ThrResult> {
+  const { layout } = a;
+  const thr = mem.empty('f32', [layout.numTokens]);
+  const tau = mem.empty('f32', [layout.numGroups]);
+  return runWithOutputs(
+    [thr, tau],
+    () =>
+      mem.device.tokenHiddenReward(
+        withPoison({
+          hidden: ptrOf(a.hidden),
+          hiddenDtype: a.hidden.dtype,
+          dim: a.dim,
+          probs: ptrOf(a.probs),
+          probsOffsets: a.probsOffsets,
+          vocabOffsets: a.vocab.hostOffsets,
+          tokenColumn: ptrOf(a.vocab.tokenColumn),
+          responseOffsets: layout.responseOffsets,
+          groupOffsets: layout.groupOffsets,
+          correct: a.hostCorrect,
+          degenerate: a.hostDegenerate,
+          lengthWeighting: a.weighting === 'length',
+          beta: a.beta,
+          outThr: ptrOf(thr),
+          outTau: ptrOf(tau),
+        }),
+      ),
+    () => ({ thr, tau }),
+  );
+}
+
+export function cudaThrReweight(mem: CudaMemory, a: ThrReweightArgs): Promise<Tensor<'f32'>> {
+  const { layout } = a;
+  const out = mem.empty('f32', [layout.numTokens]);
+  return runWithOutputs(
+    [out],
+    () =>
+      mem.device.thrReweight(
+        withPoison({
+          tokenAdvantages: ptrOf(a.tokenAdvantages),
+          thr: ptrOf(a.thr),
+          tau: ptrOf(a.tau),
+          responseOffsets: layout.responseOffsets,
+          groupOffsets: layout.groupOffsets,
+          correct: a.hostCorrect,
+          degenerate: a.hostDegenerate,
+          mode: MODES.indexOf(a.mode),
+          p: a.mode === 'thr-only' ? 0 : a.p,
+          mask: a.mask,
+          etaAuto: a.eta === 'auto',
+          eta: a.eta === 'auto' ? 0 : a.eta,
+          out: ptrOf(out),
+        }),
+      ),
+    () => out,
+  );
+}

@@ -1,0 +1,43 @@
+/**
+ * Shared setup of the cuda tests: a cuda context when this machine has a usable GPU, else the reason
+ * (printed once, and every GPU test skips with it), and a cpu context as the reference.
+ */
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { type Context, createContext } from '../../src/index.js';
+
+export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+/** The CUDA build (build/Release) and the CPU-only build scripts/ci-native.sh makes (build/nocuda). */
+export const CUDA_ADDON = `${ROOT}build/Release/grpo_kernels_native.node`;
+export const NOCUDA_ADDON =
+  process.env.GRPO_KERNELS_NOCUDA_ADDON ?? `${ROOT}build/nocuda/Release/grpo_kernels_native.node`;
+
+export interface GpuProbe {
+  ctx?: Context;
+  reason?: string;
+}
+
+let probe: Promise<GpuProbe> | undefined;
+
+/** Starts the cuda backend once per test file; on failure returns why (and warns once). */
+export function probeGpu(): Promise<GpuProbe> {
+  probe ??= (async () => {
+    if (process.env.GRPO_KERNELS_NATIVE_PATH === undefined && !existsSync(CUDA_ADDON)) {
+      const reason = `native addon not built (${CUDA_ADDON} missing)`;
+      console.warn(`test/cuda: GPU tests skipped: ${reason}`);
+      return { reason };
+    }
+    try {
+      return { ctx: await createContext({ backend: 'cuda' }) };
+    } catch (e) {
+      const reason = e instanceof Error ? e.message : String(e);
+      console.warn(`test/cuda: GPU tests skipped: ${reason}`);
+      return { reason };
+    }
+  })();
+  return probe;
+}
+
+export async function cpuContext(): Promise<Context> {
+  return createContext({ backend: 'cpu' });
+}

@@ -1,0 +1,117 @@
+/**
+ * The native addon on every machine: it builds (CUDA and CPU-only), loads, and the cuda backend either
+ * starts or says exactly why not (the missing addon, the build without CUDA, the failing CUDA call).
+ */
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { afterEach, describe, expect, it } from 'vitest';
+import { loadNativeAddon } from '../../src/backends/cuda/native.js';
+import { createContext, GrpoKernelsError } from '../../src/index.js';
+import { CUDA_ADDON, NOCUDA_ADDON, probeGpu } from './helpers.js';
+
+const hasCudaBuild = existsSync(CUDA_ADDON);
+const hasNoCudaBuild = existsSync(NOCUDA_ADDON);
+if (!hasCudaBuild) console.warn(`test/cuda: CUDA-build tests skipped: ${CUDA_ADDON} not built`);
+if (!hasNoCudaBuild)
+  console.warn(
+    `test/cuda: CPU-only-build tests skipped: ${NOCUDA_ADDON} not built (scripts/ci-native.sh builds it)`,
+  );
+
+const gpu = await probeGpu();
+const savedPath = process.env.GRPO_KERNELS_NATIVE_PATH;
+
+afterEach(() => {
+  if (savedPath === undefined) delete process.env.GRPO_KERNELS_NATIVE_PATH;
+  else process.env.GRPO_KERNELS_NATIVE_PATH = savedPath;
+});
+
+async function rejection(p: Promise<unknown>): Promise<GrpoKernelsError> {
+  try {
+    await p;
+  } catch (e) {
+    expect(e).toBeInstanceOf(GrpoKernelsError);
+    return e as GrpoKernelsError;
+  }
+  throw new Error('expected a rejection');
+}
+
+describe('native addon: build and load', () => {
+  it.skipIf(!hasCudaBuild)('the CUDA build loads and reports CUDA and its architectures', () => {
+    process.env.GRPO_KERNELS_NATIVE_PATH = CUDA_ADDON;
+    const info = loadNativeAddon().buildInfo();
+    expect(info.cuda).toBe(true);
+    expect(info.archs).toMatch(/80/);
+    expect(info.archs).toMatch(/90/);
+    expect(info.cudaRuntimeVersion).toBeGreaterThanOrEqual(12000);
+  });
+
+  it.skipIf(!hasCudaBuild)('loading the addon and opening a device never crashes the process', () => {
+    // A child process, so that a crash would show as a signal instead of killing the test runner.
+    const code = `const m = require(${JSON.stringify(CUDA_ADDON)});
+      try { const d = new m.CudaDevice(0); d.close(); console.log('ok device'); }
+      catch (e) { console.log('error', e.code, e.message); }`;
+    const r = spawnSync(process.execPath, ['-e', code], { encoding: 'utf8', timeout: 60_000 });
+    expect(r.signal, r.stderr).toBeNull();
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/^(ok device|error (BACKEND_UNAVAILABLE|OUT_OF_MEMORY) cuda\w+)/);
+  });
+
+  it.skipIf(!hasNoCudaBuild)('the CPU-only build loads and reports why CUDA is missing', () => {
+    process.env.GRPO_KERNELS_NATIVE_PATH = NOCUDA_ADDON;
+    const info = loadNativeAddon().buildInfo();
+    expect(info.cuda).toBe(false);
+    expect(info.reason).toMatch(/built without CUDA|disabled by GRPO_WITH_CUDA=OFF/);
+  });
+
+  it.skipIf(!hasNoCudaBuild)('createContext({ backend: "cuda" }) on the CPU-only build says so', async () => {
+    process.env.GRPO_KERNELS_NATIVE_PATH = NOCUDA_ADDON;
+    const e = await rejection(createContext({ backend: 'cuda' }));
+    expect(e.code).toBe('BACKEND_UNAVAILABLE');
+    expect(e.message).toMatch(/^cuda backend: (built without CUDA|disabled by GRPO_WITH_CUDA=OFF)/);
+  });
+
+  it('a missing addon gives BACKEND_UNAVAILABLE "native addon not built"', async () => {
+    process.env.GRPO_KERNELS_NATIVE_PATH = '/nonexistent/grpo_kernels_native.node';
+    const e = await rejection(createContext({ backend: 'cuda' }));
+    expect(e.code).toBe('BACKEND_UNAVAILABLE');
+    expect(e.message).toMatch(/native addon not built/);
+  });
+});
+
+describe('cuda backend without a usable GPU', () => {
+  // On a GPU machine these cases do not apply; the op tests (ops.test.ts) run instead.
+  const noGpu = gpu.ctx === undefined;
+  if (!noGpu) console.warn('test/cuda: no-GPU error-path tests skipped: this machine has a usable GPU');
+
+  it.skipIf(!noGpu || !hasCudaBuild)(
+    'createContext rejects with BACKEND_UNAVAILABLE naming the CUDA call',
+    async () => {
+      process.env.GRPO_KERNELS_NATIVE_PATH = CUDA_ADDON;
+      const e = await rejection(createContext({ backend: 'cuda' }));
+      expect(e.code).toBe('BACKEND_UNAVAILABLE');
+      // e.g. "cuda backend: cudaGetDeviceCount failed: CUDA driver version is insufficient for CUDA
+      // runtime version (cudaErrorInsufficientDriver)" or "... no CUDA-capable device is detected".
+      expect(e.message).toMatch(
+        /^cuda backend: cudaGetDeviceCount (failed: .+ \(cudaError\w+\)|found no CUDA device)/,
+      );
+    },
+  );
+
+  it.skipIf(!noGpu)('auto skips cuda and records why', async () => {
+    const ctx = await createContext({ backend: 'auto' });
+    try {
+      expect(ctx.backend).not.toBe('cuda');
+      const cuda = ctx.skipped.find((s) => s.backend === 'cuda');
+      expect(cuda?.reason).toMatch(
+        /^cuda backend: (cudaGetDeviceCount|native addon not built|built without CUDA)/,
+      );
+    } finally {
+      ctx.dispose();
+    }
+  });
+
+  it('an invalid deviceIndex is rejected before any CUDA call', async () => {
+    const e = await rejection(createContext({ backend: 'cuda', deviceIndex: -1 }));
+    expect(e.code).toBe('BACKEND_UNAVAILABLE');
+  });
+});
