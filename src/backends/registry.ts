@@ -53,7 +53,10 @@ export async function loadAuto(
       // name still uses it (that is how CI tests the WGSL kernels).
       if (backend.device.details.software === true) {
         backend.dispose();
-        skipped.push({ backend: name, reason: `only a software adapter (${backend.device.name}): a CPU emulation, not a GPU` });
+        skipped.push({
+          backend: name,
+          reason: `only a software adapter (${backend.device.name}): a CPU emulation, not a GPU`,
+        });
         continue;
       }
       return { backend, skipped };
