@@ -161,7 +161,8 @@ function measureRss(
   const script = fileURLToPath(import.meta.url);
   const r = spawnSync(
     process.execPath,
-    [script, '--rss-child', variant, String(rows), String(vocab), String(seed)],
+    // execArgv carries a TypeScript loader (tsx) when this file runs from source.
+    [...process.execArgv, script, '--rss-child', variant, String(rows), String(vocab), String(seed)],
     { encoding: 'utf8', maxBuffer: 1 << 20 },
   );
   if (r.status !== 0) throw new Error(`RSS child (${variant}) failed: ${r.stderr}`);
