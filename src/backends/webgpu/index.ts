@@ -13,11 +13,10 @@
  *   chunking.ts  row chunks and aligned binding windows for tensors > one storage binding
  *   kit.ts       WebGpuKit: what every op module receives (runtime, pipelines, tuning, WG size)
  *   probe.ts     copyProbe
- * Op modules, one per kernel family: logprobs.ts (+ shaders/logprobs.wgsl);
- * advantages.ts and thr.ts are the next ones (see the SLOT markers below and docs/webgpu.md).
+ * Op modules, one per kernel family: logprobs.ts, advantages.ts, thr.ts (+ shaders/<family>.wgsl;
+ * docs/webgpu.md says how to add one).
  */
 import type { DType, FloatDType, HostArrayMap } from '../../dtypes.js';
-import { GrpoKernelsError } from '../../errors.js';
 import type { Tensor } from '../../tensor.js';
 import type {
   AdvantagesArgs,
@@ -37,27 +36,25 @@ import type {
   WhitenArgs,
 } from '../backend.js';
 import type { BackendOptions } from '../registry.js';
+import { ADVANTAGES_PARAMS, webgpuAdvantages, webgpuExpandToTokens, webgpuWhiten } from './advantages.js';
 import { acquireDevice } from './gpu.js';
 import { type Tuning, WebGpuKit } from './kit.js';
 import { LOGPROBS_PARAMS, webgpuGatherProbs, webgpuLogprobs, webgpuLogprobsBackward } from './logprobs.js';
 import { webgpuCopyProbe } from './probe.js';
 import { GpuRuntime } from './runtime.js';
 import { uploadTensor, wrapBuffer } from './storage.js';
+import { THR_PARAMS, webgpuRestrictedVocab, webgpuThrReweight, webgpuTokenHiddenReward } from './thr.js';
 import type { UniformLayout } from './uniforms.js';
 
 /**
  * Every uniform struct of every family, checked against its .wgsl by test/webgpu/infra.test.ts.
- * SLOT: add ADVANTAGES_PARAMS (advantages.ts) and THR_PARAMS (thr.ts) here.
  */
-export const UNIFORM_LAYOUTS: readonly UniformLayout[] = [LOGPROBS_PARAMS];
+export const UNIFORM_LAYOUTS: readonly UniformLayout[] = [LOGPROBS_PARAMS, ADVANTAGES_PARAMS, THR_PARAMS];
 
 export interface WebGpuBackendOptions extends BackendOptions {
   /** Internal knobs (tests): see Tuning in kit.ts. */
   tuning?: Partial<Tuning>;
 }
-
-const notYet = (op: string) =>
-  Promise.reject(new GrpoKernelsError('BACKEND_UNAVAILABLE', `webgpu ${op}: not implemented yet`));
 
 export class WebGpuBackend implements Backend {
   readonly name = 'webgpu' as const;
@@ -93,29 +90,26 @@ export class WebGpuBackend implements Backend {
     return webgpuGatherProbs(this.kit, a);
   }
 
-  // ------------------------------------------------------------ advantages family
-  // SLOT (advantages.ts + shaders/advantages.wgsl): replace each body with
-  // `return webgpuAdvantages(this.kit, a)` etc.
-  advantages(_a: AdvantagesArgs): Promise<AdvantagesResult> {
-    return notYet('advantages');
+  // ------------------------------------------------------------ advantages family (advantages.ts)
+  advantages(a: AdvantagesArgs): Promise<AdvantagesResult> {
+    return webgpuAdvantages(this.kit, a);
   }
-  expandToTokens(_a: ExpandToTokensArgs): Promise<Tensor<'f32'>> {
-    return notYet('expandToTokens');
+  expandToTokens(a: ExpandToTokensArgs): Promise<Tensor<'f32'>> {
+    return webgpuExpandToTokens(this.kit, a);
   }
-  whiten(_a: WhitenArgs): Promise<Tensor<'f32'>> {
-    return notYet('whiten');
+  whiten(a: WhitenArgs): Promise<Tensor<'f32'>> {
+    return webgpuWhiten(this.kit, a);
   }
 
-  // ------------------------------------------------------------ THR family
-  // SLOT (thr.ts + shaders/thr.wgsl): replace each body with `return webgpuThr...(this.kit, a)`.
-  restrictedVocab(_a: RestrictedVocabArgs): Promise<RestrictedVocab> {
-    return notYet('restrictedVocab');
+  // ------------------------------------------------------------ THR family (thr.ts)
+  restrictedVocab(a: RestrictedVocabArgs): Promise<RestrictedVocab> {
+    return webgpuRestrictedVocab(this.kit, a);
   }
-  tokenHiddenReward(_a: TokenHiddenRewardArgs): Promise<ThrResult> {
-    return notYet('tokenHiddenReward');
+  tokenHiddenReward(a: TokenHiddenRewardArgs): Promise<ThrResult> {
+    return webgpuTokenHiddenReward(this.kit, a);
   }
-  thrReweight(_a: ThrReweightArgs): Promise<Tensor<'f32'>> {
-    return notYet('thrReweight');
+  thrReweight(a: ThrReweightArgs): Promise<Tensor<'f32'>> {
+    return webgpuThrReweight(this.kit, a);
   }
 
   // ------------------------------------------------------------ timing, lifetime

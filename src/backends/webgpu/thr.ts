@@ -1,0 +1,420 @@
+/// <reference types="@webgpu/types" />
+/**
+ * The THR family on WebGPU: host side of shaders/thr.wgsl (formulas, tiles, bytes and FLOPs are in
+ * that file's header).
+ *
+ * - restrictedVocab runs on the host: the tokens are read back (the API has already read them once
+ *   to validate them), the cpu reference's sort/unique (cpuRestrictedVocab) builds V*, and the
+ *   three results are uploaded. A sort per group is branchy, integer-only work of O(T log T) on
+ *   a few MB, smaller than one pass over the hidden states; its results are needed on the host
+ *   anyway (tokenHiddenReward's API reads vocab.offsets and tokenColumn back to plan and validate),
+ *   so a GPU sort would save no round trip.
+ * - tokenHiddenReward: per chunk of non-degenerate groups, `thr_m` (M_g into a scratch buffer,
+ *   16 × 16 tiles) then `thr_score` (raw s_t into thr, 16-token blocks); then one `thr_tau` over
+ *   every group (signs, tau, degenerate groups → THR 0, tau NaN). Chunks: consecutive groups whose
+ *   M scratch (Σ K_g·d f32), probs window and hidden window each fit one storage binding; a
+ *   single group too large for one binding is a SHAPE error naming the argument (vocab for M,
+ *   probs, hidden). Host-built per-group tables (token start, T_g, K_g, offsets, first
+ *   workgroup) map a flat workgroup index to its group by binary search.
+ * - thrReweight: `thr_reweight`, one invocation per token; per-response (group, correct,
+ *   degenerate) words and per-group eta come from the host copies the API passes.
+ */
+import { bytesPerElement } from '../../dtypes.js';
+import { GrpoKernelsError } from '../../errors.js';
+import type { Tensor } from '../../tensor.js';
+import type {
+  RestrictedVocab,
+  RestrictedVocabArgs,
+  ThrResult,
+  ThrReweightArgs,
+  TokenHiddenRewardArgs,
+} from '../backend.js';
+import { cpuTensor, hostData } from '../cpu/storage.js';
+import { cpuRestrictedVocab } from '../cpu/thr.js';
+import type { WebGpuKit } from './kit.js';
+import { type Binding, roundUp, Usage } from './runtime.js';
+import { type EntrySpec, type ModuleKey, xSection } from './shaders.js';
+import { gpuStorage, outputTensor, uploadTensor } from './storage.js';
+import { uniformLayout } from './uniforms.js';
+
+/** The uniform struct of shaders/thr.wgsl (checked against the WGSL by infra.test.ts). */
+export const THR_PARAMS = uniformLayout('thr.wgsl', 'ThrParams', [
+  ['count', 'u32'],
+  ['groups', 'u32'],
+  ['dim', 'u32'],
+  ['tiles_d', 'u32'],
+  ['x_base', 'u32'],
+  ['tok_base', 'u32'],
+  ['probs_base', 'u32'],
+  ['num_responses', 'u32'],
+  ['mode', 'u32'],
+  ['mask', 'u32'],
+  ['p', 'f32'],
+  ['beta', 'f32'],
+]);
+const ZERO_PARAMS = {
+  count: 0,
+  groups: 0,
+  dim: 0,
+  tiles_d: 0,
+  x_base: 0,
+  tok_base: 0,
+  probs_base: 0,
+  num_responses: 0,
+  mode: 0,
+  mask: 0,
+  p: 0,
+  beta: 0,
+};
+type ThrParams = typeof ZERO_PARAMS;
+const paramsOf = (p: Partial<ThrParams>): ThrParams => ({ ...ZERO_PARAMS, ...p });
+
+/**
+ * For tests: `maxChunkBytes` caps the bytes of one chunk's M scratch, probs span and hidden span
+ * (forces several chunks); `lastChunks` is the chunk count of the latest tokenHiddenReward call.
+ */
+export const thrTuning: { maxChunkBytes: number | undefined; lastChunks: number } = {
+  maxChunkBytes: undefined,
+  lastChunks: 0,
+};
+
+const TILE = 16;
+const INFO_STRIDE = 8; // INFO_STRIDE in thr.wgsl
+
+type Kind = 'uniform' | 'read' | 'rw';
+const spec = (entry: string, bindings: [number, Kind][]): EntrySpec => ({ entry, bindings });
+const M_SPEC = spec('thr_m', [
+  [0, 'uniform'],
+  [1, 'read'],
+  [3, 'read'],
+  [4, 'read'],
+  [5, 'read'],
+  [6, 'read'],
+  [7, 'read'],
+  [8, 'rw'],
+]);
+const SCORE_SPEC = spec('thr_score', [
+  [0, 'uniform'],
+  [1, 'read'],
+  [3, 'read'],
+  [4, 'read'],
+  [5, 'read'],
+  [8, 'rw'],
+  [9, 'rw'],
+]);
+const TAU_SPEC = spec('thr_tau', [
+  [0, 'uniform'],
+  [9, 'rw'],
+  [10, 'rw'],
+  [11, 'read'],
+  [12, 'read'],
+  [13, 'read'],
+  [14, 'read'],
+]);
+const REWEIGHT_SPEC = spec('thr_reweight', [
+  [0, 'uniform'],
+  [11, 'read'],
+  [15, 'read'],
+  [16, 'read'],
+  [17, 'read'],
+  [18, 'read'],
+  [19, 'read'],
+  [20, 'rw'],
+]);
+
+function moduleKey(k: WebGpuKit, dtype: 'f32' | 'f16' | 'bf16'): ModuleKey {
+  const f16 = dtype === 'f16' && k.useShaderF16;
+  return { file: 'thr.wgsl', sections: [xSection(dtype, f16)], f16 };
+}
+
+// ------------------------------------------------------------------------------ restrictedVocab
+export async function webgpuRestrictedVocab(k: WebGpuKit, a: RestrictedVocabArgs): Promise<RestrictedVocab> {
+  const { rt } = k;
+  rt.check();
+  const tokens = await a.tokens.read();
+  const host = cpuRestrictedVocab({ tokens: cpuTensor(tokens, [tokens.length], 'i32'), layout: a.layout });
+  const up = (t: Tensor<'i32'>) => uploadTensor(rt, hostData(t), t.shape, 'i32');
+  return { offsets: up(host.offsets), columns: up(host.columns), tokenColumn: up(host.tokenColumn) };
+}
+
+// ---------------------------------------------------------------------------- tokenHiddenReward
+interface Window {
+  offset: number;
+  size: number;
+  /** Element index of the window's first element of interest, inside the window. */
+  base: number;
+}
+
+/** A binding window over elements [start, end) of a buffer (offset aligned down). */
+function windowOf(start: number, end: number, elemBytes: number, bufferBytes: number, align: number): Window {
+  const first = start * elemBytes;
+  const offset = Math.floor(first / align) * align;
+  const last = Math.min(bufferBytes, roundUp(end * elemBytes, 4));
+  return { offset, size: Math.max(4, last - offset), base: (first - offset) / elemBytes };
+}
+
+interface Chunk {
+  groups: number[]; // non-degenerate groups, ascending
+  mRows: number; // Σ K_g
+}
+
+export async function webgpuTokenHiddenReward(k: WebGpuKit, a: TokenHiddenRewardArgs): Promise<ThrResult> {
+  const { rt } = k;
+  rt.check();
+  const { layout, dim: d } = a;
+  const { numGroups: G, numTokens: T, groupTokenOffsets: gto } = layout;
+  const ro = layout.responseOffsets;
+  const go = layout.groupOffsets;
+  const vOff = a.vocab.hostOffsets;
+  const dtype = a.hidden.dtype;
+  const eb = bytesPerElement(dtype);
+  k.checkVector('vocab.tokenColumn', T);
+  k.checkVector('thr', T);
+  if (G >= 2 ** 30)
+    throw new GrpoKernelsError('SHAPE', `layout: ${G} groups (at most 2^30)`, { argument: 'layout' });
+
+  // Correct tokens of every non-degenerate group, with their weights.
+  const live: number[] = [];
+  const cStart = new Uint32Array(G + 1);
+  let nCorrect = 0;
+  for (let g = 0; g < G; g++) {
+    cStart[g] = nCorrect;
+    if (a.hostDegenerate[g]) continue;
+    live.push(g);
+    for (let r = go[g]; r < go[g + 1]; r++) if (a.hostCorrect[r]) nCorrect += ro[r + 1] - ro[r];
+  }
+  cStart[G] = nCorrect;
+  const ctok = new Uint32Array(Math.max(1, nCorrect));
+  const cw = new Float32Array(Math.max(1, nCorrect));
+  {
+    let n = 0;
+    for (const g of live) {
+      for (let r = go[g]; r < go[g + 1]; r++) {
+        if (!a.hostCorrect[r]) continue;
+        const w = a.weighting === 'length' ? 1 / (ro[r + 1] - ro[r]) : 1;
+        for (let t = ro[r]; t < ro[r + 1]; t++) {
+          ctok[n] = t;
+          cw[n++] = w;
+        }
+      }
+    }
+  }
+
+  // Chunks of consecutive live groups whose M, probs and hidden windows fit one binding.
+  const align = rt.limits.minStorageBufferOffsetAlignment;
+  const cap = Math.min(
+    thrTuning.maxChunkBytes ?? Number.POSITIVE_INFINITY,
+    Math.floor(rt.limits.maxStorageBufferBindingSize / 4) * 4 - align,
+    rt.limits.maxBufferSize,
+  );
+  const chunks: Chunk[] = [];
+  let cur: Chunk | undefined;
+  for (const g of live) {
+    const K = vOff[g + 1] - vOff[g];
+    const mBytes = K * d * 4;
+    const pBytes = (a.probsOffsets[g + 1] - a.probsOffsets[g]) * 4;
+    const hBytes = (gto[g + 1] - gto[g]) * d * eb;
+    const tooBig = (what: string, bytes: number) =>
+      new GrpoKernelsError(
+        'SHAPE',
+        `${what}: group ${g} needs ${bytes} bytes in one storage binding (${what === 'vocab' ? `M = |V*| × d = ${K} × ${d} f32` : 'its rows'}); this device binds at most ${cap} bytes`,
+        { argument: what },
+      );
+    if (mBytes > cap) throw tooBig('vocab', mBytes);
+    if (pBytes > cap) throw tooBig('probs', pBytes);
+    if (hBytes > cap) throw tooBig('hidden', hBytes);
+    if (cur !== undefined) {
+      const g0 = cur.groups[0];
+      const fits =
+        (cur.mRows + K) * d * 4 <= cap &&
+        (a.probsOffsets[g + 1] - a.probsOffsets[g0]) * 4 <= cap &&
+        (gto[g + 1] - gto[g0]) * d * eb <= cap;
+      if (fits) {
+        cur.groups.push(g);
+        cur.mRows += K;
+        continue;
+      }
+    }
+    cur = { groups: [g], mRows: K };
+    chunks.push(cur);
+  }
+  thrTuning.lastChunks = chunks.length;
+  const mScratchRows = chunks.reduce((m, c) => Math.max(m, c.mRows), 0);
+  const tilesD = Math.ceil(d / TILE);
+
+  const key = moduleKey(k, dtype);
+  const constants = { WG: k.wg };
+  const [mPipe, sPipe, tauPipe] = await Promise.all([
+    chunks.length > 0 ? k.pipelines.get(key, M_SPEC, constants) : undefined,
+    chunks.length > 0 ? k.pipelines.get(key, SCORE_SPEC, constants) : undefined,
+    G > 0 ? k.pipelines.get(key, TAU_SPEC, constants) : undefined,
+  ]);
+
+  const scratch: GPUBuffer[] = [];
+  try {
+    return await rt.run('tokenHiddenReward', () => {
+      const thr = outputTensor(rt, 'f32', [T]);
+      const tau = outputTensor(rt, 'f32', [G]);
+      if (G === 0) return { thr, tau };
+      const thrBuf = gpuStorage(thr).buffer;
+      const hidden = gpuStorage(a.hidden, 'hidden').buffer;
+      const probs = gpuStorage(a.probs, 'probs').buffer;
+      const tcol = gpuStorage(a.vocab.tokenColumn, 'vocab.tokenColumn').buffer;
+      const enc = rt.device.createCommandEncoder({ label: 'tokenHiddenReward' });
+      const pass = enc.beginComputePass();
+      if (chunks.length > 0) {
+        const mbuf = rt.storageBuffer(mScratchRows * d * 4, 'THR M scratch');
+        scratch.push(mbuf);
+        const ctokBuf = rt.transientData(ctok, Usage.STORAGE, 'correct tokens');
+        const cwBuf = rt.transientData(cw, Usage.STORAGE, 'correct weights');
+        for (const c of chunks) {
+          const g0 = c.groups[0];
+          const gLast = c.groups[c.groups.length - 1];
+          const hw = windowOf(gto[g0] * d, gto[gLast + 1] * d, eb, hidden.size, align);
+          const pw = windowOf(a.probsOffsets[g0], a.probsOffsets[gLast + 1], 4, probs.size, align);
+          const n = c.groups.length;
+          const mInfo = new Uint32Array(n * INFO_STRIDE);
+          const sInfo = new Uint32Array(n * INFO_STRIDE);
+          let kRow = 0;
+          let mWg = 0;
+          let sWg = 0;
+          c.groups.forEach((g, i) => {
+            const K = vOff[g + 1] - vOff[g];
+            const Tg = gto[g + 1] - gto[g];
+            const row = [
+              gto[g],
+              Tg,
+              kRow,
+              K,
+              a.probsOffsets[g] - a.probsOffsets[g0],
+              cStart[g],
+              cStart[g + 1] - cStart[g],
+            ];
+            mInfo.set([...row, mWg], i * INFO_STRIDE);
+            sInfo.set([...row, sWg], i * INFO_STRIDE);
+            kRow += K;
+            mWg += Math.ceil(K / TILE) * tilesD;
+            sWg += Math.ceil(Tg / TILE);
+          });
+          const base = {
+            groups: n,
+            dim: d,
+            tiles_d: tilesD,
+            x_base: hw.base,
+            tok_base: gto[g0],
+            probs_base: pw.base,
+          };
+          const common: Binding[] = [
+            { binding: 1, buffer: hidden, offset: hw.offset, size: hw.size },
+            { binding: 3, buffer: probs, offset: pw.offset, size: pw.size },
+            { binding: 4, buffer: tcol },
+            { binding: 8, buffer: mbuf },
+          ];
+          rt.dispatch(
+            pass,
+            mPipe!,
+            [
+              { binding: 0, buffer: rt.uniform(THR_PARAMS, paramsOf({ ...base, count: mWg })) },
+              ...common,
+              { binding: 5, buffer: rt.transientData(mInfo, Usage.STORAGE, 'THR M table') },
+              { binding: 6, buffer: ctokBuf },
+              { binding: 7, buffer: cwBuf },
+            ],
+            mWg,
+          );
+          rt.dispatch(
+            pass,
+            sPipe!,
+            [
+              { binding: 0, buffer: rt.uniform(THR_PARAMS, paramsOf({ ...base, count: sWg })) },
+              ...common,
+              { binding: 5, buffer: rt.transientData(sInfo, Usage.STORAGE, 'THR score table') },
+              { binding: 9, buffer: thrBuf },
+            ],
+            sWg,
+          );
+        }
+      }
+      const gdeg = Uint32Array.from(a.hostDegenerate);
+      rt.dispatch(
+        pass,
+        tauPipe!,
+        [
+          { binding: 0, buffer: rt.uniform(THR_PARAMS, paramsOf({ groups: G, beta: a.beta })) },
+          { binding: 9, buffer: thrBuf },
+          { binding: 10, buffer: gpuStorage(tau).buffer },
+          { binding: 11, buffer: rt.transientData(ro, Usage.STORAGE, 'responseOffsets') },
+          { binding: 12, buffer: rt.transientData(go, Usage.STORAGE, 'groupOffsets') },
+          { binding: 13, buffer: gpuStorage(a.correct, 'correct').buffer },
+          { binding: 14, buffer: rt.transientData(gdeg, Usage.STORAGE, 'degenerate groups') },
+        ],
+        G,
+      );
+      pass.end();
+      rt.submit(enc);
+      return { thr, tau };
+    });
+  } finally {
+    for (const b of scratch) rt.destroyBuffer(b);
+  }
+}
+
+// --------------------------------------------------------------------------------- thrReweight
+export async function webgpuThrReweight(k: WebGpuKit, a: ThrReweightArgs): Promise<Tensor<'f32'>> {
+  const { rt } = k;
+  rt.check();
+  const { layout } = a;
+  const { numGroups: G, numTokens: T, numResponses: R } = layout;
+  const go = layout.groupOffsets;
+  k.checkVector('tokenAdvantages', T);
+  if (G >= 2 ** 30)
+    throw new GrpoKernelsError('SHAPE', `layout: ${G} groups (at most 2^30)`, { argument: 'layout' });
+  const pipe = T > 0 ? await k.pipelines.get(moduleKey(k, 'f32'), REWEIGHT_SPEC, { WG: k.wg }) : undefined;
+  return rt.run('thrReweight', () => {
+    const out = outputTensor(rt, 'f32', [T]);
+    if (T === 0) return out;
+    // Per response: group | degenerate << 30 | correct << 31. Per group: eta.
+    const rinfo = new Uint32Array(R);
+    const eta = new Float32Array(Math.max(1, G));
+    for (let g = 0; g < G; g++) {
+      let nc = 0;
+      for (let r = go[g]; r < go[g + 1]; r++) {
+        rinfo[r] = (g | (a.hostDegenerate[g] ? 1 << 30 : 0) | (a.hostCorrect[r] ? 1 << 31 : 0)) >>> 0;
+        nc += a.hostCorrect[r];
+      }
+      eta[g] = a.eta === 'auto' ? 2 * Math.abs(0.5 - nc / (go[g + 1] - go[g])) : a.eta;
+    }
+    const enc = rt.device.createCommandEncoder({ label: 'thrReweight' });
+    const pass = enc.beginComputePass();
+    rt.dispatch(
+      pass,
+      pipe!,
+      [
+        {
+          binding: 0,
+          buffer: rt.uniform(
+            THR_PARAMS,
+            paramsOf({
+              count: T,
+              num_responses: R,
+              mode: a.mode === 'nthr' ? 1 : 0,
+              mask: a.mask ? 1 : 0,
+              p: a.mode === 'thr' ? a.p : 0,
+            }),
+          ),
+        },
+        { binding: 11, buffer: rt.transientData(layout.responseOffsets, Usage.STORAGE, 'responseOffsets') },
+        { binding: 15, buffer: gpuStorage(a.tokenAdvantages, 'tokenAdvantages').buffer },
+        { binding: 16, buffer: gpuStorage(a.thr, 'thr').buffer },
+        { binding: 17, buffer: gpuStorage(a.tau, 'tau').buffer },
+        { binding: 18, buffer: rt.transientData(rinfo, Usage.STORAGE, 'response info') },
+        { binding: 19, buffer: rt.transientData(eta, Usage.STORAGE, 'eta') },
+        { binding: 20, buffer: gpuStorage(out).buffer },
+      ],
+      Math.ceil(T / k.wg),
+    );
+    pass.end();
+    rt.submit(enc);
+    return out;
+  });
+}
