@@ -1,0 +1,35 @@
+/** Which backends a command runs on, and how each one is opened (with the reason when it cannot be). */
+import type { BackendName, Context } from '../index.js';
+import { createContext } from '../index.js';
+import { CliError, oneLine } from './errors.js';
+
+/** Every backend, in the order `auto` tries them (cuda, then webgpu, then cpu). */
+export const ALL_BACKENDS: readonly BackendName[] = ['cuda', 'webgpu', 'cpu'];
+
+export type Opened = { name: BackendName; ctx: Context } | { name: BackendName; ctx: null; reason: string };
+
+/** Opens one backend; never throws (the reason is the error message of createContext). */
+export async function tryOpen(name: BackendName): Promise<Opened> {
+  try {
+    return { name, ctx: await createContext({ backend: name }) };
+  } catch (e) {
+    return { name, ctx: null, reason: oneLine(e) };
+  }
+}
+
+/** Opens `choice` ('auto' or a name) or throws a one-line CliError saying why it could not. */
+export async function openOrFail(choice: BackendName | 'auto'): Promise<Context> {
+  try {
+    return await createContext({ backend: choice });
+  } catch (e) {
+    throw new CliError(`backend ${choice} is unavailable: ${oneLine(e)}`);
+  }
+}
+
+/** Whether a webgpu device is a software rasterizer (lavapipe/llvmpipe): its timings are no speed claim. */
+export function isSoftwareDriver(ctx: Context): boolean {
+  const text = `${ctx.device.name} ${Object.values(ctx.device.details).join(' ')}`;
+  return ctx.backend === 'webgpu' && /llvmpipe|lavapipe|swiftshader/i.test(text);
+}
+
+export const SOFTWARE_NOTE = 'software driver — not a speed claim';

@@ -1,0 +1,211 @@
+/**
+ * The CLI: commands run in-process with a captured Io (fast), plus the bin itself in a child
+ * process (exit status and one-line errors as a user sees them).
+ */
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { doesNotFit, percentile } from '../src/cli/bench.js';
+import { benchCases, OP_NAMES } from '../src/cli/bench-cases.js';
+import { memoryIo } from '../src/cli/io.js';
+import { main } from '../src/cli/main.js';
+import { type Context, createContext } from '../src/index.js';
+
+const tmp = mkdtempSync(join(tmpdir(), 'grpo-cli-'));
+afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+
+async function run(...args: string[]) {
+  const io = memoryIo();
+  const code = await main(args, io);
+  const stderr = io.stderr.join('');
+  return {
+    code,
+    stdout: io.stdout.join('\n'),
+    stderr,
+    stderrLines: stderr.split('\n').filter((l) => l !== ''),
+  };
+}
+
+/** The bin as a user runs it: node with tsx's loader on src/cli.ts. */
+function runBin(...args: string[]) {
+  const r = spawnSync(process.execPath, ['--import', 'tsx', 'src/cli.ts', ...args], { encoding: 'utf8' });
+  return { code: r.status, stdout: r.stdout, stderrLines: r.stderr.split('\n').filter((l) => l !== '') };
+}
+
+describe('info', () => {
+  it('lists all three backends, with the reason for each unavailable one', async () => {
+    const r = await run('info');
+    expect(r.code).toBe(0);
+    for (const name of ['cpu', 'webgpu', 'cuda']) {
+      const line = r.stdout.split('\n').find((l) => l.startsWith(`${name} `));
+      expect(line, `a line for ${name}`).toBeDefined();
+      const m = /^\S+\s+(available|unavailable)\s+(.+)$/.exec(line!);
+      expect(m, line).not.toBeNull();
+      expect(m![2].trim().length).toBeGreaterThan(5); // a device name or a reason
+    }
+    expect(r.stdout).toMatch(/auto → cpu|auto → webgpu|auto → cuda/);
+  });
+
+  it('--json gives the same facts as an object', async () => {
+    const r = await run('info', '--json');
+    expect(r.code).toBe(0);
+    const doc = JSON.parse(r.stdout);
+    expect(doc.backends.map((b: { backend: string }) => b.backend).sort()).toEqual(['cpu', 'cuda', 'webgpu']);
+    for (const b of doc.backends) {
+      if (b.available) expect(typeof b.device).toBe('string');
+      else expect(b.reason).toMatch(/\w/);
+    }
+    expect(doc.backends.find((b: { backend: string }) => b.backend === 'cpu').available).toBe(true);
+  });
+});
+
+describe('bench', () => {
+  it('--quick --backend cpu --json writes one row per op with timings and bandwidth', async () => {
+    const file = join(tmp, 'bench.json');
+    const r = await run('bench', '--quick', '--backend', 'cpu', '--json', file, '--no-progress');
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/median ms/);
+    const doc = JSON.parse(readFileSync(file, 'utf8'));
+    expect(doc.package).toBe('grpo-kernels');
+    expect(doc.version).toMatch(/^\d+\.\d+\.\d+/);
+    expect(new Set(doc.rows.map((row: { op: string }) => row.op))).toEqual(new Set(OP_NAMES));
+    for (const row of doc.rows) {
+      expect(row).toMatchObject({ backend: 'cpu', dtype: expect.any(String), version: doc.version });
+      expect(typeof row.device).toBe('string');
+      expect(Number.isNaN(Date.parse(row.date))).toBe(false);
+      expect(Object.keys(row.sizes).length).toBeGreaterThan(0);
+      expect(row.error).toBeUndefined();
+      expect(row.reps).toBeGreaterThanOrEqual(3);
+      expect(row.p10Ms).toBeGreaterThan(0);
+      expect(row.p10Ms).toBeLessThanOrEqual(row.medianMs);
+      expect(row.medianMs).toBeLessThanOrEqual(row.p90Ms);
+      expect(row.gbps).toBeGreaterThan(0);
+      expect(row.copyGbps).toBeGreaterThan(0);
+      expect(row.fraction).toBeCloseTo(row.gbps / row.copyGbps, 9);
+      expect(row.throughput).toBeGreaterThan(0);
+      expect(row.throughputUnit).toMatch(/\/s$/);
+    }
+  });
+
+  it('--op runs only the named ops', async () => {
+    const file = join(tmp, 'adv.json');
+    const r = await run('bench', '--quick', '--backend', 'cpu', '--op', 'advantages,whiten', '--json', file);
+    expect(r.code).toBe(0);
+    const ops = JSON.parse(readFileSync(file, 'utf8')).rows.map((row: { op: string }) => row.op);
+    expect(ops).toEqual(['advantages', 'advantages', 'whiten']);
+  });
+
+  it('skips a case that does not fit, saying why', () => {
+    const huge = benchCases('gpu').find((c) => c.op === 'logprobs' && c.sizes.V === 151936)!;
+    const fake = { device: { name: 'fake', details: { maxBufferSize: 1 << 20 } } } as unknown as Context;
+    expect(doesNotFit(huge, fake, 64 * 1024 ** 3)).toMatch(/maxBufferSize/);
+    const smallDevice = { device: { name: 'fake', details: { totalMemory: '2 GiB' } } } as unknown as Context;
+    const thr = benchCases('gpu').find((c) => c.op === 'tokenHiddenReward' && c.sizes.d === 3584)!;
+    expect(doesNotFit(thr, smallDevice, 64 * 1024 ** 3)).toBeNull();
+    expect(doesNotFit(huge, smallDevice, 100 * 1024 ** 2)).toMatch(/host memory/);
+  });
+
+  it('percentiles interpolate', () => {
+    expect(percentile([1, 2, 3, 4, 5], 0.5)).toBe(3);
+    expect(percentile([1, 2, 3, 4, 5], 0.1)).toBeCloseTo(1.4);
+    expect(percentile([7], 0.9)).toBe(7);
+  });
+});
+
+describe('demo', () => {
+  it('--quick writes the plot and the summaries', async () => {
+    const out = join(tmp, 'demo');
+    const r = await run('demo', '--quick', '--steps', '6', '--out', out, '--no-progress');
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    for (const f of ['curves.svg', 'summary.md', 'summary.json']) {
+      expect(existsSync(join(out, f)), f).toBe(true);
+      expect(r.stdout).toContain(join(out, f));
+    }
+    const svg = readFileSync(join(out, 'curves.svg'), 'utf8');
+    expect(svg.startsWith('<svg')).toBe(true);
+    expect(svg.match(/<polyline/g)?.length).toBe(9); // 3 panels × 3 methods
+    const doc = JSON.parse(readFileSync(join(out, 'summary.json'), 'utf8'));
+    expect(doc.summary.map((s: { method: string }) => s.method)).toEqual([
+      'GRPO',
+      'THR p=+0.1',
+      'THR p=-0.1',
+    ]);
+    expect(doc.methods[0].meanReward).toHaveLength(6);
+  });
+});
+
+describe('errors are one line on stderr and a non-zero exit', () => {
+  const cases: [string, string[], RegExp][] = [
+    ['bad flag', ['bench', '--frobnicate'], /bench: Unknown option '--frobnicate'/],
+    [
+      'unknown backend',
+      ['bench', '--backend', 'tpu'],
+      /--backend expects one of cpu, webgpu, cuda, auto, all/,
+    ],
+    ['unknown command', ['frobnicate'], /unknown command 'frobnicate'/],
+    ['bad number', ['demo', '--steps', '0'], /--steps expects a positive integer/],
+    ['unknown op', ['bench', '--op', 'softmax'], /--op expects op names/],
+    ['stray positional', ['info', 'extra'], /info: Unexpected argument 'extra'/],
+  ];
+  for (const [what, args, message] of cases) {
+    it(what, async () => {
+      const r = await run(...args);
+      expect(r.code).toBe(2);
+      expect(r.stderrLines).toHaveLength(1);
+      expect(r.stderrLines[0]).toMatch(/^grpo-kernels: /);
+      expect(r.stderrLines[0]).toMatch(message);
+      expect(r.stdout).toBe('');
+    });
+  }
+
+  it('a named backend that cannot start', async () => {
+    let unavailable: string | undefined;
+    for (const name of ['cuda', 'webgpu'] as const) {
+      try {
+        (await createContext({ backend: name })).dispose();
+      } catch {
+        unavailable = name;
+        break;
+      }
+    }
+    if (unavailable === undefined) {
+      console.log('skipped: cuda and webgpu both start here, so no backend is unavailable');
+      return;
+    }
+    const r = await run('demo', '--backend', unavailable);
+    expect(r.code).toBe(1);
+    expect(r.stderrLines).toHaveLength(1);
+    expect(r.stderrLines[0]).toMatch(new RegExp(`^grpo-kernels: backend ${unavailable} is unavailable: .+`));
+  });
+});
+
+describe('help', () => {
+  for (const command of ['info', 'bench', 'demo']) {
+    it(`${command} --help`, async () => {
+      const r = await run(command, '--help');
+      expect(r.code).toBe(0);
+      expect(r.stdout).toContain(`Usage: grpo-kernels ${command}`);
+    });
+  }
+  it('top-level --help and --version', async () => {
+    expect((await run('--help')).stdout).toMatch(/Commands:/);
+    expect((await run('--version')).stdout).toMatch(/^\d+\.\d+\.\d+/);
+  });
+});
+
+describe('the bin (src/cli.ts) in a child process', () => {
+  it('info exits 0', () => {
+    const r = runBin('info');
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/^cpu\s+available/m);
+  });
+  it('an unknown command exits 2 with one line', () => {
+    const r = runBin('frobnicate');
+    expect(r.code).toBe(2);
+    expect(r.stderrLines).toEqual([expect.stringMatching(/^grpo-kernels: unknown command 'frobnicate'/)]);
+  });
+});
