@@ -8,6 +8,7 @@ import {
   type AdvantagesOptions,
   type Context,
   createContext,
+  ESTIMATORS,
   type Estimator,
   GrpoKernelsError,
   type ScaleKind,
@@ -222,15 +223,6 @@ const SHAPES: Shape[] = [
   { name: 'one response', sizes: [1] },
   { name: 'prime group 131', sizes: [131, 1, 2] },
 ];
-const ESTIMATOR_LIST: Estimator[] = [
-  'grpo',
-  'dr_grpo',
-  'rloo',
-  'opo',
-  'grpo_passk',
-  'gpg',
-  'reinforce_pp_baseline',
-];
 
 function layoutOptions(c: AdvantagesCase, fixed?: number): AdvantagesOptions {
   return fixed === undefined
@@ -242,7 +234,7 @@ describe('advantages: every estimator against its formula', () => {
   let seed = 100;
   for (const kind of ['continuous', 'binary'] as const) {
     for (const shape of SHAPES) {
-      for (const estimator of ESTIMATOR_LIST) {
+      for (const estimator of ESTIMATORS) {
         const passkBad = estimator === 'grpo_passk' && shape.sizes.some((n) => n < 2);
         if (passkBad) continue; // grpo_passk rejects groups under 2 (tested with the errors)
         const s = seed++;
@@ -373,7 +365,7 @@ describe('advantages: numerics', () => {
 
   it('is deterministic: the same inputs give the same bits', async () => {
     const c = makeAdvantagesCase({ seed: 31, groupSizes: raggedGroupSizes(31, 5000) });
-    for (const estimator of ESTIMATOR_LIST.filter((e) => e !== 'grpo_passk')) {
+    for (const estimator of ESTIMATORS.filter((e) => e !== 'grpo_passk')) {
       const a = await run(c.rewards, { ...layoutOptions(c), estimator });
       const b = await run(c.rewards, { ...layoutOptions(c), estimator });
       expect(Buffer.from(a.adv.buffer).equals(Buffer.from(b.adv.buffer))).toBe(true);
@@ -772,7 +764,7 @@ describe('advantages family: outputs fully written, inputs untouched', () => {
       groupSizes: [3, 1, 0, 4, 2, 5, 1],
       zeroVarianceFraction: 0.3,
     });
-    for (const estimator of ESTIMATOR_LIST) {
+    for (const estimator of ESTIMATORS) {
       for (const singleton of ['zero', 'mean0', 'nan'] as const) {
         const cc = estimator === 'grpo_passk' ? makeAdvantagesCase({ seed: 92, groupSizes: [3, 2, 4] }) : c;
         const out = await run(cc.rewards, { ...layoutOptions(cc), estimator, singleton });
@@ -794,7 +786,7 @@ describe('advantages family: outputs fully written, inputs untouched', () => {
     const c = makeAdvantagesCase({ seed: 93, groupSizes: [4, 1, 3, 3] });
     const copies = [c.rewards.slice(), c.groupOffsets.slice(), c.responseOffsets.slice()];
     const t = ctx.tensor(c.rewards.slice(), [c.numResponses], 'f32');
-    for (const estimator of ESTIMATOR_LIST.filter((e) => e !== 'grpo_passk')) {
+    for (const estimator of ESTIMATORS.filter((e) => e !== 'grpo_passk')) {
       await run(c.rewards, { ...layoutOptions(c), estimator, preset: 'verl' });
       const o = await ctx.advantages(t, { ...layoutOptions(c), estimator });
       o.advantages.dispose();

@@ -4,16 +4,21 @@
  * options into the explicit conventions of AdvantagesArgs / WhitenArgs, and calls the backend.
  * What each preset sets, and where in each trainer it comes from: docs/PRESETS.md.
  */
-import type {
-  AdvantagesArgs,
-  AdvantagesResult,
-  Backend,
-  Estimator,
-  Preset,
-  ScaleKind,
-  SingletonPolicy,
-  StdKind,
-  WhitenVarianceEps,
+import {
+  type AdvantagesArgs,
+  type AdvantagesResult,
+  type Backend,
+  ESTIMATORS,
+  type Estimator,
+  PRESETS,
+  type Preset,
+  SCALE_KINDS,
+  type ScaleKind,
+  SINGLETON_POLICIES,
+  type SingletonPolicy,
+  STD_KINDS,
+  type StdKind,
+  type WhitenVarianceEps,
 } from '../backends/backend.js';
 import { fail } from '../errors.js';
 import { groupOffsetsFromSize, validateOffsets } from '../layout.js';
@@ -57,20 +62,6 @@ export interface WhitenOptions {
   /** Add the mean back after scaling (verl's shift_mean=False). Default false. */
   keepMean?: boolean;
 }
-
-export const ESTIMATORS: readonly Estimator[] = [
-  'grpo',
-  'dr_grpo',
-  'rloo',
-  'opo',
-  'grpo_passk',
-  'gpg',
-  'reinforce_pp_baseline',
-];
-export const PRESETS: readonly Preset[] = ['verl', 'trl', 'openrlhf'];
-const STD_KINDS: readonly StdKind[] = ['sample', 'population'];
-const SCALES: readonly ScaleKind[] = ['group', 'batch', 'none'];
-const SINGLETONS: readonly SingletonPolicy[] = ['zero', 'mean0', 'nan'];
 
 /** Every convention a preset (or the package default) fixes. docs/PRESETS.md cites the sources. */
 export interface Conventions {
@@ -158,9 +149,9 @@ export async function advantages(
   const base = baseConventions(o.preset);
   const estimator = o.estimator === undefined ? 'grpo' : checkEnum('estimator', o.estimator, ESTIMATORS);
   const std = o.std === undefined ? base.std : checkEnum('std', o.std, STD_KINDS);
-  const scale = o.scale === undefined ? base.scale : checkEnum('scale', o.scale, SCALES);
+  const scale = o.scale === undefined ? base.scale : checkEnum('scale', o.scale, SCALE_KINDS);
   const singleton =
-    o.singleton === undefined ? base.singleton : checkEnum('singleton', o.singleton, SINGLETONS);
+    o.singleton === undefined ? base.singleton : checkEnum('singleton', o.singleton, SINGLETON_POLICIES);
   const eps = o.eps === undefined ? base.eps : checkNumber('eps', o.eps, { min: 0 });
 
   const rw = asTensor(backend, 'rewards', rewards, ['f32'], [null]);

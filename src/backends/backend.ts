@@ -62,18 +62,32 @@ export interface GatherProbsArgs {
 }
 
 // ---------------------------------------------------------------- advantages family
-export type Estimator = 'grpo' | 'dr_grpo' | 'rloo' | 'opo' | 'grpo_passk' | 'gpg' | 'reinforce_pp_baseline';
-export type Preset = 'verl' | 'trl' | 'openrlhf';
-export type StdKind = 'sample' | 'population';
+/** Every estimator of ESTIMATORS.md; the one list the API, the backends and the tests share. */
+export const ESTIMATORS = [
+  'grpo',
+  'dr_grpo',
+  'rloo',
+  'opo',
+  'grpo_passk',
+  'gpg',
+  'reinforce_pp_baseline',
+] as const;
+export type Estimator = (typeof ESTIMATORS)[number];
+export const PRESETS = ['verl', 'trl', 'openrlhf'] as const;
+export type Preset = (typeof PRESETS)[number];
+export const STD_KINDS = ['sample', 'population'] as const;
+export type StdKind = (typeof STD_KINDS)[number];
 /**
  * What a singleton group (n = 1) gets:
  * - 'zero': advantage 0, flagged degenerate (the package default);
  * - 'mean0': the group's mean is taken as 0 and its std as 1 (verl);
  * - 'nan': what a plain n−1 formula computes (openrlhf): NaN where it divides 0 by 0.
  */
-export type SingletonPolicy = 'zero' | 'mean0' | 'nan';
+export const SINGLETON_POLICIES = ['zero', 'mean0', 'nan'] as const;
+export type SingletonPolicy = (typeof SINGLETON_POLICIES)[number];
 /** GRPO's divisor: the group's std, the std of every reward in the batch, or none. */
-export type ScaleKind = 'group' | 'batch' | 'none';
+export const SCALE_KINDS = ['group', 'batch', 'none'] as const;
+export type ScaleKind = (typeof SCALE_KINDS)[number];
 
 /**
  * How whiten() (and reinforce_pp_baseline's batch whitening) takes its statistics over the n valid

@@ -20,7 +20,14 @@
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { AdvantagesOptions } from '../../src/api/advantages.js';
-import type { Estimator, Preset, ScaleKind, SingletonPolicy, StdKind } from '../../src/backends/backend.js';
+import {
+  ESTIMATORS,
+  type Estimator,
+  type Preset,
+  SCALE_KINDS,
+  SINGLETON_POLICIES,
+  STD_KINDS,
+} from '../../src/backends/backend.js';
 import type { Context } from '../../src/context.js';
 import { setOutputPoison } from '../../src/debug.js';
 import { type AdvantagesCase, makeAdvantagesCase, raggedGroupSizes } from '../fixtures/advantages.js';
@@ -33,15 +40,6 @@ const WHITEN_RTOL = 2e-6;
 
 requireAdapter();
 
-const ESTIMATORS: readonly Estimator[] = [
-  'grpo',
-  'dr_grpo',
-  'rloo',
-  'opo',
-  'grpo_passk',
-  'gpg',
-  'reinforce_pp_baseline',
-];
 const PRESETS: readonly (Preset | undefined)[] = [undefined, 'verl', 'trl', 'openrlhf'];
 
 interface Out {
@@ -109,9 +107,9 @@ describe.skipIf(noGpu)('webgpu advantages vs cpu', () => {
 
   it('every singleton policy, std kind and scale (grpo, grpo_passk, rloo, opo, gpg)', async () => {
     let seed = 100;
-    const singletons: SingletonPolicy[] = ['zero', 'mean0', 'nan'];
-    const stds: StdKind[] = ['sample', 'population'];
-    const scales: ScaleKind[] = ['group', 'batch', 'none'];
+    const singletons = SINGLETON_POLICIES;
+    const stds = STD_KINDS;
+    const scales = SCALE_KINDS;
     for (const estimator of ['grpo', 'grpo_passk'] as const) {
       for (const std of stds) {
         for (const scale of scales) {
