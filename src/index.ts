@@ -18,7 +18,12 @@ export type {
   Weighting,
 } from './backends/backend.js';
 export { ESTIMATORS, PRESETS, SCALE_KINDS, SINGLETON_POLICIES, STD_KINDS } from './backends/backend.js';
-export type { BackendChoice, BackendOptions, SkippedBackend } from './backends/registry.js';
+export {
+  AUTO_ORDER,
+  type BackendChoice,
+  type BackendOptions,
+  type SkippedBackend,
+} from './backends/registry.js';
 export { Context, type CreateContextOptions, createContext } from './context.js';
 export { setOutputPoison } from './debug.js';
 export {

@@ -58,6 +58,11 @@ describe('info', () => {
       else expect(b.reason).toMatch(/\w/);
     }
     expect(doc.backends.find((b: { backend: string }) => b.backend === 'cpu').available).toBe(true);
+    // `auto` is what createContext really picks (it passes over software adapters), with its reasons.
+    const ctx = await createContext({ backend: 'auto' });
+    expect(doc.auto).toBe(ctx.backend);
+    expect(doc.autoSkipped).toEqual(ctx.skipped.map((s) => ({ ...s })));
+    ctx.dispose();
   });
 });
 

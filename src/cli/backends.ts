@@ -1,10 +1,9 @@
 /** Which backends a command runs on, and how each one is opened (with the reason when it cannot be). */
-import type { BackendName, Context } from '../index.js';
-import { createContext } from '../index.js';
+import { AUTO_ORDER, type BackendName, type Context, createContext } from '../index.js';
 import { CliError, oneLine } from './errors.js';
 
 /** Every backend, in the order `auto` tries them (cuda, then webgpu, then cpu). */
-export const ALL_BACKENDS: readonly BackendName[] = ['cuda', 'webgpu', 'cpu'];
+export const ALL_BACKENDS: readonly BackendName[] = AUTO_ORDER;
 
 export type Opened = { name: BackendName; ctx: Context } | { name: BackendName; ctx: null; reason: string };
 
@@ -26,10 +25,12 @@ export async function openOrFail(choice: BackendName | 'auto'): Promise<Context>
   }
 }
 
-/** Whether a webgpu device is a software rasterizer (lavapipe/llvmpipe): its timings are no speed claim. */
+/**
+ * Whether the device is a software rasterizer (lavapipe/llvmpipe, SwiftShader, WARP), as the
+ * backend itself reports it (device.details.software): its timings are no speed claim.
+ */
 export function isSoftwareDriver(ctx: Context): boolean {
-  const text = `${ctx.device.name} ${Object.values(ctx.device.details).join(' ')}`;
-  return ctx.backend === 'webgpu' && /llvmpipe|lavapipe|swiftshader/i.test(text);
+  return ctx.device.details.software === true;
 }
 
 export const SOFTWARE_NOTE = 'software driver — not a speed claim';

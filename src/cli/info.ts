@@ -1,7 +1,14 @@
 /** `grpo-kernels info`: every backend, whether it starts, its device, or the exact reason it does not. */
 import { arch, platform } from 'node:os';
 import { parseFlags } from './args.js';
-import { ALL_BACKENDS, isSoftwareDriver, type Opened, SOFTWARE_NOTE, tryOpen } from './backends.js';
+import {
+  ALL_BACKENDS,
+  isSoftwareDriver,
+  type Opened,
+  openOrFail,
+  SOFTWARE_NOTE,
+  tryOpen,
+} from './backends.js';
 import type { Io } from './io.js';
 import { packageVersion } from './version.js';
 
@@ -47,7 +54,11 @@ export async function infoCommand(args: string[], io: Io): Promise<number> {
     infos.push(describe(opened));
     opened.ctx?.dispose();
   }
-  const auto = ALL_BACKENDS.find((n) => infos.find((i) => i.backend === n)?.available) ?? null;
+  // What `auto` really picks, and why it passed over the others (it skips software adapters).
+  const autoCtx = await openOrFail('auto').catch(() => null);
+  const auto = autoCtx?.backend ?? null;
+  const autoSkipped = autoCtx?.skipped.map((s) => ({ ...s })) ?? [];
+  autoCtx?.dispose();
   const header = {
     package: 'grpo-kernels',
     version: packageVersion(),
@@ -55,7 +66,7 @@ export async function infoCommand(args: string[], io: Io): Promise<number> {
     platform: `${platform()} ${arch()}`,
   };
   if (flags.json) {
-    io.out(JSON.stringify({ ...header, auto, backends: infos }, null, 2));
+    io.out(JSON.stringify({ ...header, auto, autoSkipped, backends: infos }, null, 2));
     return 0;
   }
   io.out(`grpo-kernels ${header.version} · node ${header.node} · ${header.platform}`);
@@ -72,5 +83,6 @@ export async function infoCommand(args: string[], io: Io): Promise<number> {
   }
   io.out('');
   io.out(auto === null ? 'auto: no backend available' : `auto → ${auto} (tries ${ALL_BACKENDS.join(', ')})`);
+  for (const s of autoSkipped) io.out(`  skipped ${s.backend}: ${s.reason}`);
   return 0;
 }
