@@ -235,4 +235,30 @@ describe('contexts and tensors', () => {
     expect(s).toBeGreaterThan(0);
     await ctx.synchronize();
   });
+
+  it('rejects a misspelt option instead of ignoring it (DTYPE naming options.<key>)', async () => {
+    const ctx = await createContext({ backend: 'cpu' });
+    const logits = ctx.tensor(Float32Array.from(randomNormal(9, 12)), [3, 4]);
+    const targets = new Int32Array([0, 1, 2]);
+    const lse = new Float32Array(3);
+    const layout = { responseOffsets: new Int32Array([0, 2, 3]), groupOffsets: new Int32Array([0, 2]) };
+    const rewards = Float32Array.from(randomNormal(10, 2));
+    const calls: [string, () => Promise<unknown>][] = [
+      ['logprobs', () => ctx.logprobs(logits, targets, { temprature: 2 } as never)],
+      ['logprobsBackward', () => ctx.logprobsBackward(logits, targets, lse, lse, { temprature: 2 } as never)],
+      ['advantages', () => ctx.advantages(rewards, { groupSize: 2, estimater: 'rloo' } as never)],
+      ['whiten', () => ctx.whiten(rewards, { keep_mean: true } as never)],
+      ['thrReweight', () => ctx.thrReweight({ layout, pp: 0.1 } as never)],
+    ];
+    for (const [op, call] of calls) {
+      const e = await call().then(
+        () => undefined,
+        (err: unknown) => err,
+      );
+      expect(e, op).toBeInstanceOf(GrpoKernelsError);
+      expect((e as GrpoKernelsError).code, op).toBe('DTYPE');
+      expect((e as GrpoKernelsError).message, op).toMatch(/^options\.\w+: unknown option; expected one of /);
+    }
+    ctx.dispose();
+  });
 });

@@ -145,7 +145,17 @@ export async function advantages(
   rewards: unknown,
   options: unknown,
 ): Promise<AdvantagesResult> {
-  const o = checkOptions<AdvantagesOptions>('options', options);
+  const o = checkOptions<AdvantagesOptions>('options', options, [
+    'groupOffsets',
+    'groupSize',
+    'responseOffsets',
+    'estimator',
+    'std',
+    'eps',
+    'scale',
+    'singleton',
+    'preset',
+  ]);
   const base = baseConventions(o.preset);
   const estimator = o.estimator === undefined ? 'grpo' : checkEnum('estimator', o.estimator, ESTIMATORS);
   const std = o.std === undefined ? base.std : checkEnum('std', o.std, STD_KINDS);
@@ -224,7 +234,7 @@ export async function expandToTokens(
 }
 
 export async function whiten(backend: Backend, values: unknown, options: unknown): Promise<Tensor<'f32'>> {
-  const o = checkOptions<WhitenOptions>('options', options);
+  const o = checkOptions<WhitenOptions>('options', options, ['mask', 'preset', 'keepMean']);
   const base = baseConventions(o.preset);
   const keepMean = o.keepMean === undefined ? false : checkBoolean('keepMean', o.keepMean);
   // A Tensor may have any rank; a plain array is 1-D.

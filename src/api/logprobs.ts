@@ -122,7 +122,12 @@ export async function logprobs(
   targets: unknown,
   options: unknown,
 ): Promise<LogprobsResult> {
-  const o = checkOptions<LogprobsOptions>('options', options);
+  const o = checkOptions<LogprobsOptions>('options', options, [
+    'temperature',
+    'ignoreIndex',
+    'entropy',
+    'sumSquares',
+  ]);
   const temperature = temperatureOption(o.temperature);
   const ignoreIndex = ignoreIndexOption(o.ignoreIndex);
   const entropy = flagOption('entropy', o.entropy);
@@ -153,7 +158,12 @@ export async function logprobsBackward(
   gradLogprobs: unknown,
   options: unknown,
 ): Promise<Tensor<FloatDType>> {
-  const o = checkOptions<LogprobsBackwardOptions>('options', options);
+  const o = checkOptions<LogprobsBackwardOptions>('options', options, [
+    'gradEntropy',
+    'entropy',
+    'temperature',
+    'ignoreIndex',
+  ]);
   const temperature = temperatureOption(o.temperature);
   const ignoreIndex = ignoreIndexOption(o.ignoreIndex);
   const { logits: lg, rows, vocab } = logitsArg(backend, logits);
@@ -196,7 +206,7 @@ export async function gatherProbs(
   lse: unknown,
   options: unknown,
 ): Promise<Tensor<'f32'>> {
-  const o = checkOptions<GatherProbsOptions>('options', options);
+  const o = checkOptions<GatherProbsOptions>('options', options, ['layout', 'vocab', 'temperature']);
   const temperature = temperatureOption(o.temperature);
   const { logits: lg, rows, vocab: vocabSize } = logitsArg(backend, logits);
   const layout = resolveLayout(o.layout, rows);

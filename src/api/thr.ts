@@ -69,9 +69,13 @@ function taker(backend: Backend, uploads: Upload[]) {
   };
 }
 
-function requireOptions<T extends object>(value: unknown, expected: string): Partial<T> {
+function requireOptions<T extends object>(
+  value: unknown,
+  expected: string,
+  keys: readonly (keyof T & string)[],
+): Partial<T> {
   if (value === undefined) fail('DTYPE', 'options', `expected ${expected}, got undefined`);
-  return checkOptions<T>('options', value);
+  return checkOptions<T>('options', value, keys);
 }
 
 /** Reads `correct` [R] to host and checks every flag is 0 or 1. */
@@ -129,6 +133,7 @@ export async function tokenHiddenReward(backend: Backend, options: unknown): Pro
   const o = requireOptions<TokenHiddenRewardOptions>(
     options,
     '{ hidden, probs, vocab, layout, correct, weighting?, beta? }',
+    ['hidden', 'probs', 'vocab', 'layout', 'correct', 'weighting', 'beta'],
   );
   const weighting = checkEnum<Weighting>('weighting', o.weighting ?? 'length', ['length', 'none']);
   const beta = checkNumber('beta', o.beta ?? 1);
@@ -194,6 +199,7 @@ export async function thrReweight(backend: Backend, options: unknown): Promise<T
   const o = requireOptions<ThrReweightOptions>(
     options,
     '{ tokenAdvantages, thr, tau, layout, correct, p?, mode?, mask?, eta? }',
+    ['tokenAdvantages', 'thr', 'tau', 'layout', 'correct', 'p', 'mode', 'mask', 'eta'],
   );
   const mode = checkEnum<ReweightMode>('mode', o.mode ?? 'thr', ['thr', 'thr-only', 'nthr']);
   const p = checkNumber('p', o.p ?? 0, { min: -1, max: 1 });

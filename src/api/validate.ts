@@ -137,11 +137,23 @@ export function checkBoolean(argument: string, value: unknown): boolean {
   return value;
 }
 
-/** Options objects must be objects (or undefined). */
-export function checkOptions<T extends object>(argument: string, value: unknown): Partial<T> {
+/**
+ * Options objects must be objects (or undefined) holding only the keys the op knows: a misspelt
+ * option (`temprature`) would otherwise be ignored silently and give a wrong number.
+ */
+export function checkOptions<T extends object>(
+  argument: string,
+  value: unknown,
+  keys: readonly (keyof T & string)[],
+): Partial<T> {
   if (value === undefined) return {};
   if (typeof value !== 'object' || value === null)
     fail('DTYPE', argument, `expected an options object, got ${value === null ? 'null' : typeof value}`);
+  for (const k of Object.keys(value)) {
+    if (!(keys as readonly string[]).includes(k)) {
+      fail('DTYPE', `${argument}.${k}`, `unknown option; expected one of ${keys.join(', ')}`);
+    }
+  }
   return value as Partial<T>;
 }
 
