@@ -1,0 +1,97 @@
+/**
+ * Quick start: one call chain per op family on made-up data (the README's examples, runnable).
+ *
+ *   npx tsx examples/quickstart.ts [backend]      (default: auto)
+ *
+ * A rollout of G = 2 prompts × 4 responses, packed along one token axis; logits over a
+ * 151936-word vocabulary in bf16, hidden states of width 64.
+ */
+import { type BackendChoice, createContext, encodeFloats, groupOffsetsFromSize } from '../src/index.js';
+
+const V = 151_936;
+const D = 64;
+const lengths = [5, 3, 0, 7, 4, 6, 2, 5]; // tokens per response (an empty one is legal)
+const G = 2;
+const R = lengths.length;
+
+// Deterministic made-up data.
+let seed = 12345;
+const rand = () => {
+  seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+  return seed / 2 ** 32;
+};
+const responseOffsets = new Int32Array(R + 1);
+for (let r = 0; r < R; r++) responseOffsets[r + 1] = responseOffsets[r] + lengths[r];
+const T = responseOffsets[R];
+const groupOffsets = groupOffsetsFromSize(R, R / G);
+const layout = { responseOffsets, groupOffsets };
+const tokens = Int32Array.from({ length: T }, () => Math.floor(rand() ** 3 * 2000)); // skewed, so groups share tokens
+const logitsBits = encodeFloats(
+  'bf16',
+  Float32Array.from({ length: T * V }, () => 4 * (rand() - 0.5)),
+) as Uint16Array;
+const hiddenData = Float32Array.from({ length: T * D }, () => rand() - 0.5);
+const correct = Uint8Array.from({ length: R }, (_, r) => (r % 2 === 0 ? 1 : 0));
+const rewards = Float32Array.from(correct, (c) => c + 0.1 * rand());
+
+const ctx = await createContext({ backend: (process.argv[2] ?? 'auto') as BackendChoice });
+console.log(`backend: ${ctx.backend} (${ctx.device.name})`);
+for (const s of ctx.skipped) console.log(`  skipped ${s.backend}: ${s.reason}`);
+try {
+  // 1. Log-probs of the sampled tokens, with entropy: one pass over each row of [T, V] logits.
+  const logits = ctx.tensor(logitsBits, [T, V], 'bf16');
+  const { logprobs, lse, entropy } = await ctx.logprobs(logits, tokens, { temperature: 0.7, entropy: true });
+  console.log(
+    'logprobs',
+    (await logprobs.read()).slice(0, 4),
+    'entropy',
+    (await entropy!.read()).slice(0, 2),
+  );
+
+  // 2. Group-relative advantages with verl's conventions, broadcast to tokens.
+  const { advantages, degenerate } = await ctx.advantages(rewards, {
+    groupOffsets,
+    estimator: 'grpo',
+    preset: 'verl',
+  });
+  const perToken = await ctx.expandToTokens(advantages, responseOffsets);
+  console.log('advantages', await advantages.read(), 'degenerate groups', await degenerate.read());
+
+  // 3. Token hidden reward and the THR reweighting (p = +0.1: exploitation).
+  const vocab = await ctx.restrictedVocab(tokens, layout);
+  const probs = await ctx.gatherProbs(logits, lse, { layout, vocab, temperature: 0.7 });
+  const hidden = ctx.tensor(hiddenData, [T, D]);
+  const { thr, tau } = await ctx.tokenHiddenReward({ hidden, probs, vocab, layout, correct });
+  const reweighted = await ctx.thrReweight({ tokenAdvantages: perToken, thr, tau, layout, correct, p: 0.1 });
+  console.log('tau', await tau.read(), 'reweighted', (await reweighted.read()).slice(0, 4));
+
+  // 4. The policy-gradient step's gradient w.r.t. the logits, for −Σ A'_t · logprob_t.
+  const a = await reweighted.read();
+  const grad = await ctx.logprobsBackward(
+    logits,
+    tokens,
+    lse,
+    a.map((x) => -x),
+    { temperature: 0.7 },
+  );
+  console.log('gradLogits', grad.dtype, grad.shape);
+  for (const t of [
+    logits,
+    logprobs,
+    lse,
+    entropy!,
+    advantages,
+    degenerate,
+    perToken,
+    probs,
+    hidden,
+    thr,
+    tau,
+    reweighted,
+    grad,
+  ])
+    t.dispose();
+  for (const t of [vocab.offsets, vocab.columns, vocab.tokenColumn]) t.dispose();
+} finally {
+  ctx.dispose();
+}
