@@ -499,7 +499,10 @@ class CudaDevice : public Napi::ObjectWrap<CudaDevice> {
       GK_CHECK(cudaMemsetAsync(a, 1, bytes, je.stream));
       cudaEvent_t e0, e1;
       GK_CHECK(cudaEventCreate(&e0));
-      GK_CHECK(cudaEventCreate(&e1));
+      if (cudaError_t e = cudaEventCreate(&e1); e != cudaSuccess) {
+        cudaEventDestroy(e0);  // not leaked on this error path
+        return Status::FromCuda(e, "cudaEventCreate(&e1)", __FILE__, __LINE__);
+      }
       std::vector<float> ms;
       Status st = Status::Ok();
       for (int i = 0; i < 9 && st.ok(); ++i) {

@@ -88,8 +88,11 @@ __device__ __forceinline__ float weight_of(const StatsIn& in, int64_t i) {
   return 1.f;
 }
 
-// Pass 1 (mean == null): Σ w·x, Σ w, #{w ≠ 0 and x ≠ 0}. Pass 2: Σ w·(x − mean)². Elements of weight 0
-// are never read (a NaN outside the mask stays out, as in the reference).
+// Pass 1 (mean == null): Σ w·x, Σ w, #{w ≠ 0 and x ≠ 0}. Pass 2: Σ w·(x − mean)². Masked-out elements
+// are never read (a NaN outside the mask stays out, as in the reference's whitenInto). Length weights
+// are different: the reference sums L_i·v_i and L_i·(v_i − mean)² for every response, so an empty
+// response (L_i = 0) with a NaN or ±Inf value still makes the sums NaN (0·NaN); the webgpu backend does
+// the same. Skipping weight-0 responses there would turn the reference's NaN into a finite number.
 __global__ void __launch_bounds__(kStatThreads) stats_pass_kernel(StatsIn in, const Stats* st, Partial* part) {
   __shared__ Partial sh[kStatThreads];
   Partial p{0.f, 0.f, 0, 0};
@@ -97,12 +100,12 @@ __global__ void __launch_bounds__(kStatThreads) stats_pass_kernel(StatsIn in, co
   const int64_t stride = int64_t(gridDim.x) * blockDim.x;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < in.n; i += stride) {
     const float w = weight_of(in, i);
-    if (w == 0.f) continue;
+    if (w == 0.f && in.woff == nullptr) continue;
     const float x = in.x[i];
     if (st == nullptr) {
       p.sum = fmaf(w, x, p.sum);
       p.count += static_cast<long long>(w);
-      p.nnz += (x != 0.f) ? 1 : 0;  // NaN counts as nonzero
+      p.nnz += (w != 0.f && x != 0.f) ? 1 : 0;  // NaN counts as nonzero
     } else {
       const float c = x - mean;
       p.m2 = fmaf(w * c, c, p.m2);
@@ -241,8 +244,14 @@ __global__ void __launch_bounds__(kGroupThreads) group_advantages_kernel(GroupAr
   const bool sample = a.sample != 0;
   float s = sqrtf(sample ? m2 / static_cast<float>(n - 1) : m2 / static_cast<float>(n));
   const bool single = n == 1;
-  // All members equal (and finite: NaN or Inf make the reference's M2 NaN, not 0).
-  const bool zero_var = !single && mn == mx && isfinite(mu) && isfinite(m2);
+  // All members equal and finite (NaN or ±Inf make the reference's M2 NaN, not 0). Tested on the
+  // members themselves, not on μ: equal finite rewards whose f32 sum overflows (|r| > 3.4e38/n) give
+  // μ = ±Inf here but an exact μ = r and M2 = 0 in the f64 reference. fminf/fmaxf skip NaN, so NaN is
+  // caught through the sum (NaN + anything = NaN; the overflow case gives ±Inf, not NaN).
+  const bool zero_var = !single && mn == mx && isfinite(mn) && !isnan(sum);
+  // The reference's exact mean of equal members; + 0 turns a −0 member into the +0 that the reference's
+  // sum (starting at +0) gives.
+  if (zero_var) mu = mn + 0.f;
   int deg = (single || zero_var) ? 1 : 0;
   const auto pol = static_cast<Singleton>(a.singleton);
 

@@ -15,10 +15,12 @@ __global__ void fill_kernel(T* p, int64_t n, T value) {
 
 __global__ void reset_flags_kernel(ErrorFlags* f) {
   f->bits = 0;
-  f->first = INT_MAX;
-  f->value = 0;
   f->pad = 0;
+  f->first_value = ~0ull;
 }
+
+// src/debug.ts POISON_I32.
+constexpr int kPoisonI32 = -1234567891;
 
 }  // namespace
 
@@ -33,7 +35,8 @@ Status launch_poison(void* p, int64_t n, DType dtype, float value, const LaunchE
       fill_kernel<float><<<blocks, threads, 0, env.stream>>>(static_cast<float*>(p), n, value);
       break;
     case DType::I32:
-      fill_kernel<int><<<blocks, threads, 0, env.stream>>>(static_cast<int*>(p), n, static_cast<int>(value));
+      // Not trunc(value): −7e33 is outside int's range (UB in C++) and a multiple of 2^32 in JS.
+      fill_kernel<int><<<blocks, threads, 0, env.stream>>>(static_cast<int*>(p), n, kPoisonI32);
       break;
     case DType::F16:
     case DType::BF16:

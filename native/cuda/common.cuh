@@ -5,6 +5,7 @@
 
 #include <cuda_runtime.h>
 
+#include <climits>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -113,12 +114,17 @@ struct LaunchEnv {
 };
 
 // Error flags a kernel raises for data it cannot compute (read back by the job after the stream
-// syncs). `bits` is OR-ed (integer atomics: deterministic), `first` is the smallest offending row.
+// syncs). `bits` is OR-ed (integer atomics: deterministic). The smallest offending row and its example
+// value (e.g. the bad target id) travel packed in one 64-bit word, (row << 32) | uint32(value), lowered
+// with one atomicMin: the smallest row wins together with its own value, whatever the timing. (A
+// separate `value` written after an atomicMin on `first` races: two rows below the old minimum could
+// store their values in either order, and the message could pair row i with row j's value.)
 struct ErrorFlags {
   int bits;
-  int first;
-  int value;  // e.g. the offending target id of row `first` (written by that row only)
   int pad;
+  unsigned long long first_value;  // ~0 when nothing was raised
+  int first() const { return first_value == ~0ull ? INT_MAX : static_cast<int>(first_value >> 32); }
+  int value() const { return static_cast<int>(static_cast<uint32_t>(first_value & 0xffffffffull)); }
 };
 enum FlagBits : int { kFlagAllNegInf = 1, kFlagTargetRange = 2 };
 
@@ -159,10 +165,11 @@ class Scratch {
 };
 
 // ------------------------------------------------------------------- launchers shared by families
-// Fills n elements of `dtype` at p: f32 with `value`, i32 with trunc(value), f16/bf16 with the raw
-// bits 0x7E01 (a NaN), u8 with 0xAB (src/debug.ts poison conventions).
+// Fills n elements of `dtype` at p: f32 with `value`, i32 with POISON_I32 (−1234567891; a float poison
+// such as −7e33 does not truncate to a usable int), f16/bf16 with the raw bits 0x7E01 (a NaN), u8 with
+// 0xAB (src/debug.ts poison conventions).
 Status launch_poison(void* p, int64_t n, DType dtype, float value, const LaunchEnv& env);
-// Sets the flags block to {0, INT_MAX, 0, 0}.
+// Sets the flags block to {bits 0, first_value ~0}.
 Status launch_reset_flags(ErrorFlags* flags, const LaunchEnv& env);
 
 #ifdef __CUDACC__
@@ -287,10 +294,12 @@ __device__ __forceinline__ int find_range(const int* offs, int n, int x) {
   return lo;
 }
 
+// row ≥ 0. Deterministic: see ErrorFlags.
 __device__ __forceinline__ void raise_flag(ErrorFlags* f, int bit, int row, int value) {
   atomicOr(&f->bits, bit);
-  int prev = atomicMin(&f->first, row);
-  if (row < prev) f->value = value;  // best effort: the message's example value
+  const unsigned long long key =
+      (static_cast<unsigned long long>(static_cast<uint32_t>(row)) << 32) | static_cast<uint32_t>(value);
+  atomicMin(&f->first_value, key);
 }
 }  // namespace gk
 #endif

@@ -6,7 +6,9 @@
 //   s_t = g_tᵀ M_g h_t = Σ_v g_t[v]·U[t,v], U = H M_gᵀ (T_g × K_g) — thr_scores_kernel (U never stored)
 //   THR_t = +s_t (correct response) / −s_t; tau_g = beta · min over correct responses with tokens of
 //   their mean THR (NaN-propagating)                              — thr_finish_kernel
-// Degenerate groups (host flags): THR 0, tau NaN, nothing read.
+// Degenerate groups (host flags): THR 0, tau NaN, nothing read. Empty shapes: Ttotal = 0 (thr has no
+// elements, its pointer may be null) writes only tau; d = 0 gives s_t = 0 without launching the tile
+// kernels (their grids would have 0 blocks, an invalid configuration).
 //
 // Both products run on tensor cores: WMMA m16n16k8 with TF32 inputs (10-bit mantissa, inputs rounded
 // by __float_to_tf32) and f32 accumulation. Blocks are 128 threads = 4 warps in a 2×2 arrangement over
@@ -88,7 +90,9 @@ __global__ void __launch_bounds__(kThreads) thr_m_kernel(GroupList list, GroupGe
   __shared__ __align__(128) float As[kK][kTile + kPad];  // A[p][v] = w_p (1[v = col_p] − q_p[v])
   __shared__ __align__(128) float Bs[kK][kTile + kPad];  // h_p[j]
   __shared__ __align__(128) float Cs[kTile][kTile + kPad];
-  __shared__ int s_row[kK];   // (t_p − t0)·K: the token's q row, or −1 past the end
+  // (t_p − t0)·K: the token's q row, or −1 past the end. 64-bit: T_g·K_g exceeds 2^31 for large
+  // groups (e.g. 64 responses × 4096 tokens with |V*| ≈ 10^4), and an int product would wrap.
+  __shared__ long long s_row[kK];
   __shared__ int s_tok[kK];
   __shared__ int s_col[kK];
   __shared__ float s_w[kK];
@@ -118,7 +122,7 @@ __global__ void __launch_bounds__(kThreads) thr_m_kernel(GroupList list, GroupGe
       if (pp < p_end) {
         const int t = geo.ptok[pp];
         s_tok[threadIdx.x] = t;
-        s_row[threadIdx.x] = (t - t0) * K;
+        s_row[threadIdx.x] = static_cast<long long>(t - t0) * K;
         s_col[threadIdx.x] = geo.tokcol[t];
         s_w[threadIdx.x] = geo.pw[pp];
       } else {
@@ -132,7 +136,7 @@ __global__ void __launch_bounds__(kThreads) thr_m_kernel(GroupList list, GroupGe
     for (int e = threadIdx.x; e < kK * kTile; e += kThreads) {
       const int pp = e / kTile, c = e % kTile;
       const int v = v0 + c, j = j0 + c;
-      const int row = s_row[pp];
+      const long long row = s_row[pp];
       float a = 0.f, b = 0.f;
       if (row >= 0) {
         if (v < K) a = s_w[pp] * ((v == s_col[pp] ? 1.f : 0.f) - q[row + v]);
@@ -368,9 +372,13 @@ Status launch_token_hidden_reward(const ThrParams& p, const LaunchEnv& env, Scra
   GK_REQUIRE(p.vocab_offsets.size() == go.size() && p.probs_offsets.size() == go.size(),
              "tokenHiddenReward: vocab and probs offsets need G+1 entries");
   GK_REQUIRE(T <= INT_MAX, "tokenHiddenReward: tokens must fit in int32");
+  GK_REQUIRE(p.dim >= 0, "tokenHiddenReward: dim must be ≥ 0");
   if (G == 0) return Status::Ok();
-  GK_REQUIRE(p.thr && p.tau, "tokenHiddenReward: null output");
-  GK_REQUIRE(T == 0 || (p.hidden && p.probs && p.token_column && p.dim > 0), "tokenHiddenReward: null input");
+  // thr is [Ttotal]: with no tokens (every response empty) its allocation is empty and its pointer
+  // null, which is legal (the groups are then all degenerate: tau NaN, nothing else to write).
+  GK_REQUIRE(p.tau && (T == 0 || p.thr), "tokenHiddenReward: null output");
+  // hidden is [Ttotal, d]: null when d = 0 (then every s_t is an empty sum, 0).
+  GK_REQUIRE(T == 0 || (p.probs && p.token_column && (p.hidden || p.dim == 0)), "tokenHiddenReward: null input");
 
   // Host plan: group token offsets, the correct tokens of each live group and their weights.
   std::vector<int32_t> gto(G + 1), pstart(G + 1, 0), ptok;
@@ -420,6 +428,12 @@ Status launch_token_hidden_reward(const ThrParams& p, const LaunchEnv& env, Scra
   size_t i = 0;
   float* M = nullptr;
   size_t m_cap = 0;
+  if (p.dim == 0 && !live.empty()) {
+    // d = 0: M_g is K×0 and every s_t = g_tᵀ M h_t is an empty sum. The kernels would launch 0 blocks
+    // (ceil(K/64)·ceil(0/64)), which CUDA rejects as an invalid configuration, so write the zeros here.
+    GK_CHECK(cudaMemsetAsync(s, 0, size_t(T) * sizeof(float), env.stream));
+    i = live.size();
+  }
   while (i < live.size()) {
     std::vector<int> gid, m_tiles{0}, s_tiles{0};
     std::vector<long long> m_off;

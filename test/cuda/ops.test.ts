@@ -14,8 +14,10 @@
  *   each rounded once, so about 3 roundings per product: 3e-3 relative to max |THR|.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { logprobsTuning } from '../../src/backends/cuda/logprobs.js';
+import { cudaLogprobsBackward, logprobsTuning } from '../../src/backends/cuda/logprobs.js';
 import { loadNativeAddon } from '../../src/backends/cuda/native.js';
+import { CudaMemory, type CudaStorage } from '../../src/backends/cuda/storage.js';
+import { thrTuning } from '../../src/backends/cuda/thr.js';
 import {
   type Context,
   decodeFloats,
@@ -37,6 +39,7 @@ const cpu = await cpuContext();
 afterEach(() => {
   setOutputPoison(undefined);
   logprobsTuning.splits = 0;
+  thrTuning.mBudgetBytes = 0;
 });
 
 async function read(t: Tensor | undefined): Promise<Float64Array> {
@@ -271,8 +274,11 @@ describe.skipIf(noGpu)('cuda advantages vs cpu', () => {
 });
 
 // ----------------------------------------------------------------------------------- THR
-/** A THR layout: groups with the given response counts, lengths 0..maxLen, tokens in [0, V). */
-function thrLayout(seed: number, groupSizes: number[], maxLen: number, V: number) {
+/**
+ * A THR layout: groups with the given response counts, lengths 0..maxLen, tokens in
+ * [0, min(V, distinct)) (so |V*_g| ≤ distinct).
+ */
+function thrLayout(seed: number, groupSizes: number[], maxLen: number, V: number, distinct = 60) {
   const r = rng(seed);
   const go = new Int32Array(groupSizes.length + 1);
   groupSizes.forEach((n, g) => {
@@ -281,7 +287,7 @@ function thrLayout(seed: number, groupSizes: number[], maxLen: number, V: number
   const R = go[groupSizes.length];
   const ro = new Int32Array(R + 1);
   for (let i = 0; i < R; i++) ro[i + 1] = ro[i] + (r() < 0.1 ? 0 : 1 + Math.floor(r() * maxLen));
-  const tokens = randomInts(seed + 1, ro[R], 0, Math.min(V, 60));
+  const tokens = randomInts(seed + 1, ro[R], 0, Math.min(V, distinct));
   const correct = new Uint8Array(R);
   for (let i = 0; i < R; i++) correct[i] = r() < 0.5 ? 1 : 0;
   // Make every group of ≥ 2 responses mixed (one correct, one incorrect, both with tokens if possible).
@@ -397,5 +403,399 @@ describe.skipIf(noGpu)('cuda device errors', () => {
     view.dispose(); // must not free src
     expect(Array.from(await src.read())).toEqual([1, 2, 3, 4]);
     expect(() => cuda.fromDevicePointer(ptr + 1n, [1], 'f32')).toThrow(GrpoKernelsError);
+  });
+});
+
+// ------------------------------------------------------------------ review: desk-check suspicions
+// Cases added by the desk check of the CUDA backend (no GPU was available to run them). Each names
+// the hazard it targets; see docs/cuda.md "Not yet verified on a GPU".
+
+/** The NativeDevice behind the shared cuda context (for raw allocations and internal wrappers). */
+function deviceOf(ctx: Context) {
+  const probe = ctx.tensor(new Float32Array(1), [1], 'f32');
+  const dev = (probe.storage as unknown as CudaStorage<'f32'>).device;
+  probe.dispose();
+  return dev;
+}
+
+function ptrOfTensor(t: Tensor): bigint {
+  return (t.storage as unknown as CudaStorage<'f32'>).ptr;
+}
+
+function sameBits(a: ArrayLike<number>, b: ArrayLike<number>): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++)
+    if (!Object.is(a[i], b[i]) && !(Number.isNaN(a[i]) && Number.isNaN(b[i]))) return false;
+  return true;
+}
+
+describe.skipIf(noGpu)('cuda review: 64-bit offsets, in-place backward, error flags', () => {
+  // N·V > 2^31: rows past 2^31 / V (= 14134.2 for V = 151936) index the logits beyond int32. 4.3 GB of
+  // bf16 logits plus 4.3 GB of gradient; the rows repeat 8 random patterns so the cpu reference runs
+  // on the last rows alone.
+  it('[14200, 151936] bf16: forward and backward rows past 2^31 elements match the cpu', async () => {
+    const N = 14200;
+    const V = 151936;
+    expect(N * V).toBeGreaterThan(2 ** 31);
+    const P = 8;
+    const pattern = logitsData(77, P, V, 'bf16') as Uint16Array;
+    const block = new Uint16Array(256 * V);
+    for (let i = 0; i < 256; i++) block.set(pattern.subarray((i % P) * V, ((i % P) + 1) * V), i * V);
+    const dev = deviceOf(cuda);
+    const ptr = dev.alloc(BigInt(N) * BigInt(V) * 2n);
+    try {
+      for (let r0 = 0; r0 < N; r0 += 256) {
+        const rows = Math.min(256, N - r0);
+        dev.upload(ptr + BigInt(r0) * BigInt(V) * 2n, block.subarray(0, rows * V));
+      }
+      const logits = cuda.fromDevicePointer(ptr, [N, V], 'bf16');
+      const targets = randomInts(78, N, 0, V);
+      targets[N - 3] = -100;
+      const k = 70; // the last k rows: all past 2^31 elements
+      const small = new Uint16Array(k * V);
+      for (let j = 0; j < k; j++) {
+        const q = (N - k + j) % P;
+        small.set(pattern.subarray(q * V, (q + 1) * V), j * V);
+      }
+      const tSmall = targets.slice(N - k);
+      const xc = cpu.tensor(small, [k, V], 'bf16');
+      const opts = { entropy: true, sumSquares: true };
+      const g = await cuda.logprobs(logits, targets, opts);
+      const c = await cpu.logprobs(xc, tSmall, opts);
+      const tail = async (t: Tensor | undefined) => (await read(t)).slice(N - k);
+      expectClose(await tail(g.logprobs), await read(c.logprobs), { rtol: 2e-5, what: 'logprobs tail' });
+      expectClose(await tail(g.lse), await read(c.lse), { rtol: 2e-5, what: 'lse tail' });
+      expectClose(await tail(g.entropy), await read(c.entropy), {
+        rtol: 1e-4,
+        floor: 1e-3,
+        what: 'entropy tail',
+      });
+
+      const glp = Float32Array.from(randomNormal(79, N));
+      const gent = Float32Array.from(randomNormal(80, N));
+      const gg = await cuda.logprobsBackward(logits, targets, g.lse, glp, {
+        gradEntropy: gent,
+        entropy: g.entropy,
+      });
+      const gc = await cpu.logprobsBackward(xc, tSmall, c.lse, glp.slice(N - k), {
+        gradEntropy: gent.slice(N - k),
+        entropy: c.entropy,
+      });
+      const view = cuda.fromDevicePointer(ptrOfTensor(gg) + BigInt(N - k) * BigInt(V) * 2n, [k, V], 'bf16');
+      expectClose(decodeFloats('bf16', await view.read()), decodeFloats('bf16', await gc.read()), {
+        rtol: 2 ** -7,
+        what: 'gradLogits tail',
+      });
+      gg.dispose();
+    } finally {
+      dev.free(ptr);
+    }
+  });
+
+  // In place: the gradient overwrites the logits; each element must be read before any thread writes
+  // it. Odd V makes rows misaligned (scalar heads and tails next to the 16-byte vectors).
+  for (const [n, v, dtype] of [
+    [9, 32003, 'f16'],
+    [5, 4099, 'f32'],
+    [3, 151936, 'bf16'],
+  ] as const) {
+    it(`in-place backward [${n}, ${v}] ${dtype} equals the out-of-place one bit for bit`, async () => {
+      const data = logitsData(n * 13 + v, n, v, dtype);
+      const x = cuda.tensor(data as never, [n, v], dtype) as Tensor<FloatDType>;
+      const y = cuda.tensor(data as never, [n, v], dtype) as Tensor<FloatDType>;
+      const t = targetsFor(n + 1, n, v);
+      const fwd = await cuda.logprobs(x, t, { entropy: true });
+      const glp = Float32Array.from(randomNormal(11, n));
+      const gent = Float32Array.from(randomNormal(12, n));
+      const ref = await cuda.logprobsBackward(x, t, fwd.lse, glp, {
+        gradEntropy: gent,
+        entropy: fwd.entropy,
+      });
+      const mem = new CudaMemory(deviceOf(cuda));
+      const out = await cudaLogprobsBackward(
+        mem,
+        {
+          logits: y,
+          targets: cuda.tensor(t, [n], 'i32'),
+          lse: fwd.lse,
+          gradLogprobs: cuda.tensor(glp, [n], 'f32'),
+          gradEntropy: cuda.tensor(gent, [n], 'f32'),
+          entropy: fwd.entropy,
+          rows: n,
+          vocab: v,
+          temperature: 1,
+          ignoreIndex: -100,
+        },
+        { inPlace: true },
+      );
+      expect(out).toBe(y);
+      expect(sameBits(Array.from(await y.read()), Array.from(await ref.read()))).toBe(true);
+    });
+  }
+
+  // The flags name the smallest bad row with that row's own target (packed 64-bit atomicMin), on both
+  // the unsplit forward, the split forward's merge kernel, and the backward.
+  it('bad targets through the raw device: the message names the first bad row and its value, every time', async () => {
+    const addon = loadNativeAddon();
+    const dev = new addon.CudaDevice!(0);
+    try {
+      const n = 64;
+      const v = 100;
+      const lg = dev.alloc(n * v * 4);
+      dev.upload(lg, Float32Array.from(randomNormal(13, n * v)));
+      const tg = new Int32Array(n);
+      tg[40] = -7;
+      tg[5] = 1000;
+      tg[50] = 100;
+      const tp = dev.alloc(n * 4);
+      dev.upload(tp, tg);
+      const o1 = dev.alloc(n * 4);
+      const o2 = dev.alloc(n * 4);
+      const grad = dev.alloc(n * v * 4);
+      dev.upload(o2, new Float32Array(n));
+      for (const splits of [1, 3]) {
+        for (let rep = 0; rep < 5; rep++) {
+          await expect(
+            dev.logprobs({
+              logits: lg,
+              dtype: 'f32',
+              targets: tp,
+              rows: n,
+              vocab: v,
+              outLogprobs: o1,
+              outLse: o2,
+              splits,
+            }),
+          ).rejects.toMatchObject({ code: 'RANGE', message: expect.stringMatching(/got 1000 at row 5$/) });
+        }
+      }
+      await expect(
+        dev.logprobsBackward({
+          logits: lg,
+          dtype: 'f32',
+          targets: tp,
+          lse: o2,
+          gradLogprobs: o2,
+          rows: n,
+          vocab: v,
+          outGradLogits: grad,
+        }),
+      ).rejects.toMatchObject({ code: 'RANGE', message: expect.stringMatching(/got 1000 at row 5$/) });
+    } finally {
+      dev.close();
+    }
+  });
+});
+
+describe.skipIf(noGpu)('cuda review: logprobs edges', () => {
+  it('no rows; every row ignored (split forward); +Inf and NaN-among-−Inf rows', async () => {
+    const e = await cuda.logprobs(cuda.tensor(new Float32Array(0), [0, 10], 'f32'), new Int32Array(0));
+    expect((await read(e.logprobs)).length).toBe(0);
+
+    setOutputPoison(POISON_F32);
+    logprobsTuning.splits = 4;
+    const n = 6;
+    const v = 5000;
+    const allIgnored = await cuda.logprobs(
+      cuda.tensor(Float32Array.from(randomNormal(14, n * v)), [n, v], 'f32'),
+      new Int32Array(n).fill(-100),
+      { entropy: true, sumSquares: true },
+    );
+    for (const [k, t] of Object.entries(allIgnored))
+      expect(Array.from(await read(t as Tensor)), k).toEqual(new Array(n).fill(0));
+    setOutputPoison(undefined);
+
+    const data = Float32Array.from(randomNormal(15, 3 * v));
+    data[17] = Number.POSITIVE_INFINITY; // row 0: +Inf → NaN everywhere
+    data.fill(Number.NEGATIVE_INFINITY, v, 2 * v); // row 1: −Inf except one NaN → NaN, not RANGE
+    data[v + 4000] = Number.NaN;
+    for (const splits of [1, 0, 3]) {
+      logprobsTuning.splits = splits;
+      const t = new Int32Array([3, 3, 3]);
+      const g = await cuda.logprobs(cuda.tensor(data, [3, v], 'f32'), t, { entropy: true, sumSquares: true });
+      const c = await cpu.logprobs(cpu.tensor(data, [3, v], 'f32'), t, { entropy: true, sumSquares: true });
+      for (const k of ['logprobs', 'lse', 'entropy', 'sumSquares'] as const)
+        expectClose(await read(g[k]), await read(c[k]), {
+          rtol: 1e-4,
+          floor: 1e-3,
+          what: `${k} splits=${splits}`,
+        });
+    }
+  });
+});
+
+describe.skipIf(noGpu)('cuda review: advantages edges', () => {
+  const cases: {
+    what: string;
+    rewards: number[];
+    go: number[];
+    ro?: number[];
+    estimator: string;
+    preset?: string;
+  }[] = [
+    // The reference sums L_i·v_i over every response: an empty response's NaN still poisons the batch.
+    {
+      what: 'rpp, NaN in an all-empty group',
+      rewards: [Number.NaN, 1, 2, 3],
+      go: [0, 2, 4],
+      ro: [0, 0, 0, 3, 5],
+      estimator: 'reinforce_pp_baseline',
+    },
+    {
+      what: 'rpp openrlhf, Inf in an empty response',
+      rewards: [Number.POSITIVE_INFINITY, 1, 2, 3],
+      go: [0, 2, 4],
+      ro: [0, 0, 4, 7, 9],
+      estimator: 'reinforce_pp_baseline',
+      preset: 'openrlhf',
+    },
+    // Equal rewards whose f32 sum overflows: zero variance (the reference's f64 M2 is 0), mean exact.
+    { what: 'grpo, huge equal rewards', rewards: [3e38, 3e38, 1, 2], go: [0, 2, 4], estimator: 'grpo' },
+    { what: 'dr_grpo, −0 members', rewards: [-0, -0, 1, 2], go: [0, 2, 4], estimator: 'dr_grpo' },
+    { what: 'grpo, no responses in two groups', rewards: [], go: [0, 0, 0], estimator: 'grpo' },
+    { what: 'gpg, no responses', rewards: [], go: [0, 0], estimator: 'gpg' },
+    { what: 'rpp, no responses', rewards: [], go: [0, 0], ro: [0], estimator: 'reinforce_pp_baseline' },
+    {
+      what: 'rpp, no tokens',
+      rewards: [1, 2],
+      go: [0, 2],
+      ro: [0, 0, 0],
+      estimator: 'reinforce_pp_baseline',
+    },
+    { what: 'grpo batch scale, one response', rewards: [2], go: [0, 1], estimator: 'grpo', preset: 'verl' },
+    {
+      what: 'grpo_passk, a 40-member group (two lanes per warp hold members)',
+      rewards: [...Array(40).keys()].map((i) => (i * 7) % 13),
+      go: [0, 40],
+      estimator: 'grpo_passk',
+    },
+  ];
+  for (const c of cases) {
+    it(c.what, async () => {
+      const opts = {
+        groupOffsets: Int32Array.from(c.go),
+        responseOffsets: c.ro ? Int32Array.from(c.ro) : undefined,
+        estimator: c.estimator as never,
+        preset: c.preset as never,
+        ...(c.what.includes('batch scale') ? { scale: 'batch' as const } : {}),
+      };
+      const r = Float32Array.from(c.rewards);
+      setOutputPoison(POISON_F32);
+      const a = await cuda.advantages(r, opts);
+      setOutputPoison(undefined);
+      const b = await cpu.advantages(r, opts);
+      const [aa, ba] = [await read(a.advantages), await read(b.advantages)];
+      expectNoPoison(aa, 'advantages');
+      expectClose(aa, ba, { rtol: 1e-5, what: 'advantages' });
+      expectClose(await read(a.mean), await read(b.mean), { rtol: 1e-6, what: 'mean' });
+      expectClose(await read(a.std), await read(b.std), { rtol: 1e-5, what: 'std' });
+      expect(
+        sameBits(await read(a.mean), await read(b.mean)) || !c.what.includes('−0'),
+        'mean bits (−0)',
+      ).toBe(true);
+      expect(Array.from(await a.degenerate.read())).toEqual(Array.from(await b.degenerate.read()));
+    });
+  }
+
+  it('whiten: one valid element (sample → NaN), none valid (→ 0), keepMean', async () => {
+    const x = Float32Array.from(randomNormal(16, 1000, 3, 2));
+    const one = new Uint8Array(1000);
+    one[500] = 1;
+    for (const [mask, preset, keepMean] of [
+      [one, undefined, false],
+      [one, 'openrlhf', false],
+      [new Uint8Array(1000), undefined, false],
+      [undefined, 'verl', true],
+    ] as const) {
+      const g = await cuda.whiten(x, { mask, preset, keepMean });
+      const c = await cpu.whiten(x, { mask, preset, keepMean });
+      expectClose(await read(g), await read(c), { rtol: 1e-5, what: `whiten ${preset ?? 'default'}` });
+    }
+  });
+});
+
+describe.skipIf(noGpu)('cuda review: THR tiles, batching and empty shapes', () => {
+  async function thrBoth(
+    layout: { responseOffsets: Int32Array; groupOffsets: Int32Array },
+    tokens: Int32Array,
+    correct: Uint8Array,
+    d: number,
+    dtype: FloatDType,
+    V: number,
+  ) {
+    const T = tokens.length;
+    const logits = both(logitsData(1, T, V, 'f32'), [T, V], 'f32');
+    const hidden = both(encodeFloats(dtype, randomNormal(2, T * d, 0.5)), [T, d], dtype);
+    const lseG = (await cuda.logprobs(logits.gpu, tokens)).lse;
+    const lseC = (await cpu.logprobs(logits.cpu, tokens)).lse;
+    const vg = await cuda.restrictedVocab(tokens, layout);
+    const vc = await cpu.restrictedVocab(tokens, layout);
+    const pg = await cuda.gatherProbs(logits.gpu, lseG, { layout, vocab: vg });
+    const pc = await cpu.gatherProbs(logits.cpu, lseC, { layout, vocab: vc });
+    const runGpu = () =>
+      cuda.tokenHiddenReward({ hidden: hidden.gpu, probs: pg, vocab: vg, layout, correct });
+    setOutputPoison(POISON_F32);
+    const g = await runGpu();
+    setOutputPoison(undefined);
+    const c = await cpu.tokenHiddenReward({ hidden: hidden.cpu, probs: pc, vocab: vc, layout, correct });
+    return { g, c, runGpu };
+  }
+
+  // |V*| up to ~300 (several 64-column v-tiles, K not a multiple of 16), T_g up to ~700 (several
+  // 64-token tiles), d = 13 and 200 (d not a multiple of the 8-deep k-step or of the 32-deep stage).
+  for (const [d, dtype] of [
+    [13, 'f32'],
+    [200, 'bf16'],
+  ] as const) {
+    it(`wide V* (> 64 columns), long groups, d=${d} ${dtype}; one group per M batch gives the same bits`, async () => {
+      const V = 400;
+      const { layout, tokens, correct } = thrLayout(d + 3, [6, 9, 3], 80, V, 300);
+      const { g, c, runGpu } = await thrBoth(layout, tokens, correct, d, dtype, V);
+      const K = await cuda.restrictedVocab(tokens, layout).then((v) => v.offsets.read());
+      expect(
+        Math.max(
+          ...Array.from(K)
+            .slice(1)
+            .map((x, i) => x - K[i]),
+        ),
+      ).toBeGreaterThan(64);
+      expectNoPoison(await read(g.thr), 'thr');
+      expectClose(await read(g.thr), await read(c.thr), { rtol: 3e-3, what: 'thr' });
+      expectClose(await read(g.tau), await read(c.tau), { rtol: 3e-3, what: 'tau' });
+      thrTuning.mBudgetBytes = 4; // every group alone in its batch
+      const b = await runGpu();
+      expect(sameBits(Array.from(await b.thr.read()), Array.from(await g.thr.read()))).toBe(true);
+      expect(sameBits(Array.from(await b.tau.read()), Array.from(await g.tau.read()))).toBe(true);
+    });
+  }
+
+  it('|V*| = 1 (every token the same id)', async () => {
+    const layout = { responseOffsets: Int32Array.from([0, 5, 9, 20]), groupOffsets: Int32Array.from([0, 3]) };
+    const tokens = new Int32Array(20).fill(7);
+    const { g, c } = await thrBoth(layout, tokens, Uint8Array.from([1, 0, 1]), 33, 'f16', 50);
+    expectClose(await read(g.thr), await read(c.thr), { rtol: 3e-3, what: 'thr' });
+    expectClose(await read(g.tau), await read(c.tau), { rtol: 3e-3, what: 'tau' });
+  });
+
+  it('no tokens at all (every response empty), and d = 0', async () => {
+    const empty = { responseOffsets: new Int32Array(4), groupOffsets: Int32Array.from([0, 2, 3]) };
+    const e = await thrBoth(empty, new Int32Array(0), Uint8Array.from([1, 0, 1]), 8, 'f32', 10);
+    expect((await read(e.g.thr)).length).toBe(0);
+    expectClose(await read(e.g.tau), await read(e.c.tau), { rtol: 0, what: 'tau (NaN)' });
+
+    const layout = {
+      responseOffsets: Int32Array.from([0, 2, 3, 6]),
+      groupOffsets: Int32Array.from([0, 2, 3]),
+    };
+    const z = await thrBoth(
+      layout,
+      Int32Array.from([1, 2, 1, 4, 4, 5]),
+      Uint8Array.from([1, 0, 1]),
+      0,
+      'f32',
+      10,
+    );
+    expect(sameBits(await read(z.g.thr), await read(z.c.thr))).toBe(true);
+    expectClose(await read(z.g.tau), await read(z.c.tau), { rtol: 0, what: 'tau' });
   });
 });

@@ -19,6 +19,12 @@ import { type CudaMemory, ptrOf, runWithOutputs, withPoison } from './storage.js
 /** Same order as gk::ReweightMode in native/cuda/thr.cuh. */
 const MODES: readonly ReweightMode[] = ['thr', 'thr-only', 'nthr'];
 
+/**
+ * Test hook: the scratch budget for the M_g of one batch of groups, in bytes (0 = the launcher's
+ * default, 256 MiB). A small budget forces one batch per group, exercising the batching path.
+ */
+export const thrTuning = { mBudgetBytes: 0 };
+
 export async function cudaRestrictedVocab(mem: CudaMemory, a: RestrictedVocabArgs): Promise<RestrictedVocab> {
   const tokens = await a.tokens.read();
   const v = cpuRestrictedVocab({ ...a, tokens: cpuTensor(tokens, a.tokens.shape, 'i32') });
@@ -48,6 +54,7 @@ export function cudaTokenHiddenReward(mem: CudaMemory, a: TokenHiddenRewardArgs)
           degenerate: a.hostDegenerate,
           lengthWeighting: a.weighting === 'length',
           beta: a.beta,
+          mBudgetBytes: thrTuning.mBudgetBytes > 0 ? thrTuning.mBudgetBytes : undefined,
           outThr: ptrOf(thr),
           outTau: ptrOf(tau),
         }),
