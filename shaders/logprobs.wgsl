@@ -294,8 +294,11 @@ fn grad_at(e: u32) -> f32 {
   let lp = load_x(P.x_base + e) * P.inv_t - lse_in[g];
   let p = exp(lp);
   var d = (select(0.0, 1.0, i32(col) == tgt) - p) * grad_lp[g] * P.inv_t;
-  if (GRAD_ENTROPY && p > 0.0) {
-    d = d - grad_h[g] * P.inv_t * p * (lp + h_in[g]);
+  if (GRAD_ENTROPY) {
+    // p·(log p + H) → 0 where p = 0 (a −Inf logit); still multiply grad_h by that 0 so a NaN or
+    // ±Inf gradient stays NaN, as in the cpu reference (IEEE: NaN·0 = NaN).
+    let ent = select(0.0, p * (lp + h_in[g]), p > 0.0);
+    d = d - grad_h[g] * P.inv_t * ent;
   }
   return d;
 }

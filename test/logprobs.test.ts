@@ -497,6 +497,25 @@ describe('logprobsBackward', () => {
     expectWithinUlp(grad, bruteBackward(b, lse, entropy), 'f32', 'gradLogits');
   });
 
+  it('a NaN upstream gradient makes its whole row NaN, masked (−Inf) elements included', async () => {
+    for (const withEntropy of [false, true]) {
+      const b = makeBackwardCase(67, 3, 16, 'f32', 1.5, withEntropy);
+      const v = b.c.logits as Float32Array;
+      b.c.targets.set([2, 3, 4]);
+      v[16 + 5] = Number.NEGATIVE_INFINITY; // a masked element of row 1
+      v[32 + 7] = Number.NEGATIVE_INFINITY; // and of row 2
+      if (withEntropy) b.gradEntropy![2] = Number.NaN;
+      else b.gradLogprobs[1] = Number.NaN;
+      const nanRow = withEntropy ? 2 : 1;
+      const { grad } = await runBackward(b);
+      for (let i = 0; i < 3; i++) {
+        const row = grad.subarray(i * 16, (i + 1) * 16);
+        if (i === nanRow) expect(row.every(Number.isNaN), `row ${i} all NaN`).toBe(true);
+        else expect(row.some(Number.isNaN), `row ${i} has no NaN`).toBe(false);
+      }
+    }
+  });
+
   it('gradEntropy without entropy is an error; inputs are not modified', async () => {
     const b = makeBackwardCase(62, 4, 30, 'f16', 1, true);
     const logits = upload(b.c);

@@ -267,6 +267,30 @@ describe.skipIf(noGpu)('webgpu logprobsBackward vs cpu', () => {
     }
   });
 
+  it('a NaN upstream gradient (logprobs or entropy) makes its row NaN, masked −Inf elements included', async () => {
+    const v = 1000;
+    const host = Float32Array.from(randomNormal(21, 3 * v));
+    for (const i of [7, v + 9, 2 * v + 11]) host[i] = Number.NEGATIVE_INFINITY;
+    const targets = new Int32Array([1, 2, 3]);
+    const gLp = new Float32Array([Number.NaN, 0.5, -1]);
+    const gE = new Float32Array([0.25, Number.NaN, 2]);
+    const rows: boolean[][] = [];
+    for (const ctx of [gpu!.ctx, cpu]) {
+      const lg = ctx.tensor(host, [3, v]);
+      const fwd = await ctx.logprobs(lg, targets, { entropy: true });
+      const grad = await ctx.logprobsBackward(lg, targets, fwd.lse, gLp, {
+        gradEntropy: gE,
+        entropy: fwd.entropy,
+      });
+      const g = await grad.read();
+      rows.push([0, 1, 2].map((r) => g.subarray(r * v, (r + 1) * v).every(Number.isNaN)));
+      expect(g.subarray(2 * v).some(Number.isNaN), `${ctx.backend}: row 2 has no NaN`).toBe(false);
+      for (const t of [lg, fwd.logprobs, fwd.lse, fwd.entropy!, grad]) t.dispose();
+    }
+    expect(rows[0]).toEqual([true, true, false]);
+    expect(rows[1]).toEqual(rows[0]);
+  });
+
   it('f32 at V = 32003 chunked into unaligned windows', async () => {
     b!.kit.tuning.maxChunkRows = 5;
     const c = { n: 11, v: 32003, dtype: 'f32' as const, withEntropy: false, ignore: [10] };

@@ -311,7 +311,9 @@ export function cpuLogprobsBackward(a: LogprobsBackwardArgs): Tensor<FloatDType>
     for (let j = 0; j < vocab; j++) {
       const z = x[xb + j] / T;
       if (z === Number.NEGATIVE_INFINITY) {
-        row[j] = 0;
+        // p = 0 exactly; p·(log p + H) → 0 in the limit. Multiplying the upstream gradients by 0
+        // (rather than writing 0) keeps a NaN or ±Inf gradient NaN, as IEEE and PyTorch do.
+        row[j] = -(withEntropy ? a1 + b1 : a1) * 0;
         continue;
       }
       const logp = z - l;
