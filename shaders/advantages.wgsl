@@ -439,18 +439,7 @@ fn expand_tokens(
   if (t >= P.count) {
     return;
   }
-  // The last response whose first token is ≤ t (empty responses before it are skipped).
-  var a = 0u;
-  var b = P.num_responses - 1u;
-  while (a < b) {
-    let m = (a + b + 1u) >> 1u;
-    if (u32(roff[m]) <= t) {
-      a = m;
-    } else {
-      b = m - 1u;
-    }
-  }
-  let v = X[a];
+  let v = X[response_of(t, P.num_responses)];
   if (P.mode == 0u) {
     out[t] = v;
   } else {

@@ -207,3 +207,20 @@ fn wg_sum4(v: vec4<f32>, lid: u32) -> vec4<f32> {
   }
   return subgroupAdd(acc);
 }
+
+//! section response_of
+// The response that owns packed token t: the last r with roff[r] ≤ t, so empty responses before
+// it are skipped. The family file declares `roff: array<i32>` (the response offsets [R + 1]).
+fn response_of(t: u32, num_responses: u32) -> u32 {
+  var a = 0u;
+  var b = num_responses - 1u;
+  while (a < b) {
+    let m = (a + b + 1u) >> 1u;
+    if (u32(roff[m]) <= t) {
+      a = m;
+    } else {
+      b = m - 1u;
+    }
+  }
+  return a;
+}

@@ -300,17 +300,7 @@ fn thr_reweight(
   if (t >= P.count) {
     return;
   }
-  var a = 0u;
-  var b = P.num_responses - 1u;
-  while (a < b) {
-    let m = (a + b + 1u) >> 1u;
-    if (u32(roff[m]) <= t) {
-      a = m;
-    } else {
-      b = m - 1u;
-    }
-  }
-  let ri = rinfo[a];
+  let ri = rinfo[response_of(t, P.num_responses)];
   let g = ri & 0x3fffffffu;
   let deg = (ri >> 30u) & 1u;
   let corr = ri >> 31u;

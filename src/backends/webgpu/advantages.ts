@@ -140,7 +140,7 @@ const PACK = spec('pack_flags', [
 ]);
 
 function moduleKey(k: WebGpuKit): ModuleKey {
-  return { file: 'advantages.wgsl', sections: [k.reduceSection], subgroups: k.useSubgroups };
+  return { file: 'advantages.wgsl', sections: [k.reduceSection, 'response_of'], subgroups: k.useSubgroups };
 }
 
 /** Scratch buffers of one op: created inside run(), destroyed after it has submitted. */
