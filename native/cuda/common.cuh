@@ -187,6 +187,23 @@ GK_HOST_DEVICE inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1
 #include <cuda_fp16.h>
 
 namespace gk {
+// Calls f with a value of the C++ type of a float dtype (float, __half, __nv_bfloat16), so one
+// launcher instantiates its kernel per input dtype; any other dtype is an Invalid status naming
+// `argument`.
+template <class F>
+Status dispatch_float(DType d, const char* argument, F&& f) {
+  switch (d) {
+    case DType::F32:
+      return f(float{});
+    case DType::F16:
+      return f(__half{});
+    case DType::BF16:
+      return f(__nv_bfloat16{});
+    default:
+      return Status::Invalid(std::string(argument) + ": expected f32, f16 or bf16, got " + dtype_name(d));
+  }
+}
+
 constexpr float kLog2e = 1.4426950408889634f;
 constexpr float kLn2 = 0.6931471805599453f;
 

@@ -348,20 +348,6 @@ __global__ void gather_probs_kernel(const T* __restrict__ logits, const float* _
   }
 }
 
-template <class F>
-Status dispatch_dtype(DType d, F&& f) {
-  switch (d) {
-    case DType::F32:
-      return f(float{});
-    case DType::F16:
-      return f(__half{});
-    case DType::BF16:
-      return f(__nv_bfloat16{});
-    default:
-      return Status::Invalid(std::string("logits: expected f32, f16 or bf16, got ") + dtype_name(d));
-  }
-}
-
 }  // namespace
 
 Status launch_logprobs_forward(const LogprobsParams& p, const LaunchEnv& env, Scratch& scratch,
@@ -373,7 +359,7 @@ Status launch_logprobs_forward(const LogprobsParams& p, const LaunchEnv& env, Sc
   GK_REQUIRE(p.temperature > 0.f && std::isfinite(p.temperature), "logprobs: temperature must be finite and > 0");
   const float scale2 = static_cast<float>(1.4426950408889634 / static_cast<double>(p.temperature));
   const FwdOut o{p.logprobs, p.lse, p.entropy, p.sum_squares};
-  return dispatch_dtype(p.dtype, [&](auto tag) -> Status {
+  return dispatch_float(p.dtype, "logits", [&](auto tag) -> Status {
     using T = decltype(tag);
     constexpr int64_t N = VecTraits<T>::N;
     // Split the vocabulary when rows alone cannot fill the GPU; each split keeps ≥ 4 vectors/thread.
@@ -431,7 +417,7 @@ Status launch_logprobs_backward(const LogprobsBackwardParams& p, const LaunchEnv
   const float inv_t = static_cast<float>(1.0 / static_cast<double>(p.temperature));
   const bool vec_ok =
       (reinterpret_cast<uintptr_t>(p.grad_logits) - reinterpret_cast<uintptr_t>(p.logits)) % 16 == 0;
-  return dispatch_dtype(p.dtype, [&](auto tag) -> Status {
+  return dispatch_float(p.dtype, "logits", [&](auto tag) -> Status {
     using T = decltype(tag);
     const int64_t chunk = int64_t(kBwdThreads) * VecTraits<T>::N * 4;
     const int64_t nchunks = ceil_div(p.vocab, chunk);
@@ -462,7 +448,7 @@ Status launch_gather_probs(const GatherProbsParams& p, const LaunchEnv& env, Scr
   std::vector<long long> po(p.probs_offsets.begin(), p.probs_offsets.end());
   GK_TRY(scratch.upload(&poff, po));
   const int G = static_cast<int>(G1 - 1);
-  return dispatch_dtype(p.dtype, [&](auto tag) -> Status {
+  return dispatch_float(p.dtype, "logits", [&](auto tag) -> Status {
     using T = decltype(tag);
     gather_probs_kernel<T><<<unsigned(p.num_tokens), 128, 0, env.stream>>>(
         static_cast<const T*>(p.logits), p.lse, p.vocab, scale2, gto, G, voff, p.columns, poff, p.probs);

@@ -337,20 +337,6 @@ __global__ void thr_reweight_kernel(const float* __restrict__ adv, const float* 
     out[t] = st > tg ? static_cast<float>(eta[g] * static_cast<double>(A)) : A;
 }
 
-template <class F>
-Status dispatch_hidden(DType d, F&& f) {
-  switch (d) {
-    case DType::F32:
-      return f(float{});
-    case DType::F16:
-      return f(__half{});
-    case DType::BF16:
-      return f(__nv_bfloat16{});
-    default:
-      return Status::Invalid(std::string("hidden: expected f32, f16 or bf16, got ") + dtype_name(d));
-  }
-}
-
 Status check_layout(const ThrLayoutHost& l, const char* op) {
   GK_REQUIRE(l.response_offsets.size() >= 1 && l.group_offsets.size() >= 1, std::string(op) + ": empty offsets");
   const size_t R = l.response_offsets.size() - 1, G = l.group_offsets.size() - 1;
@@ -461,7 +447,7 @@ Status launch_token_hidden_reward(const ThrParams& p, const LaunchEnv& env, Scra
     GK_TRY(scratch.upload(&d_st, s_tiles));
     GK_TRY(scratch.upload(&d_moff, m_off));
     const int n = static_cast<int>(gid.size());
-    GK_TRY(dispatch_hidden(p.hidden_dtype, [&](auto tag) -> Status {
+    GK_TRY(dispatch_float(p.hidden_dtype, "hidden", [&](auto tag) -> Status {
       using H = decltype(tag);
       thr_m_kernel<H><<<unsigned(m_tiles.back()), kThreads, 0, env.stream>>>(
           GroupList{d_gid, d_mt, d_moff, n}, geo, static_cast<const H*>(p.hidden), M);
