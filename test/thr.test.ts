@@ -10,9 +10,19 @@ import { POISON_I32, setOutputPoison } from '../src/debug.js';
 import type { FloatDType } from '../src/dtypes.js';
 import type { Layout } from '../src/layout.js';
 import type { Tensor } from '../src/tensor.js';
-import { makeThrCase, type ResponseSpec, randomGroups, type ThrCase, uniformGroup } from './fixtures/thr.js';
+import {
+  DEGENERATE_GROUPS,
+  makeReweightCase,
+  makeThrCase,
+  REWEIGHT_VARIANTS,
+  type ResponseSpec,
+  type ReweightVariant,
+  randomGroups,
+  type ThrCase,
+  uniformGroup,
+} from './fixtures/thr.js';
 import { expectClose, expectNoPoison, POISON_F32 } from './util/compare.js';
-import { randomNormal, rng } from './util/rng.js';
+import { randomNormal } from './util/rng.js';
 
 let ctx: Context;
 beforeAll(async () => {
@@ -89,12 +99,6 @@ function bruteThr(c: ThrCase, weighting: Weighting, beta: number): { thr: Float6
   return { thr, tau };
 }
 
-interface ReweightRef {
-  mode: 'thr' | 'thr-only' | 'nthr';
-  p: number;
-  mask: boolean;
-  eta: number | 'auto';
-}
 /** THR.md "Reweighting", token by token; degenerate groups (by layout and correct) keep A. */
 function refReweight(
   A: Float32Array,
@@ -102,7 +106,7 @@ function refReweight(
   tau: Float32Array,
   layout: Layout,
   correct: Uint8Array,
-  o: ReweightRef,
+  o: ReweightVariant,
 ): Float64Array {
   const { responseOffsets: ro, groupOffsets: go } = layout;
   const out = new Float64Array(A.length);
@@ -165,16 +169,6 @@ async function runThr(
 }
 
 /** Groups that exercise every degenerate rule, to mix into random ones. */
-const DEGENERATE_GROUPS: ResponseSpec[][] = [
-  [{ length: 5, correct: true }], // singleton
-  uniformGroup(3, 4, 3), // all correct
-  uniformGroup(3, 4, 0), // all wrong
-  [
-    { length: 0, correct: true },
-    { length: 6, correct: false },
-  ], // correct responses have no token
-  [], // no response at all
-];
 
 // ------------------------------------------------------------------------------- restrictedVocab
 describe('restrictedVocab', () => {
@@ -408,44 +402,11 @@ describe('tokenHiddenReward identities (THR.md, "How to check it")', () => {
 // ------------------------------------------------------------------------------- thrReweight
 describe('thrReweight', () => {
   // Synthetic THR and tau (the op takes any), so ties, NaN and odd taus are all reachable.
-  const groups = [
-    ...randomGroups(41, 4, 6, 8),
-    DEGENERATE_GROUPS[1],
-    DEGENERATE_GROUPS[4],
-    [...uniformGroup(3, 4, 1), { length: 0, correct: false }], // rho = 1/4
-    [...uniformGroup(2, 3, 1)], // rho = 1/2: auto eta = 0
-  ];
-  const c = makeThrCase({ seed: 41, groups, dim: 1, vocabSize: 9 });
-  const T = c.numTokens;
-  const G = c.numGroups;
-  const A = Float32Array.from(randomNormal(42, T));
-  const thr = Float32Array.from(randomNormal(43, T, 0.5));
-  const tau = Float32Array.from(randomNormal(44, G, 0.3));
-  // Ties with the threshold (both signs), a NaN THR in group 1, a finite tau on a degenerate group.
+  const { c, A, thr, tau } = makeReweightCase();
   const { responseOffsets: ro, groupOffsets: go } = c.layout;
   const first = (g: number) => ro[go[g]];
-  thr[first(0)] = tau[0];
-  thr[first(0) + 1] = -tau[0];
-  tau[3] = Math.abs(tau[3]);
-  thr[first(3)] = -tau[3];
-  thr[first(1) + 1] = Number.NaN;
-  tau[4] = 0.01;
-  const r = rng(45);
-  for (let t = 0; t < T; t++) if (r() < 0.1) thr[t] = 0;
 
-  const variants: ReweightRef[] = [
-    { mode: 'thr', p: 0, mask: true, eta: 'auto' },
-    { mode: 'thr', p: 0.1, mask: true, eta: 'auto' },
-    { mode: 'thr', p: -0.1, mask: true, eta: 'auto' },
-    { mode: 'thr', p: 0.1, mask: false, eta: 'auto' },
-    { mode: 'thr', p: -1, mask: false, eta: 'auto' },
-    { mode: 'thr-only', p: 0, mask: true, eta: 'auto' },
-    { mode: 'thr-only', p: 0, mask: false, eta: 'auto' },
-    { mode: 'nthr', p: 0, mask: true, eta: 'auto' },
-    { mode: 'nthr', p: 0, mask: true, eta: 0.3 },
-    { mode: 'nthr', p: 0, mask: true, eta: 0 },
-  ];
-  for (const v of variants) {
+  for (const v of REWEIGHT_VARIANTS) {
     it(`${v.mode} p=${v.p} mask=${v.mask} eta=${v.eta}: matches the formula bit for bit`, async () => {
       setOutputPoison(POISON_F32);
       const out = await ctx.thrReweight({
@@ -469,7 +430,7 @@ describe('thrReweight', () => {
     const got = await (
       await ctx.thrReweight({ tokenAdvantages: A, thr, tau, layout: c.layout, correct: c.correct })
     ).read();
-    expectF32Exact(got, refReweight(A, thr, tau, c.layout, c.correct, variants[0]), 'defaults');
+    expectF32Exact(got, refReweight(A, thr, tau, c.layout, c.correct, REWEIGHT_VARIANTS[0]), 'defaults');
     for (let t = first(4); t < ro[go[5]]; t++) expect(got[t]).toBe(A[t]);
   });
 
@@ -508,7 +469,7 @@ describe('thrReweight', () => {
       await res.tau.read(),
       c2.layout,
       c2.correct,
-      variants[7],
+      REWEIGHT_VARIANTS[7],
     );
     expectF32Exact(await out.read(), ref, 'nthr');
   });

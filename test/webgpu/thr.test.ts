@@ -21,15 +21,23 @@
  *   reference rounds once: ≤ 1 ulp per element → REWEIGHT_RTOL = 2.4e-7 (2^-22).
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { ReweightMode, Weighting } from '../../src/backends/backend.js';
+import type { Weighting } from '../../src/backends/backend.js';
 import { thrTuning } from '../../src/backends/webgpu/thr.js';
 import type { Context } from '../../src/context.js';
 import { setOutputPoison } from '../../src/debug.js';
 import type { FloatDType } from '../../src/dtypes.js';
 import { GrpoKernelsError } from '../../src/errors.js';
-import { makeThrCase, type ResponseSpec, randomGroups, type ThrCase, uniformGroup } from '../fixtures/thr.js';
+import {
+  DEGENERATE_GROUPS,
+  makeReweightCase,
+  makeThrCase,
+  REWEIGHT_VARIANTS,
+  randomGroups,
+  type ThrCase,
+  uniformGroup,
+} from '../fixtures/thr.js';
 import { expectClose, expectNoPoison, POISON_F32 } from '../util/compare.js';
-import { randomNormal, rng } from '../util/rng.js';
+import { randomNormal } from '../util/rng.js';
 import { cpu, gpu, noGpu, requireAdapter, resetTuning } from './setup.js';
 
 const THR_RTOL = 5e-6;
@@ -39,16 +47,6 @@ const REWEIGHT_RTOL = 2 ** -22;
 requireAdapter();
 
 /** Groups that exercise every degenerate rule (THR.md item 6). */
-const DEGENERATE_GROUPS: ResponseSpec[][] = [
-  [{ length: 5, correct: true }], // singleton
-  uniformGroup(3, 4, 3), // all correct
-  uniformGroup(3, 4, 0), // all wrong
-  [
-    { length: 0, correct: true },
-    { length: 6, correct: false },
-  ], // correct responses have no token
-  [], // no response at all
-];
 
 interface ThrOut {
   thr: Float32Array;
@@ -219,52 +217,14 @@ describe.skipIf(noGpu)('webgpu tokenHiddenReward vs cpu', () => {
 // ---------------------------------------------------------------------------------- thrReweight
 describe.skipIf(noGpu)('webgpu thrReweight vs cpu', () => {
   // Synthetic THR and tau (the op takes any): ties with tau, zeros, NaN THR, NaN advantage,
-  // degenerate groups with a finite tau, rho = 1/4 and 1/2.
-  const groups = [
-    ...randomGroups(41, 4, 6, 8),
-    DEGENERATE_GROUPS[1],
-    DEGENERATE_GROUPS[4],
-    [...uniformGroup(3, 4, 1), { length: 0, correct: false }],
-    [...uniformGroup(2, 3, 1)],
-    ...randomGroups(42, 40, 8, 40),
-  ];
-  const c = makeThrCase({ seed: 41, groups, dim: 1, vocabSize: 9 });
-  const T = c.numTokens;
-  const G = c.numGroups;
-  const A = Float32Array.from(randomNormal(42, T));
-  const thr = Float32Array.from(randomNormal(43, T, 0.5));
-  const tau = Float32Array.from(randomNormal(44, G, 0.3));
-  const { responseOffsets: ro, groupOffsets: go } = c.layout;
-  const first = (g: number) => ro[go[g]];
-  thr[first(0)] = tau[0];
-  thr[first(0) + 1] = -tau[0];
-  tau[3] = Math.abs(tau[3]);
-  thr[first(3)] = -tau[3];
-  thr[first(1) + 1] = Number.NaN;
-  A[first(2) + 1] = Number.NaN;
-  tau[4] = 0.01;
-  tau[10] = Number.NaN;
-  const r = rng(45);
-  for (let t = 0; t < T; t++) if (r() < 0.1) thr[t] = 0;
-
-  const variants: { mode: ReweightMode; p?: number; mask?: boolean; eta?: number | 'auto' }[] = [
-    { mode: 'thr' },
-    { mode: 'thr', p: 0.1 },
-    { mode: 'thr', p: -0.1 },
-    { mode: 'thr', p: 0.1, mask: false },
-    { mode: 'thr', p: -1, mask: false },
-    { mode: 'thr-only' },
-    { mode: 'thr-only', mask: false },
-    { mode: 'nthr' },
-    { mode: 'nthr', eta: 0.3 },
-    { mode: 'nthr', eta: 0 },
-  ];
+  // degenerate groups with a finite tau, rho = 1/4 and 1/2, and 40 more random groups.
+  const { c, A, thr, tau } = makeReweightCase({ extraGroups: randomGroups(42, 40, 8, 40), nanInputs: true });
 
   beforeEach(() => setOutputPoison(POISON_F32));
   afterEach(() => setOutputPoison(undefined));
 
   it('every mode, p, mask and eta (all outputs written)', async () => {
-    for (const v of variants) {
+    for (const v of REWEIGHT_VARIANTS) {
       const run1 = async (ctx: Context) =>
         (
           await ctx.thrReweight({ tokenAdvantages: A, thr, tau, layout: c.layout, correct: c.correct, ...v })
