@@ -16,7 +16,13 @@ import {
   type StdKind,
   setOutputPoison,
 } from '../src/index.js';
-import { type AdvantagesCase, makeAdvantagesCase, raggedGroupSizes } from './fixtures/advantages.js';
+import {
+  type AdvantagesCase,
+  type AdvantagesOut,
+  makeAdvantagesCase,
+  raggedGroupSizes,
+  readAdvantages,
+} from './fixtures/advantages.js';
 import { expectClose, expectNoPoison, POISON_F32 } from './util/compare.js';
 
 let ctx: Context;
@@ -28,23 +34,9 @@ afterEach(() => setOutputPoison(undefined));
 /** f64 results rounded once to f32: a relative error of half an f32 ulp of the largest value, with margin. */
 const F32_RTOL = 2e-7;
 
-interface Out {
-  adv: Float32Array;
-  mean: Float32Array;
-  std: Float32Array;
-  deg: Uint8Array;
-}
-async function run(rewards: Float32Array, options: AdvantagesOptions): Promise<Out> {
-  const o = await ctx.advantages(rewards, options);
-  const res = {
-    adv: await o.advantages.read(),
-    mean: await o.mean.read(),
-    std: await o.std.read(),
-    deg: await o.degenerate.read(),
-  };
-  for (const t of [o.advantages, o.mean, o.std, o.degenerate]) t.dispose();
-  return res;
-}
+/** ctx.advantages on the cpu context, read back. */
+const run = (rewards: Float32Array, options: AdvantagesOptions): Promise<AdvantagesOut> =>
+  readAdvantages(ctx, rewards, options);
 
 // ------------------------------------------------------------------ float64 references
 interface RefConv {
@@ -199,7 +191,7 @@ function refAdvantages(c: AdvantagesCase, k: RefConv): Ref {
   return { adv, mean, std, deg };
 }
 
-function checkAgainst(out: Out, ref: Ref, what: string, rtol = F32_RTOL): void {
+function checkAgainst(out: AdvantagesOut, ref: Ref, what: string, rtol = F32_RTOL): void {
   expectClose(out.adv, ref.adv, { rtol, what: `${what} advantages` });
   expectClose(out.mean, ref.mean, { rtol, what: `${what} mean` });
   expectClose(out.std, ref.std, { rtol, what: `${what} std` });

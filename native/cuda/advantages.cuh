@@ -7,6 +7,7 @@
 namespace gk {
 
 // Same names and order as src/backends/cuda/advantages.ts.
+// Same order as ESTIMATORS, SCALE_KINDS and SINGLETON_POLICIES in src/backends/backend.ts.
 enum class Estimator : int { Grpo = 0, DrGrpo, Rloo, Opo, GrpoPassk, Gpg, ReinforcePpBaseline };
 enum class StdKind : int { Sample = 0, Population = 1 };
 enum class ScaleKind : int { Group = 0, Batch = 1, None = 2 };

@@ -21,9 +21,11 @@ import { thrTuning } from '../../src/backends/cuda/thr.js';
 import {
   type Context,
   decodeFloats,
+  ESTIMATORS,
   encodeFloats,
   type FloatDType,
   GrpoKernelsError,
+  PRESETS,
   setOutputPoison,
   type Tensor,
 } from '../../src/index.js';
@@ -206,18 +208,9 @@ function ragged(seed: number, groups: number, sizes: number[]) {
 }
 
 describe.skipIf(noGpu)('cuda advantages vs cpu', () => {
-  const estimators = [
-    'grpo',
-    'dr_grpo',
-    'rloo',
-    'opo',
-    'grpo_passk',
-    'gpg',
-    'reinforce_pp_baseline',
-  ] as const;
   const { go, ro, rewards } = ragged(21, 500, [8, 1, 5, 16, 3, 64]);
-  for (const estimator of estimators) {
-    for (const preset of [undefined, 'verl', 'trl', 'openrlhf'] as const) {
+  for (const estimator of ESTIMATORS) {
+    for (const preset of [undefined, ...PRESETS]) {
       it(`${estimator}${preset ? ` preset ${preset}` : ''}`, async () => {
         // grpo_passk needs n ≥ 2: drop the singletons' sizes for it.
         const g = estimator === 'grpo_passk' ? ragged(22, 300, [8, 5, 16, 3]) : { go, ro, rewards };

@@ -30,7 +30,13 @@ import {
 } from '../../src/backends/backend.js';
 import type { Context } from '../../src/context.js';
 import { setOutputPoison } from '../../src/debug.js';
-import { type AdvantagesCase, makeAdvantagesCase, raggedGroupSizes } from '../fixtures/advantages.js';
+import {
+  type AdvantagesCase,
+  type AdvantagesOut,
+  makeAdvantagesCase,
+  raggedGroupSizes,
+  readAdvantages,
+} from '../fixtures/advantages.js';
 import { expectClose, expectNoPoison, POISON_F32 } from '../util/compare.js';
 import { randomInts, randomNormal } from '../util/rng.js';
 import { cpu, gpu, noGpu, requireAdapter, resetTuning } from './setup.js';
@@ -42,33 +48,14 @@ requireAdapter();
 
 const PRESETS: readonly (Preset | undefined)[] = [undefined, 'verl', 'trl', 'openrlhf'];
 
-interface Out {
-  adv: Float32Array;
-  mean: Float32Array;
-  std: Float32Array;
-  deg: Uint8Array;
-}
-
-async function run(ctx: Context, rewards: Float32Array, options: AdvantagesOptions): Promise<Out> {
-  const o = await ctx.advantages(rewards, options);
-  const res = {
-    adv: await o.advantages.read(),
-    mean: await o.mean.read(),
-    std: await o.std.read(),
-    deg: await o.degenerate.read(),
-  };
-  for (const t of [o.advantages, o.mean, o.std, o.degenerate]) t.dispose();
-  return res;
-}
-
 function optionsOf(c: AdvantagesCase, o: AdvantagesOptions): AdvantagesOptions {
   return { groupOffsets: c.groupOffsets, responseOffsets: c.responseOffsets, ...o };
 }
 
-async function compare(c: AdvantagesCase, o: AdvantagesOptions, what: string): Promise<Out> {
+async function compare(c: AdvantagesCase, o: AdvantagesOptions, what: string): Promise<AdvantagesOut> {
   const opts = optionsOf(c, o);
-  const got = await run(gpu!.ctx, c.rewards, opts);
-  const want = await run(cpu, c.rewards, opts);
+  const got = await readAdvantages(gpu!.ctx, c.rewards, opts);
+  const want = await readAdvantages(cpu, c.rewards, opts);
   expectClose(got.adv, want.adv, { rtol: ADV_RTOL, what: `${what} advantages` });
   expectClose(got.mean, want.mean, { rtol: ADV_RTOL, what: `${what} mean` });
   expectClose(got.std, want.std, { rtol: ADV_RTOL, what: `${what} std` });
@@ -84,7 +71,7 @@ function mixedCase(seed: number, estimator: Estimator, rewards: 'continuous' | '
   return makeAdvantagesCase({ seed, groupSizes: sizes, rewards, zeroVarianceFraction: 0.25 });
 }
 
-const bitsOf = (o: Out) => ({
+const bitsOf = (o: AdvantagesOut) => ({
   adv: Array.from(new Uint32Array(o.adv.buffer, o.adv.byteOffset, o.adv.length)),
   mean: Array.from(new Uint32Array(o.mean.buffer, o.mean.byteOffset, o.mean.length)),
   std: Array.from(new Uint32Array(o.std.buffer, o.std.byteOffset, o.std.length)),
@@ -187,8 +174,8 @@ describe.skipIf(noGpu)('webgpu advantages vs cpu', () => {
       { estimator: 'reinforce_pp_baseline' as const },
     ]) {
       const opts = optionsOf(c, o);
-      const a1 = bitsOf(await run(gpu!.ctx, c.rewards, opts));
-      const a2 = bitsOf(await run(gpu!.ctx, c.rewards, opts));
+      const a1 = bitsOf(await readAdvantages(gpu!.ctx, c.rewards, opts));
+      const a2 = bitsOf(await readAdvantages(gpu!.ctx, c.rewards, opts));
       expect(a2).toEqual(a1);
     }
   });
@@ -334,7 +321,7 @@ describe.skipIf(noGpu)('webgpu advantages poison: every output element is writte
   it('advantages (one-dispatch, batch and per-token paths), expandToTokens, whiten', async () => {
     for (const estimator of ['grpo', 'gpg', 'reinforce_pp_baseline', 'grpo_passk'] as const) {
       const c = mixedCase(41, estimator);
-      const got = await run(gpu!.ctx, c.rewards, optionsOf(c, { estimator, preset: 'verl' }));
+      const got = await readAdvantages(gpu!.ctx, c.rewards, optionsOf(c, { estimator, preset: 'verl' }));
       expectNoPoison(got.adv, `${estimator} advantages`);
       expectNoPoison(got.mean, `${estimator} mean`);
       expectNoPoison(got.std, `${estimator} std`);

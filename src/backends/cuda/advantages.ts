@@ -1,28 +1,18 @@
 /** The advantages family on CUDA: argument plumbing to native/cuda/advantages.cu. */
 import type { Tensor } from '../../tensor.js';
-import type {
-  AdvantagesArgs,
-  AdvantagesResult,
-  Estimator,
-  ExpandToTokensArgs,
-  ScaleKind,
-  SingletonPolicy,
-  WhitenArgs,
+import {
+  type AdvantagesArgs,
+  type AdvantagesResult,
+  ESTIMATORS,
+  type ExpandToTokensArgs,
+  SCALE_KINDS,
+  SINGLETON_POLICIES,
+  type WhitenArgs,
 } from '../backend.js';
 import { type CudaMemory, optPtr, ptrOf, runWithOutputs, withPoison } from './storage.js';
 
-/** Same order as gk::Estimator, gk::ScaleKind, gk::Singleton in native/cuda/advantages.cuh. */
-const ESTIMATORS: readonly Estimator[] = [
-  'grpo',
-  'dr_grpo',
-  'rloo',
-  'opo',
-  'grpo_passk',
-  'gpg',
-  'reinforce_pp_baseline',
-];
-const SCALES: readonly ScaleKind[] = ['group', 'batch', 'none'];
-const SINGLETONS: readonly SingletonPolicy[] = ['zero', 'mean0', 'nan'];
+// The enums of native/cuda/advantages.cuh (gk::Estimator, gk::ScaleKind, gk::Singleton) follow the
+// order of the shared lists in backend.ts: an op passes the index of its value in the list.
 
 export function cudaAdvantages(mem: CudaMemory, a: AdvantagesArgs): Promise<AdvantagesResult> {
   const G = a.numGroups;
@@ -43,8 +33,8 @@ export function cudaAdvantages(mem: CudaMemory, a: AdvantagesArgs): Promise<Adva
           estimator: ESTIMATORS.indexOf(a.estimator),
           stdKind: a.std === 'sample' ? 0 : 1,
           eps: a.eps,
-          scale: SCALES.indexOf(a.scale),
-          singleton: SINGLETONS.indexOf(a.singleton),
+          scale: SCALE_KINDS.indexOf(a.scale),
+          singleton: SINGLETON_POLICIES.indexOf(a.singleton),
           whitenMaskEps: a.whitenMaskEps,
           whitenSample: a.whitenVariance === 'sample',
           whitenClamp: a.whitenVarianceEps === 'clamp',
