@@ -12,7 +12,8 @@
 // A failed build prints one line saying why, records it in <build>/native-build-status.json (the
 // cuda backend quotes it), and exits 0, so the package still installs and works on cpu and webgpu.
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { cpus } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -46,8 +47,14 @@ function finish(ok, reason) {
 
 if (env.GRPO_KERNELS_SKIP_NATIVE === '1') finish(false, 'skipped (GRPO_KERNELS_SKIP_NATIVE=1)');
 
-const cmakeJs = join(root, 'node_modules', 'cmake-js', 'bin', 'cmake-js');
-if (!existsSync(cmakeJs)) finish(false, 'cmake-js is not installed (node_modules/cmake-js missing)');
+// Resolved as Node resolves modules: installed as a dependency, cmake-js is usually hoisted into
+// the consuming project's node_modules, not ours.
+let cmakeJs;
+try {
+  cmakeJs = join(dirname(createRequire(import.meta.url).resolve('cmake-js/package.json')), 'bin', 'cmake-js');
+} catch {
+  finish(false, 'cmake-js is not installed (it is a dependency of grpo-kernels: reinstall)');
+}
 const cmake = spawnSync('cmake', ['--version'], { encoding: 'utf8' });
 if (cmake.error || cmake.status !== 0) finish(false, 'cmake not found on PATH (install CMake ≥ 3.18)');
 
