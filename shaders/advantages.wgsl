@@ -3,24 +3,40 @@
 // host side: src/backends/webgpu/advantages.ts. Reference: src/backends/cpu/advantages.ts (the
 // conventions, degenerate groups and NaN rules below are that file's, in f32).
 //
-// ADV_GROUP (adv_group): one workgroup per group g, members [lo, hi), n = hi − lo; WG invocations
-//   stride the members (any group size). With pivot p = r_lo (0 if r_lo is ±Inf/NaN):
-//     d  = Σ (r − p) / n                  (mean − p; a workgroup reduction, fixed order)
+// GROUP STATISTICS, per group g with members [lo, hi), n = hi − lo, pivot p = r_lo (0 if r_lo is
+//   ±Inf/NaN):
+//     d  = Σ (r − p) / n                  (mean − p)
 //     c_i = (r_i − p) − d                 (deviations; never r_i − f32(mean), which loses the
 //                                          low digits of rewards like 1e6 + noise)
 //     M2 = Σ c_i²;  s = sqrt(M2 / (n − 1)) ('sample'; NaN for n = 1) or sqrt(M2 / n)
 //   grpo (r−μ)/(D+eps) | dr_grpo, reinforce_pp_baseline r−μ | rloo n/(n−1)·(r−μ) | opo r − b,
 //   b = Σ L r / Σ L (deviations from p again) | gpg α(r−μ) | grpo_passk: the first maximum gets
-//   (max − second)/(D+eps), the others 0, all NaN if a member is NaN (max/argmin reductions);
-//   D = s or the batch std (scale 'batch'). Zero variance is decided exactly (every member
-//   equals the finite r_lo), not from M2 == 0 in f32. Singletons by policy (zero / mean0 / nan).
-//   phase 1: writes the group's moment state (n, p, d, M2, #nonzero) to `states` only (for the
-//            batch std of scale 'batch' and gpg's α); phase 0: writes advantages, mean, std and
-//            a u32 degenerate flag (packed to u8 by pack_flags); reinforce_pp_baseline writes its
-//            group-level values v_i to `vals` and a length-weighted state (Σ L, mean, M2) of them.
-//   Shapes: rewards f32 [R], groupOffsets i32 [G+1], responseOffsets i32 [R+1] (opo, rpp);
-//   out f32 [R], mean/std f32 [G], flags u32 [G]. Bytes ≈ 3 reads of the rewards (4R each;
-//   grpo_passk 6) + 4R written + 16G. FLOPs ≈ 8 per member.
+//   (max − second)/(D+eps), the others 0, all NaN if a member is NaN; D = s or the batch std
+//   (scale 'batch'). Zero variance is decided exactly (every member equals the finite r_lo), not
+//   from M2 == 0 in f32. Singletons by policy (zero / mean0 / nan).
+//   Two entry points compute this with the same functions (moments / plan_group / member_value /
+//   write_group below); only the loops over members differ. The host splits the groups at
+//   small_max (64 by default, src/backends/webgpu/advantages.ts says why):
+//   - ADV_SMALL (adv_small): one INVOCATION per group with n ≤ small_max (empty groups included),
+//     dispatched over all G (an invocation whose group is larger returns at once). It walks its
+//     members in index order: sequential f32 sums of ≤ small_max terms, grpo_passk's maximum,
+//     first maximum and runner-up in one pass.
+//   - ADV_GROUP (adv_group): one WORKGROUP per group with n > small_max, dispatched over the
+//     host's list `large` of those groups (`count` of them; no dispatch when there are none). WG
+//     invocations stride the members; fixed-order workgroup reductions (wg_sum4, wg_max,
+//     wg_min_u32 for the first maximum).
+//   phase 1: writes the group's moment state (n, p, d, M2, #nonzero) to `states[g]` only (for the
+//            batch std of scale 'batch' and gpg's α; adv_merge folds states[0..G) in a fixed
+//            order, so the batch result does not depend on which entry point wrote a state);
+//   phase 0: writes advantages, mean, std and a u32 degenerate flag (packed to u8 by
+//            pack_flags); reinforce_pp_baseline writes its group-level values v_i to `vals` and a
+//            length-weighted state (Σ L, mean, M2) of them.
+//   Shapes: rewards f32 [R], groupOffsets i32 [G+1], responseOffsets i32 [R+1] (opo, rpp), large
+//   u32 [#large]; out f32 [R], mean/std f32 [G], flags u32 [G]. Bytes ≈ 3 reads of the rewards
+//   (4R each; opo 4 + 8R of lengths, grpo_passk 4 in adv_small, 6 in adv_group) + 4R written +
+//   8(G+1) of offsets read + 12G written (+ 4·#large). adv_small's re-reads are of the
+//   invocation's own ≤ small_max contiguous members, so they hit cache: DRAM traffic ≈ 1 read.
+//   FLOPs ≈ 8 per member, plus adv_group's log2(WG)-step reductions per group.
 // ADV_MERGE (adv_merge): one workgroup merges `count` moment states: invocation j folds states
 //   j, j+WG, … in order, then a fixed-order tree (Chan et al.'s pairwise update:
 //   δ = (p_b − p_a) + (d_b − d_a), d = d_a + δ·n_b/n, M2 = M2_a + M2_b + δ²·n_a·n_b/n, the
@@ -43,18 +59,19 @@
 struct AdvParams {
   num_groups: u32,
   num_responses: u32,
-  count: u32, // adv_merge: states; whiten_*: elements; expand: tokens; pack_flags: flags
+  count: u32, // adv_group: listed groups; adv_merge: states; whiten_*: elements; expand: tokens; pack_flags: flags
   estimator: u32, // EST_* below
   std_sample: u32, // 1: group/batch std with n − 1
   scale: u32, // 0 group, 1 batch, 2 none
   singleton: u32, // 0 zero, 1 mean0, 2 nan
-  phase: u32, // adv_group: 0 final, 1 moment states only
-  need_batch: u32, // adv_group phase 0: read (batch std, α) from `batch`
+  phase: u32, // adv_small / adv_group: 0 final, 1 moment states only
+  need_batch: u32, // adv_small / adv_group phase 0: read (batch std, α) from `batch`
   mode: u32, // adv_merge: 0 rewards, 1 whitening; expand_tokens: 0 copy, 1 affine
   var_sample: u32, // whitening: Bessel over valid elements
   var_clamp: u32, // whitening: rsqrt(max(var, 1e-8)) instead of rsqrt(var + 1e-8)
   keep_mean: u32,
   has_mask: u32,
+  small_max: u32, // adv_small / adv_group: groups with n ≤ small_max are adv_small's
   eps: f32,
   mask_eps: f32,
 }
@@ -82,6 +99,7 @@ struct St {
 @group(0) @binding(10) var<storage, read_write> vals: array<f32>;
 @group(0) @binding(11) var<storage, read> mask: array<u32>;
 @group(0) @binding(12) var<storage, read_write> flags: array<u32>;
+@group(0) @binding(13) var<storage, read> large: array<u32>; // adv_group: the groups it owns
 
 const EST_GRPO: u32 = 0u;
 const EST_DR_GRPO: u32 = 1u;
@@ -145,39 +163,88 @@ fn is_nonzero(x: f32) -> bool {
   return (bitcast<u32>(x) & 0x7fffffffu) != 0u; // NaN counts as nonzero (torch.count_nonzero)
 }
 
-@compute @workgroup_size(WG)
-fn adv_group(
-  @builtin(workgroup_id) wid: vec3<u32>,
-  @builtin(num_workgroups) nwg: vec3<u32>,
-  @builtin(local_invocation_index) lid: u32,
-) {
-  let g = flat_wg(wid, nwg);
-  if (g >= P.num_groups) {
-    return;
-  }
-  let lo = u32(goff[g]);
-  let hi = u32(goff[g + 1u]);
-  let n = hi - lo;
-  let est = P.estimator;
-  if (n == 0u) {
-    // Empty group: no members; mean 0, std 0, degenerate.
-    if (lid == 0u) {
-      if (P.phase == 1u || est == EST_RPP) {
-        states[g] = st_empty();
-      }
-      if (P.phase == 0u) {
-        mean_out[g] = 0.0;
-        std_out[g] = 0.0;
-        flags[g] = 1u;
-      }
-    }
-    return;
-  }
-  let nf = f32(n);
-  let r0 = X[lo];
-  let piv = select(0.0, r0, is_finite(r0));
+// ---------------------------------------------------------------- per-group pieces
+// Shared by adv_small (one invocation owns a group) and adv_group (one workgroup owns a group).
+// Only the loops over members differ: the *_serial functions walk [lo, hi) in index order in one
+// invocation, the *_wg functions stride it over the workgroup and reduce in a fixed order (so
+// they must be called from workgroup-uniform control flow). Everything else (the estimator's
+// arithmetic, degenerate rules, what is written for the group) is one function used by both.
 
-  // Pass 1: Σ (r − p), members ≠ r_lo, nonzero members, NaN members.
+// The group's two passes: pivot, mean − pivot, M2 and three counts.
+struct Moments {
+  n: u32,
+  r0: f32, // the first reward
+  piv: f32, // pivot p: r0, or 0 if r0 is ±Inf/NaN
+  d: f32, // mean − p = Σ (r − p) / n
+  m2: f32, // Σ ((r − p) − d)²
+  ne: u32, // members ≠ r0 (NaN counts): 0 ⇔ zero variance when r0 is finite
+  nonzero: u32, // members ≠ 0 (NaN counts), for gpg's α
+  nans: u32, // NaN members
+}
+
+// grpo_passk: the first member holding the maximum over non-NaN members, and max − runner-up.
+struct Best {
+  index: u32,
+  gap: f32,
+}
+
+// What each member's value is made of, the same for every member of the group:
+// value_i = (r_i − p) − shift, then the estimator's factor.
+struct Plan {
+  p: f32,
+  shift: f32,
+  sd: f32, // the group's std (1 for a mean0 singleton)
+  div: f32, // grpo / grpo_passk divisor before eps: sd or the batch std
+  batch_std: f32,
+  alpha: f32, // gpg's α (1 otherwise)
+  passk_value: f32, // what the best member gets
+  best: u32,
+  single: bool,
+  zero_var: bool,
+  zero_out: bool, // every value is 0 by rule (zero variance, or a singleton under 'zero')
+  mean0: bool,
+  has_nan: bool,
+  batch_scale: bool,
+  opo_empty: bool, // opo with Σ L = 0
+}
+
+fn pivot_of(r0: f32) -> f32 {
+  return select(0.0, r0, is_finite(r0));
+}
+
+// Response i's length L_i (opo, reinforce_pp_baseline).
+fn length_of(i: u32) -> f32 {
+  return f32(roff[i + 1u] - roff[i]);
+}
+
+// Pass 1 (Σ (r − p) and the counts), pass 2 (M2 of the deviations), one invocation, index order.
+fn moments_serial(lo: u32, hi: u32) -> Moments {
+  let r0 = X[lo];
+  let piv = pivot_of(r0);
+  var sum = 0.0;
+  var ne = 0u;
+  var nonzero = 0u;
+  var nans = 0u;
+  for (var i = lo; i < hi; i = i + 1u) {
+    let r = X[i];
+    sum = sum + (r - piv);
+    ne = ne + select(0u, 1u, r != r0 || is_nan(r));
+    nonzero = nonzero + select(0u, 1u, is_nonzero(r));
+    nans = nans + select(0u, 1u, is_nan(r));
+  }
+  let d = sum / f32(hi - lo);
+  var m2 = 0.0;
+  for (var i = lo; i < hi; i = i + 1u) {
+    let c = (X[i] - piv) - d;
+    m2 = m2 + c * c;
+  }
+  return Moments(hi - lo, r0, piv, d, m2, ne, nonzero, nans);
+}
+
+// The same two passes strided over the workgroup (counts summed in f32: exact below 2^24).
+fn moments_wg(lo: u32, hi: u32, lid: u32) -> Moments {
+  let r0 = X[lo];
+  let piv = pivot_of(r0);
   var acc = vec4<f32>(0.0);
   for (var i = lo + lid; i < hi; i = i + WG) {
     let r = X[i];
@@ -189,125 +256,312 @@ fn adv_group(
     );
   }
   let s1 = wg_sum4(acc, lid);
-  let d = s1.x / nf;
-
-  // Pass 2: M2 = Σ ((r − p) − d)².
+  let d = s1.x / f32(hi - lo);
   var a2 = 0.0;
   for (var i = lo + lid; i < hi; i = i + WG) {
     let c = (X[i] - piv) - d;
     a2 = a2 + c * c;
   }
   let m2 = wg_sum4(vec4<f32>(a2, 0.0, 0.0, 0.0), lid).x;
-  let single = n == 1u;
-  var s: f32;
-  if (P.std_sample == 1u) {
-    s = select(sqrt(m2 / (nf - 1.0)), nan_f32(), single);
-  } else {
-    s = sqrt(m2 / nf);
-  }
+  return Moments(hi - lo, r0, piv, d, m2, u32(s1.y), u32(s1.z), u32(s1.w));
+}
 
+// The group's std of kind P.std_sample; NaN for a singleton under 'sample' (explicitly: 0/0).
+fn group_std(m: Moments) -> f32 {
+  let nf = f32(m.n);
+  if (P.std_sample == 1u) {
+    return select(sqrt(m.m2 / (nf - 1.0)), nan_f32(), m.n == 1u);
+  }
+  return sqrt(m.m2 / nf);
+}
+
+// Phase 1's moment state of the group's rewards (merged by adv_merge mode 0).
+fn moment_state(m: Moments) -> St {
+  return St(m.n, m.nonzero, m.piv, m.d, m.m2);
+}
+
+// opo's (Σ L, b − p) from sw = Σ L (r − p); b − p = sw / Σ L, NaN when Σ L = 0 (explicitly).
+fn opo_baseline(sw: f32, lo: u32, hi: u32) -> vec2<f32> {
+  let lsum = f32(roff[hi] - roff[lo]);
+  return vec2<f32>(lsum, select(sw / lsum, nan_f32(), lsum == 0.0));
+}
+
+fn opo_serial(lo: u32, hi: u32, piv: f32) -> vec2<f32> {
+  var w = 0.0;
+  for (var i = lo; i < hi; i = i + 1u) {
+    w = w + length_of(i) * (X[i] - piv);
+  }
+  return opo_baseline(w, lo, hi);
+}
+
+fn opo_wg(lo: u32, hi: u32, piv: f32, lid: u32) -> vec2<f32> {
+  var w = 0.0;
+  for (var i = lo + lid; i < hi; i = i + WG) {
+    w = w + length_of(i) * (X[i] - piv);
+  }
+  return opo_baseline(wg_sum4(vec4<f32>(w, 0.0, 0.0, 0.0), lid).x, lo, hi);
+}
+
+// One pass in index order: a member takes the lead only when strictly greater (so ties keep the
+// first maximum) and the old leader becomes the runner-up; NaN members are skipped.
+fn passk_serial(lo: u32, hi: u32) -> Best {
+  var mx = neg_inf();
+  var sec = neg_inf();
+  var best = NO_INDEX;
+  for (var i = lo; i < hi; i = i + 1u) {
+    let r = X[i];
+    if (is_nan(r)) {
+      continue;
+    }
+    if (best == NO_INDEX) {
+      mx = r;
+      best = i;
+    } else if (r > mx) {
+      sec = mx;
+      mx = r;
+      best = i;
+    } else {
+      sec = max(sec, r);
+    }
+  }
+  // Every member NaN: the group is NaN anyway (Plan.has_nan).
+  return Best(select(best, lo, best == NO_INDEX), mx - sec);
+}
+
+// Three reductions: the maximum, the lowest index holding it, the maximum of the others.
+fn passk_wg(lo: u32, hi: u32, lid: u32) -> Best {
+  var mx = neg_inf();
+  for (var i = lo + lid; i < hi; i = i + WG) {
+    let r = X[i];
+    if (!is_nan(r)) {
+      mx = max(mx, r);
+    }
+  }
+  mx = wg_max(mx, lid);
+  var bi = NO_INDEX;
+  for (var i = lo + lid; i < hi; i = i + WG) {
+    let r = X[i];
+    if (!is_nan(r) && r == mx) {
+      bi = min(bi, i);
+    }
+  }
+  let best = wg_min_u32(bi, lid);
+  var sec = neg_inf();
+  for (var i = lo + lid; i < hi; i = i + WG) {
+    let r = X[i];
+    if (!is_nan(r) && i != best) {
+      sec = max(sec, r);
+    }
+  }
+  sec = wg_max(sec, lid);
+  return Best(select(best, lo, best == NO_INDEX), mx - sec);
+}
+
+// The group's plan from its moments, opo's (Σ L, b − p) and grpo_passk's best member (each
+// ignored by the other estimators), and the batch quantities of phase 0 (need_batch).
+fn plan_group(m: Moments, opo: vec2<f32>, pk: Best) -> Plan {
+  let est = P.estimator;
+  var pl: Plan;
+  pl.single = m.n == 1u;
+  pl.zero_var = !pl.single && m.ne == 0u && is_finite(m.r0);
+  pl.zero_out = pl.zero_var || (pl.single && P.singleton == SINGLE_ZERO);
+  pl.mean0 = pl.single && P.singleton == SINGLE_MEAN0;
+  pl.batch_scale = (est == EST_GRPO || est == EST_PASSK) && P.scale == SCALE_BATCH;
+  pl.batch_std = 0.0;
+  pl.alpha = 1.0;
+  if (P.need_batch == 1u) {
+    pl.batch_std = batch[0];
+    pl.alpha = batch[1];
+  }
+  pl.p = m.piv;
+  pl.shift = select(m.d, opo.y, est == EST_OPO);
+  pl.sd = group_std(m);
+  if (pl.mean0) {
+    pl.p = 0.0;
+    pl.shift = 0.0;
+    pl.sd = 1.0;
+  }
+  pl.div = select(pl.sd, pl.batch_std, pl.batch_scale);
+  pl.has_nan = m.nans > 0u;
+  pl.best = pk.index;
+  pl.passk_value = pk.gap;
+  if (P.scale != SCALE_NONE) {
+    pl.passk_value = pk.gap / (pl.div + P.eps);
+  }
+  pl.opo_empty = est == EST_OPO && !pl.mean0 && opo.x == 0.0;
+  return pl;
+}
+
+// Member i's advantage (reward r) for every estimator but reinforce_pp_baseline.
+fn member_value(pl: Plan, n: u32, i: u32, r: f32) -> f32 {
+  if (pl.zero_out) {
+    return 0.0;
+  }
+  let c = (r - pl.p) - pl.shift;
+  switch P.estimator {
+    case EST_GRPO: {
+      return select(c / (pl.div + P.eps), c, P.scale == SCALE_NONE);
+    }
+    case EST_RLOO: {
+      if (pl.single) {
+        return select(nan_f32(), c, pl.mean0); // n/(n−1) = ∞ times 0 under 'nan'
+      }
+      let nf = f32(n);
+      return c * (nf / (nf - 1.0));
+    }
+    case EST_GPG: {
+      return pl.alpha * c;
+    }
+    case EST_PASSK: {
+      return select(select(0.0, pl.passk_value, i == pl.best), nan_f32(), pl.has_nan);
+    }
+    default: {
+      return c; // dr_grpo, opo
+    }
+  }
+}
+
+// reinforce_pp_baseline's group-level value (dr_grpo's), before the batch whitening.
+fn rpp_value(pl: Plan, r: f32) -> f32 {
+  return select((r - pl.p) - pl.shift, 0.0, pl.zero_out);
+}
+
+// reinforce_pp_baseline's length-weighted state of the group's values: (Σ L, mean, M2), from
+// Σ L·v and then Σ L·(v − mean)² (the mean comes from weighted_mean, between the two passes).
+fn weighted_mean(sv: f32, wn: u32) -> f32 {
+  return select(sv / f32(wn), sv, wn == 0u);
+}
+
+// The group's mean, std and u32 degenerate flag.
+fn write_group(g: u32, m: Moments, pl: Plan) {
+  var mu = pl.p + pl.shift;
+  if (pl.zero_out) {
+    mu = m.piv + m.d;
+  }
+  mean_out[g] = mu;
+  std_out[g] = select(select(pl.sd, 0.0, pl.zero_out), pl.batch_std, pl.batch_scale);
+  let deg = pl.single || pl.zero_var || (!pl.zero_out && pl.opo_empty);
+  flags[g] = select(0u, 1u, deg);
+}
+
+// An empty group: no members; mean 0, std 0, degenerate (and an empty state where one is merged).
+fn write_empty(g: u32) {
+  if (P.phase == 1u || P.estimator == EST_RPP) {
+    states[g] = st_empty();
+  }
+  if (P.phase == 0u) {
+    mean_out[g] = 0.0;
+    std_out[g] = 0.0;
+    flags[g] = 1u;
+  }
+}
+
+// ---------------------------------------------------------------- group entry points
+// One invocation per group index g < num_groups; groups with n > small_max return at once
+// (adv_group owns them). The invocation walks its members in index order: one short contiguous
+// run, re-read per pass from cache.
+@compute @workgroup_size(WG)
+fn adv_small(
+  @builtin(workgroup_id) wid: vec3<u32>,
+  @builtin(num_workgroups) nwg: vec3<u32>,
+  @builtin(local_invocation_index) lid: u32,
+) {
+  let g = flat_wg(wid, nwg) * WG + lid;
+  if (g >= P.num_groups) {
+    return;
+  }
+  let lo = u32(goff[g]);
+  let hi = u32(goff[g + 1u]);
+  let n = hi - lo;
+  if (n > P.small_max) {
+    return;
+  }
+  if (n == 0u) {
+    write_empty(g);
+    return;
+  }
+  let m = moments_serial(lo, hi);
+  if (P.phase == 1u) {
+    states[g] = moment_state(m);
+    return;
+  }
+  var opo = vec2<f32>(0.0);
+  if (P.estimator == EST_OPO) {
+    opo = opo_serial(lo, hi, m.piv);
+  }
+  var pk = Best(lo, 0.0);
+  if (P.estimator == EST_PASSK) {
+    pk = passk_serial(lo, hi);
+  }
+  let pl = plan_group(m, opo, pk);
+  if (P.estimator == EST_RPP) {
+    var sv = 0.0;
+    for (var i = lo; i < hi; i = i + 1u) {
+      let v = rpp_value(pl, X[i]);
+      vals[i] = v;
+      sv = sv + length_of(i) * v;
+    }
+    let wn = u32(roff[hi] - roff[lo]);
+    let wm = weighted_mean(sv, wn);
+    var sq = 0.0;
+    for (var i = lo; i < hi; i = i + 1u) {
+      let c = vals[i] - wm;
+      sq = sq + length_of(i) * c * c;
+    }
+    states[g] = St(wn, 0u, 0.0, wm, sq);
+  } else {
+    for (var i = lo; i < hi; i = i + 1u) {
+      out[i] = member_value(pl, n, i, X[i]);
+    }
+  }
+  write_group(g, m, pl);
+}
+
+// One workgroup per listed group: workgroup j owns group large[j], j < count (the host lists the
+// groups with n > small_max, so n ≥ 1 here). Members strided over the workgroup.
+@compute @workgroup_size(WG)
+fn adv_group(
+  @builtin(workgroup_id) wid: vec3<u32>,
+  @builtin(num_workgroups) nwg: vec3<u32>,
+  @builtin(local_invocation_index) lid: u32,
+) {
+  let j = flat_wg(wid, nwg);
+  if (j >= P.count) {
+    return;
+  }
+  let g = large[j];
+  let lo = u32(goff[g]);
+  let hi = u32(goff[g + 1u]);
+  let n = hi - lo;
+  let m = moments_wg(lo, hi, lid);
   if (P.phase == 1u) {
     if (lid == 0u) {
-      states[g] = St(n, u32(s1.z), piv, d, m2);
+      states[g] = moment_state(m);
     }
     return;
   }
-
-  // opo: b − p = Σ L (r − p) / Σ L (0/0 → NaN, explicitly).
-  var lsum = 0.0;
-  var db = 0.0;
-  if (est == EST_OPO) {
-    var w = 0.0;
-    for (var i = lo + lid; i < hi; i = i + WG) {
-      w = w + f32(roff[i + 1u] - roff[i]) * (X[i] - piv);
-    }
-    let sw = wg_sum4(vec4<f32>(w, 0.0, 0.0, 0.0), lid).x;
-    lsum = f32(roff[hi] - roff[lo]);
-    db = select(sw / lsum, nan_f32(), lsum == 0.0);
+  var opo = vec2<f32>(0.0);
+  if (P.estimator == EST_OPO) {
+    opo = opo_wg(lo, hi, m.piv, lid);
   }
-
-  // grpo_passk: the maximum over non-NaN members, the first member holding it, the runner-up.
-  var best = NO_INDEX;
-  var gap = 0.0;
-  if (est == EST_PASSK) {
-    var mx = neg_inf();
-    for (var i = lo + lid; i < hi; i = i + WG) {
-      let r = X[i];
-      if (!is_nan(r)) {
-        mx = max(mx, r);
-      }
-    }
-    mx = wg_max(mx, lid);
-    var bi = NO_INDEX;
-    for (var i = lo + lid; i < hi; i = i + WG) {
-      let r = X[i];
-      if (!is_nan(r) && r == mx) {
-        bi = min(bi, i);
-      }
-    }
-    best = wg_min_u32(bi, lid);
-    var sec = neg_inf();
-    for (var i = lo + lid; i < hi; i = i + WG) {
-      let r = X[i];
-      if (!is_nan(r) && i != best) {
-        sec = max(sec, r);
-      }
-    }
-    sec = wg_max(sec, lid);
-    gap = mx - sec;
-    if (best == NO_INDEX) {
-      best = lo; // every member NaN: the group is NaN below anyway
-    }
+  var pk = Best(lo, 0.0);
+  if (P.estimator == EST_PASSK) {
+    pk = passk_wg(lo, hi, lid);
   }
-
-  // Group-level parameters (the same in every invocation).
-  let zero_var = !single && s1.y == 0.0 && is_finite(r0);
-  let zero_out = zero_var || (single && P.singleton == SINGLE_ZERO);
-  let mean0 = single && P.singleton == SINGLE_MEAN0;
-  let divides = est == EST_GRPO || est == EST_PASSK;
-  let batch_scale = divides && P.scale == SCALE_BATCH;
-  var batch_std = 0.0;
-  var alpha = 1.0;
-  if (P.need_batch == 1u) {
-    batch_std = batch[0];
-    alpha = batch[1];
-  }
-  var p = piv; // value_i = (r_i − p) − shift
-  var shift = d;
-  var sd = s;
-  if (est == EST_OPO) {
-    shift = db;
-  }
-  if (mean0) {
-    p = 0.0;
-    shift = 0.0;
-    sd = 1.0;
-  }
-  let div = select(sd, batch_std, batch_scale);
-  let has_nan = s1.w > 0.0;
-  var passk_value = gap;
-  if (P.scale != SCALE_NONE) {
-    passk_value = gap / (div + P.eps);
-  }
-
-  if (est == EST_RPP) {
-    // Group-level values v_i (dr_grpo's), then their length-weighted moments (weights L_i).
+  let pl = plan_group(m, opo, pk);
+  if (P.estimator == EST_RPP) {
     var wv = 0.0;
     for (var i = lo + lid; i < hi; i = i + WG) {
-      var v = 0.0;
-      if (!zero_out) {
-        v = (X[i] - p) - shift;
-      }
+      let v = rpp_value(pl, X[i]);
       vals[i] = v;
-      wv = wv + f32(roff[i + 1u] - roff[i]) * v;
+      wv = wv + length_of(i) * v;
     }
-    let sv = wg_sum4(vec4<f32>(wv, 0.0, 0.0, 0.0), lid).x;
     let wn = u32(roff[hi] - roff[lo]);
-    let wm = select(sv / f32(wn), sv, wn == 0u);
+    let wm = weighted_mean(wg_sum4(vec4<f32>(wv, 0.0, 0.0, 0.0), lid).x, wn);
     var wq = 0.0;
     for (var i = lo + lid; i < hi; i = i + WG) {
       let c = vals[i] - wm; // this invocation's own write above
-      wq = wq + f32(roff[i + 1u] - roff[i]) * c * c;
+      wq = wq + length_of(i) * c * c;
     }
     let sq = wg_sum4(vec4<f32>(wq, 0.0, 0.0, 0.0), lid).x;
     if (lid == 0u) {
@@ -315,53 +569,11 @@ fn adv_group(
     }
   } else {
     for (var i = lo + lid; i < hi; i = i + WG) {
-      var v = 0.0;
-      if (!zero_out) {
-        let c = (X[i] - p) - shift;
-        switch est {
-          case EST_GRPO: {
-            v = select(c / (div + P.eps), c, P.scale == SCALE_NONE);
-          }
-          case EST_RLOO: {
-            if (single) {
-              v = select(nan_f32(), c, mean0); // n/(n−1) = ∞ times 0 under 'nan'
-            } else {
-              v = c * (nf / (nf - 1.0));
-            }
-          }
-          case EST_GPG: {
-            v = alpha * c;
-          }
-          case EST_PASSK: {
-            v = select(0.0, passk_value, i == best);
-            if (has_nan) {
-              v = nan_f32();
-            }
-          }
-          default: {
-            v = c; // dr_grpo, opo
-          }
-        }
-      }
-      out[i] = v;
+      out[i] = member_value(pl, n, i, X[i]);
     }
   }
-
   if (lid == 0u) {
-    var mu = p + shift;
-    var deg = single || zero_var;
-    if (zero_out) {
-      mu = piv + d;
-    } else if (est == EST_OPO && !mean0 && lsum == 0.0) {
-      deg = true;
-    }
-    mean_out[g] = mu;
-    var so = sd;
-    if (zero_out) {
-      so = 0.0;
-    }
-    std_out[g] = select(so, batch_std, batch_scale);
-    flags[g] = select(0u, 1u, deg);
+    write_group(g, m, pl);
   }
 }
 

@@ -3,15 +3,18 @@
  * reference (float64, one rounding to f32), on the seeded cases of test/fixtures/advantages.ts.
  *
  * Tolerances: max relative error over a tensor (test/util/compare.ts: max|a − b| / max|b|).
- * - ADV_RTOL = 2e-6 for advantages, mean and std. The kernel takes each group's sums in f32 (a
- *   strided sum per invocation, then a fixed-order tree or subgroup reduction) where the
- *   reference uses f64. Sums are of deviations from a pivot (the group's first reward), so the
- *   mean's deviation and M2 carry the error of an f32 sum of like-signed or random-signed terms;
- *   then one sqrt and one or two divisions (≤ 1 ulp each). Batch quantities merge per-group
- *   states pairwise (Chan's update), no worse than one more level of a sum. Measured on lavapipe:
- *   ≤ 2.3e-7 over every case below, including the 70001-member group and the 'offset' rewards
- *   (1e6 + noise, where the naive E[r²] − E[r]² in f32 is wrong by orders of magnitude); 2e-6
- *   leaves ~10× for devices that sum in another order (subgroup width, FMA contraction).
+ * - ADV_RTOL = 2e-6 for advantages, mean and std. The kernel takes each group's sums in f32 where
+ *   the reference uses f64: groups of ≤ SMALL_GROUP (64) members in one invocation, a sequential
+ *   sum in index order (adv_small); larger groups a strided sum per invocation, then a
+ *   fixed-order tree or subgroup reduction (adv_group). Sums are of deviations from a pivot (the
+ *   group's first reward), so the mean's deviation and M2 carry the error of an f32 sum of
+ *   like-signed or random-signed terms; then one sqrt and one or two divisions (≤ 1 ulp each).
+ *   Batch quantities merge per-group states pairwise (Chan's update), no worse than one more
+ *   level of a sum. Measured on lavapipe: ≤ 3.3e-7 over every case below, including the
+ *   70001-member group, the 700-member groups summed sequentially (smallMax 1000) and the
+ *   'offset' rewards (1e6 + noise, where the naive E[r²] − E[r]² in f32 is wrong by orders of
+ *   magnitude); 2e-6 leaves ~6× for devices that sum in another order (subgroup width, FMA
+ *   contraction).
  * - expandToTokens: a copy, exact.
  * - whiten: WHITEN_RTOL = 2e-6, the same argument over chunks of 4096 elements merged pairwise
  *   (measured ≤ 1.2e-7, the 1M-element 'offset' case included).
@@ -28,6 +31,7 @@ import {
   SINGLETON_POLICIES,
   STD_KINDS,
 } from '../../src/backends/backend.js';
+import { advantagesTuning, SMALL_GROUP } from '../../src/backends/webgpu/advantages.js';
 import type { Context } from '../../src/context.js';
 import { setOutputPoison } from '../../src/debug.js';
 import {
@@ -177,6 +181,193 @@ describe.skipIf(noGpu)('webgpu advantages vs cpu', () => {
       const a1 = bitsOf(await readAdvantages(gpu!.ctx, c.rewards, opts));
       const a2 = bitsOf(await readAdvantages(gpu!.ctx, c.rewards, opts));
       expect(a2).toEqual(a1);
+    }
+  });
+});
+
+/**
+ * The two group paths: adv_small (one invocation per group of ≤ advantagesTuning.smallMax members)
+ * and adv_group (one workgroup per larger group, over a host-built list). Both must give what the
+ * reference gives, alone or mixed in one batch, including the batch-level merges (scale 'batch',
+ * gpg's α, reinforce_pp_baseline's whitening) over states written by both.
+ */
+describe.skipIf(noGpu)('webgpu advantages: small-group and large-group paths', () => {
+  const b = gpu?.backend;
+  beforeEach(() => {
+    resetTuning(b!);
+    advantagesTuning.smallMax = SMALL_GROUP;
+  });
+  afterEach(() => {
+    advantagesTuning.smallMax = SMALL_GROUP;
+  });
+  const S = SMALL_GROUP;
+
+  /** Every estimator (passk on groups of ≥ 2), with its batch variants, against the reference. */
+  async function everyEstimator(c: AdvantagesCase, what: string) {
+    for (const estimator of ESTIMATORS) {
+      const base: AdvantagesOptions =
+        estimator === 'grpo_passk' ? { estimator, groupOffsets: passkOffsets(c) } : { estimator };
+      for (const preset of PRESETS) {
+        await compare(
+          c,
+          { ...base, ...(preset ? { preset } : {}) },
+          `${what} ${estimator}/${preset ?? 'default'}`,
+        );
+      }
+      if (estimator === 'grpo' || estimator === 'grpo_passk') {
+        for (const scale of ['batch', 'none'] as const) {
+          await compare(c, { ...base, scale }, `${what} ${estimator} scale ${scale}`);
+        }
+      }
+    }
+  }
+
+  /** Ragged groups of 1..16 with a few groups larger than SMALL_GROUP (and than WG) among them. */
+  function mixedSizes(seed: number): number[] {
+    const sizes = raggedGroupSizes(seed, 6000, 16);
+    sizes.splice(0, 0, 3 * S); // a large group first: adv_small's invocation 0 returns at once
+    sizes.splice(40, 0, S + 1, 0, 1, 700);
+    sizes.splice(300, 0, 5000, 2, S);
+    sizes.push(S + 5); // and last
+    return sizes;
+  }
+
+  it('many small groups mixed with a few large ones in one batch, subgroup and tree', async () => {
+    for (const rewards of ['continuous', 'binary', 'offset'] as const) {
+      const c = makeAdvantagesCase({
+        seed: 71,
+        groupSizes: mixedSizes(71),
+        rewards,
+        zeroVarianceFraction: 0.2,
+      });
+      for (const sub of [true, false]) {
+        b!.kit.tuning.subgroups = sub;
+        if (sub || rewards === 'continuous') await everyEstimator(c, `mixed ${rewards} sg=${sub}`);
+      }
+    }
+  });
+
+  it('groups of exactly SMALL_GROUP and SMALL_GROUP + 1 members', async () => {
+    const sizes: number[] = [];
+    for (let i = 0; i < 40; i++) sizes.push([S, S + 1, S - 1, S + 1, S][i % 5]);
+    for (const rewards of ['continuous', 'binary'] as const) {
+      const c = makeAdvantagesCase({ seed: 72, groupSizes: sizes, rewards, zeroVarianceFraction: 0.2 });
+      await everyEstimator(c, `S/S+1 ${rewards}`);
+    }
+  });
+
+  it('all groups small (groups of 8, ragged 1..SMALL_GROUP with empty ones) and all groups large', async () => {
+    const eights = makeAdvantagesCase({
+      seed: 73,
+      groupSizes: new Array(2000).fill(8),
+      zeroVarianceFraction: 0.1,
+    });
+    await everyEstimator(eights, 'all small, n = 8');
+    const ragged = raggedGroupSizes(74, 20_000, S);
+    ragged.splice(5, 0, 0, 1, 0);
+    const small = makeAdvantagesCase({ seed: 74, groupSizes: ragged, zeroVarianceFraction: 0.1 });
+    await everyEstimator(small, 'all small, ragged');
+    const big = raggedGroupSizes(75, 20_000, 400).map((n) => n + S);
+    const large = makeAdvantagesCase({ seed: 75, groupSizes: big, zeroVarianceFraction: 0.1 });
+    for (const sub of [true, false]) {
+      b!.kit.tuning.subgroups = sub;
+      await everyEstimator(large, `all large sg=${sub}`);
+    }
+  });
+
+  it('the same batch through either path alone (smallMax 0 and 1000)', async () => {
+    for (const smallMax of [0, 1000]) {
+      advantagesTuning.smallMax = smallMax;
+      let seed = 80;
+      for (const estimator of ESTIMATORS) {
+        for (const preset of PRESETS) {
+          const c = mixedCase(seed++, estimator);
+          await compare(c, { estimator, ...(preset ? { preset } : {}) }, `smallMax ${smallMax} ${estimator}`);
+        }
+      }
+      const c = makeAdvantagesCase({ seed: 90, groupSizes: mixedSizes(90).map((n) => Math.min(n, 700)) });
+      await everyEstimator(c, `smallMax ${smallMax} mixed`);
+    }
+  });
+
+  it('NaN and ±Inf rewards in small and large groups', async () => {
+    const c = makeAdvantagesCase({
+      seed: 76,
+      groupSizes: [4, 3, S + 1, 1, 5, S, 300, 2],
+      zeroVarianceFraction: 0,
+    });
+    const at = (g: number, k: number) => c.groupOffsets[g] + k;
+    c.rewards[at(0, 1)] = Number.NaN;
+    c.rewards[at(1, 0)] = Number.POSITIVE_INFINITY; // a pivot that falls back to 0
+    c.rewards[at(2, 0)] = Number.NaN; // the same in a large group
+    c.rewards[at(2, 9)] = Number.NEGATIVE_INFINITY;
+    c.rewards[at(3, 0)] = Number.NaN; // a singleton
+    c.rewards[at(5, S - 1)] = Number.NaN;
+    c.rewards[at(6, 17)] = Number.POSITIVE_INFINITY;
+    for (const estimator of ESTIMATORS) {
+      if (estimator === 'grpo_passk') continue; // the singleton group is rejected (LAYOUT)
+      for (const preset of PRESETS) {
+        await compare(
+          c,
+          { estimator, ...(preset ? { preset } : {}) },
+          `special ${estimator}/${preset ?? 'default'}`,
+        );
+      }
+    }
+    await compare(c, { estimator: 'grpo_passk', groupOffsets: passkOffsets(c) }, 'special grpo_passk');
+    await compare(c, { estimator: 'grpo', scale: 'batch' }, 'special grpo batch');
+  });
+
+  it('grpo_passk ties in small and large groups go to the first maximum', async () => {
+    const sizes = [4, 4, 4, S + 3, S + 3];
+    const c = makeAdvantagesCase({ seed: 77, groupSizes: sizes });
+    c.rewards.set([1, 3, 3, 2, 5, 5, 5, 5, -2, -2, 0, -2], 0);
+    const big = c.groupOffsets[3];
+    c.rewards.fill(-1, big, c.groupOffsets[5]);
+    c.rewards[big + 7] = 4; // one best
+    c.rewards[big + 30] = 4; // and a tie with it: gap 0
+    c.rewards[c.groupOffsets[4] + S + 2] = 9; // the last member is the best
+    const got = await compare(c, { estimator: 'grpo_passk' }, 'passk ties small/large');
+    expect(Array.from(got.adv.subarray(0, 4))).toEqual([0, 0, 0, 0]);
+    expect(got.adv[10]).toBeGreaterThan(0);
+    expect(Array.from(got.adv.subarray(big, c.groupOffsets[4])).every((x) => x === 0)).toBe(true);
+    expect(got.adv[c.groupOffsets[4] + S + 2]).toBeGreaterThan(0);
+    expect(Array.from(got.deg)).toEqual([0, 1, 0, 0, 0]);
+  });
+
+  it('is deterministic on a mixed batch: two runs give the same bits', async () => {
+    const c = makeAdvantagesCase({ seed: 78, groupSizes: mixedSizes(78), zeroVarianceFraction: 0.1 });
+    for (const o of [
+      { estimator: 'grpo' as const },
+      { estimator: 'grpo' as const, scale: 'batch' as const },
+      { estimator: 'gpg' as const, preset: 'verl' as const },
+      { estimator: 'opo' as const },
+      { estimator: 'reinforce_pp_baseline' as const },
+    ]) {
+      const opts = optionsOf(c, o);
+      const a1 = bitsOf(await readAdvantages(gpu!.ctx, c.rewards, opts));
+      const a2 = bitsOf(await readAdvantages(gpu!.ctx, c.rewards, opts));
+      expect(a2, JSON.stringify(o)).toEqual(a1);
+    }
+  });
+
+  it('writes every output element on a mixed batch (poison)', async () => {
+    setOutputPoison(POISON_F32);
+    try {
+      const c = makeAdvantagesCase({ seed: 79, groupSizes: mixedSizes(79) });
+      for (const estimator of ['grpo', 'gpg', 'reinforce_pp_baseline', 'grpo_passk'] as const) {
+        const o = optionsOf(
+          c,
+          estimator === 'grpo_passk' ? { estimator, groupOffsets: passkOffsets(c) } : { estimator },
+        );
+        const got = await readAdvantages(gpu!.ctx, c.rewards, o);
+        expectNoPoison(got.adv, `${estimator} advantages`);
+        expectNoPoison(got.mean, `${estimator} mean`);
+        expectNoPoison(got.std, `${estimator} std`);
+        expect(got.deg.indexOf(0xab), `${estimator} degenerate still poison at`).toBe(-1);
+      }
+    } finally {
+      setOutputPoison(undefined);
     }
   });
 });

@@ -3,13 +3,15 @@
  * The advantages family on WebGPU: host side of shaders/advantages.wgsl (formulas, work split,
  * bytes and FLOPs are in that file's header).
  *
- * - advantages: `adv_group` (one workgroup per group, any group size) writes everything in one
- *   dispatch for grpo/dr_grpo/rloo/opo/grpo_passk under scale 'group'/'none'. Batch quantities
- *   take three: `adv_group` phase 1 (per-group moment states) → `adv_merge` (one workgroup,
- *   fixed-order merge: batch std, gpg's α) → `adv_group` phase 0. reinforce_pp_baseline:
- *   `adv_group` (group values + length-weighted states) → `adv_merge` (whitening map) →
- *   `expand_tokens`. The u8 degenerate flags go through a u32 scratch and `pack_flags` (one
- *   invocation per output word, so no two workgroups write the same word).
+ * - advantages: a "group pass" writes everything for grpo/dr_grpo/rloo/opo/grpo_passk under scale
+ *   'group'/'none'. It is `adv_small` (one invocation per group of ≤ SMALL_GROUP members, over all
+ *   G) and `adv_group` (one workgroup per larger group, over a host-built list of them); either
+ *   is skipped when it has no group. Batch quantities take three steps: group pass phase 1
+ *   (per-group moment states) → `adv_merge` (one workgroup, fixed-order merge: batch std, gpg's
+ *   α) → group pass phase 0. reinforce_pp_baseline: group pass (group values + length-weighted
+ *   states) → `adv_merge` (whitening map) → `expand_tokens`. The u8 degenerate flags go through a
+ *   u32 scratch and `pack_flags` (one invocation per output word, so no two workgroups write the
+ *   same word).
  * - expandToTokens: `expand_tokens` (one invocation per token).
  * - whiten: `whiten_partial` (chunks of WG·16 elements) → `adv_merge` → `whiten_apply`.
  * All dispatches of an op go in one compute pass; scratch buffers are destroyed once it is
@@ -48,6 +50,7 @@ export const ADVANTAGES_PARAMS = uniformLayout('advantages.wgsl', 'AdvParams', [
   ['var_clamp', 'u32'],
   ['keep_mean', 'u32'],
   ['has_mask', 'u32'],
+  ['small_max', 'u32'],
   ['eps', 'f32'],
   ['mask_eps', 'f32'],
 ]);
@@ -66,6 +69,7 @@ const ZERO_PARAMS = {
   var_clamp: 0,
   keep_mean: 0,
   has_mask: 0,
+  small_max: 0,
   eps: 0,
   mask_eps: 0,
 };
@@ -86,6 +90,21 @@ const ESTIMATOR_CODE: Record<Estimator, number> = {
 const SCALE_CODE: Record<ScaleKind, number> = { group: 0, batch: 1, none: 2 };
 const SINGLETON_CODE: Record<SingletonPolicy, number> = { zero: 0, mean0: 1, nan: 2 };
 
+/**
+ * Groups of at most this many members take `adv_small` (one invocation per group); larger ones
+ * `adv_group` (one workgroup per group). 64 covers the group sizes GRPO trainers use (4–64
+ * responses per prompt), so a typical batch never launches a workgroup per group, where a
+ * 256-invocation workgroup leaves ≥ 75% of its invocations idle at n ≤ 64 and pays two or more
+ * log2(WG)-step barrier reductions per group. Above it, one invocation's serial loop (3–4 passes
+ * of n dependent loads, one group's members per lane, uncoalesced on a GPU) becomes the slowest
+ * lane of its wave, and workgroup striding wins. Numerics: a sequential f32 sum of ≤ 64
+ * deviations from the pivot (error ≲ √n·u typical, ≤ (n − 1)·u at worst, relative to Σ|r − p|),
+ * versus adv_group's strided sum + tree; both are well inside the tests' 2e-6.
+ */
+export const SMALL_GROUP = 64;
+/** Test knob (as thrTuning in thr.ts): the adv_small / adv_group split; an integer ≥ 0. */
+export const advantagesTuning = { smallMax: SMALL_GROUP };
+
 /** Elements per whiten_partial workgroup = WG · ITEMS (ITEMS in advantages.wgsl). */
 const ITEMS = 16;
 /** Bytes of one moment state (struct St in advantages.wgsl). */
@@ -95,7 +114,7 @@ const spec = (entry: string, bindings: [number, 'uniform' | 'read' | 'rw'][]): E
   entry,
   bindings,
 });
-const GROUP = spec('adv_group', [
+const GROUP_BINDINGS: [number, 'uniform' | 'read' | 'rw'][] = [
   [0, 'uniform'],
   [1, 'read'],
   [2, 'read'],
@@ -107,7 +126,9 @@ const GROUP = spec('adv_group', [
   [9, 'rw'],
   [10, 'rw'],
   [12, 'rw'],
-]);
+];
+const SMALL = spec('adv_small', GROUP_BINDINGS);
+const GROUP = spec('adv_group', [...GROUP_BINDINGS, [13, 'read']]);
 const MERGE = spec('adv_merge', [
   [0, 'uniform'],
   [8, 'rw'],
@@ -190,10 +211,20 @@ export async function webgpuAdvantages(k: WebGpuKit, a: AdvantagesArgs): Promise
       { argument: 'groupOffsets' },
     );
   }
+  // Plan the group pass on the host: adv_small takes every group of ≤ smallMax members (empty
+  // ones included), adv_group the listed larger ones.
+  const smallMax = advantagesTuning.smallMax;
+  const go = a.groupOffsets;
+  let numLarge = 0;
+  for (let g = 0; g < G; g++) if (go[g + 1] - go[g] > smallMax) numLarge++;
+  const large = new Uint32Array(numLarge);
+  for (let g = 0, j = 0; g < G; g++) if (go[g + 1] - go[g] > smallMax) large[j++] = g;
+  const numSmall = G - numLarge;
   const key = moduleKey(k);
   const constants = { WG: k.wg };
-  const [groupPipe, mergePipe, expandPipe, packPipe] = await Promise.all([
-    k.pipelines.get(key, GROUP, constants),
+  const [smallPipe, groupPipe, mergePipe, expandPipe, packPipe] = await Promise.all([
+    numSmall > 0 ? k.pipelines.get(key, SMALL, constants) : undefined,
+    numLarge > 0 ? k.pipelines.get(key, GROUP, constants) : undefined,
     needBatch || perToken ? k.pipelines.get(key, MERGE, constants) : undefined,
     perToken ? k.pipelines.get(key, EXPAND, constants) : undefined,
     k.pipelines.get(key, PACK, constants),
@@ -209,6 +240,7 @@ export async function webgpuAdvantages(k: WebGpuKit, a: AdvantagesArgs): Promise
     mask_eps: a.whitenMaskEps,
     var_sample: a.whitenVariance === 'sample' ? 1 : 0,
     var_clamp: a.whitenVarianceEps === 'clamp' ? 1 : 0,
+    small_max: smallMax,
   });
   return runWithScratch(k, 'advantages', (s) => {
     const adv = outputTensor(rt, 'f32', [perToken ? T : R]);
@@ -228,6 +260,7 @@ export async function webgpuAdvantages(k: WebGpuKit, a: AdvantagesArgs): Promise
     const flags = s.buffer(4 * G, 'flags');
     const vals = perToken ? s.buffer(4 * R, 'group values') : k.dummies[1];
     const advBuf = perToken ? k.dummies[2] : gpuStorage(adv).buffer;
+    const largeBuf = numLarge > 0 ? rt.transientData(large, Usage.STORAGE, 'large groups') : undefined;
     const enc = rt.device.createCommandEncoder({ label: 'advantages' });
     const pass = enc.beginComputePass();
     const groupBindings = (u: GPUBuffer): Binding[] => [
@@ -254,16 +287,23 @@ export async function webgpuAdvantages(k: WebGpuKit, a: AdvantagesArgs): Promise
         ],
         1,
       );
+    // adv_small then adv_group: they write disjoint groups, so their order does not matter.
+    const groupPass = (phase: number) => {
+      const u = rt.uniform(ADVANTAGES_PARAMS, {
+        ...base,
+        phase,
+        need_batch: phase === 0 && needBatch ? 1 : 0,
+        count: numLarge,
+      });
+      if (numSmall > 0) rt.dispatch(pass, smallPipe!, groupBindings(u), Math.ceil(G / k.wg));
+      if (numLarge > 0)
+        rt.dispatch(pass, groupPipe!, [...groupBindings(u), { binding: 13, buffer: largeBuf! }], numLarge);
+    };
     if (needBatch) {
-      rt.dispatch(pass, groupPipe, groupBindings(rt.uniform(ADVANTAGES_PARAMS, { ...base, phase: 1 })), G);
+      groupPass(1);
       merge(0);
     }
-    rt.dispatch(
-      pass,
-      groupPipe,
-      groupBindings(rt.uniform(ADVANTAGES_PARAMS, { ...base, phase: 0, need_batch: needBatch ? 1 : 0 })),
-      G,
-    );
+    groupPass(0);
     if (perToken && T > 0) {
       merge(1);
       rt.dispatch(
