@@ -22,17 +22,19 @@
 //     members in index order: sequential f32 sums of ≤ small_max terms, grpo_passk's maximum,
 //     first maximum and runner-up in one pass.
 //   - ADV_GROUP (adv_group): one WORKGROUP per group with n > small_max, dispatched over the
-//     host's list `large` of those groups (`count` of them; no dispatch when there are none). WG
+//     host's list of those groups (`count` of them, appended to the uploaded group offsets at
+//     G + 1; no dispatch when there are none). WG
 //     invocations stride the members; fixed-order workgroup reductions (wg_sum4, wg_max,
 //     wg_min_u32 for the first maximum).
 //   phase 1: writes the group's moment state (n, p, d, M2, #nonzero) to `states[g]` only (for the
 //            batch std of scale 'batch' and gpg's α; adv_merge folds states[0..G) in a fixed
 //            order, so the batch result does not depend on which entry point wrote a state);
-//   phase 0: writes advantages, mean, std and a u32 degenerate flag (packed to u8 by
-//            pack_flags); reinforce_pp_baseline writes its group-level values v_i to `vals` and a
+//   phase 0: writes advantages, and mean, std and a u32 degenerate flag into `gout` (the host
+//            copies mean and std out; pack_flags packs the flags to u8); reinforce_pp_baseline writes its group-level values v_i to `vals` and a
 //            length-weighted state (Σ L, mean, M2) of them.
-//   Shapes: rewards f32 [R], groupOffsets i32 [G+1], responseOffsets i32 [R+1] (opo, rpp), large
-//   u32 [#large]; out f32 [R], mean/std f32 [G], flags u32 [G]. Bytes ≈ 3 reads of the rewards
+//   Shapes: rewards f32 [R], groupOffsets i32 [G+1] followed by the large groups' indices,
+//   responseOffsets i32 [R+1] (opo, rpp); out f32 [R], gout u32 [3G] (mean bits, std bits, flags).
+//   At most 8 storage buffers per entry point (WebGPU's default limit). Bytes ≈ 3 reads of the rewards
 //   (4R each; opo 4 + 8R of lengths, grpo_passk 4 in adv_small, 6 in adv_group) + 4R written +
 //   8(G+1) of offsets read + 12G written (+ 4·#large). adv_small's re-reads are of the
 //   invocation's own ≤ small_max contiguous members, so they hit cache: DRAM traffic ≈ 1 read.
@@ -91,15 +93,16 @@ struct St {
 @group(0) @binding(2) var<storage, read> goff: array<i32>;
 @group(0) @binding(3) var<storage, read> roff: array<i32>;
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
-@group(0) @binding(5) var<storage, read_write> mean_out: array<f32>;
-@group(0) @binding(6) var<storage, read_write> std_out: array<f32>;
 @group(0) @binding(7) var<storage, read_write> deg_words: array<u32>;
 @group(0) @binding(8) var<storage, read_write> states: array<St>;
 @group(0) @binding(9) var<storage, read_write> batch: array<f32>;
 @group(0) @binding(10) var<storage, read_write> vals: array<f32>;
 @group(0) @binding(11) var<storage, read> mask: array<u32>;
-@group(0) @binding(12) var<storage, read_write> flags: array<u32>;
-@group(0) @binding(13) var<storage, read> large: array<u32>; // adv_group: the groups it owns
+// Per-group outputs, one u32 buffer so that the group kernels stay within WebGPU's default limit of
+// 8 storage buffers per stage (Chromium's SwiftShader allows 10, Dawn on lavapipe more): words
+// [0, G) the mean's bits, [G, 2G) the std's bits (u32 stores keep every bit; the host copies them
+// into the mean and std tensors), [2G, 3G) the degenerate flag.
+@group(0) @binding(12) var<storage, read_write> gout: array<u32>;
 
 const EST_GRPO: u32 = 0u;
 const EST_DR_GRPO: u32 = 1u;
@@ -438,10 +441,10 @@ fn write_group(g: u32, m: Moments, pl: Plan) {
   if (pl.zero_out) {
     mu = m.piv + m.d;
   }
-  mean_out[g] = mu;
-  std_out[g] = select(select(pl.sd, 0.0, pl.zero_out), pl.batch_std, pl.batch_scale);
+  gout[g] = bitcast<u32>(mu);
+  gout[P.num_groups + g] = bitcast<u32>(select(select(pl.sd, 0.0, pl.zero_out), pl.batch_std, pl.batch_scale));
   let deg = pl.single || pl.zero_var || (!pl.zero_out && pl.opo_empty);
-  flags[g] = select(0u, 1u, deg);
+  gout[2u * P.num_groups + g] = select(0u, 1u, deg);
 }
 
 // An empty group: no members; mean 0, std 0, degenerate (and an empty state where one is merged).
@@ -450,9 +453,9 @@ fn write_empty(g: u32) {
     states[g] = st_empty();
   }
   if (P.phase == 0u) {
-    mean_out[g] = 0.0;
-    std_out[g] = 0.0;
-    flags[g] = 1u;
+    gout[g] = bitcast<u32>(0.0);
+    gout[P.num_groups + g] = bitcast<u32>(0.0);
+    gout[2u * P.num_groups + g] = 1u;
   }
 }
 
@@ -517,8 +520,9 @@ fn adv_small(
   write_group(g, m, pl);
 }
 
-// One workgroup per listed group: workgroup j owns group large[j], j < count (the host lists the
-// groups with n > small_max, so n ≥ 1 here). Members strided over the workgroup.
+// One workgroup per listed group: workgroup j owns group goff[G + 1 + j], j < count (the host
+// appends the groups with n > small_max to the group offsets it uploads, so n ≥ 1 here; one buffer
+// for both keeps the kernel within 8 storage buffers). Members strided over the workgroup.
 @compute @workgroup_size(WG)
 fn adv_group(
   @builtin(workgroup_id) wid: vec3<u32>,
@@ -529,7 +533,7 @@ fn adv_group(
   if (j >= P.count) {
     return;
   }
-  let g = large[j];
+  let g = u32(goff[P.num_groups + 1u + j]);
   let lo = u32(goff[g]);
   let hi = u32(goff[g + 1u]);
   let n = hi - lo;
@@ -744,7 +748,7 @@ fn pack_flags(
   for (var j = 0u; j < 4u; j = j + 1u) {
     let f = w * 4u + j;
     if (f < P.count) {
-      word = word | (flags[f] << (8u * j));
+      word = word | (gout[2u * P.num_groups + f] << (8u * j));
     }
   }
   deg_words[w] = word;

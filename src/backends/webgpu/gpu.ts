@@ -102,17 +102,8 @@ export interface AcquiredDevice {
   owned: boolean;
 }
 
-/** Requests an adapter and a device with the adapter's maximum limits and our wanted features. */
-export async function acquireDevice(callerDevice?: unknown): Promise<AcquiredDevice> {
-  if (callerDevice !== undefined) {
-    const d = callerDevice as Partial<GPUDevice>;
-    if (typeof d !== 'object' || d === null || typeof d.createBuffer !== 'function' || !d.queue) {
-      throw new GrpoKernelsError('BACKEND_UNAVAILABLE', 'device: expected a GPUDevice', {
-        argument: 'device',
-      });
-    }
-    return { device: callerDevice as GPUDevice, adapter: undefined, owned: false };
-  }
+/** A high-performance adapter from navigator.gpu (browser) or Dawn (Node); BACKEND_UNAVAILABLE if none. */
+export async function requestAdapter(): Promise<GPUAdapter> {
   const options: GPURequestAdapterOptions = { powerPreference: 'high-performance' };
   let adapter: GPUAdapter | null;
   const nav = (globalThis as { navigator?: { gpu?: GPU } }).navigator;
@@ -125,6 +116,21 @@ export async function acquireDevice(callerDevice?: unknown): Promise<AcquiredDev
     throw new GrpoKernelsError('BACKEND_UNAVAILABLE', 'webgpu: navigator.gpu is not available here');
   }
   if (!adapter) throw new GrpoKernelsError('BACKEND_UNAVAILABLE', `webgpu: ${noAdapterReason()}`);
+  return adapter;
+}
+
+/** Requests an adapter and a device with the adapter's maximum limits and our wanted features. */
+export async function acquireDevice(callerDevice?: unknown): Promise<AcquiredDevice> {
+  if (callerDevice !== undefined) {
+    const d = callerDevice as Partial<GPUDevice>;
+    if (typeof d !== 'object' || d === null || typeof d.createBuffer !== 'function' || !d.queue) {
+      throw new GrpoKernelsError('BACKEND_UNAVAILABLE', 'device: expected a GPUDevice', {
+        argument: 'device',
+      });
+    }
+    return { device: callerDevice as GPUDevice, adapter: undefined, owned: false };
+  }
+  const adapter = await requestAdapter();
 
   const requiredLimits: Record<string, number> = {};
   const limits = adapter.limits as unknown as Record<string, number>;

@@ -101,6 +101,9 @@ export function defaultWorkgroupSize(rt: GpuRuntime): number {
   return 2 ** Math.floor(Math.log2(cap));
 }
 
+/** WebGPU's default maxStorageBuffersPerShaderStage: the most any kernel of ours may bind. */
+export const PORTABLE_STORAGE_BUFFERS = 8;
+
 /** Compiled modules and pipelines of one device, cached by variant key. */
 export class PipelineCache {
   readonly #rt: GpuRuntime;
@@ -167,8 +170,20 @@ export class PipelineCache {
     constants: Record<string, number>,
   ): Promise<GPUComputePipeline> {
     const device = this.#rt.device;
+    // Every kernel must run on any WebGPU device, so it stays within the spec's default limit even
+    // where this device allows more (Dawn on lavapipe does; Chromium's SwiftShader allows 10).
+    const storage = spec.bindings.filter(([, kind]) => kind !== 'uniform').length;
+    if (storage > PORTABLE_STORAGE_BUFFERS) {
+      throw new GrpoKernelsError(
+        'BACKEND_UNAVAILABLE',
+        `webgpu: ${key.file}:${spec.entry} binds ${storage} storage buffers, over the ${PORTABLE_STORAGE_BUFFERS} every WebGPU device offers (a bug in this package)`,
+      );
+    }
     const module = await this.#module(key);
     const COMPUTE = 0x4;
+    // Layout errors are validation errors: capture them here, or the device reports them against
+    // whatever op runs next.
+    device.pushErrorScope('validation');
     const layout = device.createBindGroupLayout({
       label: spec.entry,
       entries: spec.bindings.map(([binding, kind]) => ({
@@ -177,6 +192,13 @@ export class PipelineCache {
         buffer: { type: kind === 'uniform' ? 'uniform' : kind === 'read' ? 'read-only-storage' : 'storage' },
       })),
     });
+    const layoutError = await device.popErrorScope();
+    if (layoutError) {
+      throw new GrpoKernelsError(
+        'BACKEND_UNAVAILABLE',
+        `webgpu: bind group layout of ${key.file}:${spec.entry} rejected: ${layoutError.message}`,
+      );
+    }
     try {
       return await device.createComputePipelineAsync({
         label: `${key.file}:${spec.entry}`,

@@ -1,0 +1,121 @@
+/**
+ * Portability: every op family on a device created with WebGPU's DEFAULT limits and no optional
+ * feature (no shader-f16, no subgroups), as a browser may hand out. The backend normally asks for
+ * the adapter's maximum limits, and Dawn on lavapipe grants far more than the defaults (e.g. more
+ * than 8 storage buffers per stage, 32 KiB of workgroup memory), so the other webgpu tests would
+ * not see a kernel that needs more. Results are compared with the cpu reference.
+ *
+ * Tolerances, max relative error over a tensor (as in the per-family webgpu tests): f32
+ * accumulation against the float64 reference. logprobs family 1e-5 (one pass over ≤ 1000-element
+ * rows), advantages 2e-6, THR 5e-6 of max|THR| (the scores cancel: test/webgpu/thr.test.ts),
+ * thrReweight 2^-22 (two f32 roundings where the reference rounds once).
+ */
+import { afterAll, describe, expect, it } from 'vitest';
+import { requestAdapter } from '../../src/backends/webgpu/gpu.js';
+import { type Context, createContext, encodeFloats, type Tensor } from '../../src/index.js';
+import { expectClose } from '../util/compare.js';
+import { randomInts, randomNormal } from '../util/rng.js';
+import { cpu, noGpu, requireAdapter } from './setup.js';
+
+requireAdapter();
+
+const device = noGpu ? undefined : await (await requestAdapter()).requestDevice({ label: 'default limits' });
+const ctx: Context | undefined = device && (await createContext({ backend: 'webgpu', device }));
+afterAll(() => {
+  ctx?.dispose();
+  device?.destroy();
+});
+
+const read = async (t: Tensor | undefined) => Float64Array.from((await t!.read()) as Float32Array);
+
+describe.skipIf(noGpu)('webgpu on a device with default limits and no optional features', () => {
+  it('the device really is a default one', () => {
+    expect(device!.limits.maxStorageBuffersPerShaderStage).toBe(8);
+    expect(device!.features.has('shader-f16')).toBe(false);
+    expect(device!.features.has('subgroups')).toBe(false);
+  });
+
+  // A rollout of 3 groups (4, 70 and 1 responses: small, large and singleton groups).
+  const sizes = [4, 70, 1];
+  const R = sizes.reduce((a, b) => a + b, 0);
+  const lengths = randomInts(3, R, 0, 6);
+  const responseOffsets = new Int32Array(R + 1);
+  for (let r = 0; r < R; r++) responseOffsets[r + 1] = responseOffsets[r] + lengths[r];
+  const groupOffsets = new Int32Array([0, 4, 74, 75]);
+  const layout = { responseOffsets, groupOffsets };
+  const T = responseOffsets[R];
+  const V = 1009;
+  const D = 70;
+  const tokens = randomInts(4, T, 0, 60);
+  const logitsData = Float32Array.from(randomNormal(5, T * V, 2));
+  const hiddenData = Float32Array.from(randomNormal(6, T * D));
+  const rewards = Float32Array.from(randomNormal(7, R));
+  const correct = Uint8Array.from(randomInts(8, R, 0, 2));
+
+  it('logprobs (f32, bf16), backward, advantages (small and large groups), whiten, THR chain', async () => {
+    const run = async (c: Context) => {
+      const out: Record<string, Float64Array> = {};
+      for (const dtype of ['f32', 'bf16'] as const) {
+        const data = dtype === 'f32' ? logitsData : (encodeFloats('bf16', logitsData) as Uint16Array);
+        const logits = c.tensor(data as Float32Array, [T, V], dtype as 'f32');
+        const f = await c.logprobs(logits, tokens, { temperature: 0.9, entropy: true, sumSquares: true });
+        out[`logprobs ${dtype}`] = await read(f.logprobs);
+        out[`entropy ${dtype}`] = await read(f.entropy);
+        out[`sumSquares ${dtype}`] = await read(f.sumSquares);
+        if (dtype === 'f32') {
+          const g = await c.logprobsBackward(logits, tokens, f.lse, Float32Array.from(randomNormal(9, T)), {
+            temperature: 0.9,
+          });
+          out['gradLogits f32'] = await read(g);
+          const vocab = await c.restrictedVocab(tokens, layout);
+          const probs = await c.gatherProbs(logits, f.lse, { layout, vocab, temperature: 0.9 });
+          out.probs = await read(probs);
+          const hidden = c.tensor(hiddenData, [T, D]);
+          const thr = await c.tokenHiddenReward({ hidden, probs, vocab, layout, correct });
+          out.thr = await read(thr.thr);
+          out.tau = await read(thr.tau);
+          const adv = await c.advantages(rewards, {
+            groupOffsets,
+            responseOffsets,
+            estimator: 'grpo',
+            preset: 'verl',
+          });
+          out.advantages = await read(adv.advantages);
+          out.mean = await read(adv.mean);
+          out.std = await read(adv.std);
+          out.degenerate = Float64Array.from(await adv.degenerate.read());
+          const perToken = await c.expandToTokens(adv.advantages, responseOffsets);
+          out.whitened = await read(await c.whiten(perToken));
+          out.reweighted = await read(
+            await c.thrReweight({
+              tokenAdvantages: perToken,
+              thr: thr.thr,
+              tau: thr.tau,
+              layout,
+              correct,
+              p: 0.1,
+            }),
+          );
+          const rpp = await c.advantages(rewards, {
+            groupOffsets,
+            responseOffsets,
+            estimator: 'reinforce_pp_baseline',
+          });
+          out.rpp = await read(rpp.advantages);
+        }
+      }
+      return out;
+    };
+    const got = await run(ctx!);
+    const want = await run(cpu);
+    const rtol = (k: string) =>
+      k.startsWith('thr') || k === 'tau'
+        ? 5e-6
+        : k === 'reweighted'
+          ? 2 ** -22
+          : ['advantages', 'mean', 'std', 'whitened', 'rpp', 'degenerate'].includes(k)
+            ? 2e-6
+            : 1e-5;
+    for (const k of Object.keys(want)) expectClose(got[k], want[k], { rtol: rtol(k), what: k });
+  });
+});
