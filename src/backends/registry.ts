@@ -34,6 +34,15 @@ export async function loadBackend(name: BackendName, options: BackendOptions): P
       return m.createWebGpuBackend(options);
     }
     case 'cuda': {
+      // A native addon: only Node can load it. In a browser, say so instead of fetching modules
+      // that import node:fs and failing with a network error.
+      const node = (globalThis as { process?: { versions?: { node?: string } } }).process?.versions?.node;
+      if (typeof node !== 'string') {
+        throw new GrpoKernelsError(
+          'BACKEND_UNAVAILABLE',
+          'cuda backend: needs Node.js (a native addon); not available here',
+        );
+      }
       const m = await import('./cuda/index.js');
       return m.createCudaBackend(options);
     }
