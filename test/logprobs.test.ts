@@ -516,6 +516,32 @@ describe('logprobsBackward', () => {
     }
   });
 
+  it.each(['f32', 'f16', 'bf16'] as const)(
+    'inPlace (%s): overwrites the logits with the same bits as out of place, and returns them',
+    async (dtype) => {
+      const b = makeBackwardCase(71, 6, 1001, dtype, 0.8, true);
+      const x = upload(b.c);
+      const fwd = await ctx.logprobs(x, b.c.targets, {
+        temperature: 0.8,
+        ignoreIndex: b.c.ignoreIndex,
+        entropy: true,
+      });
+      const opts = {
+        temperature: 0.8,
+        ignoreIndex: b.c.ignoreIndex,
+        gradEntropy: b.gradEntropy,
+        entropy: fwd.entropy,
+      };
+      const ref = await (await ctx.logprobsBackward(x, b.c.targets, fwd.lse, b.gradLogprobs, opts)).read();
+      const out = await ctx.logprobsBackward(x, b.c.targets, fwd.lse, b.gradLogprobs, {
+        ...opts,
+        inPlace: true,
+      });
+      expect(out).toBe(x);
+      expect(Array.from(await x.read())).toEqual(Array.from(ref));
+    },
+  );
+
   it('gradEntropy without entropy is an error; inputs are not modified', async () => {
     const b = makeBackwardCase(62, 4, 30, 'f16', 1, true);
     const logits = upload(b.c);

@@ -36,6 +36,11 @@ export interface LogprobsBackwardOptions {
   entropy?: TensorLike<'f32'>;
   temperature?: number;
   ignoreIndex?: number;
+  /**
+   * Overwrite the logits with their gradient and return the logits tensor itself (as Liger's fused
+   * losses do, saving a second [N, V] buffer). The logits are then no longer available.
+   */
+  inPlace?: boolean;
 }
 
 export interface GatherProbsOptions {
@@ -163,9 +168,11 @@ export async function logprobsBackward(
     'entropy',
     'temperature',
     'ignoreIndex',
+    'inPlace',
   ]);
   const temperature = temperatureOption(o.temperature);
   const ignoreIndex = ignoreIndexOption(o.ignoreIndex);
+  const inPlace = flagOption('inPlace', o.inPlace);
   const { logits: lg, rows, vocab } = logitsArg(backend, logits);
   if (o.gradEntropy !== undefined && o.entropy === undefined) {
     fail('DTYPE', 'entropy', "required with gradEntropy: pass the forward's entropy output, f32 [N]");
@@ -196,6 +203,7 @@ export async function logprobsBackward(
       vocab,
       temperature,
       ignoreIndex,
+      inPlace,
     });
   });
 }

@@ -49,6 +49,12 @@ export interface LogprobsBackwardArgs {
   vocab: number;
   temperature: number;
   ignoreIndex: number;
+  /**
+   * Write the gradient over the logits and return the logits tensor itself. cpu and cuda write in
+   * place (no second [rows, vocab] buffer: each element is read, then written, by one thread);
+   * webgpu computes into a temporary and copies it back (same result, no memory saved).
+   */
+  inPlace: boolean;
 }
 export interface GatherProbsArgs {
   logits: Tensor<FloatDType>; // [numTokens, vocab]

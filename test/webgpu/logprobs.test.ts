@@ -17,6 +17,7 @@
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { RestrictedVocab } from '../../src/backends/backend.js';
+import { Usage } from '../../src/backends/webgpu/runtime.js';
 import { setOutputPoison } from '../../src/debug.js';
 import { decodeFloats, type FloatDType } from '../../src/dtypes.js';
 import { GrpoKernelsError } from '../../src/errors.js';
@@ -289,6 +290,40 @@ describe.skipIf(noGpu)('webgpu logprobsBackward vs cpu', () => {
     }
     expect(rows[0]).toEqual([true, true, false]);
     expect(rows[1]).toEqual(rows[0]);
+  });
+
+  it('inPlace: the logits end up holding the gradient, bit for bit; a buffer without COPY_DST is refused', async () => {
+    for (const dtype of ['f32', 'bf16'] as const) {
+      const c = { n: 5, v: 1001, dtype, temperature: 1.1, ignore: [2], withEntropy: false };
+      const host = inputs(c);
+      const ctx = gpu!.ctx;
+      const x = ctx.tensor(host.logits as Float32Array, [c.n, c.v], dtype as 'f32');
+      const fwd = await ctx.logprobs(x, host.targets, { temperature: 1.1 });
+      const g = Float32Array.from(randomNormal(31, c.n));
+      const ref = await (
+        await ctx.logprobsBackward(x, host.targets, fwd.lse, g, { temperature: 1.1 })
+      ).read();
+      const out = await ctx.logprobsBackward(x, host.targets, fwd.lse, g, {
+        temperature: 1.1,
+        inPlace: true,
+      });
+      expect(out).toBe(x);
+      expect(Array.from(await x.read()), dtype).toEqual(Array.from(ref));
+    }
+    const dev = gpu!.backend.runtime.device;
+    const noDst = dev.createBuffer({ size: 16, usage: Usage.STORAGE | Usage.COPY_SRC });
+    const wrapped = gpu!.ctx.fromGPUBuffer(noDst, [1, 4], 'f32');
+    const e = await gpu!.ctx
+      .logprobsBackward(wrapped, new Int32Array([1]), new Float32Array(1), new Float32Array(1), {
+        inPlace: true,
+      })
+      .then(
+        () => undefined,
+        (err: unknown) => err,
+      );
+    expect((e as { code?: string }).code).toBe('DTYPE');
+    expect((e as Error).message).toMatch(/^logits: inPlace on webgpu needs a buffer with COPY_DST usage/);
+    noDst.destroy();
   });
 
   it('f32 at V = 32003 chunked into unaligned windows', async () => {

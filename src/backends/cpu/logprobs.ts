@@ -291,7 +291,8 @@ export function cpuLogprobsBackward(a: LogprobsBackwardArgs): Tensor<FloatDType>
   const ent = gEnt && a.entropy ? hostData(a.entropy) : undefined;
   const withEntropy = gEnt !== undefined && ent !== undefined;
   const src = new RowSource(a.logits, vocab);
-  const out = cpuOutput(dtype, rows * vocab);
+  // In place: row i is read whole (into `row`, through RowSource) before it is stored.
+  const out = a.inPlace ? hostData(a.logits) : cpuOutput(dtype, rows * vocab);
   const row = new Float64Array(vocab);
 
   for (let i = 0; i < rows; i++) {
@@ -323,7 +324,7 @@ export function cpuLogprobsBackward(a: LogprobsBackwardArgs): Tensor<FloatDType>
     row[t] += a1;
     store(dtype, out, base, row);
   }
-  return cpuTensor(out, [rows, vocab], dtype);
+  return a.inPlace ? a.logits : cpuTensor(out, [rows, vocab], dtype);
 }
 
 /** Rounds a row of f64 gradients into the output array at `base`. */

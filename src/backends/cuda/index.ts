@@ -69,7 +69,7 @@ export async function createCudaBackend(options: BackendOptions): Promise<Backen
       return mem.upload(data, shape, dtype);
     },
     logprobs: (a) => cudaLogprobs(mem, a),
-    logprobsBackward: (a) => cudaLogprobsBackward(mem, a),
+    logprobsBackward: (a) => cudaLogprobsBackward(mem, a, { inPlace: a.inPlace }),
     gatherProbs: (a) => cudaGatherProbs(mem, a),
     advantages: (a) => cudaAdvantages(mem, a),
     expandToTokens: (a) => cudaExpandToTokens(mem, a),

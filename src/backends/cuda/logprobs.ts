@@ -41,8 +41,8 @@ export function cudaLogprobs(mem: CudaMemory, a: LogprobsArgs): Promise<Logprobs
 }
 
 /**
- * gradLogits in the logits' dtype. The kernel can also write in place over the logits (`inPlace`,
- * internal: it halves the memory of a training step); the public API does not expose it yet.
+ * gradLogits in the logits' dtype, or written in place over the logits (`inPlace`: it halves the
+ * memory of a training step; each element is read, then written, by one thread).
  */
 export function cudaLogprobsBackward(
   mem: CudaMemory,
