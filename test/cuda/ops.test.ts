@@ -292,6 +292,22 @@ function thrLayout(seed: number, groupSizes: number[], maxLen: number, V: number
   return { layout: { responseOffsets: ro, groupOffsets: go }, tokens, correct };
 }
 
+type ThrTestLayout = { responseOffsets: Int32Array; groupOffsets: Int32Array };
+
+/** THR's inputs on both backends: seeded logits [T, V] and hidden [T, d], then lse, V* and probs. */
+async function thrInputs(layout: ThrTestLayout, tokens: Int32Array, d: number, dtype: FloatDType, V: number) {
+  const T = tokens.length;
+  const logits = both(logitsData(1, T, V, 'f32'), [T, V], 'f32');
+  const hidden = both(encodeFloats(dtype, randomNormal(2, T * d, 0.5)), [T, d], dtype);
+  const lseG = (await cuda.logprobs(logits.gpu, tokens)).lse;
+  const lseC = (await cpu.logprobs(logits.cpu, tokens)).lse;
+  const vg = await cuda.restrictedVocab(tokens, layout);
+  const vc = await cpu.restrictedVocab(tokens, layout);
+  const pg = await cuda.gatherProbs(logits.gpu, lseG, { layout, vocab: vg });
+  const pc = await cpu.gatherProbs(logits.cpu, lseC, { layout, vocab: vc });
+  return { hidden, vg, vc, pg, pc };
+}
+
 describe.skipIf(noGpu)('cuda THR vs cpu', () => {
   for (const [sizes, d, dtype] of [
     [[4, 1, 8, 2, 16], 100, 'f32'],
@@ -302,14 +318,7 @@ describe.skipIf(noGpu)('cuda THR vs cpu', () => {
       const V = 97;
       const { layout, tokens, correct } = thrLayout(d, [...sizes], 50, V);
       const T = tokens.length;
-      const logits = both(logitsData(1, T, V, 'f32'), [T, V], 'f32');
-      const hidden = both(encodeFloats(dtype, randomNormal(2, T * d, 0.5)), [T, d], dtype);
-      const lseG = (await cuda.logprobs(logits.gpu, tokens)).lse;
-      const lseC = (await cpu.logprobs(logits.cpu, tokens)).lse;
-      const vg = await cuda.restrictedVocab(tokens, layout);
-      const vc = await cpu.restrictedVocab(tokens, layout);
-      const pg = await cuda.gatherProbs(logits.gpu, lseG, { layout, vocab: vg });
-      const pc = await cpu.gatherProbs(logits.cpu, lseC, { layout, vocab: vc });
+      const { hidden, vg, vc, pg, pc } = await thrInputs(layout, tokens, d, dtype, V);
       for (const weighting of ['length', 'none'] as const) {
         setOutputPoison(POISON_F32);
         const g = await cuda.tokenHiddenReward({
@@ -697,22 +706,14 @@ describe.skipIf(noGpu)('cuda review: advantages edges', () => {
 
 describe.skipIf(noGpu)('cuda review: THR tiles, batching and empty shapes', () => {
   async function thrBoth(
-    layout: { responseOffsets: Int32Array; groupOffsets: Int32Array },
+    layout: ThrTestLayout,
     tokens: Int32Array,
     correct: Uint8Array,
     d: number,
     dtype: FloatDType,
     V: number,
   ) {
-    const T = tokens.length;
-    const logits = both(logitsData(1, T, V, 'f32'), [T, V], 'f32');
-    const hidden = both(encodeFloats(dtype, randomNormal(2, T * d, 0.5)), [T, d], dtype);
-    const lseG = (await cuda.logprobs(logits.gpu, tokens)).lse;
-    const lseC = (await cpu.logprobs(logits.cpu, tokens)).lse;
-    const vg = await cuda.restrictedVocab(tokens, layout);
-    const vc = await cpu.restrictedVocab(tokens, layout);
-    const pg = await cuda.gatherProbs(logits.gpu, lseG, { layout, vocab: vg });
-    const pc = await cpu.gatherProbs(logits.cpu, lseC, { layout, vocab: vc });
+    const { hidden, vg, vc, pg, pc } = await thrInputs(layout, tokens, d, dtype, V);
     const runGpu = () =>
       cuda.tokenHiddenReward({ hidden: hidden.gpu, probs: pg, vocab: vg, layout, correct });
     setOutputPoison(POISON_F32);
