@@ -9,7 +9,10 @@
 //     the bound window), whatever its dtype (sections x_*);
 //   - @binding(2) is the float output matrix Y, written through `store_y(unit, a, b)` one unit
 //     at a time: a unit is Y_PACK elements (1 for f32; 2 for f16/bf16, one u32 word; `b` is the
-//     second element, ignored for f32) (sections y_*);
+//     second element, ignored for f32), or `store_y_head(unit, a)` for a tensor's last word
+//     when it holds one element and 16 bits of padding (sections y_*);
+//   - in place (sections xy_*, instead of x_* + y_*): X at @binding(1) is read_write, there is
+//     no Y, and store_y / store_y_head write X's units (Y's element i is X's element i);
 //   - workgroup reductions `wg_max(v, lid)` and `wg_sum4(v, lid)` over WG invocations, every
 //     invocation gets the result (sections reduce_tree / reduce_subgroup), all called from
 //     workgroup-uniform control flow.
@@ -123,6 +126,9 @@ const Y_PACK: u32 = 1u;
 fn store_y(unit: u32, a: f32, b: f32) {
   Y[unit] = a;
 }
+fn store_y_head(unit: u32, a: f32) {
+  Y[unit] = a;
+}
 
 //! section y_bf16
 @group(0) @binding(2) var<storage, read_write> Y: array<u32>;
@@ -130,12 +136,66 @@ const Y_PACK: u32 = 2u;
 fn store_y(unit: u32, a: f32, b: f32) {
   Y[unit] = f32_to_bf16(a) | (f32_to_bf16(b) << 16u);
 }
+// A fresh output's padding half is written 0.
+fn store_y_head(unit: u32, a: f32) {
+  Y[unit] = f32_to_bf16(a);
+}
 
 //! section y_f16
 @group(0) @binding(2) var<storage, read_write> Y: array<u32>;
 const Y_PACK: u32 = 2u;
 fn store_y(unit: u32, a: f32, b: f32) {
   Y[unit] = f32_to_f16(a) | (f32_to_f16(b) << 16u);
+}
+fn store_y_head(unit: u32, a: f32) {
+  Y[unit] = f32_to_f16(a);
+}
+
+//! section xy_f32
+// In place: the result overwrites X (read_write; no Y binding). Safe only when each invocation
+// reads nothing but the units it writes (logprobs_backward: one unit per invocation).
+@group(0) @binding(1) var<storage, read_write> X: array<f32>;
+const Y_PACK: u32 = 1u;
+fn load_x(i: u32) -> f32 {
+  return X[i];
+}
+fn store_y(unit: u32, a: f32, b: f32) {
+  X[unit] = a;
+}
+fn store_y_head(unit: u32, a: f32) {
+  X[unit] = a;
+}
+
+//! section xy_bf16
+// In place over bf16 pairs in u32 words: an invocation owns whole words (two elements, which it
+// reads before writing the word).
+@group(0) @binding(1) var<storage, read_write> X: array<u32>;
+const Y_PACK: u32 = 2u;
+fn load_x(i: u32) -> f32 {
+  let w = X[i >> 1u];
+  return bitcast<f32>(select(w << 16u, w & 0xffff0000u, (i & 1u) == 1u));
+}
+fn store_y(unit: u32, a: f32, b: f32) {
+  X[unit] = f32_to_bf16(a) | (f32_to_bf16(b) << 16u);
+}
+// The tensor's last word past its last element is not ours (a caller's buffer may use it): keep it.
+fn store_y_head(unit: u32, a: f32) {
+  X[unit] = (X[unit] & 0xffff0000u) | f32_to_bf16(a);
+}
+
+//! section xy_f16
+// In place over f16 pairs in u32 words, also where shader-f16 exists: a whole-word u32 store keeps
+// the exact bits of f32_to_f16 (as y_f16 writes them), where an f16 store might not keep a NaN's.
+@group(0) @binding(1) var<storage, read_write> X: array<u32>;
+const Y_PACK: u32 = 2u;
+fn load_x(i: u32) -> f32 {
+  return unpack2x16float(X[i >> 1u])[i & 1u];
+}
+fn store_y(unit: u32, a: f32, b: f32) {
+  X[unit] = f32_to_f16(a) | (f32_to_f16(b) << 16u);
+}
+fn store_y_head(unit: u32, a: f32) {
+  X[unit] = (X[unit] & 0xffff0000u) | f32_to_f16(a);
 }
 
 //! section reduce_tree

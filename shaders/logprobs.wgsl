@@ -26,10 +26,15 @@
 //
 // BACKWARD (logprobs_backward): gradLogits[r, j] = (onehot(target)_j − p_j)·g_r / T
 //   − (gE_r / T)·p_j·(log p_j + H_r)   (the second term only with gradEntropy),
-//   p_j = e^(y_j − lse_r); 0 for ignored rows and for the pad half of a last f16/bf16 word.
+//   p_j = e^(y_j − lse_r); 0 for ignored rows. The pad half of a last f16/bf16 word: 0 out of
+//   place, untouched in place.
 //   One invocation per output unit (1 f32, or one u32 word = 2 f16/bf16 elements, which may
 //   straddle two rows when V is odd). Bytes: rows·V·sizeof(dtype) read + written, 16·rows.
 //   FLOPs ~8 per element. p·log p is taken as 0 where p underflows to 0.
+//   In place (common.wgsl's xy_* sections: X read_write, no Y): the gradient overwrites the
+//   logits. Safe without a stats pass or barrier: an element's gradient needs only that element
+//   and per-row inputs (lse, targets, g, gE, H) from other buffers, so each invocation reads just
+//   the unit it then writes (x_base = y_base). No [rows, V] temporary.
 //
 // GATHER (gather_probs): probs[e] = e^(logits[t, c]/T − lse[t]) for each packed element e of
 //   group g's block [T_g, K_g] (token t = groupTokenOffsets[g] + e_local / K_g, column
@@ -314,11 +319,18 @@ fn logprobs_backward(
     return;
   }
   let e = u * Y_PACK;
+  let unit = P.y_base / Y_PACK + u;
+  if (Y_PACK == 2u && e + 1u >= P.rows * P.vocab) {
+    // The tensor's last word holds one element and padding: 0 in a fresh output, left as it was
+    // in place (store_y_head).
+    store_y_head(unit, grad_at(e));
+    return;
+  }
   var b = 0.0;
   if (Y_PACK == 2u) {
     b = grad_at(e + 1u);
   }
-  store_y(P.y_base / Y_PACK + u, grad_at(e), b);
+  store_y(unit, grad_at(e), b);
 }
 
 @compute @workgroup_size(WG)

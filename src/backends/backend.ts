@@ -50,9 +50,9 @@ export interface LogprobsBackwardArgs {
   temperature: number;
   ignoreIndex: number;
   /**
-   * Write the gradient over the logits and return the logits tensor itself. cpu and cuda write in
-   * place (no second [rows, vocab] buffer: each element is read, then written, by one thread);
-   * webgpu computes into a temporary and copies it back (same result, no memory saved).
+   * Write the gradient over the logits and return the logits tensor itself. Every backend writes
+   * in place (no second [rows, vocab] buffer: each element is read, then written, by one thread;
+   * on webgpu one invocation owns a whole u32 word, two f16/bf16 elements).
    */
   inPlace: boolean;
 }

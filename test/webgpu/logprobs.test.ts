@@ -15,7 +15,7 @@
  *   2^-7, BWD_RTOL.f16 = 2^-10 (twice one ulp, the flash-attention bound).
  * - gatherProbs: e^(y − lse), error ≈ |y − lse|·2^-23 relative to p: GATHER_RTOL = 1e-5.
  */
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { RestrictedVocab } from '../../src/backends/backend.js';
 import { Usage } from '../../src/backends/webgpu/runtime.js';
 import { setOutputPoison } from '../../src/debug.js';
@@ -207,10 +207,21 @@ describe.skipIf(noGpu)('webgpu logprobs forward vs cpu', () => {
   });
 });
 
+/**
+ * The gradient on webgpu (`got`, raw bits in `raw`) and on cpu (`want`), out of place. With
+ * `inPlace`, `got`/`raw` come from a webgpu call that writes over its logits (and must return
+ * that tensor), and `outOfPlaceRaw` from the out-of-place webgpu call on the same inputs.
+ */
 async function backward(
   c: Case & { withEntropy: boolean },
   host = inputs(c),
-): Promise<{ got: Float64Array; want: Float64Array; raw: Uint16Array | Float32Array }> {
+  inPlace = false,
+): Promise<{
+  got: Float64Array;
+  want: Float64Array;
+  raw: Uint16Array | Float32Array;
+  outOfPlaceRaw?: Uint16Array | Float32Array;
+}> {
   const temperature = c.temperature ?? 1;
   // The same f32 lse and entropy on both sides (the cpu's): the kernel uses what it is given.
   const fwd = await cpu.logprobs(cpu.tensor(host.logits, [c.n, c.v], c.dtype), host.targets, {
@@ -221,22 +232,25 @@ async function backward(
   const entropy = (await fwd.entropy!.read()) as Float32Array;
   const gLp = Float32Array.from(randomNormal(11, c.n));
   const gE = Float32Array.from(randomNormal(12, c.n));
-  const run = async (ctx: typeof cpu) => {
+  const run = async (ctx: typeof cpu, inPlace: boolean) => {
     const lg = ctx.tensor(host.logits, [c.n, c.v], c.dtype);
     const grad = await ctx.logprobsBackward(lg, host.targets, lse, gLp, {
       temperature,
+      inPlace,
       ...(c.withEntropy ? { gradEntropy: gE, entropy } : {}),
     });
+    if (inPlace) expect(grad, 'inPlace returns the logits tensor').toBe(lg);
     const raw = (await grad.read()) as Float32Array | Uint16Array;
     grad.dispose();
     lg.dispose();
     return raw;
   };
-  const graw = await run(gpu!.ctx);
-  const craw = await run(cpu);
+  const outOfPlaceRaw = inPlace ? await run(gpu!.ctx, false) : undefined;
+  const graw = await run(gpu!.ctx, inPlace);
+  const craw = await run(cpu, false);
   const dec = (r: Float32Array | Uint16Array) =>
     c.dtype === 'f32' ? Float64Array.from(r) : decodeFloats(c.dtype, r as Uint16Array);
-  return { got: dec(graw), want: dec(craw), raw: graw };
+  return { got: dec(graw), want: dec(craw), raw: graw, outOfPlaceRaw };
 }
 
 describe.skipIf(noGpu)('webgpu logprobsBackward vs cpu', () => {
@@ -292,38 +306,156 @@ describe.skipIf(noGpu)('webgpu logprobsBackward vs cpu', () => {
     expect(rows[1]).toEqual(rows[0]);
   });
 
-  it('inPlace: the logits end up holding the gradient, bit for bit; a buffer without COPY_DST is refused', async () => {
-    for (const dtype of ['f32', 'bf16'] as const) {
-      const c = { n: 5, v: 1001, dtype, temperature: 1.1, ignore: [2], withEntropy: false };
-      const host = inputs(c);
-      const ctx = gpu!.ctx;
-      const x = ctx.tensor(host.logits as Float32Array, [c.n, c.v], dtype as 'f32');
-      const fwd = await ctx.logprobs(x, host.targets, { temperature: 1.1 });
-      const g = Float32Array.from(randomNormal(31, c.n));
-      const ref = await (
-        await ctx.logprobsBackward(x, host.targets, fwd.lse, g, { temperature: 1.1 })
-      ).read();
-      const out = await ctx.logprobsBackward(x, host.targets, fwd.lse, g, {
-        temperature: 1.1,
-        inPlace: true,
-      });
-      expect(out).toBe(x);
-      expect(Array.from(await x.read()), dtype).toEqual(Array.from(ref));
+  // In place binds the logits read_write and writes the gradient over them (no [N, V] temporary).
+  // Each case against the out-of-place gradient of the same backend bit for bit, and against cpu.
+  // V odd: 16-bit words straddle rows, and N·V odd leaves a padding half in the last word (V = 3:
+  // one word in three holds two rows). Not V = 1: its exact gradient is 0 (p = 1), so the f32
+  // result is rounding noise that no relative bound fits.
+  it('inPlace: the logits end up holding the gradient, bit for bit (f32, f16 native and unpacked, bf16; odd V; ignored rows; chunked)', async () => {
+    const variants = [
+      { dtype: 'f32', shaderF16: true },
+      { dtype: 'bf16', shaderF16: true },
+      { dtype: 'f16', shaderF16: true },
+      { dtype: 'f16', shaderF16: false },
+    ] as const;
+    const shapes = [
+      { n: 5, v: 1001, ignore: [2], withEntropy: false },
+      { n: 6, v: 1001, ignore: [0, 5], withEntropy: true },
+      { n: 7, v: 3, ignore: [3], withEntropy: true },
+      { n: 9, v: 1001, ignore: [4], withEntropy: true, chunkRows: 3 },
+      { n: 11, v: 32003, ignore: [10], withEntropy: false, chunkRows: 5 },
+    ];
+    for (const { dtype, shaderF16 } of variants) {
+      for (const { chunkRows, ...shape } of shapes) {
+        resetTuning(b!);
+        b!.kit.tuning.shaderF16 = shaderF16;
+        if (chunkRows !== undefined) b!.kit.tuning.maxChunkRows = chunkRows;
+        const c = { ...shape, dtype, temperature: 1.1 };
+        const what = `${dtype}${dtype === 'f16' ? ` shaderF16=${shaderF16}` : ''} [${c.n}, ${c.v}]${chunkRows ? ` chunks of ${chunkRows}` : ''}`;
+        const inPlace = await backward(c, inputs(c), true);
+        expect(
+          firstBitDifference(inPlace.raw, inPlace.outOfPlaceRaw!),
+          `${what}: first bit difference at`,
+        ).toBe(-1);
+        expectClose(inPlace.got, inPlace.want, { rtol: BWD_RTOL[dtype], what: `${what} vs cpu` });
+        for (const r of c.ignore) {
+          const row = inPlace.got.subarray(r * c.v, (r + 1) * c.v);
+          expect(
+            row.every((g) => g === 0),
+            `${what}: ignored row ${r} is 0`,
+          ).toBe(true);
+        }
+      }
     }
-    const dev = gpu!.backend.runtime.device;
-    const noDst = dev.createBuffer({ size: 16, usage: Usage.STORAGE | Usage.COPY_SRC });
-    const wrapped = gpu!.ctx.fromGPUBuffer(noDst, [1, 4], 'f32');
-    const e = await gpu!.ctx
-      .logprobsBackward(wrapped, new Int32Array([1]), new Float32Array(1), new Float32Array(1), {
-        inPlace: true,
-      })
+  });
+
+  it('inPlace allocates no buffer of the logits size (out of place does) and leaves live bytes unchanged', async () => {
+    const ctx = gpu!.ctx;
+    const rt = b!.runtime;
+    for (const dtype of ['f32', 'bf16'] as const) {
+      for (const chunkRows of [Number.POSITIVE_INFINITY, 16]) {
+        b!.kit.tuning.maxChunkRows = chunkRows;
+        const c = { n: 64, v: 32003, dtype, ignore: [7] };
+        const host = inputs(c);
+        const x = ctx.tensor(host.logits as Float32Array, [c.n, c.v], dtype as 'f32');
+        const targets = ctx.tensor(host.targets);
+        const fwd = await ctx.logprobs(x, targets, { entropy: true });
+        const g = ctx.tensor(Float32Array.from(randomNormal(32, c.n)));
+        const gE = ctx.tensor(Float32Array.from(randomNormal(33, c.n)));
+        const opts = { gradEntropy: gE, entropy: fwd.entropy };
+        const logitsBytes = x.size * (dtype === 'f32' ? 4 : 2);
+        const sizes: number[] = [];
+        const create = rt.createBuffer.bind(rt);
+        const spy = vi.spyOn(rt, 'createBuffer').mockImplementation((bytes, usage, label) => {
+          sizes.push(bytes);
+          return create(bytes, usage, label);
+        });
+        try {
+          const ref = await ctx.logprobsBackward(x, targets, fwd.lse, g, opts);
+          expect(
+            Math.max(...sizes),
+            `${dtype}: out of place makes the gradient buffer`,
+          ).toBeGreaterThanOrEqual(logitsBytes);
+          sizes.length = 0;
+          const live = rt.liveBytes;
+          const out = await ctx.logprobsBackward(x, targets, fwd.lse, g, { ...opts, inPlace: true });
+          await rt.synchronize();
+          expect(out).toBe(x);
+          expect(rt.liveBytes, `${dtype}: live bytes after inPlace`).toBe(live);
+          const largest = Math.max(0, ...sizes);
+          expect(largest, `${dtype} chunks of ${chunkRows}: largest buffer made in place`).toBeLessThan(1024);
+          expect(firstBitDifference(await x.read(), await ref.read()), `${dtype}: first bit difference`).toBe(
+            -1,
+          );
+          ref.dispose();
+        } finally {
+          spy.mockRestore();
+        }
+        for (const t of [x, targets, g, gE, fwd.logprobs, fwd.lse, fwd.entropy!]) t.dispose();
+      }
+    }
+  });
+
+  it("inPlace on a caller's buffer: no COPY_DST needed, the padding half of its last word is left as it was", async () => {
+    const ctx = gpu!.ctx;
+    const dev = b!.runtime.device;
+    const PAD = 0xbeef;
+    for (const dtype of ['f32', 'bf16', 'f16'] as const) {
+      const c = { n: 3, v: 7, dtype, ignore: [1] }; // 21 elements: 16-bit tensors end mid-word
+      const host = inputs(c);
+      const bytes = Math.ceil((c.n * c.v * (dtype === 'f32' ? 4 : 2)) / 4) * 4;
+      const buffer = dev.createBuffer({
+        size: bytes,
+        usage: Usage.STORAGE | Usage.COPY_SRC,
+        mappedAtCreation: true,
+      });
+      const mapped = new Uint8Array(buffer.getMappedRange());
+      const src = host.logits as Float32Array | Uint16Array;
+      mapped.set(new Uint8Array(src.buffer, src.byteOffset, src.byteLength));
+      if (dtype !== 'f32') new Uint16Array(mapped.buffer)[c.n * c.v] = PAD;
+      buffer.unmap();
+      const x = ctx.fromGPUBuffer(buffer, [c.n, c.v], dtype);
+      const fwd = await ctx.logprobs(x, host.targets);
+      const g = Float32Array.from(randomNormal(34, c.n));
+      const ref = await (await ctx.logprobsBackward(x, host.targets, fwd.lse, g)).read();
+      const out = await ctx.logprobsBackward(x, host.targets, fwd.lse, g, { inPlace: true });
+      expect(out).toBe(x);
+      const raw = await b!.runtime.readBuffer(buffer, bytes);
+      if (dtype === 'f32') {
+        expect(firstBitDifference(new Float32Array(raw), ref), dtype).toBe(-1);
+      } else {
+        const words = new Uint16Array(raw);
+        expect(firstBitDifference(words.subarray(0, c.n * c.v), ref), dtype).toBe(-1);
+        expect(words[c.n * c.v].toString(16), `${dtype}: padding half`).toBe(PAD.toString(16));
+      }
+      x.dispose();
+      buffer.destroy();
+    }
+  });
+
+  it('inPlace refuses an input wrapped over the logits buffer (DTYPE naming it); out of place accepts it', async () => {
+    const ctx = gpu!.ctx;
+    const dev = b!.runtime.device;
+    const buffer = dev.createBuffer({ size: 32, usage: Usage.STORAGE | Usage.COPY_SRC | Usage.COPY_DST });
+    const values = new Float32Array([0.5, -1, 2, 0.25, 0, 0, 0, 0]);
+    dev.queue.writeBuffer(buffer, 0, values);
+    const logits = ctx.fromGPUBuffer(buffer, [1, 4], 'f32');
+    const lse = ctx.fromGPUBuffer(buffer, [1], 'f32');
+    const e = await ctx
+      .logprobsBackward(logits, new Int32Array([1]), lse, new Float32Array([1]), { inPlace: true })
       .then(
         () => undefined,
         (err: unknown) => err,
       );
-    expect((e as { code?: string }).code).toBe('DTYPE');
-    expect((e as Error).message).toMatch(/^logits: inPlace on webgpu needs a buffer with COPY_DST usage/);
-    noDst.destroy();
+    expect(e).toBeInstanceOf(GrpoKernelsError);
+    expect((e as GrpoKernelsError).code).toBe('DTYPE');
+    expect((e as GrpoKernelsError).argument).toBe('lse');
+    expect((e as Error).message).toMatch(/^lse: shares its GPUBuffer with logits/);
+    expect(Array.from(await logits.read()), 'logits untouched').toEqual(Array.from(values.subarray(0, 4)));
+    const grad = await ctx.logprobsBackward(logits, new Int32Array([1]), lse, new Float32Array([1]));
+    expect(grad.size).toBe(4);
+    grad.dispose();
+    buffer.destroy();
   });
 
   it('f32 at V = 32003 chunked into unaligned windows', async () => {
@@ -409,24 +541,47 @@ describe.skipIf(noGpu)('webgpu poison: every output element is written', () => {
   });
 });
 
+/** Index of the first element whose bits differ (same length required), or -1. */
+function firstBitDifference(a: Float32Array | Uint16Array, b: Float32Array | Uint16Array): number {
+  expect(a.length, 'length').toBe(b.length);
+  const words = (t: Float32Array | Uint16Array) =>
+    t instanceof Float32Array ? new Uint32Array(t.buffer, t.byteOffset, t.length) : t;
+  const wa = words(a);
+  const wb = words(b);
+  for (let i = 0; i < wa.length; i++) if (wa[i] !== wb[i]) return i;
+  return -1;
+}
+
+/** 256 × 151936 f32 logits (155 MB, over lavapipe's 128 MiB binding limit) and targets. */
+function largeInputs() {
+  const n = 256;
+  const v = 151936;
+  const x = new Float32Array(n * v);
+  const g = randomNormal(99, 4096, 3);
+  for (let i = 0; i < x.length; i++) x[i] = g[(i * 2654435761) & 4095] + (i % 7) * 0.01;
+  const targets = randomInts(100, n, 0, v);
+  targets[17] = -100;
+  return { n, v, host: { logits: x, targets } };
+}
+
 describe.skipIf(noGpu)('webgpu one real logits tensor above 128 MiB', () => {
   it('256 × 151936 f32 (155 MB, chunked by the binding limit)', async () => {
-    const n = 256;
-    const v = 151936;
+    const { n, v, host } = largeInputs();
     const limit = gpu!.backend.runtime.limits.maxStorageBufferBindingSize;
-    const x = new Float32Array(n * v);
-    const g = randomNormal(99, 4096, 3);
-    for (let i = 0; i < x.length; i++) x[i] = g[(i * 2654435761) & 4095] + (i % 7) * 0.01;
-    const targets = randomInts(100, n, 0, v);
-    targets[17] = -100;
-    const { got, want } = await forward(
-      { n, v, dtype: 'f32', entropy: true, sumSquares: false },
-      {
-        logits: x,
-        targets,
-      },
-    );
+    const { got, want } = await forward({ n, v, dtype: 'f32', entropy: true, sumSquares: false }, host);
     expect(n * v * 4).toBeGreaterThan(limit);
     expectForward(got, want, 'large');
+  });
+
+  it('backward in place at 256 × 151936 f32: the same bits as out of place, close to cpu', async () => {
+    const { n, v, host } = largeInputs();
+    const c = { n, v, dtype: 'f32' as const, ignore: [17], withEntropy: true };
+    const inPlace = await backward(c, host, true);
+    expect(firstBitDifference(inPlace.raw, inPlace.outOfPlaceRaw!), 'first bit difference at').toBe(-1);
+    expectClose(inPlace.got, inPlace.want, { rtol: BWD_RTOL.f32, what: 'large grad in place' });
+    expect(
+      inPlace.got.subarray(17 * v, 18 * v).every((x) => x === 0),
+      'ignored row 17 is 0',
+    ).toBe(true);
   });
 });

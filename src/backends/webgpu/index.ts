@@ -42,7 +42,7 @@ import { type Tuning, WebGpuKit } from './kit.js';
 import { LOGPROBS_PARAMS, webgpuGatherProbs, webgpuLogprobs, webgpuLogprobsBackward } from './logprobs.js';
 import { webgpuCopyProbe } from './probe.js';
 import { GpuRuntime } from './runtime.js';
-import { checkCopyDst, copyOver, uploadTensor, wrapBuffer } from './storage.js';
+import { uploadTensor, wrapBuffer } from './storage.js';
 import { THR_PARAMS, webgpuRestrictedVocab, webgpuThrReweight, webgpuTokenHiddenReward } from './thr.js';
 import type { UniformLayout } from './uniforms.js';
 
@@ -83,12 +83,8 @@ export class WebGpuBackend implements Backend {
   logprobs(a: LogprobsArgs): Promise<LogprobsResult> {
     return webgpuLogprobs(this.kit, a);
   }
-  async logprobsBackward(a: LogprobsBackwardArgs): Promise<Tensor<FloatDType>> {
-    if (a.inPlace) checkCopyDst(a.logits, 'logits');
-    const grad = await webgpuLogprobsBackward(this.kit, a);
-    if (!a.inPlace) return grad;
-    // In place: the kernels bind logits read-only, so the gradient is copied back over them.
-    return copyOver(this.kit.rt, grad, a.logits);
+  logprobsBackward(a: LogprobsBackwardArgs): Promise<Tensor<FloatDType>> {
+    return webgpuLogprobsBackward(this.kit, a);
   }
   gatherProbs(a: GatherProbsArgs): Promise<Tensor<'f32'>> {
     return webgpuGatherProbs(this.kit, a);

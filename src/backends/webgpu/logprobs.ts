@@ -11,7 +11,9 @@
  *   logprobs() call waits for its own kernels to finish (one 4-byte map, no extra pass over
  *   the data); the other ops never wait.
  * - logprobsBackward: `logprobs_backward`, one invocation per output unit (an f32, or a u32 word
- *   of two f16/bf16), chunked over rows with X and Y windows of the same rows.
+ *   of two f16/bf16), chunked over rows with X and Y windows of the same rows. inPlace: the same
+ *   entry point compiled with common.wgsl's xy_<dtype> section binds the logits read_write at
+ *   binding 1 (no binding 2) and writes the gradient over them: no [rows, V] buffer is made.
  * - gatherProbs: `gather_probs`, one invocation per packed output element, chunked over tokens.
  */
 import { bytesPerElement, type FloatDType } from '../../dtypes.js';
@@ -107,6 +109,19 @@ const BACKWARD: EntrySpec = {
     [13, 'read'],
   ],
 };
+/** BACKWARD in place: the logits (binding 1) are read and overwritten; there is no Y. */
+const BACKWARD_IN_PLACE: EntrySpec = {
+  entry: 'logprobs_backward',
+  bindings: [
+    [0, 'uniform'],
+    [1, 'rw'],
+    [3, 'read'],
+    [10, 'read'],
+    [11, 'read'],
+    [12, 'read'],
+    [13, 'read'],
+  ],
+};
 const GATHER: EntrySpec = {
   entry: 'gather_probs',
   bindings: [
@@ -136,6 +151,40 @@ function moduleKey(k: WebGpuKit, dtype: FloatDType): ModuleKey {
     f16,
     subgroups: k.useSubgroups,
   };
+}
+
+/**
+ * The in-place backward's module: xy_<dtype> (logits read_write, u32 words for f16 even with
+ * shader-f16, so stores keep f32_to_f16's exact bits). The backward uses no reduction and no f16
+ * type, so the variant is the same whatever the tuning (reduce_tree only because the family's
+ * other entry points need wg_max / wg_sum4 to compile).
+ */
+function inPlaceModuleKey(dtype: FloatDType): ModuleKey {
+  return { file: 'logprobs.wgsl', sections: [`xy_${dtype}`, 'reduce_tree'] };
+}
+
+/**
+ * In place, the logits are bound writable; WebGPU forbids binding the same buffer again as a
+ * read-only input of that dispatch, so an input wrapped (fromGPUBuffer) over the logits' buffer
+ * is refused here, naming it, rather than failing validation as a bug of ours.
+ */
+function checkInPlaceInputs(a: LogprobsBackwardArgs, logits: GPUBuffer): void {
+  const inputs: [string, Tensor | undefined][] = [
+    ['targets', a.targets],
+    ['lse', a.lse],
+    ['gradLogprobs', a.gradLogprobs],
+    ['gradEntropy', a.gradEntropy],
+    ['entropy', a.gradEntropy === undefined ? undefined : a.entropy], // bound only with gradEntropy
+  ];
+  for (const [argument, t] of inputs) {
+    if (t !== undefined && gpuStorage(t, argument).buffer === logits) {
+      throw new GrpoKernelsError(
+        'DTYPE',
+        `${argument}: shares its GPUBuffer with logits, which inPlace overwrites; pass it in another buffer or drop inPlace`,
+        { argument },
+      );
+    }
+  }
 }
 
 /** Workgroups per row for an op over `rows` rows of `vocab` logits. */
@@ -272,28 +321,34 @@ export async function webgpuLogprobsBackward(
   const n = a.rows;
   const v = a.vocab;
   const dtype = a.logits.dtype;
+  const inPlace = a.inPlace;
   const x = gpuStorage(a.logits, 'logits');
   k.checkVector('targets', n);
   const withEntropy = a.gradEntropy !== undefined;
   if (withEntropy && a.entropy === undefined) {
     throw new GrpoKernelsError('SHAPE', 'entropy: required with gradEntropy', { argument: 'entropy' });
   }
+  if (inPlace) checkInPlaceInputs(a, x.buffer);
   const m = logitsMatrix(a.logits, v);
   const yBytes = Math.max(4, Math.ceil((n * v * m.elemBytes) / 4) * 4);
-  const chunks = planRowChunks(n, [m, { ...m, bufferBytes: yBytes }], rt.limits, k.tuning.maxChunkRows);
-  const pipe = await k.pipelines.get(moduleKey(k, dtype), BACKWARD, {
-    WG: k.wg,
-    GRAD_ENTROPY: withEntropy ? 1 : 0,
-  });
+  // In place, the logits are the only matrix: one window per chunk, read and written.
+  const matrices = inPlace ? [m] : [m, { ...m, bufferBytes: yBytes }];
+  const chunks = planRowChunks(n, matrices, rt.limits, k.tuning.maxChunkRows);
+  const pipe = await k.pipelines.get(
+    inPlace ? inPlaceModuleKey(dtype) : moduleKey(k, dtype),
+    inPlace ? BACKWARD_IN_PLACE : BACKWARD,
+    { WG: k.wg, GRAD_ENTROPY: withEntropy ? 1 : 0 },
+  );
   const pack = dtype === 'f32' ? 1 : 2;
   return rt.run('logprobsBackward', () => {
-    const grad = outputTensor(rt, dtype, [n, v]);
+    const grad = inPlace ? a.logits : outputTensor(rt, dtype, [n, v]);
     const y = gpuStorage(grad).buffer;
     const enc = rt.device.createCommandEncoder({ label: 'logprobsBackward' });
     const pass = enc.beginComputePass();
     for (const c of chunks) {
       if (c.rows === 0) continue;
-      const [wx, wy] = c.windows;
+      const wx = c.windows[0];
+      const wy = inPlace ? wx : c.windows[1];
       const units = Math.ceil((c.rows * v) / pack);
       const uniform = rt.uniform(
         LOGPROBS_PARAMS,
@@ -308,13 +363,14 @@ export async function webgpuLogprobsBackward(
           ignore_index: a.ignoreIndex,
         }),
       );
+      const matrixBindings: Binding[] = [{ binding: 1, buffer: x.buffer, offset: wx.offset, size: wx.size }];
+      if (!inPlace) matrixBindings.push({ binding: 2, buffer: y, offset: wy.offset, size: wy.size });
       rt.dispatch(
         pass,
         pipe,
         [
           { binding: 0, buffer: uniform },
-          { binding: 1, buffer: x.buffer, offset: wx.offset, size: wx.size },
-          { binding: 2, buffer: y, offset: wy.offset, size: wy.size },
+          ...matrixBindings,
           { binding: 3, buffer: gpuStorage(a.targets, 'targets').buffer },
           { binding: 10, buffer: gpuStorage(a.lse, 'lse').buffer },
           { binding: 11, buffer: gpuStorage(a.gradLogprobs, 'gradLogprobs').buffer },

@@ -164,32 +164,3 @@ export function gpuStorage<D extends DType>(t: Tensor<D>, argument = 'tensor'): 
   }
   return s as GpuStorage<D>;
 }
-
-/** Throws DTYPE naming `argument` unless `t`'s buffer can be copied into (a caller's may not). */
-export function checkCopyDst(t: Tensor, argument: string): void {
-  if ((gpuStorage(t, argument).buffer.usage & Usage.COPY_DST) === 0) {
-    throw new GrpoKernelsError('DTYPE', `${argument}: inPlace on webgpu needs a buffer with COPY_DST usage`, {
-      argument,
-    });
-  }
-}
-
-/** Copies `src` over `dst` (same dtype and length), disposes `src` and returns `dst`. */
-export async function copyOver<D extends DType>(
-  rt: GpuRuntime,
-  src: Tensor<D>,
-  dst: Tensor<D>,
-): Promise<Tensor<D>> {
-  const s = gpuStorage(src);
-  const d = gpuStorage(dst);
-  try {
-    await rt.run('copy over', () => {
-      const enc = rt.device.createCommandEncoder({ label: 'copy over' });
-      enc.copyBufferToBuffer(s.buffer, 0, d.buffer, 0, roundUp(s.bytes, 4));
-      rt.submit(enc);
-    });
-  } finally {
-    src.dispose();
-  }
-  return dst;
-}
