@@ -123,6 +123,9 @@ __device__ OnlineState block_reduce(OnlineState st) {
 }
 
 // Online state of the n elements at p, over the block's threads.
+// Every logit is scaled with __fmul_rn: a product the compiler may not fuse into a later subtraction
+// (nvcc contracts x·s − m into one FFMA by default), so the max's own z − m is exactly 0 and a
+// one-token row gets log p = 0 exactly, as the float64 reference does.
 template <class T>
 __device__ OnlineState scan_span(const T* __restrict__ p, int64_t n, float scale2) {
   constexpr int N = VecTraits<T>::N;
@@ -131,7 +134,7 @@ __device__ OnlineState scan_span(const T* __restrict__ p, int64_t n, float scale
   const int64_t nvec = (n - head) / N;
   const int64_t tail = head + nvec * N;
   for (int64_t i = threadIdx.x; i < head; i += blockDim.x) {
-    float z[1] = {load_f32(p + i) * scale2};
+    float z[1] = {__fmul_rn(load_f32(p + i), scale2)};
     update(st, z);
   }
   const uint4* __restrict__ v = reinterpret_cast<const uint4*>(p + head);
@@ -143,22 +146,22 @@ __device__ OnlineState scan_span(const T* __restrict__ p, int64_t n, float scale
     float x[N];
     unpack_vec<T>(a, x);
 #pragma unroll
-    for (int k = 0; k < N; ++k) x[k] *= scale2;
+    for (int k = 0; k < N; ++k) x[k] = __fmul_rn(x[k], scale2);
     update(st, x);
     unpack_vec<T>(b, x);
 #pragma unroll
-    for (int k = 0; k < N; ++k) x[k] *= scale2;
+    for (int k = 0; k < N; ++k) x[k] = __fmul_rn(x[k], scale2);
     update(st, x);
   }
   for (; i < nvec; i += blockDim.x) {
     float x[N];
     unpack_vec<T>(__ldg(v + i), x);
 #pragma unroll
-    for (int k = 0; k < N; ++k) x[k] *= scale2;
+    for (int k = 0; k < N; ++k) x[k] = __fmul_rn(x[k], scale2);
     update(st, x);
   }
   for (int64_t j = tail + threadIdx.x; j < n; j += blockDim.x) {
-    float z[1] = {load_f32(p + j) * scale2};
+    float z[1] = {__fmul_rn(load_f32(p + j), scale2)};
     update(st, z);
   }
   return st;
@@ -193,8 +196,8 @@ __device__ void finish_row(int64_t row, const OnlineState& st, const T* __restri
     write_row(o, row, NAN, NAN, NAN, NAN);
     return;
   }
-  // zt and m come from the same product x·scale2, so zt − m is exact when the target is the max.
-  const float zt = load_f32(logits + row * vocab + tgt) * scale2;
+  // zt and m come from the same rounded product x·scale2, so zt − m is exact when the target is the max.
+  const float zt = __fmul_rn(load_f32(logits + row * vocab + tgt), scale2);
   const float ls = logf(st.s);
   write_row(o, row, (zt - st.m) * kLn2 - ls, fmaf(st.m, kLn2, ls), ls - kLn2 * (st.t / st.s),
             st.q / (st.s * st.s));
