@@ -114,7 +114,7 @@ __global__ void __launch_bounds__(kStatThreads) stats_pass_kernel(StatsIn in, co
   sh[threadIdx.x] = p;
   __syncthreads();
   for (int half = blockDim.x >> 1; half > 0; half >>= 1) {  // fixed tree
-    if (threadIdx.x < half) {
+    if (int(threadIdx.x) < half) {
       Partial& a = sh[threadIdx.x];
       const Partial& b = sh[threadIdx.x + half];
       a.sum += b.sum;

@@ -197,7 +197,7 @@ __global__ void __launch_bounds__(kThreads) thr_scores_kernel(GroupList list, Gr
   const float* q = geo.probs + geo.poff[g];
   const float* Mg = M + list.m_off[li];
   const int warp = threadIdx.x >> 5, wm = warp >> 1, wn = warp & 1;
-  if (threadIdx.x < kTile) s_col[threadIdx.x] = threadIdx.x < rows ? geo.tokcol[tr0 + threadIdx.x] : -1;
+  if (threadIdx.x < kTile) s_col[threadIdx.x] = int(threadIdx.x) < rows ? geo.tokcol[tr0 + threadIdx.x] : -1;
 
   // Epilogue ownership: thread → (row r, half h of the 64 columns of each U tile).
   const int er = threadIdx.x >> 1, eh = threadIdx.x & 1;
