@@ -1,12 +1,35 @@
+import { fileURLToPath } from 'node:url';
 import { defineConfig } from 'vitest/config';
+
+const root = fileURLToPath(new URL('./', import.meta.url));
 
 export default defineConfig({
   test: {
-    include: ['test/**/*.test.ts'],
     testTimeout: 120_000,
     hookTimeout: 120_000,
     // Tests allocate large logits (V = 151936); two workers keep memory bounded on 2-core CI.
     pool: 'forks',
     maxWorkers: 2,
+    projects: [
+      {
+        extends: true,
+        test: { name: 'unit', include: ['test/**/*.test.ts'], exclude: ['test/cuda/emu.test.ts'] },
+      },
+      {
+        // The CUDA kernels themselves, compiled for the CPU by scripts/build-emu.mjs and run by the
+        // emulator in native/emu/ (docs/cuda.md, "Emulated CUDA"): every cuda test on a machine
+        // without a GPU. It checks the kernels' logic, not the GPU's behaviour or speed.
+        extends: true,
+        test: {
+          name: 'cuda-emu',
+          include: ['test/cuda/emu.test.ts', 'test/cuda/ops.test.ts'],
+          globalSetup: ['test/cuda/emu-setup.ts'],
+          env: {
+            GRPO_KERNELS_NATIVE_PATH: `${root}build/emu/grpo_kernels_native.node`,
+            GRPO_KERNELS_CUDA_EMU: '1',
+          },
+        },
+      },
+    ],
   },
 });

@@ -2,7 +2,9 @@
 # CI for the native addon (called by .ci/run after `npm ci`): requires the CUDA build (nvcc is on CI),
 # runs the cuda tests (GPU tests skip with their reason on a machine without a GPU), then builds the
 # CPU-only stub into build/nocuda and runs the load/error-path tests against it. The CUDA build is
-# left in build/Release for the rest of the run.
+# left in build/Release for the rest of the run. Then the CUDA emulator (the same kernels compiled for
+# the CPU, docs/cuda.md "Emulated CUDA"): its build is required (npm test then runs every cuda test on
+# it) and scripts/emu-memcheck.sh runs the op tests on it under AddressSanitizer.
 #   CMAKE_CUDA_ARCHITECTURES=90 scripts/ci-native.sh   # faster: H100 only
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,6 +21,12 @@ GRPO_WITH_CUDA=OFF GRPO_KERNELS_BUILD_DIR=build/nocuda GRPO_KERNELS_REQUIRE_NATI
 t2=$(date +%s)
 
 echo "== native: cuda tests (load, error paths; op tests when a GPU is present)"
-GRPO_KERNELS_NOCUDA_ADDON="$PWD/build/nocuda/Release/grpo_kernels_native.node" npx vitest run test/cuda
+GRPO_KERNELS_NOCUDA_ADDON="$PWD/build/nocuda/Release/grpo_kernels_native.node" npx vitest run --project unit test/cuda
 t3=$(date +%s)
-echo "== native: CUDA build $((t1 - t0)) s, CPU-only build $((t2 - t1)) s, tests $((t3 - t2)) s"
+
+echo "== native: CUDA emulator build (required; warnings are errors)"
+node scripts/build-emu.mjs --require
+echo "== native: emulated memcheck (AddressSanitizer, reverse thread order)"
+bash scripts/emu-memcheck.sh
+t4=$(date +%s)
+echo "== native: CUDA build $((t1 - t0)) s, CPU-only build $((t2 - t1)) s, tests $((t3 - t2)) s, emulator + memcheck $((t4 - t3)) s"

@@ -39,7 +39,7 @@ python3 -c 'import torch; print("torch", torch.__version__)' >>"$OUT/device.txt"
 
 export CMAKE_CUDA_ARCHITECTURES=${GPU_ARCHS:-90}
 step native env GRPO_KERNELS_REQUIRE_NATIVE=1 node scripts/build-native.mjs
-step cuda-tests node node_modules/vitest/vitest.mjs run test/cuda
+step cuda-tests node node_modules/vitest/vitest.mjs run --project unit test/cuda
 [ "${SKIP_SANITIZE:-}" = 1 ] || step sanitize bash test/cuda/sanitize.sh
 
 # The NVIDIA Vulkan driver for Dawn: the carried loader, the driver's own ICD manifest.
@@ -53,7 +53,7 @@ for icd in /usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json /usr/share/vulka
   fi
 done
 step info node dist/cli.js info
-step webgpu-tests env CI=1 node node_modules/vitest/vitest.mjs run test/webgpu
+step webgpu-tests env CI=1 node node_modules/vitest/vitest.mjs run --project unit test/webgpu
 
 step bench node dist/cli.js bench --backend all --no-progress --json "$OUT/bench.json"
 step torch python3 bench/cuda/torch_reference.py

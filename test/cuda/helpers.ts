@@ -2,7 +2,7 @@
  * Shared setup of the cuda tests: a cuda context when this machine has a usable GPU, else the reason
  * (printed once, and every GPU test skips with it), and a cpu context as the reference.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { type Context, createContext } from '../../src/index.js';
 
@@ -11,6 +11,20 @@ export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 export const CUDA_ADDON = `${ROOT}build/Release/grpo_kernels_native.node`;
 export const NOCUDA_ADDON =
   process.env.GRPO_KERNELS_NOCUDA_ADDON ?? `${ROOT}build/nocuda/Release/grpo_kernels_native.node`;
+
+/** Set by the vitest project "cuda-emu": the cuda tests run on the CPU emulator (native/emu/). */
+export const EMULATED = process.env.GRPO_KERNELS_CUDA_EMU === '1';
+/** Why the emulator addon is missing (build/emu/emu-build-status.json, written by scripts/build-emu.mjs). */
+function emuMissingReason(): string {
+  try {
+    const s = JSON.parse(readFileSync(`${ROOT}build/emu/emu-build-status.json`, 'utf8')) as {
+      reason?: string;
+    };
+    return `CUDA emulator not built: ${s.reason ?? 'unknown reason'}`;
+  } catch {
+    return 'CUDA emulator not built (node scripts/build-emu.mjs)';
+  }
+}
 
 export interface GpuProbe {
   ctx?: Context;
@@ -22,6 +36,12 @@ let probe: Promise<GpuProbe> | undefined;
 /** Starts the cuda backend once per test file; on failure returns why (and warns once). */
 export function probeGpu(): Promise<GpuProbe> {
   probe ??= (async () => {
+    const path = process.env.GRPO_KERNELS_NATIVE_PATH;
+    if (EMULATED && (path === undefined || !existsSync(path))) {
+      const reason = emuMissingReason();
+      console.warn(`test/cuda: emulated tests skipped: ${reason}`);
+      return { reason };
+    }
     if (process.env.GRPO_KERNELS_NATIVE_PATH === undefined && !existsSync(CUDA_ADDON)) {
       const reason = `native addon not built (${CUDA_ADDON} missing)`;
       console.warn(`test/cuda: GPU tests skipped: ${reason}`);

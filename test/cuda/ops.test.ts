@@ -31,7 +31,7 @@ import {
 } from '../../src/index.js';
 import { expectClose, expectNoPoison, POISON_F32 } from '../util/compare.js';
 import { randomInts, randomNormal, rng } from '../util/rng.js';
-import { cpuContext, probeGpu } from './helpers.js';
+import { cpuContext, EMULATED, probeGpu } from './helpers.js';
 
 const gpu = await probeGpu();
 const noGpu = gpu.ctx === undefined;
@@ -435,64 +435,71 @@ describe.skipIf(noGpu)('cuda review: 64-bit offsets, in-place backward, error fl
   // N·V > 2^31: rows past 2^31 / V (= 14134.2 for V = 151936) index the logits beyond int32. 4.3 GB of
   // bf16 logits plus 4.3 GB of gradient; the rows repeat 8 random patterns so the cpu reference runs
   // on the last rows alone.
-  it('[14200, 151936] bf16: forward and backward rows past 2^31 elements match the cpu', async () => {
-    const N = 14200;
-    const V = 151936;
-    expect(N * V).toBeGreaterThan(2 ** 31);
-    const P = 8;
-    const pattern = logitsData(77, P, V, 'bf16') as Uint16Array;
-    const block = new Uint16Array(256 * V);
-    for (let i = 0; i < 256; i++) block.set(pattern.subarray((i % P) * V, ((i % P) + 1) * V), i * V);
-    const dev = deviceOf(cuda);
-    const ptr = dev.alloc(BigInt(N) * BigInt(V) * 2n);
-    try {
-      for (let r0 = 0; r0 < N; r0 += 256) {
-        const rows = Math.min(256, N - r0);
-        dev.upload(ptr + BigInt(r0) * BigInt(V) * 2n, block.subarray(0, rows * V));
-      }
-      const logits = cuda.fromDevicePointer(ptr, [N, V], 'bf16');
-      const targets = randomInts(78, N, 0, V);
-      targets[N - 3] = -100;
-      const k = 70; // the last k rows: all past 2^31 elements
-      const small = new Uint16Array(k * V);
-      for (let j = 0; j < k; j++) {
-        const q = (N - k + j) % P;
-        small.set(pattern.subarray(q * V, (q + 1) * V), j * V);
-      }
-      const tSmall = targets.slice(N - k);
-      const xc = cpu.tensor(small, [k, V], 'bf16');
-      const opts = { entropy: true, sumSquares: true };
-      const g = await cuda.logprobs(logits, targets, opts);
-      const c = await cpu.logprobs(xc, tSmall, opts);
-      const tail = async (t: Tensor | undefined) => (await read(t)).slice(N - k);
-      expectClose(await tail(g.logprobs), await read(c.logprobs), { rtol: 2e-5, what: 'logprobs tail' });
-      expectClose(await tail(g.lse), await read(c.lse), { rtol: 2e-5, what: 'lse tail' });
-      expectClose(await tail(g.entropy), await read(c.entropy), {
-        rtol: 1e-4,
-        floor: 1e-3,
-        what: 'entropy tail',
-      });
+  // On the emulator this one case takes about a minute and 9 GB of host memory: opt in with GK_EMU_FULL=1.
+  const bigSkip = EMULATED && process.env.GK_EMU_FULL !== '1';
+  if (bigSkip)
+    console.warn('test/cuda: [14200, 151936] skipped on the emulator (~60 s, 9 GB; GK_EMU_FULL=1 runs it)');
+  it.skipIf(bigSkip)(
+    '[14200, 151936] bf16: forward and backward rows past 2^31 elements match the cpu',
+    async () => {
+      const N = 14200;
+      const V = 151936;
+      expect(N * V).toBeGreaterThan(2 ** 31);
+      const P = 8;
+      const pattern = logitsData(77, P, V, 'bf16') as Uint16Array;
+      const block = new Uint16Array(256 * V);
+      for (let i = 0; i < 256; i++) block.set(pattern.subarray((i % P) * V, ((i % P) + 1) * V), i * V);
+      const dev = deviceOf(cuda);
+      const ptr = dev.alloc(BigInt(N) * BigInt(V) * 2n);
+      try {
+        for (let r0 = 0; r0 < N; r0 += 256) {
+          const rows = Math.min(256, N - r0);
+          dev.upload(ptr + BigInt(r0) * BigInt(V) * 2n, block.subarray(0, rows * V));
+        }
+        const logits = cuda.fromDevicePointer(ptr, [N, V], 'bf16');
+        const targets = randomInts(78, N, 0, V);
+        targets[N - 3] = -100;
+        const k = 70; // the last k rows: all past 2^31 elements
+        const small = new Uint16Array(k * V);
+        for (let j = 0; j < k; j++) {
+          const q = (N - k + j) % P;
+          small.set(pattern.subarray(q * V, (q + 1) * V), j * V);
+        }
+        const tSmall = targets.slice(N - k);
+        const xc = cpu.tensor(small, [k, V], 'bf16');
+        const opts = { entropy: true, sumSquares: true };
+        const g = await cuda.logprobs(logits, targets, opts);
+        const c = await cpu.logprobs(xc, tSmall, opts);
+        const tail = async (t: Tensor | undefined) => (await read(t)).slice(N - k);
+        expectClose(await tail(g.logprobs), await read(c.logprobs), { rtol: 2e-5, what: 'logprobs tail' });
+        expectClose(await tail(g.lse), await read(c.lse), { rtol: 2e-5, what: 'lse tail' });
+        expectClose(await tail(g.entropy), await read(c.entropy), {
+          rtol: 1e-4,
+          floor: 1e-3,
+          what: 'entropy tail',
+        });
 
-      const glp = Float32Array.from(randomNormal(79, N));
-      const gent = Float32Array.from(randomNormal(80, N));
-      const gg = await cuda.logprobsBackward(logits, targets, g.lse, glp, {
-        gradEntropy: gent,
-        entropy: g.entropy,
-      });
-      const gc = await cpu.logprobsBackward(xc, tSmall, c.lse, glp.slice(N - k), {
-        gradEntropy: gent.slice(N - k),
-        entropy: c.entropy,
-      });
-      const view = cuda.fromDevicePointer(ptrOfTensor(gg) + BigInt(N - k) * BigInt(V) * 2n, [k, V], 'bf16');
-      expectClose(decodeFloats('bf16', await view.read()), decodeFloats('bf16', await gc.read()), {
-        rtol: 2 ** -7,
-        what: 'gradLogits tail',
-      });
-      gg.dispose();
-    } finally {
-      dev.free(ptr);
-    }
-  });
+        const glp = Float32Array.from(randomNormal(79, N));
+        const gent = Float32Array.from(randomNormal(80, N));
+        const gg = await cuda.logprobsBackward(logits, targets, g.lse, glp, {
+          gradEntropy: gent,
+          entropy: g.entropy,
+        });
+        const gc = await cpu.logprobsBackward(xc, tSmall, c.lse, glp.slice(N - k), {
+          gradEntropy: gent.slice(N - k),
+          entropy: c.entropy,
+        });
+        const view = cuda.fromDevicePointer(ptrOfTensor(gg) + BigInt(N - k) * BigInt(V) * 2n, [k, V], 'bf16');
+        expectClose(decodeFloats('bf16', await view.read()), decodeFloats('bf16', await gc.read()), {
+          rtol: 2 ** -7,
+          what: 'gradLogits tail',
+        });
+        gg.dispose();
+      } finally {
+        dev.free(ptr);
+      }
+    },
+  );
 
   // In place: the gradient overwrites the logits; each element must be read before any thread writes
   // it. Odd V makes rows misaligned (scalar heads and tails next to the 16-byte vectors).

@@ -1,0 +1,291 @@
+// The CUDA emulator's device side: force-included (g++ -include) before every native/cuda/*.cu file
+// when scripts/build-emu.mjs compiles them as plain C++ for the CPU. Test-only: it lets CI, which has
+// no GPU, execute the real kernels and launchers (every index, reduction, split and merge) against the
+// CPU reference. It proves the kernels' logic, never their speed or the GPU's memory model.
+//
+// Model (native/emu/emu_runtime.cc): a launch runs its blocks one after another on the calling
+// thread; the threads of a block are fibers switched only at __syncthreads and warp shuffles, so
+// shared memory is a function-local static (launches from different OS threads take turns). A block barrier waits
+// for every thread that has not exited; a shuffle waits for exactly the lanes of its mask and fails
+// the launch if they disagree or a lane in the mask never arrives. WMMA fragments hold the whole tile
+// in every lane (num_elements = rows × cols), so element-wise code on fragment.x[] stays layout-free.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+
+#undef __shared__
+#define __shared__ static
+#define __launch_bounds__(...)
+
+namespace gkemu {
+
+// Where the running emulated thread is.
+struct ThreadCtx {
+  uint3 tid;
+  uint3 bid;
+  dim3 bdim;
+  dim3 gdim;
+  unsigned linear;  // tid.x + bdim.x (tid.y + bdim.y tid.z)
+};
+// The running emulated thread (launches are serialised process-wide, so one pointer suffices).
+inline ThreadCtx* g_ctx = nullptr;
+
+void syncthreads();
+// Exchanges 8 bytes with the lanes of `mask`; returns what lane src_lane(lane) deposited.
+// mode 0: xor, 1: down, 2: up, 3: idx.
+uint64_t shuffle(unsigned mask, uint64_t bits, int arg, int mode, int width);
+void syncwarp(unsigned mask);
+// Resumes a block's threads last to first (as GK_EMU_ORDER=reverse does); for the self-test.
+void set_reverse_order(bool reverse);
+
+// Runs kernel(args...) over grid × block; returns cudaSuccess or the launch's error (also kept for
+// cudaGetLastError).
+using Body = void (*)(void*);
+cudaError_t run_grid(dim3 grid, dim3 block, size_t smem, cudaStream_t stream, Body body, void* arg,
+                     const char* name);
+
+template <class T>
+T shfl_as(unsigned mask, T v, int arg, int mode, int width) {
+  static_assert(sizeof(T) <= 8 && std::is_trivially_copyable<T>::value, "emulated shuffle of <= 8 bytes");
+  uint64_t b = 0;
+  std::memcpy(&b, &v, sizeof(T));
+  b = shuffle(mask, b, arg, mode, width);
+  T r;
+  std::memcpy(&r, &b, sizeof(T));
+  return r;
+}
+
+// One launch: the kernel, its configuration and name.
+template <class... P>
+struct Launcher {
+  const char* name;
+  void (*kernel)(P...);
+  dim3 grid, block;
+  size_t smem;
+  cudaStream_t stream;
+  template <class... A>
+  void operator()(A&&... args) const {
+    // Arguments are converted once, as the runtime copies them into the parameter buffer; every
+    // thread then calls the kernel with its own copy of the parameters.
+    std::tuple<std::decay_t<P>...> params(static_cast<std::decay_t<P>>(std::forward<A>(args))...);
+    struct Pack {
+      void (*k)(P...);
+      std::tuple<std::decay_t<P>...>* p;
+    } pack{kernel, &params};
+    run_grid(
+        grid, block, smem, stream,
+        [](void* a) {
+          Pack* pk = static_cast<Pack*>(a);
+          std::apply([pk](auto... copy) { pk->k(copy...); }, *pk->p);
+        },
+        &pack, name);
+  }
+};
+
+// kernel<<<grid, block, smem, stream>>>(args...) is rewritten by scripts/build-emu.mjs into
+// ::gkemu::launch("kernel", kernel, grid, block, smem, stream)(args...).
+template <class... P>
+Launcher<P...> launch(const char* name, void (*kernel)(P...), dim3 grid, dim3 block, size_t smem = 0,
+                      cudaStream_t stream = nullptr) {
+  return Launcher<P...>{name, kernel, grid, block, smem, stream};
+}
+
+// Atomics: the threads of one launch never run at the same time, so plain read-modify-write is atomic.
+template <class T>
+T atomic_rmw_or(T* p, T v) {
+  T old = *p;
+  *p = old | v;
+  return old;
+}
+
+}  // namespace gkemu
+
+// CUDA's global math overloads that device code calls unqualified.
+using std::isfinite;
+using std::isinf;
+using std::isnan;
+inline int min(int a, int b) { return a < b ? a : b; }
+inline int max(int a, int b) { return a > b ? a : b; }
+inline long long min(long long a, long long b) { return a < b ? a : b; }
+inline long long max(long long a, long long b) { return a > b ? a : b; }
+inline unsigned min(unsigned a, unsigned b) { return a < b ? a : b; }
+inline unsigned max(unsigned a, unsigned b) { return a > b ? a : b; }
+inline float min(float a, float b) { return std::fmin(a, b); }
+inline float max(float a, float b) { return std::fmax(a, b); }
+
+#define threadIdx (::gkemu::g_ctx->tid)
+#define blockIdx (::gkemu::g_ctx->bid)
+#define blockDim (::gkemu::g_ctx->bdim)
+#define gridDim (::gkemu::g_ctx->gdim)
+
+inline void __syncthreads() { ::gkemu::syncthreads(); }
+inline void __syncwarp(unsigned mask = 0xffffffffu) { ::gkemu::syncwarp(mask); }
+template <class T>
+T __shfl_xor_sync(unsigned mask, T v, int lane_mask, int width = 32) {
+  return ::gkemu::shfl_as(mask, v, lane_mask, 0, width);
+}
+template <class T>
+T __shfl_down_sync(unsigned mask, T v, unsigned delta, int width = 32) {
+  return ::gkemu::shfl_as(mask, v, static_cast<int>(delta), 1, width);
+}
+template <class T>
+T __shfl_up_sync(unsigned mask, T v, unsigned delta, int width = 32) {
+  return ::gkemu::shfl_as(mask, v, static_cast<int>(delta), 2, width);
+}
+template <class T>
+T __shfl_sync(unsigned mask, T v, int src, int width = 32) {
+  return ::gkemu::shfl_as(mask, v, src, 3, width);
+}
+
+template <class T>
+inline T __ldg(const T* p) {
+  return *p;
+}
+
+// Rounded product that is never fused into a later add (as nvcc guarantees for __fmul_rn): the empty
+// asm makes the rounded value opaque, so -ffp-contract cannot fold it into an FMA.
+inline float __fmul_rn(float a, float b) {
+  float r = a * b;
+#if defined(__x86_64__)
+  asm("" : "+x"(r));
+#else
+  asm("" : "+r"(r));
+#endif
+  return r;
+}
+
+inline float __uint_as_float(unsigned u) {
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+inline unsigned __float_as_uint(float f) {
+  unsigned u;
+  std::memcpy(&u, &f, 4);
+  return u;
+}
+inline float __int_as_float(int u) {
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+inline int __float_as_int(float f) {
+  int u;
+  std::memcpy(&u, &f, 4);
+  return u;
+}
+
+inline int atomicOr(int* p, int v) { return ::gkemu::atomic_rmw_or(p, v); }
+inline unsigned atomicOr(unsigned* p, unsigned v) { return ::gkemu::atomic_rmw_or(p, v); }
+template <class T>
+inline T atomicMin(T* p, T v) {
+  T old = *p;
+  if (v < old) *p = v;
+  return old;
+}
+template <class T>
+inline T atomicMax(T* p, T v) {
+  T old = *p;
+  if (v > old) *p = v;
+  return old;
+}
+template <class T>
+inline T atomicAdd(T* p, T v) {
+  T old = *p;
+  *p = old + v;
+  return old;
+}
+
+// ----------------------------------------------------------------------------------------- WMMA
+namespace nvcuda {
+namespace wmma {
+struct matrix_a {};
+struct matrix_b {};
+struct accumulator {};
+struct row_major {};
+struct col_major {};
+namespace precision {
+struct tf32 {};
+}  // namespace precision
+enum layout_t { mem_row_major, mem_col_major };
+
+template <class Use, int M, int N, int K>
+struct frag_shape;
+template <int M, int N, int K>
+struct frag_shape<matrix_a, M, N, K> {
+  static constexpr int rows = M, cols = K;
+};
+template <int M, int N, int K>
+struct frag_shape<matrix_b, M, N, K> {
+  static constexpr int rows = K, cols = N;
+};
+template <int M, int N, int K>
+struct frag_shape<accumulator, M, N, K> {
+  static constexpr int rows = M, cols = N;
+};
+
+// The whole rows × cols tile, row-major, in every lane.
+template <class Use, int M, int N, int K, class T, class Layout = void>
+struct fragment {
+  static constexpr int rows = frag_shape<Use, M, N, K>::rows;
+  static constexpr int cols = frag_shape<Use, M, N, K>::cols;
+  static constexpr int num_elements = rows * cols;
+  float x[num_elements];
+};
+
+// Rounds to tf32 as cvt.rna.tf32.f32 does: 10 mantissa bits, to nearest, ties away from zero.
+inline float __float_to_tf32(float f) {
+  unsigned u = __float_as_uint(f);
+  if ((u & 0x7f800000u) == 0x7f800000u) return f;  // Inf, NaN unchanged
+  u = (u + 0x1000u) & 0xffffe000u;
+  return __uint_as_float(u);
+}
+
+template <class Use, int M, int N, int K, class T, class Layout>
+void fill_fragment(fragment<Use, M, N, K, T, Layout>& f, float v) {
+  for (float& e : f.x) e = v;
+}
+
+template <class Use, int M, int N, int K, class T, class Layout>
+void load_matrix_sync(fragment<Use, M, N, K, T, Layout>& f, const float* p, unsigned ldm) {
+  using F = fragment<Use, M, N, K, T, Layout>;
+  const bool col = std::is_same<Layout, col_major>::value;
+  for (int r = 0; r < F::rows; ++r)
+    for (int c = 0; c < F::cols; ++c) f.x[r * F::cols + c] = col ? p[c * size_t(ldm) + r] : p[r * size_t(ldm) + c];
+}
+template <int M, int N, int K>
+void load_matrix_sync(fragment<accumulator, M, N, K, float>& f, const float* p, unsigned ldm, layout_t l) {
+  for (int r = 0; r < M; ++r)
+    for (int c = 0; c < N; ++c) f.x[r * N + c] = l == mem_col_major ? p[c * size_t(ldm) + r] : p[r * size_t(ldm) + c];
+}
+template <int M, int N, int K>
+void store_matrix_sync(float* p, const fragment<accumulator, M, N, K, float>& f, unsigned ldm, layout_t l) {
+  for (int r = 0; r < M; ++r)
+    for (int c = 0; c < N; ++c) (l == mem_col_major ? p[c * size_t(ldm) + r] : p[r * size_t(ldm) + c]) = f.x[r * N + c];
+}
+
+// d = a b + c with f32 products and sums (tensor cores accumulate tf32 products in f32; their
+// internal summation order is unspecified, so the emulator's k order is one valid choice).
+template <int M, int N, int K, class T, class LA, class LB>
+void mma_sync(fragment<accumulator, M, N, K, float>& d, const fragment<matrix_a, M, N, K, T, LA>& a,
+              const fragment<matrix_b, M, N, K, T, LB>& b, const fragment<accumulator, M, N, K, float>& c) {
+  float out[M * N];
+  for (int i = 0; i < M; ++i)
+    for (int j = 0; j < N; ++j) {
+      float s = c.x[i * N + j];
+      for (int k = 0; k < K; ++k) s = std::fma(a.x[i * K + k], b.x[k * N + j], s);
+      out[i * N + j] = s;
+    }
+  std::memcpy(d.x, out, sizeof out);
+}
+}  // namespace wmma
+}  // namespace nvcuda

@@ -1,0 +1,599 @@
+// The CUDA emulator's runtime: the block scheduler behind native/emu/cuda_emu.h, and the CUDA runtime
+// calls addon.cc and the launchers make, implemented on host memory. Test-only (docs/cuda.md,
+// "Emulated CUDA"): "device" memory is malloc'd host memory, streams and events are synchronous, and a
+// launch has finished when its launch call returns.
+//
+// Launch checks follow the hardware's limits (block ≤ 1024 threads, grid.y/z ≤ 65535, no empty grid:
+// cudaErrorInvalidConfiguration), so a launcher that sizes a grid wrongly fails here as on a GPU.
+//
+// Scheduling. Every thread of a block is a fiber, switched only when it waits at __syncthreads or a
+// warp shuffle (a 6-register stack switch on x86-64, announced to AddressSanitizer in the --asan
+// build; ucontext elsewhere). A block whose threads wait on each other forever fails the launch
+// with a message naming the barrier, rather than hanging. GK_EMU_ORDER=reverse resumes the threads
+// of a block in reverse order: a kernel whose result depends on that order has a race.
+#include <sys/mman.h>
+#include <ucontext.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "cuda_emu.h"
+
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/common_interface_defs.h>
+#define GK_EMU_ASAN 1
+#else
+#define GK_EMU_ASAN 0
+#endif
+
+#if defined(__x86_64__)
+#define GK_EMU_ASM_SWITCH 1
+// gk_emu_switch(save, load): pushes the callee-saved registers, stores the stack pointer in *save,
+// loads `load` and pops the registers saved there (System V x86-64: rbx, rbp, r12–r15).
+extern "C" void gk_emu_switch(void** save, void* load);
+asm(R"(
+  .text
+  .globl gk_emu_switch
+  .hidden gk_emu_switch
+  .type gk_emu_switch, @function
+gk_emu_switch:
+  pushq %rbp
+  pushq %rbx
+  pushq %r12
+  pushq %r13
+  pushq %r14
+  pushq %r15
+  movq %rsp, (%rdi)
+  movq %rsi, %rsp
+  popq %r15
+  popq %r14
+  popq %r13
+  popq %r12
+  popq %rbx
+  popq %rbp
+  ret
+  .size gk_emu_switch, .-gk_emu_switch
+)");
+#else
+#define GK_EMU_ASM_SWITCH 0
+#endif
+
+namespace gkemu {
+namespace {
+
+constexpr size_t kStackBytes = 256 * 1024;
+constexpr int kMaxThreads = 1024;
+
+enum class Wait { None, Block, Warp };
+
+struct Fiber {
+#if GK_EMU_ASM_SWITCH
+  void* sp = nullptr;
+#else
+  ucontext_t uc;
+#endif
+  ThreadCtx tc;
+  bool done = false;
+  Wait wait = Wait::None;
+  uint64_t seen_gen = 0;  // generation of the barrier it waits on, when it started waiting
+};
+
+struct WarpState {
+  uint64_t slot[2][32];
+  unsigned mask = 0;     // lanes taking part in the pending exchange
+  unsigned arrived = 0;  // lanes of it that arrived
+  uint64_t gen = 0;
+};
+
+struct BlockRun {
+  Body body = nullptr;
+  void* arg = nullptr;
+  int nthreads = 0;
+  int live = 0;
+  std::string error;        // non-empty: the launch failed
+#if GK_EMU_ASM_SWITCH
+  void* sched_sp = nullptr;
+#else
+  ucontext_t sched;
+#endif
+  Fiber* running = nullptr;
+  int bar_arrived = 0;
+  uint64_t bar_gen = 0;
+  WarpState warps[kMaxThreads / 32];
+};
+
+// The stacks of the fibers (reserved once, touched lazily) and what runs now. Launches take turns
+// (launch_mu), so kernels' __shared__ statics and g_ctx are never used by two launches at once.
+struct Emu {
+  char* stacks = nullptr;
+  std::vector<Fiber> fibers = std::vector<Fiber>(kMaxThreads);
+  BlockRun* block = nullptr;
+  const void* sched_bottom = nullptr;  // the scheduler's stack, for AddressSanitizer's fiber calls
+  size_t sched_size = 0;
+  ~Emu() {
+    if (stacks) munmap(stacks, kStackBytes * kMaxThreads);
+  }
+};
+Emu emu;
+std::mutex launch_mu;
+
+// Fiber → scheduler.
+void to_scheduler(BlockRun& b, Fiber& f, bool finished = false) {
+#if GK_EMU_ASM_SWITCH
+#if GK_EMU_ASAN
+  void* fake = nullptr;
+  __sanitizer_start_switch_fiber(finished ? nullptr : &fake, emu.sched_bottom, emu.sched_size);
+#endif
+  gk_emu_switch(&f.sp, b.sched_sp);
+#if GK_EMU_ASAN
+  __sanitizer_finish_switch_fiber(fake, &emu.sched_bottom, &emu.sched_size);
+#endif
+  (void)finished;
+#else
+  (void)finished;
+  swapcontext(&f.uc, &b.sched);
+#endif
+}
+
+[[noreturn]] void fail(const std::string& msg) {
+  BlockRun& b = *emu.block;
+  if (b.error.empty()) b.error = msg;
+  to_scheduler(b, *b.running);  // never resumed: the launch is abandoned
+  std::abort();
+}
+
+void yield_waiting(Wait w, uint64_t gen) {
+  BlockRun& b = *emu.block;
+  Fiber& f = *b.running;
+  f.wait = w;
+  f.seen_gen = gen;
+  to_scheduler(b, f);
+  f.wait = Wait::None;
+}
+
+void release_block_barrier_if_complete(BlockRun& b) {
+  if (b.bar_arrived > 0 && b.bar_arrived == b.live) {
+    b.bar_arrived = 0;
+    ++b.bar_gen;
+  }
+}
+
+void fiber_entry() {
+  BlockRun& b = *emu.block;
+  Fiber& f = *b.running;
+  b.body(b.arg);
+  f.done = true;
+  --b.live;
+  // Exited threads no longer hold back a block barrier (as on the hardware), but a lane in the mask
+  // of a pending shuffle that exits can never arrive.
+  release_block_barrier_if_complete(b);
+  const unsigned lane = f.tc.linear & 31u;
+  WarpState& w = b.warps[f.tc.linear >> 5];
+  if (w.arrived != 0 && (w.mask >> lane & 1u) && !(w.arrived >> lane & 1u) && b.error.empty())
+    b.error = "lane " + std::to_string(lane) + " of warp " + std::to_string(f.tc.linear >> 5) +
+              " exited while named in the mask of a pending shuffle";
+}
+
+#if GK_EMU_ASM_SWITCH
+[[noreturn]] void fiber_trampoline() {
+#if GK_EMU_ASAN
+  __sanitizer_finish_switch_fiber(nullptr, &emu.sched_bottom, &emu.sched_size);
+#endif
+  fiber_entry();
+  BlockRun& b = *emu.block;
+  to_scheduler(b, *b.running, true);  // done: never resumed
+  std::abort();
+}
+#endif
+
+ThreadCtx make_ctx(unsigned linear, dim3 block, dim3 bid, dim3 grid) {
+  ThreadCtx c;
+  c.tid = uint3{linear % block.x, (linear / block.x) % block.y, linear / (block.x * block.y)};
+  c.bid = uint3{bid.x, bid.y, bid.z};
+  c.bdim = block;
+  c.gdim = grid;
+  c.linear = linear;
+  return c;
+}
+
+bool ready(const BlockRun& b, const Fiber& f) {
+  switch (f.wait) {
+    case Wait::None:
+      return true;
+    case Wait::Block:
+      return b.bar_gen != f.seen_gen;
+    case Wait::Warp:
+      return b.warps[f.tc.linear >> 5].gen != f.seen_gen;
+  }
+  return true;
+}
+
+// GK_EMU_ORDER=reverse, or set_reverse_order (the emulator's self-test).
+int order_override = -1;
+bool reverse_order() {
+  static const bool from_env = [] {
+    const char* e = std::getenv("GK_EMU_ORDER");
+    return e && std::strcmp(e, "reverse") == 0;
+  }();
+  return order_override < 0 ? from_env : order_override == 1;
+}
+
+// Runs one block as fibers; returns false (with b.error) when the launch must fail.
+bool run_block_fibers(BlockRun& b, dim3 block, dim3 bid, dim3 grid) {
+  if (!emu.stacks) {
+    void* m = mmap(nullptr, kStackBytes * kMaxThreads, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (m == MAP_FAILED) {
+      b.error = "cannot reserve fiber stacks";
+      return false;
+    }
+    emu.stacks = static_cast<char*>(m);
+  }
+  b.live = b.nthreads;
+  b.bar_arrived = 0;
+  for (int i = 0; i < b.nthreads / 32 + 1 && i < kMaxThreads / 32; ++i) b.warps[i] = WarpState{};
+  for (int i = 0; i < b.nthreads; ++i) {
+    Fiber& f = emu.fibers[i];
+    f.done = false;
+    f.wait = Wait::None;
+    f.tc = make_ctx(unsigned(i), block, bid, grid);
+    char* stack = emu.stacks + size_t(i) * kStackBytes;
+#if GK_EMU_ASM_SWITCH
+    // What gk_emu_switch pops: six registers, then the trampoline as return address; above it a
+    // null return address for the trampoline, so it starts with the stack aligned as after a call.
+    void** sp = reinterpret_cast<void**>(stack + kStackBytes);
+    *--sp = nullptr;
+    *--sp = reinterpret_cast<void*>(&fiber_trampoline);
+    for (int r = 0; r < 6; ++r) *--sp = nullptr;
+    f.sp = sp;
+#else
+    getcontext(&f.uc);
+    f.uc.uc_stack.ss_sp = stack;
+    f.uc.uc_stack.ss_size = kStackBytes;
+    f.uc.uc_link = &b.sched;
+    makecontext(&f.uc, fiber_entry, 0);
+#endif
+  }
+  const bool rev = reverse_order();
+  for (;;) {
+    bool progress = false;
+    for (int k = 0; k < b.nthreads; ++k) {
+      Fiber& f = emu.fibers[rev ? b.nthreads - 1 - k : k];
+      if (f.done || !ready(b, f)) continue;
+      b.running = &f;
+      g_ctx = &f.tc;
+#if GK_EMU_ASM_SWITCH
+#if GK_EMU_ASAN
+      void* fake = nullptr;
+      __sanitizer_start_switch_fiber(&fake, emu.stacks + size_t(&f - emu.fibers.data()) * kStackBytes, kStackBytes);
+#endif
+      gk_emu_switch(&b.sched_sp, f.sp);
+#if GK_EMU_ASAN
+      __sanitizer_finish_switch_fiber(fake, nullptr, nullptr);
+#endif
+#else
+      swapcontext(&b.sched, &f.uc);
+#endif
+      progress = true;
+      if (!b.error.empty()) return false;
+    }
+    if (b.live == 0) return true;
+    if (!progress) {
+      int at_block = 0, at_warp = 0;
+      for (int i = 0; i < b.nthreads; ++i) {
+        const Fiber& f = emu.fibers[i];
+        if (f.done) continue;
+        if (f.wait == Wait::Block) ++at_block;
+        if (f.wait == Wait::Warp) ++at_warp;
+      }
+      b.error = "deadlock: " + std::to_string(at_block) + " thread(s) wait at __syncthreads and " +
+                std::to_string(at_warp) + " in a warp shuffle, " + std::to_string(b.nthreads - b.live) +
+                " exited (a barrier not reached by every thread of its block or warp)";
+      return false;
+    }
+  }
+}
+
+std::string dim_str(dim3 d) {
+  return "(" + std::to_string(d.x) + ", " + std::to_string(d.y) + ", " + std::to_string(d.z) + ")";
+}
+
+thread_local cudaError_t tl_last = cudaSuccess;
+thread_local std::string tl_last_message;
+
+}  // namespace
+
+
+void syncthreads() {
+  BlockRun& b = *emu.block;
+  const uint64_t gen = b.bar_gen;
+  ++b.bar_arrived;
+  release_block_barrier_if_complete(b);
+  if (b.bar_gen == gen) yield_waiting(Wait::Block, gen);
+}
+
+uint64_t shuffle(unsigned mask, uint64_t bits, int arg, int mode, int width) {
+  BlockRun& b = *emu.block;
+  const ThreadCtx& c = *g_ctx;
+  const unsigned lane = c.linear & 31u;
+  const unsigned warp = c.linear >> 5;
+  if (width <= 0 || width > 32 || (width & (width - 1)) != 0) fail("shuffle width " + std::to_string(width) + " is not a power of 2 in [1, 32]");
+  if (!(mask >> lane & 1u)) fail("lane " + std::to_string(lane) + " calls a shuffle whose mask excludes it");
+  // Lanes of the mask that do not exist (past the block's end) or have exited can never arrive.
+  for (unsigned l = 0; l < 32; ++l) {
+    if (!(mask >> l & 1u)) continue;
+    const unsigned t = warp * 32 + l;
+    if (t >= unsigned(b.nthreads) || emu.fibers[t].done)
+      fail("shuffle mask names lane " + std::to_string(l) + " of warp " + std::to_string(warp) +
+           (t >= unsigned(b.nthreads) ? ", which does not exist" : ", which has exited"));
+  }
+  WarpState& w = b.warps[warp];
+  if (w.arrived == 0) {
+    w.mask = mask;
+  } else if (w.mask != mask) {
+    fail("lanes of warp " + std::to_string(warp) + " disagree on a shuffle mask");
+  }
+  const uint64_t gen = w.gen;
+  w.slot[gen & 1][lane] = bits;
+  w.arrived |= 1u << lane;
+  if (w.arrived == w.mask) {
+    w.arrived = 0;
+    ++w.gen;
+  } else {
+    yield_waiting(Wait::Warp, gen);
+  }
+  // The source lane, within this lane's segment of `width` lanes.
+  const unsigned seg = lane & ~unsigned(width - 1);
+  const unsigned in_seg = lane - seg;
+  unsigned src = lane;
+  switch (mode) {
+    case 0:
+      src = seg + ((in_seg ^ unsigned(arg)) & unsigned(width - 1));
+      if ((in_seg ^ unsigned(arg)) >= unsigned(width)) src = lane;
+      break;
+    case 1:
+      src = in_seg + unsigned(arg) < unsigned(width) ? lane + unsigned(arg) : lane;
+      break;
+    case 2:
+      src = in_seg >= unsigned(arg) ? lane - unsigned(arg) : lane;
+      break;
+    default:
+      src = seg + (unsigned(arg) & unsigned(width - 1));
+  }
+  // Reading a lane outside the mask is undefined on the hardware.
+  if (!(mask >> src & 1u)) fail("lane " + std::to_string(lane) + " reads lane " + std::to_string(src) + ", outside the shuffle mask");
+  return w.slot[gen & 1][src];
+}
+
+void set_reverse_order(bool reverse) { order_override = reverse ? 1 : 0; }
+
+void syncwarp(unsigned mask) { (void)shuffle(mask, 0, 0, 0, 32); }
+
+cudaError_t run_grid(dim3 grid, dim3 block, size_t smem, cudaStream_t, Body body, void* arg, const char* name) {
+  const uint64_t threads = uint64_t(block.x) * block.y * block.z;
+  std::string bad;
+  if (grid.x == 0 || grid.y == 0 || grid.z == 0 || block.x == 0 || block.y == 0 || block.z == 0)
+    bad = "empty grid " + dim_str(grid) + " or block " + dim_str(block);
+  else if (threads > kMaxThreads || block.z > 64)
+    bad = "block " + dim_str(block) + " exceeds 1024 threads (or z > 64)";
+  else if (grid.x > 2147483647u || grid.y > 65535u || grid.z > 65535u)
+    bad = "grid " + dim_str(grid) + " exceeds (2^31 - 1, 65535, 65535)";
+  else if (smem > 227 * 1024)
+    bad = "dynamic shared memory of " + std::to_string(smem) + " bytes exceeds 227 KiB";
+  if (!bad.empty()) {
+    tl_last = cudaErrorInvalidConfiguration;
+    tl_last_message = std::string(name) + ": " + bad;
+    return tl_last;
+  }
+  std::lock_guard<std::mutex> lock(launch_mu);
+  BlockRun b;
+  b.body = body;
+  b.arg = arg;
+  b.nthreads = int(threads);
+  emu.block = &b;
+  std::string error;
+  for (unsigned z = 0; z < grid.z && error.empty(); ++z)
+    for (unsigned y = 0; y < grid.y && error.empty(); ++y)
+      for (unsigned x = 0; x < grid.x && error.empty(); ++x) {
+        const dim3 bid(x, y, z);
+        b.error.clear();
+        if (!run_block_fibers(b, block, bid, grid)) error = "block " + dim_str(bid) + ": " + b.error;
+      }
+  emu.block = nullptr;
+  g_ctx = nullptr;
+  if (!error.empty()) {
+    tl_last = cudaErrorLaunchFailure;
+    tl_last_message = std::string(name) + ": " + error;
+    std::fprintf(stderr, "grpo-kernels CUDA emulator: %s\n", tl_last_message.c_str());
+    return tl_last;
+  }
+  return cudaSuccess;
+}
+
+// ------------------------------------------------------------------------------- runtime calls
+namespace {
+std::mutex mem_mu;
+std::map<void*, size_t> mem_live;
+size_t mem_used = 0;
+constexpr size_t kEmuMemory = size_t(16) << 30;  // what the emulated device reports and allows
+
+cudaError_t emu_alloc(void** p, size_t n) {
+  if (!p) return cudaErrorInvalidValue;
+  *p = nullptr;
+  const size_t rounded = (n + 255) & ~size_t(255);
+  std::lock_guard<std::mutex> lock(mem_mu);
+  if (rounded > kEmuMemory - mem_used) return cudaErrorMemoryAllocation;
+  // 256-byte aligned like cudaMalloc, but exactly n bytes long: under AddressSanitizer (build-emu
+  // --asan) a kernel reading or writing past what was asked for is reported, as compute-sanitizer's
+  // memcheck would.
+  void* m = nullptr;
+  if (posix_memalign(&m, 256, n == 0 ? 1 : n) != 0) return cudaErrorMemoryAllocation;
+  mem_live[m] = rounded;
+  mem_used += rounded;
+  *p = m;
+  return cudaSuccess;
+}
+cudaError_t emu_free(void* p) {
+  if (!p) return cudaSuccess;
+  std::lock_guard<std::mutex> lock(mem_mu);
+  auto it = mem_live.find(p);
+  if (it == mem_live.end()) return cudaErrorInvalidValue;
+  mem_used -= it->second;
+  mem_live.erase(it);
+  std::free(p);
+  return cudaSuccess;
+}
+double now_ms() {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+}  // namespace
+}  // namespace gkemu
+
+struct CUstream_st {
+  int flags;
+};
+struct CUevent_st {
+  double ms;
+};
+struct CUmemPoolHandle_st {
+  int unused;
+};
+
+extern "C" {
+
+cudaError_t cudaGetLastError() {
+  cudaError_t e = gkemu::tl_last;
+  gkemu::tl_last = cudaSuccess;
+  return e;
+}
+const char* cudaGetErrorName(cudaError_t e) {
+  switch (e) {
+    case cudaSuccess:
+      return "cudaSuccess";
+    case cudaErrorInvalidValue:
+      return "cudaErrorInvalidValue";
+    case cudaErrorMemoryAllocation:
+      return "cudaErrorMemoryAllocation";
+    case cudaErrorInvalidConfiguration:
+      return "cudaErrorInvalidConfiguration";
+    case cudaErrorLaunchFailure:
+      return "cudaErrorLaunchFailure";
+    case cudaErrorInvalidDevice:
+      return "cudaErrorInvalidDevice";
+    case cudaErrorNoDevice:
+      return "cudaErrorNoDevice";
+    default:
+      return "cudaErrorUnknown";
+  }
+}
+const char* cudaGetErrorString(cudaError_t e) {
+  // The emulator's own launch failures carry their message (the thread's last one).
+  if ((e == cudaErrorLaunchFailure || e == cudaErrorInvalidConfiguration) && !gkemu::tl_last_message.empty())
+    return gkemu::tl_last_message.c_str();
+  switch (e) {
+    case cudaSuccess:
+      return "no error";
+    case cudaErrorMemoryAllocation:
+      return "out of memory";
+    case cudaErrorInvalidValue:
+      return "invalid argument";
+    default:
+      return "emulated CUDA error";
+  }
+}
+cudaError_t cudaGetDeviceCount(int* n) {
+  *n = 1;
+  return cudaSuccess;
+}
+cudaError_t cudaSetDevice(int d) { return d == 0 ? cudaSuccess : cudaErrorInvalidDevice; }
+cudaError_t cudaGetDeviceProperties(cudaDeviceProp* p, int d) {
+  if (d != 0) return cudaErrorInvalidDevice;
+  std::memset(p, 0, sizeof *p);
+  std::snprintf(p->name, sizeof p->name, "grpo-kernels CUDA emulator (CPU, tests only)");
+  p->major = 9;
+  p->minor = 0;
+  p->multiProcessorCount = 132;  // an H100's, so the launchers size grids (and vocab splits) as there
+  p->totalGlobalMem = gkemu::kEmuMemory;
+  p->l2CacheSize = 50 << 20;
+  p->sharedMemPerBlock = 48 << 10;
+  p->sharedMemPerBlockOptin = 227 << 10;
+  p->warpSize = 32;
+  p->maxThreadsPerBlock = 1024;
+  return cudaSuccess;
+}
+cudaError_t cudaDeviceGetAttribute(int* v, cudaDeviceAttr a, int d) {
+  if (d != 0) return cudaErrorInvalidDevice;
+  *v = a == cudaDevAttrMemoryPoolsSupported ? 1 : 0;
+  return cudaSuccess;
+}
+cudaError_t cudaDeviceGetDefaultMemPool(cudaMemPool_t* pool, int d) {
+  static CUmemPoolHandle_st the_pool{};
+  if (d != 0) return cudaErrorInvalidDevice;
+  *pool = &the_pool;
+  return cudaSuccess;
+}
+cudaError_t cudaMemPoolSetAttribute(cudaMemPool_t, cudaMemPoolAttr, void*) { return cudaSuccess; }
+cudaError_t cudaMemPoolTrimTo(cudaMemPool_t, size_t) { return cudaSuccess; }
+cudaError_t cudaRuntimeGetVersion(int* v) {
+  *v = CUDART_VERSION;
+  return cudaSuccess;
+}
+cudaError_t cudaDriverGetVersion(int* v) {
+  *v = CUDART_VERSION;
+  return cudaSuccess;
+}
+cudaError_t cudaStreamCreateWithFlags(cudaStream_t* s, unsigned flags) {
+  *s = new CUstream_st{int(flags)};
+  return cudaSuccess;
+}
+cudaError_t cudaStreamDestroy(cudaStream_t s) {
+  delete s;
+  return cudaSuccess;
+}
+cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
+cudaError_t cudaMalloc(void** p, size_t n) { return gkemu::emu_alloc(p, n); }
+cudaError_t cudaMallocAsync(void** p, size_t n, cudaStream_t) { return gkemu::emu_alloc(p, n); }
+cudaError_t cudaFree(void* p) { return gkemu::emu_free(p); }
+cudaError_t cudaFreeAsync(void* p, cudaStream_t) { return gkemu::emu_free(p); }
+cudaError_t cudaMallocHost(void** p, size_t n) {
+  *p = std::malloc(n == 0 ? 1 : n);
+  return *p ? cudaSuccess : cudaErrorMemoryAllocation;
+}
+cudaError_t cudaHostAlloc(void** p, size_t n, unsigned) { return cudaMallocHost(p, n); }
+cudaError_t cudaFreeHost(void* p) {
+  std::free(p);
+  return cudaSuccess;
+}
+cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t n, cudaMemcpyKind, cudaStream_t) {
+  if (n) std::memmove(dst, src, n);
+  return cudaSuccess;
+}
+cudaError_t cudaMemsetAsync(void* p, int v, size_t n, cudaStream_t) {
+  if (n) std::memset(p, v, n);
+  return cudaSuccess;
+}
+cudaError_t cudaEventCreate(cudaEvent_t* e) {
+  *e = new CUevent_st{0};
+  return cudaSuccess;
+}
+cudaError_t cudaEventDestroy(cudaEvent_t e) {
+  delete e;
+  return cudaSuccess;
+}
+cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t) {
+  e->ms = gkemu::now_ms();
+  return cudaSuccess;
+}
+cudaError_t cudaEventSynchronize(cudaEvent_t) { return cudaSuccess; }
+cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t a, cudaEvent_t b) {
+  *ms = float(b->ms - a->ms);
+  return cudaSuccess;
+}
+
+}  // extern "C"

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Emulated memcheck, for machines without a GPU (called by scripts/ci-native.sh): the cuda op tests
+# on the CUDA emulator built with AddressSanitizer (build/emu-asan), so a kernel or launcher that
+# reads or writes outside an allocation, outside a __shared__ array, or past a fiber's stack stops
+# the run with the source line. The blocks' threads are resumed in reverse order
+# (GK_EMU_ORDER=reverse; npm test runs them forward), so a missing barrier shows up as a result that
+# differs from the cpu reference. The stand-in for test/cuda/sanitize.sh (compute-sanitizer) until a
+# GPU runs that; it checks host-side semantics, not the GPU's memory model.
+#   scripts/emu-memcheck.sh [vitest filter...]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+node scripts/build-emu.mjs --asan --require
+ASAN_LIB=$(g++ -print-file-name=libasan.so)
+[ -f "$ASAN_LIB" ] || { echo "emu-memcheck: libasan.so not found (g++ $(g++ -dumpversion))"; exit 1; }
+# Node itself is not instrumented; its allocations are not leaks to report.
+LD_PRELOAD="$ASAN_LIB" ASAN_OPTIONS=detect_leaks=0:halt_on_error=1 \
+  GRPO_KERNELS_NATIVE_PATH="$PWD/build/emu-asan/grpo_kernels_native.node" GRPO_KERNELS_CUDA_EMU=1 \
+  GK_EMU_ORDER=reverse \
+  node node_modules/vitest/vitest.mjs run --project unit test/cuda/ops.test.ts "$@"
+echo "== emu-memcheck: clean (AddressSanitizer, reverse thread order)"
