@@ -5,10 +5,11 @@
 // GRPO_KERNELS_NATIVE_PATH (vitest project "cuda-emu") to run every CUDA test on a machine without a
 // GPU. Test-only: it is never what the package loads, and it proves logic, not GPU behaviour or speed.
 //
-//   node scripts/build-emu.mjs [--require] [--asan] [--quiet]
+//   node scripts/build-emu.mjs [--require] [--asan | --coverage] [--quiet]
 //     --require  a missing CUDA toolkit (its headers) or a failed build exits 1, and warnings are
 //                errors (CI); otherwise it exits 0
 //     --asan     AddressSanitizer build into build/emu-asan/ (load it with libasan preloaded)
+//     --coverage gcov build into build/emu-cov/ (which kernel lines the cuda tests execute)
 //
 // Each .cu is copied to build/emu[-asan]/gen/<name>.cc with every `kernel<<<g, b, s, st>>>(args)`
 // rewritten to `::gkemu::launch("kernel", kernel, g, b, s, st)(args)` and a #line directive, so
@@ -24,8 +25,9 @@ const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const args = new Set(process.argv.slice(2));
 const requireBuild = args.has('--require');
 const asan = args.has('--asan');
+const coverage = args.has('--coverage'); // gcov line counts of the kernels (build/emu-cov)
 const quiet = args.has('--quiet'); // say nothing when nothing was recompiled (vitest's global setup)
-const out = join(root, 'build', asan ? 'emu-asan' : 'emu');
+const out = join(root, 'build', asan ? 'emu-asan' : coverage ? 'emu-cov' : 'emu');
 
 // build/emu/emu-build-status.json: what the last build did (test/cuda/helpers.ts quotes its reason).
 function record(ok, reason) {
@@ -124,6 +126,7 @@ const flags = [
   `-I${cudaInc}`,
 ];
 if (asan) flags.push('-fsanitize=address', '-fno-omit-frame-pointer');
+if (coverage) flags.push('--coverage', '-O0');
 if (requireBuild) flags.push('-Werror'); // CI keeps the kernels warning-free under g++ -Wall
 
 function run(cmd, argv) {
@@ -168,7 +171,7 @@ writeFileSync(stampFile, stamp);
 const target = join(out, 'grpo_kernels_native.node');
 if (
   (compiled > 0 || !existsSync(target)) &&
-  !(await run('g++', ['-shared', ...(asan ? ['-fsanitize=address'] : []), '-o', target, ...addonObjects]))
+  !(await run('g++', ['-shared', ...(asan ? ['-fsanitize=address'] : []), ...(coverage ? ['--coverage'] : []), '-o', target, ...addonObjects]))
 )
   stop('link failed');
 // Node-API symbols resolve when Node loads the addon; a CUDA runtime call left undefined would only
@@ -183,7 +186,7 @@ const selftest = join(out, 'emu_selftest');
 const selftestObjs = [objOf('selftest.cc'), objOf('emu_runtime.cc')];
 if (
   (compiled > 0 || !existsSync(selftest)) &&
-  !(await run('g++', [...(asan ? ['-fsanitize=address'] : []), '-o', selftest, ...selftestObjs]))
+  !(await run('g++', [...(asan ? ['-fsanitize=address'] : []), ...(coverage ? ['--coverage'] : []), '-o', selftest, ...selftestObjs]))
 )
   stop('link of emu_selftest failed');
 record(true, `built from ${cudaInc}`);

@@ -118,16 +118,21 @@ describe.skipIf(noGpu)('cuda logprobs vs cpu', () => {
     for (const [k, t] of Object.entries(g)) expectNoPoison(await read(t as Tensor), k);
   });
 
-  it('an all −Inf row is a RANGE error naming the row', async () => {
-    const v = 1000;
-    const data = new Float32Array(3 * v).fill(0.5);
-    data.fill(Number.NEGATIVE_INFINITY, v, 2 * v);
-    const x = cuda.tensor(data, [3, v], 'f32');
-    await expect(cuda.logprobs(x, new Int32Array([1, 2, 3]))).rejects.toMatchObject({
-      code: 'RANGE',
-      message: expect.stringMatching(/row 1/),
-    });
-  });
+  for (const dtype of ['f32', 'f16', 'bf16'] as const) {
+    for (const splits of [0, 3]) {
+      it(`an all −Inf row is a RANGE error naming the row (${dtype}, ${splits ? 'split' : 'one block per row'})`, async () => {
+        logprobsTuning.splits = splits;
+        const v = 1000;
+        const data = new Float32Array(3 * v).fill(0.5);
+        data.fill(Number.NEGATIVE_INFINITY, v, 2 * v);
+        const x = cuda.tensor(encodeFloats(dtype, data) as never, [3, v], dtype);
+        await expect(cuda.logprobs(x, new Int32Array([1, 2, 3]))).rejects.toMatchObject({
+          code: 'RANGE',
+          message: expect.stringMatching(/row 1/),
+        });
+      });
+    }
+  }
 
   it('NaN in a row gives NaN in that row only', async () => {
     const v = 5000;
@@ -148,6 +153,7 @@ describe.skipIf(noGpu)('cuda logprobsBackward and gatherProbs vs cpu', () => {
     [16, 151936, 'bf16'],
     [33, 32003, 'f16'],
     [7, 4099, 'f32'],
+    [5, 4099, 'bf16'], // odd V: rows start off 16-byte boundaries (the scalar path)
   ] as const) {
     it(`backward [${n}, ${v}] ${dtype} with the entropy term`, async () => {
       const x = both(logitsData(n + v, n, v, dtype), [n, v], dtype);
@@ -157,27 +163,33 @@ describe.skipIf(noGpu)('cuda logprobsBackward and gatherProbs vs cpu', () => {
       const fc = await cpu.logprobs(x.cpu, t, opts);
       const glp = Float32Array.from(randomNormal(5, n));
       const gent = Float32Array.from(randomNormal(6, n));
+      setOutputPoison(POISON_F32); // f16/bf16 outputs are poisoned with the NaN bits 0x7E01
       const gg = await cuda.logprobsBackward(x.gpu, t, fg.lse, glp, {
         temperature: 0.9,
         gradEntropy: gent,
         entropy: fg.entropy,
       });
+      setOutputPoison(undefined);
       const gc = await cpu.logprobsBackward(x.cpu, t, fc.lse, glp, {
         temperature: 0.9,
         gradEntropy: gent,
         entropy: fc.entropy,
       });
       expect(gg.dtype).toBe(dtype);
+      const raw = await gg.read();
+      if (raw instanceof Uint16Array)
+        expect(raw.indexOf(0x7e01), 'gradLogits: an element still poison').toBe(-1);
+      else expectNoPoison(raw, 'gradLogits');
       const dec = (a: Float32Array | Uint16Array) => decodeFloats(dtype, a);
       expectClose(dec(await gg.read()), dec(await gc.read()), { rtol: tol[dtype], what: 'gradLogits' });
     });
   }
 
-  it('gatherProbs on ragged groups matches', async () => {
+  it.each(['bf16', 'f16', 'f32'] as const)('gatherProbs on ragged groups matches (%s)', async (dtype) => {
     const { layout, tokens } = thrLayout(11, [3, 1, 6, 2], 40, 300);
     const T = tokens.length;
     const V = 300;
-    const x = both(logitsData(12, T, V, 'bf16'), [T, V], 'bf16');
+    const x = both(logitsData(12, T, V, dtype), [T, V], dtype);
     const lseG = (await cuda.logprobs(x.gpu, tokens)).lse;
     const lseC = (await cpu.logprobs(x.cpu, tokens)).lse;
     const vg = await cuda.restrictedVocab(tokens, layout);
@@ -370,6 +382,18 @@ describe.skipIf(noGpu)('cuda THR vs cpu', () => {
           expect(
             Array.from(a).every((v, i) => Object.is(v, b[i]) || (Number.isNaN(v) && Number.isNaN(b[i]))),
             `thrReweight ${mode} ${JSON.stringify(extra)}: bit-exact`,
+          ).toBe(true);
+          // NaN in THR (two tokens) and in the first group's tau: NaN where the reference has it.
+          const thrNaN = Float32Array.from(thrHost);
+          thrNaN[1] = Number.NaN;
+          thrNaN[T - 2] = Number.NaN;
+          const tauNaN = Float32Array.from(tauHost);
+          tauNaN[0] = Number.NaN;
+          const ng = await (await cuda.thrReweight({ ...o, thr: thrNaN, tau: tauNaN })).read();
+          const nc = await (await cpu.thrReweight({ ...o, thr: thrNaN, tau: tauNaN })).read();
+          expect(
+            Array.from(ng).every((v, i) => Object.is(v, nc[i]) || (Number.isNaN(v) && Number.isNaN(nc[i]))),
+            `thrReweight ${mode} ${JSON.stringify(extra)} with NaN thr and tau: bit-exact`,
           ).toBe(true);
         }
       }
@@ -660,6 +684,12 @@ describe.skipIf(noGpu)('cuda review: advantages edges', () => {
       estimator: 'reinforce_pp_baseline',
     },
     { what: 'grpo batch scale, one response', rewards: [2], go: [0, 1], estimator: 'grpo', preset: 'verl' },
+    {
+      what: 'grpo_passk, a NaN reward among the members',
+      rewards: [0.5, Number.NaN, 2, 1, 3, 3, 0, 1],
+      go: [0, 4, 8],
+      estimator: 'grpo_passk',
+    },
     {
       what: 'grpo_passk, a 40-member group (two lanes per warp hold members)',
       rewards: [...Array(40).keys()].map((i) => (i * 7) % 13),
