@@ -169,9 +169,10 @@ await Promise.all(Array.from({ length: lanes }, worker));
 if (failed) stop('g++ failed (messages above)');
 writeFileSync(stampFile, stamp);
 const target = join(out, 'grpo_kernels_native.node');
+const linkFlags = [...(asan ? ['-fsanitize=address'] : []), ...(coverage ? ['--coverage'] : [])];
 if (
   (compiled > 0 || !existsSync(target)) &&
-  !(await run('g++', ['-shared', ...(asan ? ['-fsanitize=address'] : []), ...(coverage ? ['--coverage'] : []), '-o', target, ...addonObjects]))
+  !(await run('g++', ['-shared', ...linkFlags, '-o', target, ...addonObjects]))
 )
   stop('link failed');
 // Node-API symbols resolve when Node loads the addon; a CUDA runtime call left undefined would only
@@ -186,7 +187,7 @@ const selftest = join(out, 'emu_selftest');
 const selftestObjs = [objOf('selftest.cc'), objOf('emu_runtime.cc')];
 if (
   (compiled > 0 || !existsSync(selftest)) &&
-  !(await run('g++', [...(asan ? ['-fsanitize=address'] : []), ...(coverage ? ['--coverage'] : []), '-o', selftest, ...selftestObjs]))
+  !(await run('g++', [...linkFlags, '-o', selftest, ...selftestObjs]))
 )
   stop('link of emu_selftest failed');
 record(true, `built from ${cudaInc}`);
