@@ -163,26 +163,19 @@ inline float __fmul_rn(float a, float b) {
   return r;
 }
 
-inline float __uint_as_float(unsigned u) {
-  float f;
-  std::memcpy(&f, &u, 4);
-  return f;
+namespace gkemu {
+template <class To, class From>
+inline To bit_cast(From x) {
+  static_assert(sizeof(To) == sizeof(From), "same size");
+  To t;
+  std::memcpy(&t, &x, sizeof t);
+  return t;
 }
-inline unsigned __float_as_uint(float f) {
-  unsigned u;
-  std::memcpy(&u, &f, 4);
-  return u;
-}
-inline float __int_as_float(int u) {
-  float f;
-  std::memcpy(&f, &u, 4);
-  return f;
-}
-inline int __float_as_int(float f) {
-  int u;
-  std::memcpy(&u, &f, 4);
-  return u;
-}
+}  // namespace gkemu
+inline float __uint_as_float(unsigned u) { return ::gkemu::bit_cast<float>(u); }
+inline unsigned __float_as_uint(float f) { return ::gkemu::bit_cast<unsigned>(f); }
+inline float __int_as_float(int u) { return ::gkemu::bit_cast<float>(u); }
+inline int __float_as_int(float f) { return ::gkemu::bit_cast<int>(f); }
 
 inline int atomicOr(int* p, int v) { return ::gkemu::atomic_rmw_or(p, v); }
 inline unsigned atomicOr(unsigned* p, unsigned v) { return ::gkemu::atomic_rmw_or(p, v); }
