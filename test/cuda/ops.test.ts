@@ -402,6 +402,39 @@ describe.skipIf(noGpu)('cuda THR vs cpu', () => {
 });
 
 // ------------------------------------------------------------------------------- device errors
+describe.skipIf(noGpu)('cuda jobs are asynchronous', () => {
+  it('the event loop keeps turning while jobs run, and their promises settle in submission order', async () => {
+    // Enough work to outlast many loop turns: one [16, V] job on the emulator (about half a second),
+    // twenty [4096, V] bf16 jobs on a GPU (milliseconds).
+    const jobs = EMULATED ? 1 : 20;
+    const n = EMULATED ? 16 : 4096;
+    const v = 151936;
+    const x = cuda.tensor(encodeFloats('bf16', randomNormal(31, n * v, 3)) as Uint16Array, [n, v], 'bf16');
+    const t = randomInts(32, n, 0, v);
+    let ticks = 0;
+    let running = true;
+    const spin = () => {
+      if (!running) return;
+      ticks++;
+      setImmediate(spin);
+    };
+    const settled: number[] = [];
+    const pending = Array.from({ length: jobs }, (_, i) =>
+      cuda.logprobs(x, t).then((r) => {
+        settled.push(i);
+        return r;
+      }),
+    );
+    setImmediate(spin);
+    const results = await Promise.all(pending);
+    running = false;
+    expect(ticks, 'setImmediate turns while the jobs ran').toBeGreaterThan(0);
+    expect(settled).toEqual([...Array(jobs).keys()]);
+    const first = await read(results[0].logprobs);
+    for (const r of results.slice(1)) expect(sameBits(await read(r.logprobs), first)).toBe(true);
+  });
+});
+
 describe.skipIf(noGpu)('cuda device errors', () => {
   it('an allocation larger than the device is OUT_OF_MEMORY, and the context keeps working', async () => {
     const addon = loadNativeAddon();
