@@ -13,7 +13,11 @@ export default defineConfig({
     projects: [
       {
         extends: true,
-        test: { name: 'unit', include: ['test/**/*.test.ts'], exclude: ['test/cuda/emu.test.ts'] },
+        test: {
+          name: 'unit',
+          include: ['test/**/*.test.ts'],
+          exclude: ['test/cuda/emu.test.ts', 'test/cuda/faults.test.ts'],
+        },
       },
       {
         // The CUDA kernels themselves, compiled for the CPU by scripts/build-emu.mjs and run by the
@@ -22,7 +26,7 @@ export default defineConfig({
         extends: true,
         test: {
           name: 'cuda-emu',
-          include: ['test/cuda/emu.test.ts', 'test/cuda/ops.test.ts'],
+          include: ['test/cuda/emu.test.ts', 'test/cuda/faults.test.ts', 'test/cuda/ops.test.ts'],
           globalSetup: ['test/cuda/emu-setup.ts'],
           env: {
             GRPO_KERNELS_NATIVE_PATH: `${root}build/emu/grpo_kernels_native.node`,

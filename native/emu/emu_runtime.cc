@@ -375,6 +375,8 @@ void set_reverse_order(bool reverse) { order_override = reverse ? 1 : 0; }
 
 void syncwarp(unsigned mask) { (void)shuffle(mask, 0, 0, 0, 32); }
 
+cudaError_t fault(const char* call);  // fault injection, below
+
 cudaError_t run_grid(dim3 grid, dim3 block, size_t smem, cudaStream_t, Body body, void* arg, const char* name) {
   const uint64_t threads = uint64_t(block.x) * block.y * block.z;
   std::string bad;
@@ -386,6 +388,11 @@ cudaError_t run_grid(dim3 grid, dim3 block, size_t smem, cudaStream_t, Body body
     bad = "grid " + dim_str(grid) + " exceeds (2^31 - 1, 65535, 65535)";
   else if (smem > 227 * 1024)
     bad = "dynamic shared memory of " + std::to_string(smem) + " bytes exceeds 227 KiB";
+  if (const cudaError_t e = fault("launch"); e != cudaSuccess) {
+    tl_last = e;
+    tl_last_message = std::string(name) + ": injected by GK_EMU_FAULT";
+    return e;
+  }
   if (!bad.empty()) {
     tl_last = cudaErrorInvalidConfiguration;
     tl_last_message = std::string(name) + ": " + bad;
@@ -414,6 +421,56 @@ cudaError_t run_grid(dim3 grid, dim3 block, size_t smem, cudaStream_t, Body body
     return tl_last;
   }
   return cudaSuccess;
+}
+
+// ------------------------------------------------------------------------------ fault injection
+// For test/cuda/faults.test.ts: GK_EMU_FAULT="<call>:<error>" makes the next call named <call> (a
+// runtime function such as cudaMallocAsync, or "launch" for a kernel launch) fail with <error> (a
+// cudaError name). Each value of the variable fires once (until the variable is unset); a suffix
+// "#<anything>" makes a new value, to fire the same fault again. An error that corrupts a real CUDA context
+// (cudaErrorIllegalAddress, cudaErrorLaunchFailure) is then returned by every later call, as there;
+// GK_EMU_FAULT=reset clears that (the emulator's escape hatch; a real process cannot).
+namespace {
+std::mutex fault_mu;
+std::string fault_seen;  // the last value acted on
+cudaError_t sticky = cudaSuccess;
+
+cudaError_t error_named(const std::string& n) {
+  static const std::pair<const char*, cudaError_t> table[] = {
+      {"cudaErrorMemoryAllocation", cudaErrorMemoryAllocation},
+      {"cudaErrorIllegalAddress", cudaErrorIllegalAddress},
+      {"cudaErrorLaunchFailure", cudaErrorLaunchFailure},
+      {"cudaErrorNoDevice", cudaErrorNoDevice},
+      {"cudaErrorInsufficientDriver", cudaErrorInsufficientDriver},
+      {"cudaErrorInvalidValue", cudaErrorInvalidValue},
+      {"cudaErrorLaunchTimeout", cudaErrorLaunchTimeout},
+  };
+  for (const auto& [name, e] : table)
+    if (n == name) return e;
+  std::fprintf(stderr, "grpo-kernels CUDA emulator: GK_EMU_FAULT names an unknown error %s\n", n.c_str());
+  return cudaErrorUnknown;
+}
+}  // namespace
+
+cudaError_t fault(const char* call) {
+  std::lock_guard<std::mutex> lock(fault_mu);
+  const char* env = std::getenv("GK_EMU_FAULT");
+  const std::string v = env ? env : "";
+  if (v.empty()) fault_seen.clear();  // unset: the same value set again fires again
+  if (v != fault_seen) {
+    if (v == "reset") {
+      sticky = cudaSuccess;
+      fault_seen = v;
+    } else if (v.rfind(std::string(call) + ":", 0) == 0) {
+      fault_seen = v;
+      std::string name = v.substr(std::strlen(call) + 1);
+      name = name.substr(0, name.find('#'));
+      const cudaError_t e = error_named(name);
+      if (e == cudaErrorIllegalAddress || e == cudaErrorLaunchFailure) sticky = e;
+      return e;
+    }
+  }
+  return sticky;
 }
 
 // ------------------------------------------------------------------------------- runtime calls
@@ -465,6 +522,13 @@ struct CUmemPoolHandle_st {
   int unused;
 };
 
+// A runtime call that GK_EMU_FAULT can fail (and that a sticky error fails).
+#define GK_EMU_FAULT_POINT(name)                                         \
+  do {                                                                   \
+    if (const cudaError_t gk_e_ = gkemu::fault(name); gk_e_ != cudaSuccess) \
+      return gk_e_;                                                      \
+  } while (0)
+
 extern "C" {
 
 cudaError_t cudaGetLastError() {
@@ -488,6 +552,12 @@ const char* cudaGetErrorName(cudaError_t e) {
       return "cudaErrorInvalidDevice";
     case cudaErrorNoDevice:
       return "cudaErrorNoDevice";
+    case cudaErrorIllegalAddress:
+      return "cudaErrorIllegalAddress";
+    case cudaErrorInsufficientDriver:
+      return "cudaErrorInsufficientDriver";
+    case cudaErrorLaunchTimeout:
+      return "cudaErrorLaunchTimeout";
     default:
       return "cudaErrorUnknown";
   }
@@ -503,11 +573,16 @@ const char* cudaGetErrorString(cudaError_t e) {
       return "out of memory";
     case cudaErrorInvalidValue:
       return "invalid argument";
+    case cudaErrorIllegalAddress:
+      return "an illegal memory access was encountered";
+    case cudaErrorNoDevice:
+      return "no CUDA-capable device is detected";
     default:
       return "emulated CUDA error";
   }
 }
 cudaError_t cudaGetDeviceCount(int* n) {
+  GK_EMU_FAULT_POINT("cudaGetDeviceCount");
   *n = 1;
   return cudaSuccess;
 }
@@ -556,9 +631,18 @@ cudaError_t cudaStreamDestroy(cudaStream_t s) {
   delete s;
   return cudaSuccess;
 }
-cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
-cudaError_t cudaMalloc(void** p, size_t n) { return gkemu::emu_alloc(p, n); }
-cudaError_t cudaMallocAsync(void** p, size_t n, cudaStream_t) { return gkemu::emu_alloc(p, n); }
+cudaError_t cudaStreamSynchronize(cudaStream_t) {
+  GK_EMU_FAULT_POINT("cudaStreamSynchronize");
+  return cudaSuccess;
+}
+cudaError_t cudaMalloc(void** p, size_t n) {
+  GK_EMU_FAULT_POINT("cudaMalloc");
+  return gkemu::emu_alloc(p, n);
+}
+cudaError_t cudaMallocAsync(void** p, size_t n, cudaStream_t) {
+  GK_EMU_FAULT_POINT("cudaMallocAsync");
+  return gkemu::emu_alloc(p, n);
+}
 cudaError_t cudaFree(void* p) { return gkemu::emu_free(p); }
 cudaError_t cudaFreeAsync(void* p, cudaStream_t) { return gkemu::emu_free(p); }
 cudaError_t cudaMallocHost(void** p, size_t n) {
@@ -571,10 +655,12 @@ cudaError_t cudaFreeHost(void* p) {
   return cudaSuccess;
 }
 cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t n, cudaMemcpyKind, cudaStream_t) {
+  GK_EMU_FAULT_POINT("cudaMemcpyAsync");
   if (n) std::memmove(dst, src, n);
   return cudaSuccess;
 }
 cudaError_t cudaMemsetAsync(void* p, int v, size_t n, cudaStream_t) {
+  GK_EMU_FAULT_POINT("cudaMemsetAsync");
   if (n) std::memset(p, v, n);
   return cudaSuccess;
 }
@@ -590,7 +676,10 @@ cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t) {
   e->ms = gkemu::now_ms();
   return cudaSuccess;
 }
-cudaError_t cudaEventSynchronize(cudaEvent_t) { return cudaSuccess; }
+cudaError_t cudaEventSynchronize(cudaEvent_t) {
+  GK_EMU_FAULT_POINT("cudaEventSynchronize");
+  return cudaSuccess;
+}
 cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t a, cudaEvent_t b) {
   *ms = float(b->ms - a->ms);
   return cudaSuccess;

@@ -1,0 +1,118 @@
+/**
+ * CUDA failures, injected: on the CUDA emulator (vitest project "cuda-emu"), GK_EMU_FAULT makes one
+ * chosen runtime call or kernel launch fail (native/emu/emu_runtime.cc, "fault injection"), so the
+ * addon's handling of what a GPU does only when something breaks is tested on every CI run: each
+ * failure becomes a GrpoKernelsError with its code and the failing call, the process lives, and the
+ * context keeps working where CUDA allows it. Its own file: an illegal address poisons the emulated
+ * context (as it does a real one) until the test resets it.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { type Context, createContext, GrpoKernelsError } from '../../src/index.js';
+import { randomInts, randomNormal } from '../util/rng.js';
+import { EMULATED, probeGpu } from './helpers.js';
+
+const gpu = EMULATED ? await probeGpu() : { reason: 'fault injection needs the CUDA emulator' };
+if (!EMULATED) console.warn('test/cuda/faults: skipped: fault injection runs only on the CUDA emulator');
+const cuda = gpu.ctx as Context;
+
+afterEach(() => {
+  delete process.env.GK_EMU_FAULT;
+});
+
+function inject(spec: string): void {
+  process.env.GK_EMU_FAULT = spec;
+}
+
+async function rejection(p: Promise<unknown>): Promise<GrpoKernelsError> {
+  try {
+    await p;
+  } catch (e) {
+    expect(e).toBeInstanceOf(GrpoKernelsError);
+    return e as GrpoKernelsError;
+  }
+  throw new Error('expected a rejection');
+}
+
+const V = 3001;
+const N = 6;
+const logitsHost = Float32Array.from(randomNormal(41, N * V, 2));
+const targets = randomInts(42, N, 0, V);
+
+async function logprobsOk(ctx: Context): Promise<void> {
+  const r = await ctx.logprobs(ctx.tensor(logitsHost, [N, V], 'f32'), targets);
+  const lp = await r.logprobs.read();
+  expect(lp.length).toBe(N);
+  for (const v of lp) expect(Number.isFinite(v) && v <= 0).toBe(true);
+}
+
+describe.skipIf(gpu.ctx === undefined)('cuda: injected CUDA failures (emulator)', () => {
+  it('a failed cudaMallocAsync is OUT_OF_MEMORY naming the call; the next op works', async () => {
+    const x = cuda.tensor(logitsHost, [N, V], 'f32');
+    inject('cudaMallocAsync:cudaErrorMemoryAllocation');
+    const e = await rejection(cuda.logprobs(x, targets));
+    expect(e.code).toBe('OUT_OF_MEMORY');
+    expect(e.message).toMatch(/cudaMallocAsync/);
+    await logprobsOk(cuda);
+  });
+
+  it('a failed upload (fire-and-forget) is reported by the next awaited call, naming cudaMemcpyAsync', async () => {
+    await cuda.synchronize();
+    inject('cudaMemcpyAsync:cudaErrorLaunchTimeout');
+    const t = cuda.tensor(logitsHost, [N, V], 'f32'); // queued: returns at once
+    const e = await rejection(t.read());
+    expect(e.code).toBe('DEVICE_LOST');
+    expect(e.message).toMatch(/cudaMemcpyAsync/);
+    expect(e.message).toMatch(/cudaErrorLaunchTimeout/);
+    t.dispose();
+    await logprobsOk(cuda);
+  });
+
+  it('a failed cudaMemcpyAsync while reading a tensor rejects read() with DEVICE_LOST naming it', async () => {
+    const t = cuda.tensor(logitsHost, [N, V], 'f32');
+    await cuda.synchronize();
+    inject('cudaMemcpyAsync:cudaErrorLaunchTimeout#read');
+    const e = await rejection(t.read());
+    expect(e.code).toBe('DEVICE_LOST');
+    expect(e.message).toMatch(/cudaMemcpyAsync/);
+    expect(e.message).toMatch(/cudaErrorLaunchTimeout/);
+    expect(Array.from(await t.read())).toEqual(Array.from(logitsHost));
+  });
+
+  it('no device: cuda is BACKEND_UNAVAILABLE naming cudaGetDeviceCount, and auto moves on with the reason', async () => {
+    inject('cudaGetDeviceCount:cudaErrorNoDevice');
+    const e = await rejection(createContext({ backend: 'cuda' }));
+    expect(e.code).toBe('BACKEND_UNAVAILABLE');
+    expect(e.message).toMatch(/cudaGetDeviceCount/);
+    inject('cudaGetDeviceCount:cudaErrorNoDevice#auto');
+    const ctx = await createContext({ backend: 'auto' });
+    try {
+      expect(ctx.backend).not.toBe('cuda');
+      const skip = ctx.skipped.find((s) => s.backend === 'cuda');
+      expect(skip?.reason).toMatch(/cudaGetDeviceCount/);
+    } finally {
+      ctx.dispose();
+    }
+  });
+
+  // Last: it poisons the emulated context, as an illegal address does a real one.
+  it('an illegal address in a kernel is DEVICE_LOST naming the launch; later ops fail too; the process lives', async () => {
+    const ctx = await createContext({ backend: 'cuda' });
+    const x = ctx.tensor(logitsHost, [N, V], 'f32');
+    inject('launch:cudaErrorIllegalAddress');
+    const e = await rejection(ctx.logprobs(x, targets));
+    expect(e.code).toBe('DEVICE_LOST');
+    expect(e.message).toMatch(/launch of \w+/);
+    expect(e.message).toMatch(/illegal memory access/);
+    // Sticky, as on the hardware: the context is unusable, and says so.
+    const again = await rejection(ctx.logprobs(x, targets));
+    expect(again.code).toBe('DEVICE_LOST');
+    ctx.dispose();
+    inject('reset');
+    const fresh = await createContext({ backend: 'cuda' });
+    try {
+      await logprobsOk(fresh);
+    } finally {
+      fresh.dispose();
+    }
+  });
+});
