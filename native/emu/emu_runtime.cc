@@ -234,6 +234,8 @@ bool run_block_fibers(BlockRun& b, dim3 block, dim3 bid, dim3 grid) {
       return false;
     }
     emu.stacks = static_cast<char*>(m);
+    // A guard page under each stack: a fiber that overflows faults instead of writing into the next.
+    for (int i = 0; i < kMaxThreads; ++i) mprotect(emu.stacks + size_t(i) * kStackBytes, 4096, PROT_NONE);
   }
   b.live = b.nthreads;
   b.bar_arrived = 0;
