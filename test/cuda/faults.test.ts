@@ -7,9 +7,9 @@
  * context (as it does a real one) until the test resets it.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { type Context, createContext, GrpoKernelsError } from '../../src/index.js';
+import { type Context, createContext } from '../../src/index.js';
 import { randomInts, randomNormal } from '../util/rng.js';
-import { EMULATED, probeGpu } from './helpers.js';
+import { EMULATED, probeGpu, rejection } from './helpers.js';
 
 const gpu = EMULATED ? await probeGpu() : { reason: 'fault injection needs the CUDA emulator' };
 if (!EMULATED) console.warn('test/cuda/faults: skipped: fault injection runs only on the CUDA emulator');
@@ -21,16 +21,6 @@ afterEach(() => {
 
 function inject(spec: string): void {
   process.env.GK_EMU_FAULT = spec;
-}
-
-async function rejection(p: Promise<unknown>): Promise<GrpoKernelsError> {
-  try {
-    await p;
-  } catch (e) {
-    expect(e).toBeInstanceOf(GrpoKernelsError);
-    return e as GrpoKernelsError;
-  }
-  throw new Error('expected a rejection');
 }
 
 const V = 3001;

@@ -4,7 +4,8 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { type Context, createContext } from '../../src/index.js';
+import { expect } from 'vitest';
+import { type Context, createContext, GrpoKernelsError } from '../../src/index.js';
 
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 /** The CUDA build (build/Release) and the CPU-only build scripts/ci-native.sh makes (build/nocuda). */
@@ -60,4 +61,15 @@ export function probeGpu(): Promise<GpuProbe> {
 
 export async function cpuContext(): Promise<Context> {
   return createContext({ backend: 'cpu' });
+}
+
+/** The GrpoKernelsError a promise rejects with (fails the test if it resolves or rejects otherwise). */
+export async function rejection(p: Promise<unknown>): Promise<GrpoKernelsError> {
+  try {
+    await p;
+  } catch (e) {
+    expect(e).toBeInstanceOf(GrpoKernelsError);
+    return e as GrpoKernelsError;
+  }
+  throw new Error('expected a rejection');
 }

@@ -6,8 +6,8 @@ import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { loadNativeAddon } from '../../src/backends/cuda/native.js';
-import { createContext, GrpoKernelsError } from '../../src/index.js';
-import { CUDA_ADDON, NOCUDA_ADDON, probeGpu } from './helpers.js';
+import { createContext } from '../../src/index.js';
+import { CUDA_ADDON, NOCUDA_ADDON, probeGpu, rejection } from './helpers.js';
 
 const hasCudaBuild = existsSync(CUDA_ADDON);
 const hasNoCudaBuild = existsSync(NOCUDA_ADDON);
@@ -24,16 +24,6 @@ afterEach(() => {
   if (savedPath === undefined) delete process.env.GRPO_KERNELS_NATIVE_PATH;
   else process.env.GRPO_KERNELS_NATIVE_PATH = savedPath;
 });
-
-async function rejection(p: Promise<unknown>): Promise<GrpoKernelsError> {
-  try {
-    await p;
-  } catch (e) {
-    expect(e).toBeInstanceOf(GrpoKernelsError);
-    return e as GrpoKernelsError;
-  }
-  throw new Error('expected a rejection');
-}
 
 describe('native addon: build and load', () => {
   it.skipIf(!hasCudaBuild)('the CUDA build loads and reports CUDA and its architectures', () => {

@@ -379,10 +379,7 @@ describe.skipIf(noGpu)('cuda THR vs cpu', () => {
           const rc = await cpu.thrReweight({ ...o, thr: thrHost, tau: tauHost });
           const a = await rg.read();
           const b = await rc.read();
-          expect(
-            Array.from(a).every((v, i) => Object.is(v, b[i]) || (Number.isNaN(v) && Number.isNaN(b[i]))),
-            `thrReweight ${mode} ${JSON.stringify(extra)}: bit-exact`,
-          ).toBe(true);
+          expect(sameBits(a, b), `thrReweight ${mode} ${JSON.stringify(extra)}: bit-exact`).toBe(true);
           // NaN in THR (two tokens) and in the first group's tau: NaN where the reference has it.
           const thrNaN = Float32Array.from(thrHost);
           thrNaN[1] = Number.NaN;
@@ -392,7 +389,7 @@ describe.skipIf(noGpu)('cuda THR vs cpu', () => {
           const ng = await (await cuda.thrReweight({ ...o, thr: thrNaN, tau: tauNaN })).read();
           const nc = await (await cpu.thrReweight({ ...o, thr: thrNaN, tau: tauNaN })).read();
           expect(
-            Array.from(ng).every((v, i) => Object.is(v, nc[i]) || (Number.isNaN(v) && Number.isNaN(nc[i]))),
+            sameBits(ng, nc),
             `thrReweight ${mode} ${JSON.stringify(extra)} with NaN thr and tau: bit-exact`,
           ).toBe(true);
         }
