@@ -99,14 +99,6 @@ Launcher<P...> launch(const char* name, void (*kernel)(P...), dim3 grid, dim3 bl
   return Launcher<P...>{name, kernel, grid, block, smem, stream};
 }
 
-// Atomics: the threads of one launch never run at the same time, so plain read-modify-write is atomic.
-template <class T>
-T atomic_rmw_or(T* p, T v) {
-  T old = *p;
-  *p = old | v;
-  return old;
-}
-
 }  // namespace gkemu
 
 // CUDA's global math overloads that device code calls unqualified.
@@ -177,8 +169,14 @@ inline unsigned __float_as_uint(float f) { return ::gkemu::bit_cast<unsigned>(f)
 inline float __int_as_float(int u) { return ::gkemu::bit_cast<float>(u); }
 inline int __float_as_int(float f) { return ::gkemu::bit_cast<int>(f); }
 
-inline int atomicOr(int* p, int v) { return ::gkemu::atomic_rmw_or(p, v); }
-inline unsigned atomicOr(unsigned* p, unsigned v) { return ::gkemu::atomic_rmw_or(p, v); }
+// Atomics: launches take turns and a block's threads never run at the same time, so a plain
+// read-modify-write is atomic.
+template <class T>
+inline T atomicOr(T* p, T v) {
+  T old = *p;
+  *p = old | v;
+  return old;
+}
 template <class T>
 inline T atomicMin(T* p, T v) {
   T old = *p;
