@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Prepares what a session with a lent GPU machine carries there (that machine has no Node and no
 # network; at most 64 MiB travel per call). Run here, then call the device tool with
-#   carry: [".device"], command: "bash scripts/gpu/run.sh"
+#   carry: [".device"], command: "bash scripts/gpu/run.sh", timeout_s: 560
 # Writes .device/ (git-ignored):
 #   node.xz                the node binary (xz -9)
 #   node_modules.tar.xz    the run-time and test dependencies (no linters, no typescript, Dawn for
 #                          linux-x64 only)
-#   debs/libvulkan1_*.deb  the Vulkan loader, for the webgpu backend on the NVIDIA Vulkan driver
+#   debs/*.deb             the Vulkan loader and libglvnd, for the webgpu backend on NVIDIA's driver
+#   addon/                 the native addon built here (npm ci builds it when nvcc is present)
 # dist/ (npm run build) is git-ignored too, so it is packed as .device/dist.tar.xz.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -23,6 +24,7 @@ echo "[gpu-pack] node_modules (without biome, typescript, and Dawn for other pla
 tar -cf - \
   --exclude='node_modules/@biomejs' \
   --exclude='node_modules/typescript' \
+  --exclude='node_modules/playwright-core' \
   --exclude='node_modules/webgpu/dist/darwin-universal' \
   --exclude='node_modules/webgpu/dist/win32-x64' \
   --exclude='node_modules/webgpu/dist/win32-arm64' \
@@ -30,12 +32,20 @@ tar -cf - \
   node_modules | xz -6 -T2 >"$OUT/node_modules.tar.xz"
 tar -cf - dist | xz -6 >"$OUT/dist.tar.xz"
 
-echo "[gpu-pack] Vulkan loader (libvulkan1, amd64)"
+# The addon built here with this machine's nvcc (sm_80 and sm_90, cudart linked statically), so the
+# GPU minutes are not spent compiling; run.sh builds there only if this one fails to load.
+if [ -f build/Release/grpo_kernels_native.node ]; then
+  mkdir -p "$OUT/addon"
+  cp build/Release/grpo_kernels_native.node build/native-build-status.json "$OUT/addon/"
+fi
+
+# NVIDIA's Vulkan ICD (libGLX_nvidia) needs libglvnd's dispatch libraries, absent on the GPU machine.
+echo "[gpu-pack] Vulkan loader and libglvnd (amd64)"
 lists=$(mktemp -d)
 mkdir -p "$lists/partial"
 o=(-o APT::Architecture=amd64 -o APT::Architectures=amd64 -o "Dir::State::Lists=$lists")
 apt-get "${o[@]}" update -qq
-(cd "$OUT/debs" && rm -f ./*.deb && apt-get "${o[@]}" download libvulkan1 >/dev/null)
+(cd "$OUT/debs" && rm -f ./*.deb && apt-get "${o[@]}" download libvulkan1 libegl1 libglvnd0 libopengl0 libgl1 libglx0 libgles2 >/dev/null)
 rm -rf "$lists"
 
 du -ch "$OUT"/* "$OUT"/debs/* | tail -1

@@ -1,29 +1,43 @@
 #!/usr/bin/env bash
-# Runs on a lent GPU machine (H100/H200), in one call (see scripts/gpu/pack.sh):
-#   1. unpacks node, node_modules and dist carried in .device/;
-#   2. builds the native addon with nvcc there (sm_90 only, to save time; GPU_ARCHS overrides);
-#   3. the cuda tests against the cpu reference, then compute-sanitizer memcheck + racecheck;
-#   4. the webgpu tests on the NVIDIA Vulkan driver;
-#   5. the benchmarks: every op on every backend (JSON) and PyTorch on the same card;
-# and leaves logs and JSON under $OUT (the device tool brings back $OUT). Each step's exit status
-# is recorded in $OUT/steps.txt; the script goes on after a failing step so one call gives all.
-#   SKIP_SANITIZE=1 skips step 3's sanitizer runs (they take minutes).
+# Runs on a lent GPU machine (H100/H200) in one call of at most ~8 minutes (see scripts/gpu/pack.sh):
+#   carry: [".device"], command: "bash scripts/gpu/run.sh", timeout_s: 560
+# Steps, most important first, each time-boxed so the whole call ends by DEADLINE_S (default 500 s):
+#   1. unpack node, node_modules and dist from .device/; load the carried addon (built with nvcc
+#      here), or build it there (sm_90) if it does not load;
+#   2. the cuda tests against the cpu reference (none may skip);
+#   3. the goal sizes on cuda (scripts/gpu/goals.mjs) and PyTorch at the same sizes, same card;
+#   4. the webgpu tests and the webgpu logprobs goal on the NVIDIA Vulkan driver through Dawn;
+#   5. compute-sanitizer memcheck and racecheck over the "vs cpu" cuda tests;
+#   6. ncu: GPU-side kernel times and DRAM throughput of advantages, logprobs (4096 rows) and THR.
+# Logs and JSON land in $LOGS, bundled at the end into $OUT/logs.tar.xz (the device tool brings back
+# at most 8 files); steps.txt has each step's exit status (124 = its time box ran out). A failing
+# step does not stop the ones after it. ONLY="torch webgpu-tests" runs just the steps named.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 OUT=${OUT:-/tmp/gpu-out}
+LOGS=$(mktemp -d)
 mkdir -p "$OUT"
 DEV=.device
 TMP=$(mktemp -d)
+T0=$SECONDS
+DEADLINE=${DEADLINE_S:-500}
 
-step() { # name, command...
-  local name=$1
-  shift
-  echo "== $name"
+step() { # name, time box (s), command...
+  local name=$1 box=$2
+  shift 2
+  if [ -n "${ONLY:-}" ] && [[ " $ONLY " != *" $name "* ]]; then return 0; fi
+  local left=$((DEADLINE - (SECONDS - T0)))
+  ((box > left)) && box=$left
+  if ((box < 10)); then
+    echo "$name skipped: deadline" | tee -a "$LOGS/steps.txt"
+    return 0
+  fi
+  echo "== $name (box ${box}s)"
   local t0=$SECONDS
-  "$@" >"$OUT/$name.log" 2>&1
+  timeout -k 5 "$box" "$@" >"$LOGS/$name.log" 2>&1
   local rc=$?
-  echo "$name rc=$rc $((SECONDS - t0))s" | tee -a "$OUT/steps.txt"
-  tail -n 15 "$OUT/$name.log"
+  echo "$name rc=$rc $((SECONDS - t0))s" | tee -a "$LOGS/steps.txt"
+  tail -n 25 "$LOGS/$name.log"
   return 0
 }
 
@@ -33,16 +47,36 @@ if ! command -v node >/dev/null; then
 fi
 [ -d node_modules ] || tar -xJf "$DEV/node_modules.tar.xz"
 [ -d dist ] || tar -xJf "$DEV/dist.tar.xz"
-echo "node $(node --version); $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null)" |
-  tee "$OUT/device.txt"
-python3 -c 'import torch; print("torch", torch.__version__)' >>"$OUT/device.txt" 2>&1
+if [ -f "$DEV/addon/grpo_kernels_native.node" ] && [ ! -f build/Release/grpo_kernels_native.node ]; then
+  mkdir -p build/Release
+  cp "$DEV/addon/grpo_kernels_native.node" build/Release/
+  cp "$DEV/addon/native-build-status.json" build/ 2>/dev/null
+fi
+{
+  echo "date $(date -u +%FT%TZ); node $(node --version)"
+  nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,clocks.max.mem --format=csv,noheader
+  nvcc --version 2>/dev/null | tail -1
+  python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda)' 2>&1
+} | tee "$LOGS/device.txt"
+echo "unpacked in $((SECONDS - T0))s"
 
 export CMAKE_CUDA_ARCHITECTURES=${GPU_ARCHS:-90}
-step native env GRPO_KERNELS_REQUIRE_NATIVE=1 node scripts/build-native.mjs
-step cuda-tests node node_modules/vitest/vitest.mjs run --project unit test/cuda
-[ "${SKIP_SANITIZE:-}" = 1 ] || step sanitize bash test/cuda/sanitize.sh
+if ! node --input-type=module -e "const c=await (await import('./dist/index.js')).createContext({backend:'cuda'});console.log(JSON.stringify(c.device));c.dispose()" \
+  >"$LOGS/addon-load.log" 2>&1; then
+  cat "$LOGS/addon-load.log"
+  rm -rf build
+  step native 150 env GRPO_KERNELS_REQUIRE_NATIVE=1 node scripts/build-native.mjs
+else
+  cat "$LOGS/addon-load.log"
+fi
+
+VITEST=(node node_modules/vitest/vitest.mjs run --project unit --reporter=verbose)
+step cuda-tests 150 "${VITEST[@]}" test/cuda
+step goals-cuda 120 node scripts/gpu/goals.mjs --backend cuda
+step torch 100 env PYTHONUNBUFFERED=1 python3 bench/cuda/torch_reference.py
 
 # The NVIDIA Vulkan driver for Dawn: the carried loader, the driver's own ICD manifest.
+# The loader and libglvnd: the driver's ICD (libGLX_nvidia) needs libGLdispatch to start.
 for deb in "$DEV"/debs/*.deb; do [ -e "$deb" ] && dpkg -x "$deb" /; done
 ldconfig 2>/dev/null || true
 for icd in /usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json /usr/share/vulkan/icd.d/nvidia_icd.json \
@@ -52,11 +86,26 @@ for icd in /usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json /usr/share/vulka
     break
   fi
 done
-step info node dist/cli.js info
-step webgpu-tests env CI=1 node node_modules/vitest/vitest.mjs run --project unit test/webgpu
+step webgpu-tests 90 env CI=1 "${VITEST[@]}" test/webgpu
+step goals-webgpu 60 node scripts/gpu/goals.mjs --backend webgpu --only logprobs,copy --rows 16384
 
-step bench node dist/cli.js bench --backend all --no-progress --json "$OUT/bench.json"
-step torch python3 bench/cuda/torch_reference.py
-cp "$OUT/torch.log" "$OUT/torch.jsonl" 2>/dev/null
-echo "== steps"
-cat "$OUT/steps.txt"
+SAN=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
+SANV=(node node_modules/vitest/vitest.mjs run --project unit --reporter=verbose test/cuda/ops.test.ts
+  --pool=forks --maxWorkers=1 -t "vs cpu")
+step memcheck 75 "$SAN" --tool memcheck --target-processes all --error-exitcode 97 "${SANV[@]}"
+step racecheck 75 "$SAN" --tool racecheck --target-processes all --error-exitcode 97 "${SANV[@]}"
+
+NCU=$(command -v ncu || echo /usr/local/cuda/bin/ncu)
+step ncu 60 "$NCU" --target-processes all -k 'regex:group_advantages|logprobs_fwd|logprobs_bwd|thr_' -c 60 \
+  --metrics gpu__time_duration.sum,dram__throughput.avg.pct_of_peak_sustained_elapsed \
+  node scripts/gpu/goals.mjs --backend cuda --only advantages,logprobs,thr --rows 4096 --reps 1 --adv-reps 3
+
+# What bounds the logprobs forward: speed-of-light and memory sections of one 4096-row launch.
+step ncu-sol 45 "$NCU" --target-processes all -k regex:logprobs_fwd -c 1 --section SpeedOfLight \
+  --section MemoryWorkloadAnalysis --section Occupancy --section LaunchStats \
+  node scripts/gpu/goals.mjs --backend cuda --only logprobs --rows 4096 --reps 1
+
+echo "== steps (total $((SECONDS - T0))s)"
+cat "$LOGS/steps.txt"
+cp "$LOGS/steps.txt" "$LOGS/device.txt" "$OUT/"
+tar -cJf "$OUT/logs.tar.xz" -C "$LOGS" .

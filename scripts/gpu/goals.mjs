@@ -1,0 +1,231 @@
+#!/usr/bin/env node
+// The GPU-verification issue's goal sizes on one backend, timed side by side with a device-to-device
+// copy of the same bytes (ctx.copyProbe) in the same process. Runs from the built package (dist/).
+//
+//   node scripts/gpu/goals.mjs --backend cuda|webgpu [--rows 16384] [--vocab 151936] [--only a,b] [--reps 10] [--adv-reps 50]
+//
+// Prints one JSON line per case: {backend, case, sizes, ms_median, ms_p10, ms_p90, bytes, gbps,
+// copy_gbps, fraction}. Times are host-timed (launch to settled promise, after ctx.synchronize), so
+// sub-100 µs cases also carry the job round trip; GPU-side kernel times come from ncu (run.sh).
+// Cases: copy, logprobs (plain, +entropy, +entropy+Σp²), logprobsBackward (bf16), THR (one group of
+// 8 responses × 2048 tokens, |V*| = 4096, d = 3584, f32 hidden), advantages (2^20 responses in 65536
+// ragged groups). --thr-tokens, --thr-vocab, --thr-d, --groups shrink them for a dry run.
+import { createContext, f32ToBf16 } from '../../dist/index.js';
+
+const args = process.argv.slice(2);
+const opt = (name, dflt) => {
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 ? args[i + 1] : dflt;
+};
+const backend = opt('backend', 'cuda');
+let rows = Number(opt('rows', 16384));
+const vocab = Number(opt('vocab', 151936));
+const reps = Number(opt('reps', 10));
+const only = opt('only', '')
+  .split(',')
+  .filter((s) => s !== '');
+const want = (c) => only.length === 0 || only.includes(c);
+
+function lcg(seed) {
+  let s = seed >>> 0;
+  return () => {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    return s / 4294967296;
+  };
+}
+const gauss = (r) => (r() + r() + r() - 1.5) * 2;
+
+/** bf16 bits ~N(0, 3²): a 2^20-entry random table, each row a slice at a random start. */
+function bf16Logits(n, v, seed) {
+  const r = lcg(seed);
+  const tableLen = 1 << 20;
+  const table = new Uint16Array(tableLen + v);
+  for (let i = 0; i < table.length; i++) table[i] = f32ToBf16(3 * gauss(r));
+  const out = new Uint16Array(n * v);
+  for (let i = 0; i < n; i++) {
+    const s = (r() * tableLen) | 0;
+    out.set(table.subarray(s, s + v), i * v);
+  }
+  return out;
+}
+
+async function time(ctx, run, n = reps) {
+  for (let i = 0; i < 2; i++) for (const t of await run()) t.dispose();
+  await ctx.synchronize();
+  const ms = [];
+  for (let i = 0; i < n; i++) {
+    await ctx.synchronize();
+    const t0 = performance.now();
+    const outs = await run();
+    await ctx.synchronize();
+    ms.push(performance.now() - t0);
+    for (const t of outs) t.dispose();
+  }
+  ms.sort((a, b) => a - b);
+  const q = (p) => ms[Math.min(ms.length - 1, Math.round(p * (ms.length - 1)))];
+  return { ms_median: q(0.5), ms_p10: q(0.1), ms_p90: q(0.9) };
+}
+
+const copyCache = new Map();
+/** Copy GB/s at `bytes` of traffic (b read + b written, b = bytes / 2). */
+async function copyGbps(ctx, bytes) {
+  const b = Math.max(16, Math.round(bytes / 2));
+  if (!copyCache.has(b)) copyCache.set(b, (2 * b) / (await ctx.copyProbe(b)) / 1e9);
+  return copyCache.get(b);
+}
+
+async function report(ctx, name, sizes, t, bytes, extra = {}) {
+  const gbps = bytes ? bytes / (t.ms_median * 1e6) : null;
+  const copy = bytes ? await copyGbps(ctx, bytes) : null;
+  const row = {
+    backend,
+    case: name,
+    sizes,
+    ...t,
+    bytes,
+    gbps,
+    copy_gbps: copy,
+    fraction: gbps && gbps / copy,
+    ...extra,
+  };
+  console.log(JSON.stringify(row));
+}
+
+async function main() {
+  const ctx = await createContext({ backend });
+  console.error(`[goals] ${backend}: ${JSON.stringify(ctx.device)}`);
+
+  if (want('logprobs') || want('backward')) {
+    let logits;
+    let targets;
+    for (;;) {
+      try {
+        const host = bf16Logits(rows, vocab, 1);
+        logits = ctx.tensor(host, [rows, vocab], 'bf16');
+        const tr = lcg(2);
+        targets = ctx.tensor(
+          Int32Array.from({ length: rows }, () => (tr() * vocab) | 0),
+          [rows],
+          'i32',
+        );
+        for (const t of Object.values(await ctx.logprobs(logits, targets))) t.dispose();
+        break;
+      } catch (e) {
+        if (rows <= 512) throw e;
+        console.error(`[goals] ${rows} rows do not fit (${e.message}); halving`);
+        logits?.dispose();
+        rows = Math.floor(rows / 2);
+      }
+    }
+    const sizes = { N: rows, V: vocab, dtype: 'bf16' };
+    const logitBytes = rows * vocab * 2;
+    if (want('logprobs')) {
+      for (const [name, o] of [
+        ['logprobs', {}],
+        ['logprobs+entropy', { entropy: true }],
+        ['logprobs+entropy+sumSquares', { entropy: true, sumSquares: true }],
+      ]) {
+        const t = await time(ctx, async () => Object.values(await ctx.logprobs(logits, targets, o)));
+        await report(ctx, name, sizes, t, logitBytes + rows * 4 * (3 + Object.keys(o).length));
+      }
+    }
+    if (want('backward')) {
+      const lp = await ctx.logprobs(logits, targets);
+      lp.logprobs.dispose();
+      const gr = lcg(5);
+      const grad = ctx.tensor(
+        Float32Array.from({ length: rows }, () => 0.1 * gauss(gr)),
+        [rows],
+        'f32',
+      );
+      const t = await time(ctx, async () => [await ctx.logprobsBackward(logits, targets, lp.lse, grad)]);
+      // the logits read once and the gradient (bf16) written once
+      await report(ctx, 'logprobsBackward', sizes, t, 2 * logitBytes + rows * 12);
+      lp.lse.dispose();
+      grad.dispose();
+    }
+    logits.dispose();
+    targets.dispose();
+  }
+
+  if (want('thr')) {
+    const n = 8;
+    const L = Number(opt('thr-tokens', 2048));
+    const K = Number(opt('thr-vocab', 4096));
+    const d = Number(opt('thr-d', 3584));
+    const T = n * L;
+    const r = lcg(12);
+    // Token ids: a permutation of K distinct ids first (so |V*| = K exactly), then draws among them.
+    const ids = Array.from({ length: K }, (_, i) => (i * 37) % vocab);
+    const tok = new Int32Array(T);
+    for (let i = 0; i < T; i++) tok[i] = i < K ? ids[i] : ids[(r() * K) | 0];
+    const responseOffsets = Int32Array.from({ length: n + 1 }, (_, i) => i * L);
+    const layout = { responseOffsets, groupOffsets: Int32Array.from([0, n]) };
+    const toks = ctx.tensor(tok, [T], 'i32');
+    const vocabT = await ctx.restrictedVocab(toks, layout);
+    const off = await vocabT.offsets.read();
+    const k = off[1] - off[0];
+    const probsHost = new Float32Array(T * k);
+    for (let i = 0; i < probsHost.length; i++) probsHost[i] = r() / k;
+    const probs = ctx.tensor(probsHost, [T * k], 'f32');
+    const hh = new Float32Array(T * d);
+    for (let i = 0; i < hh.length; i++) hh[i] = gauss(r);
+    const hidden = ctx.tensor(hh, [T, d], 'f32');
+    const correct = ctx.tensor(
+      Uint8Array.from({ length: n }, (_, i) => (i < n / 2 ? 1 : 0)),
+      [n],
+      'u8',
+    );
+    const tPlus = (n / 2) * L;
+    const flops = 2 * k * d * (tPlus + T);
+    const t = await time(ctx, async () => {
+      const res = await ctx.tokenHiddenReward({ hidden, probs, vocab: vocabT, layout, correct });
+      return [res.thr, res.tau];
+    });
+    await report(ctx, 'tokenHiddenReward', { T, 'V*': k, d, 'T+': tPlus, hidden: 'f32' }, t, null, {
+      tflops: flops / (t.ms_median * 1e9),
+    });
+    for (const x of [toks, vocabT.offsets, vocabT.columns, vocabT.tokenColumn, probs, hidden, correct])
+      x.dispose();
+  }
+
+  if (want('advantages')) {
+    const G = Number(opt('groups', 65536));
+    const R = G * 16;
+    const r = lcg(8);
+    // ragged sizes 1..31 (mean 16), the last group absorbing the remainder
+    const go = new Int32Array(G + 1);
+    for (let g = 0; g < G; g++) go[g + 1] = Math.min(R, go[g] + 1 + ((r() * 31) | 0));
+    go[G] = R;
+    for (let g = G - 1; g > 0 && go[g] > go[g + 1] - 1; g--) go[g] = go[g + 1] - 1;
+    const rewards = ctx.tensor(
+      Float32Array.from({ length: R }, () => (r() < 0.4 ? 1 : 0) + 0.1 * gauss(r)),
+      [R],
+      'f32',
+    );
+    const t = await time(
+      ctx,
+      async () => {
+        const a = await ctx.advantages(rewards, { groupOffsets: go, estimator: 'grpo' });
+        return [a.advantages, a.mean, a.std, a.degenerate];
+      },
+      Number(opt('adv-reps', 50)),
+    );
+    await report(ctx, 'advantages', { R, G, ragged: '1..31' }, t, null);
+    rewards.dispose();
+  }
+
+  if (want('copy')) {
+    const b = rows * vocab * 2;
+    const s = await ctx.copyProbe(b);
+    console.log(
+      JSON.stringify({ backend, case: 'copy', bytes: 2 * b, ms_median: s * 1e3, gbps: (2 * b) / s / 1e9 }),
+    );
+  }
+  ctx.dispose();
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});
