@@ -26,7 +26,7 @@ export default defineConfig({
         extends: true,
         test: {
           name: 'cuda-emu',
-          include: ['test/cuda/emu.test.ts', 'test/cuda/faults.test.ts', 'test/cuda/ops.test.ts'],
+          include: ['test/cuda/emu.test.ts', 'test/cuda/faults.test.ts', 'test/cuda/ops*.test.ts'],
           globalSetup: ['test/cuda/emu-setup.ts'],
           env: {
             GRPO_KERNELS_NATIVE_PATH: `${root}build/emu/grpo_kernels_native.node`,

@@ -11,7 +11,7 @@ obj=build/emu-cov/obj
 rm -f "$obj"/*.gcda
 # One process with worker threads: gcov writes its counts when the process exits normally.
 GRPO_KERNELS_NATIVE_PATH="$PWD/build/emu-cov/grpo_kernels_native.node" GRPO_KERNELS_CUDA_EMU=1 \
-  node node_modules/vitest/vitest.mjs run --project unit test/cuda/ops.test.ts --pool=threads --maxWorkers=1 "$@"
+  node node_modules/vitest/vitest.mjs run --project unit test/cuda/ops --pool=threads --maxWorkers=1 "$@"
 cd "$obj"
 rm -f ./*.gcov
 for f in common logprobs advantages thr; do

@@ -16,5 +16,5 @@ ASAN_LIB=$(g++ -print-file-name=libasan.so)
 LD_PRELOAD="$ASAN_LIB" ASAN_OPTIONS=detect_leaks=0:halt_on_error=1 \
   GRPO_KERNELS_NATIVE_PATH="$PWD/build/emu-asan/grpo_kernels_native.node" GRPO_KERNELS_CUDA_EMU=1 \
   GK_EMU_ORDER=reverse \
-  node node_modules/vitest/vitest.mjs run --project unit test/cuda/ops.test.ts "$@"
+  node node_modules/vitest/vitest.mjs run --project unit test/cuda/ops "$@"
 echo "== emu-memcheck: clean (AddressSanitizer, reverse thread order)"

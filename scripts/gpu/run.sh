@@ -90,7 +90,7 @@ step webgpu-tests 90 env CI=1 "${VITEST[@]}" test/webgpu
 step goals-webgpu 60 node scripts/gpu/goals.mjs --backend webgpu --only logprobs,copy --rows 16384
 
 SAN=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
-SANV=(node node_modules/vitest/vitest.mjs run --project unit --reporter=verbose test/cuda/ops.test.ts
+SANV=(node node_modules/vitest/vitest.mjs run --project unit --reporter=verbose test/cuda/ops
   --pool=forks --maxWorkers=1 -t "vs cpu")
 step memcheck 75 "$SAN" --tool memcheck --target-processes all --error-exitcode 97 "${SANV[@]}"
 step racecheck 75 "$SAN" --tool racecheck --target-processes all --error-exitcode 97 "${SANV[@]}"

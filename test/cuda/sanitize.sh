@@ -9,7 +9,7 @@ SAN=${COMPUTE_SANITIZER:-$(command -v compute-sanitizer || echo /usr/local/cuda/
 [ -x "$SAN" ] || { echo "compute-sanitizer not found (set COMPUTE_SANITIZER)"; exit 1; }
 [ -f build/Release/grpo_kernels_native.node ] || GRPO_KERNELS_REQUIRE_NATIVE=1 node scripts/build-native.mjs
 # One worker process, so the sanitizer follows a single Node process tree.
-VITEST=(node node_modules/vitest/vitest.mjs run --project unit test/cuda/ops.test.ts --pool=forks --maxWorkers=1 "$@")
+VITEST=(node node_modules/vitest/vitest.mjs run --project unit test/cuda/ops --pool=forks --maxWorkers=1 "$@")
 for tool in memcheck racecheck; do
   echo "== compute-sanitizer --tool $tool"
   extra=()
