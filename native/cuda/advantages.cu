@@ -1,28 +1,43 @@
 // advantages family: group-relative advantages (every estimator of ESTIMATORS.md), expandToTokens,
 // whiten. Conventions mirror the cpu reference (src/backends/cpu/advantages.ts) line by line:
 //
-//   per group g, members [lo, hi), n = hi − lo:  μ = Σr/n;  M2 = Σ(r − μ)²;  s = sqrt(M2/(n−1) | M2/n)
-//   grpo (r − μ)/(D + eps), D = s | batch std ('batch') ; r − μ ('none')
-//   dr_grpo, reinforce_pp_baseline (before whitening)  r − μ ;  rloo n/(n−1)·(r − μ)
-//   opo r − b, b = Σ L r / Σ L ;  gpg α(r − μ), α = R / max(#{r ≠ 0}, 1)
+//   per group g, members [lo, hi), n = hi − lo, pivot p = r_lo (0 if r_lo is ±Inf/NaN):
+//     d = Σ(r − p)/n  (μ − p);  c_i = (r_i − p) − d  (r_i − μ);  M2 = Σ c_i²;  s = sqrt(M2/(n−1) | M2/n)
+//   grpo c/(D + eps), D = s | batch std ('batch') ; c ('none')
+//   dr_grpo, reinforce_pp_baseline (before whitening)  c ;  rloo n/(n−1)·c
+//   opo (r − p) − (b − p), b − p = Σ L (r − p) / Σ L ;  gpg α·c, α = R / max(#{r ≠ 0}, 1)
 //   grpo_passk: first maximum gets (r_max − r_second)/(D + eps), others 0; a NaN member → NaN group
-//   degenerate: empty, singleton, zero variance (all members equal: value 0), opo with Σ L = 0.
-//   Singleton policies: 'zero' (value 0, mean r, std 0), 'mean0' (μ := 0, s := 1), 'nan' (plain formula).
+//   mean output μ = p + d (opo: b); degenerate: empty, singleton, zero variance (all members equal: value
+//   0), opo with Σ L = 0. Singleton policies: 'zero' (value 0, mean r, std 0), 'mean0' (p := 0, d := 0,
+//   s := 1), 'nan' (plain formula).
+//   Numerics: never r − f32(Σr/n). For rewards like 1e6 + 0.25·N(0,1) the f32 spacing at 1e6 (0.0625) is a
+//   quarter of the spread, so an f32 mean (and the batch mean of whiten / scale 'batch') loses the digits
+//   that carry the signal (relative errors ~1e-1, issue 10). Shifted by a member of the data, r − p is
+//   exact (Sterbenz) and the sums hold only deviations: error ≲ n·u of Σ|r − p|, as in the webgpu kernels
+//   (shaders/advantages.wgsl). A non-finite r_lo gives p = 0: the group's sums are ±Inf/NaN anyway, and
+//   NaN/±Inf reach every output exactly as in the unshifted formulas. Finite values whose shift overflows
+//   (|r| near FLT_MAX of both signs; r − p = ±Inf) take p = 0 instead, the unshifted sums, so they keep
+//   the results they had before the pivot (group kernel and batch statistics alike).
 //
 // GROUP KERNEL: one warp per group (8 groups per 256-thread block), the whole batch of ragged groups in
 //   one launch. Each lane sums its strided members in index order; xor-butterfly shuffles combine the
-//   lanes (IEEE addition is commutative, so every lane gets the same bits). Two passes (mean, then
-//   Σ(r − μ)²) over members held in L1/L2, never E[r²] − E[r]². Zero variance is tested exactly as
-//   min == max (all members equal), which is what the f64 reference's M2 == 0 means for f32 inputs.
-//   Bytes: ~3 reads of the rewards (4R each, cached after the first) + 4R written + 9G; FLOPs ~6R.
+//   lanes (IEEE addition is commutative, so every lane gets the same bits). Two passes (Σ(r − p), then
+//   Σ c²) over members held in L1/L2, never E[r²] − E[r]². A group's result depends only on its members
+//   (its pivot is its own r_lo). Zero variance is tested exactly as min == max (all members equal), which
+//   is what the f64 reference's M2 == 0 means for f32 inputs.
+//   Bytes: ~3 reads of the rewards (4R each, cached after the first) + 4R written + 9G; FLOPs ~7R.
 //   Goal on an H100: 1M responses in 64k groups under 50 µs (≈ 8 MB of traffic: launch-bound).
 // BATCH STATISTICS (scale 'batch', gpg's α, whitening): a two-pass reduction over a fixed grid of at
 //   most 256 blocks writing per-block partials, then one thread adding the partials in block order:
-//   deterministic (no float atomics) and independent of timing.
+//   deterministic (no float atomics) and independent of timing. Pass 1: block b sums w·(x − p_b) from its
+//   own pivot p_b (its first weighted element, 0 if ±Inf/NaN or none); the final step takes the global
+//   pivot P = the first weighted block's p_b and shift = mean − P = (Σ_b [S_b + W_b·(p_b − P)] − maskEps·P)
+//   / (W + maskEps) (W = Σ w). Pass 2: Σ w·((x − P) − shift)², the reference's Σ w (x − mean)².
 // EXPAND: one warp per response copies its value to its tokens (4R read, 4·Ttotal written).
-// WHITEN: out = (x − mean)·rsqrt(var + 1e-8) (or rsqrt(max(var, 1e-8)) 'clamp') over the valid
-//   elements, mean = Σx/(n + maskEps), var = Σc²/(n + maskEps)·(n/(n−1) 'sample'); invalid → 0.
-//   Bytes: 3 reads of x (+ mask) and 1 write; FLOPs ~5 per element. reinforce_pp_baseline whitens the
+// WHITEN: out = ((x − P) − shift)·rstd (+ P + shift with keepMean), rstd = rsqrt(var + 1e-8) (or
+//   rsqrt(max(var, 1e-8)) 'clamp') over the valid elements: mean = Σx/(n + maskEps) = P + shift,
+//   var = Σ(x − mean)²/(n + maskEps)·(n/(n−1) 'sample'); invalid → 0.
+//   Bytes: 3 reads of x (+ mask) and 1 write; FLOPs ~6 per element. reinforce_pp_baseline whitens the
 //   expanded per-token values without materialising them twice: response i weighs L_i.
 #include <climits>
 #include <cmath>
@@ -67,14 +82,17 @@ struct StatsIn {
   int64_t n;
 };
 struct Partial {
-  float sum;
-  float m2;
+  float pivot;  // pass 1: the block's pivot p_b
+  float sum;    // pass 1: Σ w·(x − p_b)
+  float raw;    // pass 1: Σ w·x, the fallback when the shifted sums overflow
+  float m2;     // pass 2: Σ w·((x − P) − shift)²
   long long count;
   long long nnz;
 };
 // Final statistics on the device, read by later kernels of the same job.
 struct Stats {
-  float mean;   // Σ w x / (count + maskEps)
+  float pivot;  // P: the first weighted element of the batch (0 if ±Inf/NaN or none)
+  float shift;  // mean − P, mean = Σ w x / (count + maskEps)
   float rstd;   // whitening scale
   float std;    // sqrt(M2/(count−1) | M2/count): the batch std of scale 'batch'
   float alpha;  // gpg: count / max(nnz, 1)
@@ -88,26 +106,55 @@ __device__ __forceinline__ float weight_of(const StatsIn& in, int64_t i) {
   return 1.f;
 }
 
-// Pass 1 (mean == null): Σ w·x, Σ w, #{w ≠ 0 and x ≠ 0}. Pass 2: Σ w·(x − mean)². Masked-out elements
-// are never read (a NaN outside the mask stays out, as in the reference's whitenInto). Length weights
-// are different: the reference sums L_i·v_i and L_i·(v_i − mean)² for every response, so an empty
-// response (L_i = 0) with a NaN or ±Inf value still makes the sums NaN (0·NaN); the webgpu backend does
-// the same. Skipping weight-0 responses there would turn the reference's NaN into a finite number.
+// Pass 1 (st == null): the block's pivot p_b, Σ w·(x − p_b), Σ w, #{w ≠ 0 and x ≠ 0}. Pass 2:
+// Σ w·((x − P) − shift)² with the global P and shift of stats_final1. Masked-out elements are never read
+// (a NaN outside the mask stays out, as in the reference's whitenInto). Length weights are different: the
+// reference sums L_i·v_i and L_i·(v_i − mean)² for every response, so an empty response (L_i = 0) with a
+// NaN or ±Inf value still makes the sums NaN (0·NaN); the webgpu backend does the same. Skipping weight-0
+// responses there would turn the reference's NaN into a finite number.
 __global__ void __launch_bounds__(kStatThreads) stats_pass_kernel(StatsIn in, const Stats* st, Partial* part) {
   __shared__ Partial sh[kStatThreads];
-  Partial p{0.f, 0.f, 0, 0};
-  const float mean = st ? st->mean : 0.f;
+  __shared__ long long sh_first[kStatThreads];
+  const int64_t start = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
   const int64_t stride = int64_t(gridDim.x) * blockDim.x;
-  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < in.n; i += stride) {
+  float pivot = 0.f, shift = 0.f;
+  if (st == nullptr) {
+    // The block's pivot: its lowest-index element of nonzero weight (each thread's first one, usually
+    // its first element, then a fixed-order min over the block). Any value works for correctness; one
+    // of the data makes x − p exact for data clustered around an offset.
+    long long first = LLONG_MAX;
+    for (int64_t i = start; i < in.n; i += stride)
+      if (weight_of(in, i) != 0.f) {
+        first = i;
+        break;
+      }
+    sh_first[threadIdx.x] = first;
+    __syncthreads();
+    for (int half = blockDim.x >> 1; half > 0; half >>= 1) {
+      if (int(threadIdx.x) < half)
+        sh_first[threadIdx.x] = min(sh_first[threadIdx.x], sh_first[threadIdx.x + half]);
+      __syncthreads();
+    }
+    if (sh_first[0] != LLONG_MAX) {
+      const float x0 = in.x[sh_first[0]];
+      pivot = isfinite(x0) ? x0 : 0.f;  // a non-finite element makes the sums ±Inf/NaN anyway
+    }
+  } else {
+    pivot = st->pivot;
+    shift = st->shift;
+  }
+  Partial p{pivot, 0.f, 0.f, 0.f, 0, 0};
+  for (int64_t i = start; i < in.n; i += stride) {
     const float w = weight_of(in, i);
     if (w == 0.f && in.woff == nullptr) continue;
     const float x = in.x[i];
     if (st == nullptr) {
-      p.sum = fmaf(w, x, p.sum);
+      p.sum = fmaf(w, x - pivot, p.sum);
+      p.raw = fmaf(w, x, p.raw);
       p.count += static_cast<long long>(w);
       p.nnz += (w != 0.f && x != 0.f) ? 1 : 0;  // NaN counts as nonzero
     } else {
-      const float c = x - mean;
+      const float c = (x - pivot) - shift;
       p.m2 = fmaf(w * c, c, p.m2);
     }
   }
@@ -118,6 +165,7 @@ __global__ void __launch_bounds__(kStatThreads) stats_pass_kernel(StatsIn in, co
       Partial& a = sh[threadIdx.x];
       const Partial& b = sh[threadIdx.x + half];
       a.sum += b.sum;
+      a.raw += b.raw;
       a.m2 += b.m2;
       a.count += b.count;
       a.nnz += b.nnz;
@@ -127,17 +175,36 @@ __global__ void __launch_bounds__(kStatThreads) stats_pass_kernel(StatsIn in, co
   if (threadIdx.x == 0) part[blockIdx.x] = sh[0];
 }
 
+// Merges the block partials in block order, each re-based from its own pivot p_b to the global P:
+// Σ w (x − P) = Σ_b [S_b + W_b·(p_b − P)] (p_b − P exact for clustered data, W_b·(p_b − P) one rounding).
 __global__ void stats_final1_kernel(const Partial* part, int nblocks, float mask_eps, Stats* st) {
-  float sum = 0.f;
+  float P = 0.f;
+  for (int b = 0; b < nblocks; ++b)
+    if (part[b].count > 0) {
+      P = part[b].pivot;
+      break;
+    }
+  float sum = 0.f, raw = 0.f;
   long long count = 0, nnz = 0;
   for (int b = 0; b < nblocks; ++b) {  // block order
-    sum += part[b].sum;
+    sum += fmaf(static_cast<float>(part[b].count), part[b].pivot - P, part[b].sum);
+    raw += part[b].raw;
     count += part[b].count;
     nnz += part[b].nnz;
   }
+  if (isinf(sum) && isfinite(raw)) {
+    // Finite data spanning more than FLT_MAX made x − p_b or p_b − P overflow: take the unshifted sums
+    // (P = 0), so such data keep the finite results they had without a pivot. A NaN or ±Inf element
+    // makes raw non-finite, and then the shifted sums carry the same NaN / ±Inf.
+    P = 0.f;
+    sum = raw;
+  }
   st->count = count;
   st->nnz = nnz;
-  st->mean = sum / (static_cast<float>(count) + mask_eps);
+  st->pivot = P;
+  // mean = Σ w x / (W + maskEps) = (W·P + sum) / (W + maskEps), so
+  // mean − P = (sum − maskEps·P) / (W + maskEps).
+  st->shift = fmaf(-mask_eps, P, sum) / (static_cast<float>(count) + mask_eps);
   st->alpha = static_cast<float>(count) / static_cast<float>(nnz > 1 ? nnz : 1);
 }
 
@@ -222,35 +289,48 @@ __global__ void __launch_bounds__(kGroupThreads) group_advantages_kernel(GroupAr
     }
     return;
   }
-  // Pass 1: Σ r, min, max.
+  // Pivot p = r_lo (0 if ±Inf/NaN): every sum below is of deviations r − p, exact for rewards clustered
+  // around an offset, where an f32 Σr/n would round away the spread (1e6 + noise: spacing 0.0625).
+  const float r0 = a.r[lo];
+  float p = isfinite(r0) ? r0 : 0.f;
+  // Pass 1: Σ (r − p), min, max.
   float sum = 0.f, mn = INFINITY, mx = -INFINITY;
   for (int i = lo + lane; i < hi; i += 32) {
     const float x = a.r[i];
-    sum += x;
+    sum += x - p;
     mn = fminf(mn, x);
     mx = fmaxf(mx, x);
   }
   sum = warp_sum(sum);
   mn = warp_min(mn);
   mx = warp_max(mx);
-  float mu = sum / static_cast<float>(n);
-  // Pass 2: Σ (r − μ)².
+  if (isinf(sum) && isfinite(mn) && isfinite(mx)) {
+    // Finite members whose r − p overflowed (some |r| near FLT_MAX with the other sign from r_lo): sum
+    // from 0 instead, the unshifted formulas, so such groups keep their finite results (the f64
+    // reference's). Never taken otherwise: NaN members make the sum NaN, ±Inf members make mn/mx infinite.
+    p = 0.f;
+    sum = 0.f;
+    for (int i = lo + lane; i < hi; i += 32) sum += a.r[i];
+    sum = warp_sum(sum);
+  }
+  float d = sum / static_cast<float>(n);  // μ − p
+  // Pass 2: Σ ((r − p) − d)² = Σ (r − μ)².
   float m2 = 0.f;
   for (int i = lo + lane; i < hi; i += 32) {
-    const float c = a.r[i] - mu;
+    const float c = (a.r[i] - p) - d;
     m2 = fmaf(c, c, m2);
   }
   m2 = warp_sum(m2);
   const bool sample = a.sample != 0;
   float s = sqrtf(sample ? m2 / static_cast<float>(n - 1) : m2 / static_cast<float>(n));
   const bool single = n == 1;
-  // All members equal and finite (NaN or ±Inf make the reference's M2 NaN, not 0). Tested on the
-  // members themselves, not on μ: equal finite rewards whose f32 sum overflows (|r| > 3.4e38/n) give
-  // μ = ±Inf here but an exact μ = r and M2 = 0 in the f64 reference. fminf/fmaxf skip NaN, so NaN is
-  // caught through the sum (NaN + anything = NaN; the overflow case gives ±Inf, not NaN).
+  // All members equal and finite (NaN or ±Inf make the reference's M2 NaN, not 0). Tested exactly on the
+  // members themselves, not on M2 or μ in f32. fminf/fmaxf skip NaN, so NaN is caught through the sum
+  // (NaN − p + anything = NaN).
   const bool zero_var = !single && mn == mx && isfinite(mn) && !isnan(sum);
-  // The reference's exact mean of equal members; + 0 turns a −0 member into the +0 that the reference's
-  // sum (starting at +0) gives.
+  float mu = p + d;
+  // The reference's exact mean of equal members (d = 0 here, so p + d is that already; written out for
+  // clarity): + 0 turns a −0 member into the +0 that the reference's sum (starting at +0) gives.
   if (zero_var) mu = mn + 0.f;
   int deg = (single || zero_var) ? 1 : 0;
   const auto pol = static_cast<Singleton>(a.singleton);
@@ -261,7 +341,9 @@ __global__ void __launch_bounds__(kGroupThreads) group_advantages_kernel(GroupAr
     return;
   }
   const bool mean0 = single && pol == Singleton::Mean0;
-  if (mean0) {
+  if (mean0) {  // baseline 0: value_i = (r_i − 0) − 0
+    p = 0.f;
+    d = 0.f;
     mu = 0.f;
     s = 1.f;
   }
@@ -271,44 +353,46 @@ __global__ void __launch_bounds__(kGroupThreads) group_advantages_kernel(GroupAr
   switch (est) {
     case Estimator::Grpo:
       for (int i = lo + lane; i < hi; i += 32) {
-        const float d = a.r[i] - mu;
-        a.values[i] = none ? d : d / (divisor + a.eps);
+        const float c = (a.r[i] - p) - d;
+        a.values[i] = none ? c : c / (divisor + a.eps);
       }
       break;
     case Estimator::DrGrpo:
     case Estimator::ReinforcePpBaseline:
-      for (int i = lo + lane; i < hi; i += 32) a.values[i] = a.r[i] - mu;
+      for (int i = lo + lane; i < hi; i += 32) a.values[i] = (a.r[i] - p) - d;
       break;
     case Estimator::Rloo: {
       if (mean0) {
         if (lane == 0) a.values[lo] = a.r[lo];
       } else {
         const float k = static_cast<float>(n) / static_cast<float>(n - 1);
-        for (int i = lo + lane; i < hi; i += 32) a.values[i] = k * (a.r[i] - mu);
+        for (int i = lo + lane; i < hi; i += 32) a.values[i] = k * ((a.r[i] - p) - d);
       }
       break;
     }
     case Estimator::Gpg: {
       const float alpha = a.batch->alpha;
-      for (int i = lo + lane; i < hi; i += 32) a.values[i] = alpha * (a.r[i] - mu);
+      for (int i = lo + lane; i < hi; i += 32) a.values[i] = alpha * ((a.r[i] - p) - d);
       break;
     }
     case Estimator::Opo: {
+      // Baseline b = Σ L r / Σ L, from the same pivot: b − p = Σ L (r − p) / Σ L (0/0 = NaN for Σ L = 0).
       if (!mean0) {
         float wsum = 0.f;
         int lsum = 0;
         for (int i = lo + lane; i < hi; i += 32) {
           const int L = a.ro[i + 1] - a.ro[i];
-          wsum = fmaf(static_cast<float>(L), a.r[i], wsum);
+          wsum = fmaf(static_cast<float>(L), a.r[i] - p, wsum);
           lsum += L;
         }
         wsum = warp_sum(wsum);
 #pragma unroll
         for (int off = 16; off > 0; off >>= 1) lsum += __shfl_xor_sync(kFull, lsum, off);
-        mu = wsum / static_cast<float>(lsum);
+        d = wsum / static_cast<float>(lsum);
+        mu = p + d;
         if (lsum == 0) deg = 1;
       }
-      for (int i = lo + lane; i < hi; i += 32) a.values[i] = a.r[i] - mu;
+      for (int i = lo + lane; i < hi; i += 32) a.values[i] = (a.r[i] - p) - d;
       break;
     }
     case Estimator::GrpoPassk: {
@@ -344,25 +428,26 @@ __global__ void __launch_bounds__(kGroupThreads) group_advantages_kernel(GroupAr
 }
 
 // --------------------------------------------------------------------------------------- expand
-// out[t] = v[r] (or (v[r] − mean)·rstd with stats) for the tokens of response r; one warp per response.
+// out[t] = v[r] (or ((v[r] − P) − shift)·rstd with stats) for the tokens of response r; one warp per
+// response.
 __global__ void expand_kernel(const float* __restrict__ v, const int* __restrict__ ro, int R, const Stats* st,
                               float* __restrict__ out) {
   const int r = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
   if (r >= R) return;
   float x = v[r];
-  if (st) x = (x - st->mean) * st->rstd;
+  if (st) x = ((x - st->pivot) - st->shift) * st->rstd;
   const int t1 = ro[r + 1];
   for (int t = ro[r] + (threadIdx.x & 31); t < t1; t += 32) out[t] = x;
 }
 
 __global__ void whiten_apply_kernel(const float* __restrict__ x, const uint8_t* __restrict__ mask, int64_t n,
                                     const Stats* st, int keep_mean, float* __restrict__ out) {
-  const float mean = st->mean, rstd = st->rstd;
+  const float pivot = st->pivot, shift = st->shift, rstd = st->rstd;
   const bool empty = st->count == 0;
-  const float shift = keep_mean ? mean : 0.f;
+  const float keep = keep_mean ? pivot + shift : 0.f;  // the mean
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
     const bool valid = mask == nullptr || mask[i] != 0;
-    out[i] = (valid && !empty) ? fmaf(x[i] - mean, rstd, shift) : 0.f;
+    out[i] = (valid && !empty) ? fmaf((x[i] - pivot) - shift, rstd, keep) : 0.f;
   }
 }
 
