@@ -712,6 +712,16 @@ class CudaDevice : public Napi::ObjectWrap<CudaDevice> {
     p.token_column = static_cast<const int*>(Ptr(a, "tokenColumn"));
     p.length_weighting = Bool(a, "lengthWeighting", true);
     p.beta = static_cast<float>(Num(a, "beta", 1));
+    {  // 'f32' | 'tf32' (src/backends/backend.ts ThrPrecision); required, no silent default
+      const std::string prec = Has(a, "precision") ? a.Get("precision").ToString().Utf8Value() : "";
+      if (prec == "f32")
+        p.precision = gk::ThrPrecision::F32;
+      else if (prec == "tf32")
+        p.precision = gk::ThrPrecision::Tf32;
+      else
+        throw MakeError(env, "RANGE",
+                        "precision: expected 'f32' or 'tf32', got " + (prec.empty() ? std::string("none") : "'" + prec + "'"));
+    }
     if (Has(a, "mBudgetBytes")) p.m_budget_bytes = static_cast<size_t>(Int(a, "mBudgetBytes"));
     p.thr = static_cast<float*>(Ptr(a, "outThr"));
     p.tau = static_cast<float*>(Ptr(a, "outTau"));

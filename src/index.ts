@@ -14,6 +14,7 @@ export type {
   ScaleKind,
   SingletonPolicy,
   StdKind,
+  ThrPrecision,
   ThrResult,
   Weighting,
 } from './backends/backend.js';

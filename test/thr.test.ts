@@ -11,7 +11,9 @@ import type { FloatDType } from '../src/dtypes.js';
 import type { Layout } from '../src/layout.js';
 import type { Tensor } from '../src/tensor.js';
 import {
+  bruteThr,
   DEGENERATE_GROUPS,
+  degenerate,
   makeReweightCase,
   makeThrCase,
   REWEIGHT_VARIANTS,
@@ -34,71 +36,6 @@ afterEach(() => setOutputPoison(undefined));
 const RTOL = 1.2e-7;
 
 // ------------------------------------------------------------------------------- references
-function degenerate(layout: Layout, correct: Uint8Array, g: number): boolean {
-  const { groupOffsets: go, responseOffsets: ro } = layout;
-  let nc = 0;
-  let ni = 0;
-  let ct = 0;
-  for (let r = go[g]; r < go[g + 1]; r++) {
-    if (correct[r]) {
-      nc++;
-      ct += ro[r + 1] - ro[r];
-    } else ni++;
-  }
-  return nc === 0 || ni === 0 || ct === 0;
-}
-
-/** THR.md item 3 as written: s_t = Σ_{u∈P} w_u ⟨g_u, g_t⟩⟨h_u, h_t⟩ over every pair, in f64. */
-function bruteThr(c: ThrCase, weighting: Weighting, beta: number): { thr: Float64Array; tau: Float64Array } {
-  const { responseOffsets: ro, groupOffsets: go } = c.layout;
-  const d = c.dim;
-  const H = c.hidden64;
-  const thr = new Float64Array(c.numTokens);
-  const tau = new Float64Array(c.numGroups);
-  for (let g = 0; g < c.numGroups; g++) {
-    const t0 = ro[go[g]];
-    const t1 = ro[go[g + 1]];
-    if (degenerate(c.layout, c.correct, g)) {
-      tau[g] = Number.NaN;
-      continue;
-    }
-    const K = c.vocabOffsets[g + 1] - c.vocabOffsets[g];
-    const gv = (t: number): Float64Array => {
-      const out = new Float64Array(K);
-      const base = c.probsOffsets[g] + (t - t0) * K;
-      for (let v = 0; v < K; v++) out[v] = (v === c.tokenColumn[t] ? 1 : 0) - c.probs[base + v];
-      return out;
-    };
-    const grads: Float64Array[] = [];
-    for (let t = t0; t < t1; t++) grads.push(gv(t));
-    const anchors: { u: number; w: number }[] = [];
-    for (let r = go[g]; r < go[g + 1]; r++) {
-      if (!c.correct[r]) continue;
-      const len = ro[r + 1] - ro[r];
-      for (let u = ro[r]; u < ro[r + 1]; u++) anchors.push({ u, w: weighting === 'length' ? 1 / len : 1 });
-    }
-    let best = Number.POSITIVE_INFINITY;
-    for (let r = go[g]; r < go[g + 1]; r++) {
-      let sum = 0;
-      for (let t = ro[r]; t < ro[r + 1]; t++) {
-        let s = 0;
-        for (const { u, w } of anchors) {
-          let gg = 0;
-          for (let v = 0; v < K; v++) gg += grads[u - t0][v] * grads[t - t0][v];
-          let hh = 0;
-          for (let k = 0; k < d; k++) hh += H[u * d + k] * H[t * d + k];
-          s += w * gg * hh;
-        }
-        thr[t] = c.correct[r] ? s : -s;
-        sum += s;
-      }
-      if (c.correct[r] && ro[r + 1] > ro[r]) best = Math.min(best, sum / (ro[r + 1] - ro[r]));
-    }
-    tau[g] = beta * best;
-  }
-  return { thr, tau };
-}
-
 /** THR.md "Reweighting", token by token; degenerate groups (by layout and correct) keep A. */
 function refReweight(
   A: Float32Array,

@@ -13,6 +13,10 @@ struct ThrLayoutHost {
   std::vector<uint8_t> degenerate;        // [G], THR.md item 6
 };
 
+// Arithmetic of THR's two matrix products (thr.cu, "Numerics"). Same names as the TypeScript
+// ThrPrecision ('f32', 'tf32'); native/addon.cc converts the string.
+enum class ThrPrecision : int { F32 = 0, Tf32 = 1 };
+
 struct ThrParams {
   ThrLayoutHost layout;
   const void* hidden = nullptr;  // [Ttotal, dim], f32/f16/bf16
@@ -24,6 +28,7 @@ struct ThrParams {
   const int* token_column = nullptr;   // device [Ttotal]
   bool length_weighting = true;        // w = 1/|y| ("length") or 1 ("none")
   float beta = 1.f;
+  ThrPrecision precision = ThrPrecision::F32;  // 'f32': 3xTF32 / 2xTF32 split products; 'tf32': one pass
   size_t m_budget_bytes = size_t(256) << 20;  // scratch for the M_g of one batch of groups
   float* thr = nullptr;  // [Ttotal]
   float* tau = nullptr;  // [G]

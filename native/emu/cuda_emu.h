@@ -264,17 +264,32 @@ void store_matrix_sync(float* p, const fragment<accumulator, M, N, K, float>& f,
     for (int c = 0; c < N; ++c) (l == mem_col_major ? p[c * size_t(ldm) + r] : p[r * size_t(ldm) + c]) = f.x[r * N + c];
 }
 
-// d = a b + c with f32 products and sums (tensor cores accumulate tf32 products in f32; their
-// internal summation order is unspecified, so the emulator's k order is one valid choice).
+// d = a b + c as tensor cores compute it: the K products exactly (a tf32 product has ≤ 22 significant
+// bits), summed with c, and the sum rounded toward zero to f32 once per MMA. NVIDIA's tensor cores
+// truncate their f32 accumulation (Fasi et al., "Numerical behavior of NVIDIA tensor cores", 2021), so
+// a long chain of MMAs into one accumulator drifts toward zero by up to an ulp per MMA: a bias a
+// round-to-nearest FMA chain would not show. On an H200, 3xTF32 THR at d = 896 (native/cuda/thr.cu)
+// gave 1.5e-5 of max|THR| with one accumulator per tile and 5.5e-7 with each k-step's MMAs summed
+// apart and added in round-to-nearest f32. Round-to-nearest FMAs here measured 1.1e-6 for the first,
+// hiding the drift; this model measures 7.7e-6 and 2.9e-7. Real hardware may also drop low bits of the
+// smaller addends when it aligns them; this model does not, so it is a lower bound.
+inline float round_toward_zero(double s) {
+  float f = static_cast<float>(s);  // to nearest; one step back toward zero if that rounded away from it
+  uint32_t u;                       // (bits − 1 shrinks the magnitude: ±Inf from an overflow → ±FLT_MAX)
+  std::memcpy(&u, &f, sizeof u);
+  u -= std::fabs(static_cast<double>(f)) > std::fabs(s) ? 1u : 0u;  // false for NaN and ±Inf inputs
+  std::memcpy(&f, &u, sizeof f);
+  return f;
+}
 template <int M, int N, int K, class T, class LA, class LB>
 void mma_sync(fragment<accumulator, M, N, K, float>& d, const fragment<matrix_a, M, N, K, T, LA>& a,
               const fragment<matrix_b, M, N, K, T, LB>& b, const fragment<accumulator, M, N, K, float>& c) {
   float out[M * N];
   for (int i = 0; i < M; ++i)
     for (int j = 0; j < N; ++j) {
-      float s = c.x[i * N + j];
-      for (int k = 0; k < K; ++k) s = std::fma(a.x[i * K + k], b.x[k * N + j], s);
-      out[i * N + j] = s;
+      double s = c.x[i * N + j];
+      for (int k = 0; k < K; ++k) s += static_cast<double>(a.x[i * K + k]) * static_cast<double>(b.x[k * N + j]);
+      out[i * N + j] = round_toward_zero(s);
     }
   std::memcpy(d.x, out, sizeof out);
 }

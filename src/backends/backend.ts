@@ -181,6 +181,12 @@ export interface RestrictedVocabArgs {
   layout: ResolvedLayout;
 }
 export type Weighting = 'length' | 'none';
+/**
+ * Arithmetic of THR's two matrix products on backends with a choice (cuda): 'f32' (default) is
+ * f32-grade (3xTF32 split products on tensor cores), 'tf32' the faster single-pass TF32 form with a
+ * looser bound (native/cuda/thr.cu, docs/cuda.md). cpu (float64) and webgpu (f32) ignore it.
+ */
+export type ThrPrecision = 'f32' | 'tf32';
 export interface TokenHiddenRewardArgs {
   hidden: Tensor<FloatDType>; // [Ttotal, d]
   dim: number;
@@ -195,6 +201,7 @@ export interface TokenHiddenRewardArgs {
   hostDegenerate: Uint8Array;
   weighting: Weighting;
   beta: number;
+  precision: ThrPrecision;
 }
 export interface ThrResult {
   thr: Tensor<'f32'>; // [Ttotal]

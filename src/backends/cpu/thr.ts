@@ -121,7 +121,8 @@ function rowReader(hidden: Tensor<'f32' | 'f16' | 'bf16'>, d: number): RowReader
  * FLOPs: K_g·d·(T⁺_g + T_g) multiply-adds (2·K_g·d·(T⁺_g + T_g) FLOPs) per group, plus ≤ 3
  * padded tokens per group in step 2; the pairwise sum would take T_g·T⁺_g·(K_g + d). Bytes: hidden read twice for correct tokens, once otherwise; probs read twice (correct) or
  * once; M (8·K_g·d bytes) streamed once per block of 4 tokens. Numerics: f64 throughout; inputs
- * decoded exactly; NaN/±Inf propagate to THR and tau of their group.
+ * decoded exactly; NaN/±Inf propagate to THR and tau of their group. `a.precision` (the cuda
+ * tensor-core mode) is accepted and ignored: f64 is finer than either mode.
  */
 export function cpuTokenHiddenReward(a: TokenHiddenRewardArgs): ThrResult {
   const { layout, dim: d, hostCorrect: correct, hostDegenerate: degenerate } = a;

@@ -54,6 +54,7 @@ export function cudaTokenHiddenReward(mem: CudaMemory, a: TokenHiddenRewardArgs)
           degenerate: a.hostDegenerate,
           lengthWeighting: a.weighting === 'length',
           beta: a.beta,
+          precision: a.precision,
           mBudgetBytes: thrTuning.mBudgetBytes > 0 ? thrTuning.mBudgetBytes : undefined,
           outThr: ptrOf(thr),
           outTau: ptrOf(tau),

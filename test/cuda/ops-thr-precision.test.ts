@@ -1,0 +1,194 @@
+/**
+ * CUDA tokenHiddenReward's accuracy per precision mode against float64 brute force (the pairwise
+ * double sum of THR.md item 3, written here), with the bound each mode documents (native/cuda/thr.cu,
+ * docs/cuda.md, TokenHiddenRewardOptions.precision).
+ *
+ * Normalisation: per token t of group g, |THR_t − THR*_t| ≤ atol_g with
+ * atol_g = bound · max_{u∈g} |THR*_u| (THR* the f64 value; no rtol term); tau_g to the same atol_g.
+ * The scale is the group's largest |THR*|: a token's THR is a sum of terms of either sign over the
+ * group's correct tokens, so a token near zero carries the absolute error of that sum, not a relative
+ * one.
+ * - 'f32' (default): bound 3e-4 (issue 10's f32 bound, what the mode promises at any size). At these
+ *   sizes (≤ 6 × 60 tokens per group, d ≤ 896) it is also held to 1e-5: it measures ≤ 5.9e-7 on an
+ *   H200 and ≤ 5e-7 on the emulator, while a TF32-grade kernel measures 1e-4 to 4e-4 here and could
+ *   still pass 3e-4 (the single-pass kernel did in 5 of these 9 cases on the emulator), and a kernel
+ *   carrying one truncating tensor-core accumulator through the reduction measured 1.5e-5 on the H200.
+ * - 'tf32': bound 3e-3 (TF32 operands, 10-bit mantissa; 1.0e-4 to 2.6e-4 measured here, H200 and
+ *   emulator alike).
+ *
+ * Cases: ragged groups (empty responses, 2..6 responses of up to 60 tokens, a degenerate group), d in
+ * {13, 200, 896}, f32 / bf16 / f16 hidden states with a shared component (as an LLM's final hidden
+ * states have) and peaked probabilities (the sampled token often holds most of the mass), so that
+ * neither the q part of M_g nor the cancellation in ⟨h_u, h_t⟩ is negligible. |V*_g| and T_g exceed
+ * the 64-wide tiles in some groups. Weighting 'length', and 'none' at d = 200.
+ */
+import { describe, expect, it } from 'vitest';
+import type { ThrPrecision, Weighting } from '../../src/backends/backend.js';
+import { type Context, type FloatDType, GrpoKernelsError, type Tensor } from '../../src/index.js';
+import { bruteThr, DEGENERATE_GROUPS, makeThrCase, randomGroups, type ThrCase } from '../fixtures/thr.js';
+import { normal, rng } from '../util/rng.js';
+import { cpuContext, probeGpu, rejection } from './helpers.js';
+
+const gpu = await probeGpu();
+const noGpu = gpu.ctx === undefined;
+const cuda = gpu.ctx as Context;
+const cpu = await cpuContext();
+
+/** The bound each mode documents, relative to the group's max |THR*| (see the header). */
+const BOUND: Record<ThrPrecision, number> = { f32: 3e-4, tf32: 3e-3 };
+/** 'f32' at this file's sizes: f32-grade, an order of magnitude below any TF32-grade result. */
+const F32_GRADE_HERE = 1e-5;
+
+/**
+ * Worst error of THR and tau per group, relative to the group's max |THR*|, and the elements past
+ * `bound` (index, class, values), at most 5.
+ */
+function groupErrors(
+  c: ThrCase,
+  thr: Float32Array,
+  tau: Float32Array,
+  ref: ReturnType<typeof bruteThr>,
+  bound: number,
+) {
+  const { responseOffsets: ro, groupOffsets: go } = c.layout;
+  let worst = 0;
+  const bad: string[] = [];
+  const note = (what: string, got: number, want: number, scale: number) => {
+    const finite = Number.isFinite(want);
+    if (!finite || !Number.isFinite(got)) {
+      // Non-finite values must match in class (tau of a degenerate group is NaN on both sides).
+      if (!Object.is(Number.isNaN(got), Number.isNaN(want)) || (!Number.isNaN(want) && got !== want)) {
+        if (bad.length < 5) bad.push(`${what}: got ${got}, expected ${want} (class mismatch)`);
+      }
+      return;
+    }
+    const e = scale > 0 ? Math.abs(got - want) / scale : Math.abs(got - want);
+    worst = Math.max(worst, e);
+    if (e > bound && bad.length < 5)
+      bad.push(`${what}: got ${got}, expected ${want}, error ${e.toExponential(2)} of max|THR_g|`);
+  };
+  for (let g = 0; g < c.numGroups; g++) {
+    const t0 = ro[go[g]];
+    const t1 = ro[go[g + 1]];
+    let scale = 0;
+    for (let t = t0; t < t1; t++) scale = Math.max(scale, Math.abs(ref.thr[t]));
+    for (let t = t0; t < t1; t++) note(`thr[${t}] (group ${g})`, thr[t], ref.thr[t], scale);
+    note(`tau[${g}]`, tau[g], ref.tau[g], scale);
+  }
+  return { worst, bad };
+}
+
+/**
+ * Hidden states as an LLM's look: a component shared by every token (so ⟨h_u, h_t⟩ is large for
+ * every pair and the sum over anchors cancels), plus per-token noise.
+ */
+function sharedComponentRows(seed: number, d: number) {
+  const gauss = normal(rng(seed));
+  const common = Float64Array.from({ length: d }, () => gauss());
+  return (_t: number, out: Float64Array) => {
+    for (let k = 0; k < d; k++) out[k] = 0.8 * common[k] + gauss();
+  };
+}
+
+function thrCase(d: number, dtype: FloatDType): ThrCase {
+  const seed = 1000 + d + (dtype === 'f32' ? 0 : dtype === 'bf16' ? 1 : 2);
+  // Groups of up to 6 responses × 60 tokens: T_g and |V*_g| pass the 64-wide tiles in some groups.
+  // Fewer groups at d = 896 (the emulator's cost grows with T·|V*|·d).
+  const groups = [...randomGroups(seed, d > 200 ? 3 : 4, 6, 60), DEGENERATE_GROUPS[1]];
+  return makeThrCase({
+    seed,
+    groups,
+    dim: d,
+    vocabSize: 160, // |V*_g| up to ~100: more than one 64-column tile in the larger groups
+    dtype,
+    logitScale: 2,
+    logitBoost: 7, // the sampled token's probability is often above 1/2
+    hiddenRow: sharedComponentRows(seed ^ 0x9e3779b9, d),
+  });
+}
+
+async function runThr(ctx: Context, c: ThrCase, weighting: Weighting, precision?: ThrPrecision) {
+  const hidden = ctx.tensor(c.hidden as never, [c.numTokens, c.dim], c.dtype) as Tensor<FloatDType>;
+  const vocab = {
+    offsets: ctx.tensor(c.vocabOffsets, [c.numGroups + 1], 'i32'),
+    columns: ctx.tensor(c.columns, [c.columns.length], 'i32'),
+    tokenColumn: ctx.tensor(c.tokenColumn, [c.numTokens], 'i32'),
+  };
+  const r = await ctx.tokenHiddenReward({
+    hidden,
+    probs: c.probs,
+    vocab,
+    layout: c.layout,
+    correct: c.correct,
+    weighting,
+    ...(precision === undefined ? {} : { precision }),
+  });
+  const out = { thr: await r.thr.read(), tau: await r.tau.read() };
+  for (const t of [hidden, vocab.offsets, vocab.columns, vocab.tokenColumn, r.thr, r.tau]) t.dispose();
+  return out;
+}
+
+describe('tokenHiddenReward precision option (validation, every backend)', () => {
+  const c = makeThrCase({ seed: 5, groups: randomGroups(5, 2, 4, 6), dim: 8, vocabSize: 20 });
+  it('an unknown precision is a RANGE error naming the argument', async () => {
+    for (const precision of ['fp32', 'TF32', 'bf16', 1, '']) {
+      const hidden = cpu.tensor(c.hidden as Float32Array, [c.numTokens, c.dim], 'f32');
+      const vocab = await cpu.restrictedVocab(c.tokens, c.layout);
+      const e = await rejection(
+        cpu.tokenHiddenReward({
+          hidden,
+          probs: c.probs,
+          vocab,
+          layout: c.layout,
+          correct: c.correct,
+          precision: precision as never,
+        }),
+      );
+      expect(e).toBeInstanceOf(GrpoKernelsError);
+      expect(e.code).toBe('RANGE');
+      expect(e.message).toContain('precision');
+      expect(e.message).toContain(`'f32', 'tf32'`);
+    }
+  });
+  it('the cpu backend (float64) accepts both modes and ignores them: the same bits', async () => {
+    const a = await runThr(cpu, c, 'length', 'f32');
+    const b = await runThr(cpu, c, 'length', 'tf32');
+    const n = await runThr(cpu, c, 'length');
+    expect(Array.from(b.thr)).toEqual(Array.from(a.thr));
+    expect(Array.from(n.thr)).toEqual(Array.from(a.thr));
+    expect(Array.from(b.tau)).toEqual(Array.from(a.tau));
+  });
+});
+
+describe.skipIf(noGpu)('cuda THR precision vs float64 brute force', () => {
+  for (const d of [13, 200, 896]) {
+    for (const dtype of ['f32', 'bf16', 'f16'] as const) {
+      it(`d=${d} ${dtype}: 'f32' (default) within 3e-4 (1e-5 at this size), 'tf32' within 3e-3 of max|THR_g|`, async () => {
+        const c = thrCase(d, dtype);
+        const K = Array.from(c.vocabOffsets.subarray(1), (x, g) => x - c.vocabOffsets[g]);
+        expect(Math.max(...K), 'some group spans more than one 64-column tile').toBeGreaterThan(64);
+        const weighting: Weighting = d === 200 ? 'none' : 'length';
+        const ref = bruteThr(c, weighting);
+        const bits: Record<string, number[]> = {};
+        for (const precision of [undefined, 'f32', 'tf32'] as const) {
+          const mode = precision ?? 'f32';
+          const label = `precision ${precision ?? 'default'} (${mode})`;
+          const r = await runThr(cuda, c, weighting, precision);
+          bits[precision ?? 'default'] = Array.from(r.thr);
+          const { worst, bad } = groupErrors(c, r.thr, r.tau, ref, BOUND[mode]);
+          expect(
+            bad,
+            `${label}, bound ${BOUND[mode]}: max error ${worst.toExponential(2)} of max|THR_g|`,
+          ).toEqual([]);
+          if (mode === 'f32') {
+            expect(
+              worst,
+              `${label}: f32-grade at this size (TF32-grade is 1e-4 and above)`,
+            ).toBeLessThanOrEqual(F32_GRADE_HERE);
+          }
+        }
+        expect(bits.default, "the default is 'f32', bit for bit").toEqual(bits.f32);
+      });
+    }
+  }
+});
