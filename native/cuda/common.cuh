@@ -207,6 +207,19 @@ Status dispatch_float(DType d, const char* argument, F&& f) {
 constexpr float kLog2e = 1.4426950408889634f;
 constexpr float kLn2 = 0.6931471805599453f;
 
+// 2^x with one MUFU.EX2 (ex2.approx.ftz: ≤ 2 ulp; a result below 2^−126 flushes to 0, where exp2f would
+// spend extra instructions to return a subnormal). The emulator computes exp2f and flushes likewise.
+__device__ __forceinline__ float ex2_ftz(float x) {
+#ifdef GK_CUDA_EMU
+  const float r = exp2f(x);
+  return r < 1.17549435e-38f ? 0.f : r;
+#else
+  float r;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(x));
+  return r;
+#endif
+}
+
 template <class T>
 __device__ __forceinline__ float load_f32(const T* p);
 template <>

@@ -2,20 +2,29 @@
 //
 // FORWARD  z = logits / T (per row of [N, V]); lse = log Σ_v e^{z_v}; logprob = z_y − lse;
 //          entropy = lse − Σ p z = log s − Σ p (z − m); Σp² = Σ e^{2(z−m)} / s².
-//   One pass over each row with an online state (m, s, t, q) in base 2 (z2 = x · log2e / T):
-//     m = running max of z2, s = Σ 2^{z2−m}, t = Σ 2^{z2−m}·(z2−m), q = Σ 2^{2(z2−m)}.
-//   Rescaling to a new max m' multiplies s by c = 2^{m−m'}, q by c², and t by c after adding (m−m')·s.
-//   Block: one (row, vocabulary split) pair, 512 threads; each thread reads 16-byte vectors (8 bf16/f16
-//   or 4 f32) with a scalar head (until the row is 16-byte aligned: V·sizeof need not be a multiple of
-//   16) and tail; one exp2 per element plus one per vector when the max grows. The per-thread states
-//   merge by warp shuffles and then across warps in a fixed order (deterministic).
-//   Rows too few to fill the GPU (N < 4·SMs): the vocabulary is split across up to 64 blocks per
-//   row; each writes its state (float4) and logprobs_merge_kernel merges them in split order.
+//   One pass over each row with an online state (m, s, t, q) over the raw logits x, in base 2:
+//     m = running max of x, d = (x − m)·log2e/T, s = Σ 2^d, t = Σ 2^d·d, q = Σ 2^{2d};
+//     lse = m/T + ln s, logprob = (x_y − m)/T − ln s, entropy = ln s − ln2·t/s, Σp² = q/s².
+//   Rescaling to a new max m' multiplies s by c = 2^{(m−m')·log2e/T}, q by c², and t by c after adding
+//   (m−m')·log2e/T · s. x − m is exactly 0 for the max itself, so a one-token row gets log p = 0.
+//   Batch invariance: each row is cut into segments of 32 KiB of logits (V and the dtype alone fix
+//   their number); block = (row, segment), 256 threads, each loading 8 16-byte vectors (8 bf16/f16 or
+//   4 f32 each) before computing on any, vector j of a segment always going to thread j mod 256 in
+//   increasing j; a fixed shuffle tree and then warp order merge the threads, and with several segments
+//   logprobs_merge_kernel merges their states (float4 each) in segment order. The bits of a row
+//   therefore never depend on N, on the row's position (a misaligned row reads the same elements
+//   with scalar loads) or on how the caller chunks the rows.
+//   Per element: a subtraction, a multiplication, one MUFU.EX2 (ex2.approx.ftz: 2^d below 2^−126 is 0)
+//   and an addition; + 2 FMAs and a max when entropy or Σp² is asked for (a separate instantiation,
+//   so the plain forward carries no dead accumulators).
 //   Ignored rows (target == ignoreIndex) are never read and get 0 everywhere. A row whose max is −Inf
 //   (all −Inf) raises kFlagAllNegInf, a target outside [0, V) kFlagTargetRange; the job turns them into
 //   RANGE errors. NaN anywhere in a row makes its outputs NaN (s becomes NaN); +Inf gives NaN.
-//   Bytes: N·V·sizeof(x) read (+ N·(4 target + 4·outputs)); FLOPs ≈ 6·N·V (+ N·V exp2).
-//   Goal on an H100: ≥ 85% of copy bandwidth at [16384, 151936] bf16 (≈ 5 GB → ≈ 1.6 ms).
+//   Bytes: N·V·sizeof(x) read (+ N·(4 target + 4·outputs) + 16·N·segments of partial states);
+//   FLOPs ≈ 4·N·V (+ 3·N·V with the statistics) + N·V exp2.
+//   Measured on an H200 (2026-11-26): 60–65% of copy bandwidth before this layout (issue-bound: SM 88%,
+//   DRAM 50% in ncu), 68% after it for the plain forward and 61–63% with the statistics.
+//   Goal on an H100 or H200: ≥ 85% of copy bandwidth at [16384, 151936] bf16 (≈ 5 GB; ≈ 1.4 ms on an H200).
 //
 // BACKWARD gradLogits = [g·(1[v=y] − p_v) − gE·p_v·(log p_v + H)] / T, p_v = e^{z_v − lse}, in the
 //   logits' dtype (rounded to nearest even). Block: (row, 8192-column chunk), 256 threads, vectorised
@@ -26,6 +35,7 @@
 // GATHER PROBS  probs[g][i, k] = e^{logits[t, V*_g[k]] / T − lse[t]} for token t = i-th of group g.
 //   Block: one token, 128 threads over its group's K_g columns (a gather: K_g·sizeof(x) read at
 //   random columns of the row, K_g·4 written). Not renormalised on V*.
+#include <cfloat>
 #include <climits>
 #include <cmath>
 #include <type_traits>
@@ -35,11 +45,18 @@
 namespace gk {
 namespace {
 
-constexpr int kFwdThreads = 512;
+constexpr int kFwdThreads = 256;
+constexpr int kFwdBatch = 8;  // 16-byte vectors each thread loads before it computes on any of them
 constexpr int kBwdThreads = 256;
-constexpr int kMaxSplits = 64;
 constexpr unsigned kFull = 0xffffffffu;
 
+// Elements of one vocabulary segment: kFwdThreads · kFwdBatch vectors (32 KiB of logits, any dtype).
+template <class T>
+constexpr int64_t segment_elems() {
+  return int64_t(kFwdThreads) * kFwdBatch * VecTraits<T>::N;
+}
+
+// m: running max of the raw logits x; s = Σ 2^{(x−m)·scale2}; t = Σ 2^{d}·d and q = Σ 2^{2d}, d = (x−m)·scale2.
 struct OnlineState {
   float m, s, t, q;
 };
@@ -48,53 +65,59 @@ __device__ __forceinline__ OnlineState empty_state() { return {-INFINITY, 0.f, 0
 
 // r += x rescaled to r.m (r.m ≥ x.m). An x whose max is −Inf holds only zeros, or NaN when its span had
 // NaN: add it unscaled so NaN propagates and 0·(−Inf) never appears.
-__device__ __forceinline__ void add_scaled(OnlineState& r, const OnlineState& x) {
+__device__ __forceinline__ void add_scaled(OnlineState& r, const OnlineState& x, float scale2) {
   if (x.m == -INFINITY) {
     r.s += x.s;
     r.t += x.t;
     r.q += x.q;
     return;
   }
-  const float dm = x.m - r.m;  // ≤ 0 (NaN only for +Inf − +Inf, which must give NaN)
-  const float c = exp2f(dm);
+  const float dm = (x.m - r.m) * scale2;  // ≤ 0 (NaN only for +Inf − +Inf, which must give NaN)
+  const float c = ex2_ftz(dm);
   r.s = fmaf(c, x.s, r.s);
   r.t = fmaf(c, fmaf(dm, x.s, x.t), r.t);
   r.q = fmaf(c * c, x.q, r.q);
 }
 
 // Merge in a fixed order (a, then b): the same inputs give the same bits.
-__device__ __forceinline__ OnlineState merge(const OnlineState& a, const OnlineState& b) {
+__device__ __forceinline__ OnlineState merge(const OnlineState& a, const OnlineState& b, float scale2) {
   OnlineState r{fmaxf(a.m, b.m), 0.f, 0.f, 0.f};
-  add_scaled(r, a);
-  add_scaled(r, b);
+  add_scaled(r, a, scale2);
+  add_scaled(r, b, scale2);
   return r;
 }
 
-// Folds K values z (already in base-2 units) into the state: at most one rescale per call.
-template <int K>
-__device__ __forceinline__ void update(OnlineState& st, const float (&z)[K]) {
-  float cm = z[0];
+// Folds K raw logits into the state: at most one rescale per call. kStats: also t and q (entropy, Σp²);
+// without them each element costs a subtraction, a multiplication, one MUFU.EX2 and an addition.
+template <bool kStats, int K>
+__device__ __forceinline__ void update(OnlineState& st, const float (&x)[K], float scale2) {
+  float cm = x[0];
 #pragma unroll
-  for (int k = 1; k < K; ++k) cm = fmaxf(cm, z[k]);  // fmaxf drops NaN; NaN still reaches s below
+  for (int k = 1; k < K; ++k) cm = fmaxf(cm, x[k]);  // fmaxf drops NaN; NaN still reaches s below
   if (cm > st.m) {
     if (st.m != -INFINITY) {
-      const float dm = st.m - cm;
-      const float c = exp2f(dm);
-      st.t = c * fmaf(dm, st.s, st.t);
+      const float dm = (st.m - cm) * scale2;
+      const float c = ex2_ftz(dm);
+      if (kStats) {
+        st.t = c * fmaf(dm, st.s, st.t);
+        st.q *= c * c;
+      }
       st.s *= c;
-      st.q *= c * c;
     }
     st.m = cm;
   }
-  // While the max is −Inf every non-NaN z is −Inf: subtracting 0 gives e = 0 and keeps NaN as NaN.
+  // While the max is −Inf every non-NaN x is −Inf: subtracting 0 gives e = 0 and keeps NaN as NaN.
+  // x − m is 0 exactly for the max itself (a one-token row gets log p = 0, as the float64 reference).
   const float ms = st.m == -INFINITY ? 0.f : st.m;
 #pragma unroll
   for (int k = 0; k < K; ++k) {
-    const float d = z[k] - ms;
-    const float e = exp2f(d);
+    const float d = (x[k] - ms) * scale2;
+    const float e = ex2_ftz(d);
     st.s += e;
-    st.t = fmaf(e, e > 0.f ? d : 0.f, st.t);  // e = 0 where d = −Inf: skip 0·(−Inf)
-    st.q = fmaf(e, e, st.q);
+    if (kStats) {
+      st.t = fmaf(e, fmaxf(d, -FLT_MAX), st.t);  // d = −Inf has e = 0: 0·(−FLT_MAX), never 0·(−Inf)
+      st.q = fmaf(e, e, st.q);
+    }
   }
 }
 
@@ -105,64 +128,63 @@ __device__ __forceinline__ OnlineState shfl_down(const OnlineState& s, int off) 
 
 // The block's merged state, valid in thread 0. Fixed tree: lane i merges lane i+off, then warp 0
 // merges the warps' states in warp order.
-__device__ OnlineState block_reduce(OnlineState st) {
+__device__ OnlineState block_reduce(OnlineState st, float scale2) {
   __shared__ OnlineState sh[32];
   const int lane = threadIdx.x & 31;
   const int warp = threadIdx.x >> 5;
 #pragma unroll
-  for (int off = 16; off > 0; off >>= 1) st = merge(st, shfl_down(st, off));
+  for (int off = 16; off > 0; off >>= 1) st = merge(st, shfl_down(st, off), scale2);
   if (lane == 0) sh[warp] = st;
   __syncthreads();
   if (warp == 0) {
     const int nw = blockDim.x >> 5;
     st = lane < nw ? sh[lane] : empty_state();
 #pragma unroll
-    for (int off = 16; off > 0; off >>= 1) st = merge(st, shfl_down(st, off));
+    for (int off = 16; off > 0; off >>= 1) st = merge(st, shfl_down(st, off), scale2);
   }
   return st;
 }
 
-// Online state of the n elements at p, over the block's threads.
-// Every logit is scaled with __fmul_rn: a product the compiler may not fuse into a later subtraction
-// (nvcc contracts x·s − m into one FFMA by default), so the max's own z − m is exactly 0 and a
-// one-token row gets log p = 0 exactly, as the float64 reference does.
-template <class T>
-__device__ OnlineState scan_span(const T* __restrict__ p, int64_t n, float scale2) {
+// Online state of the segment [begin, begin + seg) of one row (elements past `vocab` read as −Inf,
+// which adds exactly 0). Vector j of the segment (elements begin + j·N … + N − 1) belongs to thread
+// j mod kFwdThreads, and each thread folds its vectors in increasing j: which element meets which
+// depends on the segment's position in the row alone, never on the row's address, so a row gives
+// the same bits wherever it sits (the aligned path and the scalar path read the same values).
+template <bool kStats, class T>
+__device__ OnlineState scan_segment(const T* __restrict__ row, int64_t vocab, int64_t begin, int64_t seg,
+                                    float scale2) {
   constexpr int N = VecTraits<T>::N;
   OnlineState st = empty_state();
-  const int64_t head = head_elems(p, n);
-  const int64_t nvec = (n - head) / N;
-  const int64_t tail = head + nvec * N;
-  for (int64_t i = threadIdx.x; i < head; i += blockDim.x) {
-    float z[1] = {__fmul_rn(load_f32(p + i), scale2)};
-    update(st, z);
-  }
-  const uint4* __restrict__ v = reinterpret_cast<const uint4*>(p + head);
-  int64_t i = threadIdx.x;
-  // Two 16-byte loads in flight per thread before either is consumed.
-  for (; i + blockDim.x < nvec; i += 2 * int64_t(blockDim.x)) {
-    const uint4 a = __ldg(v + i);
-    const uint4 b = __ldg(v + i + blockDim.x);
-    float x[N];
-    unpack_vec<T>(a, x);
+  const int64_t end = begin + seg < vocab ? begin + seg : vocab;
+  // 16-byte loads when the row is 16-byte aligned (every row is when V·sizeof(x) is a multiple of 16).
+  const bool aligned = (reinterpret_cast<uintptr_t>(row) & 15) == 0;
+  for (int64_t b0 = 0; b0 < seg; b0 += int64_t(kFwdThreads) * kFwdBatch * N) {
+    const int64_t e0 = begin + b0 + int64_t(threadIdx.x) * N;  // first element of this thread's vector 0
+    const int64_t step = int64_t(kFwdThreads) * N;
+    if (aligned && begin + b0 + step * kFwdBatch <= end) {
+      uint4 v[kFwdBatch];  // every load in flight before the first is consumed
 #pragma unroll
-    for (int k = 0; k < N; ++k) x[k] = __fmul_rn(x[k], scale2);
-    update(st, x);
-    unpack_vec<T>(b, x);
+      for (int j = 0; j < kFwdBatch; ++j) v[j] = __ldg(reinterpret_cast<const uint4*>(row + e0 + j * step));
 #pragma unroll
-    for (int k = 0; k < N; ++k) x[k] = __fmul_rn(x[k], scale2);
-    update(st, x);
-  }
-  for (; i < nvec; i += blockDim.x) {
-    float x[N];
-    unpack_vec<T>(__ldg(v + i), x);
+      for (int j = 0; j < kFwdBatch; ++j) {
+        float x[N];
+        unpack_vec<T>(v[j], x);
+        update<kStats>(st, x, scale2);
+      }
+    } else {  // a misaligned row or the row's last batch: the same elements in the same order
 #pragma unroll
-    for (int k = 0; k < N; ++k) x[k] = __fmul_rn(x[k], scale2);
-    update(st, x);
-  }
-  for (int64_t j = tail + threadIdx.x; j < n; j += blockDim.x) {
-    float z[1] = {__fmul_rn(load_f32(p + j), scale2)};
-    update(st, z);
+      for (int j = 0; j < kFwdBatch; ++j) {
+        // A vector wholly past the end would add exact zeros (all −Inf): skipping it changes no bit.
+        if (e0 + j * step >= end) break;
+        float x[N];
+#pragma unroll
+        for (int k = 0; k < N; ++k) {
+          const int64_t e = e0 + j * step + k;
+          x[k] = e < end ? load_f32(row + e) : -INFINITY;
+        }
+        update<kStats>(st, x, scale2);
+      }
+    }
   }
   return st;
 }
@@ -182,10 +204,9 @@ __device__ __forceinline__ void write_row(const FwdOut& o, int64_t row, float lp
   if (o.sum_squares) o.sum_squares[row] = ssq;
 }
 
-// Outputs of one row from its merged state (one thread).
-template <class T>
-__device__ void finish_row(int64_t row, const OnlineState& st, const T* __restrict__ logits, int64_t vocab,
-                           int tgt, float scale2, const FwdOut& o, ErrorFlags* flags) {
+// Outputs of one row from its merged state (one thread). xt is the target's raw logit.
+__device__ void finish_row(int64_t row, const OnlineState& st, int64_t vocab, int tgt, float xt, float inv_t,
+                           const FwdOut& o, ErrorFlags* flags) {
   if (tgt < 0 || tgt >= vocab) {
     raise_flag(flags, kFlagTargetRange, static_cast<int>(row), tgt);
     write_row(o, row, NAN, NAN, NAN, NAN);
@@ -196,18 +217,18 @@ __device__ void finish_row(int64_t row, const OnlineState& st, const T* __restri
     write_row(o, row, NAN, NAN, NAN, NAN);
     return;
   }
-  // zt and m come from the same rounded product x·scale2, so zt − m is exact when the target is the max.
-  const float zt = __fmul_rn(load_f32(logits + row * vocab + tgt), scale2);
   const float ls = logf(st.s);
-  write_row(o, row, (zt - st.m) * kLn2 - ls, fmaf(st.m, kLn2, ls), ls - kLn2 * (st.t / st.s),
+  write_row(o, row, (xt - st.m) * inv_t - ls, fmaf(st.m, inv_t, ls), ls - kLn2 * (st.t / st.s),
             st.q / (st.s * st.s));
 }
 
-template <class T>
+// Block: (row, segment). One segment per row: the block writes the outputs; several: it writes its
+// state and logprobs_merge_kernel merges them. The segment count depends on V and the dtype alone.
+template <bool kStats, class T>
 __global__ void __launch_bounds__(kFwdThreads)
     logprobs_fwd_kernel(const T* __restrict__ logits, const int* __restrict__ targets, int64_t vocab,
-                        int ignore, float scale2, int splits, int64_t chunk, float4* __restrict__ partial,
-                        FwdOut o, ErrorFlags* flags) {
+                        int ignore, float scale2, float inv_t, int splits, int64_t seg,
+                        float4* __restrict__ partial, FwdOut o, ErrorFlags* flags) {
   const int64_t row = blockIdx.x;
   const int split = blockIdx.y;
   const int tgt = __ldg(targets + row);
@@ -215,24 +236,25 @@ __global__ void __launch_bounds__(kFwdThreads)
     if (splits == 1 && threadIdx.x == 0) write_row(o, row, 0.f, 0.f, 0.f, 0.f);
     return;  // with splits, the merge kernel writes the zeros
   }
-  const int64_t begin = int64_t(split) * chunk;
-  const int64_t end = begin + chunk < vocab ? begin + chunk : vocab;
-  const int64_t n = end > begin ? end - begin : 0;
-  OnlineState st = scan_span(logits + row * vocab + begin, n, scale2);
-  st = block_reduce(st);
+  const T* r = logits + row * vocab;
+  // The target's logit, fetched before the scan so its latency hides behind it.
+  const float xt = (splits == 1 && threadIdx.x == 0 && tgt >= 0 && tgt < vocab) ? load_f32(r + tgt) : 0.f;
+  OnlineState st = scan_segment<kStats>(r, vocab, int64_t(split) * seg, seg, scale2);
+  st = block_reduce(st, scale2);
   if (threadIdx.x != 0) return;
   if (splits > 1) {
     partial[row * splits + split] = make_float4(st.m, st.s, st.t, st.q);
     return;
   }
-  finish_row(row, st, logits, vocab, tgt, scale2, o, flags);
+  finish_row(row, st, vocab, tgt, xt, inv_t, o, flags);
 }
 
-// One thread per row: merges the row's split states in split order.
+// One thread per row: merges the row's segment states in segment order.
 template <class T>
 __global__ void logprobs_merge_kernel(const float4* __restrict__ partial, int splits, int64_t rows,
                                       const T* __restrict__ logits, const int* __restrict__ targets,
-                                      int64_t vocab, int ignore, float scale2, FwdOut o, ErrorFlags* flags) {
+                                      int64_t vocab, int ignore, float scale2, float inv_t, FwdOut o,
+                                      ErrorFlags* flags) {
   const int64_t row = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
   if (row >= rows) return;
   const int tgt = targets[row];
@@ -243,9 +265,10 @@ __global__ void logprobs_merge_kernel(const float4* __restrict__ partial, int sp
   OnlineState st = empty_state();
   for (int k = 0; k < splits; ++k) {
     const float4 v = partial[row * splits + k];
-    st = merge(st, OnlineState{v.x, v.y, v.z, v.w});
+    st = merge(st, OnlineState{v.x, v.y, v.z, v.w}, scale2);
   }
-  finish_row(row, st, logits, vocab, tgt, scale2, o, flags);
+  const float xt = (tgt >= 0 && tgt < vocab) ? load_f32(logits + row * vocab + tgt) : 0.f;
+  finish_row(row, st, vocab, tgt, xt, inv_t, o, flags);
 }
 
 // ------------------------------------------------------------------------------------- backward
@@ -361,38 +384,35 @@ Status launch_logprobs_forward(const LogprobsParams& p, const LaunchEnv& env, Sc
   GK_REQUIRE(p.logits && p.targets && p.logprobs && p.lse, "logprobs: null pointer");
   GK_REQUIRE(p.temperature > 0.f && std::isfinite(p.temperature), "logprobs: temperature must be finite and > 0");
   const float scale2 = static_cast<float>(1.4426950408889634 / static_cast<double>(p.temperature));
+  const float inv_t = static_cast<float>(1.0 / static_cast<double>(p.temperature));
   const FwdOut o{p.logprobs, p.lse, p.entropy, p.sum_squares};
+  const bool stats = p.entropy != nullptr || p.sum_squares != nullptr;
   return dispatch_float(p.dtype, "logits", [&](auto tag) -> Status {
     using T = decltype(tag);
     constexpr int64_t N = VecTraits<T>::N;
-    // Split the vocabulary when rows alone cannot fill the GPU; each split keeps ≥ 4 vectors/thread.
-    const int64_t want_blocks = 4 * int64_t(env.sm_count);
-    const int64_t min_chunk = int64_t(kFwdThreads) * N * 4;
-    int64_t splits = 1;
-    if (p.rows < want_blocks) {
-      splits = ceil_div(want_blocks, p.rows);
-      const int64_t by_len = ceil_div(p.vocab, min_chunk);
-      if (splits > by_len) splits = by_len;
-      if (splits > kMaxSplits) splits = kMaxSplits;
-    }
-    if (p.split_override > 0) splits = p.split_override;
-    if (splits < 1) splits = 1;
-    if (splits > p.vocab) splits = p.vocab;
-    int64_t chunk = ceil_div(ceil_div(p.vocab, splits), N) * N;  // keeps split starts 16-byte aligned
-    splits = ceil_div(p.vocab, chunk);
-    GK_REQUIRE(splits <= 65535, "logprobs: too many vocabulary splits");
+    // Batch invariance: the segments (and so every reduction tree) depend on V and the dtype only,
+    // never on the number of rows. split_override (tests) picks another segment count, rounded to
+    // whole vectors.
+    int64_t seg = segment_elems<T>();
+    if (p.split_override > 0) seg = ceil_div(ceil_div(p.vocab, p.split_override), N) * N;
+    const int64_t splits = ceil_div(p.vocab, seg);
+    GK_REQUIRE(splits <= 65535, "logprobs: vocab too large (more than 65535 segments)");
     float4* partial = nullptr;
     if (splits > 1) GK_TRY(scratch.alloc(&partial, size_t(p.rows * splits)));
     dim3 grid(static_cast<unsigned>(p.rows), static_cast<unsigned>(splits));
-    logprobs_fwd_kernel<T><<<grid, kFwdThreads, 0, env.stream>>>(
-        static_cast<const T*>(p.logits), p.targets, p.vocab, p.ignore_index, scale2, int(splits), chunk,
-        partial, o, flags);
+    const T* logits = static_cast<const T*>(p.logits);
+    if (stats) {
+      logprobs_fwd_kernel<true, T><<<grid, kFwdThreads, 0, env.stream>>>(
+          logits, p.targets, p.vocab, p.ignore_index, scale2, inv_t, int(splits), seg, partial, o, flags);
+    } else {
+      logprobs_fwd_kernel<false, T><<<grid, kFwdThreads, 0, env.stream>>>(
+          logits, p.targets, p.vocab, p.ignore_index, scale2, inv_t, int(splits), seg, partial, o, flags);
+    }
     GK_CHECK_LAUNCH("logprobs_fwd_kernel");
     if (splits > 1) {
       const int threads = 128;
       logprobs_merge_kernel<T><<<unsigned(ceil_div(p.rows, threads)), threads, 0, env.stream>>>(
-          partial, int(splits), p.rows, static_cast<const T*>(p.logits), p.targets, p.vocab, p.ignore_index,
-          scale2, o, flags);
+          partial, int(splits), p.rows, logits, p.targets, p.vocab, p.ignore_index, scale2, inv_t, o, flags);
       GK_CHECK_LAUNCH("logprobs_merge_kernel");
     }
     return Status::Ok();
