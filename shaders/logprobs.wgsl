@@ -10,15 +10,30 @@
 //   Ignored rows are not read and give 0 in every output.
 // One pass over the row with an online max: when the max moves from m to y, the running sums
 // are rescaled by a = e^(m−y) (sx by a·(sx + (m−y)·s)). Accumulators in f32.
-//   logprobs_rows:    one workgroup per row (WG invocations stride the row), workgroup
-//                     reductions (reduce_tree or reduce_subgroup), invocation 0 writes.
-//   logprobs_partial: few rows and a long vocab: `splits` workgroups per row, each owns
-//                     split_cols columns and writes its state (m, s, sx, sq, nan) to `partial`;
-//   logprobs_merge:   one invocation per row merges its splits in split order (deterministic,
-//                     no float atomics) and writes the outputs.
+// Batch invariance (DESIGN.md, Numerics): a row's bits depend on that row alone, never on N, its
+// position or the chunking, so one fixed reduction tree per V:
+//   1. the row is cut into `segments` segments of seg_cols columns (the last may be shorter), both
+//      from V alone (logprobs.ts, segmentsFor: about 8192 columns each);
+//   2. lane l (of WG) keeps an online state over its columns of a segment, l, l + WG, … from the
+//      segment's start (lane_segment);
+//   3. lane l folds its segment states in column order, from st_empty() (st_fold);
+//   4. one workgroup reduction over the lanes' folded states (wg_max, then wg_sum4 of the states
+//      re-expressed relative to that max), and invocation 0 writes the outputs (finish).
+// Three modes of the one entry point logprobs_rows run that tree in two schedules, chosen per
+// chunk by its row count for speed only (the bits are the same):
+//   MODE_ROWS:     many rows: one workgroup per row does 1–4 (one pass, no partial states);
+//   MODE_SEGMENTS, then MODE_MERGE: few rows: one workgroup per (row, segment) does 2 and stores
+//                  its WG lane states in `partial` (segments× the workgroups share the loads);
+//                  then one workgroup per row reads them back and does 3 and 4.
+// One entry point, so one compiled pipeline: a driver may choose the subgroup size per pipeline
+// (AMD wave32/64, Intel SIMD8/16/32) and reduce_subgroup's order depends on it. What sets the bits
+// besides V: WG (from the device's limits), reduce_subgroup vs reduce_tree (device features and
+// tuning) and the subgroup size: per device and variant, never N.
 //   Shapes: logits [rows, V] f32/f16/bf16 (a window of it per chunk, X), targets i32 [N],
-//   outputs f32 [N]. Bytes: rows·V·sizeof(dtype) read once + 20·rows. FLOPs: ~6 per logit
-//   (one exp, scale, compare, 3 FMA) + ~3 more with entropy/sumSquares.
+//   outputs f32 [N]. Bytes: rows·V·sizeof(dtype) read once + 20·rows; the split schedule adds
+//   20·WG·segments per row written and read (≈ 0.6 bytes per logit each way at WG = 256).
+//   FLOPs: ~6 per logit (one exp, scale, compare, 3 FMA) + ~3 more with entropy/sumSquares, +
+//   a fold (2 exp) per lane and segment (every ~32 logits of a lane).
 //   Numerics: all state in f32; a NaN logit makes every output of its row NaN (counted with a
 //   bit test, since max() of NaN is implementation-defined); a row of all −Inf has lse = −Inf
 //   and sets `flag` to the lowest such row (atomicMin on u32: deterministic), which the host
@@ -30,7 +45,8 @@
 //   place, untouched in place.
 //   One invocation per output unit (1 f32, or one u32 word = 2 f16/bf16 elements, which may
 //   straddle two rows when V is odd). Bytes: rows·V·sizeof(dtype) read + written, 16·rows.
-//   FLOPs ~8 per element. p·log p is taken as 0 where p underflows to 0.
+//   FLOPs ~8 per element. p·log p is taken as 0 where p underflows to 0. Elementwise given the
+//   per-row inputs, so batch invariant by construction (tested).
 //   In place (common.wgsl's xy_* sections: X read_write, no Y): the gradient overwrites the
 //   logits. Safe without a stats pass or barrier: an element's gradient needs only that element
 //   and per-row inputs (lse, targets, g, gE, H) from other buffers, so each invocation reads just
@@ -39,7 +55,8 @@
 // GATHER (gather_probs): probs[e] = e^(logits[t, c]/T − lse[t]) for each packed element e of
 //   group g's block [T_g, K_g] (token t = groupTokenOffsets[g] + e_local / K_g, column
 //   c = columns[vocabOffsets[g] + e_local % K_g]); one invocation per element, its group found
-//   by binary search over probsOffsets. Bytes ~ 16 per element (gathered reads).
+//   by binary search over probsOffsets. Bytes ~ 16 per element (gathered reads). Elementwise
+//   given lse: batch invariant (tested).
 
 struct LogprobsParams {
   rows: u32, // rows in this chunk
@@ -47,8 +64,9 @@ struct LogprobsParams {
   row_base: u32, // global index of the chunk's first row (for the [N] arrays)
   x_base: u32, // element index of the chunk's first logit inside the X window
   y_base: u32, // element index of the chunk's first gradient inside the Y window
-  splits: u32, // workgroups per row (logprobs_partial)
-  split_cols: u32, // columns per split
+  segments: u32, // segments per row (from V only)
+  seg_cols: u32, // columns per segment (the last may be shorter)
+  mode: u32, // logprobs_rows: MODE_ROWS, MODE_SEGMENTS or MODE_MERGE
   units: u32, // Y units in this chunk (logprobs_backward)
   out_base: u32, // gather_probs: first output element of this chunk
   count: u32, // gather_probs: output elements in this chunk
@@ -79,7 +97,11 @@ override ENTROPY: bool = false;
 override SUMSQ: bool = false;
 override GRAD_ENTROPY: bool = false;
 
-const PARTIAL_STRIDE: u32 = 5u;
+const PARTIAL_STRIDE: u32 = 5u; // fields of a lane state in `partial`
+// logprobs_rows' schedules (P.mode), one tree: see the header.
+const MODE_ROWS: u32 = 0u;
+const MODE_SEGMENTS: u32 = 1u;
+const MODE_MERGE: u32 = 2u;
 
 // Online softmax state of a slice of a row; s = 0 iff nothing above −Inf was seen.
 struct St {
@@ -192,96 +214,83 @@ fn finish(row: u32, mx: f32, t: vec4<f32>) {
   }
 }
 
+// Lane `lid`'s online state over its columns of segment `seg` of chunk row `row`, in order:
+// seg·seg_cols + lid + j·WG for j = 0, 1, … while below min(V, (seg + 1)·seg_cols).
+fn lane_segment(row: u32, seg: u32, lid: u32) -> St {
+  var st = st_empty();
+  let base = P.x_base + row * P.vocab;
+  let c0 = seg * P.seg_cols;
+  let c1 = min(P.vocab, c0 + P.seg_cols);
+  for (var c = c0 + lid; c < c1; c = c + WG) {
+    st_push(&st, load_x(base + c) * P.inv_t);
+  }
+  return st;
+}
+
+// The state of `acc`'s columns and then `b`'s: both re-expressed relative to the larger max.
+// Not associative in floating point: callers fold segments strictly in order from st_empty().
+fn st_fold(acc: St, b: St) -> St {
+  let mx = max(acc.m, b.m);
+  let t = st_scaled(acc, mx) + st_scaled(b, mx);
+  return St(mx, t.x, t.y, t.z, t.w);
+}
+
+// `partial` holds, per (chunk row, segment), the 5 fields of WG lane states, each field's WG
+// values contiguous (coalesced stores and loads).
+fn partial_at(row: u32, seg: u32, field: u32, lid: u32) -> u32 {
+  return ((row * P.segments + seg) * PARTIAL_STRIDE + field) * WG + lid;
+}
+
 @compute @workgroup_size(WG)
 fn logprobs_rows(
   @builtin(workgroup_id) wid: vec3<u32>,
   @builtin(num_workgroups) nwg: vec3<u32>,
   @builtin(local_invocation_index) lid: u32,
 ) {
-  let row = flat_wg(wid, nwg);
-  if (row >= P.rows) {
+  let w = flat_wg(wid, nwg);
+  let per_row = select(1u, P.segments, P.mode == MODE_SEGMENTS);
+  if (w >= P.rows * per_row) {
     return;
   }
+  let row = w / per_row;
   let g = P.row_base + row;
   if (targets[g] == P.ignore_index) {
-    if (lid == 0u) {
+    if (P.mode != MODE_SEGMENTS && lid == 0u) {
       write_zero(g);
     }
     return;
   }
-  var st = st_empty();
-  let base = P.x_base + row * P.vocab;
-  for (var c = lid; c < P.vocab; c = c + WG) {
-    st_push(&st, load_x(base + c) * P.inv_t);
+  if (P.mode == MODE_SEGMENTS) {
+    let seg = w - row * per_row;
+    let st = lane_segment(row, seg, lid);
+    partial[partial_at(row, seg, 0u, lid)] = st.m;
+    partial[partial_at(row, seg, 1u, lid)] = st.s;
+    partial[partial_at(row, seg, 2u, lid)] = st.sx;
+    partial[partial_at(row, seg, 3u, lid)] = st.sq;
+    partial[partial_at(row, seg, 4u, lid)] = st.nan;
+    return;
   }
-  let mx = wg_max(st.m, lid);
-  let tot = wg_sum4(st_scaled(st, mx), lid);
+  var acc = st_empty();
+  for (var seg = 0u; seg < P.segments; seg = seg + 1u) {
+    var st: St;
+    if (P.mode == MODE_ROWS) {
+      st = lane_segment(row, seg, lid);
+    } else {
+      st = St(
+        partial[partial_at(row, seg, 0u, lid)],
+        partial[partial_at(row, seg, 1u, lid)],
+        partial[partial_at(row, seg, 2u, lid)],
+        partial[partial_at(row, seg, 3u, lid)],
+        partial[partial_at(row, seg, 4u, lid)],
+      );
+    }
+    acc = st_fold(acc, st);
+  }
+  let mx = wg_max(acc.m, lid);
+  let tot = wg_sum4(st_scaled(acc, mx), lid);
   if (lid == 0u) {
     finish(row, mx, tot);
   }
-}
-
-@compute @workgroup_size(WG)
-fn logprobs_partial(
-  @builtin(workgroup_id) wid: vec3<u32>,
-  @builtin(num_workgroups) nwg: vec3<u32>,
-  @builtin(local_invocation_index) lid: u32,
-) {
-  let w = flat_wg(wid, nwg);
-  if (w >= P.rows * P.splits) {
-    return;
-  }
-  let row = w / P.splits;
-  let split = w - row * P.splits;
-  if (targets[P.row_base + row] == P.ignore_index) {
-    return;
-  }
-  var st = st_empty();
-  let base = P.x_base + row * P.vocab;
-  let c0 = split * P.split_cols;
-  let c1 = min(P.vocab, c0 + P.split_cols);
-  for (var c = c0 + lid; c < c1; c = c + WG) {
-    st_push(&st, load_x(base + c) * P.inv_t);
-  }
-  let mx = wg_max(st.m, lid);
-  let tot = wg_sum4(st_scaled(st, mx), lid);
-  if (lid == 0u) {
-    let at = w * PARTIAL_STRIDE;
-    partial[at] = mx;
-    partial[at + 1u] = tot.x;
-    partial[at + 2u] = tot.y;
-    partial[at + 3u] = tot.z;
-    partial[at + 4u] = tot.w;
-  }
-}
-
-@compute @workgroup_size(WG)
-fn logprobs_merge(
-  @builtin(workgroup_id) wid: vec3<u32>,
-  @builtin(num_workgroups) nwg: vec3<u32>,
-  @builtin(local_invocation_index) lid: u32,
-) {
-  let row = flat_wg(wid, nwg) * WG + lid;
-  if (row >= P.rows) {
-    return;
-  }
-  let g = P.row_base + row;
-  if (targets[g] == P.ignore_index) {
-    write_zero(g);
-    return;
-  }
-  let first = row * P.splits;
-  var mx = neg_inf();
-  for (var k = 0u; k < P.splits; k = k + 1u) {
-    mx = max(mx, partial[(first + k) * PARTIAL_STRIDE]);
-  }
-  var tot = vec4<f32>(0.0);
-  for (var k = 0u; k < P.splits; k = k + 1u) {
-    let at = (first + k) * PARTIAL_STRIDE;
-    let st = St(partial[at], partial[at + 1u], partial[at + 2u], partial[at + 3u], partial[at + 4u]);
-    tot = tot + st_scaled(st, mx);
-  }
-  finish(row, mx, tot);
 }
 
 // d loss / d logits[e] for chunk element e (row-major inside the chunk).

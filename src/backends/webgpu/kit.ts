@@ -17,7 +17,7 @@ export interface Tuning {
   shaderF16: boolean;
   /** Cap on rows per chunk (tests force chunking with small values). */
   maxChunkRows: number;
-  /** logprobs forward: workgroups per row; undefined = chosen from the shape. */
+  /** logprobs forward: segments per row (test only; overrides the count V alone fixes, so changes the bits). */
   splits: number | undefined;
 }
 

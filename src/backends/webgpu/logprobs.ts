@@ -3,18 +3,40 @@
  * The logprobs family on WebGPU: host side of shaders/logprobs.wgsl (formulas, work split,
  * bytes and FLOPs are in that file's header).
  *
- * - logprobs: per chunk of rows, either `logprobs_rows` (one workgroup per row) or, when the
- *   chunk has few rows for a long vocab, `logprobs_partial` (`splits` workgroups per row) then
- *   `logprobs_merge` (one invocation per row, splits merged in order). All chunks go in one
- *   command buffer. A row of all −Inf logits is flagged by the kernel (atomicMin of the row
- *   index into one u32); we read that word back and throw RANGE naming logits. Cost: each
- *   logprobs() call waits for its own kernels to finish (one 4-byte map, no extra pass over
- *   the data); the other ops never wait.
+ * - logprobs: batch invariant (issue 10): a row's bits depend on that row alone, never on N, its
+ *   position or the chunking. The reduction tree is fixed by V (shaders/logprobs.wgsl's header):
+ *   the row is cut into segments of about SEGMENT_COLS columns (segmentsFor, from V alone); each
+ *   of the WG lanes keeps an online state per segment and folds its segments in order; then one
+ *   workgroup reduction over the lanes. `logprobs_rows` runs that tree in two schedules, chosen
+ *   per chunk by its row count, for speed only: from SPLIT_BELOW_ROWS rows on, one workgroup per
+ *   row (MODE_ROWS); below, one workgroup per (row, segment) stores its lanes' states
+ *   (MODE_SEGMENTS), then one workgroup per row folds and reduces them (MODE_MERGE).
+ *   Why this tree: the large-N path stays what it was, one pass over the logits, one workgroup
+ *   per row, ONE workgroup reduction per row, no partial buffer, no second dispatch; the only
+ *   extra work is a register fold per lane and segment (2 exp per 32 logits of a lane). The
+ *   alternatives cost the large-N path more: "always split" adds a second dispatch and a partial
+ *   buffer created (and lazily zeroed) per call; a workgroup reduction per segment in the row
+ *   kernel (the old split path's tree, tried first) made it 3–4× (subgroups) and 8–10× (tree)
+ *   slower on lavapipe at N = 256–3000. Measured on an H200 through Dawn, bf16 V = 151936,
+ *   N = 2048 and 4096: within run-to-run noise of the old kernel. The few-row path pays instead:
+ *   its partial states are WG per (row, segment), ≈ 0.6 bytes per logit written and read back,
+ *   on fewer than SPLIT_BELOW_ROWS rows (and only while they fit one binding). All modes are one
+ *   entry point, so one pipeline: the subgroup size, which reduce_subgroup's order depends on,
+ *   is a per-pipeline choice of some drivers. The reduction variant (reduce_subgroup or
+ *   reduce_tree, from the device's features and the tuning) and WG (from its limits) also set
+ *   the bits: per device, never per call. `tuning.splits` (tests only) overrides the segment
+ *   count: other bits, the same for every N.
+ *   All chunks go in one command buffer. A row of all −Inf logits is flagged by the kernel
+ *   (atomicMin of the row index into one u32); we read that word back and throw RANGE naming
+ *   logits. Cost: each logprobs() call waits for its own kernels to finish (one 4-byte map, no
+ *   extra pass over the data); the other ops never wait.
  * - logprobsBackward: `logprobs_backward`, one invocation per output unit (an f32, or a u32 word
  *   of two f16/bf16), chunked over rows with X and Y windows of the same rows. inPlace: the same
  *   entry point compiled with common.wgsl's xy_<dtype> section binds the logits read_write at
  *   binding 1 (no binding 2) and writes the gradient over them: no [rows, V] buffer is made.
  * - gatherProbs: `gather_probs`, one invocation per packed output element, chunked over tokens.
+ * logprobsBackward and gatherProbs are elementwise given the per-row inputs (lse, ...): batch
+ * invariant by construction (test/webgpu/invariance.test.ts checks all three ops).
  */
 import { bytesPerElement, type FloatDType } from '../../dtypes.js';
 import { GrpoKernelsError } from '../../errors.js';
@@ -34,8 +56,9 @@ export const LOGPROBS_PARAMS = uniformLayout('logprobs.wgsl', 'LogprobsParams', 
   ['row_base', 'u32'],
   ['x_base', 'u32'],
   ['y_base', 'u32'],
-  ['splits', 'u32'],
-  ['split_cols', 'u32'],
+  ['segments', 'u32'],
+  ['seg_cols', 'u32'],
+  ['mode', 'u32'],
   ['units', 'u32'],
   ['out_base', 'u32'],
   ['count', 'u32'],
@@ -49,8 +72,9 @@ const ZERO_PARAMS = {
   row_base: 0,
   x_base: 0,
   y_base: 0,
-  splits: 1,
-  split_cols: 0,
+  segments: 1,
+  seg_cols: 0,
+  mode: 0,
   units: 0,
   out_base: 0,
   count: 0,
@@ -60,30 +84,9 @@ const ZERO_PARAMS = {
 };
 const paramsOf = (p: Partial<typeof ZERO_PARAMS>) => ({ ...ZERO_PARAMS, ...p });
 
+/** Every schedule of the forward (uniform `mode`); binding 8 (partial) is a dummy in MODE_ROWS. */
 const ROWS: EntrySpec = {
   entry: 'logprobs_rows',
-  bindings: [
-    [0, 'uniform'],
-    [1, 'read'],
-    [3, 'read'],
-    [4, 'rw'],
-    [5, 'rw'],
-    [6, 'rw'],
-    [7, 'rw'],
-    [9, 'rw'],
-  ],
-};
-const PARTIAL: EntrySpec = {
-  entry: 'logprobs_partial',
-  bindings: [
-    [0, 'uniform'],
-    [1, 'read'],
-    [3, 'read'],
-    [8, 'rw'],
-  ],
-};
-const MERGE: EntrySpec = {
-  entry: 'logprobs_merge',
   bindings: [
     [0, 'uniform'],
     [1, 'read'],
@@ -136,11 +139,19 @@ const GATHER: EntrySpec = {
   ],
 };
 
-const PARTIAL_STRIDE = 5; // floats per (row, split) state: m, s, sx, sq, nan
-/** Workgroups we like in flight before splitting rows (a few per SM on a big GPU). */
-const TARGET_WORKGROUPS = 256;
-/** A split should give each invocation at least this many logits. */
-const MIN_PER_INVOCATION = 8;
+const PARTIAL_STRIDE = 5; // floats per lane state in `partial`: m, s, sx, sq, nan
+/** logprobs_rows' modes (shaders/logprobs.wgsl). */
+const MODE_ROWS = 0;
+const MODE_SEGMENTS = 1;
+const MODE_MERGE = 2;
+/**
+ * Target columns per segment: 32 logits per lane at WG = 256, so the per-lane fold is rare, the
+ * split schedule's partial states stay ≈ 0.6 bytes per logit, and a row of 151936 still spreads
+ * over 19 workgroups. Changing it changes results' bits (not their accuracy).
+ */
+export const SEGMENT_COLS = 8192;
+/** Chunks with fewer rows take the split schedule (a workgroup per segment) to fill the GPU. */
+export const SPLIT_BELOW_ROWS = 128;
 const NO_ROW = 0xffffffff;
 
 function moduleKey(k: WebGpuKit, dtype: FloatDType): ModuleKey {
@@ -187,13 +198,18 @@ function checkInPlaceInputs(a: LogprobsBackwardArgs, logits: GPUBuffer): void {
   }
 }
 
-/** Workgroups per row for an op over `rows` rows of `vocab` logits. */
-export function chooseSplits(k: WebGpuKit, rows: number, vocab: number): number {
-  const most = Math.max(1, Math.ceil(vocab / k.wg));
-  if (k.tuning.splits !== undefined) return Math.min(Math.max(1, Math.floor(k.tuning.splits)), most);
-  if (rows >= TARGET_WORKGROUPS / 2) return 1;
-  const byCols = Math.floor(vocab / (k.wg * MIN_PER_INVOCATION));
-  return Math.max(1, Math.min(Math.ceil(TARGET_WORKGROUPS / rows), byCols));
+/**
+ * The row segmentation of the forward: `segments` segments of `segCols` columns (the last may be
+ * shorter), from V alone, so every row of every call is reduced by the same tree. The test-only
+ * override `tuning.splits` sets the segment count instead (other bits, the same for every N).
+ */
+export function segmentsFor(k: WebGpuKit, vocab: number): { segments: number; segCols: number } {
+  const wanted =
+    k.tuning.splits !== undefined
+      ? Math.min(Math.max(1, Math.floor(k.tuning.splits)), Math.max(1, vocab))
+      : Math.max(1, Math.ceil(vocab / SEGMENT_COLS));
+  const segCols = Math.max(1, Math.ceil(vocab / wanted));
+  return { segments: Math.max(1, Math.ceil(vocab / segCols)), segCols };
 }
 
 function logitsMatrix(logits: Tensor<FloatDType>, vocab: number) {
@@ -210,24 +226,22 @@ export async function webgpuLogprobs(k: WebGpuKit, a: LogprobsArgs): Promise<Log
   const tg = gpuStorage(a.targets, 'targets');
   k.checkVector('targets', n);
   const chunks = planRowChunks(n, [logitsMatrix(a.logits, v)], rt.limits, k.tuning.maxChunkRows);
-  // Splits are chosen from the whole op's row count, not the chunk's, so that every row is
-  // reduced in the same order however the rows are chunked (chunking never changes a bit).
-  const splitCols = Math.ceil(v / chooseSplits(k, n, v));
-  const splits = Math.ceil(v / splitCols);
-  const plan = chunks.map((c) => ({ ...c, splits, splitCols }));
+  const { segments, segCols } = segmentsFor(k, v);
+  // The schedule is per chunk and may follow the row count: both give the same bits.
+  // The split schedule also needs its partial states to fit one binding (V in the millions).
+  const partialFor = (rows: number) => rows * segments * PARTIAL_STRIDE * k.wg * 4;
+  const plan = chunks.map((c) => ({
+    ...c,
+    split:
+      segments > 1 &&
+      c.rows < SPLIT_BELOW_ROWS &&
+      partialFor(c.rows) <= rt.limits.maxStorageBufferBindingSize,
+  }));
   const key = moduleKey(k, a.logits.dtype);
   const constants = { WG: k.wg, ENTROPY: a.entropy ? 1 : 0, SUMSQ: a.sumSquares ? 1 : 0 };
-  const anySplit = plan.some((c) => c.splits > 1 && c.rows > 0);
-  const anyRows = plan.some((c) => c.splits === 1 && c.rows > 0);
-  const [rowsPipe, partialPipe, mergePipe] = await Promise.all([
-    anyRows ? k.pipelines.get(key, ROWS, constants) : undefined,
-    anySplit ? k.pipelines.get(key, PARTIAL, constants) : undefined,
-    anySplit ? k.pipelines.get(key, MERGE, constants) : undefined,
-  ]);
-  const partialBytes = Math.max(
-    4,
-    ...plan.filter((c) => c.splits > 1).map((c) => c.rows * c.splits * PARTIAL_STRIDE * 4),
-  );
+  const anySplit = plan.some((c) => c.split && c.rows > 0);
+  const pipe = n > 0 ? await k.pipelines.get(key, ROWS, constants) : undefined;
+  const partialBytes = Math.max(4, ...plan.filter((c) => c.split).map((c) => partialFor(c.rows)));
 
   const made = await rt.run('logprobs', () => {
     const lp = outputTensor(rt, 'f32', [n]);
@@ -250,30 +264,39 @@ export async function webgpuLogprobs(k: WebGpuKit, a: LogprobsArgs): Promise<Log
     for (const c of plan) {
       if (c.rows === 0) continue;
       const w = c.windows[0];
-      const uniform = rt.uniform(
-        LOGPROBS_PARAMS,
-        paramsOf({
-          rows: c.rows,
-          vocab: v,
-          row_base: c.row0,
-          x_base: w.base,
-          splits: c.splits,
-          split_cols: c.splitCols,
-          inv_t: 1 / a.temperature,
-          ignore_index: a.ignoreIndex,
-        }),
-      );
-      const common: Binding[] = [
-        { binding: 0, buffer: uniform },
-        { binding: 1, buffer: x.buffer, offset: w.offset, size: w.size },
-        { binding: 3, buffer: tg.buffer },
-      ];
-      if (c.splits === 1) {
-        rt.dispatch(pass, rowsPipe!, [...common, ...outs], c.rows);
+      const dispatch = (mode: number, workgroups: number) => {
+        const uniform = rt.uniform(
+          LOGPROBS_PARAMS,
+          paramsOf({
+            rows: c.rows,
+            vocab: v,
+            row_base: c.row0,
+            x_base: w.base,
+            segments,
+            seg_cols: segCols,
+            mode,
+            inv_t: 1 / a.temperature,
+            ignore_index: a.ignoreIndex,
+          }),
+        );
+        rt.dispatch(
+          pass,
+          pipe!,
+          [
+            { binding: 0, buffer: uniform },
+            { binding: 1, buffer: x.buffer, offset: w.offset, size: w.size },
+            { binding: 3, buffer: tg.buffer },
+            ...outs,
+            { binding: 8, buffer: c.split ? partial! : k.dummies[2] },
+          ],
+          workgroups,
+        );
+      };
+      if (c.split) {
+        dispatch(MODE_SEGMENTS, c.rows * segments);
+        dispatch(MODE_MERGE, c.rows);
       } else {
-        const part = { binding: 8, buffer: partial! };
-        rt.dispatch(pass, partialPipe!, [...common, part], c.rows * c.splits);
-        rt.dispatch(pass, mergePipe!, [...common, ...outs, part], Math.ceil(c.rows / k.wg));
+        dispatch(MODE_ROWS, c.rows);
       }
     }
     pass.end();
