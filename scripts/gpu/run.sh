@@ -70,6 +70,17 @@ else
   cat "$LOGS/addon-load.log"
 fi
 
+# The instructions the kernels are designed around, counted per kernel in the SASS that runs here.
+sass_counts() {
+  cuobjdump -sass build/Release/grpo_kernels_native.node | awk '
+    /Function : / { f = $3 }
+    f != "" { for (i = 1; i <= NF; i++) if ($i ~ /^(LDG\.E\.128|MUFU\.EX2|HMMA|HGMMA)/) { split($i, a, "."); n[f " " a[1] "." a[2]]++ } }
+    END { for (k in n) print n[k], k }' | sort -k2
+}
+export -f sass_counts
+export PATH="$PATH:/usr/local/cuda/bin"
+step sass 20 bash -c sass_counts
+
 VITEST=(node node_modules/vitest/vitest.mjs run --project unit --reporter=verbose)
 step cuda-tests 150 "${VITEST[@]}" test/cuda
 step goals-cuda 120 node scripts/gpu/goals.mjs --backend cuda
