@@ -10,6 +10,8 @@
 //                errors (CI); otherwise it exits 0
 //     --asan     AddressSanitizer build into build/emu-asan/ (load it with libasan preloaded)
 //     --coverage gcov build into build/emu-cov/ (which kernel lines the cuda tests execute)
+//     --harness  also build bench/cuda/harness.cu (the native benchmark) into <out>/harness, for a
+//                dry run with tiny sizes (bench/cuda/README.md)
 //
 // Each .cu is copied to build/emu[-asan]/gen/<name>.cc with every `kernel<<<g, b, s, st>>>(args)`
 // rewritten to `::gkemu::launch("kernel", kernel, g, b, s, st)(args)` and a #line directive, so
@@ -27,6 +29,7 @@ const requireBuild = args.has('--require');
 const asan = args.has('--asan');
 const coverage = args.has('--coverage'); // gcov line counts of the kernels (build/emu-cov)
 const quiet = args.has('--quiet'); // say nothing when nothing was recompiled (vitest's global setup)
+const harness = args.has('--harness'); // also bench/cuda/harness.cu → <out>/harness
 const out = join(root, 'build', asan ? 'emu-asan' : coverage ? 'emu-cov' : 'emu');
 
 // build/emu/emu-build-status.json: what the last build did (test/cuda/helpers.ts quotes its reason).
@@ -77,7 +80,8 @@ const cuSources = readdirSync(cuDir)
   .map((n) => join(cuDir, n));
 // The emulator's own self-test (an executable beside the addon).
 const selftestSrc = join(root, 'native', 'emu', 'selftest.cu');
-for (const srcPath of [...cuSources, selftestSrc]) {
+const harnessSrc = join(root, 'bench', 'cuda', 'harness.cu');
+for (const srcPath of [...cuSources, selftestSrc, ...(harness ? [harnessSrc] : [])]) {
   const f = srcPath.split('/').pop();
   const text = rewriteLaunches(readFileSync(srcPath, 'utf8'));
   if (text.includes('<<<'))
@@ -145,7 +149,7 @@ const objOf = (u) =>
       .pop()
       .replace(/\.(cc|cu)$/, '')}.o`,
   );
-const addonObjects = units.filter((u) => !u.endsWith('selftest.cc')).map(objOf);
+const addonObjects = units.filter((u) => !u.endsWith('selftest.cc') && !u.endsWith('harness.cc')).map(objOf);
 // Different flags recompile everything (-Werror aside: it does not change the objects).
 const stampFile = join(objDir, 'flags.txt');
 const stamp = flags.filter((f) => f !== '-Werror').join(' ');
@@ -190,6 +194,13 @@ if (
   !(await run('g++', [...linkFlags, '-o', selftest, ...selftestObjs]))
 )
   stop('link of emu_selftest failed');
+if (harness) {
+  // The kernels' objects and the emulated runtime, without addon.cc: no Node.
+  const exe = join(out, 'harness');
+  const objs = [objOf('harness.cc'), ...cuSources.map(objOf), objOf('emu_runtime.cc')];
+  if ((compiled > 0 || !existsSync(exe)) && !(await run('g++', [...linkFlags, '-o', exe, ...objs])))
+    stop('link of harness failed');
+}
 record(true, `built from ${cudaInc}`);
 if (compiled > 0 || !quiet)
   console.log(

@@ -24,8 +24,10 @@ echo "== native: cuda tests (load, error paths; op tests when a GPU is present)"
 GRPO_KERNELS_NOCUDA_ADDON="$PWD/build/nocuda/Release/grpo_kernels_native.node" npx vitest run --project unit test/cuda
 t3=$(date +%s)
 
-echo "== native: CUDA emulator build (required; warnings are errors)"
-node scripts/build-emu.mjs --require
+echo "== native: CUDA emulator build (required; warnings are errors), with the benchmark harness"
+node scripts/build-emu.mjs --require --harness
+echo "== native: the benchmark harness's dry run on the emulator (tiny sizes; checks it runs, not speed)"
+build/emu/harness --rows 7 --vocab 1000 --thr-tokens 40 --thr-d 48 --thr-vocab 24 --groups 50 --reps 3 --warmup 1 >/dev/null
 echo "== native: emulated memcheck (AddressSanitizer, reverse thread order)"
 bash scripts/emu-memcheck.sh
 t4=$(date +%s)

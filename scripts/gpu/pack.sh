@@ -8,6 +8,7 @@
 #                          linux-x64 only)
 #   debs/*.deb             the Vulkan loader and libglvnd, for the webgpu backend on NVIDIA's driver
 #   addon/                 the native addon built here (npm ci builds it when nvcc is present)
+#   bench/harness.xz       the native benchmark harness (bench/cuda/harness.cu), built here
 # dist/ (npm run build) is git-ignored too, so it is packed as .device/dist.tar.xz.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -37,6 +38,13 @@ tar -cf - dist | xz -6 >"$OUT/dist.tar.xz"
 if [ -f build/Release/grpo_kernels_native.node ]; then
   mkdir -p "$OUT/addon"
   cp build/Release/grpo_kernels_native.node build/native-build-status.json "$OUT/addon/"
+fi
+
+# The native benchmark harness (bench/cuda/README.md), built here with nvcc.
+if command -v nvcc >/dev/null || [ -x /usr/local/cuda/bin/nvcc ]; then PATH="$PATH:/usr/local/cuda/bin" bash bench/cuda/build.sh; fi
+if [ -x build/bench/harness ]; then
+  mkdir -p "$OUT/bench"
+  xz -9 -c build/bench/harness >"$OUT/bench/harness.xz"
 fi
 
 # NVIDIA's Vulkan ICD (libGLX_nvidia) needs libglvnd's dispatch libraries, absent on the GPU machine.

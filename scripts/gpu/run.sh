@@ -85,6 +85,8 @@ VITEST=(node node_modules/vitest/vitest.mjs run --project unit --reporter=verbos
 step cuda-tests 150 "${VITEST[@]}" test/cuda
 step goals-cuda 120 node scripts/gpu/goals.mjs --backend cuda
 step torch 100 env PYTHONUNBUFFERED=1 python3 bench/cuda/torch_reference.py
+# The same sizes natively (bench/cuda/harness.cu: launchers timed with CUDA events beside a copy, no Node).
+step harness 60 bash bench/cuda/harness.sh
 
 # The NVIDIA Vulkan driver for Dawn: the carried loader, the driver's own ICD manifest.
 # The loader and libglvnd: the driver's ICD (libGLX_nvidia) needs libGLdispatch to start.

@@ -1,0 +1,741 @@
+// Native benchmark harness (issue 10, "Measured like for like"): the launchers of native/cuda/*.cuh
+// called directly, with a LaunchEnv and a Scratch per call as native/addon.cc's jobs do, but no Node,
+// no job thread and no promise. Each case is timed with CUDA events and, in the same run, beside a
+// device-to-device cudaMemcpyAsync of the same bytes, so GB/s come with the fraction of the copy
+// bandwidth this card gives right now.
+//
+//   build/bench/harness [--rows 16384] [--vocab 151936] [--thr-responses 8] [--thr-tokens 2048]
+//                       [--thr-d 3584] [--thr-vocab 4096] [--groups 65536] [--responses 16·groups]
+//                       [--reps 20] [--warmup 3] [--l2-mb <device's>] [--max-rotate 64] [--seed 1]
+//                       [--only logprobs,backward,thr,advantages]
+//
+// Cases (defaults are the goal sizes of bench/RESULTS.md):
+//   logprobs, logprobs+entropy, logprobs+entropy+sumSquares   forward, bf16 logits [rows, vocab]
+//   logprobsBackward                                          same size, bf16 gradient, out of place
+//   tokenHiddenReward/f32, tokenHiddenReward/tf32             one group of 8 responses × 2048 tokens,
+//                                                             d 3584, |V*| 4096, f32 hidden (ThrPrecision)
+//   advantages                                                2^20 responses in 65536 ragged groups
+//                                                             (sizes 1..31, fixed seed), estimator grpo
+// Output: one JSON line per case on stdout: {case, sizes, bytes, flops, ms_median, ms_p10, ms_p90, reps,
+// rotate, gbps, tflops, copy_bytes, copy_ms_median, copy_ms_p10, copy_ms_p90, copy_rotate, copy_gbps,
+// fraction, device, cc, sms, l2_bytes, runtime, driver, date, version}. Progress and errors go to
+// stderr. Any failed CUDA call or launcher Status, an error flag a kernel raised, or an implausible
+// output (the first 4096 elements of each output read back after its case: finite, log p ≤ 0, Σp² in
+// (0, 1]) is printed and exits 1 (bad arguments: 2).
+//
+// Timing: per iteration the stream is idle, then event, one call of the launcher (its host plan, its
+// pageable uploads and its stream-ordered scratch included, as in the addon; Node's job round trip
+// not), event, synchronise: the way bench/cuda/torch_reference.py times PyTorch. Median, p10 and p90 of
+// --reps iterations after --warmup. The copy is timed the same way.
+// Rotation: every input and output of a case exists in `rotate` copies, iteration i using copy
+// i mod rotate, so that the bytes touched since copy i was last used are ≥ 2× the L2 (the device's
+// l2CacheSize, or --l2-mb): rotate = 1 when one iteration moves ≥ 2·L2 bytes (the 5 GB logits, THR's
+// 0.5 GB), else 1 + ceil(2·L2 / bytes), at most --max-rotate. The copy rotates its buffers likewise.
+// Copies are byte-identical (generated once, then copied): the L2 keys on addresses, not values.
+// Bytes are the compulsory traffic (each input read once, each output written once; scratch and
+// re-reads not counted), as scripts/gpu/goals.mjs counts them; FLOPs follow the kernels' headers, an
+// exp2 counted as one.
+// Inputs come from a counter-based generator on the device (an LCG step and a 64-bit finaliser of
+// (seed, index)); the advantages' group sizes from the host LCG of scripts/gpu/goals.mjs (same sizes).
+//
+// On the CUDA emulator (GK_CUDA_EMU; `node scripts/build-emu.mjs --harness` builds build/emu/harness)
+// events read the host clock and launches run on the CPU: a dry run with tiny sizes checks the plumbing,
+// never the speed.
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <ctime>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "advantages.cuh"
+#include "common.cuh"
+#include "logprobs.cuh"
+#include "thr.cuh"
+
+#ifndef GK_HARNESS_VERSION
+#define GK_HARNESS_VERSION "unknown"  // bench/cuda/build.sh passes package.json's version and the commit
+#endif
+
+namespace {
+
+using gk::Status;
+
+// ------------------------------------------------------------------------------------------ options
+struct Options {
+  int64_t rows = 16384;
+  int64_t vocab = 151936;
+  int64_t thr_responses = 8;
+  int64_t thr_tokens = 2048;  // per response
+  int64_t thr_d = 3584;
+  int64_t thr_vocab = 4096;
+  int64_t groups = 65536;
+  int64_t responses = 0;  // 0: 16 · groups
+  int64_t reps = 20;
+  int64_t warmup = 3;
+  double l2_mb = 0;  // 0: the device's l2CacheSize
+  int64_t max_rotate = 64;
+  int64_t seed = 1;
+  std::vector<std::string> only;  // families; empty = all
+};
+
+const char* kUsage =
+    "usage: harness [--rows N] [--vocab V] [--thr-responses R] [--thr-tokens L] [--thr-d D]\n"
+    "               [--thr-vocab K] [--groups G] [--responses R] [--reps N] [--warmup N]\n"
+    "               [--l2-mb MB] [--max-rotate N] [--seed S] [--only logprobs,backward,thr,advantages]\n";
+
+bool parse_int(const std::string& s, int64_t* v) {
+  char* end = nullptr;
+  errno = 0;
+  const long long x = std::strtoll(s.c_str(), &end, 10);
+  if (errno != 0 || end == s.c_str() || *end != '\0') return false;
+  *v = x;
+  return true;
+}
+
+// Returns an empty string, or why the arguments are wrong.
+std::string parse_args(int argc, char** argv, Options* o) {
+  struct IntOpt {
+    const char* name;
+    int64_t* v;
+    int64_t min;
+  };
+  const IntOpt ints[] = {{"rows", &o->rows, 1},          {"vocab", &o->vocab, 1},
+                         {"thr-responses", &o->thr_responses, 2}, {"thr-tokens", &o->thr_tokens, 1},
+                         {"thr-d", &o->thr_d, 1},        {"thr-vocab", &o->thr_vocab, 1},
+                         {"groups", &o->groups, 1},      {"responses", &o->responses, 0},
+                         {"reps", &o->reps, 1},          {"warmup", &o->warmup, 0},
+                         {"max-rotate", &o->max_rotate, 1}, {"seed", &o->seed, 0}};
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--help" || a == "-h") return "help";
+    if (a.rfind("--", 0) != 0) return "unexpected argument '" + a + "'";
+    std::string name = a.substr(2), value;
+    const size_t eq = name.find('=');
+    if (eq != std::string::npos) {
+      value = name.substr(eq + 1);
+      name = name.substr(0, eq);
+    } else {
+      if (i + 1 >= argc) return "--" + name + " needs a value";
+      value = argv[++i];
+    }
+    bool known = false;
+    for (const IntOpt& io : ints) {
+      if (name != io.name) continue;
+      known = true;
+      if (!parse_int(value, io.v) || *io.v < io.min)
+        return "--" + name + ": expected an integer ≥ " + std::to_string(io.min) + ", got '" + value + "'";
+    }
+    if (known) continue;
+    if (name == "l2-mb") {
+      char* end = nullptr;
+      o->l2_mb = std::strtod(value.c_str(), &end);
+      if (end == value.c_str() || *end != '\0' || !(o->l2_mb >= 0)) return "--l2-mb: expected a number ≥ 0";
+    } else if (name == "only") {
+      o->only.clear();
+      size_t s = 0;
+      while (s <= value.size()) {
+        const size_t c = std::min(value.find(',', s), value.size());
+        const std::string f = value.substr(s, c - s);
+        if (f != "logprobs" && f != "backward" && f != "thr" && f != "advantages")
+          return "--only: unknown family '" + f + "' (logprobs, backward, thr, advantages)";
+        o->only.push_back(f);
+        s = c + 1;
+      }
+    } else {
+      return "unknown option --" + name;
+    }
+  }
+  if (o->responses == 0) o->responses = 16 * o->groups;
+  if (o->responses < o->groups) return "--responses must be ≥ --groups (every group needs a member)";
+  if (o->responses > INT32_MAX || o->rows > INT32_MAX) return "--responses and --rows must fit in int32";
+  if (o->thr_responses * o->thr_tokens > INT32_MAX) return "THR tokens must fit in int32";
+  return "";
+}
+
+bool wants(const Options& o, const char* family) {
+  return o.only.empty() || std::find(o.only.begin(), o.only.end(), family) != o.only.end();
+}
+
+// ------------------------------------------------------------------------------- input generation
+// Counter-based: element i of stream `seed` is a function of (seed, i) alone, so the data do not depend
+// on the grid. One LCG step (Knuth's MMIX constants) on the index, then splitmix64's finaliser.
+__host__ __device__ inline uint64_t rand_u64(uint32_t seed, uint64_t i) {
+  uint64_t s = (i ^ (uint64_t(seed) << 32)) * 6364136223846793005ull + 1442695040888963407ull;
+  s ^= s >> 33;
+  s *= 0xff51afd7ed558ccdull;
+  s ^= s >> 33;
+  s *= 0xc4ceb9fe1a85ec53ull;
+  s ^= s >> 33;
+  return s;
+}
+// Three 21-bit uniforms of one draw, summed (Irwin–Hall, mean 0 and variance 1 after the shift and
+// scale, as scripts/gpu/goals.mjs's gauss()).
+__host__ __device__ inline float rand_normal(uint32_t seed, uint64_t i) {
+  const uint64_t r = rand_u64(seed, i);
+  const float k = 1.f / float(1 << 21);
+  const float u = float(r & 0x1fffff) * k + float((r >> 21) & 0x1fffff) * k + float((r >> 42) & 0x1fffff) * k;
+  return (u - 1.5f) * 2.f;
+}
+__host__ __device__ inline float rand_uniform(uint32_t seed, uint64_t i) {
+  return float(rand_u64(seed, i) >> 40) * (1.f / float(1 << 24));
+}
+
+// p[i] = scale · N(0, 1)-ish, in T.
+template <class T>
+__global__ void fill_normal_kernel(T* p, int64_t n, uint32_t seed, float scale) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
+    p[i] = gk::from_f32<T>(scale * rand_normal(seed, uint64_t(i)));
+}
+// p[i] uniform in [0, hi).
+__global__ void fill_uniform_kernel(float* p, int64_t n, uint32_t seed, float hi) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
+    p[i] = hi * rand_uniform(seed, uint64_t(i));
+}
+// p[i] = i for i < prefix (so every id below `prefix` occurs), then a uniform draw in [0, mod).
+__global__ void fill_index_kernel(int* p, int64_t n, uint32_t seed, int mod, int64_t prefix) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
+    p[i] = i < prefix ? int(i) : int(rand_u64(seed, uint64_t(i)) % uint64_t(mod));
+}
+// Rewards as scripts/gpu/goals.mjs draws them: 1 with probability 0.4, plus 0.1 · N(0, 1).
+__global__ void fill_rewards_kernel(float* p, int64_t n, uint32_t seed) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x)
+    p[i] = (rand_uniform(seed, 2 * uint64_t(i)) < 0.4f ? 1.f : 0.f) +
+           0.1f * rand_normal(seed, 2 * uint64_t(i) + 1);
+}
+
+constexpr int kFillThreads = 256;
+unsigned fill_blocks(int64_t n) { return unsigned(std::min<int64_t>(gk::ceil_div(n, kFillThreads), 16384)); }
+
+// ------------------------------------------------------------------------------ device state
+struct Device {
+  cudaDeviceProp prop{};
+  cudaStream_t stream = nullptr;
+  gk::LaunchEnv env;
+  gk::ErrorFlags* d_flags = nullptr;
+  gk::ErrorFlags* h_flags = nullptr;  // pinned
+  size_t l2 = 0;                      // bytes used for the rotation rule
+  int runtime = 0, driver = 0;
+  std::string date;
+};
+
+// Device buffers of one case, freed together (cudaFree synchronises the device).
+class Arena {
+ public:
+  Arena() = default;
+  Arena(const Arena&) = delete;
+  Arena& operator=(const Arena&) = delete;
+  ~Arena() {
+    for (void* p : ptrs_) cudaFree(p);
+  }
+  Status alloc(void** p, size_t bytes) {
+    *p = nullptr;
+    GK_CHECK(cudaMalloc(p, std::max<size_t>(bytes, 1)));
+    ptrs_.push_back(*p);
+    return Status::Ok();
+  }
+
+ private:
+  std::vector<void*> ptrs_;
+};
+
+// `copies` copies of `bytes` bytes, each its own allocation (256-byte aligned, so the 16-byte vector
+// paths stay on; exactly sized, so compute-sanitizer and the emulator's ASan build see an overrun).
+struct Rotated {
+  std::vector<char*> p;
+  size_t bytes = 0;
+  template <class T>
+  T* at(int i) const {
+    return reinterpret_cast<T*>(p[size_t(i) % p.size()]);
+  }
+};
+Status alloc_rotated(Arena& arena, Rotated* r, size_t bytes, int copies) {
+  r->bytes = bytes;
+  r->p.assign(size_t(copies), nullptr);
+  for (char*& q : r->p) GK_TRY(arena.alloc(reinterpret_cast<void**>(&q), bytes));
+  return Status::Ok();
+}
+// Copies copy 0 into the others.
+Status replicate(const Rotated& r, cudaStream_t s) {
+  for (size_t i = 1; i < r.p.size(); ++i)
+    GK_CHECK(cudaMemcpyAsync(r.p[i], r.p[0], r.bytes, cudaMemcpyDeviceToDevice, s));
+  return Status::Ok();
+}
+
+int rotations(const Device& dev, const Options& o, double bytes) {
+  const double need = 2.0 * double(dev.l2);
+  if (bytes >= need) return 1;
+  const double n = 1.0 + std::ceil(need / std::max(bytes, 1.0));
+  return int(std::min<double>(n, double(o.max_rotate)));
+}
+
+// ------------------------------------------------------------------------------------------ timing
+struct Timing {
+  double median = 0, p10 = 0, p90 = 0;
+  int64_t reps = 0;
+  int rotate = 1;
+};
+
+class Events {
+ public:
+  ~Events() {
+    if (a) cudaEventDestroy(a);
+    if (b) cudaEventDestroy(b);
+  }
+  cudaEvent_t a = nullptr, b = nullptr;
+};
+
+// Runs iter(copy) warmup + reps times, each from an idle stream between two events.
+Status time_it(const Device& dev, const Options& o, int rotate, const std::function<Status(int)>& iter,
+               Timing* t) {
+  Events ev;
+  GK_CHECK(cudaEventCreate(&ev.a));
+  GK_CHECK(cudaEventCreate(&ev.b));
+  std::vector<double> ms;
+  for (int64_t i = 0; i < o.warmup + o.reps; ++i) {
+    GK_CHECK(cudaStreamSynchronize(dev.stream));
+    GK_CHECK(cudaEventRecord(ev.a, dev.stream));
+    GK_TRY(iter(int(i % rotate)));
+    GK_CHECK(cudaEventRecord(ev.b, dev.stream));
+    GK_CHECK(cudaEventSynchronize(ev.b));
+    float x = 0;
+    GK_CHECK(cudaEventElapsedTime(&x, ev.a, ev.b));
+    if (i >= o.warmup) ms.push_back(x);
+  }
+  GK_CHECK(cudaGetLastError());
+  std::sort(ms.begin(), ms.end());
+  auto q = [&](double p) { return ms[size_t(std::lround(p * double(ms.size() - 1)))]; };
+  t->median = q(0.5);
+  t->p10 = q(0.1);
+  t->p90 = q(0.9);
+  t->reps = int64_t(ms.size());
+  t->rotate = rotate;
+  return Status::Ok();
+}
+
+// A device-to-device copy moving `bytes` (bytes/2 read, bytes/2 written), rotated like the cases.
+Status time_copy(const Device& dev, const Options& o, double bytes, Timing* t, double* moved) {
+  const size_t half = std::max<size_t>(16, (size_t(bytes / 2) + 15) & ~size_t(15));
+  *moved = 2.0 * double(half);
+  const int rot = rotations(dev, o, *moved);
+  Arena arena;
+  Rotated src, dst;
+  GK_TRY(alloc_rotated(arena, &src, half, rot));
+  GK_TRY(alloc_rotated(arena, &dst, half, rot));
+  for (int i = 0; i < rot; ++i) {
+    GK_CHECK(cudaMemsetAsync(src.at<char>(i), 1, half, dev.stream));
+    GK_CHECK(cudaMemsetAsync(dst.at<char>(i), 0, half, dev.stream));
+  }
+  GK_TRY(time_it(dev, o, rot, [&](int c) -> Status {
+    GK_CHECK(cudaMemcpyAsync(dst.at<char>(c), src.at<char>(c), half, cudaMemcpyDeviceToDevice, dev.stream));
+    return Status::Ok();
+  }, t));
+  GK_CHECK(cudaStreamSynchronize(dev.stream));
+  return Status::Ok();
+}
+
+// Reads the flags the case's kernels raised (reset before the case).
+Status check_flags(const Device& dev, const std::function<std::string(const gk::ErrorFlags&)>& message) {
+  GK_CHECK(cudaMemcpyAsync(dev.h_flags, dev.d_flags, sizeof(gk::ErrorFlags), cudaMemcpyDeviceToHost, dev.stream));
+  GK_CHECK(cudaStreamSynchronize(dev.stream));
+  if (dev.h_flags->bits != 0) {
+    const std::string m = message ? message(*dev.h_flags) : "";
+    return Status::Range(m.empty() ? "a kernel raised error flags " + std::to_string(dev.h_flags->bits) : m);
+  }
+  return Status::Ok();
+}
+
+// Reads back the first (up to 4096) elements of copy 0 of an output and checks them: a case timed on
+// an early exit or on garbage is no measurement. kind: 'f' any finite f32, 'l' a log-probability
+// (finite, ≤ 0), 'p' a probability mass in (0, 1], 'b' finite bf16.
+Status check_output(const Device& dev, const char* what, const void* p, int64_t n, char kind) {
+  const size_t k = size_t(std::min<int64_t>(n, 4096));
+  const size_t elem = kind == 'b' ? 2 : 4;
+  std::vector<uint8_t> h(k * elem);
+  GK_CHECK(cudaMemcpyAsync(h.data(), p, h.size(), cudaMemcpyDeviceToHost, dev.stream));
+  GK_CHECK(cudaStreamSynchronize(dev.stream));
+  for (size_t i = 0; i < k; ++i) {
+    float x;
+    if (kind == 'b') {
+      uint16_t b;
+      std::memcpy(&b, &h[i * 2], 2);
+      const uint32_t u = uint32_t(b) << 16;
+      std::memcpy(&x, &u, 4);
+    } else {
+      std::memcpy(&x, &h[i * 4], 4);
+    }
+    const bool ok = std::isfinite(x) && (kind != 'l' || x <= 0.f) && (kind != 'p' || (x > 0.f && x <= 1.f));
+    if (!ok)
+      return Status::Range(std::string(what) + "[" + std::to_string(i) + "] = " + std::to_string(x) +
+                           " is not a plausible result (inputs or launch wrong)");
+  }
+  return Status::Ok();
+}
+
+// ------------------------------------------------------------------------------------------ output
+std::string json_str(const std::string& s) {
+  std::string r = "\"";
+  for (char c : s) {
+    if (c == '"' || c == '\\') {
+      r += '\\';
+      r += c;
+    } else if (static_cast<unsigned char>(c) < 0x20) {
+      char b[8];
+      std::snprintf(b, sizeof b, "\\u%04x", c);
+      r += b;
+    } else {
+      r += c;
+    }
+  }
+  return r + "\"";
+}
+std::string num(double x) {
+  if (!std::isfinite(x)) return "null";
+  char b[64];
+  if (x == std::floor(x) && std::fabs(x) < 9e15)
+    std::snprintf(b, sizeof b, "%.0f", x);
+  else
+    std::snprintf(b, sizeof b, "%.6g", x);
+  return b;
+}
+
+// sizes: a JSON object's members, already formatted.
+Status report(const Device& dev, const Options& o, const std::string& name, const std::string& sizes, double bytes,
+              double flops, const Timing& t) {
+  Timing c;
+  double moved = 0;
+  GK_TRY(time_copy(dev, o, bytes, &c, &moved));
+  const double gbps = bytes / (t.median * 1e6);
+  const double copy_gbps = moved / (c.median * 1e6);
+  std::string row = "{\"case\":" + json_str(name) + ",\"sizes\":{" + sizes + "}";
+  row += ",\"bytes\":" + num(bytes) + ",\"flops\":" + num(flops);
+  row += ",\"ms_median\":" + num(t.median) + ",\"ms_p10\":" + num(t.p10) + ",\"ms_p90\":" + num(t.p90);
+  row += ",\"reps\":" + num(double(t.reps)) + ",\"rotate\":" + num(t.rotate);
+  row += ",\"gbps\":" + num(gbps) + ",\"tflops\":" + num(flops / (t.median * 1e9));
+  row += ",\"copy_bytes\":" + num(moved) + ",\"copy_ms_median\":" + num(c.median) +
+         ",\"copy_ms_p10\":" + num(c.p10) + ",\"copy_ms_p90\":" + num(c.p90) + ",\"copy_rotate\":" + num(c.rotate) +
+         ",\"copy_gbps\":" + num(copy_gbps);
+  row += ",\"fraction\":" + num(gbps / copy_gbps);
+  row += ",\"device\":" + json_str(dev.prop.name) + ",\"cc\":\"" + std::to_string(dev.prop.major) + "." +
+         std::to_string(dev.prop.minor) + "\",\"sms\":" + num(dev.prop.multiProcessorCount) +
+         ",\"l2_bytes\":" + num(double(dev.l2)) + ",\"runtime\":" + num(dev.runtime) +
+         ",\"driver\":" + num(dev.driver) + ",\"date\":" + json_str(dev.date) +
+         ",\"version\":" + json_str(GK_HARNESS_VERSION) + "}";
+  std::printf("%s\n", row.c_str());
+  std::fflush(stdout);
+  return Status::Ok();
+}
+
+std::string kv(const char* k, double v) { return json_str(k) + ":" + num(v); }
+std::string kv(const char* k, const char* v) { return json_str(k) + ":" + json_str(v); }
+
+// --------------------------------------------------------------------------------- logprobs family
+Status run_logprobs(const Device& dev, const Options& o) {
+  const int64_t N = o.rows, V = o.vocab;
+  const double logit_bytes = double(N) * double(V) * 2;
+  // The forward moves the fewest bytes of the family: its rotation covers the backward too.
+  const int rot = rotations(dev, o, logit_bytes + double(N) * 4 * 4);
+  Arena arena;
+  Rotated logits, targets, logprobs, lse, entropy, sumsq, grad_lp, grad_logits;
+  const size_t rowf = size_t(N) * sizeof(float);
+  GK_TRY(alloc_rotated(arena, &logits, size_t(N) * size_t(V) * 2, rot));
+  GK_TRY(alloc_rotated(arena, &targets, size_t(N) * sizeof(int), rot));
+  for (Rotated* r : {&logprobs, &lse, &entropy, &sumsq, &grad_lp}) GK_TRY(alloc_rotated(arena, r, rowf, rot));
+  const bool bwd = wants(o, "backward");
+  if (bwd) GK_TRY(alloc_rotated(arena, &grad_logits, size_t(N) * size_t(V) * 2, rot));
+  std::fprintf(stderr, "[harness] logprobs: [%lld, %lld] bf16, %d cop%s\n", (long long)N, (long long)V, rot,
+               rot == 1 ? "y" : "ies");
+
+  const uint32_t seed = uint32_t(o.seed);
+  const int64_t nl = N * V;
+  fill_normal_kernel<__nv_bfloat16><<<fill_blocks(nl), kFillThreads, 0, dev.stream>>>(
+      logits.at<__nv_bfloat16>(0), nl, seed, 3.f);
+  GK_CHECK_LAUNCH("fill_normal_kernel (logits)");
+  fill_index_kernel<<<fill_blocks(N), kFillThreads, 0, dev.stream>>>(targets.at<int>(0), N, seed + 1, int(V), 0);
+  GK_CHECK_LAUNCH("fill_index_kernel (targets)");
+  fill_normal_kernel<float><<<fill_blocks(N), kFillThreads, 0, dev.stream>>>(
+      grad_lp.at<float>(0), N, seed + 2, 0.1f);
+  GK_CHECK_LAUNCH("fill_normal_kernel (grad_logprobs)");
+  for (const Rotated* r : {&logits, &targets, &grad_lp}) GK_TRY(replicate(*r, dev.stream));
+
+  gk::LogprobsParams base;
+  base.dtype = gk::DType::BF16;
+  base.rows = N;
+  base.vocab = V;
+  auto forward = [&](int c, bool with_entropy, bool with_sumsq) -> Status {
+    gk::LogprobsParams p = base;
+    p.logits = logits.at<void>(c);
+    p.targets = targets.at<int>(c);
+    p.logprobs = logprobs.at<float>(c);
+    p.lse = lse.at<float>(c);
+    p.entropy = with_entropy ? entropy.at<float>(c) : nullptr;
+    p.sum_squares = with_sumsq ? sumsq.at<float>(c) : nullptr;
+    gk::Scratch scratch(dev.stream);
+    return gk::launch_logprobs_forward(p, dev.env, scratch, dev.d_flags);
+  };
+  auto flags_message = [V](const gk::ErrorFlags& f) { return gk::logprobs_flags_message(f, V); };
+  const std::string sizes = kv("N", double(N)) + "," + kv("V", double(V)) + "," + kv("dtype", "bf16");
+
+  if (wants(o, "logprobs")) {
+    struct Variant {
+      const char* name;
+      bool entropy, sumsq;
+    };
+    for (const Variant& v : {Variant{"logprobs", false, false}, Variant{"logprobs+entropy", true, false},
+                             Variant{"logprobs+entropy+sumSquares", true, true}}) {
+      const int outs = 2 + int(v.entropy) + int(v.sumsq);
+      const double bytes = logit_bytes + double(N) * 4 * (1 + outs);  // + targets and the [N] outputs
+      // 4 flops per element (+3 with the statistics) and one exp2.
+      const double flops = double(N) * double(V) * ((v.entropy || v.sumsq) ? 8 : 5);
+      GK_TRY(gk::launch_reset_flags(dev.d_flags, dev.env));
+      Timing t;
+      GK_TRY(time_it(dev, o, rot, [&](int c) { return forward(c, v.entropy, v.sumsq); }, &t));
+      GK_TRY(check_flags(dev, flags_message));
+      GK_TRY(check_output(dev, "logprobs", logprobs.at<float>(0), N, 'l'));
+      GK_TRY(check_output(dev, "lse", lse.at<float>(0), N, 'f'));
+      if (v.entropy) GK_TRY(check_output(dev, "entropy", entropy.at<float>(0), N, 'f'));
+      if (v.sumsq) GK_TRY(check_output(dev, "sumSquares", sumsq.at<float>(0), N, 'p'));
+      GK_TRY(report(dev, o, v.name, sizes, bytes, flops, t));
+    }
+  }
+
+  if (bwd) {
+    // lse of every copy (the copies are identical, so one forward and a replication).
+    GK_TRY(gk::launch_reset_flags(dev.d_flags, dev.env));
+    GK_TRY(forward(0, false, false));
+    GK_TRY(replicate(lse, dev.stream));
+    GK_TRY(check_flags(dev, flags_message));
+    gk::LogprobsBackwardParams bp;
+    bp.dtype = gk::DType::BF16;
+    bp.rows = N;
+    bp.vocab = V;
+    // The logits read once and the bf16 gradient written once, + targets, lse and the incoming gradient.
+    const double bytes = 2 * logit_bytes + double(N) * 12;
+    const double flops = double(N) * double(V) * 9;  // 8 per element and one exp2
+    GK_TRY(gk::launch_reset_flags(dev.d_flags, dev.env));
+    Timing t;
+    GK_TRY(time_it(dev, o, rot, [&](int c) -> Status {
+      gk::LogprobsBackwardParams p = bp;
+      p.logits = logits.at<void>(c);
+      p.targets = targets.at<int>(c);
+      p.lse = lse.at<float>(c);
+      p.grad_logprobs = grad_lp.at<float>(c);
+      p.grad_logits = grad_logits.at<void>(c);
+      return gk::launch_logprobs_backward(p, dev.env, dev.d_flags);
+    }, &t));
+    GK_TRY(check_flags(dev, flags_message));
+    GK_TRY(check_output(dev, "gradLogits", grad_logits.at<void>(0), N * V, 'b'));
+    GK_TRY(report(dev, o, "logprobsBackward", sizes, bytes, flops, t));
+  }
+  GK_CHECK(cudaStreamSynchronize(dev.stream));
+  return Status::Ok();
+}
+
+// -------------------------------------------------------------------------------------- THR family
+Status run_thr(const Device& dev, const Options& o) {
+  const int64_t n = o.thr_responses, L = o.thr_tokens, d = o.thr_d, K = o.thr_vocab;
+  const int64_t T = n * L, T_plus = (n / 2) * L;
+  gk::ThrParams base;
+  base.layout.response_offsets.resize(size_t(n) + 1);
+  for (int64_t r = 0; r <= n; ++r) base.layout.response_offsets[size_t(r)] = int32_t(r * L);
+  base.layout.group_offsets = {0, int32_t(n)};
+  base.layout.correct.assign(size_t(n), 0);
+  for (int64_t r = 0; r < n / 2; ++r) base.layout.correct[size_t(r)] = 1;  // the first half correct
+  base.layout.degenerate = {0};
+  base.hidden_dtype = gk::DType::F32;
+  base.dim = d;
+  base.probs_offsets = {0, T * K};
+  base.vocab_offsets = {0, int32_t(K)};
+
+  // hidden [T, d] and q [T, K] read, the token columns read, thr [T] and tau [1] written.
+  const double bytes = double(T) * double(d) * 4 + double(T) * double(K) * 4 + double(T) * 8 + 4;
+  // 2·K·d·(T⁺ + T) in the two products, 2·T·K in the epilogue (ThrPrecision multiplies the MMAs only).
+  const double flops = 2.0 * double(K) * double(d) * double(T_plus + T) + 2.0 * double(T) * double(K);
+  const int rot = rotations(dev, o, bytes);
+  Arena arena;
+  Rotated hidden, probs, column, thr, tau;
+  GK_TRY(alloc_rotated(arena, &hidden, size_t(T) * size_t(d) * 4, rot));
+  GK_TRY(alloc_rotated(arena, &probs, size_t(T) * size_t(K) * 4, rot));
+  GK_TRY(alloc_rotated(arena, &column, size_t(T) * 4, rot));
+  GK_TRY(alloc_rotated(arena, &thr, size_t(T) * 4, rot));
+  GK_TRY(alloc_rotated(arena, &tau, 4, rot));
+  std::fprintf(stderr, "[harness] thr: %lld × %lld tokens, d %lld, |V*| %lld, f32 hidden, %d cop%s\n",
+               (long long)n, (long long)L, (long long)d, (long long)K, rot, rot == 1 ? "y" : "ies");
+  const uint32_t seed = uint32_t(o.seed) + 10;
+  fill_normal_kernel<float><<<fill_blocks(T * d), kFillThreads, 0, dev.stream>>>(
+      hidden.at<float>(0), T * d, seed, 1.f);
+  GK_CHECK_LAUNCH("fill_normal_kernel (hidden)");
+  // q: uniform in [0, 1/K), as goals.mjs draws it (a row sums to about 1/2 on V*).
+  fill_uniform_kernel<<<fill_blocks(T * K), kFillThreads, 0, dev.stream>>>(
+      probs.at<float>(0), T * K, seed + 1, 1.f / float(K));
+  GK_CHECK_LAUNCH("fill_uniform_kernel (probs)");
+  // Token t < K takes column t (so |V*| = K when T ≥ K), the rest a uniform column.
+  fill_index_kernel<<<fill_blocks(T), kFillThreads, 0, dev.stream>>>(column.at<int>(0), T, seed + 2, int(K), K);
+  GK_CHECK_LAUNCH("fill_index_kernel (token columns)");
+  for (const Rotated* r : {&hidden, &probs, &column}) GK_TRY(replicate(*r, dev.stream));
+
+  const std::string sizes_base = kv("T", double(T)) + "," + kv("V*", double(K)) + "," + kv("d", double(d)) + "," +
+                                 kv("T+", double(T_plus)) + "," + kv("hidden", "f32");
+  for (const gk::ThrPrecision prec : {gk::ThrPrecision::F32, gk::ThrPrecision::Tf32}) {
+    const char* pname = prec == gk::ThrPrecision::F32 ? "f32" : "tf32";
+    base.precision = prec;
+    Timing t;
+    GK_TRY(time_it(dev, o, rot, [&](int c) -> Status {
+      // Pointers set in place: copying ThrParams would copy its host vectors on every call.
+      base.hidden = hidden.at<void>(c);
+      base.probs = probs.at<float>(c);
+      base.token_column = column.at<int>(c);
+      base.thr = thr.at<float>(c);
+      base.tau = tau.at<float>(c);
+      gk::Scratch scratch(dev.stream);
+      return gk::launch_token_hidden_reward(base, dev.env, scratch);
+    }, &t));
+    GK_TRY(check_output(dev, "thr", thr.at<float>(0), T, 'f'));
+    GK_TRY(check_output(dev, "tau", tau.at<float>(0), 1, 'f'));
+    const std::string name = std::string("tokenHiddenReward/") + pname;
+    GK_TRY(report(dev, o, name, sizes_base + "," + kv("precision", pname), bytes, flops, t));
+  }
+  GK_CHECK(cudaStreamSynchronize(dev.stream));
+  return Status::Ok();
+}
+
+// ------------------------------------------------------------------------------- advantages family
+// Group sizes 1..31 (mean 16) from scripts/gpu/goals.mjs's LCG (seed 8), the last group absorbing the
+// remainder, every group non-empty.
+std::vector<int32_t> ragged_groups(int64_t G, int64_t R) {
+  uint32_t s = 8;
+  auto r = [&s]() {
+    s = s * 1664525u + 1013904223u;
+    return double(s) / 4294967296.0;
+  };
+  std::vector<int32_t> go(size_t(G) + 1, 0);
+  for (int64_t g = 0; g < G; ++g)
+    go[size_t(g) + 1] = int32_t(std::min<int64_t>(R, go[size_t(g)] + 1 + int64_t(r() * 31)));
+  go[size_t(G)] = int32_t(R);
+  for (int64_t g = G - 1; g > 0 && go[size_t(g)] > go[size_t(g) + 1] - 1; --g)
+    go[size_t(g)] = go[size_t(g) + 1] - 1;
+  return go;
+}
+
+Status run_advantages(const Device& dev, const Options& o) {
+  const int64_t G = o.groups, R = o.responses;
+  gk::AdvantagesParams p;
+  p.group_offsets = ragged_groups(G, R);
+  p.estimator = gk::Estimator::Grpo;
+  // rewards read and advantages written (4R each), mean, std (f32) and degenerate (u8) per group, and
+  // the group offsets the launcher uploads and the kernel reads.
+  const double bytes = 8.0 * double(R) + 9.0 * double(G) + 4.0 * double(G + 1);
+  const double flops = 7.0 * double(R);
+  const int rot = rotations(dev, o, bytes);
+  Arena arena;
+  Rotated rewards, adv, mean, stdv, deg;
+  GK_TRY(alloc_rotated(arena, &rewards, size_t(R) * 4, rot));
+  GK_TRY(alloc_rotated(arena, &adv, size_t(R) * 4, rot));
+  GK_TRY(alloc_rotated(arena, &mean, size_t(G) * 4, rot));
+  GK_TRY(alloc_rotated(arena, &stdv, size_t(G) * 4, rot));
+  GK_TRY(alloc_rotated(arena, &deg, size_t(G), rot));
+  std::fprintf(stderr, "[harness] advantages: %lld responses in %lld groups, %d cop%s\n", (long long)R,
+               (long long)G, rot, rot == 1 ? "y" : "ies");
+  fill_rewards_kernel<<<fill_blocks(R), kFillThreads, 0, dev.stream>>>(
+      rewards.at<float>(0), R, uint32_t(o.seed) + 20);
+  GK_CHECK_LAUNCH("fill_rewards_kernel");
+  GK_TRY(replicate(rewards, dev.stream));
+  Timing t;
+  GK_TRY(time_it(dev, o, rot, [&](int c) -> Status {
+    p.rewards = rewards.at<float>(c);
+    p.advantages = adv.at<float>(c);
+    p.mean = mean.at<float>(c);
+    p.std = stdv.at<float>(c);
+    p.degenerate = deg.at<uint8_t>(c);
+    gk::Scratch scratch(dev.stream);
+    return gk::launch_advantages(p, dev.env, scratch);
+  }, &t));
+  GK_TRY(check_output(dev, "advantages", adv.at<float>(0), R, 'f'));
+  GK_TRY(check_output(dev, "mean", mean.at<float>(0), G, 'f'));
+  GK_TRY(check_output(dev, "std", stdv.at<float>(0), G, 'f'));
+  const std::string sizes = kv("R", double(R)) + "," + kv("G", double(G)) + "," + kv("ragged", "1..31") + "," +
+                            kv("estimator", "grpo");
+  GK_TRY(report(dev, o, "advantages", sizes, bytes, flops, t));
+  GK_CHECK(cudaStreamSynchronize(dev.stream));
+  return Status::Ok();
+}
+
+// ------------------------------------------------------------------------------------------- setup
+Status open_device(const Options& o, Device* dev) {
+  int count = 0;
+  GK_CHECK(cudaGetDeviceCount(&count));
+  if (count < 1) return Status::Invalid("no CUDA device");
+  GK_CHECK(cudaSetDevice(0));
+  GK_CHECK(cudaGetDeviceProperties(&dev->prop, 0));
+  // Stream-ordered scratch from the default pool, freed memory kept cached (as native/addon.cc does).
+  cudaMemPool_t pool;
+  GK_CHECK(cudaDeviceGetDefaultMemPool(&pool, 0));
+  uint64_t threshold = UINT64_MAX;
+  GK_CHECK(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &threshold));
+  GK_CHECK(cudaStreamCreateWithFlags(&dev->stream, cudaStreamNonBlocking));
+  dev->env = gk::LaunchEnv{dev->stream, dev->prop.multiProcessorCount};
+  GK_CHECK(cudaMalloc(reinterpret_cast<void**>(&dev->d_flags), sizeof(gk::ErrorFlags)));
+  GK_CHECK(cudaMallocHost(reinterpret_cast<void**>(&dev->h_flags), sizeof(gk::ErrorFlags)));
+  GK_CHECK(cudaRuntimeGetVersion(&dev->runtime));
+  GK_CHECK(cudaDriverGetVersion(&dev->driver));
+  dev->l2 = o.l2_mb > 0 ? size_t(o.l2_mb * 1048576.0) : size_t(std::max(dev->prop.l2CacheSize, 0));
+  char date[32];
+  const std::time_t now = std::time(nullptr);
+  std::strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
+  dev->date = date;
+  return Status::Ok();
+}
+
+// Names the family in a failure's message.
+Status in_family(const char* family, Status s) {
+  if (!s.ok()) s.message = std::string(family) + ": " + s.message;
+  return s;
+}
+
+Status run(const Options& o) {
+  Device dev;
+  GK_TRY(open_device(o, &dev));
+  std::fprintf(stderr, "[harness] %s (cc %d.%d, %d SMs, L2 %zu bytes for rotation), runtime %d, driver %d\n",
+               dev.prop.name, dev.prop.major, dev.prop.minor, dev.prop.multiProcessorCount, dev.l2, dev.runtime,
+               dev.driver);
+  if (o.reps < 20)
+    std::fprintf(stderr, "[harness] note: --reps %lld (< 20): a dry run, not a measurement\n", (long long)o.reps);
+  if (wants(o, "logprobs") || wants(o, "backward")) GK_TRY(in_family("logprobs", run_logprobs(dev, o)));
+  if (wants(o, "thr")) GK_TRY(in_family("thr", run_thr(dev, o)));
+  if (wants(o, "advantages")) GK_TRY(in_family("advantages", run_advantages(dev, o)));
+  GK_CHECK(cudaStreamSynchronize(dev.stream));
+  GK_CHECK(cudaGetLastError());
+  cudaFree(dev.d_flags);
+  cudaFreeHost(dev.h_flags);
+  GK_CHECK(cudaStreamDestroy(dev.stream));
+  return Status::Ok();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Options o;
+  const std::string why = parse_args(argc, argv, &o);
+  if (why == "help") {
+    std::fputs(kUsage, stdout);
+    return 0;
+  }
+  if (!why.empty()) {
+    std::fprintf(stderr, "harness: %s\n%s", why.c_str(), kUsage);
+    return 2;
+  }
+  const Status st = run(o);
+  if (!st.ok()) {
+    std::fprintf(stderr, "harness: %s\n", st.message.c_str());
+    return 1;
+  }
+  return 0;
+}
