@@ -5,20 +5,35 @@
 //
 // Per non-degenerate group g (K = |V*_g| columns, T_g tokens, T⁺_g correct tokens, d dims),
 // g_t[v] = 1[v = col(y_t)] − q_t[v], q = probs (group g's [T_g, K] block), w_t = 1/|y_r| or 1:
-// THR_M (thr_m): M_g = Σ_{u∈P} g_u (w_u h_u)ᵀ, [K, d] f32 in the scratch `mbuf` (rows
-//   kLocal + v, kLocal = Σ K of the chunk's earlier non-degenerate groups).
-//   One workgroup (256) owns a 16 × 16 tile of M and loops over the group's correct tokens in
-//   blocks of 16: G-tile [16 u × 16 v] and (w∘H)-tile [16 u × 16 k] staged in workgroup memory,
-//   each invocation accumulating its element in token order (deterministic, no atomics).
-//   FLOPs 2·K·d·T⁺. Reads: each tile re-reads 16 columns of Q⁺ and of H⁺ for every correct
-//   token, ≈ T⁺·K·d/8 elements in all (from cache on a GPU); writes 4·K·d bytes.
+// THR_M (thr_m): M_g = Σ_{u∈P} g_u (w_u h_u)ᵀ = Gᵀ·(w∘H⁺) with G = [T⁺_g, K] prediction errors
+//   of the correct tokens, [K, d] f32 in the scratch `mbuf` (rows kLocal + v, kLocal = Σ K of the
+//   chunk's earlier non-degenerate groups). The one-hot part enters as g_u[v] = 1 − q_u[v] at the
+//   token's column (1 − q is exact for q ≥ 1/2), formed while staging (as before the register blocking).
+//   One workgroup owns a 64 (v) × 64 (k) tile of M (ceil(K/64)·ceil(d/64) workgroups per group)
+//   and loops over the group's correct tokens 16 at a time (k-steps, token order): stages G[16 u ×
+//   64 v] and (w∘H)[16 u × 64 k], each invocation accumulates a 4 × 4 block, every element
+//   summing its terms in token order in one f32 accumulator (deterministic, no atomics).
+//   FLOPs 2·K·d·T⁺ (+ T⁺·(K + d) forming g and w·h, once per tile that reads them). Reads: each
+//   tile reads 64 columns of Q⁺ and 64 of H⁺ per correct token, so Q⁺ is read ceil(d/64) times
+//   and H⁺ ceil(K/64) times, ≈ T⁺·K·d/32 elements in all (from cache on a GPU; the 16 × 16 tiles
+//   before read T⁺·K·d/8), + 12 bytes of ctok / cw / tcol per token per tile; writes 4·K·d bytes.
 // THR_SCORE (thr_score): s_t = g_tᵀ M_g h_t = Σ_v g_t[v]·U[t, v], U = H M_gᵀ, never stored: one
-//   workgroup owns a block of 16 tokens of one group and loops over 16-row tiles of V*; per tile,
-//   U[16 t × 16 v] is accumulated over 16-wide slabs of d (H and M tiles in workgroup memory),
-//   then multiplied by g_t[v] and summed over the tile's 16 columns in order into the token's
-//   running s (fixed order: tiles ascending, columns ascending). Writes the raw s_t into `thr`.
-//   FLOPs 2·K·d·T_g + 2·K·T_g. Reads ≈ T_g·K·d/8 elements of M and H (a 16 × 16 tile of each
-//   per 256 products) + T_g·K probabilities; writes 4·T_g bytes.
+//   workgroup owns a block of 64 tokens × a slice of 128 columns of V* (two 64-column tiles) of one
+//   group: ceil(T_g/64)·ceil(K/128) workgroups per group (slices split the work of a lone large
+//   group over more workgroups; their count depends on K alone). Per tile, U[64 t × 64 v] is
+//   accumulated over k-steps of 16 dimensions (H and M slices staged transposed), each invocation
+//   holding a 4 t × 4 v block and each element summing over k in order. The epilogue adds
+//   Σ_j g_t[v]·U[t, v] over the block's 4 columns (ascending) to the invocation's running partial
+//   r_t (tiles ascending); then the slice's part Σ_{tx=0..15} r_t(tx), in lane order through
+//   workgroup memory, goes to spart[slice][t] (chunk scratch, 4·T_g·ceil(K/128) bytes per group).
+//   FLOPs 2·K·d·T_g + 2·K·T_g. Reads: H is read ceil(K/64) times and M_g ceil(T_g/64) times,
+//   ≈ T_g·K·d/32 elements (T_g·K·d/8 with the 16 × 16 tiles before), + T_g·K probabilities once;
+//   writes 4·T_g·ceil(K/128) bytes.
+// THR_FOLD (thr_fold): one invocation per token of the chunk's groups: s_t = Σ_slice spart[slice][t],
+//   slices ascending, into `thr` (raw, before the signs). Reads 4·ceil(K/128) bytes, writes 4.
+// Batch invariance: every tile, slice and summation order is fixed by the group's own origin
+//   (token, V* and d offsets inside the group), K and d, never by the chunk, the other groups or
+//   the dispatch, so a group's THR has the same bits alone, among others or chunked (tested).
 // THR_TAU (thr_tau): one workgroup per group. Degenerate groups (host flags): THR 0, tau NaN.
 //   Otherwise invocations stride over the group's responses: correct responses keep +s and
 //   contribute m_i = (Σ_t s_t in token order) / |y_i| when they have tokens; incorrect ones
@@ -32,10 +47,10 @@
 //   propagate through the sums as IEEE arithmetic gives.
 
 struct ThrParams {
-  count: u32, // thr_reweight: tokens; thr_m / thr_score: workgroups of this chunk
-  groups: u32, // groups in this chunk (thr_m, thr_score); all groups (thr_tau)
+  count: u32, // thr_reweight: tokens; thr_m / thr_score / thr_fold: workgroups of this chunk
+  groups: u32, // groups in this chunk (thr_m, thr_score, thr_fold); all groups (thr_tau)
   dim: u32,
-  tiles_d: u32, // ceil(dim / 16)
+  tiles_d: u32, // ceil(dim / 64): M tiles along d (thr_m)
   x_base: u32, // element index of the chunk's first hidden row inside the X window
   tok_base: u32, // global index of the chunk's first token (row 0 of the X window)
   probs_base: u32, // element index of the chunk's first probability inside the probs window
@@ -47,7 +62,7 @@ struct ThrParams {
 }
 
 // Per group of a chunk (host-built, INFO_STRIDE u32 each).
-const INFO_STRIDE: u32 = 8u;
+const INFO_STRIDE: u32 = 10u;
 const I_TOK0: u32 = 0u; // global first token of the group
 const I_T: u32 = 1u; // tokens T_g
 const I_KOFF: u32 = 2u; // first row of the group's M block in `mbuf`
@@ -56,6 +71,8 @@ const I_POFF: u32 = 4u; // first probability of the group, relative to the chunk
 const I_CSTART: u32 = 5u; // first entry in ctok / cw
 const I_CCOUNT: u32 = 6u; // correct tokens T⁺_g
 const I_WG0: u32 = 7u; // first workgroup of the group in this dispatch (thr_m or thr_score)
+const I_SOFF: u32 = 8u; // first partial of the group in `spart` (thr_score, thr_fold)
+const I_WG1: u32 = 9u; // first workgroup of the group in the thr_fold dispatch
 
 @group(0) @binding(0) var<uniform> P: ThrParams;
 @group(0) @binding(3) var<storage, read> probs: array<f32>;
@@ -76,27 +93,42 @@ const I_WG0: u32 = 7u; // first workgroup of the group in this dispatch (thr_m o
 @group(0) @binding(18) var<storage, read> rinfo: array<u32>;
 @group(0) @binding(19) var<storage, read> eta: array<f32>;
 @group(0) @binding(20) var<storage, read_write> out: array<f32>;
+@group(0) @binding(21) var<storage, read_write> spart: array<f32>;
 
-// Tiles are 16 × 16 with 256 invocations (WebGPU guarantees 256 invocations per workgroup).
-const TILE: u32 = 16u;
+// Register-blocked tiles (thr_m and thr_score): a workgroup of 256 invocations (WebGPU's
+// guaranteed minimum) owns a 64 × 64 output tile, as a 16 × 16 grid of invocations each holding a
+// 4 × 4 block in registers, strided: lane (ty, tx) = (lid / 16, lid % 16) owns rows ty + 16·i and
+// columns tx + 16·j (i, j = 0..3), so 16 consecutive lanes load, and store, 16 consecutive
+// elements of a row in every instruction. The reduction runs in k-steps of 16: each step stages a
+// 16 × 64 slice of each operand in workgroup memory, k-major, as vec4 (component i = row or column
+// lq + 16·i) over the tile's rows (sa) and columns (sb), so one step is 16 × (one vec4 read of sa,
+// one of sb, 16 multiply-adds) per invocation. Staged k-rows are padded to 17 vec4 (TSTRIDE) so the
+// transposing stores of thr_score spread over the banks. Out-of-range rows, columns and k are
+// staged as 0 (partial tiles) and never stored. Workgroup memory: 2 · 16 · 17 · 16 B = 8704 B per
+// kernel (≤ 16 KiB, WebGPU's default). 256 invocations, ≤ 7 storage buffers (≤ 8).
+const TB: u32 = 64u; // output tile edge
+const LANES: u32 = 16u; // invocations along each tile edge (TB / 4)
+const KS: u32 = 16u; // k-step: reduction elements staged per pair of barriers
+const TSTRIDE: u32 = 17u; // vec4 per staged k-row: TB / 4 + 1 of padding
 const TWG: u32 = 256u;
+const SLICE: u32 = 128u; // V* columns per thr_score workgroup (2 tiles): SCORE_SLICE in thr.ts
 
-var<workgroup> ta: array<f32, 256>;
-var<workgroup> tb: array<f32, 256>;
-var<workgroup> tp: array<f32, 256>;
+var<workgroup> sa: array<vec4<f32>, 272>; // [KS][TSTRIDE]
+var<workgroup> sb: array<vec4<f32>, 272>;
 var<workgroup> tmin: array<f32, WG>;
 
 fn info_at(gl: u32, field: u32) -> u32 {
   return info[gl * INFO_STRIDE + field];
 }
 
-// The chunk-local group whose workgroup range holds workgroup `w` (last group with I_WG0 ≤ w).
-fn group_of(w: u32) -> u32 {
+// The chunk-local group whose workgroup range holds workgroup `w` (last group with info ≤ w in
+// `field`: I_WG0 or I_WG1).
+fn group_of(w: u32, field: u32) -> u32 {
   var a = 0u;
   var b = P.groups - 1u;
   while (a < b) {
     let m = (a + b + 1u) >> 1u;
-    if (info_at(m, I_WG0) <= w) {
+    if (info_at(m, field) <= w) {
       a = m;
     } else {
       b = m - 1u;
@@ -110,10 +142,21 @@ fn hidden(t: u32, k: u32) -> f32 {
   return load_x(P.x_base + (t - P.tok_base) * P.dim + k);
 }
 
-// g_t[v] for token t (global) of a group with first token tok0, K columns, probabilities at poff.
-fn pred_err(t: u32, v: u32, tok0: u32, k: u32, poff: u32) -> f32 {
-  let q = probs[P.probs_base + poff + (t - tok0) * k + v];
-  return select(0.0, 1.0, u32(tcol[t]) == v) - q;
+// g_t[v] = 1[v = col(y_t)] − q_t[v] from the token's column `col` and its probability row `prow`
+// (index of q_t[0] in probs); 0 outside the group's K columns (partial tiles).
+fn pred_err(prow: u32, col: u32, v: u32, k_rows: u32) -> f32 {
+  if (v >= k_rows) {
+    return 0.0;
+  }
+  return select(0.0, 1.0, col == v) - probs[prow + v];
+}
+
+// w·h_t[k], 0 past the last dimension (partial tiles).
+fn weighted_hidden(t: u32, w: f32, k: u32) -> f32 {
+  if (k >= P.dim) {
+    return 0.0;
+  }
+  return w * hidden(t, k);
 }
 
 @compute @workgroup_size(TWG)
@@ -124,44 +167,117 @@ fn thr_m(
 ) {
   let w = flat_wg(wid, nwg);
   if (w >= P.count) {
-    return;
+    return; // the whole workgroup: barriers below stay uniform
   }
-  let gl = group_of(w);
+  let gl = group_of(w, I_WG0);
   let tile = w - info_at(gl, I_WG0);
   let tok0 = info_at(gl, I_TOK0);
   let k_rows = info_at(gl, I_K);
   let poff = info_at(gl, I_POFF);
   let c0 = info_at(gl, I_CSTART);
   let nc = info_at(gl, I_CCOUNT);
-  let v0 = (tile / P.tiles_d) * TILE;
-  let d0 = (tile % P.tiles_d) * TILE;
-  let row = lid / TILE; // u in the loads, v in the product
-  let col = lid % TILE; // v (G-tile) or k (WH-tile) in the loads, k in the product
-  var acc = 0.0;
-  for (var u0 = 0u; u0 < nc; u0 = u0 + TILE) {
-    // Stage G[u][v] (ta) and w_u·h_u[k] (tb) for 16 correct tokens.
-    var gv = 0.0;
-    var wh = 0.0;
-    if (u0 + row < nc) {
-      let t = ctok[c0 + u0 + row];
-      if (v0 + col < k_rows) {
-        gv = pred_err(t, v0 + col, tok0, k_rows, poff);
-      }
-      if (d0 + col < P.dim) {
-        wh = cw[c0 + u0 + row] * hidden(t, d0 + col);
-      }
+  let v0 = (tile / P.tiles_d) * TB;
+  let d0 = (tile % P.tiles_d) * TB;
+  let ty = lid / LANES; // product: rows v0 + ty + 16·i of M
+  let tx = lid % LANES; // product: columns d0 + tx + 16·j
+  let lu = lid / LANES; // staging: correct token u0 + lu of the step
+  let lq = lid % LANES; // staging: v0 + lq + 16·c (sa) and d0 + lq + 16·c (sb), c = 0..3
+  var acc0 = vec4<f32>(0.0);
+  var acc1 = vec4<f32>(0.0);
+  var acc2 = vec4<f32>(0.0);
+  var acc3 = vec4<f32>(0.0);
+  for (var u0 = 0u; u0 < nc; u0 = u0 + KS) {
+    // Stage G[u][v0 + ·] (sa) and w_u·h_u[d0 + ·] (sb) for 16 correct tokens, in token order;
+    // each invocation loads 4 elements 16 apart of one row of each.
+    var gv = vec4<f32>(0.0);
+    var wh = vec4<f32>(0.0);
+    if (u0 + lu < nc) {
+      let t = ctok[c0 + u0 + lu];
+      let wt = cw[c0 + u0 + lu];
+      let col = u32(tcol[t]);
+      let prow = P.probs_base + poff + (t - tok0) * k_rows;
+      let v = v0 + lq;
+      gv = vec4<f32>(
+        pred_err(prow, col, v, k_rows),
+        pred_err(prow, col, v + 16u, k_rows),
+        pred_err(prow, col, v + 32u, k_rows),
+        pred_err(prow, col, v + 48u, k_rows),
+      );
+      let k = d0 + lq;
+      wh = vec4<f32>(
+        weighted_hidden(t, wt, k),
+        weighted_hidden(t, wt, k + 16u),
+        weighted_hidden(t, wt, k + 32u),
+        weighted_hidden(t, wt, k + 48u),
+      );
     }
     workgroupBarrier();
-    ta[row * TILE + col] = gv;
-    tb[row * TILE + col] = wh;
+    sa[lu * TSTRIDE + lq] = gv;
+    sb[lu * TSTRIDE + lq] = wh;
     workgroupBarrier();
-    for (var uu = 0u; uu < TILE; uu = uu + 1u) {
-      acc = acc + ta[uu * TILE + row] * tb[uu * TILE + col];
+    // Every element of the 4 × 4 block adds its 16 terms in token order.
+    for (var uu = 0u; uu < KS; uu = uu + 1u) {
+      let a = sa[uu * TSTRIDE + ty];
+      let b = sb[uu * TSTRIDE + tx];
+      acc0 = acc0 + a.x * b;
+      acc1 = acc1 + a.y * b;
+      acc2 = acc2 + a.z * b;
+      acc3 = acc3 + a.w * b;
     }
   }
-  if (v0 + row < k_rows && d0 + col < P.dim) {
-    mbuf[(info_at(gl, I_KOFF) + v0 + row) * P.dim + d0 + col] = acc;
+  let koff = info_at(gl, I_KOFF);
+  let v = v0 + ty;
+  let k = d0 + tx;
+  store_m_row(koff, v, k, k_rows, acc0);
+  store_m_row(koff, v + 16u, k, k_rows, acc1);
+  store_m_row(koff, v + 32u, k, k_rows, acc2);
+  store_m_row(koff, v + 48u, k, k_rows, acc3);
+}
+
+// M[v][k + 16·j] (the in-range ones) of the group whose block starts at row koff of mbuf.
+fn store_m_row(koff: u32, v: u32, k: u32, k_rows: u32, x: vec4<f32>) {
+  if (v >= k_rows) {
+    return;
   }
+  let row = (koff + v) * P.dim;
+  for (var j = 0u; j < 4u; j = j + 1u) {
+    if (k + 16u * j < P.dim) {
+      mbuf[row + k + 16u * j] = x[j];
+    }
+  }
+}
+
+// h_t[k] for token tl of the group (0 past the group's tokens or the last dimension).
+fn hidden_or0(tok0: u32, tl: u32, tg: u32, k: u32) -> f32 {
+  if (tl >= tg || k >= P.dim) {
+    return 0.0;
+  }
+  return hidden(tok0 + tl, k);
+}
+
+// M[v][k] of the group whose block starts at row koff (0 past K or the last dimension).
+fn m_or0(koff: u32, v: u32, k_rows: u32, k: u32) -> f32 {
+  if (v >= k_rows || k >= P.dim) {
+    return 0.0;
+  }
+  return mbuf[(koff + v) * P.dim + k];
+}
+
+// Σ_j g_t[v + 16·j]·u[j] over the in-range columns, j ascending, for token tl of the group (0
+// past its tokens). A column past K is skipped, not multiplied by 0: its U is 0·h, NaN when h is.
+fn row_dot(tok0: u32, tl: u32, tg: u32, poff: u32, k_rows: u32, v: u32, u: vec4<f32>) -> f32 {
+  if (tl >= tg) {
+    return 0.0;
+  }
+  let col = u32(tcol[tok0 + tl]);
+  let prow = P.probs_base + poff + tl * k_rows;
+  var s = 0.0;
+  for (var j = 0u; j < 4u; j = j + 1u) {
+    if (v + 16u * j < k_rows) {
+      s = s + pred_err(prow, col, v + 16u * j, k_rows) * u[j];
+    }
+  }
+  return s;
 }
 
 @compute @workgroup_size(TWG)
@@ -172,58 +288,111 @@ fn thr_score(
 ) {
   let w = flat_wg(wid, nwg);
   if (w >= P.count) {
-    return;
+    return; // the whole workgroup: barriers below stay uniform
   }
-  let gl = group_of(w);
-  let block = w - info_at(gl, I_WG0);
+  let gl = group_of(w, I_WG0);
   let tok0 = info_at(gl, I_TOK0);
   let tg = info_at(gl, I_T);
   let k_rows = info_at(gl, I_K);
+  // Workgroups of a group: token blocks × V* slices, slices fastest.
+  let nsl = (k_rows + SLICE - 1u) / SLICE;
+  let local = w - info_at(gl, I_WG0);
+  let slice = local % nsl;
+  let tb0 = (local / nsl) * TB; // first token of the block, within the group
+  let v_end = min(k_rows, (slice + 1u) * SLICE);
   let koff = info_at(gl, I_KOFF);
   let poff = info_at(gl, I_POFF);
-  let row = lid / TILE; // token within the block (and the load row)
-  let col = lid % TILE; // v within the tile (and k in the loads)
-  let tl = block * TILE + row; // token within the group
-  let t = tok0 + tl;
-  let live = tl < tg;
-  var s = 0.0; // running s_t, kept by the invocations with col == 0
-  for (var v0 = 0u; v0 < k_rows; v0 = v0 + TILE) {
-    var u = 0.0; // U[t, v0 + col]
-    for (var d0 = 0u; d0 < P.dim; d0 = d0 + TILE) {
-      var hv = 0.0;
-      var mv = 0.0;
-      if (d0 + col < P.dim) {
-        if (live) {
-          hv = hidden(t, d0 + col);
-        }
-        if (v0 + row < k_rows) {
-          mv = mbuf[(koff + v0 + row) * P.dim + d0 + col];
-        }
-      }
+  let ty = lid / LANES; // product: tokens tb0 + ty + 16·i
+  let tx = lid % LANES; // product: columns v0 + tx + 16·j of the V* tile
+  let lk = lid % LANES; // staging: dimension d0 + lk
+  let lq = lid / LANES; // staging: tokens (sa) and V* rows (sb) lq + 16·c, c = 0..3
+  // r[i]: token tb0 + ty + 16·i's partial s over this invocation's columns of every V* tile so far.
+  var r = vec4<f32>(0.0);
+  for (var v0 = slice * SLICE; v0 < v_end; v0 = v0 + TB) {
+    var acc0 = vec4<f32>(0.0); // U[tb0 + ty + 16·i][v0 + tx + 16·j] in acc_i[j]
+    var acc1 = vec4<f32>(0.0);
+    var acc2 = vec4<f32>(0.0);
+    var acc3 = vec4<f32>(0.0);
+    for (var d0 = 0u; d0 < P.dim; d0 = d0 + KS) {
+      // Stage H[tokens][d0 + ·] and M[v0 + ·][d0 + ·] transposed (k-major): each invocation loads
+      // one dimension of 4 rows of each (16 invocations read 16 consecutive elements of a row).
+      let k = d0 + lk;
+      let tq = tb0 + lq;
+      let hv = vec4<f32>(
+        hidden_or0(tok0, tq, tg, k),
+        hidden_or0(tok0, tq + 16u, tg, k),
+        hidden_or0(tok0, tq + 32u, tg, k),
+        hidden_or0(tok0, tq + 48u, tg, k),
+      );
+      let vq = v0 + lq;
+      let mv = vec4<f32>(
+        m_or0(koff, vq, k_rows, k),
+        m_or0(koff, vq + 16u, k_rows, k),
+        m_or0(koff, vq + 32u, k_rows, k),
+        m_or0(koff, vq + 48u, k_rows, k),
+      );
       workgroupBarrier();
-      ta[lid] = hv; // H tile [token][k]
-      tb[lid] = mv; // M tile [v][k]
+      sa[lk * TSTRIDE + lq] = hv;
+      sb[lk * TSTRIDE + lq] = mv;
       workgroupBarrier();
-      for (var kk = 0u; kk < TILE; kk = kk + 1u) {
-        u = u + ta[row * TILE + kk] * tb[col * TILE + kk];
+      // Every element of the 4 × 4 block adds its 16 terms in dimension order.
+      for (var kk = 0u; kk < KS; kk = kk + 1u) {
+        let a = sa[kk * TSTRIDE + ty];
+        let b = sb[kk * TSTRIDE + tx];
+        acc0 = acc0 + a.x * b;
+        acc1 = acc1 + a.y * b;
+        acc2 = acc2 + a.z * b;
+        acc3 = acc3 + a.w * b;
       }
     }
-    var gu = 0.0;
-    if (live && v0 + col < k_rows) {
-      gu = pred_err(t, v0 + col, tok0, k_rows, poff) * u;
-    }
-    workgroupBarrier();
-    tp[lid] = gu;
-    workgroupBarrier();
-    if (col == 0u) {
-      for (var j = 0u; j < TILE; j = j + 1u) {
-        s = s + tp[row * TILE + j];
+    // Row-dot epilogue: r[i] += Σ_j g_t[v]·U[t, v] over this invocation's 4 columns.
+    let tl = tb0 + ty;
+    let v = v0 + tx;
+    r.x = r.x + row_dot(tok0, tl, tg, poff, k_rows, v, acc0);
+    r.y = r.y + row_dot(tok0, tl + 16u, tg, poff, k_rows, v, acc1);
+    r.z = r.z + row_dot(tok0, tl + 32u, tg, poff, k_rows, v, acc2);
+    r.w = r.w + row_dot(tok0, tl + 48u, tg, poff, k_rows, v, acc3);
+  }
+  // The slice's part of s_t = Σ_tx r (lanes tx = 0..15 in order), through the staging memory
+  // (free after a barrier), into spart[slice][t].
+  workgroupBarrier();
+  sa[tx * TSTRIDE + ty] = r;
+  workgroupBarrier();
+  if (lid < TB) {
+    let tl = tb0 + lid;
+    if (tl < tg) {
+      var s = 0.0;
+      for (var j = 0u; j < LANES; j = j + 1u) {
+        s = s + sa[j * TSTRIDE + lid % LANES][lid / LANES]; // token lid = ty + 16·i
       }
+      spart[info_at(gl, I_SOFF) + slice * tg + tl] = s;
     }
   }
-  if (col == 0u && live) {
-    thr[t] = s;
+}
+
+@compute @workgroup_size(WG)
+fn thr_fold(
+  @builtin(workgroup_id) wid: vec3<u32>,
+  @builtin(num_workgroups) nwg: vec3<u32>,
+  @builtin(local_invocation_index) lid: u32,
+) {
+  let w = flat_wg(wid, nwg);
+  if (w >= P.count) {
+    return;
   }
+  let gl = group_of(w, I_WG1);
+  let tl = (w - info_at(gl, I_WG1)) * WG + lid;
+  let tg = info_at(gl, I_T);
+  if (tl >= tg) {
+    return;
+  }
+  let nsl = (info_at(gl, I_K) + SLICE - 1u) / SLICE;
+  let base = info_at(gl, I_SOFF) + tl;
+  var s = 0.0;
+  for (var j = 0u; j < nsl; j = j + 1u) {
+    s = s + spart[base + j * tg];
+  }
+  thr[info_at(gl, I_TOK0) + tl] = s;
 }
 
 fn min_nan(a: f32, b: f32) -> f32 {

@@ -7,7 +7,8 @@
  * - restrictedVocab: integers, exact (it runs the reference's sort on the host).
  * - THR_RTOL = 5e-6 (thr relative to max|THR| of the tensor; tau relative to max|tau|). The
  *   kernel forms M_g = Σ_{u∈P} g_u (w_u h_u)ᵀ in f32 (T⁺_g terms per element, in token order),
- *   then s_t = Σ_v g_t[v] Σ_k M[v,k] h_t[k] (d·K products in 16-wide partial sums), where the
+ *   then s_t = Σ_v g_t[v] Σ_k M[v,k] h_t[k] (d·K products: U = H·Mᵀ summed over d in order,
+ *   then each token's K columns in 4-wide, 16-lane and slice order), where the
  *   reference does all of it in f64. An f32 sum of n terms errs by ~√n·2^-24 (typical; n·2^-24
  *   worst case) of the sum of the terms' magnitudes, and s_t cancels: its terms are ~|g||M||h|
  *   while |s_t| may be far smaller, so the error is bounded relative to the largest |THR| of the

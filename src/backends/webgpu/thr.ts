@@ -10,7 +10,9 @@
  *   anyway (tokenHiddenReward's API reads vocab.offsets and tokenColumn back to plan and validate),
  *   so a GPU sort would save no round trip.
  * - tokenHiddenReward: per chunk of non-degenerate groups, `thr_m` (M_g into a scratch buffer,
- *   16 × 16 tiles) then `thr_score` (raw s_t into thr, 16-token blocks); then one `thr_tau` over
+ *   64 × 64 tiles, 4 × 4 outputs per invocation), `thr_score` (64-token blocks × 128-column slices
+ *   of V*, 64 × 64 tiles, 4 × 4 per invocation: partial s_t per slice into a scratch buffer) and
+ *   `thr_fold` (raw s_t = Σ slices, in order, into thr); then one `thr_tau` over
  *   every group (signs, tau, degenerate groups → THR 0, tau NaN). Chunks: consecutive groups whose
  *   M scratch (Σ K_g·d f32), probs window and hidden window each fit one storage binding; a
  *   single group too large for one binding is a SHAPE error naming the argument (vocab for M,
@@ -78,8 +80,11 @@ export const thrTuning: { maxChunkBytes: number | undefined; lastChunks: number 
   lastChunks: 0,
 };
 
-const TILE = 16;
-const INFO_STRIDE = 8; // INFO_STRIDE in thr.wgsl
+/** Output tile edge of thr_m (64 v × 64 k of M) and thr_score (64 tokens): TB in thr.wgsl. */
+const TILE = 64;
+/** V* columns per thr_score workgroup: SLICE in thr.wgsl. */
+const SCORE_SLICE = 128;
+const INFO_STRIDE = 10; // INFO_STRIDE in thr.wgsl
 
 type Kind = 'uniform' | 'read' | 'rw';
 const spec = (entry: string, bindings: [number, Kind][]): EntrySpec => ({ entry, bindings });
@@ -100,7 +105,13 @@ const SCORE_SPEC = spec('thr_score', [
   [4, 'read'],
   [5, 'read'],
   [8, 'rw'],
+  [21, 'rw'],
+]);
+const FOLD_SPEC = spec('thr_fold', [
+  [0, 'uniform'],
+  [5, 'read'],
   [9, 'rw'],
+  [21, 'rw'],
 ]);
 const TAU_SPEC = spec('thr_tau', [
   [0, 'uniform'],
@@ -156,6 +167,7 @@ function windowOf(start: number, end: number, elemBytes: number, bufferBytes: nu
 interface Chunk {
   groups: number[]; // non-degenerate groups, ascending
   mRows: number; // Σ K_g
+  parts: number; // Σ T_g·ceil(K_g / SCORE_SLICE): thr_score's partial sums
 }
 
 export async function webgpuTokenHiddenReward(k: WebGpuKit, a: TokenHiddenRewardArgs): Promise<ThrResult> {
@@ -223,6 +235,8 @@ export async function webgpuTokenHiddenReward(k: WebGpuKit, a: TokenHiddenReward
     if (mBytes > cap) throw tooBig('vocab', mBytes);
     if (pBytes > cap) throw tooBig('probs', pBytes);
     if (hBytes > cap) throw tooBig('hidden', hBytes);
+    // Partial sums: T_g·ceil(K/128) ≤ T_g·K f32, so they fit wherever the probs fit.
+    const parts = (gto[g + 1] - gto[g]) * Math.ceil(K / SCORE_SLICE);
     if (cur !== undefined) {
       const g0 = cur.groups[0];
       const fits =
@@ -232,21 +246,24 @@ export async function webgpuTokenHiddenReward(k: WebGpuKit, a: TokenHiddenReward
       if (fits) {
         cur.groups.push(g);
         cur.mRows += K;
+        cur.parts += parts;
         continue;
       }
     }
-    cur = { groups: [g], mRows: K };
+    cur = { groups: [g], mRows: K, parts };
     chunks.push(cur);
   }
   thrTuning.lastChunks = chunks.length;
   const mScratchRows = chunks.reduce((m, c) => Math.max(m, c.mRows), 0);
+  const partScratch = chunks.reduce((m, c) => Math.max(m, c.parts), 0);
   const tilesD = Math.ceil(d / TILE);
 
   const key = moduleKey(k, dtype);
   const constants = { WG: k.wg };
-  const [mPipe, sPipe, tauPipe] = await Promise.all([
+  const [mPipe, sPipe, fPipe, tauPipe] = await Promise.all([
     chunks.length > 0 ? k.pipelines.get(key, M_SPEC, constants) : undefined,
     chunks.length > 0 ? k.pipelines.get(key, SCORE_SPEC, constants) : undefined,
+    chunks.length > 0 ? k.pipelines.get(key, FOLD_SPEC, constants) : undefined,
     G > 0 ? k.pipelines.get(key, TAU_SPEC, constants) : undefined,
   ]);
 
@@ -265,6 +282,8 @@ export async function webgpuTokenHiddenReward(k: WebGpuKit, a: TokenHiddenReward
       if (chunks.length > 0) {
         const mbuf = rt.storageBuffer(mScratchRows * d * 4, 'THR M scratch');
         scratch.push(mbuf);
+        const spart = rt.storageBuffer(partScratch * 4, 'THR partial scores');
+        scratch.push(spart);
         const ctokBuf = rt.transientData(ctok, Usage.STORAGE, 'correct tokens');
         const cwBuf = rt.transientData(cw, Usage.STORAGE, 'correct weights');
         for (const c of chunks) {
@@ -278,9 +297,12 @@ export async function webgpuTokenHiddenReward(k: WebGpuKit, a: TokenHiddenReward
           let kRow = 0;
           let mWg = 0;
           let sWg = 0;
+          let fWg = 0;
+          let part = 0;
           c.groups.forEach((g, i) => {
             const K = vOff[g + 1] - vOff[g];
             const Tg = gto[g + 1] - gto[g];
+            const slices = Math.ceil(K / SCORE_SLICE);
             const row = [
               gto[g],
               Tg,
@@ -291,10 +313,12 @@ export async function webgpuTokenHiddenReward(k: WebGpuKit, a: TokenHiddenReward
               cStart[g + 1] - cStart[g],
             ];
             mInfo.set([...row, mWg], i * INFO_STRIDE);
-            sInfo.set([...row, sWg], i * INFO_STRIDE);
+            sInfo.set([...row, sWg, part, fWg], i * INFO_STRIDE);
             kRow += K;
             mWg += Math.ceil(K / TILE) * tilesD;
-            sWg += Math.ceil(Tg / TILE);
+            sWg += Math.ceil(Tg / TILE) * slices;
+            fWg += Math.ceil(Tg / k.wg);
+            part += Tg * slices;
           });
           const base = {
             groups: n,
@@ -322,16 +346,28 @@ export async function webgpuTokenHiddenReward(k: WebGpuKit, a: TokenHiddenReward
             ],
             mWg,
           );
+          const sInfoBuf = rt.transientData(sInfo, Usage.STORAGE, 'THR score table');
           rt.dispatch(
             pass,
             sPipe!,
             [
               { binding: 0, buffer: rt.uniform(THR_PARAMS, paramsOf({ ...base, count: sWg })) },
               ...common,
-              { binding: 5, buffer: rt.transientData(sInfo, Usage.STORAGE, 'THR score table') },
-              { binding: 9, buffer: thrBuf },
+              { binding: 5, buffer: sInfoBuf },
+              { binding: 21, buffer: spart },
             ],
             sWg,
+          );
+          rt.dispatch(
+            pass,
+            fPipe!,
+            [
+              { binding: 0, buffer: rt.uniform(THR_PARAMS, paramsOf({ groups: n, count: fWg })) },
+              { binding: 5, buffer: sInfoBuf },
+              { binding: 9, buffer: thrBuf },
+              { binding: 21, buffer: spart },
+            ],
+            fWg,
           );
         }
       }
