@@ -20,6 +20,7 @@ import {
   type ResponseSpec,
   type ReweightVariant,
   randomGroups,
+  runThr,
   type ThrCase,
   uniformGroup,
 } from './fixtures/thr.js';
@@ -89,22 +90,6 @@ function hiddenTensor(c: ThrCase): Tensor<FloatDType> {
   return ctx.tensor(c.hidden as Float32Array, [c.numTokens, c.dim], c.dtype as 'f32');
 }
 
-async function runThr(
-  c: ThrCase,
-  opts: { weighting?: Weighting; beta?: number } = {},
-): Promise<{ thr: Float32Array; tau: Float32Array }> {
-  const vocab = await ctx.restrictedVocab(c.tokens, c.layout);
-  const res = await ctx.tokenHiddenReward({
-    hidden: hiddenTensor(c),
-    probs: c.probs,
-    vocab,
-    layout: c.layout,
-    correct: c.correct,
-    ...opts,
-  });
-  return { thr: await res.thr.read(), tau: await res.tau.read() };
-}
-
 /** Groups that exercise every degenerate rule, to mix into random ones. */
 
 // ------------------------------------------------------------------------------- restrictedVocab
@@ -168,7 +153,7 @@ describe('tokenHiddenReward against the pairwise double sum', () => {
   for (const s of shapes) {
     it(s.name, async () => {
       const c = makeThrCase({ seed: 100 + s.dim, ...s });
-      const got = await runThr(c, { weighting: s.weighting, beta: s.beta });
+      const got = await runThr(ctx, c, { weighting: s.weighting, beta: s.beta });
       const ref = bruteThr(c, s.weighting ?? 'length', s.beta ?? 1);
       expectClose(got.thr, ref.thr, { rtol: RTOL, what: 'thr' });
       expectClose(got.tau, ref.tau, { rtol: RTOL, what: 'tau' });
@@ -188,7 +173,7 @@ describe('tokenHiddenReward against the pairwise double sum', () => {
     const d = 5;
     const c = makeThrCase({ seed: 6, groups, dim: d, vocabSize: 15 });
     c.hidden[1 * d + 2] = Number.NaN; // token 1 belongs to response 0 (correct) of group 0
-    const got = await runThr(c);
+    const got = await runThr(ctx, c);
     const { responseOffsets: ro, groupOffsets: go } = c.layout;
     for (let t = 0; t < ro[go[1]]; t++) expect(Number.isNaN(got.thr[t]), `thr[${t}]`).toBe(true);
     expect(Number.isNaN(got.tau[0])).toBe(true);
@@ -198,8 +183,8 @@ describe('tokenHiddenReward against the pairwise double sum', () => {
 
   it('is deterministic (same bits twice)', async () => {
     const c = makeThrCase({ seed: 5, groups: randomGroups(5, 3, 6, 10), dim: 9, vocabSize: 30 });
-    const a = await runThr(c);
-    const b = await runThr(c);
+    const a = await runThr(ctx, c);
+    const b = await runThr(ctx, c);
     expect(Array.from(b.thr)).toEqual(Array.from(a.thr));
     expect(Array.from(b.tau)).toEqual(Array.from(a.tau));
   });
@@ -217,8 +202,8 @@ describe('tokenHiddenReward identities (THR.md, "How to check it")', () => {
       [...uniformGroup(2, 4, 2), { length: 5, correct: false }],
     ];
     const c = makeThrCase({ seed: 31, groups, dim: 11, vocabSize: 25 });
-    const len = await runThr(c, { weighting: 'length' });
-    const none = await runThr(c, { weighting: 'none' });
+    const len = await runThr(ctx, c, { weighting: 'length' });
+    const none = await runThr(ctx, c, { weighting: 'none' });
     expectF32Exact(
       none.thr,
       Array.from(len.thr, (x) => 4 * x),
@@ -234,8 +219,8 @@ describe('tokenHiddenReward identities (THR.md, "How to check it")', () => {
   it("weighting 'none' with correct lengths L = 5 gives 5× the 'length' THR (to rounding)", async () => {
     const groups = [[...uniformGroup(2, 5, 2), ...incorrectTail]];
     const c = makeThrCase({ seed: 32, groups, dim: 6, vocabSize: 20, dtype: 'bf16' });
-    const len = await runThr(c, { weighting: 'length' });
-    const none = await runThr(c, { weighting: 'none' });
+    const len = await runThr(ctx, c, { weighting: 'length' });
+    const none = await runThr(ctx, c, { weighting: 'none' });
     expectClose(
       none.thr,
       Array.from(len.thr, (x) => 5 * x),
@@ -280,7 +265,7 @@ describe('tokenHiddenReward identities (THR.md, "How to check it")', () => {
     }
     const layout = { responseOffsets, groupOffsets: c.layout.groupOffsets };
     const correct = Uint8Array.from(order, (r) => c.correct[r]);
-    const base = await runThr(c);
+    const base = await runThr(ctx, c);
     const vocab = await ctx.restrictedVocab(tokens, layout);
     const res = await ctx.tokenHiddenReward({
       hidden: ctx.tensor(hidden, [c.numTokens, d], 'f16'),
@@ -313,7 +298,7 @@ describe('tokenHiddenReward identities (THR.md, "How to check it")', () => {
         out[t] = 1 + (t % 3);
       },
     });
-    const got = await runThr(c);
+    const got = await runThr(ctx, c);
     const { responseOffsets: ro, groupOffsets: go } = c.layout;
     const expected = new Float64Array(c.numTokens);
     for (let g = 0; g < c.numGroups; g++) {

@@ -24,8 +24,15 @@
  */
 import { describe, expect, it } from 'vitest';
 import type { ThrPrecision, Weighting } from '../../src/backends/backend.js';
-import { type Context, type FloatDType, GrpoKernelsError, type Tensor } from '../../src/index.js';
-import { bruteThr, DEGENERATE_GROUPS, makeThrCase, randomGroups, type ThrCase } from '../fixtures/thr.js';
+import { type Context, type FloatDType, GrpoKernelsError } from '../../src/index.js';
+import {
+  bruteThr,
+  DEGENERATE_GROUPS,
+  makeThrCase,
+  randomGroups,
+  runThr,
+  type ThrCase,
+} from '../fixtures/thr.js';
 import { normal, rng } from '../util/rng.js';
 import { cpuContext, probeGpu, rejection } from './helpers.js';
 
@@ -107,27 +114,6 @@ function thrCase(d: number, dtype: FloatDType): ThrCase {
   });
 }
 
-async function runThr(ctx: Context, c: ThrCase, weighting: Weighting, precision?: ThrPrecision) {
-  const hidden = ctx.tensor(c.hidden as never, [c.numTokens, c.dim], c.dtype) as Tensor<FloatDType>;
-  const vocab = {
-    offsets: ctx.tensor(c.vocabOffsets, [c.numGroups + 1], 'i32'),
-    columns: ctx.tensor(c.columns, [c.columns.length], 'i32'),
-    tokenColumn: ctx.tensor(c.tokenColumn, [c.numTokens], 'i32'),
-  };
-  const r = await ctx.tokenHiddenReward({
-    hidden,
-    probs: c.probs,
-    vocab,
-    layout: c.layout,
-    correct: c.correct,
-    weighting,
-    ...(precision === undefined ? {} : { precision }),
-  });
-  const out = { thr: await r.thr.read(), tau: await r.tau.read() };
-  for (const t of [hidden, vocab.offsets, vocab.columns, vocab.tokenColumn, r.thr, r.tau]) t.dispose();
-  return out;
-}
-
 describe('tokenHiddenReward precision option (validation, every backend)', () => {
   const c = makeThrCase({ seed: 5, groups: randomGroups(5, 2, 4, 6), dim: 8, vocabSize: 20 });
   it('an unknown precision is a RANGE error naming the argument', async () => {
@@ -151,9 +137,9 @@ describe('tokenHiddenReward precision option (validation, every backend)', () =>
     }
   });
   it('the cpu backend (float64) accepts both modes and ignores them: the same bits', async () => {
-    const a = await runThr(cpu, c, 'length', 'f32');
-    const b = await runThr(cpu, c, 'length', 'tf32');
-    const n = await runThr(cpu, c, 'length');
+    const a = await runThr(cpu, c, { weighting: 'length', precision: 'f32' });
+    const b = await runThr(cpu, c, { weighting: 'length', precision: 'tf32' });
+    const n = await runThr(cpu, c, { weighting: 'length' });
     expect(Array.from(b.thr)).toEqual(Array.from(a.thr));
     expect(Array.from(n.thr)).toEqual(Array.from(a.thr));
     expect(Array.from(b.tau)).toEqual(Array.from(a.tau));
@@ -173,7 +159,7 @@ describe.skipIf(noGpu)('cuda THR precision vs float64 brute force', () => {
         for (const precision of [undefined, 'f32', 'tf32'] as const) {
           const mode = precision ?? 'f32';
           const label = `precision ${precision ?? 'default'} (${mode})`;
-          const r = await runThr(cuda, c, weighting, precision);
+          const r = await runThr(cuda, c, { weighting, precision });
           bits[precision ?? 'default'] = Array.from(r.thr);
           const { worst, bad } = groupErrors(c, r.thr, r.tau, ref, BOUND[mode]);
           expect(

@@ -25,16 +25,18 @@
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { Weighting } from '../../src/backends/backend.js';
 import { thrTuning } from '../../src/backends/webgpu/thr.js';
-import type { Context } from '../../src/context.js';
 import { setOutputPoison } from '../../src/debug.js';
 import type { FloatDType } from '../../src/dtypes.js';
 import {
   bruteThr,
   DEGENERATE_GROUPS,
   degenerate,
+  f32Bits,
+  largestGroupBytes,
   makeThrCase,
   type ResponseSpec,
   randomGroups,
+  runThr,
   type ThrCase,
   uniformGroup,
 } from '../fixtures/thr.js';
@@ -46,27 +48,6 @@ requireAdapter();
 
 /** Slack added to twice the f32 reference's error (see the header). */
 const FLOOR = 2 ** -24;
-
-interface ThrOut {
-  thr: Float32Array;
-  tau: Float32Array;
-}
-
-async function runThr(ctx: Context, c: ThrCase, weighting: Weighting = 'length'): Promise<ThrOut> {
-  const vocab = await ctx.restrictedVocab(c.tokens, c.layout);
-  const hidden = ctx.tensor(c.hidden as Float32Array, [c.numTokens, c.dim], c.dtype as 'f32');
-  const res = await ctx.tokenHiddenReward({
-    hidden,
-    probs: c.probs,
-    vocab,
-    layout: c.layout,
-    correct: c.correct,
-    weighting,
-  });
-  const out = { thr: await res.thr.read(), tau: await res.tau.read() };
-  for (const t of [hidden, res.thr, res.tau, vocab.offsets, vocab.columns, vocab.tokenColumn]) t.dispose();
-  return out;
-}
 
 /**
  * The matrix form in f32, every operation rounded (Math.fround), sums in index order: the
@@ -263,7 +244,7 @@ function buildCase(tc: TileCase, seed: number): ThrCase {
   });
 }
 
-const bits = (x: Float32Array) => Array.from(new Uint32Array(x.buffer, x.byteOffset, x.length));
+const bits = f32Bits;
 
 describe.skipIf(noGpu)('webgpu THR register-blocked tiles vs float64 brute force', () => {
   beforeEach(() => {
@@ -283,7 +264,7 @@ describe.skipIf(noGpu)('webgpu THR register-blocked tiles vs float64 brute force
       });
       expect(Math.max(...K), 'some group has a partial or second V* tile').toBeGreaterThan(62);
       expect(Math.max(...T), 'some group has 64 tokens or more').toBeGreaterThanOrEqual(64);
-      const got = await runThr(gpu!.ctx, c, tc.weighting);
+      const got = await runThr(gpu!.ctx, c, { weighting: tc.weighting });
       expectNoPoison(got.thr, 'thr');
       expectNoPoison(got.tau, 'tau');
       const ref = bruteThr(c, tc.weighting);
@@ -338,18 +319,6 @@ describe.skipIf(noGpu)('webgpu THR tiles are batch invariant', () => {
     }
   });
 });
-
-/** The most bytes one group needs in one binding (its M, probs block or hidden rows). */
-function largestGroupBytes(c: ThrCase): number {
-  const { responseOffsets: ro, groupOffsets: go } = c.layout;
-  let need = 0;
-  for (let g = 0; g < c.numGroups; g++) {
-    const rows = ro[go[g + 1]] - ro[go[g]];
-    const K = c.vocabOffsets[g + 1] - c.vocabOffsets[g];
-    need = Math.max(need, K * c.dim * 4, rows * K * 4, rows * c.dim * 4);
-  }
-  return need;
-}
 
 /**
  * `host` (whose group `at` has the probe's shape) with group `at`'s tokens, hidden rows,

@@ -30,10 +30,13 @@ import type { FloatDType } from '../../src/dtypes.js';
 import { GrpoKernelsError } from '../../src/errors.js';
 import {
   DEGENERATE_GROUPS,
+  f32Bits,
+  largestGroupBytes,
   makeReweightCase,
   makeThrCase,
   REWEIGHT_VARIANTS,
   randomGroups,
+  runThr,
   type ThrCase,
   uniformGroup,
 } from '../fixtures/thr.js';
@@ -54,26 +57,6 @@ interface ThrOut {
   tau: Float32Array;
 }
 
-async function runThr(
-  ctx: Context,
-  c: ThrCase,
-  opts: { weighting?: Weighting; beta?: number } = {},
-): Promise<ThrOut> {
-  const vocab = await ctx.restrictedVocab(c.tokens, c.layout);
-  const hidden = ctx.tensor(c.hidden as Float32Array, [c.numTokens, c.dim], c.dtype as 'f32');
-  const res = await ctx.tokenHiddenReward({
-    hidden,
-    probs: c.probs,
-    vocab,
-    layout: c.layout,
-    correct: c.correct,
-    ...opts,
-  });
-  const out = { thr: await res.thr.read(), tau: await res.tau.read() };
-  for (const t of [hidden, res.thr, res.tau, vocab.offsets, vocab.columns, vocab.tokenColumn]) t.dispose();
-  return out;
-}
-
 async function compareThr(
   c: ThrCase,
   opts: { weighting?: Weighting; beta?: number },
@@ -87,19 +70,7 @@ async function compareThr(
   return got;
 }
 
-/** The most bytes one group needs in one binding (its M, probs block or hidden rows). */
-function largestGroupBytes(c: ThrCase): number {
-  const { responseOffsets: ro, groupOffsets: go } = c.layout;
-  let need = 0;
-  for (let g = 0; g < c.numGroups; g++) {
-    const rows = ro[go[g + 1]] - ro[go[g]];
-    const K = c.vocabOffsets[g + 1] - c.vocabOffsets[g];
-    need = Math.max(need, K * c.dim * 4, rows * K * 4, rows * c.dim * 4);
-  }
-  return need;
-}
-
-const bits = (x: Float32Array) => Array.from(new Uint32Array(x.buffer, x.byteOffset, x.length));
+const bits = f32Bits;
 
 describe.skipIf(noGpu)('webgpu restrictedVocab vs cpu', () => {
   it('same offsets, columns and tokenColumn (ragged groups, empty responses and groups)', async () => {
