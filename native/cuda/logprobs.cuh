@@ -18,7 +18,7 @@ struct LogprobsParams {
   float* lse = nullptr;       // [rows]
   float* entropy = nullptr;   // [rows] or null
   float* sum_squares = nullptr;  // [rows] or null
-  int split_override = 0;     // tests: force this many vocabulary splits (0 = choose)
+  int split_override = 0;     // tests: this many vocabulary segments instead of the V-fixed count (0)
 };
 // Enqueues the forward; bad rows raise `flags` (all −Inf: kFlagAllNegInf; target not in [0, vocab)
 // and not ignore_index: kFlagTargetRange). Read the flags after the stream syncs.

@@ -4,7 +4,7 @@ import type { Tensor } from '../../tensor.js';
 import type { GatherProbsArgs, LogprobsArgs, LogprobsBackwardArgs, LogprobsResult } from '../backend.js';
 import { type CudaMemory, optPtr, ptrOf, runWithOutputs, withPoison } from './storage.js';
 
-/** Test hook: force the number of vocabulary splits of the forward (0 = let the launcher choose). */
+/** Test hook: this many vocabulary segments in the forward instead of the count V fixes (0); changes the bits. */
 export const logprobsTuning = { splits: 0 };
 
 export function cudaLogprobs(mem: CudaMemory, a: LogprobsArgs): Promise<LogprobsResult> {
