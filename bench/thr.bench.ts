@@ -162,7 +162,7 @@ export async function benchThr(options: ThrBenchOptions = {}): Promise<ThrBenchR
     const hidden = ctx.tensor(c.hidden as Float32Array, [T, DIM], 'f32');
     const vocab = await ctx.restrictedVocab(c.tokens, c.layout);
     const probs = ctx.tensor(c.probs, [c.probs.length], 'f32');
-    const correct = ctx.tensor(c.correct, [c.correct.length], 'u8');
+    const correct = c.correct;
     const thrOnce = async () => {
       const start = performance.now();
       const res = await ctx.tokenHiddenReward({ hidden, probs, vocab, layout: c.layout, correct });
@@ -238,7 +238,7 @@ export async function benchThr(options: ThrBenchOptions = {}): Promise<ThrBenchR
         ...common,
       });
     }
-    for (const t of [hidden, probs, correct, vocab.offsets, vocab.columns, vocab.tokenColumn]) t.dispose();
+    for (const t of [hidden, probs, vocab.offsets, vocab.columns, vocab.tokenColumn]) t.dispose();
   }
   ctx.dispose();
   if (options.print ?? true) printTable(rows);

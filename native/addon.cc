@@ -4,8 +4,12 @@
 // Exports: buildInfo() → { cuda, reason, archs, cudaRuntimeVersion }, and (CUDA builds) the class
 // CudaDevice. A CudaDevice owns one non-blocking stream and one job thread. Every op call converts its
 // arguments on the main thread, queues a job, and returns a promise; the job thread runs jobs in FIFO
-// order (so stream order = JS call order), enqueues the kernels, synchronises the stream, and hands the
-// job back through a thread-safe function that settles the promise on the main thread. Memory is
+// order (so stream order = JS call order), enqueues the kernels WITHOUT waiting for them, and hands the
+// job back through a thread-safe function that settles the promise on the main thread: the host runs
+// ahead of the device. Only read() and synchronize() wait for the stream. A value only the device sees
+// (a target id, an all −Inf row) is checked by its kernel, which raises a flag in its own slot of a
+// ring of ErrorFlags; each slot is copied back in stream order, and the next read() or synchronize()
+// turns the first raised slot into a RANGE error (docs/DESIGN.md, "Errors from the device"). Memory is
 // allocated on the main thread with cudaMallocAsync on the same stream (a caching pool; allocations
 // are ordered before every later job) and freed by a queued job (so after every earlier user).
 // Every CUDA call is checked; a failure becomes a JS Error with `code` (the GrpoKernelsError codes)
@@ -20,6 +24,7 @@
 
 #if GRPO_WITH_CUDA
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <condition_variable>
 #include <deque>
@@ -97,8 +102,10 @@ const char* CodeOf(const Status& s) {
   }
 }
 
+// RANGE messages come from kernel flags and start with the argument they name ("targets: ..."), worded
+// as the API's host checks word them; other messages get the op's name in front.
 Napi::Error StatusError(Napi::Env env, const std::string& op, const Status& s) {
-  return MakeError(env, CodeOf(s), op + ": " + s.message);
+  return MakeError(env, CodeOf(s), s.code == gk::Code::Range ? s.message : op + ": " + s.message);
 }
 
 std::string CudaCallError(const char* call, cudaError_t e) {
@@ -181,11 +188,37 @@ struct PoisonTarget {
 };
 
 // ------------------------------------------------------------------------------------------- jobs
+// One op's device-side checks, waiting for the next read() or synchronize() to be looked at.
+struct PendingCheck {
+  int slot;
+  std::string op;
+  std::function<std::string(const gk::ErrorFlags&)> message;
+};
+constexpr int kFlagSlots = 256;  // ops with checks in flight before one must wait for the device
+
 struct JobEnv {
   cudaStream_t stream;
   gk::LaunchEnv launch;
-  gk::ErrorFlags* d_flags;
-  gk::ErrorFlags* h_flags;  // pinned
+  gk::ErrorFlags* d_flags;  // kFlagSlots slots
+  gk::ErrorFlags* h_flags;  // pinned mirror, filled in stream order
+  std::vector<PendingCheck> pending;  // slots in use, in op order
+  uint64_t syncs = 0;                 // stream synchronisations so far (stats(): tests)
+
+  // Waits for the stream, then reports the first raised check (and forgets them all).
+  Status Drain() {
+    ++syncs;
+    GK_CHECK(cudaStreamSynchronize(stream));
+    Status first = Status::Ok();
+    for (const PendingCheck& c : pending) {
+      const gk::ErrorFlags& f = h_flags[c.slot];
+      if (f.bits != 0 && first.ok()) {
+        std::string m = c.message ? c.message(f) : "";
+        first = Status::Range(m.empty() ? c.op + ": a kernel raised error flags " + std::to_string(f.bits) : m);
+      }
+    }
+    pending.clear();
+    return first;
+  }
 };
 
 // Shared by a device and its in-flight jobs (a job may settle after its device was collected).
@@ -212,6 +245,7 @@ class CudaDevice : public Napi::ObjectWrap<CudaDevice> {
     return DefineClass(env, "CudaDevice",
                        {
                            InstanceMethod<&CudaDevice::Info>("info"),
+                           InstanceMethod<&CudaDevice::Stats>("stats"),
                            InstanceMethod<&CudaDevice::Alloc>("alloc"),
                            InstanceMethod<&CudaDevice::Free>("free"),
                            InstanceMethod<&CudaDevice::Upload>("upload"),
@@ -279,8 +313,8 @@ class CudaDevice : public Napi::ObjectWrap<CudaDevice> {
     uint64_t threshold = UINT64_MAX;  // keep freed memory cached, as PyTorch's allocator does
     check(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &threshold), "cudaMemPoolSetAttribute");
     check(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "cudaStreamCreateWithFlags");
-    check(cudaMalloc(&d_flags_, sizeof(gk::ErrorFlags)), "cudaMalloc");
-    check(cudaMallocHost(&h_flags_, sizeof(gk::ErrorFlags)), "cudaMallocHost");
+    check(cudaMalloc(&d_flags_, sizeof(gk::ErrorFlags) * kFlagSlots), "cudaMalloc");
+    check(cudaMallocHost(&h_flags_, sizeof(gk::ErrorFlags) * kFlagSlots), "cudaMallocHost");
     int rt = 0, drv = 0;
     cudaRuntimeGetVersion(&rt);
     cudaDriverGetVersion(&drv);
@@ -291,7 +325,7 @@ class CudaDevice : public Napi::ObjectWrap<CudaDevice> {
   // ---------------------------------------------------------------------------- job thread
   void Loop() {
     cudaSetDevice(device_);
-    JobEnv je{stream_, gk::LaunchEnv{stream_, prop_.multiProcessorCount}, d_flags_, h_flags_};
+    JobEnv je{stream_, gk::LaunchEnv{stream_, prop_.multiProcessorCount}, d_flags_, h_flags_, {}, 0};
     for (;;) {
       Job* job = nullptr;
       {
@@ -308,6 +342,7 @@ class CudaDevice : public Napi::ObjectWrap<CudaDevice> {
         job->status = job->run(je);
         if (!job->status.ok() && !job->deferred) sticky_ = job->status;
       }
+      syncs_.store(je.syncs, std::memory_order_relaxed);
       if (!job->deferred) {
         delete job;  // holds no JS values
         continue;
@@ -403,6 +438,13 @@ class CudaDevice : public Napi::ObjectWrap<CudaDevice> {
     return o;
   }
 
+  // stats() → { streamSyncs }: how often the job thread has waited for the device (tests: ops do not).
+  Napi::Value Stats(const Napi::CallbackInfo& info) {
+    Napi::Object o = Napi::Object::New(info.Env());
+    o.Set("streamSyncs", static_cast<double>(syncs_.load(std::memory_order_relaxed)));
+    return o;
+  }
+
   // alloc(bytes) → bigint (0n for 0 bytes). OUT_OF_MEMORY when the pool cannot grow.
   Napi::Value Alloc(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
@@ -468,8 +510,7 @@ class CudaDevice : public Napi::ObjectWrap<CudaDevice> {
     job->keep = Napi::Persistent(ta.As<Napi::Object>());
     job->run = [p, dst, bytes](JobEnv& je) -> Status {
       if (bytes > 0) GK_CHECK(cudaMemcpyAsync(dst, p, bytes, cudaMemcpyDeviceToHost, je.stream));
-      GK_CHECK(cudaStreamSynchronize(je.stream));
-      return Status::Ok();
+      return je.Drain();  // waits for the copy; a raised check of an earlier op rejects the read
     };
     return Submit(env, job);
   }
@@ -478,10 +519,7 @@ class CudaDevice : public Napi::ObjectWrap<CudaDevice> {
     Napi::Env env = info.Env();
     RequireOpen(env, "synchronize");
     Job* job = NewPromiseJob(env, "synchronize");
-    job->run = [](JobEnv& je) -> Status {
-      GK_CHECK(cudaStreamSynchronize(je.stream));
-      return Status::Ok();
-    };
+    job->run = [](JobEnv& je) -> Status { return je.Drain(); };
     return Submit(env, job);
   }
 
@@ -533,29 +571,34 @@ class CudaDevice : public Napi::ObjectWrap<CudaDevice> {
     return job;
   }
 
-  // The common shape of an op job: poison outputs, reset the flags, enqueue, read the flags back,
-  // sync, turn raised flags into a RANGE error.
+  // The common shape of an op job: poison outputs, enqueue, return without waiting. An op whose kernels
+  // check device values (flags_message given) gets the next flag slot: reset, passed to `enqueue`,
+  // copied back in stream order, and looked at by the next Drain(). With every slot in flight the op
+  // waits first (Drain), and a raised check of an earlier op is reported by this one.
+  using Enqueue = std::function<Status(JobEnv&, gk::Scratch&, gk::ErrorFlags*)>;
   Napi::Value RunOp(Napi::Env env, const char* op, const Napi::Object& args, std::vector<PoisonTarget> outputs,
-                    std::function<Status(JobEnv&, gk::Scratch&)> enqueue,
-                    std::function<std::string(const gk::ErrorFlags&)> flags_message = nullptr) {
+                    Enqueue enqueue, std::function<std::string(const gk::ErrorFlags&)> flags_message = nullptr) {
     RequireOpen(env, op);
     const bool poison = Has(args, "poison");
     const float poison_value = static_cast<float>(Num(args, "poison", 0));
     Job* job = NewPromiseJob(env, op);
+    const std::string name = op;
     job->run = [=](JobEnv& je) -> Status {
-      {
-        gk::Scratch scratch(je.stream);
-        if (poison)
-          for (const auto& t : outputs) GK_TRY(gk::launch_poison(t.ptr, t.n, t.dtype, poison_value, je.launch));
-        GK_TRY(gk::launch_reset_flags(je.d_flags, je.launch));
-        GK_TRY(enqueue(je, scratch));
-        GK_CHECK(cudaMemcpyAsync(je.h_flags, je.d_flags, sizeof(gk::ErrorFlags), cudaMemcpyDeviceToHost, je.stream));
+      gk::ErrorFlags* slot = nullptr;
+      if (flags_message) {
+        if (je.pending.size() == size_t(kFlagSlots)) GK_TRY(je.Drain());
+        const int i = static_cast<int>(je.pending.size());
+        slot = je.d_flags + i;
+        GK_TRY(gk::launch_reset_flags(slot, je.launch));
+        je.pending.push_back(PendingCheck{i, name, flags_message});
       }
-      GK_CHECK(cudaStreamSynchronize(je.stream));
-      if (je.h_flags->bits != 0) {
-        std::string m = flags_message ? flags_message(*je.h_flags) : "";
-        return Status::Range(m.empty() ? "a kernel raised error flags " + std::to_string(je.h_flags->bits) : m);
-      }
+      gk::Scratch scratch(je.stream);
+      if (poison)
+        for (const auto& t : outputs) GK_TRY(gk::launch_poison(t.ptr, t.n, t.dtype, poison_value, je.launch));
+      GK_TRY(enqueue(je, scratch, slot));
+      if (slot)
+        GK_CHECK(cudaMemcpyAsync(je.h_flags + (slot - je.d_flags), slot, sizeof(gk::ErrorFlags),
+                                 cudaMemcpyDeviceToHost, je.stream));
       return Status::Ok();
     };
     return Submit(env, job);
@@ -583,8 +626,8 @@ class CudaDevice : public Napi::ObjectWrap<CudaDevice> {
     const int64_t vocab = p.vocab;
     return RunOp(
         env, "logprobs", a, outs,
-        [p](JobEnv& je, gk::Scratch& s) { return gk::launch_logprobs_forward(p, je.launch, s, je.d_flags); },
-        [vocab](const gk::ErrorFlags& f) { return gk::logprobs_flags_message(f, vocab); });
+        [p](JobEnv& je, gk::Scratch& s, gk::ErrorFlags* f) { return gk::launch_logprobs_forward(p, je.launch, s, f); },
+        [vocab, ig = p.ignore_index](const gk::ErrorFlags& f) { return gk::logprobs_flags_message(f, vocab, ig); });
   }
 
   Napi::Value LogprobsBackward(const Napi::CallbackInfo& info) {
@@ -609,8 +652,8 @@ class CudaDevice : public Napi::ObjectWrap<CudaDevice> {
     const int64_t vocab = p.vocab;
     return RunOp(
         env, "logprobsBackward", a, outs,
-        [p](JobEnv& je, gk::Scratch&) { return gk::launch_logprobs_backward(p, je.launch, je.d_flags); },
-        [vocab](const gk::ErrorFlags& f) { return gk::logprobs_flags_message(f, vocab); });
+        [p](JobEnv& je, gk::Scratch&, gk::ErrorFlags* f) { return gk::launch_logprobs_backward(p, je.launch, f); },
+        [vocab, ig = p.ignore_index](const gk::ErrorFlags& f) { return gk::logprobs_flags_message(f, vocab, ig); });
   }
 
   Napi::Value GatherProbs(const Napi::CallbackInfo& info) {
@@ -630,7 +673,7 @@ class CudaDevice : public Napi::ObjectWrap<CudaDevice> {
     p.probs = static_cast<float*>(Ptr(a, "outProbs"));
     const int64_t n = p.probs_offsets.empty() ? 0 : p.probs_offsets.back();
     return RunOp(env, "gatherProbs", a, {{p.probs, n, DType::F32}},
-                 [p](JobEnv& je, gk::Scratch& s) { return gk::launch_gather_probs(p, je.launch, s); });
+                 [p](JobEnv& je, gk::Scratch& s, gk::ErrorFlags*) { return gk::launch_gather_probs(p, je.launch, s); });
   }
 
   Napi::Value Advantages(const Napi::CallbackInfo& info) {
@@ -658,7 +701,7 @@ class CudaDevice : public Napi::ObjectWrap<CudaDevice> {
                                    {p.std, G, DType::F32},
                                    {p.degenerate, G, DType::U8}};
     return RunOp(env, "advantages", a, outs,
-                 [p](JobEnv& je, gk::Scratch& s) { return gk::launch_advantages(p, je.launch, s); });
+                 [p](JobEnv& je, gk::Scratch& s, gk::ErrorFlags*) { return gk::launch_advantages(p, je.launch, s); });
   }
 
   Napi::Value ExpandToTokens(const Napi::CallbackInfo& info) {
@@ -670,7 +713,7 @@ class CudaDevice : public Napi::ObjectWrap<CudaDevice> {
     p.out = static_cast<float*>(Ptr(a, "out"));
     const int64_t T = p.response_offsets.empty() ? 0 : p.response_offsets.back();
     return RunOp(env, "expandToTokens", a, {{p.out, T, DType::F32}},
-                 [p](JobEnv& je, gk::Scratch& s) { return gk::launch_expand_to_tokens(p, je.launch, s); });
+                 [p](JobEnv& je, gk::Scratch& s, gk::ErrorFlags*) { return gk::launch_expand_to_tokens(p, je.launch, s); });
   }
 
   Napi::Value Whiten(const Napi::CallbackInfo& info) {
@@ -686,7 +729,7 @@ class CudaDevice : public Napi::ObjectWrap<CudaDevice> {
     p.keep_mean = Bool(a, "keepMean", false);
     p.out = static_cast<float*>(Ptr(a, "out"));
     return RunOp(env, "whiten", a, {{p.out, p.n, DType::F32}},
-                 [p](JobEnv& je, gk::Scratch& s) { return gk::launch_whiten(p, je.launch, s); });
+                 [p](JobEnv& je, gk::Scratch& s, gk::ErrorFlags*) { return gk::launch_whiten(p, je.launch, s); });
   }
 
   gk::ThrLayoutHost LayoutOf(const Napi::Object& a) {
@@ -728,7 +771,7 @@ class CudaDevice : public Napi::ObjectWrap<CudaDevice> {
     const int64_t T = p.layout.response_offsets.empty() ? 0 : p.layout.response_offsets.back();
     const int64_t G = p.layout.group_offsets.empty() ? 0 : int64_t(p.layout.group_offsets.size()) - 1;
     return RunOp(env, "tokenHiddenReward", a, {{p.thr, T, DType::F32}, {p.tau, G, DType::F32}},
-                 [p](JobEnv& je, gk::Scratch& s) { return gk::launch_token_hidden_reward(p, je.launch, s); });
+                 [p](JobEnv& je, gk::Scratch& s, gk::ErrorFlags*) { return gk::launch_token_hidden_reward(p, je.launch, s); });
   }
 
   Napi::Value ThrReweight(const Napi::CallbackInfo& info) {
@@ -747,7 +790,7 @@ class CudaDevice : public Napi::ObjectWrap<CudaDevice> {
     p.out = static_cast<float*>(Ptr(a, "out"));
     const int64_t T = p.layout.response_offsets.empty() ? 0 : p.layout.response_offsets.back();
     return RunOp(env, "thrReweight", a, {{p.out, T, DType::F32}},
-                 [p](JobEnv& je, gk::Scratch& s) { return gk::launch_thr_reweight(p, je.launch, s); });
+                 [p](JobEnv& je, gk::Scratch& s, gk::ErrorFlags*) { return gk::launch_thr_reweight(p, je.launch, s); });
   }
 
   Napi::Value Close(const Napi::CallbackInfo& info) {
@@ -771,6 +814,7 @@ class CudaDevice : public Napi::ObjectWrap<CudaDevice> {
   std::deque<Job*> queue_;
   bool stopping_ = false;
   Status sticky_;  // job thread only
+  std::atomic<uint64_t> syncs_{0};  // JobEnv::syncs, published for stats()
   Napi::ThreadSafeFunction tsfn_;
   std::shared_ptr<SettleState> settle_;
   Napi::Env::CleanupHook<void (*)(CudaDevice*), CudaDevice> cleanup_;

@@ -36,8 +36,12 @@
 //   a fold (2 exp) per lane and segment (every ~32 logits of a lane).
 //   Numerics: all state in f32; a NaN logit makes every output of its row NaN (counted with a
 //   bit test, since max() of NaN is implementation-defined); a row of all −Inf has lse = −Inf
-//   and sets `flag` to the lowest such row (atomicMin on u32: deterministic), which the host
-//   turns into a RANGE error; a +Inf logit makes every output of its row NaN (Inf/Inf).
+//   and sets flag[FLAG_NEG_INF_ROW] to the lowest such row (atomicMin on u32: deterministic); a
+//   target outside [0, V) that is not ignoreIndex sets flag[FLAG_TARGET_ROW] the same way and gives
+//   NaN outputs; a +Inf logit makes every output of its row NaN (Inf/Inf). After the rows, one
+//   MODE_FLAG workgroup copies the lowest bad row's target into flag[FLAG_TARGET_VALUE]. The host
+//   does not wait for the flags: the next wait reads them and throws RANGE naming targets or logits
+//   (docs/DESIGN.md, "Errors from the device").
 //
 // BACKWARD (logprobs_backward): gradLogits[r, j] = (onehot(target)_j − p_j)·g_r / T
 //   − (gE_r / T)·p_j·(log p_j + H_r)   (the second term only with gradEntropy),
@@ -46,7 +50,8 @@
 //   One invocation per output unit (1 f32, or one u32 word = 2 f16/bf16 elements, which may
 //   straddle two rows when V is odd). Bytes: rows·V·sizeof(dtype) read + written, 16·rows.
 //   FLOPs ~8 per element. p·log p is taken as 0 where p underflows to 0. Elementwise given the
-//   per-row inputs, so batch invariant by construction (tested).
+//   per-row inputs, so batch invariant by construction (tested). A bad target flags its row as in
+//   the forward (its gradient is 0), and MODE_FLAG (one invocation) records its value.
 //   In place (common.wgsl's xy_* sections: X read_write, no Y): the gradient overwrites the
 //   logits. Safe without a stats pass or barrier: an element's gradient needs only that element
 //   and per-row inputs (lse, targets, g, gE, H) from other buffers, so each invocation reads just
@@ -82,7 +87,7 @@ struct LogprobsParams {
 @group(0) @binding(6) var<storage, read_write> out_h: array<f32>;
 @group(0) @binding(7) var<storage, read_write> out_sq: array<f32>;
 @group(0) @binding(8) var<storage, read_write> partial: array<f32>;
-@group(0) @binding(9) var<storage, read_write> flag: atomic<u32>;
+@group(0) @binding(9) var<storage, read_write> flag: array<atomic<u32>, 4>;
 @group(0) @binding(10) var<storage, read> lse_in: array<f32>;
 @group(0) @binding(11) var<storage, read> grad_lp: array<f32>;
 @group(0) @binding(12) var<storage, read> grad_h: array<f32>;
@@ -102,6 +107,25 @@ const PARTIAL_STRIDE: u32 = 5u; // fields of a lane state in `partial`
 const MODE_ROWS: u32 = 0u;
 const MODE_SEGMENTS: u32 = 1u;
 const MODE_MERGE: u32 = 2u;
+const MODE_FLAG: u32 = 3u; // one workgroup: flag[FLAG_TARGET_VALUE] = targets[flag[FLAG_TARGET_ROW]]
+
+// Words of `flag` (src/backends/webgpu/logprobs.ts reads them; NO_ROW = nothing raised).
+const FLAG_NEG_INF_ROW: u32 = 0u;
+const FLAG_TARGET_ROW: u32 = 1u;
+const FLAG_TARGET_VALUE: u32 = 2u;
+const NO_ROW: u32 = 0xffffffffu;
+
+fn bad_target(t: i32) -> bool {
+  return t != P.ignore_index && (t < 0 || u32(t) >= P.vocab);
+}
+
+// MODE_FLAG's work: one invocation copies the lowest bad row's target next to its index.
+fn record_bad_target() {
+  let r = atomicLoad(&flag[FLAG_TARGET_ROW]);
+  if (r != NO_ROW) {
+    atomicStore(&flag[FLAG_TARGET_VALUE], bitcast<u32>(targets[r]));
+  }
+}
 
 // Online softmax state of a slice of a row; s = 0 iff nothing above −Inf was seen.
 struct St {
@@ -161,14 +185,14 @@ fn st_scaled(st: St, mx: f32) -> vec4<f32> {
   return vec4<f32>(a * st.s, a * (st.sx + d * st.s), a * a * st.sq, st.nan);
 }
 
-fn write_zero(g: u32) {
-  out_lp[g] = 0.0;
-  out_lse[g] = 0.0;
+fn write_all(g: u32, v: f32) {
+  out_lp[g] = v;
+  out_lse[g] = v;
   if (ENTROPY) {
-    out_h[g] = 0.0;
+    out_h[g] = v;
   }
   if (SUMSQ) {
-    out_sq[g] = 0.0;
+    out_sq[g] = v;
   }
 }
 
@@ -187,7 +211,7 @@ fn finish(row: u32, mx: f32, t: vec4<f32>) {
     h = nan_f32();
     sq = nan_f32();
   } else if (is_neg_inf(mx)) {
-    atomicMin(&flag, g);
+    atomicMin(&flag[FLAG_NEG_INF_ROW], g);
     lse = neg_inf();
     lp = nan_f32();
     h = nan_f32();
@@ -248,6 +272,12 @@ fn logprobs_rows(
   @builtin(local_invocation_index) lid: u32,
 ) {
   let w = flat_wg(wid, nwg);
+  if (P.mode == MODE_FLAG) {
+    if (w == 0u && lid == 0u) {
+      record_bad_target();
+    }
+    return;
+  }
   let per_row = select(1u, P.segments, P.mode == MODE_SEGMENTS);
   if (w >= P.rows * per_row) {
     return;
@@ -256,7 +286,14 @@ fn logprobs_rows(
   let g = P.row_base + row;
   if (targets[g] == P.ignore_index) {
     if (P.mode != MODE_SEGMENTS && lid == 0u) {
-      write_zero(g);
+      write_all(g, 0.0);
+    }
+    return;
+  }
+  if (bad_target(targets[g])) {
+    if (P.mode != MODE_SEGMENTS && lid == 0u) {
+      atomicMin(&flag[FLAG_TARGET_ROW], g);
+      write_all(g, nan_f32());
     }
     return;
   }
@@ -305,6 +342,10 @@ fn grad_at(e: u32) -> f32 {
   if (tgt == P.ignore_index) {
     return 0.0;
   }
+  if (bad_target(tgt)) {
+    atomicMin(&flag[FLAG_TARGET_ROW], g);
+    return 0.0;
+  }
   let lp = load_x(P.x_base + e) * P.inv_t - lse_in[g];
   let p = exp(lp);
   var d = (select(0.0, 1.0, i32(col) == tgt) - p) * grad_lp[g] * P.inv_t;
@@ -324,6 +365,12 @@ fn logprobs_backward(
   @builtin(local_invocation_index) lid: u32,
 ) {
   let u = flat_wg(wid, nwg) * WG + lid;
+  if (P.mode == MODE_FLAG) {
+    if (u == 0u) {
+      record_bad_target();
+    }
+    return;
+  }
   if (u >= P.units) {
     return;
   }

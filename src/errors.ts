@@ -28,3 +28,23 @@ export class GrpoKernelsError extends Error {
 export function fail(code: ErrorCode, argument: string, expected: string): never {
   throw new GrpoKernelsError(code, `${argument}: ${expected}`, { argument });
 }
+
+/**
+ * The RANGE errors of values only a kernel may see (targets on the device, all −Inf rows), worded
+ * once: the host checks, the cpu backend and the GPU kernels' flags (native/cuda/logprobs.cu's
+ * logprobs_flags_message) say the same thing.
+ */
+export function badTarget(row: number, value: number, vocab: number, ignoreIndex: number): never {
+  fail(
+    'RANGE',
+    'targets',
+    `expected values in [0, ${vocab}) or ignoreIndex (${ignoreIndex}), got targets[${row}] = ${value}`,
+  );
+}
+export function allNegInfRow(row: number): never {
+  fail(
+    'RANGE',
+    'logits',
+    `row ${row} has every element −Inf: its softmax is undefined; mask the row with ignoreIndex instead`,
+  );
+}

@@ -890,8 +890,11 @@ describe('advantages family: typed errors', () => {
   });
 
   it('ranges and enums', async () => {
-    for (const eps of [-1e-6, Number.NaN, Number.POSITIVE_INFINITY, '1e-6'])
+    for (const eps of [-1e-6, Number.NaN, Number.POSITIVE_INFINITY])
       await expectError(() => ctx.advantages(r4, { groupOffsets: go, eps: eps as never }), 'RANGE', 'eps');
+    // One rule for every option: a wrong type is DTYPE (naming the type), not RANGE.
+    for (const eps of ['1e-6', null])
+      await expectError(() => ctx.advantages(r4, { groupOffsets: go, eps: eps as never }), 'DTYPE', 'eps');
     const enums: [keyof AdvantagesOptions, string][] = [
       ['estimator', 'ppo'],
       ['preset', 'openrlhf2'],

@@ -581,6 +581,7 @@ describe('gatherProbs', () => {
         offsets: i32(g.vocab.offsets),
         columns: i32(g.vocab.columns),
         tokenColumn: i32(g.vocab.tokenColumn),
+        host: g.vocab,
       };
       const out = await ctx.gatherProbs(logits, fwd.lse, { layout: g.layout, vocab, temperature: t });
       const probs = await out.read();

@@ -573,7 +573,7 @@ describe('validation errors name the argument', () => {
     [
       'vocab.offsets of the wrong group count',
       async () => ctx.tokenHiddenReward(await vocabWith({ offsets: Int32Array.from([0, c.columns.length]) })),
-      'SHAPE',
+      'LAYOUT',
       'vocab.offsets',
     ],
     [

@@ -481,7 +481,7 @@ Status run_logprobs(const Device& dev, const Options& o) {
     gk::Scratch scratch(dev.stream);
     return gk::launch_logprobs_forward(p, dev.env, scratch, dev.d_flags);
   };
-  auto flags_message = [V](const gk::ErrorFlags& f) { return gk::logprobs_flags_message(f, V); };
+  auto flags_message = [V](const gk::ErrorFlags& f) { return gk::logprobs_flags_message(f, V, -100); };
   const std::string sizes = kv("N", double(N)) + "," + kv("V", double(V)) + "," + kv("dtype", "bf16");
 
   if (wants(o, "logprobs")) {

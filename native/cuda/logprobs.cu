@@ -419,12 +419,14 @@ Status launch_logprobs_forward(const LogprobsParams& p, const LaunchEnv& env, Sc
   });
 }
 
-std::string logprobs_flags_message(const ErrorFlags& f, int64_t vocab) {
+std::string logprobs_flags_message(const ErrorFlags& f, int64_t vocab, int ignore_index) {
   if (f.bits & kFlagTargetRange)
-    return "targets: expected ids in [0, " + std::to_string(vocab) + ") or ignoreIndex, got " +
-           std::to_string(f.value()) + " at row " + std::to_string(f.first());
+    return "targets: expected values in [0, " + std::to_string(vocab) + ") or ignoreIndex (" +
+           std::to_string(ignore_index) + "), got targets[" + std::to_string(f.first()) +
+           "] = " + std::to_string(f.value());
   if (f.bits & kFlagAllNegInf)
-    return "logits: row " + std::to_string(f.first()) + " is all −Inf (no distribution to normalise)";
+    return "logits: row " + std::to_string(f.first()) +
+           " has every element −Inf: its softmax is undefined; mask the row with ignoreIndex instead";
   return "";
 }
 

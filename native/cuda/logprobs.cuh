@@ -25,7 +25,9 @@ struct LogprobsParams {
 Status launch_logprobs_forward(const LogprobsParams& p, const LaunchEnv& env, Scratch& scratch,
                                ErrorFlags* flags);
 // Message for flags raised by the logprobs kernels (empty when none).
-std::string logprobs_flags_message(const ErrorFlags& f, int64_t vocab);
+// The RANGE message of raised logprobs flags, worded as the API's host checks word it (src/api/logprobs.ts),
+// so a bad target reads the same whether the host or the kernel found it.
+std::string logprobs_flags_message(const ErrorFlags& f, int64_t vocab, int ignore_index);
 
 struct LogprobsBackwardParams {
   const void* logits = nullptr;  // [rows, vocab]

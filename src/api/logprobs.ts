@@ -1,22 +1,24 @@
 /**
  * Validation and dispatch of the logprobs family: logprobs, logprobsBackward, gatherProbs.
- * Everything here runs before any kernel: argument types, shapes, dtypes, option ranges, target
- * indices (read to host for the check) and the restricted vocabulary's offsets and columns.
+ * Everything here runs on the host before any kernel and never reads device memory back: argument
+ * types, shapes, dtypes, option ranges, host targets, and the restricted vocabulary's host arrays.
+ * Targets already on the device are checked by the kernels (a flag, reported at the next wait).
  * Plain typed arrays are uploaded and the temporaries disposed whatever happens.
  */
-import type { Backend, LogprobsResult, ResolvedVocab, RestrictedVocab } from '../backends/backend.js';
+import type { Backend, LogprobsResult } from '../backends/backend.js';
 import { FLOAT_DTYPES, type FloatDType } from '../dtypes.js';
-import { fail } from '../errors.js';
-import { type Layout, resolveLayout, validateOffsets } from '../layout.js';
+import { badTarget, fail } from '../errors.js';
+import { type Layout, resolveLayout } from '../layout.js';
 import type { Tensor } from '../tensor.js';
 import {
   asTensor,
-  checkBoolean,
-  checkNumber,
+  booleanOption,
   checkOptions,
+  numberOption,
   type TensorLike,
   withUploads,
 } from './validate.js';
+import { probsOffsets, resolveVocab, type VocabLike } from './vocab.js';
 
 export interface LogprobsOptions {
   /** Divides the logits before the softmax; finite and > 0. Default 1. */
@@ -45,7 +47,8 @@ export interface LogprobsBackwardOptions {
 
 export interface GatherProbsOptions {
   layout: Layout;
-  vocab: RestrictedVocab;
+  /** From restrictedVocab() (or its three host arrays). */
+  vocab: VocabLike;
   temperature?: number;
 }
 
@@ -55,18 +58,6 @@ const DEFAULT_TEMPERATURE = 1;
 const DEFAULT_IGNORE_INDEX = -100;
 
 // ---------------------------------------------------------------- option and argument checks
-
-/** A number option: undefined → `fallback`; not a number → DTYPE; out of bounds → RANGE. */
-function numberOption(
-  argument: string,
-  value: unknown,
-  fallback: number,
-  bounds: Parameters<typeof checkNumber>[2],
-): number {
-  if (value === undefined) return fallback;
-  if (typeof value !== 'number') fail('DTYPE', argument, `expected a number, got ${typeof value}`);
-  return checkNumber(argument, value, bounds);
-}
 
 function temperatureOption(value: unknown): number {
   return numberOption('temperature', value, DEFAULT_TEMPERATURE, { min: 0, exclusiveMin: true });
@@ -81,7 +72,7 @@ function ignoreIndexOption(value: unknown): number {
 }
 
 function flagOption(argument: string, value: unknown): boolean {
-  return value === undefined ? false : checkBoolean(argument, value);
+  return booleanOption(argument, value, false);
 }
 
 /** logits: a rank-2 Tensor of a float dtype with at least one column. */
@@ -95,22 +86,17 @@ function logitsArg(
   return { logits: tensor, rows, vocab };
 }
 
-/** A host copy of an i32 argument: of the caller's own array when it passed one (no read-back). */
-async function hostCopy(value: unknown, tensor: Tensor<'i32'>): Promise<Int32Array> {
-  return value instanceof Int32Array ? value.slice() : tensor.read();
-}
-
-/** Every target is ignoreIndex or a column index in [0, vocab). */
-function checkTargets(host: Int32Array, vocab: number, ignoreIndex: number): void {
-  for (let i = 0; i < host.length; i++) {
-    const t = host[i];
-    if (t !== ignoreIndex && (t < 0 || t >= vocab)) {
-      fail(
-        'RANGE',
-        'targets',
-        `expected values in [0, ${vocab}) or ignoreIndex (${ignoreIndex}), got targets[${i}] = ${t}`,
-      );
-    }
+/**
+ * Every target is ignoreIndex or a column index in [0, vocab). Host targets (an Int32Array) are
+ * checked here, before any kernel; targets already on the device are checked by the kernel, which
+ * raises a flag reported as the same RANGE error at the next wait (docs/DESIGN.md, "Errors from
+ * the device"): reading them back here would stall the host on the device.
+ */
+function checkTargets(value: unknown, vocab: number, ignoreIndex: number): void {
+  if (!(value instanceof Int32Array)) return;
+  for (let i = 0; i < value.length; i++) {
+    const t = value[i];
+    if (t !== ignoreIndex && (t < 0 || t >= vocab)) badTarget(i, t, vocab, ignoreIndex);
   }
 }
 
@@ -141,7 +127,7 @@ export async function logprobs(
   const uploads: Uploaded[] = [];
   return withUploads(uploads, async () => {
     const tg = track(uploads, asTensor(backend, 'targets', targets, ['i32'], [rows])).tensor;
-    checkTargets(await hostCopy(targets, tg), vocab, ignoreIndex);
+    checkTargets(targets, vocab, ignoreIndex);
     return backend.logprobs({
       logits: lg,
       targets: tg,
@@ -191,7 +177,7 @@ export async function logprobsBackward(
       // Accepted for symmetry with the forward's outputs; unused without gradEntropy.
       track(uploads, asTensor(backend, 'entropy', o.entropy, ['f32'], [rows]));
     }
-    checkTargets(await hostCopy(targets, tg), vocab, ignoreIndex);
+    checkTargets(targets, vocab, ignoreIndex);
     return backend.logprobsBackward({
       logits: lg,
       targets: tg,
@@ -218,47 +204,10 @@ export async function gatherProbs(
   const temperature = temperatureOption(o.temperature);
   const { logits: lg, rows, vocab: vocabSize } = logitsArg(backend, logits);
   const layout = resolveLayout(o.layout, rows);
-  const v = o.vocab as Partial<RestrictedVocab> | undefined;
-  if (typeof v !== 'object' || v === null) {
-    fail(
-      'DTYPE',
-      'vocab',
-      'expected a RestrictedVocab { offsets, columns, tokenColumn } from restrictedVocab()',
-    );
-  }
   const uploads: Uploaded[] = [];
   return withUploads(uploads, async () => {
     const ls = track(uploads, asTensor(backend, 'lse', lse, ['f32'], [rows])).tensor;
-    const offsets = track(uploads, asTensor(backend, 'vocab.offsets', v.offsets, ['i32'], [null])).tensor;
-    const columns = track(uploads, asTensor(backend, 'vocab.columns', v.columns, ['i32'], [null])).tensor;
-    const tokenColumn = track(
-      uploads,
-      asTensor(backend, 'vocab.tokenColumn', v.tokenColumn, ['i32'], [rows]),
-    ).tensor;
-
-    const g = layout.numGroups;
-    if (offsets.size !== g + 1) {
-      fail(
-        'LAYOUT',
-        'vocab.offsets',
-        `expected ${g + 1} offsets (one more than the layout's ${g} groups), got ${offsets.size}`,
-      );
-    }
-    const hostOffsets = validateOffsets('vocab.offsets', await hostCopy(v.offsets, offsets), columns.size);
-    const hostColumns = await hostCopy(v.columns, columns);
-    for (let k = 0; k < hostColumns.length; k++) {
-      const c = hostColumns[k];
-      if (c < 0 || c >= vocabSize) {
-        fail('RANGE', 'vocab.columns', `expected column ids in [0, ${vocabSize}), got columns[${k}] = ${c}`);
-      }
-    }
-
-    const probsOffsets = new Float64Array(g + 1);
-    for (let i = 0; i < g; i++) {
-      const tokens = layout.groupTokenOffsets[i + 1] - layout.groupTokenOffsets[i];
-      probsOffsets[i + 1] = probsOffsets[i] + tokens * (hostOffsets[i + 1] - hostOffsets[i]);
-    }
-    const vocab: ResolvedVocab = { offsets, columns, tokenColumn, hostOffsets };
+    const vocab = resolveVocab(backend, o.vocab, layout, vocabSize, uploads);
     return backend.gatherProbs({
       logits: lg,
       lse: ls,
@@ -266,7 +215,7 @@ export async function gatherProbs(
       vocab,
       vocabSize,
       temperature,
-      probsOffsets,
+      probsOffsets: probsOffsets(layout, vocab.hostOffsets),
     });
   });
 }

@@ -5,7 +5,6 @@
  */
 import type {
   Backend,
-  ResolvedVocab,
   RestrictedVocab,
   ReweightMode,
   ThrPrecision,
@@ -14,29 +13,34 @@ import type {
 } from '../backends/backend.js';
 import { type DType, FLOAT_DTYPES, type FloatDType } from '../dtypes.js';
 import { fail } from '../errors.js';
-import { type Layout, type ResolvedLayout, resolveLayout, validateOffsets } from '../layout.js';
-import type { Tensor } from '../tensor.js';
+import { type Layout, type ResolvedLayout, resolveLayout } from '../layout.js';
+import { Tensor } from '../tensor.js';
 import {
   asTensor,
-  checkBoolean,
-  checkEnum,
+  booleanOption,
   checkNumber,
   checkOptions,
+  checkShape,
+  describe,
+  enumOption,
+  numberOption,
+  quote,
   type ShapePattern,
   type TensorLike,
   withUploads,
 } from './validate.js';
+import { buildRestrictedVocab, probsOffsets, resolveVocab, type VocabLike } from './vocab.js';
 
 export interface TokenHiddenRewardOptions {
   /** Old-policy final hidden states h_t, [Ttotal, d]. */
   hidden: Tensor<FloatDType>;
   /** Packed f32 probabilities on V*: group g's [T_g, K_g] block at Σ_{h<g} T_h·K_h (gatherProbs). */
   probs: TensorLike<'f32'>;
-  /** From restrictedVocab(). */
-  vocab: RestrictedVocab;
+  /** From restrictedVocab() (or its three host arrays). */
+  vocab: VocabLike;
   layout: Layout;
-  /** u8 [R], 0 or 1. */
-  correct: TensorLike<'u8'>;
+  /** [R], 0 or 1: host metadata, like the layout (it decides which groups are degenerate). */
+  correct: Uint8Array;
   /** Anchor weight of correct tokens: 'length' = 1/|y_r| (THR, default) or 'none' = 1 (NTHR). */
   weighting?: Weighting;
   /** tau_g = beta · min_i (mean THR of correct response i); any finite number, default 1. */
@@ -62,7 +66,8 @@ export interface ThrReweightOptions {
   thr: TensorLike<'f32'>;
   tau: TensorLike<'f32'>;
   layout: Layout;
-  correct: TensorLike<'u8'>;
+  /** [R], 0 or 1: host metadata, like the layout. */
+  correct: Uint8Array;
   /** Mode 'thr' only: in [−1, 1], default 0 (> 0 exploitation, < 0 exploration). */
   p?: number;
   /** 'thr' (default), 'thr-only' (p = 0) or 'nthr'. */
@@ -93,13 +98,23 @@ function requireOptions<T extends object>(
   return checkOptions<T>('options', value, keys);
 }
 
-/** Reads `correct` [R] to host and checks every flag is 0 or 1. */
-async function readCorrect(correct: Tensor<'u8'>): Promise<Uint8Array> {
-  const host = await correct.read();
-  for (let i = 0; i < host.length; i++) {
-    if (host[i] > 1) fail('RANGE', 'correct', `expected flags 0 or 1, got ${host[i]} at [${i}]`);
+/**
+ * `correct` [R] is host metadata, like the layout: it decides which groups are degenerate and so
+ * the launch plan. A Uint8Array of 0/1 flags; a device Tensor is refused rather than read back.
+ */
+function readCorrect(value: unknown, responses: number): Uint8Array {
+  if (!(value instanceof Uint8Array)) {
+    fail(
+      'DTYPE',
+      'correct',
+      `expected a Uint8Array of 0/1 flags (host metadata, like the layout), got ${value instanceof Tensor ? 'a Tensor (read it to the host first)' : describe(value)}`,
+    );
   }
-  return host;
+  checkShape('correct', [value.length], [responses]);
+  for (let i = 0; i < value.length; i++) {
+    if (value[i] > 1) fail('RANGE', 'correct', `expected flags 0 or 1, got ${value[i]} at [${i}]`);
+  }
+  return value;
 }
 
 /**
@@ -124,23 +139,34 @@ function degenerateGroups(layout: ResolvedLayout, correct: Uint8Array): Uint8Arr
   return out;
 }
 
-/** Each group's sorted unique sampled token ids (V*_g) and each token's column in it. */
+/**
+ * Each group's sorted unique sampled token ids (V*_g) and each token's column in it: a host op
+ * (integer sorting, exact) whose result carries its host arrays and their uploaded tensors. Host
+ * tokens (an Int32Array) are used as they are; a Tensor is read back first, which waits for the
+ * device (pass the host array when you have it).
+ */
 export async function restrictedVocab(
   backend: Backend,
   tokens: unknown,
   layout: unknown,
 ): Promise<RestrictedVocab> {
-  const uploads: Upload[] = [];
-  return withUploads(uploads, async () => {
-    const l = resolveLayout(layout);
-    const take = taker(backend, uploads);
-    const tok = take('tokens', tokens, ['i32'], [l.numTokens]);
-    const host = await tok.read();
-    for (let i = 0; i < host.length; i++) {
-      if (host[i] < 0) fail('RANGE', 'tokens', `expected token ids ≥ 0, got ${host[i]} at [${i}]`);
+  const l = resolveLayout(layout);
+  let host: Int32Array;
+  if (tokens instanceof Tensor) {
+    const t = asTensor(backend, 'tokens', tokens, ['i32'], [l.numTokens]).tensor;
+    host = await t.read();
+  } else {
+    if (!(tokens instanceof Int32Array)) {
+      fail('DTYPE', 'tokens', `expected an Int32Array or a Tensor of dtype i32, got ${describe(tokens)}`);
     }
-    return backend.restrictedVocab({ tokens: tok, layout: l });
-  });
+    checkShape('tokens', [tokens.length], [l.numTokens]);
+    host = tokens;
+  }
+  const h = buildRestrictedVocab(host, l);
+  const offsets = backend.upload(h.offsets, [h.offsets.length], 'i32');
+  const columns = backend.upload(h.columns, [h.columns.length], 'i32');
+  const tokenColumn = backend.upload(h.tokenColumn, [h.tokenColumn.length], 'i32');
+  return { offsets, columns, tokenColumn, host: h };
 }
 
 /** Token hidden reward (THR.md) and each group's threshold tau. */
@@ -150,51 +176,25 @@ export async function tokenHiddenReward(backend: Backend, options: unknown): Pro
     '{ hidden, probs, vocab, layout, correct, weighting?, beta?, precision? }',
     ['hidden', 'probs', 'vocab', 'layout', 'correct', 'weighting', 'beta', 'precision'],
   );
-  const weighting = checkEnum<Weighting>('weighting', o.weighting ?? 'length', ['length', 'none']);
-  const beta = checkNumber('beta', o.beta ?? 1);
-  const precision = checkEnum<ThrPrecision>('precision', o.precision ?? 'f32', ['f32', 'tf32']);
+  const weighting = enumOption<Weighting>('weighting', o.weighting, ['length', 'none'], 'length');
+  const beta = numberOption('beta', o.beta, 1);
+  const precision = enumOption<ThrPrecision>('precision', o.precision, ['f32', 'tf32'], 'f32');
   const uploads: Upload[] = [];
   return withUploads(uploads, async () => {
     const layout = resolveLayout(o.layout);
-    const { numTokens: T, numResponses: R, numGroups: G, groupTokenOffsets: gto } = layout;
+    const { numTokens: T, numResponses: R, numGroups: G } = layout;
     const take = taker(backend, uploads);
     const hidden = take('hidden', o.hidden, FLOAT_DTYPES, [T, null]);
     const correct = take('correct', o.correct, ['u8'], [R]);
-
-    const v = o.vocab as Partial<RestrictedVocab> | undefined;
-    if (typeof v !== 'object' || v === null) {
-      fail('DTYPE', 'vocab', 'expected { offsets, columns, tokenColumn } as restrictedVocab() returns');
-    }
-    const offsets = take('vocab.offsets', v.offsets, ['i32'], [G + 1]);
-    const columns = take('vocab.columns', v.columns, ['i32'], [null]);
-    const tokenColumn = take('vocab.tokenColumn', v.tokenColumn, ['i32'], [T]);
-
-    // probs holds Σ_g T_g·K_g elements; the offsets are kept in f64 (exact up to 2^53).
-    const hostOffsets = validateOffsets('vocab.offsets', await offsets.read(), columns.shape[0]);
-    const probsOffsets = new Float64Array(G + 1);
-    for (let g = 0; g < G; g++) {
-      probsOffsets[g + 1] = probsOffsets[g] + (gto[g + 1] - gto[g]) * (hostOffsets[g + 1] - hostOffsets[g]);
-    }
-    const probs = take('probs', o.probs, ['f32'], [probsOffsets[G]]);
-
-    // Every token's column must lie in its group's V*: the kernels index M and probs with it.
-    const hostColumn = await tokenColumn.read();
-    for (let g = 0; g < G; g++) {
-      const k = hostOffsets[g + 1] - hostOffsets[g];
-      for (let t = gto[g]; t < gto[g + 1]; t++) {
-        const c = hostColumn[t];
-        if (c < 0 || c >= k) {
-          fail('RANGE', 'vocab.tokenColumn', `expected [${t}] in [0, ${k}) (group ${g}'s |V*|), got ${c}`);
-        }
-      }
-    }
-    const hostCorrect = await readCorrect(correct);
-    const vocab: ResolvedVocab = { offsets, columns, tokenColumn, hostOffsets };
+    const vocab = resolveVocab(backend, o.vocab, layout, undefined, uploads);
+    const pOffsets = probsOffsets(layout, vocab.hostOffsets);
+    const probs = take('probs', o.probs, ['f32'], [pOffsets[G]]);
+    const hostCorrect = readCorrect(o.correct, R);
     return backend.tokenHiddenReward({
       hidden,
       dim: hidden.shape[1],
       probs,
-      probsOffsets,
+      probsOffsets: pOffsets,
       vocab,
       layout,
       correct,
@@ -218,21 +218,21 @@ export async function thrReweight(backend: Backend, options: unknown): Promise<T
     '{ tokenAdvantages, thr, tau, layout, correct, p?, mode?, mask?, eta? }',
     ['tokenAdvantages', 'thr', 'tau', 'layout', 'correct', 'p', 'mode', 'mask', 'eta'],
   );
-  const mode = checkEnum<ReweightMode>('mode', o.mode ?? 'thr', ['thr', 'thr-only', 'nthr']);
-  const p = checkNumber('p', o.p ?? 0, { min: -1, max: 1 });
+  const mode = enumOption<ReweightMode>('mode', o.mode, ['thr', 'thr-only', 'nthr'], 'thr');
+  const p = numberOption('p', o.p, 0, { min: -1, max: 1 });
   if (mode !== 'thr' && p !== 0) {
     fail('RANGE', 'p', `expected 0 or none with mode '${mode}' (p applies to mode 'thr' only), got ${p}`);
   }
-  const mask = checkBoolean('mask', o.mask ?? true);
+  const mask = booleanOption('mask', o.mask, true);
   if (mode === 'nthr' && !mask) {
     fail('RANGE', 'mask', `expected true or none with mode 'nthr' (mask applies to 'thr' and 'thr-only')`);
   }
-  const etaRaw = o.eta ?? 'auto';
   let eta: number | 'auto' = 'auto';
-  if (etaRaw !== 'auto') {
-    if (typeof etaRaw !== 'number' || !(etaRaw >= 0 && etaRaw <= 1)) {
-      fail('RANGE', 'eta', `expected 'auto' or a number in [0, 1], got ${JSON.stringify(etaRaw) ?? etaRaw}`);
-    }
+  if (o.eta !== undefined && o.eta !== 'auto') {
+    const what = "expected 'auto' or a number in [0, 1]";
+    if (typeof o.eta === 'string') fail('RANGE', 'eta', `${what}, got ${quote(o.eta)}`);
+    if (typeof o.eta !== 'number') fail('DTYPE', 'eta', `${what}, got ${describe(o.eta)}`);
+    const etaRaw = checkNumber('eta', o.eta, { min: 0, max: 1 });
     if (mode !== 'nthr') {
       fail('RANGE', 'eta', `expected 'auto' or none with mode '${mode}' (eta applies to 'nthr' only)`);
     }
@@ -246,8 +246,8 @@ export async function thrReweight(backend: Backend, options: unknown): Promise<T
     const tokenAdvantages = take('tokenAdvantages', o.tokenAdvantages, ['f32'], [T]);
     const thr = take('thr', o.thr, ['f32'], [T]);
     const tau = take('tau', o.tau, ['f32'], [G]);
+    const hostCorrect = readCorrect(o.correct, R);
     const correct = take('correct', o.correct, ['u8'], [R]);
-    const hostCorrect = await readCorrect(correct);
     return backend.thrReweight({
       tokenAdvantages,
       thr,

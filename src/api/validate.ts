@@ -71,7 +71,7 @@ export function asTensor<D extends DType>(
     fail(
       'DTYPE',
       argument,
-      `expected a Tensor or a typed array (dtype ${dtypes.join(' or ')}), got ${value === null ? 'null' : typeof value}`,
+      `expected a Tensor or a typed array (dtype ${dtypes.join(' or ')}), got ${describe(value)}`,
     );
   }
   checkShape(argument, tensor.shape, pattern);
@@ -102,7 +102,30 @@ export function checkShape(argument: string, shape: readonly number[], pattern: 
   }
 }
 
-/** A finite number within bounds (inclusive unless stated). */
+/** The kind of a value, for DTYPE messages: "a string", "null", "a Float64Array", "a Tensor". */
+export function describe(value: unknown): string {
+  if (value === null) return 'null';
+  if (value === undefined) return 'undefined';
+  if (value instanceof Tensor) return `a Tensor of dtype ${value.dtype}`;
+  if (ArrayBuffer.isView(value)) return `a ${value.constructor.name}`;
+  if (Array.isArray(value)) return 'an array';
+  const t = typeof value;
+  return t === 'object' ? 'an object' : `a ${t}`;
+}
+
+/** A value as the caller wrote it, for RANGE messages: 'abc' quoted, NaN as NaN, 1e20 as 100000000000000000000. */
+export function quote(value: unknown): string {
+  if (typeof value === 'string') return JSON.stringify(value);
+  if (typeof value === 'bigint') return `${value}n`;
+  if (typeof value === 'number' || typeof value === 'boolean' || value == null) return String(value);
+  return describe(value);
+}
+
+/**
+ * One rule for every option: a value of the wrong type is DTYPE naming its type; a value of the
+ * right type out of range is RANGE quoting it as given. `undefined` (an absent option) is the
+ * caller's to default; null is a wrong type like any other.
+ */
 export function checkNumber(
   argument: string,
   value: unknown,
@@ -111,30 +134,52 @@ export function checkNumber(
   const { min, max, exclusiveMin = false, integer = false } = bounds;
   const range = `${min === undefined ? '(-∞' : exclusiveMin ? `(${min}` : `[${min}`}, ${max === undefined ? '∞)' : `${max}]`}`;
   const what = `expected ${integer ? 'an integer' : 'a finite number'} in ${range}`;
-  if (typeof value !== 'number' || Number.isNaN(value) || !Number.isFinite(value))
-    fail('RANGE', argument, `${what}, got ${String(value)}`);
-  if (integer && !Number.isInteger(value)) fail('RANGE', argument, `${what}, got ${value}`);
+  if (typeof value !== 'number') fail('DTYPE', argument, `expected a number, got ${describe(value)}`);
+  if (!Number.isFinite(value) || (integer && !Number.isInteger(value)))
+    fail('RANGE', argument, `${what}, got ${quote(value)}`);
   if (min !== undefined && (exclusiveMin ? value <= min : value < min))
-    fail('RANGE', argument, `${what}, got ${value}`);
-  if (max !== undefined && value > max) fail('RANGE', argument, `${what}, got ${value}`);
+    fail('RANGE', argument, `${what}, got ${quote(value)}`);
+  if (max !== undefined && value > max) fail('RANGE', argument, `${what}, got ${quote(value)}`);
   return value;
 }
 
-/** One of a fixed set of strings. */
+/** checkNumber, with `fallback` for an absent (undefined) option. */
+export function numberOption(
+  argument: string,
+  value: unknown,
+  fallback: number,
+  bounds: Parameters<typeof checkNumber>[2] = {},
+): number {
+  return value === undefined ? fallback : checkNumber(argument, value, bounds);
+}
+
+/** One of a fixed set of strings: another type is DTYPE, another string RANGE. */
 export function checkEnum<T extends string>(argument: string, value: unknown, allowed: readonly T[]): T {
-  if (typeof value !== 'string' || !(allowed as readonly string[]).includes(value)) {
-    fail(
-      'RANGE',
-      argument,
-      `expected one of ${allowed.map((a) => `'${a}'`).join(', ')}, got ${JSON.stringify(value)}`,
-    );
-  }
+  const list = allowed.map((a) => `'${a}'`).join(', ');
+  if (typeof value !== 'string') fail('DTYPE', argument, `expected one of ${list}, got ${describe(value)}`);
+  if (!(allowed as readonly string[]).includes(value))
+    fail('RANGE', argument, `expected one of ${list}, got ${quote(value)}`);
   return value as T;
 }
 
+/** checkEnum, with `fallback` for an absent (undefined) option. */
+export function enumOption<T extends string>(
+  argument: string,
+  value: unknown,
+  allowed: readonly T[],
+  fallback: T,
+): T {
+  return value === undefined ? fallback : checkEnum(argument, value, allowed);
+}
+
 export function checkBoolean(argument: string, value: unknown): boolean {
-  if (typeof value !== 'boolean') fail('DTYPE', argument, `expected a boolean, got ${typeof value}`);
+  if (typeof value !== 'boolean') fail('DTYPE', argument, `expected a boolean, got ${describe(value)}`);
   return value;
+}
+
+/** checkBoolean, with `fallback` for an absent (undefined) option. */
+export function booleanOption(argument: string, value: unknown, fallback: boolean): boolean {
+  return value === undefined ? fallback : checkBoolean(argument, value);
 }
 
 /**
@@ -148,7 +193,7 @@ export function checkOptions<T extends object>(
 ): Partial<T> {
   if (value === undefined) return {};
   if (typeof value !== 'object' || value === null)
-    fail('DTYPE', argument, `expected an options object, got ${value === null ? 'null' : typeof value}`);
+    fail('DTYPE', argument, `expected an options object, got ${describe(value)}`);
   for (const k of Object.keys(value)) {
     if (!(keys as readonly string[]).includes(k)) {
       fail('DTYPE', `${argument}.${k}`, `unknown option; expected one of ${keys.join(', ')}`);

@@ -166,19 +166,28 @@ export interface WhitenArgs {
 }
 
 // ---------------------------------------------------------------- THR family
-/** A group's restricted vocabulary V*_g, as restrictedVocab() returns it. */
+/** Host copies of a restricted vocabulary's index arrays (planning and validation, no read-back). */
+export interface VocabHost {
+  offsets: Int32Array; // [G+1]
+  columns: Int32Array; // [ΣK_g]
+  tokenColumn: Int32Array; // [Ttotal]
+}
+/**
+ * A group's restricted vocabulary V*_g, as restrictedVocab() returns it: the device tensors the
+ * kernels index with, and their host copies (like a Layout, host metadata travels with it).
+ */
 export interface RestrictedVocab {
   offsets: Tensor<'i32'>; // [G+1]
   columns: Tensor<'i32'>; // [ΣK_g]
   tokenColumn: Tensor<'i32'>; // [Ttotal]
+  host: VocabHost;
 }
-/** RestrictedVocab with a host copy of its offsets, for planning. */
-export interface ResolvedVocab extends RestrictedVocab {
+/** What the backends get: the device tensors, validated, with the host offsets for planning. */
+export interface ResolvedVocab {
+  offsets: Tensor<'i32'>;
+  columns: Tensor<'i32'>;
+  tokenColumn: Tensor<'i32'>;
   hostOffsets: Int32Array;
-}
-export interface RestrictedVocabArgs {
-  tokens: Tensor<'i32'>; // [Ttotal]
-  layout: ResolvedLayout;
 }
 export type Weighting = 'length' | 'none';
 /**
@@ -240,7 +249,6 @@ export interface Backend {
   expandToTokens(args: ExpandToTokensArgs): Promise<Tensor<'f32'>>;
   whiten(args: WhitenArgs): Promise<Tensor<'f32'>>;
 
-  restrictedVocab(args: RestrictedVocabArgs): Promise<RestrictedVocab>;
   tokenHiddenReward(args: TokenHiddenRewardArgs): Promise<ThrResult>;
   thrReweight(args: ThrReweightArgs): Promise<Tensor<'f32'>>;
 

@@ -354,14 +354,13 @@ function thrCase(groups: number, responses: number, tokens: number, d: number, v
       const hidden = ctx.tensor(randomF32(T * d, 14), [T, d], 'f32');
       const correct = new Uint8Array(groups * responses);
       for (let r = 0; r < correct.length; r++) correct[r] = r % responses < Math.ceil(responses / 2) ? 1 : 0;
-      const correctT = ctx.tensor(correct, [correct.length], 'u8');
       return {
         async run() {
-          const r = await ctx.tokenHiddenReward({ hidden, probs, vocab: vocabT, layout, correct: correctT });
+          const r = await ctx.tokenHiddenReward({ hidden, probs, vocab: vocabT, layout, correct });
           return [r.thr, r.tau];
         },
         dispose() {
-          for (const t of [toks, vocabT.offsets, vocabT.columns, vocabT.tokenColumn, probs, hidden, correctT])
+          for (const t of [toks, vocabT.offsets, vocabT.columns, vocabT.tokenColumn, probs, hidden])
             t.dispose();
         },
         bytes: hiddenReads * 4 + probCount * 8 + T * 4,
@@ -388,15 +387,12 @@ function reweightCase(groups: number, responses: number, tokens: number): BenchC
       const tau = ctx.tensor(randomF32(groups, 17, 0.1).map(Math.abs), [groups], 'f32');
       const correct = new Uint8Array(groups * responses);
       for (let r = 0; r < correct.length; r++) correct[r] = r % 2;
-      const correctT = ctx.tensor(correct, [correct.length], 'u8');
       return {
         async run() {
-          return [
-            await ctx.thrReweight({ tokenAdvantages: adv, thr, tau, layout, correct: correctT, p: 0.1 }),
-          ];
+          return [await ctx.thrReweight({ tokenAdvantages: adv, thr, tau, layout, correct, p: 0.1 })];
         },
         dispose() {
-          for (const t of [adv, thr, tau, correctT]) t.dispose();
+          for (const t of [adv, thr, tau]) t.dispose();
         },
         bytes: T * 12,
         work: { amount: (T * 12) / 1e9, unit: 'GB/s' },

@@ -139,7 +139,7 @@ export async function grpoStep(
     const logits = scope.add(ctx.tensor(b.logits, [T, VOCAB], 'f32'));
     const tokens = scope.add(ctx.tensor(b.tokens, [T], 'i32'));
     const hidden = scope.add(ctx.tensor(b.hidden, [T, dim], 'f32'));
-    const correct = scope.add(ctx.tensor(b.correct, [b.correct.length], 'u8'));
+    const correct = b.correct;
 
     const lp = await ctx.logprobs(logits, tokens, { entropy: true });
     scope.add(lp.logprobs);

@@ -116,7 +116,7 @@ function thrCase(d: number, dtype: FloatDType): ThrCase {
 
 describe('tokenHiddenReward precision option (validation, every backend)', () => {
   const c = makeThrCase({ seed: 5, groups: randomGroups(5, 2, 4, 6), dim: 8, vocabSize: 20 });
-  it('an unknown precision is a RANGE error naming the argument', async () => {
+  it('an unknown precision is a RANGE error (a non-string DTYPE) naming the argument', async () => {
     for (const precision of ['fp32', 'TF32', 'bf16', 1, '']) {
       const hidden = cpu.tensor(c.hidden as Float32Array, [c.numTokens, c.dim], 'f32');
       const vocab = await cpu.restrictedVocab(c.tokens, c.layout);
@@ -131,7 +131,7 @@ describe('tokenHiddenReward precision option (validation, every backend)', () =>
         }),
       );
       expect(e).toBeInstanceOf(GrpoKernelsError);
-      expect(e.code).toBe('RANGE');
+      expect(e.code).toBe(typeof precision === 'string' ? 'RANGE' : 'DTYPE');
       expect(e.message).toContain('precision');
       expect(e.message).toContain(`'f32', 'tf32'`);
     }

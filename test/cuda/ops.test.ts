@@ -127,9 +127,12 @@ describe.skipIf(noGpu)('cuda logprobs vs cpu', () => {
         const data = new Float32Array(3 * v).fill(0.5);
         data.fill(Number.NEGATIVE_INFINITY, v, 2 * v);
         const x = cuda.tensor(encodeFloats(dtype, data) as never, [3, v], dtype);
-        await expect(cuda.logprobs(x, new Int32Array([1, 2, 3]))).rejects.toMatchObject({
+        // The op returns without waiting; the next wait reports the kernel's flag.
+        const r = await cuda.logprobs(x, new Int32Array([1, 2, 3]));
+        await expect(r.lse.read()).rejects.toMatchObject({
           code: 'RANGE',
-          message: expect.stringMatching(/row 1/),
+          argument: 'logits',
+          message: expect.stringMatching(/row 1 /),
         });
       });
     }
@@ -587,7 +590,7 @@ describe.skipIf(noGpu)('cuda review: 64-bit offsets, in-place backward, error fl
 
   // The flags name the smallest bad row with that row's own target (packed 64-bit atomicMin), on both
   // the unsplit forward, the split forward's merge kernel, and the backward.
-  it('bad targets through the raw device: the message names the first bad row and its value, every time', async () => {
+  it('bad targets through the raw device: ops do not wait; the next wait names the first bad row and its value, every time', async () => {
     const addon = loadNativeAddon();
     const dev = new addon.CudaDevice!(0);
     try {
@@ -607,32 +610,38 @@ describe.skipIf(noGpu)('cuda review: 64-bit offsets, in-place backward, error fl
       dev.upload(o2, new Float32Array(n));
       for (const splits of [1, 3]) {
         for (let rep = 0; rep < 5; rep++) {
-          await expect(
-            dev.logprobs({
-              logits: lg,
-              dtype: 'f32',
-              targets: tp,
-              rows: n,
-              vocab: v,
-              outLogprobs: o1,
-              outLse: o2,
-              splits,
-            }),
-          ).rejects.toMatchObject({ code: 'RANGE', message: expect.stringMatching(/got 1000 at row 5$/) });
+          await dev.logprobs({
+            logits: lg,
+            dtype: 'f32',
+            targets: tp,
+            rows: n,
+            vocab: v,
+            outLogprobs: o1,
+            outLse: o2,
+            splits,
+          });
+          await expect(dev.synchronize()).rejects.toMatchObject({
+            code: 'RANGE',
+            message: expect.stringMatching(/^targets: .* got targets\[5\] = 1000$/),
+          });
+          await dev.synchronize(); // reported once
         }
       }
-      await expect(
-        dev.logprobsBackward({
-          logits: lg,
-          dtype: 'f32',
-          targets: tp,
-          lse: o2,
-          gradLogprobs: o2,
-          rows: n,
-          vocab: v,
-          outGradLogits: grad,
-        }),
-      ).rejects.toMatchObject({ code: 'RANGE', message: expect.stringMatching(/got 1000 at row 5$/) });
+      await dev.logprobsBackward({
+        logits: lg,
+        dtype: 'f32',
+        targets: tp,
+        lse: o2,
+        gradLogprobs: o2,
+        rows: n,
+        vocab: v,
+        outGradLogits: grad,
+      });
+      const host = new Float32Array(1);
+      await expect(dev.read(o1, host)).rejects.toMatchObject({
+        code: 'RANGE',
+        message: expect.stringMatching(/got targets\[5\] = 1000$/),
+      });
     } finally {
       dev.close();
     }

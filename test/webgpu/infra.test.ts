@@ -142,11 +142,13 @@ describe.skipIf(noGpu)('webgpu infrastructure', () => {
     const targets = ctx.tensor(randomInts(4, n, 0, v));
     const warm = await ctx.logprobs(logits, targets, { entropy: true });
     for (const t of Object.values(warm)) t.dispose();
+    await ctx.synchronize(); // frees the flag buffers of the ops' device checks
     const before = b.runtime.liveBytes;
     for (let i = 0; i < 1000; i++) {
       const r = await ctx.logprobs(logits, targets, { entropy: true, sumSquares: i % 2 === 0 });
       for (const t of Object.values(r)) t.dispose();
     }
+    await ctx.synchronize();
     expect(b.runtime.liveBytes).toBe(before);
     logits.dispose();
     targets.dispose();

@@ -24,7 +24,7 @@ function cpuCopyProbe(bytes: number): number {
   return times[times.length >> 1];
 }
 
-import { cpuRestrictedVocab, cpuThrReweight, cpuTokenHiddenReward } from './thr.js';
+import { cpuThrReweight, cpuTokenHiddenReward } from './thr.js';
 
 export function createCpuBackend(): Backend {
   const device: DeviceInfo = {
@@ -43,7 +43,6 @@ export function createCpuBackend(): Backend {
     advantages: async (a) => cpuAdvantages(a),
     expandToTokens: async (a) => cpuExpandToTokens(a),
     whiten: async (a) => cpuWhiten(a),
-    restrictedVocab: async (a) => cpuRestrictedVocab(a),
     tokenHiddenReward: async (a) => cpuTokenHiddenReward(a),
     thrReweight: async (a) => cpuThrReweight(a),
     synchronize: async () => {},

@@ -12,7 +12,7 @@
  *   (or to the logits' dtype for the gradient) at the store.
  */
 import { type FloatDType, f16ToF32, f32ToBf16, f32ToF16 } from '../../dtypes.js';
-import { fail } from '../../errors.js';
+import { allNegInfRow, badTarget } from '../../errors.js';
 import type { Tensor } from '../../tensor.js';
 import type { GatherProbsArgs, LogprobsArgs, LogprobsBackwardArgs, LogprobsResult } from '../backend.js';
 import { cpuOutput, cpuTensor, hostData } from './storage.js';
@@ -133,9 +133,21 @@ function elementReader(logits: Tensor<FloatDType>): (index: number) => number {
  * - z = x/T is exact to f64 rounding; an f32 logit divided by a tiny T may overflow f64 to ±Inf,
  *   which is then treated as an infinite logit.
  */
+/**
+ * Every target is ignoreIndex or in [0, V), checked before any output is written (the GPU kernels
+ * check the same with a flag; the API checks host targets itself).
+ */
+function checkTargets(targets: Int32Array, rows: number, vocab: number, ignoreIndex: number): void {
+  for (let i = 0; i < rows; i++) {
+    const t = targets[i];
+    if (t !== ignoreIndex && (t < 0 || t >= vocab)) badTarget(i, t, vocab, ignoreIndex);
+  }
+}
+
 export function cpuLogprobs(a: LogprobsArgs): LogprobsResult {
   const { rows, vocab, temperature: T, ignoreIndex } = a;
   const targets = hostData(a.targets);
+  checkTargets(targets, rows, vocab, ignoreIndex);
   const lpOut = cpuOutput('f32', rows);
   const lseOut = cpuOutput('f32', rows);
   const entOut = a.entropy ? cpuOutput('f32', rows) : undefined;
@@ -170,13 +182,7 @@ export function cpuLogprobs(a: LogprobsArgs): LogprobsResult {
       if (sqOut) sqOut[i] = Number.NaN;
       continue;
     }
-    if (m === Number.NEGATIVE_INFINITY) {
-      fail(
-        'RANGE',
-        'logits',
-        `row ${i} (target ${t}) has every element −Inf: its softmax is undefined; mask the row with ignoreIndex instead`,
-      );
-    }
+    if (m === Number.NEGATIVE_INFINITY) allNegInfRow(i);
     const logS0 = Math.log(s0);
     const lse = m + logS0;
     lpOut[i] = x[base + t] / T - lse;
@@ -285,6 +291,7 @@ export function cpuLogprobsBackward(a: LogprobsBackwardArgs): Tensor<FloatDType>
   const { rows, vocab, temperature: T, ignoreIndex } = a;
   const dtype = a.logits.dtype;
   const targets = hostData(a.targets);
+  checkTargets(targets, rows, vocab, ignoreIndex);
   const lse = hostData(a.lse);
   const gLp = hostData(a.gradLogprobs);
   const gEnt = a.gradEntropy ? hostData(a.gradEntropy) : undefined;

@@ -4,70 +4,8 @@
  */
 import { bf16ToF32, f16ToF32 } from '../../dtypes.js';
 import type { Tensor } from '../../tensor.js';
-import type {
-  RestrictedVocab,
-  RestrictedVocabArgs,
-  ThrResult,
-  ThrReweightArgs,
-  TokenHiddenRewardArgs,
-} from '../backend.js';
+import type { ThrResult, ThrReweightArgs, TokenHiddenRewardArgs } from '../backend.js';
 import { cpuOutput, cpuTensor, hostData } from './storage.js';
-
-// ------------------------------------------------------------------------------------------------
-/**
- * restrictedVocab: V*_g = sorted unique token ids of group g; tokenColumn[t] = index of y_t in V*_g.
- *
- * Owns: every group, in order. In: tokens i32 [Ttotal] (≥ 0, checked by the API). Out: offsets i32
- * [G+1], columns i32 [ΣK_g], tokenColumn i32 [Ttotal]. Cost: a sort per group, O(T_g log T_g), and a
- * binary search per token; 4·(2·Ttotal + ΣK_g + G) bytes written. Integer only: exact.
- */
-export function cpuRestrictedVocab(a: RestrictedVocabArgs): RestrictedVocab {
-  const tokens = hostData(a.tokens);
-  const { numGroups: G, numTokens: T, groupTokenOffsets: gto } = a.layout;
-  const offsets = cpuOutput('i32', G + 1);
-  const tokenColumn = cpuOutput('i32', T);
-  // Pass 1: each group's tokens sorted, then compacted to their unique values in place; the
-  // unique run of group g starts at gto[g] in `sorted` and has K_g elements.
-  const sorted = tokens.slice(0, T);
-  const counts = new Int32Array(G);
-  let total = 0;
-  for (let g = 0; g < G; g++) {
-    const t0 = gto[g];
-    const t1 = gto[g + 1];
-    const seg = sorted.subarray(t0, t1);
-    seg.sort();
-    let k = 0;
-    for (let i = 0; i < seg.length; i++) if (k === 0 || seg[i] !== seg[k - 1]) seg[k++] = seg[i];
-    counts[g] = k;
-    total += k;
-  }
-  // Pass 2: pack the unique runs and look each token up in its group's run.
-  const columns = cpuOutput('i32', total);
-  offsets[0] = 0;
-  for (let g = 0; g < G; g++) {
-    const base = offsets[g];
-    const k = counts[g];
-    offsets[g + 1] = base + k;
-    const t0 = gto[g];
-    columns.set(sorted.subarray(t0, t0 + k), base);
-    for (let t = t0; t < gto[g + 1]; t++) {
-      const y = tokens[t];
-      let lo = 0;
-      let hi = k - 1;
-      while (lo < hi) {
-        const mid = (lo + hi) >>> 1;
-        if (columns[base + mid] < y) lo = mid + 1;
-        else hi = mid;
-      }
-      tokenColumn[t] = lo;
-    }
-  }
-  return {
-    offsets: cpuTensor(offsets, [G + 1], 'i32'),
-    columns: cpuTensor(columns, [total], 'i32'),
-    tokenColumn: cpuTensor(tokenColumn, [T], 'i32'),
-  };
-}
 
 // ------------------------------------------------------------------------------------------------
 // f16/bf16 → f64 decoding through a 65536-entry table (built on first use, exact).

@@ -12,7 +12,7 @@ import { cudaAdvantages, cudaExpandToTokens, cudaWhiten } from './advantages.js'
 import { cudaGatherProbs, cudaLogprobs, cudaLogprobsBackward } from './logprobs.js';
 import { loadNativeAddon, type NativeDevice, native } from './native.js';
 import { CudaMemory } from './storage.js';
-import { cudaRestrictedVocab, cudaThrReweight, cudaTokenHiddenReward } from './thr.js';
+import { cudaThrReweight, cudaTokenHiddenReward } from './thr.js';
 
 /** Creates the cuda backend; BACKEND_UNAVAILABLE names the missing addon, the build, or the CUDA call. */
 export async function createCudaBackend(options: BackendOptions): Promise<Backend> {
@@ -74,7 +74,6 @@ export async function createCudaBackend(options: BackendOptions): Promise<Backen
     advantages: (a) => cudaAdvantages(mem, a),
     expandToTokens: (a) => cudaExpandToTokens(mem, a),
     whiten: (a) => cudaWhiten(mem, a),
-    restrictedVocab: (a) => cudaRestrictedVocab(mem, a),
     tokenHiddenReward: (a) => cudaTokenHiddenReward(mem, a),
     thrReweight: (a) => cudaThrReweight(mem, a),
     synchronize: () => native(() => dev.synchronize()),

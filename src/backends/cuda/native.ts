@@ -28,6 +28,8 @@ export interface NativeDeviceInfo {
 /** One CUDA device, its stream and its job thread (native/addon.cc). */
 export interface NativeDevice {
   info(): NativeDeviceInfo;
+  /** How often the job thread has waited for the device (ops never do; read and synchronize do). */
+  stats(): { streamSyncs: number };
   alloc(bytes: bigint | number): bigint;
   free(ptr: bigint): void;
   upload(ptr: bigint, data: ArrayBufferView): void;
@@ -117,13 +119,19 @@ const CODES: readonly ErrorCode[] = [
   'OUT_OF_MEMORY',
 ];
 
-/** A native Error (with `code`) → GrpoKernelsError with the same code, prefixed "cuda ". */
+/**
+ * A native Error (with `code`) → GrpoKernelsError with the same code, prefixed "cuda ". A RANGE error
+ * raised by a kernel's flag starts with the argument it names ("targets: ..."): it keeps the message
+ * as the host checks word it and gets that argument.
+ */
 export function fromNativeError(e: unknown, fallback: ErrorCode = 'DEVICE_LOST'): GrpoKernelsError {
   if (e instanceof GrpoKernelsError) return e;
   const code = (e as { code?: unknown })?.code;
   const c =
     typeof code === 'string' && (CODES as readonly string[]).includes(code) ? (code as ErrorCode) : fallback;
   const msg = e instanceof Error ? e.message : String(e);
+  const named = c === 'RANGE' ? /^([A-Za-z][\w.]*): /.exec(msg) : null;
+  if (named) return new GrpoKernelsError(c, msg, { argument: named[1], cause: e });
   return new GrpoKernelsError(c, `cuda ${msg}`, { cause: e });
 }
 

@@ -1,19 +1,9 @@
 /**
- * The THR family on CUDA: argument plumbing to native/cuda/thr.cu. restrictedVocab runs on the host
- * (a sort of integer ids per group, exact): the tokens are read back, the cpu reference computes V*,
- * and the three index arrays are uploaded. Its cost is a read of 4·Ttotal bytes and a sort.
+ * The THR family on CUDA: argument plumbing to native/cuda/thr.cu. (restrictedVocab is a host op of
+ * the API, src/api/vocab.ts.)
  */
 import type { Tensor } from '../../tensor.js';
-import type {
-  RestrictedVocab,
-  RestrictedVocabArgs,
-  ReweightMode,
-  ThrResult,
-  ThrReweightArgs,
-  TokenHiddenRewardArgs,
-} from '../backend.js';
-import { cpuTensor, hostData } from '../cpu/storage.js';
-import { cpuRestrictedVocab } from '../cpu/thr.js';
+import type { ReweightMode, ThrResult, ThrReweightArgs, TokenHiddenRewardArgs } from '../backend.js';
 import { type CudaMemory, ptrOf, runWithOutputs, withPoison } from './storage.js';
 
 /** Same order as gk::ReweightMode in native/cuda/thr.cuh. */
@@ -24,13 +14,6 @@ const MODES: readonly ReweightMode[] = ['thr', 'thr-only', 'nthr'];
  * default, 256 MiB). A small budget forces one batch per group, exercising the batching path.
  */
 export const thrTuning = { mBudgetBytes: 0 };
-
-export async function cudaRestrictedVocab(mem: CudaMemory, a: RestrictedVocabArgs): Promise<RestrictedVocab> {
-  const tokens = await a.tokens.read();
-  const v = cpuRestrictedVocab({ ...a, tokens: cpuTensor(tokens, a.tokens.shape, 'i32') });
-  const up = (t: Tensor<'i32'>) => mem.upload(hostData(t), t.shape, 'i32');
-  return { offsets: up(v.offsets), columns: up(v.columns), tokenColumn: up(v.tokenColumn) };
-}
 
 export function cudaTokenHiddenReward(mem: CudaMemory, a: TokenHiddenRewardArgs): Promise<ThrResult> {
   const { layout } = a;

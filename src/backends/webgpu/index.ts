@@ -28,8 +28,6 @@ import type {
   LogprobsArgs,
   LogprobsBackwardArgs,
   LogprobsResult,
-  RestrictedVocab,
-  RestrictedVocabArgs,
   ThrResult,
   ThrReweightArgs,
   TokenHiddenRewardArgs,
@@ -43,7 +41,7 @@ import { LOGPROBS_PARAMS, webgpuGatherProbs, webgpuLogprobs, webgpuLogprobsBackw
 import { webgpuCopyProbe } from './probe.js';
 import { GpuRuntime } from './runtime.js';
 import { uploadTensor, wrapBuffer } from './storage.js';
-import { THR_PARAMS, webgpuRestrictedVocab, webgpuThrReweight, webgpuTokenHiddenReward } from './thr.js';
+import { THR_PARAMS, webgpuThrReweight, webgpuTokenHiddenReward } from './thr.js';
 import type { UniformLayout } from './uniforms.js';
 
 /**
@@ -102,9 +100,6 @@ export class WebGpuBackend implements Backend {
   }
 
   // ------------------------------------------------------------ THR family (thr.ts)
-  restrictedVocab(a: RestrictedVocabArgs): Promise<RestrictedVocab> {
-    return webgpuRestrictedVocab(this.kit, a);
-  }
   tokenHiddenReward(a: TokenHiddenRewardArgs): Promise<ThrResult> {
     return webgpuTokenHiddenReward(this.kit, a);
   }

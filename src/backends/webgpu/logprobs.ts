@@ -26,10 +26,11 @@
  *   reduce_tree, from the device's features and the tuning) and WG (from its limits) also set
  *   the bits: per device, never per call. `tuning.splits` (tests only) overrides the segment
  *   count: other bits, the same for every N.
- *   All chunks go in one command buffer. A row of all −Inf logits is flagged by the kernel
- *   (atomicMin of the row index into one u32); we read that word back and throw RANGE naming
- *   logits. Cost: each logprobs() call waits for its own kernels to finish (one 4-byte map, no
- *   extra pass over the data); the other ops never wait.
+ *   All chunks go in one command buffer. A row of all −Inf logits, or a target outside [0, V)
+ *   that is not ignoreIndex, is flagged by the kernel (atomicMin of the row index: the lowest bad
+ *   row, deterministic; MODE_FLAG then records that row's target). The flag words are copied to a
+ *   staging buffer in the same submission and looked at by the next wait (read(), synchronize(),
+ *   GpuRuntime.drainChecks): the op itself returns without waiting for the GPU.
  * - logprobsBackward: `logprobs_backward`, one invocation per output unit (an f32, or a u32 word
  *   of two f16/bf16), chunked over rows with X and Y windows of the same rows. inPlace: the same
  *   entry point compiled with common.wgsl's xy_<dtype> section binds the logits read_write at
@@ -39,12 +40,12 @@
  * invariant by construction (test/webgpu/invariance.test.ts checks all three ops).
  */
 import { bytesPerElement, type FloatDType } from '../../dtypes.js';
-import { GrpoKernelsError } from '../../errors.js';
+import { allNegInfRow, badTarget, GrpoKernelsError } from '../../errors.js';
 import type { Tensor } from '../../tensor.js';
 import type { GatherProbsArgs, LogprobsArgs, LogprobsBackwardArgs, LogprobsResult } from '../backend.js';
 import { planRowChunks } from './chunking.js';
 import type { WebGpuKit } from './kit.js';
-import { type Binding, Usage } from './runtime.js';
+import { type Binding, type GpuRuntime, MAX_PENDING_CHECKS, Usage } from './runtime.js';
 import { type EntrySpec, type ModuleKey, xSection, ySection } from './shaders.js';
 import { gpuStorage, outputTensor } from './storage.js';
 import { uniformLayout } from './uniforms.js';
@@ -106,6 +107,7 @@ const BACKWARD: EntrySpec = {
     [1, 'read'],
     [2, 'rw'],
     [3, 'read'],
+    [9, 'rw'],
     [10, 'read'],
     [11, 'read'],
     [12, 'read'],
@@ -119,6 +121,7 @@ const BACKWARD_IN_PLACE: EntrySpec = {
     [0, 'uniform'],
     [1, 'rw'],
     [3, 'read'],
+    [9, 'rw'],
     [10, 'read'],
     [11, 'read'],
     [12, 'read'],
@@ -144,6 +147,8 @@ const PARTIAL_STRIDE = 5; // floats per lane state in `partial`: m, s, sx, sq, n
 const MODE_ROWS = 0;
 const MODE_SEGMENTS = 1;
 const MODE_MERGE = 2;
+/** Both entry points: one invocation copies the lowest bad row's target next to its index. */
+const MODE_FLAG = 3;
 /**
  * Target columns per segment: 32 logits per lane at WG = 256, so the per-lane fold is rare, the
  * split schedule's partial states stay ≈ 0.6 bytes per logit, and a row of 151936 still spreads
@@ -153,6 +158,41 @@ export const SEGMENT_COLS = 8192;
 /** Chunks with fewer rows take the split schedule (a workgroup per segment) to fill the GPU. */
 export const SPLIT_BELOW_ROWS = 128;
 const NO_ROW = 0xffffffff;
+/** Words of the `flag` binding (shaders/logprobs.wgsl): FLAG_NEG_INF_ROW, FLAG_TARGET_ROW, FLAG_TARGET_VALUE. */
+const FLAG_INIT = new Uint32Array([NO_ROW, NO_ROW, 0, 0]);
+
+/** A fresh flag buffer (inside rt.run) and the staging buffer its words are copied to. */
+function flagBuffers(rt: GpuRuntime): { flag: GPUBuffer; staging: GPUBuffer } {
+  const flag = rt.storageBuffer(FLAG_INIT.byteLength, 'flag');
+  rt.writeBuffer(flag, 0, FLAG_INIT);
+  const staging = rt.createBuffer(FLAG_INIT.byteLength, Usage.MAP_READ | Usage.COPY_DST, 'flag staging');
+  return { flag, staging };
+}
+
+/**
+ * Registers the flag words of a logprobs op for the next wait (no wait here): a bad target or an
+ * all −Inf row becomes the RANGE error the cpu backend and the API's host check throw.
+ */
+function deferFlags(rt: GpuRuntime, staging: GPUBuffer, vocab: number, ignoreIndex: number): void {
+  rt.deferCheck({
+    staging,
+    bytes: FLAG_INIT.byteLength,
+    report(w) {
+      try {
+        if (w[1] !== NO_ROW) badTarget(w[1], w[2] | 0, vocab, ignoreIndex);
+        if (w[0] !== NO_ROW) allNegInfRow(w[0]);
+      } catch (e) {
+        return e as GrpoKernelsError;
+      }
+      return undefined;
+    },
+  });
+}
+
+/** An op that checks device values waits first when too many checks are already in flight. */
+async function roomForCheck(rt: GpuRuntime): Promise<void> {
+  if (rt.pendingChecks >= MAX_PENDING_CHECKS) await rt.drainChecks();
+}
 
 function moduleKey(k: WebGpuKit, dtype: FloatDType): ModuleKey {
   const f16 = dtype === 'f16' && k.useShaderF16;
@@ -243,15 +283,15 @@ export async function webgpuLogprobs(k: WebGpuKit, a: LogprobsArgs): Promise<Log
   const pipe = n > 0 ? await k.pipelines.get(key, ROWS, constants) : undefined;
   const partialBytes = Math.max(4, ...plan.filter((c) => c.split).map((c) => partialFor(c.rows)));
 
+  await roomForCheck(rt);
   const made = await rt.run('logprobs', () => {
     const lp = outputTensor(rt, 'f32', [n]);
     const lse = outputTensor(rt, 'f32', [n]);
     const h = a.entropy ? outputTensor(rt, 'f32', [n]) : undefined;
     const sq = a.sumSquares ? outputTensor(rt, 'f32', [n]) : undefined;
-    const flag = rt.storageBuffer(4, 'flag');
-    rt.writeBuffer(flag, 0, new Uint32Array([NO_ROW]));
+    if (n === 0) return { lp, lse, h, sq };
+    const { flag, staging } = flagBuffers(rt);
     const partial = anySplit ? rt.storageBuffer(partialBytes, 'partial') : undefined;
-    const staging = rt.createBuffer(4, Usage.MAP_READ | Usage.COPY_DST, 'flag staging');
     const enc = rt.device.createCommandEncoder({ label: 'logprobs' });
     const pass = enc.beginComputePass();
     const outs: Binding[] = [
@@ -261,74 +301,54 @@ export async function webgpuLogprobs(k: WebGpuKit, a: LogprobsArgs): Promise<Log
       { binding: 7, buffer: sq ? gpuStorage(sq).buffer : k.dummies[1] },
       { binding: 9, buffer: flag },
     ];
+    const dispatch = (c: (typeof plan)[number], mode: number, workgroups: number) => {
+      const w = c.windows[0];
+      const uniform = rt.uniform(
+        LOGPROBS_PARAMS,
+        paramsOf({
+          rows: c.rows,
+          vocab: v,
+          row_base: c.row0,
+          x_base: w.base,
+          segments,
+          seg_cols: segCols,
+          mode,
+          inv_t: 1 / a.temperature,
+          ignore_index: a.ignoreIndex,
+        }),
+      );
+      rt.dispatch(
+        pass,
+        pipe!,
+        [
+          { binding: 0, buffer: uniform },
+          { binding: 1, buffer: x.buffer, offset: w.offset, size: w.size },
+          { binding: 3, buffer: tg.buffer },
+          ...outs,
+          { binding: 8, buffer: c.split ? partial! : k.dummies[2] },
+        ],
+        workgroups,
+      );
+    };
     for (const c of plan) {
       if (c.rows === 0) continue;
-      const w = c.windows[0];
-      const dispatch = (mode: number, workgroups: number) => {
-        const uniform = rt.uniform(
-          LOGPROBS_PARAMS,
-          paramsOf({
-            rows: c.rows,
-            vocab: v,
-            row_base: c.row0,
-            x_base: w.base,
-            segments,
-            seg_cols: segCols,
-            mode,
-            inv_t: 1 / a.temperature,
-            ignore_index: a.ignoreIndex,
-          }),
-        );
-        rt.dispatch(
-          pass,
-          pipe!,
-          [
-            { binding: 0, buffer: uniform },
-            { binding: 1, buffer: x.buffer, offset: w.offset, size: w.size },
-            { binding: 3, buffer: tg.buffer },
-            ...outs,
-            { binding: 8, buffer: c.split ? partial! : k.dummies[2] },
-          ],
-          workgroups,
-        );
-      };
       if (c.split) {
-        dispatch(MODE_SEGMENTS, c.rows * segments);
-        dispatch(MODE_MERGE, c.rows);
+        dispatch(c, MODE_SEGMENTS, c.rows * segments);
+        dispatch(c, MODE_MERGE, c.rows);
       } else {
-        dispatch(MODE_ROWS, c.rows);
+        dispatch(c, MODE_ROWS, c.rows);
       }
     }
+    dispatch(plan[0], MODE_FLAG, 1);
     pass.end();
-    enc.copyBufferToBuffer(flag, 0, staging, 0, 4);
+    enc.copyBufferToBuffer(flag, 0, staging, 0, FLAG_INIT.byteLength);
     rt.submit(enc);
-    return { lp, lse, h, sq, flag, partial, staging };
+    // Destroyed now, freed by the implementation once the submitted work is done.
+    rt.destroyBuffer(flag);
+    if (partial) rt.destroyBuffer(partial);
+    deferFlags(rt, staging, v, a.ignoreIndex);
+    return { lp, lse, h, sq };
   });
-
-  const release = () => {
-    rt.destroyBuffer(made.flag);
-    rt.destroyBuffer(made.staging);
-    if (made.partial) rt.destroyBuffer(made.partial);
-  };
-  let badRow: number;
-  try {
-    await rt.guard(made.staging.mapAsync(1));
-    badRow = new Uint32Array(made.staging.getMappedRange(0, 4))[0];
-    made.staging.unmap();
-  } catch (e) {
-    for (const t of [made.lp, made.lse, made.h, made.sq]) t?.dispose();
-    throw e;
-  } finally {
-    release();
-  }
-  if (badRow !== NO_ROW) {
-    for (const t of [made.lp, made.lse, made.h, made.sq]) t?.dispose();
-    throw new GrpoKernelsError(
-      'RANGE',
-      `logits: row ${badRow} is all −Inf (its target is not ignoreIndex), so its softmax is undefined`,
-      { argument: 'logits' },
-    );
-  }
   const out: LogprobsResult = { logprobs: made.lp, lse: made.lse };
   if (made.h) out.entropy = made.h;
   if (made.sq) out.sumSquares = made.sq;
@@ -363,16 +383,17 @@ export async function webgpuLogprobsBackward(
     { WG: k.wg, GRAD_ENTROPY: withEntropy ? 1 : 0 },
   );
   const pack = dtype === 'f32' ? 1 : 2;
+  await roomForCheck(rt);
   return rt.run('logprobsBackward', () => {
     const grad = inPlace ? a.logits : outputTensor(rt, dtype, [n, v]);
+    if (n === 0) return grad;
     const y = gpuStorage(grad).buffer;
+    const { flag, staging } = flagBuffers(rt);
     const enc = rt.device.createCommandEncoder({ label: 'logprobsBackward' });
     const pass = enc.beginComputePass();
-    for (const c of chunks) {
-      if (c.rows === 0) continue;
+    const dispatch = (c: (typeof chunks)[number], mode: number, units: number, workgroups: number) => {
       const wx = c.windows[0];
       const wy = inPlace ? wx : c.windows[1];
-      const units = Math.ceil((c.rows * v) / pack);
       const uniform = rt.uniform(
         LOGPROBS_PARAMS,
         paramsOf({
@@ -381,6 +402,7 @@ export async function webgpuLogprobsBackward(
           row_base: c.row0,
           x_base: wx.base,
           y_base: wy.base,
+          mode,
           units,
           inv_t: 1 / a.temperature,
           ignore_index: a.ignoreIndex,
@@ -395,16 +417,26 @@ export async function webgpuLogprobsBackward(
           { binding: 0, buffer: uniform },
           ...matrixBindings,
           { binding: 3, buffer: gpuStorage(a.targets, 'targets').buffer },
+          { binding: 9, buffer: flag },
           { binding: 10, buffer: gpuStorage(a.lse, 'lse').buffer },
           { binding: 11, buffer: gpuStorage(a.gradLogprobs, 'gradLogprobs').buffer },
           { binding: 12, buffer: a.gradEntropy ? gpuStorage(a.gradEntropy).buffer : k.dummies[0] },
           { binding: 13, buffer: a.entropy && withEntropy ? gpuStorage(a.entropy).buffer : k.dummies[1] },
         ],
-        Math.ceil(units / k.wg),
+        workgroups,
       );
+    };
+    for (const c of chunks) {
+      if (c.rows === 0) continue;
+      const units = Math.ceil((c.rows * v) / pack);
+      dispatch(c, MODE_ROWS, units, Math.ceil(units / k.wg));
     }
+    dispatch(chunks[0], MODE_FLAG, 0, 1);
     pass.end();
+    enc.copyBufferToBuffer(flag, 0, staging, 0, FLAG_INIT.byteLength);
     rt.submit(enc);
+    rt.destroyBuffer(flag);
+    deferFlags(rt, staging, v, a.ignoreIndex);
     return grad;
   });
 }

@@ -46,6 +46,16 @@ export interface GpuLimits {
 
 export const roundUp = (n: number, m: number): number => Math.ceil(n / m) * m;
 
+/** A kernel's flag words on their way back to the host, and what they mean (GpuRuntime.deferCheck). */
+export interface DeviceCheck {
+  staging: GPUBuffer;
+  bytes: number;
+  /** The error the words report, or undefined when nothing was raised. */
+  report(words: Uint32Array): GrpoKernelsError | undefined;
+}
+/** Ops with checks in flight before the next one waits for the device. */
+export const MAX_PENDING_CHECKS = 64;
+
 export class GpuRuntime {
   readonly device: GPUDevice;
   readonly adapter: GPUAdapter | undefined;
@@ -63,6 +73,9 @@ export class GpuRuntime {
   #created: GPUBuffer[] | undefined;
   /** Per-dispatch buffers (uniforms, small host arrays) destroyed once the run has submitted. */
   #transient: GPUBuffer[] = [];
+  #checks: DeviceCheck[] = [];
+  /** Times the host has waited for the queue (reads, synchronize, device checks): tests. */
+  waits = 0;
   readonly #sizes = new WeakMap<GPUBuffer, number>();
 
   constructor(acquired: AcquiredDevice) {
@@ -254,6 +267,49 @@ export class GpuRuntime {
     return [Math.ceil(n / y), y];
   }
 
+  /**
+   * Registers a kernel's device-side check (docs/DESIGN.md, "Errors from the device"): `staging`
+   * (MAP_READ, `bytes` bytes) receives the kernel's flag words in queue order, and the next wait
+   * (readBuffer, synchronize, or an op that must wait) maps it and throws the first error
+   * `report` finds. The op itself returns without waiting. The runtime destroys `staging`.
+   */
+  deferCheck(check: DeviceCheck): void {
+    this.#checks.push(check);
+  }
+
+  /** Checks registered and not yet looked at (an op waits for them beyond MAX_PENDING_CHECKS). */
+  get pendingChecks(): number {
+    return this.#checks.length;
+  }
+
+  /**
+   * Maps every pending check's staging buffer (the queue has passed them: they were submitted
+   * before) and throws the first raised one, in op order; all are forgotten either way.
+   */
+  async drainChecks(): Promise<void> {
+    const checks = this.#checks;
+    this.#checks = [];
+    let first: GrpoKernelsError | undefined;
+    let fault: unknown;
+    for (const c of checks) {
+      try {
+        if (fault === undefined) {
+          this.waits++;
+          await this.guard(c.staging.mapAsync(MAP_READ));
+          const words = new Uint32Array(c.staging.getMappedRange().slice(0, c.bytes));
+          c.staging.unmap();
+          first ??= c.report(words);
+        }
+      } catch (e) {
+        fault = e;
+      } finally {
+        this.destroyBuffer(c.staging);
+      }
+    }
+    if (fault !== undefined) throw fault;
+    if (first) throw first;
+  }
+
   /** Copies `bytes` (a multiple of 4) from `buffer` at `offset` to the host, after queued work. */
   async readBuffer(buffer: GPUBuffer, bytes: number, offset = 0): Promise<ArrayBuffer> {
     const size = Math.max(4, roundUp(bytes, 4));
@@ -265,9 +321,11 @@ export class GpuRuntime {
       return s;
     });
     try {
+      this.waits++;
       await this.guard(staging.mapAsync(MAP_READ));
       const out = staging.getMappedRange().slice(0, bytes);
       staging.unmap();
+      await this.drainChecks(); // a raised check of an earlier op rejects this read
       return out;
     } finally {
       this.destroyBuffer(staging);
@@ -276,7 +334,9 @@ export class GpuRuntime {
 
   /** Resolves when all submitted work is done. */
   async synchronize(): Promise<void> {
+    this.waits++;
     await this.guard(this.device.queue.onSubmittedWorkDone());
+    await this.drainChecks();
   }
 
   /** Destroys the device when we own it; later calls reject with DEVICE_LOST. */

@@ -3,12 +3,6 @@
  * The THR family on WebGPU: host side of shaders/thr.wgsl (formulas, tiles, bytes and FLOPs are in
  * that file's header).
  *
- * - restrictedVocab runs on the host: the tokens are read back (the API has already read them once
- *   to validate them), the cpu reference's sort/unique (cpuRestrictedVocab) builds V*, and the
- *   three results are uploaded. A sort per group is branchy, integer-only work of O(T log T) on
- *   a few MB, smaller than one pass over the hidden states; its results are needed on the host
- *   anyway (tokenHiddenReward's API reads vocab.offsets and tokenColumn back to plan and validate),
- *   so a GPU sort would save no round trip.
  * - tokenHiddenReward: per chunk of non-degenerate groups, `thr_m` (M_g into a scratch buffer,
  *   64 × 64 tiles, 4 × 4 outputs per invocation), `thr_score` (64-token blocks × 128-column slices
  *   of V*, 64 × 64 tiles, 4 × 4 per invocation: partial s_t per slice into a scratch buffer) and
@@ -24,19 +18,11 @@
 import { bytesPerElement } from '../../dtypes.js';
 import { GrpoKernelsError } from '../../errors.js';
 import type { Tensor } from '../../tensor.js';
-import type {
-  RestrictedVocab,
-  RestrictedVocabArgs,
-  ThrResult,
-  ThrReweightArgs,
-  TokenHiddenRewardArgs,
-} from '../backend.js';
-import { cpuTensor, hostData } from '../cpu/storage.js';
-import { cpuRestrictedVocab } from '../cpu/thr.js';
+import type { ThrResult, ThrReweightArgs, TokenHiddenRewardArgs } from '../backend.js';
 import type { WebGpuKit } from './kit.js';
 import { type Binding, roundUp, Usage } from './runtime.js';
 import { type EntrySpec, type ModuleKey, xSection } from './shaders.js';
-import { gpuStorage, outputTensor, uploadTensor } from './storage.js';
+import { gpuStorage, outputTensor } from './storage.js';
 import { uniformLayout } from './uniforms.js';
 
 /** The uniform struct of shaders/thr.wgsl (checked against the WGSL by infra.test.ts). */
@@ -136,16 +122,6 @@ const REWEIGHT_SPEC = spec('thr_reweight', [
 function moduleKey(k: WebGpuKit, dtype: 'f32' | 'f16' | 'bf16'): ModuleKey {
   const f16 = dtype === 'f16' && k.useShaderF16;
   return { file: 'thr.wgsl', sections: [xSection(dtype, f16), 'response_of'], f16 };
-}
-
-// ------------------------------------------------------------------------------ restrictedVocab
-export async function webgpuRestrictedVocab(k: WebGpuKit, a: RestrictedVocabArgs): Promise<RestrictedVocab> {
-  const { rt } = k;
-  rt.check();
-  const tokens = await a.tokens.read();
-  const host = cpuRestrictedVocab({ tokens: cpuTensor(tokens, [tokens.length], 'i32'), layout: a.layout });
-  const up = (t: Tensor<'i32'>) => uploadTensor(rt, hostData(t), t.shape, 'i32');
-  return { offsets: up(host.offsets), columns: up(host.columns), tokenColumn: up(host.tokenColumn) };
 }
 
 // ---------------------------------------------------------------------------- tokenHiddenReward
