@@ -27,10 +27,30 @@
 //   Goal on an H100 or H200: ≥ 85% of copy bandwidth at [16384, 151936] bf16 (≈ 5 GB; ≈ 1.4 ms on an H200).
 //
 // BACKWARD gradLogits = [g·(1[v=y] − p_v) − gE·p_v·(log p_v + H)] / T, p_v = e^{z_v − lse}, in the
-//   logits' dtype (rounded to nearest even). Block: (row, 8192-column chunk), 256 threads, vectorised
-//   like the forward when input and output share their 16-byte misalignment, scalar otherwise.
-//   In place (gradLogits == logits) is safe: each element is read and then written by one thread.
-//   Bytes: N·V·2·sizeof(x); FLOPs ≈ 8·N·V + N·V exp2.
+//   logits' dtype (rounded to nearest even). p_v = 2^{x_v·log2e/T − lse·log2e}: one FMA and one MUFU.EX2
+//   (ex2.approx.ftz, as the forward's sum: p below 2^−126 is 0). Elementwise, no reduction: an element's
+//   bits depend on its own logit and its row's lse, g, gE, H alone, whatever path computes it.
+//   Block: one 32 KiB chunk of one row (256 threads × 8 vectors of 16 bytes: 16384 bf16/f16 or 8192 f32
+//   columns; V and the dtype alone fix the chunks, the last one may be short), a 1-D grid with each
+//   row's chunks adjacent so consecutive blocks stream consecutive memory. Each thread issues every
+//   load of its chunk (8 vectors, vector i going to thread i mod 256, + at most one scalar of the
+//   chunk's head and one of its tail where a misaligned row needs them) before computing on any, then
+//   computes and stores: 128 bytes in flight per thread (the loop before this layout had 16). The row
+//   base is 64-bit; columns within a row are 32-bit (V < 2^31). When input and output differ in their
+//   16-byte misalignment, scalars only, 8 per thread in flight. The one-hot term costs no per-element
+//   compare: one unsigned compare per vector finds the vector that holds the target, which recomputes
+//   that element. A separate instantiation carries the entropy term. Ignored rows are not read and
+//   get 0; a target outside [0, V) gives NaN and kFlagTargetRange.
+//   In place (gradLogits == logits) is safe: a thread writes only the elements it read, after reading
+//   them, and no other thread reads them (so no __restrict__ and no __ldg on the logits).
+//   Bytes: N·V·2·sizeof(x) (+ N·(4 target + 8..16 of row scalars)); FLOPs ≈ 3·N·V + N·V exp2 (an FMA, a
+//   subtraction, a multiplication; + an FMA, a multiplication and an FMA with gradEntropy).
+//   Measured on an H200 (2026-11-26) before this layout (16 KiB chunks, a loop of 4 vectors per thread
+//   with one load in flight, since a store may alias the next load): 2.84 ms at [16384, 151936] bf16 =
+//   1.20x a copy of the same bytes (goal ≤ 1.3x). This layout is not measured yet; expected near copy
+//   speed: about 6 instructions per bf16 element (unpack, FFMA, MUFU.EX2, FADD, FMUL, half a pack; about
+//   11 with gradEntropy) against about 25 that an H200's issue rate allows per element at copy
+//   bandwidth, and 128 KiB of loads in flight per SM (≤ 64 registers: 4 blocks of 256 threads).
 //
 // GATHER PROBS  probs[g][i, k] = e^{logits[t, V*_g[k]] / T − lse[t]} for token t = i-th of group g.
 //   Block: one token, 128 threads over its group's K_g columns (a gather: K_g·sizeof(x) read at
@@ -48,6 +68,7 @@ namespace {
 constexpr int kFwdThreads = 256;
 constexpr int kFwdBatch = 8;  // 16-byte vectors each thread loads before it computes on any of them
 constexpr int kBwdThreads = 256;
+constexpr int kBwdBatch = 8;  // 16-byte vectors each backward thread loads before it computes on any
 constexpr unsigned kFull = 0xffffffffu;
 
 // Elements of one vocabulary segment: kFwdThreads · kFwdBatch vectors (32 KiB of logits, any dtype).
@@ -272,6 +293,14 @@ __global__ void logprobs_merge_kernel(const float4* __restrict__ partial, int sp
 }
 
 // ------------------------------------------------------------------------------------- backward
+// Elements of one backward chunk: kBwdThreads · kBwdBatch vectors (32 KiB of logits, any dtype).
+template <class T>
+constexpr unsigned bwd_chunk_elems() {
+  return unsigned(kBwdThreads) * kBwdBatch * VecTraits<T>::N;
+}
+
+// A plain load (no __ldg, no __restrict__): in place, `out` aliases the logits, and the non-coherent
+// read-only path is only promised for data the kernel never writes.
 template <class T>
 __device__ __forceinline__ float plain_f32(const T* p) {
   if constexpr (sizeof(T) == 4) {
@@ -283,74 +312,143 @@ __device__ __forceinline__ float plain_f32(const T* p) {
   }
 }
 
+// What one row's gradient needs, loaded once per block.
 struct BwdRow {
-  int tgt;
-  float g;      // gradLogprobs / T
-  float ge;     // gradEntropy / T (0 without it)
-  float h;      // entropy (0 without it)
-  float lse2;   // lse · log2e
-  float scale2; // log2e / T
-  bool with_entropy;
+  unsigned tgt;  // the target column (checked to be in [0, V))
+  float g;       // gradLogprobs / T
+  float ge;      // gradEntropy / T (kEnt only)
+  float h;       // entropy (kEnt only)
+  float lse2;    // lse · log2e
+  float scale2;  // log2e / T
 };
 
-__device__ __forceinline__ float grad_of(const BwdRow& r, float x, int64_t col) {
-  const float lp2 = fmaf(x, r.scale2, -r.lse2);  // log2 p
-  const float p = exp2f(lp2);
-  float out = r.g * ((col == r.tgt ? 1.f : 0.f) - p);
-  if (r.with_entropy) {
-    const float term = p > 0.f ? p * fmaf(lp2, kLn2, r.h) : 0.f;  // p·(log p + H); 0 where p = 0
+// The gradient of one element: log2 p = x·log2e/T − lse·log2e, p = 2^{log2 p} (ex2.approx.ftz, as the
+// forward's sum: p below 2^−126 is 0), g·(1[col = y] − p), and with kEnt − gE·p·(ln p + H), 0 where
+// p = 0. Every path (16-byte vectors, scalar heads and tails, misaligned rows) calls this one function
+// with explicit FMAs, so an element's bits depend on its value and its row's scalars alone. The fast
+// path passes is_target = false and so computes g·(0 − p) exactly as the general form does; do not
+// rewrite it as −g·p, which gives the other sign of zero where p = 0.
+template <bool kEnt>
+__device__ __forceinline__ float grad_of(const BwdRow& r, float x, bool is_target) {
+  const float lp2 = fmaf(x, r.scale2, -r.lse2);
+  const float p = ex2_ftz(lp2);
+  float out = r.g * ((is_target ? 1.f : 0.f) - p);
+  if (kEnt) {
+    const float term = p > 0.f ? p * fmaf(lp2, kLn2, r.h) : 0.f;
     out = fmaf(-r.ge, term, out);
   }
   return out;
 }
 
-// No __restrict__ / __ldg on logits: `out` may alias them (in place).
-template <class T>
-__global__ void __launch_bounds__(kBwdThreads)
+// Block: chunk `blockIdx.x mod chunks` of row `blockIdx.x / chunks` (chunk c = columns
+// [c·kChunk, min((c+1)·kChunk, V)); consecutive blocks stream consecutive memory). Within the chunk the
+// first `head` elements (< 16/sizeof(x), to reach a 16-byte boundary on a misaligned row) and the
+// last `tail` (< 16/sizeof(x)) are scalars; vector i of the rest belongs to thread i mod kBwdThreads.
+// Each thread issues every load of its chunk (≤ kBwdBatch vectors and ≤ 2 scalars) before it computes
+// on any, then computes and stores. In place is safe: a thread writes only the elements it read, after
+// reading them, and no other thread reads them. No __restrict__ on logits or out (they may alias).
+// The row's base pointer is 64-bit; columns within a row are 32-bit (the launcher checks V < 2^31).
+template <class T, bool kEnt>
+__global__ void __launch_bounds__(kBwdThreads, 4)
     logprobs_bwd_kernel(const T* logits, const int* __restrict__ targets, const float* __restrict__ lse,
                         const float* __restrict__ glp, const float* __restrict__ gent,
-                        const float* __restrict__ ent, int64_t vocab, int ignore, float scale2, float inv_t,
-                        int64_t chunk, bool vec_ok, T* out, ErrorFlags* flags) {
-  constexpr int N = VecTraits<T>::N;
-  const int64_t row = blockIdx.x;
-  const int64_t begin = int64_t(blockIdx.y) * chunk;
-  const int64_t end = begin + chunk < vocab ? begin + chunk : vocab;
-  if (begin >= end) return;
-  const int64_t n = end - begin;
-  const T* p = logits + row * vocab + begin;
-  T* o = out + row * vocab + begin;
-  const int tgt = targets[row];
-  const bool ignored = tgt == ignore;
-  const bool bad = !ignored && (tgt < 0 || tgt >= vocab);
-  if (ignored || bad) {  // ignored rows: 0 without reading the logits; bad targets: NaN and a flag
-    if (bad && blockIdx.y == 0 && threadIdx.x == 0) raise_flag(flags, kFlagTargetRange, int(row), tgt);
-    const T fill = from_f32<T>(ignored ? 0.f : NAN);
-    for (int64_t i = threadIdx.x; i < n; i += blockDim.x) o[i] = fill;
-    return;
-  }
+                        const float* __restrict__ ent, unsigned vocab, unsigned chunks, int ignore,
+                        float scale2, float inv_t, bool vec_ok, T* out, ErrorFlags* flags) {
+  constexpr unsigned N = VecTraits<T>::N;
+  constexpr unsigned kChunk = bwd_chunk_elems<T>();
+  const unsigned row = blockIdx.x / chunks;
+  const unsigned begin = (blockIdx.x - row * chunks) * kChunk;
+  const unsigned n = min(kChunk, vocab - begin);
+  const size_t base = size_t(row) * vocab + begin;
+  const T* p = logits + base;
+  T* o = out + base;
+  // The row's scalars are loaded with the target, before the target is known, so their latencies overlap.
+  const int tgt = __ldg(targets + row);
   BwdRow r;
-  r.tgt = tgt;
-  r.g = glp[row] * inv_t;
-  r.with_entropy = gent != nullptr;
-  r.ge = gent ? gent[row] * inv_t : 0.f;
-  r.h = ent ? ent[row] : 0.f;
-  r.lse2 = lse[row] * kLog2e;
+  r.g = __ldg(glp + row) * inv_t;
+  r.lse2 = __ldg(lse + row) * kLog2e;
+  r.ge = kEnt ? __ldg(gent + row) * inv_t : 0.f;
+  r.h = kEnt ? __ldg(ent + row) : 0.f;
   r.scale2 = scale2;
-  const int64_t head = vec_ok ? head_elems(p, n) : n;
-  const int64_t nvec = (n - head) / N;
-  const int64_t tail = head + nvec * N;
-  for (int64_t i = threadIdx.x; i < head; i += blockDim.x) o[i] = from_f32<T>(grad_of(r, plain_f32(p + i), begin + i));
+  r.tgt = unsigned(tgt);
+  const bool ignored = tgt == ignore;
+  const bool bad = !ignored && (tgt < 0 || unsigned(tgt) >= vocab);
+  // head: elements before p reaches 16 bytes; all n when input and output differ in misalignment
+  // (then the scalar loop below takes the whole chunk).
+  const unsigned head = vec_ok ? unsigned(head_elems(p, int64_t(n))) : n;
+  const unsigned nvec = (n - head) / N;
+  const unsigned tail = n - head - nvec * N;
+  const unsigned t = threadIdx.x;
   const uint4* vin = reinterpret_cast<const uint4*>(p + head);
   uint4* vout = reinterpret_cast<uint4*>(o + head);
-  for (int64_t i = threadIdx.x; i < nvec; i += blockDim.x) {
-    float x[N];
-    unpack_vec<T>(vin[i], x);
-    const int64_t c0 = begin + head + i * N;
+  if (ignored || bad) {  // ignored rows: 0 without reading the logits; bad targets: NaN and a flag
+    if (bad && begin == 0 && t == 0) raise_flag(flags, kFlagTargetRange, int(row), tgt);
+    const T fill = from_f32<T>(ignored ? 0.f : NAN);
+    uint4 fv;
+    T* fe = reinterpret_cast<T*>(&fv);
 #pragma unroll
-    for (int k = 0; k < N; ++k) x[k] = grad_of(r, x[k], c0 + k);
-    vout[i] = pack_vec<T>(x);
+    for (unsigned k = 0; k < N; ++k) fe[k] = fill;
+    for (unsigned i = t; i < nvec; i += kBwdThreads) vout[i] = fv;
+    for (unsigned i = t; i < head; i += kBwdThreads) o[i] = fill;
+    if (t < tail) o[n - tail + t] = fill;
+    return;
   }
-  for (int64_t i = tail + threadIdx.x; i < n; i += blockDim.x) o[i] = from_f32<T>(grad_of(r, plain_f32(p + i), begin + i));
+  if (head >= N) {  // input and output misaligned differently, or a row not even sizeof(x)-aligned:
+    // scalars only, still kBwdBatch loads in flight per thread before computing on them.
+    for (unsigned b0 = 0; b0 < n; b0 += kBwdThreads * kBwdBatch) {
+      float x[kBwdBatch];
+#pragma unroll
+      for (int j = 0; j < kBwdBatch; ++j) {
+        const unsigned i = b0 + j * kBwdThreads + t;
+        x[j] = i < n ? plain_f32(p + i) : 0.f;
+      }
+#pragma unroll
+      for (int j = 0; j < kBwdBatch; ++j) {
+        const unsigned i = b0 + j * kBwdThreads + t;
+        if (i < n) o[i] = from_f32<T>(grad_of<kEnt>(r, x[j], begin + i == r.tgt));
+      }
+    }
+    return;
+  }
+  // Every load first: ≤ kBwdBatch 16-byte vectors (all of them in a full chunk: no bounds checks then)
+  // and this thread's head and tail element, if any.
+  uint4 v[kBwdBatch];
+  if (nvec == kBwdThreads * kBwdBatch) {
+#pragma unroll
+    for (int j = 0; j < kBwdBatch; ++j) v[j] = vin[j * kBwdThreads + t];
+  } else {
+#pragma unroll
+    for (int j = 0; j < kBwdBatch; ++j) {
+      const unsigned i = j * kBwdThreads + t;
+      v[j] = i < nvec ? vin[i] : make_uint4(0u, 0u, 0u, 0u);
+    }
+  }
+  const unsigned ih = t;             // head element of this thread (t < head)
+  const unsigned it = n - tail + t;  // tail element of this thread (t < tail)
+  const float xh = t < head ? plain_f32(p + ih) : 0.f;
+  const float xt = t < tail ? plain_f32(p + it) : 0.f;
+  // Then compute and store.
+#pragma unroll
+  for (int j = 0; j < kBwdBatch; ++j) {
+    const unsigned i = j * kBwdThreads + t;
+    if (i < nvec) {
+      float x[N], y[N];
+      unpack_vec<T>(v[j], x);
+#pragma unroll
+      for (unsigned k = 0; k < N; ++k) y[k] = grad_of<kEnt>(r, x[k], false);
+      // The one vector of the row that holds the target recomputes that element: no per-element
+      // column compare elsewhere (a thread meets it at most once per row).
+      const unsigned dt = r.tgt - (begin + head + i * N);
+      if (dt < N) {
+#pragma unroll
+        for (unsigned k = 0; k < N; ++k)
+          if (k == dt) y[k] = grad_of<kEnt>(r, x[k], true);
+      }
+      vout[i] = pack_vec<T>(y);
+    }
+  }
+  if (t < head) o[ih] = from_f32<T>(grad_of<kEnt>(r, xh, begin + ih == r.tgt));
+  if (t < tail) o[it] = from_f32<T>(grad_of<kEnt>(r, xt, begin + it == r.tgt));
 }
 
 // ---------------------------------------------------------------------------------- gatherProbs
@@ -438,19 +536,31 @@ Status launch_logprobs_backward(const LogprobsBackwardParams& p, const LaunchEnv
   GK_REQUIRE(p.grad_entropy == nullptr || p.entropy != nullptr, "logprobsBackward: gradEntropy needs entropy");
   GK_REQUIRE(p.temperature > 0.f && std::isfinite(p.temperature),
              "logprobsBackward: temperature must be finite and > 0");
+  // Columns are 32-bit in the kernel: V plus one chunk must fit in uint32 (V < 2^31 is ample).
+  GK_REQUIRE(p.vocab <= INT_MAX, "logprobsBackward: vocab must be < 2^31");
   const float scale2 = static_cast<float>(1.4426950408889634 / static_cast<double>(p.temperature));
   const float inv_t = static_cast<float>(1.0 / static_cast<double>(p.temperature));
+  // Vectors need input and output at the same offset from a 16-byte boundary (always true in place).
   const bool vec_ok =
       (reinterpret_cast<uintptr_t>(p.grad_logits) - reinterpret_cast<uintptr_t>(p.logits)) % 16 == 0;
   return dispatch_float(p.dtype, "logits", [&](auto tag) -> Status {
     using T = decltype(tag);
-    const int64_t chunk = int64_t(kBwdThreads) * VecTraits<T>::N * 4;
-    const int64_t nchunks = ceil_div(p.vocab, chunk);
-    GK_REQUIRE(nchunks <= 65535, "logprobsBackward: vocab too large");
-    dim3 grid(static_cast<unsigned>(p.rows), static_cast<unsigned>(nchunks));
-    logprobs_bwd_kernel<T><<<grid, kBwdThreads, 0, env.stream>>>(
-        static_cast<const T*>(p.logits), p.targets, p.lse, p.grad_logprobs, p.grad_entropy, p.entropy, p.vocab,
-        p.ignore_index, scale2, inv_t, chunk, vec_ok, static_cast<T*>(p.grad_logits), flags);
+    // Batch invariance: the chunks depend on V and the dtype only (and each element's gradient on its
+    // own value and its row's scalars only, whatever path computes it).
+    const int64_t chunks = ceil_div(p.vocab, int64_t(bwd_chunk_elems<T>()));
+    GK_REQUIRE(p.rows * chunks <= INT_MAX, "logprobsBackward: rows × vocabulary chunks must fit in int32");
+    const unsigned blocks = static_cast<unsigned>(p.rows * chunks);
+    const T* logits = static_cast<const T*>(p.logits);
+    T* out = static_cast<T*>(p.grad_logits);
+    if (p.grad_entropy) {
+      logprobs_bwd_kernel<T, true><<<blocks, kBwdThreads, 0, env.stream>>>(
+          logits, p.targets, p.lse, p.grad_logprobs, p.grad_entropy, p.entropy, unsigned(p.vocab),
+          unsigned(chunks), p.ignore_index, scale2, inv_t, vec_ok, out, flags);
+    } else {
+      logprobs_bwd_kernel<T, false><<<blocks, kBwdThreads, 0, env.stream>>>(
+          logits, p.targets, p.lse, p.grad_logprobs, nullptr, nullptr, unsigned(p.vocab), unsigned(chunks),
+          p.ignore_index, scale2, inv_t, vec_ok, out, flags);
+    }
     GK_CHECK_LAUNCH("logprobs_bwd_kernel");
     return Status::Ok();
   });
