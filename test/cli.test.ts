@@ -303,7 +303,10 @@ describe('errors are one line on stderr and a non-zero exit', () => {
       console.log('skipped: cuda and webgpu both start here, so no backend is unavailable');
       return;
     }
-    const r = await run('demo', '--backend', unavailable);
+    const out = join(tmp, 'never-written', 'demo');
+    const r = await run('demo', '--backend', unavailable, '--out', out);
+    // The directories the --out check created are gone again.
+    expect(existsSync(join(tmp, 'never-written'))).toBe(false);
     expect(r.code).toBe(1);
     expect(r.stderrLines).toHaveLength(1);
     expect(r.stderrLines[0]).toMatch(new RegExp(`^grpo-kernels: backend ${unavailable} is unavailable: .+`));

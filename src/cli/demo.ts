@@ -82,12 +82,28 @@ export async function demoCommand(args: string[], io: Io): Promise<number> {
   }
   if (flags.out === '') throw usageError('demo: --out expects a directory');
   // Before any work: a run of minutes must not end in "cannot write".
-  const out = writableDir('demo', 'out', flags.out ?? 'toy-grpo-out');
+  const { dir: out, undo } = writableDir('demo', 'out', flags.out ?? 'toy-grpo-out');
+  try {
+    return await runAndReport(io, backend, options, config, out, !flags['no-progress']);
+  } catch (e) {
+    undo(); // a run that failed leaves no empty directory behind
+    throw e;
+  }
+}
 
+/** Opens the backend, runs the comparison, writes the report into `out` (checked already). */
+async function runAndReport(
+  io: Io,
+  backend: 'cpu' | 'webgpu' | 'cuda' | 'auto',
+  options: Parameters<typeof comparisonConfig>[0],
+  config: ReturnType<typeof comparisonConfig>,
+  out: string,
+  progress: boolean,
+): Promise<number> {
   const ctx = await openOrFail(backend);
   try {
     const total = METHODS.length * config.runs * config.steps;
-    const bar = new ProgressBar(io, total, !flags['no-progress']);
+    const bar = new ProgressBar(io, total, progress);
     io.out(`toy GRPO on ${ctx.backend} (${ctx.device.name}): ${describeConfig(config)}`);
     let result: Awaited<ReturnType<typeof runComparison>>;
     try {

@@ -6,7 +6,7 @@
  * creating a file).
  */
 import { randomBytes } from 'node:crypto';
-import { closeSync, mkdirSync, openSync, statSync, unlinkSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, rmdirSync, statSync, unlinkSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { usageError } from './errors.js';
 
@@ -45,11 +45,18 @@ function probe(dir: string): string | null {
   return null;
 }
 
+/** A checked output directory: its absolute path, and `undo()` to remove what the check created. */
+export interface OutputDir {
+  dir: string;
+  /** Removes the directories the check created, deepest first, where still empty (a run that failed). */
+  undo(): void;
+}
+
 /**
- * An output directory: created (with its missing parents) if absent, then probed. Returns its absolute
- * path; a usage error naming the flag says why it cannot be written.
+ * An output directory: created (with its missing parents) if absent, then probed. A usage error naming
+ * the flag says why it cannot be written.
  */
-export function writableDir(command: string, flag: string, value: string): string {
+export function writableDir(command: string, flag: string, value: string): OutputDir {
   const dir = resolve(value);
   const fail = (why: string) =>
     usageError(`${command}: --${flag} '${value}' is not a writable directory: ${why}`);
@@ -64,16 +71,32 @@ export function writableDir(command: string, flag: string, value: string): strin
   if (st === undefined) throw fail(`'${p}' does not exist`);
   if (!st.isDirectory())
     throw fail(missing.length === 0 ? 'it is not a directory' : `'${p}' is not a directory`);
+  const created: string[] = [];
+  const undo = () => {
+    for (const c of created.reverse()) {
+      try {
+        rmdirSync(c);
+      } catch {
+        break; // not empty (something was written) or already gone: leave it and its parents
+      }
+    }
+    created.length = 0;
+  };
   for (const m of missing) {
     try {
       mkdirSync(m);
     } catch (e) {
+      undo();
       throw fail(m === dir ? `cannot create it (${reason(e)})` : `cannot create '${m}' (${reason(e)})`);
     }
+    created.push(m);
   }
   const why = probe(dir);
-  if (why !== null) throw fail(why);
-  return dir;
+  if (why !== null) {
+    undo();
+    throw fail(why);
+  }
+  return { dir, undo };
 }
 
 /**
