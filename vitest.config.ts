@@ -10,6 +10,8 @@ export default defineConfig({
     // Tests allocate large logits (V = 151936); two workers keep memory bounded on 2-core CI.
     pool: 'forks',
     maxWorkers: 2,
+    // The software Vulkan driver's environment (XDG_RUNTIME_DIR), not the caller shell's.
+    setupFiles: ['test/setup-env.ts'],
     projects: [
       {
         extends: true,

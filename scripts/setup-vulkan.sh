@@ -9,7 +9,10 @@
 # Outputs (all under <repo>/.cache/vulkan/, git-ignored):
 #   lvp_icd.json   the ICD manifest; the webgpu backend finds it by itself when VK_ICD_FILENAMES
 #                  is unset (src/backends/webgpu/gpu.ts, Node only), so nothing needs exporting;
-#   env.sh         `export VK_ICD_FILENAMES=...` for anything else (vulkaninfo, other tools).
+#   env.sh         `export VK_ICD_FILENAMES=...` for anything else (vulkaninfo, other tools), and a
+#                  valid XDG_RUNTIME_DIR when the shell has none (scripts/runtime-dir.mjs: without one,
+#                  lavapipe prints "error: XDG_RUNTIME_DIR is invalid or not set"; the tests and .ci/run
+#                  set it themselves).
 # Also prints the export line on stdout (last line).
 #
 # Needs root (apt-get install of the loader libvulkan1 and libllvm15) and the Debian archive
@@ -119,6 +122,9 @@ cat >"$ICD" <<JSON
   "ICD": { "library_path": "$LVP", "api_version": "1.3.0" }
 }
 JSON
-echo "export VK_ICD_FILENAMES=$ICD" >"$CACHE/env.sh"
+{
+  echo "export VK_ICD_FILENAMES=$ICD"
+  printf 'eval "$(node %q)"\n' "$ROOT/scripts/runtime-dir.mjs"
+} >"$CACHE/env.sh"
 log "lavapipe ready: $LVP"
 echo "export VK_ICD_FILENAMES=$ICD"

@@ -3,7 +3,15 @@
  * process (exit status and one-line errors as a user sees them).
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -28,10 +36,21 @@ async function run(...args: string[]) {
   };
 }
 
-/** The bin as a user runs it: node with tsx's loader on src/cli.ts. */
+/**
+ * The bin as a user runs it: node with tsx's loader on src/cli.ts. A time limit, so a CLI that hangs
+ * (a synchronous loop no in-process test timeout could stop) fails the test instead of the run.
+ */
 function runBin(...args: string[]) {
-  const r = spawnSync(process.execPath, ['--import', 'tsx', 'src/cli.ts', ...args], { encoding: 'utf8' });
-  return { code: r.status, stdout: r.stdout, stderrLines: r.stderr.split('\n').filter((l) => l !== '') };
+  const r = spawnSync(process.execPath, ['--import', 'tsx', 'src/cli.ts', ...args], {
+    encoding: 'utf8',
+    timeout: 60_000,
+  });
+  return {
+    code: r.status,
+    signal: r.signal,
+    stdout: r.stdout,
+    stderrLines: r.stderr.split('\n').filter((l) => l !== ''),
+  };
 }
 
 describe('info', () => {
@@ -140,6 +159,71 @@ describe('demo', () => {
       'THR p=-0.1',
     ]);
     expect(doc.methods[0].meanReward).toHaveLength(6);
+    // The writability probe leaves nothing behind.
+    expect(readdirSync(out).sort()).toEqual(['curves.svg', 'summary.json', 'summary.md']);
+  });
+});
+
+/** Checked before any work: no backend opened, no output on stdout, one line naming the flag. */
+describe('output locations are checked before the run', () => {
+  const file = join(tmp, 'a-file');
+  writeFileSync(file, 'keep');
+  mkdirSync(join(tmp, 'a-dir'), { recursive: true });
+  const cases: [string, string[], RegExp][] = [
+    [
+      'demo --out under a regular file',
+      ['demo', '--quick', '--steps', '2', '--out', join(file, 'sub')],
+      /^grpo-kernels: demo: --out '.+a-file\/sub' is not a writable directory: '.+a-file' is not a directory$/,
+    ],
+    [
+      'demo --out naming a regular file',
+      ['demo', '--quick', '--steps', '2', '--out', file],
+      /^grpo-kernels: demo: --out '.+a-file' is not a writable directory: it is not a directory$/,
+    ],
+    [
+      'bench --json in a missing directory',
+      ['bench', '--quick', '--backend', 'cpu', '--op', 'whiten', '--json', join(tmp, 'missing', 'b.json')],
+      /^grpo-kernels: bench: --json '.+missing\/b\.json' is not a writable file: its directory '.+missing' does not exist$/,
+    ],
+    [
+      'bench --json naming a directory',
+      ['bench', '--quick', '--backend', 'cpu', '--op', 'whiten', '--json', join(tmp, 'a-dir')],
+      /^grpo-kernels: bench: --json '.+a-dir' is not a writable file: it is a directory$/,
+    ],
+  ];
+  if (process.platform === 'linux') {
+    cases.push([
+      'bench --json in /proc',
+      ['bench', '--quick', '--backend', 'cpu', '--op', 'whiten', '--json', '/proc/x.json'],
+      /^grpo-kernels: bench: --json '\/proc\/x\.json' is not a writable file: cannot create a file in '\/proc' \(ENOENT/,
+    ]);
+  }
+  for (const [what, args, message] of cases) {
+    it(what, async () => {
+      const r = await run(...args, '--no-progress');
+      expect(r.stderrLines).toEqual([expect.stringMatching(message)]);
+      expect(r.code).toBe(2);
+      expect(r.stdout).toBe('');
+    });
+  }
+
+  it('the checks leave the files they probe with no trace', () => {
+    expect(readFileSync(file, 'utf8')).toBe('keep');
+    const probes = readdirSync(tmp, { recursive: true }).filter((f) => String(f).includes('.grpo-kernels-'));
+    expect(probes).toEqual([]);
+  });
+
+  // Node's recursive mkdir loops forever on /proc's ENOENT: run the bin with a time limit.
+  it.skipIf(process.platform !== 'linux')('demo --out /proc/x fails at once instead of hanging', () => {
+    const r = runBin('demo', '--quick', '--steps', '2', '--out', '/proc/x', '--no-progress');
+    expect(r.signal).toBeNull();
+    expect(r.stderrLines).toEqual([
+      expect.stringMatching(
+        /^grpo-kernels: demo: --out '\/proc\/x' is not a writable directory: cannot create it \(ENOENT/,
+      ),
+    ]);
+    expect(r.code).toBe(2);
+    expect(r.stdout).toBe('');
   });
 });
 
@@ -152,7 +236,45 @@ describe('errors are one line on stderr and a non-zero exit', () => {
       /--backend expects one of cpu, webgpu, cuda, auto, all/,
     ],
     ['unknown command', ['frobnicate'], /unknown command 'frobnicate'/],
-    ['bad number', ['demo', '--steps', '0'], /--steps expects a positive integer/],
+    ['bad number', ['demo', '--steps', '0'], /demo: --steps expects an integer from 1 to 1000000, got '0'$/],
+    // parseArgs reads '-1' as a flag ("argument is ambiguous"); a negative number is a value out of range.
+    [
+      'negative number',
+      ['demo', '--steps', '-1'],
+      /demo: --steps expects an integer from 1 to 1000000, got '-1'$/,
+    ],
+    [
+      'negative --runs',
+      ['demo', '--runs', '-3'],
+      /demo: --runs expects an integer from 1 to 10000, got '-3'$/,
+    ],
+    [
+      'not an integer',
+      ['demo', '--runs', '1.5'],
+      /demo: --runs expects an integer from 1 to 10000, got '1.5'$/,
+    ],
+    ['too big', ['demo', '--steps', '99999999999999999999'], /--steps expects an integer from 1 to 1000000/],
+    // The seed is a u32 (mulberry32 and deriveSeed take seed >>> 0): 1e20 would alias another seed.
+    [
+      'seed beyond u32',
+      ['demo', '--seed', '99999999999999999999'],
+      /demo: --seed expects an integer from 0 to 4294967295, got '99999999999999999999'$/,
+    ],
+    [
+      'negative seed',
+      ['demo', '--seed', '-5'],
+      /demo: --seed expects an integer from 0 to 4294967295, got '-5'$/,
+    ],
+    [
+      'seeds of the runs beyond u32',
+      ['demo', '--seed', '4294967295', '--runs', '2'],
+      /demo: --seed 4294967295 with 2 runs uses seeds up to 4294967296; the last seed must be at most 4294967295$/,
+    ],
+    [
+      'a value that looks like a flag',
+      ['demo', '--out', '-x'],
+      /demo: --out expects a value, got '-x'.*--out=-x/,
+    ],
     ['unknown op', ['bench', '--op', 'softmax'], /--op expects op names/],
     ['stray positional', ['info', 'extra'], /info: Unexpected argument 'extra'/],
   ];
@@ -181,7 +303,10 @@ describe('errors are one line on stderr and a non-zero exit', () => {
       console.log('skipped: cuda and webgpu both start here, so no backend is unavailable');
       return;
     }
-    const r = await run('demo', '--backend', unavailable);
+    const out = join(tmp, 'never-written', 'demo');
+    const r = await run('demo', '--backend', unavailable, '--out', out);
+    // The directories the --out check created are gone again.
+    expect(existsSync(join(tmp, 'never-written'))).toBe(false);
     expect(r.code).toBe(1);
     expect(r.stderrLines).toHaveLength(1);
     expect(r.stderrLines[0]).toMatch(new RegExp(`^grpo-kernels: backend ${unavailable} is unavailable: .+`));

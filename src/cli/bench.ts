@@ -11,6 +11,7 @@ import { ALL_BACKENDS, isSoftwareDriver, openOrFail, SOFTWARE_NOTE, tryOpen } fr
 import { type BenchCase, benchCases, OP_NAMES, type OpName, type Prepared, tierFor } from './bench-cases.js';
 import { CliError, oneLine, usageError } from './errors.js';
 import type { Io } from './io.js';
+import { writableFile } from './paths.js';
 import { ProgressBar } from './progress.js';
 import { formatTable } from './table.js';
 import { packageVersion } from './version.js';
@@ -29,7 +30,8 @@ Options:
   --backend NAME  cpu | webgpu | cuda | auto | all (default all: every available backend)
   --quick         tiny sizes on every backend (seconds)
   --op OPS        only these ops (comma-separated): ${OP_NAMES.join(', ')}
-  --json FILE     also write machine-readable rows to FILE
+  --json FILE     also write machine-readable rows to FILE (in an existing directory;
+                  checked, with a probe file written beside it, before the run starts)
   --no-progress   no progress bar on stderr
   -h, --help      show this help`;
 
@@ -303,6 +305,8 @@ export async function benchCommand(args: string[], io: Io): Promise<number> {
     ops = wanted as OpName[];
   }
   if (flags.json === '') throw usageError('bench: --json expects a file name');
+  // Before any backend opens: a run of minutes must not end in "cannot write".
+  const jsonFile = flags.json === undefined ? undefined : writableFile('bench', 'json', flags.json);
 
   // Open the backends first, so the progress bar knows the total.
   const contexts: Context[] = [];
@@ -352,7 +356,7 @@ export async function benchCommand(args: string[], io: Io): Promise<number> {
     'GB/s = bytes moved (inputs read + outputs written) / median time; % copy = GB/s over the copy bandwidth ' +
       '(ctx.copyProbe) at the same traffic, measured in this run.',
   );
-  if (flags.json !== undefined) {
+  if (jsonFile !== undefined) {
     const doc = {
       package: 'grpo-kernels',
       version: packageVersion(),
@@ -361,7 +365,11 @@ export async function benchCommand(args: string[], io: Io): Promise<number> {
       quick,
       rows,
     };
-    writeFileSync(flags.json, `${JSON.stringify(doc, null, 2)}\n`);
+    try {
+      writeFileSync(jsonFile, `${JSON.stringify(doc, null, 2)}\n`);
+    } catch (e) {
+      throw new CliError(`bench: --json: cannot write '${flags.json}': ${oneLine(e)}`);
+    }
     io.out(`wrote ${rows.length} rows to ${flags.json}`);
   }
   const errors = rows.filter((r) => r.error !== undefined);
