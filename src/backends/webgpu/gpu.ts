@@ -75,6 +75,11 @@ async function dawnInstance(): Promise<GPU> {
 }
 
 async function nodeAdapter(options: GPURequestAdapterOptions): Promise<GPUAdapter | null> {
+  // Mesa's software Vulkan prints "error: XDG_RUNTIME_DIR is invalid or not set" on stderr when the
+  // shell has none (su, sudo, cron, CI): point it at a private 0700 directory, only then
+  // (scripts/runtime-dir.mjs, which .ci/run and the tests' setup use too).
+  const { ensureRuntimeDir } = await import('../../../scripts/runtime-dir.mjs');
+  ensureRuntimeDir(process.env);
   const icd = await cachedIcd();
   if (icd && !icd.systemHasIcd) process.env.VK_ICD_FILENAMES = icd.path;
   let adapter = await (await dawnInstance()).requestAdapter(options);
