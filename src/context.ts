@@ -6,22 +6,17 @@ import * as adv from './api/advantages.js';
 import * as lp from './api/logprobs.js';
 import * as thr from './api/thr.js';
 import type { TensorLike } from './api/validate.js';
-import { hostArrayName } from './api/validate.js';
+import { hostArrayName, ownedView } from './api/validate.js';
 import type {
   AdvantagesResult,
   Backend,
+  BackendOptions,
   DeviceInfo,
   LogprobsResult,
   RestrictedVocab,
   ThrResult,
 } from './backends/backend.js';
-import {
-  type BackendChoice,
-  type BackendOptions,
-  loadAuto,
-  loadBackend,
-  type SkippedBackend,
-} from './backends/registry.js';
+import { type BackendChoice, loadAuto, loadBackend, type SkippedBackend } from './backends/registry.js';
 import {
   DTYPES,
   type DType,
@@ -32,7 +27,7 @@ import {
 } from './dtypes.js';
 import { fail } from './errors.js';
 import type { Layout } from './layout.js';
-import type { BackendName, Tensor } from './tensor.js';
+import { adopt, type BackendName, retire, type Tensor } from './tensor.js';
 
 export interface CreateContextOptions extends BackendOptions {
   /** 'cpu' | 'webgpu' | 'cuda' | 'auto' (cuda, then webgpu, then cpu). Default 'auto'. */
@@ -41,12 +36,29 @@ export interface CreateContextOptions extends BackendOptions {
 
 export class Context {
   readonly #backend: Backend;
+  #disposed = false;
   /** For `auto`: the backends passed over before this one, with the reason. */
   readonly skipped: readonly SkippedBackend[];
 
   constructor(backend: Backend, skipped: readonly SkippedBackend[] = []) {
     this.#backend = backend;
     this.skipped = skipped;
+  }
+
+  /** The backend, for an op: BACKEND_UNAVAILABLE once the context is disposed. */
+  #live(op: string): Backend {
+    if (this.#disposed) fail('BACKEND_UNAVAILABLE', op, `this ${this.#backend.name} context was disposed`);
+    return this.#backend;
+  }
+
+  /** Marks an op's result tensors as this context's (a tensor of another context is refused). */
+  #own<T>(result: T): T {
+    return adopt(result, this.#backend);
+  }
+
+  /** Runs an op on the live backend and adopts its result (errors reject, never throw). */
+  async #op<T>(name: string, run: (backend: Backend) => Promise<T>): Promise<T> {
+    return this.#own(await run(this.#live(name)));
   }
 
   get backend(): BackendName {
@@ -81,7 +93,7 @@ export class Context {
     const n = s.reduce((a, b) => a * b, 1);
     if (n !== data.length)
       fail('SHAPE', 'shape', `expected its product (${n}) to equal data.length (${data.length})`);
-    return this.#backend.upload(data, s, dt);
+    return this.#own(this.#live('tensor').upload(ownedView(data), s, dt));
   }
 
   /** WebGPU: wraps a caller's GPUBuffer (no copy; the caller keeps ownership). */
@@ -92,7 +104,7 @@ export class Context {
         'fromGPUBuffer',
         `only the webgpu backend wraps GPUBuffers; this context is ${this.backend}`,
       );
-    return this.#backend.fromGPUBuffer(buffer, shape, dtype);
+    return this.#own(this.#live('fromGPUBuffer').fromGPUBuffer!(buffer, shape, dtype));
   }
 
   /** CUDA: wraps a caller's device pointer (no copy; the caller keeps ownership). */
@@ -107,7 +119,7 @@ export class Context {
         'fromDevicePointer',
         `only the cuda backend wraps device pointers; this context is ${this.backend}`,
       );
-    return this.#backend.fromDevicePointer(pointer, shape, dtype);
+    return this.#own(this.#live('fromDevicePointer').fromDevicePointer!(pointer, shape, dtype));
   }
 
   // ------------------------------------------------------------ logprobs family
@@ -117,7 +129,7 @@ export class Context {
     targets: TensorLike<'i32'>,
     options?: lp.LogprobsOptions,
   ): Promise<LogprobsResult> {
-    return lp.logprobs(this.#backend, logits, targets, options);
+    return this.#op('logprobs', (b) => lp.logprobs(b, logits, targets, options));
   }
 
   /** Gradient of the logprobs (and optionally entropy) w.r.t. the logits, [N, V] in the logits' dtype. */
@@ -128,7 +140,9 @@ export class Context {
     gradLogprobs: TensorLike<'f32'>,
     options?: lp.LogprobsBackwardOptions,
   ): Promise<Tensor<FloatDType>> {
-    return lp.logprobsBackward(this.#backend, logits, targets, lse, gradLogprobs, options);
+    return this.#op('logprobsBackward', (b) =>
+      lp.logprobsBackward(b, logits, targets, lse, gradLogprobs, options),
+    );
   }
 
   /** Softmax probabilities on each group's restricted vocabulary (packed [T_g, K_g] blocks). */
@@ -137,53 +151,60 @@ export class Context {
     lse: TensorLike<'f32'>,
     options: lp.GatherProbsOptions,
   ): Promise<Tensor<'f32'>> {
-    return lp.gatherProbs(this.#backend, logits, lse, options);
+    return this.#op('gatherProbs', (b) => lp.gatherProbs(b, logits, lse, options));
   }
 
   // ------------------------------------------------------------ advantages family
   /** Group-relative advantages (ESTIMATORS.md). */
   advantages(rewards: TensorLike<'f32'>, options?: adv.AdvantagesOptions): Promise<AdvantagesResult> {
-    return adv.advantages(this.#backend, rewards, options);
+    return this.#op('advantages', (b) => adv.advantages(b, rewards, options));
   }
 
   /** Broadcasts one value per response to its tokens. */
   expandToTokens(values: TensorLike<'f32'>, responseOffsets: Int32Array): Promise<Tensor<'f32'>> {
-    return adv.expandToTokens(this.#backend, values, responseOffsets);
+    return this.#op('expandToTokens', (b) => adv.expandToTokens(b, values, responseOffsets));
   }
 
   /** (x − mean)·rsqrt(var + 1e-8) over the (masked) elements. */
   whiten(values: TensorLike<'f32'>, options?: adv.WhitenOptions): Promise<Tensor<'f32'>> {
-    return adv.whiten(this.#backend, values, options);
+    return this.#op('whiten', (b) => adv.whiten(b, values, options));
   }
 
   // ------------------------------------------------------------ THR family
   /** Each group's sorted unique sampled token ids (V*_g) and each token's column in it. */
   restrictedVocab(tokens: TensorLike<'i32'>, layout: Layout): Promise<RestrictedVocab> {
-    return thr.restrictedVocab(this.#backend, tokens, layout);
+    return this.#op('restrictedVocab', (b) => thr.restrictedVocab(b, tokens, layout));
   }
 
   /** Token hidden reward (THR.md) and each group's threshold tau. */
   tokenHiddenReward(options: thr.TokenHiddenRewardOptions): Promise<ThrResult> {
-    return thr.tokenHiddenReward(this.#backend, options);
+    return this.#op('tokenHiddenReward', (b) => thr.tokenHiddenReward(b, options));
   }
 
   /** Reweights token advantages by THR (THR.md, "Reweighting"). */
   thrReweight(options: thr.ThrReweightOptions): Promise<Tensor<'f32'>> {
-    return thr.thrReweight(this.#backend, options);
+    return this.#op('thrReweight', (b) => thr.thrReweight(b, options));
   }
 
   /** Resolves when every op queued so far has finished on the device. */
   synchronize(): Promise<void> {
-    return this.#backend.synchronize();
+    return this.#op('synchronize', (b) => b.synchronize());
   }
 
   /** Seconds per device-to-device copy of `bytes` bytes (median), the bandwidth yardstick of benchmarks. */
   copyProbe(bytes: number): Promise<number> {
-    return this.#backend.copyProbe(bytes);
+    return this.#op('copyProbe', (b) => b.copyProbe(bytes));
   }
 
-  /** Frees the backend's device and memory. Tensors of this context become unusable. */
+  /**
+   * Frees the backend's device and memory. Tensors of this context become unusable: using one (or
+   * this context) afterwards is a BACKEND_UNAVAILABLE error, on every backend. Calling it twice is
+   * harmless.
+   */
   dispose(): void {
+    if (this.#disposed) return;
+    this.#disposed = true;
+    retire(this.#backend);
     this.#backend.dispose();
   }
 

@@ -5,6 +5,7 @@ export type { TensorLike } from './api/validate.js';
 export type {
   AdvantagesResult,
   Backend,
+  BackendOptions,
   DeviceInfo,
   Estimator,
   LogprobsResult,
@@ -19,12 +20,7 @@ export type {
   Weighting,
 } from './backends/backend.js';
 export { ESTIMATORS, PRESETS, SCALE_KINDS, SINGLETON_POLICIES, STD_KINDS } from './backends/backend.js';
-export {
-  AUTO_ORDER,
-  type BackendChoice,
-  type BackendOptions,
-  type SkippedBackend,
-} from './backends/registry.js';
+export { AUTO_ORDER, type BackendChoice, type SkippedBackend } from './backends/registry.js';
 export { Context, type CreateContextOptions, createContext } from './context.js';
 export { setOutputPoison } from './debug.js';
 export {

@@ -14,6 +14,34 @@ export interface TensorStorage<D extends DType = DType> {
   free(): void;
 }
 
+/** Which context (its backend object) made each tensor; set once by the Context (adopt). */
+const owners = new WeakMap<Tensor, object>();
+/** Backends of disposed contexts: their tensors are unusable. */
+const retired = new WeakSet<object>();
+
+/**
+ * Records `owner` (a context's backend object) as the owner of every Tensor in `value` (a tensor,
+ * or an op's result object of tensors), and returns `value`. For Context only.
+ */
+export function adopt<T>(value: T, owner: object): T {
+  if (value instanceof Tensor) {
+    if (!owners.has(value)) owners.set(value, owner);
+  } else if (typeof value === 'object' && value !== null && !ArrayBuffer.isView(value)) {
+    for (const v of Object.values(value)) if (v instanceof Tensor) adopt(v, owner);
+  }
+  return value;
+}
+
+/** The backend object of the context that made `t` (undefined for a tensor made outside one). */
+export function ownerOf(t: Tensor): object | undefined {
+  return owners.get(t);
+}
+
+/** Marks a context's backend as disposed: its tensors throw on use from now on. For Context only. */
+export function retire(owner: object): void {
+  retired.add(owner);
+}
+
 /**
  * A tensor owned by a context. Results stay on their backend until read, so ops chain without
  * round trips. Dispose it (or use `using`) to free device memory.
@@ -37,8 +65,15 @@ export class Tensor<D extends DType = DType> {
     return this.#storage === undefined;
   }
 
-  /** The backend's storage; throws if the tensor was disposed. For backends, not for users. */
+  /** The backend's storage; throws if the tensor or its context was disposed. For backends, not for users. */
   get storage(): TensorStorage<D> {
+    const owner = owners.get(this);
+    if (owner !== undefined && retired.has(owner)) {
+      throw new GrpoKernelsError(
+        'BACKEND_UNAVAILABLE',
+        `tensor [${this.shape.join(', ')}] ${this.dtype}: its ${this.backend} context was disposed`,
+      );
+    }
     if (this.#storage === undefined) {
       throw new GrpoKernelsError(
         'SHAPE',
@@ -50,14 +85,22 @@ export class Tensor<D extends DType = DType> {
 
   /** Copies the elements to a new host typed array (f16/bf16 as raw bits in a Uint16Array). */
   read(): Promise<HostArrayMap[D]> {
-    return this.storage.read();
+    try {
+      return this.storage.read();
+    } catch (e) {
+      return Promise.reject(e);
+    }
   }
 
-  /** Frees the tensor's memory; later use throws. Calling it twice is harmless. */
+  /**
+   * Frees the tensor's memory; later use throws. Calling it twice is harmless, and so is calling it
+   * after its context was disposed (which freed everything).
+   */
   dispose(): void {
     const s = this.#storage;
     this.#storage = undefined;
-    s?.free();
+    const owner = owners.get(this);
+    if (owner === undefined || !retired.has(owner)) s?.free();
   }
 
   [Symbol.dispose](): void {

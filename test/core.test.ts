@@ -193,7 +193,7 @@ describe('contexts and tensors', () => {
     expect((await t.read())[1]).not.toBe(456);
     t.dispose();
     expect(t.disposed).toBe(true);
-    expect(() => t.read()).toThrow(GrpoKernelsError);
+    await expect(t.read()).rejects.toThrow(GrpoKernelsError); // a promise that rejects, never a sync throw
     t.dispose(); // harmless twice
     {
       using u = ctx.tensor(new Int32Array([1, 2, 3]));

@@ -6,7 +6,7 @@
 import type { Backend } from '../backends/backend.js';
 import { type DType, type HostArrayMap, inferDType, isHostArrayOf } from '../dtypes.js';
 import { fail } from '../errors.js';
-import { Tensor } from '../tensor.js';
+import { ownerOf, Tensor } from '../tensor.js';
 
 /** A Tensor, or for one-dimensional inputs a plain typed array. */
 export type TensorLike<D extends DType = DType> = Tensor<D> | HostArrayMap[D];
@@ -34,11 +34,15 @@ export function asTensor<D extends DType>(
   let uploaded = false;
   if (value instanceof Tensor) {
     if (value.disposed) fail('SHAPE', argument, 'expected a live Tensor, got one that was disposed');
-    if (value.backend !== backend.name) {
+    value.storage; // throws BACKEND_UNAVAILABLE when its context was disposed
+    const owner = ownerOf(value);
+    if (value.backend !== backend.name || (owner !== undefined && owner !== backend)) {
       fail(
         'DTYPE',
         argument,
-        `expected a Tensor of this context's backend (${backend.name}), got one of ${value.backend}`,
+        value.backend !== backend.name
+          ? `expected a Tensor of this context's backend (${backend.name}), got one of ${value.backend}`
+          : `expected a Tensor of this context, got one made by another ${value.backend} context`,
       );
     }
     if (!(dtypes as readonly DType[]).includes(value.dtype)) {
@@ -64,7 +68,7 @@ export function asTensor<D extends DType>(
         `expected a ${dtypes.map(hostArrayName).join(' or ')} (dtype ${dtypes.join(' or ')}), got ${value.constructor.name}`,
       );
     }
-    const arr = value as unknown as HostArrayMap[D];
+    const arr = ownedView(value as unknown as HostArrayMap[D]);
     tensor = backend.upload(arr, [arr.length], dtype as D);
     uploaded = true;
   } else {
@@ -76,6 +80,18 @@ export function asTensor<D extends DType>(
   }
   checkShape(argument, tensor.shape, pattern);
   return { tensor, uploaded };
+}
+
+/**
+ * `data`, or a copy of it when its memory is a SharedArrayBuffer: another thread may write it while a
+ * backend copies it (Dawn's writeBuffer crashed on one, the cuda addon refused it), so every backend
+ * uploads from memory of its own.
+ */
+export function ownedView<A extends ArrayBufferView>(data: A): A {
+  if (typeof SharedArrayBuffer !== 'undefined' && data.buffer instanceof SharedArrayBuffer) {
+    return (data as unknown as { slice(): A }).slice();
+  }
+  return data;
 }
 
 export function hostArrayName(dtype: DType): string {

@@ -234,6 +234,14 @@ export interface ThrReweightArgs {
 }
 
 // ---------------------------------------------------------------- the interface
+/** What createContext passes to a backend's constructor. */
+export interface BackendOptions {
+  /** webgpu: run on this caller's GPUDevice instead of creating one. */
+  device?: unknown;
+  /** cuda: which device ordinal to use (default 0). */
+  deviceIndex?: number;
+}
+
 export interface Backend {
   readonly name: BackendName;
   readonly device: DeviceInfo;

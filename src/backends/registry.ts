@@ -4,17 +4,10 @@
  */
 import { GrpoKernelsError } from '../errors.js';
 import type { BackendName } from '../tensor.js';
-import type { Backend } from './backend.js';
+import type { Backend, BackendOptions } from './backend.js';
 import { createCpuBackend } from './cpu/index.js';
 
 export type BackendChoice = BackendName | 'auto';
-
-export interface BackendOptions {
-  /** webgpu: run on this caller's GPUDevice instead of creating one. */
-  device?: unknown;
-  /** cuda: which device ordinal to use (default 0). */
-  deviceIndex?: number;
-}
 
 /** Why `auto` passed over a backend. */
 export interface SkippedBackend {

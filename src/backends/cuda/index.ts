@@ -6,8 +6,7 @@
  */
 import type { DType, HostArrayMap } from '../../dtypes.js';
 import { GrpoKernelsError } from '../../errors.js';
-import type { Backend, DeviceInfo } from '../backend.js';
-import type { BackendOptions } from '../registry.js';
+import type { Backend, BackendOptions, DeviceInfo } from '../backend.js';
 import { cudaAdvantages, cudaExpandToTokens, cudaWhiten } from './advantages.js';
 import { cudaGatherProbs, cudaLogprobs, cudaLogprobsBackward } from './logprobs.js';
 import { loadNativeAddon, type NativeDevice, native } from './native.js';

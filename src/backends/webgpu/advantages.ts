@@ -125,7 +125,7 @@ const GROUP_BINDINGS: [number, 'uniform' | 'read' | 'rw'][] = [
   [10, 'rw'],
   [12, 'rw'],
 ];
-// Seven storage buffers: within WebGPU's default maxStorageBuffersPerShaderStage (8). Chromium's
+// Eight storage buffers: exactly WebGPU's default maxStorageBuffersPerShaderStage (8). Chromium's
 // SwiftShader allows 10, Dawn on lavapipe more, so the tests check every entry point (infra.test.ts).
 const SMALL = spec('adv_small', GROUP_BINDINGS);
 const GROUP = spec('adv_group', GROUP_BINDINGS);

@@ -40,7 +40,7 @@ const gcd = (a: number, b: number): number => (b === 0 ? a : gcd(b, a % b));
 
 /**
  * Splits rows [0, rows) into chunks whose windows fit one binding. `maxRows` (tests) caps the
- * chunk size further. Throws SHAPE when one row is too large for a binding.
+ * chunk size further. Throws SHAPE when one row is too large for a binding (N = 0: one empty chunk).
  */
 export function planRowChunks(
   rows: number,
@@ -64,7 +64,7 @@ export function planRowChunks(
   }
   perChunk = Math.min(perChunk, maxRows);
   if (perChunk < rows) perChunk = Math.floor(perChunk / granule) * granule;
-  if (perChunk < 1) {
+  if (rows > 0 && perChunk < 1) {
     const big = Math.max(...matrices.map((m) => m.rowBytes));
     throw new GrpoKernelsError(
       'SHAPE',

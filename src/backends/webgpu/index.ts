@@ -22,6 +22,7 @@ import type {
   AdvantagesArgs,
   AdvantagesResult,
   Backend,
+  BackendOptions,
   DeviceInfo,
   ExpandToTokensArgs,
   GatherProbsArgs,
@@ -33,7 +34,6 @@ import type {
   TokenHiddenRewardArgs,
   WhitenArgs,
 } from '../backend.js';
-import type { BackendOptions } from '../registry.js';
 import { ADVANTAGES_PARAMS, webgpuAdvantages, webgpuExpandToTokens, webgpuWhiten } from './advantages.js';
 import { acquireDevice } from './gpu.js';
 import { type Tuning, WebGpuKit } from './kit.js';

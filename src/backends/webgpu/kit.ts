@@ -2,7 +2,7 @@
 /**
  * What every op module of the webgpu backend receives: the runtime (device, buffers, faults,
  * dispatch), the pipeline cache, the tuning knobs, and helpers to pick a module variant.
- * Op modules (logprobs.ts, and advantages.ts / thr.ts to come) export plain functions
+ * Op modules (logprobs.ts, advantages.ts, thr.ts) export plain functions
  * `(kit: WebGpuKit, args) => Promise<result>`; index.ts wires them into the Backend.
  */
 import { GrpoKernelsError } from '../../errors.js';
