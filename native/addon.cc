@@ -613,7 +613,7 @@ class CudaDevice : public Napi::ObjectWrap<CudaDevice> {
     p.targets = static_cast<const int*>(Ptr(a, "targets"));
     p.rows = Int(a, "rows");
     p.vocab = Int(a, "vocab");
-    p.temperature = static_cast<float>(Num(a, "temperature", 1));
+    p.temperature = Num(a, "temperature", 1);
     p.ignore_index = static_cast<int>(Int(a, "ignoreIndex", -100));
     p.logprobs = static_cast<float*>(Ptr(a, "outLogprobs"));
     p.lse = static_cast<float*>(Ptr(a, "outLse"));
@@ -643,7 +643,7 @@ class CudaDevice : public Napi::ObjectWrap<CudaDevice> {
     p.entropy = static_cast<const float*>(Ptr(a, "entropy"));
     p.rows = Int(a, "rows");
     p.vocab = Int(a, "vocab");
-    p.temperature = static_cast<float>(Num(a, "temperature", 1));
+    p.temperature = Num(a, "temperature", 1);
     p.ignore_index = static_cast<int>(Int(a, "ignoreIndex", -100));
     p.grad_logits = Ptr(a, "outGradLogits");
     const bool in_place = p.grad_logits == p.logits;
@@ -665,7 +665,7 @@ class CudaDevice : public Napi::ObjectWrap<CudaDevice> {
     p.lse = static_cast<const float*>(Ptr(a, "lse"));
     p.num_tokens = Int(a, "numTokens");
     p.vocab = Int(a, "vocab");
-    p.temperature = static_cast<float>(Num(a, "temperature", 1));
+    p.temperature = Num(a, "temperature", 1);
     p.columns = static_cast<const int*>(Ptr(a, "columns"));
     p.group_token_offsets = Vec<int32_t>(a, "groupTokenOffsets");
     p.vocab_offsets = Vec<int32_t>(a, "vocabOffsets");

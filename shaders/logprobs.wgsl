@@ -127,7 +127,10 @@ fn record_bad_target() {
   }
 }
 
-// Online softmax state of a slice of a row; s = 0 iff nothing above −Inf was seen.
+// Online softmax state of a slice of a row, over RAW logits: m is the raw max; s, sx, sq are
+// Σ e^d, Σ e^d·d, Σ e^{2d} with d = (x − m)/T (one rounding, and no overflow of x/T: with T near
+// 2^-126 a finite logit times 1/T may exceed f32, while x − m ≤ 0 scaled stays ≤ 0). s = 0 iff
+// nothing above −Inf was seen.
 struct St {
   m: f32,
   s: f32,
@@ -146,7 +149,7 @@ fn st_push(st: ptr<function, St>, y: f32) {
     return;
   }
   if (y > (*st).m) {
-    let d = (*st).m - y;
+    let d = ((*st).m - y) * P.inv_t;
     let a = exp(d);
     if (a == 0.0) {
       // First element, or the max jumped so far (e.g. to +Inf) that the old sums vanish;
@@ -161,7 +164,7 @@ fn st_push(st: ptr<function, St>, y: f32) {
     }
     (*st).m = y;
   } else if (!is_neg_inf(y)) {
-    let d = y - (*st).m;
+    let d = (y - (*st).m) * P.inv_t;
     let e = exp(d);
     (*st).s = (*st).s + e;
     (*st).sx = (*st).sx + select(0.0, e * d, e > 0.0);
@@ -177,7 +180,7 @@ fn st_scaled(st: St, mx: f32) -> vec4<f32> {
   if (st.m == mx) {
     return vec4<f32>(st.s, st.sx, st.sq, st.nan);
   }
-  let d = st.m - mx;
+  let d = (st.m - mx) * P.inv_t;
   let a = exp(d);
   if (a == 0.0) {
     return vec4<f32>(0.0, 0.0, 0.0, st.nan);
@@ -218,12 +221,14 @@ fn finish(row: u32, mx: f32, t: vec4<f32>) {
     sq = nan_f32();
   } else {
     let ls = log(t.x);
-    lse = mx + ls;
+    // mx is the raw max: lse = mx/T + log s rounds to ±Inf only when the true value exceeds f32.
+    lse = mx * P.inv_t + ls;
     let tgt = targets[g];
     if (tgt < 0 || u32(tgt) >= P.vocab) {
       lp = nan_f32();
     } else {
-      lp = load_x(P.x_base + row * P.vocab + u32(tgt)) * P.inv_t - lse;
+      // (x_t − max)/T − log s, not x_t/T − lse: no cancellation when |max|/T dwarfs log s.
+      lp = (load_x(P.x_base + row * P.vocab + u32(tgt)) - mx) * P.inv_t - ls;
     }
     h = ls - t.y / t.x;
     sq = t.z / (t.x * t.x);
@@ -246,7 +251,7 @@ fn lane_segment(row: u32, seg: u32, lid: u32) -> St {
   let c0 = seg * P.seg_cols;
   let c1 = min(P.vocab, c0 + P.seg_cols);
   for (var c = c0 + lid; c < c1; c = c + WG) {
-    st_push(&st, load_x(base + c) * P.inv_t);
+    st_push(&st, load_x(base + c));
   }
   return st;
 }
@@ -346,8 +351,13 @@ fn grad_at(e: u32) -> f32 {
     atomicMin(&flag[FLAG_TARGET_ROW], g);
     return 0.0;
   }
-  let lp = load_x(P.x_base + e) * P.inv_t - lse_in[g];
-  let p = exp(lp);
+  let lse = lse_in[g];
+  let x = load_x(P.x_base + e);
+  let lp = x * P.inv_t - lse;
+  // p = 0 for a −Inf logit (even where 1/T underflows to 0 and −Inf·0 would be NaN), and where
+  // lse = +Inf (|max|/T beyond f32), as in the float64 reference. P.inv_t is the f32 rounding of 1/T
+  // here, unclamped: it also scales the gradient.
+  let p = select(exp(lp), 0.0, is_neg_inf(x) || is_pos_inf(lse));
   var d = (select(0.0, 1.0, i32(col) == tgt) - p) * grad_lp[g] * P.inv_t;
   if (GRAD_ENTROPY) {
     // p·(log p + H) → 0 where p = 0 (a −Inf logit); still multiply grad_h by that 0 so a NaN or
@@ -418,5 +428,6 @@ fn gather_probs(
   let t = u32(group_tokens[g]) + tl;
   let c = u32(columns[u32(vocab_offsets[g]) + local - tl * k]);
   let x = load_x(P.x_base + (t - P.row_base) * P.vocab + c);
-  probs[e] = exp(x * P.inv_t - lse_in[t]);
+  let lse = lse_in[t];
+  probs[e] = select(exp(x * P.inv_t - lse), 0.0, is_pos_inf(lse)); // lse = +Inf: p is 0 (as backward)
 }

@@ -55,6 +55,7 @@
 // GATHER PROBS  probs[g][i, k] = e^{logits[t, V*_g[k]] / T − lse[t]} for token t = i-th of group g.
 //   Block: one token, 128 threads over its group's K_g columns (a gather: K_g·sizeof(x) read at
 //   random columns of the row, K_g·4 written). Not renormalised on V*.
+#include <algorithm>
 #include <cfloat>
 #include <climits>
 #include <cmath>
@@ -70,6 +71,11 @@ constexpr int kFwdBatch = 8;  // 16-byte vectors each thread loads before it com
 constexpr int kBwdThreads = 256;
 constexpr int kBwdBatch = 8;  // 16-byte vectors each backward thread loads before it computes on any
 constexpr unsigned kFull = 0xffffffffu;
+
+// A factor of 1/T as the kernels take it (log2e/T or 1/T, computed in double): at least FLT_MIN, so a
+// −Inf logit times it stays −Inf (0·−Inf would be NaN) when it underflows f32 (T above ~1e38: the
+// uniform limit either way). The API keeps T ≥ 2^-126, so it is finite.
+inline float scale_of(double f) { return std::max(static_cast<float>(f), FLT_MIN); }
 
 // Elements of one vocabulary segment: kFwdThreads · kFwdBatch vectors (32 KiB of logits, any dtype).
 template <class T>
@@ -96,7 +102,7 @@ __device__ __forceinline__ void add_scaled(OnlineState& r, const OnlineState& x,
   const float dm = (x.m - r.m) * scale2;  // ≤ 0 (NaN only for +Inf − +Inf, which must give NaN)
   const float c = ex2_ftz(dm);
   r.s = fmaf(c, x.s, r.s);
-  r.t = fmaf(c, fmaf(dm, x.s, x.t), r.t);
+  r.t = fmaf(c * dm, x.s, fmaf(c, x.t, r.t));  // c·dm first: dm·s may overflow where c is 0
   r.q = fmaf(c * c, x.q, r.q);
 }
 
@@ -120,7 +126,8 @@ __device__ __forceinline__ void update(OnlineState& st, const float (&x)[K], flo
       const float dm = (st.m - cm) * scale2;
       const float c = ex2_ftz(dm);
       if (kStats) {
-        st.t = c * fmaf(dm, st.s, st.t);
+        // c·dm first: dm·s may overflow to −Inf where c is 0 (T near 2^-126), and 0·(−Inf) is NaN.
+        st.t = fmaf(c * dm, st.s, c * st.t);
         st.q *= c * c;
       }
       st.s *= c;
@@ -369,7 +376,9 @@ __global__ void __launch_bounds__(kBwdThreads, 4)
   r.lse2 = __ldg(lse + row) * kLog2e;
   r.ge = kEnt ? __ldg(gent + row) * inv_t : 0.f;
   r.h = kEnt ? __ldg(ent + row) : 0.f;
-  r.scale2 = scale2;
+  // lse = +Inf (|max|/T beyond f32): every p is 0, as in the float64 reference; FLT_MIN keeps x·scale2
+  // finite for finite x, so x·scale2 − lse2 is −Inf rather than Inf − Inf.
+  r.scale2 = r.lse2 == INFINITY ? FLT_MIN : scale2;
   r.tgt = unsigned(tgt);
   const bool ignored = tgt == ignore;
   const bool bad = !ignored && (tgt < 0 || unsigned(tgt) >= vocab);
@@ -464,11 +473,12 @@ __global__ void gather_probs_kernel(const T* __restrict__ logits, const float* _
   const int K = voff[g + 1] - k0;
   float* __restrict__ o = probs + poff[g] + int64_t(i) * K;
   const float l2 = lse[t] * kLog2e;
+  const float s2 = l2 == INFINITY ? FLT_MIN : scale2;  // lse = +Inf: p = 0 (as the backward)
   const T* row = logits + t * vocab;
   for (int k = threadIdx.x; k < K; k += blockDim.x) {
     const int c = cols[k0 + k];
     const float x = (c >= 0 && c < vocab) ? load_f32(row + c) : NAN;
-    o[k] = exp2f(fmaf(x, scale2, -l2));
+    o[k] = exp2f(fmaf(x, s2, -l2));
   }
 }
 
@@ -480,9 +490,9 @@ Status launch_logprobs_forward(const LogprobsParams& p, const LaunchEnv& env, Sc
   GK_REQUIRE(p.vocab > 0, "logprobs: vocab must be ≥ 1");
   GK_REQUIRE(p.rows <= INT_MAX, "logprobs: rows must fit in int32");
   GK_REQUIRE(p.logits && p.targets && p.logprobs && p.lse, "logprobs: null pointer");
-  GK_REQUIRE(p.temperature > 0.f && std::isfinite(p.temperature), "logprobs: temperature must be finite and > 0");
-  const float scale2 = static_cast<float>(1.4426950408889634 / static_cast<double>(p.temperature));
-  const float inv_t = static_cast<float>(1.0 / static_cast<double>(p.temperature));
+  GK_REQUIRE(p.temperature >= 0x1p-126 && std::isfinite(p.temperature), "logprobs: temperature must be finite and ≥ 2^-126");
+  const float scale2 = scale_of(1.4426950408889634 / p.temperature);
+  const float inv_t = scale_of(1.0 / p.temperature);
   const FwdOut o{p.logprobs, p.lse, p.entropy, p.sum_squares};
   const bool stats = p.entropy != nullptr || p.sum_squares != nullptr;
   return dispatch_float(p.dtype, "logits", [&](auto tag) -> Status {
@@ -534,12 +544,14 @@ Status launch_logprobs_backward(const LogprobsBackwardParams& p, const LaunchEnv
   GK_REQUIRE(p.rows <= INT_MAX, "logprobsBackward: rows must fit in int32");
   GK_REQUIRE(p.logits && p.targets && p.lse && p.grad_logprobs && p.grad_logits, "logprobsBackward: null pointer");
   GK_REQUIRE(p.grad_entropy == nullptr || p.entropy != nullptr, "logprobsBackward: gradEntropy needs entropy");
-  GK_REQUIRE(p.temperature > 0.f && std::isfinite(p.temperature),
-             "logprobsBackward: temperature must be finite and > 0");
+  GK_REQUIRE(p.temperature >= 0x1p-126 && std::isfinite(p.temperature),
+             "logprobsBackward: temperature must be finite and ≥ 2^-126");
   // Columns are 32-bit in the kernel: V plus one chunk must fit in uint32 (V < 2^31 is ample).
   GK_REQUIRE(p.vocab <= INT_MAX, "logprobsBackward: vocab must be < 2^31");
-  const float scale2 = static_cast<float>(1.4426950408889634 / static_cast<double>(p.temperature));
-  const float inv_t = static_cast<float>(1.0 / static_cast<double>(p.temperature));
+  const float scale2 = scale_of(1.4426950408889634 / p.temperature);
+  // The gradient's factor 1/T itself is not clamped (only the exponent's scale is): for T above ~1e38
+  // it is the f32 rounding of 1/T (a subnormal, or 0), as the float64 reference rounds it.
+  const float inv_t = static_cast<float>(1.0 / p.temperature);
   // Vectors need input and output at the same offset from a 16-byte boundary (always true in place).
   const bool vec_ok =
       (reinterpret_cast<uintptr_t>(p.grad_logits) - reinterpret_cast<uintptr_t>(p.logits)) % 16 == 0;
@@ -574,7 +586,7 @@ Status launch_gather_probs(const GatherProbsParams& p, const LaunchEnv& env, Scr
   GK_REQUIRE(p.group_token_offsets.back() == p.num_tokens, "gatherProbs: group token offsets must end at numTokens");
   GK_REQUIRE(p.num_tokens <= INT_MAX, "gatherProbs: tokens must fit in int32");
   GK_REQUIRE(p.logits && p.lse && p.columns && p.probs, "gatherProbs: null pointer");
-  const float scale2 = static_cast<float>(1.4426950408889634 / static_cast<double>(p.temperature));
+  const float scale2 = scale_of(1.4426950408889634 / p.temperature);
   int* gto = nullptr;
   int* voff = nullptr;
   long long* poff = nullptr;

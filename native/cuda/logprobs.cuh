@@ -12,7 +12,7 @@ struct LogprobsParams {
   const int* targets = nullptr;  // [rows]
   int64_t rows = 0;
   int64_t vocab = 0;
-  float temperature = 1.f;
+  double temperature = 1.0;  // ≥ 2^-126 (the API's bound): 1/T is finite in f32
   int ignore_index = -100;
   float* logprobs = nullptr;  // [rows]
   float* lse = nullptr;       // [rows]
@@ -39,7 +39,7 @@ struct LogprobsBackwardParams {
   const float* entropy = nullptr;        // [rows], required with grad_entropy
   int64_t rows = 0;
   int64_t vocab = 0;
-  float temperature = 1.f;
+  double temperature = 1.0;  // ≥ 2^-126 (the API's bound): 1/T is finite in f32
   int ignore_index = -100;
   // [rows, vocab] in the logits' dtype. May equal `logits` (in place: each element is read once and
   // then overwritten by the thread that read it).
@@ -53,7 +53,7 @@ struct GatherProbsParams {
   const float* lse = nullptr;  // [num_tokens]
   int64_t num_tokens = 0;
   int64_t vocab = 0;
-  float temperature = 1.f;
+  double temperature = 1.0;  // ≥ 2^-126 (the API's bound): 1/T is finite in f32
   const int* columns = nullptr;          // device, [ΣK_g]
   std::vector<int32_t> group_token_offsets;  // host [G+1]
   std::vector<int32_t> vocab_offsets;        // host [G+1]

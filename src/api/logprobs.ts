@@ -59,8 +59,24 @@ const DEFAULT_IGNORE_INDEX = -100;
 
 // ---------------------------------------------------------------- option and argument checks
 
+/**
+ * The smallest temperature: 2^-126, the smallest normal f32. The GPU kernels scale logits by 1/T in
+ * f32, which is finite exactly when T ≥ 2^-126 (then every backend returns the f32 rounding of the
+ * exact result; for T → 0 that is the argmax limit, lse = m/T rounding to ±Inf when it exceeds f32).
+ * Any finite T above is accepted: a huge T gives the uniform limit (z = x/T ≈ 0) on every backend.
+ */
+export const MIN_TEMPERATURE = 2 ** -126;
+
 function temperatureOption(value: unknown): number {
-  return numberOption('temperature', value, DEFAULT_TEMPERATURE, { min: 0, exclusiveMin: true });
+  const t = numberOption('temperature', value, DEFAULT_TEMPERATURE, { min: 0, exclusiveMin: true });
+  if (t < MIN_TEMPERATURE) {
+    fail(
+      'RANGE',
+      'temperature',
+      `expected ≥ 2^-126 (${MIN_TEMPERATURE}, the smallest normal f32: the kernels scale by 1/T in f32), got ${t}`,
+    );
+  }
+  return t;
 }
 
 function ignoreIndexOption(value: unknown): number {

@@ -161,6 +161,15 @@ const NO_ROW = 0xffffffff;
 /** Words of the `flag` binding (shaders/logprobs.wgsl): FLAG_NEG_INF_ROW, FLAG_TARGET_ROW, FLAG_TARGET_VALUE. */
 const FLAG_INIT = new Uint32Array([NO_ROW, NO_ROW, 0, 0]);
 
+/**
+ * 1/T as the kernels take it: at least 2^-126, so that a −Inf logit times it stays −Inf (0·−Inf
+ * would be NaN) when 1/T underflows f32 (T above ~1e38: the uniform limit either way). T ≥ 2^-126
+ * (the API's bound) keeps it finite.
+ */
+function invTemperature(t: number): number {
+  return Math.max(1 / t, 2 ** -126);
+}
+
 /** A fresh flag buffer (inside rt.run) and the staging buffer its words are copied to. */
 function flagBuffers(rt: GpuRuntime): { flag: GPUBuffer; staging: GPUBuffer } {
   const flag = rt.storageBuffer(FLAG_INIT.byteLength, 'flag');
@@ -313,7 +322,7 @@ export async function webgpuLogprobs(k: WebGpuKit, a: LogprobsArgs): Promise<Log
           segments,
           seg_cols: segCols,
           mode,
-          inv_t: 1 / a.temperature,
+          inv_t: invTemperature(a.temperature),
           ignore_index: a.ignoreIndex,
         }),
       );
@@ -404,7 +413,7 @@ export async function webgpuLogprobsBackward(
           y_base: wy.base,
           mode,
           units,
-          inv_t: 1 / a.temperature,
+          inv_t: 1 / a.temperature, // unclamped: it scales the gradient too (the WGSL guards −Inf·0)
           ignore_index: a.ignoreIndex,
         }),
       );
@@ -497,7 +506,7 @@ export async function webgpuGatherProbs(k: WebGpuKit, a: GatherProbsArgs): Promi
         out_base: outBase,
         count,
         num_groups: groups,
-        inv_t: 1 / a.temperature,
+        inv_t: invTemperature(a.temperature),
       });
       rt.dispatch(
         pass,
