@@ -7,6 +7,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 exe=build/bench/harness
+# GK_HARNESS: another build, e.g. the emulator's (build/emu/harness) in scripts/gpu/run.sh's dry run.
+if [ -n "${GK_HARNESS:-}" ]; then
+  [ -x "$GK_HARNESS" ] || { echo "[harness] GK_HARNESS=$GK_HARNESS is not an executable" >&2; exit 1; }
+  exec "$GK_HARNESS" "$@"
+fi
 if [ ! -x "$exe" ]; then
   mkdir -p "$(dirname "$exe")"
   if [ -f .device/bench/harness.xz ]; then

@@ -13,8 +13,9 @@
 import { createContext, f32ToBf16 } from '../../dist/index.js';
 
 const args = process.argv.slice(2);
+// The last occurrence of a flag wins (run.sh's dry run appends tiny sizes to the goal-size commands).
 const opt = (name, dflt) => {
-  const i = args.indexOf(`--${name}`);
+  const i = args.lastIndexOf(`--${name}`);
   return i >= 0 ? args[i + 1] : dflt;
 };
 const backend = opt('backend', 'cuda');

@@ -22,7 +22,11 @@ echo "[gpu-pack] node $(node --version)"
 xz -9 -T2 -c "$(command -v node)" >"$OUT/node.xz"
 
 echo "[gpu-pack] node_modules (without biome, typescript, and Dawn for other platforms)"
-tar -cf - \
+# From the folder itself: in a git worktree node_modules may be a symlink, which tar would store as one.
+NM=$(realpath node_modules)
+xform=()
+[ "$(basename "$NM")" = node_modules ] || xform=(--transform "s,^$(basename "$NM"),node_modules,")
+tar -C "$(dirname "$NM")" "${xform[@]}" -cf - \
   --exclude='node_modules/@biomejs' \
   --exclude='node_modules/typescript' \
   --exclude='node_modules/playwright-core' \
@@ -30,7 +34,11 @@ tar -cf - \
   --exclude='node_modules/webgpu/dist/win32-x64' \
   --exclude='node_modules/webgpu/dist/win32-arm64' \
   --exclude='node_modules/webgpu/dist/linux-arm64' \
-  node_modules | xz -6 -T2 >"$OUT/node_modules.tar.xz"
+  "$(basename "$NM")" | xz -6 -T2 >"$OUT/node_modules.tar.xz"
+listing=$(tar -tJf "$OUT/node_modules.tar.xz")
+for f in vitest/vitest.mjs webgpu/package.json; do
+  grep -qx "node_modules/$f" <<<"$listing" || { echo "[gpu-pack] node_modules.tar.xz lacks node_modules/$f" >&2; exit 1; }
+done
 tar -cf - dist | xz -6 >"$OUT/dist.tar.xz"
 
 # The addon built here with this machine's nvcc (sm_80 and sm_90, cudart linked statically), so the

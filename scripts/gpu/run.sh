@@ -1,124 +1,371 @@
 #!/usr/bin/env bash
 # Runs on a lent GPU machine (H100/H200) in one call of at most ~8 minutes (see scripts/gpu/pack.sh):
 #   carry: [".device"], command: "bash scripts/gpu/run.sh", timeout_s: 560
-# Steps, most important first, each time-boxed so the whole call ends by DEADLINE_S (default 500 s):
-#   1. unpack node, node_modules and dist from .device/; load the carried addon (built with nvcc
-#      here), or build it there (sm_90) if it does not load;
-#   2. the cuda tests against the cpu reference (none may skip);
-#   3. the goal sizes on cuda (scripts/gpu/goals.mjs) and PyTorch at the same sizes, same card;
-#   4. the webgpu tests and the webgpu logprobs goal on the NVIDIA Vulkan driver through Dawn;
-#   5. compute-sanitizer memcheck and racecheck over the "vs cpu" cuda tests;
-#   6. ncu: GPU-side kernel times and DRAM throughput of advantages, logprobs (4096 rows) and THR.
-# Logs and JSON land in $LOGS, bundled at the end into $OUT/logs.tar.xz (the device tool brings back
-# at most 8 files); steps.txt has each step's exit status (124 = its time box ran out). A failing
-# step does not stop the ones after it. ONLY="torch webgpu-tests" runs just the steps named.
+# First, within seconds, and stopping the run with a FATAL line in steps.txt when either fails:
+#   - a GPU is seen (nvidia-smi -L);
+#   - node, node_modules and dist are unpacked from .device/, and the carried addon (built with nvcc
+#     here) has CUDA, opens the device and runs a kernel (scripts/gpu/preflight.mjs); if not, it is
+#     built there for sm_90 (step "native", not with GPU_BUILD=0) and checked again.
+# Then the steps, most important first, each under its own `timeout` so the whole call ends by
+# DEADLINE (DEADLINE_S, default 500 s); PLAN below gives each one's estimate and time box:
+#   1. the cuda tests against the cpu reference, failing if any GPU test skipped (vitest-gate.mjs);
+#   2. the native harness (bench/cuda/harness.cu) and PyTorch (bench/cuda/torch_reference.py) at the
+#      goal sizes, and the same sizes through Node (scripts/gpu/goals.mjs);
+#   3. the SASS checks: LDG.E.128, MUFU.EX2 and HMMA/HGMMA counted per kernel, each present;
+#   4. compute-sanitizer memcheck and racecheck over test/cuda/ops* (--report-api-errors no; the
+#      deliberate out-of-memory and the multi-GB cases skip: GRPO_KERNELS_SANITIZER=1);
+#   5. the webgpu tests and the webgpu logprobs goal on the NVIDIA Vulkan driver through Dawn;
+#   6. ncu: GPU-side kernel times and DRAM throughput of advantages, logprobs (4096 rows) and THR,
+#      and the speed-of-light sections of one logprobs forward.
+# Output: $LOGS/steps.txt has the plan, one line per step (ok / FAIL / TIMEOUT / CUT, exit status,
+# `est Xs, took Ys`, and the step's own summary, e.g. the test counts) and an overall summary; it is
+# copied to $OUT after every step, so a run killed from outside still leaves it. At the end every log
+# and JSON file is bundled into $OUT/logs.tar.xz (the device tool brings back at most 8 files). A
+# failing step does not stop the ones after it; the exit status is 0 when every step ran and passed,
+# 1 when one failed, timed out or was cut, 2 on a FATAL stop.
+#
+# Environment:
+#   ONLY="torch webgpu-tests"  run just the steps named (the checks before them always run)
+#   DEADLINE_S=500             the whole run's time; estimates over it print a WARNING at the start
+#   GPU_BUILD=0                never build the addon there (a failed check is FATAL at once)
+#   DRY_RUN=1                  here, without a GPU (scripts/gpu/dry-run.sh does it in a copy laid out
+#                              as the GPU machine gets it): the CUDA emulator is the GPU
+#                              (build/emu, `node scripts/build-emu.mjs --harness`), scripts/gpu/dry/
+#                              stands in for nvidia-smi, cuobjdump, compute-sanitizer and ncu, the
+#                              benchmarks run at tiny sizes, PyTorch is only parsed, and the webgpu
+#                              steps use whatever adapter is here (lavapipe: scripts/setup-vulkan.sh).
+#                              DRY_NO_GPU=1 makes the stand-in nvidia-smi see no GPU.
+#   bash scripts/gpu/run.sh --plan   prints the plan and whether its estimates fit the deadline
+#                                    (exit 1 if not), and runs nothing.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
+ROOT=$PWD
+DEV=.device
+DRY=${DRY_RUN:-0}
+DEADLINE=${DEADLINE_S:-$([ "$DRY" = 1 ] && echo 900 || echo 500)}
+T0=$SECONDS
+
+# The plan: step, estimate (s), time box (s). Estimates for an H100/H200 from the runs of 2026-11-26
+# on an H200 (bench/RESULTS.md and those calls' steps.txt): cuda tests 51 s for 90 tests, then over
+# 150 s once the batch-invariance file came (its slow array comparisons are fixed since, and the 45 s
+# of host-side data in the async-jobs test is gone); goals-cuda 12-13 s; torch 6 s; webgpu tests
+# 10-11 s; goals-webgpu 7 s; ncu-sol 4 s; memcheck 5 s and racecheck 10 s over the 57 "vs cpu"
+# tests (now all four ops files, one worker: about 3x the tests). harness and ncu were not timed.
+# "native" runs only when the carried addon fails its check. SETUP_EST covers the unpacking and the
+# checks before the steps.
+SETUP_EST=15
+PLAN=(
+  "native        90 150"
+  "cuda-tests   120 240"
+  "harness       20  60"
+  "torch         10  60"
+  "goals-cuda    20  60"
+  "sass           5  20"
+  "memcheck      60 120"
+  "racecheck     90 150"
+  "webgpu-tests  15  60"
+  "goals-webgpu  10  45"
+  "ncu           30  60"
+  "ncu-sol       10  45"
+)
+CONDITIONAL=" native "
+
+plan_of() { # name → EST, BOX; a name not in PLAN is a bug in this script
+  local row n e b
+  for row in "${PLAN[@]}"; do
+    read -r n e b <<<"$row"
+    if [ "$n" = "$1" ]; then
+      EST=$e BOX=$b
+      return 0
+    fi
+  done
+  echo "run.sh: step '$1' is not in PLAN" >&2
+  return 1
+}
+selected() { [ -z "${ONLY:-}" ] || [[ " $ONLY " == *" $1 "* ]]; }
+
+# Sums the estimates of the selected steps (conditional ones only when asked) and says whether they fit.
+plan_total() { # [extra step names counted although conditional]
+  local row n e b total=$SETUP_EST
+  for row in "${PLAN[@]}"; do
+    read -r n e b <<<"$row"
+    if [[ $CONDITIONAL == *" $n "* ]]; then # whatever ONLY says, when it must run
+      [[ " $* " == *" $n "* ]] && total=$((total + e))
+    elif selected "$n"; then total=$((total + e)); fi
+  done
+  echo "$total"
+}
+plan_report() { # prints the plan; returns 1 if the estimates exceed the deadline
+  local row n e b total
+  total=$(plan_total)
+  echo "plan (deadline ${DEADLINE}s${ONLY:+, ONLY=$ONLY}$([ "$DRY" = 1 ] && echo ', DRY_RUN')):"
+  printf '  %-13s est %3ss\n' setup "$SETUP_EST"
+  for row in "${PLAN[@]}"; do
+    read -r n e b <<<"$row"
+    selected "$n" || [[ $CONDITIONAL == *" $n "* ]] || continue
+    printf '  %-13s est %3ss, box %3ss%s\n' "$n" "$e" "$b" "$([[ $CONDITIONAL == *" $n "* ]] && echo ' (only if the addon fails its check)')"
+  done
+  echo "  estimates total ${total}s of ${DEADLINE}s (+$(($(plan_total native) - total))s if the addon must be built there)"
+  if ((total > DEADLINE)); then
+    echo "WARNING: the estimates (${total}s) exceed the deadline (${DEADLINE}s): the last steps will be cut"
+    return 1
+  fi
+  return 0
+}
+
+# A typo in ONLY or DEADLINE_S would spend the call on nothing: refuse it before anything runs.
+check_args() {
+  [[ $DEADLINE =~ ^[0-9]+$ ]] || { echo "run.sh: DEADLINE_S=$DEADLINE is not a number of seconds"; return 1; }
+  local name
+  for name in ${ONLY:-}; do
+    plan_of "$name" 2>/dev/null || { echo "run.sh: ONLY names '$name', which is not a step (PLAN)"; return 1; }
+  done
+}
+if [ "${1:-}" = --plan ]; then
+  check_args || exit 1
+  plan_report
+  exit
+fi
+
 OUT=${OUT:-/tmp/gpu-out}
 LOGS=$(mktemp -d)
-mkdir -p "$OUT"
-DEV=.device
 TMP=$(mktemp -d)
-T0=$SECONDS
-DEADLINE=${DEADLINE_S:-500}
+mkdir -p "$OUT"
+STEPS=$LOGS/steps.txt
+: >"$STEPS"
+N_OK=0 N_BAD=0 EST_SUM=$SETUP_EST BAD=""
 
-step() { # name, time box (s), command...
-  local name=$1 box=$2
-  shift 2
-  if [ -n "${ONLY:-}" ] && [[ " $ONLY " != *" $name "* ]]; then return 0; fi
-  local left=$((DEADLINE - (SECONDS - T0)))
+# Writes the overall summary, bundles the logs into $OUT, and exits.
+finish() { # exit status
+  local rc=$1 t=$((SECONDS - T0))
+  ((rc == 0 && N_BAD > 0)) && rc=1
+  {
+    if ((rc == 2)); then
+      echo "== summary: STOPPED (FATAL above) after ${t}s; ${N_OK} ok, ${N_BAD} not ok before it"
+    else
+      echo "== summary: $((N_OK + N_BAD)) steps: ${N_OK} ok, ${N_BAD} not ok${BAD:+ (${BAD# })}; est ${EST_SUM}s, took ${t}s of ${DEADLINE}s"
+    fi
+  } | tee -a "$STEPS"
+  cp "$STEPS" "$OUT/"
+  [ -f "$LOGS/device.txt" ] && cp "$LOGS/device.txt" "$OUT/"
+  tar -cJf "$OUT/logs.tar.xz" -C "$LOGS" .
+  echo "== steps.txt"
+  cat "$STEPS"
+  rm -rf "$TMP" "$LOGS"
+  exit "$rc"
+}
+fatal() {
+  echo "FATAL after $((SECONDS - T0))s: $*" | tee -a "$STEPS" >&2
+  finish 2
+}
+trap 'echo "run.sh: interrupted" | tee -a "$STEPS"; finish 1' INT TERM
+
+# One line per step in steps.txt: name, ok|FAIL|TIMEOUT|CUT, exit status, est and took, and the
+# step's own one-line summary (a command may write it to $STEP_NOTE).
+step() { # name, command...
+  local name=$1
+  shift
+  plan_of "$name" || fatal "run.sh: step '$name' is not in PLAN (a typo in run.sh)"
+  selected "$name" || return 0
+  local est=$EST box=$BOX left=$((DEADLINE - (SECONDS - T0)))
   ((box > left)) && box=$left
+  EST_SUM=$((EST_SUM + est))
   if ((box < 10)); then
-    echo "$name skipped: deadline" | tee -a "$LOGS/steps.txt"
+    printf '%-13s %-7s est %3ss, %ss left of the deadline\n' "$name" CUT "$est" "$left" | tee -a "$STEPS"
+    N_BAD=$((N_BAD + 1)) BAD="$BAD $name"
+    cp "$STEPS" "$OUT/"
     return 0
   fi
-  echo "== $name (box ${box}s)"
-  local t0=$SECONDS
-  timeout -k 5 "$box" "$@" >"$LOGS/$name.log" 2>&1
-  local rc=$?
-  echo "$name rc=$rc $((SECONDS - t0))s" | tee -a "$LOGS/steps.txt"
+  echo "== $name (est ${est}s, box ${box}s)"
+  local t0=$SECONDS note="$LOGS/$name.note"
+  rm -f "$note"
+  STEP_NOTE=$note timeout -k 5 "$box" "$@" >"$LOGS/$name.log" 2>&1
+  local rc=$? took=$((SECONDS - t0)) status=ok
+  if ((rc == 124 || rc == 137)); then
+    status=TIMEOUT
+  elif ((rc != 0)); then status=FAIL; fi
+  local extra=""
+  [ -s "$note" ] && extra="  $(head -c 400 "$note" | head -n 1)"
+  [ "$status" = TIMEOUT ] && extra="  (box ${box}s ran out)$extra"
+  ((took > est + 10 && took > est * 3 / 2)) && extra="  [over estimate]$extra"
+  printf '%-13s %-7s rc=%-3s est %3ss, took %3ss%s\n' "$name" "$status" "$rc" "$est" "$took" "$extra" |
+    tee -a "$STEPS"
+  if [ "$status" = ok ]; then
+    N_OK=$((N_OK + 1))
+  else
+    N_BAD=$((N_BAD + 1)) BAD="$BAD $name"
+  fi
+  cp "$STEPS" "$OUT/"
   tail -n 25 "$LOGS/$name.log"
   return 0
 }
 
-if ! command -v node >/dev/null; then
-  xz -dc "$DEV/node.xz" >"$TMP/node" && chmod +x "$TMP/node"
+ARGS_ERR=$(check_args) || fatal "$ARGS_ERR"
+plan_report | tee -a "$STEPS"
+
+# ------------------------------------------------------------------ is there a GPU at all?
+if [ "$DRY" = 1 ]; then
+  export PATH="$ROOT/scripts/gpu/dry:$PATH"
+  emu=$ROOT/build/emu/grpo_kernels_native.node
+  [ -f "$emu" ] || fatal "DRY_RUN needs the CUDA emulator: node scripts/build-emu.mjs --harness"
+  export GRPO_KERNELS_NATIVE_PATH=$emu GRPO_KERNELS_CUDA_EMU=1
+  GPU_BUILD=0
+fi
+export PATH="$PATH:/usr/local/cuda/bin"
+gpus=$(timeout -k 5 30 nvidia-smi -L 2>&1)
+smi=$?
+echo "$gpus" >"$LOGS/nvidia-smi.txt"
+if ((smi != 0)) || ! grep -q '^GPU [0-9]' <<<"$gpus"; then
+  fatal "no GPU seen: nvidia-smi -L exited $smi: $(head -n 1 <<<"${gpus:-(no output)}")"
+fi
+echo "GPU: $(head -n 1 <<<"$gpus")" | tee -a "$STEPS"
+
+# ------------------------------------------------------------------ unpack
+if ! command -v node >/dev/null || [ "${CARRIED_NODE:-0}" = 1 ]; then
+  xz -dc "$DEV/node.xz" >"$TMP/node" && chmod +x "$TMP/node" || fatal "cannot unpack $DEV/node.xz"
   export PATH="$TMP:$PATH"
 fi
-[ -d node_modules ] || tar -xJf "$DEV/node_modules.tar.xz"
-[ -d dist ] || tar -xJf "$DEV/dist.tar.xz"
+# A node_modules symlink that points nowhere (a worktree's, sent as a link) would take the unpacking.
+[ -L node_modules ] && [ ! -e node_modules ] && rm node_modules
+if [ ! -d node_modules ]; then
+  tar -xJf "$DEV/node_modules.tar.xz" || fatal "cannot unpack $DEV/node_modules.tar.xz"
+fi
+if [ ! -d dist ]; then
+  tar -xJf "$DEV/dist.tar.xz" || fatal "cannot unpack $DEV/dist.tar.xz"
+fi
 if [ -f "$DEV/addon/grpo_kernels_native.node" ] && [ ! -f build/Release/grpo_kernels_native.node ]; then
   mkdir -p build/Release
   cp "$DEV/addon/grpo_kernels_native.node" build/Release/
   cp "$DEV/addon/native-build-status.json" build/ 2>/dev/null
 fi
 {
-  echo "date $(date -u +%FT%TZ); node $(node --version)"
+  echo "date $(date -u +%FT%TZ); node $(node --version)$([ "$DRY" = 1 ] && echo '; DRY_RUN')"
   nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,clocks.max.mem --format=csv,noheader
   nvcc --version 2>/dev/null | tail -1
-  python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda)' 2>&1
+  python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda)' 2>&1 | tail -1
 } | tee "$LOGS/device.txt"
 echo "unpacked in $((SECONDS - T0))s"
 
+# ------------------------------------------------------------------ does the addon run a kernel?
 export CMAKE_CUDA_ARCHITECTURES=${GPU_ARCHS:-90}
-if ! node --input-type=module -e "const c=await (await import('./dist/index.js')).createContext({backend:'cuda'});console.log(JSON.stringify(c.device));c.dispose()" \
-  >"$LOGS/addon-load.log" 2>&1; then
-  cat "$LOGS/addon-load.log"
-  rm -rf build
-  step native 150 env GRPO_KERNELS_REQUIRE_NATIVE=1 node scripts/build-native.mjs
-else
-  cat "$LOGS/addon-load.log"
-fi
-
-# The instructions the kernels are designed around, counted per kernel in the SASS that runs here.
-sass_counts() {
-  cuobjdump -sass build/Release/grpo_kernels_native.node | awk '
-    /Function : / { f = $3 }
-    f != "" { for (i = 1; i <= NF; i++) if ($i ~ /^(LDG\.E\.128|MUFU\.EX2|HMMA|HGMMA)/) { split($i, a, "."); n[f " " a[1] "." a[2]]++ } }
-    END { for (k in n) print n[k], k }' | sort -k2
+preflight() {
+  timeout -k 5 60 node scripts/gpu/preflight.mjs >"$LOGS/preflight.log" 2>&1
+  PRE_RC=$?
+  ((PRE_RC == 124 || PRE_RC == 137)) && echo "preflight: no answer within 60 s (a hung driver?)" >>"$LOGS/preflight.log"
+  cat "$LOGS/preflight.log"
+  PRE_LINE=$(tail -n 1 "$LOGS/preflight.log")
 }
-export -f sass_counts
-export PATH="$PATH:/usr/local/cuda/bin"
-step sass 20 bash -c sass_counts
+preflight
+if ((PRE_RC != 0)); then
+  # A build there helps when the addon is missing, lacks CUDA or code for this GPU, or has a newer CUDA
+  # runtime than the driver supports (nvidia-smi's "CUDA Version"; the nvcc there matches the
+  # driver). It does not help when no device opens for another reason.
+  rebuild=0
+  rt=$(grep -o '"cudaRuntimeVersion":[0-9]*' <<<"$PRE_LINE" | grep -o '[0-9]*$')
+  drv=$(nvidia-smi 2>/dev/null | grep -o 'CUDA Version: [0-9.]*' | head -n 1 |
+    awk '{ split($3, v, "."); print v[1] * 1000 + v[2] * 10 }')
+  echo "addon check failed (rc $PRE_RC); addon CUDA runtime ${rt:-?}, driver supports ${drv:-?}" | tee -a "$STEPS"
+  case $PRE_RC in
+  2 | 4) rebuild=1 ;;
+  3) [ -n "$rt" ] && [ -n "$drv" ] && ((drv < rt)) && rebuild=1 ;;
+  esac
+  if ((rebuild == 1)) && [ "${GPU_BUILD:-1}" != 0 ] && command -v nvcc >/dev/null; then
+    total=$(plan_total native)
+    echo "building the addon here; estimates now ${total}s of ${DEADLINE}s" |
+      tee -a "$STEPS"
+    ((total > DEADLINE)) &&
+      echo "WARNING: with the build the estimates (${total}s) exceed the deadline (${DEADLINE}s)" | tee -a "$STEPS"
+    rm -rf build
+    ONLY="" step native env GRPO_KERNELS_REQUIRE_NATIVE=1 node scripts/build-native.mjs
+    preflight
+  fi
+  ((PRE_RC == 0)) || fatal "the cuda backend is not usable (preflight rc $PRE_RC): $PRE_LINE"
+fi
+echo "addon ok: $(head -c 300 <<<"$PRE_LINE")" | tee -a "$STEPS"
 
-VITEST=(node node_modules/vitest/vitest.mjs run --project unit --reporter=verbose)
-step cuda-tests 150 "${VITEST[@]}" test/cuda
-step goals-cuda 120 node scripts/gpu/goals.mjs --backend cuda
-step torch 100 env PYTHONUNBUFFERED=1 python3 bench/cuda/torch_reference.py
+# ------------------------------------------------------------------ the steps
+# The benchmarks' sizes: the goal sizes, or tiny ones on the emulator (the flags come last and win).
+TINY=()
+[ "$DRY" = 1 ] && TINY=(--rows 64 --vocab 1000 --thr-tokens 40 --thr-d 48 --thr-vocab 24 --groups 50 --reps 2
+  --adv-reps 2)
+GATE=(node scripts/gpu/vitest-gate.mjs)
+[ "$DRY" = 1 ] && GATE+=(--allow emulator)
+VITEST=(node node_modules/vitest/vitest.mjs run --project unit --reporter=verbose --reporter=json)
+
+step cuda-tests "${GATE[@]}" --json "$LOGS/cuda-tests.json" -- \
+  "${VITEST[@]}" --outputFile.json="$LOGS/cuda-tests.json" test/cuda
+
 # The same sizes natively (bench/cuda/harness.cu: launchers timed with CUDA events beside a copy, no Node).
-step harness 60 bash bench/cuda/harness.sh
+if [ "$DRY" = 1 ]; then
+  step harness env GK_HARNESS=build/emu/harness bash bench/cuda/harness.sh --rows 7 --vocab 1000 \
+    --thr-tokens 40 --thr-d 48 --thr-vocab 24 --groups 50 --reps 20 --warmup 2
+  step torch python3 -c 'import ast, sys; ast.parse(open(sys.argv[1]).read()); print("parsed", sys.argv[1])' \
+    bench/cuda/torch_reference.py
+else
+  step harness bash bench/cuda/harness.sh
+  step torch env PYTHONUNBUFFERED=1 python3 bench/cuda/torch_reference.py
+fi
+step goals-cuda node scripts/gpu/goals.mjs --backend cuda "${TINY[@]}"
+
+# The instructions the kernels are designed around, counted per kernel in the SASS that runs here;
+# the step fails if one of them is absent from the whole addon.
+sass_check() {
+  cuobjdump -sass "$1" >"$TMP/sass.txt" || return 1
+  awk '
+    /Function : / { f = $3 }
+    f != "" { for (i = 1; i <= NF; i++) if (match($i, /^(LDG\.E\.128|MUFU\.EX2|HMMA\.[0-9]+|HGMMA\.[0-9A-Za-z]+)/)) n[f " " substr($i, RSTART, RLENGTH)]++ }
+    END { for (k in n) print n[k], k }' "$TMP/sass.txt" | sort -k2
+  local ldg mufu mma line
+  ldg=$(grep -c 'LDG\.E\.128' "$TMP/sass.txt")
+  mufu=$(grep -c 'MUFU\.EX2' "$TMP/sass.txt")
+  mma=$(grep -cE '\b(HMMA|HGMMA)\.' "$TMP/sass.txt")
+  line="LDG.E.128 ${ldg}, MUFU.EX2 ${mufu}, HMMA/HGMMA ${mma} instructions"
+  ((ldg > 0 && mufu > 0 && mma > 0)) || line="$line -- FAIL: expected each of them in the kernels"
+  echo "$line" | tee "$STEP_NOTE"
+  [[ $line != *FAIL* ]]
+}
+export -f sass_check
+export TMP
+step sass bash -c 'sass_check build/Release/grpo_kernels_native.node'
+
+# compute-sanitizer over the op tests, one worker process so it follows one Node process tree.
+# --report-api-errors no: a CUDA call that fails on purpose (the error-path tests) is not an error of
+# the kernels; GRPO_KERNELS_SANITIZER=1 skips the deliberate OUT_OF_MEMORY and the 8.6 GB cases.
+SAN=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
+SANV=("${VITEST[@]}" test/cuda/ops --pool=forks --maxWorkers=1)
+for tool in memcheck racecheck; do
+  step "$tool" env GRPO_KERNELS_SANITIZER=1 "${GATE[@]}" --allow sanitizer --json "$LOGS/$tool.json" -- \
+    "$SAN" --tool "$tool" --target-processes all --report-api-errors no --error-exitcode 97 \
+    "${SANV[@]}" --outputFile.json="$LOGS/$tool.json"
+done
 
 # The NVIDIA Vulkan driver for Dawn: the carried loader, the driver's own ICD manifest.
 # The loader and libglvnd: the driver's ICD (libGLX_nvidia) needs libGLdispatch to start.
-for deb in "$DEV"/debs/*.deb; do [ -e "$deb" ] && dpkg -x "$deb" /; done
-ldconfig 2>/dev/null || true
-for icd in /usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json /usr/share/vulkan/icd.d/nvidia_icd.json \
-  /etc/vulkan/icd.d/nvidia_icd.json; do
-  if [ -f "$icd" ]; then
-    export VK_DRIVER_FILES=$icd VK_ICD_FILENAMES=$icd
-    break
-  fi
-done
-step webgpu-tests 90 env CI=1 "${VITEST[@]}" test/webgpu
-step goals-webgpu 60 node scripts/gpu/goals.mjs --backend webgpu --only logprobs,copy --rows 16384
-
-SAN=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
-SANV=(node node_modules/vitest/vitest.mjs run --project unit --reporter=verbose test/cuda/ops
-  --pool=forks --maxWorkers=1 -t "vs cpu")
-step memcheck 75 "$SAN" --tool memcheck --target-processes all --error-exitcode 97 "${SANV[@]}"
-step racecheck 75 "$SAN" --tool racecheck --target-processes all --error-exitcode 97 "${SANV[@]}"
+# Not in a dry run: that would unpack the debs over this machine's /.
+if [ "$DRY" != 1 ]; then
+  for deb in "$DEV"/debs/*.deb; do [ -e "$deb" ] && dpkg -x "$deb" /; done
+  ldconfig 2>/dev/null || true
+  for icd in /usr/local/nvidia/share/vulkan/icd.d/nvidia_icd.json /usr/share/vulkan/icd.d/nvidia_icd.json \
+    /etc/vulkan/icd.d/nvidia_icd.json; do
+    if [ -f "$icd" ]; then
+      export VK_DRIVER_FILES=$icd VK_ICD_FILENAMES=$icd
+      break
+    fi
+  done
+fi
+step webgpu-tests env CI=1 "${GATE[@]}" --allow webgpu --json "$LOGS/webgpu-tests.json" -- \
+  "${VITEST[@]}" --outputFile.json="$LOGS/webgpu-tests.json" test/webgpu
+step goals-webgpu node scripts/gpu/goals.mjs --backend webgpu --only logprobs,copy --rows 16384 "${TINY[@]}"
 
 NCU=$(command -v ncu || echo /usr/local/cuda/bin/ncu)
-step ncu 60 "$NCU" --target-processes all -k 'regex:group_advantages|logprobs_fwd|logprobs_bwd|thr_' -c 60 \
+step ncu "$NCU" --target-processes all -k 'regex:group_advantages|logprobs_fwd|logprobs_bwd|thr_' -c 60 \
   --metrics gpu__time_duration.sum,dram__throughput.avg.pct_of_peak_sustained_elapsed \
-  node scripts/gpu/goals.mjs --backend cuda --only advantages,logprobs,thr --rows 4096 --reps 1 --adv-reps 3
+  node scripts/gpu/goals.mjs --backend cuda --only advantages,logprobs,thr --rows 4096 --reps 1 --adv-reps 3 \
+  "${TINY[@]}"
 
 # What bounds the logprobs forward: speed-of-light and memory sections of one 4096-row launch.
-step ncu-sol 45 "$NCU" --target-processes all -k regex:logprobs_fwd -c 1 --section SpeedOfLight \
+step ncu-sol "$NCU" --target-processes all -k regex:logprobs_fwd -c 1 --section SpeedOfLight \
   --section MemoryWorkloadAnalysis --section Occupancy --section LaunchStats \
-  node scripts/gpu/goals.mjs --backend cuda --only logprobs --rows 4096 --reps 1
+  node scripts/gpu/goals.mjs --backend cuda --only logprobs --rows 4096 --reps 1 "${TINY[@]}"
 
-echo "== steps (total $((SECONDS - T0))s)"
-cat "$LOGS/steps.txt"
-cp "$LOGS/steps.txt" "$LOGS/device.txt" "$OUT/"
-tar -cJf "$OUT/logs.tar.xz" -C "$LOGS" .
+finish 0

@@ -15,6 +15,13 @@ export const NOCUDA_ADDON =
 
 /** Set by the vitest project "cuda-emu": the cuda tests run on the CPU emulator (native/emu/). */
 export const EMULATED = process.env.GRPO_KERNELS_CUDA_EMU === '1';
+/**
+ * Set by scripts/gpu/run.sh (and test/cuda/sanitize.sh) for the runs under compute-sanitizer: the
+ * deliberate out-of-memory case and the multi-GB case skip, each with its reason printed. The first
+ * is a failing CUDA call by design; the second would move 8.6 GB through instrumented kernels, and
+ * its 64-bit offsets are checked by the plain run of the same tests.
+ */
+export const SANITIZER = process.env.GRPO_KERNELS_SANITIZER === '1';
 /** Why the emulator addon is missing (build/emu/emu-build-status.json, written by scripts/build-emu.mjs). */
 function emuMissingReason(): string {
   try {

@@ -1,0 +1,203 @@
+/**
+ * The GPU run's own checks, here without a GPU (scripts/gpu/run.sh, vitest-gate.mjs): a GPU minute
+ * must not be spent finding out that the tests skipped, that the plan does not fit, or that no GPU
+ * is there. The full rehearsal on the CUDA emulator is scripts/gpu/dry-run.sh (minutes, not here).
+ */
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, describe, expect, it } from 'vitest';
+
+const ROOT = fileURLToPath(new URL('../', import.meta.url));
+const GATE = join(ROOT, 'scripts/gpu/vitest-gate.mjs');
+const RUN = join(ROOT, 'scripts/gpu/run.sh');
+
+type Status = 'passed' | 'failed' | 'skipped' | 'todo';
+/** A vitest JSON report (--reporter=json) with one file of the given tests. */
+function report(tests: [string[], string, Status][], file = '/repo/test/cuda/ops.test.ts') {
+  return {
+    numTotalTests: tests.length,
+    success: tests.every(([, , s]) => s !== 'failed'),
+    testResults: [
+      {
+        name: file,
+        status: tests.some(([, , s]) => s === 'failed') ? 'failed' : 'passed',
+        message: '',
+        assertionResults: tests.map(([ancestorTitles, title, status]) => ({
+          ancestorTitles,
+          title,
+          fullName: [...ancestorTitles, title].join(' '),
+          status,
+          failureMessages: [],
+        })),
+      },
+    ],
+  };
+}
+
+const dir = mkdtempSync(join(tmpdir(), 'gpu-scripts-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+let n = 0;
+function gate(rep: unknown, args: string[] = [], cmd: string[] = []) {
+  const json = join(dir, `r${n++}.json`);
+  if (rep !== undefined) writeFileSync(json, JSON.stringify(rep));
+  const r = spawnSync(
+    process.execPath,
+    [GATE, '--json', json, ...args, ...(cmd.length ? ['--', ...cmd] : [])],
+    {
+      encoding: 'utf8',
+    },
+  );
+  return { status: r.status, out: r.stdout + r.stderr };
+}
+
+const PASS: [string[], string, Status] = [['cuda logprobs vs cpu'], '[16, 151936] f32 T=1', 'passed'];
+// Titles as they are in test/cuda/load.test.ts and ops.test.ts (checked against the sources below).
+const LOAD_SKIPS: [string[], string, Status][] = [
+  [['native addon: build and load'], 'the CPU-only build loads and reports why CUDA is missing', 'skipped'],
+  [['cuda backend without a usable GPU'], 'auto skips cuda and records why', 'skipped'],
+];
+const OOM: [string[], string, Status] = [
+  ['cuda device errors'],
+  'an allocation larger than the device is OUT_OF_MEMORY, and the context keeps working',
+  'skipped',
+];
+const BIG: [string[], string, Status] = [
+  ['cuda review: 64-bit offsets, in-place backward, error flags'],
+  '[14200, 151936] bf16: forward and backward rows past 2^31 elements match the cpu',
+  'skipped',
+];
+
+describe('vitest-gate: a GPU test that skipped fails the step', () => {
+  it('passes when only the skips right on a GPU machine happened', () => {
+    const r = gate(report([PASS, ...LOAD_SKIPS]));
+    expect(r.status, r.out).toBe(0);
+    expect(r.out).toContain('1 passed, 0 failed, 2 skipped (2 expected)');
+  });
+
+  it('fails, naming it, when a GPU test skipped although vitest passed', () => {
+    const skipped: [string[], string, Status] = [['cuda THR vs cpu'], 'groups 3/5/2 d=64 bf16', 'skipped'];
+    const r = gate(report([PASS, ...LOAD_SKIPS, skipped]), [], [process.execPath, '-e', 'process.exit(0)']);
+    expect(r.status, r.out).toBe(1);
+    expect(r.out).toContain(
+      'FAIL: 1 skipped that must run here: test/cuda/ops.test.ts > cuda THR vs cpu > groups',
+    );
+  });
+
+  it('every GPU test skipped (no device): fails', () => {
+    const all = report([
+      [['cuda logprobs vs cpu'], 'a', 'skipped'],
+      [['cuda advantages vs cpu'], 'b', 'skipped'],
+    ]);
+    const r = gate(all);
+    expect(r.status).toBe(1);
+    expect(r.out).toMatch(/no test passed; 2 skipped that must run here/);
+  });
+
+  it('the sanitizer cases skip only where --allow sanitizer says so', () => {
+    expect(gate(report([PASS, OOM, BIG])).status).toBe(1);
+    const r = gate(report([PASS, OOM, BIG]), ['--allow', 'sanitizer']);
+    expect(r.status, r.out).toBe(0);
+    expect(r.out).toContain('2 skipped (2 expected)');
+    // Several --allow flags add up.
+    expect(gate(report([PASS, OOM]), ['--allow', 'emulator', '--allow', 'sanitizer']).status).toBe(0);
+  });
+
+  it('failed tests, a failed run, a missing or broken report: not ok, with the reason', () => {
+    const failed = gate(report([PASS, [['x'], 'y', 'failed']]));
+    expect(failed.status).toBe(1);
+    expect(failed.out).toContain('1 failed');
+    const crashed = gate(report([PASS]), [], [process.execPath, '-e', 'process.exit(3)']);
+    expect(crashed.status).toBe(3);
+    expect(crashed.out).toContain('FAIL: the run exited 3');
+    const missing = gate(undefined);
+    expect(missing.status).toBe(1);
+    expect(missing.out).toContain('no vitest JSON report');
+    const broken = report([]);
+    broken.testResults[0].status = 'failed';
+    const b = gate(broken);
+    expect(b.status).toBe(1);
+    expect(b.out).toContain('1 file(s) did not run: test/cuda/ops.test.ts');
+  });
+
+  it('writes its line to --note (run.sh puts it beside the step in steps.txt)', () => {
+    const note = join(dir, 'note.txt');
+    gate(report([PASS, ...LOAD_SKIPS]), ['--note', note]);
+    expect(readFileSync(note, 'utf8')).toBe('1 passed, 0 failed, 2 skipped (2 expected)\n');
+    expect(gate(report([PASS]), ['--allow', 'nonsense']).status).not.toBe(0);
+  });
+
+  it('the allowed skips still name tests that exist (a renamed test must not fail a GPU run)', () => {
+    const sources = readdirSync(join(ROOT, 'test/cuda'))
+      .filter((f) => f.endsWith('.test.ts'))
+      .map((f) => readFileSync(join(ROOT, 'test/cuda', f), 'utf8'))
+      .join('\n');
+    for (const [anc, title] of [...LOAD_SKIPS, OOM, BIG]) {
+      expect(sources).toContain(anc[0]);
+      expect(sources).toContain(title.replace('[14200, 151936] ', ''));
+    }
+    expect(sources).toContain('GRPO_KERNELS_SANITIZER');
+  });
+});
+
+function run(env: Record<string, string>, args: string[] = []) {
+  const out = mkdtempSync(join(dir, 'run-'));
+  const t0 = Date.now();
+  const r = spawnSync('bash', [RUN, ...args], {
+    encoding: 'utf8',
+    env: { ...process.env, OUT: out, ONLY: '', DEADLINE_S: '', DRY_RUN: '', ...env },
+    timeout: 60_000,
+  });
+  return { status: r.status, out: r.stdout + r.stderr, dir: out, seconds: (Date.now() - t0) / 1000 };
+}
+
+describe('run.sh: the plan and the stop when no GPU is seen', () => {
+  it('--plan: every step has an estimate, and their sum fits the 500 s deadline', () => {
+    const r = run({}, ['--plan']);
+    expect(r.status, r.out).toBe(0);
+    const total = Number(/estimates total (\d+)s of 500s/.exec(r.out)?.[1]);
+    const steps = [...r.out.matchAll(/^ {2}(\S+)\s+est\s+(\d+)s, box\s+(\d+)s/gm)];
+    expect(steps.map((m) => m[1])).toContain('cuda-tests');
+    const unconditional = steps.filter((m) => m[1] !== 'native');
+    const setup = Number(/^ {2}setup\s+est\s+(\d+)s/m.exec(r.out)?.[1]);
+    expect(total).toBe(setup + unconditional.reduce((s, m) => s + Number(m[2]), 0));
+    for (const m of steps) expect(Number(m[2]), m[1]).toBeLessThanOrEqual(Number(m[3]));
+    expect(r.out).not.toContain('WARNING');
+  });
+
+  it('--plan warns (exit 1) when the estimates exceed the deadline, and follows ONLY', () => {
+    const over = run({ DEADLINE_S: '200' }, ['--plan']);
+    expect(over.status).toBe(1);
+    expect(over.out).toMatch(/WARNING: the estimates \(\d+s\) exceed the deadline \(200s\)/);
+    const only = run({ DEADLINE_S: '200', ONLY: 'torch sass' }, ['--plan']);
+    expect(only.status, only.out).toBe(0);
+    expect(only.out).toContain('estimates total 30s of 200s');
+  });
+
+  it('a step name in ONLY that is not a step, or a DEADLINE_S that is not a number, stops at once', () => {
+    const typo = run({ ONLY: 'cuda-test' }, ['--plan']);
+    expect(typo.status).toBe(1);
+    expect(typo.out).toContain("ONLY names 'cuda-test', which is not a step");
+    const r = run({ ONLY: 'torch cuda-test' });
+    expect(r.status).toBe(2);
+    expect(readFileSync(join(r.dir, 'steps.txt'), 'utf8')).toMatch(
+      /^FATAL after \d+s: run.sh: ONLY names 'cuda-test'/m,
+    );
+    expect(run({ DEADLINE_S: '8m' }, ['--plan']).out).toContain('DEADLINE_S=8m is not a number');
+  });
+
+  it('no GPU: stops within seconds with a FATAL line in steps.txt, nothing unpacked or run', () => {
+    // The stand-in nvidia-smi of the dry run, answering as nvidia-smi does when no GPU is visible.
+    const PATH = `${join(ROOT, 'scripts/gpu/dry')}:${process.env.PATH}`;
+    const r = run({ PATH, DRY_NO_GPU: '1' });
+    expect(r.status, r.out).toBe(2);
+    expect(r.seconds).toBeLessThan(10);
+    const steps = readFileSync(join(r.dir, 'steps.txt'), 'utf8');
+    expect(steps).toMatch(/^FATAL after \d+s: no GPU seen: nvidia-smi -L exited 6: No devices were found$/m);
+    expect(steps).toMatch(/^== summary: STOPPED/m);
+    expect(steps).not.toMatch(/^cuda-tests/m);
+    expect(readdirSync(r.dir).sort()).toEqual(['logs.tar.xz', 'steps.txt']);
+  });
+});
