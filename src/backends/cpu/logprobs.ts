@@ -186,7 +186,7 @@ export function cpuLogprobs(a: LogprobsArgs): LogprobsResult {
     const logS0 = Math.log(s0);
     const lse = m + logS0;
     // (z_t − m) − log S0, not z_t − lse: no cancellation when |m| dwarfs log S0 (tiny T).
-    lpOut[i] = (x[base + t] / T - m) - logS0;
+    lpOut[i] = x[base + t] / T - m - logS0;
     lseOut[i] = lse;
     if (entOut) entOut[i] = logS0 - s1 / s0;
     if (sqOut) sqOut[i] = s2 / (s0 * s0);
