@@ -4,7 +4,9 @@
 # reads or writes outside an allocation, outside a __shared__ array, or past a fiber's stack stops
 # the run with the source line. The blocks' threads are resumed in reverse order
 # (GK_EMU_ORDER=reverse; npm test runs them forward), so a missing barrier shows up as a result that
-# differs from the cpu reference. The stand-in for test/cuda/sanitize.sh (compute-sanitizer) until a
+# differs from the cpu reference. The tiled THR kernels' tests run a second time with
+# GK_EMU_CP_ASYNC=eager (cp.async copies land when issued instead of when waited for), so a copy into
+# a pipeline stage that another warp may still be reading shows as well. The stand-in for test/cuda/sanitize.sh (compute-sanitizer) until a
 # GPU runs that; it checks host-side semantics, not the GPU's memory model.
 #   scripts/emu-memcheck.sh [vitest filter...]
 set -euo pipefail
@@ -17,4 +19,10 @@ LD_PRELOAD="$ASAN_LIB" ASAN_OPTIONS=detect_leaks=0:halt_on_error=1 \
   GRPO_KERNELS_NATIVE_PATH="$PWD/build/emu-asan/grpo_kernels_native.node" GRPO_KERNELS_CUDA_EMU=1 \
   GK_EMU_ORDER=reverse \
   node node_modules/vitest/vitest.mjs run --project unit test/cuda/ops "$@"
-echo "== emu-memcheck: clean (AddressSanitizer, reverse thread order)"
+if [ $# -eq 0 ]; then
+  LD_PRELOAD="$ASAN_LIB" ASAN_OPTIONS=detect_leaks=0:halt_on_error=1 \
+    GRPO_KERNELS_NATIVE_PATH="$PWD/build/emu-asan/grpo_kernels_native.node" GRPO_KERNELS_CUDA_EMU=1 \
+    GK_EMU_ORDER=reverse GK_EMU_CP_ASYNC=eager \
+    node node_modules/vitest/vitest.mjs run --project unit test/cuda/ops-thr
+fi
+echo "== emu-memcheck: clean (AddressSanitizer, reverse thread order; THR also with eager cp.async)"

@@ -3,135 +3,265 @@
 // Per non-degenerate group g (T_g tokens, K_g = |V*_g| columns, P = its correct tokens, hidden dim d):
 //   g_t = e(col(y_t)) − q_t (on V*_g), w_t = 1/|y_r| ("length") or 1 ("none")
 //   M_g = Σ_{u∈P} w_u g_u h_uᵀ              (K_g × d)            — thr_m_kernel
-//   s_t = g_tᵀ M_g h_t = Σ_v g_t[v]·U[t,v], U = H M_gᵀ (T_g × K_g) — thr_scores_kernel (U never stored)
+//   s_t = g_tᵀ M_g h_t = Σ_v g_t[v]·U[t,v], U = H M_gᵀ (T_g × K_g) — thr_scores_kernel + thr_fold_kernel
 //   THR_t = +s_t (correct response) / −s_t; tau_g = beta · min over correct responses with tokens of
 //   their mean THR (NaN-propagating)                              — thr_finish_kernel
 // Degenerate groups (host flags): THR 0, tau NaN, nothing read. Empty shapes: Ttotal = 0 (thr has no
 // elements, its pointer may be null) writes only tau; d = 0 gives s_t = 0 without launching the tile
 // kernels (their grids would have 0 blocks, an invalid configuration).
 //
-// Both products run on tensor cores: WMMA m16n16k8 on TF32 operands (10-bit mantissa, rounded to
-// nearest by __float_to_tf32 once, while a tile is staged, never per MMA) with f32 accumulation.
-// Blocks are 128 threads = 4 warps in a 2×2 arrangement over a 64×64 output tile, 32-deep k-steps
-// staged through shared memory; out-of-range rows and columns are zero-filled, so K_g and d need not
-// be multiples of the tile. The precision mode (ThrPrecision, a template flag) picks the products:
-//   'f32' (default): every operand not exact in TF32 is split while staged into x = hi + lo with
-//     hi = tf32(x), lo = tf32(x − hi), and a·b ≈ a_lo·b_hi + a_hi·b_lo + a_hi·b_hi (3xTF32, small terms
-//     first). f16 and bf16 hidden states are exact in TF32 (hi = h, lo = 0), so with them each product
-//     is 2xTF32 (the dense part of M_g, and M_g itself, split; h not); f32 hidden states give 3xTF32 in
-//     both kernels. Each k-step's MMAs go into fresh fragments that are then added to the running sums
-//     in f32 round-to-nearest (see flush(): tensor cores truncate their sums, and one accumulator
-//     carried over the whole reduction drifts by ~1e-5 at d = 896).
-//   'tf32': one MMA per product on the rounded operands, straight into the running sums (opt-in).
-//   thr_m_kernel: block owns a 64(v)×64(j) tile of M_g and reduces over the group's correct tokens.
-//     M_g = Σ_u w_u e(col_u) h_uᵀ − Σ_u w_u q_u h_uᵀ: the one-hot part is an f32 scatter-add in
-//     registers (h as given, never TF32-rounded; one FMA per term, tokens in packed order; warp w owns
-//     rows 16w..16w+15, a lane two columns) of the k-step's tokens whose column lies in the tile, in
-//     both modes; only the dense part −w_u q_u[v] (formed while staging, never stored) goes through the
-//     MMAs. The output tile reuses the staging bytes. Shared memory: 35 KB ('f32', f32 hidden), 26 KB
-//     ('f32' with f16/bf16; 'tf32' with f32 hidden, whose exact low part is staged for the scatter),
-//     18 KB ('tf32', f16/bf16).
-//   thr_scores_kernel: block owns 64 tokens of one group and loops over V*_g in 64-column tiles; each
-//     U tile (reduced over d) is multiplied by g_t and summed along v into per-row registers in a
-//     fixed order, so s_t is deterministic and needs no atomics or partial buffers. Shared memory
-//     (U tile aliasing the staging bytes): 37 KB ('f32', f32 hidden), 28 KB ('f32', f16/bf16), 19 KB
-//     ('tf32').
-//   Registers (sm_90, no spills): 168 ('f32') / 128 ('tf32') in thr_m_kernel, 128 / 96 in scores.
-//   Ragged groups share one launch: a host-built list maps blockIdx.x to (group, tile) through a
-//   binary search over per-group tile offsets. M_g lives in scratch; groups are processed in batches
-//   whose M fits m_budget_bytes (256 MiB by default).
+// The two products are tiled GEMMs on tensor cores (tensor_core.cuh): mma.sync m16n8k8 on TF32
+// operands with f32 accumulation, no cuBLAS, no wgmma (sm_80 and sm_90 run the same code).
+//   Block: 256 threads = 8 warps, 2 (rows) × 4 (columns), each warp a 64 × 32 sub-tile (4 × 4 MMA
+//   tiles, 64 accumulators per thread) of a 128 × 128 output tile. k-steps of 32 flow through a
+//   3-stage cp.async pipeline (cp.async.cg, 16-byte copies whose bytes past a row's end are
+//   zero-filled, so K_g, d and T_g need not be multiples of anything): one barrier per k-step, the
+//   copies of step k+2 in flight while step k is multiplied. Rows whose start is not 16-byte aligned
+//   (q rows when K_g mod 4 ≠ 0; f32 hidden rows when d mod 4 ≠ 0) take 4-byte cp.async; f16/bf16
+//   hidden rows that are not 16-byte aligned are staged with plain loads (odd d only). Warps whose
+//   MMA tiles lie wholly outside a partial tile skip them (warp-uniform), so small groups cost less;
+//   full block tiles (all of them at the goal size) take an instantiation with no branch between MMAs.
+//   thr_scores_kernel: block owns 128 tokens × 128 columns of V*_g of one group; operands k-major
+//     (hidden rows and M_g rows, reduction over d), stored with 4-float (8-half) row padding: the
+//     fragment reads (lane 4g+t reads row g, column t) hit 32 distinct banks. After the k loop each
+//     U tile is folded into its tokens' partial s over its 128 columns — per thread columns in order,
+//     then the 4 lanes sharing a row by a fixed xor tree, then the 4 column-warps in order — and the
+//     partial goes to spart[v-tile][token]; thr_fold_kernel adds a token's partials in v-tile order.
+//     U is never stored. Shared memory: 3 × 36 KiB (f32 hidden) / 3 × 28 KiB (f16/bf16) = 108 / 84 KiB.
+//   thr_m_kernel: block owns 128 rows of V*_g × 128 hidden dims of M_g and reduces over the group's
+//     correct tokens, 32 per k-step: operands MN-major (q rows and hidden rows of those tokens), stored
+//     unpadded with an xor swizzle of 16-byte chunks (chunk' = chunk xor 2·(k mod 4) for 4-byte
+//     elements, xor (k mod 4) for 2-byte), again conflict-free for the fragment reads. The dense part
+//     −w_u q_u[v] is formed when a fragment is read (w_u from shared memory) and goes through the MMAs;
+//     the one-hot part Σ_u w_u e(col_u) h_uᵀ is an exact f32 scatter-add (one FMA per term, h as
+//     given, tokens in packed order) into a 128 × 128 f32 tile in shared memory, from the staged
+//     hidden rows, by the threads owning the columns (threads 0..127) of the k-step's tokens whose
+//     column falls in the tile (usually none or one per k-step: a token hits one row of one v-tile).
+//     Epilogue: M = one-hot + dense, written from the accumulators. Shared memory: 64 KiB one-hot
+//     tile + 3 × 32 KiB (f32 hidden) / 3 × 24 KiB (f16/bf16) = 160 / 136 KiB (A100 allows 163 KiB).
+//   The per-step tokens of thr_m_kernel (ptok, weights, V* columns) are fetched one k-step ahead of
+//   the copies that need them, so no copy waits on a dependent load.
+// Precision (ThrPrecision, a template flag). 'f32' (default): each operand not exact in TF32 is split
+//   when its fragment is read, x = hi + lo, hi = tf32(x), lo = tf32(x − hi), and a·b ≈ a_lo·b_hi +
+//   a_hi·b_lo + a_hi·b_hi (3xTF32, small terms first). f16/bf16 hidden states are exact in TF32 (hi =
+//   h), so with them each product is 2xTF32. Tensor cores truncate each MMA's f32 sum, and one
+//   accumulator carried through the whole reduction drifts (~1e-5 of max|THR| at d = 896): each k-step's
+//   MMAs (≤ 12 per output) go into fresh registers that are then added to the running sums in f32
+//   round-to-nearest (flush). 'tf32': one MMA per product on rounded operands, straight into the sums.
+// Registers (ptxas, nvcc 13.0, sm_90; sm_80 within 4; no spills): scores 206–214 ('f32': 128
+//   accumulators + split fragments) / 125–128 ('tf32', __launch_bounds__ min 2 blocks, so two 108 KiB
+//   blocks share an H100 SM); M 233–235 / 173–176 (1 block per SM: its shared memory). The 8-deep MMA
+//   slices are unrolled by 2, not 4: fully unrolled, ptxas hoists the next slices' fragment reads and
+//   spills in 'f32' (255 registers).
+// Grid: ceil(K_g/128)·ceil(d/128) M blocks and ceil(T_g/128)·ceil(K_g/128) score blocks per group, all
+//   groups of a batch in one launch (a host-built list maps blockIdx.x to its group by binary search).
+//   M_g lives in scratch with rows padded to ld = round_up(d, 4) floats (16-byte aligned rows for the
+//   scores kernel's copies); groups are processed in batches whose M fits m_budget_bytes (256 MiB).
+// Determinism and batch invariance: every tile origin, split and summation order is fixed by the
+//   group's own token, V* and d offsets, K_g and d; never by the batch, the other groups or the GPU
+//   (no atomics, no split count from the SM count). A group's THR has the same bits alone, among other
+//   groups or in its own batch (tested).
 // FLOPs: 2·K_g·d·(|P_g| + T_g) per group (+ 2·T_g·K_g in the epilogue); tensor-core work is that times
 //   1 ('tf32'), 2 ('f32' with f16/bf16 hidden) or 3 ('f32' with f32 hidden). The scatter adds |P_g|·d.
-//   H200, one group of 8 × 2048 tokens, |V*| 4096, d 3584: 'f32' 70.7 ms (f32 hidden) / 54.1 ms (bf16),
-//   'tf32' 43.0 / 41.5 ms; the single-pass kernel before it 43.9 / 43.0 ms (same machine).
-// Bytes: hidden read once per v-tile pass of its rows (L2-resident for typical T_g), q read twice,
-//   M_g written once and read ceil(T_g/64) times (L2), 4·T_g written.
+// Bytes (DRAM, compulsory): 4·T_g·d hidden (2· for f16/bf16) + 4·T_g·K_g q + 4·T_g written; M_g
+//   written once (4·K_g·d) and read by each of the ceil(T_g/128) token tiles, hidden read by each of the
+//   ceil(K_g/128) V* tiles, through L2: at 128 × 128 tiles each block streams 2 × 128 × 4 bytes per
+//   reduction index, 32 FLOPs per L2 byte (f32 operands).
+// Predicted at the goal size (one group of 8 × 2048 tokens, T⁺ = 8192, d 3584, |V*| 4096; 721 GFLOP:
+//   481 in the scores, 240 in M), from mma.sync at ~1200 TF32 FLOP/clk/SM (about 60% of Hopper's
+//   wgmma rate) × 80% × 132 SMs × 1.75 GHz ≈ 220 TFLOPS: 'f32' ≈ 9.8 ms (f32 hidden, 3 × 721 GFLOP) and
+//   ≈ 6.6 ms (bf16), 'tf32' ≈ 3.3 ms — where L2 becomes the limit too: 'tf32' streams ~15 GB (scores:
+//   4096 blocks × 3.7 MB) + ~7.5 GB (M: 896 × 8.4 MB) from L2, ≈ 3.5–4 ms at 5.5–6.5 TB/s. Goals (H100,
+//   issue 10): 'f32' under PyTorch's f32 matrix form (14.5 ms on the H200), 'tf32' within 1.5x of its
+//   TF32 matmul (2.64 ms → ≤ 3.96 ms): predicted met and at the edge. Before this design (64 × 64 tiles,
+//   4 warps, load–barrier–compute, WMMA), the H200 measured 70.7 / 54.1 ms ('f32', f32 / bf16 hidden)
+//   and 43.0 / 41.5 ms ('tf32'). Not yet run on a GPU.
 // Numerics, per token t of group g against the f64 definition, scaled by max_{u∈g} |THR_u| (tau_g
 // likewise):
 //   'f32': bound 3e-4 (issue 10's f32 bound). Each product is exact to 3·2^-22 (the dropped a_lo·b_lo
 //     and the rounding of the lo parts; 2^-22 when h is exact), the truncating MMA sums stay within a
-//     k-step, the rest is f32 round-to-nearest: an f32-grade result. Measured (H200): 2.6e-7..5.9e-7 in
-//     test/cuda/ops-thr-precision.test.ts (d ≤ 896, ≤ 360 tokens per group), 1.4e-6 at 8 × 256 tokens,
-//     |V*| 1024, d 896 (one accumulator per tile instead of the flush: 1.3e-5).
+//     k-step, the rest is f32 round-to-nearest: an f32-grade result. Measured with the previous (WMMA,
+//     same arithmetic) kernels on an H200: 2.6e-7..5.9e-7 in test/cuda/ops-thr-precision.test.ts,
+//     1.4e-6 at 8 × 256 tokens, |V*| 1024, d 896.
 //   'tf32': bound 3e-3. w·q, M_g and f32 hidden states are rounded to TF32 (unit roundoff 2^-11 ≈
-//     4.9e-4); the one-hot part is not rounded. Measured (H200): 1.0e-4..2.6e-4 in the same test, 5.8e-5
-//     at the 8 × 256 size (the single-pass kernel before it, which rounded the one-hot part as well:
-//     2.2e-4..3.6e-4 on the emulator, 1.8e-4 at 8 × 256, 5e-4..7e-4 at LLM sizes).
+//     4.9e-4); the one-hot part is not rounded. Measured (H200, previous kernels): 1.0e-4..2.6e-4.
 //   Sums are in a fixed order, so the same inputs give the same bits. NaN propagates; ±Inf in q, h or
-//   M_g gives NaN (a split's low part is Inf − Inf; with f32 hidden states in both modes, through the
-//   scatter's h = hi + lo), where the math may say ±Inf: never a finite number.
+//   M_g gives NaN (a split's low part is Inf − Inf), where the math may say ±Inf: never a finite number.
 //
 // thrReweight: one thread per token (binary searches in responseOffsets and groupOffsets):
 //   'thr'/'thr-only': |THR| > tau ? (1 + p·sign(THR))·A : (mask ? 0·A : A); 'nthr': incorrect tokens
 //   with −THR > tau get eta_g·A; degenerate groups keep A; NaN THR or tau → NaN where the rule applies.
 //   The coefficient and its product with A are taken in f64 and rounded once (as the reference).
 //   Bytes: 12·Ttotal + small; FLOPs ≤ 3 per token.
-#include <mma.h>
-
 #include <algorithm>
 #include <climits>
 #include <cmath>
+#include <cstdint>
 #include <type_traits>
 
+#include "tensor_core.cuh"
 #include "thr.cuh"
 
 namespace gk {
 namespace {
 
-using namespace nvcuda;
+// ------------------------------------------------------------------------------- tile geometry
+constexpr int kBM = 128;       // output tile rows (scores: tokens; M: V* rows)
+constexpr int kBN = 128;       // output tile columns (scores: V* columns; M: hidden dims)
+constexpr int kBK = 32;        // k-step: reduction indices staged per pipeline stage
+constexpr int kStages = 3;     // cp.async pipeline depth
+constexpr int kThreads = 256;  // 8 warps: 2 (rows) × 4 (columns)
+constexpr int kWarpM = 64, kWarpN = 32;
+constexpr int kMT = kWarpM / 16;  // m16 MMA tiles per warp
+constexpr int kNT = kWarpN / 8;   // n8 MMA tiles per warp
+constexpr int kFoldThreads = 128;
 
-constexpr int kTile = 64;    // output tile edge (both kernels)
-constexpr int kK = 32;       // reduction step
-constexpr int kPad = 4;      // smem row padding (floats): keeps WMMA's 32-byte alignment, skews banks
-constexpr int kThreads = 128;
-
-using FragA_col = wmma::fragment<wmma::matrix_a, 16, 16, 8, wmma::precision::tf32, wmma::col_major>;
-using FragA_row = wmma::fragment<wmma::matrix_a, 16, 16, 8, wmma::precision::tf32, wmma::row_major>;
-using FragB_row = wmma::fragment<wmma::matrix_b, 16, 16, 8, wmma::precision::tf32, wmma::row_major>;
-using FragB_col = wmma::fragment<wmma::matrix_b, 16, 16, 8, wmma::precision::tf32, wmma::col_major>;
-using FragC = wmma::fragment<wmma::accumulator, 16, 16, 8, float>;
-
-template <class F>
-__device__ __forceinline__ void to_tf32(F& f) {
-#pragma unroll
-  for (int i = 0; i < f.num_elements; ++i) f.x[i] = wmma::__float_to_tf32(f.x[i]);
-}
-
-// 'f32' mode: tensor cores round each MMA's f32 sum toward zero, so one accumulator carried through a
-// long reduction drifts toward zero by up to an ulp per MMA (with 3 MMAs per k8 step: 1.3e-5 of
-// max|THR| at d = 896, 2048 tokens on an H200, ten times the rest of the error). Each 32-deep k-step
-// therefore accumulates into fresh fragments (at most 12 MMAs), which are then added into the running
-// sums with ordinary round-to-nearest f32 additions (1.4e-6 on the same case). Fragments of one type
-// share their element layout, so element-wise addition is well defined.
-__device__ __forceinline__ void flush(FragC (&acc)[2][2], FragC (&part)[2][2]) {
-#pragma unroll
-  for (int i = 0; i < 2; ++i)
-#pragma unroll
-    for (int j = 0; j < 2; ++j) {
-#pragma unroll
-      for (int e = 0; e < FragC::num_elements; ++e) acc[i][j].x[e] += part[i][j].x[e];
-      wmma::fill_fragment(part[i][j], 0.f);
-    }
-}
-
-// x = hi + lo (+ a residual below 2^-22·|x|): hi = tf32(x), lo = tf32(x − hi). x − hi is exact in f32
-// (Sterbenz: hi is within a factor 2 of x). Done once per element while staging a tile, so the MMAs
-// read operands that are already TF32 and no fragment needs a conversion. A ±Inf x gives lo = NaN.
-__device__ __forceinline__ void split_tf32(float x, float& hi, float& lo) {
-  hi = wmma::__float_to_tf32(x);
-  lo = wmma::__float_to_tf32(x - hi);
-}
+using Frag = float[kMT][kNT][4];  // a warp sub-tile's accumulators, in mma.sync's D layout
 
 // TF32 holds f16 and bf16 values exactly (10 and 7 mantissa bits ≤ its 10, exponents in range, f16
-// subnormals normal in f32), so those hidden states never need a low part.
+// subnormals normal in f32), so those hidden states never need rounding or a low part.
 template <class T>
 constexpr bool kHiddenExactInTf32 = !std::is_same<T, float>::value;
 
+// What an operand goes through before its MMA: used as is (exact in TF32), rounded once, or split.
+enum class Op { Exact, Round, Split };
+template <Op op>
+__device__ __forceinline__ void prep(float x, float& hi, float& lo) {
+  if constexpr (op == Op::Split) {
+    split_tf32(x, hi, lo);
+  } else {
+    hi = op == Op::Round ? tf32_round(x) : x;
+    lo = 0.f;
+  }
+}
+
+__device__ __forceinline__ float smem_f32(float x) { return x; }
+__device__ __forceinline__ float smem_f32(__half x) { return __half2float(x); }
+__device__ __forceinline__ float smem_f32(__nv_bfloat16 x) { return __bfloat162float(x); }
+
+__device__ __forceinline__ void zero(Frag& a) {
+#pragma unroll
+  for (int i = 0; i < kMT; ++i)
+#pragma unroll
+    for (int j = 0; j < kNT; ++j)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) a[i][j][e] = 0.f;
+}
+
+// 'f32' mode: tensor cores round each MMA's f32 sum toward zero, so one accumulator carried through a
+// long reduction drifts toward zero by up to an ulp per MMA (1.3e-5 of max|THR| at d = 896, 2048
+// tokens on an H200, ten times the rest of the error). Each k-step therefore accumulates into fresh
+// registers (≤ 12 MMAs per output), added to the running sums in round-to-nearest f32 (1.4e-6).
+__device__ __forceinline__ void flush(Frag& acc, Frag& part) {
+#pragma unroll
+  for (int i = 0; i < kMT; ++i)
+#pragma unroll
+    for (int j = 0; j < kNT; ++j)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        acc[i][j][e] += part[i][j][e];
+        part[i][j][e] = 0.f;
+      }
+}
+
+// One 8-deep slice of a warp's 64 × 32 sub-tile: B fragments of its 4 n8 tiles, then per m16 tile the
+// A fragment and 1–3 MMAs per (m, n) tile. load_a(mi, a[4]) / load_b(ni, b[2]) read the fragments in
+// mma.sync's layout (tensor_core.cuh). Unless kFull, m_tiles / n_tiles (warp-uniform) skip tiles
+// wholly outside a partial block tile, whose operands are zero; full tiles (every tile at the goal
+// size) take the kFull instantiation, with no branch between the MMAs.
+template <Op kA, Op kB, bool kFull, class LoadA, class LoadB>
+__device__ __forceinline__ void warp_k8(Frag& d, int m_tiles, int n_tiles, const LoadA& load_a, const LoadB& load_b) {
+  float bh[kNT][2], bl[kNT][2];
+#pragma unroll
+  for (int ni = 0; ni < kNT; ++ni) {
+    float b[2];
+    load_b(ni, b);
+#pragma unroll
+    for (int i = 0; i < 2; ++i) prep<kB>(b[i], bh[ni][i], bl[ni][i]);
+  }
+#pragma unroll
+  for (int mi = 0; mi < kMT; ++mi) {
+    if (!kFull && mi >= m_tiles) break;
+    float a[4], ah[4], al[4];
+    load_a(mi, a);
+#pragma unroll
+    for (int i = 0; i < 4; ++i) prep<kA>(a[i], ah[i], al[i]);
+#pragma unroll
+    for (int ni = 0; ni < kNT; ++ni) {
+      if (!kFull && ni >= n_tiles) break;
+      if constexpr (kA == Op::Split) mma_tf32(d[mi][ni], al, bh[ni]);
+      if constexpr (kB == Op::Split) mma_tf32(d[mi][ni], ah, bl[ni]);
+      mma_tf32(d[mi][ni], ah, bh[ni]);
+    }
+  }
+}
+
+// Active m16 (n8) tiles of a warp whose sub-tile starts at `first` of a block tile with `valid` rows.
+__device__ __forceinline__ int active_tiles(int valid, int first, int tile, int most) {
+  return max(0, min(most, (valid - first + tile - 1) / tile));
+}
+
+// One 16-byte copy of elements [x, x + 16/sizeof(T)) of a row of n elements (16-byte aligned), the
+// bytes past n zero-filled (all of them when n ≤ x: rows outside the tile pass n = 0).
+template <class T>
+__device__ __forceinline__ void stage_chunk(T* dst, const T* row, int64_t x, int64_t n) {
+  const int64_t left = (n - x) * int64_t(sizeof(T));
+  const int bytes = left <= 0 ? 0 : left >= 16 ? 16 : int(left);
+  cp_async16(dst, bytes > 0 ? row + x : row, bytes);
+}
+
+// Copies elements [x, x + 16) of a row of n elements to dst (16 consecutive elements, 16-byte aligned),
+// zeros past n. vec16: the row is 16-byte aligned (else 4-byte copies, or plain loads for 2-byte types).
+template <class T>
+__device__ __forceinline__ void stage16(T* dst, const T* row, int64_t x, int64_t n, bool vec16) {
+  constexpr int E = 16 / int(sizeof(T));  // elements per 16-byte copy
+  if (vec16) {
+#pragma unroll
+    for (int c = 0; c < 16 / E; ++c) stage_chunk(dst + c * E, row, x + c * E, n);
+  } else if constexpr (sizeof(T) == 4) {
+#pragma unroll
+    for (int e = 0; e < 16; ++e) cp_async4(dst + e, x + e < n ? row + x + e : row, x + e < n ? 4 : 0);
+  } else {  // 2-byte rows with odd d: plain loads (cp.async copies ≥ 4 aligned bytes)
+    const uint16_t* r = reinterpret_cast<const uint16_t*>(row);
+    uint16_t* o = reinterpret_cast<uint16_t*>(dst);
+#pragma unroll
+    for (int e = 0; e < 16; ++e) o[e] = x + e < n ? __ldg(r + x + e) : uint16_t(0);
+  }
+}
+
+// thr_m_kernel's MN-major stage tiles: [kBK][128] elements, 16-byte chunks swizzled by row so that the
+// fragment reads (lanes t = 0..3 read rows k..k+3, g = 0..7 read 8 consecutive columns) use 32
+// distinct banks without padding: element (k, x) at k·128 + (x/E xor s(k))·E + x mod E, E elements per
+// chunk, s(k) = (k mod 4)·(8/E).
+template <class T>
+__device__ __forceinline__ int swz(int k, int x) {
+  constexpr int E = 16 / int(sizeof(T));
+  return k * 128 + (((x / E) ^ ((k & 3) * (8 / E))) * E) + (x % E);
+}
+// stage16 into a swizzled row: elements [x, x + 16) of the row to tile columns [c, c + 16) of row k.
+template <class T>
+__device__ __forceinline__ void stage16_swz(T* tile, int k, int c, const T* row, int64_t x, int64_t n, bool vec16) {
+  constexpr int E = 16 / int(sizeof(T));
+  if (vec16) {
+#pragma unroll
+    for (int j = 0; j < 16 / E; ++j) stage_chunk(tile + swz<T>(k, c + j * E), row, x + j * E, n);
+  } else if constexpr (sizeof(T) == 4) {
+#pragma unroll
+    for (int e = 0; e < 16; ++e) cp_async4(tile + swz<T>(k, c + e), x + e < n ? row + x + e : row, x + e < n ? 4 : 0);
+  } else {
+    const uint16_t* r = reinterpret_cast<const uint16_t*>(row);
+#pragma unroll
+    for (int e = 0; e < 16; ++e)
+      reinterpret_cast<uint16_t*>(tile)[swz<T>(k, c + e)] = x + e < n ? __ldg(r + x + e) : uint16_t(0);
+  }
+}
+
 // Per-launch description of one batch of groups (device arrays; n = listed groups).
 struct GroupList {
-  const int* gid;          // [n] group ids
-  const int* tile_start;   // [n+1] first block of each listed group
-  const long long* m_off;  // [n] float offset of M_g in the M scratch
+  const int* gid;             // [n] group ids
+  const int* tile_start;      // [n+1] first block of each listed group
+  const long long* m_off;     // [n] float offset of M_g in the M scratch
+  const long long* part_off;  // [n] float offset of the group's score partials in spart
   int n;
 };
 
@@ -139,315 +269,335 @@ struct GroupGeom {
   const int* gto;          // [G+1] group token offsets
   const int* voff;         // [G+1] vocab offsets
   const long long* poff;   // [G+1] probs offsets
-  const int* pstart;       // [G+1] offsets into ptok / pw
+  const int* pstart;       // [G+1] offsets into ptok / pw / pcol
   const int* ptok;         // correct tokens, packed order
   const float* pw;         // their weights
+  const int* pcol;         // their columns in V*_g (tokcol[ptok[p]])
   const int* tokcol;       // [Ttotal] column of y_t in V*_g
   const float* probs;
   int64_t d;
+  int64_t ld_m;            // row stride of M_g: round_up(d, 4) floats
+  bool hidden_vec16;       // hidden rows start 16-byte aligned (base aligned, d·sizeof(T) mod 16 = 0)
 };
 
 // ----------------------------------------------------------------------------------------- M_g
-// kSplit ('f32' precision): the dense operand −w·q is split into hi + lo; an f32 hidden state too (3
-// MMAs per product: a_lo·b_hi + a_hi·b_lo + a_hi·b_hi, small terms first), an f16/bf16 one is exact
-// (2 MMAs). Otherwise ('tf32') one MMA on TF32-rounded operands.
-// Shared memory: the staged k-step (A and B, hi and lo parts) and, after the k loop, the output tile
-// (Cs) in the same bytes.
-template <bool kSplitA, bool kLoB>
-struct MSmem {
-  // Every array starts on a 32-byte boundary (WMMA's pointer alignment); rows of kTile + kPad = 68
-  // floats keep fragment rows 8 apart 32-byte aligned too. Unused parts are 1-row placeholders.
-  struct Stage {
-    alignas(32) float a_hi[kK][kTile + kPad];                // A[p][v] = tf32(−w_p q_p[v])
-    alignas(32) float b_hi[kK][kTile + kPad];                // tf32(h_p[j]) (= h_p[j] for f16/bf16)
-    alignas(32) float a_lo[kSplitA ? kK : 1][kTile + kPad];  // tf32(a − a_hi)
-    // h_p[j] − tf32(h_p[j]), f32 hidden states only, kept exact (not rounded): the one-hot scatter
-    // needs b_hi + b_lo = h exactly; the MMAs round their copy in the fragment.
-    alignas(32) float b_lo[kLoB ? kK : 1][kTile + kPad];
-  };
-  union {
-    Stage st;
-    float c[kTile][kTile + kPad];
-  };
+template <class T>
+struct MLayout {
+  static constexpr size_t kOneHotBytes = size_t(kBM) * kBN * sizeof(float);  // 64 KiB
+  static constexpr size_t kABytes = size_t(kBK) * kBM * sizeof(float);       // q rows, 16 KiB
+  static constexpr size_t kBBytes = size_t(kBK) * kBN * sizeof(T);           // hidden rows, 16 / 8 KiB
+  static constexpr size_t kStageBytes = kABytes + kBBytes;
+  static constexpr size_t kSmemBytes = kOneHotBytes + kStages * kStageBytes;
 };
+constexpr size_t kMStaticSmemBytes = size_t(kStages) * kBK * (sizeof(float) + sizeof(int));
 
+// Block: a 128 (v) × 128 (j) tile of M_g, reduced over the group's correct tokens p (k-steps of 32).
+//   A[v][p] = −w_p q_p[v] (MN-major: a token's q row is contiguous in v), B[p][j] = h_p[j].
 template <class T, bool kSplit>
-__global__ void __launch_bounds__(kThreads) thr_m_kernel(GroupList list, GroupGeom geo, const T* __restrict__ hidden,
-                                                           float* __restrict__ M) {
-  constexpr bool kSplitA = kSplit;                               // −w·q: always an f32 value
-  constexpr bool kLoB = !kHiddenExactInTf32<T>;                  // h's low part is staged (scatter)
-  constexpr bool kSplitB = kSplit && !kHiddenExactInTf32<T>;     // ... and used by the MMAs
-  static_assert(kK == 32, "warp 0 stages one correct token per lane");
-  __shared__ __align__(128) MSmem<kSplitA, kLoB> sm;
-  // (t_p − t0)·K: the token's q row, or −1 past the end. 64-bit: T_g·K_g exceeds 2^31 for large
-  // groups (e.g. 64 responses × 4096 tokens with |V*| ≈ 10^4), and an int product would wrap.
-  __shared__ long long s_row[kK];
-  __shared__ int s_tok[kK];
-  __shared__ int s_hit[kK];  // the token's one-hot row in this v-tile (col_p − v0), or −1
-  __shared__ float s_w[kK];
-  __shared__ unsigned s_hits;  // bit p: s_hit[p] ≥ 0
+__global__ void __launch_bounds__(kThreads, 1)
+    thr_m_kernel(GroupList list, GroupGeom geo, const T* __restrict__ hidden, float* __restrict__ M) {
+  using L = MLayout<T>;
+  constexpr Op kA = kSplit ? Op::Split : Op::Round;  // −w·q: any f32 value
+  constexpr Op kB = kHiddenExactInTf32<T> ? Op::Exact : (kSplit ? Op::Split : Op::Round);
+  GK_DYNAMIC_SMEM(unsigned char, smem);
+  __shared__ float s_w[kStages][kBK];  // the staged tokens' weights (0 past the group's end)
+  __shared__ int s_pcol[kStages][kBK];  // their V* columns (−1 past the end) (kMStaticSmemBytes in all)
+  float* onehot = reinterpret_cast<float*>(smem);  // [kBM][kBN]
+  unsigned char* stages = smem + L::kOneHotBytes;
 
   const int li = find_range(list.tile_start, list.n, blockIdx.x);
   const int g = list.gid[li];
   const int64_t d = geo.d;
-  const int tiles_j = static_cast<int>(ceil_div(d, kTile));
+  const int tiles_j = static_cast<int>(ceil_div(d, kBN));
   const int local = blockIdx.x - list.tile_start[li];
-  const int v0 = (local / tiles_j) * kTile;
-  const int j0 = (local % tiles_j) * kTile;
+  const int v0 = (local / tiles_j) * kBM;
+  const int64_t j0 = int64_t(local % tiles_j) * kBN;
   const int K = geo.voff[g + 1] - geo.voff[g];
+  const int rows = min(kBM, K - v0);
+  const int cols = d - j0 < kBN ? static_cast<int>(d - j0) : kBN;
   const int t0 = geo.gto[g];
   const int p_beg = geo.pstart[g], p_end = geo.pstart[g + 1];
   const float* q = geo.probs + geo.poff[g];
-  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, wm = warp >> 1, wn = warp & 1;
+  const bool q_vec16 = (reinterpret_cast<uintptr_t>(q) & 15u) == 0 && (K & 3) == 0;
+  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g8 = lane >> 2, t4 = lane & 3;
+  const int wm = warp >> 2, wn = warp & 3;
+  const int m_tiles = active_tiles(rows, wm * kWarpM, 16, kMT);
+  const int n_tiles = active_tiles(cols, wn * kWarpN, 8, kNT);
 
-  // 'f32': running sums (round to nearest) and this k-step's MMAs (see flush); 'tf32': the MMAs go
-  // straight into acc (their operand rounding, ~2^-11, dwarfs the drift; 40 fewer registers).
-  FragC acc[2][2], part[2][2];
-  FragC(&sink)[2][2] = kSplit ? part : acc;
-#pragma unroll
-  for (int i = 0; i < 2; ++i)
-#pragma unroll
-    for (int j = 0; j < 2; ++j) {
-      wmma::fill_fragment(acc[i][j], 0.f);
-      wmma::fill_fragment(part[i][j], 0.f);
-    }
-  // The one-hot part Σ_p w_p e(col_p) h_pᵀ in f32, h not rounded (a scatter-add, not an MMA): warp w
-  // owns rows 16w..16w+15 of the tile, lane the columns lane and lane + 32; tokens in packed order.
-  float oh[16][2];
-#pragma unroll
-  for (int i = 0; i < 16; ++i) oh[i][0] = oh[i][1] = 0.f;
+  for (int e = tid; e < kBM * kBN / 4; e += kThreads) reinterpret_cast<float4*>(onehot)[e] = make_float4(0.f, 0.f, 0.f, 0.f);
 
-  for (int p0 = p_beg; p0 < p_end; p0 += kK) {
-    if (warp == 0) {
-      const int pp = p0 + lane;
-      int hit = -1;
-      if (pp < p_end) {
-        const int t = geo.ptok[pp];
-        const int col = geo.tokcol[t];
-        s_tok[lane] = t;
-        s_row[lane] = static_cast<long long>(t - t0) * K;
-        s_w[lane] = geo.pw[pp];
-        if (col >= v0 && col < v0 + kTile) hit = col - v0;
-      } else {
-        s_tok[lane] = -1;
-        s_row[lane] = -1;
-        s_w[lane] = 0.f;
-      }
-      s_hit[lane] = hit;
-      unsigned bits = hit >= 0 ? 1u << lane : 0u;
-#pragma unroll
-      for (int off = 16; off > 0; off >>= 1) bits |= __shfl_xor_sync(0xffffffffu, bits, off);
-      if (lane == 0) s_hits = bits;
+  // Loader: thread → token row lr of the k-step, columns [16·lp, 16·lp + 16) of both tiles (a warp
+  // copies 4 rows × 512 contiguous bytes of q, and of f32 hidden). A row's token, weight and column are
+  // fetched one k-step before its copies are issued.
+  const int lr = tid >> 3, lp = tid & 7;
+  auto fetch = [&](int kt, int& tok, float& w, int& col) {
+    const int p = p_beg + kt * kBK + lr;
+    const bool ok = p < p_end;
+    tok = ok ? geo.ptok[p] : -1;
+    w = ok ? geo.pw[p] : 0.f;
+    col = ok ? geo.pcol[p] : -1;
+  };
+  auto load_stage = [&](int slot, int tok, float w, int col) {
+    unsigned char* st = stages + size_t(slot) * L::kStageBytes;
+    if (lp == 0) {
+      s_w[slot][lr] = w;
+      s_pcol[slot][lr] = col;
     }
-    __syncthreads();
-    for (int e = threadIdx.x; e < kK * kTile; e += kThreads) {
-      const int pp = e / kTile, c = e % kTile;
-      const int v = v0 + c, j = j0 + c;
-      const long long row = s_row[pp];
-      float a = 0.f, b = 0.f;
-      if (row >= 0) {
-        if (v < K) a = -s_w[pp] * q[row + v];
-        if (j < d) b = load_f32(hidden + int64_t(s_tok[pp]) * d + j);
-      }
-      if constexpr (kSplitA) {
-        split_tf32(a, sm.st.a_hi[pp][c], sm.st.a_lo[pp][c]);
-      } else {
-        sm.st.a_hi[pp][c] = wmma::__float_to_tf32(a);
-      }
-      const float bh = wmma::__float_to_tf32(b);  // = b for f16/bf16
-      sm.st.b_hi[pp][c] = bh;
-      if constexpr (kLoB) sm.st.b_lo[pp][c] = b - bh;
+    const bool ok = tok >= 0;
+    stage16_swz<float>(reinterpret_cast<float*>(st), lr, lp * 16, q + (ok ? int64_t(tok - t0) * K : 0), v0 + lp * 16,
+                       ok ? K : 0, q_vec16);
+    stage16_swz<T>(reinterpret_cast<T*>(st + L::kABytes), lr, lp * 16, hidden + (ok ? int64_t(tok) * d : 0),
+                   j0 + lp * 16, ok ? d : 0, geo.hidden_vec16);
+  };
+
+  // Every fragment row this lane reads is k ≡ t (mod 4) (k = k8 + t, k8 + t + 4), so its swizzle is
+  // the same in every k-step: the columns' offsets within a row are fixed per thread.
+  int col_a[kMT][2], col_b[kNT];
+#pragma unroll
+  for (int mi = 0; mi < kMT; ++mi)
+#pragma unroll
+    for (int h = 0; h < 2; ++h) col_a[mi][h] = swz<float>(t4, wm * kWarpM + mi * 16 + g8 + 8 * h) - t4 * kBM;
+#pragma unroll
+  for (int ni = 0; ni < kNT; ++ni) col_b[ni] = swz<T>(t4, wn * kWarpN + ni * 8 + g8) - t4 * kBN;
+
+  Frag acc, part;
+  zero(acc);
+  zero(part);
+  Frag& sink = kSplit ? part : acc;  // 'tf32': the MMAs go straight into the running sums
+  const int nk = (p_end - p_beg + kBK - 1) / kBK;
+  int n_tok, n_col;
+  float n_w;
+#pragma unroll
+  for (int s = 0; s < kStages - 1; ++s) {
+    if (s < nk) {
+      fetch(s, n_tok, n_w, n_col);
+      load_stage(s, n_tok, n_w, n_col);
     }
-    __syncthreads();
-#pragma unroll
-    for (int k8 = 0; k8 < kK; k8 += 8) {
-      FragA_col fa[2], fa_lo[2];
-      FragB_row fb[2], fb_lo[2];
-#pragma unroll
-      for (int i = 0; i < 2; ++i) {
-        wmma::load_matrix_sync(fa[i], &sm.st.a_hi[k8][wm * 32 + i * 16], kTile + kPad);
-        wmma::load_matrix_sync(fb[i], &sm.st.b_hi[k8][wn * 32 + i * 16], kTile + kPad);
-        if constexpr (kSplitA) wmma::load_matrix_sync(fa_lo[i], &sm.st.a_lo[k8][wm * 32 + i * 16], kTile + kPad);
-        if constexpr (kSplitB) {
-          // b_lo is stored exact for the scatter; the MMA takes it rounded (its own error ≤ 2^-22·|b|).
-          wmma::load_matrix_sync(fb_lo[i], &sm.st.b_lo[k8][wn * 32 + i * 16], kTile + kPad);
-          to_tf32(fb_lo[i]);
-        }
-      }
-#pragma unroll
-      for (int i = 0; i < 2; ++i)
-#pragma unroll
-        for (int j = 0; j < 2; ++j) {
-          if constexpr (kSplitA) wmma::mma_sync(sink[i][j], fa_lo[i], fb[j], sink[i][j]);
-          if constexpr (kSplitB) wmma::mma_sync(sink[i][j], fa[i], fb_lo[j], sink[i][j]);
-          wmma::mma_sync(sink[i][j], fa[i], fb[j], sink[i][j]);
-        }
-    }
-    if constexpr (kSplit) flush(acc, part);
-    // One-hot scatter of this k-step's tokens whose column falls in the tile (usually few: a token
-    // hits one row of one v-tile). Warp-uniform branches. The row is chosen by a select per register:
-    // written as `if (i == row) oh[i] += ...`, nvcc folds the unrolled loop back into a dynamic index
-    // and moves oh to local memory (a 128-byte stack frame).
-    for (unsigned bits = s_hits; bits != 0u; bits &= bits - 1u) {
-      int pp = 0;
-      while (!((bits >> pp) & 1u)) ++pp;
-      const int rr = s_hit[pp];
-      if ((rr >> 4) != warp) continue;
-      const float w = s_w[pp];
-      float h0 = sm.st.b_hi[pp][lane], h1 = sm.st.b_hi[pp][lane + 32];
-      if constexpr (kLoB) {
-        h0 += sm.st.b_lo[pp][lane];  // exact: hi + (h − hi) = h
-        h1 += sm.st.b_lo[pp][lane + 32];
-      }
-#pragma unroll
-      for (int i = 0; i < 16; ++i) {
-        const bool mine = i == (rr & 15);
-        oh[i][0] = mine ? fmaf(w, h0, oh[i][0]) : oh[i][0];
-        oh[i][1] = mine ? fmaf(w, h1, oh[i][1]) : oh[i][1];
-      }
-    }
-    __syncthreads();
+    cp_async_commit();
   }
-  // Cs reuses the staging bytes: every warp has passed the k loop's last barrier.
-#pragma unroll
-  for (int i = 0; i < 2; ++i)
-#pragma unroll
-    for (int j = 0; j < 2; ++j)
-      wmma::store_matrix_sync(&sm.c[wm * 32 + i * 16][wn * 32 + j * 16], acc[i][j], kTile + kPad, wmma::mem_row_major);
-  __syncthreads();
-  // M = one-hot part + dense part, written by the scatter's owners (rows of 64 contiguous floats).
+  fetch(kStages - 1, n_tok, n_w, n_col);
+  for (int kt = 0; kt < nk; ++kt) {
+    cp_async_wait<kStages - 2>();  // this thread's copies of step kt have landed ...
+    __syncthreads();               // ... and everyone's; every warp is done with step kt − 1's slot
+    const int nx = kt + kStages - 1;
+    if (nx < nk) load_stage(nx % kStages, n_tok, n_w, n_col);
+    cp_async_commit();  // (an empty group past the end keeps the wait count uniform)
+    fetch(nx + 1, n_tok, n_w, n_col);
+
+    const int slot = kt % kStages;
+    const unsigned char* st = stages + size_t(slot) * L::kStageBytes;
+    const float* As = reinterpret_cast<const float*>(st);
+    const T* Bs = reinterpret_cast<const T*>(st + L::kABytes);
+    auto mma_step = [&](auto full) {
+#pragma unroll 2
+      for (int k8 = 0; k8 < kBK; k8 += 8) {
+        const float* Aa = As + (k8 + t4) * kBM;  // fragment rows k = k8 + t4 (a0, a1, b0) and k + 4
+        const T* Ba = Bs + (k8 + t4) * kBN;
+        const float wa = s_w[slot][k8 + t4], wb = s_w[slot][k8 + t4 + 4];
+        warp_k8<kA, kB, decltype(full)::value>(
+            sink, m_tiles, n_tiles,
+            [&](int mi, float(&a)[4]) {  // a[i] = A[m + 8(i & 1)][k + 4(i >> 1)] = −w_k q_k[m]
+              a[0] = -wa * Aa[col_a[mi][0]];
+              a[1] = -wa * Aa[col_a[mi][1]];
+              a[2] = -wb * Aa[4 * kBM + col_a[mi][0]];
+              a[3] = -wb * Aa[4 * kBM + col_a[mi][1]];
+            },
+            [&](int ni, float(&b)[2]) {  // b[i] = B[k + 4i][n] = h_k[n]
+              b[0] = smem_f32(Ba[col_b[ni]]);
+              b[1] = smem_f32(Ba[4 * kBN + col_b[ni]]);
+            });
+      }
+    };
+    if (m_tiles == kMT && n_tiles == kNT)
+      mma_step(std::true_type{});
+    else if (m_tiles > 0 && n_tiles > 0)
+      mma_step(std::false_type{});
+    if constexpr (kSplit) flush(acc, part);
+    // The one-hot part: threads 0..127 own one column each; the step's tokens in packed order.
+    if (warp < kBN / 32) {
+      const int col = s_pcol[slot][lane];
+      for (unsigned bits = __ballot_sync(0xffffffffu, col >= v0 && col < v0 + kBM); bits != 0u; bits &= bits - 1u) {
+        const int i = __ffs(static_cast<int>(bits)) - 1;
+        float& o = onehot[(s_pcol[slot][i] - v0) * kBN + tid];
+        o = fmaf(s_w[slot][i], smem_f32(Bs[swz<T>(i, tid)]), o);
+      }
+    }
+  }
+  cp_async_wait<0>();
+  __syncthreads();  // the one-hot tile is complete
+
+  // M = one-hot part + dense part, from the accumulators (mma.sync's D layout: rows g, g + 8, columns
+  // 2t, 2t + 1 of each tile): 8-byte stores, a warp writing 8 rows × 32 bytes per instruction.
   float* Mg = M + list.m_off[li];
 #pragma unroll
-  for (int i = 0; i < 16; ++i) {
-    const int r = warp * 16 + i, v = v0 + r;
+  for (int mi = 0; mi < kMT; ++mi)
 #pragma unroll
-    for (int k = 0; k < 2; ++k) {
-      const int c = lane + 32 * k;
-      const int64_t j = j0 + c;
-      if (v < K && j < d) Mg[int64_t(v) * d + j] = oh[i][k] + sm.c[r][c];
-    }
-  }
+    for (int ni = 0; ni < kNT; ++ni)
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const int r = wm * kWarpM + mi * 16 + g8 + 8 * h, c = wn * kWarpN + ni * 8 + 2 * t4;
+        if (r >= rows || c >= cols) continue;
+        const float x0 = onehot[r * kBN + c] + acc[mi][ni][2 * h];
+        float* out = Mg + int64_t(v0 + r) * geo.ld_m + j0 + c;
+        if (c + 1 < cols) {
+          *reinterpret_cast<float2*>(out) = make_float2(x0, onehot[r * kBN + c + 1] + acc[mi][ni][2 * h + 1]);
+        } else {
+          out[0] = x0;
+        }
+      }
 }
 
 // ------------------------------------------------------------------------------------- scores s_t
-// kSplit ('f32' precision): M is split into hi + lo, an f32 hidden state too (3 MMAs per product),
-// an f16/bf16 one is exact (2 MMAs). Otherwise ('tf32') one MMA on TF32-rounded operands.
-template <bool kSplitA, bool kSplitB>
-struct ScoreSmem {
-  // As in MSmem: 32-byte aligned arrays, rows of kK + kPad = 36 floats, 1-row placeholders.
-  struct Stage {
-    alignas(32) float h_hi[kTile][kK + kPad];                // A: tf32(h_t[j]) (= h_t[j] for f16/bf16)
-    alignas(32) float m_hi[kTile][kK + kPad];                // B: tf32(M[v][j])
-    alignas(32) float h_lo[kSplitA ? kTile : 1][kK + kPad];  // tf32(h − h_hi)
-    alignas(32) float m_lo[kSplitB ? kTile : 1][kK + kPad];  // tf32(M − m_hi)
-  };
-  union {
-    Stage st;
-    float u[kTile][kTile + kPad];  // one U tile, after the k loop
-  };
+template <class T>
+struct ScoreLayout {
+  static constexpr int kLdA = kBK + 16 / int(sizeof(T));  // hidden rows: 36 floats / 40 halves
+  static constexpr int kLdB = kBK + 4;                     // M rows: 36 floats
+  static constexpr size_t kABytes = size_t(kBM) * kLdA * sizeof(T);
+  static constexpr size_t kBBytes = size_t(kBN) * kLdB * sizeof(float);
+  static constexpr size_t kStageBytes = kABytes + kBBytes;
+  static constexpr size_t kSmemBytes = kStages * kStageBytes;
 };
 
+// Block: 128 tokens (t) × 128 columns of V*_g (v) of one group, U[t][v] = Σ_j h_t[j]·M_g[v][j]
+// (k-steps of 32 over d), folded into the tokens' partial s over these columns.
 template <class T, bool kSplit>
-__global__ void __launch_bounds__(kThreads) thr_scores_kernel(GroupList list, GroupGeom geo, const T* __restrict__ hidden,
-                                                                const float* __restrict__ M, float* __restrict__ s) {
-  constexpr bool kSplitA = kSplit && !kHiddenExactInTf32<T>;
-  constexpr bool kSplitB = kSplit;
-  __shared__ __align__(128) ScoreSmem<kSplitA, kSplitB> sm;
-  __shared__ int s_col[kTile];
+__global__ void __launch_bounds__(kThreads, kSplit ? 1 : 2)
+    thr_scores_kernel(GroupList list, GroupGeom geo, const T* __restrict__ hidden, const float* __restrict__ M,
+                      float* __restrict__ spart) {
+  using L = ScoreLayout<T>;
+  constexpr Op kA = kHiddenExactInTf32<T> ? Op::Exact : (kSplit ? Op::Split : Op::Round);
+  constexpr Op kB = kSplit ? Op::Split : Op::Round;
+  GK_DYNAMIC_SMEM(unsigned char, smem);
+  __shared__ int s_col[kBM];  // the tile's tokens' own columns in V*_g
 
   const int li = find_range(list.tile_start, list.n, blockIdx.x);
   const int g = list.gid[li];
   const int64_t d = geo.d;
-  const int t0 = geo.gto[g], t1 = geo.gto[g + 1];
-  const int tr0 = t0 + (blockIdx.x - list.tile_start[li]) * kTile;  // first token of this block
-  const int rows = min(kTile, t1 - tr0);
+  const int t0 = geo.gto[g], Tg = geo.gto[g + 1] - t0;
   const int K = geo.voff[g + 1] - geo.voff[g];
+  const int tiles_v = (K + kBN - 1) / kBN;
+  const int local = blockIdx.x - list.tile_start[li];
+  const int vt = local % tiles_v;
+  const int r0 = (local / tiles_v) * kBM, v0 = vt * kBN;  // relative to the group
+  const int rows = min(kBM, Tg - r0), cols = min(kBN, K - v0);
   const float* q = geo.probs + geo.poff[g];
   const float* Mg = M + list.m_off[li];
-  const int warp = threadIdx.x >> 5, wm = warp >> 1, wn = warp & 1;
-  if (threadIdx.x < kTile) s_col[threadIdx.x] = int(threadIdx.x) < rows ? geo.tokcol[tr0 + threadIdx.x] : -1;
+  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g8 = lane >> 2, t4 = lane & 3;
+  const int wm = warp >> 2, wn = warp & 3;
+  const int m_tiles = active_tiles(rows, wm * kWarpM, 16, kMT);
+  const int n_tiles = active_tiles(cols, wn * kWarpN, 8, kNT);
+  if (tid < kBM) s_col[tid] = tid < rows ? geo.tokcol[t0 + r0 + tid] : -1;
 
-  // Epilogue ownership: thread → (row r, half h of the 64 columns of each U tile).
-  const int er = threadIdx.x >> 1, eh = threadIdx.x & 1;
-  float acc_row = 0.f;
+  // Loader: thread → row tid/2 of both tiles, k-columns [16·(tid mod 2), +16) of the step.
+  const int lr = tid >> 1, lh = tid & 1;
+  const T* a_row = hidden + int64_t(t0 + r0 + (lr < rows ? lr : 0)) * d;
+  const float* b_row = Mg + int64_t(v0 + (lr < cols ? lr : 0)) * geo.ld_m;
+  auto load_stage = [&](int slot, int kt) {
+    unsigned char* st = smem + size_t(slot) * L::kStageBytes;
+    const int64_t k = int64_t(kt) * kBK + lh * 16;
+    stage16<T>(reinterpret_cast<T*>(st) + lr * L::kLdA + lh * 16, a_row, k, lr < rows ? d : 0, geo.hidden_vec16);
+    stage16<float>(reinterpret_cast<float*>(st + L::kABytes) + lr * L::kLdB + lh * 16, b_row, k, lr < cols ? d : 0,
+                   true);
+  };
 
-  for (int v0 = 0; v0 < K; v0 += kTile) {
-    FragC acc[2][2], part[2][2];  // as in thr_m_kernel: 'f32' flushes part into acc, 'tf32' uses acc
-    FragC(&sink)[2][2] = kSplit ? part : acc;
+  Frag acc, part;
+  zero(acc);
+  zero(part);
+  Frag& sink = kSplit ? part : acc;
+  const int nk = static_cast<int>(ceil_div(d, kBK));
 #pragma unroll
-    for (int i = 0; i < 2; ++i)
-#pragma unroll
-      for (int j = 0; j < 2; ++j) {
-        wmma::fill_fragment(acc[i][j], 0.f);
-        wmma::fill_fragment(part[i][j], 0.f);
+  for (int s = 0; s < kStages - 1; ++s) {
+    if (s < nk) load_stage(s, s);
+    cp_async_commit();
+  }
+  for (int kt = 0; kt < nk; ++kt) {
+    cp_async_wait<kStages - 2>();
+    __syncthreads();
+    const int nx = kt + kStages - 1;
+    if (nx < nk) load_stage(nx % kStages, nx);
+    cp_async_commit();
+
+    const unsigned char* st = smem + size_t(kt % kStages) * L::kStageBytes;
+    const T* As = reinterpret_cast<const T*>(st);
+    const float* Bs = reinterpret_cast<const float*>(st + L::kABytes);
+    auto mma_step = [&](auto full) {
+#pragma unroll 2
+      for (int k8 = 0; k8 < kBK; k8 += 8) {
+        warp_k8<kA, kB, decltype(full)::value>(
+            sink, m_tiles, n_tiles,
+            [&](int mi, float(&a)[4]) {  // a[i] = A[m + 8(i & 1)][k + 4(i >> 1)] = h_m[k]
+              const T* p = As + (wm * kWarpM + mi * 16 + g8) * L::kLdA + k8 + t4;
+              a[0] = smem_f32(p[0]);
+              a[1] = smem_f32(p[8 * L::kLdA]);
+              a[2] = smem_f32(p[4]);
+              a[3] = smem_f32(p[8 * L::kLdA + 4]);
+            },
+            [&](int ni, float(&b)[2]) {  // b[i] = B[k + 4i][n] = M_g[n][k]
+              const float* p = Bs + (wn * kWarpN + ni * 8 + g8) * L::kLdB + k8 + t4;
+              b[0] = p[0];
+              b[1] = p[4];
+            });
       }
-    for (int64_t j0 = 0; j0 < d; j0 += kK) {
-      for (int e = threadIdx.x; e < kTile * kK; e += kThreads) {
-        const int r = e / kK, c = e % kK;
-        const int64_t j = j0 + c;
-        const bool jok = j < d;
-        const float h = (jok && r < rows) ? load_f32(hidden + int64_t(tr0 + r) * d + j) : 0.f;
-        const float m = (jok && v0 + r < K) ? Mg[int64_t(v0 + r) * d + j] : 0.f;
-        if constexpr (kSplitA) {
-          split_tf32(h, sm.st.h_hi[r][c], sm.st.h_lo[r][c]);
-        } else {
-          sm.st.h_hi[r][c] = wmma::__float_to_tf32(h);  // = h for f16/bf16
-        }
-        if constexpr (kSplitB) {
-          split_tf32(m, sm.st.m_hi[r][c], sm.st.m_lo[r][c]);
-        } else {
-          sm.st.m_hi[r][c] = wmma::__float_to_tf32(m);
-        }
-      }
-      __syncthreads();
+    };
+    if (m_tiles == kMT && n_tiles == kNT)
+      mma_step(std::true_type{});
+    else if (m_tiles > 0 && n_tiles > 0)
+      mma_step(std::false_type{});
+    if constexpr (kSplit) flush(acc, part);
+  }
+  cp_async_wait<0>();
+  __syncthreads();  // the stages are free: red reuses them
+
+  // s_t over this tile's columns: Σ_v g_t[v]·U[t, v], g_t[v] = 1[v = col_t] − q_t[v]. A thread's row r
+  // (4 m16 tiles × rows g, g + 8) sums its 8 columns (n8 tiles ascending, then 2t, 2t + 1); the four
+  // lanes t = 0..3 of the row combine by a fixed xor tree; the four column-warps in order via red.
+  float* red = reinterpret_cast<float*>(smem);  // [4][kBM]
 #pragma unroll
-      for (int k8 = 0; k8 < kK; k8 += 8) {
-        FragA_row fa[2], fa_lo[2];
-        FragB_col fb[2], fb_lo[2];
+  for (int mi = 0; mi < kMT; ++mi)
 #pragma unroll
-        for (int i = 0; i < 2; ++i) {
-          wmma::load_matrix_sync(fa[i], &sm.st.h_hi[wm * 32 + i * 16][k8], kK + kPad);
-          wmma::load_matrix_sync(fb[i], &sm.st.m_hi[wn * 32 + i * 16][k8], kK + kPad);
-          if constexpr (kSplitA) wmma::load_matrix_sync(fa_lo[i], &sm.st.h_lo[wm * 32 + i * 16][k8], kK + kPad);
-          if constexpr (kSplitB) wmma::load_matrix_sync(fb_lo[i], &sm.st.m_lo[wn * 32 + i * 16][k8], kK + kPad);
-        }
+    for (int h = 0; h < 2; ++h) {
+      const int r = wm * kWarpM + mi * 16 + g8 + 8 * h;
+      float x = 0.f;
+      if (r < rows) {
+        const float* qrow = q + int64_t(r0 + r) * K + v0;
+        const int own = s_col[r] - v0;
 #pragma unroll
-        for (int i = 0; i < 2; ++i)
+        for (int ni = 0; ni < kNT; ++ni)
 #pragma unroll
-          for (int j = 0; j < 2; ++j) {
-            if constexpr (kSplitA) wmma::mma_sync(sink[i][j], fa_lo[i], fb[j], sink[i][j]);
-            if constexpr (kSplitB) wmma::mma_sync(sink[i][j], fa[i], fb_lo[j], sink[i][j]);
-            wmma::mma_sync(sink[i][j], fa[i], fb[j], sink[i][j]);
+          for (int e = 0; e < 2; ++e) {
+            const int c = wn * kWarpN + ni * 8 + 2 * t4 + e;
+            if (c < cols) x = fmaf((c == own ? 1.f : 0.f) - qrow[c], acc[mi][ni][2 * h + e], x);
           }
       }
-      if constexpr (kSplit) flush(acc, part);
-      __syncthreads();
+      x += __shfl_xor_sync(0xffffffffu, x, 1);
+      x += __shfl_xor_sync(0xffffffffu, x, 2);
+      if (t4 == 0) red[wn * kBM + r] = x;
     }
-    // U reuses the staging bytes: every warp has passed the k loop's last barrier.
-#pragma unroll
-    for (int i = 0; i < 2; ++i)
-#pragma unroll
-      for (int j = 0; j < 2; ++j)
-        wmma::store_matrix_sync(&sm.u[wm * 32 + i * 16][wn * 32 + j * 16], acc[i][j], kTile + kPad,
-                                wmma::mem_row_major);
-    __syncthreads();
-    if (er < rows) {  // s_t += Σ_v g_t[v]·U[t, v] over this thread's 32 columns, v ascending
-      const float* qrow = q + int64_t(tr0 - t0 + er) * K;
-      const int col = s_col[er];
-      for (int c = eh * 32; c < eh * 32 + 32; ++c) {
-        const int v = v0 + c;
-        if (v >= K) break;
-        const float gv = (v == col ? 1.f : 0.f) - qrow[v];
-        acc_row = fmaf(gv, sm.u[er][c], acc_row);
-      }
-    }
-    __syncthreads();
-  }
-  // Combine the two halves of each row in a fixed order: half 0 + half 1.
-  float* half1 = &sm.u[0][0];
-  if (eh == 1) half1[er] = acc_row;
   __syncthreads();
-  if (eh == 0 && er < rows) s[tr0 + er] = acc_row + half1[er];
+  if (tid < rows)
+    spart[list.part_off[li] + int64_t(vt) * Tg + r0 + tid] =
+        ((red[tid] + red[kBM + tid]) + red[2 * kBM + tid]) + red[3 * kBM + tid];
+}
+
+// s_t = Σ over the group's v-tiles of spart[v-tile][t], v-tiles ascending. One thread per token.
+__global__ void thr_fold_kernel(GroupList list, GroupGeom geo, const float* __restrict__ spart, float* __restrict__ s) {
+  const int li = find_range(list.tile_start, list.n, blockIdx.x);
+  const int g = list.gid[li];
+  const int t0 = geo.gto[g], Tg = geo.gto[g + 1] - t0;
+  const int r = (blockIdx.x - list.tile_start[li]) * kFoldThreads + threadIdx.x;
+  if (r >= Tg) return;
+  const int tiles_v = (geo.voff[g + 1] - geo.voff[g] + kBN - 1) / kBN;
+  const float* p = spart + list.part_off[li] + r;
+  float x = p[0];
+  for (int vt = 1; vt < tiles_v; ++vt) x += p[int64_t(vt) * Tg];
+  s[t0 + r] = x;
+}
+
+// pcol[p] = tokcol[ptok[p]]: the V* column of every correct token, so thr_m_kernel's prefetch of a
+// k-step's tokens is one load deep.
+__global__ void thr_pcol_kernel(const int* __restrict__ ptok, const int* __restrict__ tokcol, int n, int* __restrict__ pcol) {
+  const int i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i < n) pcol[i] = tokcol[ptok[i]];
 }
 
 // ---------------------------------------------------------------------------- THR signs and tau
@@ -536,12 +686,12 @@ Status check_layout(const ThrLayoutHost& l, const char* op) {
 
 }  // namespace
 
+
 Status launch_token_hidden_reward(const ThrParams& p, const LaunchEnv& env, Scratch& scratch) {
   GK_TRY(check_layout(p.layout, "tokenHiddenReward"));
   const auto& ro = p.layout.response_offsets;
   const auto& go = p.layout.group_offsets;
   const int G = static_cast<int>(go.size() - 1);
-  const int R = static_cast<int>(ro.size() - 1);
   const int64_t T = ro.back();
   GK_REQUIRE(p.vocab_offsets.size() == go.size() && p.probs_offsets.size() == go.size(),
              "tokenHiddenReward: vocab and probs offsets need G+1 entries");
@@ -573,7 +723,8 @@ Status launch_token_hidden_reward(const ThrParams& p, const LaunchEnv& env, Scra
   }
   pstart[G] = static_cast<int32_t>(ptok.size());
 
-  int *d_gto = nullptr, *d_voff = nullptr, *d_pstart = nullptr, *d_ptok = nullptr, *d_ro = nullptr, *d_go = nullptr;
+  int *d_gto = nullptr, *d_voff = nullptr, *d_pstart = nullptr, *d_ptok = nullptr, *d_pcol = nullptr, *d_ro = nullptr,
+      *d_go = nullptr;
   long long* d_poff = nullptr;
   float* d_pw = nullptr;
   uint8_t *d_correct = nullptr, *d_deg = nullptr;
@@ -585,14 +736,20 @@ Status launch_token_hidden_reward(const ThrParams& p, const LaunchEnv& env, Scra
   GK_TRY(scratch.upload(&d_pstart, pstart));
   GK_TRY(scratch.upload(&d_ptok, ptok));
   GK_TRY(scratch.upload(&d_pw, pw));
+  GK_TRY(scratch.alloc(&d_pcol, ptok.size()));
   GK_TRY(scratch.upload(&d_ro, ro));
   GK_TRY(scratch.upload(&d_go, go));
   GK_TRY(scratch.upload(&d_correct, p.layout.correct));
   GK_TRY(scratch.upload(&d_deg, p.layout.degenerate));
   GK_TRY(scratch.alloc(&s, size_t(T)));
 
-  const GroupGeom geo{d_gto, d_voff, d_poff, d_pstart, d_ptok, d_pw, p.token_column, p.probs, p.dim};
-  const int64_t tiles_j = ceil_div(p.dim, kTile);
+  // M_g rows padded to 4 floats: every row 16-byte aligned for the scores kernel's copies.
+  const int64_t ld_m = (p.dim + 3) / 4 * 4;
+  const bool hidden_vec16 =
+      (reinterpret_cast<uintptr_t>(p.hidden) & 15u) == 0 && (p.dim * int64_t(dtype_size(p.hidden_dtype))) % 16 == 0;
+  const GroupGeom geo{d_gto, d_voff, d_poff, d_pstart, d_ptok, d_pw, d_pcol, p.token_column, p.probs, p.dim, ld_m,
+                      hidden_vec16};
+  const int64_t tiles_j = ceil_div(p.dim, kBN);
 
   // Batches of live groups whose M_g fit the budget (a group larger than the budget goes alone).
   std::vector<int> live;
@@ -600,50 +757,90 @@ Status launch_token_hidden_reward(const ThrParams& p, const LaunchEnv& env, Scra
     if (!p.layout.degenerate[g] && gto[g + 1] > gto[g] && p.vocab_offsets[g + 1] > p.vocab_offsets[g]) live.push_back(g);
   const size_t budget_floats = std::max<size_t>(p.m_budget_bytes / sizeof(float), 1);
   size_t i = 0;
-  float* M = nullptr;
-  size_t m_cap = 0;
+  float *M = nullptr, *spart = nullptr;
+  size_t m_cap = 0, part_cap = 0;
   if (p.dim == 0 && !live.empty()) {
     // d = 0: M_g is K×0 and every s_t = g_tᵀ M h_t is an empty sum. The kernels would launch 0 blocks
-    // (ceil(K/64)·ceil(0/64)), which CUDA rejects as an invalid configuration, so write the zeros here.
+    // (ceil(K/128)·ceil(0/128)), which CUDA rejects as an invalid configuration, so write the zeros here.
     GK_CHECK(cudaMemsetAsync(s, 0, size_t(T) * sizeof(float), env.stream));
     i = live.size();
   }
+  int smem_optin = 0;  // the device's shared memory limit per block, for the tile kernels
+  if (i < live.size()) {
+    int device = 0;
+    GK_CHECK(cudaGetDevice(&device));
+    GK_CHECK(cudaDeviceGetAttribute(&smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+  }
+  if (i < live.size() && !ptok.empty()) {
+    const int n = static_cast<int>(ptok.size());
+    thr_pcol_kernel<<<unsigned(ceil_div(n, 256)), 256, 0, env.stream>>>(d_ptok, p.token_column, n, d_pcol);
+    GK_CHECK_LAUNCH("thr_pcol_kernel");
+  }
   while (i < live.size()) {
-    std::vector<int> gid, m_tiles{0}, s_tiles{0};
-    std::vector<long long> m_off;
-    size_t used = 0;
+    std::vector<int> gid, m_tiles{0}, s_tiles{0}, f_tiles{0};
+    std::vector<long long> m_off, part_off;
+    size_t used = 0, parts = 0;
     while (i < live.size()) {
       const int g = live[i];
       const int64_t K = p.vocab_offsets[g + 1] - p.vocab_offsets[g];
-      const size_t need = size_t(K) * size_t(p.dim);
+      const int64_t Tg = gto[g + 1] - gto[g];
+      const size_t need = size_t(K) * size_t(ld_m);
       if (!gid.empty() && used + need > budget_floats) break;
       gid.push_back(g);
       m_off.push_back(static_cast<long long>(used));
+      part_off.push_back(static_cast<long long>(parts));
       used += need;
-      m_tiles.push_back(m_tiles.back() + static_cast<int>(ceil_div(K, kTile) * tiles_j));
-      s_tiles.push_back(s_tiles.back() + static_cast<int>(ceil_div(gto[g + 1] - gto[g], kTile)));
+      parts += size_t(Tg) * size_t(ceil_div(K, kBN));
+      m_tiles.push_back(m_tiles.back() + static_cast<int>(ceil_div(K, kBM) * tiles_j));
+      s_tiles.push_back(s_tiles.back() + static_cast<int>(ceil_div(Tg, kBM) * ceil_div(K, kBN)));
+      f_tiles.push_back(f_tiles.back() + static_cast<int>(ceil_div(Tg, kFoldThreads)));
       ++i;
     }
-    if (used > m_cap) {  // grow the M scratch (stream-ordered: the old one is freed after its users)
+    if (used > m_cap) {  // grow the scratch (stream-ordered: the old one is freed after its users)
       GK_TRY(scratch.alloc(&M, used));
       m_cap = used;
     }
-    int *d_gid = nullptr, *d_mt = nullptr, *d_st = nullptr;
-    long long* d_moff = nullptr;
+    if (parts > part_cap) {
+      GK_TRY(scratch.alloc(&spart, parts));
+      part_cap = parts;
+    }
+    int *d_gid = nullptr, *d_mt = nullptr, *d_st = nullptr, *d_ft = nullptr;
+    long long *d_moff = nullptr, *d_part = nullptr;
     GK_TRY(scratch.upload(&d_gid, gid));
     GK_TRY(scratch.upload(&d_mt, m_tiles));
     GK_TRY(scratch.upload(&d_st, s_tiles));
+    GK_TRY(scratch.upload(&d_ft, f_tiles));
     GK_TRY(scratch.upload(&d_moff, m_off));
+    GK_TRY(scratch.upload(&d_part, part_off));
     const int n = static_cast<int>(gid.size());
+    const GroupList mlist{d_gid, d_mt, d_moff, d_part, n}, slist{d_gid, d_st, d_moff, d_part, n},
+        flist{d_gid, d_ft, d_moff, d_part, n};
     // The precision mode is a template flag (kSplit = 'f32'), so the 'tf32' kernels carry no split code.
     auto run = [&](auto tag, auto split) -> Status {
       using H = decltype(tag);
       constexpr bool kS = decltype(split)::value;
-      thr_m_kernel<H, kS><<<unsigned(m_tiles.back()), kThreads, 0, env.stream>>>(
-          GroupList{d_gid, d_mt, d_moff, n}, geo, static_cast<const H*>(p.hidden), M);
+      const H* hidden = static_cast<const H*>(p.hidden);
+      constexpr size_t m_smem = MLayout<H>::kSmemBytes, s_smem = ScoreLayout<H>::kSmemBytes;
+      // thr_m_kernel's 160 KiB (f32 hidden states; 136 KiB f16/bf16) fit an A100 (163 KiB per block),
+      // an H100 and an H200 (227 KiB); a GPU with less (sm_86, sm_89: 99 KiB) is told so by name.
+      if (smem_optin < int(m_smem + kMStaticSmemBytes)) {
+        Status st;
+        st.code = Code::Cuda;
+        st.err = cudaErrorNotSupported;
+        st.message = "tokenHiddenReward: the CUDA tile kernels need " +
+                     std::to_string((m_smem + kMStaticSmemBytes + 1023) / 1024) +
+                     " KiB of shared memory per block (A100, H100, H200); this GPU allows " +
+                     std::to_string(smem_optin / 1024) + " KiB (cudaDevAttrMaxSharedMemoryPerBlockOptin)";
+        return st;
+      }
+      // Over 48 KiB of dynamic shared memory needs the kernel's opt-in (set per launch: per device).
+      GK_CHECK(cudaFuncSetAttribute(reinterpret_cast<const void*>(&thr_m_kernel<H, kS>),
+                                    cudaFuncAttributeMaxDynamicSharedMemorySize, int(m_smem)));
+      GK_CHECK(cudaFuncSetAttribute(reinterpret_cast<const void*>(&thr_scores_kernel<H, kS>),
+                                    cudaFuncAttributeMaxDynamicSharedMemorySize, int(s_smem)));
+      thr_m_kernel<H, kS><<<unsigned(m_tiles.back()), kThreads, m_smem, env.stream>>>(mlist, geo, hidden, M);
       GK_CHECK_LAUNCH("thr_m_kernel");
-      thr_scores_kernel<H, kS><<<unsigned(s_tiles.back()), kThreads, 0, env.stream>>>(
-          GroupList{d_gid, d_st, d_moff, n}, geo, static_cast<const H*>(p.hidden), M, s);
+      thr_scores_kernel<H, kS><<<unsigned(s_tiles.back()), kThreads, s_smem, env.stream>>>(slist, geo, hidden, M, spart);
       GK_CHECK_LAUNCH("thr_scores_kernel");
       return Status::Ok();
     };
@@ -651,8 +848,9 @@ Status launch_token_hidden_reward(const ThrParams& p, const LaunchEnv& env, Scra
       if (p.precision == ThrPrecision::Tf32) return run(tag, std::false_type{});
       return run(tag, std::true_type{});
     }));
+    thr_fold_kernel<<<unsigned(f_tiles.back()), kFoldThreads, 0, env.stream>>>(flist, geo, spart, s);
+    GK_CHECK_LAUNCH("thr_fold_kernel");
   }
-  (void)R;
   const int warps = 8;
   thr_finish_kernel<<<unsigned(ceil_div(G, warps)), warps * 32, 0, env.stream>>>(
       d_go, d_ro, d_correct, d_deg, G, p.beta, s, p.thr, p.tau);

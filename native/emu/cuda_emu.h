@@ -9,6 +9,10 @@
 // for every thread that has not exited; a shuffle waits for exactly the lanes of its mask and fails
 // the launch if they disagree or a lane in the mask never arrives. WMMA fragments hold the whole tile
 // in every lane (num_elements = rows × cols), so element-wise code on fragment.x[] stays layout-free.
+// The PTX stand-ins native/cuda/tensor_core.cuh calls (mma.sync m16n8k8 TF32, cp.async) keep the
+// hardware's per-lane view instead: an MMA gathers the warp's registers and gives each lane its own
+// four outputs in the documented fragment layout, and cp.async copies land when the issuing thread
+// waits for their group (GK_EMU_CP_ASYNC=eager: when issued), so a layout or pipeline mistake shows.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -35,6 +39,7 @@ struct ThreadCtx {
   dim3 bdim;
   dim3 gdim;
   unsigned linear;  // tid.x + bdim.x (tid.y + bdim.y tid.z)
+  unsigned char* dyn_smem;  // the block's dynamic shared memory (null when the launch asked for none)
 };
 // The running emulated thread (launches are serialised process-wide, so one pointer suffices).
 inline ThreadCtx* g_ctx = nullptr;
@@ -44,14 +49,30 @@ void syncthreads();
 // mode 0: xor, 1: down, 2: up, 3: idx.
 uint64_t shuffle(unsigned mask, uint64_t bits, int arg, int mode, int width);
 void syncwarp(unsigned mask);
+// Warp-collective exchange: every lane of `mask` deposits `bytes` (≤ 32) from `mine` and receives
+// every lane's deposit in `all` (32 slots of `bytes`, lane-major; slots of lanes outside the mask are
+// left as they were). Fails the launch as a shuffle does (disagreeing masks, a lane that exited).
+void warp_exchange(unsigned mask, const void* mine, int bytes, void* all);
+// The block's dynamic shared memory (the launch's smem bytes, 128-byte aligned, filled with 0xFF bytes
+// at each block's start: NaN as floats, so reading what the block never wrote shows). Fails the launch
+// when it asked for none.
+unsigned char* dynamic_smem();
+// cp.async of cp_bytes (4, 8 or 16; src and dst aligned to it): src_bytes are read, the rest zeroed.
+// Queued in the calling thread's open group; cp_async_commit closes it, cp_async_wait(n) performs the
+// copies of every closed group but the newest n (as cp.async.wait_group n returns once they landed).
+// GK_EMU_CP_ASYNC=eager copies at issue instead (a copy racing ahead of a reader shows that way).
+void cp_async(void* dst, const void* src, int cp_bytes, int src_bytes);
+void cp_async_commit();
+void cp_async_wait(int newest_pending);
 // Resumes a block's threads last to first (as GK_EMU_ORDER=reverse does); for the self-test.
 void set_reverse_order(bool reverse);
 
 // Runs kernel(args...) over grid × block; returns cudaSuccess or the launch's error (also kept for
 // cudaGetLastError).
 using Body = void (*)(void*);
+// fn: the kernel, for the dynamic shared memory limit cudaFuncSetAttribute raised for it.
 cudaError_t run_grid(dim3 grid, dim3 block, size_t smem, cudaStream_t stream, Body body, void* arg,
-                     const char* name);
+                     const char* name, const void* fn);
 
 template <class T>
 T shfl_as(unsigned mask, T v, int arg, int mode, int width) {
@@ -87,7 +108,7 @@ struct Launcher {
           Pack* pk = static_cast<Pack*>(a);
           std::apply([pk](auto... copy) { pk->k(copy...); }, *pk->p);
         },
-        &pack, name);
+        &pack, name, reinterpret_cast<const void*>(kernel));
   }
 };
 
@@ -137,6 +158,23 @@ template <class T>
 T __shfl_sync(unsigned mask, T v, int src, int width = 32) {
   return ::gkemu::shfl_as(mask, v, src, 3, width);
 }
+
+// Bit l: lane l of `mask` passed a non-zero predicate.
+inline unsigned __ballot_sync(unsigned mask, int pred) {
+  int all[32] = {};
+  const int mine = pred != 0;
+  ::gkemu::warp_exchange(mask, &mine, sizeof mine, all);
+  unsigned bits = 0;
+  for (int l = 0; l < 32; ++l)
+    if ((mask >> l & 1u) && all[l]) bits |= 1u << l;
+  return bits;
+}
+
+// 1 + the index of the lowest set bit, 0 for 0 (CUDA's __ffs).
+inline int __ffs(int x) { return __builtin_ffs(x); }
+
+// extern __shared__ T name[] (tensor_core.cuh's GK_DYNAMIC_SMEM on a GPU).
+#define GK_DYNAMIC_SMEM(T, name) T* name = reinterpret_cast<T*>(::gkemu::dynamic_smem())
 
 template <class T>
 inline T __ldg(const T* p) {
@@ -295,3 +333,35 @@ void mma_sync(fragment<accumulator, M, N, K, float>& d, const fragment<matrix_a,
 }
 }  // namespace wmma
 }  // namespace nvcuda
+
+// ------------------------------------------------------------------- mma.sync m16n8k8 TF32 (PTX)
+namespace gkemu {
+// What a tensor core reads of a .tf32 operand register: the sign, the exponent and the top 10
+// mantissa bits; the low 13 are ignored (truncated), so a kernel that forgets cvt.rna.tf32 gets the
+// hardware's truncation here too. NaN stays NaN (masking could turn a NaN payload into Inf).
+inline float tf32_operand(float x) {
+  if (x != x) return x;
+  return __uint_as_float(__float_as_uint(x) & 0xffffe000u);
+}
+// mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {d}, {a}, {b}, {d}: warp-collective. Lane
+// l = 4·g + t holds (PTX ISA, "Matrix fragments for mma.m16n8k8" with .tf32):
+//   a[i] = A[g + 8·(i & 1)][t + 4·(i >> 1)]  (A: 16 × 8, row-major)
+//   b[i] = B[t + 4·i][g]                       (B: 8 × 8, "col": k varies fastest in a lane's pair)
+//   d[i] = D[g + 8·(i >> 1)][2t + (i & 1)]     (D, C: 16 × 8)
+// The registers of all 32 lanes are gathered and each lane computes its own four outputs: the eight
+// products exactly, summed with c, rounded toward zero once (as nvcuda::wmma::mma_sync above).
+inline void mma_m16n8k8_tf32(float (&d)[4], const float (&a)[4], const float (&b)[2]) {
+  float mine[6] = {a[0], a[1], a[2], a[3], b[0], b[1]};
+  float all[32][6];
+  warp_exchange(0xffffffffu, mine, sizeof mine, all);
+  const unsigned lane = g_ctx->linear & 31u, g = lane >> 2, t = lane & 3u;
+  auto A = [&](unsigned r, unsigned k) { return tf32_operand(all[(r & 7u) * 4 + (k & 3u)][(r >> 3) + 2 * (k >> 2)]); };
+  auto B = [&](unsigned k, unsigned n) { return tf32_operand(all[n * 4 + (k & 3u)][4 + (k >> 2)]); };
+  for (int i = 0; i < 4; ++i) {
+    const unsigned r = g + 8 * (unsigned(i) >> 1), c = 2 * t + (unsigned(i) & 1u);
+    double s = d[i];
+    for (unsigned k = 0; k < 8; ++k) s += static_cast<double>(A(r, k)) * static_cast<double>(B(k, c));
+    d[i] = nvcuda::wmma::round_toward_zero(s);
+  }
+}
+}  // namespace gkemu

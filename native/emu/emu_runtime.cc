@@ -16,6 +16,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <deque>
 #include <cstdlib>
 #include <cstring>
 #include <map>
@@ -72,6 +73,13 @@ constexpr int kMaxThreads = 1024;
 
 enum class Wait { None, Block, Warp };
 
+// One cp.async (cuda_emu.h): performed when its thread waits for its group.
+struct CpCopy {
+  void* dst;
+  const void* src;
+  int cp_bytes, src_bytes;
+};
+
 struct Fiber {
 #if GK_EMU_ASM_SWITCH
   void* sp = nullptr;
@@ -82,10 +90,13 @@ struct Fiber {
   bool done = false;
   Wait wait = Wait::None;
   uint64_t seen_gen = 0;  // generation of the barrier it waits on, when it started waiting
+  std::vector<CpCopy> cp_open;             // cp.async issued since the last commit
+  std::deque<std::vector<CpCopy>> cp_groups;  // committed, not yet waited for (oldest first)
 };
 
 struct WarpState {
   uint64_t slot[2][32];
+  unsigned char big[2][32][32];  // warp_exchange's deposits (up to 32 bytes per lane)
   unsigned mask = 0;     // lanes taking part in the pending exchange
   unsigned arrived = 0;  // lanes of it that arrived
   uint64_t gen = 0;
@@ -103,6 +114,8 @@ struct BlockRun {
   ucontext_t sched;
 #endif
   Fiber* running = nullptr;
+  unsigned char* dyn_smem = nullptr;  // the launch's dynamic shared memory, refilled per block
+  size_t dyn_bytes = 0;
   int bar_arrived = 0;
   uint64_t bar_gen = 0;
   WarpState warps[kMaxThreads / 32];
@@ -192,8 +205,9 @@ void fiber_entry() {
 }
 #endif
 
-ThreadCtx make_ctx(unsigned linear, dim3 block, dim3 bid, dim3 grid) {
+ThreadCtx make_ctx(unsigned linear, dim3 block, dim3 bid, dim3 grid, unsigned char* dyn_smem) {
   ThreadCtx c;
+  c.dyn_smem = dyn_smem;
   c.tid = uint3{linear % block.x, (linear / block.x) % block.y, linear / (block.x * block.y)};
   c.bid = uint3{bid.x, bid.y, bid.z};
   c.bdim = block;
@@ -239,12 +253,16 @@ bool run_block_fibers(BlockRun& b, dim3 block, dim3 bid, dim3 grid) {
   }
   b.live = b.nthreads;
   b.bar_arrived = 0;
+  // A new block finds its dynamic shared memory holding garbage (here NaN bytes), not the last block's.
+  if (b.dyn_smem) std::memset(b.dyn_smem, 0xFF, b.dyn_bytes);
   for (int i = 0; i < b.nthreads / 32 + 1 && i < kMaxThreads / 32; ++i) b.warps[i] = WarpState{};
   for (int i = 0; i < b.nthreads; ++i) {
     Fiber& f = emu.fibers[i];
     f.done = false;
     f.wait = Wait::None;
-    f.tc = make_ctx(unsigned(i), block, bid, grid);
+    f.cp_open.clear();  // copies a thread of the last block never waited for are dropped with it
+    f.cp_groups.clear();
+    f.tc = make_ctx(unsigned(i), block, bid, grid, b.dyn_smem);
     char* stack = emu.stacks + size_t(i) * kStackBytes;
 #if GK_EMU_ASM_SWITCH
     // What gk_emu_switch pops: six registers, then the trampoline as return address; above it a
@@ -373,13 +391,113 @@ uint64_t shuffle(unsigned mask, uint64_t bits, int arg, int mode, int width) {
   return w.slot[gen & 1][src];
 }
 
+void warp_exchange(unsigned mask, const void* mine, int bytes, void* all) {
+  BlockRun& b = *emu.block;
+  const ThreadCtx& c = *g_ctx;
+  const unsigned lane = c.linear & 31u;
+  const unsigned warp = c.linear >> 5;
+  if (bytes <= 0 || bytes > 32) fail("warp exchange of " + std::to_string(bytes) + " bytes (1 to 32)");
+  if (!(mask >> lane & 1u)) fail("lane " + std::to_string(lane) + " joins a warp collective whose mask excludes it");
+  for (unsigned l = 0; l < 32; ++l) {
+    if (!(mask >> l & 1u)) continue;
+    const unsigned t = warp * 32 + l;
+    if (t >= unsigned(b.nthreads) || emu.fibers[t].done)
+      fail("warp collective mask names lane " + std::to_string(l) + " of warp " + std::to_string(warp) +
+           (t >= unsigned(b.nthreads) ? ", which does not exist" : ", which has exited"));
+  }
+  WarpState& w = b.warps[warp];
+  if (w.arrived == 0) {
+    w.mask = mask;
+  } else if (w.mask != mask) {
+    fail("lanes of warp " + std::to_string(warp) + " disagree on a warp collective's mask");
+  }
+  const uint64_t gen = w.gen;
+  std::memcpy(w.big[gen & 1][lane], mine, size_t(bytes));
+  w.arrived |= 1u << lane;
+  if (w.arrived == w.mask) {
+    w.arrived = 0;
+    ++w.gen;
+  } else {
+    yield_waiting(Wait::Warp, gen);
+  }
+  // Read right after waking (no switch in between), before any lane can start the exchange after next.
+  for (unsigned l = 0; l < 32; ++l)
+    if (mask >> l & 1u) std::memcpy(static_cast<unsigned char*>(all) + size_t(l) * size_t(bytes), w.big[gen & 1][l], size_t(bytes));
+}
+
+unsigned char* dynamic_smem() {
+  if (!g_ctx->dyn_smem) fail("the kernel uses dynamic shared memory but its launch asked for 0 bytes");
+  return g_ctx->dyn_smem;
+}
+
+namespace {
+bool cp_async_eager() {
+  static const bool eager = [] {
+    const char* e = std::getenv("GK_EMU_CP_ASYNC");
+    return e && std::strcmp(e, "eager") == 0;
+  }();
+  return eager;
+}
+void perform(const CpCopy& c) {
+  if (c.src_bytes > 0) std::memcpy(c.dst, c.src, size_t(c.src_bytes));
+  if (c.src_bytes < c.cp_bytes) std::memset(static_cast<char*>(c.dst) + c.src_bytes, 0, size_t(c.cp_bytes - c.src_bytes));
+}
+}  // namespace
+
+void cp_async(void* dst, const void* src, int cp_bytes, int src_bytes) {
+  if (cp_bytes != 4 && cp_bytes != 8 && cp_bytes != 16) fail("cp.async of " + std::to_string(cp_bytes) + " bytes (4, 8 or 16)");
+  if (src_bytes < 0 || src_bytes > cp_bytes)
+    fail("cp.async src-size " + std::to_string(src_bytes) + " outside [0, " + std::to_string(cp_bytes) + "]");
+  // The hardware faults on a misaligned address (cudaErrorMisalignedAddress); report it by name.
+  if (reinterpret_cast<uintptr_t>(dst) % unsigned(cp_bytes) != 0 ||
+      (src_bytes > 0 && reinterpret_cast<uintptr_t>(src) % unsigned(cp_bytes) != 0))
+    fail("cp.async of " + std::to_string(cp_bytes) + " bytes from a misaligned address");
+  const CpCopy c{dst, src, cp_bytes, src_bytes};
+  if (cp_async_eager())
+    perform(c);
+  else
+    emu.block->running->cp_open.push_back(c);
+}
+void cp_async_commit() {
+  Fiber& f = *emu.block->running;
+  f.cp_groups.push_back(std::move(f.cp_open));
+  f.cp_open.clear();
+}
+void cp_async_wait(int newest_pending) {
+  Fiber& f = *emu.block->running;
+  while (f.cp_groups.size() > size_t(newest_pending < 0 ? 0 : newest_pending)) {
+    for (const CpCopy& c : f.cp_groups.front()) perform(c);
+    f.cp_groups.pop_front();
+  }
+}
+
 void set_reverse_order(bool reverse) { order_override = reverse ? 1 : 0; }
 
 void syncwarp(unsigned mask) { (void)shuffle(mask, 0, 0, 0, 32); }
 
 cudaError_t fault(const char* call);  // fault injection, below
 
-cudaError_t run_grid(dim3 grid, dim3 block, size_t smem, cudaStream_t, Body body, void* arg, const char* name) {
+namespace {
+// cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, n): a launch asking for
+// more than 48 KiB of dynamic shared memory fails unless its kernel was raised this far (as there).
+std::mutex attr_mu;
+std::map<const void*, int> max_dynamic_smem;
+}  // namespace
+
+// The opt-in shared memory per block the emulated device reports: an H100's 227 KiB, or
+// GK_EMU_SMEM_OPTIN bytes (tests of what a GPU with less, e.g. 99 KiB on sm_89, is told).
+int smem_optin() {
+  const char* e = std::getenv("GK_EMU_SMEM_OPTIN");
+  return e && *e ? std::atoi(e) : 227 * 1024;
+}
+
+void set_max_dynamic_smem(const void* fn, int bytes) {
+  std::lock_guard<std::mutex> lock(attr_mu);
+  max_dynamic_smem[fn] = bytes;
+}
+
+cudaError_t run_grid(dim3 grid, dim3 block, size_t smem, cudaStream_t, Body body, void* arg, const char* name,
+                     const void* fn) {
   const uint64_t threads = uint64_t(block.x) * block.y * block.z;
   std::string bad;
   if (grid.x == 0 || grid.y == 0 || grid.z == 0 || block.x == 0 || block.y == 0 || block.z == 0)
@@ -390,14 +508,27 @@ cudaError_t run_grid(dim3 grid, dim3 block, size_t smem, cudaStream_t, Body body
     bad = "grid " + dim_str(grid) + " exceeds (2^31 - 1, 65535, 65535)";
   else if (smem > 227 * 1024)
     bad = "dynamic shared memory of " + std::to_string(smem) + " bytes exceeds 227 KiB";
+  bool smem_denied = false;
+  if (bad.empty() && smem > 48 * 1024) {
+    std::lock_guard<std::mutex> lock(attr_mu);
+    auto it = max_dynamic_smem.find(fn);
+    if (it == max_dynamic_smem.end() || size_t(it->second) < smem) {
+      smem_denied = true;
+      bad = "dynamic shared memory of " + std::to_string(smem) +
+            " bytes exceeds 48 KiB and cudaFuncSetAttribute(MaxDynamicSharedMemorySize) allows " +
+            std::to_string(it == max_dynamic_smem.end() ? 48 * 1024 : it->second);
+    }
+  }
   if (const cudaError_t e = fault("launch"); e != cudaSuccess) {
     tl_last = e;
     tl_last_message = std::string(name) + ": injected by GK_EMU_FAULT";
     return e;
   }
   if (!bad.empty()) {
-    tl_last = cudaErrorInvalidConfiguration;
+    tl_last = smem_denied ? cudaErrorInvalidValue : cudaErrorInvalidConfiguration;
     tl_last_message = std::string(name) + ": " + bad;
+    // cudaGetErrorString says only "invalid argument" for this one, as CUDA does: say why here.
+    if (smem_denied) std::fprintf(stderr, "grpo-kernels CUDA emulator: %s\n", tl_last_message.c_str());
     return tl_last;
   }
   std::lock_guard<std::mutex> lock(launch_mu);
@@ -405,6 +536,17 @@ cudaError_t run_grid(dim3 grid, dim3 block, size_t smem, cudaStream_t, Body body
   b.body = body;
   b.arg = arg;
   b.nthreads = int(threads);
+  if (smem > 0) {
+    // Exactly smem bytes (AddressSanitizer then reports one byte past the end), 128-byte aligned.
+    void* m = nullptr;
+    if (posix_memalign(&m, 128, smem) != 0) {
+      tl_last = cudaErrorMemoryAllocation;
+      tl_last_message = std::string(name) + ": cannot allocate dynamic shared memory";
+      return tl_last;
+    }
+    b.dyn_smem = static_cast<unsigned char*>(m);
+    b.dyn_bytes = smem;
+  }
   emu.block = &b;
   std::string error;
   for (unsigned z = 0; z < grid.z && error.empty(); ++z)
@@ -416,6 +558,7 @@ cudaError_t run_grid(dim3 grid, dim3 block, size_t smem, cudaStream_t, Body body
       }
   emu.block = nullptr;
   g_ctx = nullptr;
+  std::free(b.dyn_smem);
   if (!error.empty()) {
     tl_last = cudaErrorLaunchFailure;
     tl_last_message = std::string(name) + ": " + error;
@@ -493,6 +636,9 @@ cudaError_t emu_alloc(void** p, size_t n) {
   // memcheck would.
   void* m = nullptr;
   if (posix_memalign(&m, 256, n == 0 ? 1 : n) != 0) return cudaErrorMemoryAllocation;
+  // Fresh device memory holds garbage on a GPU; here NaN bytes (up to 64 MiB: the multi-GB cases are
+  // written in full by their kernels anyway), so a kernel that reads what nothing wrote shows it.
+  if (n <= (size_t(64) << 20)) std::memset(m, 0xFF, n);
   mem_live[m] = rounded;
   mem_used += rounded;
   *p = m;
@@ -599,14 +745,27 @@ cudaError_t cudaGetDeviceProperties(cudaDeviceProp* p, int d) {
   p->totalGlobalMem = gkemu::kEmuMemory;
   p->l2CacheSize = 50 << 20;
   p->sharedMemPerBlock = 48 << 10;
-  p->sharedMemPerBlockOptin = 227 << 10;
+  p->sharedMemPerBlockOptin = size_t(gkemu::smem_optin());
   p->warpSize = 32;
   p->maxThreadsPerBlock = 1024;
   return cudaSuccess;
 }
+cudaError_t cudaGetDevice(int* d) {
+  *d = 0;
+  return cudaSuccess;
+}
 cudaError_t cudaDeviceGetAttribute(int* v, cudaDeviceAttr a, int d) {
   if (d != 0) return cudaErrorInvalidDevice;
-  *v = a == cudaDevAttrMemoryPoolsSupported ? 1 : 0;
+  switch (a) {
+    case cudaDevAttrMemoryPoolsSupported:
+      *v = 1;
+      break;
+    case cudaDevAttrMaxSharedMemoryPerBlockOptin:
+      *v = gkemu::smem_optin();
+      break;
+    default:
+      *v = 0;
+  }
   return cudaSuccess;
 }
 cudaError_t cudaDeviceGetDefaultMemPool(cudaMemPool_t* pool, int d) {
@@ -631,6 +790,15 @@ cudaError_t cudaStreamCreateWithFlags(cudaStream_t* s, unsigned flags) {
 }
 cudaError_t cudaStreamDestroy(cudaStream_t s) {
   delete s;
+  return cudaSuccess;
+}
+cudaError_t cudaFuncSetAttribute(const void* fn, cudaFuncAttribute attr, int value) {
+  if (const cudaError_t e = gkemu::fault("cudaFuncSetAttribute"); e != cudaSuccess) return e;
+  if (!fn) return cudaErrorInvalidDeviceFunction;
+  if (attr == cudaFuncAttributeMaxDynamicSharedMemorySize) {
+    if (value < 0 || value > gkemu::smem_optin()) return cudaErrorInvalidValue;
+    gkemu::set_max_dynamic_smem(fn, value);
+  }
   return cudaSuccess;
 }
 cudaError_t cudaStreamSynchronize(cudaStream_t) {

@@ -8,6 +8,7 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { type Context, createContext } from '../../src/index.js';
+import { makeThrCase, randomGroups, runThr } from '../fixtures/thr.js';
 import { randomInts, randomNormal } from '../util/rng.js';
 import { EMULATED, probeGpu, rejection } from './helpers.js';
 
@@ -82,6 +83,23 @@ describe.skipIf(gpu.ctx === undefined)('cuda: injected CUDA failures (emulator)'
     } finally {
       ctx.dispose();
     }
+  });
+
+  it('THR on a GPU with too little shared memory per block (99 KiB, as sm_89) is BACKEND_UNAVAILABLE saying what it needs; the context keeps working', async () => {
+    const c = makeThrCase({ seed: 9, groups: randomGroups(9, 2, 4, 8), dim: 16, vocabSize: 30 });
+    process.env.GK_EMU_SMEM_OPTIN = String(99 * 1024);
+    try {
+      const e = await rejection(runThr(cuda, c));
+      expect(e.code).toBe('BACKEND_UNAVAILABLE');
+      expect(e.message).toMatch(/tokenHiddenReward/);
+      expect(e.message).toMatch(/KiB of shared memory per block/);
+      expect(e.message).toMatch(/allows 99 KiB/);
+    } finally {
+      delete process.env.GK_EMU_SMEM_OPTIN;
+    }
+    const r = await runThr(cuda, c);
+    expect(r.thr.every(Number.isFinite)).toBe(true);
+    await logprobsOk(cuda);
   });
 
   // Last: it poisons the emulated context, as an illegal address does a real one.

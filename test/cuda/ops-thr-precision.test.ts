@@ -20,7 +20,8 @@
  * {13, 200, 896}, f32 / bf16 / f16 hidden states with a shared component (as an LLM's final hidden
  * states have) and peaked probabilities (the sampled token often holds most of the mass), so that
  * neither the q part of M_g nor the cancellation in ⟨h_u, h_t⟩ is negligible. |V*_g| and T_g exceed
- * the 64-wide tiles in some groups. Weighting 'length', and 'none' at d = 200.
+ * 64 in some groups (partial 128-wide tiles: ops-thr-tiles.test.ts). Weighting 'length', and 'none'
+ * at d = 200.
  */
 import { describe, expect, it } from 'vitest';
 import type { ThrPrecision, Weighting } from '../../src/backends/backend.js';
@@ -31,9 +32,10 @@ import {
   makeThrCase,
   randomGroups,
   runThr,
+  sharedComponentRows,
   type ThrCase,
+  thrGroupErrors,
 } from '../fixtures/thr.js';
-import { normal, rng } from '../util/rng.js';
 import { cpuContext, probeGpu, rejection } from './helpers.js';
 
 const gpu = await probeGpu();
@@ -46,67 +48,16 @@ const BOUND: Record<ThrPrecision, number> = { f32: 3e-4, tf32: 3e-3 };
 /** 'f32' at this file's sizes: f32-grade, an order of magnitude below any TF32-grade result. */
 const F32_GRADE_HERE = 1e-5;
 
-/**
- * Worst error of THR and tau per group, relative to the group's max |THR*|, and the elements past
- * `bound` (index, class, values), at most 5.
- */
-function groupErrors(
-  c: ThrCase,
-  thr: Float32Array,
-  tau: Float32Array,
-  ref: ReturnType<typeof bruteThr>,
-  bound: number,
-) {
-  const { responseOffsets: ro, groupOffsets: go } = c.layout;
-  let worst = 0;
-  const bad: string[] = [];
-  const note = (what: string, got: number, want: number, scale: number) => {
-    const finite = Number.isFinite(want);
-    if (!finite || !Number.isFinite(got)) {
-      // Non-finite values must match in class (tau of a degenerate group is NaN on both sides).
-      if (!Object.is(Number.isNaN(got), Number.isNaN(want)) || (!Number.isNaN(want) && got !== want)) {
-        if (bad.length < 5) bad.push(`${what}: got ${got}, expected ${want} (class mismatch)`);
-      }
-      return;
-    }
-    const e = scale > 0 ? Math.abs(got - want) / scale : Math.abs(got - want);
-    worst = Math.max(worst, e);
-    if (e > bound && bad.length < 5)
-      bad.push(`${what}: got ${got}, expected ${want}, error ${e.toExponential(2)} of max|THR_g|`);
-  };
-  for (let g = 0; g < c.numGroups; g++) {
-    const t0 = ro[go[g]];
-    const t1 = ro[go[g + 1]];
-    let scale = 0;
-    for (let t = t0; t < t1; t++) scale = Math.max(scale, Math.abs(ref.thr[t]));
-    for (let t = t0; t < t1; t++) note(`thr[${t}] (group ${g})`, thr[t], ref.thr[t], scale);
-    note(`tau[${g}]`, tau[g], ref.tau[g], scale);
-  }
-  return { worst, bad };
-}
-
-/**
- * Hidden states as an LLM's look: a component shared by every token (so ⟨h_u, h_t⟩ is large for
- * every pair and the sum over anchors cancels), plus per-token noise.
- */
-function sharedComponentRows(seed: number, d: number) {
-  const gauss = normal(rng(seed));
-  const common = Float64Array.from({ length: d }, () => gauss());
-  return (_t: number, out: Float64Array) => {
-    for (let k = 0; k < d; k++) out[k] = 0.8 * common[k] + gauss();
-  };
-}
-
 function thrCase(d: number, dtype: FloatDType): ThrCase {
   const seed = 1000 + d + (dtype === 'f32' ? 0 : dtype === 'bf16' ? 1 : 2);
-  // Groups of up to 6 responses × 60 tokens: T_g and |V*_g| pass the 64-wide tiles in some groups.
+  // Groups of up to 6 responses × 60 tokens: T_g and |V*_g| exceed 64 in some groups.
   // Fewer groups at d = 896 (the emulator's cost grows with T·|V*|·d).
   const groups = [...randomGroups(seed, d > 200 ? 3 : 4, 6, 60), DEGENERATE_GROUPS[1]];
   return makeThrCase({
     seed,
     groups,
     dim: d,
-    vocabSize: 160, // |V*_g| up to ~100: more than one 64-column tile in the larger groups
+    vocabSize: 160, // |V*_g| up to ~100 in the larger groups
     dtype,
     logitScale: 2,
     logitBoost: 7, // the sampled token's probability is often above 1/2
@@ -152,7 +103,7 @@ describe.skipIf(noGpu)('cuda THR precision vs float64 brute force', () => {
       it(`d=${d} ${dtype}: 'f32' (default) within 3e-4 (1e-5 at this size), 'tf32' within 3e-3 of max|THR_g|`, async () => {
         const c = thrCase(d, dtype);
         const K = Array.from(c.vocabOffsets.subarray(1), (x, g) => x - c.vocabOffsets[g]);
-        expect(Math.max(...K), 'some group spans more than one 64-column tile').toBeGreaterThan(64);
+        expect(Math.max(...K), 'some group has |V*| above 64').toBeGreaterThan(64);
         const weighting: Weighting = d === 200 ? 'none' : 'length';
         const ref = bruteThr(c, weighting);
         const bits: Record<string, number[]> = {};
@@ -161,7 +112,7 @@ describe.skipIf(noGpu)('cuda THR precision vs float64 brute force', () => {
           const label = `precision ${precision ?? 'default'} (${mode})`;
           const r = await runThr(cuda, c, { weighting, precision });
           bits[precision ?? 'default'] = Array.from(r.thr);
-          const { worst, bad } = groupErrors(c, r.thr, r.tau, ref, BOUND[mode]);
+          const { worst, bad } = thrGroupErrors(c, r.thr, r.tau, ref, BOUND[mode]);
           expect(
             bad,
             `${label}, bound ${BOUND[mode]}: max error ${worst.toExponential(2)} of max|THR_g|`,

@@ -37,11 +37,12 @@ import {
   type ResponseSpec,
   randomGroups,
   runThr,
+  sharedComponentRows,
+  spliceCase,
   type ThrCase,
   uniformGroup,
 } from '../fixtures/thr.js';
 import { expectNoPoison, POISON_F32 } from '../util/compare.js';
-import { normal, rng } from '../util/rng.js';
 import { gpu, noGpu, requireAdapter, resetTuning } from './setup.js';
 
 requireAdapter();
@@ -126,15 +127,6 @@ function worstError(c: ThrCase, got: ArrayLike<number>[], ref: ReturnType<typeof
     note(`tau[${g}]`, tau[g], ref.tau[g], scale);
   }
   return { worst, where, bad };
-}
-
-/** Hidden states with a component shared by every token (⟨h_u, h_t⟩ large, the sums cancel). */
-function sharedComponentRows(seed: number, d: number) {
-  const gauss = normal(rng(seed));
-  const common = Float64Array.from({ length: d }, () => gauss());
-  return (_t: number, out: Float64Array) => {
-    for (let k = 0; k < d; k++) out[k] = 0.8 * common[k] + gauss();
-  };
 }
 
 interface TileCase {
@@ -319,42 +311,3 @@ describe.skipIf(noGpu)('webgpu THR tiles are batch invariant', () => {
     }
   });
 });
-
-/**
- * `host` (whose group `at` has the probe's shape) with group `at`'s tokens, hidden rows,
- * probabilities and V* replaced by the probe case's single group: the same group, batched.
- */
-function spliceCase(probe: ThrCase, host: ThrCase, at: number): ThrCase {
-  const { responseOffsets: ro, groupOffsets: go } = host.layout;
-  const t0 = ro[go[at]];
-  const t1 = ro[go[at + 1]];
-  const d = host.dim;
-  if (t1 - t0 !== probe.numTokens) throw new Error('the host group must have the probe shape');
-  const tokens = host.tokens.slice();
-  tokens.set(probe.tokens, t0);
-  const hidden = (host.hidden as Float32Array).slice();
-  hidden.set(probe.hidden as Float32Array, t0 * d);
-  // Probabilities and V*: rebuilt with the probe's block in group `at`.
-  const blocks: Float32Array[] = [];
-  const vocabs: Int32Array[] = [];
-  const probsOffsets = new Float64Array(host.numGroups + 1);
-  const vocabOffsets = new Int32Array(host.numGroups + 1);
-  for (let g = 0; g < host.numGroups; g++) {
-    const p = g === at ? probe.probs : host.probs.subarray(host.probsOffsets[g], host.probsOffsets[g + 1]);
-    const v =
-      g === at ? probe.columns : host.columns.subarray(host.vocabOffsets[g], host.vocabOffsets[g + 1]);
-    blocks.push(p);
-    vocabs.push(v);
-    probsOffsets[g + 1] = probsOffsets[g] + p.length;
-    vocabOffsets[g + 1] = vocabOffsets[g] + v.length;
-  }
-  const probs = new Float32Array(probsOffsets[host.numGroups]);
-  for (const [g, b] of blocks.entries()) probs.set(b, probsOffsets[g]);
-  const columns = new Int32Array(vocabOffsets[host.numGroups]);
-  for (const [g, v] of vocabs.entries()) columns.set(v, vocabOffsets[g]);
-  const tokenColumn = host.tokenColumn.slice();
-  tokenColumn.set(probe.tokenColumn, t0);
-  const correct = host.correct.slice();
-  correct.set(probe.correct, go[at]);
-  return { ...host, tokens, hidden, probs, probsOffsets, vocabOffsets, columns, tokenColumn, correct };
-}

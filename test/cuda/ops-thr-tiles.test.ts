@@ -1,0 +1,228 @@
+/**
+ * CUDA tokenHiddenReward's tiles (native/cuda/thr.cu: 128 × 128 output tiles of mma.sync m16n8k8
+ * TF32, k-steps of 32 through a 3-stage cp.async pipeline, 128-column V* tiles whose partial s are
+ * folded in order) against float64 brute force (bruteThr, the pairwise double sum of THR.md item 3),
+ * on shapes that leave partial tiles everywhere, and their batch invariance.
+ *
+ * Shapes: token counts and |V*| that are not multiples of 128 or 32 (one past and one short of a
+ * tile, and a last tile of a few rows or columns), d not a multiple of 32 (a short last k-step) nor of
+ * 4 (hidden rows not 16-byte aligned: the 4-byte copies for f32, plain loads for f16/bf16), groups
+ * smaller than a tile (several per launch, a degenerate one among them), one group larger than several
+ * tiles in both directions, |V*| a multiple of 4 (q rows copied 16 bytes at a time) or not (4 bytes).
+ *
+ * Bounds (per token t of group g, |THR_t − THR*_t| / max_{u∈g} |THR*_u|, tau_g likewise; see
+ * thrGroupErrors): each precision mode's documented bound ('f32' 3e-4, 'tf32' 3e-3), and 'f32' also
+ * 1e-5 at these sizes (≤ 350 tokens per group, d ≤ 256), as in ops-thr-precision.test.ts: a TF32-grade
+ * kernel measures 1e-4 and above, so a tile that silently drops the split's low parts fails.
+ *
+ * Batch invariance: a probe group (140 tokens, |V*| 132: two token tiles and two V* tiles, both partial)
+ * gives the same bits of THR and tau alone, among other groups at any position (its q block then starts
+ * at offsets that are and are not 16-byte aligned, switching the copy width), and with every group in
+ * its own M batch; for f32 and bf16 hidden states, in both precision modes.
+ */
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { ThrPrecision, Weighting } from '../../src/backends/backend.js';
+import { thrTuning } from '../../src/backends/cuda/thr.js';
+import { setOutputPoison } from '../../src/debug.js';
+import type { Context, FloatDType } from '../../src/index.js';
+import {
+  bruteThr,
+  DEGENERATE_GROUPS,
+  f32Bits,
+  makeThrCase,
+  type ResponseSpec,
+  randomGroups,
+  runThr,
+  sharedComponentRows,
+  spliceCase,
+  type ThrCase,
+  thrGroupErrors,
+  uniformGroup,
+} from '../fixtures/thr.js';
+import { expectNoPoison, POISON_F32 } from '../util/compare.js';
+import { probeGpu } from './helpers.js';
+
+const gpu = await probeGpu();
+const noGpu = gpu.ctx === undefined;
+const cuda = gpu.ctx as Context;
+
+const BOUND: Record<ThrPrecision, number> = { f32: 3e-4, tf32: 3e-3 };
+const F32_GRADE_HERE = 1e-5;
+
+interface TileCase {
+  name: string;
+  dim: number;
+  dtype: FloatDType;
+  weighting: Weighting;
+  groups: ResponseSpec[][];
+  vocabSize: number;
+  exactVocab?: number;
+  /** Peaked probabilities and hidden rows with a shared component (the sums cancel). */
+  llmLike?: boolean;
+  /** What the case must contain: the largest T_g and |V*_g| at least this. */
+  minTokens?: number;
+  minVocab?: number;
+}
+
+const CASES: TileCase[] = [
+  {
+    name: 'one group of 300 tokens (3 token tiles, the last 44 rows) × |V*| 260 (3 V* tiles, the last 4 columns), d 45 (f32 rows not 16-byte aligned)',
+    dim: 45,
+    dtype: 'f32',
+    weighting: 'length',
+    groups: [uniformGroup(10, 30, 4)],
+    vocabSize: 400,
+    exactVocab: 260,
+    minTokens: 300,
+    minVocab: 260,
+  },
+  {
+    name: 'seven groups smaller than a tile and a degenerate one, d 70 (bf16 rows of 140 bytes: plain loads)',
+    dim: 70,
+    dtype: 'bf16',
+    weighting: 'none',
+    groups: [...randomGroups(701, 4, 5, 12), DEGENERATE_GROUPS[2], ...randomGroups(702, 3, 4, 9)],
+    vocabSize: 90,
+  },
+  {
+    name: 'T_g 128 and 129, |V*| 128 (q rows 16-byte aligned), d 64 (16-byte copies, two full k-steps)',
+    dim: 64,
+    dtype: 'f32',
+    weighting: 'length',
+    groups: [uniformGroup(8, 16, 3), uniformGroup(3, 43, 1)],
+    vocabSize: 300,
+    exactVocab: 128,
+    minTokens: 129,
+    minVocab: 128,
+  },
+  {
+    name: 'T_g 132 and 130, |V*| 129 (one column past a tile), d 96 f16 (16-byte copies)',
+    dim: 96,
+    dtype: 'f16',
+    weighting: 'length',
+    groups: [uniformGroup(4, 33, 2), uniformGroup(2, 65, 1)],
+    vocabSize: 300,
+    exactVocab: 129,
+    minTokens: 130,
+    minVocab: 129,
+  },
+  {
+    name: 'd 13 (one short k-step), random groups and one of 350 tokens with |V*| above 128',
+    dim: 13,
+    dtype: 'f32',
+    weighting: 'none',
+    groups: [...randomGroups(703, 2, 6, 30), uniformGroup(7, 50, 3)],
+    vocabSize: 600,
+    minTokens: 350,
+    minVocab: 129,
+  },
+  {
+    name: 'one group of 8 × 40 tokens, d 256, peaked probabilities and a shared hidden component',
+    dim: 256,
+    dtype: 'f32',
+    weighting: 'length',
+    groups: [uniformGroup(8, 40, 3)],
+    vocabSize: 500,
+    llmLike: true,
+    minTokens: 320,
+    minVocab: 129,
+  },
+];
+
+function buildCase(tc: TileCase, seed: number): ThrCase {
+  return makeThrCase({
+    seed,
+    groups: tc.groups,
+    dim: tc.dim,
+    dtype: tc.dtype,
+    vocabSize: tc.vocabSize,
+    exactVocab: tc.exactVocab,
+    ...(tc.llmLike ? { logitBoost: 7, hiddenRow: sharedComponentRows(seed ^ 0x9e3779b9, tc.dim) } : {}),
+  });
+}
+
+function groupSizes(c: ThrCase) {
+  const { responseOffsets: ro, groupOffsets: go } = c.layout;
+  const tokens = Array.from({ length: c.numGroups }, (_, g) => ro[go[g + 1]] - ro[go[g]]);
+  const vocab = Array.from({ length: c.numGroups }, (_, g) => c.vocabOffsets[g + 1] - c.vocabOffsets[g]);
+  return { tokens, vocab };
+}
+
+describe.skipIf(noGpu)('cuda THR tiles vs float64 brute force (partial tiles everywhere)', () => {
+  beforeEach(() => {
+    thrTuning.mBudgetBytes = 0;
+    setOutputPoison(POISON_F32);
+  });
+  afterEach(() => setOutputPoison(undefined));
+
+  CASES.forEach((tc, i) => {
+    it(`${tc.name}: 'f32' within 3e-4 (1e-5 here), 'tf32' within 3e-3`, async () => {
+      const c = buildCase(tc, 700 + i);
+      const { tokens, vocab } = groupSizes(c);
+      if (tc.minTokens) expect(Math.max(...tokens), 'largest T_g').toBeGreaterThanOrEqual(tc.minTokens);
+      if (tc.minVocab) expect(Math.max(...vocab), 'largest |V*_g|').toBeGreaterThanOrEqual(tc.minVocab);
+      const ref = bruteThr(c, tc.weighting);
+      for (const precision of ['f32', 'tf32'] as const) {
+        const r = await runThr(cuda, c, { weighting: tc.weighting, precision });
+        expectNoPoison(r.thr, 'thr');
+        expectNoPoison(r.tau, 'tau');
+        const { worst, bad } = thrGroupErrors(c, r.thr, r.tau, ref, BOUND[precision]);
+        const label = `${precision}: max error ${worst.toExponential(2)} of max|THR_g|`;
+        expect(bad, label).toEqual([]);
+        if (precision === 'f32') expect(worst, label).toBeLessThanOrEqual(F32_GRADE_HERE);
+      }
+    });
+  });
+});
+
+describe.skipIf(noGpu)('cuda THR tiles are batch invariant', () => {
+  beforeEach(() => {
+    thrTuning.mBudgetBytes = 0;
+  });
+  afterEach(() => {
+    thrTuning.mBudgetBytes = 0;
+  });
+
+  for (const dtype of ['f32', 'bf16'] as const) {
+    it(`${dtype} hidden: a group gives the same bits alone, among other groups at any position, and in its own M batch`, async () => {
+      const probe = uniformGroup(10, 14, 4);
+      const others = [...randomGroups(801, 3, 6, 30), DEGENERATE_GROUPS[0], uniformGroup(5, 13, 2)];
+      const layouts: ResponseSpec[][][] = [
+        [others[0], probe, others[1]],
+        [...others, probe],
+        [probe, ...others.slice().reverse()],
+      ];
+      const d = 72;
+      const probeCase = makeThrCase({
+        seed: 800,
+        groups: [probe],
+        dim: d,
+        dtype,
+        vocabSize: 300,
+        exactVocab: 132,
+      });
+      for (const precision of ['f32', 'tf32'] as const) {
+        const alone = await runThr(cuda, probeCase, { precision });
+        expect(alone.thr.every(Number.isFinite), 'finite THR alone').toBe(true);
+        for (const [li, groups] of layouts.entries()) {
+          const at = groups.indexOf(probe);
+          const c = spliceCase(
+            probeCase,
+            makeThrCase({ seed: 810 + li, groups, dim: d, dtype, vocabSize: 300 }),
+            at,
+          );
+          const t0 = c.layout.responseOffsets[c.layout.groupOffsets[at]];
+          for (const budget of [0, 4]) {
+            thrTuning.mBudgetBytes = budget; // 4 bytes: every group in its own batch
+            const got = await runThr(cuda, c, { precision });
+            const what = `${precision}, layout ${li}, probe at group ${at} (token ${t0}), ${budget ? 'one batch per group' : 'one batch'}`;
+            expect(f32Bits(got.thr.subarray(t0, t0 + probeCase.numTokens)), `${what}: thr`).toEqual(
+              f32Bits(alone.thr),
+            );
+            expect(f32Bits(got.tau.subarray(at, at + 1)), `${what}: tau`).toEqual(f32Bits(alone.tau));
+          }
+        }
+      }
+    });
+  }
+});
