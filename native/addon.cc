@@ -35,6 +35,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "args.h"
 #include "cuda/advantages.cuh"
 #include "cuda/common.cuh"
 #include "cuda/logprobs.cuh"
@@ -178,6 +179,22 @@ DType DTypeOf(const Napi::Object& o, const char* key) {
   if (s == "i32") return DType::I32;
   if (s == "u8") return DType::U8;
   throw MakeError(o.Env(), "DTYPE", std::string(key) + ": unknown dtype " + s);
+}
+
+// The test poison (src/debug.ts): when on, every output is filled with `value` before the kernels run.
+struct Poison {
+  bool on = false;
+  float value = 0.f;
+};
+Poison PoisonOf(gkn::Args& a) {
+  Poison p;
+  p.on = a.Has("poison");
+  if (p.on) p.value = static_cast<float>(a.Num("poison"));
+  return p;
+}
+// A float dtype ('f32' | 'f16' | 'bf16', the names of src/dtypes.ts).
+DType FloatDType(gkn::Args& a, const char* key) {
+  return static_cast<DType>(a.Enum(key, {"f32", "f16", "bf16"}));  // gk::DType F32 = 0, F16, BF16
 }
 
 // Outputs to fill with the test poison before the kernels (src/debug.ts).
@@ -576,11 +593,9 @@ class CudaDevice : public Napi::ObjectWrap<CudaDevice> {
   // copied back in stream order, and looked at by the next Drain(). With every slot in flight the op
   // waits first (Drain), and a raised check of an earlier op is reported by this one.
   using Enqueue = std::function<Status(JobEnv&, gk::Scratch&, gk::ErrorFlags*)>;
-  Napi::Value RunOp(Napi::Env env, const char* op, const Napi::Object& args, std::vector<PoisonTarget> outputs,
+  Napi::Value RunOp(Napi::Env env, const char* op, const Poison& poison, std::vector<PoisonTarget> outputs,
                     Enqueue enqueue, std::function<std::string(const gk::ErrorFlags&)> flags_message = nullptr) {
     RequireOpen(env, op);
-    const bool poison = Has(args, "poison");
-    const float poison_value = static_cast<float>(Num(args, "poison", 0));
     Job* job = NewPromiseJob(env, op);
     const std::string name = op;
     job->run = [=](JobEnv& je) -> Status {
@@ -593,8 +608,8 @@ class CudaDevice : public Napi::ObjectWrap<CudaDevice> {
         je.pending.push_back(PendingCheck{i, name, flags_message});
       }
       gk::Scratch scratch(je.stream);
-      if (poison)
-        for (const auto& t : outputs) GK_TRY(gk::launch_poison(t.ptr, t.n, t.dtype, poison_value, je.launch));
+      if (poison.on)
+        for (const auto& t : outputs) GK_TRY(gk::launch_poison(t.ptr, t.n, t.dtype, poison.value, je.launch));
       GK_TRY(enqueue(je, scratch, slot));
       if (slot)
         GK_CHECK(cudaMemcpyAsync(je.h_flags + (slot - je.d_flags), slot, sizeof(gk::ErrorFlags),
@@ -604,75 +619,81 @@ class CudaDevice : public Napi::ObjectWrap<CudaDevice> {
     return Submit(env, job);
   }
 
+  // Each op: its params struct filled from one argument object (gkn::Args: every key required unless
+  // its absence means something, unknown keys refused), then RunOp. The TypeScript side of each is one
+  // interface in src/backends/cuda/native.ts.
   Napi::Value Logprobs(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    Napi::Object a = info[0].As<Napi::Object>();
+    gkn::Args a(info[0], "logprobs");
     gk::LogprobsParams p;
-    p.logits = Ptr(a, "logits");
-    p.dtype = DTypeOf(a, "dtype");
-    p.targets = static_cast<const int*>(Ptr(a, "targets"));
-    p.rows = Int(a, "rows");
-    p.vocab = Int(a, "vocab");
-    p.temperature = Num(a, "temperature", 1);
-    p.ignore_index = static_cast<int>(Int(a, "ignoreIndex", -100));
-    p.logprobs = static_cast<float*>(Ptr(a, "outLogprobs"));
-    p.lse = static_cast<float*>(Ptr(a, "outLse"));
-    p.entropy = static_cast<float*>(Ptr(a, "outEntropy"));
-    p.sum_squares = static_cast<float*>(Ptr(a, "outSumSquares"));
-    p.split_override = static_cast<int>(Int(a, "splits", 0));
+    p.logits = a.Ptr("logits");
+    p.dtype = FloatDType(a, "dtype");
+    p.targets = a.Ptr<const int>("targets");
+    p.rows = a.Int("rows");
+    p.vocab = a.Int("vocab");
+    p.temperature = a.Num("temperature");
+    p.ignore_index = static_cast<int>(a.Int("ignoreIndex"));
+    p.logprobs = a.Ptr<float>("outLogprobs");
+    p.lse = a.Ptr<float>("outLse");
+    p.entropy = a.OptPtr<float>("outEntropy");
+    p.sum_squares = a.OptPtr<float>("outSumSquares");
+    p.split_override = static_cast<int>(a.OptInt("splits", 0));  // test hook: 0 = the count V fixes
+    const Poison poison = PoisonOf(a);
+    a.Done();
     std::vector<PoisonTarget> outs{{p.logprobs, p.rows, DType::F32}, {p.lse, p.rows, DType::F32}};
     if (p.entropy) outs.push_back({p.entropy, p.rows, DType::F32});
     if (p.sum_squares) outs.push_back({p.sum_squares, p.rows, DType::F32});
     const int64_t vocab = p.vocab;
     return RunOp(
-        env, "logprobs", a, outs,
+        info.Env(), "logprobs", poison, outs,
         [p](JobEnv& je, gk::Scratch& s, gk::ErrorFlags* f) { return gk::launch_logprobs_forward(p, je.launch, s, f); },
         [vocab, ig = p.ignore_index](const gk::ErrorFlags& f) { return gk::logprobs_flags_message(f, vocab, ig); });
   }
 
   Napi::Value LogprobsBackward(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    Napi::Object a = info[0].As<Napi::Object>();
+    gkn::Args a(info[0], "logprobsBackward");
     gk::LogprobsBackwardParams p;
-    p.logits = Ptr(a, "logits");
-    p.dtype = DTypeOf(a, "dtype");
-    p.targets = static_cast<const int*>(Ptr(a, "targets"));
-    p.lse = static_cast<const float*>(Ptr(a, "lse"));
-    p.grad_logprobs = static_cast<const float*>(Ptr(a, "gradLogprobs"));
-    p.grad_entropy = static_cast<const float*>(Ptr(a, "gradEntropy"));
-    p.entropy = static_cast<const float*>(Ptr(a, "entropy"));
-    p.rows = Int(a, "rows");
-    p.vocab = Int(a, "vocab");
-    p.temperature = Num(a, "temperature", 1);
-    p.ignore_index = static_cast<int>(Int(a, "ignoreIndex", -100));
-    p.grad_logits = Ptr(a, "outGradLogits");
+    p.logits = a.Ptr("logits");
+    p.dtype = FloatDType(a, "dtype");
+    p.targets = a.Ptr<const int>("targets");
+    p.lse = a.Ptr<const float>("lse");
+    p.grad_logprobs = a.Ptr<const float>("gradLogprobs");
+    p.grad_entropy = a.OptPtr<const float>("gradEntropy");
+    p.entropy = a.OptPtr<const float>("entropy");
+    p.rows = a.Int("rows");
+    p.vocab = a.Int("vocab");
+    p.temperature = a.Num("temperature");
+    p.ignore_index = static_cast<int>(a.Int("ignoreIndex"));
+    p.grad_logits = a.Ptr("outGradLogits");
+    const Poison poison = PoisonOf(a);
+    a.Done();
     const bool in_place = p.grad_logits == p.logits;
     std::vector<PoisonTarget> outs;
     if (!in_place) outs.push_back({p.grad_logits, p.rows * p.vocab, p.dtype});
     const int64_t vocab = p.vocab;
     return RunOp(
-        env, "logprobsBackward", a, outs,
+        info.Env(), "logprobsBackward", poison, outs,
         [p](JobEnv& je, gk::Scratch&, gk::ErrorFlags* f) { return gk::launch_logprobs_backward(p, je.launch, f); },
         [vocab, ig = p.ignore_index](const gk::ErrorFlags& f) { return gk::logprobs_flags_message(f, vocab, ig); });
   }
 
   Napi::Value GatherProbs(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    Napi::Object a = info[0].As<Napi::Object>();
+    gkn::Args a(info[0], "gatherProbs");
     gk::GatherProbsParams p;
-    p.logits = Ptr(a, "logits");
-    p.dtype = DTypeOf(a, "dtype");
-    p.lse = static_cast<const float*>(Ptr(a, "lse"));
-    p.num_tokens = Int(a, "numTokens");
-    p.vocab = Int(a, "vocab");
-    p.temperature = Num(a, "temperature", 1);
-    p.columns = static_cast<const int*>(Ptr(a, "columns"));
-    p.group_token_offsets = Vec<int32_t>(a, "groupTokenOffsets");
-    p.vocab_offsets = Vec<int32_t>(a, "vocabOffsets");
-    p.probs_offsets = Vec<int64_t>(a, "probsOffsets");
-    p.probs = static_cast<float*>(Ptr(a, "outProbs"));
+    p.logits = a.Ptr("logits");
+    p.dtype = FloatDType(a, "dtype");
+    p.lse = a.Ptr<const float>("lse");
+    p.num_tokens = a.Int("numTokens");
+    p.vocab = a.Int("vocab");
+    p.temperature = a.Num("temperature");
+    p.columns = a.Ptr<const int>("columns");
+    p.group_token_offsets = a.Vec<int32_t>("groupTokenOffsets");
+    p.vocab_offsets = a.Vec<int32_t>("vocabOffsets");
+    p.probs_offsets = a.Vec<int64_t>("probsOffsets");
+    p.probs = a.Ptr<float>("outProbs");
+    const Poison poison = PoisonOf(a);
+    a.Done();
     const int64_t n = p.probs_offsets.empty() ? 0 : p.probs_offsets.back();
-    return RunOp(env, "gatherProbs", a, {{p.probs, n, DType::F32}},
+    return RunOp(info.Env(), "gatherProbs", poison, {{p.probs, n, DType::F32}},
                  [p](JobEnv& je, gk::Scratch& s, gk::ErrorFlags*) { return gk::launch_gather_probs(p, je.launch, s); });
   }
 
@@ -700,96 +721,93 @@ class CudaDevice : public Napi::ObjectWrap<CudaDevice> {
                                    {p.mean, G, DType::F32},
                                    {p.std, G, DType::F32},
                                    {p.degenerate, G, DType::U8}};
-    return RunOp(env, "advantages", a, outs,
+    const Poison poison{Has(a, "poison"), static_cast<float>(Num(a, "poison", 0))};
+    return RunOp(env, "advantages", poison, outs,
                  [p](JobEnv& je, gk::Scratch& s, gk::ErrorFlags*) { return gk::launch_advantages(p, je.launch, s); });
   }
 
   Napi::Value ExpandToTokens(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    Napi::Object a = info[0].As<Napi::Object>();
+    gkn::Args a(info[0], "expandToTokens");
     gk::ExpandParams p;
-    p.values = static_cast<const float*>(Ptr(a, "values"));
-    p.response_offsets = Vec<int32_t>(a, "responseOffsets");
-    p.out = static_cast<float*>(Ptr(a, "out"));
+    p.values = a.Ptr<const float>("values");
+    p.response_offsets = a.Vec<int32_t>("responseOffsets");
+    p.out = a.Ptr<float>("out");
+    const Poison poison = PoisonOf(a);
+    a.Done();
     const int64_t T = p.response_offsets.empty() ? 0 : p.response_offsets.back();
-    return RunOp(env, "expandToTokens", a, {{p.out, T, DType::F32}},
+    return RunOp(info.Env(), "expandToTokens", poison, {{p.out, T, DType::F32}},
                  [p](JobEnv& je, gk::Scratch& s, gk::ErrorFlags*) { return gk::launch_expand_to_tokens(p, je.launch, s); });
   }
 
   Napi::Value Whiten(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    Napi::Object a = info[0].As<Napi::Object>();
+    gkn::Args a(info[0], "whiten");
     gk::WhitenParams p;
-    p.values = static_cast<const float*>(Ptr(a, "values"));
-    p.mask = static_cast<const uint8_t*>(Ptr(a, "mask"));
-    p.n = Int(a, "n");
-    p.mask_eps = static_cast<float>(Num(a, "maskEps", 0));
-    p.sample = Bool(a, "sample", true);
-    p.clamp = Bool(a, "clamp", false);
-    p.keep_mean = Bool(a, "keepMean", false);
-    p.out = static_cast<float*>(Ptr(a, "out"));
-    return RunOp(env, "whiten", a, {{p.out, p.n, DType::F32}},
+    p.values = a.Ptr<const float>("values");
+    p.mask = a.OptPtr<const uint8_t>("mask");
+    p.n = a.Int("n");
+    p.mask_eps = static_cast<float>(a.Num("maskEps"));
+    p.sample = a.Enum("variance", {"population", "sample"}) == 1;
+    p.clamp = a.Enum("varianceEps", {"add", "clamp"}) == 1;
+    p.keep_mean = a.Bool("keepMean");
+    p.out = a.Ptr<float>("out");
+    const Poison poison = PoisonOf(a);
+    a.Done();
+    return RunOp(info.Env(), "whiten", poison, {{p.out, p.n, DType::F32}},
                  [p](JobEnv& je, gk::Scratch& s, gk::ErrorFlags*) { return gk::launch_whiten(p, je.launch, s); });
   }
 
-  gk::ThrLayoutHost LayoutOf(const Napi::Object& a) {
+  static gk::ThrLayoutHost LayoutOf(gkn::Args& a) {
     gk::ThrLayoutHost l;
-    l.response_offsets = Vec<int32_t>(a, "responseOffsets");
-    l.group_offsets = Vec<int32_t>(a, "groupOffsets");
-    l.correct = Vec<uint8_t>(a, "correct");
-    l.degenerate = Vec<uint8_t>(a, "degenerate");
+    l.response_offsets = a.Vec<int32_t>("responseOffsets");
+    l.group_offsets = a.Vec<int32_t>("groupOffsets");
+    l.correct = a.Vec<uint8_t>("correct");
+    l.degenerate = a.Vec<uint8_t>("degenerate");
     return l;
   }
 
   Napi::Value TokenHiddenReward(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    Napi::Object a = info[0].As<Napi::Object>();
+    gkn::Args a(info[0], "tokenHiddenReward");
     gk::ThrParams p;
     p.layout = LayoutOf(a);
-    p.hidden = Ptr(a, "hidden");
-    p.hidden_dtype = DTypeOf(a, "hiddenDtype");
-    p.dim = Int(a, "dim");
-    p.probs = static_cast<const float*>(Ptr(a, "probs"));
-    p.probs_offsets = Vec<int64_t>(a, "probsOffsets");
-    p.vocab_offsets = Vec<int32_t>(a, "vocabOffsets");
-    p.token_column = static_cast<const int*>(Ptr(a, "tokenColumn"));
-    p.length_weighting = Bool(a, "lengthWeighting", true);
-    p.beta = static_cast<float>(Num(a, "beta", 1));
-    {  // 'f32' | 'tf32' (src/backends/backend.ts ThrPrecision); required, no silent default
-      const std::string prec = Has(a, "precision") ? a.Get("precision").ToString().Utf8Value() : "";
-      if (prec == "f32")
-        p.precision = gk::ThrPrecision::F32;
-      else if (prec == "tf32")
-        p.precision = gk::ThrPrecision::Tf32;
-      else
-        throw MakeError(env, "RANGE",
-                        "precision: expected 'f32' or 'tf32', got " + (prec.empty() ? std::string("none") : "'" + prec + "'"));
-    }
-    if (Has(a, "mBudgetBytes")) p.m_budget_bytes = static_cast<size_t>(Int(a, "mBudgetBytes"));
-    p.thr = static_cast<float*>(Ptr(a, "outThr"));
-    p.tau = static_cast<float*>(Ptr(a, "outTau"));
+    p.hidden = a.Ptr("hidden");
+    p.hidden_dtype = FloatDType(a, "hiddenDtype");
+    p.dim = a.Int("dim");
+    p.probs = a.Ptr<const float>("probs");
+    p.probs_offsets = a.Vec<int64_t>("probsOffsets");
+    p.vocab_offsets = a.Vec<int32_t>("vocabOffsets");
+    p.token_column = a.Ptr<const int>("tokenColumn");
+    p.length_weighting = a.Enum("weighting", {"none", "length"}) == 1;
+    p.beta = static_cast<float>(a.Num("beta"));
+    p.precision = static_cast<gk::ThrPrecision>(a.Enum("precision", gk::kThrPrecisionNames));
+    if (a.Has("mBudgetBytes")) p.m_budget_bytes = static_cast<size_t>(a.Int("mBudgetBytes"));  // test hook
+    p.thr = a.Ptr<float>("outThr");
+    p.tau = a.Ptr<float>("outTau");
+    const Poison poison = PoisonOf(a);
+    a.Done();
     const int64_t T = p.layout.response_offsets.empty() ? 0 : p.layout.response_offsets.back();
     const int64_t G = p.layout.group_offsets.empty() ? 0 : int64_t(p.layout.group_offsets.size()) - 1;
-    return RunOp(env, "tokenHiddenReward", a, {{p.thr, T, DType::F32}, {p.tau, G, DType::F32}},
+    return RunOp(info.Env(), "tokenHiddenReward", poison, {{p.thr, T, DType::F32}, {p.tau, G, DType::F32}},
                  [p](JobEnv& je, gk::Scratch& s, gk::ErrorFlags*) { return gk::launch_token_hidden_reward(p, je.launch, s); });
   }
 
   Napi::Value ThrReweight(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    Napi::Object a = info[0].As<Napi::Object>();
+    gkn::Args a(info[0], "thrReweight");
     gk::ThrReweightParams p;
     p.layout = LayoutOf(a);
-    p.token_advantages = static_cast<const float*>(Ptr(a, "tokenAdvantages"));
-    p.thr = static_cast<const float*>(Ptr(a, "thr"));
-    p.tau = static_cast<const float*>(Ptr(a, "tau"));
-    p.mode = static_cast<gk::ReweightMode>(Int(a, "mode"));
-    p.p = Num(a, "p", 0);
-    p.mask = Bool(a, "mask", true);
-    p.eta_auto = Bool(a, "etaAuto", true);
-    p.eta = Num(a, "eta", 0);
-    p.out = static_cast<float*>(Ptr(a, "out"));
+    p.token_advantages = a.Ptr<const float>("tokenAdvantages");
+    p.thr = a.Ptr<const float>("thr");
+    p.tau = a.Ptr<const float>("tau");
+    p.mode = static_cast<gk::ReweightMode>(a.Enum("mode", gk::kReweightModeNames));
+    p.p = a.Num("p");
+    p.mask = a.Bool("mask");
+    const bool eta_auto = a.Has("eta") ? false : true;  // absent: 'auto'
+    p.eta_auto = eta_auto;
+    p.eta = eta_auto ? 0 : a.Num("eta");
+    p.out = a.Ptr<float>("out");
+    const Poison poison = PoisonOf(a);
+    a.Done();
     const int64_t T = p.layout.response_offsets.empty() ? 0 : p.layout.response_offsets.back();
-    return RunOp(env, "thrReweight", a, {{p.out, T, DType::F32}},
+    return RunOp(info.Env(), "thrReweight", poison, {{p.out, T, DType::F32}},
                  [p](JobEnv& je, gk::Scratch& s, gk::ErrorFlags*) { return gk::launch_thr_reweight(p, je.launch, s); });
   }
 
@@ -833,8 +851,29 @@ Napi::Value BuildInfo(const Napi::CallbackInfo& info) {
   return o;
 }
 
+// enums() → { estimator: [...], stdKind, scaleKind, singleton, thrPrecision, reweightMode }: the names the
+// ops accept for each enum, in the C++ enums' order (test/cuda/enums.test.ts compares them with the
+// TypeScript lists and the WGSL constants).
+Napi::Value Enums(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto list = [&](const std::vector<std::string>& names) {
+    Napi::Array a = Napi::Array::New(env, names.size());
+    for (size_t i = 0; i < names.size(); ++i) a.Set(uint32_t(i), names[i]);
+    return a;
+  };
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("estimator", list(gk::kEstimatorNames));
+  o.Set("stdKind", list(gk::kStdKindNames));
+  o.Set("scaleKind", list(gk::kScaleKindNames));
+  o.Set("singleton", list(gk::kSingletonNames));
+  o.Set("thrPrecision", list(gk::kThrPrecisionNames));
+  o.Set("reweightMode", list(gk::kReweightModeNames));
+  return o;
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("buildInfo", Napi::Function::New(env, BuildInfo, "buildInfo"));
+  exports.Set("enums", Napi::Function::New(env, Enums, "enums"));
   exports.Set("CudaDevice", CudaDevice::Define(env));
   return exports;
 }

@@ -16,6 +16,9 @@ struct ThrLayoutHost {
 // Arithmetic of THR's two matrix products (thr.cu, "Numerics"). Same names as the TypeScript
 // ThrPrecision ('f32', 'tf32'); native/addon.cc converts the string.
 enum class ThrPrecision : int { F32 = 0, Tf32 = 1 };
+// The names of ThrPrecision's values, in order: the TypeScript ThrPrecision (native/addon.cc converts
+// the string; test/cuda/enums.test.ts checks the tables against TypeScript's).
+inline const std::vector<std::string> kThrPrecisionNames = {"f32", "tf32"};
 
 struct ThrParams {
   ThrLayoutHost layout;
@@ -36,6 +39,7 @@ struct ThrParams {
 Status launch_token_hidden_reward(const ThrParams& p, const LaunchEnv& env, Scratch& scratch);
 
 enum class ReweightMode : int { Thr = 0, ThrOnly = 1, Nthr = 2 };
+inline const std::vector<std::string> kReweightModeNames = {"thr", "thr-only", "nthr"};  // ReweightMode order
 struct ThrReweightParams {
   ThrLayoutHost layout;
   const float* token_advantages = nullptr;  // [Ttotal]

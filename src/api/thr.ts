@@ -3,13 +3,15 @@
  * (THR.md). Scalar options are checked first, then tensors; the small host copies the backends
  * plan with (offsets, correct flags, degenerate groups) are read or derived here, once.
  */
-import type {
-  Backend,
-  RestrictedVocab,
-  ReweightMode,
-  ThrPrecision,
-  ThrResult,
-  Weighting,
+import {
+  type Backend,
+  REWEIGHT_MODES,
+  type RestrictedVocab,
+  type ReweightMode,
+  THR_PRECISIONS,
+  type ThrPrecision,
+  type ThrResult,
+  type Weighting,
 } from '../backends/backend.js';
 import { type DType, FLOAT_DTYPES, type FloatDType } from '../dtypes.js';
 import { fail } from '../errors.js';
@@ -178,7 +180,7 @@ export async function tokenHiddenReward(backend: Backend, options: unknown): Pro
   );
   const weighting = enumOption<Weighting>('weighting', o.weighting, ['length', 'none'], 'length');
   const beta = numberOption('beta', o.beta, 1);
-  const precision = enumOption<ThrPrecision>('precision', o.precision, ['f32', 'tf32'], 'f32');
+  const precision = enumOption<ThrPrecision>('precision', o.precision, THR_PRECISIONS, 'f32');
   const uploads: Upload[] = [];
   return withUploads(uploads, async () => {
     const layout = resolveLayout(o.layout);
@@ -218,7 +220,7 @@ export async function thrReweight(backend: Backend, options: unknown): Promise<T
     '{ tokenAdvantages, thr, tau, layout, correct, p?, mode?, mask?, eta? }',
     ['tokenAdvantages', 'thr', 'tau', 'layout', 'correct', 'p', 'mode', 'mask', 'eta'],
   );
-  const mode = enumOption<ReweightMode>('mode', o.mode, ['thr', 'thr-only', 'nthr'], 'thr');
+  const mode = enumOption<ReweightMode>('mode', o.mode, REWEIGHT_MODES, 'thr');
   const p = numberOption('p', o.p, 0, { min: -1, max: 1 });
   if (mode !== 'thr' && p !== 0) {
     fail('RANGE', 'p', `expected 0 or none with mode '${mode}' (p applies to mode 'thr' only), got ${p}`);

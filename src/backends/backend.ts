@@ -195,7 +195,8 @@ export type Weighting = 'length' | 'none';
  * f32-grade (3xTF32 split products on tensor cores), 'tf32' the faster single-pass TF32 form with a
  * looser bound (native/cuda/thr.cu, docs/cuda.md). cpu (float64) and webgpu (f32) ignore it.
  */
-export type ThrPrecision = 'f32' | 'tf32';
+export const THR_PRECISIONS = ['f32', 'tf32'] as const;
+export type ThrPrecision = (typeof THR_PRECISIONS)[number];
 export interface TokenHiddenRewardArgs {
   hidden: Tensor<FloatDType>; // [Ttotal, d]
   dim: number;
@@ -216,7 +217,8 @@ export interface ThrResult {
   thr: Tensor<'f32'>; // [Ttotal]
   tau: Tensor<'f32'>; // [G], NaN for degenerate groups
 }
-export type ReweightMode = 'thr' | 'thr-only' | 'nthr';
+export const REWEIGHT_MODES = ['thr', 'thr-only', 'nthr'] as const;
+export type ReweightMode = (typeof REWEIGHT_MODES)[number];
 export interface ThrReweightArgs {
   tokenAdvantages: Tensor<'f32'>; // [Ttotal]
   thr: Tensor<'f32'>; // [Ttotal]

@@ -29,8 +29,8 @@ describe.skipIf(noGpu)('cuda: the host runs ahead of the device', () => {
             n,
             out: dst,
             maskEps: i % 2 ? 1e-8 : 0,
-            sample: true,
-            clamp: false,
+            variance: 'sample',
+            varianceEps: 'add',
             keepMean: i % 3 === 0,
           });
           [src, dst] = [dst, src];

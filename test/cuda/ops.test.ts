@@ -626,6 +626,8 @@ describe.skipIf(noGpu)('cuda review: 64-bit offsets, in-place backward, error fl
             targets: tp,
             rows: n,
             vocab: v,
+            temperature: 1,
+            ignoreIndex: -100,
             outLogprobs: o1,
             outLse: o2,
             splits,
@@ -645,6 +647,8 @@ describe.skipIf(noGpu)('cuda review: 64-bit offsets, in-place backward, error fl
         gradLogprobs: o2,
         rows: n,
         vocab: v,
+        temperature: 1,
+        ignoreIndex: -100,
         outGradLogits: grad,
       });
       const host = new Float32Array(1);

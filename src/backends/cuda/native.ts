@@ -9,8 +9,120 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type ErrorCode, GrpoKernelsError } from '../../errors.js';
 
-/** Arguments of every native op: device pointers are bigints, host index arrays typed arrays. */
+/**
+ * The argument object of each native op: one interface per op, mirroring its params struct in
+ * native/cuda/*.cuh (native/addon.cc fills the struct through native/args.h, which refuses a missing
+ * required key, a key of the wrong type and an unknown key). Device pointers are bigints, host index
+ * arrays typed arrays, enums their TypeScript names (checked against the C++ tables by
+ * test/cuda/enums.test.ts). `poison` (src/debug.ts) is the test hook every op takes.
+ */
+type FloatDTypeName = 'f32' | 'f16' | 'bf16';
+interface Poisonable {
+  poison?: number;
+}
+export interface NativeLogprobsArgs extends Poisonable {
+  logits: bigint;
+  dtype: FloatDTypeName;
+  targets: bigint;
+  rows: number;
+  vocab: number;
+  temperature: number;
+  ignoreIndex: number;
+  outLogprobs: bigint;
+  outLse: bigint;
+  outEntropy?: bigint;
+  outSumSquares?: bigint;
+  /** Test hook: vocabulary segments (0 or absent: the count V fixes). */
+  splits?: number;
+}
+export interface NativeLogprobsBackwardArgs extends Poisonable {
+  logits: bigint;
+  dtype: FloatDTypeName;
+  targets: bigint;
+  lse: bigint;
+  gradLogprobs: bigint;
+  gradEntropy?: bigint;
+  entropy?: bigint;
+  rows: number;
+  vocab: number;
+  temperature: number;
+  ignoreIndex: number;
+  /** The logits' pointer itself for in place. */
+  outGradLogits: bigint;
+}
+export interface NativeGatherProbsArgs extends Poisonable {
+  logits: bigint;
+  dtype: FloatDTypeName;
+  lse: bigint;
+  numTokens: number;
+  vocab: number;
+  temperature: number;
+  columns: bigint;
+  groupTokenOffsets: Int32Array;
+  vocabOffsets: Int32Array;
+  probsOffsets: Float64Array;
+  outProbs: bigint;
+}
+export interface NativeExpandToTokensArgs extends Poisonable {
+  values: bigint;
+  responseOffsets: Int32Array;
+  out: bigint;
+}
+export interface NativeWhitenArgs extends Poisonable {
+  values: bigint;
+  mask?: bigint;
+  n: number;
+  maskEps: number;
+  variance: 'sample' | 'population';
+  varianceEps: 'add' | 'clamp';
+  keepMean: boolean;
+  out: bigint;
+}
+interface NativeThrLayout {
+  responseOffsets: Int32Array;
+  groupOffsets: Int32Array;
+  correct: Uint8Array;
+  degenerate: Uint8Array;
+}
+export interface NativeTokenHiddenRewardArgs extends Poisonable, NativeThrLayout {
+  hidden: bigint;
+  hiddenDtype: FloatDTypeName;
+  dim: number;
+  probs: bigint;
+  probsOffsets: Float64Array;
+  vocabOffsets: Int32Array;
+  tokenColumn: bigint;
+  weighting: 'length' | 'none';
+  beta: number;
+  precision: 'f32' | 'tf32';
+  /** Test hook: the scratch budget for one batch of M_g. */
+  mBudgetBytes?: number;
+  outThr: bigint;
+  outTau: bigint;
+}
+export interface NativeThrReweightArgs extends Poisonable, NativeThrLayout {
+  tokenAdvantages: bigint;
+  thr: bigint;
+  tau: bigint;
+  mode: 'thr' | 'thr-only' | 'nthr';
+  p: number;
+  mask: boolean;
+  /** Absent: 'auto'. */
+  eta?: number;
+  out: bigint;
+}
+/** Still the untyped bag until the advantages conversion is typed (native/addon.cc Advantages). */
 export type NativeArgs = Record<string, bigint | number | boolean | string | ArrayBufferView | undefined>;
+
+/** The C++ enum tables (native/addon.cc enums()): each enum's names in the C++ order. */
+export interface NativeEnums {
+  estimator: string[];
+  stdKind: string[];
+  scaleKind: string[];
+  singleton: string[];
+  thrPrecision: string[];
+  reweightMode: string[];
+}
 
 export interface NativeDeviceInfo {
   name: string;
@@ -36,14 +148,14 @@ export interface NativeDevice {
   read(ptr: bigint, into: ArrayBufferView): Promise<void>;
   synchronize(): Promise<void>;
   copyProbe(bytes: number): Promise<number>;
-  logprobs(args: NativeArgs): Promise<void>;
-  logprobsBackward(args: NativeArgs): Promise<void>;
-  gatherProbs(args: NativeArgs): Promise<void>;
+  logprobs(args: NativeLogprobsArgs): Promise<void>;
+  logprobsBackward(args: NativeLogprobsBackwardArgs): Promise<void>;
+  gatherProbs(args: NativeGatherProbsArgs): Promise<void>;
   advantages(args: NativeArgs): Promise<void>;
-  expandToTokens(args: NativeArgs): Promise<void>;
-  whiten(args: NativeArgs): Promise<void>;
-  tokenHiddenReward(args: NativeArgs): Promise<void>;
-  thrReweight(args: NativeArgs): Promise<void>;
+  expandToTokens(args: NativeExpandToTokensArgs): Promise<void>;
+  whiten(args: NativeWhitenArgs): Promise<void>;
+  tokenHiddenReward(args: NativeTokenHiddenRewardArgs): Promise<void>;
+  thrReweight(args: NativeThrReweightArgs): Promise<void>;
   close(): void;
 }
 
@@ -58,6 +170,8 @@ export interface NativeBuildInfo {
 
 export interface NativeAddon {
   buildInfo(): NativeBuildInfo;
+  /** CUDA builds only. */
+  enums?(): NativeEnums;
   CudaDevice?: new (index: number) => NativeDevice;
 }
 

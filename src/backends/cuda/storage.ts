@@ -6,7 +6,7 @@ import { debugHooks } from '../../debug.js';
 import { allocHost, bytesPerElement, type DType, type HostArrayMap } from '../../dtypes.js';
 import { GrpoKernelsError } from '../../errors.js';
 import { Tensor, type TensorStorage } from '../../tensor.js';
-import { type NativeArgs, type NativeDevice, native, nativeSync } from './native.js';
+import { type NativeDevice, native, nativeSync } from './native.js';
 
 export class CudaStorage<D extends DType> implements TensorStorage<D> {
   constructor(
@@ -86,7 +86,7 @@ export function optPtr(t: Tensor | undefined): bigint | undefined {
 }
 
 /** Adds the test poison (src/debug.ts) to an op's arguments when it is set. */
-export function withPoison(args: NativeArgs): NativeArgs {
+export function withPoison<A extends object>(args: A): A & { poison?: number } {
   const p = debugHooks.poison;
   return p === undefined ? args : { ...args, poison: p };
 }

@@ -3,11 +3,8 @@
  * the API, src/api/vocab.ts.)
  */
 import type { Tensor } from '../../tensor.js';
-import type { ReweightMode, ThrResult, ThrReweightArgs, TokenHiddenRewardArgs } from '../backend.js';
+import type { ThrResult, ThrReweightArgs, TokenHiddenRewardArgs } from '../backend.js';
 import { type CudaMemory, ptrOf, runWithOutputs, withPoison } from './storage.js';
-
-/** Same order as gk::ReweightMode in native/cuda/thr.cuh. */
-const MODES: readonly ReweightMode[] = ['thr', 'thr-only', 'nthr'];
 
 /**
  * Test hook: the scratch budget for the M_g of one batch of groups, in bytes (0 = the launcher's
@@ -35,7 +32,7 @@ export function cudaTokenHiddenReward(mem: CudaMemory, a: TokenHiddenRewardArgs)
           groupOffsets: layout.groupOffsets,
           correct: a.hostCorrect,
           degenerate: a.hostDegenerate,
-          lengthWeighting: a.weighting === 'length',
+          weighting: a.weighting,
           beta: a.beta,
           precision: a.precision,
           mBudgetBytes: thrTuning.mBudgetBytes > 0 ? thrTuning.mBudgetBytes : undefined,
@@ -62,11 +59,10 @@ export function cudaThrReweight(mem: CudaMemory, a: ThrReweightArgs): Promise<Te
           groupOffsets: layout.groupOffsets,
           correct: a.hostCorrect,
           degenerate: a.hostDegenerate,
-          mode: MODES.indexOf(a.mode),
+          mode: a.mode,
           p: a.mode === 'thr-only' ? 0 : a.p,
           mask: a.mask,
-          etaAuto: a.eta === 'auto',
-          eta: a.eta === 'auto' ? 0 : a.eta,
+          eta: a.eta === 'auto' ? undefined : a.eta,
           out: ptrOf(out),
         }),
       ),

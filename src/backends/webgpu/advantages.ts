@@ -78,7 +78,8 @@ function packValues(p: Partial<AdvParams>): AdvParams {
   return { ...ZERO_PARAMS, ...p };
 }
 
-const ESTIMATOR_CODE: Record<Estimator, number> = {
+/** The estimator codes of shaders/advantages.wgsl (EST_*; test/cuda/enums.test.ts checks them). */
+export const ESTIMATOR_CODE: Record<Estimator, number> = {
   grpo: 0,
   dr_grpo: 1,
   rloo: 2,
@@ -87,8 +88,8 @@ const ESTIMATOR_CODE: Record<Estimator, number> = {
   gpg: 5,
   reinforce_pp_baseline: 6,
 };
-const SCALE_CODE: Record<ScaleKind, number> = { group: 0, batch: 1, none: 2 };
-const SINGLETON_CODE: Record<SingletonPolicy, number> = { zero: 0, mean0: 1, nan: 2 };
+export const SCALE_CODE: Record<ScaleKind, number> = { group: 0, batch: 1, none: 2 };
+export const SINGLETON_CODE: Record<SingletonPolicy, number> = { zero: 0, mean0: 1, nan: 2 };
 
 /**
  * Groups of at most this many members take `adv_small` (one invocation per group); larger ones
