@@ -184,8 +184,9 @@ struct PoisonTarget {
 struct JobEnv {
   cudaStream_t stream;
   gk::LaunchEnv launch;
-  gk::ErrorFlags* d_flags;
+  gk::ErrorFlags* d_flags;  // null in ops that raise no flags (RunOp)
   gk::ErrorFlags* h_flags;  // pinned
+  gk::HostStaging* staging;  // pinned buffer of the jobs' host-to-device uploads (common.cuh)
 };
 
 // Shared by a device and its in-flight jobs (a job may settle after its device was collected).
@@ -291,7 +292,7 @@ class CudaDevice : public Napi::ObjectWrap<CudaDevice> {
   // ---------------------------------------------------------------------------- job thread
   void Loop() {
     cudaSetDevice(device_);
-    JobEnv je{stream_, gk::LaunchEnv{stream_, prop_.multiProcessorCount}, d_flags_, h_flags_};
+    JobEnv je{stream_, gk::LaunchEnv{stream_, prop_.multiProcessorCount}, d_flags_, h_flags_, staging_.get()};
     for (;;) {
       Job* job = nullptr;
       {
@@ -373,6 +374,7 @@ class CudaDevice : public Napi::ObjectWrap<CudaDevice> {
     for (void* p : live_) cudaFreeAsync(p, stream_);
     live_.clear();
     cudaStreamSynchronize(stream_);
+    staging_.reset();  // its copies are done: the stream is idle
     cudaStreamDestroy(stream_);
     cudaFree(d_flags_);
     cudaFreeHost(h_flags_);
@@ -534,25 +536,34 @@ class CudaDevice : public Napi::ObjectWrap<CudaDevice> {
   }
 
   // The common shape of an op job: poison outputs, reset the flags, enqueue, read the flags back,
-  // sync, turn raised flags into a RANGE error.
+  // sync, turn raised flags into a RANGE error. An op whose kernels can raise flags passes
+  // flags_message; one that passes none raises none and skips the reset kernel and the read-back (two
+  // stream operations per call), and its enqueue sees d_flags = null, so a kernel that tried to raise
+  // one anyway would fault in the tests rather than be ignored.
   Napi::Value RunOp(Napi::Env env, const char* op, const Napi::Object& args, std::vector<PoisonTarget> outputs,
                     std::function<Status(JobEnv&, gk::Scratch&)> enqueue,
                     std::function<std::string(const gk::ErrorFlags&)> flags_message = nullptr) {
     RequireOpen(env, op);
     const bool poison = Has(args, "poison");
     const float poison_value = static_cast<float>(Num(args, "poison", 0));
+    const bool flags = static_cast<bool>(flags_message);
     Job* job = NewPromiseJob(env, op);
     job->run = [=](JobEnv& je) -> Status {
       {
-        gk::Scratch scratch(je.stream);
+        gk::Scratch scratch(je.stream, je.staging);
         if (poison)
           for (const auto& t : outputs) GK_TRY(gk::launch_poison(t.ptr, t.n, t.dtype, poison_value, je.launch));
-        GK_TRY(gk::launch_reset_flags(je.d_flags, je.launch));
-        GK_TRY(enqueue(je, scratch));
-        GK_CHECK(cudaMemcpyAsync(je.h_flags, je.d_flags, sizeof(gk::ErrorFlags), cudaMemcpyDeviceToHost, je.stream));
+        JobEnv ops = je;
+        if (flags)
+          GK_TRY(gk::launch_reset_flags(je.d_flags, je.launch));
+        else
+          ops.d_flags = ops.h_flags = nullptr;
+        GK_TRY(enqueue(ops, scratch));
+        if (flags)
+          GK_CHECK(cudaMemcpyAsync(je.h_flags, je.d_flags, sizeof(gk::ErrorFlags), cudaMemcpyDeviceToHost, je.stream));
       }
       GK_CHECK(cudaStreamSynchronize(je.stream));
-      if (je.h_flags->bits != 0) {
+      if (flags && je.h_flags->bits != 0) {
         std::string m = flags_message ? flags_message(*je.h_flags) : "";
         return Status::Range(m.empty() ? "a kernel raised error flags " + std::to_string(je.h_flags->bits) : m);
       }
@@ -638,6 +649,9 @@ class CudaDevice : public Napi::ObjectWrap<CudaDevice> {
     Napi::Object a = info[0].As<Napi::Object>();
     gk::AdvantagesParams p;
     p.rewards = static_cast<const float*>(Ptr(a, "rewards"));
+    // Uniform groups come as groupSize + numGroups (no array), ragged ones as groupOffsets.
+    p.group_size = static_cast<int>(Int(a, "groupSize", 0));
+    p.num_groups = Int(a, "numGroups", 0);
     p.group_offsets = Vec<int32_t>(a, "groupOffsets");
     p.response_offsets = Vec<int32_t>(a, "responseOffsets");
     p.estimator = static_cast<gk::Estimator>(Int(a, "estimator"));
@@ -652,7 +666,8 @@ class CudaDevice : public Napi::ObjectWrap<CudaDevice> {
     p.mean = static_cast<float*>(Ptr(a, "outMean"));
     p.std = static_cast<float*>(Ptr(a, "outStd"));
     p.degenerate = static_cast<uint8_t*>(Ptr(a, "outDegenerate"));
-    const int64_t G = p.group_offsets.empty() ? 0 : int64_t(p.group_offsets.size()) - 1;
+    const int64_t G =
+        p.group_size > 0 ? p.num_groups : p.group_offsets.empty() ? 0 : int64_t(p.group_offsets.size()) - 1;
     std::vector<PoisonTarget> outs{{p.advantages, Int(a, "advantagesSize"), DType::F32},
                                    {p.mean, G, DType::F32},
                                    {p.std, G, DType::F32},
@@ -760,6 +775,7 @@ class CudaDevice : public Napi::ObjectWrap<CudaDevice> {
   int runtime_version_ = 0;
   int driver_version_ = 0;
   cudaStream_t stream_ = nullptr;
+  std::unique_ptr<gk::HostStaging> staging_ = std::make_unique<gk::HostStaging>();  // job thread only
   gk::ErrorFlags* d_flags_ = nullptr;
   gk::ErrorFlags* h_flags_ = nullptr;
   bool open_ = false;
