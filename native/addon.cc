@@ -114,71 +114,19 @@ std::string CudaCallError(const char* call, cudaError_t e) {
 }
 
 // ---------------------------------------------------------------------------- argument conversion
-Napi::Value Field(const Napi::Object& o, const char* key) { return o.Get(key); }
-bool Has(const Napi::Object& o, const char* key) {
-  Napi::Value v = o.Get(key);
-  return !v.IsUndefined() && !v.IsNull();
-}
+// The ops' argument objects go through gkn::Args (native/args.h); the positional arguments of the
+// memory methods (pointers, sizes) through U64.
 uint64_t U64(Napi::Env env, Napi::Value v, const char* key) {
   if (v.IsBigInt()) {
     bool lossless = true;
-    return v.As<Napi::BigInt>().Uint64Value(&lossless);
+    const uint64_t x = v.As<Napi::BigInt>().Uint64Value(&lossless);
+    if (lossless) return x;
+  } else if (v.IsNumber()) {
+    const double d = v.As<Napi::Number>().DoubleValue();
+    if (d >= 0 && d < 18446744073709551616.0 && d == static_cast<double>(static_cast<uint64_t>(d)))
+      return static_cast<uint64_t>(d);
   }
-  if (v.IsNumber()) return static_cast<uint64_t>(v.As<Napi::Number>().Int64Value());
-  throw MakeError(env, "DTYPE", std::string(key) + ": expected a bigint device pointer");
-}
-void* Ptr(const Napi::Object& o, const char* key) {
-  if (!Has(o, key)) return nullptr;
-  return reinterpret_cast<void*>(static_cast<uintptr_t>(U64(o.Env(), Field(o, key), key)));
-}
-double Num(const Napi::Object& o, const char* key, double def) {
-  Napi::Value v = o.Get(key);
-  if (v.IsUndefined() || v.IsNull()) return def;
-  if (!v.IsNumber()) throw MakeError(o.Env(), "DTYPE", std::string(key) + ": expected a number");
-  return v.As<Napi::Number>().DoubleValue();
-}
-int64_t Int(const Napi::Object& o, const char* key, int64_t def = 0) {
-  return static_cast<int64_t>(Num(o, key, static_cast<double>(def)));
-}
-bool Bool(const Napi::Object& o, const char* key, bool def = false) {
-  Napi::Value v = o.Get(key);
-  if (v.IsUndefined() || v.IsNull()) return def;
-  return v.ToBoolean().Value();
-}
-// Copies an integer typed array (Int32Array, Float64Array of integers, Uint8Array) to a vector.
-template <class T>
-std::vector<T> Vec(const Napi::Object& o, const char* key) {
-  std::vector<T> out;
-  if (!Has(o, key)) return out;
-  Napi::Value v = o.Get(key);
-  if (!v.IsTypedArray()) throw MakeError(o.Env(), "DTYPE", std::string(key) + ": expected a typed array");
-  Napi::TypedArray ta = v.As<Napi::TypedArray>();
-  const size_t n = ta.ElementLength();
-  out.resize(n);
-  const uint8_t* base = static_cast<const uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset();
-  switch (ta.TypedArrayType()) {
-    case napi_int32_array:
-      for (size_t i = 0; i < n; ++i) out[i] = static_cast<T>(reinterpret_cast<const int32_t*>(base)[i]);
-      break;
-    case napi_float64_array:
-      for (size_t i = 0; i < n; ++i) out[i] = static_cast<T>(reinterpret_cast<const double*>(base)[i]);
-      break;
-    case napi_uint8_array:
-      for (size_t i = 0; i < n; ++i) out[i] = static_cast<T>(base[i]);
-      break;
-    default:
-      throw MakeError(o.Env(), "DTYPE", std::string(key) + ": expected Int32Array, Float64Array or Uint8Array");
-  }
-  return out;
-}
-DType DTypeOf(const Napi::Object& o, const char* key) {
-  const std::string s = o.Get(key).ToString().Utf8Value();
-  if (s == "f32") return DType::F32;
-  if (s == "f16") return DType::F16;
-  if (s == "bf16") return DType::BF16;
-  if (s == "i32") return DType::I32;
-  if (s == "u8") return DType::U8;
-  throw MakeError(o.Env(), "DTYPE", std::string(key) + ": unknown dtype " + s);
+  throw MakeError(env, "DTYPE", std::string(key) + ": expected a non-negative integer (bigint or number)");
 }
 
 // The test poison (src/debug.ts): when on, every output is filled with `value` before the kernels run.
@@ -218,6 +166,7 @@ struct JobEnv {
   gk::LaunchEnv launch;
   gk::ErrorFlags* d_flags;  // kFlagSlots slots
   gk::ErrorFlags* h_flags;  // pinned mirror, filled in stream order
+  gk::HostStaging* staging;  // pinned buffer of the jobs' host-to-device uploads (common.cuh)
   std::vector<PendingCheck> pending;  // slots in use, in op order
   uint64_t syncs = 0;                 // stream synchronisations so far (stats(): tests)
 
@@ -342,7 +291,7 @@ class CudaDevice : public Napi::ObjectWrap<CudaDevice> {
   // ---------------------------------------------------------------------------- job thread
   void Loop() {
     cudaSetDevice(device_);
-    JobEnv je{stream_, gk::LaunchEnv{stream_, prop_.multiProcessorCount}, d_flags_, h_flags_, {}, 0};
+    JobEnv je{stream_, gk::LaunchEnv{stream_, prop_.multiProcessorCount}, d_flags_, h_flags_, staging_.get(), {}, 0};
     for (;;) {
       Job* job = nullptr;
       {
@@ -425,6 +374,7 @@ class CudaDevice : public Napi::ObjectWrap<CudaDevice> {
     for (void* p : live_) cudaFreeAsync(p, stream_);
     live_.clear();
     cudaStreamSynchronize(stream_);
+    staging_.reset();  // its copies are done: the stream is idle
     cudaStreamDestroy(stream_);
     cudaFree(d_flags_);
     cudaFreeHost(h_flags_);
@@ -607,7 +557,7 @@ class CudaDevice : public Napi::ObjectWrap<CudaDevice> {
         GK_TRY(gk::launch_reset_flags(slot, je.launch));
         je.pending.push_back(PendingCheck{i, name, flags_message});
       }
-      gk::Scratch scratch(je.stream);
+      gk::Scratch scratch(je.stream, je.staging);
       if (poison.on)
         for (const auto& t : outputs) GK_TRY(gk::launch_poison(t.ptr, t.n, t.dtype, poison.value, je.launch));
       GK_TRY(enqueue(je, scratch, slot));
@@ -698,31 +648,38 @@ class CudaDevice : public Napi::ObjectWrap<CudaDevice> {
   }
 
   Napi::Value Advantages(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    Napi::Object a = info[0].As<Napi::Object>();
+    gkn::Args a(info[0], "advantages");
     gk::AdvantagesParams p;
-    p.rewards = static_cast<const float*>(Ptr(a, "rewards"));
-    p.group_offsets = Vec<int32_t>(a, "groupOffsets");
-    p.response_offsets = Vec<int32_t>(a, "responseOffsets");
-    p.estimator = static_cast<gk::Estimator>(Int(a, "estimator"));
-    p.std_kind = static_cast<gk::StdKind>(Int(a, "stdKind"));
-    p.eps = static_cast<float>(Num(a, "eps", 1e-6));
-    p.scale = static_cast<gk::ScaleKind>(Int(a, "scale"));
-    p.singleton = static_cast<gk::Singleton>(Int(a, "singleton"));
-    p.whiten_mask_eps = static_cast<float>(Num(a, "whitenMaskEps", 0));
-    p.whiten_sample = Bool(a, "whitenSample", true);
-    p.whiten_clamp = Bool(a, "whitenClamp", false);
-    p.advantages = static_cast<float*>(Ptr(a, "outAdvantages"));
-    p.mean = static_cast<float*>(Ptr(a, "outMean"));
-    p.std = static_cast<float*>(Ptr(a, "outStd"));
-    p.degenerate = static_cast<uint8_t*>(Ptr(a, "outDegenerate"));
-    const int64_t G = p.group_offsets.empty() ? 0 : int64_t(p.group_offsets.size()) - 1;
-    std::vector<PoisonTarget> outs{{p.advantages, Int(a, "advantagesSize"), DType::F32},
+    p.rewards = a.Ptr<const float>("rewards");
+    // Uniform groups come as groupSize + numGroups (no array, no upload), ragged ones as groupOffsets.
+    p.group_size = static_cast<int>(a.OptInt("groupSize", 0));
+    p.num_groups = a.OptInt("numGroups", 0);
+    p.group_offsets = a.OptVec<int32_t>("groupOffsets");
+    p.response_offsets = a.OptVec<int32_t>("responseOffsets");  // opo and reinforce_pp_baseline
+    p.estimator = static_cast<gk::Estimator>(a.Enum("estimator", gk::kEstimatorNames));
+    p.std_kind = static_cast<gk::StdKind>(a.Enum("std", gk::kStdKindNames));
+    p.eps = static_cast<float>(a.Num("eps"));
+    p.scale = static_cast<gk::ScaleKind>(a.Enum("scale", gk::kScaleKindNames));
+    p.singleton = static_cast<gk::Singleton>(a.Enum("singleton", gk::kSingletonNames));
+    p.whiten_mask_eps = static_cast<float>(a.Num("whitenMaskEps"));
+    p.whiten_sample = a.Enum("whitenVariance", gk::kStdKindNames) == int(gk::StdKind::Sample);
+    p.whiten_clamp = a.Enum("whitenVarianceEps", {"add", "clamp"}) == 1;
+    p.advantages = a.Ptr<float>("outAdvantages");
+    p.mean = a.Ptr<float>("outMean");
+    p.std = a.Ptr<float>("outStd");
+    p.degenerate = a.Ptr<uint8_t>("outDegenerate");
+    const int64_t advantages_size = a.Int("advantagesSize");
+    const Poison poison = PoisonOf(a);
+    a.Done();
+    if ((p.group_size > 0) == !p.group_offsets.empty())
+      throw gkn::ArgError(info.Env(), "advantages: expected groupSize (with numGroups) or groupOffsets, not both");
+    const int64_t G =
+        p.group_size > 0 ? p.num_groups : p.group_offsets.empty() ? 0 : int64_t(p.group_offsets.size()) - 1;
+    std::vector<PoisonTarget> outs{{p.advantages, advantages_size, DType::F32},
                                    {p.mean, G, DType::F32},
                                    {p.std, G, DType::F32},
                                    {p.degenerate, G, DType::U8}};
-    const Poison poison{Has(a, "poison"), static_cast<float>(Num(a, "poison", 0))};
-    return RunOp(env, "advantages", poison, outs,
+    return RunOp(info.Env(), "advantages", poison, outs,
                  [p](JobEnv& je, gk::Scratch& s, gk::ErrorFlags*) { return gk::launch_advantages(p, je.launch, s); });
   }
 
@@ -821,6 +778,7 @@ class CudaDevice : public Napi::ObjectWrap<CudaDevice> {
   int runtime_version_ = 0;
   int driver_version_ = 0;
   cudaStream_t stream_ = nullptr;
+  std::unique_ptr<gk::HostStaging> staging_ = std::make_unique<gk::HostStaging>();  // job thread only
   gk::ErrorFlags* d_flags_ = nullptr;
   gk::ErrorFlags* h_flags_ = nullptr;
   bool open_ = false;

@@ -16,6 +16,8 @@
 //                                                             d 3584, |V*| 4096, f32 hidden (ThrPrecision)
 //   advantages                                                2^20 responses in 65536 ragged groups
 //                                                             (sizes 1..31, fixed seed), estimator grpo
+//   advantages/uniform16                                      the same responses in groups of 16
+//                                                             (groupSize: no offsets uploaded)
 // Output: one JSON line per case on stdout: {case, sizes, bytes, flops, ms_median, ms_p10, ms_p90, reps,
 // rotate, gbps, tflops, copy_bytes, copy_ms_median, copy_ms_p10, copy_ms_p90, copy_rotate, copy_gbps,
 // fraction, device, cc, sms, l2_bytes, runtime, driver, date, version}. Progress and errors go to
@@ -24,8 +26,8 @@
 // (0, 1]) is printed and exits 1 (bad arguments: 2).
 //
 // Timing: per iteration the stream is idle, then event, one call of the launcher (its host plan, its
-// pageable uploads and its stream-ordered scratch included, as in the addon; Node's job round trip
-// not), event, synchronise: the way bench/cuda/torch_reference.py times PyTorch. Median, p10 and p90 of
+// uploads through the pinned staging buffer and its stream-ordered scratch included, as in the addon;
+// Node's job round trip not), event, synchronise: the way bench/cuda/torch_reference.py times PyTorch. Median, p10 and p90 of
 // --reps iterations after --warmup. The copy is timed the same way.
 // Rotation: every input and output of a case exists in `rotate` copies, iteration i using copy
 // i mod rotate, so that the bytes touched since copy i was last used are ≥ 2× the L2 (the device's
@@ -53,6 +55,7 @@
 #include <cstring>
 #include <ctime>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -222,6 +225,7 @@ struct Device {
   gk::LaunchEnv env;
   gk::ErrorFlags* d_flags = nullptr;
   gk::ErrorFlags* h_flags = nullptr;  // pinned
+  std::unique_ptr<gk::HostStaging> staging;  // the pinned upload buffer, as native/addon.cc's jobs use
   size_t l2 = 0;                      // bytes used for the rotation rule
   int runtime = 0, driver = 0;
   std::string date;
@@ -478,7 +482,7 @@ Status run_logprobs(const Device& dev, const Options& o) {
     p.lse = lse.at<float>(c);
     p.entropy = with_entropy ? entropy.at<float>(c) : nullptr;
     p.sum_squares = with_sumsq ? sumsq.at<float>(c) : nullptr;
-    gk::Scratch scratch(dev.stream);
+    gk::Scratch scratch(dev.stream, dev.staging.get());
     return gk::launch_logprobs_forward(p, dev.env, scratch, dev.d_flags);
   };
   auto flags_message = [V](const gk::ErrorFlags& f) { return gk::logprobs_flags_message(f, V, -100); };
@@ -595,7 +599,7 @@ Status run_thr(const Device& dev, const Options& o) {
       base.token_column = column.at<int>(c);
       base.thr = thr.at<float>(c);
       base.tau = tau.at<float>(c);
-      gk::Scratch scratch(dev.stream);
+      gk::Scratch scratch(dev.stream, dev.staging.get());
       return gk::launch_token_hidden_reward(base, dev.env, scratch);
     }, &t));
     GK_TRY(check_output(dev, "thr", thr.at<float>(0), T, 'f'));
@@ -625,45 +629,62 @@ std::vector<int32_t> ragged_groups(int64_t G, int64_t R) {
   return go;
 }
 
+// Two rows: the goal's ragged groups (their G+1 offsets uploaded through the pinned staging buffer,
+// inside the timed region), and the same responses in uniform groups of 16 (groupSize: no upload).
 Status run_advantages(const Device& dev, const Options& o) {
   const int64_t G = o.groups, R = o.responses;
-  gk::AdvantagesParams p;
-  p.group_offsets = ragged_groups(G, R);
-  p.estimator = gk::Estimator::Grpo;
+  const int64_t U = R / 16;  // uniform groups of 16 over the first 16·U responses
+  gk::AdvantagesParams ragged, uniform;
+  ragged.group_offsets = ragged_groups(G, R);
+  ragged.estimator = gk::Estimator::Grpo;
+  uniform.group_size = 16;
+  uniform.num_groups = U;
+  uniform.estimator = gk::Estimator::Grpo;
   // rewards read and advantages written (4R each), mean, std (f32) and degenerate (u8) per group, and
-  // the group offsets the launcher uploads and the kernel reads.
+  // the group offsets the launcher uploads and the kernel reads (ragged only).
   const double bytes = 8.0 * double(R) + 9.0 * double(G) + 4.0 * double(G + 1);
-  const double flops = 7.0 * double(R);
   const int rot = rotations(dev, o, bytes);
   Arena arena;
   Rotated rewards, adv, mean, stdv, deg;
+  const int64_t Gmax = std::max(G, U);
   GK_TRY(alloc_rotated(arena, &rewards, size_t(R) * 4, rot));
   GK_TRY(alloc_rotated(arena, &adv, size_t(R) * 4, rot));
-  GK_TRY(alloc_rotated(arena, &mean, size_t(G) * 4, rot));
-  GK_TRY(alloc_rotated(arena, &stdv, size_t(G) * 4, rot));
-  GK_TRY(alloc_rotated(arena, &deg, size_t(G), rot));
-  std::fprintf(stderr, "[harness] advantages: %lld responses in %lld groups, %d cop%s\n", (long long)R,
-               (long long)G, rot, rot == 1 ? "y" : "ies");
+  GK_TRY(alloc_rotated(arena, &mean, size_t(Gmax) * 4, rot));
+  GK_TRY(alloc_rotated(arena, &stdv, size_t(Gmax) * 4, rot));
+  GK_TRY(alloc_rotated(arena, &deg, size_t(Gmax), rot));
+  std::fprintf(stderr, "[harness] advantages: %lld responses in %lld ragged groups (and %lld of 16), %d cop%s\n",
+               (long long)R, (long long)G, (long long)U, rot, rot == 1 ? "y" : "ies");
   fill_rewards_kernel<<<fill_blocks(R), kFillThreads, 0, dev.stream>>>(
       rewards.at<float>(0), R, uint32_t(o.seed) + 20);
   GK_CHECK_LAUNCH("fill_rewards_kernel");
   GK_TRY(replicate(rewards, dev.stream));
-  Timing t;
-  GK_TRY(time_it(dev, o, rot, [&](int c) -> Status {
-    p.rewards = rewards.at<float>(c);
-    p.advantages = adv.at<float>(c);
-    p.mean = mean.at<float>(c);
-    p.std = stdv.at<float>(c);
-    p.degenerate = deg.at<uint8_t>(c);
-    gk::Scratch scratch(dev.stream);
-    return gk::launch_advantages(p, dev.env, scratch);
-  }, &t));
-  GK_TRY(check_output(dev, "advantages", adv.at<float>(0), R, 'f'));
-  GK_TRY(check_output(dev, "mean", mean.at<float>(0), G, 'f'));
-  GK_TRY(check_output(dev, "std", stdv.at<float>(0), G, 'f'));
-  const std::string sizes = kv("R", double(R)) + "," + kv("G", double(G)) + "," + kv("ragged", "1..31") + "," +
-                            kv("estimator", "grpo");
-  GK_TRY(report(dev, o, "advantages", sizes, bytes, flops, t));
+  auto time_case = [&](gk::AdvantagesParams& p, int64_t groups, int64_t members, const std::string& name,
+                       const std::string& sizes, double case_bytes) -> Status {
+    Timing t;
+    GK_TRY(time_it(dev, o, rot, [&](int c) -> Status {
+      p.rewards = rewards.at<float>(c);
+      p.advantages = adv.at<float>(c);
+      p.mean = mean.at<float>(c);
+      p.std = stdv.at<float>(c);
+      p.degenerate = deg.at<uint8_t>(c);
+      gk::Scratch scratch(dev.stream, dev.staging.get());
+      return gk::launch_advantages(p, dev.env, scratch);
+    }, &t));
+    GK_TRY(check_output(dev, "advantages", adv.at<float>(0), members, 'f'));
+    GK_TRY(check_output(dev, "mean", mean.at<float>(0), groups, 'f'));
+    GK_TRY(check_output(dev, "std", stdv.at<float>(0), groups, 'f'));
+    GK_TRY(report(dev, o, name, sizes, case_bytes, 7.0 * double(members), t));
+    return Status::Ok();
+  };
+  GK_TRY(time_case(ragged, G, R, "advantages",
+                   kv("R", double(R)) + "," + kv("G", double(G)) + "," + kv("ragged", "1..31") + "," +
+                       kv("estimator", "grpo"),
+                   bytes));
+  if (U > 0)
+    GK_TRY(time_case(uniform, U, 16 * U, "advantages/uniform16",
+                     kv("R", double(16 * U)) + "," + kv("G", double(U)) + "," + kv("groupSize", 16.0) + "," +
+                         kv("estimator", "grpo"),
+                     8.0 * double(16 * U) + 9.0 * double(U)));
   GK_CHECK(cudaStreamSynchronize(dev.stream));
   return Status::Ok();
 }
@@ -684,6 +705,7 @@ Status open_device(const Options& o, Device* dev) {
   dev->env = gk::LaunchEnv{dev->stream, dev->prop.multiProcessorCount};
   GK_CHECK(cudaMalloc(reinterpret_cast<void**>(&dev->d_flags), sizeof(gk::ErrorFlags)));
   GK_CHECK(cudaMallocHost(reinterpret_cast<void**>(&dev->h_flags), sizeof(gk::ErrorFlags)));
+  dev->staging = std::make_unique<gk::HostStaging>();
   GK_CHECK(cudaRuntimeGetVersion(&dev->runtime));
   GK_CHECK(cudaDriverGetVersion(&dev->driver));
   dev->l2 = o.l2_mb > 0 ? size_t(o.l2_mb * 1048576.0) : size_t(std::max(dev->prop.l2CacheSize, 0));
@@ -715,6 +737,7 @@ Status run(const Options& o) {
   GK_CHECK(cudaGetLastError());
   cudaFree(dev.d_flags);
   cudaFreeHost(dev.h_flags);
+  dev.staging.reset();
   GK_CHECK(cudaStreamDestroy(dev.stream));
   return Status::Ok();
 }

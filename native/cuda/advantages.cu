@@ -19,14 +19,34 @@
 //   (|r| near FLT_MAX of both signs; r − p = ±Inf) take p = 0 instead, the unshifted sums, so they keep
 //   the results they had before the pivot (group kernel and batch statistics alike).
 //
-// GROUP KERNEL: one warp per group (8 groups per 256-thread block), the whole batch of ragged groups in
-//   one launch. Each lane sums its strided members in index order; xor-butterfly shuffles combine the
-//   lanes (IEEE addition is commutative, so every lane gets the same bits). Two passes (Σ(r − p), then
-//   Σ c²) over members held in L1/L2, never E[r²] − E[r]². A group's result depends only on its members
-//   (its pivot is its own r_lo). Zero variance is tested exactly as min == max (all members equal), which
-//   is what the f64 reference's M2 == 0 means for f32 inputs.
-//   Bytes: ~3 reads of the rewards (4R each, cached after the first) + 4R written + 9G; FLOPs ~7R.
-//   Goal on an H100: 1M responses in 64k groups under 50 µs (≈ 8 MB of traffic: launch-bound).
+// GROUP KERNEL: one launch for the whole batch; a group of n members occupies w = group_lanes(n) lanes
+//   of a warp: w = the power of two ≥ ⌈n/4⌉ (1 for n ≤ 4, 2 ≤ 8, 4 ≤ 16, 8 ≤ 32, 16 ≤ 64, 32 ≤ 128), so
+//   a lane holds ≤ 4 members in registers and the rewards are read from memory once; groups of more
+//   than 128 take a whole warp, strided, re-reading their members per pass (from L1/L2). Segments are
+//   aligned to their w, so several groups share a warp (8 groups of 16, 16 of 8, 32 of ≤ 4): lane j of a
+//   segment sums members j, j + w, j + 2w, j + 3w in index order, then xor-butterfly steps w/2 … 1 combine
+//   the segment's lanes (steps ≥ w, taken for a wider neighbour, leave it alone). n alone fixes w and
+//   with it every rounding, so a group's bits depend on its members only: not on its position, its
+//   warp-mates, the number of groups, or whether the batch is uniform (batch invariant,
+//   ops-advantages-groups.test.ts). Two passes (Σ(r − p), then Σ c²), never E[r²] − E[r]².
+//   Uniform batches (every group n members: `group_size`) get 32/w groups per warp in one round and
+//   compute the offsets g·n: nothing is uploaded. Ragged batches: each warp takes `window` consecutive
+//   groups (≤ 16, about one round's worth at the mean size), reads their offsets once (lanes 0..window),
+//   and packs them in order into rounds of 32 lanes, each group at the next lane aligned to its w. The
+//   packing is the same on every lane, so every shuffle has all 32 lanes (idle ones with no group).
+//   A group's pivot comes from its first lane by shuffle; the overflow fallback is voted warp-wide and
+//   taken by the groups that need it. Zero variance is tested exactly as min == max (all members
+//   equal), which is what the f64 reference's M2 == 0 means for f32 inputs.
+//   Bytes: 4R read once (groups ≤ 128; larger ones ~3 reads, cached after the first) + 4R written + 9G,
+//   + 4(G+1) offsets for ragged groups (opo: + 8R of response offsets); FLOPs ~7R.
+//   Host side, per call: uniform groups, nothing; ragged ones, 4(G+1) bytes copied into a pinned
+//   staging buffer and one asynchronous DMA (256 KiB for 64k groups: a few µs at PCIe rates, where the
+//   pageable copy it replaces blocked the host while the driver staged it in chunks). No error flags:
+//   nothing here can raise one, so native/addon.cc neither resets nor reads them for this op.
+//   Registers (ptxas, sm_80 / sm_90): 60 / 63 per thread, no spills, so 4 blocks of 256 per SM; the
+//   strided path of groups > 128 is a call, which keeps its registers out of that count.
+//   Goal on an H100: 1M responses in 64k ragged groups under 50 µs (≈ 9 MB of traffic, 3 µs at copy
+//   bandwidth: launch and upload latency dominate).
 // BATCH STATISTICS (scale 'batch', gpg's α, whitening): a two-pass reduction over a fixed grid of at
 //   most 256 blocks writing per-block partials, then one thread adding the partials in block order:
 //   deterministic (no float atomics) and independent of timing. Pass 1: block b sums w·(x − p_b) from its
@@ -39,6 +59,7 @@
 //   var = Σ(x − mean)²/(n + maskEps)·(n/(n−1) 'sample'); invalid → 0.
 //   Bytes: 3 reads of x (+ mask) and 1 write; FLOPs ~6 per element. reinforce_pp_baseline whitens the
 //   expanded per-token values without materialising them twice: response i weighs L_i.
+#include <algorithm>
 #include <climits>
 #include <cmath>
 
@@ -48,30 +69,9 @@ namespace gk {
 namespace {
 
 constexpr unsigned kFull = 0xffffffffu;
-constexpr int kGroupThreads = 256;  // 8 warps = 8 groups per block
+constexpr int kGroupThreads = 256;  // 8 warps
 constexpr int kStatThreads = 256;
 constexpr int kMaxStatBlocks = 256;
-
-__device__ __forceinline__ float warp_sum(float v) {
-#pragma unroll
-  for (int off = 16; off > 0; off >>= 1) v += __shfl_xor_sync(kFull, v, off);
-  return v;
-}
-__device__ __forceinline__ float warp_min(float v) {
-#pragma unroll
-  for (int off = 16; off > 0; off >>= 1) v = fminf(v, __shfl_xor_sync(kFull, v, off));
-  return v;
-}
-__device__ __forceinline__ float warp_max(float v) {
-#pragma unroll
-  for (int off = 16; off > 0; off >>= 1) v = fmaxf(v, __shfl_xor_sync(kFull, v, off));
-  return v;
-}
-__device__ __forceinline__ int warp_or(int v) {
-#pragma unroll
-  for (int off = 16; off > 0; off >>= 1) v |= __shfl_xor_sync(kFull, v, off);
-  return v;
-}
 
 // ------------------------------------------------------------------------------ batch statistics
 // Element weight: the mask (0/1), or a response's length L_i = woff[i+1] − woff[i], or 1.
@@ -248,11 +248,29 @@ Status run_stats(const StatsIn& in, float mask_eps, bool sample, bool clamp, con
 }
 
 // ---------------------------------------------------------------------------------- group kernel
+// A group of n members runs on w = group_lanes(n) lanes of one warp (w a power of two, the segment
+// aligned to w). Lane j of the segment holds members j, j + w, j + 2w, ... and sums them in index order;
+// then xor-butterfly steps w/2, ..., 1 combine the lanes. n alone fixes w and with it the whole tree:
+// a group gives the same bits wherever it sits in its warp, in the batch, and whatever comes with it.
+constexpr int kPerLane = 4;                // members a lane holds in registers
+constexpr int kSmallMax = kPerLane * 32;   // groups up to this size are read once, held in registers
+constexpr int kMaxWindow = 16;             // ragged: groups one warp packs (≤ 31: lanes 0..K hold K+1 offsets)
+
+GK_HOST_DEVICE inline int group_lanes(int n) {
+  if (n > kSmallMax) return 32;  // strided over the warp, re-read per pass
+  const int need = (n + kPerLane - 1) / kPerLane;
+  int w = 1;
+  while (w < need) w <<= 1;
+  return w;
+}
+
 struct GroupArgs {
   const float* r;
-  const int* go;   // [G+1]
+  const int* go;   // [G+1], or null for uniform groups
   const int* ro;   // [R+1] or null
   int G;
+  int group_size;  // > 0: every group has this many members (offsets g·n, nothing uploaded); 0: ragged
+  int window;      // ragged: groups per warp
   int estimator;
   int sample;
   float eps;
@@ -265,62 +283,195 @@ struct GroupArgs {
   uint8_t* deg;
 };
 
-__global__ void __launch_bounds__(kGroupThreads) group_advantages_kernel(GroupArgs a) {
+// A lane's share of one round: its group and place in the group's segment.
+struct Seg {
+  int g;   // group, −1: the lane is idle this round
+  int lo;  // first member
+  int n;   // members
+  int w;   // lanes of the group's segment (1 for an idle lane)
+  int j;   // this lane's index in the segment
+};
+__device__ __forceinline__ Seg idle_seg() { return Seg{-1, 0, 0, 1, 0}; }
+
+struct AddF {
+  __device__ float operator()(float a, float b) const { return a + b; }
+};
+struct MaxF {
+  __device__ float operator()(float a, float b) const { return fmaxf(a, b); }
+};
+struct OrI {
+  __device__ int operator()(int a, int b) const { return a | b; }
+};
+
+// Combines the lanes of every segment of the warp at once: xor steps wmax/2 … 1 (wmax, the widest
+// segment of the round, is the same on every lane), a lane taking its partner's value only at steps
+// below its own w, where the partner is in its own segment (aligned, power-of-two segments). So a
+// segment's tree is steps w/2 … 1 whatever its neighbours, and all its lanes end with the same bits
+// (IEEE addition, min and max are commutative).
+template <class T, class Op>
+__device__ __forceinline__ T seg_reduce(T v, int w, int wmax, Op op) {
+  for (int off = wmax >> 1; off > 0; off >>= 1) {
+    const T o = __shfl_xor_sync(kFull, v, off);
+    if (off < w) v = op(v, o);
+  }
+  return v;
+}
+
+__device__ __forceinline__ bool warp_any(bool p) {
+#ifdef GK_CUDA_EMU
+  int v = p ? 1 : 0;  // the emulator has shuffles, not votes
+  for (int off = 16; off > 0; off >>= 1) v |= __shfl_xor_sync(kFull, v, off);
+  return v != 0;
+#else
+  return __any_sync(kFull, p);
+#endif
+}
+
+// A lane's members in index order: held in registers (groups of ≤ kSmallMax) or re-read (larger ones).
+template <bool kBig>
+struct Members;
+template <>
+struct Members<false> {
+  float v[kPerLane];
+  __device__ void load(const float* r, const Seg& s) {
+#pragma unroll
+    for (int k = 0; k < kPerLane; ++k) {
+      const int m = s.j + k * s.w;
+      v[k] = m < s.n ? r[s.lo + m] : 0.f;
+    }
+  }
+  __device__ float first(const float*, const Seg&) const { return v[0]; }
+  template <class F>
+  __device__ void each(const float*, const Seg& s, F&& f) const {
+#pragma unroll
+    for (int k = 0; k < kPerLane; ++k) {
+      const int m = s.j + k * s.w;
+      if (m < s.n) f(s.lo + m, v[k]);
+    }
+  }
+};
+template <>
+struct Members<true> {
+  __device__ void load(const float*, const Seg&) {}
+  __device__ float first(const float* r, const Seg& s) const { return s.j == 0 && s.n > 0 ? r[s.lo] : 0.f; }
+  template <class F>
+  __device__ void each(const float* r, const Seg& s, F&& f) const {
+    for (int i = s.lo + s.j; i < s.lo + s.n; i += 32) f(i, r[i]);
+  }
+};
+
+// One round of a warp: every lane's group (or none), all lanes in every shuffle. wmax is warp-uniform.
+template <bool kBig>
+__device__ __forceinline__ void group_round(const GroupArgs& a, const Seg& sg, int wmax) {
   const int lane = threadIdx.x & 31;
-  const int g = blockIdx.x * (kGroupThreads / 32) + (threadIdx.x >> 5);
-  if (g >= a.G) return;  // whole warp leaves together
-  const int lo = a.go[g], hi = a.go[g + 1], n = hi - lo;
   const auto est = static_cast<Estimator>(a.estimator);
   const bool divides = est == Estimator::Grpo || est == Estimator::GrpoPassk;
   const bool batch_scale = a.scale == int(ScaleKind::Batch);
   const float batch_std = (divides && batch_scale) ? a.batch->std : NAN;
+  const int n = sg.n;
+  Members<kBig> mem;
+  mem.load(a.r, sg);
+  // Pivot p = r_lo (0 if ±Inf/NaN), from the segment's first lane: every sum below is of deviations
+  // r − p, exact for rewards clustered around an offset, where an f32 Σr/n would round away the spread.
+  const float r_lo = __shfl_sync(kFull, mem.first(a.r, sg), lane - sg.j);
+  float p = isfinite(r_lo) ? r_lo : 0.f;
+  // Pass 1: Σ (r − p), min, max.
+  float sum = 0.f, mn = INFINITY, mx = -INFINITY;
+  mem.each(a.r, sg, [&](int, float x) {
+    sum += x - p;
+    mn = fminf(mn, x);
+    mx = fmaxf(mx, x);
+  });
+  for (int off = wmax >> 1; off > 0; off >>= 1) {  // seg_reduce of all three, their shuffles in flight together
+    const float os = __shfl_xor_sync(kFull, sum, off);
+    const float on = __shfl_xor_sync(kFull, mn, off);
+    const float ox = __shfl_xor_sync(kFull, mx, off);
+    if (off < sg.w) {
+      sum += os;
+      mn = fminf(mn, on);
+      mx = fmaxf(mx, ox);
+    }
+  }
+  // Finite members whose r − p overflowed (some |r| near FLT_MAX with the other sign from r_lo): sum
+  // from 0 instead, the unshifted formulas, so such groups keep their finite results (the f64
+  // reference's). Never taken otherwise: NaN members make the sum NaN, ±Inf members make mn/mx
+  // infinite. A vote keeps the shuffles warp-wide; only the groups that overflowed take the raw sum.
+  const bool overflow = isinf(sum) && isfinite(mn) && isfinite(mx);
+  if (warp_any(overflow)) {
+    float raw = 0.f;
+    mem.each(a.r, sg, [&](int, float x) { raw += x; });
+    raw = seg_reduce(raw, sg.w, wmax, AddF());
+    if (overflow) {
+      p = 0.f;
+      sum = raw;
+    }
+  }
+  float d = sum / static_cast<float>(n);  // μ − p
+  // Pass 2: Σ ((r − p) − d)² = Σ (r − μ)².
+  float m2 = 0.f;
+  mem.each(a.r, sg, [&](int, float x) {
+    const float c = (x - p) - d;
+    m2 = fmaf(c, c, m2);
+  });
+  m2 = seg_reduce(m2, sg.w, wmax, AddF());
+  // The estimators' own reductions, for every segment (the estimator is the same on every lane).
+  float wsum = 0.f;  // opo: Σ L (r − p)
+  int lsum = 0;      //      Σ L
+  float best = r_lo, second = -INFINITY;  // grpo_passk: the first maximum and the runner-up
+  int best_i = sg.lo, has_nan = 0;
+  if (est == Estimator::Opo) {
+    mem.each(a.r, sg, [&](int i, float x) {
+      const int L = a.ro[i + 1] - a.ro[i];
+      wsum = fmaf(static_cast<float>(L), x - p, wsum);
+      lsum += L;
+    });
+    for (int off = wmax >> 1; off > 0; off >>= 1) {  // seg_reduce of both
+      const float ow = __shfl_xor_sync(kFull, wsum, off);
+      const int ol = __shfl_xor_sync(kFull, lsum, off);
+      if (off < sg.w) {
+        wsum += ow;
+        lsum += ol;
+      }
+    }
+  } else if (est == Estimator::GrpoPassk) {
+    // First maximum (lowest index wins ties; NaN never compares greater), then the runner-up. Both
+    // are order-free (a total order on (value, index)), so any tree gives the same member.
+    mem.each(a.r, sg, [&](int i, float x) {
+      if (isnan(x))
+        has_nan = 1;
+      else if (x > best || (x == best && i < best_i))
+        best = x, best_i = i;
+    });
+    for (int off = wmax >> 1; off > 0; off >>= 1) {
+      const float ov = __shfl_xor_sync(kFull, best, off);
+      const int oi = __shfl_xor_sync(kFull, best_i, off);
+      if (off < sg.w && (ov > best || (ov == best && oi < best_i))) best = ov, best_i = oi;
+    }
+    has_nan = seg_reduce(has_nan, sg.w, wmax, OrI());
+    mem.each(a.r, sg, [&](int i, float x) {
+      if (i != best_i && x > second) second = x;
+    });
+    second = seg_reduce(second, sg.w, wmax, MaxF());
+  }
+  // No shuffles below: lanes may leave.
+  if (sg.g < 0) return;
+  const int g = sg.g;
+  const bool lead = sg.j == 0;
   auto finish = [&](float mu, float s, int deg) {
-    if (lane == 0) {
+    if (lead) {
       a.mean[g] = mu;
       a.std[g] = (divides && batch_scale) ? batch_std : s;
       a.deg[g] = static_cast<uint8_t>(deg);
     }
   };
   if (n == 0) {
-    if (lane == 0) {
+    if (lead) {
       a.mean[g] = 0.f;
       a.std[g] = 0.f;
       a.deg[g] = 1;
     }
     return;
   }
-  // Pivot p = r_lo (0 if ±Inf/NaN): every sum below is of deviations r − p, exact for rewards clustered
-  // around an offset, where an f32 Σr/n would round away the spread (1e6 + noise: spacing 0.0625).
-  const float r0 = a.r[lo];
-  float p = isfinite(r0) ? r0 : 0.f;
-  // Pass 1: Σ (r − p), min, max.
-  float sum = 0.f, mn = INFINITY, mx = -INFINITY;
-  for (int i = lo + lane; i < hi; i += 32) {
-    const float x = a.r[i];
-    sum += x - p;
-    mn = fminf(mn, x);
-    mx = fmaxf(mx, x);
-  }
-  sum = warp_sum(sum);
-  mn = warp_min(mn);
-  mx = warp_max(mx);
-  if (isinf(sum) && isfinite(mn) && isfinite(mx)) {
-    // Finite members whose r − p overflowed (some |r| near FLT_MAX with the other sign from r_lo): sum
-    // from 0 instead, the unshifted formulas, so such groups keep their finite results (the f64
-    // reference's). Never taken otherwise: NaN members make the sum NaN, ±Inf members make mn/mx infinite.
-    p = 0.f;
-    sum = 0.f;
-    for (int i = lo + lane; i < hi; i += 32) sum += a.r[i];
-    sum = warp_sum(sum);
-  }
-  float d = sum / static_cast<float>(n);  // μ − p
-  // Pass 2: Σ ((r − p) − d)² = Σ (r − μ)².
-  float m2 = 0.f;
-  for (int i = lo + lane; i < hi; i += 32) {
-    const float c = (a.r[i] - p) - d;
-    m2 = fmaf(c, c, m2);
-  }
-  m2 = warp_sum(m2);
   const bool sample = a.sample != 0;
   float s = sqrtf(sample ? m2 / static_cast<float>(n - 1) : m2 / static_cast<float>(n));
   const bool single = n == 1;
@@ -334,9 +485,10 @@ __global__ void __launch_bounds__(kGroupThreads) group_advantages_kernel(GroupAr
   if (zero_var) mu = mn + 0.f;
   int deg = (single || zero_var) ? 1 : 0;
   const auto pol = static_cast<Singleton>(a.singleton);
+  float* out = a.values;
 
   if (zero_var || (single && pol == Singleton::Zero)) {
-    for (int i = lo + lane; i < hi; i += 32) a.values[i] = 0.f;
+    mem.each(a.r, sg, [&](int i, float) { out[i] = 0.f; });
     finish(mu, 0.f, 1);
     return;
   }
@@ -352,79 +504,102 @@ __global__ void __launch_bounds__(kGroupThreads) group_advantages_kernel(GroupAr
 
   switch (est) {
     case Estimator::Grpo:
-      for (int i = lo + lane; i < hi; i += 32) {
-        const float c = (a.r[i] - p) - d;
-        a.values[i] = none ? c : c / (divisor + a.eps);
-      }
+      mem.each(a.r, sg, [&](int i, float x) {
+        const float c = (x - p) - d;
+        out[i] = none ? c : c / (divisor + a.eps);
+      });
       break;
     case Estimator::DrGrpo:
     case Estimator::ReinforcePpBaseline:
-      for (int i = lo + lane; i < hi; i += 32) a.values[i] = (a.r[i] - p) - d;
+      mem.each(a.r, sg, [&](int i, float x) { out[i] = (x - p) - d; });
       break;
     case Estimator::Rloo: {
       if (mean0) {
-        if (lane == 0) a.values[lo] = a.r[lo];
+        mem.each(a.r, sg, [&](int i, float x) { out[i] = x; });  // the singleton's own reward
       } else {
         const float k = static_cast<float>(n) / static_cast<float>(n - 1);
-        for (int i = lo + lane; i < hi; i += 32) a.values[i] = k * ((a.r[i] - p) - d);
+        mem.each(a.r, sg, [&](int i, float x) { out[i] = k * ((x - p) - d); });
       }
       break;
     }
     case Estimator::Gpg: {
       const float alpha = a.batch->alpha;
-      for (int i = lo + lane; i < hi; i += 32) a.values[i] = alpha * ((a.r[i] - p) - d);
+      mem.each(a.r, sg, [&](int i, float x) { out[i] = alpha * ((x - p) - d); });
       break;
     }
     case Estimator::Opo: {
       // Baseline b = Σ L r / Σ L, from the same pivot: b − p = Σ L (r − p) / Σ L (0/0 = NaN for Σ L = 0).
       if (!mean0) {
-        float wsum = 0.f;
-        int lsum = 0;
-        for (int i = lo + lane; i < hi; i += 32) {
-          const int L = a.ro[i + 1] - a.ro[i];
-          wsum = fmaf(static_cast<float>(L), a.r[i] - p, wsum);
-          lsum += L;
-        }
-        wsum = warp_sum(wsum);
-#pragma unroll
-        for (int off = 16; off > 0; off >>= 1) lsum += __shfl_xor_sync(kFull, lsum, off);
         d = wsum / static_cast<float>(lsum);
         mu = p + d;
         if (lsum == 0) deg = 1;
       }
-      for (int i = lo + lane; i < hi; i += 32) a.values[i] = (a.r[i] - p) - d;
+      mem.each(a.r, sg, [&](int i, float x) { out[i] = (x - p) - d; });
       break;
     }
     case Estimator::GrpoPassk: {
-      // First maximum (lowest index wins ties; NaN never compares greater), then the runner-up.
-      float bv = a.r[lo];
-      int bi = lo;
-      int has_nan = 0;
-      for (int i = lo + lane; i < hi; i += 32) {
-        const float x = a.r[i];
-        if (isnan(x))
-          has_nan = 1;
-        else if (x > bv || (x == bv && i < bi))
-          bv = x, bi = i;
-      }
-#pragma unroll
-      for (int off = 16; off > 0; off >>= 1) {
-        const float ov = __shfl_xor_sync(kFull, bv, off);
-        const int oi = __shfl_xor_sync(kFull, bi, off);
-        if (ov > bv || (ov == bv && oi < bi)) bv = ov, bi = oi;
-      }
-      has_nan = warp_or(has_nan);
-      float second = -INFINITY;
-      for (int i = lo + lane; i < hi; i += 32)
-        if (i != bi && a.r[i] > second) second = a.r[i];
-      second = warp_max(second);
-      const float gap = a.r[bi] - second;
+      const float gap = best - second;  // best is r[best_i]'s bits
       const float value = none ? gap : gap / (divisor + a.eps);
-      for (int i = lo + lane; i < hi; i += 32) a.values[i] = has_nan ? NAN : (i == bi ? value : 0.f);
+      mem.each(a.r, sg, [&](int i, float) { out[i] = has_nan ? NAN : (i == best_i ? value : 0.f); });
       break;
     }
   }
   finish(mu, s, deg);
+}
+
+// Groups of more than 128 members: a call, so that the strided path's registers do not add to those of
+// the small groups' path around it (which then needs no spills at 64 registers).
+#ifdef GK_CUDA_EMU
+#define GK_NOINLINE  // plain C++ there; inlining changes nothing the emulator shows
+#else
+#define GK_NOINLINE __noinline__
+#endif
+__device__ GK_NOINLINE void group_round_big(const GroupArgs& a, const Seg& sg) { group_round<true>(a, sg, 32); }
+
+// Uniform groups (group_size n > 0): 32/w consecutive groups per warp, one round, offsets g·n computed
+// here. Ragged groups: `window` consecutive groups per warp (their offsets read once, by lanes
+// 0..window), packed in order into rounds of 32 lanes, each group at the next lane aligned to its w; a
+// group that does not fit starts the next round. The packing decides only where a group runs, never
+// how it is reduced.
+__global__ void __launch_bounds__(kGroupThreads) group_advantages_kernel(GroupArgs a) {
+  const int lane = threadIdx.x & 31;
+  const int64_t warp = blockIdx.x * int64_t(kGroupThreads / 32) + (threadIdx.x >> 5);
+  if (a.group_size > 0) {
+    const int n = a.group_size, w = group_lanes(n);
+    const int64_t g = warp * (32 / w) + lane / w;
+    if (warp * (32 / w) >= a.G) return;  // the whole warp leaves together
+    const Seg sg = g < a.G ? Seg{int(g), int(g) * n, n, w, lane & (w - 1)} : idle_seg();
+    if (n > kSmallMax)
+      group_round_big(a, sg);
+    else
+      group_round<false>(a, sg, w);
+    return;
+  }
+  const int64_t g0 = warp * a.window;
+  if (g0 >= a.G) return;  // the whole warp leaves together
+  const int ng = static_cast<int>(a.G - g0 < a.window ? a.G - g0 : a.window);
+  const int off = lane <= ng ? a.go[g0 + lane] : 0;
+  int i = 0;
+  while (i < ng) {  // one round per iteration; every lane computes the same packing
+    Seg sg = idle_seg();
+    int pos = 0, wmax = 1;
+    bool big = false;
+    while (i < ng) {
+      const int lo = __shfl_sync(kFull, off, i), hi = __shfl_sync(kFull, off, i + 1);
+      const int n = hi - lo, w = group_lanes(n);
+      const int start = (pos + w - 1) & -w;
+      if (start + w > 32) break;  // never for the round's first group (w ≤ 32)
+      if (lane >= start && lane < start + w) sg = Seg{int(g0) + i, lo, n, w, lane - start};
+      pos = start + w;
+      wmax = w > wmax ? w : wmax;
+      big = big || n > kSmallMax;  // such a group has w = 32: alone in its round
+      ++i;
+    }
+    if (big)
+      group_round_big(a, sg);
+    else
+      group_round<false>(a, sg, wmax);
+  }
 }
 
 // --------------------------------------------------------------------------------------- expand
@@ -459,21 +634,44 @@ Status launch_expand_raw(const float* v, const int* ro, int R, const Stats* st, 
   return Status::Ok();
 }
 
+// n when offsets = [0, n, 2n, …] with n ≥ 1 and at least one group, else 0 (ragged). Stops at the first
+// unequal pair, so ragged offsets cost a few compares; uniform ones a pass that saves their upload.
+int uniform_group_size(const std::vector<int32_t>& go) {
+  if (go.size() < 2 || go[0] != 0) return 0;
+  const int32_t n = go[1];
+  if (n < 1) return 0;
+  for (size_t g = 2; g < go.size(); ++g)
+    if (go[g] - go[g - 1] != n) return 0;
+  return n;
+}
+
 }  // namespace
 
 Status launch_advantages(const AdvantagesParams& p, const LaunchEnv& env, Scratch& scratch) {
-  GK_REQUIRE(!p.group_offsets.empty(), "advantages: groupOffsets needs G+1 ≥ 1 entries");
-  const int G = static_cast<int>(p.group_offsets.size() - 1);
-  const int R = p.group_offsets.back();
+  int G = 0, R = 0, uniform = 0;
+  if (p.group_size > 0) {
+    GK_REQUIRE(p.group_offsets.empty(), "advantages: groupSize and groupOffsets are exclusive");
+    GK_REQUIRE(p.num_groups >= 0 && p.num_groups * int64_t(p.group_size) <= INT32_MAX,
+               "advantages: numGroups · groupSize must be in [0, 2^31)");
+    G = static_cast<int>(p.num_groups);
+    R = G * p.group_size;
+    uniform = p.group_size;
+  } else {
+    GK_REQUIRE(!p.group_offsets.empty(), "advantages: groupOffsets needs G+1 ≥ 1 entries (or a groupSize)");
+    G = static_cast<int>(p.group_offsets.size() - 1);
+    R = p.group_offsets.back();
+    uniform = uniform_group_size(p.group_offsets);
+  }
   const bool per_token = p.estimator == Estimator::ReinforcePpBaseline;
   const bool needs_lengths = per_token || p.estimator == Estimator::Opo;
   GK_REQUIRE(!needs_lengths || int64_t(p.response_offsets.size()) == int64_t(R) + 1,
              "advantages: responseOffsets [R+1] required by opo and reinforce_pp_baseline");
   GK_REQUIRE(p.rewards || R == 0, "advantages: null rewards");
   if (G == 0) return Status::Ok();
+  // Uniform groups upload nothing (offsets g·n in the kernel); ragged ones their G+1 offsets.
   int* go = nullptr;
   int* ro = nullptr;
-  GK_TRY(scratch.upload(&go, p.group_offsets));
+  if (uniform == 0) GK_TRY(scratch.upload(&go, p.group_offsets));
   if (needs_lengths) GK_TRY(scratch.upload(&ro, p.response_offsets));
 
   const bool divides = p.estimator == Estimator::Grpo || p.estimator == Estimator::GrpoPassk;
@@ -484,9 +682,14 @@ Status launch_advantages(const AdvantagesParams& p, const LaunchEnv& env, Scratc
 
   float* values = p.advantages;
   if (per_token) GK_TRY(scratch.alloc(&values, size_t(R)));
-  GroupArgs a{p.rewards, go, ro, G, int(p.estimator), p.std_kind == StdKind::Sample ? 1 : 0, p.eps, int(p.scale),
-              int(p.singleton), batch, values, p.mean, p.std, p.degenerate};
-  group_advantages_kernel<<<unsigned(ceil_div(G, kGroupThreads / 32)), kGroupThreads, 0, env.stream>>>(a);
+  // Ragged: about one round of 32 lanes per warp for groups of the mean size (a speed choice only).
+  const int mean_lanes = group_lanes(static_cast<int>(ceil_div(R, G)));
+  const int window = std::min(kMaxWindow, std::max(1, 32 / mean_lanes));
+  GroupArgs a{p.rewards, go, ro, G, uniform, window, int(p.estimator), p.std_kind == StdKind::Sample ? 1 : 0,
+              p.eps, int(p.scale), int(p.singleton), batch, values, p.mean, p.std, p.degenerate};
+  const int64_t groups_per_warp = uniform > 0 ? 32 / group_lanes(uniform) : window;
+  const int64_t blocks = ceil_div(ceil_div(G, groups_per_warp), kGroupThreads / 32);
+  group_advantages_kernel<<<unsigned(blocks), kGroupThreads, 0, env.stream>>>(a);
   GK_CHECK_LAUNCH("group_advantages_kernel");
 
   if (per_token) {

@@ -23,7 +23,12 @@ inline const std::vector<std::string> kSingletonNames = {"zero", "mean0", "nan"}
 
 struct AdvantagesParams {
   const float* rewards = nullptr;  // [R]
-  std::vector<int32_t> group_offsets;     // host [G+1]
+  // Groups: either group_size > 0 (num_groups groups of group_size members: nothing to upload, the
+  // kernel computes the offsets) or group_offsets (host [G+1], uploaded; uniform offsets are detected
+  // and take the group_size path).
+  int group_size = 0;
+  int64_t num_groups = 0;
+  std::vector<int32_t> group_offsets;     // host [G+1] when group_size is 0
   std::vector<int32_t> response_offsets;  // host [R+1]; required by opo and reinforce_pp_baseline
   Estimator estimator = Estimator::Grpo;
   StdKind std_kind = StdKind::Sample;

@@ -1,6 +1,9 @@
-// Small kernels every family uses: the test poison fill (src/debug.ts) and the error-flag reset.
+// Small kernels every family uses: the test poison fill (src/debug.ts) and the error-flag reset; and
+// HostStaging, the pinned buffer of host-to-device uploads (common.cuh).
 // Bytes: poison writes n·sizeof(dtype); reset writes 16. No FLOPs.
+#include <algorithm>
 #include <climits>
+#include <cstring>
 
 #include "common.cuh"
 
@@ -47,6 +50,42 @@ Status launch_poison(void* p, int64_t n, DType dtype, float value, const LaunchE
       return Status::Ok();
   }
   GK_CHECK_LAUNCH("fill_kernel (poison)");
+  return Status::Ok();
+}
+
+HostStaging::~HostStaging() {
+  if (pending_) cudaEventSynchronize(done_);  // no copy may read freed memory
+  if (done_) cudaEventDestroy(done_);
+  if (buf_) cudaFreeHost(buf_);
+}
+
+Status HostStaging::upload(void* dst, const void* src, size_t bytes, cudaStream_t stream) {
+  if (bytes == 0) return Status::Ok();
+  if (bytes > kMaxBytes) {  // not worth pinning that much for good: the pageable path
+    GK_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream));
+    return Status::Ok();
+  }
+  size_t at = (used_ + 15) & ~size_t(15);
+  if (at + bytes > cap_) {
+    // Wrap: every earlier copy from the buffer must have finished (usually long since).
+    if (pending_) GK_CHECK(cudaEventSynchronize(done_));
+    pending_ = false;
+    at = 0;
+    if (bytes > cap_) {
+      if (buf_) GK_CHECK(cudaFreeHost(buf_));
+      buf_ = nullptr;
+      const size_t cap = std::min(kMaxBytes, std::max(bytes, std::max(cap_ * 2, size_t(1) << 20)));
+      cap_ = 0;
+      GK_CHECK(cudaMallocHost(reinterpret_cast<void**>(&buf_), cap));
+      cap_ = cap;
+    }
+  }
+  if (done_ == nullptr) GK_CHECK(cudaEventCreateWithFlags(&done_, cudaEventDisableTiming));
+  std::memcpy(buf_ + at, src, bytes);
+  used_ = at + bytes;
+  GK_CHECK(cudaMemcpyAsync(dst, buf_ + at, bytes, cudaMemcpyHostToDevice, stream));
+  GK_CHECK(cudaEventRecord(done_, stream));
+  pending_ = true;
   return Status::Ok();
 }
 

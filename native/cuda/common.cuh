@@ -128,11 +128,39 @@ struct ErrorFlags {
 };
 enum FlagBits : int { kFlagAllNegInf = 1, kFlagTargetRange = 2 };
 
+// Pinned host memory through which small host arrays (offsets) reach the device: one buffer per
+// stream, reused. A pageable cudaMemcpyAsync is synchronous for the host: the driver copies the data
+// in chunks through its own pinned bounce buffer and returns when the last chunk is staged (so the
+// GPU idles while the host copies, and the copy runs at pageable speed). From pinned memory the copy
+// is a DMA at the link's full rate and the call returns at once. Regions are handed out in order;
+// before one is reused (when the buffer wraps or grows), the host waits on an event recorded after
+// the last copy that read it, so the caller may drop its array as soon as upload() returns, as with a
+// pageable copy. The buffer grows to the largest upload (from 1 MiB, doubling) up to 64 MiB; larger
+// uploads take the pageable path. Not thread safe: one owner (a device's job thread, the harness).
+class HostStaging {
+ public:
+  static constexpr size_t kMaxBytes = size_t(64) << 20;
+  HostStaging() = default;
+  HostStaging(const HostStaging&) = delete;
+  HostStaging& operator=(const HostStaging&) = delete;
+  ~HostStaging();
+  // Copies `bytes` from src into the buffer and enqueues its copy to dst on `stream`.
+  Status upload(void* dst, const void* src, size_t bytes, cudaStream_t stream);
+
+ private:
+  uint8_t* buf_ = nullptr;
+  size_t cap_ = 0;
+  size_t used_ = 0;             // [0, used_) may still be read by enqueued copies
+  cudaEvent_t done_ = nullptr;  // recorded after the latest copy
+  bool pending_ = false;
+};
+
 // Stream-ordered temporaries of one job: cudaMallocAsync on the job's stream, cudaFreeAsync (still
-// stream-ordered, so after the kernels that use them) when the Scratch goes out of scope.
+// stream-ordered, so after the kernels that use them) when the Scratch goes out of scope. With a
+// HostStaging, upload() copies from pinned memory; without one, from the caller's pageable array.
 class Scratch {
  public:
-  explicit Scratch(cudaStream_t s) : stream_(s) {}
+  explicit Scratch(cudaStream_t s, HostStaging* staging = nullptr) : stream_(s), staging_(staging) {}
   Scratch(const Scratch&) = delete;
   Scratch& operator=(const Scratch&) = delete;
   ~Scratch() {
@@ -148,19 +176,23 @@ class Scratch {
     *p = static_cast<T*>(raw);
     return Status::Ok();
   }
-  // alloc + copy from host (pageable: the copy is staged before cudaMemcpyAsync returns, so the host
-  // array may die afterwards; this runs on the job thread, never on the Node event loop).
+  // alloc + copy from host. The host array may die when this returns: it was copied into the pinned
+  // staging buffer, or (no staging) staged by the pageable cudaMemcpyAsync before it returned. This
+  // runs on the job thread, never on the Node event loop.
   template <class T>
   Status upload(T** p, const std::vector<T>& host) {
     GK_TRY(alloc(p, host.size()));
-    if (!host.empty())
-      GK_CHECK(cudaMemcpyAsync(*p, host.data(), host.size() * sizeof(T), cudaMemcpyHostToDevice, stream_));
+    if (host.empty()) return Status::Ok();
+    const size_t bytes = host.size() * sizeof(T);
+    if (staging_) return staging_->upload(*p, host.data(), bytes, stream_);
+    GK_CHECK(cudaMemcpyAsync(*p, host.data(), bytes, cudaMemcpyHostToDevice, stream_));
     return Status::Ok();
   }
   cudaStream_t stream() const { return stream_; }
 
  private:
   cudaStream_t stream_;
+  HostStaging* staging_;
   std::vector<void*> ptrs_;
 };
 

@@ -838,6 +838,7 @@ cudaError_t cudaEventCreate(cudaEvent_t* e) {
   *e = new CUevent_st{0};
   return cudaSuccess;
 }
+cudaError_t cudaEventCreateWithFlags(cudaEvent_t* e, unsigned) { return cudaEventCreate(e); }
 cudaError_t cudaEventDestroy(cudaEvent_t e) {
   delete e;
   return cudaSuccess;

@@ -7,6 +7,7 @@
  * context (as it does a real one) until the test resets it.
  */
 import { afterEach, describe, expect, it } from 'vitest';
+import type { NativeDevice } from '../../src/backends/cuda/native.js';
 import { type Context, createContext } from '../../src/index.js';
 import { makeThrCase, randomGroups, runThr } from '../fixtures/thr.js';
 import { randomInts, randomNormal } from '../util/rng.js';
@@ -100,6 +101,73 @@ describe.skipIf(gpu.ctx === undefined)('cuda: injected CUDA failures (emulator)'
     const r = await runThr(cuda, c);
     expect(r.thr.every(Number.isFinite)).toBe(true);
     await logprobsOk(cuda);
+  });
+
+  // What an advantages call puts on the stream (issue 10, "advantages"): uniform groups upload nothing
+  // (their offsets are g·n in the kernel) and, since no advantages kernel raises flags, no flag reset
+  // kernel runs before them and no flag read-back follows. A fault armed on the next cudaMemcpyAsync or
+  // the next launch shows which call comes first.
+  it('uniform advantages make no host-to-device or flag copy; ragged ones upload their offsets', async () => {
+    const rewards = cuda.tensor(Float32Array.from(randomNormal(43, 64 * 8)), [64 * 8], 'f32');
+    const uniformOffsets = Int32Array.from({ length: 65 }, (_, g) => 8 * g);
+    const cpu = await createContext({ backend: 'cpu' });
+    try {
+      const host = await rewards.read();
+      const want = await (await cpu.advantages(host, { groupSize: 8 })).advantages.read();
+      await cuda.synchronize();
+      for (const [k, layout] of [{ groupSize: 8 }, { groupOffsets: uniformOffsets }].entries()) {
+        inject(`cudaMemcpyAsync:cudaErrorInvalidValue#uniform${k}`);
+        const a = await cuda.advantages(rewards, layout); // would reject if it copied anything
+        delete process.env.GK_EMU_FAULT;
+        const got = await a.advantages.read();
+        for (let i = 0; i < want.length; i++) expect(Math.abs(got[i] - want[i])).toBeLessThan(1e-5);
+      }
+      // The raw device with uniform offsets: the launcher itself sees they are uniform.
+      const dev = (rewards.storage as unknown as { device: NativeDevice }).device;
+      const out = [dev.alloc(64 * 8 * 4), dev.alloc(64 * 4), dev.alloc(64 * 4), dev.alloc(64)];
+      try {
+        inject('cudaMemcpyAsync:cudaErrorInvalidValue#raw');
+        await dev.advantages({
+          rewards: (rewards.storage as unknown as { ptr: bigint }).ptr,
+          groupOffsets: uniformOffsets,
+          estimator: 'grpo',
+          std: 'sample',
+          eps: 1e-6,
+          scale: 'group',
+          singleton: 'zero',
+          whitenMaskEps: 0,
+          whitenVariance: 'sample',
+          whitenVarianceEps: 'add',
+          outAdvantages: out[0],
+          advantagesSize: 64 * 8,
+          outMean: out[1],
+          outStd: out[2],
+          outDegenerate: out[3],
+        });
+        delete process.env.GK_EMU_FAULT;
+      } finally {
+        for (const p of out) dev.free(p);
+      }
+      // Ragged groups upload their offsets: the armed fault fires there.
+      const ragged = Int32Array.from({ length: 65 }, (_, g) => (g === 64 ? 512 : 8 * g + (g % 2)));
+      inject('cudaMemcpyAsync:cudaErrorInvalidValue#ragged');
+      const e = await rejection(cuda.advantages(rewards, { groupOffsets: ragged }));
+      expect(e.message).toMatch(/cudaMemcpyAsync/);
+      delete process.env.GK_EMU_FAULT;
+      // The first launch of an advantages call is its own kernel; of a logprobs call (which raises
+      // flags), the flag reset.
+      inject('launch:cudaErrorInvalidValue#adv');
+      const la = await rejection(cuda.advantages(rewards, { groupSize: 8 }));
+      expect(la.message).toMatch(/launch of group_advantages_kernel/);
+      inject('launch:cudaErrorInvalidValue#logprobs');
+      const ll = await rejection(cuda.logprobs(cuda.tensor(logitsHost, [N, V], 'f32'), targets));
+      expect(ll.message).toMatch(/launch of reset_flags_kernel/);
+      delete process.env.GK_EMU_FAULT;
+      await logprobsOk(cuda);
+    } finally {
+      cpu.dispose();
+      rewards.dispose();
+    }
   });
 
   // Last: it poisons the emulated context, as an illegal address does a real one.

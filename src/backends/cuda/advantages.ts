@@ -1,21 +1,24 @@
 /** The advantages family on CUDA: argument plumbing to native/cuda/advantages.cu. */
 import type { Tensor } from '../../tensor.js';
-import {
-  type AdvantagesArgs,
-  type AdvantagesResult,
-  ESTIMATORS,
-  type ExpandToTokensArgs,
-  SCALE_KINDS,
-  SINGLETON_POLICIES,
-  type WhitenArgs,
-} from '../backend.js';
+import type { AdvantagesArgs, AdvantagesResult, ExpandToTokensArgs, WhitenArgs } from '../backend.js';
 import { type CudaMemory, optPtr, ptrOf, runWithOutputs, withPoison } from './storage.js';
 
-// The enums of native/cuda/advantages.cuh (gk::Estimator, gk::ScaleKind, gk::Singleton) follow the
-// order of the shared lists in backend.ts: an op passes the index of its value in the list.
+/**
+ * n when every group has n ≥ 1 members (offsets 0, n, 2n, …), else 0. Such groups go to the addon as
+ * `groupSize` + `numGroups`: nothing to convert or upload, the kernel computes the offsets. Stops at the
+ * first unequal pair.
+ */
+export function uniformGroupSize(groupOffsets: Int32Array): number {
+  if (groupOffsets.length < 2 || groupOffsets[0] !== 0) return 0;
+  const n = groupOffsets[1];
+  if (n < 1) return 0;
+  for (let g = 2; g < groupOffsets.length; g++) if (groupOffsets[g] - groupOffsets[g - 1] !== n) return 0;
+  return n;
+}
 
 export function cudaAdvantages(mem: CudaMemory, a: AdvantagesArgs): Promise<AdvantagesResult> {
   const G = a.numGroups;
+  const groupSize = uniformGroupSize(a.groupOffsets);
   const perToken = a.estimator === 'reinforce_pp_baseline';
   const n = perToken ? a.numTokens : a.numResponses;
   const advantages = mem.empty('f32', [n]);
@@ -28,16 +31,16 @@ export function cudaAdvantages(mem: CudaMemory, a: AdvantagesArgs): Promise<Adva
       mem.device.advantages(
         withPoison({
           rewards: ptrOf(a.rewards),
-          groupOffsets: a.groupOffsets,
+          ...(groupSize > 0 ? { groupSize, numGroups: G } : { groupOffsets: a.groupOffsets }),
           responseOffsets: a.responseOffsets,
-          estimator: ESTIMATORS.indexOf(a.estimator),
-          stdKind: a.std === 'sample' ? 0 : 1,
+          estimator: a.estimator,
+          std: a.std,
           eps: a.eps,
-          scale: SCALE_KINDS.indexOf(a.scale),
-          singleton: SINGLETON_POLICIES.indexOf(a.singleton),
+          scale: a.scale,
+          singleton: a.singleton,
           whitenMaskEps: a.whitenMaskEps,
-          whitenSample: a.whitenVariance === 'sample',
-          whitenClamp: a.whitenVarianceEps === 'clamp',
+          whitenVariance: a.whitenVariance,
+          whitenVarianceEps: a.whitenVarianceEps,
           outAdvantages: ptrOf(advantages),
           advantagesSize: n,
           outMean: ptrOf(mean),

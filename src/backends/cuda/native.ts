@@ -8,6 +8,7 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type ErrorCode, GrpoKernelsError } from '../../errors.js';
+import type { Estimator, ScaleKind, SingletonPolicy, StdKind, WhitenVarianceEps } from '../backend.js';
 
 /**
  * The argument object of each native op: one interface per op, mirroring its params struct in
@@ -111,8 +112,28 @@ export interface NativeThrReweightArgs extends Poisonable, NativeThrLayout {
   eta?: number;
   out: bigint;
 }
-/** Still the untyped bag until the advantages conversion is typed (native/addon.cc Advantages). */
-export type NativeArgs = Record<string, bigint | number | boolean | string | ArrayBufferView | undefined>;
+export interface NativeAdvantagesArgs extends Poisonable {
+  rewards: bigint;
+  /** Uniform groups: their size and count (no offsets to upload); ragged ones: groupOffsets. */
+  groupSize?: number;
+  numGroups?: number;
+  groupOffsets?: Int32Array;
+  /** opo and reinforce_pp_baseline. */
+  responseOffsets?: Int32Array;
+  estimator: Estimator;
+  std: StdKind;
+  eps: number;
+  scale: ScaleKind;
+  singleton: SingletonPolicy;
+  whitenMaskEps: number;
+  whitenVariance: StdKind;
+  whitenVarianceEps: WhitenVarianceEps;
+  outAdvantages: bigint;
+  advantagesSize: number;
+  outMean: bigint;
+  outStd: bigint;
+  outDegenerate: bigint;
+}
 
 /** The C++ enum tables (native/addon.cc enums()): each enum's names in the C++ order. */
 export interface NativeEnums {
@@ -151,7 +172,7 @@ export interface NativeDevice {
   logprobs(args: NativeLogprobsArgs): Promise<void>;
   logprobsBackward(args: NativeLogprobsBackwardArgs): Promise<void>;
   gatherProbs(args: NativeGatherProbsArgs): Promise<void>;
-  advantages(args: NativeArgs): Promise<void>;
+  advantages(args: NativeAdvantagesArgs): Promise<void>;
   expandToTokens(args: NativeExpandToTokensArgs): Promise<void>;
   whiten(args: NativeWhitenArgs): Promise<void>;
   tokenHiddenReward(args: NativeTokenHiddenRewardArgs): Promise<void>;
