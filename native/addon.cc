@@ -1,8 +1,9 @@
 // Node-API glue of the CUDA backend: argument conversion, errors, and the job thread that runs CUDA
-// work off the event loop. No kernels here (native/cuda/*.cu), no math.
+// work off the event loop. No kernels here (native/cuda/*.cu), no math. The native cpu backend's glue
+// is native/addon_cpu.cc (its kernels native/cpu/*.cc), built into every addon, with or without CUDA.
 //
-// Exports: buildInfo() → { cuda, reason, archs, cudaRuntimeVersion }, and (CUDA builds) the class
-// CudaDevice. A CudaDevice owns one non-blocking stream and one job thread. Every op call converts its
+// Exports: buildInfo() → { cuda, reason, archs, cudaRuntimeVersion, cpu }, enums(), cpuInfo() and the
+// class CpuDevice (addon_cpu.cc), and (CUDA builds) the class CudaDevice. A CudaDevice owns one non-blocking stream and one job thread. Every op call converts its
 // arguments on the main thread, queues a job, and returns a promise; the job thread runs jobs in FIFO
 // order (so stream order = JS call order), enqueues the kernels WITHOUT waiting for them, and hands the
 // job back through a thread-safe function that settles the promise on the main thread: the host runs
@@ -17,9 +18,20 @@
 #include <napi.h>
 
 #include <string>
+#include <vector>
+
+#include "enums.h"
 
 #ifndef GRPO_WITH_CUDA
 #define GRPO_WITH_CUDA 0
+#endif
+// The cmake build always compiles the cpu kernels; the CUDA emulator's build (scripts/build-emu.mjs)
+// compiles this file alone with the CUDA sources, without them.
+#ifndef GRPO_WITH_CPU
+#define GRPO_WITH_CPU 0
+#endif
+#if GRPO_WITH_CPU
+#include "addon_cpu.h"
 #endif
 
 #if GRPO_WITH_CUDA
@@ -50,6 +62,34 @@ Napi::Error MakeError(Napi::Env env, const char* code, const std::string& messag
   return e;
 }
 
+// enums() → { estimator: [...], stdKind, scaleKind, singleton, thrPrecision, reweightMode }: the names the
+// ops accept for each enum, in the C++ enums' order (native/enums.h; test/cuda/enums.test.ts compares them
+// with the TypeScript lists and the WGSL constants).
+Napi::Value Enums(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto list = [&](const std::vector<std::string>& names) {
+    Napi::Array a = Napi::Array::New(env, names.size());
+    for (size_t i = 0; i < names.size(); ++i) a.Set(uint32_t(i), names[i]);
+    return a;
+  };
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("estimator", list(gk::kEstimatorNames));
+  o.Set("stdKind", list(gk::kStdKindNames));
+  o.Set("scaleKind", list(gk::kScaleKindNames));
+  o.Set("singleton", list(gk::kSingletonNames));
+  o.Set("thrPrecision", list(gk::kThrPrecisionNames));
+  o.Set("reweightMode", list(gk::kReweightModeNames));
+  return o;
+}
+
+// The exports every build has: enums(), and the native cpu backend (cpuInfo, CpuDevice) when compiled in.
+void AddCommonExports(Napi::Env env, Napi::Object exports) {
+  exports.Set("enums", Napi::Function::New(env, Enums, "enums"));
+#if GRPO_WITH_CPU
+  gk::cpu::AddCpuExports(env, exports);
+#endif
+}
+
 #if !GRPO_WITH_CUDA
 // ------------------------------------------------------------------------------ CPU-only stub build
 #ifndef GRPO_NO_CUDA_REASON
@@ -59,10 +99,12 @@ Napi::Value BuildInfo(const Napi::CallbackInfo& info) {
   Napi::Object o = Napi::Object::New(info.Env());
   o.Set("cuda", false);
   o.Set("reason", GRPO_NO_CUDA_REASON);
+  o.Set("cpu", bool(GRPO_WITH_CPU));
   return o;
 }
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("buildInfo", Napi::Function::New(env, BuildInfo, "buildInfo"));
+  AddCommonExports(env, exports);
   return exports;
 }
 #else
@@ -806,32 +848,13 @@ Napi::Value BuildInfo(const Napi::CallbackInfo& info) {
   int rt = 0;
   cudaRuntimeGetVersion(&rt);  // the statically linked runtime: needs no driver
   o.Set("cudaRuntimeVersion", rt);
-  return o;
-}
-
-// enums() → { estimator: [...], stdKind, scaleKind, singleton, thrPrecision, reweightMode }: the names the
-// ops accept for each enum, in the C++ enums' order (test/cuda/enums.test.ts compares them with the
-// TypeScript lists and the WGSL constants).
-Napi::Value Enums(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  auto list = [&](const std::vector<std::string>& names) {
-    Napi::Array a = Napi::Array::New(env, names.size());
-    for (size_t i = 0; i < names.size(); ++i) a.Set(uint32_t(i), names[i]);
-    return a;
-  };
-  Napi::Object o = Napi::Object::New(env);
-  o.Set("estimator", list(gk::kEstimatorNames));
-  o.Set("stdKind", list(gk::kStdKindNames));
-  o.Set("scaleKind", list(gk::kScaleKindNames));
-  o.Set("singleton", list(gk::kSingletonNames));
-  o.Set("thrPrecision", list(gk::kThrPrecisionNames));
-  o.Set("reweightMode", list(gk::kReweightModeNames));
+  o.Set("cpu", bool(GRPO_WITH_CPU));
   return o;
 }
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("buildInfo", Napi::Function::New(env, BuildInfo, "buildInfo"));
-  exports.Set("enums", Napi::Function::New(env, Enums, "enums"));
+  AddCommonExports(env, exports);
   exports.Set("CudaDevice", CudaDevice::Define(env));
   return exports;
 }

@@ -1,6 +1,7 @@
 // Table-driven conversion of one native op's argument object (Node-API → C++ params), strict both ways:
 // a required key that is missing, a key of the wrong type, and a key the op does not know are each a
-// DTYPE error naming the op and the key. Nothing has a silent default: a misspelt key in the
+// DTYPE error naming the op and the key. Device pointers (cuda) are bigints; host arrays (the native cpu
+// backend) typed arrays of one element type. Nothing has a silent default: a misspelt key in the
 // TypeScript glue (src/backends/cuda/native.ts holds one interface per op, mirroring the params
 // structs) fails loudly instead of giving a plausible wrong number.
 //
@@ -67,11 +68,30 @@ class Args {
     return VecValue<T>(Get(key), key);
   }
 
+  // A host typed array of element type T (float: Float32Array, uint16_t: Uint16Array, int32_t:
+  // Int32Array, uint8_t: Uint8Array, double: Float64Array): its data and element count. The caller keeps
+  // the array alive (the native cpu backend holds a reference to the whole argument object).
+  template <class T>
+  T* Buf(const char* key, size_t* length = nullptr) {
+    return BufValue<T>(Get(key), key, length);
+  }
+  // f32 (Float32Array) or f16/bf16 bits (Uint16Array) as untyped memory.
+  void* FloatBuf(const char* key, size_t* bytes) { return FloatBufValue(Get(key), key, bytes); }
+
   // ----------------------------------------------------------------------------------- optional
   template <class T = void>
   T* OptPtr(const char* key) {
     Napi::Value v = Opt(key);
     return v.IsEmpty() ? nullptr : reinterpret_cast<T*>(static_cast<uintptr_t>(PtrValue(v, key)));
+  }
+  template <class T>
+  T* OptBuf(const char* key, size_t* length = nullptr) {
+    Napi::Value v = Opt(key);
+    if (v.IsEmpty()) {
+      if (length) *length = 0;
+      return nullptr;
+    }
+    return BufValue<T>(v, key, length);
   }
   bool Has(const char* key) { return !Opt(key).IsEmpty(); }
   double OptNum(const char* key, double absent) {
@@ -132,6 +152,40 @@ class Args {
     return static_cast<int64_t>(d);
   }
   template <class T>
+  static napi_typedarray_type ArrayTypeOf();
+  template <class T>
+  T* BufValue(Napi::Value v, const char* key, size_t* length) {
+    const napi_typedarray_type want = ArrayTypeOf<T>();
+    if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != want) throw Wrong(key, ArrayName(want));
+    Napi::TypedArray ta = v.As<Napi::TypedArray>();
+    if (length) *length = ta.ElementLength();
+    return reinterpret_cast<T*>(static_cast<uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset());
+  }
+  void* FloatBufValue(Napi::Value v, const char* key, size_t* bytes) {
+    if (!v.IsTypedArray()) throw Wrong(key, "a Float32Array or Uint16Array");
+    Napi::TypedArray ta = v.As<Napi::TypedArray>();
+    if (ta.TypedArrayType() != napi_float32_array && ta.TypedArrayType() != napi_uint16_array)
+      throw Wrong(key, "a Float32Array or Uint16Array");
+    if (bytes) *bytes = ta.ByteLength();
+    return static_cast<uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset();
+  }
+  static const char* ArrayName(napi_typedarray_type t) {
+    switch (t) {
+      case napi_float32_array:
+        return "a Float32Array";
+      case napi_uint16_array:
+        return "a Uint16Array";
+      case napi_int32_array:
+        return "an Int32Array";
+      case napi_uint8_array:
+        return "a Uint8Array";
+      case napi_float64_array:
+        return "a Float64Array";
+      default:
+        return "a typed array";
+    }
+  }
+  template <class T>
   std::vector<T> VecValue(Napi::Value v, const char* key) {
     if (!v.IsTypedArray()) throw Wrong(key, "a typed array");
     Napi::TypedArray ta = v.As<Napi::TypedArray>();
@@ -159,5 +213,16 @@ class Args {
   Napi::Object o_;
   std::set<std::string> read_;
 };
+
+template <>
+inline napi_typedarray_type Args::ArrayTypeOf<float>() { return napi_float32_array; }
+template <>
+inline napi_typedarray_type Args::ArrayTypeOf<uint16_t>() { return napi_uint16_array; }
+template <>
+inline napi_typedarray_type Args::ArrayTypeOf<int32_t>() { return napi_int32_array; }
+template <>
+inline napi_typedarray_type Args::ArrayTypeOf<uint8_t>() { return napi_uint8_array; }
+template <>
+inline napi_typedarray_type Args::ArrayTypeOf<double>() { return napi_float64_array; }
 
 }  // namespace gkn

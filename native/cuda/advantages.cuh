@@ -2,24 +2,12 @@
 // estimator of ESTIMATORS.md, expandToTokens, and whiten.
 #pragma once
 
+#include "../enums.h"
 #include "common.cuh"
 
 namespace gk {
 
-// Same names and order as src/backends/cuda/advantages.ts.
-// Same order as ESTIMATORS, SCALE_KINDS and SINGLETON_POLICIES in src/backends/backend.ts.
-enum class Estimator : int { Grpo = 0, DrGrpo, Rloo, Opo, GrpoPassk, Gpg, ReinforcePpBaseline };
-enum class StdKind : int { Sample = 0, Population = 1 };
-enum class ScaleKind : int { Group = 0, Batch = 1, None = 2 };
-enum class Singleton : int { Zero = 0, Mean0 = 1, Nan = 2 };
-// The names of each enum's values, in order: the TypeScript lists of src/backends/backend.ts
-// (ESTIMATORS, STD_KINDS, SCALE_KINDS, SINGLETON_POLICIES). native/addon.cc converts strings with them;
-// test/cuda/enums.test.ts checks them against TypeScript's and the WGSL's.
-inline const std::vector<std::string> kEstimatorNames = {"grpo", "dr_grpo", "rloo", "opo",
-                                                         "grpo_passk", "gpg", "reinforce_pp_baseline"};
-inline const std::vector<std::string> kStdKindNames = {"sample", "population"};
-inline const std::vector<std::string> kScaleKindNames = {"group", "batch", "none"};
-inline const std::vector<std::string> kSingletonNames = {"zero", "mean0", "nan"};
+// Estimator, StdKind, ScaleKind, Singleton and their name tables: native/enums.h.
 
 struct AdvantagesParams {
   const float* rewards = nullptr;  // [R]

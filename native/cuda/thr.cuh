@@ -2,6 +2,7 @@
 // restrictedVocab runs on the host (src/backends/cuda/thr.ts): a sort per group of integer ids.
 #pragma once
 
+#include "../enums.h"
 #include "common.cuh"
 
 namespace gk {
@@ -13,12 +14,8 @@ struct ThrLayoutHost {
   std::vector<uint8_t> degenerate;        // [G], THR.md item 6
 };
 
-// Arithmetic of THR's two matrix products (thr.cu, "Numerics"). Same names as the TypeScript
-// ThrPrecision ('f32', 'tf32'); native/addon.cc converts the string.
-enum class ThrPrecision : int { F32 = 0, Tf32 = 1 };
-// The names of ThrPrecision's values, in order: the TypeScript ThrPrecision (native/addon.cc converts
-// the string; test/cuda/enums.test.ts checks the tables against TypeScript's).
-inline const std::vector<std::string> kThrPrecisionNames = {"f32", "tf32"};
+// ThrPrecision ('f32': 3xTF32 / 2xTF32 split products; 'tf32': one pass; thr.cu, "Numerics"),
+// ReweightMode and their name tables: native/enums.h.
 
 struct ThrParams {
   ThrLayoutHost layout;
@@ -38,8 +35,6 @@ struct ThrParams {
 };
 Status launch_token_hidden_reward(const ThrParams& p, const LaunchEnv& env, Scratch& scratch);
 
-enum class ReweightMode : int { Thr = 0, ThrOnly = 1, Nthr = 2 };
-inline const std::vector<std::string> kReweightModeNames = {"thr", "thr-only", "nthr"};  // ReweightMode order
 struct ThrReweightParams {
   ThrLayoutHost layout;
   const float* token_advantages = nullptr;  // [Ttotal]

@@ -1,0 +1,185 @@
+// The native cpu backend's kernels as the glue (native/addon_cpu.cc) sees them: plain parameter structs,
+// the thread pool's one entry point, and a table of kernel functions per instruction set.
+//
+// The SIMD kernels (logprobs.cc, thr.cc) are compiled twice, once per instruction set, each time inside
+// its own namespace: gk::cpu::avx2 (-mavx2 -mfma -mf16c, x86-64 only) and gk::cpu::portable (the
+// compiler's baseline: SSE2 on x86-64, NEON on arm64). dispatch.cc picks one table at run time
+// (__builtin_cpu_supports, or the portable one when asked). Per-file flags carry a trap: an inline
+// function or template instantiated in both translation units (a std:: template, an implicit
+// constructor) is emitted twice and the linker keeps one copy, which may be the AVX2 one even for the
+// portable path. So the kernel files include nothing with inline code of its own but this header (plain
+// aggregates, declarations) and their own ISA-namespaced simd.h, call C functions only (exp, log, malloc),
+// and reach the pool through pool_run (a function pointer and a context, no std::function).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace gk {
+namespace cpu {
+
+// ------------------------------------------------------------------------------------------ pool
+struct Pool;  // pool.cc: a fixed set of worker threads
+// Runs fn(ctx, i, worker) for every i in [0, n), spread over the pool's threads and the calling one
+// (worker ∈ [0, pool_threads)); returns when every call has returned. Items are taken in increasing
+// order from a shared counter, so which thread runs an item varies; kernels make every item's result
+// independent of that (fixed blocks), which is what makes them bitwise identical for any thread count.
+void pool_run(Pool* pool, int64_t n, void (*fn)(void* ctx, int64_t i, int worker), void* ctx);
+int pool_threads(const Pool* pool);
+
+// Same codes as src/dtypes.ts's float dtypes.
+enum FloatType : int { kF32 = 0, kF16 = 1, kBF16 = 2 };
+
+// What a kernel reports. Faults are data only the kernel sees; `row` is the lowest offending row (the
+// same whatever the thread count), `value` its bad value. The glue words them as the API's host checks.
+enum Fault : int { kOk = 0, kTargetRange = 1, kAllNegInf = 2, kNoMemory = 3 };
+struct Report {
+  int fault;
+  int64_t row;
+  int64_t value;
+};
+
+// ------------------------------------------------------------------------------------ logprobs family
+struct LogprobsParams {
+  const void* logits;  // [rows, vocab] of `dtype`
+  int dtype;           // FloatType
+  const int32_t* targets;
+  int64_t rows, vocab;
+  double temperature;  // finite, ≥ 2^-126 (the API checks)
+  int64_t ignore_index;
+  float* logprobs;  // [rows]
+  float* lse;       // [rows]
+  float* entropy;      // [rows] or null
+  float* sum_squares;  // [rows] or null
+};
+struct LogprobsBackwardParams {
+  const void* logits;
+  int dtype;
+  const int32_t* targets;
+  const float* lse;
+  const float* grad_logprobs;
+  const float* grad_entropy;  // or null
+  const float* entropy;       // with grad_entropy
+  int64_t rows, vocab;
+  double temperature;
+  int64_t ignore_index;
+  void* grad_logits;  // [rows, vocab] of `dtype`; may equal logits (in place)
+};
+struct GatherProbsParams {
+  const void* logits;
+  int dtype;
+  const float* lse;  // [num_tokens]
+  int64_t num_tokens, vocab;
+  double temperature;
+  const int32_t* columns;              // [ΣK_g]
+  const int32_t* group_token_offsets;  // [groups + 1]
+  const int32_t* vocab_offsets;        // [groups + 1]
+  const double* probs_offsets;         // [groups + 1]
+  int64_t groups;
+  float* probs;
+};
+
+// ------------------------------------------------------------------------------------------ THR family
+struct ThrParams {
+  const void* hidden;  // [Ttotal, dim] of `hidden_dtype`
+  int hidden_dtype;
+  int64_t dim;
+  const float* probs;                  // packed [T_g, K_g] blocks (gatherProbs)
+  const double* probs_offsets;         // [G+1]
+  const int32_t* vocab_offsets;        // [G+1]
+  const int32_t* token_column;         // [Ttotal]
+  const int32_t* response_offsets;     // [R+1]
+  const int32_t* group_offsets;        // [G+1]
+  const uint8_t* correct;              // [R]
+  const uint8_t* degenerate;           // [G]
+  int64_t groups;
+  int length_weighting;  // w = 1/|y| (1) or 1 (0)
+  double beta;
+  float* thr;  // [Ttotal]
+  float* tau;  // [G]
+};
+struct ThrReweightParams {
+  const float* token_advantages;
+  const float* thr;
+  const float* tau;
+  const int32_t* response_offsets;
+  const int32_t* group_offsets;
+  const uint8_t* correct;
+  const uint8_t* degenerate;
+  int64_t groups;
+  int mode;  // gk::ReweightMode
+  double p;
+  int mask;
+  int eta_auto;
+  double eta;
+  float* out;
+};
+
+// ---------------------------------------------------------------------------------- advantages family
+// Scalar f64 kernels (advantages.cc), one build for every CPU.
+struct AdvantagesParams {
+  const float* rewards;            // [responses]
+  const int32_t* group_offsets;    // [groups + 1]
+  int64_t groups, responses;
+  const int32_t* response_offsets;  // [responses + 1]: opo and reinforce_pp_baseline, else null
+  int64_t tokens;                   // response_offsets[responses], or 0
+  int estimator;                    // gk::Estimator
+  int std_kind;                     // gk::StdKind
+  int scale;                        // gk::ScaleKind
+  int singleton;                    // gk::Singleton
+  double eps;
+  double whiten_mask_eps;
+  int whiten_sample;
+  int whiten_clamp;
+  float* advantages;  // [responses] or [tokens]
+  float* mean;        // [groups]
+  float* std;         // [groups]
+  uint8_t* degenerate;  // [groups]
+};
+struct ExpandParams {
+  const float* values;
+  const int32_t* response_offsets;  // [responses + 1]
+  int64_t responses;
+  float* out;
+};
+struct WhitenParams {
+  const float* values;
+  const uint8_t* mask;  // or null: every element valid
+  int64_t n;
+  double mask_eps;
+  int sample;
+  int clamp;
+  int keep_mean;
+  float* out;
+};
+Report advantages(const AdvantagesParams&, Pool*);
+Report expand_to_tokens(const ExpandParams&, Pool*);
+Report whiten(const WhitenParams&, Pool*);
+
+// ------------------------------------------------------------------------------------------ kernels
+// One instruction set's kernels (the SIMD families); advantages.cc is scalar f64 and has one build.
+struct KernelTable {
+  const char* isa;  // "avx2" | "portable"
+  Report (*logprobs)(const LogprobsParams&, Pool*);
+  Report (*logprobs_backward)(const LogprobsBackwardParams&, Pool*);
+  Report (*gather_probs)(const GatherProbsParams&, Pool*);
+  Report (*token_hidden_reward)(const ThrParams&, Pool*);
+  Report (*thr_reweight)(const ThrReweightParams&, Pool*);
+};
+
+#define GK_CPU_DECLARE_KERNELS(ns)                                             \
+  namespace ns {                                                              \
+  Report logprobs(const LogprobsParams&, Pool*);                              \
+  Report logprobs_backward(const LogprobsBackwardParams&, Pool*);             \
+  Report gather_probs(const GatherProbsParams&, Pool*);                       \
+  Report token_hidden_reward(const ThrParams&, Pool*);                        \
+  Report thr_reweight(const ThrReweightParams&, Pool*);                       \
+  }
+GK_CPU_DECLARE_KERNELS(portable)
+#if GK_CPU_HAVE_AVX2
+GK_CPU_DECLARE_KERNELS(avx2)
+#endif
+#undef GK_CPU_DECLARE_KERNELS
+
+}  // namespace cpu
+}  // namespace gk

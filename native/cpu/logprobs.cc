@@ -1,0 +1,462 @@
+// logprobs family on the native cpu backend: forward, backward, gatherProbs. Compiled once per
+// instruction set (gk::cpu::avx2 with -mavx2 -mfma -mf16c, gk::cpu::portable; native/cpu/kernels.h).
+//
+// FORWARD  z = x / T per row of [N, V]; lse = log Σ e^z; logprob = z_y − lse; entropy = −Σ p log p;
+//          Σp² = Σ e^{2(z−lse)}. Same outputs, rules and edge cases as the float64 reference
+//          (src/backends/js/logprobs.ts): ignored rows are not read and give 0; NaN or +Inf in a row
+//          gives NaN in all its outputs; −Inf elements contribute 0; a row of all −Inf is a RANGE fault
+//          (the lowest such row); a target outside [0, V) is a RANGE fault found before any work.
+//   Blocks. A row is cut into segments of kSeg = 4096 elements (V alone fixes them; the last may be
+//   short). A segment is read twice: pass 1 takes its max m_s of the raw logits (and decodes f16/bf16
+//   into an f32 buffer), pass 2, from L1, sums over its elements, with d = (x − m_s)·(1/T):
+//     s0 = Σ e^d,  s1 = Σ e^d·d,  s2 = Σ e^{2d}   (s1, s2 only when entropy or Σp² is asked).
+//   Pass 2 runs in sub-blocks of kSub = 128 elements (16 vectors of 8 lanes): two f32 accumulators per
+//   sum take the even and the odd vectors, so each of the 16 lane chains adds 8 terms; at the end of
+//   the sub-block the two are added and the 8 lanes are added, converted, to 8 f64 lane sums; at the
+//   end of the segment the f64 lanes are added in a fixed tree. Segments are combined per row in f64
+//   in segment order, each rescaled from its own max: with M = max_s m_s and δ = (m_s − M)/T, r = e^δ,
+//     S0 = Σ r·s0,  S1 = Σ r·(s1 + δ·s0),  S2 = Σ r²·s2,
+//   lse = M/T + log S0, logprob = (x_y − M)/T − log S0, entropy = log S0 − S1/S0, Σp² = S2/S0², in f64,
+//   rounded once to f32. The online state is on raw logits (d = (x − m)/T, never x/T, which may
+//   overflow where d does not: docs/DESIGN.md, "Temperature").
+//   Work: an item is (row, 8 consecutive segments); items write their segments' partial sums to a
+//   per-row slot and the item that completes a row (an atomic count) combines it. Every sum is thus a
+//   function of the row's elements and V alone: the same bits for any thread count, any N, any
+//   position of the row in the batch (tests: test/cpu-native/invariance.test.ts).
+//   Accuracy, guaranteed. Every term e^d is within 2 ulp (exp in simd.h) and d within 1 ulp (plus the
+//   f32 rounding of 1/T). An f32 chain of 8 terms ≥ 0, added to the other chain's 8, errs by at most
+//   8u = 4.8e-7 of its sum (u = 2^-24); past that everything is f64. So S0, S1 and S2 each carry a
+//   relative error ≤ 1e-6 of their (same-sign) terms: log S0 within 1e-6 absolute, so lse and logprob
+//   within 1e-6 + 1 ulp (plus the f32 rounding of 1/T times |z|); entropy, a sum of two nonnegative
+//   terms, within about 2e-6 relative; Σp² within about 3e-6 relative (S2/S0²). Measured against the
+//   float64 reference: test/cpu-native/ops.test.ts states each bound.
+//   Per element: pass 1 a load and a max (+ a decode for f16/bf16), pass 2 a load, a subtraction, a
+//   multiplication unless T = 1, the exp (15 instructions) and an addition (+ 3 FMA-class instructions
+//   with the statistics). Bytes: N·V·sizeof(x) read once from memory (+ N·(4 + 4·outputs)).
+//
+// BACKWARD gradLogits = [g·(1[v=y] − p_v) − gE·p_v·(log p_v + H)] / T with log p_v = x_v·(1/T) − lse
+//   (one FMA: one rounding), p_v = e^{log p_v}, in f32, rounded once to the logits' dtype (round to
+//   nearest even: F16C's vcvtps2ph, integer rounding for bf16). The target's element is recomputed in
+//   f64 as the reference does (its one-hot term cancels against p_y). An element with log p < −88 has
+//   p = 0 and gives −(g + gE)/T·0 (so a NaN or ±Inf upstream gradient stays NaN, as in the
+//   reference). Elementwise: an element's bits depend on its own logit and its row's scalars alone.
+//   Items: (row, 16384 columns). In place (gradLogits == logits) is safe: an item reads each vector
+//   before it writes it, and no two items share an element; the target's logit is read first.
+//   Ignored rows are not read and get 0. Bytes: N·V·sizeof(x) read + N·V·sizeof(x) written.
+//
+// GATHER PROBS  probs[g][i, k] = e^{x[t, V*_g[k]]/T − lse[t]} in f64, rounded once (a gather: random
+//   columns of a row; Σ T_g·K_g elements). Items: 64 tokens.
+#include "kernels.h"
+#include "simd.h"
+
+#include <stdlib.h>
+
+namespace gk {
+namespace cpu {
+namespace GK_CPU_ISA {
+namespace {
+
+constexpr int64_t kSeg = 4096;         // elements per segment (one max; pass 2 reads it from L1)
+constexpr int kSub = 128;              // elements per f32 sub-block (16 vectors)
+constexpr int64_t kSegsPerItem = 8;    // segments per work item
+constexpr int64_t kBwdChunk = 16384;   // columns per backward work item
+constexpr int64_t kGatherTokens = 64;  // tokens per gatherProbs work item
+constexpr double kInf = __builtin_inf();
+constexpr float kInfF = __builtin_inff();
+
+inline bool is_nan(double x) { return x != x; }
+
+// The f32 factor 1/T the kernels multiply by: at least FLT_MIN, so −Inf·(1/T) stays −Inf when 1/T
+// underflows (T above ~1e38, the uniform limit either way).
+inline float inv_temperature(double T) {
+  const float f = float(1.0 / T);
+  return f < 1.17549435e-38f ? 1.17549435e-38f : f;
+}
+
+struct Partial {
+  double m;  // the segment's max raw logit (−Inf: no element above −Inf)
+  double s0, s1, s2;
+};
+
+// One segment's partial sums: elements [j0, j0 + len) of `row`. `buf` holds kSeg + 8 floats (the
+// decoded segment for f16/bf16; f32 reads the row itself, its tail from a padded copy).
+template <int D, bool kStats, bool kUnitT>
+Partial segment(const void* row, int64_t j0, int64_t len, float inv_t, float* buf) {
+  const int64_t nvec = (len + kLanes - 1) / kLanes;
+  const int64_t full = len / kLanes;
+  const float* x;
+  alignas(32) float tail[kLanes];
+  // Pass 1: the max (NaN ignored); f16/bf16 decoded into buf on the way.
+  VF vmax = set1(-kInfF);
+  if (D == kF32) {
+    x = static_cast<const float*>(row) + j0;
+    for (int64_t k = 0; k < full; ++k) vmax = max_skip_nan(vmax, load(x + k * kLanes));
+    if (full < nvec) {
+      store(tail, load_row<D>(row, j0 + full * kLanes, int(len - full * kLanes)));
+      vmax = max_skip_nan(vmax, load(tail));
+    }
+  } else {
+    for (int64_t k = 0; k < nvec; ++k) {
+      const int c = k < full ? kLanes : int(len - full * kLanes);
+      const VF v = load_row<D>(row, j0 + k * kLanes, c);
+      store(buf + k * kLanes, v);
+      vmax = max_skip_nan(vmax, v);
+    }
+    x = buf;
+  }
+  const float m = hmax(vmax);
+  Partial p{double(m), 0.0, 0.0, 0.0};
+  if (m == -kInfF) {
+    // No element above −Inf: the segment adds nothing, unless it holds a NaN (which max skipped).
+    for (int64_t j = 0; j < len; ++j) {
+      const float v = element(row, D, j0 + j);
+      if (v != v) {
+        p.s0 = v;
+        break;
+      }
+    }
+    return p;
+  }
+  if (m == kInfF) {
+    p.s0 = __builtin_nan("");  // softmax is ∞/∞: the row's outputs are NaN
+    return p;
+  }
+  // Pass 2, in sub-blocks of kSub elements.
+  const VF vm = set1(m);
+  const VF vinv = set1(inv_t);
+  const VF dlo = set1(-3.40282347e38f);
+  VD d0 = dzero(), d1 = dzero(), d2 = dzero();
+  constexpr int64_t kSubVec = kSub / kLanes;
+  for (int64_t k0 = 0; k0 < nvec; k0 += kSubVec) {
+    const int64_t k1 = k0 + kSubVec < nvec ? k0 + kSubVec : nvec;
+    VF a0 = zero(), a1 = zero(), b0 = zero(), b1 = zero(), c0 = zero(), c1 = zero();
+    for (int64_t k = k0; k < k1; ++k) {
+      const VF v = (D != kF32 || k < full) ? load(x + k * kLanes) : load(tail);
+      VF d = sub(v, vm);
+      if (!kUnitT) d = mul(d, vinv);
+      const VF e = exp_neg(d);
+      if ((k - k0) & 1) {
+        a1 = add(a1, e);
+        if (kStats) {
+          b1 = fmadd(e, clamp_lo(d, dlo), b1);  // −Inf d has e = 0: 0·(−FLT_MAX), never 0·(−Inf)
+          c1 = fmadd(e, e, c1);
+        }
+      } else {
+        a0 = add(a0, e);
+        if (kStats) {
+          b0 = fmadd(e, clamp_lo(d, dlo), b0);
+          c0 = fmadd(e, e, c0);
+        }
+      }
+    }
+    dacc(d0, add(a0, a1));
+    if (kStats) {
+      dacc(d1, add(b0, b1));
+      dacc(d2, add(c0, c1));
+    }
+  }
+  p.s0 = dsum(d0);
+  if (kStats) {
+    p.s1 = dsum(d1);
+    p.s2 = dsum(d2);
+  }
+  return p;
+}
+
+template <int D, bool kStats, bool kUnitT>
+void segments(const void* row, int64_t vocab, int64_t s0, int64_t s1, float inv_t, float* buf, Partial* out) {
+  for (int64_t s = s0; s < s1; ++s) {
+    const int64_t j0 = s * kSeg;
+    const int64_t len = vocab - j0 < kSeg ? vocab - j0 : kSeg;
+    out[s] = segment<D, kStats, kUnitT>(row, j0, len, inv_t, buf);
+  }
+}
+
+using SegmentsFn = void (*)(const void*, int64_t, int64_t, int64_t, float, float*, Partial*);
+
+template <int D>
+SegmentsFn pick_segments(bool stats, bool unit_t) {
+  if (stats) return unit_t ? segments<D, true, true> : segments<D, true, false>;
+  return unit_t ? segments<D, false, true> : segments<D, false, false>;
+}
+
+// Lowers *slot to v (atomically): the smallest bad row wins whatever the timing.
+inline void atomic_min(int64_t* slot, int64_t v) {
+  int64_t cur = __atomic_load_n(slot, __ATOMIC_RELAXED);
+  while (v < cur && !__atomic_compare_exchange_n(slot, &cur, v, true, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+  }
+}
+
+// Lowest row whose target is neither ignore_index nor in [0, vocab); −1 when none.
+int64_t bad_target(const int32_t* targets, int64_t rows, int64_t vocab, int64_t ignore) {
+  for (int64_t i = 0; i < rows; ++i) {
+    const int64_t t = targets[i];
+    if (t != ignore && (t < 0 || t >= vocab)) return i;
+  }
+  return -1;
+}
+
+struct ForwardJob {
+  const LogprobsParams* p;
+  SegmentsFn fn;
+  int64_t row0;  // first row of this chunk
+  int64_t nseg, items_per_row;
+  float inv_t;
+  Partial* partials;  // [chunk rows][nseg]
+  int32_t* done;      // [chunk rows]: items finished
+  float* bufs;        // [threads][kSeg + 8]
+  int64_t neg_inf_row;
+};
+
+void forward_finish(ForwardJob& J, int64_t r) {
+  const LogprobsParams& p = *J.p;
+  const int64_t i = J.row0 + r;
+  const Partial* ps = J.partials + r * J.nseg;
+  double M = -kInf;
+  bool nan = false;
+  for (int64_t s = 0; s < J.nseg; ++s) {
+    if (ps[s].m > M) M = ps[s].m;
+    if (is_nan(ps[s].s0)) nan = true;
+  }
+  const double T = p.temperature;
+  const float qnan = __builtin_nanf("");
+  if (nan || M == kInf) {
+    p.logprobs[i] = qnan;
+    p.lse[i] = qnan;
+    if (p.entropy) p.entropy[i] = qnan;
+    if (p.sum_squares) p.sum_squares[i] = qnan;
+    return;
+  }
+  if (M == -kInf) {
+    atomic_min(&J.neg_inf_row, i);
+    p.logprobs[i] = qnan;
+    p.lse[i] = qnan;
+    if (p.entropy) p.entropy[i] = qnan;
+    if (p.sum_squares) p.sum_squares[i] = qnan;
+    return;
+  }
+  double S0 = 0, S1 = 0, S2 = 0;
+  for (int64_t s = 0; s < J.nseg; ++s) {
+    if (ps[s].m == -kInf) continue;
+    const double delta = (ps[s].m - M) / T;
+    const double r = __builtin_exp(delta);
+    if (r == 0) continue;  // its terms vanish (δ·s0 might be −Inf·…)
+    S0 += r * ps[s].s0;
+    S1 += r * (ps[s].s1 + delta * ps[s].s0);
+    S2 += r * r * ps[s].s2;
+  }
+  const double log_s0 = __builtin_log(S0);
+  const char* row = static_cast<const char*>(p.logits) + size_t(i) * size_t(p.vocab) * elem_size(p.dtype);
+  const double xt = element(row, p.dtype, p.targets[i]);
+  p.logprobs[i] = float((xt - M) / T - log_s0);
+  p.lse[i] = float(M / T + log_s0);
+  if (p.entropy) p.entropy[i] = float(log_s0 - S1 / S0);
+  if (p.sum_squares) p.sum_squares[i] = float(S2 / (S0 * S0));
+}
+
+void forward_item(void* ctx, int64_t item, int worker) {
+  ForwardJob& J = *static_cast<ForwardJob*>(ctx);
+  const LogprobsParams& p = *J.p;
+  const int64_t r = item / J.items_per_row;
+  const int64_t k = item % J.items_per_row;
+  const int64_t i = J.row0 + r;
+  if (p.targets[i] != p.ignore_index) {
+    const int64_t s0 = k * kSegsPerItem;
+    const int64_t s1 = s0 + kSegsPerItem < J.nseg ? s0 + kSegsPerItem : J.nseg;
+    const char* row = static_cast<const char*>(p.logits) + size_t(i) * size_t(p.vocab) * elem_size(p.dtype);
+    J.fn(row, p.vocab, s0, s1, J.inv_t, J.bufs + size_t(worker) * (kSeg + 16), J.partials + r * J.nseg);
+  }
+  if (__atomic_add_fetch(&J.done[r], 1, __ATOMIC_ACQ_REL) != J.items_per_row) return;
+  if (p.targets[i] == p.ignore_index) {
+    p.logprobs[i] = 0;
+    p.lse[i] = 0;
+    if (p.entropy) p.entropy[i] = 0;
+    if (p.sum_squares) p.sum_squares[i] = 0;
+    return;
+  }
+  forward_finish(J, r);
+}
+
+// ------------------------------------------------------------------------------------------ backward
+struct BackwardJob {
+  const LogprobsBackwardParams* p;
+  int64_t chunks_per_row;
+  float inv_t;
+  bool unit_t;
+};
+
+// The target element in f64, as the reference computes it.
+double target_gradient(double x, double T, double l, double a1, double b1, double h, bool with_entropy) {
+  const double z = x / T;
+  double v;
+  if (z == -kInf) {
+    v = -(with_entropy ? a1 + b1 : a1) * 0;
+  } else {
+    const double logp = z - l;
+    const double pr = __builtin_exp(logp);
+    v = with_entropy ? -pr * (a1 + b1 * (logp + h)) : -a1 * pr;
+  }
+  return v + a1;
+}
+
+template <int D, bool kEntropy>
+void backward_chunk(const LogprobsBackwardParams& p, int64_t i, int64_t c0, int64_t c1, float inv_t, bool unit_t) {
+  const size_t es = elem_size(D);
+  const char* in = static_cast<const char*>(p.logits) + size_t(i) * size_t(p.vocab) * es;
+  char* out = static_cast<char*>(p.grad_logits) + size_t(i) * size_t(p.vocab) * es;
+  const int64_t t = p.targets[i];
+  if (t == p.ignore_index) {
+    for (int64_t j = c0; j < c1; j += kLanes) {
+      const int c = c1 - j < kLanes ? int(c1 - j) : kLanes;
+      store_row<D>(out, j, zero(), c);
+    }
+    return;
+  }
+  const double T = p.temperature;
+  const double a1d = double(p.grad_logprobs[i]) / T;
+  const double b1d = kEntropy ? double(p.grad_entropy[i]) / T : 0.0;
+  const double hd = kEntropy ? double(p.entropy[i]) : 0.0;
+  const bool has_t = t >= c0 && t < c1;
+  const double xt = has_t ? element(in, D, t) : 0.0;  // read before any store (in place)
+  const float l = p.lse[i];
+  const VF va1 = set1(float(a1d));
+  const VF vb1 = set1(float(b1d));
+  const VF vh = set1(float(hd));
+  const VF vnl = set1(-l);
+  const VF vinv = set1(inv_t);
+  const VF vlo = set1(-88.0f);
+  const VF vzg = set1(-(float(a1d) + float(b1d)) * 0.0f);
+  for (int64_t j = c0; j < c1; j += kLanes) {
+    const int c = c1 - j < kLanes ? int(c1 - j) : kLanes;
+    const VF x = load_row<D>(in, j, c);
+    const VF logp = unit_t ? add(x, vnl) : fmadd(x, vinv, vnl);
+    const VF pr = exp_full(logp);
+    VF g;
+    if (kEntropy) {
+      g = mul(set1(-1.0f), mul(pr, fmadd(vb1, add(logp, vh), va1)));
+      g = select_lt(g, vzg, logp, vlo);  // p = 0: −(a1 + b1)·0, never 0·(−Inf)
+    } else {
+      g = mul(mul(set1(-1.0f), va1), pr);
+    }
+    store_row<D>(out, j, g, c);
+  }
+  if (has_t) {
+    const float v = float(target_gradient(xt, T, double(l), a1d, b1d, hd, kEntropy));
+    if (D == kF32) reinterpret_cast<float*>(out)[t] = v;
+    else if (D == kF16) reinterpret_cast<uint16_t*>(out)[t] = f32_to_f16_scalar(v);
+    else reinterpret_cast<uint16_t*>(out)[t] = f32_to_bf16_scalar(v);
+  }
+}
+
+void backward_item(void* ctx, int64_t item, int) {
+  BackwardJob& J = *static_cast<BackwardJob*>(ctx);
+  const LogprobsBackwardParams& p = *J.p;
+  const int64_t i = item / J.chunks_per_row;
+  const int64_t c0 = (item % J.chunks_per_row) * kBwdChunk;
+  const int64_t c1 = c0 + kBwdChunk < p.vocab ? c0 + kBwdChunk : p.vocab;
+  const bool ent = p.grad_entropy != nullptr;
+  switch (p.dtype) {
+    case kF32:
+      return ent ? backward_chunk<kF32, true>(p, i, c0, c1, J.inv_t, J.unit_t)
+                 : backward_chunk<kF32, false>(p, i, c0, c1, J.inv_t, J.unit_t);
+    case kF16:
+      return ent ? backward_chunk<kF16, true>(p, i, c0, c1, J.inv_t, J.unit_t)
+                 : backward_chunk<kF16, false>(p, i, c0, c1, J.inv_t, J.unit_t);
+    default:
+      return ent ? backward_chunk<kBF16, true>(p, i, c0, c1, J.inv_t, J.unit_t)
+                 : backward_chunk<kBF16, false>(p, i, c0, c1, J.inv_t, J.unit_t);
+  }
+}
+
+// ------------------------------------------------------------------------------------------ gather
+struct GatherJob {
+  const GatherProbsParams* p;
+};
+
+void gather_item(void* ctx, int64_t item, int) {
+  const GatherProbsParams& p = *static_cast<GatherJob*>(ctx)->p;
+  const int64_t t0 = item * kGatherTokens;
+  const int64_t t1 = t0 + kGatherTokens < p.num_tokens ? t0 + kGatherTokens : p.num_tokens;
+  // The group of t0: the last g with group_token_offsets[g] ≤ t0 among non-empty groups.
+  int64_t lo = 0, hi = p.groups;  // invariant: offsets[lo] ≤ t0 < offsets[hi]
+  while (hi - lo > 1) {
+    const int64_t mid = (lo + hi) / 2;
+    if (p.group_token_offsets[mid] <= t0) lo = mid;
+    else hi = mid;
+  }
+  int64_t g = lo;
+  const size_t es = elem_size(p.dtype);
+  for (int64_t t = t0; t < t1; ++t) {
+    while (t >= p.group_token_offsets[g + 1]) ++g;
+    const int64_t c0 = p.vocab_offsets[g];
+    const int64_t K = p.vocab_offsets[g + 1] - c0;
+    float* out = p.probs + int64_t(p.probs_offsets[g]) + (t - p.group_token_offsets[g]) * K;
+    const char* row = static_cast<const char*>(p.logits) + size_t(t) * size_t(p.vocab) * es;
+    const double l = p.lse[t];
+    for (int64_t k = 0; k < K; ++k)
+      out[k] = float(__builtin_exp(double(element(row, p.dtype, p.columns[c0 + k])) / p.temperature - l));
+  }
+}
+
+}  // namespace
+
+// ------------------------------------------------------------------------------------------ entries
+Report logprobs(const LogprobsParams& p, Pool* pool) {
+  Report rep{kOk, 0, 0};
+  if (p.rows == 0) return rep;
+  const int64_t bad = bad_target(p.targets, p.rows, p.vocab, p.ignore_index);
+  if (bad >= 0) return Report{kTargetRange, bad, p.targets[bad]};
+  const bool stats = p.entropy != nullptr || p.sum_squares != nullptr;
+  const bool unit_t = p.temperature == 1.0;
+  SegmentsFn fn = p.dtype == kF32   ? pick_segments<kF32>(stats, unit_t)
+                  : p.dtype == kF16 ? pick_segments<kF16>(stats, unit_t)
+                                    : pick_segments<kBF16>(stats, unit_t);
+  const int64_t nseg = (p.vocab + kSeg - 1) / kSeg;
+  const int64_t items_per_row = (nseg + kSegsPerItem - 1) / kSegsPerItem;
+  // Rows in chunks whose partials take at most ~4 MiB.
+  int64_t chunk = (int64_t(4) << 20) / (nseg * int64_t(sizeof(Partial)));
+  if (chunk < 1) chunk = 1;
+  if (chunk > p.rows) chunk = p.rows;
+  const int threads = pool_threads(pool);
+  Partial* partials = static_cast<Partial*>(malloc(size_t(chunk * nseg) * sizeof(Partial)));
+  int32_t* done = static_cast<int32_t*>(malloc(size_t(chunk) * sizeof(int32_t)));
+  float* bufs = static_cast<float*>(aligned_alloc(64, size_t(threads) * (kSeg + 16) * sizeof(float)));
+  if (!partials || !done || !bufs) {
+    free(partials);
+    free(done);
+    free(bufs);
+    return Report{kNoMemory, 0, 0};
+  }
+  ForwardJob J{&p, fn, 0, nseg, items_per_row, inv_temperature(p.temperature), partials, done, bufs, INT64_MAX};
+  for (int64_t row0 = 0; row0 < p.rows; row0 += chunk) {
+    const int64_t n = p.rows - row0 < chunk ? p.rows - row0 : chunk;
+    J.row0 = row0;
+    memset(done, 0, size_t(n) * sizeof(int32_t));
+    pool_run(pool, n * items_per_row, forward_item, &J);
+  }
+  free(partials);
+  free(done);
+  free(bufs);
+  if (J.neg_inf_row != INT64_MAX) return Report{kAllNegInf, J.neg_inf_row, 0};
+  return rep;
+}
+
+Report logprobs_backward(const LogprobsBackwardParams& p, Pool* pool) {
+  if (p.rows == 0) return Report{kOk, 0, 0};
+  const int64_t bad = bad_target(p.targets, p.rows, p.vocab, p.ignore_index);
+  if (bad >= 0) return Report{kTargetRange, bad, p.targets[bad]};
+  BackwardJob J{&p, (p.vocab + kBwdChunk - 1) / kBwdChunk, inv_temperature(p.temperature), p.temperature == 1.0};
+  pool_run(pool, p.rows * J.chunks_per_row, backward_item, &J);
+  return Report{kOk, 0, 0};
+}
+
+Report gather_probs(const GatherProbsParams& p, Pool* pool) {
+  if (p.num_tokens == 0 || p.groups == 0) return Report{kOk, 0, 0};
+  GatherJob J{&p};
+  pool_run(pool, (p.num_tokens + kGatherTokens - 1) / kGatherTokens, gather_item, &J);
+  return Report{kOk, 0, 0};
+}
+
+}  // namespace GK_CPU_ISA
+}  // namespace cpu
+}  // namespace gk

@@ -1,0 +1,24 @@
+// The native cpu backend's runtime, for the glue (native/addon_cpu.cc): the thread pool's lifetime, the
+// machine's core count, and the choice of kernels (AVX2 + FMA + F16C when the CPU has them, else the
+// portable build). Not included by the per-ISA kernel files (kernels.h says why).
+#pragma once
+
+#include "kernels.h"
+
+namespace gk {
+namespace cpu {
+
+// The cores this process may run on (sched_getaffinity on Linux, else std::thread's count), ≥ 1.
+int core_count();
+// A pool of `threads` ≥ 1 compute threads: threads − 1 workers plus the thread that calls pool_run.
+Pool* pool_create(int threads);
+void pool_destroy(Pool* pool);
+
+// Whether this CPU (and OS) runs the AVX2 + FMA + F16C build, and whether that build was compiled in.
+bool avx2_supported();
+bool avx2_compiled();
+// The kernels to use: the AVX2 build when compiled in, supported and not `portable`, else the portable.
+const KernelTable& kernel_table(bool portable);
+
+}  // namespace cpu
+}  // namespace gk

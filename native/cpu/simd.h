@@ -1,0 +1,368 @@
+// Eight f32 lanes, twice: AVX2 + FMA + F16C intrinsics when the translation unit is compiled with them
+// (__AVX2__: the gk::cpu::avx2 build of a kernel file), else plain arrays of 8 floats that the compiler
+// vectorises as its baseline allows (gk::cpu::portable). The kernels are written once against this
+// interface. Everything here has internal linkage (an anonymous namespace inside the ISA namespace),
+// so the two builds never share a symbol (native/cpu/kernels.h, "per-file flags carry a trap").
+//
+// Semantics both builds keep (the kernels rely on them):
+// - max_skip_nan(acc, x): max with NaN in x ignored (acc returned). clamp_lo(x, lo): max with NaN in x
+//   kept (NaN returned). So a running max never turns NaN, and a clamp never hides one.
+// - exp(x): Cephes' expf (range reduction by ln 2 in two parts, a degree-5 polynomial, 2^n from the
+//   exponent bits): within 2 ulp of e^x for x in [−87.3, 88.7]; x < −88 (and −Inf) gives +0; NaN gives
+//   NaN. exp_full also gives +Inf above 88.72 (the forward only ever takes x ≤ 0: exp skips that test).
+// - f16 → f32 and bf16 → f32 are exact; f32 → f16 and f32 → bf16 round to nearest even (NaN stays
+//   NaN, quieted), as the float64 reference's rounding f64 → f32 → half does after its first step.
+#pragma once
+
+#include "kernels.h"
+
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#if defined(__AVX2__) && defined(__FMA__) && defined(__F16C__)
+#define GK_SIMD_AVX2 1
+#include <immintrin.h>
+#else
+#define GK_SIMD_AVX2 0
+#endif
+
+#ifndef GK_CPU_ISA
+#error "GK_CPU_ISA (avx2 | portable) must be defined by the build"
+#endif
+
+namespace gk {
+namespace cpu {
+namespace GK_CPU_ISA {
+namespace {
+
+constexpr int kLanes = 8;
+
+// ------------------------------------------------------------------------------ scalar helpers
+inline float bits_to_f32(uint32_t b) {
+  float f;
+  memcpy(&f, &b, 4);
+  return f;
+}
+inline uint32_t f32_to_bits(float f) {
+  uint32_t b;
+  memcpy(&b, &f, 4);
+  return b;
+}
+inline float f16_to_f32_scalar(uint16_t h) {
+  const uint32_t sign = uint32_t(h & 0x8000u) << 16;
+  const uint32_t exp = (h >> 10) & 0x1fu;
+  uint32_t mant = h & 0x3ffu;
+  if (exp == 0x1f) return bits_to_f32(sign | 0x7f800000u | (mant << 13));  // Inf, NaN
+  if (exp != 0) return bits_to_f32(sign | ((exp + 112u) << 23) | (mant << 13));
+  if (mant == 0) return bits_to_f32(sign);
+  // Subnormal: value = mant · 2^-24, exact in f32.
+  const float v = float(mant) * 5.9604644775390625e-8f;
+  return sign ? -v : v;
+}
+inline uint16_t f32_to_f16_scalar(float f) {
+  const uint32_t x = f32_to_bits(f);
+  const uint32_t sign = (x >> 16) & 0x8000u;
+  const uint32_t ax = x & 0x7fffffffu;
+  if (ax > 0x7f800000u) return uint16_t(sign | 0x7e00u | ((ax >> 13) & 0x3ffu));  // NaN, quieted
+  if (ax >= 0x477ff000u) return uint16_t(sign | 0x7c00u);  // rounds to ≥ 65520: Inf
+  if (ax < 0x38800000u) {
+    // Below 2^-14: f16 subnormal (or 0), value rounded to a multiple of 2^-24.
+    if (ax < 0x33000000u) return uint16_t(sign);  // < 2^-25: rounds to 0
+    const uint32_t e = ax >> 23;
+    const uint32_t m = (ax & 0x7fffffu) | 0x800000u;
+    const uint32_t shift = 126u - e;  // 14..24 → mantissa bits to drop: m · 2^(e−150) / 2^-24
+    uint32_t q = m >> shift;
+    const uint32_t rem = m & ((1u << shift) - 1u);
+    const uint32_t half = 1u << (shift - 1u);
+    if (rem > half || (rem == half && (q & 1u))) ++q;
+    return uint16_t(sign | q);
+  }
+  uint32_t r = ax + 0xfffu + ((ax >> 13) & 1u);  // round the 13 dropped bits to nearest even
+  r = (r - 0x38000000u) >> 13;                    // rebias 127 → 15
+  return uint16_t(sign | r);
+}
+inline float bf16_to_f32_scalar(uint16_t b) { return bits_to_f32(uint32_t(b) << 16); }
+inline uint16_t f32_to_bf16_scalar(float f) {
+  const uint32_t x = f32_to_bits(f);
+  if ((x & 0x7fffffffu) > 0x7f800000u) return uint16_t((x >> 16) | 0x40u);  // NaN, quieted
+  return uint16_t((x + 0x7fffu + ((x >> 16) & 1u)) >> 16);
+}
+
+// Cephes expf constants.
+constexpr float kExpLo = -88.0f;  // round(x·log2e) = −127 from here down: 2^n is +0
+constexpr float kExpHi = 88.3762626647949f;
+constexpr float kLog2e = 1.44269504088896341f;
+constexpr float kLn2Hi = 0.693359375f;
+constexpr float kLn2Lo = -2.12194440e-4f;
+constexpr float kP0 = 1.9875691500e-4f, kP1 = 1.3981999507e-3f, kP2 = 8.3334519073e-3f,
+                kP3 = 4.1665795894e-2f, kP4 = 1.6666665459e-1f, kP5 = 5.0000001201e-1f;
+// 1.5·2^23 + 127: adding it rounds x·log2e to an integer n and leaves n + 127 in the low mantissa bits.
+constexpr float kRoundBias = 12583039.0f;
+
+inline float exp_scalar(float x) {
+  if (x != x) return x;
+  if (x > kExpHi) return x > 88.72283935546875f ? bits_to_f32(0x7f800000u) : __builtin_expf(x);
+  if (x < kExpLo) x = kExpLo;
+  const float t = x * kLog2e + kRoundBias;
+  const float n = t - kRoundBias;
+  float r = x - n * kLn2Hi;
+  r = r - n * kLn2Lo;
+  float p = kP0;
+  p = p * r + kP1;
+  p = p * r + kP2;
+  p = p * r + kP3;
+  p = p * r + kP4;
+  p = p * r + kP5;
+  const float y = p * (r * r) + r + 1.0f;
+  return y * bits_to_f32(f32_to_bits(t) << 23);
+}
+
+#if GK_SIMD_AVX2
+// ================================================================================= AVX2 + FMA + F16C
+struct VF {
+  __m256 v;
+};
+inline VF load(const float* p) { return {_mm256_loadu_ps(p)}; }
+inline void store(float* p, VF a) { _mm256_storeu_ps(p, a.v); }
+inline VF set1(float x) { return {_mm256_set1_ps(x)}; }
+inline VF zero() { return {_mm256_setzero_ps()}; }
+inline VF add(VF a, VF b) { return {_mm256_add_ps(a.v, b.v)}; }
+inline VF sub(VF a, VF b) { return {_mm256_sub_ps(a.v, b.v)}; }
+inline VF mul(VF a, VF b) { return {_mm256_mul_ps(a.v, b.v)}; }
+inline VF fmadd(VF a, VF b, VF c) { return {_mm256_fmadd_ps(a.v, b.v, c.v)}; }   // a·b + c
+inline VF fnmadd(VF a, VF b, VF c) { return {_mm256_fnmadd_ps(a.v, b.v, c.v)}; }  // c − a·b
+inline VF max_skip_nan(VF acc, VF x) { return {_mm256_max_ps(x.v, acc.v)}; }  // NaN x → acc
+inline VF clamp_lo(VF x, VF lo) { return {_mm256_max_ps(lo.v, x.v)}; }       // NaN x → x
+// Lanes where x ≥ c or x is NaN keep a, the others become +0.
+inline VF keep_ge_or_nan(VF a, VF x, VF c) { return {_mm256_and_ps(a.v, _mm256_cmp_ps(x.v, c.v, _CMP_NLT_UQ))}; }
+// Lanes where x < c (ordered) take b, the others keep a.
+inline VF select_lt(VF a, VF b, VF x, VF c) { return {_mm256_blendv_ps(a.v, b.v, _mm256_cmp_ps(x.v, c.v, _CMP_LT_OQ))}; }
+inline float hmax(VF a) {
+  __m128 m = _mm_max_ps(_mm256_castps256_ps128(a.v), _mm256_extractf128_ps(a.v, 1));
+  m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+  m = _mm_max_ss(m, _mm_shuffle_ps(m, m, 1));
+  return _mm_cvtss_f32(m);
+}
+
+// Eight f64 lanes (lane i of the f32 vectors), for sums carried past a block.
+struct VD {
+  __m256d lo, hi;
+};
+inline VD dzero() { return {_mm256_setzero_pd(), _mm256_setzero_pd()}; }
+inline void dacc(VD& d, VF a) {
+  d.lo = _mm256_add_pd(d.lo, _mm256_cvtps_pd(_mm256_castps256_ps128(a.v)));
+  d.hi = _mm256_add_pd(d.hi, _mm256_cvtps_pd(_mm256_extractf128_ps(a.v, 1)));
+}
+// Lanes 0..7 added in a fixed tree: ((0+4)+(2+6)) + ((1+5)+(3+7)).
+inline double dsum(VD d) {
+  const __m256d s = _mm256_add_pd(d.lo, d.hi);
+  const __m128d t = _mm_add_pd(_mm256_castpd256_pd128(s), _mm256_extractf128_pd(s, 1));
+  return _mm_cvtsd_f64(_mm_add_sd(t, _mm_unpackhi_pd(t, t)));
+}
+
+// p[0..7] += a's lanes, in f64.
+inline void dacc_mem(double* p, VF a) {
+  _mm256_storeu_pd(p, _mm256_add_pd(_mm256_loadu_pd(p), _mm256_cvtps_pd(_mm256_castps256_ps128(a.v))));
+  _mm256_storeu_pd(p + 4, _mm256_add_pd(_mm256_loadu_pd(p + 4), _mm256_cvtps_pd(_mm256_extractf128_ps(a.v, 1))));
+}
+
+inline VF load_f16(const uint16_t* p) {
+  return {_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)))};
+}
+inline VF load_bf16(const uint16_t* p) {
+  const __m256i w = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  return {_mm256_castsi256_ps(_mm256_slli_epi32(w, 16))};
+}
+inline void store_f16(uint16_t* p, VF a) {
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(p), _mm256_cvtps_ph(a.v, _MM_FROUND_TO_NEAREST_INT));
+}
+inline void store_bf16(uint16_t* p, VF a) {
+  const __m256i x = _mm256_castps_si256(a.v);
+  const __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(x, 16), _mm256_set1_epi32(1));
+  __m256i r = _mm256_srli_epi32(_mm256_add_epi32(_mm256_add_epi32(x, _mm256_set1_epi32(0x7fff)), lsb), 16);
+  // NaN: the top half, quieted (rounding could carry a NaN's payload into the exponent's neighbour).
+  const __m256i nanbits = _mm256_or_si256(_mm256_srli_epi32(x, 16), _mm256_set1_epi32(0x40));
+  const __m256i isnan = _mm256_castps_si256(_mm256_cmp_ps(a.v, a.v, _CMP_UNORD_Q));
+  r = _mm256_blendv_epi8(r, nanbits, isnan);
+  // Pack the eight 32-bit lanes' low halves into 16-bit lanes (values ≤ 0xffff: no saturation).
+  const __m128i lo = _mm256_castsi256_si128(r);
+  const __m128i hi = _mm256_extracti128_si256(r, 1);
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(p), _mm_packus_epi32(lo, hi));
+}
+
+// e^x for x ≤ 0 (and NaN): see the header.
+inline VF exp_neg(VF x) {
+  const __m256 xc = _mm256_max_ps(_mm256_set1_ps(kExpLo), x.v);  // NaN kept
+  const __m256 t = _mm256_fmadd_ps(xc, _mm256_set1_ps(kLog2e), _mm256_set1_ps(kRoundBias));
+  const __m256 n = _mm256_sub_ps(t, _mm256_set1_ps(kRoundBias));
+  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(kLn2Hi), xc);
+  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(kLn2Lo), r);
+  __m256 p = _mm256_set1_ps(kP0);
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(kP1));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(kP2));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(kP3));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(kP4));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(kP5));
+  const __m256 y = _mm256_add_ps(_mm256_fmadd_ps(p, _mm256_mul_ps(r, r), r), _mm256_set1_ps(1.0f));
+  const __m256 pow2n = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_castps_si256(t), 23));
+  return {_mm256_mul_ps(y, pow2n)};
+}
+// e^x for any x.
+inline VF exp_full(VF x) {
+  const __m256 hi = _mm256_set1_ps(kExpHi);
+  VF y = exp_neg({_mm256_min_ps(hi, x.v)});  // NaN kept (second operand)
+  // Between kExpHi and the overflow threshold the polynomial is clamped: take the scalar e^x there.
+  const __m256 near = _mm256_cmp_ps(x.v, hi, _CMP_GT_OQ);
+  if (_mm256_movemask_ps(near)) {
+    alignas(32) float xs[8], ys[8];
+    _mm256_store_ps(xs, x.v);
+    _mm256_store_ps(ys, y.v);
+    for (int i = 0; i < 8; ++i)
+      if (xs[i] > kExpHi) ys[i] = exp_scalar(xs[i]);
+    return {_mm256_load_ps(ys)};
+  }
+  return y;
+}
+
+#else
+// ======================================================================================== portable
+struct VF {
+  float v[kLanes];
+};
+#define GK_LANES for (int i_ = 0; i_ < kLanes; ++i_)
+inline VF load(const float* p) {
+  VF r;
+  memcpy(r.v, p, sizeof r.v);
+  return r;
+}
+inline void store(float* p, VF a) { memcpy(p, a.v, sizeof a.v); }
+inline VF set1(float x) {
+  VF r;
+  GK_LANES r.v[i_] = x;
+  return r;
+}
+inline VF zero() { return set1(0.0f); }
+inline VF add(VF a, VF b) {
+  GK_LANES a.v[i_] += b.v[i_];
+  return a;
+}
+inline VF sub(VF a, VF b) {
+  GK_LANES a.v[i_] -= b.v[i_];
+  return a;
+}
+inline VF mul(VF a, VF b) {
+  GK_LANES a.v[i_] *= b.v[i_];
+  return a;
+}
+inline VF fmadd(VF a, VF b, VF c) {
+  GK_LANES c.v[i_] = a.v[i_] * b.v[i_] + c.v[i_];
+  return c;
+}
+inline VF fnmadd(VF a, VF b, VF c) {
+  GK_LANES c.v[i_] = c.v[i_] - a.v[i_] * b.v[i_];
+  return c;
+}
+inline VF max_skip_nan(VF acc, VF x) {
+  GK_LANES acc.v[i_] = x.v[i_] > acc.v[i_] ? x.v[i_] : acc.v[i_];
+  return acc;
+}
+inline VF clamp_lo(VF x, VF lo) {
+  GK_LANES x.v[i_] = x.v[i_] < lo.v[i_] ? lo.v[i_] : x.v[i_];
+  return x;
+}
+inline VF keep_ge_or_nan(VF a, VF x, VF c) {
+  GK_LANES a.v[i_] = x.v[i_] < c.v[i_] ? 0.0f : a.v[i_];
+  return a;
+}
+inline VF select_lt(VF a, VF b, VF x, VF c) {
+  GK_LANES a.v[i_] = x.v[i_] < c.v[i_] ? b.v[i_] : a.v[i_];
+  return a;
+}
+inline float hmax(VF a) {
+  // The same tree as the AVX2 build: (0,4) (1,5) (2,6) (3,7), then (0,2) (1,3), then (0,1).
+  float m[4];
+  for (int i = 0; i < 4; ++i) m[i] = a.v[i + 4] > a.v[i] ? a.v[i + 4] : a.v[i];
+  const float m0 = m[2] > m[0] ? m[2] : m[0];
+  const float m1 = m[3] > m[1] ? m[3] : m[1];
+  return m1 > m0 ? m1 : m0;
+}
+struct VD {
+  double v[kLanes];
+};
+inline VD dzero() {
+  VD d;
+  GK_LANES d.v[i_] = 0.0;
+  return d;
+}
+inline void dacc(VD& d, VF a) { GK_LANES d.v[i_] += double(a.v[i_]); }
+inline double dsum(VD d) {
+  // The AVX2 build's tree: s_i = lo_i + hi_i (i = 0..3), t = (s0 + s2, s1 + s3), t0 + t1.
+  const double s0 = d.v[0] + d.v[4], s1 = d.v[1] + d.v[5], s2 = d.v[2] + d.v[6], s3 = d.v[3] + d.v[7];
+  return (s0 + s2) + (s1 + s3);
+}
+inline void dacc_mem(double* p, VF a) { GK_LANES p[i_] += double(a.v[i_]); }
+inline VF load_f16(const uint16_t* p) {
+  VF r;
+  GK_LANES r.v[i_] = f16_to_f32_scalar(p[i_]);
+  return r;
+}
+inline VF load_bf16(const uint16_t* p) {
+  VF r;
+  GK_LANES r.v[i_] = bf16_to_f32_scalar(p[i_]);
+  return r;
+}
+inline void store_f16(uint16_t* p, VF a) { GK_LANES p[i_] = f32_to_f16_scalar(a.v[i_]); }
+inline void store_bf16(uint16_t* p, VF a) { GK_LANES p[i_] = f32_to_bf16_scalar(a.v[i_]); }
+inline VF exp_neg(VF x) {
+  GK_LANES x.v[i_] = exp_scalar(x.v[i_]);
+  return x;
+}
+inline VF exp_full(VF x) { return exp_neg(x); }
+#undef GK_LANES
+#endif
+
+// ------------------------------------------------------------------------------ rows of any dtype
+inline size_t elem_size(int dtype) { return dtype == kF32 ? 4 : 2; }
+
+// Scalar value j of a row (exact).
+inline float element(const void* row, int dtype, int64_t j) {
+  if (dtype == kF32) return static_cast<const float*>(row)[j];
+  const uint16_t b = static_cast<const uint16_t*>(row)[j];
+  return dtype == kF16 ? f16_to_f32_scalar(b) : bf16_to_f32_scalar(b);
+}
+
+// Loads 8 elements of a row as f32 (count < 8: the rest −Inf).
+template <int D>
+inline VF load_row(const void* row, int64_t j, int count) {
+  if (count == kLanes) {
+    if (D == kF32) return load(static_cast<const float*>(row) + j);
+    if (D == kF16) return load_f16(static_cast<const uint16_t*>(row) + j);
+    return load_bf16(static_cast<const uint16_t*>(row) + j);
+  }
+  alignas(32) float t[kLanes];
+  for (int i = 0; i < kLanes; ++i) t[i] = i < count ? element(row, D, j + i) : -__builtin_inff();
+  return load(t);
+}
+
+template <int D>
+inline void store_row(void* row, int64_t j, VF v, int count) {
+  if (count == kLanes) {
+    if (D == kF32) store(static_cast<float*>(row) + j, v);
+    else if (D == kF16) store_f16(static_cast<uint16_t*>(row) + j, v);
+    else store_bf16(static_cast<uint16_t*>(row) + j, v);
+    return;
+  }
+  alignas(32) float t[kLanes];
+  store(t, v);
+  for (int i = 0; i < count; ++i) {
+    if (D == kF32) static_cast<float*>(row)[j + i] = t[i];
+    else if (D == kF16) static_cast<uint16_t*>(row)[j + i] = f32_to_f16_scalar(t[i]);
+    else static_cast<uint16_t*>(row)[j + i] = f32_to_bf16_scalar(t[i]);
+  }
+}
+
+}  // namespace
+}  // namespace GK_CPU_ISA
+}  // namespace cpu
+}  // namespace gk

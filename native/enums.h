@@ -1,0 +1,29 @@
+// The enums that cross the native boundary as strings, shared by the CUDA and the CPU kernels (no CUDA
+// or Node header here). Each name table lists its enum's values in order: the TypeScript lists of
+// src/backends/backend.ts (ESTIMATORS, STD_KINDS, SCALE_KINDS, SINGLETON_POLICIES, THR_PRECISIONS,
+// REWEIGHT_MODES). native/addon.cc converts strings with them and exports them (enums());
+// test/cuda/enums.test.ts checks them against TypeScript's and the WGSL's.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace gk {
+
+enum class Estimator : int { Grpo = 0, DrGrpo, Rloo, Opo, GrpoPassk, Gpg, ReinforcePpBaseline };
+enum class StdKind : int { Sample = 0, Population = 1 };
+enum class ScaleKind : int { Group = 0, Batch = 1, None = 2 };
+enum class Singleton : int { Zero = 0, Mean0 = 1, Nan = 2 };
+// Arithmetic of THR's two matrix products on cuda (thr.cu, "Numerics"); the cpu kernels ignore it.
+enum class ThrPrecision : int { F32 = 0, Tf32 = 1 };
+enum class ReweightMode : int { Thr = 0, ThrOnly = 1, Nthr = 2 };
+
+inline const std::vector<std::string> kEstimatorNames = {"grpo", "dr_grpo", "rloo", "opo",
+                                                         "grpo_passk", "gpg", "reinforce_pp_baseline"};
+inline const std::vector<std::string> kStdKindNames = {"sample", "population"};
+inline const std::vector<std::string> kScaleKindNames = {"group", "batch", "none"};
+inline const std::vector<std::string> kSingletonNames = {"zero", "mean0", "nan"};
+inline const std::vector<std::string> kThrPrecisionNames = {"f32", "tf32"};
+inline const std::vector<std::string> kReweightModeNames = {"thr", "thr-only", "nthr"};
+
+}  // namespace gk
