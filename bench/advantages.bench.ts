@@ -55,7 +55,7 @@ export async function benchAdvantages(options: AdvantagesBenchOptions = {}): Pro
   const sizes = options.sizes ?? [1_000, 10_000, 100_000, 1_000_000];
   const estimators = options.estimators ?? ['grpo', 'rloo', 'opo', 'reinforce_pp_baseline'];
   const budget = options.budgetMs ?? 400;
-  const ctx = await createContext({ backend: 'cpu' });
+  const ctx = await createContext({ backend: 'js' });
   const common = {
     device: ctx.device.name,
     node: process.version,

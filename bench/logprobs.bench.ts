@@ -1,5 +1,5 @@
 /**
- * logprobs on the cpu backend: the one-pass reference (online max and sums, no [N, V] temporary)
+ * logprobs on the js backend (the float64 reference): the one-pass reference (online max and sums, no [N, V] temporary)
  * against a naive materialise-then-gather version (the full [N, V] log_softmax in a Float32Array,
  * as `log_softmax(logits / T, -1).gather(-1, targets)` does, then the gather), in one run.
  *
@@ -20,7 +20,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Bench } from 'tinybench';
-import { cpuTensor } from '../src/backends/cpu/storage.js';
+import { jsTensor } from '../src/backends/js/storage.js';
 import { createContext } from '../src/index.js';
 import { makeLogprobsCase } from '../test/fixtures/logprobs.js';
 
@@ -138,9 +138,9 @@ function peakRss(): number {
 async function rssChild(variant: string, rows: number, vocab: number, seed: number): Promise<void> {
   const c = makeLogprobsCase({ seed, rows, vocab });
   const x = c.logits as Float32Array;
-  const ctx = await createContext({ backend: 'cpu' });
+  const ctx = await createContext({ backend: 'js' });
   // Wraps the array without the copy ctx.tensor() makes, so the input is held exactly once.
-  const logits = cpuTensor(x, [rows, vocab], 'f32');
+  const logits = jsTensor(x, [rows, vocab], 'f32');
   const before = peakRss();
   if (variant === 'one-pass') {
     const out = await ctx.logprobs(logits, c.targets);
@@ -211,8 +211,8 @@ export async function runLogprobsBench(
 
   const c = makeLogprobsCase({ seed, rows, vocab });
   const x = c.logits as Float32Array;
-  const ctx = await createContext({ backend: 'cpu' });
-  const logits = cpuTensor(x, [rows, vocab], 'f32');
+  const ctx = await createContext({ backend: 'js' });
+  const logits = jsTensor(x, [rows, vocab], 'f32');
 
   // Both variants must agree before they are timed.
   const check = await ctx.logprobs(logits, c.targets, { temperature });

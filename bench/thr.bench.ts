@@ -142,7 +142,7 @@ export async function benchThr(options: ThrBenchOptions = {}): Promise<ThrBenchR
   const runs = options.runs ?? 3;
   const fullUpTo = options.fullPairwiseUpTo ?? 4096;
   const nSample = options.sampledRows ?? 256;
-  const ctx = await createContext({ backend: 'cpu' });
+  const ctx = await createContext({ backend: 'js' });
   const common = {
     device: ctx.device.name,
     node: process.version,

@@ -1,16 +1,17 @@
 #!/usr/bin/env node
-// The package's `install` script (and `npm run build:native`): builds the CUDA backend's native addon
-// (build/Release/grpo_kernels_native.node) with cmake-js from CMakeLists.txt.
+// The package's `install` script (and `npm run build:native`): builds the native addon
+// (build/Release/grpo_kernels_native.node) with cmake-js from CMakeLists.txt: the native cpu backend's
+// kernels always, the CUDA backend's when nvcc is found.
 //
-//   GRPO_KERNELS_SKIP_NATIVE=1     skip the build (the cuda backend then reports the addon missing)
+//   GRPO_KERNELS_SKIP_NATIVE=1     skip the build (cuda then reports the addon missing; cpu falls back to js)
 //   GRPO_KERNELS_REQUIRE_NATIVE=1  a failed build fails the install (CI)
-//   GRPO_WITH_CUDA=OFF             build the CPU-only stub (passes -DGRPO_WITH_CUDA=OFF)
+//   GRPO_WITH_CUDA=OFF             build without CUDA: the cpu kernels only (passes -DGRPO_WITH_CUDA=OFF)
 //   GRPO_KERNELS_BUILD_DIR=dir     build into dir instead of build/ (the addon lands in dir/Release/)
 //   GRPO_KERNELS_NATIVE_TIMEOUT_S  build time limit in seconds (default 900)
 //   CMAKE_CUDA_ARCHITECTURES       e.g. "90" to build for the H100 only (default "80-real;90")
 //
 // A failed build prints one line saying why, records it in <build>/native-build-status.json (the
-// cuda backend quotes it), and exits 0, so the package still installs and works on cpu and webgpu.
+// cuda and cpu backends quote it), and exits 0, so the package still installs and works on js and webgpu.
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -40,7 +41,7 @@ function finish(ok, reason) {
     process.exit(0);
   }
   console.log(
-    `grpo-kernels: native addon not built: ${reason}${require ? '' : ' (cpu and webgpu backends still work)'}`,
+    `grpo-kernels: native addon not built: ${reason}${require ? '' : ' (the js and webgpu backends still work)'}`,
   );
   process.exit(require ? 1 : 0);
 }
@@ -89,5 +90,13 @@ if (r.status !== 0) {
     `cmake-js failed (${firstError?.trim().slice(0, 200) ?? `exit ${r.status}`}; log: ${join(buildDir, 'native-build.log')})`,
   );
 }
-const cudaLine = log.split('\n').find((l) => l.includes('grpo-kernels:'));
-finish(true, `${cudaLine ? cudaLine.replace(/^.*grpo-kernels:\s*/, '') : 'ok'}, ${seconds} s`);
+// CMake's status lines: the cpu kernels built (portable, + avx2 on x86-64) and CUDA's version or absence.
+const statusLines = [
+  ...new Set(
+    log
+      .split('\n')
+      .filter((l) => l.includes('grpo-kernels:'))
+      .map((l) => l.replace(/^.*grpo-kernels:\s*/, '').trim()),
+  ),
+];
+finish(true, `${statusLines.length ? statusLines.join('; ') : 'ok'}, ${seconds} s`);

@@ -16,7 +16,13 @@ import type {
   RestrictedVocab,
   ThrResult,
 } from './backends/backend.js';
-import { type BackendChoice, loadAuto, loadBackend, type SkippedBackend } from './backends/registry.js';
+import {
+  type BackendChoice,
+  loadAuto,
+  loadBackend,
+  loadCpu,
+  type SkippedBackend,
+} from './backends/registry.js';
 import {
   DTYPES,
   type DType,
@@ -30,14 +36,18 @@ import type { Layout } from './layout.js';
 import { adopt, type BackendName, retire, type Tensor } from './tensor.js';
 
 export interface CreateContextOptions extends BackendOptions {
-  /** 'cpu' | 'webgpu' | 'cuda' | 'auto' (cuda, then webgpu, then cpu). Default 'auto'. */
+  /**
+   * 'cuda' | 'webgpu' | 'cpu' (native SIMD kernels; falls back to 'js' when the addon cannot load, and
+   * `ctx.skipped` says why) | 'js' (the TypeScript float64 reference) | 'auto' (cuda, then webgpu, then
+   * cpu, then js). Default 'auto'.
+   */
   backend?: BackendChoice;
 }
 
 export class Context {
   readonly #backend: Backend;
   #disposed = false;
-  /** For `auto`: the backends passed over before this one, with the reason. */
+  /** For `auto` (and `cpu` falling back to `js`): the backends passed over before this one, with the reason. */
   readonly skipped: readonly SkippedBackend[];
 
   constructor(backend: Backend, skipped: readonly SkippedBackend[] = []) {
@@ -216,15 +226,25 @@ export class Context {
 /** Starts a backend. `auto` records why it skipped each backend in `ctx.skipped`. */
 export async function createContext(options: CreateContextOptions = {}): Promise<Context> {
   const choice = options.backend ?? 'auto';
+  const threads = options.threads;
+  if (threads !== undefined) {
+    if (typeof threads !== 'number') fail('DTYPE', 'threads', `expected a number, got ${typeof threads}`);
+    if (!Number.isInteger(threads) || threads < 1)
+      fail('RANGE', 'threads', `expected a positive integer, got ${threads}`);
+  }
   if (choice === 'auto') {
     const { backend, skipped } = await loadAuto(options);
     return new Context(backend, skipped);
   }
-  if (choice !== 'cpu' && choice !== 'webgpu' && choice !== 'cuda') {
+  if (choice === 'cpu') {
+    const { backend, skipped } = await loadCpu(options);
+    return new Context(backend, skipped);
+  }
+  if (choice !== 'js' && choice !== 'webgpu' && choice !== 'cuda') {
     fail(
       'BACKEND_UNAVAILABLE',
       'backend',
-      `expected 'cpu', 'webgpu', 'cuda' or 'auto', got ${JSON.stringify(choice)}`,
+      `expected 'cpu', 'js', 'webgpu', 'cuda' or 'auto', got ${JSON.stringify(choice)}`,
     );
   }
   return new Context(await loadBackend(choice, options));

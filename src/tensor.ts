@@ -1,7 +1,11 @@
 import type { DType, HostArrayMap } from './dtypes.js';
 import { GrpoKernelsError } from './errors.js';
 
-export type BackendName = 'cpu' | 'webgpu' | 'cuda';
+/**
+ * 'js': the TypeScript float64 reference (and the CPU path in browsers); 'cpu': the native SIMD kernels
+ * on every core (the addon); 'webgpu'; 'cuda'.
+ */
+export type BackendName = 'js' | 'cpu' | 'webgpu' | 'cuda';
 
 /**
  * What a backend keeps for one tensor: its memory (a typed array, a GPUBuffer, a device pointer)

@@ -27,7 +27,7 @@ import { expectClose, expectNoPoison, POISON_F32 } from './util/compare.js';
 
 let ctx: Context;
 beforeAll(async () => {
-  ctx = await createContext({ backend: 'cpu' });
+  ctx = await createContext({ backend: 'js' });
 });
 afterEach(() => setOutputPoison(undefined));
 

@@ -54,29 +54,34 @@ function runBin(...args: string[]) {
 }
 
 describe('info', () => {
-  it('lists all three backends, with the reason for each unavailable one', async () => {
+  it('lists all four backends, with the reason for each unavailable one', async () => {
     const r = await run('info');
     expect(r.code).toBe(0);
-    for (const name of ['cpu', 'webgpu', 'cuda']) {
+    for (const name of ['js', 'cpu', 'webgpu', 'cuda']) {
       const line = r.stdout.split('\n').find((l) => l.startsWith(`${name} `));
       expect(line, `a line for ${name}`).toBeDefined();
       const m = /^\S+\s+(available|unavailable)\s+(.+)$/.exec(line!);
       expect(m, line).not.toBeNull();
       expect(m![2].trim().length).toBeGreaterThan(5); // a device name or a reason
     }
-    expect(r.stdout).toMatch(/auto → cpu|auto → webgpu|auto → cuda/);
+    expect(r.stdout).toMatch(/auto → js|auto → cpu|auto → webgpu|auto → cuda/);
   });
 
   it('--json gives the same facts as an object', async () => {
     const r = await run('info', '--json');
     expect(r.code).toBe(0);
     const doc = JSON.parse(r.stdout);
-    expect(doc.backends.map((b: { backend: string }) => b.backend).sort()).toEqual(['cpu', 'cuda', 'webgpu']);
+    expect(doc.backends.map((b: { backend: string }) => b.backend).sort()).toEqual([
+      'cpu',
+      'cuda',
+      'js',
+      'webgpu',
+    ]);
     for (const b of doc.backends) {
       if (b.available) expect(typeof b.device).toBe('string');
       else expect(b.reason).toMatch(/\w/);
     }
-    expect(doc.backends.find((b: { backend: string }) => b.backend === 'cpu').available).toBe(true);
+    expect(doc.backends.find((b: { backend: string }) => b.backend === 'js').available).toBe(true);
     // `auto` is what createContext really picks (it passes over software adapters), with its reasons.
     const ctx = await createContext({ backend: 'auto' });
     expect(doc.auto).toBe(ctx.backend);

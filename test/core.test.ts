@@ -180,8 +180,8 @@ describe('layout helpers', () => {
 
 describe('contexts and tensors', () => {
   it('uploads, reads back a copy, and disposes', async () => {
-    const ctx = await createContext({ backend: 'cpu' });
-    expect(ctx.backend).toBe('cpu');
+    const ctx = await createContext({ backend: 'js' });
+    expect(ctx.backend).toBe('js');
     const data = Float32Array.from(randomNormal(1, 12));
     const t = ctx.tensor(data, [3, 4]);
     expect(t.shape).toEqual([3, 4]);
@@ -203,7 +203,7 @@ describe('contexts and tensors', () => {
   });
 
   it('rejects bad tensor arguments with typed errors', async () => {
-    const ctx = await createContext({ backend: 'cpu' });
+    const ctx = await createContext({ backend: 'js' });
     expectError(() => ctx.tensor(new Float32Array(6), [4, 2]), 'SHAPE', 'shape');
     expectError(() => ctx.tensor(new Uint16Array(4)), 'DTYPE', 'dtype');
     expectError(() => ctx.tensor(new Float32Array(4) as unknown as Int32Array, [4], 'i32'), 'DTYPE', 'data');
@@ -214,10 +214,10 @@ describe('contexts and tensors', () => {
     expectError(() => ctx.fromDevicePointer(0n, [1], 'f32'), 'BACKEND_UNAVAILABLE', 'fromDevicePointer');
   });
 
-  it("'auto' falls back to cpu and records why it skipped the others", async () => {
+  it("'auto' falls back to cpu (then js) and records why it skipped the others", async () => {
     const ctx = await createContext({ backend: 'auto' });
     const order = ctx.skipped.map((s) => s.backend);
-    expect(ctx.backend).toBe(['cuda', 'webgpu', 'cpu'].find((b) => !order.includes(b as never)));
+    expect(ctx.backend).toBe(['cuda', 'webgpu', 'cpu', 'js'].find((b) => !order.includes(b as never)));
     for (const s of ctx.skipped) {
       expect(s.reason.length).toBeGreaterThan(10);
       console.info(`auto skipped ${s.backend}: ${s.reason}`);
@@ -230,14 +230,14 @@ describe('contexts and tensors', () => {
   });
 
   it('measures its copy bandwidth', async () => {
-    const ctx = await createContext({ backend: 'cpu' });
+    const ctx = await createContext({ backend: 'js' });
     const s = await ctx.copyProbe(1 << 20);
     expect(s).toBeGreaterThan(0);
     await ctx.synchronize();
   });
 
   it('rejects a misspelt option instead of ignoring it (DTYPE naming options.<key>)', async () => {
-    const ctx = await createContext({ backend: 'cpu' });
+    const ctx = await createContext({ backend: 'js' });
     const logits = ctx.tensor(Float32Array.from(randomNormal(9, 12)), [3, 4]);
     const targets = new Int32Array([0, 1, 2]);
     const lse = new Float32Array(3);

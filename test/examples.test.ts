@@ -29,7 +29,7 @@ const webgpuReason = await createContext({ backend: 'webgpu' }).then(
 if (webgpuReason !== undefined) console.warn(`examples on webgpu skipped: ${webgpuReason}`);
 
 describe('examples/quickstart.ts', () => {
-  for (const backend of ['cpu', 'webgpu'] as const) {
+  for (const backend of ['js', 'cpu', 'webgpu'] as const) {
     it.skipIf(backend === 'webgpu' && webgpuReason !== undefined)(
       `runs every op family on ${backend}`,
       () => {

@@ -46,7 +46,7 @@ const ULP: Record<FloatDType, { rel: number; abs: number }> = {
   bf16: { rel: 2 ** -7, abs: 0 },
 };
 
-const ctx: Context = await createContext({ backend: 'cpu' });
+const ctx: Context = await createContext({ backend: 'js' });
 
 beforeEach(() => setOutputPoison(POISON_F32));
 afterEach(() => setOutputPoison(undefined));

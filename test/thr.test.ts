@@ -29,7 +29,7 @@ import { randomNormal } from './util/rng.js';
 
 let ctx: Context;
 beforeAll(async () => {
-  ctx = await createContext({ backend: 'cpu' });
+  ctx = await createContext({ backend: 'js' });
 });
 afterEach(() => setOutputPoison(undefined));
 

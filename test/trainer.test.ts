@@ -21,7 +21,7 @@ import { mulberry32 } from '../src/trainer/rng.js';
 import { DEFAULT_TASK, featureDim, VOCAB } from '../src/trainer/task.js';
 
 const available = new Map<BackendName, string | null>();
-for (const name of ['cpu', 'webgpu', 'cuda'] as const) {
+for (const name of ['js', 'cpu', 'webgpu', 'cuda'] as const) {
   try {
     (await createContext({ backend: name })).dispose();
     available.set(name, null);
@@ -60,9 +60,9 @@ for (const [backend, reason] of available) {
   });
 }
 
-describe('determinism and backprop (cpu)', () => {
+describe('determinism and backprop (js)', () => {
   it('the same seed gives the same curves', async () => {
-    const ctx = await createContext({ backend: 'cpu' });
+    const ctx = await createContext({ backend: 'js' });
     try {
       const opts = { quick: true, steps: 8, seed: 3 };
       const a = await runComparison(ctx, opts);
@@ -81,7 +81,7 @@ describe('determinism and backprop (cpu)', () => {
   });
 
   it('dLoss/dW from logprobsBackward matches finite differences of −Σ a_t·logprob_t / T', async () => {
-    const ctx: Context = await createContext({ backend: 'cpu' });
+    const ctx: Context = await createContext({ backend: 'js' });
     try {
       const task = DEFAULT_TASK;
       const d = featureDim(task);

@@ -37,8 +37,8 @@
 // BACKWARD gradLogits = [g·(1[v=y] − p_v) − gE·p_v·(log p_v + H)] / T with log p_v = x_v·(1/T) − lse
 //   (one FMA: one rounding), p_v = e^{log p_v}, in f32, rounded once to the logits' dtype (round to
 //   nearest even: F16C's vcvtps2ph, integer rounding for bf16). The target's element is recomputed in
-//   f64 as the reference does (its one-hot term cancels against p_y). An element with log p < −88 has
-//   p = 0 and gives −(g + gE)/T·0 (so a NaN or ±Inf upstream gradient stays NaN, as in the
+//   f64 as the reference does (its one-hot term cancels against p_y). An element with z = −Inf (masked)
+//   has p = 0 and gives −(g + gE)/T·0 (so a NaN or ±Inf upstream gradient stays NaN, as in the
 //   reference). Elementwise: an element's bits depend on its own logit and its row's scalars alone.
 //   Items: (row, 16384 columns). In place (gradLogits == logits) is safe: an item reads each vector
 //   before it writes it, and no two items share an element; the target's logit is read first.
@@ -324,7 +324,7 @@ void backward_chunk(const LogprobsBackwardParams& p, int64_t i, int64_t c0, int6
   const VF vh = set1(float(hd));
   const VF vnl = set1(-l);
   const VF vinv = set1(inv_t);
-  const VF vlo = set1(-88.0f);
+  const VF vneg_max = set1(-3.40282347e38f);
   const VF vzg = set1(-(float(a1d) + float(b1d)) * 0.0f);
   for (int64_t j = c0; j < c1; j += kLanes) {
     const int c = c1 - j < kLanes ? int(c1 - j) : kLanes;
@@ -334,7 +334,9 @@ void backward_chunk(const LogprobsBackwardParams& p, int64_t i, int64_t c0, int6
     VF g;
     if (kEntropy) {
       g = mul(set1(-1.0f), mul(pr, fmadd(vb1, add(logp, vh), va1)));
-      g = select_lt(g, vzg, logp, vlo);  // p = 0: −(a1 + b1)·0, never 0·(−Inf)
+      // z = x/T = −Inf (a masked logit, or x/T beyond f32): −(a1 + b1)·0 as the reference, never
+      // 0·(−Inf). (A finite z with log p = −Inf, from an lse of +Inf, gives NaN there too.)
+      g = select_lt(g, vzg, unit_t ? x : mul(x, vinv), vneg_max);
     } else {
       g = mul(mul(set1(-1.0f), va1), pr);
     }

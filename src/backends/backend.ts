@@ -10,7 +10,7 @@ import type { ResolvedLayout } from '../layout.js';
 import type { BackendName, Tensor } from '../tensor.js';
 
 export interface DeviceInfo {
-  /** Human-readable device name, e.g. "CPU (TypeScript reference)", "NVIDIA H100 80GB HBM3". */
+  /** Human-readable device name, e.g. "CPU (native, AVX2 + FMA + F16C, 2 threads)", "NVIDIA H100 80GB HBM3". */
   name: string;
   /** Free-form facts worth printing: memory, limits, features. */
   details: Record<string, string | number | boolean>;
@@ -193,7 +193,8 @@ export type Weighting = 'length' | 'none';
 /**
  * Arithmetic of THR's two matrix products on backends with a choice (cuda): 'f32' (default) is
  * f32-grade (3xTF32 split products on tensor cores), 'tf32' the faster single-pass TF32 form with a
- * looser bound (native/cuda/thr.cu, docs/cuda.md). cpu (float64) and webgpu (f32) ignore it.
+ * looser bound (native/cuda/thr.cu, docs/cuda.md). js (float64), cpu (f32 products, f64 chunk sums)
+ * and webgpu (f32) ignore it.
  */
 export const THR_PRECISIONS = ['f32', 'tf32'] as const;
 export type ThrPrecision = (typeof THR_PRECISIONS)[number];
@@ -242,6 +243,11 @@ export interface BackendOptions {
   device?: unknown;
   /** cuda: which device ordinal to use (default 0). */
   deviceIndex?: number;
+  /**
+   * cpu (native): compute threads (default: env GRPO_KERNELS_THREADS, else every core); at most the
+   * cores. Results are bitwise the same for any count.
+   */
+  threads?: number;
 }
 
 export interface Backend {

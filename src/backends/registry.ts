@@ -1,44 +1,67 @@
 /**
- * Backend selection. Named backends load lazily (dynamic import), so the cpu path never touches
- * WebGPU or the native addon, and a bundler can ship cpu and webgpu to a browser.
+ * Backend selection. Named backends load lazily (dynamic import), so the js path never touches
+ * WebGPU or the native addon, and a bundler can ship js and webgpu to a browser.
  */
 import { GrpoKernelsError } from '../errors.js';
 import type { BackendName } from '../tensor.js';
 import type { Backend, BackendOptions } from './backend.js';
-import { createCpuBackend } from './cpu/index.js';
+import { createJsBackend } from './js/index.js';
 
 export type BackendChoice = BackendName | 'auto';
 
-/** Why `auto` passed over a backend. */
+/** Why `auto` (or `cpu`, falling back to `js`) passed over a backend. */
 export interface SkippedBackend {
   backend: BackendName;
   reason: string;
 }
 
 /** `auto` tries these in order. */
-export const AUTO_ORDER: readonly BackendName[] = ['cuda', 'webgpu', 'cpu'];
+export const AUTO_ORDER: readonly BackendName[] = ['cuda', 'webgpu', 'cpu', 'js'];
+
+/** The native addon needs Node: in a browser, say so instead of fetching modules that import node:fs. */
+function requireNode(name: 'cuda' | 'cpu'): void {
+  const node = (globalThis as { process?: { versions?: { node?: string } } }).process?.versions?.node;
+  if (typeof node !== 'string') {
+    throw new GrpoKernelsError(
+      'BACKEND_UNAVAILABLE',
+      `${name} backend: needs Node.js (a native addon); not available here`,
+    );
+  }
+}
 
 export async function loadBackend(name: BackendName, options: BackendOptions): Promise<Backend> {
   switch (name) {
-    case 'cpu':
-      return createCpuBackend();
+    case 'js':
+      return createJsBackend();
+    case 'cpu': {
+      requireNode('cpu');
+      const m = await import('./cpu/index.js');
+      return m.createCpuBackend(options);
+    }
     case 'webgpu': {
       const m = await import('./webgpu/index.js');
       return m.createWebGpuBackend(options);
     }
     case 'cuda': {
-      // A native addon: only Node can load it. In a browser, say so instead of fetching modules
-      // that import node:fs and failing with a network error.
-      const node = (globalThis as { process?: { versions?: { node?: string } } }).process?.versions?.node;
-      if (typeof node !== 'string') {
-        throw new GrpoKernelsError(
-          'BACKEND_UNAVAILABLE',
-          'cuda backend: needs Node.js (a native addon); not available here',
-        );
-      }
+      requireNode('cuda');
       const m = await import('./cuda/index.js');
       return m.createCudaBackend(options);
     }
+  }
+}
+
+/**
+ * `cpu` by name: the native backend, or, when it cannot start (no addon, a build without the cpu
+ * kernels, a browser), the js backend with the reason recorded. A bad option (threads) is still an error.
+ */
+export async function loadCpu(
+  options: BackendOptions,
+): Promise<{ backend: Backend; skipped: SkippedBackend[] }> {
+  try {
+    return { backend: await loadBackend('cpu', options), skipped: [] };
+  } catch (e) {
+    if (!(e instanceof GrpoKernelsError) || e.code !== 'BACKEND_UNAVAILABLE') throw e;
+    return { backend: await loadBackend('js', options), skipped: [{ backend: 'cpu', reason: e.message }] };
   }
 }
 

@@ -2,15 +2,24 @@
 import { AUTO_ORDER, type BackendName, type Context, createContext } from '../index.js';
 import { CliError, oneLine } from './errors.js';
 
-/** Every backend, in the order `auto` tries them (cuda, then webgpu, then cpu). */
+/** Every backend, in the order `auto` tries them (cuda, then webgpu, then cpu, then js). */
 export const ALL_BACKENDS: readonly BackendName[] = AUTO_ORDER;
 
 export type Opened = { name: BackendName; ctx: Context } | { name: BackendName; ctx: null; reason: string };
 
-/** Opens one backend; never throws (the reason is the error message of createContext). */
+/**
+ * Opens one backend; never throws (the reason is the error message of createContext). `cpu` that fell
+ * back to `js` (no native addon) counts as unavailable, with the reason it recorded.
+ */
 export async function tryOpen(name: BackendName): Promise<Opened> {
   try {
-    return { name, ctx: await createContext({ backend: name }) };
+    const ctx = await createContext({ backend: name });
+    if (ctx.backend !== name) {
+      const reason = ctx.skipped.map((s) => s.reason).join('; ');
+      ctx.dispose();
+      return { name, ctx: null, reason: oneLine(new Error(`${reason} (it falls back to ${ctx.backend})`)) };
+    }
+    return { name, ctx };
   } catch (e) {
     return { name, ctx: null, reason: oneLine(e) };
   }

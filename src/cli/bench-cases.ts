@@ -437,10 +437,10 @@ export function benchCases(tier: Tier): BenchCase[] {
 }
 
 /**
- * Which tier a backend gets: cpu (the float64 reference) and software drivers (lavapipe, whose
+ * Which tier a backend gets: js (the float64 reference) and software drivers (lavapipe, whose
  * figures are no speed claim) get the small sizes.
  */
 export function tierFor(backend: BackendName, quick: boolean, softwareDriver = false): Tier {
   if (quick) return 'quick';
-  return backend === 'cpu' || softwareDriver ? 'cpu' : 'gpu';
+  return backend === 'js' || softwareDriver ? 'cpu' : 'gpu';
 }

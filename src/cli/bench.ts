@@ -19,7 +19,7 @@ import { packageVersion } from './version.js';
 export const BENCH_HELP = `Usage: grpo-kernels bench [--backend NAME] [--quick] [--op OPS] [--json FILE] [--no-progress]
 
 Times every op at realistic sizes: logprobs at V = 32000, 128256, 151936 (f32 and bf16 logits
-of a few hundred MB on a GPU; 8 rows on cpu and on software drivers such as lavapipe), logprobsBackward, gatherProbs, advantages from 1k
+of a few hundred MB on a GPU and the native cpu; 8 rows on js and on software drivers such as lavapipe), logprobsBackward, gatherProbs, advantages from 1k
 to 1M responses, expandToTokens, whiten, restrictedVocab, tokenHiddenReward at d = 896 and 3584,
 thrReweight. Size keys: N rows, V vocabulary, G groups x n responses x L tokens, R responses,
 d hidden size, V* mean restricted vocabulary. Prints median time, p10-p90, the op's throughput (GB/s of bytes moved, GFLOP/s for
@@ -27,7 +27,7 @@ THR, responses/s for advantages, tokens/s for restrictedVocab) and the fraction 
 copy bandwidth (ctx.copyProbe) measured in the same run.
 
 Options:
-  --backend NAME  cpu | webgpu | cuda | auto | all (default all: every available backend)
+  --backend NAME  js | cpu | webgpu | cuda | auto | all (default all: every available backend)
   --quick         tiny sizes on every backend (seconds)
   --op OPS        only these ops (comma-separated): ${OP_NAMES.join(', ')}
   --json FILE     also write machine-readable rows to FILE (in an existing directory;
@@ -35,7 +35,7 @@ Options:
   --no-progress   no progress bar on stderr
   -h, --help      show this help`;
 
-const BACKEND_CHOICES = ['cpu', 'webgpu', 'cuda', 'auto', 'all'] as const;
+const BACKEND_CHOICES = ['js', 'cpu', 'webgpu', 'cuda', 'auto', 'all'] as const;
 
 export interface BenchRow {
   backend: BackendName;
@@ -332,7 +332,7 @@ export async function benchCommand(args: string[], io: Io): Promise<number> {
   const rows: BenchRow[] = [];
   try {
     for (const ctx of contexts) {
-      const gpu = ctx.backend !== 'cpu';
+      const gpu = ctx.backend !== 'js';
       const plan: TimingPlan = quick
         ? { warmup: 1, minReps: 3, maxReps: 10, budgetMs: 100 }
         : gpu

@@ -37,7 +37,7 @@ plain GRPO, THR p = +0.1 and THR p = -0.1 from the same seeds. Writes curves.svg
 held-out greedy accuracy, held-out pass@k), summary.md and summary.json.
 
 Options:
-  --backend NAME  cpu | webgpu | cuda | auto (default cpu: deterministic, same seed -> same curves)
+  --backend NAME  js | cpu | webgpu | cuda | auto (default cpu: deterministic, same seed -> same curves)
   --steps N       training steps per run, 1 to 1000000 (default 150; --quick: 60)
   --runs N        seeds per method, averaged, 1 to 10000 (default 8; --quick: 1)
   --seed N        first seed, a 32-bit unsigned integer: 0 to 4294967295 (default 1);
@@ -66,7 +66,7 @@ export async function demoCommand(args: string[], io: Io): Promise<number> {
     'demo',
     'backend',
     flags.backend,
-    ['cpu', 'webgpu', 'cuda', 'auto'] as const,
+    ['js', 'cpu', 'webgpu', 'cuda', 'auto'] as const,
     'cpu',
   );
   const steps = intFlag('demo', 'steps', flags.steps, STEPS);
@@ -94,7 +94,7 @@ export async function demoCommand(args: string[], io: Io): Promise<number> {
 /** Opens the backend, runs the comparison, writes the report into `out` (checked already). */
 async function runAndReport(
   io: Io,
-  backend: 'cpu' | 'webgpu' | 'cuda' | 'auto',
+  backend: 'js' | 'cpu' | 'webgpu' | 'cuda' | 'auto',
   options: Parameters<typeof comparisonConfig>[0],
   config: ReturnType<typeof comparisonConfig>,
   out: string,

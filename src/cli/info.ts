@@ -14,7 +14,7 @@ import { packageVersion } from './version.js';
 
 export const INFO_HELP = `Usage: grpo-kernels info [--json]
 
-Lists every backend (cpu, webgpu, cuda): whether it is available, its device (name, memory,
+Lists every backend (js, cpu, webgpu, cuda): whether it is available, its device (name, memory,
 limits) and, for an unavailable one, the exact reason (createContext's error message).
 
 Options:
@@ -48,7 +48,7 @@ export async function infoCommand(args: string[], io: Io): Promise<number> {
     return 0;
   }
   const infos: BackendInfo[] = [];
-  // Display order: cpu, webgpu, cuda; `auto` picks the first available of cuda, webgpu, cpu.
+  // Display order: js, cpu, webgpu, cuda; `auto` picks the first available of cuda, webgpu, cpu, js.
   for (const name of [...ALL_BACKENDS].reverse()) {
     const opened = await tryOpen(name);
     infos.push(describe(opened));

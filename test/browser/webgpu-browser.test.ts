@@ -2,9 +2,9 @@
  * The browser path, end to end: the COMPILED package (dist/, built here when missing or older
  * than src/) loaded as native ES modules in headless Chromium from a 127.0.0.1 static server
  * serving the repository root, so dist/*.js and shaders/*.wgsl resolve by URL exactly as in an
- * installed copy (no bundler). test/browser/page.html runs the ops on 'cpu' (checked against an
+ * installed copy (no bundler). test/browser/page.html runs the ops on 'js' (checked against an
  * independent float64 log-softmax in the page), tries 'auto', and runs them on 'webgpu'
- * (navigator.gpu) against 'cpu' with the Node tests' tolerances; it reports to this test through
+ * (navigator.gpu) against 'js' with the Node tests' tolerances; it reports to this test through
  * page evaluation (window.__grpoResult).
  *
  * Browser: Debian's chromium (/usr/bin/chromium, `bash scripts/setup-chromium.sh`; env
@@ -211,9 +211,9 @@ describe('browser (headless Chromium, dist/ as native ES modules)', () => {
     expect(missing, 'requests the server could not answer').toEqual([]);
   });
 
-  it("runs the cpu backend (createContext({ backend: 'cpu' })): every op, logprobs against float64", (ctx) => {
+  it("runs the js backend in the page (createContext({ backend: 'js' }), the CPU path in browsers): every op, logprobs against float64", (ctx) => {
     const r = need(ctx);
-    expect(r.cpu?.backend).toBe('cpu');
+    expect(r.cpu?.backend).toBe('js');
     expect(count(r, 'cpu', '')).toBeGreaterThan(20);
     expect(failures(r, 'cpu', '')).toEqual([]);
   });
@@ -221,7 +221,7 @@ describe('browser (headless Chromium, dist/ as native ES modules)', () => {
   it("starts 'auto' and says why it passed over cuda", (ctx) => {
     const r = need(ctx);
     expect(r.auto?.error).toBeUndefined();
-    expect(['webgpu', 'cpu']).toContain(r.auto?.backend);
+    expect(['webgpu', 'js']).toContain(r.auto?.backend);
     const cuda = r.auto?.skipped?.find((s) => s.backend === 'cuda');
     expect(cuda?.reason).toMatch(/needs Node\.js/);
   });

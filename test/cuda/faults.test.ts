@@ -110,7 +110,7 @@ describe.skipIf(gpu.ctx === undefined)('cuda: injected CUDA failures (emulator)'
   it('uniform advantages make no host-to-device or flag copy; ragged ones upload their offsets', async () => {
     const rewards = cuda.tensor(Float32Array.from(randomNormal(43, 64 * 8)), [64 * 8], 'f32');
     const uniformOffsets = Int32Array.from({ length: 65 }, (_, g) => 8 * g);
-    const cpu = await createContext({ backend: 'cpu' });
+    const cpu = await createContext({ backend: 'js' });
     try {
       const host = await rewards.read();
       const want = await (await cpu.advantages(host, { groupSize: 8 })).advantages.read();

@@ -67,7 +67,7 @@ export function probeGpu(): Promise<GpuProbe> {
 }
 
 export async function cpuContext(): Promise<Context> {
-  return createContext({ backend: 'cpu' });
+  return createContext({ backend: 'js' });
 }
 
 /** The GrpoKernelsError a promise rejects with (fails the test if it resolves or rejects otherwise). */

@@ -39,7 +39,7 @@ export function requireAdapter(): void {
   });
 }
 
-export const cpu = await createContext({ backend: 'cpu' });
+export const cpu = await createContext({ backend: 'js' });
 
 /** Random logits [n, v] as a host array of `dtype` (N(0, scale²), rounded to the dtype). */
 export function randomLogits(seed: number, n: number, v: number, dtype: FloatDType, scale = 3) {

@@ -1,52 +1,126 @@
 /**
- * The cpu backend: the reference every GPU backend is tested against. Exact before fast: float64
- * accumulation, one documented summation order per op, deterministic. Kernels live in one file
- * per family (logprobs.ts, advantages.ts, thr.ts) and work on host arrays.
+ * The cpu backend: native SIMD kernels on every core (native/cpu/*.cc inside the addon, AVX2 + FMA +
+ * F16C where the CPU has them, a portable build elsewhere), behind the same Backend interface. Ops are
+ * asynchronous: the addon runs each on its job thread and thread pool in call order and settles the
+ * promise when the kernels are done, so the event loop never waits for them; a bad value only the
+ * kernels see (a target out of range, a row of all −Inf) rejects that op's promise with the RANGE error
+ * the host checks give. docs/cpu.md describes the design, threads and numerics.
+ *
+ * Threads: `createContext({ backend: 'cpu', threads })`, else env GRPO_KERNELS_THREADS, else every
+ * core; never more than the cores (the pool would only contend with itself). Results are bitwise the
+ * same for any thread count (fixed blocks). Env GRPO_KERNELS_CPU_PORTABLE=1 forces the portable
+ * kernels (tests run both paths).
  */
 import type { DType, HostArrayMap } from '../../dtypes.js';
-import type { Backend, DeviceInfo } from '../backend.js';
+import { GrpoKernelsError } from '../../errors.js';
+import { loadNativeAddon } from '../addon.js';
+import type { Backend, BackendOptions, DeviceInfo } from '../backend.js';
 import { cpuAdvantages, cpuExpandToTokens, cpuWhiten } from './advantages.js';
 import { cpuGatherProbs, cpuLogprobs, cpuLogprobsBackward } from './logprobs.js';
-import { cpuTensor } from './storage.js';
-
-/** Median seconds of a memcpy of `bytes` bytes (TypedArray.set), after one warm-up. */
-function cpuCopyProbe(bytes: number): number {
-  const src = new Uint8Array(bytes).fill(1);
-  const dst = new Uint8Array(bytes);
-  const times: number[] = [];
-  for (let i = 0; i < 6; i++) {
-    const t0 = performance.now();
-    dst.set(src);
-    times.push((performance.now() - t0) / 1e3);
-  }
-  times.shift();
-  times.sort((a, b) => a - b);
-  return times[times.length >> 1];
-}
-
+import { type NativeCpuDevice, native } from './native.js';
+import { CpuQueue, cpuTensor } from './storage.js';
 import { cpuThrReweight, cpuTokenHiddenReward } from './thr.js';
 
-export function createCpuBackend(): Backend {
-  const device: DeviceInfo = {
-    name: 'CPU (TypeScript reference, float64 accumulation)',
-    details: { threads: 1 },
+/**
+ * Test hook: when > 0, the most threads a context may have instead of the core count, so the tests can
+ * check that 8 threads give the bits of 1 and 2 on a 2-core machine. Not for users: more threads than
+ * cores only adds contention.
+ */
+export const cpuTuning = { maxThreads: 0 };
+
+/** The thread count a context asks for: the option, else GRPO_KERNELS_THREADS, else undefined (all cores). */
+function requestedThreads(options: BackendOptions): number | undefined {
+  if (options.threads !== undefined) return options.threads;
+  const env = process.env.GRPO_KERNELS_THREADS;
+  if (env === undefined || env === '') return undefined;
+  const n = Number(env);
+  if (!Number.isInteger(n) || n < 1) {
+    throw new GrpoKernelsError(
+      'RANGE',
+      `GRPO_KERNELS_THREADS: expected a positive integer, got ${JSON.stringify(env)}`,
+      { argument: 'GRPO_KERNELS_THREADS' },
+    );
+  }
+  return n;
+}
+
+/** Creates the native cpu backend; BACKEND_UNAVAILABLE names the missing addon or build. */
+export async function createCpuBackend(options: BackendOptions): Promise<Backend> {
+  const addon = loadNativeAddon('cpu');
+  if (addon.CpuDevice === undefined || addon.cpuInfo === undefined) {
+    throw new GrpoKernelsError(
+      'BACKEND_UNAVAILABLE',
+      'cpu backend: the native addon was built without the cpu kernels (an older build: rebuild it with `npm run build:native`)',
+    );
+  }
+  const cores = addon.cpuInfo().cores;
+  const requested = requestedThreads(options);
+  const cap = cpuTuning.maxThreads > 0 ? cpuTuning.maxThreads : cores;
+  const threads = Math.min(requested ?? cores, cap);
+  const portable = process.env.GRPO_KERNELS_CPU_PORTABLE === '1';
+  let dev: NativeCpuDevice;
+  try {
+    dev = new addon.CpuDevice({ threads, portable });
+  } catch (e) {
+    throw new GrpoKernelsError('BACKEND_UNAVAILABLE', `cpu backend: ${(e as Error).message ?? String(e)}`, {
+      cause: e,
+    });
+  }
+  const info = dev.info();
+  const details: DeviceInfo['details'] = {
+    isa: info.isa,
+    threads: info.threads,
+    cores: info.cores,
   };
+  if (requested !== undefined && requested !== info.threads) details.requestedThreads = requested;
+  if (info.isa === 'portable')
+    details.portableReason = portable
+      ? 'GRPO_KERNELS_CPU_PORTABLE=1'
+      : info.avx2Compiled
+        ? 'this CPU lacks AVX2, FMA or F16C'
+        : 'built without the AVX2 kernels (not x86-64)';
+  const device: DeviceInfo = {
+    name: `CPU (native, ${info.isa === 'avx2' ? 'AVX2 + FMA + F16C' : 'portable'}, ${info.threads} thread${info.threads === 1 ? '' : 's'})`,
+    details,
+  };
+  const q = new CpuQueue(dev);
+  let disposed = false;
   return {
     name: 'cpu',
     device,
     upload<D extends DType>(data: HostArrayMap[D], shape: readonly number[], dtype: D) {
-      return cpuTensor(data.slice() as HostArrayMap[D], shape, dtype);
+      return cpuTensor(q, data.slice() as HostArrayMap[D], shape, dtype);
     },
-    logprobs: async (a) => cpuLogprobs(a),
-    logprobsBackward: async (a) => cpuLogprobsBackward(a),
-    gatherProbs: async (a) => cpuGatherProbs(a),
-    advantages: async (a) => cpuAdvantages(a),
-    expandToTokens: async (a) => cpuExpandToTokens(a),
-    whiten: async (a) => cpuWhiten(a),
-    tokenHiddenReward: async (a) => cpuTokenHiddenReward(a),
-    thrReweight: async (a) => cpuThrReweight(a),
-    synchronize: async () => {},
-    copyProbe: async (bytes) => cpuCopyProbe(bytes),
-    dispose() {},
+    logprobs: (a) => cpuLogprobs(q, a),
+    logprobsBackward: (a) => cpuLogprobsBackward(q, a),
+    gatherProbs: (a) => cpuGatherProbs(q, a),
+    advantages: (a) => cpuAdvantages(q, a),
+    expandToTokens: (a) => cpuExpandToTokens(q, a),
+    whiten: (a) => cpuWhiten(q, a),
+    tokenHiddenReward: (a) => cpuTokenHiddenReward(q, a),
+    thrReweight: (a) => cpuThrReweight(q, a),
+    synchronize: () => native(() => dev.synchronize()),
+    copyProbe: (bytes) => native(() => dev.copyProbe(bytes)),
+    dispose() {
+      if (disposed) return;
+      disposed = true;
+      dev.close();
+    },
   };
+}
+
+/**
+ * Seconds per streaming read of `data`'s bytes on a context's threads (median of 7): the bandwidth
+ * yardstick of the benchmarks. Opens its own pool of `threads` (default: every core).
+ */
+export async function cpuReadProbe(data: ArrayBufferView, threads?: number): Promise<number> {
+  const addon = loadNativeAddon('cpu');
+  if (addon.CpuDevice === undefined || addon.cpuInfo === undefined)
+    throw new GrpoKernelsError('BACKEND_UNAVAILABLE', 'cpu backend: the native addon lacks the cpu kernels');
+  const dev = new addon.CpuDevice({ threads: threads ?? addon.cpuInfo().cores, portable: false });
+  try {
+    return await native(() => dev.readProbe(data));
+  } finally {
+    dev.close();
+  }
 }

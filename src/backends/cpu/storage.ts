@@ -1,45 +1,83 @@
-/** CPU tensors: the storage is a host typed array; read() copies it. */
-
-import { debugHooks, POISON_I32 } from '../../debug.js';
-import { allocHost, type DType, type HostArrayMap } from '../../dtypes.js';
+/**
+ * Native cpu tensors: a host typed array, written by the addon's job thread. An op queued but not yet
+ * settled may still be writing one (in place, the logits), so read() first waits for every op queued
+ * before it (a fence job), unless none is in flight.
+ */
+import type { DType, HostArrayMap } from '../../dtypes.js';
+import { GrpoKernelsError } from '../../errors.js';
 import { Tensor, type TensorStorage } from '../../tensor.js';
+import { jsOutput } from '../js/storage.js';
+import { type NativeCpuDevice, native } from './native.js';
 
-export class CpuStorage<D extends DType> implements TensorStorage<D> {
+/** The device and its count of ops in flight (read() skips the fence when it is 0). */
+export class CpuQueue {
+  inFlight = 0;
+  constructor(readonly device: NativeCpuDevice) {}
+
+  /** Runs one native op, counting it in flight until it settles. */
+  async run(call: () => Promise<void>): Promise<void> {
+    this.inFlight++;
+    try {
+      await native(call);
+    } finally {
+      this.inFlight--;
+    }
+  }
+
+  /** Waits for every op queued so far. */
+  async fence(): Promise<void> {
+    if (this.inFlight > 0) await native(() => this.device.synchronize());
+  }
+}
+
+export class NativeCpuStorage<D extends DType> implements TensorStorage<D> {
   data: HostArrayMap[D] | undefined;
-  constructor(data: HostArrayMap[D]) {
+  constructor(
+    readonly queue: CpuQueue,
+    data: HostArrayMap[D],
+  ) {
     this.data = data;
   }
-  read(): Promise<HostArrayMap[D]> {
+  async read(): Promise<HostArrayMap[D]> {
     const d = this.data!;
-    return Promise.resolve(d.slice() as HostArrayMap[D]);
+    await this.queue.fence();
+    return d.slice() as HostArrayMap[D];
   }
   free(): void {
+    // A queued job holds its own reference to the array (native/addon_cpu.cc): dropping ours is safe.
     this.data = undefined;
   }
 }
 
-/** Wraps a host array as a cpu Tensor, taking ownership (no copy). */
+/** Wraps a host array as a native cpu Tensor, taking ownership (no copy). */
 export function cpuTensor<D extends DType>(
+  queue: CpuQueue,
   data: HostArrayMap[D],
   shape: readonly number[],
   dtype: D,
 ): Tensor<D> {
-  return new Tensor(dtype, shape, 'cpu', new CpuStorage(data));
+  return new Tensor(dtype, shape, 'cpu', new NativeCpuStorage(queue, data));
 }
 
-/** The host array behind a cpu Tensor (no copy). Kernels read inputs through this, never write them. */
-export function hostData<D extends DType>(t: Tensor<D>): HostArrayMap[D] {
-  return (t.storage as CpuStorage<D>).data!;
+/** A fresh output tensor (poisoned for tests when the hook is set, src/debug.ts). */
+export function cpuEmpty<D extends DType>(queue: CpuQueue, dtype: D, shape: readonly number[]): Tensor<D> {
+  const n = shape.reduce((a, b) => a * b, 1);
+  return cpuTensor(queue, jsOutput(dtype, n), shape, dtype);
 }
 
-/** A fresh output array, filled with the test poison when one is set (src/debug.ts). */
-export function cpuOutput<D extends DType>(dtype: D, length: number): HostArrayMap[D] {
-  const out = allocHost(dtype, length);
-  const p = debugHooks.poison;
-  if (p !== undefined) {
-    if (dtype === 'u8') out.fill(0xab);
-    else if (dtype === 'f16' || dtype === 'bf16') out.fill(0x7e01);
-    else out.fill(dtype === 'i32' ? POISON_I32 : p);
+/** The host array of a tensor of this backend (no copy). */
+export function arrayOf<D extends DType>(t: Tensor<D>): HostArrayMap[D] {
+  const s = t.storage;
+  if (!(s instanceof NativeCpuStorage)) {
+    throw new GrpoKernelsError(
+      'DTYPE',
+      `tensor [${t.shape.join(', ')}] ${t.dtype}: belongs to the ${t.backend} backend, not cpu`,
+    );
   }
-  return out;
+  return (s as NativeCpuStorage<D>).data!;
+}
+
+/** The array of an optional tensor (undefined passes through). */
+export function optArrayOf<D extends DType>(t: Tensor<D> | undefined): HostArrayMap[D] | undefined {
+  return t === undefined ? undefined : arrayOf(t);
 }

@@ -1,14 +1,18 @@
 /**
- * Loading the native addon (build/Release/grpo_kernels_native.node, or GRPO_KERNELS_NATIVE_PATH) and
- * turning its errors into GrpoKernelsErrors. Every failure to start names what failed: the missing
- * file (and why the install script did not build it), a build without CUDA, or the CUDA call.
+ * The cuda backend's side of the native addon: one interface per op (mirroring the params structs of
+ * native/cuda/*.cuh), the device class, and error conversion with the "cuda " prefix. Loading the addon
+ * itself is shared with the native cpu backend: src/backends/addon.ts (re-exported here).
  */
-import { existsSync, readFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { type ErrorCode, GrpoKernelsError } from '../../errors.js';
+import { fromNativeErrorOf } from '../addon.js';
 import type { Estimator, ScaleKind, SingletonPolicy, StdKind, WhitenVarianceEps } from '../backend.js';
+
+export {
+  loadNativeAddon,
+  type NativeAddon,
+  type NativeBuildInfo,
+  type NativeEnums,
+  nativeAddonPath,
+} from '../addon.js';
 
 /**
  * The argument object of each native op: one interface per op, mirroring its params struct in
@@ -135,16 +139,6 @@ export interface NativeAdvantagesArgs extends Poisonable {
   outDegenerate: bigint;
 }
 
-/** The C++ enum tables (native/addon.cc enums()): each enum's names in the C++ order. */
-export interface NativeEnums {
-  estimator: string[];
-  stdKind: string[];
-  scaleKind: string[];
-  singleton: string[];
-  thrPrecision: string[];
-  reweightMode: string[];
-}
-
 export interface NativeDeviceInfo {
   name: string;
   index: number;
@@ -180,95 +174,8 @@ export interface NativeDevice {
   close(): void;
 }
 
-export interface NativeBuildInfo {
-  /** Whether the addon was compiled with the CUDA kernels. */
-  cuda: boolean;
-  /** Why not, e.g. "built without CUDA: nvcc not found at build time". */
-  reason: string;
-  archs?: string;
-  cudaRuntimeVersion?: number;
-}
-
-export interface NativeAddon {
-  buildInfo(): NativeBuildInfo;
-  /** CUDA builds only. */
-  enums?(): NativeEnums;
-  CudaDevice?: new (index: number) => NativeDevice;
-}
-
-const packageRoot = fileURLToPath(new URL('../../../', import.meta.url));
-
-/** Where the addon is loaded from: GRPO_KERNELS_NATIVE_PATH, else build/Release/ in the package. */
-export function nativeAddonPath(): string {
-  const env = process.env.GRPO_KERNELS_NATIVE_PATH;
-  if (env !== undefined && env !== '') return env;
-  return join(packageRoot, 'build', 'Release', 'grpo_kernels_native.node');
-}
-
-/** The reason scripts/build-native.mjs recorded when it could not build the addon, if any. */
-function recordedBuildFailure(addonPath: string): string | undefined {
-  const status = join(dirname(addonPath), '..', 'native-build-status.json');
-  try {
-    const s = JSON.parse(readFileSync(status, 'utf8')) as { ok?: boolean; reason?: string };
-    return s.ok === false && typeof s.reason === 'string' ? s.reason : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-let cached: { path: string; addon: NativeAddon } | undefined;
-
-/** Loads (once per path) the addon; BACKEND_UNAVAILABLE with the reason when it cannot. */
-export function loadNativeAddon(): NativeAddon {
-  const path = nativeAddonPath();
-  if (cached?.path === path) return cached.addon;
-  if (!existsSync(path)) {
-    const why = recordedBuildFailure(path);
-    throw new GrpoKernelsError(
-      'BACKEND_UNAVAILABLE',
-      `cuda backend: native addon not built: ${why ?? `${path} does not exist`} ` +
-        '(build it with `npm run build:native`; see docs/cuda.md)',
-    );
-  }
-  let addon: NativeAddon;
-  try {
-    addon = createRequire(import.meta.url)(path) as NativeAddon;
-  } catch (e) {
-    throw new GrpoKernelsError(
-      'BACKEND_UNAVAILABLE',
-      `cuda backend: native addon not loadable: ${path}: ${e instanceof Error ? e.message : String(e)}`,
-      { cause: e },
-    );
-  }
-  cached = { path, addon };
-  return addon;
-}
-
-const CODES: readonly ErrorCode[] = [
-  'SHAPE',
-  'DTYPE',
-  'RANGE',
-  'LAYOUT',
-  'BACKEND_UNAVAILABLE',
-  'DEVICE_LOST',
-  'OUT_OF_MEMORY',
-];
-
-/**
- * A native Error (with `code`) → GrpoKernelsError with the same code, prefixed "cuda ". A RANGE error
- * raised by a kernel's flag starts with the argument it names ("targets: ..."): it keeps the message
- * as the host checks word it and gets that argument.
- */
-export function fromNativeError(e: unknown, fallback: ErrorCode = 'DEVICE_LOST'): GrpoKernelsError {
-  if (e instanceof GrpoKernelsError) return e;
-  const code = (e as { code?: unknown })?.code;
-  const c =
-    typeof code === 'string' && (CODES as readonly string[]).includes(code) ? (code as ErrorCode) : fallback;
-  const msg = e instanceof Error ? e.message : String(e);
-  const named = c === 'RANGE' ? /^([A-Za-z][\w.]*): /.exec(msg) : null;
-  if (named) return new GrpoKernelsError(c, msg, { argument: named[1], cause: e });
-  return new GrpoKernelsError(c, `cuda ${msg}`, { cause: e });
-}
+/** A native Error (with `code`) → GrpoKernelsError with the same code, prefixed "cuda " (see addon.ts). */
+export const fromNativeError = fromNativeErrorOf('cuda');
 
 /** Runs a native call, converting its error (sync throw or rejection). */
 export async function native<T>(call: () => Promise<T>): Promise<T> {

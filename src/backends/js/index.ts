@@ -1,0 +1,54 @@
+/**
+ * The js backend: the TypeScript float64 reference every other backend (cuda, webgpu, the native cpu)
+ * is tested against, and the CPU path in browsers (and where the native addon is missing: `cpu` falls
+ * back to it). Exact before fast: float64 accumulation, one documented summation order per op,
+ * deterministic. Kernels live in one file per family (logprobs.ts, advantages.ts, thr.ts) and work on
+ * host arrays, synchronously: an op that finds a bad value throws at the op.
+ */
+import type { DType, HostArrayMap } from '../../dtypes.js';
+import type { Backend, DeviceInfo } from '../backend.js';
+import { jsAdvantages, jsExpandToTokens, jsWhiten } from './advantages.js';
+import { jsGatherProbs, jsLogprobs, jsLogprobsBackward } from './logprobs.js';
+import { jsTensor } from './storage.js';
+
+/** Median seconds of a memcpy of `bytes` bytes (TypedArray.set), after one warm-up. */
+function jsCopyProbe(bytes: number): number {
+  const src = new Uint8Array(bytes).fill(1);
+  const dst = new Uint8Array(bytes);
+  const times: number[] = [];
+  for (let i = 0; i < 6; i++) {
+    const t0 = performance.now();
+    dst.set(src);
+    times.push((performance.now() - t0) / 1e3);
+  }
+  times.shift();
+  times.sort((a, b) => a - b);
+  return times[times.length >> 1];
+}
+
+import { jsThrReweight, jsTokenHiddenReward } from './thr.js';
+
+export function createJsBackend(): Backend {
+  const device: DeviceInfo = {
+    name: 'JavaScript (TypeScript float64 reference)',
+    details: { threads: 1 },
+  };
+  return {
+    name: 'js',
+    device,
+    upload<D extends DType>(data: HostArrayMap[D], shape: readonly number[], dtype: D) {
+      return jsTensor(data.slice() as HostArrayMap[D], shape, dtype);
+    },
+    logprobs: async (a) => jsLogprobs(a),
+    logprobsBackward: async (a) => jsLogprobsBackward(a),
+    gatherProbs: async (a) => jsGatherProbs(a),
+    advantages: async (a) => jsAdvantages(a),
+    expandToTokens: async (a) => jsExpandToTokens(a),
+    whiten: async (a) => jsWhiten(a),
+    tokenHiddenReward: async (a) => jsTokenHiddenReward(a),
+    thrReweight: async (a) => jsThrReweight(a),
+    synchronize: async () => {},
+    copyProbe: async (bytes) => jsCopyProbe(bytes),
+    dispose() {},
+  };
+}
