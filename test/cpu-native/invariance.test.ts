@@ -112,7 +112,7 @@ for (const path of ['avx2', 'portable'] as const) {
           const run = async (rows: number[]) => {
             const n = rows.length;
             const data = new (c.logits.constructor as Uint16ArrayConstructor)(n * vocab);
-            rows.forEach((r, k) => data.set(row(r), k * vocab));
+            for (const [k, r] of rows.entries()) data.set(row(r), k * vocab);
             const r = await ctx.logprobs(
               ctx.tensor(data as unknown as Float32Array, [n, vocab], dtype as 'f32'),
               Int32Array.from(rows, (i) => c.targets[i]),
