@@ -100,6 +100,7 @@ class CpuDevice : public Napi::ObjectWrap<CpuDevice> {
                            InstanceMethod<&CpuDevice::Synchronize>("synchronize"),
                            InstanceMethod<&CpuDevice::CopyProbe>("copyProbe"),
                            InstanceMethod<&CpuDevice::ReadProbe>("readProbe"),
+                           InstanceMethod<&CpuDevice::FmaProbe>("fmaProbe"),
                            InstanceMethod<&CpuDevice::Logprobs>("logprobs"),
                            InstanceMethod<&CpuDevice::LogprobsBackward>("logprobsBackward"),
                            InstanceMethod<&CpuDevice::GatherProbs>("gatherProbs"),
@@ -316,6 +317,30 @@ class CpuDevice : public Napi::ObjectWrap<CpuDevice> {
             },
             ctx.get());
       });
+      return Report{kOk, 0, 0};
+    });
+  }
+
+  // fmaProbe() → the pool's f32 multiply-add peak in FLOP/s (median of 5 runs of ~20 ms after a warm-up):
+  // the yardstick of THR's products in the benchmarks.
+  Napi::Value FmaProbe(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    RequireOpen(env, "fmaProbe");
+    Pool* pool = pool_;
+    const KernelTable* k = kernels_;
+    return Submit(env, env.Undefined(), "fmaProbe", [pool, k](double& rate) {
+      int64_t iters = 1 << 16;
+      // Sized to ~20 ms per run on this machine.
+      for (;;) {
+        const auto t0 = std::chrono::steady_clock::now();
+        k->fma_probe(pool, iters);
+        const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        if (s > 0.02 || iters > (int64_t(1) << 34)) break;
+        iters *= 4;
+      }
+      double flops = 0;
+      const double s = MedianSeconds(1, 5, [&] { flops = k->fma_probe(pool, iters); });
+      rate = flops / s;
       return Report{kOk, 0, 0};
     });
   }

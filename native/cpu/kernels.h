@@ -165,6 +165,8 @@ struct KernelTable {
   Report (*gather_probs)(const GatherProbsParams&, Pool*);
   Report (*token_hidden_reward)(const ThrParams&, Pool*);
   Report (*thr_reweight)(const ThrReweightParams&, Pool*);
+  // Benchmarks only (probe.cc): FLOPs of one run of `iters` FMA steps on every pool thread.
+  double (*fma_probe)(Pool*, int64_t iters);
 };
 
 #define GK_CPU_DECLARE_KERNELS(ns)                                             \
@@ -174,6 +176,7 @@ struct KernelTable {
   Report gather_probs(const GatherProbsParams&, Pool*);                       \
   Report token_hidden_reward(const ThrParams&, Pool*);                        \
   Report thr_reweight(const ThrReweightParams&, Pool*);                       \
+  double fma_probe(Pool*, int64_t);                                           \
   }
 GK_CPU_DECLARE_KERNELS(portable)
 #if GK_CPU_HAVE_AVX2

@@ -60,18 +60,21 @@ constexpr int64_t kSeg = 4096;         // elements per segment (one max; pass 2 
 constexpr int kSub = 128;              // elements per f32 sub-block (16 vectors)
 constexpr int64_t kSegsPerItem = 8;    // segments per work item
 constexpr int64_t kBwdChunk = 16384;   // columns per backward work item
-constexpr int64_t kGatherTokens = 64;  // tokens per gatherProbs work item
+constexpr int64_t kGatherTokens = 16;  // tokens per gatherProbs work item
 constexpr double kInf = __builtin_inf();
 constexpr float kInfF = __builtin_inff();
 
 inline bool is_nan(double x) { return x != x; }
+inline int64_t imin64(int64_t a, int64_t b) { return a < b ? a : b; }
 
-// The f32 factor 1/T the kernels multiply by: at least FLT_MIN, so −Inf·(1/T) stays −Inf when 1/T
-// underflows (T above ~1e38, the uniform limit either way).
-inline float inv_temperature(double T) {
-  const float f = float(1.0 / T);
+// The f32 factor log2(e)/T the kernels multiply raw logit differences by (their exponential is 2^t):
+// at least FLT_MIN, so −Inf times it stays −Inf when it underflows (T above ~1e38, the uniform limit
+// either way). For T ≥ 2^-126 (the API's floor) it is finite.
+inline float scale2_of(double T) {
+  const float f = float(1.4426950408889634 / T);
   return f < 1.17549435e-38f ? 1.17549435e-38f : f;
 }
+constexpr double kLn2 = 0.6931471805599453;
 
 struct Partial {
   double m;  // the segment's max raw logit (−Inf: no element above −Inf)
@@ -80,31 +83,53 @@ struct Partial {
 
 // One segment's partial sums: elements [j0, j0 + len) of `row`. `buf` holds kSeg + 8 floats (the
 // decoded segment for f16/bf16; f32 reads the row itself, its tail from a padded copy).
-template <int D, bool kStats, bool kUnitT>
-Partial segment(const void* row, int64_t j0, int64_t len, float inv_t, float* buf) {
+template <int D, bool kStats>
+Partial segment(const void* row, int64_t j0, int64_t len, float scale2, float* buf) {
   const int64_t nvec = (len + kLanes - 1) / kLanes;
   const int64_t full = len / kLanes;
   const float* x;
   alignas(32) float tail[kLanes];
-  // Pass 1: the max (NaN ignored); f16/bf16 decoded into buf on the way.
-  VF vmax = set1(-kInfF);
+  // Pass 1: the max (NaN ignored), four running maxima (a max is exact: their order cannot matter);
+  // f16/bf16 decoded into buf on the way.
+  VF m0 = set1(-kInfF), m1 = m0, m2 = m0, m3 = m0;
+  int64_t k = 0;
   if (D == kF32) {
     x = static_cast<const float*>(row) + j0;
-    for (int64_t k = 0; k < full; ++k) vmax = max_skip_nan(vmax, load(x + k * kLanes));
+    for (; k + 4 <= full; k += 4) {
+      m0 = max_skip_nan(m0, load(x + k * kLanes));
+      m1 = max_skip_nan(m1, load(x + (k + 1) * kLanes));
+      m2 = max_skip_nan(m2, load(x + (k + 2) * kLanes));
+      m3 = max_skip_nan(m3, load(x + (k + 3) * kLanes));
+    }
+    for (; k < full; ++k) m0 = max_skip_nan(m0, load(x + k * kLanes));
     if (full < nvec) {
       store(tail, load_row<D>(row, j0 + full * kLanes, int(len - full * kLanes)));
-      vmax = max_skip_nan(vmax, load(tail));
+      m1 = max_skip_nan(m1, load(tail));
     }
   } else {
-    for (int64_t k = 0; k < nvec; ++k) {
+    for (; k + 4 <= full; k += 4) {
+      const VF v0 = load_row<D>(row, j0 + k * kLanes, kLanes);
+      const VF v1 = load_row<D>(row, j0 + (k + 1) * kLanes, kLanes);
+      const VF v2 = load_row<D>(row, j0 + (k + 2) * kLanes, kLanes);
+      const VF v3 = load_row<D>(row, j0 + (k + 3) * kLanes, kLanes);
+      store(buf + k * kLanes, v0);
+      store(buf + (k + 1) * kLanes, v1);
+      store(buf + (k + 2) * kLanes, v2);
+      store(buf + (k + 3) * kLanes, v3);
+      m0 = max_skip_nan(m0, v0);
+      m1 = max_skip_nan(m1, v1);
+      m2 = max_skip_nan(m2, v2);
+      m3 = max_skip_nan(m3, v3);
+    }
+    for (; k < nvec; ++k) {
       const int c = k < full ? kLanes : int(len - full * kLanes);
       const VF v = load_row<D>(row, j0 + k * kLanes, c);
       store(buf + k * kLanes, v);
-      vmax = max_skip_nan(vmax, v);
+      m0 = max_skip_nan(m0, v);
     }
     x = buf;
   }
-  const float m = hmax(vmax);
+  const float m = hmax(max_skip_nan(max_skip_nan(m0, m1), max_skip_nan(m2, m3)));
   Partial p{double(m), 0.0, 0.0, 0.0};
   if (m == -kInfF) {
     // No element above −Inf: the segment adds nothing, unless it holds a NaN (which max skipped).
@@ -123,30 +148,39 @@ Partial segment(const void* row, int64_t j0, int64_t len, float inv_t, float* bu
   }
   // Pass 2, in sub-blocks of kSub elements.
   const VF vm = set1(m);
-  const VF vinv = set1(inv_t);
+  const VF vs2 = set1(scale2);
   const VF dlo = set1(-3.40282347e38f);
   VD d0 = dzero(), d1 = dzero(), d2 = dzero();
   constexpr int64_t kSubVec = kSub / kLanes;
   for (int64_t k0 = 0; k0 < nvec; k0 += kSubVec) {
     const int64_t k1 = k0 + kSubVec < nvec ? k0 + kSubVec : nvec;
     VF a0 = zero(), a1 = zero(), b0 = zero(), b1 = zero(), c0 = zero(), c1 = zero();
-    for (int64_t k = k0; k < k1; ++k) {
+    // Vector k of the segment as t = (x − m)·log2(e)/T: e^{(x−m)/T} = 2^t.
+    auto d_of = [&](int64_t k) {
       const VF v = (D != kF32 || k < full) ? load(x + k * kLanes) : load(tail);
-      VF d = sub(v, vm);
-      if (!kUnitT) d = mul(d, vinv);
-      const VF e = exp_neg(d);
-      if ((k - k0) & 1) {
-        a1 = add(a1, e);
-        if (kStats) {
-          b1 = fmadd(e, clamp_lo(d, dlo), b1);  // −Inf d has e = 0: 0·(−FLT_MAX), never 0·(−Inf)
-          c1 = fmadd(e, e, c1);
-        }
-      } else {
-        a0 = add(a0, e);
-        if (kStats) {
-          b0 = fmadd(e, clamp_lo(d, dlo), b0);
-          c0 = fmadd(e, e, c0);
-        }
+      return mul(sub(v, vm), vs2);
+    };
+    // Even vectors to the 0 accumulators, odd ones to the 1 accumulators (sub-blocks start even).
+    int64_t k = k0;
+    for (; k + 2 <= k1; k += 2) {
+      const VF d0 = d_of(k), d1 = d_of(k + 1);
+      const VF e0 = exp2_neg(d0), e1 = exp2_neg(d1);
+      a0 = add(a0, e0);
+      a1 = add(a1, e1);
+      if (kStats) {
+        b0 = fmadd(e0, clamp_lo(d0, dlo), b0);  // −Inf d has e = 0: 0·(−FLT_MAX), never 0·(−Inf)
+        b1 = fmadd(e1, clamp_lo(d1, dlo), b1);
+        c0 = fmadd(e0, e0, c0);
+        c1 = fmadd(e1, e1, c1);
+      }
+    }
+    if (k < k1) {
+      const VF d0 = d_of(k);
+      const VF e0 = exp2_neg(d0);
+      a0 = add(a0, e0);
+      if (kStats) {
+        b0 = fmadd(e0, clamp_lo(d0, dlo), b0);
+        c0 = fmadd(e0, e0, c0);
       }
     }
     dacc(d0, add(a0, a1));
@@ -157,27 +191,26 @@ Partial segment(const void* row, int64_t j0, int64_t len, float inv_t, float* bu
   }
   p.s0 = dsum(d0);
   if (kStats) {
-    p.s1 = dsum(d1);
+    p.s1 = kLn2 * dsum(d1);  // Σ e^d·d in natural units (the sums took t = d·log2 e)
     p.s2 = dsum(d2);
   }
   return p;
 }
 
-template <int D, bool kStats, bool kUnitT>
-void segments(const void* row, int64_t vocab, int64_t s0, int64_t s1, float inv_t, float* buf, Partial* out) {
+template <int D, bool kStats>
+void segments(const void* row, int64_t vocab, int64_t s0, int64_t s1, float scale2, float* buf, Partial* out) {
   for (int64_t s = s0; s < s1; ++s) {
     const int64_t j0 = s * kSeg;
     const int64_t len = vocab - j0 < kSeg ? vocab - j0 : kSeg;
-    out[s] = segment<D, kStats, kUnitT>(row, j0, len, inv_t, buf);
+    out[s] = segment<D, kStats>(row, j0, len, scale2, buf);
   }
 }
 
 using SegmentsFn = void (*)(const void*, int64_t, int64_t, int64_t, float, float*, Partial*);
 
 template <int D>
-SegmentsFn pick_segments(bool stats, bool unit_t) {
-  if (stats) return unit_t ? segments<D, true, true> : segments<D, true, false>;
-  return unit_t ? segments<D, false, true> : segments<D, false, false>;
+SegmentsFn pick_segments(bool stats) {
+  return stats ? segments<D, true> : segments<D, false>;
 }
 
 // Lowers *slot to v (atomically): the smallest bad row wins whatever the timing.
@@ -201,7 +234,7 @@ struct ForwardJob {
   SegmentsFn fn;
   int64_t row0;  // first row of this chunk
   int64_t nseg, items_per_row;
-  float inv_t;
+  float scale2;
   Partial* partials;  // [chunk rows][nseg]
   int32_t* done;      // [chunk rows]: items finished
   float* bufs;        // [threads][kSeg + 8]
@@ -264,7 +297,7 @@ void forward_item(void* ctx, int64_t item, int worker) {
     const int64_t s0 = k * kSegsPerItem;
     const int64_t s1 = s0 + kSegsPerItem < J.nseg ? s0 + kSegsPerItem : J.nseg;
     const char* row = static_cast<const char*>(p.logits) + size_t(i) * size_t(p.vocab) * elem_size(p.dtype);
-    J.fn(row, p.vocab, s0, s1, J.inv_t, J.bufs + size_t(worker) * (kSeg + 16), J.partials + r * J.nseg);
+    J.fn(row, p.vocab, s0, s1, J.scale2, J.bufs + size_t(worker) * (kSeg + 16), J.partials + r * J.nseg);
   }
   if (__atomic_add_fetch(&J.done[r], 1, __ATOMIC_ACQ_REL) != J.items_per_row) return;
   if (p.targets[i] == p.ignore_index) {
@@ -281,8 +314,7 @@ void forward_item(void* ctx, int64_t item, int worker) {
 struct BackwardJob {
   const LogprobsBackwardParams* p;
   int64_t chunks_per_row;
-  float inv_t;
-  bool unit_t;
+  float scale2;
 };
 
 // The target element in f64, as the reference computes it.
@@ -300,7 +332,7 @@ double target_gradient(double x, double T, double l, double a1, double b1, doubl
 }
 
 template <int D, bool kEntropy>
-void backward_chunk(const LogprobsBackwardParams& p, int64_t i, int64_t c0, int64_t c1, float inv_t, bool unit_t) {
+void backward_chunk(const LogprobsBackwardParams& p, int64_t i, int64_t c0, int64_t c1, float scale2) {
   const size_t es = elem_size(D);
   const char* in = static_cast<const char*>(p.logits) + size_t(i) * size_t(p.vocab) * es;
   char* out = static_cast<char*>(p.grad_logits) + size_t(i) * size_t(p.vocab) * es;
@@ -322,25 +354,41 @@ void backward_chunk(const LogprobsBackwardParams& p, int64_t i, int64_t c0, int6
   const VF va1 = set1(float(a1d));
   const VF vb1 = set1(float(b1d));
   const VF vh = set1(float(hd));
-  const VF vnl = set1(-l);
-  const VF vinv = set1(inv_t);
+  // log2 p = x·log2(e)/T − lse·log2(e): one FMA (lse·log2 e rounded once to f32, an exponent error of
+  // |lse|·2^-24 as the f32 lse itself carries), p = 2^that.
+  const VF vs2 = set1(scale2);
+  const VF vnl2 = set1(float(-double(l) * 1.4426950408889634));
+  const VF vln2 = set1(float(kLn2));
   const VF vneg_max = set1(-3.40282347e38f);
   const VF vzg = set1(-(float(a1d) + float(b1d)) * 0.0f);
-  for (int64_t j = c0; j < c1; j += kLanes) {
-    const int c = c1 - j < kLanes ? int(c1 - j) : kLanes;
-    const VF x = load_row<D>(in, j, c);
-    const VF logp = unit_t ? add(x, vnl) : fmadd(x, vinv, vnl);
-    const VF pr = exp_full(logp);
-    VF g;
-    if (kEntropy) {
-      g = mul(set1(-1.0f), mul(pr, fmadd(vb1, add(logp, vh), va1)));
-      // z = x/T = −Inf (a masked logit, or x/T beyond f32): −(a1 + b1)·0 as the reference, never
-      // 0·(−Inf). (A finite z with log p = −Inf, from an lse of +Inf, gives NaN there too.)
-      g = select_lt(g, vzg, unit_t ? x : mul(x, vinv), vneg_max);
-    } else {
-      g = mul(mul(set1(-1.0f), va1), pr);
+  const VF vneg_a1 = set1(-float(a1d));
+  auto grad = [&](VF x) {
+    const VF t2 = fmadd(x, vs2, vnl2);
+    const VF pr = exp2_full(t2);
+    if (!kEntropy) return mul(vneg_a1, pr);
+    // log p in natural units, finite (p = 0 wherever t2 is −Inf).
+    const VF logp = mul(clamp_lo(t2, vneg_max), vln2);
+    const VF g = mul(set1(-1.0f), mul(pr, fmadd(vb1, add(logp, vh), va1)));
+    // x = −Inf (a masked logit): −(a1 + b1)·0 as the reference, never 0·(−Inf).
+    return select_lt(g, vzg, x, vneg_max);
+  };
+  int64_t j = c0;
+  if (in == out) {
+    // In place: plain stores (the line was just read).
+    for (; j < c1; j += kLanes) {
+      const int c = c1 - j < kLanes ? int(c1 - j) : kLanes;
+      store_row<D>(out, j, grad(load_row<D>(in, j, c)), c);
     }
-    store_row<D>(out, j, g, c);
+  } else {
+    // Out of place: a head up to the output's stream alignment, then non-temporal stores (the
+    // gradient is not read back soon; skipping the read-for-ownership of its lines saves a third of
+    // the traffic), then the tail.
+    const int64_t head = imin64(c1 - c0, stream_head<D>(out, c0));
+    if (head > 0) store_row<D>(out, j, grad(load_row<D>(in, j, int(head))), int(head));
+    j += head;
+    for (; j + kLanes <= c1; j += kLanes) stream_row<D>(out, j, grad(load_row<D>(in, j, kLanes)));
+    if (j < c1) store_row<D>(out, j, grad(load_row<D>(in, j, int(c1 - j))), int(c1 - j));
+    stream_fence();
   }
   if (has_t) {
     const float v = float(target_gradient(xt, T, double(l), a1d, b1d, hd, kEntropy));
@@ -359,14 +407,14 @@ void backward_item(void* ctx, int64_t item, int) {
   const bool ent = p.grad_entropy != nullptr;
   switch (p.dtype) {
     case kF32:
-      return ent ? backward_chunk<kF32, true>(p, i, c0, c1, J.inv_t, J.unit_t)
-                 : backward_chunk<kF32, false>(p, i, c0, c1, J.inv_t, J.unit_t);
+      return ent ? backward_chunk<kF32, true>(p, i, c0, c1, J.scale2)
+                 : backward_chunk<kF32, false>(p, i, c0, c1, J.scale2);
     case kF16:
-      return ent ? backward_chunk<kF16, true>(p, i, c0, c1, J.inv_t, J.unit_t)
-                 : backward_chunk<kF16, false>(p, i, c0, c1, J.inv_t, J.unit_t);
+      return ent ? backward_chunk<kF16, true>(p, i, c0, c1, J.scale2)
+                 : backward_chunk<kF16, false>(p, i, c0, c1, J.scale2);
     default:
-      return ent ? backward_chunk<kBF16, true>(p, i, c0, c1, J.inv_t, J.unit_t)
-                 : backward_chunk<kBF16, false>(p, i, c0, c1, J.inv_t, J.unit_t);
+      return ent ? backward_chunk<kBF16, true>(p, i, c0, c1, J.scale2)
+                 : backward_chunk<kBF16, false>(p, i, c0, c1, J.scale2);
   }
 }
 
@@ -409,10 +457,9 @@ Report logprobs(const LogprobsParams& p, Pool* pool) {
   const int64_t bad = bad_target(p.targets, p.rows, p.vocab, p.ignore_index);
   if (bad >= 0) return Report{kTargetRange, bad, p.targets[bad]};
   const bool stats = p.entropy != nullptr || p.sum_squares != nullptr;
-  const bool unit_t = p.temperature == 1.0;
-  SegmentsFn fn = p.dtype == kF32   ? pick_segments<kF32>(stats, unit_t)
-                  : p.dtype == kF16 ? pick_segments<kF16>(stats, unit_t)
-                                    : pick_segments<kBF16>(stats, unit_t);
+  SegmentsFn fn = p.dtype == kF32   ? pick_segments<kF32>(stats)
+                  : p.dtype == kF16 ? pick_segments<kF16>(stats)
+                                    : pick_segments<kBF16>(stats);
   const int64_t nseg = (p.vocab + kSeg - 1) / kSeg;
   const int64_t items_per_row = (nseg + kSegsPerItem - 1) / kSegsPerItem;
   // Rows in chunks whose partials take at most ~4 MiB.
@@ -429,7 +476,7 @@ Report logprobs(const LogprobsParams& p, Pool* pool) {
     free(bufs);
     return Report{kNoMemory, 0, 0};
   }
-  ForwardJob J{&p, fn, 0, nseg, items_per_row, inv_temperature(p.temperature), partials, done, bufs, INT64_MAX};
+  ForwardJob J{&p, fn, 0, nseg, items_per_row, scale2_of(p.temperature), partials, done, bufs, INT64_MAX};
   for (int64_t row0 = 0; row0 < p.rows; row0 += chunk) {
     const int64_t n = p.rows - row0 < chunk ? p.rows - row0 : chunk;
     J.row0 = row0;
@@ -447,7 +494,7 @@ Report logprobs_backward(const LogprobsBackwardParams& p, Pool* pool) {
   if (p.rows == 0) return Report{kOk, 0, 0};
   const int64_t bad = bad_target(p.targets, p.rows, p.vocab, p.ignore_index);
   if (bad >= 0) return Report{kTargetRange, bad, p.targets[bad]};
-  BackwardJob J{&p, (p.vocab + kBwdChunk - 1) / kBwdChunk, inv_temperature(p.temperature), p.temperature == 1.0};
+  BackwardJob J{&p, (p.vocab + kBwdChunk - 1) / kBwdChunk, scale2_of(p.temperature)};
   pool_run(pool, p.rows * J.chunks_per_row, backward_item, &J);
   return Report{kOk, 0, 0};
 }

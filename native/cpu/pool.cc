@@ -132,10 +132,16 @@ const KernelTable& kernel_table(bool portable) {
                                      portable::logprobs_backward,
                                      portable::gather_probs,
                                      portable::token_hidden_reward,
-                                     portable::thr_reweight};
+                                     portable::thr_reweight,
+                                     portable::fma_probe};
 #if GK_CPU_HAVE_AVX2
-  static const KernelTable kAvx2{"avx2",         avx2::logprobs,           avx2::logprobs_backward,
-                                 avx2::gather_probs, avx2::token_hidden_reward, avx2::thr_reweight};
+  static const KernelTable kAvx2{"avx2",
+                                 avx2::logprobs,
+                                 avx2::logprobs_backward,
+                                 avx2::gather_probs,
+                                 avx2::token_hidden_reward,
+                                 avx2::thr_reweight,
+                                 avx2::fma_probe};
   if (!portable && avx2_supported()) return kAvx2;
 #endif
   return kPortable;

@@ -7,9 +7,12 @@
 // Semantics both builds keep (the kernels rely on them):
 // - max_skip_nan(acc, x): max with NaN in x ignored (acc returned). clamp_lo(x, lo): max with NaN in x
 //   kept (NaN returned). So a running max never turns NaN, and a clamp never hides one.
-// - exp(x): Cephes' expf (range reduction by ln 2 in two parts, a degree-5 polynomial, 2^n from the
-//   exponent bits): within 2 ulp of e^x for x in [−87.3, 88.7]; x < −88 (and −Inf) gives +0; NaN gives
-//   NaN. exp_full also gives +Inf above 88.72 (the forward only ever takes x ≤ 0: exp skips that test).
+// - exp2(t) = 2^t, the kernels' exponential (they scale their arguments by log2e once, folded into the
+//   1/T factor, as the CUDA kernels do): n = round(t) by the 1.5·2^23 trick, f = t − n exact, 2^f by
+//   Cephes' exp2f polynomial (degree 6 on [−0.5, 0.5], 1.7e-7 rms), 2^n from the exponent bits: within
+//   2 ulp; t ≤ −127 (and −Inf) gives +0 (results below 2^-126 may be flushed); NaN gives NaN.
+//   exp2_neg serves t ≤ 0 (the forward); exp2_full any t (+Inf past 128, the exact scalar between 126
+//   and 128).
 // - f16 → f32 and bf16 → f32 are exact; f32 → f16 and f32 → bf16 round to nearest even (NaN stays
 //   NaN, quieted), as the float64 reference's rounding f64 → f32 → half does after its first step.
 #pragma once
@@ -89,33 +92,29 @@ inline uint16_t f32_to_bf16_scalar(float f) {
   return uint16_t((x + 0x7fffu + ((x >> 16) & 1u)) >> 16);
 }
 
-// Cephes expf constants.
-constexpr float kExpLo = -88.0f;  // round(x·log2e) = −127 from here down: 2^n is +0
-constexpr float kExpHi = 88.3762626647949f;
-constexpr float kLog2e = 1.44269504088896341f;
-constexpr float kLn2Hi = 0.693359375f;
-constexpr float kLn2Lo = -2.12194440e-4f;
-constexpr float kP0 = 1.9875691500e-4f, kP1 = 1.3981999507e-3f, kP2 = 8.3334519073e-3f,
-                kP3 = 4.1665795894e-2f, kP4 = 1.6666665459e-1f, kP5 = 5.0000001201e-1f;
-// 1.5·2^23 + 127: adding it rounds x·log2e to an integer n and leaves n + 127 in the low mantissa bits.
+// Cephes exp2f: 2^f = 1 + f·P(f) on [−0.5, 0.5].
+constexpr float kE0 = 1.535336188319500e-4f, kE1 = 1.339887440266574e-3f, kE2 = 9.618437357674640e-3f,
+                kE3 = 5.550332471162809e-2f, kE4 = 2.402264791363012e-1f, kE5 = 6.931472028550421e-1f;
+constexpr float kExp2Lo = -127.0f;  // n = −127 from here down: 2^n is +0
+// 1.5·2^23 + 127: adding it rounds t to an integer n and leaves n + 127 in the low mantissa bits.
 constexpr float kRoundBias = 12583039.0f;
+constexpr float kLog2e = 1.44269504088896341f;
 
-inline float exp_scalar(float x) {
-  if (x != x) return x;
-  if (x > kExpHi) return x > 88.72283935546875f ? bits_to_f32(0x7f800000u) : __builtin_expf(x);
-  if (x < kExpLo) x = kExpLo;
-  const float t = x * kLog2e + kRoundBias;
-  const float n = t - kRoundBias;
-  float r = x - n * kLn2Hi;
-  r = r - n * kLn2Lo;
-  float p = kP0;
-  p = p * r + kP1;
-  p = p * r + kP2;
-  p = p * r + kP3;
-  p = p * r + kP4;
-  p = p * r + kP5;
-  const float y = p * (r * r) + r + 1.0f;
-  return y * bits_to_f32(f32_to_bits(t) << 23);
+inline float exp2_scalar(float t) {
+  if (t != t) return t;
+  if (t > 126.0f) return __builtin_exp2f(t);  // libm: +Inf past 128
+  if (t < kExp2Lo) t = kExp2Lo;
+  const float b = t + kRoundBias;
+  const float n = b - kRoundBias;
+  const float f = t - n;
+  float p = kE0;
+  p = p * f + kE1;
+  p = p * f + kE2;
+  p = p * f + kE3;
+  p = p * f + kE4;
+  p = p * f + kE5;
+  p = p * f + 1.0f;
+  return p * bits_to_f32(f32_to_bits(b) << 23);
 }
 
 #if GK_SIMD_AVX2
@@ -191,35 +190,34 @@ inline void store_bf16(uint16_t* p, VF a) {
   _mm_storeu_si128(reinterpret_cast<__m128i*>(p), _mm_packus_epi32(lo, hi));
 }
 
-// e^x for x ≤ 0 (and NaN): see the header.
-inline VF exp_neg(VF x) {
-  const __m256 xc = _mm256_max_ps(_mm256_set1_ps(kExpLo), x.v);  // NaN kept
-  const __m256 t = _mm256_fmadd_ps(xc, _mm256_set1_ps(kLog2e), _mm256_set1_ps(kRoundBias));
-  const __m256 n = _mm256_sub_ps(t, _mm256_set1_ps(kRoundBias));
-  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(kLn2Hi), xc);
-  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(kLn2Lo), r);
-  __m256 p = _mm256_set1_ps(kP0);
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(kP1));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(kP2));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(kP3));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(kP4));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(kP5));
-  const __m256 y = _mm256_add_ps(_mm256_fmadd_ps(p, _mm256_mul_ps(r, r), r), _mm256_set1_ps(1.0f));
-  const __m256 pow2n = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_castps_si256(t), 23));
-  return {_mm256_mul_ps(y, pow2n)};
+// 2^t for t ≤ 0 (and NaN): see the header.
+inline VF exp2_neg(VF t) {
+  const __m256 tc = _mm256_max_ps(_mm256_set1_ps(kExp2Lo), t.v);  // NaN kept
+  const __m256 b = _mm256_add_ps(tc, _mm256_set1_ps(kRoundBias));
+  const __m256 n = _mm256_sub_ps(b, _mm256_set1_ps(kRoundBias));
+  const __m256 f = _mm256_sub_ps(tc, n);
+  __m256 p = _mm256_set1_ps(kE0);
+  p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(kE1));
+  p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(kE2));
+  p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(kE3));
+  p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(kE4));
+  p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(kE5));
+  p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.0f));
+  const __m256 pow2n = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_castps_si256(b), 23));
+  return {_mm256_mul_ps(p, pow2n)};
 }
-// e^x for any x.
-inline VF exp_full(VF x) {
-  const __m256 hi = _mm256_set1_ps(kExpHi);
-  VF y = exp_neg({_mm256_min_ps(hi, x.v)});  // NaN kept (second operand)
-  // Between kExpHi and the overflow threshold the polynomial is clamped: take the scalar e^x there.
-  const __m256 near = _mm256_cmp_ps(x.v, hi, _CMP_GT_OQ);
-  if (_mm256_movemask_ps(near)) {
-    alignas(32) float xs[8], ys[8];
-    _mm256_store_ps(xs, x.v);
+// 2^t for any t.
+inline VF exp2_full(VF t) {
+  const __m256 hi = _mm256_set1_ps(126.0f);
+  VF y = exp2_neg({_mm256_min_ps(hi, t.v)});  // NaN kept (second operand)
+  // Above 126 the exponent bits would overflow: take the scalar 2^t there (+Inf past 128).
+  const __m256 big = _mm256_cmp_ps(t.v, hi, _CMP_GT_OQ);
+  if (_mm256_movemask_ps(big)) {
+    alignas(32) float ts[8], ys[8];
+    _mm256_store_ps(ts, t.v);
     _mm256_store_ps(ys, y.v);
     for (int i = 0; i < 8; ++i)
-      if (xs[i] > kExpHi) ys[i] = exp_scalar(xs[i]);
+      if (ts[i] > 126.0f) ys[i] = exp2_scalar(ts[i]);
     return {_mm256_load_ps(ys)};
   }
   return y;
@@ -314,13 +312,58 @@ inline VF load_bf16(const uint16_t* p) {
 }
 inline void store_f16(uint16_t* p, VF a) { GK_LANES p[i_] = f32_to_f16_scalar(a.v[i_]); }
 inline void store_bf16(uint16_t* p, VF a) { GK_LANES p[i_] = f32_to_bf16_scalar(a.v[i_]); }
-inline VF exp_neg(VF x) {
-  GK_LANES x.v[i_] = exp_scalar(x.v[i_]);
-  return x;
+inline VF exp2_neg(VF t) {
+  GK_LANES t.v[i_] = exp2_scalar(t.v[i_]);
+  return t;
 }
-inline VF exp_full(VF x) { return exp_neg(x); }
+inline VF exp2_full(VF t) { return exp2_neg(t); }
 #undef GK_LANES
 #endif
+
+// ------------------------------------------------------------------------------ streaming stores
+// Elements before column j0 of `row` that are ahead of the next stream-aligned address (32 bytes for
+// f32, 16 for f16/bf16: one vector of 8), 0 when the portable build has no streaming stores.
+template <int D>
+inline int64_t stream_head(const void* row, int64_t j0) {
+#if GK_SIMD_AVX2
+  const size_t es = D == kF32 ? 4 : 2, align = D == kF32 ? 32 : 16;
+  const uintptr_t a = reinterpret_cast<uintptr_t>(row) + uintptr_t(j0) * es;
+  if (a % es) return 0;
+  return int64_t(((align - a % align) % align) / es);
+#else
+  (void)row;
+  (void)j0;
+  return 0;
+#endif
+}
+// A full vector at column j of `row`, stream-aligned (stream_head), bypassing the caches.
+template <int D>
+inline void stream_row(void* row, int64_t j, VF v) {
+#if GK_SIMD_AVX2
+  if (D == kF32) {
+    float* p = static_cast<float*>(row) + j;
+    if ((reinterpret_cast<uintptr_t>(p) & 31) == 0) return _mm256_stream_ps(p, v.v);
+    return _mm256_storeu_ps(p, v.v);
+  }
+  alignas(16) uint16_t t[kLanes];
+  if (D == kF16) store_f16(t, v);
+  else store_bf16(t, v);
+  uint16_t* p = static_cast<uint16_t*>(row) + j;
+  const __m128i w = _mm_load_si128(reinterpret_cast<const __m128i*>(t));
+  if ((reinterpret_cast<uintptr_t>(p) & 15) == 0) return _mm_stream_si128(reinterpret_cast<__m128i*>(p), w);
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(p), w);
+#else
+  if (D == kF32) store(static_cast<float*>(row) + j, v);
+  else if (D == kF16) store_f16(static_cast<uint16_t*>(row) + j, v);
+  else store_bf16(static_cast<uint16_t*>(row) + j, v);
+#endif
+}
+// Orders the streaming stores before whatever follows (the job's completion).
+inline void stream_fence() {
+#if GK_SIMD_AVX2
+  _mm_sfence();
+#endif
+}
 
 // ------------------------------------------------------------------------------ rows of any dtype
 inline size_t elem_size(int dtype) { return dtype == kF32 ? 4 : 2; }

@@ -25,7 +25,8 @@
 //   the group's largest |THR| (test/cpu-native/ops.test.ts).
 //   FLOPs 2·K·d·(T⁺ + T_g) per group; bytes: hidden read twice (correct tokens) or once, probs twice
 //   or once, M (4·K·d) written once and read once per 48 tokens (from L2/L3).
-// THR REWEIGHT  elementwise per token, the reference's rule in f64 (src/backends/js/thr.ts), rounded once.
+// THR REWEIGHT  elementwise per token, the reference's rule in f64 (src/backends/js/thr.ts), rounded once;
+//   items of 32k tokens (a group's eta, for 'nthr' with 'auto', is recounted by each item that meets it).
 #include "kernels.h"
 #include "simd.h"
 
@@ -346,58 +347,72 @@ void small_group_item(void* ctx, int64_t i, int) {
 }
 
 // ------------------------------------------------------------------------------------------ reweight
+// Work items: blocks of kReweightTokens tokens (so one large group still spreads over the pool); each
+// finds its first response and group by binary search and walks the responses it overlaps.
 struct ReweightJob {
   const ThrReweightParams* p;
+  int64_t tokens;
 };
-constexpr int64_t kReweightGroups = 256;
+constexpr int64_t kReweightTokens = 1 << 15;
+
+// The last index i in [0, n) with offsets[i] ≤ t (offsets non-decreasing, offsets[0] ≤ t).
+int64_t last_at_or_below(const int32_t* offsets, int64_t n, int64_t t) {
+  int64_t lo = 0, hi = n;  // offsets[lo] ≤ t; answer in [lo, hi)
+  while (hi - lo > 1) {
+    const int64_t mid = (lo + hi) / 2;
+    if (offsets[mid] <= t) lo = mid;
+    else hi = mid;
+  }
+  return lo;
+}
+
+// The reference's rule for token t of response r in group g (src/backends/js/thr.ts), f64, one rounding.
+inline float reweight_token(const ThrReweightParams& p, int64_t g, bool incorrect, double tg, bool tau_nan,
+                            double eta, int64_t t) {
+  const double A = p.token_advantages[t];
+  if (p.degenerate[g]) return p.token_advantages[t];
+  if (p.mode != int(2) /* nthr */) {
+    const double x = p.thr[t];
+    if (tau_nan || x != x) return __builtin_nanf("");
+    if ((x < 0 ? -x : x) > tg) {
+      const double sign = x > 0 ? 1.0 : x < 0 ? -1.0 : x;  // Math.sign: ±0 stays ±0
+      return float((1.0 + p.p * sign) * A);
+    }
+    return p.mask ? float(0.0 * A) : float(A);
+  }
+  if (!incorrect) return float(A);
+  const double st = -double(p.thr[t]);
+  if (tau_nan || st != st) return __builtin_nanf("");
+  return st > tg ? float(eta * A) : float(A);
+}
 
 void reweight_item(void* ctx, int64_t item, int) {
-  const ThrReweightParams& p = *static_cast<ReweightJob*>(ctx)->p;
-  const int64_t g1 = imin(p.groups, (item + 1) * kReweightGroups);
-  for (int64_t g = item * kReweightGroups; g < g1; ++g) {
-    const int64_t ra = p.group_offsets[g], rb = p.group_offsets[g + 1];
-    const int64_t ta = p.response_offsets[ra], tb = p.response_offsets[rb];
-    if (p.degenerate[g]) {
-      for (int64_t t = ta; t < tb; ++t) p.out[t] = p.token_advantages[t];
-      continue;
-    }
+  const ReweightJob& J = *static_cast<ReweightJob*>(ctx);
+  const ThrReweightParams& p = *J.p;
+  const int64_t R = p.group_offsets[p.groups];
+  const int64_t t0 = item * kReweightTokens;
+  const int64_t t1 = imin(J.tokens, t0 + kReweightTokens);
+  // The response holding t0 (the last with response_offsets[r] ≤ t0, skipping empty ones by the walk).
+  int64_t r = last_at_or_below(p.response_offsets, R, t0);
+  int64_t g = last_at_or_below(p.group_offsets, p.groups, r);
+  while (g + 1 < p.groups && p.group_offsets[g + 1] <= r) ++g;
+  for (; r < R && p.response_offsets[r] < t1; ++r) {
+    while (p.group_offsets[g + 1] <= r) ++g;
+    const int64_t a = p.response_offsets[r] > t0 ? p.response_offsets[r] : t0;
+    const int64_t e = imin(p.response_offsets[r + 1], t1);
+    if (a >= e) continue;
     const double tg = p.tau[g];
     const bool tau_nan = tg != tg;
-    const float qnan = __builtin_nanf("");
-    if (p.mode != 2 /* nthr */) {
-      for (int64_t t = ta; t < tb; ++t) {
-        const double x = p.thr[t];
-        const double A = p.token_advantages[t];
-        if (tau_nan || x != x) p.out[t] = qnan;
-        else if ((x < 0 ? -x : x) > tg) {
-          const double sign = x > 0 ? 1.0 : x < 0 ? -1.0 : x;  // Math.sign: ±0 stays ±0
-          p.out[t] = float((1.0 + p.p * sign) * A);
-        } else {
-          p.out[t] = p.mask ? float(0.0 * A) : float(A);
-        }
-      }
-      continue;
-    }
     double eta = p.eta;
-    if (p.eta_auto) {
+    if (p.mode == 2 && p.eta_auto) {
+      const int64_t ra = p.group_offsets[g], rb = p.group_offsets[g + 1];
       int64_t n_correct = 0;
-      for (int64_t r = ra; r < rb; ++r) n_correct += p.correct[r];
+      for (int64_t q = ra; q < rb; ++q) n_correct += p.correct[q];
       const double rho = double(n_correct) / double(rb - ra);
       eta = 2.0 * (0.5 - rho < 0 ? rho - 0.5 : 0.5 - rho);
     }
-    for (int64_t r = ra; r < rb; ++r) {
-      const bool incorrect = !p.correct[r];
-      for (int64_t t = p.response_offsets[r]; t < p.response_offsets[r + 1]; ++t) {
-        const double A = p.token_advantages[t];
-        if (!incorrect) {
-          p.out[t] = float(A);
-          continue;
-        }
-        const double st = -double(p.thr[t]);
-        if (tau_nan || st != st) p.out[t] = qnan;
-        else p.out[t] = st > tg ? float(eta * A) : float(A);
-      }
-    }
+    const bool incorrect = !p.correct[r];
+    for (int64_t t = a; t < e; ++t) p.out[t] = reweight_token(p, g, incorrect, tg, tau_nan, eta, t);
   }
 }
 
@@ -447,8 +462,10 @@ Report token_hidden_reward(const ThrParams& p, Pool* pool) {
 }
 
 Report thr_reweight(const ThrReweightParams& p, Pool* pool) {
-  ReweightJob J{&p};
-  pool_run(pool, (p.groups + kReweightGroups - 1) / kReweightGroups, reweight_item, &J);
+  if (p.groups == 0) return Report{kOk, 0, 0};
+  const int64_t T = p.response_offsets[p.group_offsets[p.groups]];
+  ReweightJob J{&p, T};
+  pool_run(pool, (T + kReweightTokens - 1) / kReweightTokens, reweight_item, &J);
   return Report{kOk, 0, 0};
 }
 

@@ -104,6 +104,7 @@ export async function createCpuBackend(options: BackendOptions): Promise<Backend
     dispose() {
       if (disposed) return;
       disposed = true;
+      q.clear();
       dev.close();
     },
   };

@@ -150,6 +150,8 @@ export interface NativeCpuDevice {
   copyProbe(bytes: number): Promise<number>;
   /** Seconds per streaming read of the array's bytes over the pool (median). */
   readProbe(data: ArrayBufferView): Promise<number>;
+  /** The pool's f32 multiply-add peak, FLOP/s (median): the yardstick of THR's products. */
+  fmaProbe(): Promise<number>;
   logprobs(args: NativeCpuLogprobsArgs): Promise<void>;
   logprobsBackward(args: NativeCpuLogprobsBackwardArgs): Promise<void>;
   gatherProbs(args: NativeCpuGatherProbsArgs): Promise<void>;

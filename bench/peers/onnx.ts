@@ -1,0 +1,138 @@
+/**
+ * ONNX Runtime (onnxruntime-node, a dev dependency; its CPU binaries ship in the npm package) as a peer
+ * of the native cpu backend: logprobs as the two-node graph a framework exports,
+ *   ls = LogSoftmax(logits, axis = −1);  out = GatherElements(ls, targets[N, 1], axis = 1),
+ * with the model's protobuf written here by a minimal encoder (no protobufjs, no committed binary).
+ * Loaded with createRequire, so a checkout without the package (or with it under
+ * ONNXRUNTIME_NODE_PATH, e.g. installed elsewhere with ONNXRUNTIME_NODE_INSTALL=skip) skips the peer
+ * with the reason.
+ */
+import { createRequire } from 'node:module';
+
+// ------------------------------------------------------------------ protobuf, the little we need
+function varint(n: number | bigint): number[] {
+  let v = BigInt(n);
+  const out: number[] = [];
+  do {
+    let b = Number(v & 0x7fn);
+    v >>= 7n;
+    if (v > 0n) b |= 0x80;
+    out.push(b);
+  } while (v > 0n);
+  return out;
+}
+const key = (field: number, wire: number) => varint((field << 3) | wire);
+const int = (field: number, v: number | bigint) => [...key(field, 0), ...varint(v)];
+const bytes = (field: number, b: number[]) => [...key(field, 2), ...varint(b.length), ...b];
+const str = (field: number, s: string) => bytes(field, [...new TextEncoder().encode(s)]);
+
+const FLOAT = 1;
+const INT64 = 7;
+const ATTR_INT = 2;
+
+/** ValueInfoProto of a tensor with symbolic (string) or fixed (number) dims. */
+function valueInfo(name: string, elemType: number, dims: (string | number)[]): number[] {
+  const shape = dims.flatMap((d) => bytes(1, typeof d === 'string' ? str(2, d) : int(1, d)));
+  const tensorType = [...int(1, elemType), ...bytes(2, shape)];
+  return [...str(1, name), ...bytes(2, bytes(1, tensorType))];
+}
+function node(op: string, inputs: string[], outputs: string[], axis: number): number[] {
+  // A negative int64 is its two's complement as a 64-bit varint.
+  const attr = [
+    ...str(1, 'axis'),
+    ...int(3, axis < 0 ? (1n << 64n) + BigInt(axis) : axis),
+    ...int(20, ATTR_INT),
+  ];
+  return [
+    ...inputs.flatMap((i) => str(1, i)),
+    ...outputs.flatMap((o) => str(2, o)),
+    ...str(3, op),
+    ...str(4, op),
+    ...bytes(5, attr),
+  ];
+}
+
+/** The logprobs model: logits float [N, V], targets int64 [N, 1] → logprobs float [N, 1]. */
+export function logprobsModel(): Uint8Array {
+  const graph = [
+    ...bytes(1, node('LogSoftmax', ['logits'], ['ls'], -1)),
+    ...bytes(1, node('GatherElements', ['ls', 'targets'], ['logprobs'], 1)),
+    ...str(2, 'logprobs'),
+    ...bytes(11, valueInfo('logits', FLOAT, ['N', 'V'])),
+    ...bytes(11, valueInfo('targets', INT64, ['N', 1])),
+    ...bytes(12, valueInfo('logprobs', FLOAT, ['N', 1])),
+  ];
+  const opset = [...str(1, ''), ...int(2, 13)];
+  return Uint8Array.from([
+    ...int(1, 8),
+    ...str(2, 'grpo-kernels bench'),
+    ...bytes(7, graph),
+    ...bytes(8, opset),
+  ]);
+}
+
+interface OrtTensorCtor {
+  new (type: string, data: Float32Array | BigInt64Array, dims: number[]): unknown;
+}
+interface OrtSession {
+  run(feeds: Record<string, unknown>): Promise<Record<string, { data: Float32Array }>>;
+  release?(): Promise<void>;
+}
+interface Ort {
+  Tensor: OrtTensorCtor;
+  InferenceSession: { create(model: Uint8Array, opts: Record<string, unknown>): Promise<OrtSession> };
+  env?: { versions?: { node?: string; common?: string } };
+}
+
+/** onnxruntime-node, or why it cannot be loaded. */
+export function loadOrt(): { ort?: Ort; version?: string; reason?: string } {
+  const tries = [process.env.ONNXRUNTIME_NODE_PATH, 'onnxruntime-node'].filter((x): x is string => !!x);
+  const req = createRequire(import.meta.url);
+  let last = '';
+  for (const name of tries) {
+    try {
+      const ort = req(name) as Ort;
+      let version = 'unknown';
+      try {
+        version = (req(`${name}/package.json`) as { version: string }).version;
+      } catch {
+        version = ort.env?.versions?.node ?? 'unknown';
+      }
+      return { ort, version };
+    } catch (e) {
+      last = `${name}: ${(e as Error).message.split('\n')[0]}`;
+    }
+  }
+  return {
+    reason: `onnxruntime-node not loadable (${last}); install it (a dev dependency: ONNXRUNTIME_NODE_INSTALL=skip npm ci) or set ONNXRUNTIME_NODE_PATH`,
+  };
+}
+
+/** A session of the logprobs model on `threads` intra-op threads, and a runner for fixed inputs. */
+export async function ortLogprobs(
+  ort: Ort,
+  threads: number,
+  logits: Float32Array,
+  targets: Int32Array,
+  vocab: number,
+): Promise<{ run: () => Promise<Float32Array>; close: () => Promise<void> }> {
+  const session = await ort.InferenceSession.create(logprobsModel(), {
+    executionProviders: ['cpu'],
+    intraOpNumThreads: threads,
+    interOpNumThreads: 1,
+    graphOptimizationLevel: 'all',
+  });
+  const n = targets.length;
+  const x = new ort.Tensor('float32', logits, [n, vocab]);
+  const t = new ort.Tensor(
+    'int64',
+    BigInt64Array.from(targets, (v) => BigInt(v)),
+    [n, 1],
+  );
+  return {
+    run: async () => (await session.run({ logits: x, targets: t })).logprobs.data,
+    close: async () => {
+      await session.release?.();
+    },
+  };
+}

@@ -1,0 +1,58 @@
+// The f32 multiply-add peak of the pool's threads, for the benchmarks' "fraction of peak" (THR's
+// products): every thread runs 12 independent chains of 8-lane FMAs (the register tile's shape in
+// thr.cc, no memory traffic) for a fixed count, and the rate is FLOPs over the slowest thread's
+// wall time. Compiled per instruction set (kernels.h): the AVX2 build's peak with FMA, the portable
+// build's with its multiply and add.
+#include "kernels.h"
+#include "simd.h"
+
+namespace gk {
+namespace cpu {
+namespace GK_CPU_ISA {
+namespace {
+
+struct ProbeCtx {
+  int64_t iters;
+  float sink[256];
+};
+
+void probe_item(void* ctx, int64_t, int worker) {
+  ProbeCtx& p = *static_cast<ProbeCtx*>(ctx);
+  VF c0 = set1(0.1f), c1 = set1(0.2f), c2 = set1(0.3f), c3 = set1(0.4f), c4 = set1(0.5f), c5 = set1(0.6f);
+  VF c6 = set1(0.7f), c7 = set1(0.8f), c8 = set1(0.9f), c9 = set1(1.0f), c10 = set1(1.1f), c11 = set1(1.2f);
+  const VF a = set1(0.999f), b = set1(1e-4f);
+  for (int64_t k = 0; k < p.iters; ++k) {
+    c0 = fmadd(c0, a, b);
+    c1 = fmadd(c1, a, b);
+    c2 = fmadd(c2, a, b);
+    c3 = fmadd(c3, a, b);
+    c4 = fmadd(c4, a, b);
+    c5 = fmadd(c5, a, b);
+    c6 = fmadd(c6, a, b);
+    c7 = fmadd(c7, a, b);
+    c8 = fmadd(c8, a, b);
+    c9 = fmadd(c9, a, b);
+    c10 = fmadd(c10, a, b);
+    c11 = fmadd(c11, a, b);
+  }
+  alignas(32) float t[kLanes];
+  store(t, add(add(add(c0, c1), add(c2, c3)), add(add(add(c4, c5), add(c6, c7)), add(add(c8, c9), add(c10, c11)))));
+  p.sink[worker & 255] = t[0];
+}
+
+}  // namespace
+
+// FLOPs done by one pool_run of the probe with `iters` steps: 2 · 8 lanes · 12 chains per step per thread.
+double fma_probe(Pool* pool, int64_t iters) {
+  ProbeCtx p{};
+  p.iters = iters;
+  const int threads = pool_threads(pool);
+  pool_run(pool, threads, probe_item, &p);  // one item per thread: all run at once
+  double s = 0;
+  for (int i = 0; i < 256; ++i) s += p.sink[i];
+  return s == 12345.678 ? 0 : double(iters) * 2 * kLanes * 12 * threads;
+}
+
+}  // namespace GK_CPU_ISA
+}  // namespace cpu
+}  // namespace gk
