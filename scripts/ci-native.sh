@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # CI for the native addon (called by .ci/run after `npm ci`): requires the CUDA build (nvcc is on CI),
 # runs the cuda tests (GPU tests skip with their reason on a machine without a GPU), then builds the
-# CPU-only stub into build/nocuda and runs the load/error-path tests against it. The CUDA build is
+# addon without CUDA into build/nocuda (the native cpu kernels alone), runs the cpu backend's tests on it,
+# and the load/error-path tests against it. The CUDA build is
 # left in build/Release for the rest of the run. Then the CUDA emulator (the same kernels compiled for
 # the CPU, docs/cuda.md "Emulated CUDA"): its build is required (npm test then runs every cuda test on
 # it) and scripts/emu-memcheck.sh runs the op tests on it under AddressSanitizer.
@@ -16,8 +17,13 @@ node -e "const m=require('./build/Release/grpo_kernels_native.node'); const i=m.
   if(!i.cuda){console.error('CUDA build expected, got: '+i.reason);process.exit(1)} console.log('   buildInfo', JSON.stringify(i))"
 t1=$(date +%s)
 
-echo "== native: CPU-only build (-DGRPO_WITH_CUDA=OFF) into build/nocuda"
+echo "== native: CPU-only build (-DGRPO_WITH_CUDA=OFF) into build/nocuda (the cpu kernels must be there)"
 GRPO_WITH_CUDA=OFF GRPO_KERNELS_BUILD_DIR=build/nocuda GRPO_KERNELS_REQUIRE_NATIVE=1 node scripts/build-native.mjs
+node -e "const m=require('./build/nocuda/Release/grpo_kernels_native.node'); const i=m.buildInfo();
+  if(i.cuda||!i.cpu||!m.CpuDevice){console.error('CPU-only build with the cpu kernels expected, got: '+JSON.stringify(i));process.exit(1)}
+  console.log('   buildInfo', JSON.stringify(i), 'cpuInfo', JSON.stringify(m.cpuInfo()))"
+echo "== native: the cpu backend's tests on the CPU-only build (both code paths)"
+GRPO_KERNELS_NATIVE_PATH="$PWD/build/nocuda/Release/grpo_kernels_native.node" npx vitest run --project unit test/cpu-native
 t2=$(date +%s)
 
 echo "== native: cuda tests (load, error paths; op tests when a GPU is present)"

@@ -7,9 +7,11 @@
 //          gives NaN in all its outputs; −Inf elements contribute 0; a row of all −Inf is a RANGE fault
 //          (the lowest such row); a target outside [0, V) is a RANGE fault found before any work.
 //   Blocks. A row is cut into segments of kSeg = 4096 elements (V alone fixes them; the last may be
-//   short). A segment is read twice: pass 1 takes its max m_s of the raw logits (and decodes f16/bf16
-//   into an f32 buffer), pass 2, from L1, sums over its elements, with d = (x − m_s)·(1/T):
-//     s0 = Σ e^d,  s1 = Σ e^d·d,  s2 = Σ e^{2d}   (s1, s2 only when entropy or Σp² is asked).
+//   short). A segment is read twice: pass 1 takes its max m_s of the raw logits (four running maxima;
+//   f16/bf16 decoded into an f32 buffer on the way), pass 2, from L1, sums over its elements, with
+//   d = (x − m_s)/T taken in base 2 as t = (x − m_s)·s2, s2 = log2(e)/T rounded once to f32 (e^d = 2^t,
+//   the CUDA kernels' form: one multiplication per element whatever T, none saved at T = 1):
+//     s0 = Σ 2^t,  s1 = ln2·Σ 2^t·t = Σ e^d·d,  s2 = Σ 2^{2t}   (s1, s2 only for entropy or Σp²).
 //   Pass 2 runs in sub-blocks of kSub = 128 elements (16 vectors of 8 lanes): two f32 accumulators per
 //   sum take the even and the odd vectors, so each of the 16 lane chains adds 8 terms; at the end of
 //   the sub-block the two are added and the 8 lanes are added, converted, to 8 f64 lane sums; at the
@@ -23,25 +25,31 @@
 //   per-row slot and the item that completes a row (an atomic count) combines it. Every sum is thus a
 //   function of the row's elements and V alone: the same bits for any thread count, any N, any
 //   position of the row in the batch (tests: test/cpu-native/invariance.test.ts).
-//   Accuracy, guaranteed. Every term e^d is within 2 ulp (exp in simd.h) and d within 1 ulp (plus the
-//   f32 rounding of 1/T). An f32 chain of 8 terms ≥ 0, added to the other chain's 8, errs by at most
-//   8u = 4.8e-7 of its sum (u = 2^-24); past that everything is f64. So S0, S1 and S2 each carry a
-//   relative error ≤ 1e-6 of their (same-sign) terms: log S0 within 1e-6 absolute, so lse and logprob
-//   within 1e-6 + 1 ulp (plus the f32 rounding of 1/T times |z|); entropy, a sum of two nonnegative
-//   terms, within about 2e-6 relative; Σp² within about 3e-6 relative (S2/S0²). Measured against the
-//   float64 reference: test/cpu-native/ops.test.ts states each bound.
-//   Per element: pass 1 a load and a max (+ a decode for f16/bf16), pass 2 a load, a subtraction, a
-//   multiplication unless T = 1, the exp (15 instructions) and an addition (+ 3 FMA-class instructions
-//   with the statistics). Bytes: N·V·sizeof(x) read once from memory (+ N·(4 + 4·outputs)).
+//   Accuracy, guaranteed. Every term 2^t is within 2 ulp of 2^t (exp2 in simd.h); t carries the
+//   roundings of x − m_s, of s2 and of the product, ≤ 3u·|t| (u = 2^-24), a relative error of the term
+//   ≤ 3u·ln2·|t|·… which, weighted by e^d, adds at most 3u·max_d(e^d·|d|) = 3u/e ≈ 7e-8 of S0. An f32
+//   chain of 8 terms ≥ 0, added to the other chain's 8, errs by at most 8u = 4.8e-7 of its sum; past
+//   that everything is f64. So S0, S1 and S2 each carry a relative error ≤ 1e-6 of their (same-sign)
+//   terms: log S0 within 1e-6 absolute, so lse and logprob within 1e-6 + 1 ulp (plus the f32 rounding
+//   of x/T, u·|z|, in the target's logit); entropy, a sum of two nonnegative terms, within about 2e-6
+//   relative; Σp² within about 3e-6 relative (S2/S0²). Measured against the float64 reference:
+//   test/cpu-native/ops.test.ts states each bound.
+//   Per element: pass 1 a load and a max (+ a decode and a store for f16/bf16), pass 2 a load, a
+//   subtraction, a multiplication, exp2 (12 instructions: max, add, sub, sub, 6 FMA, shift, mul) and an
+//   addition (+ a max and 2 FMAs with the statistics). Bytes: N·V·sizeof(x) read once from memory
+//   (+ N·(4 + 4·outputs)). Measured (bench/cpu.bench.ts, bench/RESULTS.md): f32 runs at 75-90% of a
+//   streaming read of the same bytes on 2 cores; bf16 is compute-bound.
 //
-// BACKWARD gradLogits = [g·(1[v=y] − p_v) − gE·p_v·(log p_v + H)] / T with log p_v = x_v·(1/T) − lse
-//   (one FMA: one rounding), p_v = e^{log p_v}, in f32, rounded once to the logits' dtype (round to
-//   nearest even: F16C's vcvtps2ph, integer rounding for bf16). The target's element is recomputed in
+// BACKWARD gradLogits = [g·(1[v=y] − p_v) − gE·p_v·(log p_v + H)] / T with log2 p_v = x_v·s2 − lse·log2 e
+//   (one FMA: one rounding; lse·log2 e rounded once, the exponent error |lse|·2^-24 the f32 lse itself
+//   carries), p_v = 2^{log2 p_v}, in f32, rounded once to the logits' dtype (round to nearest even:
+//   F16C's vcvtps2ph, integer rounding for bf16). The target's element is recomputed in
 //   f64 as the reference does (its one-hot term cancels against p_y). An element with z = −Inf (masked)
 //   has p = 0 and gives −(g + gE)/T·0 (so a NaN or ±Inf upstream gradient stays NaN, as in the
 //   reference). Elementwise: an element's bits depend on its own logit and its row's scalars alone.
 //   Items: (row, 16384 columns). In place (gradLogits == logits) is safe: an item reads each vector
-//   before it writes it, and no two items share an element; the target's logit is read first.
+//   before it writes it, and no two items share an element; the target's logit is read first. Out of
+//   place, the gradient goes out by non-temporal stores (from the output's first 32-byte boundary).
 //   Ignored rows are not read and get 0. Bytes: N·V·sizeof(x) read + N·V·sizeof(x) written.
 //
 // GATHER PROBS  probs[g][i, k] = e^{x[t, V*_g[k]]/T − lse[t]} in f64, rounded once (a gather: random

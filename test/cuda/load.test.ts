@@ -55,6 +55,23 @@ describe('native addon: build and load', () => {
     expect(info.reason).toMatch(/built without CUDA|disabled by GRPO_WITH_CUDA=OFF/);
   });
 
+  it.skipIf(!hasNoCudaBuild)(
+    'the CPU-only build has the native cpu kernels (and both builds have them)',
+    async () => {
+      for (const path of [NOCUDA_ADDON, ...(hasCudaBuild ? [CUDA_ADDON] : [])]) {
+        process.env.GRPO_KERNELS_NATIVE_PATH = path;
+        const addon = loadNativeAddon();
+        expect(addon.buildInfo().cpu, path).toBe(true);
+        expect(addon.cpuInfo?.().cores, path).toBeGreaterThan(0);
+        const ctx = await createContext({ backend: 'cpu' });
+        expect(ctx.backend, path).toBe('cpu');
+        const r = await ctx.logprobs(ctx.tensor(new Float32Array([0, 1, 2, 3]), [1, 4]), new Int32Array([3]));
+        expect((await r.lse.read())[0]).toBeCloseTo(Math.log(1 + Math.E + Math.E ** 2 + Math.E ** 3), 5);
+        ctx.dispose();
+      }
+    },
+  );
+
   it.skipIf(!hasNoCudaBuild)('createContext({ backend: "cuda" }) on the CPU-only build says so', async () => {
     process.env.GRPO_KERNELS_NATIVE_PATH = NOCUDA_ADDON;
     const e = await rejection(createContext({ backend: 'cuda' }));
