@@ -30,6 +30,9 @@ export interface CpuBenchRow {
   ms: number;
   rate: number;
   unit: string;
+  /** Bytes moved per second (GB/s) and over the streaming read's rate in the same rounds (cpu rows). */
+  gbs?: number;
+  ofReadProbe?: number;
   device: string;
   date: string;
   load: string;
@@ -173,53 +176,64 @@ export async function runCpuBench(
   const disposeAll = (ts: (Tensor | undefined)[]) => {
     for (const t of ts) t?.dispose();
   };
-  const ops: Record<string, { run: () => Promise<unknown>; amount: number; unit: string }> = {
+  // bytes: the least the op must move (inputs read + outputs written), for GB/s and the fraction of the
+  // streaming read's rate measured in the same round.
+  const ops: Record<string, { run: () => Promise<unknown>; amount: number; unit: string; bytes: number }> = {
     'logprobs f32 [256, 151936]': {
       run: async () => disposeAll(Object.values(await ctx.logprobs(logits, targets))),
       amount: N * V,
       unit: 'G elem/s',
+      bytes: N * V * 4,
     },
     'logprobs bf16 [256, 151936]': {
       run: async () => disposeAll(Object.values(await ctx.logprobs(logitsBf16, targets))),
       amount: N * V,
       unit: 'G elem/s',
+      bytes: N * V * 2,
     },
     'logprobs f32 + entropy + Σp²': {
       run: async () =>
         disposeAll(Object.values(await ctx.logprobs(logits, targets, { entropy: true, sumSquares: true }))),
       amount: N * V,
       unit: 'G elem/s',
+      bytes: N * V * 4,
     },
     'logprobsBackward f32, out of place': {
       run: async () => (await ctx.logprobsBackward(logits, targets, lse, g)).dispose(),
       amount: N * V,
       unit: 'G elem/s',
+      bytes: 2 * N * V * 4,
     },
     'logprobsBackward f32, in place': {
       run: () => ctx.logprobsBackward(inPlace, targets, lse, g, { inPlace: true }),
       amount: N * V,
       unit: 'G elem/s',
+      bytes: 2 * N * V * 4,
     },
     'gatherProbs 256 tokens × |V*| 256, V 151936': {
       run: async () =>
         (await ctx.gatherProbs(logits, lse, { layout: gatherLayout, vocab: gatherVocab })).dispose(),
       amount: gatherAmount,
       unit: 'G probs/s',
+      bytes: gatherAmount * 8,
     },
     'advantages 1M responses, groups of 8': {
       run: async () => disposeAll(Object.values(await ctx.advantages(rewards, { groupSize: 8 }))),
       amount: R,
       unit: 'G resp/s',
+      bytes: R * 8 + (R / 8) * 9,
     },
     'expandToTokens 1M × 16': {
       run: async () => (await ctx.expandToTokens(rewards, ro)).dispose(),
       amount: R * 16,
       unit: 'G tok/s',
+      bytes: R * 8 + R * 16 * 4,
     },
     'whiten 4M': {
       run: async () => (await ctx.whiten(whitenIn)).dispose(),
       amount: 1 << 22,
       unit: 'G elem/s',
+      bytes: (1 << 22) * 12,
     },
     'THR 8 × 512 tokens, d 896, V* 2000': {
       run: async () =>
@@ -236,11 +250,13 @@ export async function runCpuBench(
         ),
       amount: thrFlops,
       unit: 'GFLOP/s',
+      bytes: 0,
     },
     'thrReweight 1M tokens': {
       run: async () => (await ctx.thrReweight(rwCpu)).dispose(),
       amount: rwT,
       unit: 'G tok/s',
+      bytes: rwT * 16,
     },
   };
 
@@ -289,7 +305,7 @@ export async function runCpuBench(
     const { lse: l8 } = await js.logprobs(xs, ts);
     const xsb = js.tensor(xb.subarray(0, n8 * V), [n8, V], 'bf16');
     const jr = async (name: string, amount: number, f: () => Promise<unknown>) => {
-      jsRate[name] = amount / (await timeMs(1, f)) / 1e6;
+      jsRate[name] = amount / (await timeMs(name.startsWith('THR') ? 1 : 3, f)) / 1e6;
     };
     await jr('logprobs f32 [256, 151936]', n8 * V, () => js.logprobs(xs, ts));
     await jr('logprobs bf16 [256, 151936]', n8 * V, () => js.logprobs(xsb, ts));
@@ -357,6 +373,17 @@ export async function runCpuBench(
       ms: med(perRound[`cpu|${name}`]),
       rate: rateOf(`cpu|${name}`, op.amount),
       unit: op.unit,
+      ...(op.bytes > 0
+        ? {
+            gbs: rateOf(`cpu|${name}`, op.bytes) / 1e3,
+            // Per round: this op's GB/s over the read probe's, then the median.
+            ofReadProbe: med(
+              perRound[`cpu|${name}`].map(
+                (ms, i) => op.bytes / ms / ((N * V * 4) / perRound['probe|read f32'][i]),
+              ),
+            ),
+          }
+        : {}),
     });
     rows.push({
       ...common,
@@ -465,6 +492,8 @@ export async function runCpuBench(
         threads: r.threads,
         ms: Number.isNaN(r.ms) ? '' : r.ms.toFixed(2),
         rate: `${r.rate.toPrecision(3)} ${r.unit}`,
+        'GB/s': r.gbs === undefined ? '' : r.gbs.toFixed(2),
+        'of read': r.ofReadProbe === undefined ? '' : `${(100 * r.ofReadProbe).toFixed(0)}%`,
       })),
     );
     console.table(
