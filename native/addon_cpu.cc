@@ -364,8 +364,8 @@ class CpuDevice : public Napi::ObjectWrap<CpuDevice> {
     gkn::Args a(info[0], "logprobs");
     LogprobsParams p{};
     size_t n_logits = 0, n_t = 0, n_lp = 0, n_lse = 0, n_ent = 0, n_sq = 0;
-    p.logits = a.FloatBuf("logits", &n_logits);
     p.dtype = FloatTypeOf(a, "dtype");
+    p.logits = a.FloatBuf("logits", p.dtype, &n_logits);
     p.targets = a.Buf<int32_t>("targets", &n_t);
     p.rows = a.Int("rows");
     p.vocab = a.Int("vocab");
@@ -396,8 +396,8 @@ class CpuDevice : public Napi::ObjectWrap<CpuDevice> {
     gkn::Args a(info[0], "logprobsBackward");
     LogprobsBackwardParams p{};
     size_t n_logits = 0, n_out = 0, n_t = 0, n_lse = 0, n_g = 0, n_ge = 0, n_e = 0;
-    p.logits = a.FloatBuf("logits", &n_logits);
     p.dtype = FloatTypeOf(a, "dtype");
+    p.logits = a.FloatBuf("logits", p.dtype, &n_logits);
     p.targets = a.Buf<int32_t>("targets", &n_t);
     p.lse = a.Buf<float>("lse", &n_lse);
     p.grad_logprobs = a.Buf<float>("gradLogprobs", &n_g);
@@ -407,7 +407,7 @@ class CpuDevice : public Napi::ObjectWrap<CpuDevice> {
     p.vocab = a.Int("vocab");
     p.temperature = a.Num("temperature");
     p.ignore_index = a.Int("ignoreIndex");
-    p.grad_logits = a.FloatBuf("outGradLogits", &n_out);
+    p.grad_logits = a.FloatBuf("outGradLogits", p.dtype, &n_out);
     a.Done();
     const size_t rows = size_t(p.rows);
     const size_t bytes = rows * size_t(p.vocab) * ElemSize(p.dtype);
@@ -434,8 +434,8 @@ class CpuDevice : public Napi::ObjectWrap<CpuDevice> {
     gkn::Args a(info[0], "gatherProbs");
     GatherProbsParams p{};
     size_t n_logits = 0, n_lse = 0, n_go = 0, n_vo = 0, n_po = 0, n_cols = 0, n_out = 0;
-    p.logits = a.FloatBuf("logits", &n_logits);
     p.dtype = FloatTypeOf(a, "dtype");
+    p.logits = a.FloatBuf("logits", p.dtype, &n_logits);
     p.lse = a.Buf<float>("lse", &n_lse);
     p.num_tokens = a.Int("numTokens");
     p.vocab = a.Int("vocab");
@@ -552,8 +552,8 @@ class CpuDevice : public Napi::ObjectWrap<CpuDevice> {
     p.group_offsets = a.Buf<int32_t>("groupOffsets", &n_go);
     p.correct = a.Buf<uint8_t>("correct", &n_c);
     p.degenerate = a.Buf<uint8_t>("degenerate", &n_d);
-    p.hidden = a.FloatBuf("hidden", &n_h);
     p.hidden_dtype = FloatTypeOf(a, "hiddenDtype");
+    p.hidden = a.FloatBuf("hidden", p.hidden_dtype, &n_h);
     p.dim = a.Int("dim");
     p.probs = a.Buf<float>("probs", &n_p);
     p.probs_offsets = a.Buf<double>("probsOffsets", &n_po);

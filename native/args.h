@@ -75,8 +75,15 @@ class Args {
   T* Buf(const char* key, size_t* length = nullptr) {
     return BufValue<T>(Get(key), key, length);
   }
-  // f32 (Float32Array) or f16/bf16 bits (Uint16Array) as untyped memory.
-  void* FloatBuf(const char* key, size_t* bytes) { return FloatBufValue(Get(key), key, bytes); }
+  // f32 (Float32Array) or f16/bf16 bits (Uint16Array) as untyped memory; `dtype` (0 f32, 1 f16, 2 bf16)
+  // must match the array type.
+  void* FloatBuf(const char* key, int dtype, size_t* bytes) {
+    Napi::Value v = Get(key);
+    void* p = FloatBufValue(v, key, bytes);
+    const bool f32 = v.As<Napi::TypedArray>().TypedArrayType() == napi_float32_array;
+    if (f32 != (dtype == 0)) throw Wrong(key, dtype == 0 ? "a Float32Array for dtype f32" : "a Uint16Array of f16/bf16 bits");
+    return p;
+  }
 
   // ----------------------------------------------------------------------------------- optional
   template <class T = void>

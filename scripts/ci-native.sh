@@ -22,6 +22,10 @@ GRPO_WITH_CUDA=OFF GRPO_KERNELS_BUILD_DIR=build/nocuda GRPO_KERNELS_REQUIRE_NATI
 node -e "const m=require('./build/nocuda/Release/grpo_kernels_native.node'); const i=m.buildInfo();
   if(i.cuda||!i.cpu||!m.CpuDevice){console.error('CPU-only build with the cpu kernels expected, got: '+JSON.stringify(i));process.exit(1)}
   console.log('   buildInfo', JSON.stringify(i), 'cpuInfo', JSON.stringify(m.cpuInfo()))"
+# The per-ISA kernel objects must define no weak (COMDAT) symbol: one emitted by both the AVX2 and the
+# portable build could be linked from the AVX2 one into the portable path (native/cpu/kernels.h).
+weak=$(find build/nocuda/CMakeFiles -path '*gk_cpu_*' -name '*.o' -exec nm -C {} + | grep -E ' [WVu] ' || true)
+if [ -n "$weak" ]; then echo "weak symbols in the per-ISA cpu kernels:"; echo "$weak"; exit 1; fi
 echo "== native: the cpu backend's tests on the CPU-only build (both code paths)"
 GRPO_KERNELS_NATIVE_PATH="$PWD/build/nocuda/Release/grpo_kernels_native.node" npx vitest run --project unit test/cpu-native
 t2=$(date +%s)

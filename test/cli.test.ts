@@ -238,7 +238,7 @@ describe('errors are one line on stderr and a non-zero exit', () => {
     [
       'unknown backend',
       ['bench', '--backend', 'tpu'],
-      /--backend expects one of cpu, webgpu, cuda, auto, all/,
+      /--backend expects one of js, cpu, webgpu, cuda, auto, all/,
     ],
     ['unknown command', ['frobnicate'], /unknown command 'frobnicate'/],
     ['bad number', ['demo', '--steps', '0'], /demo: --steps expects an integer from 1 to 1000000, got '0'$/],

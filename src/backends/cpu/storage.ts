@@ -99,7 +99,10 @@ export function cpuTensor<D extends DType>(
 /** A fresh output tensor (poisoned for tests when the hook is set, src/debug.ts). */
 export function cpuEmpty<D extends DType>(queue: CpuQueue, dtype: D, shape: readonly number[]): Tensor<D> {
   const n = shape.reduce((a, b) => a * b, 1);
-  const cached = queue.take(n * bytesPerElement(dtype));
+  // The test poison is written here, on the main thread: a cached buffer may then be reused only once
+  // no queued op can still be reading it. Without poison only jobs write outputs, in call order.
+  const reusable = debugHooks.poison === undefined || queue.inFlight === 0;
+  const cached = reusable ? queue.take(n * bytesPerElement(dtype)) : undefined;
   if (cached === undefined) return cpuTensor(queue, jsOutput(dtype, n), shape, dtype);
   const data = view(dtype, cached);
   const p = debugHooks.poison;
