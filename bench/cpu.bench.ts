@@ -375,7 +375,7 @@ export async function runCpuBench(
       unit: op.unit,
       ...(op.bytes > 0
         ? {
-            gbs: rateOf(`cpu|${name}`, op.bytes) / 1e3,
+            gbs: rateOf(`cpu|${name}`, op.bytes),
             // Per round: this op's GB/s over the read probe's, then the median.
             ofReadProbe: med(
               perRound[`cpu|${name}`].map(

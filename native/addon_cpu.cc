@@ -85,11 +85,6 @@ struct CopyCtx {
   uint8_t* dst;
   size_t bytes, chunk;
 };
-struct ReadCtx {
-  const uint64_t* src;
-  size_t words, chunk;
-  uint64_t sums[256];
-};
 
 class CpuDevice : public Napi::ObjectWrap<CpuDevice> {
  public:
@@ -287,36 +282,11 @@ class CpuDevice : public Napi::ObjectWrap<CpuDevice> {
     if (!info[0].IsTypedArray()) throw gkn::ArgError(env, "readProbe: expected a typed array");
     Napi::TypedArray ta = info[0].As<Napi::TypedArray>();
     const uint8_t* data = static_cast<const uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset();
-    const size_t words = ta.ByteLength() / 8;
     Pool* pool = pool_;
-    return Submit(env, info[0], "readProbe", [data, words, pool](double& seconds) {
-      auto ctx = std::make_unique<ReadCtx>();
-      ctx->src = reinterpret_cast<const uint64_t*>(data);
-      ctx->words = words;
-      ctx->chunk = size_t(1) << 17;  // 1 MiB
-      std::memset(ctx->sums, 0, sizeof ctx->sums);
-      const int64_t n = int64_t((words + ctx->chunk - 1) / ctx->chunk);
-      seconds = MedianSeconds(2, 7, [&] {
-        pool_run(
-            pool, n,
-            [](void* c, int64_t i, int w) {
-              ReadCtx& r = *static_cast<ReadCtx*>(c);
-              const size_t o = size_t(i) * r.chunk, e = std::min(r.words, o + r.chunk);
-              uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-              size_t k = o;
-              for (; k + 4 <= e; k += 4) {
-                uint64_t v[4];
-                std::memcpy(v, r.src + k, 32);  // unaligned words are fine
-                s0 += v[0];
-                s1 += v[1];
-                s2 += v[2];
-                s3 += v[3];
-              }
-              for (; k < e; ++k) s0 += r.src[k];
-              r.sums[w & 255] += s0 + s1 + s2 + s3;  // keeps the loads alive
-            },
-            ctx.get());
-      });
+    const KernelTable* k = kernels_;
+    const size_t bytes = ta.ByteLength();
+    return Submit(env, info[0], "readProbe", [data, bytes, pool, k](double& seconds) {
+      seconds = MedianSeconds(2, 7, [&] { k->read_probe(pool, data, bytes); });
       return Report{kOk, 0, 0};
     });
   }

@@ -165,8 +165,10 @@ struct KernelTable {
   Report (*gather_probs)(const GatherProbsParams&, Pool*);
   Report (*token_hidden_reward)(const ThrParams&, Pool*);
   Report (*thr_reweight)(const ThrReweightParams&, Pool*);
-  // Benchmarks only (probe.cc): FLOPs of one run of `iters` FMA steps on every pool thread.
+  // Benchmarks only (probe.cc): FLOPs of one run of `iters` FMA steps on every pool thread; one
+  // streaming read of an array (returns a checksum).
   double (*fma_probe)(Pool*, int64_t iters);
+  double (*read_probe)(Pool*, const void* data, size_t bytes);
 };
 
 #define GK_CPU_DECLARE_KERNELS(ns)                                             \
@@ -177,6 +179,7 @@ struct KernelTable {
   Report token_hidden_reward(const ThrParams&, Pool*);                        \
   Report thr_reweight(const ThrReweightParams&, Pool*);                       \
   double fma_probe(Pool*, int64_t);                                           \
+  double read_probe(Pool*, const void*, size_t);                              \
   }
 GK_CPU_DECLARE_KERNELS(portable)
 #if GK_CPU_HAVE_AVX2

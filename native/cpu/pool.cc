@@ -133,7 +133,8 @@ const KernelTable& kernel_table(bool portable) {
                                      portable::gather_probs,
                                      portable::token_hidden_reward,
                                      portable::thr_reweight,
-                                     portable::fma_probe};
+                                     portable::fma_probe,
+                                     portable::read_probe};
 #if GK_CPU_HAVE_AVX2
   static const KernelTable kAvx2{"avx2",
                                  avx2::logprobs,
@@ -141,7 +142,8 @@ const KernelTable& kernel_table(bool portable) {
                                  avx2::gather_probs,
                                  avx2::token_hidden_reward,
                                  avx2::thr_reweight,
-                                 avx2::fma_probe};
+                                 avx2::fma_probe,
+                                 avx2::read_probe};
   if (!portable && avx2_supported()) return kAvx2;
 #endif
   return kPortable;
