@@ -3,7 +3,7 @@
  * settled may still be writing one (in place, the logits), so read() first waits for every op queued
  * before it (a fence job), unless none is in flight.
  *
- * Freed arrays of 1 MiB or more are kept for the next output of the same size (a caching allocator, as
+ * Freed arrays of 64 KiB or more are kept for the next output of the same size (a caching allocator, as
  * PyTorch's): fresh memory from the OS costs a page fault and a zeroing per 4 KiB on its first write,
  * which for a [256, 151936] f32 gradient (155 MB) took longer than the backward itself. At most 1 GiB
  * is kept; ctx.dispose() releases it. Reuse is safe: a freed array is referenced by no live tensor, and
@@ -31,7 +31,7 @@ export class CpuQueue {
     return b;
   }
 
-  /** Keeps a freed array's buffer for reuse (whole buffers of ≥ 1 MiB, up to 1 GiB in all). */
+  /** Keeps a freed array's buffer for reuse (whole buffers of ≥ 64 KiB, up to 1 GiB in all). */
   give(a: ArrayBufferView): void {
     const b = a.buffer;
     const bytes = b.byteLength;
@@ -114,7 +114,7 @@ export function cpuEmpty<D extends DType>(queue: CpuQueue, dtype: D, shape: read
   return cpuTensor(queue, data, shape, dtype);
 }
 
-const MIN_CACHED = 1 << 20;
+const MIN_CACHED = 1 << 16;
 const MAX_CACHED = 1 << 30;
 
 function view<D extends DType>(dtype: D, b: ArrayBuffer): HostArrayMap[D] {
