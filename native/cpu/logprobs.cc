@@ -21,7 +21,7 @@
 //   lse = M/T + log S0, logprob = (x_y − M)/T − log S0, entropy = log S0 − S1/S0, Σp² = S2/S0², in f64,
 //   rounded once to f32. The online state is on raw logits (d = (x − m)/T, never x/T, which may
 //   overflow where d does not: docs/DESIGN.md, "Temperature").
-//   Work: an item is (row, 8 consecutive segments); items write their segments' partial sums to a
+//   Work: an item is (row, 16 consecutive segments); items write their segments' partial sums to a
 //   per-row slot and the item that completes a row (an atomic count) combines it. Every sum is thus a
 //   function of the row's elements and V alone: the same bits for any thread count, any N, any
 //   position of the row in the batch (tests: test/cpu-native/invariance.test.ts).
@@ -67,7 +67,7 @@ namespace {
 
 constexpr int64_t kSeg = 4096;         // elements per segment (one max; pass 2 reads it from L1)
 constexpr int kSub = 128;              // elements per f32 sub-block (16 vectors)
-constexpr int64_t kSegsPerItem = 8;    // segments per work item
+constexpr int64_t kSegsPerItem = 16;   // segments per work item
 constexpr int64_t kBwdChunk = 16384;   // columns per backward work item
 constexpr int64_t kGatherTokens = 16;  // tokens per gatherProbs work item
 constexpr double kInf = __builtin_inf();
@@ -173,9 +173,9 @@ Partial segment(const void* row, int64_t j0, int64_t len, float scale2, float* b
     // Even vectors to the 0 accumulators, odd ones to the 1 accumulators (sub-blocks start even).
     int64_t k = k0;
     for (; k + 2 <= k1; k += 2) {
-      // Pass 2 computes from L1 while memory would idle: fetch the next segment meanwhile, one
-      // 64-byte line per two vectors (its 16 KiB of f32, 8 KiB of f16/bf16, arrive before pass 1
-      // needs them). Bits do not change.
+      // Pass 2 computes from L1 while memory would idle: fetch what comes next meanwhile, one 64-byte
+      // line per two vectors (16 KiB: the next f32 segment, the next two f16/bf16 ones). Bits do not
+      // change.
       if ((k >> 1) < next_lines) __builtin_prefetch(next + ((k >> 1) << 6), 0, 3);
       const VF d0 = d_of(k), d1 = d_of(k + 1);
       const VF e0 = exp2_neg(d0), e1 = exp2_neg(d1);
@@ -216,10 +216,13 @@ void segments(const void* row, int64_t vocab, int64_t s0, int64_t s1, float scal
   for (int64_t s = s0; s < s1; ++s) {
     const int64_t j0 = s * kSeg;
     const int64_t len = vocab - j0 < kSeg ? vocab - j0 : kSeg;
-    // The next segment of this item, prefetched during this one's pass 2.
-    const int64_t nlen = s + 1 < s1 ? (vocab - j0 - kSeg < kSeg ? vocab - j0 - kSeg : kSeg) : 0;
-    const char* next = static_cast<const char*>(row) + size_t(j0 + kSeg) * elem_size(D);
-    out[s] = segment<D, kStats>(row, j0, len, scale2, buf, next, (nlen * int64_t(elem_size(D)) + 63) / 64);
+    // The next 16 KiB of this item (one f32 segment, two f16/bf16 ones), prefetched during this
+    // segment's pass 2 (256 vector pairs: one 64-byte line each).
+    const int64_t item_end = s1 * kSeg < vocab ? s1 * kSeg : vocab;
+    const int64_t ahead = item_end - (j0 + len);
+    const int64_t bytes = ahead * int64_t(elem_size(D)) < 16384 ? ahead * int64_t(elem_size(D)) : 16384;
+    const char* next = static_cast<const char*>(row) + size_t(j0 + len) * elem_size(D);
+    out[s] = segment<D, kStats>(row, j0, len, scale2, buf, next, (bytes + 63) / 64);
   }
 }
 
