@@ -37,8 +37,10 @@
 //   Per element: pass 1 a load and a max (+ a decode and a store for f16/bf16), pass 2 a load, a
 //   subtraction, a multiplication, exp2 (12 instructions: max, add, sub, sub, 6 FMA, shift, mul) and an
 //   addition (+ a max and 2 FMAs with the statistics). Bytes: N·V·sizeof(x) read once from memory
-//   (+ N·(4 + 4·outputs)). Measured (bench/cpu.bench.ts, bench/RESULTS.md): f32 runs at 75-90% of a
-//   streaming read of the same bytes on 2 cores; bf16 is compute-bound.
+//   (+ N·(4 + 4·outputs)). Pass 2 computes from L1 while memory would idle, so it prefetches the next
+//   16 KiB of its item meanwhile (no change to any bit). Measured (bench/RESULTS.md, 2026-11-27, 2
+//   cores): f32 at 87-91% of a streaming read of the same bytes, 2.4x ONNX Runtime, 16x PyTorch; bf16
+//   compute-bound (about 1.1 cycles per element per core).
 //
 // BACKWARD gradLogits = [g·(1[v=y] − p_v) − gE·p_v·(log p_v + H)] / T with log2 p_v = x_v·s2 − lse·log2 e
 //   (one FMA: one rounding; lse·log2 e rounded once, the exponent error |lse|·2^-24 the f32 lse itself
