@@ -176,19 +176,23 @@ inline VF load_bf16(const uint16_t* p) {
 inline void store_f16(uint16_t* p, VF a) {
   _mm_storeu_si128(reinterpret_cast<__m128i*>(p), _mm256_cvtps_ph(a.v, _MM_FROUND_TO_NEAREST_INT));
 }
-inline void store_bf16(uint16_t* p, VF a) {
+// Eight f32 → eight bf16 bit patterns (round to nearest even), packed into 128 bits.
+inline __m128i to_bf16(VF a) {
   const __m256i x = _mm256_castps_si256(a.v);
   const __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(x, 16), _mm256_set1_epi32(1));
-  __m256i r = _mm256_srli_epi32(_mm256_add_epi32(_mm256_add_epi32(x, _mm256_set1_epi32(0x7fff)), lsb), 16);
-  // NaN: the top half, quieted (rounding could carry a NaN's payload into the exponent's neighbour).
-  const __m256i nanbits = _mm256_or_si256(_mm256_srli_epi32(x, 16), _mm256_set1_epi32(0x40));
-  const __m256i isnan = _mm256_castps_si256(_mm256_cmp_ps(a.v, a.v, _CMP_UNORD_Q));
-  r = _mm256_blendv_epi8(r, nanbits, isnan);
-  // Pack the eight 32-bit lanes' low halves into 16-bit lanes (values ≤ 0xffff: no saturation).
-  const __m128i lo = _mm256_castsi256_si128(r);
-  const __m128i hi = _mm256_extracti128_si256(r, 1);
-  _mm_storeu_si128(reinterpret_cast<__m128i*>(p), _mm_packus_epi32(lo, hi));
+  __m256i r = _mm256_add_epi32(_mm256_add_epi32(x, _mm256_set1_epi32(0x7fff)), lsb);
+  // NaN (rare: a branch, not a blend per vector): the top half, quieted (rounding could carry a NaN's
+  // payload into the exponent and give ±Inf or a finite value).
+  const __m256 isnan = _mm256_cmp_ps(a.v, a.v, _CMP_UNORD_Q);
+  if (_mm256_movemask_ps(isnan))
+    r = _mm256_blendv_epi8(r, _mm256_or_si256(x, _mm256_set1_epi32(0x400000)), _mm256_castps_si256(isnan));
+  // The high 16 bits of each 32-bit lane: bytes 2-3, 6-7, … of each 128-bit half, then the halves joined.
+  const __m256i hi16 = _mm256_shuffle_epi8(
+      r, _mm256_setr_epi8(2, 3, 6, 7, 10, 11, 14, 15, -1, -1, -1, -1, -1, -1, -1, -1, 2, 3, 6, 7, 10, 11, 14, 15,
+                          -1, -1, -1, -1, -1, -1, -1, -1));
+  return _mm256_castsi256_si128(_mm256_permute4x64_epi64(hi16, 0x08));
 }
+inline void store_bf16(uint16_t* p, VF a) { _mm_storeu_si128(reinterpret_cast<__m128i*>(p), to_bf16(a)); }
 
 // 2^t for t ≤ 0 (and NaN): see the header.
 inline VF exp2_neg(VF t) {
@@ -345,11 +349,8 @@ inline void stream_row(void* row, int64_t j, VF v) {
     if ((reinterpret_cast<uintptr_t>(p) & 31) == 0) return _mm256_stream_ps(p, v.v);
     return _mm256_storeu_ps(p, v.v);
   }
-  alignas(16) uint16_t t[kLanes];
-  if (D == kF16) store_f16(t, v);
-  else store_bf16(t, v);
   uint16_t* p = static_cast<uint16_t*>(row) + j;
-  const __m128i w = _mm_load_si128(reinterpret_cast<const __m128i*>(t));
+  const __m128i w = D == kF16 ? _mm256_cvtps_ph(v.v, _MM_FROUND_TO_NEAREST_INT) : to_bf16(v);
   if ((reinterpret_cast<uintptr_t>(p) & 15) == 0) return _mm_stream_si128(reinterpret_cast<__m128i*>(p), w);
   _mm_storeu_si128(reinterpret_cast<__m128i*>(p), w);
 #else
