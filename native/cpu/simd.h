@@ -1,6 +1,7 @@
-// Eight f32 lanes, twice: AVX2 + FMA + F16C intrinsics when the translation unit is compiled with them
-// (__AVX2__: the gk::cpu::avx2 build of a kernel file), else plain arrays of 8 floats that the compiler
-// vectorises as its baseline allows (gk::cpu::portable). The kernels are written once against this
+// Eight f32 lanes, three ways: AVX2 + FMA + F16C intrinsics when the translation unit is compiled with
+// them (__AVX2__: the gk::cpu::avx2 build of a kernel file); else (gk::cpu::portable) GCC/Clang vector
+// extensions, two 16-byte vectors that every baseline runs natively (SSE2, NEON); else plain arrays of
+// 8 floats (other compilers). The kernels are written once against this
 // interface. Everything here has internal linkage (an anonymous namespace inside the ISA namespace),
 // so the two builds never share a symbol (native/cpu/kernels.h, "per-file flags carry a trap").
 //
@@ -227,8 +228,136 @@ inline VF exp2_full(VF t) {
   return y;
 }
 
+#elif defined(__GNUC__) || defined(__clang__)
+// ============================================== portable: GCC/Clang vector extensions (SSE2, NEON, …)
+// Two 16-byte generic vectors per 8 lanes (lanes 0-3, 4-7): every baseline has 128-bit registers, so
+// each operation, comparisons included, maps to one native instruction (SSE2 cmpltps, NEON fcmgt, …).
+// Comparisons give −1/0 lanes; selects are bitwise (no vector ?: needed).
+typedef float v4f __attribute__((vector_size(16)));
+typedef int32_t v4i __attribute__((vector_size(16)));
+typedef uint32_t v4u __attribute__((vector_size(16)));
+typedef uint16_t v4h __attribute__((vector_size(8)));
+struct VF {
+  v4f lo, hi;
+};
+inline v4f splat4(float x) { return (v4f){x, x, x, x}; }
+inline v4f sel(v4i mask, v4f yes, v4f no) { return (v4f)(((v4i)yes & mask) | ((v4i)no & ~mask)); }
+#define GK_BOTH(expr_lo, expr_hi) \
+  VF r_;                          \
+  r_.lo = (expr_lo);              \
+  r_.hi = (expr_hi);              \
+  return r_
+inline VF load(const float* p) {
+  VF r;
+  memcpy(&r.lo, p, 16);
+  memcpy(&r.hi, p + 4, 16);
+  return r;
+}
+inline void store(float* p, VF a) {
+  memcpy(p, &a.lo, 16);
+  memcpy(p + 4, &a.hi, 16);
+}
+inline VF set1(float x) { GK_BOTH(splat4(x), splat4(x)); }
+inline VF zero() { return set1(0.0f); }
+inline VF add(VF a, VF b) { GK_BOTH(a.lo + b.lo, a.hi + b.hi); }
+inline VF sub(VF a, VF b) { GK_BOTH(a.lo - b.lo, a.hi - b.hi); }
+inline VF mul(VF a, VF b) { GK_BOTH(a.lo * b.lo, a.hi * b.hi); }
+inline VF fmadd(VF a, VF b, VF c) { GK_BOTH(a.lo * b.lo + c.lo, a.hi * b.hi + c.hi); }
+inline VF fnmadd(VF a, VF b, VF c) { GK_BOTH(c.lo - a.lo * b.lo, c.hi - a.hi * b.hi); }
+// NaN x: the comparison is false → acc.
+inline VF max_skip_nan(VF acc, VF x) { GK_BOTH(sel(x.lo > acc.lo, x.lo, acc.lo), sel(x.hi > acc.hi, x.hi, acc.hi)); }
+// NaN x: false → x.
+inline VF clamp_lo(VF x, VF lo) { GK_BOTH(sel(x.lo < lo.lo, lo.lo, x.lo), sel(x.hi < lo.hi, lo.hi, x.hi)); }
+inline VF keep_ge_or_nan(VF a, VF x, VF c) {
+  GK_BOTH(sel(x.lo < c.lo, splat4(0.0f), a.lo), sel(x.hi < c.hi, splat4(0.0f), a.hi));
+}
+inline VF select_lt(VF a, VF b, VF x, VF c) { GK_BOTH(sel(x.lo < c.lo, b.lo, a.lo), sel(x.hi < c.hi, b.hi, a.hi)); }
+inline float lane(VF a, int i) { return i < 4 ? a.lo[i] : a.hi[i - 4]; }
+inline float hmax(VF a) {
+  // The AVX2 build's tree: (0,4) (1,5) (2,6) (3,7), then (0,2) (1,3), then (0,1).
+  const v4f m = sel(a.hi > a.lo, a.hi, a.lo);
+  const float m0 = m[2] > m[0] ? m[2] : m[0];
+  const float m1 = m[3] > m[1] ? m[3] : m[1];
+  return m1 > m0 ? m1 : m0;
+}
+struct VD {
+  double v[kLanes];
+};
+inline VD dzero() {
+  VD d;
+  for (int i = 0; i < kLanes; ++i) d.v[i] = 0.0;
+  return d;
+}
+inline void dacc(VD& d, VF a) {
+  for (int i = 0; i < kLanes; ++i) d.v[i] += double(lane(a, i));
+}
+inline void dacc_mem(double* p, VF a) {
+  for (int i = 0; i < kLanes; ++i) p[i] += double(lane(a, i));
+}
+inline double dsum(VD d) {
+  const double s0 = d.v[0] + d.v[4], s1 = d.v[1] + d.v[5], s2 = d.v[2] + d.v[6], s3 = d.v[3] + d.v[7];
+  return (s0 + s2) + (s1 + s3);
+}
+inline VF load_f16(const uint16_t* p) {
+  alignas(16) float t[kLanes];
+  for (int i = 0; i < kLanes; ++i) t[i] = f16_to_f32_scalar(p[i]);
+  return load(t);
+}
+inline v4f bf16x4(const uint16_t* p) {
+  v4h h;
+  memcpy(&h, p, sizeof h);
+  return (v4f)(__builtin_convertvector(h, v4u) << 16);
+}
+inline VF load_bf16(const uint16_t* p) { GK_BOTH(bf16x4(p), bf16x4(p + 4)); }
+inline void store_f16(uint16_t* p, VF a) {
+  for (int i = 0; i < kLanes; ++i) p[i] = f32_to_f16_scalar(lane(a, i));
+}
+inline void bf16x4_store(uint16_t* p, v4f a) {
+  const v4u x = (v4u)a;
+  v4u r = (x + 0x7fffu + ((x >> 16) & 1u)) >> 16;
+  // NaN: the top half, quieted (rounding could carry the payload into the exponent).
+  const v4i nan = a != a;
+  r = (v4u)(((v4i)r & ~nan) | ((v4i)((x >> 16) | 0x40u) & nan));
+  const v4h h = __builtin_convertvector(r, v4h);
+  memcpy(p, &h, sizeof h);
+}
+inline void store_bf16(uint16_t* p, VF a) {
+  bf16x4_store(p, a.lo);
+  bf16x4_store(p + 4, a.hi);
+}
+inline v4f exp2x4(v4f t) {
+  const v4f tc = sel(t < splat4(kExp2Lo), splat4(kExp2Lo), t);  // NaN kept
+  const v4f b = tc + kRoundBias;
+  const v4f n = b - kRoundBias;
+  const v4f f = tc - n;
+  v4f p = splat4(kE0);
+  p = p * f + kE1;
+  p = p * f + kE2;
+  p = p * f + kE3;
+  p = p * f + kE4;
+  p = p * f + kE5;
+  p = p * f + 1.0f;
+  return p * (v4f)((v4u)b << 23);
+}
+inline VF exp2_neg(VF t) { GK_BOTH(exp2x4(t.lo), exp2x4(t.hi)); }
+inline VF exp2_full(VF t) {
+  const v4f c = splat4(126.0f);
+  VF r = exp2_neg({sel(t.lo > c, c, t.lo), sel(t.hi > c, c, t.hi)});
+  const v4i big = (t.lo > c) | (t.hi > c);
+  if (big[0] | big[1] | big[2] | big[3]) {
+    alignas(16) float ts[kLanes], ys[kLanes];
+    store(ts, t);
+    store(ys, r);
+    for (int i = 0; i < kLanes; ++i)
+      if (ts[i] > 126.0f) ys[i] = exp2_scalar(ts[i]);
+    return load(ys);
+  }
+  return r;
+}
+#undef GK_BOTH
+
 #else
-// ======================================================================================== portable
+// ============================================== portable without vector extensions: arrays of 8 lanes
 struct VF {
   float v[kLanes];
 };
@@ -316,11 +445,35 @@ inline VF load_bf16(const uint16_t* p) {
 }
 inline void store_f16(uint16_t* p, VF a) { GK_LANES p[i_] = f32_to_f16_scalar(a.v[i_]); }
 inline void store_bf16(uint16_t* p, VF a) { GK_LANES p[i_] = f32_to_bf16_scalar(a.v[i_]); }
+// The AVX2 build's steps lane by lane, branch-free so that the compiler vectorises them (SSE2, NEON).
 inline VF exp2_neg(VF t) {
-  GK_LANES t.v[i_] = exp2_scalar(t.v[i_]);
-  return t;
+  VF r;
+  GK_LANES {
+    const float tc = t.v[i_] < kExp2Lo ? kExp2Lo : t.v[i_];  // NaN kept (the comparison is false)
+    const float b = tc + kRoundBias;
+    const float n = b - kRoundBias;
+    const float f = tc - n;
+    float p = kE0;
+    p = p * f + kE1;
+    p = p * f + kE2;
+    p = p * f + kE3;
+    p = p * f + kE4;
+    p = p * f + kE5;
+    p = p * f + 1.0f;
+    uint32_t bits;
+    memcpy(&bits, &b, 4);
+    bits <<= 23;
+    float scale;
+    memcpy(&scale, &bits, 4);
+    r.v[i_] = p * scale;
+  }
+  return r;
 }
-inline VF exp2_full(VF t) { return exp2_neg(t); }
+inline VF exp2_full(VF t) {
+  VF r = exp2_neg(t);
+  GK_LANES if (t.v[i_] > 126.0f) r.v[i_] = exp2_scalar(t.v[i_]);
+  return r;
+}
 #undef GK_LANES
 #endif
 
