@@ -3,6 +3,7 @@
  * validates (src/api/), dispatches to the backend, and computes nothing itself.
  */
 import * as adv from './api/advantages.js';
+import * as lh from './api/lmhead.js';
 import * as lp from './api/logprobs.js';
 import * as thr from './api/thr.js';
 import type { TensorLike } from './api/validate.js';
@@ -12,6 +13,8 @@ import type {
   Backend,
   BackendOptions,
   DeviceInfo,
+  LinearLogprobsGrads,
+  LogprobStates,
   LogprobsResult,
   RestrictedVocab,
   ThrResult,
@@ -154,6 +157,67 @@ export class Context {
     return this.#op('gatherProbs', (b) => lp.gatherProbs(b, logits, lse, options));
   }
 
+  // ------------------------------------------------------------ LM head family
+  /**
+   * logprobs of hidden · weightᵀ + bias (an LM head) without ever forming the [N, V] logits: the
+   * same outputs as `logprobs` on those logits. hidden [N, d] and weight [V, d] share a float dtype.
+   */
+  linearLogprobs(
+    hidden: Tensor<FloatDType>,
+    weight: Tensor<FloatDType>,
+    targets: TensorLike<'i32'>,
+    options?: lh.LinearLogprobsOptions,
+  ): Promise<LogprobsResult> {
+    return this.#op('linearLogprobs', (b) => lh.linearLogprobs(b, hidden, weight, targets, options));
+  }
+
+  /**
+   * Gradients of the linearLogprobs outputs (logprobs, and entropy with gradEntropy) w.r.t. hidden,
+   * weight and bias, f32, recomputing the logits tile by tile from `lse` (no [N, V] tensor).
+   */
+  linearLogprobsBackward(
+    hidden: Tensor<FloatDType>,
+    weight: Tensor<FloatDType>,
+    targets: TensorLike<'i32'>,
+    lse: TensorLike<'f32'>,
+    gradLogprobs: TensorLike<'f32'>,
+    options?: lh.LinearLogprobsBackwardOptions,
+  ): Promise<LinearLogprobsGrads> {
+    return this.#op('linearLogprobsBackward', (b) =>
+      lh.linearLogprobsBackward(b, hidden, weight, targets, lse, gradLogprobs, options),
+    );
+  }
+
+  /** Each row's online softmax state over a vocabulary shard of materialised logits. */
+  logprobStates(
+    logits: Tensor<FloatDType>,
+    targets: TensorLike<'i32'>,
+    options?: lh.LogprobStatesOptions,
+  ): Promise<LogprobStates> {
+    return this.#op('logprobStates', (b) => lh.logprobStates(b, logits, targets, options));
+  }
+
+  /** Each row's online softmax state over a vocabulary shard of an LM head (weight rows [vocabStart, +V)). */
+  linearLogprobStates(
+    hidden: Tensor<FloatDType>,
+    weight: Tensor<FloatDType>,
+    targets: TensorLike<'i32'>,
+    options?: lh.LinearLogprobStatesOptions,
+  ): Promise<LogprobStates> {
+    return this.#op('linearLogprobStates', (b) =>
+      lh.linearLogprobStates(b, hidden, weight, targets, options),
+    );
+  }
+
+  /** The logprobs outputs over the union of vocabulary shards, merged in a fixed (array) order. */
+  mergeLogprobStates(
+    states: readonly LogprobStates[],
+    targets: TensorLike<'i32'>,
+    options?: lh.MergeLogprobStatesOptions,
+  ): Promise<LogprobsResult> {
+    return this.#op('mergeLogprobStates', (b) => lh.mergeLogprobStates(b, states, targets, options));
+  }
+
   // ------------------------------------------------------------ advantages family
   /** Group-relative advantages (ESTIMATORS.md). */
   advantages(rewards: TensorLike<'f32'>, options?: adv.AdvantagesOptions): Promise<AdvantagesResult> {
@@ -179,6 +243,19 @@ export class Context {
   /** Token hidden reward (THR.md) and each group's threshold tau. */
   tokenHiddenReward(options: thr.TokenHiddenRewardOptions): Promise<ThrResult> {
     return this.#op('tokenHiddenReward', (b) => thr.tokenHiddenReward(b, options));
+  }
+
+  /**
+   * THR's aggregate M_g of every live group, [ΣK_g, d] f32: tokenHiddenReward's first half. A sum over
+   * the correct tokens, so data-parallel shards all-reduce it (sum) before thrScore.
+   */
+  thrAggregate(options: thr.ThrAggregateOptions): Promise<Tensor<'f32'>> {
+    return this.#op('thrAggregate', (b) => thr.thrAggregate(b, options));
+  }
+
+  /** THR and tau from an aggregate (thrAggregate's, all-reduced): tokenHiddenReward's second half. */
+  thrScore(options: thr.ThrScoreOptions): Promise<ThrResult> {
+    return this.#op('thrScore', (b) => thr.thrScore(b, options));
   }
 
   /** Reweights token advantages by THR (THR.md, "Reweighting"). */

@@ -1,6 +1,18 @@
 export type { AdvantagesOptions, WhitenOptions } from './api/advantages.js';
+export type {
+  LinearLogprobStatesOptions,
+  LinearLogprobsBackwardOptions,
+  LinearLogprobsOptions,
+  LogprobStatesOptions,
+  MergeLogprobStatesOptions,
+} from './api/lmhead.js';
 export type { GatherProbsOptions, LogprobsBackwardOptions, LogprobsOptions } from './api/logprobs.js';
-export type { ThrReweightOptions, TokenHiddenRewardOptions } from './api/thr.js';
+export type {
+  ThrAggregateOptions,
+  ThrReweightOptions,
+  ThrScoreOptions,
+  TokenHiddenRewardOptions,
+} from './api/thr.js';
 export type { TensorLike } from './api/validate.js';
 export type {
   AdvantagesResult,
@@ -8,6 +20,8 @@ export type {
   BackendOptions,
   DeviceInfo,
   Estimator,
+  LinearLogprobsGrads,
+  LogprobStates,
   LogprobsResult,
   Preset,
   RestrictedVocab,

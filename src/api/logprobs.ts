@@ -52,7 +52,7 @@ export interface GatherProbsOptions {
   temperature?: number;
 }
 
-type Uploaded = { tensor: Tensor; uploaded: boolean };
+export type Uploaded = { tensor: Tensor; uploaded: boolean };
 
 const DEFAULT_TEMPERATURE = 1;
 const DEFAULT_IGNORE_INDEX = -100;
@@ -67,7 +67,7 @@ const DEFAULT_IGNORE_INDEX = -100;
  */
 export const MIN_TEMPERATURE = 2 ** -126;
 
-function temperatureOption(value: unknown): number {
+export function temperatureOption(value: unknown): number {
   const t = numberOption('temperature', value, DEFAULT_TEMPERATURE, { min: 0, exclusiveMin: true });
   if (t < MIN_TEMPERATURE) {
     fail(
@@ -79,7 +79,7 @@ function temperatureOption(value: unknown): number {
   return t;
 }
 
-function ignoreIndexOption(value: unknown): number {
+export function ignoreIndexOption(value: unknown): number {
   return numberOption('ignoreIndex', value, DEFAULT_IGNORE_INDEX, {
     integer: true,
     min: -(2 ** 31),
@@ -87,12 +87,12 @@ function ignoreIndexOption(value: unknown): number {
   });
 }
 
-function flagOption(argument: string, value: unknown): boolean {
+export function flagOption(argument: string, value: unknown): boolean {
   return booleanOption(argument, value, false);
 }
 
 /** logits: a rank-2 Tensor of a float dtype with at least one column. */
-function logitsArg(
+export function logitsArg(
   backend: Backend,
   value: unknown,
 ): { logits: Tensor<FloatDType>; rows: number; vocab: number } {
@@ -108,7 +108,7 @@ function logitsArg(
  * raises a flag reported as the same RANGE error at the next wait (docs/DESIGN.md, "Errors from
  * the device"): reading them back here would stall the host on the device.
  */
-function checkTargets(value: unknown, vocab: number, ignoreIndex: number): void {
+export function checkTargets(value: unknown, vocab: number, ignoreIndex: number): void {
   if (!(value instanceof Int32Array)) return;
   for (let i = 0; i < value.length; i++) {
     const t = value[i];
@@ -116,7 +116,7 @@ function checkTargets(value: unknown, vocab: number, ignoreIndex: number): void 
   }
 }
 
-function track<T extends Uploaded>(uploads: Uploaded[], t: T): T {
+export function track<T extends Uploaded>(uploads: Uploaded[], t: T): T {
   uploads.push(t);
   return t;
 }

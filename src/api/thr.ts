@@ -11,6 +11,7 @@ import {
   THR_PRECISIONS,
   type ThrPrecision,
   type ThrResult,
+  type TokenHiddenRewardArgs,
   type Weighting,
 } from '../backends/backend.js';
 import { type DType, FLOAT_DTYPES, type FloatDType } from '../dtypes.js';
@@ -61,6 +62,35 @@ export interface TokenHiddenRewardOptions {
    * The cpu backend computes in float64 and the webgpu backend in f32 whatever this says.
    */
   precision?: ThrPrecision;
+}
+
+/**
+ * THR's first half: the aggregate M_g of every live group (THR.md), which is a sum over the group's
+ * correct tokens. Data-parallel shards of a batch call thrAggregate on their own tokens, all-reduce
+ * the aggregates (a sum, with the trainer's collective), then call thrScore (docs/DESIGN.md,
+ * "Sharded vocabularies and batches"). Every shard must use the same V*_g (build it from the whole
+ * group's tokens; pass its host arrays with this shard's tokenColumn) and the same `degenerate`.
+ */
+export interface ThrAggregateOptions {
+  hidden: Tensor<FloatDType>;
+  probs: TensorLike<'f32'>;
+  vocab: VocabLike;
+  layout: Layout;
+  correct: Uint8Array;
+  weighting?: Weighting;
+  precision?: ThrPrecision;
+  /**
+   * [G], 0 or 1: which groups are degenerate (THR 0, tau NaN, no aggregate). Default: derived from
+   * layout and correct (THR.md item 6). A shard of a batch passes the flags of the whole groups.
+   */
+  degenerate?: Uint8Array;
+}
+
+/** THR's second half: THR and tau from the (all-reduced) aggregate. */
+export interface ThrScoreOptions extends Omit<ThrAggregateOptions, 'weighting'> {
+  /** [ΣK_g, d] f32 from thrAggregate (summed over the shards). */
+  aggregate: Tensor<'f32'>;
+  beta?: number;
 }
 
 export interface ThrReweightOptions {
@@ -207,6 +237,95 @@ export async function tokenHiddenReward(backend: Backend, options: unknown): Pro
       precision,
     });
   });
+}
+
+/** The degenerate flags an option gives, or those layout and correct imply. */
+function degenerateOption(value: unknown, layout: ResolvedLayout, correct: Uint8Array): Uint8Array {
+  if (value === undefined) return degenerateGroups(layout, correct);
+  if (!(value instanceof Uint8Array)) {
+    fail(
+      'DTYPE',
+      'degenerate',
+      `expected a Uint8Array of 0/1 flags [G] (host metadata), got ${describe(value)}`,
+    );
+  }
+  checkShape('degenerate', [value.length], [layout.numGroups]);
+  for (let i = 0; i < value.length; i++) {
+    if (value[i] > 1) fail('RANGE', 'degenerate', `expected flags 0 or 1, got ${value[i]} at [${i}]`);
+  }
+  return value;
+}
+
+/** THR's aggregate M_g (THR.md), stacked [ΣK_g, d] f32: tokenHiddenReward's first half. */
+export async function thrAggregate(backend: Backend, options: unknown): Promise<Tensor<'f32'>> {
+  const o = requireOptions<ThrAggregateOptions>(
+    options,
+    '{ hidden, probs, vocab, layout, correct, weighting?, precision?, degenerate? }',
+    ['hidden', 'probs', 'vocab', 'layout', 'correct', 'weighting', 'precision', 'degenerate'],
+  );
+  const weighting = enumOption<Weighting>('weighting', o.weighting, ['length', 'none'], 'length');
+  const precision = enumOption<ThrPrecision>('precision', o.precision, THR_PRECISIONS, 'f32');
+  const uploads: Upload[] = [];
+  return withUploads(uploads, async () => {
+    const args = thrTensors(backend, o, uploads);
+    return backend.thrAggregate({
+      ...args,
+      hostDegenerate: degenerateOption(o.degenerate, args.layout, args.hostCorrect),
+      weighting,
+      precision,
+    });
+  });
+}
+
+/** THR and tau from an aggregate: tokenHiddenReward's second half. */
+export async function thrScore(backend: Backend, options: unknown): Promise<ThrResult> {
+  const o = requireOptions<ThrScoreOptions>(
+    options,
+    '{ hidden, probs, vocab, layout, correct, aggregate, beta?, precision?, degenerate? }',
+    ['hidden', 'probs', 'vocab', 'layout', 'correct', 'aggregate', 'beta', 'precision', 'degenerate'],
+  );
+  const beta = numberOption('beta', o.beta, 1);
+  const precision = enumOption<ThrPrecision>('precision', o.precision, THR_PRECISIONS, 'f32');
+  const uploads: Upload[] = [];
+  return withUploads(uploads, async () => {
+    const args = thrTensors(backend, o, uploads);
+    const take = taker(backend, uploads);
+    if (!(o.aggregate instanceof Tensor)) {
+      fail('DTYPE', 'aggregate', `expected the Tensor thrAggregate returned, got ${describe(o.aggregate)}`);
+    }
+    const aggregate = take(
+      'aggregate',
+      o.aggregate,
+      ['f32'],
+      [args.vocab.hostOffsets[args.layout.numGroups], args.dim],
+    );
+    return backend.thrScore({
+      ...args,
+      aggregate,
+      hostDegenerate: degenerateOption(o.degenerate, args.layout, args.hostCorrect),
+      weighting: 'length', // unused by the scoring (the aggregate carries the weights)
+      beta,
+      precision,
+    });
+  });
+}
+
+/** The tensors and host arrays tokenHiddenReward, thrAggregate and thrScore share. */
+function thrTensors(
+  backend: Backend,
+  o: Partial<ThrAggregateOptions>,
+  uploads: Upload[],
+): Omit<TokenHiddenRewardArgs, 'hostDegenerate' | 'weighting' | 'beta' | 'precision'> {
+  const layout = resolveLayout(o.layout);
+  const { numTokens: T, numResponses: R, numGroups: G } = layout;
+  const take = taker(backend, uploads);
+  const hidden = take('hidden', o.hidden, FLOAT_DTYPES, [T, null]);
+  const correct = take('correct', o.correct, ['u8'], [R]);
+  const vocab = resolveVocab(backend, o.vocab, layout, undefined, uploads);
+  const pOffsets = probsOffsets(layout, vocab.hostOffsets);
+  const probs = take('probs', o.probs, ['f32'], [pOffsets[G]]);
+  const hostCorrect = readCorrect(o.correct, R);
+  return { hidden, dim: hidden.shape[1], probs, probsOffsets: pOffsets, vocab, layout, correct, hostCorrect };
 }
 
 /**

@@ -67,6 +67,107 @@ export interface GatherProbsArgs {
   probsOffsets: Float64Array;
 }
 
+// ---------------------------------------------------------------- LM head (linear) log-probs
+/**
+ * The logits of linearLogprobs are hidden · weightᵀ + bias, never materialised: [rows, vocab] is
+ * computed tile by tile and reduced into the online softmax state of each row (docs/DESIGN.md,
+ * "Fused LM head"). `weight` may be a vocabulary shard (rows [vocabStart, vocabStart + vocab) of the
+ * full head): the states ops take it with its vocabStart; linearLogprobs and its backward take the
+ * whole head (vocabStart 0).
+ */
+export interface LinearLogprobsArgs {
+  hidden: Tensor<FloatDType>; // [rows, dim]
+  weight: Tensor<FloatDType>; // [vocab, dim], the same dtype as hidden
+  /** [vocab], the weight's dtype; absent: no bias. */
+  bias?: Tensor<FloatDType>;
+  targets: Tensor<'i32'>; // [rows], ids of the full vocabulary
+  rows: number;
+  dim: number;
+  /** Rows of `weight`: the vocabulary, or the shard's width. */
+  vocab: number;
+  temperature: number;
+  ignoreIndex: number;
+  entropy: boolean;
+  sumSquares: boolean;
+}
+export interface LinearLogprobsBackwardArgs {
+  hidden: Tensor<FloatDType>; // [rows, dim]
+  weight: Tensor<FloatDType>; // [vocab, dim]
+  bias?: Tensor<FloatDType>; // [vocab]
+  targets: Tensor<'i32'>; // [rows]
+  lse: Tensor<'f32'>; // [rows], from linearLogprobs()
+  gradLogprobs: Tensor<'f32'>; // [rows]
+  /** With gradEntropy, the forward's entropy [rows]. */
+  gradEntropy?: Tensor<'f32'>;
+  entropy?: Tensor<'f32'>;
+  rows: number;
+  dim: number;
+  vocab: number;
+  temperature: number;
+  ignoreIndex: number;
+}
+export interface LinearLogprobsGrads {
+  /** dLoss/dhidden, f32 [rows, dim]. */
+  gradHidden: Tensor<'f32'>;
+  /** dLoss/dweight, f32 [vocab, dim]. */
+  gradWeight: Tensor<'f32'>;
+  /** dLoss/dbias, f32 [vocab]; present when a bias was given. */
+  gradBias?: Tensor<'f32'>;
+}
+
+/**
+ * The online softmax state of each row over a vocabulary shard [vocabStart, vocabEnd), on the raw
+ * logits x (z = x / T), in natural-log units:
+ *   max         = max_j x_j (raw; −Inf when every logit of the shard is −Inf; NaN-free unless the row is)
+ *   sumExp      = Σ_j e^{d_j},           d_j = (x_j − max) / T ≤ 0
+ *   sumExpDelta = Σ_j e^{d_j}·d_j        (with entropy)
+ *   sumExpSq    = Σ_j e^{2 d_j}          (with sumSquares)
+ *   targetLogit = x_target when the row's target lies in the shard, else 0
+ * Ignored rows (target = ignoreIndex) give 0 everywhere. A NaN logit makes the row's sums NaN, a
+ * +Inf logit makes max +Inf (both give NaN outputs once merged, as logprobs does).
+ */
+export interface LogprobStates {
+  max: Tensor<'f32'>; // [rows]
+  sumExp: Tensor<'f32'>; // [rows]
+  sumExpDelta?: Tensor<'f32'>; // [rows]
+  sumExpSq?: Tensor<'f32'>; // [rows]
+  targetLogit: Tensor<'f32'>; // [rows]
+  /** The shard: columns [vocabStart, vocabEnd) of the full vocabulary. */
+  vocabStart: number;
+  vocabEnd: number;
+  /** The temperature and ignoreIndex the state was computed with (merging checks they agree). */
+  temperature: number;
+  ignoreIndex: number;
+}
+/** logprobStates over a shard of materialised logits. */
+export interface LogprobStatesArgs {
+  logits: Tensor<FloatDType>; // [rows, vocab] = columns [vocabStart, vocabStart + vocab)
+  targets: Tensor<'i32'>; // [rows], ids of the full vocabulary
+  rows: number;
+  vocab: number;
+  vocabStart: number;
+  temperature: number;
+  ignoreIndex: number;
+  entropy: boolean;
+  sumSquares: boolean;
+}
+/** linearLogprobStates over a shard of the head: weight [vocab, dim] = rows [vocabStart, +vocab). */
+export interface LinearLogprobStatesArgs extends LinearLogprobsArgs {
+  vocabStart: number;
+}
+export interface MergeLogprobStatesArgs {
+  /** Ascending, contiguous shards that tile [0, vocab): merged in this order. */
+  states: readonly LogprobStates[];
+  targets: Tensor<'i32'>; // [rows]
+  rows: number;
+  /** The full vocabulary: the last state's vocabEnd. */
+  vocab: number;
+  temperature: number;
+  ignoreIndex: number;
+  entropy: boolean;
+  sumSquares: boolean;
+}
+
 // ---------------------------------------------------------------- advantages family
 /** Every estimator of ESTIMATORS.md; the one list the API, the backends and the tests share. */
 export const ESTIMATORS = [
@@ -213,6 +314,17 @@ export interface TokenHiddenRewardArgs {
   beta: number;
   precision: ThrPrecision;
 }
+/**
+ * THR's two halves (tokenHiddenReward = thrAggregate then thrScore): the aggregate M_g = Σ_{u∈P_g}
+ * w_u g_u h_uᵀ of every live group, stacked [ΣK_g, dim] f32 (group g's rows at vocab offsets[g];
+ * rows of degenerate groups 0), is a sum over correct tokens, so data-parallel shards of a batch
+ * all-reduce it (a sum) between the two calls.
+ */
+export interface ThrAggregateArgs extends Omit<TokenHiddenRewardArgs, 'beta'> {}
+export interface ThrScoreArgs extends TokenHiddenRewardArgs {
+  /** [ΣK_g, dim] f32, from thrAggregate (summed over the shards). */
+  aggregate: Tensor<'f32'>;
+}
 export interface ThrResult {
   thr: Tensor<'f32'>; // [Ttotal]
   tau: Tensor<'f32'>; // [G], NaN for degenerate groups
@@ -255,12 +367,21 @@ export interface Backend {
   logprobsBackward(args: LogprobsBackwardArgs): Promise<Tensor<FloatDType>>;
   gatherProbs(args: GatherProbsArgs): Promise<Tensor<'f32'>>;
 
+  /** log-probs of hidden · weightᵀ + bias without the [rows, vocab] logits. */
+  linearLogprobs(args: LinearLogprobsArgs): Promise<LogprobsResult>;
+  linearLogprobsBackward(args: LinearLogprobsBackwardArgs): Promise<LinearLogprobsGrads>;
+  logprobStates(args: LogprobStatesArgs): Promise<LogprobStates>;
+  linearLogprobStates(args: LinearLogprobStatesArgs): Promise<LogprobStates>;
+  mergeLogprobStates(args: MergeLogprobStatesArgs): Promise<LogprobsResult>;
+
   advantages(args: AdvantagesArgs): Promise<AdvantagesResult>;
   expandToTokens(args: ExpandToTokensArgs): Promise<Tensor<'f32'>>;
   whiten(args: WhitenArgs): Promise<Tensor<'f32'>>;
 
   tokenHiddenReward(args: TokenHiddenRewardArgs): Promise<ThrResult>;
   thrReweight(args: ThrReweightArgs): Promise<Tensor<'f32'>>;
+  thrAggregate(args: ThrAggregateArgs): Promise<Tensor<'f32'>>;
+  thrScore(args: ThrScoreArgs): Promise<ThrResult>;
 
   /** Resolves when every op queued so far has finished on the device (for timing). */
   synchronize(): Promise<void>;

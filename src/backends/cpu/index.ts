@@ -6,6 +6,13 @@
 import type { DType, HostArrayMap } from '../../dtypes.js';
 import type { Backend, DeviceInfo } from '../backend.js';
 import { cpuAdvantages, cpuExpandToTokens, cpuWhiten } from './advantages.js';
+import {
+  cpuLinearLogprobStates,
+  cpuLinearLogprobs,
+  cpuLinearLogprobsBackward,
+  cpuLogprobStates,
+  cpuMergeLogprobStates,
+} from './lmhead.js';
 import { cpuGatherProbs, cpuLogprobs, cpuLogprobsBackward } from './logprobs.js';
 import { cpuTensor } from './storage.js';
 
@@ -24,7 +31,7 @@ function cpuCopyProbe(bytes: number): number {
   return times[times.length >> 1];
 }
 
-import { cpuThrReweight, cpuTokenHiddenReward } from './thr.js';
+import { cpuThrAggregate, cpuThrReweight, cpuThrScore, cpuTokenHiddenReward } from './thr.js';
 
 export function createCpuBackend(): Backend {
   const device: DeviceInfo = {
@@ -40,11 +47,18 @@ export function createCpuBackend(): Backend {
     logprobs: async (a) => cpuLogprobs(a),
     logprobsBackward: async (a) => cpuLogprobsBackward(a),
     gatherProbs: async (a) => cpuGatherProbs(a),
+    linearLogprobs: async (a) => cpuLinearLogprobs(a),
+    linearLogprobsBackward: async (a) => cpuLinearLogprobsBackward(a),
+    logprobStates: async (a) => cpuLogprobStates(a),
+    linearLogprobStates: async (a) => cpuLinearLogprobStates(a),
+    mergeLogprobStates: async (a) => cpuMergeLogprobStates(a),
     advantages: async (a) => cpuAdvantages(a),
     expandToTokens: async (a) => cpuExpandToTokens(a),
     whiten: async (a) => cpuWhiten(a),
     tokenHiddenReward: async (a) => cpuTokenHiddenReward(a),
     thrReweight: async (a) => cpuThrReweight(a),
+    thrAggregate: async (a) => cpuThrAggregate(a),
+    thrScore: async (a) => cpuThrScore(a),
     synchronize: async () => {},
     copyProbe: async (bytes) => cpuCopyProbe(bytes),
     dispose() {},

@@ -4,7 +4,13 @@
  */
 import { bf16ToF32, f16ToF32 } from '../../dtypes.js';
 import type { Tensor } from '../../tensor.js';
-import type { ThrResult, ThrReweightArgs, TokenHiddenRewardArgs } from '../backend.js';
+import type {
+  ThrAggregateArgs,
+  ThrResult,
+  ThrReweightArgs,
+  ThrScoreArgs,
+  TokenHiddenRewardArgs,
+} from '../backend.js';
 import { cpuOutput, cpuTensor, hostData } from './storage.js';
 
 // ------------------------------------------------------------------------------------------------
@@ -63,6 +69,30 @@ function rowReader(hidden: Tensor<'f32' | 'f16' | 'bf16'>, d: number): RowReader
  * tensor-core mode) is accepted and ignored: f64 is finer than either mode.
  */
 export function cpuTokenHiddenReward(a: TokenHiddenRewardArgs): ThrResult {
+  return cpuThr(a, 'full') as ThrResult;
+}
+
+/**
+ * thrAggregate: step 1 of cpuTokenHiddenReward alone, M_g of every live group rounded to f32 into
+ * rows [vocab offsets[g], vocab offsets[g+1]) of a [ΣK_g, d] tensor (degenerate groups' rows 0).
+ */
+export function cpuThrAggregate(a: ThrAggregateArgs): Tensor<'f32'> {
+  return cpuThr({ ...a, beta: 0 }, 'aggregate') as Tensor<'f32'>;
+}
+
+/**
+ * thrScore: steps 2 and 3 of cpuTokenHiddenReward on the given aggregate (f32, read exactly into the
+ * f64 M of each live group): the same sums as tokenHiddenReward on M rounded to f32.
+ */
+export function cpuThrScore(a: ThrScoreArgs): ThrResult {
+  return cpuThr(a, 'score', hostData(a.aggregate)) as ThrResult;
+}
+
+function cpuThr(
+  a: TokenHiddenRewardArgs,
+  mode: 'full' | 'aggregate' | 'score',
+  aggregate?: Float32Array,
+): ThrResult | Tensor<'f32'> {
   const { layout, dim: d, hostCorrect: correct, hostDegenerate: degenerate } = a;
   const {
     numGroups: G,
@@ -75,8 +105,9 @@ export function cpuTokenHiddenReward(a: TokenHiddenRewardArgs): ThrResult {
   const cols = hostData(a.vocab.tokenColumn);
   const vOff = a.vocab.hostOffsets;
   const read = rowReader(a.hidden, d);
-  const thr = cpuOutput('f32', T);
-  const tau = cpuOutput('f32', G);
+  const thr = mode === 'aggregate' ? new Float32Array(0) : cpuOutput('f32', T);
+  const tau = mode === 'aggregate' ? new Float32Array(0) : cpuOutput('f32', G);
+  const mOut = mode === 'aggregate' ? cpuOutput('f32', vOff[G] * d) : undefined;
   const lengthWeighting = a.weighting === 'length';
 
   const h0 = new Float64Array(d);
@@ -95,8 +126,11 @@ export function cpuTokenHiddenReward(a: TokenHiddenRewardArgs): ThrResult {
     const t1 = gto[g + 1];
     const Tg = t1 - t0;
     if (degenerate[g]) {
-      thr.fill(0, t0, t1);
-      tau[g] = Number.NaN;
+      if (mOut) mOut.fill(0, vOff[g] * d, vOff[g + 1] * d);
+      else {
+        thr.fill(0, t0, t1);
+        tau[g] = Number.NaN;
+      }
       continue;
     }
     const K = vOff[g + 1] - vOff[g];
@@ -123,54 +157,63 @@ export function cpuTokenHiddenReward(a: TokenHiddenRewardArgs): ThrResult {
 
     // Step 1: M += g_u (w_u h_u)ᵀ, 4 correct tokens per sweep over M. Missing lanes of the last
     // block get wh = 0 and g = 0, so they add exact zeros.
-    for (let b = 0; b < nP; b += 4) {
-      const n = Math.min(4, nP - b);
-      const q = [0, 0, 0, 0];
-      const c = [-1, -1, -1, -1];
-      for (let j = 0; j < 4; j++) {
-        if (j < n) {
-          const t = pTok[b + j];
-          read(t, hs[j], pW[b + j]);
-          q[j] = pBase + (t - t0) * K;
-          c[j] = cols[t];
-        } else hs[j].fill(0);
-      }
-      const [q0, q1, q2, q3] = q;
-      const [c0, c1, c2, c3] = c;
-      const gOf = (v: number, c: number, q: number, lane: number) =>
-        lane < n ? (v === c ? 1 : 0) - probs[q + v] : 0;
-      // Two rows of M at a time (independent chains); each element still adds lanes 0..3 in order.
-      let v = 0;
-      for (; v + 1 < K; v += 2) {
-        const ga0 = gOf(v, c0, q0, 0);
-        const ga1 = gOf(v, c1, q1, 1);
-        const ga2 = gOf(v, c2, q2, 2);
-        const ga3 = gOf(v, c3, q3, 3);
-        const gb0 = gOf(v + 1, c0, q0, 0);
-        const gb1 = gOf(v + 1, c1, q1, 1);
-        const gb2 = gOf(v + 1, c2, q2, 2);
-        const gb3 = gOf(v + 1, c3, q3, 3);
-        const oa = v * d;
-        const ob = oa + d;
-        for (let k = 0; k < d; k++) {
-          const x0 = h0[k];
-          const x1 = h1[k];
-          const x2 = h2[k];
-          const x3 = h3[k];
-          M[oa + k] = M[oa + k] + ga0 * x0 + ga1 * x1 + ga2 * x2 + ga3 * x3;
-          M[ob + k] = M[ob + k] + gb0 * x0 + gb1 * x1 + gb2 * x2 + gb3 * x3;
+    if (mode === 'score') {
+      // M_g from the aggregate (f32, exact in f64).
+      for (let e = 0; e < K * d; e++) M[e] = aggregate![vOff[g] * d + e];
+    } else
+      for (let b = 0; b < nP; b += 4) {
+        const n = Math.min(4, nP - b);
+        const q = [0, 0, 0, 0];
+        const c = [-1, -1, -1, -1];
+        for (let j = 0; j < 4; j++) {
+          if (j < n) {
+            const t = pTok[b + j];
+            read(t, hs[j], pW[b + j]);
+            q[j] = pBase + (t - t0) * K;
+            c[j] = cols[t];
+          } else hs[j].fill(0);
+        }
+        const [q0, q1, q2, q3] = q;
+        const [c0, c1, c2, c3] = c;
+        const gOf = (v: number, c: number, q: number, lane: number) =>
+          lane < n ? (v === c ? 1 : 0) - probs[q + v] : 0;
+        // Two rows of M at a time (independent chains); each element still adds lanes 0..3 in order.
+        let v = 0;
+        for (; v + 1 < K; v += 2) {
+          const ga0 = gOf(v, c0, q0, 0);
+          const ga1 = gOf(v, c1, q1, 1);
+          const ga2 = gOf(v, c2, q2, 2);
+          const ga3 = gOf(v, c3, q3, 3);
+          const gb0 = gOf(v + 1, c0, q0, 0);
+          const gb1 = gOf(v + 1, c1, q1, 1);
+          const gb2 = gOf(v + 1, c2, q2, 2);
+          const gb3 = gOf(v + 1, c3, q3, 3);
+          const oa = v * d;
+          const ob = oa + d;
+          for (let k = 0; k < d; k++) {
+            const x0 = h0[k];
+            const x1 = h1[k];
+            const x2 = h2[k];
+            const x3 = h3[k];
+            M[oa + k] = M[oa + k] + ga0 * x0 + ga1 * x1 + ga2 * x2 + ga3 * x3;
+            M[ob + k] = M[ob + k] + gb0 * x0 + gb1 * x1 + gb2 * x2 + gb3 * x3;
+          }
+        }
+        if (v < K) {
+          const g0 = gOf(v, c0, q0, 0);
+          const g1 = gOf(v, c1, q1, 1);
+          const g2 = gOf(v, c2, q2, 2);
+          const g3 = gOf(v, c3, q3, 3);
+          const o = v * d;
+          for (let k = 0; k < d; k++) {
+            M[o + k] = M[o + k] + g0 * h0[k] + g1 * h1[k] + g2 * h2[k] + g3 * h3[k];
+          }
         }
       }
-      if (v < K) {
-        const g0 = gOf(v, c0, q0, 0);
-        const g1 = gOf(v, c1, q1, 1);
-        const g2 = gOf(v, c2, q2, 2);
-        const g3 = gOf(v, c3, q3, 3);
-        const o = v * d;
-        for (let k = 0; k < d; k++) {
-          M[o + k] = M[o + k] + g0 * h0[k] + g1 * h1[k] + g2 * h2[k] + g3 * h3[k];
-        }
-      }
+
+    if (mOut) {
+      for (let e = 0; e < K * d; e++) mOut[vOff[g] * d + e] = M[e];
+      continue;
     }
 
     // Step 2: s_t = Σ_v g_t[v] (M h_t)[v], 4 tokens per sweep over M. Missing lanes of the last
@@ -272,6 +315,7 @@ export function cpuTokenHiddenReward(a: TokenHiddenRewardArgs): ThrResult {
     }
     tau[g] = a.beta * minMean;
   }
+  if (mOut) return cpuTensor(mOut, [vOff[G], d], 'f32');
   return { thr: cpuTensor(thr, [T], 'f32'), tau: cpuTensor(tau, [G], 'f32') };
 }
 

@@ -13,6 +13,10 @@ import { loadNativeAddon, type NativeDevice, native } from './native.js';
 import { CudaMemory } from './storage.js';
 import { cudaThrReweight, cudaTokenHiddenReward } from './thr.js';
 
+const notYet = async (): Promise<never> => {
+  throw new GrpoKernelsError('BACKEND_UNAVAILABLE', 'cuda: not built yet');
+};
+
 /** Creates the cuda backend; BACKEND_UNAVAILABLE names the missing addon, the build, or the CUDA call. */
 export async function createCudaBackend(options: BackendOptions): Promise<Backend> {
   const addon = loadNativeAddon();
@@ -75,6 +79,13 @@ export async function createCudaBackend(options: BackendOptions): Promise<Backen
     whiten: (a) => cudaWhiten(mem, a),
     tokenHiddenReward: (a) => cudaTokenHiddenReward(mem, a),
     thrReweight: (a) => cudaThrReweight(mem, a),
+    thrAggregate: notYet,
+    thrScore: notYet,
+    linearLogprobs: notYet,
+    linearLogprobsBackward: notYet,
+    logprobStates: notYet,
+    linearLogprobStates: notYet,
+    mergeLogprobStates: notYet,
     synchronize: () => native(() => dev.synchronize()),
     copyProbe: (bytes) => native(() => dev.copyProbe(bytes)),
     fromDevicePointer<D extends DType>(pointer: bigint | number, shape: readonly number[], dtype: D) {
