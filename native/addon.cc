@@ -38,6 +38,7 @@
 #include "args.h"
 #include "cuda/advantages.cuh"
 #include "cuda/common.cuh"
+#include "cuda/lmhead.cuh"
 #include "cuda/logprobs.cuh"
 #include "cuda/thr.cuh"
 #endif
@@ -169,6 +170,7 @@ struct JobEnv {
   gk::HostStaging* staging;  // pinned buffer of the jobs' host-to-device uploads (common.cuh)
   std::vector<PendingCheck> pending;  // slots in use, in op order
   uint64_t syncs = 0;                 // stream synchronisations so far (stats(): tests)
+  uint64_t last_scratch = 0;          // Scratch bytes of the latest op (stats(): the memory bounds' tests)
 
   // Waits for the stream, then reports the first raised check (and forgets them all).
   Status Drain() {
@@ -226,6 +228,13 @@ class CudaDevice : public Napi::ObjectWrap<CudaDevice> {
                            InstanceMethod<&CudaDevice::Whiten>("whiten"),
                            InstanceMethod<&CudaDevice::TokenHiddenReward>("tokenHiddenReward"),
                            InstanceMethod<&CudaDevice::ThrReweight>("thrReweight"),
+                           InstanceMethod<&CudaDevice::ThrAggregate>("thrAggregate"),
+                           InstanceMethod<&CudaDevice::ThrScore>("thrScore"),
+                           InstanceMethod<&CudaDevice::LinearLogprobs>("linearLogprobs"),
+                           InstanceMethod<&CudaDevice::LinearLogprobStates>("linearLogprobStates"),
+                           InstanceMethod<&CudaDevice::LinearLogprobsBackward>("linearLogprobsBackward"),
+                           InstanceMethod<&CudaDevice::LogprobStates>("logprobStates"),
+                           InstanceMethod<&CudaDevice::MergeLogprobStates>("mergeLogprobStates"),
                            InstanceMethod<&CudaDevice::Close>("close"),
                        });
   }
@@ -309,6 +318,7 @@ class CudaDevice : public Napi::ObjectWrap<CudaDevice> {
         if (!job->status.ok() && !job->deferred) sticky_ = job->status;
       }
       syncs_.store(je.syncs, std::memory_order_relaxed);
+      last_scratch_.store(je.last_scratch, std::memory_order_relaxed);
       if (!job->deferred) {
         delete job;  // holds no JS values
         continue;
@@ -405,10 +415,12 @@ class CudaDevice : public Napi::ObjectWrap<CudaDevice> {
     return o;
   }
 
-  // stats() → { streamSyncs }: how often the job thread has waited for the device (tests: ops do not).
+  // stats() → { streamSyncs, lastScratchBytes }: how often the job thread has waited for the device
+  // (tests: ops do not), and the Scratch bytes the latest op allocated (tests: the memory bounds).
   Napi::Value Stats(const Napi::CallbackInfo& info) {
     Napi::Object o = Napi::Object::New(info.Env());
     o.Set("streamSyncs", static_cast<double>(syncs_.load(std::memory_order_relaxed)));
+    o.Set("lastScratchBytes", static_cast<double>(last_scratch_.load(std::memory_order_relaxed)));
     return o;
   }
 
@@ -561,6 +573,7 @@ class CudaDevice : public Napi::ObjectWrap<CudaDevice> {
       if (poison.on)
         for (const auto& t : outputs) GK_TRY(gk::launch_poison(t.ptr, t.n, t.dtype, poison.value, je.launch));
       GK_TRY(enqueue(je, scratch, slot));
+      je.last_scratch = scratch.bytes();
       if (slot)
         GK_CHECK(cudaMemcpyAsync(je.h_flags + (slot - je.d_flags), slot, sizeof(gk::ErrorFlags),
                                  cudaMemcpyDeviceToHost, je.stream));
@@ -722,9 +735,16 @@ class CudaDevice : public Napi::ObjectWrap<CudaDevice> {
     return l;
   }
 
-  Napi::Value TokenHiddenReward(const Napi::CallbackInfo& info) {
-    gkn::Args a(info[0], "tokenHiddenReward");
+  Napi::Value TokenHiddenReward(const Napi::CallbackInfo& info) { return ThrOp(info, "tokenHiddenReward", gk::ThrStep::Full); }
+  Napi::Value ThrAggregate(const Napi::CallbackInfo& info) { return ThrOp(info, "thrAggregate", gk::ThrStep::Aggregate); }
+  Napi::Value ThrScore(const Napi::CallbackInfo& info) { return ThrOp(info, "thrScore", gk::ThrStep::Score); }
+
+  // tokenHiddenReward whole, or one of its halves: the same keys, plus `aggregate` (the stacked M) for
+  // the halves; thrAggregate has no outThr / outTau / beta.
+  Napi::Value ThrOp(const Napi::CallbackInfo& info, const char* op, gk::ThrStep step) {
+    gkn::Args a(info[0], op);
     gk::ThrParams p;
+    p.step = step;
     p.layout = LayoutOf(a);
     p.hidden = a.Ptr("hidden");
     p.hidden_dtype = FloatDType(a, "hiddenDtype");
@@ -734,17 +754,188 @@ class CudaDevice : public Napi::ObjectWrap<CudaDevice> {
     p.vocab_offsets = a.Vec<int32_t>("vocabOffsets");
     p.token_column = a.Ptr<const int>("tokenColumn");
     p.length_weighting = a.Enum("weighting", {"none", "length"}) == 1;
-    p.beta = static_cast<float>(a.Num("beta"));
     p.precision = static_cast<gk::ThrPrecision>(a.Enum("precision", gk::kThrPrecisionNames));
     if (a.Has("mBudgetBytes")) p.m_budget_bytes = static_cast<size_t>(a.Int("mBudgetBytes"));  // test hook
-    p.thr = a.Ptr<float>("outThr");
-    p.tau = a.Ptr<float>("outTau");
+    if (step != gk::ThrStep::Full) p.aggregate = a.Ptr<float>("aggregate");
+    if (step != gk::ThrStep::Aggregate) {
+      p.beta = static_cast<float>(a.Num("beta"));
+      p.thr = a.Ptr<float>("outThr");
+      p.tau = a.Ptr<float>("outTau");
+    }
     const Poison poison = PoisonOf(a);
     a.Done();
     const int64_t T = p.layout.response_offsets.empty() ? 0 : p.layout.response_offsets.back();
     const int64_t G = p.layout.group_offsets.empty() ? 0 : int64_t(p.layout.group_offsets.size()) - 1;
-    return RunOp(info.Env(), "tokenHiddenReward", poison, {{p.thr, T, DType::F32}, {p.tau, G, DType::F32}},
+    std::vector<PoisonTarget> outs;
+    if (step == gk::ThrStep::Aggregate) {
+      const int64_t rows = p.vocab_offsets.empty() ? 0 : p.vocab_offsets.back();
+      outs.push_back({p.aggregate, rows * p.dim, DType::F32});
+    } else {
+      outs = {{p.thr, T, DType::F32}, {p.tau, G, DType::F32}};
+    }
+    return RunOp(info.Env(), op, poison, outs,
                  [p](JobEnv& je, gk::Scratch& s, gk::ErrorFlags*) { return gk::launch_token_hidden_reward(p, je.launch, s); });
+  }
+
+  // ------------------------------------------------------------------------------ LM-head family
+  // The head's shared keys: hidden, weight, bias?, dtype, targets, rows, dim, vocab, temperature,
+  // ignoreIndex.
+  static void HeadOf(gkn::Args& a, gk::LinearLogprobsParams& p) {
+    p.hidden = a.Ptr("hidden");
+    p.weight = a.Ptr("weight");
+    p.bias = a.OptPtr("bias");
+    p.dtype = FloatDType(a, "dtype");
+    p.targets = a.Ptr<const int>("targets");
+    p.rows = a.Int("rows");
+    p.dim = a.Int("dim");
+    p.vocab = a.Int("vocab");
+    p.temperature = a.Num("temperature");
+    p.ignore_index = static_cast<int>(a.Int("ignoreIndex"));
+  }
+  static gk::StateArrays StateOutOf(gkn::Args& a) {
+    gk::StateArrays s;
+    s.max = a.Ptr<float>("outMax");
+    s.sum_exp = a.Ptr<float>("outSumExp");
+    s.sum_exp_delta = a.OptPtr<float>("outSumExpDelta");
+    s.sum_exp_sq = a.OptPtr<float>("outSumExpSq");
+    s.target_logit = a.Ptr<float>("outTargetLogit");
+    s.vocab_start = a.Int("vocabStart");
+    return s;
+  }
+  static std::vector<PoisonTarget> StateTargets(const gk::StateArrays& s, int64_t rows) {
+    std::vector<PoisonTarget> outs{{s.max, rows, DType::F32}, {s.sum_exp, rows, DType::F32}, {s.target_logit, rows, DType::F32}};
+    if (s.sum_exp_delta) outs.push_back({s.sum_exp_delta, rows, DType::F32});
+    if (s.sum_exp_sq) outs.push_back({s.sum_exp_sq, rows, DType::F32});
+    return outs;
+  }
+
+  Napi::Value LinearLogprobs(const Napi::CallbackInfo& info) {
+    gkn::Args a(info[0], "linearLogprobs");
+    gk::LinearLogprobsParams p;
+    HeadOf(a, p);
+    p.logprobs = a.Ptr<float>("outLogprobs");
+    p.lse = a.Ptr<float>("outLse");
+    p.entropy = a.OptPtr<float>("outEntropy");
+    p.sum_squares = a.OptPtr<float>("outSumSquares");
+    const Poison poison = PoisonOf(a);
+    a.Done();
+    std::vector<PoisonTarget> outs{{p.logprobs, p.rows, DType::F32}, {p.lse, p.rows, DType::F32}};
+    if (p.entropy) outs.push_back({p.entropy, p.rows, DType::F32});
+    if (p.sum_squares) outs.push_back({p.sum_squares, p.rows, DType::F32});
+    const int64_t vocab = p.vocab;
+    return RunOp(
+        info.Env(), "linearLogprobs", poison, outs,
+        [p](JobEnv& je, gk::Scratch& s, gk::ErrorFlags* f) { return gk::launch_linear_logprobs(p, je.launch, s, f); },
+        [vocab, ig = p.ignore_index](const gk::ErrorFlags& f) { return gk::logprobs_flags_message(f, vocab, ig); });
+  }
+
+  Napi::Value LinearLogprobStates(const Napi::CallbackInfo& info) {
+    gkn::Args a(info[0], "linearLogprobStates");
+    gk::LinearLogprobsParams p;
+    HeadOf(a, p);
+    p.states = StateOutOf(a);
+    p.states.vocab_end = p.states.vocab_start + p.vocab;
+    const Poison poison = PoisonOf(a);
+    a.Done();
+    return RunOp(info.Env(), "linearLogprobStates", poison, StateTargets(p.states, p.rows),
+                 [p](JobEnv& je, gk::Scratch& s, gk::ErrorFlags* f) { return gk::launch_linear_logprobs(p, je.launch, s, f); });
+  }
+
+  Napi::Value LinearLogprobsBackward(const Napi::CallbackInfo& info) {
+    gkn::Args a(info[0], "linearLogprobsBackward");
+    gk::LinearLogprobsParams head;
+    HeadOf(a, head);
+    gk::LinearLogprobsBackwardParams p;
+    p.hidden = head.hidden;
+    p.weight = head.weight;
+    p.bias = head.bias;
+    p.dtype = head.dtype;
+    p.targets = head.targets;
+    p.rows = head.rows;
+    p.dim = head.dim;
+    p.vocab = head.vocab;
+    p.temperature = head.temperature;
+    p.ignore_index = head.ignore_index;
+    p.lse = a.Ptr<const float>("lse");
+    p.grad_logprobs = a.Ptr<const float>("gradLogprobs");
+    p.grad_entropy = a.OptPtr<const float>("gradEntropy");
+    p.entropy = a.OptPtr<const float>("entropy");
+    p.grad_hidden = a.OptPtr<float>("outGradHidden");  // null when rows·dim = 0
+    p.grad_weight = a.Ptr<float>("outGradWeight");
+    p.grad_bias = a.OptPtr<float>("outGradBias");
+    p.chunk_rows = a.OptInt("chunkRows", 0);    // test hooks: the G chunk
+    p.chunk_vocab = a.OptInt("chunkVocab", 0);
+    const Poison poison = PoisonOf(a);
+    a.Done();
+    std::vector<PoisonTarget> outs{{p.grad_weight, p.vocab * p.dim, DType::F32}};
+    if (p.grad_hidden) outs.push_back({p.grad_hidden, p.rows * p.dim, DType::F32});
+    if (p.grad_bias) outs.push_back({p.grad_bias, p.vocab, DType::F32});
+    const int64_t vocab = p.vocab;
+    return RunOp(
+        info.Env(), "linearLogprobsBackward", poison, outs,
+        [p](JobEnv& je, gk::Scratch& s, gk::ErrorFlags* f) { return gk::launch_linear_logprobs_backward(p, je.launch, s, f); },
+        [vocab, ig = p.ignore_index](const gk::ErrorFlags& f) { return gk::logprobs_flags_message(f, vocab, ig); });
+  }
+
+  Napi::Value LogprobStates(const Napi::CallbackInfo& info) {
+    gkn::Args a(info[0], "logprobStates");
+    gk::LogprobStatesParams p;
+    p.logits = a.Ptr("logits");
+    p.dtype = FloatDType(a, "dtype");
+    p.targets = a.Ptr<const int>("targets");
+    p.rows = a.Int("rows");
+    p.vocab = a.Int("vocab");
+    p.temperature = a.Num("temperature");
+    p.ignore_index = static_cast<int>(a.Int("ignoreIndex"));
+    p.states = StateOutOf(a);
+    p.states.vocab_end = p.states.vocab_start + p.vocab;
+    const Poison poison = PoisonOf(a);
+    a.Done();
+    return RunOp(info.Env(), "logprobStates", poison, StateTargets(p.states, p.rows),
+                 [p](JobEnv& je, gk::Scratch& s, gk::ErrorFlags*) { return gk::launch_logprob_states(p, je.launch, s); });
+  }
+
+  Napi::Value MergeLogprobStates(const Napi::CallbackInfo& info) {
+    gkn::Args a(info[0], "mergeLogprobStates");
+    gk::MergeStatesParams p;
+    const std::vector<uint64_t> mx = a.PtrVec("statesMax"), se = a.PtrVec("statesSumExp"),
+                                sd = a.PtrVec("statesSumExpDelta"), sq = a.PtrVec("statesSumExpSq"),
+                                xt = a.PtrVec("statesTargetLogit");
+    const std::vector<int64_t> v0 = a.Vec<int64_t>("statesVocabStart"), v1 = a.Vec<int64_t>("statesVocabEnd");
+    p.targets = a.Ptr<const int>("targets");
+    p.rows = a.Int("rows");
+    p.vocab = a.Int("vocab");
+    p.temperature = a.Num("temperature");
+    p.ignore_index = static_cast<int>(a.Int("ignoreIndex"));
+    p.logprobs = a.Ptr<float>("outLogprobs");
+    p.lse = a.Ptr<float>("outLse");
+    p.entropy = a.OptPtr<float>("outEntropy");
+    p.sum_squares = a.OptPtr<float>("outSumSquares");
+    const Poison poison = PoisonOf(a);
+    a.Done();
+    const size_t k = mx.size();
+    if (se.size() != k || sd.size() != k || sq.size() != k || xt.size() != k || v0.size() != k || v1.size() != k)
+      throw gkn::ArgError(info.Env(), "mergeLogprobStates: the states' arrays must have one entry per state");
+    auto ptr = [](uint64_t x) { return reinterpret_cast<float*>(static_cast<uintptr_t>(x)); };
+    for (size_t i = 0; i < k; ++i) {
+      gk::StateArrays s;
+      s.max = ptr(mx[i]);
+      s.sum_exp = ptr(se[i]);
+      s.sum_exp_delta = ptr(sd[i]);
+      s.sum_exp_sq = ptr(sq[i]);
+      s.target_logit = ptr(xt[i]);
+      s.vocab_start = v0[i];
+      s.vocab_end = v1[i];
+      p.states.push_back(s);
+    }
+    std::vector<PoisonTarget> outs{{p.logprobs, p.rows, DType::F32}, {p.lse, p.rows, DType::F32}};
+    if (p.entropy) outs.push_back({p.entropy, p.rows, DType::F32});
+    if (p.sum_squares) outs.push_back({p.sum_squares, p.rows, DType::F32});
+    const int64_t vocab = p.vocab;
+    return RunOp(
+        info.Env(), "mergeLogprobStates", poison, outs,
+        [p](JobEnv& je, gk::Scratch& s, gk::ErrorFlags* f) { return gk::launch_merge_states(p, je.launch, s, f); },
+        [vocab, ig = p.ignore_index](const gk::ErrorFlags& f) { return gk::logprobs_flags_message(f, vocab, ig); });
   }
 
   Napi::Value ThrReweight(const Napi::CallbackInfo& info) {
@@ -791,6 +982,7 @@ class CudaDevice : public Napi::ObjectWrap<CudaDevice> {
   bool stopping_ = false;
   Status sticky_;  // job thread only
   std::atomic<uint64_t> syncs_{0};  // JobEnv::syncs, published for stats()
+  std::atomic<uint64_t> last_scratch_{0};  // JobEnv::last_scratch, published for stats()
   Napi::ThreadSafeFunction tsfn_;
   std::shared_ptr<SettleState> settle_;
   Napi::Env::CleanupHook<void (*)(CudaDevice*), CudaDevice> cleanup_;
@@ -829,9 +1021,28 @@ Napi::Value Enums(const Napi::CallbackInfo& info) {
   return o;
 }
 
+// lmheadPlan({ rows, vocab, dim, dtype }) → { slices, forwardBytes, chunkRows, chunkVocab, backwardBytes }:
+// what the LM-head launchers allocate from Scratch (the memory bound's tests compute it at sizes no test
+// runs; a run's stats().lastScratchBytes is checked against it).
+Napi::Value LmheadPlanOf(const Napi::CallbackInfo& info) {
+  gkn::Args a(info[0], "lmheadPlan");
+  const int64_t rows = a.Int("rows"), vocab = a.Int("vocab"), dim = a.Int("dim");
+  const DType dtype = FloatDType(a, "dtype");
+  a.Done();
+  const gk::LmheadPlan p = gk::lmhead_plan(rows, vocab, dim, dtype);
+  Napi::Object o = Napi::Object::New(info.Env());
+  o.Set("slices", static_cast<double>(p.slices));
+  o.Set("forwardBytes", static_cast<double>(p.forward_bytes));
+  o.Set("chunkRows", static_cast<double>(p.chunk_rows));
+  o.Set("chunkVocab", static_cast<double>(p.chunk_vocab));
+  o.Set("backwardBytes", static_cast<double>(p.backward_bytes));
+  return o;
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("buildInfo", Napi::Function::New(env, BuildInfo, "buildInfo"));
   exports.Set("enums", Napi::Function::New(env, Enums, "enums"));
+  exports.Set("lmheadPlan", Napi::Function::New(env, LmheadPlanOf, "lmheadPlan"));
   exports.Set("CudaDevice", CudaDevice::Define(env));
   return exports;
 }

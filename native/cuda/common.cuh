@@ -173,6 +173,7 @@ class Scratch {
     void* raw = nullptr;
     GK_CHECK(cudaMallocAsync(&raw, n * sizeof(T), stream_));
     ptrs_.push_back(raw);
+    bytes_ += n * sizeof(T);
     *p = static_cast<T*>(raw);
     return Status::Ok();
   }
@@ -189,11 +190,14 @@ class Scratch {
     return Status::Ok();
   }
   cudaStream_t stream() const { return stream_; }
+  // Bytes allocated so far (the memory bounds are tested on it: addon stats().lastScratchBytes).
+  size_t bytes() const { return bytes_; }
 
  private:
   cudaStream_t stream_;
   HostStaging* staging_;
   std::vector<void*> ptrs_;
+  size_t bytes_ = 0;
 };
 
 // ------------------------------------------------------------------- launchers shared by families

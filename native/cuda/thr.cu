@@ -276,8 +276,9 @@ struct GroupGeom {
   const int* tokcol;       // [Ttotal] column of y_t in V*_g
   const float* probs;
   int64_t d;
-  int64_t ld_m;            // row stride of M_g: round_up(d, 4) floats
+  int64_t ld_m;            // row stride of M_g: round_up(d, 4) floats (d for a stacked aggregate)
   bool hidden_vec16;       // hidden rows start 16-byte aligned (base aligned, d·sizeof(T) mod 16 = 0)
+  bool m_vec16;            // M rows start 16-byte aligned (ld_m mod 4 = 0 and M aligned)
 };
 
 // ----------------------------------------------------------------------------------------- M_g
@@ -439,10 +440,11 @@ __global__ void __launch_bounds__(kThreads, 1)
         if (r >= rows || c >= cols) continue;
         const float x0 = onehot[r * kBN + c] + acc[mi][ni][2 * h];
         float* out = Mg + int64_t(v0 + r) * geo.ld_m + j0 + c;
-        if (c + 1 < cols) {
+        if (c + 1 < cols && (geo.ld_m & 1) == 0) {  // float2: rows 8-byte aligned (a stacked odd d is not)
           *reinterpret_cast<float2*>(out) = make_float2(x0, onehot[r * kBN + c + 1] + acc[mi][ni][2 * h + 1]);
         } else {
           out[0] = x0;
+          if (c + 1 < cols) out[1] = onehot[r * kBN + c + 1] + acc[mi][ni][2 * h + 1];
         }
       }
 }
@@ -497,7 +499,7 @@ __global__ void __launch_bounds__(kThreads, kSplit ? 1 : 2)
     const int64_t k = int64_t(kt) * kBK + lh * 16;
     stage16<T>(reinterpret_cast<T*>(st) + lr * L::kLdA + lh * 16, a_row, k, lr < rows ? d : 0, geo.hidden_vec16);
     stage16<float>(reinterpret_cast<float*>(st + L::kABytes) + lr * L::kLdB + lh * 16, b_row, k, lr < cols ? d : 0,
-                   true);
+                   geo.m_vec16);
   };
 
   Frag acc, part;
@@ -697,10 +699,18 @@ Status launch_token_hidden_reward(const ThrParams& p, const LaunchEnv& env, Scra
              "tokenHiddenReward: vocab and probs offsets need G+1 entries");
   GK_REQUIRE(T <= INT_MAX, "tokenHiddenReward: tokens must fit in int32");
   GK_REQUIRE(p.dim >= 0, "tokenHiddenReward: dim must be ≥ 0");
+  const bool stacked = p.step != ThrStep::Full;
+  const bool scores = p.step != ThrStep::Aggregate;
   if (G == 0) return Status::Ok();
   // thr is [Ttotal]: with no tokens (every response empty) its allocation is empty and its pointer
   // null, which is legal (the groups are then all degenerate: tau NaN, nothing else to write).
-  GK_REQUIRE(p.tau && (T == 0 || p.thr), "tokenHiddenReward: null output");
+  GK_REQUIRE(!scores || (p.tau && (T == 0 || p.thr)), "tokenHiddenReward: null output");
+  GK_REQUIRE(!stacked || p.aggregate || p.vocab_offsets.back() == 0 || p.dim == 0, "tokenHiddenReward: null aggregate");
+  if (p.step == ThrStep::Aggregate && p.vocab_offsets.back() > 0 && p.dim > 0) {
+    // Degenerate groups' rows (and those of live groups without tokens) stay 0.
+    GK_CHECK(cudaMemsetAsync(p.aggregate, 0, size_t(p.vocab_offsets.back()) * size_t(p.dim) * sizeof(float),
+                             env.stream));
+  }
   // hidden is [Ttotal, d]: null when d = 0 (then every s_t is an empty sum, 0).
   GK_REQUIRE(T == 0 || (p.probs && p.token_column && (p.hidden || p.dim == 0)), "tokenHiddenReward: null input");
 
@@ -743,19 +753,22 @@ Status launch_token_hidden_reward(const ThrParams& p, const LaunchEnv& env, Scra
   GK_TRY(scratch.upload(&d_deg, p.layout.degenerate));
   GK_TRY(scratch.alloc(&s, size_t(T)));
 
-  // M_g rows padded to 4 floats: every row 16-byte aligned for the scores kernel's copies.
-  const int64_t ld_m = (p.dim + 3) / 4 * 4;
+  // M_g rows padded to 4 floats: every row 16-byte aligned for the scores kernel's copies. A stacked
+  // aggregate (a tensor of the caller's) has unpadded rows: 4-byte copies when d mod 4 ≠ 0.
+  const int64_t ld_m = stacked ? p.dim : (p.dim + 3) / 4 * 4;
   const bool hidden_vec16 =
       (reinterpret_cast<uintptr_t>(p.hidden) & 15u) == 0 && (p.dim * int64_t(dtype_size(p.hidden_dtype))) % 16 == 0;
+  const bool m_vec16 = !stacked || ((reinterpret_cast<uintptr_t>(p.aggregate) & 15u) == 0 && ld_m % 4 == 0);
   const GroupGeom geo{d_gto, d_voff, d_poff, d_pstart, d_ptok, d_pw, d_pcol, p.token_column, p.probs, p.dim, ld_m,
-                      hidden_vec16};
+                      hidden_vec16, m_vec16};
   const int64_t tiles_j = ceil_div(p.dim, kBN);
 
   // Batches of live groups whose M_g fit the budget (a group larger than the budget goes alone).
   std::vector<int> live;
   for (int g = 0; g < G; ++g)
     if (!p.layout.degenerate[g] && gto[g + 1] > gto[g] && p.vocab_offsets[g + 1] > p.vocab_offsets[g]) live.push_back(g);
-  const size_t budget_floats = std::max<size_t>(p.m_budget_bytes / sizeof(float), 1);
+  // A stacked aggregate is one batch (the caller's tensor holds every group's M).
+  const size_t budget_floats = stacked ? SIZE_MAX : std::max<size_t>(p.m_budget_bytes / sizeof(float), 1);
   size_t i = 0;
   float *M = nullptr, *spart = nullptr;
   size_t m_cap = 0, part_cap = 0;
@@ -771,7 +784,7 @@ Status launch_token_hidden_reward(const ThrParams& p, const LaunchEnv& env, Scra
     GK_CHECK(cudaGetDevice(&device));
     GK_CHECK(cudaDeviceGetAttribute(&smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
   }
-  if (i < live.size() && !ptok.empty()) {
+  if (i < live.size() && !ptok.empty() && p.step != ThrStep::Score) {
     const int n = static_cast<int>(ptok.size());
     thr_pcol_kernel<<<unsigned(ceil_div(n, 256)), 256, 0, env.stream>>>(d_ptok, p.token_column, n, d_pcol);
     GK_CHECK_LAUNCH("thr_pcol_kernel");
@@ -787,7 +800,8 @@ Status launch_token_hidden_reward(const ThrParams& p, const LaunchEnv& env, Scra
       const size_t need = size_t(K) * size_t(ld_m);
       if (!gid.empty() && used + need > budget_floats) break;
       gid.push_back(g);
-      m_off.push_back(static_cast<long long>(used));
+      // Stacked: group g's M at its own rows of the aggregate.
+      m_off.push_back(static_cast<long long>(stacked ? size_t(p.vocab_offsets[g]) * size_t(ld_m) : used));
       part_off.push_back(static_cast<long long>(parts));
       used += need;
       parts += size_t(Tg) * size_t(ceil_div(K, kBN));
@@ -796,11 +810,13 @@ Status launch_token_hidden_reward(const ThrParams& p, const LaunchEnv& env, Scra
       f_tiles.push_back(f_tiles.back() + static_cast<int>(ceil_div(Tg, kFoldThreads)));
       ++i;
     }
-    if (used > m_cap) {  // grow the scratch (stream-ordered: the old one is freed after its users)
+    if (stacked) {
+      M = p.aggregate;
+    } else if (used > m_cap) {  // grow the scratch (stream-ordered: the old one is freed after its users)
       GK_TRY(scratch.alloc(&M, used));
       m_cap = used;
     }
-    if (parts > part_cap) {
+    if (scores && parts > part_cap) {
       GK_TRY(scratch.alloc(&spart, parts));
       part_cap = parts;
     }
@@ -838,19 +854,27 @@ Status launch_token_hidden_reward(const ThrParams& p, const LaunchEnv& env, Scra
                                     cudaFuncAttributeMaxDynamicSharedMemorySize, int(m_smem)));
       GK_CHECK(cudaFuncSetAttribute(reinterpret_cast<const void*>(&thr_scores_kernel<H, kS>),
                                     cudaFuncAttributeMaxDynamicSharedMemorySize, int(s_smem)));
-      thr_m_kernel<H, kS><<<unsigned(m_tiles.back()), kThreads, m_smem, env.stream>>>(mlist, geo, hidden, M);
-      GK_CHECK_LAUNCH("thr_m_kernel");
-      thr_scores_kernel<H, kS><<<unsigned(s_tiles.back()), kThreads, s_smem, env.stream>>>(slist, geo, hidden, M, spart);
-      GK_CHECK_LAUNCH("thr_scores_kernel");
+      if (p.step != ThrStep::Score) {
+        thr_m_kernel<H, kS><<<unsigned(m_tiles.back()), kThreads, m_smem, env.stream>>>(mlist, geo, hidden, M);
+        GK_CHECK_LAUNCH("thr_m_kernel");
+      }
+      if (scores) {
+        thr_scores_kernel<H, kS><<<unsigned(s_tiles.back()), kThreads, s_smem, env.stream>>>(slist, geo, hidden, M,
+                                                                                           spart);
+        GK_CHECK_LAUNCH("thr_scores_kernel");
+      }
       return Status::Ok();
     };
     GK_TRY(dispatch_float(p.hidden_dtype, "hidden", [&](auto tag) -> Status {
       if (p.precision == ThrPrecision::Tf32) return run(tag, std::false_type{});
       return run(tag, std::true_type{});
     }));
-    thr_fold_kernel<<<unsigned(f_tiles.back()), kFoldThreads, 0, env.stream>>>(flist, geo, spart, s);
-    GK_CHECK_LAUNCH("thr_fold_kernel");
+    if (scores) {
+      thr_fold_kernel<<<unsigned(f_tiles.back()), kFoldThreads, 0, env.stream>>>(flist, geo, spart, s);
+      GK_CHECK_LAUNCH("thr_fold_kernel");
+    }
   }
+  if (!scores) return Status::Ok();
   const int warps = 8;
   thr_finish_kernel<<<unsigned(ceil_div(G, warps)), warps * 32, 0, env.stream>>>(
       d_go, d_ro, d_correct, d_deg, G, p.beta, s, p.thr, p.tau);

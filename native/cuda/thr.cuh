@@ -20,6 +20,10 @@ enum class ThrPrecision : int { F32 = 0, Tf32 = 1 };
 // the string; test/cuda/enums.test.ts checks the tables against TypeScript's).
 inline const std::vector<std::string> kThrPrecisionNames = {"f32", "tf32"};
 
+// tokenHiddenReward whole, or one of its two halves (thrAggregate, thrScore: data-parallel shards sum the
+// aggregate between them; docs/DESIGN.md).
+enum class ThrStep : int { Full = 0, Aggregate = 1, Score = 2 };
+
 struct ThrParams {
   ThrLayoutHost layout;
   const void* hidden = nullptr;  // [Ttotal, dim], f32/f16/bf16
@@ -33,8 +37,13 @@ struct ThrParams {
   float beta = 1.f;
   ThrPrecision precision = ThrPrecision::F32;  // 'f32': 3xTF32 / 2xTF32 split products; 'tf32': one pass
   size_t m_budget_bytes = size_t(256) << 20;  // scratch for the M_g of one batch of groups
-  float* thr = nullptr;  // [Ttotal]
-  float* tau = nullptr;  // [G]
+  float* thr = nullptr;  // [Ttotal] (not with Aggregate)
+  float* tau = nullptr;  // [G] (not with Aggregate)
+  // Aggregate / Score: the stacked M_g of every group, [ΣK_g, dim] f32, group g's rows at
+  // vocab_offsets[g] (unpadded rows). Aggregate writes it (degenerate groups' rows 0) and nothing else;
+  // Score reads it instead of computing M.
+  ThrStep step = ThrStep::Full;
+  float* aggregate = nullptr;
 };
 Status launch_token_hidden_reward(const ThrParams& p, const LaunchEnv& env, Scratch& scratch);
 

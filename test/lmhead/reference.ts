@@ -12,7 +12,7 @@
  *   (Â, the standard forward bound of a dot product), and lse, log-probs and entropy are differences
  *   of numbers of size zmax;
  * - gradients: ρ·S1 + u·(1 + zmax_n + Â_n)·S2, with S1 = Σ |G|·|other operand| (the GEMM's own terms;
- *   ρ the unit roundoff of the dtype G is rounded to before the GEMM: 2⁻⁹ bf16, 2⁻¹² f16, 0 f32) and
+ *   ρ the unit roundoff of the dtype G is rounded to before the GEMM: 2⁻⁸ bf16, 2⁻¹¹ f16, 0 f32) and
  *   S2 = Σ Ĝ·|other operand|, Ĝ_nv = |G_nv| + (|g_n| + |gE_n|·(1 + |log p_v + H_n|))·p_v/T bounding
  *   how far G moves when its logit moves by one unit of z (the logit's own f32 error, u·(zmax + Â)).
  */
@@ -21,7 +21,7 @@ import { randomInts, randomNormal } from '../util/rng.js';
 
 export const U = 2 ** -24;
 /** Unit roundoff of the dtype a backend may round G to before its gradient GEMMs. */
-export const G_ROUNDING: Record<FloatDType, number> = { f32: 0, f16: 2 ** -12, bf16: 2 ** -9 };
+export const G_ROUNDING: Record<FloatDType, number> = { f32: 0, f16: 2 ** -11, bf16: 2 ** -8 };
 
 export interface HeadInputs {
   N: number;

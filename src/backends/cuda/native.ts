@@ -64,6 +64,84 @@ export interface NativeGatherProbsArgs extends Poisonable {
   probsOffsets: Float64Array;
   outProbs: bigint;
 }
+/** The LM head's inputs every lmhead op takes (native/cuda/lmhead.cuh). */
+interface NativeHead extends Poisonable {
+  hidden: bigint;
+  weight: bigint;
+  bias?: bigint;
+  dtype: FloatDTypeName;
+  targets: bigint;
+  rows: number;
+  dim: number;
+  vocab: number;
+  temperature: number;
+  ignoreIndex: number;
+}
+export interface NativeLinearLogprobsArgs extends NativeHead {
+  outLogprobs: bigint;
+  outLse: bigint;
+  outEntropy?: bigint;
+  outSumSquares?: bigint;
+}
+/** A state's outputs (LogprobStates), for linearLogprobStates and logprobStates. */
+interface NativeStateOut {
+  vocabStart: number;
+  outMax: bigint;
+  outSumExp: bigint;
+  outSumExpDelta?: bigint;
+  outSumExpSq?: bigint;
+  outTargetLogit: bigint;
+}
+export interface NativeLinearLogprobStatesArgs extends NativeHead, NativeStateOut {}
+export interface NativeLinearLogprobsBackwardArgs extends NativeHead {
+  lse: bigint;
+  gradLogprobs: bigint;
+  gradEntropy?: bigint;
+  entropy?: bigint;
+  /** Absent when rows·dim = 0. */
+  outGradHidden?: bigint;
+  outGradWeight: bigint;
+  outGradBias?: bigint;
+  /** Test hooks: the backward's G chunk (multiples of 128; absent: the plan's). */
+  chunkRows?: number;
+  chunkVocab?: number;
+}
+export interface NativeLogprobStatesArgs extends Poisonable, NativeStateOut {
+  logits: bigint;
+  dtype: FloatDTypeName;
+  targets: bigint;
+  rows: number;
+  vocab: number;
+  temperature: number;
+  ignoreIndex: number;
+}
+export interface NativeMergeLogprobStatesArgs extends Poisonable {
+  /** One entry per state, in merge order (0n: a sum the state does not have). */
+  statesMax: BigUint64Array;
+  statesSumExp: BigUint64Array;
+  statesSumExpDelta: BigUint64Array;
+  statesSumExpSq: BigUint64Array;
+  statesTargetLogit: BigUint64Array;
+  statesVocabStart: Float64Array;
+  statesVocabEnd: Float64Array;
+  targets: bigint;
+  rows: number;
+  vocab: number;
+  temperature: number;
+  ignoreIndex: number;
+  outLogprobs: bigint;
+  outLse: bigint;
+  outEntropy?: bigint;
+  outSumSquares?: bigint;
+}
+/** native/cuda/lmhead.cuh's LmheadPlan: what the lmhead launchers allocate (bytes) and their chunks. */
+export interface NativeLmheadPlan {
+  slices: number;
+  forwardBytes: number;
+  chunkRows: number;
+  chunkVocab: number;
+  backwardBytes: number;
+}
 export interface NativeExpandToTokensArgs extends Poisonable {
   values: bigint;
   responseOffsets: Int32Array;
@@ -100,6 +178,15 @@ export interface NativeTokenHiddenRewardArgs extends Poisonable, NativeThrLayout
   mBudgetBytes?: number;
   outThr: bigint;
   outTau: bigint;
+}
+/** thrAggregate: tokenHiddenReward's inputs less beta, the stacked aggregate as output. */
+export interface NativeThrAggregateArgs
+  extends Omit<NativeTokenHiddenRewardArgs, 'beta' | 'outThr' | 'outTau'> {
+  aggregate: bigint;
+}
+/** thrScore: tokenHiddenReward's arguments and the aggregate as input. */
+export interface NativeThrScoreArgs extends NativeTokenHiddenRewardArgs {
+  aggregate: bigint;
 }
 export interface NativeThrReweightArgs extends Poisonable, NativeThrLayout {
   tokenAdvantages: bigint;
@@ -161,8 +248,11 @@ export interface NativeDeviceInfo {
 /** One CUDA device, its stream and its job thread (native/addon.cc). */
 export interface NativeDevice {
   info(): NativeDeviceInfo;
-  /** How often the job thread has waited for the device (ops never do; read and synchronize do). */
-  stats(): { streamSyncs: number };
+  /**
+   * How often the job thread has waited for the device (ops never do; read and synchronize do), and the
+   * Scratch bytes the latest op allocated.
+   */
+  stats(): { streamSyncs: number; lastScratchBytes: number };
   alloc(bytes: bigint | number): bigint;
   free(ptr: bigint): void;
   upload(ptr: bigint, data: ArrayBufferView): void;
@@ -177,6 +267,13 @@ export interface NativeDevice {
   whiten(args: NativeWhitenArgs): Promise<void>;
   tokenHiddenReward(args: NativeTokenHiddenRewardArgs): Promise<void>;
   thrReweight(args: NativeThrReweightArgs): Promise<void>;
+  thrAggregate(args: NativeThrAggregateArgs): Promise<void>;
+  thrScore(args: NativeThrScoreArgs): Promise<void>;
+  linearLogprobs(args: NativeLinearLogprobsArgs): Promise<void>;
+  linearLogprobStates(args: NativeLinearLogprobStatesArgs): Promise<void>;
+  linearLogprobsBackward(args: NativeLinearLogprobsBackwardArgs): Promise<void>;
+  logprobStates(args: NativeLogprobStatesArgs): Promise<void>;
+  mergeLogprobStates(args: NativeMergeLogprobStatesArgs): Promise<void>;
   close(): void;
 }
 
@@ -193,6 +290,8 @@ export interface NativeAddon {
   buildInfo(): NativeBuildInfo;
   /** CUDA builds only. */
   enums?(): NativeEnums;
+  /** CUDA builds only: the LM-head launchers' scratch at a size (native/cuda/lmhead.cuh). */
+  lmheadPlan?(args: { rows: number; vocab: number; dim: number; dtype: FloatDTypeName }): NativeLmheadPlan;
   CudaDevice?: new (index: number) => NativeDevice;
 }
 
