@@ -25,9 +25,9 @@ describe.skipIf(ctx === undefined)('lmhead on cuda: chunking and memory', () => 
   it('gradWeight and gradHidden have the same bits whatever the backward chunks rows and vocabulary', async () => {
     const c = ctx!;
     const x = makeHead({ N: 300, d: 40, V: 300, dtype: 'bf16', seed: 91, bias: true });
-    const hidden = c.tensor(x.hidden, [x.N, x.d], 'bf16');
-    const weight = c.tensor(x.weight, [x.V, x.d], 'bf16');
-    const bias = c.tensor(x.bias!, [x.V], 'bf16');
+    const hidden = c.tensor(x.hidden as Uint16Array, [x.N, x.d], 'bf16');
+    const weight = c.tensor(x.weight as Uint16Array, [x.V, x.d], 'bf16');
+    const bias = c.tensor(x.bias as Uint16Array, [x.V], 'bf16');
     const g = gradVector(92, x.N);
     const lse = (await c.linearLogprobs(hidden, weight, x.targets, { bias })).lse;
     const run = async (chunkRows: number, chunkVocab: number) => {
@@ -73,8 +73,8 @@ describe.skipIf(ctx === undefined)('lmhead on cuda: chunking and memory', () => 
     const c = ctx!;
     const device = nativeDevice(c);
     const x = makeHead({ N: 200, d: 48, V: 700, dtype: 'bf16', seed: 93 });
-    const hidden = c.tensor(x.hidden, [x.N, x.d], 'bf16');
-    const weight = c.tensor(x.weight, [x.V, x.d], 'bf16');
+    const hidden = c.tensor(x.hidden as Uint16Array, [x.N, x.d], 'bf16');
+    const weight = c.tensor(x.weight as Uint16Array, [x.V, x.d], 'bf16');
     try {
       const p = plan({ rows: x.N, vocab: x.V, dim: x.d, dtype: 'bf16' });
       const f = await c.linearLogprobs(hidden, weight, x.targets);
