@@ -863,6 +863,8 @@ class CudaDevice : public Napi::ObjectWrap<CudaDevice> {
     p.grad_hidden = a.OptPtr<float>("outGradHidden");  // null when rows·dim = 0
     p.grad_weight = a.Ptr<float>("outGradWeight");
     p.grad_bias = a.OptPtr<float>("outGradBias");
+    p.vocab_start = a.Int("vocabStart");
+    p.target_limit = a.Int("targetLimit");
     p.chunk_rows = a.OptInt("chunkRows", 0);    // test hooks: the G chunk
     p.chunk_vocab = a.OptInt("chunkVocab", 0);
     const Poison poison = PoisonOf(a);
@@ -870,7 +872,7 @@ class CudaDevice : public Napi::ObjectWrap<CudaDevice> {
     std::vector<PoisonTarget> outs{{p.grad_weight, p.vocab * p.dim, DType::F32}};
     if (p.grad_hidden) outs.push_back({p.grad_hidden, p.rows * p.dim, DType::F32});
     if (p.grad_bias) outs.push_back({p.grad_bias, p.vocab, DType::F32});
-    const int64_t vocab = p.vocab;
+    const int64_t vocab = p.target_limit;
     return RunOp(
         info.Env(), "linearLogprobsBackward", poison, outs,
         [p](JobEnv& je, gk::Scratch& s, gk::ErrorFlags* f) { return gk::launch_linear_logprobs_backward(p, je.launch, s, f); },

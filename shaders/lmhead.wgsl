@@ -482,7 +482,7 @@ fn lm_grad_logits(
         let x = acc[i][j] + bias_at(P.v0 + v);
         let lp = x * P.inv_t - lse;
         let p = select(exp(lp), 0.0, is_neg_inf(x) || is_pos_inf(lse));
-        d = (select(0.0, 1.0, i32(P.v0 + v) == tgt) - p) * gl;
+        d = (select(0.0, 1.0, i32(P.vocab_start + P.v0 + v) == tgt) - p) * gl;
         if (GRAD_ENTROPY) {
           d = d - ge * select(0.0, p * (lp + hh), p > 0.0);
         }

@@ -92,8 +92,6 @@ struct Smem {
   static constexpr size_t kGemmBytes = kStages * kGemmStage;
   static constexpr size_t kTileBytes = size_t(kBM) * kLdN * sizeof(T);  // a staged G tile
 };
-static_assert(Smem<float>::kTileBytes <= Smem<float>::kFwdBytes, "the G tile reuses the stages");
-static_assert(Smem<__half>::kTileBytes <= Smem<__half>::kFwdBytes, "the G tile reuses the stages");
 static_assert(size_t(4) * kBM * sizeof(float4) <= Smem<__half>::kFwdBytes, "the warp states reuse the stages");
 
 // A factor 1/T or log2e/T as the kernels take it (logprobs.cu's scale_of): at least FLT_MIN.
@@ -492,8 +490,9 @@ struct GradArgs {
   const float* glp;
   const float* gent;
   const float* ent;
-  int64_t rows, dim, vocab;  // this chunk's rows; the head's vocabulary
-  int64_t row0, v0, vcount;  // the chunk: global first row, first vocabulary row, its width
+  int64_t rows, dim, vocab;  // this chunk's rows; the targets' range (flags)
+  int64_t row0, v0, vcount;  // the chunk: global first row, first weight row, its width
+  int64_t vocab_start;       // the shard's first row in the head
   int ignore;
   float scale2, inv_t;
   bool h_vec16, w_vec16;
@@ -537,6 +536,7 @@ __global__ void __launch_bounds__(kThreads, 1) lm_grad_logits_kernel(GradArgs a)
       });
 
   // G of the tile, rounded to T, into shared memory [kBM][kLdN] (the stages are free).
+  static_assert(S::kTileBytes <= S::kFwdBytes, "the G tile reuses the stages");
   T* gs = reinterpret_cast<T*>(smem);
   float bv[kNT][2];
 #pragma unroll
@@ -576,7 +576,7 @@ __global__ void __launch_bounds__(kThreads, 1) lm_grad_logits_kernel(GradArgs a)
           float g = 0.f;
           if (s.live && c < cols) {
             const int64_t v = a.v0 + vt + c;
-            g = grad_of<kEnt>(s, acc[mi][ni][2 * h + e] + bv[ni][e], v == s.tgt);
+            g = grad_of<kEnt>(s, acc[mi][ni][2 * h + e] + bv[ni][e], v + a.vocab_start == s.tgt);
           }
           gs[r * S::kLdN + c] = from_f32<T>(g);
         }
@@ -912,7 +912,8 @@ Status launch_linear_logprobs_backward(const LinearLogprobsBackwardParams& p, co
       for (int64_t v0 = 0; v0 < p.vocab; v0 += plan.chunk_vocab) {
         const int64_t vcount = std::min(plan.chunk_vocab, p.vocab - v0);
         GradArgs g{p.hidden, p.weight, p.bias, p.targets, p.lse, p.grad_logprobs, p.grad_entropy, p.entropy,
-                   rows, p.dim, p.vocab, row0, v0, vcount, p.ignore_index, scale2, inv_t,
+                   rows, p.dim, p.target_limit > 0 ? p.target_limit : p.vocab, row0, v0, vcount, p.vocab_start,
+                   p.ignore_index, scale2, inv_t,
                    aligned16(p.hidden) && row_vec16, aligned16(p.weight) && row_vec16, gc, gt,
                    plan.chunk_vocab, plan.chunk_rows, flags};
         const dim3 grid(unsigned(ceil_div(rows, kBM)), unsigned(ceil_div(vcount, kBN)));

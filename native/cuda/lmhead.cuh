@@ -53,7 +53,9 @@ struct LinearLogprobsBackwardParams {
   const float* entropy = nullptr;        // [rows], required with grad_entropy
   int64_t rows = 0;
   int64_t dim = 0;
-  int64_t vocab = 0;
+  int64_t vocab = 0;            // weight rows
+  int64_t vocab_start = 0;      // the shard's first row in the head (targets are global ids)
+  int64_t target_limit = 0;     // targets must lie in [0, target_limit) (vocab, or 2^31 − 1 for a shard)
   double temperature = 1.0;
   int ignore_index = -100;
   float* grad_hidden = nullptr;  // [rows, dim] f32

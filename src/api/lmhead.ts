@@ -35,6 +35,13 @@ export interface LinearLogprobsBackwardOptions {
   ignoreIndex?: number;
   /** The forward's bias, [V]; with it the result has gradBias. */
   bias?: TensorLike<FloatDType>;
+  /**
+   * A vocabulary shard of a tensor-parallel head: weight (and bias) hold rows [vocabStart, +V); targets
+   * are ids of the full vocabulary; lse and entropy the full head's (from mergeLogprobStates). The
+   * result's gradHidden is this shard's term of the sum (all-reduce it over the shards); gradWeight
+   * and gradBias are the shard's rows. Default: the whole head (0, targets checked against V).
+   */
+  vocabStart?: number;
 }
 
 export interface LogprobStatesOptions extends LogprobsOptions {
@@ -147,10 +154,13 @@ export async function linearLogprobsBackward(
     'temperature',
     'ignoreIndex',
     'bias',
+    'vocabStart',
   ]);
   const temperature = temperatureOption(o.temperature);
   const ignoreIndex = ignoreIndexOption(o.ignoreIndex);
   const head = headArgs(backend, hidden, weight);
+  const sharded = o.vocabStart !== undefined;
+  const vocabStart = vocabStartOption(o.vocabStart, head.vocab);
   if (o.gradEntropy !== undefined && o.entropy === undefined) {
     fail('DTYPE', 'entropy', "required with gradEntropy: pass the forward's entropy output, f32 [N]");
   }
@@ -169,9 +179,12 @@ export async function linearLogprobsBackward(
     } else if (o.entropy !== undefined) {
       track(uploads, asTensor(backend, 'entropy', o.entropy, ['f32'], [n]));
     }
-    checkTargets(targets, head.vocab, ignoreIndex);
+    if (sharded) checkShardTargets(targets, ignoreIndex);
+    else checkTargets(targets, head.vocab, ignoreIndex);
     return backend.linearLogprobsBackward({
       ...head,
+      vocabStart,
+      targetLimit: sharded ? 2 ** 31 - 1 : head.vocab,
       bias,
       targets: tg,
       lse: ls,

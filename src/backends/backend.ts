@@ -103,6 +103,13 @@ export interface LinearLogprobsBackwardArgs {
   rows: number;
   dim: number;
   vocab: number;
+  /**
+   * The shard: weight holds rows [vocabStart, vocabStart + vocab) of the head (0: the whole head), and
+   * targets are ids of the full vocabulary; lse and entropy are the full head's (mergeLogprobStates').
+   */
+  vocabStart: number;
+  /** Targets must lie in [0, targetLimit): vocab for the whole head, 2^31 − 1 for a shard. */
+  targetLimit: number;
   temperature: number;
   ignoreIndex: number;
 }

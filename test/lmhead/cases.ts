@@ -271,6 +271,78 @@ function shardedCase(spec: HeadSpec, parts: number, o: FwdOpts = {}, skip?: RefC
   };
 }
 
+/**
+ * A tensor-parallel backward: each of `parts` shards of the head calls linearLogprobsBackward with its
+ * vocabStart and the full head's lse and entropy; gradHidden is the sum of the shards' terms (the
+ * all-reduce, in shard order, in f32), gradWeight and gradBias the shards' rows side by side.
+ */
+function shardedBackwardCase(spec: HeadSpec, parts: number, o: BwdOpts = {}): RefCase {
+  const T = o.T ?? 1;
+  const p = prepare(spec, T);
+  const grads = lazy(() => {
+    const { x, X, fwd } = p();
+    const g = gradVector(spec.seed + 10, x.N, 1);
+    const gE = o.gradEntropy ? gradVector(spec.seed + 11, x.N, 0.5) : undefined;
+    return { g, gE, ref: backwardRef(x, X, fwd, g, gE, T, spec.ignoreIndex) };
+  });
+  return {
+    kind: 'reference',
+    name: `sharded backward ${parts} ways ${describeSpec(spec, { T })}${o.gradEntropy ? ' gradEntropy' : ''}`,
+    tol: BACKWARD_TOL,
+    async run(ctx) {
+      const { x, fwd } = p();
+      const { g, gE } = grads();
+      const cuts = shardCuts(x.V, parts);
+      const hidden = ctx.tensor(x.hidden, [x.N, x.d], x.dtype);
+      const gh = new Float32Array(x.N * x.d);
+      const gw = new Float32Array(x.V * x.d);
+      const gb = new Float32Array(x.V);
+      try {
+        for (let i = 0; i < parts; i++) {
+          const [v0, v1] = [cuts[i], cuts[i + 1]];
+          const w = ctx.tensor(sliceRows(x.weight, x.d, v0, v1), [v1 - v0, x.d], x.dtype);
+          const b = x.bias ? ctx.tensor(x.bias.slice(v0, v1), [v1 - v0], x.dtype) : undefined;
+          try {
+            const r = await ctx.linearLogprobsBackward(hidden, w, x.targets, Float32Array.from(fwd.lse), g, {
+              vocabStart: v0,
+              temperature: T,
+              ignoreIndex: spec.ignoreIndex,
+              bias: b,
+              gradEntropy: gE,
+              entropy: gE ? Float32Array.from(fwd.entropy) : undefined,
+            });
+            const h = (await r.gradHidden.read()) as Float32Array;
+            for (let j = 0; j < h.length; j++) gh[j] = Math.fround(gh[j] + h[j]);
+            gw.set((await r.gradWeight.read()) as Float32Array, v0 * x.d);
+            if (r.gradBias) gb.set((await r.gradBias.read()) as Float32Array, v0);
+            for (const t of [r.gradHidden, r.gradWeight, r.gradBias]) t?.dispose();
+          } finally {
+            w.dispose();
+            b?.dispose();
+          }
+        }
+        const out: Outputs = {
+          gradHidden: { dtype: 'f32', data: gh },
+          gradWeight: { dtype: 'f32', data: gw },
+        };
+        if (spec.bias) out.gradBias = { dtype: 'f32', data: gb };
+        return out;
+      } finally {
+        hidden.dispose();
+      }
+    },
+    want() {
+      const { ref } = grads();
+      const w: Record<string, Want> = {
+        gradHidden: { values: ref.gradHidden, scale: ref.hiddenScale },
+        gradWeight: { values: ref.gradWeight, scale: ref.weightScale },
+      };
+      if (spec.bias) w.gradBias = { values: ref.gradBias, scale: ref.biasScale };
+      return w;
+    },
+  };
+}
+
 /** logprobStates over shards of materialised logits (f64 reference logits rounded to the dtype). */
 function logitShardCase(N: number, V: number, dtype: FloatDType, parts: number, o: FwdOpts = {}): RefCase {
   const T = o.T ?? 1;
@@ -530,6 +602,10 @@ export function lmheadCases(_options: CaseOptions = {}): Case[] {
     shardedCase({ N: 7, d: 64, V: 1003, dtype: 'bf16', seed: 50 }, 3, { T: 0.8, entropy: true }),
     shardedCase({ N: 5, d: 96, V: 32003, dtype: 'f16', seed: 51 }, 8, { entropy: true }),
     ...[1, 2, 3, 8].map((k) => logitShardCase(9, 300, 'f32', k, { entropy: true, sumSquares: true })),
+    shardedBackwardCase({ N: 9, d: 64, V: 1001, dtype: 'bf16', seed: 52, bias: true, ignored: [2] }, 3, {
+      gradEntropy: true,
+    }),
+    shardedBackwardCase({ N: 7, d: 40, V: 300, dtype: 'f32', seed: 53 }, 2),
     logitShardCase(6, 1000, 'bf16', 3, { T: 0.6, entropy: true }),
 
     batchInvarianceCase('bf16', 64, 257, true),

@@ -296,9 +296,9 @@ export function cpuLinearLogprobs(a: LinearLogprobsArgs): LogprobsResult {
  * Cost: the logits twice (4·N·V·d FLOPs) + 2·N·V·d for each gradient.
  */
 export function cpuLinearLogprobsBackward(a: LinearLogprobsBackwardArgs): LinearLogprobsGrads {
-  const { rows, dim: d, vocab: V, temperature: T, ignoreIndex } = a;
+  const { rows, dim: d, vocab: V, temperature: T, ignoreIndex, vocabStart } = a;
   const targets = hostData(a.targets);
-  checkTargets(targets, rows, V, ignoreIndex);
+  checkTargets(targets, rows, a.targetLimit, ignoreIndex);
   const lse = hostData(a.lse);
   const gLp = hostData(a.gradLogprobs);
   const gEnt = a.gradEntropy ? hostData(a.gradEntropy) : undefined;
@@ -319,7 +319,7 @@ export function cpuLinearLogprobsBackward(a: LinearLogprobsBackwardArgs): Linear
       const p = Math.exp(logp);
       out = withEntropy ? -p * (a1 + b1 * (logp + ent![r])) : -a1 * p;
     }
-    return v === targets[r] ? out + a1 : out;
+    return v + vocabStart === targets[r] ? out + a1 : out;
   };
 
   // Pass 1: gradHidden.

@@ -175,6 +175,8 @@ export function cudaLinearLogprobsBackward(
       mem.device.linearLogprobsBackward(
         withPoison({
           ...head({ ...a, entropy: false, sumSquares: false }),
+          vocabStart: a.vocabStart,
+          targetLimit: a.targetLimit,
           lse: ptrOf(a.lse),
           gradLogprobs: ptrOf(a.gradLogprobs),
           gradEntropy: optPtr(a.gradEntropy),

@@ -94,6 +94,9 @@ interface NativeStateOut {
 }
 export interface NativeLinearLogprobStatesArgs extends NativeHead, NativeStateOut {}
 export interface NativeLinearLogprobsBackwardArgs extends NativeHead {
+  /** The shard's first row in the head; targets must lie in [0, targetLimit). */
+  vocabStart: number;
+  targetLimit: number;
   lse: bigint;
   gradLogprobs: bigint;
   gradEntropy?: bigint;

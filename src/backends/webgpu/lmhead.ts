@@ -707,7 +707,17 @@ export async function webgpuLinearLogprobsBackward(
           const vcount = Math.min(plan.backwardVocab, V - v0);
           const ww = windowOf(v0 * d, (v0 + vcount) * d, eb, W.size, align);
           const gww = windowOf(v0 * d, (v0 + vcount) * d, 4, GW.size, align);
-          const base = { dim: d, vocab: V, rows, row0, v0, vcount, gcols: plan.backwardVocab, inv_t };
+          // vocab: the targets' range (the head's V, or 2^31 − 1 for a shard), for the flag.
+          const base = {
+            dim: d,
+            vocab: a.targetLimit,
+            rows,
+            row0,
+            v0,
+            vcount,
+            gcols: plan.backwardVocab,
+            inv_t,
+          };
           rt.dispatch(
             pass,
             pgl,
@@ -719,6 +729,7 @@ export async function webgpuLinearLogprobsBackward(
                   h_base: hw.base,
                   w_base: ww.base,
                   has_bias: a.bias ? 1 : 0,
+                  vocab_start: a.vocabStart,
                   ignore_index: a.ignoreIndex,
                   n_total: n,
                 }),
@@ -803,7 +814,7 @@ export async function webgpuLinearLogprobsBackward(
       pass.end();
       enc.copyBufferToBuffer(flag, 0, staging, 0, FLAG_INIT.byteLength);
       rt.submit(enc);
-      deferFlags(rt, staging, V, a.ignoreIndex);
+      deferFlags(rt, staging, a.targetLimit, a.ignoreIndex);
       return out;
     });
   } finally {
