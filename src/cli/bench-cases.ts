@@ -14,6 +14,8 @@ export type Tier = 'gpu' | 'cpu' | 'quick';
 export type OpName =
   | 'logprobs'
   | 'logprobsBackward'
+  | 'linearLogprobs'
+  | 'linearLogprobsBackward'
   | 'gatherProbs'
   | 'advantages'
   | 'expandToTokens'
@@ -25,6 +27,8 @@ export type OpName =
 export const OP_NAMES: readonly OpName[] = [
   'logprobs',
   'logprobsBackward',
+  'linearLogprobs',
+  'linearLogprobsBackward',
   'gatherProbs',
   'advantages',
   'expandToTokens',
@@ -179,6 +183,99 @@ function backwardCase(rows: number, vocab: number, dtype: 'f32' | 'bf16'): Bench
       };
     },
   };
+}
+
+/**
+ * The LM head (linearLogprobs, its backward) at N rows, hidden size d, vocabulary V, beside a logprobs
+ * row on materialised [N, V] logits of the same dtype (what a trainer holds without the fused op).
+ * Work: the useful FLOPs, 2·N·V·d forward and 4·N·V·d backward (gradHidden and gradWeight); sizes add
+ * the logits the fused op avoids and the scratch it allocates (the backend's own plan), in MB.
+ */
+function linearCase(
+  rows: number,
+  dim: number,
+  vocab: number,
+  dtype: 'f32' | 'bf16',
+  backward: boolean,
+): BenchCase {
+  const e = bpe(dtype);
+  const inputs = (rows + vocab) * dim * e;
+  const grads = backward ? (rows + vocab) * dim * 4 : 0;
+  return {
+    op: backward ? 'linearLogprobsBackward' : 'linearLogprobs',
+    sizes: { N: rows, d: dim, V: vocab },
+    dtype,
+    hostBytes: 2 * inputs,
+    deviceBytes: inputs + grads + 64 * rows * 4,
+    largestTensorBytes: Math.max(vocab * dim * e, vocab * dim * (backward ? 4 : 0)),
+    async setup(ctx) {
+      const scale = 1 / Math.sqrt(dim);
+      const tensor = (n: number, shape: number[], seed: number, sc: number) =>
+        dtype === 'f32'
+          ? ctx.tensor(randomF32(n, seed, sc), shape, 'f32')
+          : ctx.tensor(randomBf16(n, seed, sc), shape, 'bf16');
+      const hidden = tensor(rows * dim, [rows, dim], 21, 1);
+      const weight = tensor(vocab * dim, [vocab, dim], 22, 3 * scale);
+      const targets = ctx.tensor(randomInts(rows, 23, vocab), [rows], 'i32');
+      const fwd = backward ? await ctx.linearLogprobs(hidden, weight, targets) : undefined;
+      fwd?.logprobs.dispose();
+      const grad = ctx.tensor(randomF32(rows, 24, 0.1), [rows], 'f32');
+      const flops = (backward ? 4 : 2) * rows * vocab * dim;
+      return {
+        async run() {
+          if (!backward) {
+            const r = await ctx.linearLogprobs(hidden, weight, targets);
+            return [r.logprobs, r.lse];
+          }
+          const g = await ctx.linearLogprobsBackward(hidden, weight, targets, fwd!.lse, grad);
+          return [g.gradHidden, g.gradWeight];
+        },
+        dispose() {
+          for (const t of [hidden, weight, targets, grad, fwd?.lse]) t?.dispose();
+        },
+        bytes: inputs + grads + rows * 12,
+        work: { amount: flops / 1e9, unit: 'GFLOP/s' },
+        sizes: {
+          'logits MB': Math.round((rows * vocab * e) / 1e6),
+          'scratch MB': Math.round((await lmheadScratch(ctx, rows, vocab, dim, dtype, backward)) / 1e6),
+        },
+      };
+    },
+  };
+}
+
+/** The scratch bytes a backend's plan gives for the LM head (cpu, webgpu, cuda). */
+async function lmheadScratch(
+  ctx: Context,
+  rows: number,
+  vocab: number,
+  dim: number,
+  dtype: 'f32' | 'bf16',
+  backward: boolean,
+): Promise<number> {
+  if (ctx.backend === 'cpu') {
+    const { cpuLmheadScratchBytes } = await import('../backends/cpu/lmhead.js');
+    const s = cpuLmheadScratchBytes(rows, vocab, dim);
+    return backward ? s.backward : s.forward;
+  }
+  if (ctx.backend === 'webgpu') {
+    const { lmheadPlan } = await import('../backends/webgpu/lmhead.js');
+    const d = ctx.device.details;
+    const p = lmheadPlan(
+      {
+        maxStorageBufferBindingSize: Number(d.maxStorageBufferBindingSize),
+        minStorageBufferOffsetAlignment: Number(d.minStorageBufferOffsetAlignment),
+      },
+      rows,
+      vocab,
+      dim,
+      dtype,
+    );
+    return backward ? p.backwardScratchBytes : p.forwardScratchBytes;
+  }
+  const { loadNativeAddon } = await import('../backends/cuda/native.js');
+  const p = loadNativeAddon().lmheadPlan?.({ rows, vocab, dim, dtype });
+  return p === undefined ? Number.NaN : backward ? p.backwardBytes : p.forwardBytes;
 }
 
 function gatherProbsCase(groups: number, responses: number, tokens: number, vocab: number): BenchCase {
@@ -408,6 +505,8 @@ export function benchCases(tier: Tier): BenchCase[] {
     return [
       logprobsCase(4, 32000, 'f32'),
       backwardCase(4, 32000, 'f32'),
+      linearCase(4, 64, 32000, 'f32', false),
+      linearCase(4, 64, 32000, 'f32', true),
       gatherProbsCase(1, 4, 4, 32000),
       advantagesCase(1000, 8),
       advantagesCase(10000, 8),
@@ -425,6 +524,11 @@ export function benchCases(tier: Tier): BenchCase[] {
     ...(['f32', 'bf16'] as const).flatMap((dt) => V.map((v) => logprobsCase(rows(v), v, dt))),
     backwardCase(rows(151936), 151936, 'f32'),
     backwardCase(rows(151936), 151936, 'bf16'),
+    // The LM head fused, beside logprobs on the materialised logits of the same N × V.
+    ...(gpu
+      ? [linearCase(4096, 4096, 151936, 'bf16', false), linearCase(4096, 4096, 151936, 'bf16', true)]
+      : [linearCase(8, 256, 32000, 'f32', false), linearCase(8, 256, 32000, 'f32', true)]),
+    ...(gpu ? [logprobsCase(4096, 151936, 'bf16')] : []),
     gpu ? gatherProbsCase(4, 8, 16, 151936) : gatherProbsCase(2, 4, 8, 151936),
     ...[1e3, 1e4, 1e5, 1e6].map((r) => advantagesCase(r, 8)),
     gpu ? expandCase(16384, 256) : expandCase(4096, 256),

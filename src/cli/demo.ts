@@ -31,8 +31,8 @@ const SEED: IntRange = { min: 0, max: 2 ** 32 - 1 };
 export const DEMO_HELP = `Usage: grpo-kernels demo [--backend NAME] [--steps N] [--runs N] [--seed N] [--out DIR] [--quick]
 
 Trains a tiny linear softmax policy on "emit K digits whose sum equals the target" with GRPO,
-every piece of reward math through grpo-kernels (logprobs + entropy, advantages, expandToTokens,
-restrictedVocab, gatherProbs, tokenHiddenReward, thrReweight, logprobsBackward), and compares
+every piece of reward math through grpo-kernels (linearLogprobs + entropy, advantages, expandToTokens,
+restrictedVocab, gatherProbs, tokenHiddenReward, thrReweight, linearLogprobsBackward), and compares
 plain GRPO, THR p = +0.1 and THR p = -0.1 from the same seeds. Writes curves.svg (mean reward,
 held-out greedy accuracy, held-out pass@k), summary.md and summary.json.
 

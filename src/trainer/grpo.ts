@@ -1,8 +1,9 @@
 /**
  * One GRPO training run of the toy policy. Every piece of reward math goes through the package:
- * logprobs (+ entropy), advantages (grpo), expandToTokens, and for THR runs restrictedVocab,
- * gatherProbs, tokenHiddenReward and thrReweight; logprobsBackward gives dLoss/dlogits of the
- * policy-gradient loss −Σ_t A'_t · logprob_t / T, which is backpropagated to W here.
+ * linearLogprobs (+ entropy, straight from the policy's linear head: hidden states and W, no logits),
+ * advantages (grpo), expandToTokens, and for THR runs restrictedVocab, gatherProbs, tokenHiddenReward
+ * and thrReweight; linearLogprobsBackward gives dLoss/dW of the policy-gradient loss
+ * −Σ_t A'_t · logprob_t / T directly.
  */
 import type { Context } from '../context.js';
 import type { Tensor } from '../tensor.js';
@@ -15,8 +16,8 @@ import { allPrompts, featureDim, type Prompt, splitPrompts, type TaskConfig, VOC
 export type TrainerContext = Pick<
   Context,
   | 'tensor'
-  | 'logprobs'
-  | 'logprobsBackward'
+  | 'linearLogprobs'
+  | 'linearLogprobsBackward'
   | 'advantages'
   | 'expandToTokens'
   | 'restrictedVocab'
@@ -59,7 +60,7 @@ export interface StepStats {
   meanReward: number;
   /** Fraction of the batch's responses that are correct. */
   accuracy: number;
-  /** Mean per-token entropy of the policy on the batch (nats), from ctx.logprobs. */
+  /** Mean per-token entropy of the policy on the batch (nats), from ctx.linearLogprobs. */
   entropy: number;
   /** Fraction of tokens with a nonzero advantage after reweighting (THR masks some). */
   activeTokens: number;
@@ -136,12 +137,13 @@ export async function grpoStep(
   const layout = { responseOffsets: b.responseOffsets, groupOffsets: b.groupOffsets };
   const scope = new Scope();
   try {
-    const logits = scope.add(ctx.tensor(b.logits, [T, VOCAB], 'f32'));
     const tokens = scope.add(ctx.tensor(b.tokens, [T], 'i32'));
     const hidden = scope.add(ctx.tensor(b.hidden, [T, dim], 'f32'));
+    // The policy's head, W [vocab, dim], in f32: the log-probs come from hidden and W (no logits).
+    const weight = scope.add(ctx.tensor(Float32Array.from(policy.w), [VOCAB, dim], 'f32'));
     const correct = b.correct;
 
-    const lp = await ctx.logprobs(logits, tokens, { entropy: true });
+    const lp = await ctx.linearLogprobs(hidden, weight, tokens, { entropy: true });
     scope.add(lp.logprobs);
     scope.add(lp.lse);
     if (lp.entropy) scope.add(lp.entropy);
@@ -153,6 +155,8 @@ export async function grpoStep(
     if (method.kind === 'thr') {
       const vocab = await ctx.restrictedVocab(tokens, layout);
       for (const t of [vocab.offsets, vocab.columns, vocab.tokenColumn]) scope.add(t);
+      // gatherProbs reads the logits at each group's V* columns: the rollout's (the toy's V is small).
+      const logits = scope.add(ctx.tensor(b.logits, [T, VOCAB], 'f32'));
       const probs = scope.add(await ctx.gatherProbs(logits, lp.lse, { layout, vocab }));
       const thr = await ctx.tokenHiddenReward({ hidden, probs, vocab, layout, correct });
       scope.add(thr.thr);
@@ -178,9 +182,10 @@ export async function grpoStep(
       gradLogprobs[t] = -a[t] / T;
       if (a[t] !== 0) active++;
     }
-    const gradLogits = scope.add(await ctx.logprobsBackward(logits, tokens, lp.lse, gradLogprobs));
-    const g = (await gradLogits.read()) as Float32Array;
-    policy.adamStep(policy.gradient(g, b.hidden, T), config.learningRate);
+    const grads = await ctx.linearLogprobsBackward(hidden, weight, tokens, lp.lse, gradLogprobs);
+    scope.add(grads.gradHidden);
+    const gradWeight = scope.add(grads.gradWeight);
+    policy.adamStep(Float64Array.from(await gradWeight.read()), config.learningRate);
 
     const entropy = lp.entropy ? await lp.entropy.read() : new Float32Array(T);
     let entropySum = 0;
