@@ -1,6 +1,6 @@
 /**
  * THR: the matrix form (cpu backend's tokenHiddenReward) against the pairwise double sum of
- * THR.md item 3, on one group of 8 responses (half correct), d = 256, |V*| = 2000.
+ * docs/THR.md item 3, on one group of 8 responses (half correct), d = 256, |V*| = 2000.
  *
  * Multiply-adds counted per group:
  *   matrix form: K·d·(T⁺ + T)           (build M from the T⁺ correct tokens, then M·h_t for every t)

@@ -345,7 +345,7 @@ function thrCase(groups: number, responses: number, tokens: number, d: number, v
       for (let g = 0; g < groups; g++) {
         const k = off[g + 1] - off[g];
         probCount += k * responses * tokens;
-        // M_g takes |V*|·d·T⁺ multiply-adds, U = H·Mᵀ with its epilogue |V*|·d·T: THR.md's
+        // M_g takes |V*|·d·T⁺ multiply-adds, U = H·Mᵀ with its epilogue |V*|·d·T: docs/THR.md's
         // 2·|V*|·d·(T⁺ + T) is the FLOP count of these multiply-adds.
         macs += k * d * (tPlus + responses * tokens);
         hiddenReads += (tPlus + responses * tokens) * d;

@@ -28,7 +28,7 @@ export type TrainerContext = Pick<
 export interface Method {
   /** Label in tables and plots. */
   name: string;
-  /** Plain GRPO, or THR reweighting (THR.md, mode 'thr') with exponent p. */
+  /** Plain GRPO, or THR reweighting (docs/THR.md, mode 'thr') with exponent p. */
   kind: 'grpo' | 'thr';
   p: number;
 }
