@@ -23,7 +23,7 @@ export default defineConfig({
       },
       {
         // The CUDA kernels themselves, compiled for the CPU by scripts/build-emu.mjs and run by the
-        // emulator in native/emu/ (docs/cuda.md, "Emulated CUDA"): every cuda test on a machine
+        // emulator in tools/cuda-emu/ (docs/cuda.md, "Emulated CUDA"): every cuda test on a machine
         // without a GPU. It checks the kernels' logic, not the GPU's behaviour or speed.
         extends: true,
         test: {
