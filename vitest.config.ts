@@ -4,6 +4,9 @@ import { defineConfig } from 'vitest/config';
 const root = fileURLToPath(new URL('./', import.meta.url));
 
 export default defineConfig({
+  // The CLI, the benchmarks and the examples import the library by the package's name (tsconfig.json's
+  // `paths`): here, as there, that name is the source.
+  resolve: { alias: [{ find: /^grpo-kernels$/, replacement: `${root}src/index.ts` }] },
   test: {
     testTimeout: 120_000,
     hookTimeout: 120_000,

@@ -15,10 +15,10 @@ import {
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { doesNotFit, percentile } from '../src/cli/bench.js';
-import { benchCases, OP_NAMES } from '../src/cli/bench-cases.js';
-import { memoryIo } from '../src/cli/io.js';
-import { main } from '../src/cli/main.js';
+import { doesNotFit, percentile } from '../cli/bench.js';
+import { benchCases, OP_NAMES } from '../cli/bench-cases.js';
+import { memoryIo } from '../cli/io.js';
+import { main } from '../cli/main.js';
 import { type Context, createContext } from '../src/index.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'grpo-cli-'));
@@ -37,11 +37,11 @@ async function run(...args: string[]) {
 }
 
 /**
- * The bin as a user runs it: node with tsx's loader on src/cli.ts. A time limit, so a CLI that hangs
+ * The bin as a user runs it: node with tsx's loader on cli/bin.ts. A time limit, so a CLI that hangs
  * (a synchronous loop no in-process test timeout could stop) fails the test instead of the run.
  */
 function runBin(...args: string[]) {
-  const r = spawnSync(process.execPath, ['--import', 'tsx', 'src/cli.ts', ...args], {
+  const r = spawnSync(process.execPath, ['--import', 'tsx', 'cli/bin.ts', ...args], {
     encoding: 'utf8',
     timeout: 60_000,
   });
@@ -327,7 +327,7 @@ describe('help', () => {
   });
 });
 
-describe('the bin (src/cli.ts) in a child process', () => {
+describe('the bin (cli/bin.ts) in a child process', () => {
   it('info exits 0', () => {
     const r = runBin('info');
     expect(r.code).toBe(0);

@@ -7,8 +7,8 @@
  * G groups × n responses × L tokens each, R responses, d hidden size, V* the mean restricted
  * vocabulary |V*_g| (measured after setup).
  */
-import type { BackendName, Context, Tensor } from '../index.js';
-import { f32ToBf16 } from '../index.js';
+import type { BackendName, Context, Tensor } from 'grpo-kernels';
+import { f32ToBf16 } from 'grpo-kernels';
 
 export type Tier = 'gpu' | 'cpu' | 'quick';
 export type OpName =

@@ -5,7 +5,7 @@
  */
 import { writeFileSync } from 'node:fs';
 import { freemem } from 'node:os';
-import type { BackendName, Context } from '../index.js';
+import type { BackendName, Context } from 'grpo-kernels';
 import { enumFlag, parseFlags } from './args.js';
 import { ALL_BACKENDS, isSoftwareDriver, openOrFail, SOFTWARE_NOTE, tryOpen } from './backends.js';
 import { type BenchCase, benchCases, OP_NAMES, type OpName, type Prepared, tierFor } from './bench-cases.js';
