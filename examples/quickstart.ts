@@ -6,7 +6,7 @@
  * A rollout of G = 2 prompts × 4 responses, packed along one token axis; logits over a
  * 151936-word vocabulary in bf16, hidden states of width 64.
  */
-import { type BackendChoice, createContext, encodeFloats, groupOffsetsFromSize } from '../src/index.js';
+import { type BackendChoice, createContext, encodeFloats, groupOffsetsFromSize } from 'grpo-kernels';
 
 const V = 151_936;
 const D = 64;

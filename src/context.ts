@@ -155,7 +155,7 @@ export class Context {
   }
 
   // ------------------------------------------------------------ advantages family
-  /** Group-relative advantages (ESTIMATORS.md). */
+  /** Group-relative advantages (docs/ESTIMATORS.md). */
   advantages(rewards: TensorLike<'f32'>, options?: adv.AdvantagesOptions): Promise<AdvantagesResult> {
     return this.#op('advantages', (b) => adv.advantages(b, rewards, options));
   }
@@ -176,12 +176,12 @@ export class Context {
     return this.#op('restrictedVocab', (b) => thr.restrictedVocab(b, tokens, layout));
   }
 
-  /** Token hidden reward (THR.md) and each group's threshold tau. */
+  /** Token hidden reward (docs/THR.md) and each group's threshold tau. */
   tokenHiddenReward(options: thr.TokenHiddenRewardOptions): Promise<ThrResult> {
     return this.#op('tokenHiddenReward', (b) => thr.tokenHiddenReward(b, options));
   }
 
-  /** Reweights token advantages by THR (THR.md, "Reweighting"). */
+  /** Reweights token advantages by THR (docs/THR.md, "Reweighting"). */
   thrReweight(options: thr.ThrReweightOptions): Promise<Tensor<'f32'>> {
     return this.#op('thrReweight', (b) => thr.thrReweight(b, options));
   }

@@ -1,6 +1,6 @@
 /**
  * The advantages family of the cpu reference (advantages, expandToTokens, whiten) against float64
- * formulas written out here, never the code under test: ESTIMATORS.md's formulas for the package
+ * formulas written out here, never the code under test: docs/ESTIMATORS.md's formulas for the package
  * conventions, and each trainer's own arithmetic for the presets (docs/PRESETS.md cites the lines).
  */
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -105,7 +105,7 @@ function refWhiten(
   return out;
 }
 
-/** ESTIMATORS.md with the conventions of docs/PRESETS.md, member by member. */
+/** docs/ESTIMATORS.md with the conventions of docs/PRESETS.md, member by member. */
 function refAdvantages(c: AdvantagesCase, k: RefConv): Ref {
   const r = Array.from(c.rewards);
   const R = c.numResponses;

@@ -1,6 +1,6 @@
 /**
  * THR family on the cpu reference: restrictedVocab against a direct sort/unique, tokenHiddenReward
- * against the pairwise double sum of THR.md item 3 (float64, written here) and THR.md's identities,
+ * against the pairwise double sum of docs/THR.md item 3 (float64, written here) and docs/THR.md's identities,
  * thrReweight against its formulas, poison, errors, and untouched inputs.
  */
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -37,7 +37,7 @@ afterEach(() => setOutputPoison(undefined));
 const RTOL = 1.2e-7;
 
 // ------------------------------------------------------------------------------- references
-/** THR.md "Reweighting", token by token; degenerate groups (by layout and correct) keep A. */
+/** docs/THR.md "Reweighting", token by token; degenerate groups (by layout and correct) keep A. */
 function refReweight(
   A: Float32Array,
   thr: Float32Array,
@@ -190,7 +190,7 @@ describe('tokenHiddenReward against the pairwise double sum', () => {
   });
 });
 
-describe('tokenHiddenReward identities (THR.md, "How to check it")', () => {
+describe('tokenHiddenReward identities (docs/THR.md, "How to check it")', () => {
   const incorrectTail: ResponseSpec[] = [
     { length: 7, correct: false },
     { length: 0, correct: false },

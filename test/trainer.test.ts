@@ -1,11 +1,10 @@
 /**
- * The toy GRPO trainer (src/trainer): a real client of every op. Its mean reward must rise over a
+ * The toy GRPO trainer (examples/toy-grpo/trainer): a real client of every op. Its mean reward must rise over a
  * short seeded run on each available backend (cpu always; webgpu and cuda when they start here),
  * the same seed must give the same curves on cpu, and its hand-written backprop must match finite
  * differences of the loss.
  */
 import { describe, expect, it } from 'vitest';
-import { type BackendName, type Context, createContext } from '../src/index.js';
 import {
   comparisonConfig,
   decode,
@@ -16,9 +15,10 @@ import {
   runComparison,
   score,
   train,
-} from '../src/trainer/index.js';
-import { mulberry32 } from '../src/trainer/rng.js';
-import { DEFAULT_TASK, featureDim, VOCAB } from '../src/trainer/task.js';
+} from '../examples/toy-grpo/trainer/index.js';
+import { mulberry32 } from '../examples/toy-grpo/trainer/rng.js';
+import { DEFAULT_TASK, featureDim, VOCAB } from '../examples/toy-grpo/trainer/task.js';
+import { type BackendName, type Context, createContext } from '../src/index.js';
 
 const available = new Map<BackendName, string | null>();
 for (const name of ['cpu', 'webgpu', 'cuda'] as const) {

@@ -1,4 +1,4 @@
-// advantages family: group-relative advantages (every estimator of ESTIMATORS.md), expandToTokens,
+// advantages family: group-relative advantages (every estimator of docs/ESTIMATORS.md), expandToTokens,
 // whiten. Conventions mirror the cpu reference (src/backends/cpu/advantages.ts) line by line:
 //
 //   per group g, members [lo, hi), n = hi − lo, pivot p = r_lo (0 if r_lo is ±Inf/NaN):

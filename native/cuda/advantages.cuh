@@ -1,5 +1,5 @@
 // Launchers of the advantages family (kernels in advantages.cu): group-relative advantages for every
-// estimator of ESTIMATORS.md, expandToTokens, and whiten.
+// estimator of docs/ESTIMATORS.md, expandToTokens, and whiten.
 #pragma once
 
 #include "common.cuh"

@@ -1,4 +1,4 @@
-// THR family (THR.md): tokenHiddenReward and thrReweight. Mirrors src/backends/cpu/thr.ts.
+// THR family (docs/THR.md): tokenHiddenReward and thrReweight. Mirrors src/backends/cpu/thr.ts.
 //
 // Per non-degenerate group g (T_g tokens, K_g = |V*_g| columns, P = its correct tokens, hidden dim d):
 //   g_t = e(col(y_t)) − q_t (on V*_g), w_t = 1/|y_r| ("length") or 1 ("none")

@@ -10,7 +10,7 @@ struct ThrLayoutHost {
   std::vector<int32_t> response_offsets;  // [R+1]
   std::vector<int32_t> group_offsets;     // [G+1]
   std::vector<uint8_t> correct;           // [R], 0/1
-  std::vector<uint8_t> degenerate;        // [G], THR.md item 6
+  std::vector<uint8_t> degenerate;        // [G], docs/THR.md item 6
 };
 
 // Arithmetic of THR's two matrix products (thr.cu, "Numerics"). Same names as the TypeScript

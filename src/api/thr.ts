@@ -1,6 +1,6 @@
 /**
  * Validation and dispatch of the THR family: restrictedVocab, tokenHiddenReward, thrReweight
- * (THR.md). Scalar options are checked first, then tensors; the small host copies the backends
+ * (docs/THR.md). Scalar options are checked first, then tensors; the small host copies the backends
  * plan with (offsets, correct flags, degenerate groups) are read or derived here, once.
  */
 import {
@@ -120,7 +120,7 @@ function readCorrect(value: unknown, responses: number): Uint8Array {
 }
 
 /**
- * THR.md item 6: a group is degenerate when it has no correct response, no incorrect response, or
+ * docs/THR.md item 6: a group is degenerate when it has no correct response, no incorrect response, or
  * no token in its correct responses.
  */
 function degenerateGroups(layout: ResolvedLayout, correct: Uint8Array): Uint8Array {
@@ -171,7 +171,7 @@ export async function restrictedVocab(
   return { offsets, columns, tokenColumn, host: h };
 }
 
-/** Token hidden reward (THR.md) and each group's threshold tau. */
+/** Token hidden reward (docs/THR.md) and each group's threshold tau. */
 export async function tokenHiddenReward(backend: Backend, options: unknown): Promise<ThrResult> {
   const o = requireOptions<TokenHiddenRewardOptions>(
     options,
@@ -210,7 +210,7 @@ export async function tokenHiddenReward(backend: Backend, options: unknown): Pro
 }
 
 /**
- * Reweights token advantages by THR (THR.md, "Reweighting"). An option the chosen mode ignores
+ * Reweights token advantages by THR (docs/THR.md, "Reweighting"). An option the chosen mode ignores
  * (p ≠ 0 outside 'thr', mask: false with 'nthr', a fixed eta outside 'nthr') is a RANGE error
  * rather than silently dropped.
  */

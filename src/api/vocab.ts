@@ -1,5 +1,5 @@
 /**
- * The restricted vocabulary V*_g of THR.md, as host metadata: built on the host from host tokens,
+ * The restricted vocabulary V*_g of docs/THR.md, as host metadata: built on the host from host tokens,
  * validated on the host, uploaded once. Like a Layout, a RestrictedVocab carries its host arrays,
  * so gatherProbs and tokenHiddenReward plan their launches and check every index without reading
  * device memory back (docs/DESIGN.md, "Host metadata, device values").

@@ -68,7 +68,7 @@ export interface GatherProbsArgs {
 }
 
 // ---------------------------------------------------------------- advantages family
-/** Every estimator of ESTIMATORS.md; the one list the API, the backends and the tests share. */
+/** Every estimator of docs/ESTIMATORS.md; the one list the API, the backends and the tests share. */
 export const ESTIMATORS = [
   'grpo',
   'dr_grpo',
@@ -206,7 +206,7 @@ export interface TokenHiddenRewardArgs {
   layout: ResolvedLayout;
   correct: Tensor<'u8'>; // [R]
   hostCorrect: Uint8Array; // [R], values 0 or 1
-  /** 1 where group g is degenerate (THR.md item 6: no correct or no incorrect response, or no
+  /** 1 where group g is degenerate (docs/THR.md item 6: no correct or no incorrect response, or no
    * token in its correct responses); from layout and hostCorrect. [G] */
   hostDegenerate: Uint8Array;
   weighting: Weighting;

@@ -1,6 +1,6 @@
 /**
  * CUDA failures, injected: on the CUDA emulator (vitest project "cuda-emu"), GK_EMU_FAULT makes one
- * chosen runtime call or kernel launch fail (native/emu/emu_runtime.cc, "fault injection"), so the
+ * chosen runtime call or kernel launch fail (tools/cuda-emu/emu_runtime.cc, "fault injection"), so the
  * addon's handling of what a GPU does only when something breaks is tested on every CI run: each
  * failure becomes a GrpoKernelsError with its code and the failing call, the process lives, and the
  * context keeps working where CUDA allows it. Its own file: an illegal address poisons the emulated

@@ -13,7 +13,7 @@ export const CUDA_ADDON = `${ROOT}build/Release/grpo_kernels_native.node`;
 export const NOCUDA_ADDON =
   process.env.GRPO_KERNELS_NOCUDA_ADDON ?? `${ROOT}build/nocuda/Release/grpo_kernels_native.node`;
 
-/** Set by the vitest project "cuda-emu": the cuda tests run on the CPU emulator (native/emu/). */
+/** Set by the vitest project "cuda-emu": the cuda tests run on the CPU emulator (tools/cuda-emu/). */
 export const EMULATED = process.env.GRPO_KERNELS_CUDA_EMU === '1';
 /**
  * Set by scripts/gpu/run.sh (and test/cuda/sanitize.sh) for the runs under compute-sanitizer: the

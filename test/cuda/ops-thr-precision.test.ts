@@ -1,6 +1,6 @@
 /**
  * CUDA tokenHiddenReward's accuracy per precision mode against float64 brute force (the pairwise
- * double sum of THR.md item 3, written here), with the bound each mode documents (native/cuda/thr.cu,
+ * double sum of docs/THR.md item 3, written here), with the bound each mode documents (native/cuda/thr.cu,
  * docs/cuda.md, TokenHiddenRewardOptions.precision).
  *
  * Normalisation: per token t of group g, |THR_t − THR*_t| ≤ atol_g with

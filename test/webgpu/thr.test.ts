@@ -50,7 +50,7 @@ const REWEIGHT_RTOL = 2 ** -22;
 
 requireAdapter();
 
-/** Groups that exercise every degenerate rule (THR.md item 6). */
+/** Groups that exercise every degenerate rule (docs/THR.md item 6). */
 
 interface ThrOut {
   thr: Float32Array;

@@ -111,7 +111,7 @@ export function cpuExpandToTokens(a: ExpandToTokensArgs): Tensor<'f32'> {
 }
 
 /**
- * Group-relative advantages (ESTIMATORS.md, conventions resolved by the API). Per group g with
+ * Group-relative advantages (docs/ESTIMATORS.md, conventions resolved by the API). Per group g with
  * members [lo, hi), n = hi − lo, rewards r (f32 read as f64):
  *   μ = Σ r / n;  M2 = Σ (r − μ)²;  s = sqrt(M2/(n−1)) ('sample') or sqrt(M2/n) ('population')
  *   grpo           (r_i − μ) / (D + eps), D = s (scale 'group') | batch std (scale 'batch');

@@ -157,7 +157,7 @@ export function summaryMarkdown(
     `Run: ${describeConfig(result.config)}.`,
     `Backend: ${context.backend} (${context.device}); wall time ${result.seconds.toFixed(1)} s.`,
     `Evaluation every ${result.config.evalEvery} steps on ${result.heldOutNote}: greedy decoding, and pass@${result.config.groupSize} (${result.config.passAtKRepeats} groups of ${result.config.groupSize} samples per prompt).`,
-    "Methods: GRPO advantages (grpo estimator) on every token; THR p: A' = 1[|THR| > tau]·(1 + p·sign THR)·A (THR.md, mode 'thr').",
+    "Methods: GRPO advantages (grpo estimator) on every token; THR p: A' = 1[|THR| > tau]·(1 + p·sign THR)·A (docs/THR.md, mode 'thr').",
     '',
     `| ${SUMMARY_COLUMNS.join(' | ')} |`,
     `|${SUMMARY_COLUMNS.map((_, i) => (i === 0 ? '---' : '---:')).join('|')}|`,

@@ -1,4 +1,4 @@
-// The CUDA emulator's runtime: the block scheduler behind native/emu/cuda_emu.h, and the CUDA runtime
+// The CUDA emulator's runtime: the block scheduler behind tools/cuda-emu/cuda_emu.h, and the CUDA runtime
 // calls addon.cc and the launchers make, implemented on host memory. Test-only (docs/cuda.md,
 // "Emulated CUDA"): "device" memory is malloc'd host memory, streams and events are synchronous, and a
 // launch has finished when its launch call returns.

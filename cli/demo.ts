@@ -1,5 +1,5 @@
 /**
- * `grpo-kernels demo`: the toy GRPO trainer (src/trainer) comparing plain GRPO with THR p = ±0.1;
+ * `grpo-kernels demo`: the toy GRPO trainer (examples/toy-grpo/trainer) comparing plain GRPO with THR p = ±0.1;
  * prints the summary table and where the plot (SVG) and the summary (markdown, JSON) were written.
  */
 import {
@@ -10,7 +10,7 @@ import {
   SUMMARY_COLUMNS,
   summaryCells,
   writeReport,
-} from '../trainer/index.js';
+} from '../examples/toy-grpo/trainer/index.js';
 import { enumFlag, type IntRange, intFlag, parseFlags } from './args.js';
 import { openOrFail } from './backends.js';
 import { CliError, oneLine, usageError } from './errors.js';

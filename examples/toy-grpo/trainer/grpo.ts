@@ -4,8 +4,7 @@
  * gatherProbs, tokenHiddenReward and thrReweight; logprobsBackward gives dLoss/dlogits of the
  * policy-gradient loss −Σ_t A'_t · logprob_t / T, which is backpropagated to W here.
  */
-import type { Context } from '../context.js';
-import type { Tensor } from '../tensor.js';
+import type { Context, Tensor } from 'grpo-kernels';
 import { LinearPolicy } from './policy.js';
 import { deriveSeed, mulberry32 } from './rng.js';
 import { decode, packGroups, type Response } from './rollout.js';
@@ -28,7 +27,7 @@ export type TrainerContext = Pick<
 export interface Method {
   /** Label in tables and plots. */
   name: string;
-  /** Plain GRPO, or THR reweighting (THR.md, mode 'thr') with exponent p. */
+  /** Plain GRPO, or THR reweighting (docs/THR.md, mode 'thr') with exponent p. */
   kind: 'grpo' | 'thr';
   p: number;
 }
