@@ -766,6 +766,7 @@ class CudaDevice : public Napi::ObjectWrap<CudaDevice> {
                         "precision: expected 'f32' or 'tf32', got " + (prec.empty() ? std::string("none") : "'" + prec + "'"));
     }
     if (Has(a, "mBudgetBytes")) p.m_budget_bytes = static_cast<size_t>(Int(a, "mBudgetBytes"));
+    p.small_tiles = Bool(a, "smallTiles", false);  // test hook (src/backends/cuda/thr.ts thrTuning)
     p.thr = static_cast<float*>(Ptr(a, "outThr"));
     p.tau = static_cast<float*>(Ptr(a, "outTau"));
     const int64_t T = p.layout.response_offsets.empty() ? 0 : p.layout.response_offsets.back();
