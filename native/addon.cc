@@ -737,6 +737,7 @@ class CudaDevice : public Napi::ObjectWrap<CudaDevice> {
     p.beta = static_cast<float>(a.Num("beta"));
     p.precision = static_cast<gk::ThrPrecision>(a.Enum("precision", gk::kThrPrecisionNames));
     if (a.Has("mBudgetBytes")) p.m_budget_bytes = static_cast<size_t>(a.Int("mBudgetBytes"));  // test hook
+    p.small_tiles = a.Has("smallTiles") && a.Bool("smallTiles");  // test hook (src/backends/cuda/thr.ts thrTuning)
     p.thr = a.Ptr<float>("outThr");
     p.tau = a.Ptr<float>("outTau");
     const Poison poison = PoisonOf(a);

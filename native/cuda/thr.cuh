@@ -33,6 +33,7 @@ struct ThrParams {
   float beta = 1.f;
   ThrPrecision precision = ThrPrecision::F32;  // 'f32': 3xTF32 / 2xTF32 split products; 'tf32': one pass
   size_t m_budget_bytes = size_t(256) << 20;  // scratch for the M_g of one batch of groups
+  bool small_tiles = false;  // test hook: the small tile configuration whatever the device allows (thr.cu)
   float* thr = nullptr;  // [Ttotal]
   float* tau = nullptr;  // [G]
 };

@@ -80,3 +80,14 @@ export async function rejection(p: Promise<unknown>): Promise<GrpoKernelsError> 
   }
   throw new Error('expected a rejection');
 }
+
+/**
+ * The CUDA THR tile configurations the THR tests run (native/cuda/thr.cu, "Configurations"): the one
+ * the device's shared memory per block selects (the large one on the emulator, an A100, H100, H200),
+ * and the small one (64 × 128 M tiles, 2-stage pipelines: what a 99 KiB sm_86 / sm_89 GPU runs),
+ * forced on any device by thrTuning.smallTiles (src/backends/cuda/thr.ts).
+ */
+export const THR_TILE_CONFIGS = [
+  { name: "the device's tiles", smallTiles: false },
+  { name: 'small tiles', smallTiles: true },
+] as const;

@@ -98,6 +98,8 @@ export interface NativeTokenHiddenRewardArgs extends Poisonable, NativeThrLayout
   precision: 'f32' | 'tf32';
   /** Test hook: the scratch budget for one batch of M_g. */
   mBudgetBytes?: number;
+  /** Test hook: the small tile configuration (thr.cu, "Configurations"). */
+  smallTiles?: boolean;
   outThr: bigint;
   outTau: bigint;
 }
