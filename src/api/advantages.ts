@@ -24,13 +24,12 @@ import { fail } from '../errors.js';
 import { groupOffsetsFromSize, validateOffsets } from '../layout.js';
 import { Tensor } from '../tensor.js';
 import {
-  asTensor,
   checkBoolean,
   checkEnum,
   checkNumber,
   checkOptions,
   type TensorLike,
-  withUploads,
+  withInputs,
 } from './validate.js';
 
 export interface AdvantagesOptions {
@@ -164,9 +163,9 @@ export async function advantages(
     o.singleton === undefined ? base.singleton : checkEnum('singleton', o.singleton, SINGLETON_POLICIES);
   const eps = o.eps === undefined ? base.eps : checkNumber('eps', o.eps, { min: 0 });
 
-  const rw = asTensor(backend, 'rewards', rewards, ['f32'], [null]);
-  return withUploads([rw], async () => {
-    const numResponses = rw.tensor.shape[0];
+  return withInputs(backend, async (take) => {
+    const rw = take('rewards', rewards, ['f32'], [null]);
+    const numResponses = rw.shape[0];
     if ((o.groupOffsets === undefined) === (o.groupSize === undefined)) {
       fail('LAYOUT', 'groupOffsets', 'expected exactly one of groupOffsets or groupSize');
     }
@@ -198,7 +197,7 @@ export async function advantages(
     }
 
     const args: AdvantagesArgs = {
-      rewards: rw.tensor,
+      rewards: rw,
       groupOffsets,
       responseOffsets,
       numResponses,
@@ -222,11 +221,11 @@ export async function expandToTokens(
   values: unknown,
   responseOffsets: unknown,
 ): Promise<Tensor<'f32'>> {
-  const v = asTensor(backend, 'values', values, ['f32'], [null]);
-  return withUploads([v], async () => {
-    const ro = checkResponseOffsets(responseOffsets, v.tensor.shape[0]);
+  return withInputs(backend, async (take) => {
+    const v = take('values', values, ['f32'], [null]);
+    const ro = checkResponseOffsets(responseOffsets, v.shape[0]);
     return backend.expandToTokens({
-      values: v.tensor,
+      values: v,
       responseOffsets: ro,
       numTokens: ro[ro.length - 1],
     });
@@ -239,17 +238,11 @@ export async function whiten(backend: Backend, values: unknown, options: unknown
   const keepMean = o.keepMean === undefined ? false : checkBoolean('keepMean', o.keepMean);
   // A Tensor may have any rank; a plain array is 1-D.
   const rank = values instanceof Tensor ? values.shape.length : 1;
-  const v = asTensor(backend, 'values', values, ['f32'], new Array<null>(rank).fill(null));
-  const uploads: { tensor: Tensor; uploaded: boolean }[] = [v];
-  return withUploads(uploads, async () => {
-    let mask: Tensor<'u8'> | undefined;
-    if (o.mask !== undefined) {
-      const m = asTensor(backend, 'mask', o.mask, ['u8'], v.tensor.shape);
-      uploads.push(m);
-      mask = m.tensor;
-    }
+  return withInputs(backend, async (take) => {
+    const v = take('values', values, ['f32'], new Array<null>(rank).fill(null));
+    const mask = o.mask === undefined ? undefined : take('mask', o.mask, ['u8'], v.shape);
     return backend.whiten({
-      values: v.tensor,
+      values: v,
       mask,
       maskEps: base.whitenMaskEps,
       variance: base.whitenVariance,

@@ -13,7 +13,7 @@ import {
   type ThrResult,
   type Weighting,
 } from '../backends/backend.js';
-import { type DType, FLOAT_DTYPES, type FloatDType } from '../dtypes.js';
+import { FLOAT_DTYPES, type FloatDType } from '../dtypes.js';
 import { fail } from '../errors.js';
 import { type Layout, type ResolvedLayout, resolveLayout } from '../layout.js';
 import { Tensor } from '../tensor.js';
@@ -27,9 +27,8 @@ import {
   enumOption,
   numberOption,
   quote,
-  type ShapePattern,
   type TensorLike,
-  withUploads,
+  withInputs,
 } from './validate.js';
 import { buildRestrictedVocab, probsOffsets, resolveVocab, type VocabLike } from './vocab.js';
 
@@ -78,17 +77,6 @@ export interface ThrReweightOptions {
   mask?: boolean;
   /** Mode 'nthr' only: 'auto' (default) = 2·|0.5 − rho_g|, or a fixed number in [0, 1]. */
   eta?: number | 'auto';
-}
-
-type Upload = { tensor: Tensor; uploaded: boolean };
-
-/** asTensor that records the upload so withUploads disposes it, even when a later check throws. */
-function taker(backend: Backend, uploads: Upload[]) {
-  return <D extends DType>(argument: string, value: unknown, dtypes: readonly D[], pattern: ShapePattern) => {
-    const r = asTensor(backend, argument, value, dtypes, pattern);
-    uploads.push(r);
-    return r.tensor;
-  };
 }
 
 function requireOptions<T extends object>(
@@ -181,14 +169,12 @@ export async function tokenHiddenReward(backend: Backend, options: unknown): Pro
   const weighting = enumOption<Weighting>('weighting', o.weighting, ['length', 'none'], 'length');
   const beta = numberOption('beta', o.beta, 1);
   const precision = enumOption<ThrPrecision>('precision', o.precision, THR_PRECISIONS, 'f32');
-  const uploads: Upload[] = [];
-  return withUploads(uploads, async () => {
+  return withInputs(backend, async (take) => {
     const layout = resolveLayout(o.layout);
     const { numTokens: T, numResponses: R, numGroups: G } = layout;
-    const take = taker(backend, uploads);
     const hidden = take('hidden', o.hidden, FLOAT_DTYPES, [T, null]);
     const correct = take('correct', o.correct, ['u8'], [R]);
-    const vocab = resolveVocab(backend, o.vocab, layout, undefined, uploads);
+    const vocab = resolveVocab(take, o.vocab, layout, undefined);
     const pOffsets = probsOffsets(layout, vocab.hostOffsets);
     const probs = take('probs', o.probs, ['f32'], [pOffsets[G]]);
     const hostCorrect = readCorrect(o.correct, R);
@@ -240,11 +226,9 @@ export async function thrReweight(backend: Backend, options: unknown): Promise<T
     }
     eta = etaRaw;
   }
-  const uploads: Upload[] = [];
-  return withUploads(uploads, async () => {
+  return withInputs(backend, async (take) => {
     const layout = resolveLayout(o.layout);
     const { numTokens: T, numResponses: R, numGroups: G } = layout;
-    const take = taker(backend, uploads);
     const tokenAdvantages = take('tokenAdvantages', o.tokenAdvantages, ['f32'], [T]);
     const thr = take('thr', o.thr, ['f32'], [T]);
     const tau = take('tau', o.tau, ['f32'], [G]);
