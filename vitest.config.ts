@@ -22,6 +22,8 @@ export default defineConfig({
           name: 'unit',
           include: ['test/**/*.test.ts'],
           exclude: ['test/cuda/emu.test.ts', 'test/cuda/faults.test.ts'],
+          // dist/ built once, before any file runs (the browser, package and CLI tests use it).
+          globalSetup: ['test/build-setup.ts'],
         },
       },
       {

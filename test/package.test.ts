@@ -12,7 +12,7 @@ const pkg = JSON.parse(readFileSync(new URL('package.json', root), 'utf8')) as {
   files: string[];
 };
 
-/** The paths `npm pack` would ship. dist/ is listed only as far as it has been built. */
+/** The paths `npm pack` would ship (dist/ as test/build-setup.ts built it). */
 function packed(): string[] {
   const npm = process.platform === 'win32' ? 'npm.cmd' : 'npm';
   const out = execFileSync(npm, ['pack', '--dry-run', '--json', '--ignore-scripts'], {
@@ -54,15 +54,13 @@ describe('the published package', () => {
       'examples/toy-grpo/main.ts',
     ])
       expect(files, f).toContain(f);
-    // dist/ is in the list once built (npm run build; the tests do not build it).
-    if (files.some((f) => f.startsWith('dist/'))) {
-      for (const f of [
-        'dist/index.js',
-        'dist/cli/bin.js',
-        'dist/bench/index.js',
-        'dist/examples/toy-grpo/trainer/index.js',
-      ])
-        expect(files, f).toContain(f);
-    }
+    // dist/ is built before the tests run (test/build-setup.ts).
+    for (const f of [
+      'dist/index.js',
+      'dist/cli/bin.js',
+      'dist/bench/index.js',
+      'dist/examples/toy-grpo/trainer/index.js',
+    ])
+      expect(files, f).toContain(f);
   });
 });

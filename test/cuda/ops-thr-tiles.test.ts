@@ -1,7 +1,7 @@
 /**
  * CUDA tokenHiddenReward's tiles (native/cuda/thr.cu: 128 × 128 output tiles of mma.sync m16n8k8
  * TF32, k-steps of 32 through a 3-stage cp.async pipeline, 128-column V* tiles whose partial s are
- * folded in order) against float64 brute force (bruteThr, the pairwise double sum of THR.md item 3),
+ * folded in order) against float64 brute force (bruteThr, the pairwise double sum of docs/THR.md item 3),
  * on shapes that leave partial tiles everywhere, and their batch invariance. Every case runs in both
  * tile configurations (THR_TILE_CONFIGS: the device's, and the small one of 99 KiB GPUs, 64 × 128 M
  * tiles and 2-stage pipelines, forced by thrTuning.smallTiles), whose partial tiles differ (|V*| 129:
