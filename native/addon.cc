@@ -663,6 +663,7 @@ class CudaDevice : public Napi::ObjectWrap<CudaDevice> {
     p.eps = static_cast<float>(a.Num("eps"));
     p.scale = static_cast<gk::ScaleKind>(a.Enum("scale", gk::kScaleKindNames));
     p.singleton = static_cast<gk::Singleton>(a.Enum("singleton", gk::kSingletonNames));
+    p.nan_rewards = static_cast<gk::NanRewards>(a.Enum("nanRewards", gk::kNanRewardNames));
     p.whiten_mask_eps = static_cast<float>(a.Num("whitenMaskEps"));
     p.whiten_sample = a.Enum("whitenVariance", gk::kStdKindNames) == int(gk::StdKind::Sample);
     p.whiten_clamp = a.Enum("whitenVarianceEps", {"add", "clamp"}) == 1;
@@ -896,6 +897,7 @@ Napi::Value Enums(const Napi::CallbackInfo& info) {
   o.Set("stdKind", list(gk::kStdKindNames));
   o.Set("scaleKind", list(gk::kScaleKindNames));
   o.Set("singleton", list(gk::kSingletonNames));
+  o.Set("nanRewards", list(gk::kNanRewardNames));
   o.Set("thrPrecision", list(gk::kThrPrecisionNames));
   o.Set("reweightMode", list(gk::kReweightModeNames));
   o.Set("policyLoss", list(gk::kPolicyLossNames));

@@ -91,6 +91,14 @@ export type StdKind = (typeof STD_KINDS)[number];
  */
 export const SINGLETON_POLICIES = ['zero', 'mean0', 'nan'] as const;
 export type SingletonPolicy = (typeof SINGLETON_POLICIES)[number];
+/**
+ * NaN rewards: 'propagate' (NaN in, NaN out: the group's statistics and advantages become NaN), or
+ * 'unscorable' (TRL): a NaN reward is left out of every statistic (its group's mean and std, the batch
+ * std, gpg's α, opo's baseline, reinforce_pp_baseline's whitening), its advantage is 0, the rest of the
+ * group is normalised as usual, and then, as torch.nan_to_num, NaN advantages become 0 and ±Inf ±f32 max.
+ */
+export const NAN_REWARD_POLICIES = ['propagate', 'unscorable'] as const;
+export type NanRewardPolicy = (typeof NAN_REWARD_POLICIES)[number];
 /** GRPO's divisor: the group's std, the std of every reward in the batch, or none. */
 export const SCALE_KINDS = ['group', 'batch', 'none'] as const;
 export type ScaleKind = (typeof SCALE_KINDS)[number];
@@ -128,6 +136,7 @@ export interface AdvantagesArgs {
   /** Divisor of grpo and grpo_passk; ignored by the other estimators. */
   scale: ScaleKind;
   singleton: SingletonPolicy;
+  nanRewards: NanRewardPolicy;
   /** reinforce_pp_baseline's whitening convention (see WhitenVarianceEps above). */
   whitenMaskEps: number;
   whitenVariance: StdKind;

@@ -10,6 +10,7 @@ import {
   AGGREGATIONS,
   ESTIMATORS,
   KL_ESTIMATORS,
+  NAN_REWARD_POLICIES,
   POLICY_LOSSES,
   REWEIGHT_MODES,
   ROLLOUT_LEVELS,
@@ -44,6 +45,7 @@ describe('enum tables agree across TypeScript, C++ and WGSL', () => {
     expect(e.stdKind).toEqual([...STD_KINDS]);
     expect(e.scaleKind).toEqual([...SCALE_KINDS]);
     expect(e.singleton).toEqual([...SINGLETON_POLICIES]);
+    expect(e.nanRewards).toEqual([...NAN_REWARD_POLICIES]);
     expect(e.thrPrecision).toEqual([...THR_PRECISIONS]);
     expect(e.reweightMode).toEqual([...REWEIGHT_MODES]);
     expect(e.policyLoss).toEqual([...POLICY_LOSSES]);

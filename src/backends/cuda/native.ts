@@ -12,6 +12,7 @@ import type {
   Aggregation,
   Estimator,
   KlEstimator,
+  NanRewardPolicy,
   PolicyLossKind,
   RolloutLevel,
   RolloutMode,
@@ -138,6 +139,7 @@ export interface NativeAdvantagesArgs extends Poisonable {
   eps: number;
   scale: ScaleKind;
   singleton: SingletonPolicy;
+  nanRewards: NanRewardPolicy;
   whitenMaskEps: number;
   whitenVariance: StdKind;
   whitenVarianceEps: WhitenVarianceEps;
@@ -218,6 +220,7 @@ export interface NativeEnums {
   stdKind: string[];
   scaleKind: string[];
   singleton: string[];
+  nanRewards: string[];
   thrPrecision: string[];
   reweightMode: string[];
   policyLoss: string[];
