@@ -20,7 +20,8 @@ export type OpName =
   | 'whiten'
   | 'restrictedVocab'
   | 'tokenHiddenReward'
-  | 'thrReweight';
+  | 'thrReweight'
+  | 'policyLoss';
 
 export const OP_NAMES: readonly OpName[] = [
   'logprobs',
@@ -32,6 +33,7 @@ export const OP_NAMES: readonly OpName[] = [
   'restrictedVocab',
   'tokenHiddenReward',
   'thrReweight',
+  'policyLoss',
 ];
 
 /** A prepared case: `run` launches the op once and returns its outputs (disposed by the caller). */
@@ -401,6 +403,66 @@ function reweightCase(groups: number, responses: number, tokens: number): BenchC
   };
 }
 
+/**
+ * policyLoss on T ≈ responses·meanLength tokens in `responses` ragged responses (lengths 1 to
+ * 2·meanLength − 1): ppo with a k3 KL, an entropy bonus and token-level rollout correction, token-mean,
+ * no mask (a packed batch has no padding). Bytes: six f32 inputs read and two f32 outputs written per
+ * token (the floor; the kernels read each input twice, the second time from cache), the offsets.
+ */
+function policyLossCase(responses: number, meanLength: number): BenchCase {
+  const lengths = new Int32Array(responses);
+  const r = lcg(21);
+  for (let i = 0; i < responses; i++) lengths[i] = 1 + Math.floor(r() * (2 * meanLength - 1));
+  const responseOffsets = new Int32Array(responses + 1);
+  for (let i = 0; i < responses; i++) responseOffsets[i + 1] = responseOffsets[i] + lengths[i];
+  const T = responseOffsets[responses];
+  return {
+    op: 'policyLoss',
+    sizes: { R: responses, T },
+    dtype: 'f32',
+    hostBytes: T * 40,
+    deviceBytes: T * 32,
+    largestTensorBytes: T * 4,
+    async setup(ctx) {
+      const logprobs = randomF32(T, 22, 0.5).map((x) => -Math.abs(x) - 0.05);
+      const shifted = (seed: number, scale: number) => {
+        const d = randomF32(T, seed, scale);
+        for (let t = 0; t < T; t++) d[t] += logprobs[t];
+        return ctx.tensor(d, [T], 'f32');
+      };
+      const lp = ctx.tensor(logprobs, [T], 'f32');
+      const old = shifted(23, 0.1);
+      const ref = shifted(24, 0.3);
+      const roll = shifted(25, 0.1);
+      const adv = ctx.tensor(randomF32(T, 26), [T], 'f32');
+      const entropy = ctx.tensor(randomF32(T, 27, 0.5).map(Math.abs), [T], 'f32');
+      const layout = { responseOffsets };
+      return {
+        async run() {
+          const out = await ctx.policyLoss(
+            {
+              logprobs: lp,
+              oldLogprobs: old,
+              advantages: adv,
+              refLogprobs: ref,
+              rolloutLogprobs: roll,
+              entropy,
+              layout,
+            },
+            { kl: { coef: 0.01 }, entropyCoef: 0.001, rolloutCorrection: { level: 'token' } },
+          );
+          return [out.loss, out.gradLogprobs, out.gradEntropy!, out.stats];
+        },
+        dispose() {
+          for (const t of [lp, old, ref, roll, adv, entropy]) t.dispose();
+        },
+        bytes: T * 32 + 4 * (responses + 1),
+        work: { amount: T / 1e6, unit: 'Mtok/s' },
+      };
+    },
+  };
+}
+
 /** The cases of a tier, in table order. */
 export function benchCases(tier: Tier): BenchCase[] {
   const V = [32000, 128256, 151936];
@@ -416,6 +478,7 @@ export function benchCases(tier: Tier): BenchCase[] {
       restrictedVocabCase(2, 4, 32, 151936),
       thrCase(1, 4, 8, 896, 151936),
       reweightCase(4, 4, 256),
+      policyLossCase(64, 16),
     ];
   }
   const gpu = tier === 'gpu';
@@ -433,6 +496,8 @@ export function benchCases(tier: Tier): BenchCase[] {
     gpu ? thrCase(8, 8, 256, 896, 151936) : thrCase(2, 4, 64, 896, 151936),
     gpu ? thrCase(8, 8, 256, 3584, 151936) : thrCase(2, 4, 16, 3584, 151936),
     gpu ? reweightCase(64, 16, 1024) : reweightCase(16, 16, 256),
+    // 1M tokens in 64k responses (the issue's size) on a GPU; 64k tokens in 4k on cpu.
+    gpu ? policyLossCase(65536, 16) : policyLossCase(4096, 16),
   ];
 }
 
