@@ -31,6 +31,8 @@ import {
   type RolloutLevel,
   type RolloutMode,
 } from '../../src/backends/backend.js';
+import { policyTuning as cudaTuning } from '../../src/backends/cuda/policy.js';
+import { policyTuning as webgpuTuning } from '../../src/backends/webgpu/policy.js';
 import type { Context } from '../../src/context.js';
 import { rng } from '../util/rng.js';
 import {
@@ -1617,6 +1619,51 @@ function invarianceCase(): Case {
   };
 }
 
+/** Chunks of other sizes (the GPU backends' test knobs): the same gradient bits, the loss within f32. */
+function chunkingCase(): Case {
+  return {
+    kind: 'self',
+    name: 'chunking: responses per block or workgroup change no gradient bit (host scales)',
+    skip: { cpu: 'the cpu backend does not chunk' },
+    run: async (ctx) => {
+      const r = rng(430);
+      const d = makeData({
+        seed: 431,
+        lengths: Array.from({ length: 900 }, () => Math.floor(r() * 20)),
+        ent: true,
+        ref: true,
+        maskP: 0.1,
+      });
+      const options: PolicyLossOptions = {
+        kl: { coef: 0.1 },
+        entropyCoef: 0.01,
+        aggregation: 'seq-mean-token-mean',
+      };
+      const a = await runPolicy(ctx, d, options);
+      cudaTuning.chunkResponses = 64;
+      webgpuTuning.chunkMultiple = 4;
+      let b: Outputs;
+      try {
+        b = await runPolicy(ctx, d, options);
+      } finally {
+        cudaTuning.chunkResponses = 0;
+        webgpuTuning.chunkMultiple = undefined;
+      }
+      const problems: string[] = [];
+      for (const k of ['gradLogprobs', 'gradEntropy']) {
+        const u = new Uint32Array((a[k].data as Float32Array).buffer);
+        const v = new Uint32Array((b[k].data as Float32Array).buffer);
+        const i = u.findIndex((x, j) => x !== v[j]);
+        if (i >= 0) problems.push(`${k}[${i}] differs with other chunks`);
+      }
+      const la = (a.loss.data as Float32Array)[0];
+      const lb = (b.loss.data as Float32Array)[0];
+      if (Math.abs(la - lb) > 1e-5 * Math.abs(la)) problems.push(`loss ${la} vs ${lb}`);
+      return problems;
+    },
+  };
+}
+
 function determinismCase(): Case {
   return {
     kind: 'self',
@@ -1734,6 +1781,7 @@ function concat(parts: PolicyData[]): PolicyData {
 export const POLICY_CASES: readonly Case[] = [
   ...specs().map(refCase),
   invarianceCase(),
+  chunkingCase(),
   determinismCase(),
   wholeLossCase(),
 ];
