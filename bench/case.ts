@@ -26,7 +26,8 @@ export type OpName =
   | 'whiten'
   | 'restrictedVocab'
   | 'tokenHiddenReward'
-  | 'thrReweight';
+  | 'thrReweight'
+  | 'policyLoss';
 
 export const OP_NAMES: readonly OpName[] = [
   'logprobs',
@@ -38,6 +39,7 @@ export const OP_NAMES: readonly OpName[] = [
   'restrictedVocab',
   'tokenHiddenReward',
   'thrReweight',
+  'policyLoss',
 ];
 
 /**

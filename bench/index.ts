@@ -7,6 +7,7 @@ import type { BackendName } from 'grpo-kernels';
 import { advantagesCase, expandCase, whitenCase } from './advantages.bench.js';
 import type { BenchCase, Tier } from './case.js';
 import { backwardCase, gatherProbsCase, logprobsCase } from './logprobs.bench.js';
+import { policyLossCase } from './policy.bench.js';
 import { restrictedVocabCase, reweightCase, thrCase } from './thr.bench.js';
 
 export { type BenchCase, OP_NAMES, type OpName, type Peer, type Prepared, type Tier } from './case.js';
@@ -27,6 +28,7 @@ export function benchCases(tier: Tier): BenchCase[] {
       restrictedVocabCase(2, 4, 32, 151936),
       thrCase(1, 4, 8, 896, 151936),
       reweightCase(4, 4, 256),
+      policyLossCase(64, 16),
     ];
   }
   if (tier === 'reference') {
@@ -58,6 +60,8 @@ export function benchCases(tier: Tier): BenchCase[] {
     gpu ? thrCase(8, 8, 256, 896, 151936) : thrCase(2, 4, 64, 896, 151936),
     gpu ? thrCase(8, 8, 256, 3584, 151936) : thrCase(2, 4, 16, 3584, 151936),
     gpu ? reweightCase(64, 16, 1024) : reweightCase(16, 16, 256),
+    // 1M tokens in 64k responses (the size) on a GPU; 64k tokens in 4k on cpu.
+    gpu ? policyLossCase(65536, 16) : policyLossCase(4096, 16),
   ];
 }
 

@@ -30,9 +30,9 @@ export const BENCH_HELP = `Usage: grpo-kernels bench [--backend NAME] [--quick] 
 Times every op at realistic sizes: logprobs at V = 32000, 128256, 151936 (f32 and bf16 logits
 of a few hundred MB on a GPU; 8 rows on cpu and on software drivers such as lavapipe), logprobsBackward, gatherProbs, advantages from 1k
 to 1M responses, expandToTokens, whiten, restrictedVocab, tokenHiddenReward at d = 896 and 3584,
-thrReweight. Size keys: N rows, V vocabulary, G groups x n responses x L tokens, R responses,
-d hidden size, V* mean restricted vocabulary. Prints median time, p10-p90, the op's throughput (GB/s of bytes moved, GFLOP/s for
-THR, responses/s for advantages, tokens/s for restrictedVocab) and the fraction of the backend's
+thrReweight, policyLoss on 1M tokens in 64k responses. Size keys: N rows, V vocabulary, G groups x
+n responses x L tokens, R responses, T tokens, d hidden size, V* mean restricted vocabulary. Prints median time, p10-p90, the op's throughput (GB/s of bytes moved, GFLOP/s for
+THR, responses/s for advantages, tokens/s for restrictedVocab and policyLoss) and the fraction of the backend's
 copy bandwidth (ctx.copyProbe) measured in the same run.
 
 Options:

@@ -114,7 +114,8 @@ async function runAndReport(
       bar.done();
     }
     io.out('');
-    for (const line of formatTable(SUMMARY_COLUMNS, summaryCells(result.summary), 'lrrrrrrrr')) io.out(line);
+    for (const line of formatTable(SUMMARY_COLUMNS, summaryCells(result.summary), 'lrrrrrrrrrr'))
+      io.out(line);
     io.out('');
     let paths: ReturnType<typeof writeReport>;
     try {

@@ -4,6 +4,7 @@
  */
 import * as adv from './api/advantages.js';
 import * as lp from './api/logprobs.js';
+import * as pl from './api/policy.js';
 import * as thr from './api/thr.js';
 import type { TensorLike } from './api/validate.js';
 import { hostArrayName, ownedView } from './api/validate.js';
@@ -13,6 +14,7 @@ import type {
   BackendOptions,
   DeviceInfo,
   LogprobsResult,
+  PolicyLossResult,
   RestrictedVocab,
   ThrResult,
 } from './backends/backend.js';
@@ -184,6 +186,16 @@ export class Context {
   /** Reweights token advantages by THR (docs/THR.md, "Reweighting"). */
   thrReweight(options: thr.ThrReweightOptions): Promise<Tensor<'f32'>> {
     return this.#op('thrReweight', (b) => thr.thrReweight(b, options));
+  }
+
+  // ------------------------------------------------------------ policy loss
+  /**
+   * The scalar policy loss of POLICY.md (surrogate, KL penalty, entropy bonus, rollout correction,
+   * aggregation) and its exact gradient with respect to the log-probs (and entropies), ready for
+   * logprobsBackward. `loss` and `stats` stay on the device: readPolicyStats(result.stats) names them.
+   */
+  policyLoss(inputs: pl.PolicyLossInputs, options?: pl.PolicyLossOptions): Promise<PolicyLossResult> {
+    return this.#op('policyLoss', (b) => pl.policyLoss(b, inputs, options));
   }
 
   /** Resolves when every op queued so far has finished on the device. */

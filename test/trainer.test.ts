@@ -49,6 +49,11 @@ for (const [backend, reason] of available) {
             first + 0.1,
           );
           for (const s of r.steps) expect(Number.isFinite(s.entropy) && s.entropy > 0).toBe(true);
+          // policyLoss's stats: on-policy (one update per batch), so nothing is clipped; the KL to the
+          // initial policy starts at 0 and grows as the policy moves.
+          for (const s of r.steps) expect(s.clipFraction).toBe(0);
+          expect(r.steps[0].kl).toBeLessThan(1e-6);
+          expect(r.steps[r.steps.length - 1].kl).toBeGreaterThan(r.steps[0].kl);
           // THR's mask (|THR| ≤ tau → advantage 0) must have acted on some tokens; GRPO keeps them all
           // except in groups whose rewards are all equal.
           if (method.kind === 'thr') expect(Math.min(...r.steps.map((s) => s.activeTokens))).toBeLessThan(1);

@@ -10,6 +10,8 @@ import {
   type Backend,
   ESTIMATORS,
   type Estimator,
+  NAN_REWARD_POLICIES,
+  type NanRewardPolicy,
   PRESETS,
   type Preset,
   SCALE_KINDS,
@@ -49,6 +51,8 @@ export interface AdvantagesOptions {
   scale?: ScaleKind;
   /** Singleton groups. Default 'zero' (verl preset 'mean0', openrlhf 'nan'). */
   singleton?: SingletonPolicy;
+  /** NaN rewards: 'propagate' (default) or TRL's 'unscorable' (preset 'trl'); see NAN_REWARD_POLICIES. */
+  nanRewards?: NanRewardPolicy;
   /** Sets every convention of one trainer at once; explicit options above override it. */
   preset?: Preset;
 }
@@ -68,6 +72,7 @@ export interface Conventions {
   eps: number;
   scale: ScaleKind;
   singleton: SingletonPolicy;
+  nanRewards: NanRewardPolicy;
   whitenMaskEps: number;
   whitenVariance: StdKind;
   whitenVarianceEps: WhitenVarianceEps;
@@ -79,6 +84,7 @@ export const DEFAULT_CONVENTIONS: Readonly<Conventions> = Object.freeze({
   eps: 1e-6,
   scale: 'group',
   singleton: 'zero',
+  nanRewards: 'propagate',
   whitenMaskEps: 0,
   whitenVariance: 'sample',
   whitenVarianceEps: 'add',
@@ -92,17 +98,20 @@ export const PRESET_CONVENTIONS: Readonly<Record<Preset, Readonly<Conventions>>>
     eps: 1e-6,
     scale: 'group',
     singleton: 'mean0',
+    nanRewards: 'propagate',
     whitenMaskEps: 1e-8,
     whitenVariance: 'sample',
     whitenVarianceEps: 'add',
   }),
-  // trl/trainer/grpo_trainer.py _generate_and_score_completions: nanstd (n−1), + 1e-4,
-  // num_generations == 1 → std 0 → advantage 0; trl/experimental/ppo masked_whiten.
+  // trl/trainer/grpo_trainer.py _generate_and_score_completions: nanmean / nanstd (n−1) over the
+  // scorable rewards, + 1e-4, num_generations == 1 → std 0 → advantage 0, nan_to_num;
+  // trl/experimental/ppo masked_whiten.
   trl: Object.freeze({
     std: 'sample',
     eps: 1e-4,
     scale: 'group',
     singleton: 'zero',
+    nanRewards: 'unscorable',
     whitenMaskEps: 0,
     whitenVariance: 'sample',
     whitenVarianceEps: 'add',
@@ -114,6 +123,7 @@ export const PRESET_CONVENTIONS: Readonly<Record<Preset, Readonly<Conventions>>>
     eps: 1e-9,
     scale: 'group',
     singleton: 'nan',
+    nanRewards: 'propagate',
     whitenMaskEps: 0,
     whitenVariance: 'population',
     whitenVarianceEps: 'clamp',
@@ -153,6 +163,7 @@ export async function advantages(
     'eps',
     'scale',
     'singleton',
+    'nanRewards',
     'preset',
   ]);
   const base = baseConventions(o.preset);
@@ -162,6 +173,8 @@ export async function advantages(
   const singleton =
     o.singleton === undefined ? base.singleton : checkEnum('singleton', o.singleton, SINGLETON_POLICIES);
   const eps = o.eps === undefined ? base.eps : checkNumber('eps', o.eps, { min: 0 });
+  const nanRewards =
+    o.nanRewards === undefined ? base.nanRewards : checkEnum('nanRewards', o.nanRewards, NAN_REWARD_POLICIES);
 
   return withInputs(backend, async (take) => {
     const rw = take('rewards', rewards, ['f32'], [null]);
@@ -208,6 +221,7 @@ export async function advantages(
       eps,
       scale,
       singleton,
+      nanRewards,
       whitenMaskEps: base.whitenMaskEps,
       whitenVariance: base.whitenVariance,
       whitenVarianceEps: base.whitenVarianceEps,

@@ -50,6 +50,12 @@ export interface RefConv {
   maskEps: number;
   whitenVariance: StdKind;
   clamp: boolean;
+  /**
+   * 'unscorable' (TRL): NaN rewards leave every statistic, and the advantages go through
+   * nan_to_num. This reference only implements it for rewards without NaN (where it is nan_to_num
+   * alone); NaN rewards under it are test/cases/advantages-nan.ts's, against TRL's own arithmetic.
+   */
+  nanRewards: 'propagate' | 'unscorable';
 }
 
 /** docs/PRESETS.md's table, written out here (not read from src/api/advantages.ts). */
@@ -62,6 +68,7 @@ const PRESET_REF: Readonly<Record<Preset | 'default', Omit<RefConv, 'estimator'>
     maskEps: 0,
     whitenVariance: 'sample',
     clamp: false,
+    nanRewards: 'propagate',
   },
   verl: {
     std: 'sample',
@@ -71,6 +78,7 @@ const PRESET_REF: Readonly<Record<Preset | 'default', Omit<RefConv, 'estimator'>
     maskEps: 1e-8,
     whitenVariance: 'sample',
     clamp: false,
+    nanRewards: 'propagate',
   },
   trl: {
     std: 'sample',
@@ -80,6 +88,7 @@ const PRESET_REF: Readonly<Record<Preset | 'default', Omit<RefConv, 'estimator'>
     maskEps: 0,
     whitenVariance: 'sample',
     clamp: false,
+    nanRewards: 'unscorable',
   },
   openrlhf: {
     std: 'sample',
@@ -89,6 +98,7 @@ const PRESET_REF: Readonly<Record<Preset | 'default', Omit<RefConv, 'estimator'>
     maskEps: 0,
     whitenVariance: 'population',
     clamp: true,
+    nanRewards: 'propagate',
   },
 };
 
@@ -102,6 +112,7 @@ export function conventionsOf(o: AdvantagesOptions): RefConv {
     ...(o.eps !== undefined ? { eps: o.eps } : {}),
     ...(o.scale !== undefined ? { scale: o.scale } : {}),
     ...(o.singleton !== undefined ? { singleton: o.singleton } : {}),
+    ...(o.nanRewards !== undefined ? { nanRewards: o.nanRewards } : {}),
   };
 }
 
@@ -239,14 +250,25 @@ export function refAdvantages(
     mean[g] = mu;
     std[g] = divides && k.scale === 'batch' ? batchStd : s;
   }
-  if (k.estimator !== 'reinforce_pp_baseline') return { adv: values, mean, std, deg };
+  if (k.estimator !== 'reinforce_pp_baseline') return { adv: unscored(values, r, k), mean, std, deg };
   const tokens: number[] = [];
   for (let i = 0; i < R; i++) for (let t = 0; t < len(i); t++) tokens.push(values[i]);
   const adv = refWhiten(tokens, new Array(tokens.length).fill(true), k.maskEps, k.whitenVariance, k.clamp);
   // The trainers whiten a padded [R, T] array of values · mask: an empty response's NaN or ±Inf
   // still enters the sums as 0·NaN = NaN (verl's scores.tile · response_mask), and so does ours.
   if (values.some((v, i) => len(i) === 0 && !Number.isFinite(v))) adv.fill(Number.NaN);
-  return { adv, mean, std, deg };
+  return { adv: unscored(adv, r, k), mean, std, deg };
+}
+
+/**
+ * nanRewards 'unscorable' on rewards without NaN: the advantages through torch.nan_to_num (NaN → 0,
+ * ±Inf → ±f32 max). NaN rewards under it belong to test/cases/advantages-nan.ts.
+ */
+function unscored(adv: Float64Array, rewards: readonly number[], k: RefConv): Float64Array {
+  if (k.nanRewards !== 'unscorable') return adv;
+  if (rewards.some(Number.isNaN)) throw new Error('refAdvantages: NaN rewards under nanRewards unscorable');
+  const max = 3.4028234663852886e38;
+  return adv.map((x) => (Number.isNaN(x) ? 0 : x === Infinity ? max : x === -Infinity ? -max : x));
 }
 
 // ------------------------------------------------------------------ the trainers' own arithmetic
@@ -796,7 +818,13 @@ function edgeCases(): AdvSpec[] {
       out.push({
         name: 'NaN and ±Inf rewards',
         input: special,
-        options: { estimator, ...(preset ? { preset } : {}) },
+        // trl treats NaN rewards as unscorable (test/cases/advantages-nan.ts); here, its other
+        // conventions with NaN propagated.
+        options: {
+          estimator,
+          ...(preset ? { preset } : {}),
+          ...(preset === 'trl' ? { nanRewards: 'propagate' } : {}),
+        },
       });
   const specialPassk = withRewards({ seed: 32, groupSizes: [4, 3, 5, 600] }, (r) => {
     r[2] = Number.NaN;

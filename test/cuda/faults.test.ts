@@ -162,6 +162,7 @@ describe.skipIf(gpu.ctx === undefined)('cuda: injected CUDA failures (emulator)'
           eps: 1e-6,
           scale: 'group',
           singleton: 'zero',
+          nanRewards: 'propagate',
           whitenMaskEps: 0,
           whitenVariance: 'sample',
           whitenVarianceEps: 'add',

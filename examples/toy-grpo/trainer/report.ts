@@ -123,6 +123,8 @@ export const SUMMARY_COLUMNS = [
   'mean pass@k',
   'steps to reward 0.5',
   'final entropy',
+  'final clip frac',
+  'final KL',
   'seconds',
 ] as const;
 
@@ -137,6 +139,8 @@ export function summaryCells(rows: readonly SummaryRow[]): string[][] {
     pct(r.meanPassAtK),
     r.stepsToHalfReward === null ? '—' : String(r.stepsToHalfReward),
     r.finalEntropy.toFixed(3),
+    pct(r.finalClipFraction),
+    r.finalKl.toFixed(4),
     r.seconds.toFixed(1),
   ]);
 }
@@ -208,6 +212,8 @@ export function writeReport(
       accuracy: m.accuracy,
       entropy: m.entropy,
       activeTokens: m.activeTokens,
+      clipFraction: m.clipFraction,
+      kl: m.kl,
       evalSteps: m.evalSteps,
       greedyAccuracy: m.greedyAccuracy,
       passAtK: m.passAtK,

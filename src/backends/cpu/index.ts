@@ -1,12 +1,13 @@
 /**
  * The cpu backend: the reference every GPU backend is tested against. Exact before fast: float64
  * accumulation, one documented summation order per op, deterministic. Kernels live in one file
- * per family (logprobs.ts, advantages.ts, thr.ts) and work on host arrays.
+ * per family (logprobs.ts, advantages.ts, thr.ts, policy.ts) and work on host arrays.
  */
 import type { DType, HostArrayMap } from '../../dtypes.js';
 import type { Backend, DeviceInfo } from '../backend.js';
 import { cpuAdvantages, cpuExpandToTokens, cpuWhiten } from './advantages.js';
 import { cpuGatherProbs, cpuLogprobs, cpuLogprobsBackward } from './logprobs.js';
+import { cpuPolicyLoss } from './policy.js';
 import { cpuTensor } from './storage.js';
 
 /** Median seconds of a memcpy of `bytes` bytes (TypedArray.set), after one warm-up. */
@@ -45,6 +46,7 @@ export function createCpuBackend(): Backend {
     whiten: async (a) => cpuWhiten(a),
     tokenHiddenReward: async (a) => cpuTokenHiddenReward(a),
     thrReweight: async (a) => cpuThrReweight(a),
+    policyLoss: async (a) => cpuPolicyLoss(a),
     synchronize: async () => {},
     copyProbe: async (bytes) => cpuCopyProbe(bytes),
     dispose() {},

@@ -10,6 +10,7 @@ import type { Backend, BackendOptions, DeviceInfo } from '../backend.js';
 import { cudaAdvantages, cudaExpandToTokens, cudaWhiten } from './advantages.js';
 import { cudaGatherProbs, cudaLogprobs, cudaLogprobsBackward } from './logprobs.js';
 import { loadNativeAddon, type NativeDevice, native } from './native.js';
+import { cudaPolicyLoss } from './policy.js';
 import { CudaMemory } from './storage.js';
 import { cudaThrReweight, cudaTokenHiddenReward } from './thr.js';
 
@@ -75,6 +76,7 @@ export async function createCudaBackend(options: BackendOptions): Promise<Backen
     whiten: (a) => cudaWhiten(mem, a),
     tokenHiddenReward: (a) => cudaTokenHiddenReward(mem, a),
     thrReweight: (a) => cudaThrReweight(mem, a),
+    policyLoss: (a) => cudaPolicyLoss(mem, a),
     synchronize: () => native(() => dev.synchronize()),
     copyProbe: (bytes) => native(() => dev.copyProbe(bytes)),
     fromDevicePointer<D extends DType>(pointer: bigint | number, shape: readonly number[], dtype: D) {

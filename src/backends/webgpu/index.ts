@@ -13,7 +13,7 @@
  *   chunking.ts  row chunks and aligned binding windows for tensors > one storage binding
  *   kit.ts       WebGpuKit: what every op module receives (runtime, pipelines, tuning, WG size)
  *   probe.ts     copyProbe
- * Op modules, one per kernel family: logprobs.ts, advantages.ts, thr.ts (+ shaders/<family>.wgsl;
+ * Op modules, one per kernel family: logprobs.ts, advantages.ts, thr.ts, policy.ts (+ shaders/<family>.wgsl;
  * docs/webgpu.md says how to add one).
  */
 import type { DType, FloatDType, HostArrayMap } from '../../dtypes.js';
@@ -29,6 +29,8 @@ import type {
   LogprobsArgs,
   LogprobsBackwardArgs,
   LogprobsResult,
+  PolicyLossArgs,
+  PolicyLossResult,
   ThrResult,
   ThrReweightArgs,
   TokenHiddenRewardArgs,
@@ -38,6 +40,7 @@ import { ADVANTAGES_PARAMS, webgpuAdvantages, webgpuExpandToTokens, webgpuWhiten
 import { acquireDevice } from './gpu.js';
 import { type Tuning, WebGpuKit } from './kit.js';
 import { LOGPROBS_PARAMS, webgpuGatherProbs, webgpuLogprobs, webgpuLogprobsBackward } from './logprobs.js';
+import { POLICY_PARAMS, webgpuPolicyLoss } from './policy.js';
 import { webgpuCopyProbe } from './probe.js';
 import { GpuRuntime } from './runtime.js';
 import { uploadTensor, wrapBuffer } from './storage.js';
@@ -47,7 +50,12 @@ import type { UniformLayout } from './uniforms.js';
 /**
  * Every uniform struct of every family, checked against its .wgsl by test/webgpu/infra.test.ts.
  */
-export const UNIFORM_LAYOUTS: readonly UniformLayout[] = [LOGPROBS_PARAMS, ADVANTAGES_PARAMS, THR_PARAMS];
+export const UNIFORM_LAYOUTS: readonly UniformLayout[] = [
+  LOGPROBS_PARAMS,
+  ADVANTAGES_PARAMS,
+  THR_PARAMS,
+  POLICY_PARAMS,
+];
 
 export interface WebGpuBackendOptions extends BackendOptions {
   /** Internal knobs (tests): see Tuning in kit.ts. */
@@ -105,6 +113,11 @@ export class WebGpuBackend implements Backend {
   }
   thrReweight(a: ThrReweightArgs): Promise<Tensor<'f32'>> {
     return webgpuThrReweight(this.kit, a);
+  }
+
+  // ------------------------------------------------------------ policy loss (policy.ts)
+  policyLoss(a: PolicyLossArgs): Promise<PolicyLossResult> {
+    return webgpuPolicyLoss(this.kit, a);
   }
 
   // ------------------------------------------------------------ timing, lifetime
