@@ -214,9 +214,15 @@ describe.skipIf(noGpu)('webgpu advantages: small-group and large-group paths', (
     for (const estimator of ESTIMATORS) {
       if (estimator === 'grpo_passk') continue; // the singleton group is rejected (LAYOUT)
       for (const preset of PRESETS) {
+        // trl treats NaN rewards as unscorable (test/cases/advantages-nan.ts); here, its other
+        // conventions with NaN propagated.
         await compare(
           c,
-          { estimator, ...(preset ? { preset } : {}) },
+          {
+            estimator,
+            ...(preset ? { preset } : {}),
+            ...(preset === 'trl' ? { nanRewards: 'propagate' } : {}),
+          },
           `special ${estimator}/${preset ?? 'default'}`,
         );
       }
