@@ -40,6 +40,7 @@
 #include "cuda/common.cuh"
 #include "cuda/lmhead.cuh"
 #include "cuda/logprobs.cuh"
+#include "cuda/policy.cuh"
 #include "cuda/thr.cuh"
 #endif
 
@@ -235,6 +236,7 @@ class CudaDevice : public Napi::ObjectWrap<CudaDevice> {
                            InstanceMethod<&CudaDevice::LinearLogprobsBackward>("linearLogprobsBackward"),
                            InstanceMethod<&CudaDevice::LogprobStates>("logprobStates"),
                            InstanceMethod<&CudaDevice::MergeLogprobStates>("mergeLogprobStates"),
+                           InstanceMethod<&CudaDevice::PolicyLoss>("policyLoss"),
                            InstanceMethod<&CudaDevice::Close>("close"),
                        });
   }
@@ -674,6 +676,7 @@ class CudaDevice : public Napi::ObjectWrap<CudaDevice> {
     p.eps = static_cast<float>(a.Num("eps"));
     p.scale = static_cast<gk::ScaleKind>(a.Enum("scale", gk::kScaleKindNames));
     p.singleton = static_cast<gk::Singleton>(a.Enum("singleton", gk::kSingletonNames));
+    p.nan_rewards = static_cast<gk::NanRewards>(a.Enum("nanRewards", gk::kNanRewardNames));
     p.whiten_mask_eps = static_cast<float>(a.Num("whitenMaskEps"));
     p.whiten_sample = a.Enum("whitenVariance", gk::kStdKindNames) == int(gk::StdKind::Sample);
     p.whiten_clamp = a.Enum("whitenVarianceEps", {"add", "clamp"}) == 1;
@@ -756,6 +759,7 @@ class CudaDevice : public Napi::ObjectWrap<CudaDevice> {
     p.length_weighting = a.Enum("weighting", {"none", "length"}) == 1;
     p.precision = static_cast<gk::ThrPrecision>(a.Enum("precision", gk::kThrPrecisionNames));
     if (a.Has("mBudgetBytes")) p.m_budget_bytes = static_cast<size_t>(a.Int("mBudgetBytes"));  // test hook
+    p.small_tiles = a.Has("smallTiles") && a.Bool("smallTiles");  // test hook (src/backends/cuda/thr.ts thrTuning)
     if (step != gk::ThrStep::Full) p.aggregate = a.Ptr<float>("aggregate");
     if (step != gk::ThrStep::Aggregate) {
       p.beta = static_cast<float>(a.Num("beta"));
@@ -961,6 +965,75 @@ class CudaDevice : public Napi::ObjectWrap<CudaDevice> {
                  [p](JobEnv& je, gk::Scratch& s, gk::ErrorFlags*) { return gk::launch_thr_reweight(p, je.launch, s); });
   }
 
+  // policyLoss: the KL keys come together with klEstimator, the rollout keys with rolloutLevel; without
+  // them, those keys are unknown (Done() refuses them). tokens / sequences absent: counted on the device.
+  Napi::Value PolicyLoss(const Napi::CallbackInfo& info) {
+    gkn::Args a(info[0], "policyLoss");
+    gk::PolicyParams p;
+    p.logprobs = a.Ptr<const float>("logprobs");
+    p.old_logprobs = a.Ptr<const float>("oldLogprobs");
+    p.advantages = a.Ptr<const float>("advantages");
+    p.entropy = a.OptPtr<const float>("entropy");
+    p.mask = a.OptPtr<const uint8_t>("mask");
+    p.response_offsets = a.Vec<int32_t>("responseOffsets");
+    p.loss = static_cast<gk::PolicyLossKind>(a.Enum("loss", gk::kPolicyLossNames));
+    p.clip_low = static_cast<float>(a.Num("clipLow"));
+    p.clip_high = static_cast<float>(a.Num("clipHigh"));
+    p.dual_clip = static_cast<float>(a.Num("dualClip"));
+    p.log_ratio_clamp = static_cast<float>(a.Num("logRatioClamp"));
+    p.gspo_log_clamp = static_cast<float>(a.Num("gspoLogClamp"));
+    p.delta = static_cast<float>(a.Num("delta"));
+    p.cispo_cap = a.Bool("cispoCap");
+    p.sapo_tau_pos = static_cast<float>(a.Num("sapoTauPos"));
+    p.sapo_tau_neg = static_cast<float>(a.Num("sapoTauNeg"));
+    p.has_kl = a.Has("klEstimator");
+    if (p.has_kl) {
+      p.kl_estimator = static_cast<gk::KlEstimator>(a.Enum("klEstimator", gk::kKlEstimatorNames));
+      p.ref_logprobs = a.Ptr<const float>("refLogprobs");
+      p.kl_straight_through = a.Bool("klStraightThrough");
+      p.kl_coef = static_cast<float>(a.Num("klCoef"));
+      p.kl_input_clamp = static_cast<float>(a.Num("klInputClamp"));
+      p.kl_value_clamp = static_cast<float>(a.Num("klValueClamp"));
+      p.kl_value_clamp_all = a.Bool("klValueClampAll");
+      p.kl_token_mean = a.Enum("klAggregation", gk::kTermAggregationNames) == 1;
+    }
+    p.entropy_coef = static_cast<float>(a.Num("entropyCoef"));
+    p.entropy_token_mean = a.Enum("entropyAggregation", gk::kTermAggregationNames) == 1;
+    p.has_rollout = a.Has("rolloutLevel");
+    if (p.has_rollout) {
+      p.rollout_level = static_cast<gk::RolloutLevel>(a.Enum("rolloutLevel", gk::kRolloutLevelNames));
+      p.rollout_logprobs = a.Ptr<const float>("rolloutLogprobs");
+      p.rollout_mode = static_cast<gk::RolloutMode>(a.Enum("rolloutMode", gk::kRolloutModeNames));
+      p.rollout_lower = static_cast<float>(a.Num("rolloutLower"));
+      p.rollout_upper = static_cast<float>(a.Num("rolloutUpper"));
+      p.rollout_normalize = a.Bool("rolloutNormalize");
+      p.rollout_log_clamp = static_cast<float>(a.Num("rolloutLogClamp"));
+    }
+    p.aggregation = static_cast<gk::Aggregation>(a.Enum("aggregation", gk::kAggregationNames));
+    p.seq_clamp1 = a.Enum("seqTokenDivisor", gk::kSeqTokenDivisorNames) == 1;
+    p.norm_by_sequences = a.Bool("normBySequences");
+    p.scale_factor = static_cast<float>(a.Num("scaleFactor"));
+    p.ranks = static_cast<float>(a.Num("ranks"));
+    p.tokens = a.OptNum("tokens", -1);
+    p.sequences = a.OptNum("sequences", -1);
+    p.chunk_responses = static_cast<int>(a.OptInt("chunkResponses", 0));  // test hook
+    p.loss_out = a.Ptr<float>("outLoss");
+    p.grad = a.Ptr<float>("outGradLogprobs");
+    p.grad_entropy = a.OptPtr<float>("outGradEntropy");
+    p.token_loss = a.OptPtr<float>("outTokenLoss");
+    p.stats = a.Ptr<float>("outStats");
+    const Poison poison = PoisonOf(a);
+    a.Done();
+    if ((p.entropy == nullptr) != (p.grad_entropy == nullptr))
+      throw gkn::ArgError(info.Env(), "policyLoss: entropy and outGradEntropy come together");
+    const int64_t T = p.response_offsets.empty() ? 0 : p.response_offsets.back();
+    std::vector<PoisonTarget> outs{{p.loss_out, 1, DType::F32}, {p.grad, T, DType::F32}, {p.stats, 13, DType::F32}};
+    if (p.grad_entropy) outs.push_back({p.grad_entropy, T, DType::F32});
+    if (p.token_loss) outs.push_back({p.token_loss, T, DType::F32});
+    return RunOp(info.Env(), "policyLoss", poison, outs,
+                 [p](JobEnv& je, gk::Scratch& s, gk::ErrorFlags*) { return gk::launch_policy_loss(p, je.launch, s); });
+  }
+
   Napi::Value Close(const Napi::CallbackInfo& info) {
     Shutdown(true);
     return info.Env().Undefined();
@@ -1003,7 +1076,8 @@ Napi::Value BuildInfo(const Napi::CallbackInfo& info) {
   return o;
 }
 
-// enums() → { estimator: [...], stdKind, scaleKind, singleton, thrPrecision, reweightMode }: the names the
+// enums() → { estimator: [...], stdKind, scaleKind, singleton, thrPrecision, reweightMode, policyLoss,
+// klEstimator, rolloutLevel, rolloutMode, aggregation, termAggregation, seqTokenDivisor }: the names the
 // ops accept for each enum, in the C++ enums' order (test/cuda/enums.test.ts compares them with the
 // TypeScript lists and the WGSL constants).
 Napi::Value Enums(const Napi::CallbackInfo& info) {
@@ -1018,8 +1092,16 @@ Napi::Value Enums(const Napi::CallbackInfo& info) {
   o.Set("stdKind", list(gk::kStdKindNames));
   o.Set("scaleKind", list(gk::kScaleKindNames));
   o.Set("singleton", list(gk::kSingletonNames));
+  o.Set("nanRewards", list(gk::kNanRewardNames));
   o.Set("thrPrecision", list(gk::kThrPrecisionNames));
   o.Set("reweightMode", list(gk::kReweightModeNames));
+  o.Set("policyLoss", list(gk::kPolicyLossNames));
+  o.Set("klEstimator", list(gk::kKlEstimatorNames));
+  o.Set("rolloutLevel", list(gk::kRolloutLevelNames));
+  o.Set("rolloutMode", list(gk::kRolloutModeNames));
+  o.Set("aggregation", list(gk::kAggregationNames));
+  o.Set("termAggregation", list(gk::kTermAggregationNames));
+  o.Set("seqTokenDivisor", list(gk::kSeqTokenDivisorNames));
   return o;
 }
 

@@ -1,6 +1,6 @@
 // grpo-kernels: the THR family on WebGPU (tokenHiddenReward, thrReweight; restrictedVocab runs on
 // the host, see docs/webgpu.md). Concatenated after common.wgsl's base and x_<dtype> sections
-// (src/backends/webgpu/shaders.ts); host side: src/backends/webgpu/thr.ts. Math: THR.md; reference:
+// (src/backends/webgpu/shaders.ts); host side: src/backends/webgpu/thr.ts. Math: docs/THR.md; reference:
 // src/backends/cpu/thr.ts.
 //
 // Per non-degenerate group g (K = |V*_g| columns, T_g tokens, T⁺_g correct tokens, d dims),

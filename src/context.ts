@@ -5,6 +5,7 @@
 import * as adv from './api/advantages.js';
 import * as lh from './api/lmhead.js';
 import * as lp from './api/logprobs.js';
+import * as pl from './api/policy.js';
 import * as thr from './api/thr.js';
 import type { TensorLike } from './api/validate.js';
 import { hostArrayName, ownedView } from './api/validate.js';
@@ -16,6 +17,7 @@ import type {
   LinearLogprobsGrads,
   LogprobStates,
   LogprobsResult,
+  PolicyLossResult,
   RestrictedVocab,
   ThrResult,
 } from './backends/backend.js';
@@ -219,7 +221,7 @@ export class Context {
   }
 
   // ------------------------------------------------------------ advantages family
-  /** Group-relative advantages (ESTIMATORS.md). */
+  /** Group-relative advantages (docs/ESTIMATORS.md). */
   advantages(rewards: TensorLike<'f32'>, options?: adv.AdvantagesOptions): Promise<AdvantagesResult> {
     return this.#op('advantages', (b) => adv.advantages(b, rewards, options));
   }
@@ -240,7 +242,7 @@ export class Context {
     return this.#op('restrictedVocab', (b) => thr.restrictedVocab(b, tokens, layout));
   }
 
-  /** Token hidden reward (THR.md) and each group's threshold tau. */
+  /** Token hidden reward (docs/THR.md) and each group's threshold tau. */
   tokenHiddenReward(options: thr.TokenHiddenRewardOptions): Promise<ThrResult> {
     return this.#op('tokenHiddenReward', (b) => thr.tokenHiddenReward(b, options));
   }
@@ -258,9 +260,19 @@ export class Context {
     return this.#op('thrScore', (b) => thr.thrScore(b, options));
   }
 
-  /** Reweights token advantages by THR (THR.md, "Reweighting"). */
+  /** Reweights token advantages by THR (docs/THR.md, "Reweighting"). */
   thrReweight(options: thr.ThrReweightOptions): Promise<Tensor<'f32'>> {
     return this.#op('thrReweight', (b) => thr.thrReweight(b, options));
+  }
+
+  // ------------------------------------------------------------ policy loss
+  /**
+   * The scalar policy loss of POLICY.md (surrogate, KL penalty, entropy bonus, rollout correction,
+   * aggregation) and its exact gradient with respect to the log-probs (and entropies), ready for
+   * logprobsBackward. `loss` and `stats` stay on the device: readPolicyStats(result.stats) names them.
+   */
+  policyLoss(inputs: pl.PolicyLossInputs, options?: pl.PolicyLossOptions): Promise<PolicyLossResult> {
+    return this.#op('policyLoss', (b) => pl.policyLoss(b, inputs, options));
   }
 
   /** Resolves when every op queued so far has finished on the device. */

@@ -1,6 +1,6 @@
 /**
  * The LM-head family (linearLogprobs, linearLogprobsBackward, logprobStates / linearLogprobStates /
- * mergeLogprobStates, thrAggregate / thrScore) on cpu and webgpu: the case table of test/lmhead/cases.ts
+ * mergeLogprobStates, thrAggregate / thrScore) on cpu and webgpu: the case table of test/cases/lmhead.ts
  * against its float64 reference, and the checks that are not per-element: finite differences of the
  * float64 objective (which validate the reference and the cpu backend's gradients), bad input, the
  * memory bound, THR's two halves against tokenHiddenReward. The cuda twin: test/cuda/ops-lmhead.test.ts.
@@ -8,9 +8,9 @@
 import { describe, expect, it } from 'vitest';
 import type { WebGpuBackend } from '../src/backends/webgpu/index.js';
 import { lmheadPlan } from '../src/backends/webgpu/lmhead.js';
-import { lmheadCases } from './lmhead/cases.js';
+import { lmheadCases } from './cases/lmhead.js';
+import { openBackends, requireWebGpu, runCaseTable } from './cases/runner.js';
 import { BIG, LOGITS_BF16_BYTES, lmheadChecks } from './lmhead/checks.js';
-import { openBackends, requireWebGpu, runCaseTable } from './lmhead/harness.js';
 import { gradVector, makeHead } from './lmhead/reference.js';
 
 const backends = await openBackends(['cpu', 'webgpu']);

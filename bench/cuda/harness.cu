@@ -5,8 +5,8 @@
 // bandwidth this card gives right now.
 //
 //   build/bench/harness [--rows 16384] [--vocab 151936] [--thr-responses 8] [--thr-tokens 2048]
-//                       [--thr-d 3584] [--thr-vocab 4096] [--groups 65536] [--responses 16·groups]
-//                       [--lm-rows 8192] [--lm-dim 4096] [--lm-vocab 151936]
+//                       [--thr-d 3584] [--thr-vocab 4096] [--thr-small-tiles 0] [--groups 65536]
+//                       [--responses 16·groups] [--lm-rows 8192] [--lm-dim 4096] [--lm-vocab 151936]
 //                       [--reps 20] [--warmup 3] [--l2-mb <device's>] [--max-rotate 64] [--seed 1]
 //                       [--only logprobs,backward,thr,advantages,lmhead]
 //
@@ -14,7 +14,9 @@
 //   logprobs, logprobs+entropy, logprobs+entropy+sumSquares   forward, bf16 logits [rows, vocab]
 //   logprobsBackward                                          same size, bf16 gradient, out of place
 //   tokenHiddenReward/f32, tokenHiddenReward/tf32             one group of 8 responses × 2048 tokens,
-//                                                             d 3584, |V*| 4096, f32 hidden (ThrPrecision)
+//                                                             d 3584, |V*| 4096, f32 hidden (ThrPrecision);
+//                                                             --thr-small-tiles 1: the small tile
+//                                                             configuration (thr.cu), as a 99 KiB GPU runs it
 //   advantages                                                2^20 responses in 65536 ragged groups
 //                                                             (sizes 1..31, fixed seed), estimator grpo
 //   advantages/uniform16                                      the same responses in groups of 16
@@ -86,6 +88,7 @@ struct Options {
   int64_t thr_tokens = 2048;  // per response
   int64_t thr_d = 3584;
   int64_t thr_vocab = 4096;
+  int64_t thr_small_tiles = 0;  // 1: ThrParams::small_tiles
   int64_t groups = 65536;
   int64_t responses = 0;  // 0: 16 · groups
   int64_t lm_rows = 8192;
@@ -101,7 +104,7 @@ struct Options {
 
 const char* kUsage =
     "usage: harness [--rows N] [--vocab V] [--thr-responses R] [--thr-tokens L] [--thr-d D]\n"
-    "               [--thr-vocab K] [--groups G] [--responses R] [--reps N] [--warmup N]\n"
+    "               [--thr-vocab K] [--thr-small-tiles 0|1] [--groups G] [--responses R] [--reps N] [--warmup N]\n"
     "               [--lm-rows N] [--lm-dim D] [--lm-vocab V]\n"
     "               [--l2-mb MB] [--max-rotate N] [--seed S] [--only logprobs,backward,thr,advantages,lmhead]\n";
 
@@ -124,6 +127,7 @@ std::string parse_args(int argc, char** argv, Options* o) {
   const IntOpt ints[] = {{"rows", &o->rows, 1},          {"vocab", &o->vocab, 1},
                          {"thr-responses", &o->thr_responses, 2}, {"thr-tokens", &o->thr_tokens, 1},
                          {"thr-d", &o->thr_d, 1},        {"thr-vocab", &o->thr_vocab, 1},
+                         {"thr-small-tiles", &o->thr_small_tiles, 0},
                          {"groups", &o->groups, 1},      {"responses", &o->responses, 0},
                          {"lm-rows", &o->lm_rows, 1},    {"lm-dim", &o->lm_dim, 1},
                          {"lm-vocab", &o->lm_vocab, 1},
@@ -173,6 +177,7 @@ std::string parse_args(int argc, char** argv, Options* o) {
   if (o->responses < o->groups) return "--responses must be ≥ --groups (every group needs a member)";
   if (o->responses > INT32_MAX || o->rows > INT32_MAX) return "--responses and --rows must fit in int32";
   if (o->thr_responses * o->thr_tokens > INT32_MAX) return "THR tokens must fit in int32";
+  if (o->thr_small_tiles > 1) return "--thr-small-tiles: expected 0 or 1";
   return "";
 }
 
@@ -662,6 +667,7 @@ Status run_thr(const Device& dev, const Options& o) {
   base.dim = d;
   base.probs_offsets = {0, T * K};
   base.vocab_offsets = {0, int32_t(K)};
+  base.small_tiles = o.thr_small_tiles != 0;
 
   // hidden [T, d] and q [T, K] read, the token columns read, thr [T] and tau [1] written.
   const double bytes = double(T) * double(d) * 4 + double(T) * double(K) * 4 + double(T) * 8 + 4;
@@ -691,7 +697,8 @@ Status run_thr(const Device& dev, const Options& o) {
   for (const Rotated* r : {&hidden, &probs, &column}) GK_TRY(replicate(*r, dev.stream));
 
   const std::string sizes_base = kv("T", double(T)) + "," + kv("V*", double(K)) + "," + kv("d", double(d)) + "," +
-                                 kv("T+", double(T_plus)) + "," + kv("hidden", "f32");
+                                 kv("T+", double(T_plus)) + "," + kv("hidden", "f32") +
+                                 (base.small_tiles ? "," + kv("tiles", "small") : std::string());
   for (const gk::ThrPrecision prec : {gk::ThrPrecision::F32, gk::ThrPrecision::Tf32}) {
     const char* pname = prec == gk::ThrPrecision::F32 ? "f32" : "tf32";
     base.precision = prec;

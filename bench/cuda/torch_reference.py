@@ -129,7 +129,7 @@ def main():
 
     print(json.dumps({"op": "advantages_grpo_ragged", "shape": {"R": R, "G": G}, "ms_median": timeit(grpo, iters=50)}))
 
-    # THR, matrix form (THR.md): M = G+^T (w * H+); s = ((G M) * H).sum(-1); one group of
+    # THR, matrix form (docs/THR.md): M = G+^T (w * H+); s = ((G M) * H).sum(-1); one group of
     # 8 responses x 2048 tokens, |V*| = 4096, d = 3584, half the responses correct.
     T, K, d = 8 * args.thr_tokens, args.thr_vocab, args.thr_d
     tp = T // 2

@@ -1,5 +1,5 @@
 // Launchers of the advantages family (kernels in advantages.cu): group-relative advantages for every
-// estimator of ESTIMATORS.md, expandToTokens, and whiten.
+// estimator of docs/ESTIMATORS.md, expandToTokens, and whiten.
 #pragma once
 
 #include "common.cuh"
@@ -12,14 +12,16 @@ enum class Estimator : int { Grpo = 0, DrGrpo, Rloo, Opo, GrpoPassk, Gpg, Reinfo
 enum class StdKind : int { Sample = 0, Population = 1 };
 enum class ScaleKind : int { Group = 0, Batch = 1, None = 2 };
 enum class Singleton : int { Zero = 0, Mean0 = 1, Nan = 2 };
+enum class NanRewards : int { Propagate = 0, Unscorable = 1 };
 // The names of each enum's values, in order: the TypeScript lists of src/backends/backend.ts
-// (ESTIMATORS, STD_KINDS, SCALE_KINDS, SINGLETON_POLICIES). native/addon.cc converts strings with them;
+// (ESTIMATORS, STD_KINDS, SCALE_KINDS, SINGLETON_POLICIES, NAN_REWARD_POLICIES). native/addon.cc converts strings with them;
 // test/cuda/enums.test.ts checks them against TypeScript's and the WGSL's.
 inline const std::vector<std::string> kEstimatorNames = {"grpo", "dr_grpo", "rloo", "opo",
                                                          "grpo_passk", "gpg", "reinforce_pp_baseline"};
 inline const std::vector<std::string> kStdKindNames = {"sample", "population"};
 inline const std::vector<std::string> kScaleKindNames = {"group", "batch", "none"};
 inline const std::vector<std::string> kSingletonNames = {"zero", "mean0", "nan"};
+inline const std::vector<std::string> kNanRewardNames = {"propagate", "unscorable"};
 
 struct AdvantagesParams {
   const float* rewards = nullptr;  // [R]
@@ -35,6 +37,7 @@ struct AdvantagesParams {
   float eps = 1e-6f;
   ScaleKind scale = ScaleKind::Group;
   Singleton singleton = Singleton::Zero;
+  NanRewards nan_rewards = NanRewards::Propagate;  // 'unscorable': TRL's nan-aware statistics (advantages.cu)
   // reinforce_pp_baseline's whitening (src/backends/backend.ts WhitenVarianceEps).
   float whiten_mask_eps = 0.f;
   bool whiten_sample = true;   // Bessel over the valid count

@@ -208,7 +208,7 @@ Status launch_poison(void* p, int64_t n, DType dtype, float value, const LaunchE
 // Sets the flags block to {bits 0, first_value ~0}.
 Status launch_reset_flags(ErrorFlags* flags, const LaunchEnv& env);
 
-#if defined(__CUDACC__) || defined(GK_CUDA_EMU)  // GK_CUDA_EMU: native/emu/cuda_emu.h
+#if defined(__CUDACC__) || defined(GK_CUDA_EMU)  // GK_CUDA_EMU: tools/cuda-emu/cuda_emu.h
 #define GK_HOST_DEVICE __host__ __device__
 #else
 #define GK_HOST_DEVICE
@@ -218,7 +218,7 @@ GK_HOST_DEVICE inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1
 }  // namespace gk
 
 // ---------------------------------------------------------------------------- device-side helpers
-#if defined(__CUDACC__) || defined(GK_CUDA_EMU)  // GK_CUDA_EMU: native/emu/cuda_emu.h
+#if defined(__CUDACC__) || defined(GK_CUDA_EMU)  // GK_CUDA_EMU: tools/cuda-emu/cuda_emu.h
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 

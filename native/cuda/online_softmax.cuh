@@ -32,7 +32,10 @@ __device__ __forceinline__ void add_scaled(OnlineState& r, const OnlineState& x,
   const float dm = (x.m - r.m) * scale2;  // ≤ 0 (NaN only for +Inf − +Inf, which must give NaN)
   const float c = ex2_ftz(dm);
   r.s = fmaf(c, x.s, r.s);
-  r.t = fmaf(c * dm, x.s, fmaf(c, x.t, r.t));  // c·dm first: dm·s may overflow where c is 0
+  // (c·dm)·s, and 0 where c is 0: dm·s may overflow and dm may be −Inf (logits ±3e38 apart), while the
+  // vanished part contributes 0 (NaN in x.s or x.t still propagates).
+  const float cdm = c == 0.f ? 0.f : c * dm;
+  r.t = fmaf(cdm, x.s, fmaf(c, x.t, r.t));
   r.q = fmaf(c * c, x.q, r.q);
 }
 
@@ -56,8 +59,10 @@ __device__ __forceinline__ void state_update(OnlineState& st, const float (&x)[K
       const float dm = (st.m - cm) * scale2;
       const float c = ex2_ftz(dm);
       if (kStats) {
-        // c·dm first: dm·s may overflow to −Inf where c is 0 (T near 2^-126), and 0·(−Inf) is NaN.
-        st.t = fmaf(c * dm, st.s, c * st.t);
+        // (c·dm)·s: dm·s may overflow to −Inf where c is 0 (T near 2^-126), and dm itself may be −Inf
+        // (logits ±3e38 apart): the vanished part contributes 0 (NaN stays NaN through s and t).
+        const float cdm = c == 0.f ? 0.f : c * dm;
+        st.t = fmaf(cdm, st.s, c * st.t);
         st.q *= c * c;
       }
       st.s *= c;

@@ -1,7 +1,7 @@
 // Tensor-core and asynchronous-copy primitives for the tiled kernels (thr.cu, lmhead.cu): mma.sync
 // m16n8k8 on TF32 operands, mma.sync m16n8k16 on bf16 / f16 operands, cvt.rna.tf32, the 3xTF32 split,
 // and cp.async with zero fill. Device code only; the
-// CUDA emulator (native/emu/cuda_emu.h) supplies stand-ins for the PTX, with the same per-lane
+// CUDA emulator (tools/cuda-emu/cuda_emu.h) supplies stand-ins for the PTX, with the same per-lane
 // fragment layout and the copies landing when their group is waited for.
 #pragma once
 

@@ -10,7 +10,7 @@ struct ThrLayoutHost {
   std::vector<int32_t> response_offsets;  // [R+1]
   std::vector<int32_t> group_offsets;     // [G+1]
   std::vector<uint8_t> correct;           // [R], 0/1
-  std::vector<uint8_t> degenerate;        // [G], THR.md item 6
+  std::vector<uint8_t> degenerate;        // [G], docs/THR.md item 6
 };
 
 // Arithmetic of THR's two matrix products (thr.cu, "Numerics"). Same names as the TypeScript
@@ -37,6 +37,7 @@ struct ThrParams {
   float beta = 1.f;
   ThrPrecision precision = ThrPrecision::F32;  // 'f32': 3xTF32 / 2xTF32 split products; 'tf32': one pass
   size_t m_budget_bytes = size_t(256) << 20;  // scratch for the M_g of one batch of groups
+  bool small_tiles = false;  // test hook: the small tile configuration whatever the device allows (thr.cu)
   float* thr = nullptr;  // [Ttotal] (not with Aggregate)
   float* tau = nullptr;  // [G] (not with Aggregate)
   // Aggregate / Score: the stacked M_g of every group, [ΣK_g, dim] f32, group g's rows at

@@ -16,10 +16,16 @@ import {
   type LogprobsOptions,
   logitsArg,
   temperatureOption,
-  track,
-  type Uploaded,
 } from './logprobs.js';
-import { asTensor, checkNumber, checkOptions, describe, type TensorLike, withUploads } from './validate.js';
+import {
+  asTensor,
+  checkNumber,
+  checkOptions,
+  describe,
+  type Take,
+  type TensorLike,
+  withInputs,
+} from './validate.js';
 
 export interface LinearLogprobsOptions extends LogprobsOptions {
   /** [V], the weight's dtype: logits = hidden · weightᵀ + bias. */
@@ -88,17 +94,12 @@ function headArgs(backend: Backend, hidden: unknown, weight: unknown): Head {
 }
 
 /** bias [V] in the weight's dtype, or undefined. */
-function biasArg(
-  backend: Backend,
-  value: unknown,
-  head: Head,
-  uploads: Uploaded[],
-): Tensor<FloatDType> | undefined {
+function biasArg(take: Take, value: unknown, head: Head): Tensor<FloatDType> | undefined {
   if (value === undefined) return undefined;
   if (value instanceof Tensor && value.dtype !== head.weight.dtype) {
     fail('DTYPE', 'bias', `expected dtype ${head.weight.dtype} (the weight's dtype), got ${value.dtype}`);
   }
-  return track(uploads, asTensor(backend, 'bias', value, [head.weight.dtype], [head.vocab])).tensor;
+  return take('bias', value, [head.weight.dtype], [head.vocab]);
 }
 
 function vocabStartOption(value: unknown, width: number): number {
@@ -122,10 +123,9 @@ export async function linearLogprobs(
   const entropy = flagOption('entropy', o.entropy);
   const sumSquares = flagOption('sumSquares', o.sumSquares);
   const head = headArgs(backend, hidden, weight);
-  const uploads: Uploaded[] = [];
-  return withUploads(uploads, async () => {
-    const bias = biasArg(backend, o.bias, head, uploads);
-    const tg = track(uploads, asTensor(backend, 'targets', targets, ['i32'], [head.rows])).tensor;
+  return withInputs(backend, async (take) => {
+    const bias = biasArg(take, o.bias, head);
+    const tg = take('targets', targets, ['i32'], [head.rows]);
     checkTargets(targets, head.vocab, ignoreIndex);
     return backend.linearLogprobs({
       ...head,
@@ -164,20 +164,19 @@ export async function linearLogprobsBackward(
   if (o.gradEntropy !== undefined && o.entropy === undefined) {
     fail('DTYPE', 'entropy', "required with gradEntropy: pass the forward's entropy output, f32 [N]");
   }
-  const uploads: Uploaded[] = [];
-  return withUploads(uploads, async () => {
+  return withInputs(backend, async (take) => {
     const n = head.rows;
-    const bias = biasArg(backend, o.bias, head, uploads);
-    const tg = track(uploads, asTensor(backend, 'targets', targets, ['i32'], [n])).tensor;
-    const ls = track(uploads, asTensor(backend, 'lse', lse, ['f32'], [n])).tensor;
-    const gl = track(uploads, asTensor(backend, 'gradLogprobs', gradLogprobs, ['f32'], [n])).tensor;
+    const bias = biasArg(take, o.bias, head);
+    const tg = take('targets', targets, ['i32'], [n]);
+    const ls = take('lse', lse, ['f32'], [n]);
+    const gl = take('gradLogprobs', gradLogprobs, ['f32'], [n]);
     let gradEntropy: Tensor<'f32'> | undefined;
     let entropy: Tensor<'f32'> | undefined;
     if (o.gradEntropy !== undefined) {
-      gradEntropy = track(uploads, asTensor(backend, 'gradEntropy', o.gradEntropy, ['f32'], [n])).tensor;
-      entropy = track(uploads, asTensor(backend, 'entropy', o.entropy, ['f32'], [n])).tensor;
+      gradEntropy = take('gradEntropy', o.gradEntropy, ['f32'], [n]);
+      entropy = take('entropy', o.entropy, ['f32'], [n]);
     } else if (o.entropy !== undefined) {
-      track(uploads, asTensor(backend, 'entropy', o.entropy, ['f32'], [n]));
+      take('entropy', o.entropy, ['f32'], [n]);
     }
     if (sharded) checkShardTargets(targets, ignoreIndex);
     else checkTargets(targets, head.vocab, ignoreIndex);
@@ -228,9 +227,8 @@ export async function logprobStates(
   const sumSquares = flagOption('sumSquares', o.sumSquares);
   const { logits: lg, rows, vocab } = logitsArg(backend, logits);
   const vocabStart = vocabStartOption(o.vocabStart, vocab);
-  const uploads: Uploaded[] = [];
-  return withUploads(uploads, async () => {
-    const tg = track(uploads, asTensor(backend, 'targets', targets, ['i32'], [rows])).tensor;
+  return withInputs(backend, async (take) => {
+    const tg = take('targets', targets, ['i32'], [rows]);
     checkShardTargets(targets, ignoreIndex);
     return backend.logprobStates({
       logits: lg,
@@ -264,10 +262,9 @@ export async function linearLogprobStates(
   const sumSquares = flagOption('sumSquares', o.sumSquares);
   const head = headArgs(backend, hidden, weight);
   const vocabStart = vocabStartOption(o.vocabStart, head.vocab);
-  const uploads: Uploaded[] = [];
-  return withUploads(uploads, async () => {
-    const bias = biasArg(backend, o.bias, head, uploads);
-    const tg = track(uploads, asTensor(backend, 'targets', targets, ['i32'], [head.rows])).tensor;
+  return withInputs(backend, async (take) => {
+    const bias = biasArg(take, o.bias, head);
+    const tg = take('targets', targets, ['i32'], [head.rows]);
     checkShardTargets(targets, ignoreIndex);
     return backend.linearLogprobStates({
       ...head,
@@ -363,9 +360,8 @@ export async function mergeLogprobStates(
       ignoreIndex: ig,
     });
   });
-  const uploads: Uploaded[] = [];
-  return withUploads(uploads, async () => {
-    const tg = track(uploads, asTensor(backend, 'targets', targets, ['i32'], [rows])).tensor;
+  return withInputs(backend, async (take) => {
+    const tg = take('targets', targets, ['i32'], [rows]);
     checkTargets(targets, end, ignoreIndex);
     return backend.mergeLogprobStates({
       states: checked,

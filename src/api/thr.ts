@@ -1,6 +1,6 @@
 /**
  * Validation and dispatch of the THR family: restrictedVocab, tokenHiddenReward, thrReweight
- * (THR.md). Scalar options are checked first, then tensors; the small host copies the backends
+ * (docs/THR.md). Scalar options are checked first, then tensors; the small host copies the backends
  * plan with (offsets, correct flags, degenerate groups) are read or derived here, once.
  */
 import {
@@ -14,7 +14,7 @@ import {
   type TokenHiddenRewardArgs,
   type Weighting,
 } from '../backends/backend.js';
-import { type DType, FLOAT_DTYPES, type FloatDType } from '../dtypes.js';
+import { FLOAT_DTYPES, type FloatDType } from '../dtypes.js';
 import { fail } from '../errors.js';
 import { type Layout, type ResolvedLayout, resolveLayout } from '../layout.js';
 import { Tensor } from '../tensor.js';
@@ -28,9 +28,9 @@ import {
   enumOption,
   numberOption,
   quote,
-  type ShapePattern,
+  type Take,
   type TensorLike,
-  withUploads,
+  withInputs,
 } from './validate.js';
 import { buildRestrictedVocab, probsOffsets, resolveVocab, type VocabLike } from './vocab.js';
 
@@ -65,7 +65,7 @@ export interface TokenHiddenRewardOptions {
 }
 
 /**
- * THR's first half: the aggregate M_g of every live group (THR.md), which is a sum over the group's
+ * THR's first half: the aggregate M_g of every live group (docs/THR.md), which is a sum over the group's
  * correct tokens. Data-parallel shards of a batch call thrAggregate on their own tokens, all-reduce
  * the aggregates (a sum, with the trainer's collective), then call thrScore (docs/DESIGN.md,
  * "Sharded vocabularies and batches"). Every shard must use the same V*_g (build it from the whole
@@ -81,7 +81,7 @@ export interface ThrAggregateOptions {
   precision?: ThrPrecision;
   /**
    * [G], 0 or 1: which groups are degenerate (THR 0, tau NaN, no aggregate). Default: derived from
-   * layout and correct (THR.md item 6). A shard of a batch passes the flags of the whole groups.
+   * layout and correct (docs/THR.md item 6). A shard of a batch passes the flags of the whole groups.
    */
   degenerate?: Uint8Array;
 }
@@ -108,17 +108,6 @@ export interface ThrReweightOptions {
   mask?: boolean;
   /** Mode 'nthr' only: 'auto' (default) = 2·|0.5 − rho_g|, or a fixed number in [0, 1]. */
   eta?: number | 'auto';
-}
-
-type Upload = { tensor: Tensor; uploaded: boolean };
-
-/** asTensor that records the upload so withUploads disposes it, even when a later check throws. */
-function taker(backend: Backend, uploads: Upload[]) {
-  return <D extends DType>(argument: string, value: unknown, dtypes: readonly D[], pattern: ShapePattern) => {
-    const r = asTensor(backend, argument, value, dtypes, pattern);
-    uploads.push(r);
-    return r.tensor;
-  };
 }
 
 function requireOptions<T extends object>(
@@ -150,7 +139,7 @@ function readCorrect(value: unknown, responses: number): Uint8Array {
 }
 
 /**
- * THR.md item 6: a group is degenerate when it has no correct response, no incorrect response, or
+ * docs/THR.md item 6: a group is degenerate when it has no correct response, no incorrect response, or
  * no token in its correct responses.
  */
 function degenerateGroups(layout: ResolvedLayout, correct: Uint8Array): Uint8Array {
@@ -201,7 +190,7 @@ export async function restrictedVocab(
   return { offsets, columns, tokenColumn, host: h };
 }
 
-/** Token hidden reward (THR.md) and each group's threshold tau. */
+/** Token hidden reward (docs/THR.md) and each group's threshold tau. */
 export async function tokenHiddenReward(backend: Backend, options: unknown): Promise<ThrResult> {
   const o = requireOptions<TokenHiddenRewardOptions>(
     options,
@@ -211,27 +200,11 @@ export async function tokenHiddenReward(backend: Backend, options: unknown): Pro
   const weighting = enumOption<Weighting>('weighting', o.weighting, ['length', 'none'], 'length');
   const beta = numberOption('beta', o.beta, 1);
   const precision = enumOption<ThrPrecision>('precision', o.precision, THR_PRECISIONS, 'f32');
-  const uploads: Upload[] = [];
-  return withUploads(uploads, async () => {
-    const layout = resolveLayout(o.layout);
-    const { numTokens: T, numResponses: R, numGroups: G } = layout;
-    const take = taker(backend, uploads);
-    const hidden = take('hidden', o.hidden, FLOAT_DTYPES, [T, null]);
-    const correct = take('correct', o.correct, ['u8'], [R]);
-    const vocab = resolveVocab(backend, o.vocab, layout, undefined, uploads);
-    const pOffsets = probsOffsets(layout, vocab.hostOffsets);
-    const probs = take('probs', o.probs, ['f32'], [pOffsets[G]]);
-    const hostCorrect = readCorrect(o.correct, R);
+  return withInputs(backend, async (take) => {
+    const args = thrTensors(take, o);
     return backend.tokenHiddenReward({
-      hidden,
-      dim: hidden.shape[1],
-      probs,
-      probsOffsets: pOffsets,
-      vocab,
-      layout,
-      correct,
-      hostCorrect,
-      hostDegenerate: degenerateGroups(layout, hostCorrect),
+      ...args,
+      hostDegenerate: degenerateGroups(args.layout, args.hostCorrect),
       weighting,
       beta,
       precision,
@@ -256,7 +229,7 @@ function degenerateOption(value: unknown, layout: ResolvedLayout, correct: Uint8
   return value;
 }
 
-/** THR's aggregate M_g (THR.md), stacked [ΣK_g, d] f32: tokenHiddenReward's first half. */
+/** THR's aggregate M_g (docs/THR.md), stacked [ΣK_g, d] f32: tokenHiddenReward's first half. */
 export async function thrAggregate(backend: Backend, options: unknown): Promise<Tensor<'f32'>> {
   const o = requireOptions<ThrAggregateOptions>(
     options,
@@ -265,9 +238,8 @@ export async function thrAggregate(backend: Backend, options: unknown): Promise<
   );
   const weighting = enumOption<Weighting>('weighting', o.weighting, ['length', 'none'], 'length');
   const precision = enumOption<ThrPrecision>('precision', o.precision, THR_PRECISIONS, 'f32');
-  const uploads: Upload[] = [];
-  return withUploads(uploads, async () => {
-    const args = thrTensors(backend, o, uploads);
+  return withInputs(backend, async (take) => {
+    const args = thrTensors(take, o);
     return backend.thrAggregate({
       ...args,
       hostDegenerate: degenerateOption(o.degenerate, args.layout, args.hostCorrect),
@@ -286,10 +258,8 @@ export async function thrScore(backend: Backend, options: unknown): Promise<ThrR
   );
   const beta = numberOption('beta', o.beta, 1);
   const precision = enumOption<ThrPrecision>('precision', o.precision, THR_PRECISIONS, 'f32');
-  const uploads: Upload[] = [];
-  return withUploads(uploads, async () => {
-    const args = thrTensors(backend, o, uploads);
-    const take = taker(backend, uploads);
+  return withInputs(backend, async (take) => {
+    const args = thrTensors(take, o);
     if (!(o.aggregate instanceof Tensor)) {
       fail('DTYPE', 'aggregate', `expected the Tensor thrAggregate returned, got ${describe(o.aggregate)}`);
     }
@@ -312,16 +282,14 @@ export async function thrScore(backend: Backend, options: unknown): Promise<ThrR
 
 /** The tensors and host arrays tokenHiddenReward, thrAggregate and thrScore share. */
 function thrTensors(
-  backend: Backend,
+  take: Take,
   o: Partial<ThrAggregateOptions>,
-  uploads: Upload[],
 ): Omit<TokenHiddenRewardArgs, 'hostDegenerate' | 'weighting' | 'beta' | 'precision'> {
   const layout = resolveLayout(o.layout);
   const { numTokens: T, numResponses: R, numGroups: G } = layout;
-  const take = taker(backend, uploads);
   const hidden = take('hidden', o.hidden, FLOAT_DTYPES, [T, null]);
   const correct = take('correct', o.correct, ['u8'], [R]);
-  const vocab = resolveVocab(backend, o.vocab, layout, undefined, uploads);
+  const vocab = resolveVocab(take, o.vocab, layout, undefined);
   const pOffsets = probsOffsets(layout, vocab.hostOffsets);
   const probs = take('probs', o.probs, ['f32'], [pOffsets[G]]);
   const hostCorrect = readCorrect(o.correct, R);
@@ -329,7 +297,7 @@ function thrTensors(
 }
 
 /**
- * Reweights token advantages by THR (THR.md, "Reweighting"). An option the chosen mode ignores
+ * Reweights token advantages by THR (docs/THR.md, "Reweighting"). An option the chosen mode ignores
  * (p ≠ 0 outside 'thr', mask: false with 'nthr', a fixed eta outside 'nthr') is a RANGE error
  * rather than silently dropped.
  */
@@ -359,11 +327,9 @@ export async function thrReweight(backend: Backend, options: unknown): Promise<T
     }
     eta = etaRaw;
   }
-  const uploads: Upload[] = [];
-  return withUploads(uploads, async () => {
+  return withInputs(backend, async (take) => {
     const layout = resolveLayout(o.layout);
     const { numTokens: T, numResponses: R, numGroups: G } = layout;
-    const take = taker(backend, uploads);
     const tokenAdvantages = take('tokenAdvantages', o.tokenAdvantages, ['f32'], [T]);
     const thr = take('thr', o.thr, ['f32'], [T]);
     const tau = take('tau', o.tau, ['f32'], [G]);

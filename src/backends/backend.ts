@@ -176,7 +176,7 @@ export interface MergeLogprobStatesArgs {
 }
 
 // ---------------------------------------------------------------- advantages family
-/** Every estimator of ESTIMATORS.md; the one list the API, the backends and the tests share. */
+/** Every estimator of docs/ESTIMATORS.md; the one list the API, the backends and the tests share. */
 export const ESTIMATORS = [
   'grpo',
   'dr_grpo',
@@ -199,6 +199,14 @@ export type StdKind = (typeof STD_KINDS)[number];
  */
 export const SINGLETON_POLICIES = ['zero', 'mean0', 'nan'] as const;
 export type SingletonPolicy = (typeof SINGLETON_POLICIES)[number];
+/**
+ * NaN rewards: 'propagate' (NaN in, NaN out: the group's statistics and advantages become NaN), or
+ * 'unscorable' (TRL): a NaN reward is left out of every statistic (its group's mean and std, the batch
+ * std, gpg's α, opo's baseline, reinforce_pp_baseline's whitening), its advantage is 0, the rest of the
+ * group is normalised as usual, and then, as torch.nan_to_num, NaN advantages become 0 and ±Inf ±f32 max.
+ */
+export const NAN_REWARD_POLICIES = ['propagate', 'unscorable'] as const;
+export type NanRewardPolicy = (typeof NAN_REWARD_POLICIES)[number];
 /** GRPO's divisor: the group's std, the std of every reward in the batch, or none. */
 export const SCALE_KINDS = ['group', 'batch', 'none'] as const;
 export type ScaleKind = (typeof SCALE_KINDS)[number];
@@ -236,6 +244,7 @@ export interface AdvantagesArgs {
   /** Divisor of grpo and grpo_passk; ignored by the other estimators. */
   scale: ScaleKind;
   singleton: SingletonPolicy;
+  nanRewards: NanRewardPolicy;
   /** reinforce_pp_baseline's whitening convention (see WhitenVarianceEps above). */
   whitenMaskEps: number;
   whitenVariance: StdKind;
@@ -314,7 +323,7 @@ export interface TokenHiddenRewardArgs {
   layout: ResolvedLayout;
   correct: Tensor<'u8'>; // [R]
   hostCorrect: Uint8Array; // [R], values 0 or 1
-  /** 1 where group g is degenerate (THR.md item 6: no correct or no incorrect response, or no
+  /** 1 where group g is degenerate (docs/THR.md item 6: no correct or no incorrect response, or no
    * token in its correct responses); from layout and hostCorrect. [G] */
   hostDegenerate: Uint8Array;
   weighting: Weighting;
@@ -354,6 +363,153 @@ export interface ThrReweightArgs {
   eta: number | 'auto';
 }
 
+// ---------------------------------------------------------------- policy loss
+/** POLICY.md's per-token surrogates; the one list the API, the backends and the tests share. */
+export const POLICY_LOSSES = ['ppo', 'gspo', 'cispo', 'sapo', 'reinforce'] as const;
+export type PolicyLossKind = (typeof POLICY_LOSSES)[number];
+/** KL estimators of x = ℓ − ℓʳ: k1 = x, abs = |x|, k2 = x²/2, k3 = e^{−x} + x − 1. */
+export const KL_ESTIMATORS = ['k1', 'abs', 'k2', 'k3'] as const;
+export type KlEstimator = (typeof KL_ESTIMATORS)[number];
+/** Rollout-correction weight per token, per sequence (product) or per sequence (geometric mean). */
+export const ROLLOUT_LEVELS = ['token', 'sequence', 'geometric'] as const;
+export type RolloutLevel = (typeof ROLLOUT_LEVELS)[number];
+/** truncate: w ← clamp(w, lower, upper); mask: w ← w·1[lower ≤ w ≤ upper]. */
+export const ROLLOUT_MODES = ['truncate', 'mask'] as const;
+export type RolloutMode = (typeof ROLLOUT_MODES)[number];
+/** POLICY.md "Aggregation": the five ways of turning per-token losses into the scalar. */
+export const AGGREGATIONS = [
+  'token-mean',
+  'token-sum',
+  'seq-mean-token-sum',
+  'seq-mean-token-mean',
+  'seq-mean-token-sum-norm',
+] as const;
+export type Aggregation = (typeof AGGREGATIONS)[number];
+/** How a KL or entropy term is aggregated: like the policy term, or always as a token mean. */
+export const TERM_AGGREGATIONS = ['loss', 'token-mean'] as const;
+export type TermAggregation = (typeof TERM_AGGREGATIONS)[number];
+/** seq-mean-token-mean's per-sequence divisor: n_r + 1e-8 (verl, OpenRLHF) or max(n_r, 1) (TRL). */
+export const SEQ_TOKEN_DIVISORS = ['eps', 'clamp1'] as const;
+export type SeqTokenDivisor = (typeof SEQ_TOKEN_DIVISORS)[number];
+/** The local sequence count of the seq-mean modes: sequences with a valid token (verl) or all (TRL). */
+export const SEQ_COUNTS = ['nonempty', 'all'] as const;
+export type SeqCount = (typeof SEQ_COUNTS)[number];
+/**
+ * The entries of policyLoss's `stats` tensor, in order (f32 [POLICY_STATS.length]). Means are over
+ * the batch's valid tokens (mask 1); NaN where the quantity was not computed (no KL, no entropy, no
+ * rollout correction) or has no element (no valid token).
+ */
+export const POLICY_STATS = [
+  'clipFraction',
+  'clipFractionLower',
+  'ppoKl',
+  'klMean',
+  'entropyMean',
+  'ratioMin',
+  'ratioMean',
+  'ratioMax',
+  'rolloutWeightMean',
+  'rolloutClippedFraction',
+  'rolloutEss',
+  'tokens',
+  'sequences',
+] as const;
+export type PolicyStatName = (typeof POLICY_STATS)[number];
+
+/** The KL penalty, resolved (present when the caller asked for one; refLogprobs is then given). */
+export interface ResolvedKl {
+  estimator: KlEstimator;
+  /** Value of the estimator, gradient of k2 (verl's "k1+", "k3+"). */
+  straightThrough: boolean;
+  /** β ≥ 0. */
+  coef: number;
+  /** k3 only: y = −x clamped to ±inputClamp before e^y (verl 20); Infinity: none. */
+  inputClamp: number;
+  /** The estimator's value clamped to ±valueClamp (verl: k3, 10; OpenRLHF: every estimator, 10). */
+  valueClamp: number;
+  /** true: the clamp applies to every estimator (OpenRLHF); false: to k3 only (verl). */
+  valueClampAll: boolean;
+  aggregation: TermAggregation;
+}
+
+/** Rollout correction, resolved (present when asked for; rolloutLogprobs is then given). */
+export interface ResolvedRollout {
+  level: RolloutLevel;
+  mode: RolloutMode;
+  /** 0 ≤ lower < upper, finite. */
+  lower: number;
+  upper: number;
+  /** Divide the weights by their batch mean (over valid tokens, or nonempty sequences). */
+  normalize: boolean;
+  /** λ (or Σλ, mean λ) clamped to ±logClamp before e^· (verl's SAFETY_BOUND 20); Infinity: none. */
+  logClamp: number;
+}
+
+/**
+ * policyLoss, resolved (src/api/policy.ts; the math is POLICY.md's, the conventions docs/PRESETS.md's).
+ * "Infinity" means "off" for every clamp and cap below.
+ */
+export interface PolicyLossArgs {
+  logprobs: Tensor<'f32'>; // [T]
+  oldLogprobs: Tensor<'f32'>; // [T]
+  advantages: Tensor<'f32'>; // [T]
+  refLogprobs?: Tensor<'f32'>; // [T], with kl
+  rolloutLogprobs?: Tensor<'f32'>; // [T], with rollout
+  entropy?: Tensor<'f32'>; // [T]; gradEntropy is returned when present
+  mask?: Tensor<'u8'>; // [T], nonzero = valid; absent: every token valid
+  responseOffsets: Int32Array; // [R+1], validated, ends at T
+  numTokens: number;
+  numResponses: number;
+  loss: PolicyLossKind;
+  /** ε_low, ε_high > 0 (cispo with cispoCap: clipHigh is the absolute cap). */
+  clipLow: number;
+  clipHigh: number;
+  /** ppo: dual-clip constant c > 1 (for A < 0, L ← min(L, −A·c)); Infinity: off. */
+  dualClip: number;
+  /** Δ = ℓ − ℓ° clamped to ±logRatioClamp before e^Δ (every loss but gspo). */
+  logRatioClamp: number;
+  /** gspo: the sequence log-ratio clamped above at this (verl 10). */
+  gspoLogClamp: number;
+  /** ppo, gspo: TRL's cap of the unclipped ratio, min(ρ, δ). */
+  delta: number;
+  /** cispo: TRL's sg[min(ρ, clipHigh)] (true) or verl's sg[clip(ρ, 1 − clipLow, 1 + clipHigh)] (false). */
+  cispoCap: boolean;
+  sapoTauPos: number;
+  sapoTauNeg: number;
+  kl?: ResolvedKl;
+  /** c_H (any finite number; 0 with entropy present still returns gradEntropy = 0). */
+  entropyCoef: number;
+  entropyAggregation: TermAggregation;
+  rollout?: ResolvedRollout;
+  aggregation: Aggregation;
+  seqTokenDivisor: SeqTokenDivisor;
+  seqCount: SeqCount;
+  /** seq-mean-token-sum-norm: D·Σ/(N_seq·K) (true) or verl's Σ/K (false). */
+  normBySequences: boolean;
+  /** K of seq-mean-token-sum-norm (> 0). */
+  scaleFactor: number;
+  /** D ≥ 1. */
+  ranks: number;
+  /** N_tok of token-mean terms when the host knows it (global count, or counted from a host mask). */
+  tokens?: number;
+  /** N_seq of the seq-mean modes when the host knows it. */
+  sequences?: number;
+  /** Return the per-token loss. */
+  tokenLoss: boolean;
+}
+export interface PolicyLossResult {
+  /** The scalar loss, f32 [1] (a device tensor: read it when you need the number). */
+  loss: Tensor<'f32'>;
+  /** dLoss/dℓ_t, f32 [T]; 0 for masked tokens. */
+  gradLogprobs: Tensor<'f32'>;
+  /** dLoss/dH_t, f32 [T]; present when entropy was given. */
+  gradEntropy?: Tensor<'f32'>;
+  /** m_t·(w_t·L_t + β·KL_t − c_H·H_t) before aggregation, f32 [T]; present when asked for. */
+  tokenLoss?: Tensor<'f32'>;
+  /** f32 [POLICY_STATS.length], in POLICY_STATS order. */
+  stats: Tensor<'f32'>;
+}
+
 // ---------------------------------------------------------------- the interface
 /** What createContext passes to a backend's constructor. */
 export interface BackendOptions {
@@ -389,6 +545,8 @@ export interface Backend {
   thrReweight(args: ThrReweightArgs): Promise<Tensor<'f32'>>;
   thrAggregate(args: ThrAggregateArgs): Promise<Tensor<'f32'>>;
   thrScore(args: ThrScoreArgs): Promise<ThrResult>;
+
+  policyLoss(args: PolicyLossArgs): Promise<PolicyLossResult>;
 
   /** Resolves when every op queued so far has finished on the device (for timing). */
   synchronize(): Promise<void>;

@@ -1,6 +1,6 @@
 /**
  * The LM-head family on cuda (a GPU, or the CUDA emulator in the vitest project cuda-emu): the case
- * table of test/lmhead/cases.ts, the backend-independent checks of test/lmhead/checks.ts, and what only
+ * table of test/cases/lmhead.ts, the backend-independent checks of test/lmhead/checks.ts, and what only
  * the cuda backend can show: gradWeight's bits do not depend on how rows are chunked (the backward's G
  * chunk, a test hook), and the memory bound, structurally: the launchers' Scratch bytes (the addon's
  * lmheadPlan) at N = 16384, V = 151936, d = 4096 against the materialised logits, and a run's actual
@@ -9,9 +9,10 @@
 import { describe, expect, it } from 'vitest';
 import { lmheadTuning } from '../../src/backends/cuda/lmhead.js';
 import { loadNativeAddon, type NativeDevice } from '../../src/backends/cuda/native.js';
-import { lmheadCases } from '../lmhead/cases.js';
+import { wordsOf } from '../cases/check.js';
+import { lmheadCases } from '../cases/lmhead.js';
+import { openBackends, runCaseTable } from '../cases/runner.js';
 import { BIG, LOGITS_BF16_BYTES, lmheadChecks } from '../lmhead/checks.js';
-import { openBackends, runCaseTable, wordsOf } from '../lmhead/harness.js';
 import { gradVector, makeHead } from '../lmhead/reference.js';
 import { EMULATED } from './helpers.js';
 

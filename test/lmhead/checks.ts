@@ -11,6 +11,7 @@ import { describe, expect, it } from 'vitest';
 import { cpuLmheadScratchBytes } from '../../src/backends/cpu/lmhead.js';
 import type { Context } from '../../src/context.js';
 import { type ErrorCode, GrpoKernelsError, type LogprobStates, type Tensor } from '../../src/index.js';
+import type { OpenBackend } from '../cases/runner.js';
 import {
   bruteThr,
   degenerate,
@@ -21,7 +22,6 @@ import {
   thrGroupErrors,
   uniformGroup,
 } from '../fixtures/thr.js';
-import type { OpenBackend } from './harness.js';
 import { backwardRef, forwardRef, gradVector, logits, makeHead } from './reference.js';
 
 /** The materialised logits' bytes at the issue's size, in bf16 (the smaller of bf16 and f32). */

@@ -6,7 +6,7 @@
  * backends get (f16/bf16 decode exactly to f64).
  *
  * Each output also gets a `scale`: the magnitude its f32 error is proportional to (the case tables'
- * crtol term, test/lmhead/tolerances.ts):
+ * crtol term, test/cases/tolerances.ts, "LM-head family"):
  * - forward outputs: zmax_n + Â_n, with zmax_n = max_v |x_nv|/T and Â_n = max_v (Σ_k |h_nk w_vk| +
  *   |b_v|)/T: a logit computed in f32 errs in proportion to the sum of the magnitudes of its terms
  *   (Â, the standard forward bound of a dot product), and lse, log-probs and entropy are differences

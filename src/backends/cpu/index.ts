@@ -1,7 +1,7 @@
 /**
  * The cpu backend: the reference every GPU backend is tested against. Exact before fast: float64
  * accumulation, one documented summation order per op, deterministic. Kernels live in one file
- * per family (logprobs.ts, advantages.ts, thr.ts) and work on host arrays.
+ * per family (logprobs.ts, advantages.ts, thr.ts, policy.ts) and work on host arrays.
  */
 import type { DType, HostArrayMap } from '../../dtypes.js';
 import type { Backend, DeviceInfo } from '../backend.js';
@@ -14,6 +14,7 @@ import {
   cpuMergeLogprobStates,
 } from './lmhead.js';
 import { cpuGatherProbs, cpuLogprobs, cpuLogprobsBackward } from './logprobs.js';
+import { cpuPolicyLoss } from './policy.js';
 import { cpuTensor } from './storage.js';
 
 /** Median seconds of a memcpy of `bytes` bytes (TypedArray.set), after one warm-up. */
@@ -59,6 +60,7 @@ export function createCpuBackend(): Backend {
     thrReweight: async (a) => cpuThrReweight(a),
     thrAggregate: async (a) => cpuThrAggregate(a),
     thrScore: async (a) => cpuThrScore(a),
+    policyLoss: async (a) => cpuPolicyLoss(a),
     synchronize: async () => {},
     copyProbe: async (bytes) => cpuCopyProbe(bytes),
     dispose() {},

@@ -1,5 +1,5 @@
 /**
- * THR family, cpu reference (THR.md): restrictedVocab, tokenHiddenReward, thrReweight.
+ * THR family, cpu reference (docs/THR.md): restrictedVocab, tokenHiddenReward, thrReweight.
  * Float64 accumulation in one documented order per output; outputs rounded to f32 once, at the end.
  */
 import { bf16ToF32, f16ToF32 } from '../../dtypes.js';
@@ -46,7 +46,7 @@ function rowReader(hidden: Tensor<'f32' | 'f16' | 'bf16'>, d: number): RowReader
 }
 
 /**
- * tokenHiddenReward: THR_t = ±g_tᵀ M_g h_t with M_g = Σ_{u∈P} w_u g_u h_uᵀ (THR.md), and
+ * tokenHiddenReward: THR_t = ±g_tᵀ M_g h_t with M_g = Σ_{u∈P} w_u g_u h_uᵀ (docs/THR.md), and
  * tau_g = beta · min over correct responses with ≥ 1 token of the mean THR of its tokens.
  *
  * Owns: every group, in order; within a group, register blocks of 4 tokens × 2 rows of M (each
@@ -321,7 +321,7 @@ function cpuThr(
 
 // ------------------------------------------------------------------------------------------------
 /**
- * thrReweight (THR.md, "Reweighting"), per token t of group g, A = tokenAdvantages[t]:
+ * thrReweight (docs/THR.md, "Reweighting"), per token t of group g, A = tokenAdvantages[t]:
  *   'thr' / 'thr-only': A' = 1[|THR_t| > tau_g]·(1 + p·sign(THR_t))·A  (p = 0 for 'thr-only');
  *                       with mask = false, tokens with |THR_t| ≤ tau_g keep A.
  *   'nthr': tokens of incorrect responses with s_t = −THR_t > tau_g get eta_g·A, every other token

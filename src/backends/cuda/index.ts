@@ -17,6 +17,7 @@ import {
 } from './lmhead.js';
 import { cudaGatherProbs, cudaLogprobs, cudaLogprobsBackward } from './logprobs.js';
 import { loadNativeAddon, type NativeDevice, native } from './native.js';
+import { cudaPolicyLoss } from './policy.js';
 import { CudaMemory } from './storage.js';
 import { cudaThrAggregate, cudaThrReweight, cudaThrScore, cudaTokenHiddenReward } from './thr.js';
 
@@ -89,6 +90,7 @@ export async function createCudaBackend(options: BackendOptions): Promise<Backen
     logprobStates: (a) => cudaLogprobStates(mem, a),
     linearLogprobStates: (a) => cudaLinearLogprobStates(mem, a),
     mergeLogprobStates: (a) => cudaMergeLogprobStates(mem, a),
+    policyLoss: (a) => cudaPolicyLoss(mem, a),
     synchronize: () => native(() => dev.synchronize()),
     copyProbe: (bytes) => native(() => dev.copyProbe(bytes)),
     fromDevicePointer<D extends DType>(pointer: bigint | number, shape: readonly number[], dtype: D) {

@@ -8,7 +8,21 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type ErrorCode, GrpoKernelsError } from '../../errors.js';
-import type { Estimator, ScaleKind, SingletonPolicy, StdKind, WhitenVarianceEps } from '../backend.js';
+import type {
+  Aggregation,
+  Estimator,
+  KlEstimator,
+  NanRewardPolicy,
+  PolicyLossKind,
+  RolloutLevel,
+  RolloutMode,
+  ScaleKind,
+  SeqTokenDivisor,
+  SingletonPolicy,
+  StdKind,
+  TermAggregation,
+  WhitenVarianceEps,
+} from '../backend.js';
 
 /**
  * The argument object of each native op: one interface per op, mirroring its params struct in
@@ -179,6 +193,8 @@ export interface NativeTokenHiddenRewardArgs extends Poisonable, NativeThrLayout
   precision: 'f32' | 'tf32';
   /** Test hook: the scratch budget for one batch of M_g. */
   mBudgetBytes?: number;
+  /** Test hook: the small tile configuration (thr.cu, "Configurations"). */
+  smallTiles?: boolean;
   outThr: bigint;
   outTau: bigint;
 }
@@ -215,6 +231,7 @@ export interface NativeAdvantagesArgs extends Poisonable {
   eps: number;
   scale: ScaleKind;
   singleton: SingletonPolicy;
+  nanRewards: NanRewardPolicy;
   whitenMaskEps: number;
   whitenVariance: StdKind;
   whitenVarianceEps: WhitenVarianceEps;
@@ -225,14 +242,86 @@ export interface NativeAdvantagesArgs extends Poisonable {
   outDegenerate: bigint;
 }
 
+/** The KL keys of policyLoss: all present (klEstimator first) or all absent. */
+interface NativePolicyKl {
+  klEstimator: KlEstimator;
+  refLogprobs: bigint;
+  klStraightThrough: boolean;
+  klCoef: number;
+  klInputClamp: number;
+  klValueClamp: number;
+  klValueClampAll: boolean;
+  klAggregation: TermAggregation;
+}
+/** The rollout-correction keys of policyLoss: all present (rolloutLevel first) or all absent. */
+interface NativePolicyRollout {
+  rolloutLevel: RolloutLevel;
+  rolloutLogprobs: bigint;
+  rolloutMode: RolloutMode;
+  rolloutLower: number;
+  rolloutUpper: number;
+  rolloutNormalize: boolean;
+  rolloutLogClamp: number;
+}
+/**
+ * gk::PolicyParams (native/cuda/policy.cuh). "Off" clamps and caps are Infinity. The KL keys and the
+ * rollout keys are each all present or all absent (the addon refuses a lone one as unknown).
+ */
+export type NativePolicyLossArgs = Poisonable &
+  Partial<NativePolicyKl> &
+  Partial<NativePolicyRollout> & {
+    logprobs: bigint;
+    oldLogprobs: bigint;
+    advantages: bigint;
+    entropy?: bigint;
+    mask?: bigint;
+    responseOffsets: Int32Array;
+    loss: PolicyLossKind;
+    clipLow: number;
+    clipHigh: number;
+    dualClip: number;
+    logRatioClamp: number;
+    gspoLogClamp: number;
+    delta: number;
+    cispoCap: boolean;
+    sapoTauPos: number;
+    sapoTauNeg: number;
+    entropyCoef: number;
+    entropyAggregation: TermAggregation;
+    aggregation: Aggregation;
+    seqTokenDivisor: SeqTokenDivisor;
+    normBySequences: boolean;
+    scaleFactor: number;
+    ranks: number;
+    /** Host counts; absent: counted on the device. */
+    tokens?: number;
+    sequences?: number;
+    /** Test hook: responses per block (a multiple of 8). */
+    chunkResponses?: number;
+    outLoss: bigint;
+    outGradLogprobs: bigint;
+    /** With entropy. */
+    outGradEntropy?: bigint;
+    outTokenLoss?: bigint;
+    outStats: bigint;
+  };
+
 /** The C++ enum tables (native/addon.cc enums()): each enum's names in the C++ order. */
 export interface NativeEnums {
   estimator: string[];
   stdKind: string[];
   scaleKind: string[];
   singleton: string[];
+  nanRewards: string[];
   thrPrecision: string[];
   reweightMode: string[];
+  policyLoss: string[];
+  klEstimator: string[];
+  rolloutLevel: string[];
+  rolloutMode: string[];
+  aggregation: string[];
+  termAggregation: string[];
+  seqTokenDivisor: string[];
 }
 
 export interface NativeDeviceInfo {
@@ -277,6 +366,7 @@ export interface NativeDevice {
   linearLogprobsBackward(args: NativeLinearLogprobsBackwardArgs): Promise<void>;
   logprobStates(args: NativeLogprobStatesArgs): Promise<void>;
   mergeLogprobStates(args: NativeMergeLogprobStatesArgs): Promise<void>;
+  policyLoss(args: NativePolicyLossArgs): Promise<void>;
   close(): void;
 }
 

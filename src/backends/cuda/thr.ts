@@ -13,10 +13,13 @@ import type {
 import { type CudaMemory, ptrOf, runWithOutputs, withPoison } from './storage.js';
 
 /**
- * Test hook: the scratch budget for the M_g of one batch of groups, in bytes (0 = the launcher's
- * default, 256 MiB). A small budget forces one batch per group, exercising the batching path.
+ * Test hooks.
+ * - mBudgetBytes: the scratch budget for the M_g of one batch of groups, in bytes (0 = the launcher's
+ *   default, 256 MiB). A small budget forces one batch per group, exercising the batching path.
+ * - smallTiles: run the small tile configuration (native/cuda/thr.cu, "Configurations": 64 × 128 M
+ *   tiles, 2-stage pipelines; what a GPU with 99 KiB of shared memory per block runs) on any device.
  */
-export const thrTuning = { mBudgetBytes: 0 };
+export const thrTuning = { mBudgetBytes: 0, smallTiles: false };
 
 /** The arguments tokenHiddenReward, thrAggregate and thrScore share. */
 function thrArgs(a: Omit<TokenHiddenRewardArgs, 'beta'>) {
@@ -95,6 +98,7 @@ export function cudaTokenHiddenReward(mem: CudaMemory, a: TokenHiddenRewardArgs)
           beta: a.beta,
           precision: a.precision,
           mBudgetBytes: thrTuning.mBudgetBytes > 0 ? thrTuning.mBudgetBytes : undefined,
+          smallTiles: thrTuning.smallTiles ? true : undefined,
           outThr: ptrOf(thr),
           outTau: ptrOf(tau),
         }),

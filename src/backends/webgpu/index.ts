@@ -13,7 +13,7 @@
  *   chunking.ts  row chunks and aligned binding windows for tensors > one storage binding
  *   kit.ts       WebGpuKit: what every op module receives (runtime, pipelines, tuning, WG size)
  *   probe.ts     copyProbe
- * Op modules, one per kernel family: logprobs.ts, lmhead.ts, advantages.ts, thr.ts (+ shaders/<family>.wgsl;
+ * Op modules, one per kernel family: logprobs.ts, lmhead.ts, advantages.ts, thr.ts, policy.ts (+ shaders/<family>.wgsl;
  * docs/webgpu.md says how to add one).
  */
 import type { DType, FloatDType, HostArrayMap } from '../../dtypes.js';
@@ -36,6 +36,8 @@ import type {
   LogprobsBackwardArgs,
   LogprobsResult,
   MergeLogprobStatesArgs,
+  PolicyLossArgs,
+  PolicyLossResult,
   ThrAggregateArgs,
   ThrResult,
   ThrReweightArgs,
@@ -55,6 +57,7 @@ import {
   webgpuMergeLogprobStates,
 } from './lmhead.js';
 import { LOGPROBS_PARAMS, webgpuGatherProbs, webgpuLogprobs, webgpuLogprobsBackward } from './logprobs.js';
+import { POLICY_PARAMS, webgpuPolicyLoss } from './policy.js';
 import { webgpuCopyProbe } from './probe.js';
 import { GpuRuntime } from './runtime.js';
 import { uploadTensor, wrapBuffer } from './storage.js';
@@ -75,6 +78,7 @@ export const UNIFORM_LAYOUTS: readonly UniformLayout[] = [
   ADVANTAGES_PARAMS,
   THR_PARAMS,
   LMHEAD_PARAMS,
+  POLICY_PARAMS,
 ];
 
 export interface WebGpuBackendOptions extends BackendOptions {
@@ -156,6 +160,11 @@ export class WebGpuBackend implements Backend {
   }
   thrScore(a: ThrScoreArgs): Promise<ThrResult> {
     return webgpuThrScore(this.kit, a);
+  }
+
+  // ------------------------------------------------------------ policy loss (policy.ts)
+  policyLoss(a: PolicyLossArgs): Promise<PolicyLossResult> {
+    return webgpuPolicyLoss(this.kit, a);
   }
 
   // ------------------------------------------------------------ timing, lifetime

@@ -3,7 +3,7 @@
 // no GPU, execute the real kernels and launchers (every index, reduction, split and merge) against the
 // CPU reference. It proves the kernels' logic, never their speed or the GPU's memory model.
 //
-// Model (native/emu/emu_runtime.cc): a launch runs its blocks one after another on the calling
+// Model (tools/cuda-emu/emu_runtime.cc): a launch runs its blocks one after another on the calling
 // thread; the threads of a block are fibers switched only at __syncthreads and warp shuffles, so
 // shared memory is a function-local static (launches from different OS threads take turns). A block barrier waits
 // for every thread that has not exited; a shuffle waits for exactly the lanes of its mask and fails

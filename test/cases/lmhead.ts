@@ -2,7 +2,7 @@
  * The LM-head family's case table (linearLogprobs, linearLogprobsBackward, the sharded states), run
  * on every backend by test/lmhead.test.ts (cpu, webgpu) and test/cuda/ops-lmhead.test.ts (cuda): each
  * case defined once with its float64 reference (test/lmhead/reference.ts, which materialises the
- * logits), tolerances in test/lmhead/tolerances.ts.
+ * logits), tolerances in test/cases/tolerances.ts.
  *
  * Shapes: d from 1 to 896 (odd d, so rows are not 16-byte aligned), V = 7, 257, 32003 and 151936,
  * N from 1 to 300; every dtype (hidden and weight the same), temperatures from 1e-3 to 4, ignored
@@ -13,8 +13,6 @@
 import type { Context } from '../../src/context.js';
 import { decodeFloats, encodeFloats, type FloatDType } from '../../src/dtypes.js';
 import type { LogprobStates, Tensor } from '../../src/index.js';
-import type { Case, Outputs, RefCase, SelfCase, Want } from './harness.js';
-import { lazy, wordsOf } from './harness.js';
 import {
   type BackwardRef,
   backwardRef,
@@ -25,8 +23,15 @@ import {
   type HeadSpec,
   logits,
   makeHead,
-} from './reference.js';
-import { BACKWARD_TOL, FORWARD_TOL } from './tolerances.js';
+} from '../lmhead/reference.js';
+import { wordsOf } from './check.js';
+import type { Case, Outputs, RefCase, SelfCase, Want } from './runner.js';
+import { lazy } from './runner.js';
+import { TOLERANCES } from './tolerances.js';
+
+// The same for every dtype (test/cases/tolerances.ts, "LM-head family").
+const FORWARD_TOL = TOLERANCES.linearLogprobs.f32;
+const BACKWARD_TOL = TOLERANCES.linearLogprobsBackward.f32;
 
 export interface CaseOptions {
   /** The cuda backend is the CPU emulator: its largest shapes take minutes and are skipped. */

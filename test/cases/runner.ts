@@ -1,134 +1,34 @@
 /**
- * The case-table harness of the LM-head tests: the shape of the shared case tables that are being
- * built in test/cases/ (runner.ts, check.ts: a case defined once with its float64 reference, run on
- * every backend, held to per-element tolerances |got − want| ≤ atol + rtol·|want| + crtol·scale,
- * classes of non-finite values matched exactly, outputs poisoned so unwritten elements show). Until
- * that harness is on this branch this file carries the same interfaces (RefCase, SelfCase,
- * runCaseTable, openBackends, lazy, expectWithin), so test/lmhead/cases.ts moves to
- * test/cases/lmhead.ts by changing its imports.
+ * Runs one op's case table (test/cases/<family>.ts) on every backend that is available, ggml's
+ * test-backend-ops in miniature: a case is defined once, with its float64 reference, and each backend
+ * is held to the same per-element tolerances (test/cases/tolerances.ts).
  *
- * Env GK_CASES_MEASURE=1 prints, per case and output, the worst error as a multiple of its tolerance.
+ * Backends: cpu always; webgpu when an adapter is found (lavapipe on CI; with env CI set, a missing
+ * adapter fails the run, as test/webgpu/setup.ts does); cuda when its context opens (a GPU, or the CPU
+ * emulator in the vitest project "cuda-emu"). The unit project runs cpu and webgpu
+ * (test/<family>.cases.test.ts), the cuda-emu project cuda (test/cuda/ops-cases.test.ts). A backend
+ * that cannot start is a skipped describe block whose name says why, and the reason is printed once.
+ *
+ * A case a backend is known to fail today names the defect (`fails`): it runs as it.fails, so it
+ * passes while the defect is there and turns red once it is fixed, to be unmarked.
+ *
+ * Every case runs with poisoned outputs (src/debug.ts): an element no kernel wrote is reported by
+ * index. The reference of a case is computed once per test file and shared by the backends.
+ *
+ * Env GK_CASES_MEASURE=1 prints, per case and output, the worst error as a multiple of its tolerance
+ * and the largest |err|, |err|/|want| and |err|/scale: what the tolerance comments quote as measured.
  */
 import { describe, expect, it } from 'vitest';
 import { type Context, createContext } from '../../src/context.js';
-import { POISON_I32, setOutputPoison } from '../../src/debug.js';
-import { type DType, decodeFloats, type FloatDType, type HostArray } from '../../src/dtypes.js';
+import { setOutputPoison } from '../../src/debug.js';
+import type { DType, FloatDType, HostArray } from '../../src/dtypes.js';
 import type { BackendName } from '../../src/tensor.js';
 import { probeGpu } from '../cuda/helpers.js';
+import { decodeLogits } from '../fixtures/logprobs.js';
 import { POISON_F32 } from '../util/compare.js';
+import { compareElements, expectNoPoison, expectWithin, type Tolerance } from './check.js';
 
 export type { BackendName };
-
-export interface Tolerance {
-  atol: number;
-  rtol: number;
-  /** Relative to the element's scale (its reference's `scale`), when the op's entry has one. */
-  crtol?: number;
-}
-
-/** Bit-exact (integers, copies, selections). */
-export const EXACT: Tolerance = { atol: 0, rtol: 0 };
-
-export function numClass(x: number): 'NaN' | '+Inf' | '-Inf' | 'finite' {
-  if (Number.isNaN(x)) return 'NaN';
-  if (x === Number.POSITIVE_INFINITY) return '+Inf';
-  if (x === Number.NEGATIVE_INFINITY) return '-Inf';
-  return 'finite';
-}
-
-export interface Mismatch {
-  /** Length, class and tolerance failures, described (at most 5 of each kind). */
-  problems: string[];
-  /** The largest |got − want| / tolerance over the finite elements (0 when all are exact). */
-  worst: number;
-  worstAt: number;
-}
-
-/** Compares without asserting; `problems` is empty when every element is within its tolerance. */
-export function compareElements(
-  got: ArrayLike<number>,
-  want: ArrayLike<number>,
-  tol: Tolerance,
-  scale?: ArrayLike<number>,
-): Mismatch {
-  const problems: string[] = [];
-  if (got.length !== want.length) {
-    problems.push(`length ${got.length}, expected ${want.length}`);
-    return { problems, worst: Number.POSITIVE_INFINITY, worstAt: -1 };
-  }
-  const crtol = scale === undefined ? 0 : (tol.crtol ?? 0);
-  let classes = 0;
-  let over = 0;
-  let worst = 0;
-  let worstAt = -1;
-  for (let i = 0; i < want.length; i++) {
-    const a = got[i];
-    const b = want[i];
-    const ca = numClass(a);
-    const cb = numClass(b);
-    if (ca !== cb) {
-      if (classes++ < 5) problems.push(`[${i}] got ${a} (${ca}), expected ${b} (${cb})`);
-      continue;
-    }
-    if (cb !== 'finite') continue;
-    const err = Math.abs(a - b);
-    if (err === 0) continue;
-    const bound = tol.atol + tol.rtol * Math.abs(b) + (crtol > 0 ? crtol * scale![i] : 0);
-    const ratio = bound > 0 ? err / bound : Number.POSITIVE_INFINITY;
-    if (ratio > worst) {
-      worst = ratio;
-      worstAt = i;
-    }
-    if (ratio > 1 && over++ < 5)
-      problems.push(
-        `[${i}] got ${a}, expected ${b}: |err| ${err.toExponential(3)} > ${bound.toExponential(3)} (${ratio.toPrecision(3)}× its tolerance)`,
-      );
-  }
-  if (classes > 5) problems.push(`… ${classes} class mismatches in all`);
-  if (over > 5) problems.push(`… ${over} elements past their tolerance in all`);
-  return { problems, worst, worstAt };
-}
-
-/** Asserts that every element is within its tolerance (see the header). */
-export function expectWithin(
-  got: ArrayLike<number>,
-  want: ArrayLike<number>,
-  tol: Tolerance,
-  what: string,
-  scale?: ArrayLike<number>,
-): Mismatch {
-  const m = compareElements(got, want, tol, scale);
-  const t = `atol ${tol.atol}, rtol ${tol.rtol}${tol.crtol !== undefined && scale ? `, crtol ${tol.crtol}` : ''}`;
-  expect(m.problems, `${what} (${t}): worst ${m.worst.toPrecision(3)}× its tolerance`).toEqual([]);
-  return m;
-}
-
-/** The value poisoned outputs of `dtype` hold until a kernel writes them (src/debug.ts). */
-export function poisonOf(dtype: DType): number {
-  switch (dtype) {
-    case 'f32':
-      return Math.fround(POISON_F32);
-    case 'i32':
-      return POISON_I32;
-    case 'u8':
-      return 0xab;
-    default:
-      return 0x7e01; // f16 / bf16 bits: a NaN no kernel produces
-  }
-}
-
-/** Asserts that no element of a raw output still holds its dtype's poison. */
-export function expectNoPoison(data: HostArray, dtype: DType, what: string): void {
-  const p = poisonOf(dtype);
-  const at: number[] = [];
-  for (let i = 0; i < data.length && at.length < 5; i++) if (data[i] === p) at.push(i);
-  expect(at, `${what}: elements never written (still poison)`).toEqual([]);
-}
-
-/** Raw words of a float output, for bit comparisons (Uint32 for f32, Uint16 as is). */
-export function wordsOf(data: HostArray): Uint32Array | Uint16Array | Int32Array | Uint8Array {
-  return data instanceof Float32Array ? new Uint32Array(data.buffer, data.byteOffset, data.length) : data;
-}
 
 /** One output of a backend, as read back (f16/bf16 as raw bits). */
 export interface Out {
@@ -201,10 +101,10 @@ export async function openBackends(names: readonly BackendName[]): Promise<OpenB
   return out;
 }
 
-/** f32 values as f64, f16/bf16 bits decoded exactly, integers as they are. */
+/** f32 values as f64, f16/bf16 bits decoded exactly (the tests' own decoder), integers as they are. */
 export function decoded(o: Out): Float64Array {
   if (o.dtype === 'f16' || o.dtype === 'bf16')
-    return decodeFloats(o.dtype as FloatDType, o.data as Uint16Array);
+    return decodeLogits(o.dtype as FloatDType, o.data as Uint16Array);
   return Float64Array.from(o.data as ArrayLike<number>);
 }
 

@@ -2,11 +2,11 @@
  * One GRPO training run of the toy policy. Every piece of reward math goes through the package:
  * linearLogprobs (+ entropy, straight from the policy's linear head: hidden states and W, no logits),
  * advantages (grpo), expandToTokens, and for THR runs restrictedVocab, gatherProbs, tokenHiddenReward
- * and thrReweight; linearLogprobsBackward gives dLoss/dW of the policy-gradient loss
- * −Σ_t A'_t · logprob_t / T directly.
+ * and thrReweight; policyLoss gives the loss (ppo, token-mean; one update per batch, so on-policy:
+ * ratio 1, the gradient −A'_t / T) with the KL to the initial policy measured (k3, coefficient 0), and
+ * linearLogprobsBackward gives dLoss/dW from policyLoss's dLoss/dlogprob directly.
  */
-import type { Context } from '../context.js';
-import type { Tensor } from '../tensor.js';
+import { type Context, readPolicyStats, type Tensor } from 'grpo-kernels';
 import { LinearPolicy } from './policy.js';
 import { deriveSeed, mulberry32 } from './rng.js';
 import { decode, packGroups, type Response } from './rollout.js';
@@ -24,12 +24,13 @@ export type TrainerContext = Pick<
   | 'gatherProbs'
   | 'tokenHiddenReward'
   | 'thrReweight'
+  | 'policyLoss'
 >;
 
 export interface Method {
   /** Label in tables and plots. */
   name: string;
-  /** Plain GRPO, or THR reweighting (THR.md, mode 'thr') with exponent p. */
+  /** Plain GRPO, or THR reweighting (docs/THR.md, mode 'thr') with exponent p. */
   kind: 'grpo' | 'thr';
   p: number;
 }
@@ -64,6 +65,10 @@ export interface StepStats {
   entropy: number;
   /** Fraction of tokens with a nonzero advantage after reweighting (THR masks some). */
   activeTokens: number;
+  /** policyLoss's clip fraction (0 here: one update per batch is on-policy). */
+  clipFraction: number;
+  /** Mean per-token KL (k3) of the policy to the initial one, from policyLoss's stats. */
+  kl: number;
   tokens: number;
 }
 
@@ -130,6 +135,8 @@ export async function grpoStep(
   method: Method,
   config: TrainConfig,
   step: number,
+  /** The initial policy, for the KL (absent: the KL is not measured, NaN). */
+  reference?: LinearPolicy,
 ): Promise<StepStats> {
   const dim = featureDim(config.task);
   const b = packGroups(groups, dim);
@@ -174,15 +181,26 @@ export async function grpoStep(
       );
     }
 
-    // Loss = −Σ_t A'_t · logprob_t / T, so dLoss/dlogprob_t = −A'_t / T.
-    const a = await tokenAdv.read();
-    const gradLogprobs = new Float32Array(T);
-    let active = 0;
-    for (let t = 0; t < T; t++) {
-      gradLogprobs[t] = -a[t] / T;
-      if (a[t] !== 0) active++;
+    // The loss: ppo with token-mean aggregation; the old log-probs are the current ones (one update per
+    // batch), so dLoss/dlogprob_t = −A'_t / T. The KL to the initial policy is measured, not penalised.
+    let refLogprobs: Tensor<'f32'> | undefined;
+    if (reference !== undefined) {
+      // The initial policy's log-probs from its own head (hidden and W₀, no logits).
+      const refWeight = scope.add(ctx.tensor(Float32Array.from(reference.w), [VOCAB, dim], 'f32'));
+      const ref = await ctx.linearLogprobs(hidden, refWeight, tokens);
+      scope.add(ref.lse);
+      refLogprobs = scope.add(ref.logprobs);
     }
-    const grads = await ctx.linearLogprobsBackward(hidden, weight, tokens, lp.lse, gradLogprobs);
+    const pl = await ctx.policyLoss(
+      { logprobs: lp.logprobs, oldLogprobs: lp.logprobs, advantages: tokenAdv, refLogprobs, layout },
+      { loss: 'ppo', aggregation: 'token-mean', kl: refLogprobs ? { estimator: 'k3', coef: 0 } : undefined },
+    );
+    for (const t of [pl.loss, pl.gradLogprobs, pl.stats]) scope.add(t);
+    const stats = await readPolicyStats(pl.stats);
+    const a = await tokenAdv.read();
+    let active = 0;
+    for (let t = 0; t < T; t++) if (a[t] !== 0) active++;
+    const grads = await ctx.linearLogprobsBackward(hidden, weight, tokens, lp.lse, pl.gradLogprobs);
     scope.add(grads.gradHidden);
     const gradWeight = scope.add(grads.gradWeight);
     policy.adamStep(Float64Array.from(await gradWeight.read()), config.learningRate);
@@ -202,6 +220,8 @@ export async function grpoStep(
       accuracy: correctCount / b.rewards.length,
       entropy: T > 0 ? entropySum / T : 0,
       activeTokens: T > 0 ? active / T : 0,
+      clipFraction: T > 0 ? stats.clipFraction : 0,
+      kl: T > 0 ? stats.klMean : 0,
       tokens: T,
     };
   } finally {
@@ -220,6 +240,8 @@ export async function train(
   const { train: trainPrompts, heldOut } = splitPrompts(allPrompts(config.task));
   // Same initial weights and the same prompt/sampling stream for every method of a seed.
   const policy = new LinearPolicy(VOCAB, featureDim(config.task), deriveSeed(config.seed, 'init'));
+  // The same initial weights, never updated: the reference of the KL column.
+  const reference = new LinearPolicy(VOCAB, featureDim(config.task), deriveSeed(config.seed, 'init'));
   const rand = mulberry32(deriveSeed(config.seed, 'train'));
   const steps: StepStats[] = [];
   const evals: EvalPoint[] = [evaluate(policy, config, heldOut, 0)];
@@ -231,7 +253,7 @@ export async function train(
       for (let j = 0; j < config.groupSize; j++) group.push(decode(policy, config.task, prompt, rand));
       groups.push(group);
     }
-    steps.push(await grpoStep(ctx, policy, groups, method, config, step));
+    steps.push(await grpoStep(ctx, policy, groups, method, config, step, reference));
     if (step % config.evalEvery === 0 || step === config.steps) {
       evals.push(evaluate(policy, config, heldOut, step));
     }
