@@ -4,6 +4,9 @@ import { defineConfig } from 'vitest/config';
 const root = fileURLToPath(new URL('./', import.meta.url));
 
 export default defineConfig({
+  // The CLI, the benchmarks and the examples import the library by the package's name (tsconfig.json's
+  // `paths`): here, as there, that name is the source.
+  resolve: { alias: [{ find: /^grpo-kernels$/, replacement: `${root}src/index.ts` }] },
   test: {
     testTimeout: 120_000,
     hookTimeout: 120_000,
@@ -19,11 +22,13 @@ export default defineConfig({
           name: 'unit',
           include: ['test/**/*.test.ts'],
           exclude: ['test/cuda/emu.test.ts', 'test/cuda/faults.test.ts'],
+          // dist/ built once, before any file runs (the browser, package and CLI tests use it).
+          globalSetup: ['test/build-setup.ts'],
         },
       },
       {
         // The CUDA kernels themselves, compiled for the CPU by scripts/build-emu.mjs and run by the
-        // emulator in native/emu/ (docs/cuda.md, "Emulated CUDA"): every cuda test on a machine
+        // emulator in tools/cuda-emu/ (docs/cuda.md, "Emulated CUDA"): every cuda test on a machine
         // without a GPU. It checks the kernels' logic, not the GPU's behaviour or speed.
         extends: true,
         test: {

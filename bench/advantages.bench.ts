@@ -1,131 +1,128 @@
 /**
- * Advantages on the cpu reference: time of ctx.advantages for 1k..1M responses in ragged groups
- * (sizes uniform in 1..16, mean 8.5), per estimator, inputs already on the backend (no upload).
+ * Benchmark cases of the advantages family (src/backends/js/advantages.ts, shaders/advantages.wgsl,
+ * native/cuda/advantages.cu): advantages, expandToTokens, whiten.
  *
- * Bytes counted per call are the compulsory traffic: rewards read once (4R) and advantages written
- * once (4R, or 4·Ttotal per token), groupOffsets (4(G+1)), responseOffsets when used (4(R+1)), and
- * mean/std/degenerate (9G). The kernel itself reads the rewards two or three times (two-pass
- * variance), so GB/s here is a lower bound on what it moves. FLOPs are ~6 per response (+ ~6 per
- * token for reinforce_pp_baseline). Single-threaded float64.
+ * advantages' bytes are the compulsory traffic: rewards read once (4R) and advantages written once
+ * (4R, or 4·Ttotal per token for reinforce_pp_baseline), mean/std/degenerate (9G), and the offsets
+ * when the op reads them (groupOffsets 4(G+1), responseOffsets 4(R+1) for the estimators that use
+ * lengths or tokens). A kernel may read the rewards two or three times (two-pass variance), so GB/s
+ * is a lower bound on what it moves; the op's own unit is responses per second.
  */
-import { createContext } from '../src/context.js';
-import type { Estimator } from '../src/index.js';
-import { makeAdvantagesCase, raggedGroupSizes } from '../test/fixtures/advantages.js';
+import type { Estimator } from 'grpo-kernels';
+import { type BenchCase, lcg, randomF32, uniformLayout } from './case.js';
 
-export interface AdvantagesBenchRow {
-  estimator: Estimator;
-  responses: number;
-  groups: number;
-  tokens: number;
-  runs: number;
-  medianMs: number;
-  p90Ms: number;
-  minMs: number;
-  /** Compulsory bytes per call (see the header). */
-  bytes: number;
-  /** bytes / median time. */
-  gbPerS: number;
-  nsPerResponse: number;
-  device: string;
-  node: string;
-  date: string;
+/** Groups of `groupSize`, or ragged groups of 1–16 responses with lengths uniform in [0, 32]. */
+export type Grouping = number | 'ragged';
+
+/** Group offsets and response offsets of R responses (ragged: sizes 1–16, lengths 0–32, seeded). */
+function raggedLayout(R: number, seed: number) {
+  const rand = lcg(seed);
+  const groups: number[] = [0];
+  while (groups[groups.length - 1] < R)
+    groups.push(Math.min(R, groups[groups.length - 1] + 1 + ((rand() * 16) | 0)));
+  const responseOffsets = new Int32Array(R + 1);
+  for (let r = 0; r < R; r++) responseOffsets[r + 1] = responseOffsets[r] + ((rand() * 33) | 0);
+  return { groupOffsets: Int32Array.from(groups), responseOffsets };
 }
 
-export interface AdvantagesBenchOptions {
-  /** Responses per batch; default [1e3, 1e4, 1e5, 1e6]. */
-  sizes?: number[];
-  /** Default grpo, rloo, opo, reinforce_pp_baseline. */
-  estimators?: Estimator[];
-  /** Time budget per (estimator, size) in ms (default 400); at least 3 timed runs after 1 warm-up. */
-  budgetMs?: number;
-  /** Response lengths uniform in [0, maxLength] (default 32, mean 16 tokens). */
-  maxLength?: number;
-  print?: boolean;
-}
-
-function quantile(sorted: number[], q: number): number {
-  const i = (sorted.length - 1) * q;
-  const lo = Math.floor(i);
-  const hi = Math.ceil(i);
-  return sorted[lo] + (sorted[hi] - sorted[lo]) * (i - lo);
-}
-
-/** Runs the suite, prints a table (unless print: false) and returns machine-readable rows. */
-export async function benchAdvantages(options: AdvantagesBenchOptions = {}): Promise<AdvantagesBenchRow[]> {
-  const sizes = options.sizes ?? [1_000, 10_000, 100_000, 1_000_000];
-  const estimators = options.estimators ?? ['grpo', 'rloo', 'opo', 'reinforce_pp_baseline'];
-  const budget = options.budgetMs ?? 400;
-  const ctx = await createContext({ backend: 'js' });
-  const common = {
-    device: ctx.device.name,
-    node: process.version,
-    date: new Date().toISOString().slice(0, 10),
-  };
-  const rows: AdvantagesBenchRow[] = [];
-  for (const R of sizes) {
-    const c = makeAdvantagesCase({
-      seed: R,
-      groupSizes: raggedGroupSizes(R, R, 16),
-      maxLength: options.maxLength ?? 32,
-    });
-    const rewards = ctx.tensor(c.rewards, [R], 'f32');
-    for (const estimator of estimators) {
-      const opts = { groupOffsets: c.groupOffsets, responseOffsets: c.responseOffsets, estimator };
-      const once = async () => {
-        const t0 = performance.now();
-        const o = await ctx.advantages(rewards, opts);
-        const ms = performance.now() - t0;
-        for (const t of [o.advantages, o.mean, o.std, o.degenerate]) t.dispose();
-        return ms;
-      };
-      await once(); // warm-up (JIT)
-      const times: number[] = [];
-      const start = performance.now();
-      while (times.length < 3 || (performance.now() - start < budget && times.length < 200))
-        times.push(await once());
-      times.sort((a, b) => a - b);
-      const perToken = estimator === 'reinforce_pp_baseline';
-      const usesTokens = perToken || estimator === 'opo';
+export function advantagesCase(
+  responses: number,
+  grouping: Grouping,
+  estimator: Estimator = 'grpo',
+): BenchCase {
+  const ragged = grouping === 'ragged';
+  const perToken = estimator === 'reinforce_pp_baseline';
+  const usesLengths = perToken || estimator === 'opo';
+  return {
+    op: 'advantages',
+    variant: ragged || estimator !== 'grpo' ? `${estimator}${ragged ? ', groups of 1-16' : ''}` : undefined,
+    sizes: ragged ? { R: responses } : { R: responses, n: grouping },
+    dtype: 'f32',
+    hostBytes: responses * (perToken ? 80 : 16),
+    deviceBytes: responses * (perToken ? 80 : 16),
+    largestTensorBytes: responses * (perToken ? 64 : 4),
+    async setup(ctx) {
+      const r = new Float32Array(responses);
+      const rand = lcg(8);
+      for (let i = 0; i < responses; i++) r[i] = rand() < 0.4 ? 1 : 0;
+      const rewards = ctx.tensor(r, [responses], 'f32');
+      const layout = ragged ? raggedLayout(responses, responses) : undefined;
+      const G = layout ? layout.groupOffsets.length - 1 : Math.ceil(responses / (grouping as number));
+      const T = layout ? layout.responseOffsets[responses] : 0;
+      const options = layout
+        ? {
+            groupOffsets: layout.groupOffsets,
+            responseOffsets: usesLengths ? layout.responseOffsets : undefined,
+            estimator,
+          }
+        : { groupSize: grouping as number, estimator };
       const bytes =
-        4 * R +
-        4 * (perToken ? c.numTokens : R) +
-        4 * (c.numGroups + 1) +
-        (usesTokens ? 4 * (R + 1) : 0) +
-        9 * c.numGroups;
-      const med = quantile(times, 0.5);
-      rows.push({
-        estimator,
-        responses: R,
-        groups: c.numGroups,
-        tokens: c.numTokens,
-        runs: times.length,
-        medianMs: med,
-        p90Ms: quantile(times, 0.9),
-        minMs: times[0],
+        4 * responses +
+        4 * (perToken ? T : responses) +
+        9 * G +
+        (layout ? 4 * (G + 1) + (usesLengths ? 4 * (responses + 1) : 0) : 0);
+      return {
+        async run() {
+          const a = await ctx.advantages(rewards, options);
+          return [a.advantages, a.mean, a.std, a.degenerate];
+        },
+        dispose() {
+          rewards.dispose();
+        },
         bytes,
-        gbPerS: bytes / (med * 1e6),
-        nsPerResponse: (med * 1e6) / R,
-        ...common,
-      });
-    }
-    rewards.dispose();
-  }
-  ctx.dispose();
-  if (options.print !== false) {
-    console.log(`advantages, ${common.device}, node ${common.node}, ${common.date}`);
-    console.table(
-      rows.map((r) => ({
-        estimator: r.estimator,
-        responses: r.responses,
-        groups: r.groups,
-        tokens: r.tokens,
-        runs: r.runs,
-        'median ms': +r.medianMs.toFixed(3),
-        'p90 ms': +r.p90Ms.toFixed(3),
-        'ns/response': +r.nsPerResponse.toFixed(1),
-        'GB/s (compulsory)': +r.gbPerS.toFixed(2),
-      })),
-    );
-  }
-  return rows;
+        work: { amount: responses / 1e6, unit: 'Mresp/s' },
+        sizes: layout ? { G, T } : undefined,
+      };
+    },
+  };
+}
+
+export function expandCase(responses: number, tokens: number): BenchCase {
+  const T = responses * tokens;
+  return {
+    op: 'expandToTokens',
+    sizes: { R: responses, L: tokens },
+    dtype: 'f32',
+    hostBytes: T * 4,
+    deviceBytes: T * 4 + responses * 8,
+    largestTensorBytes: T * 4,
+    async setup(ctx) {
+      const values = ctx.tensor(randomF32(responses, 9), [responses], 'f32');
+      const { responseOffsets } = uniformLayout(1, responses, tokens);
+      return {
+        async run() {
+          return [await ctx.expandToTokens(values, responseOffsets)];
+        },
+        dispose() {
+          values.dispose();
+        },
+        bytes: T * 4 + responses * 8,
+        work: { amount: (T * 4 + responses * 8) / 1e9, unit: 'GB/s' },
+      };
+    },
+  };
+}
+
+export function whitenCase(n: number): BenchCase {
+  return {
+    op: 'whiten',
+    sizes: { n },
+    dtype: 'f32',
+    hostBytes: n * 8,
+    deviceBytes: n * 8,
+    largestTensorBytes: n * 4,
+    async setup(ctx) {
+      const values = ctx.tensor(randomF32(n, 10), [n], 'f32');
+      return {
+        async run() {
+          return [await ctx.whiten(values)];
+        },
+        dispose() {
+          values.dispose();
+        },
+        bytes: n * 8,
+        work: { amount: (n * 8) / 1e9, unit: 'GB/s' },
+      };
+    },
+  };
 }

@@ -1,12 +1,19 @@
 /**
- * Quick start: one call chain per op family on made-up data (the README's examples, runnable).
+ * Quick start: the reward math of one GRPO step on made-up data, logprobs → advantages → THR →
+ * policyLoss → logprobsBackward (the README's examples, runnable).
  *
  *   npx tsx examples/quickstart.ts [backend]      (default: auto)
  *
  * A rollout of G = 2 prompts × 4 responses, packed along one token axis; logits over a
  * 151936-word vocabulary in bf16, hidden states of width 64.
  */
-import { type BackendChoice, createContext, encodeFloats, groupOffsetsFromSize } from '../src/index.js';
+import {
+  type BackendChoice,
+  createContext,
+  encodeFloats,
+  groupOffsetsFromSize,
+  readPolicyStats,
+} from 'grpo-kernels';
 
 const V = 151_936;
 const D = 64;
@@ -65,15 +72,37 @@ try {
   const reweighted = await ctx.thrReweight({ tokenAdvantages: perToken, thr, tau, layout, correct, p: 0.1 });
   console.log('tau', await tau.read(), 'reweighted', (await reweighted.read()).slice(0, 4));
 
-  // 4. The policy-gradient step's gradient w.r.t. the logits, for −Σ A'_t · logprob_t.
-  const a = await reweighted.read();
-  const grad = await ctx.logprobsBackward(
-    logits,
-    tokens,
-    lse,
-    a.map((x) => -x),
-    { temperature: 0.7 },
+  // 4. The policy loss (PPO clip, k3 KL to a reference, entropy bonus, token-mean) and its gradient
+  //    w.r.t. the log-probs and entropies; on-policy here, so the old log-probs are the current ones.
+  //    The reference policy's log-probs stand in as those at temperature 1.
+  const ref = await ctx.logprobs(logits, tokens, { temperature: 1 });
+  const step = await ctx.policyLoss(
+    {
+      logprobs,
+      oldLogprobs: logprobs,
+      advantages: reweighted,
+      refLogprobs: ref.logprobs,
+      entropy,
+      layout,
+    },
+    { loss: 'ppo', kl: { estimator: 'k3', coef: 0.01 }, entropyCoef: 0.001, preset: 'verl' },
   );
+  const stats = await readPolicyStats(step.stats);
+  console.log(
+    'policyLoss',
+    (await step.loss.read())[0],
+    'clip fraction',
+    stats.clipFraction,
+    'KL',
+    stats.klMean,
+  );
+
+  // 5. Back to the logits (bf16, like the logits), entropy term included.
+  const grad = await ctx.logprobsBackward(logits, tokens, lse, step.gradLogprobs, {
+    gradEntropy: step.gradEntropy,
+    entropy,
+    temperature: 0.7,
+  });
   console.log('gradLogits', grad.dtype, grad.shape);
   for (const t of [
     logits,
@@ -88,6 +117,12 @@ try {
     thr,
     tau,
     reweighted,
+    ref.logprobs,
+    ref.lse,
+    step.loss,
+    step.gradLogprobs,
+    step.gradEntropy!,
+    step.stats,
     grad,
   ])
     t.dispose();

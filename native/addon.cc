@@ -50,7 +50,9 @@
 #include "args.h"
 #include "cuda/advantages.cuh"
 #include "cuda/common.cuh"
+#include "cuda/lmhead.cuh"
 #include "cuda/logprobs.cuh"
+#include "cuda/policy.cuh"
 #include "cuda/thr.cuh"
 #endif
 
@@ -62,7 +64,8 @@ Napi::Error MakeError(Napi::Env env, const char* code, const std::string& messag
   return e;
 }
 
-// enums() → { estimator: [...], stdKind, scaleKind, singleton, thrPrecision, reweightMode }: the names the
+// enums() → { estimator: [...], stdKind, scaleKind, singleton, nanRewards, thrPrecision, reweightMode,
+// policyLoss, klEstimator, rolloutLevel, rolloutMode, aggregation, termAggregation, seqTokenDivisor }: the names the
 // ops accept for each enum, in the C++ enums' order (native/enums.h; test/cuda/enums.test.ts compares them
 // with the TypeScript lists and the WGSL constants).
 Napi::Value Enums(const Napi::CallbackInfo& info) {
@@ -77,8 +80,16 @@ Napi::Value Enums(const Napi::CallbackInfo& info) {
   o.Set("stdKind", list(gk::kStdKindNames));
   o.Set("scaleKind", list(gk::kScaleKindNames));
   o.Set("singleton", list(gk::kSingletonNames));
+  o.Set("nanRewards", list(gk::kNanRewardNames));
   o.Set("thrPrecision", list(gk::kThrPrecisionNames));
   o.Set("reweightMode", list(gk::kReweightModeNames));
+  o.Set("policyLoss", list(gk::kPolicyLossNames));
+  o.Set("klEstimator", list(gk::kKlEstimatorNames));
+  o.Set("rolloutLevel", list(gk::kRolloutLevelNames));
+  o.Set("rolloutMode", list(gk::kRolloutModeNames));
+  o.Set("aggregation", list(gk::kAggregationNames));
+  o.Set("termAggregation", list(gk::kTermAggregationNames));
+  o.Set("seqTokenDivisor", list(gk::kSeqTokenDivisorNames));
   return o;
 }
 
@@ -211,6 +222,7 @@ struct JobEnv {
   gk::HostStaging* staging;  // pinned buffer of the jobs' host-to-device uploads (common.cuh)
   std::vector<PendingCheck> pending;  // slots in use, in op order
   uint64_t syncs = 0;                 // stream synchronisations so far (stats(): tests)
+  uint64_t last_scratch = 0;          // Scratch bytes of the latest op (stats(): the memory bounds' tests)
 
   // Waits for the stream, then reports the first raised check (and forgets them all).
   Status Drain() {
@@ -268,6 +280,14 @@ class CudaDevice : public Napi::ObjectWrap<CudaDevice> {
                            InstanceMethod<&CudaDevice::Whiten>("whiten"),
                            InstanceMethod<&CudaDevice::TokenHiddenReward>("tokenHiddenReward"),
                            InstanceMethod<&CudaDevice::ThrReweight>("thrReweight"),
+                           InstanceMethod<&CudaDevice::ThrAggregate>("thrAggregate"),
+                           InstanceMethod<&CudaDevice::ThrScore>("thrScore"),
+                           InstanceMethod<&CudaDevice::LinearLogprobs>("linearLogprobs"),
+                           InstanceMethod<&CudaDevice::LinearLogprobStates>("linearLogprobStates"),
+                           InstanceMethod<&CudaDevice::LinearLogprobsBackward>("linearLogprobsBackward"),
+                           InstanceMethod<&CudaDevice::LogprobStates>("logprobStates"),
+                           InstanceMethod<&CudaDevice::MergeLogprobStates>("mergeLogprobStates"),
+                           InstanceMethod<&CudaDevice::PolicyLoss>("policyLoss"),
                            InstanceMethod<&CudaDevice::Close>("close"),
                        });
   }
@@ -351,6 +371,7 @@ class CudaDevice : public Napi::ObjectWrap<CudaDevice> {
         if (!job->status.ok() && !job->deferred) sticky_ = job->status;
       }
       syncs_.store(je.syncs, std::memory_order_relaxed);
+      last_scratch_.store(je.last_scratch, std::memory_order_relaxed);
       if (!job->deferred) {
         delete job;  // holds no JS values
         continue;
@@ -447,10 +468,12 @@ class CudaDevice : public Napi::ObjectWrap<CudaDevice> {
     return o;
   }
 
-  // stats() → { streamSyncs }: how often the job thread has waited for the device (tests: ops do not).
+  // stats() → { streamSyncs, lastScratchBytes }: how often the job thread has waited for the device
+  // (tests: ops do not), and the Scratch bytes the latest op allocated (tests: the memory bounds).
   Napi::Value Stats(const Napi::CallbackInfo& info) {
     Napi::Object o = Napi::Object::New(info.Env());
     o.Set("streamSyncs", static_cast<double>(syncs_.load(std::memory_order_relaxed)));
+    o.Set("lastScratchBytes", static_cast<double>(last_scratch_.load(std::memory_order_relaxed)));
     return o;
   }
 
@@ -603,6 +626,7 @@ class CudaDevice : public Napi::ObjectWrap<CudaDevice> {
       if (poison.on)
         for (const auto& t : outputs) GK_TRY(gk::launch_poison(t.ptr, t.n, t.dtype, poison.value, je.launch));
       GK_TRY(enqueue(je, scratch, slot));
+      je.last_scratch = scratch.bytes();
       if (slot)
         GK_CHECK(cudaMemcpyAsync(je.h_flags + (slot - je.d_flags), slot, sizeof(gk::ErrorFlags),
                                  cudaMemcpyDeviceToHost, je.stream));
@@ -703,6 +727,7 @@ class CudaDevice : public Napi::ObjectWrap<CudaDevice> {
     p.eps = static_cast<float>(a.Num("eps"));
     p.scale = static_cast<gk::ScaleKind>(a.Enum("scale", gk::kScaleKindNames));
     p.singleton = static_cast<gk::Singleton>(a.Enum("singleton", gk::kSingletonNames));
+    p.nan_rewards = static_cast<gk::NanRewards>(a.Enum("nanRewards", gk::kNanRewardNames));
     p.whiten_mask_eps = static_cast<float>(a.Num("whitenMaskEps"));
     p.whiten_sample = a.Enum("whitenVariance", gk::kStdKindNames) == int(gk::StdKind::Sample);
     p.whiten_clamp = a.Enum("whitenVarianceEps", {"add", "clamp"}) == 1;
@@ -764,9 +789,16 @@ class CudaDevice : public Napi::ObjectWrap<CudaDevice> {
     return l;
   }
 
-  Napi::Value TokenHiddenReward(const Napi::CallbackInfo& info) {
-    gkn::Args a(info[0], "tokenHiddenReward");
+  Napi::Value TokenHiddenReward(const Napi::CallbackInfo& info) { return ThrOp(info, "tokenHiddenReward", gk::ThrStep::Full); }
+  Napi::Value ThrAggregate(const Napi::CallbackInfo& info) { return ThrOp(info, "thrAggregate", gk::ThrStep::Aggregate); }
+  Napi::Value ThrScore(const Napi::CallbackInfo& info) { return ThrOp(info, "thrScore", gk::ThrStep::Score); }
+
+  // tokenHiddenReward whole, or one of its halves: the same keys, plus `aggregate` (the stacked M) for
+  // the halves; thrAggregate has no outThr / outTau / beta.
+  Napi::Value ThrOp(const Napi::CallbackInfo& info, const char* op, gk::ThrStep step) {
+    gkn::Args a(info[0], op);
     gk::ThrParams p;
+    p.step = step;
     p.layout = LayoutOf(a);
     p.hidden = a.Ptr("hidden");
     p.hidden_dtype = FloatDType(a, "hiddenDtype");
@@ -776,17 +808,191 @@ class CudaDevice : public Napi::ObjectWrap<CudaDevice> {
     p.vocab_offsets = a.Vec<int32_t>("vocabOffsets");
     p.token_column = a.Ptr<const int>("tokenColumn");
     p.length_weighting = a.Enum("weighting", {"none", "length"}) == 1;
-    p.beta = static_cast<float>(a.Num("beta"));
     p.precision = static_cast<gk::ThrPrecision>(a.Enum("precision", gk::kThrPrecisionNames));
     if (a.Has("mBudgetBytes")) p.m_budget_bytes = static_cast<size_t>(a.Int("mBudgetBytes"));  // test hook
-    p.thr = a.Ptr<float>("outThr");
-    p.tau = a.Ptr<float>("outTau");
+    p.small_tiles = a.Has("smallTiles") && a.Bool("smallTiles");  // test hook (src/backends/cuda/thr.ts thrTuning)
+    if (step != gk::ThrStep::Full) p.aggregate = a.Ptr<float>("aggregate");
+    if (step != gk::ThrStep::Aggregate) {
+      p.beta = static_cast<float>(a.Num("beta"));
+      p.thr = a.Ptr<float>("outThr");
+      p.tau = a.Ptr<float>("outTau");
+    }
     const Poison poison = PoisonOf(a);
     a.Done();
     const int64_t T = p.layout.response_offsets.empty() ? 0 : p.layout.response_offsets.back();
     const int64_t G = p.layout.group_offsets.empty() ? 0 : int64_t(p.layout.group_offsets.size()) - 1;
-    return RunOp(info.Env(), "tokenHiddenReward", poison, {{p.thr, T, DType::F32}, {p.tau, G, DType::F32}},
+    std::vector<PoisonTarget> outs;
+    if (step == gk::ThrStep::Aggregate) {
+      const int64_t rows = p.vocab_offsets.empty() ? 0 : p.vocab_offsets.back();
+      outs.push_back({p.aggregate, rows * p.dim, DType::F32});
+    } else {
+      outs = {{p.thr, T, DType::F32}, {p.tau, G, DType::F32}};
+    }
+    return RunOp(info.Env(), op, poison, outs,
                  [p](JobEnv& je, gk::Scratch& s, gk::ErrorFlags*) { return gk::launch_token_hidden_reward(p, je.launch, s); });
+  }
+
+  // ------------------------------------------------------------------------------ LM-head family
+  // The head's shared keys: hidden, weight, bias?, dtype, targets, rows, dim, vocab, temperature,
+  // ignoreIndex.
+  static void HeadOf(gkn::Args& a, gk::LinearLogprobsParams& p) {
+    p.hidden = a.Ptr("hidden");
+    p.weight = a.Ptr("weight");
+    p.bias = a.OptPtr("bias");
+    p.dtype = FloatDType(a, "dtype");
+    p.targets = a.Ptr<const int>("targets");
+    p.rows = a.Int("rows");
+    p.dim = a.Int("dim");
+    p.vocab = a.Int("vocab");
+    p.temperature = a.Num("temperature");
+    p.ignore_index = static_cast<int>(a.Int("ignoreIndex"));
+  }
+  static gk::StateArrays StateOutOf(gkn::Args& a) {
+    gk::StateArrays s;
+    s.max = a.Ptr<float>("outMax");
+    s.sum_exp = a.Ptr<float>("outSumExp");
+    s.sum_exp_delta = a.OptPtr<float>("outSumExpDelta");
+    s.sum_exp_sq = a.OptPtr<float>("outSumExpSq");
+    s.target_logit = a.Ptr<float>("outTargetLogit");
+    s.vocab_start = a.Int("vocabStart");
+    return s;
+  }
+  static std::vector<PoisonTarget> StateTargets(const gk::StateArrays& s, int64_t rows) {
+    std::vector<PoisonTarget> outs{{s.max, rows, DType::F32}, {s.sum_exp, rows, DType::F32}, {s.target_logit, rows, DType::F32}};
+    if (s.sum_exp_delta) outs.push_back({s.sum_exp_delta, rows, DType::F32});
+    if (s.sum_exp_sq) outs.push_back({s.sum_exp_sq, rows, DType::F32});
+    return outs;
+  }
+
+  Napi::Value LinearLogprobs(const Napi::CallbackInfo& info) {
+    gkn::Args a(info[0], "linearLogprobs");
+    gk::LinearLogprobsParams p;
+    HeadOf(a, p);
+    p.logprobs = a.Ptr<float>("outLogprobs");
+    p.lse = a.Ptr<float>("outLse");
+    p.entropy = a.OptPtr<float>("outEntropy");
+    p.sum_squares = a.OptPtr<float>("outSumSquares");
+    const Poison poison = PoisonOf(a);
+    a.Done();
+    std::vector<PoisonTarget> outs{{p.logprobs, p.rows, DType::F32}, {p.lse, p.rows, DType::F32}};
+    if (p.entropy) outs.push_back({p.entropy, p.rows, DType::F32});
+    if (p.sum_squares) outs.push_back({p.sum_squares, p.rows, DType::F32});
+    const int64_t vocab = p.vocab;
+    return RunOp(
+        info.Env(), "linearLogprobs", poison, outs,
+        [p](JobEnv& je, gk::Scratch& s, gk::ErrorFlags* f) { return gk::launch_linear_logprobs(p, je.launch, s, f); },
+        [vocab, ig = p.ignore_index](const gk::ErrorFlags& f) { return gk::logprobs_flags_message(f, vocab, ig); });
+  }
+
+  Napi::Value LinearLogprobStates(const Napi::CallbackInfo& info) {
+    gkn::Args a(info[0], "linearLogprobStates");
+    gk::LinearLogprobsParams p;
+    HeadOf(a, p);
+    p.states = StateOutOf(a);
+    p.states.vocab_end = p.states.vocab_start + p.vocab;
+    const Poison poison = PoisonOf(a);
+    a.Done();
+    return RunOp(info.Env(), "linearLogprobStates", poison, StateTargets(p.states, p.rows),
+                 [p](JobEnv& je, gk::Scratch& s, gk::ErrorFlags* f) { return gk::launch_linear_logprobs(p, je.launch, s, f); });
+  }
+
+  Napi::Value LinearLogprobsBackward(const Napi::CallbackInfo& info) {
+    gkn::Args a(info[0], "linearLogprobsBackward");
+    gk::LinearLogprobsParams head;
+    HeadOf(a, head);
+    gk::LinearLogprobsBackwardParams p;
+    p.hidden = head.hidden;
+    p.weight = head.weight;
+    p.bias = head.bias;
+    p.dtype = head.dtype;
+    p.targets = head.targets;
+    p.rows = head.rows;
+    p.dim = head.dim;
+    p.vocab = head.vocab;
+    p.temperature = head.temperature;
+    p.ignore_index = head.ignore_index;
+    p.lse = a.Ptr<const float>("lse");
+    p.grad_logprobs = a.Ptr<const float>("gradLogprobs");
+    p.grad_entropy = a.OptPtr<const float>("gradEntropy");
+    p.entropy = a.OptPtr<const float>("entropy");
+    p.grad_hidden = a.OptPtr<float>("outGradHidden");  // null when rows·dim = 0
+    p.grad_weight = a.Ptr<float>("outGradWeight");
+    p.grad_bias = a.OptPtr<float>("outGradBias");
+    p.vocab_start = a.Int("vocabStart");
+    p.target_limit = a.Int("targetLimit");
+    p.chunk_rows = a.OptInt("chunkRows", 0);    // test hooks: the G chunk
+    p.chunk_vocab = a.OptInt("chunkVocab", 0);
+    const Poison poison = PoisonOf(a);
+    a.Done();
+    std::vector<PoisonTarget> outs{{p.grad_weight, p.vocab * p.dim, DType::F32}};
+    if (p.grad_hidden) outs.push_back({p.grad_hidden, p.rows * p.dim, DType::F32});
+    if (p.grad_bias) outs.push_back({p.grad_bias, p.vocab, DType::F32});
+    const int64_t vocab = p.target_limit;
+    return RunOp(
+        info.Env(), "linearLogprobsBackward", poison, outs,
+        [p](JobEnv& je, gk::Scratch& s, gk::ErrorFlags* f) { return gk::launch_linear_logprobs_backward(p, je.launch, s, f); },
+        [vocab, ig = p.ignore_index](const gk::ErrorFlags& f) { return gk::logprobs_flags_message(f, vocab, ig); });
+  }
+
+  Napi::Value LogprobStates(const Napi::CallbackInfo& info) {
+    gkn::Args a(info[0], "logprobStates");
+    gk::LogprobStatesParams p;
+    p.logits = a.Ptr("logits");
+    p.dtype = FloatDType(a, "dtype");
+    p.targets = a.Ptr<const int>("targets");
+    p.rows = a.Int("rows");
+    p.vocab = a.Int("vocab");
+    p.temperature = a.Num("temperature");
+    p.ignore_index = static_cast<int>(a.Int("ignoreIndex"));
+    p.states = StateOutOf(a);
+    p.states.vocab_end = p.states.vocab_start + p.vocab;
+    const Poison poison = PoisonOf(a);
+    a.Done();
+    return RunOp(info.Env(), "logprobStates", poison, StateTargets(p.states, p.rows),
+                 [p](JobEnv& je, gk::Scratch& s, gk::ErrorFlags*) { return gk::launch_logprob_states(p, je.launch, s); });
+  }
+
+  Napi::Value MergeLogprobStates(const Napi::CallbackInfo& info) {
+    gkn::Args a(info[0], "mergeLogprobStates");
+    gk::MergeStatesParams p;
+    const std::vector<uint64_t> mx = a.PtrVec("statesMax"), se = a.PtrVec("statesSumExp"),
+                                sd = a.PtrVec("statesSumExpDelta"), sq = a.PtrVec("statesSumExpSq"),
+                                xt = a.PtrVec("statesTargetLogit");
+    const std::vector<int64_t> v0 = a.Vec<int64_t>("statesVocabStart"), v1 = a.Vec<int64_t>("statesVocabEnd");
+    p.targets = a.Ptr<const int>("targets");
+    p.rows = a.Int("rows");
+    p.vocab = a.Int("vocab");
+    p.temperature = a.Num("temperature");
+    p.ignore_index = static_cast<int>(a.Int("ignoreIndex"));
+    p.logprobs = a.Ptr<float>("outLogprobs");
+    p.lse = a.Ptr<float>("outLse");
+    p.entropy = a.OptPtr<float>("outEntropy");
+    p.sum_squares = a.OptPtr<float>("outSumSquares");
+    const Poison poison = PoisonOf(a);
+    a.Done();
+    const size_t k = mx.size();
+    if (se.size() != k || sd.size() != k || sq.size() != k || xt.size() != k || v0.size() != k || v1.size() != k)
+      throw gkn::ArgError(info.Env(), "mergeLogprobStates: the states' arrays must have one entry per state");
+    auto ptr = [](uint64_t x) { return reinterpret_cast<float*>(static_cast<uintptr_t>(x)); };
+    for (size_t i = 0; i < k; ++i) {
+      gk::StateArrays s;
+      s.max = ptr(mx[i]);
+      s.sum_exp = ptr(se[i]);
+      s.sum_exp_delta = ptr(sd[i]);
+      s.sum_exp_sq = ptr(sq[i]);
+      s.target_logit = ptr(xt[i]);
+      s.vocab_start = v0[i];
+      s.vocab_end = v1[i];
+      p.states.push_back(s);
+    }
+    std::vector<PoisonTarget> outs{{p.logprobs, p.rows, DType::F32}, {p.lse, p.rows, DType::F32}};
+    if (p.entropy) outs.push_back({p.entropy, p.rows, DType::F32});
+    if (p.sum_squares) outs.push_back({p.sum_squares, p.rows, DType::F32});
+    const int64_t vocab = p.vocab;
+    return RunOp(
+        info.Env(), "mergeLogprobStates", poison, outs,
+        [p](JobEnv& je, gk::Scratch& s, gk::ErrorFlags* f) { return gk::launch_merge_states(p, je.launch, s, f); },
+        [vocab, ig = p.ignore_index](const gk::ErrorFlags& f) { return gk::logprobs_flags_message(f, vocab, ig); });
   }
 
   Napi::Value ThrReweight(const Napi::CallbackInfo& info) {
@@ -808,6 +1014,75 @@ class CudaDevice : public Napi::ObjectWrap<CudaDevice> {
     const int64_t T = p.layout.response_offsets.empty() ? 0 : p.layout.response_offsets.back();
     return RunOp(info.Env(), "thrReweight", poison, {{p.out, T, DType::F32}},
                  [p](JobEnv& je, gk::Scratch& s, gk::ErrorFlags*) { return gk::launch_thr_reweight(p, je.launch, s); });
+  }
+
+  // policyLoss: the KL keys come together with klEstimator, the rollout keys with rolloutLevel; without
+  // them, those keys are unknown (Done() refuses them). tokens / sequences absent: counted on the device.
+  Napi::Value PolicyLoss(const Napi::CallbackInfo& info) {
+    gkn::Args a(info[0], "policyLoss");
+    gk::PolicyParams p;
+    p.logprobs = a.Ptr<const float>("logprobs");
+    p.old_logprobs = a.Ptr<const float>("oldLogprobs");
+    p.advantages = a.Ptr<const float>("advantages");
+    p.entropy = a.OptPtr<const float>("entropy");
+    p.mask = a.OptPtr<const uint8_t>("mask");
+    p.response_offsets = a.Vec<int32_t>("responseOffsets");
+    p.loss = static_cast<gk::PolicyLossKind>(a.Enum("loss", gk::kPolicyLossNames));
+    p.clip_low = static_cast<float>(a.Num("clipLow"));
+    p.clip_high = static_cast<float>(a.Num("clipHigh"));
+    p.dual_clip = static_cast<float>(a.Num("dualClip"));
+    p.log_ratio_clamp = static_cast<float>(a.Num("logRatioClamp"));
+    p.gspo_log_clamp = static_cast<float>(a.Num("gspoLogClamp"));
+    p.delta = static_cast<float>(a.Num("delta"));
+    p.cispo_cap = a.Bool("cispoCap");
+    p.sapo_tau_pos = static_cast<float>(a.Num("sapoTauPos"));
+    p.sapo_tau_neg = static_cast<float>(a.Num("sapoTauNeg"));
+    p.has_kl = a.Has("klEstimator");
+    if (p.has_kl) {
+      p.kl_estimator = static_cast<gk::KlEstimator>(a.Enum("klEstimator", gk::kKlEstimatorNames));
+      p.ref_logprobs = a.Ptr<const float>("refLogprobs");
+      p.kl_straight_through = a.Bool("klStraightThrough");
+      p.kl_coef = static_cast<float>(a.Num("klCoef"));
+      p.kl_input_clamp = static_cast<float>(a.Num("klInputClamp"));
+      p.kl_value_clamp = static_cast<float>(a.Num("klValueClamp"));
+      p.kl_value_clamp_all = a.Bool("klValueClampAll");
+      p.kl_token_mean = a.Enum("klAggregation", gk::kTermAggregationNames) == 1;
+    }
+    p.entropy_coef = static_cast<float>(a.Num("entropyCoef"));
+    p.entropy_token_mean = a.Enum("entropyAggregation", gk::kTermAggregationNames) == 1;
+    p.has_rollout = a.Has("rolloutLevel");
+    if (p.has_rollout) {
+      p.rollout_level = static_cast<gk::RolloutLevel>(a.Enum("rolloutLevel", gk::kRolloutLevelNames));
+      p.rollout_logprobs = a.Ptr<const float>("rolloutLogprobs");
+      p.rollout_mode = static_cast<gk::RolloutMode>(a.Enum("rolloutMode", gk::kRolloutModeNames));
+      p.rollout_lower = static_cast<float>(a.Num("rolloutLower"));
+      p.rollout_upper = static_cast<float>(a.Num("rolloutUpper"));
+      p.rollout_normalize = a.Bool("rolloutNormalize");
+      p.rollout_log_clamp = static_cast<float>(a.Num("rolloutLogClamp"));
+    }
+    p.aggregation = static_cast<gk::Aggregation>(a.Enum("aggregation", gk::kAggregationNames));
+    p.seq_clamp1 = a.Enum("seqTokenDivisor", gk::kSeqTokenDivisorNames) == 1;
+    p.norm_by_sequences = a.Bool("normBySequences");
+    p.scale_factor = static_cast<float>(a.Num("scaleFactor"));
+    p.ranks = static_cast<float>(a.Num("ranks"));
+    p.tokens = a.OptNum("tokens", -1);
+    p.sequences = a.OptNum("sequences", -1);
+    p.chunk_responses = static_cast<int>(a.OptInt("chunkResponses", 0));  // test hook
+    p.loss_out = a.Ptr<float>("outLoss");
+    p.grad = a.Ptr<float>("outGradLogprobs");
+    p.grad_entropy = a.OptPtr<float>("outGradEntropy");
+    p.token_loss = a.OptPtr<float>("outTokenLoss");
+    p.stats = a.Ptr<float>("outStats");
+    const Poison poison = PoisonOf(a);
+    a.Done();
+    if ((p.entropy == nullptr) != (p.grad_entropy == nullptr))
+      throw gkn::ArgError(info.Env(), "policyLoss: entropy and outGradEntropy come together");
+    const int64_t T = p.response_offsets.empty() ? 0 : p.response_offsets.back();
+    std::vector<PoisonTarget> outs{{p.loss_out, 1, DType::F32}, {p.grad, T, DType::F32}, {p.stats, 13, DType::F32}};
+    if (p.grad_entropy) outs.push_back({p.grad_entropy, T, DType::F32});
+    if (p.token_loss) outs.push_back({p.token_loss, T, DType::F32});
+    return RunOp(info.Env(), "policyLoss", poison, outs,
+                 [p](JobEnv& je, gk::Scratch& s, gk::ErrorFlags*) { return gk::launch_policy_loss(p, je.launch, s); });
   }
 
   Napi::Value Close(const Napi::CallbackInfo& info) {
@@ -833,6 +1108,7 @@ class CudaDevice : public Napi::ObjectWrap<CudaDevice> {
   bool stopping_ = false;
   Status sticky_;  // job thread only
   std::atomic<uint64_t> syncs_{0};  // JobEnv::syncs, published for stats()
+  std::atomic<uint64_t> last_scratch_{0};  // JobEnv::last_scratch, published for stats()
   Napi::ThreadSafeFunction tsfn_;
   std::shared_ptr<SettleState> settle_;
   Napi::Env::CleanupHook<void (*)(CudaDevice*), CudaDevice> cleanup_;
@@ -852,9 +1128,28 @@ Napi::Value BuildInfo(const Napi::CallbackInfo& info) {
   return o;
 }
 
+// lmheadPlan({ rows, vocab, dim, dtype }) → { slices, forwardBytes, chunkRows, chunkVocab, backwardBytes }:
+// what the LM-head launchers allocate from Scratch (the memory bound's tests compute it at sizes no test
+// runs; a run's stats().lastScratchBytes is checked against it).
+Napi::Value LmheadPlanOf(const Napi::CallbackInfo& info) {
+  gkn::Args a(info[0], "lmheadPlan");
+  const int64_t rows = a.Int("rows"), vocab = a.Int("vocab"), dim = a.Int("dim");
+  const DType dtype = FloatDType(a, "dtype");
+  a.Done();
+  const gk::LmheadPlan p = gk::lmhead_plan(rows, vocab, dim, dtype);
+  Napi::Object o = Napi::Object::New(info.Env());
+  o.Set("slices", static_cast<double>(p.slices));
+  o.Set("forwardBytes", static_cast<double>(p.forward_bytes));
+  o.Set("chunkRows", static_cast<double>(p.chunk_rows));
+  o.Set("chunkVocab", static_cast<double>(p.chunk_vocab));
+  o.Set("backwardBytes", static_cast<double>(p.backward_bytes));
+  return o;
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("buildInfo", Napi::Function::New(env, BuildInfo, "buildInfo"));
   AddCommonExports(env, exports);
+  exports.Set("lmheadPlan", Napi::Function::New(env, LmheadPlanOf, "lmheadPlan"));
   exports.Set("CudaDevice", CudaDevice::Define(env));
   return exports;
 }

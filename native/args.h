@@ -84,6 +84,13 @@ class Args {
     if (f32 != (dtype == 0)) throw Wrong(key, dtype == 0 ? "a Float32Array for dtype f32" : "a Uint16Array of f16/bf16 bits");
     return p;
   }
+  // Device pointers as a BigUint64Array (0n: none).
+  std::vector<uint64_t> PtrVec(const char* key) {
+    Napi::Value v = Get(key);
+    if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_biguint64_array)
+      throw Wrong(key, "a BigUint64Array of device pointers");
+    return VecValue<uint64_t>(v, key);
+  }
 
   // ----------------------------------------------------------------------------------- optional
   template <class T = void>
@@ -209,8 +216,11 @@ class Args {
       case napi_uint8_array:
         for (size_t i = 0; i < n; ++i) out[i] = static_cast<T>(base[i]);
         break;
+      case napi_biguint64_array:  // device pointers (PtrVec)
+        for (size_t i = 0; i < n; ++i) out[i] = static_cast<T>(reinterpret_cast<const uint64_t*>(base)[i]);
+        break;
       default:
-        throw Wrong(key, "an Int32Array, Float64Array or Uint8Array");
+        throw Wrong(key, "an Int32Array, Float64Array, Uint8Array or BigUint64Array");
     }
     return out;
   }

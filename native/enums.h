@@ -1,7 +1,7 @@
 // The enums that cross the native boundary as strings, shared by the CUDA and the CPU kernels (no CUDA
 // or Node header here). Each name table lists its enum's values in order: the TypeScript lists of
-// src/backends/backend.ts (ESTIMATORS, STD_KINDS, SCALE_KINDS, SINGLETON_POLICIES, THR_PRECISIONS,
-// REWEIGHT_MODES). native/addon.cc converts strings with them and exports them (enums());
+// src/backends/backend.ts (ESTIMATORS, STD_KINDS, SCALE_KINDS, SINGLETON_POLICIES, NAN_REWARD_POLICIES,
+// THR_PRECISIONS, REWEIGHT_MODES and policyLoss's below). native/addon.cc converts strings with them and exports them (enums());
 // test/cuda/enums.test.ts checks them against TypeScript's and the WGSL's.
 #pragma once
 
@@ -14,6 +14,7 @@ enum class Estimator : int { Grpo = 0, DrGrpo, Rloo, Opo, GrpoPassk, Gpg, Reinfo
 enum class StdKind : int { Sample = 0, Population = 1 };
 enum class ScaleKind : int { Group = 0, Batch = 1, None = 2 };
 enum class Singleton : int { Zero = 0, Mean0 = 1, Nan = 2 };
+enum class NanRewards : int { Propagate = 0, Unscorable = 1 };
 // Arithmetic of THR's two matrix products on cuda (thr.cu, "Numerics"); the cpu kernels ignore it.
 enum class ThrPrecision : int { F32 = 0, Tf32 = 1 };
 enum class ReweightMode : int { Thr = 0, ThrOnly = 1, Nthr = 2 };
@@ -23,7 +24,25 @@ inline const std::vector<std::string> kEstimatorNames = {"grpo", "dr_grpo", "rlo
 inline const std::vector<std::string> kStdKindNames = {"sample", "population"};
 inline const std::vector<std::string> kScaleKindNames = {"group", "batch", "none"};
 inline const std::vector<std::string> kSingletonNames = {"zero", "mean0", "nan"};
+inline const std::vector<std::string> kNanRewardNames = {"propagate", "unscorable"};
 inline const std::vector<std::string> kThrPrecisionNames = {"f32", "tf32"};
 inline const std::vector<std::string> kReweightModeNames = {"thr", "thr-only", "nthr"};
+
+// Same names and order as the TypeScript lists of src/backends/backend.ts (POLICY_LOSSES,
+// KL_ESTIMATORS, ROLLOUT_LEVELS, ROLLOUT_MODES, AGGREGATIONS, TERM_AGGREGATIONS, SEQ_TOKEN_DIVISORS);
+// native/addon.cc converts the strings with these tables, test/cuda/enums.test.ts checks them.
+enum class PolicyLossKind : int { Ppo = 0, Gspo, Cispo, Sapo, Reinforce };
+enum class KlEstimator : int { K1 = 0, Abs, K2, K3 };
+enum class RolloutLevel : int { Token = 0, Sequence, Geometric };
+enum class RolloutMode : int { Truncate = 0, Mask };
+enum class Aggregation : int { TokenMean = 0, TokenSum, SeqMeanTokenSum, SeqMeanTokenMean, SeqMeanTokenSumNorm };
+inline const std::vector<std::string> kPolicyLossNames = {"ppo", "gspo", "cispo", "sapo", "reinforce"};
+inline const std::vector<std::string> kKlEstimatorNames = {"k1", "abs", "k2", "k3"};
+inline const std::vector<std::string> kRolloutLevelNames = {"token", "sequence", "geometric"};
+inline const std::vector<std::string> kRolloutModeNames = {"truncate", "mask"};
+inline const std::vector<std::string> kAggregationNames = {
+    "token-mean", "token-sum", "seq-mean-token-sum", "seq-mean-token-mean", "seq-mean-token-sum-norm"};
+inline const std::vector<std::string> kTermAggregationNames = {"loss", "token-mean"};
+inline const std::vector<std::string> kSeqTokenDivisorNames = {"eps", "clamp1"};
 
 }  // namespace gk

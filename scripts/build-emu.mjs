@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Builds the CUDA emulator addon (docs/cuda.md, "Emulated CUDA"): native/addon.cc and the real
-// native/cuda/*.cu kernels compiled as plain C++ for the CPU, with native/emu/cuda_emu.h force-included
-// and native/emu/emu_runtime.cc standing in for the CUDA runtime. The tests load it through
+// native/cuda/*.cu kernels compiled as plain C++ for the CPU, with tools/cuda-emu/cuda_emu.h force-included
+// and tools/cuda-emu/emu_runtime.cc standing in for the CUDA runtime. The tests load it through
 // GRPO_KERNELS_NATIVE_PATH (vitest project "cuda-emu") to run every CUDA test on a machine without a
 // GPU. Test-only: it is never what the package loads, and it proves logic, not GPU behaviour or speed.
 //
@@ -74,12 +74,12 @@ const objDir = join(out, 'obj');
 mkdirSync(genDir, { recursive: true });
 mkdirSync(objDir, { recursive: true });
 
-const units = [join(root, 'native', 'addon.cc'), join(root, 'native', 'emu', 'emu_runtime.cc')];
+const units = [join(root, 'native', 'addon.cc'), join(root, 'tools', 'cuda-emu', 'emu_runtime.cc')];
 const cuSources = readdirSync(cuDir)
   .filter((n) => n.endsWith('.cu'))
   .map((n) => join(cuDir, n));
 // The emulator's own self-test (an executable beside the addon).
-const selftestSrc = join(root, 'native', 'emu', 'selftest.cu');
+const selftestSrc = join(root, 'tools', 'cuda-emu', 'selftest.cu');
 const harnessSrc = join(root, 'bench', 'cuda', 'harness.cu');
 for (const srcPath of [...cuSources, selftestSrc, ...(harness ? [harnessSrc] : [])]) {
   const f = srcPath.split('/').pop();
@@ -96,7 +96,7 @@ const headers = [
   ...readdirSync(cuDir)
     .filter((n) => n.endsWith('.cuh'))
     .map((n) => join(cuDir, n)),
-  join(root, 'native', 'emu', 'cuda_emu.h'),
+  join(root, 'tools', 'cuda-emu', 'cuda_emu.h'),
 ];
 const newestHeader = Math.max(
   ...headers.map((h) => statSync(h).mtimeMs),
@@ -115,7 +115,7 @@ const flags = [
   '-Wno-unknown-pragmas',
   '-Wno-unused-function',
   '-include',
-  join(root, 'native', 'emu', 'cuda_emu.h'),
+  join(root, 'tools', 'cuda-emu', 'cuda_emu.h'),
   '-DGK_CUDA_EMU=1',
   '-DGRPO_WITH_CUDA=1',
   '-DGRPO_CUDA_ARCHS="emulated"',
@@ -124,7 +124,7 @@ const flags = [
   '-DNAPI_CPP_EXCEPTIONS',
   `-I${join(root, 'native')}`,
   `-I${cuDir}`,
-  `-I${join(root, 'native', 'emu')}`,
+  `-I${join(root, 'tools', 'cuda-emu')}`,
   `-I${napiInc}`,
   `-I${addonApiInc}`,
   `-I${cudaInc}`,

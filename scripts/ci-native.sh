@@ -37,7 +37,8 @@ t3=$(date +%s)
 echo "== native: CUDA emulator build (required; warnings are errors), with the benchmark harness"
 node scripts/build-emu.mjs --require --harness
 echo "== native: the benchmark harness's dry run on the emulator (tiny sizes; checks it runs, not speed)"
-build/emu/harness --rows 7 --vocab 1000 --thr-tokens 40 --thr-d 48 --thr-vocab 24 --groups 50 --reps 3 --warmup 1 >/dev/null
+build/emu/harness --rows 7 --vocab 1000 --thr-tokens 40 --thr-d 48 --thr-vocab 24 --groups 50 --lm-rows 16 --lm-dim 32 --lm-vocab 300 --reps 3 --warmup 1 >/dev/null
+build/emu/harness --only thr --thr-small-tiles 1 --thr-tokens 40 --thr-d 48 --thr-vocab 24 --reps 2 --warmup 1 >/dev/null
 echo "== native: emulated memcheck (AddressSanitizer, reverse thread order)"
 bash scripts/emu-memcheck.sh
 t4=$(date +%s)

@@ -4,7 +4,7 @@
 # reads or writes outside an allocation, outside a __shared__ array, or past a fiber's stack stops
 # the run with the source line. The blocks' threads are resumed in reverse order
 # (GK_EMU_ORDER=reverse; npm test runs them forward), so a missing barrier shows up as a result that
-# differs from the cpu reference. The tiled THR kernels' tests run a second time with
+# differs from the cpu reference. The tiled THR and LM-head kernels' tests run a second time with
 # GK_EMU_CP_ASYNC=eager (cp.async copies land when issued instead of when waited for), so a copy into
 # a pipeline stage that another warp may still be reading shows as well. The stand-in for test/cuda/sanitize.sh (compute-sanitizer) until a
 # GPU runs that; it checks host-side semantics, not the GPU's memory model.
@@ -23,6 +23,6 @@ if [ $# -eq 0 ]; then
   LD_PRELOAD="$ASAN_LIB" ASAN_OPTIONS=detect_leaks=0:halt_on_error=1 \
     GRPO_KERNELS_NATIVE_PATH="$PWD/build/emu-asan/grpo_kernels_native.node" GRPO_KERNELS_CUDA_EMU=1 \
     GK_EMU_ORDER=reverse GK_EMU_CP_ASYNC=eager \
-    node node_modules/vitest/vitest.mjs run --project unit test/cuda/ops-thr
+    node node_modules/vitest/vitest.mjs run --project unit test/cuda/ops-thr test/cuda/ops-lmhead
 fi
-echo "== emu-memcheck: clean (AddressSanitizer, reverse thread order; THR also with eager cp.async)"
+echo "== emu-memcheck: clean (AddressSanitizer, reverse thread order; THR and the LM head also with eager cp.async)"

@@ -57,6 +57,13 @@
 //   last bits. NaN/Inf follow IEEE arithmetic as the cpu reference; the cases where WGSL's
 //   division by 0 or NaN would be implementation-defined (n = 1 Bessel, rloo's n/(n−1), opo's
 //   Σ L = 0, grpo_passk with a NaN) write NaN explicitly.
+// NAN_SKIP (nan_skip = 1: nanRewards 'unscorable', TRL): every member loop skips NaN rewards, so a
+//   group's n, pivot (its first scorable member), sums, zero-variance test, opo baseline, grpo_passk
+//   and the moment state merged for the batch (batch std, gpg's α = #scorable / #nonzero) are those of
+//   its scorable members; a group with none is an empty group. A NaN member's advantage is 0
+//   (reinforce_pp_baseline: its value is NaN, left out of the length-weighted state, and its tokens
+//   come out 0), and every advantage goes through nan_to_num (NaN → 0, ±Inf → ±f32 max). grpo_passk
+//   with fewer than two scorable members gives 0.
 
 struct AdvParams {
   num_groups: u32,
@@ -74,6 +81,7 @@ struct AdvParams {
   keep_mean: u32,
   has_mask: u32,
   small_max: u32, // adv_small / adv_group: groups with n ≤ small_max are adv_small's
+  nan_skip: u32, // 1: NaN rewards are unscorable (see NAN_SKIP above)
   eps: f32,
   mask_eps: f32,
 }
@@ -121,6 +129,7 @@ const ITEMS: u32 = 16u;
 const WHITEN_VAR_EPS: f32 = 1e-8;
 
 var<workgroup> wmin: array<u32, WG>;
+var<workgroup> wcount: u32;
 var<workgroup> wst: array<St, WG>;
 
 fn is_finite(x: f32) -> bool {
@@ -160,6 +169,28 @@ fn st_merge(a: St, b: St) -> St {
   let nf = f32(n);
   let delta = (b.piv - a.piv) + (b.d - a.d);
   return St(n, a.aux + b.aux, a.piv, a.d + delta * (nb / nf), a.m2 + b.m2 + delta * delta * (na * (nb / nf)));
+}
+
+// A member left out of every statistic: a NaN reward under nan_skip.
+fn skipped(r: f32) -> bool {
+  return P.nan_skip == 1u && is_nan(r);
+}
+
+// torch.nan_to_num of an advantage under nan_skip: NaN → 0, ±Inf → ±f32 max; else the value itself.
+fn fix_adv(x: f32) -> f32 {
+  if (P.nan_skip == 0u) {
+    return x;
+  }
+  if (is_nan(x)) {
+    return 0.0;
+  }
+  if (is_pos_inf(x)) {
+    return bitcast<f32>(0x7f7fffffu);
+  }
+  if (is_neg_inf(x)) {
+    return -bitcast<f32>(0x7f7fffffu);
+  }
+  return x;
 }
 
 fn is_nonzero(x: f32) -> bool {
@@ -222,35 +253,67 @@ fn length_of(i: u32) -> f32 {
 
 // Pass 1 (Σ (r − p) and the counts), pass 2 (M2 of the deviations), one invocation, index order.
 fn moments_serial(lo: u32, hi: u32) -> Moments {
-  let r0 = X[lo];
+  var first = lo;
+  while (first < hi && skipped(X[first])) {
+    first = first + 1u;
+  }
+  if (first == hi) {
+    return Moments(0u, 0.0, 0.0, 0.0, 0.0, 0u, 0u, 0u); // every member skipped: an empty group
+  }
+  let r0 = X[first];
   let piv = pivot_of(r0);
   var sum = 0.0;
+  var n = 0u;
   var ne = 0u;
   var nonzero = 0u;
   var nans = 0u;
   for (var i = lo; i < hi; i = i + 1u) {
     let r = X[i];
+    if (skipped(r)) {
+      continue;
+    }
+    n = n + 1u;
     sum = sum + (r - piv);
     ne = ne + select(0u, 1u, r != r0 || is_nan(r));
     nonzero = nonzero + select(0u, 1u, is_nonzero(r));
     nans = nans + select(0u, 1u, is_nan(r));
   }
-  let d = sum / f32(hi - lo);
+  let d = sum / f32(n);
   var m2 = 0.0;
   for (var i = lo; i < hi; i = i + 1u) {
-    let c = (X[i] - piv) - d;
+    let r = X[i];
+    if (skipped(r)) {
+      continue;
+    }
+    let c = (r - piv) - d;
     m2 = m2 + c * c;
   }
-  return Moments(hi - lo, r0, piv, d, m2, ne, nonzero, nans);
+  return Moments(n, r0, piv, d, m2, ne, nonzero, nans);
 }
 
 // The same two passes strided over the workgroup (counts summed in f32: exact below 2^24).
 fn moments_wg(lo: u32, hi: u32, lid: u32) -> Moments {
-  let r0 = X[lo];
+  // The first member the statistics use (lo, or under nan_skip the first scorable one).
+  var mine = NO_INDEX;
+  for (var i = lo + lid; i < hi; i = i + WG) {
+    if (!skipped(X[i])) {
+      mine = min(mine, i);
+    }
+  }
+  let first = wg_min_u32(mine, lid);
+  var r0 = 0.0;
+  if (first != NO_INDEX) {
+    r0 = X[first];
+  }
   let piv = pivot_of(r0);
   var acc = vec4<f32>(0.0);
+  var cnt = 0.0;
   for (var i = lo + lid; i < hi; i = i + WG) {
     let r = X[i];
+    if (skipped(r)) {
+      continue;
+    }
+    cnt = cnt + 1.0;
     acc = acc + vec4<f32>(
       r - piv,
       select(0.0, 1.0, r != r0 || is_nan(r)),
@@ -259,14 +322,19 @@ fn moments_wg(lo: u32, hi: u32, lid: u32) -> Moments {
     );
   }
   let s1 = wg_sum4(acc, lid);
-  let d = s1.x / f32(hi - lo);
+  let n = u32(wg_sum4(vec4<f32>(cnt, 0.0, 0.0, 0.0), lid).x);
+  let d = s1.x / f32(max(n, 1u));
   var a2 = 0.0;
   for (var i = lo + lid; i < hi; i = i + WG) {
-    let c = (X[i] - piv) - d;
+    let r = X[i];
+    if (skipped(r)) {
+      continue;
+    }
+    let c = (r - piv) - d;
     a2 = a2 + c * c;
   }
   let m2 = wg_sum4(vec4<f32>(a2, 0.0, 0.0, 0.0), lid).x;
-  return Moments(hi - lo, r0, piv, d, m2, u32(s1.y), u32(s1.z), u32(s1.w));
+  return Moments(n, r0, piv, d, m2, u32(s1.y), u32(s1.z), u32(s1.w));
 }
 
 // The group's std of kind P.std_sample; NaN for a singleton under 'sample' (explicitly: 0/0).
@@ -284,25 +352,36 @@ fn moment_state(m: Moments) -> St {
 }
 
 // opo's (Σ L, b − p) from sw = Σ L (r − p); b − p = sw / Σ L, NaN when Σ L = 0 (explicitly).
-fn opo_baseline(sw: f32, lo: u32, hi: u32) -> vec2<f32> {
-  let lsum = f32(roff[hi] - roff[lo]);
+fn opo_baseline(sw: f32, lsum: f32) -> vec2<f32> {
   return vec2<f32>(lsum, select(sw / lsum, nan_f32(), lsum == 0.0));
 }
 
+// Σ L over the members the statistics use (exact: integer lengths summed in f32 below 2^24).
 fn opo_serial(lo: u32, hi: u32, piv: f32) -> vec2<f32> {
   var w = 0.0;
+  var l = 0.0;
   for (var i = lo; i < hi; i = i + 1u) {
+    if (skipped(X[i])) {
+      continue;
+    }
     w = w + length_of(i) * (X[i] - piv);
+    l = l + length_of(i);
   }
-  return opo_baseline(w, lo, hi);
+  return opo_baseline(w, l);
 }
 
 fn opo_wg(lo: u32, hi: u32, piv: f32, lid: u32) -> vec2<f32> {
   var w = 0.0;
+  var l = 0.0;
   for (var i = lo + lid; i < hi; i = i + WG) {
+    if (skipped(X[i])) {
+      continue;
+    }
     w = w + length_of(i) * (X[i] - piv);
+    l = l + length_of(i);
   }
-  return opo_baseline(wg_sum4(vec4<f32>(w, 0.0, 0.0, 0.0), lid).x, lo, hi);
+  let s = wg_sum4(vec4<f32>(w, l, 0.0, 0.0), lid);
+  return opo_baseline(s.x, s.y);
 }
 
 // One pass in index order: a member takes the lead only when strictly greater (so ties keep the
@@ -391,13 +470,16 @@ fn plan_group(m: Moments, opo: vec2<f32>, pk: Best) -> Plan {
   if (P.scale != SCALE_NONE) {
     pl.passk_value = pk.gap / (pl.div + P.eps);
   }
+  if (m.n < 2u) {
+    pl.passk_value = 0.0; // only under nan_skip (the API rejects smaller groups)
+  }
   pl.opo_empty = est == EST_OPO && !pl.mean0 && opo.x == 0.0;
   return pl;
 }
 
 // Member i's advantage (reward r) for every estimator but reinforce_pp_baseline.
 fn member_value(pl: Plan, n: u32, i: u32, r: f32) -> f32 {
-  if (pl.zero_out) {
+  if (pl.zero_out || skipped(r)) {
     return 0.0;
   }
   let c = (r - pl.p) - pl.shift;
@@ -426,6 +508,9 @@ fn member_value(pl: Plan, n: u32, i: u32, r: f32) -> f32 {
 
 // reinforce_pp_baseline's group-level value (dr_grpo's), before the batch whitening.
 fn rpp_value(pl: Plan, r: f32) -> f32 {
+  if (skipped(r)) {
+    return nan_f32(); // left out of the whitening; its tokens come out 0 (fix_adv)
+  }
   return select((r - pl.p) - pl.shift, 0.0, pl.zero_out);
 }
 
@@ -484,6 +569,20 @@ fn adv_small(
     return;
   }
   let m = moments_serial(lo, hi);
+  if (m.n == 0u) {
+    // Every member skipped (nan_skip): an empty group whose members get 0 (rpp: NaN → 0 later).
+    write_empty(g);
+    if (P.phase == 0u) {
+      for (var i = lo; i < hi; i = i + 1u) {
+        if (P.estimator == EST_RPP) {
+          vals[i] = nan_f32();
+        } else {
+          out[i] = 0.0;
+        }
+      }
+    }
+    return;
+  }
   if (P.phase == 1u) {
     states[g] = moment_state(m);
     return;
@@ -499,22 +598,30 @@ fn adv_small(
   let pl = plan_group(m, opo, pk);
   if (P.estimator == EST_RPP) {
     var sv = 0.0;
+    var wn = 0u;
     for (var i = lo; i < hi; i = i + 1u) {
-      let v = rpp_value(pl, X[i]);
+      let r = X[i];
+      let v = rpp_value(pl, r);
       vals[i] = v;
+      if (skipped(r)) {
+        continue;
+      }
       sv = sv + length_of(i) * v;
+      wn = wn + u32(roff[i + 1u] - roff[i]);
     }
-    let wn = u32(roff[hi] - roff[lo]);
     let wm = weighted_mean(sv, wn);
     var sq = 0.0;
     for (var i = lo; i < hi; i = i + 1u) {
+      if (skipped(X[i])) {
+        continue;
+      }
       let c = vals[i] - wm;
       sq = sq + length_of(i) * c * c;
     }
     states[g] = St(wn, 0u, 0.0, wm, sq);
   } else {
     for (var i = lo; i < hi; i = i + 1u) {
-      out[i] = member_value(pl, n, i, X[i]);
+      out[i] = fix_adv(member_value(pl, m.n, i, X[i]));
     }
   }
   write_group(g, m, pl);
@@ -536,8 +643,28 @@ fn adv_group(
   let g = u32(goff[P.num_groups + 1u + j]);
   let lo = u32(goff[g]);
   let hi = u32(goff[g + 1u]);
-  let n = hi - lo;
   let m = moments_wg(lo, hi, lid);
+  // m.n is the same on every invocation, but it comes through workgroup memory: a uniform load lets
+  // the branch below keep the reductions after it in uniform control flow.
+  if (lid == 0u) {
+    wcount = m.n;
+  }
+  if (workgroupUniformLoad(&wcount) == 0u) {
+    // Every member skipped (nan_skip): an empty group whose members get 0 (rpp: NaN → 0 later).
+    if (lid == 0u) {
+      write_empty(g);
+    }
+    if (P.phase == 0u) {
+      for (var i = lo + lid; i < hi; i = i + WG) {
+        if (P.estimator == EST_RPP) {
+          vals[i] = nan_f32();
+        } else {
+          out[i] = 0.0;
+        }
+      }
+    }
+    return;
+  }
   if (P.phase == 1u) {
     if (lid == 0u) {
       states[g] = moment_state(m);
@@ -555,15 +682,25 @@ fn adv_group(
   let pl = plan_group(m, opo, pk);
   if (P.estimator == EST_RPP) {
     var wv = 0.0;
+    var wl = 0.0;
     for (var i = lo + lid; i < hi; i = i + WG) {
-      let v = rpp_value(pl, X[i]);
+      let r = X[i];
+      let v = rpp_value(pl, r);
       vals[i] = v;
+      if (skipped(r)) {
+        continue;
+      }
       wv = wv + length_of(i) * v;
+      wl = wl + length_of(i);
     }
-    let wn = u32(roff[hi] - roff[lo]);
-    let wm = weighted_mean(wg_sum4(vec4<f32>(wv, 0.0, 0.0, 0.0), lid).x, wn);
+    let sw = wg_sum4(vec4<f32>(wv, wl, 0.0, 0.0), lid);
+    let wn = u32(sw.y);
+    let wm = weighted_mean(sw.x, wn);
     var wq = 0.0;
     for (var i = lo + lid; i < hi; i = i + WG) {
+      if (skipped(X[i])) {
+        continue;
+      }
       let c = vals[i] - wm; // this invocation's own write above
       wq = wq + length_of(i) * c * c;
     }
@@ -573,7 +710,7 @@ fn adv_group(
     }
   } else {
     for (var i = lo + lid; i < hi; i = i + WG) {
-      out[i] = member_value(pl, n, i, X[i]);
+      out[i] = fix_adv(member_value(pl, m.n, i, X[i]));
     }
   }
   if (lid == 0u) {
@@ -633,7 +770,8 @@ fn adv_merge(@builtin(local_invocation_index) lid: u32) {
       bs = sqrt(st.m2 / nf);
     }
     batch[0] = bs;
-    batch[1] = f32(P.num_responses) / f32(max(st.aux, 1u));
+    // gpg's α = R / max(#nonzero, 1): over the scorable rewards under nan_skip.
+    batch[1] = select(f32(P.num_responses), f32(st.n), P.nan_skip == 1u) / f32(max(st.aux, 1u));
     batch[2] = 0.0;
     batch[3] = 0.0;
   } else {
@@ -659,7 +797,7 @@ fn expand_tokens(
   if (P.mode == 0u) {
     out[t] = v;
   } else {
-    out[t] = ((v - batch[0]) - batch[1]) * batch[2];
+    out[t] = fix_adv(((v - batch[0]) - batch[1]) * batch[2]);
   }
 }
 

@@ -13,6 +13,10 @@
 //     when it holds one element and 16 bits of padding (sections y_*);
 //   - in place (sections xy_*, instead of x_* + y_*): X at @binding(1) is read_write, there is
 //     no Y, and store_y / store_y_head write X's units (Y's element i is X's element i);
+//   - kernels with two float input matrices of one dtype and no Y (lmhead.wgsl: hidden states and
+//     the LM head's weight) read the second through `load_w(i)` at @binding(2), and an optional
+//     vector of the same dtype (a bias) through `load_b(i)` at @binding(3) (sections w_*);
+//   - the online softmax state over raw logits (St, st_push, st_fold: section online_state);
 //   - workgroup reductions `wg_max(v, lid)` and `wg_sum4(v, lid)` over WG invocations, every
 //     invocation gets the result (sections reduce_tree / reduce_subgroup), all called from
 //     workgroup-uniform control flow.
@@ -118,6 +122,39 @@ fn load_x(i: u32) -> f32 {
 @group(0) @binding(1) var<storage, read> X: array<f16>;
 fn load_x(i: u32) -> f32 {
   return f32(X[i]);
+}
+
+//! section w_f32
+// A second float input matrix W at @binding(2) and a vector B at @binding(3), in X's dtype.
+@group(0) @binding(2) var<storage, read> W: array<f32>;
+@group(0) @binding(3) var<storage, read> B: array<f32>;
+fn load_w(i: u32) -> f32 {
+  return W[i];
+}
+fn load_b(i: u32) -> f32 {
+  return B[i];
+}
+
+//! section w_bf16
+@group(0) @binding(2) var<storage, read> W: array<u32>;
+@group(0) @binding(3) var<storage, read> B: array<u32>;
+fn load_w(i: u32) -> f32 {
+  let w = W[i >> 1u];
+  return bitcast<f32>(select(w << 16u, w & 0xffff0000u, (i & 1u) == 1u));
+}
+fn load_b(i: u32) -> f32 {
+  let w = B[i >> 1u];
+  return bitcast<f32>(select(w << 16u, w & 0xffff0000u, (i & 1u) == 1u));
+}
+
+//! section w_f16
+@group(0) @binding(2) var<storage, read> W: array<u32>;
+@group(0) @binding(3) var<storage, read> B: array<u32>;
+fn load_w(i: u32) -> f32 {
+  return unpack2x16float(W[i >> 1u])[i & 1u];
+}
+fn load_b(i: u32) -> f32 {
+  return unpack2x16float(B[i >> 1u])[i & 1u];
 }
 
 //! section y_f32
@@ -266,6 +303,78 @@ fn wg_sum4(v: vec4<f32>, lid: u32) -> vec4<f32> {
     acc = acc + red[j];
   }
   return subgroupAdd(acc);
+}
+
+//! section online_state
+// The online softmax state over RAW logits, shared by logprobs.wgsl and lmhead.wgsl. The family's
+// uniform struct P must have `inv_t: f32` (1/T).
+// Online softmax state of a slice of a row, over RAW logits: m is the raw max; s, sx, sq are
+// Σ e^d, Σ e^d·d, Σ e^{2d} with d = (x − m)/T (one rounding, and no overflow of x/T: with T near
+// 2^-126 a finite logit times 1/T may exceed f32, while x − m ≤ 0 scaled stays ≤ 0). s = 0 iff
+// nothing above −Inf was seen.
+struct St {
+  m: f32,
+  s: f32,
+  sx: f32,
+  sq: f32,
+  nan: f32,
+}
+
+fn st_empty() -> St {
+  return St(neg_inf(), 0.0, 0.0, 0.0, 0.0);
+}
+
+fn st_push(st: ptr<function, St>, y: f32) {
+  if (is_nan(y)) {
+    (*st).nan = (*st).nan + 1.0;
+    return;
+  }
+  if (y > (*st).m) {
+    let d = ((*st).m - y) * P.inv_t;
+    let a = exp(d);
+    if (a == 0.0) {
+      // First element, or the max jumped so far (e.g. to +Inf) that the old sums vanish;
+      // also keeps 0·(−Inf) out of sx.
+      (*st).s = 1.0;
+      (*st).sx = 0.0;
+      (*st).sq = 1.0;
+    } else {
+      (*st).sx = a * ((*st).sx + d * (*st).s);
+      (*st).s = (*st).s * a + 1.0;
+      (*st).sq = (*st).sq * a * a + 1.0;
+    }
+    (*st).m = y;
+  } else if (!is_neg_inf(y)) {
+    let d = (y - (*st).m) * P.inv_t;
+    let e = exp(d);
+    (*st).s = (*st).s + e;
+    (*st).sx = (*st).sx + select(0.0, e * d, e > 0.0);
+    (*st).sq = (*st).sq + e * e;
+  }
+}
+
+// (s, sx, sq, nan) of a state re-expressed relative to the common max `mx` ≥ st.m.
+fn st_scaled(st: St, mx: f32) -> vec4<f32> {
+  if (st.s == 0.0) {
+    return vec4<f32>(0.0, 0.0, 0.0, st.nan);
+  }
+  if (st.m == mx) {
+    return vec4<f32>(st.s, st.sx, st.sq, st.nan);
+  }
+  let d = (st.m - mx) * P.inv_t;
+  let a = exp(d);
+  if (a == 0.0) {
+    return vec4<f32>(0.0, 0.0, 0.0, st.nan);
+  }
+  return vec4<f32>(a * st.s, a * (st.sx + d * st.s), a * a * st.sq, st.nan);
+}
+
+// The state of `acc`'s columns and then `b`'s: both re-expressed relative to the larger max.
+// Not associative in floating point: callers fold segments strictly in order from st_empty().
+fn st_fold(acc: St, b: St) -> St {
+  let mx = max(acc.m, b.m);
+  let t = st_scaled(acc, mx) + st_scaled(b, mx);
+  return St(mx, t.x, t.y, t.z, t.w);
 }
 
 //! section response_of

@@ -1,5 +1,5 @@
 // grpo-kernels: the logprobs family on WebGPU (forward, backward, gatherProbs).
-// Concatenated after common.wgsl's base, x_<dtype>, y_<dtype> and reduce_* sections
+// Concatenated after common.wgsl's base, x_<dtype>, y_<dtype>, reduce_* and online_state sections
 // (src/backends/webgpu/shaders.ts); host side: src/backends/webgpu/logprobs.ts.
 //
 // FORWARD  y = logits / T (one row of V at a time), for every row whose target ≠ ignoreIndex:
@@ -127,66 +127,7 @@ fn record_bad_target() {
   }
 }
 
-// Online softmax state of a slice of a row, over RAW logits: m is the raw max; s, sx, sq are
-// Σ e^d, Σ e^d·d, Σ e^{2d} with d = (x − m)/T (one rounding, and no overflow of x/T: with T near
-// 2^-126 a finite logit times 1/T may exceed f32, while x − m ≤ 0 scaled stays ≤ 0). s = 0 iff
-// nothing above −Inf was seen.
-struct St {
-  m: f32,
-  s: f32,
-  sx: f32,
-  sq: f32,
-  nan: f32,
-}
-
-fn st_empty() -> St {
-  return St(neg_inf(), 0.0, 0.0, 0.0, 0.0);
-}
-
-fn st_push(st: ptr<function, St>, y: f32) {
-  if (is_nan(y)) {
-    (*st).nan = (*st).nan + 1.0;
-    return;
-  }
-  if (y > (*st).m) {
-    let d = ((*st).m - y) * P.inv_t;
-    let a = exp(d);
-    if (a == 0.0) {
-      // First element, or the max jumped so far (e.g. to +Inf) that the old sums vanish;
-      // also keeps 0·(−Inf) out of sx.
-      (*st).s = 1.0;
-      (*st).sx = 0.0;
-      (*st).sq = 1.0;
-    } else {
-      (*st).sx = a * ((*st).sx + d * (*st).s);
-      (*st).s = (*st).s * a + 1.0;
-      (*st).sq = (*st).sq * a * a + 1.0;
-    }
-    (*st).m = y;
-  } else if (!is_neg_inf(y)) {
-    let d = (y - (*st).m) * P.inv_t;
-    let e = exp(d);
-    (*st).s = (*st).s + e;
-    (*st).sx = (*st).sx + select(0.0, e * d, e > 0.0);
-    (*st).sq = (*st).sq + e * e;
-  }
-}
-
-// (s, sx, sq, nan) of a state re-expressed relative to the common max `mx` ≥ st.m.
-fn st_scaled(st: St, mx: f32) -> vec4<f32> {
-  if (st.s == 0.0) {
-    return vec4<f32>(0.0, 0.0, 0.0, st.nan);
-  }
-  if (st.m == mx) {
-    return vec4<f32>(st.s, st.sx, st.sq, st.nan);
-  }
-  let d = (st.m - mx) * P.inv_t;
-  let a = exp(d);
-  if (a == 0.0) {
-    return vec4<f32>(0.0, 0.0, 0.0, st.nan);
-  }
-  return vec4<f32>(a * st.s, a * (st.sx + d * st.s), a * a * st.sq, st.nan);
-}
+// St, st_empty, st_push, st_scaled, st_fold: common.wgsl's online_state section.
 
 fn write_all(g: u32, v: f32) {
   out_lp[g] = v;
@@ -254,14 +195,6 @@ fn lane_segment(row: u32, seg: u32, lid: u32) -> St {
     st_push(&st, load_x(base + c));
   }
   return st;
-}
-
-// The state of `acc`'s columns and then `b`'s: both re-expressed relative to the larger max.
-// Not associative in floating point: callers fold segments strictly in order from st_empty().
-fn st_fold(acc: St, b: St) -> St {
-  let mx = max(acc.m, b.m);
-  let t = st_scaled(acc, mx) + st_scaled(b, mx);
-  return St(mx, t.x, t.y, t.z, t.w);
 }
 
 // `partial` holds, per (chunk row, segment), the 5 fields of WG lane states, each field's WG

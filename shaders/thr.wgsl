@@ -1,6 +1,6 @@
 // grpo-kernels: the THR family on WebGPU (tokenHiddenReward, thrReweight; restrictedVocab runs on
 // the host, see docs/webgpu.md). Concatenated after common.wgsl's base and x_<dtype> sections
-// (src/backends/webgpu/shaders.ts); host side: src/backends/webgpu/thr.ts. Math: THR.md; reference:
+// (src/backends/webgpu/shaders.ts); host side: src/backends/webgpu/thr.ts. Math: docs/THR.md; reference:
 // src/backends/cpu/thr.ts.
 //
 // Per non-degenerate group g (K = |V*_g| columns, T_g tokens, T⁺_g correct tokens, d dims),
@@ -59,6 +59,7 @@ struct ThrParams {
   mask: u32, // thr_reweight: 1 = zero the tokens at or below the threshold
   p: f32,
   beta: f32,
+  m_base: u32, // element index of the chunk's first M row in the mbuf window (thr_m, thr_score)
 }
 
 // Per group of a chunk (host-built, INFO_STRIDE u32 each).
@@ -239,7 +240,7 @@ fn store_m_row(koff: u32, v: u32, k: u32, k_rows: u32, x: vec4<f32>) {
   if (v >= k_rows) {
     return;
   }
-  let row = (koff + v) * P.dim;
+  let row = P.m_base + (koff + v) * P.dim;
   for (var j = 0u; j < 4u; j = j + 1u) {
     if (k + 16u * j < P.dim) {
       mbuf[row + k + 16u * j] = x[j];
@@ -260,7 +261,7 @@ fn m_or0(koff: u32, v: u32, k_rows: u32, k: u32) -> f32 {
   if (v >= k_rows || k >= P.dim) {
     return 0.0;
   }
-  return mbuf[(koff + v) * P.dim + k];
+  return mbuf[P.m_base + (koff + v) * P.dim + k];
 }
 
 // Σ_j g_t[v + 16·j]·u[j] over the in-range columns, j ascending, for token tl of the group (0

@@ -3,7 +3,9 @@
  * validates (src/api/), dispatches to the backend, and computes nothing itself.
  */
 import * as adv from './api/advantages.js';
+import * as lh from './api/lmhead.js';
 import * as lp from './api/logprobs.js';
+import * as pl from './api/policy.js';
 import * as thr from './api/thr.js';
 import type { TensorLike } from './api/validate.js';
 import { hostArrayName, ownedView } from './api/validate.js';
@@ -12,7 +14,10 @@ import type {
   Backend,
   BackendOptions,
   DeviceInfo,
+  LinearLogprobsGrads,
+  LogprobStates,
   LogprobsResult,
+  PolicyLossResult,
   RestrictedVocab,
   ThrResult,
 } from './backends/backend.js';
@@ -164,8 +169,69 @@ export class Context {
     return this.#op('gatherProbs', (b) => lp.gatherProbs(b, logits, lse, options));
   }
 
+  // ------------------------------------------------------------ LM head family
+  /**
+   * logprobs of hidden · weightᵀ + bias (an LM head) without ever forming the [N, V] logits: the
+   * same outputs as `logprobs` on those logits. hidden [N, d] and weight [V, d] share a float dtype.
+   */
+  linearLogprobs(
+    hidden: Tensor<FloatDType>,
+    weight: Tensor<FloatDType>,
+    targets: TensorLike<'i32'>,
+    options?: lh.LinearLogprobsOptions,
+  ): Promise<LogprobsResult> {
+    return this.#op('linearLogprobs', (b) => lh.linearLogprobs(b, hidden, weight, targets, options));
+  }
+
+  /**
+   * Gradients of the linearLogprobs outputs (logprobs, and entropy with gradEntropy) w.r.t. hidden,
+   * weight and bias, f32, recomputing the logits tile by tile from `lse` (no [N, V] tensor).
+   */
+  linearLogprobsBackward(
+    hidden: Tensor<FloatDType>,
+    weight: Tensor<FloatDType>,
+    targets: TensorLike<'i32'>,
+    lse: TensorLike<'f32'>,
+    gradLogprobs: TensorLike<'f32'>,
+    options?: lh.LinearLogprobsBackwardOptions,
+  ): Promise<LinearLogprobsGrads> {
+    return this.#op('linearLogprobsBackward', (b) =>
+      lh.linearLogprobsBackward(b, hidden, weight, targets, lse, gradLogprobs, options),
+    );
+  }
+
+  /** Each row's online softmax state over a vocabulary shard of materialised logits. */
+  logprobStates(
+    logits: Tensor<FloatDType>,
+    targets: TensorLike<'i32'>,
+    options?: lh.LogprobStatesOptions,
+  ): Promise<LogprobStates> {
+    return this.#op('logprobStates', (b) => lh.logprobStates(b, logits, targets, options));
+  }
+
+  /** Each row's online softmax state over a vocabulary shard of an LM head (weight rows [vocabStart, +V)). */
+  linearLogprobStates(
+    hidden: Tensor<FloatDType>,
+    weight: Tensor<FloatDType>,
+    targets: TensorLike<'i32'>,
+    options?: lh.LinearLogprobStatesOptions,
+  ): Promise<LogprobStates> {
+    return this.#op('linearLogprobStates', (b) =>
+      lh.linearLogprobStates(b, hidden, weight, targets, options),
+    );
+  }
+
+  /** The logprobs outputs over the union of vocabulary shards, merged in a fixed (array) order. */
+  mergeLogprobStates(
+    states: readonly LogprobStates[],
+    targets: TensorLike<'i32'>,
+    options?: lh.MergeLogprobStatesOptions,
+  ): Promise<LogprobsResult> {
+    return this.#op('mergeLogprobStates', (b) => lh.mergeLogprobStates(b, states, targets, options));
+  }
+
   // ------------------------------------------------------------ advantages family
-  /** Group-relative advantages (ESTIMATORS.md). */
+  /** Group-relative advantages (docs/ESTIMATORS.md). */
   advantages(rewards: TensorLike<'f32'>, options?: adv.AdvantagesOptions): Promise<AdvantagesResult> {
     return this.#op('advantages', (b) => adv.advantages(b, rewards, options));
   }
@@ -186,14 +252,37 @@ export class Context {
     return this.#op('restrictedVocab', (b) => thr.restrictedVocab(b, tokens, layout));
   }
 
-  /** Token hidden reward (THR.md) and each group's threshold tau. */
+  /** Token hidden reward (docs/THR.md) and each group's threshold tau. */
   tokenHiddenReward(options: thr.TokenHiddenRewardOptions): Promise<ThrResult> {
     return this.#op('tokenHiddenReward', (b) => thr.tokenHiddenReward(b, options));
   }
 
-  /** Reweights token advantages by THR (THR.md, "Reweighting"). */
+  /**
+   * THR's aggregate M_g of every live group, [ΣK_g, d] f32: tokenHiddenReward's first half. A sum over
+   * the correct tokens, so data-parallel shards all-reduce it (sum) before thrScore.
+   */
+  thrAggregate(options: thr.ThrAggregateOptions): Promise<Tensor<'f32'>> {
+    return this.#op('thrAggregate', (b) => thr.thrAggregate(b, options));
+  }
+
+  /** THR and tau from an aggregate (thrAggregate's, all-reduced): tokenHiddenReward's second half. */
+  thrScore(options: thr.ThrScoreOptions): Promise<ThrResult> {
+    return this.#op('thrScore', (b) => thr.thrScore(b, options));
+  }
+
+  /** Reweights token advantages by THR (docs/THR.md, "Reweighting"). */
   thrReweight(options: thr.ThrReweightOptions): Promise<Tensor<'f32'>> {
     return this.#op('thrReweight', (b) => thr.thrReweight(b, options));
+  }
+
+  // ------------------------------------------------------------ policy loss
+  /**
+   * The scalar policy loss of POLICY.md (surrogate, KL penalty, entropy bonus, rollout correction,
+   * aggregation) and its exact gradient with respect to the log-probs (and entropies), ready for
+   * logprobsBackward. `loss` and `stats` stay on the device: readPolicyStats(result.stats) names them.
+   */
+  policyLoss(inputs: pl.PolicyLossInputs, options?: pl.PolicyLossOptions): Promise<PolicyLossResult> {
+    return this.#op('policyLoss', (b) => pl.policyLoss(b, inputs, options));
   }
 
   /** Resolves when every op queued so far has finished on the device. */

@@ -1,17 +1,46 @@
 export type { AdvantagesOptions, WhitenOptions } from './api/advantages.js';
+export type {
+  LinearLogprobStatesOptions,
+  LinearLogprobsBackwardOptions,
+  LinearLogprobsOptions,
+  LogprobStatesOptions,
+  MergeLogprobStatesOptions,
+} from './api/lmhead.js';
+export { type LmheadShape, lmheadScratchBytes } from './api/lmhead-plan.js';
 export type { GatherProbsOptions, LogprobsBackwardOptions, LogprobsOptions } from './api/logprobs.js';
-export type { ThrReweightOptions, TokenHiddenRewardOptions } from './api/thr.js';
+export {
+  type PolicyKlOptions,
+  type PolicyLossInputs,
+  type PolicyLossOptions,
+  type PolicyRolloutOptions,
+  readPolicyStats,
+} from './api/policy.js';
+export type {
+  ThrAggregateOptions,
+  ThrReweightOptions,
+  ThrScoreOptions,
+  TokenHiddenRewardOptions,
+} from './api/thr.js';
 export type { TensorLike } from './api/validate.js';
 export type {
   AdvantagesResult,
+  Aggregation,
   Backend,
   BackendOptions,
   DeviceInfo,
   Estimator,
+  KlEstimator,
+  LinearLogprobsGrads,
+  LogprobStates,
   LogprobsResult,
+  PolicyLossKind,
+  PolicyLossResult,
+  PolicyStatName,
   Preset,
   RestrictedVocab,
   ReweightMode,
+  RolloutLevel,
+  RolloutMode,
   ScaleKind,
   SingletonPolicy,
   StdKind,
@@ -19,7 +48,19 @@ export type {
   ThrResult,
   Weighting,
 } from './backends/backend.js';
-export { ESTIMATORS, PRESETS, SCALE_KINDS, SINGLETON_POLICIES, STD_KINDS } from './backends/backend.js';
+export {
+  AGGREGATIONS,
+  ESTIMATORS,
+  KL_ESTIMATORS,
+  POLICY_LOSSES,
+  POLICY_STATS,
+  PRESETS,
+  ROLLOUT_LEVELS,
+  ROLLOUT_MODES,
+  SCALE_KINDS,
+  SINGLETON_POLICIES,
+  STD_KINDS,
+} from './backends/backend.js';
 export { AUTO_ORDER, type BackendChoice, type SkippedBackend } from './backends/registry.js';
 export { Context, type CreateContextOptions, createContext } from './context.js';
 export { setOutputPoison } from './debug.js';

@@ -15,10 +15,14 @@ import {
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { doesNotFit, percentile } from '../src/cli/bench.js';
-import { benchCases, OP_NAMES } from '../src/cli/bench-cases.js';
-import { memoryIo } from '../src/cli/io.js';
-import { main } from '../src/cli/main.js';
+import { advantagesCase } from '../bench/advantages.bench.js';
+import { benchCases, OP_NAMES } from '../bench/index.js';
+import { logprobsCase } from '../bench/logprobs.bench.js';
+import { thrCase } from '../bench/thr.bench.js';
+import { benchBackend, doesNotFit, opLabel, percentile } from '../cli/bench.js';
+import { memoryIo } from '../cli/io.js';
+import { main } from '../cli/main.js';
+import { ProgressBar } from '../cli/progress.js';
 import { type Context, createContext } from '../src/index.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'grpo-cli-'));
@@ -37,11 +41,11 @@ async function run(...args: string[]) {
 }
 
 /**
- * The bin as a user runs it: node with tsx's loader on src/cli.ts. A time limit, so a CLI that hangs
+ * The bin as a user runs it: node with tsx's loader on cli/bin.ts. A time limit, so a CLI that hangs
  * (a synchronous loop no in-process test timeout could stop) fails the test instead of the run.
  */
 function runBin(...args: string[]) {
-  const r = spawnSync(process.execPath, ['--import', 'tsx', 'src/cli.ts', ...args], {
+  const r = spawnSync(process.execPath, ['--import', 'tsx', 'cli/bin.ts', ...args], {
     encoding: 'utf8',
     timeout: 60_000,
   });
@@ -135,6 +139,40 @@ describe('bench', () => {
     const thr = benchCases('gpu').find((c) => c.op === 'tokenHiddenReward' && c.sizes.d === 3584)!;
     expect(doesNotFit(thr, smallDevice, 64 * 1024 ** 3)).toBeNull();
     expect(doesNotFit(huge, smallDevice, 100 * 1024 ** 2)).toMatch(/host memory/);
+  });
+
+  it('times the peers of a case beside the op and checks they agree (the reference tier)', async () => {
+    const cases = [
+      logprobsCase(3, 1000, 'f32', { peers: true }),
+      thrCase(1, 4, 6, 8, 1000, { distinct: 12, peers: true }),
+      advantagesCase(50, 'ragged', 'opo'),
+    ];
+    const ctx = await createContext({ backend: 'cpu' });
+    const plan = { warmup: 0, minReps: 2, maxReps: 2, budgetMs: 0 };
+    const bar = new ProgressBar(memoryIo(), cases.length, false);
+    const rows = await benchBackend(ctx, cases, plan, bar, { done: 0, total: cases.length });
+    ctx.dispose();
+    expect(rows.map(opLabel)).toEqual([
+      'logprobs',
+      'logprobs: naive',
+      'logprobs: read probe',
+      'tokenHiddenReward',
+      'tokenHiddenReward: pairwise',
+      'tokenHiddenReward: pairwise 4-acc',
+      'advantages (opo, groups of 1-16)',
+    ]);
+    for (const row of rows) {
+      expect(row.error, opLabel(row)).toBeUndefined();
+      expect(row.medianMs).toBeGreaterThan(0);
+      if (row.peer === undefined) continue;
+      expect(row.vsOp).toBeCloseTo(
+        row.medianMs! / rows.find((r) => r.op === row.op && !r.peer)!.medianMs!,
+        9,
+      );
+      // Every peer that computes a result agrees with the op (the cpu reference, f32 outputs).
+      if (row.peer !== 'read probe') expect(row.maxRelDiff, opLabel(row)).toBeLessThan(1e-5);
+    }
+    expect(rows[3].sizes['V*']).toBe(12);
   });
 
   it('percentiles interpolate', () => {
@@ -332,7 +370,7 @@ describe('help', () => {
   });
 });
 
-describe('the bin (src/cli.ts) in a child process', () => {
+describe('the bin (cli/bin.ts) in a child process', () => {
   it('info exits 0', () => {
     const r = runBin('info');
     expect(r.code).toBe(0);

@@ -40,7 +40,14 @@ describe('examples/quickstart.ts', () => {
         ).toEqual([]);
         expect(r.status).toBe(0);
         expect(r.stdout).toContain(`backend: ${backend}`);
-        for (const word of ['logprobs', 'advantages', 'tau', 'gradLogits bf16 [ 32, 151936 ]']) {
+        for (const word of [
+          'logprobs',
+          'advantages',
+          'tau',
+          'policyLoss',
+          'clip fraction 0',
+          'gradLogits bf16 [ 32, 151936 ]',
+        ]) {
           expect(r.stdout).toContain(word);
         }
       },

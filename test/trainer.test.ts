@@ -1,11 +1,10 @@
 /**
- * The toy GRPO trainer (src/trainer): a real client of every op. Its mean reward must rise over a
+ * The toy GRPO trainer (examples/toy-grpo/trainer): a real client of every op. Its mean reward must rise over a
  * short seeded run on each available backend (cpu always; webgpu and cuda when they start here),
  * the same seed must give the same curves on cpu, and its hand-written backprop must match finite
  * differences of the loss.
  */
 import { describe, expect, it } from 'vitest';
-import { type BackendName, type Context, createContext } from '../src/index.js';
 import {
   comparisonConfig,
   decode,
@@ -16,9 +15,10 @@ import {
   runComparison,
   score,
   train,
-} from '../src/trainer/index.js';
-import { mulberry32 } from '../src/trainer/rng.js';
-import { DEFAULT_TASK, featureDim, VOCAB } from '../src/trainer/task.js';
+} from '../examples/toy-grpo/trainer/index.js';
+import { mulberry32 } from '../examples/toy-grpo/trainer/rng.js';
+import { DEFAULT_TASK, featureDim, VOCAB } from '../examples/toy-grpo/trainer/task.js';
+import { type BackendName, type Context, createContext } from '../src/index.js';
 
 const available = new Map<BackendName, string | null>();
 for (const name of ['js', 'cpu', 'webgpu', 'cuda'] as const) {
@@ -49,6 +49,11 @@ for (const [backend, reason] of available) {
             first + 0.1,
           );
           for (const s of r.steps) expect(Number.isFinite(s.entropy) && s.entropy > 0).toBe(true);
+          // policyLoss's stats: on-policy (one update per batch), so nothing is clipped; the KL to the
+          // initial policy starts at 0 and grows as the policy moves.
+          for (const s of r.steps) expect(s.clipFraction).toBe(0);
+          expect(r.steps[0].kl).toBeLessThan(1e-6);
+          expect(r.steps[r.steps.length - 1].kl).toBeGreaterThan(r.steps[0].kl);
           // THR's mask (|THR| ≤ tau → advantage 0) must have acted on some tokens; GRPO keeps them all
           // except in groups whose rewards are all equal.
           if (method.kind === 'thr') expect(Math.min(...r.steps.map((s) => s.activeTokens))).toBeLessThan(1);

@@ -5,19 +5,26 @@
 // bandwidth this card gives right now.
 //
 //   build/bench/harness [--rows 16384] [--vocab 151936] [--thr-responses 8] [--thr-tokens 2048]
-//                       [--thr-d 3584] [--thr-vocab 4096] [--groups 65536] [--responses 16·groups]
+//                       [--thr-d 3584] [--thr-vocab 4096] [--thr-small-tiles 0] [--groups 65536]
+//                       [--responses 16·groups] [--lm-rows 8192] [--lm-dim 4096] [--lm-vocab 151936]
 //                       [--reps 20] [--warmup 3] [--l2-mb <device's>] [--max-rotate 64] [--seed 1]
-//                       [--only logprobs,backward,thr,advantages]
+//                       [--only logprobs,backward,thr,advantages,lmhead]
 //
 // Cases (defaults are the goal sizes of bench/RESULTS.md):
 //   logprobs, logprobs+entropy, logprobs+entropy+sumSquares   forward, bf16 logits [rows, vocab]
 //   logprobsBackward                                          same size, bf16 gradient, out of place
 //   tokenHiddenReward/f32, tokenHiddenReward/tf32             one group of 8 responses × 2048 tokens,
-//                                                             d 3584, |V*| 4096, f32 hidden (ThrPrecision)
+//                                                             d 3584, |V*| 4096, f32 hidden (ThrPrecision);
+//                                                             --thr-small-tiles 1: the small tile
+//                                                             configuration (thr.cu), as a 99 KiB GPU runs it
 //   advantages                                                2^20 responses in 65536 ragged groups
 //                                                             (sizes 1..31, fixed seed), estimator grpo
 //   advantages/uniform16                                      the same responses in groups of 16
 //                                                             (groupSize: no offsets uploaded)
+//   linearLogprobs, linearLogprobs+entropy,                   the LM head (issue 16's goal size):
+//   linearLogprobsBackward                                    hidden [8192, 4096], weight [151936, 4096]
+//                                                             bf16; FLOPs of useful work: 2·N·V·d
+//                                                             forward, 4·N·V·d backward
 // Output: one JSON line per case on stdout: {case, sizes, bytes, flops, ms_median, ms_p10, ms_p90, reps,
 // rotate, gbps, tflops, copy_bytes, copy_ms_median, copy_ms_p10, copy_ms_p90, copy_rotate, copy_gbps,
 // fraction, device, cc, sms, l2_bytes, runtime, driver, date, version}. Progress and errors go to
@@ -61,6 +68,7 @@
 
 #include "advantages.cuh"
 #include "common.cuh"
+#include "lmhead.cuh"
 #include "logprobs.cuh"
 #include "thr.cuh"
 
@@ -80,8 +88,12 @@ struct Options {
   int64_t thr_tokens = 2048;  // per response
   int64_t thr_d = 3584;
   int64_t thr_vocab = 4096;
+  int64_t thr_small_tiles = 0;  // 1: ThrParams::small_tiles
   int64_t groups = 65536;
   int64_t responses = 0;  // 0: 16 · groups
+  int64_t lm_rows = 8192;
+  int64_t lm_dim = 4096;
+  int64_t lm_vocab = 151936;
   int64_t reps = 20;
   int64_t warmup = 3;
   double l2_mb = 0;  // 0: the device's l2CacheSize
@@ -92,8 +104,9 @@ struct Options {
 
 const char* kUsage =
     "usage: harness [--rows N] [--vocab V] [--thr-responses R] [--thr-tokens L] [--thr-d D]\n"
-    "               [--thr-vocab K] [--groups G] [--responses R] [--reps N] [--warmup N]\n"
-    "               [--l2-mb MB] [--max-rotate N] [--seed S] [--only logprobs,backward,thr,advantages]\n";
+    "               [--thr-vocab K] [--thr-small-tiles 0|1] [--groups G] [--responses R] [--reps N] [--warmup N]\n"
+    "               [--lm-rows N] [--lm-dim D] [--lm-vocab V]\n"
+    "               [--l2-mb MB] [--max-rotate N] [--seed S] [--only logprobs,backward,thr,advantages,lmhead]\n";
 
 bool parse_int(const std::string& s, int64_t* v) {
   char* end = nullptr;
@@ -114,7 +127,10 @@ std::string parse_args(int argc, char** argv, Options* o) {
   const IntOpt ints[] = {{"rows", &o->rows, 1},          {"vocab", &o->vocab, 1},
                          {"thr-responses", &o->thr_responses, 2}, {"thr-tokens", &o->thr_tokens, 1},
                          {"thr-d", &o->thr_d, 1},        {"thr-vocab", &o->thr_vocab, 1},
+                         {"thr-small-tiles", &o->thr_small_tiles, 0},
                          {"groups", &o->groups, 1},      {"responses", &o->responses, 0},
+                         {"lm-rows", &o->lm_rows, 1},    {"lm-dim", &o->lm_dim, 1},
+                         {"lm-vocab", &o->lm_vocab, 1},
                          {"reps", &o->reps, 1},          {"warmup", &o->warmup, 0},
                          {"max-rotate", &o->max_rotate, 1}, {"seed", &o->seed, 0}};
   for (int i = 1; i < argc; ++i) {
@@ -148,8 +164,8 @@ std::string parse_args(int argc, char** argv, Options* o) {
       while (s <= value.size()) {
         const size_t c = std::min(value.find(',', s), value.size());
         const std::string f = value.substr(s, c - s);
-        if (f != "logprobs" && f != "backward" && f != "thr" && f != "advantages")
-          return "--only: unknown family '" + f + "' (logprobs, backward, thr, advantages)";
+        if (f != "logprobs" && f != "backward" && f != "thr" && f != "advantages" && f != "lmhead")
+          return "--only: unknown family '" + f + "' (logprobs, backward, thr, advantages, lmhead)";
         o->only.push_back(f);
         s = c + 1;
       }
@@ -161,6 +177,7 @@ std::string parse_args(int argc, char** argv, Options* o) {
   if (o->responses < o->groups) return "--responses must be ≥ --groups (every group needs a member)";
   if (o->responses > INT32_MAX || o->rows > INT32_MAX) return "--responses and --rows must fit in int32";
   if (o->thr_responses * o->thr_tokens > INT32_MAX) return "THR tokens must fit in int32";
+  if (o->thr_small_tiles > 1) return "--thr-small-tiles: expected 0 or 1";
   return "";
 }
 
@@ -543,6 +560,98 @@ Status run_logprobs(const Device& dev, const Options& o) {
   return Status::Ok();
 }
 
+// ------------------------------------------------------------------------------------- LM head
+// linearLogprobs (plain and with entropy) and its backward at [lm_rows, lm_dim] × [lm_vocab, lm_dim]
+// bf16. Bytes: hidden and weight read once (+ the [N] vectors; the backward also writes gradHidden and
+// gradWeight in f32), as scripts/gpu/goals.mjs counts them; the caches see the weight once per 128 rows.
+Status run_lmhead(const Device& dev, const Options& o) {
+  const int64_t N = o.lm_rows, d = o.lm_dim, V = o.lm_vocab;
+  const double in_bytes = double(N + V) * double(d) * 2;
+  const int rot = rotations(dev, o, in_bytes);
+  Arena arena;
+  Rotated hidden, weight, targets, logprobs, lse, entropy, grad_lp, grad_hidden, grad_weight;
+  const size_t rowf = size_t(N) * sizeof(float);
+  GK_TRY(alloc_rotated(arena, &hidden, size_t(N) * size_t(d) * 2, rot));
+  GK_TRY(alloc_rotated(arena, &weight, size_t(V) * size_t(d) * 2, rot));
+  GK_TRY(alloc_rotated(arena, &targets, size_t(N) * sizeof(int), rot));
+  for (Rotated* r : {&logprobs, &lse, &entropy, &grad_lp}) GK_TRY(alloc_rotated(arena, r, rowf, rot));
+  GK_TRY(alloc_rotated(arena, &grad_hidden, size_t(N) * size_t(d) * 4, rot));
+  GK_TRY(alloc_rotated(arena, &grad_weight, size_t(V) * size_t(d) * 4, rot));
+  std::fprintf(stderr, "[harness] lmhead: hidden [%lld, %lld], weight [%lld, %lld] bf16, %d cop%s\n", (long long)N,
+               (long long)d, (long long)V, (long long)d, rot, rot == 1 ? "y" : "ies");
+  const uint32_t seed = uint32_t(o.seed) + 40;
+  fill_normal_kernel<__nv_bfloat16><<<fill_blocks(N * d), kFillThreads, 0, dev.stream>>>(
+      hidden.at<__nv_bfloat16>(0), N * d, seed, 1.f);
+  GK_CHECK_LAUNCH("fill_normal_kernel (hidden)");
+  fill_normal_kernel<__nv_bfloat16><<<fill_blocks(V * d), kFillThreads, 0, dev.stream>>>(
+      weight.at<__nv_bfloat16>(0), V * d, seed + 1, 3.f / std::sqrt(float(d)));
+  GK_CHECK_LAUNCH("fill_normal_kernel (weight)");
+  fill_index_kernel<<<fill_blocks(N), kFillThreads, 0, dev.stream>>>(targets.at<int>(0), N, seed + 2, int(V), 0);
+  GK_CHECK_LAUNCH("fill_index_kernel (targets)");
+  fill_normal_kernel<float><<<fill_blocks(N), kFillThreads, 0, dev.stream>>>(grad_lp.at<float>(0), N, seed + 3, 0.1f);
+  GK_CHECK_LAUNCH("fill_normal_kernel (grad_logprobs)");
+  for (const Rotated* r : {&hidden, &weight, &targets, &grad_lp}) GK_TRY(replicate(*r, dev.stream));
+
+  auto forward = [&](int c, bool with_entropy) -> Status {
+    gk::LinearLogprobsParams p;
+    p.hidden = hidden.at<void>(c);
+    p.weight = weight.at<void>(c);
+    p.dtype = gk::DType::BF16;
+    p.targets = targets.at<int>(c);
+    p.rows = N;
+    p.dim = d;
+    p.vocab = V;
+    p.logprobs = logprobs.at<float>(c);
+    p.lse = lse.at<float>(c);
+    p.entropy = with_entropy ? entropy.at<float>(c) : nullptr;
+    gk::Scratch scratch(dev.stream, dev.staging.get());
+    return gk::launch_linear_logprobs(p, dev.env, scratch, dev.d_flags);
+  };
+  auto flags_message = [V](const gk::ErrorFlags& f) { return gk::logprobs_flags_message(f, V, -100); };
+  const std::string sizes =
+      kv("N", double(N)) + "," + kv("d", double(d)) + "," + kv("V", double(V)) + "," + kv("dtype", "bf16");
+  const double gemm = 2.0 * double(N) * double(V) * double(d);
+  for (const bool ent : {false, true}) {
+    GK_TRY(gk::launch_reset_flags(dev.d_flags, dev.env));
+    Timing t;
+    GK_TRY(time_it(dev, o, rot, [&](int c) { return forward(c, ent); }, &t));
+    GK_TRY(check_flags(dev, flags_message));
+    GK_TRY(check_output(dev, "logprobs", logprobs.at<float>(0), N, 'l'));
+    GK_TRY(check_output(dev, "lse", lse.at<float>(0), N, 'f'));
+    GK_TRY(report(dev, o, ent ? "linearLogprobs+entropy" : "linearLogprobs", sizes, in_bytes + double(N) * 4 * (ent ? 4 : 3),
+                  gemm, t));
+  }
+  GK_TRY(gk::launch_reset_flags(dev.d_flags, dev.env));
+  GK_TRY(forward(0, false));
+  GK_TRY(replicate(lse, dev.stream));
+  GK_TRY(check_flags(dev, flags_message));
+  Timing t;
+  GK_TRY(time_it(dev, o, rot, [&](int c) -> Status {
+    gk::LinearLogprobsBackwardParams p;
+    p.hidden = hidden.at<void>(c);
+    p.weight = weight.at<void>(c);
+    p.dtype = gk::DType::BF16;
+    p.targets = targets.at<int>(c);
+    p.lse = lse.at<float>(c);
+    p.grad_logprobs = grad_lp.at<float>(c);
+    p.rows = N;
+    p.dim = d;
+    p.vocab = V;
+    p.target_limit = V;
+    p.grad_hidden = grad_hidden.at<float>(c);
+    p.grad_weight = grad_weight.at<float>(c);
+    gk::Scratch scratch(dev.stream, dev.staging.get());
+    return gk::launch_linear_logprobs_backward(p, dev.env, scratch, dev.d_flags);
+  }, &t));
+  GK_TRY(check_flags(dev, flags_message));
+  GK_TRY(check_output(dev, "gradHidden", grad_hidden.at<float>(0), N * d, 'f'));
+  GK_TRY(check_output(dev, "gradWeight", grad_weight.at<float>(0), V * d, 'f'));
+  GK_TRY(report(dev, o, "linearLogprobsBackward", sizes, in_bytes + double(N + V) * double(d) * 4 + double(N) * 12,
+                2 * gemm, t));
+  GK_CHECK(cudaStreamSynchronize(dev.stream));
+  return Status::Ok();
+}
+
 // -------------------------------------------------------------------------------------- THR family
 Status run_thr(const Device& dev, const Options& o) {
   const int64_t n = o.thr_responses, L = o.thr_tokens, d = o.thr_d, K = o.thr_vocab;
@@ -558,6 +667,7 @@ Status run_thr(const Device& dev, const Options& o) {
   base.dim = d;
   base.probs_offsets = {0, T * K};
   base.vocab_offsets = {0, int32_t(K)};
+  base.small_tiles = o.thr_small_tiles != 0;
 
   // hidden [T, d] and q [T, K] read, the token columns read, thr [T] and tau [1] written.
   const double bytes = double(T) * double(d) * 4 + double(T) * double(K) * 4 + double(T) * 8 + 4;
@@ -587,7 +697,8 @@ Status run_thr(const Device& dev, const Options& o) {
   for (const Rotated* r : {&hidden, &probs, &column}) GK_TRY(replicate(*r, dev.stream));
 
   const std::string sizes_base = kv("T", double(T)) + "," + kv("V*", double(K)) + "," + kv("d", double(d)) + "," +
-                                 kv("T+", double(T_plus)) + "," + kv("hidden", "f32");
+                                 kv("T+", double(T_plus)) + "," + kv("hidden", "f32") +
+                                 (base.small_tiles ? "," + kv("tiles", "small") : std::string());
   for (const gk::ThrPrecision prec : {gk::ThrPrecision::F32, gk::ThrPrecision::Tf32}) {
     const char* pname = prec == gk::ThrPrecision::F32 ? "f32" : "tf32";
     base.precision = prec;
@@ -733,6 +844,7 @@ Status run(const Options& o) {
   if (wants(o, "logprobs") || wants(o, "backward")) GK_TRY(in_family("logprobs", run_logprobs(dev, o)));
   if (wants(o, "thr")) GK_TRY(in_family("thr", run_thr(dev, o)));
   if (wants(o, "advantages")) GK_TRY(in_family("advantages", run_advantages(dev, o)));
+  if (wants(o, "lmhead")) GK_TRY(in_family("lmhead", run_lmhead(dev, o)));
   GK_CHECK(cudaStreamSynchronize(dev.stream));
   GK_CHECK(cudaGetLastError());
   cudaFree(dev.d_flags);

@@ -44,6 +44,9 @@ def main():
     ap.add_argument("--thr-tokens", type=int, default=2048, help="tokens per response (8 responses)")
     ap.add_argument("--thr-vocab", type=int, default=4096)
     ap.add_argument("--thr-d", type=int, default=3584)
+    ap.add_argument("--lm-rows", type=int, default=8192)
+    ap.add_argument("--lm-dim", type=int, default=4096)
+    ap.add_argument("--lm-vocab", type=int, default=151936)
     args = ap.parse_args()
     dev = "cuda" if torch.cuda.is_available() else "cpu"
     torch.manual_seed(0)
@@ -126,7 +129,7 @@ def main():
 
     print(json.dumps({"op": "advantages_grpo_ragged", "shape": {"R": R, "G": G}, "ms_median": timeit(grpo, iters=50)}))
 
-    # THR, matrix form (THR.md): M = G+^T (w * H+); s = ((G M) * H).sum(-1); one group of
+    # THR, matrix form (docs/THR.md): M = G+^T (w * H+); s = ((G M) * H).sum(-1); one group of
     # 8 responses x 2048 tokens, |V*| = 4096, d = 3584, half the responses correct.
     T, K, d = 8 * args.thr_tokens, args.thr_vocab, args.thr_d
     tp = T // 2
@@ -154,6 +157,36 @@ def main():
         print(json.dumps({"op": f"thr_matrix_form_{mode}", "shape": shape, "ms_median": ms,
                           "tflops": flops / ms / 1e9, "max_err_rel_to_max": err}))
     torch.backends.cuda.matmul.allow_tf32 = False
+    del H, Q, Gm
+    torch.cuda.empty_cache()
+
+    # The LM head, materialised (what linearLogprobs avoids): logits = h @ W^T in bf16, log_softmax in
+    # f32, gather; the backward through autograd. Time and peak memory (harness case linearLogprobs*).
+    N, d, V = args.lm_rows, args.lm_dim, args.lm_vocab
+    h = torch.randn(N, d, device=dev, dtype=torch.bfloat16, requires_grad=True)
+    W = (torch.randn(V, d, device=dev) * (3 / d ** 0.5)).to(torch.bfloat16).requires_grad_()
+    y = torch.randint(0, V, (N,), device=dev)
+    g = 0.1 * torch.randn(N, device=dev)
+    useful = 2 * N * V * d
+
+    def lm_fwd():
+        logits = h @ W.T
+        return torch.log_softmax(logits.float(), -1).gather(-1, y[:, None])[:, 0]
+
+    def lm_fwd_bwd():
+        lp = lm_fwd()
+        gh, gw = torch.autograd.grad(lp, (h, W), g)
+        return gh, gw
+
+    for name, fn, work in (("linearLogprobs_materialised", lm_fwd, useful),
+                           ("linearLogprobs_materialised_fwd_bwd", lm_fwd_bwd, 3 * useful)):
+        torch.cuda.reset_peak_memory_stats()
+        base = torch.cuda.memory_allocated()
+        with torch.no_grad() if fn is lm_fwd else torch.enable_grad():
+            ms = timeit(fn)
+        peak = torch.cuda.max_memory_allocated() - base
+        print(json.dumps({"op": name, "shape": {"N": N, "d": d, "V": V}, "ms_median": ms,
+                          "tflops": work / ms / 1e9, "peak_extra_bytes": peak}))
 
 
 if __name__ == "__main__":

@@ -1,14 +1,15 @@
 /**
- * Toy GRPO trainer: a thin script over the package's public API and its trainer library
- * (src/trainer). Compares plain GRPO with THR p = +0.1 and p = -0.1 and writes curves.svg,
+ * Toy GRPO trainer: a thin script over the package's public API and the trainer beside it
+ * (./trainer/). Compares plain GRPO with THR p = +0.1 and p = -0.1 and writes curves.svg,
  * summary.md and summary.json.
  *
  *   npx tsx examples/toy-grpo/main.ts [backend] [outDir]     (default: cpu, ./toy-grpo-out)
  *
- * The same run from the compiled package: `npx grpo-kernels demo --backend cpu`.
+ * The same trainer with flags, a progress bar and a summary table, from the installed package:
+ * `npx grpo-kernels demo` (the CLI runs ./trainer/ compiled into dist/examples/toy-grpo/).
  */
-import { type BackendChoice, createContext } from '../../src/index.js';
-import { runComparison, SUMMARY_COLUMNS, summaryCells, writeReport } from '../../src/trainer/index.js';
+import { type BackendChoice, createContext } from 'grpo-kernels';
+import { runComparison, SUMMARY_COLUMNS, summaryCells, writeReport } from './trainer/index.js';
 
 const backend = (process.argv[2] ?? 'cpu') as BackendChoice;
 const outDir = process.argv[3] ?? 'toy-grpo-out';

@@ -1,4 +1,4 @@
-// advantages family: group-relative advantages (every estimator of ESTIMATORS.md), expandToTokens,
+// advantages family: group-relative advantages (every estimator of docs/ESTIMATORS.md), expandToTokens,
 // whiten. Conventions mirror the cpu reference (src/backends/cpu/advantages.ts) line by line:
 //
 //   per group g, members [lo, hi), n = hi − lo, pivot p = r_lo (0 if r_lo is ±Inf/NaN):
@@ -19,6 +19,12 @@
 //   (|r| near FLT_MAX of both signs; r − p = ±Inf) take p = 0 instead, the unshifted sums, so they keep
 //   the results they had before the pivot (group kernel and batch statistics alike).
 //
+// NAN_SKIP (nanRewards 'unscorable', TRL; GroupArgs::skip_nan): every member loop skips NaN rewards, so a
+//   group's n, pivot (its first scorable member), sums, min/max, opo baseline and grpo_passk are those of
+//   its scorable members, and the batch statistics give NaN elements weight 0 (batch std, gpg's α =
+//   #scorable / #nonzero, reinforce_pp_baseline's whitening). A NaN member's advantage is 0
+//   (reinforce_pp_baseline: its value stays NaN, out of the whitening, and expand_kernel's nan_to_num
+//   makes its tokens 0); every advantage goes through nan_to_num (NaN → 0, ±Inf → ±FLT_MAX).
 // GROUP KERNEL: one launch for the whole batch; a group of n members occupies w = group_lanes(n) lanes
 //   of a warp: w = the power of two ≥ ⌈n/4⌉ (1 for n ≤ 4, 2 ≤ 8, 4 ≤ 16, 8 ≤ 32, 16 ≤ 64, 32 ≤ 128), so
 //   a lane holds ≤ 4 members in registers and the rewards are read from memory once; groups of more
@@ -80,6 +86,7 @@ struct StatsIn {
   const uint8_t* mask;
   const int* woff;
   int64_t n;
+  int skip_nan = 0;  // nanRewards 'unscorable': NaN elements have weight 0 (left out of every sum)
 };
 struct Partial {
   float pivot;  // pass 1: the block's pivot p_b
@@ -124,7 +131,7 @@ __global__ void __launch_bounds__(kStatThreads) stats_pass_kernel(StatsIn in, co
     // of the data makes x − p exact for data clustered around an offset.
     long long first = LLONG_MAX;
     for (int64_t i = start; i < in.n; i += stride)
-      if (weight_of(in, i) != 0.f) {
+      if (weight_of(in, i) != 0.f && !(in.skip_nan && isnan(in.x[i]))) {
         first = i;
         break;
       }
@@ -148,6 +155,7 @@ __global__ void __launch_bounds__(kStatThreads) stats_pass_kernel(StatsIn in, co
     const float w = weight_of(in, i);
     if (w == 0.f && in.woff == nullptr) continue;
     const float x = in.x[i];
+    if (in.skip_nan && isnan(x)) continue;
     if (st == nullptr) {
       p.sum = fmaf(w, x - pivot, p.sum);
       p.raw = fmaf(w, x, p.raw);
@@ -276,6 +284,7 @@ struct GroupArgs {
   float eps;
   int scale;
   int singleton;
+  int skip_nan;        // nanRewards 'unscorable' (the header's NAN_SKIP)
   const Stats* batch;  // scale 'batch' (divides) or gpg; else null
   float* values;       // [R]: the advantages, or reinforce_pp_baseline's per-response values
   float* mean;
@@ -302,6 +311,19 @@ struct MaxF {
 struct OrI {
   __device__ int operator()(int a, int b) const { return a | b; }
 };
+struct AddI {
+  __device__ int operator()(int a, int b) const { return a + b; }
+};
+struct MinI {
+  __device__ int operator()(int a, int b) const { return a < b ? a : b; }
+};
+
+// torch.nan_to_num of an f32 advantage: NaN → 0, ±Inf → ±FLT_MAX.
+__device__ __forceinline__ float nan_to_num(float x) {
+  if (isnan(x)) return 0.f;
+  if (isinf(x)) return x > 0.f ? 3.40282347e38f : -3.40282347e38f;
+  return x;
+}
 
 // Combines the lanes of every segment of the warp at once: xor steps wmax/2 … 1 (wmax, the widest
 // segment of the round, is the same on every lane), a lane taking its partner's value only at steps
@@ -368,16 +390,32 @@ __device__ __forceinline__ void group_round(const GroupArgs& a, const Seg& sg, i
   const bool divides = est == Estimator::Grpo || est == Estimator::GrpoPassk;
   const bool batch_scale = a.scale == int(ScaleKind::Batch);
   const float batch_std = (divides && batch_scale) ? a.batch->std : NAN;
-  const int n = sg.n;
+  const bool skip = a.skip_nan != 0;  // the same on every lane
   Members<kBig> mem;
   mem.load(a.r, sg);
   // Pivot p = r_lo (0 if ±Inf/NaN), from the segment's first lane: every sum below is of deviations
   // r − p, exact for rewards clustered around an offset, where an f32 Σr/n would round away the spread.
-  const float r_lo = __shfl_sync(kFull, mem.first(a.r, sg), lane - sg.j);
+  float r_lo = __shfl_sync(kFull, mem.first(a.r, sg), lane - sg.j);
+  // n: the members the statistics use. Under skip, the scorable ones, and the pivot is the first of them.
+  int n = sg.n;
+  if (skip) {
+    int first = INT_MAX, cnt = 0;
+    mem.each(a.r, sg, [&](int i, float x) {
+      if (!isnan(x)) {
+        first = i < first ? i : first;
+        ++cnt;
+      }
+    });
+    first = seg_reduce(first, sg.w, wmax, MinI());
+    n = seg_reduce(cnt, sg.w, wmax, AddI());
+    r_lo = first != INT_MAX ? a.r[first] : 0.f;
+  }
+  const auto used = [&](float x) { return !(skip && isnan(x)); };
   float p = isfinite(r_lo) ? r_lo : 0.f;
   // Pass 1: Σ (r − p), min, max.
   float sum = 0.f, mn = INFINITY, mx = -INFINITY;
   mem.each(a.r, sg, [&](int, float x) {
+    if (!used(x)) return;
     sum += x - p;
     mn = fminf(mn, x);
     mx = fmaxf(mx, x);
@@ -399,7 +437,9 @@ __device__ __forceinline__ void group_round(const GroupArgs& a, const Seg& sg, i
   const bool overflow = isinf(sum) && isfinite(mn) && isfinite(mx);
   if (warp_any(overflow)) {
     float raw = 0.f;
-    mem.each(a.r, sg, [&](int, float x) { raw += x; });
+    mem.each(a.r, sg, [&](int, float x) {
+      if (used(x)) raw += x;
+    });
     raw = seg_reduce(raw, sg.w, wmax, AddF());
     if (overflow) {
       p = 0.f;
@@ -410,6 +450,7 @@ __device__ __forceinline__ void group_round(const GroupArgs& a, const Seg& sg, i
   // Pass 2: Σ ((r − p) − d)² = Σ (r − μ)².
   float m2 = 0.f;
   mem.each(a.r, sg, [&](int, float x) {
+    if (!used(x)) return;
     const float c = (x - p) - d;
     m2 = fmaf(c, c, m2);
   });
@@ -417,10 +458,11 @@ __device__ __forceinline__ void group_round(const GroupArgs& a, const Seg& sg, i
   // The estimators' own reductions, for every segment (the estimator is the same on every lane).
   float wsum = 0.f;  // opo: Σ L (r − p)
   int lsum = 0;      //      Σ L
-  float best = r_lo, second = -INFINITY;  // grpo_passk: the first maximum and the runner-up
-  int best_i = sg.lo, has_nan = 0;
+  float best = skip ? -INFINITY : r_lo, second = -INFINITY;  // grpo_passk: the first maximum and the runner-up
+  int best_i = skip ? INT_MAX : sg.lo, has_nan = 0;
   if (est == Estimator::Opo) {
     mem.each(a.r, sg, [&](int i, float x) {
+      if (!used(x)) return;
       const int L = a.ro[i + 1] - a.ro[i];
       wsum = fmaf(static_cast<float>(L), x - p, wsum);
       lsum += L;
@@ -438,7 +480,7 @@ __device__ __forceinline__ void group_round(const GroupArgs& a, const Seg& sg, i
     // are order-free (a total order on (value, index)), so any tree gives the same member.
     mem.each(a.r, sg, [&](int i, float x) {
       if (isnan(x))
-        has_nan = 1;
+        has_nan = skip ? 0 : 1;  // under skip a NaN member is simply not a candidate
       else if (x > best || (x == best && i < best_i))
         best = x, best_i = i;
     });
@@ -464,7 +506,16 @@ __device__ __forceinline__ void group_round(const GroupArgs& a, const Seg& sg, i
       a.deg[g] = static_cast<uint8_t>(deg);
     }
   };
-  if (n == 0) {
+  const bool rpp = est == Estimator::ReinforcePpBaseline;
+  float* out = a.values;
+  // A member's output: under skip, a NaN member gets 0 (reinforce_pp_baseline: NaN, left out of the
+  // whitening and 0 after it), the others nan_to_num of their value (rpp: raw, fixed after whitening).
+  auto put = [&](int i, float x, float v) {
+    if (skip) v = isnan(x) ? (rpp ? NAN : 0.f) : (rpp ? v : nan_to_num(v));
+    out[i] = v;
+  };
+  if (n == 0) {  // an empty group, or under skip one without a scorable member
+    mem.each(a.r, sg, [&](int i, float x) { put(i, x, 0.f); });
     if (lead) {
       a.mean[g] = 0.f;
       a.std[g] = 0.f;
@@ -485,10 +536,9 @@ __device__ __forceinline__ void group_round(const GroupArgs& a, const Seg& sg, i
   if (zero_var) mu = mn + 0.f;
   int deg = (single || zero_var) ? 1 : 0;
   const auto pol = static_cast<Singleton>(a.singleton);
-  float* out = a.values;
 
   if (zero_var || (single && pol == Singleton::Zero)) {
-    mem.each(a.r, sg, [&](int i, float) { out[i] = 0.f; });
+    mem.each(a.r, sg, [&](int i, float x) { put(i, x, 0.f); });
     finish(mu, 0.f, 1);
     return;
   }
@@ -506,25 +556,25 @@ __device__ __forceinline__ void group_round(const GroupArgs& a, const Seg& sg, i
     case Estimator::Grpo:
       mem.each(a.r, sg, [&](int i, float x) {
         const float c = (x - p) - d;
-        out[i] = none ? c : c / (divisor + a.eps);
+        put(i, x, none ? c : c / (divisor + a.eps));
       });
       break;
     case Estimator::DrGrpo:
     case Estimator::ReinforcePpBaseline:
-      mem.each(a.r, sg, [&](int i, float x) { out[i] = (x - p) - d; });
+      mem.each(a.r, sg, [&](int i, float x) { put(i, x, (x - p) - d); });
       break;
     case Estimator::Rloo: {
       if (mean0) {
-        mem.each(a.r, sg, [&](int i, float x) { out[i] = x; });  // the singleton's own reward
+        mem.each(a.r, sg, [&](int i, float x) { put(i, x, x); });  // the singleton's own reward
       } else {
         const float k = static_cast<float>(n) / static_cast<float>(n - 1);
-        mem.each(a.r, sg, [&](int i, float x) { out[i] = k * ((x - p) - d); });
+        mem.each(a.r, sg, [&](int i, float x) { put(i, x, k * ((x - p) - d)); });
       }
       break;
     }
     case Estimator::Gpg: {
       const float alpha = a.batch->alpha;
-      mem.each(a.r, sg, [&](int i, float x) { out[i] = alpha * ((x - p) - d); });
+      mem.each(a.r, sg, [&](int i, float x) { put(i, x, alpha * ((x - p) - d)); });
       break;
     }
     case Estimator::Opo: {
@@ -534,13 +584,14 @@ __device__ __forceinline__ void group_round(const GroupArgs& a, const Seg& sg, i
         mu = p + d;
         if (lsum == 0) deg = 1;
       }
-      mem.each(a.r, sg, [&](int i, float x) { out[i] = (x - p) - d; });
+      mem.each(a.r, sg, [&](int i, float x) { put(i, x, (x - p) - d); });
       break;
     }
     case Estimator::GrpoPassk: {
       const float gap = best - second;  // best is r[best_i]'s bits
-      const float value = none ? gap : gap / (divisor + a.eps);
-      mem.each(a.r, sg, [&](int i, float) { out[i] = has_nan ? NAN : (i == best_i ? value : 0.f); });
+      // Fewer than two scorable members (only under skip; the API rejects smaller groups): 0.
+      const float value = n < 2 ? 0.f : none ? gap : gap / (divisor + a.eps);
+      mem.each(a.r, sg, [&](int i, float x) { put(i, x, has_nan ? NAN : (i == best_i ? value : 0.f)); });
       break;
     }
   }
@@ -606,11 +657,12 @@ __global__ void __launch_bounds__(kGroupThreads) group_advantages_kernel(GroupAr
 // out[t] = v[r] (or ((v[r] − P) − shift)·rstd with stats) for the tokens of response r; one warp per
 // response.
 __global__ void expand_kernel(const float* __restrict__ v, const int* __restrict__ ro, int R, const Stats* st,
-                              float* __restrict__ out) {
+                              int fix, float* __restrict__ out) {
   const int r = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
   if (r >= R) return;
   float x = v[r];
   if (st) x = ((x - st->pivot) - st->shift) * st->rstd;
+  if (fix) x = nan_to_num(x);  // nanRewards 'unscorable': an unscorable response's tokens (NaN) get 0
   const int t1 = ro[r + 1];
   for (int t = ro[r] + (threadIdx.x & 31); t < t1; t += 32) out[t] = x;
 }
@@ -626,10 +678,11 @@ __global__ void whiten_apply_kernel(const float* __restrict__ x, const uint8_t* 
   }
 }
 
-Status launch_expand_raw(const float* v, const int* ro, int R, const Stats* st, float* out, const LaunchEnv& env) {
+Status launch_expand_raw(const float* v, const int* ro, int R, const Stats* st, int fix, float* out,
+                         const LaunchEnv& env) {
   if (R == 0) return Status::Ok();
   const int warps = 8;
-  expand_kernel<<<unsigned(ceil_div(R, warps)), warps * 32, 0, env.stream>>>(v, ro, R, st, out);
+  expand_kernel<<<unsigned(ceil_div(R, warps)), warps * 32, 0, env.stream>>>(v, ro, R, st, fix, out);
   GK_CHECK_LAUNCH("expand_kernel");
   return Status::Ok();
 }
@@ -675,9 +728,10 @@ Status launch_advantages(const AdvantagesParams& p, const LaunchEnv& env, Scratc
   if (needs_lengths) GK_TRY(scratch.upload(&ro, p.response_offsets));
 
   const bool divides = p.estimator == Estimator::Grpo || p.estimator == Estimator::GrpoPassk;
+  const int skip = p.nan_rewards == NanRewards::Unscorable ? 1 : 0;
   Stats* batch = nullptr;
   if ((divides && p.scale == ScaleKind::Batch) || p.estimator == Estimator::Gpg)
-    GK_TRY(run_stats(StatsIn{p.rewards, nullptr, nullptr, R}, 0.f, p.std_kind == StdKind::Sample, false, env,
+    GK_TRY(run_stats(StatsIn{p.rewards, nullptr, nullptr, R, skip}, 0.f, p.std_kind == StdKind::Sample, false, env,
                      scratch, &batch));
 
   float* values = p.advantages;
@@ -685,8 +739,9 @@ Status launch_advantages(const AdvantagesParams& p, const LaunchEnv& env, Scratc
   // Ragged: about one round of 32 lanes per warp for groups of the mean size (a speed choice only).
   const int mean_lanes = group_lanes(static_cast<int>(ceil_div(R, G)));
   const int window = std::min(kMaxWindow, std::max(1, 32 / mean_lanes));
-  GroupArgs a{p.rewards, go, ro, G, uniform, window, int(p.estimator), p.std_kind == StdKind::Sample ? 1 : 0,
-              p.eps, int(p.scale), int(p.singleton), batch, values, p.mean, p.std, p.degenerate};
+  GroupArgs a{p.rewards,         go,     ro,     G,     uniform, window, int(p.estimator),
+              p.std_kind == StdKind::Sample ? 1 : 0, p.eps, int(p.scale), int(p.singleton), skip, batch,
+              values,            p.mean, p.std, p.degenerate};
   const int64_t groups_per_warp = uniform > 0 ? 32 / group_lanes(uniform) : window;
   const int64_t blocks = ceil_div(ceil_div(G, groups_per_warp), kGroupThreads / 32);
   group_advantages_kernel<<<unsigned(blocks), kGroupThreads, 0, env.stream>>>(a);
@@ -697,9 +752,9 @@ Status launch_advantages(const AdvantagesParams& p, const LaunchEnv& env, Scratc
     if (T == 0 || R == 0) return Status::Ok();
     // Whiten expand(values) over all T tokens: response i weighs L_i (Σx = Σ L_i v_i, ...).
     Stats* st = nullptr;
-    GK_TRY(run_stats(StatsIn{values, nullptr, ro, R}, p.whiten_mask_eps, p.whiten_sample, p.whiten_clamp, env,
+    GK_TRY(run_stats(StatsIn{values, nullptr, ro, R, skip}, p.whiten_mask_eps, p.whiten_sample, p.whiten_clamp, env,
                      scratch, &st));
-    GK_TRY(launch_expand_raw(values, ro, R, st, p.advantages, env));
+    GK_TRY(launch_expand_raw(values, ro, R, st, skip, p.advantages, env));
   }
   return Status::Ok();
 }
@@ -711,7 +766,7 @@ Status launch_expand_to_tokens(const ExpandParams& p, const LaunchEnv& env, Scra
   GK_REQUIRE(p.values && p.out, "expandToTokens: null pointer");
   int* ro = nullptr;
   GK_TRY(scratch.upload(&ro, p.response_offsets));
-  return launch_expand_raw(p.values, ro, R, nullptr, p.out, env);
+  return launch_expand_raw(p.values, ro, R, nullptr, 0, p.out, env);
 }
 
 Status launch_whiten(const WhitenParams& p, const LaunchEnv& env, Scratch& scratch) {

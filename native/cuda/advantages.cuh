@@ -1,5 +1,5 @@
 // Launchers of the advantages family (kernels in advantages.cu): group-relative advantages for every
-// estimator of ESTIMATORS.md, expandToTokens, and whiten.
+// estimator of docs/ESTIMATORS.md, expandToTokens, and whiten.
 #pragma once
 
 #include "../enums.h"
@@ -7,7 +7,7 @@
 
 namespace gk {
 
-// Estimator, StdKind, ScaleKind, Singleton and their name tables: native/enums.h.
+// Estimator, StdKind, ScaleKind, Singleton, NanRewards and their name tables: native/enums.h.
 
 struct AdvantagesParams {
   const float* rewards = nullptr;  // [R]
@@ -23,6 +23,7 @@ struct AdvantagesParams {
   float eps = 1e-6f;
   ScaleKind scale = ScaleKind::Group;
   Singleton singleton = Singleton::Zero;
+  NanRewards nan_rewards = NanRewards::Propagate;  // 'unscorable': TRL's nan-aware statistics (advantages.cu)
   // reinforce_pp_baseline's whitening (src/backends/backend.ts WhitenVarianceEps).
   float whiten_mask_eps = 0.f;
   bool whiten_sample = true;   // Bessel over the valid count

@@ -173,6 +173,7 @@ class Scratch {
     void* raw = nullptr;
     GK_CHECK(cudaMallocAsync(&raw, n * sizeof(T), stream_));
     ptrs_.push_back(raw);
+    bytes_ += n * sizeof(T);
     *p = static_cast<T*>(raw);
     return Status::Ok();
   }
@@ -189,11 +190,14 @@ class Scratch {
     return Status::Ok();
   }
   cudaStream_t stream() const { return stream_; }
+  // Bytes allocated so far (the memory bounds are tested on it: addon stats().lastScratchBytes).
+  size_t bytes() const { return bytes_; }
 
  private:
   cudaStream_t stream_;
   HostStaging* staging_;
   std::vector<void*> ptrs_;
+  size_t bytes_ = 0;
 };
 
 // ------------------------------------------------------------------- launchers shared by families
@@ -204,7 +208,7 @@ Status launch_poison(void* p, int64_t n, DType dtype, float value, const LaunchE
 // Sets the flags block to {bits 0, first_value ~0}.
 Status launch_reset_flags(ErrorFlags* flags, const LaunchEnv& env);
 
-#if defined(__CUDACC__) || defined(GK_CUDA_EMU)  // GK_CUDA_EMU: native/emu/cuda_emu.h
+#if defined(__CUDACC__) || defined(GK_CUDA_EMU)  // GK_CUDA_EMU: tools/cuda-emu/cuda_emu.h
 #define GK_HOST_DEVICE __host__ __device__
 #else
 #define GK_HOST_DEVICE
@@ -214,7 +218,7 @@ GK_HOST_DEVICE inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1
 }  // namespace gk
 
 // ---------------------------------------------------------------------------- device-side helpers
-#if defined(__CUDACC__) || defined(GK_CUDA_EMU)  // GK_CUDA_EMU: native/emu/cuda_emu.h
+#if defined(__CUDACC__) || defined(GK_CUDA_EMU)  // GK_CUDA_EMU: tools/cuda-emu/cuda_emu.h
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 

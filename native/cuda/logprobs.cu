@@ -62,6 +62,7 @@
 #include <type_traits>
 
 #include "logprobs.cuh"
+#include "online_softmax.cuh"
 
 namespace gk {
 namespace {
@@ -83,76 +84,8 @@ constexpr int64_t segment_elems() {
   return int64_t(kFwdThreads) * kFwdBatch * VecTraits<T>::N;
 }
 
-// m: running max of the raw logits x; s = Σ 2^{(x−m)·scale2}; t = Σ 2^{d}·d and q = Σ 2^{2d}, d = (x−m)·scale2.
-struct OnlineState {
-  float m, s, t, q;
-};
-
-__device__ __forceinline__ OnlineState empty_state() { return {-INFINITY, 0.f, 0.f, 0.f}; }
-
-// r += x rescaled to r.m (r.m ≥ x.m). An x whose max is −Inf holds only zeros, or NaN when its span had
-// NaN: add it unscaled so NaN propagates and 0·(−Inf) never appears.
-__device__ __forceinline__ void add_scaled(OnlineState& r, const OnlineState& x, float scale2) {
-  if (x.m == -INFINITY) {
-    r.s += x.s;
-    r.t += x.t;
-    r.q += x.q;
-    return;
-  }
-  const float dm = (x.m - r.m) * scale2;  // ≤ 0 (NaN only for +Inf − +Inf, which must give NaN)
-  const float c = ex2_ftz(dm);
-  r.s = fmaf(c, x.s, r.s);
-  r.t = fmaf(c * dm, x.s, fmaf(c, x.t, r.t));  // c·dm first: dm·s may overflow where c is 0
-  r.q = fmaf(c * c, x.q, r.q);
-}
-
-// Merge in a fixed order (a, then b): the same inputs give the same bits.
-__device__ __forceinline__ OnlineState merge(const OnlineState& a, const OnlineState& b, float scale2) {
-  OnlineState r{fmaxf(a.m, b.m), 0.f, 0.f, 0.f};
-  add_scaled(r, a, scale2);
-  add_scaled(r, b, scale2);
-  return r;
-}
-
-// Folds K raw logits into the state: at most one rescale per call. kStats: also t and q (entropy, Σp²);
-// without them each element costs a subtraction, a multiplication, one MUFU.EX2 and an addition.
-template <bool kStats, int K>
-__device__ __forceinline__ void update(OnlineState& st, const float (&x)[K], float scale2) {
-  float cm = x[0];
-#pragma unroll
-  for (int k = 1; k < K; ++k) cm = fmaxf(cm, x[k]);  // fmaxf drops NaN; NaN still reaches s below
-  if (cm > st.m) {
-    if (st.m != -INFINITY) {
-      const float dm = (st.m - cm) * scale2;
-      const float c = ex2_ftz(dm);
-      if (kStats) {
-        // c·dm first: dm·s may overflow to −Inf where c is 0 (T near 2^-126), and 0·(−Inf) is NaN.
-        st.t = fmaf(c * dm, st.s, c * st.t);
-        st.q *= c * c;
-      }
-      st.s *= c;
-    }
-    st.m = cm;
-  }
-  // While the max is −Inf every non-NaN x is −Inf: subtracting 0 gives e = 0 and keeps NaN as NaN.
-  // x − m is 0 exactly for the max itself (a one-token row gets log p = 0, as the float64 reference).
-  const float ms = st.m == -INFINITY ? 0.f : st.m;
-#pragma unroll
-  for (int k = 0; k < K; ++k) {
-    const float d = (x[k] - ms) * scale2;
-    const float e = ex2_ftz(d);
-    st.s += e;
-    if (kStats) {
-      st.t = fmaf(e, fmaxf(d, -FLT_MAX), st.t);  // d = −Inf has e = 0: 0·(−FLT_MAX), never 0·(−Inf)
-      st.q = fmaf(e, e, st.q);
-    }
-  }
-}
-
-__device__ __forceinline__ OnlineState shfl_down(const OnlineState& s, int off) {
-  return {__shfl_down_sync(kFull, s.m, off), __shfl_down_sync(kFull, s.s, off),
-          __shfl_down_sync(kFull, s.t, off), __shfl_down_sync(kFull, s.q, off)};
-}
+// OnlineState, empty_state, add_scaled, state_merge, state_update, shfl_down, FwdOut, write_row and finish_row:
+// online_softmax.cuh (shared with lmhead.cu).
 
 // The block's merged state, valid in thread 0. Fixed tree: lane i merges lane i+off, then warp 0
 // merges the warps' states in warp order.
@@ -161,14 +94,14 @@ __device__ OnlineState block_reduce(OnlineState st, float scale2) {
   const int lane = threadIdx.x & 31;
   const int warp = threadIdx.x >> 5;
 #pragma unroll
-  for (int off = 16; off > 0; off >>= 1) st = merge(st, shfl_down(st, off), scale2);
+  for (int off = 16; off > 0; off >>= 1) st = state_merge(st, shfl_down(st, off), scale2);
   if (lane == 0) sh[warp] = st;
   __syncthreads();
   if (warp == 0) {
     const int nw = blockDim.x >> 5;
     st = lane < nw ? sh[lane] : empty_state();
 #pragma unroll
-    for (int off = 16; off > 0; off >>= 1) st = merge(st, shfl_down(st, off), scale2);
+    for (int off = 16; off > 0; off >>= 1) st = state_merge(st, shfl_down(st, off), scale2);
   }
   return st;
 }
@@ -197,7 +130,7 @@ __device__ OnlineState scan_segment(const T* __restrict__ row, int64_t vocab, in
       for (int j = 0; j < kFwdBatch; ++j) {
         float x[N];
         unpack_vec<T>(v[j], x);
-        update<kStats>(st, x, scale2);
+        state_update<kStats>(st, x, scale2);
       }
     } else {  // a misaligned row or the row's last batch: the same elements in the same order
 #pragma unroll
@@ -210,44 +143,11 @@ __device__ OnlineState scan_segment(const T* __restrict__ row, int64_t vocab, in
           const int64_t e = e0 + j * step + k;
           x[k] = e < end ? load_f32(row + e) : -INFINITY;
         }
-        update<kStats>(st, x, scale2);
+        state_update<kStats>(st, x, scale2);
       }
     }
   }
   return st;
-}
-
-struct FwdOut {
-  float* logprobs;
-  float* lse;
-  float* entropy;
-  float* sum_squares;
-};
-
-__device__ __forceinline__ void write_row(const FwdOut& o, int64_t row, float lp, float lse, float ent,
-                                          float ssq) {
-  o.logprobs[row] = lp;
-  o.lse[row] = lse;
-  if (o.entropy) o.entropy[row] = ent;
-  if (o.sum_squares) o.sum_squares[row] = ssq;
-}
-
-// Outputs of one row from its merged state (one thread). xt is the target's raw logit.
-__device__ void finish_row(int64_t row, const OnlineState& st, int64_t vocab, int tgt, float xt, float inv_t,
-                           const FwdOut& o, ErrorFlags* flags) {
-  if (tgt < 0 || tgt >= vocab) {
-    raise_flag(flags, kFlagTargetRange, static_cast<int>(row), tgt);
-    write_row(o, row, NAN, NAN, NAN, NAN);
-    return;
-  }
-  if (st.m == -INFINITY && st.s == 0.f) {  // every logit −Inf: no distribution
-    raise_flag(flags, kFlagAllNegInf, static_cast<int>(row), 0);
-    write_row(o, row, NAN, NAN, NAN, NAN);
-    return;
-  }
-  const float ls = logf(st.s);
-  write_row(o, row, (xt - st.m) * inv_t - ls, fmaf(st.m, inv_t, ls), ls - kLn2 * (st.t / st.s),
-            st.q / (st.s * st.s));
 }
 
 // Block: (row, segment). One segment per row: the block writes the outputs; several: it writes its
@@ -293,7 +193,7 @@ __global__ void logprobs_merge_kernel(const float4* __restrict__ partial, int sp
   OnlineState st = empty_state();
   for (int k = 0; k < splits; ++k) {
     const float4 v = partial[row * splits + k];
-    st = merge(st, OnlineState{v.x, v.y, v.z, v.w}, scale2);
+    st = state_merge(st, OnlineState{v.x, v.y, v.z, v.w}, scale2);
   }
   const float xt = (tgt >= 0 && tgt < vocab) ? load_f32(logits + row * vocab + tgt) : 0.f;
   finish_row(row, st, vocab, tgt, xt, inv_t, o, flags);

@@ -1,9 +1,12 @@
-// Tensor-core and asynchronous-copy primitives for the tiled kernels (thr.cu): mma.sync m16n8k8 on
-// TF32 operands, cvt.rna.tf32, the 3xTF32 split, and cp.async with zero fill. Device code only; the
-// CUDA emulator (native/emu/cuda_emu.h) supplies stand-ins for the PTX, with the same per-lane
+// Tensor-core and asynchronous-copy primitives for the tiled kernels (thr.cu, lmhead.cu): mma.sync
+// m16n8k8 on TF32 operands, mma.sync m16n8k16 on bf16 / f16 operands, cvt.rna.tf32, the 3xTF32 split,
+// and cp.async with zero fill. Device code only; the
+// CUDA emulator (tools/cuda-emu/cuda_emu.h) supplies stand-ins for the PTX, with the same per-lane
 // fragment layout and the copies landing when their group is waited for.
 #pragma once
 
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
 #include <mma.h>
 
 #include <cstdint>
@@ -44,6 +47,42 @@ __device__ __forceinline__ void mma_tf32(float (&d)[4], const float (&a)[4], con
       : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
       : "r"(__float_as_uint(a[0])), "r"(__float_as_uint(a[1])), "r"(__float_as_uint(a[2])),
         "r"(__float_as_uint(a[3])), "r"(__float_as_uint(b[0])), "r"(__float_as_uint(b[1])));
+#endif
+}
+
+// ------------------------------------------------------------------------------ bf16 / f16
+// d += a·b over one 16 × 8 × 16 tile: mma.sync.aligned.m16n8k16.row.col.f32.{bf16,f16}.{bf16,f16}.f32
+// (sm_80+), T = __nv_bfloat16 or __half. Each 32-bit register holds two consecutive-k elements, the
+// lower k in its low half. Lane l = 4g + t holds (PTX ISA, "Matrix fragments for mma.m16n8k16"):
+//   a[0] = A[g][2t, 2t+1], a[1] = A[g+8][2t, 2t+1], a[2] = A[g][2t+8, 2t+9], a[3] = A[g+8][2t+8, 2t+9]
+//   b[0] = B[2t, 2t+1][g], b[1] = B[2t+8, 2t+9][g]
+//   d[i] = D[g + 8(i >> 1)][2t + (i & 1)] (as m16n8k8).
+// The products of two bf16 (f16) values are exact in f32; tensor cores sum them with c and truncate the
+// sum toward zero once per MMA (as the TF32 form; see thr.cu, "flush").
+template <class T>
+__device__ __forceinline__ void mma_16816(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]);
+template <>
+__device__ __forceinline__ void mma_16816<__nv_bfloat16>(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
+#if defined(GK_CUDA_EMU)
+  ::gkemu::mma_m16n8k16(d, a, b, /*bf16=*/true);
+#else
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+      "{%0,%1,%2,%3};\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+#endif
+}
+template <>
+__device__ __forceinline__ void mma_16816<__half>(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2]) {
+#if defined(GK_CUDA_EMU)
+  ::gkemu::mma_m16n8k16(d, a, b, /*bf16=*/false);
+#else
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+      "{%0,%1,%2,%3};\n"
+      : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
 #endif
 }
 

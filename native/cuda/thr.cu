@@ -1,4 +1,4 @@
-// THR family (THR.md): tokenHiddenReward and thrReweight. Mirrors src/backends/cpu/thr.ts.
+// THR family (docs/THR.md): tokenHiddenReward and thrReweight. Mirrors src/backends/cpu/thr.ts.
 //
 // Per non-degenerate group g (T_g tokens, K_g = |V*_g| columns, P = its correct tokens, hidden dim d):
 //   g_t = e(col(y_t)) − q_t (on V*_g), w_t = 1/|y_r| ("length") or 1 ("none")
@@ -13,7 +13,8 @@
 // The two products are tiled GEMMs on tensor cores (tensor_core.cuh): mma.sync m16n8k8 on TF32
 // operands with f32 accumulation, no cuBLAS, no wgmma (sm_80 and sm_90 run the same code).
 //   Block: 256 threads = 8 warps, 2 (rows) × 4 (columns), each warp a 64 × 32 sub-tile (4 × 4 MMA
-//   tiles, 64 accumulators per thread) of a 128 × 128 output tile. k-steps of 32 flow through a
+//   tiles, 64 accumulators per thread) of a 128 × 128 output tile (the large configuration; the small
+//   one, for GPUs with 99 KiB of shared memory per block, is below). k-steps of 32 flow through a
 //   3-stage cp.async pipeline (cp.async.cg, 16-byte copies whose bytes past a row's end are
 //   zero-filled, so K_g, d and T_g need not be multiples of anything): one barrier per k-step, the
 //   copies of step k+2 in flight while step k is multiplied. Rows whose start is not 16-byte aligned
@@ -41,6 +42,27 @@
 //     tile + 3 × 32 KiB (f32 hidden) / 3 × 24 KiB (f16/bf16) = 160 / 136 KiB (A100 allows 163 KiB).
 //   The per-step tokens of thr_m_kernel (ptok, weights, V* columns) are fetched one k-step ahead of
 //   the copies that need them, so no copy waits on a dependent load.
+// Configurations. Both kernels are one template over their tile rows and pipeline depth; the launcher
+//   picks, per kernel and hidden dtype, the largest instantiation that fits the device's
+//   cudaDevAttrMaxSharedMemoryPerBlockOptin (choose_tiles):
+//   large: thr_m_kernel 128 × 128 tiles, 3 stages, 160 / 136 KiB (f32 / f16, bf16 hidden; + 768 B
+//     static); thr_scores_kernel 3 stages, 108 / 84 KiB (+ 512 B). A100 (163 KiB per block), H100,
+//     H200 (227 KiB).
+//   small: thr_m_kernel 64 (V*) × 128 (d) tiles — the same 2 × 4 warps, each 32 × 32 (2 × 4 MMA
+//     tiles, 32 accumulators per thread), a 32 KiB one-hot tile, q rows staged 8 floats per loader
+//     thread (swizzled 64-float rows, still conflict-free) — and 2 stages: 32 + 2 × 24 / 2 × 16 = 80 /
+//     64 KiB (+ 512 B); thr_scores_kernel unchanged but for 2 stages (copies of step k+1 in flight
+//     while step k is multiplied): 72 / 56 KiB. sm_86 (A10, A40, RTX 30xx) and sm_89 (L4, L40S,
+//     RTX 40xx) allow 99 KiB per block, which leaves 18.5 KiB of margin; there f16/bf16 hidden states
+//     keep the 3-stage scores kernel (84.5 KiB). One block (8 warps) per SM there (100 KiB per SM).
+//   Less than the small configuration needs (80.5 / 64.5 KiB; no GPU of sm_80 or newer) is
+//   BACKEND_UNAVAILABLE, naming what it needs and what the device allows. ThrParams::small_tiles (the
+//   test hook thrTuning.smallTiles) forces the small configuration on any device.
+//   Bits: the configuration is per device, never per call, so a device always gives the same bits for
+//   the same inputs. Across configurations every element of M_g and of the partial s takes the same
+//   operations in the same order (the tile shape decides which block computes it, the pipeline depth
+//   how early its operands land), and the emulator gives the same bits in both (tested); two devices
+//   may still differ in the last bits (another configuration, other SASS), within the bounds below.
 // Precision (ThrPrecision, a template flag). 'f32' (default): each operand not exact in TF32 is split
 //   when its fragment is read, x = hi + lo, hi = tf32(x), lo = tf32(x − hi), and a·b ≈ a_lo·b_hi +
 //   a_hi·b_lo + a_hi·b_hi (3xTF32, small terms first). f16/bf16 hidden states are exact in TF32 (hi =
@@ -48,25 +70,29 @@
 //   accumulator carried through the whole reduction drifts (~1e-5 of max|THR| at d = 896): each k-step's
 //   MMAs (≤ 12 per output) go into fresh registers that are then added to the running sums in f32
 //   round-to-nearest (flush). 'tf32': one MMA per product on rounded operands, straight into the sums.
-// Registers (ptxas, nvcc 13.0, sm_90; sm_80 within 4; no spills): scores 206–214 ('f32': 128
-//   accumulators + split fragments) / 125–128 ('tf32', __launch_bounds__ min 2 blocks, so two 108 KiB
-//   blocks share an H100 SM); M 233–235 / 173–176 (1 block per SM: its shared memory). The 8-deep MMA
-//   slices are unrolled by 2, not 4: fully unrolled, ptxas hoists the next slices' fragment reads and
-//   spills in 'f32' (255 registers).
-// Grid: ceil(K_g/128)·ceil(d/128) M blocks and ceil(T_g/128)·ceil(K_g/128) score blocks per group, all
+// Registers (ptxas, nvcc 13.0, no spills; 'f32' / 'tf32', over the three hidden dtypes):
+//   large, sm_90: scores 206–214 ('f32': 128 accumulators + split fragments) / 125–128 ('tf32',
+//     __launch_bounds__ min 2 blocks, so two 108 KiB blocks share an H100 SM); M 233–235 / 173–176 (1
+//     block per SM: its shared memory). sm_80: scores 203–209 / 127–128, M 224–228 / 173–176.
+//   small, sm_90: scores (2 stages) 204–212 / 128, M 143–155 / 114–128; sm_80: scores 202–207 /
+//     127–128, M 142–145 / 114–126 (the sm_80 SASS is what sm_86 and sm_89 run).
+//   The 8-deep MMA slices are unrolled by 2, not 4: fully unrolled, ptxas hoists the next slices'
+//   fragment reads and spills in 'f32' (255 registers).
+// Grid: ceil(K_g/R)·ceil(d/128) M blocks (R = 128, or 64 small) and ceil(T_g/128)·ceil(K_g/128) score
+//   blocks per group, all
 //   groups of a batch in one launch (a host-built list maps blockIdx.x to its group by binary search).
 //   M_g lives in scratch with rows padded to ld = round_up(d, 4) floats (16-byte aligned rows for the
 //   scores kernel's copies); groups are processed in batches whose M fits m_budget_bytes (256 MiB).
 // Determinism and batch invariance: every tile origin, split and summation order is fixed by the
-//   group's own token, V* and d offsets, K_g and d; never by the batch, the other groups or the GPU
-//   (no atomics, no split count from the SM count). A group's THR has the same bits alone, among other
-//   groups or in its own batch (tested).
+//   group's own token, V* and d offsets, K_g and d (and the device's configuration); never by the
+//   batch, the other groups or the SM count (no atomics, no split count from it). A group's THR has the
+//   same bits alone, among other groups or in its own batch, in each configuration (tested).
 // FLOPs: 2·K_g·d·(|P_g| + T_g) per group (+ 2·T_g·K_g in the epilogue); tensor-core work is that times
 //   1 ('tf32'), 2 ('f32' with f16/bf16 hidden) or 3 ('f32' with f32 hidden). The scatter adds |P_g|·d.
 // Bytes (DRAM, compulsory): 4·T_g·d hidden (2· for f16/bf16) + 4·T_g·K_g q + 4·T_g written; M_g
 //   written once (4·K_g·d) and read by each of the ceil(T_g/128) token tiles, hidden read by each of the
 //   ceil(K_g/128) V* tiles, through L2: at 128 × 128 tiles each block streams 2 × 128 × 4 bytes per
-//   reduction index, 32 FLOPs per L2 byte (f32 operands).
+//   reduction index, 32 FLOPs per L2 byte (f32 operands); the small M tile (64 × 128) 21.
 // Predicted at the goal size (one group of 8 × 2048 tokens, T⁺ = 8192, d 3584, |V*| 4096; 721 GFLOP:
 //   481 in the scores, 240 in M), from mma.sync at ~1200 TF32 FLOP/clk/SM (about 60% of Hopper's
 //   wgmma rate) × 80% × 132 SMs × 1.75 GHz ≈ 220 TFLOPS: 'f32' ≈ 9.8 ms (f32 hidden, 3 × 721 GFLOP) and
@@ -75,7 +101,8 @@
 //   issue 10): 'f32' under PyTorch's f32 matrix form (14.5 ms on the H200), 'tf32' within 1.5x of its
 //   TF32 matmul (2.64 ms → ≤ 3.96 ms): predicted met and at the edge. Before this design (64 × 64 tiles,
 //   4 warps, load–barrier–compute, WMMA), the H200 measured 70.7 / 54.1 ms ('f32', f32 / bf16 hidden)
-//   and 43.0 / 41.5 ms ('tf32'). Not yet run on a GPU.
+//   and 43.0 / 41.5 ms ('tf32'). Not yet run on a GPU (neither configuration; the small one has no
+//   prediction: its M kernel streams 1.5x the L2 bytes per FLOP of the large one).
 // Numerics, per token t of group g against the f64 definition, scaled by max_{u∈g} |THR_u| (tau_g
 // likewise):
 //   'f32': bound 3e-4 (issue 10's f32 bound). Each product is exact to 3·2^-22 (the dropped a_lo·b_lo
@@ -106,17 +133,24 @@ namespace gk {
 namespace {
 
 // ------------------------------------------------------------------------------- tile geometry
-constexpr int kBM = 128;       // output tile rows (scores: tokens; M: V* rows)
-constexpr int kBN = 128;       // output tile columns (scores: V* columns; M: hidden dims)
-constexpr int kBK = 32;        // k-step: reduction indices staged per pipeline stage
-constexpr int kStages = 3;     // cp.async pipeline depth
-constexpr int kThreads = 256;  // 8 warps: 2 (rows) × 4 (columns)
-constexpr int kWarpM = 64, kWarpN = 32;
-constexpr int kMT = kWarpM / 16;  // m16 MMA tiles per warp
-constexpr int kNT = kWarpN / 8;   // n8 MMA tiles per warp
+// Both kernels are templates over their tile rows (kRows) and pipeline depth (kStages); the two
+// configurations (header, "Configurations") instantiate them. The block's 2 × 4 warp grid, the tile
+// columns and the k-step are the same in both: a warp owns kRows/2 × 32 of the output tile.
+constexpr int kBN = 128;           // output tile columns (scores: V* columns; M: hidden dims)
+constexpr int kBK = 32;            // k-step: reduction indices staged per pipeline stage
+constexpr int kThreads = 256;      // 8 warps: 2 (rows) × 4 (columns)
+constexpr int kWarpN = 32;         // a warp's columns
+constexpr int kNT = kWarpN / 8;    // n8 MMA tiles per warp
+constexpr int kSRows = 128;        // scores tile rows (tokens), both configurations
+constexpr int kMRowsLarge = 128;   // M tile rows (V*): large configuration
+constexpr int kMRowsSmall = 64;    //                   small configuration (a 32 KiB one-hot tile)
+constexpr int kStagesLarge = 3;    // cp.async pipeline depth: large configuration
+constexpr int kStagesSmall = 2;    //                          small configuration
 constexpr int kFoldThreads = 128;
 
-using Frag = float[kMT][kNT][4];  // a warp sub-tile's accumulators, in mma.sync's D layout
+// A warp sub-tile's accumulators (MT m16 tiles × kNT n8 tiles), in mma.sync's D layout.
+template <int MT>
+using Frag = float[MT][kNT][4];
 
 // TF32 holds f16 and bf16 values exactly (10 and 7 mantissa bits ≤ its 10, exponents in range, f16
 // subnormals normal in f32), so those hidden states never need rounding or a low part.
@@ -139,9 +173,10 @@ __device__ __forceinline__ float smem_f32(float x) { return x; }
 __device__ __forceinline__ float smem_f32(__half x) { return __half2float(x); }
 __device__ __forceinline__ float smem_f32(__nv_bfloat16 x) { return __bfloat162float(x); }
 
-__device__ __forceinline__ void zero(Frag& a) {
+template <int MT>
+__device__ __forceinline__ void zero(Frag<MT>& a) {
 #pragma unroll
-  for (int i = 0; i < kMT; ++i)
+  for (int i = 0; i < MT; ++i)
 #pragma unroll
     for (int j = 0; j < kNT; ++j)
 #pragma unroll
@@ -152,9 +187,10 @@ __device__ __forceinline__ void zero(Frag& a) {
 // long reduction drifts toward zero by up to an ulp per MMA (1.3e-5 of max|THR| at d = 896, 2048
 // tokens on an H200, ten times the rest of the error). Each k-step therefore accumulates into fresh
 // registers (≤ 12 MMAs per output), added to the running sums in round-to-nearest f32 (1.4e-6).
-__device__ __forceinline__ void flush(Frag& acc, Frag& part) {
+template <int MT>
+__device__ __forceinline__ void flush(Frag<MT>& acc, Frag<MT>& part) {
 #pragma unroll
-  for (int i = 0; i < kMT; ++i)
+  for (int i = 0; i < MT; ++i)
 #pragma unroll
     for (int j = 0; j < kNT; ++j)
 #pragma unroll
@@ -164,13 +200,14 @@ __device__ __forceinline__ void flush(Frag& acc, Frag& part) {
       }
 }
 
-// One 8-deep slice of a warp's 64 × 32 sub-tile: B fragments of its 4 n8 tiles, then per m16 tile the
+// One 8-deep slice of a warp's (16·MT) × 32 sub-tile: B fragments of its 4 n8 tiles, then per m16 tile the
 // A fragment and 1–3 MMAs per (m, n) tile. load_a(mi, a[4]) / load_b(ni, b[2]) read the fragments in
 // mma.sync's layout (tensor_core.cuh). Unless kFull, m_tiles / n_tiles (warp-uniform) skip tiles
 // wholly outside a partial block tile, whose operands are zero; full tiles (every tile at the goal
 // size) take the kFull instantiation, with no branch between the MMAs.
-template <Op kA, Op kB, bool kFull, class LoadA, class LoadB>
-__device__ __forceinline__ void warp_k8(Frag& d, int m_tiles, int n_tiles, const LoadA& load_a, const LoadB& load_b) {
+template <Op kA, Op kB, bool kFull, int MT, class LoadA, class LoadB>
+__device__ __forceinline__ void warp_k8(Frag<MT>& d, int m_tiles, int n_tiles, const LoadA& load_a,
+                                        const LoadB& load_b) {
   float bh[kNT][2], bl[kNT][2];
 #pragma unroll
   for (int ni = 0; ni < kNT; ++ni) {
@@ -180,7 +217,7 @@ __device__ __forceinline__ void warp_k8(Frag& d, int m_tiles, int n_tiles, const
     for (int i = 0; i < 2; ++i) prep<kB>(b[i], bh[ni][i], bl[ni][i]);
   }
 #pragma unroll
-  for (int mi = 0; mi < kMT; ++mi) {
+  for (int mi = 0; mi < MT; ++mi) {
     if (!kFull && mi >= m_tiles) break;
     float a[4], ah[4], al[4];
     load_a(mi, a);
@@ -229,30 +266,35 @@ __device__ __forceinline__ void stage16(T* dst, const T* row, int64_t x, int64_t
   }
 }
 
-// thr_m_kernel's MN-major stage tiles: [kBK][128] elements, 16-byte chunks swizzled by row so that the
-// fragment reads (lanes t = 0..3 read rows k..k+3, g = 0..7 read 8 consecutive columns) use 32
-// distinct banks without padding: element (k, x) at k·128 + (x/E xor s(k))·E + x mod E, E elements per
-// chunk, s(k) = (k mod 4)·(8/E).
-template <class T>
+// thr_m_kernel's MN-major stage tiles: [kBK][W] elements (W = 128, or 64 for the small tile's q rows),
+// 16-byte chunks swizzled by row so that the fragment reads (lanes t = 0..3 read rows k..k+3, g = 0..7
+// read 8 consecutive columns) use 32 distinct banks without padding: element (k, x) at
+// k·W + (x/E xor s(k))·E + x mod E, E elements per chunk, s(k) = (k mod 4)·(8/E). Every row starts at
+// bank 0 (W·size is a multiple of 128 bytes) and s(k) < 8 stays within the 128-byte window the reads hit.
+template <class T, int W>
 __device__ __forceinline__ int swz(int k, int x) {
   constexpr int E = 16 / int(sizeof(T));
-  return k * 128 + (((x / E) ^ ((k & 3) * (8 / E))) * E) + (x % E);
+  static_assert(W * sizeof(T) % 128 == 0, "swizzled rows must start at bank 0");
+  return k * W + (((x / E) ^ ((k & 3) * (8 / E))) * E) + (x % E);
 }
-// stage16 into a swizzled row: elements [x, x + 16) of the row to tile columns [c, c + 16) of row k.
-template <class T>
-__device__ __forceinline__ void stage16_swz(T* tile, int k, int c, const T* row, int64_t x, int64_t n, bool vec16) {
+// stage16's copies into a swizzled row: elements [x, x + N) of the row to tile columns [c, c + N) of
+// row k (N a multiple of 16 bytes, c of N).
+template <class T, int W, int N>
+__device__ __forceinline__ void stage_swz(T* tile, int k, int c, const T* row, int64_t x, int64_t n, bool vec16) {
   constexpr int E = 16 / int(sizeof(T));
+  static_assert(N % E == 0, "whole 16-byte chunks");
   if (vec16) {
 #pragma unroll
-    for (int j = 0; j < 16 / E; ++j) stage_chunk(tile + swz<T>(k, c + j * E), row, x + j * E, n);
+    for (int j = 0; j < N / E; ++j) stage_chunk(tile + swz<T, W>(k, c + j * E), row, x + j * E, n);
   } else if constexpr (sizeof(T) == 4) {
 #pragma unroll
-    for (int e = 0; e < 16; ++e) cp_async4(tile + swz<T>(k, c + e), x + e < n ? row + x + e : row, x + e < n ? 4 : 0);
+    for (int e = 0; e < N; ++e)
+      cp_async4(tile + swz<T, W>(k, c + e), x + e < n ? row + x + e : row, x + e < n ? 4 : 0);
   } else {
     const uint16_t* r = reinterpret_cast<const uint16_t*>(row);
 #pragma unroll
-    for (int e = 0; e < 16; ++e)
-      reinterpret_cast<uint16_t*>(tile)[swz<T>(k, c + e)] = x + e < n ? __ldg(r + x + e) : uint16_t(0);
+    for (int e = 0; e < N; ++e)
+      reinterpret_cast<uint16_t*>(tile)[swz<T, W>(k, c + e)] = x + e < n ? __ldg(r + x + e) : uint16_t(0);
   }
 }
 
@@ -276,33 +318,40 @@ struct GroupGeom {
   const int* tokcol;       // [Ttotal] column of y_t in V*_g
   const float* probs;
   int64_t d;
-  int64_t ld_m;            // row stride of M_g: round_up(d, 4) floats
+  int64_t ld_m;            // row stride of M_g: round_up(d, 4) floats (d for a stacked aggregate)
   bool hidden_vec16;       // hidden rows start 16-byte aligned (base aligned, d·sizeof(T) mod 16 = 0)
+  bool m_vec16;            // M rows start 16-byte aligned (ld_m mod 4 = 0 and M aligned)
 };
 
 // ----------------------------------------------------------------------------------------- M_g
-template <class T>
+// Shared memory of thr_m_kernel<T, ·, kRows, kStages>: dynamic (one-hot tile, then the stages) and
+// static (the staged tokens' weights and columns). Large (128, 3): 64 + 3 × (16 + 16 / 8) KiB = 160 /
+// 136 KiB; small (64, 2): 32 + 2 × (8 + 16 / 8) KiB = 80 / 64 KiB (f32 / f16, bf16 hidden); + 768 / 512 B.
+template <class T, int kRows, int kStages>
 struct MLayout {
-  static constexpr size_t kOneHotBytes = size_t(kBM) * kBN * sizeof(float);  // 64 KiB
-  static constexpr size_t kABytes = size_t(kBK) * kBM * sizeof(float);       // q rows, 16 KiB
-  static constexpr size_t kBBytes = size_t(kBK) * kBN * sizeof(T);           // hidden rows, 16 / 8 KiB
+  static constexpr size_t kOneHotBytes = size_t(kRows) * kBN * sizeof(float);
+  static constexpr size_t kABytes = size_t(kBK) * kRows * sizeof(float);  // q rows
+  static constexpr size_t kBBytes = size_t(kBK) * kBN * sizeof(T);        // hidden rows
   static constexpr size_t kStageBytes = kABytes + kBBytes;
   static constexpr size_t kSmemBytes = kOneHotBytes + kStages * kStageBytes;
+  static constexpr size_t kStaticBytes = size_t(kStages) * kBK * (sizeof(float) + sizeof(int));
 };
-constexpr size_t kMStaticSmemBytes = size_t(kStages) * kBK * (sizeof(float) + sizeof(int));
 
-// Block: a 128 (v) × 128 (j) tile of M_g, reduced over the group's correct tokens p (k-steps of 32).
+// Block: a kRows (v) × 128 (j) tile of M_g, reduced over the group's correct tokens p (k-steps of 32).
 //   A[v][p] = −w_p q_p[v] (MN-major: a token's q row is contiguous in v), B[p][j] = h_p[j].
-template <class T, bool kSplit>
+template <class T, bool kSplit, int kRows, int kStages>
 __global__ void __launch_bounds__(kThreads, 1)
     thr_m_kernel(GroupList list, GroupGeom geo, const T* __restrict__ hidden, float* __restrict__ M) {
-  using L = MLayout<T>;
+  using L = MLayout<T, kRows, kStages>;
+  constexpr int kWarpM = kRows / 2, kMT = kWarpM / 16;  // a warp's rows and m16 tiles
+  constexpr int kAPer = kRows / 8;                      // q elements a loader thread stages per k-step
+  static_assert(kThreads / 8 == kBK, "one k-step row per 8 loader threads");
   constexpr Op kA = kSplit ? Op::Split : Op::Round;  // −w·q: any f32 value
   constexpr Op kB = kHiddenExactInTf32<T> ? Op::Exact : (kSplit ? Op::Split : Op::Round);
   GK_DYNAMIC_SMEM(unsigned char, smem);
   __shared__ float s_w[kStages][kBK];  // the staged tokens' weights (0 past the group's end)
-  __shared__ int s_pcol[kStages][kBK];  // their V* columns (−1 past the end) (kMStaticSmemBytes in all)
-  float* onehot = reinterpret_cast<float*>(smem);  // [kBM][kBN]
+  __shared__ int s_pcol[kStages][kBK];  // their V* columns (−1 past the end) (L::kStaticBytes in all)
+  float* onehot = reinterpret_cast<float*>(smem);  // [kRows][kBN]
   unsigned char* stages = smem + L::kOneHotBytes;
 
   const int li = find_range(list.tile_start, list.n, blockIdx.x);
@@ -310,10 +359,10 @@ __global__ void __launch_bounds__(kThreads, 1)
   const int64_t d = geo.d;
   const int tiles_j = static_cast<int>(ceil_div(d, kBN));
   const int local = blockIdx.x - list.tile_start[li];
-  const int v0 = (local / tiles_j) * kBM;
+  const int v0 = (local / tiles_j) * kRows;
   const int64_t j0 = int64_t(local % tiles_j) * kBN;
   const int K = geo.voff[g + 1] - geo.voff[g];
-  const int rows = min(kBM, K - v0);
+  const int rows = min(kRows, K - v0);
   const int cols = d - j0 < kBN ? static_cast<int>(d - j0) : kBN;
   const int t0 = geo.gto[g];
   const int p_beg = geo.pstart[g], p_end = geo.pstart[g + 1];
@@ -324,11 +373,12 @@ __global__ void __launch_bounds__(kThreads, 1)
   const int m_tiles = active_tiles(rows, wm * kWarpM, 16, kMT);
   const int n_tiles = active_tiles(cols, wn * kWarpN, 8, kNT);
 
-  for (int e = tid; e < kBM * kBN / 4; e += kThreads) reinterpret_cast<float4*>(onehot)[e] = make_float4(0.f, 0.f, 0.f, 0.f);
+  for (int e = tid; e < kRows * kBN / 4; e += kThreads)
+    reinterpret_cast<float4*>(onehot)[e] = make_float4(0.f, 0.f, 0.f, 0.f);
 
-  // Loader: thread → token row lr of the k-step, columns [16·lp, 16·lp + 16) of both tiles (a warp
-  // copies 4 rows × 512 contiguous bytes of q, and of f32 hidden). A row's token, weight and column are
-  // fetched one k-step before its copies are issued.
+  // Loader: thread → token row lr of the k-step, columns [kAPer·lp, +kAPer) of the q tile and
+  // [16·lp, +16) of the hidden tile (a warp copies 4 rows × 4·kRows contiguous bytes of q, and 4 × 512
+  // of f32 hidden). A row's token, weight and column are fetched one k-step before its copies are issued.
   const int lr = tid >> 3, lp = tid & 7;
   auto fetch = [&](int kt, int& tok, float& w, int& col) {
     const int p = p_beg + kt * kBK + lr;
@@ -344,10 +394,10 @@ __global__ void __launch_bounds__(kThreads, 1)
       s_pcol[slot][lr] = col;
     }
     const bool ok = tok >= 0;
-    stage16_swz<float>(reinterpret_cast<float*>(st), lr, lp * 16, q + (ok ? int64_t(tok - t0) * K : 0), v0 + lp * 16,
-                       ok ? K : 0, q_vec16);
-    stage16_swz<T>(reinterpret_cast<T*>(st + L::kABytes), lr, lp * 16, hidden + (ok ? int64_t(tok) * d : 0),
-                   j0 + lp * 16, ok ? d : 0, geo.hidden_vec16);
+    stage_swz<float, kRows, kAPer>(reinterpret_cast<float*>(st), lr, lp * kAPer, q + (ok ? int64_t(tok - t0) * K : 0),
+                                   v0 + lp * kAPer, ok ? K : 0, q_vec16);
+    stage_swz<T, kBN, 16>(reinterpret_cast<T*>(st + L::kABytes), lr, lp * 16, hidden + (ok ? int64_t(tok) * d : 0),
+                          j0 + lp * 16, ok ? d : 0, geo.hidden_vec16);
   };
 
   // Every fragment row this lane reads is k ≡ t (mod 4) (k = k8 + t, k8 + t + 4), so its swizzle is
@@ -356,14 +406,14 @@ __global__ void __launch_bounds__(kThreads, 1)
 #pragma unroll
   for (int mi = 0; mi < kMT; ++mi)
 #pragma unroll
-    for (int h = 0; h < 2; ++h) col_a[mi][h] = swz<float>(t4, wm * kWarpM + mi * 16 + g8 + 8 * h) - t4 * kBM;
+    for (int h = 0; h < 2; ++h) col_a[mi][h] = swz<float, kRows>(t4, wm * kWarpM + mi * 16 + g8 + 8 * h) - t4 * kRows;
 #pragma unroll
-  for (int ni = 0; ni < kNT; ++ni) col_b[ni] = swz<T>(t4, wn * kWarpN + ni * 8 + g8) - t4 * kBN;
+  for (int ni = 0; ni < kNT; ++ni) col_b[ni] = swz<T, kBN>(t4, wn * kWarpN + ni * 8 + g8) - t4 * kBN;
 
-  Frag acc, part;
+  Frag<kMT> acc, part;
   zero(acc);
   zero(part);
-  Frag& sink = kSplit ? part : acc;  // 'tf32': the MMAs go straight into the running sums
+  Frag<kMT>& sink = kSplit ? part : acc;  // 'tf32': the MMAs go straight into the running sums
   const int nk = (p_end - p_beg + kBK - 1) / kBK;
   int n_tok, n_col;
   float n_w;
@@ -391,7 +441,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     auto mma_step = [&](auto full) {
 #pragma unroll 2
       for (int k8 = 0; k8 < kBK; k8 += 8) {
-        const float* Aa = As + (k8 + t4) * kBM;  // fragment rows k = k8 + t4 (a0, a1, b0) and k + 4
+        const float* Aa = As + (k8 + t4) * kRows;  // fragment rows k = k8 + t4 (a0, a1, b0) and k + 4
         const T* Ba = Bs + (k8 + t4) * kBN;
         const float wa = s_w[slot][k8 + t4], wb = s_w[slot][k8 + t4 + 4];
         warp_k8<kA, kB, decltype(full)::value>(
@@ -399,8 +449,8 @@ __global__ void __launch_bounds__(kThreads, 1)
             [&](int mi, float(&a)[4]) {  // a[i] = A[m + 8(i & 1)][k + 4(i >> 1)] = −w_k q_k[m]
               a[0] = -wa * Aa[col_a[mi][0]];
               a[1] = -wa * Aa[col_a[mi][1]];
-              a[2] = -wb * Aa[4 * kBM + col_a[mi][0]];
-              a[3] = -wb * Aa[4 * kBM + col_a[mi][1]];
+              a[2] = -wb * Aa[4 * kRows + col_a[mi][0]];
+              a[3] = -wb * Aa[4 * kRows + col_a[mi][1]];
             },
             [&](int ni, float(&b)[2]) {  // b[i] = B[k + 4i][n] = h_k[n]
               b[0] = smem_f32(Ba[col_b[ni]]);
@@ -416,10 +466,10 @@ __global__ void __launch_bounds__(kThreads, 1)
     // The one-hot part: threads 0..127 own one column each; the step's tokens in packed order.
     if (warp < kBN / 32) {
       const int col = s_pcol[slot][lane];
-      for (unsigned bits = __ballot_sync(0xffffffffu, col >= v0 && col < v0 + kBM); bits != 0u; bits &= bits - 1u) {
+      for (unsigned bits = __ballot_sync(0xffffffffu, col >= v0 && col < v0 + kRows); bits != 0u; bits &= bits - 1u) {
         const int i = __ffs(static_cast<int>(bits)) - 1;
         float& o = onehot[(s_pcol[slot][i] - v0) * kBN + tid];
-        o = fmaf(s_w[slot][i], smem_f32(Bs[swz<T>(i, tid)]), o);
+        o = fmaf(s_w[slot][i], smem_f32(Bs[swz<T, kBN>(i, tid)]), o);
       }
     }
   }
@@ -439,32 +489,38 @@ __global__ void __launch_bounds__(kThreads, 1)
         if (r >= rows || c >= cols) continue;
         const float x0 = onehot[r * kBN + c] + acc[mi][ni][2 * h];
         float* out = Mg + int64_t(v0 + r) * geo.ld_m + j0 + c;
-        if (c + 1 < cols) {
+        if (c + 1 < cols && (geo.ld_m & 1) == 0) {  // float2: rows 8-byte aligned (a stacked odd d is not)
           *reinterpret_cast<float2*>(out) = make_float2(x0, onehot[r * kBN + c + 1] + acc[mi][ni][2 * h + 1]);
         } else {
           out[0] = x0;
+          if (c + 1 < cols) out[1] = onehot[r * kBN + c + 1] + acc[mi][ni][2 * h + 1];
         }
       }
 }
 
 // ------------------------------------------------------------------------------------- scores s_t
-template <class T>
+// Shared memory of thr_scores_kernel<T, ·, kStages>: kStages × (18 + 18) KiB (f32 hidden) / (10 + 18)
+// KiB (f16, bf16): 108 / 84 KiB with 3 stages, 72 / 56 KiB with 2; + 512 B static (s_col).
+template <class T, int kStages>
 struct ScoreLayout {
   static constexpr int kLdA = kBK + 16 / int(sizeof(T));  // hidden rows: 36 floats / 40 halves
   static constexpr int kLdB = kBK + 4;                     // M rows: 36 floats
-  static constexpr size_t kABytes = size_t(kBM) * kLdA * sizeof(T);
+  static constexpr size_t kABytes = size_t(kSRows) * kLdA * sizeof(T);
   static constexpr size_t kBBytes = size_t(kBN) * kLdB * sizeof(float);
   static constexpr size_t kStageBytes = kABytes + kBBytes;
   static constexpr size_t kSmemBytes = kStages * kStageBytes;
+  static constexpr size_t kStaticBytes = size_t(kSRows) * sizeof(int);
 };
 
 // Block: 128 tokens (t) × 128 columns of V*_g (v) of one group, U[t][v] = Σ_j h_t[j]·M_g[v][j]
-// (k-steps of 32 over d), folded into the tokens' partial s over these columns.
-template <class T, bool kSplit>
+// (k-steps of 32 over d), folded into the tokens' partial s over these columns. kStages changes only
+// how far the copies run ahead, never the arithmetic.
+template <class T, bool kSplit, int kStages>
 __global__ void __launch_bounds__(kThreads, kSplit ? 1 : 2)
     thr_scores_kernel(GroupList list, GroupGeom geo, const T* __restrict__ hidden, const float* __restrict__ M,
                       float* __restrict__ spart) {
-  using L = ScoreLayout<T>;
+  using L = ScoreLayout<T, kStages>;
+  constexpr int kBM = kSRows, kWarpM = kBM / 2, kMT = kWarpM / 16;  // tile rows; a warp's rows, m16 tiles
   constexpr Op kA = kHiddenExactInTf32<T> ? Op::Exact : (kSplit ? Op::Split : Op::Round);
   constexpr Op kB = kSplit ? Op::Split : Op::Round;
   GK_DYNAMIC_SMEM(unsigned char, smem);
@@ -497,13 +553,13 @@ __global__ void __launch_bounds__(kThreads, kSplit ? 1 : 2)
     const int64_t k = int64_t(kt) * kBK + lh * 16;
     stage16<T>(reinterpret_cast<T*>(st) + lr * L::kLdA + lh * 16, a_row, k, lr < rows ? d : 0, geo.hidden_vec16);
     stage16<float>(reinterpret_cast<float*>(st + L::kABytes) + lr * L::kLdB + lh * 16, b_row, k, lr < cols ? d : 0,
-                   true);
+                   geo.m_vec16);
   };
 
-  Frag acc, part;
+  Frag<kMT> acc, part;
   zero(acc);
   zero(part);
-  Frag& sink = kSplit ? part : acc;
+  Frag<kMT>& sink = kSplit ? part : acc;
   const int nk = static_cast<int>(ceil_div(d, kBK));
 #pragma unroll
   for (int s = 0; s < kStages - 1; ++s) {
@@ -675,6 +731,61 @@ __global__ void thr_reweight_kernel(const float* __restrict__ adv, const float* 
     out[t] = st > tg ? static_cast<float>(eta[g] * static_cast<double>(A)) : A;
 }
 
+// ------------------------------------------------------------------------------ configurations
+// Which instantiation of the tile kernels runs (header, "Configurations"): the largest that fits the
+// device's opt-in shared memory per block, for each kernel and hidden dtype. Per device, never per call.
+struct TileConfig {
+  bool m_large = true;  // thr_m_kernel: 128 × 128 tiles, 3 stages (else 64 × 128, 2 stages)
+  bool s_large = true;  // thr_scores_kernel: 3 stages (else 2)
+};
+
+template <class H>
+Status choose_tiles(int smem_optin, bool force_small, TileConfig* c) {
+  using ML = MLayout<H, kMRowsLarge, kStagesLarge>;
+  using MS = MLayout<H, kMRowsSmall, kStagesSmall>;
+  using SL = ScoreLayout<H, kStagesLarge>;
+  using SS = ScoreLayout<H, kStagesSmall>;
+  const size_t optin = size_t(std::max(smem_optin, 0));
+  // The small configuration: 80.5 KiB (f32 hidden) / 64.5 KiB, under the 99 KiB of sm_86 and sm_89,
+  // the least of any GPU from sm_80 on; less is told so by name.
+  const size_t need = std::max(MS::kSmemBytes + MS::kStaticBytes, SS::kSmemBytes + SS::kStaticBytes);
+  if (optin < need) {
+    Status st;
+    st.code = Code::Cuda;
+    st.err = cudaErrorNotSupported;
+    st.message = "tokenHiddenReward: the CUDA tile kernels need " + std::to_string((need + 1023) / 1024) +
+                 " KiB of shared memory per block with " + (sizeof(H) == 4 ? "f32" : "f16/bf16") +
+                 " hidden states (sm_80 and newer GPUs allow 99 KiB or more); this GPU allows " +
+                 std::to_string(optin / 1024) + " KiB (cudaDevAttrMaxSharedMemoryPerBlockOptin)";
+    return st;
+  }
+  c->m_large = !force_small && ML::kSmemBytes + ML::kStaticBytes <= optin;
+  c->s_large = !force_small && SL::kSmemBytes + SL::kStaticBytes <= optin;
+  return Status::Ok();
+}
+
+// Over 48 KiB of dynamic shared memory needs the kernel's opt-in (set per launch: per device).
+template <class H, bool kS, int kRows, int kStages>
+Status launch_m(unsigned blocks, const GroupList& list, const GroupGeom& geo, const H* hidden, float* M,
+                cudaStream_t stream) {
+  constexpr size_t smem = MLayout<H, kRows, kStages>::kSmemBytes;
+  GK_CHECK(cudaFuncSetAttribute(reinterpret_cast<const void*>(&thr_m_kernel<H, kS, kRows, kStages>),
+                                cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+  thr_m_kernel<H, kS, kRows, kStages><<<blocks, kThreads, smem, stream>>>(list, geo, hidden, M);
+  GK_CHECK_LAUNCH("thr_m_kernel");
+  return Status::Ok();
+}
+template <class H, bool kS, int kStages>
+Status launch_scores(unsigned blocks, const GroupList& list, const GroupGeom& geo, const H* hidden, const float* M,
+                     float* spart, cudaStream_t stream) {
+  constexpr size_t smem = ScoreLayout<H, kStages>::kSmemBytes;
+  GK_CHECK(cudaFuncSetAttribute(reinterpret_cast<const void*>(&thr_scores_kernel<H, kS, kStages>),
+                                cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+  thr_scores_kernel<H, kS, kStages><<<blocks, kThreads, smem, stream>>>(list, geo, hidden, M, spart);
+  GK_CHECK_LAUNCH("thr_scores_kernel");
+  return Status::Ok();
+}
+
 Status check_layout(const ThrLayoutHost& l, const char* op) {
   GK_REQUIRE(l.response_offsets.size() >= 1 && l.group_offsets.size() >= 1, std::string(op) + ": empty offsets");
   const size_t R = l.response_offsets.size() - 1, G = l.group_offsets.size() - 1;
@@ -697,10 +808,18 @@ Status launch_token_hidden_reward(const ThrParams& p, const LaunchEnv& env, Scra
              "tokenHiddenReward: vocab and probs offsets need G+1 entries");
   GK_REQUIRE(T <= INT_MAX, "tokenHiddenReward: tokens must fit in int32");
   GK_REQUIRE(p.dim >= 0, "tokenHiddenReward: dim must be ≥ 0");
+  const bool stacked = p.step != ThrStep::Full;
+  const bool scores = p.step != ThrStep::Aggregate;
   if (G == 0) return Status::Ok();
   // thr is [Ttotal]: with no tokens (every response empty) its allocation is empty and its pointer
   // null, which is legal (the groups are then all degenerate: tau NaN, nothing else to write).
-  GK_REQUIRE(p.tau && (T == 0 || p.thr), "tokenHiddenReward: null output");
+  GK_REQUIRE(!scores || (p.tau && (T == 0 || p.thr)), "tokenHiddenReward: null output");
+  GK_REQUIRE(!stacked || p.aggregate || p.vocab_offsets.back() == 0 || p.dim == 0, "tokenHiddenReward: null aggregate");
+  if (p.step == ThrStep::Aggregate && p.vocab_offsets.back() > 0 && p.dim > 0) {
+    // Degenerate groups' rows (and those of live groups without tokens) stay 0.
+    GK_CHECK(cudaMemsetAsync(p.aggregate, 0, size_t(p.vocab_offsets.back()) * size_t(p.dim) * sizeof(float),
+                             env.stream));
+  }
   // hidden is [Ttotal, d]: null when d = 0 (then every s_t is an empty sum, 0).
   GK_REQUIRE(T == 0 || (p.probs && p.token_column && (p.hidden || p.dim == 0)), "tokenHiddenReward: null input");
 
@@ -743,19 +862,22 @@ Status launch_token_hidden_reward(const ThrParams& p, const LaunchEnv& env, Scra
   GK_TRY(scratch.upload(&d_deg, p.layout.degenerate));
   GK_TRY(scratch.alloc(&s, size_t(T)));
 
-  // M_g rows padded to 4 floats: every row 16-byte aligned for the scores kernel's copies.
-  const int64_t ld_m = (p.dim + 3) / 4 * 4;
+  // M_g rows padded to 4 floats: every row 16-byte aligned for the scores kernel's copies. A stacked
+  // aggregate (a tensor of the caller's) has unpadded rows: 4-byte copies when d mod 4 ≠ 0.
+  const int64_t ld_m = stacked ? p.dim : (p.dim + 3) / 4 * 4;
   const bool hidden_vec16 =
       (reinterpret_cast<uintptr_t>(p.hidden) & 15u) == 0 && (p.dim * int64_t(dtype_size(p.hidden_dtype))) % 16 == 0;
+  const bool m_vec16 = !stacked || ((reinterpret_cast<uintptr_t>(p.aggregate) & 15u) == 0 && ld_m % 4 == 0);
   const GroupGeom geo{d_gto, d_voff, d_poff, d_pstart, d_ptok, d_pw, d_pcol, p.token_column, p.probs, p.dim, ld_m,
-                      hidden_vec16};
+                      hidden_vec16, m_vec16};
   const int64_t tiles_j = ceil_div(p.dim, kBN);
 
   // Batches of live groups whose M_g fit the budget (a group larger than the budget goes alone).
   std::vector<int> live;
   for (int g = 0; g < G; ++g)
     if (!p.layout.degenerate[g] && gto[g + 1] > gto[g] && p.vocab_offsets[g + 1] > p.vocab_offsets[g]) live.push_back(g);
-  const size_t budget_floats = std::max<size_t>(p.m_budget_bytes / sizeof(float), 1);
+  // A stacked aggregate is one batch (the caller's tensor holds every group's M).
+  const size_t budget_floats = stacked ? SIZE_MAX : std::max<size_t>(p.m_budget_bytes / sizeof(float), 1);
   size_t i = 0;
   float *M = nullptr, *spart = nullptr;
   size_t m_cap = 0, part_cap = 0;
@@ -765,13 +887,17 @@ Status launch_token_hidden_reward(const ThrParams& p, const LaunchEnv& env, Scra
     GK_CHECK(cudaMemsetAsync(s, 0, size_t(T) * sizeof(float), env.stream));
     i = live.size();
   }
-  int smem_optin = 0;  // the device's shared memory limit per block, for the tile kernels
+  TileConfig tiles;  // from the device's shared memory limit per block (or the test hook)
   if (i < live.size()) {
-    int device = 0;
+    int device = 0, smem_optin = 0;
     GK_CHECK(cudaGetDevice(&device));
     GK_CHECK(cudaDeviceGetAttribute(&smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+    GK_TRY(dispatch_float(p.hidden_dtype, "hidden", [&](auto tag) -> Status {
+      return choose_tiles<decltype(tag)>(smem_optin, p.small_tiles, &tiles);
+    }));
   }
-  if (i < live.size() && !ptok.empty()) {
+  const int m_rows = tiles.m_large ? kMRowsLarge : kMRowsSmall;
+  if (i < live.size() && !ptok.empty() && p.step != ThrStep::Score) {
     const int n = static_cast<int>(ptok.size());
     thr_pcol_kernel<<<unsigned(ceil_div(n, 256)), 256, 0, env.stream>>>(d_ptok, p.token_column, n, d_pcol);
     GK_CHECK_LAUNCH("thr_pcol_kernel");
@@ -787,20 +913,23 @@ Status launch_token_hidden_reward(const ThrParams& p, const LaunchEnv& env, Scra
       const size_t need = size_t(K) * size_t(ld_m);
       if (!gid.empty() && used + need > budget_floats) break;
       gid.push_back(g);
-      m_off.push_back(static_cast<long long>(used));
+      // Stacked: group g's M at its own rows of the aggregate.
+      m_off.push_back(static_cast<long long>(stacked ? size_t(p.vocab_offsets[g]) * size_t(ld_m) : used));
       part_off.push_back(static_cast<long long>(parts));
       used += need;
       parts += size_t(Tg) * size_t(ceil_div(K, kBN));
-      m_tiles.push_back(m_tiles.back() + static_cast<int>(ceil_div(K, kBM) * tiles_j));
-      s_tiles.push_back(s_tiles.back() + static_cast<int>(ceil_div(Tg, kBM) * ceil_div(K, kBN)));
+      m_tiles.push_back(m_tiles.back() + static_cast<int>(ceil_div(K, m_rows) * tiles_j));
+      s_tiles.push_back(s_tiles.back() + static_cast<int>(ceil_div(Tg, kSRows) * ceil_div(K, kBN)));
       f_tiles.push_back(f_tiles.back() + static_cast<int>(ceil_div(Tg, kFoldThreads)));
       ++i;
     }
-    if (used > m_cap) {  // grow the scratch (stream-ordered: the old one is freed after its users)
+    if (stacked) {
+      M = p.aggregate;
+    } else if (used > m_cap) {  // grow the scratch (stream-ordered: the old one is freed after its users)
       GK_TRY(scratch.alloc(&M, used));
       m_cap = used;
     }
-    if (parts > part_cap) {
+    if (scores && parts > part_cap) {
       GK_TRY(scratch.alloc(&spart, parts));
       part_cap = parts;
     }
@@ -820,37 +949,31 @@ Status launch_token_hidden_reward(const ThrParams& p, const LaunchEnv& env, Scra
       using H = decltype(tag);
       constexpr bool kS = decltype(split)::value;
       const H* hidden = static_cast<const H*>(p.hidden);
-      constexpr size_t m_smem = MLayout<H>::kSmemBytes, s_smem = ScoreLayout<H>::kSmemBytes;
-      // thr_m_kernel's 160 KiB (f32 hidden states; 136 KiB f16/bf16) fit an A100 (163 KiB per block),
-      // an H100 and an H200 (227 KiB); a GPU with less (sm_86, sm_89: 99 KiB) is told so by name.
-      if (smem_optin < int(m_smem + kMStaticSmemBytes)) {
-        Status st;
-        st.code = Code::Cuda;
-        st.err = cudaErrorNotSupported;
-        st.message = "tokenHiddenReward: the CUDA tile kernels need " +
-                     std::to_string((m_smem + kMStaticSmemBytes + 1023) / 1024) +
-                     " KiB of shared memory per block (A100, H100, H200); this GPU allows " +
-                     std::to_string(smem_optin / 1024) + " KiB (cudaDevAttrMaxSharedMemoryPerBlockOptin)";
-        return st;
+      const unsigned mb = unsigned(m_tiles.back()), sb = unsigned(s_tiles.back());
+      if (p.step != ThrStep::Score) {
+        if (tiles.m_large)
+          GK_TRY((launch_m<H, kS, kMRowsLarge, kStagesLarge>(mb, mlist, geo, hidden, M, env.stream)));
+        else
+          GK_TRY((launch_m<H, kS, kMRowsSmall, kStagesSmall>(mb, mlist, geo, hidden, M, env.stream)));
       }
-      // Over 48 KiB of dynamic shared memory needs the kernel's opt-in (set per launch: per device).
-      GK_CHECK(cudaFuncSetAttribute(reinterpret_cast<const void*>(&thr_m_kernel<H, kS>),
-                                    cudaFuncAttributeMaxDynamicSharedMemorySize, int(m_smem)));
-      GK_CHECK(cudaFuncSetAttribute(reinterpret_cast<const void*>(&thr_scores_kernel<H, kS>),
-                                    cudaFuncAttributeMaxDynamicSharedMemorySize, int(s_smem)));
-      thr_m_kernel<H, kS><<<unsigned(m_tiles.back()), kThreads, m_smem, env.stream>>>(mlist, geo, hidden, M);
-      GK_CHECK_LAUNCH("thr_m_kernel");
-      thr_scores_kernel<H, kS><<<unsigned(s_tiles.back()), kThreads, s_smem, env.stream>>>(slist, geo, hidden, M, spart);
-      GK_CHECK_LAUNCH("thr_scores_kernel");
+      if (scores) {
+        if (tiles.s_large)
+          GK_TRY((launch_scores<H, kS, kStagesLarge>(sb, slist, geo, hidden, M, spart, env.stream)));
+        else
+          GK_TRY((launch_scores<H, kS, kStagesSmall>(sb, slist, geo, hidden, M, spart, env.stream)));
+      }
       return Status::Ok();
     };
     GK_TRY(dispatch_float(p.hidden_dtype, "hidden", [&](auto tag) -> Status {
       if (p.precision == ThrPrecision::Tf32) return run(tag, std::false_type{});
       return run(tag, std::true_type{});
     }));
-    thr_fold_kernel<<<unsigned(f_tiles.back()), kFoldThreads, 0, env.stream>>>(flist, geo, spart, s);
-    GK_CHECK_LAUNCH("thr_fold_kernel");
+    if (scores) {
+      thr_fold_kernel<<<unsigned(f_tiles.back()), kFoldThreads, 0, env.stream>>>(flist, geo, spart, s);
+      GK_CHECK_LAUNCH("thr_fold_kernel");
+    }
   }
+  if (!scores) return Status::Ok();
   const int warps = 8;
   thr_finish_kernel<<<unsigned(ceil_div(G, warps)), warps * 32, 0, env.stream>>>(
       d_go, d_ro, d_correct, d_deg, G, p.beta, s, p.thr, p.tau);

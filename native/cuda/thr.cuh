@@ -11,11 +11,15 @@ struct ThrLayoutHost {
   std::vector<int32_t> response_offsets;  // [R+1]
   std::vector<int32_t> group_offsets;     // [G+1]
   std::vector<uint8_t> correct;           // [R], 0/1
-  std::vector<uint8_t> degenerate;        // [G], THR.md item 6
+  std::vector<uint8_t> degenerate;        // [G], docs/THR.md item 6
 };
 
 // ThrPrecision ('f32': 3xTF32 / 2xTF32 split products; 'tf32': one pass; thr.cu, "Numerics"),
 // ReweightMode and their name tables: native/enums.h.
+
+// tokenHiddenReward whole, or one of its two halves (thrAggregate, thrScore: data-parallel shards sum the
+// aggregate between them; docs/DESIGN.md).
+enum class ThrStep : int { Full = 0, Aggregate = 1, Score = 2 };
 
 struct ThrParams {
   ThrLayoutHost layout;
@@ -30,8 +34,14 @@ struct ThrParams {
   float beta = 1.f;
   ThrPrecision precision = ThrPrecision::F32;  // 'f32': 3xTF32 / 2xTF32 split products; 'tf32': one pass
   size_t m_budget_bytes = size_t(256) << 20;  // scratch for the M_g of one batch of groups
-  float* thr = nullptr;  // [Ttotal]
-  float* tau = nullptr;  // [G]
+  bool small_tiles = false;  // test hook: the small tile configuration whatever the device allows (thr.cu)
+  float* thr = nullptr;  // [Ttotal] (not with Aggregate)
+  float* tau = nullptr;  // [G] (not with Aggregate)
+  // Aggregate / Score: the stacked M_g of every group, [ΣK_g, dim] f32, group g's rows at
+  // vocab_offsets[g] (unpadded rows). Aggregate writes it (degenerate groups' rows 0) and nothing else;
+  // Score reads it instead of computing M.
+  ThrStep step = ThrStep::Full;
+  float* aggregate = nullptr;
 };
 Status launch_token_hidden_reward(const ThrParams& p, const LaunchEnv& env, Scratch& scratch);
 

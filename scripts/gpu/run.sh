@@ -298,7 +298,8 @@ step cuda-tests "${GATE[@]}" --json "$LOGS/cuda-tests.json" -- \
 # The same sizes natively (bench/cuda/harness.cu: launchers timed with CUDA events beside a copy, no Node).
 if [ "$DRY" = 1 ]; then
   step harness env GK_HARNESS=build/emu/harness bash bench/cuda/harness.sh --rows 7 --vocab 1000 \
-    --thr-tokens 40 --thr-d 48 --thr-vocab 24 --groups 50 --reps 20 --warmup 2
+    --thr-tokens 40 --thr-d 48 --thr-vocab 24 --groups 50 --lm-rows 7 --lm-dim 48 --lm-vocab 1000 \
+    --reps 20 --warmup 2
   step torch python3 -c 'import ast, sys; ast.parse(open(sys.argv[1]).read()); print("parsed", sys.argv[1])' \
     bench/cuda/torch_reference.py
 else

@@ -25,7 +25,12 @@ import { pathToFileURL } from 'node:url';
 export const ALLOWED = {
   // test/cuda/load.test.ts on a GPU machine: the CPU-only build is not carried, and the no-GPU error
   // paths do not apply.
-  gpu: [/CPU-only build/, /^cuda backend without a usable GPU > /],
+  gpu: [
+    /CPU-only build/,
+    /^cuda backend without a usable GPU > /,
+    // test/cases: a case a backend cannot run says so in its name, with the reason (runner.ts).
+    /\(not on (cuda|webgpu): /,
+  ],
   // test/cuda/ops.test.ts under compute-sanitizer (GRPO_KERNELS_SANITIZER=1, test/cuda/helpers.ts).
   sanitizer: [/is OUT_OF_MEMORY, and the context keeps working/, /rows past 2\^31 elements/],
   // test/webgpu: the placeholders that run only where no adapter is found.

@@ -10,6 +10,8 @@ import {
   type Backend,
   ESTIMATORS,
   type Estimator,
+  NAN_REWARD_POLICIES,
+  type NanRewardPolicy,
   PRESETS,
   type Preset,
   SCALE_KINDS,
@@ -24,13 +26,12 @@ import { fail } from '../errors.js';
 import { groupOffsetsFromSize, validateOffsets } from '../layout.js';
 import { Tensor } from '../tensor.js';
 import {
-  asTensor,
   checkBoolean,
   checkEnum,
   checkNumber,
   checkOptions,
   type TensorLike,
-  withUploads,
+  withInputs,
 } from './validate.js';
 
 export interface AdvantagesOptions {
@@ -50,6 +51,8 @@ export interface AdvantagesOptions {
   scale?: ScaleKind;
   /** Singleton groups. Default 'zero' (verl preset 'mean0', openrlhf 'nan'). */
   singleton?: SingletonPolicy;
+  /** NaN rewards: 'propagate' (default) or TRL's 'unscorable' (preset 'trl'); see NAN_REWARD_POLICIES. */
+  nanRewards?: NanRewardPolicy;
   /** Sets every convention of one trainer at once; explicit options above override it. */
   preset?: Preset;
 }
@@ -69,6 +72,7 @@ export interface Conventions {
   eps: number;
   scale: ScaleKind;
   singleton: SingletonPolicy;
+  nanRewards: NanRewardPolicy;
   whitenMaskEps: number;
   whitenVariance: StdKind;
   whitenVarianceEps: WhitenVarianceEps;
@@ -80,6 +84,7 @@ export const DEFAULT_CONVENTIONS: Readonly<Conventions> = Object.freeze({
   eps: 1e-6,
   scale: 'group',
   singleton: 'zero',
+  nanRewards: 'propagate',
   whitenMaskEps: 0,
   whitenVariance: 'sample',
   whitenVarianceEps: 'add',
@@ -93,17 +98,20 @@ export const PRESET_CONVENTIONS: Readonly<Record<Preset, Readonly<Conventions>>>
     eps: 1e-6,
     scale: 'group',
     singleton: 'mean0',
+    nanRewards: 'propagate',
     whitenMaskEps: 1e-8,
     whitenVariance: 'sample',
     whitenVarianceEps: 'add',
   }),
-  // trl/trainer/grpo_trainer.py _generate_and_score_completions: nanstd (n−1), + 1e-4,
-  // num_generations == 1 → std 0 → advantage 0; trl/experimental/ppo masked_whiten.
+  // trl/trainer/grpo_trainer.py _generate_and_score_completions: nanmean / nanstd (n−1) over the
+  // scorable rewards, + 1e-4, num_generations == 1 → std 0 → advantage 0, nan_to_num;
+  // trl/experimental/ppo masked_whiten.
   trl: Object.freeze({
     std: 'sample',
     eps: 1e-4,
     scale: 'group',
     singleton: 'zero',
+    nanRewards: 'unscorable',
     whitenMaskEps: 0,
     whitenVariance: 'sample',
     whitenVarianceEps: 'add',
@@ -115,6 +123,7 @@ export const PRESET_CONVENTIONS: Readonly<Record<Preset, Readonly<Conventions>>>
     eps: 1e-9,
     scale: 'group',
     singleton: 'nan',
+    nanRewards: 'propagate',
     whitenMaskEps: 0,
     whitenVariance: 'population',
     whitenVarianceEps: 'clamp',
@@ -154,6 +163,7 @@ export async function advantages(
     'eps',
     'scale',
     'singleton',
+    'nanRewards',
     'preset',
   ]);
   const base = baseConventions(o.preset);
@@ -163,10 +173,12 @@ export async function advantages(
   const singleton =
     o.singleton === undefined ? base.singleton : checkEnum('singleton', o.singleton, SINGLETON_POLICIES);
   const eps = o.eps === undefined ? base.eps : checkNumber('eps', o.eps, { min: 0 });
+  const nanRewards =
+    o.nanRewards === undefined ? base.nanRewards : checkEnum('nanRewards', o.nanRewards, NAN_REWARD_POLICIES);
 
-  const rw = asTensor(backend, 'rewards', rewards, ['f32'], [null]);
-  return withUploads([rw], async () => {
-    const numResponses = rw.tensor.shape[0];
+  return withInputs(backend, async (take) => {
+    const rw = take('rewards', rewards, ['f32'], [null]);
+    const numResponses = rw.shape[0];
     if ((o.groupOffsets === undefined) === (o.groupSize === undefined)) {
       fail('LAYOUT', 'groupOffsets', 'expected exactly one of groupOffsets or groupSize');
     }
@@ -198,7 +210,7 @@ export async function advantages(
     }
 
     const args: AdvantagesArgs = {
-      rewards: rw.tensor,
+      rewards: rw,
       groupOffsets,
       responseOffsets,
       numResponses,
@@ -209,6 +221,7 @@ export async function advantages(
       eps,
       scale,
       singleton,
+      nanRewards,
       whitenMaskEps: base.whitenMaskEps,
       whitenVariance: base.whitenVariance,
       whitenVarianceEps: base.whitenVarianceEps,
@@ -222,11 +235,11 @@ export async function expandToTokens(
   values: unknown,
   responseOffsets: unknown,
 ): Promise<Tensor<'f32'>> {
-  const v = asTensor(backend, 'values', values, ['f32'], [null]);
-  return withUploads([v], async () => {
-    const ro = checkResponseOffsets(responseOffsets, v.tensor.shape[0]);
+  return withInputs(backend, async (take) => {
+    const v = take('values', values, ['f32'], [null]);
+    const ro = checkResponseOffsets(responseOffsets, v.shape[0]);
     return backend.expandToTokens({
-      values: v.tensor,
+      values: v,
       responseOffsets: ro,
       numTokens: ro[ro.length - 1],
     });
@@ -239,17 +252,11 @@ export async function whiten(backend: Backend, values: unknown, options: unknown
   const keepMean = o.keepMean === undefined ? false : checkBoolean('keepMean', o.keepMean);
   // A Tensor may have any rank; a plain array is 1-D.
   const rank = values instanceof Tensor ? values.shape.length : 1;
-  const v = asTensor(backend, 'values', values, ['f32'], new Array<null>(rank).fill(null));
-  const uploads: { tensor: Tensor; uploaded: boolean }[] = [v];
-  return withUploads(uploads, async () => {
-    let mask: Tensor<'u8'> | undefined;
-    if (o.mask !== undefined) {
-      const m = asTensor(backend, 'mask', o.mask, ['u8'], v.tensor.shape);
-      uploads.push(m);
-      mask = m.tensor;
-    }
+  return withInputs(backend, async (take) => {
+    const v = take('values', values, ['f32'], new Array<null>(rank).fill(null));
+    const mask = o.mask === undefined ? undefined : take('mask', o.mask, ['u8'], v.shape);
     return backend.whiten({
-      values: v.tensor,
+      values: v,
       mask,
       maskEps: base.whitenMaskEps,
       variance: base.whitenVariance,

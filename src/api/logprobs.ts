@@ -16,7 +16,7 @@ import {
   checkOptions,
   numberOption,
   type TensorLike,
-  withUploads,
+  withInputs,
 } from './validate.js';
 import { probsOffsets, resolveVocab, type VocabLike } from './vocab.js';
 
@@ -52,8 +52,6 @@ export interface GatherProbsOptions {
   temperature?: number;
 }
 
-type Uploaded = { tensor: Tensor; uploaded: boolean };
-
 const DEFAULT_TEMPERATURE = 1;
 const DEFAULT_IGNORE_INDEX = -100;
 
@@ -67,7 +65,7 @@ const DEFAULT_IGNORE_INDEX = -100;
  */
 export const MIN_TEMPERATURE = 2 ** -126;
 
-function temperatureOption(value: unknown): number {
+export function temperatureOption(value: unknown): number {
   const t = numberOption('temperature', value, DEFAULT_TEMPERATURE, { min: 0, exclusiveMin: true });
   if (t < MIN_TEMPERATURE) {
     fail(
@@ -79,7 +77,7 @@ function temperatureOption(value: unknown): number {
   return t;
 }
 
-function ignoreIndexOption(value: unknown): number {
+export function ignoreIndexOption(value: unknown): number {
   return numberOption('ignoreIndex', value, DEFAULT_IGNORE_INDEX, {
     integer: true,
     min: -(2 ** 31),
@@ -87,12 +85,12 @@ function ignoreIndexOption(value: unknown): number {
   });
 }
 
-function flagOption(argument: string, value: unknown): boolean {
+export function flagOption(argument: string, value: unknown): boolean {
   return booleanOption(argument, value, false);
 }
 
 /** logits: a rank-2 Tensor of a float dtype with at least one column. */
-function logitsArg(
+export function logitsArg(
   backend: Backend,
   value: unknown,
 ): { logits: Tensor<FloatDType>; rows: number; vocab: number } {
@@ -108,17 +106,12 @@ function logitsArg(
  * raises a flag reported as the same RANGE error at the next wait (docs/DESIGN.md, "Errors from
  * the device"): reading them back here would stall the host on the device.
  */
-function checkTargets(value: unknown, vocab: number, ignoreIndex: number): void {
+export function checkTargets(value: unknown, vocab: number, ignoreIndex: number): void {
   if (!(value instanceof Int32Array)) return;
   for (let i = 0; i < value.length; i++) {
     const t = value[i];
     if (t !== ignoreIndex && (t < 0 || t >= vocab)) badTarget(i, t, vocab, ignoreIndex);
   }
-}
-
-function track<T extends Uploaded>(uploads: Uploaded[], t: T): T {
-  uploads.push(t);
-  return t;
 }
 
 // ---------------------------------------------------------------- ops
@@ -140,9 +133,8 @@ export async function logprobs(
   const entropy = flagOption('entropy', o.entropy);
   const sumSquares = flagOption('sumSquares', o.sumSquares);
   const { logits: lg, rows, vocab } = logitsArg(backend, logits);
-  const uploads: Uploaded[] = [];
-  return withUploads(uploads, async () => {
-    const tg = track(uploads, asTensor(backend, 'targets', targets, ['i32'], [rows])).tensor;
+  return withInputs(backend, async (take) => {
+    const tg = take('targets', targets, ['i32'], [rows]);
     checkTargets(targets, vocab, ignoreIndex);
     return backend.logprobs({
       logits: lg,
@@ -179,19 +171,18 @@ export async function logprobsBackward(
   if (o.gradEntropy !== undefined && o.entropy === undefined) {
     fail('DTYPE', 'entropy', "required with gradEntropy: pass the forward's entropy output, f32 [N]");
   }
-  const uploads: Uploaded[] = [];
-  return withUploads(uploads, async () => {
-    const tg = track(uploads, asTensor(backend, 'targets', targets, ['i32'], [rows])).tensor;
-    const ls = track(uploads, asTensor(backend, 'lse', lse, ['f32'], [rows])).tensor;
-    const gl = track(uploads, asTensor(backend, 'gradLogprobs', gradLogprobs, ['f32'], [rows])).tensor;
+  return withInputs(backend, async (take) => {
+    const tg = take('targets', targets, ['i32'], [rows]);
+    const ls = take('lse', lse, ['f32'], [rows]);
+    const gl = take('gradLogprobs', gradLogprobs, ['f32'], [rows]);
     let gradEntropy: Tensor<'f32'> | undefined;
     let entropy: Tensor<'f32'> | undefined;
     if (o.gradEntropy !== undefined) {
-      gradEntropy = track(uploads, asTensor(backend, 'gradEntropy', o.gradEntropy, ['f32'], [rows])).tensor;
-      entropy = track(uploads, asTensor(backend, 'entropy', o.entropy, ['f32'], [rows])).tensor;
+      gradEntropy = take('gradEntropy', o.gradEntropy, ['f32'], [rows]);
+      entropy = take('entropy', o.entropy, ['f32'], [rows]);
     } else if (o.entropy !== undefined) {
       // Accepted for symmetry with the forward's outputs; unused without gradEntropy.
-      track(uploads, asTensor(backend, 'entropy', o.entropy, ['f32'], [rows]));
+      take('entropy', o.entropy, ['f32'], [rows]);
     }
     checkTargets(targets, vocab, ignoreIndex);
     return backend.logprobsBackward({
@@ -220,10 +211,9 @@ export async function gatherProbs(
   const temperature = temperatureOption(o.temperature);
   const { logits: lg, rows, vocab: vocabSize } = logitsArg(backend, logits);
   const layout = resolveLayout(o.layout, rows);
-  const uploads: Uploaded[] = [];
-  return withUploads(uploads, async () => {
-    const ls = track(uploads, asTensor(backend, 'lse', lse, ['f32'], [rows])).tensor;
-    const vocab = resolveVocab(backend, o.vocab, layout, vocabSize, uploads);
+  return withInputs(backend, async (take) => {
+    const ls = take('lse', lse, ['f32'], [rows]);
+    const vocab = resolveVocab(take, o.vocab, layout, vocabSize);
     return backend.gatherProbs({
       logits: lg,
       lse: ls,

@@ -1,6 +1,6 @@
 /**
  * Validation and dispatch of the THR family: restrictedVocab, tokenHiddenReward, thrReweight
- * (THR.md). Scalar options are checked first, then tensors; the small host copies the backends
+ * (docs/THR.md). Scalar options are checked first, then tensors; the small host copies the backends
  * plan with (offsets, correct flags, degenerate groups) are read or derived here, once.
  */
 import {
@@ -11,9 +11,10 @@ import {
   THR_PRECISIONS,
   type ThrPrecision,
   type ThrResult,
+  type TokenHiddenRewardArgs,
   type Weighting,
 } from '../backends/backend.js';
-import { type DType, FLOAT_DTYPES, type FloatDType } from '../dtypes.js';
+import { FLOAT_DTYPES, type FloatDType } from '../dtypes.js';
 import { fail } from '../errors.js';
 import { type Layout, type ResolvedLayout, resolveLayout } from '../layout.js';
 import { Tensor } from '../tensor.js';
@@ -27,9 +28,9 @@ import {
   enumOption,
   numberOption,
   quote,
-  type ShapePattern,
+  type Take,
   type TensorLike,
-  withUploads,
+  withInputs,
 } from './validate.js';
 import { buildRestrictedVocab, probsOffsets, resolveVocab, type VocabLike } from './vocab.js';
 
@@ -63,6 +64,35 @@ export interface TokenHiddenRewardOptions {
   precision?: ThrPrecision;
 }
 
+/**
+ * THR's first half: the aggregate M_g of every live group (docs/THR.md), which is a sum over the group's
+ * correct tokens. Data-parallel shards of a batch call thrAggregate on their own tokens, all-reduce
+ * the aggregates (a sum, with the trainer's collective), then call thrScore (docs/DESIGN.md,
+ * "Sharded vocabularies and batches"). Every shard must use the same V*_g (build it from the whole
+ * group's tokens; pass its host arrays with this shard's tokenColumn) and the same `degenerate`.
+ */
+export interface ThrAggregateOptions {
+  hidden: Tensor<FloatDType>;
+  probs: TensorLike<'f32'>;
+  vocab: VocabLike;
+  layout: Layout;
+  correct: Uint8Array;
+  weighting?: Weighting;
+  precision?: ThrPrecision;
+  /**
+   * [G], 0 or 1: which groups are degenerate (THR 0, tau NaN, no aggregate). Default: derived from
+   * layout and correct (docs/THR.md item 6). A shard of a batch passes the flags of the whole groups.
+   */
+  degenerate?: Uint8Array;
+}
+
+/** THR's second half: THR and tau from the (all-reduced) aggregate. */
+export interface ThrScoreOptions extends Omit<ThrAggregateOptions, 'weighting'> {
+  /** [ΣK_g, d] f32 from thrAggregate (summed over the shards). */
+  aggregate: Tensor<'f32'>;
+  beta?: number;
+}
+
 export interface ThrReweightOptions {
   tokenAdvantages: TensorLike<'f32'>;
   thr: TensorLike<'f32'>;
@@ -78,17 +108,6 @@ export interface ThrReweightOptions {
   mask?: boolean;
   /** Mode 'nthr' only: 'auto' (default) = 2·|0.5 − rho_g|, or a fixed number in [0, 1]. */
   eta?: number | 'auto';
-}
-
-type Upload = { tensor: Tensor; uploaded: boolean };
-
-/** asTensor that records the upload so withUploads disposes it, even when a later check throws. */
-function taker(backend: Backend, uploads: Upload[]) {
-  return <D extends DType>(argument: string, value: unknown, dtypes: readonly D[], pattern: ShapePattern) => {
-    const r = asTensor(backend, argument, value, dtypes, pattern);
-    uploads.push(r);
-    return r.tensor;
-  };
 }
 
 function requireOptions<T extends object>(
@@ -120,7 +139,7 @@ function readCorrect(value: unknown, responses: number): Uint8Array {
 }
 
 /**
- * THR.md item 6: a group is degenerate when it has no correct response, no incorrect response, or
+ * docs/THR.md item 6: a group is degenerate when it has no correct response, no incorrect response, or
  * no token in its correct responses.
  */
 function degenerateGroups(layout: ResolvedLayout, correct: Uint8Array): Uint8Array {
@@ -171,7 +190,7 @@ export async function restrictedVocab(
   return { offsets, columns, tokenColumn, host: h };
 }
 
-/** Token hidden reward (THR.md) and each group's threshold tau. */
+/** Token hidden reward (docs/THR.md) and each group's threshold tau. */
 export async function tokenHiddenReward(backend: Backend, options: unknown): Promise<ThrResult> {
   const o = requireOptions<TokenHiddenRewardOptions>(
     options,
@@ -181,27 +200,11 @@ export async function tokenHiddenReward(backend: Backend, options: unknown): Pro
   const weighting = enumOption<Weighting>('weighting', o.weighting, ['length', 'none'], 'length');
   const beta = numberOption('beta', o.beta, 1);
   const precision = enumOption<ThrPrecision>('precision', o.precision, THR_PRECISIONS, 'f32');
-  const uploads: Upload[] = [];
-  return withUploads(uploads, async () => {
-    const layout = resolveLayout(o.layout);
-    const { numTokens: T, numResponses: R, numGroups: G } = layout;
-    const take = taker(backend, uploads);
-    const hidden = take('hidden', o.hidden, FLOAT_DTYPES, [T, null]);
-    const correct = take('correct', o.correct, ['u8'], [R]);
-    const vocab = resolveVocab(backend, o.vocab, layout, undefined, uploads);
-    const pOffsets = probsOffsets(layout, vocab.hostOffsets);
-    const probs = take('probs', o.probs, ['f32'], [pOffsets[G]]);
-    const hostCorrect = readCorrect(o.correct, R);
+  return withInputs(backend, async (take) => {
+    const args = thrTensors(take, o);
     return backend.tokenHiddenReward({
-      hidden,
-      dim: hidden.shape[1],
-      probs,
-      probsOffsets: pOffsets,
-      vocab,
-      layout,
-      correct,
-      hostCorrect,
-      hostDegenerate: degenerateGroups(layout, hostCorrect),
+      ...args,
+      hostDegenerate: degenerateGroups(args.layout, args.hostCorrect),
       weighting,
       beta,
       precision,
@@ -209,8 +212,92 @@ export async function tokenHiddenReward(backend: Backend, options: unknown): Pro
   });
 }
 
+/** The degenerate flags an option gives, or those layout and correct imply. */
+function degenerateOption(value: unknown, layout: ResolvedLayout, correct: Uint8Array): Uint8Array {
+  if (value === undefined) return degenerateGroups(layout, correct);
+  if (!(value instanceof Uint8Array)) {
+    fail(
+      'DTYPE',
+      'degenerate',
+      `expected a Uint8Array of 0/1 flags [G] (host metadata), got ${describe(value)}`,
+    );
+  }
+  checkShape('degenerate', [value.length], [layout.numGroups]);
+  for (let i = 0; i < value.length; i++) {
+    if (value[i] > 1) fail('RANGE', 'degenerate', `expected flags 0 or 1, got ${value[i]} at [${i}]`);
+  }
+  return value;
+}
+
+/** THR's aggregate M_g (docs/THR.md), stacked [ΣK_g, d] f32: tokenHiddenReward's first half. */
+export async function thrAggregate(backend: Backend, options: unknown): Promise<Tensor<'f32'>> {
+  const o = requireOptions<ThrAggregateOptions>(
+    options,
+    '{ hidden, probs, vocab, layout, correct, weighting?, precision?, degenerate? }',
+    ['hidden', 'probs', 'vocab', 'layout', 'correct', 'weighting', 'precision', 'degenerate'],
+  );
+  const weighting = enumOption<Weighting>('weighting', o.weighting, ['length', 'none'], 'length');
+  const precision = enumOption<ThrPrecision>('precision', o.precision, THR_PRECISIONS, 'f32');
+  return withInputs(backend, async (take) => {
+    const args = thrTensors(take, o);
+    return backend.thrAggregate({
+      ...args,
+      hostDegenerate: degenerateOption(o.degenerate, args.layout, args.hostCorrect),
+      weighting,
+      precision,
+    });
+  });
+}
+
+/** THR and tau from an aggregate: tokenHiddenReward's second half. */
+export async function thrScore(backend: Backend, options: unknown): Promise<ThrResult> {
+  const o = requireOptions<ThrScoreOptions>(
+    options,
+    '{ hidden, probs, vocab, layout, correct, aggregate, beta?, precision?, degenerate? }',
+    ['hidden', 'probs', 'vocab', 'layout', 'correct', 'aggregate', 'beta', 'precision', 'degenerate'],
+  );
+  const beta = numberOption('beta', o.beta, 1);
+  const precision = enumOption<ThrPrecision>('precision', o.precision, THR_PRECISIONS, 'f32');
+  return withInputs(backend, async (take) => {
+    const args = thrTensors(take, o);
+    if (!(o.aggregate instanceof Tensor)) {
+      fail('DTYPE', 'aggregate', `expected the Tensor thrAggregate returned, got ${describe(o.aggregate)}`);
+    }
+    const aggregate = take(
+      'aggregate',
+      o.aggregate,
+      ['f32'],
+      [args.vocab.hostOffsets[args.layout.numGroups], args.dim],
+    );
+    return backend.thrScore({
+      ...args,
+      aggregate,
+      hostDegenerate: degenerateOption(o.degenerate, args.layout, args.hostCorrect),
+      weighting: 'length', // unused by the scoring (the aggregate carries the weights)
+      beta,
+      precision,
+    });
+  });
+}
+
+/** The tensors and host arrays tokenHiddenReward, thrAggregate and thrScore share. */
+function thrTensors(
+  take: Take,
+  o: Partial<ThrAggregateOptions>,
+): Omit<TokenHiddenRewardArgs, 'hostDegenerate' | 'weighting' | 'beta' | 'precision'> {
+  const layout = resolveLayout(o.layout);
+  const { numTokens: T, numResponses: R, numGroups: G } = layout;
+  const hidden = take('hidden', o.hidden, FLOAT_DTYPES, [T, null]);
+  const correct = take('correct', o.correct, ['u8'], [R]);
+  const vocab = resolveVocab(take, o.vocab, layout, undefined);
+  const pOffsets = probsOffsets(layout, vocab.hostOffsets);
+  const probs = take('probs', o.probs, ['f32'], [pOffsets[G]]);
+  const hostCorrect = readCorrect(o.correct, R);
+  return { hidden, dim: hidden.shape[1], probs, probsOffsets: pOffsets, vocab, layout, correct, hostCorrect };
+}
+
 /**
- * Reweights token advantages by THR (THR.md, "Reweighting"). An option the chosen mode ignores
+ * Reweights token advantages by THR (docs/THR.md, "Reweighting"). An option the chosen mode ignores
  * (p ≠ 0 outside 'thr', mask: false with 'nthr', a fixed eta outside 'nthr') is a RANGE error
  * rather than silently dropped.
  */
@@ -240,11 +327,9 @@ export async function thrReweight(backend: Backend, options: unknown): Promise<T
     }
     eta = etaRaw;
   }
-  const uploads: Upload[] = [];
-  return withUploads(uploads, async () => {
+  return withInputs(backend, async (take) => {
     const layout = resolveLayout(o.layout);
     const { numTokens: T, numResponses: R, numGroups: G } = layout;
-    const take = taker(backend, uploads);
     const tokenAdvantages = take('tokenAdvantages', o.tokenAdvantages, ['f32'], [T]);
     const thr = take('thr', o.thr, ['f32'], [T]);
     const tau = take('tau', o.tau, ['f32'], [G]);

@@ -218,14 +218,29 @@ export function checkOptions<T extends object>(
   return value as Partial<T>;
 }
 
-/** Disposes the temporaries an op uploaded, whatever happens in between. */
-export async function withUploads<T>(
-  tensors: { tensor: Tensor; uploaded: boolean }[],
-  run: () => Promise<T>,
-): Promise<T> {
+/** Takes one tensor argument: asTensor, with a plain array's upload recorded for disposal. */
+export type Take = <D extends DType>(
+  argument: string,
+  value: unknown,
+  dtypes: readonly D[],
+  pattern: ShapePattern,
+) => Tensor<D>;
+
+/**
+ * Runs an op body with `take`, which accepts each tensor argument (asTensor) and records the
+ * temporaries it uploads; they are disposed when the body ends, whatever happens in between (a later
+ * check that throws included). The one upload-tracking helper of every op.
+ */
+export async function withInputs<T>(backend: Backend, run: (take: Take) => Promise<T>): Promise<T> {
+  const uploaded: Tensor[] = [];
+  const take: Take = (argument, value, dtypes, pattern) => {
+    const r = asTensor(backend, argument, value, dtypes, pattern);
+    if (r.uploaded) uploaded.push(r.tensor);
+    return r.tensor;
+  };
   try {
-    return await run();
+    return await run(take);
   } finally {
-    for (const t of tensors) if (t.uploaded) t.tensor.dispose();
+    for (const t of uploaded) t.dispose();
   }
 }

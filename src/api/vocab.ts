@@ -1,14 +1,14 @@
 /**
- * The restricted vocabulary V*_g of THR.md, as host metadata: built on the host from host tokens,
+ * The restricted vocabulary V*_g of docs/THR.md, as host metadata: built on the host from host tokens,
  * validated on the host, uploaded once. Like a Layout, a RestrictedVocab carries its host arrays,
  * so gatherProbs and tokenHiddenReward plan their launches and check every index without reading
  * device memory back (docs/DESIGN.md, "Host metadata, device values").
  */
-import type { Backend, ResolvedVocab, RestrictedVocab, VocabHost } from '../backends/backend.js';
+import type { ResolvedVocab, RestrictedVocab, VocabHost } from '../backends/backend.js';
 import { fail } from '../errors.js';
 import { type ResolvedLayout, validateOffsets } from '../layout.js';
 import { Tensor } from '../tensor.js';
-import { asTensor, type TensorLike } from './validate.js';
+import type { Take, TensorLike } from './validate.js';
 
 /**
  * What the ops accept as `vocab`: restrictedVocab()'s result, or the three host arrays (tests and
@@ -86,15 +86,14 @@ function hostOf(v: { host?: Partial<VocabHost> }, field: keyof VocabHost, value:
 
 /**
  * Checks `vocab` against the layout (and the logits' width, when given) on its host arrays, and
- * returns the device tensors with the host offsets. Int32Array fields are uploaded (recorded in
- * `uploads`, which the op disposes).
+ * returns the device tensors with the host offsets. Int32Array fields are uploaded through `take`
+ * (withInputs disposes them).
  */
 export function resolveVocab(
-  backend: Backend,
+  take: Take,
   value: unknown,
   layout: ResolvedLayout,
   vocabSize: number | undefined,
-  uploads: { tensor: Tensor; uploaded: boolean }[],
 ): ResolvedVocab {
   if (typeof value !== 'object' || value === null) {
     fail(
@@ -139,15 +138,10 @@ export function resolveVocab(
         fail('RANGE', 'vocab.tokenColumn', `expected [${t}] in [0, ${k}) (group ${g}'s |V*|), got ${c}`);
     }
   }
-  const take = (field: keyof VocabHost, pattern: number) => {
-    const r = asTensor(backend, `vocab.${field}`, v[field], ['i32'], [pattern]);
-    uploads.push(r);
-    return r.tensor;
-  };
   return {
-    offsets: take('offsets', G + 1),
-    columns: take('columns', columns.length),
-    tokenColumn: take('tokenColumn', T),
+    offsets: take('vocab.offsets', v.offsets, ['i32'], [G + 1]),
+    columns: take('vocab.columns', v.columns, ['i32'], [columns.length]),
+    tokenColumn: take('vocab.tokenColumn', v.tokenColumn, ['i32'], [T]),
     hostOffsets: offsets,
   };
 }

@@ -10,7 +10,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type ErrorCode, GrpoKernelsError } from '../errors.js';
 import type { NativeCpuBuildInfo, NativeCpuDevice } from './cpu/native.js';
-import type { NativeDevice } from './cuda/native.js';
+import type { NativeDevice, NativeLmheadPlan } from './cuda/native.js';
 
 /** The C++ enum tables (native/addon.cc enums()): each enum's names in the C++ order. */
 export interface NativeEnums {
@@ -18,8 +18,16 @@ export interface NativeEnums {
   stdKind: string[];
   scaleKind: string[];
   singleton: string[];
+  nanRewards: string[];
   thrPrecision: string[];
   reweightMode: string[];
+  policyLoss: string[];
+  klEstimator: string[];
+  rolloutLevel: string[];
+  rolloutMode: string[];
+  aggregation: string[];
+  termAggregation: string[];
+  seqTokenDivisor: string[];
 }
 
 export interface NativeBuildInfo {
@@ -37,6 +45,13 @@ export interface NativeAddon {
   buildInfo(): NativeBuildInfo;
   /** The C++ enum tables (every build since the cpu backend; older builds: CUDA only). */
   enums?(): NativeEnums;
+  /** CUDA builds only: the LM-head launchers' scratch at a size (native/cuda/lmhead.cuh). */
+  lmheadPlan?(args: {
+    rows: number;
+    vocab: number;
+    dim: number;
+    dtype: 'f32' | 'f16' | 'bf16';
+  }): NativeLmheadPlan;
   /** CUDA builds only. */
   CudaDevice?: new (
     index: number,

@@ -67,8 +67,116 @@ export interface GatherProbsArgs {
   probsOffsets: Float64Array;
 }
 
+// ---------------------------------------------------------------- LM head (linear) log-probs
+/**
+ * The logits of linearLogprobs are hidden · weightᵀ + bias, never materialised: [rows, vocab] is
+ * computed tile by tile and reduced into the online softmax state of each row (docs/DESIGN.md,
+ * "Fused LM head"). `weight` may be a vocabulary shard (rows [vocabStart, vocabStart + vocab) of the
+ * full head): the states ops take it with its vocabStart; linearLogprobs and its backward take the
+ * whole head (vocabStart 0).
+ */
+export interface LinearLogprobsArgs {
+  hidden: Tensor<FloatDType>; // [rows, dim]
+  weight: Tensor<FloatDType>; // [vocab, dim], the same dtype as hidden
+  /** [vocab], the weight's dtype; absent: no bias. */
+  bias?: Tensor<FloatDType>;
+  targets: Tensor<'i32'>; // [rows], ids of the full vocabulary
+  rows: number;
+  dim: number;
+  /** Rows of `weight`: the vocabulary, or the shard's width. */
+  vocab: number;
+  temperature: number;
+  ignoreIndex: number;
+  entropy: boolean;
+  sumSquares: boolean;
+}
+export interface LinearLogprobsBackwardArgs {
+  hidden: Tensor<FloatDType>; // [rows, dim]
+  weight: Tensor<FloatDType>; // [vocab, dim]
+  bias?: Tensor<FloatDType>; // [vocab]
+  targets: Tensor<'i32'>; // [rows]
+  lse: Tensor<'f32'>; // [rows], from linearLogprobs()
+  gradLogprobs: Tensor<'f32'>; // [rows]
+  /** With gradEntropy, the forward's entropy [rows]. */
+  gradEntropy?: Tensor<'f32'>;
+  entropy?: Tensor<'f32'>;
+  rows: number;
+  dim: number;
+  vocab: number;
+  /**
+   * The shard: weight holds rows [vocabStart, vocabStart + vocab) of the head (0: the whole head), and
+   * targets are ids of the full vocabulary; lse and entropy are the full head's (mergeLogprobStates').
+   */
+  vocabStart: number;
+  /** Targets must lie in [0, targetLimit): vocab for the whole head, 2^31 − 1 for a shard. */
+  targetLimit: number;
+  temperature: number;
+  ignoreIndex: number;
+}
+export interface LinearLogprobsGrads {
+  /** dLoss/dhidden, f32 [rows, dim]. */
+  gradHidden: Tensor<'f32'>;
+  /** dLoss/dweight, f32 [vocab, dim]. */
+  gradWeight: Tensor<'f32'>;
+  /** dLoss/dbias, f32 [vocab]; present when a bias was given. */
+  gradBias?: Tensor<'f32'>;
+}
+
+/**
+ * The online softmax state of each row over a vocabulary shard [vocabStart, vocabEnd), on the raw
+ * logits x (z = x / T), in natural-log units:
+ *   max         = max_j x_j (raw; −Inf when every logit of the shard is −Inf; NaN-free unless the row is)
+ *   sumExp      = Σ_j e^{d_j},           d_j = (x_j − max) / T ≤ 0
+ *   sumExpDelta = Σ_j e^{d_j}·d_j        (with entropy)
+ *   sumExpSq    = Σ_j e^{2 d_j}          (with sumSquares)
+ *   targetLogit = x_target when the row's target lies in the shard, else 0
+ * Ignored rows (target = ignoreIndex) give 0 everywhere. A NaN logit makes the row's sums NaN, a
+ * +Inf logit makes max +Inf (both give NaN outputs once merged, as logprobs does).
+ */
+export interface LogprobStates {
+  max: Tensor<'f32'>; // [rows]
+  sumExp: Tensor<'f32'>; // [rows]
+  sumExpDelta?: Tensor<'f32'>; // [rows]
+  sumExpSq?: Tensor<'f32'>; // [rows]
+  targetLogit: Tensor<'f32'>; // [rows]
+  /** The shard: columns [vocabStart, vocabEnd) of the full vocabulary. */
+  vocabStart: number;
+  vocabEnd: number;
+  /** The temperature and ignoreIndex the state was computed with (merging checks they agree). */
+  temperature: number;
+  ignoreIndex: number;
+}
+/** logprobStates over a shard of materialised logits. */
+export interface LogprobStatesArgs {
+  logits: Tensor<FloatDType>; // [rows, vocab] = columns [vocabStart, vocabStart + vocab)
+  targets: Tensor<'i32'>; // [rows], ids of the full vocabulary
+  rows: number;
+  vocab: number;
+  vocabStart: number;
+  temperature: number;
+  ignoreIndex: number;
+  entropy: boolean;
+  sumSquares: boolean;
+}
+/** linearLogprobStates over a shard of the head: weight [vocab, dim] = rows [vocabStart, +vocab). */
+export interface LinearLogprobStatesArgs extends LinearLogprobsArgs {
+  vocabStart: number;
+}
+export interface MergeLogprobStatesArgs {
+  /** Ascending, contiguous shards that tile [0, vocab): merged in this order. */
+  states: readonly LogprobStates[];
+  targets: Tensor<'i32'>; // [rows]
+  rows: number;
+  /** The full vocabulary: the last state's vocabEnd. */
+  vocab: number;
+  temperature: number;
+  ignoreIndex: number;
+  entropy: boolean;
+  sumSquares: boolean;
+}
+
 // ---------------------------------------------------------------- advantages family
-/** Every estimator of ESTIMATORS.md; the one list the API, the backends and the tests share. */
+/** Every estimator of docs/ESTIMATORS.md; the one list the API, the backends and the tests share. */
 export const ESTIMATORS = [
   'grpo',
   'dr_grpo',
@@ -91,6 +199,14 @@ export type StdKind = (typeof STD_KINDS)[number];
  */
 export const SINGLETON_POLICIES = ['zero', 'mean0', 'nan'] as const;
 export type SingletonPolicy = (typeof SINGLETON_POLICIES)[number];
+/**
+ * NaN rewards: 'propagate' (NaN in, NaN out: the group's statistics and advantages become NaN), or
+ * 'unscorable' (TRL): a NaN reward is left out of every statistic (its group's mean and std, the batch
+ * std, gpg's α, opo's baseline, reinforce_pp_baseline's whitening), its advantage is 0, the rest of the
+ * group is normalised as usual, and then, as torch.nan_to_num, NaN advantages become 0 and ±Inf ±f32 max.
+ */
+export const NAN_REWARD_POLICIES = ['propagate', 'unscorable'] as const;
+export type NanRewardPolicy = (typeof NAN_REWARD_POLICIES)[number];
 /** GRPO's divisor: the group's std, the std of every reward in the batch, or none. */
 export const SCALE_KINDS = ['group', 'batch', 'none'] as const;
 export type ScaleKind = (typeof SCALE_KINDS)[number];
@@ -128,6 +244,7 @@ export interface AdvantagesArgs {
   /** Divisor of grpo and grpo_passk; ignored by the other estimators. */
   scale: ScaleKind;
   singleton: SingletonPolicy;
+  nanRewards: NanRewardPolicy;
   /** reinforce_pp_baseline's whitening convention (see WhitenVarianceEps above). */
   whitenMaskEps: number;
   whitenVariance: StdKind;
@@ -207,12 +324,23 @@ export interface TokenHiddenRewardArgs {
   layout: ResolvedLayout;
   correct: Tensor<'u8'>; // [R]
   hostCorrect: Uint8Array; // [R], values 0 or 1
-  /** 1 where group g is degenerate (THR.md item 6: no correct or no incorrect response, or no
+  /** 1 where group g is degenerate (docs/THR.md item 6: no correct or no incorrect response, or no
    * token in its correct responses); from layout and hostCorrect. [G] */
   hostDegenerate: Uint8Array;
   weighting: Weighting;
   beta: number;
   precision: ThrPrecision;
+}
+/**
+ * THR's two halves (tokenHiddenReward = thrAggregate then thrScore): the aggregate M_g = Σ_{u∈P_g}
+ * w_u g_u h_uᵀ of every live group, stacked [ΣK_g, dim] f32 (group g's rows at vocab offsets[g];
+ * rows of degenerate groups 0), is a sum over correct tokens, so data-parallel shards of a batch
+ * all-reduce it (a sum) between the two calls.
+ */
+export interface ThrAggregateArgs extends Omit<TokenHiddenRewardArgs, 'beta'> {}
+export interface ThrScoreArgs extends TokenHiddenRewardArgs {
+  /** [ΣK_g, dim] f32, from thrAggregate (summed over the shards). */
+  aggregate: Tensor<'f32'>;
 }
 export interface ThrResult {
   thr: Tensor<'f32'>; // [Ttotal]
@@ -234,6 +362,153 @@ export interface ThrReweightArgs {
   mask: boolean;
   /** NTHR's eta: a fixed number in [0, 1], or 'auto' = 2·|0.5 − rho_g|. */
   eta: number | 'auto';
+}
+
+// ---------------------------------------------------------------- policy loss
+/** POLICY.md's per-token surrogates; the one list the API, the backends and the tests share. */
+export const POLICY_LOSSES = ['ppo', 'gspo', 'cispo', 'sapo', 'reinforce'] as const;
+export type PolicyLossKind = (typeof POLICY_LOSSES)[number];
+/** KL estimators of x = ℓ − ℓʳ: k1 = x, abs = |x|, k2 = x²/2, k3 = e^{−x} + x − 1. */
+export const KL_ESTIMATORS = ['k1', 'abs', 'k2', 'k3'] as const;
+export type KlEstimator = (typeof KL_ESTIMATORS)[number];
+/** Rollout-correction weight per token, per sequence (product) or per sequence (geometric mean). */
+export const ROLLOUT_LEVELS = ['token', 'sequence', 'geometric'] as const;
+export type RolloutLevel = (typeof ROLLOUT_LEVELS)[number];
+/** truncate: w ← clamp(w, lower, upper); mask: w ← w·1[lower ≤ w ≤ upper]. */
+export const ROLLOUT_MODES = ['truncate', 'mask'] as const;
+export type RolloutMode = (typeof ROLLOUT_MODES)[number];
+/** POLICY.md "Aggregation": the five ways of turning per-token losses into the scalar. */
+export const AGGREGATIONS = [
+  'token-mean',
+  'token-sum',
+  'seq-mean-token-sum',
+  'seq-mean-token-mean',
+  'seq-mean-token-sum-norm',
+] as const;
+export type Aggregation = (typeof AGGREGATIONS)[number];
+/** How a KL or entropy term is aggregated: like the policy term, or always as a token mean. */
+export const TERM_AGGREGATIONS = ['loss', 'token-mean'] as const;
+export type TermAggregation = (typeof TERM_AGGREGATIONS)[number];
+/** seq-mean-token-mean's per-sequence divisor: n_r + 1e-8 (verl, OpenRLHF) or max(n_r, 1) (TRL). */
+export const SEQ_TOKEN_DIVISORS = ['eps', 'clamp1'] as const;
+export type SeqTokenDivisor = (typeof SEQ_TOKEN_DIVISORS)[number];
+/** The local sequence count of the seq-mean modes: sequences with a valid token (verl) or all (TRL). */
+export const SEQ_COUNTS = ['nonempty', 'all'] as const;
+export type SeqCount = (typeof SEQ_COUNTS)[number];
+/**
+ * The entries of policyLoss's `stats` tensor, in order (f32 [POLICY_STATS.length]). Means are over
+ * the batch's valid tokens (mask 1); NaN where the quantity was not computed (no KL, no entropy, no
+ * rollout correction) or has no element (no valid token).
+ */
+export const POLICY_STATS = [
+  'clipFraction',
+  'clipFractionLower',
+  'ppoKl',
+  'klMean',
+  'entropyMean',
+  'ratioMin',
+  'ratioMean',
+  'ratioMax',
+  'rolloutWeightMean',
+  'rolloutClippedFraction',
+  'rolloutEss',
+  'tokens',
+  'sequences',
+] as const;
+export type PolicyStatName = (typeof POLICY_STATS)[number];
+
+/** The KL penalty, resolved (present when the caller asked for one; refLogprobs is then given). */
+export interface ResolvedKl {
+  estimator: KlEstimator;
+  /** Value of the estimator, gradient of k2 (verl's "k1+", "k3+"). */
+  straightThrough: boolean;
+  /** β ≥ 0. */
+  coef: number;
+  /** k3 only: y = −x clamped to ±inputClamp before e^y (verl 20); Infinity: none. */
+  inputClamp: number;
+  /** The estimator's value clamped to ±valueClamp (verl: k3, 10; OpenRLHF: every estimator, 10). */
+  valueClamp: number;
+  /** true: the clamp applies to every estimator (OpenRLHF); false: to k3 only (verl). */
+  valueClampAll: boolean;
+  aggregation: TermAggregation;
+}
+
+/** Rollout correction, resolved (present when asked for; rolloutLogprobs is then given). */
+export interface ResolvedRollout {
+  level: RolloutLevel;
+  mode: RolloutMode;
+  /** 0 ≤ lower < upper, finite. */
+  lower: number;
+  upper: number;
+  /** Divide the weights by their batch mean (over valid tokens, or nonempty sequences). */
+  normalize: boolean;
+  /** λ (or Σλ, mean λ) clamped to ±logClamp before e^· (verl's SAFETY_BOUND 20); Infinity: none. */
+  logClamp: number;
+}
+
+/**
+ * policyLoss, resolved (src/api/policy.ts; the math is POLICY.md's, the conventions docs/PRESETS.md's).
+ * "Infinity" means "off" for every clamp and cap below.
+ */
+export interface PolicyLossArgs {
+  logprobs: Tensor<'f32'>; // [T]
+  oldLogprobs: Tensor<'f32'>; // [T]
+  advantages: Tensor<'f32'>; // [T]
+  refLogprobs?: Tensor<'f32'>; // [T], with kl
+  rolloutLogprobs?: Tensor<'f32'>; // [T], with rollout
+  entropy?: Tensor<'f32'>; // [T]; gradEntropy is returned when present
+  mask?: Tensor<'u8'>; // [T], nonzero = valid; absent: every token valid
+  responseOffsets: Int32Array; // [R+1], validated, ends at T
+  numTokens: number;
+  numResponses: number;
+  loss: PolicyLossKind;
+  /** ε_low, ε_high > 0 (cispo with cispoCap: clipHigh is the absolute cap). */
+  clipLow: number;
+  clipHigh: number;
+  /** ppo: dual-clip constant c > 1 (for A < 0, L ← min(L, −A·c)); Infinity: off. */
+  dualClip: number;
+  /** Δ = ℓ − ℓ° clamped to ±logRatioClamp before e^Δ (every loss but gspo). */
+  logRatioClamp: number;
+  /** gspo: the sequence log-ratio clamped above at this (verl 10). */
+  gspoLogClamp: number;
+  /** ppo, gspo: TRL's cap of the unclipped ratio, min(ρ, δ). */
+  delta: number;
+  /** cispo: TRL's sg[min(ρ, clipHigh)] (true) or verl's sg[clip(ρ, 1 − clipLow, 1 + clipHigh)] (false). */
+  cispoCap: boolean;
+  sapoTauPos: number;
+  sapoTauNeg: number;
+  kl?: ResolvedKl;
+  /** c_H (any finite number; 0 with entropy present still returns gradEntropy = 0). */
+  entropyCoef: number;
+  entropyAggregation: TermAggregation;
+  rollout?: ResolvedRollout;
+  aggregation: Aggregation;
+  seqTokenDivisor: SeqTokenDivisor;
+  seqCount: SeqCount;
+  /** seq-mean-token-sum-norm: D·Σ/(N_seq·K) (true) or verl's Σ/K (false). */
+  normBySequences: boolean;
+  /** K of seq-mean-token-sum-norm (> 0). */
+  scaleFactor: number;
+  /** D ≥ 1. */
+  ranks: number;
+  /** N_tok of token-mean terms when the host knows it (global count, or counted from a host mask). */
+  tokens?: number;
+  /** N_seq of the seq-mean modes when the host knows it. */
+  sequences?: number;
+  /** Return the per-token loss. */
+  tokenLoss: boolean;
+}
+export interface PolicyLossResult {
+  /** The scalar loss, f32 [1] (a device tensor: read it when you need the number). */
+  loss: Tensor<'f32'>;
+  /** dLoss/dℓ_t, f32 [T]; 0 for masked tokens. */
+  gradLogprobs: Tensor<'f32'>;
+  /** dLoss/dH_t, f32 [T]; present when entropy was given. */
+  gradEntropy?: Tensor<'f32'>;
+  /** m_t·(w_t·L_t + β·KL_t − c_H·H_t) before aggregation, f32 [T]; present when asked for. */
+  tokenLoss?: Tensor<'f32'>;
+  /** f32 [POLICY_STATS.length], in POLICY_STATS order. */
+  stats: Tensor<'f32'>;
 }
 
 // ---------------------------------------------------------------- the interface
@@ -261,12 +536,23 @@ export interface Backend {
   logprobsBackward(args: LogprobsBackwardArgs): Promise<Tensor<FloatDType>>;
   gatherProbs(args: GatherProbsArgs): Promise<Tensor<'f32'>>;
 
+  /** log-probs of hidden · weightᵀ + bias without the [rows, vocab] logits. */
+  linearLogprobs(args: LinearLogprobsArgs): Promise<LogprobsResult>;
+  linearLogprobsBackward(args: LinearLogprobsBackwardArgs): Promise<LinearLogprobsGrads>;
+  logprobStates(args: LogprobStatesArgs): Promise<LogprobStates>;
+  linearLogprobStates(args: LinearLogprobStatesArgs): Promise<LogprobStates>;
+  mergeLogprobStates(args: MergeLogprobStatesArgs): Promise<LogprobsResult>;
+
   advantages(args: AdvantagesArgs): Promise<AdvantagesResult>;
   expandToTokens(args: ExpandToTokensArgs): Promise<Tensor<'f32'>>;
   whiten(args: WhitenArgs): Promise<Tensor<'f32'>>;
 
   tokenHiddenReward(args: TokenHiddenRewardArgs): Promise<ThrResult>;
   thrReweight(args: ThrReweightArgs): Promise<Tensor<'f32'>>;
+  thrAggregate(args: ThrAggregateArgs): Promise<Tensor<'f32'>>;
+  thrScore(args: ThrScoreArgs): Promise<ThrResult>;
+
+  policyLoss(args: PolicyLossArgs): Promise<PolicyLossResult>;
 
   /** Resolves when every op queued so far has finished on the device (for timing). */
   synchronize(): Promise<void>;

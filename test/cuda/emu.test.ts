@@ -1,5 +1,5 @@
 /**
- * The CUDA emulator's self-test (native/emu/selftest.cu, built by scripts/build-emu.mjs beside the
+ * The CUDA emulator's self-test (tools/cuda-emu/selftest.cu, built by scripts/build-emu.mjs beside the
  * emulator addon): before test/cuda/ops.test.ts trusts results computed by the emulator, its warp
  * shuffles, barriers, race probe, failure reports, WMMA, and the PTX stand-ins (mma.sync m16n8k8
  * fragments, cp.async, ballot, dynamic shared memory) are checked against CUDA's definitions.

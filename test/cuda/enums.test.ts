@@ -7,15 +7,24 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import {
+  AGGREGATIONS,
   ESTIMATORS,
+  KL_ESTIMATORS,
+  NAN_REWARD_POLICIES,
+  POLICY_LOSSES,
   REWEIGHT_MODES,
+  ROLLOUT_LEVELS,
+  ROLLOUT_MODES,
   SCALE_KINDS,
+  SEQ_TOKEN_DIVISORS,
   SINGLETON_POLICIES,
   STD_KINDS,
+  TERM_AGGREGATIONS,
   THR_PRECISIONS,
 } from '../../src/backends/backend.js';
 import { loadNativeAddon, type NativeEnums } from '../../src/backends/cuda/native.js';
 import { ESTIMATOR_CODE, SCALE_CODE, SINGLETON_CODE } from '../../src/backends/webgpu/advantages.js';
+import { AGGREGATION_CODE, KL_CODE, LEVEL_CODE, POLICY_LOSS_CODE } from '../../src/backends/webgpu/policy.js';
 
 function nativeEnums(): NativeEnums | string {
   try {
@@ -36,8 +45,50 @@ describe('enum tables agree across TypeScript, C++ and WGSL', () => {
     expect(e.stdKind).toEqual([...STD_KINDS]);
     expect(e.scaleKind).toEqual([...SCALE_KINDS]);
     expect(e.singleton).toEqual([...SINGLETON_POLICIES]);
+    expect(e.nanRewards).toEqual([...NAN_REWARD_POLICIES]);
     expect(e.thrPrecision).toEqual([...THR_PRECISIONS]);
     expect(e.reweightMode).toEqual([...REWEIGHT_MODES]);
+    expect(e.policyLoss).toEqual([...POLICY_LOSSES]);
+    expect(e.klEstimator).toEqual([...KL_ESTIMATORS]);
+    expect(e.rolloutLevel).toEqual([...ROLLOUT_LEVELS]);
+    expect(e.rolloutMode).toEqual([...ROLLOUT_MODES]);
+    expect(e.aggregation).toEqual([...AGGREGATIONS]);
+    expect(e.termAggregation).toEqual([...TERM_AGGREGATIONS]);
+    expect(e.seqTokenDivisor).toEqual([...SEQ_TOKEN_DIVISORS]);
+  });
+
+  it('policy.wgsl constants = the webgpu codes = the list positions', () => {
+    const wgsl = readFileSync(new URL('../../shaders/policy.wgsl', import.meta.url), 'utf8');
+    const constant = (name: string) => {
+      const m = new RegExp(`const ${name}: u32 = (\\d+)u;`).exec(wgsl);
+      expect(m, `shaders/policy.wgsl defines ${name}`).not.toBeNull();
+      return Number(m![1]);
+    };
+    const tables: [string, readonly string[], Record<string, number>, string[]][] = [
+      ['LOSS_', POLICY_LOSSES, POLICY_LOSS_CODE, ['PPO', 'GSPO', 'CISPO', 'SAPO', 'REINFORCE']],
+      ['KL_', KL_ESTIMATORS, KL_CODE, ['K1', 'ABS', 'K2', 'K3']],
+      ['LEVEL_', ROLLOUT_LEVELS, LEVEL_CODE, ['TOKEN', 'SEQUENCE', 'GEOMETRIC']],
+      [
+        'AGG_',
+        AGGREGATIONS,
+        AGGREGATION_CODE,
+        ['TOKEN_MEAN', 'TOKEN_SUM', 'SEQ_MEAN_TOKEN_SUM', 'SEQ_MEAN_TOKEN_MEAN', 'SEQ_MEAN_TOKEN_SUM_NORM'],
+      ],
+    ];
+    for (const [prefix, list, codes, wgslNames] of tables) {
+      expect(wgslNames.length).toBe(list.length);
+      list.forEach((name, i) => {
+        expect(
+          wgslNames[i]
+            .toLowerCase()
+            .replace(/_/g, '-')
+            .replace(/^k(\d)$/, 'k$1'),
+          name,
+        ).toBe(name.replace(/_/g, '-'));
+        expect(constant(prefix + wgslNames[i]), `${prefix}${wgslNames[i]}`).toBe(i);
+        expect(codes[name], name).toBe(i);
+      });
+    }
   });
 
   it('WGSL constants = the webgpu codes = the list positions', () => {

@@ -1,6 +1,6 @@
 /**
  * CUDA failures, injected: on the CUDA emulator (vitest project "cuda-emu"), GK_EMU_FAULT makes one
- * chosen runtime call or kernel launch fail (native/emu/emu_runtime.cc, "fault injection"), so the
+ * chosen runtime call or kernel launch fail (tools/cuda-emu/emu_runtime.cc, "fault injection"), so the
  * addon's handling of what a GPU does only when something breaks is tested on every CI run: each
  * failure becomes a GrpoKernelsError with its code and the failing call, the process lives, and the
  * context keeps working where CUDA allows it. Its own file: an illegal address poisons the emulated
@@ -9,7 +9,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import type { NativeDevice } from '../../src/backends/cuda/native.js';
 import { type Context, createContext } from '../../src/index.js';
-import { makeThrCase, randomGroups, runThr } from '../fixtures/thr.js';
+import { f32Bits, makeThrCase, randomGroups, runThr } from '../fixtures/thr.js';
 import { randomInts, randomNormal } from '../util/rng.js';
 import { EMULATED, probeGpu, rejection } from './helpers.js';
 
@@ -86,20 +86,47 @@ describe.skipIf(gpu.ctx === undefined)('cuda: injected CUDA failures (emulator)'
     }
   });
 
-  it('THR on a GPU with too little shared memory per block (99 KiB, as sm_89) is BACKEND_UNAVAILABLE saying what it needs; the context keeps working', async () => {
-    const c = makeThrCase({ seed: 9, groups: randomGroups(9, 2, 4, 8), dim: 16, vocabSize: 30 });
-    process.env.GK_EMU_SMEM_OPTIN = String(99 * 1024);
+  // GK_EMU_SMEM_OPTIN: the shared memory per block the emulated device reports (an H100's 227 KiB unless
+  // set). thr.cu picks its tile configuration from it (header, "Configurations"); the emulator refuses
+  // a cudaFuncSetAttribute above it, so a configuration that did not fit would fail these calls.
+  async function thrAt(optin: number | undefined, dtype: 'f32' | 'bf16') {
+    const c = makeThrCase({ seed: 9, groups: randomGroups(9, 3, 5, 40), dim: 40, vocabSize: 200, dtype });
+    if (optin === undefined) delete process.env.GK_EMU_SMEM_OPTIN;
+    else process.env.GK_EMU_SMEM_OPTIN = String(optin);
     try {
-      const e = await rejection(runThr(cuda, c));
-      expect(e.code).toBe('BACKEND_UNAVAILABLE');
-      expect(e.message).toMatch(/tokenHiddenReward/);
-      expect(e.message).toMatch(/KiB of shared memory per block/);
-      expect(e.message).toMatch(/allows 99 KiB/);
+      return await runThr(cuda, c);
     } finally {
       delete process.env.GK_EMU_SMEM_OPTIN;
     }
-    const r = await runThr(cuda, c);
+  }
+
+  it('THR runs where sm_80 and newer GPUs do: 99 KiB per block (sm_86, sm_89: the small configuration), 163 KiB (A100), 227 KiB; the same bits in each', async () => {
+    for (const dtype of ['f32', 'bf16'] as const) {
+      const ref = await thrAt(undefined, dtype);
+      expect(ref.thr.every(Number.isFinite), `${dtype}: finite THR`).toBe(true);
+      for (const kib of [99, 163]) {
+        const r = await thrAt(kib * 1024, dtype);
+        expect(f32Bits(r.thr), `${dtype} at ${kib} KiB: thr`).toEqual(f32Bits(ref.thr));
+        expect(f32Bits(r.tau), `${dtype} at ${kib} KiB: tau`).toEqual(f32Bits(ref.tau));
+      }
+    }
+  });
+
+  it('THR below what the small configuration needs is BACKEND_UNAVAILABLE saying what it needs (81 KiB with f32 hidden states, 65 KiB with bf16); the context keeps working', async () => {
+    const e = await rejection(thrAt(80 * 1024, 'f32'));
+    expect(e.code).toBe('BACKEND_UNAVAILABLE');
+    expect(e.message).toMatch(/tokenHiddenReward/);
+    expect(e.message).toMatch(/need 81 KiB of shared memory per block with f32 hidden states/);
+    expect(e.message).toMatch(/allows 80 KiB/);
+    // 16-bit hidden rows halve the hidden stages: 80 KiB is enough for them, 64 KiB is not.
+    const r = await thrAt(80 * 1024, 'bf16');
     expect(r.thr.every(Number.isFinite)).toBe(true);
+    const e16 = await rejection(thrAt(64 * 1024, 'bf16'));
+    expect(e16.code).toBe('BACKEND_UNAVAILABLE');
+    expect(e16.message).toMatch(/need 65 KiB of shared memory per block with f16\/bf16 hidden states/);
+    expect(e16.message).toMatch(/allows 64 KiB/);
+    const again = await thrAt(undefined, 'f32');
+    expect(again.thr.every(Number.isFinite)).toBe(true);
     await logprobsOk(cuda);
   });
 
@@ -135,6 +162,7 @@ describe.skipIf(gpu.ctx === undefined)('cuda: injected CUDA failures (emulator)'
           eps: 1e-6,
           scale: 'group',
           singleton: 'zero',
+          nanRewards: 'propagate',
           whitenMaskEps: 0,
           whitenVariance: 'sample',
           whitenVarianceEps: 'add',

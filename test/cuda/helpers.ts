@@ -13,7 +13,7 @@ export const CUDA_ADDON = `${ROOT}build/Release/grpo_kernels_native.node`;
 export const NOCUDA_ADDON =
   process.env.GRPO_KERNELS_NOCUDA_ADDON ?? `${ROOT}build/nocuda/Release/grpo_kernels_native.node`;
 
-/** Set by the vitest project "cuda-emu": the cuda tests run on the CPU emulator (native/emu/). */
+/** Set by the vitest project "cuda-emu": the cuda tests run on the CPU emulator (tools/cuda-emu/). */
 export const EMULATED = process.env.GRPO_KERNELS_CUDA_EMU === '1';
 /**
  * Set by scripts/gpu/run.sh (and test/cuda/sanitize.sh) for the runs under compute-sanitizer: the
@@ -80,3 +80,14 @@ export async function rejection(p: Promise<unknown>): Promise<GrpoKernelsError> 
   }
   throw new Error('expected a rejection');
 }
+
+/**
+ * The CUDA THR tile configurations the THR tests run (native/cuda/thr.cu, "Configurations"): the one
+ * the device's shared memory per block selects (the large one on the emulator, an A100, H100, H200),
+ * and the small one (64 × 128 M tiles, 2-stage pipelines: what a 99 KiB sm_86 / sm_89 GPU runs),
+ * forced on any device by thrTuning.smallTiles (src/backends/cuda/thr.ts).
+ */
+export const THR_TILE_CONFIGS = [
+  { name: "the device's tiles", smallTiles: false },
+  { name: 'small tiles', smallTiles: true },
+] as const;

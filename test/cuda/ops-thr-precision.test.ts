@@ -1,6 +1,6 @@
 /**
  * CUDA tokenHiddenReward's accuracy per precision mode against float64 brute force (the pairwise
- * double sum of THR.md item 3, written here), with the bound each mode documents (native/cuda/thr.cu,
+ * double sum of docs/THR.md item 3, written here), with the bound each mode documents (native/cuda/thr.cu,
  * docs/cuda.md, TokenHiddenRewardOptions.precision).
  *
  * Normalisation: per token t of group g, |THR_t − THR*_t| ≤ atol_g with
@@ -21,10 +21,12 @@
  * states have) and peaked probabilities (the sampled token often holds most of the mass), so that
  * neither the q part of M_g nor the cancellation in ⟨h_u, h_t⟩ is negligible. |V*_g| and T_g exceed
  * 64 in some groups (partial 128-wide tiles: ops-thr-tiles.test.ts). Weighting 'length', and 'none'
- * at d = 200.
+ * at d = 200. Each case runs in both tile configurations (THR_TILE_CONFIGS: the device's, and the small
+ * one of 99 KiB GPUs, forced by thrTuning.smallTiles): both are held to the same bounds.
  */
-import { describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { ThrPrecision, Weighting } from '../../src/backends/backend.js';
+import { thrTuning } from '../../src/backends/cuda/thr.js';
 import { type Context, type FloatDType, GrpoKernelsError } from '../../src/index.js';
 import {
   bruteThr,
@@ -36,7 +38,7 @@ import {
   type ThrCase,
   thrGroupErrors,
 } from '../fixtures/thr.js';
-import { cpuContext, probeGpu, rejection } from './helpers.js';
+import { cpuContext, probeGpu, rejection, THR_TILE_CONFIGS } from './helpers.js';
 
 const gpu = await probeGpu();
 const noGpu = gpu.ctx === undefined;
@@ -97,35 +99,43 @@ describe('tokenHiddenReward precision option (validation, every backend)', () =>
   });
 });
 
-describe.skipIf(noGpu)('cuda THR precision vs float64 brute force', () => {
-  for (const d of [13, 200, 896]) {
-    for (const dtype of ['f32', 'bf16', 'f16'] as const) {
-      it(`d=${d} ${dtype}: 'f32' (default) within 3e-4 (1e-5 at this size), 'tf32' within 3e-3 of max|THR_g|`, async () => {
-        const c = thrCase(d, dtype);
-        const K = Array.from(c.vocabOffsets.subarray(1), (x, g) => x - c.vocabOffsets[g]);
-        expect(Math.max(...K), 'some group has |V*| above 64').toBeGreaterThan(64);
-        const weighting: Weighting = d === 200 ? 'none' : 'length';
-        const ref = bruteThr(c, weighting);
-        const bits: Record<string, number[]> = {};
-        for (const precision of [undefined, 'f32', 'tf32'] as const) {
-          const mode = precision ?? 'f32';
-          const label = `precision ${precision ?? 'default'} (${mode})`;
-          const r = await runThr(cuda, c, { weighting, precision });
-          bits[precision ?? 'default'] = Array.from(r.thr);
-          const { worst, bad } = thrGroupErrors(c, r.thr, r.tau, ref, BOUND[mode]);
-          expect(
-            bad,
-            `${label}, bound ${BOUND[mode]}: max error ${worst.toExponential(2)} of max|THR_g|`,
-          ).toEqual([]);
-          if (mode === 'f32') {
+for (const cfg of THR_TILE_CONFIGS) {
+  describe.skipIf(noGpu)(`cuda THR precision vs float64 brute force, ${cfg.name}`, () => {
+    beforeEach(() => {
+      thrTuning.smallTiles = cfg.smallTiles;
+    });
+    afterEach(() => {
+      thrTuning.smallTiles = false;
+    });
+    for (const d of [13, 200, 896]) {
+      for (const dtype of ['f32', 'bf16', 'f16'] as const) {
+        it(`d=${d} ${dtype}: 'f32' (default) within 3e-4 (1e-5 at this size), 'tf32' within 3e-3 of max|THR_g|`, async () => {
+          const c = thrCase(d, dtype);
+          const K = Array.from(c.vocabOffsets.subarray(1), (x, g) => x - c.vocabOffsets[g]);
+          expect(Math.max(...K), 'some group has |V*| above 64').toBeGreaterThan(64);
+          const weighting: Weighting = d === 200 ? 'none' : 'length';
+          const ref = bruteThr(c, weighting);
+          const bits: Record<string, number[]> = {};
+          for (const precision of [undefined, 'f32', 'tf32'] as const) {
+            const mode = precision ?? 'f32';
+            const label = `precision ${precision ?? 'default'} (${mode})`;
+            const r = await runThr(cuda, c, { weighting, precision });
+            bits[precision ?? 'default'] = Array.from(r.thr);
+            const { worst, bad } = thrGroupErrors(c, r.thr, r.tau, ref, BOUND[mode]);
             expect(
-              worst,
-              `${label}: f32-grade at this size (TF32-grade is 1e-4 and above)`,
-            ).toBeLessThanOrEqual(F32_GRADE_HERE);
+              bad,
+              `${label}, bound ${BOUND[mode]}: max error ${worst.toExponential(2)} of max|THR_g|`,
+            ).toEqual([]);
+            if (mode === 'f32') {
+              expect(
+                worst,
+                `${label}: f32-grade at this size (TF32-grade is 1e-4 and above)`,
+              ).toBeLessThanOrEqual(F32_GRADE_HERE);
+            }
           }
-        }
-        expect(bits.default, "the default is 'f32', bit for bit").toEqual(bits.f32);
-      });
+          expect(bits.default, "the default is 'f32', bit for bit").toEqual(bits.f32);
+        });
+      }
     }
-  }
-});
+  });
+}

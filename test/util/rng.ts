@@ -1,9 +1,19 @@
-/** Seeded random numbers for tests and benchmarks: the same seed gives the same inputs everywhere. */
+/** Seeded random numbers for tests: the same seed gives the same inputs everywhere. */
 
-import { mulberry32 } from '../../src/trainer/rng.js';
-
-/** mulberry32 (the toy trainer's generator): uniform in [0, 1). */
-export const rng = mulberry32;
+/**
+ * mulberry32: a small, fast 32-bit generator; uniform in [0, 1). The same generator as the toy
+ * trainer's (examples/toy-grpo/trainer/rng.ts), kept here so the tests' inputs depend on no example.
+ */
+export function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
 
 /** Standard normal samples (Box–Muller). */
 export function normal(rand: () => number): () => number {

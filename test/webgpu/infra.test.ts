@@ -1,7 +1,7 @@
 /**
  * The webgpu backend's infrastructure: uniform layouts against the WGSL structs, row chunking,
  * buffers and their accounting, poison, fromGPUBuffer, a caller's device, device loss, limits
- * errors, copyProbe, and the ops that are not there yet.
+ * errors, and copyProbe.
  */
 import { describe, expect, it } from 'vitest';
 import { planRowChunks } from '../../src/backends/webgpu/chunking.js';

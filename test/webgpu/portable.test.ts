@@ -130,4 +130,74 @@ describe.skipIf(noGpu)('webgpu on a device with default limits and no optional f
               : 1e-5;
     for (const k of Object.keys(want)) expectClose(got[k], want[k], { rtol: rtol(k), what: k });
   });
+
+  // The LM head: ≤ 8 storage buffers per kernel and 8.7 KB of workgroup memory, so it runs here too.
+  // Tolerances: max relative error over a tensor against the float64 reference (f32 sums of d = 72
+  // products for the logits; of V = 300 and N = 70 terms for the gradients).
+  it('linearLogprobs (f32, bf16 with bias), its backward, 3 sharded states merged', async () => {
+    const N = 70;
+    const d = 72;
+    const V = 300;
+    const run = async (c: Context) => {
+      const out: Record<string, Float64Array> = {};
+      const targets = randomInts(41, N, 0, V);
+      for (const dtype of ['f32', 'bf16'] as const) {
+        const h = c.tensor(
+          encodeFloats(dtype, randomNormal(42, N * d)) as Uint16Array,
+          [N, d],
+          dtype as 'bf16',
+        );
+        const w = c.tensor(
+          encodeFloats(dtype, randomNormal(43, V * d, 0.2)) as Uint16Array,
+          [V, d],
+          dtype as 'bf16',
+        );
+        const bias =
+          dtype === 'bf16'
+            ? c.tensor(encodeFloats('bf16', randomNormal(44, V, 0.5)) as Uint16Array, [V], 'bf16')
+            : undefined;
+        const f = await c.linearLogprobs(h, w, targets, { entropy: true, bias });
+        out[`logprobs ${dtype}`] = await read(f.logprobs);
+        out[`entropy ${dtype}`] = await read(f.entropy);
+        const g = await c.linearLogprobsBackward(
+          h,
+          w,
+          targets,
+          f.lse,
+          Float32Array.from(randomNormal(45, N)),
+          {
+            bias,
+            gradEntropy: Float32Array.from(randomNormal(46, N)),
+            entropy: f.entropy,
+          },
+        );
+        out[`gradHidden ${dtype}`] = await read(g.gradHidden);
+        out[`gradWeight ${dtype}`] = await read(g.gradWeight);
+        for (const t of [f.logprobs, f.lse, f.entropy, g.gradHidden, g.gradWeight, g.gradBias, h, w, bias])
+          t?.dispose();
+      }
+      const h = c.tensor(Float32Array.from(randomNormal(47, N * d)), [N, d]);
+      const cuts = [0, 100, 101, V];
+      const states = [];
+      for (let i = 0; i < 3; i++) {
+        const w = c.tensor(Float32Array.from(randomNormal(48 + i, (cuts[i + 1] - cuts[i]) * d, 0.2)), [
+          cuts[i + 1] - cuts[i],
+          d,
+        ]);
+        states.push(await c.linearLogprobStates(h, w, targets, { vocabStart: cuts[i], entropy: true }));
+        w.dispose();
+      }
+      const m = await c.mergeLogprobStates(states, targets, { entropy: true });
+      out['merged logprobs'] = await read(m.logprobs);
+      out['merged entropy'] = await read(m.entropy);
+      for (const s of states) for (const t of [s.max, s.sumExp, s.sumExpDelta, s.targetLogit]) t?.dispose();
+      for (const t of [m.logprobs, m.lse, m.entropy, h]) t?.dispose();
+      return out;
+    };
+    const got = await run(ctx!);
+    const want = await run(cpu);
+    // bf16 gradients: the webgpu kernels keep G in f32 (only cuda rounds it), so f32-grade here too.
+    for (const k of Object.keys(want))
+      expectClose(got[k], want[k], { rtol: k.startsWith('grad') ? 1e-4 : 1e-5, what: k });
+  });
 });

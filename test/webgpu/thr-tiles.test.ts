@@ -2,7 +2,7 @@
  * webgpu tokenHiddenReward's register-blocked tiles (shaders/thr.wgsl: thr_m and thr_score own
  * 64 × 64 output tiles, 4 × 4 per invocation, k-steps of 16; thr_score's workgroups take
  * 128-column slices of V*, folded in order by thr_fold) against float64 brute force (the pairwise
- * double sum of THR.md item 3: bruteThr in test/fixtures/thr.ts), on shapes that leave partial
+ * double sum of docs/THR.md item 3: bruteThr in test/fixtures/thr.ts), on shapes that leave partial
  * tiles everywhere: d = 1, 13, 16, 63, 64, 65, 70, 200; |V*_g| = 63, 64, 65, 129 and random ones
  * above 64 and 128 (several slices); T_g = 64, 65, above 128; several groups per call (a
  * degenerate one among them), f32, bf16 and f16 hidden states, both weightings. Also: a group's
@@ -52,7 +52,7 @@ const FLOOR = 2 ** -24;
 
 /**
  * The matrix form in f32, every operation rounded (Math.fround), sums in index order: the
- * reference "computed in the kernel's own precision". THR signed, tau as THR.md items 4–5.
+ * reference "computed in the kernel's own precision". THR signed, tau as docs/THR.md items 4–5.
  */
 function f32Thr(c: ThrCase, weighting: Weighting): { thr: Float64Array; tau: Float64Array } {
   const f = Math.fround;

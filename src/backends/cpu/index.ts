@@ -15,7 +15,18 @@ import type { DType, HostArrayMap } from '../../dtypes.js';
 import { GrpoKernelsError } from '../../errors.js';
 import { loadNativeAddon } from '../addon.js';
 import type { Backend, BackendOptions, DeviceInfo } from '../backend.js';
+import { jsAdvantages } from '../js/advantages.js';
+import {
+  jsLinearLogprobStates,
+  jsLinearLogprobs,
+  jsLinearLogprobsBackward,
+  jsLogprobStates,
+  jsMergeLogprobStates,
+} from '../js/lmhead.js';
+import { jsPolicyLoss } from '../js/policy.js';
+import { jsThrAggregate, jsThrScore } from '../js/thr.js';
 import { cpuAdvantages, cpuExpandToTokens, cpuWhiten } from './advantages.js';
+import { viaReference } from './fallback.js';
 import { cpuGatherProbs, cpuLogprobs, cpuLogprobsBackward } from './logprobs.js';
 import { type NativeCpuDevice, native } from './native.js';
 import { CpuQueue, cpuTensor } from './storage.js';
@@ -94,11 +105,22 @@ export async function createCpuBackend(options: BackendOptions): Promise<Backend
     logprobs: (a) => cpuLogprobs(q, a),
     logprobsBackward: (a) => cpuLogprobsBackward(q, a),
     gatherProbs: (a) => cpuGatherProbs(q, a),
-    advantages: (a) => cpuAdvantages(q, a),
+    // Ops without a native kernel yet run the js reference (fallback.ts, docs/cpu.md).
+    linearLogprobs: (a) => viaReference(q, jsLinearLogprobs, a),
+    linearLogprobsBackward: (a) => viaReference(q, jsLinearLogprobsBackward, a),
+    logprobStates: (a) => viaReference(q, jsLogprobStates, a),
+    linearLogprobStates: (a) => viaReference(q, jsLinearLogprobStates, a),
+    mergeLogprobStates: (a) => viaReference(q, jsMergeLogprobStates, a),
+    // TRL's unscorable NaN rewards: the reference's compaction (the native kernel propagates NaN).
+    advantages: (a) =>
+      a.nanRewards === 'unscorable' ? viaReference(q, jsAdvantages, a) : cpuAdvantages(q, a),
     expandToTokens: (a) => cpuExpandToTokens(q, a),
     whiten: (a) => cpuWhiten(q, a),
     tokenHiddenReward: (a) => cpuTokenHiddenReward(q, a),
     thrReweight: (a) => cpuThrReweight(q, a),
+    thrAggregate: (a) => viaReference(q, jsThrAggregate, a),
+    thrScore: (a) => viaReference(q, jsThrScore, a),
+    policyLoss: (a) => viaReference(q, jsPolicyLoss, a),
     synchronize: () => native(() => dev.synchronize()),
     copyProbe: (bytes) => native(() => dev.copyProbe(bytes)),
     dispose() {

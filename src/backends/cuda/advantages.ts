@@ -38,6 +38,7 @@ export function cudaAdvantages(mem: CudaMemory, a: AdvantagesArgs): Promise<Adva
           eps: a.eps,
           scale: a.scale,
           singleton: a.singleton,
+          nanRewards: a.nanRewards,
           whitenMaskEps: a.whitenMaskEps,
           whitenVariance: a.whitenVariance,
           whitenVarianceEps: a.whitenVarianceEps,

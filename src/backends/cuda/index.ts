@@ -8,10 +8,18 @@ import type { DType, HostArrayMap } from '../../dtypes.js';
 import { GrpoKernelsError } from '../../errors.js';
 import type { Backend, BackendOptions, DeviceInfo } from '../backend.js';
 import { cudaAdvantages, cudaExpandToTokens, cudaWhiten } from './advantages.js';
+import {
+  cudaLinearLogprobStates,
+  cudaLinearLogprobs,
+  cudaLinearLogprobsBackward,
+  cudaLogprobStates,
+  cudaMergeLogprobStates,
+} from './lmhead.js';
 import { cudaGatherProbs, cudaLogprobs, cudaLogprobsBackward } from './logprobs.js';
 import { loadNativeAddon, type NativeDevice, native } from './native.js';
+import { cudaPolicyLoss } from './policy.js';
 import { CudaMemory } from './storage.js';
-import { cudaThrReweight, cudaTokenHiddenReward } from './thr.js';
+import { cudaThrAggregate, cudaThrReweight, cudaThrScore, cudaTokenHiddenReward } from './thr.js';
 
 /** Creates the cuda backend; BACKEND_UNAVAILABLE names the missing addon, the build, or the CUDA call. */
 export async function createCudaBackend(options: BackendOptions): Promise<Backend> {
@@ -75,6 +83,14 @@ export async function createCudaBackend(options: BackendOptions): Promise<Backen
     whiten: (a) => cudaWhiten(mem, a),
     tokenHiddenReward: (a) => cudaTokenHiddenReward(mem, a),
     thrReweight: (a) => cudaThrReweight(mem, a),
+    thrAggregate: (a) => cudaThrAggregate(mem, a),
+    thrScore: (a) => cudaThrScore(mem, a),
+    linearLogprobs: (a) => cudaLinearLogprobs(mem, a),
+    linearLogprobsBackward: (a) => cudaLinearLogprobsBackward(mem, a),
+    logprobStates: (a) => cudaLogprobStates(mem, a),
+    linearLogprobStates: (a) => cudaLinearLogprobStates(mem, a),
+    mergeLogprobStates: (a) => cudaMergeLogprobStates(mem, a),
+    policyLoss: (a) => cudaPolicyLoss(mem, a),
     synchronize: () => native(() => dev.synchronize()),
     copyProbe: (bytes) => native(() => dev.copyProbe(bytes)),
     fromDevicePointer<D extends DType>(pointer: bigint | number, shape: readonly number[], dtype: D) {

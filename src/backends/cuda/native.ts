@@ -4,7 +4,21 @@
  * itself is shared with the native cpu backend: src/backends/addon.ts (re-exported here).
  */
 import { fromNativeErrorOf } from '../addon.js';
-import type { Estimator, ScaleKind, SingletonPolicy, StdKind, WhitenVarianceEps } from '../backend.js';
+import type {
+  Aggregation,
+  Estimator,
+  KlEstimator,
+  NanRewardPolicy,
+  PolicyLossKind,
+  RolloutLevel,
+  RolloutMode,
+  ScaleKind,
+  SeqTokenDivisor,
+  SingletonPolicy,
+  StdKind,
+  TermAggregation,
+  WhitenVarianceEps,
+} from '../backend.js';
 
 export {
   loadNativeAddon,
@@ -68,6 +82,87 @@ export interface NativeGatherProbsArgs extends Poisonable {
   probsOffsets: Float64Array;
   outProbs: bigint;
 }
+/** The LM head's inputs every lmhead op takes (native/cuda/lmhead.cuh). */
+interface NativeHead extends Poisonable {
+  hidden: bigint;
+  weight: bigint;
+  bias?: bigint;
+  dtype: FloatDTypeName;
+  targets: bigint;
+  rows: number;
+  dim: number;
+  vocab: number;
+  temperature: number;
+  ignoreIndex: number;
+}
+export interface NativeLinearLogprobsArgs extends NativeHead {
+  outLogprobs: bigint;
+  outLse: bigint;
+  outEntropy?: bigint;
+  outSumSquares?: bigint;
+}
+/** A state's outputs (LogprobStates), for linearLogprobStates and logprobStates. */
+interface NativeStateOut {
+  vocabStart: number;
+  outMax: bigint;
+  outSumExp: bigint;
+  outSumExpDelta?: bigint;
+  outSumExpSq?: bigint;
+  outTargetLogit: bigint;
+}
+export interface NativeLinearLogprobStatesArgs extends NativeHead, NativeStateOut {}
+export interface NativeLinearLogprobsBackwardArgs extends NativeHead {
+  /** The shard's first row in the head; targets must lie in [0, targetLimit). */
+  vocabStart: number;
+  targetLimit: number;
+  lse: bigint;
+  gradLogprobs: bigint;
+  gradEntropy?: bigint;
+  entropy?: bigint;
+  /** Absent when rows·dim = 0. */
+  outGradHidden?: bigint;
+  outGradWeight: bigint;
+  outGradBias?: bigint;
+  /** Test hooks: the backward's G chunk (multiples of 128; absent: the plan's). */
+  chunkRows?: number;
+  chunkVocab?: number;
+}
+export interface NativeLogprobStatesArgs extends Poisonable, NativeStateOut {
+  logits: bigint;
+  dtype: FloatDTypeName;
+  targets: bigint;
+  rows: number;
+  vocab: number;
+  temperature: number;
+  ignoreIndex: number;
+}
+export interface NativeMergeLogprobStatesArgs extends Poisonable {
+  /** One entry per state, in merge order (0n: a sum the state does not have). */
+  statesMax: BigUint64Array;
+  statesSumExp: BigUint64Array;
+  statesSumExpDelta: BigUint64Array;
+  statesSumExpSq: BigUint64Array;
+  statesTargetLogit: BigUint64Array;
+  statesVocabStart: Float64Array;
+  statesVocabEnd: Float64Array;
+  targets: bigint;
+  rows: number;
+  vocab: number;
+  temperature: number;
+  ignoreIndex: number;
+  outLogprobs: bigint;
+  outLse: bigint;
+  outEntropy?: bigint;
+  outSumSquares?: bigint;
+}
+/** native/cuda/lmhead.cuh's LmheadPlan: what the lmhead launchers allocate (bytes) and their chunks. */
+export interface NativeLmheadPlan {
+  slices: number;
+  forwardBytes: number;
+  chunkRows: number;
+  chunkVocab: number;
+  backwardBytes: number;
+}
 export interface NativeExpandToTokensArgs extends Poisonable {
   values: bigint;
   responseOffsets: Int32Array;
@@ -102,8 +197,19 @@ export interface NativeTokenHiddenRewardArgs extends Poisonable, NativeThrLayout
   precision: 'f32' | 'tf32';
   /** Test hook: the scratch budget for one batch of M_g. */
   mBudgetBytes?: number;
+  /** Test hook: the small tile configuration (thr.cu, "Configurations"). */
+  smallTiles?: boolean;
   outThr: bigint;
   outTau: bigint;
+}
+/** thrAggregate: tokenHiddenReward's inputs less beta, the stacked aggregate as output. */
+export interface NativeThrAggregateArgs
+  extends Omit<NativeTokenHiddenRewardArgs, 'beta' | 'outThr' | 'outTau'> {
+  aggregate: bigint;
+}
+/** thrScore: tokenHiddenReward's arguments and the aggregate as input. */
+export interface NativeThrScoreArgs extends NativeTokenHiddenRewardArgs {
+  aggregate: bigint;
 }
 export interface NativeThrReweightArgs extends Poisonable, NativeThrLayout {
   tokenAdvantages: bigint;
@@ -129,6 +235,7 @@ export interface NativeAdvantagesArgs extends Poisonable {
   eps: number;
   scale: ScaleKind;
   singleton: SingletonPolicy;
+  nanRewards: NanRewardPolicy;
   whitenMaskEps: number;
   whitenVariance: StdKind;
   whitenVarianceEps: WhitenVarianceEps;
@@ -138,6 +245,70 @@ export interface NativeAdvantagesArgs extends Poisonable {
   outStd: bigint;
   outDegenerate: bigint;
 }
+
+/** The KL keys of policyLoss: all present (klEstimator first) or all absent. */
+interface NativePolicyKl {
+  klEstimator: KlEstimator;
+  refLogprobs: bigint;
+  klStraightThrough: boolean;
+  klCoef: number;
+  klInputClamp: number;
+  klValueClamp: number;
+  klValueClampAll: boolean;
+  klAggregation: TermAggregation;
+}
+/** The rollout-correction keys of policyLoss: all present (rolloutLevel first) or all absent. */
+interface NativePolicyRollout {
+  rolloutLevel: RolloutLevel;
+  rolloutLogprobs: bigint;
+  rolloutMode: RolloutMode;
+  rolloutLower: number;
+  rolloutUpper: number;
+  rolloutNormalize: boolean;
+  rolloutLogClamp: number;
+}
+/**
+ * gk::PolicyParams (native/cuda/policy.cuh). "Off" clamps and caps are Infinity. The KL keys and the
+ * rollout keys are each all present or all absent (the addon refuses a lone one as unknown).
+ */
+export type NativePolicyLossArgs = Poisonable &
+  Partial<NativePolicyKl> &
+  Partial<NativePolicyRollout> & {
+    logprobs: bigint;
+    oldLogprobs: bigint;
+    advantages: bigint;
+    entropy?: bigint;
+    mask?: bigint;
+    responseOffsets: Int32Array;
+    loss: PolicyLossKind;
+    clipLow: number;
+    clipHigh: number;
+    dualClip: number;
+    logRatioClamp: number;
+    gspoLogClamp: number;
+    delta: number;
+    cispoCap: boolean;
+    sapoTauPos: number;
+    sapoTauNeg: number;
+    entropyCoef: number;
+    entropyAggregation: TermAggregation;
+    aggregation: Aggregation;
+    seqTokenDivisor: SeqTokenDivisor;
+    normBySequences: boolean;
+    scaleFactor: number;
+    ranks: number;
+    /** Host counts; absent: counted on the device. */
+    tokens?: number;
+    sequences?: number;
+    /** Test hook: responses per block (a multiple of 8). */
+    chunkResponses?: number;
+    outLoss: bigint;
+    outGradLogprobs: bigint;
+    /** With entropy. */
+    outGradEntropy?: bigint;
+    outTokenLoss?: bigint;
+    outStats: bigint;
+  };
 
 export interface NativeDeviceInfo {
   name: string;
@@ -155,8 +326,11 @@ export interface NativeDeviceInfo {
 /** One CUDA device, its stream and its job thread (native/addon.cc). */
 export interface NativeDevice {
   info(): NativeDeviceInfo;
-  /** How often the job thread has waited for the device (ops never do; read and synchronize do). */
-  stats(): { streamSyncs: number };
+  /**
+   * How often the job thread has waited for the device (ops never do; read and synchronize do), and the
+   * Scratch bytes the latest op allocated.
+   */
+  stats(): { streamSyncs: number; lastScratchBytes: number };
   alloc(bytes: bigint | number): bigint;
   free(ptr: bigint): void;
   upload(ptr: bigint, data: ArrayBufferView): void;
@@ -171,6 +345,14 @@ export interface NativeDevice {
   whiten(args: NativeWhitenArgs): Promise<void>;
   tokenHiddenReward(args: NativeTokenHiddenRewardArgs): Promise<void>;
   thrReweight(args: NativeThrReweightArgs): Promise<void>;
+  thrAggregate(args: NativeThrAggregateArgs): Promise<void>;
+  thrScore(args: NativeThrScoreArgs): Promise<void>;
+  linearLogprobs(args: NativeLinearLogprobsArgs): Promise<void>;
+  linearLogprobStates(args: NativeLinearLogprobStatesArgs): Promise<void>;
+  linearLogprobsBackward(args: NativeLinearLogprobsBackwardArgs): Promise<void>;
+  logprobStates(args: NativeLogprobStatesArgs): Promise<void>;
+  mergeLogprobStates(args: NativeMergeLogprobStatesArgs): Promise<void>;
+  policyLoss(args: NativePolicyLossArgs): Promise<void>;
   close(): void;
 }
 

@@ -3,14 +3,76 @@
  * the API, src/api/vocab.ts.)
  */
 import type { Tensor } from '../../tensor.js';
-import type { ThrResult, ThrReweightArgs, TokenHiddenRewardArgs } from '../backend.js';
+import type {
+  ThrAggregateArgs,
+  ThrResult,
+  ThrReweightArgs,
+  ThrScoreArgs,
+  TokenHiddenRewardArgs,
+} from '../backend.js';
 import { type CudaMemory, ptrOf, runWithOutputs, withPoison } from './storage.js';
 
 /**
- * Test hook: the scratch budget for the M_g of one batch of groups, in bytes (0 = the launcher's
- * default, 256 MiB). A small budget forces one batch per group, exercising the batching path.
+ * Test hooks.
+ * - mBudgetBytes: the scratch budget for the M_g of one batch of groups, in bytes (0 = the launcher's
+ *   default, 256 MiB). A small budget forces one batch per group, exercising the batching path.
+ * - smallTiles: run the small tile configuration (native/cuda/thr.cu, "Configurations": 64 × 128 M
+ *   tiles, 2-stage pipelines; what a GPU with 99 KiB of shared memory per block runs) on any device.
  */
-export const thrTuning = { mBudgetBytes: 0 };
+export const thrTuning = { mBudgetBytes: 0, smallTiles: false };
+
+/** The arguments tokenHiddenReward, thrAggregate and thrScore share. */
+function thrArgs(a: Omit<TokenHiddenRewardArgs, 'beta'>) {
+  const { layout } = a;
+  return {
+    hidden: ptrOf(a.hidden),
+    hiddenDtype: a.hidden.dtype,
+    dim: a.dim,
+    probs: ptrOf(a.probs),
+    probsOffsets: a.probsOffsets,
+    vocabOffsets: a.vocab.hostOffsets,
+    tokenColumn: ptrOf(a.vocab.tokenColumn),
+    responseOffsets: layout.responseOffsets,
+    groupOffsets: layout.groupOffsets,
+    correct: a.hostCorrect,
+    degenerate: a.hostDegenerate,
+    weighting: a.weighting,
+    precision: a.precision,
+    mBudgetBytes: thrTuning.mBudgetBytes > 0 ? thrTuning.mBudgetBytes : undefined,
+  };
+}
+
+/** THR's aggregate M_g, stacked [ΣK_g, d] f32 (thr.cu, ThrStep::Aggregate). */
+export function cudaThrAggregate(mem: CudaMemory, a: ThrAggregateArgs): Promise<Tensor<'f32'>> {
+  const rows = a.vocab.hostOffsets[a.layout.numGroups];
+  const aggregate = mem.empty('f32', [rows, a.dim]);
+  return runWithOutputs(
+    [aggregate],
+    () => mem.device.thrAggregate(withPoison({ ...thrArgs(a), aggregate: ptrOf(aggregate) })),
+    () => aggregate,
+  );
+}
+
+/** THR and tau from an aggregate (thr.cu, ThrStep::Score). */
+export function cudaThrScore(mem: CudaMemory, a: ThrScoreArgs): Promise<ThrResult> {
+  const { layout } = a;
+  const thr = mem.empty('f32', [layout.numTokens]);
+  const tau = mem.empty('f32', [layout.numGroups]);
+  return runWithOutputs(
+    [thr, tau],
+    () =>
+      mem.device.thrScore(
+        withPoison({
+          ...thrArgs(a),
+          beta: a.beta,
+          aggregate: ptrOf(a.aggregate),
+          outThr: ptrOf(thr),
+          outTau: ptrOf(tau),
+        }),
+      ),
+    () => ({ thr, tau }),
+  );
+}
 
 export function cudaTokenHiddenReward(mem: CudaMemory, a: TokenHiddenRewardArgs): Promise<ThrResult> {
   const { layout } = a;
@@ -36,6 +98,7 @@ export function cudaTokenHiddenReward(mem: CudaMemory, a: TokenHiddenRewardArgs)
           beta: a.beta,
           precision: a.precision,
           mBudgetBytes: thrTuning.mBudgetBytes > 0 ? thrTuning.mBudgetBytes : undefined,
+          smallTiles: thrTuning.smallTiles ? true : undefined,
           outThr: ptrOf(thr),
           outTau: ptrOf(tau),
         }),

@@ -111,7 +111,7 @@ export function jsExpandToTokens(a: ExpandToTokensArgs): Tensor<'f32'> {
 }
 
 /**
- * Group-relative advantages (ESTIMATORS.md, conventions resolved by the API). Per group g with
+ * Group-relative advantages (docs/ESTIMATORS.md, conventions resolved by the API). Per group g with
  * members [lo, hi), n = hi − lo, rewards r (f32 read as f64):
  *   μ = Σ r / n;  M2 = Σ (r − μ)²;  s = sqrt(M2/(n−1)) ('sample') or sqrt(M2/n) ('population')
  *   grpo           (r_i − μ) / (D + eps), D = s (scale 'group') | batch std (scale 'batch');
@@ -139,9 +139,63 @@ export function jsExpandToTokens(a: ExpandToTokensArgs): Tensor<'f32'> {
  * response). FLOPs ~6R (+ 1 per token for reinforce_pp_baseline).
  * Numerics: f64 two-pass per group and for the batch std, index order; the zero-variance rule makes
  * eps = 0 safe. NaN rewards propagate to their group (grpo_passk: a NaN member makes the whole group
- * NaN) and, through batch statistics, to the batch.
+ * NaN) and, through batch statistics, to the batch. Under nanRewards 'unscorable' (TRL) see
+ * unscorableAdvantages below.
  */
 export function jsAdvantages(a: AdvantagesArgs): AdvantagesResult {
+  return a.nanRewards === 'unscorable' ? unscorableAdvantages(a) : propagatingAdvantages(a);
+}
+
+/**
+ * nanRewards 'unscorable' (TRL's nan-aware reductions): the advantages of the batch without its NaN
+ * rewards (every group keeps its scorable members, in order; a group with none is an empty group), so
+ * every statistic leaves them out; then each NaN member's advantage is 0 (its tokens' for
+ * reinforce_pp_baseline, whose whitening counts only scorable responses' tokens), and torch.nan_to_num:
+ * NaN → 0, ±Inf → ±f32 max. grpo_passk needs two scorable members; with fewer its group is 0.
+ */
+function unscorableAdvantages(a: AdvantagesArgs): AdvantagesResult {
+  const r = hostData(a.rewards);
+  const go = a.groupOffsets;
+  const ro = a.responseOffsets;
+  const keep: number[] = [];
+  const goC = new Int32Array(go.length);
+  for (let g = 0; g < a.numGroups; g++) {
+    for (let i = go[g]; i < go[g + 1]; i++) if (!Number.isNaN(r[i])) keep.push(i);
+    goC[g + 1] = keep.length;
+  }
+  const rewardsC = Float32Array.from(keep, (i) => r[i]);
+  let roC: Int32Array | undefined;
+  if (ro !== undefined) {
+    roC = new Int32Array(keep.length + 1);
+    keep.forEach((i, j) => {
+      roC![j + 1] = roC![j] + ro[i + 1] - ro[i];
+    });
+  }
+  const inner = propagatingAdvantages({
+    ...a,
+    rewards: jsTensor(rewardsC, [rewardsC.length], 'f32'),
+    groupOffsets: goC,
+    responseOffsets: roC,
+    numResponses: keep.length,
+    numTokens: roC === undefined ? 0 : roC[keep.length],
+    nanRewards: 'propagate',
+  });
+  const advC = hostData(inner.advantages);
+  const perToken = a.estimator === 'reinforce_pp_baseline';
+  const adv = jsOutput('f32', perToken ? a.numTokens : a.numResponses);
+  adv.fill(0);
+  const F32_MAX = 3.4028234663852886e38;
+  const fix = (x: number) =>
+    Number.isNaN(x) ? 0 : x === Infinity ? F32_MAX : x === -Infinity ? -F32_MAX : x;
+  keep.forEach((i, j) => {
+    if (perToken) for (let t = 0; t < ro![i + 1] - ro![i]; t++) adv[ro![i] + t] = fix(advC[roC![j] + t]);
+    else adv[i] = fix(advC[j]);
+  });
+  inner.advantages.dispose();
+  return { ...inner, advantages: jsTensor(adv, [adv.length], 'f32') };
+}
+
+function propagatingAdvantages(a: AdvantagesArgs): AdvantagesResult {
   const r = hostData(a.rewards);
   const go = a.groupOffsets;
   const ro = a.responseOffsets;
@@ -260,8 +314,12 @@ export function jsAdvantages(a: AdvantagesArgs): AdvantagesResult {
         break;
       }
       case 'grpo_passk': {
-        // n ≥ 2 (the API rejects smaller groups). First maximum wins ties; a NaN member makes the
-        // maximum undefined, so the whole group is NaN.
+        // n ≥ 2 (the API rejects smaller groups; fewer scorable members under 'unscorable' give 0).
+        // First maximum wins ties; a NaN member makes the maximum undefined, so the whole group is NaN.
+        if (n < 2) {
+          write(lo, 0);
+          break;
+        }
         let best = lo;
         let hasNaN = false;
         for (let i = lo; i < hi; i++) {

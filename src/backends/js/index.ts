@@ -2,13 +2,21 @@
  * The js backend: the TypeScript float64 reference every other backend (cuda, webgpu, the native cpu)
  * is tested against, and the CPU path in browsers (and where the native addon is missing: `cpu` falls
  * back to it). Exact before fast: float64 accumulation, one documented summation order per op,
- * deterministic. Kernels live in one file per family (logprobs.ts, advantages.ts, thr.ts) and work on
- * host arrays, synchronously: an op that finds a bad value throws at the op.
+ * deterministic. Kernels live in one file per family (logprobs.ts, advantages.ts, thr.ts, policy.ts,
+ * lmhead.ts) and work on host arrays, synchronously: an op that finds a bad value throws at the op.
  */
 import type { DType, HostArrayMap } from '../../dtypes.js';
 import type { Backend, DeviceInfo } from '../backend.js';
 import { jsAdvantages, jsExpandToTokens, jsWhiten } from './advantages.js';
+import {
+  jsLinearLogprobStates,
+  jsLinearLogprobs,
+  jsLinearLogprobsBackward,
+  jsLogprobStates,
+  jsMergeLogprobStates,
+} from './lmhead.js';
 import { jsGatherProbs, jsLogprobs, jsLogprobsBackward } from './logprobs.js';
+import { jsPolicyLoss } from './policy.js';
 import { jsTensor } from './storage.js';
 
 /** Median seconds of a memcpy of `bytes` bytes (TypedArray.set), after one warm-up. */
@@ -26,7 +34,7 @@ function jsCopyProbe(bytes: number): number {
   return times[times.length >> 1];
 }
 
-import { jsThrReweight, jsTokenHiddenReward } from './thr.js';
+import { jsThrAggregate, jsThrReweight, jsThrScore, jsTokenHiddenReward } from './thr.js';
 
 export function createJsBackend(): Backend {
   const device: DeviceInfo = {
@@ -42,11 +50,19 @@ export function createJsBackend(): Backend {
     logprobs: async (a) => jsLogprobs(a),
     logprobsBackward: async (a) => jsLogprobsBackward(a),
     gatherProbs: async (a) => jsGatherProbs(a),
+    linearLogprobs: async (a) => jsLinearLogprobs(a),
+    linearLogprobsBackward: async (a) => jsLinearLogprobsBackward(a),
+    logprobStates: async (a) => jsLogprobStates(a),
+    linearLogprobStates: async (a) => jsLinearLogprobStates(a),
+    mergeLogprobStates: async (a) => jsMergeLogprobStates(a),
     advantages: async (a) => jsAdvantages(a),
     expandToTokens: async (a) => jsExpandToTokens(a),
     whiten: async (a) => jsWhiten(a),
     tokenHiddenReward: async (a) => jsTokenHiddenReward(a),
     thrReweight: async (a) => jsThrReweight(a),
+    thrAggregate: async (a) => jsThrAggregate(a),
+    thrScore: async (a) => jsThrScore(a),
+    policyLoss: async (a) => jsPolicyLoss(a),
     synchronize: async () => {},
     copyProbe: async (bytes) => jsCopyProbe(bytes),
     dispose() {},

@@ -1,10 +1,16 @@
 /**
- * THR family, js backend (the float64 reference; THR.md): restrictedVocab, tokenHiddenReward, thrReweight.
+ * THR family, js backend (the float64 reference; (docs/THR.md): restrictedVocab, tokenHiddenReward, thrReweight.
  * Float64 accumulation in one documented order per output; outputs rounded to f32 once, at the end.
  */
 import { bf16ToF32, f16ToF32 } from '../../dtypes.js';
 import type { Tensor } from '../../tensor.js';
-import type { ThrResult, ThrReweightArgs, TokenHiddenRewardArgs } from '../backend.js';
+import type {
+  ThrAggregateArgs,
+  ThrResult,
+  ThrReweightArgs,
+  ThrScoreArgs,
+  TokenHiddenRewardArgs,
+} from '../backend.js';
 import { hostData, jsOutput, jsTensor } from './storage.js';
 
 // ------------------------------------------------------------------------------------------------
@@ -40,7 +46,7 @@ function rowReader(hidden: Tensor<'f32' | 'f16' | 'bf16'>, d: number): RowReader
 }
 
 /**
- * tokenHiddenReward: THR_t = ±g_tᵀ M_g h_t with M_g = Σ_{u∈P} w_u g_u h_uᵀ (THR.md), and
+ * tokenHiddenReward: THR_t = ±g_tᵀ M_g h_t with M_g = Σ_{u∈P} w_u g_u h_uᵀ (docs/THR.md), and
  * tau_g = beta · min over correct responses with ≥ 1 token of the mean THR of its tokens.
  *
  * Owns: every group, in order; within a group, register blocks of 4 tokens × 2 rows of M (each
@@ -63,6 +69,30 @@ function rowReader(hidden: Tensor<'f32' | 'f16' | 'bf16'>, d: number): RowReader
  * tensor-core mode) is accepted and ignored: f64 is finer than either mode.
  */
 export function jsTokenHiddenReward(a: TokenHiddenRewardArgs): ThrResult {
+  return jsThr(a, 'full') as ThrResult;
+}
+
+/**
+ * thrAggregate: step 1 of jsTokenHiddenReward alone, M_g of every live group rounded to f32 into
+ * rows [vocab offsets[g], vocab offsets[g+1]) of a [ΣK_g, d] tensor (degenerate groups' rows 0).
+ */
+export function jsThrAggregate(a: ThrAggregateArgs): Tensor<'f32'> {
+  return jsThr({ ...a, beta: 0 }, 'aggregate') as Tensor<'f32'>;
+}
+
+/**
+ * thrScore: steps 2 and 3 of jsTokenHiddenReward on the given aggregate (f32, read exactly into the
+ * f64 M of each live group): the same sums as tokenHiddenReward on M rounded to f32.
+ */
+export function jsThrScore(a: ThrScoreArgs): ThrResult {
+  return jsThr(a, 'score', hostData(a.aggregate)) as ThrResult;
+}
+
+function jsThr(
+  a: TokenHiddenRewardArgs,
+  mode: 'full' | 'aggregate' | 'score',
+  aggregate?: Float32Array,
+): ThrResult | Tensor<'f32'> {
   const { layout, dim: d, hostCorrect: correct, hostDegenerate: degenerate } = a;
   const {
     numGroups: G,
@@ -75,8 +105,9 @@ export function jsTokenHiddenReward(a: TokenHiddenRewardArgs): ThrResult {
   const cols = hostData(a.vocab.tokenColumn);
   const vOff = a.vocab.hostOffsets;
   const read = rowReader(a.hidden, d);
-  const thr = jsOutput('f32', T);
-  const tau = jsOutput('f32', G);
+  const thr = mode === 'aggregate' ? new Float32Array(0) : jsOutput('f32', T);
+  const tau = mode === 'aggregate' ? new Float32Array(0) : jsOutput('f32', G);
+  const mOut = mode === 'aggregate' ? jsOutput('f32', vOff[G] * d) : undefined;
   const lengthWeighting = a.weighting === 'length';
 
   const h0 = new Float64Array(d);
@@ -95,8 +126,11 @@ export function jsTokenHiddenReward(a: TokenHiddenRewardArgs): ThrResult {
     const t1 = gto[g + 1];
     const Tg = t1 - t0;
     if (degenerate[g]) {
-      thr.fill(0, t0, t1);
-      tau[g] = Number.NaN;
+      if (mOut) mOut.fill(0, vOff[g] * d, vOff[g + 1] * d);
+      else {
+        thr.fill(0, t0, t1);
+        tau[g] = Number.NaN;
+      }
       continue;
     }
     const K = vOff[g + 1] - vOff[g];
@@ -123,54 +157,63 @@ export function jsTokenHiddenReward(a: TokenHiddenRewardArgs): ThrResult {
 
     // Step 1: M += g_u (w_u h_u)ᵀ, 4 correct tokens per sweep over M. Missing lanes of the last
     // block get wh = 0 and g = 0, so they add exact zeros.
-    for (let b = 0; b < nP; b += 4) {
-      const n = Math.min(4, nP - b);
-      const q = [0, 0, 0, 0];
-      const c = [-1, -1, -1, -1];
-      for (let j = 0; j < 4; j++) {
-        if (j < n) {
-          const t = pTok[b + j];
-          read(t, hs[j], pW[b + j]);
-          q[j] = pBase + (t - t0) * K;
-          c[j] = cols[t];
-        } else hs[j].fill(0);
-      }
-      const [q0, q1, q2, q3] = q;
-      const [c0, c1, c2, c3] = c;
-      const gOf = (v: number, c: number, q: number, lane: number) =>
-        lane < n ? (v === c ? 1 : 0) - probs[q + v] : 0;
-      // Two rows of M at a time (independent chains); each element still adds lanes 0..3 in order.
-      let v = 0;
-      for (; v + 1 < K; v += 2) {
-        const ga0 = gOf(v, c0, q0, 0);
-        const ga1 = gOf(v, c1, q1, 1);
-        const ga2 = gOf(v, c2, q2, 2);
-        const ga3 = gOf(v, c3, q3, 3);
-        const gb0 = gOf(v + 1, c0, q0, 0);
-        const gb1 = gOf(v + 1, c1, q1, 1);
-        const gb2 = gOf(v + 1, c2, q2, 2);
-        const gb3 = gOf(v + 1, c3, q3, 3);
-        const oa = v * d;
-        const ob = oa + d;
-        for (let k = 0; k < d; k++) {
-          const x0 = h0[k];
-          const x1 = h1[k];
-          const x2 = h2[k];
-          const x3 = h3[k];
-          M[oa + k] = M[oa + k] + ga0 * x0 + ga1 * x1 + ga2 * x2 + ga3 * x3;
-          M[ob + k] = M[ob + k] + gb0 * x0 + gb1 * x1 + gb2 * x2 + gb3 * x3;
+    if (mode === 'score') {
+      // M_g from the aggregate (f32, exact in f64).
+      for (let e = 0; e < K * d; e++) M[e] = aggregate![vOff[g] * d + e];
+    } else
+      for (let b = 0; b < nP; b += 4) {
+        const n = Math.min(4, nP - b);
+        const q = [0, 0, 0, 0];
+        const c = [-1, -1, -1, -1];
+        for (let j = 0; j < 4; j++) {
+          if (j < n) {
+            const t = pTok[b + j];
+            read(t, hs[j], pW[b + j]);
+            q[j] = pBase + (t - t0) * K;
+            c[j] = cols[t];
+          } else hs[j].fill(0);
+        }
+        const [q0, q1, q2, q3] = q;
+        const [c0, c1, c2, c3] = c;
+        const gOf = (v: number, c: number, q: number, lane: number) =>
+          lane < n ? (v === c ? 1 : 0) - probs[q + v] : 0;
+        // Two rows of M at a time (independent chains); each element still adds lanes 0..3 in order.
+        let v = 0;
+        for (; v + 1 < K; v += 2) {
+          const ga0 = gOf(v, c0, q0, 0);
+          const ga1 = gOf(v, c1, q1, 1);
+          const ga2 = gOf(v, c2, q2, 2);
+          const ga3 = gOf(v, c3, q3, 3);
+          const gb0 = gOf(v + 1, c0, q0, 0);
+          const gb1 = gOf(v + 1, c1, q1, 1);
+          const gb2 = gOf(v + 1, c2, q2, 2);
+          const gb3 = gOf(v + 1, c3, q3, 3);
+          const oa = v * d;
+          const ob = oa + d;
+          for (let k = 0; k < d; k++) {
+            const x0 = h0[k];
+            const x1 = h1[k];
+            const x2 = h2[k];
+            const x3 = h3[k];
+            M[oa + k] = M[oa + k] + ga0 * x0 + ga1 * x1 + ga2 * x2 + ga3 * x3;
+            M[ob + k] = M[ob + k] + gb0 * x0 + gb1 * x1 + gb2 * x2 + gb3 * x3;
+          }
+        }
+        if (v < K) {
+          const g0 = gOf(v, c0, q0, 0);
+          const g1 = gOf(v, c1, q1, 1);
+          const g2 = gOf(v, c2, q2, 2);
+          const g3 = gOf(v, c3, q3, 3);
+          const o = v * d;
+          for (let k = 0; k < d; k++) {
+            M[o + k] = M[o + k] + g0 * h0[k] + g1 * h1[k] + g2 * h2[k] + g3 * h3[k];
+          }
         }
       }
-      if (v < K) {
-        const g0 = gOf(v, c0, q0, 0);
-        const g1 = gOf(v, c1, q1, 1);
-        const g2 = gOf(v, c2, q2, 2);
-        const g3 = gOf(v, c3, q3, 3);
-        const o = v * d;
-        for (let k = 0; k < d; k++) {
-          M[o + k] = M[o + k] + g0 * h0[k] + g1 * h1[k] + g2 * h2[k] + g3 * h3[k];
-        }
-      }
+
+    if (mOut) {
+      for (let e = 0; e < K * d; e++) mOut[vOff[g] * d + e] = M[e];
+      continue;
     }
 
     // Step 2: s_t = Σ_v g_t[v] (M h_t)[v], 4 tokens per sweep over M. Missing lanes of the last
@@ -272,12 +315,13 @@ export function jsTokenHiddenReward(a: TokenHiddenRewardArgs): ThrResult {
     }
     tau[g] = a.beta * minMean;
   }
+  if (mOut) return jsTensor(mOut, [vOff[G], d], 'f32');
   return { thr: jsTensor(thr, [T], 'f32'), tau: jsTensor(tau, [G], 'f32') };
 }
 
 // ------------------------------------------------------------------------------------------------
 /**
- * thrReweight (THR.md, "Reweighting"), per token t of group g, A = tokenAdvantages[t]:
+ * thrReweight (docs/THR.md, "Reweighting"), per token t of group g, A = tokenAdvantages[t]:
  *   'thr' / 'thr-only': A' = 1[|THR_t| > tau_g]·(1 + p·sign(THR_t))·A  (p = 0 for 'thr-only');
  *                       with mask = false, tokens with |THR_t| ≤ tau_g keep A.
  *   'nthr': tokens of incorrect responses with s_t = −THR_t > tau_g get eta_g·A, every other token

@@ -51,6 +51,7 @@ export const ADVANTAGES_PARAMS = uniformLayout('advantages.wgsl', 'AdvParams', [
   ['keep_mean', 'u32'],
   ['has_mask', 'u32'],
   ['small_max', 'u32'],
+  ['nan_skip', 'u32'],
   ['eps', 'f32'],
   ['mask_eps', 'f32'],
 ]);
@@ -70,6 +71,7 @@ const ZERO_PARAMS = {
   keep_mean: 0,
   has_mask: 0,
   small_max: 0,
+  nan_skip: 0,
   eps: 0,
   mask_eps: 0,
 };
@@ -244,6 +246,7 @@ export async function webgpuAdvantages(k: WebGpuKit, a: AdvantagesArgs): Promise
     var_sample: a.whitenVariance === 'sample' ? 1 : 0,
     var_clamp: a.whitenVarianceEps === 'clamp' ? 1 : 0,
     small_max: smallMax,
+    nan_skip: a.nanRewards === 'unscorable' ? 1 : 0,
   });
   return runWithScratch(k, 'advantages', (s) => {
     const adv = outputTensor(rt, 'f32', [perToken ? T : R]);

@@ -13,7 +13,7 @@
  *   chunking.ts  row chunks and aligned binding windows for tensors > one storage binding
  *   kit.ts       WebGpuKit: what every op module receives (runtime, pipelines, tuning, WG size)
  *   probe.ts     copyProbe
- * Op modules, one per kernel family: logprobs.ts, advantages.ts, thr.ts (+ shaders/<family>.wgsl;
+ * Op modules, one per kernel family: logprobs.ts, lmhead.ts, advantages.ts, thr.ts, policy.ts (+ shaders/<family>.wgsl;
  * docs/webgpu.md says how to add one).
  */
 import type { DType, FloatDType, HostArrayMap } from '../../dtypes.js';
@@ -26,28 +26,60 @@ import type {
   DeviceInfo,
   ExpandToTokensArgs,
   GatherProbsArgs,
+  LinearLogprobStatesArgs,
+  LinearLogprobsArgs,
+  LinearLogprobsBackwardArgs,
+  LinearLogprobsGrads,
+  LogprobStates,
+  LogprobStatesArgs,
   LogprobsArgs,
   LogprobsBackwardArgs,
   LogprobsResult,
+  MergeLogprobStatesArgs,
+  PolicyLossArgs,
+  PolicyLossResult,
+  ThrAggregateArgs,
   ThrResult,
   ThrReweightArgs,
+  ThrScoreArgs,
   TokenHiddenRewardArgs,
   WhitenArgs,
 } from '../backend.js';
 import { ADVANTAGES_PARAMS, webgpuAdvantages, webgpuExpandToTokens, webgpuWhiten } from './advantages.js';
 import { acquireDevice } from './gpu.js';
 import { type Tuning, WebGpuKit } from './kit.js';
+import {
+  LMHEAD_PARAMS,
+  webgpuLinearLogprobStates,
+  webgpuLinearLogprobs,
+  webgpuLinearLogprobsBackward,
+  webgpuLogprobStates,
+  webgpuMergeLogprobStates,
+} from './lmhead.js';
 import { LOGPROBS_PARAMS, webgpuGatherProbs, webgpuLogprobs, webgpuLogprobsBackward } from './logprobs.js';
+import { POLICY_PARAMS, webgpuPolicyLoss } from './policy.js';
 import { webgpuCopyProbe } from './probe.js';
 import { GpuRuntime } from './runtime.js';
 import { uploadTensor, wrapBuffer } from './storage.js';
-import { THR_PARAMS, webgpuThrReweight, webgpuTokenHiddenReward } from './thr.js';
+import {
+  THR_PARAMS,
+  webgpuThrAggregate,
+  webgpuThrReweight,
+  webgpuThrScore,
+  webgpuTokenHiddenReward,
+} from './thr.js';
 import type { UniformLayout } from './uniforms.js';
 
 /**
  * Every uniform struct of every family, checked against its .wgsl by test/webgpu/infra.test.ts.
  */
-export const UNIFORM_LAYOUTS: readonly UniformLayout[] = [LOGPROBS_PARAMS, ADVANTAGES_PARAMS, THR_PARAMS];
+export const UNIFORM_LAYOUTS: readonly UniformLayout[] = [
+  LOGPROBS_PARAMS,
+  ADVANTAGES_PARAMS,
+  THR_PARAMS,
+  LMHEAD_PARAMS,
+  POLICY_PARAMS,
+];
 
 export interface WebGpuBackendOptions extends BackendOptions {
   /** Internal knobs (tests): see Tuning in kit.ts. */
@@ -88,6 +120,23 @@ export class WebGpuBackend implements Backend {
     return webgpuGatherProbs(this.kit, a);
   }
 
+  // ------------------------------------------------------------ LM-head family (lmhead.ts)
+  linearLogprobs(a: LinearLogprobsArgs): Promise<LogprobsResult> {
+    return webgpuLinearLogprobs(this.kit, a);
+  }
+  linearLogprobsBackward(a: LinearLogprobsBackwardArgs): Promise<LinearLogprobsGrads> {
+    return webgpuLinearLogprobsBackward(this.kit, a);
+  }
+  logprobStates(a: LogprobStatesArgs): Promise<LogprobStates> {
+    return webgpuLogprobStates(this.kit, a);
+  }
+  linearLogprobStates(a: LinearLogprobStatesArgs): Promise<LogprobStates> {
+    return webgpuLinearLogprobStates(this.kit, a);
+  }
+  mergeLogprobStates(a: MergeLogprobStatesArgs): Promise<LogprobsResult> {
+    return webgpuMergeLogprobStates(this.kit, a);
+  }
+
   // ------------------------------------------------------------ advantages family (advantages.ts)
   advantages(a: AdvantagesArgs): Promise<AdvantagesResult> {
     return webgpuAdvantages(this.kit, a);
@@ -105,6 +154,17 @@ export class WebGpuBackend implements Backend {
   }
   thrReweight(a: ThrReweightArgs): Promise<Tensor<'f32'>> {
     return webgpuThrReweight(this.kit, a);
+  }
+  thrAggregate(a: ThrAggregateArgs): Promise<Tensor<'f32'>> {
+    return webgpuThrAggregate(this.kit, a);
+  }
+  thrScore(a: ThrScoreArgs): Promise<ThrResult> {
+    return webgpuThrScore(this.kit, a);
+  }
+
+  // ------------------------------------------------------------ policy loss (policy.ts)
+  policyLoss(a: PolicyLossArgs): Promise<PolicyLossResult> {
+    return webgpuPolicyLoss(this.kit, a);
   }
 
   // ------------------------------------------------------------ timing, lifetime

@@ -207,7 +207,7 @@ function moduleKey(k: WebGpuKit, dtype: FloatDType): ModuleKey {
   const f16 = dtype === 'f16' && k.useShaderF16;
   return {
     file: 'logprobs.wgsl',
-    sections: [xSection(dtype, f16), ySection(dtype), k.reduceSection],
+    sections: [xSection(dtype, f16), ySection(dtype), k.reduceSection, 'online_state'],
     f16,
     subgroups: k.useSubgroups,
   };
@@ -220,7 +220,7 @@ function moduleKey(k: WebGpuKit, dtype: FloatDType): ModuleKey {
  * other entry points need wg_max / wg_sum4 to compile).
  */
 function inPlaceModuleKey(dtype: FloatDType): ModuleKey {
-  return { file: 'logprobs.wgsl', sections: [`xy_${dtype}`, 'reduce_tree'] };
+  return { file: 'logprobs.wgsl', sections: [`xy_${dtype}`, 'reduce_tree', 'online_state'] };
 }
 
 /**

@@ -64,6 +64,8 @@ export class GpuRuntime {
   readonly features: ReadonlySet<string>;
   /** Bytes of buffers this backend created and has not destroyed yet (wrapped buffers excluded). */
   liveBytes = 0;
+  /** The largest liveBytes since the last reset (tests of the memory bounds set it to liveBytes). */
+  peakBytes = 0;
   /** Set once the device is lost (or the backend disposed); every later call rejects with it. */
   lostReason: string | undefined;
   readonly #lost: Promise<never>;
@@ -136,6 +138,7 @@ export class GpuRuntime {
     const buffer = this.device.createBuffer({ size, usage, label });
     this.#sizes.set(buffer, size);
     this.liveBytes += size;
+    if (this.liveBytes > this.peakBytes) this.peakBytes = this.liveBytes;
     this.#created?.push(buffer);
     return buffer;
   }

@@ -18,7 +18,13 @@
 import { bytesPerElement } from '../../dtypes.js';
 import { GrpoKernelsError } from '../../errors.js';
 import type { Tensor } from '../../tensor.js';
-import type { ThrResult, ThrReweightArgs, TokenHiddenRewardArgs } from '../backend.js';
+import type {
+  ThrAggregateArgs,
+  ThrResult,
+  ThrReweightArgs,
+  ThrScoreArgs,
+  TokenHiddenRewardArgs,
+} from '../backend.js';
 import type { WebGpuKit } from './kit.js';
 import { type Binding, roundUp, Usage } from './runtime.js';
 import { type EntrySpec, type ModuleKey, xSection } from './shaders.js';
@@ -39,6 +45,7 @@ export const THR_PARAMS = uniformLayout('thr.wgsl', 'ThrParams', [
   ['mask', 'u32'],
   ['p', 'f32'],
   ['beta', 'f32'],
+  ['m_base', 'u32'],
 ]);
 const ZERO_PARAMS = {
   count: 0,
@@ -53,6 +60,7 @@ const ZERO_PARAMS = {
   mask: 0,
   p: 0,
   beta: 0,
+  m_base: 0,
 };
 type ThrParams = typeof ZERO_PARAMS;
 const paramsOf = (p: Partial<ThrParams>): ThrParams => ({ ...ZERO_PARAMS, ...p });
@@ -147,6 +155,36 @@ interface Chunk {
 }
 
 export async function webgpuTokenHiddenReward(k: WebGpuKit, a: TokenHiddenRewardArgs): Promise<ThrResult> {
+  return (await thrRun(k, a, 'full')) as ThrResult;
+}
+
+/**
+ * thrAggregate: thr_m alone, writing each live group's M_g into rows [vocab offsets[g], +K_g) of a
+ * [ΣK_g, d] f32 tensor (cleared first, so degenerate groups' rows are 0). The same dispatches and
+ * bits as tokenHiddenReward's M scratch.
+ */
+export async function webgpuThrAggregate(k: WebGpuKit, a: ThrAggregateArgs): Promise<Tensor<'f32'>> {
+  return (await thrRun(k, { ...a, beta: 0 }, 'aggregate')) as Tensor<'f32'>;
+}
+
+/** thrScore: thr_score, thr_fold and thr_tau on the given aggregate (bound in place of the M scratch). */
+export async function webgpuThrScore(k: WebGpuKit, a: ThrScoreArgs): Promise<ThrResult> {
+  return (await thrRun(k, a, 'score', a.aggregate)) as ThrResult;
+}
+
+/**
+ * 'full': M_g into a scratch (live groups packed), then the scores; 'aggregate': M_g into the output
+ * tensor at each group's own rows; 'score': the scores from a given aggregate. In the last two, a
+ * chunk's M window spans its groups' rows of the tensor (degenerate groups' included) and koff is a
+ * group's row offset from the chunk's first.
+ */
+async function thrRun(
+  k: WebGpuKit,
+  a: TokenHiddenRewardArgs,
+  mode: 'full' | 'aggregate' | 'score',
+  aggregate?: Tensor<'f32'>,
+): Promise<ThrResult | Tensor<'f32'>> {
+  const stacked = mode !== 'full';
   const { rt } = k;
   rt.check();
   const { layout, dim: d } = a;
@@ -215,8 +253,10 @@ export async function webgpuTokenHiddenReward(k: WebGpuKit, a: TokenHiddenReward
     const parts = (gto[g + 1] - gto[g]) * Math.ceil(K / SCORE_SLICE);
     if (cur !== undefined) {
       const g0 = cur.groups[0];
+      // Stacked M (aggregate, score): the chunk's window spans its groups' rows of the tensor.
+      const mSpan = stacked ? vOff[g + 1] - vOff[g0] : cur.mRows + K;
       const fits =
-        (cur.mRows + K) * d * 4 <= cap &&
+        mSpan * d * 4 <= cap &&
         (a.probsOffsets[g + 1] - a.probsOffsets[g0]) * 4 <= cap &&
         (gto[g + 1] - gto[g0]) * d * eb <= cap;
       if (fits) {
@@ -236,136 +276,163 @@ export async function webgpuTokenHiddenReward(k: WebGpuKit, a: TokenHiddenReward
 
   const key = moduleKey(k, dtype);
   const constants = { WG: k.wg };
+  const scores = mode !== 'aggregate';
   const [mPipe, sPipe, fPipe, tauPipe] = await Promise.all([
-    chunks.length > 0 ? k.pipelines.get(key, M_SPEC, constants) : undefined,
-    chunks.length > 0 ? k.pipelines.get(key, SCORE_SPEC, constants) : undefined,
-    chunks.length > 0 ? k.pipelines.get(key, FOLD_SPEC, constants) : undefined,
-    G > 0 ? k.pipelines.get(key, TAU_SPEC, constants) : undefined,
+    chunks.length > 0 && mode !== 'score' ? k.pipelines.get(key, M_SPEC, constants) : undefined,
+    chunks.length > 0 && scores ? k.pipelines.get(key, SCORE_SPEC, constants) : undefined,
+    chunks.length > 0 && scores ? k.pipelines.get(key, FOLD_SPEC, constants) : undefined,
+    G > 0 && scores ? k.pipelines.get(key, TAU_SPEC, constants) : undefined,
   ]);
+  const mRowsAll = vOff[G];
 
   const scratch: GPUBuffer[] = [];
   try {
-    return await rt.run('tokenHiddenReward', () => {
-      const thr = outputTensor(rt, 'f32', [T]);
-      const tau = outputTensor(rt, 'f32', [G]);
-      if (G === 0) return { thr, tau };
-      const thrBuf = gpuStorage(thr).buffer;
-      const hidden = gpuStorage(a.hidden, 'hidden').buffer;
-      const probs = gpuStorage(a.probs, 'probs').buffer;
-      const tcol = gpuStorage(a.vocab.tokenColumn, 'vocab.tokenColumn').buffer;
-      const enc = rt.device.createCommandEncoder({ label: 'tokenHiddenReward' });
-      const pass = enc.beginComputePass();
-      if (chunks.length > 0) {
-        const mbuf = rt.storageBuffer(mScratchRows * d * 4, 'THR M scratch');
-        scratch.push(mbuf);
-        const spart = rt.storageBuffer(partScratch * 4, 'THR partial scores');
-        scratch.push(spart);
-        const ctokBuf = rt.transientData(ctok, Usage.STORAGE, 'correct tokens');
-        const cwBuf = rt.transientData(cw, Usage.STORAGE, 'correct weights');
-        for (const c of chunks) {
-          const g0 = c.groups[0];
-          const gLast = c.groups[c.groups.length - 1];
-          const hw = windowOf(gto[g0] * d, gto[gLast + 1] * d, eb, hidden.size, align);
-          const pw = windowOf(a.probsOffsets[g0], a.probsOffsets[gLast + 1], 4, probs.size, align);
-          const n = c.groups.length;
-          const mInfo = new Uint32Array(n * INFO_STRIDE);
-          const sInfo = new Uint32Array(n * INFO_STRIDE);
-          let kRow = 0;
-          let mWg = 0;
-          let sWg = 0;
-          let fWg = 0;
-          let part = 0;
-          c.groups.forEach((g, i) => {
-            const K = vOff[g + 1] - vOff[g];
-            const Tg = gto[g + 1] - gto[g];
-            const slices = Math.ceil(K / SCORE_SLICE);
-            const row = [
-              gto[g],
-              Tg,
-              kRow,
-              K,
-              a.probsOffsets[g] - a.probsOffsets[g0],
-              cStart[g],
-              cStart[g + 1] - cStart[g],
+    return await rt.run(
+      mode === 'full' ? 'tokenHiddenReward' : mode === 'aggregate' ? 'thrAggregate' : 'thrScore',
+      () => {
+        const mOut = mode === 'aggregate' ? outputTensor(rt, 'f32', [mRowsAll, d]) : undefined;
+        const thr = scores ? outputTensor(rt, 'f32', [T]) : undefined;
+        const tau = scores ? outputTensor(rt, 'f32', [G]) : undefined;
+        const result = (): ThrResult | Tensor<'f32'> => mOut ?? { thr: thr!, tau: tau! };
+        if (G === 0) return result();
+        const thrBuf = thr ? gpuStorage(thr).buffer : k.dummies[0];
+        const hidden = gpuStorage(a.hidden, 'hidden').buffer;
+        const probs = gpuStorage(a.probs, 'probs').buffer;
+        const tcol = gpuStorage(a.vocab.tokenColumn, 'vocab.tokenColumn').buffer;
+        const enc = rt.device.createCommandEncoder({ label: 'tokenHiddenReward' });
+        // The aggregate's rows of degenerate groups stay 0: clear it, then thr_m writes the live ones.
+        if (mOut && mRowsAll * d > 0)
+          enc.clearBuffer(gpuStorage(mOut).buffer, 0, roundUp(mRowsAll * d * 4, 4));
+        const pass = enc.beginComputePass();
+        if (chunks.length > 0) {
+          let mbuf: GPUBuffer;
+          if (stacked) {
+            mbuf = gpuStorage(mOut ?? aggregate!, mOut ? 'aggregate' : 'aggregate').buffer;
+          } else {
+            mbuf = rt.storageBuffer(mScratchRows * d * 4, 'THR M scratch');
+            scratch.push(mbuf);
+          }
+          const spart = rt.storageBuffer(scores ? partScratch * 4 : 4, 'THR partial scores');
+          scratch.push(spart);
+          const ctokBuf = rt.transientData(ctok, Usage.STORAGE, 'correct tokens');
+          const cwBuf = rt.transientData(cw, Usage.STORAGE, 'correct weights');
+          for (const c of chunks) {
+            const g0 = c.groups[0];
+            const gLast = c.groups[c.groups.length - 1];
+            const hw = windowOf(gto[g0] * d, gto[gLast + 1] * d, eb, hidden.size, align);
+            const pw = windowOf(a.probsOffsets[g0], a.probsOffsets[gLast + 1], 4, probs.size, align);
+            const n = c.groups.length;
+            const mInfo = new Uint32Array(n * INFO_STRIDE);
+            const sInfo = new Uint32Array(n * INFO_STRIDE);
+            let kRow = 0;
+            let mWg = 0;
+            let sWg = 0;
+            let fWg = 0;
+            let part = 0;
+            c.groups.forEach((g, i) => {
+              const K = vOff[g + 1] - vOff[g];
+              const Tg = gto[g + 1] - gto[g];
+              const slices = Math.ceil(K / SCORE_SLICE);
+              const row = [
+                gto[g],
+                Tg,
+                stacked ? vOff[g] - vOff[g0] : kRow,
+                K,
+                a.probsOffsets[g] - a.probsOffsets[g0],
+                cStart[g],
+                cStart[g + 1] - cStart[g],
+              ];
+              mInfo.set([...row, mWg], i * INFO_STRIDE);
+              sInfo.set([...row, sWg, part, fWg], i * INFO_STRIDE);
+              kRow += K;
+              mWg += Math.ceil(K / TILE) * tilesD;
+              sWg += Math.ceil(Tg / TILE) * slices;
+              fWg += Math.ceil(Tg / k.wg);
+              part += Tg * slices;
+            });
+            // The M binding: the scratch, or the tensor's rows of this chunk's groups.
+            const mw = stacked
+              ? windowOf(vOff[g0] * d, vOff[gLast + 1] * d, 4, mbuf.size, align)
+              : { offset: 0, size: mbuf.size, base: 0 };
+            const base = {
+              groups: n,
+              dim: d,
+              tiles_d: tilesD,
+              x_base: hw.base,
+              tok_base: gto[g0],
+              probs_base: pw.base,
+              m_base: mw.base,
+            };
+            const common: Binding[] = [
+              { binding: 1, buffer: hidden, offset: hw.offset, size: hw.size },
+              { binding: 3, buffer: probs, offset: pw.offset, size: pw.size },
+              { binding: 4, buffer: tcol },
+              { binding: 8, buffer: mbuf, offset: mw.offset, size: mw.size },
             ];
-            mInfo.set([...row, mWg], i * INFO_STRIDE);
-            sInfo.set([...row, sWg, part, fWg], i * INFO_STRIDE);
-            kRow += K;
-            mWg += Math.ceil(K / TILE) * tilesD;
-            sWg += Math.ceil(Tg / TILE) * slices;
-            fWg += Math.ceil(Tg / k.wg);
-            part += Tg * slices;
-          });
-          const base = {
-            groups: n,
-            dim: d,
-            tiles_d: tilesD,
-            x_base: hw.base,
-            tok_base: gto[g0],
-            probs_base: pw.base,
-          };
-          const common: Binding[] = [
-            { binding: 1, buffer: hidden, offset: hw.offset, size: hw.size },
-            { binding: 3, buffer: probs, offset: pw.offset, size: pw.size },
-            { binding: 4, buffer: tcol },
-            { binding: 8, buffer: mbuf },
-          ];
-          rt.dispatch(
-            pass,
-            mPipe!,
-            [
-              { binding: 0, buffer: rt.uniform(THR_PARAMS, paramsOf({ ...base, count: mWg })) },
-              ...common,
-              { binding: 5, buffer: rt.transientData(mInfo, Usage.STORAGE, 'THR M table') },
-              { binding: 6, buffer: ctokBuf },
-              { binding: 7, buffer: cwBuf },
-            ],
-            mWg,
-          );
-          const sInfoBuf = rt.transientData(sInfo, Usage.STORAGE, 'THR score table');
-          rt.dispatch(
-            pass,
-            sPipe!,
-            [
-              { binding: 0, buffer: rt.uniform(THR_PARAMS, paramsOf({ ...base, count: sWg })) },
-              ...common,
-              { binding: 5, buffer: sInfoBuf },
-              { binding: 21, buffer: spart },
-            ],
-            sWg,
-          );
-          rt.dispatch(
-            pass,
-            fPipe!,
-            [
-              { binding: 0, buffer: rt.uniform(THR_PARAMS, paramsOf({ groups: n, count: fWg })) },
-              { binding: 5, buffer: sInfoBuf },
-              { binding: 9, buffer: thrBuf },
-              { binding: 21, buffer: spart },
-            ],
-            fWg,
-          );
+            if (mPipe)
+              rt.dispatch(
+                pass,
+                mPipe,
+                [
+                  { binding: 0, buffer: rt.uniform(THR_PARAMS, paramsOf({ ...base, count: mWg })) },
+                  ...common,
+                  { binding: 5, buffer: rt.transientData(mInfo, Usage.STORAGE, 'THR M table') },
+                  { binding: 6, buffer: ctokBuf },
+                  { binding: 7, buffer: cwBuf },
+                ],
+                mWg,
+              );
+            if (!scores) continue;
+            const sInfoBuf = rt.transientData(sInfo, Usage.STORAGE, 'THR score table');
+            rt.dispatch(
+              pass,
+              sPipe!,
+              [
+                { binding: 0, buffer: rt.uniform(THR_PARAMS, paramsOf({ ...base, count: sWg })) },
+                ...common,
+                { binding: 5, buffer: sInfoBuf },
+                { binding: 21, buffer: spart },
+              ],
+              sWg,
+            );
+            rt.dispatch(
+              pass,
+              fPipe!,
+              [
+                { binding: 0, buffer: rt.uniform(THR_PARAMS, paramsOf({ groups: n, count: fWg })) },
+                { binding: 5, buffer: sInfoBuf },
+                { binding: 9, buffer: thrBuf },
+                { binding: 21, buffer: spart },
+              ],
+              fWg,
+            );
+          }
         }
-      }
-      const gdeg = Uint32Array.from(a.hostDegenerate);
-      rt.dispatch(
-        pass,
-        tauPipe!,
-        [
-          { binding: 0, buffer: rt.uniform(THR_PARAMS, paramsOf({ groups: G, beta: a.beta })) },
-          { binding: 9, buffer: thrBuf },
-          { binding: 10, buffer: gpuStorage(tau).buffer },
-          { binding: 11, buffer: rt.transientData(ro, Usage.STORAGE, 'responseOffsets') },
-          { binding: 12, buffer: rt.transientData(go, Usage.STORAGE, 'groupOffsets') },
-          { binding: 13, buffer: gpuStorage(a.correct, 'correct').buffer },
-          { binding: 14, buffer: rt.transientData(gdeg, Usage.STORAGE, 'degenerate groups') },
-        ],
-        G,
-      );
-      pass.end();
-      rt.submit(enc);
-      return { thr, tau };
-    });
+        if (!scores) {
+          pass.end();
+          rt.submit(enc);
+          return result();
+        }
+        const gdeg = Uint32Array.from(a.hostDegenerate);
+        rt.dispatch(
+          pass,
+          tauPipe!,
+          [
+            { binding: 0, buffer: rt.uniform(THR_PARAMS, paramsOf({ groups: G, beta: a.beta })) },
+            { binding: 9, buffer: thrBuf },
+            { binding: 10, buffer: gpuStorage(tau!).buffer },
+            { binding: 11, buffer: rt.transientData(ro, Usage.STORAGE, 'responseOffsets') },
+            { binding: 12, buffer: rt.transientData(go, Usage.STORAGE, 'groupOffsets') },
+            { binding: 13, buffer: gpuStorage(a.correct, 'correct').buffer },
+            { binding: 14, buffer: rt.transientData(gdeg, Usage.STORAGE, 'degenerate groups') },
+          ],
+          G,
+        );
+        pass.end();
+        rt.submit(enc);
+        return result();
+      },
+    );
   } finally {
     for (const b of scratch) rt.destroyBuffer(b);
   }

@@ -1,5 +1,5 @@
 /**
- * `grpo-kernels demo`: the toy GRPO trainer (src/trainer) comparing plain GRPO with THR p = ±0.1;
+ * `grpo-kernels demo`: the toy GRPO trainer (examples/toy-grpo/trainer) comparing plain GRPO with THR p = ±0.1;
  * prints the summary table and where the plot (SVG) and the summary (markdown, JSON) were written.
  */
 import {
@@ -10,7 +10,7 @@ import {
   SUMMARY_COLUMNS,
   summaryCells,
   writeReport,
-} from '../trainer/index.js';
+} from '../examples/toy-grpo/trainer/index.js';
 import { enumFlag, type IntRange, intFlag, parseFlags } from './args.js';
 import { openOrFail } from './backends.js';
 import { CliError, oneLine, usageError } from './errors.js';
@@ -31,8 +31,8 @@ const SEED: IntRange = { min: 0, max: 2 ** 32 - 1 };
 export const DEMO_HELP = `Usage: grpo-kernels demo [--backend NAME] [--steps N] [--runs N] [--seed N] [--out DIR] [--quick]
 
 Trains a tiny linear softmax policy on "emit K digits whose sum equals the target" with GRPO,
-every piece of reward math through grpo-kernels (logprobs + entropy, advantages, expandToTokens,
-restrictedVocab, gatherProbs, tokenHiddenReward, thrReweight, logprobsBackward), and compares
+every piece of reward math through grpo-kernels (linearLogprobs + entropy, advantages, expandToTokens,
+restrictedVocab, gatherProbs, tokenHiddenReward, thrReweight, policyLoss, linearLogprobsBackward), and compares
 plain GRPO, THR p = +0.1 and THR p = -0.1 from the same seeds. Writes curves.svg (mean reward,
 held-out greedy accuracy, held-out pass@k), summary.md and summary.json.
 
@@ -114,7 +114,8 @@ async function runAndReport(
       bar.done();
     }
     io.out('');
-    for (const line of formatTable(SUMMARY_COLUMNS, summaryCells(result.summary), 'lrrrrrrrr')) io.out(line);
+    for (const line of formatTable(SUMMARY_COLUMNS, summaryCells(result.summary), 'lrrrrrrrrrr'))
+      io.out(line);
     io.out('');
     let paths: ReturnType<typeof writeReport>;
     try {

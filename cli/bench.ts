@@ -1,14 +1,23 @@
 /**
  * `grpo-kernels bench`: times every op at realistic sizes on each backend and reports median
  * times, throughput and the fraction of the backend's own copy bandwidth measured in the same run
- * (ggml's perf mode). Timed regions are bracketed by ctx.synchronize().
+ * (ggml's perf mode). Timed regions are bracketed by ctx.synchronize(). The cases are bench/'s
+ * (bench/index.ts); bench/run.ts runs its reference tier through benchBackend() here, peers included.
  */
 import { writeFileSync } from 'node:fs';
 import { freemem } from 'node:os';
-import type { BackendName, Context } from '../index.js';
+import type { BackendName, Context } from 'grpo-kernels';
+import {
+  type BenchCase,
+  benchCases,
+  OP_NAMES,
+  type OpName,
+  type Peer,
+  type Prepared,
+  tierFor,
+} from '../bench/index.js';
 import { enumFlag, parseFlags } from './args.js';
 import { ALL_BACKENDS, isSoftwareDriver, openOrFail, SOFTWARE_NOTE, tryOpen } from './backends.js';
-import { type BenchCase, benchCases, OP_NAMES, type OpName, type Prepared, tierFor } from './bench-cases.js';
 import { CliError, oneLine, usageError } from './errors.js';
 import type { Io } from './io.js';
 import { writableFile } from './paths.js';
@@ -21,9 +30,9 @@ export const BENCH_HELP = `Usage: grpo-kernels bench [--backend NAME] [--quick] 
 Times every op at realistic sizes: logprobs at V = 32000, 128256, 151936 (f32 and bf16 logits
 of a few hundred MB on a GPU and the native cpu; 8 rows on js and on software drivers such as lavapipe), logprobsBackward, gatherProbs, advantages from 1k
 to 1M responses, expandToTokens, whiten, restrictedVocab, tokenHiddenReward at d = 896 and 3584,
-thrReweight. Size keys: N rows, V vocabulary, G groups x n responses x L tokens, R responses,
-d hidden size, V* mean restricted vocabulary. Prints median time, p10-p90, the op's throughput (GB/s of bytes moved, GFLOP/s for
-THR, responses/s for advantages, tokens/s for restrictedVocab) and the fraction of the backend's
+thrReweight, policyLoss on 1M tokens in 64k responses. Size keys: N rows, V vocabulary, G groups x
+n responses x L tokens, R responses, T tokens, d hidden size, V* mean restricted vocabulary. Prints median time, p10-p90, the op's throughput (GB/s of bytes moved, GFLOP/s for
+THR, responses/s for advantages, tokens/s for restrictedVocab and policyLoss) and the fraction of the backend's
 copy bandwidth (ctx.copyProbe) measured in the same run.
 
 Options:
@@ -44,8 +53,12 @@ export interface BenchRow {
   date: string;
   version: string;
   op: OpName;
+  /** What distinguishes the case beyond op, sizes and dtype (an estimator, extra outputs). */
+  variant?: string;
   sizes: Record<string, number>;
   dtype: string;
+  /** A peer's row (reference tier): another implementation of the op on the same inputs. */
+  peer?: string;
   reps: number;
   medianMs: number | null;
   p10Ms: number | null;
@@ -60,6 +73,12 @@ export interface BenchRow {
   copyGbps: number | null;
   /** gbps / copyGbps. */
   fraction: number | null;
+  /** A peer's row: its median over the op's (how many times faster the op is). */
+  vsOp?: number;
+  /** A peer's row: max |peer − op| / max |op| over what the peer computed. */
+  maxRelDiff?: number;
+  /** A peer's row: times scaled from a subsample of the work (the peer says how). */
+  extrapolated?: boolean;
   /** Why the case did not run (does not fit in memory), or its error. */
   skipped?: string;
   error?: string;
@@ -74,11 +93,19 @@ export function percentile(sorted: readonly number[], q: number): number {
   return sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo);
 }
 
-interface TimingPlan {
+export interface TimingPlan {
   warmup: number;
   minReps: number;
   maxReps: number;
   budgetMs: number;
+}
+
+/** How long each case is timed: --quick, a GPU or the native cpu, or the js reference. */
+export function timingPlan(backend: BackendName, quick: boolean): TimingPlan {
+  if (quick) return { warmup: 1, minReps: 3, maxReps: 10, budgetMs: 100 };
+  return backend !== 'js'
+    ? { warmup: 3, minReps: 10, maxReps: 100, budgetMs: 1000 }
+    : { warmup: 1, minReps: 3, maxReps: 20, budgetMs: 1000 };
 }
 
 async function time(ctx: Context, p: Prepared, plan: TimingPlan): Promise<number[]> {
@@ -100,6 +127,23 @@ async function time(ctx: Context, p: Prepared, plan: TimingPlan): Promise<number
     for (const t of outs) t.dispose();
   }
   return times.sort((a, b) => a - b);
+}
+
+/** A peer's times: host code, nothing to synchronize; its own plan when it has one. */
+function timePeer(peer: Peer, plan: TimingPlan): { times: number[]; extrapolated: boolean } {
+  const warmup = peer.plan?.warmup ?? plan.warmup;
+  const [minReps, maxReps] = peer.plan ? [peer.plan.reps, peer.plan.reps] : [plan.minReps, plan.maxReps];
+  for (let i = 0; i < warmup; i++) peer.run();
+  const times: number[] = [];
+  const start = performance.now();
+  while (times.length < minReps || (times.length < maxReps && performance.now() - start < plan.budgetMs)) {
+    const t0 = performance.now();
+    peer.run();
+    const ms = performance.now() - t0;
+    times.push(peer.extrapolatedMs ? peer.extrapolatedMs() : ms);
+  }
+  const extrapolated = peer.extrapolatedMs !== undefined;
+  return { times: times.sort((a, b) => a - b), extrapolated };
 }
 
 function isOutOfMemory(e: unknown): boolean {
@@ -166,8 +210,31 @@ function fmtNum(x: number | null, digits = 3): string {
   return x.toPrecision(digits);
 }
 
-/** Runs every case on one context; returns its rows. */
-async function benchBackend(
+/** The op column: the op, its variant, and the peer a row times instead of the op. */
+export function opLabel(r: Pick<BenchRow, 'op' | 'variant' | 'peer'>): string {
+  return `${r.op}${r.variant ? ` (${r.variant})` : ''}${r.peer ? `: ${r.peer}` : ''}`;
+}
+
+/** Fills a row's timings from sorted times; the copy bandwidth and fraction need copyGbps. */
+function fillTimes(row: BenchRow, times: number[], p: Prepared, copyGbps: number | null): void {
+  const median = percentile(times, 0.5);
+  row.reps = times.length;
+  row.medianMs = median;
+  row.p10Ms = percentile(times, 0.1);
+  row.p90Ms = percentile(times, 0.9);
+  row.bytes = p.bytes;
+  row.gbps = p.bytes / (median / 1e3) / 1e9;
+  row.throughputUnit = p.work.unit;
+  row.throughput = p.work.amount / (median / 1e3);
+  row.copyGbps = copyGbps;
+  row.fraction = copyGbps === null ? null : row.gbps / copyGbps;
+}
+
+/**
+ * Runs every case on one context; returns its rows: one per case, then one per peer of the case
+ * (timed on the same inputs, checked against one run of the op).
+ */
+export async function benchBackend(
   ctx: Context,
   cases: readonly BenchCase[],
   plan: TimingPlan,
@@ -185,10 +252,11 @@ async function benchBackend(
     version: packageVersion(),
   };
   for (const c of cases) {
-    bar.update(progress.done, `${ctx.backend} ${c.op} ${fmtSizes(c.sizes)} ${c.dtype}`, true);
+    bar.update(progress.done, `${ctx.backend} ${opLabel(c)} ${fmtSizes(c.sizes)} ${c.dtype}`, true);
     const row: BenchRow = {
       ...base,
       op: c.op,
+      ...(c.variant === undefined ? {} : { variant: c.variant }),
       sizes: { ...c.sizes },
       dtype: c.dtype,
       reps: 0,
@@ -202,6 +270,7 @@ async function benchBackend(
       copyGbps: null,
       fraction: null,
     };
+    const peerRows: BenchRow[] = [];
     const why = doesNotFit(c, ctx);
     if (why !== null) {
       row.skipped = `does not fit in memory: ${why}`;
@@ -211,15 +280,6 @@ async function benchBackend(
         prepared = await c.setup(ctx);
         Object.assign(row.sizes, prepared.sizes ?? {});
         const times = await time(ctx, prepared, plan);
-        const median = percentile(times, 0.5);
-        row.reps = times.length;
-        row.medianMs = median;
-        row.p10Ms = percentile(times, 0.1);
-        row.p90Ms = percentile(times, 0.9);
-        row.bytes = prepared.bytes;
-        row.gbps = prepared.bytes / (median / 1e3) / 1e9;
-        row.throughputUnit = prepared.work.unit;
-        row.throughput = prepared.work.amount / (median / 1e3);
         // The same traffic as the op: a copy of b bytes moves 2·b (read + write).
         const probeBytes = Math.max(4096, Math.ceil(prepared.bytes / 2 / 4) * 4);
         let copyS = copyCache.get(probeBytes);
@@ -227,8 +287,24 @@ async function benchBackend(
           copyS = await ctx.copyProbe(probeBytes);
           copyCache.set(probeBytes, copyS);
         }
-        row.copyGbps = (2 * probeBytes) / copyS / 1e9;
-        row.fraction = row.gbps / row.copyGbps;
+        fillTimes(row, times, prepared, (2 * probeBytes) / copyS / 1e9);
+        if (prepared.peers !== undefined && prepared.peers.length > 0) {
+          const outputs = await prepared.run();
+          try {
+            for (const peer of prepared.peers) {
+              bar.update(progress.done, `${ctx.backend} ${opLabel({ ...c, peer: peer.name })}`, true);
+              const peerRow: BenchRow = { ...row, sizes: { ...row.sizes }, peer: peer.name };
+              const timed = timePeer(peer, plan);
+              fillTimes(peerRow, timed.times, prepared, row.copyGbps);
+              peerRow.vsOp = peerRow.medianMs! / row.medianMs!;
+              if (timed.extrapolated) peerRow.extrapolated = true;
+              if (peer.agree) peerRow.maxRelDiff = await peer.agree(outputs);
+              peerRows.push(peerRow);
+            }
+          } finally {
+            for (const t of outputs) t.dispose();
+          }
+        }
       } catch (e) {
         if (isOutOfMemory(e)) {
           row.skipped = `does not fit in memory: ${oneLine(e)}`;
@@ -239,7 +315,7 @@ async function benchBackend(
         prepared?.dispose();
       }
     }
-    rows.push(row);
+    rows.push(row, ...peerRows);
     progress.done++;
     bar.update(progress.done, `${ctx.backend} ${c.op}`);
   }
@@ -262,11 +338,22 @@ export function benchTable(rows: readonly BenchRow[]): string[] {
   const cells = rows.map((r) => {
     const name = `${r.backend}${r.softwareDriver ? '*' : ''}`;
     if (r.medianMs === null) {
-      return [name, r.op, fmtSizes(r.sizes), r.dtype, '—', r.skipped ? 'skipped' : 'failed', '', '', '', ''];
+      return [
+        name,
+        opLabel(r),
+        fmtSizes(r.sizes),
+        r.dtype,
+        '—',
+        r.skipped ? 'skipped' : 'failed',
+        '',
+        '',
+        '',
+        '',
+      ];
     }
     return [
       name,
-      r.op,
+      opLabel(r),
       fmtSizes(r.sizes),
       r.dtype,
       fmtNum(r.medianMs),
@@ -332,13 +419,7 @@ export async function benchCommand(args: string[], io: Io): Promise<number> {
   const rows: BenchRow[] = [];
   try {
     for (const ctx of contexts) {
-      const gpu = ctx.backend !== 'js';
-      const plan: TimingPlan = quick
-        ? { warmup: 1, minReps: 3, maxReps: 10, budgetMs: 100 }
-        : gpu
-          ? { warmup: 3, minReps: 10, maxReps: 100, budgetMs: 1000 }
-          : { warmup: 1, minReps: 3, maxReps: 20, budgetMs: 1000 };
-      rows.push(...(await benchBackend(ctx, plans.get(ctx)!, plan, bar, progress)));
+      rows.push(...(await benchBackend(ctx, plans.get(ctx)!, timingPlan(ctx.backend, quick), bar, progress)));
     }
   } finally {
     bar.done();
@@ -347,7 +428,7 @@ export async function benchCommand(args: string[], io: Io): Promise<number> {
 
   for (const line of benchTable(rows)) io.out(line);
   for (const r of rows.filter((row) => row.skipped !== undefined))
-    io.out(`skipped ${r.backend} ${r.op} ${fmtSizes(r.sizes)} ${r.dtype}: ${r.skipped}`);
+    io.out(`skipped ${r.backend} ${opLabel(r)} ${fmtSizes(r.sizes)} ${r.dtype}: ${r.skipped}`);
   const devices = [...new Map(rows.map((r) => [r.backend, r])).values()];
   io.out('');
   for (const r of devices)
@@ -374,6 +455,6 @@ export async function benchCommand(args: string[], io: Io): Promise<number> {
   }
   const errors = rows.filter((r) => r.error !== undefined);
   for (const r of errors)
-    io.err(`grpo-kernels: bench ${r.backend} ${r.op} ${fmtSizes(r.sizes)} failed: ${r.error}\n`);
+    io.err(`grpo-kernels: bench ${r.backend} ${opLabel(r)} ${fmtSizes(r.sizes)} failed: ${r.error}\n`);
   return errors.length > 0 ? 1 : 0;
 }

@@ -123,6 +123,8 @@ export const SUMMARY_COLUMNS = [
   'mean pass@k',
   'steps to reward 0.5',
   'final entropy',
+  'final clip frac',
+  'final KL',
   'seconds',
 ] as const;
 
@@ -137,6 +139,8 @@ export function summaryCells(rows: readonly SummaryRow[]): string[][] {
     pct(r.meanPassAtK),
     r.stepsToHalfReward === null ? '—' : String(r.stepsToHalfReward),
     r.finalEntropy.toFixed(3),
+    pct(r.finalClipFraction),
+    r.finalKl.toFixed(4),
     r.seconds.toFixed(1),
   ]);
 }
@@ -157,7 +161,7 @@ export function summaryMarkdown(
     `Run: ${describeConfig(result.config)}.`,
     `Backend: ${context.backend} (${context.device}); wall time ${result.seconds.toFixed(1)} s.`,
     `Evaluation every ${result.config.evalEvery} steps on ${result.heldOutNote}: greedy decoding, and pass@${result.config.groupSize} (${result.config.passAtKRepeats} groups of ${result.config.groupSize} samples per prompt).`,
-    "Methods: GRPO advantages (grpo estimator) on every token; THR p: A' = 1[|THR| > tau]·(1 + p·sign THR)·A (THR.md, mode 'thr').",
+    "Methods: GRPO advantages (grpo estimator) on every token; THR p: A' = 1[|THR| > tau]·(1 + p·sign THR)·A (docs/THR.md, mode 'thr').",
     '',
     `| ${SUMMARY_COLUMNS.join(' | ')} |`,
     `|${SUMMARY_COLUMNS.map((_, i) => (i === 0 ? '---' : '---:')).join('|')}|`,
@@ -208,6 +212,8 @@ export function writeReport(
       accuracy: m.accuracy,
       entropy: m.entropy,
       activeTokens: m.activeTokens,
+      clipFraction: m.clipFraction,
+      kl: m.kl,
       evalSteps: m.evalSteps,
       greedyAccuracy: m.greedyAccuracy,
       passAtK: m.passAtK,

@@ -33,6 +33,8 @@ export interface MethodCurves {
   accuracy: number[];
   entropy: number[];
   activeTokens: number[];
+  clipFraction: number[];
+  kl: number[];
   /** Evaluation steps (0, evalEvery, ...) and the seed-means of the held-out metrics. */
   evalSteps: number[];
   greedyAccuracy: number[];
@@ -53,6 +55,9 @@ export interface SummaryRow {
   /** First step at which the 10-step moving average of the mean reward reaches 0.5, or null. */
   stepsToHalfReward: number | null;
   finalEntropy: number;
+  /** policyLoss's clip fraction and KL to the initial policy, over the last tenth of training. */
+  finalClipFraction: number;
+  finalKl: number;
   seconds: number;
 }
 
@@ -109,6 +114,8 @@ function aggregate(method: Method, runs: TrainResult[]): MethodCurves {
     accuracy: avgStep((s) => s.accuracy),
     entropy: avgStep((s) => s.entropy),
     activeTokens: avgStep((s) => s.activeTokens),
+    clipFraction: avgStep((s) => s.clipFraction),
+    kl: avgStep((s) => s.kl),
     evalSteps,
     greedyAccuracy: avgEval((e) => e.greedyAccuracy),
     passAtK: avgEval((e) => e.passAtK),
@@ -130,6 +137,8 @@ export function summarize(c: MethodCurves): SummaryRow {
     meanPassAtK: mean(c.passAtK),
     stepsToHalfReward: half < 0 ? null : c.steps[half],
     finalEntropy: mean(c.entropy.slice(-tail)),
+    finalClipFraction: mean(c.clipFraction.slice(-tail)),
+    finalKl: mean(c.kl.slice(-tail)),
     seconds: c.seconds,
   };
 }

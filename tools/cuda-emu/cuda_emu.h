@@ -3,7 +3,7 @@
 // no GPU, execute the real kernels and launchers (every index, reduction, split and merge) against the
 // CPU reference. It proves the kernels' logic, never their speed or the GPU's memory model.
 //
-// Model (native/emu/emu_runtime.cc): a launch runs its blocks one after another on the calling
+// Model (tools/cuda-emu/emu_runtime.cc): a launch runs its blocks one after another on the calling
 // thread; the threads of a block are fibers switched only at __syncthreads and warp shuffles, so
 // shared memory is a function-local static (launches from different OS threads take turns). A block barrier waits
 // for every thread that has not exited; a shuffle waits for exactly the lanes of its mask and fails
@@ -361,6 +361,40 @@ inline void mma_m16n8k8_tf32(float (&d)[4], const float (&a)[4], const float (&b
     const unsigned r = g + 8 * (unsigned(i) >> 1), c = 2 * t + (unsigned(i) & 1u);
     double s = d[i];
     for (unsigned k = 0; k < 8; ++k) s += static_cast<double>(A(r, k)) * static_cast<double>(B(k, c));
+    d[i] = nvcuda::wmma::round_toward_zero(s);
+  }
+}
+// mma.sync.aligned.m16n8k16.row.col.f32.{bf16,f16}.{bf16,f16}.f32 {d}, {a}, {b}, {d}: warp-collective.
+// Lane l = 4·g + t holds (PTX ISA, "Matrix fragments for mma.m16n8k16" with .bf16 / .f16), two
+// consecutive-k elements per 32-bit register, the lower k in the low half:
+//   a[r] = A[g + 8·(r & 1)][2t + 8·(r >> 1) + {0, 1}]  (A: 16 × 16, row-major)
+//   b[r] = B[2t + 8·r + {0, 1}][g]                     (B: 16 × 8)
+//   d[i] = D[g + 8·(i >> 1)][2t + (i & 1)]
+// Every lane's registers are gathered and each lane computes its own four outputs: the sixteen exact
+// products (a bf16 or f16 product has ≤ 22 significant bits), summed with c, rounded toward zero once.
+inline float half_bits_value(unsigned bits, bool bf16) {
+  if (bf16) return __uint_as_float(bits << 16);
+  __half_raw raw;
+  raw.x = static_cast<unsigned short>(bits);
+  return __half2float(__half(raw));
+}
+inline void mma_m16n8k16(float (&d)[4], const uint32_t (&a)[4], const uint32_t (&b)[2], bool bf16) {
+  uint32_t mine[6] = {a[0], a[1], a[2], a[3], b[0], b[1]};
+  uint32_t all[32][6];
+  warp_exchange(0xffffffffu, mine, sizeof mine, all);
+  const unsigned lane = g_ctx->linear & 31u, g = lane >> 2, t = lane & 3u;
+  auto half_of = [](uint32_t w, unsigned k) { return (k & 1u) ? (w >> 16) : (w & 0xffffu); };
+  auto A = [&](unsigned r, unsigned k) {
+    const unsigned reg = (r >> 3) + 2 * (k >> 3);
+    return half_bits_value(half_of(all[(r & 7u) * 4 + ((k & 7u) >> 1)][reg], k), bf16);
+  };
+  auto B = [&](unsigned k, unsigned n) {
+    return half_bits_value(half_of(all[n * 4 + ((k & 7u) >> 1)][4 + (k >> 3)], k), bf16);
+  };
+  for (int i = 0; i < 4; ++i) {
+    const unsigned r = g + 8 * (unsigned(i) >> 1), c = 2 * t + (unsigned(i) & 1u);
+    double s = d[i];
+    for (unsigned k = 0; k < 16; ++k) s += static_cast<double>(A(r, k)) * static_cast<double>(B(k, c));
     d[i] = nvcuda::wmma::round_toward_zero(s);
   }
 }

@@ -1,4 +1,4 @@
-// The CUDA emulator's runtime: the block scheduler behind native/emu/cuda_emu.h, and the CUDA runtime
+// The CUDA emulator's runtime: the block scheduler behind tools/cuda-emu/cuda_emu.h, and the CUDA runtime
 // calls addon.cc and the launchers make, implemented on host memory. Test-only (docs/cuda.md,
 // "Emulated CUDA"): "device" memory is malloc'd host memory, streams and events are synchronous, and a
 // launch has finished when its launch call returns.
@@ -485,7 +485,7 @@ std::map<const void*, int> max_dynamic_smem;
 }  // namespace
 
 // The opt-in shared memory per block the emulated device reports: an H100's 227 KiB, or
-// GK_EMU_SMEM_OPTIN bytes (tests of what a GPU with less, e.g. 99 KiB on sm_89, is told).
+// GK_EMU_SMEM_OPTIN bytes (tests of what a GPU with less, e.g. 99 KiB on sm_89, runs or is told).
 int smem_optin() {
   const char* e = std::getenv("GK_EMU_SMEM_OPTIN");
   return e && *e ? std::atoi(e) : 227 * 1024;

@@ -1,5 +1,5 @@
 /** Which backends a command runs on, and how each one is opened (with the reason when it cannot be). */
-import { AUTO_ORDER, type BackendName, type Context, createContext } from '../index.js';
+import { AUTO_ORDER, type BackendName, type Context, createContext } from 'grpo-kernels';
 import { CliError, oneLine } from './errors.js';
 
 /** Every backend, in the order `auto` tries them (cuda, then webgpu, then cpu, then js). */

@@ -1,11 +1,12 @@
 /**
  * One GRPO training run of the toy policy. Every piece of reward math goes through the package:
- * logprobs (+ entropy), advantages (grpo), expandToTokens, and for THR runs restrictedVocab,
- * gatherProbs, tokenHiddenReward and thrReweight; logprobsBackward gives dLoss/dlogits of the
- * policy-gradient loss −Σ_t A'_t · logprob_t / T, which is backpropagated to W here.
+ * linearLogprobs (+ entropy, straight from the policy's linear head: hidden states and W, no logits),
+ * advantages (grpo), expandToTokens, and for THR runs restrictedVocab, gatherProbs, tokenHiddenReward
+ * and thrReweight; policyLoss gives the loss (ppo, token-mean; one update per batch, so on-policy:
+ * ratio 1, the gradient −A'_t / T) with the KL to the initial policy measured (k3, coefficient 0), and
+ * linearLogprobsBackward gives dLoss/dW from policyLoss's dLoss/dlogprob directly.
  */
-import type { Context } from '../context.js';
-import type { Tensor } from '../tensor.js';
+import { type Context, readPolicyStats, type Tensor } from 'grpo-kernels';
 import { LinearPolicy } from './policy.js';
 import { deriveSeed, mulberry32 } from './rng.js';
 import { decode, packGroups, type Response } from './rollout.js';
@@ -15,20 +16,21 @@ import { allPrompts, featureDim, type Prompt, splitPrompts, type TaskConfig, VOC
 export type TrainerContext = Pick<
   Context,
   | 'tensor'
-  | 'logprobs'
-  | 'logprobsBackward'
+  | 'linearLogprobs'
+  | 'linearLogprobsBackward'
   | 'advantages'
   | 'expandToTokens'
   | 'restrictedVocab'
   | 'gatherProbs'
   | 'tokenHiddenReward'
   | 'thrReweight'
+  | 'policyLoss'
 >;
 
 export interface Method {
   /** Label in tables and plots. */
   name: string;
-  /** Plain GRPO, or THR reweighting (THR.md, mode 'thr') with exponent p. */
+  /** Plain GRPO, or THR reweighting (docs/THR.md, mode 'thr') with exponent p. */
   kind: 'grpo' | 'thr';
   p: number;
 }
@@ -59,10 +61,14 @@ export interface StepStats {
   meanReward: number;
   /** Fraction of the batch's responses that are correct. */
   accuracy: number;
-  /** Mean per-token entropy of the policy on the batch (nats), from ctx.logprobs. */
+  /** Mean per-token entropy of the policy on the batch (nats), from ctx.linearLogprobs. */
   entropy: number;
   /** Fraction of tokens with a nonzero advantage after reweighting (THR masks some). */
   activeTokens: number;
+  /** policyLoss's clip fraction (0 here: one update per batch is on-policy). */
+  clipFraction: number;
+  /** Mean per-token KL (k3) of the policy to the initial one, from policyLoss's stats. */
+  kl: number;
   tokens: number;
 }
 
@@ -129,6 +135,8 @@ export async function grpoStep(
   method: Method,
   config: TrainConfig,
   step: number,
+  /** The initial policy, for the KL (absent: the KL is not measured, NaN). */
+  reference?: LinearPolicy,
 ): Promise<StepStats> {
   const dim = featureDim(config.task);
   const b = packGroups(groups, dim);
@@ -136,12 +144,13 @@ export async function grpoStep(
   const layout = { responseOffsets: b.responseOffsets, groupOffsets: b.groupOffsets };
   const scope = new Scope();
   try {
-    const logits = scope.add(ctx.tensor(b.logits, [T, VOCAB], 'f32'));
     const tokens = scope.add(ctx.tensor(b.tokens, [T], 'i32'));
     const hidden = scope.add(ctx.tensor(b.hidden, [T, dim], 'f32'));
+    // The policy's head, W [vocab, dim], in f32: the log-probs come from hidden and W (no logits).
+    const weight = scope.add(ctx.tensor(Float32Array.from(policy.w), [VOCAB, dim], 'f32'));
     const correct = b.correct;
 
-    const lp = await ctx.logprobs(logits, tokens, { entropy: true });
+    const lp = await ctx.linearLogprobs(hidden, weight, tokens, { entropy: true });
     scope.add(lp.logprobs);
     scope.add(lp.lse);
     if (lp.entropy) scope.add(lp.entropy);
@@ -153,6 +162,8 @@ export async function grpoStep(
     if (method.kind === 'thr') {
       const vocab = await ctx.restrictedVocab(tokens, layout);
       for (const t of [vocab.offsets, vocab.columns, vocab.tokenColumn]) scope.add(t);
+      // gatherProbs reads the logits at each group's V* columns: the rollout's (the toy's V is small).
+      const logits = scope.add(ctx.tensor(b.logits, [T, VOCAB], 'f32'));
       const probs = scope.add(await ctx.gatherProbs(logits, lp.lse, { layout, vocab }));
       const thr = await ctx.tokenHiddenReward({ hidden, probs, vocab, layout, correct });
       scope.add(thr.thr);
@@ -170,17 +181,29 @@ export async function grpoStep(
       );
     }
 
-    // Loss = −Σ_t A'_t · logprob_t / T, so dLoss/dlogprob_t = −A'_t / T.
-    const a = await tokenAdv.read();
-    const gradLogprobs = new Float32Array(T);
-    let active = 0;
-    for (let t = 0; t < T; t++) {
-      gradLogprobs[t] = -a[t] / T;
-      if (a[t] !== 0) active++;
+    // The loss: ppo with token-mean aggregation; the old log-probs are the current ones (one update per
+    // batch), so dLoss/dlogprob_t = −A'_t / T. The KL to the initial policy is measured, not penalised.
+    let refLogprobs: Tensor<'f32'> | undefined;
+    if (reference !== undefined) {
+      // The initial policy's log-probs from its own head (hidden and W₀, no logits).
+      const refWeight = scope.add(ctx.tensor(Float32Array.from(reference.w), [VOCAB, dim], 'f32'));
+      const ref = await ctx.linearLogprobs(hidden, refWeight, tokens);
+      scope.add(ref.lse);
+      refLogprobs = scope.add(ref.logprobs);
     }
-    const gradLogits = scope.add(await ctx.logprobsBackward(logits, tokens, lp.lse, gradLogprobs));
-    const g = (await gradLogits.read()) as Float32Array;
-    policy.adamStep(policy.gradient(g, b.hidden, T), config.learningRate);
+    const pl = await ctx.policyLoss(
+      { logprobs: lp.logprobs, oldLogprobs: lp.logprobs, advantages: tokenAdv, refLogprobs, layout },
+      { loss: 'ppo', aggregation: 'token-mean', kl: refLogprobs ? { estimator: 'k3', coef: 0 } : undefined },
+    );
+    for (const t of [pl.loss, pl.gradLogprobs, pl.stats]) scope.add(t);
+    const stats = await readPolicyStats(pl.stats);
+    const a = await tokenAdv.read();
+    let active = 0;
+    for (let t = 0; t < T; t++) if (a[t] !== 0) active++;
+    const grads = await ctx.linearLogprobsBackward(hidden, weight, tokens, lp.lse, pl.gradLogprobs);
+    scope.add(grads.gradHidden);
+    const gradWeight = scope.add(grads.gradWeight);
+    policy.adamStep(Float64Array.from(await gradWeight.read()), config.learningRate);
 
     const entropy = lp.entropy ? await lp.entropy.read() : new Float32Array(T);
     let entropySum = 0;
@@ -197,6 +220,8 @@ export async function grpoStep(
       accuracy: correctCount / b.rewards.length,
       entropy: T > 0 ? entropySum / T : 0,
       activeTokens: T > 0 ? active / T : 0,
+      clipFraction: T > 0 ? stats.clipFraction : 0,
+      kl: T > 0 ? stats.klMean : 0,
       tokens: T,
     };
   } finally {
@@ -215,6 +240,8 @@ export async function train(
   const { train: trainPrompts, heldOut } = splitPrompts(allPrompts(config.task));
   // Same initial weights and the same prompt/sampling stream for every method of a seed.
   const policy = new LinearPolicy(VOCAB, featureDim(config.task), deriveSeed(config.seed, 'init'));
+  // The same initial weights, never updated: the reference of the KL column.
+  const reference = new LinearPolicy(VOCAB, featureDim(config.task), deriveSeed(config.seed, 'init'));
   const rand = mulberry32(deriveSeed(config.seed, 'train'));
   const steps: StepStats[] = [];
   const evals: EvalPoint[] = [evaluate(policy, config, heldOut, 0)];
@@ -226,7 +253,7 @@ export async function train(
       for (let j = 0; j < config.groupSize; j++) group.push(decode(policy, config.task, prompt, rand));
       groups.push(group);
     }
-    steps.push(await grpoStep(ctx, policy, groups, method, config, step));
+    steps.push(await grpoStep(ctx, policy, groups, method, config, step, reference));
     if (step % config.evalEvery === 0 || step === config.steps) {
       evals.push(evaluate(policy, config, heldOut, step));
     }

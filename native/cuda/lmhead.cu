@@ -1,0 +1,1002 @@
+// LM-head family: linearLogprobs (log-probs straight from hidden states and the head's weight), its
+// backward, the vocabulary-sharded online states and their merge. Mirrors src/backends/cpu/lmhead.ts.
+//
+// FORWARD  x[n, v] = h_n · W_v + b_v (raw logits, never stored), z = x/T; per row the online state of
+//   logprobs.cu (online_softmax.cuh: raw max m, s = Σ 2^d, t = Σ 2^d·d, q = Σ 2^{2d}, d = (x − m)·log2e/T)
+//   and the outputs logprobs.cu's finish_row computes from it: lse, logprob, entropy, Σp².
+//   lm_fwd_kernel — block: 128 rows × one slice of the vocabulary (kSliceCols = 4096 columns, 32 tiles
+//   of 128; the slice count from V alone). Per tile, the 128 × 128 logits as a GEMM over d on tensor
+//   cores: 8 warps, 2 (rows) × 4 (columns), each a 64 × 32 sub-tile (4 × 4 MMA tiles, 64 f32
+//   accumulators per thread); k-steps of 32 through a 3-stage cp.async pipeline that runs on across the
+//   slice's tiles (the next tile's first k-steps load while this tile's last ones multiply). Operands
+//   k-major in shared memory (hidden rows and weight rows, padded by 16 bytes a row: conflict-free
+//   fragment reads). bf16 / f16: mma.sync m16n8k16, products exact, f32 sums; f32: 3xTF32 m16n8k8
+//   (thr.cu's split: each product exact to 3·2^-22). Tensor cores truncate each MMA's sum, so each
+//   k-step sums into fresh registers that are added to the running logits in round-to-nearest f32
+//   (thr.cu's "flush"). Epilogue per tile, in registers: + bias, then each thread folds its 8 logits
+//   of each of its 8 rows into that row's state (state_update: one rescale per batch); the thread
+//   owning the target's column stores the target's raw logit (the same bits). At the slice's end the 4
+//   lanes of a row merge by a fixed xor tree and the 4 column warps in order: partial[row][slice].
+//   lm_finish_kernel / lm_state_kernel — one thread per row merges its slices in order and writes the
+//   outputs (or the public state: natural-log sums, raw max, the target's logit when in the shard).
+//   Batch invariance: a row's logits come from the same MMAs whatever rows share its tile, and every
+//   fold's order depends on V, d and the dtype alone: a row's bits never depend on N or its position.
+//   Bytes: hidden read once per slice (ceil(V/4096) times), the weight once per 128 rows, 16 bytes of
+//   state per row and slice. FLOPs: 2·N·V·d on tensor cores (×3 for f32 operands) + ~6·N·V (+3 with
+//   entropy or Σp²) in the epilogue. Shared memory: 3 stages × (128 × 40 × 2) × 2 = 60 KiB (bf16/f16),
+//   3 × (128 × 36 × 4) × 2 = 108 KiB (f32).
+// BACKWARD  G[n, v] = (g_n/T)(1[v = y_n] − p) − (gE_n/T)·p·(ln p + H_n), p = 2^{x·log2e/T − lse·log2e}
+//   (logprobs.cu's grad_of on the recomputed logit), then gradHidden = G·W, gradWeight = Gᵀ·H,
+//   gradBias = Σ_n G. Chunks of chunk_rows rows × chunk_vocab columns (lmhead_plan: multiples of 128,
+//   G of one chunk pair within 64 MiB), rows outer, vocabulary inner:
+//   lm_grad_logits_kernel — block: a 128 × 128 tile of G: the logits tile as in the forward (one
+//     tile, no slices), G in registers, rounded to the input dtype (bf16/f16: as a materialised bf16
+//     path rounds its gradient; f32 stays f32), staged in shared memory and stored twice, coalesced:
+//     Gc [rows][chunk_vocab] and its transpose Gt [chunk_vocab][rows] (both k-major for the GEMMs).
+//   lm_gemm_kernel — block: a 128 × 128 tile of C (+)= A·B, A k-major (Gc or Gt), B MN-major (the
+//     weight's or the hidden rows, d contiguous), the same warps, pipeline and MMAs; with `accumulate`
+//     each element starts from C and runs on in the same f32 accumulator (flushed per k-step), so a
+//     sum split over chunks has the bits of one long sum: gradHidden's over the vocabulary and
+//     gradWeight's over the rows (fixed order, no atomics, independent of how rows are tiled).
+//   lm_grad_bias_kernel — one thread per column: gradBias (+)= Σ_n Gc[n][v], n ascending.
+//   Bytes per chunk pair: G written twice and read twice (2·Rc·C·sizeof each way); gradHidden and
+//   gradWeight read and written once per chunk pair (f32). FLOPs: 3 × 2·N·V·d on tensor cores.
+// STATES OF LOGITS (launch_logprob_states): lm_logit_states_kernel, block = (row, 8192-column slice):
+//   thread l folds columns l, l + 256, … of the slice in order, then a fixed shuffle tree and warp order;
+//   lm_state_kernel merges the slices. MERGE (launch_merge_states): one thread per row merges the given
+//   states in order (public sums converted to base 2) and finishes as logprobs.
+// Numerics: f32 state and sums (f32 accumulation of f32-exact products); bf16/f16 gradients' G rounded
+//   once to the input dtype (unit roundoff 2^-9 / 2^-12 of each term of gradHidden and gradWeight).
+//   A target outside [0, V) (and not ignoreIndex) raises kFlagTargetRange; a row of all −Inf logits
+//   (e.g. a −Inf bias everywhere) kFlagAllNegInf. NaN and +Inf give NaN outputs, as logprobs.
+#include <algorithm>
+#include <cfloat>
+#include <climits>
+#include <cmath>
+#include <cstdint>
+#include <type_traits>
+
+#include "lmhead.cuh"
+#include "online_softmax.cuh"
+#include "tensor_core.cuh"
+
+namespace gk {
+namespace {
+
+// ------------------------------------------------------------------------------- tile geometry
+constexpr int kBM = 128;       // block tile rows
+constexpr int kBN = 128;       // block tile columns
+constexpr int kBK = 32;        // k-step
+constexpr int kStages = 3;     // cp.async pipeline depth
+constexpr int kThreads = 256;  // 8 warps: 2 (rows) × 4 (columns)
+constexpr int kWarpM = 64, kWarpN = 32;
+constexpr int kMT = kWarpM / 16;  // m16 MMA tiles per warp
+constexpr int kNT = kWarpN / 8;   // n8 MMA tiles per warp
+constexpr int64_t kSliceCols = 4096;       // forward: vocabulary columns per slice (32 tiles)
+constexpr int64_t kLogitSliceCols = 8192;  // states of materialised logits
+constexpr int64_t kChunkVocab = 4096;      // backward: vocabulary columns per G chunk
+constexpr size_t kGBudget = size_t(64) << 20;  // backward: bytes of Gc + Gt per chunk pair
+constexpr int kRowThreads = 128;            // one-thread-per-row kernels
+
+using Frag = float[kMT][kNT][4];
+
+template <class T>
+struct Smem {
+  static constexpr int kLdK = kBK + 16 / int(sizeof(T));  // k-major rows: 36 floats / 40 halves
+  static constexpr int kLdN = kBN + 8;                     // MN-major rows: 136 elements
+  static constexpr size_t kKMajor = size_t(kBM) * kLdK * sizeof(T);
+  static constexpr size_t kMNMajor = size_t(kBK) * kLdN * sizeof(T);
+  static constexpr size_t kFwdStage = 2 * kKMajor;           // hidden rows + weight rows
+  static constexpr size_t kGemmStage = kKMajor + kMNMajor;   // G rows + MN-major rows
+  static constexpr size_t kFwdBytes = kStages * kFwdStage;
+  static constexpr size_t kGemmBytes = kStages * kGemmStage;
+  static constexpr size_t kTileBytes = size_t(kBM) * kLdN * sizeof(T);  // a staged G tile
+};
+static_assert(size_t(4) * kBM * sizeof(float4) <= Smem<__half>::kFwdBytes, "the warp states reuse the stages");
+
+// A factor 1/T or log2e/T as the kernels take it (logprobs.cu's scale_of): at least FLT_MIN.
+inline float scale_of(double f) { return std::max(static_cast<float>(f), FLT_MIN); }
+
+__device__ __forceinline__ void zero(Frag& a) {
+#pragma unroll
+  for (int i = 0; i < kMT; ++i)
+#pragma unroll
+    for (int j = 0; j < kNT; ++j)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) a[i][j][e] = 0.f;
+}
+
+// Each k-step's MMAs go into `part`, added here to the running sums in round-to-nearest f32.
+__device__ __forceinline__ void flush(Frag& acc, Frag& part) {
+#pragma unroll
+  for (int i = 0; i < kMT; ++i)
+#pragma unroll
+    for (int j = 0; j < kNT; ++j)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        acc[i][j][e] += part[i][j][e];
+        part[i][j][e] = 0.f;
+      }
+}
+
+__device__ __forceinline__ int active_tiles(int valid, int first, int tile, int most) {
+  return max(0, min(most, (valid - first + tile - 1) / tile));
+}
+
+__device__ __forceinline__ int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+
+__device__ __forceinline__ uint32_t ld32(const void* p) { return *reinterpret_cast<const uint32_t*>(p); }
+
+// Copies elements [x, x + 16) of a row of n elements to dst (16-byte aligned), zeros past n (all of
+// them when n ≤ x; rows outside a tile pass n = 0 and any valid address). vec16: the row is 16-byte
+// aligned (else 4-byte cp.async for f32, plain loads for 16-bit types).
+template <class T>
+__device__ __forceinline__ void copy16(T* dst, const T* row, int64_t x, int64_t n, bool vec16) {
+  constexpr int E = 16 / int(sizeof(T));
+  if (vec16) {
+#pragma unroll
+    for (int c = 0; c < 16 / E; ++c) {
+      const int64_t left = (n - (x + c * E)) * int64_t(sizeof(T));
+      const int bytes = left <= 0 ? 0 : left >= 16 ? 16 : int(left);
+      cp_async16(dst + c * E, bytes > 0 ? row + x + c * E : row, bytes);
+    }
+  } else if constexpr (sizeof(T) == 4) {
+#pragma unroll
+    for (int e = 0; e < 16; ++e) cp_async4(dst + e, x + e < n ? row + x + e : row, x + e < n ? 4 : 0);
+  } else {
+    const uint16_t* r = reinterpret_cast<const uint16_t*>(row);
+    uint16_t* o = reinterpret_cast<uint16_t*>(dst);
+#pragma unroll
+    for (int e = 0; e < 16; ++e) o[e] = x + e < n ? __ldg(r + x + e) : uint16_t(0);
+  }
+}
+
+// ------------------------------------------------------------------------------- warp MMAs
+enum class BLayout { KMajor, MNMajor };
+
+// One k-step (kBK) of a warp's 64 × 32 sub-tile into d. A: k-major [kBM][kLdK] (rows m, k contiguous);
+// B: k-major [kBN][kLdK] (rows n) or MN-major [kBK][kLdN] (rows k). Unless kFull, m_tiles / n_tiles
+// (warp-uniform) skip MMA tiles wholly outside a partial block tile (their operands are zeros).
+template <class T, BLayout kB, bool kFull>
+__device__ __forceinline__ void warp_kstep(Frag& d, const T* As, const T* Bs, int wm, int wn, int g8, int t4,
+                                           int m_tiles, int n_tiles) {
+  using S = Smem<T>;
+  if constexpr (std::is_same<T, float>::value) {
+    // 3xTF32: every operand split once, a·b ≈ a_lo·b_hi + a_hi·b_lo + a_hi·b_hi (small terms first).
+#pragma unroll 2
+    for (int k8 = 0; k8 < kBK; k8 += 8) {
+      float bh[kNT][2], bl[kNT][2];
+#pragma unroll
+      for (int ni = 0; ni < kNT; ++ni) {
+        const int n = wn * kWarpN + ni * 8 + g8;
+        float b0, b1;  // b[i] = B[k8 + t + 4i][n]
+        if constexpr (kB == BLayout::KMajor) {
+          const float* p = Bs + n * S::kLdK + k8 + t4;
+          b0 = p[0];
+          b1 = p[4];
+        } else {
+          const float* p = Bs + (k8 + t4) * S::kLdN + n;
+          b0 = p[0];
+          b1 = p[4 * S::kLdN];
+        }
+        split_tf32(b0, bh[ni][0], bl[ni][0]);
+        split_tf32(b1, bh[ni][1], bl[ni][1]);
+      }
+#pragma unroll
+      for (int mi = 0; mi < kMT; ++mi) {
+        if (!kFull && mi >= m_tiles) break;
+        const float* p = As + (wm * kWarpM + mi * 16 + g8) * S::kLdK + k8 + t4;
+        const float a[4] = {p[0], p[8 * S::kLdK], p[4], p[8 * S::kLdK + 4]};  // A[g + 8(i&1)][t + 4(i>>1)]
+        float ah[4], al[4];
+#pragma unroll
+        for (int i = 0; i < 4; ++i) split_tf32(a[i], ah[i], al[i]);
+#pragma unroll
+        for (int ni = 0; ni < kNT; ++ni) {
+          if (!kFull && ni >= n_tiles) break;
+          mma_tf32(d[mi][ni], al, bh[ni]);
+          mma_tf32(d[mi][ni], ah, bl[ni]);
+          mma_tf32(d[mi][ni], ah, bh[ni]);
+        }
+      }
+    }
+  } else {
+#pragma unroll
+    for (int k16 = 0; k16 < kBK; k16 += 16) {
+      uint32_t b[kNT][2];
+#pragma unroll
+      for (int ni = 0; ni < kNT; ++ni) {
+        const int n = wn * kWarpN + ni * 8 + g8;
+        if constexpr (kB == BLayout::KMajor) {  // B[2t, 2t+1][n] = Bs[n][2t, 2t+1]: one word
+          const T* p = Bs + n * S::kLdK + k16 + 2 * t4;
+          b[ni][0] = ld32(p);
+          b[ni][1] = ld32(p + 8);
+        } else {  // rows 2t and 2t+1 of column n: two halves packed, the lower k in the low half
+          const uint16_t* p = reinterpret_cast<const uint16_t*>(Bs) + (k16 + 2 * t4) * S::kLdN + n;
+          b[ni][0] = uint32_t(p[0]) | (uint32_t(p[S::kLdN]) << 16);
+          b[ni][1] = uint32_t(p[8 * S::kLdN]) | (uint32_t(p[9 * S::kLdN]) << 16);
+        }
+      }
+#pragma unroll
+      for (int mi = 0; mi < kMT; ++mi) {
+        if (!kFull && mi >= m_tiles) break;
+        const T* p = As + (wm * kWarpM + mi * 16 + g8) * S::kLdK + k16 + 2 * t4;
+        const uint32_t a[4] = {ld32(p), ld32(p + 8 * S::kLdK), ld32(p + 8), ld32(p + 8 * S::kLdK + 8)};
+#pragma unroll
+        for (int ni = 0; ni < kNT; ++ni) {
+          if (!kFull && ni >= n_tiles) break;
+          mma_16816<T>(d[mi][ni], a, b[ni]);
+        }
+      }
+    }
+  }
+}
+
+template <class T, BLayout kB>
+__device__ __forceinline__ void block_kstep(Frag& d, const T* As, const T* Bs, int wm, int wn, int g8, int t4,
+                                            int m_tiles, int n_tiles) {
+  if (m_tiles == kMT && n_tiles == kNT)
+    warp_kstep<T, kB, true>(d, As, Bs, wm, wn, g8, t4, m_tiles, n_tiles);
+  else if (m_tiles > 0 && n_tiles > 0)
+    warp_kstep<T, kB, false>(d, As, Bs, wm, wn, g8, t4, m_tiles, n_tiles);
+}
+
+// The 3-stage pipeline over `steps` k-steps: load(slot, step) issues a stage's copies, compute(slot,
+// step) consumes it. One barrier per step; returns with every copy landed and the stages free.
+template <class Load, class Compute>
+__device__ __forceinline__ void pipeline(int steps, const Load& load, const Compute& compute) {
+#pragma unroll
+  for (int s = 0; s < kStages - 1; ++s) {
+    if (s < steps) load(s, s);
+    cp_async_commit();
+  }
+  for (int it = 0; it < steps; ++it) {
+    cp_async_wait<kStages - 2>();  // this thread's copies of step `it` have landed ...
+    __syncthreads();               // ... and everyone's; every warp is done with step it − 1's slot
+    const int nx = it + kStages - 1;
+    if (nx < steps) load(nx % kStages, nx);
+    cp_async_commit();  // (an empty group past the end keeps the wait count uniform)
+    compute(it % kStages, it);
+  }
+  cp_async_wait<0>();
+  __syncthreads();
+}
+
+// Where a thread's accumulators sit in its block tile: rows tile_row(mi, h), columns tile_col(ni, e).
+struct Lane {
+  int tid, warp, lane, g8, t4, wm, wn;
+  __device__ Lane() : tid(threadIdx.x), warp(tid >> 5), lane(tid & 31), g8(lane >> 2), t4(lane & 3), wm(warp >> 2), wn(warp & 3) {}
+  __device__ int row(int mi, int h) const { return wm * kWarpM + mi * 16 + g8 + 8 * h; }
+  __device__ int col(int ni, int e) const { return wn * kWarpN + ni * 8 + 2 * t4 + e; }
+};
+
+// Stage loader of the logits GEMMs: hidden rows [r0, r0 + rows) and weight rows [v0, v0 + cols) of d,
+// k-step kt into a stage of two k-major tiles. Thread → tile row tid/2, k offset 16·(tid mod 2).
+template <class T>
+__device__ __forceinline__ void load_logits_stage(unsigned char* stage, const T* H, int64_t r0, int rows, const T* W,
+                                                  int64_t v0, int cols, int64_t d, int kt, bool h_vec16, bool w_vec16) {
+  using S = Smem<T>;
+  const int lr = threadIdx.x >> 1, lh = threadIdx.x & 1;
+  const int64_t k = int64_t(kt) * kBK + lh * 16;
+  T* As = reinterpret_cast<T*>(stage);
+  T* Bs = reinterpret_cast<T*>(stage + S::kKMajor);
+  copy16<T>(As + lr * S::kLdK + lh * 16, H + (lr < rows ? (r0 + lr) * d : 0), k, lr < rows ? d : 0, h_vec16);
+  copy16<T>(Bs + lr * S::kLdK + lh * 16, W + (lr < cols ? (v0 + lr) * d : 0), k, lr < cols ? d : 0, w_vec16);
+}
+
+template <class T>
+__device__ __forceinline__ float bias_at(const T* bias, int64_t v) {
+  return bias ? load_f32(bias + v) : 0.f;
+}
+
+// ----------------------------------------------------------------------------------- forward
+struct FwdArgs {
+  const void* hidden;
+  const void* weight;
+  const void* bias;
+  const int* targets;
+  int64_t rows, dim, vocab, vocab_start;
+  int ignore;
+  float scale2;
+  int slices;
+  bool h_vec16, w_vec16;
+  float4* partial;  // [rows][slices]
+  float* xt;        // [rows]: the target's raw logit (rows whose target lies in this call's columns)
+};
+
+__device__ __forceinline__ OnlineState shfl_xor_state(const OnlineState& s, int m) {
+  return {__shfl_xor_sync(kFullMask, s.m, m), __shfl_xor_sync(kFullMask, s.s, m),
+          __shfl_xor_sync(kFullMask, s.t, m), __shfl_xor_sync(kFullMask, s.q, m)};
+}
+
+template <class T, bool kStats>
+__global__ void __launch_bounds__(kThreads, 1) lm_fwd_kernel(FwdArgs a) {
+  using S = Smem<T>;
+  GK_DYNAMIC_SMEM(unsigned char, smem);
+  __shared__ int s_tcol[kBM];  // each row's target as a column of this call's weight (−1: none)
+  const T* H = static_cast<const T*>(a.hidden);
+  const T* W = static_cast<const T*>(a.weight);
+  const T* B = static_cast<const T*>(a.bias);
+  const Lane L;
+  const int64_t r0 = int64_t(blockIdx.x) * kBM;
+  const int slice = blockIdx.y;
+  const int64_t c0 = int64_t(slice) * kSliceCols;
+  const int64_t c1 = min64(a.vocab, c0 + kSliceCols);
+  const int rows = static_cast<int>(min64(kBM, a.rows - r0));
+  const int ntiles = static_cast<int>((c1 - c0 + kBN - 1) / kBN);
+  const int nk = max(1, static_cast<int>((a.dim + kBK - 1) / kBK));  // d = 0: one step of zeros
+  if (L.tid < kBM) {
+    int c = -1;
+    if (L.tid < rows) {
+      const int t = a.targets[r0 + L.tid];
+      const int64_t tc = int64_t(t) - a.vocab_start;
+      if (t != a.ignore && tc >= 0 && tc < a.vocab) c = static_cast<int>(tc);
+    }
+    s_tcol[L.tid] = c;
+  }
+  const int m_tiles = active_tiles(rows, L.wm * kWarpM, 16, kMT);
+
+  Frag acc, part;
+  zero(acc);
+  zero(part);
+  OnlineState st[kMT][2];
+#pragma unroll
+  for (int mi = 0; mi < kMT; ++mi) st[mi][0] = st[mi][1] = empty_state();
+
+  auto load = [&](int slot, int it) {
+    const int tile = it / nk, kt = it - tile * nk;
+    const int64_t v0 = c0 + int64_t(tile) * kBN;
+    load_logits_stage<T>(smem + size_t(slot) * S::kFwdStage, H, r0, rows, W, v0,
+                         static_cast<int>(min64(kBN, c1 - v0)), a.dim, kt, a.h_vec16, a.w_vec16);
+  };
+  auto compute = [&](int slot, int it) {
+    const int tile = it / nk, kt = it - tile * nk;
+    const int64_t v0 = c0 + int64_t(tile) * kBN;
+    const int cols = static_cast<int>(min64(kBN, c1 - v0));
+    const int n_tiles = active_tiles(cols, L.wn * kWarpN, 8, kNT);
+    const unsigned char* stage = smem + size_t(slot) * S::kFwdStage;
+    block_kstep<T, BLayout::KMajor>(part, reinterpret_cast<const T*>(stage),
+                                    reinterpret_cast<const T*>(stage + S::kKMajor), L.wm, L.wn, L.g8, L.t4, m_tiles,
+                                    n_tiles);
+    flush(acc, part);
+    if (kt != nk - 1) return;
+    // Epilogue of the tile: + bias, the target's logit, then each row's 8 logits into its state.
+    float bv[kNT][2];
+#pragma unroll
+    for (int ni = 0; ni < kNT; ++ni)
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        const int c = L.col(ni, e);
+        bv[ni][e] = c < cols ? bias_at(B, v0 + c) : 0.f;
+      }
+#pragma unroll
+    for (int mi = 0; mi < kMT; ++mi)
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const int r = L.row(mi, h);
+        float x[2 * kNT];
+#pragma unroll
+        for (int ni = 0; ni < kNT; ++ni)
+#pragma unroll
+          for (int e = 0; e < 2; ++e) {
+            // A column past the tile is −Inf: it adds exactly 0 to the state.
+            x[2 * ni + e] = L.col(ni, e) < cols ? acc[mi][ni][2 * h + e] + bv[ni][e] : -INFINITY;
+          }
+        const int64_t dc = int64_t(s_tcol[r]) - (v0 + L.wn * kWarpN + 2 * L.t4);  // the target among my columns?
+        if (dc >= 0 && dc < kWarpN && (dc & 7) < 2) a.xt[r0 + r] = x[2 * (dc >> 3) + (dc & 1)];
+        state_update<kStats>(st[mi][h], x, a.scale2);
+      }
+    zero(acc);
+  };
+  pipeline(ntiles * nk, load, compute);
+
+  // The slice's state of each row: its 4 lanes by a fixed xor tree, then the 4 column warps in order.
+  float4* red = reinterpret_cast<float4*>(smem);  // [4][kBM], the stages are free
+#pragma unroll
+  for (int mi = 0; mi < kMT; ++mi)
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      OnlineState s = st[mi][h];
+      s = state_merge(s, shfl_xor_state(s, 1), a.scale2);
+      s = state_merge(s, shfl_xor_state(s, 2), a.scale2);
+      if (L.t4 == 0) red[L.wn * kBM + L.row(mi, h)] = make_float4(s.m, s.s, s.t, s.q);
+    }
+  __syncthreads();
+  if (L.tid < rows) {
+    OnlineState s = empty_state();
+#pragma unroll
+    for (int w = 0; w < 4; ++w) {
+      const float4 v = red[w * kBM + L.tid];
+      s = state_merge(s, OnlineState{v.x, v.y, v.z, v.w}, a.scale2);
+    }
+    a.partial[(r0 + L.tid) * a.slices + slice] = make_float4(s.m, s.s, s.t, s.q);
+  }
+}
+
+__device__ __forceinline__ OnlineState row_slices(const float4* partial, int64_t row, int slices, float scale2) {
+  OnlineState st = empty_state();
+  for (int k = 0; k < slices; ++k) {
+    const float4 v = partial[row * slices + k];
+    st = state_merge(st, OnlineState{v.x, v.y, v.z, v.w}, scale2);
+  }
+  return st;
+}
+
+// One thread per row: the outputs of linearLogprobs from the row's slices (logprobs.cu's finish_row).
+__global__ void lm_finish_kernel(const float4* __restrict__ partial, int slices, int64_t rows,
+                                 const int* __restrict__ targets, const float* __restrict__ xt, int64_t vocab,
+                                 int ignore, float scale2, float inv_t, FwdOut o, ErrorFlags* flags) {
+  const int64_t row = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  if (row >= rows) return;
+  const int tgt = targets[row];
+  if (tgt == ignore) {
+    write_row(o, row, 0.f, 0.f, 0.f, 0.f);
+    return;
+  }
+  const OnlineState st = row_slices(partial, row, slices, scale2);
+  finish_row(row, st, vocab, tgt, (tgt >= 0 && tgt < vocab) ? xt[row] : 0.f, inv_t, o, flags);
+}
+
+// One thread per row: the public state (natural-log sums; LogprobStates) from the row's slices.
+__global__ void lm_state_kernel(const float4* __restrict__ partial, int slices, int64_t rows,
+                                const int* __restrict__ targets, const float* __restrict__ xt, int64_t vocab_start,
+                                int64_t vocab, int ignore, float scale2, StateArrays out) {
+  const int64_t row = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  if (row >= rows) return;
+  const int tgt = targets[row];
+  OnlineState st{0.f, 0.f, 0.f, 0.f};
+  float x = 0.f;
+  if (tgt != ignore) {
+    st = row_slices(partial, row, slices, scale2);
+    const int64_t c = int64_t(tgt) - vocab_start;
+    if (c >= 0 && c < vocab) x = xt[row];
+  }
+  out.max[row] = st.m;
+  out.sum_exp[row] = st.s;
+  if (out.sum_exp_delta) out.sum_exp_delta[row] = kLn2 * st.t;  // Σ 2^d·d in base 2 → Σ e^d·d
+  if (out.sum_exp_sq) out.sum_exp_sq[row] = st.q;
+  out.target_logit[row] = x;
+}
+
+// ---------------------------------------------------------------------------------- backward
+struct BwdRowScalars {
+  int tgt;      // the target (as given)
+  bool live;    // not ignored and in range
+  float g;      // gradLogprobs / T
+  float ge;     // gradEntropy / T (kEnt)
+  float h;      // entropy (kEnt)
+  float lse2;   // lse · log2e
+  float scale2; // log2e / T (FLT_MIN when lse = +Inf: every p is 0)
+};
+
+// logprobs.cu's grad_of: the gradient of one logit x (bias included).
+template <bool kEnt>
+__device__ __forceinline__ float grad_of(const BwdRowScalars& r, float x, bool is_target) {
+  const float lp2 = fmaf(x, r.scale2, -r.lse2);
+  const float p = ex2_ftz(lp2);
+  float out = r.g * ((is_target ? 1.f : 0.f) - p);
+  if (kEnt) {
+    const float term = p > 0.f ? p * fmaf(lp2, kLn2, r.h) : 0.f;
+    out = fmaf(-r.ge, term, out);
+  }
+  return out;
+}
+
+struct GradArgs {
+  const void* hidden;
+  const void* weight;
+  const void* bias;
+  const int* targets;
+  const float* lse;
+  const float* glp;
+  const float* gent;
+  const float* ent;
+  int64_t rows, dim, vocab;  // this chunk's rows; the targets' range (flags)
+  int64_t row0, v0, vcount;  // the chunk: global first row, first weight row, its width
+  int64_t vocab_start;       // the shard's first row in the head
+  int ignore;
+  float scale2, inv_t;
+  bool h_vec16, w_vec16;
+  void* gc;  // [rows][gcols]
+  void* gt;  // [gcols][grows]
+  int64_t gcols, grows;
+  ErrorFlags* flags;
+};
+
+template <class T, bool kEnt>
+__global__ void __launch_bounds__(kThreads, 1) lm_grad_logits_kernel(GradArgs a) {
+  using S = Smem<T>;
+  GK_DYNAMIC_SMEM(unsigned char, smem);
+  const T* H = static_cast<const T*>(a.hidden);
+  const T* W = static_cast<const T*>(a.weight);
+  const T* B = static_cast<const T*>(a.bias);
+  const Lane L;
+  const int64_t r0 = int64_t(blockIdx.x) * kBM;  // within the chunk
+  const int64_t vt = int64_t(blockIdx.y) * kBN;  // within the chunk
+  const int rows = static_cast<int>(min64(kBM, a.rows - r0));
+  const int cols = static_cast<int>(min64(kBN, a.vcount - vt));
+  const int nk = max(1, static_cast<int>((a.dim + kBK - 1) / kBK));
+  const int m_tiles = active_tiles(rows, L.wm * kWarpM, 16, kMT);
+  const int n_tiles = active_tiles(cols, L.wn * kWarpN, 8, kNT);
+
+  Frag acc, part;
+  zero(acc);
+  zero(part);
+  pipeline(
+      nk,
+      [&](int slot, int kt) {
+        load_logits_stage<T>(smem + size_t(slot) * S::kFwdStage, H, a.row0 + r0, rows, W, a.v0 + vt, cols, a.dim, kt,
+                             a.h_vec16, a.w_vec16);
+      },
+      [&](int slot, int) {
+        const unsigned char* stage = smem + size_t(slot) * S::kFwdStage;
+        block_kstep<T, BLayout::KMajor>(part, reinterpret_cast<const T*>(stage),
+                                        reinterpret_cast<const T*>(stage + S::kKMajor), L.wm, L.wn, L.g8, L.t4,
+                                        m_tiles, n_tiles);
+        flush(acc, part);
+      });
+
+  // G of the tile, rounded to T, into shared memory [kBM][kLdN] (the stages are free).
+  static_assert(S::kTileBytes <= S::kFwdBytes, "the G tile reuses the stages");
+  T* gs = reinterpret_cast<T*>(smem);
+  float bv[kNT][2];
+#pragma unroll
+  for (int ni = 0; ni < kNT; ++ni)
+#pragma unroll
+    for (int e = 0; e < 2; ++e) {
+      const int c = L.col(ni, e);
+      bv[ni][e] = c < cols ? bias_at(B, a.v0 + vt + c) : 0.f;
+    }
+#pragma unroll
+  for (int mi = 0; mi < kMT; ++mi)
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const int r = L.row(mi, h);
+      BwdRowScalars s{};
+      s.live = false;
+      if (r < rows) {
+        const int64_t row = a.row0 + r0 + r;
+        s.tgt = a.targets[row];
+        const bool ignored = s.tgt == a.ignore;
+        const bool bad = !ignored && (s.tgt < 0 || s.tgt >= a.vocab);
+        if (bad && blockIdx.y == 0 && L.col(0, 0) == 0) raise_flag(a.flags, kFlagTargetRange, static_cast<int>(row), s.tgt);
+        s.live = !ignored && !bad;
+        if (s.live) {
+          s.g = a.glp[row] * a.inv_t;
+          s.lse2 = a.lse[row] * kLog2e;
+          s.ge = kEnt ? a.gent[row] * a.inv_t : 0.f;
+          s.h = kEnt ? a.ent[row] : 0.f;
+          s.scale2 = s.lse2 == INFINITY ? FLT_MIN : a.scale2;
+        }
+      }
+#pragma unroll
+      for (int ni = 0; ni < kNT; ++ni)
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          const int c = L.col(ni, e);
+          float g = 0.f;
+          if (s.live && c < cols) {
+            const int64_t v = a.v0 + vt + c;
+            g = grad_of<kEnt>(s, acc[mi][ni][2 * h + e] + bv[ni][e], v + a.vocab_start == s.tgt);
+          }
+          gs[r * S::kLdN + c] = from_f32<T>(g);
+        }
+    }
+  __syncthreads();
+
+  // Gc rows (coalesced along v) and Gt rows (coalesced along n), 16 bytes per copy where whole.
+  constexpr int E = 16 / int(sizeof(T));
+  T* gc = static_cast<T*>(a.gc);
+  T* gt = static_cast<T*>(a.gt);
+  for (int i = L.tid; i < kBM * (kBN / E); i += kThreads) {
+    const int r = i / (kBN / E), c = (i % (kBN / E)) * E;
+    if (r >= rows || c >= cols) continue;
+    T* dst = gc + (r0 + r) * a.gcols + vt + c;
+    if (c + E <= cols) {
+      *reinterpret_cast<uint4*>(dst) = *reinterpret_cast<const uint4*>(gs + r * S::kLdN + c);
+    } else {
+      for (int e = 0; c + e < cols; ++e) dst[e] = gs[r * S::kLdN + c + e];
+    }
+  }
+  for (int i = L.tid; i < kBN * (kBM / E); i += kThreads) {
+    const int c = i / (kBM / E), r = (i % (kBM / E)) * E;
+    if (c >= cols || r >= rows) continue;
+    T* dst = gt + (vt + c) * a.grows + r0 + r;
+    alignas(16) T v[E];
+#pragma unroll
+    for (int e = 0; e < E; ++e) v[e] = gs[(r + e) * S::kLdN + c];
+    if (r + E <= rows) {
+      *reinterpret_cast<uint4*>(dst) = *reinterpret_cast<const uint4*>(v);
+    } else {
+      for (int e = 0; r + e < rows; ++e) dst[e] = v[e];
+    }
+  }
+}
+
+struct GemmArgs {
+  const void* a;  // [m][lda], k-major (k contiguous)
+  int64_t lda;
+  const void* b;  // [k][ldb], MN-major (n contiguous)
+  int64_t ldb;
+  float* c;       // [m][ldc] f32
+  int64_t ldc;
+  int64_t m, n, k;
+  bool accumulate, b_vec16;
+};
+
+// C (+)= A·B over one 128 × 128 tile of C; with `accumulate` each element runs on from C's value.
+template <class T>
+__global__ void __launch_bounds__(kThreads, 1) lm_gemm_kernel(GemmArgs g) {
+  using S = Smem<T>;
+  GK_DYNAMIC_SMEM(unsigned char, smem);
+  const T* A = static_cast<const T*>(g.a);
+  const T* Bm = static_cast<const T*>(g.b);
+  const Lane L;
+  const int64_t m0 = int64_t(blockIdx.x) * kBM, n0 = int64_t(blockIdx.y) * kBN;
+  const int rows = static_cast<int>(min64(kBM, g.m - m0));
+  const int cols = static_cast<int>(min64(kBN, g.n - n0));
+  const int m_tiles = active_tiles(rows, L.wm * kWarpM, 16, kMT);
+  const int n_tiles = active_tiles(cols, L.wn * kWarpN, 8, kNT);
+  const int nk = static_cast<int>((g.k + kBK - 1) / kBK);
+  const bool pair = (g.ldc & 1) == 0;  // float2 stores: even rows of C stay 8-byte aligned
+
+  Frag acc, part;
+  zero(part);
+#pragma unroll
+  for (int mi = 0; mi < kMT; ++mi)
+#pragma unroll
+    for (int ni = 0; ni < kNT; ++ni)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int r = L.row(mi, e >> 1), c = L.col(ni, e & 1);
+        acc[mi][ni][e] = g.accumulate && r < rows && c < cols ? g.c[(m0 + r) * g.ldc + n0 + c] : 0.f;
+      }
+  pipeline(
+      nk,
+      [&](int slot, int kt) {
+        unsigned char* stage = smem + size_t(slot) * S::kGemmStage;
+        T* As = reinterpret_cast<T*>(stage);
+        T* Bs = reinterpret_cast<T*>(stage + S::kKMajor);
+        const int64_t k0 = int64_t(kt) * kBK;
+        const int ar = L.tid >> 1, ah = L.tid & 1;  // A: tile row tid/2, k offset 16·(tid mod 2)
+        copy16<T>(As + ar * S::kLdK + ah * 16, A + (ar < rows ? (m0 + ar) * g.lda : 0), k0 + ah * 16,
+                  ar < rows ? g.k : 0, true);
+        const int br = L.tid >> 3, bp = L.tid & 7;  // B: k-row tid/8, columns 16·(tid mod 8)
+        const bool bok = k0 + br < g.k;
+        copy16<T>(Bs + br * S::kLdN + bp * 16, Bm + (bok ? (k0 + br) * g.ldb : 0), n0 + bp * 16, bok ? g.n : 0,
+                  g.b_vec16);
+      },
+      [&](int slot, int) {
+        const unsigned char* stage = smem + size_t(slot) * S::kGemmStage;
+        block_kstep<T, BLayout::MNMajor>(part, reinterpret_cast<const T*>(stage),
+                                         reinterpret_cast<const T*>(stage + S::kKMajor), L.wm, L.wn, L.g8, L.t4,
+                                         m_tiles, n_tiles);
+        flush(acc, part);
+      });
+#pragma unroll
+  for (int mi = 0; mi < kMT; ++mi)
+#pragma unroll
+    for (int ni = 0; ni < kNT; ++ni)
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const int r = L.row(mi, h), c = L.col(ni, 0);
+        if (r >= rows || c >= cols) continue;
+        float* out = g.c + (m0 + r) * g.ldc + n0 + c;
+        if (pair && c + 1 < cols) {
+          *reinterpret_cast<float2*>(out) = make_float2(acc[mi][ni][2 * h], acc[mi][ni][2 * h + 1]);
+        } else {
+          out[0] = acc[mi][ni][2 * h];
+          if (c + 1 < cols) out[1] = acc[mi][ni][2 * h + 1];
+        }
+      }
+}
+
+// One thread per column v of the chunk: gradBias[v] (+)= Σ_n Gc[n][v], n ascending.
+template <class T>
+__global__ void lm_grad_bias_kernel(const T* __restrict__ gc, int64_t gcols, int64_t rows, int64_t vcount,
+                                    float* __restrict__ gb, bool accumulate) {
+  const int64_t v = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  if (v >= vcount) return;
+  float s = accumulate ? gb[v] : 0.f;
+  for (int64_t n = 0; n < rows; ++n) s += load_f32(gc + n * gcols + v);
+  gb[v] = s;
+}
+
+// ------------------------------------------------------------------- states of materialised logits
+// Block: (row, slice of kLogitSliceCols columns). Thread l folds columns l, l + 256, … of the slice in
+// order (one element per update), then a fixed shuffle tree and warp order: partial[row][slice].
+template <class T>
+__global__ void __launch_bounds__(kThreads) lm_logit_states_kernel(const T* __restrict__ logits, int64_t vocab,
+                                                                   const int* __restrict__ targets, int ignore,
+                                                                   float scale2, int slices, float4* partial) {
+  __shared__ float4 sh[kThreads / 32];
+  const int64_t row = blockIdx.x;
+  const int slice = blockIdx.y;
+  if (targets[row] == ignore) return;  // uniform over the block; lm_state_kernel writes the zeros
+  const int64_t c0 = int64_t(slice) * kLogitSliceCols, c1 = min64(vocab, c0 + kLogitSliceCols);
+  const T* r = logits + row * vocab;
+  OnlineState st = empty_state();
+  for (int64_t c = c0 + threadIdx.x; c < c1; c += kThreads) {
+    const float x[1] = {load_f32(r + c)};
+    state_update<true>(st, x, scale2);
+  }
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+#pragma unroll
+  for (int off = 16; off > 0; off >>= 1) st = state_merge(st, shfl_down(st, off), scale2);
+  if (lane == 0) sh[warp] = make_float4(st.m, st.s, st.t, st.q);
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    OnlineState s = empty_state();
+    for (int w = 0; w < kThreads / 32; ++w) s = state_merge(s, OnlineState{sh[w].x, sh[w].y, sh[w].z, sh[w].w}, scale2);
+    partial[row * slices + slice] = make_float4(s.m, s.s, s.t, s.q);
+  }
+}
+
+// The target's logit of rows whose target lies in the shard (one thread per row).
+template <class T>
+__global__ void lm_logit_target_kernel(const T* __restrict__ logits, int64_t rows, int64_t vocab, int64_t vocab_start,
+                                       const int* __restrict__ targets, int ignore, float* __restrict__ xt) {
+  const int64_t row = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  if (row >= rows) return;
+  const int t = targets[row];
+  const int64_t c = int64_t(t) - vocab_start;
+  if (t != ignore && c >= 0 && c < vocab) xt[row] = load_f32(logits + row * vocab + c);
+}
+
+// ------------------------------------------------------------------------------------ merge
+struct StateDev {
+  const float* max;
+  const float* sum_exp;
+  const float* sum_exp_delta;
+  const float* sum_exp_sq;
+  const float* target_logit;
+  long long vocab_start, vocab_end;
+};
+
+// One thread per row: the given public states merged in order (their natural-log Σe^d·d back to base
+// 2), the target's logit from the state whose shard holds it, then logprobs' finish_row.
+__global__ void lm_merge_states_kernel(const StateDev* __restrict__ states, int count, int64_t rows,
+                                       const int* __restrict__ targets, int64_t vocab, int ignore, float scale2,
+                                       float inv_t, FwdOut o, ErrorFlags* flags) {
+  const int64_t row = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  if (row >= rows) return;
+  const int tgt = targets[row];
+  if (tgt == ignore) {
+    write_row(o, row, 0.f, 0.f, 0.f, 0.f);
+    return;
+  }
+  OnlineState st = empty_state();
+  float xt = 0.f;
+  for (int k = 0; k < count; ++k) {
+    const StateDev s = states[k];
+    const OnlineState x{s.max[row], s.sum_exp[row], s.sum_exp_delta ? s.sum_exp_delta[row] * kLog2e : 0.f,
+                        s.sum_exp_sq ? s.sum_exp_sq[row] : 0.f};
+    st = state_merge(st, x, scale2);
+    if (tgt >= s.vocab_start && tgt < s.vocab_end) xt = s.target_logit[row];
+  }
+  finish_row(row, st, vocab, tgt, xt, inv_t, o, flags);
+}
+
+bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
+
+// Opt-in to more than 48 KiB of dynamic shared memory (per kernel and device), with the device's limit
+// checked so a smaller GPU is told by name.
+Status smem_optin(const void* kernel, size_t bytes, const char* op) {
+  int device = 0, optin = 0;
+  GK_CHECK(cudaGetDevice(&device));
+  GK_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+  if (optin < int(bytes)) {
+    Status st;
+    st.code = Code::Cuda;
+    st.err = cudaErrorNotSupported;
+    st.message = std::string(op) + ": the CUDA tile kernels need " + std::to_string((bytes + 1023) / 1024) +
+                 " KiB of shared memory per block; this GPU allows " + std::to_string(optin / 1024) +
+                 " KiB (cudaDevAttrMaxSharedMemoryPerBlockOptin)";
+    return st;
+  }
+  GK_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)));
+  return Status::Ok();
+}
+
+}  // namespace
+
+LmheadPlan lmhead_plan(int64_t rows, int64_t vocab, int64_t dim, DType dtype) {
+  (void)dim;
+  LmheadPlan p;
+  const int64_t eb = int64_t(dtype_size(dtype));
+  p.slices = std::max<int64_t>(1, ceil_div(vocab, kSliceCols));
+  p.forward_bytes = rows * p.slices * int64_t(sizeof(float4)) + rows * int64_t(sizeof(float));
+  p.chunk_vocab = std::min<int64_t>(ceil_div(std::max<int64_t>(vocab, 1), kBN) * kBN, kChunkVocab);
+  const int64_t fit = int64_t(kGBudget) / (2 * p.chunk_vocab * eb) / kBM * kBM;
+  p.chunk_rows = std::max<int64_t>(kBM, std::min<int64_t>(ceil_div(std::max<int64_t>(rows, 1), kBM) * kBM, fit));
+  p.backward_bytes = 2 * p.chunk_rows * p.chunk_vocab * eb;
+  return p;
+}
+
+namespace {
+Status check_head(int64_t rows, int64_t dim, int64_t vocab, double temperature, const char* op) {
+  GK_REQUIRE(vocab > 0, std::string(op) + ": vocab must be ≥ 1");
+  GK_REQUIRE(rows <= INT_MAX && vocab <= INT_MAX && dim <= INT_MAX, std::string(op) + ": sizes must fit in int32");
+  GK_REQUIRE(dim >= 0, std::string(op) + ": dim must be ≥ 0");
+  GK_REQUIRE(temperature >= 0x1p-126 && std::isfinite(temperature),
+             std::string(op) + ": temperature must be finite and ≥ 2^-126");
+  return Status::Ok();
+}
+}  // namespace
+
+Status launch_linear_logprobs(const LinearLogprobsParams& p, const LaunchEnv& env, Scratch& scratch, ErrorFlags* flags) {
+  const bool states = p.states.max != nullptr;
+  const char* op = states ? "linearLogprobStates" : "linearLogprobs";
+  if (p.rows == 0) return Status::Ok();
+  GK_TRY(check_head(p.rows, p.dim, p.vocab, p.temperature, op));
+  GK_REQUIRE((p.dim == 0 || (p.hidden && p.weight)) && p.targets, std::string(op) + ": null pointer");
+  GK_REQUIRE(states ? (p.states.sum_exp && p.states.target_logit) : (p.logprobs && p.lse),
+             std::string(op) + ": null output");
+  const LmheadPlan plan = lmhead_plan(p.rows, p.vocab, p.dim, p.dtype);
+  GK_REQUIRE(plan.slices <= 65535, std::string(op) + ": vocab too large (more than 65535 slices)");
+  const float scale2 = scale_of(1.4426950408889634 / p.temperature);
+  const float inv_t = scale_of(1.0 / p.temperature);
+  float4* partial = nullptr;
+  float* xt = nullptr;
+  GK_TRY(scratch.alloc(&partial, size_t(p.rows * plan.slices)));
+  GK_TRY(scratch.alloc(&xt, size_t(p.rows)));
+  const bool stats = states ? (p.states.sum_exp_delta || p.states.sum_exp_sq) : (p.entropy || p.sum_squares);
+  GK_TRY(dispatch_float(p.dtype, "hidden", [&](auto tag) -> Status {
+    using T = decltype(tag);
+    const size_t bytes = Smem<T>::kFwdBytes;
+    FwdArgs a{p.hidden, p.weight, p.bias, p.targets, p.rows, p.dim, p.vocab, states ? p.states.vocab_start : 0,
+              p.ignore_index, scale2, int(plan.slices),
+              aligned16(p.hidden) && (p.dim * int64_t(sizeof(T))) % 16 == 0,
+              aligned16(p.weight) && (p.dim * int64_t(sizeof(T))) % 16 == 0, partial, xt};
+    const dim3 grid(unsigned(ceil_div(p.rows, kBM)), unsigned(plan.slices));
+    if (stats) {
+      GK_TRY(smem_optin(reinterpret_cast<const void*>(&lm_fwd_kernel<T, true>), bytes, op));
+      lm_fwd_kernel<T, true><<<grid, kThreads, bytes, env.stream>>>(a);
+    } else {
+      GK_TRY(smem_optin(reinterpret_cast<const void*>(&lm_fwd_kernel<T, false>), bytes, op));
+      lm_fwd_kernel<T, false><<<grid, kThreads, bytes, env.stream>>>(a);
+    }
+    GK_CHECK_LAUNCH("lm_fwd_kernel");
+    return Status::Ok();
+  }));
+  const unsigned blocks = unsigned(ceil_div(p.rows, kRowThreads));
+  if (states) {
+    lm_state_kernel<<<blocks, kRowThreads, 0, env.stream>>>(partial, int(plan.slices), p.rows, p.targets, xt,
+                                                            p.states.vocab_start, p.vocab, p.ignore_index, scale2,
+                                                            p.states);
+    GK_CHECK_LAUNCH("lm_state_kernel");
+  } else {
+    const FwdOut o{p.logprobs, p.lse, p.entropy, p.sum_squares};
+    lm_finish_kernel<<<blocks, kRowThreads, 0, env.stream>>>(partial, int(plan.slices), p.rows, p.targets, xt,
+                                                             p.vocab, p.ignore_index, scale2, inv_t, o, flags);
+    GK_CHECK_LAUNCH("lm_finish_kernel");
+  }
+  return Status::Ok();
+}
+
+Status launch_linear_logprobs_backward(const LinearLogprobsBackwardParams& p, const LaunchEnv& env, Scratch& scratch,
+                                       ErrorFlags* flags) {
+  const char* op = "linearLogprobsBackward";
+  GK_TRY(check_head(p.rows, p.dim, p.vocab, p.temperature, op));
+  GK_REQUIRE((p.dim == 0 || (p.weight && p.grad_weight)) && p.targets && p.lse && p.grad_logprobs,
+             std::string(op) + ": null pointer");
+  GK_REQUIRE(p.grad_entropy == nullptr || p.entropy != nullptr, std::string(op) + ": gradEntropy needs entropy");
+  if (p.rows == 0) {  // empty sums
+    if (p.dim > 0) GK_CHECK(cudaMemsetAsync(p.grad_weight, 0, size_t(p.vocab * p.dim) * sizeof(float), env.stream));
+    if (p.grad_bias) GK_CHECK(cudaMemsetAsync(p.grad_bias, 0, size_t(p.vocab) * sizeof(float), env.stream));
+    return Status::Ok();
+  }
+  GK_REQUIRE(p.dim == 0 || (p.hidden && p.grad_hidden), std::string(op) + ": null pointer");
+  LmheadPlan plan = lmhead_plan(p.rows, p.vocab, p.dim, p.dtype);
+  if (p.chunk_rows > 0) plan.chunk_rows = p.chunk_rows;
+  if (p.chunk_vocab > 0) plan.chunk_vocab = p.chunk_vocab;
+  GK_REQUIRE(plan.chunk_rows % kBM == 0 && plan.chunk_vocab % kBN == 0,
+             std::string(op) + ": chunks must be multiples of 128");
+  const float scale2 = scale_of(1.4426950408889634 / p.temperature);
+  const float inv_t = static_cast<float>(1.0 / p.temperature);  // unclamped: it scales the gradient
+  return dispatch_float(p.dtype, "hidden", [&](auto tag) -> Status {
+    using T = decltype(tag);
+    T* gc = nullptr;
+    T* gt = nullptr;
+    GK_TRY(scratch.alloc(&gc, size_t(plan.chunk_rows * plan.chunk_vocab)));
+    GK_TRY(scratch.alloc(&gt, size_t(plan.chunk_rows * plan.chunk_vocab)));
+    const bool ent = p.grad_entropy != nullptr;
+    const void* kgl = ent ? reinterpret_cast<const void*>(&lm_grad_logits_kernel<T, true>)
+                          : reinterpret_cast<const void*>(&lm_grad_logits_kernel<T, false>);
+    GK_TRY(smem_optin(kgl, Smem<T>::kFwdBytes, op));
+    GK_TRY(smem_optin(reinterpret_cast<const void*>(&lm_gemm_kernel<T>), Smem<T>::kGemmBytes, op));
+    const T* H = static_cast<const T*>(p.hidden);
+    const T* W = static_cast<const T*>(p.weight);
+    const bool row_vec16 = (p.dim * int64_t(sizeof(T))) % 16 == 0;
+    for (int64_t row0 = 0; row0 < p.rows; row0 += plan.chunk_rows) {
+      const int64_t rows = std::min(plan.chunk_rows, p.rows - row0);
+      for (int64_t v0 = 0; v0 < p.vocab; v0 += plan.chunk_vocab) {
+        const int64_t vcount = std::min(plan.chunk_vocab, p.vocab - v0);
+        GradArgs g{p.hidden, p.weight, p.bias, p.targets, p.lse, p.grad_logprobs, p.grad_entropy, p.entropy,
+                   rows, p.dim, p.target_limit > 0 ? p.target_limit : p.vocab, row0, v0, vcount, p.vocab_start,
+                   p.ignore_index, scale2, inv_t,
+                   aligned16(p.hidden) && row_vec16, aligned16(p.weight) && row_vec16, gc, gt,
+                   plan.chunk_vocab, plan.chunk_rows, flags};
+        const dim3 grid(unsigned(ceil_div(rows, kBM)), unsigned(ceil_div(vcount, kBN)));
+        if (ent)
+          lm_grad_logits_kernel<T, true><<<grid, kThreads, Smem<T>::kFwdBytes, env.stream>>>(g);
+        else
+          lm_grad_logits_kernel<T, false><<<grid, kThreads, Smem<T>::kFwdBytes, env.stream>>>(g);
+        GK_CHECK_LAUNCH("lm_grad_logits_kernel");
+        if (p.dim > 0) {
+          // gradHidden[chunk rows] (+)= Gc · W[chunk vocab]: the sum over v runs on across chunks.
+          GemmArgs gh{gc, plan.chunk_vocab, W + v0 * p.dim, p.dim, p.grad_hidden + row0 * p.dim, p.dim,
+                      rows, p.dim, vcount, v0 > 0, aligned16(W + v0 * p.dim) && row_vec16};
+          const dim3 ghgrid(unsigned(ceil_div(rows, kBM)), unsigned(ceil_div(p.dim, kBN)));
+          lm_gemm_kernel<T><<<ghgrid, kThreads, Smem<T>::kGemmBytes, env.stream>>>(gh);
+          GK_CHECK_LAUNCH("lm_gemm_kernel");
+          // gradWeight[chunk vocab] (+)= Gt · H[chunk rows]: the sum over n runs on across chunks.
+          GemmArgs gw{gt, plan.chunk_rows, H + row0 * p.dim, p.dim, p.grad_weight + v0 * p.dim, p.dim,
+                      vcount, p.dim, rows, row0 > 0, aligned16(H + row0 * p.dim) && row_vec16};
+          const dim3 gwgrid(unsigned(ceil_div(vcount, kBM)), unsigned(ceil_div(p.dim, kBN)));
+          lm_gemm_kernel<T><<<gwgrid, kThreads, Smem<T>::kGemmBytes, env.stream>>>(gw);
+          GK_CHECK_LAUNCH("lm_gemm_kernel");
+        }
+        if (p.grad_bias) {
+          lm_grad_bias_kernel<T><<<unsigned(ceil_div(vcount, kRowThreads)), kRowThreads, 0, env.stream>>>(
+              gc, plan.chunk_vocab, rows, vcount, p.grad_bias + v0, row0 > 0);
+          GK_CHECK_LAUNCH("lm_grad_bias_kernel");
+        }
+      }
+    }
+    return Status::Ok();
+  });
+}
+
+Status launch_logprob_states(const LogprobStatesParams& p, const LaunchEnv& env, Scratch& scratch) {
+  const char* op = "logprobStates";
+  if (p.rows == 0) return Status::Ok();
+  GK_TRY(check_head(p.rows, 0, p.vocab, p.temperature, op));
+  GK_REQUIRE(p.logits && p.targets && p.states.max && p.states.sum_exp && p.states.target_logit,
+             std::string(op) + ": null pointer");
+  const int64_t slices = ceil_div(p.vocab, kLogitSliceCols);
+  GK_REQUIRE(slices <= 65535, std::string(op) + ": vocab too large");
+  const float scale2 = scale_of(1.4426950408889634 / p.temperature);
+  float4* partial = nullptr;
+  float* xt = nullptr;
+  GK_TRY(scratch.alloc(&partial, size_t(p.rows * slices)));
+  GK_TRY(scratch.alloc(&xt, size_t(p.rows)));
+  GK_TRY(dispatch_float(p.dtype, "logits", [&](auto tag) -> Status {
+    using T = decltype(tag);
+    const T* lg = static_cast<const T*>(p.logits);
+    lm_logit_states_kernel<T><<<dim3(unsigned(p.rows), unsigned(slices)), kThreads, 0, env.stream>>>(
+        lg, p.vocab, p.targets, p.ignore_index, scale2, int(slices), partial);
+    GK_CHECK_LAUNCH("lm_logit_states_kernel");
+    lm_logit_target_kernel<T><<<unsigned(ceil_div(p.rows, kRowThreads)), kRowThreads, 0, env.stream>>>(
+        lg, p.rows, p.vocab, p.states.vocab_start, p.targets, p.ignore_index, xt);
+    GK_CHECK_LAUNCH("lm_logit_target_kernel");
+    return Status::Ok();
+  }));
+  lm_state_kernel<<<unsigned(ceil_div(p.rows, kRowThreads)), kRowThreads, 0, env.stream>>>(
+      partial, int(slices), p.rows, p.targets, xt, p.states.vocab_start, p.vocab, p.ignore_index, scale2, p.states);
+  GK_CHECK_LAUNCH("lm_state_kernel");
+  return Status::Ok();
+}
+
+Status launch_merge_states(const MergeStatesParams& p, const LaunchEnv& env, Scratch& scratch, ErrorFlags* flags) {
+  const char* op = "mergeLogprobStates";
+  if (p.rows == 0) return Status::Ok();
+  GK_TRY(check_head(p.rows, 0, p.vocab, p.temperature, op));
+  GK_REQUIRE(!p.states.empty() && p.targets && p.logprobs && p.lse, std::string(op) + ": null pointer");
+  std::vector<StateDev> host;
+  for (const StateArrays& s : p.states) {
+    GK_REQUIRE(s.max && s.sum_exp && s.target_logit, std::string(op) + ": null state");
+    host.push_back(StateDev{s.max, s.sum_exp, p.entropy ? s.sum_exp_delta : nullptr,
+                            p.sum_squares ? s.sum_exp_sq : nullptr, s.target_logit, s.vocab_start, s.vocab_end});
+  }
+  StateDev* dev = nullptr;
+  GK_TRY(scratch.upload(&dev, host));
+  const float scale2 = scale_of(1.4426950408889634 / p.temperature);
+  const float inv_t = scale_of(1.0 / p.temperature);
+  const FwdOut o{p.logprobs, p.lse, p.entropy, p.sum_squares};
+  lm_merge_states_kernel<<<unsigned(ceil_div(p.rows, kRowThreads)), kRowThreads, 0, env.stream>>>(
+      dev, int(host.size()), p.rows, p.targets, p.vocab, p.ignore_index, scale2, inv_t, o, flags);
+  GK_CHECK_LAUNCH("lm_merge_states_kernel");
+  return Status::Ok();
+}
+
+}  // namespace gk

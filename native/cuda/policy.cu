@@ -1,0 +1,578 @@
+// policyLoss (POLICY.md): the surrogate (ppo, gspo, cispo, sapo, reinforce), the KL penalty, the
+// entropy bonus, rollout correction and the five aggregations, with the exact gradient dloss/dℓ_t (and
+// dloss/dH_t). The definitions, in the order they are evaluated, are those of the cpu reference
+// (src/backends/cpu/policy.ts); the webgpu twin is shaders/policy.wgsl. f32 throughout.
+//
+// TOKENS KERNEL (policy_tokens_kernel): block b owns the chunk of responses [b·C, min((b+1)·C, R));
+//   warp w takes the chunk's responses w, w + 8, ... one after another. Per response, lane j handles
+//   tokens t0 + j, t0 + j + 32, ... (positions relative to the response's start):
+//   pass A: n_r, gspo's Σ(ℓ − ℓ°), the rollout's Σλ (xor butterfly over the warp);
+//   pass B: every valid token's surrogate, KL, entropy, rollout weight, its outputs, and its sums.
+//   The lane assignment and the butterfly depend on the response's length only, so a response's
+//   gradient bits depend on its own tokens and the global scales, never on its position or the batch
+//   (ops-policy-cases: batch invariance). Each lane keeps running sums over its warp's responses; the
+//   warp's butterfly and a fixed fold of the 8 warps give the block's partial record. Phases:
+//     0: scales from the host's counts (every count the aggregation needs is known to the host, no
+//        normalisation): writes the outputs and the partials; the reduce kernel follows;
+//     1: partials only (a count lives on the device, or the rollout weights are normalised);
+//     2: every block folds phase 1's partials (the same fixed order in every block, so every block
+//        gets the same bits), takes the scales from them and writes the outputs; block 0 also writes
+//        the loss and the stats. No reduce kernel.
+// REDUCE KERNEL (policy_reduce_kernel, one block): thread i folds partials i, i + 256, ... in order,
+//   then a fixed shared-memory tree; thread 0 writes the loss and the stats.
+// Bytes: phase 0: the inputs (4–7 f32 + the u8 mask per token) read twice by their warp (pass B's
+//   second read mostly from L1/L2) + 1–3 f32 outputs written; phases 1 + 2 read the inputs twice more.
+//   FLOPs ~40 per token. Memory-bound: 1M tokens with every input present move ≈ 33 MB.
+// Numerics: f32 sums in fixed orders, no float atomics: deterministic. 0/0 (no valid token) is NaN, as
+//   the reference's f64 arithmetic gives.
+#include <algorithm>
+
+#include "policy.cuh"
+
+namespace gk {
+namespace {
+
+constexpr unsigned kFull = 0xffffffffu;
+constexpr int kThreads = 256;
+constexpr int kWarps = kThreads / 32;
+constexpr int kMaxChunks = 1024;
+constexpr int kNumStats = 13;
+constexpr int kPhaseHost = 0, kPhaseStats = 1, kPhaseDevice = 2;
+
+// A partial record: sums over a set of responses.
+struct Part {
+  float pg, kl, ent;  // Σ a_r S_r, Σ a^kl_r K_r, Σ a^H_r H_r
+  float ppo_kl, kl_val, ent_val, ratio_sum, ratio_min, ratio_max, w_sum, w_sq;
+  unsigned n_tok, n_seq, clip, lower, w_count, w_clipped;
+};
+
+GK_HOST_DEVICE inline Part part_empty() {
+  Part p{};
+  p.ratio_min = INFINITY;
+  p.ratio_max = -INFINITY;
+  return p;
+}
+
+// Field by field: commutative, so a butterfly leaves the same bits on every lane.
+GK_HOST_DEVICE inline Part part_add(const Part& a, const Part& b) {
+  Part p;
+  p.pg = a.pg + b.pg;
+  p.kl = a.kl + b.kl;
+  p.ent = a.ent + b.ent;
+  p.ppo_kl = a.ppo_kl + b.ppo_kl;
+  p.kl_val = a.kl_val + b.kl_val;
+  p.ent_val = a.ent_val + b.ent_val;
+  p.ratio_sum = a.ratio_sum + b.ratio_sum;
+  p.ratio_min = fminf(a.ratio_min, b.ratio_min);
+  p.ratio_max = fmaxf(a.ratio_max, b.ratio_max);
+  p.w_sum = a.w_sum + b.w_sum;
+  p.w_sq = a.w_sq + b.w_sq;
+  p.n_tok = a.n_tok + b.n_tok;
+  p.n_seq = a.n_seq + b.n_seq;
+  p.clip = a.clip + b.clip;
+  p.lower = a.lower + b.lower;
+  p.w_count = a.w_count + b.w_count;
+  p.w_clipped = a.w_clipped + b.w_clipped;
+  return p;
+}
+
+// The scalar parameters and pointers the kernels read (a POD copy of PolicyParams).
+struct Dev {
+  const float *lp, *old, *adv, *ref, *roll, *ent;
+  const uint8_t* mask;
+  const int* roff;
+  int R, chunks, chunk, phase;
+  int loss;
+  float clip_low, clip_high, dual_clip, log_clamp, gspo_clamp, delta;
+  int cispo_cap;
+  float tau_pos, tau_neg;
+  int has_kl, kl_est, kl_st, kl_value_all, kl_token_mean;
+  float kl_coef, kl_in_clamp, kl_value_clamp;
+  int has_ent, ent_token_mean;
+  float ent_coef;
+  int has_rollout, level, mode_mask, normalize;
+  float r_lower, r_upper, r_log_clamp;
+  int aggregation, seq_clamp1, norm_by_seq;
+  float scale_factor, ranks;
+  int has_tokens, has_sequences;
+  float tokens, sequences;
+  float *grad, *grad_ent, *token_loss;
+  Part* parts;
+  float *loss_out, *stats;
+};
+
+__device__ __forceinline__ float warp_sum(float v) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(kFull, v, o);
+  return v;
+}
+__device__ __forceinline__ unsigned warp_sum_u(unsigned v) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(kFull, v, o);
+  return v;
+}
+__device__ Part warp_part(Part p) {
+  for (int o = 16; o > 0; o >>= 1) {
+    Part q;
+    q.pg = __shfl_xor_sync(kFull, p.pg, o);
+    q.kl = __shfl_xor_sync(kFull, p.kl, o);
+    q.ent = __shfl_xor_sync(kFull, p.ent, o);
+    q.ppo_kl = __shfl_xor_sync(kFull, p.ppo_kl, o);
+    q.kl_val = __shfl_xor_sync(kFull, p.kl_val, o);
+    q.ent_val = __shfl_xor_sync(kFull, p.ent_val, o);
+    q.ratio_sum = __shfl_xor_sync(kFull, p.ratio_sum, o);
+    q.ratio_min = __shfl_xor_sync(kFull, p.ratio_min, o);
+    q.ratio_max = __shfl_xor_sync(kFull, p.ratio_max, o);
+    q.w_sum = __shfl_xor_sync(kFull, p.w_sum, o);
+    q.w_sq = __shfl_xor_sync(kFull, p.w_sq, o);
+    q.n_tok = __shfl_xor_sync(kFull, p.n_tok, o);
+    q.n_seq = __shfl_xor_sync(kFull, p.n_seq, o);
+    q.clip = __shfl_xor_sync(kFull, p.clip, o);
+    q.lower = __shfl_xor_sync(kFull, p.lower, o);
+    q.w_count = __shfl_xor_sync(kFull, p.w_count, o);
+    q.w_clipped = __shfl_xor_sync(kFull, p.w_clipped, o);
+    p = part_add(p, q);
+  }
+  return p;
+}
+
+__device__ __forceinline__ bool valid(const Dev& d, int t) { return d.mask == nullptr || d.mask[t] != 0; }
+// Inclusive bounds, as torch.clamp passes the gradient at them; ±Inf bounds: no clamp.
+__device__ __forceinline__ bool inside(float x, float c) { return x >= -c && x <= c; }
+__device__ __forceinline__ float sym_clamp(float x, float c) { return fminf(fmaxf(x, -c), c); }
+
+struct Tok {
+  float L, dL, rho, kl_stat;
+  unsigned clipped, lower;
+};
+
+// Token t's surrogate (POLICY.md, "Ratio and per-token surrogate"); log_s: gspo's log s_r.
+__device__ Tok surrogate(const Dev& d, int t, float log_s) {
+  const float A = d.adv[t];
+  const float l = d.lp[t];
+  const float delta = l - d.old[t];
+  Tok r;
+  float drho;
+  if (d.loss == int(PolicyLossKind::Gspo)) {
+    r.rho = expf(fminf(log_s, d.gspo_clamp));
+    drho = log_s <= d.gspo_clamp ? r.rho : 0.f;
+    r.kl_stat = -delta;
+  } else {
+    const float dc = sym_clamp(delta, d.log_clamp);
+    r.rho = expf(dc);
+    drho = inside(delta, d.log_clamp) ? r.rho : 0.f;
+    r.kl_stat = -dc;
+  }
+  const float rho = r.rho;
+  r.clipped = 0;
+  r.lower = 0;
+  const float lo = 1.f - d.clip_low, hi = 1.f + d.clip_high;
+  switch (static_cast<PolicyLossKind>(d.loss)) {
+    case PolicyLossKind::Ppo:
+    case PolicyLossKind::Gspo: {
+      const bool capped = rho <= d.delta;
+      const float u1 = -A * (capped ? rho : d.delta);
+      const bool in_band = rho >= lo && rho <= hi;
+      const float u2 = -A * fminf(fmaxf(rho, lo), hi);
+      if (u2 > u1) {
+        r.clipped = 1;
+        r.L = u2;
+        r.dL = in_band ? -A * drho : 0.f;
+      } else {
+        r.L = u1;
+        r.dL = capped ? -A * drho : 0.f;
+      }
+      if (d.loss == int(PolicyLossKind::Ppo) && A < 0.f && r.L > -A * d.dual_clip) {
+        r.lower = 1;
+        r.L = -A * d.dual_clip;
+        r.dL = 0.f;
+      }
+      break;
+    }
+    case PolicyLossKind::Cispo: {
+      const float wc = d.cispo_cap ? fminf(rho, d.clip_high) : fminf(fmaxf(rho, lo), hi);
+      r.clipped = wc != rho ? 1 : 0;
+      r.L = -wc * A * l;
+      r.dL = -wc * A;
+      break;
+    }
+    case PolicyLossKind::Sapo: {
+      const float tau = A > 0.f ? d.tau_pos : d.tau_neg;
+      const float s = 1.f / (1.f + expf(-tau * (rho - 1.f)));
+      r.L = -(4.f / tau) * s * A;
+      r.dL = -4.f * s * (1.f - s) * A * drho;
+      break;
+    }
+    default:  // reinforce
+      r.L = -A * l;
+      r.dL = -A;
+  }
+  return r;
+}
+
+// KL estimator of x = ℓ − ℓʳ: value and d value / dℓ (straight-through: x, k2's).
+__device__ void kl_term(const Dev& d, float x, float& v, float& dv) {
+  switch (static_cast<KlEstimator>(d.kl_est)) {
+    case KlEstimator::K1:
+      v = x;
+      dv = 1.f;
+      break;
+    case KlEstimator::Abs:
+      v = fabsf(x);
+      dv = x > 0.f ? 1.f : x < 0.f ? -1.f : 0.f;
+      break;
+    case KlEstimator::K2:
+      v = 0.5f * x * x;
+      dv = x;
+      break;
+    default: {
+      const float y = -x;
+      const float yc = sym_clamp(y, d.kl_in_clamp);
+      const float e = expf(yc);
+      v = e - yc - 1.f;
+      dv = inside(y, d.kl_in_clamp) ? -(e - 1.f) : 0.f;
+    }
+  }
+  if (d.kl_est == int(KlEstimator::K3) || d.kl_value_all) {
+    const float c = d.kl_value_clamp;
+    if (!inside(v, c)) dv = 0.f;
+    v = sym_clamp(v, c);
+  }
+  if (d.kl_st) dv = x;
+}
+
+// A raw rollout weight after truncate / mask; `clipped`: it was outside [lower, upper] (NaN is).
+__device__ __forceinline__ float correct_weight(const Dev& d, float raw, unsigned& clipped) {
+  const bool ok = raw >= d.r_lower && raw <= d.r_upper;
+  clipped = ok ? 0 : 1;
+  if (d.mode_mask) return ok ? raw : 0.f;
+  return fminf(fmaxf(raw, d.r_lower), d.r_upper);
+}
+
+struct Scales {
+  float g, g_tm, inv_wbar;
+};
+
+// The aggregation's scales from the counts of this batch (the host's where it gave them).
+__device__ Scales scales_of(const Dev& d, const Part& red) {
+  const float n_tok = fmaxf(d.has_tokens ? d.tokens : static_cast<float>(red.n_tok), 1.f);
+  const float n_seq = fmaxf(d.has_sequences ? d.sequences : static_cast<float>(red.n_seq), 1.f);
+  Scales s;
+  s.g_tm = d.ranks / n_tok;
+  switch (static_cast<Aggregation>(d.aggregation)) {
+    case Aggregation::TokenMean:
+      s.g = s.g_tm;
+      break;
+    case Aggregation::TokenSum:
+      s.g = d.ranks;
+      break;
+    case Aggregation::SeqMeanTokenSumNorm:
+      s.g = d.norm_by_seq ? d.ranks / (n_seq * d.scale_factor) : 1.f / d.scale_factor;
+      break;
+    default:
+      s.g = d.ranks / n_seq;
+  }
+  s.inv_wbar = 1.f;
+  if (d.has_rollout && d.normalize && red.w_count > 0) {
+    const float mean = red.w_sum / static_cast<float>(red.w_count);
+    if (mean > 1e-8f) s.inv_wbar = 1.f / mean;
+  }
+  return s;
+}
+
+__device__ __forceinline__ float mean_of(float x, unsigned n) { return n == 0 ? NAN : x / static_cast<float>(n); }
+
+__device__ void write_result(const Dev& d, const Part& red) {
+  const Scales s = scales_of(d, red);
+  const float g_kl = d.kl_token_mean ? s.g_tm : s.g;
+  const float g_h = d.ent_token_mean ? s.g_tm : s.g;
+  float loss = s.g * red.pg * s.inv_wbar;
+  if (d.has_kl) loss += d.kl_coef * g_kl * red.kl;
+  if (d.has_ent) loss -= d.ent_coef * g_h * red.ent;
+  d.loss_out[0] = loss;
+  const unsigned n = red.n_tok;
+  float* st = d.stats;
+  st[0] = mean_of(static_cast<float>(red.clip), n);
+  st[1] = mean_of(static_cast<float>(red.lower), n);
+  st[2] = mean_of(red.ppo_kl, n);
+  st[3] = d.has_kl ? mean_of(red.kl_val, n) : NAN;
+  st[4] = d.has_ent ? mean_of(red.ent_val, n) : NAN;
+  st[5] = n == 0 ? NAN : red.ratio_min;
+  st[6] = mean_of(red.ratio_sum, n);
+  st[7] = n == 0 ? NAN : red.ratio_max;
+  st[8] = d.has_rollout ? mean_of(red.w_sum, red.w_count) : NAN;
+  st[9] = d.has_rollout ? mean_of(static_cast<float>(red.w_clipped), red.w_count) : NAN;
+  st[10] = d.has_rollout ? (red.w_sq == 0.f ? NAN : red.w_sum * red.w_sum / red.w_sq) : NAN;
+  st[11] = static_cast<float>(red.n_tok);
+  st[12] = static_cast<float>(red.n_seq);
+}
+
+// Response r on one warp: pass A, then pass B. Adds its sums to the lane's running record `acc`.
+__device__ void response(const Dev& d, int r, const Scales& s, bool write, Part& acc) {
+  const int lane = threadIdx.x & 31;
+  const int t0 = d.roff[r], t1 = d.roff[r + 1];
+  const bool seq_level = d.has_rollout && d.level != int(RolloutLevel::Token);
+  // Pass A.
+  unsigned n = 0;
+  float dsum = 0.f, lsum = 0.f;
+  for (int t = t0 + lane; t < t1; t += 32) {
+    if (!valid(d, t)) continue;
+    ++n;
+    if (d.loss == int(PolicyLossKind::Gspo)) dsum += d.lp[t] - d.old[t];
+    if (seq_level) lsum += d.old[t] - d.roll[t];
+  }
+  n = warp_sum_u(n);
+  dsum = warp_sum(dsum);
+  lsum = warp_sum(lsum);
+  const float nf = fmaxf(static_cast<float>(n), 1.f);
+  const float log_s = dsum / nf;
+  float seq_w = 1.f;
+  if (seq_level) {
+    const float lam = d.level == int(RolloutLevel::Geometric) ? lsum / nf : lsum;
+    unsigned clipped;
+    seq_w = correct_weight(d, expf(sym_clamp(lam, d.r_log_clamp)), clipped);
+    if (n > 0 && lane == 0) {
+      acc.w_sum += seq_w;
+      acc.w_sq += seq_w * seq_w;
+      acc.w_count += 1;
+      acc.w_clipped += clipped;
+    }
+  }
+  if (lane == 0) {
+    acc.n_tok += n;
+    acc.n_seq += n > 0 ? 1 : 0;
+  }
+  float a_r = 1.f;
+  if (d.aggregation == int(Aggregation::SeqMeanTokenMean))
+    a_r = d.seq_clamp1 ? 1.f / nf : 1.f / (static_cast<float>(n) + 1e-8f);
+  const float a_kl = d.kl_token_mean ? 1.f : a_r;
+  const float a_h = d.ent_token_mean ? 1.f : a_r;
+  const float g_kl = d.kl_token_mean ? s.g_tm : s.g;
+  const float g_h = d.ent_token_mean ? s.g_tm : s.g;
+  // Pass B.
+  float S = 0.f, K = 0.f, H = 0.f;
+  for (int t = t0 + lane; t < t1; t += 32) {
+    if (!valid(d, t)) {
+      if (write) {
+        d.grad[t] = 0.f;
+        if (d.grad_ent) d.grad_ent[t] = 0.f;
+        if (d.token_loss) d.token_loss[t] = 0.f;
+      }
+      continue;
+    }
+    const Tok k = surrogate(d, t, log_s);
+    acc.ratio_sum += k.rho;
+    acc.ratio_min = fminf(acc.ratio_min, k.rho);
+    acc.ratio_max = fmaxf(acc.ratio_max, k.rho);
+    acc.ppo_kl += k.kl_stat;
+    acc.clip += k.clipped;
+    acc.lower += k.lower;
+    float w = 1.f;
+    if (d.has_rollout) {
+      if (seq_level) {
+        w = seq_w;
+      } else {
+        unsigned clipped;
+        w = correct_weight(d, expf(sym_clamp(d.old[t] - d.roll[t], d.r_log_clamp)), clipped);
+        acc.w_sum += w;
+        acc.w_sq += w * w;
+        acc.w_count += 1;
+        acc.w_clipped += clipped;
+      }
+    }
+    S += w * k.L;
+    float g = s.g * a_r * w * s.inv_wbar * k.dL;
+    float klv = 0.f;
+    if (d.has_kl) {
+      float dv;
+      kl_term(d, d.lp[t] - d.ref[t], klv, dv);
+      K += klv;
+      g += d.kl_coef * g_kl * a_kl * dv;
+    }
+    float h = 0.f;
+    if (d.has_ent) {
+      h = d.ent[t];
+      H += h;
+    }
+    if (write) {
+      d.grad[t] = g;
+      if (d.grad_ent) d.grad_ent[t] = -d.ent_coef * g_h * a_h;
+      if (d.token_loss) d.token_loss[t] = w * s.inv_wbar * k.L + d.kl_coef * klv - d.ent_coef * h;
+    }
+  }
+  acc.kl_val += K;
+  acc.ent_val += H;
+  // The response's sums, weighted by its a_r: every lane gets the same butterfly result, lane 0 keeps it.
+  S = warp_sum(S);
+  K = warp_sum(K);
+  H = warp_sum(H);
+  if (lane == 0) {
+    acc.pg += a_r * S;
+    acc.kl += a_kl * K;
+    acc.ent += a_h * H;
+  }
+}
+
+// Every partial, folded in a fixed order (thread i: i, i + 256, ...; then the tree). Block-wide.
+__device__ Part reduce_parts(const Dev& d, Part* sh) {
+  Part acc = part_empty();
+  for (int b = threadIdx.x; b < d.chunks; b += kThreads) acc = part_add(acc, d.parts[b]);
+  sh[threadIdx.x] = acc;
+  __syncthreads();
+  for (int half = kThreads / 2; half > 0; half >>= 1) {
+    if (int(threadIdx.x) < half) sh[threadIdx.x] = part_add(sh[threadIdx.x], sh[threadIdx.x + half]);
+    __syncthreads();
+  }
+  const Part red = sh[0];
+  __syncthreads();
+  return red;
+}
+
+__global__ void __launch_bounds__(kThreads) policy_tokens_kernel(Dev d) {
+  __shared__ Part sh[kThreads];
+  const int b = blockIdx.x;
+  Scales s{0.f, 0.f, 1.f};
+  Part red = part_empty();
+  if (d.phase == kPhaseDevice) {
+    red = reduce_parts(d, sh);
+    s = scales_of(d, red);
+  } else if (d.phase == kPhaseHost) {
+    s = scales_of(d, part_empty());
+  }
+  const bool write = d.phase != kPhaseStats;
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int lo = b * d.chunk;
+  const int hi = min(lo + d.chunk, d.R);
+  Part acc = part_empty();
+  for (int r = lo + warp; r < hi; r += kWarps) response(d, r, s, write, acc);
+  if (d.phase == kPhaseDevice) {
+    if (b == 0 && threadIdx.x == 0) write_result(d, red);
+    return;
+  }
+  acc = warp_part(acc);
+  if (lane == 0) sh[warp] = acc;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    Part total = sh[0];
+    for (int w = 1; w < kWarps; ++w) total = part_add(total, sh[w]);
+    d.parts[b] = total;
+  }
+}
+
+__global__ void __launch_bounds__(kThreads) policy_reduce_kernel(Dev d) {
+  __shared__ Part sh[kThreads];
+  const Part red = reduce_parts(d, sh);
+  if (threadIdx.x == 0) write_result(d, red);
+}
+
+}  // namespace
+
+Status launch_policy_loss(const PolicyParams& p, const LaunchEnv& env, Scratch& scratch) {
+  GK_REQUIRE(!p.response_offsets.empty(), "policyLoss: responseOffsets needs R+1 ≥ 1 entries");
+  const int64_t R64 = int64_t(p.response_offsets.size()) - 1;
+  const int64_t T = p.response_offsets.back();
+  GK_REQUIRE(R64 < INT32_MAX && T < INT32_MAX, "policyLoss: R and T must be below 2^31");
+  const int R = static_cast<int>(R64);
+  GK_REQUIRE(p.loss_out && p.stats && (T == 0 || (p.grad && p.logprobs && p.old_logprobs && p.advantages)),
+             "policyLoss: null pointer");
+  GK_REQUIRE(!p.has_kl || T == 0 || p.ref_logprobs, "policyLoss: KL without refLogprobs");
+  GK_REQUIRE(!p.has_rollout || T == 0 || p.rollout_logprobs, "policyLoss: rollout correction without rolloutLogprobs");
+  GK_REQUIRE(p.chunk_responses % kWarps == 0 && p.chunk_responses >= 0,
+             "policyLoss: chunk_responses must be a multiple of 8");
+
+  // Chunks: the fewest responses per block (a multiple of 8 warps) that keep ≤ kMaxChunks blocks, so a
+  // phase-2 block folds at most kMaxChunks partials.
+  int chunk = p.chunk_responses;
+  if (chunk == 0) chunk = kWarps * static_cast<int>(std::max<int64_t>(1, ceil_div(R, int64_t(kWarps) * kMaxChunks)));
+  const int chunks = static_cast<int>(ceil_div(R, chunk));
+
+  const bool needs_tokens = p.aggregation == Aggregation::TokenMean || (p.has_kl && p.kl_token_mean) ||
+                            (p.entropy != nullptr && p.entropy_token_mean);
+  const bool needs_sequences = (p.aggregation == Aggregation::SeqMeanTokenSum ||
+                                p.aggregation == Aggregation::SeqMeanTokenMean ||
+                                (p.aggregation == Aggregation::SeqMeanTokenSumNorm && p.norm_by_sequences));
+  const bool device_scales = (needs_tokens && p.tokens < 0) || (needs_sequences && p.sequences < 0) ||
+                             (p.has_rollout && p.rollout_normalize);
+
+  int* roff = nullptr;
+  GK_TRY(scratch.upload(&roff, p.response_offsets));
+  Part* parts = nullptr;
+  GK_TRY(scratch.alloc(&parts, size_t(std::max(chunks, 1))));
+
+  Dev d{};
+  d.lp = p.logprobs;
+  d.old = p.old_logprobs;
+  d.adv = p.advantages;
+  d.ref = p.ref_logprobs;
+  d.roll = p.rollout_logprobs;
+  d.ent = p.entropy;
+  d.mask = p.mask;
+  d.roff = roff;
+  d.R = R;
+  d.chunks = chunks;
+  d.chunk = chunk;
+  d.loss = int(p.loss);
+  d.clip_low = p.clip_low;
+  d.clip_high = p.clip_high;
+  d.dual_clip = p.dual_clip;
+  d.log_clamp = p.log_ratio_clamp;
+  d.gspo_clamp = p.gspo_log_clamp;
+  d.delta = p.delta;
+  d.cispo_cap = p.cispo_cap ? 1 : 0;
+  d.tau_pos = p.sapo_tau_pos;
+  d.tau_neg = p.sapo_tau_neg;
+  d.has_kl = p.has_kl ? 1 : 0;
+  d.kl_est = int(p.kl_estimator);
+  d.kl_st = p.kl_straight_through ? 1 : 0;
+  d.kl_value_all = p.kl_value_clamp_all ? 1 : 0;
+  d.kl_token_mean = p.kl_token_mean ? 1 : 0;
+  d.kl_coef = p.kl_coef;
+  d.kl_in_clamp = p.kl_input_clamp;
+  d.kl_value_clamp = p.kl_value_clamp;
+  d.has_ent = p.entropy != nullptr ? 1 : 0;
+  d.ent_token_mean = p.entropy_token_mean ? 1 : 0;
+  d.ent_coef = p.entropy_coef;
+  d.has_rollout = p.has_rollout ? 1 : 0;
+  d.level = int(p.rollout_level);
+  d.mode_mask = p.rollout_mode == RolloutMode::Mask ? 1 : 0;
+  d.normalize = p.rollout_normalize ? 1 : 0;
+  d.r_lower = p.rollout_lower;
+  d.r_upper = p.rollout_upper;
+  d.r_log_clamp = p.rollout_log_clamp;
+  d.aggregation = int(p.aggregation);
+  d.seq_clamp1 = p.seq_clamp1 ? 1 : 0;
+  d.norm_by_seq = p.norm_by_sequences ? 1 : 0;
+  d.scale_factor = p.scale_factor;
+  d.ranks = p.ranks;
+  d.has_tokens = p.tokens >= 0 ? 1 : 0;
+  d.has_sequences = p.sequences >= 0 ? 1 : 0;
+  d.tokens = static_cast<float>(std::max(p.tokens, 0.0));
+  d.sequences = static_cast<float>(std::max(p.sequences, 0.0));
+  d.grad = p.grad;
+  d.grad_ent = p.entropy != nullptr ? p.grad_entropy : nullptr;
+  d.token_loss = p.token_loss;
+  d.parts = parts;
+  d.loss_out = p.loss_out;
+  d.stats = p.stats;
+
+  if (chunks == 0) {
+    policy_reduce_kernel<<<1, kThreads, 0, env.stream>>>(d);
+    GK_CHECK_LAUNCH("policy_reduce_kernel");
+    return Status::Ok();
+  }
+  if (!device_scales) {
+    d.phase = kPhaseHost;
+    policy_tokens_kernel<<<unsigned(chunks), kThreads, 0, env.stream>>>(d);
+    GK_CHECK_LAUNCH("policy_tokens_kernel");
+    policy_reduce_kernel<<<1, kThreads, 0, env.stream>>>(d);
+    GK_CHECK_LAUNCH("policy_reduce_kernel");
+    return Status::Ok();
+  }
+  d.phase = kPhaseStats;
+  policy_tokens_kernel<<<unsigned(chunks), kThreads, 0, env.stream>>>(d);
+  GK_CHECK_LAUNCH("policy_tokens_kernel (stats)");
+  d.phase = kPhaseDevice;
+  policy_tokens_kernel<<<unsigned(chunks), kThreads, 0, env.stream>>>(d);
+  GK_CHECK_LAUNCH("policy_tokens_kernel (final)");
+  return Status::Ok();
+}
+
+}  // namespace gk

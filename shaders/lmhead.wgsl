@@ -1,0 +1,655 @@
+// grpo-kernels: the LM-head family on WebGPU (linearLogprobs, its backward, the sharded states).
+// Concatenated after common.wgsl's base, x_<dtype> (hidden states, or logits, at @binding(1)),
+// w_<dtype> (the head's weight at @binding(2), its bias at @binding(3)), reduce_tree and online_state
+// sections (src/backends/webgpu/shaders.ts); host side: src/backends/webgpu/lmhead.ts.
+//
+// FORWARD (lm_fwd, then lm_finish or lm_state_out): x[n, v] = h_n · W_v + b_v, never stored; per row
+//   the online state (raw max m, s = Σ e^d, sx = Σ e^d·d, sq = Σ e^{2d}, d = (x − m)/T; online_state)
+//   as logprobs.wgsl keeps it, so the outputs are logprobs' on those logits.
+//   lm_fwd: one workgroup owns 64 rows × one slice of the vocabulary (SLICE_TILES tiles of 64
+//   columns; slices from V alone): per tile, the 64 × 64 logits as a register-blocked GEMM over d
+//   (256 invocations, each a 4 × 4 block, rows ty + 16i and columns tx + 16j; k-steps of 16 staged
+//   in workgroup memory, k-major, as thr.wgsl's thr_score), then each invocation pushes its 16
+//   logits (+ bias) into the online states of its 4 rows (columns in order, tiles in order). At the
+//   slice's end the 16 invocations sharing a row fold their states in lane order (tx = 0..15) through
+//   workgroup memory, into partial[row][slice]. The invocation owning (row, target column) stores
+//   the target's raw logit in xt[row]: the same bits as the logit folded into the state.
+//   lm_finish: one invocation per row folds its slices in order and writes logprobs, lse, entropy,
+//   Σp² (NaN and flags as logprobs.wgsl's finish); lm_state_out writes the state instead (the public
+//   format of LogprobStates: raw max, sums, the target's logit when it lies in the shard, else 0).
+//   Batch invariance: a row's logits, the order of its pushes and of every fold depend on V, d and
+//   the device's variant alone, never on N, the row's position or the chunking (tested).
+//   Bytes: hidden read ceil(slices-per-row) times per row block (once per slice: 2·d·64 bytes per
+//   64 rows and 64 columns from cache), the weight read ceil(N/64) times; writes 20·slices per row.
+//   FLOPs: 2·N·V·d (the logits) + ~10·N·V (the online states).
+// LOGIT STATES (lm_logit_states, then lm_state_out): logprobStates over materialised logits X
+//   [rows, V] of a shard: one workgroup per (row, slice): invocation l pushes columns l, l + WG, …
+//   of the slice in order, then invocation 0 folds the WG states in lane order into partial.
+// MERGE (lm_merge_state per state, then lm_finish): mergeLogprobStates. One invocation per row folds
+//   state k into the accumulator acc[row] (partial with one slice; `first` starts it) and takes
+//   state k's targetLogit when the row's target lies in state k's shard [vocab_start, +vocab).
+// BACKWARD, per chunk of rows (a multiple of 64) × chunk of the vocabulary (a multiple of 64, the
+//   G buffer's width gcols), in that loop order:
+//   lm_grad_logits: one workgroup per 64 × 64 tile: the logits tile as in lm_fwd, then
+//     G = (onehot − p)·g/T − (gE/T)·p·(log p + H), p = e^{x/T − lse} (as logprobs_backward's grad_at,
+//     from the row scalars lse | g | gE | H in rowinfo) into gbuf [rows][gcols] (f32).
+//   lm_grad_hidden: gradHidden[chunk rows] (+)= G · W[chunk vocab]: 64 rows × 64 dims per workgroup,
+//     k over the chunk's vocabulary in steps of 16; `accumulate` (every vocabulary chunk after the
+//     first) starts each element from the stored value, so the sum over v runs on in one f32
+//     accumulator: the same bits as one long reduction, whatever the chunking.
+//   lm_grad_weight: gradWeight[chunk vocab] (+)= Gᵀ · H[chunk rows]: 64 vocabulary rows × 64 dims
+//     per workgroup, k over the chunk's rows in steps of 16, carried across row chunks likewise:
+//     gradWeight's sum over n is one fixed sequence, independent of how rows are chunked.
+//   lm_grad_bias: one invocation per vocabulary row: gradBias (+)= Σ_n G[n, v], n ascending.
+//   No float atomics. Bytes: G written and read twice (4·rows·gcols each way per chunk pair); FLOPs
+//   3 × 2·N·V·d. Bad targets: G = 0 for the row and flag[FLAG_TARGET_ROW] (atomicMin), as logprobs.
+// Workgroup memory: 2 · 16 · 17 · 16 B = 8704 B (≤ 16 KiB); 256 invocations; ≤ 8 storage buffers.
+
+struct LmParams {
+  rows: u32, // rows of this chunk
+  dim: u32,
+  vocab: u32, // weight rows (the shard's width), or logits columns
+  row0: u32, // global index of the chunk's first row (targets, outputs, xt, rowinfo)
+  h_base: u32, // element index of the chunk's first row in the X window
+  v0: u32, // first vocabulary row of this call's window (within the shard)
+  vcount: u32, // vocabulary rows of the window
+  w_base: u32, // element index of weight row v0 in the W window
+  o_base: u32, // element index of the first output element in the gout window
+  slices: u32, // forward: slices per row (from V)
+  slice_cols: u32, // forward: columns per slice (a multiple of 64)
+  gcols: u32, // backward: G's row stride
+  accumulate: u32, // backward GEMMs: 1 = add to what gout holds
+  has_bias: u32,
+  vocab_start: u32, // the shard's first column in the full vocabulary (targets are global ids)
+  first: u32, // lm_merge_state: 1 for the first state
+  n_total: u32, // rows of the whole call (rowinfo is [4][n_total])
+  inv_t: f32,
+  ignore_index: i32,
+}
+
+@group(0) @binding(0) var<uniform> P: LmParams;
+@group(0) @binding(4) var<storage, read> targets: array<i32>;
+@group(0) @binding(5) var<storage, read_write> partial: array<f32>;
+@group(0) @binding(6) var<storage, read_write> xt: array<f32>;
+@group(0) @binding(7) var<storage, read_write> out_a: array<f32>; // logprobs | state max
+@group(0) @binding(8) var<storage, read_write> out_b: array<f32>; // lse | state sumExp
+@group(0) @binding(9) var<storage, read_write> out_c: array<f32>; // entropy | state sumExpDelta
+@group(0) @binding(10) var<storage, read_write> out_d: array<f32>; // sumSquares | state sumExpSq
+@group(0) @binding(11) var<storage, read_write> flag: array<atomic<u32>, 4>;
+@group(0) @binding(12) var<storage, read> rowinfo: array<f32>; // [4][N]: lse | g | gE | H
+@group(0) @binding(13) var<storage, read_write> gbuf: array<f32>;
+@group(0) @binding(14) var<storage, read_write> gout: array<f32>;
+@group(0) @binding(15) var<storage, read_write> out_xt: array<f32>; // state targetLogit
+@group(0) @binding(16) var<storage, read> in_max: array<f32>;
+@group(0) @binding(17) var<storage, read> in_s: array<f32>;
+@group(0) @binding(18) var<storage, read> in_sd: array<f32>;
+@group(0) @binding(19) var<storage, read> in_sq: array<f32>;
+@group(0) @binding(20) var<storage, read> in_xt: array<f32>;
+
+override ENTROPY: bool = false;
+override SUMSQ: bool = false;
+override GRAD_ENTROPY: bool = false;
+
+const STATE: u32 = 5u; // floats per state in `partial`: m, s, sx, sq, nan
+const TB: u32 = 64u; // tile edge
+const LANES: u32 = 16u;
+const KS: u32 = 16u; // k-step
+const TSTRIDE: u32 = 17u; // vec4 per staged k-row (TB / 4 + 1 of padding)
+const TWG: u32 = 256u;
+const FLAG_NEG_INF_ROW: u32 = 0u;
+const FLAG_TARGET_ROW: u32 = 1u;
+const FLAG_TARGET_VALUE: u32 = 2u;
+const NO_ROW: u32 = 0xffffffffu;
+
+var<workgroup> sa: array<vec4<f32>, 272>; // [KS][TSTRIDE]
+var<workgroup> sb: array<vec4<f32>, 272>;
+
+// -------------------------------------------------------------------------------- operands
+// Hidden element k of chunk row r (0 past the chunk's rows or d).
+fn hid(r: u32, k: u32) -> f32 {
+  if (r >= P.rows || k >= P.dim) {
+    return 0.0;
+  }
+  return load_x(P.h_base + r * P.dim + k);
+}
+
+// Weight element k of window row v (0 past the window or d).
+fn wgt(v: u32, k: u32) -> f32 {
+  if (v >= P.vcount || k >= P.dim) {
+    return 0.0;
+  }
+  return load_w(P.w_base + v * P.dim + k);
+}
+
+// The 64 × 64 logits tile (no bias) of chunk rows r0 + ·, window rows vt + ·: acc[i][j] for row
+// r0 + ty + 16i, column vt + tx + 16j. k-steps of 16 over d, each element summing in k order.
+fn logits_tile(r0: u32, vt: u32, lid: u32) -> mat4x4<f32> {
+  let ty = lid / LANES;
+  let tx = lid % LANES;
+  let lk = lid % LANES; // staging: dimension d0 + lk
+  let lq = lid / LANES; // staging: rows (sa) and vocabulary rows (sb) lq + 16c
+  var acc = mat4x4<f32>();
+  for (var d0 = 0u; d0 < P.dim; d0 = d0 + KS) {
+    let k = d0 + lk;
+    let r = r0 + lq;
+    let hv = vec4<f32>(hid(r, k), hid(r + 16u, k), hid(r + 32u, k), hid(r + 48u, k));
+    let v = vt + lq;
+    let wv = vec4<f32>(wgt(v, k), wgt(v + 16u, k), wgt(v + 32u, k), wgt(v + 48u, k));
+    workgroupBarrier();
+    sa[lk * TSTRIDE + lq] = hv;
+    sb[lk * TSTRIDE + lq] = wv;
+    workgroupBarrier();
+    for (var kk = 0u; kk < KS; kk = kk + 1u) {
+      let a = sa[kk * TSTRIDE + ty];
+      let b = sb[kk * TSTRIDE + tx];
+      acc[0] = acc[0] + a.x * b;
+      acc[1] = acc[1] + a.y * b;
+      acc[2] = acc[2] + a.z * b;
+      acc[3] = acc[3] + a.w * b;
+    }
+  }
+  return acc;
+}
+
+fn bias_at(v: u32) -> f32 {
+  if (P.has_bias == 0u) {
+    return 0.0;
+  }
+  return load_b(v);
+}
+
+// ---------------------------------------------------------------------------------- forward
+fn partial_at(r: u32, slice: u32) -> u32 {
+  return (r * P.slices + slice) * STATE;
+}
+
+fn store_partial(r: u32, slice: u32, st: St) {
+  let o = partial_at(r, slice);
+  partial[o] = st.m;
+  partial[o + 1u] = st.s;
+  partial[o + 2u] = st.sx;
+  partial[o + 3u] = st.sq;
+  partial[o + 4u] = st.nan;
+}
+
+fn load_partial(r: u32, slice: u32) -> St {
+  let o = partial_at(r, slice);
+  return St(partial[o], partial[o + 1u], partial[o + 2u], partial[o + 3u], partial[o + 4u]);
+}
+
+// Folds the 16 lane states of the row block's rows ty + 16·i (one round per i) in lane order and
+// stores them as slice `slice`'s partial state. Called from uniform control flow.
+fn fold_lanes(r0: u32, slice: u32, lid: u32, st: array<St, 4>) {
+  let ty = lid / LANES;
+  let tx = lid % LANES;
+  for (var i = 0u; i < 4u; i = i + 1u) {
+    workgroupBarrier();
+    sa[lid] = vec4<f32>(st[i].m, st[i].s, st[i].sx, st[i].sq);
+    sb[lid] = vec4<f32>(st[i].nan, 0.0, 0.0, 0.0);
+    workgroupBarrier();
+    let r = r0 + ty + 16u * i;
+    if (tx == 0u && r < P.rows) {
+      var acc = st_empty();
+      for (var j = 0u; j < LANES; j = j + 1u) {
+        let q = sa[ty * LANES + j];
+        acc = st_fold(acc, St(q.x, q.y, q.z, q.w, sb[ty * LANES + j].x));
+      }
+      store_partial(r, slice, acc);
+    }
+  }
+}
+
+@compute @workgroup_size(TWG)
+fn lm_fwd(
+  @builtin(workgroup_id) wid: vec3<u32>,
+  @builtin(num_workgroups) nwg: vec3<u32>,
+  @builtin(local_invocation_index) lid: u32,
+) {
+  let w = flat_wg(wid, nwg);
+  let nsl = (P.vcount + P.slice_cols - 1u) / P.slice_cols; // slices of this window
+  if (w >= ((P.rows + TB - 1u) / TB) * nsl) {
+    return; // the whole workgroup
+  }
+  let r0 = (w / nsl) * TB;
+  let sl = w % nsl;
+  let slice = P.v0 / P.slice_cols + sl; // the slice's index in the row
+  let c0 = sl * P.slice_cols; // window rows of the slice
+  let c1 = min(P.vcount, c0 + P.slice_cols);
+  let ty = lid / LANES;
+  let tx = lid % LANES;
+  // The rows' targets, as window columns (or none).
+  var tcol: array<i32, 4>;
+  var live: array<bool, 4>;
+  for (var i = 0u; i < 4u; i = i + 1u) {
+    let r = r0 + ty + 16u * i;
+    live[i] = r < P.rows;
+    tcol[i] = -1;
+    if (live[i]) {
+      let t = targets[P.row0 + r];
+      live[i] = t != P.ignore_index;
+      tcol[i] = t - i32(P.vocab_start) - i32(P.v0);
+    }
+  }
+  var st = array<St, 4>(st_empty(), st_empty(), st_empty(), st_empty());
+  for (var vt = c0; vt < c1; vt = vt + TB) {
+    let acc = logits_tile(r0, vt, lid);
+    for (var i = 0u; i < 4u; i = i + 1u) {
+      if (!live[i]) {
+        continue;
+      }
+      for (var j = 0u; j < 4u; j = j + 1u) {
+        let v = vt + tx + 16u * j;
+        if (v < c1) {
+          let x = acc[i][j] + bias_at(P.v0 + v);
+          st_push(&st[i], x);
+          if (i32(v) == tcol[i]) {
+            xt[P.row0 + r0 + ty + 16u * i] = x;
+          }
+        }
+      }
+    }
+  }
+  fold_lanes(r0, slice, lid, st);
+}
+
+fn bad_target(t: i32, vocab: u32) -> bool {
+  return t != P.ignore_index && (t < 0 || u32(t) >= vocab);
+}
+
+// The row's slices folded in order.
+fn row_state(r: u32) -> St {
+  var acc = st_empty();
+  for (var s = 0u; s < P.slices; s = s + 1u) {
+    acc = st_fold(acc, load_partial(r, s));
+  }
+  return acc;
+}
+
+// lm_finish: the logprobs outputs of chunk row r (P.vocab is the full vocabulary here).
+@compute @workgroup_size(WG)
+fn lm_finish(
+  @builtin(workgroup_id) wid: vec3<u32>,
+  @builtin(num_workgroups) nwg: vec3<u32>,
+  @builtin(local_invocation_index) lid: u32,
+) {
+  let r = flat_wg(wid, nwg) * WG + lid;
+  if (r >= P.rows) {
+    return;
+  }
+  let g = P.row0 + r;
+  let tgt = targets[g];
+  var lp = 0.0;
+  var lse = 0.0;
+  var h = 0.0;
+  var sq = 0.0;
+  if (tgt != P.ignore_index) {
+    if (bad_target(tgt, P.vocab)) {
+      atomicMin(&flag[FLAG_TARGET_ROW], g);
+      lp = nan_f32();
+      lse = nan_f32();
+      h = nan_f32();
+      sq = nan_f32();
+    } else {
+      let st = row_state(r);
+      let mx = st.m;
+      if (st.nan > 0.0 || is_pos_inf(mx) || is_nan(st.s)) {
+        lp = nan_f32();
+        lse = nan_f32();
+        h = nan_f32();
+        sq = nan_f32();
+      } else if (is_neg_inf(mx)) {
+        atomicMin(&flag[FLAG_NEG_INF_ROW], g);
+        lse = neg_inf();
+        lp = nan_f32();
+        h = nan_f32();
+        sq = nan_f32();
+      } else {
+        let ls = log(st.s);
+        lse = mx * P.inv_t + ls;
+        // (x_t − max)/T − log s: no cancellation against a huge lse.
+        lp = (xt[g] - mx) * P.inv_t - ls;
+        h = ls - st.sx / st.s;
+        sq = st.sq / (st.s * st.s);
+      }
+    }
+  }
+  out_a[g] = lp;
+  out_b[g] = lse;
+  if (ENTROPY) {
+    out_c[g] = h;
+  }
+  if (SUMSQ) {
+    out_d[g] = sq;
+  }
+}
+
+// lm_state_out: the public state of chunk row r over this shard (0s for ignored rows).
+@compute @workgroup_size(WG)
+fn lm_state_out(
+  @builtin(workgroup_id) wid: vec3<u32>,
+  @builtin(num_workgroups) nwg: vec3<u32>,
+  @builtin(local_invocation_index) lid: u32,
+) {
+  let r = flat_wg(wid, nwg) * WG + lid;
+  if (r >= P.rows) {
+    return;
+  }
+  let g = P.row0 + r;
+  let tgt = targets[g];
+  var st = St(0.0, 0.0, 0.0, 0.0, 0.0);
+  var x = 0.0;
+  if (tgt != P.ignore_index) {
+    st = row_state(r);
+    if (st.nan > 0.0) {
+      st.s = nan_f32();
+      st.sx = nan_f32();
+      st.sq = nan_f32();
+    }
+    let c = tgt - i32(P.vocab_start);
+    if (c >= 0 && u32(c) < P.vocab) {
+      x = xt[g];
+    }
+  }
+  out_a[g] = st.m;
+  out_b[g] = st.s;
+  if (ENTROPY) {
+    out_c[g] = st.sx;
+  }
+  if (SUMSQ) {
+    out_d[g] = st.sq;
+  }
+  out_xt[g] = x;
+}
+
+// lm_logit_states: slice `w mod slices` of chunk row `w / slices` of materialised logits.
+@compute @workgroup_size(WG)
+fn lm_logit_states(
+  @builtin(workgroup_id) wid: vec3<u32>,
+  @builtin(num_workgroups) nwg: vec3<u32>,
+  @builtin(local_invocation_index) lid: u32,
+) {
+  let w = flat_wg(wid, nwg);
+  if (w >= P.rows * P.slices) {
+    return;
+  }
+  let r = w / P.slices;
+  let slice = w % P.slices;
+  let g = P.row0 + r;
+  let tgt = targets[g];
+  if (tgt == P.ignore_index) {
+    return; // lm_state_out writes the row's zeros
+  }
+  let c0 = slice * P.slice_cols;
+  let c1 = min(P.vocab, c0 + P.slice_cols);
+  let base = P.h_base + r * P.vocab;
+  var st = st_empty();
+  for (var c = c0 + lid; c < c1; c = c + WG) {
+    st_push(&st, load_x(base + c));
+  }
+  let ct = tgt - i32(P.vocab_start);
+  if (lid == 0u && ct >= i32(c0) && ct < i32(c1)) {
+    xt[g] = load_x(base + u32(ct));
+  }
+  // The WG lane states folded in lane order by invocation 0 (WG ≤ 256 = 272 slots of sa, sb).
+  workgroupBarrier();
+  sa[lid] = vec4<f32>(st.m, st.s, st.sx, st.sq);
+  sb[lid] = vec4<f32>(st.nan, 0.0, 0.0, 0.0);
+  workgroupBarrier();
+  if (lid == 0u) {
+    var acc = st_empty();
+    for (var j = 0u; j < WG; j = j + 1u) {
+      let q = sa[j];
+      acc = st_fold(acc, St(q.x, q.y, q.z, q.w, sb[j].x));
+    }
+    store_partial(r, slice, acc);
+  }
+}
+
+// lm_merge_state: folds one public state (bindings 16–20, its shard [vocab_start, +vocab)) into the
+// accumulator partial[r] (one slice), and takes its targetLogit into xt when the target is there.
+@compute @workgroup_size(WG)
+fn lm_merge_state(
+  @builtin(workgroup_id) wid: vec3<u32>,
+  @builtin(num_workgroups) nwg: vec3<u32>,
+  @builtin(local_invocation_index) lid: u32,
+) {
+  let r = flat_wg(wid, nwg) * WG + lid;
+  if (r >= P.rows) {
+    return;
+  }
+  let g = P.row0 + r;
+  let s = in_s[g];
+  var st = St(in_max[g], s, 0.0, 0.0, select(0.0, 1.0, is_nan(s)));
+  if (ENTROPY) {
+    st.sx = in_sd[g];
+  }
+  if (SUMSQ) {
+    st.sq = in_sq[g];
+  }
+  if (P.first == 1u) {
+    store_partial(r, 0u, st_fold(st_empty(), st));
+    xt[g] = 0.0;
+  } else {
+    store_partial(r, 0u, st_fold(load_partial(r, 0u), st));
+  }
+  let c = targets[g] - i32(P.vocab_start);
+  if (c >= 0 && u32(c) < P.vocab) {
+    xt[g] = in_xt[g];
+  }
+}
+
+// ---------------------------------------------------------------------------------- backward
+@compute @workgroup_size(TWG)
+fn lm_grad_logits(
+  @builtin(workgroup_id) wid: vec3<u32>,
+  @builtin(num_workgroups) nwg: vec3<u32>,
+  @builtin(local_invocation_index) lid: u32,
+) {
+  let w = flat_wg(wid, nwg);
+  let nvt = (P.vcount + TB - 1u) / TB;
+  if (w >= ((P.rows + TB - 1u) / TB) * nvt) {
+    return;
+  }
+  let r0 = (w / nvt) * TB;
+  let vt = (w % nvt) * TB;
+  let ty = lid / LANES;
+  let tx = lid % LANES;
+  let acc = logits_tile(r0, vt, lid);
+  let n = P.n_total;
+  for (var i = 0u; i < 4u; i = i + 1u) {
+    let r = r0 + ty + 16u * i;
+    if (r >= P.rows) {
+      continue;
+    }
+    let g = P.row0 + r;
+    let tgt = targets[g];
+    let ignored = tgt == P.ignore_index;
+    let bad = bad_target(tgt, P.vocab);
+    if (bad) {
+      atomicMin(&flag[FLAG_TARGET_ROW], g);
+    }
+    let lse = rowinfo[g];
+    let gl = rowinfo[n + g] * P.inv_t;
+    let ge = rowinfo[2u * n + g] * P.inv_t;
+    let hh = rowinfo[3u * n + g];
+    for (var j = 0u; j < 4u; j = j + 1u) {
+      let v = vt + tx + 16u * j;
+      if (v >= P.vcount) {
+        continue;
+      }
+      var d = 0.0;
+      if (!ignored && !bad) {
+        let x = acc[i][j] + bias_at(P.v0 + v);
+        let lp = x * P.inv_t - lse;
+        let p = select(exp(lp), 0.0, is_neg_inf(x) || is_pos_inf(lse));
+        d = (select(0.0, 1.0, i32(P.vocab_start + P.v0 + v) == tgt) - p) * gl;
+        if (GRAD_ENTROPY) {
+          d = d - ge * select(0.0, p * (lp + hh), p > 0.0);
+        }
+      }
+      gbuf[r * P.gcols + v] = d;
+    }
+  }
+}
+
+// G element (chunk row r, window column v), 0 outside.
+fn g_at(r: u32, v: u32) -> f32 {
+  if (r >= P.rows || v >= P.vcount) {
+    return 0.0;
+  }
+  return gbuf[r * P.gcols + v];
+}
+
+// Stores (or adds to) the 4 × 4 block of a 64 × 64 output tile at (m0, n0) of gout, whose rows have
+// `ld` elements and of which `mrows` × P.dim are valid.
+fn store_tile(acc: mat4x4<f32>, m0: u32, n0: u32, mrows: u32, lid: u32) {
+  let ty = lid / LANES;
+  let tx = lid % LANES;
+  for (var i = 0u; i < 4u; i = i + 1u) {
+    let m = m0 + ty + 16u * i;
+    if (m >= mrows) {
+      continue;
+    }
+    for (var j = 0u; j < 4u; j = j + 1u) {
+      let n = n0 + tx + 16u * j;
+      if (n < P.dim) {
+        gout[P.o_base + m * P.dim + n] = acc[i][j];
+      }
+    }
+  }
+}
+
+// The stored block to continue from (accumulate), or zeros.
+fn start_tile(m0: u32, n0: u32, mrows: u32, lid: u32) -> mat4x4<f32> {
+  var acc = mat4x4<f32>();
+  if (P.accumulate == 0u) {
+    return acc;
+  }
+  let ty = lid / LANES;
+  let tx = lid % LANES;
+  for (var i = 0u; i < 4u; i = i + 1u) {
+    let m = m0 + ty + 16u * i;
+    for (var j = 0u; j < 4u; j = j + 1u) {
+      let n = n0 + tx + 16u * j;
+      if (m < mrows && n < P.dim) {
+        acc[i][j] = gout[P.o_base + m * P.dim + n];
+      }
+    }
+  }
+  return acc;
+}
+
+@compute @workgroup_size(TWG)
+fn lm_grad_hidden(
+  @builtin(workgroup_id) wid: vec3<u32>,
+  @builtin(num_workgroups) nwg: vec3<u32>,
+  @builtin(local_invocation_index) lid: u32,
+) {
+  let w = flat_wg(wid, nwg);
+  let ndt = (P.dim + TB - 1u) / TB;
+  if (w >= ((P.rows + TB - 1u) / TB) * ndt) {
+    return;
+  }
+  let r0 = (w / ndt) * TB;
+  let n0 = (w % ndt) * TB;
+  let ty = lid / LANES;
+  let tx = lid % LANES;
+  var acc = start_tile(r0, n0, P.rows, lid);
+  for (var v0 = 0u; v0 < P.vcount; v0 = v0 + KS) {
+    // sa: G[rows r0 + lq + 16c][v0 + lk] (k-major); sb: W[v0 + lu][n0 + lq + 16c] (one k-row each).
+    let lk = lid % LANES;
+    let lq = lid / LANES;
+    let gv = vec4<f32>(g_at(r0 + lq, v0 + lk), g_at(r0 + lq + 16u, v0 + lk), g_at(r0 + lq + 32u, v0 + lk), g_at(r0 + lq + 48u, v0 + lk));
+    let ku = v0 + lq; // sb row: the k (vocabulary) index lq, columns lk + 16c
+    let n = n0 + lk;
+    let wv = vec4<f32>(wgt_dim(ku, n), wgt_dim(ku, n + 16u), wgt_dim(ku, n + 32u), wgt_dim(ku, n + 48u));
+    workgroupBarrier();
+    sa[lk * TSTRIDE + lq] = gv;
+    sb[lq * TSTRIDE + lk] = wv;
+    workgroupBarrier();
+    for (var kk = 0u; kk < KS; kk = kk + 1u) {
+      let a = sa[kk * TSTRIDE + ty];
+      let b = sb[kk * TSTRIDE + tx];
+      acc[0] = acc[0] + a.x * b;
+      acc[1] = acc[1] + a.y * b;
+      acc[2] = acc[2] + a.z * b;
+      acc[3] = acc[3] + a.w * b;
+    }
+  }
+  store_tile(acc, r0, n0, P.rows, lid);
+}
+
+// Weight element (window row v, dimension n): 0 past the window or d.
+fn wgt_dim(v: u32, n: u32) -> f32 {
+  return wgt(v, n);
+}
+
+@compute @workgroup_size(TWG)
+fn lm_grad_weight(
+  @builtin(workgroup_id) wid: vec3<u32>,
+  @builtin(num_workgroups) nwg: vec3<u32>,
+  @builtin(local_invocation_index) lid: u32,
+) {
+  let w = flat_wg(wid, nwg);
+  let ndt = (P.dim + TB - 1u) / TB;
+  if (w >= ((P.vcount + TB - 1u) / TB) * ndt) {
+    return;
+  }
+  let m0 = (w / ndt) * TB; // window vocabulary rows
+  let n0 = (w % ndt) * TB;
+  let ty = lid / LANES;
+  let tx = lid % LANES;
+  var acc = start_tile(m0, n0, P.vcount, lid);
+  for (var k0 = 0u; k0 < P.rows; k0 = k0 + KS) {
+    // sa: A[m][k] = G[k0 + lu][m0 + lq + 16c] (MN-major: one k-row each); sb: H[k0 + lu][n0 + lq + 16c].
+    let lq = lid % LANES;
+    let lu = lid / LANES;
+    let r = k0 + lu;
+    let m = m0 + lq;
+    let gv = vec4<f32>(g_at(r, m), g_at(r, m + 16u), g_at(r, m + 32u), g_at(r, m + 48u));
+    let n = n0 + lq;
+    let hv = vec4<f32>(hid(r, n), hid(r, n + 16u), hid(r, n + 32u), hid(r, n + 48u));
+    workgroupBarrier();
+    sa[lu * TSTRIDE + lq] = gv;
+    sb[lu * TSTRIDE + lq] = hv;
+    workgroupBarrier();
+    for (var kk = 0u; kk < KS; kk = kk + 1u) {
+      let a = sa[kk * TSTRIDE + ty];
+      let b = sb[kk * TSTRIDE + tx];
+      acc[0] = acc[0] + a.x * b;
+      acc[1] = acc[1] + a.y * b;
+      acc[2] = acc[2] + a.z * b;
+      acc[3] = acc[3] + a.w * b;
+    }
+  }
+  store_tile(acc, m0, n0, P.vcount, lid);
+}
+
+@compute @workgroup_size(WG)
+fn lm_grad_bias(
+  @builtin(workgroup_id) wid: vec3<u32>,
+  @builtin(num_workgroups) nwg: vec3<u32>,
+  @builtin(local_invocation_index) lid: u32,
+) {
+  let v = flat_wg(wid, nwg) * WG + lid;
+  if (v >= P.vcount) {
+    return;
+  }
+  var s = 0.0;
+  if (P.accumulate == 1u) {
+    s = gout[P.o_base + v];
+  }
+  for (var r = 0u; r < P.rows; r = r + 1u) {
+    s = s + gbuf[r * P.gcols + v];
+  }
+  gout[P.o_base + v] = s;
+}
+
+// One invocation: the lowest bad row's target next to its index (as logprobs.wgsl's MODE_FLAG).
+@compute @workgroup_size(1)
+fn lm_flag() {
+  let r = atomicLoad(&flag[FLAG_TARGET_ROW]);
+  if (r != NO_ROW) {
+    atomicStore(&flag[FLAG_TARGET_VALUE], bitcast<u32>(targets[r]));
+  }
+}

@@ -1,0 +1,712 @@
+// grpo-kernels: policyLoss on WebGPU (POLICY.md). Concatenated after common.wgsl's base section
+// (src/backends/webgpu/shaders.ts); host side: src/backends/webgpu/policy.ts. Reference and the
+// definitions, evaluation order included: src/backends/cpu/policy.ts (this file computes them in f32).
+//
+// TWO KERNELS, in one compute pass:
+// POLICY_TOKENS (policy_tokens): the per-token pass. Workgroup b owns the chunk of responses
+//   [b·C, min((b+1)·C, R)) (C = `chunk`, a multiple of WG); invocation i takes the chunk's responses
+//   i, i + WG, ... one after another, each in two passes over its own tokens in index order: pass A
+//   (n_r, gspo's Σ(ℓ − ℓ°), the rollout Σλ), pass B (the surrogate, KL, entropy, weights, stats of
+//   every valid token; writes the per-token outputs). So a response's results depend on its own tokens
+//   only, not on its position or the batch (batch invariance), given the global scales. The
+//   invocation's sums over its responses, then fixed-order workgroup trees, give the chunk's partial
+//   record (`parts[b]`, PART_WORDS words). `phase`:
+//     0 (final, host scales): the scales G come from the host's counts (uniforms): writes the outputs
+//       and the partials; POLICY_REDUCE follows;
+//     1 (stats): writes the partials only (the counts or the rollout mean the scales need are on the
+//       device);
+//     2 (final, device scales): every workgroup first folds the partials of phase 1 (the same fixed
+//       order everywhere, so every workgroup gets the same bits), derives the scales, writes the
+//       outputs; workgroup 0 also writes the loss and the stats. No POLICY_REDUCE.
+// POLICY_REDUCE (policy_reduce): one workgroup folds the P partials in a fixed order (invocation j:
+//   j, j + WG, ..., then trees) and writes `result` = [loss, stats...] (POLICY_STATS order).
+// Shapes: roff i32 [R+1]; lp, old, adv f32 [T]; extra u32 words: ref f32 [T] at off_ref, rollout at
+//   off_roll, entropy at off_ent, the u8 mask packed 4 per word at off_mask (each present one copied
+//   in by the host: eight storage buffers is WebGPU's default limit); outs f32: grad [T], gradEntropy
+//   [T] at off_gent, tokenLoss [T] at off_tloss; parts u32 [P·PART_WORDS]; result f32 [1 + 13].
+// Bytes: phase 0: each input read twice by its invocation (the second from cache) + outputs written;
+//   phase 1 + 2: the inputs twice more. FLOPs ~40 per token.
+// Numerics: f32; every sum has a fixed order, no atomics: the same bits on every run. 0/0 (no valid
+//   token) gives NaN explicitly where the reference's f64 arithmetic gives NaN.
+
+struct PolicyParams {
+  num_responses: u32,
+  num_chunks: u32,
+  chunk: u32,
+  phase: u32,
+  loss: u32, // LOSS_* below
+  has_mask: u32,
+  has_kl: u32,
+  kl_est: u32, // KL_* below
+  kl_st: u32,
+  kl_value_all: u32,
+  kl_token_mean: u32,
+  has_ent: u32,
+  ent_token_mean: u32,
+  has_rollout: u32,
+  rollout_level: u32, // LEVEL_*
+  rollout_mask: u32, // 1: mode 'mask', 0: 'truncate'
+  rollout_normalize: u32,
+  aggregation: u32, // AGG_*
+  seq_clamp1: u32,
+  norm_by_seq: u32,
+  has_tokens: u32,
+  has_sequences: u32,
+  want_token_loss: u32,
+  off_ref: u32,
+  off_roll: u32,
+  off_ent: u32,
+  off_mask: u32,
+  off_gent: u32,
+  off_tloss: u32,
+  clip_low: f32,
+  clip_high: f32,
+  dual_clip: f32, // 0: off (every clamp, cap and bound below: 0 means off)
+  log_clamp: f32,
+  gspo_clamp: f32,
+  delta: f32,
+  cispo_cap: u32,
+  tau_pos: f32,
+  tau_neg: f32,
+  kl_coef: f32,
+  kl_in_clamp: f32,
+  kl_value_clamp: f32,
+  ent_coef: f32,
+  rollout_lower: f32,
+  rollout_upper: f32,
+  rollout_log_clamp: f32,
+  scale_factor: f32,
+  ranks: f32,
+  tokens: f32,
+  sequences: f32,
+}
+
+const LOSS_PPO: u32 = 0u;
+const LOSS_GSPO: u32 = 1u;
+const LOSS_CISPO: u32 = 2u;
+const LOSS_SAPO: u32 = 3u;
+const LOSS_REINFORCE: u32 = 4u;
+const KL_K1: u32 = 0u;
+const KL_ABS: u32 = 1u;
+const KL_K2: u32 = 2u;
+const KL_K3: u32 = 3u;
+const LEVEL_TOKEN: u32 = 0u;
+const LEVEL_SEQUENCE: u32 = 1u;
+const LEVEL_GEOMETRIC: u32 = 2u;
+const AGG_TOKEN_MEAN: u32 = 0u;
+const AGG_TOKEN_SUM: u32 = 1u;
+const AGG_SEQ_MEAN_TOKEN_SUM: u32 = 2u;
+const AGG_SEQ_MEAN_TOKEN_MEAN: u32 = 3u;
+const AGG_SEQ_MEAN_TOKEN_SUM_NORM: u32 = 4u;
+const PHASE_HOST: u32 = 0u;
+const PHASE_STATS: u32 = 1u;
+const PHASE_DEVICE: u32 = 2u;
+// A partial record: f32 sums (bits) then u32 counts.
+const PART_WORDS: u32 = 17u;
+const NUM_STATS: u32 = 13u;
+
+@group(0) @binding(0) var<uniform> P: PolicyParams;
+@group(0) @binding(1) var<storage, read> roff: array<i32>;
+@group(0) @binding(2) var<storage, read> lp: array<f32>;
+@group(0) @binding(3) var<storage, read> old: array<f32>;
+@group(0) @binding(4) var<storage, read> adv: array<f32>;
+@group(0) @binding(5) var<storage, read> extra: array<u32>;
+@group(0) @binding(6) var<storage, read_write> outs: array<f32>;
+@group(0) @binding(7) var<storage, read_write> parts: array<u32>;
+@group(0) @binding(8) var<storage, read_write> result: array<f32>;
+
+var<workgroup> wf: array<vec4<f32>, WG>;
+var<workgroup> wu: array<vec4<u32>, WG>;
+
+// ---------------------------------------------------------------- workgroup trees (fixed order)
+// Every invocation gets the result; called from workgroup-uniform control flow. The first barrier
+// keeps a previous call's readers of slot 0 ahead of this call's writers.
+fn tree_sum_f(v: vec4<f32>, lid: u32) -> vec4<f32> {
+  workgroupBarrier();
+  wf[lid] = v;
+  for (var k = WG >> 1u; k > 0u; k = k >> 1u) {
+    workgroupBarrier();
+    if (lid < k) {
+      wf[lid] = wf[lid] + wf[lid + k];
+    }
+  }
+  workgroupBarrier();
+  return wf[0];
+}
+// (min, max) in x, y.
+fn tree_minmax(v: vec2<f32>, lid: u32) -> vec2<f32> {
+  workgroupBarrier();
+  wf[lid] = vec4<f32>(v, 0.0, 0.0);
+  for (var k = WG >> 1u; k > 0u; k = k >> 1u) {
+    workgroupBarrier();
+    if (lid < k) {
+      let a = wf[lid];
+      let b = wf[lid + k];
+      wf[lid] = vec4<f32>(min(a.x, b.x), max(a.y, b.y), 0.0, 0.0);
+    }
+  }
+  workgroupBarrier();
+  return wf[0].xy;
+}
+fn tree_sum_u(v: vec4<u32>, lid: u32) -> vec4<u32> {
+  workgroupBarrier();
+  wu[lid] = v;
+  for (var k = WG >> 1u; k > 0u; k = k >> 1u) {
+    workgroupBarrier();
+    if (lid < k) {
+      wu[lid] = wu[lid] + wu[lid + k];
+    }
+  }
+  workgroupBarrier();
+  return wu[0];
+}
+
+// ---------------------------------------------------------------- inputs
+fn valid(t: u32) -> bool {
+  if (P.has_mask == 0u) {
+    return true;
+  }
+  let w = extra[P.off_mask + (t >> 2u)];
+  return ((w >> ((t & 3u) * 8u)) & 0xffu) != 0u;
+}
+fn ref_lp(t: u32) -> f32 {
+  return bitcast<f32>(extra[P.off_ref + t]);
+}
+fn roll_lp(t: u32) -> f32 {
+  return bitcast<f32>(extra[P.off_roll + t]);
+}
+fn entropy_at(t: u32) -> f32 {
+  return bitcast<f32>(extra[P.off_ent + t]);
+}
+
+// ---------------------------------------------------------------- the per-token math
+// clamp to ±c, c = 0: no clamp.
+fn sym_clamp(x: f32, c: f32) -> f32 {
+  if (c > 0.0) {
+    return clamp(x, -c, c);
+  }
+  return x;
+}
+fn inside(x: f32, c: f32) -> bool {
+  return c <= 0.0 || (x >= -c && x <= c);
+}
+
+struct Tok {
+  L: f32,
+  dL: f32,
+  rho: f32,
+  kl_stat: f32, // −Δ (clamped for every loss but gspo): ppo_kl's term
+  clipped: u32,
+  lower: u32,
+}
+
+// Token t's surrogate (POLICY.md, "Ratio and per-token surrogate").
+fn surrogate(t: u32, log_s: f32) -> Tok {
+  let A = adv[t];
+  let l = lp[t];
+  let delta = l - old[t];
+  var r: Tok;
+  var drho: f32;
+  if (P.loss == LOSS_GSPO) {
+    var ls = log_s;
+    if (P.gspo_clamp > 0.0) {
+      ls = min(ls, P.gspo_clamp);
+    }
+    r.rho = exp(ls);
+    drho = select(0.0, r.rho, P.gspo_clamp <= 0.0 || log_s <= P.gspo_clamp);
+    r.kl_stat = -delta;
+  } else {
+    let dc = sym_clamp(delta, P.log_clamp);
+    r.rho = exp(dc);
+    drho = select(0.0, r.rho, inside(delta, P.log_clamp));
+    r.kl_stat = -dc;
+  }
+  let rho = r.rho;
+  r.clipped = 0u;
+  r.lower = 0u;
+  let lo = 1.0 - P.clip_low;
+  let hi = 1.0 + P.clip_high;
+  switch P.loss {
+    case LOSS_PPO, LOSS_GSPO: {
+      let capped = P.delta <= 0.0 || rho <= P.delta;
+      let u1 = -A * select(P.delta, rho, capped);
+      let in_band = rho >= lo && rho <= hi;
+      let u2 = -A * clamp(rho, lo, hi);
+      if (u2 > u1) {
+        r.clipped = 1u;
+        r.L = u2;
+        r.dL = select(0.0, -A * drho, in_band);
+      } else {
+        r.L = u1;
+        r.dL = select(0.0, -A * drho, capped);
+      }
+      if (P.loss == LOSS_PPO && P.dual_clip > 0.0 && A < 0.0 && r.L > -A * P.dual_clip) {
+        r.lower = 1u;
+        r.L = -A * P.dual_clip;
+        r.dL = 0.0;
+      }
+    }
+    case LOSS_CISPO: {
+      var wc: f32;
+      if (P.cispo_cap == 1u) {
+        wc = min(rho, P.clip_high);
+      } else {
+        wc = clamp(rho, lo, hi);
+      }
+      r.clipped = select(0u, 1u, wc != rho);
+      r.L = -wc * A * l;
+      r.dL = -wc * A;
+    }
+    case LOSS_SAPO: {
+      let tau = select(P.tau_neg, P.tau_pos, A > 0.0);
+      let s = 1.0 / (1.0 + exp(-tau * (rho - 1.0)));
+      r.L = -(4.0 / tau) * s * A;
+      r.dL = -4.0 * s * (1.0 - s) * A * drho;
+    }
+    default: {
+      r.L = -A * l;
+      r.dL = -A;
+    }
+  }
+  return r;
+}
+
+// KL estimator of x = ℓ − ℓʳ: (value, d value / dℓ).
+fn kl_term(x: f32) -> vec2<f32> {
+  var v: f32;
+  var dv: f32;
+  switch P.kl_est {
+    case KL_K1: {
+      v = x;
+      dv = 1.0;
+    }
+    case KL_ABS: {
+      v = abs(x);
+      dv = sign(x);
+    }
+    case KL_K2: {
+      v = 0.5 * x * x;
+      dv = x;
+    }
+    default: {
+      let y = -x;
+      let yc = sym_clamp(y, P.kl_in_clamp);
+      let e = exp(yc);
+      v = e - yc - 1.0;
+      dv = select(0.0, -(e - 1.0), inside(y, P.kl_in_clamp));
+    }
+  }
+  if ((P.kl_est == KL_K3 || P.kl_value_all == 1u) && P.kl_value_clamp > 0.0) {
+    let c = P.kl_value_clamp;
+    if (!(v >= -c && v <= c)) {
+      dv = 0.0;
+    }
+    v = clamp(v, -c, c);
+  }
+  if (P.kl_st == 1u) {
+    dv = x;
+  }
+  return vec2<f32>(v, dv);
+}
+
+// A raw rollout weight after truncate / mask: (w, 1 if it was outside [lower, upper]).
+fn correct_weight(raw: f32) -> vec2<f32> {
+  let ok = raw >= P.rollout_lower && raw <= P.rollout_upper;
+  var w: f32;
+  if (P.rollout_mask == 1u) {
+    w = select(0.0, raw, ok);
+  } else {
+    w = clamp(raw, P.rollout_lower, P.rollout_upper);
+  }
+  return vec2<f32>(w, select(1.0, 0.0, ok));
+}
+
+// ---------------------------------------------------------------- partial records
+struct Part {
+  pg: f32, // Σ a_r S_r
+  kl: f32, // Σ a^kl_r K_r
+  ent: f32, // Σ a^H_r H_r
+  ppo_kl: f32,
+  kl_val: f32,
+  ent_val: f32,
+  ratio_sum: f32,
+  ratio_min: f32,
+  ratio_max: f32,
+  w_sum: f32,
+  w_sq: f32,
+  n_tok: u32,
+  n_seq: u32,
+  clip: u32,
+  lower: u32,
+  w_count: u32,
+  w_clipped: u32,
+}
+
+fn pos_inf() -> f32 {
+  var bits = 0x7f800000u; // through a var: a constant expression may not be ±Inf
+  return bitcast<f32>(bits);
+}
+
+fn part_empty() -> Part {
+  var p: Part;
+  p.ratio_min = pos_inf();
+  p.ratio_max = neg_inf();
+  return p;
+}
+
+fn part_add(a: Part, b: Part) -> Part {
+  var p = a;
+  p.pg = a.pg + b.pg;
+  p.kl = a.kl + b.kl;
+  p.ent = a.ent + b.ent;
+  p.ppo_kl = a.ppo_kl + b.ppo_kl;
+  p.kl_val = a.kl_val + b.kl_val;
+  p.ent_val = a.ent_val + b.ent_val;
+  p.ratio_sum = a.ratio_sum + b.ratio_sum;
+  p.ratio_min = min(a.ratio_min, b.ratio_min);
+  p.ratio_max = max(a.ratio_max, b.ratio_max);
+  p.w_sum = a.w_sum + b.w_sum;
+  p.w_sq = a.w_sq + b.w_sq;
+  p.n_tok = a.n_tok + b.n_tok;
+  p.n_seq = a.n_seq + b.n_seq;
+  p.clip = a.clip + b.clip;
+  p.lower = a.lower + b.lower;
+  p.w_count = a.w_count + b.w_count;
+  p.w_clipped = a.w_clipped + b.w_clipped;
+  return p;
+}
+
+// The workgroup's total of its invocations' records (fixed-order trees).
+fn part_tree(p: Part, lid: u32) -> Part {
+  var r: Part;
+  let s0 = tree_sum_f(vec4<f32>(p.pg, p.kl, p.ent, p.ppo_kl), lid);
+  let s1 = tree_sum_f(vec4<f32>(p.kl_val, p.ent_val, p.ratio_sum, p.w_sum), lid);
+  let s2 = tree_sum_f(vec4<f32>(p.w_sq, 0.0, 0.0, 0.0), lid);
+  let mm = tree_minmax(vec2<f32>(p.ratio_min, p.ratio_max), lid);
+  let c0 = tree_sum_u(vec4<u32>(p.n_tok, p.n_seq, p.clip, p.lower), lid);
+  let c1 = tree_sum_u(vec4<u32>(p.w_count, p.w_clipped, 0u, 0u), lid);
+  r.pg = s0.x;
+  r.kl = s0.y;
+  r.ent = s0.z;
+  r.ppo_kl = s0.w;
+  r.kl_val = s1.x;
+  r.ent_val = s1.y;
+  r.ratio_sum = s1.z;
+  r.w_sum = s1.w;
+  r.w_sq = s2.x;
+  r.ratio_min = mm.x;
+  r.ratio_max = mm.y;
+  r.n_tok = c0.x;
+  r.n_seq = c0.y;
+  r.clip = c0.z;
+  r.lower = c0.w;
+  r.w_count = c1.x;
+  r.w_clipped = c1.y;
+  return r;
+}
+
+fn part_store(b: u32, p: Part) {
+  let o = b * PART_WORDS;
+  parts[o + 0u] = bitcast<u32>(p.pg);
+  parts[o + 1u] = bitcast<u32>(p.kl);
+  parts[o + 2u] = bitcast<u32>(p.ent);
+  parts[o + 3u] = bitcast<u32>(p.ppo_kl);
+  parts[o + 4u] = bitcast<u32>(p.kl_val);
+  parts[o + 5u] = bitcast<u32>(p.ent_val);
+  parts[o + 6u] = bitcast<u32>(p.ratio_sum);
+  parts[o + 7u] = bitcast<u32>(p.ratio_min);
+  parts[o + 8u] = bitcast<u32>(p.ratio_max);
+  parts[o + 9u] = bitcast<u32>(p.w_sum);
+  parts[o + 10u] = bitcast<u32>(p.w_sq);
+  parts[o + 11u] = p.n_tok;
+  parts[o + 12u] = p.n_seq;
+  parts[o + 13u] = p.clip;
+  parts[o + 14u] = p.lower;
+  parts[o + 15u] = p.w_count;
+  parts[o + 16u] = p.w_clipped;
+}
+
+fn part_load(b: u32) -> Part {
+  let o = b * PART_WORDS;
+  var p: Part;
+  p.pg = bitcast<f32>(parts[o + 0u]);
+  p.kl = bitcast<f32>(parts[o + 1u]);
+  p.ent = bitcast<f32>(parts[o + 2u]);
+  p.ppo_kl = bitcast<f32>(parts[o + 3u]);
+  p.kl_val = bitcast<f32>(parts[o + 4u]);
+  p.ent_val = bitcast<f32>(parts[o + 5u]);
+  p.ratio_sum = bitcast<f32>(parts[o + 6u]);
+  p.ratio_min = bitcast<f32>(parts[o + 7u]);
+  p.ratio_max = bitcast<f32>(parts[o + 8u]);
+  p.w_sum = bitcast<f32>(parts[o + 9u]);
+  p.w_sq = bitcast<f32>(parts[o + 10u]);
+  p.n_tok = parts[o + 11u];
+  p.n_seq = parts[o + 12u];
+  p.clip = parts[o + 13u];
+  p.lower = parts[o + 14u];
+  p.w_count = parts[o + 15u];
+  p.w_clipped = parts[o + 16u];
+  return p;
+}
+
+// Every partial, folded in a fixed order: invocation j takes j, j + WG, ... in order, then the trees.
+fn reduce_parts(lid: u32) -> Part {
+  var acc = part_empty();
+  for (var b = lid; b < P.num_chunks; b = b + WG) {
+    acc = part_add(acc, part_load(b));
+  }
+  return part_tree(acc, lid);
+}
+
+// ---------------------------------------------------------------- scales
+struct Scales {
+  g: f32, // the aggregation's G
+  g_tm: f32, // D / max(N_tok, 1)
+  inv_wbar: f32, // 1 / W̄ (normalize), else 1
+}
+
+// From the counts of this batch (ignored where the host gave them) and the rollout weight sums.
+fn scales_of(red: Part) -> Scales {
+  var n_tok = f32(red.n_tok);
+  if (P.has_tokens == 1u) {
+    n_tok = P.tokens;
+  }
+  var n_seq = f32(red.n_seq);
+  if (P.has_sequences == 1u) {
+    n_seq = P.sequences;
+  }
+  n_tok = max(n_tok, 1.0);
+  n_seq = max(n_seq, 1.0);
+  var s: Scales;
+  s.g_tm = P.ranks / n_tok;
+  switch P.aggregation {
+    case AGG_TOKEN_MEAN: {
+      s.g = s.g_tm;
+    }
+    case AGG_TOKEN_SUM: {
+      s.g = P.ranks;
+    }
+    case AGG_SEQ_MEAN_TOKEN_SUM_NORM: {
+      if (P.norm_by_seq == 1u) {
+        s.g = P.ranks / (n_seq * P.scale_factor);
+      } else {
+        s.g = 1.0 / P.scale_factor;
+      }
+    }
+    default: {
+      s.g = P.ranks / n_seq;
+    }
+  }
+  s.inv_wbar = 1.0;
+  if (P.has_rollout == 1u && P.rollout_normalize == 1u && red.w_count > 0u) {
+    let mean = red.w_sum / f32(red.w_count);
+    if (mean > 1e-8) {
+      s.inv_wbar = 1.0 / mean;
+    }
+  }
+  return s;
+}
+
+// x / n, NaN for n = 0 (WGSL leaves 0/0 to the implementation).
+fn mean_of(x: f32, n: u32) -> f32 {
+  return select(x / f32(n), nan_f32(), n == 0u);
+}
+
+fn write_result(red: Part) {
+  let s = scales_of(red);
+  let g_kl = select(s.g, s.g_tm, P.kl_token_mean == 1u);
+  let g_h = select(s.g, s.g_tm, P.ent_token_mean == 1u);
+  var loss = s.g * red.pg * s.inv_wbar;
+  if (P.has_kl == 1u) {
+    loss = loss + P.kl_coef * g_kl * red.kl;
+  }
+  if (P.has_ent == 1u) {
+    loss = loss - P.ent_coef * g_h * red.ent;
+  }
+  result[0] = loss;
+  let n = red.n_tok;
+  result[1] = mean_of(f32(red.clip), n);
+  result[2] = mean_of(f32(red.lower), n);
+  result[3] = mean_of(red.ppo_kl, n);
+  result[4] = select(nan_f32(), mean_of(red.kl_val, n), P.has_kl == 1u);
+  result[5] = select(nan_f32(), mean_of(red.ent_val, n), P.has_ent == 1u);
+  result[6] = select(red.ratio_min, nan_f32(), n == 0u);
+  result[7] = mean_of(red.ratio_sum, n);
+  result[8] = select(red.ratio_max, nan_f32(), n == 0u);
+  let ro = P.has_rollout == 1u;
+  result[9] = select(nan_f32(), mean_of(red.w_sum, red.w_count), ro);
+  result[10] = select(nan_f32(), mean_of(f32(red.w_clipped), red.w_count), ro);
+  let ess = select(red.w_sum * red.w_sum / red.w_sq, nan_f32(), red.w_sq == 0.0);
+  result[11] = select(nan_f32(), ess, ro);
+  result[12] = f32(red.n_tok);
+  result[13] = f32(red.n_seq);
+}
+
+// ---------------------------------------------------------------- one response
+// Pass A then pass B over response r's tokens; returns its contribution to the invocation's record.
+fn response(r: u32, s: Scales, write: bool) -> Part {
+  let t0 = u32(roff[r]);
+  let t1 = u32(roff[r + 1u]);
+  var p = part_empty();
+  // Pass A.
+  var n = 0u;
+  var dsum = 0.0;
+  var lsum = 0.0;
+  let seq_level = P.has_rollout == 1u && P.rollout_level != LEVEL_TOKEN;
+  for (var t = t0; t < t1; t = t + 1u) {
+    if (!valid(t)) {
+      continue;
+    }
+    n = n + 1u;
+    if (P.loss == LOSS_GSPO) {
+      dsum = dsum + (lp[t] - old[t]);
+    }
+    if (seq_level) {
+      lsum = lsum + (old[t] - roll_lp(t));
+    }
+  }
+  let nf = max(f32(n), 1.0);
+  let log_s = dsum / nf;
+  var seq_w = vec2<f32>(1.0, 0.0);
+  if (seq_level) {
+    var lam = lsum;
+    if (P.rollout_level == LEVEL_GEOMETRIC) {
+      lam = lsum / nf;
+    }
+    seq_w = correct_weight(exp(sym_clamp(lam, P.rollout_log_clamp)));
+    if (n > 0u) {
+      p.w_sum = seq_w.x;
+      p.w_sq = seq_w.x * seq_w.x;
+      p.w_count = 1u;
+      p.w_clipped = u32(seq_w.y);
+    }
+  }
+  p.n_tok = n;
+  p.n_seq = select(0u, 1u, n > 0u);
+  var a_r = 1.0;
+  if (P.aggregation == AGG_SEQ_MEAN_TOKEN_MEAN) {
+    if (P.seq_clamp1 == 1u) {
+      a_r = 1.0 / nf;
+    } else {
+      a_r = 1.0 / (f32(n) + 1e-8);
+    }
+  }
+  let a_kl = select(a_r, 1.0, P.kl_token_mean == 1u);
+  let a_h = select(a_r, 1.0, P.ent_token_mean == 1u);
+  let g_kl = select(s.g, s.g_tm, P.kl_token_mean == 1u);
+  let g_h = select(s.g, s.g_tm, P.ent_token_mean == 1u);
+  // Pass B.
+  var S = 0.0;
+  var K = 0.0;
+  var H = 0.0;
+  let has_tl = write && P.want_token_loss == 1u;
+  let has_ge = write && P.has_ent == 1u;
+  for (var t = t0; t < t1; t = t + 1u) {
+    if (!valid(t)) {
+      if (write) {
+        outs[t] = 0.0;
+        if (has_ge) {
+          outs[P.off_gent + t] = 0.0;
+        }
+        if (has_tl) {
+          outs[P.off_tloss + t] = 0.0;
+        }
+      }
+      continue;
+    }
+    let k = surrogate(t, log_s);
+    p.ratio_sum = p.ratio_sum + k.rho;
+    p.ratio_min = min(p.ratio_min, k.rho);
+    p.ratio_max = max(p.ratio_max, k.rho);
+    p.ppo_kl = p.ppo_kl + k.kl_stat;
+    p.clip = p.clip + k.clipped;
+    p.lower = p.lower + k.lower;
+    var w = 1.0;
+    if (P.has_rollout == 1u) {
+      if (seq_level) {
+        w = seq_w.x;
+      } else {
+        let c = correct_weight(exp(sym_clamp(old[t] - roll_lp(t), P.rollout_log_clamp)));
+        w = c.x;
+        p.w_sum = p.w_sum + w;
+        p.w_sq = p.w_sq + w * w;
+        p.w_count = p.w_count + 1u;
+        p.w_clipped = p.w_clipped + u32(c.y);
+      }
+    }
+    S = S + w * k.L;
+    var grad = s.g * a_r * w * s.inv_wbar * k.dL;
+    var klv = 0.0;
+    if (P.has_kl == 1u) {
+      let kv = kl_term(lp[t] - ref_lp(t));
+      klv = kv.x;
+      K = K + kv.x;
+      grad = grad + P.kl_coef * g_kl * a_kl * kv.y;
+    }
+    var h = 0.0;
+    if (P.has_ent == 1u) {
+      h = entropy_at(t);
+      H = H + h;
+    }
+    if (write) {
+      outs[t] = grad;
+      if (has_ge) {
+        outs[P.off_gent + t] = -P.ent_coef * g_h * a_h;
+      }
+      if (has_tl) {
+        outs[P.off_tloss + t] = w * s.inv_wbar * k.L + P.kl_coef * klv - P.ent_coef * h;
+      }
+    }
+  }
+  p.kl_val = K;
+  p.ent_val = H;
+  p.pg = a_r * S;
+  p.kl = a_kl * K;
+  p.ent = a_h * H;
+  return p;
+}
+
+@compute @workgroup_size(WG)
+fn policy_tokens(
+  @builtin(workgroup_id) wid: vec3<u32>,
+  @builtin(num_workgroups) nwg: vec3<u32>,
+  @builtin(local_invocation_index) lid: u32,
+) {
+  let b = flat_wg(wid, nwg);
+  if (b >= P.num_chunks) {
+    return;
+  }
+  var s = Scales(0.0, 0.0, 1.0);
+  var red = part_empty();
+  if (P.phase == PHASE_DEVICE) {
+    red = reduce_parts(lid);
+    s = scales_of(red);
+  } else if (P.phase == PHASE_HOST) {
+    s = scales_of(part_empty());
+  }
+  let write = P.phase != PHASE_STATS;
+  var acc = part_empty();
+  let lo = b * P.chunk;
+  let hi = min(lo + P.chunk, P.num_responses);
+  for (var r = lo + lid; r < hi; r = r + WG) {
+    acc = part_add(acc, response(r, s, write));
+  }
+  if (P.phase == PHASE_DEVICE) {
+    if (b == 0u && lid == 0u) {
+      write_result(red);
+    }
+    return;
+  }
+  let total = part_tree(acc, lid);
+  if (lid == 0u) {
+    part_store(b, total);
+  }
+}
+
+@compute @workgroup_size(WG)
+fn policy_reduce(@builtin(local_invocation_index) lid: u32) {
+  let red = reduce_parts(lid);
+  if (lid == 0u) {
+    write_result(red);
+  }
+}

@@ -1,0 +1,51 @@
+/**
+ * The scratch memory the fused LM head (linearLogprobs, linearLogprobsBackward) allocates on a
+ * context's backend for a given shape: the backend's own plan, the one its launches size their
+ * scratch with (cpu: jsLmheadScratchBytes; webgpu: lmheadPlan under the device's limits; cuda: the
+ * addon's lmheadPlan). For benchmarks and capacity planning; it allocates nothing.
+ */
+import type { DeviceInfo } from '../backends/backend.js';
+import type { FloatDType } from '../dtypes.js';
+import type { BackendName } from '../tensor.js';
+
+export interface LmheadShape {
+  /** N, the hidden rows. */
+  rows: number;
+  /** V, the head's rows (the vocabulary, or a shard of it). */
+  vocab: number;
+  /** d, the hidden size. */
+  dim: number;
+  dtype: FloatDType;
+}
+
+/** Bytes of scratch of one forward and of one backward call; NaN where the backend has no plan. */
+export async function lmheadScratchBytes(
+  ctx: { readonly backend: BackendName; readonly device: DeviceInfo },
+  shape: LmheadShape,
+): Promise<{ forward: number; backward: number }> {
+  const { rows, vocab, dim, dtype } = shape;
+  if (ctx.backend === 'cpu') {
+    const { jsLmheadScratchBytes } = await import('../backends/js/lmhead.js');
+    return jsLmheadScratchBytes(rows, vocab, dim);
+  }
+  if (ctx.backend === 'webgpu') {
+    const { lmheadPlan } = await import('../backends/webgpu/lmhead.js');
+    const d = ctx.device.details;
+    const p = lmheadPlan(
+      {
+        maxStorageBufferBindingSize: Number(d.maxStorageBufferBindingSize),
+        minStorageBufferOffsetAlignment: Number(d.minStorageBufferOffsetAlignment),
+      },
+      rows,
+      vocab,
+      dim,
+      dtype,
+    );
+    return { forward: p.forwardScratchBytes, backward: p.backwardScratchBytes };
+  }
+  const { loadNativeAddon } = await import('../backends/cuda/native.js');
+  const p = loadNativeAddon().lmheadPlan?.({ rows, vocab, dim, dtype });
+  return p === undefined
+    ? { forward: Number.NaN, backward: Number.NaN }
+    : { forward: p.forwardBytes, backward: p.backwardBytes };
+}

@@ -1,0 +1,197 @@
+/** The LM-head family on CUDA: argument plumbing to native/cuda/lmhead.cu. */
+import type { Tensor } from '../../tensor.js';
+import type {
+  LinearLogprobStatesArgs,
+  LinearLogprobsArgs,
+  LinearLogprobsBackwardArgs,
+  LinearLogprobsGrads,
+  LogprobStates,
+  LogprobStatesArgs,
+  LogprobsResult,
+  MergeLogprobStatesArgs,
+} from '../backend.js';
+import { type CudaMemory, optPtr, ptrOf, runWithOutputs, withPoison } from './storage.js';
+
+/**
+ * Test hook: the backward's G chunk (rows, vocabulary columns; multiples of 128), 0 for the plan's.
+ * gradWeight's bits must not depend on it (the sum over rows runs on across chunks).
+ */
+export const lmheadTuning = { chunkRows: 0, chunkVocab: 0 };
+
+function head(a: LinearLogprobsArgs) {
+  return {
+    hidden: ptrOf(a.hidden),
+    weight: ptrOf(a.weight),
+    bias: optPtr(a.bias),
+    dtype: a.hidden.dtype,
+    targets: ptrOf(a.targets),
+    rows: a.rows,
+    dim: a.dim,
+    vocab: a.vocab,
+    temperature: a.temperature,
+    ignoreIndex: a.ignoreIndex,
+  };
+}
+
+export function cudaLinearLogprobs(mem: CudaMemory, a: LinearLogprobsArgs): Promise<LogprobsResult> {
+  const logprobs = mem.empty('f32', [a.rows]);
+  const lse = mem.empty('f32', [a.rows]);
+  const entropy = a.entropy ? mem.empty('f32', [a.rows]) : undefined;
+  const sumSquares = a.sumSquares ? mem.empty('f32', [a.rows]) : undefined;
+  return runWithOutputs(
+    [logprobs, lse, entropy, sumSquares],
+    () =>
+      mem.device.linearLogprobs(
+        withPoison({
+          ...head(a),
+          outLogprobs: ptrOf(logprobs),
+          outLse: ptrOf(lse),
+          outEntropy: optPtr(entropy),
+          outSumSquares: optPtr(sumSquares),
+        }),
+      ),
+    () => {
+      const r: LogprobsResult = { logprobs, lse };
+      if (entropy) r.entropy = entropy;
+      if (sumSquares) r.sumSquares = sumSquares;
+      return r;
+    },
+  );
+}
+
+/** The state's output tensors, and their arguments. */
+function stateOutputs(mem: CudaMemory, rows: number, entropy: boolean, sumSquares: boolean) {
+  const max = mem.empty('f32', [rows]);
+  const sumExp = mem.empty('f32', [rows]);
+  const sumExpDelta = entropy ? mem.empty('f32', [rows]) : undefined;
+  const sumExpSq = sumSquares ? mem.empty('f32', [rows]) : undefined;
+  const targetLogit = mem.empty('f32', [rows]);
+  return {
+    tensors: [max, sumExp, sumExpDelta, sumExpSq, targetLogit],
+    args: {
+      outMax: ptrOf(max),
+      outSumExp: ptrOf(sumExp),
+      outSumExpDelta: optPtr(sumExpDelta),
+      outSumExpSq: optPtr(sumExpSq),
+      outTargetLogit: ptrOf(targetLogit),
+    },
+    state(a: { vocabStart: number; vocab: number; temperature: number; ignoreIndex: number }): LogprobStates {
+      const s: LogprobStates = {
+        max,
+        sumExp,
+        targetLogit,
+        vocabStart: a.vocabStart,
+        vocabEnd: a.vocabStart + a.vocab,
+        temperature: a.temperature,
+        ignoreIndex: a.ignoreIndex,
+      };
+      if (sumExpDelta) s.sumExpDelta = sumExpDelta;
+      if (sumExpSq) s.sumExpSq = sumExpSq;
+      return s;
+    },
+  };
+}
+
+export function cudaLinearLogprobStates(mem: CudaMemory, a: LinearLogprobStatesArgs): Promise<LogprobStates> {
+  const o = stateOutputs(mem, a.rows, a.entropy, a.sumSquares);
+  return runWithOutputs(
+    o.tensors,
+    () => mem.device.linearLogprobStates(withPoison({ ...head(a), vocabStart: a.vocabStart, ...o.args })),
+    () => o.state(a),
+  );
+}
+
+export function cudaLogprobStates(mem: CudaMemory, a: LogprobStatesArgs): Promise<LogprobStates> {
+  const o = stateOutputs(mem, a.rows, a.entropy, a.sumSquares);
+  return runWithOutputs(
+    o.tensors,
+    () =>
+      mem.device.logprobStates(
+        withPoison({
+          logits: ptrOf(a.logits),
+          dtype: a.logits.dtype,
+          targets: ptrOf(a.targets),
+          rows: a.rows,
+          vocab: a.vocab,
+          temperature: a.temperature,
+          ignoreIndex: a.ignoreIndex,
+          vocabStart: a.vocabStart,
+          ...o.args,
+        }),
+      ),
+    () => o.state(a),
+  );
+}
+
+export function cudaMergeLogprobStates(mem: CudaMemory, a: MergeLogprobStatesArgs): Promise<LogprobsResult> {
+  const logprobs = mem.empty('f32', [a.rows]);
+  const lse = mem.empty('f32', [a.rows]);
+  const entropy = a.entropy ? mem.empty('f32', [a.rows]) : undefined;
+  const sumSquares = a.sumSquares ? mem.empty('f32', [a.rows]) : undefined;
+  const ptrs = (f: (s: LogprobStates) => Tensor<'f32'> | undefined) =>
+    BigUint64Array.from(a.states.map((s) => optPtr(f(s)) ?? 0n));
+  return runWithOutputs(
+    [logprobs, lse, entropy, sumSquares],
+    () =>
+      mem.device.mergeLogprobStates(
+        withPoison({
+          statesMax: ptrs((s) => s.max),
+          statesSumExp: ptrs((s) => s.sumExp),
+          statesSumExpDelta: ptrs((s) => (a.entropy ? s.sumExpDelta : undefined)),
+          statesSumExpSq: ptrs((s) => (a.sumSquares ? s.sumExpSq : undefined)),
+          statesTargetLogit: ptrs((s) => s.targetLogit),
+          statesVocabStart: Float64Array.from(a.states.map((s) => s.vocabStart)),
+          statesVocabEnd: Float64Array.from(a.states.map((s) => s.vocabEnd)),
+          targets: ptrOf(a.targets),
+          rows: a.rows,
+          vocab: a.vocab,
+          temperature: a.temperature,
+          ignoreIndex: a.ignoreIndex,
+          outLogprobs: ptrOf(logprobs),
+          outLse: ptrOf(lse),
+          outEntropy: optPtr(entropy),
+          outSumSquares: optPtr(sumSquares),
+        }),
+      ),
+    () => {
+      const r: LogprobsResult = { logprobs, lse };
+      if (entropy) r.entropy = entropy;
+      if (sumSquares) r.sumSquares = sumSquares;
+      return r;
+    },
+  );
+}
+
+export function cudaLinearLogprobsBackward(
+  mem: CudaMemory,
+  a: LinearLogprobsBackwardArgs,
+): Promise<LinearLogprobsGrads> {
+  const gradHidden = mem.empty('f32', [a.rows, a.dim]);
+  const gradWeight = mem.empty('f32', [a.vocab, a.dim]);
+  const gradBias = a.bias ? mem.empty('f32', [a.vocab]) : undefined;
+  return runWithOutputs(
+    [gradHidden, gradWeight, gradBias],
+    () =>
+      mem.device.linearLogprobsBackward(
+        withPoison({
+          ...head({ ...a, entropy: false, sumSquares: false }),
+          vocabStart: a.vocabStart,
+          targetLimit: a.targetLimit,
+          lse: ptrOf(a.lse),
+          gradLogprobs: ptrOf(a.gradLogprobs),
+          gradEntropy: optPtr(a.gradEntropy),
+          entropy: a.gradEntropy ? optPtr(a.entropy) : undefined,
+          outGradHidden: a.rows * a.dim > 0 ? ptrOf(gradHidden) : undefined,
+          outGradWeight: ptrOf(gradWeight),
+          outGradBias: optPtr(gradBias),
+          chunkRows: lmheadTuning.chunkRows > 0 ? lmheadTuning.chunkRows : undefined,
+          chunkVocab: lmheadTuning.chunkVocab > 0 ? lmheadTuning.chunkVocab : undefined,
+        }),
+      ),
+    () => {
+      const r: LinearLogprobsGrads = { gradHidden, gradWeight };
+      if (gradBias) r.gradBias = gradBias;
+      return r;
+    },
+  );
+}

@@ -1,0 +1,823 @@
+/// <reference types="@webgpu/types" />
+/**
+ * The LM-head family on WebGPU: host side of shaders/lmhead.wgsl (formulas, what a workgroup owns,
+ * bytes and FLOPs are in that file's header).
+ *
+ * Plans (lmheadPlan, exported for the memory test): every size below is fixed by the device's limits,
+ * V, d and the dtype; scratch is O(tiles in flight), never O(N·V):
+ * - forward: rows in chunks whose hidden window fits one binding and whose partial states
+ *   (20 bytes × slices per row) fit PARTIAL_BUDGET; the weight in windows of whole slices
+ *   (SLICE_COLS columns each, the slice count from V alone) that fit one binding. Scratch: the partial
+ *   states of one row chunk, the target logits [N] f32 and the 16-byte flag words.
+ * - backward: chunks of ROWS rows (a multiple of 64) × VOCAB columns (a multiple of 64), G [rows, vocab]
+ *   f32 of one chunk pair ≤ G_BUDGET, plus the row scalars lse | g | gE | H (16·N bytes, one copy each).
+ *   gradHidden is carried over vocabulary chunks and gradWeight / gradBias over row chunks in their
+ *   output buffers (f32, exact continuation: the same bits as one long sum, chunked or not).
+ * - states from logits: rows chunked as logprobs does, SEGMENT_COLS columns per slice.
+ * - merge: one 20-byte accumulator and the target logit per row.
+ * All dispatches of an op go in one command buffer; the op returns without waiting. Bad targets
+ * (a device tensor) and all −Inf rows raise flags reported at the next wait, as logprobs'.
+ */
+import { bytesPerElement, type FloatDType } from '../../dtypes.js';
+import { allNegInfRow, badTarget, GrpoKernelsError } from '../../errors.js';
+import type { Tensor } from '../../tensor.js';
+import type {
+  LinearLogprobStatesArgs,
+  LinearLogprobsArgs,
+  LinearLogprobsBackwardArgs,
+  LinearLogprobsGrads,
+  LogprobStates,
+  LogprobStatesArgs,
+  LogprobsResult,
+  MergeLogprobStatesArgs,
+} from '../backend.js';
+import { planRowChunks } from './chunking.js';
+import type { WebGpuKit } from './kit.js';
+import {
+  type Binding,
+  type GpuLimits,
+  type GpuRuntime,
+  MAX_PENDING_CHECKS,
+  roundUp,
+  Usage,
+} from './runtime.js';
+import type { EntrySpec, ModuleKey } from './shaders.js';
+import { gpuStorage, outputTensor } from './storage.js';
+import { uniformLayout } from './uniforms.js';
+
+/** The uniform struct of shaders/lmhead.wgsl (checked against the WGSL by infra.test.ts). */
+export const LMHEAD_PARAMS = uniformLayout('lmhead.wgsl', 'LmParams', [
+  ['rows', 'u32'],
+  ['dim', 'u32'],
+  ['vocab', 'u32'],
+  ['row0', 'u32'],
+  ['h_base', 'u32'],
+  ['v0', 'u32'],
+  ['vcount', 'u32'],
+  ['w_base', 'u32'],
+  ['o_base', 'u32'],
+  ['slices', 'u32'],
+  ['slice_cols', 'u32'],
+  ['gcols', 'u32'],
+  ['accumulate', 'u32'],
+  ['has_bias', 'u32'],
+  ['vocab_start', 'u32'],
+  ['first', 'u32'],
+  ['n_total', 'u32'],
+  ['inv_t', 'f32'],
+  ['ignore_index', 'i32'],
+]);
+type Params = Record<(typeof LMHEAD_PARAMS.fields)[number][0], number>;
+const ZERO: Params = {
+  rows: 0,
+  dim: 0,
+  vocab: 0,
+  row0: 0,
+  h_base: 0,
+  v0: 0,
+  vcount: 0,
+  w_base: 0,
+  o_base: 0,
+  slices: 1,
+  slice_cols: 64,
+  gcols: 0,
+  accumulate: 0,
+  has_bias: 0,
+  vocab_start: 0,
+  first: 0,
+  n_total: 0,
+  inv_t: 1,
+  ignore_index: 0,
+};
+
+/** Columns per forward slice (32 tiles of 64): fixes a row's reduction tree from V alone. */
+export const SLICE_COLS = 2048;
+/** Columns per slice of materialised logits (logprobStates): as logprobs' segments. */
+export const LOGIT_SLICE_COLS = 8192;
+/** Bytes of G per backward chunk pair, and of partial states per forward row chunk. */
+export const G_BUDGET = 32 << 20;
+export const PARTIAL_BUDGET = 32 << 20;
+const MAX_VOCAB_CHUNK = 8192;
+const TILE = 64;
+const STATE_BYTES = 20;
+const NO_ROW = 0xffffffff;
+const FLAG_INIT = new Uint32Array([NO_ROW, NO_ROW, 0, 0]);
+
+const spec = (entry: string, b: readonly number[], rw: readonly number[]): EntrySpec => ({
+  entry,
+  bindings: [[0, 'uniform'], ...b.map((n) => [n, rw.includes(n) ? 'rw' : 'read'] as const)],
+});
+const FWD = spec('lm_fwd', [1, 2, 3, 4, 5, 6], [5, 6]);
+const FINISH = spec('lm_finish', [4, 5, 6, 7, 8, 9, 10, 11], [5, 6, 7, 8, 9, 10, 11]);
+const STATE_OUT = spec('lm_state_out', [4, 5, 6, 7, 8, 9, 10, 15], [5, 6, 7, 8, 9, 10, 15]);
+const LOGIT_STATES = spec('lm_logit_states', [1, 4, 5, 6], [5, 6]);
+const MERGE_STATE = spec('lm_merge_state', [4, 5, 6, 16, 17, 18, 19, 20], [5, 6]);
+const GRAD_LOGITS = spec('lm_grad_logits', [1, 2, 3, 4, 11, 12, 13], [11, 13]);
+const GRAD_HIDDEN = spec('lm_grad_hidden', [2, 13, 14], [13, 14]);
+const GRAD_WEIGHT = spec('lm_grad_weight', [1, 13, 14], [13, 14]);
+const GRAD_BIAS = spec('lm_grad_bias', [13, 14], [13, 14]);
+const FLAG = spec('lm_flag', [4, 11], [11]);
+
+function moduleKey(dtype: FloatDType): ModuleKey {
+  return { file: 'lmhead.wgsl', sections: [`x_${dtype}`, `w_${dtype}`, 'online_state'] };
+}
+
+/** 1/T as the kernels take it (as logprobs.ts: at least 2^-126, so −Inf·(1/T) stays −Inf). */
+function invTemperature(t: number): number {
+  return Math.max(1 / t, 2 ** -126);
+}
+
+interface Window {
+  offset: number;
+  size: number;
+  base: number;
+}
+
+/** A binding window over elements [start, end) of a buffer (offset aligned down). */
+function windowOf(start: number, end: number, elemBytes: number, bufferBytes: number, align: number): Window {
+  const first = start * elemBytes;
+  const offset = Math.floor(first / align) * align;
+  const last = Math.min(bufferBytes, roundUp(end * elemBytes, 4));
+  return { offset, size: Math.max(4, last - offset), base: (first - offset) / elemBytes };
+}
+
+// ---------------------------------------------------------------- plans
+
+export interface LmheadPlan {
+  /** Forward: rows per chunk, weight rows per window (whole slices), slices per row. */
+  forwardRows: number;
+  forwardVocab: number;
+  slices: number;
+  /** Backward: rows and vocabulary columns of one G chunk. */
+  backwardRows: number;
+  backwardVocab: number;
+  /** Scratch bytes each direction allocates (the memory bound's subject). */
+  forwardScratchBytes: number;
+  backwardScratchBytes: number;
+}
+
+const floorTo = (x: number, m: number) => Math.floor(x / m) * m;
+
+/**
+ * The chunking of a linearLogprobs forward and backward on a device with these limits: sizes from
+ * the limits, V, d and the dtype (and N only as an upper bound), so a row's reduction order is fixed.
+ */
+export function lmheadPlan(
+  limits: Pick<GpuLimits, 'maxStorageBufferBindingSize' | 'minStorageBufferOffsetAlignment'>,
+  rows: number,
+  vocab: number,
+  dim: number,
+  dtype: FloatDType,
+): LmheadPlan {
+  const eb = bytesPerElement(dtype);
+  const maxB =
+    Math.floor(limits.maxStorageBufferBindingSize / 4) * 4 - limits.minStorageBufferOffsetAlignment;
+  const rowBytes = Math.max(1, dim * eb);
+  const tooBig = (what: string) =>
+    new GrpoKernelsError(
+      'SHAPE',
+      `${what}: a row of d = ${dim} ${dtype} (${dim * eb} bytes) leaves no chunk that fits this device's storage binding limit (${limits.maxStorageBufferBindingSize} bytes)`,
+      { argument: what },
+    );
+  const slices = Math.max(1, Math.ceil(vocab / SLICE_COLS));
+  const forwardRows = Math.max(
+    1,
+    Math.min(rows, Math.floor(maxB / rowBytes), Math.floor(PARTIAL_BUDGET / (slices * STATE_BYTES))),
+  );
+  if (Math.floor(maxB / rowBytes) < 1) throw tooBig('hidden');
+  const forwardVocab = Math.min(roundUp(vocab, SLICE_COLS), floorTo(Math.floor(maxB / rowBytes), SLICE_COLS));
+  if (forwardVocab < SLICE_COLS && vocab > forwardVocab) throw tooBig('weight');
+  const backwardVocab = Math.min(
+    roundUp(vocab, TILE),
+    MAX_VOCAB_CHUNK,
+    floorTo(Math.floor(maxB / rowBytes), TILE),
+    floorTo(Math.floor(maxB / (dim * 4 || 1)), TILE),
+  );
+  if (backwardVocab < TILE) throw tooBig('weight');
+  const backwardRows = Math.min(
+    roundUp(Math.max(1, rows), TILE),
+    floorTo(Math.floor(G_BUDGET / (backwardVocab * 4)), TILE),
+    floorTo(Math.floor(maxB / rowBytes), TILE),
+    floorTo(Math.floor(maxB / (dim * 4 || 1)), TILE),
+  );
+  if (backwardRows < TILE) throw tooBig('hidden');
+  const flagBytes = 2 * FLAG_INIT.byteLength;
+  return {
+    forwardRows,
+    forwardVocab: Math.max(forwardVocab, SLICE_COLS),
+    slices,
+    backwardRows,
+    backwardVocab,
+    forwardScratchBytes: forwardRows * slices * STATE_BYTES + roundUp(4 * rows, 4) + flagBytes,
+    backwardScratchBytes: backwardRows * backwardVocab * 4 + 16 * rows + flagBytes,
+  };
+}
+
+// ---------------------------------------------------------------- shared plumbing
+
+function flagBuffers(rt: GpuRuntime): { flag: GPUBuffer; staging: GPUBuffer } {
+  const flag = rt.storageBuffer(FLAG_INIT.byteLength, 'flag');
+  rt.writeBuffer(flag, 0, FLAG_INIT);
+  const staging = rt.createBuffer(FLAG_INIT.byteLength, Usage.MAP_READ | Usage.COPY_DST, 'flag staging');
+  return { flag, staging };
+}
+
+/** Registers the op's flag words for the next wait: a bad target or an all −Inf row is RANGE. */
+function deferFlags(rt: GpuRuntime, staging: GPUBuffer, vocab: number, ignoreIndex: number): void {
+  rt.deferCheck({
+    staging,
+    bytes: FLAG_INIT.byteLength,
+    report(w) {
+      try {
+        if (w[1] !== NO_ROW) badTarget(w[1], w[2] | 0, vocab, ignoreIndex);
+        if (w[0] !== NO_ROW) allNegInfRow(w[0]);
+      } catch (e) {
+        return e as GrpoKernelsError;
+      }
+      return undefined;
+    },
+  });
+}
+
+async function roomForCheck(rt: GpuRuntime): Promise<void> {
+  if (rt.pendingChecks >= MAX_PENDING_CHECKS) await rt.drainChecks();
+}
+
+function uniform(rt: GpuRuntime, p: Partial<Params>): GPUBuffer {
+  return rt.uniform(LMHEAD_PARAMS, { ...ZERO, ...p });
+}
+
+interface ForwardOut {
+  /** lm_finish: logprobs, lse, entropy, sumSquares; lm_state_out: max, sumExp, sumExpDelta, sumExpSq. */
+  a: Tensor<'f32'>;
+  b: Tensor<'f32'>;
+  c?: Tensor<'f32'>;
+  d?: Tensor<'f32'>;
+  /** lm_state_out: targetLogit. */
+  xt?: Tensor<'f32'>;
+}
+
+/**
+ * The forward of linearLogprobs (finish: true) or linearLogprobStates (finish: false, a shard
+ * starting at vocabStart): lm_fwd per (row chunk, weight window), then lm_finish / lm_state_out per
+ * row chunk, in one command buffer.
+ */
+async function linearForward(
+  k: WebGpuKit,
+  a: LinearLogprobsArgs,
+  vocabStart: number,
+  finish: boolean,
+): Promise<ForwardOut> {
+  const { rt } = k;
+  rt.check();
+  const { rows: n, dim: d, vocab: V } = a;
+  const dtype = a.hidden.dtype;
+  const eb = bytesPerElement(dtype);
+  k.checkVector('targets', n);
+  const plan = lmheadPlan(rt.limits, n, V, d, dtype);
+  const constants = { WG: k.wg, ENTROPY: a.entropy ? 1 : 0, SUMSQ: a.sumSquares ? 1 : 0, GRAD_ENTROPY: 0 };
+  const key = moduleKey(dtype);
+  const [fwd, fin, flagPipe] =
+    n > 0
+      ? await Promise.all([
+          k.pipelines.get(key, FWD, constants),
+          k.pipelines.get(key, finish ? FINISH : STATE_OUT, constants),
+          finish ? k.pipelines.get(key, FLAG, constants) : undefined,
+        ])
+      : [undefined, undefined, undefined];
+  if (finish) await roomForCheck(rt);
+  const H = gpuStorage(a.hidden, 'hidden').buffer;
+  const W = gpuStorage(a.weight, 'weight').buffer;
+  const bias = a.bias ? gpuStorage(a.bias, 'bias').buffer : k.dummies[3];
+  const targets = gpuStorage(a.targets, 'targets').buffer;
+  const align = rt.limits.minStorageBufferOffsetAlignment;
+  const scratch: GPUBuffer[] = [];
+  try {
+    return await rt.run(finish ? 'linearLogprobs' : 'linearLogprobStates', () => {
+      const out: ForwardOut = {
+        a: outputTensor(rt, 'f32', [n]),
+        b: outputTensor(rt, 'f32', [n]),
+        c: a.entropy ? outputTensor(rt, 'f32', [n]) : undefined,
+        d: a.sumSquares ? outputTensor(rt, 'f32', [n]) : undefined,
+        xt: finish ? undefined : outputTensor(rt, 'f32', [n]),
+      };
+      if (n === 0) return out;
+      const xt = rt.storageBuffer(4 * n, 'target logits');
+      const partial = rt.storageBuffer(plan.forwardRows * plan.slices * STATE_BYTES, 'partial states');
+      scratch.push(xt, partial);
+      const { flag, staging } = flagBuffers(rt);
+      scratch.push(flag);
+      const enc = rt.device.createCommandEncoder({ label: 'linearLogprobs' });
+      const pass = enc.beginComputePass();
+      const common = {
+        dim: d,
+        vocab: V,
+        slices: plan.slices,
+        slice_cols: SLICE_COLS,
+        has_bias: a.bias ? 1 : 0,
+        vocab_start: vocabStart,
+        inv_t: invTemperature(a.temperature),
+        ignore_index: a.ignoreIndex,
+      };
+      for (let row0 = 0; row0 < n; row0 += plan.forwardRows) {
+        const rows = Math.min(plan.forwardRows, n - row0);
+        const hw = windowOf(row0 * d, (row0 + rows) * d, eb, H.size, align);
+        for (let v0 = 0; v0 < V; v0 += plan.forwardVocab) {
+          const vcount = Math.min(plan.forwardVocab, V - v0);
+          const ww = windowOf(v0 * d, (v0 + vcount) * d, eb, W.size, align);
+          const groups = Math.ceil(rows / TILE) * Math.ceil(vcount / SLICE_COLS);
+          rt.dispatch(
+            pass,
+            fwd!,
+            [
+              {
+                binding: 0,
+                buffer: uniform(rt, { ...common, rows, row0, h_base: hw.base, v0, vcount, w_base: ww.base }),
+              },
+              { binding: 1, buffer: H, offset: hw.offset, size: hw.size },
+              { binding: 2, buffer: W, offset: ww.offset, size: ww.size },
+              { binding: 3, buffer: bias },
+              { binding: 4, buffer: targets },
+              { binding: 5, buffer: partial },
+              { binding: 6, buffer: xt },
+            ],
+            groups,
+          );
+        }
+        const outs: Binding[] = [
+          { binding: 7, buffer: gpuStorage(out.a).buffer },
+          { binding: 8, buffer: gpuStorage(out.b).buffer },
+          { binding: 9, buffer: out.c ? gpuStorage(out.c).buffer : k.dummies[0] },
+          { binding: 10, buffer: out.d ? gpuStorage(out.d).buffer : k.dummies[1] },
+          finish ? { binding: 11, buffer: flag } : { binding: 15, buffer: gpuStorage(out.xt!).buffer },
+        ];
+        rt.dispatch(
+          pass,
+          fin!,
+          [
+            { binding: 0, buffer: uniform(rt, { ...common, rows, row0 }) },
+            { binding: 4, buffer: targets },
+            { binding: 5, buffer: partial },
+            { binding: 6, buffer: xt },
+            ...outs,
+          ],
+          Math.ceil(rows / k.wg),
+        );
+      }
+      if (finish) {
+        rt.dispatch(
+          pass,
+          flagPipe!,
+          [
+            { binding: 0, buffer: uniform(rt, {}) },
+            { binding: 4, buffer: targets },
+            { binding: 11, buffer: flag },
+          ],
+          1,
+        );
+      }
+      pass.end();
+      enc.copyBufferToBuffer(flag, 0, staging, 0, FLAG_INIT.byteLength);
+      rt.submit(enc);
+      if (finish) deferFlags(rt, staging, V, a.ignoreIndex);
+      else rt.destroyBuffer(staging);
+      return out;
+    });
+  } finally {
+    for (const b of scratch) rt.destroyBuffer(b);
+  }
+}
+
+function resultOf(o: ForwardOut): LogprobsResult {
+  const r: LogprobsResult = { logprobs: o.a, lse: o.b };
+  if (o.c) r.entropy = o.c;
+  if (o.d) r.sumSquares = o.d;
+  return r;
+}
+
+function statesOf(
+  o: ForwardOut,
+  a: { vocab: number; temperature: number; ignoreIndex: number },
+  vocabStart: number,
+): LogprobStates {
+  const s: LogprobStates = {
+    max: o.a,
+    sumExp: o.b,
+    targetLogit: o.xt!,
+    vocabStart,
+    vocabEnd: vocabStart + a.vocab,
+    temperature: a.temperature,
+    ignoreIndex: a.ignoreIndex,
+  };
+  if (o.c) s.sumExpDelta = o.c;
+  if (o.d) s.sumExpSq = o.d;
+  return s;
+}
+
+export async function webgpuLinearLogprobs(k: WebGpuKit, a: LinearLogprobsArgs): Promise<LogprobsResult> {
+  return resultOf(await linearForward(k, a, 0, true));
+}
+
+export async function webgpuLinearLogprobStates(
+  k: WebGpuKit,
+  a: LinearLogprobStatesArgs,
+): Promise<LogprobStates> {
+  return statesOf(await linearForward(k, a, a.vocabStart, false), a, a.vocabStart);
+}
+
+// ---------------------------------------------------------------- states of materialised logits
+export async function webgpuLogprobStates(k: WebGpuKit, a: LogprobStatesArgs): Promise<LogprobStates> {
+  const { rt } = k;
+  rt.check();
+  const { rows: n, vocab: V } = a;
+  const dtype = a.logits.dtype;
+  const eb = bytesPerElement(dtype);
+  k.checkVector('targets', n);
+  const X = gpuStorage(a.logits, 'logits').buffer;
+  const slices = Math.max(1, Math.ceil(V / LOGIT_SLICE_COLS));
+  const chunks = planRowChunks(
+    n,
+    [{ rowBytes: V * eb, elemBytes: eb, bufferBytes: X.size }],
+    rt.limits,
+    Math.max(1, Math.floor(PARTIAL_BUDGET / (slices * STATE_BYTES))),
+  );
+  const constants = { WG: k.wg, ENTROPY: a.entropy ? 1 : 0, SUMSQ: a.sumSquares ? 1 : 0, GRAD_ENTROPY: 0 };
+  const key = moduleKey(dtype);
+  const [ls, so] =
+    n > 0
+      ? await Promise.all([
+          k.pipelines.get(key, LOGIT_STATES, constants),
+          k.pipelines.get(key, STATE_OUT, constants),
+        ])
+      : [undefined, undefined];
+  const targets = gpuStorage(a.targets, 'targets').buffer;
+  const maxRows = Math.max(1, ...chunks.map((c) => c.rows));
+  const scratch: GPUBuffer[] = [];
+  try {
+    const out = await rt.run('logprobStates', () => {
+      const o: ForwardOut = {
+        a: outputTensor(rt, 'f32', [n]),
+        b: outputTensor(rt, 'f32', [n]),
+        c: a.entropy ? outputTensor(rt, 'f32', [n]) : undefined,
+        d: a.sumSquares ? outputTensor(rt, 'f32', [n]) : undefined,
+        xt: outputTensor(rt, 'f32', [n]),
+      };
+      if (n === 0) return o;
+      const xt = rt.storageBuffer(4 * n, 'target logits');
+      const partial = rt.storageBuffer(maxRows * slices * STATE_BYTES, 'partial states');
+      scratch.push(xt, partial);
+      const enc = rt.device.createCommandEncoder({ label: 'logprobStates' });
+      const pass = enc.beginComputePass();
+      for (const c of chunks) {
+        if (c.rows === 0) continue;
+        const w = c.windows[0];
+        const p = {
+          rows: c.rows,
+          row0: c.row0,
+          h_base: w.base,
+          vocab: V,
+          slices,
+          slice_cols: LOGIT_SLICE_COLS,
+          vocab_start: a.vocabStart,
+          inv_t: invTemperature(a.temperature),
+          ignore_index: a.ignoreIndex,
+        };
+        rt.dispatch(
+          pass,
+          ls!,
+          [
+            { binding: 0, buffer: uniform(rt, p) },
+            { binding: 1, buffer: X, offset: w.offset, size: w.size },
+            { binding: 4, buffer: targets },
+            { binding: 5, buffer: partial },
+            { binding: 6, buffer: xt },
+          ],
+          c.rows * slices,
+        );
+        rt.dispatch(
+          pass,
+          so!,
+          [
+            { binding: 0, buffer: uniform(rt, p) },
+            { binding: 4, buffer: targets },
+            { binding: 5, buffer: partial },
+            { binding: 6, buffer: xt },
+            { binding: 7, buffer: gpuStorage(o.a).buffer },
+            { binding: 8, buffer: gpuStorage(o.b).buffer },
+            { binding: 9, buffer: o.c ? gpuStorage(o.c).buffer : k.dummies[0] },
+            { binding: 10, buffer: o.d ? gpuStorage(o.d).buffer : k.dummies[1] },
+            { binding: 15, buffer: gpuStorage(o.xt!).buffer },
+          ],
+          Math.ceil(c.rows / k.wg),
+        );
+      }
+      pass.end();
+      rt.submit(enc);
+      return o;
+    });
+    return statesOf(out, a, a.vocabStart);
+  } finally {
+    for (const b of scratch) rt.destroyBuffer(b);
+  }
+}
+
+// ---------------------------------------------------------------- merge
+export async function webgpuMergeLogprobStates(
+  k: WebGpuKit,
+  a: MergeLogprobStatesArgs,
+): Promise<LogprobsResult> {
+  const { rt } = k;
+  rt.check();
+  const n = a.rows;
+  k.checkVector('targets', n);
+  k.checkVector('states', n * 5);
+  const constants = { WG: k.wg, ENTROPY: a.entropy ? 1 : 0, SUMSQ: a.sumSquares ? 1 : 0, GRAD_ENTROPY: 0 };
+  const key = moduleKey('f32');
+  const [merge, fin, flagPipe] =
+    n > 0
+      ? await Promise.all([
+          k.pipelines.get(key, MERGE_STATE, constants),
+          k.pipelines.get(key, FINISH, constants),
+          k.pipelines.get(key, FLAG, constants),
+        ])
+      : [undefined, undefined, undefined];
+  await roomForCheck(rt);
+  const targets = gpuStorage(a.targets, 'targets').buffer;
+  const scratch: GPUBuffer[] = [];
+  try {
+    return await rt.run('mergeLogprobStates', () => {
+      const out: ForwardOut = {
+        a: outputTensor(rt, 'f32', [n]),
+        b: outputTensor(rt, 'f32', [n]),
+        c: a.entropy ? outputTensor(rt, 'f32', [n]) : undefined,
+        d: a.sumSquares ? outputTensor(rt, 'f32', [n]) : undefined,
+      };
+      if (n === 0) return resultOf(out);
+      const acc = rt.storageBuffer(n * STATE_BYTES, 'merged states');
+      const xt = rt.storageBuffer(4 * n, 'target logits');
+      scratch.push(acc, xt);
+      const { flag, staging } = flagBuffers(rt);
+      scratch.push(flag);
+      const enc = rt.device.createCommandEncoder({ label: 'mergeLogprobStates' });
+      const pass = enc.beginComputePass();
+      const inv_t = invTemperature(a.temperature);
+      a.states.forEach((s, i) => {
+        const buf = (t: Tensor<'f32'> | undefined, dummy: number) =>
+          t ? gpuStorage(t).buffer : k.dummies[dummy];
+        rt.dispatch(
+          pass,
+          merge!,
+          [
+            {
+              binding: 0,
+              buffer: uniform(rt, {
+                rows: n,
+                vocab: s.vocabEnd - s.vocabStart,
+                vocab_start: s.vocabStart,
+                first: i === 0 ? 1 : 0,
+                slices: 1,
+                inv_t,
+              }),
+            },
+            { binding: 4, buffer: targets },
+            { binding: 5, buffer: acc },
+            { binding: 6, buffer: xt },
+            { binding: 16, buffer: buf(s.max, 0) },
+            { binding: 17, buffer: buf(s.sumExp, 0) },
+            { binding: 18, buffer: buf(a.entropy ? s.sumExpDelta : undefined, 1) },
+            { binding: 19, buffer: buf(a.sumSquares ? s.sumExpSq : undefined, 2) },
+            { binding: 20, buffer: buf(s.targetLogit, 0) },
+          ],
+          Math.ceil(n / k.wg),
+        );
+      });
+      rt.dispatch(
+        pass,
+        fin!,
+        [
+          {
+            binding: 0,
+            buffer: uniform(rt, { rows: n, vocab: a.vocab, slices: 1, inv_t, ignore_index: a.ignoreIndex }),
+          },
+          { binding: 4, buffer: targets },
+          { binding: 5, buffer: acc },
+          { binding: 6, buffer: xt },
+          { binding: 7, buffer: gpuStorage(out.a).buffer },
+          { binding: 8, buffer: gpuStorage(out.b).buffer },
+          { binding: 9, buffer: out.c ? gpuStorage(out.c).buffer : k.dummies[0] },
+          { binding: 10, buffer: out.d ? gpuStorage(out.d).buffer : k.dummies[1] },
+          { binding: 11, buffer: flag },
+        ],
+        Math.ceil(n / k.wg),
+      );
+      rt.dispatch(
+        pass,
+        flagPipe!,
+        [
+          { binding: 0, buffer: uniform(rt, {}) },
+          { binding: 4, buffer: targets },
+          { binding: 11, buffer: flag },
+        ],
+        1,
+      );
+      pass.end();
+      enc.copyBufferToBuffer(flag, 0, staging, 0, FLAG_INIT.byteLength);
+      rt.submit(enc);
+      deferFlags(rt, staging, a.vocab, a.ignoreIndex);
+      return resultOf(out);
+    });
+  } finally {
+    for (const b of scratch) rt.destroyBuffer(b);
+  }
+}
+
+// ---------------------------------------------------------------- backward
+export async function webgpuLinearLogprobsBackward(
+  k: WebGpuKit,
+  a: LinearLogprobsBackwardArgs,
+): Promise<LinearLogprobsGrads> {
+  const { rt } = k;
+  rt.check();
+  const { rows: n, dim: d, vocab: V } = a;
+  const dtype = a.hidden.dtype;
+  const eb = bytesPerElement(dtype);
+  k.checkVector('targets', n);
+  k.checkVector('lse', 4 * n);
+  const plan = lmheadPlan(rt.limits, n, V, d, dtype);
+  const withEntropy = a.gradEntropy !== undefined;
+  const constants = { WG: k.wg, ENTROPY: 0, SUMSQ: 0, GRAD_ENTROPY: withEntropy ? 1 : 0 };
+  const key = moduleKey(dtype);
+  const live = n > 0;
+  const [gl, gh, gw, gb, flagPipe] = live
+    ? await Promise.all([
+        k.pipelines.get(key, GRAD_LOGITS, constants),
+        k.pipelines.get(key, GRAD_HIDDEN, constants),
+        k.pipelines.get(key, GRAD_WEIGHT, constants),
+        k.pipelines.get(key, GRAD_BIAS, constants),
+        k.pipelines.get(key, FLAG, constants),
+      ])
+    : [undefined, undefined, undefined, undefined, undefined];
+  await roomForCheck(rt);
+  const H = gpuStorage(a.hidden, 'hidden').buffer;
+  const W = gpuStorage(a.weight, 'weight').buffer;
+  const bias = a.bias ? gpuStorage(a.bias, 'bias').buffer : k.dummies[3];
+  const targets = gpuStorage(a.targets, 'targets').buffer;
+  const align = rt.limits.minStorageBufferOffsetAlignment;
+  const scratch: GPUBuffer[] = [];
+  try {
+    return await rt.run('linearLogprobsBackward', () => {
+      const gradHidden = outputTensor(rt, 'f32', [n, d]);
+      const gradWeight = outputTensor(rt, 'f32', [V, d]);
+      const gradBias = a.bias ? outputTensor(rt, 'f32', [V]) : undefined;
+      const out: LinearLogprobsGrads = { gradHidden, gradWeight };
+      if (gradBias) out.gradBias = gradBias;
+      const GH = gpuStorage(gradHidden).buffer;
+      const GW = gpuStorage(gradWeight).buffer;
+      const enc = rt.device.createCommandEncoder({ label: 'linearLogprobsBackward' });
+      if (!live) {
+        // No rows: gradWeight and gradBias are empty sums.
+        if (V * d > 0) enc.clearBuffer(GW, 0, roundUp(V * d * 4, 4));
+        if (gradBias) enc.clearBuffer(gpuStorage(gradBias).buffer, 0, roundUp(V * 4, 4));
+        rt.submit(enc);
+        return out;
+      }
+      // Row scalars: lse | g | gE | H, four copies into one binding (a kernel may bind at most 8).
+      const rowinfo = rt.storageBuffer(16 * n, 'row scalars');
+      const gbuf = rt.storageBuffer(plan.backwardRows * plan.backwardVocab * 4, 'G chunk');
+      scratch.push(rowinfo, gbuf);
+      const { flag, staging } = flagBuffers(rt);
+      scratch.push(flag);
+      const copy = (t: Tensor<'f32'> | undefined, slot: number) => {
+        if (t) enc.copyBufferToBuffer(gpuStorage(t).buffer, 0, rowinfo, slot * 4 * n, 4 * n);
+      };
+      copy(a.lse, 0);
+      copy(a.gradLogprobs, 1);
+      if (withEntropy) {
+        copy(a.gradEntropy, 2);
+        copy(a.entropy, 3);
+      }
+      const pass = enc.beginComputePass();
+      const inv_t = 1 / a.temperature; // unclamped: it scales the gradient too (as logprobs' backward)
+      const [pgl, pgh, pgw, pgb, pflag] = [gl!, gh!, gw!, gb!, flagPipe!];
+      for (let row0 = 0; row0 < n; row0 += plan.backwardRows) {
+        const rows = Math.min(plan.backwardRows, n - row0);
+        const hw = windowOf(row0 * d, (row0 + rows) * d, eb, H.size, align);
+        const ghw = windowOf(row0 * d, (row0 + rows) * d, 4, GH.size, align);
+        for (let v0 = 0; v0 < V; v0 += plan.backwardVocab) {
+          const vcount = Math.min(plan.backwardVocab, V - v0);
+          const ww = windowOf(v0 * d, (v0 + vcount) * d, eb, W.size, align);
+          const gww = windowOf(v0 * d, (v0 + vcount) * d, 4, GW.size, align);
+          // vocab: the targets' range (the head's V, or 2^31 − 1 for a shard), for the flag.
+          const base = {
+            dim: d,
+            vocab: a.targetLimit,
+            rows,
+            row0,
+            v0,
+            vcount,
+            gcols: plan.backwardVocab,
+            inv_t,
+          };
+          rt.dispatch(
+            pass,
+            pgl,
+            [
+              {
+                binding: 0,
+                buffer: uniform(rt, {
+                  ...base,
+                  h_base: hw.base,
+                  w_base: ww.base,
+                  has_bias: a.bias ? 1 : 0,
+                  vocab_start: a.vocabStart,
+                  ignore_index: a.ignoreIndex,
+                  n_total: n,
+                }),
+              },
+              { binding: 1, buffer: H, offset: hw.offset, size: hw.size },
+              { binding: 2, buffer: W, offset: ww.offset, size: ww.size },
+              { binding: 3, buffer: bias },
+              { binding: 4, buffer: targets },
+              { binding: 11, buffer: flag },
+              { binding: 12, buffer: rowinfo },
+              { binding: 13, buffer: gbuf },
+            ],
+            Math.ceil(rows / TILE) * Math.ceil(vcount / TILE),
+          );
+          rt.dispatch(
+            pass,
+            pgh,
+            [
+              {
+                binding: 0,
+                buffer: uniform(rt, {
+                  ...base,
+                  w_base: ww.base,
+                  o_base: ghw.base,
+                  accumulate: v0 > 0 ? 1 : 0,
+                }),
+              },
+              { binding: 2, buffer: W, offset: ww.offset, size: ww.size },
+              { binding: 13, buffer: gbuf },
+              { binding: 14, buffer: GH, offset: ghw.offset, size: ghw.size },
+            ],
+            Math.ceil(rows / TILE) * Math.ceil(d / TILE),
+          );
+          rt.dispatch(
+            pass,
+            pgw,
+            [
+              {
+                binding: 0,
+                buffer: uniform(rt, {
+                  ...base,
+                  h_base: hw.base,
+                  o_base: gww.base,
+                  accumulate: row0 > 0 ? 1 : 0,
+                }),
+              },
+              { binding: 1, buffer: H, offset: hw.offset, size: hw.size },
+              { binding: 13, buffer: gbuf },
+              { binding: 14, buffer: GW, offset: gww.offset, size: gww.size },
+            ],
+            Math.ceil(vcount / TILE) * Math.ceil(d / TILE),
+          );
+          if (gradBias) {
+            const GB = gpuStorage(gradBias).buffer;
+            const gbw = windowOf(v0, v0 + vcount, 4, GB.size, align);
+            rt.dispatch(
+              pass,
+              pgb,
+              [
+                {
+                  binding: 0,
+                  buffer: uniform(rt, { ...base, o_base: gbw.base, accumulate: row0 > 0 ? 1 : 0 }),
+                },
+                { binding: 13, buffer: gbuf },
+                { binding: 14, buffer: GB, offset: gbw.offset, size: gbw.size },
+              ],
+              Math.ceil(vcount / k.wg),
+            );
+          }
+        }
+      }
+      rt.dispatch(
+        pass,
+        pflag,
+        [
+          { binding: 0, buffer: uniform(rt, {}) },
+          { binding: 4, buffer: targets },
+          { binding: 11, buffer: flag },
+        ],
+        1,
+      );
+      pass.end();
+      enc.copyBufferToBuffer(flag, 0, staging, 0, FLAG_INIT.byteLength);
+      rt.submit(enc);
+      deferFlags(rt, staging, a.targetLimit, a.ignoreIndex);
+      return out;
+    });
+  } finally {
+    for (const b of scratch) rt.destroyBuffer(b);
+  }
+}

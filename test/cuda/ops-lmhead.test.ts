@@ -1,0 +1,101 @@
+/**
+ * The LM-head family on cuda (a GPU, or the CUDA emulator in the vitest project cuda-emu): the case
+ * table of test/cases/lmhead.ts, the backend-independent checks of test/lmhead/checks.ts, and what only
+ * the cuda backend can show: gradWeight's bits do not depend on how rows are chunked (the backward's G
+ * chunk, a test hook), and the memory bound, structurally: the launchers' Scratch bytes (the addon's
+ * lmheadPlan) at N = 16384, V = 151936, d = 4096 against the materialised logits, and a run's actual
+ * Scratch allocation (stats().lastScratchBytes) equal to the plan's at the run's size.
+ */
+import { describe, expect, it } from 'vitest';
+import { lmheadTuning } from '../../src/backends/cuda/lmhead.js';
+import { loadNativeAddon, type NativeDevice } from '../../src/backends/cuda/native.js';
+import { wordsOf } from '../cases/check.js';
+import { lmheadCases } from '../cases/lmhead.js';
+import { openBackends, runCaseTable } from '../cases/runner.js';
+import { BIG, LOGITS_BF16_BYTES, lmheadChecks } from '../lmhead/checks.js';
+import { gradVector, makeHead } from '../lmhead/reference.js';
+import { EMULATED } from './helpers.js';
+
+const backends = await openBackends(['cuda']);
+runCaseTable('lmhead', lmheadCases({ emulated: EMULATED }), backends);
+describe('lmhead checks', () => lmheadChecks(backends));
+
+const ctx = backends[0].ctx;
+
+describe.skipIf(ctx === undefined)('lmhead on cuda: chunking and memory', () => {
+  it('gradWeight and gradHidden have the same bits whatever the backward chunks rows and vocabulary', async () => {
+    const c = ctx!;
+    const x = makeHead({ N: 300, d: 40, V: 300, dtype: 'bf16', seed: 91, bias: true });
+    const hidden = c.tensor(x.hidden as Uint16Array, [x.N, x.d], 'bf16');
+    const weight = c.tensor(x.weight as Uint16Array, [x.V, x.d], 'bf16');
+    const bias = c.tensor(x.bias as Uint16Array, [x.V], 'bf16');
+    const g = gradVector(92, x.N);
+    const lse = (await c.linearLogprobs(hidden, weight, x.targets, { bias })).lse;
+    const run = async (chunkRows: number, chunkVocab: number) => {
+      Object.assign(lmheadTuning, { chunkRows, chunkVocab });
+      try {
+        const r = await c.linearLogprobsBackward(hidden, weight, x.targets, lse, g, { bias });
+        const out = [
+          wordsOf(await r.gradWeight.read()),
+          wordsOf(await r.gradHidden.read()),
+          wordsOf(await r.gradBias!.read()),
+        ];
+        for (const t of [r.gradHidden, r.gradWeight, r.gradBias]) t?.dispose();
+        return out;
+      } finally {
+        Object.assign(lmheadTuning, { chunkRows: 0, chunkVocab: 0 });
+      }
+    };
+    try {
+      const whole = await run(0, 0);
+      for (const [rows, vocab] of [
+        [128, 128],
+        [256, 128],
+        [128, 256],
+      ]) {
+        const chunked = await run(rows, vocab);
+        expect(Array.from(chunked[0]), `gradWeight, chunks ${rows} × ${vocab}`).toEqual(Array.from(whole[0]));
+        expect(Array.from(chunked[1]), `gradHidden, chunks ${rows} × ${vocab}`).toEqual(Array.from(whole[1]));
+        expect(Array.from(chunked[2]), `gradBias, chunks ${rows} × ${vocab}`).toEqual(Array.from(whole[2]));
+      }
+    } finally {
+      for (const t of [hidden, weight, bias, lse]) t.dispose();
+    }
+  });
+
+  it('memory: scratch at N = 16384, V = 151936, d = 4096 (computed, not run) ≤ 5% of the bf16 logits; a run allocates what the plan says', async () => {
+    const addon = loadNativeAddon();
+    const plan = addon.lmheadPlan!;
+    for (const dtype of ['bf16', 'f16', 'f32'] as const) {
+      const p = plan({ rows: BIG.N, vocab: BIG.V, dim: BIG.d, dtype });
+      expect(p.forwardBytes + p.backwardBytes, dtype).toBeLessThanOrEqual(0.05 * LOGITS_BF16_BYTES);
+    }
+    // A run's Scratch: the plan's bytes (the structure the bound is computed from is the one that runs).
+    const c = ctx!;
+    const device = nativeDevice(c);
+    const x = makeHead({ N: 200, d: 48, V: 700, dtype: 'bf16', seed: 93 });
+    const hidden = c.tensor(x.hidden as Uint16Array, [x.N, x.d], 'bf16');
+    const weight = c.tensor(x.weight as Uint16Array, [x.V, x.d], 'bf16');
+    try {
+      const p = plan({ rows: x.N, vocab: x.V, dim: x.d, dtype: 'bf16' });
+      const f = await c.linearLogprobs(hidden, weight, x.targets);
+      await c.synchronize();
+      expect(device.stats().lastScratchBytes).toBe(p.forwardBytes);
+      const b = await c.linearLogprobsBackward(hidden, weight, x.targets, f.lse, gradVector(94, x.N));
+      await c.synchronize();
+      expect(device.stats().lastScratchBytes).toBe(p.backwardBytes);
+      for (const t of [f.logprobs, f.lse, b.gradHidden, b.gradWeight]) t.dispose();
+    } finally {
+      hidden.dispose();
+      weight.dispose();
+    }
+  });
+});
+
+/** The NativeDevice behind a cuda context (through a tensor's storage). */
+function nativeDevice(c: NonNullable<typeof ctx>): NativeDevice {
+  const t = c.tensor(new Float32Array(1));
+  const dev = (t.storage as unknown as { device: NativeDevice }).device;
+  t.dispose();
+  return dev;
+}
