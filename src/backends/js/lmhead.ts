@@ -36,6 +36,7 @@ import type {
   LogprobsResult,
   MergeLogprobStatesArgs,
 } from '../backend.js';
+import { onlinePass } from './logprobs.js';
 import { hostData, jsOutput, jsTensor } from './storage.js';
 
 /** Hidden rows per block of the forward and of the backward's gradHidden pass. */
@@ -157,44 +158,6 @@ class LogitBlocks {
       }
     }
   }
-}
-
-// ---------------------------------------------------------------- online softmax (f64)
-/**
- * The online pass over x[base .. base + V) (raw logits, f64), z = x/T, left to right, as
- * src/backends/js/logprobs.ts's onlinePass: st = [m, S0, S1, S2, sawNaN] with m the running max
- * of z. (S1 = Σ e^{z−m}(z−m), S2 = Σ e^{2(z−m)}.)
- */
-function onlinePass(x: Float64Array, base: number, vocab: number, T: number, st: Float64Array): void {
-  let m = Number.NEGATIVE_INFINITY;
-  let s0 = 0;
-  let s1 = 0;
-  let s2 = 0;
-  let sawNaN = 0;
-  for (let j = 0; j < vocab; j++) {
-    const z = T === 1 ? x[base + j] : x[base + j] / T;
-    if (z > m) {
-      const d = m - z;
-      const r = Math.exp(d);
-      s1 = r === 0 ? 0 : r * (s1 + d * s0);
-      s0 = r * s0 + 1;
-      s2 = r * r * s2 + 1;
-      m = z;
-    } else if (z > Number.NEGATIVE_INFINITY) {
-      const d = z - m;
-      const e = Math.exp(d);
-      s0 += e;
-      s1 += e * d;
-      s2 += e * e;
-    } else if (Number.isNaN(z)) {
-      sawNaN = 1;
-    }
-  }
-  st[0] = m;
-  st[1] = s0;
-  st[2] = s1;
-  st[3] = s2;
-  st[4] = sawNaN;
 }
 
 interface RowOutputs {

@@ -203,9 +203,16 @@ export function jsLogprobs(a: LogprobsArgs): LogprobsResult {
 
 /**
  * The online pass over one row of logits x[base .. base+V), z = x/T, left to right. Writes
- * st = [m, S0, S1, S2, sawNaN (0|1)] (see jsLogprobs for the update and its notes).
+ * st = [m, S0, S1, S2, sawNaN (0|1)] (see jsLogprobs for the update and its notes). The LM head's
+ * reference (lmhead.ts) runs it on its f64 logit blocks.
  */
-function onlinePass(x: Float32Array, base: number, vocab: number, T: number, st: Float64Array): void {
+export function onlinePass(
+  x: Float32Array | Float64Array,
+  base: number,
+  vocab: number,
+  T: number,
+  st: Float64Array,
+): void {
   let m = Number.NEGATIVE_INFINITY;
   let s0 = 0;
   let s1 = 0;
