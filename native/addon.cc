@@ -205,6 +205,16 @@ struct PoisonTarget {
   DType dtype;
 };
 
+// The outputs of a logprobs-family forward (logprobs, lse, and entropy / Σp² when asked), [rows] f32
+// each: logprobs, linearLogprobs and mergeLogprobStates fill the same four.
+template <class P>
+std::vector<PoisonTarget> ForwardOutputs(const P& p) {
+  std::vector<PoisonTarget> outs{{p.logprobs, p.rows, DType::F32}, {p.lse, p.rows, DType::F32}};
+  if (p.entropy) outs.push_back({p.entropy, p.rows, DType::F32});
+  if (p.sum_squares) outs.push_back({p.sum_squares, p.rows, DType::F32});
+  return outs;
+}
+
 // ------------------------------------------------------------------------------------------- jobs
 // One op's device-side checks, waiting for the next read() or synchronize() to be looked at.
 struct PendingCheck {
@@ -655,9 +665,7 @@ class CudaDevice : public Napi::ObjectWrap<CudaDevice> {
     p.split_override = static_cast<int>(a.OptInt("splits", 0));  // test hook: 0 = the count V fixes
     const Poison poison = PoisonOf(a);
     a.Done();
-    std::vector<PoisonTarget> outs{{p.logprobs, p.rows, DType::F32}, {p.lse, p.rows, DType::F32}};
-    if (p.entropy) outs.push_back({p.entropy, p.rows, DType::F32});
-    if (p.sum_squares) outs.push_back({p.sum_squares, p.rows, DType::F32});
+    const std::vector<PoisonTarget> outs = ForwardOutputs(p);
     const int64_t vocab = p.vocab;
     return RunOp(
         info.Env(), "logprobs", poison, outs,
@@ -874,9 +882,7 @@ class CudaDevice : public Napi::ObjectWrap<CudaDevice> {
     p.sum_squares = a.OptPtr<float>("outSumSquares");
     const Poison poison = PoisonOf(a);
     a.Done();
-    std::vector<PoisonTarget> outs{{p.logprobs, p.rows, DType::F32}, {p.lse, p.rows, DType::F32}};
-    if (p.entropy) outs.push_back({p.entropy, p.rows, DType::F32});
-    if (p.sum_squares) outs.push_back({p.sum_squares, p.rows, DType::F32});
+    const std::vector<PoisonTarget> outs = ForwardOutputs(p);
     const int64_t vocab = p.vocab;
     return RunOp(
         info.Env(), "linearLogprobs", poison, outs,
@@ -985,9 +991,7 @@ class CudaDevice : public Napi::ObjectWrap<CudaDevice> {
       s.vocab_end = v1[i];
       p.states.push_back(s);
     }
-    std::vector<PoisonTarget> outs{{p.logprobs, p.rows, DType::F32}, {p.lse, p.rows, DType::F32}};
-    if (p.entropy) outs.push_back({p.entropy, p.rows, DType::F32});
-    if (p.sum_squares) outs.push_back({p.sum_squares, p.rows, DType::F32});
+    const std::vector<PoisonTarget> outs = ForwardOutputs(p);
     const int64_t vocab = p.vocab;
     return RunOp(
         info.Env(), "mergeLogprobStates", poison, outs,
