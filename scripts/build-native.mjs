@@ -1,5 +1,6 @@
 #!/usr/bin/env node
-// The package's `install` script (and `npm run build:native`): builds the native addon
+// `npm run build:native` (the source build: developers, and platforms without a prebuilt addon;
+// scripts/prebuild.mjs uses it for the prebuilt one): builds the native addon
 // (build/Release/grpo_kernels_native.node) with cmake-js from CMakeLists.txt: the native cpu backend's
 // kernels always, the CUDA backend's when nvcc is found.
 //
@@ -9,9 +10,11 @@
 //   GRPO_KERNELS_BUILD_DIR=dir     build into dir instead of build/ (the addon lands in dir/Release/)
 //   GRPO_KERNELS_NATIVE_TIMEOUT_S  build time limit in seconds (default 900)
 //   CMAKE_CUDA_ARCHITECTURES       e.g. "90" to build for the H100 only (default "80-real;90")
+//   GRPO_STATIC_RUNTIME=ON         link libstdc++ and libgcc statically (the prebuilt addon)
 //
 // A failed build prints one line saying why, records it in <build>/native-build-status.json (the
-// cuda and cpu backends quote it), and exits 0, so the package still installs and works on js and webgpu.
+// cuda and cpu backends quote it), and exits 0 (unless GRPO_KERNELS_REQUIRE_NATIVE=1): js and webgpu
+// still work.
 import { spawnSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -61,6 +64,7 @@ if (cmake.error || cmake.status !== 0) finish(false, 'cmake not found on PATH (i
 
 const args = [cmakeJs, 'compile', '--out', buildDir, '--parallel', String(Math.max(1, cpus().length))];
 if ((env.GRPO_WITH_CUDA || '').toUpperCase() === 'OFF') args.push('--CDGRPO_WITH_CUDA=OFF');
+if ((env.GRPO_STATIC_RUNTIME || '').toUpperCase() === 'ON') args.push('--CDGRPO_STATIC_RUNTIME=ON');
 if (env.CMAKE_CUDA_ARCHITECTURES) args.push(`--CDCMAKE_CUDA_ARCHITECTURES=${env.CMAKE_CUDA_ARCHITECTURES}`);
 
 const timeoutS = Number(env.GRPO_KERNELS_NATIVE_TIMEOUT_S || 900);

@@ -11,8 +11,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 t0=$(date +%s)
-echo "== native: CUDA build (required)"
-GRPO_KERNELS_REQUIRE_NATIVE=1 node scripts/build-native.mjs
+echo "== native: CUDA build (required), with the prebuilt addon's static C++ runtime (scripts/ci-package.sh packs it)"
+GRPO_STATIC_RUNTIME=ON GRPO_KERNELS_REQUIRE_NATIVE=1 node scripts/build-native.mjs
 node -e "const m=require('./build/Release/grpo_kernels_native.node'); const i=m.buildInfo();
   if(!i.cuda){console.error('CUDA build expected, got: '+i.reason);process.exit(1)} console.log('   buildInfo', JSON.stringify(i))"
 t1=$(date +%s)

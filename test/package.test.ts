@@ -63,4 +63,18 @@ describe('the published package', () => {
     ])
       expect(files, f).toContain(f);
   });
+
+  it('ships only the scripts a user runs (the source build, the software Vulkan setup) and no install script', () => {
+    expect(files.filter((f) => f.startsWith('scripts/')).sort()).toEqual([
+      'scripts/build-native.mjs',
+      'scripts/runtime-dir.d.mts',
+      'scripts/runtime-dir.mjs',
+      'scripts/setup-vulkan.sh',
+    ]);
+    const scripts = (
+      JSON.parse(readFileSync(new URL('package.json', root), 'utf8')) as { scripts: Record<string, string> }
+    ).scripts;
+    for (const hook of ['preinstall', 'install', 'postinstall']) expect(scripts[hook], hook).toBeUndefined();
+    expect(pkg.files).toContain('prebuilds');
+  });
 });

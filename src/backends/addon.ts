@@ -1,9 +1,13 @@
 /**
- * Loading the native addon (build/Release/grpo_kernels_native.node, or GRPO_KERNELS_NATIVE_PATH), shared
- * by the cuda and the native cpu backends, and turning its errors into GrpoKernelsErrors. Every failure
- * to start names what failed: the missing file (and why the install script did not build it), a build
- * without CUDA or without the cpu kernels, or the call that failed.
+ * Loading the native addon, shared by the cuda and the native cpu backends, and turning its errors into
+ * GrpoKernelsErrors. The file is the prebuilt one the npm package carries for this platform
+ * (prebuilds/linux-x64/), else a local source build (build/Release/), or GRPO_KERNELS_NATIVE_PATH;
+ * each is first loaded in a child process, so one that cannot load here costs a reason, not a crash.
+ * Every failure to start names what failed: each file tried and why, a build without CUDA or without
+ * the cpu kernels, or the call that failed.
  */
+
+import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
@@ -62,12 +66,42 @@ export interface NativeAddon {
 }
 
 const packageRoot = fileURLToPath(new URL('../../', import.meta.url));
+const ADDON_FILE = 'grpo_kernels_native.node';
 
-/** Where the addon is loaded from: GRPO_KERNELS_NATIVE_PATH, else build/Release/ in the package. */
-export function nativeAddonPath(): string {
+/** Where an addon file comes from (docs/install.md, "Which addon is loaded"). */
+export type NativeAddonSource = 'env' | 'prebuilt' | 'local';
+
+export interface NativeAddonCandidate {
+  source: NativeAddonSource;
+  path: string;
+}
+
+/** This machine's key into prebuilds/: `${platform}-${arch}`, e.g. "linux-x64". */
+export function prebuiltKey(): string {
+  return `${process.platform}-${process.arch}`;
+}
+
+/**
+ * The files tried, in order: GRPO_KERNELS_NATIVE_PATH alone when set; else the prebuilt for this
+ * platform (prebuilds/<platform>-<arch>/, in the npm tarball for linux-x64), then a local source build
+ * (build/Release/, made by `npm run build:native`). GRPO_KERNELS_NATIVE=local skips the prebuilt,
+ * GRPO_KERNELS_NATIVE=prebuilt the local build.
+ */
+export function nativeAddonCandidates(): NativeAddonCandidate[] {
   const env = process.env.GRPO_KERNELS_NATIVE_PATH;
-  if (env !== undefined && env !== '') return env;
-  return join(packageRoot, 'build', 'Release', 'grpo_kernels_native.node');
+  if (env !== undefined && env !== '') return [{ source: 'env', path: env }];
+  const only = process.env.GRPO_KERNELS_NATIVE;
+  const all: NativeAddonCandidate[] = [
+    { source: 'prebuilt', path: join(packageRoot, 'prebuilds', prebuiltKey(), ADDON_FILE) },
+    { source: 'local', path: join(packageRoot, 'build', 'Release', ADDON_FILE) },
+  ];
+  return only === 'local' || only === 'prebuilt' ? all.filter((c) => c.source === only) : all;
+}
+
+/** The first candidate file that exists (what would be loaded, before the load probe), else the last tried. */
+export function nativeAddonPath(): string {
+  const all = nativeAddonCandidates();
+  return (all.find((c) => existsSync(c.path)) ?? all[all.length - 1]).path;
 }
 
 /** The reason scripts/build-native.mjs recorded when it could not build the addon, if any. */
@@ -81,35 +115,75 @@ function recordedBuildFailure(addonPath: string): string | undefined {
   }
 }
 
-let cached: { path: string; addon: NativeAddon } | undefined;
+/**
+ * Loads the file in a child Node process first (once per file and process): a prebuilt that cannot
+ * load here (an older glibc, a foreign architecture) or that crashes while loading then costs a
+ * reason, not this process. Returns why it failed, or undefined. GRPO_KERNELS_NATIVE_PROBE=0 skips it.
+ */
+function probeInChild(path: string): string | undefined {
+  if (process.env.GRPO_KERNELS_NATIVE_PROBE === '0') return undefined;
+  const code =
+    'const m = require(process.argv[1]); const i = m.buildInfo(); ' +
+    "if (typeof i !== 'object' || typeof i.cuda !== 'boolean') throw new Error('buildInfo() returned ' + JSON.stringify(i));";
+  const r = spawnSync(process.execPath, ['-e', code, path], { encoding: 'utf8', timeout: 60_000 });
+  if (r.error) return `the load probe could not run: ${r.error.message}`;
+  if (r.signal) return `loading it crashed a probe process (${r.signal})`;
+  if (r.status === 0) return undefined;
+  // Node prints the thrown error's first line after the stack frame lines; dlopen's reason is in it.
+  const line = (r.stderr ?? '').split('\n').find((l) => /^\w*Error: /.test(l));
+  return line?.replace(/^\w*Error: /, '').trim() ?? `the load probe exited with ${r.status}`;
+}
+
+let cached: { key: string; addon: NativeAddon; from: NativeAddonCandidate } | undefined;
 
 /**
- * Loads (once per path) the addon; BACKEND_UNAVAILABLE with the reason when it cannot, worded for the
- * backend that asked (`cuda` or `cpu`).
+ * Loads (once per candidate list) the first addon that loads; BACKEND_UNAVAILABLE with each
+ * candidate's reason when none does, worded for the backend that asked (`cuda` or `cpu`).
  */
 export function loadNativeAddon(backend: 'cuda' | 'cpu' = 'cuda'): NativeAddon {
-  const path = nativeAddonPath();
-  if (cached?.path === path) return cached.addon;
-  if (!existsSync(path)) {
-    const why = recordedBuildFailure(path);
-    throw new GrpoKernelsError(
-      'BACKEND_UNAVAILABLE',
-      `${backend} backend: native addon not built: ${why ?? `${path} does not exist`} ` +
-        `(build it with \`npm run build:native\`; see docs/${backend}.md)`,
-    );
+  const candidates = nativeAddonCandidates();
+  const key = JSON.stringify(candidates);
+  if (cached?.key === key) return cached.addon;
+  const reasons: string[] = [];
+  let found = false;
+  for (const c of candidates) {
+    if (!existsSync(c.path)) {
+      if (c.source === 'prebuilt')
+        reasons.push(
+          prebuiltKey() === 'linux-x64'
+            ? 'no prebuilt addon (prebuilds/linux-x64/ is absent: a source checkout)'
+            : `no prebuilt addon for ${prebuiltKey()} (the npm package carries linux-x64 only)`,
+        );
+      else reasons.push(recordedBuildFailure(c.path) ?? `${c.path} does not exist`);
+      continue;
+    }
+    found = true;
+    const why = probeInChild(c.path);
+    if (why !== undefined) {
+      reasons.push(`${c.source} ${c.path} does not load here: ${why}`);
+      continue;
+    }
+    try {
+      const addon = createRequire(import.meta.url)(c.path) as NativeAddon;
+      cached = { key, addon, from: c };
+      return addon;
+    } catch (e) {
+      reasons.push(`${c.source} ${c.path} does not load here: ${e instanceof Error ? e.message : String(e)}`);
+    }
   }
-  let addon: NativeAddon;
-  try {
-    addon = createRequire(import.meta.url)(path) as NativeAddon;
-  } catch (e) {
-    throw new GrpoKernelsError(
-      'BACKEND_UNAVAILABLE',
-      `${backend} backend: native addon not loadable: ${path}: ${e instanceof Error ? e.message : String(e)}`,
-      { cause: e },
-    );
-  }
-  cached = { path, addon };
-  return addon;
+  throw new GrpoKernelsError(
+    'BACKEND_UNAVAILABLE',
+    `${backend} backend: native addon ${found ? 'not loadable' : 'not built'}: ${reasons.join('; ')} ` +
+      `(build one from source with \`npm run build:native\`; see docs/install.md)`,
+  );
+}
+
+/** Which file the loaded addon came from, for a backend's device details: "prebuilt linux-x64", "local build", … */
+export function loadedNativeAddon(): string {
+  const from = cached?.from;
+  if (from === undefined) return 'not loaded';
+  if (from.source === 'prebuilt') return `prebuilt ${prebuiltKey()}`;
+  return from.source === 'local' ? `local build (${from.path})` : `GRPO_KERNELS_NATIVE_PATH (${from.path})`;
 }
 
 const CODES: readonly ErrorCode[] = [

@@ -13,7 +13,7 @@
  */
 import type { DType, HostArrayMap } from '../../dtypes.js';
 import { GrpoKernelsError } from '../../errors.js';
-import { loadNativeAddon } from '../addon.js';
+import { loadedNativeAddon, loadNativeAddon } from '../addon.js';
 import type { Backend, BackendOptions, DeviceInfo } from '../backend.js';
 import { jsAdvantages } from '../js/advantages.js';
 import {
@@ -82,6 +82,7 @@ export async function createCpuBackend(options: BackendOptions): Promise<Backend
     isa: info.isa,
     threads: info.threads,
     cores: info.cores,
+    addon: loadedNativeAddon(),
   };
   if (requested !== undefined && requested !== info.threads) details.requestedThreads = requested;
   if (info.isa === 'portable')

@@ -4,6 +4,7 @@
  * on one CUDA stream (so ops run in call order) and settles the promise when the stream has synced;
  * the Node event loop never waits for the GPU. docs/cuda.md describes the build and the decisions.
  */
+import { existsSync } from 'node:fs';
 import type { DType, HostArrayMap } from '../../dtypes.js';
 import { GrpoKernelsError } from '../../errors.js';
 import type { Backend, BackendOptions, DeviceInfo } from '../backend.js';
@@ -16,10 +17,22 @@ import {
   cudaMergeLogprobStates,
 } from './lmhead.js';
 import { cudaGatherProbs, cudaLogprobs, cudaLogprobsBackward } from './logprobs.js';
-import { loadNativeAddon, type NativeDevice, native } from './native.js';
+import { loadedNativeAddon, loadNativeAddon, type NativeDevice, native } from './native.js';
 import { cudaPolicyLoss } from './policy.js';
 import { CudaMemory } from './storage.js';
 import { cudaThrAggregate, cudaThrReweight, cudaThrScore, cudaTokenHiddenReward } from './thr.js';
+
+/**
+ * The static CUDA runtime says "driver version is insufficient" also when there is no driver at all
+ * (libcuda.so.1 absent): say which, so a user does not look for a newer driver on a machine with none.
+ */
+function driverHint(message: string): string {
+  if (!/cudaErrorInsufficientDriver|cudaErrorNoDevice/.test(message)) return message;
+  if (process.platform === 'linux' && !existsSync('/proc/driver/nvidia/version')) {
+    return `${message}: no NVIDIA driver is loaded on this machine (/proc/driver/nvidia/version is absent); the addon is built, and needs only the driver, not the CUDA toolkit`;
+  }
+  return message;
+}
 
 /** Creates the cuda backend; BACKEND_UNAVAILABLE names the missing addon, the build, or the CUDA call. */
 export async function createCudaBackend(options: BackendOptions): Promise<Backend> {
@@ -49,7 +62,7 @@ export async function createCudaBackend(options: BackendOptions): Promise<Backen
     const err = e as { code?: string; message?: string };
     throw new GrpoKernelsError(
       err.code === 'OUT_OF_MEMORY' ? 'OUT_OF_MEMORY' : 'BACKEND_UNAVAILABLE',
-      `cuda backend: ${err.message ?? String(e)}`,
+      `cuda backend: ${driverHint(err.message ?? String(e))}`,
       { cause: e },
     );
   }
@@ -65,6 +78,7 @@ export async function createCudaBackend(options: BackendOptions): Promise<Backen
       cudaRuntime: info.cudaRuntimeVersion,
       cudaDriver: info.cudaDriverVersion,
       archs: info.archs,
+      addon: loadedNativeAddon(),
     },
   };
   const mem = new CudaMemory(dev);

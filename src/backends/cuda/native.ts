@@ -21,6 +21,7 @@ import type {
 } from '../backend.js';
 
 export {
+  loadedNativeAddon,
   loadNativeAddon,
   type NativeAddon,
   type NativeBuildInfo,
