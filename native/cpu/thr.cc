@@ -7,8 +7,8 @@
 //     GEMM 2   U = H·Mᵀ:      U[t, v] = Σ_k h_t[k]·M[v, k]              (T_g × K, reduction over d)
 //     epilogue s_t = Σ_v g_t[v]·U[t, v] (f64, U never stored); THR_t = ±s_t; tau_g = beta·min over
 //              correct responses with tokens of their mean THR (f64, as the reference).
-//   The GEMMs are our own (no BLAS): a 6 × 16 register tile (12 accumulators of 8 lanes; per step of
-//   the reduction two 8-lane loads of B, six broadcasts of A, twelve FMAs), fed by packed panels: A as
+//   The GEMMs are our own (no BLAS): gemm.h's 6 × 16 register tile (12 accumulators of 8 lanes; per step
+//   of the reduction two 8-lane loads of B, six broadcasts of A, twelve FMAs), fed by packed panels: A as
 //   [k][6] micro-panels, B as [k][16] panels. GEMM 1's A panels hold g_u[v] (one-hot and −q folded
 //   in while packing, so M needs no scatter); its B panels hold w_u·h_u in f32, packed once per group.
 //   GEMM 1 writes M straight into GEMM 2's B layout ([v/16][k][v%16]). The reduction runs in chunks of
@@ -27,6 +27,7 @@
 //   or once, M (4·K·d) written once and read once per 48 tokens (from L2/L3).
 // THR REWEIGHT  elementwise per token, the reference's rule in f64 (src/backends/js/thr.ts), rounded once;
 //   items of 32k tokens (a group's eta, for 'nthr' with 'auto', is recounted by each item that meets it).
+#include "gemm.h"
 #include "kernels.h"
 #include "simd.h"
 
@@ -37,65 +38,20 @@ namespace cpu {
 namespace GK_CPU_ISA {
 namespace {
 
-constexpr int kMR = 6;
-constexpr int kNR = 16;
 constexpr int64_t kKC = 256;                    // reduction chunk: f32 in registers, then f64
 constexpr int64_t kMC = 48;                     // rows (GEMM 1) or tokens (GEMM 2) per work item
 constexpr int64_t kMicroPerItem = kMC / kMR;    // 8
 constexpr double kSmallMacs = double(1 << 22);  // below this a group runs on one thread
 constexpr int64_t kPackTokens = 64;             // correct tokens per B1-packing item
+static_assert(kMR == 6 && kNR == 16, "THR's tile is gemm.h's 6 x 16 (AVX2, portable builds)");
 
 inline int64_t imin(int64_t a, int64_t b) { return a < b ? a : b; }
 inline int64_t round_up(int64_t x, int64_t m) { return (x + m - 1) / m * m; }
 
-// acc[r·16 + j] += Σ_{k<kc} A[6k + r]·B[16k + j]: the 6 × 16 register tile, f32, then added in f64.
-inline void micro(const float* A, const float* B, int64_t kc, double* acc) {
-  VF c00 = zero(), c01 = zero(), c10 = zero(), c11 = zero(), c20 = zero(), c21 = zero();
-  VF c30 = zero(), c31 = zero(), c40 = zero(), c41 = zero(), c50 = zero(), c51 = zero();
-  for (int64_t k = 0; k < kc; ++k) {
-    const VF b0 = load(B + kNR * k);
-    const VF b1 = load(B + kNR * k + 8);
-    const float* a = A + kMR * k;
-    VF x = set1(a[0]);
-    c00 = fmadd(x, b0, c00);
-    c01 = fmadd(x, b1, c01);
-    x = set1(a[1]);
-    c10 = fmadd(x, b0, c10);
-    c11 = fmadd(x, b1, c11);
-    x = set1(a[2]);
-    c20 = fmadd(x, b0, c20);
-    c21 = fmadd(x, b1, c21);
-    x = set1(a[3]);
-    c30 = fmadd(x, b0, c30);
-    c31 = fmadd(x, b1, c31);
-    x = set1(a[4]);
-    c40 = fmadd(x, b0, c40);
-    c41 = fmadd(x, b1, c41);
-    x = set1(a[5]);
-    c50 = fmadd(x, b0, c50);
-    c51 = fmadd(x, b1, c51);
-  }
-  dacc_mem(acc + 0, c00);
-  dacc_mem(acc + 8, c01);
-  dacc_mem(acc + 16, c10);
-  dacc_mem(acc + 24, c11);
-  dacc_mem(acc + 32, c20);
-  dacc_mem(acc + 40, c21);
-  dacc_mem(acc + 48, c30);
-  dacc_mem(acc + 56, c31);
-  dacc_mem(acc + 64, c40);
-  dacc_mem(acc + 72, c41);
-  dacc_mem(acc + 80, c50);
-  dacc_mem(acc + 88, c51);
-}
-
-// acc[m] (6 × 16 f64 each) = Σ_k A_m[k] ⊗ B[k] for the nm micro-panels A_m = A + m·L·6, over k < L.
+// acc[m] (6 × 16 f64 each) = Σ_k A_m[k] ⊗ B[k] for the nm micro-panels A_m = A + m·L·6, over k < L:
+// gemm.h's tile, each chunk of kKC an f32 tile added into f64.
 void gemm_block(const float* A, int64_t nm, const float* B, int64_t L, double* acc) {
-  memset(acc, 0, size_t(nm) * kMR * kNR * sizeof(double));
-  for (int64_t k0 = 0; k0 < L; k0 += kKC) {
-    const int64_t kc = imin(kKC, L - k0);
-    for (int64_t m = 0; m < nm; ++m) micro(A + (m * L + k0) * kMR, B + k0 * kNR, kc, acc + m * kMR * kNR);
-  }
+  gemm_block_f64(A, nm, B, L, kKC, acc);
 }
 
 // One group's plan and buffers. Worker buffers (A panels, f64 tiles, a decoded row) are per thread.
