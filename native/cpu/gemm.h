@@ -152,6 +152,29 @@ inline void gemm_panel(const float* A, int64_t nm, const float* B, int64_t L, in
   }
 }
 
+// gemm_panel into a C whose valid region is `rows` × `cols` (cols ≤ kNR): full micro-panels go through
+// gemm_panel, the last partial one (or every one when cols < kNR) through a zero-padded tile that is
+// copied back, so nothing outside the region is read or written. Same chains, same bits.
+inline void gemm_panel_masked(const float* A, int64_t nm, const float* B, int64_t L, int64_t kc_max, float* C,
+                              int64_t ldc, int64_t rows, int64_t cols, bool accumulate) {
+  const int64_t full = cols == kNR ? (rows / kMR < nm ? rows / kMR : nm) : 0;
+  gemm_panel(A, full, B, L, kc_max, C, ldc, accumulate);
+  for (int64_t m = full; m < nm; ++m) {
+    const int64_t mr = rows - m * kMR < kMR ? rows - m * kMR : kMR;
+    if (mr <= 0) break;
+    alignas(64) float tmp[kMR * kNR];
+    float* c = C + m * kMR * ldc;
+    for (int i = 0; i < kMR; ++i)
+      for (int j = 0; j < kNR; ++j) tmp[i * kNR + j] = accumulate && i < mr && j < cols ? c[i * ldc + j] : 0.f;
+    Tile t;
+    tile_load(t, tmp, kNR);
+    tile_fma(A + m * L * kMR, B, L, t);
+    tile_store(t, tmp, kNR);
+    for (int64_t i = 0; i < mr; ++i)
+      for (int64_t j = 0; j < cols; ++j) c[i * ldc + j] = tmp[i * kNR + j];
+  }
+}
+
 // ------------------------------------------------------------------------------------------ packing
 // Rows of a [rows, cols] matrix of dtype D, decoded to f32: row r's elements [c0, c0 + n) into
 // dst[0 .. n) (n ≤ cols − c0), exact.
@@ -201,6 +224,20 @@ inline void interleave(const float* const* rows, int np, int64_t n, float* dst) 
 #endif
   for (; k < n; ++k)
     for (int p = 0; p < P; ++p) dst[k * P + p] = p < np ? rows[p][k] : 0.f;
+}
+
+// Strips of kNR consecutive columns of P-contiguous rows, row-major → a B panel: dst[k·kNR + j] =
+// rows[k][c0 + j] for k < n, j < nc (nc ≤ kNR; columns j ≥ nc read as 0).
+inline void strip(const float* const* rows, int64_t n, int64_t c0, int64_t nc, float* dst) {
+  if (nc == kNR) {
+    for (int64_t k = 0; k < n; ++k) {
+      wstore(dst + k * kNR, wload(rows[k] + c0));
+      wstore(dst + k * kNR + kWLanes, wload(rows[k] + c0 + kWLanes));
+    }
+    return;
+  }
+  for (int64_t k = 0; k < n; ++k)
+    for (int64_t j = 0; j < kNR; ++j) dst[k * kNR + j] = j < nc ? rows[k][c0 + j] : 0.f;
 }
 
 }  // namespace

@@ -1,10 +1,11 @@
 // The native cpu backend's kernels as the glue (native/addon_cpu.cc) sees them: plain parameter structs,
 // the thread pool's one entry point, and a table of kernel functions per instruction set.
 //
-// The SIMD kernels (logprobs.cc, thr.cc) are compiled twice, once per instruction set, each time inside
-// its own namespace: gk::cpu::avx2 (-mavx2 -mfma -mf16c, x86-64 only) and gk::cpu::portable (the
-// compiler's baseline: SSE2 on x86-64, NEON on arm64). dispatch.cc picks one table at run time
-// (__builtin_cpu_supports, or the portable one when asked). Per-file flags carry a trap: an inline
+// The SIMD kernels (logprobs.cc, thr.cc, lmhead.cc) are compiled twice, once per instruction set, each
+// time inside its own namespace: gk::cpu::avx2 (-mavx2 -mfma -mf16c, x86-64 only) and gk::cpu::portable
+// (the compiler's baseline: SSE2 on x86-64, NEON on arm64); lmhead.cc a third time as gk::cpu::avx512
+// (-mavx512f besides: its GEMM tile at 16 lanes). pool.cc picks one table at run time
+// (__builtin_cpu_supports, or the portable one when asked; the AVX-512 LM head unless asked not to). Per-file flags carry a trap: an inline
 // function or template instantiated in both translation units (a std:: template, an implicit
 // constructor) is emitted twice and the linker keeps one copy, which may be the AVX2 one even for the
 // portable path. So the kernel files include nothing with inline code of its own but this header (plain
@@ -14,6 +15,8 @@
 
 #include <cstddef>
 #include <cstdint>
+
+#include "lmhead.h"
 
 namespace gk {
 namespace cpu {
@@ -169,8 +172,28 @@ struct KernelTable {
   // streaming read of an array (returns a checksum).
   double (*fma_probe)(Pool*, int64_t iters);
   double (*read_probe)(Pool*, const void* data, size_t bytes);
+  // The LM-head family (lmhead.cc, lmhead.h), from the build named by lmhead_isa ("avx512" where the
+  // CPU has AVX-512F and the caller allows it, else this table's own isa).
+  const char* lmhead_isa;
+  Report (*linear_forward)(const LinearForwardParams&, Pool*);
+  Report (*linear_backward)(const LinearBackwardParams&, Pool*);
+  Report (*logprob_states)(const LogprobStatesParams&, Pool*);
+  Report (*merge_states)(const MergeStatesParams&, Pool*);
+  // Scratch bytes of a linearLogprobs (or linearLogprobStates) and a linearLogprobsBackward call.
+  LmheadPlan (*lmhead_plan)(int64_t rows, int64_t vocab, int64_t dim, int dtype, int threads);
+  // Benchmarks only: fma_probe at the LM head's vector width (its GEMM's yardstick).
+  double (*lmhead_fma_probe)(Pool*, int64_t iters);
 };
 
+#define GK_CPU_DECLARE_LMHEAD(ns)                                              \
+  namespace ns {                                                              \
+  Report linear_forward(const LinearForwardParams&, Pool*);                   \
+  Report linear_backward(const LinearBackwardParams&, Pool*);                 \
+  Report logprob_states(const LogprobStatesParams&, Pool*);                   \
+  Report merge_states(const MergeStatesParams&, Pool*);                       \
+  LmheadPlan lmhead_plan(int64_t, int64_t, int64_t, int, int);                \
+  double lmhead_fma_probe(Pool*, int64_t);                                    \
+  }
 #define GK_CPU_DECLARE_KERNELS(ns)                                             \
   namespace ns {                                                              \
   Report logprobs(const LogprobsParams&, Pool*);                              \
@@ -180,12 +203,15 @@ struct KernelTable {
   Report thr_reweight(const ThrReweightParams&, Pool*);                       \
   double fma_probe(Pool*, int64_t);                                           \
   double read_probe(Pool*, const void*, size_t);                              \
-  }
+  }                                                                           \
+  GK_CPU_DECLARE_LMHEAD(ns)
 GK_CPU_DECLARE_KERNELS(portable)
 #if GK_CPU_HAVE_AVX2
 GK_CPU_DECLARE_KERNELS(avx2)
+GK_CPU_DECLARE_LMHEAD(avx512)
 #endif
 #undef GK_CPU_DECLARE_KERNELS
+#undef GK_CPU_DECLARE_LMHEAD
 
 }  // namespace cpu
 }  // namespace gk

@@ -126,7 +126,20 @@ bool avx2_supported() {
 #endif
 }
 
-const KernelTable& kernel_table(bool portable) {
+bool avx512_supported() {
+#if GK_CPU_HAVE_AVX2 && (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
+  __builtin_cpu_init();
+  return avx2_supported() && __builtin_cpu_supports("avx512f");
+#else
+  return false;
+#endif
+}
+
+#define GK_CPU_LMHEAD_ENTRIES(ns, isa)                                                                      \
+  isa, ns::linear_forward, ns::linear_backward, ns::logprob_states, ns::merge_states, ns::lmhead_plan, \
+      ns::lmhead_fma_probe
+
+const KernelTable& kernel_table(bool portable, bool avx512) {
   static const KernelTable kPortable{"portable",
                                      portable::logprobs,
                                      portable::logprobs_backward,
@@ -134,7 +147,8 @@ const KernelTable& kernel_table(bool portable) {
                                      portable::token_hidden_reward,
                                      portable::thr_reweight,
                                      portable::fma_probe,
-                                     portable::read_probe};
+                                     portable::read_probe,
+                                     GK_CPU_LMHEAD_ENTRIES(portable, "portable")};
 #if GK_CPU_HAVE_AVX2
   static const KernelTable kAvx2{"avx2",
                                  avx2::logprobs,
@@ -143,11 +157,25 @@ const KernelTable& kernel_table(bool portable) {
                                  avx2::token_hidden_reward,
                                  avx2::thr_reweight,
                                  avx2::fma_probe,
-                                 avx2::read_probe};
-  if (!portable && avx2_supported()) return kAvx2;
+                                 avx2::read_probe,
+                                 GK_CPU_LMHEAD_ENTRIES(avx2, "avx2")};
+  // The AVX2 kernels with the LM head's AVX-512 build (the only family compiled for AVX-512).
+  static const KernelTable kAvx2Avx512{"avx2",
+                                       avx2::logprobs,
+                                       avx2::logprobs_backward,
+                                       avx2::gather_probs,
+                                       avx2::token_hidden_reward,
+                                       avx2::thr_reweight,
+                                       avx2::fma_probe,
+                                       avx2::read_probe,
+                                       GK_CPU_LMHEAD_ENTRIES(avx512, "avx512")};
+  if (!portable && avx2_supported()) return avx512 && avx512_supported() ? kAvx2Avx512 : kAvx2;
+#else
+  (void)avx512;
 #endif
   return kPortable;
 }
+#undef GK_CPU_LMHEAD_ENTRIES
 
 }  // namespace cpu
 }  // namespace gk

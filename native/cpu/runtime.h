@@ -17,8 +17,11 @@ void pool_destroy(Pool* pool);
 // Whether this CPU (and OS) runs the AVX2 + FMA + F16C build, and whether that build was compiled in.
 bool avx2_supported();
 bool avx2_compiled();
-// The kernels to use: the AVX2 build when compiled in, supported and not `portable`, else the portable.
-const KernelTable& kernel_table(bool portable);
+// Whether it runs the LM head's AVX-512 build (AVX-512F besides; compiled in with the AVX2 one).
+bool avx512_supported();
+// The kernels to use: the AVX2 build when compiled in, supported and not `portable`, else the portable;
+// with the AVX2 build, the LM head's AVX-512 build when supported and `avx512`.
+const KernelTable& kernel_table(bool portable, bool avx512 = true);
 
 }  // namespace cpu
 }  // namespace gk
