@@ -111,7 +111,11 @@ export async function runCpuBench(
   const T = Number(ctx.device.details.threads);
   const js = await createContext({ backend: 'js' });
   const addon = loadNativeAddon('cpu');
-  const dev = new addon.CpuDevice!({ threads: T, portable: ctx.device.details.isa === 'portable' });
+  const dev = new addon.CpuDevice!({
+    threads: T,
+    portable: ctx.device.details.isa === 'portable',
+    avx512: ctx.device.details.lmheadIsa === 'avx512',
+  });
   const ort = loadOrt();
   if (ort.reason) notes.push(`ONNX Runtime skipped: ${ort.reason}`);
   const torch = findTorchPython();

@@ -104,20 +104,29 @@ class CpuDevice : public Napi::ObjectWrap<CpuDevice> {
                            InstanceMethod<&CpuDevice::Whiten>("whiten"),
                            InstanceMethod<&CpuDevice::TokenHiddenReward>("tokenHiddenReward"),
                            InstanceMethod<&CpuDevice::ThrReweight>("thrReweight"),
+                           // The LM-head family (native/cpu/lmhead.cc).
+                           InstanceMethod<&CpuDevice::LinearLogprobs>("linearLogprobs"),
+                           InstanceMethod<&CpuDevice::LinearLogprobStates>("linearLogprobStates"),
+                           InstanceMethod<&CpuDevice::LogprobStates>("logprobStates"),
+                           InstanceMethod<&CpuDevice::MergeLogprobStates>("mergeLogprobStates"),
+                           InstanceMethod<&CpuDevice::LinearLogprobsBackward>("linearLogprobsBackward"),
+                           InstanceMethod<&CpuDevice::LmheadFmaProbe>("lmheadFmaProbe"),
                            InstanceMethod<&CpuDevice::Close>("close"),
                        });
   }
 
-  // new CpuDevice({ threads, portable }): `threads` compute threads (1 ≤ threads ≤ 1024; the
-  // TypeScript side caps it at the cores), `portable` forces the portable kernels.
+  // new CpuDevice({ threads, portable, avx512 }): `threads` compute threads (1 ≤ threads ≤ 1024; the
+  // TypeScript side caps it at the cores), `portable` forces the portable kernels, `avx512: false` the
+  // LM head's AVX2 build on a CPU with AVX-512F.
   explicit CpuDevice(const Napi::CallbackInfo& info) : Napi::ObjectWrap<CpuDevice>(info) {
     Napi::Env env = info.Env();
     gkn::Args a(info[0], "CpuDevice");
     const int64_t threads = a.Int("threads");
     const bool portable = a.Bool("portable");
+    const bool avx512 = a.Bool("avx512");
     a.Done();
     if (threads < 1 || threads > 1024) throw gkn::ArgError(env, "CpuDevice: threads: expected an integer in [1, 1024]");
-    kernels_ = &kernel_table(portable);
+    kernels_ = &kernel_table(portable, avx512);
     pool_ = pool_create(int(threads));
     tsfn_ = Napi::ThreadSafeFunction::New(env, Napi::Function::New(env, [](const Napi::CallbackInfo&) {}),
                                           "grpo-kernels-cpu", 0, 1);
@@ -237,6 +246,7 @@ class CpuDevice : public Napi::ObjectWrap<CpuDevice> {
     Napi::Env env = info.Env();
     Napi::Object o = Napi::Object::New(env);
     o.Set("isa", kernels_->isa);
+    o.Set("lmheadIsa", kernels_->lmhead_isa);
     o.Set("avx2Supported", avx2_supported());
     o.Set("avx2Compiled", avx2_compiled());
     o.Set("threads", pool_ ? pool_threads(pool_) : 0);
@@ -586,6 +596,229 @@ class CpuDevice : public Napi::ObjectWrap<CpuDevice> {
     return SubmitOp(info, "thrReweight", [p, k, pool] { return k->thr_reweight(p, pool); });
   }
 
+  // ------------------------------------------------------------------------ LM-head family (lmhead.cc)
+  // The head's keys (hidden, weight, bias?, dtype, rows, dim, vocab), lengths checked.
+  static LinearHead HeadOf(gkn::Args& a, const char* op) {
+    Napi::Env env = a.Env();
+    LinearHead h{};
+    size_t n_h = 0, n_w = 0, n_b = 0;
+    h.dtype = FloatTypeOf(a, "dtype");
+    h.hidden = a.FloatBuf("hidden", h.dtype, &n_h);
+    h.weight = a.FloatBuf("weight", h.dtype, &n_w);
+    h.bias = a.Has("bias") ? a.FloatBuf("bias", h.dtype, &n_b) : nullptr;
+    h.rows = a.Int("rows");
+    h.dim = a.Int("dim");
+    h.vocab = a.Int("vocab");
+    const size_t es = ElemSize(h.dtype);
+    Need(env, op, "hidden", n_h, size_t(h.rows * h.dim) * es);
+    Need(env, op, "weight", n_w, size_t(h.vocab * h.dim) * es);
+    if (h.bias) Need(env, op, "bias", n_b, size_t(h.vocab) * es);
+    return h;
+  }
+  // The states' output keys (outMax, outSumExp, outSumExpDelta?, outSumExpSq?, outTargetLogit).
+  static StatesOut StatesOutOf(gkn::Args& a, const char* op, int64_t rows) {
+    Napi::Env env = a.Env();
+    StatesOut o{};
+    size_t n[5] = {};
+    o.max = a.Buf<float>("outMax", &n[0]);
+    o.sum_exp = a.Buf<float>("outSumExp", &n[1]);
+    o.sum_exp_delta = a.OptBuf<float>("outSumExpDelta", &n[2]);
+    o.sum_exp_sq = a.OptBuf<float>("outSumExpSq", &n[3]);
+    o.target_logit = a.Buf<float>("outTargetLogit", &n[4]);
+    const char* keys[5] = {"outMax", "outSumExp", "outSumExpDelta", "outSumExpSq", "outTargetLogit"};
+    for (int k = 0; k < 5; ++k)
+      if (k < 2 || k == 4 || n[k] > 0) Need(env, op, keys[k], n[k], size_t(rows));
+    return o;
+  }
+  // The logprobs output keys (outLogprobs, outLse, outEntropy?, outSumSquares?).
+  static LogprobsOut LogprobsOutOf(gkn::Args& a, const char* op, int64_t rows) {
+    Napi::Env env = a.Env();
+    LogprobsOut o{};
+    size_t n_lp = 0, n_lse = 0, n_ent = 0, n_sq = 0;
+    o.logprobs = a.Buf<float>("outLogprobs", &n_lp);
+    o.lse = a.Buf<float>("outLse", &n_lse);
+    o.entropy = a.OptBuf<float>("outEntropy", &n_ent);
+    o.sum_squares = a.OptBuf<float>("outSumSquares", &n_sq);
+    Need(env, op, "outLogprobs", n_lp, size_t(rows));
+    Need(env, op, "outLse", n_lse, size_t(rows));
+    if (o.entropy) Need(env, op, "outEntropy", n_ent, size_t(rows));
+    if (o.sum_squares) Need(env, op, "outSumSquares", n_sq, size_t(rows));
+    return o;
+  }
+
+  Napi::Value LinearLogprobs(const Napi::CallbackInfo& info) { return LinearForward(info, false); }
+  Napi::Value LinearLogprobStates(const Napi::CallbackInfo& info) { return LinearForward(info, true); }
+  Napi::Value LinearForward(const Napi::CallbackInfo& info, bool states) {
+    const char* op = states ? "linearLogprobStates" : "linearLogprobs";
+    Napi::Env env = info.Env();
+    RequireOpen(env, op);
+    gkn::Args a(info[0], op);
+    LinearForwardParams p{};
+    size_t n_t = 0;
+    p.head = HeadOf(a, op);
+    p.targets = a.Buf<int32_t>("targets", &n_t);
+    p.temperature = a.Num("temperature");
+    p.ignore_index = a.Int("ignoreIndex");
+    if (states) {
+      p.vocab_start = a.Int("vocabStart");
+      p.states = StatesOutOf(a, op, p.head.rows);
+      p.entropy = p.states.sum_exp_delta != nullptr;
+      p.sum_squares = p.states.sum_exp_sq != nullptr;
+    } else {
+      p.out = LogprobsOutOf(a, op, p.head.rows);
+      p.entropy = p.out.entropy != nullptr;
+      p.sum_squares = p.out.sum_squares != nullptr;
+    }
+    a.Done();
+    Need(env, op, "targets", n_t, size_t(p.head.rows));
+    const KernelTable* k = kernels_;
+    Pool* pool = pool_;
+    return SubmitOp(
+        info, op, [p, k, pool] { return k->linear_forward(p, pool); },
+        [v = p.head.vocab, ig = p.ignore_index](const Report& r) { return LogprobsMessage(r, v, ig); });
+  }
+
+  Napi::Value LogprobStates(const Napi::CallbackInfo& info) {
+    const char* op = "logprobStates";
+    Napi::Env env = info.Env();
+    RequireOpen(env, op);
+    gkn::Args a(info[0], op);
+    LogprobStatesParams p{};
+    size_t n_logits = 0, n_t = 0;
+    p.dtype = FloatTypeOf(a, "dtype");
+    p.logits = a.FloatBuf("logits", p.dtype, &n_logits);
+    p.targets = a.Buf<int32_t>("targets", &n_t);
+    p.rows = a.Int("rows");
+    p.vocab = a.Int("vocab");
+    p.vocab_start = a.Int("vocabStart");
+    p.temperature = a.Num("temperature");
+    p.ignore_index = a.Int("ignoreIndex");
+    p.states = StatesOutOf(a, op, p.rows);
+    p.entropy = p.states.sum_exp_delta != nullptr;
+    p.sum_squares = p.states.sum_exp_sq != nullptr;
+    a.Done();
+    Need(env, op, "logits", n_logits, size_t(p.rows * p.vocab) * ElemSize(p.dtype));
+    Need(env, op, "targets", n_t, size_t(p.rows));
+    const KernelTable* k = kernels_;
+    Pool* pool = pool_;
+    return SubmitOp(info, op, [p, k, pool] { return k->logprob_states(p, pool); });
+  }
+
+  Napi::Value MergeLogprobStates(const Napi::CallbackInfo& info) {
+    const char* op = "mergeLogprobStates";
+    Napi::Env env = info.Env();
+    RequireOpen(env, op);
+    gkn::Args a(info[0], op);
+    MergeStatesParams p{};
+    size_t n_t = 0;
+    p.targets = a.Buf<int32_t>("targets", &n_t);
+    p.rows = a.Int("rows");
+    p.vocab = a.Int("vocab");
+    p.temperature = a.Num("temperature");
+    p.ignore_index = a.Int("ignoreIndex");
+    p.out = LogprobsOutOf(a, op, p.rows);
+    if (!a.Has("states") || !info[0].As<Napi::Object>().Get("states").IsArray())
+      throw gkn::ArgError(env, std::string(op) + ": states: expected an array");
+    Napi::Array arr = info[0].As<Napi::Object>().Get("states").As<Napi::Array>();
+    a.Done();
+    Need(env, op, "targets", n_t, size_t(p.rows));
+    std::vector<StatesIn> states;
+    for (uint32_t i = 0; i < arr.Length(); ++i) {
+      const std::string name = std::string(op) + ".states[" + std::to_string(i) + "]";
+      gkn::Args s(arr.Get(i), name.c_str());
+      StatesIn st{};
+      size_t n[5] = {};
+      st.max = s.Buf<float>("max", &n[0]);
+      st.sum_exp = s.Buf<float>("sumExp", &n[1]);
+      st.sum_exp_delta = s.OptBuf<float>("sumExpDelta", &n[2]);
+      st.sum_exp_sq = s.OptBuf<float>("sumExpSq", &n[3]);
+      st.target_logit = s.Buf<float>("targetLogit", &n[4]);
+      st.vocab_start = s.Int("vocabStart");
+      st.vocab_end = s.Int("vocabEnd");
+      s.Done();
+      const char* keys[5] = {"max", "sumExp", "sumExpDelta", "sumExpSq", "targetLogit"};
+      for (int k = 0; k < 5; ++k)
+        if (k < 2 || k == 4 || n[k] > 0) Need(env, name.c_str(), keys[k], n[k], size_t(p.rows));
+      if ((p.out.entropy && !st.sum_exp_delta) || (p.out.sum_squares && !st.sum_exp_sq))
+        throw gkn::ArgError(env, name + ": the sums the outputs need are missing");
+      states.push_back(st);
+    }
+    if (states.empty()) throw gkn::ArgError(env, std::string(op) + ": states: expected at least one");
+    const KernelTable* k = kernels_;
+    Pool* pool = pool_;
+    return SubmitOp(
+        info, op,
+        [p, states, k, pool]() mutable {
+          p.states = states.data();
+          p.count = int64_t(states.size());
+          return k->merge_states(p, pool);
+        },
+        [v = p.vocab, ig = p.ignore_index](const Report& r) { return LogprobsMessage(r, v, ig); });
+  }
+
+  Napi::Value LinearLogprobsBackward(const Napi::CallbackInfo& info) {
+    const char* op = "linearLogprobsBackward";
+    Napi::Env env = info.Env();
+    RequireOpen(env, op);
+    gkn::Args a(info[0], op);
+    LinearBackwardParams p{};
+    size_t n_t = 0, n_lse = 0, n_g = 0, n_ge = 0, n_e = 0, n_gh = 0, n_gw = 0, n_gb = 0;
+    p.head = HeadOf(a, op);
+    p.targets = a.Buf<int32_t>("targets", &n_t);
+    p.lse = a.Buf<float>("lse", &n_lse);
+    p.grad_logprobs = a.Buf<float>("gradLogprobs", &n_g);
+    p.grad_entropy = a.OptBuf<float>("gradEntropy", &n_ge);
+    p.entropy = a.OptBuf<float>("entropy", &n_e);
+    p.temperature = a.Num("temperature");
+    p.ignore_index = a.Int("ignoreIndex");
+    p.vocab_start = a.Int("vocabStart");
+    p.target_limit = a.Int("targetLimit");
+    p.grad_hidden = a.Buf<float>("outGradHidden", &n_gh);
+    p.grad_weight = a.Buf<float>("outGradWeight", &n_gw);
+    p.grad_bias = a.OptBuf<float>("outGradBias", &n_gb);
+    a.Done();
+    const size_t rows = size_t(p.head.rows);
+    Need(env, op, "targets", n_t, rows);
+    Need(env, op, "lse", n_lse, rows);
+    Need(env, op, "gradLogprobs", n_g, rows);
+    if (p.grad_entropy) {
+      if (!p.entropy) throw gkn::ArgError(env, std::string(op) + ": gradEntropy needs entropy");
+      Need(env, op, "gradEntropy", n_ge, rows);
+      Need(env, op, "entropy", n_e, rows);
+    }
+    Need(env, op, "outGradHidden", n_gh, rows * size_t(p.head.dim));
+    Need(env, op, "outGradWeight", n_gw, size_t(p.head.vocab * p.head.dim));
+    if (p.grad_bias) Need(env, op, "outGradBias", n_gb, size_t(p.head.vocab));
+    if (!p.head.bias != !p.grad_bias) throw gkn::ArgError(env, std::string(op) + ": outGradBias goes with bias");
+    const KernelTable* k = kernels_;
+    Pool* pool = pool_;
+    return SubmitOp(
+        info, op, [p, k, pool] { return k->linear_backward(p, pool); },
+        [v = p.target_limit, ig = p.ignore_index](const Report& r) { return TargetMessage(r, v, ig); });
+  }
+
+  // lmheadFmaProbe() → fmaProbe at the LM head's vector width (16 lanes with its AVX-512 build).
+  Napi::Value LmheadFmaProbe(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    RequireOpen(env, "lmheadFmaProbe");
+    Pool* pool = pool_;
+    const KernelTable* k = kernels_;
+    return Submit(env, env.Undefined(), "lmheadFmaProbe", [pool, k](double& rate) {
+      int64_t iters = 1 << 16;
+      for (;;) {
+        const auto t0 = std::chrono::steady_clock::now();
+        k->lmhead_fma_probe(pool, iters);
+        const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        if (s > 0.02 || iters > (int64_t(1) << 34)) break;
+        iters *= 4;
+      }
+      double flops = 0;
+      const double s = MedianSeconds(1, 5, [&] { flops = k->lmhead_fma_probe(pool, iters); });
+      rate = flops / s;
+      return Report{kOk, 0, 0};
+    });
+  }
+
   Napi::Value Close(const Napi::CallbackInfo& info) {
     Shutdown();
     return info.Env().Undefined();
@@ -619,6 +852,33 @@ void AddCpuExports(Napi::Env env, Napi::Object exports) {
                              },
                              "cpuInfo"));
   exports.Set("CpuDevice", CpuDevice::Define(env));
+  // cpuLmheadPlan({ rows, vocab, dim, dtype, threads, isa }) → { forwardBytes, backwardBytes }: the scratch
+  // a linearLogprobs and a linearLogprobsBackward call allocate with that LM-head build (a device's
+  // info().lmheadIsa) on `threads` threads; computed, not allocated (native/cpu/lmhead.cc's plan).
+  exports.Set("cpuLmheadPlan",
+              Napi::Function::New(
+                  env,
+                  [](const Napi::CallbackInfo& info) -> Napi::Value {
+                    Napi::Env env = info.Env();
+                    gkn::Args a(info[0], "cpuLmheadPlan");
+                    const int64_t rows = a.Int("rows"), vocab = a.Int("vocab"), dim = a.Int("dim");
+                    const int dtype = a.Enum("dtype", {"f32", "f16", "bf16"});
+                    const int64_t threads = a.Int("threads");
+                    const std::string isa = a.Str("isa");
+                    a.Done();
+                    const KernelTable& k = kernel_table(isa == "portable", isa == "avx512");
+                    if (isa != k.lmhead_isa)
+                      throw gkn::ArgError(env, "cpuLmheadPlan: isa: this machine runs the '" +
+                                                   std::string(k.lmhead_isa) + "' LM head, not '" + isa + "'");
+                    if (rows < 0 || vocab < 1 || dim < 0 || threads < 1)
+                      throw gkn::ArgError(env, "cpuLmheadPlan: expected rows ≥ 0, vocab ≥ 1, dim ≥ 0, threads ≥ 1");
+                    const LmheadPlan plan = k.lmhead_plan(rows, vocab, dim, dtype, int(threads));
+                    Napi::Object o = Napi::Object::New(env);
+                    o.Set("forwardBytes", plan.forward_bytes);
+                    o.Set("backwardBytes", plan.backward_bytes);
+                    return o;
+                  },
+                  "cpuLmheadPlan"));
 }
 
 }  // namespace cpu

@@ -13,7 +13,12 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type ErrorCode, GrpoKernelsError } from '../errors.js';
-import type { NativeCpuBuildInfo, NativeCpuDevice } from './cpu/native.js';
+import type {
+  NativeCpuBuildInfo,
+  NativeCpuDevice,
+  NativeCpuDeviceOptions,
+  NativeCpuLmheadPlanArgs,
+} from './cpu/native.js';
 import type { NativeDevice, NativeLmheadPlan } from './cuda/native.js';
 
 /** The C++ enum tables (native/addon.cc enums()): each enum's names in the C++ order. */
@@ -62,7 +67,9 @@ export interface NativeAddon {
   ) => NativeDevice;
   /** Builds with the native cpu kernels (native/addon_cpu.cc). */
   cpuInfo?(): NativeCpuBuildInfo;
-  CpuDevice?: new (options: { threads: number; portable: boolean }) => NativeCpuDevice;
+  CpuDevice?: new (options: NativeCpuDeviceOptions) => NativeCpuDevice;
+  /** The native cpu LM head's scratch plan (native/cpu/lmhead.cc). */
+  cpuLmheadPlan?(args: NativeCpuLmheadPlanArgs): { forwardBytes: number; backwardBytes: number };
 }
 
 const packageRoot = fileURLToPath(new URL('../../', import.meta.url));

@@ -114,7 +114,7 @@ describe.skipIf(reason !== undefined)(`native cpu backend${reason ? ` (skipped: 
 
   it('the native boundary refuses unknown keys, wrong array types and wrong lengths', async () => {
     const addon = loadNativeAddon('cpu');
-    const dev = new addon.CpuDevice!({ threads: 1, portable: true });
+    const dev = new addon.CpuDevice!({ threads: 1, portable: true, avx512: false });
     const base: NativeCpuLogprobsArgs = {
       logits: new Float32Array(6),
       dtype: 'f32',

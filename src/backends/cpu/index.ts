@@ -9,24 +9,25 @@
  * Threads: `createContext({ backend: 'cpu', threads })`, else env GRPO_KERNELS_THREADS, else every
  * core; never more than the cores (the pool would only contend with itself). Results are bitwise the
  * same for any thread count (fixed blocks). Env GRPO_KERNELS_CPU_PORTABLE=1 forces the portable
- * kernels (tests run both paths).
+ * kernels (tests run both paths); GRPO_KERNELS_CPU_AVX512=0 keeps the LM head on its AVX2 build on a CPU
+ * with AVX-512F (the same bits: native/cpu/gemm.h).
  */
 import type { DType, HostArrayMap } from '../../dtypes.js';
 import { GrpoKernelsError } from '../../errors.js';
 import { loadedNativeAddon, loadNativeAddon } from '../addon.js';
 import type { Backend, BackendOptions, DeviceInfo } from '../backend.js';
 import { jsAdvantages } from '../js/advantages.js';
-import {
-  jsLinearLogprobStates,
-  jsLinearLogprobs,
-  jsLinearLogprobsBackward,
-  jsLogprobStates,
-  jsMergeLogprobStates,
-} from '../js/lmhead.js';
 import { jsPolicyLoss } from '../js/policy.js';
 import { jsThrAggregate, jsThrScore } from '../js/thr.js';
 import { cpuAdvantages, cpuExpandToTokens, cpuWhiten } from './advantages.js';
 import { viaReference } from './fallback.js';
+import {
+  cpuLinearLogprobStates,
+  cpuLinearLogprobs,
+  cpuLinearLogprobsBackward,
+  cpuLogprobStates,
+  cpuMergeLogprobStates,
+} from './lmhead.js';
 import { cpuGatherProbs, cpuLogprobs, cpuLogprobsBackward } from './logprobs.js';
 import { type NativeCpuDevice, native } from './native.js';
 import { CpuQueue, cpuTensor } from './storage.js';
@@ -69,9 +70,10 @@ export async function createCpuBackend(options: BackendOptions): Promise<Backend
   const cap = cpuTuning.maxThreads > 0 ? cpuTuning.maxThreads : cores;
   const threads = Math.min(requested ?? cores, cap);
   const portable = process.env.GRPO_KERNELS_CPU_PORTABLE === '1';
+  const avx512 = process.env.GRPO_KERNELS_CPU_AVX512 !== '0';
   let dev: NativeCpuDevice;
   try {
-    dev = new addon.CpuDevice({ threads, portable });
+    dev = new addon.CpuDevice({ threads, portable, avx512 });
   } catch (e) {
     throw new GrpoKernelsError('BACKEND_UNAVAILABLE', `cpu backend: ${(e as Error).message ?? String(e)}`, {
       cause: e,
@@ -80,6 +82,7 @@ export async function createCpuBackend(options: BackendOptions): Promise<Backend
   const info = dev.info();
   const details: DeviceInfo['details'] = {
     isa: info.isa,
+    lmheadIsa: info.lmheadIsa,
     threads: info.threads,
     cores: info.cores,
     addon: loadedNativeAddon(),
@@ -106,12 +109,12 @@ export async function createCpuBackend(options: BackendOptions): Promise<Backend
     logprobs: (a) => cpuLogprobs(q, a),
     logprobsBackward: (a) => cpuLogprobsBackward(q, a),
     gatherProbs: (a) => cpuGatherProbs(q, a),
+    linearLogprobs: (a) => cpuLinearLogprobs(q, a),
+    linearLogprobsBackward: (a) => cpuLinearLogprobsBackward(q, a),
+    logprobStates: (a) => cpuLogprobStates(q, a),
+    linearLogprobStates: (a) => cpuLinearLogprobStates(q, a),
+    mergeLogprobStates: (a) => cpuMergeLogprobStates(q, a),
     // Ops without a native kernel yet run the js reference (fallback.ts, docs/cpu.md).
-    linearLogprobs: (a) => viaReference(q, jsLinearLogprobs, a),
-    linearLogprobsBackward: (a) => viaReference(q, jsLinearLogprobsBackward, a),
-    logprobStates: (a) => viaReference(q, jsLogprobStates, a),
-    linearLogprobStates: (a) => viaReference(q, jsLinearLogprobStates, a),
-    mergeLogprobStates: (a) => viaReference(q, jsMergeLogprobStates, a),
     // TRL's unscorable NaN rewards: the reference's compaction (the native kernel propagates NaN).
     advantages: (a) =>
       a.nanRewards === 'unscorable' ? viaReference(q, jsAdvantages, a) : cpuAdvantages(q, a),
@@ -141,7 +144,11 @@ export async function cpuReadProbe(data: ArrayBufferView, threads?: number): Pro
   const addon = loadNativeAddon('cpu');
   if (addon.CpuDevice === undefined || addon.cpuInfo === undefined)
     throw new GrpoKernelsError('BACKEND_UNAVAILABLE', 'cpu backend: the native addon lacks the cpu kernels');
-  const dev = new addon.CpuDevice({ threads: threads ?? addon.cpuInfo().cores, portable: false });
+  const dev = new addon.CpuDevice({
+    threads: threads ?? addon.cpuInfo().cores,
+    portable: false,
+    avx512: true,
+  });
   try {
     return await native(() => dev.readProbe(data));
   } finally {

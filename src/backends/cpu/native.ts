@@ -127,9 +127,111 @@ export interface NativeCpuThrReweightArgs extends NativeCpuThrLayout {
   out: Float32Array;
 }
 
+/** The LM head's arguments (native/cpu/lmhead.h, LinearHead): hidden [rows, dim], weight [vocab, dim]. */
+interface NativeCpuLinearHead {
+  hidden: FloatArray;
+  weight: FloatArray;
+  /** [vocab], the weight's dtype. */
+  bias?: FloatArray;
+  dtype: FloatDTypeName;
+  rows: number;
+  dim: number;
+  vocab: number;
+}
+/** The logprobs outputs, f32 [rows] each (LogprobsOut). */
+interface NativeCpuLogprobsOut {
+  outLogprobs: Float32Array;
+  outLse: Float32Array;
+  outEntropy?: Float32Array;
+  outSumSquares?: Float32Array;
+}
+/** The states' outputs, f32 [rows] each (StatesOut): Σe^d·d with entropy, Σe^{2d} with Σp². */
+interface NativeCpuStatesOut {
+  outMax: Float32Array;
+  outSumExp: Float32Array;
+  outSumExpDelta?: Float32Array;
+  outSumExpSq?: Float32Array;
+  outTargetLogit: Float32Array;
+}
+export interface NativeCpuLinearLogprobsArgs extends NativeCpuLinearHead, NativeCpuLogprobsOut {
+  targets: Int32Array;
+  temperature: number;
+  ignoreIndex: number;
+}
+export interface NativeCpuLinearLogprobStatesArgs extends NativeCpuLinearHead, NativeCpuStatesOut {
+  targets: Int32Array;
+  vocabStart: number;
+  temperature: number;
+  ignoreIndex: number;
+}
+export interface NativeCpuLogprobStatesArgs extends NativeCpuStatesOut {
+  logits: FloatArray;
+  dtype: FloatDTypeName;
+  targets: Int32Array;
+  rows: number;
+  vocab: number;
+  vocabStart: number;
+  temperature: number;
+  ignoreIndex: number;
+}
+/** One shard's state (StatesIn): f32 [rows] each, columns [vocabStart, vocabEnd). */
+export interface NativeCpuStateArrays {
+  max: Float32Array;
+  sumExp: Float32Array;
+  sumExpDelta?: Float32Array;
+  sumExpSq?: Float32Array;
+  targetLogit: Float32Array;
+  vocabStart: number;
+  vocabEnd: number;
+}
+export interface NativeCpuMergeLogprobStatesArgs extends NativeCpuLogprobsOut {
+  /** In vocabulary order, tiling [0, vocab). */
+  states: NativeCpuStateArrays[];
+  targets: Int32Array;
+  rows: number;
+  vocab: number;
+  temperature: number;
+  ignoreIndex: number;
+}
+export interface NativeCpuLinearLogprobsBackwardArgs extends NativeCpuLinearHead {
+  targets: Int32Array;
+  lse: Float32Array;
+  gradLogprobs: Float32Array;
+  gradEntropy?: Float32Array;
+  entropy?: Float32Array;
+  temperature: number;
+  ignoreIndex: number;
+  vocabStart: number;
+  targetLimit: number;
+  outGradHidden: Float32Array;
+  outGradWeight: Float32Array;
+  /** With bias. */
+  outGradBias?: Float32Array;
+}
+/** cpuLmheadPlan's argument: a shape, and the threads and LM-head build of a device (info()). */
+export interface NativeCpuLmheadPlanArgs {
+  rows: number;
+  vocab: number;
+  dim: number;
+  dtype: FloatDTypeName;
+  threads: number;
+  isa: NativeCpuInfo['lmheadIsa'];
+}
+
+export interface NativeCpuDeviceOptions {
+  /** Compute threads, 1 ≤ threads ≤ 1024. */
+  threads: number;
+  /** Force the portable kernels. */
+  portable: boolean;
+  /** Allow the LM head's AVX-512 build where the CPU has AVX-512F (false: its AVX2 build). */
+  avx512: boolean;
+}
+
 export interface NativeCpuInfo {
   /** The kernels in use: 'avx2' (AVX2 + FMA + F16C) or 'portable'. */
   isa: 'avx2' | 'portable';
+  /** The LM head's build: 'avx512' (its GEMM at 16 lanes) where the CPU has AVX-512F, else isa. */
+  lmheadIsa: 'avx512' | 'avx2' | 'portable';
   avx2Supported: boolean;
   avx2Compiled: boolean;
   threads: number;
@@ -160,6 +262,13 @@ export interface NativeCpuDevice {
   whiten(args: NativeCpuWhitenArgs): Promise<void>;
   tokenHiddenReward(args: NativeCpuTokenHiddenRewardArgs): Promise<void>;
   thrReweight(args: NativeCpuThrReweightArgs): Promise<void>;
+  linearLogprobs(args: NativeCpuLinearLogprobsArgs): Promise<void>;
+  linearLogprobStates(args: NativeCpuLinearLogprobStatesArgs): Promise<void>;
+  logprobStates(args: NativeCpuLogprobStatesArgs): Promise<void>;
+  mergeLogprobStates(args: NativeCpuMergeLogprobStatesArgs): Promise<void>;
+  linearLogprobsBackward(args: NativeCpuLinearLogprobsBackwardArgs): Promise<void>;
+  /** fmaProbe at the LM head's vector width (16 lanes with its AVX-512 build), FLOP/s. */
+  lmheadFmaProbe(): Promise<number>;
   close(): void;
 }
 
