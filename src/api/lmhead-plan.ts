@@ -1,8 +1,9 @@
 /**
  * The scratch memory the fused LM head (linearLogprobs, linearLogprobsBackward) allocates on a
  * context's backend for a given shape: the backend's own plan, the one its launches size their
- * scratch with (cpu: jsLmheadScratchBytes; webgpu: lmheadPlan under the device's limits; cuda: the
- * addon's lmheadPlan). For benchmarks and capacity planning; it allocates nothing.
+ * scratch with (cpu: the addon's cpuLmheadPlan for the context's threads and LM-head build; js:
+ * jsLmheadScratchBytes; webgpu: lmheadPlan under the device's limits; cuda: the addon's lmheadPlan).
+ * For benchmarks and capacity planning; it allocates nothing.
  */
 import type { DeviceInfo } from '../backends/backend.js';
 import type { FloatDType } from '../dtypes.js';
@@ -24,9 +25,13 @@ export async function lmheadScratchBytes(
   shape: LmheadShape,
 ): Promise<{ forward: number; backward: number }> {
   const { rows, vocab, dim, dtype } = shape;
-  if (ctx.backend === 'cpu') {
+  if (ctx.backend === 'js') {
     const { jsLmheadScratchBytes } = await import('../backends/js/lmhead.js');
     return jsLmheadScratchBytes(rows, vocab, dim);
+  }
+  if (ctx.backend === 'cpu') {
+    const { cpuLmheadScratchBytes } = await import('../backends/cpu/lmhead.js');
+    return cpuLmheadScratchBytes(ctx.device, { rows, vocab, dim, dtype });
   }
   if (ctx.backend === 'webgpu') {
     const { lmheadPlan } = await import('../backends/webgpu/lmhead.js');
