@@ -18,13 +18,21 @@ export interface NativeCpu {
 /**
  * A native cpu context on the given path with `threads` threads (more than the cores only through the
  * test hook cpuTuning.maxThreads), or why there is none: no addon (cpu fell back to js), or, for the
- * AVX2 path, a CPU without AVX2.
+ * AVX2 path, a CPU without AVX2. `avx512: false` keeps the LM head on its AVX2 build
+ * (GRPO_KERNELS_CPU_AVX512=0); by default it takes its AVX-512 build where the CPU has one.
  */
-export async function openNativeCpu(path: 'avx2' | 'portable', threads?: number): Promise<NativeCpu> {
+export async function openNativeCpu(
+  path: 'avx2' | 'portable',
+  threads?: number,
+  options: { avx512?: boolean } = {},
+): Promise<NativeCpu> {
   const saved = process.env.GRPO_KERNELS_CPU_PORTABLE;
+  const saved512 = process.env.GRPO_KERNELS_CPU_AVX512;
   const savedCap = cpuTuning.maxThreads;
   if (path === 'portable') process.env.GRPO_KERNELS_CPU_PORTABLE = '1';
   else delete process.env.GRPO_KERNELS_CPU_PORTABLE;
+  if (options.avx512 === false) process.env.GRPO_KERNELS_CPU_AVX512 = '0';
+  else delete process.env.GRPO_KERNELS_CPU_AVX512;
   if (threads !== undefined) cpuTuning.maxThreads = threads;
   try {
     const ctx = await createContext({ backend: 'cpu', threads });
@@ -41,6 +49,8 @@ export async function openNativeCpu(path: 'avx2' | 'portable', threads?: number)
   } finally {
     if (saved === undefined) delete process.env.GRPO_KERNELS_CPU_PORTABLE;
     else process.env.GRPO_KERNELS_CPU_PORTABLE = saved;
+    if (saved512 === undefined) delete process.env.GRPO_KERNELS_CPU_AVX512;
+    else process.env.GRPO_KERNELS_CPU_AVX512 = saved512;
     cpuTuning.maxThreads = savedCap;
   }
 }
