@@ -127,11 +127,33 @@ inline void gemm_block_f64(const float* A, int64_t nm, const float* B, int64_t L
   }
 }
 
+// Spreads software prefetches of the rows a caller will pack next over the tile calls of the current
+// panel (the GEMM computes from L1/L2 while memory would idle): `lines` 64-byte lines of each of `n`
+// rows, `per_step` lines per tile call, into L2.
+struct Prefetch {
+  const char* rows[kNR];
+  int n = 0;
+  int64_t lines = 0;     // per row
+  int64_t per_step = 0;
+  int row = 0;           // the next line to issue: line `line` of row `row` (lines in order, rows inner)
+  int64_t line = 0;
+  inline void step() {
+    for (int64_t q = 0; q < per_step && line < lines; ++q) {
+      __builtin_prefetch(rows[row] + line * 64, 0, 2);
+      if (++row == n) {
+        row = 0;
+        ++line;
+      }
+    }
+  }
+};
+
 // C (+)= A·B over the whole reduction L for nm micro-panels (A_m = A + m·L·kMR) against one B panel:
 // C rows m·kMR + i, columns 0 .. kNR, `ldc` floats apart. `accumulate`: start from C (else from 0).
-// The reduction runs in chunks of kc_max (the B chunk stays in L1 while the micro-panels pass).
+// The reduction runs in chunks of kc_max (the B chunk stays in L1 while the micro-panels pass). `pf`, if
+// given, issues its prefetches between the tile calls.
 inline void gemm_panel(const float* A, int64_t nm, const float* B, int64_t L, int64_t kc_max, float* C,
-                       int64_t ldc, bool accumulate) {
+                       int64_t ldc, bool accumulate, Prefetch* pf = nullptr) {
   if (L == 0) {
     if (!accumulate)
       for (int64_t m = 0; m < nm; ++m)
@@ -148,6 +170,7 @@ inline void gemm_panel(const float* A, int64_t nm, const float* B, int64_t L, in
       else tile_zero(t);
       tile_fma(A + (m * L + k0) * kMR, B + k0 * kNR, kc, t);
       tile_store(t, c, ldc);
+      if (pf) pf->step();
     }
   }
 }
@@ -195,6 +218,9 @@ inline void interleave(const float* const* rows, int np, int64_t n, float* dst) 
 #if GK_SIMD_AVX2
   if (np == P && P % 8 == 0) {
     for (; k + 8 <= n; k += 8) {
+      // The rows are P streams: fetch each one's line 256 bytes ahead into L1 (once per line).
+      if ((k & 15) == 0)
+        for (int p = 0; p < P; ++p) __builtin_prefetch(rows[p] + k + 64, 0, 3);
       for (int p0 = 0; p0 < P; p0 += 8) {
         __m256 r0 = _mm256_loadu_ps(rows[p0 + 0] + k), r1 = _mm256_loadu_ps(rows[p0 + 1] + k);
         __m256 r2 = _mm256_loadu_ps(rows[p0 + 2] + k), r3 = _mm256_loadu_ps(rows[p0 + 3] + k);

@@ -340,7 +340,18 @@ void fwd_item_t(Fwd& J, int64_t item, int worker) {
     if (J.head) {
       for (int64_t j0 = 0; j0 < nb; j0 += kNR) {
         pack_weight_panel(*J.head, d, b0 + j0, int(imin(kNR, nb - j0)), w.Btmp, w.B);
-        gemm_panel(w.A, nm, w.B, d, kKC, w.C + j0, kBlock, false);
+        // While this panel's tiles compute, the next panel's weight rows (in this slice) come into L2:
+        // the packing then reads from L2, not memory.
+        Prefetch pf;
+        const int64_t v1 = b0 + j0 + kNR, vend = imin(c_end, v1 + kNR);
+        pf.n = int(vend > v1 ? vend - v1 : 0);
+        const size_t row_bytes = size_t(d) * elem_size(J.dtype);
+        for (int i = 0; i < pf.n; ++i)
+          pf.rows[i] = static_cast<const char*>(J.head->weight) + size_t(v1 + i) * row_bytes;
+        pf.lines = int64_t((row_bytes + 63) / 64);
+        const int64_t steps = nm * ceil_div(d, kKC);
+        pf.per_step = steps > 0 ? ceil_div(pf.lines * pf.n, steps) : 0;
+        gemm_panel(w.A, nm, w.B, d, kKC, w.C + j0, kBlock, false, &pf);
       }
       for (int64_t j = 0; j < nb; ++j) w.bias[j] = J.head->bias ? element(J.head->bias, J.dtype, b0 + j) : 0.f;
     } else {
