@@ -6,20 +6,29 @@
  * threads (the addon's readProbe), the threads' f32 FMA peak (fmaProbe, THR's yardstick), and the
  * TypeScript float64 reference (the js backend) for every op.
  *
+ * The LM head (issue 16's goals): linearLogprobs f32 at N = 1024, d = 896, V = 151936 against ONNX
+ * Runtime's MatMul + LogSoftmax + GatherElements on the same threads and inputs (the materialised
+ * logits, the way an exported model computes it), the FMA peaks of the threads at 8 lanes (fmaProbe)
+ * and at the LM head's own width (lmheadFmaProbe: 16 lanes with its AVX-512 build), the backward's
+ * rate, and each one's peak memory: the growth of the resident set over its first call (Linux:
+ * VmHWM, reset through /proc/self/clear_refs), beside our plan and ORT's two [N, V] f32 tensors.
+ *
  * The machine is shared: every figure is the median over `rounds` rounds (each round runs every
  * implementation once more, so a burst of load hits them alike), and each ratio is the median of the
  * per-round ratios. The load average before and after is recorded with the rows.
  *
  *   npm run bench:cpu                # = tsx bench/run.ts cpu → bench/out/cpu.json
- *   npx tsx bench/cpu.bench.ts [--rounds 3] [--threads 2]
+ *   npx tsx bench/cpu.bench.ts [--rounds 3] [--threads 2] [--only lmhead]
  */
 import { spawnSync } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { pathToFileURL } from 'node:url';
 import { loadNativeAddon } from '../src/backends/addon.js';
-import { createContext, type Tensor } from '../src/index.js';
+import type { NativeCpuDevice } from '../src/backends/cpu/native.js';
+import { createContext, lmheadScratchBytes, type Tensor } from '../src/index.js';
 import { makeThrCase, uniformGroup } from '../test/fixtures/thr.js';
-import { loadOrt, ortLogprobs } from './peers/onnx.js';
+import { loadOrt, ortLmhead, ortLogprobs } from './peers/onnx.js';
 
 export interface CpuBenchRow {
   suite: 'cpu';
@@ -33,6 +42,8 @@ export interface CpuBenchRow {
   /** Bytes moved per second (GB/s) and over the streaming read's rate in the same rounds (cpu rows). */
   gbs?: number;
   ofReadProbe?: number;
+  /** Peak memory of one call in MB: the resident set's growth over it (LM-head rows). */
+  peakMB?: number;
   device: string;
   date: string;
   load: string;
@@ -95,8 +106,212 @@ function findTorchPython(): { python?: string; reason?: string } {
   };
 }
 
+/** Bytes of the resident set's field (VmRSS, VmHWM), Linux; undefined elsewhere. */
+function statusBytes(field: string): number | undefined {
+  try {
+    const m = new RegExp(`${field}:\\s+(\\d+) kB`).exec(readFileSync('/proc/self/status', 'utf8'));
+    return m ? Number(m[1]) * 1024 : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The resident set's peak growth over `f` (Linux: VmHWM reset to VmRSS first), or undefined. */
+async function peakGrowth(f: () => Promise<unknown>): Promise<number | undefined> {
+  try {
+    writeFileSync('/proc/self/clear_refs', '5');
+  } catch {
+    return undefined;
+  }
+  const before = statusBytes('VmRSS');
+  await f();
+  const peak = statusBytes('VmHWM');
+  return before === undefined || peak === undefined ? undefined : peak - before;
+}
+
+// ------------------------------------------------------------------ the LM head (issue 16)
+const LM = { N: 1024, d: 896, V: 151936 };
+const LM_FWD = `linearLogprobs f32 N ${LM.N}, d ${LM.d}, V ${LM.V}`;
+const LM_BWD = `linearLogprobsBackward f32 N ${LM.N}, d ${LM.d}, V ${LM.V}`;
+
+interface LmheadData {
+  perRound: Record<string, number[]>;
+  /** Peak growth of the resident set over a first call, bytes. */
+  memCpu?: number;
+  memOrt?: number;
+  /** Our plan's forward scratch and ORT's two [N, V] f32 intermediates (logits, log-softmax), bytes. */
+  plan: number;
+  ortTensors: number;
+  jsRate: number;
+  isa: string;
+}
+
+/**
+ * linearLogprobs f32 [1024, 896] × [151936, 896] on the native cpu backend and, on the same threads and
+ * inputs, ONNX Runtime's MatMul + LogSoftmax + GatherElements; the backward; the two FMA probes; and the
+ * first call's peak memory of each (before any timing: ORT keeps its arena after its first run).
+ */
+async function measureLmhead(
+  ctx: Awaited<ReturnType<typeof createContext>>,
+  js: Awaited<ReturnType<typeof createContext>>,
+  dev: NativeCpuDevice,
+  ort: ReturnType<typeof loadOrt>,
+  T: number,
+  rounds: number,
+  notes: string[],
+): Promise<LmheadData> {
+  const { N, d, V } = LM;
+  const h = randomF32(N * d, 31, 1);
+  const w = randomF32(V * d, 32, 3 / Math.sqrt(d));
+  const targets = Int32Array.from({ length: N }, (_, i) => (i * 7919) % V);
+  const hidden = ctx.tensor(h, [N, d]);
+  const weight = ctx.tensor(w, [V, d]);
+  const g = randomF32(N, 33, 1);
+  const fwd = async () => {
+    const r = await ctx.linearLogprobs(hidden, weight, targets);
+    await r.lse.read();
+    r.logprobs.dispose();
+    r.lse.dispose();
+  };
+  const { lse } = await ctx.linearLogprobs(hidden, weight, targets);
+  const bwd = async () => {
+    const r = await ctx.linearLogprobsBackward(hidden, weight, targets, lse, g);
+    await r.gradHidden.read();
+    r.gradHidden.dispose();
+    r.gradWeight.dispose();
+  };
+  const data: LmheadData = {
+    perRound: {},
+    plan: (await lmheadScratchBytes(ctx, { rows: N, vocab: V, dim: d, dtype: 'f32' })).forward,
+    ortTensors: 2 * N * V * 4,
+    jsRate: Number.NaN,
+    isa: String(ctx.device.details.lmheadIsa),
+  };
+  const push = (k: string, v: number) => {
+    data.perRound[k] ??= [];
+    data.perRound[k].push(v);
+  };
+  data.memCpu = await peakGrowth(fwd);
+  const session = ort.ort ? await ortLmhead(ort.ort, T, h, w, targets, d, V) : undefined;
+  if (session) data.memOrt = await peakGrowth(session.run);
+  if (data.memCpu === undefined)
+    notes.push('peak memory not measured: no /proc/self/clear_refs (Linux only)');
+  const fwdFlops = 2 * N * d * V;
+  for (let round = 0; round < rounds; round++) {
+    push('cpu', await timeMs(2, fwd));
+    if (session) push('ort', await timeMs(2, session.run));
+    push('bwd', await timeMs(1, bwd));
+    push('fma', (fwdFlops / (await dev.fmaProbe())) * 1e3);
+    push('fma-lmhead', (fwdFlops / (await dev.lmheadFmaProbe())) * 1e3);
+  }
+  await session?.close();
+  // The js reference on 4 rows (the same kernel at a size float64 JavaScript finishes in seconds).
+  const n4 = 4;
+  const jh = js.tensor(h.subarray(0, n4 * d), [n4, d]);
+  const jw = js.tensor(w, [V, d]);
+  const jms = await timeMs(1, () => js.linearLogprobs(jh, jw, targets.subarray(0, n4)));
+  data.jsRate = (2 * n4 * d * V) / jms / 1e6;
+  for (const t of [hidden, weight, lse, jh, jw]) t.dispose();
+  return data;
+}
+
+function lmheadResults(
+  data: LmheadData,
+  common: Pick<CpuBenchRow, 'suite' | 'device' | 'date' | 'load'>,
+  T: number,
+  notes: string[],
+): { rows: CpuBenchRow[]; goals: CpuGoal[] } {
+  const f = (b: number | undefined) => (b === undefined ? 'n/a' : `${(b / 1e6).toFixed(1)} MB`);
+  notes.push(
+    `LM head peak memory (first call's resident-set growth): cpu ${f(data.memCpu)} (its plan: ${f(data.plan)}), ` +
+      `ONNX Runtime ${f(data.memOrt)} (its logits and log-softmax, [N, V] f32 each: ${f(data.ortTensors)} together)`,
+  );
+  const { N, d, V } = LM;
+  const pr = data.perRound;
+  const fwdFlops = 2 * N * d * V;
+  const rate = (k: string, flops: number) => flops / med(pr[k]) / 1e6;
+  const ratio = (a: string, b: string) => med(pr[a].map((v, i) => pr[b][i] / v));
+  const mb = (b: number | undefined) => (b === undefined ? undefined : b / 1e6);
+  const rows: CpuBenchRow[] = [
+    {
+      ...common,
+      benchmark: LM_FWD,
+      impl: `cpu (LM head ${data.isa})`,
+      threads: T,
+      ms: med(pr.cpu),
+      rate: rate('cpu', fwdFlops),
+      unit: 'GFLOP/s',
+      peakMB: mb(data.memCpu),
+    },
+  ];
+  if (pr.ort)
+    rows.push({
+      ...common,
+      benchmark: LM_FWD,
+      impl: 'ONNX Runtime (MatMul + LogSoftmax + GatherElements)',
+      threads: T,
+      ms: med(pr.ort),
+      rate: rate('ort', fwdFlops),
+      unit: 'GFLOP/s',
+      peakMB: mb(data.memOrt),
+    });
+  rows.push(
+    {
+      ...common,
+      benchmark: LM_FWD,
+      impl: 'f32 FMA peak probe, 8 lanes',
+      threads: T,
+      ms: med(pr.fma),
+      rate: rate('fma', fwdFlops),
+      unit: 'GFLOP/s',
+    },
+    {
+      ...common,
+      benchmark: LM_FWD,
+      impl: `f32 FMA peak probe, the LM head's width (${data.isa})`,
+      threads: T,
+      ms: med(pr['fma-lmhead']),
+      rate: rate('fma-lmhead', fwdFlops),
+      unit: 'GFLOP/s',
+    },
+    {
+      ...common,
+      benchmark: LM_FWD,
+      impl: 'js (float64 reference)',
+      threads: 1,
+      ms: Number.NaN,
+      rate: data.jsRate,
+      unit: 'GFLOP/s',
+    },
+    {
+      ...common,
+      benchmark: LM_BWD,
+      impl: `cpu (LM head ${data.isa})`,
+      threads: T,
+      ms: med(pr.bwd),
+      rate: rate('bwd', 3 * fwdFlops),
+      unit: 'GFLOP/s (3 GEMMs)',
+    },
+  );
+  const goals: CpuGoal[] = [];
+  const goal = (measured: number, g: number, what: string) =>
+    goals.push({ benchmark: LM_FWD, measured, goal: g, what, met: measured >= g });
+  goal(ratio('cpu', 'fma'), 0.5, `of the f32 FMA peak of ${T} threads (8 lanes)`);
+  goal(ratio('cpu', 'fma-lmhead'), 0.5, `of the f32 FMA peak at the LM head's width (${data.isa})`);
+  if (pr.ort) goal(ratio('cpu', 'ort'), 1, `× ONNX Runtime on ${T} threads`);
+  // Ours: the larger of the measured growth and the plan (a few MB: within the resident set's noise).
+  if (data.memCpu !== undefined && data.memOrt !== undefined)
+    goal(
+      data.memOrt / Math.max(data.memCpu, data.plan),
+      20,
+      '× less peak memory than ONNX Runtime (ours ≤ 5% of its: ratio ≥ 20)',
+    );
+  goal(rate('cpu', fwdFlops) / data.jsRate, 20, '× the js reference');
+  return { rows, goals };
+}
+
 export async function runCpuBench(
-  opts: { rounds?: number; threads?: number; reps?: number; print?: boolean } = {},
+  opts: { rounds?: number; threads?: number; reps?: number; print?: boolean; only?: 'lmhead' } = {},
 ): Promise<{ rows: CpuBenchRow[]; goals: CpuGoal[]; notes: string[] }> {
   const rounds = opts.rounds ?? 3;
   const reps = opts.reps ?? 5;
@@ -120,6 +335,26 @@ export async function runCpuBench(
   if (ort.reason) notes.push(`ONNX Runtime skipped: ${ort.reason}`);
   const torch = findTorchPython();
   if (torch.reason) notes.push(`PyTorch skipped: ${torch.reason}`);
+  const commonOf = () => ({
+    suite: 'cpu' as const,
+    device: `${ctx.device.name}; ${process.arch}`,
+    date: new Date().toISOString().slice(0, 10),
+    load: `${loadBefore} → ${loadavg()
+      .map((l) => l.toFixed(2))
+      .join(' ')}`,
+  });
+  const finish = (rows: CpuBenchRow[], goals: CpuGoal[]) => {
+    if (print) printResults(commonOf(), rows, goals, notes);
+    dev.close();
+    ctx.dispose();
+    js.dispose();
+    return { rows, goals, notes };
+  };
+  if (opts.only === 'lmhead') {
+    const data = await measureLmhead(ctx, js, dev, ort, T, rounds, notes);
+    const r = lmheadResults(data, commonOf(), T, notes);
+    return finish(r.rows, r.goals);
+  }
 
   // ------------------------------------------------------------------ inputs
   const N = 256;
@@ -356,16 +591,10 @@ export async function runCpuBench(
     await jr('thrReweight 1M tokens', rwT, () => js.thrReweight(rwJs));
   }
 
+  const lmhead = await measureLmhead(ctx, js, dev, ort, T, rounds, notes);
+
   // ------------------------------------------------------------------ rows and goals
-  const loadAfter = loadavg()
-    .map((l) => l.toFixed(2))
-    .join(' ');
-  const common = {
-    suite: 'cpu' as const,
-    device: `${ctx.device.name}; ${process.arch}`,
-    date: new Date().toISOString().slice(0, 10),
-    load: `${loadBefore} → ${loadAfter}`,
-  };
+  const common = commonOf();
   const rows: CpuBenchRow[] = [];
   const rateOf = (k: string, amount: number) => amount / med(perRound[k]) / 1e6;
   for (const [name, op] of Object.entries(ops)) {
@@ -485,35 +714,38 @@ export async function runCpuBench(
   for (const [name, op] of Object.entries(ops))
     goal(name, rateOf(`cpu|${name}`, op.amount) / jsRate[name], 20, '× the js reference');
 
-  if (print) {
-    console.log(
-      `native cpu backend vs peers; ${common.device}; node ${process.version}; load ${common.load}`,
-    );
-    console.table(
-      rows.map((r) => ({
-        benchmark: r.benchmark,
-        impl: r.impl,
-        threads: r.threads,
-        ms: Number.isNaN(r.ms) ? '' : r.ms.toFixed(2),
-        rate: `${r.rate.toPrecision(3)} ${r.unit}`,
-        'GB/s': r.gbs === undefined ? '' : r.gbs.toFixed(2),
-        'of read': r.ofReadProbe === undefined ? '' : `${(100 * r.ofReadProbe).toFixed(0)}%`,
-      })),
-    );
-    console.table(
-      goals.map((g) => ({
-        benchmark: g.benchmark,
-        measured: `${g.measured.toPrecision(3)} ${g.what}`,
-        goal: `≥ ${g.goal}`,
-        met: g.met ? 'yes' : 'NO',
-      })),
-    );
-    for (const n of notes) console.log(`note: ${n}`);
-  }
-  dev.close();
-  ctx.dispose();
-  js.dispose();
-  return { rows, goals, notes };
+  const lm = lmheadResults(lmhead, common, T, notes);
+  return finish([...rows, ...lm.rows], [...goals, ...lm.goals]);
+}
+
+function printResults(
+  common: Pick<CpuBenchRow, 'device' | 'load'>,
+  rows: CpuBenchRow[],
+  goals: CpuGoal[],
+  notes: string[],
+): void {
+  console.log(`native cpu backend vs peers; ${common.device}; node ${process.version}; load ${common.load}`);
+  console.table(
+    rows.map((r) => ({
+      benchmark: r.benchmark,
+      impl: r.impl,
+      threads: r.threads,
+      ms: Number.isNaN(r.ms) ? '' : r.ms.toFixed(2),
+      rate: `${r.rate.toPrecision(3)} ${r.unit}`,
+      'GB/s': r.gbs === undefined ? '' : r.gbs.toFixed(2),
+      'of read': r.ofReadProbe === undefined ? '' : `${(100 * r.ofReadProbe).toFixed(0)}%`,
+      'peak MB': r.peakMB === undefined ? '' : r.peakMB.toFixed(1),
+    })),
+  );
+  console.table(
+    goals.map((g) => ({
+      benchmark: g.benchmark,
+      measured: `${g.measured.toPrecision(3)} ${g.what}`,
+      goal: `≥ ${g.goal}`,
+      met: g.met ? 'yes' : 'NO',
+    })),
+  );
+  for (const n of notes) console.log(`note: ${n}`);
 }
 
 if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
@@ -522,5 +754,7 @@ if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.a
     const i = args.indexOf(n);
     return i >= 0 ? Number(args[i + 1]) : undefined;
   };
-  await runCpuBench({ rounds: arg('--rounds'), threads: arg('--threads') });
+  const only = args.includes('--only') ? args[args.indexOf('--only') + 1] : undefined;
+  if (only !== undefined && only !== 'lmhead') throw new Error(`--only: expected 'lmhead', got '${only}'`);
+  await runCpuBench({ rounds: arg('--rounds'), threads: arg('--threads'), only });
 }

@@ -36,19 +36,23 @@ function valueInfo(name: string, elemType: number, dims: (string | number)[]): n
   const tensorType = [...int(1, elemType), ...bytes(2, shape)];
   return [...str(1, name), ...bytes(2, bytes(1, tensorType))];
 }
-function node(op: string, inputs: string[], outputs: string[], axis: number): number[] {
+/** NodeProto; `axis` is its one int attribute (none when undefined). */
+function node(op: string, inputs: string[], outputs: string[], axis?: number): number[] {
   // A negative int64 is its two's complement as a 64-bit varint.
-  const attr = [
-    ...str(1, 'axis'),
-    ...int(3, axis < 0 ? (1n << 64n) + BigInt(axis) : axis),
-    ...int(20, ATTR_INT),
-  ];
+  const attr =
+    axis === undefined
+      ? []
+      : bytes(5, [
+          ...str(1, 'axis'),
+          ...int(3, axis < 0 ? (1n << 64n) + BigInt(axis) : axis),
+          ...int(20, ATTR_INT),
+        ]);
   return [
     ...inputs.flatMap((i) => str(1, i)),
     ...outputs.flatMap((o) => str(2, o)),
     ...str(3, op),
     ...str(4, op),
-    ...bytes(5, attr),
+    ...attr,
   ];
 }
 
@@ -59,6 +63,31 @@ export function logprobsModel(): Uint8Array {
     ...bytes(1, node('GatherElements', ['ls', 'targets'], ['logprobs'], 1)),
     ...str(2, 'logprobs'),
     ...bytes(11, valueInfo('logits', FLOAT, ['N', 'V'])),
+    ...bytes(11, valueInfo('targets', INT64, ['N', 1])),
+    ...bytes(12, valueInfo('logprobs', FLOAT, ['N', 1])),
+  ];
+  const opset = [...str(1, ''), ...int(2, 13)];
+  return Uint8Array.from([
+    ...int(1, 8),
+    ...str(2, 'grpo-kernels bench'),
+    ...bytes(7, graph),
+    ...bytes(8, opset),
+  ]);
+}
+
+/**
+ * The LM-head model: hidden float [N, d], weightT float [d, V] (the head's weight transposed, as an
+ * exported nn.Linear feeds MatMul), targets int64 [N, 1] → logprobs float [N, 1], through the
+ * materialised logits: MatMul → LogSoftmax → GatherElements.
+ */
+export function lmheadModel(): Uint8Array {
+  const graph = [
+    ...bytes(1, node('MatMul', ['hidden', 'weightT'], ['logits'])),
+    ...bytes(1, node('LogSoftmax', ['logits'], ['ls'], -1)),
+    ...bytes(1, node('GatherElements', ['ls', 'targets'], ['logprobs'], 1)),
+    ...str(2, 'lmhead'),
+    ...bytes(11, valueInfo('hidden', FLOAT, ['N', 'd'])),
+    ...bytes(11, valueInfo('weightT', FLOAT, ['d', 'V'])),
     ...bytes(11, valueInfo('targets', INT64, ['N', 1])),
     ...bytes(12, valueInfo('logprobs', FLOAT, ['N', 1])),
   ];
@@ -131,6 +160,45 @@ export async function ortLogprobs(
   );
   return {
     run: async () => (await session.run({ logits: x, targets: t })).logprobs.data,
+    close: async () => {
+      await session.release?.();
+    },
+  };
+}
+
+/**
+ * A session of the LM-head model on `threads` intra-op threads, and a runner for fixed inputs (the
+ * weight transposed once here, outside the timed runs).
+ */
+export async function ortLmhead(
+  ort: Ort,
+  threads: number,
+  hidden: Float32Array,
+  weight: Float32Array,
+  targets: Int32Array,
+  dim: number,
+  vocab: number,
+): Promise<{ run: () => Promise<Float32Array>; close: () => Promise<void> }> {
+  const session = await ort.InferenceSession.create(lmheadModel(), {
+    executionProviders: ['cpu'],
+    intraOpNumThreads: threads,
+    interOpNumThreads: 1,
+    graphOptimizationLevel: 'all',
+  });
+  const n = targets.length;
+  const wt = new Float32Array(dim * vocab);
+  for (let v = 0; v < vocab; v++) for (let k = 0; k < dim; k++) wt[k * vocab + v] = weight[v * dim + k];
+  const feeds = {
+    hidden: new ort.Tensor('float32', hidden, [n, dim]),
+    weightT: new ort.Tensor('float32', wt, [dim, vocab]),
+    targets: new ort.Tensor(
+      'int64',
+      BigInt64Array.from(targets, (v) => BigInt(v)),
+      [n, 1],
+    ),
+  };
+  return {
+    run: async () => (await session.run(feeds)).logprobs.data,
     close: async () => {
       await session.release?.();
     },
