@@ -1,7 +1,8 @@
 /**
  * The LM head on the native cpu backend (native/cpu/lmhead.cc), beyond the shared case table
- * (test/lmhead.test.ts): on each of its builds (AVX-512 where the CPU has it, AVX2, portable) every op
- * gives the same bits with 1, 2 and 8 threads (8 > the cores here, through cpuTuning.maxThreads); the
+ * (test/lmhead.test.ts runs it on the default build): the case table against the float64 reference on
+ * the other builds (AVX2 where the CPU has AVX-512F, and portable); on each of its builds (AVX-512
+ * where the CPU has it, AVX2, portable) every op gives the same bits with 1, 2 and 8 threads (8 > the cores here, through cpuTuning.maxThreads); the
  * AVX-512 and AVX2 builds give the same bits (native/cpu/gemm.h: each element one FMA chain); a row's
  * bits do not depend on the batch (alone, reversed, in other chunks, across row blocks of 264); and the
  * memory: the plan at the issue's size is ≤ 5% of the logits it avoids, and a run's resident set grows
@@ -13,7 +14,8 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { lmheadScratchBytes } from '../../src/api/lmhead-plan.js';
 import { loadNativeAddon } from '../../src/backends/addon.js';
 import type { Context, LogprobStates, Tensor } from '../../src/index.js';
-import { shardCuts } from '../cases/lmhead.js';
+import { lmheadCases, shardCuts } from '../cases/lmhead.js';
+import { runCaseTable } from '../cases/runner.js';
 import { BIG, LOGITS_BF16_BYTES } from '../lmhead/checks.js';
 import { gradVector, type HeadInputs, type HeadSpec, makeHead } from '../lmhead/reference.js';
 import { bits, type NativeCpu, openNativeCpu } from './helpers.js';
@@ -148,6 +150,14 @@ for (const b of BUILDS) {
       });
     },
   );
+}
+
+// The case table on the builds test/lmhead.test.ts does not run (it takes the default one).
+for (const b of BUILDS) {
+  const list = opened[b.name];
+  const defaultBuild = b.name === 'avx512' || (b.name === 'avx2' && opened.avx512.some((o) => o.reason));
+  if (defaultBuild || list[1].ctx === undefined) continue;
+  runCaseTable(`lmhead, the LM head's ${b.name} build`, lmheadCases(), [{ name: 'cpu', ctx: list[1].ctx }]);
 }
 
 const wide = opened.avx512.find((o) => o.ctx)?.ctx;
