@@ -8,7 +8,7 @@
 // FORWARD  x[n, v] = h_n · W_v + b_v (raw logits), z = x/T; per row the online softmax state of
 //   logprobs.cc (raw max m, S0 = Σ e^d, S1 = Σ e^d·d, S2 = Σ e^{2d}, d = (x − m)/T), then lse,
 //   logprob, entropy, Σp² from it (logprobs.cc's formulas), or the public state (LogprobStates).
-//   Work item: (row block, vocabulary slice): up to kRowBlock (264) live rows (ignored rows are left out
+//   Work item: (row block, vocabulary slice): up to kRowBlock (396) live rows (ignored rows are left out
 //   and never read) × kSlice (4096) columns; the slices are fixed by V alone. An item packs its rows
 //   once ([rows/kMR][d][kMR] micro-panels, f16/bf16 decoded), then per block of kBlock (128) columns:
 //     GEMM    the block's logits C [rows × 128] = H · W_blockᵀ with gemm.h's tile (AVX-512 12 × 32,
@@ -25,13 +25,13 @@
 //   The item writes its rows' slice states (f64); once the row chunk is done, each row merges its
 //   slices in slice order in f64 (logprobs.cc's segment merge) and writes its outputs. Every sum's
 //   order depends on V and d alone: a row's bits never depend on N, its position, the thread count.
-//   Bytes: the weight is read once per row block (ceil(N_live / 264) times; ~N/264·V·d·sizeof), the
+//   Bytes: the weight is read once per row block (ceil(N_live / 396) times; ~N/396·V·d·sizeof), the
 //   hidden rows once per item. FLOPs: 2·N_live·V·d in the tile + ~20 per logit in the update (1–2%).
 //   Extra memory (lmhead_plan, exact; O(tiles in flight), never O(N·V)): per thread the packed rows
-//   (≤ 1 MiB: 264·d·4, fewer rows for d > 992), one weight panel (kNR·d·4, and as much decoded for
-//   f16/bf16), the logits block (264·128·4) and 264 row states; the slice states of a chunk of rows
+//   (≤ 1.5 MiB: 396·d·4, fewer rows for d > 992), one weight panel (kNR·d·4, and as much decoded for
+//   f16/bf16), the logits block (396·128·4) and 396 row states; the slice states of a chunk of rows
 //   (≤ 4 MiB) and 8 bytes per row (live list, target logits). N = 1024, d = 896, V = 151936 f32 on 2
-//   threads: 3.7 MB. N = 16384, V = 151936, d = 4096 bf16: 8.8 MB on 2 threads, 40 MB on 16.
+//   threads: 4.8 MB. N = 16384, V = 151936, d = 4096 bf16: 9.9 MB on 2 threads, 50 MB on 16.
 //   Accuracy: a logit is an f32 chain of d products (error ≲ √d·u of Σ|h·w| in practice, ≤ d·u in the
 //   worst case, as a GPU's k-steps), the softmax sums as logprobs.cc's (≤ 1e-6 relative), the slice
 //   merge and everything after in f64. Tolerances: test/cases/tolerances.ts, "LM-head family".
@@ -41,7 +41,7 @@
 //   line for line): scalar, rows spread over the pool.
 // BACKWARD  G[n, v] = (g_n/T)(1[v = y_n] − p) − (gE_n/T)·p·(ln p + H_n), p = 2^{x·log2e/T − lse·log2e}
 //   (logprobs.cc's backward on the recomputed logit, f32; the target's element in f64), then
-//   gradHidden = G·W, gradWeight = Gᵀ·H, gradBias = Σ_n G. Live rows in chunks of up to 264 rows, in
+//   gradHidden = G·W, gradWeight = Gᵀ·H, gradBias = Σ_n G. Live rows in chunks of up to 396 rows, in
 //   order; per chunk, kParts (16) items, each one part of the vocabulary (V/16 columns rounded up to
 //   96, fixed by V), in blocks of NB columns (192, or 96 for d > 1024):
 //     logits  C [rows × NB] as in the forward (the chunk's rows packed once per chunk, shared);
@@ -56,11 +56,11 @@
 //   FLOPs: 3 × 2·N_live·V·d (logits, gradHidden, gradWeight). Bytes: the weight read once per chunk
 //   (twice from L2: transposed for the logits, in strips for gradHidden), gradWeight read and written
 //   once per chunk, hidden once per chunk.
-//   Extra memory (lmhead_plan, exact): the chunk's rows packed twice and decoded (3·264·d·4), the
+//   Extra memory (lmhead_plan, exact): the chunk's rows packed twice and decoded (3·rows·d·4), the
 //   partials (16·rows·d·4 ≤ 16 MiB: fewer rows per chunk for d > 992), per thread the weight block in
 //   two layouts and decoded (3·NB·d·4) and three [rows × NB] f32 tiles (C/G and G packed twice).
 //   N = 16384, V = 151936, d = 4096 bf16: 28 MB on 2 threads, 95 MB on 16 (forward and backward
-//   together 0.7% and 2.7% of the 4.98 GB of bf16 logits; each further thread adds 4.7 MB).
+//   together 0.8% and 2.9% of the 4.98 GB of bf16 logits; each further thread adds ~7 MB).
 //   Accuracy: gradient elements are f32 chains of their products (V/16 terms for gradHidden's
 //   partials, then f64; N for gradWeight), G in f32 (not rounded to the input dtype).
 #include "gemm.h"
@@ -76,13 +76,13 @@ namespace {
 
 constexpr int64_t kSlice = 4096;     // forward: columns per work item (slices fixed by V alone)
 constexpr int64_t kBlock = 128;      // forward: columns per state update (the bits depend on it)
-constexpr int64_t kRowBlock = 264;   // rows per forward item and per backward chunk, at most (6·44, 12·22)
+constexpr int64_t kRowBlock = 396;   // rows per forward item and per backward chunk, at most (6·66, 12·33)
 constexpr int64_t kParts = 16;       // backward: vocabulary parts (gradHidden's partials; fixed)
 constexpr int64_t kPartAlign = 96;   // part boundaries are multiples of this (lcm of both tiles' sizes)
 constexpr int64_t kLogitRows = 8;    // logprobStates: rows per item
 constexpr int64_t kFinishRows = 256; // rows per finishing item
 constexpr size_t kSliceStateBudget = size_t(4) << 20;  // forward: slice states of a row chunk
-constexpr size_t kPackedRowsBudget = size_t(1) << 20;  // forward: an item's packed rows
+constexpr size_t kPackedRowsBudget = size_t(3) << 19;  // forward: an item's packed rows (1.5 MiB, in L2)
 constexpr size_t kPartialBudget = size_t(16) << 20;    // backward: gradHidden's partials
 #if defined(__AVX512F__)
 constexpr int64_t kKC = 128;  // reduction chunk: a 16 KiB B chunk (32 columns)
