@@ -303,23 +303,24 @@ class CpuDevice : public Napi::ObjectWrap<CpuDevice> {
 
   // fmaProbe() → the pool's f32 multiply-add peak in FLOP/s (median of 5 runs of ~20 ms after a warm-up):
   // the yardstick of THR's products in the benchmarks.
-  Napi::Value FmaProbe(const Napi::CallbackInfo& info) {
+  Napi::Value FmaProbe(const Napi::CallbackInfo& info) { return PeakProbe(info, "fmaProbe", kernels_->fma_probe); }
+  // A probe's FLOP/s over the pool: median of 5 runs of ~20 ms after a warm-up.
+  Napi::Value PeakProbe(const Napi::CallbackInfo& info, const char* op, double (*probe)(Pool*, int64_t)) {
     Napi::Env env = info.Env();
-    RequireOpen(env, "fmaProbe");
+    RequireOpen(env, op);
     Pool* pool = pool_;
-    const KernelTable* k = kernels_;
-    return Submit(env, env.Undefined(), "fmaProbe", [pool, k](double& rate) {
+    return Submit(env, env.Undefined(), op, [pool, probe](double& rate) {
       int64_t iters = 1 << 16;
       // Sized to ~20 ms per run on this machine.
       for (;;) {
         const auto t0 = std::chrono::steady_clock::now();
-        k->fma_probe(pool, iters);
+        probe(pool, iters);
         const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         if (s > 0.02 || iters > (int64_t(1) << 34)) break;
         iters *= 4;
       }
       double flops = 0;
-      const double s = MedianSeconds(1, 5, [&] { flops = k->fma_probe(pool, iters); });
+      const double s = MedianSeconds(1, 5, [&] { flops = probe(pool, iters); });
       rate = flops / s;
       return Report{kOk, 0, 0};
     });
@@ -799,24 +800,7 @@ class CpuDevice : public Napi::ObjectWrap<CpuDevice> {
 
   // lmheadFmaProbe() → fmaProbe at the LM head's vector width (16 lanes with its AVX-512 build).
   Napi::Value LmheadFmaProbe(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    RequireOpen(env, "lmheadFmaProbe");
-    Pool* pool = pool_;
-    const KernelTable* k = kernels_;
-    return Submit(env, env.Undefined(), "lmheadFmaProbe", [pool, k](double& rate) {
-      int64_t iters = 1 << 16;
-      for (;;) {
-        const auto t0 = std::chrono::steady_clock::now();
-        k->lmhead_fma_probe(pool, iters);
-        const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        if (s > 0.02 || iters > (int64_t(1) << 34)) break;
-        iters *= 4;
-      }
-      double flops = 0;
-      const double s = MedianSeconds(1, 5, [&] { flops = k->lmhead_fma_probe(pool, iters); });
-      rate = flops / s;
-      return Report{kOk, 0, 0};
-    });
+    return PeakProbe(info, "lmheadFmaProbe", kernels_->lmhead_fma_probe);
   }
 
   Napi::Value Close(const Napi::CallbackInfo& info) {

@@ -66,6 +66,11 @@ export function logprobsModel(): Uint8Array {
     ...bytes(11, valueInfo('targets', INT64, ['N', 1])),
     ...bytes(12, valueInfo('logprobs', FLOAT, ['N', 1])),
   ];
+  return modelOf(graph);
+}
+
+/** ModelProto (IR version 8, opset 13) around a GraphProto's bytes. */
+function modelOf(graph: number[]): Uint8Array {
   const opset = [...str(1, ''), ...int(2, 13)];
   return Uint8Array.from([
     ...int(1, 8),
@@ -91,13 +96,7 @@ export function lmheadModel(): Uint8Array {
     ...bytes(11, valueInfo('targets', INT64, ['N', 1])),
     ...bytes(12, valueInfo('logprobs', FLOAT, ['N', 1])),
   ];
-  const opset = [...str(1, ''), ...int(2, 13)];
-  return Uint8Array.from([
-    ...int(1, 8),
-    ...str(2, 'grpo-kernels bench'),
-    ...bytes(7, graph),
-    ...bytes(8, opset),
-  ]);
+  return modelOf(graph);
 }
 
 interface OrtTensorCtor {
@@ -137,40 +136,55 @@ export function loadOrt(): { ort?: Ort; version?: string; reason?: string } {
   };
 }
 
-/** A session of the logprobs model on `threads` intra-op threads, and a runner for fixed inputs. */
-export async function ortLogprobs(
+/** A runner of `model` on `threads` intra-op threads over fixed feeds (output `logprobs`). */
+async function ortRunner(
   ort: Ort,
+  model: Uint8Array,
   threads: number,
-  logits: Float32Array,
-  targets: Int32Array,
-  vocab: number,
+  feeds: Record<string, unknown>,
 ): Promise<{ run: () => Promise<Float32Array>; close: () => Promise<void> }> {
-  const session = await ort.InferenceSession.create(logprobsModel(), {
+  const session = await ort.InferenceSession.create(model, {
     executionProviders: ['cpu'],
     intraOpNumThreads: threads,
     interOpNumThreads: 1,
     graphOptimizationLevel: 'all',
   });
-  const n = targets.length;
-  const x = new ort.Tensor('float32', logits, [n, vocab]);
-  const t = new ort.Tensor(
-    'int64',
-    BigInt64Array.from(targets, (v) => BigInt(v)),
-    [n, 1],
-  );
   return {
-    run: async () => (await session.run({ logits: x, targets: t })).logprobs.data,
+    run: async () => (await session.run(feeds)).logprobs.data,
     close: async () => {
       await session.release?.();
     },
   };
 }
 
+/** targets [N] as the int64 [N, 1] tensor GatherElements takes. */
+function targetsTensor(ort: Ort, targets: Int32Array): unknown {
+  return new ort.Tensor(
+    'int64',
+    BigInt64Array.from(targets, (v) => BigInt(v)),
+    [targets.length, 1],
+  );
+}
+
+/** A session of the logprobs model on `threads` intra-op threads, and a runner for fixed inputs. */
+export function ortLogprobs(
+  ort: Ort,
+  threads: number,
+  logits: Float32Array,
+  targets: Int32Array,
+  vocab: number,
+): Promise<{ run: () => Promise<Float32Array>; close: () => Promise<void> }> {
+  return ortRunner(ort, logprobsModel(), threads, {
+    logits: new ort.Tensor('float32', logits, [targets.length, vocab]),
+    targets: targetsTensor(ort, targets),
+  });
+}
+
 /**
  * A session of the LM-head model on `threads` intra-op threads, and a runner for fixed inputs (the
  * weight transposed once here, outside the timed runs).
  */
-export async function ortLmhead(
+export function ortLmhead(
   ort: Ort,
   threads: number,
   hidden: Float32Array,
@@ -179,28 +193,11 @@ export async function ortLmhead(
   dim: number,
   vocab: number,
 ): Promise<{ run: () => Promise<Float32Array>; close: () => Promise<void> }> {
-  const session = await ort.InferenceSession.create(lmheadModel(), {
-    executionProviders: ['cpu'],
-    intraOpNumThreads: threads,
-    interOpNumThreads: 1,
-    graphOptimizationLevel: 'all',
-  });
-  const n = targets.length;
   const wt = new Float32Array(dim * vocab);
   for (let v = 0; v < vocab; v++) for (let k = 0; k < dim; k++) wt[k * vocab + v] = weight[v * dim + k];
-  const feeds = {
-    hidden: new ort.Tensor('float32', hidden, [n, dim]),
+  return ortRunner(ort, lmheadModel(), threads, {
+    hidden: new ort.Tensor('float32', hidden, [targets.length, dim]),
     weightT: new ort.Tensor('float32', wt, [dim, vocab]),
-    targets: new ort.Tensor(
-      'int64',
-      BigInt64Array.from(targets, (v) => BigInt(v)),
-      [n, 1],
-    ),
-  };
-  return {
-    run: async () => (await session.run(feeds)).logprobs.data,
-    close: async () => {
-      await session.release?.();
-    },
-  };
+    targets: targetsTensor(ort, targets),
+  });
 }

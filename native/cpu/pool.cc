@@ -135,47 +135,25 @@ bool avx512_supported() {
 #endif
 }
 
-#define GK_CPU_LMHEAD_ENTRIES(ns, isa)                                                                      \
-  isa, ns::linear_forward, ns::linear_backward, ns::logprob_states, ns::merge_states, ns::lmhead_plan, \
-      ns::lmhead_fma_probe
+// A table's entries but its name: the kernels of namespace `ns`, the LM head's of `lm`.
+#define GK_CPU_TABLE(ns, lm, lm_isa)                                                                   \
+  ns::logprobs, ns::logprobs_backward, ns::gather_probs, ns::token_hidden_reward, ns::thr_reweight, \
+      ns::fma_probe, ns::read_probe, lm_isa, lm::linear_forward, lm::linear_backward, lm::logprob_states, \
+      lm::merge_states, lm::lmhead_plan, lm::lmhead_fma_probe
 
 const KernelTable& kernel_table(bool portable, bool avx512) {
-  static const KernelTable kPortable{"portable",
-                                     portable::logprobs,
-                                     portable::logprobs_backward,
-                                     portable::gather_probs,
-                                     portable::token_hidden_reward,
-                                     portable::thr_reweight,
-                                     portable::fma_probe,
-                                     portable::read_probe,
-                                     GK_CPU_LMHEAD_ENTRIES(portable, "portable")};
+  static const KernelTable kPortable{"portable", GK_CPU_TABLE(portable, portable, "portable")};
 #if GK_CPU_HAVE_AVX2
-  static const KernelTable kAvx2{"avx2",
-                                 avx2::logprobs,
-                                 avx2::logprobs_backward,
-                                 avx2::gather_probs,
-                                 avx2::token_hidden_reward,
-                                 avx2::thr_reweight,
-                                 avx2::fma_probe,
-                                 avx2::read_probe,
-                                 GK_CPU_LMHEAD_ENTRIES(avx2, "avx2")};
+  static const KernelTable kAvx2{"avx2", GK_CPU_TABLE(avx2, avx2, "avx2")};
   // The AVX2 kernels with the LM head's AVX-512 build (the only family compiled for AVX-512).
-  static const KernelTable kAvx2Avx512{"avx2",
-                                       avx2::logprobs,
-                                       avx2::logprobs_backward,
-                                       avx2::gather_probs,
-                                       avx2::token_hidden_reward,
-                                       avx2::thr_reweight,
-                                       avx2::fma_probe,
-                                       avx2::read_probe,
-                                       GK_CPU_LMHEAD_ENTRIES(avx512, "avx512")};
+  static const KernelTable kAvx2Avx512{"avx2", GK_CPU_TABLE(avx2, avx512, "avx512")};
   if (!portable && avx2_supported()) return avx512 && avx512_supported() ? kAvx2Avx512 : kAvx2;
 #else
   (void)avx512;
 #endif
   return kPortable;
 }
-#undef GK_CPU_LMHEAD_ENTRIES
+#undef GK_CPU_TABLE
 
 }  // namespace cpu
 }  // namespace gk
