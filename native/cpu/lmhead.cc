@@ -937,8 +937,9 @@ double lmhead_fma_probe(Pool* pool, int64_t iters) {
           }
         }
         alignas(64) float s[kWLanes];
-        VW acc = t.c[0][0];
-        for (int i = 0; i < kMR; ++i) acc = wfmadd(t.c[i][1], a, acc);
+        // Every chain reaches the sink (a chain whose result is dropped would not be computed).
+        VW acc = wzero();
+        for (int i = 0; i < kMR; ++i) acc = wfmadd(t.c[i][1], a, wfmadd(t.c[i][0], a, acc));
         wstore(s, acc);
         c.sink[worker & 255] = s[0];
       },
