@@ -11,9 +11,10 @@
  *   M scratch (Σ K_g·d f32), probs window and hidden window each fit one storage binding; a
  *   single group too large for one binding is a SHAPE error naming the argument (vocab for M,
  *   probs, hidden). Host-built per-group tables (token start, T_g, K_g, offsets, first
- *   workgroup) map a flat workgroup index to its group by binary search.
+ *   workgroup) map a flat workgroup index to its group by binary search; the correct tokens and
+ *   their weights are the API's plan (src/api/thr-plan.ts), uploaded as they are.
  * - thrReweight: `thr_reweight`, one invocation per token; per-response (group, correct,
- *   degenerate) words and per-group eta come from the host copies the API passes.
+ *   degenerate) words and per-group eta come from the host copies and the plan the API passes.
  */
 import { bytesPerElement } from '../../dtypes.js';
 import { GrpoKernelsError } from '../../errors.js';
@@ -199,32 +200,10 @@ async function thrRun(
   if (G >= 2 ** 30)
     throw new GrpoKernelsError('SHAPE', `layout: ${G} groups (at most 2^30)`, { argument: 'layout' });
 
-  // Correct tokens of every non-degenerate group, with their weights.
+  // The API's plan: the live groups, and their correct tokens with f32 weights (f64 rounded once).
+  const { degenerate, correctStart: cStart, correctTokens, correctWeights } = a.plan;
   const live: number[] = [];
-  const cStart = new Uint32Array(G + 1);
-  let nCorrect = 0;
-  for (let g = 0; g < G; g++) {
-    cStart[g] = nCorrect;
-    if (a.hostDegenerate[g]) continue;
-    live.push(g);
-    for (let r = go[g]; r < go[g + 1]; r++) if (a.hostCorrect[r]) nCorrect += ro[r + 1] - ro[r];
-  }
-  cStart[G] = nCorrect;
-  const ctok = new Uint32Array(Math.max(1, nCorrect));
-  const cw = new Float32Array(Math.max(1, nCorrect));
-  {
-    let n = 0;
-    for (const g of live) {
-      for (let r = go[g]; r < go[g + 1]; r++) {
-        if (!a.hostCorrect[r]) continue;
-        const w = a.weighting === 'length' ? 1 / (ro[r + 1] - ro[r]) : 1;
-        for (let t = ro[r]; t < ro[r + 1]; t++) {
-          ctok[n] = t;
-          cw[n++] = w;
-        }
-      }
-    }
-  }
+  for (let g = 0; g < G; g++) if (!degenerate[g]) live.push(g);
 
   // Chunks of consecutive live groups whose M, probs and hidden windows fit one binding.
   const align = rt.limits.minStorageBufferOffsetAlignment;
@@ -314,6 +293,9 @@ async function thrRun(
           }
           const spart = rt.storageBuffer(scores ? partScratch * 4 : 4, 'THR partial scores');
           scratch.push(spart);
+          // A storage binding is never empty: no correct tokens (impossible with live groups) binds one.
+          const ctok = correctTokens.length > 0 ? correctTokens : new Int32Array(1);
+          const cw = correctWeights.length > 0 ? Float32Array.from(correctWeights) : new Float32Array(1);
           const ctokBuf = rt.transientData(ctok, Usage.STORAGE, 'correct tokens');
           const cwBuf = rt.transientData(cw, Usage.STORAGE, 'correct weights');
           for (const c of chunks) {
@@ -413,7 +395,7 @@ async function thrRun(
           rt.submit(enc);
           return result();
         }
-        const gdeg = Uint32Array.from(a.hostDegenerate);
+        const gdeg = Uint32Array.from(degenerate);
         rt.dispatch(
           pass,
           tauPipe!,
@@ -452,17 +434,16 @@ export async function webgpuThrReweight(k: WebGpuKit, a: ThrReweightArgs): Promi
   return rt.run('thrReweight', () => {
     const out = outputTensor(rt, 'f32', [T]);
     if (T === 0) return out;
-    // Per response: group | degenerate << 30 | correct << 31. Per group: eta.
+    // Per response: group | degenerate << 30 | correct << 31. Per group: the plan's eta in f32.
+    const { degenerate } = a.plan;
     const rinfo = new Uint32Array(R);
-    const eta = new Float32Array(Math.max(1, G));
     for (let g = 0; g < G; g++) {
-      let nc = 0;
       for (let r = go[g]; r < go[g + 1]; r++) {
-        rinfo[r] = (g | (a.hostDegenerate[g] ? 1 << 30 : 0) | (a.hostCorrect[r] ? 1 << 31 : 0)) >>> 0;
-        nc += a.hostCorrect[r];
+        rinfo[r] = (g | (degenerate[g] ? 1 << 30 : 0) | (a.hostCorrect[r] ? 1 << 31 : 0)) >>> 0;
       }
-      eta[g] = a.eta === 'auto' ? 2 * Math.abs(0.5 - nc / (go[g + 1] - go[g])) : a.eta;
     }
+    const eta = new Float32Array(Math.max(1, G));
+    eta.set(a.plan.eta);
     const enc = rt.device.createCommandEncoder({ label: 'thrReweight' });
     const pass = enc.beginComputePass();
     rt.dispatch(
