@@ -119,7 +119,7 @@ const GRAD_BIAS = spec('lm_grad_bias', [13, 14], [13, 14]);
 const FLAG = spec('lm_flag', [4, 11], [11]);
 
 function moduleKey(dtype: FloatDType): ModuleKey {
-  return { file: 'lmhead.wgsl', sections: [`x_${dtype}`, `w_${dtype}`, 'online_state'] };
+  return { file: 'lmhead.wgsl', sections: [`x_${dtype}`, `w_${dtype}`, 'online_state', 'tile_gemm'] };
 }
 
 /** 1/T as the kernels take it (as logprobs.ts: at least 2^-126, so −Inf·(1/T) stays −Inf). */

@@ -130,7 +130,7 @@ const REWEIGHT_SPEC = spec('thr_reweight', [
 
 function moduleKey(k: WebGpuKit, dtype: 'f32' | 'f16' | 'bf16'): ModuleKey {
   const f16 = dtype === 'f16' && k.useShaderF16;
-  return { file: 'thr.wgsl', sections: [xSection(dtype, f16), 'response_of'], f16 };
+  return { file: 'thr.wgsl', sections: [xSection(dtype, f16), 'response_of', 'tile_gemm'], f16 };
 }
 
 // ---------------------------------------------------------------------------- tokenHiddenReward
