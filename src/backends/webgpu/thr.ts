@@ -26,7 +26,8 @@ import type {
   ThrScoreArgs,
   TokenHiddenRewardArgs,
 } from '../backend.js';
-import type { WebGpuKit } from './kit.js';
+import { windowOf } from './chunking.js';
+import { runWithScratch, type WebGpuKit } from './kit.js';
 import { type Binding, roundUp, Usage } from './runtime.js';
 import { type EntrySpec, type ModuleKey, xSection } from './shaders.js';
 import { gpuStorage, outputTensor } from './storage.js';
@@ -134,21 +135,6 @@ function moduleKey(k: WebGpuKit, dtype: 'f32' | 'f16' | 'bf16'): ModuleKey {
 }
 
 // ---------------------------------------------------------------------------- tokenHiddenReward
-interface Window {
-  offset: number;
-  size: number;
-  /** Element index of the window's first element of interest, inside the window. */
-  base: number;
-}
-
-/** A binding window over elements [start, end) of a buffer (offset aligned down). */
-function windowOf(start: number, end: number, elemBytes: number, bufferBytes: number, align: number): Window {
-  const first = start * elemBytes;
-  const offset = Math.floor(first / align) * align;
-  const last = Math.min(bufferBytes, roundUp(end * elemBytes, 4));
-  return { offset, size: Math.max(4, last - offset), base: (first - offset) / elemBytes };
-}
-
 interface Chunk {
   groups: number[]; // non-degenerate groups, ascending
   mRows: number; // Σ K_g
@@ -264,160 +250,153 @@ async function thrRun(
   ]);
   const mRowsAll = vOff[G];
 
-  const scratch: GPUBuffer[] = [];
-  try {
-    return await rt.run(
-      mode === 'full' ? 'tokenHiddenReward' : mode === 'aggregate' ? 'thrAggregate' : 'thrScore',
-      () => {
-        const mOut = mode === 'aggregate' ? outputTensor(rt, 'f32', [mRowsAll, d]) : undefined;
-        const thr = scores ? outputTensor(rt, 'f32', [T]) : undefined;
-        const tau = scores ? outputTensor(rt, 'f32', [G]) : undefined;
-        const result = (): ThrResult | Tensor<'f32'> => mOut ?? { thr: thr!, tau: tau! };
-        if (G === 0) return result();
-        const thrBuf = thr ? gpuStorage(thr).buffer : k.dummies[0];
-        const hidden = gpuStorage(a.hidden, 'hidden').buffer;
-        const probs = gpuStorage(a.probs, 'probs').buffer;
-        const tcol = gpuStorage(a.vocab.tokenColumn, 'vocab.tokenColumn').buffer;
-        const enc = rt.device.createCommandEncoder({ label: 'tokenHiddenReward' });
-        // The aggregate's rows of degenerate groups stay 0: clear it, then thr_m writes the live ones.
-        if (mOut && mRowsAll * d > 0)
-          enc.clearBuffer(gpuStorage(mOut).buffer, 0, roundUp(mRowsAll * d * 4, 4));
-        const pass = enc.beginComputePass();
-        if (chunks.length > 0) {
-          let mbuf: GPUBuffer;
-          if (stacked) {
-            mbuf = gpuStorage(mOut ?? aggregate!, mOut ? 'aggregate' : 'aggregate').buffer;
-          } else {
-            mbuf = rt.storageBuffer(mScratchRows * d * 4, 'THR M scratch');
-            scratch.push(mbuf);
-          }
-          const spart = rt.storageBuffer(scores ? partScratch * 4 : 4, 'THR partial scores');
-          scratch.push(spart);
-          // A storage binding is never empty: no correct tokens (impossible with live groups) binds one.
-          const ctok = correctTokens.length > 0 ? correctTokens : new Int32Array(1);
-          const cw = correctWeights.length > 0 ? Float32Array.from(correctWeights) : new Float32Array(1);
-          const ctokBuf = rt.transientData(ctok, Usage.STORAGE, 'correct tokens');
-          const cwBuf = rt.transientData(cw, Usage.STORAGE, 'correct weights');
-          for (const c of chunks) {
-            const g0 = c.groups[0];
-            const gLast = c.groups[c.groups.length - 1];
-            const hw = windowOf(gto[g0] * d, gto[gLast + 1] * d, eb, hidden.size, align);
-            const pw = windowOf(a.probsOffsets[g0], a.probsOffsets[gLast + 1], 4, probs.size, align);
-            const n = c.groups.length;
-            const mInfo = new Uint32Array(n * INFO_STRIDE);
-            const sInfo = new Uint32Array(n * INFO_STRIDE);
-            let kRow = 0;
-            let mWg = 0;
-            let sWg = 0;
-            let fWg = 0;
-            let part = 0;
-            c.groups.forEach((g, i) => {
-              const K = vOff[g + 1] - vOff[g];
-              const Tg = gto[g + 1] - gto[g];
-              const slices = Math.ceil(K / SCORE_SLICE);
-              const row = [
-                gto[g],
-                Tg,
-                stacked ? vOff[g] - vOff[g0] : kRow,
-                K,
-                a.probsOffsets[g] - a.probsOffsets[g0],
-                cStart[g],
-                cStart[g + 1] - cStart[g],
-              ];
-              mInfo.set([...row, mWg], i * INFO_STRIDE);
-              sInfo.set([...row, sWg, part, fWg], i * INFO_STRIDE);
-              kRow += K;
-              mWg += Math.ceil(K / TILE) * tilesD;
-              sWg += Math.ceil(Tg / TILE) * slices;
-              fWg += Math.ceil(Tg / k.wg);
-              part += Tg * slices;
-            });
-            // The M binding: the scratch, or the tensor's rows of this chunk's groups.
-            const mw = stacked
-              ? windowOf(vOff[g0] * d, vOff[gLast + 1] * d, 4, mbuf.size, align)
-              : { offset: 0, size: mbuf.size, base: 0 };
-            const base = {
-              groups: n,
-              dim: d,
-              tiles_d: tilesD,
-              x_base: hw.base,
-              tok_base: gto[g0],
-              probs_base: pw.base,
-              m_base: mw.base,
-            };
-            const common: Binding[] = [
-              { binding: 1, buffer: hidden, offset: hw.offset, size: hw.size },
-              { binding: 3, buffer: probs, offset: pw.offset, size: pw.size },
-              { binding: 4, buffer: tcol },
-              { binding: 8, buffer: mbuf, offset: mw.offset, size: mw.size },
+  return runWithScratch(
+    k,
+    mode === 'full' ? 'tokenHiddenReward' : mode === 'aggregate' ? 'thrAggregate' : 'thrScore',
+    (s) => {
+      const mOut = mode === 'aggregate' ? outputTensor(rt, 'f32', [mRowsAll, d]) : undefined;
+      const thr = scores ? outputTensor(rt, 'f32', [T]) : undefined;
+      const tau = scores ? outputTensor(rt, 'f32', [G]) : undefined;
+      const result = (): ThrResult | Tensor<'f32'> => mOut ?? { thr: thr!, tau: tau! };
+      if (G === 0) return result();
+      const thrBuf = thr ? gpuStorage(thr).buffer : k.dummies[0];
+      const hidden = gpuStorage(a.hidden, 'hidden').buffer;
+      const probs = gpuStorage(a.probs, 'probs').buffer;
+      const tcol = gpuStorage(a.vocab.tokenColumn, 'vocab.tokenColumn').buffer;
+      const enc = rt.device.createCommandEncoder({ label: 'tokenHiddenReward' });
+      // The aggregate's rows of degenerate groups stay 0: clear it, then thr_m writes the live ones.
+      if (mOut && mRowsAll * d > 0) enc.clearBuffer(gpuStorage(mOut).buffer, 0, roundUp(mRowsAll * d * 4, 4));
+      const pass = enc.beginComputePass();
+      if (chunks.length > 0) {
+        let mbuf: GPUBuffer;
+        if (stacked) {
+          mbuf = gpuStorage(mOut ?? aggregate!, 'aggregate').buffer;
+        } else {
+          mbuf = s.buffer(mScratchRows * d * 4, 'THR M scratch');
+        }
+        const spart = s.buffer(scores ? partScratch * 4 : 4, 'THR partial scores');
+        // A storage binding is never empty: no correct tokens (impossible with live groups) binds one.
+        const ctok = correctTokens.length > 0 ? correctTokens : new Int32Array(1);
+        const cw = correctWeights.length > 0 ? Float32Array.from(correctWeights) : new Float32Array(1);
+        const ctokBuf = rt.transientData(ctok, Usage.STORAGE, 'correct tokens');
+        const cwBuf = rt.transientData(cw, Usage.STORAGE, 'correct weights');
+        for (const c of chunks) {
+          const g0 = c.groups[0];
+          const gLast = c.groups[c.groups.length - 1];
+          const hw = windowOf(gto[g0] * d, gto[gLast + 1] * d, eb, hidden.size, align);
+          const pw = windowOf(a.probsOffsets[g0], a.probsOffsets[gLast + 1], 4, probs.size, align);
+          const n = c.groups.length;
+          const mInfo = new Uint32Array(n * INFO_STRIDE);
+          const sInfo = new Uint32Array(n * INFO_STRIDE);
+          let kRow = 0;
+          let mWg = 0;
+          let sWg = 0;
+          let fWg = 0;
+          let part = 0;
+          c.groups.forEach((g, i) => {
+            const K = vOff[g + 1] - vOff[g];
+            const Tg = gto[g + 1] - gto[g];
+            const slices = Math.ceil(K / SCORE_SLICE);
+            const row = [
+              gto[g],
+              Tg,
+              stacked ? vOff[g] - vOff[g0] : kRow,
+              K,
+              a.probsOffsets[g] - a.probsOffsets[g0],
+              cStart[g],
+              cStart[g + 1] - cStart[g],
             ];
-            if (mPipe)
-              rt.dispatch(
-                pass,
-                mPipe,
-                [
-                  { binding: 0, buffer: rt.uniform(THR_PARAMS, paramsOf({ ...base, count: mWg })) },
-                  ...common,
-                  { binding: 5, buffer: rt.transientData(mInfo, Usage.STORAGE, 'THR M table') },
-                  { binding: 6, buffer: ctokBuf },
-                  { binding: 7, buffer: cwBuf },
-                ],
-                mWg,
-              );
-            if (!scores) continue;
-            const sInfoBuf = rt.transientData(sInfo, Usage.STORAGE, 'THR score table');
+            mInfo.set([...row, mWg], i * INFO_STRIDE);
+            sInfo.set([...row, sWg, part, fWg], i * INFO_STRIDE);
+            kRow += K;
+            mWg += Math.ceil(K / TILE) * tilesD;
+            sWg += Math.ceil(Tg / TILE) * slices;
+            fWg += Math.ceil(Tg / k.wg);
+            part += Tg * slices;
+          });
+          // The M binding: the scratch, or the tensor's rows of this chunk's groups.
+          const mw = stacked
+            ? windowOf(vOff[g0] * d, vOff[gLast + 1] * d, 4, mbuf.size, align)
+            : { offset: 0, size: mbuf.size, base: 0 };
+          const base = {
+            groups: n,
+            dim: d,
+            tiles_d: tilesD,
+            x_base: hw.base,
+            tok_base: gto[g0],
+            probs_base: pw.base,
+            m_base: mw.base,
+          };
+          const common: Binding[] = [
+            { binding: 1, buffer: hidden, offset: hw.offset, size: hw.size },
+            { binding: 3, buffer: probs, offset: pw.offset, size: pw.size },
+            { binding: 4, buffer: tcol },
+            { binding: 8, buffer: mbuf, offset: mw.offset, size: mw.size },
+          ];
+          if (mPipe)
             rt.dispatch(
               pass,
-              sPipe!,
+              mPipe,
               [
-                { binding: 0, buffer: rt.uniform(THR_PARAMS, paramsOf({ ...base, count: sWg })) },
+                { binding: 0, buffer: rt.uniform(THR_PARAMS, paramsOf({ ...base, count: mWg })) },
                 ...common,
-                { binding: 5, buffer: sInfoBuf },
-                { binding: 21, buffer: spart },
+                { binding: 5, buffer: rt.transientData(mInfo, Usage.STORAGE, 'THR M table') },
+                { binding: 6, buffer: ctokBuf },
+                { binding: 7, buffer: cwBuf },
               ],
-              sWg,
+              mWg,
             );
-            rt.dispatch(
-              pass,
-              fPipe!,
-              [
-                { binding: 0, buffer: rt.uniform(THR_PARAMS, paramsOf({ groups: n, count: fWg })) },
-                { binding: 5, buffer: sInfoBuf },
-                { binding: 9, buffer: thrBuf },
-                { binding: 21, buffer: spart },
-              ],
-              fWg,
-            );
-          }
+          if (!scores) continue;
+          const sInfoBuf = rt.transientData(sInfo, Usage.STORAGE, 'THR score table');
+          rt.dispatch(
+            pass,
+            sPipe!,
+            [
+              { binding: 0, buffer: rt.uniform(THR_PARAMS, paramsOf({ ...base, count: sWg })) },
+              ...common,
+              { binding: 5, buffer: sInfoBuf },
+              { binding: 21, buffer: spart },
+            ],
+            sWg,
+          );
+          rt.dispatch(
+            pass,
+            fPipe!,
+            [
+              { binding: 0, buffer: rt.uniform(THR_PARAMS, paramsOf({ groups: n, count: fWg })) },
+              { binding: 5, buffer: sInfoBuf },
+              { binding: 9, buffer: thrBuf },
+              { binding: 21, buffer: spart },
+            ],
+            fWg,
+          );
         }
-        if (!scores) {
-          pass.end();
-          rt.submit(enc);
-          return result();
-        }
-        const gdeg = Uint32Array.from(degenerate);
-        rt.dispatch(
-          pass,
-          tauPipe!,
-          [
-            { binding: 0, buffer: rt.uniform(THR_PARAMS, paramsOf({ groups: G, beta: a.beta })) },
-            { binding: 9, buffer: thrBuf },
-            { binding: 10, buffer: gpuStorage(tau!).buffer },
-            { binding: 11, buffer: rt.transientData(ro, Usage.STORAGE, 'responseOffsets') },
-            { binding: 12, buffer: rt.transientData(go, Usage.STORAGE, 'groupOffsets') },
-            { binding: 13, buffer: gpuStorage(a.correct, 'correct').buffer },
-            { binding: 14, buffer: rt.transientData(gdeg, Usage.STORAGE, 'degenerate groups') },
-          ],
-          G,
-        );
+      }
+      if (!scores) {
         pass.end();
         rt.submit(enc);
         return result();
-      },
-    );
-  } finally {
-    for (const b of scratch) rt.destroyBuffer(b);
-  }
+      }
+      const gdeg = Uint32Array.from(degenerate);
+      rt.dispatch(
+        pass,
+        tauPipe!,
+        [
+          { binding: 0, buffer: rt.uniform(THR_PARAMS, paramsOf({ groups: G, beta: a.beta })) },
+          { binding: 9, buffer: thrBuf },
+          { binding: 10, buffer: gpuStorage(tau!).buffer },
+          { binding: 11, buffer: rt.transientData(ro, Usage.STORAGE, 'responseOffsets') },
+          { binding: 12, buffer: rt.transientData(go, Usage.STORAGE, 'groupOffsets') },
+          { binding: 13, buffer: gpuStorage(a.correct, 'correct').buffer },
+          { binding: 14, buffer: rt.transientData(gdeg, Usage.STORAGE, 'degenerate groups') },
+        ],
+        G,
+      );
+      pass.end();
+      rt.submit(enc);
+      return result();
+    },
+  );
 }
 
 // --------------------------------------------------------------------------------- thrReweight
