@@ -53,6 +53,7 @@
 #include "cuda/lmhead.cuh"
 #include "cuda/logprobs.cuh"
 #include "cuda/policy.cuh"
+#include "cuda/probe.cuh"
 #include "cuda/thr.cuh"
 #endif
 
@@ -565,7 +566,7 @@ class CudaDevice : public Napi::ObjectWrap<CudaDevice> {
     return Submit(env, job);
   }
 
-  // copyProbe(bytes) → seconds per device-to-device copy (median of 7 after 2 warm-ups).
+  // copyProbe(bytes) → seconds per device-to-device copy (native/cuda/probe.cu).
   Napi::Value CopyProbe(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     RequireOpen(env, "copyProbe");
@@ -573,34 +574,7 @@ class CudaDevice : public Napi::ObjectWrap<CudaDevice> {
     Job* job = NewPromiseJob(env, "copyProbe");
     job->run = [bytes, job](JobEnv& je) -> Status {
       gk::Scratch scratch(je.stream);
-      uint8_t *a = nullptr, *b = nullptr;
-      GK_TRY(scratch.alloc(&a, bytes));
-      GK_TRY(scratch.alloc(&b, bytes));
-      GK_CHECK(cudaMemsetAsync(a, 1, bytes, je.stream));
-      cudaEvent_t e0, e1;
-      GK_CHECK(cudaEventCreate(&e0));
-      if (cudaError_t e = cudaEventCreate(&e1); e != cudaSuccess) {
-        cudaEventDestroy(e0);  // not leaked on this error path
-        return Status::FromCuda(e, "cudaEventCreate(&e1)", __FILE__, __LINE__);
-      }
-      std::vector<float> ms;
-      Status st = Status::Ok();
-      for (int i = 0; i < 9 && st.ok(); ++i) {
-        cudaError_t e = cudaEventRecord(e0, je.stream);
-        if (e == cudaSuccess) e = cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice, je.stream);
-        if (e == cudaSuccess) e = cudaEventRecord(e1, je.stream);
-        if (e == cudaSuccess) e = cudaEventSynchronize(e1);
-        float t = 0;
-        if (e == cudaSuccess) e = cudaEventElapsedTime(&t, e0, e1);
-        if (e != cudaSuccess) st = Status::FromCuda(e, "copyProbe copy", __FILE__, __LINE__);
-        if (i >= 2) ms.push_back(t);
-      }
-      cudaEventDestroy(e0);
-      cudaEventDestroy(e1);
-      GK_TRY(st);
-      std::sort(ms.begin(), ms.end());
-      job->seconds = ms[ms.size() / 2] / 1e3;
-      return Status::Ok();
+      return gk::launch_copy_probe(bytes, je.launch, scratch, &job->seconds);
     };
     job->result = [job](Napi::Env e) -> Napi::Value { return Napi::Number::New(e, job->seconds); };
     return Submit(env, job);

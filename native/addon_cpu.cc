@@ -80,12 +80,6 @@ double MedianSeconds(int warm, int reps, F fn) {
   return t[t.size() / 2];
 }
 
-struct CopyCtx {
-  const uint8_t* src;
-  uint8_t* dst;
-  size_t bytes, chunk;
-};
-
 class CpuDevice : public Napi::ObjectWrap<CpuDevice> {
  public:
   static Napi::Function Define(Napi::Env env) {
@@ -256,20 +250,10 @@ class CpuDevice : public Napi::ObjectWrap<CpuDevice> {
     if (!info[0].IsNumber()) throw gkn::ArgError(env, "copyProbe: bytes: expected a number");
     const size_t bytes = std::max<size_t>(size_t(info[0].As<Napi::Number>().DoubleValue()), 64);
     Pool* pool = pool_;
-    return Submit(env, env.Undefined(), "copyProbe", [bytes, pool](double& seconds) {
+    const KernelTable* k = kernels_;
+    return Submit(env, env.Undefined(), "copyProbe", [bytes, pool, k](double& seconds) {
       std::vector<uint8_t> a(bytes, 1), b(bytes);
-      CopyCtx c{a.data(), b.data(), bytes, size_t(1) << 20};
-      const int64_t n = int64_t((bytes + c.chunk - 1) / c.chunk);
-      seconds = MedianSeconds(2, 7, [&] {
-        pool_run(
-            pool, n,
-            [](void* ctx, int64_t i, int) {
-              CopyCtx& c = *static_cast<CopyCtx*>(ctx);
-              const size_t o = size_t(i) * c.chunk;
-              std::memcpy(c.dst + o, c.src + o, std::min(c.chunk, c.bytes - o));
-            },
-            &c);
-      });
+      seconds = MedianSeconds(2, 7, [&] { k->copy_probe(pool, a.data(), b.data(), bytes); });
       return Report{kOk, 0, 0};
     });
   }

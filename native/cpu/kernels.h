@@ -166,9 +166,10 @@ struct KernelTable {
   Report (*token_hidden_reward)(const ThrParams&, Pool*);
   Report (*thr_reweight)(const ThrReweightParams&, Pool*);
   // Benchmarks only (probe.cc): FLOPs of one run of `iters` FMA steps on every pool thread; one
-  // streaming read of an array (returns a checksum).
+  // streaming read of an array (returns a checksum); one copy of `bytes` bytes from src to dst.
   double (*fma_probe)(Pool*, int64_t iters);
   double (*read_probe)(Pool*, const void* data, size_t bytes);
+  void (*copy_probe)(Pool*, const void* src, void* dst, size_t bytes);
 };
 
 #define GK_CPU_DECLARE_KERNELS(ns)                                             \
@@ -180,6 +181,7 @@ struct KernelTable {
   Report thr_reweight(const ThrReweightParams&, Pool*);                       \
   double fma_probe(Pool*, int64_t);                                           \
   double read_probe(Pool*, const void*, size_t);                              \
+  void copy_probe(Pool*, const void*, void*, size_t);                         \
   }
 GK_CPU_DECLARE_KERNELS(portable)
 #if GK_CPU_HAVE_AVX2

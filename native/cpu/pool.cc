@@ -134,7 +134,8 @@ const KernelTable& kernel_table(bool portable) {
                                      portable::token_hidden_reward,
                                      portable::thr_reweight,
                                      portable::fma_probe,
-                                     portable::read_probe};
+                                     portable::read_probe,
+                                     portable::copy_probe};
 #if GK_CPU_HAVE_AVX2
   static const KernelTable kAvx2{"avx2",
                                  avx2::logprobs,
@@ -143,7 +144,8 @@ const KernelTable& kernel_table(bool portable) {
                                  avx2::token_hidden_reward,
                                  avx2::thr_reweight,
                                  avx2::fma_probe,
-                                 avx2::read_probe};
+                                 avx2::read_probe,
+                                 avx2::copy_probe};
   if (!portable && avx2_supported()) return kAvx2;
 #endif
   return kPortable;
