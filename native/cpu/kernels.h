@@ -1,5 +1,6 @@
-// The native cpu backend's kernels as the glue (native/addon_cpu.cc) sees them: plain parameter structs,
-// the thread pool's one entry point, and a table of kernel functions per instruction set.
+// The native cpu backend's kernels as their callers (native/ops_cpu.cc, native/runtime/cpu_device.cc) see
+// them: plain parameter structs, the thread pool's one entry point, and a table of kernel functions per
+// instruction set.
 //
 // The SIMD kernels (logprobs.cc, thr.cc) are compiled twice, once per instruction set, each time inside
 // its own namespace: gk::cpu::avx2 (-mavx2 -mfma -mf16c, x86-64 only) and gk::cpu::portable (the

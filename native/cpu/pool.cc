@@ -4,7 +4,7 @@
 // (n items, a function, a context), wakes them, takes part itself as worker 0, and returns once every
 // worker has left the job. Items are claimed one at a time from an atomic counter (dynamic scheduling:
 // a busy core on a shared machine does not hold the others up). Only one thread calls pool_run at a
-// time: the device's job thread (native/addon_cpu.cc).
+// time: the device's job thread (native/runtime/jobs.cc).
 #include <atomic>
 #include <condition_variable>
 #include <mutex>

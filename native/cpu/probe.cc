@@ -1,11 +1,11 @@
-// The benchmarks' yardsticks, run over the pool's threads (the glue times them: native/addon_cpu.cc).
-// Copy: memcpy of 1 MiB items, `bytes` read + `bytes` written (ctx.copyProbe, the bandwidth every
-// backend reports). Read: a streaming read of an array (below), the memory-bound
+// The benchmarks' yardsticks, run over the pool's threads (the runtime times them: native/runtime/
+// cpu_device.cc). Copy: memcpy of 1 MiB items, `bytes` read + `bytes` written (ctx.copyProbe, the
+// bandwidth every backend reports). Read: a streaming read of an array (below), the memory-bound
 // kernels' yardstick. FMA: the f32 multiply-add peak of the pool's threads, for the benchmarks'
 // "fraction of peak" (THR's products): every thread runs 12 independent chains of 8-lane FMAs (the
 // register tile's shape in thr.cc, no memory traffic) for a fixed count, and the rate is FLOPs over
-// the slowest thread's wall time. Compiled per instruction set (kernels.h): the AVX2 build's peak with FMA, the portable
-// build's with its multiply and add.
+// the slowest thread's wall time. Compiled per instruction set (kernels.h): the AVX2 build's peak
+// with FMA, the portable build's with its multiply and add.
 #include "kernels.h"
 #include "simd.h"
 
