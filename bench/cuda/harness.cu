@@ -1,5 +1,5 @@
 // Native benchmark harness (issue 10, "Measured like for like"): the launchers of native/cuda/*.cuh
-// called directly, with a LaunchEnv and a Scratch per call as native/addon.cc's jobs do, but no Node,
+// called directly, with a LaunchEnv and a Scratch per call as the addon's jobs do, but no Node,
 // no job thread and no promise. Each case is timed with CUDA events and, in the same run, beside a
 // device-to-device cudaMemcpyAsync of the same bytes, so GB/s come with the fraction of the copy
 // bandwidth this card gives right now.
@@ -242,7 +242,7 @@ struct Device {
   gk::LaunchEnv env;
   gk::ErrorFlags* d_flags = nullptr;
   gk::ErrorFlags* h_flags = nullptr;  // pinned
-  std::unique_ptr<gk::HostStaging> staging;  // the pinned upload buffer, as native/addon.cc's jobs use
+  std::unique_ptr<gk::HostStaging> staging;  // the pinned upload buffer, as the addon's jobs use
   size_t l2 = 0;                      // bytes used for the rotation rule
   int runtime = 0, driver = 0;
   std::string date;
@@ -807,7 +807,7 @@ Status open_device(const Options& o, Device* dev) {
   if (count < 1) return Status::Invalid("no CUDA device");
   GK_CHECK(cudaSetDevice(0));
   GK_CHECK(cudaGetDeviceProperties(&dev->prop, 0));
-  // Stream-ordered scratch from the default pool, freed memory kept cached (as native/addon.cc does).
+  // Stream-ordered scratch from the default pool, freed memory kept cached (as the addon's runtime does).
   cudaMemPool_t pool;
   GK_CHECK(cudaDeviceGetDefaultMemPool(&pool, 0));
   uint64_t threshold = UINT64_MAX;

@@ -1,5 +1,6 @@
-// The native cpu backend's kernels as the glue (native/addon_cpu.cc) sees them: plain parameter structs,
-// the thread pool's one entry point, and a table of kernel functions per instruction set.
+// The native cpu backend's kernels as their callers (native/ops_cpu.cc, native/runtime/cpu_device.cc) see
+// them: plain parameter structs, the thread pool's one entry point, and a table of kernel functions per
+// instruction set.
 //
 // The SIMD kernels (logprobs.cc, thr.cc) are compiled twice, once per instruction set, each time inside
 // its own namespace: gk::cpu::avx2 (-mavx2 -mfma -mf16c, x86-64 only) and gk::cpu::portable (the
@@ -166,9 +167,10 @@ struct KernelTable {
   Report (*token_hidden_reward)(const ThrParams&, Pool*);
   Report (*thr_reweight)(const ThrReweightParams&, Pool*);
   // Benchmarks only (probe.cc): FLOPs of one run of `iters` FMA steps on every pool thread; one
-  // streaming read of an array (returns a checksum).
+  // streaming read of an array (returns a checksum); one copy of `bytes` bytes from src to dst.
   double (*fma_probe)(Pool*, int64_t iters);
   double (*read_probe)(Pool*, const void* data, size_t bytes);
+  void (*copy_probe)(Pool*, const void* src, void* dst, size_t bytes);
 };
 
 #define GK_CPU_DECLARE_KERNELS(ns)                                             \
@@ -180,6 +182,7 @@ struct KernelTable {
   Report thr_reweight(const ThrReweightParams&, Pool*);                       \
   double fma_probe(Pool*, int64_t);                                           \
   double read_probe(Pool*, const void*, size_t);                              \
+  void copy_probe(Pool*, const void*, void*, size_t);                         \
   }
 GK_CPU_DECLARE_KERNELS(portable)
 #if GK_CPU_HAVE_AVX2

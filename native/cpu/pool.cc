@@ -4,7 +4,7 @@
 // (n items, a function, a context), wakes them, takes part itself as worker 0, and returns once every
 // worker has left the job. Items are claimed one at a time from an atomic counter (dynamic scheduling:
 // a busy core on a shared machine does not hold the others up). Only one thread calls pool_run at a
-// time: the device's job thread (native/addon_cpu.cc).
+// time: the device's job thread (native/runtime/jobs.cc).
 #include <atomic>
 #include <condition_variable>
 #include <mutex>
@@ -134,7 +134,8 @@ const KernelTable& kernel_table(bool portable) {
                                      portable::token_hidden_reward,
                                      portable::thr_reweight,
                                      portable::fma_probe,
-                                     portable::read_probe};
+                                     portable::read_probe,
+                                     portable::copy_probe};
 #if GK_CPU_HAVE_AVX2
   static const KernelTable kAvx2{"avx2",
                                  avx2::logprobs,
@@ -143,7 +144,8 @@ const KernelTable& kernel_table(bool portable) {
                                  avx2::token_hidden_reward,
                                  avx2::thr_reweight,
                                  avx2::fma_probe,
-                                 avx2::read_probe};
+                                 avx2::read_probe,
+                                 avx2::copy_probe};
   if (!portable && avx2_supported()) return kAvx2;
 #endif
   return kPortable;

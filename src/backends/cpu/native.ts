@@ -1,9 +1,9 @@
 /**
  * The native cpu backend's side of the addon (native/addon_cpu.cc): one interface per op, mirroring the
- * params structs of native/cpu/kernels.h (the glue fills each through native/args.h, which refuses a
- * missing required key, a key of the wrong type or array type, and an unknown key, and checks every
- * array's length against the shape). Host memory travels as typed arrays, which the job keeps alive
- * until it settles; enums as their TypeScript names.
+ * params structs of native/cpu/kernels.h (native/ops_cpu.cc fills each through native/args.h, which
+ * refuses a missing required key, a key of the wrong type or array type, and an unknown key, and checks
+ * every array's length against the shape). Host memory travels as typed arrays, which the job keeps
+ * alive until it settles; enums as their TypeScript names.
  */
 import { fromNativeErrorOf } from '../addon.js';
 import type {

@@ -31,7 +31,7 @@ export {
 
 /**
  * The argument object of each native op: one interface per op, mirroring its params struct in
- * native/cuda/*.cuh (native/addon.cc fills the struct through native/args.h, which refuses a missing
+ * native/cuda/*.cuh (native/ops_cuda.cc fills the struct through native/args.h, which refuses a missing
  * required key, a key of the wrong type and an unknown key). Device pointers are bigints, host index
  * arrays typed arrays, enums their TypeScript names (checked against the C++ tables by
  * test/cuda/enums.test.ts). `poison` (src/debug.ts) is the test hook every op takes.
@@ -324,7 +324,7 @@ export interface NativeDeviceInfo {
   archs: string;
 }
 
-/** One CUDA device, its stream and its job thread (native/addon.cc). */
+/** One CUDA device, its stream and its job thread (native/addon.cc, native/runtime/cuda_device.h). */
 export interface NativeDevice {
   info(): NativeDeviceInfo;
   /**

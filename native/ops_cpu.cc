@@ -1,0 +1,280 @@
+// The native cpu backend's argument conversion (ops.h): one converter per op, each filling the op's
+// params struct (native/cpu/kernels.h) from its argument object, the TypeScript interface of the same
+// name in src/backends/cpu/native.ts. Host memory arrives as typed arrays (their data is used in place:
+// CpuDevice keeps the argument object alive until the op settles), each of one element type and a
+// length checked against the shape. Every key is required unless its absence means something. A
+// converter also words the RANGE error of a fault only the kernels see, as the API's host checks word it.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "args.h"
+#include "cpu/kernels.h"
+#include "enums.h"
+#include "ops.h"
+#include "runtime/cpu_device.h"
+
+namespace gkn {
+namespace {
+
+using gk::rt::CpuOp;
+using namespace gk::cpu;
+using gk::Estimator;
+using gk::StdKind;
+
+std::string TargetMessage(const Report& r, int64_t vocab, int64_t ignore) {
+  return "targets: expected values in [0, " + std::to_string(vocab) + ") or ignoreIndex (" + std::to_string(ignore) +
+         "), got targets[" + std::to_string(r.row) + "] = " + std::to_string(r.value);
+}
+std::string LogprobsMessage(const Report& r, int64_t vocab, int64_t ignore) {
+  if (r.fault == kTargetRange) return TargetMessage(r, vocab, ignore);
+  return "logits: row " + std::to_string(r.row) +
+         " has every element −Inf: its softmax is undefined; mask the row with ignoreIndex instead";
+}
+
+// A float dtype ('f32' | 'f16' | 'bf16', the names of src/dtypes.ts): gk::cpu::FloatType.
+int FloatTypeOf(Args& a, const char* key) { return a.Enum(key, {"f32", "f16", "bf16"}); }
+
+// Checks a length; throws a DTYPE error naming the op and key.
+void Need(Napi::Env env, const char* op, const char* key, size_t have, size_t want) {
+  if (have != want)
+    throw ArgError(env, std::string(op) + ": " + key + ": expected " + std::to_string(want) + " elements, got " +
+                            std::to_string(have));
+}
+size_t ElemSize(int dtype) { return dtype == kF32 ? 4 : 2; }
+
+// The keys of logprobs and its backward: logits [rows, vocab] of `dtype`, targets [rows], rows, vocab,
+// temperature, ignoreIndex (the lengths of logits and targets checked).
+template <class P>
+void LogitsOf(Args& a, const char* op, P& p) {
+  size_t n_logits = 0, n_t = 0;
+  p.dtype = FloatTypeOf(a, "dtype");
+  p.logits = a.FloatBuf("logits", p.dtype, &n_logits);
+  p.targets = a.Buf<int32_t>("targets", &n_t);
+  p.rows = a.Int("rows");
+  p.vocab = a.Int("vocab");
+  p.temperature = a.Num("temperature");
+  p.ignore_index = a.Int("ignoreIndex");
+  Need(a.Env(), op, "logits", n_logits, size_t(p.rows) * size_t(p.vocab) * ElemSize(p.dtype));
+  Need(a.Env(), op, "targets", n_t, size_t(p.rows));
+}
+
+CpuOp Logprobs(Args& a) {
+  Napi::Env env = a.Env();
+  LogprobsParams p{};
+  LogitsOf(a, "logprobs", p);
+  size_t n_lp = 0, n_lse = 0, n_ent = 0, n_sq = 0;
+  p.logprobs = a.Buf<float>("outLogprobs", &n_lp);
+  p.lse = a.Buf<float>("outLse", &n_lse);
+  p.entropy = a.OptBuf<float>("outEntropy", &n_ent);
+  p.sum_squares = a.OptBuf<float>("outSumSquares", &n_sq);
+  const size_t rows = size_t(p.rows);
+  Need(env, "logprobs", "outLogprobs", n_lp, rows);
+  Need(env, "logprobs", "outLse", n_lse, rows);
+  if (p.entropy) Need(env, "logprobs", "outEntropy", n_ent, rows);
+  if (p.sum_squares) Need(env, "logprobs", "outSumSquares", n_sq, rows);
+  return {[p](const KernelTable& k, Pool* pool) { return k.logprobs(p, pool); },
+          [v = p.vocab, ig = p.ignore_index](const Report& r) { return LogprobsMessage(r, v, ig); }};
+}
+
+CpuOp LogprobsBackward(Args& a) {
+  Napi::Env env = a.Env();
+  LogprobsBackwardParams p{};
+  LogitsOf(a, "logprobsBackward", p);
+  size_t n_out = 0, n_lse = 0, n_g = 0, n_ge = 0, n_e = 0;
+  p.lse = a.Buf<float>("lse", &n_lse);
+  p.grad_logprobs = a.Buf<float>("gradLogprobs", &n_g);
+  p.grad_entropy = a.OptBuf<float>("gradEntropy", &n_ge);
+  p.entropy = a.OptBuf<float>("entropy", &n_e);
+  p.grad_logits = a.FloatBuf("outGradLogits", p.dtype, &n_out);
+  const size_t rows = size_t(p.rows);
+  Need(env, "logprobsBackward", "outGradLogits", n_out, rows * size_t(p.vocab) * ElemSize(p.dtype));
+  Need(env, "logprobsBackward", "lse", n_lse, rows);
+  Need(env, "logprobsBackward", "gradLogprobs", n_g, rows);
+  if (p.grad_entropy) {
+    if (!p.entropy) throw ArgError(env, "logprobsBackward: gradEntropy needs entropy");
+    Need(env, "logprobsBackward", "gradEntropy", n_ge, rows);
+    Need(env, "logprobsBackward", "entropy", n_e, rows);
+  }
+  return {[p](const KernelTable& k, Pool* pool) { return k.logprobs_backward(p, pool); },
+          [v = p.vocab, ig = p.ignore_index](const Report& r) { return TargetMessage(r, v, ig); }};
+}
+
+CpuOp GatherProbs(Args& a) {
+  Napi::Env env = a.Env();
+  GatherProbsParams p{};
+  size_t n_logits = 0, n_lse = 0, n_go = 0, n_vo = 0, n_po = 0, n_cols = 0, n_out = 0;
+  p.dtype = FloatTypeOf(a, "dtype");
+  p.logits = a.FloatBuf("logits", p.dtype, &n_logits);
+  p.lse = a.Buf<float>("lse", &n_lse);
+  p.num_tokens = a.Int("numTokens");
+  p.vocab = a.Int("vocab");
+  p.temperature = a.Num("temperature");
+  p.columns = a.Buf<int32_t>("columns", &n_cols);
+  p.group_token_offsets = a.Buf<int32_t>("groupTokenOffsets", &n_go);
+  p.vocab_offsets = a.Buf<int32_t>("vocabOffsets", &n_vo);
+  p.probs_offsets = a.Buf<double>("probsOffsets", &n_po);
+  p.probs = a.Buf<float>("outProbs", &n_out);
+  const size_t T = size_t(p.num_tokens);
+  Need(env, "gatherProbs", "logits", n_logits, T * size_t(p.vocab) * ElemSize(p.dtype));
+  Need(env, "gatherProbs", "lse", n_lse, T);
+  if (n_go == 0) throw ArgError(env, "gatherProbs: groupTokenOffsets: expected G + 1 ≥ 1 elements");
+  p.groups = int64_t(n_go) - 1;
+  Need(env, "gatherProbs", "vocabOffsets", n_vo, n_go);
+  Need(env, "gatherProbs", "probsOffsets", n_po, n_go);
+  Need(env, "gatherProbs", "outProbs", n_out, size_t(p.probs_offsets[p.groups]));
+  if (size_t(p.group_token_offsets[p.groups]) != T || size_t(p.vocab_offsets[p.groups]) != n_cols)
+    throw ArgError(env, "gatherProbs: offsets disagree with numTokens or columns");
+  return {[p](const KernelTable& k, Pool* pool) { return k.gather_probs(p, pool); }};
+}
+
+CpuOp Advantages(Args& a) {
+  Napi::Env env = a.Env();
+  AdvantagesParams p{};
+  size_t n_r = 0, n_go = 0, n_ro = 0, n_adv = 0, n_mean = 0, n_std = 0, n_deg = 0;
+  p.rewards = a.Buf<float>("rewards", &n_r);
+  p.group_offsets = a.Buf<int32_t>("groupOffsets", &n_go);
+  p.response_offsets = a.OptBuf<int32_t>("responseOffsets", &n_ro);
+  p.estimator = a.Enum("estimator", gk::kEstimatorNames);
+  p.std_kind = a.Enum("std", gk::kStdKindNames);
+  p.eps = a.Num("eps");
+  p.scale = a.Enum("scale", gk::kScaleKindNames);
+  p.singleton = a.Enum("singleton", gk::kSingletonNames);
+  p.whiten_mask_eps = a.Num("whitenMaskEps");
+  p.whiten_sample = a.Enum("whitenVariance", gk::kStdKindNames) == int(StdKind::Sample);
+  p.whiten_clamp = a.Enum("whitenVarianceEps", {"add", "clamp"}) == 1;
+  p.advantages = a.Buf<float>("outAdvantages", &n_adv);
+  p.mean = a.Buf<float>("outMean", &n_mean);
+  p.std = a.Buf<float>("outStd", &n_std);
+  p.degenerate = a.Buf<uint8_t>("outDegenerate", &n_deg);
+  if (n_go == 0) throw ArgError(env, "advantages: groupOffsets: expected G + 1 ≥ 1 elements");
+  p.groups = int64_t(n_go) - 1;
+  p.responses = int64_t(n_r);
+  if (size_t(p.group_offsets[p.groups]) != n_r) throw ArgError(env, "advantages: groupOffsets must end at R");
+  const auto est = static_cast<Estimator>(p.estimator);
+  const bool needs_ro = est == Estimator::Opo || est == Estimator::ReinforcePpBaseline;
+  if (needs_ro && !p.response_offsets)
+    throw ArgError(env, "advantages: responseOffsets: required by opo and reinforce_pp_baseline");
+  if (p.response_offsets) {
+    Need(env, "advantages", "responseOffsets", n_ro, n_r + 1);
+    p.tokens = p.response_offsets[n_r];
+  }
+  Need(env, "advantages", "outAdvantages", n_adv,
+       est == Estimator::ReinforcePpBaseline ? size_t(p.tokens) : n_r);
+  Need(env, "advantages", "outMean", n_mean, size_t(p.groups));
+  Need(env, "advantages", "outStd", n_std, size_t(p.groups));
+  Need(env, "advantages", "outDegenerate", n_deg, size_t(p.groups));
+  return {[p](const KernelTable&, Pool* pool) { return advantages(p, pool); }};
+}
+
+CpuOp ExpandToTokens(Args& a) {
+  Napi::Env env = a.Env();
+  ExpandParams p{};
+  size_t n_v = 0, n_ro = 0, n_out = 0;
+  p.values = a.Buf<float>("values", &n_v);
+  p.response_offsets = a.Buf<int32_t>("responseOffsets", &n_ro);
+  p.out = a.Buf<float>("out", &n_out);
+  Need(env, "expandToTokens", "responseOffsets", n_ro, n_v + 1);
+  Need(env, "expandToTokens", "out", n_out, size_t(p.response_offsets[n_v]));
+  p.responses = int64_t(n_v);
+  return {[p](const KernelTable&, Pool* pool) { return expand_to_tokens(p, pool); }};
+}
+
+CpuOp Whiten(Args& a) {
+  Napi::Env env = a.Env();
+  WhitenParams p{};
+  size_t n_v = 0, n_m = 0, n_out = 0;
+  p.values = a.Buf<float>("values", &n_v);
+  p.mask = a.OptBuf<uint8_t>("mask", &n_m);
+  p.mask_eps = a.Num("maskEps");
+  p.sample = a.Enum("variance", {"population", "sample"}) == 1;
+  p.clamp = a.Enum("varianceEps", {"add", "clamp"}) == 1;
+  p.keep_mean = a.Bool("keepMean");
+  p.out = a.Buf<float>("out", &n_out);
+  p.n = int64_t(n_v);
+  if (p.mask) Need(env, "whiten", "mask", n_m, n_v);
+  Need(env, "whiten", "out", n_out, n_v);
+  return {[p](const KernelTable&, Pool* pool) { return whiten(p, pool); }};
+}
+
+CpuOp TokenHiddenReward(Args& a) {
+  Napi::Env env = a.Env();
+  ThrParams p{};
+  size_t n_ro = 0, n_go = 0, n_c = 0, n_d = 0, n_h = 0, n_p = 0, n_po = 0, n_vo = 0, n_tc = 0, n_thr = 0, n_tau = 0;
+  p.response_offsets = a.Buf<int32_t>("responseOffsets", &n_ro);
+  p.group_offsets = a.Buf<int32_t>("groupOffsets", &n_go);
+  p.correct = a.Buf<uint8_t>("correct", &n_c);
+  p.degenerate = a.Buf<uint8_t>("degenerate", &n_d);
+  p.hidden_dtype = FloatTypeOf(a, "hiddenDtype");
+  p.hidden = a.FloatBuf("hidden", p.hidden_dtype, &n_h);
+  p.dim = a.Int("dim");
+  p.probs = a.Buf<float>("probs", &n_p);
+  p.probs_offsets = a.Buf<double>("probsOffsets", &n_po);
+  p.vocab_offsets = a.Buf<int32_t>("vocabOffsets", &n_vo);
+  p.token_column = a.Buf<int32_t>("tokenColumn", &n_tc);
+  p.length_weighting = a.Enum("weighting", {"none", "length"}) == 1;
+  p.beta = a.Num("beta");
+  a.Enum("precision", gk::kThrPrecisionNames);  // cuda's choice; f32 products with f64 chunks here
+  p.thr = a.Buf<float>("outThr", &n_thr);
+  p.tau = a.Buf<float>("outTau", &n_tau);
+  if (n_go == 0 || n_ro == 0) throw ArgError(env, "tokenHiddenReward: offsets: expected at least one element");
+  p.groups = int64_t(n_go) - 1;
+  const size_t R = n_ro - 1, T = size_t(p.response_offsets[R]);
+  Need(env, "tokenHiddenReward", "correct", n_c, R);
+  Need(env, "tokenHiddenReward", "degenerate", n_d, size_t(p.groups));
+  Need(env, "tokenHiddenReward", "hidden", n_h, T * size_t(p.dim) * ElemSize(p.hidden_dtype));
+  Need(env, "tokenHiddenReward", "probsOffsets", n_po, n_go);
+  Need(env, "tokenHiddenReward", "vocabOffsets", n_vo, n_go);
+  Need(env, "tokenHiddenReward", "probs", n_p, size_t(p.probs_offsets[p.groups]));
+  Need(env, "tokenHiddenReward", "tokenColumn", n_tc, T);
+  Need(env, "tokenHiddenReward", "outThr", n_thr, T);
+  Need(env, "tokenHiddenReward", "outTau", n_tau, size_t(p.groups));
+  return {[p](const KernelTable& k, Pool* pool) { return k.token_hidden_reward(p, pool); }};
+}
+
+CpuOp ThrReweight(Args& a) {
+  Napi::Env env = a.Env();
+  ThrReweightParams p{};
+  size_t n_ro = 0, n_go = 0, n_c = 0, n_d = 0, n_adv = 0, n_thr = 0, n_tau = 0, n_out = 0;
+  p.response_offsets = a.Buf<int32_t>("responseOffsets", &n_ro);
+  p.group_offsets = a.Buf<int32_t>("groupOffsets", &n_go);
+  p.correct = a.Buf<uint8_t>("correct", &n_c);
+  p.degenerate = a.Buf<uint8_t>("degenerate", &n_d);
+  p.token_advantages = a.Buf<float>("tokenAdvantages", &n_adv);
+  p.thr = a.Buf<float>("thr", &n_thr);
+  p.tau = a.Buf<float>("tau", &n_tau);
+  p.mode = a.Enum("mode", gk::kReweightModeNames);
+  p.p = a.Num("p");
+  p.mask = a.Bool("mask");
+  p.eta_auto = !a.Has("eta");  // absent: 'auto'
+  p.eta = p.eta_auto ? 0.0 : a.Num("eta");
+  p.out = a.Buf<float>("out", &n_out);
+  if (n_go == 0 || n_ro == 0) throw ArgError(env, "thrReweight: offsets: expected at least one element");
+  p.groups = int64_t(n_go) - 1;
+  const size_t R = n_ro - 1, T = size_t(p.response_offsets[R]);
+  Need(env, "thrReweight", "correct", n_c, R);
+  Need(env, "thrReweight", "degenerate", n_d, size_t(p.groups));
+  Need(env, "thrReweight", "tokenAdvantages", n_adv, T);
+  Need(env, "thrReweight", "thr", n_thr, T);
+  Need(env, "thrReweight", "tau", n_tau, size_t(p.groups));
+  Need(env, "thrReweight", "out", n_out, T);
+  return {[p](const KernelTable& k, Pool* pool) { return k.thr_reweight(p, pool); }};
+}
+
+}  // namespace
+
+const std::vector<OpSpec<CpuOp>>& CpuOps() {
+  static const std::vector<OpSpec<CpuOp>> kOps = {
+      {"logprobs", Logprobs},
+      {"logprobsBackward", LogprobsBackward},
+      {"gatherProbs", GatherProbs},
+      {"advantages", Advantages},
+      {"expandToTokens", ExpandToTokens},
+      {"whiten", Whiten},
+      {"tokenHiddenReward", TokenHiddenReward},
+      {"thrReweight", ThrReweight},
+  };
+  return kOps;
+}
+
+}  // namespace gkn
