@@ -176,6 +176,15 @@ gk::ThrLayoutHost LayoutOf(Args& a) {
   return l;
 }
 
+// A host typed array of exactly element type T (args.h Buf: Int32Array, Float32Array, Float64Array),
+// copied: THR's plan, whose f32 weights Vec would not take.
+template <class T>
+std::vector<T> CopyOf(Args& a, const char* key) {
+  size_t n = 0;
+  const T* data = a.Buf<T>(key, &n);
+  return std::vector<T>(data, data + n);
+}
+
 // tokenHiddenReward whole, or one of its halves: the same keys, plus `aggregate` (the stacked M) for
 // the halves; thrAggregate has no outThr / outTau / beta.
 template <gk::ThrStep step>
@@ -190,7 +199,11 @@ CudaOp ThrOp(Args& a) {
   p.probs_offsets = a.Vec<int64_t>("probsOffsets");
   p.vocab_offsets = a.Vec<int32_t>("vocabOffsets");
   p.token_column = a.Ptr<const int>("tokenColumn");
-  p.length_weighting = a.Enum("weighting", {"none", "length"}) == 1;
+  // The API's plan (src/api/thr-plan.ts): the correct tokens of each live group and their weights
+  // (1/|y_r| or 1, so they carry the weighting), checked against the layout by the launcher.
+  p.correct_start = CopyOf<int32_t>(a, "correctStart");
+  p.correct_tokens = CopyOf<int32_t>(a, "correctTokens");
+  p.correct_weights = CopyOf<float>(a, "correctWeights");
   p.precision = static_cast<gk::ThrPrecision>(a.Enum("precision", gk::kThrPrecisionNames));
   if (a.Has("mBudgetBytes")) p.m_budget_bytes = static_cast<size_t>(a.Int("mBudgetBytes"));  // test hook
   p.small_tiles = a.Has("smallTiles") && a.Bool("smallTiles");  // test hook (src/backends/cuda/thr.ts thrTuning)
@@ -347,9 +360,7 @@ CudaOp ThrReweight(Args& a) {
   p.mode = static_cast<gk::ReweightMode>(a.Enum("mode", gk::kReweightModeNames));
   p.p = a.Num("p");
   p.mask = a.Bool("mask");
-  const bool eta_auto = a.Has("eta") ? false : true;  // absent: 'auto'
-  p.eta_auto = eta_auto;
-  p.eta = eta_auto ? 0 : a.Num("eta");
+  p.eta = CopyOf<double>(a, "eta");  // [G], the API's ReweightPlan
   p.out = a.Ptr<float>("out");
   const int64_t T = p.layout.response_offsets.empty() ? 0 : p.layout.response_offsets.back();
   return {{{p.out, T, DType::F32}},

@@ -36,7 +36,9 @@ function thrArgs(a: Omit<TokenHiddenRewardArgs, 'beta'>) {
     groupOffsets: layout.groupOffsets,
     correct: a.hostCorrect,
     degenerate: a.plan.degenerate,
-    weighting: a.weighting,
+    correctStart: a.plan.correctStart,
+    correctTokens: a.plan.correctTokens,
+    correctWeights: new Float32Array(a.plan.correctWeights), // the f32 kernels' weights, rounded once
     precision: a.precision,
     mBudgetBytes: thrTuning.mBudgetBytes > 0 ? thrTuning.mBudgetBytes : undefined,
   };
@@ -112,7 +114,7 @@ export function cudaThrReweight(mem: CudaMemory, a: ThrReweightArgs): Promise<Te
           mode: a.mode,
           p: a.mode === 'thr-only' ? 0 : a.p,
           mask: a.mask,
-          eta: a.eta === 'auto' ? undefined : a.eta,
+          eta: a.plan.eta,
           out: ptrOf(out),
         }),
       ),
