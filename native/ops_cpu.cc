@@ -197,10 +197,36 @@ CpuOp Whiten(Args& a) {
   return {[p](const KernelTable&, Pool* pool) { return whiten(p, pool); }};
 }
 
+// THR's plan (ThrParams::correct_*, src/api/thr-plan.ts) against the layout: its sizes, and every correct
+// token inside its own group's tokens (the kernels index hidden and probs with them). Degenerate groups
+// list none.
+void CheckThrPlan(Napi::Env env, const ThrParams& p, size_t n_cs, size_t n_ct, size_t n_cw) {
+  const char* op = "tokenHiddenReward";
+  Need(env, op, "correctStart", n_cs, size_t(p.groups) + 1);
+  Need(env, op, "correctWeights", n_cw, n_ct);
+  const int32_t* cs = p.correct_start;
+  if (cs[0] != 0 || size_t(cs[p.groups]) != n_ct)
+    throw ArgError(env, "tokenHiddenReward: correctStart must run from 0 to the number of correct tokens");
+  for (int64_t g = 0; g < p.groups; ++g) {
+    if (cs[g] > cs[g + 1]) throw ArgError(env, "tokenHiddenReward: correctStart must be non-decreasing");
+    if (p.degenerate[g] && cs[g] != cs[g + 1])
+      throw ArgError(env, "tokenHiddenReward: correctStart: degenerate group " + std::to_string(g) +
+                              " lists correct tokens");
+  }
+  for (int64_t g = 0; g < p.groups; ++g) {
+    const int32_t t0 = p.response_offsets[p.group_offsets[g]], t1 = p.response_offsets[p.group_offsets[g + 1]];
+    for (int32_t u = cs[g]; u < cs[g + 1]; ++u)
+      if (p.correct_tokens[u] < t0 || p.correct_tokens[u] >= t1)
+        throw ArgError(env, "tokenHiddenReward: correctTokens[" + std::to_string(u) + "] = " +
+                                std::to_string(p.correct_tokens[u]) + " is not a token of group " + std::to_string(g));
+  }
+}
+
 CpuOp TokenHiddenReward(Args& a) {
   Napi::Env env = a.Env();
   ThrParams p{};
   size_t n_ro = 0, n_go = 0, n_c = 0, n_d = 0, n_h = 0, n_p = 0, n_po = 0, n_vo = 0, n_tc = 0, n_thr = 0, n_tau = 0;
+  size_t n_cs = 0, n_ct = 0, n_cw = 0;
   p.response_offsets = a.Buf<int32_t>("responseOffsets", &n_ro);
   p.group_offsets = a.Buf<int32_t>("groupOffsets", &n_go);
   p.correct = a.Buf<uint8_t>("correct", &n_c);
@@ -212,7 +238,10 @@ CpuOp TokenHiddenReward(Args& a) {
   p.probs_offsets = a.Buf<double>("probsOffsets", &n_po);
   p.vocab_offsets = a.Buf<int32_t>("vocabOffsets", &n_vo);
   p.token_column = a.Buf<int32_t>("tokenColumn", &n_tc);
-  p.length_weighting = a.Enum("weighting", {"none", "length"}) == 1;
+  // The API's plan: the correct tokens of each live group and their weights (so they carry the weighting).
+  p.correct_start = a.Buf<int32_t>("correctStart", &n_cs);
+  p.correct_tokens = a.Buf<int32_t>("correctTokens", &n_ct);
+  p.correct_weights = a.Buf<float>("correctWeights", &n_cw);
   p.beta = a.Num("beta");
   a.Enum("precision", gk::kThrPrecisionNames);  // cuda's choice; f32 products with f64 chunks here
   p.thr = a.Buf<float>("outThr", &n_thr);
@@ -229,13 +258,14 @@ CpuOp TokenHiddenReward(Args& a) {
   Need(env, "tokenHiddenReward", "tokenColumn", n_tc, T);
   Need(env, "tokenHiddenReward", "outThr", n_thr, T);
   Need(env, "tokenHiddenReward", "outTau", n_tau, size_t(p.groups));
+  CheckThrPlan(env, p, n_cs, n_ct, n_cw);
   return {[p](const KernelTable& k, Pool* pool) { return k.token_hidden_reward(p, pool); }};
 }
 
 CpuOp ThrReweight(Args& a) {
   Napi::Env env = a.Env();
   ThrReweightParams p{};
-  size_t n_ro = 0, n_go = 0, n_c = 0, n_d = 0, n_adv = 0, n_thr = 0, n_tau = 0, n_out = 0;
+  size_t n_ro = 0, n_go = 0, n_c = 0, n_d = 0, n_adv = 0, n_thr = 0, n_tau = 0, n_out = 0, n_eta = 0;
   p.response_offsets = a.Buf<int32_t>("responseOffsets", &n_ro);
   p.group_offsets = a.Buf<int32_t>("groupOffsets", &n_go);
   p.correct = a.Buf<uint8_t>("correct", &n_c);
@@ -246,8 +276,7 @@ CpuOp ThrReweight(Args& a) {
   p.mode = a.Enum("mode", gk::kReweightModeNames);
   p.p = a.Num("p");
   p.mask = a.Bool("mask");
-  p.eta_auto = !a.Has("eta");  // absent: 'auto'
-  p.eta = p.eta_auto ? 0.0 : a.Num("eta");
+  p.eta = a.Buf<double>("eta", &n_eta);  // [G], the API's ReweightPlan
   p.out = a.Buf<float>("out", &n_out);
   if (n_go == 0 || n_ro == 0) throw ArgError(env, "thrReweight: offsets: expected at least one element");
   p.groups = int64_t(n_go) - 1;
@@ -257,6 +286,7 @@ CpuOp ThrReweight(Args& a) {
   Need(env, "thrReweight", "tokenAdvantages", n_adv, T);
   Need(env, "thrReweight", "thr", n_thr, T);
   Need(env, "thrReweight", "tau", n_tau, size_t(p.groups));
+  Need(env, "thrReweight", "eta", n_eta, size_t(p.groups));
   Need(env, "thrReweight", "out", n_out, T);
   return {[p](const KernelTable& k, Pool* pool) { return k.thr_reweight(p, pool); }};
 }

@@ -94,7 +94,12 @@ struct ThrParams {
   const uint8_t* correct;              // [R]
   const uint8_t* degenerate;           // [G]
   int64_t groups;
-  int length_weighting;  // w = 1/|y| (1) or 1 (0)
+  // The API's plan (src/api/thr-plan.ts, ThrPlan): group g's correct tokens (indices on the packed token
+  // axis, in order; none for a degenerate group) are correct_tokens[correct_start[g]..correct_start[g+1]),
+  // with their weights w_u (1/|y_r| or 1) rounded once to f32. Checked against the layout by ops_cpu.cc.
+  const int32_t* correct_start;    // [G+1]
+  const int32_t* correct_tokens;   // [P]
+  const float* correct_weights;    // [P]
   double beta;
   float* thr;  // [Ttotal]
   float* tau;  // [G]
@@ -111,8 +116,7 @@ struct ThrReweightParams {
   int mode;  // gk::ReweightMode
   double p;
   int mask;
-  int eta_auto;
-  double eta;
+  const double* eta;  // [G], NTHR's eta_g (the API's ReweightPlan: fixed, or 2·|0.5 − rho_g|)
   float* out;
 };
 

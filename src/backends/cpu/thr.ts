@@ -23,7 +23,9 @@ export async function cpuTokenHiddenReward(q: CpuQueue, a: TokenHiddenRewardArgs
       groupOffsets: layout.groupOffsets,
       correct: a.hostCorrect,
       degenerate: a.plan.degenerate,
-      weighting: a.weighting,
+      correctStart: a.plan.correctStart,
+      correctTokens: a.plan.correctTokens,
+      correctWeights: new Float32Array(a.plan.correctWeights), // the f32 kernels' weights, rounded once
       beta: a.beta,
       precision: a.precision,
       outThr: arrayOf(thr),
@@ -48,7 +50,7 @@ export async function cpuThrReweight(q: CpuQueue, a: ThrReweightArgs): Promise<T
       mode: a.mode,
       p: a.mode === 'thr-only' ? 0 : a.p,
       mask: a.mask,
-      eta: a.eta === 'auto' ? undefined : a.eta,
+      eta: a.plan.eta,
       out: arrayOf(out),
     }),
   );
