@@ -2,9 +2,9 @@
  * THR's host planning, done once per op in the API from host metadata (the layout, the `correct`
  * flags, the degenerate flags) and handed to every backend as typed data (ThrPlan, ReweightPlan):
  * which groups are degenerate, the correct tokens of each live group with their anchor weights, and
- * NTHR's eta per group. Backends upload or read these arrays; none re-derives them, and nothing here
- * reads device memory. (The native addon's cpu and cuda launchers still take `correct` and
- * `degenerate` and build the same lists in C++: their argument objects are fixed by addon.cc.)
+ * NTHR's eta per group. Backends upload or read these arrays; none re-derives them (the native addon's
+ * cpu and cuda launchers take them as typed arrays, the weights rounded once to f32, and check them
+ * against the layout), and nothing here reads device memory.
  */
 import type { ReweightPlan, ThrPlan, Weighting } from '../backends/backend.js';
 import type { ResolvedLayout } from '../layout.js';
