@@ -1,124 +1,48 @@
-// Node-API glue of the native cpu backend: argument conversion, errors, and the job thread that runs the
-// kernels (native/cpu/) off the event loop. No math here.
+// Node-API glue of the native cpu backend: the class CpuDevice and cpuInfo(). No math and no threads
+// here: the device runtime (native/runtime/cpu_device.h: the thread pool, the kernels of one instruction
+// set, the job thread) runs the work, native/ops_cpu.cc converts each op's arguments, and device_wrap.h
+// turns jobs into promises.
 //
-// A CpuDevice owns a thread pool (native/cpu/pool.cc: `threads` compute threads in all, this device's job
-// thread being one of them) and a FIFO of jobs. Every op converts its argument object on the main thread
-// (native/args.h: strict, key by key; host memory arrives as typed arrays, one TypeScript interface per
-// op in src/backends/cpu/native.ts), keeps a reference to that object (so every array it names outlives
-// the job, whatever JS does meanwhile), queues the job and returns a promise. The job thread runs jobs
-// in call order, each spread over the pool, and settles the promise on the main thread through a
-// thread-safe function: the event loop never waits for the kernels. A fault the kernels report (a
-// target out of range, a row of all −Inf) rejects that op's promise with a RANGE error worded as the
-// API's host checks word it; nothing aborts the process.
+// Every op converts its argument object on the main thread (native/args.h: strict, key by key; host
+// memory arrives as typed arrays, one TypeScript interface per op in src/backends/cpu/native.ts), keeps
+// a reference to that object (so every array it names outlives the job, whatever JS does meanwhile),
+// queues the job and returns a promise. The job thread runs jobs in call order, each spread over the
+// pool: the event loop never waits for the kernels. A fault the kernels report (a target out of range, a
+// row of all −Inf) rejects that op's promise with a RANGE error worded as the API's host checks word
+// it; nothing aborts the process.
 #include "addon_cpu.h"
 
 #include <algorithm>
-#include <chrono>
-#include <condition_variable>
-#include <cstring>
-#include <deque>
-#include <functional>
 #include <memory>
-#include <mutex>
-#include <string>
-#include <thread>
-#include <vector>
 
-#include "args.h"
-#include "cpu/runtime.h"
-#include "enums.h"
+#include "device_wrap.h"
+#include "runtime/cpu_device.h"
 
 namespace gk {
 namespace cpu {
 namespace {
 
-Napi::Error Error(Napi::Env env, const char* code, const std::string& message) {
-  Napi::Error e = Napi::Error::New(env, message);
-  e.Set("code", Napi::String::New(env, code));
-  return e;
-}
+using rt::CpuRuntime;
 
-struct Settle {
-  int pending = 0;  // promise jobs not yet settled (main thread only)
-  bool released = false;
-  Napi::ThreadSafeFunction tsfn;
-};
-
-struct Job {
-  std::string op;
-  std::function<Report(double& number)> run;  // job thread; a probe sets number
-  std::function<std::string(const Report&)> range_message;  // a fault's RANGE message
-  std::shared_ptr<Settle> settle;
-  std::unique_ptr<Napi::Promise::Deferred> deferred;
-  Napi::ObjectReference keep;  // the argument object: every array the job reads or writes
-  Report report{kOk, 0, 0};
-  bool failed_alloc = false;
-  double number = -1;  // a probe's result
-};
-
-std::string TargetMessage(const Report& r, int64_t vocab, int64_t ignore) {
-  return "targets: expected values in [0, " + std::to_string(vocab) + ") or ignoreIndex (" + std::to_string(ignore) +
-         "), got targets[" + std::to_string(r.row) + "] = " + std::to_string(r.value);
-}
-std::string LogprobsMessage(const Report& r, int64_t vocab, int64_t ignore) {
-  if (r.fault == kTargetRange) return TargetMessage(r, vocab, ignore);
-  return "logits: row " + std::to_string(r.row) +
-         " has every element −Inf: its softmax is undefined; mask the row with ignoreIndex instead";
-}
-
-// Median seconds of `reps` runs of fn after `warm` untimed ones.
-template <class F>
-double MedianSeconds(int warm, int reps, F fn) {
-  for (int i = 0; i < warm; ++i) fn();
-  std::vector<double> t;
-  for (int i = 0; i < reps; ++i) {
-    const auto t0 = std::chrono::steady_clock::now();
-    fn();
-    t.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-  }
-  std::sort(t.begin(), t.end());
-  return t[t.size() / 2];
-}
-
-struct CopyCtx {
-  const uint8_t* src;
-  uint8_t* dst;
-  size_t bytes, chunk;
-};
-
-class CpuDevice : public Napi::ObjectWrap<CpuDevice> {
+// new CpuDevice({ threads, portable, avx512 }): `threads` compute threads (1 ≤ threads ≤ 1024; the
+// TypeScript side caps it at the cores), `portable` forces the portable kernels, `avx512: false` keeps the
+// LM head on its AVX2 build on a CPU with AVX-512F. Methods: info, copyProbe, readProbe, fmaProbe,
+// lmheadFmaProbe, synchronize, close, and the ops of native/ops_cpu.cc.
+class CpuDevice : public gkn::DeviceWrap<CpuDevice, CpuRuntime> {
  public:
   static Napi::Function Define(Napi::Env env) {
-    return DefineClass(env, "CpuDevice",
-                       {
-                           InstanceMethod<&CpuDevice::Info>("info"),
-                           InstanceMethod<&CpuDevice::Synchronize>("synchronize"),
-                           InstanceMethod<&CpuDevice::CopyProbe>("copyProbe"),
-                           InstanceMethod<&CpuDevice::ReadProbe>("readProbe"),
-                           InstanceMethod<&CpuDevice::FmaProbe>("fmaProbe"),
-                           InstanceMethod<&CpuDevice::Logprobs>("logprobs"),
-                           InstanceMethod<&CpuDevice::LogprobsBackward>("logprobsBackward"),
-                           InstanceMethod<&CpuDevice::GatherProbs>("gatherProbs"),
-                           InstanceMethod<&CpuDevice::Advantages>("advantages"),
-                           InstanceMethod<&CpuDevice::ExpandToTokens>("expandToTokens"),
-                           InstanceMethod<&CpuDevice::Whiten>("whiten"),
-                           InstanceMethod<&CpuDevice::TokenHiddenReward>("tokenHiddenReward"),
-                           InstanceMethod<&CpuDevice::ThrReweight>("thrReweight"),
-                           // The LM-head family (native/cpu/lmhead.cc).
-                           InstanceMethod<&CpuDevice::LinearLogprobs>("linearLogprobs"),
-                           InstanceMethod<&CpuDevice::LinearLogprobStates>("linearLogprobStates"),
-                           InstanceMethod<&CpuDevice::LogprobStates>("logprobStates"),
-                           InstanceMethod<&CpuDevice::MergeLogprobStates>("mergeLogprobStates"),
-                           InstanceMethod<&CpuDevice::LinearLogprobsBackward>("linearLogprobsBackward"),
-                           InstanceMethod<&CpuDevice::LmheadFmaProbe>("lmheadFmaProbe"),
-                           InstanceMethod<&CpuDevice::Close>("close"),
-                       });
+    return DeviceWrap::Define(env, "CpuDevice",
+                              {
+                                  InstanceMethod<&CpuDevice::Info>("info"),
+                                  InstanceMethod<&CpuDevice::CopyProbe>("copyProbe"),
+                                  InstanceMethod<&CpuDevice::ReadProbe>("readProbe"),
+                                  InstanceMethod<&CpuDevice::FmaProbe>("fmaProbe"),
+                                  InstanceMethod<&CpuDevice::LmheadFmaProbe>("lmheadFmaProbe"),
+                              },
+                              gkn::CpuOps());
   }
 
-  // new CpuDevice({ threads, portable, avx512 }): `threads` compute threads (1 ≤ threads ≤ 1024; the
-  // TypeScript side caps it at the cores), `portable` forces the portable kernels, `avx512: false` the
-  // LM head's AVX2 build on a CPU with AVX-512F.
-  explicit CpuDevice(const Napi::CallbackInfo& info) : Napi::ObjectWrap<CpuDevice>(info) {
+  explicit CpuDevice(const Napi::CallbackInfo& info) : DeviceWrap(info, "cpu") {
     Napi::Env env = info.Env();
     gkn::Args a(info[0], "CpuDevice");
     const int64_t threads = a.Int("threads");
@@ -126,137 +50,19 @@ class CpuDevice : public Napi::ObjectWrap<CpuDevice> {
     const bool avx512 = a.Bool("avx512");
     a.Done();
     if (threads < 1 || threads > 1024) throw gkn::ArgError(env, "CpuDevice: threads: expected an integer in [1, 1024]");
-    kernels_ = &kernel_table(portable, avx512);
-    pool_ = pool_create(int(threads));
-    tsfn_ = Napi::ThreadSafeFunction::New(env, Napi::Function::New(env, [](const Napi::CallbackInfo&) {}),
-                                          "grpo-kernels-cpu", 0, 1);
-    tsfn_.Unref(env);
-    settle_ = std::make_shared<Settle>();
-    settle_->tsfn = tsfn_;
-    worker_ = std::thread([this] { Loop(); });
-    open_ = true;
-    cleanup_ = env.AddCleanupHook(&CpuDevice::OnEnvCleanup, this);
-    has_cleanup_ = true;
-  }
-
-  ~CpuDevice() override {
-    if (has_cleanup_) {
-      cleanup_.Remove(Env());
-      has_cleanup_ = false;
-    }
-    Shutdown();
+    Start(env, std::make_unique<CpuRuntime>(int(threads), portable, avx512));
   }
 
  private:
-  // ---------------------------------------------------------------------------------- job thread
-  void Loop() {
-    for (;;) {
-      Job* job = nullptr;
-      {
-        std::unique_lock<std::mutex> lock(mu_);
-        cv_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
-        if (queue_.empty()) return;  // stopping and drained
-        job = queue_.front();
-        queue_.pop_front();
-      }
-      try {
-        job->report = job->run(job->number);
-      } catch (const std::bad_alloc&) {
-        job->report = Report{kNoMemory, 0, 0};
-      }
-      if (tsfn_.BlockingCall(job, &CpuDevice::SettleJob) != napi_ok) {
-        // Environment shutting down: the promise can no longer settle; leak the job rather than touch
-        // JS references off the main thread.
-      }
-    }
-  }
-
-  static void SettleJob(Napi::Env env, Napi::Function, Job* job) {
-    if (env == nullptr) return;  // teardown
-    Napi::HandleScope scope(env);
-    Settle& st = *job->settle;
-    if (--st.pending == 0 && !st.released) st.tsfn.Unref(env);
-    const Report& r = job->report;
-    if (r.fault == kOk) {
-      job->deferred->Resolve(job->number >= 0 ? Napi::Number::New(env, job->number) : env.Undefined());
-    } else if (r.fault == kNoMemory) {
-      job->deferred->Reject(Error(env, "OUT_OF_MEMORY", job->op + ": out of host memory").Value());
-    } else {
-      const std::string m = job->range_message ? job->range_message(r) : job->op + ": a kernel fault";
-      job->deferred->Reject(Error(env, "RANGE", m).Value());
-    }
-    job->keep.Reset();
-    delete job;
-  }
-
-  // Queues a job that keeps `keep` (the argument object, or an array) alive; returns its promise.
-  Napi::Value Submit(Napi::Env env, Napi::Value keep, const char* op, std::function<Report(double&)> run,
-                     std::function<std::string(const Report&)> range_message = nullptr) {
-    if (!open_) throw Error(env, "BACKEND_UNAVAILABLE", std::string(op) + ": the cpu context was disposed");
-    Job* job = new Job();
-    job->op = op;
-    job->run = std::move(run);
-    job->range_message = std::move(range_message);
-    job->deferred = std::make_unique<Napi::Promise::Deferred>(env);
-    if (keep.IsObject()) job->keep = Napi::Persistent(keep.As<Napi::Object>());
-    job->settle = settle_;
-    Napi::Value ret = job->deferred->Promise();
-    if (settle_->pending++ == 0) tsfn_.Ref(env);  // pending promises keep the event loop alive
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      queue_.push_back(job);
-    }
-    cv_.notify_one();
-    return ret;
-  }
-  // An op's job: runs `kernel` and reports its faults.
-  Napi::Value SubmitOp(const Napi::CallbackInfo& info, const char* op, std::function<Report()> kernel,
-                       std::function<std::string(const Report&)> range_message = nullptr) {
-    return Submit(
-        info.Env(), info[0], op, [kernel = std::move(kernel)](double&) { return kernel(); },
-        std::move(range_message));
-  }
-
-  static void OnEnvCleanup(CpuDevice* self) {
-    self->has_cleanup_ = false;
-    self->Shutdown();
-  }
-
-  void Shutdown() {
-    if (!open_) return;
-    open_ = false;
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      stopping_ = true;
-    }
-    cv_.notify_one();
-    if (worker_.joinable()) worker_.join();
-    pool_destroy(pool_);
-    pool_ = nullptr;
-    settle_->released = true;
-    tsfn_.Release();
-  }
-
-  void RequireOpen(Napi::Env env, const char* op) {
-    if (!open_) throw Error(env, "BACKEND_UNAVAILABLE", std::string(op) + ": the cpu context was disposed");
-  }
-
-  // -------------------------------------------------------------------------------------- methods
   Napi::Value Info(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    Napi::Object o = Napi::Object::New(env);
-    o.Set("isa", kernels_->isa);
-    o.Set("lmheadIsa", kernels_->lmhead_isa);
+    Napi::Object o = Napi::Object::New(info.Env());
+    o.Set("isa", rt().kernels().isa);
+    o.Set("lmheadIsa", rt().kernels().lmhead_isa);
     o.Set("avx2Supported", avx2_supported());
     o.Set("avx2Compiled", avx2_compiled());
-    o.Set("threads", pool_ ? pool_threads(pool_) : 0);
+    o.Set("threads", rt().threads());
     o.Set("cores", core_count());
     return o;
-  }
-
-  // Resolves after every op queued before it (a fence: read() waits on it).
-  Napi::Value Synchronize(const Napi::CallbackInfo& info) {
-    return Submit(info.Env(), info.Env().Undefined(), "synchronize", [](double&) { return Report{kOk, 0, 0}; });
   }
 
   // copyProbe(bytes) → seconds per copy of `bytes` bytes over the pool (median of 7 after 2 warm-ups).
@@ -264,24 +70,8 @@ class CpuDevice : public Napi::ObjectWrap<CpuDevice> {
     Napi::Env env = info.Env();
     RequireOpen(env, "copyProbe");
     if (!info[0].IsNumber()) throw gkn::ArgError(env, "copyProbe: bytes: expected a number");
-    const size_t bytes = std::max<size_t>(size_t(info[0].As<Napi::Number>().DoubleValue()), 64);
-    Pool* pool = pool_;
-    return Submit(env, env.Undefined(), "copyProbe", [bytes, pool](double& seconds) {
-      std::vector<uint8_t> a(bytes, 1), b(bytes);
-      CopyCtx c{a.data(), b.data(), bytes, size_t(1) << 20};
-      const int64_t n = int64_t((bytes + c.chunk - 1) / c.chunk);
-      seconds = MedianSeconds(2, 7, [&] {
-        pool_run(
-            pool, n,
-            [](void* ctx, int64_t i, int) {
-              CopyCtx& c = *static_cast<CopyCtx*>(ctx);
-              const size_t o = size_t(i) * c.chunk;
-              std::memcpy(c.dst + o, c.src + o, std::min(c.chunk, c.bytes - o));
-            },
-            &c);
-      });
-      return Report{kOk, 0, 0};
-    });
+    const double bytes = std::max(info[0].As<Napi::Number>().DoubleValue(), 0.0);
+    return Submit(env, "copyProbe", rt().CopyProbeWork(size_t(bytes)));
   }
 
   // readProbe(array) → seconds per streaming read of the array's bytes over the pool (median of 7 after
@@ -292,534 +82,24 @@ class CpuDevice : public Napi::ObjectWrap<CpuDevice> {
     if (!info[0].IsTypedArray()) throw gkn::ArgError(env, "readProbe: expected a typed array");
     Napi::TypedArray ta = info[0].As<Napi::TypedArray>();
     const uint8_t* data = static_cast<const uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset();
-    Pool* pool = pool_;
-    const KernelTable* k = kernels_;
-    const size_t bytes = ta.ByteLength();
-    return Submit(env, info[0], "readProbe", [data, bytes, pool, k](double& seconds) {
-      seconds = MedianSeconds(2, 7, [&] { k->read_probe(pool, data, bytes); });
-      return Report{kOk, 0, 0};
-    });
+    return Submit(env, "readProbe", rt().ReadProbeWork(data, ta.ByteLength()), ta);
   }
 
   // fmaProbe() → the pool's f32 multiply-add peak in FLOP/s (median of 5 runs of ~20 ms after a warm-up):
   // the yardstick of THR's products in the benchmarks.
-  Napi::Value FmaProbe(const Napi::CallbackInfo& info) { return PeakProbe(info, "fmaProbe", kernels_->fma_probe); }
-  // A probe's FLOP/s over the pool: median of 5 runs of ~20 ms after a warm-up.
-  Napi::Value PeakProbe(const Napi::CallbackInfo& info, const char* op, double (*probe)(Pool*, int64_t)) {
+  Napi::Value FmaProbe(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    RequireOpen(env, op);
-    Pool* pool = pool_;
-    return Submit(env, env.Undefined(), op, [pool, probe](double& rate) {
-      int64_t iters = 1 << 16;
-      // Sized to ~20 ms per run on this machine.
-      for (;;) {
-        const auto t0 = std::chrono::steady_clock::now();
-        probe(pool, iters);
-        const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-        if (s > 0.02 || iters > (int64_t(1) << 34)) break;
-        iters *= 4;
-      }
-      double flops = 0;
-      const double s = MedianSeconds(1, 5, [&] { flops = probe(pool, iters); });
-      rate = flops / s;
-      return Report{kOk, 0, 0};
-    });
+    RequireOpen(env, "fmaProbe");
+    return Submit(env, "fmaProbe", rt().FmaProbeWork());
   }
 
-  // Each op: its params struct filled from one argument object (every key required unless its absence
-  // means something, unknown keys refused; array lengths checked against the shape), then Submit. The
-  // TypeScript side of each is one interface in src/backends/cpu/native.ts.
-  static int FloatTypeOf(gkn::Args& a, const char* key) { return a.Enum(key, {"f32", "f16", "bf16"}); }
-
-  // Checks a length; throws a DTYPE error naming the op and key.
-  static void Need(Napi::Env env, const char* op, const char* key, size_t have, size_t want) {
-    if (have != want)
-      throw gkn::ArgError(env, std::string(op) + ": " + key + ": expected " + std::to_string(want) +
-                                   " elements, got " + std::to_string(have));
-  }
-  static size_t ElemSize(int dtype) { return dtype == kF32 ? 4 : 2; }
-
-  Napi::Value Logprobs(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    RequireOpen(env, "logprobs");
-    gkn::Args a(info[0], "logprobs");
-    LogprobsParams p{};
-    size_t n_logits = 0, n_t = 0, n_lp = 0, n_lse = 0, n_ent = 0, n_sq = 0;
-    p.dtype = FloatTypeOf(a, "dtype");
-    p.logits = a.FloatBuf("logits", p.dtype, &n_logits);
-    p.targets = a.Buf<int32_t>("targets", &n_t);
-    p.rows = a.Int("rows");
-    p.vocab = a.Int("vocab");
-    p.temperature = a.Num("temperature");
-    p.ignore_index = a.Int("ignoreIndex");
-    p.logprobs = a.Buf<float>("outLogprobs", &n_lp);
-    p.lse = a.Buf<float>("outLse", &n_lse);
-    p.entropy = a.OptBuf<float>("outEntropy", &n_ent);
-    p.sum_squares = a.OptBuf<float>("outSumSquares", &n_sq);
-    a.Done();
-    const size_t rows = size_t(p.rows);
-    Need(env, "logprobs", "logits", n_logits, rows * size_t(p.vocab) * ElemSize(p.dtype));
-    Need(env, "logprobs", "targets", n_t, rows);
-    Need(env, "logprobs", "outLogprobs", n_lp, rows);
-    Need(env, "logprobs", "outLse", n_lse, rows);
-    if (p.entropy) Need(env, "logprobs", "outEntropy", n_ent, rows);
-    if (p.sum_squares) Need(env, "logprobs", "outSumSquares", n_sq, rows);
-    const KernelTable* k = kernels_;
-    Pool* pool = pool_;
-    return SubmitOp(
-        info, "logprobs", [p, k, pool] { return k->logprobs(p, pool); },
-        [v = p.vocab, ig = p.ignore_index](const Report& r) { return LogprobsMessage(r, v, ig); });
-  }
-
-  Napi::Value LogprobsBackward(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    RequireOpen(env, "logprobsBackward");
-    gkn::Args a(info[0], "logprobsBackward");
-    LogprobsBackwardParams p{};
-    size_t n_logits = 0, n_out = 0, n_t = 0, n_lse = 0, n_g = 0, n_ge = 0, n_e = 0;
-    p.dtype = FloatTypeOf(a, "dtype");
-    p.logits = a.FloatBuf("logits", p.dtype, &n_logits);
-    p.targets = a.Buf<int32_t>("targets", &n_t);
-    p.lse = a.Buf<float>("lse", &n_lse);
-    p.grad_logprobs = a.Buf<float>("gradLogprobs", &n_g);
-    p.grad_entropy = a.OptBuf<float>("gradEntropy", &n_ge);
-    p.entropy = a.OptBuf<float>("entropy", &n_e);
-    p.rows = a.Int("rows");
-    p.vocab = a.Int("vocab");
-    p.temperature = a.Num("temperature");
-    p.ignore_index = a.Int("ignoreIndex");
-    p.grad_logits = a.FloatBuf("outGradLogits", p.dtype, &n_out);
-    a.Done();
-    const size_t rows = size_t(p.rows);
-    const size_t bytes = rows * size_t(p.vocab) * ElemSize(p.dtype);
-    Need(env, "logprobsBackward", "logits", n_logits, bytes);
-    Need(env, "logprobsBackward", "outGradLogits", n_out, bytes);
-    Need(env, "logprobsBackward", "targets", n_t, rows);
-    Need(env, "logprobsBackward", "lse", n_lse, rows);
-    Need(env, "logprobsBackward", "gradLogprobs", n_g, rows);
-    if (p.grad_entropy) {
-      if (!p.entropy) throw gkn::ArgError(env, "logprobsBackward: gradEntropy needs entropy");
-      Need(env, "logprobsBackward", "gradEntropy", n_ge, rows);
-      Need(env, "logprobsBackward", "entropy", n_e, rows);
-    }
-    const KernelTable* k = kernels_;
-    Pool* pool = pool_;
-    return SubmitOp(
-        info, "logprobsBackward", [p, k, pool] { return k->logprobs_backward(p, pool); },
-        [v = p.vocab, ig = p.ignore_index](const Report& r) { return TargetMessage(r, v, ig); });
-  }
-
-  Napi::Value GatherProbs(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    RequireOpen(env, "gatherProbs");
-    gkn::Args a(info[0], "gatherProbs");
-    GatherProbsParams p{};
-    size_t n_logits = 0, n_lse = 0, n_go = 0, n_vo = 0, n_po = 0, n_cols = 0, n_out = 0;
-    p.dtype = FloatTypeOf(a, "dtype");
-    p.logits = a.FloatBuf("logits", p.dtype, &n_logits);
-    p.lse = a.Buf<float>("lse", &n_lse);
-    p.num_tokens = a.Int("numTokens");
-    p.vocab = a.Int("vocab");
-    p.temperature = a.Num("temperature");
-    p.columns = a.Buf<int32_t>("columns", &n_cols);
-    p.group_token_offsets = a.Buf<int32_t>("groupTokenOffsets", &n_go);
-    p.vocab_offsets = a.Buf<int32_t>("vocabOffsets", &n_vo);
-    p.probs_offsets = a.Buf<double>("probsOffsets", &n_po);
-    p.probs = a.Buf<float>("outProbs", &n_out);
-    a.Done();
-    const size_t T = size_t(p.num_tokens);
-    Need(env, "gatherProbs", "logits", n_logits, T * size_t(p.vocab) * ElemSize(p.dtype));
-    Need(env, "gatherProbs", "lse", n_lse, T);
-    if (n_go == 0) throw gkn::ArgError(env, "gatherProbs: groupTokenOffsets: expected G + 1 ≥ 1 elements");
-    p.groups = int64_t(n_go) - 1;
-    Need(env, "gatherProbs", "vocabOffsets", n_vo, n_go);
-    Need(env, "gatherProbs", "probsOffsets", n_po, n_go);
-    Need(env, "gatherProbs", "outProbs", n_out, size_t(p.probs_offsets[p.groups]));
-    if (size_t(p.group_token_offsets[p.groups]) != T || size_t(p.vocab_offsets[p.groups]) != n_cols)
-      throw gkn::ArgError(env, "gatherProbs: offsets disagree with numTokens or columns");
-    const KernelTable* k = kernels_;
-    Pool* pool = pool_;
-    return SubmitOp(info, "gatherProbs", [p, k, pool] { return k->gather_probs(p, pool); });
-  }
-
-  Napi::Value Advantages(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    RequireOpen(env, "advantages");
-    gkn::Args a(info[0], "advantages");
-    AdvantagesParams p{};
-    size_t n_r = 0, n_go = 0, n_ro = 0, n_adv = 0, n_mean = 0, n_std = 0, n_deg = 0;
-    p.rewards = a.Buf<float>("rewards", &n_r);
-    p.group_offsets = a.Buf<int32_t>("groupOffsets", &n_go);
-    p.response_offsets = a.OptBuf<int32_t>("responseOffsets", &n_ro);
-    p.estimator = a.Enum("estimator", kEstimatorNames);
-    p.std_kind = a.Enum("std", kStdKindNames);
-    p.eps = a.Num("eps");
-    p.scale = a.Enum("scale", kScaleKindNames);
-    p.singleton = a.Enum("singleton", kSingletonNames);
-    p.whiten_mask_eps = a.Num("whitenMaskEps");
-    p.whiten_sample = a.Enum("whitenVariance", kStdKindNames) == int(StdKind::Sample);
-    p.whiten_clamp = a.Enum("whitenVarianceEps", {"add", "clamp"}) == 1;
-    p.advantages = a.Buf<float>("outAdvantages", &n_adv);
-    p.mean = a.Buf<float>("outMean", &n_mean);
-    p.std = a.Buf<float>("outStd", &n_std);
-    p.degenerate = a.Buf<uint8_t>("outDegenerate", &n_deg);
-    a.Done();
-    if (n_go == 0) throw gkn::ArgError(env, "advantages: groupOffsets: expected G + 1 ≥ 1 elements");
-    p.groups = int64_t(n_go) - 1;
-    p.responses = int64_t(n_r);
-    if (size_t(p.group_offsets[p.groups]) != n_r) throw gkn::ArgError(env, "advantages: groupOffsets must end at R");
-    const auto est = static_cast<Estimator>(p.estimator);
-    const bool needs_ro = est == Estimator::Opo || est == Estimator::ReinforcePpBaseline;
-    if (needs_ro && !p.response_offsets)
-      throw gkn::ArgError(env, "advantages: responseOffsets: required by opo and reinforce_pp_baseline");
-    if (p.response_offsets) {
-      Need(env, "advantages", "responseOffsets", n_ro, n_r + 1);
-      p.tokens = p.response_offsets[n_r];
-    }
-    Need(env, "advantages", "outAdvantages", n_adv,
-         est == Estimator::ReinforcePpBaseline ? size_t(p.tokens) : n_r);
-    Need(env, "advantages", "outMean", n_mean, size_t(p.groups));
-    Need(env, "advantages", "outStd", n_std, size_t(p.groups));
-    Need(env, "advantages", "outDegenerate", n_deg, size_t(p.groups));
-    Pool* pool = pool_;
-    return SubmitOp(info, "advantages", [p, pool] { return advantages(p, pool); });
-  }
-
-  Napi::Value ExpandToTokens(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    RequireOpen(env, "expandToTokens");
-    gkn::Args a(info[0], "expandToTokens");
-    ExpandParams p{};
-    size_t n_v = 0, n_ro = 0, n_out = 0;
-    p.values = a.Buf<float>("values", &n_v);
-    p.response_offsets = a.Buf<int32_t>("responseOffsets", &n_ro);
-    p.out = a.Buf<float>("out", &n_out);
-    a.Done();
-    Need(env, "expandToTokens", "responseOffsets", n_ro, n_v + 1);
-    Need(env, "expandToTokens", "out", n_out, size_t(p.response_offsets[n_v]));
-    p.responses = int64_t(n_v);
-    Pool* pool = pool_;
-    return SubmitOp(info, "expandToTokens", [p, pool] { return expand_to_tokens(p, pool); });
-  }
-
-  Napi::Value Whiten(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    RequireOpen(env, "whiten");
-    gkn::Args a(info[0], "whiten");
-    WhitenParams p{};
-    size_t n_v = 0, n_m = 0, n_out = 0;
-    p.values = a.Buf<float>("values", &n_v);
-    p.mask = a.OptBuf<uint8_t>("mask", &n_m);
-    p.mask_eps = a.Num("maskEps");
-    p.sample = a.Enum("variance", {"population", "sample"}) == 1;
-    p.clamp = a.Enum("varianceEps", {"add", "clamp"}) == 1;
-    p.keep_mean = a.Bool("keepMean");
-    p.out = a.Buf<float>("out", &n_out);
-    a.Done();
-    p.n = int64_t(n_v);
-    if (p.mask) Need(env, "whiten", "mask", n_m, n_v);
-    Need(env, "whiten", "out", n_out, n_v);
-    Pool* pool = pool_;
-    return SubmitOp(info, "whiten", [p, pool] { return whiten(p, pool); });
-  }
-
-  Napi::Value TokenHiddenReward(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    RequireOpen(env, "tokenHiddenReward");
-    gkn::Args a(info[0], "tokenHiddenReward");
-    ThrParams p{};
-    size_t n_ro = 0, n_go = 0, n_c = 0, n_d = 0, n_h = 0, n_p = 0, n_po = 0, n_vo = 0, n_tc = 0, n_thr = 0, n_tau = 0;
-    p.response_offsets = a.Buf<int32_t>("responseOffsets", &n_ro);
-    p.group_offsets = a.Buf<int32_t>("groupOffsets", &n_go);
-    p.correct = a.Buf<uint8_t>("correct", &n_c);
-    p.degenerate = a.Buf<uint8_t>("degenerate", &n_d);
-    p.hidden_dtype = FloatTypeOf(a, "hiddenDtype");
-    p.hidden = a.FloatBuf("hidden", p.hidden_dtype, &n_h);
-    p.dim = a.Int("dim");
-    p.probs = a.Buf<float>("probs", &n_p);
-    p.probs_offsets = a.Buf<double>("probsOffsets", &n_po);
-    p.vocab_offsets = a.Buf<int32_t>("vocabOffsets", &n_vo);
-    p.token_column = a.Buf<int32_t>("tokenColumn", &n_tc);
-    p.length_weighting = a.Enum("weighting", {"none", "length"}) == 1;
-    p.beta = a.Num("beta");
-    a.Enum("precision", kThrPrecisionNames);  // cuda's choice; f32 products with f64 chunks here
-    p.thr = a.Buf<float>("outThr", &n_thr);
-    p.tau = a.Buf<float>("outTau", &n_tau);
-    a.Done();
-    if (n_go == 0 || n_ro == 0) throw gkn::ArgError(env, "tokenHiddenReward: offsets: expected at least one element");
-    p.groups = int64_t(n_go) - 1;
-    const size_t R = n_ro - 1, T = size_t(p.response_offsets[R]);
-    Need(env, "tokenHiddenReward", "correct", n_c, R);
-    Need(env, "tokenHiddenReward", "degenerate", n_d, size_t(p.groups));
-    Need(env, "tokenHiddenReward", "hidden", n_h, T * size_t(p.dim) * ElemSize(p.hidden_dtype));
-    Need(env, "tokenHiddenReward", "probsOffsets", n_po, n_go);
-    Need(env, "tokenHiddenReward", "vocabOffsets", n_vo, n_go);
-    Need(env, "tokenHiddenReward", "probs", n_p, size_t(p.probs_offsets[p.groups]));
-    Need(env, "tokenHiddenReward", "tokenColumn", n_tc, T);
-    Need(env, "tokenHiddenReward", "outThr", n_thr, T);
-    Need(env, "tokenHiddenReward", "outTau", n_tau, size_t(p.groups));
-    const KernelTable* k = kernels_;
-    Pool* pool = pool_;
-    return SubmitOp(info, "tokenHiddenReward", [p, k, pool] { return k->token_hidden_reward(p, pool); });
-  }
-
-  Napi::Value ThrReweight(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    RequireOpen(env, "thrReweight");
-    gkn::Args a(info[0], "thrReweight");
-    ThrReweightParams p{};
-    size_t n_ro = 0, n_go = 0, n_c = 0, n_d = 0, n_adv = 0, n_thr = 0, n_tau = 0, n_out = 0;
-    p.response_offsets = a.Buf<int32_t>("responseOffsets", &n_ro);
-    p.group_offsets = a.Buf<int32_t>("groupOffsets", &n_go);
-    p.correct = a.Buf<uint8_t>("correct", &n_c);
-    p.degenerate = a.Buf<uint8_t>("degenerate", &n_d);
-    p.token_advantages = a.Buf<float>("tokenAdvantages", &n_adv);
-    p.thr = a.Buf<float>("thr", &n_thr);
-    p.tau = a.Buf<float>("tau", &n_tau);
-    p.mode = a.Enum("mode", kReweightModeNames);
-    p.p = a.Num("p");
-    p.mask = a.Bool("mask");
-    p.eta_auto = !a.Has("eta");  // absent: 'auto'
-    p.eta = p.eta_auto ? 0.0 : a.Num("eta");
-    p.out = a.Buf<float>("out", &n_out);
-    a.Done();
-    if (n_go == 0 || n_ro == 0) throw gkn::ArgError(env, "thrReweight: offsets: expected at least one element");
-    p.groups = int64_t(n_go) - 1;
-    const size_t R = n_ro - 1, T = size_t(p.response_offsets[R]);
-    Need(env, "thrReweight", "correct", n_c, R);
-    Need(env, "thrReweight", "degenerate", n_d, size_t(p.groups));
-    Need(env, "thrReweight", "tokenAdvantages", n_adv, T);
-    Need(env, "thrReweight", "thr", n_thr, T);
-    Need(env, "thrReweight", "tau", n_tau, size_t(p.groups));
-    Need(env, "thrReweight", "out", n_out, T);
-    const KernelTable* k = kernels_;
-    Pool* pool = pool_;
-    return SubmitOp(info, "thrReweight", [p, k, pool] { return k->thr_reweight(p, pool); });
-  }
-
-  // ------------------------------------------------------------------------ LM-head family (lmhead.cc)
-  // The head's keys (hidden, weight, bias?, dtype, rows, dim, vocab), lengths checked.
-  static LinearHead HeadOf(gkn::Args& a, const char* op) {
-    Napi::Env env = a.Env();
-    LinearHead h{};
-    size_t n_h = 0, n_w = 0, n_b = 0;
-    h.dtype = FloatTypeOf(a, "dtype");
-    h.hidden = a.FloatBuf("hidden", h.dtype, &n_h);
-    h.weight = a.FloatBuf("weight", h.dtype, &n_w);
-    h.bias = a.Has("bias") ? a.FloatBuf("bias", h.dtype, &n_b) : nullptr;
-    h.rows = a.Int("rows");
-    h.dim = a.Int("dim");
-    h.vocab = a.Int("vocab");
-    const size_t es = ElemSize(h.dtype);
-    Need(env, op, "hidden", n_h, size_t(h.rows * h.dim) * es);
-    Need(env, op, "weight", n_w, size_t(h.vocab * h.dim) * es);
-    if (h.bias) Need(env, op, "bias", n_b, size_t(h.vocab) * es);
-    return h;
-  }
-  // The states' output keys (outMax, outSumExp, outSumExpDelta?, outSumExpSq?, outTargetLogit).
-  static StatesOut StatesOutOf(gkn::Args& a, const char* op, int64_t rows) {
-    Napi::Env env = a.Env();
-    StatesOut o{};
-    size_t n[5] = {};
-    o.max = a.Buf<float>("outMax", &n[0]);
-    o.sum_exp = a.Buf<float>("outSumExp", &n[1]);
-    o.sum_exp_delta = a.OptBuf<float>("outSumExpDelta", &n[2]);
-    o.sum_exp_sq = a.OptBuf<float>("outSumExpSq", &n[3]);
-    o.target_logit = a.Buf<float>("outTargetLogit", &n[4]);
-    const char* keys[5] = {"outMax", "outSumExp", "outSumExpDelta", "outSumExpSq", "outTargetLogit"};
-    for (int k = 0; k < 5; ++k)
-      if (k < 2 || k == 4 || n[k] > 0) Need(env, op, keys[k], n[k], size_t(rows));
-    return o;
-  }
-  // The logprobs output keys (outLogprobs, outLse, outEntropy?, outSumSquares?).
-  static LogprobsOut LogprobsOutOf(gkn::Args& a, const char* op, int64_t rows) {
-    Napi::Env env = a.Env();
-    LogprobsOut o{};
-    size_t n_lp = 0, n_lse = 0, n_ent = 0, n_sq = 0;
-    o.logprobs = a.Buf<float>("outLogprobs", &n_lp);
-    o.lse = a.Buf<float>("outLse", &n_lse);
-    o.entropy = a.OptBuf<float>("outEntropy", &n_ent);
-    o.sum_squares = a.OptBuf<float>("outSumSquares", &n_sq);
-    Need(env, op, "outLogprobs", n_lp, size_t(rows));
-    Need(env, op, "outLse", n_lse, size_t(rows));
-    if (o.entropy) Need(env, op, "outEntropy", n_ent, size_t(rows));
-    if (o.sum_squares) Need(env, op, "outSumSquares", n_sq, size_t(rows));
-    return o;
-  }
-
-  Napi::Value LinearLogprobs(const Napi::CallbackInfo& info) { return LinearForward(info, false); }
-  Napi::Value LinearLogprobStates(const Napi::CallbackInfo& info) { return LinearForward(info, true); }
-  Napi::Value LinearForward(const Napi::CallbackInfo& info, bool states) {
-    const char* op = states ? "linearLogprobStates" : "linearLogprobs";
-    Napi::Env env = info.Env();
-    RequireOpen(env, op);
-    gkn::Args a(info[0], op);
-    LinearForwardParams p{};
-    size_t n_t = 0;
-    p.head = HeadOf(a, op);
-    p.targets = a.Buf<int32_t>("targets", &n_t);
-    p.temperature = a.Num("temperature");
-    p.ignore_index = a.Int("ignoreIndex");
-    if (states) {
-      p.vocab_start = a.Int("vocabStart");
-      p.states = StatesOutOf(a, op, p.head.rows);
-      p.entropy = p.states.sum_exp_delta != nullptr;
-      p.sum_squares = p.states.sum_exp_sq != nullptr;
-    } else {
-      p.out = LogprobsOutOf(a, op, p.head.rows);
-      p.entropy = p.out.entropy != nullptr;
-      p.sum_squares = p.out.sum_squares != nullptr;
-    }
-    a.Done();
-    Need(env, op, "targets", n_t, size_t(p.head.rows));
-    const KernelTable* k = kernels_;
-    Pool* pool = pool_;
-    return SubmitOp(
-        info, op, [p, k, pool] { return k->linear_forward(p, pool); },
-        [v = p.head.vocab, ig = p.ignore_index](const Report& r) { return LogprobsMessage(r, v, ig); });
-  }
-
-  Napi::Value LogprobStates(const Napi::CallbackInfo& info) {
-    const char* op = "logprobStates";
-    Napi::Env env = info.Env();
-    RequireOpen(env, op);
-    gkn::Args a(info[0], op);
-    LogprobStatesParams p{};
-    size_t n_logits = 0, n_t = 0;
-    p.dtype = FloatTypeOf(a, "dtype");
-    p.logits = a.FloatBuf("logits", p.dtype, &n_logits);
-    p.targets = a.Buf<int32_t>("targets", &n_t);
-    p.rows = a.Int("rows");
-    p.vocab = a.Int("vocab");
-    p.vocab_start = a.Int("vocabStart");
-    p.temperature = a.Num("temperature");
-    p.ignore_index = a.Int("ignoreIndex");
-    p.states = StatesOutOf(a, op, p.rows);
-    p.entropy = p.states.sum_exp_delta != nullptr;
-    p.sum_squares = p.states.sum_exp_sq != nullptr;
-    a.Done();
-    Need(env, op, "logits", n_logits, size_t(p.rows * p.vocab) * ElemSize(p.dtype));
-    Need(env, op, "targets", n_t, size_t(p.rows));
-    const KernelTable* k = kernels_;
-    Pool* pool = pool_;
-    return SubmitOp(info, op, [p, k, pool] { return k->logprob_states(p, pool); });
-  }
-
-  Napi::Value MergeLogprobStates(const Napi::CallbackInfo& info) {
-    const char* op = "mergeLogprobStates";
-    Napi::Env env = info.Env();
-    RequireOpen(env, op);
-    gkn::Args a(info[0], op);
-    MergeStatesParams p{};
-    size_t n_t = 0;
-    p.targets = a.Buf<int32_t>("targets", &n_t);
-    p.rows = a.Int("rows");
-    p.vocab = a.Int("vocab");
-    p.temperature = a.Num("temperature");
-    p.ignore_index = a.Int("ignoreIndex");
-    p.out = LogprobsOutOf(a, op, p.rows);
-    if (!a.Has("states") || !info[0].As<Napi::Object>().Get("states").IsArray())
-      throw gkn::ArgError(env, std::string(op) + ": states: expected an array");
-    Napi::Array arr = info[0].As<Napi::Object>().Get("states").As<Napi::Array>();
-    a.Done();
-    Need(env, op, "targets", n_t, size_t(p.rows));
-    std::vector<StatesIn> states;
-    for (uint32_t i = 0; i < arr.Length(); ++i) {
-      const std::string name = std::string(op) + ".states[" + std::to_string(i) + "]";
-      gkn::Args s(arr.Get(i), name.c_str());
-      StatesIn st{};
-      size_t n[5] = {};
-      st.max = s.Buf<float>("max", &n[0]);
-      st.sum_exp = s.Buf<float>("sumExp", &n[1]);
-      st.sum_exp_delta = s.OptBuf<float>("sumExpDelta", &n[2]);
-      st.sum_exp_sq = s.OptBuf<float>("sumExpSq", &n[3]);
-      st.target_logit = s.Buf<float>("targetLogit", &n[4]);
-      st.vocab_start = s.Int("vocabStart");
-      st.vocab_end = s.Int("vocabEnd");
-      s.Done();
-      const char* keys[5] = {"max", "sumExp", "sumExpDelta", "sumExpSq", "targetLogit"};
-      for (int k = 0; k < 5; ++k)
-        if (k < 2 || k == 4 || n[k] > 0) Need(env, name.c_str(), keys[k], n[k], size_t(p.rows));
-      if ((p.out.entropy && !st.sum_exp_delta) || (p.out.sum_squares && !st.sum_exp_sq))
-        throw gkn::ArgError(env, name + ": the sums the outputs need are missing");
-      states.push_back(st);
-    }
-    if (states.empty()) throw gkn::ArgError(env, std::string(op) + ": states: expected at least one");
-    const KernelTable* k = kernels_;
-    Pool* pool = pool_;
-    return SubmitOp(
-        info, op,
-        [p, states, k, pool]() mutable {
-          p.states = states.data();
-          p.count = int64_t(states.size());
-          return k->merge_states(p, pool);
-        },
-        [v = p.vocab, ig = p.ignore_index](const Report& r) { return LogprobsMessage(r, v, ig); });
-  }
-
-  Napi::Value LinearLogprobsBackward(const Napi::CallbackInfo& info) {
-    const char* op = "linearLogprobsBackward";
-    Napi::Env env = info.Env();
-    RequireOpen(env, op);
-    gkn::Args a(info[0], op);
-    LinearBackwardParams p{};
-    size_t n_t = 0, n_lse = 0, n_g = 0, n_ge = 0, n_e = 0, n_gh = 0, n_gw = 0, n_gb = 0;
-    p.head = HeadOf(a, op);
-    p.targets = a.Buf<int32_t>("targets", &n_t);
-    p.lse = a.Buf<float>("lse", &n_lse);
-    p.grad_logprobs = a.Buf<float>("gradLogprobs", &n_g);
-    p.grad_entropy = a.OptBuf<float>("gradEntropy", &n_ge);
-    p.entropy = a.OptBuf<float>("entropy", &n_e);
-    p.temperature = a.Num("temperature");
-    p.ignore_index = a.Int("ignoreIndex");
-    p.vocab_start = a.Int("vocabStart");
-    p.target_limit = a.Int("targetLimit");
-    p.grad_hidden = a.Buf<float>("outGradHidden", &n_gh);
-    p.grad_weight = a.Buf<float>("outGradWeight", &n_gw);
-    p.grad_bias = a.OptBuf<float>("outGradBias", &n_gb);
-    a.Done();
-    const size_t rows = size_t(p.head.rows);
-    Need(env, op, "targets", n_t, rows);
-    Need(env, op, "lse", n_lse, rows);
-    Need(env, op, "gradLogprobs", n_g, rows);
-    if (p.grad_entropy) {
-      if (!p.entropy) throw gkn::ArgError(env, std::string(op) + ": gradEntropy needs entropy");
-      Need(env, op, "gradEntropy", n_ge, rows);
-      Need(env, op, "entropy", n_e, rows);
-    }
-    Need(env, op, "outGradHidden", n_gh, rows * size_t(p.head.dim));
-    Need(env, op, "outGradWeight", n_gw, size_t(p.head.vocab * p.head.dim));
-    if (p.grad_bias) Need(env, op, "outGradBias", n_gb, size_t(p.head.vocab));
-    if (!p.head.bias != !p.grad_bias) throw gkn::ArgError(env, std::string(op) + ": outGradBias goes with bias");
-    const KernelTable* k = kernels_;
-    Pool* pool = pool_;
-    return SubmitOp(
-        info, op, [p, k, pool] { return k->linear_backward(p, pool); },
-        [v = p.target_limit, ig = p.ignore_index](const Report& r) { return TargetMessage(r, v, ig); });
-  }
-
-  // lmheadFmaProbe() → fmaProbe at the LM head's vector width (16 lanes with its AVX-512 build).
+  // lmheadFmaProbe() → fmaProbe at the LM head's vector width (16 lanes with its AVX-512 build): the
+  // yardstick of its GEMM.
   Napi::Value LmheadFmaProbe(const Napi::CallbackInfo& info) {
-    return PeakProbe(info, "lmheadFmaProbe", kernels_->lmhead_fma_probe);
+    Napi::Env env = info.Env();
+    RequireOpen(env, "lmheadFmaProbe");
+    return Submit(env, "lmheadFmaProbe", rt().LmheadFmaProbeWork());
   }
-
-  Napi::Value Close(const Napi::CallbackInfo& info) {
-    Shutdown();
-    return info.Env().Undefined();
-  }
-
-  const KernelTable* kernels_ = nullptr;
-  Pool* pool_ = nullptr;
-  bool open_ = false;
-  std::thread worker_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<Job*> queue_;
-  bool stopping_ = false;
-  Napi::ThreadSafeFunction tsfn_;
-  std::shared_ptr<Settle> settle_;
-  Napi::Env::CleanupHook<void (*)(CpuDevice*), CpuDevice> cleanup_;
-  bool has_cleanup_ = false;
 };
 
 }  // namespace
@@ -836,33 +116,7 @@ void AddCpuExports(Napi::Env env, Napi::Object exports) {
                              },
                              "cpuInfo"));
   exports.Set("CpuDevice", CpuDevice::Define(env));
-  // cpuLmheadPlan({ rows, vocab, dim, dtype, threads, isa }) → { forwardBytes, backwardBytes }: the scratch
-  // a linearLogprobs and a linearLogprobsBackward call allocate with that LM-head build (a device's
-  // info().lmheadIsa) on `threads` threads; computed, not allocated (native/cpu/lmhead.cc's plan).
-  exports.Set("cpuLmheadPlan",
-              Napi::Function::New(
-                  env,
-                  [](const Napi::CallbackInfo& info) -> Napi::Value {
-                    Napi::Env env = info.Env();
-                    gkn::Args a(info[0], "cpuLmheadPlan");
-                    const int64_t rows = a.Int("rows"), vocab = a.Int("vocab"), dim = a.Int("dim");
-                    const int dtype = a.Enum("dtype", {"f32", "f16", "bf16"});
-                    const int64_t threads = a.Int("threads");
-                    const std::string isa = a.Str("isa");
-                    a.Done();
-                    const KernelTable& k = kernel_table(isa == "portable", isa == "avx512");
-                    if (isa != k.lmhead_isa)
-                      throw gkn::ArgError(env, "cpuLmheadPlan: isa: this machine runs the '" +
-                                                   std::string(k.lmhead_isa) + "' LM head, not '" + isa + "'");
-                    if (rows < 0 || vocab < 1 || dim < 0 || threads < 1)
-                      throw gkn::ArgError(env, "cpuLmheadPlan: expected rows ≥ 0, vocab ≥ 1, dim ≥ 0, threads ≥ 1");
-                    const LmheadPlan plan = k.lmhead_plan(rows, vocab, dim, dtype, int(threads));
-                    Napi::Object o = Napi::Object::New(env);
-                    o.Set("forwardBytes", plan.forward_bytes);
-                    o.Set("backwardBytes", plan.backward_bytes);
-                    return o;
-                  },
-                  "cpuLmheadPlan"));
+  exports.Set("cpuLmheadPlan", Napi::Function::New(env, gkn::CpuLmheadPlan, "cpuLmheadPlan"));
 }
 
 }  // namespace cpu

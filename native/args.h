@@ -84,6 +84,13 @@ class Args {
     if (f32 != (dtype == 0)) throw Wrong(key, dtype == 0 ? "a Float32Array for dtype f32" : "a Uint16Array of f16/bf16 bits");
     return p;
   }
+  // An array of argument objects (each converted by an Args of its own: the native cpu backend's
+  // mergeLogprobStates takes its states so).
+  Napi::Array Objects(const char* key) {
+    Napi::Value v = Get(key);
+    if (!v.IsArray()) throw Wrong(key, "an array of objects");
+    return v.As<Napi::Array>();
+  }
   // Device pointers as a BigUint64Array (0n: none).
   std::vector<uint64_t> PtrVec(const char* key) {
     Napi::Value v = Get(key);

@@ -1,8 +1,9 @@
 // The enums that cross the native boundary as strings, shared by the CUDA and the CPU kernels (no CUDA
 // or Node header here). Each name table lists its enum's values in order: the TypeScript lists of
 // src/backends/backend.ts (ESTIMATORS, STD_KINDS, SCALE_KINDS, SINGLETON_POLICIES, NAN_REWARD_POLICIES,
-// THR_PRECISIONS, REWEIGHT_MODES and policyLoss's below). native/addon.cc converts strings with them and exports them (enums());
-// test/cuda/enums.test.ts checks them against TypeScript's and the WGSL's.
+// THR_PRECISIONS, REWEIGHT_MODES and policyLoss's below). native/ops_cuda.cc and ops_cpu.cc convert
+// strings with them, native/addon.cc exports them (enums()); test/cuda/enums.test.ts checks them against
+// TypeScript's and the WGSL's.
 #pragma once
 
 #include <string>
@@ -30,7 +31,7 @@ inline const std::vector<std::string> kReweightModeNames = {"thr", "thr-only", "
 
 // Same names and order as the TypeScript lists of src/backends/backend.ts (POLICY_LOSSES,
 // KL_ESTIMATORS, ROLLOUT_LEVELS, ROLLOUT_MODES, AGGREGATIONS, TERM_AGGREGATIONS, SEQ_TOKEN_DIVISORS);
-// native/addon.cc converts the strings with these tables, test/cuda/enums.test.ts checks them.
+// native/ops_cuda.cc converts the strings with these tables, test/cuda/enums.test.ts checks them.
 enum class PolicyLossKind : int { Ppo = 0, Gspo, Cispo, Sapo, Reinforce };
 enum class KlEstimator : int { K1 = 0, Abs, K2, K3 };
 enum class RolloutLevel : int { Token = 0, Sequence, Geometric };

@@ -1,7 +1,8 @@
 #!/usr/bin/env node
-// Builds the CUDA emulator addon (docs/cuda.md, "Emulated CUDA"): native/addon.cc and the real
-// native/cuda/*.cu kernels compiled as plain C++ for the CPU, with tools/cuda-emu/cuda_emu.h force-included
-// and tools/cuda-emu/emu_runtime.cc standing in for the CUDA runtime. The tests load it through
+// Builds the CUDA emulator addon (docs/cuda.md, "Emulated CUDA"): the cuda backend's glue and device
+// runtime (native/addon.cc, ops_cuda.cc, runtime/) and the real native/cuda/*.cu kernels, compiled as
+// plain C++ for the CPU, with tools/cuda-emu/cuda_emu.h force-included and tools/cuda-emu/emu_runtime.cc
+// standing in for the CUDA runtime. The tests load it through
 // GRPO_KERNELS_NATIVE_PATH (vitest project "cuda-emu") to run every CUDA test on a machine without a
 // GPU. Test-only: it is never what the package loads, and it proves logic, not GPU behaviour or speed.
 //
@@ -74,7 +75,15 @@ const objDir = join(out, 'obj');
 mkdirSync(genDir, { recursive: true });
 mkdirSync(objDir, { recursive: true });
 
-const units = [join(root, 'native', 'addon.cc'), join(root, 'tools', 'cuda-emu', 'emu_runtime.cc')];
+// The cuda backend's glue and device runtime (no cpu backend: addon.cc without GRPO_WITH_CPU), the
+// emulated CUDA runtime, then the kernels.
+const units = [
+  join(root, 'native', 'addon.cc'),
+  join(root, 'native', 'ops_cuda.cc'),
+  join(root, 'native', 'runtime', 'jobs.cc'),
+  join(root, 'native', 'runtime', 'cuda_device.cc'),
+  join(root, 'tools', 'cuda-emu', 'emu_runtime.cc'),
+];
 const cuSources = readdirSync(cuDir)
   .filter((n) => n.endsWith('.cu'))
   .map((n) => join(cuDir, n));
@@ -96,6 +105,9 @@ const headers = [
   ...readdirSync(cuDir)
     .filter((n) => n.endsWith('.cuh'))
     .map((n) => join(cuDir, n)),
+  ...['args.h', 'device_wrap.h', 'enums.h', 'ops.h', 'runtime/jobs.h', 'runtime/cuda_device.h'].map((h) =>
+    join(root, 'native', h),
+  ),
   join(root, 'tools', 'cuda-emu', 'cuda_emu.h'),
 ];
 const newestHeader = Math.max(
@@ -195,7 +207,7 @@ if (
 )
   stop('link of emu_selftest failed');
 if (harness) {
-  // The kernels' objects and the emulated runtime, without addon.cc: no Node.
+  // The kernels' objects and the emulated runtime, without the addon's glue and runtime: no Node.
   const exe = join(out, 'harness');
   const objs = [objOf('harness.cc'), ...cuSources.map(objOf), objOf('emu_runtime.cc')];
   if ((compiled > 0 || !existsSync(exe)) && !(await run('g++', [...linkFlags, '-o', exe, ...objs])))

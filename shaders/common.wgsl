@@ -16,7 +16,10 @@
 //   - kernels with two float input matrices of one dtype and no Y (lmhead.wgsl: hidden states and
 //     the LM head's weight) read the second through `load_w(i)` at @binding(2), and an optional
 //     vector of the same dtype (a bias) through `load_b(i)` at @binding(3) (sections w_*);
-//   - the online softmax state over raw logits (St, st_push, st_fold: section online_state);
+//   - the online softmax state over raw logits (St, st_push, st_fold) and a row's logprobs
+//     outputs from it (st_outputs: section online_state);
+//   - the register-blocked 64 × 64 GEMM tile (tile_step over workgroup memory sa, sb: section
+//     tile_gemm);
 //   - workgroup reductions `wg_max(v, lid)` and `wg_sum4(v, lid)` over WG invocations, every
 //     invocation gets the result (sections reduce_tree / reduce_subgroup), all called from
 //     workgroup-uniform control flow.
@@ -375,6 +378,72 @@ fn st_fold(acc: St, b: St) -> St {
   let mx = max(acc.m, b.m);
   let t = st_scaled(acc, mx) + st_scaled(b, mx);
   return St(mx, t.x, t.y, t.z, t.w);
+}
+
+// True when a row's folded state (raw max mx; t = (s, sx, sq, nan) relative to it) saw nothing but
+// −Inf: the caller raises its FLAG_NEG_INF_ROW (docs/DESIGN.md, "Errors from the device").
+fn st_all_neg_inf(mx: f32, t: vec4<f32>) -> bool {
+  return is_neg_inf(mx) && !(t.w > 0.0 || is_nan(t.x));
+}
+
+// A row's logprobs outputs, vec4(logprob, lse, entropy, sumSquares), from its folded state (raw max
+// mx; t = (s, sx, sq, nan)) and its target's raw logit xt. A NaN logit (nan > 0, or a NaN sum from a
+// merged state) or a +Inf one (softmax is Inf/Inf) gives NaN in every output, as the js reference
+// and a materialised log_softmax do; a row of all −Inf gives lse −Inf and NaN elsewhere.
+fn st_outputs(mx: f32, t: vec4<f32>, xt: f32) -> vec4<f32> {
+  if (t.w > 0.0 || is_pos_inf(mx) || is_nan(t.x)) {
+    return vec4<f32>(nan_f32());
+  }
+  if (is_neg_inf(mx)) {
+    return vec4<f32>(nan_f32(), neg_inf(), nan_f32(), nan_f32());
+  }
+  let ls = log(t.x);
+  // lse = mx/T + log s rounds to ±Inf only when the true value exceeds f32 (mx is the raw max);
+  // logprob = (x_t − max)/T − log s, not x_t/T − lse: no cancellation when |max|/T dwarfs log s.
+  return vec4<f32>((xt - mx) * P.inv_t - ls, mx * P.inv_t + ls, ls - t.y / t.x, t.z / (t.x * t.x));
+}
+
+//! section tile_gemm
+// The register-blocked 64 × 64 GEMM tile of thr.wgsl (thr_m, thr_score) and lmhead.wgsl (the logits,
+// gradHidden and gradWeight tiles). A workgroup of TWG = 256 invocations (WebGPU's guaranteed
+// minimum) owns a TB × TB output tile as a 16 × 16 grid of invocations, each holding a 4 × 4 block in
+// registers, strided: lane (ty, tx) = (lid / 16, lid % 16) owns rows ty + 16·i and columns tx + 16·j
+// (i, j = 0..3; acc[i][j]), so 16 consecutive lanes load, and store, 16 consecutive elements of a
+// row in every instruction. The reduction runs in k-steps of KS = 16: each step stages a 16 × 64
+// slice of each operand in workgroup memory, k-major, as vec4 (component c = row or column lq + 16·c)
+// over the tile's rows (sa) and columns (sb); one step is then 16 × (one vec4 read of sa, one of sb,
+// 16 multiply-adds) per invocation. Staged k-rows are padded to TSTRIDE = 17 vec4 so transposing
+// stores spread over the banks. Out-of-range rows, columns and k are staged as 0 (partial tiles) by
+// the caller. Workgroup memory: 2 · 16 · 17 · 16 B = 8704 B (≤ 16 KiB, WebGPU's default); sa and sb
+// (272 slots ≥ WG) are also free for other exchanges between barriers.
+const TB: u32 = 64u; // output tile edge
+const LANES: u32 = 16u; // invocations along each tile edge (TB / 4)
+const KS: u32 = 16u; // k-step: reduction elements staged per pair of barriers
+const TSTRIDE: u32 = 17u; // vec4 per staged k-row: TB / 4 + 1 of padding
+const TWG: u32 = 256u;
+
+var<workgroup> sa: array<vec4<f32>, 272>; // [KS][TSTRIDE]
+var<workgroup> sb: array<vec4<f32>, 272>;
+
+// One k-step: stages this invocation's vec4 of each operand at sa[ia] and sb[ib], then adds the
+// step's KS terms, in k order, to each element of its 4 × 4 block. Call from uniform control flow.
+fn tile_step(acc: mat4x4<f32>, ia: u32, a: vec4<f32>, ib: u32, b: vec4<f32>, lid: u32) -> mat4x4<f32> {
+  workgroupBarrier();
+  sa[ia] = a;
+  sb[ib] = b;
+  workgroupBarrier();
+  let ty = lid / LANES;
+  let tx = lid % LANES;
+  var r = acc;
+  for (var kk = 0u; kk < KS; kk = kk + 1u) {
+    let x = sa[kk * TSTRIDE + ty];
+    let y = sb[kk * TSTRIDE + tx];
+    r[0] = r[0] + x.x * y;
+    r[1] = r[1] + x.y * y;
+    r[2] = r[2] + x.z * y;
+    r[3] = r[3] + x.w * y;
+  }
+  return r;
 }
 
 //! section response_of

@@ -1,6 +1,6 @@
 // grpo-kernels: the LM-head family on WebGPU (linearLogprobs, its backward, the sharded states).
 // Concatenated after common.wgsl's base, x_<dtype> (hidden states, or logits, at @binding(1)),
-// w_<dtype> (the head's weight at @binding(2), its bias at @binding(3)), reduce_tree and online_state
+// w_<dtype> (the head's weight at @binding(2), its bias at @binding(3)), online_state and tile_gemm
 // sections (src/backends/webgpu/shaders.ts); host side: src/backends/webgpu/lmhead.ts.
 //
 // FORWARD (lm_fwd, then lm_finish or lm_state_out): x[n, v] = h_n · W_v + b_v, never stored; per row
@@ -8,14 +8,14 @@
 //   as logprobs.wgsl keeps it, so the outputs are logprobs' on those logits.
 //   lm_fwd: one workgroup owns 64 rows × one slice of the vocabulary (SLICE_TILES tiles of 64
 //   columns; slices from V alone): per tile, the 64 × 64 logits as a register-blocked GEMM over d
-//   (256 invocations, each a 4 × 4 block, rows ty + 16i and columns tx + 16j; k-steps of 16 staged
-//   in workgroup memory, k-major, as thr.wgsl's thr_score), then each invocation pushes its 16
+//   (common.wgsl's tile_gemm: 256 invocations, each a 4 × 4 block, rows ty + 16i and columns
+//   tx + 16j; k-steps of 16 staged in workgroup memory, k-major), then each invocation pushes its 16
 //   logits (+ bias) into the online states of its 4 rows (columns in order, tiles in order). At the
 //   slice's end the 16 invocations sharing a row fold their states in lane order (tx = 0..15) through
 //   workgroup memory, into partial[row][slice]. The invocation owning (row, target column) stores
 //   the target's raw logit in xt[row]: the same bits as the logit folded into the state.
 //   lm_finish: one invocation per row folds its slices in order and writes logprobs, lse, entropy,
-//   Σp² (NaN and flags as logprobs.wgsl's finish); lm_state_out writes the state instead (the public
+//   Σp² (common.wgsl's st_outputs, as logprobs.wgsl's finish); lm_state_out writes the state instead (the public
 //   format of LogprobStates: raw max, sums, the target's logit when it lies in the shard, else 0).
 //   Batch invariance: a row's logits, the order of its pushes and of every fold depend on V, d and
 //   the device's variant alone, never on N, the row's position or the chunking (tested).
@@ -91,18 +91,11 @@ override SUMSQ: bool = false;
 override GRAD_ENTROPY: bool = false;
 
 const STATE: u32 = 5u; // floats per state in `partial`: m, s, sx, sq, nan
-const TB: u32 = 64u; // tile edge
-const LANES: u32 = 16u;
-const KS: u32 = 16u; // k-step
-const TSTRIDE: u32 = 17u; // vec4 per staged k-row (TB / 4 + 1 of padding)
-const TWG: u32 = 256u;
+// TB, LANES, KS, TSTRIDE, TWG, sa, sb, tile_step: common.wgsl's tile_gemm section.
 const FLAG_NEG_INF_ROW: u32 = 0u;
 const FLAG_TARGET_ROW: u32 = 1u;
 const FLAG_TARGET_VALUE: u32 = 2u;
 const NO_ROW: u32 = 0xffffffffu;
-
-var<workgroup> sa: array<vec4<f32>, 272>; // [KS][TSTRIDE]
-var<workgroup> sb: array<vec4<f32>, 272>;
 
 // -------------------------------------------------------------------------------- operands
 // Hidden element k of chunk row r (0 past the chunk's rows or d).
@@ -124,8 +117,6 @@ fn wgt(v: u32, k: u32) -> f32 {
 // The 64 × 64 logits tile (no bias) of chunk rows r0 + ·, window rows vt + ·: acc[i][j] for row
 // r0 + ty + 16i, column vt + tx + 16j. k-steps of 16 over d, each element summing in k order.
 fn logits_tile(r0: u32, vt: u32, lid: u32) -> mat4x4<f32> {
-  let ty = lid / LANES;
-  let tx = lid % LANES;
   let lk = lid % LANES; // staging: dimension d0 + lk
   let lq = lid / LANES; // staging: rows (sa) and vocabulary rows (sb) lq + 16c
   var acc = mat4x4<f32>();
@@ -135,18 +126,7 @@ fn logits_tile(r0: u32, vt: u32, lid: u32) -> mat4x4<f32> {
     let hv = vec4<f32>(hid(r, k), hid(r + 16u, k), hid(r + 32u, k), hid(r + 48u, k));
     let v = vt + lq;
     let wv = vec4<f32>(wgt(v, k), wgt(v + 16u, k), wgt(v + 32u, k), wgt(v + 48u, k));
-    workgroupBarrier();
-    sa[lk * TSTRIDE + lq] = hv;
-    sb[lk * TSTRIDE + lq] = wv;
-    workgroupBarrier();
-    for (var kk = 0u; kk < KS; kk = kk + 1u) {
-      let a = sa[kk * TSTRIDE + ty];
-      let b = sb[kk * TSTRIDE + tx];
-      acc[0] = acc[0] + a.x * b;
-      acc[1] = acc[1] + a.y * b;
-      acc[2] = acc[2] + a.z * b;
-      acc[3] = acc[3] + a.w * b;
-    }
+    acc = tile_step(acc, lk * TSTRIDE + lq, hv, lk * TSTRIDE + lq, wv, lid);
   }
   return acc;
 }
@@ -177,24 +157,35 @@ fn load_partial(r: u32, slice: u32) -> St {
   return St(partial[o], partial[o + 1u], partial[o + 2u], partial[o + 3u], partial[o + 4u]);
 }
 
+// Shares invocation `lid`'s state with the workgroup through slot lid of sa and sb (272 slots ≥ WG,
+// TWG). Called from uniform control flow.
+fn share_state(lid: u32, st: St) {
+  workgroupBarrier();
+  sa[lid] = vec4<f32>(st.m, st.s, st.sx, st.sq);
+  sb[lid] = vec4<f32>(st.nan, 0.0, 0.0, 0.0);
+  workgroupBarrier();
+}
+
+// The shared states of slots [first, first + count) folded in slot order from st_empty().
+fn fold_shared(first: u32, count: u32) -> St {
+  var acc = st_empty();
+  for (var j = first; j < first + count; j = j + 1u) {
+    let q = sa[j];
+    acc = st_fold(acc, St(q.x, q.y, q.z, q.w, sb[j].x));
+  }
+  return acc;
+}
+
 // Folds the 16 lane states of the row block's rows ty + 16·i (one round per i) in lane order and
 // stores them as slice `slice`'s partial state. Called from uniform control flow.
 fn fold_lanes(r0: u32, slice: u32, lid: u32, st: array<St, 4>) {
   let ty = lid / LANES;
   let tx = lid % LANES;
   for (var i = 0u; i < 4u; i = i + 1u) {
-    workgroupBarrier();
-    sa[lid] = vec4<f32>(st[i].m, st[i].s, st[i].sx, st[i].sq);
-    sb[lid] = vec4<f32>(st[i].nan, 0.0, 0.0, 0.0);
-    workgroupBarrier();
+    share_state(lid, st[i]);
     let r = r0 + ty + 16u * i;
     if (tx == 0u && r < P.rows) {
-      var acc = st_empty();
-      for (var j = 0u; j < LANES; j = j + 1u) {
-        let q = sa[ty * LANES + j];
-        acc = st_fold(acc, St(q.x, q.y, q.z, q.w, sb[ty * LANES + j].x));
-      }
-      store_partial(r, slice, acc);
+      store_partial(r, slice, fold_shared(ty * LANES, LANES));
     }
   }
 }
@@ -265,6 +256,18 @@ fn row_state(r: u32) -> St {
   return acc;
 }
 
+// out_a..out_d[g] = o (out_c with ENTROPY, out_d with SUMSQ).
+fn write_outputs(g: u32, o: vec4<f32>) {
+  out_a[g] = o.x;
+  out_b[g] = o.y;
+  if (ENTROPY) {
+    out_c[g] = o.z;
+  }
+  if (SUMSQ) {
+    out_d[g] = o.w;
+  }
+}
+
 // lm_finish: the logprobs outputs of chunk row r (P.vocab is the full vocabulary here).
 @compute @workgroup_size(WG)
 fn lm_finish(
@@ -278,49 +281,21 @@ fn lm_finish(
   }
   let g = P.row0 + r;
   let tgt = targets[g];
-  var lp = 0.0;
-  var lse = 0.0;
-  var h = 0.0;
-  var sq = 0.0;
+  var o = vec4<f32>(0.0); // logprob, lse, entropy, sumSquares
   if (tgt != P.ignore_index) {
     if (bad_target(tgt, P.vocab)) {
       atomicMin(&flag[FLAG_TARGET_ROW], g);
-      lp = nan_f32();
-      lse = nan_f32();
-      h = nan_f32();
-      sq = nan_f32();
+      o = vec4<f32>(nan_f32());
     } else {
       let st = row_state(r);
-      let mx = st.m;
-      if (st.nan > 0.0 || is_pos_inf(mx) || is_nan(st.s)) {
-        lp = nan_f32();
-        lse = nan_f32();
-        h = nan_f32();
-        sq = nan_f32();
-      } else if (is_neg_inf(mx)) {
+      let t = vec4<f32>(st.s, st.sx, st.sq, st.nan);
+      if (st_all_neg_inf(st.m, t)) {
         atomicMin(&flag[FLAG_NEG_INF_ROW], g);
-        lse = neg_inf();
-        lp = nan_f32();
-        h = nan_f32();
-        sq = nan_f32();
-      } else {
-        let ls = log(st.s);
-        lse = mx * P.inv_t + ls;
-        // (x_t − max)/T − log s: no cancellation against a huge lse.
-        lp = (xt[g] - mx) * P.inv_t - ls;
-        h = ls - st.sx / st.s;
-        sq = st.sq / (st.s * st.s);
       }
+      o = st_outputs(st.m, t, xt[g]);
     }
   }
-  out_a[g] = lp;
-  out_b[g] = lse;
-  if (ENTROPY) {
-    out_c[g] = h;
-  }
-  if (SUMSQ) {
-    out_d[g] = sq;
-  }
+  write_outputs(g, o);
 }
 
 // lm_state_out: the public state of chunk row r over this shard (0s for ignored rows).
@@ -350,14 +325,7 @@ fn lm_state_out(
       x = xt[g];
     }
   }
-  out_a[g] = st.m;
-  out_b[g] = st.s;
-  if (ENTROPY) {
-    out_c[g] = st.sx;
-  }
-  if (SUMSQ) {
-    out_d[g] = st.sq;
-  }
+  write_outputs(g, vec4<f32>(st.m, st.s, st.sx, st.sq));
   out_xt[g] = x;
 }
 
@@ -390,18 +358,10 @@ fn lm_logit_states(
   if (lid == 0u && ct >= i32(c0) && ct < i32(c1)) {
     xt[g] = load_x(base + u32(ct));
   }
-  // The WG lane states folded in lane order by invocation 0 (WG ≤ 256 = 272 slots of sa, sb).
-  workgroupBarrier();
-  sa[lid] = vec4<f32>(st.m, st.s, st.sx, st.sq);
-  sb[lid] = vec4<f32>(st.nan, 0.0, 0.0, 0.0);
-  workgroupBarrier();
+  // The WG lane states folded in lane order by invocation 0.
+  share_state(lid, st);
   if (lid == 0u) {
-    var acc = st_empty();
-    for (var j = 0u; j < WG; j = j + 1u) {
-      let q = sa[j];
-      acc = st_fold(acc, St(q.x, q.y, q.z, q.w, sb[j].x));
-    }
-    store_partial(r, slice, acc);
+    store_partial(r, slice, fold_shared(0u, WG));
   }
 }
 
@@ -439,19 +399,28 @@ fn lm_merge_state(
 }
 
 // ---------------------------------------------------------------------------------- backward
+// Workgroup w's tile in a grid of ceil(rows / TB) × ceil(cols / TB) tiles, columns fastest: its
+// (row, column) origin, or x = NO_ROW past the grid (the whole workgroup returns).
+fn tile_of(w: u32, rows: u32, cols: u32) -> vec2<u32> {
+  let nc = (cols + TB - 1u) / TB;
+  if (w >= ((rows + TB - 1u) / TB) * nc) {
+    return vec2<u32>(NO_ROW, 0u);
+  }
+  return vec2<u32>((w / nc) * TB, (w % nc) * TB);
+}
+
 @compute @workgroup_size(TWG)
 fn lm_grad_logits(
   @builtin(workgroup_id) wid: vec3<u32>,
   @builtin(num_workgroups) nwg: vec3<u32>,
   @builtin(local_invocation_index) lid: u32,
 ) {
-  let w = flat_wg(wid, nwg);
-  let nvt = (P.vcount + TB - 1u) / TB;
-  if (w >= ((P.rows + TB - 1u) / TB) * nvt) {
+  let tile = tile_of(flat_wg(wid, nwg), P.rows, P.vcount);
+  if (tile.x == NO_ROW) {
     return;
   }
-  let r0 = (w / nvt) * TB;
-  let vt = (w % nvt) * TB;
+  let r0 = tile.x;
+  let vt = tile.y;
   let ty = lid / LANES;
   let tx = lid % LANES;
   let acc = logits_tile(r0, vt, lid);
@@ -500,20 +469,24 @@ fn g_at(r: u32, v: u32) -> f32 {
   return gbuf[r * P.gcols + v];
 }
 
-// Stores (or adds to) the 4 × 4 block of a 64 × 64 output tile at (m0, n0) of gout, whose rows have
-// `ld` elements and of which `mrows` × P.dim are valid.
+// The index in gout of element (i, j) of this invocation's 4 × 4 block of the 64 × 64 output tile at
+// (m0, n0) (row m0 + ty + 16i, column n0 + tx + 16j of a [mrows, P.dim] matrix), or NO_ROW outside.
+fn gout_at(m0: u32, n0: u32, mrows: u32, lid: u32, i: u32, j: u32) -> u32 {
+  let m = m0 + lid / LANES + 16u * i;
+  let n = n0 + lid % LANES + 16u * j;
+  if (m >= mrows || n >= P.dim) {
+    return NO_ROW;
+  }
+  return P.o_base + m * P.dim + n;
+}
+
+// Stores the 4 × 4 block of the output tile at (m0, n0) of gout.
 fn store_tile(acc: mat4x4<f32>, m0: u32, n0: u32, mrows: u32, lid: u32) {
-  let ty = lid / LANES;
-  let tx = lid % LANES;
   for (var i = 0u; i < 4u; i = i + 1u) {
-    let m = m0 + ty + 16u * i;
-    if (m >= mrows) {
-      continue;
-    }
     for (var j = 0u; j < 4u; j = j + 1u) {
-      let n = n0 + tx + 16u * j;
-      if (n < P.dim) {
-        gout[P.o_base + m * P.dim + n] = acc[i][j];
+      let e = gout_at(m0, n0, mrows, lid, i, j);
+      if (e != NO_ROW) {
+        gout[e] = acc[i][j];
       }
     }
   }
@@ -525,14 +498,11 @@ fn start_tile(m0: u32, n0: u32, mrows: u32, lid: u32) -> mat4x4<f32> {
   if (P.accumulate == 0u) {
     return acc;
   }
-  let ty = lid / LANES;
-  let tx = lid % LANES;
   for (var i = 0u; i < 4u; i = i + 1u) {
-    let m = m0 + ty + 16u * i;
     for (var j = 0u; j < 4u; j = j + 1u) {
-      let n = n0 + tx + 16u * j;
-      if (m < mrows && n < P.dim) {
-        acc[i][j] = gout[P.o_base + m * P.dim + n];
+      let e = gout_at(m0, n0, mrows, lid, i, j);
+      if (e != NO_ROW) {
+        acc[i][j] = gout[e];
       }
     }
   }
@@ -545,43 +515,24 @@ fn lm_grad_hidden(
   @builtin(num_workgroups) nwg: vec3<u32>,
   @builtin(local_invocation_index) lid: u32,
 ) {
-  let w = flat_wg(wid, nwg);
-  let ndt = (P.dim + TB - 1u) / TB;
-  if (w >= ((P.rows + TB - 1u) / TB) * ndt) {
+  let tile = tile_of(flat_wg(wid, nwg), P.rows, P.dim);
+  if (tile.x == NO_ROW) {
     return;
   }
-  let r0 = (w / ndt) * TB;
-  let n0 = (w % ndt) * TB;
-  let ty = lid / LANES;
-  let tx = lid % LANES;
+  let r0 = tile.x;
+  let n0 = tile.y;
   var acc = start_tile(r0, n0, P.rows, lid);
+  let lk = lid % LANES;
+  let lq = lid / LANES;
   for (var v0 = 0u; v0 < P.vcount; v0 = v0 + KS) {
-    // sa: G[rows r0 + lq + 16c][v0 + lk] (k-major); sb: W[v0 + lu][n0 + lq + 16c] (one k-row each).
-    let lk = lid % LANES;
-    let lq = lid / LANES;
+    // sa: G[rows r0 + lq + 16c][v0 + lk] (k-major); sb: W[v0 + lq][n0 + lk + 16c] (one k-row each).
     let gv = vec4<f32>(g_at(r0 + lq, v0 + lk), g_at(r0 + lq + 16u, v0 + lk), g_at(r0 + lq + 32u, v0 + lk), g_at(r0 + lq + 48u, v0 + lk));
     let ku = v0 + lq; // sb row: the k (vocabulary) index lq, columns lk + 16c
     let n = n0 + lk;
-    let wv = vec4<f32>(wgt_dim(ku, n), wgt_dim(ku, n + 16u), wgt_dim(ku, n + 32u), wgt_dim(ku, n + 48u));
-    workgroupBarrier();
-    sa[lk * TSTRIDE + lq] = gv;
-    sb[lq * TSTRIDE + lk] = wv;
-    workgroupBarrier();
-    for (var kk = 0u; kk < KS; kk = kk + 1u) {
-      let a = sa[kk * TSTRIDE + ty];
-      let b = sb[kk * TSTRIDE + tx];
-      acc[0] = acc[0] + a.x * b;
-      acc[1] = acc[1] + a.y * b;
-      acc[2] = acc[2] + a.z * b;
-      acc[3] = acc[3] + a.w * b;
-    }
+    let wv = vec4<f32>(wgt(ku, n), wgt(ku, n + 16u), wgt(ku, n + 32u), wgt(ku, n + 48u));
+    acc = tile_step(acc, lk * TSTRIDE + lq, gv, lq * TSTRIDE + lk, wv, lid);
   }
   store_tile(acc, r0, n0, P.rows, lid);
-}
-
-// Weight element (window row v, dimension n): 0 past the window or d.
-fn wgt_dim(v: u32, n: u32) -> f32 {
-  return wgt(v, n);
 }
 
 @compute @workgroup_size(TWG)
@@ -590,37 +541,23 @@ fn lm_grad_weight(
   @builtin(num_workgroups) nwg: vec3<u32>,
   @builtin(local_invocation_index) lid: u32,
 ) {
-  let w = flat_wg(wid, nwg);
-  let ndt = (P.dim + TB - 1u) / TB;
-  if (w >= ((P.vcount + TB - 1u) / TB) * ndt) {
+  let tile = tile_of(flat_wg(wid, nwg), P.vcount, P.dim);
+  if (tile.x == NO_ROW) {
     return;
   }
-  let m0 = (w / ndt) * TB; // window vocabulary rows
-  let n0 = (w % ndt) * TB;
-  let ty = lid / LANES;
-  let tx = lid % LANES;
+  let m0 = tile.x; // window vocabulary rows
+  let n0 = tile.y;
   var acc = start_tile(m0, n0, P.vcount, lid);
+  let lq = lid % LANES;
+  let lu = lid / LANES;
   for (var k0 = 0u; k0 < P.rows; k0 = k0 + KS) {
     // sa: A[m][k] = G[k0 + lu][m0 + lq + 16c] (MN-major: one k-row each); sb: H[k0 + lu][n0 + lq + 16c].
-    let lq = lid % LANES;
-    let lu = lid / LANES;
     let r = k0 + lu;
     let m = m0 + lq;
     let gv = vec4<f32>(g_at(r, m), g_at(r, m + 16u), g_at(r, m + 32u), g_at(r, m + 48u));
     let n = n0 + lq;
     let hv = vec4<f32>(hid(r, n), hid(r, n + 16u), hid(r, n + 32u), hid(r, n + 48u));
-    workgroupBarrier();
-    sa[lu * TSTRIDE + lq] = gv;
-    sb[lu * TSTRIDE + lq] = hv;
-    workgroupBarrier();
-    for (var kk = 0u; kk < KS; kk = kk + 1u) {
-      let a = sa[kk * TSTRIDE + ty];
-      let b = sb[kk * TSTRIDE + tx];
-      acc[0] = acc[0] + a.x * b;
-      acc[1] = acc[1] + a.y * b;
-      acc[2] = acc[2] + a.z * b;
-      acc[3] = acc[3] + a.w * b;
-    }
+    acc = tile_step(acc, lu * TSTRIDE + lq, gv, lu * TSTRIDE + lq, hv, lid);
   }
   store_tile(acc, m0, n0, P.vcount, lid);
 }

@@ -127,7 +127,7 @@ fn record_bad_target() {
   }
 }
 
-// St, st_empty, st_push, st_scaled, st_fold: common.wgsl's online_state section.
+// St, st_empty, st_push, st_scaled, st_fold, st_outputs: common.wgsl's online_state section.
 
 fn write_all(g: u32, v: f32) {
   out_lp[g] = v;
@@ -140,47 +140,27 @@ fn write_all(g: u32, v: f32) {
   }
 }
 
-// Writes the outputs of chunk row `row` from its max and scaled sums (s, sx, sq, nan).
+// Writes the outputs of chunk row `row` from its max and scaled sums (s, sx, sq, nan): st_outputs
+// (common.wgsl), raising FLAG_NEG_INF_ROW for a row of all −Inf.
 fn finish(row: u32, mx: f32, t: vec4<f32>) {
   let g = P.row_base + row;
-  var lse: f32;
-  var lp: f32;
-  var h: f32;
-  var sq: f32;
-  if (t.w > 0.0 || is_pos_inf(mx)) {
-    // NaN anywhere, or +Inf anywhere (softmax is Inf/Inf): NaN in every output, as the cpu
-    // reference and a materialised log_softmax give.
-    lse = nan_f32();
-    lp = nan_f32();
-    h = nan_f32();
-    sq = nan_f32();
-  } else if (is_neg_inf(mx)) {
+  if (st_all_neg_inf(mx, t)) {
     atomicMin(&flag[FLAG_NEG_INF_ROW], g);
-    lse = neg_inf();
-    lp = nan_f32();
-    h = nan_f32();
-    sq = nan_f32();
-  } else {
-    let ls = log(t.x);
-    // mx is the raw max: lse = mx/T + log s rounds to ±Inf only when the true value exceeds f32.
-    lse = mx * P.inv_t + ls;
-    let tgt = targets[g];
-    if (tgt < 0 || u32(tgt) >= P.vocab) {
-      lp = nan_f32();
-    } else {
-      // (x_t − max)/T − log s, not x_t/T − lse: no cancellation when |max|/T dwarfs log s.
-      lp = (load_x(P.x_base + row * P.vocab + u32(tgt)) - mx) * P.inv_t - ls;
-    }
-    h = ls - t.y / t.x;
-    sq = t.z / (t.x * t.x);
   }
-  out_lp[g] = lp;
-  out_lse[g] = lse;
+  // Ignored rows and bad targets never get here (logprobs_rows); NaN stands for a missing logit.
+  let tgt = targets[g];
+  var xt = nan_f32();
+  if (tgt >= 0 && u32(tgt) < P.vocab) {
+    xt = load_x(P.x_base + row * P.vocab + u32(tgt));
+  }
+  let o = st_outputs(mx, t, xt);
+  out_lp[g] = o.x;
+  out_lse[g] = o.y;
   if (ENTROPY) {
-    out_h[g] = h;
+    out_h[g] = o.z;
   }
   if (SUMSQ) {
-    out_sq[g] = sq;
+    out_sq[g] = o.w;
   }
 }
 

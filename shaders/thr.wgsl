@@ -1,7 +1,7 @@
 // grpo-kernels: the THR family on WebGPU (tokenHiddenReward, thrReweight; restrictedVocab runs on
-// the host, see docs/webgpu.md). Concatenated after common.wgsl's base and x_<dtype> sections
-// (src/backends/webgpu/shaders.ts); host side: src/backends/webgpu/thr.ts. Math: docs/THR.md; reference:
-// src/backends/cpu/thr.ts.
+// the host, see docs/webgpu.md). Concatenated after common.wgsl's base, x_<dtype>, response_of and
+// tile_gemm sections (src/backends/webgpu/shaders.ts); host side: src/backends/webgpu/thr.ts. Math:
+// docs/THR.md; reference: src/backends/js/thr.ts.
 //
 // Per non-degenerate group g (K = |V*_g| columns, T_g tokens, T⁺_g correct tokens, d dims),
 // g_t[v] = 1[v = col(y_t)] − q_t[v], q = probs (group g's [T_g, K] block), w_t = 1/|y_r| or 1:
@@ -96,26 +96,12 @@ const I_WG1: u32 = 9u; // first workgroup of the group in the thr_fold dispatch
 @group(0) @binding(20) var<storage, read_write> out: array<f32>;
 @group(0) @binding(21) var<storage, read_write> spart: array<f32>;
 
-// Register-blocked tiles (thr_m and thr_score): a workgroup of 256 invocations (WebGPU's
-// guaranteed minimum) owns a 64 × 64 output tile, as a 16 × 16 grid of invocations each holding a
-// 4 × 4 block in registers, strided: lane (ty, tx) = (lid / 16, lid % 16) owns rows ty + 16·i and
-// columns tx + 16·j (i, j = 0..3), so 16 consecutive lanes load, and store, 16 consecutive
-// elements of a row in every instruction. The reduction runs in k-steps of 16: each step stages a
-// 16 × 64 slice of each operand in workgroup memory, k-major, as vec4 (component i = row or column
-// lq + 16·i) over the tile's rows (sa) and columns (sb), so one step is 16 × (one vec4 read of sa,
-// one of sb, 16 multiply-adds) per invocation. Staged k-rows are padded to 17 vec4 (TSTRIDE) so the
-// transposing stores of thr_score spread over the banks. Out-of-range rows, columns and k are
-// staged as 0 (partial tiles) and never stored. Workgroup memory: 2 · 16 · 17 · 16 B = 8704 B per
-// kernel (≤ 16 KiB, WebGPU's default). 256 invocations, ≤ 7 storage buffers (≤ 8).
-const TB: u32 = 64u; // output tile edge
-const LANES: u32 = 16u; // invocations along each tile edge (TB / 4)
-const KS: u32 = 16u; // k-step: reduction elements staged per pair of barriers
-const TSTRIDE: u32 = 17u; // vec4 per staged k-row: TB / 4 + 1 of padding
-const TWG: u32 = 256u;
+// Register-blocked tiles (thr_m and thr_score): common.wgsl's tile_gemm section (TB, LANES, KS,
+// TSTRIDE, TWG, sa, sb, tile_step): 256 invocations own a 64 × 64 output tile, 4 × 4 per invocation,
+// in k-steps of 16 staged k-major in workgroup memory (8704 B ≤ 16 KiB). ≤ 7 storage
+// buffers (≤ 8). Out-of-range rows, columns and k are staged as 0 (partial tiles) and never stored.
 const SLICE: u32 = 128u; // V* columns per thr_score workgroup (2 tiles): SCORE_SLICE in thr.ts
 
-var<workgroup> sa: array<vec4<f32>, 272>; // [KS][TSTRIDE]
-var<workgroup> sb: array<vec4<f32>, 272>;
 var<workgroup> tmin: array<f32, WG>;
 
 fn info_at(gl: u32, field: u32) -> u32 {
@@ -183,10 +169,7 @@ fn thr_m(
   let tx = lid % LANES; // product: columns d0 + tx + 16·j
   let lu = lid / LANES; // staging: correct token u0 + lu of the step
   let lq = lid % LANES; // staging: v0 + lq + 16·c (sa) and d0 + lq + 16·c (sb), c = 0..3
-  var acc0 = vec4<f32>(0.0);
-  var acc1 = vec4<f32>(0.0);
-  var acc2 = vec4<f32>(0.0);
-  var acc3 = vec4<f32>(0.0);
+  var acc = mat4x4<f32>(); // M[v0 + ty + 16·i][d0 + tx + 16·j] in acc[i][j]
   for (var u0 = 0u; u0 < nc; u0 = u0 + KS) {
     // Stage G[u][v0 + ·] (sa) and w_u·h_u[d0 + ·] (sb) for 16 correct tokens, in token order;
     // each invocation loads 4 elements 16 apart of one row of each.
@@ -212,27 +195,16 @@ fn thr_m(
         weighted_hidden(t, wt, k + 48u),
       );
     }
-    workgroupBarrier();
-    sa[lu * TSTRIDE + lq] = gv;
-    sb[lu * TSTRIDE + lq] = wh;
-    workgroupBarrier();
     // Every element of the 4 × 4 block adds its 16 terms in token order.
-    for (var uu = 0u; uu < KS; uu = uu + 1u) {
-      let a = sa[uu * TSTRIDE + ty];
-      let b = sb[uu * TSTRIDE + tx];
-      acc0 = acc0 + a.x * b;
-      acc1 = acc1 + a.y * b;
-      acc2 = acc2 + a.z * b;
-      acc3 = acc3 + a.w * b;
-    }
+    acc = tile_step(acc, lu * TSTRIDE + lq, gv, lu * TSTRIDE + lq, wh, lid);
   }
   let koff = info_at(gl, I_KOFF);
   let v = v0 + ty;
   let k = d0 + tx;
-  store_m_row(koff, v, k, k_rows, acc0);
-  store_m_row(koff, v + 16u, k, k_rows, acc1);
-  store_m_row(koff, v + 32u, k, k_rows, acc2);
-  store_m_row(koff, v + 48u, k, k_rows, acc3);
+  store_m_row(koff, v, k, k_rows, acc[0]);
+  store_m_row(koff, v + 16u, k, k_rows, acc[1]);
+  store_m_row(koff, v + 32u, k, k_rows, acc[2]);
+  store_m_row(koff, v + 48u, k, k_rows, acc[3]);
 }
 
 // M[v][k + 16·j] (the in-range ones) of the group whose block starts at row koff of mbuf.
@@ -310,10 +282,7 @@ fn thr_score(
   // r[i]: token tb0 + ty + 16·i's partial s over this invocation's columns of every V* tile so far.
   var r = vec4<f32>(0.0);
   for (var v0 = slice * SLICE; v0 < v_end; v0 = v0 + TB) {
-    var acc0 = vec4<f32>(0.0); // U[tb0 + ty + 16·i][v0 + tx + 16·j] in acc_i[j]
-    var acc1 = vec4<f32>(0.0);
-    var acc2 = vec4<f32>(0.0);
-    var acc3 = vec4<f32>(0.0);
+    var acc = mat4x4<f32>(); // U[tb0 + ty + 16·i][v0 + tx + 16·j] in acc[i][j]
     for (var d0 = 0u; d0 < P.dim; d0 = d0 + KS) {
       // Stage H[tokens][d0 + ·] and M[v0 + ·][d0 + ·] transposed (k-major): each invocation loads
       // one dimension of 4 rows of each (16 invocations read 16 consecutive elements of a row).
@@ -332,27 +301,16 @@ fn thr_score(
         m_or0(koff, vq + 32u, k_rows, k),
         m_or0(koff, vq + 48u, k_rows, k),
       );
-      workgroupBarrier();
-      sa[lk * TSTRIDE + lq] = hv;
-      sb[lk * TSTRIDE + lq] = mv;
-      workgroupBarrier();
       // Every element of the 4 × 4 block adds its 16 terms in dimension order.
-      for (var kk = 0u; kk < KS; kk = kk + 1u) {
-        let a = sa[kk * TSTRIDE + ty];
-        let b = sb[kk * TSTRIDE + tx];
-        acc0 = acc0 + a.x * b;
-        acc1 = acc1 + a.y * b;
-        acc2 = acc2 + a.z * b;
-        acc3 = acc3 + a.w * b;
-      }
+      acc = tile_step(acc, lk * TSTRIDE + lq, hv, lk * TSTRIDE + lq, mv, lid);
     }
     // Row-dot epilogue: r[i] += Σ_j g_t[v]·U[t, v] over this invocation's 4 columns.
     let tl = tb0 + ty;
     let v = v0 + tx;
-    r.x = r.x + row_dot(tok0, tl, tg, poff, k_rows, v, acc0);
-    r.y = r.y + row_dot(tok0, tl + 16u, tg, poff, k_rows, v, acc1);
-    r.z = r.z + row_dot(tok0, tl + 32u, tg, poff, k_rows, v, acc2);
-    r.w = r.w + row_dot(tok0, tl + 48u, tg, poff, k_rows, v, acc3);
+    r.x = r.x + row_dot(tok0, tl, tg, poff, k_rows, v, acc[0]);
+    r.y = r.y + row_dot(tok0, tl + 16u, tg, poff, k_rows, v, acc[1]);
+    r.z = r.z + row_dot(tok0, tl + 32u, tg, poff, k_rows, v, acc[2]);
+    r.w = r.w + row_dot(tok0, tl + 48u, tg, poff, k_rows, v, acc[3]);
   }
   // The slice's part of s_t = Σ_tx r (lanes tx = 0..15 in order), through the staging memory
   // (free after a barrier), into spart[slice][t].

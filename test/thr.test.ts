@@ -7,9 +7,11 @@
  * rounding from f64), docs/THR.md's identities, determinism, untouched inputs, and the errors.
  */
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { degenerateGroups, reweightPlan, thrPlan } from '../src/api/thr-plan.js';
 import { type Context, createContext } from '../src/context.js';
 import { POISON_I32, setOutputPoison } from '../src/debug.js';
 import type { FloatDType } from '../src/dtypes.js';
+import { resolveLayout } from '../src/layout.js';
 import type { Tensor } from '../src/tensor.js';
 import { refReweight } from './cases/thr.js';
 import {
@@ -282,6 +284,47 @@ describe('outputs fully written, inputs untouched', () => {
     expect(await hidden.read()).toEqual(snapshot.hidden);
     expect(await res.thr.read()).toEqual(thr);
     expect(A).toEqual(Acopy);
+  });
+});
+
+// ------------------------------------------------------------------------------- host plan
+describe("THR's host plan (src/api/thr-plan.ts), the one every backend consumes", () => {
+  // Groups: [correct 2 tokens, incorrect 1] live; [correct 0 tokens, incorrect 2] degenerate (no
+  // correct token); [correct 1, correct 3, incorrect 0 tokens] live; [incorrect 2] degenerate.
+  const lengths = [2, 1, 0, 2, 1, 3, 0, 2];
+  const correct = Uint8Array.from([1, 0, 1, 0, 1, 1, 0, 0]);
+  const responseOffsets = Int32Array.from([
+    0,
+    ...lengths.map((_, i) => lengths.slice(0, i + 1).reduce((a, b) => a + b)),
+  ]);
+  const layout = resolveLayout({ responseOffsets, groupOffsets: Int32Array.from([0, 2, 4, 7, 8]) });
+
+  it("degenerate groups, then each live group's correct tokens in packed order with 1/|y_r| or 1", () => {
+    const degenerate = degenerateGroups(layout, correct);
+    expect(Array.from(degenerate)).toEqual([0, 1, 0, 1]);
+    const p = thrPlan(layout, correct, degenerate, 'length');
+    expect(Array.from(p.correctStart)).toEqual([0, 2, 2, 6, 6]);
+    expect(Array.from(p.correctTokens)).toEqual([0, 1, 5, 6, 7, 8]);
+    expect(Array.from(p.correctWeights)).toEqual([1 / 2, 1 / 2, 1, 1 / 3, 1 / 3, 1 / 3]);
+    expect(Array.from(thrPlan(layout, correct, degenerate, 'none').correctWeights)).toEqual([
+      1, 1, 1, 1, 1, 1,
+    ]);
+  });
+
+  it("flags a caller passes (a shard's) decide the live groups", () => {
+    const p = thrPlan(layout, correct, Uint8Array.from([1, 1, 0, 1]), 'length');
+    expect(Array.from(p.correctStart)).toEqual([0, 0, 0, 4, 4]);
+    expect(Array.from(p.correctTokens)).toEqual([5, 6, 7, 8]);
+  });
+
+  it("reweighting: eta_g = 2·|0.5 − rho_g| ('auto') or the fixed eta", () => {
+    expect(Array.from(reweightPlan(layout, correct, 'auto').eta)).toEqual([
+      0,
+      0,
+      2 * Math.abs(0.5 - 2 / 3),
+      1,
+    ]);
+    expect(Array.from(reweightPlan(layout, correct, 0.25).eta)).toEqual([0.25, 0.25, 0.25, 0.25]);
   });
 });
 

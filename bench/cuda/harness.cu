@@ -1,5 +1,5 @@
 // Native benchmark harness (issue 10, "Measured like for like"): the launchers of native/cuda/*.cuh
-// called directly, with a LaunchEnv and a Scratch per call as native/addon.cc's jobs do, but no Node,
+// called directly, with a LaunchEnv and a Scratch per call as the addon's jobs do, but no Node,
 // no job thread and no promise. Each case is timed with CUDA events and, in the same run, beside a
 // device-to-device cudaMemcpyAsync of the same bytes, so GB/s come with the fraction of the copy
 // bandwidth this card gives right now.
@@ -242,7 +242,7 @@ struct Device {
   gk::LaunchEnv env;
   gk::ErrorFlags* d_flags = nullptr;
   gk::ErrorFlags* h_flags = nullptr;  // pinned
-  std::unique_ptr<gk::HostStaging> staging;  // the pinned upload buffer, as native/addon.cc's jobs use
+  std::unique_ptr<gk::HostStaging> staging;  // the pinned upload buffer, as the addon's jobs use
   size_t l2 = 0;                      // bytes used for the rotation rule
   int runtime = 0, driver = 0;
   std::string date;
@@ -653,6 +653,31 @@ Status run_lmhead(const Device& dev, const Options& o) {
 }
 
 // -------------------------------------------------------------------------------------- THR family
+// THR's host plan (ThrParams::correct_*), 'length' weighting: what the TypeScript API builds for the addon
+// (src/api/thr-plan.ts, thrPlan, its f64 weights rounded once to f32). This harness calls the launcher
+// directly, so as a benchmark driver it builds this input itself, outside the timed region.
+void plan_thr(gk::ThrParams& p) {
+  const auto& ro = p.layout.response_offsets;
+  const auto& go = p.layout.group_offsets;
+  const size_t G = go.size() - 1;
+  p.correct_start.assign(G + 1, 0);
+  p.correct_tokens.clear();
+  p.correct_weights.clear();
+  for (size_t g = 0; g < G; ++g) {
+    p.correct_start[g] = int32_t(p.correct_tokens.size());
+    if (p.layout.degenerate[g]) continue;
+    for (int32_t r = go[g]; r < go[g + 1]; ++r) {
+      if (!p.layout.correct[size_t(r)]) continue;
+      const float w = float(1.0 / double(ro[size_t(r) + 1] - ro[size_t(r)]));
+      for (int32_t t = ro[size_t(r)]; t < ro[size_t(r) + 1]; ++t) {
+        p.correct_tokens.push_back(t);
+        p.correct_weights.push_back(w);
+      }
+    }
+  }
+  p.correct_start[G] = int32_t(p.correct_tokens.size());
+}
+
 Status run_thr(const Device& dev, const Options& o) {
   const int64_t n = o.thr_responses, L = o.thr_tokens, d = o.thr_d, K = o.thr_vocab;
   const int64_t T = n * L, T_plus = (n / 2) * L;
@@ -663,6 +688,7 @@ Status run_thr(const Device& dev, const Options& o) {
   base.layout.correct.assign(size_t(n), 0);
   for (int64_t r = 0; r < n / 2; ++r) base.layout.correct[size_t(r)] = 1;  // the first half correct
   base.layout.degenerate = {0};
+  plan_thr(base);
   base.hidden_dtype = gk::DType::F32;
   base.dim = d;
   base.probs_offsets = {0, T * K};
@@ -807,7 +833,7 @@ Status open_device(const Options& o, Device* dev) {
   if (count < 1) return Status::Invalid("no CUDA device");
   GK_CHECK(cudaSetDevice(0));
   GK_CHECK(cudaGetDeviceProperties(&dev->prop, 0));
-  // Stream-ordered scratch from the default pool, freed memory kept cached (as native/addon.cc does).
+  // Stream-ordered scratch from the default pool, freed memory kept cached (as the addon's runtime does).
   cudaMemPool_t pool;
   GK_CHECK(cudaDeviceGetDefaultMemPool(&pool, 0));
   uint64_t threshold = UINT64_MAX;

@@ -1,11 +1,13 @@
-// The native cpu backend's kernels as the glue (native/addon_cpu.cc) sees them: plain parameter structs,
-// the thread pool's one entry point, and a table of kernel functions per instruction set.
+// The native cpu backend's kernels as their callers (native/ops_cpu.cc, native/runtime/cpu_device.cc) see
+// them: plain parameter structs, the thread pool's one entry point, and a table of kernel functions per
+// instruction set.
 //
 // The SIMD kernels (logprobs.cc, thr.cc, lmhead.cc) are compiled twice, once per instruction set, each
 // time inside its own namespace: gk::cpu::avx2 (-mavx2 -mfma -mf16c, x86-64 only) and gk::cpu::portable
 // (the compiler's baseline: SSE2 on x86-64, NEON on arm64); lmhead.cc a third time as gk::cpu::avx512
 // (-mavx512f besides: its GEMM tile at 16 lanes). pool.cc picks one table at run time
-// (__builtin_cpu_supports, or the portable one when asked; the AVX-512 LM head unless asked not to). Per-file flags carry a trap: an inline
+// (__builtin_cpu_supports, or the portable one when asked; the AVX-512 LM head unless asked not to).
+// Per-file flags carry a trap: an inline
 // function or template instantiated in both translation units (a std:: template, an implicit
 // constructor) is emitted twice and the linker keeps one copy, which may be the AVX2 one even for the
 // portable path. So the kernel files include nothing with inline code of its own but this header (plain
@@ -96,7 +98,12 @@ struct ThrParams {
   const uint8_t* correct;              // [R]
   const uint8_t* degenerate;           // [G]
   int64_t groups;
-  int length_weighting;  // w = 1/|y| (1) or 1 (0)
+  // The API's plan (src/api/thr-plan.ts, ThrPlan): group g's correct tokens (indices on the packed token
+  // axis, in order; none for a degenerate group) are correct_tokens[correct_start[g]..correct_start[g+1]),
+  // with their weights w_u (1/|y_r| or 1) rounded once to f32. Checked against the layout by ops_cpu.cc.
+  const int32_t* correct_start;    // [G+1]
+  const int32_t* correct_tokens;   // [P]
+  const float* correct_weights;    // [P]
   double beta;
   float* thr;  // [Ttotal]
   float* tau;  // [G]
@@ -113,8 +120,7 @@ struct ThrReweightParams {
   int mode;  // gk::ReweightMode
   double p;
   int mask;
-  int eta_auto;
-  double eta;
+  const double* eta;  // [G], NTHR's eta_g (the API's ReweightPlan: fixed, or 2·|0.5 − rho_g|)
   float* out;
 };
 
@@ -169,9 +175,10 @@ struct KernelTable {
   Report (*token_hidden_reward)(const ThrParams&, Pool*);
   Report (*thr_reweight)(const ThrReweightParams&, Pool*);
   // Benchmarks only (probe.cc): FLOPs of one run of `iters` FMA steps on every pool thread; one
-  // streaming read of an array (returns a checksum).
+  // streaming read of an array (returns a checksum); one copy of `bytes` bytes from src to dst.
   double (*fma_probe)(Pool*, int64_t iters);
   double (*read_probe)(Pool*, const void* data, size_t bytes);
+  void (*copy_probe)(Pool*, const void* src, void* dst, size_t bytes);
   // The LM-head family (lmhead.cc, lmhead.h), from the build named by lmhead_isa ("avx512" where the
   // CPU has AVX-512F and the caller allows it, else this table's own isa).
   const char* lmhead_isa;
@@ -203,6 +210,7 @@ struct KernelTable {
   Report thr_reweight(const ThrReweightParams&, Pool*);                       \
   double fma_probe(Pool*, int64_t);                                           \
   double read_probe(Pool*, const void*, size_t);                              \
+  void copy_probe(Pool*, const void*, void*, size_t);                         \
   }                                                                           \
   GK_CPU_DECLARE_LMHEAD(ns)
 GK_CPU_DECLARE_KERNELS(portable)

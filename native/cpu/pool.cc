@@ -4,7 +4,7 @@
 // (n items, a function, a context), wakes them, takes part itself as worker 0, and returns once every
 // worker has left the job. Items are claimed one at a time from an atomic counter (dynamic scheduling:
 // a busy core on a shared machine does not hold the others up). Only one thread calls pool_run at a
-// time: the device's job thread (native/addon_cpu.cc).
+// time: the device's job thread (native/runtime/jobs.cc).
 #include <atomic>
 #include <condition_variable>
 #include <mutex>
@@ -138,8 +138,8 @@ bool avx512_supported() {
 // A table's entries but its name: the kernels of namespace `ns`, the LM head's of `lm`.
 #define GK_CPU_TABLE(ns, lm, lm_isa)                                                                   \
   ns::logprobs, ns::logprobs_backward, ns::gather_probs, ns::token_hidden_reward, ns::thr_reweight, \
-      ns::fma_probe, ns::read_probe, lm_isa, lm::linear_forward, lm::linear_backward, lm::logprob_states, \
-      lm::merge_states, lm::lmhead_plan, lm::lmhead_fma_probe
+      ns::fma_probe, ns::read_probe, ns::copy_probe, lm_isa, lm::linear_forward, lm::linear_backward,        \
+      lm::logprob_states, lm::merge_states, lm::lmhead_plan, lm::lmhead_fma_probe
 
 const KernelTable& kernel_table(bool portable, bool avx512) {
   static const KernelTable kPortable{"portable", GK_CPU_TABLE(portable, portable, "portable")};

@@ -1,8 +1,11 @@
-// The f32 multiply-add peak of the pool's threads, for the benchmarks' "fraction of peak" (THR's
-// products): every thread runs 12 independent chains of 8-lane FMAs (the register tile's shape in
-// thr.cc, no memory traffic) for a fixed count, and the rate is FLOPs over the slowest thread's
-// wall time. Compiled per instruction set (kernels.h): the AVX2 build's peak with FMA, the portable
-// build's with its multiply and add.
+// The benchmarks' yardsticks, run over the pool's threads (the runtime times them: native/runtime/
+// cpu_device.cc). Copy: memcpy of 1 MiB items, `bytes` read + `bytes` written (ctx.copyProbe, the
+// bandwidth every backend reports). Read: a streaming read of an array (below), the memory-bound
+// kernels' yardstick. FMA: the f32 multiply-add peak of the pool's threads, for the benchmarks'
+// "fraction of peak" (THR's products): every thread runs 12 independent chains of 8-lane FMAs (the
+// register tile's shape in thr.cc, no memory traffic) for a fixed count, and the rate is FLOPs over
+// the slowest thread's wall time. Compiled per instruction set (kernels.h): the AVX2 build's peak
+// with FMA, the portable build's with its multiply and add.
 #include "kernels.h"
 #include "simd.h"
 
@@ -84,7 +87,25 @@ void read_item(void* ctx, int64_t i, int worker) {
   r.sink[worker & 255] += s;
 }
 
+struct CopyCtx {
+  const uint8_t* src;
+  uint8_t* dst;
+  size_t bytes, chunk;
+};
+
+void copy_item(void* ctx, int64_t i, int) {
+  CopyCtx& c = *static_cast<CopyCtx*>(ctx);
+  const size_t o = size_t(i) * c.chunk;
+  memcpy(c.dst + o, c.src + o, c.chunk < c.bytes - o ? c.chunk : c.bytes - o);
+}
+
 }  // namespace
+
+// One copy of `bytes` bytes over the pool (1 MiB items).
+void copy_probe(Pool* pool, const void* src, void* dst, size_t bytes) {
+  CopyCtx c{static_cast<const uint8_t*>(src), static_cast<uint8_t*>(dst), bytes, size_t(1) << 20};
+  pool_run(pool, int64_t((bytes + c.chunk - 1) / c.chunk), copy_item, &c);
+}
 
 // One streaming read of `bytes` bytes over the pool (1 MiB items); returns a checksum (keeps the loads).
 double read_probe(Pool* pool, const void* data, size_t bytes) {

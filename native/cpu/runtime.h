@@ -1,6 +1,6 @@
-// The native cpu backend's runtime, for the glue (native/addon_cpu.cc): the thread pool's lifetime, the
-// machine's core count, and the choice of kernels (AVX2 + FMA + F16C when the CPU has them, else the
-// portable build). Not included by the per-ISA kernel files (kernels.h says why).
+// What the cpu device runtime (native/runtime/cpu_device.cc) starts from: the thread pool's lifetime,
+// the machine's core count, and the choice of kernels (AVX2 + FMA + F16C when the CPU has them, else
+// the portable build). Not included by the per-ISA kernel files (kernels.h says why).
 #pragma once
 
 #include "kernels.h"

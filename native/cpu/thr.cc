@@ -26,7 +26,7 @@
 //   FLOPs 2·K·d·(T⁺ + T_g) per group; bytes: hidden read twice (correct tokens) or once, probs twice
 //   or once, M (4·K·d) written once and read once per 48 tokens (from L2/L3).
 // THR REWEIGHT  elementwise per token, the reference's rule in f64 (src/backends/js/thr.ts), rounded once;
-//   items of 32k tokens (a group's eta, for 'nthr' with 'auto', is recounted by each item that meets it).
+//   items of 32k tokens; each group's eta comes planned by the API (ThrReweightParams::eta).
 #include "gemm.h"
 #include "kernels.h"
 #include "simd.h"
@@ -60,7 +60,7 @@ struct Group {
   int64_t t0, Tg, K, nP, d, d16, K16;
   const float* q;         // probs of the group's first token; token i's row at q + i·K
   const int32_t* col;     // token_column of the group's first token
-  const int32_t* ptok;    // [nP] correct tokens (indices within the group), packed order
+  const int32_t* ptok;    // [nP] correct tokens (packed token axis), the API's plan (ThrParams::correct_*)
   const float* pw;        // [nP] their weights
   float* B1;              // [d16/16][nP][16]: w_u·h_u
   float* B2;              // [K16/16][d][16]: M
@@ -96,7 +96,7 @@ void pack_b1_item(Group& G, int64_t item, int worker) {
   float* row = G.row + worker * G.d16;
   const int64_t u1 = imin(G.nP, (item + 1) * kPackTokens);
   for (int64_t u = item * kPackTokens; u < u1; ++u) {
-    hidden_row(G, G.ptok[u], row);
+    hidden_row(G, G.ptok[u] - G.t0, row);
     for (int64_t k = G.d; k < G.d16; ++k) row[k] = 0.f;
     const VF w = set1(G.pw[u]);
     for (int64_t n = 0; n < G.d16 / kNR; ++n) {
@@ -115,7 +115,7 @@ void gemm1_item(Group& G, int64_t item, int worker) {
   float* A = G.A + worker * G.a_stride;
   double* acc = G.acc + worker * kMicroPerItem * kMR * kNR;
   for (int64_t u = 0; u < G.nP; ++u) {
-    const int64_t i = G.ptok[u];
+    const int64_t i = G.ptok[u] - G.t0;
     const float* qrow = G.q + i * G.K;
     const int64_t c = G.col[i];
     for (int64_t m = 0; m < nm; ++m) {
@@ -215,24 +215,20 @@ bool plan_group(const ThrParams& p, int64_t g, int workers, Group& G, void** blo
   G.K16 = round_up(G.K, kNR);
   G.q = p.probs + int64_t(p.probs_offsets[g]);
   G.col = p.token_column + G.t0;
-  int64_t nP = 0;
-  for (int64_t r = r0; r < r1; ++r)
-    if (p.correct[r]) nP += p.response_offsets[r + 1] - p.response_offsets[r];
+  const int64_t nP = p.correct_start[g + 1] - p.correct_start[g];
   G.nP = nP;
+  G.ptok = p.correct_tokens + p.correct_start[g];
+  G.pw = p.correct_weights + p.correct_start[g];
   G.a_stride = round_up(kMC * (nP > G.d ? nP : G.d), 16);
-  // One allocation: ptok, pw, B1, B2, s, then the workers' A, acc and row.
-  const size_t n_ptok = size_t(round_up(nP, 16)), n_b1 = size_t(G.d16 * nP), n_b2 = size_t(G.K16 * G.d);
+  // One allocation: B1, B2, s, then the workers' A, acc and row.
+  const size_t n_b1 = size_t(G.d16 * nP), n_b2 = size_t(G.K16 * G.d);
   const size_t n_s = size_t(round_up(G.Tg, 8)), n_acc = size_t(kMicroPerItem * kMR * kNR);
-  const size_t bytes = n_ptok * 4 + n_ptok * 4 + n_b1 * 4 + n_b2 * 4 + n_s * 8 +
+  const size_t bytes = n_b1 * 4 + n_b2 * 4 + n_s * 8 +
                        size_t(workers) * (size_t(G.a_stride) * 4 + n_acc * 8 + size_t(G.d16) * 4) + 64;
   char* base = static_cast<char*>(aligned_alloc(64, round_up(int64_t(bytes), 64)));
   *block = base;
   if (!base) return false;
   char* c = base;
-  int32_t* ptok = reinterpret_cast<int32_t*>(c);
-  c += n_ptok * 4;
-  float* pw = reinterpret_cast<float*>(c);
-  c += n_ptok * 4;
   G.B1 = reinterpret_cast<float*>(c);
   c += n_b1 * 4;
   G.B2 = reinterpret_cast<float*>(c);
@@ -244,18 +240,6 @@ bool plan_group(const ThrParams& p, int64_t g, int workers, Group& G, void** blo
   G.A = reinterpret_cast<float*>(c);
   c += size_t(workers) * size_t(G.a_stride) * 4;
   G.row = reinterpret_cast<float*>(c);
-  int64_t n = 0;
-  for (int64_t r = r0; r < r1; ++r) {
-    if (!p.correct[r]) continue;
-    const int64_t len = p.response_offsets[r + 1] - p.response_offsets[r];
-    const float w = p.length_weighting ? float(1.0 / double(len)) : 1.f;
-    for (int64_t t = p.response_offsets[r]; t < p.response_offsets[r + 1]; ++t) {
-      ptok[n] = int32_t(t - G.t0);
-      pw[n++] = w;
-    }
-  }
-  G.ptok = ptok;
-  G.pw = pw;
   // M's padding rows (v ≥ K) must read as 0 in GEMM 2's panels.
   if (G.K16 > G.K) {
     float* last = G.B2 + (G.K16 / kNR - 1) * G.d * kNR;
@@ -359,14 +343,7 @@ void reweight_item(void* ctx, int64_t item, int) {
     if (a >= e) continue;
     const double tg = p.tau[g];
     const bool tau_nan = tg != tg;
-    double eta = p.eta;
-    if (p.mode == 2 && p.eta_auto) {
-      const int64_t ra = p.group_offsets[g], rb = p.group_offsets[g + 1];
-      int64_t n_correct = 0;
-      for (int64_t q = ra; q < rb; ++q) n_correct += p.correct[q];
-      const double rho = double(n_correct) / double(rb - ra);
-      eta = 2.0 * (0.5 - rho < 0 ? rho - 0.5 : 0.5 - rho);
-    }
+    const double eta = p.eta[g];
     const bool incorrect = !p.correct[r];
     for (int64_t t = a; t < e; ++t) p.out[t] = reweight_token(p, g, incorrect, tg, tau_nan, eta, t);
   }
@@ -388,9 +365,7 @@ Report token_hidden_reward(const ThrParams& p, Pool* pool) {
       p.tau[g] = __builtin_nanf("");
       continue;
     }
-    int64_t nP = 0;
-    for (int64_t r = r0; r < r1; ++r)
-      if (p.correct[r]) nP += p.response_offsets[r + 1] - p.response_offsets[r];
+    const int64_t nP = p.correct_start[g + 1] - p.correct_start[g];
     const double macs = double(p.vocab_offsets[g + 1] - p.vocab_offsets[g]) * double(p.dim) * double(nP + (t1 - t0));
     if (macs < kSmallMacs || threads == 1) {
       small[n_small++] = g;

@@ -48,7 +48,8 @@
 //   Host side, per call: uniform groups, nothing; ragged ones, 4(G+1) bytes copied into a pinned
 //   staging buffer and one asynchronous DMA (256 KiB for 64k groups: a few µs at PCIe rates, where the
 //   pageable copy it replaces blocked the host while the driver staged it in chunks). No error flags:
-//   nothing here can raise one, so native/addon.cc neither resets nor reads them for this op.
+//   nothing here can raise one, so the runtime (native/runtime/cuda_device.cc) neither resets nor reads
+//   them for this op.
 //   Registers (ptxas, sm_80 / sm_90): 60 / 63 per thread, no spills, so 4 blocks of 256 per SM; the
 //   strided path of groups > 128 is a call, which keeps its registers out of that count.
 //   Goal on an H100: 1M responses in 64k ragged groups under 50 µs (≈ 9 MB of traffic, 3 µs at copy

@@ -1,4 +1,4 @@
-// Shared by every kernel family and by addon.cc: the Status every launcher returns, the checked-call
+// Shared by every kernel family and by the device runtime (native/runtime/cuda_device.cc): the Status every launcher returns, the checked-call
 // macros, dtype codes, the error-flag block kernels write, and Scratch (stream-ordered temporaries of
 // one job). Host-visible declarations only, except the device helpers under __CUDACC__ at the end.
 #pragma once
@@ -15,7 +15,7 @@ namespace gk {
 // ------------------------------------------------------------------------------------------ Status
 enum class Code {
   Ok = 0,
-  Cuda,     // a CUDA call failed; err holds its code (addon.cc maps it to OUT_OF_MEMORY, DEVICE_LOST, ...)
+  Cuda,     // a CUDA call failed; err holds its code (runtime/cuda_device.cc maps it to OUT_OF_MEMORY, ...)
   Range,    // the data broke an assumption the kernels check (all −Inf row, target out of range)
   Invalid,  // a launcher's precondition failed (shape, alignment, size limits): a caller bug
 };

@@ -795,6 +795,30 @@ Status check_layout(const ThrLayoutHost& l, const char* op) {
   return Status::Ok();
 }
 
+// The API's plan (ThrParams::correct_*, src/api/thr-plan.ts) against the layout: its sizes, and every
+// correct token inside its own group's tokens [gto[g], gto[g+1]) (an index outside would read another
+// group's hidden rows, or past the buffer). Degenerate groups list none.
+Status check_plan(const ThrParams& p, const std::vector<int32_t>& gto) {
+  const size_t G = gto.size() - 1;
+  const auto& cs = p.correct_start;
+  const size_t P = p.correct_tokens.size();
+  GK_REQUIRE(cs.size() == G + 1, "tokenHiddenReward: correctStart must have G+1 entries");
+  GK_REQUIRE(p.correct_weights.size() == P, "tokenHiddenReward: correctWeights must have one entry per correct token");
+  GK_REQUIRE(cs[0] == 0 && size_t(cs[G]) == P,
+             "tokenHiddenReward: correctStart must run from 0 to the number of correct tokens");
+  for (size_t g = 0; g < G; ++g) {
+    GK_REQUIRE(cs[g] <= cs[g + 1], "tokenHiddenReward: correctStart must be non-decreasing");
+    GK_REQUIRE(!p.layout.degenerate[g] || cs[g] == cs[g + 1],
+               "tokenHiddenReward: correctStart: degenerate group " + std::to_string(g) + " lists correct tokens");
+  }
+  for (size_t g = 0; g < G; ++g)
+    for (int32_t u = cs[g]; u < cs[g + 1]; ++u)
+      GK_REQUIRE(p.correct_tokens[size_t(u)] >= gto[g] && p.correct_tokens[size_t(u)] < gto[g + 1],
+                 "tokenHiddenReward: correctTokens[" + std::to_string(u) + "] = " +
+                     std::to_string(p.correct_tokens[size_t(u)]) + " is not a token of group " + std::to_string(g));
+  return Status::Ok();
+}
+
 }  // namespace
 
 
@@ -823,24 +847,12 @@ Status launch_token_hidden_reward(const ThrParams& p, const LaunchEnv& env, Scra
   // hidden is [Ttotal, d]: null when d = 0 (then every s_t is an empty sum, 0).
   GK_REQUIRE(T == 0 || (p.probs && p.token_column && (p.hidden || p.dim == 0)), "tokenHiddenReward: null input");
 
-  // Host plan: group token offsets, the correct tokens of each live group and their weights.
-  std::vector<int32_t> gto(G + 1), pstart(G + 1, 0), ptok;
-  std::vector<float> pw;
+  // Group token offsets (from the layout); the correct tokens of each live group and their weights come
+  // planned by the API (ThrParams::correct_*), checked here.
+  std::vector<int32_t> gto(G + 1);
   for (int g = 0; g <= G; ++g) gto[g] = ro[go[g]];
-  for (int g = 0; g < G; ++g) {
-    pstart[g] = static_cast<int32_t>(ptok.size());
-    if (p.layout.degenerate[g]) continue;
-    for (int r = go[g]; r < go[g + 1]; ++r) {
-      if (!p.layout.correct[r]) continue;
-      const int len = ro[r + 1] - ro[r];
-      const float w = p.length_weighting ? static_cast<float>(1.0 / len) : 1.f;
-      for (int t = ro[r]; t < ro[r + 1]; ++t) {
-        ptok.push_back(t);
-        pw.push_back(w);
-      }
-    }
-  }
-  pstart[G] = static_cast<int32_t>(ptok.size());
+  GK_TRY(check_plan(p, gto));
+  const std::vector<int32_t>& ptok = p.correct_tokens;
 
   int *d_gto = nullptr, *d_voff = nullptr, *d_pstart = nullptr, *d_ptok = nullptr, *d_pcol = nullptr, *d_ro = nullptr,
       *d_go = nullptr;
@@ -852,9 +864,9 @@ Status launch_token_hidden_reward(const ThrParams& p, const LaunchEnv& env, Scra
   GK_TRY(scratch.upload(&d_voff, p.vocab_offsets));
   std::vector<long long> poff(p.probs_offsets.begin(), p.probs_offsets.end());
   GK_TRY(scratch.upload(&d_poff, poff));
-  GK_TRY(scratch.upload(&d_pstart, pstart));
+  GK_TRY(scratch.upload(&d_pstart, p.correct_start));
   GK_TRY(scratch.upload(&d_ptok, ptok));
-  GK_TRY(scratch.upload(&d_pw, pw));
+  GK_TRY(scratch.upload(&d_pw, p.correct_weights));
   GK_TRY(scratch.alloc(&d_pcol, ptok.size()));
   GK_TRY(scratch.upload(&d_ro, ro));
   GK_TRY(scratch.upload(&d_go, go));
@@ -990,16 +1002,8 @@ Status launch_thr_reweight(const ThrReweightParams& p, const LaunchEnv& env, Scr
   const int64_t T = ro.back();
   if (T == 0) return Status::Ok();
   GK_REQUIRE(p.token_advantages && p.thr && p.tau && p.out, "thrReweight: null pointer");
-  // eta per group: fixed, or 2·|0.5 − rho_g| (f64, as the reference).
-  std::vector<double> eta(G, p.eta);
-  if (p.mode == ReweightMode::Nthr && p.eta_auto) {
-    for (int g = 0; g < G; ++g) {
-      int c = 0;
-      for (int r = go[g]; r < go[g + 1]; ++r) c += p.layout.correct[r];
-      const int n = go[g + 1] - go[g];
-      eta[g] = 2.0 * std::fabs(0.5 - static_cast<double>(c) / n);
-    }
-  }
+  // eta per group, planned by the API (ReweightPlan: fixed, or 2·|0.5 − rho_g| in f64).
+  GK_REQUIRE(p.eta.size() == size_t(G), "thrReweight: eta must have G entries");
   int *d_ro = nullptr, *d_go = nullptr;
   uint8_t *d_correct = nullptr, *d_deg = nullptr;
   double* d_eta = nullptr;
@@ -1007,7 +1011,7 @@ Status launch_thr_reweight(const ThrReweightParams& p, const LaunchEnv& env, Scr
   GK_TRY(scratch.upload(&d_go, go));
   GK_TRY(scratch.upload(&d_correct, p.layout.correct));
   GK_TRY(scratch.upload(&d_deg, p.layout.degenerate));
-  GK_TRY(scratch.upload(&d_eta, eta));
+  GK_TRY(scratch.upload(&d_eta, p.eta));
   const int threads = 256;
   thr_reweight_kernel<<<unsigned(ceil_div(T, threads)), threads, 0, env.stream>>>(
       p.token_advantages, p.thr, p.tau, d_ro, R, d_go, G, d_correct, d_deg, d_eta, int(p.mode), p.p,

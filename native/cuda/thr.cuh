@@ -30,7 +30,13 @@ struct ThrParams {
   std::vector<int64_t> probs_offsets;  // host [G+1]
   std::vector<int32_t> vocab_offsets;  // host [G+1] (restrictedVocab offsets)
   const int* token_column = nullptr;   // device [Ttotal]
-  bool length_weighting = true;        // w = 1/|y| ("length") or 1 ("none")
+  // The API's plan (src/api/thr-plan.ts, ThrPlan), host: group g's correct tokens (indices on the packed
+  // token axis, responses and tokens in order; none for a degenerate group) are
+  // correct_tokens[correct_start[g]..correct_start[g+1]), with their weights w_u (1/|y_r| or 1) rounded
+  // once to f32. The launcher checks their sizes and ranges and uploads them.
+  std::vector<int32_t> correct_start;   // [G+1]
+  std::vector<int32_t> correct_tokens;  // [P]
+  std::vector<float> correct_weights;   // [P]
   float beta = 1.f;
   ThrPrecision precision = ThrPrecision::F32;  // 'f32': 3xTF32 / 2xTF32 split products; 'tf32': one pass
   size_t m_budget_bytes = size_t(256) << 20;  // scratch for the M_g of one batch of groups
@@ -53,8 +59,7 @@ struct ThrReweightParams {
   ReweightMode mode = ReweightMode::Thr;
   double p = 0.0;
   bool mask = true;
-  bool eta_auto = true;
-  double eta = 0.0;
+  std::vector<double> eta;  // [G], NTHR's eta_g (the API's ReweightPlan: fixed, or 2·|0.5 − rho_g|)
   float* out = nullptr;  // [Ttotal]
 };
 Status launch_thr_reweight(const ThrReweightParams& p, const LaunchEnv& env, Scratch& scratch);

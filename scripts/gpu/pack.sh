@@ -7,7 +7,7 @@
 #   node_modules.tar.xz    the run-time and test dependencies (no linters, no typescript, Dawn for
 #                          linux-x64 only)
 #   debs/*.deb             the Vulkan loader and libglvnd, for the webgpu backend on NVIDIA's driver
-#   addon/                 the native addon built here (npm ci builds it when nvcc is present)
+#   addon/                 the native addon built here (npm ci builds it when nvcc is present), xz -9
 #   bench/harness.xz       the native benchmark harness (bench/cuda/harness.cu), built here
 # dist/ (npm run build) is git-ignored too, so it is packed as .device/dist.tar.xz.
 set -euo pipefail
@@ -30,6 +30,8 @@ tar -C "$(dirname "$NM")" "${xform[@]}" -cf - \
   --exclude='node_modules/@biomejs' \
   --exclude='node_modules/typescript' \
   --exclude='node_modules/playwright-core' \
+  --exclude='node_modules/onnxruntime-node' \
+  --exclude='node_modules/onnxruntime-common' \
   --exclude='node_modules/webgpu/dist/darwin-universal' \
   --exclude='node_modules/webgpu/dist/win32-x64' \
   --exclude='node_modules/webgpu/dist/win32-arm64' \
@@ -44,8 +46,11 @@ tar -cf - dist | xz -6 >"$OUT/dist.tar.xz"
 # The addon built here with this machine's nvcc (sm_80 and sm_90, cudart linked statically), so the
 # GPU minutes are not spent compiling; run.sh builds there only if this one fails to load.
 if [ -f build/Release/grpo_kernels_native.node ]; then
+  rm -rf "$OUT/addon"
   mkdir -p "$OUT/addon"
-  cp build/Release/grpo_kernels_native.node build/native-build-status.json "$OUT/addon/"
+  # Mostly GPU code for two architectures: 27 MB, about 5 MB compressed.
+  xz -9 -T2 -c build/Release/grpo_kernels_native.node >"$OUT/addon/grpo_kernels_native.node.xz"
+  cp build/native-build-status.json "$OUT/addon/"
 fi
 
 # The native benchmark harness (bench/cuda/README.md), built here with nvcc.

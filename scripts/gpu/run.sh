@@ -233,9 +233,10 @@ fi
 if [ ! -d dist ]; then
   tar -xJf "$DEV/dist.tar.xz" || fatal "cannot unpack $DEV/dist.tar.xz"
 fi
-if [ -f "$DEV/addon/grpo_kernels_native.node" ] && [ ! -f build/Release/grpo_kernels_native.node ]; then
+if [ -f "$DEV/addon/grpo_kernels_native.node.xz" ] && [ ! -f build/Release/grpo_kernels_native.node ]; then
   mkdir -p build/Release
-  cp "$DEV/addon/grpo_kernels_native.node" build/Release/
+  xz -dc "$DEV/addon/grpo_kernels_native.node.xz" >build/Release/grpo_kernels_native.node ||
+    fatal "cannot unpack $DEV/addon/grpo_kernels_native.node.xz"
   cp "$DEV/addon/native-build-status.json" build/ 2>/dev/null
 fi
 {

@@ -1,7 +1,8 @@
 /**
  * Validation and dispatch of the THR family: restrictedVocab, tokenHiddenReward, thrReweight
- * (docs/THR.md). Scalar options are checked first, then tensors; the small host copies the backends
- * plan with (offsets, correct flags, degenerate groups) are read or derived here, once.
+ * (docs/THR.md). Scalar options are checked first, then tensors; the host metadata (offsets, correct
+ * flags) is read here, and THR's host plan (degenerate groups, correct tokens and weights, eta)
+ * derived from it once (thr-plan.ts) and passed to the backend.
  */
 import {
   type Backend,
@@ -18,6 +19,7 @@ import { FLOAT_DTYPES, type FloatDType } from '../dtypes.js';
 import { fail } from '../errors.js';
 import { type Layout, type ResolvedLayout, resolveLayout } from '../layout.js';
 import { Tensor } from '../tensor.js';
+import { degenerateGroups, reweightPlan, thrPlan } from './thr-plan.js';
 import {
   asTensor,
   booleanOption,
@@ -139,28 +141,6 @@ function readCorrect(value: unknown, responses: number): Uint8Array {
 }
 
 /**
- * docs/THR.md item 6: a group is degenerate when it has no correct response, no incorrect response, or
- * no token in its correct responses.
- */
-function degenerateGroups(layout: ResolvedLayout, correct: Uint8Array): Uint8Array {
-  const { numGroups: G, groupOffsets: go, responseOffsets: ro } = layout;
-  const out = new Uint8Array(G);
-  for (let g = 0; g < G; g++) {
-    let nCorrect = 0;
-    let nIncorrect = 0;
-    let correctTokens = 0;
-    for (let r = go[g]; r < go[g + 1]; r++) {
-      if (correct[r]) {
-        nCorrect++;
-        correctTokens += ro[r + 1] - ro[r];
-      } else nIncorrect++;
-    }
-    out[g] = nCorrect === 0 || nIncorrect === 0 || correctTokens === 0 ? 1 : 0;
-  }
-  return out;
-}
-
-/**
  * Each group's sorted unique sampled token ids (V*_g) and each token's column in it: a host op
  * (integer sorting, exact) whose result carries its host arrays and their uploaded tensors. Host
  * tokens (an Int32Array) are used as they are; a Tensor is read back first, which waits for the
@@ -202,9 +182,10 @@ export async function tokenHiddenReward(backend: Backend, options: unknown): Pro
   const precision = enumOption<ThrPrecision>('precision', o.precision, THR_PRECISIONS, 'f32');
   return withInputs(backend, async (take) => {
     const args = thrTensors(take, o);
+    const degenerate = degenerateGroups(args.layout, args.hostCorrect);
     return backend.tokenHiddenReward({
       ...args,
-      hostDegenerate: degenerateGroups(args.layout, args.hostCorrect),
+      plan: thrPlan(args.layout, args.hostCorrect, degenerate, weighting),
       weighting,
       beta,
       precision,
@@ -240,9 +221,10 @@ export async function thrAggregate(backend: Backend, options: unknown): Promise<
   const precision = enumOption<ThrPrecision>('precision', o.precision, THR_PRECISIONS, 'f32');
   return withInputs(backend, async (take) => {
     const args = thrTensors(take, o);
+    const degenerate = degenerateOption(o.degenerate, args.layout, args.hostCorrect);
     return backend.thrAggregate({
       ...args,
-      hostDegenerate: degenerateOption(o.degenerate, args.layout, args.hostCorrect),
+      plan: thrPlan(args.layout, args.hostCorrect, degenerate, weighting),
       weighting,
       precision,
     });
@@ -269,11 +251,13 @@ export async function thrScore(backend: Backend, options: unknown): Promise<ThrR
       ['f32'],
       [args.vocab.hostOffsets[args.layout.numGroups], args.dim],
     );
+    const degenerate = degenerateOption(o.degenerate, args.layout, args.hostCorrect);
     return backend.thrScore({
       ...args,
       aggregate,
-      hostDegenerate: degenerateOption(o.degenerate, args.layout, args.hostCorrect),
-      weighting: 'length', // unused by the scoring (the aggregate carries the weights)
+      // The scoring reads no weights (the aggregate carries them); 'length' stands in.
+      plan: thrPlan(args.layout, args.hostCorrect, degenerate, 'length'),
+      weighting: 'length',
       beta,
       precision,
     });
@@ -284,7 +268,7 @@ export async function thrScore(backend: Backend, options: unknown): Promise<ThrR
 function thrTensors(
   take: Take,
   o: Partial<ThrAggregateOptions>,
-): Omit<TokenHiddenRewardArgs, 'hostDegenerate' | 'weighting' | 'beta' | 'precision'> {
+): Omit<TokenHiddenRewardArgs, 'plan' | 'weighting' | 'beta' | 'precision'> {
   const layout = resolveLayout(o.layout);
   const { numTokens: T, numResponses: R, numGroups: G } = layout;
   const hidden = take('hidden', o.hidden, FLOAT_DTYPES, [T, null]);
@@ -342,7 +326,7 @@ export async function thrReweight(backend: Backend, options: unknown): Promise<T
       layout,
       correct,
       hostCorrect,
-      hostDegenerate: degenerateGroups(layout, hostCorrect),
+      plan: reweightPlan(layout, hostCorrect, eta),
       p,
       mode,
       mask,

@@ -315,6 +315,30 @@ export type Weighting = 'length' | 'none';
  */
 export const THR_PRECISIONS = ['f32', 'tf32'] as const;
 export type ThrPrecision = (typeof THR_PRECISIONS)[number];
+/**
+ * THR's host plan (src/api/thr-plan.ts): what every backend needs from the layout, the correct flags
+ * and the degenerate flags, computed once by the API from host metadata. Backends upload or read it;
+ * none re-derives it.
+ */
+export interface ThrPlan {
+  /** [G], 1 where group g is degenerate (docs/THR.md item 6, or the flags a caller passed). */
+  degenerate: Uint8Array;
+  /** [G+1]: group g's correct tokens are correctTokens[correctStart[g]..correctStart[g+1]) (none for
+   * a degenerate group). */
+  correctStart: Int32Array;
+  /** Indices on the packed token axis of the correct tokens of every live group: groups, responses
+   * and tokens in order. */
+  correctTokens: Int32Array;
+  /** Their anchor weights w_u in f64: 1/|y_r| ('length') or 1 ('none'); f32 kernels round them once. */
+  correctWeights: Float64Array;
+}
+/** thrReweight's host plan (src/api/thr-plan.ts). */
+export interface ReweightPlan {
+  /** [G], as ThrPlan.degenerate: degenerate groups keep their advantages in every mode. */
+  degenerate: Uint8Array;
+  /** [G], NTHR's eta_g in f64: the fixed eta, or 2·|0.5 − rho_g| (rho_g = #correct / #responses). */
+  eta: Float64Array;
+}
 export interface TokenHiddenRewardArgs {
   hidden: Tensor<FloatDType>; // [Ttotal, d]
   dim: number;
@@ -324,9 +348,8 @@ export interface TokenHiddenRewardArgs {
   layout: ResolvedLayout;
   correct: Tensor<'u8'>; // [R]
   hostCorrect: Uint8Array; // [R], values 0 or 1
-  /** 1 where group g is degenerate (docs/THR.md item 6: no correct or no incorrect response, or no
-   * token in its correct responses); from layout and hostCorrect. [G] */
-  hostDegenerate: Uint8Array;
+  /** The degenerate groups and the correct tokens with their weights, planned once by the API. */
+  plan: ThrPlan;
   weighting: Weighting;
   beta: number;
   precision: ThrPrecision;
@@ -355,12 +378,12 @@ export interface ThrReweightArgs {
   layout: ResolvedLayout;
   correct: Tensor<'u8'>; // [R]
   hostCorrect: Uint8Array;
-  /** As in TokenHiddenRewardArgs: degenerate groups keep their advantages in every mode. [G] */
-  hostDegenerate: Uint8Array;
+  /** The degenerate groups and each group's eta, planned once by the API. */
+  plan: ReweightPlan;
   p: number; // in [-1, 1]; 0 for 'thr-only'
   mode: ReweightMode;
   mask: boolean;
-  /** NTHR's eta: a fixed number in [0, 1], or 'auto' = 2·|0.5 − rho_g|. */
+  /** NTHR's eta as the caller gave it: a fixed number in [0, 1], or 'auto' (per group: plan.eta). */
   eta: number | 'auto';
 }
 

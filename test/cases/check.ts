@@ -131,3 +131,11 @@ export function expectNoPoison(data: HostArray, dtype: DType, what: string): voi
 export function wordsOf(data: HostArray): Uint32Array | Uint16Array | Int32Array | Uint8Array {
   return data instanceof Float32Array ? new Uint32Array(data.buffer, data.byteOffset, data.length) : data;
 }
+
+/** The first index where two outputs differ in their bits (NaN payloads and −0 included), or −1. */
+export function firstBitDiff(a: HostArray, b: HostArray): number {
+  const u = wordsOf(a);
+  const v = wordsOf(b);
+  if (u.length !== v.length) return Math.min(u.length, v.length);
+  return u.findIndex((x, i) => x !== v[i]);
+}

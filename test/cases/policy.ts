@@ -35,7 +35,7 @@ import { policyTuning as cudaTuning } from '../../src/backends/cuda/policy.js';
 import { policyTuning as webgpuTuning } from '../../src/backends/webgpu/policy.js';
 import type { Context } from '../../src/context.js';
 import { rng } from '../util/rng.js';
-import { EXACT, type Tolerance } from './check.js';
+import { EXACT, firstBitDiff, type Tolerance } from './check.js';
 import { type Case, lazy, type Outputs, type RefCase, type Want } from './runner.js';
 
 // ------------------------------------------------------------------ tolerances
@@ -730,6 +730,17 @@ const rowSums = (m: number[][]) => m.map((row) => row.reduce((a, b) => a + b, 0)
 const mul = (a: number[][], b: number[][]) => a.map((row, i) => row.map((x, j) => x * b[i][j]));
 const map2 = (a: number[][], f: (x: number, i: number, j: number) => number) =>
   a.map((row, i) => row.map((x, j) => f(x, i, j)));
+/** A case's inputs as a trainer sees them: padded [B, Tmax] rows and the mask (1 on live tokens). */
+function padded(d: PolicyData) {
+  return {
+    m: maskRows(d),
+    old: pad(d, d.old),
+    A: pad(d, d.adv),
+    ref: d.ref && pad(d, d.ref),
+    roll: d.roll && pad(d, d.roll),
+    ent: d.ent && pad(d, d.ent),
+  };
+}
 /** verl_F.masked_mean: Σ x·m / (Σ m + 1e-8). */
 const maskedMean = (x: number[][], m: number[][]) => sum2(mul(x, m)) / (sum2(m) + 1e-8);
 
@@ -820,14 +831,10 @@ export interface VerlSpec {
  * rollout weights from rollout_corr_helper.compute_rollout_correction_weights.
  */
 export function verlLoss(d: PolicyData, s: VerlSpec): TrainerRef {
-  const m = maskRows(d);
-  const old = pad(d, d.old);
-  const A = pad(d, d.adv);
-  const ref = d.ref && pad(d, d.ref);
-  const ent = d.ent && pad(d, d.ent);
+  const { m, old, A, ref, roll, ent } = padded(d);
   let isw: number[][] | undefined;
   if (s.rolloutIs) {
-    const lr = map2(old, (o, i, j) => o - pad(d, d.roll!)[i][j]);
+    const lr = map2(old, (o, i, j) => o - roll![i][j]);
     if (s.rolloutIs.level === 'token') isw = map2(lr, (x) => Math.exp(clip(x, -20, 20)));
     else {
       const seq = rowSums(mul(lr, m)).map((x) => Math.exp(clip(x, -20, 20)));
@@ -920,17 +927,13 @@ export interface TrlSpec {
 
 /** TRL GRPOTrainer._compute_loss (per_token_loss, aggregation by loss_type, entropy bonus). */
 export function trlLoss(d: PolicyData, s: TrlSpec): TrainerRef {
-  const m = maskRows(d);
-  const old = pad(d, d.old);
-  const A = pad(d, d.adv);
-  const ref = d.ref && pad(d, d.ref);
-  const ent = d.ent && pad(d, d.ent);
+  const { m, old, A, ref, roll, ent } = padded(d);
   const eps = 0.2;
   const epsHigh = s.epsHigh ?? eps;
   let isr: number[][] | undefined;
   if (s.is) {
     const diff = mul(
-      map2(old, (o, i, j) => o - pad(d, d.roll!)[i][j]),
+      map2(old, (o, i, j) => o - roll![i][j]),
       m,
     );
     const seq = s.is.mode.startsWith('sequence');
@@ -1025,11 +1028,7 @@ export interface OpenRlhfSpec {
 
 /** OpenRLHF ppo_actor training step: PolicyLoss + kl_ctl·aggregate_loss(kl) − entropy_coef·aggregate_loss(entropy). */
 export function openRlhfLoss(d: PolicyData, s: OpenRlhfSpec): TrainerRef {
-  const m = maskRows(d);
-  const old = pad(d, d.old);
-  const A = pad(d, d.adv);
-  const ref = d.ref && pad(d, d.ref);
-  const ent = d.ent && pad(d, d.ent);
+  const { m, old, A, ref, roll, ent } = padded(d);
   const epsLow = 0.2;
   const epsHigh = s.epsHigh ?? 0.2;
   const tokenLevel = s.policyLossType === 'ppo';
@@ -1063,7 +1062,7 @@ export function openRlhfLoss(d: PolicyData, s: OpenRlhfSpec): TrainerRef {
       return -(A[i][j] < 0 ? c2 : c1);
     });
     if (s.is && tokenLevel) {
-      const lr = map2(old, (o, i, j) => o - pad(d, d.roll!)[i][j]);
+      const lr = map2(old, (o, i, j) => o - roll![i][j]);
       const w = map2(lr, (x) => {
         const v = Math.exp(x);
         if (s.is!.type === 'tis') return clip(v, s.is!.low, s.is!.high);
@@ -1598,13 +1597,8 @@ function invarianceCase(): Case {
         const g = (out.gradLogprobs.data as Float32Array).slice(at, at + probe.lp.length);
         if (first === undefined) first = g;
         else {
-          const u = new Uint32Array(g.buffer);
-          const v = new Uint32Array(first.buffer);
-          for (let i = 0; i < u.length; i++)
-            if (u[i] !== v[i]) {
-              problems.push(`${before} responses before: gradient [${i}] ${g[i]} ≠ ${first[i]}`);
-              break;
-            }
+          const i = firstBitDiff(g, first);
+          if (i >= 0) problems.push(`${before} responses before: gradient [${i}] ${g[i]} ≠ ${first[i]}`);
         }
       }
       return problems;
@@ -1644,9 +1638,7 @@ function chunkingCase(): Case {
       }
       const problems: string[] = [];
       for (const k of ['gradLogprobs', 'gradEntropy']) {
-        const u = new Uint32Array((a[k].data as Float32Array).buffer);
-        const v = new Uint32Array((b[k].data as Float32Array).buffer);
-        const i = u.findIndex((x, j) => x !== v[j]);
+        const i = firstBitDiff(a[k].data, b[k].data);
         if (i >= 0) problems.push(`${k}[${i}] differs with other chunks`);
       }
       const la = (a.loss.data as Float32Array)[0];
@@ -1680,13 +1672,8 @@ function determinismCase(): Case {
       const b = await runPolicy(ctx, d, options, { deviceMask: true });
       const problems: string[] = [];
       for (const k of Object.keys(a)) {
-        const u = new Uint32Array((a[k].data as Float32Array).buffer);
-        const v = new Uint32Array((b[k].data as Float32Array).buffer);
-        for (let i = 0; i < u.length; i++)
-          if (u[i] !== v[i]) {
-            problems.push(`${k}[${i}] differs between runs`);
-            break;
-          }
+        const i = firstBitDiff(a[k].data, b[k].data);
+        if (i >= 0) problems.push(`${k}[${i}] differs between runs`);
       }
       return problems;
     },

@@ -5,7 +5,11 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { loadNativeAddon } from '../../src/backends/addon.js';
-import type { NativeCpuLogprobsArgs } from '../../src/backends/cpu/native.js';
+import type {
+  NativeCpuLogprobsArgs,
+  NativeCpuThrReweightArgs,
+  NativeCpuTokenHiddenRewardArgs,
+} from '../../src/backends/cpu/native.js';
 import { createContext, GrpoKernelsError } from '../../src/index.js';
 import { randomNormal } from '../util/rng.js';
 import { openNativeCpu } from './helpers.js';
@@ -20,6 +24,19 @@ const cores = (() => {
     return 1;
   }
 })();
+
+/** A native call refused at the boundary: a DTYPE error whose message matches `msg`. */
+async function expectRefused(call: () => Promise<unknown>, msg: RegExp): Promise<void> {
+  let err: unknown;
+  try {
+    await call();
+  } catch (e) {
+    err = e;
+  }
+  expect(err, String(msg)).toBeInstanceOf(Error);
+  expect((err as { code?: string }).code).toBe('DTYPE');
+  expect((err as Error).message).toMatch(msg);
+}
 
 const savedEnv = { ...process.env };
 afterEach(() => {
@@ -134,19 +151,78 @@ describe.skipIf(reason !== undefined)(`native cpu backend${reason ? ` (skipped: 
       [{ ...base, dtype: 'f64' }, /dtype: expected one of 'f32', 'f16', 'bf16'/],
       [{ ...base, rows: undefined }, /missing key 'rows'/],
     ];
-    for (const [args, msg] of bad) {
-      let err: unknown;
-      try {
-        await dev.logprobs(args as never);
-      } catch (e) {
-        err = e;
-      }
-      expect(err, String(msg)).toBeInstanceOf(Error);
-      expect((err as { code?: string }).code).toBe('DTYPE');
-      expect((err as Error).message).toMatch(msg);
-    }
+    for (const [args, msg] of bad) await expectRefused(() => dev.logprobs(args as never), msg);
     dev.close();
     expect(() => dev.logprobs(base)).toThrow(/the cpu context was disposed/);
+  });
+
+  it("THR's plan (correct tokens, their f32 weights, NTHR's eta) is checked against the layout", async () => {
+    const addon = loadNativeAddon('cpu');
+    const dev = new addon.CpuDevice!({ threads: 1, portable: true, avx512: false });
+    // One group: a correct and an incorrect response of one token each; d = 1, |V*| = 1.
+    const layout = { responseOffsets: new Int32Array([0, 1, 2]), groupOffsets: new Int32Array([0, 2]) };
+    const correct = new Uint8Array([1, 0]);
+    const degenerate = new Uint8Array([0]);
+    const thr: NativeCpuTokenHiddenRewardArgs = {
+      ...layout,
+      correct,
+      degenerate,
+      hidden: new Float32Array([1, 2]),
+      hiddenDtype: 'f32',
+      dim: 1,
+      probs: new Float32Array([0.25, 0.5]),
+      probsOffsets: new Float64Array([0, 2]),
+      vocabOffsets: new Int32Array([0, 1]),
+      tokenColumn: new Int32Array([0, 0]),
+      correctStart: new Int32Array([0, 1]),
+      correctTokens: new Int32Array([0]),
+      correctWeights: new Float32Array([1]),
+      beta: 1,
+      precision: 'f32',
+      outThr: new Float32Array(2),
+      outTau: new Float32Array(1),
+    };
+    await dev.tokenHiddenReward(thr);
+    // s_t = g_tᵀ M h_t with M = w·g_0·h_0 = 0.75: s_0 = 0.75²·1 = 0.5625, s_1 = 0.75·0.5·2 = 0.75.
+    expect(Array.from(thr.outThr)).toEqual([0.5625, -0.75]);
+    const badThr: [Record<string, unknown>, RegExp][] = [
+      [{ weighting: 'length' }, /unknown key 'weighting'/],
+      [{ correctStart: new Int32Array([0]) }, /correctStart: expected 2 elements, got 1/],
+      [{ correctWeights: new Float64Array([1]) }, /correctWeights: expected a Float32Array/],
+      [{ correctWeights: new Float32Array(2) }, /correctWeights: expected 1 elements, got 2/],
+      [
+        { correctStart: new Int32Array([0, 0]) },
+        /correctStart must run from 0 to the number of correct tokens/,
+      ],
+      [{ correctTokens: new Int32Array([2]) }, /correctTokens\[0\] = 2 is not a token of group 0/],
+      [{ degenerate: new Uint8Array([1]) }, /degenerate group 0 lists correct tokens/],
+    ];
+    for (const [patch, msg] of badThr)
+      await expectRefused(() => dev.tokenHiddenReward({ ...thr, ...patch } as never), msg);
+    const reweight: NativeCpuThrReweightArgs = {
+      ...layout,
+      correct,
+      degenerate,
+      tokenAdvantages: new Float32Array([1, 1]),
+      thr: new Float32Array([0.5, -0.5]),
+      tau: new Float32Array([0.1]),
+      mode: 'nthr',
+      p: 0,
+      mask: true,
+      eta: new Float64Array([0.25]),
+      out: new Float32Array(2),
+    };
+    await dev.thrReweight(reweight);
+    expect(Array.from(reweight.out)).toEqual([1, 0.25]);
+    await expectRefused(
+      () => dev.thrReweight({ ...reweight, eta: new Float64Array(2) }),
+      /eta: expected 1 elements, got 2/,
+    );
+    await expectRefused(
+      () => dev.thrReweight({ ...reweight, eta: 0.3 } as never),
+      /eta: expected a Float64Array/,
+    );
+    dev.close();
   });
 });
 

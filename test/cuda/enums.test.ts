@@ -1,8 +1,8 @@
 /**
  * One name table per enum across the native boundary (issue 12, "The native boundary, typed"): the
- * C++ tables native/addon.cc converts strings with (its enums()), the TypeScript lists the API
- * validates against, and the WGSL constants the webgpu kernels switch on agree name for name and
- * code for code.
+ * C++ tables native/ops_*.cc convert strings with (native/addon.cc's enums()), the TypeScript lists
+ * the API validates against, and the WGSL constants the webgpu kernels switch on agree name for name
+ * and code for code.
  */
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';

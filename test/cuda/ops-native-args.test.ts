@@ -7,11 +7,31 @@ import { describe, expect, it } from 'vitest';
 import {
   loadNativeAddon,
   type NativePolicyLossArgs,
+  type NativeThrReweightArgs,
+  type NativeTokenHiddenRewardArgs,
   type NativeWhitenArgs,
 } from '../../src/backends/cuda/native.js';
 import { probeGpu } from './helpers.js';
 
 const noGpu = (await probeGpu()).ctx === undefined;
+
+/** An op refused with `code`: by its converter at the call (DTYPE), or by its launcher (at the wait). */
+async function expectRefused(
+  dev: { synchronize(): Promise<void> },
+  call: () => Promise<void>,
+  code: string,
+  message: RegExp,
+): Promise<void> {
+  let e: unknown;
+  try {
+    await call();
+    await dev.synchronize();
+  } catch (err) {
+    e = err;
+  }
+  expect((e as { code?: string }).code, String(message)).toBe(code);
+  expect((e as Error).message).toMatch(message);
+}
 
 describe.skipIf(noGpu)('native op arguments are checked key by key', () => {
   it('missing, mistyped, unknown keys and unknown enum names are DTYPE errors naming the key', async () => {
@@ -119,6 +139,89 @@ describe.skipIf(noGpu)('native op arguments are checked key by key', () => {
       const host = new Float32Array(1);
       await dev.read(loss, host);
       expect(Number.isFinite(host[0])).toBe(true);
+    } finally {
+      dev.close();
+    }
+  });
+
+  it("THR's plan: its keys are typed (DTYPE), and the launcher checks it against the layout (SHAPE)", async () => {
+    const dev = new (loadNativeAddon().CudaDevice!)(0);
+    try {
+      // One group: a correct and an incorrect response of one token each; d = 1, |V*| = 1.
+      const f32 = (x: number[]) => {
+        const p = dev.alloc(x.length * 4);
+        dev.upload(p, new Float32Array(x));
+        return p;
+      };
+      const tokenColumn = dev.alloc(8);
+      dev.upload(tokenColumn, new Int32Array([0, 0]));
+      const [outThr, outTau] = [dev.alloc(8), dev.alloc(4)];
+      const layout = { responseOffsets: new Int32Array([0, 1, 2]), groupOffsets: new Int32Array([0, 2]) };
+      const thr: NativeTokenHiddenRewardArgs = {
+        ...layout,
+        correct: new Uint8Array([1, 0]),
+        degenerate: new Uint8Array([0]),
+        hidden: f32([1, 2]),
+        hiddenDtype: 'f32',
+        dim: 1,
+        probs: f32([0.25, 0.5]),
+        probsOffsets: new Float64Array([0, 2]),
+        vocabOffsets: new Int32Array([0, 1]),
+        tokenColumn,
+        correctStart: new Int32Array([0, 1]),
+        correctTokens: new Int32Array([0]),
+        correctWeights: new Float32Array([1]),
+        beta: 1,
+        precision: 'f32',
+        outThr,
+        outTau,
+      };
+      await dev.tokenHiddenReward(thr);
+      const host = new Float32Array(2);
+      await dev.read(outThr, host);
+      // s_t = g_tᵀ M h_t with M = w·g_0·h_0 = 0.75: s_0 = 0.75²·1 = 0.5625, s_1 = 0.75·0.5·2 = 0.75.
+      expect(Array.from(host)).toEqual([0.5625, -0.75]);
+      const cases: [Record<string, unknown>, string, RegExp][] = [
+        [{ weighting: 'length' }, 'DTYPE', /^tokenHiddenReward: unknown key 'weighting'$/],
+        [{ correctWeights: new Float64Array([1]) }, 'DTYPE', /correctWeights: expected a Float32Array$/],
+        [{ correctStart: new Int32Array([0]) }, 'SHAPE', /correctStart must have G\+1 entries/],
+        [
+          { correctWeights: new Float32Array(2) },
+          'SHAPE',
+          /correctWeights must have one entry per correct token/,
+        ],
+        [{ correctStart: new Int32Array([0, 0]) }, 'SHAPE', /correctStart must run from 0 to the number/],
+        [{ correctTokens: new Int32Array([2]) }, 'SHAPE', /correctTokens\[0\] = 2 is not a token of group 0/],
+        [{ degenerate: new Uint8Array([1]) }, 'SHAPE', /degenerate group 0 lists correct tokens/],
+      ];
+      for (const [patch, code, message] of cases) {
+        const call = () =>
+          dev.tokenHiddenReward({ ...thr, ...patch } as unknown as NativeTokenHiddenRewardArgs);
+        await expectRefused(dev, call, code, message);
+      }
+      const reweight: NativeThrReweightArgs = {
+        ...layout,
+        correct: thr.correct,
+        degenerate: thr.degenerate,
+        tokenAdvantages: f32([1, 1]),
+        thr: f32([0.5, -0.5]),
+        tau: f32([0.1]),
+        mode: 'nthr',
+        p: 0,
+        mask: true,
+        eta: new Float64Array([0.25]),
+        out: outThr,
+      };
+      await dev.thrReweight(reweight);
+      await dev.read(outThr, host);
+      expect(Array.from(host)).toEqual([1, 0.25]); // the incorrect token past tau gets eta·A
+      for (const [patch, code, message] of [
+        [{ eta: 0.3 }, 'DTYPE', /^thrReweight: eta: expected a Float64Array$/],
+        [{ eta: new Float64Array(2) }, 'SHAPE', /thrReweight: eta must have G entries/],
+      ] as const) {
+        const call = () => dev.thrReweight({ ...reweight, ...patch } as unknown as NativeThrReweightArgs);
+        await expectRefused(dev, call, code, message);
+      }
     } finally {
       dev.close();
     }

@@ -1,7 +1,7 @@
 // The CUDA emulator's runtime: the block scheduler behind tools/cuda-emu/cuda_emu.h, and the CUDA runtime
-// calls addon.cc and the launchers make, implemented on host memory. Test-only (docs/cuda.md,
-// "Emulated CUDA"): "device" memory is malloc'd host memory, streams and events are synchronous, and a
-// launch has finished when its launch call returns.
+// calls the addon (native/runtime/cuda_device.cc) and the launchers make, implemented on host memory.
+// Test-only (docs/cuda.md, "Emulated CUDA"): "device" memory is malloc'd host memory, streams and events
+// are synchronous, and a launch has finished when its launch call returns.
 //
 // Launch checks follow the hardware's limits (block ≤ 1024 threads, grid.y/z ≤ 65535, no empty grid:
 // cudaErrorInvalidConfiguration), so a launcher that sizes a grid wrongly fails here as on a GPU.

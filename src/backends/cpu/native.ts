@@ -1,9 +1,9 @@
 /**
  * The native cpu backend's side of the addon (native/addon_cpu.cc): one interface per op, mirroring the
- * params structs of native/cpu/kernels.h (the glue fills each through native/args.h, which refuses a
- * missing required key, a key of the wrong type or array type, and an unknown key, and checks every
- * array's length against the shape). Host memory travels as typed arrays, which the job keeps alive
- * until it settles; enums as their TypeScript names.
+ * params structs of native/cpu/kernels.h (native/ops_cpu.cc fills each through native/args.h, which
+ * refuses a missing required key, a key of the wrong type or array type, and an unknown key, and checks
+ * every array's length against the shape). Host memory travels as typed arrays, which the job keeps
+ * alive until it settles; enums as their TypeScript names.
  */
 import { fromNativeErrorOf } from '../addon.js';
 import type {
@@ -13,7 +13,6 @@ import type {
   SingletonPolicy,
   StdKind,
   ThrPrecision,
-  Weighting,
   WhitenVarianceEps,
 } from '../backend.js';
 
@@ -108,7 +107,12 @@ export interface NativeCpuTokenHiddenRewardArgs extends NativeCpuThrLayout {
   probsOffsets: Float64Array;
   vocabOffsets: Int32Array;
   tokenColumn: Int32Array;
-  weighting: Weighting;
+  /** The API's plan (ThrPlan, src/api/thr-plan.ts): group g's correct tokens are
+   * correctTokens[correctStart[g]..correctStart[g+1]); their weights (1/|y_r| or 1, so they carry the
+   * weighting) rounded once to f32. */
+  correctStart: Int32Array;
+  correctTokens: Int32Array;
+  correctWeights: Float32Array;
   beta: number;
   /** cuda's choice of product arithmetic, accepted and ignored (native/cpu/thr.cc states its own). */
   precision: ThrPrecision;
@@ -122,8 +126,8 @@ export interface NativeCpuThrReweightArgs extends NativeCpuThrLayout {
   mode: ReweightMode;
   p: number;
   mask: boolean;
-  /** Absent: 'auto'. */
-  eta?: number;
+  /** [G], NTHR's eta per group (the API's ReweightPlan). */
+  eta: Float64Array;
   out: Float32Array;
 }
 

@@ -79,7 +79,7 @@ export class NativeCpuStorage<D extends DType> implements TensorStorage<D> {
     return d.slice() as HostArrayMap[D];
   }
   free(): void {
-    // A queued job holds its own reference to the array (native/addon_cpu.cc): dropping ours is safe,
+    // A queued job holds its own reference to the array (native/device_wrap.h): dropping ours is safe,
     // and so is handing the buffer to a later output (jobs run in call order).
     if (this.data !== undefined) this.queue.give(this.data);
     this.data = undefined;

@@ -31,7 +31,7 @@ export {
 
 /**
  * The argument object of each native op: one interface per op, mirroring its params struct in
- * native/cuda/*.cuh (native/addon.cc fills the struct through native/args.h, which refuses a missing
+ * native/cuda/*.cuh (native/ops_cuda.cc fills the struct through native/args.h, which refuses a missing
  * required key, a key of the wrong type and an unknown key). Device pointers are bigints, host index
  * arrays typed arrays, enums their TypeScript names (checked against the C++ tables by
  * test/cuda/enums.test.ts). `poison` (src/debug.ts) is the test hook every op takes.
@@ -193,7 +193,12 @@ export interface NativeTokenHiddenRewardArgs extends Poisonable, NativeThrLayout
   probsOffsets: Float64Array;
   vocabOffsets: Int32Array;
   tokenColumn: bigint;
-  weighting: 'length' | 'none';
+  /** The API's plan (ThrPlan, src/api/thr-plan.ts): group g's correct tokens are
+   * correctTokens[correctStart[g]..correctStart[g+1]); their weights (1/|y_r| or 1, so they carry the
+   * weighting) rounded once to f32. */
+  correctStart: Int32Array;
+  correctTokens: Int32Array;
+  correctWeights: Float32Array;
   beta: number;
   precision: 'f32' | 'tf32';
   /** Test hook: the scratch budget for one batch of M_g. */
@@ -219,8 +224,8 @@ export interface NativeThrReweightArgs extends Poisonable, NativeThrLayout {
   mode: 'thr' | 'thr-only' | 'nthr';
   p: number;
   mask: boolean;
-  /** Absent: 'auto'. */
-  eta?: number;
+  /** [G], NTHR's eta per group (the API's ReweightPlan). */
+  eta: Float64Array;
   out: bigint;
 }
 export interface NativeAdvantagesArgs extends Poisonable {
@@ -324,7 +329,7 @@ export interface NativeDeviceInfo {
   archs: string;
 }
 
-/** One CUDA device, its stream and its job thread (native/addon.cc). */
+/** One CUDA device, its stream and its job thread (native/addon.cc, native/runtime/cuda_device.h). */
 export interface NativeDevice {
   info(): NativeDeviceInfo;
   /**

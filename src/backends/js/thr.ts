@@ -61,7 +61,8 @@ function rowReader(hidden: Tensor<'f32' | 'f16' | 'bf16'>, d: number): RowReader
  *      U is never stored. THR_t = +s_t (correct response) or −s_t, rounded to f32.
  *   3. m_i = (Σ_t s_t in order) / |y_i| over each correct response with tokens; tau = beta·min_i m_i
  *      (min in response order, NaN-propagating), from the f64 s_t, rounded to f32.
- * Degenerate groups (hostDegenerate): THR 0, tau NaN, nothing read.
+ * Degenerate groups (plan.degenerate): THR 0, tau NaN, nothing read. The correct tokens of step 1 and
+ * their weights are the API's plan (src/api/thr-plan.ts).
  * FLOPs: K_g·d·(T⁺_g + T_g) multiply-adds (2·K_g·d·(T⁺_g + T_g) FLOPs) per group, plus ≤ 3
  * padded tokens per group in step 2; the pairwise sum would take T_g·T⁺_g·(K_g + d). Bytes: hidden read twice for correct tokens, once otherwise; probs read twice (correct) or
  * once; M (8·K_g·d bytes) streamed once per block of 4 tokens. Numerics: f64 throughout; inputs
@@ -93,7 +94,8 @@ function jsThr(
   mode: 'full' | 'aggregate' | 'score',
   aggregate?: Float32Array,
 ): ThrResult | Tensor<'f32'> {
-  const { layout, dim: d, hostCorrect: correct, hostDegenerate: degenerate } = a;
+  const { layout, dim: d, hostCorrect: correct, plan } = a;
+  const { degenerate, correctStart, correctTokens: pTok, correctWeights: pW } = plan;
   const {
     numGroups: G,
     numTokens: T,
@@ -108,7 +110,6 @@ function jsThr(
   const thr = mode === 'aggregate' ? new Float32Array(0) : jsOutput('f32', T);
   const tau = mode === 'aggregate' ? new Float32Array(0) : jsOutput('f32', G);
   const mOut = mode === 'aggregate' ? jsOutput('f32', vOff[G] * d) : undefined;
-  const lengthWeighting = a.weighting === 'length';
 
   const h0 = new Float64Array(d);
   const h1 = new Float64Array(d);
@@ -117,9 +118,6 @@ function jsThr(
   const hs = [h0, h1, h2, h3];
   let M = new Float64Array(0);
   let s = new Float64Array(0);
-  // Correct tokens of the group (indices into the packed axis) and their weights w_u.
-  let pTok = new Int32Array(0);
-  let pW = new Float64Array(0);
 
   for (let g = 0; g < G; g++) {
     const t0 = gto[g];
@@ -137,23 +135,11 @@ function jsThr(
     const pBase = a.probsOffsets[g];
     if (M.length < K * d) M = new Float64Array(K * d);
     else M.fill(0, 0, K * d);
-    if (s.length < Tg) {
-      s = new Float64Array(Tg);
-      pTok = new Int32Array(Tg);
-      pW = new Float64Array(Tg);
-    }
-
-    // The correct tokens and their weights, in packed order.
-    let nP = 0;
-    for (let r = go[g]; r < go[g + 1]; r++) {
-      if (!correct[r]) continue;
-      const len = ro[r + 1] - ro[r];
-      const w = lengthWeighting ? 1 / len : 1;
-      for (let t = ro[r]; t < ro[r + 1]; t++) {
-        pTok[nP] = t;
-        pW[nP++] = w;
-      }
-    }
+    if (s.length < Tg) s = new Float64Array(Tg);
+    // The group's correct tokens (indices into the packed axis) and their weights w_u, in packed
+    // order: pTok[p0 + i], pW[p0 + i] for i < nP (the API's plan).
+    const p0 = correctStart[g];
+    const nP = correctStart[g + 1] - p0;
 
     // Step 1: M += g_u (w_u h_u)ᵀ, 4 correct tokens per sweep over M. Missing lanes of the last
     // block get wh = 0 and g = 0, so they add exact zeros.
@@ -167,8 +153,8 @@ function jsThr(
         const c = [-1, -1, -1, -1];
         for (let j = 0; j < 4; j++) {
           if (j < n) {
-            const t = pTok[b + j];
-            read(t, hs[j], pW[b + j]);
+            const t = pTok[p0 + b + j];
+            read(t, hs[j], pW[p0 + b + j]);
             q[j] = pBase + (t - t0) * K;
             c[j] = cols[t];
           } else hs[j].fill(0);
@@ -326,8 +312,9 @@ function jsThr(
  *                       with mask = false, tokens with |THR_t| ≤ tau_g keep A.
  *   'nthr': tokens of incorrect responses with s_t = −THR_t > tau_g get eta_g·A, every other token
  *           keeps A; eta_g = 2·|0.5 − rho_g| ('auto', rho_g = #correct / #responses) or fixed.
- * Degenerate groups (hostDegenerate, decided by layout and correct, not by tau) keep A. In a
- * non-degenerate group, a NaN THR_t or tau_g gives NaN for every token the rule could change.
+ * Degenerate groups (plan.degenerate, decided by layout and correct, not by tau) keep A; eta_g is the
+ * plan's (src/api/thr-plan.ts). In a non-degenerate group, a NaN THR_t or tau_g gives NaN for every
+ * token the rule could change.
  *
  * Owns: every token, group by group. Shapes: tokenAdvantages, thr f32 [Ttotal], tau f32 [G]; out f32
  * [Ttotal]. Bytes: 12·Ttotal + 4·G; ≤ 3 FLOPs per token. Numerics: the coefficient and its product
@@ -335,7 +322,8 @@ function jsThr(
  * value of the formula (masked tokens: the literal 0·A, so −0 for negative A).
  */
 export function jsThrReweight(a: ThrReweightArgs): Tensor<'f32'> {
-  const { layout, hostCorrect: correct, hostDegenerate: degenerate, mode, p, mask } = a;
+  const { layout, hostCorrect: correct, mode, p, mask } = a;
+  const { degenerate, eta } = a.plan;
   const {
     numGroups: G,
     numTokens: T,
@@ -364,12 +352,7 @@ export function jsThrReweight(a: ThrReweightArgs): Tensor<'f32'> {
       }
       continue;
     }
-    let eta = 0;
-    if (a.eta === 'auto') {
-      let nCorrect = 0;
-      for (let r = go[g]; r < go[g + 1]; r++) nCorrect += correct[r];
-      eta = 2 * Math.abs(0.5 - nCorrect / (go[g + 1] - go[g]));
-    } else eta = a.eta;
+    const etaG = eta[g];
     for (let r = go[g]; r < go[g + 1]; r++) {
       const inc = !correct[r];
       for (let t = ro[r]; t < ro[r + 1]; t++) {
@@ -378,7 +361,7 @@ export function jsThrReweight(a: ThrReweightArgs): Tensor<'f32'> {
         else {
           const st = -thr[t];
           if (tauNaN || Number.isNaN(st)) out[t] = Number.NaN;
-          else out[t] = st > tg ? eta * A : A;
+          else out[t] = st > tg ? etaG * A : A;
         }
       }
     }

@@ -28,7 +28,7 @@ import type {
   SingletonPolicy,
   WhitenArgs,
 } from '../backend.js';
-import type { WebGpuKit } from './kit.js';
+import { runWithScratch, type WebGpuKit } from './kit.js';
 import { type Binding, Usage } from './runtime.js';
 import type { EntrySpec, ModuleKey } from './shaders.js';
 import { gpuStorage, outputTensor } from './storage.js';
@@ -165,34 +165,6 @@ const PACK = spec('pack_flags', [
 
 function moduleKey(k: WebGpuKit): ModuleKey {
   return { file: 'advantages.wgsl', sections: [k.reduceSection, 'response_of'], subgroups: k.useSubgroups };
-}
-
-/** Scratch buffers of one op: created inside run(), destroyed after it has submitted. */
-class Scratch {
-  readonly #k: WebGpuKit;
-  readonly #made: GPUBuffer[] = [];
-  constructor(k: WebGpuKit) {
-    this.#k = k;
-  }
-  buffer(bytes: number, label: string): GPUBuffer {
-    const b = this.#k.rt.storageBuffer(bytes, label);
-    this.#made.push(b);
-    return b;
-  }
-  release(): void {
-    for (const b of this.#made) this.#k.rt.destroyBuffer(b);
-    this.#made.length = 0;
-  }
-}
-
-/** Runs `fn` inside rt.run and releases the scratch after submission (or failure). */
-async function runWithScratch<T>(k: WebGpuKit, label: string, fn: (s: Scratch) => T): Promise<T> {
-  const s = new Scratch(k);
-  try {
-    return await k.rt.run(label, () => fn(s));
-  } finally {
-    s.release();
-  }
 }
 
 export async function webgpuAdvantages(k: WebGpuKit, a: AdvantagesArgs): Promise<AdvantagesResult> {

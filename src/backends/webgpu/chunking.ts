@@ -29,6 +29,24 @@ export interface Window {
   base: number;
 }
 
+/**
+ * A binding window over elements [start, end) of a buffer of `elemBytes` elements: its offset is the
+ * first element's byte offset rounded down to `align`, its size runs to the last element (rounded up
+ * to 4 bytes, never past the buffer, at least 4), and `base` is the first element's index inside it.
+ */
+export function windowOf(
+  start: number,
+  end: number,
+  elemBytes: number,
+  bufferBytes: number,
+  align: number,
+): Window {
+  const first = start * elemBytes;
+  const offset = Math.floor(first / align) * align;
+  const last = Math.min(bufferBytes, Math.ceil((end * elemBytes) / 4) * 4);
+  return { offset, size: Math.max(4, last - offset), base: (first - offset) / elemBytes };
+}
+
 export interface Chunk {
   row0: number;
   rows: number;
@@ -76,10 +94,8 @@ export function planRowChunks(
   for (let row0 = 0; row0 < rows || (rows === 0 && chunks.length === 0); row0 += perChunk) {
     const n = Math.min(perChunk, rows - row0);
     const windows = matrices.map((m) => {
-      const start = row0 * m.rowBytes;
-      const offset = Math.floor(start / align) * align;
-      const end = Math.min(m.bufferBytes, Math.ceil(((row0 + n) * m.rowBytes) / 4) * 4);
-      return { offset, size: Math.max(4, end - offset), base: (start - offset) / m.elemBytes };
+      const cols = m.rowBytes / m.elemBytes;
+      return windowOf(row0 * cols, (row0 + n) * cols, m.elemBytes, m.bufferBytes, align);
     });
     chunks.push({ row0, rows: n, windows });
     if (rows === 0) break;

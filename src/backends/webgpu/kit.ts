@@ -73,3 +73,31 @@ export class WebGpuKit {
     for (const d of this.dummies) this.rt.destroyBuffer(d);
   }
 }
+
+/** Scratch buffers of one op: created inside run(), destroyed once it has submitted (or failed). */
+export class Scratch {
+  readonly #rt: GpuRuntime;
+  readonly #made: GPUBuffer[] = [];
+  constructor(rt: GpuRuntime) {
+    this.#rt = rt;
+  }
+  buffer(bytes: number, label: string): GPUBuffer {
+    const b = this.#rt.storageBuffer(bytes, label);
+    this.#made.push(b);
+    return b;
+  }
+  release(): void {
+    for (const b of this.#made) this.#rt.destroyBuffer(b);
+    this.#made.length = 0;
+  }
+}
+
+/** Runs `fn` inside rt.run and releases its scratch after submission (or failure). */
+export async function runWithScratch<T>(k: WebGpuKit, label: string, fn: (s: Scratch) => T): Promise<T> {
+  const s = new Scratch(k.rt);
+  try {
+    return await k.rt.run(label, () => fn(s));
+  } finally {
+    s.release();
+  }
+}

@@ -19,7 +19,7 @@
  * (a device tensor) and all −Inf rows raise flags reported at the next wait, as logprobs'.
  */
 import { bytesPerElement, type FloatDType } from '../../dtypes.js';
-import { allNegInfRow, badTarget, GrpoKernelsError } from '../../errors.js';
+import { GrpoKernelsError } from '../../errors.js';
 import type { Tensor } from '../../tensor.js';
 import type {
   LinearLogprobStatesArgs,
@@ -31,16 +31,11 @@ import type {
   LogprobsResult,
   MergeLogprobStatesArgs,
 } from '../backend.js';
-import { planRowChunks } from './chunking.js';
-import type { WebGpuKit } from './kit.js';
-import {
-  type Binding,
-  type GpuLimits,
-  type GpuRuntime,
-  MAX_PENDING_CHECKS,
-  roundUp,
-  Usage,
-} from './runtime.js';
+import { planRowChunks, windowOf } from './chunking.js';
+import { FLAG_INIT, type Flags, flagBuffers, roomForCheck, submitWithFlags } from './flags.js';
+import { runWithScratch, type WebGpuKit } from './kit.js';
+import { invTemperature } from './logprobs.js';
+import { type Binding, type GpuLimits, type GpuRuntime, roundUp } from './runtime.js';
 import type { EntrySpec, ModuleKey } from './shaders.js';
 import { gpuStorage, outputTensor } from './storage.js';
 import { uniformLayout } from './uniforms.js';
@@ -100,8 +95,6 @@ export const PARTIAL_BUDGET = 32 << 20;
 const MAX_VOCAB_CHUNK = 8192;
 const TILE = 64;
 const STATE_BYTES = 20;
-const NO_ROW = 0xffffffff;
-const FLAG_INIT = new Uint32Array([NO_ROW, NO_ROW, 0, 0]);
 
 const spec = (entry: string, b: readonly number[], rw: readonly number[]): EntrySpec => ({
   entry,
@@ -119,26 +112,7 @@ const GRAD_BIAS = spec('lm_grad_bias', [13, 14], [13, 14]);
 const FLAG = spec('lm_flag', [4, 11], [11]);
 
 function moduleKey(dtype: FloatDType): ModuleKey {
-  return { file: 'lmhead.wgsl', sections: [`x_${dtype}`, `w_${dtype}`, 'online_state'] };
-}
-
-/** 1/T as the kernels take it (as logprobs.ts: at least 2^-126, so −Inf·(1/T) stays −Inf). */
-function invTemperature(t: number): number {
-  return Math.max(1 / t, 2 ** -126);
-}
-
-interface Window {
-  offset: number;
-  size: number;
-  base: number;
-}
-
-/** A binding window over elements [start, end) of a buffer (offset aligned down). */
-function windowOf(start: number, end: number, elemBytes: number, bufferBytes: number, align: number): Window {
-  const first = start * elemBytes;
-  const offset = Math.floor(first / align) * align;
-  const last = Math.min(bufferBytes, roundUp(end * elemBytes, 4));
-  return { offset, size: Math.max(4, last - offset), base: (first - offset) / elemBytes };
+  return { file: 'lmhead.wgsl', sections: [`x_${dtype}`, `w_${dtype}`, 'online_state', 'tile_gemm'] };
 }
 
 // ---------------------------------------------------------------- plans
@@ -215,36 +189,75 @@ export function lmheadPlan(
 
 // ---------------------------------------------------------------- shared plumbing
 
-function flagBuffers(rt: GpuRuntime): { flag: GPUBuffer; staging: GPUBuffer } {
-  const flag = rt.storageBuffer(FLAG_INIT.byteLength, 'flag');
-  rt.writeBuffer(flag, 0, FLAG_INIT);
-  const staging = rt.createBuffer(FLAG_INIT.byteLength, Usage.MAP_READ | Usage.COPY_DST, 'flag staging');
-  return { flag, staging };
+/** The override constants of an lmhead.wgsl variant. */
+function constantsOf(
+  k: WebGpuKit,
+  o: { entropy?: boolean; sumSquares?: boolean; gradEntropy?: boolean },
+): Record<string, number> {
+  return {
+    WG: k.wg,
+    ENTROPY: o.entropy ? 1 : 0,
+    SUMSQ: o.sumSquares ? 1 : 0,
+    GRAD_ENTROPY: o.gradEntropy ? 1 : 0,
+  };
 }
 
-/** Registers the op's flag words for the next wait: a bad target or an all −Inf row is RANGE. */
-function deferFlags(rt: GpuRuntime, staging: GPUBuffer, vocab: number, ignoreIndex: number): void {
-  rt.deferCheck({
-    staging,
-    bytes: FLAG_INIT.byteLength,
-    report(w) {
-      try {
-        if (w[1] !== NO_ROW) badTarget(w[1], w[2] | 0, vocab, ignoreIndex);
-        if (w[0] !== NO_ROW) allNegInfRow(w[0]);
-      } catch (e) {
-        return e as GrpoKernelsError;
-      }
-      return undefined;
-    },
-  });
+type Pipelines<S extends readonly EntrySpec[]> = { -readonly [I in keyof S]: GPUComputePipeline };
+
+/** The pipelines of an op's entry points, in order (compiled once per variant); none without rows. */
+async function pipelinesOf<const S extends readonly EntrySpec[]>(
+  k: WebGpuKit,
+  live: boolean,
+  dtype: FloatDType,
+  constants: Record<string, number>,
+  specs: S,
+): Promise<Pipelines<S> | undefined> {
+  if (!live) return undefined;
+  const key = moduleKey(dtype);
+  return (await Promise.all(specs.map((s) => k.pipelines.get(key, s, constants)))) as Pipelines<S>;
 }
 
-async function roomForCheck(rt: GpuRuntime): Promise<void> {
-  if (rt.pendingChecks >= MAX_PENDING_CHECKS) await rt.drainChecks();
+/** Ends an op that may raise flags: lm_flag (one invocation: the lowest bad row's target next to its
+ * index), then the flag words' copy, the submission and the check at the next wait (flags.ts). */
+function finishWithFlags(
+  rt: GpuRuntime,
+  enc: GPUCommandEncoder,
+  pass: GPUComputePassEncoder,
+  flagPipe: GPUComputePipeline,
+  targets: GPUBuffer,
+  flags: Flags,
+  vocab: number,
+  ignoreIndex: number,
+): void {
+  rt.dispatch(
+    pass,
+    flagPipe,
+    [
+      { binding: 0, buffer: uniform(rt, {}) },
+      { binding: 4, buffer: targets },
+      { binding: 11, buffer: flags.flag },
+    ],
+    1,
+  );
+  pass.end();
+  submitWithFlags(rt, enc, flags, vocab, ignoreIndex);
 }
 
 function uniform(rt: GpuRuntime, p: Partial<Params>): GPUBuffer {
   return rt.uniform(LMHEAD_PARAMS, { ...ZERO, ...p });
+}
+
+/** The buffers of the LM head's inputs (the bias a dummy when absent). */
+function headBuffers(
+  k: WebGpuKit,
+  a: Pick<LinearLogprobsArgs, 'hidden' | 'weight' | 'bias' | 'targets'>,
+): { H: GPUBuffer; W: GPUBuffer; bias: GPUBuffer; targets: GPUBuffer } {
+  return {
+    H: gpuStorage(a.hidden, 'hidden').buffer,
+    W: gpuStorage(a.weight, 'weight').buffer,
+    bias: a.bias ? gpuStorage(a.bias, 'bias').buffer : k.dummies[3],
+    targets: gpuStorage(a.targets, 'targets').buffer,
+  };
 }
 
 interface ForwardOut {
@@ -255,6 +268,44 @@ interface ForwardOut {
   d?: Tensor<'f32'>;
   /** lm_state_out: targetLogit. */
   xt?: Tensor<'f32'>;
+}
+
+/** The [n] f32 outputs of lm_finish (states: false) or lm_state_out (states: true). */
+function forwardOutputs(
+  rt: GpuRuntime,
+  n: number,
+  o: { entropy?: boolean; sumSquares?: boolean },
+  states: boolean,
+): ForwardOut {
+  const vec = () => outputTensor(rt, 'f32', [n]);
+  return {
+    a: vec(),
+    b: vec(),
+    c: o.entropy ? vec() : undefined,
+    d: o.sumSquares ? vec() : undefined,
+    xt: states ? vec() : undefined,
+  };
+}
+
+/** lm_finish's / lm_state_out's inputs (targets, partial states, target logits) and outputs. */
+function finishBindings(
+  k: WebGpuKit,
+  targets: GPUBuffer,
+  partial: GPUBuffer,
+  xt: GPUBuffer,
+  out: ForwardOut,
+): Binding[] {
+  const b: Binding[] = [
+    { binding: 4, buffer: targets },
+    { binding: 5, buffer: partial },
+    { binding: 6, buffer: xt },
+    { binding: 7, buffer: gpuStorage(out.a).buffer },
+    { binding: 8, buffer: gpuStorage(out.b).buffer },
+    { binding: 9, buffer: out.c ? gpuStorage(out.c).buffer : k.dummies[0] },
+    { binding: 10, buffer: out.d ? gpuStorage(out.d).buffer : k.dummies[1] },
+  ];
+  if (out.xt) b.push({ binding: 15, buffer: gpuStorage(out.xt).buffer });
+  return b;
 }
 
 /**
@@ -275,117 +326,70 @@ async function linearForward(
   const eb = bytesPerElement(dtype);
   k.checkVector('targets', n);
   const plan = lmheadPlan(rt.limits, n, V, d, dtype);
-  const constants = { WG: k.wg, ENTROPY: a.entropy ? 1 : 0, SUMSQ: a.sumSquares ? 1 : 0, GRAD_ENTROPY: 0 };
-  const key = moduleKey(dtype);
-  const [fwd, fin, flagPipe] =
-    n > 0
-      ? await Promise.all([
-          k.pipelines.get(key, FWD, constants),
-          k.pipelines.get(key, finish ? FINISH : STATE_OUT, constants),
-          finish ? k.pipelines.get(key, FLAG, constants) : undefined,
-        ])
-      : [undefined, undefined, undefined];
+  const specs = finish ? ([FWD, FINISH, FLAG] as const) : ([FWD, STATE_OUT] as const);
+  const pipes = await pipelinesOf(k, n > 0, dtype, constantsOf(k, a), specs);
   if (finish) await roomForCheck(rt);
-  const H = gpuStorage(a.hidden, 'hidden').buffer;
-  const W = gpuStorage(a.weight, 'weight').buffer;
-  const bias = a.bias ? gpuStorage(a.bias, 'bias').buffer : k.dummies[3];
-  const targets = gpuStorage(a.targets, 'targets').buffer;
+  const { H, W, bias, targets } = headBuffers(k, a);
   const align = rt.limits.minStorageBufferOffsetAlignment;
-  const scratch: GPUBuffer[] = [];
-  try {
-    return await rt.run(finish ? 'linearLogprobs' : 'linearLogprobStates', () => {
-      const out: ForwardOut = {
-        a: outputTensor(rt, 'f32', [n]),
-        b: outputTensor(rt, 'f32', [n]),
-        c: a.entropy ? outputTensor(rt, 'f32', [n]) : undefined,
-        d: a.sumSquares ? outputTensor(rt, 'f32', [n]) : undefined,
-        xt: finish ? undefined : outputTensor(rt, 'f32', [n]),
-      };
-      if (n === 0) return out;
-      const xt = rt.storageBuffer(4 * n, 'target logits');
-      const partial = rt.storageBuffer(plan.forwardRows * plan.slices * STATE_BYTES, 'partial states');
-      scratch.push(xt, partial);
-      const { flag, staging } = flagBuffers(rt);
-      scratch.push(flag);
-      const enc = rt.device.createCommandEncoder({ label: 'linearLogprobs' });
-      const pass = enc.beginComputePass();
-      const common = {
-        dim: d,
-        vocab: V,
-        slices: plan.slices,
-        slice_cols: SLICE_COLS,
-        has_bias: a.bias ? 1 : 0,
-        vocab_start: vocabStart,
-        inv_t: invTemperature(a.temperature),
-        ignore_index: a.ignoreIndex,
-      };
-      for (let row0 = 0; row0 < n; row0 += plan.forwardRows) {
-        const rows = Math.min(plan.forwardRows, n - row0);
-        const hw = windowOf(row0 * d, (row0 + rows) * d, eb, H.size, align);
-        for (let v0 = 0; v0 < V; v0 += plan.forwardVocab) {
-          const vcount = Math.min(plan.forwardVocab, V - v0);
-          const ww = windowOf(v0 * d, (v0 + vcount) * d, eb, W.size, align);
-          const groups = Math.ceil(rows / TILE) * Math.ceil(vcount / SLICE_COLS);
-          rt.dispatch(
-            pass,
-            fwd!,
-            [
-              {
-                binding: 0,
-                buffer: uniform(rt, { ...common, rows, row0, h_base: hw.base, v0, vcount, w_base: ww.base }),
-              },
-              { binding: 1, buffer: H, offset: hw.offset, size: hw.size },
-              { binding: 2, buffer: W, offset: ww.offset, size: ww.size },
-              { binding: 3, buffer: bias },
-              { binding: 4, buffer: targets },
-              { binding: 5, buffer: partial },
-              { binding: 6, buffer: xt },
-            ],
-            groups,
-          );
-        }
-        const outs: Binding[] = [
-          { binding: 7, buffer: gpuStorage(out.a).buffer },
-          { binding: 8, buffer: gpuStorage(out.b).buffer },
-          { binding: 9, buffer: out.c ? gpuStorage(out.c).buffer : k.dummies[0] },
-          { binding: 10, buffer: out.d ? gpuStorage(out.d).buffer : k.dummies[1] },
-          finish ? { binding: 11, buffer: flag } : { binding: 15, buffer: gpuStorage(out.xt!).buffer },
-        ];
+  return runWithScratch(k, finish ? 'linearLogprobs' : 'linearLogprobStates', (s) => {
+    const out = forwardOutputs(rt, n, a, !finish);
+    if (pipes === undefined) return out;
+    const [fwd, fin, flagPipe] = pipes;
+    const xt = s.buffer(4 * n, 'target logits');
+    const partial = s.buffer(plan.forwardRows * plan.slices * STATE_BYTES, 'partial states');
+    const flags = finish ? flagBuffers(rt, (bytes, label) => s.buffer(bytes, label)) : undefined;
+    const enc = rt.device.createCommandEncoder({ label: 'linearLogprobs' });
+    const pass = enc.beginComputePass();
+    const common = {
+      dim: d,
+      vocab: V,
+      slices: plan.slices,
+      slice_cols: SLICE_COLS,
+      has_bias: a.bias ? 1 : 0,
+      vocab_start: vocabStart,
+      inv_t: invTemperature(a.temperature),
+      ignore_index: a.ignoreIndex,
+    };
+    for (let row0 = 0; row0 < n; row0 += plan.forwardRows) {
+      const rows = Math.min(plan.forwardRows, n - row0);
+      const hw = windowOf(row0 * d, (row0 + rows) * d, eb, H.size, align);
+      for (let v0 = 0; v0 < V; v0 += plan.forwardVocab) {
+        const vcount = Math.min(plan.forwardVocab, V - v0);
+        const ww = windowOf(v0 * d, (v0 + vcount) * d, eb, W.size, align);
         rt.dispatch(
           pass,
-          fin!,
+          fwd,
           [
-            { binding: 0, buffer: uniform(rt, { ...common, rows, row0 }) },
+            {
+              binding: 0,
+              buffer: uniform(rt, { ...common, rows, row0, h_base: hw.base, v0, vcount, w_base: ww.base }),
+            },
+            { binding: 1, buffer: H, offset: hw.offset, size: hw.size },
+            { binding: 2, buffer: W, offset: ww.offset, size: ww.size },
+            { binding: 3, buffer: bias },
             { binding: 4, buffer: targets },
             { binding: 5, buffer: partial },
             { binding: 6, buffer: xt },
-            ...outs,
           ],
-          Math.ceil(rows / k.wg),
+          Math.ceil(rows / TILE) * Math.ceil(vcount / SLICE_COLS),
         );
       }
-      if (finish) {
-        rt.dispatch(
-          pass,
-          flagPipe!,
-          [
-            { binding: 0, buffer: uniform(rt, {}) },
-            { binding: 4, buffer: targets },
-            { binding: 11, buffer: flag },
-          ],
-          1,
-        );
-      }
+      const bindings = finishBindings(k, targets, partial, xt, out);
+      if (flags) bindings.push({ binding: 11, buffer: flags.flag });
+      rt.dispatch(
+        pass,
+        fin,
+        [{ binding: 0, buffer: uniform(rt, { ...common, rows, row0 }) }, ...bindings],
+        Math.ceil(rows / k.wg),
+      );
+    }
+    if (flags && flagPipe) finishWithFlags(rt, enc, pass, flagPipe, targets, flags, V, a.ignoreIndex);
+    else {
       pass.end();
-      enc.copyBufferToBuffer(flag, 0, staging, 0, FLAG_INIT.byteLength);
       rt.submit(enc);
-      if (finish) deferFlags(rt, staging, V, a.ignoreIndex);
-      else rt.destroyBuffer(staging);
-      return out;
-    });
-  } finally {
-    for (const b of scratch) rt.destroyBuffer(b);
-  }
+    }
+    return out;
+  });
 }
 
 function resultOf(o: ForwardOut): LogprobsResult {
@@ -441,84 +445,55 @@ export async function webgpuLogprobStates(k: WebGpuKit, a: LogprobStatesArgs): P
     rt.limits,
     Math.max(1, Math.floor(PARTIAL_BUDGET / (slices * STATE_BYTES))),
   );
-  const constants = { WG: k.wg, ENTROPY: a.entropy ? 1 : 0, SUMSQ: a.sumSquares ? 1 : 0, GRAD_ENTROPY: 0 };
-  const key = moduleKey(dtype);
-  const [ls, so] =
-    n > 0
-      ? await Promise.all([
-          k.pipelines.get(key, LOGIT_STATES, constants),
-          k.pipelines.get(key, STATE_OUT, constants),
-        ])
-      : [undefined, undefined];
+  const pipes = await pipelinesOf(k, n > 0, dtype, constantsOf(k, a), [LOGIT_STATES, STATE_OUT] as const);
   const targets = gpuStorage(a.targets, 'targets').buffer;
   const maxRows = Math.max(1, ...chunks.map((c) => c.rows));
-  const scratch: GPUBuffer[] = [];
-  try {
-    const out = await rt.run('logprobStates', () => {
-      const o: ForwardOut = {
-        a: outputTensor(rt, 'f32', [n]),
-        b: outputTensor(rt, 'f32', [n]),
-        c: a.entropy ? outputTensor(rt, 'f32', [n]) : undefined,
-        d: a.sumSquares ? outputTensor(rt, 'f32', [n]) : undefined,
-        xt: outputTensor(rt, 'f32', [n]),
-      };
-      if (n === 0) return o;
-      const xt = rt.storageBuffer(4 * n, 'target logits');
-      const partial = rt.storageBuffer(maxRows * slices * STATE_BYTES, 'partial states');
-      scratch.push(xt, partial);
-      const enc = rt.device.createCommandEncoder({ label: 'logprobStates' });
-      const pass = enc.beginComputePass();
-      for (const c of chunks) {
-        if (c.rows === 0) continue;
-        const w = c.windows[0];
-        const p = {
-          rows: c.rows,
-          row0: c.row0,
-          h_base: w.base,
-          vocab: V,
-          slices,
-          slice_cols: LOGIT_SLICE_COLS,
-          vocab_start: a.vocabStart,
-          inv_t: invTemperature(a.temperature),
-          ignore_index: a.ignoreIndex,
-        };
-        rt.dispatch(
-          pass,
-          ls!,
-          [
-            { binding: 0, buffer: uniform(rt, p) },
-            { binding: 1, buffer: X, offset: w.offset, size: w.size },
-            { binding: 4, buffer: targets },
-            { binding: 5, buffer: partial },
-            { binding: 6, buffer: xt },
-          ],
-          c.rows * slices,
-        );
-        rt.dispatch(
-          pass,
-          so!,
-          [
-            { binding: 0, buffer: uniform(rt, p) },
-            { binding: 4, buffer: targets },
-            { binding: 5, buffer: partial },
-            { binding: 6, buffer: xt },
-            { binding: 7, buffer: gpuStorage(o.a).buffer },
-            { binding: 8, buffer: gpuStorage(o.b).buffer },
-            { binding: 9, buffer: o.c ? gpuStorage(o.c).buffer : k.dummies[0] },
-            { binding: 10, buffer: o.d ? gpuStorage(o.d).buffer : k.dummies[1] },
-            { binding: 15, buffer: gpuStorage(o.xt!).buffer },
-          ],
-          Math.ceil(c.rows / k.wg),
-        );
-      }
-      pass.end();
-      rt.submit(enc);
-      return o;
-    });
-    return statesOf(out, a, a.vocabStart);
-  } finally {
-    for (const b of scratch) rt.destroyBuffer(b);
-  }
+  const out = await runWithScratch(k, 'logprobStates', (s) => {
+    const o = forwardOutputs(rt, n, a, true);
+    if (pipes === undefined) return o;
+    const [ls, so] = pipes;
+    const xt = s.buffer(4 * n, 'target logits');
+    const partial = s.buffer(maxRows * slices * STATE_BYTES, 'partial states');
+    const enc = rt.device.createCommandEncoder({ label: 'logprobStates' });
+    const pass = enc.beginComputePass();
+    for (const c of chunks) {
+      if (c.rows === 0) continue;
+      const w = c.windows[0];
+      const params = uniform(rt, {
+        rows: c.rows,
+        row0: c.row0,
+        h_base: w.base,
+        vocab: V,
+        slices,
+        slice_cols: LOGIT_SLICE_COLS,
+        vocab_start: a.vocabStart,
+        inv_t: invTemperature(a.temperature),
+        ignore_index: a.ignoreIndex,
+      });
+      rt.dispatch(
+        pass,
+        ls,
+        [
+          { binding: 0, buffer: params },
+          { binding: 1, buffer: X, offset: w.offset, size: w.size },
+          { binding: 4, buffer: targets },
+          { binding: 5, buffer: partial },
+          { binding: 6, buffer: xt },
+        ],
+        c.rows * slices,
+      );
+      rt.dispatch(
+        pass,
+        so,
+        [{ binding: 0, buffer: params }, ...finishBindings(k, targets, partial, xt, o)],
+        Math.ceil(c.rows / k.wg),
+      );
+    }
+    pass.end();
+    rt.submit(enc);
+    return o;
+  });
+  return statesOf(out, a, a.vocabStart);
 }
 
 // ---------------------------------------------------------------- merge
@@ -531,104 +506,65 @@ export async function webgpuMergeLogprobStates(
   const n = a.rows;
   k.checkVector('targets', n);
   k.checkVector('states', n * 5);
-  const constants = { WG: k.wg, ENTROPY: a.entropy ? 1 : 0, SUMSQ: a.sumSquares ? 1 : 0, GRAD_ENTROPY: 0 };
-  const key = moduleKey('f32');
-  const [merge, fin, flagPipe] =
-    n > 0
-      ? await Promise.all([
-          k.pipelines.get(key, MERGE_STATE, constants),
-          k.pipelines.get(key, FINISH, constants),
-          k.pipelines.get(key, FLAG, constants),
-        ])
-      : [undefined, undefined, undefined];
+  const pipes = await pipelinesOf(k, n > 0, 'f32', constantsOf(k, a), [MERGE_STATE, FINISH, FLAG] as const);
   await roomForCheck(rt);
   const targets = gpuStorage(a.targets, 'targets').buffer;
-  const scratch: GPUBuffer[] = [];
-  try {
-    return await rt.run('mergeLogprobStates', () => {
-      const out: ForwardOut = {
-        a: outputTensor(rt, 'f32', [n]),
-        b: outputTensor(rt, 'f32', [n]),
-        c: a.entropy ? outputTensor(rt, 'f32', [n]) : undefined,
-        d: a.sumSquares ? outputTensor(rt, 'f32', [n]) : undefined,
-      };
-      if (n === 0) return resultOf(out);
-      const acc = rt.storageBuffer(n * STATE_BYTES, 'merged states');
-      const xt = rt.storageBuffer(4 * n, 'target logits');
-      scratch.push(acc, xt);
-      const { flag, staging } = flagBuffers(rt);
-      scratch.push(flag);
-      const enc = rt.device.createCommandEncoder({ label: 'mergeLogprobStates' });
-      const pass = enc.beginComputePass();
-      const inv_t = invTemperature(a.temperature);
-      a.states.forEach((s, i) => {
-        const buf = (t: Tensor<'f32'> | undefined, dummy: number) =>
-          t ? gpuStorage(t).buffer : k.dummies[dummy];
-        rt.dispatch(
-          pass,
-          merge!,
-          [
-            {
-              binding: 0,
-              buffer: uniform(rt, {
-                rows: n,
-                vocab: s.vocabEnd - s.vocabStart,
-                vocab_start: s.vocabStart,
-                first: i === 0 ? 1 : 0,
-                slices: 1,
-                inv_t,
-              }),
-            },
-            { binding: 4, buffer: targets },
-            { binding: 5, buffer: acc },
-            { binding: 6, buffer: xt },
-            { binding: 16, buffer: buf(s.max, 0) },
-            { binding: 17, buffer: buf(s.sumExp, 0) },
-            { binding: 18, buffer: buf(a.entropy ? s.sumExpDelta : undefined, 1) },
-            { binding: 19, buffer: buf(a.sumSquares ? s.sumExpSq : undefined, 2) },
-            { binding: 20, buffer: buf(s.targetLogit, 0) },
-          ],
-          Math.ceil(n / k.wg),
-        );
-      });
+  return runWithScratch(k, 'mergeLogprobStates', (s) => {
+    const out = forwardOutputs(rt, n, a, false);
+    if (pipes === undefined) return resultOf(out);
+    const [merge, fin, flagPipe] = pipes;
+    const acc = s.buffer(n * STATE_BYTES, 'merged states');
+    const xt = s.buffer(4 * n, 'target logits');
+    const flags = flagBuffers(rt, (bytes, label) => s.buffer(bytes, label));
+    const enc = rt.device.createCommandEncoder({ label: 'mergeLogprobStates' });
+    const pass = enc.beginComputePass();
+    const inv_t = invTemperature(a.temperature);
+    const buf = (t: Tensor<'f32'> | undefined, dummy: number) =>
+      t ? gpuStorage(t).buffer : k.dummies[dummy];
+    a.states.forEach((st, i) => {
       rt.dispatch(
         pass,
-        fin!,
+        merge,
         [
           {
             binding: 0,
-            buffer: uniform(rt, { rows: n, vocab: a.vocab, slices: 1, inv_t, ignore_index: a.ignoreIndex }),
+            buffer: uniform(rt, {
+              rows: n,
+              vocab: st.vocabEnd - st.vocabStart,
+              vocab_start: st.vocabStart,
+              first: i === 0 ? 1 : 0,
+              slices: 1,
+              inv_t,
+            }),
           },
           { binding: 4, buffer: targets },
           { binding: 5, buffer: acc },
           { binding: 6, buffer: xt },
-          { binding: 7, buffer: gpuStorage(out.a).buffer },
-          { binding: 8, buffer: gpuStorage(out.b).buffer },
-          { binding: 9, buffer: out.c ? gpuStorage(out.c).buffer : k.dummies[0] },
-          { binding: 10, buffer: out.d ? gpuStorage(out.d).buffer : k.dummies[1] },
-          { binding: 11, buffer: flag },
+          { binding: 16, buffer: buf(st.max, 0) },
+          { binding: 17, buffer: buf(st.sumExp, 0) },
+          { binding: 18, buffer: buf(a.entropy ? st.sumExpDelta : undefined, 1) },
+          { binding: 19, buffer: buf(a.sumSquares ? st.sumExpSq : undefined, 2) },
+          { binding: 20, buffer: buf(st.targetLogit, 0) },
         ],
         Math.ceil(n / k.wg),
       );
-      rt.dispatch(
-        pass,
-        flagPipe!,
-        [
-          { binding: 0, buffer: uniform(rt, {}) },
-          { binding: 4, buffer: targets },
-          { binding: 11, buffer: flag },
-        ],
-        1,
-      );
-      pass.end();
-      enc.copyBufferToBuffer(flag, 0, staging, 0, FLAG_INIT.byteLength);
-      rt.submit(enc);
-      deferFlags(rt, staging, a.vocab, a.ignoreIndex);
-      return resultOf(out);
     });
-  } finally {
-    for (const b of scratch) rt.destroyBuffer(b);
-  }
+    rt.dispatch(
+      pass,
+      fin,
+      [
+        {
+          binding: 0,
+          buffer: uniform(rt, { rows: n, vocab: a.vocab, slices: 1, inv_t, ignore_index: a.ignoreIndex }),
+        },
+        ...finishBindings(k, targets, acc, xt, out),
+        { binding: 11, buffer: flags.flag },
+      ],
+      Math.ceil(n / k.wg),
+    );
+    finishWithFlags(rt, enc, pass, flagPipe, targets, flags, a.vocab, a.ignoreIndex);
+    return resultOf(out);
+  });
 }
 
 // ---------------------------------------------------------------- backward
@@ -645,179 +581,146 @@ export async function webgpuLinearLogprobsBackward(
   k.checkVector('lse', 4 * n);
   const plan = lmheadPlan(rt.limits, n, V, d, dtype);
   const withEntropy = a.gradEntropy !== undefined;
-  const constants = { WG: k.wg, ENTROPY: 0, SUMSQ: 0, GRAD_ENTROPY: withEntropy ? 1 : 0 };
-  const key = moduleKey(dtype);
-  const live = n > 0;
-  const [gl, gh, gw, gb, flagPipe] = live
-    ? await Promise.all([
-        k.pipelines.get(key, GRAD_LOGITS, constants),
-        k.pipelines.get(key, GRAD_HIDDEN, constants),
-        k.pipelines.get(key, GRAD_WEIGHT, constants),
-        k.pipelines.get(key, GRAD_BIAS, constants),
-        k.pipelines.get(key, FLAG, constants),
-      ])
-    : [undefined, undefined, undefined, undefined, undefined];
+  const pipes = await pipelinesOf(k, n > 0, dtype, constantsOf(k, { gradEntropy: withEntropy }), [
+    GRAD_LOGITS,
+    GRAD_HIDDEN,
+    GRAD_WEIGHT,
+    GRAD_BIAS,
+    FLAG,
+  ] as const);
   await roomForCheck(rt);
-  const H = gpuStorage(a.hidden, 'hidden').buffer;
-  const W = gpuStorage(a.weight, 'weight').buffer;
-  const bias = a.bias ? gpuStorage(a.bias, 'bias').buffer : k.dummies[3];
-  const targets = gpuStorage(a.targets, 'targets').buffer;
+  const { H, W, bias, targets } = headBuffers(k, a);
   const align = rt.limits.minStorageBufferOffsetAlignment;
-  const scratch: GPUBuffer[] = [];
-  try {
-    return await rt.run('linearLogprobsBackward', () => {
-      const gradHidden = outputTensor(rt, 'f32', [n, d]);
-      const gradWeight = outputTensor(rt, 'f32', [V, d]);
-      const gradBias = a.bias ? outputTensor(rt, 'f32', [V]) : undefined;
-      const out: LinearLogprobsGrads = { gradHidden, gradWeight };
-      if (gradBias) out.gradBias = gradBias;
-      const GH = gpuStorage(gradHidden).buffer;
-      const GW = gpuStorage(gradWeight).buffer;
-      const enc = rt.device.createCommandEncoder({ label: 'linearLogprobsBackward' });
-      if (!live) {
-        // No rows: gradWeight and gradBias are empty sums.
-        if (V * d > 0) enc.clearBuffer(GW, 0, roundUp(V * d * 4, 4));
-        if (gradBias) enc.clearBuffer(gpuStorage(gradBias).buffer, 0, roundUp(V * 4, 4));
-        rt.submit(enc);
-        return out;
-      }
-      // Row scalars: lse | g | gE | H, four copies into one binding (a kernel may bind at most 8).
-      const rowinfo = rt.storageBuffer(16 * n, 'row scalars');
-      const gbuf = rt.storageBuffer(plan.backwardRows * plan.backwardVocab * 4, 'G chunk');
-      scratch.push(rowinfo, gbuf);
-      const { flag, staging } = flagBuffers(rt);
-      scratch.push(flag);
-      const copy = (t: Tensor<'f32'> | undefined, slot: number) => {
-        if (t) enc.copyBufferToBuffer(gpuStorage(t).buffer, 0, rowinfo, slot * 4 * n, 4 * n);
-      };
-      copy(a.lse, 0);
-      copy(a.gradLogprobs, 1);
-      if (withEntropy) {
-        copy(a.gradEntropy, 2);
-        copy(a.entropy, 3);
-      }
-      const pass = enc.beginComputePass();
-      const inv_t = 1 / a.temperature; // unclamped: it scales the gradient too (as logprobs' backward)
-      const [pgl, pgh, pgw, pgb, pflag] = [gl!, gh!, gw!, gb!, flagPipe!];
-      for (let row0 = 0; row0 < n; row0 += plan.backwardRows) {
-        const rows = Math.min(plan.backwardRows, n - row0);
-        const hw = windowOf(row0 * d, (row0 + rows) * d, eb, H.size, align);
-        const ghw = windowOf(row0 * d, (row0 + rows) * d, 4, GH.size, align);
-        for (let v0 = 0; v0 < V; v0 += plan.backwardVocab) {
-          const vcount = Math.min(plan.backwardVocab, V - v0);
-          const ww = windowOf(v0 * d, (v0 + vcount) * d, eb, W.size, align);
-          const gww = windowOf(v0 * d, (v0 + vcount) * d, 4, GW.size, align);
-          // vocab: the targets' range (the head's V, or 2^31 − 1 for a shard), for the flag.
-          const base = {
-            dim: d,
-            vocab: a.targetLimit,
-            rows,
-            row0,
-            v0,
-            vcount,
-            gcols: plan.backwardVocab,
-            inv_t,
-          };
+  return runWithScratch(k, 'linearLogprobsBackward', (s) => {
+    const gradHidden = outputTensor(rt, 'f32', [n, d]);
+    const gradWeight = outputTensor(rt, 'f32', [V, d]);
+    const gradBias = a.bias ? outputTensor(rt, 'f32', [V]) : undefined;
+    const out: LinearLogprobsGrads = { gradHidden, gradWeight };
+    if (gradBias) out.gradBias = gradBias;
+    const GH = gpuStorage(gradHidden).buffer;
+    const GW = gpuStorage(gradWeight).buffer;
+    const enc = rt.device.createCommandEncoder({ label: 'linearLogprobsBackward' });
+    if (pipes === undefined) {
+      // No rows: gradWeight and gradBias are empty sums.
+      if (V * d > 0) enc.clearBuffer(GW, 0, roundUp(V * d * 4, 4));
+      if (gradBias) enc.clearBuffer(gpuStorage(gradBias).buffer, 0, roundUp(V * 4, 4));
+      rt.submit(enc);
+      return out;
+    }
+    const [pgl, pgh, pgw, pgb, pflag] = pipes;
+    // Row scalars: lse | g | gE | H, four copies into one binding (a kernel may bind at most 8).
+    const rowinfo = s.buffer(16 * n, 'row scalars');
+    const gbuf = s.buffer(plan.backwardRows * plan.backwardVocab * 4, 'G chunk');
+    const flags = flagBuffers(rt, (bytes, label) => s.buffer(bytes, label));
+    const copy = (t: Tensor<'f32'> | undefined, slot: number) => {
+      if (t) enc.copyBufferToBuffer(gpuStorage(t).buffer, 0, rowinfo, slot * 4 * n, 4 * n);
+    };
+    copy(a.lse, 0);
+    copy(a.gradLogprobs, 1);
+    if (withEntropy) {
+      copy(a.gradEntropy, 2);
+      copy(a.entropy, 3);
+    }
+    const pass = enc.beginComputePass();
+    const inv_t = 1 / a.temperature; // unclamped: it scales the gradient too (as logprobs' backward)
+    for (let row0 = 0; row0 < n; row0 += plan.backwardRows) {
+      const rows = Math.min(plan.backwardRows, n - row0);
+      const hw = windowOf(row0 * d, (row0 + rows) * d, eb, H.size, align);
+      const ghw = windowOf(row0 * d, (row0 + rows) * d, 4, GH.size, align);
+      for (let v0 = 0; v0 < V; v0 += plan.backwardVocab) {
+        const vcount = Math.min(plan.backwardVocab, V - v0);
+        const ww = windowOf(v0 * d, (v0 + vcount) * d, eb, W.size, align);
+        const gww = windowOf(v0 * d, (v0 + vcount) * d, 4, GW.size, align);
+        // vocab: the targets' range (the head's V, or 2^31 − 1 for a shard), for the flag.
+        const base = {
+          dim: d,
+          vocab: a.targetLimit,
+          rows,
+          row0,
+          v0,
+          vcount,
+          gcols: plan.backwardVocab,
+          inv_t,
+        };
+        rt.dispatch(
+          pass,
+          pgl,
+          [
+            {
+              binding: 0,
+              buffer: uniform(rt, {
+                ...base,
+                h_base: hw.base,
+                w_base: ww.base,
+                has_bias: a.bias ? 1 : 0,
+                vocab_start: a.vocabStart,
+                ignore_index: a.ignoreIndex,
+                n_total: n,
+              }),
+            },
+            { binding: 1, buffer: H, offset: hw.offset, size: hw.size },
+            { binding: 2, buffer: W, offset: ww.offset, size: ww.size },
+            { binding: 3, buffer: bias },
+            { binding: 4, buffer: targets },
+            { binding: 11, buffer: flags.flag },
+            { binding: 12, buffer: rowinfo },
+            { binding: 13, buffer: gbuf },
+          ],
+          Math.ceil(rows / TILE) * Math.ceil(vcount / TILE),
+        );
+        rt.dispatch(
+          pass,
+          pgh,
+          [
+            {
+              binding: 0,
+              buffer: uniform(rt, { ...base, w_base: ww.base, o_base: ghw.base, accumulate: v0 > 0 ? 1 : 0 }),
+            },
+            { binding: 2, buffer: W, offset: ww.offset, size: ww.size },
+            { binding: 13, buffer: gbuf },
+            { binding: 14, buffer: GH, offset: ghw.offset, size: ghw.size },
+          ],
+          Math.ceil(rows / TILE) * Math.ceil(d / TILE),
+        );
+        rt.dispatch(
+          pass,
+          pgw,
+          [
+            {
+              binding: 0,
+              buffer: uniform(rt, {
+                ...base,
+                h_base: hw.base,
+                o_base: gww.base,
+                accumulate: row0 > 0 ? 1 : 0,
+              }),
+            },
+            { binding: 1, buffer: H, offset: hw.offset, size: hw.size },
+            { binding: 13, buffer: gbuf },
+            { binding: 14, buffer: GW, offset: gww.offset, size: gww.size },
+          ],
+          Math.ceil(vcount / TILE) * Math.ceil(d / TILE),
+        );
+        if (gradBias) {
+          const GB = gpuStorage(gradBias).buffer;
+          const gbw = windowOf(v0, v0 + vcount, 4, GB.size, align);
           rt.dispatch(
             pass,
-            pgl,
+            pgb,
             [
               {
                 binding: 0,
-                buffer: uniform(rt, {
-                  ...base,
-                  h_base: hw.base,
-                  w_base: ww.base,
-                  has_bias: a.bias ? 1 : 0,
-                  vocab_start: a.vocabStart,
-                  ignore_index: a.ignoreIndex,
-                  n_total: n,
-                }),
+                buffer: uniform(rt, { ...base, o_base: gbw.base, accumulate: row0 > 0 ? 1 : 0 }),
               },
-              { binding: 1, buffer: H, offset: hw.offset, size: hw.size },
-              { binding: 2, buffer: W, offset: ww.offset, size: ww.size },
-              { binding: 3, buffer: bias },
-              { binding: 4, buffer: targets },
-              { binding: 11, buffer: flag },
-              { binding: 12, buffer: rowinfo },
               { binding: 13, buffer: gbuf },
+              { binding: 14, buffer: GB, offset: gbw.offset, size: gbw.size },
             ],
-            Math.ceil(rows / TILE) * Math.ceil(vcount / TILE),
+            Math.ceil(vcount / k.wg),
           );
-          rt.dispatch(
-            pass,
-            pgh,
-            [
-              {
-                binding: 0,
-                buffer: uniform(rt, {
-                  ...base,
-                  w_base: ww.base,
-                  o_base: ghw.base,
-                  accumulate: v0 > 0 ? 1 : 0,
-                }),
-              },
-              { binding: 2, buffer: W, offset: ww.offset, size: ww.size },
-              { binding: 13, buffer: gbuf },
-              { binding: 14, buffer: GH, offset: ghw.offset, size: ghw.size },
-            ],
-            Math.ceil(rows / TILE) * Math.ceil(d / TILE),
-          );
-          rt.dispatch(
-            pass,
-            pgw,
-            [
-              {
-                binding: 0,
-                buffer: uniform(rt, {
-                  ...base,
-                  h_base: hw.base,
-                  o_base: gww.base,
-                  accumulate: row0 > 0 ? 1 : 0,
-                }),
-              },
-              { binding: 1, buffer: H, offset: hw.offset, size: hw.size },
-              { binding: 13, buffer: gbuf },
-              { binding: 14, buffer: GW, offset: gww.offset, size: gww.size },
-            ],
-            Math.ceil(vcount / TILE) * Math.ceil(d / TILE),
-          );
-          if (gradBias) {
-            const GB = gpuStorage(gradBias).buffer;
-            const gbw = windowOf(v0, v0 + vcount, 4, GB.size, align);
-            rt.dispatch(
-              pass,
-              pgb,
-              [
-                {
-                  binding: 0,
-                  buffer: uniform(rt, { ...base, o_base: gbw.base, accumulate: row0 > 0 ? 1 : 0 }),
-                },
-                { binding: 13, buffer: gbuf },
-                { binding: 14, buffer: GB, offset: gbw.offset, size: gbw.size },
-              ],
-              Math.ceil(vcount / k.wg),
-            );
-          }
         }
       }
-      rt.dispatch(
-        pass,
-        pflag,
-        [
-          { binding: 0, buffer: uniform(rt, {}) },
-          { binding: 4, buffer: targets },
-          { binding: 11, buffer: flag },
-        ],
-        1,
-      );
-      pass.end();
-      enc.copyBufferToBuffer(flag, 0, staging, 0, FLAG_INIT.byteLength);
-      rt.submit(enc);
-      deferFlags(rt, staging, a.targetLimit, a.ignoreIndex);
-      return out;
-    });
-  } finally {
-    for (const b of scratch) rt.destroyBuffer(b);
-  }
+    }
+    finishWithFlags(rt, enc, pass, pflag, targets, flags, a.targetLimit, a.ignoreIndex);
+    return out;
+  });
 }

@@ -40,12 +40,13 @@
  * invariant by construction (test/webgpu/invariance.test.ts checks all three ops).
  */
 import { bytesPerElement, type FloatDType } from '../../dtypes.js';
-import { allNegInfRow, badTarget, GrpoKernelsError } from '../../errors.js';
+import { GrpoKernelsError } from '../../errors.js';
 import type { Tensor } from '../../tensor.js';
 import type { GatherProbsArgs, LogprobsArgs, LogprobsBackwardArgs, LogprobsResult } from '../backend.js';
 import { planRowChunks } from './chunking.js';
+import { flagBuffers, roomForCheck, submitWithFlags } from './flags.js';
 import type { WebGpuKit } from './kit.js';
-import { type Binding, type GpuRuntime, MAX_PENDING_CHECKS, Usage } from './runtime.js';
+import { type Binding, Usage } from './runtime.js';
 import { type EntrySpec, type ModuleKey, xSection, ySection } from './shaders.js';
 import { gpuStorage, outputTensor } from './storage.js';
 import { uniformLayout } from './uniforms.js';
@@ -157,50 +158,13 @@ const MODE_FLAG = 3;
 export const SEGMENT_COLS = 8192;
 /** Chunks with fewer rows take the split schedule (a workgroup per segment) to fill the GPU. */
 export const SPLIT_BELOW_ROWS = 128;
-const NO_ROW = 0xffffffff;
-/** Words of the `flag` binding (shaders/logprobs.wgsl): FLAG_NEG_INF_ROW, FLAG_TARGET_ROW, FLAG_TARGET_VALUE. */
-const FLAG_INIT = new Uint32Array([NO_ROW, NO_ROW, 0, 0]);
-
 /**
  * 1/T as the kernels take it: at least 2^-126, so that a −Inf logit times it stays −Inf (0·−Inf
  * would be NaN) when 1/T underflows f32 (T above ~1e38: the uniform limit either way). T ≥ 2^-126
  * (the API's bound) keeps it finite.
  */
-function invTemperature(t: number): number {
+export function invTemperature(t: number): number {
   return Math.max(1 / t, 2 ** -126);
-}
-
-/** A fresh flag buffer (inside rt.run) and the staging buffer its words are copied to. */
-function flagBuffers(rt: GpuRuntime): { flag: GPUBuffer; staging: GPUBuffer } {
-  const flag = rt.storageBuffer(FLAG_INIT.byteLength, 'flag');
-  rt.writeBuffer(flag, 0, FLAG_INIT);
-  const staging = rt.createBuffer(FLAG_INIT.byteLength, Usage.MAP_READ | Usage.COPY_DST, 'flag staging');
-  return { flag, staging };
-}
-
-/**
- * Registers the flag words of a logprobs op for the next wait (no wait here): a bad target or an
- * all −Inf row becomes the RANGE error the cpu backend and the API's host check throw.
- */
-function deferFlags(rt: GpuRuntime, staging: GPUBuffer, vocab: number, ignoreIndex: number): void {
-  rt.deferCheck({
-    staging,
-    bytes: FLAG_INIT.byteLength,
-    report(w) {
-      try {
-        if (w[1] !== NO_ROW) badTarget(w[1], w[2] | 0, vocab, ignoreIndex);
-        if (w[0] !== NO_ROW) allNegInfRow(w[0]);
-      } catch (e) {
-        return e as GrpoKernelsError;
-      }
-      return undefined;
-    },
-  });
-}
-
-/** An op that checks device values waits first when too many checks are already in flight. */
-async function roomForCheck(rt: GpuRuntime): Promise<void> {
-  if (rt.pendingChecks >= MAX_PENDING_CHECKS) await rt.drainChecks();
 }
 
 function moduleKey(k: WebGpuKit, dtype: FloatDType): ModuleKey {
@@ -299,7 +263,7 @@ export async function webgpuLogprobs(k: WebGpuKit, a: LogprobsArgs): Promise<Log
     const h = a.entropy ? outputTensor(rt, 'f32', [n]) : undefined;
     const sq = a.sumSquares ? outputTensor(rt, 'f32', [n]) : undefined;
     if (n === 0) return { lp, lse, h, sq };
-    const { flag, staging } = flagBuffers(rt);
+    const flags = flagBuffers(rt);
     const partial = anySplit ? rt.storageBuffer(partialBytes, 'partial') : undefined;
     const enc = rt.device.createCommandEncoder({ label: 'logprobs' });
     const pass = enc.beginComputePass();
@@ -308,7 +272,7 @@ export async function webgpuLogprobs(k: WebGpuKit, a: LogprobsArgs): Promise<Log
       { binding: 5, buffer: gpuStorage(lse).buffer },
       { binding: 6, buffer: h ? gpuStorage(h).buffer : k.dummies[0] },
       { binding: 7, buffer: sq ? gpuStorage(sq).buffer : k.dummies[1] },
-      { binding: 9, buffer: flag },
+      { binding: 9, buffer: flags.flag },
     ];
     const dispatch = (c: (typeof plan)[number], mode: number, workgroups: number) => {
       const w = c.windows[0];
@@ -350,12 +314,10 @@ export async function webgpuLogprobs(k: WebGpuKit, a: LogprobsArgs): Promise<Log
     }
     dispatch(plan[0], MODE_FLAG, 1);
     pass.end();
-    enc.copyBufferToBuffer(flag, 0, staging, 0, FLAG_INIT.byteLength);
-    rt.submit(enc);
+    submitWithFlags(rt, enc, flags, v, a.ignoreIndex);
     // Destroyed now, freed by the implementation once the submitted work is done.
-    rt.destroyBuffer(flag);
+    rt.destroyBuffer(flags.flag);
     if (partial) rt.destroyBuffer(partial);
-    deferFlags(rt, staging, v, a.ignoreIndex);
     return { lp, lse, h, sq };
   });
   const out: LogprobsResult = { logprobs: made.lp, lse: made.lse };
@@ -397,7 +359,7 @@ export async function webgpuLogprobsBackward(
     const grad = inPlace ? a.logits : outputTensor(rt, dtype, [n, v]);
     if (n === 0) return grad;
     const y = gpuStorage(grad).buffer;
-    const { flag, staging } = flagBuffers(rt);
+    const flags = flagBuffers(rt);
     const enc = rt.device.createCommandEncoder({ label: 'logprobsBackward' });
     const pass = enc.beginComputePass();
     const dispatch = (c: (typeof chunks)[number], mode: number, units: number, workgroups: number) => {
@@ -426,7 +388,7 @@ export async function webgpuLogprobsBackward(
           { binding: 0, buffer: uniform },
           ...matrixBindings,
           { binding: 3, buffer: gpuStorage(a.targets, 'targets').buffer },
-          { binding: 9, buffer: flag },
+          { binding: 9, buffer: flags.flag },
           { binding: 10, buffer: gpuStorage(a.lse, 'lse').buffer },
           { binding: 11, buffer: gpuStorage(a.gradLogprobs, 'gradLogprobs').buffer },
           { binding: 12, buffer: a.gradEntropy ? gpuStorage(a.gradEntropy).buffer : k.dummies[0] },
@@ -442,10 +404,8 @@ export async function webgpuLogprobsBackward(
     }
     dispatch(chunks[0], MODE_FLAG, 0, 1);
     pass.end();
-    enc.copyBufferToBuffer(flag, 0, staging, 0, FLAG_INIT.byteLength);
-    rt.submit(enc);
-    rt.destroyBuffer(flag);
-    deferFlags(rt, staging, v, a.ignoreIndex);
+    submitWithFlags(rt, enc, flags, v, a.ignoreIndex);
+    rt.destroyBuffer(flags.flag);
     return grad;
   });
 }

@@ -25,7 +25,7 @@ import {
   type PolicyLossResult,
   ROLLOUT_LEVELS,
 } from '../backend.js';
-import type { WebGpuKit } from './kit.js';
+import { runWithScratch, type WebGpuKit } from './kit.js';
 import { type Binding, roundUp, Usage } from './runtime.js';
 import type { EntrySpec, ModuleKey } from './shaders.js';
 import { gpuStorage, outputTensor } from './storage.js';
@@ -241,76 +241,66 @@ export async function webgpuPolicyLoss(k: WebGpuKit, a: PolicyLossArgs): Promise
     );
   }
 
-  const made: GPUBuffer[] = [];
-  const scratch = (bytes: number, label: string) => {
-    const b = rt.storageBuffer(bytes, label);
-    made.push(b);
-    return b;
-  };
-  try {
-    return await rt.run('policyLoss', () => {
-      const grad = outputTensor(rt, 'f32', [T]);
-      const gradEntropy = a.entropy ? outputTensor(rt, 'f32', [T]) : undefined;
-      const tokenLoss = a.tokenLoss ? outputTensor(rt, 'f32', [T]) : undefined;
-      const loss = outputTensor(rt, 'f32', [1]);
-      const stats = outputTensor(rt, 'f32', [POLICY_STATS.length]);
-      const result: PolicyLossResult = { loss, gradLogprobs: grad, stats };
-      if (gradEntropy) result.gradEntropy = gradEntropy;
-      if (tokenLoss) result.tokenLoss = tokenLoss;
+  return runWithScratch(k, 'policyLoss', (s) => {
+    const grad = outputTensor(rt, 'f32', [T]);
+    const gradEntropy = a.entropy ? outputTensor(rt, 'f32', [T]) : undefined;
+    const tokenLoss = a.tokenLoss ? outputTensor(rt, 'f32', [T]) : undefined;
+    const loss = outputTensor(rt, 'f32', [1]);
+    const stats = outputTensor(rt, 'f32', [POLICY_STATS.length]);
+    const result: PolicyLossResult = { loss, gradLogprobs: grad, stats };
+    if (gradEntropy) result.gradEntropy = gradEntropy;
+    if (tokenLoss) result.tokenLoss = tokenLoss;
 
-      const enc = rt.device.createCommandEncoder({ label: 'policyLoss' });
-      // Optional inputs → one buffer.
-      let extra = k.dummies[0];
-      if (at > 0) {
-        extra = scratch(at * 4, 'policyLoss inputs');
-        const copyIn = (t: Tensor | undefined, offWords: number, bytes: number) => {
-          if (t !== undefined && bytes > 0)
-            enc.copyBufferToBuffer(gpuStorage(t).buffer, 0, extra, offWords * 4, bytes);
-        };
-        copyIn(a.refLogprobs, offRef, 4 * T);
-        copyIn(a.rolloutLogprobs, offRoll, 4 * T);
-        copyIn(a.entropy, offEnt, 4 * T);
-        copyIn(a.mask, offMask, roundUp(T, 4));
-      }
-      const outs =
-        nOut === 1 ? gpuStorage(grad).buffer : scratch(Math.max(4 * T * nOut, 4), 'policyLoss outputs');
-      const parts = scratch(Math.max(chunks, 1) * PART_WORDS * 4, 'policyLoss partials');
-      const res = scratch(4 * (1 + POLICY_STATS.length), 'policyLoss result');
-      const roff = rt.transientData(a.responseOffsets, Usage.STORAGE, 'responseOffsets');
-      const input = (t: Tensor) => (T > 0 ? gpuStorage(t).buffer : k.dummies[1]);
-      const bindings = (phase: number): Binding[] => [
-        { binding: 0, buffer: rt.uniform(POLICY_PARAMS, { ...base, phase }) },
-        { binding: 1, buffer: roff },
-        { binding: 2, buffer: input(a.logprobs) },
-        { binding: 3, buffer: input(a.oldLogprobs) },
-        { binding: 4, buffer: input(a.advantages) },
-        { binding: 5, buffer: extra },
-        { binding: 6, buffer: T > 0 ? outs : k.dummies[2] },
-        { binding: 7, buffer: parts },
-        { binding: 8, buffer: res },
-      ];
-      const pass = enc.beginComputePass();
-      if (chunks === 0) {
-        rt.dispatch(pass, reducePipe!, bindings(0), 1);
-      } else if (!deviceScales) {
-        rt.dispatch(pass, tokensPipe!, bindings(0), chunks);
-        rt.dispatch(pass, reducePipe!, bindings(0), 1);
-      } else {
-        rt.dispatch(pass, tokensPipe!, bindings(1), chunks);
-        rt.dispatch(pass, tokensPipe!, bindings(2), chunks);
-      }
-      pass.end();
-      if (nOut > 1 && T > 0) {
-        enc.copyBufferToBuffer(outs, 0, gpuStorage(grad).buffer, 0, 4 * T);
-        if (gradEntropy) enc.copyBufferToBuffer(outs, 4 * offGent, gpuStorage(gradEntropy).buffer, 0, 4 * T);
-        if (tokenLoss) enc.copyBufferToBuffer(outs, 4 * offTloss, gpuStorage(tokenLoss).buffer, 0, 4 * T);
-      }
-      enc.copyBufferToBuffer(res, 0, gpuStorage(loss).buffer, 0, 4);
-      enc.copyBufferToBuffer(res, 4, gpuStorage(stats).buffer, 0, 4 * POLICY_STATS.length);
-      rt.submit(enc);
-      return result;
-    });
-  } finally {
-    for (const b of made) rt.destroyBuffer(b);
-  }
+    const enc = rt.device.createCommandEncoder({ label: 'policyLoss' });
+    // Optional inputs → one buffer.
+    let extra = k.dummies[0];
+    if (at > 0) {
+      extra = s.buffer(at * 4, 'policyLoss inputs');
+      const copyIn = (t: Tensor | undefined, offWords: number, bytes: number) => {
+        if (t !== undefined && bytes > 0)
+          enc.copyBufferToBuffer(gpuStorage(t).buffer, 0, extra, offWords * 4, bytes);
+      };
+      copyIn(a.refLogprobs, offRef, 4 * T);
+      copyIn(a.rolloutLogprobs, offRoll, 4 * T);
+      copyIn(a.entropy, offEnt, 4 * T);
+      copyIn(a.mask, offMask, roundUp(T, 4));
+    }
+    const outs =
+      nOut === 1 ? gpuStorage(grad).buffer : s.buffer(Math.max(4 * T * nOut, 4), 'policyLoss outputs');
+    const parts = s.buffer(Math.max(chunks, 1) * PART_WORDS * 4, 'policyLoss partials');
+    const res = s.buffer(4 * (1 + POLICY_STATS.length), 'policyLoss result');
+    const roff = rt.transientData(a.responseOffsets, Usage.STORAGE, 'responseOffsets');
+    const input = (t: Tensor) => (T > 0 ? gpuStorage(t).buffer : k.dummies[1]);
+    const bindings = (phase: number): Binding[] => [
+      { binding: 0, buffer: rt.uniform(POLICY_PARAMS, { ...base, phase }) },
+      { binding: 1, buffer: roff },
+      { binding: 2, buffer: input(a.logprobs) },
+      { binding: 3, buffer: input(a.oldLogprobs) },
+      { binding: 4, buffer: input(a.advantages) },
+      { binding: 5, buffer: extra },
+      { binding: 6, buffer: T > 0 ? outs : k.dummies[2] },
+      { binding: 7, buffer: parts },
+      { binding: 8, buffer: res },
+    ];
+    const pass = enc.beginComputePass();
+    if (chunks === 0) {
+      rt.dispatch(pass, reducePipe!, bindings(0), 1);
+    } else if (!deviceScales) {
+      rt.dispatch(pass, tokensPipe!, bindings(0), chunks);
+      rt.dispatch(pass, reducePipe!, bindings(0), 1);
+    } else {
+      rt.dispatch(pass, tokensPipe!, bindings(1), chunks);
+      rt.dispatch(pass, tokensPipe!, bindings(2), chunks);
+    }
+    pass.end();
+    if (nOut > 1 && T > 0) {
+      enc.copyBufferToBuffer(outs, 0, gpuStorage(grad).buffer, 0, 4 * T);
+      if (gradEntropy) enc.copyBufferToBuffer(outs, 4 * offGent, gpuStorage(gradEntropy).buffer, 0, 4 * T);
+      if (tokenLoss) enc.copyBufferToBuffer(outs, 4 * offTloss, gpuStorage(tokenLoss).buffer, 0, 4 * T);
+    }
+    enc.copyBufferToBuffer(res, 0, gpuStorage(loss).buffer, 0, 4);
+    enc.copyBufferToBuffer(res, 4, gpuStorage(stats).buffer, 0, 4 * POLICY_STATS.length);
+    rt.submit(enc);
+    return result;
+  });
 }

@@ -14,7 +14,9 @@
  *      accessor `load_x` at @binding(1) (`x_f32`, `x_bf16`, `x_f16`, `x_f16_native`), the
  *      output-matrix writer `store_y` at @binding(2) (`y_f32`, `y_bf16`, `y_f16`), or both over
  *      one read_write X for in-place kernels (`xy_f32`, `xy_bf16`, `xy_f16`), the workgroup
- *      reductions (`reduce_tree` or `reduce_subgroup`);
+ *      reductions (`reduce_tree` or `reduce_subgroup`), the online softmax state and a row's
+ *      outputs from it (`online_state`), the 64 × 64 GEMM tile (`tile_gemm`), the response of a
+ *      token (`response_of`);
  *   4. the family's own file (e.g. shaders/logprobs.wgsl).
  * Shapes never enter the text: they arrive in a uniform. Variants are a small key (sections +
  * enables + entry point + override constants), and each compiled pipeline is cached by that key.

@@ -11,9 +11,10 @@
  *   M scratch (Σ K_g·d f32), probs window and hidden window each fit one storage binding; a
  *   single group too large for one binding is a SHAPE error naming the argument (vocab for M,
  *   probs, hidden). Host-built per-group tables (token start, T_g, K_g, offsets, first
- *   workgroup) map a flat workgroup index to its group by binary search.
+ *   workgroup) map a flat workgroup index to its group by binary search; the correct tokens and
+ *   their weights are the API's plan (src/api/thr-plan.ts), uploaded as they are.
  * - thrReweight: `thr_reweight`, one invocation per token; per-response (group, correct,
- *   degenerate) words and per-group eta come from the host copies the API passes.
+ *   degenerate) words and per-group eta come from the host copies and the plan the API passes.
  */
 import { bytesPerElement } from '../../dtypes.js';
 import { GrpoKernelsError } from '../../errors.js';
@@ -25,7 +26,8 @@ import type {
   ThrScoreArgs,
   TokenHiddenRewardArgs,
 } from '../backend.js';
-import type { WebGpuKit } from './kit.js';
+import { windowOf } from './chunking.js';
+import { runWithScratch, type WebGpuKit } from './kit.js';
 import { type Binding, roundUp, Usage } from './runtime.js';
 import { type EntrySpec, type ModuleKey, xSection } from './shaders.js';
 import { gpuStorage, outputTensor } from './storage.js';
@@ -129,25 +131,10 @@ const REWEIGHT_SPEC = spec('thr_reweight', [
 
 function moduleKey(k: WebGpuKit, dtype: 'f32' | 'f16' | 'bf16'): ModuleKey {
   const f16 = dtype === 'f16' && k.useShaderF16;
-  return { file: 'thr.wgsl', sections: [xSection(dtype, f16), 'response_of'], f16 };
+  return { file: 'thr.wgsl', sections: [xSection(dtype, f16), 'response_of', 'tile_gemm'], f16 };
 }
 
 // ---------------------------------------------------------------------------- tokenHiddenReward
-interface Window {
-  offset: number;
-  size: number;
-  /** Element index of the window's first element of interest, inside the window. */
-  base: number;
-}
-
-/** A binding window over elements [start, end) of a buffer (offset aligned down). */
-function windowOf(start: number, end: number, elemBytes: number, bufferBytes: number, align: number): Window {
-  const first = start * elemBytes;
-  const offset = Math.floor(first / align) * align;
-  const last = Math.min(bufferBytes, roundUp(end * elemBytes, 4));
-  return { offset, size: Math.max(4, last - offset), base: (first - offset) / elemBytes };
-}
-
 interface Chunk {
   groups: number[]; // non-degenerate groups, ascending
   mRows: number; // Σ K_g
@@ -199,32 +186,10 @@ async function thrRun(
   if (G >= 2 ** 30)
     throw new GrpoKernelsError('SHAPE', `layout: ${G} groups (at most 2^30)`, { argument: 'layout' });
 
-  // Correct tokens of every non-degenerate group, with their weights.
+  // The API's plan: the live groups, and their correct tokens with f32 weights (f64 rounded once).
+  const { degenerate, correctStart: cStart, correctTokens, correctWeights } = a.plan;
   const live: number[] = [];
-  const cStart = new Uint32Array(G + 1);
-  let nCorrect = 0;
-  for (let g = 0; g < G; g++) {
-    cStart[g] = nCorrect;
-    if (a.hostDegenerate[g]) continue;
-    live.push(g);
-    for (let r = go[g]; r < go[g + 1]; r++) if (a.hostCorrect[r]) nCorrect += ro[r + 1] - ro[r];
-  }
-  cStart[G] = nCorrect;
-  const ctok = new Uint32Array(Math.max(1, nCorrect));
-  const cw = new Float32Array(Math.max(1, nCorrect));
-  {
-    let n = 0;
-    for (const g of live) {
-      for (let r = go[g]; r < go[g + 1]; r++) {
-        if (!a.hostCorrect[r]) continue;
-        const w = a.weighting === 'length' ? 1 / (ro[r + 1] - ro[r]) : 1;
-        for (let t = ro[r]; t < ro[r + 1]; t++) {
-          ctok[n] = t;
-          cw[n++] = w;
-        }
-      }
-    }
-  }
+  for (let g = 0; g < G; g++) if (!degenerate[g]) live.push(g);
 
   // Chunks of consecutive live groups whose M, probs and hidden windows fit one binding.
   const align = rt.limits.minStorageBufferOffsetAlignment;
@@ -285,157 +250,153 @@ async function thrRun(
   ]);
   const mRowsAll = vOff[G];
 
-  const scratch: GPUBuffer[] = [];
-  try {
-    return await rt.run(
-      mode === 'full' ? 'tokenHiddenReward' : mode === 'aggregate' ? 'thrAggregate' : 'thrScore',
-      () => {
-        const mOut = mode === 'aggregate' ? outputTensor(rt, 'f32', [mRowsAll, d]) : undefined;
-        const thr = scores ? outputTensor(rt, 'f32', [T]) : undefined;
-        const tau = scores ? outputTensor(rt, 'f32', [G]) : undefined;
-        const result = (): ThrResult | Tensor<'f32'> => mOut ?? { thr: thr!, tau: tau! };
-        if (G === 0) return result();
-        const thrBuf = thr ? gpuStorage(thr).buffer : k.dummies[0];
-        const hidden = gpuStorage(a.hidden, 'hidden').buffer;
-        const probs = gpuStorage(a.probs, 'probs').buffer;
-        const tcol = gpuStorage(a.vocab.tokenColumn, 'vocab.tokenColumn').buffer;
-        const enc = rt.device.createCommandEncoder({ label: 'tokenHiddenReward' });
-        // The aggregate's rows of degenerate groups stay 0: clear it, then thr_m writes the live ones.
-        if (mOut && mRowsAll * d > 0)
-          enc.clearBuffer(gpuStorage(mOut).buffer, 0, roundUp(mRowsAll * d * 4, 4));
-        const pass = enc.beginComputePass();
-        if (chunks.length > 0) {
-          let mbuf: GPUBuffer;
-          if (stacked) {
-            mbuf = gpuStorage(mOut ?? aggregate!, mOut ? 'aggregate' : 'aggregate').buffer;
-          } else {
-            mbuf = rt.storageBuffer(mScratchRows * d * 4, 'THR M scratch');
-            scratch.push(mbuf);
-          }
-          const spart = rt.storageBuffer(scores ? partScratch * 4 : 4, 'THR partial scores');
-          scratch.push(spart);
-          const ctokBuf = rt.transientData(ctok, Usage.STORAGE, 'correct tokens');
-          const cwBuf = rt.transientData(cw, Usage.STORAGE, 'correct weights');
-          for (const c of chunks) {
-            const g0 = c.groups[0];
-            const gLast = c.groups[c.groups.length - 1];
-            const hw = windowOf(gto[g0] * d, gto[gLast + 1] * d, eb, hidden.size, align);
-            const pw = windowOf(a.probsOffsets[g0], a.probsOffsets[gLast + 1], 4, probs.size, align);
-            const n = c.groups.length;
-            const mInfo = new Uint32Array(n * INFO_STRIDE);
-            const sInfo = new Uint32Array(n * INFO_STRIDE);
-            let kRow = 0;
-            let mWg = 0;
-            let sWg = 0;
-            let fWg = 0;
-            let part = 0;
-            c.groups.forEach((g, i) => {
-              const K = vOff[g + 1] - vOff[g];
-              const Tg = gto[g + 1] - gto[g];
-              const slices = Math.ceil(K / SCORE_SLICE);
-              const row = [
-                gto[g],
-                Tg,
-                stacked ? vOff[g] - vOff[g0] : kRow,
-                K,
-                a.probsOffsets[g] - a.probsOffsets[g0],
-                cStart[g],
-                cStart[g + 1] - cStart[g],
-              ];
-              mInfo.set([...row, mWg], i * INFO_STRIDE);
-              sInfo.set([...row, sWg, part, fWg], i * INFO_STRIDE);
-              kRow += K;
-              mWg += Math.ceil(K / TILE) * tilesD;
-              sWg += Math.ceil(Tg / TILE) * slices;
-              fWg += Math.ceil(Tg / k.wg);
-              part += Tg * slices;
-            });
-            // The M binding: the scratch, or the tensor's rows of this chunk's groups.
-            const mw = stacked
-              ? windowOf(vOff[g0] * d, vOff[gLast + 1] * d, 4, mbuf.size, align)
-              : { offset: 0, size: mbuf.size, base: 0 };
-            const base = {
-              groups: n,
-              dim: d,
-              tiles_d: tilesD,
-              x_base: hw.base,
-              tok_base: gto[g0],
-              probs_base: pw.base,
-              m_base: mw.base,
-            };
-            const common: Binding[] = [
-              { binding: 1, buffer: hidden, offset: hw.offset, size: hw.size },
-              { binding: 3, buffer: probs, offset: pw.offset, size: pw.size },
-              { binding: 4, buffer: tcol },
-              { binding: 8, buffer: mbuf, offset: mw.offset, size: mw.size },
+  return runWithScratch(
+    k,
+    mode === 'full' ? 'tokenHiddenReward' : mode === 'aggregate' ? 'thrAggregate' : 'thrScore',
+    (s) => {
+      const mOut = mode === 'aggregate' ? outputTensor(rt, 'f32', [mRowsAll, d]) : undefined;
+      const thr = scores ? outputTensor(rt, 'f32', [T]) : undefined;
+      const tau = scores ? outputTensor(rt, 'f32', [G]) : undefined;
+      const result = (): ThrResult | Tensor<'f32'> => mOut ?? { thr: thr!, tau: tau! };
+      if (G === 0) return result();
+      const thrBuf = thr ? gpuStorage(thr).buffer : k.dummies[0];
+      const hidden = gpuStorage(a.hidden, 'hidden').buffer;
+      const probs = gpuStorage(a.probs, 'probs').buffer;
+      const tcol = gpuStorage(a.vocab.tokenColumn, 'vocab.tokenColumn').buffer;
+      const enc = rt.device.createCommandEncoder({ label: 'tokenHiddenReward' });
+      // The aggregate's rows of degenerate groups stay 0: clear it, then thr_m writes the live ones.
+      if (mOut && mRowsAll * d > 0) enc.clearBuffer(gpuStorage(mOut).buffer, 0, roundUp(mRowsAll * d * 4, 4));
+      const pass = enc.beginComputePass();
+      if (chunks.length > 0) {
+        let mbuf: GPUBuffer;
+        if (stacked) {
+          mbuf = gpuStorage(mOut ?? aggregate!, 'aggregate').buffer;
+        } else {
+          mbuf = s.buffer(mScratchRows * d * 4, 'THR M scratch');
+        }
+        const spart = s.buffer(scores ? partScratch * 4 : 4, 'THR partial scores');
+        // A storage binding is never empty: no correct tokens (impossible with live groups) binds one.
+        const ctok = correctTokens.length > 0 ? correctTokens : new Int32Array(1);
+        const cw = correctWeights.length > 0 ? Float32Array.from(correctWeights) : new Float32Array(1);
+        const ctokBuf = rt.transientData(ctok, Usage.STORAGE, 'correct tokens');
+        const cwBuf = rt.transientData(cw, Usage.STORAGE, 'correct weights');
+        for (const c of chunks) {
+          const g0 = c.groups[0];
+          const gLast = c.groups[c.groups.length - 1];
+          const hw = windowOf(gto[g0] * d, gto[gLast + 1] * d, eb, hidden.size, align);
+          const pw = windowOf(a.probsOffsets[g0], a.probsOffsets[gLast + 1], 4, probs.size, align);
+          const n = c.groups.length;
+          const mInfo = new Uint32Array(n * INFO_STRIDE);
+          const sInfo = new Uint32Array(n * INFO_STRIDE);
+          let kRow = 0;
+          let mWg = 0;
+          let sWg = 0;
+          let fWg = 0;
+          let part = 0;
+          c.groups.forEach((g, i) => {
+            const K = vOff[g + 1] - vOff[g];
+            const Tg = gto[g + 1] - gto[g];
+            const slices = Math.ceil(K / SCORE_SLICE);
+            const row = [
+              gto[g],
+              Tg,
+              stacked ? vOff[g] - vOff[g0] : kRow,
+              K,
+              a.probsOffsets[g] - a.probsOffsets[g0],
+              cStart[g],
+              cStart[g + 1] - cStart[g],
             ];
-            if (mPipe)
-              rt.dispatch(
-                pass,
-                mPipe,
-                [
-                  { binding: 0, buffer: rt.uniform(THR_PARAMS, paramsOf({ ...base, count: mWg })) },
-                  ...common,
-                  { binding: 5, buffer: rt.transientData(mInfo, Usage.STORAGE, 'THR M table') },
-                  { binding: 6, buffer: ctokBuf },
-                  { binding: 7, buffer: cwBuf },
-                ],
-                mWg,
-              );
-            if (!scores) continue;
-            const sInfoBuf = rt.transientData(sInfo, Usage.STORAGE, 'THR score table');
+            mInfo.set([...row, mWg], i * INFO_STRIDE);
+            sInfo.set([...row, sWg, part, fWg], i * INFO_STRIDE);
+            kRow += K;
+            mWg += Math.ceil(K / TILE) * tilesD;
+            sWg += Math.ceil(Tg / TILE) * slices;
+            fWg += Math.ceil(Tg / k.wg);
+            part += Tg * slices;
+          });
+          // The M binding: the scratch, or the tensor's rows of this chunk's groups.
+          const mw = stacked
+            ? windowOf(vOff[g0] * d, vOff[gLast + 1] * d, 4, mbuf.size, align)
+            : { offset: 0, size: mbuf.size, base: 0 };
+          const base = {
+            groups: n,
+            dim: d,
+            tiles_d: tilesD,
+            x_base: hw.base,
+            tok_base: gto[g0],
+            probs_base: pw.base,
+            m_base: mw.base,
+          };
+          const common: Binding[] = [
+            { binding: 1, buffer: hidden, offset: hw.offset, size: hw.size },
+            { binding: 3, buffer: probs, offset: pw.offset, size: pw.size },
+            { binding: 4, buffer: tcol },
+            { binding: 8, buffer: mbuf, offset: mw.offset, size: mw.size },
+          ];
+          if (mPipe)
             rt.dispatch(
               pass,
-              sPipe!,
+              mPipe,
               [
-                { binding: 0, buffer: rt.uniform(THR_PARAMS, paramsOf({ ...base, count: sWg })) },
+                { binding: 0, buffer: rt.uniform(THR_PARAMS, paramsOf({ ...base, count: mWg })) },
                 ...common,
-                { binding: 5, buffer: sInfoBuf },
-                { binding: 21, buffer: spart },
+                { binding: 5, buffer: rt.transientData(mInfo, Usage.STORAGE, 'THR M table') },
+                { binding: 6, buffer: ctokBuf },
+                { binding: 7, buffer: cwBuf },
               ],
-              sWg,
+              mWg,
             );
-            rt.dispatch(
-              pass,
-              fPipe!,
-              [
-                { binding: 0, buffer: rt.uniform(THR_PARAMS, paramsOf({ groups: n, count: fWg })) },
-                { binding: 5, buffer: sInfoBuf },
-                { binding: 9, buffer: thrBuf },
-                { binding: 21, buffer: spart },
-              ],
-              fWg,
-            );
-          }
+          if (!scores) continue;
+          const sInfoBuf = rt.transientData(sInfo, Usage.STORAGE, 'THR score table');
+          rt.dispatch(
+            pass,
+            sPipe!,
+            [
+              { binding: 0, buffer: rt.uniform(THR_PARAMS, paramsOf({ ...base, count: sWg })) },
+              ...common,
+              { binding: 5, buffer: sInfoBuf },
+              { binding: 21, buffer: spart },
+            ],
+            sWg,
+          );
+          rt.dispatch(
+            pass,
+            fPipe!,
+            [
+              { binding: 0, buffer: rt.uniform(THR_PARAMS, paramsOf({ groups: n, count: fWg })) },
+              { binding: 5, buffer: sInfoBuf },
+              { binding: 9, buffer: thrBuf },
+              { binding: 21, buffer: spart },
+            ],
+            fWg,
+          );
         }
-        if (!scores) {
-          pass.end();
-          rt.submit(enc);
-          return result();
-        }
-        const gdeg = Uint32Array.from(a.hostDegenerate);
-        rt.dispatch(
-          pass,
-          tauPipe!,
-          [
-            { binding: 0, buffer: rt.uniform(THR_PARAMS, paramsOf({ groups: G, beta: a.beta })) },
-            { binding: 9, buffer: thrBuf },
-            { binding: 10, buffer: gpuStorage(tau!).buffer },
-            { binding: 11, buffer: rt.transientData(ro, Usage.STORAGE, 'responseOffsets') },
-            { binding: 12, buffer: rt.transientData(go, Usage.STORAGE, 'groupOffsets') },
-            { binding: 13, buffer: gpuStorage(a.correct, 'correct').buffer },
-            { binding: 14, buffer: rt.transientData(gdeg, Usage.STORAGE, 'degenerate groups') },
-          ],
-          G,
-        );
+      }
+      if (!scores) {
         pass.end();
         rt.submit(enc);
         return result();
-      },
-    );
-  } finally {
-    for (const b of scratch) rt.destroyBuffer(b);
-  }
+      }
+      const gdeg = Uint32Array.from(degenerate);
+      rt.dispatch(
+        pass,
+        tauPipe!,
+        [
+          { binding: 0, buffer: rt.uniform(THR_PARAMS, paramsOf({ groups: G, beta: a.beta })) },
+          { binding: 9, buffer: thrBuf },
+          { binding: 10, buffer: gpuStorage(tau!).buffer },
+          { binding: 11, buffer: rt.transientData(ro, Usage.STORAGE, 'responseOffsets') },
+          { binding: 12, buffer: rt.transientData(go, Usage.STORAGE, 'groupOffsets') },
+          { binding: 13, buffer: gpuStorage(a.correct, 'correct').buffer },
+          { binding: 14, buffer: rt.transientData(gdeg, Usage.STORAGE, 'degenerate groups') },
+        ],
+        G,
+      );
+      pass.end();
+      rt.submit(enc);
+      return result();
+    },
+  );
 }
 
 // --------------------------------------------------------------------------------- thrReweight
@@ -452,17 +413,16 @@ export async function webgpuThrReweight(k: WebGpuKit, a: ThrReweightArgs): Promi
   return rt.run('thrReweight', () => {
     const out = outputTensor(rt, 'f32', [T]);
     if (T === 0) return out;
-    // Per response: group | degenerate << 30 | correct << 31. Per group: eta.
+    // Per response: group | degenerate << 30 | correct << 31. Per group: the plan's eta in f32.
+    const { degenerate } = a.plan;
     const rinfo = new Uint32Array(R);
-    const eta = new Float32Array(Math.max(1, G));
     for (let g = 0; g < G; g++) {
-      let nc = 0;
       for (let r = go[g]; r < go[g + 1]; r++) {
-        rinfo[r] = (g | (a.hostDegenerate[g] ? 1 << 30 : 0) | (a.hostCorrect[r] ? 1 << 31 : 0)) >>> 0;
-        nc += a.hostCorrect[r];
+        rinfo[r] = (g | (degenerate[g] ? 1 << 30 : 0) | (a.hostCorrect[r] ? 1 << 31 : 0)) >>> 0;
       }
-      eta[g] = a.eta === 'auto' ? 2 * Math.abs(0.5 - nc / (go[g + 1] - go[g])) : a.eta;
     }
+    const eta = new Float32Array(Math.max(1, G));
+    eta.set(a.plan.eta);
     const enc = rt.device.createCommandEncoder({ label: 'thrReweight' });
     const pass = enc.beginComputePass();
     rt.dispatch(

@@ -1,0 +1,475 @@
+// The cuda backend's argument conversion (ops.h): one converter per op, each filling the op's params
+// struct (native/cuda/<family>.cuh) from its argument object, the TypeScript interface of the same name
+// in src/backends/cuda/native.ts. Device memory arrives as bigint pointers; small host arrays (offsets,
+// the THR layout) as typed arrays, copied. Every key is required unless its absence means something
+// (an output not asked for, a test hook); the key `poison` (src/debug.ts) every op takes is read by
+// CudaDevice (addon.cc). A converter also lists the op's outputs (filled with the poison when it is on)
+// and, when its kernels check values only the device sees, the RANGE message of their flags.
+#include <string>
+#include <vector>
+
+#include "args.h"
+#include "cuda/advantages.cuh"
+#include "cuda/lmhead.cuh"
+#include "cuda/logprobs.cuh"
+#include "cuda/policy.cuh"
+#include "cuda/thr.cuh"
+#include "enums.h"
+#include "ops.h"
+#include "runtime/cuda_device.h"
+
+namespace gkn {
+namespace {
+
+using gk::DType;
+using gk::ErrorFlags;
+using gk::LaunchEnv;
+using gk::Scratch;
+using gk::rt::CudaOp;
+using gk::rt::PoisonTarget;
+
+// A float dtype ('f32' | 'f16' | 'bf16', the names of src/dtypes.ts).
+DType FloatDType(Args& a, const char* key) {
+  return static_cast<DType>(a.Enum(key, {"f32", "f16", "bf16"}));  // gk::DType F32 = 0, F16, BF16
+}
+
+// The outputs of a logprobs-family forward (logprobs, lse, and entropy / Σp² when asked), [rows] f32
+// each: logprobs, linearLogprobs and mergeLogprobStates fill the same four.
+template <class P>
+std::vector<PoisonTarget> ForwardOutputs(const P& p) {
+  std::vector<PoisonTarget> outs{{p.logprobs, p.rows, DType::F32}, {p.lse, p.rows, DType::F32}};
+  if (p.entropy) outs.push_back({p.entropy, p.rows, DType::F32});
+  if (p.sum_squares) outs.push_back({p.sum_squares, p.rows, DType::F32});
+  return outs;
+}
+
+// The RANGE message of the logprobs kernels' flags (targets against [0, vocab) and ignoreIndex).
+std::function<std::string(const ErrorFlags&)> LogprobsFlags(int64_t vocab, int ignore_index) {
+  return [vocab, ignore_index](const ErrorFlags& f) { return gk::logprobs_flags_message(f, vocab, ignore_index); };
+}
+
+// The keys of the ops over materialised logits rows (logprobs, its backward, logprobStates): logits,
+// dtype, targets, rows, vocab, temperature, ignoreIndex.
+template <class P>
+void LogitsOf(Args& a, P& p) {
+  p.logits = a.Ptr("logits");
+  p.dtype = FloatDType(a, "dtype");
+  p.targets = a.Ptr<const int>("targets");
+  p.rows = a.Int("rows");
+  p.vocab = a.Int("vocab");
+  p.temperature = a.Num("temperature");
+  p.ignore_index = static_cast<int>(a.Int("ignoreIndex"));
+}
+
+CudaOp Logprobs(Args& a) {
+  gk::LogprobsParams p;
+  LogitsOf(a, p);
+  p.logprobs = a.Ptr<float>("outLogprobs");
+  p.lse = a.Ptr<float>("outLse");
+  p.entropy = a.OptPtr<float>("outEntropy");
+  p.sum_squares = a.OptPtr<float>("outSumSquares");
+  p.split_override = static_cast<int>(a.OptInt("splits", 0));  // test hook: 0 = the count V fixes
+  const std::vector<PoisonTarget> outs = ForwardOutputs(p);
+  return {outs,
+          [p](const LaunchEnv& l, Scratch& s, ErrorFlags* f) { return gk::launch_logprobs_forward(p, l, s, f); },
+          LogprobsFlags(p.vocab, p.ignore_index)};
+}
+
+CudaOp LogprobsBackward(Args& a) {
+  gk::LogprobsBackwardParams p;
+  LogitsOf(a, p);
+  p.lse = a.Ptr<const float>("lse");
+  p.grad_logprobs = a.Ptr<const float>("gradLogprobs");
+  p.grad_entropy = a.OptPtr<const float>("gradEntropy");
+  p.entropy = a.OptPtr<const float>("entropy");
+  p.grad_logits = a.Ptr("outGradLogits");
+  const bool in_place = p.grad_logits == p.logits;
+  std::vector<PoisonTarget> outs;
+  if (!in_place) outs.push_back({p.grad_logits, p.rows * p.vocab, p.dtype});
+  return {outs,
+          [p](const LaunchEnv& l, Scratch&, ErrorFlags* f) { return gk::launch_logprobs_backward(p, l, f); },
+          LogprobsFlags(p.vocab, p.ignore_index)};
+}
+
+CudaOp GatherProbs(Args& a) {
+  gk::GatherProbsParams p;
+  p.logits = a.Ptr("logits");
+  p.dtype = FloatDType(a, "dtype");
+  p.lse = a.Ptr<const float>("lse");
+  p.num_tokens = a.Int("numTokens");
+  p.vocab = a.Int("vocab");
+  p.temperature = a.Num("temperature");
+  p.columns = a.Ptr<const int>("columns");
+  p.group_token_offsets = a.Vec<int32_t>("groupTokenOffsets");
+  p.vocab_offsets = a.Vec<int32_t>("vocabOffsets");
+  p.probs_offsets = a.Vec<int64_t>("probsOffsets");
+  p.probs = a.Ptr<float>("outProbs");
+  const int64_t n = p.probs_offsets.empty() ? 0 : p.probs_offsets.back();
+  return {{{p.probs, n, DType::F32}},
+          [p](const LaunchEnv& l, Scratch& s, ErrorFlags*) { return gk::launch_gather_probs(p, l, s); }};
+}
+
+CudaOp Advantages(Args& a) {
+  gk::AdvantagesParams p;
+  p.rewards = a.Ptr<const float>("rewards");
+  // Uniform groups come as groupSize + numGroups (no array, no upload), ragged ones as groupOffsets.
+  p.group_size = static_cast<int>(a.OptInt("groupSize", 0));
+  p.num_groups = a.OptInt("numGroups", 0);
+  p.group_offsets = a.OptVec<int32_t>("groupOffsets");
+  p.response_offsets = a.OptVec<int32_t>("responseOffsets");  // opo and reinforce_pp_baseline
+  p.estimator = static_cast<gk::Estimator>(a.Enum("estimator", gk::kEstimatorNames));
+  p.std_kind = static_cast<gk::StdKind>(a.Enum("std", gk::kStdKindNames));
+  p.eps = static_cast<float>(a.Num("eps"));
+  p.scale = static_cast<gk::ScaleKind>(a.Enum("scale", gk::kScaleKindNames));
+  p.singleton = static_cast<gk::Singleton>(a.Enum("singleton", gk::kSingletonNames));
+  p.nan_rewards = static_cast<gk::NanRewards>(a.Enum("nanRewards", gk::kNanRewardNames));
+  p.whiten_mask_eps = static_cast<float>(a.Num("whitenMaskEps"));
+  p.whiten_sample = a.Enum("whitenVariance", gk::kStdKindNames) == int(gk::StdKind::Sample);
+  p.whiten_clamp = a.Enum("whitenVarianceEps", {"add", "clamp"}) == 1;
+  p.advantages = a.Ptr<float>("outAdvantages");
+  p.mean = a.Ptr<float>("outMean");
+  p.std = a.Ptr<float>("outStd");
+  p.degenerate = a.Ptr<uint8_t>("outDegenerate");
+  const int64_t advantages_size = a.Int("advantagesSize");
+  if ((p.group_size > 0) == !p.group_offsets.empty())
+    throw ArgError(a.Env(), "advantages: expected groupSize (with numGroups) or groupOffsets, not both");
+  const int64_t G =
+      p.group_size > 0 ? p.num_groups : p.group_offsets.empty() ? 0 : int64_t(p.group_offsets.size()) - 1;
+  std::vector<PoisonTarget> outs{{p.advantages, advantages_size, DType::F32},
+                                 {p.mean, G, DType::F32},
+                                 {p.std, G, DType::F32},
+                                 {p.degenerate, G, DType::U8}};
+  return {outs,
+          [p](const LaunchEnv& l, Scratch& s, ErrorFlags*) { return gk::launch_advantages(p, l, s); }};
+}
+
+CudaOp ExpandToTokens(Args& a) {
+  gk::ExpandParams p;
+  p.values = a.Ptr<const float>("values");
+  p.response_offsets = a.Vec<int32_t>("responseOffsets");
+  p.out = a.Ptr<float>("out");
+  const int64_t T = p.response_offsets.empty() ? 0 : p.response_offsets.back();
+  return {{{p.out, T, DType::F32}},
+          [p](const LaunchEnv& l, Scratch& s, ErrorFlags*) { return gk::launch_expand_to_tokens(p, l, s); }};
+}
+
+CudaOp Whiten(Args& a) {
+  gk::WhitenParams p;
+  p.values = a.Ptr<const float>("values");
+  p.mask = a.OptPtr<const uint8_t>("mask");
+  p.n = a.Int("n");
+  p.mask_eps = static_cast<float>(a.Num("maskEps"));
+  p.sample = a.Enum("variance", {"population", "sample"}) == 1;
+  p.clamp = a.Enum("varianceEps", {"add", "clamp"}) == 1;
+  p.keep_mean = a.Bool("keepMean");
+  p.out = a.Ptr<float>("out");
+  return {{{p.out, p.n, DType::F32}},
+          [p](const LaunchEnv& l, Scratch& s, ErrorFlags*) { return gk::launch_whiten(p, l, s); }};
+}
+
+gk::ThrLayoutHost LayoutOf(Args& a) {
+  gk::ThrLayoutHost l;
+  l.response_offsets = a.Vec<int32_t>("responseOffsets");
+  l.group_offsets = a.Vec<int32_t>("groupOffsets");
+  l.correct = a.Vec<uint8_t>("correct");
+  l.degenerate = a.Vec<uint8_t>("degenerate");
+  return l;
+}
+
+// A host typed array of exactly element type T (args.h Buf: Int32Array, Float32Array, Float64Array),
+// copied: THR's plan, whose f32 weights Vec would not take.
+template <class T>
+std::vector<T> CopyOf(Args& a, const char* key) {
+  size_t n = 0;
+  const T* data = a.Buf<T>(key, &n);
+  return std::vector<T>(data, data + n);
+}
+
+// tokenHiddenReward whole, or one of its halves: the same keys, plus `aggregate` (the stacked M) for
+// the halves; thrAggregate has no outThr / outTau / beta.
+template <gk::ThrStep step>
+CudaOp ThrOp(Args& a) {
+  gk::ThrParams p;
+  p.step = step;
+  p.layout = LayoutOf(a);
+  p.hidden = a.Ptr("hidden");
+  p.hidden_dtype = FloatDType(a, "hiddenDtype");
+  p.dim = a.Int("dim");
+  p.probs = a.Ptr<const float>("probs");
+  p.probs_offsets = a.Vec<int64_t>("probsOffsets");
+  p.vocab_offsets = a.Vec<int32_t>("vocabOffsets");
+  p.token_column = a.Ptr<const int>("tokenColumn");
+  // The API's plan (src/api/thr-plan.ts): the correct tokens of each live group and their weights
+  // (1/|y_r| or 1, so they carry the weighting), checked against the layout by the launcher.
+  p.correct_start = CopyOf<int32_t>(a, "correctStart");
+  p.correct_tokens = CopyOf<int32_t>(a, "correctTokens");
+  p.correct_weights = CopyOf<float>(a, "correctWeights");
+  p.precision = static_cast<gk::ThrPrecision>(a.Enum("precision", gk::kThrPrecisionNames));
+  if (a.Has("mBudgetBytes")) p.m_budget_bytes = static_cast<size_t>(a.Int("mBudgetBytes"));  // test hook
+  p.small_tiles = a.Has("smallTiles") && a.Bool("smallTiles");  // test hook (src/backends/cuda/thr.ts thrTuning)
+  if (step != gk::ThrStep::Full) p.aggregate = a.Ptr<float>("aggregate");
+  if (step != gk::ThrStep::Aggregate) {
+    p.beta = static_cast<float>(a.Num("beta"));
+    p.thr = a.Ptr<float>("outThr");
+    p.tau = a.Ptr<float>("outTau");
+  }
+  const int64_t T = p.layout.response_offsets.empty() ? 0 : p.layout.response_offsets.back();
+  const int64_t G = p.layout.group_offsets.empty() ? 0 : int64_t(p.layout.group_offsets.size()) - 1;
+  std::vector<PoisonTarget> outs;
+  if (step == gk::ThrStep::Aggregate) {
+    const int64_t rows = p.vocab_offsets.empty() ? 0 : p.vocab_offsets.back();
+    outs.push_back({p.aggregate, rows * p.dim, DType::F32});
+  } else {
+    outs = {{p.thr, T, DType::F32}, {p.tau, G, DType::F32}};
+  }
+  return {outs,
+          [p](const LaunchEnv& l, Scratch& s, ErrorFlags*) { return gk::launch_token_hidden_reward(p, l, s); }};
+}
+
+// ------------------------------------------------------------------------------ LM-head family
+// The head's shared keys: hidden, weight, bias?, dtype, targets, rows, dim, vocab, temperature,
+// ignoreIndex.
+template <class P>
+void HeadOf(Args& a, P& p) {
+  p.hidden = a.Ptr("hidden");
+  p.weight = a.Ptr("weight");
+  p.bias = a.OptPtr("bias");
+  p.dtype = FloatDType(a, "dtype");
+  p.targets = a.Ptr<const int>("targets");
+  p.rows = a.Int("rows");
+  p.dim = a.Int("dim");
+  p.vocab = a.Int("vocab");
+  p.temperature = a.Num("temperature");
+  p.ignore_index = static_cast<int>(a.Int("ignoreIndex"));
+}
+gk::StateArrays StateOutOf(Args& a) {
+  gk::StateArrays s;
+  s.max = a.Ptr<float>("outMax");
+  s.sum_exp = a.Ptr<float>("outSumExp");
+  s.sum_exp_delta = a.OptPtr<float>("outSumExpDelta");
+  s.sum_exp_sq = a.OptPtr<float>("outSumExpSq");
+  s.target_logit = a.Ptr<float>("outTargetLogit");
+  s.vocab_start = a.Int("vocabStart");
+  return s;
+}
+std::vector<PoisonTarget> StateTargets(const gk::StateArrays& s, int64_t rows) {
+  std::vector<PoisonTarget> outs{
+      {s.max, rows, DType::F32}, {s.sum_exp, rows, DType::F32}, {s.target_logit, rows, DType::F32}};
+  if (s.sum_exp_delta) outs.push_back({s.sum_exp_delta, rows, DType::F32});
+  if (s.sum_exp_sq) outs.push_back({s.sum_exp_sq, rows, DType::F32});
+  return outs;
+}
+
+CudaOp LinearLogprobs(Args& a) {
+  gk::LinearLogprobsParams p;
+  HeadOf(a, p);
+  p.logprobs = a.Ptr<float>("outLogprobs");
+  p.lse = a.Ptr<float>("outLse");
+  p.entropy = a.OptPtr<float>("outEntropy");
+  p.sum_squares = a.OptPtr<float>("outSumSquares");
+  const std::vector<PoisonTarget> outs = ForwardOutputs(p);
+  return {outs,
+          [p](const LaunchEnv& l, Scratch& s, ErrorFlags* f) { return gk::launch_linear_logprobs(p, l, s, f); },
+          LogprobsFlags(p.vocab, p.ignore_index)};
+}
+
+CudaOp LinearLogprobStates(Args& a) {
+  gk::LinearLogprobsParams p;
+  HeadOf(a, p);
+  p.states = StateOutOf(a);
+  p.states.vocab_end = p.states.vocab_start + p.vocab;
+  return {StateTargets(p.states, p.rows),
+          [p](const LaunchEnv& l, Scratch& s, ErrorFlags* f) { return gk::launch_linear_logprobs(p, l, s, f); }};
+}
+
+CudaOp LinearLogprobsBackward(Args& a) {
+  gk::LinearLogprobsBackwardParams p;
+  HeadOf(a, p);
+  p.lse = a.Ptr<const float>("lse");
+  p.grad_logprobs = a.Ptr<const float>("gradLogprobs");
+  p.grad_entropy = a.OptPtr<const float>("gradEntropy");
+  p.entropy = a.OptPtr<const float>("entropy");
+  p.grad_hidden = a.OptPtr<float>("outGradHidden");  // null when rows·dim = 0
+  p.grad_weight = a.Ptr<float>("outGradWeight");
+  p.grad_bias = a.OptPtr<float>("outGradBias");
+  p.vocab_start = a.Int("vocabStart");
+  p.target_limit = a.Int("targetLimit");
+  p.chunk_rows = a.OptInt("chunkRows", 0);    // test hooks: the G chunk
+  p.chunk_vocab = a.OptInt("chunkVocab", 0);
+  std::vector<PoisonTarget> outs{{p.grad_weight, p.vocab * p.dim, DType::F32}};
+  if (p.grad_hidden) outs.push_back({p.grad_hidden, p.rows * p.dim, DType::F32});
+  if (p.grad_bias) outs.push_back({p.grad_bias, p.vocab, DType::F32});
+  return {outs,
+          [p](const LaunchEnv& l, Scratch& s, ErrorFlags* f) {
+            return gk::launch_linear_logprobs_backward(p, l, s, f);
+          },
+          LogprobsFlags(p.target_limit, p.ignore_index)};
+}
+
+CudaOp LogprobStates(Args& a) {
+  gk::LogprobStatesParams p;
+  LogitsOf(a, p);
+  p.states = StateOutOf(a);
+  p.states.vocab_end = p.states.vocab_start + p.vocab;
+  return {StateTargets(p.states, p.rows),
+          [p](const LaunchEnv& l, Scratch& s, ErrorFlags*) { return gk::launch_logprob_states(p, l, s); }};
+}
+
+CudaOp MergeLogprobStates(Args& a) {
+  gk::MergeStatesParams p;
+  const std::vector<uint64_t> mx = a.PtrVec("statesMax"), se = a.PtrVec("statesSumExp"),
+                              sd = a.PtrVec("statesSumExpDelta"), sq = a.PtrVec("statesSumExpSq"),
+                              xt = a.PtrVec("statesTargetLogit");
+  const std::vector<int64_t> v0 = a.Vec<int64_t>("statesVocabStart"), v1 = a.Vec<int64_t>("statesVocabEnd");
+  p.targets = a.Ptr<const int>("targets");
+  p.rows = a.Int("rows");
+  p.vocab = a.Int("vocab");
+  p.temperature = a.Num("temperature");
+  p.ignore_index = static_cast<int>(a.Int("ignoreIndex"));
+  p.logprobs = a.Ptr<float>("outLogprobs");
+  p.lse = a.Ptr<float>("outLse");
+  p.entropy = a.OptPtr<float>("outEntropy");
+  p.sum_squares = a.OptPtr<float>("outSumSquares");
+  const size_t k = mx.size();
+  if (se.size() != k || sd.size() != k || sq.size() != k || xt.size() != k || v0.size() != k || v1.size() != k)
+    throw ArgError(a.Env(), "mergeLogprobStates: the states' arrays must have one entry per state");
+  auto ptr = [](uint64_t x) { return reinterpret_cast<float*>(static_cast<uintptr_t>(x)); };
+  for (size_t i = 0; i < k; ++i) {
+    gk::StateArrays s;
+    s.max = ptr(mx[i]);
+    s.sum_exp = ptr(se[i]);
+    s.sum_exp_delta = ptr(sd[i]);
+    s.sum_exp_sq = ptr(sq[i]);
+    s.target_logit = ptr(xt[i]);
+    s.vocab_start = v0[i];
+    s.vocab_end = v1[i];
+    p.states.push_back(s);
+  }
+  const std::vector<PoisonTarget> outs = ForwardOutputs(p);
+  return {outs,
+          [p](const LaunchEnv& l, Scratch& s, ErrorFlags* f) { return gk::launch_merge_states(p, l, s, f); },
+          LogprobsFlags(p.vocab, p.ignore_index)};
+}
+
+CudaOp ThrReweight(Args& a) {
+  gk::ThrReweightParams p;
+  p.layout = LayoutOf(a);
+  p.token_advantages = a.Ptr<const float>("tokenAdvantages");
+  p.thr = a.Ptr<const float>("thr");
+  p.tau = a.Ptr<const float>("tau");
+  p.mode = static_cast<gk::ReweightMode>(a.Enum("mode", gk::kReweightModeNames));
+  p.p = a.Num("p");
+  p.mask = a.Bool("mask");
+  p.eta = CopyOf<double>(a, "eta");  // [G], the API's ReweightPlan
+  p.out = a.Ptr<float>("out");
+  const int64_t T = p.layout.response_offsets.empty() ? 0 : p.layout.response_offsets.back();
+  return {{{p.out, T, DType::F32}},
+          [p](const LaunchEnv& l, Scratch& s, ErrorFlags*) { return gk::launch_thr_reweight(p, l, s); }};
+}
+
+// policyLoss: the KL keys come together with klEstimator, the rollout keys with rolloutLevel; without
+// them, those keys are unknown (Done() refuses them). tokens / sequences absent: counted on the device.
+CudaOp PolicyLoss(Args& a) {
+  gk::PolicyParams p;
+  p.logprobs = a.Ptr<const float>("logprobs");
+  p.old_logprobs = a.Ptr<const float>("oldLogprobs");
+  p.advantages = a.Ptr<const float>("advantages");
+  p.entropy = a.OptPtr<const float>("entropy");
+  p.mask = a.OptPtr<const uint8_t>("mask");
+  p.response_offsets = a.Vec<int32_t>("responseOffsets");
+  p.loss = static_cast<gk::PolicyLossKind>(a.Enum("loss", gk::kPolicyLossNames));
+  p.clip_low = static_cast<float>(a.Num("clipLow"));
+  p.clip_high = static_cast<float>(a.Num("clipHigh"));
+  p.dual_clip = static_cast<float>(a.Num("dualClip"));
+  p.log_ratio_clamp = static_cast<float>(a.Num("logRatioClamp"));
+  p.gspo_log_clamp = static_cast<float>(a.Num("gspoLogClamp"));
+  p.delta = static_cast<float>(a.Num("delta"));
+  p.cispo_cap = a.Bool("cispoCap");
+  p.sapo_tau_pos = static_cast<float>(a.Num("sapoTauPos"));
+  p.sapo_tau_neg = static_cast<float>(a.Num("sapoTauNeg"));
+  p.has_kl = a.Has("klEstimator");
+  if (p.has_kl) {
+    p.kl_estimator = static_cast<gk::KlEstimator>(a.Enum("klEstimator", gk::kKlEstimatorNames));
+    p.ref_logprobs = a.Ptr<const float>("refLogprobs");
+    p.kl_straight_through = a.Bool("klStraightThrough");
+    p.kl_coef = static_cast<float>(a.Num("klCoef"));
+    p.kl_input_clamp = static_cast<float>(a.Num("klInputClamp"));
+    p.kl_value_clamp = static_cast<float>(a.Num("klValueClamp"));
+    p.kl_value_clamp_all = a.Bool("klValueClampAll");
+    p.kl_token_mean = a.Enum("klAggregation", gk::kTermAggregationNames) == 1;
+  }
+  p.entropy_coef = static_cast<float>(a.Num("entropyCoef"));
+  p.entropy_token_mean = a.Enum("entropyAggregation", gk::kTermAggregationNames) == 1;
+  p.has_rollout = a.Has("rolloutLevel");
+  if (p.has_rollout) {
+    p.rollout_level = static_cast<gk::RolloutLevel>(a.Enum("rolloutLevel", gk::kRolloutLevelNames));
+    p.rollout_logprobs = a.Ptr<const float>("rolloutLogprobs");
+    p.rollout_mode = static_cast<gk::RolloutMode>(a.Enum("rolloutMode", gk::kRolloutModeNames));
+    p.rollout_lower = static_cast<float>(a.Num("rolloutLower"));
+    p.rollout_upper = static_cast<float>(a.Num("rolloutUpper"));
+    p.rollout_normalize = a.Bool("rolloutNormalize");
+    p.rollout_log_clamp = static_cast<float>(a.Num("rolloutLogClamp"));
+  }
+  p.aggregation = static_cast<gk::Aggregation>(a.Enum("aggregation", gk::kAggregationNames));
+  p.seq_clamp1 = a.Enum("seqTokenDivisor", gk::kSeqTokenDivisorNames) == 1;
+  p.norm_by_sequences = a.Bool("normBySequences");
+  p.scale_factor = static_cast<float>(a.Num("scaleFactor"));
+  p.ranks = static_cast<float>(a.Num("ranks"));
+  p.tokens = a.OptNum("tokens", -1);
+  p.sequences = a.OptNum("sequences", -1);
+  p.chunk_responses = static_cast<int>(a.OptInt("chunkResponses", 0));  // test hook
+  p.loss_out = a.Ptr<float>("outLoss");
+  p.grad = a.Ptr<float>("outGradLogprobs");
+  p.grad_entropy = a.OptPtr<float>("outGradEntropy");
+  p.token_loss = a.OptPtr<float>("outTokenLoss");
+  p.stats = a.Ptr<float>("outStats");
+  if ((p.entropy == nullptr) != (p.grad_entropy == nullptr))
+    throw ArgError(a.Env(), "policyLoss: entropy and outGradEntropy come together");
+  const int64_t T = p.response_offsets.empty() ? 0 : p.response_offsets.back();
+  std::vector<PoisonTarget> outs{{p.loss_out, 1, DType::F32}, {p.grad, T, DType::F32}, {p.stats, 13, DType::F32}};
+  if (p.grad_entropy) outs.push_back({p.grad_entropy, T, DType::F32});
+  if (p.token_loss) outs.push_back({p.token_loss, T, DType::F32});
+  return {outs,
+          [p](const LaunchEnv& l, Scratch& s, ErrorFlags*) { return gk::launch_policy_loss(p, l, s); }};
+}
+
+}  // namespace
+
+const std::vector<OpSpec<CudaOp>>& CudaOps() {
+  static const std::vector<OpSpec<CudaOp>> kOps = {
+      {"logprobs", Logprobs},
+      {"logprobsBackward", LogprobsBackward},
+      {"gatherProbs", GatherProbs},
+      {"advantages", Advantages},
+      {"expandToTokens", ExpandToTokens},
+      {"whiten", Whiten},
+      {"tokenHiddenReward", ThrOp<gk::ThrStep::Full>},
+      {"thrReweight", ThrReweight},
+      {"thrAggregate", ThrOp<gk::ThrStep::Aggregate>},
+      {"thrScore", ThrOp<gk::ThrStep::Score>},
+      {"linearLogprobs", LinearLogprobs},
+      {"linearLogprobStates", LinearLogprobStates},
+      {"linearLogprobsBackward", LinearLogprobsBackward},
+      {"logprobStates", LogprobStates},
+      {"mergeLogprobStates", MergeLogprobStates},
+      {"policyLoss", PolicyLoss},
+  };
+  return kOps;
+}
+
+Napi::Value LmheadPlan(const Napi::CallbackInfo& info) {
+  Args a(info[0], "lmheadPlan");
+  const int64_t rows = a.Int("rows"), vocab = a.Int("vocab"), dim = a.Int("dim");
+  const DType dtype = FloatDType(a, "dtype");
+  a.Done();
+  const gk::LmheadPlan p = gk::lmhead_plan(rows, vocab, dim, dtype);
+  Napi::Object o = Napi::Object::New(info.Env());
+  o.Set("slices", static_cast<double>(p.slices));
+  o.Set("forwardBytes", static_cast<double>(p.forward_bytes));
+  o.Set("chunkRows", static_cast<double>(p.chunk_rows));
+  o.Set("chunkVocab", static_cast<double>(p.chunk_vocab));
+  o.Set("backwardBytes", static_cast<double>(p.backward_bytes));
+  return o;
+}
+
+}  // namespace gkn
