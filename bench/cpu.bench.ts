@@ -18,7 +18,7 @@
  * per-round ratios. The load average before and after is recorded with the rows.
  *
  *   npm run bench:cpu                # = tsx bench/run.ts cpu → bench/out/cpu.json
- *   npx tsx bench/cpu.bench.ts [--rounds 3] [--threads 2] [--only lmhead]
+ *   npx tsx bench/cpu.bench.ts [--rounds 3] [--threads 2] [--only lmhead] [--out FILE.json]
  */
 import { spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -173,6 +173,8 @@ async function measureLmhead(
     r.logprobs.dispose();
     r.lse.dispose();
   };
+  // The first call of the process measures the peak memory (later calls may reuse freed heap).
+  const memCpu = await peakGrowth(fwd);
   const { lse } = await ctx.linearLogprobs(hidden, weight, targets);
   const bwd = async () => {
     const r = await ctx.linearLogprobsBackward(hidden, weight, targets, lse, g);
@@ -191,7 +193,7 @@ async function measureLmhead(
     data.perRound[k] ??= [];
     data.perRound[k].push(v);
   };
-  data.memCpu = await peakGrowth(fwd);
+  data.memCpu = memCpu;
   const session = ort.ort ? await ortLmhead(ort.ort, T, h, w, targets, d, V) : undefined;
   if (session) data.memOrt = await peakGrowth(session.run);
   if (data.memCpu === undefined)
@@ -756,5 +758,7 @@ if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.a
   };
   const only = args.includes('--only') ? args[args.indexOf('--only') + 1] : undefined;
   if (only !== undefined && only !== 'lmhead') throw new Error(`--only: expected 'lmhead', got '${only}'`);
-  await runCpuBench({ rounds: arg('--rounds'), threads: arg('--threads'), only });
+  const result = await runCpuBench({ rounds: arg('--rounds'), threads: arg('--threads'), only });
+  const out = args.includes('--out') ? args[args.indexOf('--out') + 1] : undefined;
+  if (out !== undefined) writeFileSync(out, `${JSON.stringify(result, null, 2)}\n`);
 }
