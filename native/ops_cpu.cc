@@ -371,20 +371,11 @@ CpuOp LinearLogprobStates(Args& a) { return LinearForward(a, true); }
 CpuOp LogprobStates(Args& a) {
   const char* op = "logprobStates";
   LogprobStatesParams p{};
-  size_t n_logits = 0, n_t = 0;
-  p.dtype = FloatTypeOf(a, "dtype");
-  p.logits = a.FloatBuf("logits", p.dtype, &n_logits);
-  p.targets = a.Buf<int32_t>("targets", &n_t);
-  p.rows = a.Int("rows");
-  p.vocab = a.Int("vocab");
+  LogitsOf(a, op, p);
   p.vocab_start = a.Int("vocabStart");
-  p.temperature = a.Num("temperature");
-  p.ignore_index = a.Int("ignoreIndex");
   p.states = StatesOutOf(a, op, p.rows);
   p.entropy = p.states.sum_exp_delta != nullptr;
   p.sum_squares = p.states.sum_exp_sq != nullptr;
-  Need(a.Env(), op, "logits", n_logits, size_t(p.rows * p.vocab) * ElemSize(p.dtype));
-  Need(a.Env(), op, "targets", n_t, size_t(p.rows));
   return {[p](const KernelTable& k, Pool* pool) { return k.logprob_states(p, pool); }};
 }
 
