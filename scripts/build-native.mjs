@@ -63,8 +63,10 @@ const cmake = spawnSync('cmake', ['--version'], { encoding: 'utf8' });
 if (cmake.error || cmake.status !== 0) finish(false, 'cmake not found on PATH (install CMake ≥ 3.18)');
 
 const args = [cmakeJs, 'compile', '--out', buildDir, '--parallel', String(Math.max(1, cpus().length))];
-if ((env.GRPO_WITH_CUDA || '').toUpperCase() === 'OFF') args.push('--CDGRPO_WITH_CUDA=OFF');
-if ((env.GRPO_STATIC_RUNTIME || '').toUpperCase() === 'ON') args.push('--CDGRPO_STATIC_RUNTIME=ON');
+// Both switches are passed every time, ON or OFF: CMake's cache would otherwise keep the last build's
+// value (a GRPO_WITH_CUDA=OFF build once, then every later build without CUDA).
+args.push(`--CDGRPO_WITH_CUDA=${(env.GRPO_WITH_CUDA || '').toUpperCase() === 'OFF' ? 'OFF' : 'ON'}`);
+args.push(`--CDGRPO_STATIC_RUNTIME=${(env.GRPO_STATIC_RUNTIME || '').toUpperCase() === 'ON' ? 'ON' : 'OFF'}`);
 if (env.CMAKE_CUDA_ARCHITECTURES) args.push(`--CDCMAKE_CUDA_ARCHITECTURES=${env.CMAKE_CUDA_ARCHITECTURES}`);
 
 const timeoutS = Number(env.GRPO_KERNELS_NATIVE_TIMEOUT_S || 900);
