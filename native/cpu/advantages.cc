@@ -1,17 +1,23 @@
 // advantages family on the native cpu backend: advantages (every estimator of ESTIMATORS.md),
-// expandToTokens, whiten. Scalar f64 throughout (one build for every CPU: the work is a few flops per
-// element and memory-bound), following the float64 reference (src/backends/js/advantages.ts) line by
-// line, with two differences that change no rule:
+// expandToTokens, whiten. f64 throughout, one build for every CPU (the baseline: SSE2 on x86-64, whose
+// 2-double vectors the sums below use), following the float64 reference (src/backends/js/advantages.ts)
+// with differences that change no rule:
 // - Each group is shifted by a pivot, its first member (0 if that is ±Inf/NaN): d_i = r_i − p is exact
 //   in f64, μ = p + Σd/n, c_i = d_i − Σd/n, M2 = Σ c_i² (two passes, never E[r²] − E[r]²). In f64 the
 //   pivot only guards rewards of huge offset; the result is within 1e-6 of the reference's (far
 //   inside: both are f64 until the one rounding to f32).
-// - Batch-wide sums (scale 'batch', gpg's α, whitening) are taken over fixed blocks of kBlock elements,
-//   each summed in index order, the block sums then added in block order: bitwise the same for any
-//   thread count (the blocks, not the threads, fix the order).
-// Work items: 2048 groups (advantages), 4096 responses (expandToTokens, written with non-temporal stores
-// on x86-64), kBlock elements (sums, whiten: the valid count and Σx fused in one pass).
+// - Batch-wide sums (scale 'batch', gpg's α, reinforce_pp_baseline's whitening) are taken over fixed
+//   blocks of kBlock elements, each summed in index order, the block sums then added in block order:
+//   bitwise the same for any thread count (the blocks, not the threads, fix the order).
+// - whiten: per block of kWhitenBlock elements, the valid count, Σx and M2_b about the block's own mean
+//   (two passes over the block, the second from L1), in eight f64 lanes (element i to lane i mod 8,
+//   the lanes added in a fixed tree); then M2 about the mean from the blocks in order, Σ_b M2_b +
+//   n_b·(μ_b − μ)² (the two-pass variance's decomposition: every term ≥ 0, no cancellation). So x is
+//   read twice from memory (statistics, output), not three times.
+// Work items: 2048 groups (advantages), 4096 responses (expandToTokens: through an L1 staging buffer,
+// then non-temporal stores on x86-64), kBlock elements (batch sums), kWhitenBlock elements (whiten).
 // Bytes: advantages ~4R read (groups fit in cache: read once from memory) + 4R written + 9G; FLOPs ~6R.
+// expandToTokens 4R read + 4·T written; whiten 8N read (+ 2N of mask) + 4N written.
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -64,6 +70,153 @@ double whiten_rstd(bool sample, bool clamp, double n, double m2, double denom) {
   if (sample) variance = n == 1 ? NAN : variance * (n / (n - 1));
   const double v = clamp ? std::max(variance, kWhitenVarEps) : variance + kWhitenVarEps;
   return 1.0 / std::sqrt(v);
+}
+
+// ------------------------------------------------------------------------------------------ lanes
+// Eight f64 lanes. A sum over an index range puts element i in lane (i − i0) mod 8 and adds the lanes in
+// a fixed tree at the end: eight independent chains instead of one (dependent f64 additions run at one
+// per 4 cycles), run as vectors: on x86-64 four SSE2 registers of 2 doubles (this file's build is the
+// baseline), with masks as bit operations (a ?: on floating-point values stays a branch under the
+// default -ftrapping-math, and a random mask then costs a mispredicted branch per element). Elsewhere
+// the same lanes run as plain loops, with the same bits.
+struct Lanes {
+  double v[8];
+};
+inline double lanes_total(const Lanes& a) {
+  return ((a.v[0] + a.v[4]) + (a.v[2] + a.v[6])) + ((a.v[1] + a.v[5]) + (a.v[3] + a.v[7]));
+}
+// v where k, else +0.
+inline double keep(double v, bool k) {
+  uint64_t b;
+  memcpy(&b, &v, 8);
+  b &= uint64_t(0) - uint64_t(k);
+  memcpy(&v, &b, 8);
+  return v;
+}
+
+#if defined(__SSE2__)
+// Elements i..i+7 as f64, two per register.
+struct D8 {
+  __m128d q[4];
+};
+inline D8 load8(const float* p) {
+  const __m128 lo = _mm_loadu_ps(p), hi = _mm_loadu_ps(p + 4);
+  return {{_mm_cvtps_pd(lo), _mm_cvtps_pd(_mm_movehl_ps(lo, lo)), _mm_cvtps_pd(hi), _mm_cvtps_pd(_mm_movehl_ps(hi, hi))}};
+}
+// Masks of mask bytes i..i+7 that are zero, as 64-bit lanes (q) and as 32-bit lanes (w[0]: 0..3, w[1]: 4..7).
+struct Zero8 {
+  __m128d q[4];
+  __m128 w[2];
+};
+inline Zero8 zero8(const uint8_t* m) {
+  const __m128i z = _mm_cmpeq_epi8(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(m)), _mm_setzero_si128());
+  const __m128i h = _mm_unpacklo_epi8(z, z);
+  const __m128i lo = _mm_unpacklo_epi16(h, h), hi = _mm_unpackhi_epi16(h, h);
+  return {{_mm_castsi128_pd(_mm_unpacklo_epi32(lo, lo)), _mm_castsi128_pd(_mm_unpackhi_epi32(lo, lo)),
+           _mm_castsi128_pd(_mm_unpacklo_epi32(hi, hi)), _mm_castsi128_pd(_mm_unpackhi_epi32(hi, hi))},
+          {_mm_castsi128_ps(lo), _mm_castsi128_ps(hi)}};
+}
+struct Acc8 {
+  __m128d q[4] = {_mm_setzero_pd(), _mm_setzero_pd(), _mm_setzero_pd(), _mm_setzero_pd()};
+  void add(const D8& d) {
+    for (int k = 0; k < 4; ++k) q[k] = _mm_add_pd(q[k], d.q[k]);
+  }
+  void to(Lanes& a) const {
+    for (int k = 0; k < 4; ++k) _mm_storeu_pd(a.v + 2 * k, q[k]);
+  }
+};
+#endif
+
+// ------------------------------------------------------------------------------------------ whiten
+// Blocks of kWhitenBlock elements (32 KiB of f32: a block's second pass reads it from L1).
+constexpr int64_t kWhitenBlock = 8192;
+struct BlockStats {
+  double n, sum, m2;  // valid count, Σx, Σ(x − μ_b)² with μ_b = Σx / n (0 when n = 0)
+};
+
+// One block's statistics: the valid count and Σx, then M2 about the block's own mean (a second pass,
+// from L1). Invalid elements are never used (masked to +0: a NaN outside the mask does not leak in).
+BlockStats block_stats(const float* x, const uint8_t* mask, int64_t i0, int64_t i1) {
+  BlockStats s{0.0, 0.0, 0.0};
+  if (mask == nullptr) {
+    s.n = double(i1 - i0);
+  } else {
+    int64_t count = 0;
+    for (int64_t i = i0; i < i1; ++i) count += mask[i] != 0;
+    s.n = double(count);
+    if (count == 0) return s;
+  }
+  Lanes sum{}, m2{};
+  int64_t i = i0;
+#if defined(__SSE2__)
+  {
+    Acc8 acc;
+    for (; i + 8 <= i1; i += 8) {
+      D8 d = load8(x + i);
+      if (mask) {
+        const Zero8 z = zero8(mask + i);
+        for (int k = 0; k < 4; ++k) d.q[k] = _mm_andnot_pd(z.q[k], d.q[k]);
+      }
+      acc.add(d);
+    }
+    acc.to(sum);
+  }
+#endif
+  for (int k = 0; i < i1; ++i, ++k) sum.v[k] += mask && mask[i] == 0 ? 0.0 : double(x[i]);
+  s.sum = lanes_total(sum);
+  const double mu = s.sum / s.n;
+  i = i0;
+#if defined(__SSE2__)
+  {
+    Acc8 acc;
+    const __m128d vmu = _mm_set1_pd(mu);
+    for (; i + 8 <= i1; i += 8) {
+      D8 d = load8(x + i);
+      for (int k = 0; k < 4; ++k) {
+        const __m128d c = _mm_sub_pd(d.q[k], vmu);
+        d.q[k] = _mm_mul_pd(c, c);
+      }
+      if (mask) {
+        const Zero8 z = zero8(mask + i);
+        for (int k = 0; k < 4; ++k) d.q[k] = _mm_andnot_pd(z.q[k], d.q[k]);
+      }
+      acc.add(d);
+    }
+    acc.to(m2);
+  }
+#endif
+  for (int k = 0; i < i1; ++i, ++k) {
+    const double c = double(x[i]) - mu;
+    m2.v[k] += mask && mask[i] == 0 ? 0.0 : c * c;
+  }
+  s.m2 = lanes_total(m2);
+  return s;
+}
+
+// out[i] = (x_i − mean)·rstd + shift for valid i, else 0, over [i0, i1).
+void whiten_block(const float* x, const uint8_t* mask, float* out, int64_t i0, int64_t i1, double mean,
+                  double rstd, double shift) {
+  int64_t i = i0;
+#if defined(__SSE2__)
+  const __m128d vm = _mm_set1_pd(mean), vr = _mm_set1_pd(rstd), vs = _mm_set1_pd(shift);
+  for (; i + 8 <= i1; i += 8) {
+    const D8 d = load8(x + i);
+    __m128 y[2];
+    for (int h = 0; h < 2; ++h) {
+      const __m128d a = _mm_add_pd(_mm_mul_pd(_mm_sub_pd(d.q[2 * h], vm), vr), vs);
+      const __m128d b = _mm_add_pd(_mm_mul_pd(_mm_sub_pd(d.q[2 * h + 1], vm), vr), vs);
+      y[h] = _mm_movelh_ps(_mm_cvtpd_ps(a), _mm_cvtpd_ps(b));
+    }
+    if (mask) {
+      const Zero8 z = zero8(mask + i);
+      y[0] = _mm_andnot_ps(z.w[0], y[0]);
+      y[1] = _mm_andnot_ps(z.w[1], y[1]);
+    }
+    _mm_storeu_ps(out + i, y[0]);
+    _mm_storeu_ps(out + i + 4, y[1]);
+  }
+#endif
+  for (; i < i1; ++i) out[i] = mask && mask[i] == 0 ? 0.f : float((double(x[i]) - mean) * rstd + shift);
 }
 
 }  // namespace
@@ -225,26 +378,58 @@ Report advantages(const AdvantagesParams& a, Pool* pool) {
   return Report{kOk, 0, 0};
 }
 
-// out[t] = value of t's response for the tokens of responses [i0, i1): a write-only stream, so on x86-64
-// non-temporal 16-byte stores (no read-for-ownership of the output's lines: half the traffic).
+// out[t] = value of t's response for the tokens of responses [i0, i1). The output is a write-only
+// stream (64 MB for 1M responses × 16 tokens), so on x86-64 it goes out by non-temporal 16-byte stores
+// (no read-for-ownership of its lines: 23 against 12-15 GB/s of plain stores per core, measured), which
+// must be 16-byte aligned while responses start anywhere. So the tokens are first written into a 4 KiB
+// staging buffer in L1, response by response (the value broadcast, stored 4 at a time, the last vector
+// running past the response's end into what the next response overwrites), then streamed out aligned.
 void expand_range(const ExpandParams& p, int64_t i0, int64_t i1) {
   const int32_t* ro = p.response_offsets;
   int64_t t = ro[i0];
   const int64_t end = ro[i1];
-  int64_t i = i0;
-  auto value_at = [&](int64_t tok) {
-    while (ro[i + 1] <= tok) ++i;
-    return p.values[i];
-  };
+  int64_t i = i0;  // the response of token t (empty ones skipped)
 #if defined(__SSE2__)
-  for (; t < end && (reinterpret_cast<uintptr_t>(p.out + t) & 15) != 0; ++t) p.out[t] = value_at(t);
-  for (; t + 4 <= end; t += 4) {
-    const float a = value_at(t), b = value_at(t + 1), c = value_at(t + 2), d = value_at(t + 3);
-    _mm_stream_ps(p.out + t, _mm_set_ps(d, c, b, a));
+  for (; t < end && (reinterpret_cast<uintptr_t>(p.out + t) & 15) != 0; ++t) {
+    while (ro[i + 1] <= t) ++i;
+    p.out[t] = p.values[i];
+  }
+  constexpr int64_t kStage = 1024;
+  alignas(64) float stage[kStage + 32];
+  while (t < end) {
+    const int64_t n = end - t < kStage ? end - t : kStage;
+    for (int64_t c = t; c < t + n;) {
+      while (ro[i + 1] <= c) ++i;
+      const int64_t e = ro[i + 1] < t + n ? ro[i + 1] : t + n;
+      const __m128 v = _mm_set1_ps(p.values[i]);
+      float* s = stage + (c - t);
+      if (e - c <= 32) {
+        // Up to 32 tokens: 8 stores whatever the length (a loop's exit would be mispredicted for
+        // lengths that vary from response to response); the ones past e are overwritten or unused.
+        _mm_storeu_ps(s, v);
+        _mm_storeu_ps(s + 4, v);
+        _mm_storeu_ps(s + 8, v);
+        _mm_storeu_ps(s + 12, v);
+        _mm_storeu_ps(s + 16, v);
+        _mm_storeu_ps(s + 20, v);
+        _mm_storeu_ps(s + 24, v);
+        _mm_storeu_ps(s + 28, v);
+      } else {
+        for (int64_t k = 0; k < e - c; k += 4) _mm_storeu_ps(s + k, v);
+      }
+      c = e;
+    }
+    int64_t k = 0;
+    for (; k + 4 <= n; k += 4) _mm_stream_ps(p.out + t + k, _mm_load_ps(stage + k));
+    for (; k < n; ++k) p.out[t + k] = stage[k];
+    t += n;
   }
   _mm_sfence();
 #endif
-  for (; t < end; ++t) p.out[t] = value_at(t);
+  for (; t < end; ++t) {
+    while (ro[i + 1] <= t) ++i;
+    p.out[t] = p.values[i];
+  }
 }
 
 Report expand_to_tokens(const ExpandParams& p, Pool* pool) {
@@ -259,54 +444,48 @@ Report expand_to_tokens(const ExpandParams& p, Pool* pool) {
 Report whiten(const WhitenParams& p, Pool* pool) {
   const int64_t len = p.n;
   if (len == 0) return Report{kOk, 0, 0};
-  auto valid = [&](int64_t i) { return p.mask == nullptr || p.mask[i] != 0; };
-  // The valid count and Σx in one pass over fixed blocks (each block in index order, then in order).
-  const int64_t nb0 = (len + kBlock - 1) / kBlock;
-  std::vector<double> cnt(static_cast<size_t>(nb0)), sums(static_cast<size_t>(nb0));
+  // Pass 1: each block's count, Σx and M2 about its own mean (block_stats: two passes over the block,
+  // the second from L1), in parallel; then the blocks combined in order.
+  const int64_t nb = (len + kWhitenBlock - 1) / kWhitenBlock;
+  std::vector<BlockStats> st(static_cast<size_t>(nb));
   auto first = [&](int64_t b, int) {
-    const int64_t i1 = std::min(len, (b + 1) * kBlock);
-    double c = 0.0, s = 0.0;
-    if (p.mask == nullptr) {
-      c = double(i1 - b * kBlock);
-      for (int64_t i = b * kBlock; i < i1; ++i) s += double(p.values[i]);
-    } else {
-      for (int64_t i = b * kBlock; i < i1; ++i)
-        if (p.mask[i] != 0) {
-          c += 1.0;
-          s += double(p.values[i]);
-        }
-    }
-    cnt[size_t(b)] = c;
-    sums[size_t(b)] = s;
+    const int64_t i0 = b * kWhitenBlock;
+    st[size_t(b)] = block_stats(p.values, p.mask, i0, std::min(len, i0 + kWhitenBlock));
   };
-  parallel(pool, nb0, first);
+  parallel(pool, nb, first);
   double n = 0.0, sum = 0.0;
-  for (int64_t b = 0; b < nb0; ++b) {
-    n += cnt[size_t(b)];
-    sum += sums[size_t(b)];
+  for (int64_t b = 0; b < nb; ++b) {
+    n += st[size_t(b)].n;
+    sum += st[size_t(b)].sum;
   }
-  auto body_zero = [&](int64_t b, int) {
-    const int64_t i1 = std::min(len, (b + 1) * kBlock);
-    for (int64_t i = b * kBlock; i < i1; ++i) p.out[i] = 0.f;
-  };
-  const int64_t nb = (len + kBlock - 1) / kBlock;
   if (n == 0) {
+    auto body_zero = [&](int64_t b, int) {
+      const int64_t i1 = std::min(len, (b + 1) * kWhitenBlock);
+      for (int64_t i = b * kWhitenBlock; i < i1; ++i) p.out[i] = 0.f;
+    };
     parallel(pool, nb, body_zero);
     return Report{kOk, 0, 0};
   }
+  // Σ(x − c)² over the valid elements about c = mean, from the blocks' own: within-block M2_b plus
+  // n_b·(μ_b − μ)² between blocks (μ = Σx / n), plus n·(μ − mean)² (mean = Σx / (n + maskEps) ≠ μ when
+  // maskEps ≠ 0). Every term is ≥ 0: no cancellation, unlike Σx² − n·μ².
   const double denom = n + p.mask_eps;
   const double mean = sum / denom;
-  const double m2 = blocked_sum(pool, len, [&](int64_t i) {
-    if (!valid(i)) return 0.0;
-    const double c = double(p.values[i]) - mean;
-    return c * c;
-  });
+  const double mu = sum / n;
+  double m2 = 0.0;
+  for (int64_t b = 0; b < nb; ++b) {
+    const BlockStats& s = st[size_t(b)];
+    if (s.n == 0) continue;
+    const double d = s.sum / s.n - mu;
+    m2 += s.m2 + s.n * d * d;
+  }
+  m2 += n * (mu - mean) * (mu - mean);
   const double rstd = whiten_rstd(p.sample != 0, p.clamp != 0, n, m2, denom);
   const double shift = p.keep_mean ? mean : 0.0;
+  // Pass 2: the output.
   auto body = [&](int64_t b, int) {
-    const int64_t i1 = std::min(len, (b + 1) * kBlock);
-    for (int64_t i = b * kBlock; i < i1; ++i)
-      p.out[i] = valid(i) ? float((double(p.values[i]) - mean) * rstd + shift) : 0.f;
+    const int64_t i0 = b * kWhitenBlock;
+    whiten_block(p.values, p.mask, p.out, i0, std::min(len, i0 + kWhitenBlock), mean, rstd, shift);
   };
   parallel(pool, nb, body);
   return Report{kOk, 0, 0};
