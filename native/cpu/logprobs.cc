@@ -25,22 +25,27 @@
 //   per-row slot and the item that completes a row (an atomic count) combines it. Every sum is thus a
 //   function of the row's elements and V alone: the same bits for any thread count, any N, any
 //   position of the row in the batch (tests: test/cpu-native/invariance.test.ts).
-//   Accuracy, guaranteed. Every term 2^t is within 2 ulp of 2^t (exp2 in simd.h); t carries the
-//   roundings of x − m_s, of s2 and of the product, ≤ 3u·|t| (u = 2^-24), a relative error of the term
-//   ≤ 3u·ln2·|t|·… which, weighted by e^d, adds at most 3u·max_d(e^d·|d|) = 3u/e ≈ 7e-8 of S0. An f32
-//   chain of 8 terms ≥ 0, added to the other chain's 8, errs by at most 8u = 4.8e-7 of its sum; past
-//   that everything is f64. So S0, S1 and S2 each carry a relative error ≤ 1e-6 of their (same-sign)
-//   terms: log S0 within 1e-6 absolute, so lse and logprob within 1e-6 + 1 ulp (plus the f32 rounding
-//   of x/T, u·|z|, in the target's logit); entropy, a sum of two nonnegative terms, within about 2e-6
-//   relative; Σp² within about 3e-6 relative (S2/S0²). Measured against the float64 reference:
-//   test/cpu-native/ops.test.ts states each bound.
-//   Per element: pass 1 a load and a max (+ a decode and a store for f16/bf16), pass 2 a load, a
-//   subtraction, a multiplication, exp2 (12 instructions: max, add, sub, sub, 6 FMA, shift, mul) and an
-//   addition (+ a max and 2 FMAs with the statistics). Bytes: N·V·sizeof(x) read once from memory
-//   (+ N·(4 + 4·outputs)). Pass 2 computes from L1 while memory would idle, so it prefetches the next
-//   16 KiB of its item meanwhile (no change to any bit). Measured (bench/RESULTS.md, 2026-11-27, 2
-//   cores): f32 at 87-91% of a streaming read of the same bytes, 2.4x ONNX Runtime, 16x PyTorch; bf16
-//   compute-bound (about 1.1 cycles per element per core).
+//   Accuracy, guaranteed. Every term 2^t is within ε = 3.7u = 2.2e-7 relative of 2^t (u = 2^-24;
+//   exp2_neg5 in simd.h: a degree-5 minimax polynomial, one FMA fewer than the backward's exp2 at 1.3u);
+//   t carries the roundings of x − m_s, of s2 and of the product, ≤ 3u·|t|, a relative error of the
+//   term ≤ 3u·ln2·|t|·… which, weighted by e^d, adds at most 3u·max_d(e^d·|d|) = 3u/e ≈ 7e-8 of S0. An
+//   f32 chain of 8 terms ≥ 0, added to the other chain's 8, errs by at most 8u = 4.8e-7 of its sum;
+//   past that everything is f64. So S0 and S1 carry a relative error ≤ 2.2e-7 + 0.7e-7 + 4.8e-7 =
+//   7.7e-7 of their (same-sign) terms, S2 (terms e², 2ε) ≤ 1.1e-6: log S0 within 7.7e-7 absolute, so
+//   lse and logprob within 7.7e-7 + 1 ulp (plus the f32 rounding of x/T, u·|z|, in the target's
+//   logit); entropy, a sum of two nonnegative terms, within 1.6e-6 relative; Σp² = S2/S0² within
+//   2.6e-6 relative. The worst case is coherent: every term of a row at the polynomial's worst point
+//   (f = 0.2129: −3.7u; f = −0.4375: +2.2u), a test of its own. Measured against the float64
+//   reference: test/cpu-native/ops.test.ts states each bound (2e-6; Σp² 4e-6).
+//   Per element: pass 1 a load and a max (+ a decode and a store for f16/bf16: for bf16 two unpacks
+//   per 16 values, stored in the unpacks' order, which pass 2's sums then follow), pass 2 a load, a
+//   subtraction, a multiplication, exp2 (11 instructions: max, add, sub, sub, 5 FMA, shift, mul) and an
+//   addition (the compiler fuses the last two into an FMA) (+ a max and 2 FMAs with the statistics).
+//   Bytes: N·V·sizeof(x) read once from memory (+ N·(4 + 4·outputs)). Pass 2 computes from L1 while
+//   memory would idle, so it prefetches the next 16 KiB of its item meanwhile (one line per two
+//   vectors, no branch; no change to any bit). Measured (bench/RESULTS.md, 2 cores): f32 at 87-91% of
+//   a streaming read of the same bytes, 2.4x ONNX Runtime, 16x PyTorch; bf16 compute-bound: 4.4 G
+//   elements/s per core from L2 (4.15 before the degree-5 polynomial and the unpacks).
 //
 // BACKWARD gradLogits = [g·(1[v=y] − p_v) − gE·p_v·(log p_v + H)] / T with log2 p_v = x_v·s2 − lse·log2 e
 //   (one FMA: one rounding; lse·log2 e rounded once, the exponent error |lse|·2^-24 the f32 lse itself
@@ -121,10 +126,19 @@ Partial segment(const void* row, int64_t j0, int64_t len, float scale2, float* b
     }
   } else {
     for (; k + 4 <= full; k += 4) {
-      const VF v0 = load_row<D>(row, j0 + k * kLanes, kLanes);
-      const VF v1 = load_row<D>(row, j0 + (k + 1) * kLanes, kLanes);
-      const VF v2 = load_row<D>(row, j0 + (k + 2) * kLanes, kLanes);
-      const VF v3 = load_row<D>(row, j0 + (k + 3) * kLanes, kLanes);
+      VF v0, v1, v2, v3;
+      if (D == kBF16) {
+        // Two unpacks per 16 values (the AVX2 build stores them permuted within each 16: harmless,
+        // pass 2 sums by position in buf).
+        const uint16_t* h = static_cast<const uint16_t*>(row) + j0 + k * kLanes;
+        load_bf16x16(h, v0, v1);
+        load_bf16x16(h + 2 * kLanes, v2, v3);
+      } else {
+        v0 = load_row<D>(row, j0 + k * kLanes, kLanes);
+        v1 = load_row<D>(row, j0 + (k + 1) * kLanes, kLanes);
+        v2 = load_row<D>(row, j0 + (k + 2) * kLanes, kLanes);
+        v3 = load_row<D>(row, j0 + (k + 3) * kLanes, kLanes);
+      }
       store(buf + k * kLanes, v0);
       store(buf + (k + 1) * kLanes, v1);
       store(buf + (k + 2) * kLanes, v2);
@@ -164,46 +178,52 @@ Partial segment(const void* row, int64_t j0, int64_t len, float scale2, float* b
   const VF vs2 = set1(scale2);
   const VF dlo = set1(-3.40282347e38f);
   VD d0 = dzero(), d1 = dzero(), d2 = dzero();
-  constexpr int64_t kSubVec = kSub / kLanes;
-  for (int64_t k0 = 0; k0 < nvec; k0 += kSubVec) {
-    const int64_t k1 = k0 + kSubVec < nvec ? k0 + kSubVec : nvec;
-    VF a0 = zero(), a1 = zero(), b0 = zero(), b1 = zero(), c0 = zero(), c1 = zero();
+  // Pass 2 computes from L1 while memory would idle: fetch what comes next meanwhile, one 64-byte line
+  // per two vectors (16 KiB: the next f32 segment, the next two f16/bf16 ones), without a branch: past
+  // next_lines the pointer stops moving (a line already requested). Bits do not change.
+  const char* pf = next;
+  const int64_t pf_step = next_lines > 0 ? 64 : 0;
+  const char* pf_end = next + (next_lines > 0 ? (next_lines - 1) * 64 : 0);
+  {
+    constexpr int64_t kSubVec = kSub / kLanes;
     // Vector k of the segment as t = (x − m)·log2(e)/T: e^{(x−m)/T} = 2^t.
     auto d_of = [&](int64_t k) {
       const VF v = (D != kF32 || k < full) ? load(x + k * kLanes) : load(tail);
       return mul(sub(v, vm), vs2);
     };
-    // Even vectors to the 0 accumulators, odd ones to the 1 accumulators (sub-blocks start even).
-    int64_t k = k0;
-    for (; k + 2 <= k1; k += 2) {
-      // Pass 2 computes from L1 while memory would idle: fetch what comes next meanwhile, one 64-byte
-      // line per two vectors (16 KiB: the next f32 segment, the next two f16/bf16 ones). Bits do not
-      // change.
-      if ((k >> 1) < next_lines) __builtin_prefetch(next + ((k >> 1) << 6), 0, 3);
-      const VF d0 = d_of(k), d1 = d_of(k + 1);
-      const VF e0 = exp2_neg(d0), e1 = exp2_neg(d1);
-      a0 = add(a0, e0);
-      a1 = add(a1, e1);
-      if (kStats) {
-        b0 = fmadd(e0, clamp_lo(d0, dlo), b0);  // −Inf d has e = 0: 0·(−FLT_MAX), never 0·(−Inf)
-        b1 = fmadd(e1, clamp_lo(d1, dlo), b1);
-        c0 = fmadd(e0, e0, c0);
-        c1 = fmadd(e1, e1, c1);
+    for (int64_t k0 = 0; k0 < nvec; k0 += kSubVec) {
+      const int64_t k1 = k0 + kSubVec < nvec ? k0 + kSubVec : nvec;
+      VF a0 = zero(), a1 = zero(), b0 = zero(), b1 = zero(), c0 = zero(), c1 = zero();
+      // Even vectors to the 0 accumulators, odd ones to the 1 accumulators (sub-blocks start even).
+      int64_t k = k0;
+      for (; k + 2 <= k1; k += 2) {
+        __builtin_prefetch(pf, 0, 3);
+        pf = pf < pf_end ? pf + pf_step : pf;
+        const VF t0 = d_of(k), t1 = d_of(k + 1);
+        const VF e0 = exp2_neg5(t0), e1 = exp2_neg5(t1);
+        a0 = add(a0, e0);
+        a1 = add(a1, e1);
+        if (kStats) {
+          b0 = fmadd(e0, clamp_lo(t0, dlo), b0);  // −Inf t has e = 0: 0·(−FLT_MAX), never 0·(−Inf)
+          b1 = fmadd(e1, clamp_lo(t1, dlo), b1);
+          c0 = fmadd(e0, e0, c0);
+          c1 = fmadd(e1, e1, c1);
+        }
       }
-    }
-    if (k < k1) {
-      const VF d0 = d_of(k);
-      const VF e0 = exp2_neg(d0);
-      a0 = add(a0, e0);
-      if (kStats) {
-        b0 = fmadd(e0, clamp_lo(d0, dlo), b0);
-        c0 = fmadd(e0, e0, c0);
+      if (k < k1) {
+        const VF t0 = d_of(k);
+        const VF e0 = exp2_neg5(t0);
+        a0 = add(a0, e0);
+        if (kStats) {
+          b0 = fmadd(e0, clamp_lo(t0, dlo), b0);
+          c0 = fmadd(e0, e0, c0);
+        }
       }
-    }
-    dacc(d0, add(a0, a1));
-    if (kStats) {
-      dacc(d1, add(b0, b1));
-      dacc(d2, add(c0, c1));
+      dacc(d0, add(a0, a1));
+      if (kStats) {
+        dacc(d1, add(b0, b1));
+        dacc(d2, add(c0, c1));
+      }
     }
   }
   p.s0 = dsum(d0);

@@ -157,6 +157,36 @@ for (const p of paths) {
     `native cpu, ${p.path} kernels${p.reason ? ` (skipped: ${p.reason})` : ''}`,
     () => {
       describe('logprobs family', () => {
+        it('forward: the exponential at its worst, coherently over a row (V = 151936)', async () => {
+          // The forward's 2^t (simd.h, exp2_neg5) errs most, −3.7u and +2.2u, near the fractional parts
+          // f = 0.2129 and −0.4375 of t = (x − max)·log2(e)/T: rows whose every t sits there add those
+          // errors up with one sign (logprobs.cc's header bounds lse, entropy and Σp² for this).
+          const ctx = p.ctx!;
+          const V = 151936;
+          const rows = [0.2129, -0.4375].map((f) =>
+            Float32Array.from({ length: V }, (_, j) => (j === 0 ? 0 : (-1 - (j % 40) + f) * Math.LN2)),
+          );
+          const x = new Float32Array(2 * V);
+          x.set(rows[0]);
+          x.set(rows[1], V);
+          const targets = Int32Array.from([0, 12345]);
+          const opts = { entropy: true, sumSquares: true };
+          const r = await ctx.logprobs(ctx.tensor(x, [2, V]), targets, opts);
+          const w = await js.logprobs(js.tensor(x, [2, V]), targets, opts);
+          const tol = { atol: 2e-6, rtol: 2e-6, crtol: 4 * U };
+          const zmax = rowZmax(Float64Array.from(x), 2, V, 1);
+          for (const k of ['logprobs', 'lse', 'entropy'] as const)
+            expectWithin(await r[k]!.read(), await w[k]!.read(), tol, k, zmax);
+          const ws = await w.sumSquares!.read();
+          expectWithin(
+            await r.sumSquares!.read(),
+            ws,
+            { atol: 1e-12, rtol: 4e-6, crtol: 4 * U },
+            'sumSquares',
+            Float64Array.from(zmax, (z, i) => z * Math.abs(ws[i])),
+          );
+        });
+
         for (const c of LP_CASES) {
           for (const T of [1, 0.7]) {
             it(`forward ${c.name}, T = ${T}: logprobs, lse, entropy, Σp² against float64`, async () => {
