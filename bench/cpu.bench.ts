@@ -7,11 +7,16 @@
  * TypeScript float64 reference (the js backend) for every op.
  *
  * The machine is shared: every figure is the median over `rounds` rounds (each round runs every
- * implementation once more, so a burst of load hits them alike), and each ratio is the median of the
- * per-round ratios. The load average before and after is recorded with the rows.
+ * implementation once more, the js reference included, so a burst of load hits them alike), and each
+ * ratio is the median of the per-round ratios. The load average before and after is recorded with the
+ * rows. For the light ops (gatherProbs, the advantages family, thrReweight) a round also times the
+ * native job alone (the addon's call, without the API's validation and the backend's plumbing) and a
+ * streaming read of as many bytes as the op moves (so from the same level of the memory hierarchy):
+ * where the js reference is already within 20x of the memory system, these rows show it.
  *
- *   npm run bench:cpu                # = tsx bench/run.ts cpu → bench/out/cpu.json
- *   npx tsx bench/cpu.bench.ts [--rounds 3] [--threads 2]
+ *   npm run bench:cpu                          # = tsx bench/run.ts cpu → bench/out/cpu.json
+ *   npm run bench:cpu -- --only advantages,whiten --rounds 5
+ *   npx tsx bench/cpu.bench.ts [--rounds 3] [--threads 2] [--only SUBSTRING,…]
  */
 import { spawnSync } from 'node:child_process';
 import { loadavg } from 'node:os';
@@ -33,6 +38,8 @@ export interface CpuBenchRow {
   /** Bytes moved per second (GB/s) and over the streaming read's rate in the same rounds (cpu rows). */
   gbs?: number;
   ofReadProbe?: number;
+  /** Light ops: over the rate of a streaming read of as many bytes as the op moves (same rounds). */
+  ofOwnReadProbe?: number;
   device: string;
   date: string;
   load: string;
@@ -96,11 +103,15 @@ function findTorchPython(): { python?: string; reason?: string } {
 }
 
 export async function runCpuBench(
-  opts: { rounds?: number; threads?: number; reps?: number; print?: boolean } = {},
+  opts: { rounds?: number; threads?: number; reps?: number; print?: boolean; only?: string[] } = {},
 ): Promise<{ rows: CpuBenchRow[]; goals: CpuGoal[]; notes: string[] }> {
   const rounds = opts.rounds ?? 3;
   const reps = opts.reps ?? 5;
   const print = opts.print ?? true;
+  const only = opts.only ?? [];
+  const chosen = (name: string) => only.length === 0 || only.some((o) => name.includes(o));
+  const lp = 'logprobs f32 [256, 151936]';
+  const peers = chosen(lp);
   const notes: string[] = [];
   const loadBefore = loadavg()
     .map((l) => l.toFixed(2))
@@ -112,9 +123,9 @@ export async function runCpuBench(
   const js = await createContext({ backend: 'js' });
   const addon = loadNativeAddon('cpu');
   const dev = new addon.CpuDevice!({ threads: T, portable: ctx.device.details.isa === 'portable' });
-  const ort = loadOrt();
+  const ort = peers ? loadOrt() : {};
   if (ort.reason) notes.push(`ONNX Runtime skipped: ${ort.reason}`);
-  const torch = findTorchPython();
+  const torch = peers ? findTorchPython() : {};
   if (torch.reason) notes.push(`PyTorch skipped: ${torch.reason}`);
 
   // ------------------------------------------------------------------ inputs
@@ -127,9 +138,11 @@ export async function runCpuBench(
   const logitsBf16 = ctx.tensor(xb, [N, V], 'bf16');
   const inPlace = ctx.tensor(x, [N, V]);
   const { lse } = await ctx.logprobs(logits, targets);
+  const lseHost = await lse.read();
   const g = randomF32(N, 2, 1);
   const R = 1 << 20;
-  const rewards = ctx.tensor(randomF32(R, 3, 1));
+  const rewardsHost = randomF32(R, 3, 1);
+  const rewards = ctx.tensor(rewardsHost);
   const thrCase = makeThrCase({
     seed: 1,
     groups: [uniformGroup(8, 512, 4)],
@@ -142,6 +155,7 @@ export async function runCpuBench(
   const hidden = ctx.tensor(thrCase.hidden as Float32Array, [thrCase.numTokens, 896]);
   const probs = ctx.tensor(thrCase.probs);
   const ro = Int32Array.from({ length: R + 1 }, (_, i) => i * 16);
+  const go8 = Int32Array.from({ length: R / 8 + 1 }, (_, i) => i * 8);
   // gatherProbs on the same logits: one group of 16 responses × 16 tokens = the 256 rows, its tokens
   // spread over the vocabulary (|V*| ≈ 256: 64k probabilities).
   const gatherLayout = {
@@ -150,8 +164,11 @@ export async function runCpuBench(
   };
   const gatherTokens = Int32Array.from({ length: N }, (_, i) => (i * 104729) % V);
   const gatherVocab = await ctx.restrictedVocab(gatherTokens, gatherLayout);
-  const gatherAmount = N * gatherVocab.host.offsets[1];
-  const whitenIn = ctx.tensor(randomF32(1 << 22, 4, 1));
+  const K = gatherVocab.host.offsets[1];
+  const gatherAmount = N * K;
+  const gatherColumns = await gatherVocab.columns.read();
+  const whitenHost = randomF32(1 << 22, 4, 1);
+  const whitenIn = ctx.tensor(whitenHost);
   // thrReweight on 64 groups × 16 responses × 1024 tokens (1M tokens), synthetic THR and tau.
   const rwT = 64 * 16 * 1024;
   const rwLayout = {
@@ -173,23 +190,75 @@ export async function runCpuBench(
   });
   const rwCpu = reweightArgs(ctx);
 
+  // The js reference's inputs, at sizes it finishes in well under a second (rates are per unit of work):
+  // the logprobs family on 8 of the 256 rows, THR on 8 × 64 tokens with |V*| 500, the rest at full size.
+  const n8 = 8;
+  const jx = js.tensor(x.subarray(0, n8 * V), [n8, V]);
+  const jt = targets.subarray(0, n8);
+  const { lse: jl8 } = await js.logprobs(jx, jt);
+  const jxb = js.tensor(xb.subarray(0, n8 * V), [n8, V], 'bf16');
+  const jgx = js.tensor(x, [N, V]);
+  const jgv = await js.restrictedVocab(gatherTokens, gatherLayout);
+  const jr1 = js.tensor(rewardsHost);
+  const jw = js.tensor(whitenHost);
+  const small = makeThrCase({
+    seed: 2,
+    groups: [uniformGroup(8, 64, 4)],
+    dim: 896,
+    vocabSize: V,
+    exactVocab: 500,
+  });
+  const sv = await js.restrictedVocab(small.tokens, small.layout);
+  const sh = js.tensor(small.hidden as Float32Array, [small.numTokens, 896]);
+  const rwJs = reweightArgs(js);
+
+  // The native jobs alone (bench/peers nothing: the addon's own calls, as src/backends/cpu/*.ts make
+  // them), into outputs allocated once.
+  const kAdv = {
+    out: new Float32Array(R),
+    mean: new Float32Array(R / 8),
+    std: new Float32Array(R / 8),
+    deg: new Uint8Array(R / 8),
+  };
+  const kExpand = new Float32Array(R * 16);
+  const kWhiten = new Float32Array(1 << 22);
+  const kReweight = new Float32Array(rwT);
+  const kGather = new Float32Array(gatherAmount);
+  const degenerate64 = new Uint8Array(64);
+
   const disposeAll = (ts: (Tensor | undefined)[]) => {
     for (const t of ts) t?.dispose();
   };
-  // bytes: the least the op must move (inputs read + outputs written), for GB/s and the fraction of the
-  // streaming read's rate measured in the same round.
-  const ops: Record<string, { run: () => Promise<unknown>; amount: number; unit: string; bytes: number }> = {
-    'logprobs f32 [256, 151936]': {
+  interface Op {
+    run: () => Promise<unknown>;
+    amount: number;
+    unit: string;
+    /** The least the op must move (inputs read + outputs written), for GB/s and the read probes. */
+    bytes: number;
+    /** The js reference and the amount of work it does. */
+    js: () => Promise<unknown>;
+    jsAmount: number;
+    /** Timed reps of the js reference per round (1 for THR: seconds). */
+    jsReps?: number;
+    /** The native job alone (light ops). */
+    kernel?: () => Promise<void>;
+  }
+  const ops: Record<string, Op> = {
+    [lp]: {
       run: async () => disposeAll(Object.values(await ctx.logprobs(logits, targets))),
       amount: N * V,
       unit: 'G elem/s',
       bytes: N * V * 4,
+      js: () => js.logprobs(jx, jt),
+      jsAmount: n8 * V,
     },
     'logprobs bf16 [256, 151936]': {
       run: async () => disposeAll(Object.values(await ctx.logprobs(logitsBf16, targets))),
       amount: N * V,
       unit: 'G elem/s',
       bytes: N * V * 2,
+      js: () => js.logprobs(jxb, jt),
+      jsAmount: n8 * V,
     },
     'logprobs f32 + entropy + Σp²': {
       run: async () =>
@@ -197,43 +266,99 @@ export async function runCpuBench(
       amount: N * V,
       unit: 'G elem/s',
       bytes: N * V * 4,
+      js: () => js.logprobs(jx, jt, { entropy: true, sumSquares: true }),
+      jsAmount: n8 * V,
     },
     'logprobsBackward f32, out of place': {
       run: async () => (await ctx.logprobsBackward(logits, targets, lse, g)).dispose(),
       amount: N * V,
       unit: 'G elem/s',
       bytes: 2 * N * V * 4,
+      js: () => js.logprobsBackward(jx, jt, jl8, g.subarray(0, n8)),
+      jsAmount: n8 * V,
     },
     'logprobsBackward f32, in place': {
       run: () => ctx.logprobsBackward(inPlace, targets, lse, g, { inPlace: true }),
       amount: N * V,
       unit: 'G elem/s',
       bytes: 2 * N * V * 4,
+      js: () => js.logprobsBackward(jx, jt, jl8, g.subarray(0, n8), { inPlace: true }),
+      jsAmount: n8 * V,
     },
     'gatherProbs 256 tokens × |V*| 256, V 151936': {
       run: async () =>
         (await ctx.gatherProbs(logits, lse, { layout: gatherLayout, vocab: gatherVocab })).dispose(),
       amount: gatherAmount,
       unit: 'G probs/s',
-      bytes: gatherAmount * 8,
+      // One 64-byte line per probability (random columns), 4 bytes written.
+      bytes: gatherAmount * 68,
+      js: () => js.gatherProbs(jgx, lseHost, { layout: gatherLayout, vocab: jgv }),
+      jsAmount: gatherAmount,
+      kernel: () =>
+        dev.gatherProbs({
+          logits: x,
+          dtype: 'f32',
+          lse: lseHost,
+          numTokens: N,
+          vocab: V,
+          temperature: 1,
+          columns: gatherColumns,
+          groupTokenOffsets: new Int32Array([0, N]),
+          vocabOffsets: new Int32Array([0, K]),
+          probsOffsets: new Float64Array([0, gatherAmount]),
+          outProbs: kGather,
+        }),
     },
     'advantages 1M responses, groups of 8': {
       run: async () => disposeAll(Object.values(await ctx.advantages(rewards, { groupSize: 8 }))),
       amount: R,
       unit: 'G resp/s',
       bytes: R * 8 + (R / 8) * 9,
+      js: () => js.advantages(jr1, { groupSize: 8 }),
+      jsAmount: R,
+      kernel: () =>
+        dev.advantages({
+          rewards: rewardsHost,
+          groupOffsets: go8,
+          estimator: 'grpo',
+          std: 'sample',
+          eps: 1e-6,
+          scale: 'group',
+          singleton: 'zero',
+          whitenMaskEps: 0,
+          whitenVariance: 'sample',
+          whitenVarianceEps: 'add',
+          outAdvantages: kAdv.out,
+          outMean: kAdv.mean,
+          outStd: kAdv.std,
+          outDegenerate: kAdv.deg,
+        }),
     },
     'expandToTokens 1M × 16': {
       run: async () => (await ctx.expandToTokens(rewards, ro)).dispose(),
       amount: R * 16,
       unit: 'G tok/s',
       bytes: R * 8 + R * 16 * 4,
+      js: () => js.expandToTokens(jr1, ro),
+      jsAmount: R * 16,
+      kernel: () => dev.expandToTokens({ values: rewardsHost, responseOffsets: ro, out: kExpand }),
     },
     'whiten 4M': {
       run: async () => (await ctx.whiten(whitenIn)).dispose(),
       amount: 1 << 22,
       unit: 'G elem/s',
       bytes: (1 << 22) * 12,
+      js: () => js.whiten(jw),
+      jsAmount: 1 << 22,
+      kernel: () =>
+        dev.whiten({
+          values: whitenHost,
+          maskEps: 0,
+          variance: 'sample',
+          varianceEps: 'add',
+          keepMean: false,
+          out: kWhiten,
+        }),
     },
     'THR 8 × 512 tokens, d 896, V* 2000': {
       run: async () =>
@@ -251,14 +376,45 @@ export async function runCpuBench(
       amount: thrFlops,
       unit: 'GFLOP/s',
       bytes: 0,
+      js: () =>
+        js.tokenHiddenReward({
+          hidden: sh,
+          probs: small.probs,
+          vocab: sv,
+          layout: small.layout,
+          correct: small.correct,
+        }),
+      jsAmount: 2 * 500 * 896 * (256 + 512),
+      jsReps: 1,
     },
     'thrReweight 1M tokens': {
       run: async () => (await ctx.thrReweight(rwCpu)).dispose(),
       amount: rwT,
       unit: 'G tok/s',
-      bytes: rwT * 16,
+      bytes: rwT * 12,
+      js: () => js.thrReweight(rwJs),
+      jsAmount: rwT,
+      kernel: () =>
+        dev.thrReweight({
+          tokenAdvantages: rwAdv,
+          thr: rwThr,
+          tau: rwTau,
+          responseOffsets: rwLayout.responseOffsets,
+          groupOffsets: rwLayout.groupOffsets,
+          correct: rwCorrect,
+          degenerate: degenerate64,
+          mode: 'thr',
+          p: 0.1,
+          mask: true,
+          out: kReweight,
+        }),
     },
   };
+  for (const name of Object.keys(ops)) if (!chosen(name)) delete ops[name];
+  // A buffer of each light op's byte count, for its own read probe.
+  const ownProbe: Record<string, Uint8Array> = {};
+  for (const [name, op] of Object.entries(ops))
+    if (op.kernel) ownProbe[name] = new Uint8Array(op.bytes).fill(1);
 
   const perRound: Record<string, number[]> = {};
   const push = (k: string, v: number) => {
@@ -269,7 +425,12 @@ export async function runCpuBench(
     ? await Promise.all([1, T].map((t) => ortLogprobs(ort.ort!, t, x, targets, V)))
     : [];
   for (let round = 0; round < rounds; round++) {
-    for (const [name, op] of Object.entries(ops)) push(`cpu|${name}`, await timeMs(reps, op.run));
+    for (const [name, op] of Object.entries(ops)) {
+      push(`cpu|${name}`, await timeMs(reps, op.run));
+      if (op.kernel) push(`kernel|${name}`, await timeMs(reps, op.kernel));
+      if (ownProbe[name]) push(`own|${name}`, (await dev.readProbe(ownProbe[name])) * 1e3);
+      push(`js|${name}`, await timeMs(op.jsReps ?? 3, op.js));
+    }
     push('probe|read f32', (await dev.readProbe(x)) * 1e3);
     push('probe|read bf16', (await dev.readProbe(xb)) * 1e3);
     push('probe|fma', (thrFlops / (await dev.fmaProbe())) * 1e3); // ms the THR FLOPs take at peak
@@ -296,62 +457,6 @@ export async function runCpuBench(
   for (const s of ortSessions) await s.close();
   if (ort.version) notes.push(`ONNX Runtime ${ort.version} (onnxruntime-node), 1 and ${T} intra-op threads`);
 
-  // The js reference, once per op, at sizes it finishes in seconds (rates are per unit of work).
-  const jsRate: Record<string, number> = {};
-  {
-    const n8 = 8;
-    const xs = js.tensor(x.subarray(0, n8 * V), [n8, V]);
-    const ts = targets.subarray(0, n8);
-    const { lse: l8 } = await js.logprobs(xs, ts);
-    const xsb = js.tensor(xb.subarray(0, n8 * V), [n8, V], 'bf16');
-    const jr = async (name: string, amount: number, f: () => Promise<unknown>) => {
-      jsRate[name] = amount / (await timeMs(name.startsWith('THR') ? 1 : 3, f)) / 1e6;
-    };
-    await jr('logprobs f32 [256, 151936]', n8 * V, () => js.logprobs(xs, ts));
-    await jr('logprobs bf16 [256, 151936]', n8 * V, () => js.logprobs(xsb, ts));
-    await jr('logprobs f32 + entropy + Σp²', n8 * V, () =>
-      js.logprobs(xs, ts, { entropy: true, sumSquares: true }),
-    );
-    await jr('logprobsBackward f32, out of place', n8 * V, () =>
-      js.logprobsBackward(xs, ts, l8, g.subarray(0, n8)),
-    );
-    await jr('logprobsBackward f32, in place', n8 * V, () =>
-      js.logprobsBackward(xs, ts, l8, g.subarray(0, n8), { inPlace: true }),
-    );
-    const jgx = js.tensor(x, [N, V]);
-    const jgv = await js.restrictedVocab(gatherTokens, gatherLayout);
-    const jgl = await lse.read();
-    await jr('gatherProbs 256 tokens × |V*| 256, V 151936', gatherAmount, () =>
-      js.gatherProbs(jgx, jgl, { layout: gatherLayout, vocab: jgv }),
-    );
-    const jr1 = js.tensor(await rewards.read());
-    await jr('advantages 1M responses, groups of 8', R, () => js.advantages(jr1, { groupSize: 8 }));
-    await jr('expandToTokens 1M × 16', R * 16, () => js.expandToTokens(jr1, ro));
-    const jw = js.tensor(await whitenIn.read());
-    await jr('whiten 4M', 1 << 22, () => js.whiten(jw));
-    // 8 × 64 tokens, |V*| 500: the same kernel at a size float64 JavaScript finishes in seconds.
-    const small = makeThrCase({
-      seed: 2,
-      groups: [uniformGroup(8, 64, 4)],
-      dim: 896,
-      vocabSize: V,
-      exactVocab: 500,
-    });
-    const sv = await js.restrictedVocab(small.tokens, small.layout);
-    const sh = js.tensor(small.hidden as Float32Array, [small.numTokens, 896]);
-    await jr('THR 8 × 512 tokens, d 896, V* 2000', 2 * 500 * 896 * (256 + 512), () =>
-      js.tokenHiddenReward({
-        hidden: sh,
-        probs: small.probs,
-        vocab: sv,
-        layout: small.layout,
-        correct: small.correct,
-      }),
-    );
-    const rwJs = reweightArgs(js);
-    await jr('thrReweight 1M tokens', rwT, () => js.thrReweight(rwJs));
-  }
-
   // ------------------------------------------------------------------ rows and goals
   const loadAfter = loadavg()
     .map((l) => l.toFixed(2))
@@ -364,7 +469,13 @@ export async function runCpuBench(
   };
   const rows: CpuBenchRow[] = [];
   const rateOf = (k: string, amount: number) => amount / med(perRound[k]) / 1e6;
+  // Per round: an op's GB/s over a probe's (probe: ms per `probeBytes`), then the median.
+  const ofProbe = (k: string, bytes: number, probe: string, probeBytes: number) =>
+    med(perRound[k].map((ms, i) => bytes / ms / (probeBytes / perRound[probe][i])));
   for (const [name, op] of Object.entries(ops)) {
+    const own = ownProbe[name]
+      ? { ofOwnReadProbe: ofProbe(`cpu|${name}`, op.bytes, `own|${name}`, op.bytes) }
+      : {};
     rows.push({
       ...common,
       benchmark: name,
@@ -376,53 +487,76 @@ export async function runCpuBench(
       ...(op.bytes > 0
         ? {
             gbs: rateOf(`cpu|${name}`, op.bytes),
-            // Per round: this op's GB/s over the read probe's, then the median.
-            ofReadProbe: med(
-              perRound[`cpu|${name}`].map(
-                (ms, i) => op.bytes / ms / ((N * V * 4) / perRound['probe|read f32'][i]),
-              ),
-            ),
+            ofReadProbe: ofProbe(`cpu|${name}`, op.bytes, 'probe|read f32', N * V * 4),
+            ...own,
           }
         : {}),
     });
+    if (op.kernel) {
+      rows.push({
+        ...common,
+        benchmark: name,
+        impl: 'cpu, native job alone',
+        threads: T,
+        ms: med(perRound[`kernel|${name}`]),
+        rate: rateOf(`kernel|${name}`, op.amount),
+        unit: op.unit,
+        gbs: rateOf(`kernel|${name}`, op.bytes),
+        ofReadProbe: ofProbe(`kernel|${name}`, op.bytes, 'probe|read f32', N * V * 4),
+        ofOwnReadProbe: ofProbe(`kernel|${name}`, op.bytes, `own|${name}`, op.bytes),
+      });
+      rows.push({
+        ...common,
+        benchmark: name,
+        impl: "read probe (the op's bytes)",
+        threads: T,
+        ms: med(perRound[`own|${name}`]),
+        rate: rateOf(`own|${name}`, op.amount),
+        unit: op.unit,
+        gbs: rateOf(`own|${name}`, op.bytes),
+      });
+    }
     rows.push({
       ...common,
       benchmark: name,
       impl: 'js (float64 reference)',
       threads: 1,
-      ms: Number.NaN,
-      rate: jsRate[name],
+      ms: med(perRound[`js|${name}`]),
+      rate: rateOf(`js|${name}`, op.jsAmount),
       unit: op.unit,
     });
   }
-  const lp = 'logprobs f32 [256, 151936]';
-  rows.push({
-    ...common,
-    benchmark: lp,
-    impl: 'read probe (same bytes)',
-    threads: T,
-    ms: med(perRound['probe|read f32']),
-    rate: rateOf('probe|read f32', N * V),
-    unit: 'G elem/s',
-  });
-  rows.push({
-    ...common,
-    benchmark: 'logprobs bf16 [256, 151936]',
-    impl: 'read probe (same bytes)',
-    threads: T,
-    ms: med(perRound['probe|read bf16']),
-    rate: rateOf('probe|read bf16', N * V),
-    unit: 'G elem/s',
-  });
-  rows.push({
-    ...common,
-    benchmark: 'THR 8 × 512 tokens, d 896, V* 2000',
-    impl: 'f32 FMA peak probe',
-    threads: T,
-    ms: med(perRound['probe|fma']),
-    rate: rateOf('probe|fma', thrFlops),
-    unit: 'GFLOP/s',
-  });
+  if (chosen(lp) || chosen('logprobs bf16'))
+    rows.push(
+      {
+        ...common,
+        benchmark: lp,
+        impl: 'read probe (same bytes)',
+        threads: T,
+        ms: med(perRound['probe|read f32']),
+        rate: rateOf('probe|read f32', N * V),
+        unit: 'G elem/s',
+      },
+      {
+        ...common,
+        benchmark: 'logprobs bf16 [256, 151936]',
+        impl: 'read probe (same bytes)',
+        threads: T,
+        ms: med(perRound['probe|read bf16']),
+        rate: rateOf('probe|read bf16', N * V),
+        unit: 'G elem/s',
+      },
+    );
+  if (ops['THR 8 × 512 tokens, d 896, V* 2000'])
+    rows.push({
+      ...common,
+      benchmark: 'THR 8 × 512 tokens, d 896, V* 2000',
+      impl: 'f32 FMA peak probe',
+      threads: T,
+      ms: med(perRound['probe|fma']),
+      rate: rateOf('probe|fma', thrFlops),
+      unit: 'GFLOP/s',
+    });
   for (const t of [1, T])
     if (perRound[`ort|${t}`])
       rows.push({
@@ -451,35 +585,32 @@ export async function runCpuBench(
   const goal = (benchmark: string, measured: number, g: number, what: string) =>
     goals.push({ benchmark, measured, goal: g, what, met: measured >= g });
   const lpk = `cpu|${lp}`;
-  if (perRound[`ort|${T}`]) {
-    goal(lp, ratio(lpk, `ort|${T}`), 2, `× ONNX Runtime on ${T} threads`);
-    goal(lp, ratio(lpk, 'ort|1'), 2, '× ONNX Runtime on 1 thread');
+  const bf = 'logprobs bf16 [256, 151936]';
+  const ent = 'logprobs f32 + entropy + Σp²';
+  if (ops[lp]) {
+    if (perRound[`ort|${T}`]) {
+      goal(lp, ratio(lpk, `ort|${T}`), 2, `× ONNX Runtime on ${T} threads`);
+      goal(lp, ratio(lpk, 'ort|1'), 2, '× ONNX Runtime on 1 thread');
+    }
+    if (perRound.torch) goal(lp, ratio(lpk, 'torch'), 7, `× PyTorch on ${T} threads`);
+    goal(lp, ratio(lpk, 'probe|read f32'), 0.5, 'of the streaming read of the same bytes');
+    if (ops[bf]) goal(bf, ratio(`cpu|${bf}`, lpk), 1.5, '× the f32 rate');
+    if (ops[ent]) goal(ent, ratio(`cpu|${ent}`, lpk), 0.8, '× the plain forward');
   }
-  if (perRound.torch) goal(lp, ratio(lpk, 'torch'), 7, `× PyTorch on ${T} threads`);
-  goal(lp, ratio(lpk, 'probe|read f32'), 0.5, 'of the streaming read of the same bytes');
-  goal('logprobs bf16 [256, 151936]', ratio(`cpu|logprobs bf16 [256, 151936]`, lpk), 1.5, '× the f32 rate');
-  goal(
-    'logprobs f32 + entropy + Σp²',
-    ratio(`cpu|logprobs f32 + entropy + Σp²`, lpk),
-    0.8,
-    '× the plain forward',
-  );
   for (const k of ['logprobsBackward f32, out of place', 'logprobsBackward f32, in place'])
-    goal(k, rateOf(`cpu|${k}`, N * V), 1.5, 'G elements/s');
-  goal(
-    'THR 8 × 512 tokens, d 896, V* 2000',
-    ratio('cpu|THR 8 × 512 tokens, d 896, V* 2000', 'probe|fma'),
-    0.5,
-    `of the f32 FMA peak of ${T} threads`,
-  );
-  goal(
-    'advantages 1M responses, groups of 8',
-    rateOf('cpu|advantages 1M responses, groups of 8', R) * 1e3,
-    300,
-    'M responses/s',
-  );
+    if (ops[k]) goal(k, rateOf(`cpu|${k}`, N * V), 1.5, 'G elements/s');
+  const thr = 'THR 8 × 512 tokens, d 896, V* 2000';
+  if (ops[thr]) goal(thr, ratio(`cpu|${thr}`, 'probe|fma'), 0.5, `of the f32 FMA peak of ${T} threads`);
+  const adv = 'advantages 1M responses, groups of 8';
+  if (ops[adv]) goal(adv, rateOf(`cpu|${adv}`, R) * 1e3, 300, 'M responses/s');
+  // × the js reference: per round, the rates' ratio (the js reference runs on its own sizes).
   for (const [name, op] of Object.entries(ops))
-    goal(name, rateOf(`cpu|${name}`, op.amount) / jsRate[name], 20, '× the js reference');
+    goal(
+      name,
+      med(perRound[`cpu|${name}`].map((ms, i) => op.amount / ms / (op.jsAmount / perRound[`js|${name}`][i]))),
+      20,
+      '× the js reference',
+    );
 
   if (print) {
     console.log(
@@ -494,6 +625,7 @@ export async function runCpuBench(
         rate: `${r.rate.toPrecision(3)} ${r.unit}`,
         'GB/s': r.gbs === undefined ? '' : r.gbs.toFixed(2),
         'of read': r.ofReadProbe === undefined ? '' : `${(100 * r.ofReadProbe).toFixed(0)}%`,
+        'of own read': r.ofOwnReadProbe === undefined ? '' : `${(100 * r.ofOwnReadProbe).toFixed(0)}%`,
       })),
     );
     console.table(
@@ -518,5 +650,7 @@ if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.a
     const i = args.indexOf(n);
     return i >= 0 ? Number(args[i + 1]) : undefined;
   };
-  await runCpuBench({ rounds: arg('--rounds'), threads: arg('--threads') });
+  const i = args.indexOf('--only');
+  const only = i >= 0 ? args[i + 1].split(',') : undefined;
+  await runCpuBench({ rounds: arg('--rounds'), threads: arg('--threads'), only });
 }
