@@ -143,13 +143,10 @@ export async function runCpuBench(
   const R = 1 << 20;
   const rewardsHost = randomF32(R, 3, 1);
   const rewards = ctx.tensor(rewardsHost);
-  const thrCase = makeThrCase({
-    seed: 1,
-    groups: [uniformGroup(8, 512, 4)],
-    dim: 896,
-    vocabSize: V,
-    exactVocab: 2000,
-  });
+  // THR: one group of 8 responses (4 correct) of `length` tokens, d 896, |V*| = `k`.
+  const thrCaseOf = (seed: number, length: number, k: number) =>
+    makeThrCase({ seed, groups: [uniformGroup(8, length, 4)], dim: 896, vocabSize: V, exactVocab: k });
+  const thrCase = thrCaseOf(1, 512, 2000);
   const thrFlops = 2 * 2000 * 896 * (2048 + 4096);
   const vocab = await ctx.restrictedVocab(thrCase.tokens, thrCase.layout);
   const hidden = ctx.tensor(thrCase.hidden as Float32Array, [thrCase.numTokens, 896]);
@@ -201,13 +198,7 @@ export async function runCpuBench(
   const jgv = await js.restrictedVocab(gatherTokens, gatherLayout);
   const jr1 = js.tensor(rewardsHost);
   const jw = js.tensor(whitenHost);
-  const small = makeThrCase({
-    seed: 2,
-    groups: [uniformGroup(8, 64, 4)],
-    dim: 896,
-    vocabSize: V,
-    exactVocab: 500,
-  });
+  const small = thrCaseOf(2, 64, 500);
   const sv = await js.restrictedVocab(small.tokens, small.layout);
   const sh = js.tensor(small.hidden as Float32Array, [small.numTokens, 896]);
   const rwJs = reweightArgs(js);
@@ -472,112 +463,50 @@ export async function runCpuBench(
   // Per round: an op's GB/s over a probe's (probe: ms per `probeBytes`), then the median.
   const ofProbe = (k: string, bytes: number, probe: string, probeBytes: number) =>
     med(perRound[k].map((ms, i) => bytes / ms / (probeBytes / perRound[probe][i])));
-  for (const [name, op] of Object.entries(ops)) {
-    const own = ownProbe[name]
-      ? { ofOwnReadProbe: ofProbe(`cpu|${name}`, op.bytes, `own|${name}`, op.bytes) }
-      : {};
-    rows.push({
+  /** One row from the per-round times under `key`; with `bytes`, its GB/s and the read probes' fractions. */
+  const row = (
+    benchmark: string,
+    impl: string,
+    threads: number,
+    key: string,
+    amount: number,
+    unit: string,
+    bytes = 0,
+    own?: string,
+  ) => {
+    const r: CpuBenchRow = {
       ...common,
-      benchmark: name,
-      impl: 'cpu',
-      threads: T,
-      ms: med(perRound[`cpu|${name}`]),
-      rate: rateOf(`cpu|${name}`, op.amount),
-      unit: op.unit,
-      ...(op.bytes > 0
-        ? {
-            gbs: rateOf(`cpu|${name}`, op.bytes),
-            ofReadProbe: ofProbe(`cpu|${name}`, op.bytes, 'probe|read f32', N * V * 4),
-            ...own,
-          }
-        : {}),
-    });
-    if (op.kernel) {
-      rows.push({
-        ...common,
-        benchmark: name,
-        impl: 'cpu, native job alone',
-        threads: T,
-        ms: med(perRound[`kernel|${name}`]),
-        rate: rateOf(`kernel|${name}`, op.amount),
-        unit: op.unit,
-        gbs: rateOf(`kernel|${name}`, op.bytes),
-        ofReadProbe: ofProbe(`kernel|${name}`, op.bytes, 'probe|read f32', N * V * 4),
-        ofOwnReadProbe: ofProbe(`kernel|${name}`, op.bytes, `own|${name}`, op.bytes),
-      });
-      rows.push({
-        ...common,
-        benchmark: name,
-        impl: "read probe (the op's bytes)",
-        threads: T,
-        ms: med(perRound[`own|${name}`]),
-        rate: rateOf(`own|${name}`, op.amount),
-        unit: op.unit,
-        gbs: rateOf(`own|${name}`, op.bytes),
-      });
+      benchmark,
+      impl,
+      threads,
+      ms: med(perRound[key]),
+      rate: rateOf(key, amount),
+      unit,
+    };
+    if (bytes > 0) {
+      r.gbs = rateOf(key, bytes);
+      if (key !== own) r.ofReadProbe = ofProbe(key, bytes, 'probe|read f32', N * V * 4);
+      if (own !== undefined && key !== own) r.ofOwnReadProbe = ofProbe(key, bytes, own, bytes);
     }
-    rows.push({
-      ...common,
-      benchmark: name,
-      impl: 'js (float64 reference)',
-      threads: 1,
-      ms: med(perRound[`js|${name}`]),
-      rate: rateOf(`js|${name}`, op.jsAmount),
-      unit: op.unit,
-    });
+    rows.push(r);
+  };
+  for (const [name, op] of Object.entries(ops)) {
+    const own = ownProbe[name] ? `own|${name}` : undefined;
+    row(name, 'cpu', T, `cpu|${name}`, op.amount, op.unit, op.bytes, own);
+    if (op.kernel) {
+      row(name, 'cpu, native job alone', T, `kernel|${name}`, op.amount, op.unit, op.bytes, own);
+      row(name, "read probe (the op's bytes)", T, `own|${name}`, op.amount, op.unit, op.bytes, own);
+    }
+    row(name, 'js (float64 reference)', 1, `js|${name}`, op.jsAmount, op.unit);
   }
-  if (chosen(lp) || chosen('logprobs bf16'))
-    rows.push(
-      {
-        ...common,
-        benchmark: lp,
-        impl: 'read probe (same bytes)',
-        threads: T,
-        ms: med(perRound['probe|read f32']),
-        rate: rateOf('probe|read f32', N * V),
-        unit: 'G elem/s',
-      },
-      {
-        ...common,
-        benchmark: 'logprobs bf16 [256, 151936]',
-        impl: 'read probe (same bytes)',
-        threads: T,
-        ms: med(perRound['probe|read bf16']),
-        rate: rateOf('probe|read bf16', N * V),
-        unit: 'G elem/s',
-      },
-    );
-  if (ops['THR 8 × 512 tokens, d 896, V* 2000'])
-    rows.push({
-      ...common,
-      benchmark: 'THR 8 × 512 tokens, d 896, V* 2000',
-      impl: 'f32 FMA peak probe',
-      threads: T,
-      ms: med(perRound['probe|fma']),
-      rate: rateOf('probe|fma', thrFlops),
-      unit: 'GFLOP/s',
-    });
-  for (const t of [1, T])
-    if (perRound[`ort|${t}`])
-      rows.push({
-        ...common,
-        benchmark: lp,
-        impl: 'ONNX Runtime',
-        threads: t,
-        ms: med(perRound[`ort|${t}`]),
-        rate: rateOf(`ort|${t}`, N * V),
-        unit: 'G elem/s',
-      });
-  if (perRound.torch)
-    rows.push({
-      ...common,
-      benchmark: lp,
-      impl: 'PyTorch',
-      threads: T,
-      ms: med(perRound.torch),
-      rate: rateOf('torch', N * V),
-      unit: 'G elem/s',
-    });
+  if (chosen(lp) || chosen('logprobs bf16')) {
+    row(lp, 'read probe (same bytes)', T, 'probe|read f32', N * V, 'G elem/s');
+    row('logprobs bf16 [256, 151936]', 'read probe (same bytes)', T, 'probe|read bf16', N * V, 'G elem/s');
+  }
+  const thrName = 'THR 8 × 512 tokens, d 896, V* 2000';
+  if (ops[thrName]) row(thrName, 'f32 FMA peak probe', T, 'probe|fma', thrFlops, 'GFLOP/s');
+  for (const t of [1, T]) if (perRound[`ort|${t}`]) row(lp, 'ONNX Runtime', t, `ort|${t}`, N * V, 'G elem/s');
+  if (perRound.torch) row(lp, 'PyTorch', T, 'torch', N * V, 'G elem/s');
 
   // Ratios per round, then their median.
   const ratio = (a: string, b: string) => med(perRound[a].map((v, i) => perRound[b][i] / v));
@@ -599,8 +528,8 @@ export async function runCpuBench(
   }
   for (const k of ['logprobsBackward f32, out of place', 'logprobsBackward f32, in place'])
     if (ops[k]) goal(k, rateOf(`cpu|${k}`, N * V), 1.5, 'G elements/s');
-  const thr = 'THR 8 × 512 tokens, d 896, V* 2000';
-  if (ops[thr]) goal(thr, ratio(`cpu|${thr}`, 'probe|fma'), 0.5, `of the f32 FMA peak of ${T} threads`);
+  if (ops[thrName])
+    goal(thrName, ratio(`cpu|${thrName}`, 'probe|fma'), 0.5, `of the f32 FMA peak of ${T} threads`);
   const adv = 'advantages 1M responses, groups of 8';
   if (ops[adv]) goal(adv, rateOf(`cpu|${adv}`, R) * 1e3, 300, 'M responses/s');
   // × the js reference: per round, the rates' ratio (the js reference runs on its own sizes).

@@ -135,6 +135,35 @@ struct BlockStats {
   double n, sum, m2;  // valid count, Σx, Σ(x − μ_b)² with μ_b = Σx / n (0 when n = 0)
 };
 
+// Σ (x_i − c) (kSquare: Σ (x_i − c)²) over the valid elements of [i0, i1), in the 8 lanes (x − 0 = x).
+template <bool kSquare>
+double valid_sum(const float* x, const uint8_t* mask, int64_t i0, int64_t i1, double c) {
+  Lanes a{};
+  int64_t i = i0;
+#if defined(__SSE2__)
+  Acc8 acc;
+  const __m128d vc = _mm_set1_pd(c);
+  for (; i + 8 <= i1; i += 8) {
+    D8 d = load8(x + i);
+    for (int k = 0; k < 4; ++k) {
+      const __m128d v = _mm_sub_pd(d.q[k], vc);
+      d.q[k] = kSquare ? _mm_mul_pd(v, v) : v;
+    }
+    if (mask) {
+      const Zero8 z = zero8(mask + i);
+      for (int k = 0; k < 4; ++k) d.q[k] = _mm_andnot_pd(z.q[k], d.q[k]);
+    }
+    acc.add(d);
+  }
+  acc.to(a);
+#endif
+  for (int k = 0; i < i1; ++i, k = (k + 1) & 7) {
+    const double v = double(x[i]) - c;
+    a.v[k] += mask && mask[i] == 0 ? 0.0 : kSquare ? v * v : v;
+  }
+  return lanes_total(a);
+}
+
 // One block's statistics: the valid count and Σx, then M2 about the block's own mean (a second pass,
 // from L1). Invalid elements are never used (masked to +0: a NaN outside the mask does not leak in).
 BlockStats block_stats(const float* x, const uint8_t* mask, int64_t i0, int64_t i1) {
@@ -147,50 +176,8 @@ BlockStats block_stats(const float* x, const uint8_t* mask, int64_t i0, int64_t 
     s.n = double(count);
     if (count == 0) return s;
   }
-  Lanes sum{}, m2{};
-  int64_t i = i0;
-#if defined(__SSE2__)
-  {
-    Acc8 acc;
-    for (; i + 8 <= i1; i += 8) {
-      D8 d = load8(x + i);
-      if (mask) {
-        const Zero8 z = zero8(mask + i);
-        for (int k = 0; k < 4; ++k) d.q[k] = _mm_andnot_pd(z.q[k], d.q[k]);
-      }
-      acc.add(d);
-    }
-    acc.to(sum);
-  }
-#endif
-  for (int k = 0; i < i1; ++i, ++k) sum.v[k] += mask && mask[i] == 0 ? 0.0 : double(x[i]);
-  s.sum = lanes_total(sum);
-  const double mu = s.sum / s.n;
-  i = i0;
-#if defined(__SSE2__)
-  {
-    Acc8 acc;
-    const __m128d vmu = _mm_set1_pd(mu);
-    for (; i + 8 <= i1; i += 8) {
-      D8 d = load8(x + i);
-      for (int k = 0; k < 4; ++k) {
-        const __m128d c = _mm_sub_pd(d.q[k], vmu);
-        d.q[k] = _mm_mul_pd(c, c);
-      }
-      if (mask) {
-        const Zero8 z = zero8(mask + i);
-        for (int k = 0; k < 4; ++k) d.q[k] = _mm_andnot_pd(z.q[k], d.q[k]);
-      }
-      acc.add(d);
-    }
-    acc.to(m2);
-  }
-#endif
-  for (int k = 0; i < i1; ++i, ++k) {
-    const double c = double(x[i]) - mu;
-    m2.v[k] += mask && mask[i] == 0 ? 0.0 : c * c;
-  }
-  s.m2 = lanes_total(m2);
+  s.sum = valid_sum<false>(x, mask, i0, i1, 0.0);
+  s.m2 = valid_sum<true>(x, mask, i0, i1, s.sum / s.n);
   return s;
 }
 

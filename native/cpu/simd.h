@@ -99,12 +99,14 @@ inline uint16_t f32_to_bf16_scalar(float f) {
   return uint16_t((x + 0x7fffu + ((x >> 16) & 1u)) >> 16);
 }
 
-// Cephes exp2f: 2^f = 1 + f·P(f) on [−0.5, 0.5].
+// Cephes exp2f: 2^f = 1 + f·P(f) on [−0.5, 0.5], P's coefficients from the highest power down.
 constexpr float kE0 = 1.535336188319500e-4f, kE1 = 1.339887440266574e-3f, kE2 = 9.618437357674640e-3f,
                 kE3 = 5.550332471162809e-2f, kE4 = 2.402264791363012e-1f, kE5 = 6.931472028550421e-1f;
-// exp2_neg5: 2^f = 1 + f·Q(f), Q of degree 4 (scripted Remez/LP fit, coefficients rounded to f32).
-constexpr float kF0 = 1.3202981790527701e-3f, kF1 = 9.674952365458012e-3f, kF2 = 5.5510472506284714e-2f,
-                kF3 = 2.4022166430950165e-1f, kF4 = 6.931465864181519e-1f;
+constexpr float kExp2C6[6] = {kE0, kE1, kE2, kE3, kE4, kE5};
+// exp2_neg5: 2^f = 1 + f·Q(f), Q of degree 4: the relative-error minimax fit on [−0.5, 0.5] (a linear
+// program on a 4001-point grid), coefficients rounded to f32.
+constexpr float kExp2C5[5] = {1.3202981790527701e-3f, 9.674952365458012e-3f, 5.5510472506284714e-2f,
+                              2.4022166430950165e-1f, 6.931465864181519e-1f};
 constexpr float kExp2Lo = -127.0f;  // n = −127 from here down: 2^n is +0
 // 1.5·2^23 + 127: adding it rounds t to an integer n and leaves n + 127 in the low mantissa bits.
 constexpr float kRoundBias = 12583039.0f;
@@ -213,37 +215,23 @@ inline void load_bf16x16(const uint16_t* p, VF& a, VF& b) {
   b.v = _mm256_castsi256_ps(_mm256_unpackhi_epi16(z, v));
 }
 
-// 2^t for t ≤ 0 (and NaN): see the header.
-inline VF exp2_neg(VF t) {
+// 2^t for t ≤ 0 (and NaN), either polynomial (see the header): t clamped at −127 (NaN kept), n =
+// round(t) by the bias trick, f = t − n exact, 2^n from b's low bits shifted into the exponent.
+template <int kDegree>
+inline VF exp2_neg_deg(VF t) {
   const __m256 tc = _mm256_max_ps(_mm256_set1_ps(kExp2Lo), t.v);  // NaN kept
   const __m256 b = _mm256_add_ps(tc, _mm256_set1_ps(kRoundBias));
   const __m256 n = _mm256_sub_ps(b, _mm256_set1_ps(kRoundBias));
   const __m256 f = _mm256_sub_ps(tc, n);
-  __m256 p = _mm256_set1_ps(kE0);
-  p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(kE1));
-  p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(kE2));
-  p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(kE3));
-  p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(kE4));
-  p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(kE5));
+  const float* c = kDegree == 6 ? kExp2C6 : kExp2C5;
+  __m256 p = _mm256_set1_ps(c[0]);
+  for (int k = 1; k < kDegree; ++k) p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(c[k]));
   p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.0f));
   const __m256 pow2n = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_castps_si256(b), 23));
   return {_mm256_mul_ps(p, pow2n)};
 }
-// 2^t for t ≤ 0 (and NaN), degree 5: see the header.
-inline VF exp2_neg5(VF t) {
-  const __m256 tc = _mm256_max_ps(_mm256_set1_ps(kExp2Lo), t.v);  // NaN kept
-  const __m256 b = _mm256_add_ps(tc, _mm256_set1_ps(kRoundBias));
-  const __m256 n = _mm256_sub_ps(b, _mm256_set1_ps(kRoundBias));
-  const __m256 f = _mm256_sub_ps(tc, n);
-  __m256 p = _mm256_set1_ps(kF0);
-  p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(kF1));
-  p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(kF2));
-  p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(kF3));
-  p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(kF4));
-  p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.0f));
-  const __m256 pow2n = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_castps_si256(b), 23));
-  return {_mm256_mul_ps(p, pow2n)};
-}
+inline VF exp2_neg(VF t) { return exp2_neg_deg<6>(t); }
+inline VF exp2_neg5(VF t) { return exp2_neg_deg<5>(t); }
 // 2^t for any t.
 inline VF exp2_full(VF t) {
   const __m256 hi = _mm256_set1_ps(126.0f);
@@ -364,35 +352,20 @@ inline void load_bf16x16(const uint16_t* p, VF& a, VF& b) {
   a = load_bf16(p);
   b = load_bf16(p + 8);
 }
+template <int kDegree>
 inline v4f exp2x4(v4f t) {
   const v4f tc = sel(t < splat4(kExp2Lo), splat4(kExp2Lo), t);  // NaN kept
   const v4f b = tc + kRoundBias;
   const v4f n = b - kRoundBias;
   const v4f f = tc - n;
-  v4f p = splat4(kE0);
-  p = p * f + kE1;
-  p = p * f + kE2;
-  p = p * f + kE3;
-  p = p * f + kE4;
-  p = p * f + kE5;
+  const float* c = kDegree == 6 ? kExp2C6 : kExp2C5;
+  v4f p = splat4(c[0]);
+  for (int k = 1; k < kDegree; ++k) p = p * f + c[k];
   p = p * f + 1.0f;
   return p * (v4f)((v4u)b << 23);
 }
-inline v4f exp2x4_5(v4f t) {
-  const v4f tc = sel(t < splat4(kExp2Lo), splat4(kExp2Lo), t);  // NaN kept
-  const v4f b = tc + kRoundBias;
-  const v4f n = b - kRoundBias;
-  const v4f f = tc - n;
-  v4f p = splat4(kF0);
-  p = p * f + kF1;
-  p = p * f + kF2;
-  p = p * f + kF3;
-  p = p * f + kF4;
-  p = p * f + 1.0f;
-  return p * (v4f)((v4u)b << 23);
-}
-inline VF exp2_neg(VF t) { GK_BOTH(exp2x4(t.lo), exp2x4(t.hi)); }
-inline VF exp2_neg5(VF t) { GK_BOTH(exp2x4_5(t.lo), exp2x4_5(t.hi)); }
+inline VF exp2_neg(VF t) { GK_BOTH(exp2x4<6>(t.lo), exp2x4<6>(t.hi)); }
+inline VF exp2_neg5(VF t) { GK_BOTH(exp2x4<5>(t.lo), exp2x4<5>(t.hi)); }
 inline VF exp2_full(VF t) {
   const v4f c = splat4(126.0f);
   VF r = exp2_neg({sel(t.lo > c, c, t.lo), sel(t.hi > c, c, t.hi)});
@@ -507,19 +480,17 @@ inline void load_bf16x16(const uint16_t* p, VF& a, VF& b) {
   b = load_bf16(p + 8);
 }
 // The AVX2 build's steps lane by lane, branch-free so that the compiler vectorises them (SSE2, NEON).
-inline VF exp2_neg(VF t) {
+template <int kDegree>
+inline VF exp2_neg_deg(VF t) {
   VF r;
+  const float* c = kDegree == 6 ? kExp2C6 : kExp2C5;
   GK_LANES {
     const float tc = t.v[i_] < kExp2Lo ? kExp2Lo : t.v[i_];  // NaN kept (the comparison is false)
     const float b = tc + kRoundBias;
     const float n = b - kRoundBias;
     const float f = tc - n;
-    float p = kE0;
-    p = p * f + kE1;
-    p = p * f + kE2;
-    p = p * f + kE3;
-    p = p * f + kE4;
-    p = p * f + kE5;
+    float p = c[0];
+    for (int k = 1; k < kDegree; ++k) p = p * f + c[k];
     p = p * f + 1.0f;
     uint32_t bits;
     memcpy(&bits, &b, 4);
@@ -530,28 +501,8 @@ inline VF exp2_neg(VF t) {
   }
   return r;
 }
-inline VF exp2_neg5(VF t) {
-  VF r;
-  GK_LANES {
-    const float tc = t.v[i_] < kExp2Lo ? kExp2Lo : t.v[i_];  // NaN kept (the comparison is false)
-    const float b = tc + kRoundBias;
-    const float n = b - kRoundBias;
-    const float f = tc - n;
-    float p = kF0;
-    p = p * f + kF1;
-    p = p * f + kF2;
-    p = p * f + kF3;
-    p = p * f + kF4;
-    p = p * f + 1.0f;
-    uint32_t bits;
-    memcpy(&bits, &b, 4);
-    bits <<= 23;
-    float scale;
-    memcpy(&scale, &bits, 4);
-    r.v[i_] = p * scale;
-  }
-  return r;
-}
+inline VF exp2_neg(VF t) { return exp2_neg_deg<6>(t); }
+inline VF exp2_neg5(VF t) { return exp2_neg_deg<5>(t); }
 inline VF exp2_full(VF t) {
   VF r = exp2_neg(t);
   GK_LANES if (t.v[i_] > 126.0f) r.v[i_] = exp2_scalar(t.v[i_]);
