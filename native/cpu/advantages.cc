@@ -215,6 +215,10 @@ struct GroupSums {
   double sum, sq;
 };
 inline double quad_total(const double* q) { return (q[0] + q[2]) + (q[1] + q[3]); }
+#if defined(__SSE2__)
+// t0 + t1: with t = (q0 + q2, q1 + q3), quad_total's order.
+inline double hsum2(__m128d t) { return _mm_cvtsd_f64(_mm_add_sd(t, _mm_unpackhi_pd(t, t))); }
+#endif
 
 // Σ (r_i − p) over [lo, hi).
 inline double shifted_sum(const float* r, int64_t lo, int64_t hi, double p) {
@@ -229,6 +233,8 @@ inline double shifted_sum(const float* r, int64_t lo, int64_t hi, double p) {
       a0 = _mm_add_pd(a0, _mm_sub_pd(_mm_cvtps_pd(x), vp));
       a1 = _mm_add_pd(a1, _mm_sub_pd(_mm_cvtps_pd(_mm_movehl_ps(x, x)), vp));
     }
+    // (q0 + q2) + (q1 + q3) in registers when there is no tail (a store and reloads cost more).
+    if (i == hi) return hsum2(_mm_add_pd(a0, a1));
     _mm_storeu_pd(q, a0);
     _mm_storeu_pd(q + 2, a1);
   }
@@ -252,6 +258,7 @@ inline double centred_squares(const float* r, int64_t lo, int64_t hi, double p, 
       a0 = _mm_add_pd(a0, _mm_mul_pd(c0, c0));
       a1 = _mm_add_pd(a1, _mm_mul_pd(c1, c1));
     }
+    if (i == hi) return hsum2(_mm_add_pd(a0, a1));
     _mm_storeu_pd(q, a0);
     _mm_storeu_pd(q + 2, a1);
   }
