@@ -22,6 +22,7 @@ import { spawnSync } from 'node:child_process';
 import { loadavg } from 'node:os';
 import { pathToFileURL } from 'node:url';
 import { loadNativeAddon } from '../src/backends/addon.js';
+import { arrayOf } from '../src/backends/cpu/storage.js';
 import { createContext, type Tensor } from '../src/index.js';
 import { makeThrCase, uniformGroup } from '../test/fixtures/thr.js';
 import { loadOrt, ortLogprobs } from './peers/onnx.js';
@@ -203,8 +204,9 @@ export async function runCpuBench(
   const sh = js.tensor(small.hidden as Float32Array, [small.numTokens, 896]);
   const rwJs = reweightArgs(js);
 
-  // The native jobs alone (bench/peers nothing: the addon's own calls, as src/backends/cpu/*.ts make
-  // them), into outputs allocated once.
+  // The native jobs alone (the addon's own calls, as src/backends/cpu/*.ts make them, on the tensors'
+  // own host arrays: a copy of the same data can sit differently in the page tables, which a gather
+  // feels), into outputs allocated once.
   const kAdv = {
     out: new Float32Array(R),
     mean: new Float32Array(R / 8),
@@ -287,9 +289,9 @@ export async function runCpuBench(
       jsAmount: gatherAmount,
       kernel: () =>
         dev.gatherProbs({
-          logits: x,
+          logits: arrayOf(logits),
           dtype: 'f32',
-          lse: lseHost,
+          lse: arrayOf(lse),
           numTokens: N,
           vocab: V,
           temperature: 1,
@@ -309,7 +311,7 @@ export async function runCpuBench(
       jsAmount: R,
       kernel: () =>
         dev.advantages({
-          rewards: rewardsHost,
+          rewards: arrayOf(rewards),
           groupOffsets: go8,
           estimator: 'grpo',
           std: 'sample',
@@ -332,7 +334,7 @@ export async function runCpuBench(
       bytes: R * 8 + R * 16 * 4,
       js: () => js.expandToTokens(jr1, ro),
       jsAmount: R * 16,
-      kernel: () => dev.expandToTokens({ values: rewardsHost, responseOffsets: ro, out: kExpand }),
+      kernel: () => dev.expandToTokens({ values: arrayOf(rewards), responseOffsets: ro, out: kExpand }),
     },
     'whiten 4M': {
       run: async () => (await ctx.whiten(whitenIn)).dispose(),
@@ -343,7 +345,7 @@ export async function runCpuBench(
       jsAmount: 1 << 22,
       kernel: () =>
         dev.whiten({
-          values: whitenHost,
+          values: arrayOf(whitenIn),
           maskEps: 0,
           variance: 'sample',
           varianceEps: 'add',
@@ -387,9 +389,9 @@ export async function runCpuBench(
       jsAmount: rwT,
       kernel: () =>
         dev.thrReweight({
-          tokenAdvantages: rwAdv,
-          thr: rwThr,
-          tau: rwTau,
+          tokenAdvantages: arrayOf(rwCpu.tokenAdvantages),
+          thr: arrayOf(rwCpu.thr),
+          tau: arrayOf(rwCpu.tau),
           responseOffsets: rwLayout.responseOffsets,
           groupOffsets: rwLayout.groupOffsets,
           correct: rwCorrect,
