@@ -14,11 +14,17 @@
  * VmHWM, reset through /proc/self/clear_refs), beside our plan and ORT's two [N, V] f32 tensors.
  *
  * The machine is shared: every figure is the median over `rounds` rounds (each round runs every
- * implementation once more, so a burst of load hits them alike), and each ratio is the median of the
- * per-round ratios. The load average before and after is recorded with the rows.
+ * implementation once more, the js reference included, so a burst of load hits them alike), and each
+ * ratio is the median of the per-round ratios. The load average before and after is recorded with the
+ * rows. For the light ops (gatherProbs, the advantages family, thrReweight) a round also times the
+ * native job alone (the addon's call, without the API's validation and the backend's plumbing) and a
+ * streaming read of as many bytes as the op moves (so from the same level of the memory hierarchy):
+ * where the js reference is already within 20x of the memory system, these rows show it.
  *
- *   npm run bench:cpu                # = tsx bench/run.ts cpu → bench/out/cpu.json
- *   npx tsx bench/cpu.bench.ts [--rounds 3] [--threads 2] [--only lmhead] [--out FILE.json]
+ *   npm run bench:cpu                          # = tsx bench/run.ts cpu → bench/out/cpu.json
+ *   npm run bench:cpu -- --only advantages,whiten --rounds 5
+ *   npx tsx bench/cpu.bench.ts [--rounds 3] [--threads 2] [--only SUBSTRING,…] [--out FILE.json]
+ *   (`--only lmhead`: the LM head's rows alone)
  */
 import { spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -26,6 +32,7 @@ import { loadavg } from 'node:os';
 import { pathToFileURL } from 'node:url';
 import { loadNativeAddon } from '../src/backends/addon.js';
 import type { NativeCpuDevice } from '../src/backends/cpu/native.js';
+import { arrayOf } from '../src/backends/cpu/storage.js';
 import { createContext, lmheadScratchBytes, type Tensor } from '../src/index.js';
 import { makeThrCase, uniformGroup } from '../test/fixtures/thr.js';
 import { loadOrt, ortLmhead, ortLogprobs } from './peers/onnx.js';
@@ -44,6 +51,8 @@ export interface CpuBenchRow {
   ofReadProbe?: number;
   /** Peak memory of one call in MB: the resident set's growth over it (LM-head rows). */
   peakMB?: number;
+  /** Light ops: over the rate of a streaming read of as many bytes as the op moves (same rounds). */
+  ofOwnReadProbe?: number;
   device: string;
   date: string;
   load: string;
@@ -313,11 +322,15 @@ function lmheadResults(
 }
 
 export async function runCpuBench(
-  opts: { rounds?: number; threads?: number; reps?: number; print?: boolean; only?: 'lmhead' } = {},
+  opts: { rounds?: number; threads?: number; reps?: number; print?: boolean; only?: string[] } = {},
 ): Promise<{ rows: CpuBenchRow[]; goals: CpuGoal[]; notes: string[] }> {
   const rounds = opts.rounds ?? 3;
   const reps = opts.reps ?? 5;
   const print = opts.print ?? true;
+  const only = opts.only ?? [];
+  const chosen = (name: string) => only.length === 0 || only.some((o) => name.includes(o));
+  const lp = 'logprobs f32 [256, 151936]';
+  const peers = chosen(lp);
   const notes: string[] = [];
   const loadBefore = loadavg()
     .map((l) => l.toFixed(2))
@@ -333,9 +346,9 @@ export async function runCpuBench(
     portable: ctx.device.details.isa === 'portable',
     avx512: ctx.device.details.lmheadIsa === 'avx512',
   });
-  const ort = loadOrt();
+  const ort = peers || chosen('lmhead') ? loadOrt() : {};
   if (ort.reason) notes.push(`ONNX Runtime skipped: ${ort.reason}`);
-  const torch = findTorchPython();
+  const torch = peers ? findTorchPython() : {};
   if (torch.reason) notes.push(`PyTorch skipped: ${torch.reason}`);
   const commonOf = () => ({
     suite: 'cpu' as const,
@@ -352,7 +365,7 @@ export async function runCpuBench(
     js.dispose();
     return { rows, goals, notes };
   };
-  if (opts.only === 'lmhead') {
+  if (only.length > 0 && only.every((o) => o === 'lmhead')) {
     const data = await measureLmhead(ctx, js, dev, ort, T, rounds, notes);
     const r = lmheadResults(data, commonOf(), T, notes);
     return finish(r.rows, r.goals);
@@ -368,21 +381,21 @@ export async function runCpuBench(
   const logitsBf16 = ctx.tensor(xb, [N, V], 'bf16');
   const inPlace = ctx.tensor(x, [N, V]);
   const { lse } = await ctx.logprobs(logits, targets);
+  const lseHost = await lse.read();
   const g = randomF32(N, 2, 1);
   const R = 1 << 20;
-  const rewards = ctx.tensor(randomF32(R, 3, 1));
-  const thrCase = makeThrCase({
-    seed: 1,
-    groups: [uniformGroup(8, 512, 4)],
-    dim: 896,
-    vocabSize: V,
-    exactVocab: 2000,
-  });
+  const rewardsHost = randomF32(R, 3, 1);
+  const rewards = ctx.tensor(rewardsHost);
+  // THR: one group of 8 responses (4 correct) of `length` tokens, d 896, |V*| = `k`.
+  const thrCaseOf = (seed: number, length: number, k: number) =>
+    makeThrCase({ seed, groups: [uniformGroup(8, length, 4)], dim: 896, vocabSize: V, exactVocab: k });
+  const thrCase = thrCaseOf(1, 512, 2000);
   const thrFlops = 2 * 2000 * 896 * (2048 + 4096);
   const vocab = await ctx.restrictedVocab(thrCase.tokens, thrCase.layout);
   const hidden = ctx.tensor(thrCase.hidden as Float32Array, [thrCase.numTokens, 896]);
   const probs = ctx.tensor(thrCase.probs);
   const ro = Int32Array.from({ length: R + 1 }, (_, i) => i * 16);
+  const go8 = Int32Array.from({ length: R / 8 + 1 }, (_, i) => i * 8);
   // gatherProbs on the same logits: one group of 16 responses × 16 tokens = the 256 rows, its tokens
   // spread over the vocabulary (|V*| ≈ 256: 64k probabilities).
   const gatherLayout = {
@@ -391,8 +404,11 @@ export async function runCpuBench(
   };
   const gatherTokens = Int32Array.from({ length: N }, (_, i) => (i * 104729) % V);
   const gatherVocab = await ctx.restrictedVocab(gatherTokens, gatherLayout);
-  const gatherAmount = N * gatherVocab.host.offsets[1];
-  const whitenIn = ctx.tensor(randomF32(1 << 22, 4, 1));
+  const K = gatherVocab.host.offsets[1];
+  const gatherAmount = N * K;
+  const gatherColumns = await gatherVocab.columns.read();
+  const whitenHost = randomF32(1 << 22, 4, 1);
+  const whitenIn = ctx.tensor(whitenHost);
   // thrReweight on 64 groups × 16 responses × 1024 tokens (1M tokens), synthetic THR and tau.
   const rwT = 64 * 16 * 1024;
   const rwLayout = {
@@ -414,23 +430,71 @@ export async function runCpuBench(
   });
   const rwCpu = reweightArgs(ctx);
 
+  // The js reference's inputs, at sizes it finishes in well under a second (rates are per unit of work):
+  // the logprobs family on 8 of the 256 rows, THR on 8 × 64 tokens with |V*| 500, the rest at full size.
+  const n8 = 8;
+  const jx = js.tensor(x.subarray(0, n8 * V), [n8, V]);
+  const jt = targets.subarray(0, n8);
+  const { lse: jl8 } = await js.logprobs(jx, jt);
+  const jxb = js.tensor(xb.subarray(0, n8 * V), [n8, V], 'bf16');
+  const jgx = js.tensor(x, [N, V]);
+  const jgv = await js.restrictedVocab(gatherTokens, gatherLayout);
+  const jr1 = js.tensor(rewardsHost);
+  const jw = js.tensor(whitenHost);
+  const small = thrCaseOf(2, 64, 500);
+  const sv = await js.restrictedVocab(small.tokens, small.layout);
+  const sh = js.tensor(small.hidden as Float32Array, [small.numTokens, 896]);
+  const rwJs = reweightArgs(js);
+
+  // The native jobs alone (the addon's own calls, as src/backends/cpu/*.ts make them, on the tensors'
+  // own host arrays: a copy of the same data can sit differently in the page tables, which a gather
+  // feels), into outputs allocated once.
+  const kAdv = {
+    out: new Float32Array(R),
+    mean: new Float32Array(R / 8),
+    std: new Float32Array(R / 8),
+    deg: new Uint8Array(R / 8),
+  };
+  const kExpand = new Float32Array(R * 16);
+  const kWhiten = new Float32Array(1 << 22);
+  const kReweight = new Float32Array(rwT);
+  const kGather = new Float32Array(gatherAmount);
+  const degenerate64 = new Uint8Array(64);
+  const eta64 = new Float64Array(64); // the reweight plan's eta per group (mode 'thr' reads none)
+
   const disposeAll = (ts: (Tensor | undefined)[]) => {
     for (const t of ts) t?.dispose();
   };
-  // bytes: the least the op must move (inputs read + outputs written), for GB/s and the fraction of the
-  // streaming read's rate measured in the same round.
-  const ops: Record<string, { run: () => Promise<unknown>; amount: number; unit: string; bytes: number }> = {
-    'logprobs f32 [256, 151936]': {
+  interface Op {
+    run: () => Promise<unknown>;
+    amount: number;
+    unit: string;
+    /** The least the op must move (inputs read + outputs written), for GB/s and the read probes. */
+    bytes: number;
+    /** The js reference and the amount of work it does. */
+    js: () => Promise<unknown>;
+    jsAmount: number;
+    /** Timed reps of the js reference per round (1 for THR: seconds). */
+    jsReps?: number;
+    /** The native job alone (light ops). */
+    kernel?: () => Promise<void>;
+  }
+  const ops: Record<string, Op> = {
+    [lp]: {
       run: async () => disposeAll(Object.values(await ctx.logprobs(logits, targets))),
       amount: N * V,
       unit: 'G elem/s',
       bytes: N * V * 4,
+      js: () => js.logprobs(jx, jt),
+      jsAmount: n8 * V,
     },
     'logprobs bf16 [256, 151936]': {
       run: async () => disposeAll(Object.values(await ctx.logprobs(logitsBf16, targets))),
       amount: N * V,
       unit: 'G elem/s',
       bytes: N * V * 2,
+      js: () => js.logprobs(jxb, jt),
+      jsAmount: n8 * V,
     },
     'logprobs f32 + entropy + Σp²': {
       run: async () =>
@@ -438,43 +502,99 @@ export async function runCpuBench(
       amount: N * V,
       unit: 'G elem/s',
       bytes: N * V * 4,
+      js: () => js.logprobs(jx, jt, { entropy: true, sumSquares: true }),
+      jsAmount: n8 * V,
     },
     'logprobsBackward f32, out of place': {
       run: async () => (await ctx.logprobsBackward(logits, targets, lse, g)).dispose(),
       amount: N * V,
       unit: 'G elem/s',
       bytes: 2 * N * V * 4,
+      js: () => js.logprobsBackward(jx, jt, jl8, g.subarray(0, n8)),
+      jsAmount: n8 * V,
     },
     'logprobsBackward f32, in place': {
       run: () => ctx.logprobsBackward(inPlace, targets, lse, g, { inPlace: true }),
       amount: N * V,
       unit: 'G elem/s',
       bytes: 2 * N * V * 4,
+      js: () => js.logprobsBackward(jx, jt, jl8, g.subarray(0, n8), { inPlace: true }),
+      jsAmount: n8 * V,
     },
     'gatherProbs 256 tokens × |V*| 256, V 151936': {
       run: async () =>
         (await ctx.gatherProbs(logits, lse, { layout: gatherLayout, vocab: gatherVocab })).dispose(),
       amount: gatherAmount,
       unit: 'G probs/s',
-      bytes: gatherAmount * 8,
+      // One 64-byte line per probability (random columns), 4 bytes written.
+      bytes: gatherAmount * 68,
+      js: () => js.gatherProbs(jgx, lseHost, { layout: gatherLayout, vocab: jgv }),
+      jsAmount: gatherAmount,
+      kernel: () =>
+        dev.gatherProbs({
+          logits: arrayOf(logits),
+          dtype: 'f32',
+          lse: arrayOf(lse),
+          numTokens: N,
+          vocab: V,
+          temperature: 1,
+          columns: gatherColumns,
+          groupTokenOffsets: new Int32Array([0, N]),
+          vocabOffsets: new Int32Array([0, K]),
+          probsOffsets: new Float64Array([0, gatherAmount]),
+          outProbs: kGather,
+        }),
     },
     'advantages 1M responses, groups of 8': {
       run: async () => disposeAll(Object.values(await ctx.advantages(rewards, { groupSize: 8 }))),
       amount: R,
       unit: 'G resp/s',
       bytes: R * 8 + (R / 8) * 9,
+      js: () => js.advantages(jr1, { groupSize: 8 }),
+      jsAmount: R,
+      kernel: () =>
+        dev.advantages({
+          rewards: arrayOf(rewards),
+          groupOffsets: go8,
+          estimator: 'grpo',
+          std: 'sample',
+          eps: 1e-6,
+          scale: 'group',
+          singleton: 'zero',
+          whitenMaskEps: 0,
+          whitenVariance: 'sample',
+          whitenVarianceEps: 'add',
+          outAdvantages: kAdv.out,
+          outMean: kAdv.mean,
+          outStd: kAdv.std,
+          outDegenerate: kAdv.deg,
+        }),
     },
     'expandToTokens 1M × 16': {
       run: async () => (await ctx.expandToTokens(rewards, ro)).dispose(),
       amount: R * 16,
       unit: 'G tok/s',
       bytes: R * 8 + R * 16 * 4,
+      js: () => js.expandToTokens(jr1, ro),
+      jsAmount: R * 16,
+      kernel: () => dev.expandToTokens({ values: arrayOf(rewards), responseOffsets: ro, out: kExpand }),
     },
     'whiten 4M': {
       run: async () => (await ctx.whiten(whitenIn)).dispose(),
       amount: 1 << 22,
       unit: 'G elem/s',
       bytes: (1 << 22) * 12,
+      js: () => js.whiten(jw),
+      jsAmount: 1 << 22,
+      kernel: () =>
+        dev.whiten({
+          values: arrayOf(whitenIn),
+          maskEps: 0,
+          variance: 'sample',
+          varianceEps: 'add',
+          keepMean: false,
+          out: kWhiten,
+        }),
     },
     'THR 8 × 512 tokens, d 896, V* 2000': {
       run: async () =>
@@ -492,14 +612,46 @@ export async function runCpuBench(
       amount: thrFlops,
       unit: 'GFLOP/s',
       bytes: 0,
+      js: () =>
+        js.tokenHiddenReward({
+          hidden: sh,
+          probs: small.probs,
+          vocab: sv,
+          layout: small.layout,
+          correct: small.correct,
+        }),
+      jsAmount: 2 * 500 * 896 * (256 + 512),
+      jsReps: 1,
     },
     'thrReweight 1M tokens': {
       run: async () => (await ctx.thrReweight(rwCpu)).dispose(),
       amount: rwT,
       unit: 'G tok/s',
-      bytes: rwT * 16,
+      bytes: rwT * 12,
+      js: () => js.thrReweight(rwJs),
+      jsAmount: rwT,
+      kernel: () =>
+        dev.thrReweight({
+          tokenAdvantages: arrayOf(rwCpu.tokenAdvantages),
+          thr: arrayOf(rwCpu.thr),
+          tau: arrayOf(rwCpu.tau),
+          responseOffsets: rwLayout.responseOffsets,
+          groupOffsets: rwLayout.groupOffsets,
+          correct: rwCorrect,
+          degenerate: degenerate64,
+          eta: eta64,
+          mode: 'thr',
+          p: 0.1,
+          mask: true,
+          out: kReweight,
+        }),
     },
   };
+  for (const name of Object.keys(ops)) if (!chosen(name)) delete ops[name];
+  // A buffer of each light op's byte count, for its own read probe.
+  const ownProbe: Record<string, Uint8Array> = {};
+  for (const [name, op] of Object.entries(ops))
+    if (op.kernel) ownProbe[name] = new Uint8Array(op.bytes).fill(1);
 
   const perRound: Record<string, number[]> = {};
   const push = (k: string, v: number) => {
@@ -510,7 +662,14 @@ export async function runCpuBench(
     ? await Promise.all([1, T].map((t) => ortLogprobs(ort.ort!, t, x, targets, V)))
     : [];
   for (let round = 0; round < rounds; round++) {
-    for (const [name, op] of Object.entries(ops)) push(`cpu|${name}`, await timeMs(reps, op.run));
+    for (const [name, op] of Object.entries(ops)) {
+      // The light ops take milliseconds: more reps for a steadier median on a shared machine.
+      const r = op.kernel ? 4 * reps : reps;
+      push(`cpu|${name}`, await timeMs(r, op.run));
+      if (op.kernel) push(`kernel|${name}`, await timeMs(r, op.kernel));
+      if (ownProbe[name]) push(`own|${name}`, (await dev.readProbe(ownProbe[name])) * 1e3);
+      push(`js|${name}`, await timeMs(op.jsReps ?? 3, op.js));
+    }
     push('probe|read f32', (await dev.readProbe(x)) * 1e3);
     push('probe|read bf16', (await dev.readProbe(xb)) * 1e3);
     push('probe|fma', (thrFlops / (await dev.fmaProbe())) * 1e3); // ms the THR FLOPs take at peak
@@ -537,148 +696,59 @@ export async function runCpuBench(
   for (const s of ortSessions) await s.close();
   if (ort.version) notes.push(`ONNX Runtime ${ort.version} (onnxruntime-node), 1 and ${T} intra-op threads`);
 
-  // The js reference, once per op, at sizes it finishes in seconds (rates are per unit of work).
-  const jsRate: Record<string, number> = {};
-  {
-    const n8 = 8;
-    const xs = js.tensor(x.subarray(0, n8 * V), [n8, V]);
-    const ts = targets.subarray(0, n8);
-    const { lse: l8 } = await js.logprobs(xs, ts);
-    const xsb = js.tensor(xb.subarray(0, n8 * V), [n8, V], 'bf16');
-    const jr = async (name: string, amount: number, f: () => Promise<unknown>) => {
-      jsRate[name] = amount / (await timeMs(name.startsWith('THR') ? 1 : 3, f)) / 1e6;
-    };
-    await jr('logprobs f32 [256, 151936]', n8 * V, () => js.logprobs(xs, ts));
-    await jr('logprobs bf16 [256, 151936]', n8 * V, () => js.logprobs(xsb, ts));
-    await jr('logprobs f32 + entropy + Σp²', n8 * V, () =>
-      js.logprobs(xs, ts, { entropy: true, sumSquares: true }),
-    );
-    await jr('logprobsBackward f32, out of place', n8 * V, () =>
-      js.logprobsBackward(xs, ts, l8, g.subarray(0, n8)),
-    );
-    await jr('logprobsBackward f32, in place', n8 * V, () =>
-      js.logprobsBackward(xs, ts, l8, g.subarray(0, n8), { inPlace: true }),
-    );
-    const jgx = js.tensor(x, [N, V]);
-    const jgv = await js.restrictedVocab(gatherTokens, gatherLayout);
-    const jgl = await lse.read();
-    await jr('gatherProbs 256 tokens × |V*| 256, V 151936', gatherAmount, () =>
-      js.gatherProbs(jgx, jgl, { layout: gatherLayout, vocab: jgv }),
-    );
-    const jr1 = js.tensor(await rewards.read());
-    await jr('advantages 1M responses, groups of 8', R, () => js.advantages(jr1, { groupSize: 8 }));
-    await jr('expandToTokens 1M × 16', R * 16, () => js.expandToTokens(jr1, ro));
-    const jw = js.tensor(await whitenIn.read());
-    await jr('whiten 4M', 1 << 22, () => js.whiten(jw));
-    // 8 × 64 tokens, |V*| 500: the same kernel at a size float64 JavaScript finishes in seconds.
-    const small = makeThrCase({
-      seed: 2,
-      groups: [uniformGroup(8, 64, 4)],
-      dim: 896,
-      vocabSize: V,
-      exactVocab: 500,
-    });
-    const sv = await js.restrictedVocab(small.tokens, small.layout);
-    const sh = js.tensor(small.hidden as Float32Array, [small.numTokens, 896]);
-    await jr('THR 8 × 512 tokens, d 896, V* 2000', 2 * 500 * 896 * (256 + 512), () =>
-      js.tokenHiddenReward({
-        hidden: sh,
-        probs: small.probs,
-        vocab: sv,
-        layout: small.layout,
-        correct: small.correct,
-      }),
-    );
-    const rwJs = reweightArgs(js);
-    await jr('thrReweight 1M tokens', rwT, () => js.thrReweight(rwJs));
-  }
-
-  const lmhead = await measureLmhead(ctx, js, dev, ort, T, rounds, notes);
+  const lmhead = chosen('lmhead') ? await measureLmhead(ctx, js, dev, ort, T, rounds, notes) : undefined;
 
   // ------------------------------------------------------------------ rows and goals
   const common = commonOf();
   const rows: CpuBenchRow[] = [];
   const rateOf = (k: string, amount: number) => amount / med(perRound[k]) / 1e6;
+  // Per round: an op's GB/s over a probe's (probe: ms per `probeBytes`), then the median.
+  const ofProbe = (k: string, bytes: number, probe: string, probeBytes: number) =>
+    med(perRound[k].map((ms, i) => bytes / ms / (probeBytes / perRound[probe][i])));
+  /** One row from the per-round times under `key`; with `bytes`, its GB/s and the read probes' fractions. */
+  const row = (
+    benchmark: string,
+    impl: string,
+    threads: number,
+    key: string,
+    amount: number,
+    unit: string,
+    bytes = 0,
+    own?: string,
+  ) => {
+    const r: CpuBenchRow = {
+      ...common,
+      benchmark,
+      impl,
+      threads,
+      ms: med(perRound[key]),
+      rate: rateOf(key, amount),
+      unit,
+    };
+    if (bytes > 0) {
+      r.gbs = rateOf(key, bytes);
+      if (key !== own) r.ofReadProbe = ofProbe(key, bytes, 'probe|read f32', N * V * 4);
+      if (own !== undefined && key !== own) r.ofOwnReadProbe = ofProbe(key, bytes, own, bytes);
+    }
+    rows.push(r);
+  };
   for (const [name, op] of Object.entries(ops)) {
-    rows.push({
-      ...common,
-      benchmark: name,
-      impl: 'cpu',
-      threads: T,
-      ms: med(perRound[`cpu|${name}`]),
-      rate: rateOf(`cpu|${name}`, op.amount),
-      unit: op.unit,
-      ...(op.bytes > 0
-        ? {
-            gbs: rateOf(`cpu|${name}`, op.bytes),
-            // Per round: this op's GB/s over the read probe's, then the median.
-            ofReadProbe: med(
-              perRound[`cpu|${name}`].map(
-                (ms, i) => op.bytes / ms / ((N * V * 4) / perRound['probe|read f32'][i]),
-              ),
-            ),
-          }
-        : {}),
-    });
-    rows.push({
-      ...common,
-      benchmark: name,
-      impl: 'js (float64 reference)',
-      threads: 1,
-      ms: Number.NaN,
-      rate: jsRate[name],
-      unit: op.unit,
-    });
+    const own = ownProbe[name] ? `own|${name}` : undefined;
+    row(name, 'cpu', T, `cpu|${name}`, op.amount, op.unit, op.bytes, own);
+    if (op.kernel) {
+      row(name, 'cpu, native job alone', T, `kernel|${name}`, op.amount, op.unit, op.bytes, own);
+      row(name, "read probe (the op's bytes)", T, `own|${name}`, op.amount, op.unit, op.bytes, own);
+    }
+    row(name, 'js (float64 reference)', 1, `js|${name}`, op.jsAmount, op.unit);
   }
-  const lp = 'logprobs f32 [256, 151936]';
-  rows.push({
-    ...common,
-    benchmark: lp,
-    impl: 'read probe (same bytes)',
-    threads: T,
-    ms: med(perRound['probe|read f32']),
-    rate: rateOf('probe|read f32', N * V),
-    unit: 'G elem/s',
-  });
-  rows.push({
-    ...common,
-    benchmark: 'logprobs bf16 [256, 151936]',
-    impl: 'read probe (same bytes)',
-    threads: T,
-    ms: med(perRound['probe|read bf16']),
-    rate: rateOf('probe|read bf16', N * V),
-    unit: 'G elem/s',
-  });
-  rows.push({
-    ...common,
-    benchmark: 'THR 8 × 512 tokens, d 896, V* 2000',
-    impl: 'f32 FMA peak probe',
-    threads: T,
-    ms: med(perRound['probe|fma']),
-    rate: rateOf('probe|fma', thrFlops),
-    unit: 'GFLOP/s',
-  });
-  for (const t of [1, T])
-    if (perRound[`ort|${t}`])
-      rows.push({
-        ...common,
-        benchmark: lp,
-        impl: 'ONNX Runtime',
-        threads: t,
-        ms: med(perRound[`ort|${t}`]),
-        rate: rateOf(`ort|${t}`, N * V),
-        unit: 'G elem/s',
-      });
-  if (perRound.torch)
-    rows.push({
-      ...common,
-      benchmark: lp,
-      impl: 'PyTorch',
-      threads: T,
-      ms: med(perRound.torch),
-      rate: rateOf('torch', N * V),
-      unit: 'G elem/s',
-    });
+  if (chosen(lp) || chosen('logprobs bf16')) {
+    row(lp, 'read probe (same bytes)', T, 'probe|read f32', N * V, 'G elem/s');
+    row('logprobs bf16 [256, 151936]', 'read probe (same bytes)', T, 'probe|read bf16', N * V, 'G elem/s');
+  }
+  const thrName = 'THR 8 × 512 tokens, d 896, V* 2000';
+  if (ops[thrName]) row(thrName, 'f32 FMA peak probe', T, 'probe|fma', thrFlops, 'GFLOP/s');
+  for (const t of [1, T]) if (perRound[`ort|${t}`]) row(lp, 'ONNX Runtime', t, `ort|${t}`, N * V, 'G elem/s');
+  if (perRound.torch) row(lp, 'PyTorch', T, 'torch', N * V, 'G elem/s');
 
   // Ratios per round, then their median.
   const ratio = (a: string, b: string) => med(perRound[a].map((v, i) => perRound[b][i] / v));
@@ -686,37 +756,34 @@ export async function runCpuBench(
   const goal = (benchmark: string, measured: number, g: number, what: string) =>
     goals.push({ benchmark, measured, goal: g, what, met: measured >= g });
   const lpk = `cpu|${lp}`;
-  if (perRound[`ort|${T}`]) {
-    goal(lp, ratio(lpk, `ort|${T}`), 2, `× ONNX Runtime on ${T} threads`);
-    goal(lp, ratio(lpk, 'ort|1'), 2, '× ONNX Runtime on 1 thread');
+  const bf = 'logprobs bf16 [256, 151936]';
+  const ent = 'logprobs f32 + entropy + Σp²';
+  if (ops[lp]) {
+    if (perRound[`ort|${T}`]) {
+      goal(lp, ratio(lpk, `ort|${T}`), 2, `× ONNX Runtime on ${T} threads`);
+      goal(lp, ratio(lpk, 'ort|1'), 2, '× ONNX Runtime on 1 thread');
+    }
+    if (perRound.torch) goal(lp, ratio(lpk, 'torch'), 7, `× PyTorch on ${T} threads`);
+    goal(lp, ratio(lpk, 'probe|read f32'), 0.5, 'of the streaming read of the same bytes');
+    if (ops[bf]) goal(bf, ratio(`cpu|${bf}`, lpk), 1.5, '× the f32 rate');
+    if (ops[ent]) goal(ent, ratio(`cpu|${ent}`, lpk), 0.8, '× the plain forward');
   }
-  if (perRound.torch) goal(lp, ratio(lpk, 'torch'), 7, `× PyTorch on ${T} threads`);
-  goal(lp, ratio(lpk, 'probe|read f32'), 0.5, 'of the streaming read of the same bytes');
-  goal('logprobs bf16 [256, 151936]', ratio(`cpu|logprobs bf16 [256, 151936]`, lpk), 1.5, '× the f32 rate');
-  goal(
-    'logprobs f32 + entropy + Σp²',
-    ratio(`cpu|logprobs f32 + entropy + Σp²`, lpk),
-    0.8,
-    '× the plain forward',
-  );
   for (const k of ['logprobsBackward f32, out of place', 'logprobsBackward f32, in place'])
-    goal(k, rateOf(`cpu|${k}`, N * V), 1.5, 'G elements/s');
-  goal(
-    'THR 8 × 512 tokens, d 896, V* 2000',
-    ratio('cpu|THR 8 × 512 tokens, d 896, V* 2000', 'probe|fma'),
-    0.5,
-    `of the f32 FMA peak of ${T} threads`,
-  );
-  goal(
-    'advantages 1M responses, groups of 8',
-    rateOf('cpu|advantages 1M responses, groups of 8', R) * 1e3,
-    300,
-    'M responses/s',
-  );
+    if (ops[k]) goal(k, rateOf(`cpu|${k}`, N * V), 1.5, 'G elements/s');
+  if (ops[thrName])
+    goal(thrName, ratio(`cpu|${thrName}`, 'probe|fma'), 0.5, `of the f32 FMA peak of ${T} threads`);
+  const adv = 'advantages 1M responses, groups of 8';
+  if (ops[adv]) goal(adv, rateOf(`cpu|${adv}`, R) * 1e3, 300, 'M responses/s');
+  // × the js reference: per round, the rates' ratio (the js reference runs on its own sizes).
   for (const [name, op] of Object.entries(ops))
-    goal(name, rateOf(`cpu|${name}`, op.amount) / jsRate[name], 20, '× the js reference');
+    goal(
+      name,
+      med(perRound[`cpu|${name}`].map((ms, i) => op.amount / ms / (op.jsAmount / perRound[`js|${name}`][i]))),
+      20,
+      '× the js reference',
+    );
 
-  const lm = lmheadResults(lmhead, common, T, notes);
+  const lm = lmhead ? lmheadResults(lmhead, common, T, notes) : { rows: [], goals: [] };
   return finish([...rows, ...lm.rows], [...goals, ...lm.goals]);
 }
 
@@ -736,6 +803,7 @@ function printResults(
       rate: `${r.rate.toPrecision(3)} ${r.unit}`,
       'GB/s': r.gbs === undefined ? '' : r.gbs.toFixed(2),
       'of read': r.ofReadProbe === undefined ? '' : `${(100 * r.ofReadProbe).toFixed(0)}%`,
+      'of own read': r.ofOwnReadProbe === undefined ? '' : `${(100 * r.ofOwnReadProbe).toFixed(0)}%`,
       'peak MB': r.peakMB === undefined ? '' : r.peakMB.toFixed(1),
     })),
   );
@@ -756,8 +824,8 @@ if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.a
     const i = args.indexOf(n);
     return i >= 0 ? Number(args[i + 1]) : undefined;
   };
-  const only = args.includes('--only') ? args[args.indexOf('--only') + 1] : undefined;
-  if (only !== undefined && only !== 'lmhead') throw new Error(`--only: expected 'lmhead', got '${only}'`);
+  const i = args.indexOf('--only');
+  const only = i >= 0 ? args[i + 1].split(',') : undefined;
   const result = await runCpuBench({ rounds: arg('--rounds'), threads: arg('--threads'), only });
   const out = args.includes('--out') ? args[args.indexOf('--out') + 1] : undefined;
   if (out !== undefined) writeFileSync(out, `${JSON.stringify(result, null, 2)}\n`);

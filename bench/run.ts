@@ -10,7 +10,8 @@
  *   npm run bench:reference -- logprobs tokenHiddenReward  # the cases of some ops
  *
  * `npm run bench:cpu` (= tsx bench/run.ts cpu): the native cpu backend against ONNX Runtime, PyTorch
- * and the streaming read instead (issue 13's figures; bench/cpu.bench.ts), rows in bench/out/cpu.json.
+ * and the streaming read instead (issue 13's figures; bench/cpu.bench.ts), rows in bench/out/cpu.json;
+ * `npm run bench:cpu -- --only whiten,thrReweight --rounds 5` runs some of its benchmarks.
  *
  * Rows are written as JSON to bench/out/reference.json (git-ignored); bench/RESULTS.md holds the
  * published figures. The package's own multi-backend benchmark is `npm run bench` (the CLI).
@@ -96,16 +97,29 @@ function measurePeakMemory(
   };
 }
 
-/** `bench/run.ts cpu`: the native cpu backend's suite (bench/cpu.bench.ts), rows in bench/out/cpu.json. */
-async function cpuSuite(): Promise<number> {
-  const result = await runCpuBench();
+/**
+ * `bench/run.ts cpu [--only SUBSTRING,…] [--rounds N] [--threads N]`: the native cpu backend's suite
+ * (bench/cpu.bench.ts), rows in bench/out/cpu.json; --only keeps the benchmarks whose name contains one
+ * of the substrings (`--only advantages,whiten`).
+ */
+async function cpuSuite(args: string[]): Promise<number> {
+  const arg = (n: string) => {
+    const i = args.indexOf(n);
+    return i >= 0 ? args[i + 1] : undefined;
+  };
+  const num = (n: string) => (arg(n) === undefined ? undefined : Number(arg(n)));
+  const result = await runCpuBench({
+    only: arg('--only')?.split(','),
+    rounds: num('--rounds'),
+    threads: num('--threads'),
+  });
   mkdirSync(new URL('./out/', import.meta.url), { recursive: true });
   writeFileSync(new URL('./out/cpu.json', import.meta.url), `${JSON.stringify(result, null, 2)}\n`);
   return 0;
 }
 
 async function main(asked: string[]): Promise<number> {
-  if (asked.length === 1 && asked[0] === 'cpu') return cpuSuite();
+  if (asked[0] === 'cpu') return cpuSuite(asked.slice(1));
   const all = benchCases('reference');
   const ops = [...new Set(all.map((c) => c.op))];
   const unknown = asked.filter((a) => !(ops as string[]).includes(a));

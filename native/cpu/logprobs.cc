@@ -25,22 +25,27 @@
 //   per-row slot and the item that completes a row (an atomic count) combines it. Every sum is thus a
 //   function of the row's elements and V alone: the same bits for any thread count, any N, any
 //   position of the row in the batch (tests: test/cpu-native/invariance.test.ts).
-//   Accuracy, guaranteed. Every term 2^t is within 2 ulp of 2^t (exp2 in simd.h); t carries the
-//   roundings of x − m_s, of s2 and of the product, ≤ 3u·|t| (u = 2^-24), a relative error of the term
-//   ≤ 3u·ln2·|t|·… which, weighted by e^d, adds at most 3u·max_d(e^d·|d|) = 3u/e ≈ 7e-8 of S0. An f32
-//   chain of 8 terms ≥ 0, added to the other chain's 8, errs by at most 8u = 4.8e-7 of its sum; past
-//   that everything is f64. So S0, S1 and S2 each carry a relative error ≤ 1e-6 of their (same-sign)
-//   terms: log S0 within 1e-6 absolute, so lse and logprob within 1e-6 + 1 ulp (plus the f32 rounding
-//   of x/T, u·|z|, in the target's logit); entropy, a sum of two nonnegative terms, within about 2e-6
-//   relative; Σp² within about 3e-6 relative (S2/S0²). Measured against the float64 reference:
-//   test/cpu-native/ops.test.ts states each bound.
-//   Per element: pass 1 a load and a max (+ a decode and a store for f16/bf16), pass 2 a load, a
-//   subtraction, a multiplication, exp2 (12 instructions: max, add, sub, sub, 6 FMA, shift, mul) and an
-//   addition (+ a max and 2 FMAs with the statistics). Bytes: N·V·sizeof(x) read once from memory
-//   (+ N·(4 + 4·outputs)). Pass 2 computes from L1 while memory would idle, so it prefetches the next
-//   16 KiB of its item meanwhile (no change to any bit). Measured (bench/RESULTS.md, 2026-11-27, 2
-//   cores): f32 at 87-91% of a streaming read of the same bytes, 2.4x ONNX Runtime, 16x PyTorch; bf16
-//   compute-bound (about 1.1 cycles per element per core).
+//   Accuracy, guaranteed. Every term 2^t is within ε = 3.7u = 2.2e-7 relative of 2^t (u = 2^-24;
+//   exp2_neg5 in simd.h: a degree-5 minimax polynomial, one FMA fewer than the backward's exp2 at 1.3u);
+//   t carries the roundings of x − m_s, of s2 and of the product, ≤ 3u·|t|, a relative error of the
+//   term ≤ 3u·ln2·|t|·… which, weighted by e^d, adds at most 3u·max_d(e^d·|d|) = 3u/e ≈ 7e-8 of S0. An
+//   f32 chain of 8 terms ≥ 0, added to the other chain's 8, errs by at most 8u = 4.8e-7 of its sum;
+//   past that everything is f64. So S0 and S1 carry a relative error ≤ 2.2e-7 + 0.7e-7 + 4.8e-7 =
+//   7.7e-7 of their (same-sign) terms, S2 (terms e², 2ε) ≤ 1.1e-6: log S0 within 7.7e-7 absolute, so
+//   lse and logprob within 7.7e-7 + 1 ulp (plus the f32 rounding of x/T, u·|z|, in the target's
+//   logit); entropy, a sum of two nonnegative terms, within 1.6e-6 relative; Σp² = S2/S0² within
+//   2.6e-6 relative. The worst case is coherent: every term of a row at the polynomial's worst point
+//   (f = 0.2129: −3.7u; f = −0.4375: +2.2u), a test of its own. Measured against the float64
+//   reference: test/cpu-native/ops.test.ts states each bound (2e-6; Σp² 4e-6).
+//   Per element: pass 1 a load and a max (+ a decode and a store for f16/bf16: for bf16 two unpacks
+//   per 16 values, stored in the unpacks' order, which pass 2's sums then follow), pass 2 a load, a
+//   subtraction, a multiplication, exp2 (11 instructions: max, add, sub, sub, 5 FMA, shift, mul) and an
+//   addition (the compiler fuses the last two into an FMA) (+ a max and 2 FMAs with the statistics).
+//   Bytes: N·V·sizeof(x) read once from memory (+ N·(4 + 4·outputs)). Pass 2 computes from L1 while
+//   memory would idle, so it prefetches the next 16 KiB of its item meanwhile (one line per two
+//   vectors, no branch; no change to any bit). Measured (bench/RESULTS.md, 2 cores): f32 at 87-91% of
+//   a streaming read of the same bytes, 2.4x ONNX Runtime, 16x PyTorch; bf16 compute-bound: 4.4 G
+//   elements/s per core from L2 (4.15 before the degree-5 polynomial and the unpacks).
 //
 // BACKWARD gradLogits = [g·(1[v=y] − p_v) − gE·p_v·(log p_v + H)] / T with log2 p_v = x_v·s2 − lse·log2 e
 //   (one FMA: one rounding; lse·log2 e rounded once, the exponent error |lse|·2^-24 the f32 lse itself
@@ -55,8 +60,9 @@
 //   Ignored rows are not read and get 0. Bytes: N·V·sizeof(x) read + N·V·sizeof(x) written.
 //
 // GATHER PROBS  probs[g][i, k] = e^{x[t, V*_g[k]]/T − lse[t]} in f64, rounded once (a gather: random
-//   columns of a row, each a cache miss, prefetched 16 columns ahead; Σ T_g·K_g elements). Items: 16
-//   tokens.
+//   columns of a row, each a cache miss, the loads in a loop of their own; Σ T_g·K_g elements).
+//   The exponential is our own f64 one, as vectors (exp_to_f32: within a few f64 ulp, so the one
+//   rounding gives the f32 within one ulp of the exact value). Items: 16 tokens.
 #include "kernels.h"
 #include "simd.h"
 
@@ -120,10 +126,19 @@ Partial segment(const void* row, int64_t j0, int64_t len, float scale2, float* b
     }
   } else {
     for (; k + 4 <= full; k += 4) {
-      const VF v0 = load_row<D>(row, j0 + k * kLanes, kLanes);
-      const VF v1 = load_row<D>(row, j0 + (k + 1) * kLanes, kLanes);
-      const VF v2 = load_row<D>(row, j0 + (k + 2) * kLanes, kLanes);
-      const VF v3 = load_row<D>(row, j0 + (k + 3) * kLanes, kLanes);
+      VF v0, v1, v2, v3;
+      if (D == kBF16) {
+        // Two unpacks per 16 values (the AVX2 build stores them permuted within each 16: harmless,
+        // pass 2 sums by position in buf).
+        const uint16_t* h = static_cast<const uint16_t*>(row) + j0 + k * kLanes;
+        load_bf16x16(h, v0, v1);
+        load_bf16x16(h + 2 * kLanes, v2, v3);
+      } else {
+        v0 = load_row<D>(row, j0 + k * kLanes, kLanes);
+        v1 = load_row<D>(row, j0 + (k + 1) * kLanes, kLanes);
+        v2 = load_row<D>(row, j0 + (k + 2) * kLanes, kLanes);
+        v3 = load_row<D>(row, j0 + (k + 3) * kLanes, kLanes);
+      }
       store(buf + k * kLanes, v0);
       store(buf + (k + 1) * kLanes, v1);
       store(buf + (k + 2) * kLanes, v2);
@@ -163,46 +178,53 @@ Partial segment(const void* row, int64_t j0, int64_t len, float scale2, float* b
   const VF vs2 = set1(scale2);
   const VF dlo = set1(-3.40282347e38f);
   VD d0 = dzero(), d1 = dzero(), d2 = dzero();
-  constexpr int64_t kSubVec = kSub / kLanes;
-  for (int64_t k0 = 0; k0 < nvec; k0 += kSubVec) {
-    const int64_t k1 = k0 + kSubVec < nvec ? k0 + kSubVec : nvec;
-    VF a0 = zero(), a1 = zero(), b0 = zero(), b1 = zero(), c0 = zero(), c1 = zero();
+  // Pass 2 computes from L1 while memory would idle: fetch what comes next meanwhile, one 64-byte line
+  // per two vectors (16 KiB: the next f32 segment, the next two f16/bf16 ones), without a branch: past
+  // next_lines the pointer stops moving (a line already requested). Into L2, not L1: a line every few
+  // ns would hold more L1 fill buffers than there are (f32 10% faster, measured). Bits do not change.
+  const char* pf = next;
+  const int64_t pf_step = next_lines > 0 ? 64 : 0;
+  const char* pf_end = next + (next_lines > 0 ? (next_lines - 1) * 64 : 0);
+  {
+    constexpr int64_t kSubVec = kSub / kLanes;
     // Vector k of the segment as t = (x − m)·log2(e)/T: e^{(x−m)/T} = 2^t.
     auto d_of = [&](int64_t k) {
       const VF v = (D != kF32 || k < full) ? load(x + k * kLanes) : load(tail);
       return mul(sub(v, vm), vs2);
     };
-    // Even vectors to the 0 accumulators, odd ones to the 1 accumulators (sub-blocks start even).
-    int64_t k = k0;
-    for (; k + 2 <= k1; k += 2) {
-      // Pass 2 computes from L1 while memory would idle: fetch what comes next meanwhile, one 64-byte
-      // line per two vectors (16 KiB: the next f32 segment, the next two f16/bf16 ones). Bits do not
-      // change.
-      if ((k >> 1) < next_lines) __builtin_prefetch(next + ((k >> 1) << 6), 0, 3);
-      const VF d0 = d_of(k), d1 = d_of(k + 1);
-      const VF e0 = exp2_neg(d0), e1 = exp2_neg(d1);
-      a0 = add(a0, e0);
-      a1 = add(a1, e1);
-      if (kStats) {
-        b0 = fmadd(e0, clamp_lo(d0, dlo), b0);  // −Inf d has e = 0: 0·(−FLT_MAX), never 0·(−Inf)
-        b1 = fmadd(e1, clamp_lo(d1, dlo), b1);
-        c0 = fmadd(e0, e0, c0);
-        c1 = fmadd(e1, e1, c1);
+    for (int64_t k0 = 0; k0 < nvec; k0 += kSubVec) {
+      const int64_t k1 = k0 + kSubVec < nvec ? k0 + kSubVec : nvec;
+      VF a0 = zero(), a1 = zero(), b0 = zero(), b1 = zero(), c0 = zero(), c1 = zero();
+      // Even vectors to the 0 accumulators, odd ones to the 1 accumulators (sub-blocks start even).
+      int64_t k = k0;
+      for (; k + 2 <= k1; k += 2) {
+        __builtin_prefetch(pf, 0, 2);
+        pf = pf < pf_end ? pf + pf_step : pf;
+        const VF t0 = d_of(k), t1 = d_of(k + 1);
+        const VF e0 = exp2_neg5(t0), e1 = exp2_neg5(t1);
+        a0 = add(a0, e0);
+        a1 = add(a1, e1);
+        if (kStats) {
+          b0 = fmadd(e0, clamp_lo(t0, dlo), b0);  // −Inf t has e = 0: 0·(−FLT_MAX), never 0·(−Inf)
+          b1 = fmadd(e1, clamp_lo(t1, dlo), b1);
+          c0 = fmadd(e0, e0, c0);
+          c1 = fmadd(e1, e1, c1);
+        }
       }
-    }
-    if (k < k1) {
-      const VF d0 = d_of(k);
-      const VF e0 = exp2_neg(d0);
-      a0 = add(a0, e0);
-      if (kStats) {
-        b0 = fmadd(e0, clamp_lo(d0, dlo), b0);
-        c0 = fmadd(e0, e0, c0);
+      if (k < k1) {
+        const VF t0 = d_of(k);
+        const VF e0 = exp2_neg5(t0);
+        a0 = add(a0, e0);
+        if (kStats) {
+          b0 = fmadd(e0, clamp_lo(t0, dlo), b0);
+          c0 = fmadd(e0, e0, c0);
+        }
       }
-    }
-    dacc(d0, add(a0, a1));
-    if (kStats) {
-      dacc(d1, add(b0, b1));
-      dacc(d2, add(c0, c1));
+      dacc(d0, add(a0, a1));
+      if (kStats) {
+        dacc(d1, add(b0, b1));
+        dacc(d2, add(c0, c1));
+      }
     }
   }
   p.s0 = dsum(d0);
@@ -438,6 +460,77 @@ struct GatherJob {
   const GatherProbsParams* p;
 };
 
+// e^y in f64 for |y| up to ~700, to within a few f64 ulp: n = round(y·log2 e), r = y − n·ln2 (Cody and
+// Waite: ln2 in two parts, n·ln2_hi exact), e^r by its Taylor polynomial of degree 11 (|r| ≤ ln2/2:
+// remainder below 7e-15 relative), times 2^n from the exponent bits. y is first clamped to [−110, 100]:
+// the results are only ever rounded to f32, where e^y is 0 below −104 and +Inf above 89 either way.
+// NaN stays NaN. The one rounding to f32 that follows is then the correctly rounded value of e^y
+// except within ~1e-15 of a rounding boundary: within one f32 ulp.
+constexpr double kExpShifter = 6755399441055744.0;  // 1.5·2^52: adding it rounds to an integer
+constexpr double kLog2eD = 1.4426950408889634, kLn2Hi = 6.93147180369123816490e-01,
+                 kLn2Lo = 1.90821492927058770002e-10;
+constexpr double kExpC[12] = {1.0,
+                              1.0,
+                              1.0 / 2,
+                              1.0 / 6,
+                              1.0 / 24,
+                              1.0 / 120,
+                              1.0 / 720,
+                              1.0 / 5040,
+                              1.0 / 40320,
+                              1.0 / 362880,
+                              1.0 / 3628800,
+                              1.0 / 39916800};
+
+// out[i] = f32(e^{y[i]}) for i < n (n a multiple of 4; y padded by the caller).
+void exp_to_f32(const double* y, float* out, int64_t n) {
+#if GK_SIMD_AVX2
+  for (int64_t i = 0; i < n; i += 4) {
+    __m256d v = _mm256_loadu_pd(y + i);
+    v = _mm256_max_pd(_mm256_set1_pd(-110.0), v);  // NaN kept (the second operand)
+    v = _mm256_min_pd(_mm256_set1_pd(100.0), v);
+    const __m256d b = _mm256_fmadd_pd(v, _mm256_set1_pd(kLog2eD), _mm256_set1_pd(kExpShifter));
+    const __m256d nn = _mm256_sub_pd(b, _mm256_set1_pd(kExpShifter));
+    __m256d r = _mm256_fnmadd_pd(nn, _mm256_set1_pd(kLn2Hi), v);
+    r = _mm256_fnmadd_pd(nn, _mm256_set1_pd(kLn2Lo), r);
+    __m256d q = _mm256_set1_pd(kExpC[11]);
+    for (int k = 10; k >= 0; --k) q = _mm256_fmadd_pd(q, r, _mm256_set1_pd(kExpC[k]));
+    const __m256i e = _mm256_slli_epi64(_mm256_add_epi64(_mm256_castpd_si256(b), _mm256_set1_epi64x(1023)), 52);
+    _mm_storeu_ps(out + i, _mm256_cvtpd_ps(_mm256_mul_pd(q, _mm256_castsi256_pd(e))));
+  }
+#elif defined(__GNUC__) || defined(__clang__)
+  typedef double v2d __attribute__((vector_size(16)));
+  typedef int64_t v2l __attribute__((vector_size(16)));
+  for (int64_t i = 0; i < n; i += 2) {
+    v2d v;
+    memcpy(&v, y + i, 16);
+    const v2d lo = {-110.0, -110.0}, hi = {100.0, 100.0};
+    v2l m = v < lo;  // NaN: false, kept
+    v = (v2d)(((v2l)lo & m) | ((v2l)v & ~m));
+    m = v > hi;
+    v = (v2d)(((v2l)hi & m) | ((v2l)v & ~m));
+    const v2d b = v * kLog2eD + kExpShifter;
+    const v2d nn = b - kExpShifter;
+    v2d r = v - nn * kLn2Hi;
+    r = r - nn * kLn2Lo;
+    v2d q = {kExpC[11], kExpC[11]};
+    for (int k = 10; k >= 0; --k) q = q * r + kExpC[k];
+    const v2l e = ((v2l)b + 1023) << 52;
+    const v2d x = q * (v2d)e;
+    out[i] = float(x[0]);
+    out[i + 1] = float(x[1]);
+  }
+#else
+  for (int64_t i = 0; i < n; ++i) out[i] = float(__builtin_exp(y[i]));
+#endif
+}
+
+// Work: the (token, column) pairs of an item in order. The loads come first, up to kChunk columns of a
+// row at a time into a buffer of exponents y = x/T − lse (f64): each column is a cache miss in a long
+// row (sorted, but strided beyond the hardware prefetcher, and mostly a TLB miss: 600 KB rows of 4 KiB
+// pages), and with nothing else in the loop the core keeps dozens of them in flight by itself (a
+// software prefetch 16-64 pairs ahead made it 2-2.5x slower, measured). Then the exponentials, as
+// vectors.
 void gather_item(void* ctx, int64_t item, int) {
   const GatherProbsParams& p = *static_cast<GatherJob*>(ctx)->p;
   const int64_t t0 = item * kGatherTokens;
@@ -449,21 +542,34 @@ void gather_item(void* ctx, int64_t item, int) {
     if (p.group_token_offsets[mid] <= t0) lo = mid;
     else hi = mid;
   }
-  int64_t g = lo;
   const size_t es = elem_size(p.dtype);
+  const char* logits = static_cast<const char*>(p.logits);
+  constexpr int64_t kChunk = 512;
+  alignas(32) double y[kChunk];
+  alignas(32) float tail[4];
+  int64_t g = lo;
   for (int64_t t = t0; t < t1; ++t) {
     while (t >= p.group_token_offsets[g + 1]) ++g;
     const int64_t c0 = p.vocab_offsets[g];
     const int64_t K = p.vocab_offsets[g + 1] - c0;
     float* out = p.probs + int64_t(p.probs_offsets[g]) + (t - p.group_token_offsets[g]) * K;
-    const char* row = static_cast<const char*>(p.logits) + size_t(t) * size_t(p.vocab) * es;
+    const char* row = logits + size_t(t) * size_t(p.vocab) * es;
     const double l = p.lse[t];
-    // Each column is a cache miss in a long row (sorted, but strided beyond the hardware prefetcher):
-    // request the one 16 ahead, so about that many misses are in flight.
-    constexpr int64_t kAhead = 16;
-    for (int64_t k = 0; k < K; ++k) {
-      if (k + kAhead < K) __builtin_prefetch(row + size_t(p.columns[c0 + k + kAhead]) * es, 0, 0);
-      out[k] = float(__builtin_exp(double(element(row, p.dtype, p.columns[c0 + k])) / p.temperature - l));
+    for (int64_t k0 = 0; k0 < K; k0 += kChunk) {
+      const int64_t n = K - k0 < kChunk ? K - k0 : kChunk;
+      for (int64_t k = 0; k < n; ++k) {
+        y[k] = double(element(row, p.dtype, p.columns[c0 + k0 + k])) / p.temperature - l;
+      }
+      const int64_t n4 = n & ~int64_t(3);
+      exp_to_f32(y, out + k0, n4);
+      if (n4 < n) {
+        // The last 1-3 columns through the same vector code (padded), so every column's bits are the
+        // same whichever lane it lands in.
+        for (int64_t k = n; k < n4 + 4; ++k) y[k - n4] = 0.0;
+        for (int64_t k = n4; k < n; ++k) y[k - n4] = y[k];
+        exp_to_f32(y, tail, 4);
+        for (int64_t k = n4; k < n; ++k) out[k0 + k] = tail[k - n4];
+      }
     }
   }
 }

@@ -12,10 +12,16 @@
 //   1/T factor, as the CUDA kernels do): n = round(t) by the 1.5·2^23 trick, f = t − n exact, 2^f by
 //   Cephes' exp2f polynomial (degree 6 on [−0.5, 0.5], 1.7e-7 rms), 2^n from the exponent bits: within
 //   2 ulp; t ≤ −127 (and −Inf) gives +0 (results below 2^-126 may be flushed); NaN gives NaN.
-//   exp2_neg serves t ≤ 0 (the forward); exp2_full any t (+Inf past 128, the exact scalar between 126
-//   and 128).
+//   exp2_neg serves t ≤ 0; exp2_full any t (+Inf past 128, the exact scalar between 126 and 128): the
+//   backward's. exp2_neg5, the forward's: the same steps with a degree-5 polynomial, one FMA fewer:
+//   1 + f·Q(f), Q the relative-error minimax fit of (2^f − 1)/f on [−0.5, 0.5] (6.8e-8 in exact
+//   arithmetic); evaluated in f32 by FMA its error is at most 3.7u = 2.2e-7 relative (u = 2^-24;
+//   measured on 48M points, and 1.14u + the Horner roundings, ≤ 1.41u + 0.5u·Σ|f|^k… ≈ 2.6u, bound it),
+//   against 1.3u for exp2_neg. native/cpu/logprobs.cc's header carries it into the forward's bound.
 // - f16 → f32 and bf16 → f32 are exact; f32 → f16 and f32 → bf16 round to nearest even (NaN stays
 //   NaN, quieted), as the float64 reference's rounding f64 → f32 → half does after its first step.
+//   load_bf16x16 decodes 16 values into two vectors in an order of the build's choosing (sums that
+//   use it fix their order by position, so the bits stay a function of the data alone).
 #pragma once
 
 #include "kernels.h"
@@ -93,9 +99,14 @@ inline uint16_t f32_to_bf16_scalar(float f) {
   return uint16_t((x + 0x7fffu + ((x >> 16) & 1u)) >> 16);
 }
 
-// Cephes exp2f: 2^f = 1 + f·P(f) on [−0.5, 0.5].
+// Cephes exp2f: 2^f = 1 + f·P(f) on [−0.5, 0.5], P's coefficients from the highest power down.
 constexpr float kE0 = 1.535336188319500e-4f, kE1 = 1.339887440266574e-3f, kE2 = 9.618437357674640e-3f,
                 kE3 = 5.550332471162809e-2f, kE4 = 2.402264791363012e-1f, kE5 = 6.931472028550421e-1f;
+constexpr float kExp2C6[6] = {kE0, kE1, kE2, kE3, kE4, kE5};
+// exp2_neg5: 2^f = 1 + f·Q(f), Q of degree 4: the relative-error minimax fit on [−0.5, 0.5] (a linear
+// program on a 4001-point grid), coefficients rounded to f32.
+constexpr float kExp2C5[5] = {1.3202981790527701e-3f, 9.674952365458012e-3f, 5.5510472506284714e-2f,
+                              2.4022166430950165e-1f, 6.931465864181519e-1f};
 constexpr float kExp2Lo = -127.0f;  // n = −127 from here down: 2^n is +0
 // 1.5·2^23 + 127: adding it rounds t to an integer n and leaves n + 127 in the low mantissa bits.
 constexpr float kRoundBias = 12583039.0f;
@@ -132,6 +143,7 @@ inline VF sub(VF a, VF b) { return {_mm256_sub_ps(a.v, b.v)}; }
 inline VF mul(VF a, VF b) { return {_mm256_mul_ps(a.v, b.v)}; }
 inline VF fmadd(VF a, VF b, VF c) { return {_mm256_fmadd_ps(a.v, b.v, c.v)}; }   // a·b + c
 inline VF fnmadd(VF a, VF b, VF c) { return {_mm256_fnmadd_ps(a.v, b.v, c.v)}; }  // c − a·b
+inline VF fmsub(VF a, VF b, VF c) { return {_mm256_fmsub_ps(a.v, b.v, c.v)}; }    // a·b − c
 inline VF max_skip_nan(VF acc, VF x) { return {_mm256_max_ps(x.v, acc.v)}; }  // NaN x → acc
 inline VF clamp_lo(VF x, VF lo) { return {_mm256_max_ps(lo.v, x.v)}; }       // NaN x → x
 // Lanes where x ≥ c or x is NaN keep a, the others become +0.
@@ -194,23 +206,32 @@ inline __m128i to_bf16(VF a) {
   return _mm256_castsi256_si128(_mm256_permute4x64_epi64(hi16, 0x08));
 }
 inline void store_bf16(uint16_t* p, VF a) { _mm_storeu_si128(reinterpret_cast<__m128i*>(p), to_bf16(a)); }
+// 16 bf16 values as two f32 vectors by two unpacks (one 32-byte load; a vpmovzx and a shift per vector
+// otherwise), in the order the unpacks give: a = elements 0-3, 8-11; b = 4-7, 12-15.
+inline void load_bf16x16(const uint16_t* p, VF& a, VF& b) {
+  const __m256i v = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+  const __m256i z = _mm256_setzero_si256();
+  a.v = _mm256_castsi256_ps(_mm256_unpacklo_epi16(z, v));
+  b.v = _mm256_castsi256_ps(_mm256_unpackhi_epi16(z, v));
+}
 
-// 2^t for t ≤ 0 (and NaN): see the header.
-inline VF exp2_neg(VF t) {
+// 2^t for t ≤ 0 (and NaN), either polynomial (see the header): t clamped at −127 (NaN kept), n =
+// round(t) by the bias trick, f = t − n exact, 2^n from b's low bits shifted into the exponent.
+template <int kDegree>
+inline VF exp2_neg_deg(VF t) {
   const __m256 tc = _mm256_max_ps(_mm256_set1_ps(kExp2Lo), t.v);  // NaN kept
   const __m256 b = _mm256_add_ps(tc, _mm256_set1_ps(kRoundBias));
   const __m256 n = _mm256_sub_ps(b, _mm256_set1_ps(kRoundBias));
   const __m256 f = _mm256_sub_ps(tc, n);
-  __m256 p = _mm256_set1_ps(kE0);
-  p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(kE1));
-  p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(kE2));
-  p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(kE3));
-  p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(kE4));
-  p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(kE5));
+  const float* c = kDegree == 6 ? kExp2C6 : kExp2C5;
+  __m256 p = _mm256_set1_ps(c[0]);
+  for (int k = 1; k < kDegree; ++k) p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(c[k]));
   p = _mm256_fmadd_ps(p, f, _mm256_set1_ps(1.0f));
   const __m256 pow2n = _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_castps_si256(b), 23));
   return {_mm256_mul_ps(p, pow2n)};
 }
+inline VF exp2_neg(VF t) { return exp2_neg_deg<6>(t); }
+inline VF exp2_neg5(VF t) { return exp2_neg_deg<5>(t); }
 // 2^t for any t.
 inline VF exp2_full(VF t) {
   const __m256 hi = _mm256_set1_ps(126.0f);
@@ -264,6 +285,7 @@ inline VF sub(VF a, VF b) { GK_BOTH(a.lo - b.lo, a.hi - b.hi); }
 inline VF mul(VF a, VF b) { GK_BOTH(a.lo * b.lo, a.hi * b.hi); }
 inline VF fmadd(VF a, VF b, VF c) { GK_BOTH(a.lo * b.lo + c.lo, a.hi * b.hi + c.hi); }
 inline VF fnmadd(VF a, VF b, VF c) { GK_BOTH(c.lo - a.lo * b.lo, c.hi - a.hi * b.hi); }
+inline VF fmsub(VF a, VF b, VF c) { GK_BOTH(a.lo * b.lo - c.lo, a.hi * b.hi - c.hi); }
 // NaN x: the comparison is false → acc.
 inline VF max_skip_nan(VF acc, VF x) { GK_BOTH(sel(x.lo > acc.lo, x.lo, acc.lo), sel(x.hi > acc.hi, x.hi, acc.hi)); }
 // NaN x: false → x.
@@ -325,21 +347,25 @@ inline void store_bf16(uint16_t* p, VF a) {
   bf16x4_store(p, a.lo);
   bf16x4_store(p + 4, a.hi);
 }
+// 16 bf16 values as two f32 vectors (in order here; the AVX2 build's order differs).
+inline void load_bf16x16(const uint16_t* p, VF& a, VF& b) {
+  a = load_bf16(p);
+  b = load_bf16(p + 8);
+}
+template <int kDegree>
 inline v4f exp2x4(v4f t) {
   const v4f tc = sel(t < splat4(kExp2Lo), splat4(kExp2Lo), t);  // NaN kept
   const v4f b = tc + kRoundBias;
   const v4f n = b - kRoundBias;
   const v4f f = tc - n;
-  v4f p = splat4(kE0);
-  p = p * f + kE1;
-  p = p * f + kE2;
-  p = p * f + kE3;
-  p = p * f + kE4;
-  p = p * f + kE5;
+  const float* c = kDegree == 6 ? kExp2C6 : kExp2C5;
+  v4f p = splat4(c[0]);
+  for (int k = 1; k < kDegree; ++k) p = p * f + c[k];
   p = p * f + 1.0f;
   return p * (v4f)((v4u)b << 23);
 }
-inline VF exp2_neg(VF t) { GK_BOTH(exp2x4(t.lo), exp2x4(t.hi)); }
+inline VF exp2_neg(VF t) { GK_BOTH(exp2x4<6>(t.lo), exp2x4<6>(t.hi)); }
+inline VF exp2_neg5(VF t) { GK_BOTH(exp2x4<5>(t.lo), exp2x4<5>(t.hi)); }
 inline VF exp2_full(VF t) {
   const v4f c = splat4(126.0f);
   VF r = exp2_neg({sel(t.lo > c, c, t.lo), sel(t.hi > c, c, t.hi)});
@@ -394,6 +420,10 @@ inline VF fnmadd(VF a, VF b, VF c) {
   GK_LANES c.v[i_] = c.v[i_] - a.v[i_] * b.v[i_];
   return c;
 }
+inline VF fmsub(VF a, VF b, VF c) {
+  GK_LANES c.v[i_] = a.v[i_] * b.v[i_] - c.v[i_];
+  return c;
+}
 inline VF max_skip_nan(VF acc, VF x) {
   GK_LANES acc.v[i_] = x.v[i_] > acc.v[i_] ? x.v[i_] : acc.v[i_];
   return acc;
@@ -445,20 +475,22 @@ inline VF load_bf16(const uint16_t* p) {
 }
 inline void store_f16(uint16_t* p, VF a) { GK_LANES p[i_] = f32_to_f16_scalar(a.v[i_]); }
 inline void store_bf16(uint16_t* p, VF a) { GK_LANES p[i_] = f32_to_bf16_scalar(a.v[i_]); }
+inline void load_bf16x16(const uint16_t* p, VF& a, VF& b) {
+  a = load_bf16(p);
+  b = load_bf16(p + 8);
+}
 // The AVX2 build's steps lane by lane, branch-free so that the compiler vectorises them (SSE2, NEON).
-inline VF exp2_neg(VF t) {
+template <int kDegree>
+inline VF exp2_neg_deg(VF t) {
   VF r;
+  const float* c = kDegree == 6 ? kExp2C6 : kExp2C5;
   GK_LANES {
     const float tc = t.v[i_] < kExp2Lo ? kExp2Lo : t.v[i_];  // NaN kept (the comparison is false)
     const float b = tc + kRoundBias;
     const float n = b - kRoundBias;
     const float f = tc - n;
-    float p = kE0;
-    p = p * f + kE1;
-    p = p * f + kE2;
-    p = p * f + kE3;
-    p = p * f + kE4;
-    p = p * f + kE5;
+    float p = c[0];
+    for (int k = 1; k < kDegree; ++k) p = p * f + c[k];
     p = p * f + 1.0f;
     uint32_t bits;
     memcpy(&bits, &b, 4);
@@ -469,6 +501,8 @@ inline VF exp2_neg(VF t) {
   }
   return r;
 }
+inline VF exp2_neg(VF t) { return exp2_neg_deg<6>(t); }
+inline VF exp2_neg5(VF t) { return exp2_neg_deg<5>(t); }
 inline VF exp2_full(VF t) {
   VF r = exp2_neg(t);
   GK_LANES if (t.v[i_] > 126.0f) r.v[i_] = exp2_scalar(t.v[i_]);

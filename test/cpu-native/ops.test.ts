@@ -157,6 +157,36 @@ for (const p of paths) {
     `native cpu, ${p.path} kernels${p.reason ? ` (skipped: ${p.reason})` : ''}`,
     () => {
       describe('logprobs family', () => {
+        it('forward: the exponential at its worst, coherently over a row (V = 151936)', async () => {
+          // The forward's 2^t (simd.h, exp2_neg5) errs most, −3.7u and +2.2u, near the fractional parts
+          // f = 0.2129 and −0.4375 of t = (x − max)·log2(e)/T: rows whose every t sits there add those
+          // errors up with one sign (logprobs.cc's header bounds lse, entropy and Σp² for this).
+          const ctx = p.ctx!;
+          const V = 151936;
+          const rows = [0.2129, -0.4375].map((f) =>
+            Float32Array.from({ length: V }, (_, j) => (j === 0 ? 0 : (-1 - (j % 40) + f) * Math.LN2)),
+          );
+          const x = new Float32Array(2 * V);
+          x.set(rows[0]);
+          x.set(rows[1], V);
+          const targets = Int32Array.from([0, 12345]);
+          const opts = { entropy: true, sumSquares: true };
+          const r = await ctx.logprobs(ctx.tensor(x, [2, V]), targets, opts);
+          const w = await js.logprobs(js.tensor(x, [2, V]), targets, opts);
+          const tol = { atol: 2e-6, rtol: 2e-6, crtol: 4 * U };
+          const zmax = rowZmax(Float64Array.from(x), 2, V, 1);
+          for (const k of ['logprobs', 'lse', 'entropy'] as const)
+            expectWithin(await r[k]!.read(), await w[k]!.read(), tol, k, zmax);
+          const ws = await w.sumSquares!.read();
+          expectWithin(
+            await r.sumSquares!.read(),
+            ws,
+            { atol: 1e-12, rtol: 4e-6, crtol: 4 * U },
+            'sumSquares',
+            Float64Array.from(zmax, (z, i) => z * Math.abs(ws[i])),
+          );
+        });
+
         for (const c of LP_CASES) {
           for (const T of [1, 0.7]) {
             it(`forward ${c.name}, T = ${T}: logprobs, lse, entropy, Σp² against float64`, async () => {
@@ -435,6 +465,45 @@ for (const p of paths) {
           const got = await (await ctx.expandToTokens(c.rewards, c.responseOffsets)).read();
           const want = await (await js.expandToTokens(c.rewards, c.responseOffsets)).read();
           expect(bits(got)).toEqual(bits(want));
+        });
+
+        it('expandToTokens: lengths around the staging buffer (1024 tokens) and the 8-store path (32), across items', async () => {
+          const ctx = p.ctx!;
+          // 9000 responses (3 items of 4096) whose lengths cycle through the kernel's cases: empty, under
+          // a vector, at and past 32, and past the 1024-token staging chunk; values NaN and −0 included.
+          const lengths = [0, 1, 3, 4, 5, 31, 32, 33, 64, 1023, 1024, 1025, 2500, 7, 0, 2];
+          const R = 9000;
+          const ro = new Int32Array(R + 1);
+          for (let i = 0; i < R; i++) ro[i + 1] = ro[i] + lengths[(i * 7) % lengths.length];
+          const values = Float32Array.from(randomNormal(25, R));
+          values[5] = Number.NaN;
+          values[6] = -0;
+          for (const offset of [0, 1]) {
+            // offset 1: the output's stream alignment falls elsewhere (a response of 1 token first).
+            const r = offset ? Float32Array.from([9, ...values]) : values;
+            const o = offset ? Int32Array.from([0, ...Array.from(ro, (t) => t + 1)]) : ro;
+            const got = await (await ctx.expandToTokens(r, o)).read();
+            const want = await (await js.expandToTokens(r, o)).read();
+            expect(bits(got)).toEqual(bits(want));
+          }
+        });
+
+        it('whiten: blocks with no valid element, NaN and ±Inf outside the mask, a tail under 8', async () => {
+          const ctx = p.ctx!;
+          const n = 3 * 8192 + 5;
+          const x = Float32Array.from(randomNormal(26, n, 2, 7));
+          const mask = Uint8Array.from(randomNormal(27, n), (v) => (v > 0 ? 1 : 0));
+          mask.fill(0, 8192, 2 * 8192); // the second block: nothing valid
+          for (const i of [3, 8195, 9000, n - 2]) {
+            x[i] = i % 2 ? Number.NaN : Number.POSITIVE_INFINITY;
+            mask[i] = 0;
+          }
+          for (const preset of [undefined, 'verl'] as const) {
+            const opts = { mask, ...(preset ? { preset } : {}) };
+            const got = await (await ctx.whiten(x, opts)).read();
+            const want = await (await js.whiten(x, opts)).read();
+            expectWithin(got, want, { atol: 1e-6, rtol: 2 * U }, `whiten ${preset ?? 'none'}`);
+          }
         });
       });
 
