@@ -488,15 +488,6 @@ void finish_state(const StatesOut& o, int64_t i, const SliceState& st, float xt,
   write_states(o, i, float(st.m), float(st.s0), float(st.s1), float(st.s2), in_shard ? xt : 0.f);
 }
 
-// Lowest row whose target is neither ignore_index nor in [0, limit); −1 when none.
-int64_t bad_target(const int32_t* targets, int64_t rows, int64_t limit, int64_t ignore) {
-  for (int64_t i = 0; i < rows; ++i) {
-    const int64_t t = targets[i];
-    if (t != ignore && (t < 0 || t >= limit)) return i;
-  }
-  return -1;
-}
-
 // ======================================================================================== backward
 struct Bwd {
   const LinearBackwardParams* p;

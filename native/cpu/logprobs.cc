@@ -264,15 +264,6 @@ inline void atomic_min(int64_t* slot, int64_t v) {
   }
 }
 
-// Lowest row whose target is neither ignore_index nor in [0, vocab); −1 when none.
-int64_t bad_target(const int32_t* targets, int64_t rows, int64_t vocab, int64_t ignore) {
-  for (int64_t i = 0; i < rows; ++i) {
-    const int64_t t = targets[i];
-    if (t != ignore && (t < 0 || t >= vocab)) return i;
-  }
-  return -1;
-}
-
 struct ForwardJob {
   const LogprobsParams* p;
   SegmentsFn fn;

@@ -129,6 +129,16 @@ inline float exp2_scalar(float t) {
   return p * bits_to_f32(f32_to_bits(b) << 23);
 }
 
+// Lowest row whose target is neither ignore_index nor in [0, limit); −1 when none (the kernels' report
+// of a target only the host array holds: logprobs, the LM head).
+inline int64_t bad_target(const int32_t* targets, int64_t rows, int64_t limit, int64_t ignore) {
+  for (int64_t i = 0; i < rows; ++i) {
+    const int64_t t = targets[i];
+    if (t != ignore && (t < 0 || t >= limit)) return i;
+  }
+  return -1;
+}
+
 #if GK_SIMD_AVX2
 // ================================================================================= AVX2 + FMA + F16C
 struct VF {
