@@ -127,8 +127,16 @@ function recordedBuildFailure(addonPath: string): string | undefined {
  * load here (an older glibc, a foreign architecture) or that crashes while loading then costs a
  * reason, not this process. Returns why it failed, or undefined. GRPO_KERNELS_NATIVE_PROBE=0 skips it.
  */
+const probed = new Map<string, string | undefined>();
 function probeInChild(path: string): string | undefined {
   if (process.env.GRPO_KERNELS_NATIVE_PROBE === '0') return undefined;
+  if (probed.has(path)) return probed.get(path);
+  const why = runProbe(path);
+  probed.set(path, why);
+  return why;
+}
+
+function runProbe(path: string): string | undefined {
   const code =
     'const m = require(process.argv[1]); const i = m.buildInfo(); ' +
     "if (typeof i !== 'object' || typeof i.cuda !== 'boolean') throw new Error('buildInfo() returned ' + JSON.stringify(i));";
