@@ -4,6 +4,7 @@
  */
 import type { Tensor } from '../../tensor.js';
 import type { ThrResult, ThrReweightArgs, TokenHiddenRewardArgs } from '../backend.js';
+import { reweightHostArgs, thrHostArgs } from '../thr-native.js';
 import { arrayOf, type CpuQueue, cpuEmpty } from './storage.js';
 
 export async function cpuTokenHiddenReward(q: CpuQueue, a: TokenHiddenRewardArgs): Promise<ThrResult> {
@@ -12,22 +13,11 @@ export async function cpuTokenHiddenReward(q: CpuQueue, a: TokenHiddenRewardArgs
   const tau = cpuEmpty(q, 'f32', [layout.numGroups]);
   await q.run(() =>
     q.device.tokenHiddenReward({
+      ...thrHostArgs(a),
       hidden: arrayOf(a.hidden),
-      hiddenDtype: a.hidden.dtype,
-      dim: a.dim,
       probs: arrayOf(a.probs),
-      probsOffsets: a.probsOffsets,
-      vocabOffsets: a.vocab.hostOffsets,
       tokenColumn: arrayOf(a.vocab.tokenColumn),
-      responseOffsets: layout.responseOffsets,
-      groupOffsets: layout.groupOffsets,
-      correct: a.hostCorrect,
-      degenerate: a.plan.degenerate,
-      correctStart: a.plan.correctStart,
-      correctTokens: a.plan.correctTokens,
-      correctWeights: new Float32Array(a.plan.correctWeights), // the f32 kernels' weights, rounded once
       beta: a.beta,
-      precision: a.precision,
       outThr: arrayOf(thr),
       outTau: arrayOf(tau),
     }),
@@ -40,17 +30,10 @@ export async function cpuThrReweight(q: CpuQueue, a: ThrReweightArgs): Promise<T
   const out = cpuEmpty(q, 'f32', [layout.numTokens]);
   await q.run(() =>
     q.device.thrReweight({
+      ...reweightHostArgs(a),
       tokenAdvantages: arrayOf(a.tokenAdvantages),
       thr: arrayOf(a.thr),
       tau: arrayOf(a.tau),
-      responseOffsets: layout.responseOffsets,
-      groupOffsets: layout.groupOffsets,
-      correct: a.hostCorrect,
-      degenerate: a.plan.degenerate,
-      mode: a.mode,
-      p: a.mode === 'thr-only' ? 0 : a.p,
-      mask: a.mask,
-      eta: a.plan.eta,
       out: arrayOf(out),
     }),
   );

@@ -10,6 +10,7 @@ import type {
   ThrScoreArgs,
   TokenHiddenRewardArgs,
 } from '../backend.js';
+import { reweightHostArgs, thrHostArgs } from '../thr-native.js';
 import { type CudaMemory, ptrOf, runWithOutputs, withPoison } from './storage.js';
 
 /**
@@ -23,23 +24,11 @@ export const thrTuning = { mBudgetBytes: 0, smallTiles: false };
 
 /** The arguments tokenHiddenReward, thrAggregate and thrScore share. */
 function thrArgs(a: Omit<TokenHiddenRewardArgs, 'beta'>) {
-  const { layout } = a;
   return {
+    ...thrHostArgs(a),
     hidden: ptrOf(a.hidden),
-    hiddenDtype: a.hidden.dtype,
-    dim: a.dim,
     probs: ptrOf(a.probs),
-    probsOffsets: a.probsOffsets,
-    vocabOffsets: a.vocab.hostOffsets,
     tokenColumn: ptrOf(a.vocab.tokenColumn),
-    responseOffsets: layout.responseOffsets,
-    groupOffsets: layout.groupOffsets,
-    correct: a.hostCorrect,
-    degenerate: a.plan.degenerate,
-    correctStart: a.plan.correctStart,
-    correctTokens: a.plan.correctTokens,
-    correctWeights: new Float32Array(a.plan.correctWeights), // the f32 kernels' weights, rounded once
-    precision: a.precision,
     mBudgetBytes: thrTuning.mBudgetBytes > 0 ? thrTuning.mBudgetBytes : undefined,
   };
 }
@@ -104,17 +93,10 @@ export function cudaThrReweight(mem: CudaMemory, a: ThrReweightArgs): Promise<Te
     () =>
       mem.device.thrReweight(
         withPoison({
+          ...reweightHostArgs(a),
           tokenAdvantages: ptrOf(a.tokenAdvantages),
           thr: ptrOf(a.thr),
           tau: ptrOf(a.tau),
-          responseOffsets: layout.responseOffsets,
-          groupOffsets: layout.groupOffsets,
-          correct: a.hostCorrect,
-          degenerate: a.plan.degenerate,
-          mode: a.mode,
-          p: a.mode === 'thr-only' ? 0 : a.p,
-          mask: a.mask,
-          eta: a.plan.eta,
           out: ptrOf(out),
         }),
       ),
