@@ -25,7 +25,8 @@
 //   per-row slot and the item that completes a row (an atomic count) combines it. Every sum is thus a
 //   function of the row's elements and V alone: the same bits for any thread count, any N, any
 //   position of the row in the batch (tests: test/cpu-native/invariance.test.ts).
-//   Accuracy, guaranteed. Every term 2^t is within ε = 3.7u = 2.2e-7 relative of 2^t (u = 2^-24;
+//   Accuracy, guaranteed. Every term 2^t is within ε = 3.7u = 2.2e-7 relative of 2^t (u = 2^-24; 3.8u
+//   in the portable build without FMA, which moves the bounds below by under 1e-8;
 //   exp2_neg5 in simd.h: a degree-5 minimax polynomial, one FMA fewer than the backward's exp2 at 1.3u);
 //   t carries the roundings of x − m_s, of s2 and of the product, ≤ 3u·|t|, a relative error of the
 //   term ≤ 3u·ln2·|t|·… which, weighted by e^d, adds at most 3u·max_d(e^d·|d|) = 3u/e ≈ 7e-8 of S0. An

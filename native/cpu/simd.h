@@ -17,7 +17,8 @@
 //   1 + f·Q(f), Q the relative-error minimax fit of (2^f − 1)/f on [−0.5, 0.5] (6.8e-8 in exact
 //   arithmetic); evaluated in f32 by FMA its error is at most 3.7u = 2.2e-7 relative (u = 2^-24;
 //   measured on 48M points, and 1.14u + the Horner roundings, ≤ 1.41u + 0.5u·Σ|f|^k… ≈ 2.6u, bound it),
-//   against 1.3u for exp2_neg. native/cpu/logprobs.cc's header carries it into the forward's bound.
+//   against 1.3u for exp2_neg; without FMA (the portable build on SSE2) 3.8u (test/native/exp2_test.cc
+//   checks both). native/cpu/logprobs.cc's header carries it into the forward's bound.
 // - f16 → f32 and bf16 → f32 are exact; f32 → f16 and f32 → bf16 round to nearest even (NaN stays
 //   NaN, quieted), as the float64 reference's rounding f64 → f32 → half does after its first step.
 //   load_bf16x16 decodes 16 values into two vectors in an order of the build's choosing (sums that
