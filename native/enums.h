@@ -19,6 +19,9 @@ enum class NanRewards : int { Propagate = 0, Unscorable = 1 };
 // Arithmetic of THR's two matrix products on cuda (thr.cu, "Numerics"); the cpu kernels ignore it.
 enum class ThrPrecision : int { F32 = 0, Tf32 = 1 };
 enum class ReweightMode : int { Thr = 0, ThrOnly = 1, Nthr = 2 };
+// tokenHiddenReward whole, or one of its two halves (thrAggregate, thrScore: data-parallel shards sum the
+// aggregate between them; docs/DESIGN.md). Not a string across the boundary: each half is an op.
+enum class ThrStep : int { Full = 0, Aggregate = 1, Score = 2 };
 
 inline const std::vector<std::string> kEstimatorNames = {"grpo", "dr_grpo", "rloo", "opo",
                                                          "grpo_passk", "gpg", "reinforce_pp_baseline"};

@@ -201,33 +201,42 @@ CpuOp Whiten(Args& a) {
 // THR's plan (ThrParams::correct_*, src/api/thr-plan.ts) against the layout: its sizes, and every correct
 // token inside its own group's tokens (the kernels index hidden and probs with them). Degenerate groups
 // list none.
-void CheckThrPlan(Napi::Env env, const ThrParams& p, size_t n_cs, size_t n_ct, size_t n_cw) {
-  const char* op = "tokenHiddenReward";
+void CheckThrPlan(Napi::Env env, const char* op, const ThrParams& p, size_t n_cs, size_t n_ct, size_t n_cw) {
   Need(env, op, "correctStart", n_cs, size_t(p.groups) + 1);
   Need(env, op, "correctWeights", n_cw, n_ct);
   const int32_t* cs = p.correct_start;
   if (cs[0] != 0 || size_t(cs[p.groups]) != n_ct)
-    throw ArgError(env, "tokenHiddenReward: correctStart must run from 0 to the number of correct tokens");
+    throw ArgError(env, std::string(op) + ": correctStart must run from 0 to the number of correct tokens");
   for (int64_t g = 0; g < p.groups; ++g) {
-    if (cs[g] > cs[g + 1]) throw ArgError(env, "tokenHiddenReward: correctStart must be non-decreasing");
+    if (cs[g] > cs[g + 1]) throw ArgError(env, std::string(op) + ": correctStart must be non-decreasing");
     if (p.degenerate[g] && cs[g] != cs[g + 1])
-      throw ArgError(env, "tokenHiddenReward: correctStart: degenerate group " + std::to_string(g) +
+      throw ArgError(env, std::string(op) + ": correctStart: degenerate group " + std::to_string(g) +
                               " lists correct tokens");
   }
   for (int64_t g = 0; g < p.groups; ++g) {
     const int32_t t0 = p.response_offsets[p.group_offsets[g]], t1 = p.response_offsets[p.group_offsets[g + 1]];
     for (int32_t u = cs[g]; u < cs[g + 1]; ++u)
       if (p.correct_tokens[u] < t0 || p.correct_tokens[u] >= t1)
-        throw ArgError(env, "tokenHiddenReward: correctTokens[" + std::to_string(u) + "] = " +
+        throw ArgError(env, std::string(op) + ": correctTokens[" + std::to_string(u) + "] = " +
                                 std::to_string(p.correct_tokens[u]) + " is not a token of group " + std::to_string(g));
   }
 }
 
-CpuOp TokenHiddenReward(Args& a) {
+// tokenHiddenReward whole, or one of its halves: the same keys, plus `aggregate` (the stacked M,
+// [ΣK_g, dim] f32) for the halves; thrAggregate has no outThr / outTau / beta.
+static_assert(kThrFull == int(gk::ThrStep::Full) && kThrAggregate == int(gk::ThrStep::Aggregate) &&
+                  kThrScore == int(gk::ThrStep::Score),
+              "kernels.h's ThrStepCode mirrors gk::ThrStep");
+template <gk::ThrStep step>
+CpuOp ThrOp(Args& a) {
   Napi::Env env = a.Env();
+  const char* op = step == gk::ThrStep::Full ? "tokenHiddenReward"
+                   : step == gk::ThrStep::Aggregate ? "thrAggregate"
+                                                    : "thrScore";
   ThrParams p{};
+  p.step = int(step);
   size_t n_ro = 0, n_go = 0, n_c = 0, n_d = 0, n_h = 0, n_p = 0, n_po = 0, n_vo = 0, n_tc = 0, n_thr = 0, n_tau = 0;
-  size_t n_cs = 0, n_ct = 0, n_cw = 0;
+  size_t n_cs = 0, n_ct = 0, n_cw = 0, n_agg = 0;
   p.response_offsets = a.Buf<int32_t>("responseOffsets", &n_ro);
   p.group_offsets = a.Buf<int32_t>("groupOffsets", &n_go);
   p.correct = a.Buf<uint8_t>("correct", &n_c);
@@ -243,23 +252,29 @@ CpuOp TokenHiddenReward(Args& a) {
   p.correct_start = a.Buf<int32_t>("correctStart", &n_cs);
   p.correct_tokens = a.Buf<int32_t>("correctTokens", &n_ct);
   p.correct_weights = a.Buf<float>("correctWeights", &n_cw);
-  p.beta = a.Num("beta");
   a.Enum("precision", gk::kThrPrecisionNames);  // cuda's choice; f32 products with f64 chunks here
-  p.thr = a.Buf<float>("outThr", &n_thr);
-  p.tau = a.Buf<float>("outTau", &n_tau);
-  if (n_go == 0 || n_ro == 0) throw ArgError(env, "tokenHiddenReward: offsets: expected at least one element");
+  if (step != gk::ThrStep::Full) p.aggregate = a.Buf<float>("aggregate", &n_agg);
+  if (step != gk::ThrStep::Aggregate) {
+    p.beta = a.Num("beta");
+    p.thr = a.Buf<float>("outThr", &n_thr);
+    p.tau = a.Buf<float>("outTau", &n_tau);
+  }
+  if (n_go == 0 || n_ro == 0) throw ArgError(env, std::string(op) + ": offsets: expected at least one element");
   p.groups = int64_t(n_go) - 1;
   const size_t R = n_ro - 1, T = size_t(p.response_offsets[R]);
-  Need(env, "tokenHiddenReward", "correct", n_c, R);
-  Need(env, "tokenHiddenReward", "degenerate", n_d, size_t(p.groups));
-  Need(env, "tokenHiddenReward", "hidden", n_h, T * size_t(p.dim) * ElemSize(p.hidden_dtype));
-  Need(env, "tokenHiddenReward", "probsOffsets", n_po, n_go);
-  Need(env, "tokenHiddenReward", "vocabOffsets", n_vo, n_go);
-  Need(env, "tokenHiddenReward", "probs", n_p, size_t(p.probs_offsets[p.groups]));
-  Need(env, "tokenHiddenReward", "tokenColumn", n_tc, T);
-  Need(env, "tokenHiddenReward", "outThr", n_thr, T);
-  Need(env, "tokenHiddenReward", "outTau", n_tau, size_t(p.groups));
-  CheckThrPlan(env, p, n_cs, n_ct, n_cw);
+  Need(env, op, "correct", n_c, R);
+  Need(env, op, "degenerate", n_d, size_t(p.groups));
+  Need(env, op, "hidden", n_h, T * size_t(p.dim) * ElemSize(p.hidden_dtype));
+  Need(env, op, "probsOffsets", n_po, n_go);
+  Need(env, op, "vocabOffsets", n_vo, n_go);
+  Need(env, op, "probs", n_p, size_t(p.probs_offsets[p.groups]));
+  Need(env, op, "tokenColumn", n_tc, T);
+  if (step != gk::ThrStep::Full) Need(env, op, "aggregate", n_agg, size_t(p.vocab_offsets[p.groups]) * size_t(p.dim));
+  if (step != gk::ThrStep::Aggregate) {
+    Need(env, op, "outThr", n_thr, T);
+    Need(env, op, "outTau", n_tau, size_t(p.groups));
+  }
+  CheckThrPlan(env, op, p, n_cs, n_ct, n_cw);
   return {[p](const KernelTable& k, Pool* pool) { return k.token_hidden_reward(p, pool); }};
 }
 
@@ -488,7 +503,9 @@ const std::vector<OpSpec<CpuOp>>& CpuOps() {
       {"advantages", Advantages},
       {"expandToTokens", ExpandToTokens},
       {"whiten", Whiten},
-      {"tokenHiddenReward", TokenHiddenReward},
+      {"tokenHiddenReward", ThrOp<gk::ThrStep::Full>},
+      {"thrAggregate", ThrOp<gk::ThrStep::Aggregate>},
+      {"thrScore", ThrOp<gk::ThrStep::Score>},
       {"thrReweight", ThrReweight},
       {"linearLogprobs", LinearLogprobs},
       {"linearLogprobStates", LinearLogprobStates},

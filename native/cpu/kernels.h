@@ -85,6 +85,8 @@ struct GatherProbsParams {
 };
 
 // ------------------------------------------------------------------------------------------ THR family
+// gk::ThrStep's values (native/enums.h, which the kernel files cannot include: ops_cpu.cc checks them).
+enum ThrStepCode : int { kThrFull = 0, kThrAggregate = 1, kThrScore = 2 };
 struct ThrParams {
   const void* hidden;  // [Ttotal, dim] of `hidden_dtype`
   int hidden_dtype;
@@ -105,6 +107,10 @@ struct ThrParams {
   const int32_t* correct_tokens;   // [P]
   const float* correct_weights;    // [P]
   double beta;
+  // ThrStepCode: Full (thr, tau), Aggregate (M of every live group into `aggregate`; thr, tau unused)
+  // or Score (M read from `aggregate`, then thr, tau).
+  int step;
+  float* aggregate;  // [ΣK_g, dim] f32, group g's rows from vocab_offsets[g]: the halves' M, else null
   float* thr;  // [Ttotal]
   float* tau;  // [G]
 };

@@ -25,6 +25,10 @@
 //   the group's largest |THR| (test/cpu-native/ops.test.ts).
 //   FLOPs 2·K·d·(T⁺ + T_g) per group; bytes: hidden read twice (correct tokens) or once, probs twice
 //   or once, M (4·K·d) written once and read once per 48 tokens (from L2/L3).
+// THR'S HALVES  thrAggregate runs GEMM 1 alone, writing M row-major into the stacked aggregate (f32, the
+//   values GEMM 2's panels would hold; a degenerate group's rows 0); thrScore packs a given aggregate
+//   into GEMM 2's panels and runs GEMM 2 and the epilogue. Unsharded, the halves give tokenHiddenReward's
+//   bits (test/cpu-native/invariance.test.ts); data-parallel shards sum their aggregates in between.
 // THR REWEIGHT  elementwise per token, the reference's rule in f64 (src/backends/js/thr.ts), rounded once:
 //   out = c·A with the coefficient c picked per token by selects, not branches (reweight_run), so the
 //   compiler vectorizes it (4 tokens per AVX2 vector); items of 32k tokens; each group's eta comes
@@ -68,6 +72,7 @@ struct Group {
   const float* pw;        // [nP] their weights
   float* B1;              // [d16/16][nP][16]: w_u·h_u
   float* B2;              // [K16/16][d][16]: M
+  float* Mrows;           // the halves' M, row-major [K, d] (ThrParams::aggregate), else null
   double* s;              // [Tg]
   float* A;               // per worker, a_stride floats
   double* acc;            // per worker, kMicroPerItem·96
@@ -111,7 +116,8 @@ void pack_b1_item(Group& G, int64_t item, int worker) {
   }
 }
 
-// GEMM 1, rows v ∈ [48·item, 48·item + 48) of M, written into B2.
+// GEMM 1, rows v ∈ [48·item, 48·item + 48) of M, written into B2 (or, for thrAggregate, row-major
+// into Mrows).
 void gemm1_item(Group& G, int64_t item, int worker) {
   const int64_t v0 = item * kMC;
   const int64_t nv = imin(kMC, G.K - v0);
@@ -136,12 +142,28 @@ void gemm1_item(Group& G, int64_t item, int worker) {
       for (int r = 0; r < kMR; ++r) {
         const int64_t v = v0 + m * kMR + r;
         if (v >= G.K) break;
-        float* dst = G.B2 + (v / kNR) * G.d * kNR + (v % kNR);
         const double* t = acc + (m * kMR + r) * kNR;
         const int64_t kn = imin(kNR, G.d - n * kNR);
+        if (G.Mrows) {
+          float* dst = G.Mrows + v * G.d + n * kNR;
+          for (int64_t j = 0; j < kn; ++j) dst[j] = float(t[j]);
+          continue;
+        }
+        float* dst = G.B2 + (v / kNR) * G.d * kNR + (v % kNR);
         for (int64_t j = 0; j < kn; ++j) dst[(n * kNR + j) * kNR] = float(t[j]);
       }
     }
+  }
+}
+
+// thrScore: rows v ∈ [48·item, 48·item + 48) of the given M (row-major) into B2's panels, the values
+// GEMM 1 would have written there (so the halves give tokenHiddenReward's bits).
+void pack_b2_item(Group& G, int64_t item, int) {
+  const int64_t v1 = imin(G.K, (item + 1) * kMC);
+  for (int64_t v = item * kMC; v < v1; ++v) {
+    const float* src = G.Mrows + v * G.d;
+    float* dst = G.B2 + (v / kNR) * G.d * kNR + (v % kNR);
+    for (int64_t k = 0; k < G.d; ++k) dst[k * kNR] = src[k];
   }
 }
 
@@ -218,15 +240,19 @@ bool plan_group(const ThrParams& p, int64_t g, int workers, Group& G, void** blo
   G.d16 = round_up(G.d, kNR);
   G.K16 = round_up(G.K, kNR);
   G.q = p.probs + int64_t(p.probs_offsets[g]);
+  G.Mrows = p.step == kThrFull ? nullptr : p.aggregate + int64_t(p.vocab_offsets[g]) * G.d;
   G.col = p.token_column + G.t0;
-  const int64_t nP = p.correct_start[g + 1] - p.correct_start[g];
+  // thrScore reads M as given: no correct tokens to pack.
+  const int64_t nP = p.step == kThrScore ? 0 : p.correct_start[g + 1] - p.correct_start[g];
   G.nP = nP;
   G.ptok = p.correct_tokens + p.correct_start[g];
   G.pw = p.correct_weights + p.correct_start[g];
   G.a_stride = round_up(kMC * (nP > G.d ? nP : G.d), 16);
   // One allocation: B1, B2, s, then the workers' A, acc and row.
-  const size_t n_b1 = size_t(G.d16 * nP), n_b2 = size_t(G.K16 * G.d);
-  const size_t n_s = size_t(round_up(G.Tg, 8)), n_acc = size_t(kMicroPerItem * kMR * kNR);
+  // thrAggregate writes M straight out (no B2, no s_t).
+  const bool aggregate = p.step == kThrAggregate;
+  const size_t n_b1 = size_t(G.d16 * nP), n_b2 = aggregate ? 0 : size_t(G.K16 * G.d);
+  const size_t n_s = aggregate ? 0 : size_t(round_up(G.Tg, 8)), n_acc = size_t(kMicroPerItem * kMR * kNR);
   const size_t bytes = n_b1 * 4 + n_b2 * 4 + n_s * 8 +
                        size_t(workers) * (size_t(G.a_stride) * 4 + n_acc * 8 + size_t(G.d16) * 4) + 64;
   char* base = static_cast<char*>(aligned_alloc(64, round_up(int64_t(bytes), 64)));
@@ -245,19 +271,25 @@ bool plan_group(const ThrParams& p, int64_t g, int workers, Group& G, void** blo
   c += size_t(workers) * size_t(G.a_stride) * 4;
   G.row = reinterpret_cast<float*>(c);
   // M's padding rows (v ≥ K) must read as 0 in GEMM 2's panels.
-  if (G.K16 > G.K) {
+  if (!aggregate && G.K16 > G.K) {
     float* last = G.B2 + (G.K16 / kNR - 1) * G.d * kNR;
     memset(last, 0, size_t(G.d * kNR) * 4);
   }
   return true;
 }
 
-// The three stages of a group, each a list of items run by `run` (the pool, or a loop).
+// The stages of a group, each a list of items run by `run` (the pool, or a loop): M by GEMM 1 (Full,
+// Aggregate) or from the given aggregate (Score), then GEMM 2 and the epilogue (Full, Score).
 template <class Run>
 void group_stages(Group& G, Run run) {
-  run((G.nP + kPackTokens - 1) / kPackTokens, pack_b1_item);
-  run((G.K + kMC - 1) / kMC, gemm1_item);
-  run((G.Tg + kMC - 1) / kMC, gemm2_item);
+  const int step = G.p->step;
+  if (step == kThrScore) {
+    run((G.K + kMC - 1) / kMC, pack_b2_item);
+  } else {
+    run((G.nP + kPackTokens - 1) / kPackTokens, pack_b1_item);
+    run((G.K + kMC - 1) / kMC, gemm1_item);
+  }
+  if (step != kThrAggregate) run((G.Tg + kMC - 1) / kMC, gemm2_item);
 }
 
 struct StageCtx {
@@ -286,7 +318,7 @@ void small_group_item(void* ctx, int64_t i, int) {
   group_stages(G, [&](int64_t n, void (*fn)(Group&, int64_t, int)) {
     for (int64_t k = 0; k < n; ++k) fn(G, k, 0);
   });
-  finish_group(G, g);
+  if (J.p->step != kThrAggregate) finish_group(G, g);
   free(block);
 }
 
@@ -391,6 +423,12 @@ Report token_hidden_reward(const ThrParams& p, Pool* pool) {
     const int64_t r0 = p.group_offsets[g], r1 = p.group_offsets[g + 1];
     const int64_t t0 = p.response_offsets[r0], t1 = p.response_offsets[r1];
     if (p.degenerate[g]) {
+      if (p.step == kThrAggregate) {
+        // Its rows of the stacked M are 0 (a shard's sum then carries the other shards' alone).
+        float* m = p.aggregate + int64_t(p.vocab_offsets[g]) * p.dim;
+        for (int64_t k = 0; k < int64_t(p.vocab_offsets[g + 1] - p.vocab_offsets[g]) * p.dim; ++k) m[k] = 0.f;
+        continue;
+      }
       for (int64_t t = t0; t < t1; ++t) p.thr[t] = 0.f;
       p.tau[g] = __builtin_nanf("");
       continue;
@@ -412,7 +450,7 @@ Report token_hidden_reward(const ThrParams& p, Pool* pool) {
       StageCtx s{&G, fn};
       pool_run(pool, n, stage_item, &s);
     });
-    finish_group(G, g);
+    if (p.step != kThrAggregate) finish_group(G, g);
     free(block);
   }
   SmallJob J{&p, small, 0};

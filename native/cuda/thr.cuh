@@ -17,9 +17,7 @@ struct ThrLayoutHost {
 // ThrPrecision ('f32': 3xTF32 / 2xTF32 split products; 'tf32': one pass; thr.cu, "Numerics"),
 // ReweightMode and their name tables: native/enums.h.
 
-// tokenHiddenReward whole, or one of its two halves (thrAggregate, thrScore: data-parallel shards sum the
-// aggregate between them; docs/DESIGN.md).
-enum class ThrStep : int { Full = 0, Aggregate = 1, Score = 2 };
+// ThrStep (tokenHiddenReward whole, or one of its two halves): native/enums.h.
 
 struct ThrParams {
   ThrLayoutHost layout;

@@ -100,6 +100,43 @@ for (const path of ['avx2', 'portable'] as const) {
         });
       });
 
+      it("threads: THR halves (thrAggregate, thrScore) give tokenHiddenReward's bits, small groups and one on the pool", async () => {
+        const groups = [
+          ...randomGroups(68, 6, 6, 30),
+          Array.from({ length: 8 }, (_, i) => ({ length: 120 + i, correct: i < 3 })),
+          Array.from({ length: 4 }, () => ({ length: 5, correct: false })),
+        ];
+        const t = makeThrCase({ seed: 69, groups, dim: 96, vocabSize: 3000, dtype: 'bf16' });
+        await sameOnEveryCount(list, async (ctx) => {
+          const whole = await runThr(ctx, t);
+          const vocab = await ctx.restrictedVocab(t.tokens, t.layout);
+          const hidden = ctx.tensor(t.hidden as Uint16Array, [t.numTokens, t.dim], 'bf16');
+          const base = { hidden, probs: t.probs, vocab, layout: t.layout, correct: t.correct };
+          const aggregate = await ctx.thrAggregate(base);
+          const halves = await ctx.thrScore({ ...base, aggregate });
+          const out = [
+            ...bits((await aggregate.read()) as Float32Array),
+            ...bits((await halves.thr.read()) as Float32Array),
+            ...bits((await halves.tau.read()) as Float32Array),
+          ];
+          for (const x of [
+            hidden,
+            aggregate,
+            halves.thr,
+            halves.tau,
+            vocab.offsets,
+            vocab.columns,
+            vocab.tokenColumn,
+          ])
+            x.dispose();
+          expect(out.slice(out.length - whole.thr.length - whole.tau.length)).toEqual([
+            ...bits(whole.thr),
+            ...bits(whole.tau),
+          ]);
+          return out;
+        });
+      });
+
       it('batch invariance: a row alone, at another position, and in other chunks gives the same bits', async () => {
         const ctx = list[1].ctx!;
         for (const [vocab, dtype] of [

@@ -18,7 +18,6 @@ import { loadedNativeAddon, loadNativeAddon } from '../addon.js';
 import type { Backend, BackendOptions, DeviceInfo } from '../backend.js';
 import { jsAdvantages } from '../js/advantages.js';
 import { jsPolicyLoss } from '../js/policy.js';
-import { jsThrAggregate, jsThrScore } from '../js/thr.js';
 import { cpuAdvantages, cpuExpandToTokens, cpuWhiten } from './advantages.js';
 import { viaReference } from './fallback.js';
 import {
@@ -31,7 +30,7 @@ import {
 import { cpuGatherProbs, cpuLogprobs, cpuLogprobsBackward } from './logprobs.js';
 import { type NativeCpuDevice, native } from './native.js';
 import { CpuQueue, cpuTensor } from './storage.js';
-import { cpuThrReweight, cpuTokenHiddenReward } from './thr.js';
+import { cpuThrAggregate, cpuThrReweight, cpuThrScore, cpuTokenHiddenReward } from './thr.js';
 
 /**
  * Test hook: when > 0, the most threads a context may have instead of the core count, so the tests can
@@ -122,8 +121,8 @@ export async function createCpuBackend(options: BackendOptions): Promise<Backend
     whiten: (a) => cpuWhiten(q, a),
     tokenHiddenReward: (a) => cpuTokenHiddenReward(q, a),
     thrReweight: (a) => cpuThrReweight(q, a),
-    thrAggregate: (a) => viaReference(q, jsThrAggregate, a),
-    thrScore: (a) => viaReference(q, jsThrScore, a),
+    thrAggregate: (a) => cpuThrAggregate(q, a),
+    thrScore: (a) => cpuThrScore(q, a),
     policyLoss: (a) => viaReference(q, jsPolicyLoss, a),
     synchronize: () => native(() => dev.synchronize()),
     copyProbe: (bytes) => native(() => dev.copyProbe(bytes)),

@@ -119,6 +119,15 @@ export interface NativeCpuTokenHiddenRewardArgs extends NativeCpuThrLayout {
   outThr: Float32Array;
   outTau: Float32Array;
 }
+/** thrAggregate: tokenHiddenReward's inputs less beta, the stacked aggregate [ΣK_g, dim] as output. */
+export interface NativeCpuThrAggregateArgs
+  extends Omit<NativeCpuTokenHiddenRewardArgs, 'beta' | 'outThr' | 'outTau'> {
+  aggregate: Float32Array;
+}
+/** thrScore: tokenHiddenReward's arguments and the aggregate as input. */
+export interface NativeCpuThrScoreArgs extends NativeCpuTokenHiddenRewardArgs {
+  aggregate: Float32Array;
+}
 export interface NativeCpuThrReweightArgs extends NativeCpuThrLayout {
   tokenAdvantages: Float32Array;
   thr: Float32Array;
@@ -265,6 +274,8 @@ export interface NativeCpuDevice {
   expandToTokens(args: NativeCpuExpandToTokensArgs): Promise<void>;
   whiten(args: NativeCpuWhitenArgs): Promise<void>;
   tokenHiddenReward(args: NativeCpuTokenHiddenRewardArgs): Promise<void>;
+  thrAggregate(args: NativeCpuThrAggregateArgs): Promise<void>;
+  thrScore(args: NativeCpuThrScoreArgs): Promise<void>;
   thrReweight(args: NativeCpuThrReweightArgs): Promise<void>;
   linearLogprobs(args: NativeCpuLinearLogprobsArgs): Promise<void>;
   linearLogprobStates(args: NativeCpuLinearLogprobStatesArgs): Promise<void>;
