@@ -52,11 +52,14 @@ export async function lmheadScratchBytes(
       dim,
       dtype,
     );
-    return { forward: p.forwardScratchBytes, backward: p.backwardScratchBytes };
+    return {
+      forward: p.forwardScratchBytes,
+      backward: input ? p.backwardInputScratchBytes : p.backwardScratchBytes,
+    };
   }
   const { loadNativeAddon } = await import('../backends/cuda/native.js');
   const p = loadNativeAddon().lmheadPlan?.({ rows, vocab, dim, dtype });
   return p === undefined
     ? { forward: Number.NaN, backward: Number.NaN }
-    : { forward: p.forwardBytes, backward: p.backwardBytes };
+    : { forward: p.forwardBytes, backward: input ? p.backwardInputBytes : p.backwardBytes };
 }
