@@ -1009,28 +1009,31 @@ Status launch_linear_logprobs_backward(const LinearLogprobsBackwardParams& p, co
       }
       return Status::Ok();
     };
-    // Rows outer, vocabulary inner: G once per chunk pair for every gradient (for f16/bf16 gradients
-    // with more than one row chunk, gradHidden only).
-    for (int64_t row0 = 0; row0 < p.rows; row0 += plan.chunk_rows) {
-      const int64_t rows = std::min(plan.chunk_rows, p.rows - row0);
-      for (int64_t v0 = 0; v0 < p.vocab; v0 += plan.chunk_vocab) {
-        const int64_t vcount = std::min(plan.chunk_vocab, p.vocab - v0);
-        GK_TRY(grad_logits(row0, rows, v0, vcount));
-        GK_TRY(grad_hidden(row0, rows, v0, vcount));
-        if (!two_pass) GK_TRY(grad_weight(row0, rows, v0, vcount));
-      }
-    }
-    // The second pass (two_pass): vocabulary outer, rows inner, G recomputed (the same bits).
-    if (two_pass) {
-      for (int64_t v0 = 0; v0 < p.vocab; v0 += plan.chunk_vocab) {
-        const int64_t vcount = std::min(plan.chunk_vocab, p.vocab - v0);
-        for (int64_t row0 = 0; row0 < p.rows; row0 += plan.chunk_rows) {
-          const int64_t rows = std::min(plan.chunk_rows, p.rows - row0);
+    // Every chunk pair in order, rows outer (else vocabulary outer): G, then `gradients` of it.
+    auto sweep = [&](bool rows_outer, auto&& gradients) -> Status {
+      const int64_t outer = rows_outer ? p.rows : p.vocab, inner = rows_outer ? p.vocab : p.rows;
+      const int64_t co = rows_outer ? plan.chunk_rows : plan.chunk_vocab;
+      const int64_t ci = rows_outer ? plan.chunk_vocab : plan.chunk_rows;
+      for (int64_t o = 0; o < outer; o += co) {
+        for (int64_t i = 0; i < inner; i += ci) {
+          const int64_t no = std::min(co, outer - o), ni = std::min(ci, inner - i);
+          const int64_t row0 = rows_outer ? o : i, rows = rows_outer ? no : ni;
+          const int64_t v0 = rows_outer ? i : o, vcount = rows_outer ? ni : no;
           GK_TRY(grad_logits(row0, rows, v0, vcount));
-          GK_TRY(grad_weight(row0, rows, v0, vcount));
+          GK_TRY(gradients(row0, rows, v0, vcount));
         }
       }
-    }
+      return Status::Ok();
+    };
+    // Rows outer, vocabulary inner: every gradient from one G per chunk pair (for f16/bf16 gradients
+    // with more than one row chunk, gradHidden only) ...
+    GK_TRY(sweep(true, [&](int64_t row0, int64_t rows, int64_t v0, int64_t vcount) -> Status {
+      GK_TRY(grad_hidden(row0, rows, v0, vcount));
+      return two_pass ? Status::Ok() : grad_weight(row0, rows, v0, vcount);
+    }));
+    // ... and then (two_pass) gradWeight and gradBias, vocabulary outer, rows inner, G recomputed (the
+    // same bits).
+    if (two_pass) GK_TRY(sweep(false, grad_weight));
     return Status::Ok();
   });
 }

@@ -46,7 +46,7 @@ export async function rejects(
 }
 
 function badInput(ctx: Context) {
-  it('bad input: d mismatch, V = 0, dtype mismatch, bias, targets, options: typed errors', async () => {
+  it('bad input: d mismatch, V = 0, dtype mismatch, bias, targets, options (gradDtype included): typed errors', async () => {
     const h = ctx.tensor(new Float32Array(12), [3, 4], 'f32');
     const w = ctx.tensor(new Float32Array(20), [5, 4], 'f32');
     const w3 = ctx.tensor(new Float32Array(15), [5, 3], 'f32');
@@ -77,6 +77,14 @@ function badInput(ctx: Context) {
         'DTYPE',
         'entropy',
       );
+      // gradDtype: 'f32' or 'input', nothing else (a dtype name included: the input's is implied).
+      const back = (gradDtype: unknown) =>
+        ctx.linearLogprobsBackward(h, w, t, new Float32Array(3), new Float32Array(3), { gradDtype } as never);
+      const e1 = await rejects(back('bf16'), 'RANGE', 'gradDtype');
+      expect(e1.message).toContain("expected one of 'f32', 'input', got \"bf16\"");
+      await rejects(back('Input'), 'RANGE', 'gradDtype');
+      await rejects(back(true), 'DTYPE', 'gradDtype');
+      await rejects(back(null), 'DTYPE', 'gradDtype');
       await rejects(ctx.linearLogprobStates(h, w, t, { vocabStart: -1 }), 'RANGE', 'vocabStart');
       // States that do not tile the vocabulary, disagree, or lack what the merge is asked for.
       const a = await ctx.linearLogprobStates(h, w, t, { vocabStart: 0 });

@@ -12,7 +12,10 @@
  * - backward: chunks of ROWS rows (a multiple of 64) × VOCAB columns (a multiple of 64), G [rows, vocab]
  *   f32 of one chunk pair ≤ G_BUDGET, plus the row scalars lse | g | gE | H (16·N bytes, one copy each).
  *   gradHidden is carried over vocabulary chunks and gradWeight / gradBias over row chunks in their
- *   output buffers (f32, exact continuation: the same bits as one long sum, chunked or not).
+ *   output buffers (f32, exact continuation: the same bits as one long sum, chunked or not). Gradients
+ *   in the input dtype (f16/bf16): in f32 accumulators of one chunk instead (narrowAccumulators: + rows ×
+ *   d, vocab × d and vocab f32; gradWeight's and gradBias's second pass, when rows take more than one
+ *   chunk, shares the first buffer), packed into the outputs by lm_pack when a chunk's sums are done.
  * - states from logits: rows chunked as logprobs does, SEGMENT_COLS columns per slice.
  * - merge: one 20-byte accumulator and the target logit per row.
  * All dispatches of an op go in one command buffer; the op returns without waiting. Bad targets
@@ -742,13 +745,17 @@ export async function webgpuLinearLogprobsBackward(
         Math.ceil(rows / TILE) * Math.ceil(vcount / TILE),
       );
     };
+    // Where a GEMM's chunk [e0, e1) of an f32 sum goes (binding 14): the output's window, or (f16/bf16
+    // gradients) the accumulator from its start.
+    const sumWindow = (acc: GPUBuffer | undefined, output: GPUBuffer, e0: number, e1: number) =>
+      acc
+        ? { buffer: acc, offset: 0, size: Math.max(4, (e1 - e0) * 4), base: 0 }
+        : { buffer: output, ...windowOf(e0, e1, 4, output.size, align) };
     // gradHidden[chunk rows] (+)= G · W[chunk vocabulary]: into the output (f32) or accH; the sum over v
     // runs on across vocabulary chunks.
     const gradHiddenStep = (row0: number, rows: number, v0: number, vcount: number) => {
       const ww = windowOf(v0 * d, (v0 + vcount) * d, eb, W.size, align);
-      const gw = accH
-        ? { offset: 0, size: Math.max(4, rows * d * 4), base: 0 }
-        : windowOf(row0 * d, (row0 + rows) * d, 4, GH.size, align);
+      const gw = sumWindow(accH, GH, row0 * d, (row0 + rows) * d);
       rt.dispatch(
         pass,
         pgh,
@@ -764,7 +771,7 @@ export async function webgpuLinearLogprobsBackward(
           },
           { binding: 2, buffer: W, offset: ww.offset, size: ww.size },
           { binding: 13, buffer: gbuf },
-          { binding: 14, buffer: accH ?? GH, offset: gw.offset, size: gw.size },
+          { binding: 14, buffer: gw.buffer, offset: gw.offset, size: gw.size },
         ],
         Math.ceil(rows / TILE) * Math.ceil(d / TILE),
       );
@@ -773,9 +780,7 @@ export async function webgpuLinearLogprobsBackward(
     // (f32) or accW / accB; the sums over n run on across row chunks; the last one packs (narrow).
     const gradWeightStep = (row0: number, rows: number, v0: number, vcount: number) => {
       const hw = windowOf(row0 * d, (row0 + rows) * d, eb, H.size, align);
-      const gw = accW
-        ? { offset: 0, size: Math.max(4, vcount * d * 4), base: 0 }
-        : windowOf(v0 * d, (v0 + vcount) * d, 4, GW.size, align);
+      const gw = sumWindow(accW, GW, v0 * d, (v0 + vcount) * d);
       const accumulate = row0 > 0 ? 1 : 0;
       rt.dispatch(
         pass,
@@ -792,14 +797,12 @@ export async function webgpuLinearLogprobsBackward(
           },
           { binding: 1, buffer: H, offset: hw.offset, size: hw.size },
           { binding: 13, buffer: gbuf },
-          { binding: 14, buffer: accW ?? GW, offset: gw.offset, size: gw.size },
+          { binding: 14, buffer: gw.buffer, offset: gw.offset, size: gw.size },
         ],
         Math.ceil(vcount / TILE) * Math.ceil(d / TILE),
       );
       if (GB) {
-        const gbw = accB
-          ? { offset: 0, size: Math.max(4, vcount * 4), base: 0 }
-          : windowOf(v0, v0 + vcount, 4, GB.size, align);
+        const gbw = sumWindow(accB, GB, v0, v0 + vcount);
         rt.dispatch(
           pass,
           pgb,
@@ -809,7 +812,7 @@ export async function webgpuLinearLogprobsBackward(
               buffer: uniform(rt, { ...baseOf(row0, rows, v0, vcount), o_base: gbw.base, accumulate }),
             },
             { binding: 13, buffer: gbuf },
-            { binding: 14, buffer: accB ?? GB, offset: gbw.offset, size: gbw.size },
+            { binding: 14, buffer: gbw.buffer, offset: gbw.offset, size: gbw.size },
           ],
           Math.ceil(vcount / k.wg),
         );
@@ -819,29 +822,30 @@ export async function webgpuLinearLogprobsBackward(
         if (GB) pack(accB!, GB, v0, v0 + vcount);
       }
     };
-    // Rows outer, vocabulary inner: G once per chunk pair for every gradient (gradHidden alone when
-    // the second pass takes gradWeight and gradBias).
-    for (let row0 = 0; row0 < n; row0 += chunkRows) {
-      const rows = Math.min(chunkRows, n - row0);
-      for (let v0 = 0; v0 < V; v0 += chunkVocab) {
-        const vcount = Math.min(chunkVocab, V - v0);
-        gradLogits(row0, rows, v0, vcount);
-        gradHiddenStep(row0, rows, v0, vcount);
-        if (!twoPass) gradWeightStep(row0, rows, v0, vcount);
-      }
-      if (accH) pack(accH, GH, row0 * d, (row0 + rows) * d);
-    }
-    // The second pass: vocabulary outer, rows inner, G recomputed (the same bits).
-    if (twoPass) {
-      for (let v0 = 0; v0 < V; v0 += chunkVocab) {
-        const vcount = Math.min(chunkVocab, V - v0);
-        for (let row0 = 0; row0 < n; row0 += chunkRows) {
-          const rows = Math.min(chunkRows, n - row0);
-          gradLogits(row0, rows, v0, vcount);
-          gradWeightStep(row0, rows, v0, vcount);
+    type Step = (row0: number, rows: number, v0: number, vcount: number) => void;
+    // Every chunk pair in order, rows outer (else vocabulary outer): G, then `gradients` of it.
+    const sweep = (rowsOuter: boolean, gradients: Step) => {
+      const [outer, inner] = rowsOuter ? [n, V] : [V, n];
+      const [co, ci] = rowsOuter ? [chunkRows, chunkVocab] : [chunkVocab, chunkRows];
+      for (let o = 0; o < outer; o += co) {
+        for (let i = 0; i < inner; i += ci) {
+          const [no, ni] = [Math.min(co, outer - o), Math.min(ci, inner - i)];
+          const c: Parameters<Step> = rowsOuter ? [o, no, i, ni] : [i, ni, o, no];
+          gradLogits(...c);
+          gradients(...c);
         }
       }
-    }
+    };
+    // Rows outer, vocabulary inner: every gradient from one G per chunk pair (gradHidden alone when the
+    // second pass takes gradWeight and gradBias); a row chunk's gradHidden packed after its last one ...
+    sweep(true, (row0, rows, v0, vcount) => {
+      gradHiddenStep(row0, rows, v0, vcount);
+      if (accH && v0 + vcount >= V) pack(accH, GH, row0 * d, (row0 + rows) * d);
+      if (!twoPass) gradWeightStep(row0, rows, v0, vcount);
+    });
+    // ... and then (twoPass) gradWeight and gradBias, vocabulary outer, rows inner, G recomputed (the
+    // same bits).
+    if (twoPass) sweep(false, gradWeightStep);
     finishWithFlags(rt, enc, pass, pflag, targets, flags, a.targetLimit, a.ignoreIndex);
     return out;
   });
