@@ -654,7 +654,7 @@ void bwd_part(void* ctx, int64_t s, int worker) {
   bwd_worker_layout(J, dtype, J.workers + size_t(worker) * J.worker_bytes, &w);
   const int64_t d = J.d, dp = J.d_pad, nc = J.nc, rcp = round_up(nc, kMR);
   const int64_t nmH = rcp / kMR;
-  float* partial = J.partials + s * J.rc * dp;
+  float* partial = J.do_h ? J.partials + s * J.rc * dp : nullptr;  // pass 1 only (kParts items)
   const bool entropy = p.grad_entropy != nullptr;
   for (int64_t v0 = c0; v0 < c1; v0 += J.nb_max) {
     const int64_t nb = imin(J.nb_max, c1 - v0), nbp = round_up(nb, kNR);
