@@ -452,9 +452,15 @@ CpuOp LinearLogprobsBackward(Args& a) {
   p.ignore_index = a.Int("ignoreIndex");
   p.vocab_start = a.Int("vocabStart");
   p.target_limit = a.Int("targetLimit");
-  p.grad_hidden = a.Buf<float>("outGradHidden", &n_gh);
-  p.grad_weight = a.Buf<float>("outGradWeight", &n_gw);
-  p.grad_bias = a.OptBuf<float>("outGradBias", &n_gb);
+  // The gradients' dtype: f32, or the head's (gradDtype 'input'); their arrays are of that dtype.
+  p.grad_dtype = FloatTypeOf(a, "gradDtype");
+  if (p.grad_dtype != kF32 && p.grad_dtype != p.head.dtype)
+    throw ArgError(env, std::string(op) + ": gradDtype: expected 'f32' or the head's dtype");
+  p.acc_cols = a.OptInt("accCols", 0);  // test hook
+  p.grad_hidden = a.FloatBuf("outGradHidden", p.grad_dtype, &n_gh);
+  p.grad_weight = a.FloatBuf("outGradWeight", p.grad_dtype, &n_gw);
+  p.grad_bias = a.Has("outGradBias") ? a.FloatBuf("outGradBias", p.grad_dtype, &n_gb) : nullptr;
+  const size_t ges = ElemSize(p.grad_dtype);
   const size_t rows = size_t(p.head.rows);
   Need(env, op, "targets", n_t, rows);
   Need(env, op, "lse", n_lse, rows);
@@ -464,9 +470,9 @@ CpuOp LinearLogprobsBackward(Args& a) {
     Need(env, op, "gradEntropy", n_ge, rows);
     Need(env, op, "entropy", n_e, rows);
   }
-  Need(env, op, "outGradHidden", n_gh, rows * size_t(p.head.dim));
-  Need(env, op, "outGradWeight", n_gw, size_t(p.head.vocab * p.head.dim));
-  if (p.grad_bias) Need(env, op, "outGradBias", n_gb, size_t(p.head.vocab));
+  Need(env, op, "outGradHidden", n_gh, rows * size_t(p.head.dim) * ges);
+  Need(env, op, "outGradWeight", n_gw, size_t(p.head.vocab * p.head.dim) * ges);
+  if (p.grad_bias) Need(env, op, "outGradBias", n_gb, size_t(p.head.vocab) * ges);
   if (!p.head.bias != !p.grad_bias) throw ArgError(env, std::string(op) + ": outGradBias goes with bias");
   return {[p](const KernelTable& k, Pool* pool) { return k.linear_backward(p, pool); },
           [v = p.target_limit, ig = p.ignore_index](const Report& r) { return TargetMessage(r, v, ig); }};
@@ -492,6 +498,7 @@ Napi::Value CpuLmheadPlan(const Napi::CallbackInfo& info) {
   Napi::Object o = Napi::Object::New(env);
   o.Set("forwardBytes", plan.forward_bytes);
   o.Set("backwardBytes", plan.backward_bytes);
+  o.Set("backwardInputBytes", plan.backward_input_bytes);  // gradients in the input dtype
   return o;
 }
 

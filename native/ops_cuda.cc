@@ -289,16 +289,17 @@ CudaOp LinearLogprobsBackward(Args& a) {
   p.grad_logprobs = a.Ptr<const float>("gradLogprobs");
   p.grad_entropy = a.OptPtr<const float>("gradEntropy");
   p.entropy = a.OptPtr<const float>("entropy");
-  p.grad_hidden = a.OptPtr<float>("outGradHidden");  // null when rows·dim = 0
-  p.grad_weight = a.Ptr<float>("outGradWeight");
-  p.grad_bias = a.OptPtr<float>("outGradBias");
+  p.grad_dtype = FloatDType(a, "gradDtype");          // f32, or the head's dtype (the launcher checks)
+  p.grad_hidden = a.OptPtr<void>("outGradHidden");  // null when rows·dim = 0
+  p.grad_weight = a.Ptr<void>("outGradWeight");
+  p.grad_bias = a.OptPtr<void>("outGradBias");
   p.vocab_start = a.Int("vocabStart");
   p.target_limit = a.Int("targetLimit");
   p.chunk_rows = a.OptInt("chunkRows", 0);    // test hooks: the G chunk
   p.chunk_vocab = a.OptInt("chunkVocab", 0);
-  std::vector<PoisonTarget> outs{{p.grad_weight, p.vocab * p.dim, DType::F32}};
-  if (p.grad_hidden) outs.push_back({p.grad_hidden, p.rows * p.dim, DType::F32});
-  if (p.grad_bias) outs.push_back({p.grad_bias, p.vocab, DType::F32});
+  std::vector<PoisonTarget> outs{{p.grad_weight, p.vocab * p.dim, p.grad_dtype}};
+  if (p.grad_hidden) outs.push_back({p.grad_hidden, p.rows * p.dim, p.grad_dtype});
+  if (p.grad_bias) outs.push_back({p.grad_bias, p.vocab, p.grad_dtype});
   return {outs,
           [p](const LaunchEnv& l, Scratch& s, ErrorFlags* f) {
             return gk::launch_linear_logprobs_backward(p, l, s, f);
@@ -469,6 +470,7 @@ Napi::Value LmheadPlan(const Napi::CallbackInfo& info) {
   o.Set("chunkRows", static_cast<double>(p.chunk_rows));
   o.Set("chunkVocab", static_cast<double>(p.chunk_vocab));
   o.Set("backwardBytes", static_cast<double>(p.backward_bytes));
+  o.Set("backwardInputBytes", static_cast<double>(p.backward_input_bytes));  // gradients in the input dtype
   return o;
 }
 

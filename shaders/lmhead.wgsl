@@ -43,6 +43,17 @@
 //   lm_grad_bias: one invocation per vocabulary row: gradBias (+)= Σ_n G[n, v], n ascending.
 //   No float atomics. Bytes: G written and read twice (4·rows·gcols each way per chunk pair); FLOPs
 //   3 × 2·N·V·d. Bad targets: G = 0 for the row and flag[FLAG_TARGET_ROW] (atomicMin), as logprobs.
+//   Gradients in the input dtype (gradDtype 'input', f16/bf16): the GEMMs above run on f32
+//   accumulators of one chunk (gout bound to scratch instead of the output: [rows × d] for gradHidden,
+//   [vcount × d] and [vcount] for gradWeight and gradBias), and when a chunk's sum is complete lm_pack
+//   rounds it once into the output's packed words (16-bit elements in u32 pairs, as every f16/bf16
+//   tensor here is stored; a GEMM tile cannot store them itself: two invocations own the halves of a
+//   word, and for odd d a word straddles two rows, so two tiles). With more than one row chunk the
+//   host runs gradWeight and gradBias in a second pass, vocabulary chunks outer, so their accumulators
+//   are one vocabulary chunk's, never [V, d]. The same kernels in the same order per element: the f32
+//   gradients rounded, bit for bit.
+//   lm_pack: one invocation per output word: elements 2w and 2w + 1 of the chunk's count (a chunk
+//     starts at an even element; only the tensor's last word may hold one element and zero padding).
 // Workgroup memory: 2 · 16 · 17 · 16 B = 8704 B (≤ 16 KiB); 256 invocations; ≤ 8 storage buffers.
 
 struct LmParams {
@@ -65,6 +76,7 @@ struct LmParams {
   n_total: u32, // rows of the whole call (rowinfo is [4][n_total])
   inv_t: f32,
   ignore_index: i32,
+  count: u32, // lm_pack: elements of the chunk
 }
 
 @group(0) @binding(0) var<uniform> P: LmParams;
@@ -85,10 +97,12 @@ struct LmParams {
 @group(0) @binding(18) var<storage, read> in_sd: array<f32>;
 @group(0) @binding(19) var<storage, read> in_sq: array<f32>;
 @group(0) @binding(20) var<storage, read> in_xt: array<f32>;
+@group(0) @binding(21) var<storage, read_write> gpack: array<u32>; // lm_pack: f16/bf16 pairs
 
 override ENTROPY: bool = false;
 override SUMSQ: bool = false;
 override GRAD_ENTROPY: bool = false;
+override GRAD_F16: bool = false; // lm_pack: f16 words (else bf16)
 
 const STATE: u32 = 5u; // floats per state in `partial`: m, s, sx, sq, nan
 // TB, LANES, KS, TSTRIDE, TWG, sa, sb, tile_step: common.wgsl's tile_gemm section.
@@ -580,6 +594,35 @@ fn lm_grad_bias(
     s = s + gbuf[r * P.gcols + v];
   }
   gout[P.o_base + v] = s;
+}
+
+// lm_pack: gout[0, count) (a finished f32 chunk of a gradient) rounded to f16/bf16 (common.wgsl's
+// converters, nearest even) into gpack's words from element o_base (even) on.
+@compute @workgroup_size(WG)
+fn lm_pack(
+  @builtin(workgroup_id) wid: vec3<u32>,
+  @builtin(num_workgroups) nwg: vec3<u32>,
+  @builtin(local_invocation_index) lid: u32,
+) {
+  let w = flat_wg(wid, nwg) * WG + lid;
+  let e = 2u * w;
+  if (e >= P.count) {
+    return;
+  }
+  var lo = 0u;
+  var hi = 0u;
+  if (GRAD_F16) {
+    lo = f32_to_f16(gout[e]);
+    if (e + 1u < P.count) {
+      hi = f32_to_f16(gout[e + 1u]);
+    }
+  } else {
+    lo = f32_to_bf16(gout[e]);
+    if (e + 1u < P.count) {
+      hi = f32_to_bf16(gout[e + 1u]);
+    }
+  }
+  gpack[(P.o_base >> 1u) + w] = lo | (hi << 16u);
 }
 
 // One invocation: the lowest bad row's target next to its index (as logprobs.wgsl's MODE_FLAG).

@@ -185,19 +185,20 @@ export class Context {
 
   /**
    * Gradients of the linearLogprobs outputs (logprobs, and entropy with gradEntropy) w.r.t. hidden,
-   * weight and bias, f32, recomputing the logits tile by tile from `lse` (no [N, V] tensor).
+   * weight and bias, recomputing the logits tile by tile from `lse` (no [N, V] tensor): f32, or
+   * hidden's dtype with `gradDtype: 'input'` (accumulated in f32 either way, rounded once).
    */
-  linearLogprobsBackward(
-    hidden: Tensor<FloatDType>,
+  linearLogprobsBackward<D extends FloatDType, G extends lh.LinearLogprobsGradDtype = 'f32'>(
+    hidden: Tensor<D>,
     weight: Tensor<FloatDType>,
     targets: TensorLike<'i32'>,
     lse: TensorLike<'f32'>,
     gradLogprobs: TensorLike<'f32'>,
-    options?: lh.LinearLogprobsBackwardOptions,
-  ): Promise<LinearLogprobsGrads> {
+    options?: lh.LinearLogprobsBackwardOptions<G>,
+  ): Promise<LinearLogprobsGrads<G extends 'input' ? D : 'f32'>> {
     return this.#op('linearLogprobsBackward', (b) =>
       lh.linearLogprobsBackward(b, hidden, weight, targets, lse, gradLogprobs, options),
-    );
+    ) as Promise<LinearLogprobsGrads<G extends 'input' ? D : 'f32'>>;
   }
 
   /** Each row's online softmax state over a vocabulary shard of materialised logits. */

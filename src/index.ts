@@ -2,6 +2,7 @@ export type { AdvantagesOptions, WhitenOptions } from './api/advantages.js';
 export type {
   LinearLogprobStatesOptions,
   LinearLogprobsBackwardOptions,
+  LinearLogprobsGradDtype,
   LinearLogprobsOptions,
   LogprobStatesOptions,
   MergeLogprobStatesOptions,

@@ -33,6 +33,11 @@ describe.skipIf(webgpu?.ctx === undefined)('lmhead on webgpu: memory', () => {
         expect(p.forwardScratchBytes + p.backwardScratchBytes, dtype).toBeLessThanOrEqual(
           0.05 * LOGITS_BF16_BYTES,
         );
+        // Gradients in the input dtype: + the f32 accumulators of one chunk (never [V, d]).
+        expect(
+          p.forwardScratchBytes + p.backwardInputScratchBytes,
+          `${dtype}, gradDtype input`,
+        ).toBeLessThanOrEqual(0.05 * LOGITS_BF16_BYTES);
       }
     }
     // A run: the bytes created beyond the outputs are the plan's scratch (+ uniforms and flag staging).
@@ -56,7 +61,19 @@ describe.skipIf(webgpu?.ctx === undefined)('lmhead on webgpu: memory', () => {
       const grads = 4 * x.d * (x.N + x.V);
       expect(rt.peakBytes - base - grads).toBeGreaterThanOrEqual(plan.backwardScratchBytes);
       expect(rt.peakBytes - base - grads).toBeLessThanOrEqual(plan.backwardScratchBytes + small);
-      for (const t of [f.logprobs, f.lse, b.gradHidden, b.gradWeight]) t.dispose();
+      for (const t of [b.gradHidden, b.gradWeight]) t.dispose();
+      // bf16 gradients: their own outputs and the plan's accumulators.
+      await ctx.synchronize();
+      base = rt.liveBytes;
+      rt.peakBytes = base;
+      const n = await ctx.linearLogprobsBackward(hidden, weight, x.targets, f.lse, gradVector(96, x.N), {
+        gradDtype: 'input',
+      });
+      const narrowGrads = 2 * x.d * (x.N + x.V);
+      expect(plan.backwardInputScratchBytes).toBeGreaterThan(plan.backwardScratchBytes);
+      expect(rt.peakBytes - base - narrowGrads).toBeGreaterThanOrEqual(plan.backwardInputScratchBytes);
+      expect(rt.peakBytes - base - narrowGrads).toBeLessThanOrEqual(plan.backwardInputScratchBytes + small);
+      for (const t of [f.logprobs, f.lse, n.gradHidden, n.gradWeight]) t.dispose();
     } finally {
       hidden.dispose();
       weight.dispose();

@@ -65,6 +65,19 @@
 //   together 0.8% and 2.9% of the 4.98 GB of bf16 logits; each further thread adds ~7 MB).
 //   Accuracy: gradient elements are f32 chains of their products (V/16 terms for gradHidden's
 //   partials, then f64; N for gradWeight), G in f32 (not rounded to the input dtype).
+//   GRADIENTS IN THE INPUT DTYPE (grad_dtype f16/bf16, the API's gradDtype 'input'): the same sums,
+//   rounded once to the dtype (simd.h's conversions, nearest even) where they are stored, so the result
+//   is the f32 gradients rounded, bit for bit. gradHidden: pass 1 as above without gradWeight and
+//   gradBias, the f64 sum of the partials rounded to f32 and then to the dtype. gradWeight's sum over
+//   rows runs across chunks and a narrow output cannot hold it, so pass 2 sweeps the vocabulary in
+//   blocks of acc_cols columns (kAccBudget = 16 MiB of f32 at this d, at least one 192/96-column block
+//   per thread, whole blocks) and, per block, every chunk in order: the chunk's rows packed again,
+//   items of one column block each: the logits, G, gradBias and gradWeight (+)= Gᵀ·H into the block's
+//   f32 accumulators [acc_cols][d] and [acc_cols], the chains of pass 1 above; the block done, each
+//   item rounds its rows into gradWeight and gradBias. Cost: the logits twice (8·N_live·V·d FLOPs
+//   instead of 6), the chunk's rows packed once per block (spread over the pool). Extra memory: the
+//   accumulators (acc_bytes, in the plan's backward_input_bytes): ≤ 16 MiB + V·4 on ≤ 2 threads, one
+//   block per thread beyond (d = 4096: 1536 columns, 25 MB on 16 threads); no [V, d] f32 buffer.
 #include "gemm.h"
 #include "kernels.h"
 #include "simd.h"
@@ -86,6 +99,7 @@ constexpr int64_t kFinishRows = 256; // rows per finishing item
 constexpr size_t kSliceStateBudget = size_t(4) << 20;  // forward: slice states of a row chunk
 constexpr size_t kPackedRowsBudget = size_t(3) << 19;  // forward: an item's packed rows (1.5 MiB, in L2)
 constexpr size_t kPartialBudget = size_t(16) << 20;    // backward: gradHidden's partials
+constexpr size_t kAccBudget = size_t(16) << 20;        // backward, f16/bf16 gradients: gradWeight's f32 block
 #if defined(__AVX512F__)
 constexpr int64_t kKC = 128;  // reduction chunk: a 16 KiB B chunk (32 columns)
 #else
@@ -496,13 +510,21 @@ struct Bwd {
   // Plan.
   int64_t rc;       // rows per chunk (a multiple of kMR)
   int64_t nb_max;   // columns per block
-  int64_t part;     // columns per part (a multiple of kPartAlign)
+  int64_t part;     // columns per item (pass 1: a part, a multiple of kPartAlign; pass 2: one block)
+  // The pass: items of `part` columns over [col0, col1); gradHidden's partials (do_h) and/or gradWeight
+  // and gradBias (do_w) into gw / gb, f32 rows from col0 on (the outputs themselves for f32 gradients,
+  // else pass 2's accumulators), continuing their running sums after the first chunk.
+  bool do_h, do_w;
+  int64_t col0, col1;
+  float* gw;
+  float* gb;  // or null
   // Buffers.
   const int32_t* live;
   float* Hd;        // [rc][d] decoded rows of the chunk (f16/bf16)
   float* AH;        // [rc/kMR][d][kMR] the chunk's rows as A micro-panels (logits)
   float* BH;        // [d_pad/kNR][rc][kNR] the chunk's rows as B panels (gradWeight)
   float* partials;  // [kParts][rc][d_pad]
+  const float* rows[kRowBlock];  // the chunk's rows in f32 (hidden's own, or Hd's)
   char* workers;
   size_t worker_bytes;
   // The current chunk.
@@ -536,8 +558,15 @@ size_t bwd_worker_layout(const Bwd& J, int dtype, char* base, BwdWorker* w) {
 struct BwdPlan {
   int64_t rc, nb, part;
   size_t shared, worker_bytes, total;
+  // Gradients in the input dtype (f16/bf16): pass 2's columns per block and its f32 accumulators.
+  int64_t acc_cols;
+  size_t acc_bytes;
 };
-BwdPlan bwd_plan(int64_t rows, int64_t vocab, int64_t dim, int dtype, int threads) {
+// Pass 2's accumulators: gradWeight [cols][d] and gradBias [cols], f32.
+size_t acc_bytes_of(int64_t cols, int64_t dim) {
+  return align64(size_t(cols) * size_t(dim > 0 ? dim : 1) * 4) + align64(size_t(cols) * 4);
+}
+BwdPlan bwd_plan(int64_t rows, int64_t vocab, int64_t dim, int dtype, int threads, int64_t acc_cols = 0) {
   BwdPlan p{};
   const int64_t d = dim > 0 ? dim : 1, dp = round_up(d, kNR);
   const int64_t fit = int64_t(kPartialBudget / (size_t(kParts) * size_t(dp) * 4)) / kMR * kMR;
@@ -557,6 +586,11 @@ BwdPlan bwd_plan(int64_t rows, int64_t vocab, int64_t dim, int dtype, int thread
              + align64(size_t(dp * p.rc) * 4)                           // BH
              + align64(size_t(kParts * p.rc * dp) * 4);                 // partials
   p.total = p.shared + size_t(threads) * p.worker_bytes;
+  // Pass 2: as many columns as kAccBudget of f32 holds (at least a block per thread), whole blocks.
+  const int64_t acc_fit = int64_t(kAccBudget / (size_t(d) * 4)) / p.nb * p.nb;
+  p.acc_cols = acc_cols > 0 ? round_up(acc_cols, p.nb) : imax(acc_fit, p.nb * int64_t(threads));
+  p.acc_cols = imin(p.acc_cols, round_up(imax(vocab, 1), p.nb));
+  p.acc_bytes = dtype != kF32 ? acc_bytes_of(p.acc_cols, dim) : 0;
   return p;
 }
 
@@ -614,13 +648,13 @@ void bwd_part(void* ctx, int64_t s, int worker) {
   Bwd& J = *static_cast<Bwd*>(ctx);
   const LinearBackwardParams& p = *J.p;
   const int dtype = p.head.dtype;
-  const int64_t c0 = s * J.part, c1 = imin(J.V, c0 + J.part);
+  const int64_t c0 = J.col0 + s * J.part, c1 = imin(J.col1, c0 + J.part);
   if (c0 >= c1) return;
   BwdWorker w;
   bwd_worker_layout(J, dtype, J.workers + size_t(worker) * J.worker_bytes, &w);
   const int64_t d = J.d, dp = J.d_pad, nc = J.nc, rcp = round_up(nc, kMR);
   const int64_t nmH = rcp / kMR;
-  float* partial = J.partials + s * J.rc * dp;
+  float* partial = J.do_h ? J.partials + s * J.rc * dp : nullptr;  // pass 1 only (kParts items)
   const bool entropy = p.grad_entropy != nullptr;
   for (int64_t v0 = c0; v0 < c1; v0 += J.nb_max) {
     const int64_t nb = imin(J.nb_max, c1 - v0), nbp = round_up(nb, kNR);
@@ -642,35 +676,87 @@ void bwd_part(void* ctx, int64_t s, int worker) {
     for (int64_t i = nc; i < rcp; ++i)
       for (int64_t j = 0; j < J.nb_max; ++j) w.G[i * J.nb_max + j] = 0.f;
     // gradBias: an f32 chain over the live rows in order, across chunks.
-    if (p.grad_bias) {
+    if (J.do_w && J.gb) {
+      float* gb = J.gb + (v0 - J.col0);
       for (int64_t j = 0; j < nb; ++j) {
-        float acc = J.chunk == 0 ? 0.f : p.grad_bias[v0 + j];
+        float acc = J.chunk == 0 ? 0.f : gb[j];
         for (int64_t i = 0; i < nc; ++i) acc += w.G[i * J.nb_max + j];
-        p.grad_bias[v0 + j] = acc;
+        gb[j] = acc;
       }
     }
     // gradHidden's partial: G [rows × nb] · W_block [nb × d], an f32 chain over the part's columns.
-    for (int64_t m = 0; m < nmH; ++m) {
-      const float* rows[kMR];
-      for (int i = 0; i < kMR; ++i) rows[i] = w.G + (m * kMR + i) * J.nb_max;
-      interleave<kMR>(rows, kMR, nb, w.AG + m * nb * kMR);
+    if (J.do_h) {
+      for (int64_t m = 0; m < nmH; ++m) {
+        const float* rows[kMR];
+        for (int i = 0; i < kMR; ++i) rows[i] = w.G + (m * kMR + i) * J.nb_max;
+        interleave<kMR>(rows, kMR, nb, w.AG + m * nb * kMR);
+      }
+      for (int64_t q = 0; q * kNR < dp; ++q) {
+        strip(wrows, nb, q * kNR, imin(kNR, d - q * kNR), w.Bn + q * nb * kNR);
+        gemm_panel(w.AG, nmH, w.Bn + q * nb * kNR, nb, kKC, partial + q * kNR, dp, v0 > c0);
+      }
     }
-    for (int64_t q = 0; q * kNR < dp; ++q) {
-      strip(wrows, nb, q * kNR, imin(kNR, d - q * kNR), w.Bn + q * nb * kNR);
-      gemm_panel(w.AG, nmH, w.Bn + q * nb * kNR, nb, kKC, partial + q * kNR, dp, v0 > c0);
+    // gradWeight rows [v0, v0 + nb) (+)= Gᵀ [nb × rows] · H [rows × d]: the f32 rows are the accumulator.
+    if (J.do_w) {
+      const int64_t nmV = ceil_div(nb, kMR);
+      for (int64_t m = 0; m < nmV; ++m) {
+        float* a = w.AGt + m * nc * kMR;
+        for (int64_t i = 0; i < nc; ++i)
+          for (int r = 0; r < kMR; ++r) a[i * kMR + r] = w.G[i * J.nb_max + m * kMR + r];
+      }
+      float* gw = J.gw + (v0 - J.col0) * d;
+      for (int64_t q = 0; q * kNR < dp; ++q)
+        gemm_panel_masked(w.AGt, nmV, J.BH + q * J.rc * kNR, nc, kKC, gw + q * kNR, d, nb,
+                          imin(kNR, d - q * kNR), J.chunk > 0);
     }
-    // gradWeight rows [v0, v0 + nb) (+)= Gᵀ [nb × rows] · H [rows × d]: the output is the accumulator.
-    const int64_t nmV = ceil_div(nb, kMR);
-    for (int64_t m = 0; m < nmV; ++m) {
-      float* a = w.AGt + m * nc * kMR;
-      for (int64_t i = 0; i < nc; ++i)
-        for (int r = 0; r < kMR; ++r) a[i * kMR + r] = w.G[i * J.nb_max + m * kMR + r];
-    }
-    float* gw = p.grad_weight + v0 * d;
-    for (int64_t q = 0; q * kNR < dp; ++q)
-      gemm_panel_masked(w.AGt, nmV, J.BH + q * J.rc * kNR, nc, kKC, gw + q * kNR, d, nb,
-                        imin(kNR, d - q * kNR), J.chunk > 0);
   }
+}
+
+// n f32 values → dst as `dtype` (f16/bf16: rounded to nearest even, simd.h's conversions).
+template <int D>
+void store_run_t(const float* src, int64_t n, void* dst) {
+  int64_t j = 0;
+  for (; j + kLanes <= n; j += kLanes) store_row<D>(dst, j, load(src + j), int(kLanes));
+  if (j < n) {
+    alignas(32) float t[kLanes] = {};
+    for (int64_t i = j; i < n; ++i) t[i - j] = src[i];
+    store_row<D>(dst, j, load(t), int(n - j));
+  }
+}
+void store_run(const float* src, int64_t n, int dtype, void* dst) {
+  if (dtype == kF32) memcpy(dst, src, size_t(n) * 4);
+  else if (dtype == kF16) store_run_t<kF16>(src, n, dst);
+  else store_run_t<kBF16>(src, n, dst);
+}
+
+// The chunk's live rows [row0, row0 + nc), packed: as A micro-panels (the logits, AH) and as B panels
+// (gradWeight, BH), f16/bf16 decoded into Hd. Spread over the pool (copies: no bits depend on it).
+void pack_chunk(Bwd& J, Pool* pool) {
+  const LinearHead& h = J.p->head;
+  const int64_t d = J.d;
+  for (int64_t i = 0; i < J.nc; ++i)
+    J.rows[i] = h.dtype == kF32 ? static_cast<const float*>(h.hidden) + int64_t(J.live[J.row0 + i]) * d
+                                : J.Hd + i * d;
+  pool_run(
+      pool, ceil_div(J.nc, kMR),
+      [](void* ctx, int64_t m, int) {
+        Bwd& J = *static_cast<Bwd*>(ctx);
+        const LinearHead& h = J.p->head;
+        const int np = int(imin(kMR, J.nc - m * kMR));
+        for (int i = 0; i < np; ++i) {
+          const int64_t r = m * kMR + i;
+          if (h.dtype != kF32) row_f32(h.hidden, h.dtype, J.d, J.live[J.row0 + r], J.Hd + r * J.d);
+        }
+        interleave<kMR>(J.rows + m * kMR, np, J.d, J.AH + m * J.d * kMR);
+      },
+      &J);
+  pool_run(
+      pool, J.d_pad / kNR,
+      [](void* ctx, int64_t q, int) {
+        Bwd& J = *static_cast<Bwd*>(ctx);
+        strip(J.rows, J.nc, q * kNR, imin(kNR, J.d - q * kNR), J.BH + q * J.rc * kNR);
+      },
+      &J);
 }
 
 }  // namespace
@@ -679,7 +765,7 @@ void bwd_part(void* ctx, int64_t s, int worker) {
 LmheadPlan lmhead_plan(int64_t rows, int64_t vocab, int64_t dim, int dtype, int threads) {
   const FwdPlan f = fwd_plan(true, rows, vocab, dim, dtype, threads);
   const BwdPlan b = bwd_plan(rows, vocab, dim, dtype, threads);
-  return LmheadPlan{double(f.total), double(b.total)};
+  return LmheadPlan{double(f.total), double(b.total), double(b.total + b.acc_bytes)};
 }
 
 Report linear_forward(const LinearForwardParams& p, Pool* pool) {
@@ -839,9 +925,13 @@ Report linear_backward(const LinearBackwardParams& p, Pool* pool) {
     const int64_t bad = bad_target(p.targets, h.rows, p.target_limit, p.ignore_index);
     if (bad >= 0) return Report{kTargetRange, bad, p.targets[bad]};
   }
+  const int gd = p.grad_dtype;  // kF32, or h.dtype (the API checks)
+  const bool narrow = gd != kF32;
+  const size_t es = elem_size(gd);
   const int threads = pool_threads(pool);
-  const BwdPlan plan = bwd_plan(h.rows, h.vocab, h.dim, h.dtype, threads);
-  char* block = static_cast<char*>(aligned_alloc(64, plan.total > 0 ? plan.total : 64));
+  const BwdPlan plan = bwd_plan(h.rows, h.vocab, h.dim, h.dtype, threads, p.acc_cols);
+  const size_t bytes = plan.total + (narrow ? plan.acc_bytes : 0);
+  char* block = static_cast<char*>(aligned_alloc(64, bytes > 0 ? bytes : 64));
   if (!block) return Report{kNoMemory, 0, 0};
   Bwd J{};
   J.p = &p;
@@ -851,7 +941,6 @@ Report linear_backward(const LinearBackwardParams& p, Pool* pool) {
   J.scale2 = scale2_of(p.temperature);
   J.rc = plan.rc;
   J.nb_max = plan.nb;
-  J.part = plan.part;
   Arena a{block};
   int32_t* live = a.take<int32_t>(size_t(h.rows));
   const int64_t d = h.dim;
@@ -861,44 +950,91 @@ Report linear_backward(const LinearBackwardParams& p, Pool* pool) {
   J.partials = a.take<float>(size_t(kParts * plan.rc * J.d_pad));
   J.workers = block + a.used;
   J.worker_bytes = plan.worker_bytes;
+  a.used += size_t(threads) * plan.worker_bytes;
+  float* acc_w = narrow ? a.take<float>(size_t(plan.acc_cols) * size_t(d > 0 ? d : 1)) : nullptr;
+  float* acc_b = narrow ? a.take<float>(size_t(plan.acc_cols)) : nullptr;
   J.live = live;
   const int64_t nl = live_rows(p.targets, h.rows, p.ignore_index, live);
-  // Ignored rows: zero gradHidden. No live row: every gradient 0.
+  char* const gh = static_cast<char*>(p.grad_hidden);
+  // Ignored rows: zero gradHidden. No live row: every gradient 0 (+0 in every dtype).
   for (int64_t i = 0; i < h.rows; ++i)
-    if (p.targets[i] == p.ignore_index) memset(p.grad_hidden + i * d, 0, size_t(d) * 4);
+    if (p.targets[i] == p.ignore_index) memset(gh + size_t(i * d) * es, 0, size_t(d) * es);
   if (nl == 0) {
-    memset(p.grad_weight, 0, size_t(h.vocab * d) * 4);
-    if (p.grad_bias) memset(p.grad_bias, 0, size_t(h.vocab) * 4);
+    memset(p.grad_weight, 0, size_t(h.vocab * d) * es);
+    if (p.grad_bias) memset(p.grad_bias, 0, size_t(h.vocab) * es);
   }
+  // Pass 1: gradHidden, and with f32 gradients gradWeight and gradBias in the same sweep (their outputs
+  // are their f32 accumulators across chunks).
+  J.do_h = true;
+  J.do_w = !narrow;
+  J.col0 = 0;
+  J.col1 = h.vocab;
+  J.part = plan.part;
+  J.gw = narrow ? nullptr : static_cast<float*>(p.grad_weight);
+  J.gb = narrow ? nullptr : static_cast<float*>(p.grad_bias);
   const int64_t nparts = ceil_div(h.vocab, J.part);
   for (J.row0 = 0, J.chunk = 0; J.row0 < nl; J.row0 += plan.rc, ++J.chunk) {
     J.nc = imin(plan.rc, nl - J.row0);
-    const int64_t rcp = round_up(J.nc, kMR);
-    // The chunk's rows, decoded, packed as A micro-panels (logits) and as B panels (gradWeight).
-    const float* rows[kRowBlock];
-    for (int64_t i = 0; i < J.nc; ++i) rows[i] = row_f32(h.hidden, h.dtype, d, live[J.row0 + i], J.Hd + i * d);
-    for (int64_t m = 0; m * kMR < rcp; ++m)
-      interleave<kMR>(rows + m * kMR, int(imin(kMR, J.nc - m * kMR)), d, J.AH + m * d * kMR);
-    for (int64_t q = 0; q * kNR < J.d_pad; ++q) strip(rows, J.nc, q * kNR, imin(kNR, d - q * kNR), J.BH + q * plan.rc * kNR);
+    pack_chunk(J, pool);
     pool_run(pool, nparts, bwd_part, &J);
-    // gradHidden = Σ of the parts' partials, in part order, in f64.
+    // gradHidden = Σ of the parts' partials, in part order, in f64, rounded to f32 (then to gd).
     struct SumCtx {
       Bwd* J;
       int64_t nparts;
-    } sc{&J, nparts};
+      int gd;
+    } sc{&J, nparts, gd};
     pool_run(
         pool, J.nc,
         [](void* ctx, int64_t i, int) {
           SumCtx& c = *static_cast<SumCtx*>(ctx);
           Bwd& J = *c.J;
-          float* out = J.p->grad_hidden + int64_t(J.live[J.row0 + i]) * J.d;
-          for (int64_t k = 0; k < J.d; ++k) {
-            double s = 0.0;
-            for (int64_t q = 0; q < c.nparts; ++q) s += J.partials[(q * J.rc + i) * J.d_pad + k];
-            out[k] = float(s);
+          const size_t es = elem_size(c.gd);
+          char* out = static_cast<char*>(J.p->grad_hidden) + size_t(int64_t(J.live[J.row0 + i]) * J.d) * es;
+          alignas(64) float f[64];
+          for (int64_t k0 = 0; k0 < J.d; k0 += 64) {
+            const int64_t n = imin(64, J.d - k0);
+            for (int64_t k = 0; k < n; ++k) {
+              double s = 0.0;
+              for (int64_t q = 0; q < c.nparts; ++q) s += J.partials[(q * J.rc + i) * J.d_pad + k0 + k];
+              f[k] = float(s);
+            }
+            store_run(f, n, c.gd, out + size_t(k0) * es);
           }
         },
         &sc);
+  }
+  // Pass 2 (gradients in the input dtype): gradWeight and gradBias, acc_cols columns at a time over
+  // every chunk (items of one column block), in f32 accumulators, rounded once when the block is done.
+  // The same logits, G and chains as pass 1 of f32 gradients: the f32 result, rounded.
+  if (narrow && nl > 0) {
+    J.do_h = false;
+    J.do_w = true;
+    J.part = plan.nb;
+    J.gw = acc_w;
+    J.gb = p.grad_bias ? acc_b : nullptr;
+    for (int64_t c0 = 0; c0 < h.vocab; c0 += plan.acc_cols) {
+      J.col0 = c0;
+      J.col1 = imin(h.vocab, c0 + plan.acc_cols);
+      const int64_t items = ceil_div(J.col1 - J.col0, J.part);
+      for (J.row0 = 0, J.chunk = 0; J.row0 < nl; J.row0 += plan.rc, ++J.chunk) {
+        J.nc = imin(plan.rc, nl - J.row0);
+        pack_chunk(J, pool);
+        pool_run(pool, items, bwd_part, &J);
+      }
+      pool_run(
+          pool, items,
+          [](void* ctx, int64_t s, int) {
+            Bwd& J = *static_cast<Bwd*>(ctx);
+            const LinearBackwardParams& p = *J.p;
+            const size_t es = elem_size(p.grad_dtype);
+            const int64_t v0 = J.col0 + s * J.part, nb = imin(J.part, J.col1 - v0);
+            store_run(J.gw + (v0 - J.col0) * J.d, nb * J.d, p.grad_dtype,
+                      static_cast<char*>(p.grad_weight) + size_t(v0 * J.d) * es);
+            if (J.gb)
+              store_run(J.gb + (v0 - J.col0), nb, p.grad_dtype, static_cast<char*>(p.grad_bias) + size_t(v0) * es);
+          },
+          &J);
+    }
   }
   free(block);
   return Report{kOk, 0, 0};

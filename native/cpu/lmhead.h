@@ -96,15 +96,21 @@ struct LinearBackwardParams {
   int64_t ignore_index;
   int64_t vocab_start;   // the shard's first row of the full head (0: the whole head)
   int64_t target_limit;  // targets must lie in [0, target_limit) or be ignore_index
-  float* grad_hidden;    // [rows, dim]
-  float* grad_weight;    // [vocab, dim]
-  float* grad_bias;      // [vocab] or null
+  // The gradients, of `grad_dtype`: kF32, or head.dtype (gradDtype 'input': f32 sums rounded once).
+  void* grad_hidden;  // [rows, dim]
+  void* grad_weight;  // [vocab, dim]
+  void* grad_bias;    // [vocab] or null
+  int grad_dtype;
+  // Test hook: columns per block of the input-dtype gradWeight pass (0: the plan's; rounded up to the
+  // backward's column block).
+  int64_t acc_cols;
 };
 
 // Bytes a call allocates besides its outputs (the kernels allocate exactly this; lmhead.cc's header
-// states the formula): the forward's (linearLogprobs, linearLogprobStates) and the backward's.
+// states the formula): the forward's (linearLogprobs, linearLogprobStates), the backward's with f32
+// gradients, and the backward's with gradients in the input dtype (= backward_bytes for f32 inputs).
 struct LmheadPlan {
-  double forward_bytes, backward_bytes;
+  double forward_bytes, backward_bytes, backward_input_bytes;
 };
 
 }  // namespace cpu

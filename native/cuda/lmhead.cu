@@ -41,12 +41,22 @@
 //   lm_grad_bias_kernel — one thread per column: gradBias (+)= Σ_n Gc[n][v], n ascending.
 //   Bytes per chunk pair: G written twice and read twice (2·Rc·C·sizeof each way); gradHidden and
 //   gradWeight read and written once per chunk pair (f32). FLOPs: 3 × 2·N·V·d on tensor cores.
+//   Gradients in the input dtype (grad_dtype = dtype, f16/bf16; the API's gradDtype 'input'): the same
+//   kernels and sums; the chunk that ends a sum stores it rounded once to the dtype (from_f32, nearest
+//   even), so the result is the f32 gradients rounded, bit for bit. A sum that runs across chunks keeps
+//   its running value in an f32 accumulator instead of the (narrow) output: gradHidden's over the
+//   vocabulary in [chunk_rows × d] when V > chunk_vocab. gradWeight's and gradBias's over rows would need
+//   [V, d]: with more than one row chunk they get a second pass instead, vocabulary chunks outer and
+//   rows inner (G recomputed: 4 × 2·N·V·d FLOPs instead of 3), in [chunk_vocab × (d + 1)]; one buffer
+//   serves both passes (lmhead_narrow_acc_floats; LmheadPlan.backward_input_bytes). N = 16384,
+//   V = 151936, d = 4096 bf16: 64 MiB, so G + accumulators = 128 MiB (2.7% of the bf16 logits).
 // STATES OF LOGITS (launch_logprob_states): lm_logit_states_kernel, block = (row, 8192-column slice):
 //   thread l folds columns l, l + 256, … of the slice in order, then a fixed shuffle tree and warp order;
 //   lm_state_kernel merges the slices. MERGE (launch_merge_states): one thread per row merges the given
 //   states in order (public sums converted to base 2) and finishes as logprobs.
 // Numerics: f32 state and sums (f32 accumulation of f32-exact products); bf16/f16 gradients' G rounded
-//   once to the input dtype (unit roundoff 2^-9 / 2^-12 of each term of gradHidden and gradWeight).
+//   once to the input dtype (unit roundoff 2^-9 / 2^-12 of each term of gradHidden and gradWeight); with
+//   gradDtype 'input' the gradients themselves once more, where they are stored.
 //   A target outside [0, V) (and not ignoreIndex) raises kFlagTargetRange; a row of all −Inf logits
 //   (e.g. a −Inf bias everywhere) kFlagAllNegInf. NaN and +Inf give NaN outputs, as logprobs.
 #include <algorithm>
@@ -617,13 +627,15 @@ struct GemmArgs {
   int64_t lda;
   const void* b;  // [k][ldb], MN-major (n contiguous)
   int64_t ldb;
-  float* c;       // [m][ldc] f32
+  const float* c_in;  // [m][ldc] f32: each element runs on from its value (null: from 0)
+  void* c;            // [m][ldc] the result: f32, or T (narrow: the sum's last chunk, rounded once)
   int64_t ldc;
   int64_t m, n, k;
-  bool accumulate, b_vec16;
+  bool narrow, b_vec16;
 };
 
-// C (+)= A·B over one 128 × 128 tile of C; with `accumulate` each element runs on from C's value.
+// C = C_in + A·B over one 128 × 128 tile of C (C_in: a running f32 sum, or 0), stored as f32 or, on a
+// sum's last chunk of f16/bf16 gradients, rounded once to T.
 template <class T>
 __global__ void __launch_bounds__(kThreads, 1) lm_gemm_kernel(GemmArgs g) {
   using S = Smem<T>;
@@ -648,7 +660,7 @@ __global__ void __launch_bounds__(kThreads, 1) lm_gemm_kernel(GemmArgs g) {
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
         const int r = L.row(mi, e >> 1), c = L.col(ni, e & 1);
-        acc[mi][ni][e] = g.accumulate && r < rows && c < cols ? g.c[(m0 + r) * g.ldc + n0 + c] : 0.f;
+        acc[mi][ni][e] = g.c_in && r < rows && c < cols ? g.c_in[(m0 + r) * g.ldc + n0 + c] : 0.f;
       }
   pipeline(
       nk,
@@ -680,7 +692,13 @@ __global__ void __launch_bounds__(kThreads, 1) lm_gemm_kernel(GemmArgs g) {
       for (int h = 0; h < 2; ++h) {
         const int r = L.row(mi, h), c = L.col(ni, 0);
         if (r >= rows || c >= cols) continue;
-        float* out = g.c + (m0 + r) * g.ldc + n0 + c;
+        if (g.narrow) {
+          T* out = static_cast<T*>(g.c) + (m0 + r) * g.ldc + n0 + c;
+          out[0] = from_f32<T>(acc[mi][ni][2 * h]);
+          if (c + 1 < cols) out[1] = from_f32<T>(acc[mi][ni][2 * h + 1]);
+          continue;
+        }
+        float* out = static_cast<float*>(g.c) + (m0 + r) * g.ldc + n0 + c;
         if (pair && c + 1 < cols) {
           *reinterpret_cast<float2*>(out) = make_float2(acc[mi][ni][2 * h], acc[mi][ni][2 * h + 1]);
         } else {
@@ -690,15 +708,17 @@ __global__ void __launch_bounds__(kThreads, 1) lm_gemm_kernel(GemmArgs g) {
       }
 }
 
-// One thread per column v of the chunk: gradBias[v] (+)= Σ_n Gc[n][v], n ascending.
+// One thread per column v of the chunk: gradBias[v] = in[v] (a running f32 sum, or 0) + Σ_n Gc[n][v], n
+// ascending; stored as f32, or rounded once to T (narrow: the sum's last chunk of f16/bf16 gradients).
 template <class T>
 __global__ void lm_grad_bias_kernel(const T* __restrict__ gc, int64_t gcols, int64_t rows, int64_t vcount,
-                                    float* __restrict__ gb, bool accumulate) {
+                                    const float* in, void* out, bool narrow) {
   const int64_t v = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
   if (v >= vcount) return;
-  float s = accumulate ? gb[v] : 0.f;
+  float s = in ? in[v] : 0.f;
   for (int64_t n = 0; n < rows; ++n) s += load_f32(gc + n * gcols + v);
-  gb[v] = s;
+  if (narrow) static_cast<T*>(out)[v] = from_f32<T>(s);
+  else static_cast<float*>(out)[v] = s;
 }
 
 // ------------------------------------------------------------------- states of materialised logits
@@ -809,7 +829,15 @@ LmheadPlan lmhead_plan(int64_t rows, int64_t vocab, int64_t dim, DType dtype) {
   const int64_t fit = int64_t(kGBudget) / (2 * p.chunk_vocab * eb) / kBM * kBM;
   p.chunk_rows = std::max<int64_t>(kBM, std::min<int64_t>(ceil_div(std::max<int64_t>(rows, 1), kBM) * kBM, fit));
   p.backward_bytes = 2 * p.chunk_rows * p.chunk_vocab * eb;
+  p.backward_input_bytes =
+      p.backward_bytes +
+      (dtype == DType::F32 ? 0 : 4 * lmhead_narrow_acc_floats(rows, vocab, dim, p.chunk_rows, p.chunk_vocab));
   return p;
+}
+
+int64_t lmhead_narrow_acc_floats(int64_t rows, int64_t vocab, int64_t dim, int64_t chunk_rows, int64_t chunk_vocab) {
+  const bool row_chunks = rows > chunk_rows, vocab_chunks = vocab > chunk_vocab;
+  return std::max(vocab_chunks ? chunk_rows * dim : 0, row_chunks ? chunk_vocab * (dim + 1) : 0);
 }
 
 namespace {
@@ -880,9 +908,13 @@ Status launch_linear_logprobs_backward(const LinearLogprobsBackwardParams& p, co
   GK_REQUIRE((p.dim == 0 || (p.weight && p.grad_weight)) && p.targets && p.lse && p.grad_logprobs,
              std::string(op) + ": null pointer");
   GK_REQUIRE(p.grad_entropy == nullptr || p.entropy != nullptr, std::string(op) + ": gradEntropy needs entropy");
-  if (p.rows == 0) {  // empty sums
-    if (p.dim > 0) GK_CHECK(cudaMemsetAsync(p.grad_weight, 0, size_t(p.vocab * p.dim) * sizeof(float), env.stream));
-    if (p.grad_bias) GK_CHECK(cudaMemsetAsync(p.grad_bias, 0, size_t(p.vocab) * sizeof(float), env.stream));
+  GK_REQUIRE(p.grad_dtype == DType::F32 || p.grad_dtype == p.dtype,
+             std::string(op) + ": gradDtype must be f32 or the head's dtype");
+  const bool narrow = p.grad_dtype != DType::F32;
+  const size_t ges = dtype_size(p.grad_dtype);
+  if (p.rows == 0) {  // empty sums (+0 in every dtype)
+    if (p.dim > 0) GK_CHECK(cudaMemsetAsync(p.grad_weight, 0, size_t(p.vocab * p.dim) * ges, env.stream));
+    if (p.grad_bias) GK_CHECK(cudaMemsetAsync(p.grad_bias, 0, size_t(p.vocab) * ges, env.stream));
     return Status::Ok();
   }
   GK_REQUIRE(p.dim == 0 || (p.hidden && p.grad_hidden), std::string(op) + ": null pointer");
@@ -899,6 +931,15 @@ Status launch_linear_logprobs_backward(const LinearLogprobsBackwardParams& p, co
     T* gt = nullptr;
     GK_TRY(scratch.alloc(&gc, size_t(plan.chunk_rows * plan.chunk_vocab)));
     GK_TRY(scratch.alloc(&gt, size_t(plan.chunk_rows * plan.chunk_vocab)));
+    // f16/bf16 gradients: a sum that runs across chunks runs in f32 here (a narrow output cannot hold
+    // it) and its last chunk stores it rounded. With more than one row chunk, gradWeight's and gradBias's
+    // sums over rows get a second pass, vocabulary chunks outer, so that their accumulator is one
+    // vocabulary chunk's, never [V, d].
+    const bool two_pass = narrow && p.rows > plan.chunk_rows;
+    float* acc = nullptr;
+    const int64_t acc_floats =
+        narrow ? lmhead_narrow_acc_floats(p.rows, p.vocab, p.dim, plan.chunk_rows, plan.chunk_vocab) : 0;
+    if (acc_floats > 0) GK_TRY(scratch.alloc(&acc, size_t(acc_floats)));
     const bool ent = p.grad_entropy != nullptr;
     const void* kgl = ent ? reinterpret_cast<const void*>(&lm_grad_logits_kernel<T, true>)
                           : reinterpret_cast<const void*>(&lm_grad_logits_kernel<T, false>);
@@ -907,42 +948,92 @@ Status launch_linear_logprobs_backward(const LinearLogprobsBackwardParams& p, co
     const T* H = static_cast<const T*>(p.hidden);
     const T* W = static_cast<const T*>(p.weight);
     const bool row_vec16 = (p.dim * int64_t(sizeof(T))) % 16 == 0;
-    for (int64_t row0 = 0; row0 < p.rows; row0 += plan.chunk_rows) {
-      const int64_t rows = std::min(plan.chunk_rows, p.rows - row0);
-      for (int64_t v0 = 0; v0 < p.vocab; v0 += plan.chunk_vocab) {
-        const int64_t vcount = std::min(plan.chunk_vocab, p.vocab - v0);
-        GradArgs g{p.hidden, p.weight, p.bias, p.targets, p.lse, p.grad_logprobs, p.grad_entropy, p.entropy,
-                   rows, p.dim, p.target_limit > 0 ? p.target_limit : p.vocab, row0, v0, vcount, p.vocab_start,
-                   p.ignore_index, scale2, inv_t,
-                   aligned16(p.hidden) && row_vec16, aligned16(p.weight) && row_vec16, gc, gt,
-                   plan.chunk_vocab, plan.chunk_rows, flags};
-        const dim3 grid(unsigned(ceil_div(rows, kBM)), unsigned(ceil_div(vcount, kBN)));
-        if (ent)
-          lm_grad_logits_kernel<T, true><<<grid, kThreads, Smem<T>::kFwdBytes, env.stream>>>(g);
-        else
-          lm_grad_logits_kernel<T, false><<<grid, kThreads, Smem<T>::kFwdBytes, env.stream>>>(g);
-        GK_CHECK_LAUNCH("lm_grad_logits_kernel");
-        if (p.dim > 0) {
-          // gradHidden[chunk rows] (+)= Gc · W[chunk vocab]: the sum over v runs on across chunks.
-          GemmArgs gh{gc, plan.chunk_vocab, W + v0 * p.dim, p.dim, p.grad_hidden + row0 * p.dim, p.dim,
-                      rows, p.dim, vcount, v0 > 0, aligned16(W + v0 * p.dim) && row_vec16};
-          const dim3 ghgrid(unsigned(ceil_div(rows, kBM)), unsigned(ceil_div(p.dim, kBN)));
-          lm_gemm_kernel<T><<<ghgrid, kThreads, Smem<T>::kGemmBytes, env.stream>>>(gh);
-          GK_CHECK_LAUNCH("lm_gemm_kernel");
-          // gradWeight[chunk vocab] (+)= Gt · H[chunk rows]: the sum over n runs on across chunks.
-          GemmArgs gw{gt, plan.chunk_rows, H + row0 * p.dim, p.dim, p.grad_weight + v0 * p.dim, p.dim,
-                      vcount, p.dim, rows, row0 > 0, aligned16(H + row0 * p.dim) && row_vec16};
-          const dim3 gwgrid(unsigned(ceil_div(vcount, kBM)), unsigned(ceil_div(p.dim, kBN)));
-          lm_gemm_kernel<T><<<gwgrid, kThreads, Smem<T>::kGemmBytes, env.stream>>>(gw);
-          GK_CHECK_LAUNCH("lm_gemm_kernel");
-        }
-        if (p.grad_bias) {
-          lm_grad_bias_kernel<T><<<unsigned(ceil_div(vcount, kRowThreads)), kRowThreads, 0, env.stream>>>(
-              gc, plan.chunk_vocab, rows, vcount, p.grad_bias + v0, row0 > 0);
-          GK_CHECK_LAUNCH("lm_grad_bias_kernel");
+    // The G chunk of rows [row0, +rows) × weight rows [v0, +vcount): Gc and its transpose Gt.
+    auto grad_logits = [&](int64_t row0, int64_t rows, int64_t v0, int64_t vcount) -> Status {
+      GradArgs g{p.hidden, p.weight, p.bias, p.targets, p.lse, p.grad_logprobs, p.grad_entropy, p.entropy,
+                 rows, p.dim, p.target_limit > 0 ? p.target_limit : p.vocab, row0, v0, vcount, p.vocab_start,
+                 p.ignore_index, scale2, inv_t,
+                 aligned16(p.hidden) && row_vec16, aligned16(p.weight) && row_vec16, gc, gt,
+                 plan.chunk_vocab, plan.chunk_rows, flags};
+      const dim3 grid(unsigned(ceil_div(rows, kBM)), unsigned(ceil_div(vcount, kBN)));
+      if (ent)
+        lm_grad_logits_kernel<T, true><<<grid, kThreads, Smem<T>::kFwdBytes, env.stream>>>(g);
+      else
+        lm_grad_logits_kernel<T, false><<<grid, kThreads, Smem<T>::kFwdBytes, env.stream>>>(g);
+      GK_CHECK_LAUNCH("lm_grad_logits_kernel");
+      return Status::Ok();
+    };
+    // A sum's chunk: where it starts from (null: its first chunk) and where it goes (f32, or its last
+    // chunk rounded to T). f32 gradients run on in the output itself; f16/bf16 ones in `running`.
+    struct Step {
+      const float* in;
+      void* out;
+      bool narrow;
+    };
+    auto step = [&](void* output, float* running, bool first, bool last) -> Step {
+      if (!narrow) return {first ? nullptr : static_cast<float*>(output), output, false};
+      return {first ? nullptr : running, last ? output : running, last};
+    };
+    // gradHidden[rows of the chunk] (+)= Gc · W[vocabulary of the chunk]: the sum over v runs on across
+    // vocabulary chunks.
+    auto grad_hidden = [&](int64_t row0, int64_t rows, int64_t v0, int64_t vcount) -> Status {
+      if (p.dim == 0) return Status::Ok();
+      const Step s = step(static_cast<char*>(p.grad_hidden) + size_t(row0 * p.dim) * ges, acc, v0 == 0,
+                          v0 + vcount >= p.vocab);
+      GemmArgs gh{gc, plan.chunk_vocab, W + v0 * p.dim, p.dim, s.in, s.out, p.dim, rows, p.dim, vcount, s.narrow,
+                  aligned16(W + v0 * p.dim) && row_vec16};
+      const dim3 grid(unsigned(ceil_div(rows, kBM)), unsigned(ceil_div(p.dim, kBN)));
+      lm_gemm_kernel<T><<<grid, kThreads, Smem<T>::kGemmBytes, env.stream>>>(gh);
+      GK_CHECK_LAUNCH("lm_gemm_kernel");
+      return Status::Ok();
+    };
+    // gradWeight[vocabulary of the chunk] (+)= Gt · H[rows of the chunk] and gradBias (+)= Σ_n Gc: the
+    // sums over n run on across row chunks.
+    auto grad_weight = [&](int64_t row0, int64_t rows, int64_t v0, int64_t vcount) -> Status {
+      const bool first = row0 == 0, last = row0 + rows >= p.rows;
+      if (p.dim > 0) {
+        const Step s =
+            step(static_cast<char*>(p.grad_weight) + size_t(v0 * p.dim) * ges, acc, first, last);
+        GemmArgs gw{gt, plan.chunk_rows, H + row0 * p.dim, p.dim, s.in, s.out, p.dim, vcount, p.dim, rows,
+                    s.narrow, aligned16(H + row0 * p.dim) && row_vec16};
+        const dim3 grid(unsigned(ceil_div(vcount, kBM)), unsigned(ceil_div(p.dim, kBN)));
+        lm_gemm_kernel<T><<<grid, kThreads, Smem<T>::kGemmBytes, env.stream>>>(gw);
+        GK_CHECK_LAUNCH("lm_gemm_kernel");
+      }
+      if (p.grad_bias) {
+        const Step s = step(static_cast<char*>(p.grad_bias) + size_t(v0) * ges,
+                            two_pass ? acc + plan.chunk_vocab * p.dim : nullptr, first, last);
+        lm_grad_bias_kernel<T><<<unsigned(ceil_div(vcount, kRowThreads)), kRowThreads, 0, env.stream>>>(
+            gc, plan.chunk_vocab, rows, vcount, s.in, s.out, s.narrow);
+        GK_CHECK_LAUNCH("lm_grad_bias_kernel");
+      }
+      return Status::Ok();
+    };
+    // Every chunk pair in order, rows outer (else vocabulary outer): G, then `gradients` of it.
+    auto sweep = [&](bool rows_outer, auto&& gradients) -> Status {
+      const int64_t outer = rows_outer ? p.rows : p.vocab, inner = rows_outer ? p.vocab : p.rows;
+      const int64_t co = rows_outer ? plan.chunk_rows : plan.chunk_vocab;
+      const int64_t ci = rows_outer ? plan.chunk_vocab : plan.chunk_rows;
+      for (int64_t o = 0; o < outer; o += co) {
+        for (int64_t i = 0; i < inner; i += ci) {
+          const int64_t no = std::min(co, outer - o), ni = std::min(ci, inner - i);
+          const int64_t row0 = rows_outer ? o : i, rows = rows_outer ? no : ni;
+          const int64_t v0 = rows_outer ? i : o, vcount = rows_outer ? ni : no;
+          GK_TRY(grad_logits(row0, rows, v0, vcount));
+          GK_TRY(gradients(row0, rows, v0, vcount));
         }
       }
-    }
+      return Status::Ok();
+    };
+    // Rows outer, vocabulary inner: every gradient from one G per chunk pair (for f16/bf16 gradients
+    // with more than one row chunk, gradHidden only) ...
+    GK_TRY(sweep(true, [&](int64_t row0, int64_t rows, int64_t v0, int64_t vcount) -> Status {
+      GK_TRY(grad_hidden(row0, rows, v0, vcount));
+      return two_pass ? Status::Ok() : grad_weight(row0, rows, v0, vcount);
+    }));
+    // ... and then (two_pass) gradWeight and gradBias, vocabulary outer, rows inner, G recomputed (the
+    // same bits).
+    if (two_pass) GK_TRY(sweep(false, grad_weight));
     return Status::Ok();
   });
 }

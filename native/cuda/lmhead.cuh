@@ -58,9 +58,11 @@ struct LinearLogprobsBackwardParams {
   int64_t target_limit = 0;     // targets must lie in [0, target_limit) (vocab, or 2^31 − 1 for a shard)
   double temperature = 1.0;
   int ignore_index = -100;
-  float* grad_hidden = nullptr;  // [rows, dim] f32
-  float* grad_weight = nullptr;  // [vocab, dim] f32
-  float* grad_bias = nullptr;    // [vocab] f32, with bias
+  // The gradients, of grad_dtype: F32, or `dtype` (gradDtype 'input': the f32 sums rounded once).
+  void* grad_hidden = nullptr;  // [rows, dim]
+  void* grad_weight = nullptr;  // [vocab, dim]
+  void* grad_bias = nullptr;    // [vocab], with bias
+  DType grad_dtype = DType::F32;
   // Tests: row and vocabulary chunk of the backward's G (0: the plan's); multiples of 128.
   int64_t chunk_rows = 0;
   int64_t chunk_vocab = 0;
@@ -76,8 +78,16 @@ struct LmheadPlan {
   int64_t chunk_rows = 0;       // backward: rows of one G chunk
   int64_t chunk_vocab = 0;      // backward: vocabulary columns of one G chunk
   int64_t backward_bytes = 0;   // G (twice: row-major and transposed)
+  // The backward with gradients in the input dtype (f16/bf16; = backward_bytes for f32): G, and the
+  // f32 accumulators of the sums that run across chunks (lmhead_narrow_acc_floats).
+  int64_t backward_input_bytes = 0;
 };
 LmheadPlan lmhead_plan(int64_t rows, int64_t vocab, int64_t dim, DType dtype);
+// Floats of f32 accumulator the backward with f16/bf16 gradients allocates for these chunks: gradHidden's
+// rows of a row chunk (chunk_rows × dim) when the vocabulary takes more than one chunk; gradWeight's and
+// gradBias's rows of a vocabulary chunk (chunk_vocab × (dim + 1)) when the rows take more than one
+// (then the second pass); the larger of the two (the passes run one after the other).
+int64_t lmhead_narrow_acc_floats(int64_t rows, int64_t vocab, int64_t dim, int64_t chunk_rows, int64_t chunk_vocab);
 
 // logprobStates over a shard of materialised logits [rows, vocab] (columns [vocab_start, +vocab)).
 struct LogprobStatesParams {

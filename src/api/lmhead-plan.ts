@@ -8,6 +8,7 @@
 import type { DeviceInfo } from '../backends/backend.js';
 import type { FloatDType } from '../dtypes.js';
 import type { BackendName } from '../tensor.js';
+import type { LinearLogprobsGradDtype } from './lmhead.js';
 
 export interface LmheadShape {
   /** N, the hidden rows. */
@@ -17,6 +18,8 @@ export interface LmheadShape {
   /** d, the hidden size. */
   dim: number;
   dtype: FloatDType;
+  /** The backward's gradients (linearLogprobsBackward's gradDtype): 'f32' (default) or 'input'. */
+  gradDtype?: LinearLogprobsGradDtype;
 }
 
 /** Bytes of scratch of one forward and of one backward call; NaN where the backend has no plan. */
@@ -25,13 +28,16 @@ export async function lmheadScratchBytes(
   shape: LmheadShape,
 ): Promise<{ forward: number; backward: number }> {
   const { rows, vocab, dim, dtype } = shape;
+  // Gradients in the input dtype need scratch of their own only for f16/bf16 inputs (else a no-op).
+  const input = shape.gradDtype === 'input' && dtype !== 'f32';
   if (ctx.backend === 'js') {
+    // js rounds each f64 sum where it stores it: no scratch of its own.
     const { jsLmheadScratchBytes } = await import('../backends/js/lmhead.js');
     return jsLmheadScratchBytes(rows, vocab, dim);
   }
   if (ctx.backend === 'cpu') {
     const { cpuLmheadScratchBytes } = await import('../backends/cpu/lmhead.js');
-    return cpuLmheadScratchBytes(ctx.device, { rows, vocab, dim, dtype });
+    return cpuLmheadScratchBytes(ctx.device, { rows, vocab, dim, dtype, gradDtype: input ? 'input' : 'f32' });
   }
   if (ctx.backend === 'webgpu') {
     const { lmheadPlan } = await import('../backends/webgpu/lmhead.js');
@@ -46,11 +52,14 @@ export async function lmheadScratchBytes(
       dim,
       dtype,
     );
-    return { forward: p.forwardScratchBytes, backward: p.backwardScratchBytes };
+    return {
+      forward: p.forwardScratchBytes,
+      backward: input ? p.backwardInputScratchBytes : p.backwardScratchBytes,
+    };
   }
   const { loadNativeAddon } = await import('../backends/cuda/native.js');
   const p = loadNativeAddon().lmheadPlan?.({ rows, vocab, dim, dtype });
   return p === undefined
     ? { forward: Number.NaN, backward: Number.NaN }
-    : { forward: p.forwardBytes, backward: p.backwardBytes };
+    : { forward: p.forwardBytes, backward: input ? p.backwardInputBytes : p.backwardBytes };
 }

@@ -22,6 +22,7 @@ import {
   checkNumber,
   checkOptions,
   describe,
+  enumOption,
   type Take,
   type TensorLike,
   withInputs,
@@ -32,7 +33,16 @@ export interface LinearLogprobsOptions extends LogprobsOptions {
   bias?: TensorLike<FloatDType>;
 }
 
-export interface LinearLogprobsBackwardOptions {
+/**
+ * The dtype of linearLogprobsBackward's gradients: 'f32' (the default), or 'input': hidden's dtype (=
+ * weight's and bias's), what a PyTorch autograd Function returns (a parameter's .grad has the
+ * parameter's dtype; Liger's fused linear cross entropy and verl's linear_cross_entropy return bf16
+ * gradients for bf16 inputs). A no-op for f32 inputs.
+ */
+export type LinearLogprobsGradDtype = 'f32' | 'input';
+export const LINEAR_LOGPROBS_GRAD_DTYPES: readonly LinearLogprobsGradDtype[] = ['f32', 'input'];
+
+export interface LinearLogprobsBackwardOptions<G extends LinearLogprobsGradDtype = LinearLogprobsGradDtype> {
   /** Gradient on the forward's entropy output, f32 [N]. Needs `entropy`. */
   gradEntropy?: TensorLike<'f32'>;
   /** The forward's entropy output, f32 [N]; required with gradEntropy. */
@@ -48,6 +58,12 @@ export interface LinearLogprobsBackwardOptions {
    * and gradBias are the shard's rows. Default: the whole head (0, targets checked against V).
    */
   vocabStart?: number;
+  /**
+   * The gradients' dtype (LinearLogprobsGradDtype): 'f32' (default) or 'input' (f16/bf16 when hidden
+   * and weight are). Either way every sum accumulates in f32 (f64 on js) and the result is rounded once
+   * at the final store: the 'input' gradients are the 'f32' ones rounded to nearest even, bit for bit.
+   */
+  gradDtype?: G;
 }
 
 export interface LogprobStatesOptions extends LogprobsOptions {
@@ -147,7 +163,7 @@ export async function linearLogprobsBackward(
   lse: unknown,
   gradLogprobs: unknown,
   options: unknown,
-): Promise<LinearLogprobsGrads> {
+): Promise<LinearLogprobsGrads<FloatDType>> {
   const o = checkOptions<LinearLogprobsBackwardOptions>('options', options, [
     'gradEntropy',
     'entropy',
@@ -155,9 +171,11 @@ export async function linearLogprobsBackward(
     'ignoreIndex',
     'bias',
     'vocabStart',
+    'gradDtype',
   ]);
   const temperature = temperatureOption(o.temperature);
   const ignoreIndex = ignoreIndexOption(o.ignoreIndex);
+  const gradDtype = enumOption('gradDtype', o.gradDtype, LINEAR_LOGPROBS_GRAD_DTYPES, 'f32');
   const head = headArgs(backend, hidden, weight);
   const sharded = o.vocabStart !== undefined;
   const vocabStart = vocabStartOption(o.vocabStart, head.vocab);
@@ -192,6 +210,7 @@ export async function linearLogprobsBackward(
       entropy,
       temperature,
       ignoreIndex,
+      gradDtype: gradDtype === 'input' ? head.hidden.dtype : 'f32',
     });
   });
 }

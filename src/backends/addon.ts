@@ -69,7 +69,12 @@ export interface NativeAddon {
   cpuInfo?(): NativeCpuBuildInfo;
   CpuDevice?: new (options: NativeCpuDeviceOptions) => NativeCpuDevice;
   /** The native cpu LM head's scratch plan (native/cpu/lmhead.cc). */
-  cpuLmheadPlan?(args: NativeCpuLmheadPlanArgs): { forwardBytes: number; backwardBytes: number };
+  cpuLmheadPlan?(args: NativeCpuLmheadPlanArgs): {
+    forwardBytes: number;
+    backwardBytes: number;
+    /** The backward with gradients in the input dtype (gradDtype 'input'). */
+    backwardInputBytes: number;
+  };
 }
 
 const packageRoot = fileURLToPath(new URL('../../', import.meta.url));

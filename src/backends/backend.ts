@@ -112,14 +112,21 @@ export interface LinearLogprobsBackwardArgs {
   targetLimit: number;
   temperature: number;
   ignoreIndex: number;
+  /**
+   * The gradients' dtype: 'f32', or the input's (hidden's, = weight's) dtype when the caller asked for
+   * gradDtype 'input'. Accumulated in f32 (f64 on js) either way and rounded once, at the final store,
+   * from the f32 result (so the narrow gradients are the f32 ones rounded to nearest even).
+   */
+  gradDtype: FloatDType;
 }
-export interface LinearLogprobsGrads {
-  /** dLoss/dhidden, f32 [rows, dim]. */
-  gradHidden: Tensor<'f32'>;
-  /** dLoss/dweight, f32 [vocab, dim]. */
-  gradWeight: Tensor<'f32'>;
-  /** dLoss/dbias, f32 [vocab]; present when a bias was given. */
-  gradBias?: Tensor<'f32'>;
+/** The backward's gradients: f32 by default, the input dtype with gradDtype 'input'. */
+export interface LinearLogprobsGrads<D extends FloatDType = 'f32'> {
+  /** dLoss/dhidden [rows, dim]. */
+  gradHidden: Tensor<D>;
+  /** dLoss/dweight [vocab, dim]. */
+  gradWeight: Tensor<D>;
+  /** dLoss/dbias [vocab]; present when a bias was given. */
+  gradBias?: Tensor<D>;
 }
 
 /**
@@ -561,7 +568,7 @@ export interface Backend {
 
   /** log-probs of hidden · weightᵀ + bias without the [rows, vocab] logits. */
   linearLogprobs(args: LinearLogprobsArgs): Promise<LogprobsResult>;
-  linearLogprobsBackward(args: LinearLogprobsBackwardArgs): Promise<LinearLogprobsGrads>;
+  linearLogprobsBackward(args: LinearLogprobsBackwardArgs): Promise<LinearLogprobsGrads<FloatDType>>;
   logprobStates(args: LogprobStatesArgs): Promise<LogprobStates>;
   linearLogprobStates(args: LinearLogprobStatesArgs): Promise<LogprobStates>;
   mergeLogprobStates(args: MergeLogprobStatesArgs): Promise<LogprobsResult>;

@@ -6,10 +6,15 @@
  *
  * Shapes: d from 1 to 896 (odd d, so rows are not 16-byte aligned), V = 7, 257, 32003 and 151936,
  * N from 1 to 300; every dtype (hidden and weight the same), temperatures from 1e-3 to 4, ignored
- * rows, bias, entropy and Σp², gradEntropy. Self-checked cases: batch invariance (a row alone, among
- * 7 and among 300 rows: the same bits), determinism (two runs: the same bits), sharded states
- * (1, 2, 3 and 8 shards, uneven) merged against the reference.
+ * rows, bias, entropy and Σp², gradEntropy, gradients in the input dtype (gradDtype 'input').
+ * Self-checked cases: batch invariance (a row alone, among 7 and among 300 rows: the same bits),
+ * determinism (two runs: the same bits), gradDtype 'input' = the f32 gradients rounded (bit for bit, also
+ * with each backend's backward in small chunks), sharded states (1, 2, 3 and 8 shards, uneven) merged
+ * against the reference.
  */
+import { lmheadTuning as cpuTuning } from '../../src/backends/cpu/lmhead.js';
+import { lmheadTuning as cudaTuning } from '../../src/backends/cuda/lmhead.js';
+import { lmheadTuning as webgpuTuning } from '../../src/backends/webgpu/lmhead.js';
 import type { Context } from '../../src/context.js';
 import { decodeFloats, encodeFloats, type FloatDType } from '../../src/dtypes.js';
 import type { LogprobStates, Tensor } from '../../src/index.js';
@@ -24,7 +29,7 @@ import {
   logits,
   makeHead,
 } from '../lmhead/reference.js';
-import { wordsOf } from './check.js';
+import { firstBitDiff, wordsOf } from './check.js';
 import type { Case, Outputs, RefCase, SelfCase, Want } from './runner.js';
 import { lazy } from './runner.js';
 import { TOLERANCES } from './tolerances.js';
@@ -148,10 +153,14 @@ function forwardCase(spec: HeadSpec, o: FwdOpts = {}, skip?: RefCase['skip']): R
 interface BwdOpts {
   T?: number;
   gradEntropy?: boolean;
+  /** Gradients in the input dtype. */
+  gradDtype?: 'input';
 }
 
 function backwardCase(spec: HeadSpec, o: BwdOpts = {}, skip?: RefCase['skip']): RefCase {
   const T = o.T ?? 1;
+  const input = o.gradDtype === 'input';
+  const gradDtype = input ? spec.dtype : 'f32';
   const p = prepare(spec, T);
   const grads = lazy(() => {
     const { x, X, fwd } = p();
@@ -162,8 +171,8 @@ function backwardCase(spec: HeadSpec, o: BwdOpts = {}, skip?: RefCase['skip']): 
   });
   return {
     kind: 'reference',
-    name: `backward ${describeSpec(spec, { T })}${o.gradEntropy ? ' gradEntropy' : ''}`,
-    tol: BACKWARD_TOL,
+    name: `backward ${describeSpec(spec, { T })}${o.gradEntropy ? ' gradEntropy' : ''}${input ? ' gradDtype=input' : ''}`,
+    tol: input ? TOLERANCES.linearLogprobsBackwardInput[spec.dtype] : BACKWARD_TOL,
     skip,
     async run(ctx) {
       const { x, fwd } = p();
@@ -182,6 +191,7 @@ function backwardCase(spec: HeadSpec, o: BwdOpts = {}, skip?: RefCase['skip']): 
             bias: t.bias,
             gradEntropy: gE,
             entropy: gE ? Float32Array.from(fwd.entropy) : undefined,
+            gradDtype: o.gradDtype,
           },
         );
         const out: Outputs = { gradHidden: await read(r.gradHidden), gradWeight: await read(r.gradWeight) };
@@ -200,7 +210,9 @@ function backwardCase(spec: HeadSpec, o: BwdOpts = {}, skip?: RefCase['skip']): 
       if (spec.bias) w.gradBias = { values: ref.gradBias, scale: ref.biasScale };
       return w;
     },
-    check(got) {
+    check(got, raw) {
+      for (const [k, v] of Object.entries(raw))
+        if (v.dtype !== gradDtype) throw new Error(`${k} is ${v.dtype}, expected ${gradDtype}`);
       const d = spec.d;
       for (const r of spec.ignored ?? [])
         for (let k = 0; k < d; k++)
@@ -482,6 +494,93 @@ function batchInvarianceCase(dtype: FloatDType, d: number, V: number, withBias: 
   };
 }
 
+/**
+ * Runs `run` with the backend's backward split into small chunks (each backend's test hook: cuda and
+ * webgpu the G chunk, so several row and vocabulary chunks and, for input-dtype gradients, the second
+ * pass; cpu the columns per block of that pass; js has no chunks), then restores the plan's.
+ */
+async function withSmallChunks<T>(ctx: Context, run: () => Promise<T>): Promise<T> {
+  const knobs: { hook: Record<string, number>; small: Record<string, number> }[] = [
+    { hook: cpuTuning, small: { accCols: 192 } },
+    { hook: cudaTuning, small: { chunkRows: 128, chunkVocab: 128 } },
+    { hook: webgpuTuning, small: { chunkRows: 64, chunkVocab: 64 } },
+  ];
+  const knob = knobs[['cpu', 'cuda', 'webgpu'].indexOf(ctx.backend)];
+  if (knob === undefined) return run();
+  const saved = { ...knob.hook };
+  Object.assign(knob.hook, knob.small);
+  try {
+    return await run();
+  } finally {
+    Object.assign(knob.hook, saved);
+  }
+}
+
+/**
+ * gradDtype 'input': each gradient equals the same backend's f32 gradient rounded to the input dtype
+ * (nearest even, src/dtypes.ts's encoder), bit for bit: with the plan's chunks and with small ones (see
+ * withSmallChunks: the cpu and cuda second pass over several row chunks, webgpu's packing of odd d).
+ * For f32 inputs the option is a no-op: the same f32 bits.
+ */
+function gradDtypeInputCase(spec: HeadSpec, gradEntropy: boolean): SelfCase {
+  return {
+    kind: 'self',
+    name: `backward gradDtype=input is the f32 gradients rounded, bit for bit (${describeSpec(spec)}${gradEntropy ? ' gradEntropy' : ''}; the plan's chunks and small ones)`,
+    async run(ctx) {
+      const x = makeHead(spec);
+      const t = upload(ctx, x);
+      const problems: string[] = [];
+      try {
+        const f = await ctx.linearLogprobs(t.hidden, t.weight, x.targets, { bias: t.bias, entropy: true });
+        const g = gradVector(spec.seed + 10, x.N);
+        const options = {
+          bias: t.bias,
+          temperature: 0.9,
+          ignoreIndex: spec.ignoreIndex,
+          gradEntropy: gradEntropy ? gradVector(spec.seed + 11, x.N, 0.5) : undefined,
+          entropy: gradEntropy ? f.entropy : undefined,
+        };
+        const grads = async (gradDtype: 'f32' | 'input') => {
+          const r = await ctx.linearLogprobsBackward(t.hidden, t.weight, x.targets, f.lse, g, {
+            ...options,
+            gradDtype,
+          });
+          const out: Record<string, { dtype: string; data: Float32Array | Uint16Array }> = {};
+          for (const [k, v] of Object.entries(r) as [string, Tensor][]) {
+            out[k] = { dtype: v.dtype, data: (await v.read()) as Float32Array | Uint16Array };
+            v.dispose();
+          }
+          return out;
+        };
+        const f32 = await grads('f32');
+        for (const [label, narrow] of [
+          ["the plan's chunks", await grads('input')],
+          ['small chunks', await withSmallChunks(ctx, () => grads('input'))],
+        ] as const) {
+          for (const [k, want32] of Object.entries(f32)) {
+            const got = narrow[k];
+            if (got.dtype !== spec.dtype) {
+              problems.push(`${label}: ${k} is ${got.dtype}, expected ${spec.dtype}`);
+              continue;
+            }
+            const want =
+              spec.dtype === 'f32' ? want32.data : encodeFloats(spec.dtype, want32.data as Float32Array);
+            const i = firstBitDiff(want, got.data);
+            if (i >= 0)
+              problems.push(
+                `${label}: ${k}[${i}] has bits ${wordsOf(got.data)[i]}, the rounded f32 gradient ${wordsOf(want)[i]}`,
+              );
+          }
+        }
+        for (const o of [f.logprobs, f.lse, f.entropy]) o?.dispose();
+      } finally {
+        t.dispose();
+      }
+      return problems;
+    },
+  };
+}
+
 /** Two runs of forward, backward and 3-way sharded states: the same bits. */
 function determinismCase(dtype: FloatDType): SelfCase {
   return {
@@ -597,6 +696,27 @@ export function lmheadCases(_options: CaseOptions = {}): Case[] {
     backwardCase({ N: 4, d: 1, V: 9, dtype: 'f32', seed: 35, bias: true }),
     backwardCase({ N: 2, d: 64, V: 151936, dtype: 'bf16', seed: 36 }, { gradEntropy: true }),
     backwardCase({ N: 7, d: 896, V: 32003, dtype: 'bf16', seed: 37, bias: true }),
+    // Gradients in the input dtype (gradDtype 'input'): the f32 bound plus one rounding.
+    backwardCase(
+      { N: 7, d: 128, V: 257, dtype: 'bf16', seed: 38, bias: true },
+      { T: 0.7, gradEntropy: true, gradDtype: 'input' },
+    ),
+    backwardCase(
+      { N: 9, d: 67, V: 101, dtype: 'f16', seed: 39, bias: true, ignored: [4] },
+      { gradEntropy: true, gradDtype: 'input' },
+    ),
+    backwardCase({ N: 9, d: 67, V: 101, dtype: 'f32', seed: 54, bias: true }, { gradDtype: 'input' }),
+    backwardCase({ N: 5, d: 64, V: 32003, dtype: 'bf16', seed: 55, ignored: [3] }, { gradDtype: 'input' }),
+    backwardCase(
+      { N: 300, d: 64, V: 257, dtype: 'f16', seed: 56, ignored: [0, 299] },
+      { gradDtype: 'input' },
+    ),
+    gradDtypeInputCase(
+      { N: 450, d: 40, V: 1000, dtype: 'bf16', seed: 57, bias: true, ignored: [0, 129] },
+      true,
+    ),
+    gradDtypeInputCase({ N: 130, d: 67, V: 1001, dtype: 'f16', seed: 58, bias: true }, false),
+    gradDtypeInputCase({ N: 9, d: 33, V: 300, dtype: 'f32', seed: 59, bias: true }, true),
 
     ...[1, 2, 3, 8].map((k) =>
       shardedCase({ N: 11, d: 48, V: 257, dtype: 'f32', seed: 40 + k, bias: true, ignored: [4] }, k, {

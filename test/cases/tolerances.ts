@@ -188,6 +188,21 @@ const LMHEAD_BACKWARD: Readonly<Record<'gradHidden' | 'gradWeight' | 'gradBias',
   gradBias: { atol: 1e-30, rtol: 2 * U, crtol: 3 },
 };
 
+/**
+ * linearLogprobsBackward with gradDtype 'input': the f32 gradients (the bound above) rounded once to
+ * the input dtype, which adds at most its unit roundoff ρ of the value (2⁻⁸ bf16, 2⁻¹¹ f16; f16
+ * subnormals, below 2⁻¹⁴, at most 2⁻²⁵ absolute: atol); f32 inputs: a no-op, the f32 table. rtol ρ + 2u,
+ * crtol 3 as above (ρ times the f32 error is inside its 2× slack). That each backend's narrow result is
+ * exactly its f32 result rounded is checked bit for bit by a self-checked case of the table.
+ */
+function backwardInput(
+  rho: number,
+  atol: number,
+): Readonly<Record<'gradHidden' | 'gradWeight' | 'gradBias', Tolerance>> {
+  const t: Tolerance = { atol, rtol: rho + 2 * U, crtol: 3 };
+  return { gradHidden: t, gradWeight: t, gradBias: t };
+}
+
 /** Every op's table, by the dtype of its floating-point input (f32 where it has only one). */
 export const TOLERANCES = {
   logprobs: { f32: FORWARD, f16: FORWARD, bf16: FORWARD },
@@ -203,4 +218,10 @@ export const TOLERANCES = {
   // The fused LM head; its forward entry also holds the sharded states merged (logits or head shards).
   linearLogprobs: { f32: LMHEAD_FORWARD, f16: LMHEAD_FORWARD, bf16: LMHEAD_FORWARD },
   linearLogprobsBackward: { f32: LMHEAD_BACKWARD, f16: LMHEAD_BACKWARD, bf16: LMHEAD_BACKWARD },
+  // The same with gradDtype 'input' (gradients in the input dtype).
+  linearLogprobsBackwardInput: {
+    f32: LMHEAD_BACKWARD,
+    f16: backwardInput(2 ** -11, 2 ** -25),
+    bf16: backwardInput(2 ** -8, 1e-30),
+  },
 } as const satisfies Record<string, Record<string, Record<string, Tolerance>>>;

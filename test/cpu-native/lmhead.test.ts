@@ -5,8 +5,8 @@
  * where the CPU has it, AVX2, portable) every op gives the same bits with 1, 2 and 8 threads (8 > the cores here, through cpuTuning.maxThreads); the
  * AVX-512 and AVX2 builds give the same bits (native/cpu/gemm.h: each element one FMA chain); a row's
  * bits do not depend on the batch (alone, reversed, in other chunks, across row blocks of 396); and the
- * memory: the plan at the issue's size is ≤ 5% of the logits it avoids, and a run's resident set grows
- * by no more than its plan and its outputs.
+ * memory: the plan at the issue's size is ≤ 5% of the logits it avoids (f32 gradients and gradients in
+ * the input dtype), and a run's resident set grows by no more than its plan and its outputs.
  */
 import { createHash } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -242,12 +242,21 @@ describe.skipIf(ctx === undefined)('native cpu LM head: batch invariance and mem
     for (const dtype of ['bf16', 'f16', 'f32'] as const) {
       const s = await lmheadScratchBytes(ctx!, { ...shape, dtype });
       expect(s.forward + s.backward, dtype).toBeLessThanOrEqual(0.05 * LOGITS_BF16_BYTES);
+      // Gradients in the input dtype: + the second pass's f32 accumulators (one block of columns).
+      const si = await lmheadScratchBytes(ctx!, { ...shape, dtype, gradDtype: 'input' });
+      expect(si.forward + si.backward, `${dtype}, gradDtype input`).toBeLessThanOrEqual(
+        0.05 * LOGITS_BF16_BYTES,
+      );
       // A bigger machine: the per-thread buffers are the part that grows with it.
       const isa = ctx!.device.details.lmheadIsa as 'avx512' | 'avx2' | 'portable';
       const p16 = loadNativeAddon('cpu').cpuLmheadPlan!({ ...shape, dtype, threads: 16, isa });
       expect(p16.forwardBytes + p16.backwardBytes, `${dtype}, 16 threads`).toBeLessThanOrEqual(
         0.05 * LOGITS_BF16_BYTES,
       );
+      expect(
+        p16.forwardBytes + p16.backwardInputBytes,
+        `${dtype}, 16 threads, gradDtype input`,
+      ).toBeLessThanOrEqual(0.05 * LOGITS_BF16_BYTES);
     }
   });
 
@@ -289,7 +298,23 @@ describe.skipIf(ctx === undefined)('native cpu LM head: batch invariance and mem
         );
         const grads = 4 * x.d * (x.N + x.V);
         expect(bwdGrowth).toBeLessThanOrEqual(plan.backward + grads + slack);
-        for (const t of [f.logprobs, f.lse, b.gradHidden, b.gradWeight]) t.dispose();
+        for (const t of [b.gradHidden, b.gradWeight]) t.dispose();
+        // bf16 gradients: bf16 outputs and the second pass's accumulators, nothing of [V, d] in f32.
+        const planInput = await lmheadScratchBytes(ctx!, {
+          rows: x.N,
+          vocab: x.V,
+          dim: x.d,
+          dtype: 'bf16',
+          gradDtype: 'input',
+        });
+        const [n, inputGrowth] = await peakOf(() =>
+          ctx!.linearLogprobsBackward(hidden, weight, x.targets, f.lse, gradVector(86, x.N), {
+            gradDtype: 'input',
+          }),
+        );
+        expect(inputGrowth).toBeLessThanOrEqual(planInput.backward + grads / 2 + slack);
+        expect(inputGrowth).toBeLessThan(plan.backward + grads / 2 + 4 * x.V * x.d);
+        for (const t of [f.logprobs, f.lse, n.gradHidden, n.gradWeight]) t.dispose();
       } finally {
         hidden.dispose();
         weight.dispose();

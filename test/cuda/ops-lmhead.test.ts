@@ -3,8 +3,9 @@
  * table of test/cases/lmhead.ts, the backend-independent checks of test/lmhead/checks.ts, and what only
  * the cuda backend can show: gradWeight's bits do not depend on how rows are chunked (the backward's G
  * chunk, a test hook), and the memory bound, structurally: the launchers' Scratch bytes (the addon's
- * lmheadPlan) at N = 16384, V = 151936, d = 4096 against the materialised logits, and a run's actual
- * Scratch allocation (stats().lastScratchBytes) equal to the plan's at the run's size.
+ * lmheadPlan) at N = 16384, V = 151936, d = 4096 against the materialised logits (f32 gradients and
+ * gradients in the input dtype), and a run's actual Scratch allocation (stats().lastScratchBytes) equal
+ * to the plan's at the run's size.
  */
 import { describe, expect, it } from 'vitest';
 import { lmheadTuning } from '../../src/backends/cuda/lmhead.js';
@@ -69,6 +70,10 @@ describe.skipIf(ctx === undefined)('lmhead on cuda: chunking and memory', () => 
     for (const dtype of ['bf16', 'f16', 'f32'] as const) {
       const p = plan({ rows: BIG.N, vocab: BIG.V, dim: BIG.d, dtype });
       expect(p.forwardBytes + p.backwardBytes, dtype).toBeLessThanOrEqual(0.05 * LOGITS_BF16_BYTES);
+      // Gradients in the input dtype: + one chunk's f32 accumulators (never [V, d]).
+      expect(p.forwardBytes + p.backwardInputBytes, `${dtype}, gradDtype input`).toBeLessThanOrEqual(
+        0.05 * LOGITS_BF16_BYTES,
+      );
     }
     // A run's Scratch: the plan's bytes (the structure the bound is computed from is the one that runs).
     const c = ctx!;
@@ -88,6 +93,24 @@ describe.skipIf(ctx === undefined)('lmhead on cuda: chunking and memory', () => 
     } finally {
       hidden.dispose();
       weight.dispose();
+    }
+    // bf16 gradients over two vocabulary chunks: + gradHidden's f32 accumulator, as the plan says.
+    const y = makeHead({ N: 200, d: 48, V: 5000, dtype: 'bf16', seed: 95 });
+    const h2 = c.tensor(y.hidden as Uint16Array, [y.N, y.d], 'bf16');
+    const w2 = c.tensor(y.weight as Uint16Array, [y.V, y.d], 'bf16');
+    try {
+      const p = plan({ rows: y.N, vocab: y.V, dim: y.d, dtype: 'bf16' });
+      expect(p.backwardInputBytes).toBeGreaterThan(p.backwardBytes);
+      const f = await c.linearLogprobs(h2, w2, y.targets);
+      const b = await c.linearLogprobsBackward(h2, w2, y.targets, f.lse, gradVector(96, y.N), {
+        gradDtype: 'input',
+      });
+      await c.synchronize();
+      expect(device.stats().lastScratchBytes).toBe(p.backwardInputBytes);
+      for (const t of [f.logprobs, f.lse, b.gradHidden, b.gradWeight]) t.dispose();
+    } finally {
+      h2.dispose();
+      w2.dispose();
     }
   });
 });

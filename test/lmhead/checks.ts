@@ -7,7 +7,7 @@
  * tokenHiddenReward and against a float64 reference, unsharded and with each group's responses
  * spread over 2 and 3 data-parallel shards whose aggregates are summed (the all-reduce) in between.
  */
-import { describe, expect, it } from 'vitest';
+import { describe, expect, expectTypeOf, it } from 'vitest';
 import { jsLmheadScratchBytes } from '../../src/backends/js/lmhead.js';
 import type { Context } from '../../src/context.js';
 import { type ErrorCode, GrpoKernelsError, type LogprobStates, type Tensor } from '../../src/index.js';
@@ -46,7 +46,7 @@ export async function rejects(
 }
 
 function badInput(ctx: Context) {
-  it('bad input: d mismatch, V = 0, dtype mismatch, bias, targets, options: typed errors', async () => {
+  it('bad input: d mismatch, V = 0, dtype mismatch, bias, targets, options (gradDtype included): typed errors', async () => {
     const h = ctx.tensor(new Float32Array(12), [3, 4], 'f32');
     const w = ctx.tensor(new Float32Array(20), [5, 4], 'f32');
     const w3 = ctx.tensor(new Float32Array(15), [5, 3], 'f32');
@@ -77,6 +77,14 @@ function badInput(ctx: Context) {
         'DTYPE',
         'entropy',
       );
+      // gradDtype: 'f32' or 'input', nothing else (a dtype name included: the input's is implied).
+      const back = (gradDtype: unknown) =>
+        ctx.linearLogprobsBackward(h, w, t, new Float32Array(3), new Float32Array(3), { gradDtype } as never);
+      const e1 = await rejects(back('bf16'), 'RANGE', 'gradDtype');
+      expect(e1.message).toContain("expected one of 'f32', 'input', got \"bf16\"");
+      await rejects(back('Input'), 'RANGE', 'gradDtype');
+      await rejects(back(true), 'DTYPE', 'gradDtype');
+      await rejects(back(null), 'DTYPE', 'gradDtype');
       await rejects(ctx.linearLogprobStates(h, w, t, { vocabStart: -1 }), 'RANGE', 'vocabStart');
       // States that do not tile the vocabulary, disagree, or lack what the merge is asked for.
       const a = await ctx.linearLogprobStates(h, w, t, { vocabStart: 0 });
@@ -407,6 +415,27 @@ export function lmheadChecks(backends: readonly OpenBackend[]): void {
       thrHalves(ctx);
       if (b.name === 'js') {
         finiteDifferences(ctx);
+        it("types: gradDtype 'input' gives tensors of hidden's dtype, f32 without it (tsc checks the types)", async () => {
+          const h = ctx.tensor(new Uint16Array(8), [2, 4], 'bf16');
+          const w = ctx.tensor(new Uint16Array(12), [3, 4], 'bf16');
+          try {
+            const args = [new Int32Array([0, 2]), new Float32Array([1, 1]), new Float32Array(2)] as const;
+            const f = await ctx.linearLogprobsBackward(h, w, ...args);
+            const n = await ctx.linearLogprobsBackward(h, w, ...args, { gradDtype: 'input' });
+            expectTypeOf(f.gradWeight).toEqualTypeOf<Tensor<'f32'>>();
+            expectTypeOf(n.gradHidden).toEqualTypeOf<Tensor<'bf16'>>();
+            expect([f.gradHidden.dtype, f.gradWeight.dtype, n.gradHidden.dtype, n.gradWeight.dtype]).toEqual([
+              'f32',
+              'f32',
+              'bf16',
+              'bf16',
+            ]);
+            for (const t of [f.gradHidden, f.gradWeight, n.gradHidden, n.gradWeight]) t.dispose();
+          } finally {
+            h.dispose();
+            w.dispose();
+          }
+        });
         it('memory: forward + backward scratch at N = 16384, V = 151936, d = 4096 ≤ 5% of the bf16 logits', () => {
           const s = jsLmheadScratchBytes(BIG.N, BIG.V, BIG.d);
           expect(s.forward + s.backward).toBeLessThanOrEqual(0.05 * LOGITS_BF16_BYTES);

@@ -20,6 +20,13 @@ import type {
 import type { NativeCpuInfo } from './native.js';
 import { arrayOf, type CpuQueue, cpuEmpty, optArrayOf } from './storage.js';
 
+/**
+ * Test hook: columns per block of the backward's input-dtype gradWeight pass (native/cpu/lmhead.cc,
+ * "gradients in the input dtype"; rounded up to its column block), 0 for the plan's. The gradients'
+ * bits must not depend on it.
+ */
+export const lmheadTuning = { accCols: 0 };
+
 function head(a: Pick<LinearLogprobsArgs, 'hidden' | 'weight' | 'bias' | 'rows' | 'dim' | 'vocab'>) {
   return {
     hidden: arrayOf(a.hidden),
@@ -151,12 +158,13 @@ export async function cpuMergeLogprobStates(q: CpuQueue, a: MergeLogprobStatesAr
 export async function cpuLinearLogprobsBackward(
   q: CpuQueue,
   a: LinearLogprobsBackwardArgs,
-): Promise<LinearLogprobsGrads> {
-  const g: LinearLogprobsGrads = {
-    gradHidden: cpuEmpty(q, 'f32', [a.rows, a.dim]),
-    gradWeight: cpuEmpty(q, 'f32', [a.vocab, a.dim]),
+): Promise<LinearLogprobsGrads<FloatDType>> {
+  const gd = a.gradDtype;
+  const g: LinearLogprobsGrads<FloatDType> = {
+    gradHidden: cpuEmpty(q, gd, [a.rows, a.dim]),
+    gradWeight: cpuEmpty(q, gd, [a.vocab, a.dim]),
   };
-  if (a.bias) g.gradBias = cpuEmpty(q, 'f32', [a.vocab]);
+  if (a.bias) g.gradBias = cpuEmpty(q, gd, [a.vocab]);
   await q.run(() =>
     q.device.linearLogprobsBackward({
       ...head(a),
@@ -169,9 +177,11 @@ export async function cpuLinearLogprobsBackward(
       ignoreIndex: a.ignoreIndex,
       vocabStart: a.vocabStart,
       targetLimit: a.targetLimit,
+      gradDtype: gd,
       outGradHidden: arrayOf(g.gradHidden),
       outGradWeight: arrayOf(g.gradWeight),
       outGradBias: optArrayOf(g.gradBias),
+      accCols: lmheadTuning.accCols > 0 ? lmheadTuning.accCols : undefined,
     }),
   );
   return g;
@@ -184,15 +194,21 @@ export async function cpuLinearLogprobsBackward(
  */
 export function cpuLmheadScratchBytes(
   device: DeviceInfo,
-  shape: { rows: number; vocab: number; dim: number; dtype: FloatDType },
+  shape: { rows: number; vocab: number; dim: number; dtype: FloatDType; gradDtype?: 'f32' | 'input' },
 ): { forward: number; backward: number } {
   const addon = loadNativeAddon('cpu');
   if (addon.cpuLmheadPlan === undefined)
     throw new GrpoKernelsError('BACKEND_UNAVAILABLE', 'cpu backend: the native addon lacks the LM-head plan');
   const p = addon.cpuLmheadPlan({
-    ...shape,
+    rows: shape.rows,
+    vocab: shape.vocab,
+    dim: shape.dim,
+    dtype: shape.dtype,
     threads: Number(device.details.threads),
     isa: device.details.lmheadIsa as NativeCpuInfo['lmheadIsa'],
   });
-  return { forward: p.forwardBytes, backward: p.backwardBytes };
+  return {
+    forward: p.forwardBytes,
+    backward: shape.gradDtype === 'input' ? p.backwardInputBytes : p.backwardBytes,
+  };
 }

@@ -216,10 +216,14 @@ export interface NativeCpuLinearLogprobsBackwardArgs extends NativeCpuLinearHead
   ignoreIndex: number;
   vocabStart: number;
   targetLimit: number;
-  outGradHidden: Float32Array;
-  outGradWeight: Float32Array;
+  /** The gradients' dtype: 'f32', or the head's (gradDtype 'input'); the out arrays are of it. */
+  gradDtype: FloatDTypeName;
+  outGradHidden: FloatArray;
+  outGradWeight: FloatArray;
   /** With bias. */
-  outGradBias?: Float32Array;
+  outGradBias?: FloatArray;
+  /** Test hook: columns per block of the input-dtype gradWeight pass (absent: the plan's). */
+  accCols?: number;
 }
 /** cpuLmheadPlan's argument: a shape, and the threads and LM-head build of a device (info()). */
 export interface NativeCpuLmheadPlanArgs {

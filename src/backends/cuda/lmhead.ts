@@ -1,4 +1,5 @@
 /** The LM-head family on CUDA: argument plumbing to native/cuda/lmhead.cu. */
+import type { FloatDType } from '../../dtypes.js';
 import type { Tensor } from '../../tensor.js';
 import type {
   LinearLogprobStatesArgs,
@@ -165,10 +166,11 @@ export function cudaMergeLogprobStates(mem: CudaMemory, a: MergeLogprobStatesArg
 export function cudaLinearLogprobsBackward(
   mem: CudaMemory,
   a: LinearLogprobsBackwardArgs,
-): Promise<LinearLogprobsGrads> {
-  const gradHidden = mem.empty('f32', [a.rows, a.dim]);
-  const gradWeight = mem.empty('f32', [a.vocab, a.dim]);
-  const gradBias = a.bias ? mem.empty('f32', [a.vocab]) : undefined;
+): Promise<LinearLogprobsGrads<FloatDType>> {
+  const gd = a.gradDtype;
+  const gradHidden = mem.empty(gd, [a.rows, a.dim]);
+  const gradWeight = mem.empty(gd, [a.vocab, a.dim]);
+  const gradBias = a.bias ? mem.empty(gd, [a.vocab]) : undefined;
   return runWithOutputs(
     [gradHidden, gradWeight, gradBias],
     () =>
@@ -181,6 +183,7 @@ export function cudaLinearLogprobsBackward(
           gradLogprobs: ptrOf(a.gradLogprobs),
           gradEntropy: optPtr(a.gradEntropy),
           entropy: a.gradEntropy ? optPtr(a.entropy) : undefined,
+          gradDtype: gd,
           outGradHidden: a.rows * a.dim > 0 ? ptrOf(gradHidden) : undefined,
           outGradWeight: ptrOf(gradWeight),
           outGradBias: optPtr(gradBias),
@@ -189,7 +192,7 @@ export function cudaLinearLogprobsBackward(
         }),
       ),
     () => {
-      const r: LinearLogprobsGrads = { gradHidden, gradWeight };
+      const r: LinearLogprobsGrads<FloatDType> = { gradHidden, gradWeight };
       if (gradBias) r.gradBias = gradBias;
       return r;
     },

@@ -120,6 +120,8 @@ export interface NativeLinearLogprobsBackwardArgs extends NativeHead {
   gradLogprobs: bigint;
   gradEntropy?: bigint;
   entropy?: bigint;
+  /** The gradients' dtype: 'f32', or the head's (gradDtype 'input'). */
+  gradDtype: FloatDTypeName;
   /** Absent when rows·dim = 0. */
   outGradHidden?: bigint;
   outGradWeight: bigint;
@@ -163,6 +165,8 @@ export interface NativeLmheadPlan {
   chunkRows: number;
   chunkVocab: number;
   backwardBytes: number;
+  /** The backward with gradients in the input dtype (gradDtype 'input'). */
+  backwardInputBytes: number;
 }
 export interface NativeExpandToTokensArgs extends Poisonable {
   values: bigint;

@@ -18,12 +18,21 @@
  *
  * Numerics: inputs decode exactly to f64 (f16/bf16 through a table); every sum in f64, left to right
  * (d ascending for a logit, v ascending for a row's softmax sums and gradHidden, n ascending for
- * gradWeight and gradBias); outputs rounded to f32 once. Row n's outputs depend on row n alone, and
+ * gradWeight and gradBias); outputs rounded to f32 once. Gradients in the input dtype (gradDtype
+ * 'input') are those f32 values rounded to f16/bf16 (src/dtypes.ts's encoders, nearest even) at the
+ * same store: no other buffer, and the same bits as rounding the f32 gradients afterwards. Row n's outputs depend on row n alone, and
  * gradWeight on nothing but the rows in order. The online softmax follows src/backends/js/logprobs.ts
  * (raw-logit max; z_t − m − log S0 for the log-prob), so a linear op's outputs equal logprobs' on the
  * f64 logits. States are rounded to f32 (they are a public exchange format); merging takes them in f64.
  */
-import { bf16ToF32, type FloatDType, f16ToF32 } from '../../dtypes.js';
+import {
+  bf16ToF32,
+  type FloatDType,
+  f16ToF32,
+  f32ToBf16,
+  f32ToF16,
+  type HostArrayMap,
+} from '../../dtypes.js';
 import { allNegInfRow, badTarget } from '../../errors.js';
 import type { Tensor } from '../../tensor.js';
 import type {
@@ -250,16 +259,31 @@ export function jsLinearLogprobs(a: LinearLogprobsArgs): LogprobsResult {
 }
 
 // ---------------------------------------------------------------- backward
+/** Writes an f64 gradient element into an output of `dtype`: rounded to f32, then to f16/bf16. */
+type GradStore = (out: HostArrayMap[FloatDType], i: number, x: number) => void;
+function gradStore(dtype: FloatDType): GradStore {
+  if (dtype === 'f32') {
+    return (out, i, x) => {
+      out[i] = x;
+    };
+  }
+  const enc = dtype === 'bf16' ? f32ToBf16 : f32ToF16; // each rounds to f32 first
+  return (out, i, x) => {
+    out[i] = enc(x);
+  };
+}
+
 /**
- * linearLogprobsBackward: gradHidden, gradWeight (and gradBias), all f32.
+ * linearLogprobsBackward: gradHidden, gradWeight (and gradBias), f32 or (gradDtype) the input dtype.
  * Owns: pass 1 (gradHidden) rows in blocks of ROWS: the block's logits as in the forward, G in place,
  * then gradHidden[n] = Σ_v G[n, v] W_v (v ascending, f64). Pass 2 (gradWeight, gradBias) weight rows in
  * blocks of VROWS: for every hidden row n (ascending) its logits against those weight rows, G, and
  * gradWeight[v] += G[n, v]·h_n, gradBias[v] += G[n, v] (f64 accumulators of the block).
  * Cost: the logits twice (4·N·V·d FLOPs) + 2·N·V·d for each gradient.
  */
-export function jsLinearLogprobsBackward(a: LinearLogprobsBackwardArgs): LinearLogprobsGrads {
-  const { rows, dim: d, vocab: V, temperature: T, ignoreIndex, vocabStart } = a;
+export function jsLinearLogprobsBackward(a: LinearLogprobsBackwardArgs): LinearLogprobsGrads<FloatDType> {
+  const { rows, dim: d, vocab: V, temperature: T, ignoreIndex, vocabStart, gradDtype } = a;
+  const put = gradStore(gradDtype);
   const targets = hostData(a.targets);
   checkTargets(targets, rows, a.targetLimit, ignoreIndex);
   const lse = hostData(a.lse);
@@ -286,7 +310,7 @@ export function jsLinearLogprobsBackward(a: LinearLogprobsBackwardArgs): LinearL
   };
 
   // Pass 1: gradHidden.
-  const gradHidden = jsOutput('f32', rows * d);
+  const gradHidden = jsOutput(gradDtype, rows * d);
   const blocks = new LogitBlocks(a);
   const wRow = new Float64Array(d);
   const readW = rowReader(a.weight, d);
@@ -311,13 +335,13 @@ export function jsLinearLogprobsBackward(a: LinearLogprobsBackwardArgs): LinearL
     }
     for (let i = 0; i < nr; i++) {
       const o = (r0 + i) * d;
-      for (let k = 0; k < d; k++) gradHidden[o + k] = ignored(r0 + i) ? 0 : acc[i * d + k];
+      for (let k = 0; k < d; k++) put(gradHidden, o + k, ignored(r0 + i) ? 0 : acc[i * d + k]);
     }
   }
 
   // Pass 2: gradWeight (and gradBias), VROWS weight rows at a time over every hidden row.
-  const gradWeight = jsOutput('f32', V * d);
-  const gradBias = a.bias ? jsOutput('f32', V) : undefined;
+  const gradWeight = jsOutput(gradDtype, V * d);
+  const gradBias = a.bias ? jsOutput(gradDtype, V) : undefined;
   const readH = rowReader(a.hidden, d);
   const bias = vectorReader(a.bias);
   const w = new Float64Array(VROWS * d);
@@ -341,15 +365,15 @@ export function jsLinearLogprobsBackward(a: LinearLogprobsBackwardArgs): LinearL
         for (let k = 0; k < d; k++) accW[o + k] += g * h[k];
       }
     }
-    gradWeight.set(accW.subarray(0, nv * d), v0 * d);
-    if (gradBias) for (let j = 0; j < nv; j++) gradBias[v0 + j] = accB[j];
+    for (let i = 0; i < nv * d; i++) put(gradWeight, v0 * d + i, accW[i]);
+    if (gradBias) for (let j = 0; j < nv; j++) put(gradBias, v0 + j, accB[j]);
   }
 
-  const out: LinearLogprobsGrads = {
-    gradHidden: jsTensor(gradHidden, [rows, d], 'f32'),
-    gradWeight: jsTensor(gradWeight, [V, d], 'f32'),
+  const out: LinearLogprobsGrads<FloatDType> = {
+    gradHidden: jsTensor(gradHidden, [rows, d], gradDtype),
+    gradWeight: jsTensor(gradWeight, [V, d], gradDtype),
   };
-  if (gradBias) out.gradBias = jsTensor(gradBias, [V], 'f32');
+  if (gradBias) out.gradBias = jsTensor(gradBias, [V], gradDtype);
   return out;
 }
 

@@ -124,7 +124,7 @@ export class WebGpuBackend implements Backend {
   linearLogprobs(a: LinearLogprobsArgs): Promise<LogprobsResult> {
     return webgpuLinearLogprobs(this.kit, a);
   }
-  linearLogprobsBackward(a: LinearLogprobsBackwardArgs): Promise<LinearLogprobsGrads> {
+  linearLogprobsBackward(a: LinearLogprobsBackwardArgs): Promise<LinearLogprobsGrads<FloatDType>> {
     return webgpuLinearLogprobsBackward(this.kit, a);
   }
   logprobStates(a: LogprobStatesArgs): Promise<LogprobStates> {

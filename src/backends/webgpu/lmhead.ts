@@ -12,7 +12,10 @@
  * - backward: chunks of ROWS rows (a multiple of 64) × VOCAB columns (a multiple of 64), G [rows, vocab]
  *   f32 of one chunk pair ≤ G_BUDGET, plus the row scalars lse | g | gE | H (16·N bytes, one copy each).
  *   gradHidden is carried over vocabulary chunks and gradWeight / gradBias over row chunks in their
- *   output buffers (f32, exact continuation: the same bits as one long sum, chunked or not).
+ *   output buffers (f32, exact continuation: the same bits as one long sum, chunked or not). Gradients
+ *   in the input dtype (f16/bf16): in f32 accumulators of one chunk instead (narrowAccumulators: + rows ×
+ *   d, vocab × d and vocab f32; gradWeight's and gradBias's second pass, when rows take more than one
+ *   chunk, shares the first buffer), packed into the outputs by lm_pack when a chunk's sums are done.
  * - states from logits: rows chunked as logprobs does, SEGMENT_COLS columns per slice.
  * - merge: one 20-byte accumulator and the target logit per row.
  * All dispatches of an op go in one command buffer; the op returns without waiting. Bad targets
@@ -61,6 +64,7 @@ export const LMHEAD_PARAMS = uniformLayout('lmhead.wgsl', 'LmParams', [
   ['n_total', 'u32'],
   ['inv_t', 'f32'],
   ['ignore_index', 'i32'],
+  ['count', 'u32'],
 ]);
 type Params = Record<(typeof LMHEAD_PARAMS.fields)[number][0], number>;
 const ZERO: Params = {
@@ -83,6 +87,7 @@ const ZERO: Params = {
   n_total: 0,
   inv_t: 1,
   ignore_index: 0,
+  count: 0,
 };
 
 /** Columns per forward slice (32 tiles of 64): fixes a row's reduction tree from V alone. */
@@ -110,6 +115,13 @@ const GRAD_HIDDEN = spec('lm_grad_hidden', [2, 13, 14], [13, 14]);
 const GRAD_WEIGHT = spec('lm_grad_weight', [1, 13, 14], [13, 14]);
 const GRAD_BIAS = spec('lm_grad_bias', [13, 14], [13, 14]);
 const FLAG = spec('lm_flag', [4, 11], [11]);
+const PACK = spec('lm_pack', [14, 21], [14, 21]);
+
+/**
+ * Test hook: the backward's chunk (rows, vocabulary columns; multiples of 64), 0 for the plan's. No
+ * gradient's bits depend on it (each sum runs on across chunks in f32).
+ */
+export const lmheadTuning = { chunkRows: 0, chunkVocab: 0 };
 
 function moduleKey(dtype: FloatDType): ModuleKey {
   return { file: 'lmhead.wgsl', sections: [`x_${dtype}`, `w_${dtype}`, 'online_state', 'tile_gemm'] };
@@ -128,6 +140,28 @@ export interface LmheadPlan {
   /** Scratch bytes each direction allocates (the memory bound's subject). */
   forwardScratchBytes: number;
   backwardScratchBytes: number;
+  /** The backward with gradients in the input dtype (gradDtype 'input'; = backwardScratchBytes for f32). */
+  backwardInputScratchBytes: number;
+}
+
+/**
+ * The f32 accumulators of a backward with f16/bf16 gradients (bytes each; the GEMMs write f32, lm_pack
+ * rounds a finished chunk into the output): gradHidden's [rows × d] of a row chunk, gradWeight's
+ * [vcount × d] and gradBias's [vcount] of a vocabulary chunk. One row chunk: all at once. More (the
+ * second pass): gradHidden's and gradWeight's never at the same time, so they share one buffer.
+ */
+export function narrowAccumulators(
+  rows: number,
+  dim: number,
+  chunkRows: number,
+  chunkVocab: number,
+): { hidden: number; weight: number; bias: number; shared: boolean } {
+  const hidden = Math.max(4, Math.min(chunkRows, roundUp(Math.max(rows, 1), TILE)) * dim * 4);
+  const weight = Math.max(4, chunkVocab * dim * 4);
+  const shared = rows > chunkRows;
+  return shared
+    ? { hidden: Math.max(hidden, weight), weight: 0, bias: chunkVocab * 4, shared }
+    : { hidden, weight, bias: chunkVocab * 4, shared };
 }
 
 const floorTo = (x: number, m: number) => Math.floor(x / m) * m;
@@ -176,6 +210,8 @@ export function lmheadPlan(
   );
   if (backwardRows < TILE) throw tooBig('hidden');
   const flagBytes = 2 * FLAG_INIT.byteLength;
+  const backwardScratchBytes = backwardRows * backwardVocab * 4 + 16 * rows + flagBytes;
+  const acc = narrowAccumulators(rows, dim, backwardRows, backwardVocab);
   return {
     forwardRows,
     forwardVocab: Math.max(forwardVocab, SLICE_COLS),
@@ -183,7 +219,9 @@ export function lmheadPlan(
     backwardRows,
     backwardVocab,
     forwardScratchBytes: forwardRows * slices * STATE_BYTES + roundUp(4 * rows, 4) + flagBytes,
-    backwardScratchBytes: backwardRows * backwardVocab * 4 + 16 * rows + flagBytes,
+    backwardScratchBytes,
+    backwardInputScratchBytes:
+      backwardScratchBytes + (dtype === 'f32' || rows === 0 ? 0 : acc.hidden + acc.weight + acc.bias),
   };
 }
 
@@ -571,47 +609,73 @@ export async function webgpuMergeLogprobStates(
 export async function webgpuLinearLogprobsBackward(
   k: WebGpuKit,
   a: LinearLogprobsBackwardArgs,
-): Promise<LinearLogprobsGrads> {
+): Promise<LinearLogprobsGrads<FloatDType>> {
   const { rt } = k;
   rt.check();
-  const { rows: n, dim: d, vocab: V } = a;
+  const { rows: n, dim: d, vocab: V, gradDtype: gd } = a;
   const dtype = a.hidden.dtype;
   const eb = bytesPerElement(dtype);
   k.checkVector('targets', n);
   k.checkVector('lse', 4 * n);
   const plan = lmheadPlan(rt.limits, n, V, d, dtype);
+  const chunkRows = lmheadTuning.chunkRows > 0 ? lmheadTuning.chunkRows : plan.backwardRows;
+  const chunkVocab = lmheadTuning.chunkVocab > 0 ? lmheadTuning.chunkVocab : plan.backwardVocab;
+  if (chunkRows % TILE !== 0 || chunkVocab % TILE !== 0)
+    throw new GrpoKernelsError('RANGE', 'lmheadTuning: chunks must be multiples of 64');
+  // f16/bf16 gradients: the GEMMs run on f32 accumulators, lm_pack rounds each finished chunk into the
+  // output; with more than one row chunk gradWeight and gradBias take a second pass (shaders/lmhead.wgsl).
+  const narrow = gd !== 'f32';
+  const twoPass = narrow && n > chunkRows;
   const withEntropy = a.gradEntropy !== undefined;
-  const pipes = await pipelinesOf(k, n > 0, dtype, constantsOf(k, { gradEntropy: withEntropy }), [
+  const constants = constantsOf(k, { gradEntropy: withEntropy });
+  const pipes = await pipelinesOf(k, n > 0, dtype, constants, [
     GRAD_LOGITS,
     GRAD_HIDDEN,
     GRAD_WEIGHT,
     GRAD_BIAS,
     FLAG,
   ] as const);
+  const packPipe =
+    pipes && narrow
+      ? (await pipelinesOf(k, true, dtype, { ...constants, GRAD_F16: gd === 'f16' ? 1 : 0 }, [
+          PACK,
+        ] as const))![0]
+      : undefined;
   await roomForCheck(rt);
   const { H, W, bias, targets } = headBuffers(k, a);
   const align = rt.limits.minStorageBufferOffsetAlignment;
   return runWithScratch(k, 'linearLogprobsBackward', (s) => {
-    const gradHidden = outputTensor(rt, 'f32', [n, d]);
-    const gradWeight = outputTensor(rt, 'f32', [V, d]);
-    const gradBias = a.bias ? outputTensor(rt, 'f32', [V]) : undefined;
-    const out: LinearLogprobsGrads = { gradHidden, gradWeight };
+    const gradHidden = outputTensor(rt, gd, [n, d]);
+    const gradWeight = outputTensor(rt, gd, [V, d]);
+    const gradBias = a.bias ? outputTensor(rt, gd, [V]) : undefined;
+    const out: LinearLogprobsGrads<FloatDType> = { gradHidden, gradWeight };
     if (gradBias) out.gradBias = gradBias;
     const GH = gpuStorage(gradHidden).buffer;
     const GW = gpuStorage(gradWeight).buffer;
+    const GB = gradBias ? gpuStorage(gradBias).buffer : undefined;
+    const ob = bytesPerElement(gd);
     const enc = rt.device.createCommandEncoder({ label: 'linearLogprobsBackward' });
     if (pipes === undefined) {
-      // No rows: gradWeight and gradBias are empty sums.
-      if (V * d > 0) enc.clearBuffer(GW, 0, roundUp(V * d * 4, 4));
-      if (gradBias) enc.clearBuffer(gpuStorage(gradBias).buffer, 0, roundUp(V * 4, 4));
+      // No rows: gradWeight and gradBias are empty sums (+0 in every dtype).
+      if (V * d > 0) enc.clearBuffer(GW, 0, roundUp(V * d * ob, 4));
+      if (GB) enc.clearBuffer(GB, 0, roundUp(V * ob, 4));
       rt.submit(enc);
       return out;
     }
     const [pgl, pgh, pgw, pgb, pflag] = pipes;
     // Row scalars: lse | g | gE | H, four copies into one binding (a kernel may bind at most 8).
     const rowinfo = s.buffer(16 * n, 'row scalars');
-    const gbuf = s.buffer(plan.backwardRows * plan.backwardVocab * 4, 'G chunk');
+    const gbuf = s.buffer(chunkRows * chunkVocab * 4, 'G chunk');
     const flags = flagBuffers(rt, (bytes, label) => s.buffer(bytes, label));
+    // The f32 accumulators of f16/bf16 gradients (narrowAccumulators: the plan's sizes).
+    const accBytes = narrowAccumulators(n, d, chunkRows, chunkVocab);
+    const accH = narrow ? s.buffer(accBytes.hidden, 'gradHidden accumulator') : undefined;
+    const accW = narrow
+      ? accBytes.shared
+        ? accH
+        : s.buffer(accBytes.weight, 'gradWeight accumulator')
+      : undefined;
+    const accB = narrow ? s.buffer(accBytes.bias, 'gradBias accumulator') : undefined;
     const copy = (t: Tensor<'f32'> | undefined, slot: number) => {
       if (t) enc.copyBufferToBuffer(gpuStorage(t).buffer, 0, rowinfo, slot * 4 * n, 4 * n);
     };
@@ -623,103 +687,165 @@ export async function webgpuLinearLogprobsBackward(
     }
     const pass = enc.beginComputePass();
     const inv_t = 1 / a.temperature; // unclamped: it scales the gradient too (as logprobs' backward)
-    for (let row0 = 0; row0 < n; row0 += plan.backwardRows) {
-      const rows = Math.min(plan.backwardRows, n - row0);
+    // The uniform fields of a chunk pair; vocab: the targets' range (the head's V, or 2^31 − 1 for a
+    // shard), for the flag.
+    const baseOf = (row0: number, rows: number, v0: number, vcount: number) => ({
+      dim: d,
+      vocab: a.targetLimit,
+      rows,
+      row0,
+      v0,
+      vcount,
+      gcols: chunkVocab,
+      inv_t,
+    });
+    // Elements [e0, e1) of an f32 accumulator (from its start), rounded into a narrow output.
+    const pack = (acc: GPUBuffer, output: GPUBuffer, e0: number, e1: number) => {
+      const count = e1 - e0;
+      if (count === 0) return;
+      const ow = windowOf(e0, e1, ob, output.size, align);
+      rt.dispatch(
+        pass,
+        packPipe!,
+        [
+          { binding: 0, buffer: uniform(rt, { count, o_base: ow.base }) },
+          { binding: 14, buffer: acc, offset: 0, size: roundUp(count * 4, 4) },
+          { binding: 21, buffer: output, offset: ow.offset, size: ow.size },
+        ],
+        Math.ceil(Math.ceil(count / 2) / k.wg),
+      );
+    };
+    const gradLogits = (row0: number, rows: number, v0: number, vcount: number) => {
       const hw = windowOf(row0 * d, (row0 + rows) * d, eb, H.size, align);
-      const ghw = windowOf(row0 * d, (row0 + rows) * d, 4, GH.size, align);
-      for (let v0 = 0; v0 < V; v0 += plan.backwardVocab) {
-        const vcount = Math.min(plan.backwardVocab, V - v0);
-        const ww = windowOf(v0 * d, (v0 + vcount) * d, eb, W.size, align);
-        const gww = windowOf(v0 * d, (v0 + vcount) * d, 4, GW.size, align);
-        // vocab: the targets' range (the head's V, or 2^31 − 1 for a shard), for the flag.
-        const base = {
-          dim: d,
-          vocab: a.targetLimit,
-          rows,
-          row0,
-          v0,
-          vcount,
-          gcols: plan.backwardVocab,
-          inv_t,
-        };
+      const ww = windowOf(v0 * d, (v0 + vcount) * d, eb, W.size, align);
+      rt.dispatch(
+        pass,
+        pgl,
+        [
+          {
+            binding: 0,
+            buffer: uniform(rt, {
+              ...baseOf(row0, rows, v0, vcount),
+              h_base: hw.base,
+              w_base: ww.base,
+              has_bias: a.bias ? 1 : 0,
+              vocab_start: a.vocabStart,
+              ignore_index: a.ignoreIndex,
+              n_total: n,
+            }),
+          },
+          { binding: 1, buffer: H, offset: hw.offset, size: hw.size },
+          { binding: 2, buffer: W, offset: ww.offset, size: ww.size },
+          { binding: 3, buffer: bias },
+          { binding: 4, buffer: targets },
+          { binding: 11, buffer: flags.flag },
+          { binding: 12, buffer: rowinfo },
+          { binding: 13, buffer: gbuf },
+        ],
+        Math.ceil(rows / TILE) * Math.ceil(vcount / TILE),
+      );
+    };
+    // Where a GEMM's chunk [e0, e1) of an f32 sum goes (binding 14): the output's window, or (f16/bf16
+    // gradients) the accumulator from its start.
+    const sumWindow = (acc: GPUBuffer | undefined, output: GPUBuffer, e0: number, e1: number) =>
+      acc
+        ? { buffer: acc, offset: 0, size: Math.max(4, (e1 - e0) * 4), base: 0 }
+        : { buffer: output, ...windowOf(e0, e1, 4, output.size, align) };
+    // gradHidden[chunk rows] (+)= G · W[chunk vocabulary]: into the output (f32) or accH; the sum over v
+    // runs on across vocabulary chunks.
+    const gradHiddenStep = (row0: number, rows: number, v0: number, vcount: number) => {
+      const ww = windowOf(v0 * d, (v0 + vcount) * d, eb, W.size, align);
+      const gw = sumWindow(accH, GH, row0 * d, (row0 + rows) * d);
+      rt.dispatch(
+        pass,
+        pgh,
+        [
+          {
+            binding: 0,
+            buffer: uniform(rt, {
+              ...baseOf(row0, rows, v0, vcount),
+              w_base: ww.base,
+              o_base: gw.base,
+              accumulate: v0 > 0 ? 1 : 0,
+            }),
+          },
+          { binding: 2, buffer: W, offset: ww.offset, size: ww.size },
+          { binding: 13, buffer: gbuf },
+          { binding: 14, buffer: gw.buffer, offset: gw.offset, size: gw.size },
+        ],
+        Math.ceil(rows / TILE) * Math.ceil(d / TILE),
+      );
+    };
+    // gradWeight[chunk vocabulary] (+)= Gᵀ · H[chunk rows] and gradBias (+)= Σ_n G: into the outputs
+    // (f32) or accW / accB; the sums over n run on across row chunks; the last one packs (narrow).
+    const gradWeightStep = (row0: number, rows: number, v0: number, vcount: number) => {
+      const hw = windowOf(row0 * d, (row0 + rows) * d, eb, H.size, align);
+      const gw = sumWindow(accW, GW, v0 * d, (v0 + vcount) * d);
+      const accumulate = row0 > 0 ? 1 : 0;
+      rt.dispatch(
+        pass,
+        pgw,
+        [
+          {
+            binding: 0,
+            buffer: uniform(rt, {
+              ...baseOf(row0, rows, v0, vcount),
+              h_base: hw.base,
+              o_base: gw.base,
+              accumulate,
+            }),
+          },
+          { binding: 1, buffer: H, offset: hw.offset, size: hw.size },
+          { binding: 13, buffer: gbuf },
+          { binding: 14, buffer: gw.buffer, offset: gw.offset, size: gw.size },
+        ],
+        Math.ceil(vcount / TILE) * Math.ceil(d / TILE),
+      );
+      if (GB) {
+        const gbw = sumWindow(accB, GB, v0, v0 + vcount);
         rt.dispatch(
           pass,
-          pgl,
+          pgb,
           [
             {
               binding: 0,
-              buffer: uniform(rt, {
-                ...base,
-                h_base: hw.base,
-                w_base: ww.base,
-                has_bias: a.bias ? 1 : 0,
-                vocab_start: a.vocabStart,
-                ignore_index: a.ignoreIndex,
-                n_total: n,
-              }),
+              buffer: uniform(rt, { ...baseOf(row0, rows, v0, vcount), o_base: gbw.base, accumulate }),
             },
-            { binding: 1, buffer: H, offset: hw.offset, size: hw.size },
-            { binding: 2, buffer: W, offset: ww.offset, size: ww.size },
-            { binding: 3, buffer: bias },
-            { binding: 4, buffer: targets },
-            { binding: 11, buffer: flags.flag },
-            { binding: 12, buffer: rowinfo },
             { binding: 13, buffer: gbuf },
+            { binding: 14, buffer: gbw.buffer, offset: gbw.offset, size: gbw.size },
           ],
-          Math.ceil(rows / TILE) * Math.ceil(vcount / TILE),
+          Math.ceil(vcount / k.wg),
         );
-        rt.dispatch(
-          pass,
-          pgh,
-          [
-            {
-              binding: 0,
-              buffer: uniform(rt, { ...base, w_base: ww.base, o_base: ghw.base, accumulate: v0 > 0 ? 1 : 0 }),
-            },
-            { binding: 2, buffer: W, offset: ww.offset, size: ww.size },
-            { binding: 13, buffer: gbuf },
-            { binding: 14, buffer: GH, offset: ghw.offset, size: ghw.size },
-          ],
-          Math.ceil(rows / TILE) * Math.ceil(d / TILE),
-        );
-        rt.dispatch(
-          pass,
-          pgw,
-          [
-            {
-              binding: 0,
-              buffer: uniform(rt, {
-                ...base,
-                h_base: hw.base,
-                o_base: gww.base,
-                accumulate: row0 > 0 ? 1 : 0,
-              }),
-            },
-            { binding: 1, buffer: H, offset: hw.offset, size: hw.size },
-            { binding: 13, buffer: gbuf },
-            { binding: 14, buffer: GW, offset: gww.offset, size: gww.size },
-          ],
-          Math.ceil(vcount / TILE) * Math.ceil(d / TILE),
-        );
-        if (gradBias) {
-          const GB = gpuStorage(gradBias).buffer;
-          const gbw = windowOf(v0, v0 + vcount, 4, GB.size, align);
-          rt.dispatch(
-            pass,
-            pgb,
-            [
-              {
-                binding: 0,
-                buffer: uniform(rt, { ...base, o_base: gbw.base, accumulate: row0 > 0 ? 1 : 0 }),
-              },
-              { binding: 13, buffer: gbuf },
-              { binding: 14, buffer: GB, offset: gbw.offset, size: gbw.size },
-            ],
-            Math.ceil(vcount / k.wg),
-          );
+      }
+      if (narrow && row0 + rows >= n) {
+        pack(accW!, GW, v0 * d, (v0 + vcount) * d);
+        if (GB) pack(accB!, GB, v0, v0 + vcount);
+      }
+    };
+    type Step = (row0: number, rows: number, v0: number, vcount: number) => void;
+    // Every chunk pair in order, rows outer (else vocabulary outer): G, then `gradients` of it.
+    const sweep = (rowsOuter: boolean, gradients: Step) => {
+      const [outer, inner] = rowsOuter ? [n, V] : [V, n];
+      const [co, ci] = rowsOuter ? [chunkRows, chunkVocab] : [chunkVocab, chunkRows];
+      for (let o = 0; o < outer; o += co) {
+        for (let i = 0; i < inner; i += ci) {
+          const [no, ni] = [Math.min(co, outer - o), Math.min(ci, inner - i)];
+          const c: Parameters<Step> = rowsOuter ? [o, no, i, ni] : [i, ni, o, no];
+          gradLogits(...c);
+          gradients(...c);
         }
       }
-    }
+    };
+    // Rows outer, vocabulary inner: every gradient from one G per chunk pair (gradHidden alone when the
+    // second pass takes gradWeight and gradBias); a row chunk's gradHidden packed after its last one ...
+    sweep(true, (row0, rows, v0, vcount) => {
+      gradHiddenStep(row0, rows, v0, vcount);
+      if (accH && v0 + vcount >= V) pack(accH, GH, row0 * d, (row0 + rows) * d);
+      if (!twoPass) gradWeightStep(row0, rows, v0, vcount);
+    });
+    // ... and then (twoPass) gradWeight and gradBias, vocabulary outer, rows inner, G recomputed (the
+    // same bits).
+    if (twoPass) sweep(false, gradWeightStep);
     finishWithFlags(rt, enc, pass, pflag, targets, flags, a.targetLimit, a.ignoreIndex);
     return out;
   });
