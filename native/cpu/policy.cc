@@ -197,11 +197,15 @@ struct Scales {
   double g, g_tm, g_kl, g_h, inv_wbar;
 };
 
-// An item's sums: f64, counts exact.
+// An item's record: sums in f64 (the loss; the statistics' Σ−Δ, Σρ, ΣKL, ΣH, Σw, Σw²), counts exact
+// (valid tokens, nonempty sequences, clipped, lower-clipped, rollout weights, weights outside the
+// bounds), the ratio's min and max.
+enum SumField : int { kSLoss, kSPpoKl, kSRatio, kSKl, kSEnt, kSWeight, kSWeightSq, kNumSums };
+enum CountField : int { kCTokens, kCSequences, kCClip, kCLower, kCWeights, kCWeightsOut, kNumCounts };
 struct Part {
-  double loss, ppo_kl, ratio_sum, kl_val, ent_val, w_sum, w_sq;
+  double sum[kNumSums];
+  int64_t count[kNumCounts];
   float ratio_min, ratio_max;
-  int64_t n_tok, n_seq, clip, lower, w_count, w_clipped;
 };
 
 Part part_empty() {
@@ -302,14 +306,15 @@ Resp response_scalars(const Job& J, const Sums& s, Part& part) {
     const float wf = sequence_weight(p, s, outside);
     w = wf;
     if (s.n > 0) {
-      part.w_sum += w;
-      part.w_sq += w * w;
-      part.w_count += 1;
-      part.w_clipped += outside ? 1 : 0;
+      part.sum[kSWeight] += w;
+      part.sum[kSWeightSq] += w * w;
+      part.count[kCWeights] += 1;
+      part.count[kCWeightsOut] += outside ? 1 : 0;
     }
   }
   double a = 1.0;
-  if (p.aggregation == Aggregation::SeqMeanTokenMean) a = p.seq_clamp1 ? 1.0 / nf : 1.0 / (double(s.n) + 1e-8);
+  if (p.aggregation == Aggregation::SeqMeanTokenMean)
+    a = p.seq_clamp1 ? 1.0 / nf : 1.0 / (double(s.n) + 1e-8);  // TRL's max(n, 1), else verl's n + 1e-8
   const double a_kl = p.kl_token_mean ? 1.0 : a;
   const double a_h = p.entropy_token_mean ? 1.0 : a;
   q.c_pg = float(S.g * a * S.inv_wbar * w);
@@ -376,13 +381,12 @@ void tokens_item(void* ctx, int64_t item, int) {
   for (int64_t r = r0; r < r1; ++r) {
     const int64_t t0 = ro[r], t1 = ro[r + 1];
     const Sums sums = J.pass_a ? response_sums(J, t0, t1) : Sums{t1 - t0, 0.0, 0.0};
-    part.n_tok += sums.n;
-    part.n_seq += sums.n > 0 ? 1 : 0;
+    part.count[kCTokens] += sums.n;
+    part.count[kCSequences] += sums.n > 0 ? 1 : 0;
     if (J.per_response) resp[r - r0] = response_scalars(J, sums, part);
   }
-  Sum loss{zero(), dzero()}, ppo_kl = loss, rsum = loss, klv = loss, ent = loss, wsum = loss, wsq = loss;
-  Sum* const sums_f[] = {&loss, &ppo_kl, &rsum, &klv, &ent, &wsum, &wsq};
-  int64_t n_clip = 0, n_lower = 0, n_wclip = 0;  // counts: popcounts of lane masks
+  Sum acc[kNumSums];  // per lane, valid lanes only; the counts are popcounts of lane masks
+  for (Sum& a : acc) a = Sum{zero(), dzero()};
   VF rmin = k.inf, rmax = k.ninf;
   int pending = 0;
   Coef c = coef_of(same);
@@ -505,39 +509,30 @@ void tokens_item(void* ctx, int64_t item, int) {
     if (has_ent) store_n(p.grad_entropy + t, keep(v, c.c_h), out_room);
     if (p.token_loss) store_n(p.token_loss + t, keep(v, tl), out_room);
     // The sums, valid lanes only.
-    loss.f = add(loss.f, keep(v, contrib));
-    ppo_kl.f = add(ppo_kl.f, keep(v, kl_stat));
-    rsum.f = add(rsum.f, keep(v, rho));
+    acc[kSLoss].f = add(acc[kSLoss].f, keep(v, contrib));
+    acc[kSPpoKl].f = add(acc[kSPpoKl].f, keep(v, kl_stat));
+    acc[kSRatio].f = add(acc[kSRatio].f, keep(v, rho));
     rmin = clamp_hi(rmin, blend(v, rho, k.inf));  // NaN ratios: found through rsum at the end
     rmax = clamp_lo(rmax, blend(v, rho, k.ninf));
-    if (L == kPpo || L == kGspo || L == kCispo) n_clip += popcount(mand(v, clipped));
-    if (L == kPpo) n_lower += popcount(mand(v, low));
-    if (K != kNoKl) klv.f = add(klv.f, keep(v, kv));
-    if (has_ent) ent.f = add(ent.f, keep(v, h));
+    if (L == kPpo || L == kGspo || L == kCispo) part.count[kCClip] += popcount(mand(v, clipped));
+    if (L == kPpo) part.count[kCLower] += popcount(mand(v, low));
+    if (K != kNoKl) acc[kSKl].f = add(acc[kSKl].f, keep(v, kv));
+    if (has_ent) acc[kSEnt].f = add(acc[kSEnt].f, keep(v, h));
     if (Rl == kRollToken) {
-      wsum.f = add(wsum.f, keep(v, w));
-      wsq.f = add(wsq.f, keep(v, mul(w, w)));
-      n_wclip += popcount(mand(v, outside));
+      acc[kSWeight].f = add(acc[kSWeight].f, keep(v, w));
+      acc[kSWeightSq].f = add(acc[kSWeightSq].f, keep(v, mul(w, w)));
+      part.count[kCWeightsOut] += popcount(mand(v, outside));
     }
     if (++pending == kFlush) {
       pending = 0;
-      for (Sum* s : sums_f) flush(*s);
+      for (Sum& a : acc) flush(a);
     }
   }
-  for (Sum* s : sums_f) flush(*s);
-  part.loss = dsum(loss.d);
-  part.ppo_kl = dsum(ppo_kl.d);
-  part.ratio_sum = dsum(rsum.d);
-  part.kl_val = dsum(klv.d);
-  part.ent_val = dsum(ent.d);
-  part.clip = n_clip;
-  part.lower = n_lower;
-  if (Rl == kRollToken) {
-    part.w_sum = dsum(wsum.d);
-    part.w_sq = dsum(wsq.d);
-    part.w_count = part.n_tok;
-    part.w_clipped = n_wclip;
+  for (int i = 0; i < kNumSums; ++i) {
+    flush(acc[i]);
+    part.sum[i] += dsum(acc[i].d);
   }
+  if (Rl == kRollToken) part.count[kCWeights] = part.count[kCTokens];
   alignas(32) float mn[kLanes], mx[kLanes];
   store(mn, rmin);
   store(mx, rmax);
@@ -590,38 +585,39 @@ void counts_item(void* ctx, int64_t item, int) {
   Job& J = *static_cast<Job*>(ctx);
   const PolicyParams& p = *J.p;
   const int32_t* ro = p.response_offsets;
+  const int64_t r0 = item * kBlock, r1 = imin(r0 + kBlock, J.R);
   Part part = part_empty();
-  const bool token_w = p.has_rollout && p.rollout_normalize && p.rollout_level == RolloutLevel::Token;
-  Sum wsum{zero(), dzero()};
-  int pending = 0;
-  for (int64_t r = item * kBlock; r < imin(item * kBlock + kBlock, J.R); ++r) {
-    const int64_t t0 = ro[r], t1 = ro[r + 1];
-    const Sums s = J.pass_a ? response_sums(J, t0, t1) : Sums{t1 - t0, 0.0, 0.0};
-    part.n_tok += s.n;
-    part.n_seq += s.n > 0 ? 1 : 0;
-    if (p.has_rollout && p.rollout_normalize && !token_w && s.n > 0) {
+  const bool weights = p.has_rollout && p.rollout_normalize;
+  const bool token_w = weights && p.rollout_level == RolloutLevel::Token;
+  for (int64_t r = r0; r < r1; ++r) {
+    const Sums s = J.pass_a ? response_sums(J, ro[r], ro[r + 1]) : Sums{ro[r + 1] - ro[r], 0.0, 0.0};
+    part.count[kCTokens] += s.n;
+    part.count[kCSequences] += s.n > 0 ? 1 : 0;
+    if (weights && !token_w && s.n > 0) {
       bool outside;
-      part.w_sum += sequence_weight(p, s, outside);
-      part.w_count += 1;
+      part.sum[kSWeight] += sequence_weight(p, s, outside);
+      part.count[kCWeights] += 1;
     }
-    if (!token_w) continue;
-    for (int64_t t = t0; t < t1; t += kLanes) {
+  }
+  if (token_w) {
+    // The token weights' sum as pass B forms it (the same lanes and flushes: the same bits).
+    Sum wsum{zero(), dzero()};
+    int pending = 0;
+    for (int64_t t = ro[r0]; t < ro[r1]; t += kLanes) {
       const int64_t room = J.T - t;
-      VM v = first_lanes(t1 - t);
+      VM v = first_lanes(ro[r1] - t);
       if (p.mask) v = mand(v, mask_n(p.mask + t, room));
       VM outside;
-      const VF w = token_weight(J.k, load_n(p.old_logprobs + t, room), load_n(p.rollout_logprobs + t, room), outside);
-      wsum.f = add(wsum.f, keep(v, w));
+      const VF o = load_n(p.old_logprobs + t, room), roll = load_n(p.rollout_logprobs + t, room);
+      wsum.f = add(wsum.f, keep(v, token_weight(J.k, o, roll, outside)));
       if (++pending == kFlush) {
         pending = 0;
         flush(wsum);
       }
     }
-  }
-  if (token_w) {
     flush(wsum);
-    part.w_sum = dsum(wsum.d);
-    part.w_count = part.n_tok;
+    part.sum[kSWeight] = dsum(wsum.d);
+    part.count[kCWeights] = part.count[kCTokens];
   }
   J.parts[item] = part;
 }
@@ -630,29 +626,18 @@ Part fold(const Part* parts, int64_t n) {
   Part a = part_empty();
   for (int64_t i = 0; i < n; ++i) {
     const Part& b = parts[i];
-    a.loss += b.loss;
-    a.ppo_kl += b.ppo_kl;
-    a.ratio_sum += b.ratio_sum;
-    a.kl_val += b.kl_val;
-    a.ent_val += b.ent_val;
-    a.w_sum += b.w_sum;
-    a.w_sq += b.w_sq;
+    for (int k = 0; k < kNumSums; ++k) a.sum[k] += b.sum[k];
+    for (int k = 0; k < kNumCounts; ++k) a.count[k] += b.count[k];
     if (b.ratio_min < a.ratio_min) a.ratio_min = b.ratio_min;
     if (b.ratio_max > a.ratio_max) a.ratio_max = b.ratio_max;
-    a.n_tok += b.n_tok;
-    a.n_seq += b.n_seq;
-    a.clip += b.clip;
-    a.lower += b.lower;
-    a.w_count += b.w_count;
-    a.w_clipped += b.w_clipped;
   }
   return a;
 }
 
 // The aggregation's scales from the counts (the host's where it gave them).
 Scales scales_of(const PolicyParams& p, const Part& c) {
-  const double n_tok = dmax(p.tokens >= 0 ? p.tokens : double(c.n_tok), 1.0);
-  const double n_seq = dmax(p.sequences >= 0 ? p.sequences : double(c.n_seq), 1.0);
+  const double n_tok = dmax(p.tokens >= 0 ? p.tokens : double(c.count[kCTokens]), 1.0);
+  const double n_seq = dmax(p.sequences >= 0 ? p.sequences : double(c.count[kCSequences]), 1.0);
   Scales s;
   s.g_tm = p.ranks / n_tok;
   switch (p.aggregation) {
@@ -671,8 +656,8 @@ Scales scales_of(const PolicyParams& p, const Part& c) {
   s.g_kl = p.kl_token_mean ? s.g_tm : s.g;
   s.g_h = p.entropy_token_mean ? s.g_tm : s.g;
   s.inv_wbar = 1.0;
-  if (p.has_rollout && p.rollout_normalize && c.w_count > 0) {
-    const double mean = c.w_sum / double(c.w_count);
+  if (p.has_rollout && p.rollout_normalize && c.count[kCWeights] > 0) {
+    const double mean = c.sum[kSWeight] / double(c.count[kCWeights]);
     if (mean > 1e-8) s.inv_wbar = 1.0 / mean;
   }
   return s;
@@ -681,24 +666,26 @@ Scales scales_of(const PolicyParams& p, const Part& c) {
 double mean_of(double x, int64_t n) { return x / double(n); }  // 0/0: NaN, as the reference
 
 void write_result(const PolicyParams& p, const Part& red) {
-  p.loss_out[0] = float(red.loss);
-  const int64_t n = red.n_tok;
+  p.loss_out[0] = float(red.sum[kSLoss]);
+  const double* S = red.sum;
+  const int64_t* C = red.count;
+  const int64_t n = C[kCTokens], nw = C[kCWeights];
   const double nan = __builtin_nan("");
-  const bool any_nan_ratio = red.ratio_sum != red.ratio_sum;
+  const bool any_nan_ratio = S[kSRatio] != S[kSRatio];
   double st[kNumStats];
-  st[0] = mean_of(double(red.clip), n);
-  st[1] = mean_of(double(red.lower), n);
-  st[2] = mean_of(red.ppo_kl, n);
-  st[3] = p.has_kl ? mean_of(red.kl_val, n) : nan;
-  st[4] = p.entropy ? mean_of(red.ent_val, n) : nan;
+  st[0] = mean_of(double(C[kCClip]), n);
+  st[1] = mean_of(double(C[kCLower]), n);
+  st[2] = mean_of(S[kSPpoKl], n);
+  st[3] = p.has_kl ? mean_of(S[kSKl], n) : nan;
+  st[4] = p.entropy ? mean_of(S[kSEnt], n) : nan;
   st[5] = n == 0 || any_nan_ratio ? nan : red.ratio_min;
-  st[6] = mean_of(red.ratio_sum, n);
+  st[6] = mean_of(S[kSRatio], n);
   st[7] = n == 0 || any_nan_ratio ? nan : red.ratio_max;
-  st[8] = p.has_rollout ? mean_of(red.w_sum, red.w_count) : nan;
-  st[9] = p.has_rollout ? mean_of(double(red.w_clipped), red.w_count) : nan;
-  st[10] = p.has_rollout ? red.w_sum * red.w_sum / red.w_sq : nan;
-  st[11] = double(red.n_tok);
-  st[12] = double(red.n_seq);
+  st[8] = p.has_rollout ? mean_of(S[kSWeight], nw) : nan;
+  st[9] = p.has_rollout ? mean_of(double(C[kCWeightsOut]), nw) : nan;
+  st[10] = p.has_rollout ? S[kSWeight] * S[kSWeight] / S[kSWeightSq] : nan;
+  st[11] = double(n);
+  st[12] = double(C[kCSequences]);
   for (int i = 0; i < kNumStats; ++i) p.stats[i] = float(st[i]);
 }
 
