@@ -5,8 +5,9 @@
 // (src/backends/js/policy.ts); the twins are native/cuda/policy.cu and shaders/policy.wgsl. Compiled
 // once per instruction set (gk::cpu::avx2, gk::cpu::portable; native/cpu/kernels.h).
 //
-// WORK. An item is a block of kBlock = 256 consecutive responses (the last block may be short), so the
-//   blocks depend on R alone.
+// WORK. An item is a block of B = clamp(⌈R/64⌉, 8, 256) consecutive responses (the last block may be
+//   short): about 64 items from 512 responses on (R/8 below), so that the pool has work to share, and
+//   the blocks depend on R alone (never on the thread count).
 //   Pass A, per response in order: only where something needs it (a mask: n_r; gspo: Σ(ℓ − ℓ°);
 //     sequence or geometric rollout correction: Σλ, λ = ℓ° − ℓᵛ), the valid tokens' sums, vector k of
 //     the response holding its tokens t0 + 8k .. t0 + 8k + 7 in lanes 0..7 (positions relative to the
@@ -70,7 +71,7 @@ namespace cpu {
 namespace GK_CPU_ISA {
 namespace {
 
-constexpr int64_t kBlock = 256;  // responses per work item
+constexpr int64_t kBlock = 256;  // responses per work item at most (Job::block)
 constexpr int kFlush = 16;       // vectors between flushes of the f32 lane sums into f64
 constexpr int kNumStats = 13;
 constexpr float kInfF = __builtin_inff();
@@ -220,6 +221,7 @@ using ItemFn = void (*)(void* ctx, int64_t item, int worker);
 struct Job {
   const PolicyParams* p;
   int64_t T, R;
+  int64_t block;        // responses per item (the header's WORK)
   bool need_d, need_l;  // pass A's sums: gspo's Σ(ℓ − ℓ°), the rollout's Σλ
   bool pass_a;          // pass A runs: those, or the mask's count
   bool per_response;    // the scalars of pass B differ between responses (else all are `same`'s)
@@ -371,7 +373,7 @@ void tokens_item(void* ctx, int64_t item, int) {
   const PolicyParams& p = *J.p;
   const Consts& k = J.k;
   const int32_t* ro = p.response_offsets;
-  const int64_t r0 = item * kBlock, r1 = imin(r0 + kBlock, J.R);
+  const int64_t r0 = item * J.block, r1 = imin(r0 + J.block, J.R);
   const int64_t T0 = ro[r0], T1 = ro[r1];  // the item's tokens
   const bool has_ent = p.entropy != nullptr;
   Part part = part_empty();
@@ -585,7 +587,7 @@ void counts_item(void* ctx, int64_t item, int) {
   Job& J = *static_cast<Job*>(ctx);
   const PolicyParams& p = *J.p;
   const int32_t* ro = p.response_offsets;
-  const int64_t r0 = item * kBlock, r1 = imin(r0 + kBlock, J.R);
+  const int64_t r0 = item * J.block, r1 = imin(r0 + J.block, J.R);
   Part part = part_empty();
   const bool weights = p.has_rollout && p.rollout_normalize;
   const bool token_w = weights && p.rollout_level == RolloutLevel::Token;
@@ -694,13 +696,15 @@ void write_result(const PolicyParams& p, const Part& red) {
 // ------------------------------------------------------------------------------------------ entry
 Report policy_loss(const PolicyParams& p, Pool* pool) {
   const int64_t R = p.responses;
-  const int64_t items = (R + kBlock - 1) / kBlock;
+  const int64_t block = R <= 64 * 8 ? 8 : R >= 64 * kBlock ? kBlock : (R + 63) / 64;
+  const int64_t items = (R + block - 1) / block;
   Part* parts = static_cast<Part*>(malloc(size_t(items > 0 ? items : 1) * sizeof(Part)));
   if (!parts) return Report{kNoMemory, 0, 0};
   Job J{};
   J.p = &p;
   J.T = p.response_offsets[R];
   J.R = R;
+  J.block = block;
   J.need_d = p.loss == PolicyLossKind::Gspo;
   J.need_l = p.has_rollout && p.rollout_level != RolloutLevel::Token;
   J.pass_a = J.need_d || J.need_l || p.mask != nullptr;

@@ -4,7 +4,7 @@
  * on each path, the same bits with 1, 2 and 8 threads (8 > the cores here, through
  * cpuTuning.maxThreads) for every loss, KL estimator, rollout level and mode, with a device mask (the
  * counting pass) and normalised weights; a response's token outputs bitwise the same alone and at any
- * position of other batches, across the kernel's blocks of 256 responses (every loss, estimator and
+ * position of other batches, across the kernel's blocks of responses (every loss, estimator and
  * rollout level); masked tokens never read (NaN and ±Inf there change no bit); and the kernel's
  * exponential within 2 ulp of e^x over [−20, 20].
  */
@@ -79,7 +79,7 @@ function allBits(o: Outputs): Record<string, number[]> {
   return out;
 }
 
-/** 2000 ragged responses (8 of the kernel's blocks) with a mask, and one of 5000 tokens. */
+/** 2000 ragged responses (63 of the kernel's blocks of 32) with a mask, and one of 5000 tokens. */
 function bigData(seed: number): PolicyData {
   const r = rng(seed);
   const lengths = Array.from({ length: 2000 }, () => Math.floor(r() * 61));
