@@ -56,7 +56,10 @@
 // BYTES per token: 3 to 6 f32 inputs (ℓ, ℓ°, A; ℓʳ, ℓᵛ, H) and the u8 mask read once from memory (pass
 //   A, where it runs, reads an item's inputs first: ~100 KB, pass B's second read comes from L2), 1
 //   to 3 f32 outputs written; 4·(R+1) bytes of offsets. FLOPs: ~40 per token and ~20 more per
-//   exponential (1 to 4 per token).
+//   exponential (1 to 4 per token): compute-bound on one core. Measured (bench/RESULTS.md, "Native cpu
+//   policyLoss"; ppo + k3 KL + entropy + token rollout weights, 64k responses of 1–31 tokens): 3.8 ns
+//   per token per core (bench/cpu/policy-harness.sh), 59-60% of a streaming read of the same bytes on
+//   the 2-core machine under load; the portable build 11.7 ns.
 // NUMERICS. f32 per token as the cuda kernels, sums as described (f32 chains of ≤ 16 terms, f64 past
 //   them), the response scalars and the final loss and statistics in f64. 0/0 (no valid token) is NaN
 //   as in the reference; NaN inputs propagate through the clamps (ratio min and max become NaN with
