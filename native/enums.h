@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "policy_enums.h"
+
 namespace gk {
 
 enum class Estimator : int { Grpo = 0, DrGrpo, Rloo, Opo, GrpoPassk, Gpg, ReinforcePpBaseline };
@@ -34,12 +36,9 @@ inline const std::vector<std::string> kReweightModeNames = {"thr", "thr-only", "
 
 // Same names and order as the TypeScript lists of src/backends/backend.ts (POLICY_LOSSES,
 // KL_ESTIMATORS, ROLLOUT_LEVELS, ROLLOUT_MODES, AGGREGATIONS, TERM_AGGREGATIONS, SEQ_TOKEN_DIVISORS);
-// native/ops_cuda.cc converts the strings with these tables, test/cuda/enums.test.ts checks them.
-enum class PolicyLossKind : int { Ppo = 0, Gspo, Cispo, Sapo, Reinforce };
-enum class KlEstimator : int { K1 = 0, Abs, K2, K3 };
-enum class RolloutLevel : int { Token = 0, Sequence, Geometric };
-enum class RolloutMode : int { Truncate = 0, Mask };
-enum class Aggregation : int { TokenMean = 0, TokenSum, SeqMeanTokenSum, SeqMeanTokenMean, SeqMeanTokenSumNorm };
+// native/policy_args.h converts the strings with these tables (for ops_cuda.cc and ops_cpu.cc),
+// test/cuda/enums.test.ts checks them. The enums themselves are in policy_enums.h: plain enums, which
+// the per-ISA cpu kernels may include (this header's std:: tables they may not: native/cpu/kernels.h).
 inline const std::vector<std::string> kPolicyLossNames = {"ppo", "gspo", "cispo", "sapo", "reinforce"};
 inline const std::vector<std::string> kKlEstimatorNames = {"k1", "abs", "k2", "k3"};
 inline const std::vector<std::string> kRolloutLevelNames = {"token", "sequence", "geometric"};

@@ -12,6 +12,7 @@
 #include "cpu/kernels.h"
 #include "enums.h"
 #include "ops.h"
+#include "policy_args.h"
 #include "cpu/runtime.h"
 #include "runtime/cpu_device.h"
 
@@ -478,6 +479,47 @@ CpuOp LinearLogprobsBackward(Args& a) {
           [v = p.target_limit, ig = p.ignore_index](const Report& r) { return TargetMessage(r, v, ig); }};
 }
 
+// policyLoss: the options as policy_args.h reads them for both addons; the inputs and outputs as host
+// arrays of T = responseOffsets[R] elements (the offsets from 0 and non-decreasing: the kernel indexes
+// with them).
+CpuOp PolicyLoss(Args& a) {
+  Napi::Env env = a.Env();
+  const char* op = "policyLoss";
+  PolicyParams p{};
+  size_t n_ro = 0;
+  p.response_offsets = a.Buf<int32_t>("responseOffsets", &n_ro);
+  if (n_ro == 0) throw ArgError(env, "policyLoss: responseOffsets: expected R + 1 ≥ 1 elements");
+  p.responses = int64_t(n_ro) - 1;
+  const int32_t* ro = p.response_offsets;
+  bool ok = ro[0] == 0;
+  for (int64_t r = 0; ok && r < p.responses; ++r) ok = ro[r] <= ro[r + 1];
+  if (!ok) throw ArgError(env, "policyLoss: responseOffsets: expected non-decreasing values from 0");
+  const size_t T = size_t(ro[p.responses]);
+  // A [T] f32 array (optional: null when absent), its length checked.
+  auto f32 = [&](const char* key, bool optional, size_t want) -> float* {
+    size_t n = 0;
+    float* d = optional ? a.OptBuf<float>(key, &n) : a.Buf<float>(key, &n);
+    if (d || !optional) Need(env, op, key, n, want);
+    return d;
+  };
+  PolicyOptionsOf(a, p, [&](const char* key) { return f32(key, false, T); });
+  p.logprobs = f32("logprobs", false, T);
+  p.old_logprobs = f32("oldLogprobs", false, T);
+  p.advantages = f32("advantages", false, T);
+  p.entropy = f32("entropy", true, T);
+  size_t n_mask = 0;
+  p.mask = a.OptBuf<uint8_t>("mask", &n_mask);
+  if (p.mask) Need(env, op, "mask", n_mask, T);
+  p.loss_out = f32("outLoss", false, 1);
+  p.grad = f32("outGradLogprobs", false, T);
+  p.grad_entropy = f32("outGradEntropy", true, T);
+  p.token_loss = f32("outTokenLoss", true, T);
+  p.stats = f32("outStats", false, 13);
+  if ((p.entropy == nullptr) != (p.grad_entropy == nullptr))
+    throw ArgError(env, "policyLoss: entropy and outGradEntropy come together");
+  return {[p](const KernelTable& k, Pool* pool) { return k.policy_loss(p, pool); }};
+}
+
 }  // namespace
 
 Napi::Value CpuLmheadPlan(const Napi::CallbackInfo& info) {
@@ -519,6 +561,7 @@ const std::vector<OpSpec<CpuOp>>& CpuOps() {
       {"logprobStates", LogprobStates},
       {"mergeLogprobStates", MergeLogprobStates},
       {"linearLogprobsBackward", LinearLogprobsBackward},
+      {"policyLoss", PolicyLoss},
   };
   return kOps;
 }

@@ -16,6 +16,7 @@
 #include "cuda/thr.cuh"
 #include "enums.h"
 #include "ops.h"
+#include "policy_args.h"
 #include "runtime/cuda_device.h"
 
 namespace gkn {
@@ -368,56 +369,16 @@ CudaOp ThrReweight(Args& a) {
           [p](const LaunchEnv& l, Scratch& s, ErrorFlags*) { return gk::launch_thr_reweight(p, l, s); }};
 }
 
-// policyLoss: the KL keys come together with klEstimator, the rollout keys with rolloutLevel; without
-// them, those keys are unknown (Done() refuses them). tokens / sequences absent: counted on the device.
+// policyLoss: the options as policy_args.h reads them for both addons, the device pointers, the test hook.
 CudaOp PolicyLoss(Args& a) {
   gk::PolicyParams p;
+  PolicyOptionsOf(a, p, [&](const char* key) { return a.Ptr<const float>(key); });
   p.logprobs = a.Ptr<const float>("logprobs");
   p.old_logprobs = a.Ptr<const float>("oldLogprobs");
   p.advantages = a.Ptr<const float>("advantages");
   p.entropy = a.OptPtr<const float>("entropy");
   p.mask = a.OptPtr<const uint8_t>("mask");
   p.response_offsets = a.Vec<int32_t>("responseOffsets");
-  p.loss = static_cast<gk::PolicyLossKind>(a.Enum("loss", gk::kPolicyLossNames));
-  p.clip_low = static_cast<float>(a.Num("clipLow"));
-  p.clip_high = static_cast<float>(a.Num("clipHigh"));
-  p.dual_clip = static_cast<float>(a.Num("dualClip"));
-  p.log_ratio_clamp = static_cast<float>(a.Num("logRatioClamp"));
-  p.gspo_log_clamp = static_cast<float>(a.Num("gspoLogClamp"));
-  p.delta = static_cast<float>(a.Num("delta"));
-  p.cispo_cap = a.Bool("cispoCap");
-  p.sapo_tau_pos = static_cast<float>(a.Num("sapoTauPos"));
-  p.sapo_tau_neg = static_cast<float>(a.Num("sapoTauNeg"));
-  p.has_kl = a.Has("klEstimator");
-  if (p.has_kl) {
-    p.kl_estimator = static_cast<gk::KlEstimator>(a.Enum("klEstimator", gk::kKlEstimatorNames));
-    p.ref_logprobs = a.Ptr<const float>("refLogprobs");
-    p.kl_straight_through = a.Bool("klStraightThrough");
-    p.kl_coef = static_cast<float>(a.Num("klCoef"));
-    p.kl_input_clamp = static_cast<float>(a.Num("klInputClamp"));
-    p.kl_value_clamp = static_cast<float>(a.Num("klValueClamp"));
-    p.kl_value_clamp_all = a.Bool("klValueClampAll");
-    p.kl_token_mean = a.Enum("klAggregation", gk::kTermAggregationNames) == 1;
-  }
-  p.entropy_coef = static_cast<float>(a.Num("entropyCoef"));
-  p.entropy_token_mean = a.Enum("entropyAggregation", gk::kTermAggregationNames) == 1;
-  p.has_rollout = a.Has("rolloutLevel");
-  if (p.has_rollout) {
-    p.rollout_level = static_cast<gk::RolloutLevel>(a.Enum("rolloutLevel", gk::kRolloutLevelNames));
-    p.rollout_logprobs = a.Ptr<const float>("rolloutLogprobs");
-    p.rollout_mode = static_cast<gk::RolloutMode>(a.Enum("rolloutMode", gk::kRolloutModeNames));
-    p.rollout_lower = static_cast<float>(a.Num("rolloutLower"));
-    p.rollout_upper = static_cast<float>(a.Num("rolloutUpper"));
-    p.rollout_normalize = a.Bool("rolloutNormalize");
-    p.rollout_log_clamp = static_cast<float>(a.Num("rolloutLogClamp"));
-  }
-  p.aggregation = static_cast<gk::Aggregation>(a.Enum("aggregation", gk::kAggregationNames));
-  p.seq_clamp1 = a.Enum("seqTokenDivisor", gk::kSeqTokenDivisorNames) == 1;
-  p.norm_by_sequences = a.Bool("normBySequences");
-  p.scale_factor = static_cast<float>(a.Num("scaleFactor"));
-  p.ranks = static_cast<float>(a.Num("ranks"));
-  p.tokens = a.OptNum("tokens", -1);
-  p.sequences = a.OptNum("sequences", -1);
   p.chunk_responses = static_cast<int>(a.OptInt("chunkResponses", 0));  // test hook
   p.loss_out = a.Ptr<float>("outLoss");
   p.grad = a.Ptr<float>("outGradLogprobs");

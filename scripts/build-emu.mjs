@@ -105,9 +105,16 @@ const headers = [
   ...readdirSync(cuDir)
     .filter((n) => n.endsWith('.cuh'))
     .map((n) => join(cuDir, n)),
-  ...['args.h', 'device_wrap.h', 'enums.h', 'ops.h', 'runtime/jobs.h', 'runtime/cuda_device.h'].map((h) =>
-    join(root, 'native', h),
-  ),
+  ...[
+    'args.h',
+    'device_wrap.h',
+    'enums.h',
+    'policy_enums.h',
+    'policy_args.h',
+    'ops.h',
+    'runtime/jobs.h',
+    'runtime/cuda_device.h',
+  ].map((h) => join(root, 'native', h)),
   join(root, 'tools', 'cuda-emu', 'cuda_emu.h'),
 ];
 const newestHeader = Math.max(

@@ -13,11 +13,13 @@
 // portable path. So the kernel files include nothing with inline code of its own but this header (plain
 // aggregates, declarations) and their own ISA-namespaced simd.h, call C functions only (exp, log, malloc),
 // and reach the pool through pool_run (a function pointer and a context, no std::function).
+// policy.cc is one of them too; this header includes ../policy_enums.h for it (plain enums, no code).
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 
+#include "../policy_enums.h"
 #include "lmhead.h"
 
 namespace gk {
@@ -171,6 +173,47 @@ Report advantages(const AdvantagesParams&, Pool*);
 Report expand_to_tokens(const ExpandParams&, Pool*);
 Report whiten(const WhitenParams&, Pool*);
 
+// ------------------------------------------------------------------------------------------ policyLoss
+// policyLoss's arguments (policy.cc, POLICY.md): the options under the names of the cuda backend's
+// gk::PolicyParams (native/cuda/policy.cuh; native/policy_args.h fills both), in f64. "Off" clamps,
+// caps and bounds are +Inf.
+struct PolicyParams {
+  const float* logprobs;            // [T]
+  const float* old_logprobs;        // [T]
+  const float* advantages;          // [T]
+  const float* ref_logprobs;        // [T], with has_kl
+  const float* rollout_logprobs;    // [T], with has_rollout
+  const float* entropy;             // [T] or null
+  const uint8_t* mask;              // [T] or null (every token valid)
+  const int32_t* response_offsets;  // [R+1]: 0, non-decreasing, T (ops_cpu.cc checks)
+  int64_t responses;                // R
+  PolicyLossKind loss;
+  double clip_low, clip_high, dual_clip, log_ratio_clamp, gspo_log_clamp, delta;
+  bool cispo_cap;
+  double sapo_tau_pos, sapo_tau_neg;
+  bool has_kl;
+  KlEstimator kl_estimator;
+  bool kl_straight_through, kl_value_clamp_all, kl_token_mean;
+  double kl_coef, kl_input_clamp, kl_value_clamp;
+  double entropy_coef;
+  bool entropy_token_mean;
+  bool has_rollout;
+  RolloutLevel rollout_level;
+  RolloutMode rollout_mode;
+  double rollout_lower, rollout_upper, rollout_log_clamp;
+  bool rollout_normalize;
+  Aggregation aggregation;
+  bool seq_clamp1;         // seq-mean-token-mean divides by max(n, 1) (else n + 1e-8)
+  bool norm_by_sequences;  // seq-mean-token-sum-norm: D/(N_seq·K) (else verl's 1/K)
+  double scale_factor, ranks;
+  double tokens, sequences;  // the host's counts; < 0: counted by the kernel
+  float* loss_out;           // [1]
+  float* grad;               // [T]
+  float* grad_entropy;       // [T], with entropy
+  float* token_loss;         // [T] or null
+  float* stats;              // [13], POLICY_STATS order
+};
+
 // ------------------------------------------------------------------------------------------ kernels
 // One instruction set's kernels (the SIMD families); advantages.cc is scalar f64 and has one build.
 struct KernelTable {
@@ -180,6 +223,7 @@ struct KernelTable {
   Report (*gather_probs)(const GatherProbsParams&, Pool*);
   Report (*token_hidden_reward)(const ThrParams&, Pool*);
   Report (*thr_reweight)(const ThrReweightParams&, Pool*);
+  Report (*policy_loss)(const PolicyParams&, Pool*);
   // Benchmarks only (probe.cc): FLOPs of one run of `iters` FMA steps on every pool thread; one
   // streaming read of an array (returns a checksum); one copy of `bytes` bytes from src to dst.
   double (*fma_probe)(Pool*, int64_t iters);
@@ -214,6 +258,7 @@ struct KernelTable {
   Report gather_probs(const GatherProbsParams&, Pool*);                       \
   Report token_hidden_reward(const ThrParams&, Pool*);                        \
   Report thr_reweight(const ThrReweightParams&, Pool*);                       \
+  Report policy_loss(const PolicyParams&, Pool*);                             \
   double fma_probe(Pool*, int64_t);                                           \
   double read_probe(Pool*, const void*, size_t);                              \
   void copy_probe(Pool*, const void*, void*, size_t);                         \

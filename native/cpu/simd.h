@@ -522,6 +522,186 @@ inline VF exp2_full(VF t) {
 #undef GK_LANES
 #endif
 
+// ------------------------------------------------------------------------------ lane masks and selects
+// VM: one boolean per lane (all bits set: true), for kernels whose per-token branches become selects
+// (native/cpu/policy.cc). Comparisons are ordered (a NaN lane is false) except neq (a NaN lane is
+// true, as IEEE's !=). clamp_hi(x, hi) is min with NaN in x kept (clamp_lo's twin). pow2_biased(b):
+// 2^n where b = n + kRoundBias holds n + 127 ∈ [0, 255] in its low mantissa bits (the exponentials'
+// bias trick: 0 gives +0).
+#if GK_SIMD_AVX2
+struct VM {
+  __m256 m;
+};
+inline VM lt(VF a, VF b) { return {_mm256_cmp_ps(a.v, b.v, _CMP_LT_OQ)}; }
+inline VM le(VF a, VF b) { return {_mm256_cmp_ps(a.v, b.v, _CMP_LE_OQ)}; }
+inline VM gt(VF a, VF b) { return {_mm256_cmp_ps(a.v, b.v, _CMP_GT_OQ)}; }
+inline VM ge(VF a, VF b) { return {_mm256_cmp_ps(a.v, b.v, _CMP_GE_OQ)}; }
+inline VM neq(VF a, VF b) { return {_mm256_cmp_ps(a.v, b.v, _CMP_NEQ_UQ)}; }
+inline VM mand(VM a, VM b) { return {_mm256_and_ps(a.m, b.m)}; }
+inline VM mor(VM a, VM b) { return {_mm256_or_ps(a.m, b.m)}; }
+inline VM mandnot(VM a, VM b) { return {_mm256_andnot_ps(b.m, a.m)}; }  // a and not b
+inline VM mask_of(bool b) { return {_mm256_castsi256_ps(_mm256_set1_epi32(b ? -1 : 0))}; }
+inline int mbits(VM a) { return _mm256_movemask_ps(a.m); }  // bit i: lane i
+inline VF blend(VM m, VF yes, VF no) { return {_mm256_blendv_ps(no.v, yes.v, m.m)}; }
+inline VF keep(VM m, VF a) { return {_mm256_and_ps(m.m, a.v)}; }  // false lanes: +0
+inline VF clamp_hi(VF x, VF hi) { return {_mm256_min_ps(hi.v, x.v)}; }
+inline VF divide(VF a, VF b) { return {_mm256_div_ps(a.v, b.v)}; }
+// Lane i: p[i] ≠ 0 (8 bytes read).
+inline VM nonzero_u8(const uint8_t* p) {
+  const __m256i w = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)));
+  return {_mm256_cmp_ps(_mm256_cvtepi32_ps(w), _mm256_setzero_ps(), _CMP_NEQ_OQ)};
+}
+inline VF pow2_biased(VF b) { return {_mm256_castsi256_ps(_mm256_slli_epi32(_mm256_castps_si256(b.v), 23))}; }
+
+#elif defined(__GNUC__) || defined(__clang__)
+#define GK_BOTH(expr_lo, expr_hi) \
+  r_.lo = (expr_lo);              \
+  r_.hi = (expr_hi);              \
+  return r_
+struct VM {
+  v4i lo, hi;
+};
+inline VM lt(VF a, VF b) {
+  VM r_;
+  GK_BOTH(a.lo < b.lo, a.hi < b.hi);
+}
+inline VM le(VF a, VF b) {
+  VM r_;
+  GK_BOTH(a.lo <= b.lo, a.hi <= b.hi);
+}
+inline VM gt(VF a, VF b) {
+  VM r_;
+  GK_BOTH(a.lo > b.lo, a.hi > b.hi);
+}
+inline VM ge(VF a, VF b) {
+  VM r_;
+  GK_BOTH(a.lo >= b.lo, a.hi >= b.hi);
+}
+inline VM neq(VF a, VF b) {
+  VM r_;
+  GK_BOTH(a.lo != b.lo, a.hi != b.hi);
+}
+inline VM mand(VM a, VM b) {
+  VM r_;
+  GK_BOTH(a.lo & b.lo, a.hi & b.hi);
+}
+inline VM mor(VM a, VM b) {
+  VM r_;
+  GK_BOTH(a.lo | b.lo, a.hi | b.hi);
+}
+inline VM mandnot(VM a, VM b) {
+  VM r_;
+  GK_BOTH(a.lo & ~b.lo, a.hi & ~b.hi);
+}
+inline VM mask_of(bool b) {
+  const int32_t x = b ? -1 : 0;
+  VM r_;
+  GK_BOTH(((v4i){x, x, x, x}), ((v4i){x, x, x, x}));
+}
+inline int mbits(VM a) {
+  int r = 0;
+  for (int i = 0; i < 4; ++i) r |= ((a.lo[i] & 1) << i) | ((a.hi[i] & 1) << (i + 4));
+  return r;
+}
+inline VF blend(VM m, VF yes, VF no) {
+  VF r_;
+  GK_BOTH(sel(m.lo, yes.lo, no.lo), sel(m.hi, yes.hi, no.hi));
+}
+inline VF keep(VM m, VF a) {
+  VF r_;
+  GK_BOTH((v4f)((v4i)a.lo & m.lo), (v4f)((v4i)a.hi & m.hi));
+}
+inline VF clamp_hi(VF x, VF hi) {
+  VF r_;
+  GK_BOTH(sel(x.lo > hi.lo, hi.lo, x.lo), sel(x.hi > hi.hi, hi.hi, x.hi));
+}
+inline VF divide(VF a, VF b) {
+  VF r_;
+  GK_BOTH(a.lo / b.lo, a.hi / b.hi);
+}
+inline VM nonzero_u8(const uint8_t* p) {
+  VM r_;
+  GK_BOTH(((v4i){-(p[0] != 0), -(p[1] != 0), -(p[2] != 0), -(p[3] != 0)}),
+          ((v4i){-(p[4] != 0), -(p[5] != 0), -(p[6] != 0), -(p[7] != 0)}));
+}
+inline VF pow2_biased(VF b) {
+  VF r_;
+  GK_BOTH((v4f)((v4u)b.lo << 23), (v4f)((v4u)b.hi << 23));
+}
+#undef GK_BOTH
+
+#else
+#define GK_LANES for (int i_ = 0; i_ < kLanes; ++i_)
+struct VM {
+  int32_t v[kLanes];
+};
+#define GK_CMP(name, op)                    \
+  inline VM name(VF a, VF b) {              \
+    VM r;                                   \
+    GK_LANES r.v[i_] = -(a.v[i_] op b.v[i_]); \
+    return r;                               \
+  }
+GK_CMP(lt, <)
+GK_CMP(le, <=)
+GK_CMP(gt, >)
+GK_CMP(ge, >=)
+GK_CMP(neq, !=)
+#undef GK_CMP
+inline VM mand(VM a, VM b) {
+  GK_LANES a.v[i_] &= b.v[i_];
+  return a;
+}
+inline VM mor(VM a, VM b) {
+  GK_LANES a.v[i_] |= b.v[i_];
+  return a;
+}
+inline VM mandnot(VM a, VM b) {
+  GK_LANES a.v[i_] &= ~b.v[i_];
+  return a;
+}
+inline VM mask_of(bool b) {
+  VM r;
+  GK_LANES r.v[i_] = b ? -1 : 0;
+  return r;
+}
+inline int mbits(VM a) {
+  int r = 0;
+  GK_LANES r |= (a.v[i_] & 1) << i_;
+  return r;
+}
+inline VF blend(VM m, VF yes, VF no) {
+  GK_LANES no.v[i_] = m.v[i_] ? yes.v[i_] : no.v[i_];
+  return no;
+}
+inline VF keep(VM m, VF a) {
+  GK_LANES a.v[i_] = m.v[i_] ? a.v[i_] : 0.0f;
+  return a;
+}
+inline VF clamp_hi(VF x, VF hi) {
+  GK_LANES x.v[i_] = x.v[i_] > hi.v[i_] ? hi.v[i_] : x.v[i_];
+  return x;
+}
+inline VF divide(VF a, VF b) {
+  GK_LANES a.v[i_] /= b.v[i_];
+  return a;
+}
+inline VM nonzero_u8(const uint8_t* p) {
+  VM r;
+  GK_LANES r.v[i_] = -(p[i_] != 0);
+  return r;
+}
+inline VF pow2_biased(VF b) {
+  GK_LANES {
+    uint32_t bits;
+    memcpy(&bits, &b.v[i_], 4);
+    bits <<= 23;
+    memcpy(&b.v[i_], &bits, 4);
+  }
+  return b;
+}
+#undef GK_LANES
+#endif
+
 // ------------------------------------------------------------------------------ streaming stores
 // Elements before column j0 of `row` that are ahead of the next stream-aligned address (32 bytes for
 // f32, 16 for f16/bf16: one vector of 8), 0 when the portable build has no streaming stores.

@@ -13,7 +13,9 @@ namespace gk {
 // kTermAggregationNames, kSeqTokenDivisorNames): native/enums.h.
 
 // policyLoss's arguments (src/backends/backend.ts PolicyLossArgs; the TypeScript side is
-// NativePolicyLossArgs in src/backends/cuda/native.ts). "Off" clamps, caps and bounds are +Inf.
+// NativePolicyLossArgs in src/backends/cuda/native.ts, its keys shared with the cpu backend's
+// gk::cpu::PolicyParams: native/policy_args.h reads the options of both). "Off" clamps, caps and bounds
+// are +Inf.
 struct PolicyParams {
   const float* logprobs = nullptr;      // [T]
   const float* old_logprobs = nullptr;  // [T]

@@ -1727,7 +1727,7 @@ function wholeLossCase(): Case {
   };
 }
 
-function concat(parts: PolicyData[]): PolicyData {
+export function concat(parts: PolicyData[]): PolicyData {
   const offsets: number[] = [0];
   for (const p of parts)
     for (let r = 1; r < p.offsets.length; r++)

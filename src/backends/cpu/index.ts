@@ -17,7 +17,6 @@ import { GrpoKernelsError } from '../../errors.js';
 import { loadedNativeAddon, loadNativeAddon } from '../addon.js';
 import type { Backend, BackendOptions, DeviceInfo } from '../backend.js';
 import { jsAdvantages } from '../js/advantages.js';
-import { jsPolicyLoss } from '../js/policy.js';
 import { cpuAdvantages, cpuExpandToTokens, cpuWhiten } from './advantages.js';
 import { viaReference } from './fallback.js';
 import {
@@ -29,6 +28,7 @@ import {
 } from './lmhead.js';
 import { cpuGatherProbs, cpuLogprobs, cpuLogprobsBackward } from './logprobs.js';
 import { type NativeCpuDevice, native } from './native.js';
+import { cpuPolicyLoss } from './policy.js';
 import { CpuQueue, cpuTensor } from './storage.js';
 import { cpuThrAggregate, cpuThrReweight, cpuThrScore, cpuTokenHiddenReward } from './thr.js';
 
@@ -123,7 +123,7 @@ export async function createCpuBackend(options: BackendOptions): Promise<Backend
     thrReweight: (a) => cpuThrReweight(q, a),
     thrAggregate: (a) => cpuThrAggregate(q, a),
     thrScore: (a) => cpuThrScore(q, a),
-    policyLoss: (a) => viaReference(q, jsPolicyLoss, a),
+    policyLoss: (a) => cpuPolicyLoss(q, a),
     synchronize: () => native(() => dev.synchronize()),
     copyProbe: (bytes) => native(() => dev.copyProbe(bytes)),
     dispose() {

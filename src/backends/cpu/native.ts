@@ -15,6 +15,7 @@ import type {
   ThrPrecision,
   WhitenVarianceEps,
 } from '../backend.js';
+import type { NativePolicyLossArgsOf } from '../policy-native.js';
 
 type FloatDTypeName = 'f32' | 'f16' | 'bf16';
 /** f32 logits or hidden states, or f16/bf16 bits. */
@@ -225,6 +226,8 @@ export interface NativeCpuLinearLogprobsBackwardArgs extends NativeCpuLinearHead
   /** Test hook: columns per block of the input-dtype gradWeight pass (absent: the plan's). */
   accCols?: number;
 }
+/** gk::cpu::PolicyParams (native/cpu/kernels.h): the keys both addons share (src/backends/policy-native.ts). */
+export type NativeCpuPolicyLossArgs = NativePolicyLossArgsOf<Float32Array, Uint8Array>;
 /** cpuLmheadPlan's argument: a shape, and the threads and LM-head build of a device (info()). */
 export interface NativeCpuLmheadPlanArgs {
   rows: number;
@@ -286,6 +289,7 @@ export interface NativeCpuDevice {
   logprobStates(args: NativeCpuLogprobStatesArgs): Promise<void>;
   mergeLogprobStates(args: NativeCpuMergeLogprobStatesArgs): Promise<void>;
   linearLogprobsBackward(args: NativeCpuLinearLogprobsBackwardArgs): Promise<void>;
+  policyLoss(args: NativeCpuPolicyLossArgs): Promise<void>;
   /** fmaProbe at the LM head's vector width (16 lanes with its AVX-512 build), FLOP/s. */
   lmheadFmaProbe(): Promise<number>;
   close(): void;

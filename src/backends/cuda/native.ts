@@ -5,20 +5,14 @@
  */
 import { fromNativeErrorOf } from '../addon.js';
 import type {
-  Aggregation,
   Estimator,
-  KlEstimator,
   NanRewardPolicy,
-  PolicyLossKind,
-  RolloutLevel,
-  RolloutMode,
   ScaleKind,
-  SeqTokenDivisor,
   SingletonPolicy,
   StdKind,
-  TermAggregation,
   WhitenVarianceEps,
 } from '../backend.js';
+import type { NativePolicyLossArgsOf } from '../policy-native.js';
 
 export {
   loadedNativeAddon,
@@ -256,68 +250,14 @@ export interface NativeAdvantagesArgs extends Poisonable {
   outDegenerate: bigint;
 }
 
-/** The KL keys of policyLoss: all present (klEstimator first) or all absent. */
-interface NativePolicyKl {
-  klEstimator: KlEstimator;
-  refLogprobs: bigint;
-  klStraightThrough: boolean;
-  klCoef: number;
-  klInputClamp: number;
-  klValueClamp: number;
-  klValueClampAll: boolean;
-  klAggregation: TermAggregation;
-}
-/** The rollout-correction keys of policyLoss: all present (rolloutLevel first) or all absent. */
-interface NativePolicyRollout {
-  rolloutLevel: RolloutLevel;
-  rolloutLogprobs: bigint;
-  rolloutMode: RolloutMode;
-  rolloutLower: number;
-  rolloutUpper: number;
-  rolloutNormalize: boolean;
-  rolloutLogClamp: number;
-}
 /**
- * gk::PolicyParams (native/cuda/policy.cuh). "Off" clamps and caps are Infinity. The KL keys and the
- * rollout keys are each all present or all absent (the addon refuses a lone one as unknown).
+ * gk::PolicyParams (native/cuda/policy.cuh): the keys both addons share (src/backends/policy-native.ts)
+ * with device pointers, and the test hook.
  */
 export type NativePolicyLossArgs = Poisonable &
-  Partial<NativePolicyKl> &
-  Partial<NativePolicyRollout> & {
-    logprobs: bigint;
-    oldLogprobs: bigint;
-    advantages: bigint;
-    entropy?: bigint;
-    mask?: bigint;
-    responseOffsets: Int32Array;
-    loss: PolicyLossKind;
-    clipLow: number;
-    clipHigh: number;
-    dualClip: number;
-    logRatioClamp: number;
-    gspoLogClamp: number;
-    delta: number;
-    cispoCap: boolean;
-    sapoTauPos: number;
-    sapoTauNeg: number;
-    entropyCoef: number;
-    entropyAggregation: TermAggregation;
-    aggregation: Aggregation;
-    seqTokenDivisor: SeqTokenDivisor;
-    normBySequences: boolean;
-    scaleFactor: number;
-    ranks: number;
-    /** Host counts; absent: counted on the device. */
-    tokens?: number;
-    sequences?: number;
+  NativePolicyLossArgsOf<bigint, bigint> & {
     /** Test hook: responses per block (a multiple of 8). */
     chunkResponses?: number;
-    outLoss: bigint;
-    outGradLogprobs: bigint;
-    /** With entropy. */
-    outGradEntropy?: bigint;
-    outTokenLoss?: bigint;
-    outStats: bigint;
   };
 
 export interface NativeDeviceInfo {

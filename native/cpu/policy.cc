@@ -1,0 +1,737 @@
+// policyLoss on the native cpu backend (POLICY.md): the surrogate (ppo, gspo, cispo, sapo, reinforce),
+// the KL penalty, the entropy bonus, rollout correction and the five aggregations, with the exact
+// gradient dloss/dℓ_t (and dloss/dH_t), the per-token loss and the 13 statistics (POLICY_STATS order).
+// The definitions, in the order they are evaluated, are the float64 reference's
+// (src/backends/js/policy.ts); the twins are native/cuda/policy.cu and shaders/policy.wgsl. Compiled
+// once per instruction set (gk::cpu::avx2, gk::cpu::portable; native/cpu/kernels.h).
+//
+// WORK. An item is a block of B = clamp(⌈R/64⌉, 8, 256) consecutive responses (the last block may be
+//   short): about 64 items from 512 responses on (R/8 below), so that the pool has work to share, and
+//   the blocks depend on R alone (never on the thread count).
+//   Pass A, per response in order: only where something needs it (a mask: n_r; gspo: Σ(ℓ − ℓ°);
+//     sequence or geometric rollout correction: Σλ, λ = ℓ° − ℓᵛ), the valid tokens' sums, vector k of
+//     the response holding its tokens t0 + 8k .. t0 + 8k + 7 in lanes 0..7 (positions relative to the
+//     response's start), each lane's f32 terms summed in f64, the lanes added in a fixed tree. Then
+//     the response's scalars in f64 (log s_r and ρ_r = e^{min(log s_r, c_g)}, its rollout weight, a_r
+//     and the coefficients below), each rounded once to f32, into a table of the item's responses (one
+//     set for all when none of them differs between responses: no seq-mean-token-mean, gspo or
+//     per-response weight).
+//   Pass B, over the item's tokens in vectors of 8 from its first token (short responses share a
+//     vector): each lane takes its own response's scalars (blended in at each response's first lane);
+//     every per-token branch of the reference is a select (both sides computed, blended by a lane
+//     mask). A token's outputs are elementwise in its own inputs and its response's scalars, so their
+//     bits do not depend on the lane it lands in. The outputs are stored (a masked token gets 0 in
+//     each), whole vectors but the item's last, whose lanes past the item are left alone (the next
+//     item's tokens belong to another thread); loads past the arrays' end go lane by lane. The sums
+//     are accumulated per lane in f32 (valid lanes only), flushed into f64 lanes every kFlush = 16
+//     vectors and at the item's end, so no f32 chain holds more than 16 terms; then the f64 lanes are
+//     added in a fixed tree into the item's record, the counts kept as popcounts of lane masks.
+//   A response's token outputs are thus a function of its own tokens and the call's global scales,
+//   whatever its position, its batch or the thread count (test/cases/policy.ts "batch invariance",
+//   test/cpu-native/policy.test.ts). The records are folded in item order on the calling thread, in
+//   f64, into the loss and the statistics: the same bits for any thread count.
+//   Scales. The aggregation's G, G_tm and 1/W̄ need the batch's counts (valid tokens, nonempty
+//   sequences) and, to normalise the rollout weights, their sum; the host gives the counts whenever it
+//   holds the mask (src/api/policy.ts). When it does not, or the weights are normalised, a first
+//   parallel pass (counts_item: pass A, and the token-level weights) gathers them per item, folded the
+//   same way, before pass B.
+//
+// CHOICES. The loss, the KL estimator (or none) and the rollout level (none, token, or a per-response
+//   weight) pick one of 5 × 5 × 3 instantiations of the item's loop before it runs (template
+//   parameters). The cispo cap, the KL value clamp and straight-through, and the rollout mode
+//   (truncate or mask) are uniform lane masks (both sides computed, blended); entropy, the mask, the
+//   tokenLoss output and the per-response table are branches on the call's flags, the same for every
+//   vector.
+//
+// PER TOKEN (f32; G = the aggregation's scale, W̄ the rollout weights' mean or 1, per response
+//   c_pg = G·a_r/W̄ (·w_r per response), c_kl = β·G_kl·a^kl_r, c_H = −c_H·G_H·a^H_r):
+//   gradLogprobs = c_pg·w·∂L/∂ℓ + c_kl·∂KL/∂ℓ,  gradEntropy = c_H,  tokenLoss = (w/W̄)·L + β·KL − c_H·H,
+//   and the loss is Σ over valid tokens of c_pg·w·L + c_kl·KL + c_H·H (= G·Σ a_r S_r/W̄ + β·G_kl·Σ … ,
+//   POLICY.md's aggregation, the terms weighted per token instead of per response).
+//   Exponentials (the ratio, k3's e^y, the rollout weight, sapo's sigmoid): e^x = 2^n·e^r with
+//   n = round(x·log2 e), r = x − n·ln2 in two parts (Cody and Waite: n·C1 exact), e^r by Cephes' expf
+//   polynomial (1 + r + r²·P(r), P of degree 5) and 2^n from the exponent bits: within 2 ulp of e^x
+//   (measured 0.97 ulp over [−20, 20] on both builds, test/cpu-native/policy.test.ts); a result below
+//   2^-126 may be flushed to +0 (as simd.h's exp2), past 88 the lane takes libm's expf.
+// BYTES per token: 3 to 6 f32 inputs (ℓ, ℓ°, A; ℓʳ, ℓᵛ, H) and the u8 mask read once from memory (pass
+//   A, where it runs, reads an item's inputs first: ~100 KB, pass B's second read comes from L2), 1
+//   to 3 f32 outputs written; 4·(R+1) bytes of offsets. FLOPs: ~40 per token and ~20 more per
+//   exponential (1 to 4 per token): compute-bound on one core. Measured (bench/RESULTS.md, "Native cpu
+//   policyLoss"; ppo + k3 KL + entropy + token rollout weights, 64k responses of 1–31 tokens): 3.8 ns
+//   per token per core (bench/cpu/policy-harness.sh), 59-60% of a streaming read of the same bytes on
+//   the 2-core machine under load; the portable build 11.7 ns.
+// NUMERICS. f32 per token as the cuda kernels, sums as described (f32 chains of ≤ 16 terms, f64 past
+//   them), the response scalars and the final loss and statistics in f64. 0/0 (no valid token) is NaN
+//   as in the reference; NaN inputs propagate through the clamps (ratio min and max become NaN with
+//   any NaN ratio, as the reference's Math.min and Math.max).
+#include "kernels.h"
+#include "simd.h"
+
+#include <stdlib.h>
+
+namespace gk {
+namespace cpu {
+namespace GK_CPU_ISA {
+namespace {
+
+constexpr int64_t kBlock = 256;  // responses per work item at most (Job::block)
+constexpr int kFlush = 16;       // vectors between flushes of the f32 lane sums into f64
+constexpr int kNumStats = 13;
+constexpr float kInfF = __builtin_inff();
+
+constexpr int kNoKl = -1;                                 // template value: no KL term
+constexpr int kRollNone = 0, kRollToken = 1, kRollSeq = 2;  // rollout: none, per token, per response
+constexpr int kPpo = int(PolicyLossKind::Ppo), kGspo = int(PolicyLossKind::Gspo),
+              kCispo = int(PolicyLossKind::Cispo), kSapo = int(PolicyLossKind::Sapo);
+constexpr int kK1 = int(KlEstimator::K1), kAbs = int(KlEstimator::Abs), kK2 = int(KlEstimator::K2),
+              kK3 = int(KlEstimator::K3);
+
+alignas(32) constexpr float kIota[kLanes] = {0, 1, 2, 3, 4, 5, 6, 7};
+
+inline int64_t imin(int64_t a, int64_t b) { return a < b ? a : b; }
+inline double dmax(double a, double b) { return a > b ? a : b; }
+// clamp(x, lo, hi) with NaN kept (the reference's Math.min(Math.max(x, lo), hi)).
+inline double dclamp(double x, double lo, double hi) { return x < lo ? lo : x > hi ? hi : x; }
+inline VF vclamp(VF x, VF lo, VF hi) { return clamp_hi(clamp_lo(x, lo), hi); }
+
+// ------------------------------------------------------------------------------------ lanes and memory
+inline int popcount(VM m) { return __builtin_popcount(unsigned(mbits(m))); }
+// Lanes [0, count) (count ≥ 8: all).
+inline VM first_lanes(int64_t count) {
+  return count >= kLanes ? mask_of(true) : lt(load(kIota), set1(float(count)));
+}
+// Eight floats from p, or `count` < 8 of them (the rest 0).
+inline VF load_n(const float* p, int64_t count) {
+  if (count >= kLanes) return load(p);
+  alignas(32) float t[kLanes] = {};
+  for (int64_t i = 0; i < count; ++i) t[i] = p[i];
+  return load(t);
+}
+inline VM mask_n(const uint8_t* p, int64_t count) {
+  if (count >= kLanes) return nonzero_u8(p);
+  uint8_t t[kLanes] = {};
+  for (int64_t i = 0; i < count; ++i) t[i] = p[i];
+  return nonzero_u8(t);
+}
+// Stores the first `count` lanes of v (count ≥ 8: all).
+inline void store_n(float* p, VF v, int64_t count) {
+  if (count >= kLanes) return store(p, v);
+  alignas(32) float t[kLanes];
+  store(t, v);
+  for (int64_t i = 0; i < count; ++i) p[i] = t[i];
+}
+
+// e^x (the header's EXPONENTIALS): n = round(x·log2 e) by the bias trick (b holds n + 127),
+// r = (x − n·C1) − n·C2, e^r = 1 + r + r²·P(r) (Cephes' expf polynomial), times 2^n from b's bits. x is
+// clamped below at −88 (n = −127: +0), NaN kept; past 88 a lane takes libm's expf.
+constexpr float kExpC1 = 0.693359375f, kExpC2 = -2.12194440e-4f;  // ln 2 = C1 + C2, C1 of 9 bits
+constexpr float kExpP[6] = {1.9875691500e-4f, 1.3981999507e-3f, 8.3334519073e-3f,
+                            4.1665795894e-2f, 1.6666665459e-1f, 5.0000001201e-1f};
+inline VF exp_e(VF x) {
+  const VF xc = clamp_lo(x, set1(-88.0f));
+  const VF b = fmadd(xc, set1(kLog2e), set1(kRoundBias));
+  const VF n = sub(b, set1(kRoundBias));
+  const VF r = fnmadd(n, set1(kExpC2), fnmadd(n, set1(kExpC1), xc));
+  VF q = set1(kExpP[0]);
+  for (int i = 1; i < 6; ++i) q = fmadd(q, r, set1(kExpP[i]));
+  VF y = mul(add(fmadd(q, mul(r, r), r), set1(1.0f)), pow2_biased(b));
+  const int big = mbits(gt(x, set1(88.0f)));
+  if (big) {
+    alignas(32) float xs[kLanes], ys[kLanes];
+    store(xs, x);
+    store(ys, y);
+    for (int i = 0; i < kLanes; ++i)
+      if (big & (1 << i)) ys[i] = __builtin_expf(xs[i]);
+    y = load(ys);
+  }
+  return y;
+}
+
+// ------------------------------------------------------------------------------------ the call
+// The call's constants as the token loop uses them (f32, rounded once from the f64 options).
+struct Consts {
+  VF one, neg1, zero, inf, ninf;
+  VF lo, hi, cap, delta, dual, lclamp, nlclamp;  // 1 − ε_low, 1 + ε_high, cispo's cap, δ, c, ±c_Δ
+  VF f4_pos, f4_neg, tau_pos, tau_neg;           // sapo: 4/τ and τ by the sign of A
+  VM cispo_cap;
+  VF kl_in, nkl_in, kl_val, nkl_val, beta;  // k3's input clamp, the value clamp, β
+  VM kl_vclamp, kl_st;                      // clamp the value (k3, or every estimator); straight-through
+  VF ent_coef;                              // c_H
+  VF r_lo, r_hi, r_clamp, nr_clamp;         // rollout bounds and λ's clamp
+  VM r_mask;                                // rollout mode mask (else truncate)
+};
+
+Consts consts_of(const PolicyParams& p) {
+  Consts k;
+  k.one = set1(1.0f);
+  k.neg1 = set1(-1.0f);
+  k.zero = zero();
+  k.inf = set1(kInfF);
+  k.ninf = set1(-kInfF);
+  k.lo = set1(float(1.0 - p.clip_low));
+  k.hi = set1(float(1.0 + p.clip_high));
+  k.cap = set1(float(p.clip_high));
+  k.delta = set1(float(p.delta));
+  k.dual = set1(float(p.dual_clip));
+  k.lclamp = set1(float(p.log_ratio_clamp));
+  k.nlclamp = set1(-float(p.log_ratio_clamp));
+  k.f4_pos = set1(float(4.0 / p.sapo_tau_pos));
+  k.f4_neg = set1(float(4.0 / p.sapo_tau_neg));
+  k.tau_pos = set1(float(p.sapo_tau_pos));
+  k.tau_neg = set1(float(p.sapo_tau_neg));
+  k.cispo_cap = mask_of(p.cispo_cap);
+  k.kl_in = set1(float(p.kl_input_clamp));
+  k.nkl_in = set1(-float(p.kl_input_clamp));
+  k.kl_val = set1(float(p.kl_value_clamp));
+  k.nkl_val = set1(-float(p.kl_value_clamp));
+  k.beta = set1(float(p.kl_coef));
+  k.kl_vclamp = mask_of(p.kl_estimator == KlEstimator::K3 || p.kl_value_clamp_all);
+  k.kl_st = mask_of(p.kl_straight_through);
+  k.ent_coef = set1(float(p.entropy_coef));
+  k.r_lo = set1(float(p.rollout_lower));
+  k.r_hi = set1(float(p.rollout_upper));
+  k.r_clamp = set1(float(p.rollout_log_clamp));
+  k.nr_clamp = set1(-float(p.rollout_log_clamp));
+  k.r_mask = mask_of(p.rollout_mode == RolloutMode::Mask);
+  return k;
+}
+
+// The aggregation's scales (f64): G, G_tm, G of the KL and of the entropy term, 1/W̄.
+struct Scales {
+  double g, g_tm, g_kl, g_h, inv_wbar;
+};
+
+// An item's record: sums in f64 (the loss; the statistics' Σ−Δ, Σρ, ΣKL, ΣH, Σw, Σw²), counts exact
+// (valid tokens, nonempty sequences, clipped, lower-clipped, rollout weights, weights outside the
+// bounds), the ratio's min and max.
+enum SumField : int { kSLoss, kSPpoKl, kSRatio, kSKl, kSEnt, kSWeight, kSWeightSq, kNumSums };
+enum CountField : int { kCTokens, kCSequences, kCClip, kCLower, kCWeights, kCWeightsOut, kNumCounts };
+struct Part {
+  double sum[kNumSums];
+  int64_t count[kNumCounts];
+  float ratio_min, ratio_max;
+};
+
+Part part_empty() {
+  Part q{};
+  q.ratio_min = kInfF;
+  q.ratio_max = -kInfF;
+  return q;
+}
+
+using ItemFn = void (*)(void* ctx, int64_t item, int worker);
+
+struct Job {
+  const PolicyParams* p;
+  int64_t T, R;
+  int64_t block;        // responses per item (the header's WORK)
+  bool need_d, need_l;  // pass A's sums: gspo's Σ(ℓ − ℓ°), the rollout's Σλ
+  bool pass_a;          // pass A runs: those, or the mask's count
+  bool per_response;    // the scalars of pass B differ between responses (else all are `same`'s)
+  Consts k;
+  Scales s;
+  Part* parts;  // [items]
+};
+
+// ------------------------------------------------------------------------------------ per response
+// Pass A's sums over a response's valid tokens.
+struct Sums {
+  int64_t n;
+  double d, l;
+};
+
+Sums response_sums(const Job& J, int64_t t0, int64_t t1) {
+  const PolicyParams& p = *J.p;
+  Sums s{t1 - t0, 0.0, 0.0};
+  if (!J.need_d && !J.need_l) {
+    if (p.mask) {
+      int64_t n = 0;
+      for (int64_t t = t0; t < t1; ++t) n += p.mask[t] != 0;
+      s.n = n;
+    }
+    return s;
+  }
+  VD d = dzero(), l = dzero();
+  int64_t n = 0;
+  for (int64_t t = t0; t < t1; t += kLanes) {
+    const int64_t room = J.T - t;  // loads past the arrays' end go lane by lane
+    VM v = first_lanes(t1 - t);
+    if (p.mask) v = mand(v, mask_n(p.mask + t, room));
+    n += popcount(v);
+    const VF o = load_n(p.old_logprobs + t, room);
+    if (J.need_d) dacc(d, keep(v, sub(load_n(p.logprobs + t, room), o)));
+    if (J.need_l) dacc(l, keep(v, sub(o, load_n(p.rollout_logprobs + t, room))));
+  }
+  s.n = n;
+  s.d = dsum(d);
+  s.l = dsum(l);
+  return s;
+}
+
+// A raw rollout weight after truncate or mask; `outside`: it was outside [lower, upper] (NaN is).
+double correct_weight(const PolicyParams& p, double raw, bool& outside) {
+  const bool ok = raw >= p.rollout_lower && raw <= p.rollout_upper;
+  outside = !ok;
+  if (p.rollout_mode == RolloutMode::Mask) return ok ? raw : 0.0;
+  return dclamp(raw, p.rollout_lower, p.rollout_upper);
+}
+
+// A response's per-response rollout weight (sequence or geometric level), rounded to f32.
+float sequence_weight(const PolicyParams& p, const Sums& s, bool& outside) {
+  const double nf = dmax(double(s.n), 1.0);
+  const double lam = p.rollout_level == RolloutLevel::Geometric ? s.l / nf : s.l;
+  const double c = p.rollout_log_clamp;
+  return float(correct_weight(p, __builtin_exp(dclamp(lam, -c, c)), outside));
+}
+
+// The response's scalars of pass B (f32, each rounded once from f64).
+struct Resp {
+  float rho, drho;  // gspo: ρ_r = e^{min(log s_r, c_g)} and dρ/dℓ
+  float c_pg;       // G·a_r/W̄ (·w_r for a per-response weight)
+  float u_w;        // 1/W̄ (·w_r)
+  float c_kl;       // β·G_kl·a^kl_r
+  float c_h;        // −c_H·G_H·a^H_r
+};
+
+// Also adds a per-response rollout weight's statistics to `part` (nonempty responses only).
+Resp response_scalars(const Job& J, const Sums& s, Part& part) {
+  const PolicyParams& p = *J.p;
+  const Scales& S = J.s;
+  Resp q{};
+  const double nf = dmax(double(s.n), 1.0);
+  if (p.loss == PolicyLossKind::Gspo) {
+    const double log_s = s.d / nf;
+    const double c = p.gspo_log_clamp;
+    q.rho = float(__builtin_exp(log_s > c ? c : log_s));  // NaN kept
+    q.drho = log_s <= c ? q.rho : 0.0f;
+  }
+  double w = 1.0;
+  if (p.has_rollout && p.rollout_level != RolloutLevel::Token) {
+    bool outside = false;
+    const float wf = sequence_weight(p, s, outside);
+    w = wf;
+    if (s.n > 0) {
+      part.sum[kSWeight] += w;
+      part.sum[kSWeightSq] += w * w;
+      part.count[kCWeights] += 1;
+      part.count[kCWeightsOut] += outside ? 1 : 0;
+    }
+  }
+  double a = 1.0;
+  if (p.aggregation == Aggregation::SeqMeanTokenMean)
+    a = p.seq_clamp1 ? 1.0 / nf : 1.0 / (double(s.n) + 1e-8);  // TRL's max(n, 1), else verl's n + 1e-8
+  const double a_kl = p.kl_token_mean ? 1.0 : a;
+  const double a_h = p.entropy_token_mean ? 1.0 : a;
+  q.c_pg = float(S.g * a * S.inv_wbar * w);
+  q.u_w = float(S.inv_wbar * w);
+  q.c_kl = float(p.kl_coef * S.g_kl * a_kl);
+  q.c_h = float(-p.entropy_coef * S.g_h * a_h);
+  return q;
+}
+
+// A token-level rollout weight: e^{clamp(ℓ° − ℓᵛ, ±c)}, truncated or masked; `outside`: not in
+// [lower, upper] (NaN is).
+inline VF token_weight(const Consts& k, VF old, VF roll, VM& outside) {
+  const VF raw = exp_e(vclamp(sub(old, roll), k.nr_clamp, k.r_clamp));
+  const VM ok = mand(ge(raw, k.r_lo), le(raw, k.r_hi));
+  outside = mandnot(mask_of(true), ok);
+  return blend(k.r_mask, keep(ok, raw), vclamp(raw, k.r_lo, k.r_hi));
+}
+
+// ------------------------------------------------------------------------------------ pass B
+// Pass B's per-response scalars as lane vectors (each lane its own response's).
+struct Coef {
+  VF c_pg, u_w, c_kl, c_h, rho, drho;
+};
+inline Coef coef_of(const Resp& q) {
+  return {set1(q.c_pg), set1(q.u_w), set1(q.c_kl), set1(q.c_h), set1(q.rho), set1(q.drho)};
+}
+// The lanes of m take q's scalars (gspo's ratio too with kRatio).
+template <bool kRatio>
+inline void blend_coef(VM m, const Resp& q, Coef& c) {
+  c.c_pg = blend(m, set1(q.c_pg), c.c_pg);
+  c.u_w = blend(m, set1(q.u_w), c.u_w);
+  c.c_kl = blend(m, set1(q.c_kl), c.c_kl);
+  c.c_h = blend(m, set1(q.c_h), c.c_h);
+  if (kRatio) {
+    c.rho = blend(m, set1(q.rho), c.rho);
+    c.drho = blend(m, set1(q.drho), c.drho);
+  }
+}
+
+
+// The f32 lane sums of pass B and their f64 lanes.
+struct Sum {
+  VF f;
+  VD d;
+};
+inline void flush(Sum& s) {
+  dacc(s.d, s.f);
+  s.f = zero();
+}
+
+template <int L, int K, int Rl>
+void tokens_item(void* ctx, int64_t item, int) {
+  Job& J = *static_cast<Job*>(ctx);
+  const PolicyParams& p = *J.p;
+  const Consts& k = J.k;
+  const int32_t* ro = p.response_offsets;
+  const int64_t r0 = item * J.block, r1 = imin(r0 + J.block, J.R);
+  const int64_t T0 = ro[r0], T1 = ro[r1];  // the item's tokens
+  const bool has_ent = p.entropy != nullptr;
+  Part part = part_empty();
+  // Per response: pass A and the scalars of pass B (kept only where they differ between responses).
+  const Resp same = response_scalars(J, Sums{0, 0.0, 0.0}, part);
+  Resp resp[kBlock];
+  for (int64_t r = r0; r < r1; ++r) {
+    const int64_t t0 = ro[r], t1 = ro[r + 1];
+    const Sums sums = J.pass_a ? response_sums(J, t0, t1) : Sums{t1 - t0, 0.0, 0.0};
+    part.count[kCTokens] += sums.n;
+    part.count[kCSequences] += sums.n > 0 ? 1 : 0;
+    if (J.per_response) resp[r - r0] = response_scalars(J, sums, part);
+  }
+  Sum acc[kNumSums];  // per lane, valid lanes only; the counts are popcounts of lane masks
+  for (Sum& a : acc) a = Sum{zero(), dzero()};
+  VF rmin = k.inf, rmax = k.ninf;
+  int pending = 0;
+  Coef c = coef_of(same);
+  int64_t r = r0;  // the response of lane 0
+  for (int64_t t = T0; t < T1; t += kLanes) {
+    if (J.per_response) {
+      // Each lane takes its response's scalars: lane 0's, then each response starting in the vector
+      // from its first lane on (an empty one is overwritten by the next).
+      while (ro[r + 1] <= t) ++r;
+      c = coef_of(resp[r - r0]);
+      for (int64_t n = r + 1; n < r1 && ro[n] < t + kLanes; ++n)
+        blend_coef<L == kGspo>(ge(load(kIota), set1(float(ro[n] - t))), resp[n - r0], c);
+    }
+    const int64_t room = J.T - t;
+    VM v = first_lanes(T1 - t);
+    if (p.mask) v = mand(v, mask_n(p.mask + t, room));
+    const VF l = load_n(p.logprobs + t, room);
+    const VF o = load_n(p.old_logprobs + t, room);
+    const VF A = load_n(p.advantages + t, room);
+    const VF nA = mul(k.neg1, A);
+    // The ratio and dρ/dℓ.
+    VF rho, drho, kl_stat;
+    if (L == kGspo) {
+      rho = c.rho;
+      drho = c.drho;
+      kl_stat = sub(o, l);  // −Δ, unclamped
+    } else {
+      const VF delta = sub(l, o);
+      const VF dc = vclamp(delta, k.nlclamp, k.lclamp);
+      rho = exp_e(dc);
+      drho = keep(mand(ge(delta, k.nlclamp), le(delta, k.lclamp)), rho);  // bounds included (torch.clamp)
+      kl_stat = mul(k.neg1, dc);
+    }
+    // The surrogate L and ∂L/∂ℓ.
+    VF Lt, dL;
+    VM clipped = mask_of(false), low = mask_of(false);
+    if (L == kPpo || L == kGspo) {
+      const VM capped = le(rho, k.delta);
+      const VF u1 = mul(nA, blend(capped, rho, k.delta));
+      const VM in_band = mand(ge(rho, k.lo), le(rho, k.hi));
+      const VF u2 = mul(nA, vclamp(rho, k.lo, k.hi));
+      clipped = gt(u2, u1);
+      Lt = blend(clipped, u2, u1);
+      dL = keep(mor(mand(clipped, in_band), mandnot(capped, clipped)), mul(nA, drho));
+      if (L == kPpo) {
+        const VF bound = mul(nA, k.dual);
+        low = mand(lt(A, k.zero), gt(Lt, bound));
+        Lt = blend(low, bound, Lt);
+        dL = blend(low, k.zero, dL);
+      }
+    } else if (L == kCispo) {
+      const VF wc = blend(k.cispo_cap, clamp_hi(rho, k.cap), vclamp(rho, k.lo, k.hi));
+      clipped = neq(wc, rho);
+      dL = mul(mul(k.neg1, wc), A);
+      Lt = mul(dL, l);
+    } else if (L == kSapo) {
+      const VM pos = gt(A, k.zero);
+      const VF tau = blend(pos, k.tau_pos, k.tau_neg);
+      const VF s = divide(k.one, add(k.one, exp_e(mul(mul(k.neg1, tau), sub(rho, k.one)))));
+      Lt = mul(mul(mul(k.neg1, blend(pos, k.f4_pos, k.f4_neg)), s), A);
+      dL = mul(mul(mul(mul(set1(-4.0f), s), sub(k.one, s)), A), drho);
+    } else {  // reinforce
+      Lt = mul(nA, l);
+      dL = nA;
+    }
+    // Rollout weight: the policy term's coefficients of the gradient and of tokenLoss.
+    VF g_pg = c.c_pg, t_pg = c.u_w, w = k.one;
+    VM outside = mask_of(false);
+    if (Rl == kRollToken) {
+      w = token_weight(k, o, load_n(p.rollout_logprobs + t, room), outside);
+      g_pg = mul(c.c_pg, w);
+      t_pg = mul(w, c.u_w);
+    }
+    VF g = mul(g_pg, dL);
+    VF contrib = mul(g_pg, Lt);
+    VF tl = mul(t_pg, Lt);
+    // KL: its value v and dv/dℓ.
+    VF kv = k.zero;
+    if (K != kNoKl) {
+      const VF x = sub(l, load_n(p.ref_logprobs + t, room));
+      VF dv;
+      if (K == kK1) {
+        kv = x;
+        dv = k.one;
+      } else if (K == kAbs) {
+        kv = blend(lt(x, k.zero), mul(k.neg1, x), x);  // |x|, NaN kept
+        dv = blend(gt(x, k.zero), k.one, blend(lt(x, k.zero), k.neg1, k.zero));
+      } else if (K == kK2) {
+        kv = mul(mul(set1(0.5f), x), x);
+        dv = x;
+      } else {  // k3
+        const VF y = mul(k.neg1, x);
+        const VF yc = vclamp(y, k.nkl_in, k.kl_in);
+        const VF e = exp_e(yc);
+        kv = sub(sub(e, yc), k.one);
+        dv = keep(mand(ge(y, k.nkl_in), le(y, k.kl_in)), sub(k.one, e));
+      }
+      if (K == kK3) {
+        dv = keep(mand(ge(kv, k.nkl_val), le(kv, k.kl_val)), dv);
+        kv = vclamp(kv, k.nkl_val, k.kl_val);
+      } else {
+        const VM out = mandnot(k.kl_vclamp, mand(ge(kv, k.nkl_val), le(kv, k.kl_val)));
+        dv = blend(out, k.zero, dv);
+        kv = blend(k.kl_vclamp, vclamp(kv, k.nkl_val, k.kl_val), kv);
+      }
+      dv = blend(k.kl_st, x, dv);
+      g = fmadd(c.c_kl, dv, g);
+      contrib = fmadd(c.c_kl, kv, contrib);
+      tl = fmadd(k.beta, kv, tl);
+    }
+    VF h = k.zero;
+    if (has_ent) {
+      h = load_n(p.entropy + t, room);
+      contrib = fmadd(c.c_h, h, contrib);
+      tl = fnmadd(k.ent_coef, h, tl);
+    }
+    // The outputs: whole vectors but the item's last (the header's "Stores").
+    const int64_t out_room = T1 - t;
+    store_n(p.grad + t, keep(v, g), out_room);
+    if (has_ent) store_n(p.grad_entropy + t, keep(v, c.c_h), out_room);
+    if (p.token_loss) store_n(p.token_loss + t, keep(v, tl), out_room);
+    // The sums, valid lanes only.
+    acc[kSLoss].f = add(acc[kSLoss].f, keep(v, contrib));
+    acc[kSPpoKl].f = add(acc[kSPpoKl].f, keep(v, kl_stat));
+    acc[kSRatio].f = add(acc[kSRatio].f, keep(v, rho));
+    rmin = clamp_hi(rmin, blend(v, rho, k.inf));  // NaN ratios: found through rsum at the end
+    rmax = clamp_lo(rmax, blend(v, rho, k.ninf));
+    if (L == kPpo || L == kGspo || L == kCispo) part.count[kCClip] += popcount(mand(v, clipped));
+    if (L == kPpo) part.count[kCLower] += popcount(mand(v, low));
+    if (K != kNoKl) acc[kSKl].f = add(acc[kSKl].f, keep(v, kv));
+    if (has_ent) acc[kSEnt].f = add(acc[kSEnt].f, keep(v, h));
+    if (Rl == kRollToken) {
+      acc[kSWeight].f = add(acc[kSWeight].f, keep(v, w));
+      acc[kSWeightSq].f = add(acc[kSWeightSq].f, keep(v, mul(w, w)));
+      part.count[kCWeightsOut] += popcount(mand(v, outside));
+    }
+    if (++pending == kFlush) {
+      pending = 0;
+      for (Sum& a : acc) flush(a);
+    }
+  }
+  for (int i = 0; i < kNumSums; ++i) {
+    flush(acc[i]);
+    part.sum[i] += dsum(acc[i].d);
+  }
+  if (Rl == kRollToken) part.count[kCWeights] = part.count[kCTokens];
+  alignas(32) float mn[kLanes], mx[kLanes];
+  store(mn, rmin);
+  store(mx, rmax);
+  for (int i = 0; i < kLanes; ++i) {
+    if (mn[i] < part.ratio_min) part.ratio_min = mn[i];
+    if (mx[i] > part.ratio_max) part.ratio_max = mx[i];
+  }
+  J.parts[item] = part;
+}
+
+// One of the 75 instantiations (the header's CHOICES).
+template <int L, int K>
+ItemFn pick_rollout(const PolicyParams& p) {
+  if (!p.has_rollout) return tokens_item<L, K, kRollNone>;
+  return p.rollout_level == RolloutLevel::Token ? tokens_item<L, K, kRollToken> : tokens_item<L, K, kRollSeq>;
+}
+template <int L>
+ItemFn pick_kl(const PolicyParams& p) {
+  if (!p.has_kl) return pick_rollout<L, kNoKl>(p);
+  switch (p.kl_estimator) {
+    case KlEstimator::K1:
+      return pick_rollout<L, kK1>(p);
+    case KlEstimator::Abs:
+      return pick_rollout<L, kAbs>(p);
+    case KlEstimator::K2:
+      return pick_rollout<L, kK2>(p);
+    default:
+      return pick_rollout<L, kK3>(p);
+  }
+}
+ItemFn pick(const PolicyParams& p) {
+  switch (p.loss) {
+    case PolicyLossKind::Ppo:
+      return pick_kl<kPpo>(p);
+    case PolicyLossKind::Gspo:
+      return pick_kl<kGspo>(p);
+    case PolicyLossKind::Cispo:
+      return pick_kl<kCispo>(p);
+    case PolicyLossKind::Sapo:
+      return pick_kl<kSapo>(p);
+    default:
+      return pick_kl<int(PolicyLossKind::Reinforce)>(p);
+  }
+}
+
+// ------------------------------------------------------------------------------------ counts and scales
+// The counts the scales need (a first pass where the host does not know them): n_tok, n_seq, and the
+// rollout weights' sum and count (to normalise them).
+void counts_item(void* ctx, int64_t item, int) {
+  Job& J = *static_cast<Job*>(ctx);
+  const PolicyParams& p = *J.p;
+  const int32_t* ro = p.response_offsets;
+  const int64_t r0 = item * J.block, r1 = imin(r0 + J.block, J.R);
+  Part part = part_empty();
+  const bool weights = p.has_rollout && p.rollout_normalize;
+  const bool token_w = weights && p.rollout_level == RolloutLevel::Token;
+  for (int64_t r = r0; r < r1; ++r) {
+    const Sums s = J.pass_a ? response_sums(J, ro[r], ro[r + 1]) : Sums{ro[r + 1] - ro[r], 0.0, 0.0};
+    part.count[kCTokens] += s.n;
+    part.count[kCSequences] += s.n > 0 ? 1 : 0;
+    if (weights && !token_w && s.n > 0) {
+      bool outside;
+      part.sum[kSWeight] += sequence_weight(p, s, outside);
+      part.count[kCWeights] += 1;
+    }
+  }
+  if (token_w) {
+    // The token weights' sum as pass B forms it (the same lanes and flushes: the same bits).
+    Sum wsum{zero(), dzero()};
+    int pending = 0;
+    for (int64_t t = ro[r0]; t < ro[r1]; t += kLanes) {
+      const int64_t room = J.T - t;
+      VM v = first_lanes(ro[r1] - t);
+      if (p.mask) v = mand(v, mask_n(p.mask + t, room));
+      VM outside;
+      const VF o = load_n(p.old_logprobs + t, room), roll = load_n(p.rollout_logprobs + t, room);
+      wsum.f = add(wsum.f, keep(v, token_weight(J.k, o, roll, outside)));
+      if (++pending == kFlush) {
+        pending = 0;
+        flush(wsum);
+      }
+    }
+    flush(wsum);
+    part.sum[kSWeight] = dsum(wsum.d);
+    part.count[kCWeights] = part.count[kCTokens];
+  }
+  J.parts[item] = part;
+}
+
+Part fold(const Part* parts, int64_t n) {
+  Part a = part_empty();
+  for (int64_t i = 0; i < n; ++i) {
+    const Part& b = parts[i];
+    for (int k = 0; k < kNumSums; ++k) a.sum[k] += b.sum[k];
+    for (int k = 0; k < kNumCounts; ++k) a.count[k] += b.count[k];
+    if (b.ratio_min < a.ratio_min) a.ratio_min = b.ratio_min;
+    if (b.ratio_max > a.ratio_max) a.ratio_max = b.ratio_max;
+  }
+  return a;
+}
+
+// The aggregation's scales from the counts (the host's where it gave them).
+Scales scales_of(const PolicyParams& p, const Part& c) {
+  const double n_tok = dmax(p.tokens >= 0 ? p.tokens : double(c.count[kCTokens]), 1.0);
+  const double n_seq = dmax(p.sequences >= 0 ? p.sequences : double(c.count[kCSequences]), 1.0);
+  Scales s;
+  s.g_tm = p.ranks / n_tok;
+  switch (p.aggregation) {
+    case Aggregation::TokenMean:
+      s.g = s.g_tm;
+      break;
+    case Aggregation::TokenSum:
+      s.g = p.ranks;
+      break;
+    case Aggregation::SeqMeanTokenSumNorm:
+      s.g = p.norm_by_sequences ? p.ranks / (n_seq * p.scale_factor) : 1.0 / p.scale_factor;
+      break;
+    default:
+      s.g = p.ranks / n_seq;
+  }
+  s.g_kl = p.kl_token_mean ? s.g_tm : s.g;
+  s.g_h = p.entropy_token_mean ? s.g_tm : s.g;
+  s.inv_wbar = 1.0;
+  if (p.has_rollout && p.rollout_normalize && c.count[kCWeights] > 0) {
+    const double mean = c.sum[kSWeight] / double(c.count[kCWeights]);
+    if (mean > 1e-8) s.inv_wbar = 1.0 / mean;
+  }
+  return s;
+}
+
+double mean_of(double x, int64_t n) { return x / double(n); }  // 0/0: NaN, as the reference
+
+void write_result(const PolicyParams& p, const Part& red) {
+  p.loss_out[0] = float(red.sum[kSLoss]);
+  const double* S = red.sum;
+  const int64_t* C = red.count;
+  const int64_t n = C[kCTokens], nw = C[kCWeights];
+  const double nan = __builtin_nan("");
+  const bool any_nan_ratio = S[kSRatio] != S[kSRatio];
+  double st[kNumStats];
+  st[0] = mean_of(double(C[kCClip]), n);
+  st[1] = mean_of(double(C[kCLower]), n);
+  st[2] = mean_of(S[kSPpoKl], n);
+  st[3] = p.has_kl ? mean_of(S[kSKl], n) : nan;
+  st[4] = p.entropy ? mean_of(S[kSEnt], n) : nan;
+  st[5] = n == 0 || any_nan_ratio ? nan : red.ratio_min;
+  st[6] = mean_of(S[kSRatio], n);
+  st[7] = n == 0 || any_nan_ratio ? nan : red.ratio_max;
+  st[8] = p.has_rollout ? mean_of(S[kSWeight], nw) : nan;
+  st[9] = p.has_rollout ? mean_of(double(C[kCWeightsOut]), nw) : nan;
+  st[10] = p.has_rollout ? S[kSWeight] * S[kSWeight] / S[kSWeightSq] : nan;
+  st[11] = double(n);
+  st[12] = double(C[kCSequences]);
+  for (int i = 0; i < kNumStats; ++i) p.stats[i] = float(st[i]);
+}
+
+}  // namespace
+
+// ------------------------------------------------------------------------------------------ entry
+Report policy_loss(const PolicyParams& p, Pool* pool) {
+  const int64_t R = p.responses;
+  const int64_t block = R <= 64 * 8 ? 8 : R >= 64 * kBlock ? kBlock : (R + 63) / 64;
+  const int64_t items = (R + block - 1) / block;
+  Part* parts = static_cast<Part*>(malloc(size_t(items > 0 ? items : 1) * sizeof(Part)));
+  if (!parts) return Report{kNoMemory, 0, 0};
+  Job J{};
+  J.p = &p;
+  J.T = p.response_offsets[R];
+  J.R = R;
+  J.block = block;
+  J.need_d = p.loss == PolicyLossKind::Gspo;
+  J.need_l = p.has_rollout && p.rollout_level != RolloutLevel::Token;
+  J.pass_a = J.need_d || J.need_l || p.mask != nullptr;
+  J.per_response = J.need_d || J.need_l || p.aggregation == Aggregation::SeqMeanTokenMean;
+  J.k = consts_of(p);
+  J.parts = parts;
+  const bool needs_tokens = p.aggregation == Aggregation::TokenMean || (p.has_kl && p.kl_token_mean) ||
+                            (p.entropy != nullptr && p.entropy_token_mean);
+  const bool needs_sequences = p.aggregation == Aggregation::SeqMeanTokenSum ||
+                               p.aggregation == Aggregation::SeqMeanTokenMean ||
+                               (p.aggregation == Aggregation::SeqMeanTokenSumNorm && p.norm_by_sequences);
+  Part counts = part_empty();
+  if ((needs_tokens && p.tokens < 0) || (needs_sequences && p.sequences < 0) ||
+      (p.has_rollout && p.rollout_normalize)) {
+    pool_run(pool, items, counts_item, &J);
+    counts = fold(parts, items);
+  }
+  J.s = scales_of(p, counts);
+  pool_run(pool, items, pick(p), &J);
+  write_result(p, fold(parts, items));
+  free(parts);
+  return Report{kOk, 0, 0};
+}
+
+}  // namespace GK_CPU_ISA
+}  // namespace cpu
+}  // namespace gk
