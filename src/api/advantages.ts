@@ -136,6 +136,21 @@ function baseConventions(preset: unknown): Readonly<Conventions> {
   return PRESET_CONVENTIONS[checkEnum('preset', preset, PRESETS)];
 }
 
+/**
+ * groupOffsets of R responses in groups of `groupSize`, kept for the next call with the same two
+ * numbers (a trainer's every step): building 128k offsets costs ~0.3 ms, as much as the native cpu
+ * kernel's whole work on 1M responses. The array never reaches the caller (backends only read it), so
+ * nothing can change it behind the cache.
+ */
+let uniformCache: { numResponses: number; groupSize: number; offsets: Int32Array } | undefined;
+function uniformGroupOffsets(numResponses: number, groupSize: number): Int32Array {
+  const c = uniformCache;
+  if (c !== undefined && c.numResponses === numResponses && c.groupSize === groupSize) return c.offsets;
+  const offsets = groupOffsetsFromSize(numResponses, groupSize);
+  uniformCache = { numResponses, groupSize, offsets };
+  return offsets;
+}
+
 /** The R+1 response offsets, validated. */
 function checkResponseOffsets(value: unknown, numResponses: number): Int32Array {
   const ro = validateOffsets('responseOffsets', value);
@@ -186,7 +201,7 @@ export async function advantages(
     const groupOffsets =
       o.groupOffsets !== undefined
         ? validateOffsets('groupOffsets', o.groupOffsets, numResponses)
-        : groupOffsetsFromSize(numResponses, o.groupSize as number);
+        : uniformGroupOffsets(numResponses, o.groupSize as number);
     const numGroups = groupOffsets.length - 1;
 
     const needsTokens = estimator === 'opo' || estimator === 'reinforce_pp_baseline';
