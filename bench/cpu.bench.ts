@@ -561,6 +561,7 @@ export async function runCpuBench(
           eps: 1e-6,
           scale: 'group',
           singleton: 'zero',
+          nanRewards: 'propagate',
           whitenMaskEps: 0,
           whitenVariance: 'sample',
           whitenVarianceEps: 'add',

@@ -16,7 +16,6 @@ import type { DType, HostArrayMap } from '../../dtypes.js';
 import { GrpoKernelsError } from '../../errors.js';
 import { loadedNativeAddon, loadNativeAddon } from '../addon.js';
 import type { Backend, BackendOptions, DeviceInfo } from '../backend.js';
-import { jsAdvantages } from '../js/advantages.js';
 import { jsPolicyLoss } from '../js/policy.js';
 import { jsThrAggregate, jsThrScore } from '../js/thr.js';
 import { cpuAdvantages, cpuExpandToTokens, cpuWhiten } from './advantages.js';
@@ -114,14 +113,12 @@ export async function createCpuBackend(options: BackendOptions): Promise<Backend
     logprobStates: (a) => cpuLogprobStates(q, a),
     linearLogprobStates: (a) => cpuLinearLogprobStates(q, a),
     mergeLogprobStates: (a) => cpuMergeLogprobStates(q, a),
-    // Ops without a native kernel yet run the js reference (fallback.ts, docs/cpu.md).
-    // TRL's unscorable NaN rewards: the reference's compaction (the native kernel propagates NaN).
-    advantages: (a) =>
-      a.nanRewards === 'unscorable' ? viaReference(q, jsAdvantages, a) : cpuAdvantages(q, a),
+    advantages: (a) => cpuAdvantages(q, a),
     expandToTokens: (a) => cpuExpandToTokens(q, a),
     whiten: (a) => cpuWhiten(q, a),
     tokenHiddenReward: (a) => cpuTokenHiddenReward(q, a),
     thrReweight: (a) => cpuThrReweight(q, a),
+    // Ops without a native kernel yet run the js reference (fallback.ts, docs/cpu.md).
     thrAggregate: (a) => viaReference(q, jsThrAggregate, a),
     thrScore: (a) => viaReference(q, jsThrScore, a),
     policyLoss: (a) => viaReference(q, jsPolicyLoss, a),
