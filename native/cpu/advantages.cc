@@ -74,7 +74,7 @@ constexpr int64_t kGroupsPerItem = 2048;   // groups per advantages work item
 constexpr int64_t kBatch = 128;            // groups per batch of an advantages item
 constexpr int64_t kAcrossMax = 64;         // the largest group size of the across-groups path
 constexpr int64_t kExpandResponses = 4096;  // responses per expandToTokens work item
-constexpr int64_t kStreamBytes = int64_t(4) << 20;  // advantages outputs from this size: non-temporal stores
+constexpr int64_t kStreamBytes = int64_t(4) << 20;  // outputs from this size go out by non-temporal stores
 constexpr double kWhitenVarEps = 1e-8;
 constexpr float kF32Max = 3.40282346638528859812e+38f;
 
@@ -136,49 +136,61 @@ double whiten_rstd(bool sample, bool clamp, double n, double m2, double denom) {
   return 1.0 / sqrt(v);
 }
 
-// ------------------------------------------------------------------------------------------ lanes
-// Eight f64 lanes (whiten). A sum over an index range puts element i in lane (i − i0) mod 8 and adds the
-// lanes in a fixed tree at the end: eight independent chains instead of one (dependent f64 additions run
-// at one per 4 cycles), run as vectors: on x86-64 four SSE2 registers of 2 doubles, with masks as bit
-// operations. Elsewhere the same lanes run as plain loops, with the same bits.
-struct Lanes {
-  double v[8];
-};
-inline double lanes_total(const Lanes& a) {
-  return ((a.v[0] + a.v[4]) + (a.v[2] + a.v[6])) + ((a.v[1] + a.v[5]) + (a.v[3] + a.v[7]));
-}
+// ------------------------------------------------------------------------------------------ vectors
+// Four f64 lanes (GCC/Clang vector extensions: one ymm register in the AVX2 build, two xmm registers in
+// the baseline one), four f32 lanes, and lane masks (−1 or 0). Other compilers run the scalar loops.
+#if defined(__GNUC__) || defined(__clang__)
+#define GK_ADV_VEC 1
+typedef double D4 __attribute__((vector_size(32)));
+typedef float F4 __attribute__((vector_size(16)));
+typedef int64_t M4 __attribute__((vector_size(32)));
 
-#if defined(__SSE2__)
-// Elements i..i+7 as f64, two per register.
-struct D8 {
-  __m128d q[4];
-};
-inline D8 load8(const float* p) {
-  const __m128 lo = _mm_loadu_ps(p), hi = _mm_loadu_ps(p + 4);
-  return {{_mm_cvtps_pd(lo), _mm_cvtps_pd(_mm_movehl_ps(lo, lo)), _mm_cvtps_pd(hi), _mm_cvtps_pd(_mm_movehl_ps(hi, hi))}};
+inline D4 splat(double x) { return D4{x, x, x, x}; }
+inline D4 widen(F4 x) {
+#if GK_SIMD_AVX2
+  return D4(_mm256_cvtps_pd(__m128(x)));  // one instruction (the generic conversion takes three)
+#else
+  return __builtin_convertvector(x, D4);
+#endif
 }
-// Masks of mask bytes i..i+7 that are zero, as 64-bit lanes (q) and as 32-bit lanes (w[0]: 0..3, w[1]: 4..7).
-struct Zero8 {
-  __m128d q[4];
-  __m128 w[2];
-};
-inline Zero8 zero8(const uint8_t* m) {
-  const __m128i z = _mm_cmpeq_epi8(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(m)), _mm_setzero_si128());
-  const __m128i h = _mm_unpacklo_epi8(z, z);
-  const __m128i lo = _mm_unpacklo_epi16(h, h), hi = _mm_unpackhi_epi16(h, h);
-  return {{_mm_castsi128_pd(_mm_unpacklo_epi32(lo, lo)), _mm_castsi128_pd(_mm_unpackhi_epi32(lo, lo)),
-           _mm_castsi128_pd(_mm_unpacklo_epi32(hi, hi)), _mm_castsi128_pd(_mm_unpackhi_epi32(hi, hi))},
-          {_mm_castsi128_ps(lo), _mm_castsi128_ps(hi)}};
+inline F4 narrow(D4 x) {  // f32 of each lane, rounded to nearest
+#if GK_SIMD_AVX2
+  return F4(_mm256_cvtpd_ps(__m256d(x)));
+#else
+  return __builtin_convertvector(x, F4);
+#endif
 }
-struct Acc8 {
-  __m128d q[4] = {_mm_setzero_pd(), _mm_setzero_pd(), _mm_setzero_pd(), _mm_setzero_pd()};
-  void add(const D8& d) {
-    for (int k = 0; k < 4; ++k) q[k] = _mm_add_pd(q[k], d.q[k]);
-  }
-  void to(Lanes& a) const {
-    for (int k = 0; k < 4; ++k) _mm_storeu_pd(a.v + 2 * k, q[k]);
-  }
-};
+inline D4 vsqrt(D4 x) {
+#if GK_SIMD_AVX2
+  return D4(_mm256_sqrt_pd(__m256d(x)));
+#else
+  return D4{sqrt(x[0]), sqrt(x[1]), sqrt(x[2]), sqrt(x[3])};
+#endif
+}
+inline D4 keep4(D4 x, M4 m) { return D4(M4(x) & m); }  // x where m, else +0
+// nan_to_num in f64, before the rounding to f32: the same f32 as nan_to_num(f32(v)) (a value beyond
+// FLT_MAX rounds to FLT_MAX or ±Inf, which nan_to_num makes FLT_MAX).
+inline D4 nan_to_num4(D4 v) {
+  v = keep4(v, M4(v == v));
+  const D4 hi = splat(double(kF32Max)), lo = splat(-double(kF32Max));
+  const M4 above = M4(v > hi), below = M4(v < lo);
+  return D4((M4(v) & ~(above | below)) | (M4(hi) & above) | (M4(lo) & below));
+}
+inline F4 loadf4(const float* p) {
+  F4 x;
+  memcpy(&x, p, 16);
+  return x;
+}
+inline void storef4(float* p, F4 x) { memcpy(p, &x, 16); }
+typedef uint8_t U4 __attribute__((vector_size(4)));
+// Lanes whose mask byte is nonzero.
+inline M4 valid4(const uint8_t* m) {
+  U4 b;
+  memcpy(&b, m, 4);
+  return M4(__builtin_convertvector(b, M4) != M4{0, 0, 0, 0});
+}
+#else
+#define GK_ADV_VEC 0
 #endif
 
 // ------------------------------------------------------------------------------------------ whiten
@@ -188,33 +200,39 @@ struct BlockStats {
   double n, sum, m2;  // valid count, Σx, Σ(x − μ_b)² with μ_b = Σx / n (0 when n = 0)
 };
 
-// Σ (x_i − c) (kSquare: Σ (x_i − c)²) over the valid elements of [i0, i1), in the 8 lanes (x − 0 = x).
+// Σ (x_i − c) (kSquare: Σ (x_i − c)²) over the valid elements of [i0, i1) (x − 0 = x), in eight f64
+// lanes: element i to lane (i − i0) mod 8, a lane's terms in order from +0, the lanes added as
+// ((0 + 4) + (2 + 6)) + ((1 + 5) + (3 + 7)). Eight chains instead of one (dependent f64 additions run at
+// one per 4 cycles), as two vectors (lanes 0-3, 4-7); invalid elements are masked to +0 by bits (a ?: on
+// floating-point values stays a branch under the default -ftrapping-math, and a random mask then costs a
+// mispredicted branch per element).
 template <bool kSquare>
 double valid_sum(const float* x, const uint8_t* mask, int64_t i0, int64_t i1, double c) {
-  Lanes a{};
+  double lane[8] = {0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0};
   int64_t i = i0;
-#if defined(__SSE2__)
-  Acc8 acc;
-  const __m128d vc = _mm_set1_pd(c);
+#if GK_ADV_VEC
+  const D4 vc = splat(c);
+  D4 a0 = splat(0.0), a1 = splat(0.0);
   for (; i + 8 <= i1; i += 8) {
-    D8 d = load8(x + i);
-    for (int k = 0; k < 4; ++k) {
-      const __m128d v = _mm_sub_pd(d.q[k], vc);
-      d.q[k] = kSquare ? _mm_mul_pd(v, v) : v;
+    D4 v0 = widen(loadf4(x + i)) - vc, v1 = widen(loadf4(x + i + 4)) - vc;
+    if (kSquare) {
+      v0 = v0 * v0;
+      v1 = v1 * v1;
     }
     if (mask) {
-      const Zero8 z = zero8(mask + i);
-      for (int k = 0; k < 4; ++k) d.q[k] = _mm_andnot_pd(z.q[k], d.q[k]);
+      v0 = keep4(v0, valid4(mask + i));
+      v1 = keep4(v1, valid4(mask + i + 4));
     }
-    acc.add(d);
+    a0 += v0;
+    a1 += v1;
   }
-  acc.to(a);
+  for (int k = 0; k < 4; ++k) lane[k] = a0[k], lane[k + 4] = a1[k];
 #endif
   for (int k = 0; i < i1; ++i, k = (k + 1) & 7) {
     const double v = double(x[i]) - c;
-    a.v[k] += mask && mask[i] == 0 ? 0.0 : kSquare ? v * v : v;
+    lane[k] += mask && mask[i] == 0 ? 0.0 : kSquare ? v * v : v;
   }
-  return lanes_total(a);
+  return ((lane[0] + lane[4]) + (lane[2] + lane[6])) + ((lane[1] + lane[5]) + (lane[3] + lane[7]));
 }
 
 // One block's statistics: the valid count and Σx, then M2 about the block's own mean (a second pass,
@@ -234,27 +252,29 @@ BlockStats block_stats(const float* x, const uint8_t* mask, int64_t i0, int64_t 
   return s;
 }
 
-// out[i] = (x_i − mean)·rstd + shift for valid i, else 0, over [i0, i1).
+// out[i] = (x_i − mean)·rstd + shift for valid i, else +0, over [i0, i1). kStream: eight at a time by
+// non-temporal stores (out + i0 16-byte aligned; the caller fences).
+template <bool kStream>
 void whiten_block(const float* x, const uint8_t* mask, float* out, int64_t i0, int64_t i1, double mean,
                   double rstd, double shift) {
   int64_t i = i0;
-#if defined(__SSE2__)
-  const __m128d vm = _mm_set1_pd(mean), vr = _mm_set1_pd(rstd), vs = _mm_set1_pd(shift);
+#if GK_ADV_VEC
+  const D4 vm = splat(mean), vr = splat(rstd), vs = splat(shift);
   for (; i + 8 <= i1; i += 8) {
-    const D8 d = load8(x + i);
-    __m128 y[2];
-    for (int h = 0; h < 2; ++h) {
-      const __m128d a = _mm_add_pd(_mm_mul_pd(_mm_sub_pd(d.q[2 * h], vm), vr), vs);
-      const __m128d b = _mm_add_pd(_mm_mul_pd(_mm_sub_pd(d.q[2 * h + 1], vm), vr), vs);
-      y[h] = _mm_movelh_ps(_mm_cvtpd_ps(a), _mm_cvtpd_ps(b));
-    }
+    D4 v0 = (widen(loadf4(x + i)) - vm) * vr + vs, v1 = (widen(loadf4(x + i + 4)) - vm) * vr + vs;
     if (mask) {
-      const Zero8 z = zero8(mask + i);
-      y[0] = _mm_andnot_ps(z.w[0], y[0]);
-      y[1] = _mm_andnot_ps(z.w[1], y[1]);
+      v0 = keep4(v0, valid4(mask + i));
+      v1 = keep4(v1, valid4(mask + i + 4));
     }
-    _mm_storeu_ps(out + i, y[0]);
-    _mm_storeu_ps(out + i + 4, y[1]);
+#if defined(__SSE2__)
+    if (kStream) {
+      _mm_stream_ps(out + i, __m128(narrow(v0)));
+      _mm_stream_ps(out + i + 4, __m128(narrow(v1)));
+      continue;
+    }
+#endif
+    storef4(out + i, narrow(v0));
+    storef4(out + i + 4, narrow(v1));
   }
 #endif
   for (; i < i1; ++i) out[i] = mask && mask[i] == 0 ? 0.f : float((double(x[i]) - mean) * rstd + shift);
@@ -323,52 +343,8 @@ GroupStats group_stats(const float* r, int64_t lo, int64_t hi) {
   return st;
 }
 
-#if defined(__GNUC__) || defined(__clang__)
+#if GK_ADV_VEC
 // ------------------------------------------------------------------------------ across groups
-// Four f64 lanes, one group each (GCC/Clang vector extensions: one ymm register in the AVX2 build, two
-// xmm registers in the baseline one), four f32 lanes, and lane masks (−1 or 0).
-typedef double D4 __attribute__((vector_size(32)));
-typedef float F4 __attribute__((vector_size(16)));
-typedef int64_t M4 __attribute__((vector_size(32)));
-
-inline D4 splat(double x) { return D4{x, x, x, x}; }
-inline D4 widen(F4 x) {
-#if GK_SIMD_AVX2
-  return D4(_mm256_cvtps_pd(__m128(x)));  // one instruction (the generic conversion takes three)
-#else
-  return __builtin_convertvector(x, D4);
-#endif
-}
-inline F4 narrow(D4 x) {  // f32 of each lane, rounded to nearest
-#if GK_SIMD_AVX2
-  return F4(_mm256_cvtpd_ps(__m256d(x)));
-#else
-  return __builtin_convertvector(x, F4);
-#endif
-}
-inline D4 vsqrt(D4 x) {
-#if GK_SIMD_AVX2
-  return D4(_mm256_sqrt_pd(__m256d(x)));
-#else
-  return D4{sqrt(x[0]), sqrt(x[1]), sqrt(x[2]), sqrt(x[3])};
-#endif
-}
-inline D4 keep4(D4 x, M4 m) { return D4(M4(x) & m); }  // x where m, else +0
-// nan_to_num in f64, before the rounding to f32: the same f32 as nan_to_num(f32(v)) (a value beyond
-// FLT_MAX rounds to FLT_MAX or ±Inf, which nan_to_num makes FLT_MAX).
-inline D4 nan_to_num4(D4 v) {
-  v = keep4(v, M4(v == v));
-  const D4 hi = splat(double(kF32Max)), lo = splat(-double(kF32Max));
-  const M4 above = M4(v > hi), below = M4(v < lo);
-  return D4((M4(v) & ~(above | below)) | (M4(hi) & above) | (M4(lo) & below));
-}
-inline F4 loadf4(const float* p) {
-  F4 x;
-  memcpy(&x, p, 16);
-  return x;
-}
-inline void storef4(float* p, F4 x) { memcpy(p, &x, 16); }
-
 // t[k] = {rows[0][c + k], …, rows[3][c + k]} for k < 4 (a 4 × 4 transpose), and back.
 inline void gather_members(const float* const rows[4], int64_t c, F4 t[4]) {
 #if defined(__SSE2__)
@@ -684,19 +660,19 @@ Report advantages(const AdvantagesParams& a, Pool* pool) {
     for (int64_t j = 0; j < nb; ++j) group_outputs(b0 + j, st[j], s_b[j], grpo_divides ? k_b[j] : 1.0);
   };
 
-#if defined(__GNUC__) || defined(__clang__)
+#if GK_ADV_VEC
   const bool across_estimator =
       est == Estimator::Grpo || est == Estimator::DrGrpo || est == Estimator::Rloo || est == Estimator::Gpg;
   Across x{0, 0.0, 0.0, grpo_divides, scale == ScaleKind::Batch, a.eps, batch_std, 1.0};
+#endif
   // Large outputs go out by non-temporal stores (no read-for-ownership of their lines), small ones stay
   // in cache for whoever reads them next.
   const bool stream = R * int64_t(sizeof(float)) >= kStreamBytes;
-#endif
   auto body = [&](int64_t item, int) {
     const int64_t g1 = min64(G, (item + 1) * kGroupsPerItem);
     for (int64_t b0 = item * kGroupsPerItem; b0 < g1; b0 += kBatch) {
       const int64_t nb = min64(kBatch, g1 - b0);
-#if defined(__GNUC__) || defined(__clang__)
+#if GK_ADV_VEC
       // Every group of the batch of one size n (2 ≤ n ≤ kAcrossMax): four at a time across the lanes.
       const int64_t n = go[b0 + 1] - go[b0];
       bool uniform = across_estimator && n >= 2 && n <= kAcrossMax;
@@ -713,7 +689,7 @@ Report advantages(const AdvantagesParams& a, Pool* pool) {
                                         : across_batch<true, false, 0>(xn, r, go[b0], b0, nb, a)
                               : nt ? (n == 8 ? across_batch<false, true, 8>(xn, r, go[b0], b0, nb, a) : across_batch<false, true, 0>(xn, r, go[b0], b0, nb, a))
                                    : (n == 8 ? across_batch<false, false, 8>(xn, r, go[b0], b0, nb, a) : across_batch<false, false, 0>(xn, r, go[b0], b0, nb, a));
-        for (int64_t b = 0; left >> b; ++b)
+        for (int64_t b = 0; 4 * b < nb; ++b)
           if (left >> b & 1) one_by_one(b0 + 4 * b, min64(4, nb - 4 * b));
         continue;
       }
@@ -864,10 +840,23 @@ Report whiten(const WhitenParams& p, Pool* pool) {
   m2 += n * (mu - mean) * (mu - mean);
   const double rstd = whiten_rstd(p.sample != 0, p.clamp != 0, n, m2, denom);
   const double shift = p.keep_mean ? mean : 0.0;
-  // Pass 2: the output.
+  // Pass 2: the output; a large one by non-temporal stores (no read-for-ownership of its lines: it is
+  // not read again here, and is beyond the caches), a small one kept in cache for its reader.
+#if defined(__SSE2__)
+  const bool stream = len * int64_t(sizeof(float)) >= kStreamBytes && (reinterpret_cast<uintptr_t>(p.out) & 15) == 0;
+#else
+  const bool stream = false;
+#endif
   auto body = [&](int64_t b, int) {
-    const int64_t i0 = b * kWhitenBlock;
-    whiten_block(p.values, p.mask, p.out, i0, min64(len, i0 + kWhitenBlock), mean, rstd, shift);
+    const int64_t i0 = b * kWhitenBlock, i1 = min64(len, i0 + kWhitenBlock);
+    if (stream) {
+      whiten_block<true>(p.values, p.mask, p.out, i0, i1, mean, rstd, shift);
+#if defined(__SSE2__)
+      _mm_sfence();
+#endif
+    } else {
+      whiten_block<false>(p.values, p.mask, p.out, i0, i1, mean, rstd, shift);
+    }
   };
   parallel(pool, nb, body);
   return Report{kOk, 0, 0};
