@@ -97,13 +97,13 @@ export async function createCpuBackend(options: BackendOptions): Promise<Backend
     name: `CPU (native, ${info.isa === 'avx2' ? 'AVX2 + FMA + F16C' : 'portable'}, ${info.threads} thread${info.threads === 1 ? '' : 's'})`,
     details,
   };
-  const q = new CpuQueue(dev);
+  const q = new CpuQueue(dev, addon.cpuAdviseHugePages);
   let disposed = false;
   return {
     name: 'cpu',
     device,
     upload<D extends DType>(data: HostArrayMap[D], shape: readonly number[], dtype: D) {
-      return cpuTensor(q, data.slice() as HostArrayMap[D], shape, dtype);
+      return cpuTensor(q, q.copy(dtype, data), shape, dtype);
     },
     logprobs: (a) => cpuLogprobs(q, a),
     logprobsBackward: (a) => cpuLogprobsBackward(q, a),
