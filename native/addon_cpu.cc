@@ -128,6 +128,17 @@ void AddCpuExports(Napi::Env env, Napi::Object exports) {
                     return Napi::Number::New(info.Env(), double(advise_huge_pages(data, ta.ByteLength())));
                   },
                   "cpuAdviseHugePages"));
+  // cpuFirstDecrease(int32Array) → the lowest i ≥ 1 with a[i] < a[i − 1], or −1 (native/cpu/offsets.cc).
+  exports.Set("cpuFirstDecrease",
+              Napi::Function::New(
+                  env,
+                  [](const Napi::CallbackInfo& info) -> Napi::Value {
+                    if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array)
+                      throw gkn::ArgError(info.Env(), "cpuFirstDecrease: expected an Int32Array");
+                    Napi::Int32Array a = info[0].As<Napi::Int32Array>();
+                    return Napi::Number::New(info.Env(), double(first_decrease(a.Data(), int64_t(a.ElementLength()))));
+                  },
+                  "cpuFirstDecrease"));
   exports.Set("CpuDevice", CpuDevice::Define(env));
   exports.Set("cpuLmheadPlan", Napi::Function::New(env, gkn::CpuLmheadPlan, "cpuLmheadPlan"));
 }

@@ -23,13 +23,19 @@ export interface ResolvedLayout extends Layout {
 
 /**
  * Checks an offsets array: Int32Array, length ≥ 1, starts at 0, non-decreasing, ends at `total`
- * (when given). Throws LAYOUT naming `argument`.
+ * (when given). Throws LAYOUT naming `argument`. `scan` finds the first decrease (a backend's faster
+ * one, Backend.firstDecrease; by default the loop below).
  */
-export function validateOffsets(argument: string, offsets: unknown, total?: number): Int32Array {
+export function validateOffsets(
+  argument: string,
+  offsets: unknown,
+  total?: number,
+  scan: (offsets: Int32Array) => number = firstDecrease,
+): Int32Array {
   if (!(offsets instanceof Int32Array)) fail('DTYPE', argument, 'expected an Int32Array of offsets');
   if (offsets.length < 1) fail('LAYOUT', argument, 'expected at least one offset (0)');
   if (offsets[0] !== 0) fail('LAYOUT', argument, `expected offsets to start at 0, got ${offsets[0]}`);
-  const i = firstDecrease(offsets);
+  const i = scan(offsets);
   if (i > 0) {
     fail(
       'LAYOUT',
@@ -49,7 +55,7 @@ export function validateOffsets(argument: string, offsets: unknown, total?: numb
  * native backends, where it was the op's largest host cost): each element loaded once, four per step
  * with one combined test, the failing step rescanned for the exact index; no closures or allocations.
  */
-function firstDecrease(offsets: Int32Array): number {
+export function firstDecrease(offsets: Int32Array): number {
   const n = offsets.length;
   let prev = n > 0 ? offsets[0] : 0;
   let i = 1;

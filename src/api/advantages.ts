@@ -151,9 +151,13 @@ function uniformGroupOffsets(numResponses: number, groupSize: number): Int32Arra
   return offsets;
 }
 
-/** The R+1 response offsets, validated. */
-function checkResponseOffsets(value: unknown, numResponses: number): Int32Array {
-  const ro = validateOffsets('responseOffsets', value);
+/** The R+1 response offsets, validated (`scan`: the backend's first-decrease scan, if it has one). */
+function checkResponseOffsets(
+  value: unknown,
+  numResponses: number,
+  scan?: (offsets: Int32Array) => number,
+): Int32Array {
+  const ro = validateOffsets('responseOffsets', value, undefined, scan);
   if (ro.length !== numResponses + 1) {
     fail(
       'LAYOUT',
@@ -200,7 +204,7 @@ export async function advantages(
     const groupArg = o.groupOffsets !== undefined ? 'groupOffsets' : 'groupSize';
     const groupOffsets =
       o.groupOffsets !== undefined
-        ? validateOffsets('groupOffsets', o.groupOffsets, numResponses)
+        ? validateOffsets('groupOffsets', o.groupOffsets, numResponses, backend.firstDecrease)
         : uniformGroupOffsets(numResponses, o.groupSize as number);
     const numGroups = groupOffsets.length - 1;
 
@@ -209,7 +213,9 @@ export async function advantages(
       fail('LAYOUT', 'responseOffsets', `required by estimator '${estimator}' (response lengths)`);
     }
     const responseOffsets =
-      o.responseOffsets === undefined ? undefined : checkResponseOffsets(o.responseOffsets, numResponses);
+      o.responseOffsets === undefined
+        ? undefined
+        : checkResponseOffsets(o.responseOffsets, numResponses, backend.firstDecrease);
 
     if (estimator === 'grpo_passk') {
       for (let g = 0; g < numGroups; g++) {
@@ -252,7 +258,7 @@ export async function expandToTokens(
 ): Promise<Tensor<'f32'>> {
   return withInputs(backend, async (take) => {
     const v = take('values', values, ['f32'], [null]);
-    const ro = checkResponseOffsets(responseOffsets, v.shape[0]);
+    const ro = checkResponseOffsets(responseOffsets, v.shape[0], backend.firstDecrease);
     return backend.expandToTokens({
       values: v,
       responseOffsets: ro,

@@ -8,7 +8,9 @@
  * the AVX2 and portable builds agree bit for bit.
  */
 import { afterAll, describe, expect, it } from 'vitest';
+import { loadNativeAddon } from '../../src/backends/addon.js';
 import type { AdvantagesOptions, Context } from '../../src/index.js';
+import { firstDecrease } from '../../src/layout.js';
 import { ADVANTAGES_CASES, EXPAND_CASES, WHITEN_CASES } from '../cases/advantages.js';
 import { ADVANTAGES_NAN_CASES } from '../cases/advantages-nan.js';
 import { runCaseTable } from '../cases/runner.js';
@@ -224,6 +226,46 @@ describe.skipIf(opened.avx2[1].ctx === undefined || opened.portable[1].ctx === u
         a.findIndex((v, i) => v !== b[i]),
         'first element where they differ',
       ).toBe(-1);
+    });
+  },
+);
+
+describe.skipIf(opened.avx2[1].ctx === undefined && opened.portable[1].ctx === undefined)(
+  "native cpu: the API's offsets check through the addon's scan",
+  () => {
+    it('cpuFirstDecrease finds what the JavaScript loop finds, at every position of its steps', () => {
+      const scan = loadNativeAddon('cpu').cpuFirstDecrease!;
+      for (const n of [0, 1, 2, 5, 16, 17, 33, 64, 100]) {
+        const o = Int32Array.from({ length: n }, (_, k) => 3 * k);
+        expect(scan(o), `n ${n}, none`).toBe(-1);
+        for (let i = 1; i < n; i++) {
+          const d = o.slice();
+          d[i] = d[i - 1] - 1;
+          if (i + 5 < n) d[i + 5] = -7; // a later decrease too
+          expect(scan(d), `n ${n}, at ${i}`).toBe(firstDecrease(d));
+          const shared = new Int32Array(new SharedArrayBuffer(4 * n));
+          shared.set(d);
+          expect(scan(shared), `n ${n}, at ${i}, shared memory`).toBe(i);
+        }
+      }
+      expect(() => scan(new Uint32Array(4) as never)).toThrow(/expected an Int32Array/);
+    });
+
+    it('bad offsets are still LAYOUT errors naming the argument, before any kernel runs', async () => {
+      const ctx = (opened.avx2[1].ctx ?? opened.portable[1].ctx)!;
+      const ro = Int32Array.from({ length: 101 }, (_, k) => 2 * k);
+      ro[61] = 5;
+      await expect(ctx.expandToTokens(new Float32Array(100), ro)).rejects.toMatchObject({
+        code: 'LAYOUT',
+        argument: 'responseOffsets',
+        message: 'responseOffsets: expected non-decreasing offsets, but [60] = 120 > [61] = 5',
+      });
+      const go = Int32Array.from({ length: 21 }, (_, k) => 5 * k);
+      go[17] = 3;
+      await expect(ctx.advantages(new Float32Array(100), { groupOffsets: go })).rejects.toMatchObject({
+        code: 'LAYOUT',
+        argument: 'groupOffsets',
+      });
     });
   },
 );
