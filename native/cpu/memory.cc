@@ -5,9 +5,10 @@
 // gather of one element per row (gatherProbs: random columns of 600 KB rows) pays a TLB miss per
 // element as well as the cache miss. With transparent huge pages in "madvise" mode (the common default)
 // the kernel backs a range with 2 MiB pages only when asked, and does so at the first write of each
-// 2 MiB page. So the TypeScript side allocates a large array, asks here for the whole 2 MiB pages inside
-// it, and only then writes it (src/backends/cpu/storage.ts). The memory stays the engine's: freeing it
-// unmaps it as before (the advice is a property of the mapping), so no finalizer is involved.
+// 2 MiB page. So the TypeScript side allocates a large array for an uploaded tensor, asks here for the
+// whole 2 MiB pages inside it, and only then copies the data in (src/backends/cpu/storage.ts, which also
+// says why outputs keep 4 KiB pages). The memory stays the engine's: freeing it unmaps it as before (the
+// advice is a property of the mapping), so no finalizer is involved.
 #include "runtime.h"
 
 #if defined(__linux__)
