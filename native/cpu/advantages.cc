@@ -5,16 +5,15 @@
 // f64 throughout, following the float64 reference (src/backends/js/advantages.ts) with differences that
 // change no rule:
 // - A GROUP'S SUMS, the one definition every path computes. Pivot p = the group's first counted member
-//   (0 if that is ±Inf; 0 for no member), d_j = r_j − p (exact in f64). Member j (j = i − lo) goes to
+//   (0 if that is ±Inf or NaN), d_j = r_j − p (exact in f64). Member j (j = i − lo) goes to
 //   lane j mod 4 of four f64 lanes; a lane adds its terms in member order from +0, the lanes are added
 //   as (0 + 2) + (1 + 3): S = Σd, md = S·(1/n) (μ − p), then c_j = d_j − md and M2 = Σc² the same way
 //   (two passes, never E[r²] − E[r]²); s = sqrt(M2·(1/(n − 1)) | M2·(1/n)), grpo's factor
 //   k = 1/(D + eps); out_j = f32(k·c_j). Divisions by n are multiplications by 1/n (an f64 rounding
 //   more, 1e-16: the divider is the across path's bottleneck). In f64 the pivot only guards rewards of
 //   huge offset; the result is within 1e-6 of the reference's (far inside: both are f64 until the one
-//   rounding to f32). A group's bits depend
-//   on its members alone: not on the other groups, N, the thread count, or which of the two paths below
-//   ran it.
+//   rounding to f32). A group's bits depend on its members alone: not on the other groups, N, the
+//   thread count, or which of the two paths below ran it (test/cpu-native/advantages.test.ts).
 // - ACROSS GROUPS (the common case: a batch of kBatch groups all of one size n, 2 ≤ n ≤ kAcrossMax,
 //   estimator grpo, dr_grpo, rloo or gpg, one value per response): four groups at a time, one per f64
 //   lane. Their members are loaded four at a time per group and transposed (4 × 4 f32), so member c + k
@@ -41,6 +40,8 @@
 //   the lanes added in a fixed tree); then M2 about the mean from the blocks in order, Σ_b M2_b +
 //   n_b·(μ_b − μ)² (the two-pass variance's decomposition: every term ≥ 0, no cancellation). So x is
 //   read twice from memory (statistics, output), not three times.
+// Outputs of kStreamBytes or more (advantages on the across path, whiten, expandToTokens always) go out by
+// non-temporal stores on x86-64: no read-for-ownership of lines nobody reads here again.
 // Work items: 2048 groups (advantages), 4096 responses (expandToTokens: through an L1 staging buffer,
 // then non-temporal stores on x86-64), kBlock elements (batch sums), kWhitenBlock elements (whiten).
 // Bytes: advantages ~4R read (groups fit in cache: read once from memory) + 4R written + 9G; FLOPs ~6R.
