@@ -578,6 +578,7 @@ export async function runCpuBench(
           eps: 1e-6,
           scale: 'group',
           singleton: 'zero',
+          nanRewards: 'propagate',
           whitenMaskEps: 0,
           whitenVariance: 'sample',
           whitenVarianceEps: 'add',
@@ -699,8 +700,10 @@ export async function runCpuBench(
       if (ownProbe[name]) push(`own|${name}`, (await dev.readProbe(ownProbe[name])) * 1e3);
       push(`js|${name}`, await timeMs(op.jsReps ?? 3, op.js));
     }
-    push('probe|read f32', (await dev.readProbe(x)) * 1e3);
-    push('probe|read bf16', (await dev.readProbe(xb)) * 1e3);
+    // The logits tensors' own arrays: the memory the ops read (uploads sit on 2 MiB pages, the host
+    // arrays they were copied from on 4 KiB ones).
+    push('probe|read f32', (await dev.readProbe(arrayOf(logits))) * 1e3);
+    push('probe|read bf16', (await dev.readProbe(arrayOf(logitsBf16))) * 1e3);
     push('probe|fma', (thrFlops / (await dev.fmaProbe())) * 1e3); // ms the THR FLOPs take at peak
     for (const [k, s] of ortSessions.entries()) push(`ort|${k === 0 ? 1 : T}`, await timeMs(reps, s.run));
     if (torch.python) {

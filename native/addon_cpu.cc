@@ -115,6 +115,30 @@ void AddCpuExports(Napi::Env env, Napi::Object exports) {
                                return o;
                              },
                              "cpuInfo"));
+  // cpuAdviseHugePages(typedArray) → the bytes of it given 2 MiB pages (native/cpu/memory.cc): for a
+  // large array not yet written.
+  exports.Set("cpuAdviseHugePages",
+              Napi::Function::New(
+                  env,
+                  [](const Napi::CallbackInfo& info) -> Napi::Value {
+                    if (!info[0].IsTypedArray())
+                      throw gkn::ArgError(info.Env(), "cpuAdviseHugePages: expected a typed array");
+                    Napi::TypedArray ta = info[0].As<Napi::TypedArray>();
+                    uint8_t* data = static_cast<uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset();
+                    return Napi::Number::New(info.Env(), double(advise_huge_pages(data, ta.ByteLength())));
+                  },
+                  "cpuAdviseHugePages"));
+  // cpuFirstDecrease(int32Array) → the lowest i ≥ 1 with a[i] < a[i − 1], or −1 (native/cpu/offsets.cc).
+  exports.Set("cpuFirstDecrease",
+              Napi::Function::New(
+                  env,
+                  [](const Napi::CallbackInfo& info) -> Napi::Value {
+                    if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array)
+                      throw gkn::ArgError(info.Env(), "cpuFirstDecrease: expected an Int32Array");
+                    Napi::Int32Array a = info[0].As<Napi::Int32Array>();
+                    return Napi::Number::New(info.Env(), double(first_decrease(a.Data(), int64_t(a.ElementLength()))));
+                  },
+                  "cpuFirstDecrease"));
   exports.Set("CpuDevice", CpuDevice::Define(env));
   exports.Set("cpuLmheadPlan", Napi::Function::New(env, gkn::CpuLmheadPlan, "cpuLmheadPlan"));
 }

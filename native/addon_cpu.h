@@ -6,7 +6,8 @@
 namespace gk {
 namespace cpu {
 
-// exports.cpuInfo() → { avx2Compiled, avx2Supported, cores }, and the class exports.CpuDevice.
+// exports.cpuInfo() → { avx2Compiled, avx2Supported, cores }, cpuAdviseHugePages(array),
+// cpuFirstDecrease(offsets) and the class exports.CpuDevice.
 void AddCpuExports(Napi::Env env, Napi::Object exports);
 
 }  // namespace cpu

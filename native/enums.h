@@ -9,15 +9,12 @@
 #include <string>
 #include <vector>
 
+#include "advantages_enums.h"
 #include "policy_enums.h"
 
 namespace gk {
 
-enum class Estimator : int { Grpo = 0, DrGrpo, Rloo, Opo, GrpoPassk, Gpg, ReinforcePpBaseline };
-enum class StdKind : int { Sample = 0, Population = 1 };
-enum class ScaleKind : int { Group = 0, Batch = 1, None = 2 };
-enum class Singleton : int { Zero = 0, Mean0 = 1, Nan = 2 };
-enum class NanRewards : int { Propagate = 0, Unscorable = 1 };
+// Estimator, StdKind, ScaleKind, Singleton, NanRewards: advantages_enums.h (the per-ISA kernels include it).
 // Arithmetic of THR's two matrix products on cuda (thr.cu, "Numerics"); the cpu kernels ignore it.
 enum class ThrPrecision : int { F32 = 0, Tf32 = 1 };
 enum class ReweightMode : int { Thr = 0, ThrOnly = 1, Nthr = 2 };

@@ -142,6 +142,7 @@ CpuOp Advantages(Args& a) {
   p.eps = a.Num("eps");
   p.scale = a.Enum("scale", gk::kScaleKindNames);
   p.singleton = a.Enum("singleton", gk::kSingletonNames);
+  p.nan_rewards = a.Enum("nanRewards", gk::kNanRewardNames);
   p.whiten_mask_eps = a.Num("whitenMaskEps");
   p.whiten_sample = a.Enum("whitenVariance", gk::kStdKindNames) == int(StdKind::Sample);
   p.whiten_clamp = a.Enum("whitenVarianceEps", {"add", "clamp"}) == 1;
@@ -166,7 +167,7 @@ CpuOp Advantages(Args& a) {
   Need(env, "advantages", "outMean", n_mean, size_t(p.groups));
   Need(env, "advantages", "outStd", n_std, size_t(p.groups));
   Need(env, "advantages", "outDegenerate", n_deg, size_t(p.groups));
-  return {[p](const KernelTable&, Pool* pool) { return advantages(p, pool); }};
+  return {[p](const KernelTable& k, Pool* pool) { return k.advantages(p, pool); }};
 }
 
 CpuOp ExpandToTokens(Args& a) {
@@ -179,7 +180,7 @@ CpuOp ExpandToTokens(Args& a) {
   Need(env, "expandToTokens", "responseOffsets", n_ro, n_v + 1);
   Need(env, "expandToTokens", "out", n_out, size_t(p.response_offsets[n_v]));
   p.responses = int64_t(n_v);
-  return {[p](const KernelTable&, Pool* pool) { return expand_to_tokens(p, pool); }};
+  return {[p](const KernelTable& k, Pool* pool) { return k.expand_to_tokens(p, pool); }};
 }
 
 CpuOp Whiten(Args& a) {
@@ -196,7 +197,7 @@ CpuOp Whiten(Args& a) {
   p.n = int64_t(n_v);
   if (p.mask) Need(env, "whiten", "mask", n_m, n_v);
   Need(env, "whiten", "out", n_out, n_v);
-  return {[p](const KernelTable&, Pool* pool) { return whiten(p, pool); }};
+  return {[p](const KernelTable& k, Pool* pool) { return k.whiten(p, pool); }};
 }
 
 // THR's plan (ThrParams::correct_*, src/api/thr-plan.ts) against the layout: its sizes, and every correct

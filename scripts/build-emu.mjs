@@ -116,6 +116,7 @@ const headers = [
     'runtime/cuda_device.h',
   ].map((h) => join(root, 'native', h)),
   join(root, 'tools', 'cuda-emu', 'cuda_emu.h'),
+  join(root, 'native', 'advantages_enums.h'), // included by enums.h
 ];
 const newestHeader = Math.max(
   ...headers.map((h) => statSync(h).mtimeMs),

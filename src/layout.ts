@@ -23,26 +23,56 @@ export interface ResolvedLayout extends Layout {
 
 /**
  * Checks an offsets array: Int32Array, length ≥ 1, starts at 0, non-decreasing, ends at `total`
- * (when given). Throws LAYOUT naming `argument`.
+ * (when given). Throws LAYOUT naming `argument`. `scan` finds the first decrease (a backend's faster
+ * one, Backend.firstDecrease; by default the loop below).
  */
-export function validateOffsets(argument: string, offsets: unknown, total?: number): Int32Array {
+export function validateOffsets(
+  argument: string,
+  offsets: unknown,
+  total?: number,
+  scan: (offsets: Int32Array) => number = firstDecrease,
+): Int32Array {
   if (!(offsets instanceof Int32Array)) fail('DTYPE', argument, 'expected an Int32Array of offsets');
   if (offsets.length < 1) fail('LAYOUT', argument, 'expected at least one offset (0)');
   if (offsets[0] !== 0) fail('LAYOUT', argument, `expected offsets to start at 0, got ${offsets[0]}`);
-  for (let i = 1; i < offsets.length; i++) {
-    if (offsets[i] < offsets[i - 1]) {
-      fail(
-        'LAYOUT',
-        argument,
-        `expected non-decreasing offsets, but [${i - 1}] = ${offsets[i - 1]} > [${i}] = ${offsets[i]}`,
-      );
-    }
+  const i = scan(offsets);
+  if (i > 0) {
+    fail(
+      'LAYOUT',
+      argument,
+      `expected non-decreasing offsets, but [${i - 1}] = ${offsets[i - 1]} > [${i}] = ${offsets[i]}`,
+    );
   }
   const last = offsets[offsets.length - 1];
   if (total !== undefined && last !== total) {
     fail('LAYOUT', argument, `expected the last offset to equal ${total}, got ${last}`);
   }
   return offsets;
+}
+
+/**
+ * The lowest i with offsets[i] < offsets[i − 1], or −1. Hot (1M response offsets per call on the
+ * native backends, where it was the op's largest host cost): each element loaded once, four per step
+ * with one combined test, the failing step rescanned for the exact index; no closures or allocations.
+ */
+export function firstDecrease(offsets: Int32Array): number {
+  const n = offsets.length;
+  let prev = n > 0 ? offsets[0] : 0;
+  let i = 1;
+  for (; i + 4 <= n; i += 4) {
+    const a = offsets[i];
+    const b = offsets[i + 1];
+    const c = offsets[i + 2];
+    const d = offsets[i + 3];
+    if (a < prev || b < a || c < b || d < c) break;
+    prev = d;
+  }
+  for (; i < n; i++) {
+    const x = offsets[i];
+    if (x < prev) return i;
+    prev = x;
+  }
+  return -1;
 }
 
 /** groupOffsets for R responses in groups of `groupSize` (R must be a multiple of it). */

@@ -128,6 +128,24 @@ describe('layout helpers', () => {
     expectError(() => validateOffsets('o', [0, 1] as unknown, 1), 'DTYPE', 'Int32Array');
   });
 
+  it('names the first decrease wherever it falls (the scan takes four offsets per step)', () => {
+    for (const n of [2, 3, 4, 5, 8, 9, 13, 64]) {
+      for (let i = 1; i < n; i++) {
+        // 0, 10, 20, … with offsets[i] one below offsets[i − 1], and a later decrease too.
+        const o = Int32Array.from({ length: n }, (_, k) => k * 10);
+        o[i] = o[i - 1] - 1;
+        if (i + 2 < n) o[i + 2] = 0;
+        expectError(
+          () => validateOffsets('o', o),
+          'LAYOUT',
+          `o: expected non-decreasing offsets, but [${i - 1}] = ${o[i - 1]} > [${i}] = ${o[i]}`,
+        );
+      }
+    }
+    const big = Int32Array.from({ length: (1 << 20) + 1 }, (_, k) => k * 3);
+    expect(validateOffsets('o', big, 3 << 20)).toBe(big);
+  });
+
   it('resolves a ragged layout with empty responses and singleton groups', () => {
     const responseOffsets = new Int32Array([0, 3, 3, 7, 8, 8]);
     const groupOffsets = new Int32Array([0, 2, 3, 5]);

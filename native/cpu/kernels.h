@@ -2,7 +2,7 @@
 // them: plain parameter structs, the thread pool's one entry point, and a table of kernel functions per
 // instruction set.
 //
-// The SIMD kernels (logprobs.cc, thr.cc, lmhead.cc) are compiled twice, once per instruction set, each
+// The SIMD kernels (logprobs.cc, thr.cc, lmhead.cc, advantages.cc) are compiled twice, once per instruction set, each
 // time inside its own namespace: gk::cpu::avx2 (-mavx2 -mfma -mf16c, x86-64 only) and gk::cpu::portable
 // (the compiler's baseline: SSE2 on x86-64, NEON on arm64); lmhead.cc a third time as gk::cpu::avx512
 // (-mavx512f besides: its GEMM tile at 16 lanes). pool.cc picks one table at run time
@@ -133,7 +133,7 @@ struct ThrReweightParams {
 };
 
 // ---------------------------------------------------------------------------------- advantages family
-// Scalar f64 kernels (advantages.cc), one build for every CPU.
+// f64 kernels (advantages.cc), one build per instruction set like the others.
 struct AdvantagesParams {
   const float* rewards;            // [responses]
   const int32_t* group_offsets;    // [groups + 1]
@@ -144,6 +144,7 @@ struct AdvantagesParams {
   int std_kind;                     // gk::StdKind
   int scale;                        // gk::ScaleKind
   int singleton;                    // gk::Singleton
+  int nan_rewards;                  // gk::NanRewards
   double eps;
   double whiten_mask_eps;
   int whiten_sample;
@@ -169,9 +170,6 @@ struct WhitenParams {
   int keep_mean;
   float* out;
 };
-Report advantages(const AdvantagesParams&, Pool*);
-Report expand_to_tokens(const ExpandParams&, Pool*);
-Report whiten(const WhitenParams&, Pool*);
 
 // ------------------------------------------------------------------------------------------ policyLoss
 // policyLoss's arguments (policy.cc, POLICY.md): the options under the names of the cuda backend's
@@ -215,7 +213,7 @@ struct PolicyParams {
 };
 
 // ------------------------------------------------------------------------------------------ kernels
-// One instruction set's kernels (the SIMD families); advantages.cc is scalar f64 and has one build.
+// One instruction set's kernels.
 struct KernelTable {
   const char* isa;  // "avx2" | "portable"
   Report (*logprobs)(const LogprobsParams&, Pool*);
@@ -224,6 +222,9 @@ struct KernelTable {
   Report (*token_hidden_reward)(const ThrParams&, Pool*);
   Report (*thr_reweight)(const ThrReweightParams&, Pool*);
   Report (*policy_loss)(const PolicyParams&, Pool*);
+  Report (*advantages)(const AdvantagesParams&, Pool*);
+  Report (*expand_to_tokens)(const ExpandParams&, Pool*);
+  Report (*whiten)(const WhitenParams&, Pool*);
   // Benchmarks only (probe.cc): FLOPs of one run of `iters` FMA steps on every pool thread; one
   // streaming read of an array (returns a checksum); one copy of `bytes` bytes from src to dst.
   double (*fma_probe)(Pool*, int64_t iters);
@@ -259,6 +260,9 @@ struct KernelTable {
   Report token_hidden_reward(const ThrParams&, Pool*);                        \
   Report thr_reweight(const ThrReweightParams&, Pool*);                       \
   Report policy_loss(const PolicyParams&, Pool*);                             \
+  Report advantages(const AdvantagesParams&, Pool*);                          \
+  Report expand_to_tokens(const ExpandParams&, Pool*);                        \
+  Report whiten(const WhitenParams&, Pool*);                                  \
   double fma_probe(Pool*, int64_t);                                           \
   double read_probe(Pool*, const void*, size_t);                              \
   void copy_probe(Pool*, const void*, void*, size_t);                         \

@@ -519,10 +519,11 @@ void exp_to_f32(const double* y, float* out, int64_t n) {
 
 // Work: the (token, column) pairs of an item in order. The loads come first, up to kChunk columns of a
 // row at a time into a buffer of exponents y = x/T − lse (f64): each column is a cache miss in a long
-// row (sorted, but strided beyond the hardware prefetcher, and mostly a TLB miss: 600 KB rows of 4 KiB
-// pages), and with nothing else in the loop the core keeps dozens of them in flight by itself (a
-// software prefetch 16-64 pairs ahead made it 2-2.5x slower, measured). Then the exponentials, as
-// vectors.
+// row (sorted, but strided beyond the hardware prefetcher, and on 4 KiB pages mostly a TLB miss too:
+// 600 KB rows; uploaded logits sit on 2 MiB pages, native/cpu/memory.cc, 1.2-1.5x faster), and with
+// nothing else in the loop the core keeps dozens of them in flight by itself (a software prefetch 16-64
+// pairs ahead made it 2-2.5x slower on 4 KiB pages; one of the next token's columns, into L1, L2 or L3,
+// gained nothing on 2 MiB pages: measured). Then the exponentials, as vectors.
 void gather_item(void* ctx, int64_t item, int) {
   const GatherProbsParams& p = *static_cast<GatherJob*>(ctx)->p;
   const int64_t t0 = item * kGatherTokens;

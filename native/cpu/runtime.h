@@ -19,6 +19,11 @@ bool avx2_supported();
 bool avx2_compiled();
 // Whether it runs the LM head's AVX-512 build (AVX-512F besides; compiled in with the AVX2 one).
 bool avx512_supported();
+// The lowest i ≥ 1 with offsets[i] < offsets[i − 1], or −1 (offsets.cc): the API's offsets check.
+int64_t first_decrease(const int32_t* offsets, int64_t n);
+// Asks for 2 MiB pages for the whole 2 MiB pages inside [data, data + bytes), before it is first written
+// (memory.cc); returns the bytes advised (0: none, or not supported here).
+size_t advise_huge_pages(void* data, size_t bytes);
 // The kernels to use: the AVX2 build when compiled in, supported and not `portable`, else the portable;
 // with the AVX2 build, the LM head's AVX-512 build when supported and `avx512`.
 const KernelTable& kernel_table(bool portable, bool avx512 = true);

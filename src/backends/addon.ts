@@ -68,6 +68,10 @@ export interface NativeAddon {
   /** Builds with the native cpu kernels (native/addon_cpu.cc). */
   cpuInfo?(): NativeCpuBuildInfo;
   CpuDevice?: new (options: NativeCpuDeviceOptions) => NativeCpuDevice;
+  /** Gives the whole 2 MiB pages of an unwritten array 2 MiB pages; returns their bytes (native/cpu/memory.cc). */
+  cpuAdviseHugePages?(array: ArrayBufferView): number;
+  /** The lowest i ≥ 1 with offsets[i] < offsets[i − 1], or −1 (native/cpu/offsets.cc). */
+  cpuFirstDecrease?(offsets: Int32Array): number;
   /** The native cpu LM head's scratch plan (native/cpu/lmhead.cc). */
   cpuLmheadPlan?(args: NativeCpuLmheadPlanArgs): {
     forwardBytes: number;

@@ -560,6 +560,11 @@ export interface Backend {
   readonly device: DeviceInfo;
   /** Uploads a host array (already validated against shape and dtype). */
   upload<D extends DType>(data: HostArrayMap[D], shape: readonly number[], dtype: D): Tensor<D>;
+  /**
+   * Optional: the lowest i ≥ 1 with offsets[i] < offsets[i − 1], or −1, faster than the API's own loop
+   * (the native cpu backend's SIMD scan). The API still makes the check and throws its error.
+   */
+  firstDecrease?(offsets: Int32Array): number;
 
   logprobs(args: LogprobsArgs): Promise<LogprobsResult>;
   /** Gradient w.r.t. the logits, [rows, vocab] in the logits' dtype. */

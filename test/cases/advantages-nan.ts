@@ -5,9 +5,8 @@
  * #5902, commit 1c7c7f98) and trl/trainer/rloo_trainer.py (nansum − r over scorable_count − 1). A NaN
  * reward is an unscorable completion: left out of its group's mean and std, advantage 0, the rest of
  * the group normalised as usual. For the estimators TRL does not have, every backend is held to the js
- * backend (the reference of those), and the js backend (and the native cpu, which runs it for
- * 'unscorable') to its definition: the advantages of the batch
- * without its NaN rewards, 0 for them.
+ * backend (the reference of those), and the js and native cpu backends to its definition: the
+ * advantages of the batch without its NaN rewards, 0 for them (bit for bit).
  *
  * Fold into the shared advantages table (test/cases/advantages.ts) when it lands here.
  */

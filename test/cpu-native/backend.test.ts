@@ -129,6 +129,23 @@ describe.skipIf(reason !== undefined)(`native cpu backend${reason ? ` (skipped: 
     ctx.dispose();
   });
 
+  it('large tensors get 2 MiB pages before their first write, and keep their data', async () => {
+    const addon = loadNativeAddon('cpu');
+    const MiB = 1 << 20;
+    const a = new Float32Array((9 * MiB) / 4);
+    const advised = addon.cpuAdviseHugePages!(a);
+    // The whole 2 MiB pages inside the array (4 or 3 of them, by its alignment), or 0 where the OS
+    // has no transparent huge pages.
+    expect([0, 6 * MiB, 8 * MiB]).toContain(advised);
+    expect(addon.cpuAdviseHugePages!(new Float32Array(1024))).toBe(0);
+    expect(() => addon.cpuAdviseHugePages!([1, 2] as never)).toThrow(/expected a typed array/);
+    const ctx = await createContext({ backend: 'cpu' });
+    const x = Float32Array.from(randomNormal(5, 3 * MiB));
+    const t = ctx.tensor(x);
+    expect(await t.read()).toEqual(x);
+    ctx.dispose();
+  });
+
   it('the native boundary refuses unknown keys, wrong array types and wrong lengths', async () => {
     const addon = loadNativeAddon('cpu');
     const dev = new addon.CpuDevice!({ threads: 1, portable: true, avx512: false });

@@ -20,6 +20,7 @@ export async function cpuAdvantages(q: CpuQueue, a: AdvantagesArgs): Promise<Adv
       eps: a.eps,
       scale: a.scale,
       singleton: a.singleton,
+      nanRewards: a.nanRewards,
       whitenMaskEps: a.whitenMaskEps,
       whitenVariance: a.whitenVariance,
       whitenVarianceEps: a.whitenVarianceEps,

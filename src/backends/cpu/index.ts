@@ -16,9 +16,7 @@ import type { DType, HostArrayMap } from '../../dtypes.js';
 import { GrpoKernelsError } from '../../errors.js';
 import { loadedNativeAddon, loadNativeAddon } from '../addon.js';
 import type { Backend, BackendOptions, DeviceInfo } from '../backend.js';
-import { jsAdvantages } from '../js/advantages.js';
 import { cpuAdvantages, cpuExpandToTokens, cpuWhiten } from './advantages.js';
-import { viaReference } from './fallback.js';
 import {
   cpuLinearLogprobStates,
   cpuLinearLogprobs,
@@ -97,13 +95,14 @@ export async function createCpuBackend(options: BackendOptions): Promise<Backend
     name: `CPU (native, ${info.isa === 'avx2' ? 'AVX2 + FMA + F16C' : 'portable'}, ${info.threads} thread${info.threads === 1 ? '' : 's'})`,
     details,
   };
-  const q = new CpuQueue(dev);
+  const q = new CpuQueue(dev, addon.cpuAdviseHugePages);
   let disposed = false;
   return {
     name: 'cpu',
     device,
+    firstDecrease: addon.cpuFirstDecrease,
     upload<D extends DType>(data: HostArrayMap[D], shape: readonly number[], dtype: D) {
-      return cpuTensor(q, data.slice() as HostArrayMap[D], shape, dtype);
+      return cpuTensor(q, q.copy(dtype, data), shape, dtype);
     },
     logprobs: (a) => cpuLogprobs(q, a),
     logprobsBackward: (a) => cpuLogprobsBackward(q, a),
@@ -113,10 +112,7 @@ export async function createCpuBackend(options: BackendOptions): Promise<Backend
     logprobStates: (a) => cpuLogprobStates(q, a),
     linearLogprobStates: (a) => cpuLinearLogprobStates(q, a),
     mergeLogprobStates: (a) => cpuMergeLogprobStates(q, a),
-    // Ops without a native kernel yet run the js reference (fallback.ts, docs/cpu.md).
-    // TRL's unscorable NaN rewards: the reference's compaction (the native kernel propagates NaN).
-    advantages: (a) =>
-      a.nanRewards === 'unscorable' ? viaReference(q, jsAdvantages, a) : cpuAdvantages(q, a),
+    advantages: (a) => cpuAdvantages(q, a),
     expandToTokens: (a) => cpuExpandToTokens(q, a),
     whiten: (a) => cpuWhiten(q, a),
     tokenHiddenReward: (a) => cpuTokenHiddenReward(q, a),

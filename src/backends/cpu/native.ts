@@ -8,6 +8,7 @@
 import { fromNativeErrorOf } from '../addon.js';
 import type {
   Estimator,
+  NanRewardPolicy,
   ReweightMode,
   ScaleKind,
   SingletonPolicy,
@@ -72,6 +73,8 @@ export interface NativeCpuAdvantagesArgs {
   eps: number;
   scale: ScaleKind;
   singleton: SingletonPolicy;
+  /** 'unscorable' (TRL): NaN rewards left out of every statistic, their advantages 0, then nan_to_num. */
+  nanRewards: NanRewardPolicy;
   whitenMaskEps: number;
   whitenVariance: StdKind;
   whitenVarianceEps: WhitenVarianceEps;
