@@ -201,3 +201,42 @@ describe('run.sh: the plan and the stop when no GPU is seen', () => {
     expect(readdirSync(r.dir).sort()).toEqual(['logs.tar.xz', 'steps.txt']);
   });
 });
+
+describe('goals.mjs: every case runs (on the native cpu backend, at tiny sizes)', () => {
+  it('prints one JSON line per case, each timed, with no error', () => {
+    // The goal script goes through the public API like a user; an API change it missed must fail here,
+    // not on the GPU (it once passed `correct` as a tensor after the API made it host flags).
+    const r = spawnSync(
+      process.execPath,
+      [
+        join(ROOT, 'scripts/gpu/goals.mjs'),
+        '--backend',
+        'cpu',
+        ...['--rows', '64', '--vocab', '1000', '--reps', '1', '--adv-reps', '1'],
+        ...['--thr-tokens', '40', '--thr-d', '48', '--thr-vocab', '24', '--groups', '50'],
+      ],
+      { encoding: 'utf8', timeout: 120_000 },
+    );
+    expect(r.stderr).not.toMatch(/Error/);
+    expect(r.status, r.stderr).toBe(0);
+    const lines = r.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { backend: string; case: string; ms_median: number });
+    expect(new Set(lines.map((l) => l.case))).toEqual(
+      new Set([
+        'copy',
+        'logprobs',
+        'logprobs+entropy',
+        'logprobs+entropy+sumSquares',
+        'logprobsBackward',
+        'tokenHiddenReward',
+        'advantages',
+      ]),
+    );
+    for (const l of lines) {
+      expect(l.backend).toBe('cpu');
+      expect(l.ms_median).toBeGreaterThan(0);
+    }
+  });
+});

@@ -172,11 +172,8 @@ async function main() {
     const hh = new Float32Array(T * d);
     for (let i = 0; i < hh.length; i++) hh[i] = gauss(r);
     const hidden = ctx.tensor(hh, [T, d], 'f32');
-    const correct = ctx.tensor(
-      Uint8Array.from({ length: n }, (_, i) => (i < n / 2 ? 1 : 0)),
-      [n],
-      'u8',
-    );
+    // Host flags, like the layout (src/api/thr.ts: the API plans the correct tokens on the host).
+    const correct = Uint8Array.from({ length: n }, (_, i) => (i < n / 2 ? 1 : 0));
     const tPlus = (n / 2) * L;
     const flops = 2 * k * d * (tPlus + T);
     const t = await time(ctx, async () => {
@@ -186,8 +183,7 @@ async function main() {
     await report(ctx, 'tokenHiddenReward', { T, 'V*': k, d, 'T+': tPlus, hidden: 'f32' }, t, null, {
       tflops: flops / (t.ms_median * 1e9),
     });
-    for (const x of [toks, vocabT.offsets, vocabT.columns, vocabT.tokenColumn, probs, hidden, correct])
-      x.dispose();
+    for (const x of [toks, vocabT.offsets, vocabT.columns, vocabT.tokenColumn, probs, hidden]) x.dispose();
   }
 
   if (want('advantages')) {
