@@ -9,18 +9,11 @@
 #include <string>
 #include <vector>
 
-#include "advantages_enums.h"
-#include "policy_enums.h"
+#include "enum_values.h"
 
 namespace gk {
 
-// Estimator, StdKind, ScaleKind, Singleton, NanRewards: advantages_enums.h (the per-ISA kernels include it).
-// Arithmetic of THR's two matrix products on cuda (thr.cu, "Numerics"); the cpu kernels ignore it.
-enum class ThrPrecision : int { F32 = 0, Tf32 = 1 };
-enum class ReweightMode : int { Thr = 0, ThrOnly = 1, Nthr = 2 };
-// tokenHiddenReward whole, or one of its two halves (thrAggregate, thrScore: data-parallel shards sum the
-// aggregate between them; docs/DESIGN.md). Not a string across the boundary: each half is an op.
-enum class ThrStep : int { Full = 0, Aggregate = 1, Score = 2 };
+// The enums themselves: enum_values.h (plain enums, which the per-ISA cpu kernels may include).
 
 inline const std::vector<std::string> kEstimatorNames = {"grpo", "dr_grpo", "rloo", "opo",
                                                          "grpo_passk", "gpg", "reinforce_pp_baseline"};
@@ -34,8 +27,7 @@ inline const std::vector<std::string> kReweightModeNames = {"thr", "thr-only", "
 // Same names and order as the TypeScript lists of src/backends/backend.ts (POLICY_LOSSES,
 // KL_ESTIMATORS, ROLLOUT_LEVELS, ROLLOUT_MODES, AGGREGATIONS, TERM_AGGREGATIONS, SEQ_TOKEN_DIVISORS);
 // native/policy_args.h converts the strings with these tables (for ops_cuda.cc and ops_cpu.cc),
-// test/cuda/enums.test.ts checks them. The enums themselves are in policy_enums.h: plain enums, which
-// the per-ISA cpu kernels may include (this header's std:: tables they may not: native/cpu/kernels.h).
+// test/cuda/enums.test.ts checks them.
 inline const std::vector<std::string> kPolicyLossNames = {"ppo", "gspo", "cispo", "sapo", "reinforce"};
 inline const std::vector<std::string> kKlEstimatorNames = {"k1", "abs", "k2", "k3"};
 inline const std::vector<std::string> kRolloutLevelNames = {"token", "sequence", "geometric"};

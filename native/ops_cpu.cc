@@ -226,9 +226,6 @@ void CheckThrPlan(Napi::Env env, const char* op, const ThrParams& p, size_t n_cs
 
 // tokenHiddenReward whole, or one of its halves: the same keys, plus `aggregate` (the stacked M,
 // [ΣK_g, dim] f32) for the halves; thrAggregate has no outThr / outTau / beta.
-static_assert(kThrFull == int(gk::ThrStep::Full) && kThrAggregate == int(gk::ThrStep::Aggregate) &&
-                  kThrScore == int(gk::ThrStep::Score),
-              "kernels.h's ThrStepCode mirrors gk::ThrStep");
 template <gk::ThrStep step>
 CpuOp ThrOp(Args& a) {
   Napi::Env env = a.Env();
@@ -236,7 +233,7 @@ CpuOp ThrOp(Args& a) {
                    : step == gk::ThrStep::Aggregate ? "thrAggregate"
                                                     : "thrScore";
   ThrParams p{};
-  p.step = int(step);
+  p.step = step;
   size_t n_ro = 0, n_go = 0, n_c = 0, n_d = 0, n_h = 0, n_p = 0, n_po = 0, n_vo = 0, n_tc = 0, n_thr = 0, n_tau = 0;
   size_t n_cs = 0, n_ct = 0, n_cw = 0, n_agg = 0;
   p.response_offsets = a.Buf<int32_t>("responseOffsets", &n_ro);

@@ -109,14 +109,13 @@ const headers = [
     'args.h',
     'device_wrap.h',
     'enums.h',
-    'policy_enums.h',
+    'enum_values.h',
     'policy_args.h',
     'ops.h',
     'runtime/jobs.h',
     'runtime/cuda_device.h',
   ].map((h) => join(root, 'native', h)),
   join(root, 'tools', 'cuda-emu', 'cuda_emu.h'),
-  join(root, 'native', 'advantages_enums.h'), // included by enums.h
 ];
 const newestHeader = Math.max(
   ...headers.map((h) => statSync(h).mtimeMs),

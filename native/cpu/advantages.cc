@@ -49,8 +49,6 @@
 #include "kernels.h"
 #include "simd.h"
 
-#include "../advantages_enums.h"
-
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>

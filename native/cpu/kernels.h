@@ -13,13 +13,13 @@
 // portable path. So the kernel files include nothing with inline code of its own but this header (plain
 // aggregates, declarations) and their own ISA-namespaced simd.h, call C functions only (exp, log, malloc),
 // and reach the pool through pool_run (a function pointer and a context, no std::function).
-// policy.cc is one of them too; this header includes ../policy_enums.h for it (plain enums, no code).
+// The enums' values come from ../enum_values.h (plain enums, no code), which this header includes.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 
-#include "../policy_enums.h"
+#include "../enum_values.h"
 #include "lmhead.h"
 
 namespace gk {
@@ -87,8 +87,6 @@ struct GatherProbsParams {
 };
 
 // ------------------------------------------------------------------------------------------ THR family
-// gk::ThrStep's values (native/enums.h, which the kernel files cannot include: ops_cpu.cc checks them).
-enum ThrStepCode : int { kThrFull = 0, kThrAggregate = 1, kThrScore = 2 };
 struct ThrParams {
   const void* hidden;  // [Ttotal, dim] of `hidden_dtype`
   int hidden_dtype;
@@ -109,9 +107,9 @@ struct ThrParams {
   const int32_t* correct_tokens;   // [P]
   const float* correct_weights;    // [P]
   double beta;
-  // ThrStepCode: Full (thr, tau), Aggregate (M of every live group into `aggregate`; thr, tau unused)
-  // or Score (M read from `aggregate`, then thr, tau).
-  int step;
+  // Full (thr, tau), Aggregate (M of every live group into `aggregate`; thr, tau unused) or Score (M
+  // read from `aggregate`, then thr, tau).
+  ThrStep step;
   float* aggregate;  // [ΣK_g, dim] f32, group g's rows from vocab_offsets[g]: the halves' M, else null
   float* thr;  // [Ttotal]
   float* tau;  // [G]

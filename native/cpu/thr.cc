@@ -240,17 +240,17 @@ bool plan_group(const ThrParams& p, int64_t g, int workers, Group& G, void** blo
   G.d16 = round_up(G.d, kNR);
   G.K16 = round_up(G.K, kNR);
   G.q = p.probs + int64_t(p.probs_offsets[g]);
-  G.Mrows = p.step == kThrFull ? nullptr : p.aggregate + int64_t(p.vocab_offsets[g]) * G.d;
+  G.Mrows = p.step == ThrStep::Full ? nullptr : p.aggregate + int64_t(p.vocab_offsets[g]) * G.d;
   G.col = p.token_column + G.t0;
   // thrScore reads M as given: no correct tokens to pack.
-  const int64_t nP = p.step == kThrScore ? 0 : p.correct_start[g + 1] - p.correct_start[g];
+  const int64_t nP = p.step == ThrStep::Score ? 0 : p.correct_start[g + 1] - p.correct_start[g];
   G.nP = nP;
   G.ptok = p.correct_tokens + p.correct_start[g];
   G.pw = p.correct_weights + p.correct_start[g];
   G.a_stride = round_up(kMC * (nP > G.d ? nP : G.d), 16);
   // One allocation: B1, B2, s, then the workers' A, acc and row.
   // thrAggregate writes M straight out (no B2, no s_t).
-  const bool aggregate = p.step == kThrAggregate;
+  const bool aggregate = p.step == ThrStep::Aggregate;
   const size_t n_b1 = size_t(G.d16 * nP), n_b2 = aggregate ? 0 : size_t(G.K16 * G.d);
   const size_t n_s = aggregate ? 0 : size_t(round_up(G.Tg, 8)), n_acc = size_t(kMicroPerItem * kMR * kNR);
   const size_t bytes = n_b1 * 4 + n_b2 * 4 + n_s * 8 +
@@ -282,14 +282,14 @@ bool plan_group(const ThrParams& p, int64_t g, int workers, Group& G, void** blo
 // Aggregate) or from the given aggregate (Score), then GEMM 2 and the epilogue (Full, Score).
 template <class Run>
 void group_stages(Group& G, Run run) {
-  const int step = G.p->step;
-  if (step == kThrScore) {
+  const ThrStep step = G.p->step;
+  if (step == ThrStep::Score) {
     run((G.K + kMC - 1) / kMC, pack_b2_item);
   } else {
     run((G.nP + kPackTokens - 1) / kPackTokens, pack_b1_item);
     run((G.K + kMC - 1) / kMC, gemm1_item);
   }
-  if (step != kThrAggregate) run((G.Tg + kMC - 1) / kMC, gemm2_item);
+  if (step != ThrStep::Aggregate) run((G.Tg + kMC - 1) / kMC, gemm2_item);
 }
 
 struct StageCtx {
@@ -318,7 +318,7 @@ void small_group_item(void* ctx, int64_t i, int) {
   group_stages(G, [&](int64_t n, void (*fn)(Group&, int64_t, int)) {
     for (int64_t k = 0; k < n; ++k) fn(G, k, 0);
   });
-  if (J.p->step != kThrAggregate) finish_group(G, g);
+  if (J.p->step != ThrStep::Aggregate) finish_group(G, g);
   free(block);
 }
 
@@ -423,7 +423,7 @@ Report token_hidden_reward(const ThrParams& p, Pool* pool) {
     const int64_t r0 = p.group_offsets[g], r1 = p.group_offsets[g + 1];
     const int64_t t0 = p.response_offsets[r0], t1 = p.response_offsets[r1];
     if (p.degenerate[g]) {
-      if (p.step == kThrAggregate) {
+      if (p.step == ThrStep::Aggregate) {
         // Its rows of the stacked M are 0 (a shard's sum then carries the other shards' alone).
         float* m = p.aggregate + int64_t(p.vocab_offsets[g]) * p.dim;
         for (int64_t k = 0; k < int64_t(p.vocab_offsets[g + 1] - p.vocab_offsets[g]) * p.dim; ++k) m[k] = 0.f;
@@ -450,7 +450,7 @@ Report token_hidden_reward(const ThrParams& p, Pool* pool) {
       StageCtx s{&G, fn};
       pool_run(pool, n, stage_item, &s);
     });
-    if (p.step != kThrAggregate) finish_group(G, g);
+    if (p.step != ThrStep::Aggregate) finish_group(G, g);
     free(block);
   }
   SmallJob J{&p, small, 0};

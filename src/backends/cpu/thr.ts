@@ -33,14 +33,14 @@ export async function cpuTokenHiddenReward(q: CpuQueue, a: TokenHiddenRewardArgs
   return { thr, tau };
 }
 
-/** THR's aggregate M_g, stacked [ΣK_g, d] f32 (thr.cc, kThrAggregate). */
+/** THR's aggregate M_g, stacked [ΣK_g, d] f32 (thr.cc, ThrStep::Aggregate). */
 export async function cpuThrAggregate(q: CpuQueue, a: ThrAggregateArgs): Promise<Tensor<'f32'>> {
   const aggregate = cpuEmpty(q, 'f32', [a.vocab.hostOffsets[a.layout.numGroups], a.dim]);
   await q.run(() => q.device.thrAggregate({ ...thrArgs(a), aggregate: arrayOf(aggregate) }));
   return aggregate;
 }
 
-/** THR and tau from an aggregate (thr.cc, kThrScore). */
+/** THR and tau from an aggregate (thr.cc, ThrStep::Score). */
 export async function cpuThrScore(q: CpuQueue, a: ThrScoreArgs): Promise<ThrResult> {
   const { layout } = a;
   const thr = cpuEmpty(q, 'f32', [layout.numTokens]);
