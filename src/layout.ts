@@ -100,14 +100,19 @@ export function groupOffsetsFromSize(
  * Validates a layout against the token count (when known) and derives its per-group ranges.
  * `numTokens` undefined means "whatever responseOffsets ends at".
  */
-export function resolveLayout(layout: unknown, numTokens?: number, argument = 'layout'): ResolvedLayout {
+export function resolveLayout(
+  layout: unknown,
+  numTokens?: number,
+  argument = 'layout',
+  scan: (offsets: Int32Array) => number = firstDecrease,
+): ResolvedLayout {
   if (typeof layout !== 'object' || layout === null) {
     fail('LAYOUT', argument, 'expected { responseOffsets: Int32Array, groupOffsets: Int32Array }');
   }
   const l = layout as Partial<Layout>;
-  const responseOffsets = validateOffsets(`${argument}.responseOffsets`, l.responseOffsets, numTokens);
+  const responseOffsets = validateOffsets(`${argument}.responseOffsets`, l.responseOffsets, numTokens, scan);
   const numResponses = responseOffsets.length - 1;
-  const groupOffsets = validateOffsets(`${argument}.groupOffsets`, l.groupOffsets);
+  const groupOffsets = validateOffsets(`${argument}.groupOffsets`, l.groupOffsets, undefined, scan);
   const lastGroup = groupOffsets[groupOffsets.length - 1];
   if (lastGroup !== numResponses) {
     fail(

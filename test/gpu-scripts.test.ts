@@ -232,6 +232,7 @@ describe('goals.mjs: every case runs (on the native cpu backend, at tiny sizes)'
         'logprobsBackward',
         'tokenHiddenReward',
         'advantages',
+        'policyLoss',
       ]),
     );
     for (const l of lines) {

@@ -22,7 +22,12 @@
 //   then a fixed shared-memory tree; thread 0 writes the loss and the stats.
 // Bytes: phase 0: the inputs (4–7 f32 + the u8 mask per token) read twice by their warp (pass B's
 //   second read mostly from L1/L2) + 1–3 f32 outputs written; phases 1 + 2 read the inputs twice more.
-//   FLOPs ~40 per token. Memory-bound: 1M tokens with every input present move ≈ 33 MB.
+//   FLOPs ~40 per token. 1M tokens with every input present move ≈ 33 MB.
+// Latency: a warp loads each token's inputs together, and the next response's offsets and first 32
+//   tokens while the current one computes. Measured (H200, 2^20 responses of 1..31 tokens, every
+//   input): 0.82 ms, 660 GB/s, 17% of copy; not memory-bound but bound by the per-response work of a
+//   warp (half its lanes idle on 16-token responses, six butterflies per response). Sub-warp responses
+//   (a width chosen by the length, so still batch invariant) are the next step.
 // Numerics: f32 sums in fixed orders, no float atomics: deterministic. 0/0 (no valid token) is NaN, as
 //   the reference's f64 arithmetic gives.
 #include <algorithm>
@@ -144,11 +149,10 @@ struct Tok {
   unsigned clipped, lower;
 };
 
-// Token t's surrogate (POLICY.md, "Ratio and per-token surrogate"); log_s: gspo's log s_r.
-__device__ Tok surrogate(const Dev& d, int t, float log_s) {
-  const float A = d.adv[t];
-  const float l = d.lp[t];
-  const float delta = l - d.old[t];
+// A token's surrogate (POLICY.md, "Ratio and per-token surrogate") from its A_t, ℓ_t and ℓ°_t (loaded
+// by the caller, all at once); log_s: gspo's log s_r.
+__device__ Tok surrogate(const Dev& d, float A, float l, float old, float log_s) {
+  const float delta = l - old;
   Tok r;
   float drho;
   if (d.loss == int(PolicyLossKind::Gspo)) {
@@ -305,20 +309,46 @@ __device__ void write_result(const Dev& d, const Part& red) {
   st[12] = static_cast<float>(red.n_seq);
 }
 
-// Response r on one warp: pass A, then pass B. Adds its sums to the lane's running record `acc`.
-__device__ void response(const Dev& d, int r, const Scales& s, bool write, Part& acc) {
+// One token's inputs, loaded together (independent loads in flight at once; an absent input reads 0).
+struct In {
+  float A, l, old, ref, roll, h;
+  bool ok;
+};
+__device__ __forceinline__ In load_in(const Dev& d, int t) {
+  In x;
+  x.ok = valid(d, t);
+  x.A = d.adv[t];
+  x.l = d.lp[t];
+  x.old = d.old[t];
+  x.ref = d.has_kl ? d.ref[t] : 0.f;
+  x.roll = d.has_rollout ? d.roll[t] : 0.f;
+  x.h = d.has_ent ? d.ent[t] : 0.f;
+  return x;
+}
+// The lane's first token of the response [t0, t1), if it has one (the caller prefetches it).
+__device__ __forceinline__ In load_first(const Dev& d, int t0, int t1) {
+  const int t = t0 + int(threadIdx.x & 31);
+  return t < t1 ? load_in(d, t) : In{};
+}
+
+// The response of tokens [t0, t1) on one warp: pass A, then pass B. Adds its sums to the lane's
+// running record `acc`. `first`: the lane's first token's inputs (load_first), loaded by the caller
+// while the previous response ran; the lane's later tokens (responses over 32 tokens) load here.
+__device__ void response(const Dev& d, int t0, int t1, const In& first, const Scales& s, bool write,
+                         Part& acc) {
   const int lane = threadIdx.x & 31;
-  const int t0 = d.roff[r], t1 = d.roff[r + 1];
   const bool seq_level = d.has_rollout && d.level != int(RolloutLevel::Token);
   // Pass A.
   unsigned n = 0;
   float dsum = 0.f, lsum = 0.f;
-  for (int t = t0 + lane; t < t1; t += 32) {
-    if (!valid(d, t)) continue;
+  auto pass_a = [&](const In& x) {
+    if (!x.ok) return;
     ++n;
-    if (d.loss == int(PolicyLossKind::Gspo)) dsum += d.lp[t] - d.old[t];
-    if (seq_level) lsum += d.old[t] - d.roll[t];
-  }
+    if (d.loss == int(PolicyLossKind::Gspo)) dsum += x.l - x.old;
+    if (seq_level) lsum += x.old - x.roll;
+  };
+  if (t0 + lane < t1) pass_a(first);
+  for (int t = t0 + lane + 32; t < t1; t += 32) pass_a(load_in(d, t));
   n = warp_sum_u(n);
   dsum = warp_sum(dsum);
   lsum = warp_sum(lsum);
@@ -349,16 +379,17 @@ __device__ void response(const Dev& d, int r, const Scales& s, bool write, Part&
   const float g_h = d.ent_token_mean ? s.g_tm : s.g;
   // Pass B.
   float S = 0.f, K = 0.f, H = 0.f;
-  for (int t = t0 + lane; t < t1; t += 32) {
-    if (!valid(d, t)) {
+  auto pass_b = [&](int t, const In& x) {
+    const float A = x.A, l = x.l, old = x.old, ref = x.ref, roll = x.roll, h = x.h;
+    if (!x.ok) {
       if (write) {
         d.grad[t] = 0.f;
         if (d.grad_ent) d.grad_ent[t] = 0.f;
         if (d.token_loss) d.token_loss[t] = 0.f;
       }
-      continue;
+      return;
     }
-    const Tok k = surrogate(d, t, log_s);
+    const Tok k = surrogate(d, A, l, old, log_s);
     acc.ratio_sum += k.rho;
     acc.ratio_min = fminf(acc.ratio_min, k.rho);
     acc.ratio_max = fmaxf(acc.ratio_max, k.rho);
@@ -371,7 +402,7 @@ __device__ void response(const Dev& d, int r, const Scales& s, bool write, Part&
         w = seq_w;
       } else {
         unsigned clipped;
-        w = correct_weight(d, expf(sym_clamp(d.old[t] - d.roll[t], d.r_log_clamp)), clipped);
+        w = correct_weight(d, expf(sym_clamp(old - roll, d.r_log_clamp)), clipped);
         acc.w_sum += w;
         acc.w_sq += w * w;
         acc.w_count += 1;
@@ -383,21 +414,19 @@ __device__ void response(const Dev& d, int r, const Scales& s, bool write, Part&
     float klv = 0.f;
     if (d.has_kl) {
       float dv;
-      kl_term(d, d.lp[t] - d.ref[t], klv, dv);
+      kl_term(d, l - ref, klv, dv);
       K += klv;
       g += d.kl_coef * g_kl * a_kl * dv;
     }
-    float h = 0.f;
-    if (d.has_ent) {
-      h = d.ent[t];
-      H += h;
-    }
+    H += h;
     if (write) {
       d.grad[t] = g;
       if (d.grad_ent) d.grad_ent[t] = -d.ent_coef * g_h * a_h;
       if (d.token_loss) d.token_loss[t] = w * s.inv_wbar * k.L + d.kl_coef * klv - d.ent_coef * h;
     }
-  }
+  };
+  if (t0 + lane < t1) pass_b(t0 + lane, first);
+  for (int t = t0 + lane + 32; t < t1; t += 32) pass_b(t, load_in(d, t));
   acc.kl_val += K;
   acc.ent_val += H;
   // The response's sums, weighted by its a_r: every lane gets the same butterfly result, lane 0 keeps it.
@@ -426,7 +455,10 @@ __device__ Part reduce_parts(const Dev& d, Part* sh) {
   return red;
 }
 
-__global__ void __launch_bounds__(kThreads) policy_tokens_kernel(Dev d) {
+// Three blocks per SM (80 registers, 80 bytes of spill stores): 821 µs at the goal size on an H200,
+// against 977 µs for one (124 registers) and 815 µs for four (64 registers, 124 bytes spilled);
+// bench/RESULTS.md, 2026-11-27.
+__global__ void __launch_bounds__(kThreads, 3) policy_tokens_kernel(Dev d) {
   __shared__ Part sh[kThreads];
   const int b = blockIdx.x;
   Scales s{0.f, 0.f, 1.f};
@@ -442,7 +474,22 @@ __global__ void __launch_bounds__(kThreads) policy_tokens_kernel(Dev d) {
   const int lo = b * d.chunk;
   const int hi = min(lo + d.chunk, d.R);
   Part acc = part_empty();
-  for (int r = lo + warp; r < hi; r += kWarps) response(d, r, s, write, acc);
+  // Software pipelined over the warp's responses: the offsets two responses ahead and the next
+  // response's first tokens are in flight while this one computes (short responses are latency-bound).
+  int r = lo + warp;
+  int t0 = 0, t1 = 0, n0 = 0, n1 = 0;
+  if (r < hi) t0 = d.roff[r], t1 = d.roff[r + 1];
+  if (r + kWarps < hi) n0 = d.roff[r + kWarps], n1 = d.roff[r + kWarps + 1];
+  In first = load_first(d, t0, t1);
+  for (; r < hi; r += kWarps) {
+    int m0 = 0, m1 = 0;
+    if (r + 2 * kWarps < hi) m0 = d.roff[r + 2 * kWarps], m1 = d.roff[r + 2 * kWarps + 1];
+    const In next = load_first(d, n0, n1);
+    response(d, t0, t1, first, s, write, acc);
+    first = next;
+    t0 = n0, t1 = n1;
+    n0 = m0, n1 = m1;
+  }
   if (d.phase == kPhaseDevice) {
     if (b == 0 && threadIdx.x == 0) write_result(d, red);
     return;

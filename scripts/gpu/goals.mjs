@@ -9,7 +9,7 @@
 // sub-100 µs cases also carry the job round trip; GPU-side kernel times come from ncu (run.sh).
 // Cases: copy, logprobs (plain, +entropy, +entropy+Σp²), logprobsBackward (bf16), THR (one group of
 // 8 responses × 2048 tokens, |V*| = 4096, d = 3584, f32 hidden), advantages (2^20 responses in 65536
-// ragged groups). --thr-tokens, --thr-vocab, --thr-d, --groups shrink them for a dry run.
+// ragged groups), policyLoss (2^20 ragged responses, ~16.8M tokens). --thr-tokens, --thr-vocab, --thr-d, --groups shrink them for a dry run.
 import { createContext, f32ToBf16 } from '../../dist/index.js';
 
 const args = process.argv.slice(2);
@@ -210,6 +210,56 @@ async function main() {
     );
     await report(ctx, 'advantages', { R, G, ragged: '1..31' }, t, null);
     rewards.dispose();
+  }
+
+  if (want('policy')) {
+    // policyLoss as bench/policy.bench.ts times it (ppo, k3 KL, entropy bonus, token-level rollout
+    // correction, token-mean) on 2^20 ragged responses of 1..31 tokens (T ≈ 16.8M; --groups shrinks
+    // it to 16 responses per group). Bytes: six f32 inputs read and two f32 outputs written per token.
+    const R = Number(opt('groups', 65536)) * 16;
+    const r = lcg(21);
+    const responseOffsets = new Int32Array(R + 1);
+    for (let i = 0; i < R; i++) responseOffsets[i + 1] = responseOffsets[i] + 1 + ((r() * 31) | 0);
+    const T = responseOffsets[R];
+    const lpHost = Float32Array.from({ length: T }, () => -Math.abs(0.5 * gauss(r)) - 0.05);
+    const near = (scale) =>
+      ctx.tensor(
+        lpHost.map((x) => x + scale * gauss(r)),
+        [T],
+        'f32',
+      );
+    const lp = ctx.tensor(lpHost, [T], 'f32');
+    const old = near(0.1);
+    const ref = near(0.3);
+    const roll = near(0.1);
+    const adv = ctx.tensor(
+      Float32Array.from({ length: T }, () => gauss(r)),
+      [T],
+      'f32',
+    );
+    const entropy = ctx.tensor(
+      Float32Array.from({ length: T }, () => Math.abs(0.5 * gauss(r))),
+      [T],
+      'f32',
+    );
+    const layout = { responseOffsets };
+    const t = await time(ctx, async () => {
+      const o = await ctx.policyLoss(
+        {
+          logprobs: lp,
+          oldLogprobs: old,
+          advantages: adv,
+          refLogprobs: ref,
+          rolloutLogprobs: roll,
+          entropy,
+          layout,
+        },
+        { kl: { coef: 0.01 }, entropyCoef: 0.001, rolloutCorrection: { level: 'token' } },
+      );
+      return [o.loss, o.gradLogprobs, o.gradEntropy, o.stats];
+    });
+    await report(ctx, 'policyLoss', { R, T }, t, T * 32 + 4 * (R + 1));
+    for (const x of [lp, old, ref, roll, adv, entropy]) x.dispose();
   }
 
   if (want('copy')) {

@@ -51,18 +51,21 @@ T0=$SECONDS
 # of host-side data in the async-jobs test is gone); goals-cuda 12-13 s; torch 6 s; webgpu tests
 # 10-11 s; goals-webgpu 7 s; ncu-sol 4 s; memcheck 5 s and racecheck 10 s over the 57 "vs cpu"
 # tests (now all four ops files, one worker: about 3x the tests). harness and ncu were not timed.
+# On 2026-11-27 (an H100, 1224 cuda tests): cuda-tests 30 s, memcheck 37 s, racecheck over 150 s (the
+# LM-head cases at d = 896 took 40 s each; under the sanitizer they now run at the emulator's sizes),
+# harness 10 s, torch 11 s, goals-cuda 19 s, sass 13 s, webgpu tests 18 s, ncu 15 s.
 # "native" runs only when the carried addon fails its check. SETUP_EST covers the unpacking and the
 # checks before the steps.
 SETUP_EST=15
 PLAN=(
   "native        90 150"
-  "cuda-tests   120 240"
+  "cuda-tests    60 180"
   "harness       20  60"
   "torch         10  60"
   "goals-cuda    20  60"
   "sass           5  20"
   "memcheck      60 120"
-  "racecheck     90 150"
+  "racecheck    150 200"
   "webgpu-tests  15  60"
   "goals-webgpu  10  45"
   "ncu           30  60"
@@ -360,9 +363,9 @@ step webgpu-tests env CI=1 "${GATE[@]}" --allow webgpu --json "$LOGS/webgpu-test
 step goals-webgpu node scripts/gpu/goals.mjs --backend webgpu --only logprobs,copy --rows 16384 "${TINY[@]}"
 
 NCU=$(command -v ncu || echo /usr/local/cuda/bin/ncu)
-step ncu "$NCU" --target-processes all -k 'regex:group_advantages|logprobs_fwd|logprobs_bwd|thr_' -c 60 \
+step ncu "$NCU" --target-processes all -k 'regex:group_advantages|logprobs_fwd|logprobs_bwd|thr_|policy_' -c 80 \
   --metrics gpu__time_duration.sum,dram__throughput.avg.pct_of_peak_sustained_elapsed \
-  node scripts/gpu/goals.mjs --backend cuda --only advantages,logprobs,thr --rows 4096 --reps 1 --adv-reps 3 \
+  node scripts/gpu/goals.mjs --backend cuda --only advantages,logprobs,thr,policy --rows 4096 --reps 1 --adv-reps 3 \
   "${TINY[@]}"
 
 # What bounds the logprobs forward: speed-of-light and memory sections of one 4096-row launch.
