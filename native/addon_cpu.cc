@@ -58,6 +58,7 @@ class CpuDevice : public gkn::DeviceWrap<CpuDevice, CpuRuntime> {
     Napi::Object o = Napi::Object::New(info.Env());
     o.Set("isa", rt().kernels().isa);
     o.Set("lmheadIsa", rt().kernels().lmhead_isa);
+    o.Set("logprobsIsa", rt().kernels().logprobs_isa);
     o.Set("avx2Supported", avx2_supported());
     o.Set("avx2Compiled", avx2_compiled());
     o.Set("threads", rt().threads());

@@ -30,15 +30,7 @@ namespace {
 
 #if defined(__AVX512F__)
 // ---------------------------------------------------------------------------- 16-lane wide vectors
-constexpr int kWLanes = 16;
-struct VW {
-  __m512 v;
-};
-inline VW wload(const float* p) { return {_mm512_loadu_ps(p)}; }
-inline void wstore(float* p, VW a) { _mm512_storeu_ps(p, a.v); }
-inline VW wset1(float x) { return {_mm512_set1_ps(x)}; }
-inline VW wzero() { return {_mm512_setzero_ps()}; }
-inline VW wfmadd(VW a, VW b, VW c) { return {_mm512_fmadd_ps(a.v, b.v, c.v)}; }
+constexpr int kWLanes = 16;  // simd.h's VW and its operations (wload, wstore, wset1, wzero, wfmadd)
 constexpr int kMR = 12;
 #else
 // ------------------------------------------------------------------ the 8-lane VF of simd.h

@@ -5,7 +5,8 @@
 // The SIMD kernels (logprobs.cc, thr.cc, lmhead.cc, advantages.cc) are compiled twice, once per instruction set, each
 // time inside its own namespace: gk::cpu::avx2 (-mavx2 -mfma -mf16c, x86-64 only) and gk::cpu::portable
 // (the compiler's baseline: SSE2 on x86-64, NEON on arm64); lmhead.cc a third time as gk::cpu::avx512
-// (-mavx512f besides: its GEMM tile at 16 lanes). pool.cc picks one table at run time
+// (-mavx512f besides: its GEMM tile at 16 lanes), and logprobs.cc a third time for its forward (-mavx512bw
+// too: 16-lane sums, the same bits). pool.cc picks one table at run time
 // (__builtin_cpu_supports, or the portable one when asked; the AVX-512 LM head unless asked not to).
 // Per-file flags carry a trap: an inline
 // function or template instantiated in both translation units (a std:: template, an implicit
@@ -214,6 +215,9 @@ struct PolicyParams {
 // One instruction set's kernels.
 struct KernelTable {
   const char* isa;  // "avx2" | "portable"
+  // The logprobs forward, from the build named by logprobs_isa ("avx512": 16-lane sums with the same
+  // bits as the AVX2 build's, where the CPU has AVX-512F/BW and the caller allows it).
+  const char* logprobs_isa;
   Report (*logprobs)(const LogprobsParams&, Pool*);
   Report (*logprobs_backward)(const LogprobsBackwardParams&, Pool*);
   Report (*gather_probs)(const GatherProbsParams&, Pool*);
@@ -270,6 +274,11 @@ GK_CPU_DECLARE_KERNELS(portable)
 #if GK_CPU_HAVE_AVX2
 GK_CPU_DECLARE_KERNELS(avx2)
 GK_CPU_DECLARE_LMHEAD(avx512)
+namespace avx512 {  // logprobs.cc's AVX-512 build: its forward is the one the table takes
+Report logprobs(const LogprobsParams&, Pool*);
+Report logprobs_backward(const LogprobsBackwardParams&, Pool*);
+Report gather_probs(const GatherProbsParams&, Pool*);
+}  // namespace avx512
 #endif
 #undef GK_CPU_DECLARE_KERNELS
 #undef GK_CPU_DECLARE_LMHEAD

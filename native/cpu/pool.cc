@@ -129,15 +129,16 @@ bool avx2_supported() {
 bool avx512_supported() {
 #if GK_CPU_HAVE_AVX2 && (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
   __builtin_cpu_init();
-  return avx2_supported() && __builtin_cpu_supports("avx512f");
+  return avx2_supported() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw");
 #else
   return false;
 #endif
 }
 
-// A table's entries but its name: the kernels of namespace `ns`, the LM head's of `lm`.
+// A table's entries but its name: the kernels of namespace `ns`, the LM head's and the logprobs
+// forward's of `lm`.
 #define GK_CPU_TABLE(ns, lm, lm_isa)                                                                   \
-  ns::logprobs, ns::logprobs_backward, ns::gather_probs, ns::token_hidden_reward, ns::thr_reweight, \
+  lm_isa, lm::logprobs, ns::logprobs_backward, ns::gather_probs, ns::token_hidden_reward, ns::thr_reweight, \
       ns::policy_loss, ns::advantages, ns::expand_to_tokens, ns::whiten, ns::fma_probe, ns::read_probe,     \
       ns::copy_probe, lm_isa, lm::linear_forward, lm::linear_backward,                                 \
       lm::logprob_states, lm::merge_states, lm::lmhead_plan, lm::lmhead_fma_probe
@@ -146,7 +147,7 @@ const KernelTable& kernel_table(bool portable, bool avx512) {
   static const KernelTable kPortable{"portable", GK_CPU_TABLE(portable, portable, "portable")};
 #if GK_CPU_HAVE_AVX2
   static const KernelTable kAvx2{"avx2", GK_CPU_TABLE(avx2, avx2, "avx2")};
-  // The AVX2 kernels with the LM head's AVX-512 build (the only family compiled for AVX-512).
+  // The AVX2 kernels with the AVX-512 builds of the LM head and the logprobs forward.
   static const KernelTable kAvx2Avx512{"avx2", GK_CPU_TABLE(avx2, avx512, "avx512")};
   if (!portable && avx2_supported()) return avx512 && avx512_supported() ? kAvx2Avx512 : kAvx2;
 #else

@@ -243,6 +243,64 @@ inline VF exp2_neg_deg(VF t) {
 }
 inline VF exp2_neg(VF t) { return exp2_neg_deg<6>(t); }
 inline VF exp2_neg5(VF t) { return exp2_neg_deg<5>(t); }
+#if defined(__AVX512F__)
+// --------------------------------------------------------------------- 16 lanes (gk::cpu::avx512)
+// Two 8-lane vectors in one: VW {a, b} holds a in lanes 0-7 and b in lanes 8-15, so a loop that took
+// vectors k and k + 1 into two 8-lane accumulators can take them as one VW into one accumulator, every
+// lane doing the same operations on the same values in the same order: the same bits as the 8-lane
+// code, at half the instructions (native/cpu/logprobs.cc's forward; gemm.h's tile uses VW too). Each
+// operation below is its 8-lane namesake's instruction at 16 lanes (the same operand order, so the same
+// NaN rule). GK_SIMD_WIDE (the forward's 16-lane loops) needs AVX-512BW besides, for the bf16 unpacks.
+struct VW {
+  __m512 v;
+};
+inline VW wload(const float* p) { return {_mm512_loadu_ps(p)}; }
+inline void wstore(float* p, VW a) { _mm512_storeu_ps(p, a.v); }
+inline VW wset1(float x) { return {_mm512_set1_ps(x)}; }
+inline VW wzero() { return {_mm512_setzero_ps()}; }
+inline VW wadd(VW a, VW b) { return {_mm512_add_ps(a.v, b.v)}; }
+inline VW wsub(VW a, VW b) { return {_mm512_sub_ps(a.v, b.v)}; }
+inline VW wmul(VW a, VW b) { return {_mm512_mul_ps(a.v, b.v)}; }
+inline VW wfmadd(VW a, VW b, VW c) { return {_mm512_fmadd_ps(a.v, b.v, c.v)}; }
+inline VW wmax_skip_nan(VW acc, VW x) { return {_mm512_max_ps(x.v, acc.v)}; }
+inline VW wclamp_lo(VW x, VW lo) { return {_mm512_max_ps(lo.v, x.v)}; }
+inline VF wlo(VW a) { return {_mm512_castps512_ps256(a.v)}; }
+inline VF whi(VW a) { return {_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a.v), 1))}; }
+inline VW wjoin(VF a, VF b) {
+  return {_mm512_castpd_ps(_mm512_insertf64x4(_mm512_castpd256_pd512(_mm256_castps_pd(a.v)), _mm256_castps_pd(b.v), 1))};
+}
+#if defined(__AVX512BW__)
+#define GK_SIMD_WIDE 1
+// 32 bf16 values as two VW in load_bf16x16's order: {a, b} of p and {a, b} of p + 16.
+inline void wload_bf16x32(const uint16_t* p, VW& ab0, VW& ab1) {
+  const __m512i v = _mm512_loadu_si512(p);
+  const __m512i z = _mm512_setzero_si512();
+  // Per 128-bit lane L (elements 8L..8L+7): lo takes 8L..8L+3, hi 8L+4..8L+7.
+  const __m512 lo = _mm512_castsi512_ps(_mm512_unpacklo_epi16(z, v));
+  const __m512 hi = _mm512_castsi512_ps(_mm512_unpackhi_epi16(z, v));
+  ab0.v = _mm512_shuffle_f32x4(lo, hi, 0x44);  // lo lanes 0, 1 | hi lanes 0, 1
+  ab1.v = _mm512_shuffle_f32x4(lo, hi, 0xEE);  // lo lanes 2, 3 | hi lanes 2, 3
+}
+#endif
+// 16 f16 values in order (load_f16 of p, then of p + 8).
+inline VW wload_f16x16(const uint16_t* p) {
+  return {_mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)))};
+}
+template <int kDegree>
+inline VW wexp2_neg_deg(VW t) {
+  const __m512 tc = _mm512_max_ps(_mm512_set1_ps(kExp2Lo), t.v);
+  const __m512 b = _mm512_add_ps(tc, _mm512_set1_ps(kRoundBias));
+  const __m512 n = _mm512_sub_ps(b, _mm512_set1_ps(kRoundBias));
+  const __m512 f = _mm512_sub_ps(tc, n);
+  const float* c = kDegree == 6 ? kExp2C6 : kExp2C5;
+  __m512 p = _mm512_set1_ps(c[0]);
+  for (int k = 1; k < kDegree; ++k) p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(c[k]));
+  p = _mm512_fmadd_ps(p, f, _mm512_set1_ps(1.0f));
+  const __m512 pow2n = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_castps_si512(b), 23));
+  return {_mm512_mul_ps(p, pow2n)};
+}
+inline VW wexp2_neg5(VW t) { return wexp2_neg_deg<5>(t); }
+#endif
 // 2^t for any t.
 inline VF exp2_full(VF t) {
   const __m256 hi = _mm256_set1_ps(126.0f);
@@ -520,6 +578,9 @@ inline VF exp2_full(VF t) {
   return r;
 }
 #undef GK_LANES
+#endif
+#ifndef GK_SIMD_WIDE
+#define GK_SIMD_WIDE 0  // 16 lanes only in the AVX-512 build
 #endif
 
 // ------------------------------------------------------------------------------ lane masks and selects

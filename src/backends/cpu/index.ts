@@ -80,6 +80,7 @@ export async function createCpuBackend(options: BackendOptions): Promise<Backend
   const details: DeviceInfo['details'] = {
     isa: info.isa,
     lmheadIsa: info.lmheadIsa,
+    logprobsIsa: info.logprobsIsa,
     threads: info.threads,
     cores: info.cores,
     addon: loadedNativeAddon(),

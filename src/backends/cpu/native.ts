@@ -253,8 +253,10 @@ export interface NativeCpuDeviceOptions {
 export interface NativeCpuInfo {
   /** The kernels in use: 'avx2' (AVX2 + FMA + F16C) or 'portable'. */
   isa: 'avx2' | 'portable';
-  /** The LM head's build: 'avx512' (its GEMM at 16 lanes) where the CPU has AVX-512F, else isa. */
+  /** The LM head's build: 'avx512' (its GEMM at 16 lanes) where the CPU has AVX-512F and BW, else isa. */
   lmheadIsa: 'avx512' | 'avx2' | 'portable';
+  /** The logprobs forward's build: 'avx512' (16-lane sums, the AVX2 build's bits) where lmheadIsa is, else isa. */
+  logprobsIsa: 'avx512' | 'avx2' | 'portable';
   avx2Supported: boolean;
   avx2Compiled: boolean;
   threads: number;
