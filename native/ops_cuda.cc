@@ -6,6 +6,7 @@
 // CudaDevice (addon.cc). A converter also lists the op's outputs (filled with the poison when it is on)
 // and, when its kernels check values only the device sees, the RANGE message of their flags.
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "args.h"
@@ -140,8 +141,9 @@ CudaOp Advantages(Args& a) {
                                  {p.mean, G, DType::F32},
                                  {p.std, G, DType::F32},
                                  {p.degenerate, G, DType::U8}};
+  // Moved into the launch, not copied (here and below): host offsets can be megabytes (R + 1 of them).
   return {outs,
-          [p](const LaunchEnv& l, Scratch& s, ErrorFlags*) { return gk::launch_advantages(p, l, s); }};
+          [p = std::move(p)](const LaunchEnv& l, Scratch& s, ErrorFlags*) { return gk::launch_advantages(p, l, s); }};
 }
 
 CudaOp ExpandToTokens(Args& a) {
@@ -151,7 +153,7 @@ CudaOp ExpandToTokens(Args& a) {
   p.out = a.Ptr<float>("out");
   const int64_t T = p.response_offsets.empty() ? 0 : p.response_offsets.back();
   return {{{p.out, T, DType::F32}},
-          [p](const LaunchEnv& l, Scratch& s, ErrorFlags*) { return gk::launch_expand_to_tokens(p, l, s); }};
+          [p = std::move(p)](const LaunchEnv& l, Scratch& s, ErrorFlags*) { return gk::launch_expand_to_tokens(p, l, s); }};
 }
 
 CudaOp Whiten(Args& a) {
@@ -165,7 +167,7 @@ CudaOp Whiten(Args& a) {
   p.keep_mean = a.Bool("keepMean");
   p.out = a.Ptr<float>("out");
   return {{{p.out, p.n, DType::F32}},
-          [p](const LaunchEnv& l, Scratch& s, ErrorFlags*) { return gk::launch_whiten(p, l, s); }};
+          [p = std::move(p)](const LaunchEnv& l, Scratch& s, ErrorFlags*) { return gk::launch_whiten(p, l, s); }};
 }
 
 gk::ThrLayoutHost LayoutOf(Args& a) {
@@ -224,7 +226,7 @@ CudaOp ThrOp(Args& a) {
     outs = {{p.thr, T, DType::F32}, {p.tau, G, DType::F32}};
   }
   return {outs,
-          [p](const LaunchEnv& l, Scratch& s, ErrorFlags*) { return gk::launch_token_hidden_reward(p, l, s); }};
+          [p = std::move(p)](const LaunchEnv& l, Scratch& s, ErrorFlags*) { return gk::launch_token_hidden_reward(p, l, s); }};
 }
 
 // ------------------------------------------------------------------------------ LM-head family
@@ -366,7 +368,7 @@ CudaOp ThrReweight(Args& a) {
   p.out = a.Ptr<float>("out");
   const int64_t T = p.layout.response_offsets.empty() ? 0 : p.layout.response_offsets.back();
   return {{{p.out, T, DType::F32}},
-          [p](const LaunchEnv& l, Scratch& s, ErrorFlags*) { return gk::launch_thr_reweight(p, l, s); }};
+          [p = std::move(p)](const LaunchEnv& l, Scratch& s, ErrorFlags*) { return gk::launch_thr_reweight(p, l, s); }};
 }
 
 // policyLoss: the options as policy_args.h reads them for both addons, the device pointers, the test hook.
@@ -392,7 +394,7 @@ CudaOp PolicyLoss(Args& a) {
   if (p.grad_entropy) outs.push_back({p.grad_entropy, T, DType::F32});
   if (p.token_loss) outs.push_back({p.token_loss, T, DType::F32});
   return {outs,
-          [p](const LaunchEnv& l, Scratch& s, ErrorFlags*) { return gk::launch_policy_loss(p, l, s); }};
+          [p = std::move(p)](const LaunchEnv& l, Scratch& s, ErrorFlags*) { return gk::launch_policy_loss(p, l, s); }};
 }
 
 }  // namespace

@@ -16,7 +16,7 @@
 // cuda and cpu backends quote it), and exits 0 (unless GRPO_KERNELS_REQUIRE_NATIVE=1): js and webgpu
 // still work.
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { cpus } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -68,6 +68,20 @@ const args = [cmakeJs, 'compile', '--out', buildDir, '--parallel', String(Math.m
 args.push(`--CDGRPO_WITH_CUDA=${(env.GRPO_WITH_CUDA || '').toUpperCase() === 'OFF' ? 'OFF' : 'ON'}`);
 args.push(`--CDGRPO_STATIC_RUNTIME=${(env.GRPO_STATIC_RUNTIME || '').toUpperCase() === 'ON' ? 'ON' : 'OFF'}`);
 if (env.CMAKE_CUDA_ARCHITECTURES) args.push(`--CDCMAKE_CUDA_ARCHITECTURES=${env.CMAKE_CUDA_ARCHITECTURES}`);
+// `cmake-js compile` configures only when there is no cache, so the switches above reach CMake only
+// then: a cache that holds other values (an OFF build before this ON one) is dropped to reconfigure.
+const cachePath = join(buildDir, 'CMakeCache.txt');
+if (existsSync(cachePath)) {
+  const cache = readFileSync(cachePath, 'utf8');
+  const stale = args
+    .filter((a) => a.startsWith('--CD'))
+    .some((a) => {
+      const [key, value] = a.slice(4).split('=');
+      const m = cache.match(new RegExp(`^${key}:[A-Z]+=(.*)$`, 'm'));
+      return m !== null && m[1] !== value;
+    });
+  if (stale) rmSync(cachePath);
+}
 
 const timeoutS = Number(env.GRPO_KERNELS_NATIVE_TIMEOUT_S || 900);
 const t0 = Date.now();
