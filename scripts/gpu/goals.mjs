@@ -214,11 +214,11 @@ async function main() {
     rewards.dispose();
   }
 
-  if (want('policy')) {
-    // policyLoss as bench/policy.bench.ts times it (ppo, k3 KL, entropy bonus, token-level rollout
-    // correction, token-mean) on 2^20 ragged responses of 1..31 tokens (T ≈ 16.8M; --groups shrinks
-    // it to 16 responses per group). Bytes: six f32 inputs read and two f32 outputs written per token.
-    const R = Number(opt('groups', 65536)) * 16;
+  // policyLoss as bench/policy.bench.ts times it (ppo, k3 KL, entropy bonus, token-level rollout
+  // correction, token-mean) on 2^16 ragged responses of 1..31 tokens (T ≈ 1M, issue 15's size) and on
+  // 2^20 (T ≈ 16.8M); --groups G makes them G and 16·G. Bytes: six f32 inputs read and two f32 outputs
+  // written per token.
+  for (const R of want('policy') ? [1, 16].map((k) => k * Number(opt('groups', 65536))) : []) {
     const r = lcg(21);
     const responseOffsets = new Int32Array(R + 1);
     for (let i = 0; i < R; i++) responseOffsets[i + 1] = responseOffsets[i] + 1 + ((r() * 31) | 0);
