@@ -382,6 +382,8 @@ CudaOp PolicyLoss(Args& a) {
   p.mask = a.OptPtr<const uint8_t>("mask");
   p.response_offsets = a.Vec<int32_t>("responseOffsets");
   p.chunk_responses = static_cast<int>(a.OptInt("chunkResponses", 0));  // test hook
+  p.path = static_cast<int>(a.OptInt("path", 0));                // test hook: 1 warp per response, 2 flat
+  p.chunk_tokens = static_cast<int>(a.OptInt("chunkTokens", 0));  // test hook: the flat path's block
   p.loss_out = a.Ptr<float>("outLoss");
   p.grad = a.Ptr<float>("outGradLogprobs");
   p.grad_entropy = a.OptPtr<float>("outGradEntropy");

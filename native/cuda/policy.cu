@@ -2,8 +2,28 @@
 // entropy bonus, rollout correction and the five aggregations, with the exact gradient dloss/dℓ_t (and
 // dloss/dH_t). The definitions, in the order they are evaluated, are those of the cpu reference
 // (src/backends/cpu/policy.ts); the webgpu twin is shaders/policy.wgsl. f32 throughout.
+//   Per valid token: g_t = G·a_r·w_t·(1/W̄)·dL_t + β·G_kl·a^kl_r·dK_t, gH_t = −c_H·G_H·a^H_r,
+//   token loss w_t·L_t/W̄ + β·K_t − c_H·H_t; loss = G·Σ a_r w L / W̄ + β·G_kl·Σ a^kl K − c_H·G_H·Σ a^H H,
+//   with G the aggregation's scale, a_r = 1/n_r under seq-mean-token-mean (else 1), W̄ the rollout
+//   weights' mean when normalised (else 1). Masked tokens: outputs 0. Inputs [T] f32 (+ u8 mask), the
+//   R + 1 offsets; outputs [T] f32 (gradient, entropy gradient, token loss), the loss, 13 stats.
+//   token_terms() is every token's arithmetic on both layouts below, so a token's outputs are the same
+//   bits on either given the same scales (ops-policy-cases: "flat and warp paths"; counts are exact,
+//   but normalised rollout weights divide by a float sum whose order differs between the layouts).
 //
-// TOKENS KERNEL (policy_tokens_kernel): block b owns the chunk of responses [b·C, min((b+1)·C, R));
+// WHICH PATH: the FLAT path when no token's outputs depend on a per-response quantity: the loss is not
+//   gspo (s_r), the rollout correction is absent or token level (no sequence weight), and the
+//   aggregation is not seq-mean-token-mean (so a_r = a^kl_r = a^H_r = 1). Otherwise the WARP path. The
+//   test hook `path` (src/backends/cuda/policy.ts policyTuning.path) forces either where it applies.
+// FLAT KERNEL (policy_flat_kernel<phase>): block b owns the tokens [b·TC, min((b+1)·TC, T)), TC the
+//   fewest multiple of kFlatStep = 1024 that keeps ≤ kMaxChunks blocks (T alone sets it). Per step of
+//   1024 tokens, thread i loads the inputs of tokens step + i + 256·j, j < 4, together (28 loads in
+//   flight, coalesced), then computes and writes them in j order and adds them to its running sums;
+//   then the thread counts n_seq over the block's share of responses ([b·RC, (b+1)·RC), RC = ⌈R/blocks⌉;
+//   flat_sequences). A token's outputs depend on its own inputs and the global scales only: batch
+//   invariant by construction. The block's partial: each thread's sums in token order, the warp's xor
+//   butterfly, a fixed fold of the 8 warps; the loss's bits depend on T (the blocks), not on timing.
+// WARP KERNEL (policy_tokens_kernel): block b owns the chunk of responses [b·C, min((b+1)·C, R));
 //   warp w takes the chunk's responses w, w + 8, ... one after another. Per response, lane j handles
 //   tokens t0 + j, t0 + j + 32, ... (positions relative to the response's start):
 //   pass A: n_r, gspo's Σ(ℓ − ℓ°), the rollout's Σλ (xor butterfly over the warp);
@@ -11,25 +31,33 @@
 //   The lane assignment and the butterfly depend on the response's length only, so a response's
 //   gradient bits depend on its own tokens and the global scales, never on its position or the batch
 //   (ops-policy-cases: batch invariance). Each lane keeps running sums over its warp's responses; the
-//   warp's butterfly and a fixed fold of the 8 warps give the block's partial record. Phases:
+//   warp's butterfly and a fixed fold of the 8 warps give the block's partial record.
+// PHASES (both paths):
 //     0: scales from the host's counts (every count the aggregation needs is known to the host, no
 //        normalisation): writes the outputs and the partials; the reduce kernel follows;
 //     1: partials only (a count lives on the device, or the rollout weights are normalised);
 //     2: every block folds phase 1's partials (the same fixed order in every block, so every block
 //        gets the same bits), takes the scales from them and writes the outputs; block 0 also writes
-//        the loss and the stats. No reduce kernel.
+//        the loss and the stats. No reduce kernel. Both paths keep ≤ kMaxChunks blocks, the most
+//        partials a block folds.
 // REDUCE KERNEL (policy_reduce_kernel, one block): thread i folds partials i, i + 256, ... in order,
 //   then a fixed shared-memory tree; thread 0 writes the loss and the stats.
-// Bytes: phase 0: the inputs (4–7 f32 + the u8 mask per token) read twice by their warp (pass B's
-//   second read mostly from L1/L2) + 1–3 f32 outputs written; phases 1 + 2 read the inputs twice more.
-//   FLOPs ~40 per token. 1M tokens with every input present move ≈ 33 MB.
-// Latency: a warp loads each token's inputs together, and the next response's offsets and first 32
-//   tokens while the current one computes. Measured (H200, 2^20 responses of 1..31 tokens, every
-//   input): 0.82 ms, 660 GB/s, 17% of copy; not memory-bound but bound by the per-response work of a
-//   warp (half its lanes idle on 16-token responses, six butterflies per response). Sub-warp responses
-//   (a width chosen by the length, so still batch invariant) are the next step.
+// Bytes: flat path, phase 0: the inputs (3–6 f32 + the u8 mask per token) read once, 1–3 f32 outputs
+//   written, the offsets (and with a mask, mostly one mask byte per response) read once more for n_seq;
+//   the goal case (6 inputs, no mask, 2 outputs) moves 32 bytes per token. Warp path: the inputs read
+//   twice by their warp (pass B's second read mostly from L1/L2). With phases 1 + 2 instead of 0 every
+//   read happens twice. FLOPs ~40 per token (3 exponentials: ρ, the rollout weight, k3).
+// Registers (sm_90, nvcc 13.0): flat kernels 64 (the bound of 4 blocks per SM; 67–72 unbounded), no
+//   spills; warp kernel 80, 80 bytes of spill stores (3 blocks per SM).
+// Latency (warp path): a warp loads each token's inputs together, and the next response's offsets and
+//   first 32 tokens while the current one computes. Measured (H200, 2^20 responses of 1..31 tokens,
+//   every input, before the flat path existed): 0.82 ms, 660 GB/s, 17% of copy; bound by the
+//   per-response work of a warp (half its lanes idle on 16-token responses, six butterflies per
+//   response), which is why the common case takes the flat path. The flat path is not yet measured on
+//   a GPU.
 // Numerics: f32 sums in fixed orders, no float atomics: deterministic. 0/0 (no valid token) is NaN, as
-//   the reference's f64 arithmetic gives.
+//   the reference's f64 arithmetic gives. The two paths sum in different orders, so their loss and
+//   stats may differ in the last bits (their per-token outputs only through normalised weights' 1/W̄).
 #include <algorithm>
 
 #include "policy.cuh"
@@ -41,6 +69,8 @@ constexpr unsigned kFull = 0xffffffffu;
 constexpr int kThreads = 256;
 constexpr int kWarps = kThreads / 32;
 constexpr int kMaxChunks = 1024;
+constexpr int kFlatK = 4;                      // the flat path's tokens in flight per thread
+constexpr int kFlatStep = kThreads * kFlatK;  // and per block step
 constexpr int kNumStats = 13;
 constexpr int kPhaseHost = 0, kPhaseStats = 1, kPhaseDevice = 2;
 
@@ -87,6 +117,7 @@ struct Dev {
   const uint8_t* mask;
   const int* roff;
   int R, chunks, chunk, phase;
+  int T, tok_chunk, resp_chunk;  // the flat path: tokens and responses per block
   int loss;
   float clip_low, clip_high, dual_clip, log_clamp, gspo_clamp, delta;
   int cispo_cap;
@@ -331,6 +362,63 @@ __device__ __forceinline__ In load_first(const Dev& d, int t0, int t1) {
   return t < t1 ? load_in(d, t) : In{};
 }
 
+// A valid token's terms (POLICY.md, per token), the same source for both layouts so that a token's
+// outputs are the same bits on either: its weighted surrogate w·L_t, its KL value, its gradient
+// g = G·a_r·w·(1/W̄)·dL_t + β·G_kl·a_kl·dK_t (ga = G·a_r and ckl = β·G_kl·a_kl, rounded in that order
+// by the caller) and its token loss; its ratio, clip and rollout-weight stats go into acc. seq_w: the
+// response's rollout weight at sequence and geometric level.
+struct Terms {
+  float wL, klv, g, tl;
+};
+__device__ __forceinline__ Terms token_terms(const Dev& d, const In& x, float log_s, bool seq_level, float seq_w,
+                                             const Scales& s, float ga, float ckl, Part& acc) {
+  const Tok k = surrogate(d, x.A, x.l, x.old, log_s);
+  acc.ratio_sum += k.rho;
+  acc.ratio_min = fminf(acc.ratio_min, k.rho);
+  acc.ratio_max = fmaxf(acc.ratio_max, k.rho);
+  acc.ppo_kl += k.kl_stat;
+  acc.clip += k.clipped;
+  acc.lower += k.lower;
+  float w = 1.f;
+  if (d.has_rollout) {
+    if (seq_level) {
+      w = seq_w;
+    } else {
+      unsigned clipped;
+      w = correct_weight(d, expf(sym_clamp(x.old - x.roll, d.r_log_clamp)), clipped);
+      acc.w_sum += w;
+      acc.w_sq += w * w;
+      acc.w_count += 1;
+      acc.w_clipped += clipped;
+    }
+  }
+  // The sums of the outputs are explicit fmaf: left to contraction, nvcc may fuse the other product of
+  // a sum when one kernel knows a factor (phase 0's W̄ = 1 makes w·L/W̄ the w·L it also sums, and a
+  // shared product loses its claim to the fma), and the two layouts would round differently.
+  Terms r;
+  r.wL = w * k.L;
+  r.g = ga * w * s.inv_wbar * k.dL;
+  r.klv = 0.f;
+  if (d.has_kl) {
+    float dv;
+    kl_term(d, x.l - x.ref, r.klv, dv);
+    r.g = fmaf(ckl, dv, r.g);
+  }
+  r.tl = fmaf(-d.ent_coef, x.h, fmaf(w * s.inv_wbar, k.L, d.kl_coef * r.klv));
+  return r;
+}
+// A valid token's outputs (ge: its entropy gradient −c_H·G_H·a_H) and a masked token's zeros.
+__device__ __forceinline__ void write_token(const Dev& d, int t, const Terms& k, float ge) {
+  d.grad[t] = k.g;
+  if (d.grad_ent) d.grad_ent[t] = ge;
+  if (d.token_loss) d.token_loss[t] = k.tl;
+}
+__device__ __forceinline__ void write_masked(const Dev& d, int t) {
+  d.grad[t] = 0.f;
+  if (d.grad_ent) d.grad_ent[t] = 0.f;
+  if (d.token_loss) d.token_loss[t] = 0.f;
+}
+
 // The response of tokens [t0, t1) on one warp: pass A, then pass B. Adds its sums to the lane's
 // running record `acc`. `first`: the lane's first token's inputs (load_first), loaded by the caller
 // while the previous response ran; the lane's later tokens (responses over 32 tokens) load here.
@@ -378,52 +466,18 @@ __device__ void response(const Dev& d, int t0, int t1, const In& first, const Sc
   const float g_kl = d.kl_token_mean ? s.g_tm : s.g;
   const float g_h = d.ent_token_mean ? s.g_tm : s.g;
   // Pass B.
+  const float ga = s.g * a_r, ckl = d.kl_coef * g_kl * a_kl, ge = -d.ent_coef * g_h * a_h;
   float S = 0.f, K = 0.f, H = 0.f;
   auto pass_b = [&](int t, const In& x) {
-    const float A = x.A, l = x.l, old = x.old, ref = x.ref, roll = x.roll, h = x.h;
     if (!x.ok) {
-      if (write) {
-        d.grad[t] = 0.f;
-        if (d.grad_ent) d.grad_ent[t] = 0.f;
-        if (d.token_loss) d.token_loss[t] = 0.f;
-      }
+      if (write) write_masked(d, t);
       return;
     }
-    const Tok k = surrogate(d, A, l, old, log_s);
-    acc.ratio_sum += k.rho;
-    acc.ratio_min = fminf(acc.ratio_min, k.rho);
-    acc.ratio_max = fmaxf(acc.ratio_max, k.rho);
-    acc.ppo_kl += k.kl_stat;
-    acc.clip += k.clipped;
-    acc.lower += k.lower;
-    float w = 1.f;
-    if (d.has_rollout) {
-      if (seq_level) {
-        w = seq_w;
-      } else {
-        unsigned clipped;
-        w = correct_weight(d, expf(sym_clamp(old - roll, d.r_log_clamp)), clipped);
-        acc.w_sum += w;
-        acc.w_sq += w * w;
-        acc.w_count += 1;
-        acc.w_clipped += clipped;
-      }
-    }
-    S += w * k.L;
-    float g = s.g * a_r * w * s.inv_wbar * k.dL;
-    float klv = 0.f;
-    if (d.has_kl) {
-      float dv;
-      kl_term(d, l - ref, klv, dv);
-      K += klv;
-      g += d.kl_coef * g_kl * a_kl * dv;
-    }
-    H += h;
-    if (write) {
-      d.grad[t] = g;
-      if (d.grad_ent) d.grad_ent[t] = -d.ent_coef * g_h * a_h;
-      if (d.token_loss) d.token_loss[t] = w * s.inv_wbar * k.L + d.kl_coef * klv - d.ent_coef * h;
-    }
+    const Terms k = token_terms(d, x, log_s, seq_level, seq_w, s, ga, ckl, acc);
+    S += k.wL;
+    K += k.klv;
+    H += x.h;
+    if (write) write_token(d, t, k, ge);
   };
   if (t0 + lane < t1) pass_b(t0 + lane, first);
   for (int t = t0 + lane + 32; t < t1; t += 32) pass_b(t, load_in(d, t));
@@ -455,6 +509,19 @@ __device__ Part reduce_parts(const Dev& d, Part* sh) {
   return red;
 }
 
+// The block's partial record from every thread's: the warp's butterfly, then a fixed fold of the 8
+// warps by thread 0 (sh: at least kWarps records).
+__device__ void block_part(const Dev& d, Part acc, Part* sh) {
+  acc = warp_part(acc);
+  if ((threadIdx.x & 31) == 0) sh[threadIdx.x >> 5] = acc;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    Part total = sh[0];
+    for (int w = 1; w < kWarps; ++w) total = part_add(total, sh[w]);
+    d.parts[blockIdx.x] = total;
+  }
+}
+
 // Three blocks per SM (80 registers, 80 bytes of spill stores): 821 µs at the goal size on an H200,
 // against 977 µs for one (124 registers) and 815 µs for four (64 registers, 124 bytes spilled);
 // bench/RESULTS.md, 2026-11-27.
@@ -470,7 +537,7 @@ __global__ void __launch_bounds__(kThreads, 3) policy_tokens_kernel(Dev d) {
     s = scales_of(d, part_empty());
   }
   const bool write = d.phase != kPhaseStats;
-  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int warp = threadIdx.x >> 5;
   const int lo = b * d.chunk;
   const int hi = min(lo + d.chunk, d.R);
   Part acc = part_empty();
@@ -494,14 +561,115 @@ __global__ void __launch_bounds__(kThreads, 3) policy_tokens_kernel(Dev d) {
     if (b == 0 && threadIdx.x == 0) write_result(d, red);
     return;
   }
-  acc = warp_part(acc);
-  if (lane == 0) sh[warp] = acc;
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    Part total = sh[0];
-    for (int w = 1; w < kWarps; ++w) total = part_add(total, sh[w]);
-    d.parts[b] = total;
+  block_part(d, acc, sh);
+}
+
+// n_seq of the block's responses [b·RC, min((b+1)·RC, R)): thread i takes responses i, i + 256, ...
+// (every thread of a warp runs the same number of rounds). A response counts when it has a valid token:
+// without a mask, when it is not empty; with one, the thread reads the first kHead mask bytes together,
+// and a response still undecided (kHead masked tokens, and more) is scanned by its whole warp, 32·kScan
+// bytes a step, so a long masked response costs ⌈n/256⌉ steps, not n. A count: any order gives its bits.
+constexpr int kHead = 4, kScan = 8;
+__device__ unsigned flat_sequences(const Dev& d) {
+  const int lane = threadIdx.x & 31;
+  const int lo = blockIdx.x * d.resp_chunk;
+  const int hi = d.R - lo < d.resp_chunk ? d.R : lo + d.resp_chunk;
+  unsigned n = 0;
+  for (int r0 = lo; r0 < hi; r0 += kThreads) {
+    const int r = r0 + int(threadIdx.x);
+    int t0 = 0, t1 = 0;
+    if (r < hi) t0 = d.roff[r], t1 = d.roff[r + 1];
+    if (d.mask == nullptr) {
+      n += t1 > t0 ? 1 : 0;
+      continue;
+    }
+    bool any = false;
+#pragma unroll
+    for (int j = 0; j < kHead; ++j)
+      if (t0 + j < t1) any |= d.mask[t0 + j] != 0;
+    n += any ? 1 : 0;
+    unsigned pending = __ballot_sync(kFull, !any && t1 - t0 > kHead);
+    while (pending != 0) {
+      const int src = __ffs(int(pending)) - 1;
+      pending &= pending - 1;
+      const int u0 = __shfl_sync(kFull, t0, src) + kHead, u1 = __shfl_sync(kFull, t1, src);
+      bool found = false;
+      for (int u = u0; u < u1 && !found; u += 32 * kScan) {
+        bool f = false;
+#pragma unroll
+        for (int j = 0; j < kScan; ++j) {
+          const int t = u + j * 32 + lane;
+          if (t < u1) f |= d.mask[t] != 0;
+        }
+        found = __ballot_sync(kFull, f) != 0;
+      }
+      if (found && lane == src) ++n;
+    }
   }
+  return n;
+}
+
+// The flat path (a_r = 1, no per-response quantity; see the header): block b owns the tokens
+// [b·TC, min((b+1)·TC, T)), TC a multiple of kFlatStep; each step, thread i loads the inputs of its
+// tokens step + i + 256·j (j < kFlatK) together, then computes and writes them in that order, adding
+// to its own running sums. Phase 2 folds phase 1's partials first, as the warp path does. Four blocks
+// per SM.
+template <int Phase>
+__global__ void __launch_bounds__(kThreads, 4) policy_flat_kernel(Dev d) {
+  constexpr bool write = Phase != kPhaseStats, sums = Phase != kPhaseDevice;
+  __shared__ Part sh[Phase == kPhaseDevice ? kThreads : kWarps];
+  Scales s{0.f, 0.f, 1.f};
+  Part red = part_empty();
+  if (Phase == kPhaseDevice) {
+    red = reduce_parts(d, sh);
+    s = scales_of(d, red);
+  } else if (Phase == kPhaseHost) {
+    s = scales_of(d, part_empty());
+  }
+  // a_r = a_kl = a_H = 1 on this path; the same roundings as response()'s.
+  const float a_r = 1.f;
+  const float g_kl = d.kl_token_mean ? s.g_tm : s.g;
+  const float g_h = d.ent_token_mean ? s.g_tm : s.g;
+  const float ga = s.g * a_r, ckl = d.kl_coef * g_kl * a_r, ge = -d.ent_coef * g_h * a_r;
+  const int lo = blockIdx.x * d.tok_chunk;
+  const int hi = d.T - lo < d.tok_chunk ? d.T : lo + d.tok_chunk;
+  Part acc = part_empty();
+  const int n = hi - lo;
+  for (int step = 0; step < n; step += kFlatStep) {  // step < n ≤ TC: no overflow
+    const int left = n - step;
+    In x[kFlatK] = {};
+#pragma unroll
+    for (int j = 0; j < kFlatK; ++j) {
+      const int i = j * kThreads + int(threadIdx.x);
+      if (i < left) x[j] = load_in(d, lo + step + i);
+    }
+#pragma unroll
+    for (int j = 0; j < kFlatK; ++j) {
+      const int i = j * kThreads + int(threadIdx.x);
+      if (i >= left) break;
+      const int t = lo + step + i;
+      if (!x[j].ok) {
+        if (write) write_masked(d, t);
+        continue;
+      }
+      const Terms k = token_terms(d, x[j], 0.f, false, 1.f, s, ga, ckl, acc);
+      if (write) write_token(d, t, k, ge);
+      if (sums) {
+        acc.pg += k.wL;
+        acc.kl_val += k.klv;
+        acc.ent_val += x[j].h;
+        acc.n_tok += 1;
+      }
+    }
+  }
+  if (!sums) {
+    if (blockIdx.x == 0 && threadIdx.x == 0) write_result(d, red);
+    return;
+  }
+  acc.kl = acc.kl_val;  // a_kl = a_H = 1: the weighted sums are the plain ones
+  acc.ent = acc.ent_val;
+  acc.n_seq = flat_sequences(d);
+  block_part(d, acc, sh);
 }
 
 __global__ void __launch_bounds__(kThreads) policy_reduce_kernel(Dev d) {
@@ -524,12 +692,34 @@ Status launch_policy_loss(const PolicyParams& p, const LaunchEnv& env, Scratch& 
   GK_REQUIRE(!p.has_rollout || T == 0 || p.rollout_logprobs, "policyLoss: rollout correction without rolloutLogprobs");
   GK_REQUIRE(p.chunk_responses % kWarps == 0 && p.chunk_responses >= 0,
              "policyLoss: chunk_responses must be a multiple of 8");
-
-  // Chunks: the fewest responses per block (a multiple of 8 warps) that keep ≤ kMaxChunks blocks, so a
-  // phase-2 block folds at most kMaxChunks partials.
-  int chunk = p.chunk_responses;
-  if (chunk == 0) chunk = kWarps * static_cast<int>(std::max<int64_t>(1, ceil_div(R, int64_t(kWarps) * kMaxChunks)));
-  const int chunks = static_cast<int>(ceil_div(R, chunk));
+  GK_REQUIRE(p.path >= 0 && p.path <= 2, "policyLoss: path must be 0 (automatic), 1 (warp) or 2 (flat)");
+  GK_REQUIRE(p.chunk_tokens % kFlatStep == 0 && p.chunk_tokens >= 0,
+             "policyLoss: chunk_tokens must be a multiple of 1024");
+  // The flat path when no token's outputs depend on a per-response quantity (gspo's s_r, a sequence or
+  // geometric rollout weight, seq-mean-token-mean's 1/n_r).
+  const bool flat_ok = p.loss != PolicyLossKind::Gspo &&
+                       (!p.has_rollout || p.rollout_level == RolloutLevel::Token) &&
+                       p.aggregation != Aggregation::SeqMeanTokenMean;
+  GK_REQUIRE(p.path != 2 || flat_ok,
+             "policyLoss: the flat path needs a loss other than gspo, token-level rollout correction and an "
+             "aggregation other than seq-mean-token-mean");
+  const bool flat = p.path == 2 || (p.path == 0 && flat_ok);
+  // Warp path: the fewest responses per block (a multiple of 8 warps) that keep ≤ kMaxChunks blocks, so
+  // a phase-2 block folds at most kMaxChunks partials. Flat path: the fewest tokens per block (a multiple
+  // of kFlatStep) that keep ≤ kMaxChunks blocks; T alone sets them, so the loss's bits depend on the
+  // batch only.
+  int chunk = p.chunk_responses, tok_chunk = 0, resp_chunk = 0, chunks = 0;
+  if (flat) {
+    tok_chunk = p.chunk_tokens;
+    if (tok_chunk == 0)
+      tok_chunk = static_cast<int>(kFlatStep * std::max<int64_t>(1, ceil_div(ceil_div(T, kMaxChunks), kFlatStep)));
+    chunks = static_cast<int>(ceil_div(T, tok_chunk));
+    resp_chunk = chunks == 0 ? 0 : static_cast<int>(ceil_div(R, chunks));
+  } else {
+    if (chunk == 0)
+      chunk = kWarps * static_cast<int>(std::max<int64_t>(1, ceil_div(R, int64_t(kWarps) * kMaxChunks)));
+    chunks = static_cast<int>(ceil_div(R, chunk));
+  }
 
   const bool needs_tokens = p.aggregation == Aggregation::TokenMean || (p.has_kl && p.kl_token_mean) ||
                             (p.entropy != nullptr && p.entropy_token_mean);
@@ -556,6 +746,9 @@ Status launch_policy_loss(const PolicyParams& p, const LaunchEnv& env, Scratch& 
   d.R = R;
   d.chunks = chunks;
   d.chunk = chunk;
+  d.T = static_cast<int>(T);
+  d.tok_chunk = tok_chunk;
+  d.resp_chunk = resp_chunk;
   d.loss = int(p.loss);
   d.clip_low = p.clip_low;
   d.clip_high = p.clip_high;
@@ -603,6 +796,23 @@ Status launch_policy_loss(const PolicyParams& p, const LaunchEnv& env, Scratch& 
   if (chunks == 0) {
     policy_reduce_kernel<<<1, kThreads, 0, env.stream>>>(d);
     GK_CHECK_LAUNCH("policy_reduce_kernel");
+    return Status::Ok();
+  }
+  if (flat) {
+    if (!device_scales) {
+      d.phase = kPhaseHost;
+      policy_flat_kernel<kPhaseHost><<<unsigned(chunks), kThreads, 0, env.stream>>>(d);
+      GK_CHECK_LAUNCH("policy_flat_kernel");
+      policy_reduce_kernel<<<1, kThreads, 0, env.stream>>>(d);
+      GK_CHECK_LAUNCH("policy_reduce_kernel");
+      return Status::Ok();
+    }
+    d.phase = kPhaseStats;
+    policy_flat_kernel<kPhaseStats><<<unsigned(chunks), kThreads, 0, env.stream>>>(d);
+    GK_CHECK_LAUNCH("policy_flat_kernel (stats)");
+    d.phase = kPhaseDevice;
+    policy_flat_kernel<kPhaseDevice><<<unsigned(chunks), kThreads, 0, env.stream>>>(d);
+    GK_CHECK_LAUNCH("policy_flat_kernel (final)");
     return Status::Ok();
   }
   if (!device_scales) {

@@ -47,6 +47,8 @@ struct PolicyParams {
   float scale_factor = 1.f, ranks = 1.f;
   double tokens = -1, sequences = -1;  // host counts; < 0: counted on the device
   int chunk_responses = 0;             // test hook: responses per block (a multiple of 8); 0: automatic
+  int path = 0;                        // test hook: 0 automatic, 1 warp per response, 2 flat (policy.cu)
+  int chunk_tokens = 0;                // test hook: the flat path's tokens per block (a multiple of 1024)
   float* loss_out = nullptr;          // [1]
   float* grad = nullptr;              // [T]
   float* grad_entropy = nullptr;      // [T], with entropy

@@ -31,12 +31,12 @@ import {
   type RolloutLevel,
   type RolloutMode,
 } from '../../src/backends/backend.js';
-import { policyTuning as cudaTuning } from '../../src/backends/cuda/policy.js';
+import { policyTuning as cudaTuning, type PolicyPath } from '../../src/backends/cuda/policy.js';
 import { policyTuning as webgpuTuning } from '../../src/backends/webgpu/policy.js';
 import type { Context } from '../../src/context.js';
 import { rng } from '../util/rng.js';
 import { EXACT, firstBitDiff, type Tolerance } from './check.js';
-import { type Case, lazy, type Outputs, type RefCase, type Want } from './runner.js';
+import { type BackendName, type Case, lazy, type Outputs, type RefCase, type Want } from './runner.js';
 
 // ------------------------------------------------------------------ tolerances
 const U = 2 ** -24;
@@ -1259,6 +1259,12 @@ function specs(): CaseSpec[] {
     });
   }
   out.push({
+    name: 'device mask, late first valid tokens and long masked responses, counted on the device',
+    data: () => lateValidData(216),
+    options: { aggregation: 'seq-mean-token-sum', kl: { coef: 0.1 }, entropyCoef: 0.05, tokenLoss: true },
+    how: { tensors: true, deviceMask: true },
+  });
+  out.push({
     name: 'device mask, normalised rollout weights, KL and entropy as token means',
     data: { ...base, seed: 215, ref: true, roll: true },
     options: {
@@ -1556,22 +1562,54 @@ function withFullyMasked(d: PolicyData, all = false): PolicyData {
 }
 
 // ------------------------------------------------------------------ cases checked by themselves
-/** The same response in two batches: bitwise the same gradient (global scale fixed by the counts). */
-function invarianceCase(): Case {
+/** A case of the cuda kernel's own layouts: every other backend skips it, saying why. */
+function cudaOnly(why: string): Partial<Record<BackendName, string>> {
+  return { js: why, cpu: why, webgpu: why };
+}
+
+/**
+ * Runs `f` with the cuda kernel layout forced (policyTuning.path) and the flat path's tokens per block
+ * (policyTuning.chunkTokens), then restores the launcher's choice. Other backends ignore both.
+ */
+async function withCudaPath<T>(path: PolicyPath, chunkTokens: number, f: () => Promise<T>): Promise<T> {
+  cudaTuning.path = path;
+  cudaTuning.chunkTokens = chunkTokens;
+  try {
+    return await f();
+  } finally {
+    cudaTuning.path = 'auto';
+    cudaTuning.chunkTokens = 0;
+  }
+}
+
+/**
+ * The same response in two batches: bitwise the same gradient (global scale fixed by the counts). On
+ * cuda each layout of native/cuda/policy.cu: the warp path (a per-response quantity: seq-mean-token-mean)
+ * and, on a flat-eligible configuration (token-mean, token-level rollout), the flat path and the warp
+ * path forced.
+ */
+function invarianceCase(layout: 'warp' | 'flat' | 'warp, forced'): Case {
+  const flatOptions = layout !== 'warp';
   return {
     kind: 'self',
-    name: 'batch invariance: a response gets the same gradient bits at any position in any batch',
+    name: `batch invariance (${layout} layout): a response gets the same gradient bits at any position in any batch`,
+    skip:
+      layout === 'warp'
+        ? undefined
+        : { cpu: 'a layout of the cuda kernel', webgpu: 'a layout of the cuda kernel' },
     run: async (ctx) => {
       const probe = makeData({ seed: 400, lengths: [37], ent: true, ref: true, roll: true, maskP: 0.1 });
       const problems: string[] = [];
-      const options: PolicyLossOptions = {
-        loss: 'ppo',
-        kl: { coef: 0.1 },
-        rolloutCorrection: {},
-        entropyCoef: 0.01,
-        aggregation: 'seq-mean-token-mean',
-        globalSequences: 50,
-      };
+      const options: PolicyLossOptions = flatOptions
+        ? { loss: 'ppo', kl: { coef: 0.1 }, rolloutCorrection: {}, entropyCoef: 0.01, globalTokens: 5000 }
+        : {
+            loss: 'ppo',
+            kl: { coef: 0.1 },
+            rolloutCorrection: {},
+            entropyCoef: 0.01,
+            aggregation: 'seq-mean-token-mean',
+            globalSequences: 50,
+          };
       let first: Float32Array | undefined;
       for (const [seed, before, after] of [
         [401, 0, 0],
@@ -1592,7 +1630,9 @@ function invarianceCase(): Case {
           maskP: 0.1,
         });
         const d = concat([a, probe, b]);
-        const out = await runPolicy(ctx, d, options);
+        const out = await withCudaPath(layout === 'warp, forced' ? 'warp' : 'auto', 0, () =>
+          runPolicy(ctx, d, options),
+        );
         const at = a.lp.length;
         const g = (out.gradLogprobs.data as Float32Array).slice(at, at + probe.lp.length);
         if (first === undefined) first = g;
@@ -1600,6 +1640,187 @@ function invarianceCase(): Case {
           const i = firstBitDiff(g, first);
           if (i >= 0) problems.push(`${before} responses before: gradient [${i}] ${g[i]} ≠ ${first[i]}`);
         }
+      }
+      return problems;
+    },
+  };
+}
+
+/** Masks the first `n` tokens of response r (all of it with n ≥ its length). */
+function maskHead(d: PolicyData, r: number, n: number): void {
+  const t0 = d.offsets[r];
+  d.mask!.fill(0, t0, Math.min(t0 + n, d.offsets[r + 1]));
+}
+
+/**
+ * Responses whose first valid token comes late (or never): the flat path's n_seq reads a response's
+ * first 4 mask bytes, then scans the rest with its warp, 256 bytes a step.
+ */
+function lateValidData(seed: number): PolicyData {
+  const d = makeData({
+    seed,
+    lengths: [600, 5, 300, 1, 0, 9, 1100, 4, 70, 3, 40, 2],
+    maskP: 0.1,
+    ent: true,
+    ref: true,
+    roll: true,
+  });
+  maskHead(d, 0, 600); // every token masked: two scan steps find nothing
+  maskHead(d, 2, 290); // valid from 290 on: the second step finds one
+  maskHead(d, 3, 1); // a single masked token
+  maskHead(d, 6, 1000); // four steps
+  maskHead(d, 7, 4); // every token masked, within the first 4
+  maskHead(d, 8, 5); // valid from 5 on: the first step
+  maskHead(d, 9, 3); // valid at 3: the last of the first 4
+  maskHead(d, 10, 40); // every token masked, one step
+  return d;
+}
+
+/**
+ * cuda: the flat path (and the flat path with 2 steps of 1024 tokens per block) gives the warp path's
+ * per-token bits, and its loss and stats within f32 sums (another order of summation). Per-token bits
+ * only where the scales are the same bits on both paths: counts are exact, but normalised rollout
+ * weights divide by W̄, a float sum in each path's order, so there the outputs agree within f32 too.
+ * Forcing the flat path where a per-response quantity matters is refused.
+ */
+function pathsCase(): Case {
+  interface Config {
+    name: string;
+    data: PolicyData;
+    options: PolicyLossOptions;
+    deviceMask?: boolean;
+    /** The scales are counts only: the per-token outputs must be the same bits. */
+    exact: boolean;
+  }
+  return {
+    kind: 'self',
+    name: 'flat and warp paths: the same per-token bits, the loss and stats within f32 sums',
+    skip: cudaOnly('the layouts of the cuda kernel'),
+    run: async (ctx) => {
+      const r = rng(440);
+      const ragged = makeData({
+        seed: 441,
+        lengths: Array.from({ length: 150 }, () => Math.floor(r() * 45)),
+        ent: true,
+        ref: true,
+        roll: true,
+        maskP: 0.15,
+      });
+      const configs: Config[] = [
+        {
+          name: 'ppo dual clip, k3, entropy, token rollout, token-mean, host counts',
+          data: ragged,
+          options: {
+            dualClip: 3,
+            kl: { coef: 0.1 },
+            entropyCoef: 0.01,
+            rolloutCorrection: {},
+            tokenLoss: true,
+          },
+          exact: true,
+        },
+        {
+          name: 'ppo, masking rollout, device mask (two phases)',
+          data: ragged,
+          options: {
+            kl: { coef: 0.1 },
+            entropyCoef: 0.01,
+            rolloutCorrection: { mode: 'mask', lower: 0.5 },
+            tokenLoss: true,
+          },
+          deviceMask: true,
+          exact: true,
+        },
+        {
+          name: 'cispo, k2 straight-through, seq-mean-token-sum, late valid tokens, device mask',
+          data: lateValidData(442),
+          options: {
+            loss: 'cispo',
+            kl: { coef: 0.2, estimator: 'k2', straightThrough: true },
+            entropyCoef: 0.05,
+            aggregation: 'seq-mean-token-sum',
+          },
+          deviceMask: true,
+          exact: true,
+        },
+        {
+          name: 'sapo, abs KL, token-sum, no mask',
+          data: { ...ragged, mask: undefined },
+          options: {
+            loss: 'sapo',
+            kl: { coef: 0.1, estimator: 'abs' },
+            aggregation: 'token-sum',
+            tokenLoss: true,
+          },
+          exact: true,
+        },
+        {
+          name: 'reinforce, openrlhf (KL and entropy token means), seq-mean-token-sum-norm, device mask',
+          data: ragged,
+          options: {
+            preset: 'openrlhf',
+            loss: 'reinforce',
+            kl: { coef: 0.1 },
+            entropyCoef: 0.02,
+            aggregation: 'seq-mean-token-sum-norm',
+            scaleFactor: 40,
+          },
+          deviceMask: true,
+          exact: true,
+        },
+        {
+          name: 'ppo, normalised rollout weights (W̄ a sum in each order), device mask',
+          data: ragged,
+          options: {
+            kl: { coef: 0.1 },
+            entropyCoef: 0.01,
+            rolloutCorrection: { normalize: true },
+            tokenLoss: true,
+          },
+          deviceMask: true,
+          exact: false,
+        },
+      ];
+      const problems: string[] = [];
+      // Two f32 sums of the same terms in other orders (T ≈ 3000 here): 1e-5 relative, 1e-7 absolute.
+      const close = (a: number, b: number, scale: number) =>
+        (Number.isNaN(a) && Number.isNaN(b)) || Math.abs(a - b) <= 1e-5 * scale + 1e-7;
+      for (const c of configs) {
+        const how = { deviceMask: c.deviceMask };
+        const warp = await withCudaPath('warp', 0, () => runPolicy(ctx, c.data, c.options, how));
+        for (const chunkTokens of [0, 2048]) {
+          const label = chunkTokens ? `${c.name}, 2048 tokens per block` : c.name;
+          const flat = await withCudaPath('flat', chunkTokens, () => runPolicy(ctx, c.data, c.options, how));
+          for (const k of ['gradLogprobs', 'gradEntropy', 'tokenLoss']) {
+            if ((warp[k] === undefined) !== (flat[k] === undefined))
+              problems.push(`${label}: ${k} on one path only`);
+            if (warp[k] === undefined || flat[k] === undefined) continue;
+            const a = flat[k].data;
+            const b = warp[k].data;
+            if (c.exact) {
+              const i = firstBitDiff(a, b);
+              if (i >= 0) problems.push(`${label}: ${k}[${i}] ${a[i]} (flat) ≠ ${b[i]} (warp)`);
+            } else {
+              const scale = maxAbs(b);
+              let i = 0;
+              while (i < a.length && close(a[i], b[i], scale)) i++;
+              if (i < a.length) problems.push(`${label}: ${k}[${i}] ${a[i]} (flat) vs ${b[i]} (warp)`);
+            }
+          }
+          for (const k of ['loss', 'stats']) {
+            const a = flat[k].data;
+            const b = warp[k].data;
+            for (let i = 0; i < a.length; i++)
+              if (!close(a[i], b[i], Math.max(Math.abs(a[i]), Math.abs(b[i]))))
+                problems.push(`${label}: ${k}[${i}] ${a[i]} (flat) vs ${b[i]} (warp)`);
+          }
+        }
+      }
+      try {
+        await withCudaPath('flat', 0, () => runPolicy(ctx, ragged, { loss: 'gspo' }));
+        problems.push('gspo on the forced flat path was not refused');
+      } catch (e) {
+        if (!/the flat path needs/.test(String(e))) problems.push(`gspo on the forced flat path: ${e}`);
       }
       return problems;
     },
@@ -1760,7 +1981,10 @@ export function concat(parts: PolicyData[]): PolicyData {
 
 export const POLICY_CASES: readonly Case[] = [
   ...specs().map(refCase),
-  invarianceCase(),
+  invarianceCase('warp'),
+  invarianceCase('flat'),
+  invarianceCase('warp, forced'),
+  pathsCase(),
   chunkingCase(),
   determinismCase(),
   wholeLossCase(),

@@ -258,6 +258,10 @@ export type NativePolicyLossArgs = Poisonable &
   NativePolicyLossArgsOf<bigint, bigint> & {
     /** Test hook: responses per block (a multiple of 8). */
     chunkResponses?: number;
+    /** Test hook: the kernel layout, 1 a warp per response, 2 flat (absent: the launcher's choice). */
+    path?: number;
+    /** Test hook: the flat path's tokens per block (a multiple of 1024). */
+    chunkTokens?: number;
   };
 
 export interface NativeDeviceInfo {

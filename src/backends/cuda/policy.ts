@@ -4,8 +4,20 @@ import { policyNativeArgs } from '../policy-native.js';
 import type { NativePolicyLossArgs } from './native.js';
 import { type CudaMemory, optPtr, ptrOf, runWithOutputs, withPoison } from './storage.js';
 
-/** Test hook: responses per block, a multiple of 8 (0: the launcher's choice). */
-export const policyTuning = { chunkResponses: 0 };
+/** The kernel layouts of native/cuda/policy.cu: the launcher's choice, a warp per response, or flat. */
+export type PolicyPath = 'auto' | 'warp' | 'flat';
+const PATH_CODES: Record<PolicyPath, number> = { auto: 0, warp: 1, flat: 2 };
+
+/**
+ * Test hooks (native/cuda/policy.cu): the layout ('flat' is refused where a token's outputs depend on a
+ * per-response quantity); responses per block of the warp path, a multiple of 8, and tokens per block
+ * of the flat path, a multiple of 1024 (0: the launcher's choice).
+ */
+export const policyTuning: { path: PolicyPath; chunkResponses: number; chunkTokens: number } = {
+  path: 'auto',
+  chunkResponses: 0,
+  chunkTokens: 0,
+};
 
 export function cudaPolicyLoss(mem: CudaMemory, a: PolicyLossArgs): Promise<PolicyLossResult> {
   const T = a.numTokens;
@@ -23,6 +35,8 @@ export function cudaPolicyLoss(mem: CudaMemory, a: PolicyLossArgs): Promise<Poli
       stats: ptrOf(stats),
     }),
     chunkResponses: policyTuning.chunkResponses > 0 ? policyTuning.chunkResponses : undefined,
+    path: policyTuning.path === 'auto' ? undefined : PATH_CODES[policyTuning.path],
+    chunkTokens: policyTuning.chunkTokens > 0 ? policyTuning.chunkTokens : undefined,
   };
   return runWithOutputs(
     [loss, gradLogprobs, gradEntropy, tokenLoss, stats],
