@@ -3,6 +3,7 @@
 // copy of the same bytes (ctx.copyProbe) in the same process. Runs from the built package (dist/).
 //
 //   node scripts/gpu/goals.mjs --backend cuda|webgpu [--rows 16384] [--vocab 151936] [--only a,b] [--reps 10] [--adv-reps 50]
+//     [--policy-path flat|warp]
 //
 // Prints one JSON line per case: {backend, case, sizes, ms_median, ms_p10, ms_p90, bytes, gbps,
 // copy_gbps, fraction}. Times are host-timed (launch to settled promise, after ctx.synchronize), so
@@ -11,6 +12,8 @@
 // 8 responses × 2048 tokens, |V*| = 4096, d = 3584, f32 hidden), advantages (2^20 responses in 65536
 // ragged groups), policyLoss (2^20 ragged responses, ~16.8M tokens). --thr-tokens, --thr-vocab, --thr-d, --groups shrink them for a dry run.
 import { createContext, f32ToBf16 } from '../../dist/index.js';
+// The policyLoss layout test hook (native/cuda/policy.cu: 'flat' or 'warp'; default the automatic choice).
+import { policyTuning } from '../../dist/backends/cuda/policy.js';
 
 const args = process.argv.slice(2);
 // The last occurrence of a flag wins (run.sh's dry run appends tiny sizes to the goal-size commands).
@@ -26,6 +29,7 @@ const only = opt('only', '')
   .split(',')
   .filter((s) => s !== '');
 const want = (c) => only.length === 0 || only.includes(c);
+if (opt('policy-path', '') !== '') policyTuning.path = opt('policy-path', '');
 
 function lcg(seed) {
   let s = seed >>> 0;
