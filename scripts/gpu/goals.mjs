@@ -10,10 +10,12 @@
 // sub-100 µs cases also carry the job round trip; GPU-side kernel times come from ncu (run.sh).
 // Cases: copy, logprobs (plain, +entropy, +entropy+Σp²), logprobsBackward (bf16), THR (one group of
 // 8 responses × 2048 tokens, |V*| = 4096, d = 3584, f32 hidden), advantages (2^20 responses in 65536
-// ragged groups), policyLoss (2^20 ragged responses, ~16.8M tokens). --thr-tokens, --thr-vocab, --thr-d, --groups shrink them for a dry run.
-import { createContext, f32ToBf16 } from '../../dist/index.js';
-// The policyLoss layout test hook (native/cuda/policy.cu: 'flat' or 'warp'; default the automatic choice).
+// ragged groups), policyLoss (2^16 and 2^20 ragged responses: ~1M and ~16.8M tokens). --thr-tokens,
+// --thr-vocab, --thr-d, --groups shrink them for a dry run.
+// policyTuning: the policyLoss layout test hook (native/cuda/policy.cu: 'flat' or 'warp'; default the
+// automatic choice), set by --policy-path.
 import { policyTuning } from '../../dist/backends/cuda/policy.js';
+import { createContext, f32ToBf16 } from '../../dist/index.js';
 
 const args = process.argv.slice(2);
 // The last occurrence of a flag wins (run.sh's dry run appends tiny sizes to the goal-size commands).
