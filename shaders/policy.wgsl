@@ -9,8 +9,8 @@
 //   (n_r, gspo's Σ(ℓ − ℓ°), the rollout Σλ), pass B (the surrogate, KL, entropy, weights, stats of
 //   every valid token; writes the per-token outputs). So a response's results depend on its own tokens
 //   only, not on its position or the batch (batch invariance), given the global scales. The
-//   invocation's sums over its responses, then fixed-order workgroup trees, give the chunk's partial
-//   record (`parts[b]`, PART_WORDS words). `phase`:
+//   invocation's sums over its responses, then fixed-order radix-16 workgroup trees (tree_f, tree_u),
+//   give the chunk's partial record (`parts[b]`, PART_WORDS words). `phase`:
 //     0 (final, host scales): the scales G come from the host's counts (uniforms): writes the outputs
 //       and the partials; POLICY_REDUCE follows;
 //     1 (stats): writes the partials only (the counts or the rollout mean the scales need are on the
@@ -115,50 +115,79 @@ const NUM_STATS: u32 = 13u;
 @group(0) @binding(7) var<storage, read_write> parts: array<u32>;
 @group(0) @binding(8) var<storage, read_write> result: array<f32>;
 
-var<workgroup> wf: array<vec4<f32>, WG>;
-var<workgroup> wu: array<vec4<u32>, WG>;
+// The workgroup trees' slots: 3 words × 4 per invocation (12 KB at WG = 256), the f32 fields of a
+// record as bits, then its u32 fields.
+var<workgroup> wrec: array<array<vec4<u32>, 3>, WG>;
 
 // ---------------------------------------------------------------- workgroup trees (fixed order)
-// Every invocation gets the result; called from workgroup-uniform control flow. The first barrier
-// keeps a previous call's readers of slot 0 ahead of this call's writers.
-fn tree_sum_f(v: vec4<f32>, lid: u32) -> vec4<f32> {
-  workgroupBarrier();
-  wf[lid] = v;
-  for (var k = WG >> 1u; k > 0u; k = k >> 1u) {
-    workgroupBarrier();
-    if (lid < k) {
-      wf[lid] = wf[lid] + wf[lid + k];
-    }
-  }
-  workgroupBarrier();
-  return wf[0];
+// Radix-16 trees over the WG slots: in round k, slot i (a multiple of 16^k) folds the slots
+// i + 16^(k−1)·j, j = 1..15, in j order, so WG = 256 takes two rounds (16 slots of 16, then 1 of 16).
+// Two trees of two rounds: few barriers, each a suspension point of lavapipe's compute coroutines,
+// whose compile time grows with their number. With six binary trees per record (60 barriers) the
+// first dispatch of policy_tokens + policy_reduce compiled for 122 s on lavapipe (cold shader cache,
+// 2 shared cores), policy_flat for 189 s and policy_reduce alone for 16 s; with these, 16, 18 and
+// 1.7 s. Every invocation gets the result; called from workgroup-uniform control flow. The first
+// barrier keeps a previous call's readers of slot 0 ahead of this call's writers.
+struct RecF {
+  s0: vec4<f32>, // pg, kl, ent, ppo_kl (sums)
+  s1: vec4<f32>, // kl_val, ent_val, ratio_sum, w_sum (sums)
+  s2: vec4<f32>, // w_sq (sum), ratio_min (min), ratio_max (max), 0
 }
-// (min, max) in x, y.
-fn tree_minmax(v: vec2<f32>, lid: u32) -> vec2<f32> {
-  workgroupBarrier();
-  wf[lid] = vec4<f32>(v, 0.0, 0.0);
-  for (var k = WG >> 1u; k > 0u; k = k >> 1u) {
-    workgroupBarrier();
-    if (lid < k) {
-      let a = wf[lid];
-      let b = wf[lid + k];
-      wf[lid] = vec4<f32>(min(a.x, b.x), max(a.y, b.y), 0.0, 0.0);
-    }
-  }
-  workgroupBarrier();
-  return wf[0].xy;
+fn recf_add(a: RecF, b: RecF) -> RecF {
+  return RecF(
+    a.s0 + b.s0,
+    a.s1 + b.s1,
+    vec4<f32>(a.s2.x + b.s2.x, min(a.s2.y, b.s2.y), max(a.s2.z, b.s2.z), 0.0),
+  );
 }
-fn tree_sum_u(v: vec4<u32>, lid: u32) -> vec4<u32> {
+fn recf_at(i: u32) -> RecF {
+  return RecF(bitcast<vec4<f32>>(wrec[i][0]), bitcast<vec4<f32>>(wrec[i][1]), bitcast<vec4<f32>>(wrec[i][2]));
+}
+fn recf_put(i: u32, v: RecF) {
+  wrec[i][0] = bitcast<vec4<u32>>(v.s0);
+  wrec[i][1] = bitcast<vec4<u32>>(v.s1);
+  wrec[i][2] = bitcast<vec4<u32>>(v.s2);
+}
+fn tree_f(v: RecF, lid: u32) -> RecF {
   workgroupBarrier();
-  wu[lid] = v;
-  for (var k = WG >> 1u; k > 0u; k = k >> 1u) {
+  recf_put(lid, v);
+  for (var stride = 1u; stride < WG; stride = stride * 16u) {
     workgroupBarrier();
-    if (lid < k) {
-      wu[lid] = wu[lid] + wu[lid + k];
+    let span = stride * 16u;
+    if (lid % span == 0u) {
+      var acc = recf_at(lid);
+      let end = min(lid + span, WG);
+      for (var j = lid + stride; j < end; j = j + stride) {
+        acc = recf_add(acc, recf_at(j));
+      }
+      recf_put(lid, acc);
     }
   }
   workgroupBarrier();
-  return wu[0];
+  return recf_at(0u);
+}
+// The u32 fields: (n_tok, n_seq, clip, lower), (w_count, w_clipped, 0, 0).
+fn tree_u(a: vec4<u32>, b: vec4<u32>, lid: u32) -> array<vec4<u32>, 2> {
+  workgroupBarrier();
+  wrec[lid][0] = a;
+  wrec[lid][1] = b;
+  for (var stride = 1u; stride < WG; stride = stride * 16u) {
+    workgroupBarrier();
+    let span = stride * 16u;
+    if (lid % span == 0u) {
+      var x = wrec[lid][0];
+      var y = wrec[lid][1];
+      let end = min(lid + span, WG);
+      for (var j = lid + stride; j < end; j = j + stride) {
+        x = x + wrec[j][0];
+        y = y + wrec[j][1];
+      }
+      wrec[lid][0] = x;
+      wrec[lid][1] = y;
+    }
+  }
+  workgroupBarrier();
+  return array<vec4<u32>, 2>(wrec[0][0], wrec[0][1]);
 }
 
 // ---------------------------------------------------------------- inputs
@@ -379,29 +408,32 @@ fn part_add(a: Part, b: Part) -> Part {
 // The workgroup's total of its invocations' records (fixed-order trees).
 fn part_tree(p: Part, lid: u32) -> Part {
   var r: Part;
-  let s0 = tree_sum_f(vec4<f32>(p.pg, p.kl, p.ent, p.ppo_kl), lid);
-  let s1 = tree_sum_f(vec4<f32>(p.kl_val, p.ent_val, p.ratio_sum, p.w_sum), lid);
-  let s2 = tree_sum_f(vec4<f32>(p.w_sq, 0.0, 0.0, 0.0), lid);
-  let mm = tree_minmax(vec2<f32>(p.ratio_min, p.ratio_max), lid);
-  let c0 = tree_sum_u(vec4<u32>(p.n_tok, p.n_seq, p.clip, p.lower), lid);
-  let c1 = tree_sum_u(vec4<u32>(p.w_count, p.w_clipped, 0u, 0u), lid);
-  r.pg = s0.x;
-  r.kl = s0.y;
-  r.ent = s0.z;
-  r.ppo_kl = s0.w;
-  r.kl_val = s1.x;
-  r.ent_val = s1.y;
-  r.ratio_sum = s1.z;
-  r.w_sum = s1.w;
-  r.w_sq = s2.x;
-  r.ratio_min = mm.x;
-  r.ratio_max = mm.y;
-  r.n_tok = c0.x;
-  r.n_seq = c0.y;
-  r.clip = c0.z;
-  r.lower = c0.w;
-  r.w_count = c1.x;
-  r.w_clipped = c1.y;
+  let f = tree_f(
+    RecF(
+      vec4<f32>(p.pg, p.kl, p.ent, p.ppo_kl),
+      vec4<f32>(p.kl_val, p.ent_val, p.ratio_sum, p.w_sum),
+      vec4<f32>(p.w_sq, p.ratio_min, p.ratio_max, 0.0),
+    ),
+    lid,
+  );
+  let c = tree_u(vec4<u32>(p.n_tok, p.n_seq, p.clip, p.lower), vec4<u32>(p.w_count, p.w_clipped, 0u, 0u), lid);
+  r.pg = f.s0.x;
+  r.kl = f.s0.y;
+  r.ent = f.s0.z;
+  r.ppo_kl = f.s0.w;
+  r.kl_val = f.s1.x;
+  r.ent_val = f.s1.y;
+  r.ratio_sum = f.s1.z;
+  r.w_sum = f.s1.w;
+  r.w_sq = f.s2.x;
+  r.ratio_min = f.s2.y;
+  r.ratio_max = f.s2.z;
+  r.n_tok = c[0].x;
+  r.n_seq = c[0].y;
+  r.clip = c[0].z;
+  r.lower = c[0].w;
+  r.w_count = c[1].x;
+  r.w_clipped = c[1].y;
   return r;
 }
 
