@@ -1,16 +1,39 @@
 // grpo-kernels: policyLoss on WebGPU (POLICY.md). Concatenated after common.wgsl's base section
 // (src/backends/webgpu/shaders.ts); host side: src/backends/webgpu/policy.ts. Reference and the
-// definitions, evaluation order included: src/backends/cpu/policy.ts (this file computes them in f32).
+// definitions, evaluation order included: src/backends/cpu/policy.ts (this file computes them in f32);
+// the cuda twin, whose layouts these mirror, is native/cuda/policy.cu.
+//   Per valid token: g_t = G·a_r·w_t·(1/W̄)·dL_t + β·G_kl·a^kl_r·dK_t, gH_t = −c_H·G_H·a^H_r,
+//   token loss w_t·L_t/W̄ + β·K_t − c_H·H_t; loss = G·Σ a_r w L / W̄ + β·G_kl·Σ a^kl K − c_H·G_H·Σ a^H H,
+//   with G the aggregation's scale, a_r = 1/n_r under seq-mean-token-mean (else 1), W̄ the rollout
+//   weights' mean when normalised (else 1). Masked tokens: outputs 0.
+//   token_terms() is every token's arithmetic on both layouts below, so a token's outputs are the same
+//   bits on either given the same scales (test/cases/policy.ts, "flat and warp paths", on lavapipe;
+//   counts are exact, but normalised rollout weights divide by a float sum whose order differs between
+//   the layouts).
 //
-// TWO KERNELS, in one compute pass:
-// POLICY_TOKENS (policy_tokens): the per-token pass. Workgroup b owns the chunk of responses
+// WHICH LAYOUT (the host decides, src/backends/webgpu/policy.ts): the FLAT layout when no token's
+//   outputs depend on a per-response quantity: the loss is not gspo (s_r), rollout correction is absent
+//   or token level (no sequence weight), and the aggregation is not seq-mean-token-mean (so a_r =
+//   a^kl_r = a^H_r = 1). Otherwise the RESPONSE layout. The test hook policyTuning.path forces either
+//   where it applies ('flat' elsewhere is refused: a RANGE error).
+// POLICY_FLAT (policy_flat): workgroup b owns the tokens [b·TC, min((b+1)·TC, T)) (TC = `tok_chunk`,
+//   the fewest multiple of the step WG·FLAT_K = 1024 at WG = 256 that keeps ≤ 1024 workgroups; T and
+//   WG alone set it). Per step, invocation i loads the inputs of tokens step + i + WG·j, j < 4, together
+//   (adjacent invocations read adjacent words), then computes and writes them in j order, adding them to
+//   its running sums (so in token order). Then the same kernel counts n_seq over the workgroup's share
+//   of responses [b·RC, min((b+1)·RC, R)) (RC = `resp_chunk` = ⌈R / workgroups⌉; invocation per
+//   response: its two offsets and, with a mask, its mask bytes up to the first valid one, 16 bytes a
+//   round; a long response whose valid tokens come late or never is scanned by its one invocation
+//   alone: any_valid). A token's outputs depend on its own inputs and the global scales only: batch
+//   invariant by construction.
+// POLICY_TOKENS (policy_tokens), the response layout: workgroup b owns the chunk of responses
 //   [b·C, min((b+1)·C, R)) (C = `chunk`, a multiple of WG); invocation i takes the chunk's responses
 //   i, i + WG, ... one after another, each in two passes over its own tokens in index order: pass A
-//   (n_r, gspo's Σ(ℓ − ℓ°), the rollout Σλ), pass B (the surrogate, KL, entropy, weights, stats of
-//   every valid token; writes the per-token outputs). So a response's results depend on its own tokens
-//   only, not on its position or the batch (batch invariance), given the global scales. The
-//   invocation's sums over its responses, then fixed-order workgroup trees, give the chunk's partial
-//   record (`parts[b]`, PART_WORDS words). `phase`:
+//   (n_r, gspo's Σ(ℓ − ℓ°), the rollout Σλ), pass B (token_terms of every valid token; writes the
+//   per-token outputs). So a response's results depend on its own tokens only, not on its position or
+//   the batch (batch invariance), given the global scales.
+// Either layout's partial record (`parts[b]`, PART_WORDS words): each invocation's sums (in token or
+//   response order), then fixed-order radix-16 workgroup trees (tree_f, tree_u). `phase`, on both:
 //     0 (final, host scales): the scales G come from the host's counts (uniforms): writes the outputs
 //       and the partials; POLICY_REDUCE follows;
 //     1 (stats): writes the partials only (the counts or the rollout mean the scales need are on the
@@ -18,22 +41,33 @@
 //     2 (final, device scales): every workgroup first folds the partials of phase 1 (the same fixed
 //       order everywhere, so every workgroup gets the same bits), derives the scales, writes the
 //       outputs; workgroup 0 also writes the loss and the stats. No POLICY_REDUCE.
+//   Both layouts keep ≤ 1024 workgroups, the most partials a phase-2 workgroup folds.
 // POLICY_REDUCE (policy_reduce): one workgroup folds the P partials in a fixed order (invocation j:
-//   j, j + WG, ..., then trees) and writes `result` = [loss, stats...] (POLICY_STATS order).
+//   j, j + WG, ..., then the trees) and writes `result` = [loss, stats...] (POLICY_STATS order).
 // Shapes: roff i32 [R+1]; lp, old, adv f32 [T]; extra u32 words: ref f32 [T] at off_ref, rollout at
 //   off_roll, entropy at off_ent, the u8 mask packed 4 per word at off_mask (each present one copied
 //   in by the host: eight storage buffers is WebGPU's default limit); outs f32: grad [T], gradEntropy
 //   [T] at off_gent, tokenLoss [T] at off_tloss; parts u32 [P·PART_WORDS]; result f32 [1 + 13].
-// Bytes: phase 0: each input read twice by its invocation (the second from cache) + outputs written;
-//   phase 1 + 2: the inputs twice more. FLOPs ~40 per token.
-// Numerics: f32; every sum has a fixed order, no atomics: the same bits on every run. 0/0 (no valid
-//   token) gives NaN explicitly where the reference's f64 arithmetic gives NaN.
+// Bytes: flat layout, phase 0: the inputs (3–6 f32 + the mask byte per token) read once, 1–3 f32
+//   outputs written, the offsets (and with a mask, mostly one mask word per response) read once more
+//   for n_seq; every input and two outputs: 32 bytes per token. Response layout: each input read twice
+//   by its invocation (the second from cache, where there is one), and adjacent invocations read
+//   addresses a response apart. Phases 1 + 2 instead of 0: every read twice. FLOPs ~40 per token.
+// Numerics: f32; every sum has a fixed order, no atomics: the same bits on every run. The two layouts
+//   sum in different orders, so their loss and stats may differ in the last bits. 0/0 (no valid token)
+//   gives NaN explicitly where the reference's f64 arithmetic gives NaN. Contraction: SPIR-V from WGSL
+//   carries no NoContraction, so a driver may fuse a product into the add that follows; token_terms
+//   keeps each output's products private to it and both layouts use its terms alike (the bit test
+//   above passes on lavapipe; a driver that fused differently per entry point would show there).
 
 struct PolicyParams {
   num_responses: u32,
   num_chunks: u32,
   chunk: u32,
   phase: u32,
+  num_tokens: u32, // T (the flat layout)
+  tok_chunk: u32, // the flat layout's tokens per workgroup (TC, a multiple of WG·FLAT_K)
+  resp_chunk: u32, // the flat layout's responses per workgroup for n_seq (RC)
   loss: u32, // LOSS_* below
   has_mask: u32,
   has_kl: u32,
@@ -115,50 +149,79 @@ const NUM_STATS: u32 = 13u;
 @group(0) @binding(7) var<storage, read_write> parts: array<u32>;
 @group(0) @binding(8) var<storage, read_write> result: array<f32>;
 
-var<workgroup> wf: array<vec4<f32>, WG>;
-var<workgroup> wu: array<vec4<u32>, WG>;
+// The workgroup trees' slots: 3 words × 4 per invocation (12 KB at WG = 256), the f32 fields of a
+// record as bits, then its u32 fields.
+var<workgroup> wrec: array<array<vec4<u32>, 3>, WG>;
 
 // ---------------------------------------------------------------- workgroup trees (fixed order)
-// Every invocation gets the result; called from workgroup-uniform control flow. The first barrier
-// keeps a previous call's readers of slot 0 ahead of this call's writers.
-fn tree_sum_f(v: vec4<f32>, lid: u32) -> vec4<f32> {
-  workgroupBarrier();
-  wf[lid] = v;
-  for (var k = WG >> 1u; k > 0u; k = k >> 1u) {
-    workgroupBarrier();
-    if (lid < k) {
-      wf[lid] = wf[lid] + wf[lid + k];
-    }
-  }
-  workgroupBarrier();
-  return wf[0];
+// Radix-16 trees over the WG slots: in round k, slot i (a multiple of 16^k) folds the slots
+// i + 16^(k−1)·j, j = 1..15, in j order, so WG = 256 takes two rounds (16 slots of 16, then 1 of 16).
+// Two trees of two rounds: few barriers, each a suspension point of lavapipe's compute coroutines,
+// whose compile time grows with their number. With six binary trees per record (60 barriers) the
+// first dispatch of policy_tokens + policy_reduce compiled for 122 s on lavapipe (cold shader cache,
+// 2 shared cores), policy_flat for 189 s and policy_reduce alone for 16 s; with these, 16, 18 and
+// 1.7 s. Every invocation gets the result; called from workgroup-uniform control flow. The first
+// barrier keeps a previous call's readers of slot 0 ahead of this call's writers.
+struct RecF {
+  s0: vec4<f32>, // pg, kl, ent, ppo_kl (sums)
+  s1: vec4<f32>, // kl_val, ent_val, ratio_sum, w_sum (sums)
+  s2: vec4<f32>, // w_sq (sum), ratio_min (min), ratio_max (max), 0
 }
-// (min, max) in x, y.
-fn tree_minmax(v: vec2<f32>, lid: u32) -> vec2<f32> {
-  workgroupBarrier();
-  wf[lid] = vec4<f32>(v, 0.0, 0.0);
-  for (var k = WG >> 1u; k > 0u; k = k >> 1u) {
-    workgroupBarrier();
-    if (lid < k) {
-      let a = wf[lid];
-      let b = wf[lid + k];
-      wf[lid] = vec4<f32>(min(a.x, b.x), max(a.y, b.y), 0.0, 0.0);
-    }
-  }
-  workgroupBarrier();
-  return wf[0].xy;
+fn recf_add(a: RecF, b: RecF) -> RecF {
+  return RecF(
+    a.s0 + b.s0,
+    a.s1 + b.s1,
+    vec4<f32>(a.s2.x + b.s2.x, min(a.s2.y, b.s2.y), max(a.s2.z, b.s2.z), 0.0),
+  );
 }
-fn tree_sum_u(v: vec4<u32>, lid: u32) -> vec4<u32> {
+fn recf_at(i: u32) -> RecF {
+  return RecF(bitcast<vec4<f32>>(wrec[i][0]), bitcast<vec4<f32>>(wrec[i][1]), bitcast<vec4<f32>>(wrec[i][2]));
+}
+fn recf_put(i: u32, v: RecF) {
+  wrec[i][0] = bitcast<vec4<u32>>(v.s0);
+  wrec[i][1] = bitcast<vec4<u32>>(v.s1);
+  wrec[i][2] = bitcast<vec4<u32>>(v.s2);
+}
+fn tree_f(v: RecF, lid: u32) -> RecF {
   workgroupBarrier();
-  wu[lid] = v;
-  for (var k = WG >> 1u; k > 0u; k = k >> 1u) {
+  recf_put(lid, v);
+  for (var stride = 1u; stride < WG; stride = stride * 16u) {
     workgroupBarrier();
-    if (lid < k) {
-      wu[lid] = wu[lid] + wu[lid + k];
+    let span = stride * 16u;
+    if (lid % span == 0u) {
+      var acc = recf_at(lid);
+      let end = min(lid + span, WG);
+      for (var j = lid + stride; j < end; j = j + stride) {
+        acc = recf_add(acc, recf_at(j));
+      }
+      recf_put(lid, acc);
     }
   }
   workgroupBarrier();
-  return wu[0];
+  return recf_at(0u);
+}
+// The u32 fields: (n_tok, n_seq, clip, lower), (w_count, w_clipped, 0, 0).
+fn tree_u(a: vec4<u32>, b: vec4<u32>, lid: u32) -> array<vec4<u32>, 2> {
+  workgroupBarrier();
+  wrec[lid][0] = a;
+  wrec[lid][1] = b;
+  for (var stride = 1u; stride < WG; stride = stride * 16u) {
+    workgroupBarrier();
+    let span = stride * 16u;
+    if (lid % span == 0u) {
+      var x = wrec[lid][0];
+      var y = wrec[lid][1];
+      let end = min(lid + span, WG);
+      for (var j = lid + stride; j < end; j = j + stride) {
+        x = x + wrec[j][0];
+        y = y + wrec[j][1];
+      }
+      wrec[lid][0] = x;
+      wrec[lid][1] = y;
+    }
+  }
+  workgroupBarrier();
+  return array<vec4<u32>, 2>(wrec[0][0], wrec[0][1]);
 }
 
 // ---------------------------------------------------------------- inputs
@@ -200,11 +263,10 @@ struct Tok {
   lower: u32,
 }
 
-// Token t's surrogate (POLICY.md, "Ratio and per-token surrogate").
-fn surrogate(t: u32, log_s: f32) -> Tok {
-  let A = adv[t];
-  let l = lp[t];
-  let delta = l - old[t];
+// A token's surrogate (POLICY.md, "Ratio and per-token surrogate") from its A_t, ℓ_t and ℓ°_t (loaded
+// by the caller, all at once); log_s: gspo's log s_r.
+fn surrogate(A: f32, l: f32, l_old: f32, log_s: f32) -> Tok {
+  let delta = l - l_old;
   var r: Tok;
   var drho: f32;
   if (P.loss == LOSS_GSPO) {
@@ -379,29 +441,32 @@ fn part_add(a: Part, b: Part) -> Part {
 // The workgroup's total of its invocations' records (fixed-order trees).
 fn part_tree(p: Part, lid: u32) -> Part {
   var r: Part;
-  let s0 = tree_sum_f(vec4<f32>(p.pg, p.kl, p.ent, p.ppo_kl), lid);
-  let s1 = tree_sum_f(vec4<f32>(p.kl_val, p.ent_val, p.ratio_sum, p.w_sum), lid);
-  let s2 = tree_sum_f(vec4<f32>(p.w_sq, 0.0, 0.0, 0.0), lid);
-  let mm = tree_minmax(vec2<f32>(p.ratio_min, p.ratio_max), lid);
-  let c0 = tree_sum_u(vec4<u32>(p.n_tok, p.n_seq, p.clip, p.lower), lid);
-  let c1 = tree_sum_u(vec4<u32>(p.w_count, p.w_clipped, 0u, 0u), lid);
-  r.pg = s0.x;
-  r.kl = s0.y;
-  r.ent = s0.z;
-  r.ppo_kl = s0.w;
-  r.kl_val = s1.x;
-  r.ent_val = s1.y;
-  r.ratio_sum = s1.z;
-  r.w_sum = s1.w;
-  r.w_sq = s2.x;
-  r.ratio_min = mm.x;
-  r.ratio_max = mm.y;
-  r.n_tok = c0.x;
-  r.n_seq = c0.y;
-  r.clip = c0.z;
-  r.lower = c0.w;
-  r.w_count = c1.x;
-  r.w_clipped = c1.y;
+  let f = tree_f(
+    RecF(
+      vec4<f32>(p.pg, p.kl, p.ent, p.ppo_kl),
+      vec4<f32>(p.kl_val, p.ent_val, p.ratio_sum, p.w_sum),
+      vec4<f32>(p.w_sq, p.ratio_min, p.ratio_max, 0.0),
+    ),
+    lid,
+  );
+  let c = tree_u(vec4<u32>(p.n_tok, p.n_seq, p.clip, p.lower), vec4<u32>(p.w_count, p.w_clipped, 0u, 0u), lid);
+  r.pg = f.s0.x;
+  r.kl = f.s0.y;
+  r.ent = f.s0.z;
+  r.ppo_kl = f.s0.w;
+  r.kl_val = f.s1.x;
+  r.ent_val = f.s1.y;
+  r.ratio_sum = f.s1.z;
+  r.w_sum = f.s1.w;
+  r.w_sq = f.s2.x;
+  r.ratio_min = f.s2.y;
+  r.ratio_max = f.s2.z;
+  r.n_tok = c[0].x;
+  r.n_seq = c[0].y;
+  r.clip = c[0].z;
+  r.lower = c[0].w;
+  r.w_count = c[1].x;
+  r.w_clipped = c[1].y;
   return r;
 }
 
@@ -542,7 +607,119 @@ fn write_result(red: Part) {
   result[13] = f32(red.n_seq);
 }
 
-// ---------------------------------------------------------------- one response
+// ---------------------------------------------------------------- one token (both layouts)
+// One token's inputs, loaded together (an absent input reads 0).
+struct In {
+  A: f32,
+  l: f32,
+  l_old: f32,
+  l_ref: f32,
+  l_roll: f32,
+  h: f32,
+  ok: bool,
+}
+
+fn load_in(t: u32) -> In {
+  var x: In;
+  x.ok = valid(t);
+  x.A = adv[t];
+  x.l = lp[t];
+  x.l_old = old[t];
+  x.l_ref = 0.0;
+  x.l_roll = 0.0;
+  x.h = 0.0;
+  if (P.has_kl == 1u) {
+    x.l_ref = ref_lp(t);
+  }
+  if (P.has_rollout == 1u) {
+    x.l_roll = roll_lp(t);
+  }
+  if (P.has_ent == 1u) {
+    x.h = entropy_at(t);
+  }
+  return x;
+}
+
+// A valid token's terms (POLICY.md, per token), the one source of both layouts, so that a token's
+// outputs are the same bits on either given the same scales: its weighted surrogate w·L_t, its KL value,
+// its gradient g = G·a_r·w·(1/W̄)·dL_t + β·G_kl·a^kl_r·dK_t (ga = G·a_r and ckl = β·G_kl·a^kl_r, rounded
+// in that order by the caller) and its token loss w·L_t/W̄ + β·K_t − c_H·H_t; its ratio, clip and
+// rollout-weight stats go into *acc. seq_w: the response's rollout weight at sequence and geometric
+// level. Plain multiplies and adds: a compiler may contract a product into the add that follows it
+// (SPIR-V from WGSL carries no NoContraction), so every product that ends in an output is used by that
+// output only, and the callers use the terms alike (checked on lavapipe: test/cases/policy.ts, "flat
+// and response layouts").
+struct Terms {
+  wL: f32,
+  klv: f32,
+  g: f32,
+  tl: f32,
+}
+
+fn token_terms(
+  x: In,
+  log_s: f32,
+  seq_level: bool,
+  seq_w: f32,
+  s: Scales,
+  ga: f32,
+  ckl: f32,
+  acc: ptr<function, Part>,
+) -> Terms {
+  let k = surrogate(x.A, x.l, x.l_old, log_s);
+  (*acc).ratio_sum = (*acc).ratio_sum + k.rho;
+  (*acc).ratio_min = min((*acc).ratio_min, k.rho);
+  (*acc).ratio_max = max((*acc).ratio_max, k.rho);
+  (*acc).ppo_kl = (*acc).ppo_kl + k.kl_stat;
+  (*acc).clip = (*acc).clip + k.clipped;
+  (*acc).lower = (*acc).lower + k.lower;
+  var w = 1.0;
+  if (P.has_rollout == 1u) {
+    if (seq_level) {
+      w = seq_w;
+    } else {
+      let c = correct_weight(exp(sym_clamp(x.l_old - x.l_roll, P.rollout_log_clamp)));
+      w = c.x;
+      (*acc).w_sum = (*acc).w_sum + w;
+      (*acc).w_sq = (*acc).w_sq + w * w;
+      (*acc).w_count = (*acc).w_count + 1u;
+      (*acc).w_clipped = (*acc).w_clipped + u32(c.y);
+    }
+  }
+  var r: Terms;
+  r.wL = w * k.L;
+  r.g = ga * w * s.inv_wbar * k.dL;
+  r.klv = 0.0;
+  if (P.has_kl == 1u) {
+    let kv = kl_term(x.l - x.l_ref);
+    r.klv = kv.x;
+    r.g = r.g + ckl * kv.y;
+  }
+  r.tl = w * s.inv_wbar * k.L + P.kl_coef * r.klv - P.ent_coef * x.h;
+  return r;
+}
+
+// A valid token's outputs (ge: its entropy gradient −c_H·G_H·a^H_r) and a masked token's zeros.
+fn write_token(t: u32, k: Terms, ge: f32) {
+  outs[t] = k.g;
+  if (P.has_ent == 1u) {
+    outs[P.off_gent + t] = ge;
+  }
+  if (P.want_token_loss == 1u) {
+    outs[P.off_tloss + t] = k.tl;
+  }
+}
+fn write_masked(t: u32) {
+  outs[t] = 0.0;
+  if (P.has_ent == 1u) {
+    outs[P.off_gent + t] = 0.0;
+  }
+  if (P.want_token_loss == 1u) {
+    outs[P.off_tloss + t] = 0.0;
+  }
+}
+
+// ---------------------------------------------------------------- response layout: one response
 // Pass A then pass B over response r's tokens; returns its contribution to the invocation's record.
 fn response(r: u32, s: Scales, write: bool) -> Part {
   let t0 = u32(roff[r]);
@@ -595,67 +772,27 @@ fn response(r: u32, s: Scales, write: bool) -> Part {
   let a_h = select(a_r, 1.0, P.ent_token_mean == 1u);
   let g_kl = select(s.g, s.g_tm, P.kl_token_mean == 1u);
   let g_h = select(s.g, s.g_tm, P.ent_token_mean == 1u);
+  let ga = s.g * a_r;
+  let ckl = P.kl_coef * g_kl * a_kl;
+  let ge = -P.ent_coef * g_h * a_h;
   // Pass B.
   var S = 0.0;
   var K = 0.0;
   var H = 0.0;
-  let has_tl = write && P.want_token_loss == 1u;
-  let has_ge = write && P.has_ent == 1u;
   for (var t = t0; t < t1; t = t + 1u) {
-    if (!valid(t)) {
+    let x = load_in(t);
+    if (!x.ok) {
       if (write) {
-        outs[t] = 0.0;
-        if (has_ge) {
-          outs[P.off_gent + t] = 0.0;
-        }
-        if (has_tl) {
-          outs[P.off_tloss + t] = 0.0;
-        }
+        write_masked(t);
       }
       continue;
     }
-    let k = surrogate(t, log_s);
-    p.ratio_sum = p.ratio_sum + k.rho;
-    p.ratio_min = min(p.ratio_min, k.rho);
-    p.ratio_max = max(p.ratio_max, k.rho);
-    p.ppo_kl = p.ppo_kl + k.kl_stat;
-    p.clip = p.clip + k.clipped;
-    p.lower = p.lower + k.lower;
-    var w = 1.0;
-    if (P.has_rollout == 1u) {
-      if (seq_level) {
-        w = seq_w.x;
-      } else {
-        let c = correct_weight(exp(sym_clamp(old[t] - roll_lp(t), P.rollout_log_clamp)));
-        w = c.x;
-        p.w_sum = p.w_sum + w;
-        p.w_sq = p.w_sq + w * w;
-        p.w_count = p.w_count + 1u;
-        p.w_clipped = p.w_clipped + u32(c.y);
-      }
-    }
-    S = S + w * k.L;
-    var grad = s.g * a_r * w * s.inv_wbar * k.dL;
-    var klv = 0.0;
-    if (P.has_kl == 1u) {
-      let kv = kl_term(lp[t] - ref_lp(t));
-      klv = kv.x;
-      K = K + kv.x;
-      grad = grad + P.kl_coef * g_kl * a_kl * kv.y;
-    }
-    var h = 0.0;
-    if (P.has_ent == 1u) {
-      h = entropy_at(t);
-      H = H + h;
-    }
+    let k = token_terms(x, log_s, seq_level, seq_w.x, s, ga, ckl, &p);
+    S = S + k.wL;
+    K = K + k.klv;
+    H = H + x.h;
     if (write) {
-      outs[t] = grad;
-      if (has_ge) {
-        outs[P.off_gent + t] = -P.ent_coef * g_h * a_h;
-      }
-      if (has_tl) {
-        outs[P.off_tloss + t] = w * s.inv_wbar * k.L + P.kl_coef * klv - P.ent_coef * h;
-      }
+      write_token(t, k, ge);
     }
   }
   p.kl_val = K;
@@ -703,6 +840,177 @@ fn policy_tokens(
   }
 }
 
+// ---------------------------------------------------------------- flat layout
+// Tokens in flight per invocation (the flat layout's step is WG·FLAT_K tokens; src/backends/webgpu/
+// policy.ts FLAT_K is the same number).
+const FLAT_K: u32 = 4u;
+
+// Whether a token of [t0, t1) is valid (a mask is bound): the bytes before the first whole word one by
+// one, then 4 words (16 bytes) a round, loaded together, then the tail. One invocation scans its
+// response alone, so a long response with no valid token early costs ⌈n/16⌉ rounds of that invocation.
+fn any_valid(t0: u32, t1: u32) -> bool {
+  var t = t0;
+  while (t < t1 && (t & 3u) != 0u) {
+    if (valid(t)) {
+      return true;
+    }
+    t = t + 1u;
+  }
+  while (t + 16u <= t1) {
+    let o = P.off_mask + (t >> 2u);
+    if ((extra[o] | extra[o + 1u] | extra[o + 2u] | extra[o + 3u]) != 0u) {
+      return true;
+    }
+    t = t + 16u;
+  }
+  while (t + 4u <= t1) {
+    if (extra[P.off_mask + (t >> 2u)] != 0u) {
+      return true;
+    }
+    t = t + 4u;
+  }
+  while (t < t1) {
+    if (valid(t)) {
+      return true;
+    }
+    t = t + 1u;
+  }
+  return false;
+}
+
+// n_seq of workgroup b's responses [b·RC, min((b+1)·RC, R)): invocation i takes responses i, i + WG, ...
+// A response counts when it has a valid token: without a mask, when it is not empty; with one, the
+// first valid mask byte ends its scan (any_valid). A count: any order gives its bits.
+fn flat_sequences(b: u32, lid: u32) -> u32 {
+  let lo = b * P.resp_chunk;
+  let hi = min(lo + P.resp_chunk, P.num_responses);
+  var n = 0u;
+  for (var r = lo + lid; r < hi; r = r + WG) {
+    let t0 = u32(roff[r]);
+    let t1 = u32(roff[r + 1u]);
+    if (P.has_mask == 0u) {
+      n = n + select(0u, 1u, t1 > t0);
+    } else if (any_valid(t0, t1)) {
+      n = n + 1u;
+    }
+  }
+  return n;
+}
+
+// One token of the flat layout: its outputs, and its sums into *acc (sums: not phase 2).
+fn flat_token(
+  t: u32,
+  x: In,
+  s: Scales,
+  ga: f32,
+  ckl: f32,
+  ge: f32,
+  write: bool,
+  sums: bool,
+  acc: ptr<function, Part>,
+) {
+  if (!x.ok) {
+    if (write) {
+      write_masked(t);
+    }
+    return;
+  }
+  let k = token_terms(x, 0.0, false, 1.0, s, ga, ckl, acc);
+  if (write) {
+    write_token(t, k, ge);
+  }
+  if (sums) {
+    (*acc).pg = (*acc).pg + k.wL;
+    (*acc).kl_val = (*acc).kl_val + k.klv;
+    (*acc).ent_val = (*acc).ent_val + x.h;
+    (*acc).n_tok = (*acc).n_tok + 1u;
+  }
+}
+
+// The flat layout (a_r = 1, no per-response quantity; see the header): workgroup b owns the tokens
+// [b·TC, min((b+1)·TC, T)); each step of WG·FLAT_K tokens, invocation i loads the inputs of its tokens
+// step + i + WG·j (j < FLAT_K) together, then computes and writes them in j order, adding to its own
+// running sums (token order). Phase 2 folds phase 1's partials first, as policy_tokens does.
+@compute @workgroup_size(WG)
+fn policy_flat(
+  @builtin(workgroup_id) wid: vec3<u32>,
+  @builtin(num_workgroups) nwg: vec3<u32>,
+  @builtin(local_invocation_index) lid: u32,
+) {
+  let b = flat_wg(wid, nwg);
+  if (b >= P.num_chunks) {
+    return;
+  }
+  var s = Scales(0.0, 0.0, 1.0);
+  var red = part_empty();
+  if (P.phase == PHASE_DEVICE) {
+    red = reduce_parts(lid);
+    s = scales_of(red);
+  } else if (P.phase == PHASE_HOST) {
+    s = scales_of(part_empty());
+  }
+  let write = P.phase != PHASE_STATS;
+  let sums = P.phase != PHASE_DEVICE;
+  // a_r = a^kl_r = a^H_r = 1 on this layout; the same roundings as response()'s.
+  let a_r = 1.0;
+  let g_kl = select(s.g, s.g_tm, P.kl_token_mean == 1u);
+  let g_h = select(s.g, s.g_tm, P.ent_token_mean == 1u);
+  let ga = s.g * a_r;
+  let ckl = P.kl_coef * g_kl * a_r;
+  let ge = -P.ent_coef * g_h * a_r;
+  let lo = b * P.tok_chunk;
+  let hi = min(lo + P.tok_chunk, P.num_tokens);
+  let n = hi - lo;
+  var acc = part_empty();
+  for (var step = 0u; step < n; step = step + WG * FLAT_K) {
+    let left = n - step;
+    let t = lo + step + lid;
+    // FLAT_K = 4 tokens, spelled out (no dynamically indexed local array).
+    var x0: In;
+    var x1: In;
+    var x2: In;
+    var x3: In;
+    if (lid < left) {
+      x0 = load_in(t);
+    }
+    if (lid + WG < left) {
+      x1 = load_in(t + WG);
+    }
+    if (lid + 2u * WG < left) {
+      x2 = load_in(t + 2u * WG);
+    }
+    if (lid + 3u * WG < left) {
+      x3 = load_in(t + 3u * WG);
+    }
+    if (lid < left) {
+      flat_token(t, x0, s, ga, ckl, ge, write, sums, &acc);
+    }
+    if (lid + WG < left) {
+      flat_token(t + WG, x1, s, ga, ckl, ge, write, sums, &acc);
+    }
+    if (lid + 2u * WG < left) {
+      flat_token(t + 2u * WG, x2, s, ga, ckl, ge, write, sums, &acc);
+    }
+    if (lid + 3u * WG < left) {
+      flat_token(t + 3u * WG, x3, s, ga, ckl, ge, write, sums, &acc);
+    }
+  }
+  if (!sums) {
+    if (b == 0u && lid == 0u) {
+      write_result(red);
+    }
+    return;
+  }
+  acc.kl = acc.kl_val; // a^kl_r = a^H_r = 1: the weighted sums are the plain ones
+  acc.ent = acc.ent_val;
+  acc.n_seq = flat_sequences(b, lid);
+  let total = part_tree(acc, lid);
+  if (lid == 0u) {
+    part_store(b, total);
+  }
+}
+
+// ---------------------------------------------------------------- the reduce
 @compute @workgroup_size(WG)
 fn policy_reduce(@builtin(local_invocation_index) lid: u32) {
   let red = reduce_parts(lid);

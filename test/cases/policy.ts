@@ -32,7 +32,7 @@ import {
   type RolloutMode,
 } from '../../src/backends/backend.js';
 import { policyTuning as cudaTuning, type PolicyPath } from '../../src/backends/cuda/policy.js';
-import { policyTuning as webgpuTuning } from '../../src/backends/webgpu/policy.js';
+import { type WebGpuPolicyPath, policyTuning as webgpuTuning } from '../../src/backends/webgpu/policy.js';
 import type { Context } from '../../src/context.js';
 import { rng } from '../util/rng.js';
 import { EXACT, firstBitDiff, type Tolerance } from './check.js';
@@ -1562,41 +1562,48 @@ function withFullyMasked(d: PolicyData, all = false): PolicyData {
 }
 
 // ------------------------------------------------------------------ cases checked by themselves
-/** A case of the cuda kernel's own layouts: every other backend skips it, saying why. */
-function cudaOnly(why: string): Partial<Record<BackendName, string>> {
-  return { js: why, cpu: why, webgpu: why };
+/** A case of the GPU kernels' own layouts: the cpu backends skip it, saying why. */
+function gpuOnly(why: string): Partial<Record<BackendName, string>> {
+  return { js: why, cpu: why };
 }
 
+/** The webgpu layout that stands for a cuda one (its per-response layout is an invocation, not a warp). */
+const WEBGPU_PATH: Record<PolicyPath, WebGpuPolicyPath> = { auto: 'auto', warp: 'response', flat: 'flat' };
+
 /**
- * Runs `f` with the cuda kernel layout forced (policyTuning.path) and the flat path's tokens per block
- * (policyTuning.chunkTokens), then restores the launcher's choice. Other backends ignore both.
+ * Runs `f` with the GPU kernels' layout forced (policyTuning.path of src/backends/cuda/policy.ts, and
+ * of src/backends/webgpu/policy.ts with 'warp' read as its 'response' layout) and the flat layout's
+ * tokens per block or workgroup (policyTuning.chunkTokens: 2048 is a multiple of both steps, 1024 and
+ * WG·4 ≤ 1024), then restores the launchers' choice. The cpu backends ignore both.
  */
-async function withCudaPath<T>(path: PolicyPath, chunkTokens: number, f: () => Promise<T>): Promise<T> {
+async function withPath<T>(path: PolicyPath, chunkTokens: number, f: () => Promise<T>): Promise<T> {
   cudaTuning.path = path;
   cudaTuning.chunkTokens = chunkTokens;
+  webgpuTuning.path = WEBGPU_PATH[path];
+  webgpuTuning.chunkTokens = chunkTokens;
   try {
     return await f();
   } finally {
     cudaTuning.path = 'auto';
     cudaTuning.chunkTokens = 0;
+    webgpuTuning.path = 'auto';
+    webgpuTuning.chunkTokens = 0;
   }
 }
 
 /**
  * The same response in two batches: bitwise the same gradient (global scale fixed by the counts). On
- * cuda each layout of native/cuda/policy.cu: the warp path (a per-response quantity: seq-mean-token-mean)
- * and, on a flat-eligible configuration (token-mean, token-level rollout), the flat path and the warp
- * path forced.
+ * the GPU backends each layout (native/cuda/policy.cu, shaders/policy.wgsl): the per-response layout
+ * ('warp': cuda's warp per response, webgpu's invocation per response; a per-response quantity:
+ * seq-mean-token-mean) and, on a flat-eligible configuration (token-mean, token-level rollout), the
+ * flat layout and the per-response layout forced.
  */
 function invarianceCase(layout: 'warp' | 'flat' | 'warp, forced'): Case {
   const flatOptions = layout !== 'warp';
   return {
     kind: 'self',
     name: `batch invariance (${layout} layout): a response gets the same gradient bits at any position in any batch`,
-    skip:
-      layout === 'warp'
-        ? undefined
-        : { cpu: 'a layout of the cuda kernel', webgpu: 'a layout of the cuda kernel' },
+    skip: layout === 'warp' ? undefined : { cpu: 'a layout of the GPU kernels' },
     run: async (ctx) => {
       const probe = makeData({ seed: 400, lengths: [37], ent: true, ref: true, roll: true, maskP: 0.1 });
       const problems: string[] = [];
@@ -1630,7 +1637,7 @@ function invarianceCase(layout: 'warp' | 'flat' | 'warp, forced'): Case {
           maskP: 0.1,
         });
         const d = concat([a, probe, b]);
-        const out = await withCudaPath(layout === 'warp, forced' ? 'warp' : 'auto', 0, () =>
+        const out = await withPath(layout === 'warp, forced' ? 'warp' : 'auto', 0, () =>
           runPolicy(ctx, d, options),
         );
         const at = a.lp.length;
@@ -1653,8 +1660,9 @@ function maskHead(d: PolicyData, r: number, n: number): void {
 }
 
 /**
- * Responses whose first valid token comes late (or never): the flat path's n_seq reads a response's
- * first 4 mask bytes, then scans the rest with its warp, 256 bytes a step.
+ * Responses whose first valid token comes late (or never): cuda's flat path's n_seq reads a response's
+ * first 4 mask bytes, then scans the rest with its warp, 256 bytes a step; webgpu's reads the bytes up
+ * to a word boundary, then 16 bytes (4 words) a round, then the tail, from any alignment.
  */
 function lateValidData(seed: number): PolicyData {
   const d = makeData({
@@ -1677,11 +1685,13 @@ function lateValidData(seed: number): PolicyData {
 }
 
 /**
- * cuda: the flat path (and the flat path with 2 steps of 1024 tokens per block) gives the warp path's
- * per-token bits, and its loss and stats within f32 sums (another order of summation). Per-token bits
- * only where the scales are the same bits on both paths: counts are exact, but normalised rollout
- * weights divide by W̄, a float sum in each path's order, so there the outputs agree within f32 too.
- * Forcing the flat path where a per-response quantity matters is refused.
+ * cuda and webgpu: the flat path (and the flat path with 2048 tokens per block or workgroup: 2 steps
+ * on cuda, 2 or more on webgpu) gives the per-response path's per-token bits ('warp': cuda's warp per
+ * response, webgpu's invocation per response), and its loss and stats within f32 sums (another order
+ * of summation). Per-token bits only where the scales are the same bits on both paths: counts are
+ * exact, but normalised rollout weights divide by W̄, a float sum in each path's order, so there the
+ * outputs agree within f32 too. Forcing the flat path where a per-response quantity matters is refused
+ * (on both backends, with a message that says what it needs).
  */
 function pathsCase(): Case {
   interface Config {
@@ -1695,7 +1705,7 @@ function pathsCase(): Case {
   return {
     kind: 'self',
     name: 'flat and warp paths: the same per-token bits, the loss and stats within f32 sums',
-    skip: cudaOnly('the layouts of the cuda kernel'),
+    skip: gpuOnly('the layouts of the GPU kernels'),
     run: async (ctx) => {
       const r = rng(440);
       const ragged = makeData({
@@ -1787,10 +1797,10 @@ function pathsCase(): Case {
         (Number.isNaN(a) && Number.isNaN(b)) || Math.abs(a - b) <= 1e-5 * scale + 1e-7;
       for (const c of configs) {
         const how = { deviceMask: c.deviceMask };
-        const warp = await withCudaPath('warp', 0, () => runPolicy(ctx, c.data, c.options, how));
+        const warp = await withPath('warp', 0, () => runPolicy(ctx, c.data, c.options, how));
         for (const chunkTokens of [0, 2048]) {
           const label = chunkTokens ? `${c.name}, 2048 tokens per block` : c.name;
-          const flat = await withCudaPath('flat', chunkTokens, () => runPolicy(ctx, c.data, c.options, how));
+          const flat = await withPath('flat', chunkTokens, () => runPolicy(ctx, c.data, c.options, how));
           for (const k of ['gradLogprobs', 'gradEntropy', 'tokenLoss']) {
             if ((warp[k] === undefined) !== (flat[k] === undefined))
               problems.push(`${label}: ${k} on one path only`);
@@ -1816,11 +1826,18 @@ function pathsCase(): Case {
           }
         }
       }
-      try {
-        await withCudaPath('flat', 0, () => runPolicy(ctx, ragged, { loss: 'gspo' }));
-        problems.push('gspo on the forced flat path was not refused');
-      } catch (e) {
-        if (!/the flat path needs/.test(String(e))) problems.push(`gspo on the forced flat path: ${e}`);
+      const refused: [string, PolicyLossOptions][] = [
+        ['gspo', { loss: 'gspo' }],
+        ['sequence-level rollout correction', { rolloutCorrection: { level: 'sequence' } }],
+        ['seq-mean-token-mean', { aggregation: 'seq-mean-token-mean' }],
+      ];
+      for (const [what, options] of refused) {
+        try {
+          await withPath('flat', 0, () => runPolicy(ctx, ragged, options));
+          problems.push(`${what} on the forced flat path was not refused`);
+        } catch (e) {
+          if (!/the flat path needs/.test(String(e))) problems.push(`${what} on the forced flat path: ${e}`);
+        }
       }
       return problems;
     },

@@ -3,13 +3,16 @@
  * policyLoss on WebGPU: host side of shaders/policy.wgsl (formulas, work split, bytes and numerics
  * are in that file's header; the definitions in src/backends/js/policy.ts).
  *
- * Two dispatches in one compute pass, never a wait:
+ * Two layouts of the same per-token arithmetic (the WGSL's token_terms): `policy_flat` (workgroup per
+ * run of tokens) when no token's outputs depend on a per-response quantity (the loss is not gspo,
+ * rollout correction is absent or token level, the aggregation is not seq-mean-token-mean), else
+ * `policy_tokens` (invocation per response). Two dispatches in one compute pass, never a wait:
  * - every global scale known on the host (no mask, a host mask, or the global counts given; no
- *   normalised rollout weights): `policy_tokens` phase 0 (outputs + partials), then `policy_reduce`
- *   (loss and stats);
- * - otherwise (a Tensor mask whose counts the aggregation needs, or normalize): `policy_tokens` phase
- *   1 (partials only), then phase 2 (each workgroup folds the partials for the scales and writes its
- *   outputs; workgroup 0 the loss and stats).
+ *   normalised rollout weights): the layout's kernel in phase 0 (outputs + partials), then
+ *   `policy_reduce` (loss and stats);
+ * - otherwise (a Tensor mask whose counts the aggregation needs, or normalize): the layout's kernel in
+ *   phase 1 (partials only), then phase 2 (each workgroup folds the partials for the scales and writes
+ *   its outputs; workgroup 0 the loss and stats).
  * WebGPU's default limit is eight storage buffers per kernel, so the optional inputs (refLogprobs,
  * rolloutLogprobs, entropy, mask) are copied into one scratch buffer, and with more than one output
  * the outputs are written into one scratch buffer and copied out (GPU copies in the same submission).
@@ -37,6 +40,9 @@ export const POLICY_PARAMS = uniformLayout('policy.wgsl', 'PolicyParams', [
   ['num_chunks', 'u32'],
   ['chunk', 'u32'],
   ['phase', 'u32'],
+  ['num_tokens', 'u32'],
+  ['tok_chunk', 'u32'],
+  ['resp_chunk', 'u32'],
   ['loss', 'u32'],
   ['has_mask', 'u32'],
   ['has_kl', 'u32'],
@@ -106,8 +112,58 @@ export const AGGREGATION_CODE = Object.fromEntries(AGGREGATIONS.map((k, i) => [k
 const PART_WORDS = 17;
 /** At most this many chunks (so a phase-2 workgroup folds at most this many partials). */
 const MAX_CHUNKS = 1024;
-/** Test knob: responses per chunk as a multiple of WG (undefined: the fewest that keep ≤ MAX_CHUNKS). */
-export const policyTuning: { chunkMultiple: number | undefined } = { chunkMultiple: undefined };
+/** The flat layout's tokens in flight per invocation (FLAT_K in the WGSL); a step is WG·FLAT_K tokens. */
+const FLAT_K = 4;
+
+/** The layouts of shaders/policy.wgsl: the host's choice, an invocation per response, or flat. */
+export type WebGpuPolicyPath = 'auto' | 'response' | 'flat';
+
+/**
+ * Test knobs (shaders/policy.wgsl). `path`: the layout ('flat' where a token's outputs depend on a
+ * per-response quantity throws a RANGE error, as cuda's launcher refuses it); `chunkMultiple`: the
+ * response layout's responses per chunk as a multiple of WG (undefined: the fewest that keep
+ * ≤ MAX_CHUNKS); `chunkTokens`: the flat layout's tokens per workgroup, a positive multiple of
+ * WG·FLAT_K (0: the fewest that keep ≤ MAX_CHUNKS workgroups).
+ */
+export const policyTuning: {
+  path: WebGpuPolicyPath;
+  chunkMultiple: number | undefined;
+  chunkTokens: number;
+} = { path: 'auto', chunkMultiple: undefined, chunkTokens: 0 };
+
+/**
+ * The flat layout's work split for T tokens and R responses at workgroup size `wg`: tokens per
+ * workgroup (TC: `chunkTokens` when > 0, a positive multiple of the step wg·FLAT_K; else the fewest
+ * multiple of the step that keeps ≤ MAX_CHUNKS workgroups, so T and wg alone set it), workgroups, and
+ * responses per workgroup for n_seq (RC = ⌈R / workgroups⌉).
+ */
+export function policyFlatPlan(
+  T: number,
+  R: number,
+  wg: number,
+  chunkTokens = 0,
+): { tokChunk: number; chunks: number; respChunk: number } {
+  const step = wg * FLAT_K;
+  let tokChunk = chunkTokens;
+  if (tokChunk === 0) tokChunk = step * Math.max(1, Math.ceil(Math.ceil(T / MAX_CHUNKS) / step));
+  else if (!(Number.isInteger(tokChunk) && tokChunk > 0 && tokChunk % step === 0))
+    throw new GrpoKernelsError(
+      'RANGE',
+      `policyTuning.chunkTokens: expected a positive multiple of ${step} (WG·${FLAT_K}), got ${tokChunk}`,
+      { argument: 'policyTuning.chunkTokens' },
+    );
+  const chunks = Math.ceil(T / tokChunk);
+  return { tokChunk, chunks, respChunk: chunks === 0 ? 0 : Math.ceil(R / chunks) };
+}
+
+/** Whether the flat layout applies: no token's outputs depend on a per-response quantity. */
+export function policyFlatApplies(a: PolicyLossArgs): boolean {
+  return (
+    a.loss !== 'gspo' &&
+    (a.rollout === undefined || a.rollout.level === 'token') &&
+    a.aggregation !== 'seq-mean-token-mean'
+  );
+}
 
 const BINDINGS: [number, 'uniform' | 'read' | 'rw'][] = [
   [0, 'uniform'],
@@ -121,6 +177,7 @@ const BINDINGS: [number, 'uniform' | 'read' | 'rw'][] = [
   [8, 'rw'],
 ];
 const TOKENS: EntrySpec = { entry: 'policy_tokens', bindings: BINDINGS };
+const FLAT: EntrySpec = { entry: 'policy_flat', bindings: BINDINGS };
 const REDUCE: EntrySpec = { entry: 'policy_reduce', bindings: BINDINGS };
 const MODULE: ModuleKey = { file: 'policy.wgsl', sections: [] };
 
@@ -154,13 +211,34 @@ export async function webgpuPolicyLoss(k: WebGpuKit, a: PolicyLossArgs): Promise
     (needsSequences && a.sequences === undefined) ||
     a.rollout?.normalize === true;
 
+  // The layout and its chunks. Response layout: the fewest responses per workgroup (a multiple of WG)
+  // that keep ≤ MAX_CHUNKS workgroups. Flat layout: the fewest tokens per workgroup (a multiple of the
+  // step WG·FLAT_K) that keep ≤ MAX_CHUNKS workgroups; T alone sets it (and WG), so the loss's bits
+  // depend on the batch only.
   const wg = k.wg;
-  const multiple = policyTuning.chunkMultiple ?? Math.max(1, Math.ceil(R / (wg * MAX_CHUNKS)));
-  const chunk = wg * multiple;
-  const chunks = Math.ceil(R / chunk);
+  const flatOk = policyFlatApplies(a);
+  const path = policyTuning.path;
+  if (path === 'flat' && !flatOk)
+    throw new GrpoKernelsError(
+      'RANGE',
+      'policyTuning.path: the flat path needs a loss other than gspo, token-level rollout correction ' +
+        'and an aggregation other than seq-mean-token-mean',
+      { argument: 'policyTuning.path' },
+    );
+  const flat = path === 'flat' || (path === 'auto' && flatOk);
+  let chunk = 0;
+  let tokChunk = 0;
+  let respChunk = 0;
+  let chunks: number;
+  if (flat) {
+    ({ tokChunk, chunks, respChunk } = policyFlatPlan(T, R, wg, policyTuning.chunkTokens));
+  } else {
+    chunk = wg * (policyTuning.chunkMultiple ?? Math.max(1, Math.ceil(R / (wg * MAX_CHUNKS))));
+    chunks = Math.ceil(R / chunk);
+  }
   const constants = { WG: wg };
   const [tokensPipe, reducePipe] = await Promise.all([
-    chunks > 0 ? k.pipelines.get(MODULE, TOKENS, constants) : undefined,
+    chunks > 0 ? k.pipelines.get(MODULE, flat ? FLAT : TOKENS, constants) : undefined,
     !deviceScales || chunks === 0 ? k.pipelines.get(MODULE, REDUCE, constants) : undefined,
   ]);
 
@@ -185,6 +263,9 @@ export async function webgpuPolicyLoss(k: WebGpuKit, a: PolicyLossArgs): Promise
     num_chunks: chunks,
     chunk,
     phase: 0,
+    num_tokens: T,
+    tok_chunk: tokChunk,
+    resp_chunk: respChunk,
     loss: POLICY_LOSS_CODE[a.loss],
     has_mask: a.mask ? 1 : 0,
     has_kl: kl ? 1 : 0,
@@ -234,7 +315,7 @@ export async function webgpuPolicyLoss(k: WebGpuKit, a: PolicyLossArgs): Promise
   if (chunks * PART_WORDS * 4 > rt.limits.maxStorageBufferBindingSize) {
     throw new GrpoKernelsError(
       'SHAPE',
-      `layout: ${R} responses need more partial records than one binding holds`,
+      `layout: ${flat ? `${T} tokens` : `${R} responses`} need more partial records than one binding holds`,
       {
         argument: 'layout',
       },

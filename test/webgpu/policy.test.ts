@@ -1,0 +1,121 @@
+/**
+ * policyLoss's two layouts on webgpu (shaders/policy.wgsl): the flat layout's work split, a batch large
+ * enough that the flat layout takes more than one step's tokens per workgroup by itself (T > 1024
+ * steps), and the test hooks' refusals. The case table (test/cases/policy.ts: "flat and warp paths",
+ * "batch invariance") checks both layouts against each other and the reference on small batches.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import type { PolicyLossOptions } from '../../src/api/policy.js';
+import { policyFlatPlan, policyTuning } from '../../src/backends/webgpu/policy.js';
+import { GrpoKernelsError } from '../../src/errors.js';
+import { firstBitDiff } from '../cases/check.js';
+import { makeData, type PolicyData, runPolicy } from '../cases/policy.js';
+import { rng } from '../util/rng.js';
+import { gpu, noGpu, requireAdapter } from './setup.js';
+
+requireAdapter();
+
+afterEach(() => {
+  policyTuning.path = 'auto';
+  policyTuning.chunkTokens = 0;
+});
+
+describe('webgpu policyLoss: the flat layout plan', () => {
+  it('tokens per workgroup: the fewest multiple of the step that keeps ≤ 1024 workgroups', () => {
+    for (const wg of [64, 256]) {
+      const step = 4 * wg;
+      for (const T of [0, 1, step - 1, step, step + 1, 1024 * step, 1024 * step + 1, 3_000_001, 2 ** 26]) {
+        for (const R of [0, 1, 7, 5000]) {
+          const p = policyFlatPlan(T, R, wg);
+          expect(p.tokChunk % step, `T ${T}`).toBe(0);
+          expect(p.tokChunk).toBeGreaterThan(0);
+          expect(p.chunks).toBe(Math.ceil(T / p.tokChunk));
+          expect(p.chunks).toBeLessThanOrEqual(1024);
+          // One step less per workgroup would need more than 1024 workgroups.
+          if (p.tokChunk > step) expect(Math.ceil(T / (p.tokChunk - step))).toBeGreaterThan(1024);
+          if (p.chunks > 0) expect(p.chunks * p.respChunk).toBeGreaterThanOrEqual(R);
+          else expect(p.respChunk).toBe(0);
+        }
+      }
+    }
+    expect(policyFlatPlan(5000, 10, 256, 2048)).toEqual({ tokChunk: 2048, chunks: 3, respChunk: 4 });
+  });
+
+  it('chunkTokens must be a positive multiple of the step (RANGE)', () => {
+    for (const bad of [1000, 1.5, -1024]) {
+      expect(() => policyFlatPlan(5000, 10, 256, bad)).toThrow(GrpoKernelsError);
+      try {
+        policyFlatPlan(5000, 10, 256, bad);
+      } catch (e) {
+        expect((e as GrpoKernelsError).code).toBe('RANGE');
+        expect((e as GrpoKernelsError).argument).toBe('policyTuning.chunkTokens');
+      }
+    }
+  });
+});
+
+describe.skipIf(noGpu)('webgpu policyLoss: flat and response layouts', () => {
+  /** Responses of 0..50 tokens up to T ≥ minTokens, every input, a mask. */
+  function big(seed: number, minTokens: number): PolicyData {
+    const r = rng(seed);
+    const lengths: number[] = [];
+    let T = 0;
+    while (T < minTokens) {
+      const n = Math.floor(r() * 51);
+      lengths.push(n);
+      T += n;
+    }
+    return makeData({ seed, lengths, maskP: 0.1, ent: true, ref: true, roll: true });
+  }
+
+  it('T past 1024 steps (2 steps per workgroup): the response layout’s per-token bits, host and device scales', async () => {
+    const { ctx } = gpu!;
+    const d = big(7, 1024 * 4 * gpu!.backend.kit.wg + 3001);
+    const options: PolicyLossOptions = {
+      dualClip: 3,
+      kl: { coef: 0.1 },
+      entropyCoef: 0.01,
+      rolloutCorrection: { mode: 'mask', lower: 0.5 },
+      tokenLoss: true,
+    };
+    const problems: string[] = [];
+    for (const deviceMask of [false, true]) {
+      const how = { deviceMask };
+      policyTuning.path = 'response';
+      const resp = await runPolicy(ctx, d, options, how);
+      policyTuning.path = 'auto'; // flat-eligible: the flat layout
+      const flat = await runPolicy(ctx, d, options, how);
+      for (const k of ['gradLogprobs', 'gradEntropy', 'tokenLoss']) {
+        const i = firstBitDiff(flat[k].data, resp[k].data);
+        if (i >= 0)
+          problems.push(`device mask ${deviceMask}: ${k}[${i}] ${flat[k].data[i]} ≠ ${resp[k].data[i]}`);
+      }
+      for (const k of ['loss', 'stats']) {
+        const a = flat[k].data;
+        const b = resp[k].data;
+        for (let i = 0; i < a.length; i++) {
+          const tol = 1e-4 * Math.max(Math.abs(a[i]), Math.abs(b[i])) + 1e-7;
+          if (!(Math.abs(a[i] - b[i]) <= tol || (Number.isNaN(a[i]) && Number.isNaN(b[i]))))
+            problems.push(`device mask ${deviceMask}: ${k}[${i}] ${a[i]} (flat) vs ${b[i]} (response)`);
+        }
+      }
+    }
+    expect(problems).toEqual([]);
+  }, 120_000);
+
+  it("a forced 'flat' where a per-response quantity matters is a RANGE error naming the hook", async () => {
+    const d = makeData({ seed: 3, lengths: [5, 0, 9], roll: true });
+    policyTuning.path = 'flat';
+    for (const options of [
+      { loss: 'gspo' },
+      { rolloutCorrection: { level: 'geometric' } },
+      { aggregation: 'seq-mean-token-mean' },
+    ] as PolicyLossOptions[]) {
+      const e = await runPolicy(gpu!.ctx, d, options).catch((x: unknown) => x);
+      expect(e).toBeInstanceOf(GrpoKernelsError);
+      expect((e as GrpoKernelsError).code).toBe('RANGE');
+      expect((e as GrpoKernelsError).argument).toBe('policyTuning.path');
+      expect(String(e)).toMatch(/the flat path needs/);
+    }
+  });
+});
