@@ -14,7 +14,7 @@
 #   3. the SASS checks: LDG.E.128, MUFU.EX2 and HMMA/HGMMA counted per kernel, each present;
 #   4. compute-sanitizer memcheck and racecheck over test/cuda/ops* (--report-api-errors no; the
 #      deliberate out-of-memory and the multi-GB cases skip: GRPO_KERNELS_SANITIZER=1);
-#   5. the webgpu tests and the webgpu logprobs goal on the NVIDIA Vulkan driver through Dawn;
+#   5. the webgpu tests and the webgpu logprobs and policyLoss goals on the NVIDIA Vulkan driver through Dawn;
 #   6. ncu: GPU-side kernel times and DRAM throughput of advantages, logprobs (4096 rows) and THR,
 #      and the speed-of-light sections of one logprobs forward.
 # Output: $LOGS/steps.txt has the plan, one line per step (ok / FAIL / TIMEOUT / CUT, exit status,
@@ -67,7 +67,7 @@ PLAN=(
   "memcheck      60 120"
   "racecheck    150 200"
   "webgpu-tests  15  60"
-  "goals-webgpu  10  45"
+  "goals-webgpu  20  60"
   "ncu           30  60"
   "ncu-sol       10  45"
 )
@@ -360,7 +360,7 @@ if [ "$DRY" != 1 ]; then
 fi
 step webgpu-tests env CI=1 "${GATE[@]}" --allow webgpu --json "$LOGS/webgpu-tests.json" -- \
   "${VITEST[@]}" --outputFile.json="$LOGS/webgpu-tests.json" test/webgpu
-step goals-webgpu node scripts/gpu/goals.mjs --backend webgpu --only logprobs,copy --rows 16384 "${TINY[@]}"
+step goals-webgpu node scripts/gpu/goals.mjs --backend webgpu --only logprobs,policy,copy --rows 16384 "${TINY[@]}"
 
 NCU=$(command -v ncu || echo /usr/local/cuda/bin/ncu)
 step ncu "$NCU" --target-processes all -k 'regex:group_advantages|logprobs_fwd|logprobs_bwd|thr_|policy_' -c 80 \
