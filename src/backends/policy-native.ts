@@ -5,16 +5,7 @@
  * and outputs are each backend's own: device pointers (bigint) on cuda, host typed arrays on cpu.
  */
 import type { Tensor } from '../tensor.js';
-import type {
-  Aggregation,
-  KlEstimator,
-  PolicyLossArgs,
-  PolicyLossKind,
-  RolloutLevel,
-  RolloutMode,
-  SeqTokenDivisor,
-  TermAggregation,
-} from './backend.js';
+import type { KlEstimator, PolicyLossArgs, RolloutLevel, RolloutMode, TermAggregation } from './backend.js';
 
 /** The KL keys of policyLoss: all present (klEstimator first) or all absent. */
 interface NativePolicyKl<F> {
@@ -37,39 +28,43 @@ interface NativePolicyRollout<F> {
   rolloutNormalize: boolean;
   rolloutLogClamp: number;
 }
+/** The keys of PolicyLossArgs that go to the addon as they are. */
+type NativePolicyScalar =
+  | 'responseOffsets'
+  | 'loss'
+  | 'clipLow'
+  | 'clipHigh'
+  | 'dualClip'
+  | 'logRatioClamp'
+  | 'gspoLogClamp'
+  | 'delta'
+  | 'cispoCap'
+  | 'sapoTauPos'
+  | 'sapoTauNeg'
+  | 'entropyCoef'
+  | 'entropyAggregation'
+  | 'aggregation'
+  | 'seqTokenDivisor'
+  | 'normBySequences'
+  | 'scaleFactor'
+  | 'ranks'
+  | 'tokens'
+  | 'sequences';
 /**
  * policyLoss's argument object with f32 tensors (and outputs) of type F and the u8 mask of type M. "Off"
  * clamps and caps are Infinity. The KL keys and the rollout keys are each all present or all absent (the
  * addon refuses a lone one as unknown).
  */
 export type NativePolicyLossArgsOf<F, M> = Partial<NativePolicyKl<F>> &
-  Partial<NativePolicyRollout<F>> & {
+  Partial<NativePolicyRollout<F>> &
+  // The resolved options as the API gives them (tokens, sequences: the host's counts; absent: counted
+  // by the kernels).
+  Pick<PolicyLossArgs, NativePolicyScalar> & {
     logprobs: F;
     oldLogprobs: F;
     advantages: F;
     entropy?: F;
     mask?: M;
-    responseOffsets: Int32Array;
-    loss: PolicyLossKind;
-    clipLow: number;
-    clipHigh: number;
-    dualClip: number;
-    logRatioClamp: number;
-    gspoLogClamp: number;
-    delta: number;
-    cispoCap: boolean;
-    sapoTauPos: number;
-    sapoTauNeg: number;
-    entropyCoef: number;
-    entropyAggregation: TermAggregation;
-    aggregation: Aggregation;
-    seqTokenDivisor: SeqTokenDivisor;
-    normBySequences: boolean;
-    scaleFactor: number;
-    ranks: number;
-    /** Host counts; absent: counted by the kernels. */
-    tokens?: number;
-    sequences?: number;
     outLoss: F;
     outGradLogprobs: F;
     /** With entropy. */
