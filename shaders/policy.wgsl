@@ -572,6 +572,24 @@ fn scales_of(red: Part) -> Scales {
   return s;
 }
 
+// A tokens entry point's start, either layout: the scales of its phase and, in phase 2, the folded
+// partials of phase 1 (red, whose record workgroup 0 writes out); phase 1 computes no outputs (scales
+// unused). Workgroup-wide: phase 2 folds with barriers (P.phase is uniform).
+struct PhaseStart {
+  s: Scales,
+  red: Part,
+}
+fn phase_start(lid: u32) -> PhaseStart {
+  var r = PhaseStart(Scales(0.0, 0.0, 1.0), part_empty());
+  if (P.phase == PHASE_DEVICE) {
+    r.red = reduce_parts(lid);
+    r.s = scales_of(r.red);
+  } else if (P.phase == PHASE_HOST) {
+    r.s = scales_of(part_empty());
+  }
+  return r;
+}
+
 // x / n, NaN for n = 0 (WGSL leaves 0/0 to the implementation).
 fn mean_of(x: f32, n: u32) -> f32 {
   return select(x / f32(n), nan_f32(), n == 0u);
@@ -813,14 +831,9 @@ fn policy_tokens(
   if (b >= P.num_chunks) {
     return;
   }
-  var s = Scales(0.0, 0.0, 1.0);
-  var red = part_empty();
-  if (P.phase == PHASE_DEVICE) {
-    red = reduce_parts(lid);
-    s = scales_of(red);
-  } else if (P.phase == PHASE_HOST) {
-    s = scales_of(part_empty());
-  }
+  let start = phase_start(lid);
+  let s = start.s;
+  let red = start.red;
   let write = P.phase != PHASE_STATS;
   var acc = part_empty();
   let lo = b * P.chunk;
@@ -941,14 +954,9 @@ fn policy_flat(
   if (b >= P.num_chunks) {
     return;
   }
-  var s = Scales(0.0, 0.0, 1.0);
-  var red = part_empty();
-  if (P.phase == PHASE_DEVICE) {
-    red = reduce_parts(lid);
-    s = scales_of(red);
-  } else if (P.phase == PHASE_HOST) {
-    s = scales_of(part_empty());
-  }
+  let start = phase_start(lid);
+  let s = start.s;
+  let red = start.red;
   let write = P.phase != PHASE_STATS;
   let sums = P.phase != PHASE_DEVICE;
   // a_r = a^kl_r = a^H_r = 1 on this layout; the same roundings as response()'s.

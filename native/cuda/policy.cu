@@ -524,20 +524,27 @@ __device__ void block_part(const Dev& d, Part acc, Part* sh) {
   }
 }
 
+// A tokens kernel's start, either layout: the scales of its phase and, in phase 2, the folded partials
+// of phase 1 (`red`, whose record block 0 writes out); phase 1 computes no outputs (scales unused).
+// Block-wide (phase 2 folds with barriers; sh: kThreads records then).
+__device__ __forceinline__ Scales phase_scales(const Dev& d, int phase, Part* sh, Part& red) {
+  red = part_empty();
+  if (phase == kPhaseDevice) {
+    red = reduce_parts(d, sh);
+    return scales_of(d, red);
+  }
+  if (phase == kPhaseHost) return scales_of(d, part_empty());
+  return Scales{0.f, 0.f, 1.f};
+}
+
 // Three blocks per SM (80 registers, 80 bytes of spill stores): 821 µs at the goal size on an H200,
 // against 977 µs for one (124 registers) and 815 µs for four (64 registers, 124 bytes spilled);
 // bench/RESULTS.md, 2026-11-27.
 __global__ void __launch_bounds__(kThreads, 3) policy_tokens_kernel(Dev d) {
   __shared__ Part sh[kThreads];
   const int b = blockIdx.x;
-  Scales s{0.f, 0.f, 1.f};
-  Part red = part_empty();
-  if (d.phase == kPhaseDevice) {
-    red = reduce_parts(d, sh);
-    s = scales_of(d, red);
-  } else if (d.phase == kPhaseHost) {
-    s = scales_of(d, part_empty());
-  }
+  Part red;
+  const Scales s = phase_scales(d, d.phase, sh, red);
   const bool write = d.phase != kPhaseStats;
   const int warp = threadIdx.x >> 5;
   const int lo = b * d.chunk;
@@ -620,14 +627,8 @@ template <int Phase>
 __global__ void __launch_bounds__(kThreads, 4) policy_flat_kernel(Dev d) {
   constexpr bool write = Phase != kPhaseStats, sums = Phase != kPhaseDevice;
   __shared__ Part sh[Phase == kPhaseDevice ? kThreads : kWarps];
-  Scales s{0.f, 0.f, 1.f};
-  Part red = part_empty();
-  if (Phase == kPhaseDevice) {
-    red = reduce_parts(d, sh);
-    s = scales_of(d, red);
-  } else if (Phase == kPhaseHost) {
-    s = scales_of(d, part_empty());
-  }
+  Part red;
+  const Scales s = phase_scales(d, Phase, sh, red);
   // a_r = a_kl = a_H = 1 on this path; the same roundings as response()'s.
   const float a_r = 1.f;
   const float g_kl = d.kl_token_mean ? s.g_tm : s.g;
