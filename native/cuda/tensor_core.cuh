@@ -10,6 +10,7 @@
 #include <mma.h>
 
 #include <cstdint>
+#include <type_traits>
 
 #if !defined(GK_CUDA_EMU)
 // extern __shared__ storage of a kernel launched with dynamic shared memory (the emulator defines its
@@ -123,6 +124,142 @@ __device__ __forceinline__ void cp_async_wait() {
   ::gkemu::cp_async_wait(N);
 #else
   asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+#endif
+}
+
+// ------------------------------------------------------------------------------ wgmma (sm_90a)
+// Warpgroup MMAs (PTX ISA, "Asynchronous Warpgroup Level Matrix Multiply-Accumulate"): the 128 threads
+// of a warpgroup (warps 4w..4w+3) together compute D[64 × N] (+)= A[64 × K] · B[K × N], A and B read
+// from shared memory through 64-bit matrix descriptors, D in registers: thread r = 32·v + 4g + t of the
+// warpgroup (warp v, lane 4g + t) holds d[4j + i] = D[16v + g + 8(i >> 1)][8j + 2t + (i & 1)],
+// j = 0 … N/8 − 1 (mma.m16n8's D fragment, repeated along N). K = 16 for bf16 / f16, 8 for tf32. The
+// products are summed with D as mma.sync does (one truncation per instruction; thr.cu, "flush").
+// Only sm_90a runs them: kernels that call them are compiled to code under GK_WGMMA_DEVICE (nvcc's
+// __CUDA_ARCH_FEAT_SM90_ALL) and the host launches them only on a 9.0 device when the build carried
+// sm_90a (GK_BUILT_SM90A). The CUDA emulator executes them per thread (tools/cuda-emu/cuda_emu.h).
+#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#define GK_WGMMA_DEVICE 1
+#endif
+
+// The shared-window address of a pointer into shared memory (what descriptors and cp.async take).
+__device__ __forceinline__ uint32_t smem_address(const void* p) {
+#if defined(GK_CUDA_EMU)
+  return ::gkemu::shared_address(p);
+#else
+  return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+#endif
+}
+
+// Shared-memory matrix descriptor: start address, leading- and stride-dimension byte offsets (all
+// multiples of 16), swizzle mode (kSwizzleNone, kSwizzle128 = 128-byte rows in 1024-byte atoms, whose
+// 16-byte chunks are permuted by chunk ^= (address bits 7-9); kSwizzle64, kSwizzle32), base offset 0:
+// a swizzled operand's atoms are 1024-byte aligned in the shared window.
+enum WgmmaSwizzle : int { kSwizzleNone = 0, kSwizzle128 = 1, kSwizzle64 = 2, kSwizzle32 = 3 };
+__device__ __forceinline__ uint64_t wgmma_desc(uint32_t address, uint32_t lead_bytes, uint32_t stride_bytes,
+                                               WgmmaSwizzle swizzle) {
+  return uint64_t((address & 0x3FFFF) >> 4) | uint64_t((lead_bytes & 0x3FFFF) >> 4) << 16 |
+         uint64_t((stride_bytes & 0x3FFFF) >> 4) << 32 | uint64_t(swizzle) << 62;
+}
+
+// wgmma.fence.sync.aligned: orders this thread's earlier register and shared-memory accesses before the
+// warpgroup's next wgmma (needed before the first one and after touching its accumulators).
+__device__ __forceinline__ void wgmma_fence() {
+#if defined(GK_CUDA_EMU)
+  ::gkemu::wgmma_fence();
+#elif defined(GK_WGMMA_DEVICE)
+  asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+#endif
+}
+// wgmma.commit_group.sync.aligned: closes the group of wgmma issued since the last commit.
+__device__ __forceinline__ void wgmma_commit() {
+#if defined(GK_CUDA_EMU)
+  ::gkemu::wgmma_commit();
+#elif defined(GK_WGMMA_DEVICE)
+  asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+#endif
+}
+// wgmma.wait_group.sync.aligned N: returns once at most N committed groups are pending; only then may
+// their accumulators be read or their shared memory be overwritten.
+template <int N>
+__device__ __forceinline__ void wgmma_wait() {
+#if defined(GK_CUDA_EMU)
+  ::gkemu::wgmma_wait(N);
+#elif defined(GK_WGMMA_DEVICE)
+  asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
+#endif
+}
+// Keeps the compiler from moving accumulator accesses across an asynchronous wgmma.
+template <int R>
+__device__ __forceinline__ void wgmma_fence_regs(float (&d)[R]) {
+#if !defined(GK_CUDA_EMU)
+#pragma unroll
+  for (int i = 0; i < R; ++i) asm volatile("" : "+f"(d[i])::"memory");
+#endif
+}
+
+#define GK_WGMMA_D32 "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}"
+#define GK_WGMMA_OUT32(d) \
+    "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), \
+    "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), \
+    "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), \
+    "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
+#define GK_WGMMA_D64 "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63}"
+#define GK_WGMMA_OUT64(d) \
+    "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), \
+    "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), \
+    "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), \
+    "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), \
+    "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), \
+    "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), \
+    "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), \
+    "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+// R accumulators are operands %0 … %R−1; desc_a, desc_b and scale_d follow (%R, %R+1, %R+2: A, B, P).
+#define GK_WGMMA_ASM(INSTR, D, A, B, P, OUT)                                                         \
+  asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %" P ", 0;\nwgmma.mma_async.sync.aligned." INSTR " " D \
+               ", %" A ", %" B ", p, 1, 1" GK_WGMMA_TAIL ";\n}\n"                                   \
+               : OUT(d)                                                                           \
+               : "l"(desc_a), "l"(desc_b), "r"(scale_d))
+
+// d (+)= A·B on one m64 × N × K tile: scale_d = 0 gives D = A·B (the registers' old values ignored).
+// T: __nv_bfloat16, __half (K 16) or float (tf32 operands, K 8; the hardware ignores each value's low
+// 13 bits). A is K-major; B is K-major (kTransB = 0) or N-major (kTransB = 1, 16-bit types only).
+template <class T, int N, int kTransB>
+__device__ __forceinline__ void wgmma_async(float (&d)[N / 2], uint64_t desc_a, uint64_t desc_b, int scale_d) {
+  static_assert(N == 64 || N == 128, "wgmma_async: N is 64 or 128");
+  static_assert(!kTransB || !std::is_same<T, float>::value, "wgmma_async: tf32 takes K-major B only");
+#if defined(GK_CUDA_EMU)
+  constexpr int type = std::is_same<T, __nv_bfloat16>::value ? 0 : std::is_same<T, __half>::value ? 1 : 2;
+  ::gkemu::wgmma(d, N, desc_a, desc_b, scale_d, type, 0, kTransB);
+#elif defined(GK_WGMMA_DEVICE)
+  if constexpr (std::is_same<T, float>::value) {
+#define GK_WGMMA_TAIL ""
+    if constexpr (N == 64) GK_WGMMA_ASM("m64n64k8.f32.tf32.tf32", GK_WGMMA_D32, "32", "33", "34", GK_WGMMA_OUT32);
+    else GK_WGMMA_ASM("m64n128k8.f32.tf32.tf32", GK_WGMMA_D64, "64", "65", "66", GK_WGMMA_OUT64);
+#undef GK_WGMMA_TAIL
+  } else if constexpr (kTransB) {
+#define GK_WGMMA_TAIL ", 0, 1"
+    if constexpr (std::is_same<T, __nv_bfloat16>::value) {
+      if constexpr (N == 64) GK_WGMMA_ASM("m64n64k16.f32.bf16.bf16", GK_WGMMA_D32, "32", "33", "34", GK_WGMMA_OUT32);
+      else GK_WGMMA_ASM("m64n128k16.f32.bf16.bf16", GK_WGMMA_D64, "64", "65", "66", GK_WGMMA_OUT64);
+    } else {
+      if constexpr (N == 64) GK_WGMMA_ASM("m64n64k16.f32.f16.f16", GK_WGMMA_D32, "32", "33", "34", GK_WGMMA_OUT32);
+      else GK_WGMMA_ASM("m64n128k16.f32.f16.f16", GK_WGMMA_D64, "64", "65", "66", GK_WGMMA_OUT64);
+    }
+#undef GK_WGMMA_TAIL
+  } else {
+#define GK_WGMMA_TAIL ", 0, 0"
+    if constexpr (std::is_same<T, __nv_bfloat16>::value) {
+      if constexpr (N == 64) GK_WGMMA_ASM("m64n64k16.f32.bf16.bf16", GK_WGMMA_D32, "32", "33", "34", GK_WGMMA_OUT32);
+      else GK_WGMMA_ASM("m64n128k16.f32.bf16.bf16", GK_WGMMA_D64, "64", "65", "66", GK_WGMMA_OUT64);
+    } else {
+      if constexpr (N == 64) GK_WGMMA_ASM("m64n64k16.f32.f16.f16", GK_WGMMA_D32, "32", "33", "34", GK_WGMMA_OUT32);
+      else GK_WGMMA_ASM("m64n128k16.f32.f16.f16", GK_WGMMA_D64, "64", "65", "66", GK_WGMMA_OUT64);
+    }
+#undef GK_WGMMA_TAIL
+  }
+#else
+  (void)d, (void)desc_a, (void)desc_b, (void)scale_d;
+  __trap();
 #endif
 }
 
