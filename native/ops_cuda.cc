@@ -266,6 +266,7 @@ std::vector<PoisonTarget> StateTargets(const gk::StateArrays& s, int64_t rows) {
 CudaOp LinearLogprobs(Args& a) {
   gk::LinearLogprobsParams p;
   HeadOf(a, p);
+  p.path = static_cast<int>(a.OptInt("path", 0));  // test hook: the forward's tiles
   p.logprobs = a.Ptr<float>("outLogprobs");
   p.lse = a.Ptr<float>("outLse");
   p.entropy = a.OptPtr<float>("outEntropy");
@@ -279,6 +280,7 @@ CudaOp LinearLogprobs(Args& a) {
 CudaOp LinearLogprobStates(Args& a) {
   gk::LinearLogprobsParams p;
   HeadOf(a, p);
+  p.path = static_cast<int>(a.OptInt("path", 0));
   p.states = StateOutOf(a);
   p.states.vocab_end = p.states.vocab_start + p.vocab;
   return {StateTargets(p.states, p.rows),

@@ -23,7 +23,8 @@ import { compareVersions, dynamicNeeds, fatbinEntries } from './lib/native-check
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const key = `${process.platform}-${process.arch}`;
-const ARCHS = '80-real;90';
+const ARCHS = '80-real;90a-real;90';
+// sm_90a's machine code is an `elf sm_90` entry too (its arch-specific flag aside).
 const WANT_GPU_CODE = ['elf sm_80', 'elf sm_90', 'ptx compute_90'];
 // glibc's own libraries: everything else (libstdc++, libgcc_s, libcudart) must be linked in.
 const ALLOWED_NEEDED = /^(libc|libm|libdl|libpthread|librt|libgcc_s|ld-linux-x86-64)\.so\.[0-9]+$/;
@@ -83,7 +84,7 @@ if (probe.status !== 0) fail(`the prebuilt addon does not load: ${probe.stderr |
 const info = JSON.parse(probe.stdout);
 if (info.build.cuda !== true) fail(`buildInfo() says no CUDA: ${info.build.reason}`);
 if (info.build.cpu !== true || info.cpu === undefined) fail('buildInfo() says no cpu kernels');
-if (info.build.archs !== ARCHS.replace(';', ','))
+if (info.build.archs !== ARCHS.replaceAll(';', ','))
   fail(`architectures ${info.build.archs}, promised ${ARCHS}`);
 if (info.enums === 0) fail('enums() is empty');
 

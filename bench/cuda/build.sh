@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the native benchmark harness (bench/cuda/harness.cu + native/cuda/*.cu) with nvcc into
-# build/bench/harness (the binary alone; objects in build/bench-obj/): sm_80 machine code, sm_90
-# machine code + compute_90 PTX (the addon's CMAKE_CUDA_ARCHITECTURES "80-real;90"), -O3, cudart
+# build/bench/harness (the binary alone; objects in build/bench-obj/): sm_80, sm_90a and sm_90 machine
+# code + compute_90 PTX (the addon's CMAKE_CUDA_ARCHITECTURES "80-real;90a-real;90"), -O3, cudart
 # linked statically (it needs only the driver), -lineinfo for ncu. Needs no GPU, so it runs here and
 # the binary (about 6 MB) travels to the GPU machine (bench/cuda/README.md).
 #
@@ -14,7 +14,9 @@ OBJ=build/bench-obj
 mkdir -p "$OUT" "$OBJ"
 
 gencode=()
-for a in ${GPU_ARCHS:-80-real 90}; do
+sm90a=()
+for a in ${GPU_ARCHS:-80-real 90a-real 90}; do
+  case $a in 90a*) sm90a=(-DGK_BUILT_SM90A=1) ;; esac
   case $a in
     *-real) gencode+=("-gencode=arch=compute_${a%-real},code=sm_${a%-real}") ;;
     *) gencode+=("-gencode=arch=compute_$a,code=[sm_$a,compute_$a]") ;;
@@ -23,7 +25,7 @@ done
 version="$(node -p "require('./package.json').version" 2>/dev/null || echo unknown)"
 version="$version+$(git rev-parse --short HEAD 2>/dev/null || echo nogit)"
 [ -z "$(git status --porcelain -- native bench/cuda 2>/dev/null)" ] || version="$version-dirty"
-flags=(-std=c++17 -O3 -DNDEBUG -lineinfo --expt-relaxed-constexpr "${gencode[@]}" -Inative/cuda
+flags=(-std=c++17 -O3 -DNDEBUG -lineinfo --expt-relaxed-constexpr "${gencode[@]}" "${sm90a[@]}" -Inative/cuda
   "-DGK_HARNESS_VERSION=\"$version\"")
 
 # Every unit in parallel (about 12 s in all on 2 cores for both architectures).
@@ -40,4 +42,4 @@ for p in "${pids[@]}"; do wait "$p" || rc=1; done
 objs=()
 for s in "${srcs[@]}"; do objs+=("$OBJ/$(basename "${s%.cu}").o"); done
 "$NVCC" "${gencode[@]}" --cudart static -o "$OUT/harness" "${objs[@]}"
-echo "built $OUT/harness ($version; archs ${GPU_ARCHS:-80-real 90})"
+echo "built $OUT/harness ($version; archs ${GPU_ARCHS:-80-real 90a-real 90})"

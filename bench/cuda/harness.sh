@@ -2,7 +2,7 @@
 # Runs the native benchmark harness on the GPU machine (scripts/gpu/run.sh, step "harness"): the
 # binary built here by bench/cuda/build.sh, found at build/bench/harness (carried as build/bench) or
 # packed by scripts/gpu/pack.sh as .device/bench/harness.xz (or uncompressed, .device/bench/harness);
-# when none is there, it is built on the spot for sm_90 (nvcc on that machine; about 10 s).
+# when none is there, it is built on the spot for sm_90a and sm_90 (nvcc on that machine; about 15 s).
 # Arguments go to the harness (bench/cuda/README.md).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -21,8 +21,8 @@ if [ ! -x "$exe" ]; then
   fi
 fi
 if [ ! -x "$exe" ]; then
-  echo "[harness] no carried binary: building it here for ${GPU_ARCHS:-90}" >&2
+  echo "[harness] no carried binary: building it here for ${GPU_ARCHS:-90a-real 90}" >&2
   export PATH="$PATH:/usr/local/cuda/bin"
-  GPU_ARCHS=${GPU_ARCHS:-90} bash bench/cuda/build.sh >&2
+  GPU_ARCHS=${GPU_ARCHS:-90a-real 90} bash bench/cuda/build.sh >&2
 fi
 exec "$exe" "$@"

@@ -111,6 +111,7 @@ inline const char* dtype_name(DType d) {
 struct LaunchEnv {
   cudaStream_t stream = nullptr;
   int sm_count = 1;
+  int cc = 0;  // the device's compute capability, 10·major + minor (90: H100, H200)
 };
 
 // Error flags a kernel raises for data it cannot compute (read back by the job after the stream

@@ -422,6 +422,145 @@ __global__ void __launch_bounds__(kThreads, 1) lm_fwd_kernel(FwdArgs a) {
   }
 }
 
+// ------------------------------------------------------------------------ forward on wgmma (sm_90a)
+// lm_fwd_wgmma_kernel: lm_fwd_kernel's forward on Hopper's warpgroup MMAs, for bf16 / f16 operands
+// whose rows are 16-byte aligned (launch_linear_logprobs picks it; lmheadTuning.path). The same block
+// (128 rows × one 4096-column slice, 128-column tiles), 2 warpgroups: warpgroup w owns rows
+// 64w … 64w + 63 of every tile, per k-step of 64 four wgmma m64n128k16, A (hidden rows) and B (weight
+// rows) both K-major in shared memory in the 128-byte swizzle: row r's 16-byte chunk c (elements
+// 8c … 8c + 7 of the k-step) at r·128 + 16·(c ⊕ (r mod 8)), 8-row atoms 1024 bytes apart (the
+// descriptor's stride), the atoms 1024-byte aligned; k16 step kk starts 32·kk bytes into the rows.
+// 5 stages of cp.async: after the barrier that opens k-step it, the warpgroups issue its MMAs, then
+// the copies of k-step it + 4 into the stage k-step it − 1 used (every warpgroup waited for those
+// MMAs before the barrier), then wait for their own MMAs. A k-step's MMAs go into fresh registers
+// (part) that are then added to the running logits in round-to-nearest f32 (the flush: 4 truncations
+// per 64 products instead of one per 16 over all of d); while one warpgroup flushes, the other's MMAs
+// run. A thread holds 2 rows × 32 columns of a tile (wgmma's D fragment); the epilogue is
+// lm_fwd_kernel's (bias, the target's logit, state_update over the row's 32 logits), and at the
+// slice's end a row's 4 lanes merge by the same xor tree; a row lies in one warp, so there is no
+// cross-warp step. Bits: a row's logits come from the same MMAs whatever rows share its tile, and every
+// order depends on V, d and the dtype alone (batch invariant); they differ from lm_fwd_kernel's (other
+// k-steps). Bytes as lm_fwd_kernel; shared memory 5 × 32 KiB + 1 KiB (alignment).
+constexpr int kWgBK = 64;                             // k-step: one 128-byte swizzled row of 16-bit values
+constexpr int kWgStages = 5;                          // cp.async stages
+constexpr int kWgAhead = kWgStages - 1;               // k-steps loading ahead of the MMAs
+constexpr size_t kWgTileBytes = size_t(kBM) * 128;    // one operand's k-step: 128 rows × 128 bytes
+constexpr size_t kWgStageBytes = 2 * kWgTileBytes;    // hidden rows + weight rows
+constexpr size_t kWgSmemBytes = kWgStages * kWgStageBytes + 1024;
+
+// cp.async of k-step kt of rows [r0, r0 + n) of a row-major [*, d] operand (16-byte aligned rows, d a
+// multiple of 8) into a swizzled tile (above); rows ≥ n and elements past d are zero-filled. Thread →
+// chunks tid + 256·i: eight threads per 128-byte row segment.
+template <class T>
+__device__ __forceinline__ void load_swizzled(unsigned char* tile, const T* M, int64_t r0, int n, int64_t d,
+                                              int kt) {
+  static_assert(sizeof(T) == 2, "the swizzled tiles hold 16-bit values");
+#pragma unroll
+  for (int i = 0; i < int(kWgTileBytes / 16) / kThreads; ++i) {
+    const int id = int(threadIdx.x) + kThreads * i;
+    const int r = id >> 3, c = id & 7;
+    const int64_t k = int64_t(kt) * kWgBK + 8 * c;
+    const bool in = r < n && k < d;  // a chunk is all in or all out
+    cp_async16(tile + r * 128 + 16 * (c ^ (r & 7)), in ? M + (r0 + r) * d + k : M, in ? 16 : 0);
+  }
+}
+
+template <class T, bool kStats>
+__global__ void __launch_bounds__(kThreads, 1) lm_fwd_wgmma_kernel(FwdArgs a) {
+  GK_DYNAMIC_SMEM(unsigned char, smem_raw);
+  __shared__ int s_tcol[kBM];
+  // The swizzle works on shared-window address bits: align the stages to 1024 bytes.
+  unsigned char* smem = smem_raw + ((1024u - (smem_address(smem_raw) & 1023u)) & 1023u);
+  const uint32_t sbase = smem_address(smem);
+  const T* H = static_cast<const T*>(a.hidden);
+  const T* W = static_cast<const T*>(a.weight);
+  const T* B = static_cast<const T*>(a.bias);
+  const int tid = threadIdx.x, wg = tid >> 7, lane = tid & 31, g8 = lane >> 2, t4 = lane & 3;
+  const int row0 = 64 * wg + 16 * ((tid & 127) >> 5) + g8;  // my rows: row0 and row0 + 8
+  const int64_t r0 = int64_t(blockIdx.x) * kBM;
+  const int slice = blockIdx.y;
+  const int64_t c0 = int64_t(slice) * kSliceCols;
+  const int64_t c1 = min64(a.vocab, c0 + kSliceCols);
+  const int rows = static_cast<int>(min64(kBM, a.rows - r0));
+  const int ntiles = static_cast<int>((c1 - c0 + kBN - 1) / kBN);
+  const int nk = max(1, static_cast<int>((a.dim + kWgBK - 1) / kWgBK));  // d = 0: one step of zeros
+  const int steps = ntiles * nk;
+  if (tid < kBM) {
+    int c = -1;
+    if (tid < rows) {
+      const int t = a.targets[r0 + tid];
+      const int64_t tc = int64_t(t) - a.vocab_start;
+      if (t != a.ignore && tc >= 0 && tc < a.vocab) c = static_cast<int>(tc);
+    }
+    s_tcol[tid] = c;
+  }
+
+  float acc[64], part[64];
+  OnlineState st[2] = {empty_state(), empty_state()};
+  auto load = [&](int step) {
+    if (step < steps) {
+      const int tile = step / nk, kt = step - tile * nk;
+      const int64_t v0 = c0 + int64_t(tile) * kBN;
+      unsigned char* stage = smem + size_t(step % kWgStages) * kWgStageBytes;
+      load_swizzled<T>(stage, H, r0, rows, a.dim, kt);
+      load_swizzled<T>(stage + kWgTileBytes, W, v0, static_cast<int>(min64(kBN, c1 - v0)), a.dim, kt);
+    }
+    cp_async_commit();  // (an empty group past the end keeps the wait count uniform)
+  };
+
+#pragma unroll
+  for (int s = 0; s < kWgAhead; ++s) load(s);
+  for (int it = 0; it < steps; ++it) {
+    cp_async_wait<kWgAhead - 1>();  // my copies of k-step it landed ...
+    fence_proxy_async();            // ... are visible to wgmma ...
+    __syncthreads();                // ... and everyone's; every warpgroup is done with k-step it − 1
+    const uint32_t stage = sbase + uint32_t(it % kWgStages) * uint32_t(kWgStageBytes);
+    const uint32_t sa = stage + uint32_t(wg) * 64u * 128u, sb = stage + uint32_t(kWgTileBytes);
+    wgmma_fence();
+#pragma unroll
+    for (int kk = 0; kk < kWgBK / 16; ++kk)
+      wgmma_async<T, 128, 0>(part, wgmma_desc(sa + 32 * kk, 16, 1024, kSwizzle128),
+                             wgmma_desc(sb + 32 * kk, 16, 1024, kSwizzle128), kk > 0);
+    wgmma_commit();
+    load(it + kWgAhead);  // into k-step it − 1's stage
+    wgmma_wait<0>();
+    wgmma_fence_regs(part);
+    const int tile = it / nk, kt = it - tile * nk;
+#pragma unroll
+    for (int i = 0; i < 64; ++i) acc[i] = kt == 0 ? part[i] : acc[i] + part[i];
+    if (kt != nk - 1) continue;
+    // Epilogue of the tile: + bias, the target's logit, then each row's 32 logits into its state.
+    const int64_t v0 = c0 + int64_t(tile) * kBN;
+    const int cols = static_cast<int>(min64(kBN, c1 - v0));
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const int r = row0 + 8 * h;
+      const int64_t dc = int64_t(s_tcol[r]) - v0;  // the target's column in this tile (if it is one)
+      float x[32];
+#pragma unroll
+      for (int j = 0; j < 16; ++j)
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {  // a column past the tile is −Inf: it adds exactly 0 to the state
+          const int c = 8 * j + 2 * t4 + e;
+          x[2 * j + e] = c < cols ? acc[4 * j + 2 * h + e] + bias_at(B, v0 + c) : -INFINITY;
+          if (c == dc) a.xt[r0 + r] = x[2 * j + e];
+        }
+      state_update<kStats>(st[h], x, a.scale2);
+    }
+  }
+  cp_async_wait<0>();
+
+  // The slice's state of each of my rows: its 4 lanes by a fixed xor tree (a row lies in one warp).
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    OnlineState s = st[h];
+    s = state_merge(s, shfl_xor_state(s, 1), a.scale2);
+    s = state_merge(s, shfl_xor_state(s, 2), a.scale2);
+    const int r = row0 + 8 * h;
+    if (t4 == 0 && r < rows) a.partial[(r0 + r) * a.slices + slice] = make_float4(s.m, s.s, s.t, s.q);
+  }
+}
+
 __device__ __forceinline__ OnlineState row_slices(const float4* partial, int64_t row, int slices, float scale2) {
   OnlineState st = empty_state();
   for (int k = 0; k < slices; ++k) {
@@ -841,6 +980,20 @@ int64_t lmhead_narrow_acc_floats(int64_t rows, int64_t vocab, int64_t dim, int64
 }
 
 namespace {
+// Whether the forward takes the wgmma tiles (LinearLogprobsParams::path). They run on a 9.0 device from a
+// build with sm_90a code (or the emulator); `auto` takes them only once a GPU has verified them
+// (kWgmmaVerified; bench/RESULTS.md), until then the tests and the benchmark ask for them by name.
+constexpr bool kWgmmaVerified = false;
+bool use_wgmma(int path, const LaunchEnv& env, bool aligned) {
+#if defined(GK_CUDA_EMU) || defined(GK_BUILT_SM90A)
+  const bool can = aligned && env.cc == 90;
+#else
+  const bool can = false;
+  (void)aligned, (void)env;
+#endif
+  return can && (path == 2 || (path == 0 && kWgmmaVerified));
+}
+
 Status check_head(int64_t rows, int64_t dim, int64_t vocab, double temperature, const char* op) {
   GK_REQUIRE(vocab > 0, std::string(op) + ": vocab must be ≥ 1");
   GK_REQUIRE(rows <= INT_MAX && vocab <= INT_MAX && dim <= INT_MAX, std::string(op) + ": sizes must fit in int32");
@@ -876,6 +1029,19 @@ Status launch_linear_logprobs(const LinearLogprobsParams& p, const LaunchEnv& en
               aligned16(p.hidden) && (p.dim * int64_t(sizeof(T))) % 16 == 0,
               aligned16(p.weight) && (p.dim * int64_t(sizeof(T))) % 16 == 0, partial, xt};
     const dim3 grid(unsigned(ceil_div(p.rows, kBM)), unsigned(plan.slices));
+    if constexpr (sizeof(T) == 2) {
+      if (use_wgmma(p.path, env, a.h_vec16 && a.w_vec16)) {
+        if (stats) {
+          GK_TRY(smem_optin(reinterpret_cast<const void*>(&lm_fwd_wgmma_kernel<T, true>), kWgSmemBytes, op));
+          lm_fwd_wgmma_kernel<T, true><<<grid, kThreads, kWgSmemBytes, env.stream>>>(a);
+        } else {
+          GK_TRY(smem_optin(reinterpret_cast<const void*>(&lm_fwd_wgmma_kernel<T, false>), kWgSmemBytes, op));
+          lm_fwd_wgmma_kernel<T, false><<<grid, kThreads, kWgSmemBytes, env.stream>>>(a);
+        }
+        GK_CHECK_LAUNCH("lm_fwd_wgmma_kernel");
+        return Status::Ok();
+      }
+    }
     if (stats) {
       GK_TRY(smem_optin(reinterpret_cast<const void*>(&lm_fwd_kernel<T, true>), bytes, op));
       lm_fwd_kernel<T, true><<<grid, kThreads, bytes, env.stream>>>(a);

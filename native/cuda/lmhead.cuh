@@ -38,6 +38,10 @@ struct LinearLogprobsParams {
   // ... or a state (linearLogprobStates: states.max non-null). entropy / sum_squares above say which
   // sums the state needs only through states.sum_exp_delta / sum_exp_sq.
   StateArrays states;
+  // Tests: the forward's tiles. 0 auto, 1 the mma.sync tiles (lm_fwd_kernel), 2 the wgmma tiles
+  // (lm_fwd_wgmma_kernel) wherever they apply: bf16 / f16 with 16-byte aligned rows, a 9.0 device and
+  // a build with sm_90a (the emulator's device is one); the mma.sync tiles elsewhere.
+  int path = 0;
 };
 Status launch_linear_logprobs(const LinearLogprobsParams& p, const LaunchEnv& env, Scratch& scratch, ErrorFlags* flags);
 

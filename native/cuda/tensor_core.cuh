@@ -188,6 +188,14 @@ __device__ __forceinline__ void wgmma_wait() {
   asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
 #endif
 }
+// fence.proxy.async.shared::cta: this thread's shared-memory writes through the generic proxy (stores,
+// landed cp.async copies) become visible to the async proxy through which wgmma reads its operands.
+// Each writer fences before the barrier that precedes the wgmma (the emulator has one proxy: no-op).
+__device__ __forceinline__ void fence_proxy_async() {
+#if defined(GK_WGMMA_DEVICE)
+  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+#endif
+}
 // Keeps the compiler from moving accumulator accesses across an asynchronous wgmma.
 template <int R>
 __device__ __forceinline__ void wgmma_fence_regs(float (&d)[R]) {

@@ -90,7 +90,7 @@ Outcome CudaRuntime::Open(int index) {
       !check(cudaMalloc(&d_flags_, sizeof(ErrorFlags) * kFlagSlots), "cudaMalloc") ||
       !check(cudaMallocHost(&h_flags_, sizeof(ErrorFlags) * kFlagSlots), "cudaMallocHost"))
     return failed;  // Close() frees what was made
-  launch_ = LaunchEnv{stream_, prop_.multiProcessorCount};
+  launch_ = LaunchEnv{stream_, prop_.multiProcessorCount, 10 * prop_.major + prop_.minor};
   cudaRuntimeGetVersion(&runtime_version_);
   cudaDriverGetVersion(&driver_version_);
   return Outcome::Ok();

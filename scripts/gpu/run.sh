@@ -5,7 +5,7 @@
 #   - a GPU is seen (nvidia-smi -L);
 #   - node, node_modules and dist are unpacked from .device/, and the carried addon (built with nvcc
 #     here) has CUDA, opens the device and runs a kernel (scripts/gpu/preflight.mjs); if not, it is
-#     built there for sm_90 (step "native", not with GPU_BUILD=0) and checked again.
+#     built there for sm_90a and sm_90 (step "native", not with GPU_BUILD=0) and checked again.
 # Then the steps, most important first, each under its own `timeout` so the whole call ends by
 # DEADLINE (DEADLINE_S, default 500 s); PLAN below gives each one's estimate and time box:
 #   1. the cuda tests against the cpu reference, failing if any GPU test skipped (vitest-gate.mjs);
@@ -16,7 +16,8 @@
 #      deliberate out-of-memory and the multi-GB cases skip: GRPO_KERNELS_SANITIZER=1);
 #   5. the webgpu tests and the webgpu logprobs and policyLoss goals on the NVIDIA Vulkan driver through Dawn;
 #   6. ncu: GPU-side kernel times and DRAM throughput of advantages, logprobs (4096 rows) and THR,
-#      and the speed-of-light sections of one logprobs forward.
+#      the speed-of-light sections of one logprobs forward, and the compute sections of the LM head's
+#      forward on both tiles (mma.sync, wgmma).
 # Output: $LOGS/steps.txt has the plan, one line per step (ok / FAIL / TIMEOUT / CUT, exit status,
 # `est Xs, took Ys`, and the step's own summary, e.g. the test counts) and an overall summary; it is
 # copied to $OUT after every step, so a run killed from outside still leaves it. At the end every log
@@ -70,6 +71,7 @@ PLAN=(
   "goals-webgpu  20  60"
   "ncu           30  60"
   "ncu-sol       10  45"
+  "ncu-lmhead    20  60"
 )
 CONDITIONAL=" native "
 
@@ -251,7 +253,7 @@ fi
 echo "unpacked in $((SECONDS - T0))s"
 
 # ------------------------------------------------------------------ does the addon run a kernel?
-export CMAKE_CUDA_ARCHITECTURES=${GPU_ARCHS:-90}
+export CMAKE_CUDA_ARCHITECTURES=${GPU_ARCHS:-90a-real;90}
 preflight() {
   timeout -k 5 60 node scripts/gpu/preflight.mjs >"$LOGS/preflight.log" 2>&1
   PRE_RC=$?
@@ -372,5 +374,14 @@ step ncu "$NCU" --target-processes all -k 'regex:group_advantages|logprobs_fwd|l
 step ncu-sol "$NCU" --target-processes all -k regex:logprobs_fwd -c 1 --section SpeedOfLight \
   --section MemoryWorkloadAnalysis --section Occupancy --section LaunchStats \
   node scripts/gpu/goals.mjs --backend cuda --only logprobs --rows 4096 --reps 1 "${TINY[@]}"
+
+# What bounds the LM head's forward: one launch each of the mma.sync and the wgmma tiles (plain and
+# with entropy) at 1024 rows, d 4096, V 151936 (the harness).
+HARN=(bash bench/cuda/harness.sh --lm-rows 1024)
+[ "$DRY" = 1 ] && HARN=(env GK_HARNESS=build/emu/harness bash bench/cuda/harness.sh --lm-rows 7 --lm-dim 48
+  --lm-vocab 1000)
+step ncu-lmhead "$NCU" --target-processes all -k regex:lm_fwd -c 4 --section SpeedOfLight \
+  --section ComputeWorkloadAnalysis --section WarpStateStats --section Occupancy --section LaunchStats \
+  "${HARN[@]}" --only lmhead --reps 1 --warmup 0
 
 finish 0

@@ -30,8 +30,9 @@ describe('native addon: build and load', () => {
     process.env.GRPO_KERNELS_NATIVE_PATH = CUDA_ADDON;
     const info = loadNativeAddon().buildInfo();
     expect(info.cuda).toBe(true);
-    // The architectures asked for (CMAKE_CUDA_ARCHITECTURES, default "80-real;90": sm_80 and sm_90).
-    const asked = (process.env.CMAKE_CUDA_ARCHITECTURES || '80-real;90').match(/\d+/g) ?? [];
+    // The architectures asked for (CMAKE_CUDA_ARCHITECTURES, default "80-real;90a-real;90": sm_80, sm_90a
+    // and sm_90).
+    const asked = (process.env.CMAKE_CUDA_ARCHITECTURES || '80-real;90a-real;90').match(/\d+a?/g) ?? [];
     expect(asked.length).toBeGreaterThan(0);
     for (const arch of asked) expect(info.archs).toMatch(new RegExp(`\\b${arch}\\b`));
     expect(info.cudaRuntimeVersion).toBeGreaterThanOrEqual(12000);

@@ -13,11 +13,23 @@ import type {
 } from '../backend.js';
 import { type CudaMemory, optPtr, ptrOf, runWithOutputs, withPoison } from './storage.js';
 
+/** The forward's tiles (native/cuda/lmhead.cu): 'mma' mma.sync, 'wgmma' Hopper's warpgroup MMAs. */
+export type LmheadPath = 'auto' | 'mma' | 'wgmma';
+const PATH_CODES: Record<Exclude<LmheadPath, 'auto'>, number> = { mma: 1, wgmma: 2 };
+
 /**
- * Test hook: the backward's G chunk (rows, vocabulary columns; multiples of 128), 0 for the plan's.
- * gradWeight's bits must not depend on it (the sum over rows runs on across chunks).
+ * Test and benchmark hooks. chunkRows, chunkVocab: the backward's G chunk (rows, vocabulary columns;
+ * multiples of 128), 0 for the plan's; gradWeight's bits must not depend on it (the sum over rows runs
+ * on across chunks). path: the forward's tiles; 'wgmma' takes them wherever they apply (bf16 / f16
+ * with 16-byte aligned rows, a 9.0 device, a build with sm_90a; the emulator's device is one) and the
+ * mma.sync tiles elsewhere. 'auto' takes mma.sync until a GPU has verified the wgmma tiles.
  */
-export const lmheadTuning = { chunkRows: 0, chunkVocab: 0 };
+export const lmheadTuning: { chunkRows: number; chunkVocab: number; path: LmheadPath } = {
+  chunkRows: 0,
+  chunkVocab: 0,
+  path: 'auto',
+};
+const pathArg = () => (lmheadTuning.path === 'auto' ? undefined : PATH_CODES[lmheadTuning.path]);
 
 function head(a: LinearLogprobsArgs) {
   return {
@@ -45,6 +57,7 @@ export function cudaLinearLogprobs(mem: CudaMemory, a: LinearLogprobsArgs): Prom
       mem.device.linearLogprobs(
         withPoison({
           ...head(a),
+          path: pathArg(),
           outLogprobs: ptrOf(logprobs),
           outLse: ptrOf(lse),
           outEntropy: optPtr(entropy),
@@ -97,7 +110,10 @@ export function cudaLinearLogprobStates(mem: CudaMemory, a: LinearLogprobStatesA
   const o = stateOutputs(mem, a.rows, a.entropy, a.sumSquares);
   return runWithOutputs(
     o.tensors,
-    () => mem.device.linearLogprobStates(withPoison({ ...head(a), vocabStart: a.vocabStart, ...o.args })),
+    () =>
+      mem.device.linearLogprobStates(
+        withPoison({ ...head(a), path: pathArg(), vocabStart: a.vocabStart, ...o.args }),
+      ),
     () => o.state(a),
   );
 }

@@ -90,7 +90,11 @@ interface NativeHead extends Poisonable {
   temperature: number;
   ignoreIndex: number;
 }
-export interface NativeLinearLogprobsArgs extends NativeHead {
+/** Test hook of the forwards: their tiles (absent: auto; 1 mma.sync, 2 wgmma where they apply). */
+interface NativeHeadPath {
+  path?: number;
+}
+export interface NativeLinearLogprobsArgs extends NativeHead, NativeHeadPath {
   outLogprobs: bigint;
   outLse: bigint;
   outEntropy?: bigint;
@@ -105,7 +109,7 @@ interface NativeStateOut {
   outSumExpSq?: bigint;
   outTargetLogit: bigint;
 }
-export interface NativeLinearLogprobStatesArgs extends NativeHead, NativeStateOut {}
+export interface NativeLinearLogprobStatesArgs extends NativeHead, NativeHeadPath, NativeStateOut {}
 export interface NativeLinearLogprobsBackwardArgs extends NativeHead {
   /** The shard's first row in the head; targets must lie in [0, targetLimit). */
   vocabStart: number;
