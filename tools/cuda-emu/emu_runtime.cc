@@ -27,6 +27,7 @@
 #include "cuda_emu.h"
 
 #if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
 #include <sanitizer/common_interface_defs.h>
 #define GK_EMU_ASAN 1
 #else
@@ -264,6 +265,10 @@ bool run_block_fibers(BlockRun& b, dim3 block, dim3 bid, dim3 grid) {
     f.cp_groups.clear();
     f.tc = make_ctx(unsigned(i), block, bid, grid, b.dyn_smem);
     char* stack = emu.stacks + size_t(i) * kStackBytes;
+#if GK_EMU_ASAN
+    // A fiber abandoned by a failed launch left its frames' redzones poisoned: a new one starts clean.
+    __asan_unpoison_memory_region(stack + 4096, kStackBytes - 4096);
+#endif
 #if GK_EMU_ASM_SWITCH
     // What gk_emu_switch pops: six registers, then the trampoline as return address; above it a
     // null return address for the trampoline, so it starts with the stack aligned as after a call.
