@@ -13,6 +13,10 @@
 // hardware's per-lane view instead: an MMA gathers the warp's registers and gives each lane its own
 // four outputs in the documented fragment layout, and cp.async copies land when the issuing thread
 // waits for their group (GK_EMU_CP_ASYNC=eager: when issued), so a layout or pipeline mistake shows.
+// Hopper's wgmma (m64nNk16 bf16/f16, m64nNk8 tf32, operands in dynamic shared memory through matrix
+// descriptors) runs per thread when the thread waits for its group: each thread reads its A rows and
+// B columns through the descriptors (all four swizzles, K- and MN-major) and computes its own
+// accumulators; operands that changed between issue and wait fail the launch (emu_runtime.cc).
 #pragma once
 
 #include <cuda_bf16.h>
@@ -53,7 +57,7 @@ void syncwarp(unsigned mask);
 // every lane's deposit in `all` (32 slots of `bytes`, lane-major; slots of lanes outside the mask are
 // left as they were). Fails the launch as a shuffle does (disagreeing masks, a lane that exited).
 void warp_exchange(unsigned mask, const void* mine, int bytes, void* all);
-// The block's dynamic shared memory (the launch's smem bytes, 128-byte aligned, filled with 0xFF bytes
+// The block's dynamic shared memory (the launch's smem bytes, 1024-byte aligned, filled with 0xFF bytes
 // at each block's start: NaN as floats, so reading what the block never wrote shows). Fails the launch
 // when it asked for none.
 unsigned char* dynamic_smem();
@@ -64,6 +68,24 @@ unsigned char* dynamic_smem();
 void cp_async(void* dst, const void* src, int cp_bytes, int src_bytes);
 void cp_async_commit();
 void cp_async_wait(int newest_pending);
+// wgmma (tensor_core.cuh, "wgmma (sm_90a)"; emu_runtime.cc has the layouts and what was verified).
+// The shared window holds only the block's dynamic shared memory, at window address 0 (so swizzle
+// bits of a window address are those of the offset into it): shared_address fails the launch for any
+// other pointer (a static __shared__ array: put wgmma operands in dynamic shared memory).
+uint32_t shared_address(const void* p);
+// wgmma.mma_async.sync.aligned.m64n{n}k{16|8}.f32.{bf16|f16|tf32} with A and B from shared memory:
+// d = this thread's n/2 accumulators; type 0 bf16, 1 f16 (K 16), 2 tf32 (K 8); scale_d 0: D = A·B,
+// else D = A·B + D; trans_a / trans_b 0 K-major, 1 M- / N-major (16-bit types only). Queued in the
+// calling thread's open group with what it reads of A and B at issue; wgmma_commit closes the group,
+// wgmma_wait(n) executes every closed group but the newest n, in issue order. A thread that exits
+// with wgmma pending fails the launch.
+void wgmma(float* d, int n, uint64_t desc_a, uint64_t desc_b, int scale_d, int type, int trans_a, int trans_b);
+void wgmma_commit();
+void wgmma_wait(int newest_pending);
+// wgmma.fence orders the thread's register accesses before the warpgroup's next wgmma. Here it only
+// counts: a wgmma before the thread's first fence fails the launch, and so does one whose d was
+// written since a wgmma's result landed in it with no fence in between.
+void wgmma_fence();
 // Resumes a block's threads last to first (as GK_EMU_ORDER=reverse does); for the self-test.
 void set_reverse_order(bool reverse);
 

@@ -27,6 +27,7 @@
 #include "cuda_emu.h"
 
 #if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
 #include <sanitizer/common_interface_defs.h>
 #define GK_EMU_ASAN 1
 #else
@@ -80,6 +81,16 @@ struct CpCopy {
   int cp_bytes, src_bytes;
 };
 
+// One wgmma (cuda_emu.h), executed when its thread waits for its group.
+struct WgmmaOp {
+  float* d;
+  int n, scale_d, type, trans_a, trans_b;
+  uint64_t desc_a, desc_b;
+  std::vector<uint32_t> operands;  // the thread's A rows and B columns as they were at issue
+  std::vector<float> d_issue;      // d at issue; empty when an earlier pending op writes the same d
+  bool chained = false;            // an earlier pending op writes exactly this d (checked against it)
+};
+
 struct Fiber {
 #if GK_EMU_ASM_SWITCH
   void* sp = nullptr;
@@ -92,6 +103,32 @@ struct Fiber {
   uint64_t seen_gen = 0;  // generation of the barrier it waits on, when it started waiting
   std::vector<CpCopy> cp_open;             // cp.async issued since the last commit
   std::deque<std::vector<CpCopy>> cp_groups;  // committed, not yet waited for (oldest first)
+  std::vector<WgmmaOp> wg_open;                // wgmma issued since the last commit
+  std::deque<std::vector<WgmmaOp>> wg_groups;  // committed, not yet executed (oldest first)
+  uint64_t wg_issued = 0, wg_commits = 0, wg_fences = 0;  // this thread's wgmma, commits, fences so far
+  // Per accumulator array (d, n): what the last executed wgmma on it left there, and wg_fences then.
+  struct WgmmaRegs {
+    float* d;
+    int n;
+    std::vector<float> value;
+    uint64_t fences;
+  };
+  std::vector<WgmmaRegs> wg_regs;
+};
+
+// The wgmma of a warpgroup that some of its 128 threads have issued and others not yet: the same
+// instruction (shape, type, descriptors, scale_d, group) from every thread, in the same order.
+struct WgmmaSig {
+  int n, type, trans_a, trans_b, scale_d;
+  uint64_t desc_a, desc_b, group;
+  bool operator==(const WgmmaSig& o) const {
+    return n == o.n && type == o.type && trans_a == o.trans_a && trans_b == o.trans_b && scale_d == o.scale_d &&
+           desc_a == o.desc_a && desc_b == o.desc_b && group == o.group;
+  }
+};
+struct WgmmaLog {
+  std::deque<std::pair<WgmmaSig, int>> pending;  // (the instruction, how many threads issued it)
+  uint64_t first = 0;                            // the warpgroup's index of pending.front()
 };
 
 struct WarpState {
@@ -119,6 +156,7 @@ struct BlockRun {
   int bar_arrived = 0;
   uint64_t bar_gen = 0;
   WarpState warps[kMaxThreads / 32];
+  WgmmaLog wgmma_log[kMaxThreads / 128];
 };
 
 // The stacks of the fibers (reserved once, touched lazily) and what runs now. Launches take turns
@@ -191,6 +229,13 @@ void fiber_entry() {
   if (w.arrived != 0 && (w.mask >> lane & 1u) && !(w.arrived >> lane & 1u) && b.error.empty())
     b.error = "lane " + std::to_string(lane) + " of warp " + std::to_string(f.tc.linear >> 5) +
               " exited while named in the mask of a pending shuffle";
+  // The hardware requires wgmma.wait_group before the accumulators' registers go away.
+  size_t wg_pending = f.wg_open.size();
+  for (const auto& g : f.wg_groups) wg_pending += g.size();
+  if (wg_pending > 0 && b.error.empty())
+    b.error = "thread " + std::to_string(f.tc.linear) + " exited with " + std::to_string(wg_pending) +
+              " wgmma not waited for (" + std::to_string(f.wg_open.size()) +
+              " never committed): wgmma_commit and wgmma_wait<0> must retire them first";
 }
 
 #if GK_EMU_ASM_SWITCH
@@ -228,6 +273,20 @@ bool ready(const BlockRun& b, const Fiber& f) {
   return true;
 }
 
+// After a block's threads exited: false (with b.error) when some thread of a warpgroup issued a
+// wgmma that others never did.
+bool wgmma_complete(BlockRun& b) {
+  for (int w = 0; w < kMaxThreads / 128; ++w) {
+    const WgmmaLog& l = b.wgmma_log[w];
+    if (l.pending.empty()) continue;
+    b.error = "only " + std::to_string(l.pending.front().second) + " of the 128 threads of warpgroup " +
+              std::to_string(w) + " issued its wgmma #" + std::to_string(l.first) +
+              " (wgmma is warpgroup-collective: .sync.aligned)";
+    return false;
+  }
+  return true;
+}
+
 // GK_EMU_ORDER=reverse, or set_reverse_order (the emulator's self-test).
 int order_override = -1;
 bool reverse_order() {
@@ -256,14 +315,23 @@ bool run_block_fibers(BlockRun& b, dim3 block, dim3 bid, dim3 grid) {
   // A new block finds its dynamic shared memory holding garbage (here NaN bytes), not the last block's.
   if (b.dyn_smem) std::memset(b.dyn_smem, 0xFF, b.dyn_bytes);
   for (int i = 0; i < b.nthreads / 32 + 1 && i < kMaxThreads / 32; ++i) b.warps[i] = WarpState{};
+  for (WgmmaLog& l : b.wgmma_log) l = WgmmaLog{};
   for (int i = 0; i < b.nthreads; ++i) {
     Fiber& f = emu.fibers[i];
     f.done = false;
     f.wait = Wait::None;
     f.cp_open.clear();  // copies a thread of the last block never waited for are dropped with it
     f.cp_groups.clear();
+    f.wg_open.clear();
+    f.wg_groups.clear();
+    f.wg_regs.clear();
+    f.wg_issued = f.wg_commits = f.wg_fences = 0;
     f.tc = make_ctx(unsigned(i), block, bid, grid, b.dyn_smem);
     char* stack = emu.stacks + size_t(i) * kStackBytes;
+#if GK_EMU_ASAN
+    // A fiber abandoned by a failed launch left its frames' redzones poisoned: a new one starts clean.
+    __asan_unpoison_memory_region(stack + 4096, kStackBytes - 4096);
+#endif
 #if GK_EMU_ASM_SWITCH
     // What gk_emu_switch pops: six registers, then the trampoline as return address; above it a
     // null return address for the trampoline, so it starts with the stack aligned as after a call.
@@ -303,7 +371,7 @@ bool run_block_fibers(BlockRun& b, dim3 block, dim3 bid, dim3 grid) {
       progress = true;
       if (!b.error.empty()) return false;
     }
-    if (b.live == 0) return true;
+    if (b.live == 0) return wgmma_complete(b);
     if (!progress) {
       int at_block = 0, at_warp = 0;
       for (int i = 0; i < b.nthreads; ++i) {
@@ -471,6 +539,214 @@ void cp_async_wait(int newest_pending) {
   }
 }
 
+// ------------------------------------------------------------------------------------------ wgmma
+// Checked (2026-11-27) against the PTX ISA (9.0), section 9.7.15: 9.7.15.1 (a warpgroup is four
+// contiguous warps, the first's rank a multiple of 4), 9.7.15.5.1.2 "Shared Memory Matrix Layout"
+// (canonical layouts in CuTe notation, leading / stride dimension byte offsets, "Matrix Descriptor
+// Format"), 9.7.15.5.2 wgmma.mma_async (.tf32 truncates each operand's low 13 bits; transposes only
+// for .f16 / .bf16 from descriptors) and 9.7.15.7 (fence, commit_group, wait_group); CUTLASS
+// cute/arch/mma_sm90_desc.hpp (the descriptor's bit fields; layout type 1 = 128B, 2 = 64B, 3 = 32B)
+// and cute/atom/mma_traits_sm90_gmma.hpp (make_gmma_desc: the same canonical layouts and which stride
+// goes to LBO or SBO; D's CLayout_64xN); DeepGEMM's sm90 GEMMs (K walked inside a 128B-swizzled row
+// by adding k·32 bytes to the descriptor's start address, LBO 0, SBO 1024).
+//
+// Descriptor: start address bits 0-13, LBO 16-29, SBO 32-45 (each bytes >> 4), base offset 49-51,
+// swizzle 62-63. Element (mn, k) of an operand (mn: a row of A or a column of B; E bytes an element,
+// T = 16 / E elements in 16 bytes; W = 128, 64 or 32 bytes a swizzled row) lies this many bytes past
+// the start address (PTX's canonical layouts, e.g. K-major none ((8,m),(T,2k)):((1T,SBO),(1,LBO)) in
+// elements, K-major 128B ((8,m),(T,2k)):((8T,SBO),(1,T)), MN-major 128B ((T,8,m),(8,k)):((1,T,LBO),(8T,SBO))):
+//   K-major,  none: (mn % 8)·16 + (mn / 8)·SBO + (k % T)·E + (k / T)·LBO  (8-row × 16-byte core matrices)
+//   K-major,  W:    (mn % 8)·W + (mn / 8)·SBO + k·E                        (LBO unused)
+//   MN-major, none: (mn % T)·E + (mn / T)·SBO + (k % 8)·16 + (k / 8)·LBO
+//   MN-major, W:    (mn % (W/E))·E + (mn / (W/E))·LBO + (k % 8)·W + (k / 8)·SBO
+// Then the swizzle (CuTe's Swizzle<B,4,3>, B = 3, 2, 1 for 128, 64, 32 bytes) XORs bits [4, 4+B) of
+// the whole shared-window address, start included, with its bits [7, 7+B): with base offset 0 the
+// pattern repeats from 2^(7+B)-byte boundaries of the window, which is what lets a start address
+// advanced by 32 bytes inside a swizzled row read the next K slice. A non-zero base offset (atoms not so
+// aligned) fails the launch. D: thread r = 32v + 4g + t of the warpgroup holds
+// d[4j + i] = D[16v + g + 8(i >> 1)][8j + 2t + (i & 1)] (CLayout_64xN), so it reads A rows 16v + g and
+// 16v + g + 8 and B columns 8j + 2t + {0, 1}: it gathers those at issue and again when it waits, and a
+// difference fails the launch (shared memory written under a pending wgmma, or not yet written when it
+// was issued), as does a write to d between issue and wait (undefined on the hardware). Not modelled:
+// proxies. wgmma reads shared memory in the async proxy, so on the hardware fence.proxy.async must
+// separate generic writes (st.shared, cp.async) from a wgmma reading them; here every write is seen.
+uint32_t shared_address(const void* p) {
+  const BlockRun& b = *emu.block;
+  const uintptr_t a = reinterpret_cast<uintptr_t>(p), base = reinterpret_cast<uintptr_t>(b.dyn_smem);
+  if (!b.dyn_smem || a < base || a > base + b.dyn_bytes)
+    fail("shared_address of a pointer outside the block's dynamic shared memory: the emulator's shared window "
+         "holds only dynamic shared memory (put wgmma operands there, not in a static __shared__ array)");
+  return uint32_t(a - base);
+}
+
+namespace {
+struct WgmmaDesc {
+  uint32_t start, lbo, sbo, swizzle;
+};
+WgmmaDesc decode(uint64_t d) {
+  return {uint32_t(d & 0x3FFF) << 4, uint32_t(d >> 16 & 0x3FFF) << 4, uint32_t(d >> 32 & 0x3FFF) << 4,
+          uint32_t(d >> 62)};
+}
+// The window address of element (mn, k) (the table above).
+uint32_t wgmma_address(const WgmmaDesc& d, bool mn_major, uint32_t e, uint32_t mn, uint32_t k) {
+  const uint32_t t = 16 / e;
+  if (d.swizzle == 0)
+    return mn_major ? d.start + mn % t * e + mn / t * d.sbo + k % 8 * 16 + k / 8 * d.lbo
+                    : d.start + mn % 8 * 16 + mn / 8 * d.sbo + k % t * e + k / t * d.lbo;
+  const uint32_t w = 256u >> d.swizzle, bits = 4 - d.swizzle;
+  const uint32_t a = mn_major ? d.start + mn % (w / e) * e + mn / (w / e) * d.lbo + k % 8 * w + k / 8 * d.sbo
+                              : d.start + mn % 8 * w + mn / 8 * d.sbo + k * e;
+  return a ^ (a >> 7 & ((1u << bits) - 1)) << 4;
+}
+int wgmma_k(const WgmmaOp& op) { return op.type == 2 ? 8 : 16; }
+// What the running thread reads of op's operands, as raw bits: its two A rows, then its n/4 B
+// columns (8j + 2t, 8j + 2t + 1, ...), k fastest.
+void wgmma_gather(const WgmmaOp& op, std::vector<uint32_t>& out) {
+  const BlockRun& b = *emu.block;
+  const uint32_t r = g_ctx->linear & 127u, v = r >> 5, g = r >> 2 & 7u, t = r & 3u;
+  const uint32_t kk = uint32_t(wgmma_k(op)), e = op.type == 2 ? 4 : 2;
+  const WgmmaDesc da = decode(op.desc_a), db = decode(op.desc_b);
+  auto read = [&](const WgmmaDesc& d, bool mn_major, uint32_t mn, uint32_t k, const char* which) {
+    const uint32_t a = wgmma_address(d, mn_major, e, mn, k);
+    if (size_t(a) + e > b.dyn_bytes)
+      fail(std::string("wgmma reads ") + which + " element (" + std::to_string(mn) + ", k " + std::to_string(k) +
+           ") at shared address " + std::to_string(a) + ", past the block's " + std::to_string(b.dyn_bytes) +
+           " bytes of dynamic shared memory");
+    uint32_t bits = 0;
+    if (e == 2) {
+      uint16_t h;
+      std::memcpy(&h, b.dyn_smem + a, 2);
+      bits = h;
+    } else {
+      std::memcpy(&bits, b.dyn_smem + a, 4);
+    }
+    return bits;
+  };
+  out.clear();
+  out.reserve(size_t(2 + op.n / 4) * kk);
+  for (uint32_t h = 0; h < 2; ++h)
+    for (uint32_t k = 0; k < kk; ++k) out.push_back(read(da, op.trans_a != 0, 16 * v + g + 8 * h, k, "A row"));
+  for (uint32_t c = 0; c < uint32_t(op.n) / 4; ++c)
+    for (uint32_t k = 0; k < kk; ++k) out.push_back(read(db, op.trans_b != 0, 8 * (c >> 1) + 2 * t + (c & 1), k, "B column"));
+}
+// Executes op for the running thread (when it waits for op's group).
+void wgmma_execute(Fiber& f, const WgmmaOp& op) {
+  const uint32_t kk = uint32_t(wgmma_k(op));
+  std::vector<uint32_t> now;
+  wgmma_gather(op, now);
+  if (now != op.operands) {
+    size_t i = 0;
+    while (now[i] == op.operands[i]) ++i;
+    const uint32_t r = f.tc.linear & 127u, q = uint32_t(i / kk) - 2;
+    const std::string where = i < 2 * kk ? "A row " + std::to_string(16 * (r >> 5) + (r >> 2 & 7u) + 8 * uint32_t(i / kk))
+                                         : "B column " + std::to_string(8 * (q >> 1) + 2 * (r & 3u) + (q & 1));
+    fail("wgmma operands changed between issue and wait: shared memory was written before wgmma_wait, or was not "
+         "ready when wgmma was issued (thread " + std::to_string(f.tc.linear) + ", " + where + ", k " +
+         std::to_string(i % kk) + ")");
+  }
+  const size_t nd = size_t(op.n / 2);
+  Fiber::WgmmaRegs* regs = nullptr;
+  for (auto& w : f.wg_regs)
+    if (w.d == op.d && w.n == op.n) regs = &w;
+  const std::vector<float>* expect = op.d_issue.empty() ? nullptr : &op.d_issue;
+  if (op.chained && regs) expect = &regs->value;
+  if (expect && std::memcmp(op.d, expect->data(), nd * sizeof(float)) != 0)
+    fail("the accumulators of a pending wgmma were written before wgmma_wait (thread " + std::to_string(f.tc.linear) +
+         "): they belong to the wgmma until a wait retires its group");
+  auto value = [&](uint32_t bits) {
+    return static_cast<double>(op.type == 2 ? tf32_operand(__uint_as_float(bits)) : half_bits_value(bits, op.type == 0));
+  };
+  std::vector<double> x(now.size());
+  for (size_t i = 0; i < now.size(); ++i) x[i] = value(now[i]);
+  for (size_t j = 0; j < nd / 4; ++j)
+    for (size_t i = 0; i < 4; ++i) {
+      const double* a = &x[(i >> 1) * kk];
+      const double* bcol = &x[(2 + 2 * j + (i & 1)) * kk];
+      double s = op.scale_d ? static_cast<double>(op.d[4 * j + i]) : 0.0;
+      for (uint32_t k = 0; k < kk; ++k) s += a[k] * bcol[k];
+      op.d[4 * j + i] = nvcuda::wmma::round_toward_zero(s);
+    }
+  if (!regs) {
+    f.wg_regs.push_back({op.d, op.n, {}, 0});
+    regs = &f.wg_regs.back();
+  }
+  regs->value.assign(op.d, op.d + nd);
+  regs->fences = f.wg_fences;
+}
+}  // namespace
+
+void wgmma(float* d, int n, uint64_t desc_a, uint64_t desc_b, int scale_d, int type, int trans_a, int trans_b) {
+  BlockRun& b = *emu.block;
+  Fiber& f = *b.running;
+  const unsigned w = f.tc.linear / 128;
+  if (unsigned(b.nthreads) < 128 * (w + 1))
+    fail("wgmma in warpgroup " + std::to_string(w) + " of a block of " + std::to_string(b.nthreads) +
+         " threads: a warpgroup is 128 threads (four whole warps)");
+  if (n < 8 || n > 256 || n % 8 != 0) fail("wgmma n = " + std::to_string(n) + " (a multiple of 8 in [8, 256])");
+  if (type < 0 || type > 2 || (trans_a & ~1) || (trans_b & ~1)) fail("wgmma with an unknown type or transpose");
+  if (type == 2 && (trans_a || trans_b)) fail("tf32 wgmma takes K-major A and B only (transposes are for bf16 / f16)");
+  for (const uint64_t desc : {desc_a, desc_b})
+    if (desc >> 49 & 7u)
+      fail("wgmma descriptor with base offset " + std::to_string(desc >> 49 & 7u) +
+           ": the emulator takes 0 only (swizzle atoms aligned to their repeat in the shared window)");
+  if (!b.dyn_smem) fail("wgmma in a launch without dynamic shared memory (its operands live there)");
+  // wgmma.fence: before the first wgmma, and between the thread's own access to registers and a
+  // wgmma on them. What shows here: no fence yet, or d changed since a wgmma's result landed in it
+  // with no fence since.
+  if (f.wg_fences == 0) fail("wgmma before any wgmma_fence (wgmma.fence must precede the warpgroup's first wgmma)");
+  for (const auto& w : f.wg_regs)
+    if (w.d == d && w.n == n && w.fences == f.wg_fences && std::memcmp(d, w.value.data(), size_t(n / 2) * sizeof(float)) != 0)
+      fail("accumulators written since the last wgmma on them completed, with no wgmma_fence before this wgmma on them "
+           "(thread " + std::to_string(f.tc.linear) + ")");
+  // The warpgroup issues one instruction: every thread the same one, in the same order.
+  const WgmmaSig sig{n, type, trans_a, trans_b, scale_d != 0, desc_a, desc_b, f.wg_commits};
+  WgmmaLog& log = b.wgmma_log[w];
+  const uint64_t index = f.wg_issued++;
+  const size_t at = size_t(index - log.first);
+  if (at == log.pending.size()) {
+    log.pending.push_back({sig, 1});
+  } else if (!(log.pending[at].first == sig)) {
+    fail("threads of warpgroup " + std::to_string(w) + " disagree on their wgmma #" + std::to_string(index) +
+         " (shape, type, descriptors, scale_d or commit group): wgmma is warpgroup-collective (.sync.aligned)");
+  } else {
+    ++log.pending[at].second;
+  }
+  while (!log.pending.empty() && log.pending.front().second == 128) {
+    log.pending.pop_front();
+    ++log.first;
+  }
+  WgmmaOp op{d, n, scale_d != 0, type, trans_a, trans_b, desc_a, desc_b, {}, {}, false};
+  wgmma_gather(op, op.operands);
+  // d's registers: checked at the wait against d now, or against what the last pending op writing
+  // exactly this d leaves (ops on overlapping but different ranges: not checked).
+  const WgmmaOp* last = nullptr;
+  auto overlaps = [&](const WgmmaOp& o) { return o.d < d + n / 2 && d < o.d + o.n / 2; };
+  for (const auto& g : f.wg_groups)
+    for (const auto& o : g)
+      if (overlaps(o)) last = &o;
+  for (const auto& o : f.wg_open)
+    if (overlaps(o)) last = &o;
+  if (!last)
+    op.d_issue.assign(d, d + n / 2);
+  else
+    op.chained = last->d == d && last->n == n;
+  f.wg_open.push_back(std::move(op));
+}
+void wgmma_commit() {
+  Fiber& f = *emu.block->running;
+  f.wg_groups.push_back(std::move(f.wg_open));
+  f.wg_open.clear();
+  ++f.wg_commits;
+}
+void wgmma_wait(int newest_pending) {
+  Fiber& f = *emu.block->running;
+  while (f.wg_groups.size() > size_t(newest_pending < 0 ? 0 : newest_pending)) {
+    for (const WgmmaOp& op : f.wg_groups.front()) wgmma_execute(f, op);
+    f.wg_groups.pop_front();
+  }
+}
+void wgmma_fence() { ++emu.block->running->wg_fences; }
+
 void set_reverse_order(bool reverse) { order_override = reverse ? 1 : 0; }
 
 void syncwarp(unsigned mask) { (void)shuffle(mask, 0, 0, 0, 32); }
@@ -537,9 +813,10 @@ cudaError_t run_grid(dim3 grid, dim3 block, size_t smem, cudaStream_t, Body body
   b.arg = arg;
   b.nthreads = int(threads);
   if (smem > 0) {
-    // Exactly smem bytes (AddressSanitizer then reports one byte past the end), 128-byte aligned.
+    // Exactly smem bytes (AddressSanitizer then reports one byte past the end), 1024-byte aligned
+    // (as the shared window's 128-byte swizzle atoms are).
     void* m = nullptr;
-    if (posix_memalign(&m, 128, smem) != 0) {
+    if (posix_memalign(&m, 1024, smem) != 0) {
       tl_last = cudaErrorMemoryAllocation;
       tl_last_message = std::string(name) + ": cannot allocate dynamic shared memory";
       return tl_last;

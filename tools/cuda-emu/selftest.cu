@@ -5,12 +5,17 @@
 // exits inside a shuffle, bad grid or block sizes), WMMA's tf32 product against float64, and the PTX
 // stand-ins of tensor_core.cuh: mma.sync m16n8k8's per-lane fragment layout and its truncation of
 // unrounded operands, cp.async's zero fill and its copies landing only when their group is waited for,
-// __ballot_sync, and dynamic shared memory (poisoned, and over 48 KiB only after cudaFuncSetAttribute).
+// __ballot_sync, dynamic shared memory (poisoned, and over 48 KiB only after cudaFuncSetAttribute), and
+// wgmma: every swizzle and major-ness of its shared-memory operands against a placement written here from
+// the PTX ISA's canonical layouts, each thread's accumulator fragment, deferred execution, and the
+// pipeline mistakes it must refuse.
 // Prints "ok <check>" or "FAIL <check>: why" per check; the exit status counts the failures.
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <initializer_list>
 #include <random>
 #include <string>
 #include <vector>
@@ -359,6 +364,422 @@ void test_cp_async() {
   cudaFree(dout);
 }
 
+// ---------------------------------------------------------------------------------------- wgmma
+// Where element (mn, k) of an operand tile lies in shared memory, written here from the PTX ISA's
+// canonical layouts (9.7.15.5.1.2, in CuTe notation) apart from the emulator's own address formulas:
+// a CuTe layout over (mn, k) (three modes each, strides in elements, first mode fastest), the byte
+// offset of that, then Swizzle<B,4,3> on the shared-window address. A kernel copies the host's image
+// of A and B into dynamic shared memory, walks K by advancing each descriptor's start address to the
+// (unswizzled) origin of the next K slice, and returns every thread's accumulators.
+struct WgmmaOperand {
+  bool mn_major;
+  int swizzle;        // descriptor code: 0 none, 1 128B, 2 64B, 3 32B
+  uint32_t lbo, sbo;  // bytes, as the descriptor takes them
+  int e;              // bytes an element
+  int mn_shape[3], mn_stride[3], k_shape[3], k_stride[3];
+  uint32_t region;    // where the tile starts in the image (1024-byte aligned)
+  static long eval(int x, const int (&shape)[3], const int (&stride)[3]) {
+    long off = 0;
+    for (int i = 0; i < 3; ++i) {
+      off += long(x % shape[i]) * stride[i];
+      x /= shape[i];
+    }
+    return off;
+  }
+  uint32_t unswizzled(int mn, int k) const {
+    return region + uint32_t((eval(mn, mn_shape, mn_stride) + eval(k, k_shape, k_stride)) * e);
+  }
+  uint32_t address(int mn, int k) const {  // window address, the image's base being window address 0
+    const uint32_t a = unswizzled(mn, k);
+    const int bits = swizzle == 1 ? 3 : swizzle == 2 ? 2 : swizzle == 3 ? 1 : 0;
+    return a ^ ((a >> 7) & ((1u << bits) - 1)) << 4;
+  }
+};
+
+// The canonical layout of a rows × kt tile (rows: 64 for A, N for B). `alt` picks another packing
+// (other LBO / SBO, gaps between 8-row groups), so neither offset is assumed.
+WgmmaOperand wgmma_operand(bool mn_major, int swizzle, int rows, int kt, int e, bool alt) {
+  WgmmaOperand o{};
+  o.mn_major = mn_major;
+  o.swizzle = swizzle;
+  o.e = e;
+  const int t = 16 / e, w = swizzle == 1 ? 128 : swizzle == 2 ? 64 : 32;
+  auto set = [](int (&shape)[3], int (&stride)[3], std::initializer_list<int> sh, std::initializer_list<int> st) {
+    int i = 0;
+    for (int x : sh) shape[i++] = x;
+    i = 0;
+    for (int x : st) stride[i++] = x;
+  };
+  if (!mn_major && swizzle == 0) {  // ((8,m),(T,2k)):((1T,SBO),(1,LBO))
+    o.sbo = alt ? uint32_t(kt / t) * 128 : 128;
+    o.lbo = alt ? 128 : uint32_t(rows / 8) * 128;
+    set(o.mn_shape, o.mn_stride, {8, rows / 8, 1}, {t, int(o.sbo) / e, 0});
+    set(o.k_shape, o.k_stride, {t, kt / t, 1}, {1, int(o.lbo) / e, 0});
+  } else if (!mn_major) {  // ((8,m),(T,2k)):((W/16·T,SBO),(1,T)); K atoms after the rows
+    o.sbo = uint32_t(8 * w * (alt ? 2 : 1));
+    o.lbo = alt ? 16 : 0;  // unused
+    set(o.mn_shape, o.mn_stride, {8, rows / 8, 1}, {w / e, int(o.sbo) / e, 0});
+    set(o.k_shape, o.k_stride, {t, w / 16, kt * e / w}, {1, t, rows / 8 * int(o.sbo) / e});
+  } else if (swizzle == 0) {  // ((T,1,m),(8,k)):((1,T,SBO),(1T,LBO))
+    o.sbo = alt ? uint32_t(kt / 8) * 128 : 128;
+    o.lbo = alt ? 128 : uint32_t(rows / t) * 128;
+    set(o.mn_shape, o.mn_stride, {t, rows / t, 1}, {1, int(o.sbo) / e, 0});
+    set(o.k_shape, o.k_stride, {8, kt / 8, 1}, {t, int(o.lbo) / e, 0});
+  } else {  // ((T,W/16,m),(8,k)):((1,T,LBO),(W/16·T,SBO))
+    o.lbo = uint32_t(8 * w);
+    o.sbo = uint32_t(rows * e / w * 8 * w * (alt ? 2 : 1));
+    set(o.mn_shape, o.mn_stride, {t, w / 16, rows * e / w}, {1, t, int(o.lbo) / e});
+    set(o.k_shape, o.k_stride, {8, kt / 8, 1}, {w / e, int(o.sbo) / e, 0});
+  }
+  return o;
+}
+
+struct WgmmaCase {
+  int type, n, trans_a, trans_b, steps, scale_first;  // type: 0 bf16, 1 f16, 2 tf32
+  uint32_t image_bytes;
+  uint32_t a_start[4], b_start[4];  // each step's descriptor start, bytes into the image
+  uint32_t a_lbo, a_sbo, b_lbo, b_sbo;
+  int a_swizzle, b_swizzle;
+  int mode;  // wgmma_fail_kernel's failure
+};
+
+template <class T, int N, int TB>
+void wgmma_issue(float* d, uint64_t da, uint64_t db, int scale) {
+  gk::wgmma_async<T, N, TB>(*reinterpret_cast<float(*)[N / 2]>(d), da, db, scale);
+}
+// tensor_core.cuh's wrapper (K-major A), or the emulator's entry for an M-major A.
+void wgmma_any(const WgmmaCase& c, float* d, uint64_t da, uint64_t db, int scale) {
+  if (c.trans_a) return ::gkemu::wgmma(d, c.n, da, db, scale, c.type, 1, c.trans_b);
+  switch (c.type * 4 + (c.n == 128) * 2 + c.trans_b) {
+    case 0: return wgmma_issue<__nv_bfloat16, 64, 0>(d, da, db, scale);
+    case 1: return wgmma_issue<__nv_bfloat16, 64, 1>(d, da, db, scale);
+    case 2: return wgmma_issue<__nv_bfloat16, 128, 0>(d, da, db, scale);
+    case 3: return wgmma_issue<__nv_bfloat16, 128, 1>(d, da, db, scale);
+    case 4: return wgmma_issue<__half, 64, 0>(d, da, db, scale);
+    case 5: return wgmma_issue<__half, 64, 1>(d, da, db, scale);
+    case 6: return wgmma_issue<__half, 128, 0>(d, da, db, scale);
+    case 7: return wgmma_issue<__half, 128, 1>(d, da, db, scale);
+    case 8: return wgmma_issue<float, 64, 0>(d, da, db, scale);
+    default: return wgmma_issue<float, 128, 0>(d, da, db, scale);
+  }
+}
+uint64_t wgmma_desc_a(const WgmmaCase& c, uint32_t base, int s) {
+  return gk::wgmma_desc(base + c.a_start[s], c.a_lbo, c.a_sbo, gk::WgmmaSwizzle(c.a_swizzle));
+}
+uint64_t wgmma_desc_b(const WgmmaCase& c, uint32_t base, int s) {
+  return gk::wgmma_desc(base + c.b_start[s], c.b_lbo, c.b_sbo, gk::WgmmaSwizzle(c.b_swizzle));
+}
+__device__ void wgmma_load_image(const unsigned char* image, unsigned char* sm, uint32_t bytes) {
+  for (uint32_t i = threadIdx.x * 16; i < bytes; i += blockDim.x * 16) std::memcpy(sm + i, image + i, 16);
+}
+
+// io: each thread's n/2 accumulators in, D out (all steps in one group).
+__global__ void wgmma_kernel(const unsigned char* image, float* io, uint32_t* base_out, WgmmaCase c) {
+  GK_DYNAMIC_SMEM(unsigned char, sm);
+  wgmma_load_image(image, sm, c.image_bytes);
+  __syncthreads();
+  const uint32_t base = gk::smem_address(sm);
+  if (threadIdx.x == 0) *base_out = base;
+  float d[64];
+  float* mine = io + threadIdx.x * unsigned(c.n / 2);
+  for (int q = 0; q < c.n / 2; ++q) d[q] = mine[q];
+  gk::wgmma_fence();
+  for (int s = 0; s < c.steps; ++s) wgmma_any(c, d, wgmma_desc_a(c, base, s), wgmma_desc_b(c, base, s), s > 0 || c.scale_first);
+  gk::wgmma_commit();
+  gk::wgmma_wait<0>();
+  for (int q = 0; q < c.n / 2; ++q) mine[q] = d[q];
+}
+
+// Two groups (step 0 into d0, step 1 into d1, n = 64): out[thread][0..5] = d0[0], d1[0] before any wait,
+// after wait_group 1, after wait_group 0; then d0 and d1 in full.
+__global__ void wgmma_pipeline_kernel(const unsigned char* image, float* out, WgmmaCase c) {
+  GK_DYNAMIC_SMEM(unsigned char, sm);
+  wgmma_load_image(image, sm, c.image_bytes);
+  __syncthreads();
+  const uint32_t base = gk::smem_address(sm);
+  float d0[32], d1[32];
+  for (int q = 0; q < 32; ++q) d0[q] = 1.f, d1[q] = 2.f;
+  float* o = out + threadIdx.x * 70;
+  gk::wgmma_fence();
+  wgmma_any(c, d0, wgmma_desc_a(c, base, 0), wgmma_desc_b(c, base, 0), 1);
+  gk::wgmma_commit();
+  wgmma_any(c, d1, wgmma_desc_a(c, base, 1), wgmma_desc_b(c, base, 1), 1);
+  gk::wgmma_commit();
+  o[0] = d0[0], o[1] = d1[0];
+  gk::wgmma_wait<1>();
+  o[2] = d0[0], o[3] = d1[0];
+  gk::wgmma_wait<0>();
+  o[4] = d0[0], o[5] = d1[0];
+  for (int q = 0; q < 32; ++q) o[6 + q] = d0[q], o[38 + q] = d1[q];
+}
+
+// Kernels the emulator must refuse, by c.mode: 0 shared memory overwritten under a pending wgmma,
+// 1 operands written only after the wgmma was issued, 2 accumulators written before the wait,
+// 3 a thread exits with a wgmma pending, 4 a descriptor with a non-zero base offset, 5 one thread's
+// descriptor differs from its warpgroup's, 6 half the warpgroup never issues, 7 a static __shared__
+// operand, 8 a block of 64 threads (no whole warpgroup), 9 no wgmma_fence before the first wgmma,
+// 10 accumulators written after a wait and accumulated into again without a fence.
+__global__ void wgmma_fail_kernel(const unsigned char* image, WgmmaCase c) {
+  __shared__ unsigned char static_smem[1024];
+  GK_DYNAMIC_SMEM(unsigned char, sm);
+  const uint32_t base = c.mode == 7 ? gk::smem_address(static_smem) : gk::smem_address(sm);
+  if (c.mode != 1) wgmma_load_image(image, sm, c.image_bytes);
+  __syncthreads();
+  if (c.mode == 6 && threadIdx.x < 64) return;
+  float d[32] = {};
+  uint64_t da = wgmma_desc_a(c, base, 0), db = wgmma_desc_b(c, base, 0);
+  if (c.mode == 4) da |= uint64_t(1) << 49;
+  if (c.mode == 5 && threadIdx.x == 5) db += 1;
+  if (c.mode != 9) gk::wgmma_fence();
+  wgmma_any(c, d, da, db, 1);
+  gk::wgmma_commit();
+  if (c.mode == 3) return;
+  __syncthreads();
+  if (c.mode == 0 && threadIdx.x == 0) sm[c.a_start[0]] ^= 1;  // A[0][0] of step 0
+  if (c.mode == 1) wgmma_load_image(image, sm, c.image_bytes);
+  __syncthreads();
+  if (c.mode == 2) d[3] = 5.f;
+  gk::wgmma_wait<0>();
+  if (c.mode != 10) return;
+  d[0] *= 0.5f;  // e.g. a rescale, then the next k-block into the same registers
+  wgmma_any(c, d, da, db, 1);
+  gk::wgmma_commit();
+  gk::wgmma_wait<0>();
+}
+
+// Random values of the type (bits and value), exact in double: ±(1 + m·2^-p)·2^e or 0.
+struct WgmmaValue {
+  uint32_t bits;
+  double value;
+};
+WgmmaValue wgmma_value(std::mt19937& rng, int type) {
+  const uint32_t r = rng();
+  if (r % 11 == 0) return {0, 0.0};
+  const int e = int(r >> 4 & 7u) - 4;  // [-4, 3]
+  const uint32_t sign = r >> 31, m = (r >> 8) & (type == 0 ? 127u : 1023u);
+  const double v = (sign ? -1 : 1) * std::ldexp(1.0 + m / (type == 0 ? 128.0 : 1024.0), e);
+  if (type == 0) return {sign << 15 | uint32_t(e + 127) << 7 | m, v};
+  if (type == 1) return {sign << 15 | uint32_t(e + 15) << 10 | m, v};
+  return {sign << 31 | uint32_t(e + 127) << 23 | m << 13, v};
+}
+float wgmma_rtz(double x) {  // to f32 toward zero
+  float f = float(x);
+  if (std::fabs(double(f)) > std::fabs(x)) f = std::nextafter(f, 0.f);
+  return f;
+}
+
+// One configuration: the image, the case, the matrices (A 64 × kt, B kt × n, as values).
+struct WgmmaSetup {
+  WgmmaCase c{};
+  std::vector<unsigned char> image;
+  std::vector<double> a, b;  // a[m·kt + k], b[k·n + c]
+  int kt = 0;
+};
+WgmmaSetup wgmma_setup(int type, int n, bool a_mn, int a_sw, bool b_mn, int b_sw, std::mt19937& rng, bool alt) {
+  WgmmaSetup s;
+  const int e = type == 2 ? 4 : 2, k_instr = type == 2 ? 8 : 16;
+  s.kt = 128 / e;  // one 128-byte row: 4 wgmma along K
+  WgmmaOperand oa = wgmma_operand(a_mn, a_sw, 64, s.kt, e, alt);
+  WgmmaOperand ob = wgmma_operand(b_mn, b_sw, n, s.kt, e, !alt);
+  auto extent = [&](const WgmmaOperand& o, int rows) {
+    uint32_t end = 0;
+    for (int mn = 0; mn < rows; ++mn)
+      for (int k = 0; k < s.kt; ++k) end = std::max(end, o.address(mn, k) + uint32_t(e));
+    return (end + 1023u) & ~1023u;
+  };
+  oa.region = 0;
+  ob.region = extent(oa, 64);
+  s.image.assign(ob.region + extent(ob, n), 0xFF);  // bytes no element covers read as NaN
+  s.a.resize(size_t(64) * s.kt);
+  s.b.resize(size_t(s.kt) * n);
+  auto put = [&](uint32_t addr, uint32_t bits) { std::memcpy(&s.image[addr], &bits, size_t(e)); };
+  for (int m = 0; m < 64; ++m)
+    for (int k = 0; k < s.kt; ++k) {
+      const WgmmaValue v = wgmma_value(rng, type);
+      s.a[size_t(m) * s.kt + k] = v.value;
+      put(oa.address(m, k), v.bits);
+    }
+  for (int k = 0; k < s.kt; ++k)
+    for (int c = 0; c < n; ++c) {
+      const WgmmaValue v = wgmma_value(rng, type);
+      s.b[size_t(k) * n + c] = v.value;
+      put(ob.address(c, k), v.bits);
+    }
+  WgmmaCase& c = s.c;
+  c.type = type;
+  c.n = n;
+  c.trans_a = a_mn;
+  c.trans_b = b_mn;
+  c.steps = s.kt / k_instr;
+  c.image_bytes = uint32_t(s.image.size());
+  for (int st = 0; st < c.steps; ++st) c.a_start[st] = oa.unswizzled(0, st * k_instr), c.b_start[st] = ob.unswizzled(0, st * k_instr);
+  c.a_lbo = oa.lbo, c.a_sbo = oa.sbo, c.b_lbo = ob.lbo, c.b_sbo = ob.sbo;
+  c.a_swizzle = a_sw, c.b_swizzle = b_sw;
+  return s;
+}
+
+// Thread r's register q of D = A·B over steps [0, steps) (each a truncated sum), from d0.
+float wgmma_expect(const WgmmaSetup& s, int r, int q, float d0, bool scale_first, int first_step, int steps) {
+  const int v = (r & 127) >> 5, g = (r >> 2) & 7, t = r & 3, j = q / 4, i = q % 4;
+  const int m = 16 * v + g + 8 * (i >> 1), col = 8 * j + 2 * t + (i & 1), n = s.c.n;
+  const int k_instr = s.c.type == 2 ? 8 : 16;
+  float d = d0;
+  for (int st = first_step; st < first_step + steps; ++st) {
+    double acc = st > first_step || scale_first ? double(d) : 0.0;
+    for (int k = st * k_instr; k < (st + 1) * k_instr; ++k) acc += s.a[size_t(m) * s.kt + k] * s.b[size_t(k) * n + col];
+    d = wgmma_rtz(acc);
+  }
+  return d;
+}
+
+// Runs s on `threads` threads; returns "" or the first mismatch.
+std::string wgmma_run(WgmmaSetup& s, int threads, bool scale_first, std::mt19937& rng, uint32_t* base = nullptr) {
+  s.c.scale_first = scale_first;
+  const int regs = s.c.n / 2;
+  std::vector<float> io(size_t(threads) * regs);
+  std::normal_distribution<float> nd(0.f, 4.f);
+  for (float& x : io) x = scale_first ? nd(rng) : std::nanf("");
+  const std::vector<float> init = io;
+  unsigned char* dimg;
+  float* dio;
+  uint32_t* dbase;
+  cudaMalloc(reinterpret_cast<void**>(&dimg), s.image.size());
+  cudaMalloc(reinterpret_cast<void**>(&dio), io.size() * 4);
+  cudaMalloc(reinterpret_cast<void**>(&dbase), 4);
+  std::memcpy(dimg, s.image.data(), s.image.size());
+  std::memcpy(dio, io.data(), io.size() * 4);
+  wgmma_kernel<<<1, threads, s.image.size(), nullptr>>>(dimg, dio, dbase, s.c);
+  const cudaError_t e = cudaGetLastError();
+  std::memcpy(io.data(), dio, io.size() * 4);
+  if (base) *base = *dbase;
+  cudaFree(dimg);
+  cudaFree(dio);
+  cudaFree(dbase);
+  if (e != cudaSuccess) return std::string("launch failed: ") + cudaGetErrorString(e);
+  for (int r = 0; r < threads; ++r)
+    for (int q = 0; q < regs; ++q) {
+      const float want = wgmma_expect(s, r, q, init[size_t(r) * regs + q], scale_first, 0, s.c.steps);
+      const float got = io[size_t(r) * regs + q];
+      if (__float_as_uint(got) != __float_as_uint(want))
+        return "thread " + std::to_string(r) + " d[" + std::to_string(q) + "]: got " + std::to_string(got) + ", want " +
+               std::to_string(want);
+    }
+  return "";
+}
+
+const char* const kSwizzleName[4] = {"none", "128B", "64B", "32B"};
+
+void test_wgmma() {
+  for (const void* k : {reinterpret_cast<const void*>(&wgmma_kernel), reinterpret_cast<const void*>(&wgmma_pipeline_kernel),
+                        reinterpret_cast<const void*>(&wgmma_fail_kernel)})
+    cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, 227 * 1024);
+  std::mt19937 rng(9090);
+  const char* const names[3] = {"bf16", "f16", "tf32"};
+  uint32_t base = 1;
+  for (int type = 0; type < 3; ++type) {
+    std::string bad;
+    int cases = 0;
+    const int majors = type == 2 ? 1 : 2;
+    for (int n : {64, 128})
+      for (int am = 0; am < majors; ++am)
+        for (int asw = 0; asw < 4; ++asw)
+          for (int bm = 0; bm < majors; ++bm)
+            for (int bsw = 0; bsw < 4; ++bsw) {
+              if (!bad.empty()) continue;
+              WgmmaSetup s = wgmma_setup(type, n, am, asw, bm, bsw, rng, cases % 2 == 1);
+              const std::string why = wgmma_run(s, cases % 5 == 0 ? 256 : 128, cases % 3 != 0, rng, &base);
+              if (!why.empty())
+                bad = std::string("n ") + std::to_string(n) + (am ? " M-major " : " K-major ") + kSwizzleName[asw] + " A, " +
+                      (bm ? "N-major " : "K-major ") + kSwizzleName[bsw] + " B: " + why;
+              ++cases;
+            }
+    check(bad.empty(),
+          std::string("wgmma ") + names[type] + " m64n{64,128}: " + (type == 2 ? "K-major A and B" : "K-/M-major A × K-/N-major B") +
+              " in every swizzle, K walked by the descriptor start, each thread's D fragment as documented (" +
+              std::to_string(cases) + " layouts, float64 truncated once per wgmma; scale_d 0 and 1; two warpgroups)",
+          bad);
+  }
+  check(base == 0, "shared_address puts dynamic shared memory at window address 0 (1024-byte aligned)",
+        "got " + std::to_string(base));
+
+  // tf32 operands are read with their low 13 bits dropped: 1 + 0.75·2^-10 counts as 1.
+  {
+    WgmmaSetup s = wgmma_setup(2, 64, false, 0, false, 0, rng, false);
+    std::vector<float> a(64 * 32, 0.f), b(32 * 64, 0.f);
+    WgmmaOperand oa = wgmma_operand(false, 0, 64, 32, 4, false), ob = wgmma_operand(false, 0, 64, 32, 4, true);
+    ob.region = s.c.b_start[0];
+    std::fill(s.image.begin(), s.image.end(), 0);
+    const float one_plus = 1.f + 0.75f / 1024.f, one = 1.f;
+    std::memcpy(&s.image[oa.address(0, 0)], &one_plus, 4);
+    std::memcpy(&s.image[ob.address(0, 0)], &one, 4);
+    std::fill(s.a.begin(), s.a.end(), 0.0);
+    std::fill(s.b.begin(), s.b.end(), 0.0);
+    s.a[0] = 1.0;  // what the hardware reads
+    s.b[0] = 1.0;
+    check(wgmma_run(s, 128, true, rng).empty(), "wgmma tf32 drops the low 13 bits of operands not rounded to tf32");
+  }
+
+  // Deferred execution: d holds its old values until its group is waited for.
+  {
+    WgmmaSetup s = wgmma_setup(0, 64, false, 1, false, 1, rng, false);
+    std::vector<float> out(128 * 70);
+    unsigned char* dimg;
+    float* dout;
+    cudaMalloc(reinterpret_cast<void**>(&dimg), s.image.size());
+    cudaMalloc(reinterpret_cast<void**>(&dout), out.size() * 4);
+    std::memcpy(dimg, s.image.data(), s.image.size());
+    wgmma_pipeline_kernel<<<1, 128, s.image.size(), nullptr>>>(dimg, dout, s.c);
+    const cudaError_t e = cudaGetLastError();
+    std::memcpy(out.data(), dout, out.size() * 4);
+    cudaFree(dimg);
+    cudaFree(dout);
+    std::string bad = e == cudaSuccess ? "" : cudaGetErrorString(e);
+    for (int r = 0; r < 128 && bad.empty(); ++r) {
+      const float* o = &out[size_t(r) * 70];
+      const float w0 = wgmma_expect(s, r, 0, 1.f, true, 0, 1), w1 = wgmma_expect(s, r, 0, 2.f, true, 1, 1);
+      if (o[0] != 1.f || o[1] != 2.f || o[2] != w0 || o[3] != 2.f || o[4] != w0 || o[5] != w1)
+        bad = "thread " + std::to_string(r) + ": before wait " + std::to_string(o[0]) + ", " + std::to_string(o[1]) +
+              "; after wait_group 1 " + std::to_string(o[2]) + ", " + std::to_string(o[3]) + "; after wait_group 0 " +
+              std::to_string(o[4]) + ", " + std::to_string(o[5]);
+      for (int q = 0; q < 32 && bad.empty(); ++q)
+        if (o[6 + q] != wgmma_expect(s, r, q, 1.f, true, 0, 1) || o[38 + q] != wgmma_expect(s, r, q, 2.f, true, 1, 1))
+          bad = "thread " + std::to_string(r) + " register " + std::to_string(q);
+    }
+    check(bad.empty(), "wgmma runs when its group is waited for (d keeps its old values until then; wait_group 1 leaves the newest group pending)",
+          bad);
+  }
+
+  // What the emulator refuses.
+  {
+    WgmmaSetup s = wgmma_setup(0, 64, false, 1, false, 1, rng, false);
+    unsigned char* dimg;
+    cudaMalloc(reinterpret_cast<void**>(&dimg), s.image.size());
+    std::memcpy(dimg, s.image.data(), s.image.size());
+    struct Refusal {
+      const char* what;
+      const char* needle;
+    } const refusals[] = {
+        {"shared memory written under a pending wgmma fails the launch at its wait", "operands changed between issue and wait"},
+        {"a wgmma issued before its operands were written fails the launch at its wait", "operands changed between issue and wait"},
+        {"accumulators written between wgmma and its wait fail the launch", "accumulators of a pending wgmma"},
+        {"a thread exiting with a wgmma pending fails the launch", "not waited for"},
+        {"a descriptor with a non-zero base offset fails the launch", "base offset"},
+        {"threads of a warpgroup issuing different wgmma fail the launch", "disagree"},
+        {"a wgmma issued by half a warpgroup fails the launch", "only 64 of the 128 threads"},
+        {"shared_address of a static __shared__ array fails the launch", "outside the block's dynamic shared memory"},
+        {"wgmma in a block without a whole warpgroup fails the launch", "a warpgroup is 128 threads"},
+        {"a wgmma before the thread's first wgmma_fence fails the launch", "before any wgmma_fence"},
+        {"accumulators written after a wait and fed to a wgmma without wgmma_fence fail the launch", "no wgmma_fence"},
+    };
+    for (int mode = 0; mode < 11; ++mode) {
+      s.c.mode = mode;
+      wgmma_fail_kernel<<<1, mode == 8 ? 64 : 128, s.image.size(), nullptr>>>(dimg, s.c);
+      expect_failure(cudaErrorLaunchFailure, refusals[mode].what, refusals[mode].needle);
+    }
+    cudaFree(dimg);
+  }
+}
+
 }  // namespace
 
 int main() {
@@ -368,6 +789,7 @@ int main() {
   test_wmma();
   test_mma();
   test_cp_async();
+  test_wgmma();
   std::printf("%d failure(s)\n", failures);
   return failures;
 }
