@@ -300,6 +300,7 @@ CudaOp LinearLogprobsBackward(Args& a) {
   p.grad_bias = a.OptPtr<void>("outGradBias");
   p.vocab_start = a.Int("vocabStart");
   p.target_limit = a.Int("targetLimit");
+  p.path = static_cast<int>(a.OptInt("path", 0));  // test hook: the tiles
   p.chunk_rows = a.OptInt("chunkRows", 0);    // test hooks: the G chunk
   p.chunk_vocab = a.OptInt("chunkVocab", 0);
   std::vector<PoisonTarget> outs{{p.grad_weight, p.vocab * p.dim, p.grad_dtype}};

@@ -24,7 +24,9 @@
 //   linearLogprobs, linearLogprobs+entropy,                   the LM head (issue 16's goal size):
 //   linearLogprobsBackward                                    hidden [8192, 4096], weight [151936, 4096]
 //                                                             bf16; FLOPs of useful work: 2·N·V·d
-//                                                             forward, 4·N·V·d backward
+//                                                             forward, 4·N·V·d backward; the same
+//                                                             with " wgmma" on the wgmma tiles (a 9.0
+//                                                             device and a build with sm_90a)
 // Output: one JSON line per case on stdout: {case, sizes, bytes, flops, ms_median, ms_p10, ms_p90, reps,
 // rotate, gbps, tflops, copy_bytes, copy_ms_median, copy_ms_p10, copy_ms_p90, copy_rotate, copy_gbps,
 // fraction, device, cc, sms, l2_bytes, runtime, driver, date, version}. Progress and errors go to
@@ -637,29 +639,33 @@ Status run_lmhead(const Device& dev, const Options& o) {
   GK_TRY(forward(0, false));
   GK_TRY(replicate(lse, dev.stream));
   GK_TRY(check_flags(dev, flags_message));
-  Timing t;
-  GK_TRY(time_it(dev, o, rot, [&](int c) -> Status {
-    gk::LinearLogprobsBackwardParams p;
-    p.hidden = hidden.at<void>(c);
-    p.weight = weight.at<void>(c);
-    p.dtype = gk::DType::BF16;
-    p.targets = targets.at<int>(c);
-    p.lse = lse.at<float>(c);
-    p.grad_logprobs = grad_lp.at<float>(c);
-    p.rows = N;
-    p.dim = d;
-    p.vocab = V;
-    p.target_limit = V;
-    p.grad_hidden = grad_hidden.at<float>(c);
-    p.grad_weight = grad_weight.at<float>(c);
-    gk::Scratch scratch(dev.stream, dev.staging.get());
-    return gk::launch_linear_logprobs_backward(p, dev.env, scratch, dev.d_flags);
-  }, &t));
-  GK_TRY(check_flags(dev, flags_message));
-  GK_TRY(check_output(dev, "gradHidden", grad_hidden.at<float>(0), N * d, 'f'));
-  GK_TRY(check_output(dev, "gradWeight", grad_weight.at<float>(0), V * d, 'f'));
-  GK_TRY(report(dev, o, "linearLogprobsBackward", sizes, in_bytes + double(N + V) * double(d) * 4 + double(N) * 12,
-                2 * gemm, t));
+  for (const int path : {0, 2}) {
+    if (path == 2 && !wgmma) continue;
+    Timing t;
+    GK_TRY(time_it(dev, o, rot, [&](int c) -> Status {
+      gk::LinearLogprobsBackwardParams p;
+      p.path = path;
+      p.hidden = hidden.at<void>(c);
+      p.weight = weight.at<void>(c);
+      p.dtype = gk::DType::BF16;
+      p.targets = targets.at<int>(c);
+      p.lse = lse.at<float>(c);
+      p.grad_logprobs = grad_lp.at<float>(c);
+      p.rows = N;
+      p.dim = d;
+      p.vocab = V;
+      p.target_limit = V;
+      p.grad_hidden = grad_hidden.at<float>(c);
+      p.grad_weight = grad_weight.at<float>(c);
+      gk::Scratch scratch(dev.stream, dev.staging.get());
+      return gk::launch_linear_logprobs_backward(p, dev.env, scratch, dev.d_flags);
+    }, &t));
+    GK_TRY(check_flags(dev, flags_message));
+    GK_TRY(check_output(dev, "gradHidden", grad_hidden.at<float>(0), N * d, 'f'));
+    GK_TRY(check_output(dev, "gradWeight", grad_weight.at<float>(0), V * d, 'f'));
+    GK_TRY(report(dev, o, path ? "linearLogprobsBackward wgmma" : "linearLogprobsBackward", sizes,
+                  in_bytes + double(N + V) * double(d) * 4 + double(N) * 12, 2 * gemm, t));
+  }
   GK_CHECK(cudaStreamSynchronize(dev.stream));
   return Status::Ok();
 }

@@ -19,6 +19,7 @@
 //   lanes of a row merge by a fixed xor tree and the 4 column warps in order: partial[row][slice].
 //   lm_finish_kernel / lm_state_kernel — one thread per row merges its slices in order and writes the
 //   outputs (or the public state: natural-log sums, raw max, the target's logit when in the shard).
+//   lm_fwd_wgmma_kernel — the same blocks on Hopper's wgmma (sm_90a, bf16/f16; its own header below).
 //   Batch invariance: a row's logits come from the same MMAs whatever rows share its tile, and every
 //   fold's order depends on V, d and the dtype alone: a row's bits never depend on N or its position.
 //   Bytes: hidden read once per slice (ceil(V/4096) times), the weight once per 128 rows, 16 bytes of
@@ -39,6 +40,7 @@
 //     sum split over chunks has the bits of one long sum: gradHidden's over the vocabulary and
 //     gradWeight's over the rows (fixed order, no atomics, independent of how rows are tiled).
 //   lm_grad_bias_kernel — one thread per column: gradBias (+)= Σ_n Gc[n][v], n ascending.
+//   lm_grad_logits_wgmma_kernel, lm_gemm_wgmma_kernel — the G tile and the GEMMs on wgmma (below).
 //   Bytes per chunk pair: G written twice and read twice (2·Rc·C·sizeof each way); gradHidden and
 //   gradWeight read and written once per chunk pair (f32). FLOPs: 3 × 2·N·V·d on tensor cores.
 //   Gradients in the input dtype (grad_dtype = dtype, f16/bf16; the API's gradDtype 'input'): the same
@@ -448,35 +450,107 @@ constexpr size_t kWgTileBytes = size_t(kBM) * 128;    // one operand's k-step: 1
 constexpr size_t kWgStageBytes = 2 * kWgTileBytes;    // hidden rows + weight rows
 constexpr size_t kWgSmemBytes = kWgStages * kWgStageBytes + 1024;
 
-// cp.async of k-step kt of rows [r0, r0 + n) of a row-major [*, d] operand (16-byte aligned rows, d a
-// multiple of 8) into a swizzled tile (above); rows ≥ n and elements past d are zero-filled. Thread →
-// chunks tid + 256·i: eight threads per 128-byte row segment.
+// cp.async of k-step kt of rows [r0, r0 + n) of a row-major operand read K-major (row stride ld, its
+// first kn elements valid; 16-byte aligned rows) into a swizzled tile (above); rows ≥ n and elements
+// past kn are zero-filled. Thread → chunks tid + 256·i: eight threads per 128-byte row segment.
 template <class T>
-__device__ __forceinline__ void load_swizzled(unsigned char* tile, const T* M, int64_t r0, int n, int64_t d,
-                                              int kt) {
+__device__ __forceinline__ void load_swizzled(unsigned char* tile, const T* M, int64_t ld, int64_t r0, int n,
+                                              int64_t kn, int kt) {
   static_assert(sizeof(T) == 2, "the swizzled tiles hold 16-bit values");
 #pragma unroll
   for (int i = 0; i < int(kWgTileBytes / 16) / kThreads; ++i) {
     const int id = int(threadIdx.x) + kThreads * i;
     const int r = id >> 3, c = id & 7;
     const int64_t k = int64_t(kt) * kWgBK + 8 * c;
-    const bool in = r < n && k < d;  // a chunk is all in or all out
-    cp_async16(tile + r * 128 + 16 * (c ^ (r & 7)), in ? M + (r0 + r) * d + k : M, in ? 16 : 0);
+    const int64_t left = r < n ? (kn - k) * int64_t(sizeof(T)) : 0;
+    const int bytes = left <= 0 ? 0 : left >= 16 ? 16 : int(left);
+    cp_async16(tile + r * 128 + 16 * (c ^ (r & 7)), bytes > 0 ? M + (r0 + r) * ld + k : M, bytes);
   }
 }
+
+// cp.async of k-step kt's 64 rows of a row-major [k][ld] operand read MN-major (columns [n0, n0 + n) of
+// rows [k0, k0 + steps·64), 16-byte aligned rows, n a multiple of 8 or the tile's end) into the
+// 128-byte swizzle of wgmma's MN-major B: column block b (64 columns) at b·8192, row k at k·128, chunk c
+// (columns 8c … 8c + 7 of the block) at 16·(c ⊕ (k mod 8)) (descriptor: LBO 8192 between the column
+// blocks, SBO 1024 between 8-row groups). Rows ≥ kn and columns ≥ n are zero-filled.
+template <class T>
+__device__ __forceinline__ void load_swizzled_mn(unsigned char* tile, const T* M, int64_t ld, int64_t k0, int64_t kn,
+                                                 int64_t n0, int64_t n) {
+  static_assert(sizeof(T) == 2, "the swizzled tiles hold 16-bit values");
+#pragma unroll
+  for (int i = 0; i < int(kWgTileBytes / 16) / kThreads; ++i) {
+    const int id = int(threadIdx.x) + kThreads * i;
+    const int k = id >> 4, c = id & 15;  // 16 chunks (128 columns) per row
+    const int64_t col = n0 + 8 * c;
+    const bool in = k0 + k < kn && col < n;
+    cp_async16(tile + (c >> 3) * 8192 + k * 128 + 16 * ((c & 7) ^ (k & 7)), in ? M + (k0 + k) * ld + col : M,
+               in ? 16 : 0);
+  }
+}
+
+// The k-steps [0, steps) of a block's wgmma tiles through the stages: load(stage, step) issues a
+// k-step's copies (A's tile at stage, B's at stage + kWgTileBytes); after the barrier that opens
+// k-step it, each warpgroup issues its 4 MMAs (rows 64·wg … of A, all 128 columns of B; B K-major, or
+// MN-major with kTransB) into part, then the copies of k-step it + 4 (into the stage k-step it − 1
+// used: every warpgroup waited for its MMAs before this barrier), then waits for its MMAs and calls
+// retire(part, it). Returns with every copy landed, every MMA done and the stages free.
+template <class T, int kTransB, class Load, class Retire>
+__device__ __forceinline__ void wg_mainloop(unsigned char* smem, uint32_t sbase, int steps, const Load& load,
+                                            const Retire& retire) {
+  const uint32_t wg = threadIdx.x >> 7;
+  auto issue_load = [&](int step) {
+    if (step < steps) load(smem + size_t(step % kWgStages) * kWgStageBytes, step);
+    cp_async_commit();  // (an empty group past the end keeps the wait count uniform)
+  };
+#pragma unroll
+  for (int s = 0; s < kWgAhead; ++s) issue_load(s);
+  float part[64];
+  for (int it = 0; it < steps; ++it) {
+    cp_async_wait<kWgAhead - 1>();  // my copies of k-step it landed ...
+    fence_proxy_async();            // ... are visible to wgmma ...
+    __syncthreads();                // ... and everyone's; every warpgroup is done with k-step it − 1
+    const uint32_t stage = sbase + uint32_t(it % kWgStages) * uint32_t(kWgStageBytes);
+    const uint32_t sa = stage + wg * 64u * 128u, sb = stage + uint32_t(kWgTileBytes);
+    wgmma_fence();
+#pragma unroll
+    for (int kk = 0; kk < kWgBK / 16; ++kk) {
+      const uint64_t db = kTransB ? wgmma_desc(sb + 2048 * kk, 8192, 1024, kSwizzle128)
+                                  : wgmma_desc(sb + 32 * kk, 16, 1024, kSwizzle128);
+      wgmma_async<T, 128, kTransB>(part, wgmma_desc(sa + 32 * kk, 16, 1024, kSwizzle128), db, kk > 0);
+    }
+    wgmma_commit();
+    issue_load(it + kWgAhead);
+    wgmma_wait<0>();
+    wgmma_fence_regs(part);
+    retire(part, it);
+  }
+  cp_async_wait<0>();
+  __syncthreads();
+}
+
+// The stages, 1024-byte aligned in the shared window (the swizzle works on its address bits).
+__device__ __forceinline__ unsigned char* wg_stages(unsigned char* smem_raw) {
+  return smem_raw + ((1024u - (smem_address(smem_raw) & 1023u)) & 1023u);
+}
+
+// Where a thread's wgmma accumulators sit in its block's 128 × 128 tile: d[4j + 2h + e] is row
+// row(h), column col(j, e).
+struct WgLane {
+  int tid, t4, row0;
+  __device__ WgLane() : tid(threadIdx.x), t4(tid & 3), row0(64 * (tid >> 7) + 16 * ((tid & 127) >> 5) + ((tid & 31) >> 2)) {}
+  __device__ int row(int h) const { return row0 + 8 * h; }
+  __device__ int col(int j, int e) const { return 8 * j + 2 * t4 + e; }
+};
 
 template <class T, bool kStats>
 __global__ void __launch_bounds__(kThreads, 1) lm_fwd_wgmma_kernel(FwdArgs a) {
   GK_DYNAMIC_SMEM(unsigned char, smem_raw);
   __shared__ int s_tcol[kBM];
-  // The swizzle works on shared-window address bits: align the stages to 1024 bytes.
-  unsigned char* smem = smem_raw + ((1024u - (smem_address(smem_raw) & 1023u)) & 1023u);
-  const uint32_t sbase = smem_address(smem);
+  unsigned char* smem = wg_stages(smem_raw);
   const T* H = static_cast<const T*>(a.hidden);
   const T* W = static_cast<const T*>(a.weight);
   const T* B = static_cast<const T*>(a.bias);
-  const int tid = threadIdx.x, wg = tid >> 7, lane = tid & 31, g8 = lane >> 2, t4 = lane & 3;
-  const int row0 = 64 * wg + 16 * ((tid & 127) >> 5) + g8;  // my rows: row0 and row0 + 8
+  const WgLane L;
   const int64_t r0 = int64_t(blockIdx.x) * kBM;
   const int slice = blockIdx.y;
   const int64_t c0 = int64_t(slice) * kSliceCols;
@@ -484,71 +558,49 @@ __global__ void __launch_bounds__(kThreads, 1) lm_fwd_wgmma_kernel(FwdArgs a) {
   const int rows = static_cast<int>(min64(kBM, a.rows - r0));
   const int ntiles = static_cast<int>((c1 - c0 + kBN - 1) / kBN);
   const int nk = max(1, static_cast<int>((a.dim + kWgBK - 1) / kWgBK));  // d = 0: one step of zeros
-  const int steps = ntiles * nk;
-  if (tid < kBM) {
+  if (L.tid < kBM) {
     int c = -1;
-    if (tid < rows) {
-      const int t = a.targets[r0 + tid];
+    if (L.tid < rows) {
+      const int t = a.targets[r0 + L.tid];
       const int64_t tc = int64_t(t) - a.vocab_start;
       if (t != a.ignore && tc >= 0 && tc < a.vocab) c = static_cast<int>(tc);
     }
-    s_tcol[tid] = c;
+    s_tcol[L.tid] = c;
   }
 
-  float acc[64], part[64];
+  float acc[64];
   OnlineState st[2] = {empty_state(), empty_state()};
-  auto load = [&](int step) {
-    if (step < steps) {
-      const int tile = step / nk, kt = step - tile * nk;
-      const int64_t v0 = c0 + int64_t(tile) * kBN;
-      unsigned char* stage = smem + size_t(step % kWgStages) * kWgStageBytes;
-      load_swizzled<T>(stage, H, r0, rows, a.dim, kt);
-      load_swizzled<T>(stage + kWgTileBytes, W, v0, static_cast<int>(min64(kBN, c1 - v0)), a.dim, kt);
-    }
-    cp_async_commit();  // (an empty group past the end keeps the wait count uniform)
+  auto load = [&](unsigned char* stage, int step) {
+    const int tile = step / nk, kt = step - tile * nk;
+    const int64_t v0 = c0 + int64_t(tile) * kBN;
+    load_swizzled<T>(stage, H, a.dim, r0, rows, a.dim, kt);
+    load_swizzled<T>(stage + kWgTileBytes, W, a.dim, v0, static_cast<int>(min64(kBN, c1 - v0)), a.dim, kt);
   };
-
-#pragma unroll
-  for (int s = 0; s < kWgAhead; ++s) load(s);
-  for (int it = 0; it < steps; ++it) {
-    cp_async_wait<kWgAhead - 1>();  // my copies of k-step it landed ...
-    fence_proxy_async();            // ... are visible to wgmma ...
-    __syncthreads();                // ... and everyone's; every warpgroup is done with k-step it − 1
-    const uint32_t stage = sbase + uint32_t(it % kWgStages) * uint32_t(kWgStageBytes);
-    const uint32_t sa = stage + uint32_t(wg) * 64u * 128u, sb = stage + uint32_t(kWgTileBytes);
-    wgmma_fence();
-#pragma unroll
-    for (int kk = 0; kk < kWgBK / 16; ++kk)
-      wgmma_async<T, 128, 0>(part, wgmma_desc(sa + 32 * kk, 16, 1024, kSwizzle128),
-                             wgmma_desc(sb + 32 * kk, 16, 1024, kSwizzle128), kk > 0);
-    wgmma_commit();
-    load(it + kWgAhead);  // into k-step it − 1's stage
-    wgmma_wait<0>();
-    wgmma_fence_regs(part);
+  auto retire = [&](const float (&part)[64], int it) {
     const int tile = it / nk, kt = it - tile * nk;
 #pragma unroll
     for (int i = 0; i < 64; ++i) acc[i] = kt == 0 ? part[i] : acc[i] + part[i];
-    if (kt != nk - 1) continue;
+    if (kt != nk - 1) return;
     // Epilogue of the tile: + bias, the target's logit, then each row's 32 logits into its state.
     const int64_t v0 = c0 + int64_t(tile) * kBN;
     const int cols = static_cast<int>(min64(kBN, c1 - v0));
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
-      const int r = row0 + 8 * h;
+      const int r = L.row(h);
       const int64_t dc = int64_t(s_tcol[r]) - v0;  // the target's column in this tile (if it is one)
       float x[32];
 #pragma unroll
       for (int j = 0; j < 16; ++j)
 #pragma unroll
         for (int e = 0; e < 2; ++e) {  // a column past the tile is −Inf: it adds exactly 0 to the state
-          const int c = 8 * j + 2 * t4 + e;
+          const int c = L.col(j, e);
           x[2 * j + e] = c < cols ? acc[4 * j + 2 * h + e] + bias_at(B, v0 + c) : -INFINITY;
           if (c == dc) a.xt[r0 + r] = x[2 * j + e];
         }
       state_update<kStats>(st[h], x, a.scale2);
     }
-  }
-  cp_async_wait<0>();
+  };
+  wg_mainloop<T, 0>(smem, smem_address(smem), ntiles * nk, load, retire);
 
   // The slice's state of each of my rows: its 4 lanes by a fixed xor tree (a row lies in one warp).
 #pragma unroll
@@ -556,8 +608,8 @@ __global__ void __launch_bounds__(kThreads, 1) lm_fwd_wgmma_kernel(FwdArgs a) {
     OnlineState s = st[h];
     s = state_merge(s, shfl_xor_state(s, 1), a.scale2);
     s = state_merge(s, shfl_xor_state(s, 2), a.scale2);
-    const int r = row0 + 8 * h;
-    if (t4 == 0 && r < rows) a.partial[(r0 + r) * a.slices + slice] = make_float4(s.m, s.s, s.t, s.q);
+    const int r = L.row(h);
+    if (L.t4 == 0 && r < rows) a.partial[(r0 + r) * a.slices + slice] = make_float4(s.m, s.s, s.t, s.q);
   }
 }
 
@@ -651,6 +703,63 @@ struct GradArgs {
   ErrorFlags* flags;
 };
 
+// The scalars of row r0 + r of the chunk (live: r is inside the tile); a target out of range raises
+// kFlagTargetRange once per row (raise: the one thread that does).
+template <bool kEnt>
+__device__ __forceinline__ BwdRowScalars row_scalars(const GradArgs& a, int64_t r, bool live, bool raise) {
+  BwdRowScalars s{};
+  s.live = false;
+  if (!live) return s;
+  const int64_t row = a.row0 + r;
+  s.tgt = a.targets[row];
+  const bool ignored = s.tgt == a.ignore;
+  const bool bad = !ignored && (s.tgt < 0 || s.tgt >= a.vocab);
+  if (bad && raise) raise_flag(a.flags, kFlagTargetRange, static_cast<int>(row), s.tgt);
+  s.live = !ignored && !bad;
+  if (s.live) {
+    s.g = a.glp[row] * a.inv_t;
+    s.lse2 = a.lse[row] * kLog2e;
+    s.ge = kEnt ? a.gent[row] * a.inv_t : 0.f;
+    s.h = kEnt ? a.ent[row] : 0.f;
+    s.scale2 = s.lse2 == INFINITY ? FLT_MIN : a.scale2;
+  }
+  return s;
+}
+
+// A G tile staged in shared memory (gs [kBM][Smem<T>::kLdN], rows × cols valid) to Gc rows (coalesced
+// along v) and Gt rows (coalesced along n), 16 bytes per copy where whole.
+template <class T>
+__device__ __forceinline__ void store_g_tile(const T* gs, const GradArgs& a, int64_t r0, int64_t vt, int rows,
+                                             int cols) {
+  using S = Smem<T>;
+  constexpr int E = 16 / int(sizeof(T));
+  T* gc = static_cast<T*>(a.gc);
+  T* gt = static_cast<T*>(a.gt);
+  for (int i = threadIdx.x; i < kBM * (kBN / E); i += kThreads) {
+    const int r = i / (kBN / E), c = (i % (kBN / E)) * E;
+    if (r >= rows || c >= cols) continue;
+    T* dst = gc + (r0 + r) * a.gcols + vt + c;
+    if (c + E <= cols) {
+      *reinterpret_cast<uint4*>(dst) = *reinterpret_cast<const uint4*>(gs + r * S::kLdN + c);
+    } else {
+      for (int e = 0; c + e < cols; ++e) dst[e] = gs[r * S::kLdN + c + e];
+    }
+  }
+  for (int i = threadIdx.x; i < kBN * (kBM / E); i += kThreads) {
+    const int c = i / (kBM / E), r = (i % (kBM / E)) * E;
+    if (c >= cols || r >= rows) continue;
+    T* dst = gt + (vt + c) * a.grows + r0 + r;
+    alignas(16) T v[E];
+#pragma unroll
+    for (int e = 0; e < E; ++e) v[e] = gs[(r + e) * S::kLdN + c];
+    if (r + E <= rows) {
+      *reinterpret_cast<uint4*>(dst) = *reinterpret_cast<const uint4*>(v);
+    } else {
+      for (int e = 0; r + e < rows; ++e) dst[e] = v[e];
+    }
+  }
+}
+
 template <class T, bool kEnt>
 __global__ void __launch_bounds__(kThreads, 1) lm_grad_logits_kernel(GradArgs a) {
   using S = Smem<T>;
@@ -700,23 +809,7 @@ __global__ void __launch_bounds__(kThreads, 1) lm_grad_logits_kernel(GradArgs a)
 #pragma unroll
     for (int h = 0; h < 2; ++h) {
       const int r = L.row(mi, h);
-      BwdRowScalars s{};
-      s.live = false;
-      if (r < rows) {
-        const int64_t row = a.row0 + r0 + r;
-        s.tgt = a.targets[row];
-        const bool ignored = s.tgt == a.ignore;
-        const bool bad = !ignored && (s.tgt < 0 || s.tgt >= a.vocab);
-        if (bad && blockIdx.y == 0 && L.col(0, 0) == 0) raise_flag(a.flags, kFlagTargetRange, static_cast<int>(row), s.tgt);
-        s.live = !ignored && !bad;
-        if (s.live) {
-          s.g = a.glp[row] * a.inv_t;
-          s.lse2 = a.lse[row] * kLog2e;
-          s.ge = kEnt ? a.gent[row] * a.inv_t : 0.f;
-          s.h = kEnt ? a.ent[row] : 0.f;
-          s.scale2 = s.lse2 == INFINITY ? FLT_MIN : a.scale2;
-        }
-      }
+      const BwdRowScalars s = row_scalars<kEnt>(a, r0 + r, r < rows, blockIdx.y == 0 && L.col(0, 0) == 0);
 #pragma unroll
       for (int ni = 0; ni < kNT; ++ni)
 #pragma unroll
@@ -731,34 +824,7 @@ __global__ void __launch_bounds__(kThreads, 1) lm_grad_logits_kernel(GradArgs a)
         }
     }
   __syncthreads();
-
-  // Gc rows (coalesced along v) and Gt rows (coalesced along n), 16 bytes per copy where whole.
-  constexpr int E = 16 / int(sizeof(T));
-  T* gc = static_cast<T*>(a.gc);
-  T* gt = static_cast<T*>(a.gt);
-  for (int i = L.tid; i < kBM * (kBN / E); i += kThreads) {
-    const int r = i / (kBN / E), c = (i % (kBN / E)) * E;
-    if (r >= rows || c >= cols) continue;
-    T* dst = gc + (r0 + r) * a.gcols + vt + c;
-    if (c + E <= cols) {
-      *reinterpret_cast<uint4*>(dst) = *reinterpret_cast<const uint4*>(gs + r * S::kLdN + c);
-    } else {
-      for (int e = 0; c + e < cols; ++e) dst[e] = gs[r * S::kLdN + c + e];
-    }
-  }
-  for (int i = L.tid; i < kBN * (kBM / E); i += kThreads) {
-    const int c = i / (kBM / E), r = (i % (kBM / E)) * E;
-    if (c >= cols || r >= rows) continue;
-    T* dst = gt + (vt + c) * a.grows + r0 + r;
-    alignas(16) T v[E];
-#pragma unroll
-    for (int e = 0; e < E; ++e) v[e] = gs[(r + e) * S::kLdN + c];
-    if (r + E <= rows) {
-      *reinterpret_cast<uint4*>(dst) = *reinterpret_cast<const uint4*>(v);
-    } else {
-      for (int e = 0; r + e < rows; ++e) dst[e] = v[e];
-    }
-  }
+  store_g_tile<T>(gs, a, r0, vt, rows, cols);
 }
 
 struct GemmArgs {
@@ -858,6 +924,120 @@ __global__ void lm_grad_bias_kernel(const T* __restrict__ gc, int64_t gcols, int
   for (int64_t n = 0; n < rows; ++n) s += load_f32(gc + n * gcols + v);
   if (narrow) static_cast<T*>(out)[v] = from_f32<T>(s);
   else static_cast<float*>(out)[v] = s;
+}
+
+// --------------------------------------------------------------------- backward on wgmma (sm_90a)
+// lm_grad_logits_wgmma_kernel: lm_grad_logits_kernel's tile on wgmma_mainloop (K-major A and B, as the
+// forward's), G formed from the thread's 2 rows × 32 columns, rounded to T, staged and stored as Gc
+// and Gt by the same code. lm_gemm_wgmma_kernel: lm_gemm_kernel's C (+)= A·B with B MN-major through
+// wgmma's transposed B (load_swizzled_mn); each element starts from C_in and every k-step's MMAs are
+// flushed into it in round-to-nearest f32, so a sum split over chunks still has the bits of one long
+// sum (of the wgmma path). Both for bf16 / f16 with 16-byte aligned rows; picked with the forward's.
+template <class T, bool kEnt>
+__global__ void __launch_bounds__(kThreads, 1) lm_grad_logits_wgmma_kernel(GradArgs a) {
+  using S = Smem<T>;
+  GK_DYNAMIC_SMEM(unsigned char, smem_raw);
+  unsigned char* smem = wg_stages(smem_raw);
+  const T* H = static_cast<const T*>(a.hidden);
+  const T* W = static_cast<const T*>(a.weight);
+  const T* B = static_cast<const T*>(a.bias);
+  const WgLane L;
+  const int64_t r0 = int64_t(blockIdx.x) * kBM;  // within the chunk
+  const int64_t vt = int64_t(blockIdx.y) * kBN;  // within the chunk
+  const int rows = static_cast<int>(min64(kBM, a.rows - r0));
+  const int cols = static_cast<int>(min64(kBN, a.vcount - vt));
+  const int nk = max(1, static_cast<int>((a.dim + kWgBK - 1) / kWgBK));
+
+  float acc[64];
+  wg_mainloop<T, 0>(
+      smem, smem_address(smem), nk,
+      [&](unsigned char* stage, int kt) {
+        load_swizzled<T>(stage, H, a.dim, a.row0 + r0, rows, a.dim, kt);
+        load_swizzled<T>(stage + kWgTileBytes, W, a.dim, a.v0 + vt, cols, a.dim, kt);
+      },
+      [&](const float (&part)[64], int kt) {
+#pragma unroll
+        for (int i = 0; i < 64; ++i) acc[i] = kt == 0 ? part[i] : acc[i] + part[i];
+      });
+
+  // G of the tile, rounded to T, into shared memory [kBM][kLdN] (the stages are free).
+  static_assert(S::kTileBytes <= kWgSmemBytes - 1024, "the G tile reuses the stages");
+  T* gs = reinterpret_cast<T*>(smem);
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const int r = L.row(h);
+    const BwdRowScalars s = row_scalars<kEnt>(a, r0 + r, r < rows, blockIdx.y == 0 && L.t4 == 0);
+#pragma unroll
+    for (int j = 0; j < 16; ++j)
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        const int c = L.col(j, e);
+        float g = 0.f;
+        if (s.live && c < cols) {
+          const int64_t v = a.v0 + vt + c;
+          g = grad_of<kEnt>(s, acc[4 * j + 2 * h + e] + bias_at(B, v), v + a.vocab_start == s.tgt);
+        }
+        gs[r * S::kLdN + c] = from_f32<T>(g);
+      }
+  }
+  __syncthreads();
+  store_g_tile<T>(gs, a, r0, vt, rows, cols);
+}
+
+template <class T>
+__global__ void __launch_bounds__(kThreads, 1) lm_gemm_wgmma_kernel(GemmArgs g) {
+  GK_DYNAMIC_SMEM(unsigned char, smem_raw);
+  unsigned char* smem = wg_stages(smem_raw);
+  const T* A = static_cast<const T*>(g.a);
+  const T* Bm = static_cast<const T*>(g.b);
+  const WgLane L;
+  const int64_t m0 = int64_t(blockIdx.x) * kBM, n0 = int64_t(blockIdx.y) * kBN;
+  const int rows = static_cast<int>(min64(kBM, g.m - m0));
+  const int cols = static_cast<int>(min64(kBN, g.n - n0));
+  const int nk = static_cast<int>((g.k + kWgBK - 1) / kWgBK);
+  const bool pair = (g.ldc & 1) == 0;  // float2 stores: even rows of C stay 8-byte aligned
+
+  float acc[64];
+#pragma unroll
+  for (int h = 0; h < 2; ++h)
+#pragma unroll
+    for (int j = 0; j < 16; ++j)
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        const int r = L.row(h), c = L.col(j, e);
+        acc[4 * j + 2 * h + e] = g.c_in && r < rows && c < cols ? g.c_in[(m0 + r) * g.ldc + n0 + c] : 0.f;
+      }
+  wg_mainloop<T, 1>(
+      smem, smem_address(smem), nk,
+      [&](unsigned char* stage, int kt) {
+        load_swizzled<T>(stage, A, g.lda, m0, rows, g.k, kt);
+        load_swizzled_mn<T>(stage + kWgTileBytes, Bm, g.ldb, int64_t(kt) * kWgBK, g.k, n0, g.n);
+      },
+      [&](const float (&part)[64], int) {
+#pragma unroll
+        for (int i = 0; i < 64; ++i) acc[i] += part[i];
+      });
+#pragma unroll
+  for (int h = 0; h < 2; ++h)
+#pragma unroll
+    for (int j = 0; j < 16; ++j) {
+      const int r = L.row(h), c = L.col(j, 0);
+      if (r >= rows || c >= cols) continue;
+      const float x0 = acc[4 * j + 2 * h], x1 = acc[4 * j + 2 * h + 1];
+      if (g.narrow) {
+        T* out = static_cast<T*>(g.c) + (m0 + r) * g.ldc + n0 + c;
+        out[0] = from_f32<T>(x0);
+        if (c + 1 < cols) out[1] = from_f32<T>(x1);
+        continue;
+      }
+      float* out = static_cast<float*>(g.c) + (m0 + r) * g.ldc + n0 + c;
+      if (pair && c + 1 < cols) {
+        *reinterpret_cast<float2*>(out) = make_float2(x0, x1);
+      } else {
+        out[0] = x0;
+        if (c + 1 < cols) out[1] = x1;
+      }
+    }
 }
 
 // ------------------------------------------------------------------- states of materialised logits
@@ -1114,6 +1294,16 @@ Status launch_linear_logprobs_backward(const LinearLogprobsBackwardParams& p, co
     const T* H = static_cast<const T*>(p.hidden);
     const T* W = static_cast<const T*>(p.weight);
     const bool row_vec16 = (p.dim * int64_t(sizeof(T))) % 16 == 0;
+    // The wgmma tiles (16-bit operands whose rows are 16-byte aligned; the forward's rule), else mma.sync.
+    const bool wg = sizeof(T) == 2 && use_wgmma(p.path, env, aligned16(p.hidden) && aligned16(p.weight) && row_vec16);
+    if constexpr (sizeof(T) == 2) {
+      if (wg) {
+        GK_TRY(smem_optin(ent ? reinterpret_cast<const void*>(&lm_grad_logits_wgmma_kernel<T, true>)
+                              : reinterpret_cast<const void*>(&lm_grad_logits_wgmma_kernel<T, false>),
+                          kWgSmemBytes, op));
+        GK_TRY(smem_optin(reinterpret_cast<const void*>(&lm_gemm_wgmma_kernel<T>), kWgSmemBytes, op));
+      }
+    }
     // The G chunk of rows [row0, +rows) × weight rows [v0, +vcount): Gc and its transpose Gt.
     auto grad_logits = [&](int64_t row0, int64_t rows, int64_t v0, int64_t vcount) -> Status {
       GradArgs g{p.hidden, p.weight, p.bias, p.targets, p.lse, p.grad_logprobs, p.grad_entropy, p.entropy,
@@ -1122,6 +1312,16 @@ Status launch_linear_logprobs_backward(const LinearLogprobsBackwardParams& p, co
                  aligned16(p.hidden) && row_vec16, aligned16(p.weight) && row_vec16, gc, gt,
                  plan.chunk_vocab, plan.chunk_rows, flags};
       const dim3 grid(unsigned(ceil_div(rows, kBM)), unsigned(ceil_div(vcount, kBN)));
+      if constexpr (sizeof(T) == 2) {
+        if (wg) {
+          if (ent)
+            lm_grad_logits_wgmma_kernel<T, true><<<grid, kThreads, kWgSmemBytes, env.stream>>>(g);
+          else
+            lm_grad_logits_wgmma_kernel<T, false><<<grid, kThreads, kWgSmemBytes, env.stream>>>(g);
+          GK_CHECK_LAUNCH("lm_grad_logits_wgmma_kernel");
+          return Status::Ok();
+        }
+      }
       if (ent)
         lm_grad_logits_kernel<T, true><<<grid, kThreads, Smem<T>::kFwdBytes, env.stream>>>(g);
       else
@@ -1140,6 +1340,18 @@ Status launch_linear_logprobs_backward(const LinearLogprobsBackwardParams& p, co
       if (!narrow) return {first ? nullptr : static_cast<float*>(output), output, false};
       return {first ? nullptr : running, last ? output : running, last};
     };
+    auto gemm = [&](const GemmArgs& args, const dim3& grid) -> Status {
+      if constexpr (sizeof(T) == 2) {
+        if (wg) {
+          lm_gemm_wgmma_kernel<T><<<grid, kThreads, kWgSmemBytes, env.stream>>>(args);
+          GK_CHECK_LAUNCH("lm_gemm_wgmma_kernel");
+          return Status::Ok();
+        }
+      }
+      lm_gemm_kernel<T><<<grid, kThreads, Smem<T>::kGemmBytes, env.stream>>>(args);
+      GK_CHECK_LAUNCH("lm_gemm_kernel");
+      return Status::Ok();
+    };
     // gradHidden[rows of the chunk] (+)= Gc · W[vocabulary of the chunk]: the sum over v runs on across
     // vocabulary chunks.
     auto grad_hidden = [&](int64_t row0, int64_t rows, int64_t v0, int64_t vcount) -> Status {
@@ -1148,10 +1360,7 @@ Status launch_linear_logprobs_backward(const LinearLogprobsBackwardParams& p, co
                           v0 + vcount >= p.vocab);
       GemmArgs gh{gc, plan.chunk_vocab, W + v0 * p.dim, p.dim, s.in, s.out, p.dim, rows, p.dim, vcount, s.narrow,
                   aligned16(W + v0 * p.dim) && row_vec16};
-      const dim3 grid(unsigned(ceil_div(rows, kBM)), unsigned(ceil_div(p.dim, kBN)));
-      lm_gemm_kernel<T><<<grid, kThreads, Smem<T>::kGemmBytes, env.stream>>>(gh);
-      GK_CHECK_LAUNCH("lm_gemm_kernel");
-      return Status::Ok();
+      return gemm(gh, dim3(unsigned(ceil_div(rows, kBM)), unsigned(ceil_div(p.dim, kBN))));
     };
     // gradWeight[vocabulary of the chunk] (+)= Gt · H[rows of the chunk] and gradBias (+)= Σ_n Gc: the
     // sums over n run on across row chunks.
@@ -1162,9 +1371,7 @@ Status launch_linear_logprobs_backward(const LinearLogprobsBackwardParams& p, co
             step(static_cast<char*>(p.grad_weight) + size_t(v0 * p.dim) * ges, acc, first, last);
         GemmArgs gw{gt, plan.chunk_rows, H + row0 * p.dim, p.dim, s.in, s.out, p.dim, vcount, p.dim, rows,
                     s.narrow, aligned16(H + row0 * p.dim) && row_vec16};
-        const dim3 grid(unsigned(ceil_div(vcount, kBM)), unsigned(ceil_div(p.dim, kBN)));
-        lm_gemm_kernel<T><<<grid, kThreads, Smem<T>::kGemmBytes, env.stream>>>(gw);
-        GK_CHECK_LAUNCH("lm_gemm_kernel");
+        GK_TRY(gemm(gw, dim3(unsigned(ceil_div(vcount, kBM)), unsigned(ceil_div(p.dim, kBN)))));
       }
       if (p.grad_bias) {
         const Step s = step(static_cast<char*>(p.grad_bias) + size_t(v0) * ges,

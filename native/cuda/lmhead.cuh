@@ -70,6 +70,7 @@ struct LinearLogprobsBackwardParams {
   // Tests: row and vocabulary chunk of the backward's G (0: the plan's); multiples of 128.
   int64_t chunk_rows = 0;
   int64_t chunk_vocab = 0;
+  int path = 0;  // tests: the tiles, as LinearLogprobsParams::path
 };
 Status launch_linear_logprobs_backward(const LinearLogprobsBackwardParams& p, const LaunchEnv& env, Scratch& scratch,
                                        ErrorFlags* flags);

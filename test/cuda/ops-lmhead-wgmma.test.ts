@@ -1,18 +1,19 @@
 /**
- * The LM head's forward on the wgmma tiles (native/cuda/lmhead.cu, lm_fwd_wgmma_kernel: Hopper's
- * warpgroup MMAs from 128-byte-swizzled shared memory), forced by lmheadTuning.path = 'wgmma': the
- * 16-bit forward, state, sharding, invariance and determinism cases of test/cases/lmhead.ts, against
- * the same float64 reference and tolerances as the mma.sync tiles. They run where the tiles apply: a
- * 9.0 device from a build with sm_90a, or the CUDA emulator (its device is one; it executes wgmma per
- * thread and fails a launch whose operands change between issue and wait). Until a GPU has verified
- * them, 'auto' keeps the mma.sync tiles (kWgmmaVerified).
+ * The LM head on the wgmma tiles (native/cuda/lmhead.cu: lm_fwd_wgmma_kernel, lm_grad_logits_wgmma_kernel,
+ * lm_gemm_wgmma_kernel; Hopper's warpgroup MMAs from 128-byte-swizzled shared memory), forced by
+ * lmheadTuning.path = 'wgmma': every bf16/f16 case of test/cases/lmhead.ts that runs the head (forward,
+ * backward, gradDtype 'input', sharding, invariance, determinism) against the same float64 reference
+ * and tolerances as the mma.sync tiles, and gradWeight's bits under other backward chunks. They run
+ * where the tiles apply: a 9.0 device from a build with sm_90a, or the CUDA emulator (its device is
+ * one; it executes wgmma per thread and fails a launch whose operands change between issue and wait).
+ * Until a GPU has verified them, 'auto' keeps the mma.sync tiles (kWgmmaVerified).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { lmheadTuning } from '../../src/backends/cuda/lmhead.js';
 import { wordsOf } from '../cases/check.js';
 import { lmheadCases } from '../cases/lmhead.js';
 import { openBackends, runCaseTable } from '../cases/runner.js';
-import { makeHead } from '../lmhead/reference.js';
+import { gradVector, makeHead } from '../lmhead/reference.js';
 import { EMULATED, SANITIZER } from './helpers.js';
 
 const backends = await openBackends(['cuda']);
@@ -23,38 +24,81 @@ afterAll(() => {
   lmheadTuning.path = 'auto';
 });
 
-// The cases whose forward can take the tiles: 16-bit operands (f32 stays on mma.sync).
-const forwardKinds = /^(forward|sharded \d|logit shards|batch invariance|determinism)/;
+// The cases that can take the tiles: the head's, with 16-bit operands (f32 stays on mma.sync; the
+// logit shards run no head).
 const cases = lmheadCases({ emulated: EMULATED || SANITIZER }).filter(
-  (c) => forwardKinds.test(c.name) && /\b(bf16|f16)\b/.test(c.name),
+  (c) => !c.name.startsWith('logit shards') && /\b(bf16|f16)\b/.test(c.name),
 );
-runCaseTable('lmhead forward (wgmma tiles)', cases, backends);
+runCaseTable('lmhead (wgmma tiles)', cases, backends);
 
 const ctx = backends[0].ctx;
-describe.skipIf(ctx === undefined)('lmhead forward (wgmma tiles) on cuda', () => {
-  it('the tiles ran: their logsumexps differ in some bits from the mma.sync tiles (other flush steps), within the tolerance of each other', async () => {
+describe.skipIf(ctx === undefined)('lmhead (wgmma tiles) on cuda', () => {
+  it('the tiles ran: the logsumexps and gradHidden differ in some bits from the mma.sync tiles (other flush steps), within the tolerance of each other', async () => {
     const c = ctx!;
     const x = makeHead({ N: 19, d: 896, V: 257, dtype: 'bf16', seed: 77, bias: true });
     const hidden = c.tensor(x.hidden as Uint16Array, [x.N, x.d], 'bf16');
     const weight = c.tensor(x.weight as Uint16Array, [x.V, x.d], 'bf16');
     const bias = c.tensor(x.bias as Uint16Array, [x.V], 'bf16');
+    const g = gradVector(78, x.N);
     const run = async (path: 'mma' | 'wgmma') => {
       lmheadTuning.path = path;
       const r = await c.linearLogprobs(hidden, weight, x.targets, { bias });
-      const lse = (await r.lse.read()) as Float32Array;
-      r.lse.dispose();
-      r.logprobs.dispose();
-      return lse;
+      const grads = await c.linearLogprobsBackward(hidden, weight, x.targets, r.lse, g, { bias });
+      const out = {
+        lse: (await r.lse.read()) as Float32Array,
+        gradHidden: (await grads.gradHidden.read()) as Float32Array,
+      };
+      for (const t of [r.lse, r.logprobs, grads.gradHidden, grads.gradWeight, grads.gradBias]) t?.dispose();
+      return out;
     };
     try {
       const mma = await run('mma');
       const wg = await run('wgmma');
-      expect(Array.from(wordsOf(wg))).not.toEqual(Array.from(wordsOf(mma)));
-      for (let i = 0; i < x.N; i++)
-        expect(Math.abs(wg[i] - mma[i]), `row ${i}`).toBeLessThan(1e-4 * (1 + Math.abs(mma[i])));
+      for (const key of ['lse', 'gradHidden'] as const) {
+        expect(Array.from(wordsOf(wg[key])), key).not.toEqual(Array.from(wordsOf(mma[key])));
+        const scale = Math.max(...mma[key].map(Math.abs));
+        for (let i = 0; i < mma[key].length; i++)
+          expect(Math.abs(wg[key][i] - mma[key][i]), `${key}[${i}]`).toBeLessThan(1e-4 * (1 + scale));
+      }
     } finally {
       lmheadTuning.path = 'wgmma';
       for (const t of [hidden, weight, bias]) t.dispose();
+    }
+  });
+
+  it('gradWeight, gradHidden and gradBias have the same bits whatever the backward chunks rows and vocabulary', async () => {
+    const c = ctx!;
+    const x = makeHead({ N: 300, d: 40, V: 300, dtype: 'bf16', seed: 93, bias: true });
+    const hidden = c.tensor(x.hidden as Uint16Array, [x.N, x.d], 'bf16');
+    const weight = c.tensor(x.weight as Uint16Array, [x.V, x.d], 'bf16');
+    const bias = c.tensor(x.bias as Uint16Array, [x.V], 'bf16');
+    const g = gradVector(94, x.N);
+    const lse = (await c.linearLogprobs(hidden, weight, x.targets, { bias })).lse;
+    const run = async (chunkRows: number, chunkVocab: number) => {
+      Object.assign(lmheadTuning, { chunkRows, chunkVocab });
+      try {
+        const r = await c.linearLogprobsBackward(hidden, weight, x.targets, lse, g, { bias });
+        const out = [r.gradWeight, r.gradHidden, r.gradBias!];
+        const words = await Promise.all(out.map(async (t) => Array.from(wordsOf(await t.read()))));
+        for (const t of out) t.dispose();
+        return words;
+      } finally {
+        Object.assign(lmheadTuning, { chunkRows: 0, chunkVocab: 0 });
+      }
+    };
+    try {
+      const whole = await run(0, 0);
+      for (const [rows, vocab] of [
+        [128, 128],
+        [256, 128],
+        [128, 256],
+      ]) {
+        const chunked = await run(rows, vocab);
+        for (const [i, name] of ['gradWeight', 'gradHidden', 'gradBias'].entries())
+          expect(chunked[i], `${name}, chunks ${rows} × ${vocab}`).toEqual(whole[i]);
+      }
+    } finally {
+      for (const t of [hidden, weight, bias, lse]) t.dispose();
     }
   });
 });

@@ -13,14 +13,14 @@ import type {
 } from '../backend.js';
 import { type CudaMemory, optPtr, ptrOf, runWithOutputs, withPoison } from './storage.js';
 
-/** The forward's tiles (native/cuda/lmhead.cu): 'mma' mma.sync, 'wgmma' Hopper's warpgroup MMAs. */
+/** The LM head's tiles (native/cuda/lmhead.cu): 'mma' mma.sync, 'wgmma' Hopper's warpgroup MMAs. */
 export type LmheadPath = 'auto' | 'mma' | 'wgmma';
 const PATH_CODES: Record<Exclude<LmheadPath, 'auto'>, number> = { mma: 1, wgmma: 2 };
 
 /**
  * Test and benchmark hooks. chunkRows, chunkVocab: the backward's G chunk (rows, vocabulary columns;
  * multiples of 128), 0 for the plan's; gradWeight's bits must not depend on it (the sum over rows runs
- * on across chunks). path: the forward's tiles; 'wgmma' takes them wherever they apply (bf16 / f16
+ * on across chunks). path: the tiles of the forward and the backward; 'wgmma' takes them wherever they apply (bf16 / f16
  * with 16-byte aligned rows, a 9.0 device, a build with sm_90a; the emulator's device is one) and the
  * mma.sync tiles elsewhere. 'auto' takes mma.sync until a GPU has verified the wgmma tiles.
  */
@@ -203,6 +203,7 @@ export function cudaLinearLogprobsBackward(
           outGradHidden: a.rows * a.dim > 0 ? ptrOf(gradHidden) : undefined,
           outGradWeight: ptrOf(gradWeight),
           outGradBias: optPtr(gradBias),
+          path: pathArg(),
           chunkRows: lmheadTuning.chunkRows > 0 ? lmheadTuning.chunkRows : undefined,
           chunkVocab: lmheadTuning.chunkVocab > 0 ? lmheadTuning.chunkVocab : undefined,
         }),

@@ -90,7 +90,7 @@ interface NativeHead extends Poisonable {
   temperature: number;
   ignoreIndex: number;
 }
-/** Test hook of the forwards: their tiles (absent: auto; 1 mma.sync, 2 wgmma where they apply). */
+/** Test hook: the LM head's tiles (absent: auto; 1 mma.sync, 2 wgmma where they apply). */
 interface NativeHeadPath {
   path?: number;
 }
@@ -110,7 +110,7 @@ interface NativeStateOut {
   outTargetLogit: bigint;
 }
 export interface NativeLinearLogprobStatesArgs extends NativeHead, NativeHeadPath, NativeStateOut {}
-export interface NativeLinearLogprobsBackwardArgs extends NativeHead {
+export interface NativeLinearLogprobsBackwardArgs extends NativeHead, NativeHeadPath {
   /** The shard's first row in the head; targets must lie in [0, targetLimit). */
   vocabStart: number;
   targetLimit: number;
