@@ -210,6 +210,7 @@ CudaOp ThrOp(Args& a) {
   p.precision = static_cast<gk::ThrPrecision>(a.Enum("precision", gk::kThrPrecisionNames));
   if (a.Has("mBudgetBytes")) p.m_budget_bytes = static_cast<size_t>(a.Int("mBudgetBytes"));  // test hook
   p.small_tiles = a.Has("smallTiles") && a.Bool("smallTiles");  // test hook (src/backends/cuda/thr.ts thrTuning)
+  p.path = static_cast<int>(a.OptInt("path", 0));                 // test hook: the scores' tiles
   if (step != gk::ThrStep::Full) p.aggregate = a.Ptr<float>("aggregate");
   if (step != gk::ThrStep::Aggregate) {
     p.beta = static_cast<float>(a.Num("beta"));

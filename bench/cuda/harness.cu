@@ -743,9 +743,20 @@ Status run_thr(const Device& dev, const Options& o) {
   const std::string sizes_base = kv("T", double(T)) + "," + kv("V*", double(K)) + "," + kv("d", double(d)) + "," +
                                  kv("T+", double(T_plus)) + "," + kv("hidden", "f32") +
                                  (base.small_tiles ? "," + kv("tiles", "small") : std::string());
-  for (const gk::ThrPrecision prec : {gk::ThrPrecision::F32, gk::ThrPrecision::Tf32}) {
+  // The scores' tiles: auto (mma.sync until the wgmma ones are verified), then wgmma (thr.cu,
+  // thr_scores_wgmma_kernel) where the device and the build have them.
+#if defined(GK_BUILT_SM90A) || defined(GK_CUDA_EMU)
+  const bool wgmma = dev.env.cc == 90;
+#else
+  const bool wgmma = false;
+#endif
+  for (const int run : {0, 1, 2, 3}) {
+    const int path = run < 2 ? 0 : 2;
+    const gk::ThrPrecision prec = run % 2 == 0 ? gk::ThrPrecision::F32 : gk::ThrPrecision::Tf32;
+    if (path == 2 && !wgmma) continue;
     const char* pname = prec == gk::ThrPrecision::F32 ? "f32" : "tf32";
     base.precision = prec;
+    base.path = path;
     Timing t;
     GK_TRY(time_it(dev, o, rot, [&](int c) -> Status {
       // Pointers set in place: copying ThrParams would copy its host vectors on every call.
@@ -759,7 +770,7 @@ Status run_thr(const Device& dev, const Options& o) {
     }, &t));
     GK_TRY(check_output(dev, "thr", thr.at<float>(0), T, 'f'));
     GK_TRY(check_output(dev, "tau", tau.at<float>(0), 1, 'f'));
-    const std::string name = std::string("tokenHiddenReward/") + pname;
+    const std::string name = std::string("tokenHiddenReward/") + pname + (path ? " wgmma" : "");
     GK_TRY(report(dev, o, name, sizes_base + "," + kv("precision", pname), bytes, flops, t));
   }
   GK_CHECK(cudaStreamSynchronize(dev.stream));

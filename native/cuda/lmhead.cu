@@ -71,6 +71,7 @@
 #include "lmhead.cuh"
 #include "online_softmax.cuh"
 #include "tensor_core.cuh"
+#include "wgmma_tiles.cuh"
 
 namespace gk {
 namespace {
@@ -446,47 +447,8 @@ __global__ void __launch_bounds__(kThreads, 1) lm_fwd_kernel(FwdArgs a) {
 constexpr int kWgBK = 64;                             // k-step: one 128-byte swizzled row of 16-bit values
 constexpr int kWgStages = 5;                          // cp.async stages
 constexpr int kWgAhead = kWgStages - 1;               // k-steps loading ahead of the MMAs
-constexpr size_t kWgTileBytes = size_t(kBM) * 128;    // one operand's k-step: 128 rows × 128 bytes
 constexpr size_t kWgStageBytes = 2 * kWgTileBytes;    // hidden rows + weight rows
 constexpr size_t kWgSmemBytes = kWgStages * kWgStageBytes + 1024;
-
-// cp.async of k-step kt of rows [r0, r0 + n) of a row-major operand read K-major (row stride ld, its
-// first kn elements valid; 16-byte aligned rows) into a swizzled tile (above); rows ≥ n and elements
-// past kn are zero-filled. Thread → chunks tid + 256·i: eight threads per 128-byte row segment.
-template <class T>
-__device__ __forceinline__ void load_swizzled(unsigned char* tile, const T* M, int64_t ld, int64_t r0, int n,
-                                              int64_t kn, int kt) {
-  static_assert(sizeof(T) == 2, "the swizzled tiles hold 16-bit values");
-#pragma unroll
-  for (int i = 0; i < int(kWgTileBytes / 16) / kThreads; ++i) {
-    const int id = int(threadIdx.x) + kThreads * i;
-    const int r = id >> 3, c = id & 7;
-    const int64_t k = int64_t(kt) * kWgBK + 8 * c;
-    const int64_t left = r < n ? (kn - k) * int64_t(sizeof(T)) : 0;
-    const int bytes = left <= 0 ? 0 : left >= 16 ? 16 : int(left);
-    cp_async16(tile + r * 128 + 16 * (c ^ (r & 7)), bytes > 0 ? M + (r0 + r) * ld + k : M, bytes);
-  }
-}
-
-// cp.async of k-step kt's 64 rows of a row-major [k][ld] operand read MN-major (columns [n0, n0 + n) of
-// rows [k0, k0 + steps·64), 16-byte aligned rows, n a multiple of 8 or the tile's end) into the
-// 128-byte swizzle of wgmma's MN-major B: column block b (64 columns) at b·8192, row k at k·128, chunk c
-// (columns 8c … 8c + 7 of the block) at 16·(c ⊕ (k mod 8)) (descriptor: LBO 8192 between the column
-// blocks, SBO 1024 between 8-row groups). Rows ≥ kn and columns ≥ n are zero-filled.
-template <class T>
-__device__ __forceinline__ void load_swizzled_mn(unsigned char* tile, const T* M, int64_t ld, int64_t k0, int64_t kn,
-                                                 int64_t n0, int64_t n) {
-  static_assert(sizeof(T) == 2, "the swizzled tiles hold 16-bit values");
-#pragma unroll
-  for (int i = 0; i < int(kWgTileBytes / 16) / kThreads; ++i) {
-    const int id = int(threadIdx.x) + kThreads * i;
-    const int k = id >> 4, c = id & 15;  // 16 chunks (128 columns) per row
-    const int64_t col = n0 + 8 * c;
-    const bool in = k0 + k < kn && col < n;
-    cp_async16(tile + (c >> 3) * 8192 + k * 128 + 16 * ((c & 7) ^ (k & 7)), in ? M + (k0 + k) * ld + col : M,
-               in ? 16 : 0);
-  }
-}
 
 // The k-steps [0, steps) of a block's wgmma tiles through the stages: load(stage, step) issues a
 // k-step's copies (A's tile at stage, B's at stage + kWgTileBytes); after the barrier that opens
@@ -527,20 +489,6 @@ __device__ __forceinline__ void wg_mainloop(unsigned char* smem, uint32_t sbase,
   cp_async_wait<0>();
   __syncthreads();
 }
-
-// The stages, 1024-byte aligned in the shared window (the swizzle works on its address bits).
-__device__ __forceinline__ unsigned char* wg_stages(unsigned char* smem_raw) {
-  return smem_raw + ((1024u - (smem_address(smem_raw) & 1023u)) & 1023u);
-}
-
-// Where a thread's wgmma accumulators sit in its block's 128 × 128 tile: d[4j + 2h + e] is row
-// row(h), column col(j, e).
-struct WgLane {
-  int tid, t4, row0;
-  __device__ WgLane() : tid(threadIdx.x), t4(tid & 3), row0(64 * (tid >> 7) + 16 * ((tid & 127) >> 5) + ((tid & 31) >> 2)) {}
-  __device__ int row(int h) const { return row0 + 8 * h; }
-  __device__ int col(int j, int e) const { return 8 * j + 2 * t4 + e; }
-};
 
 template <class T, bool kStats>
 __global__ void __launch_bounds__(kThreads, 1) lm_fwd_wgmma_kernel(FwdArgs a) {
@@ -1165,13 +1113,7 @@ namespace {
 // (kWgmmaVerified; bench/RESULTS.md), until then the tests and the benchmark ask for them by name.
 constexpr bool kWgmmaVerified = false;
 bool use_wgmma(int path, const LaunchEnv& env, bool aligned) {
-#if defined(GK_CUDA_EMU) || defined(GK_BUILT_SM90A)
-  const bool can = aligned && env.cc == 90;
-#else
-  const bool can = false;
-  (void)aligned, (void)env;
-#endif
-  return can && (path == 2 || (path == 0 && kWgmmaVerified));
+  return aligned && wgmma_available(env) && (path == 2 || (path == 0 && kWgmmaVerified));
 }
 
 Status check_head(int64_t rows, int64_t dim, int64_t vocab, double temperature, const char* op) {

@@ -11,7 +11,9 @@
 // kernels (their grids would have 0 blocks, an invalid configuration).
 //
 // The two products are tiled GEMMs on tensor cores (tensor_core.cuh): mma.sync m16n8k8 on TF32
-// operands with f32 accumulation, no cuBLAS, no wgmma (sm_80 and sm_90 run the same code).
+// operands with f32 accumulation, no cuBLAS (sm_80 and sm_90 run the same code); the scores also on
+// Hopper's wgmma for f32 hidden states (thr_scores_wgmma_kernel, sm_90a; its own header below),
+// taken when ThrParams::path asks until a GPU has verified it.
 //   Block: 256 threads = 8 warps, 2 (rows) × 4 (columns), each warp a 64 × 32 sub-tile (4 × 4 MMA
 //   tiles, 64 accumulators per thread) of a 128 × 128 output tile (the large configuration; the small
 //   one, for GPUs with 99 KiB of shared memory per block, is below). k-steps of 32 flow through a
@@ -128,6 +130,7 @@
 
 #include "tensor_core.cuh"
 #include "thr.cuh"
+#include "wgmma_tiles.cuh"
 
 namespace gk {
 namespace {
@@ -635,6 +638,144 @@ __global__ void __launch_bounds__(kThreads, kSplit ? 1 : 2)
         ((red[tid] + red[kBM + tid]) + red[2 * kBM + tid]) + red[3 * kBM + tid];
 }
 
+// ------------------------------------------------------------------------- scores s_t on wgmma (sm_90a)
+// thr_scores_wgmma_kernel<kSplit>: thr_scores_kernel's block (128 tokens × 128 columns of V*_g of one
+// group, U = H·M_gᵀ over d, folded into the tokens' partial s) on Hopper's warpgroup MMAs, for f32
+// hidden states whose rows (and M's) are 16-byte aligned; launch_thr picks it with ThrParams::path
+// (thrTuning.path). Warpgroup w owns tokens 64w … 64w + 63, per k-step of 32 four wgmma m64n128k8 on
+// TF32 operands, A (hidden rows) and B (M_g rows) K-major in the 128-byte swizzle (wgmma_tiles.cuh).
+// wgmma reads its operands from shared memory and ignores their low 13 bits, so each k-step's landed
+// tiles are prepared in place first, as thr_scores_kernel prepares fragments: 'tf32' rounds them
+// (tf32_round: the same rounding), 'f32' splits them, x = hi + lo, hi in place, lo into a second pair of
+// tiles, and runs a_lo·b_hi + a_hi·b_lo + a_hi·b_hi as three wgmma (small terms first). Per k-step:
+// barrier (landed everywhere), prepare my 8 chunks, fence.proxy.async, barrier, MMAs, the copies of the
+// k-step kStages − 1 ahead (into the stage the last k-step used), wait. 'f32' takes each k-step's MMAs
+// into fresh registers flushed into the sums in round-to-nearest f32 (thr_scores_kernel's flush);
+// 'tf32' accumulates in place, as thr_scores_kernel does. Epilogue: a thread's 2 tokens × 32 columns
+// give Σ_v g_t[v]·U[t, v] over its columns (j, then e ascending), its row's 4 lanes add by a fixed xor
+// tree (a row lies in one warp), lane 0 writes spart. Bits: as thr_scores_kernel's, a function of the
+// group's data and d alone; they differ from its (other orders). Shared memory: stages × 64 KiB ('f32':
+// hi and lo of both operands) or × 32 KiB ('tf32') + 1 KiB; 3 / 5 stages: 193 / 161 KiB.
+template <bool kSplit>
+struct ScoreWgLayout {
+  static constexpr int kStages = kSplit ? 3 : 5;
+  static constexpr size_t kStageBytes = (kSplit ? 4 : 2) * kWgTileBytes;  // A hi, B hi (, A lo, B lo)
+  static constexpr size_t kSmemBytes = kStages * kStageBytes + 1024;
+};
+
+template <bool kSplit>
+__global__ void __launch_bounds__(kThreads, 1)
+    thr_scores_wgmma_kernel(GroupList list, GroupGeom geo, const float* __restrict__ hidden,
+                            const float* __restrict__ M, float* __restrict__ spart) {
+  using L = ScoreWgLayout<kSplit>;
+  constexpr int kStages = L::kStages, kAhead = kStages - 1;
+  GK_DYNAMIC_SMEM(unsigned char, smem_raw);
+  __shared__ int s_col[kSRows];  // the tile's tokens' own columns in V*_g
+  unsigned char* smem = wg_stages(smem_raw);
+  const uint32_t sbase = smem_address(smem);
+
+  const int li = find_range(list.tile_start, list.n, blockIdx.x);
+  const int g = list.gid[li];
+  const int64_t d = geo.d;
+  const int t0 = geo.gto[g], Tg = geo.gto[g + 1] - t0;
+  const int K = geo.voff[g + 1] - geo.voff[g];
+  const int tiles_v = (K + kBN - 1) / kBN;
+  const int local = blockIdx.x - list.tile_start[li];
+  const int vt = local % tiles_v;
+  const int r0 = (local / tiles_v) * kSRows, v0 = vt * kBN;  // relative to the group
+  const int rows = min(kSRows, Tg - r0), cols = min(kBN, K - v0);
+  const float* q = geo.probs + geo.poff[g];
+  const float* Mg = M + list.m_off[li];
+  const WgLane Ln;
+  if (Ln.tid < kSRows) s_col[Ln.tid] = Ln.tid < rows ? geo.tokcol[t0 + r0 + Ln.tid] : -1;
+
+  const int nk = static_cast<int>(ceil_div(d, kBK));
+  auto issue_load = [&](int kt) {
+    if (kt < nk) {
+      unsigned char* st = smem + size_t(kt % kStages) * L::kStageBytes;
+      load_swizzled<float>(st, hidden, d, t0 + r0, rows, d, kt);
+      load_swizzled<float>(st + kWgTileBytes, Mg, geo.ld_m, v0, cols, d, kt);
+    }
+    cp_async_commit();  // (an empty group past the end keeps the wait count uniform)
+  };
+  float acc[64];
+  [[maybe_unused]] float part[kSplit ? 64 : 1];
+#pragma unroll
+  for (int i = 0; i < 64; ++i) acc[i] = 0.f;
+#pragma unroll
+  for (int s = 0; s < kAhead; ++s) issue_load(s);
+  const uint32_t wg = uint32_t(Ln.tid >> 7);
+  for (int kt = 0; kt < nk; ++kt) {
+    cp_async_wait<kAhead - 1>();
+    __syncthreads();  // k-step kt landed everywhere; every warpgroup is done with k-step kt − 1
+    unsigned char* st = smem + size_t(kt % kStages) * L::kStageBytes;
+    // Prepare the two landed tiles: chunks tid + 256·i of A's and B's 1024 each.
+#pragma unroll
+    for (int i = 0; i < 8; ++i) {
+      const size_t off = size_t(Ln.tid + kThreads * i) * 16;  // A's tile, then B's
+      float4* p = reinterpret_cast<float4*>(st + off);
+      float4 v = *p, hi;
+      hi.x = tf32_round(v.x), hi.y = tf32_round(v.y), hi.z = tf32_round(v.z), hi.w = tf32_round(v.w);
+      *p = hi;
+      if constexpr (kSplit)
+        *reinterpret_cast<float4*>(st + 2 * kWgTileBytes + off) =
+            make_float4(tf32_round(v.x - hi.x), tf32_round(v.y - hi.y), tf32_round(v.z - hi.z), tf32_round(v.w - hi.w));
+    }
+    fence_proxy_async();
+    __syncthreads();
+    const uint32_t sa = sbase + uint32_t(kt % kStages) * uint32_t(L::kStageBytes) + wg * 64u * 128u;
+    const uint32_t sb = sbase + uint32_t(kt % kStages) * uint32_t(L::kStageBytes) + uint32_t(kWgTileBytes);
+    wgmma_fence();
+#pragma unroll
+    for (int kk = 0; kk < 4; ++kk) {
+      const uint64_t ah = wgmma_desc(sa + 32 * kk, 16, 1024, kSwizzle128);
+      const uint64_t bh = wgmma_desc(sb + 32 * kk, 16, 1024, kSwizzle128);
+      if constexpr (kSplit) {
+        const uint64_t al = wgmma_desc(sa + 2 * kWgTileBytes + 32 * kk, 16, 1024, kSwizzle128);
+        const uint64_t bl = wgmma_desc(sb + 2 * kWgTileBytes + 32 * kk, 16, 1024, kSwizzle128);
+        wgmma_async<float, 128, 0>(part, al, bh, kk > 0);
+        wgmma_async<float, 128, 0>(part, ah, bl, 1);
+        wgmma_async<float, 128, 0>(part, ah, bh, 1);
+      } else {
+        wgmma_async<float, 128, 0>(acc, ah, bh, 1);
+      }
+    }
+    wgmma_commit();
+    issue_load(kt + kAhead);  // into k-step kt − 1's stage
+    wgmma_wait<0>();
+    if constexpr (kSplit) {
+      wgmma_fence_regs(part);
+#pragma unroll
+      for (int i = 0; i < 64; ++i) acc[i] += part[i];
+    } else {
+      wgmma_fence_regs(acc);
+    }
+  }
+  cp_async_wait<0>();
+
+  // s_t over this tile's columns: Σ_v g_t[v]·U[t, v], g_t[v] = 1[v = col_t] − q_t[v], my 32 columns
+  // in order, then the row's 4 lanes by a fixed xor tree.
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const int r = Ln.row(h);
+    float x = 0.f;
+    if (r < rows) {
+      const float* qrow = q + int64_t(r0 + r) * K + v0;
+      const int own = s_col[r] - v0;
+#pragma unroll
+      for (int j = 0; j < 16; ++j)
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          const int c = Ln.col(j, e);
+          if (c < cols) x = fmaf((c == own ? 1.f : 0.f) - qrow[c], acc[4 * j + 2 * h + e], x);
+        }
+    }
+    x += __shfl_xor_sync(0xffffffffu, x, 1);
+    x += __shfl_xor_sync(0xffffffffu, x, 2);
+    if (Ln.t4 == 0 && r < rows) spart[list.part_off[li] + int64_t(vt) * Tg + r0 + r] = x;
+  }
+}
+
 // s_t = Σ over the group's v-tiles of spart[v-tile][t], v-tiles ascending. One thread per token.
 __global__ void thr_fold_kernel(GroupList list, GroupGeom geo, const float* __restrict__ spart, float* __restrict__ s) {
   const int li = find_range(list.tile_start, list.n, blockIdx.x);
@@ -773,6 +914,22 @@ Status launch_m(unsigned blocks, const GroupList& list, const GroupGeom& geo, co
                                 cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
   thr_m_kernel<H, kS, kRows, kStages><<<blocks, kThreads, smem, stream>>>(list, geo, hidden, M);
   GK_CHECK_LAUNCH("thr_m_kernel");
+  return Status::Ok();
+}
+// The wgmma scores (thr_scores_wgmma_kernel): ThrParams::path, f32 hidden states, aligned rows; `auto` takes
+// them once a GPU has verified them (kThrWgmmaVerified; bench/RESULTS.md).
+constexpr bool kThrWgmmaVerified = false;
+bool use_scores_wgmma(int path, const LaunchEnv& env, bool aligned) {
+  return aligned && wgmma_available(env) && (path == 2 || (path == 0 && kThrWgmmaVerified));
+}
+template <bool kS>
+Status launch_scores_wgmma(unsigned blocks, const GroupList& list, const GroupGeom& geo, const float* hidden,
+                           const float* M, float* spart, cudaStream_t stream) {
+  constexpr size_t smem = ScoreWgLayout<kS>::kSmemBytes;
+  GK_CHECK(cudaFuncSetAttribute(reinterpret_cast<const void*>(&thr_scores_wgmma_kernel<kS>),
+                                cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+  thr_scores_wgmma_kernel<kS><<<blocks, kThreads, smem, stream>>>(list, geo, hidden, M, spart);
+  GK_CHECK_LAUNCH("thr_scores_wgmma_kernel");
   return Status::Ok();
 }
 template <class H, bool kS, int kStages>
@@ -967,6 +1124,10 @@ Status launch_token_hidden_reward(const ThrParams& p, const LaunchEnv& env, Scra
           GK_TRY((launch_m<H, kS, kMRowsLarge, kStagesLarge>(mb, mlist, geo, hidden, M, env.stream)));
         else
           GK_TRY((launch_m<H, kS, kMRowsSmall, kStagesSmall>(mb, mlist, geo, hidden, M, env.stream)));
+      }
+      if constexpr (std::is_same<H, float>::value) {
+        if (scores && use_scores_wgmma(p.path, env, geo.hidden_vec16 && geo.m_vec16))
+          return launch_scores_wgmma<kS>(sb, slist, geo, hidden, M, spart, env.stream);
       }
       if (scores) {
         if (tiles.s_large)

@@ -17,7 +17,7 @@
 #   5. the webgpu tests and the webgpu logprobs and policyLoss goals on the NVIDIA Vulkan driver through Dawn;
 #   6. ncu: GPU-side kernel times and DRAM throughput of advantages, logprobs (4096 rows) and THR,
 #      the speed-of-light sections of one logprobs forward, and the compute sections of the LM head's
-#      forward on both tiles (mma.sync, wgmma).
+#      forward and THR's scores on both tiles (mma.sync, wgmma).
 # Output: $LOGS/steps.txt has the plan, one line per step (ok / FAIL / TIMEOUT / CUT, exit status,
 # `est Xs, took Ys`, and the step's own summary, e.g. the test counts) and an overall summary; it is
 # copied to $OUT after every step, so a run killed from outside still leaves it. At the end every log
@@ -71,7 +71,7 @@ PLAN=(
   "goals-webgpu  20  60"
   "ncu           30  60"
   "ncu-sol       10  45"
-  "ncu-lmhead    20  60"
+  "ncu-tiles     30  75"
 )
 CONDITIONAL=" native "
 
@@ -375,13 +375,14 @@ step ncu-sol "$NCU" --target-processes all -k regex:logprobs_fwd -c 1 --section 
   --section MemoryWorkloadAnalysis --section Occupancy --section LaunchStats \
   node scripts/gpu/goals.mjs --backend cuda --only logprobs --rows 4096 --reps 1 "${TINY[@]}"
 
-# What bounds the LM head's forward: one launch each of the mma.sync and the wgmma tiles (plain and
-# with entropy) at 1024 rows, d 4096, V 151936 (the harness).
+# What bounds the tensor-core tiles: one launch each of the LM head's forward on the mma.sync and the
+# wgmma tiles (plain and with entropy; 1024 rows, d 4096, V 151936) and of THR's scores on both (each
+# precision mode; THR's goal size), through the harness.
 HARN=(bash bench/cuda/harness.sh --lm-rows 1024)
 [ "$DRY" = 1 ] && HARN=(env GK_HARNESS=build/emu/harness bash bench/cuda/harness.sh --lm-rows 7 --lm-dim 48
-  --lm-vocab 1000)
-step ncu-lmhead "$NCU" --target-processes all -k regex:lm_fwd -c 4 --section SpeedOfLight \
+  --lm-vocab 1000 --thr-tokens 40 --thr-d 48 --thr-vocab 24)
+step ncu-tiles "$NCU" --target-processes all -k 'regex:lm_fwd|thr_scores' -c 8 --section SpeedOfLight \
   --section ComputeWorkloadAnalysis --section WarpStateStats --section Occupancy --section LaunchStats \
-  "${HARN[@]}" --only lmhead --reps 1 --warmup 0
+  "${HARN[@]}" --only lmhead,thr --reps 1 --warmup 0
 
 finish 0

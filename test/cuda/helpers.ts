@@ -88,6 +88,9 @@ export async function rejection(p: Promise<unknown>): Promise<GrpoKernelsError> 
  * forced on any device by thrTuning.smallTiles (src/backends/cuda/thr.ts).
  */
 export const THR_TILE_CONFIGS = [
-  { name: "the device's tiles", smallTiles: false },
-  { name: 'small tiles', smallTiles: true },
+  { name: "the device's tiles", smallTiles: false, path: 'auto' },
+  { name: 'small tiles', smallTiles: true, path: 'auto' },
+  // The scores on Hopper's wgmma (thr_scores_wgmma_kernel; f32 hidden states with aligned rows, elsewhere
+  // the mma.sync tiles): a 9.0 device from a build with sm_90a, or the emulator.
+  { name: 'wgmma scores', smallTiles: false, path: 'wgmma' },
 ] as const;

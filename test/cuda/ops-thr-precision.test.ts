@@ -21,8 +21,9 @@
  * states have) and peaked probabilities (the sampled token often holds most of the mass), so that
  * neither the q part of M_g nor the cancellation in ⟨h_u, h_t⟩ is negligible. |V*_g| and T_g exceed
  * 64 in some groups (partial 128-wide tiles: ops-thr-tiles.test.ts). Weighting 'length', and 'none'
- * at d = 200. Each case runs in both tile configurations (THR_TILE_CONFIGS: the device's, and the small
- * one of 99 KiB GPUs, forced by thrTuning.smallTiles): both are held to the same bounds.
+ * at d = 200. Each case runs in every tile configuration (THR_TILE_CONFIGS: the device's, the small one
+ * of 99 KiB GPUs forced by thrTuning.smallTiles, and the scores on wgmma, thrTuning.path): all are held to
+ * the same bounds.
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { ThrPrecision, Weighting } from '../../src/backends/backend.js';
@@ -102,10 +103,10 @@ describe('tokenHiddenReward precision option (validation, every backend)', () =>
 for (const cfg of THR_TILE_CONFIGS) {
   describe.skipIf(noGpu)(`cuda THR precision vs float64 brute force, ${cfg.name}`, () => {
     beforeEach(() => {
-      thrTuning.smallTiles = cfg.smallTiles;
+      Object.assign(thrTuning, { smallTiles: cfg.smallTiles, path: cfg.path });
     });
     afterEach(() => {
-      thrTuning.smallTiles = false;
+      Object.assign(thrTuning, { smallTiles: false, path: 'auto' });
     });
     for (const d of [13, 200, 896]) {
       for (const dtype of ['f32', 'bf16', 'f16'] as const) {

@@ -28,6 +28,9 @@
  * operands arrive), so on the emulator, whose arithmetic is the C++ as written, the two give the same
  * bits (asserted). On a GPU the contract is bits per device configuration (each device runs one), so
  * there the two are held to the bounds only.
+ *
+ * A third configuration runs the scores on wgmma (THR_TILE_CONFIGS' 'wgmma scores': thr.cu's
+ * thr_scores_wgmma_kernel, for f32 hidden states): the same bounds and batch invariance, other bits.
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { ThrPrecision, Weighting } from '../../src/backends/backend.js';
@@ -164,12 +167,12 @@ describe.skipIf(noGpu)('cuda THR tiles vs float64 brute force (partial tiles eve
     setOutputPoison(POISON_F32);
   });
   afterEach(() => {
-    thrTuning.smallTiles = false;
+    Object.assign(thrTuning, { smallTiles: false, path: 'auto' });
     setOutputPoison(undefined);
   });
 
   CASES.forEach((tc, i) => {
-    it(`${tc.name}: 'f32' within 3e-4 (1e-5 here), 'tf32' within 3e-3, in both tile configurations`, async () => {
+    it(`${tc.name}: 'f32' within 3e-4 (1e-5 here), 'tf32' within 3e-3, in every tile configuration`, async () => {
       const c = buildCase(tc, 700 + i);
       const { tokens, vocab } = groupSizes(c);
       if (tc.minTokens) expect(Math.max(...tokens), 'largest T_g').toBeGreaterThanOrEqual(tc.minTokens);
@@ -178,7 +181,7 @@ describe.skipIf(noGpu)('cuda THR tiles vs float64 brute force (partial tiles eve
       for (const precision of ['f32', 'tf32'] as const) {
         const bits: number[][] = [];
         for (const cfg of THR_TILE_CONFIGS) {
-          thrTuning.smallTiles = cfg.smallTiles;
+          Object.assign(thrTuning, { smallTiles: cfg.smallTiles, path: cfg.path });
           const r = await runThr(cuda, c, { weighting: tc.weighting, precision });
           expectNoPoison(r.thr, 'thr');
           expectNoPoison(r.tau, 'tau');
@@ -188,7 +191,8 @@ describe.skipIf(noGpu)('cuda THR tiles vs float64 brute force (partial tiles eve
           if (precision === 'f32') expect(worst, label).toBeLessThanOrEqual(F32_GRADE_HERE);
           bits.push([...f32Bits(r.thr), ...f32Bits(r.tau)]);
         }
-        if (EMULATED) expect(bits[1], `${precision}: the same bits in both configurations`).toEqual(bits[0]);
+        if (EMULATED)
+          expect(bits[1], `${precision}: the same bits in both mma.sync configurations`).toEqual(bits[0]);
       }
     });
   });
@@ -200,15 +204,14 @@ describe.skipIf(noGpu)('cuda THR tiles are batch invariant', () => {
     thrTuning.smallTiles = false;
   });
   afterEach(() => {
-    thrTuning.mBudgetBytes = 0;
-    thrTuning.smallTiles = false;
+    Object.assign(thrTuning, { mBudgetBytes: 0, smallTiles: false, path: 'auto' });
   });
 
   for (const [dtype, cfg] of (['f32', 'bf16'] as const).flatMap((d) =>
     THR_TILE_CONFIGS.map((c) => [d, c] as const),
   )) {
     it(`${dtype} hidden, ${cfg.name}: a group gives the same bits alone, among other groups at any position, and in its own M batch`, async () => {
-      thrTuning.smallTiles = cfg.smallTiles;
+      Object.assign(thrTuning, { smallTiles: cfg.smallTiles, path: cfg.path });
       const probe = uniformGroup(10, 14, 4);
       const others = [...randomGroups(801, 3, 6, 30), DEGENERATE_GROUPS[0], uniformGroup(5, 13, 2)];
       const layouts: ResponseSpec[][][] = [
@@ -249,4 +252,27 @@ describe.skipIf(noGpu)('cuda THR tiles are batch invariant', () => {
       }
     });
   }
+});
+
+describe.skipIf(noGpu)('cuda THR scores on wgmma', () => {
+  afterEach(() => {
+    thrTuning.path = 'auto';
+  });
+
+  it('the wgmma scores ran: f32 hidden (d 64) gives THR bits that differ from the mma.sync tiles in some tokens, in both precision modes', async () => {
+    const c = makeThrCase({
+      seed: 850,
+      groups: randomGroups(851, 2, 8, 40),
+      dim: 64,
+      dtype: 'f32',
+      vocabSize: 300,
+    });
+    for (const precision of ['f32', 'tf32'] as const) {
+      thrTuning.path = 'mma';
+      const mma = f32Bits((await runThr(cuda, c, { precision })).thr);
+      thrTuning.path = 'wgmma';
+      const wg = f32Bits((await runThr(cuda, c, { precision })).thr);
+      expect(wg, precision).not.toEqual(mma);
+    }
+  });
 });

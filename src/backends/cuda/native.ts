@@ -207,6 +207,8 @@ export interface NativeTokenHiddenRewardArgs extends Poisonable, NativeThrLayout
   mBudgetBytes?: number;
   /** Test hook: the small tile configuration (thr.cu, "Configurations"). */
   smallTiles?: boolean;
+  /** Test hook: the scores' tiles (absent: auto; 1 mma.sync, 2 wgmma where they apply). */
+  path?: number;
   outThr: bigint;
   outTau: bigint;
 }

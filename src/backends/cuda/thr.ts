@@ -19,8 +19,15 @@ import { type CudaMemory, ptrOf, runWithOutputs, withPoison } from './storage.js
  *   default, 256 MiB). A small budget forces one batch per group, exercising the batching path.
  * - smallTiles: run the small tile configuration (native/cuda/thr.cu, "Configurations": 64 × 128 M
  *   tiles, 2-stage pipelines; what a GPU with 99 KiB of shared memory per block runs) on any device.
+ * - path: the scores' tiles; 'wgmma' takes thr_scores_wgmma_kernel (Hopper's warpgroup MMAs) wherever it
+ *   applies (f32 hidden states with 16-byte aligned rows, a 9.0 device, a build with sm_90a; the emulator's
+ *   device is one) and mma.sync elsewhere. 'auto' takes mma.sync until a GPU has verified the wgmma tiles.
  */
-export const thrTuning = { mBudgetBytes: 0, smallTiles: false };
+export const thrTuning: { mBudgetBytes: number; smallTiles: boolean; path: 'auto' | 'mma' | 'wgmma' } = {
+  mBudgetBytes: 0,
+  smallTiles: false,
+  path: 'auto',
+};
 
 /** The arguments tokenHiddenReward, thrAggregate and thrScore share. */
 function thrArgs(a: Omit<TokenHiddenRewardArgs, 'beta'>) {
@@ -77,6 +84,7 @@ export function cudaTokenHiddenReward(mem: CudaMemory, a: TokenHiddenRewardArgs)
           ...thrArgs(a),
           beta: a.beta,
           smallTiles: thrTuning.smallTiles ? true : undefined,
+          path: thrTuning.path === 'auto' ? undefined : thrTuning.path === 'mma' ? 1 : 2,
           outThr: ptrOf(thr),
           outTau: ptrOf(tau),
         }),

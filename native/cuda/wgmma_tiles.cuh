@@ -1,0 +1,86 @@
+// Shared-memory tiles of the wgmma kernels (tensor_core.cuh's wgmma; lmhead.cu, thr.cu): blocks of 256
+// threads, 2 warpgroups, 128 × 128 output tiles, operands staged by cp.async in wgmma's 128-byte swizzle.
+// Device code only.
+//   K-major tile (load_swizzled): 128 rows of 128 bytes (64 16-bit or 32 f32 values of a k-step), row r's
+//     16-byte chunk c at r·128 + 16·(c ⊕ (r mod 8)), 8-row atoms 1024 bytes apart (descriptor SBO 1024),
+//     1024-byte aligned; the instruction's k-slice kk starts 32·kk bytes into the rows.
+//   MN-major tile (load_swizzled_mn, 16-bit): 64 k-rows × 128 columns as two 64-column blocks 8192 bytes
+//     apart (LBO), row k at k·128 in its block, chunk c at 16·(c ⊕ (k mod 8)) (SBO 1024 between 8-row
+//     groups); the k16 slice kk starts 2048·kk bytes in.
+//   Fragments (WgLane): thread r = 32v + 4g + t of warpgroup w holds d[4j + 2h + e] = D[64w + 16v + g +
+//     8h][8j + 2t + e]: 2 rows × 32 columns of the tile, a row within one warp.
+#pragma once
+
+#include "common.cuh"
+#include "tensor_core.cuh"
+
+namespace gk {
+
+constexpr int kWgThreads = 256;                    // 2 warpgroups
+constexpr size_t kWgTileBytes = size_t(128) * 128;  // one operand's k-step: 128 rows × 128 bytes
+
+// Whether this build and device run wgmma: a 9.0 device and sm_90a code in the build (GK_BUILT_SM90A,
+// set for the units CMakeLists.txt builds for 90a), or the CUDA emulator.
+inline bool wgmma_available(const LaunchEnv& env) {
+#if defined(GK_CUDA_EMU) || defined(GK_BUILT_SM90A)
+  return env.cc == 90;
+#else
+  (void)env;
+  return false;
+#endif
+}
+
+// The stages, 1024-byte aligned in the shared window (the swizzle works on its address bits): a kernel
+// asks for 1024 bytes more than its stages.
+__device__ __forceinline__ unsigned char* wg_stages(unsigned char* smem_raw) {
+  return smem_raw + ((1024u - (smem_address(smem_raw) & 1023u)) & 1023u);
+}
+
+// cp.async of k-step kt (128 bytes of each row: 128 / sizeof(T) values) of rows [r0, r0 + n) of a
+// row-major operand read K-major (row stride ld, its first kn values valid; 16-byte aligned rows) into a
+// K-major tile; rows ≥ n and values past kn are zero-filled. Thread → chunks tid + 256·i: eight threads
+// per 128-byte row segment.
+template <class T>
+__device__ __forceinline__ void load_swizzled(unsigned char* tile, const T* M, int64_t ld, int64_t r0, int n,
+                                              int64_t kn, int kt) {
+  constexpr int E = 16 / int(sizeof(T));  // values per chunk
+#pragma unroll
+  for (int i = 0; i < int(kWgTileBytes / 16) / kWgThreads; ++i) {
+    const int id = int(threadIdx.x) + kWgThreads * i;
+    const int r = id >> 3, c = id & 7;
+    const int64_t k = int64_t(kt) * (8 * E) + E * c;
+    const int64_t left = r < n ? (kn - k) * int64_t(sizeof(T)) : 0;
+    const int bytes = left <= 0 ? 0 : left >= 16 ? 16 : int(left);
+    cp_async16(tile + r * 128 + 16 * (c ^ (r & 7)), bytes > 0 ? M + (r0 + r) * ld + k : M, bytes);
+  }
+}
+
+// cp.async of k-rows [k0, k0 + 64) (valid below kn) × columns [n0, n0 + 128) (valid below n, a multiple
+// of 8) of a row-major [k][ld] 16-bit operand (16-byte aligned rows) into an MN-major tile; the rest
+// zero-filled.
+template <class T>
+__device__ __forceinline__ void load_swizzled_mn(unsigned char* tile, const T* M, int64_t ld, int64_t k0, int64_t kn,
+                                                 int64_t n0, int64_t n) {
+  static_assert(sizeof(T) == 2, "MN-major tiles hold 16-bit values (wgmma transposes no tf32 operand)");
+#pragma unroll
+  for (int i = 0; i < int(kWgTileBytes / 16) / kWgThreads; ++i) {
+    const int id = int(threadIdx.x) + kWgThreads * i;
+    const int k = id >> 4, c = id & 15;  // 16 chunks (128 columns) per row
+    const int64_t col = n0 + 8 * c;
+    const bool in = k0 + k < kn && col < n;
+    cp_async16(tile + (c >> 3) * 8192 + k * 128 + 16 * ((c & 7) ^ (k & 7)), in ? M + (k0 + k) * ld + col : M,
+               in ? 16 : 0);
+  }
+}
+
+// Where a thread's wgmma accumulators sit in its block's 128 × 128 tile: d[4j + 2h + e] is row
+// row(h), column col(j, e).
+struct WgLane {
+  int tid, t4, row0;
+  __device__ WgLane()
+      : tid(threadIdx.x), t4(tid & 3), row0(64 * (tid >> 7) + 16 * ((tid & 127) >> 5) + ((tid & 31) >> 2)) {}
+  __device__ int row(int h) const { return row0 + 8 * h; }
+  __device__ int col(int j, int e) const { return 8 * j + 2 * t4 + e; }
+};
+
+}  // namespace gk
