@@ -5,6 +5,7 @@
 // fragment layout and the copies landing when their group is waited for.
 #pragma once
 
+#include <cuda.h>
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <mma.h>
@@ -268,6 +269,77 @@ __device__ __forceinline__ void wgmma_async(float (&d)[N / 2], uint64_t desc_a, 
 #else
   (void)d, (void)desc_a, (void)desc_b, (void)scale_d;
   __trap();
+#endif
+}
+
+// ------------------------------------------------------------------------ mbarrier and TMA (sm_90)
+// An mbarrier (PTX ISA, "Parallel Synchronization and Communication Instructions: mbarrier"): a 64-bit
+// object in shared memory (here, dynamic shared memory: the emulator's shared window) counting the
+// arrivals of the current phase and the bytes of transactions (TMA copies) it still expects; the phase
+// completes when both reach zero and the next begins, its parity flipped. Waiters name the parity of
+// the phase they wait for (0 for a barrier's first phase). TMA (cp.async.bulk.tensor) copies a box of a
+// tensor described by a CUtensorMap (encode_tensor_map_2d, common.cuh) into shared memory, elements
+// outside the tensor zero-filled, 128-byte swizzled as wgmma's K-major tiles (wgmma_tiles.cuh), and
+// completes its bytes on an mbarrier. The emulator (tools/cuda-emu) models both.
+// mbarrier.init.shared::cta.b64: `count` arrivals per phase.
+__device__ __forceinline__ void mbar_init(uint64_t* bar, uint32_t count) {
+#if defined(GK_CUDA_EMU)
+  ::gkemu::mbar_init(bar, count);
+#elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(smem_address(bar)), "r"(count) : "memory");
+#endif
+}
+// fence.mbarrier_init.release.cluster: the initialisations above visible (to the async proxy too)
+// before the barrier that follows them.
+__device__ __forceinline__ void mbar_fence_init() {
+#if defined(GK_CUDA_EMU)
+  ::gkemu::mbar_fence_init();
+#elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+#endif
+}
+// mbarrier.arrive.expect_tx: one arrival, and `bytes` more of transactions for the current phase.
+__device__ __forceinline__ void mbar_arrive_expect_tx(uint64_t* bar, uint32_t bytes) {
+#if defined(GK_CUDA_EMU)
+  ::gkemu::mbar_arrive_expect_tx(bar, bytes);
+#elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(smem_address(bar)), "r"(bytes)
+               : "memory");
+#endif
+}
+// mbarrier.arrive: one arrival.
+__device__ __forceinline__ void mbar_arrive(uint64_t* bar) {
+#if defined(GK_CUDA_EMU)
+  ::gkemu::mbar_arrive(bar);
+#elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(smem_address(bar)) : "memory");
+#endif
+}
+// Returns once the phase of parity `parity` has completed (mbarrier.try_wait.parity in a loop).
+__device__ __forceinline__ void mbar_wait(uint64_t* bar, uint32_t parity) {
+#if defined(GK_CUDA_EMU)
+  ::gkemu::mbar_wait(bar, parity);
+#elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile(
+      "{\n.reg .pred p;\nGK_MBAR_WAIT_%=:\n"
+      "mbarrier.try_wait.parity.shared::cta.b64 p, [%0], %1;\n"
+      "@!p bra GK_MBAR_WAIT_%=;\n}\n" ::"r"(smem_address(bar)),
+      "r"(parity)
+      : "memory");
+#endif
+}
+// cp.async.bulk.tensor.2d: the box at (c0 along the inner dimension, c1 along the outer) of the tensor
+// `map` describes, into dst (1024-byte aligned for the 128-byte swizzle), its bytes completing on bar.
+// One thread issues it. `map` is a __grid_constant__ kernel parameter.
+__device__ __forceinline__ void tma_load_2d(void* dst, const CUtensorMap* map, int32_t c0, int32_t c1, uint64_t* bar) {
+#if defined(GK_CUDA_EMU)
+  ::gkemu::tma_load_2d(dst, map, c0, c1, bar);
+#elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile(
+      "cp.async.bulk.tensor.2d.shared::cluster.global.tile.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3}], [%4];\n" ::
+          "r"(smem_address(dst)),
+      "l"(reinterpret_cast<uint64_t>(map)), "r"(c0), "r"(c1), "r"(smem_address(bar))
+      : "memory");
 #endif
 }
 

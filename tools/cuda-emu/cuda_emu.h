@@ -19,6 +19,7 @@
 // accumulators; operands that changed between issue and wait fail the launch (emu_runtime.cc).
 #pragma once
 
+#include <cuda.h>
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -86,6 +87,13 @@ void wgmma_wait(int newest_pending);
 // counts: a wgmma before the thread's first fence fails the launch, and so does one whose d was
 // written since a wgmma's result landed in it with no fence in between.
 void wgmma_fence();
+// mbarrier and TMA (tensor_core.cuh): not modelled yet; each fails the launch.
+void mbar_init(uint64_t* bar, uint32_t count);
+void mbar_fence_init();
+void mbar_arrive_expect_tx(uint64_t* bar, uint32_t bytes);
+void mbar_arrive(uint64_t* bar);
+void mbar_wait(uint64_t* bar, uint32_t parity);
+void tma_load_2d(void* dst, const CUtensorMap* map, int32_t c0, int32_t c1, uint64_t* bar);
 // Resumes a block's threads last to first (as GK_EMU_ORDER=reverse does); for the self-test.
 void set_reverse_order(bool reverse);
 

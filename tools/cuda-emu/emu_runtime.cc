@@ -747,6 +747,15 @@ void wgmma_wait(int newest_pending) {
 }
 void wgmma_fence() { ++emu.block->running->wg_fences; }
 
+void mbar_init(uint64_t*, uint32_t) { fail("mbarrier: not modelled by the emulator yet"); }
+void mbar_fence_init() { fail("mbarrier: not modelled by the emulator yet"); }
+void mbar_arrive_expect_tx(uint64_t*, uint32_t) { fail("mbarrier: not modelled by the emulator yet"); }
+void mbar_arrive(uint64_t*) { fail("mbarrier: not modelled by the emulator yet"); }
+void mbar_wait(uint64_t*, uint32_t) { fail("mbarrier: not modelled by the emulator yet"); }
+void tma_load_2d(void*, const CUtensorMap*, int32_t, int32_t, uint64_t*) {
+  fail("TMA: not modelled by the emulator yet");
+}
+
 void set_reverse_order(bool reverse) { order_override = reverse ? 1 : 0; }
 
 void syncwarp(unsigned mask) { (void)shuffle(mask, 0, 0, 0, 32); }
@@ -1012,6 +1021,14 @@ cudaError_t cudaGetDeviceCount(int* n) {
   return cudaSuccess;
 }
 cudaError_t cudaSetDevice(int d) { return d == 0 ? cudaSuccess : cudaErrorInvalidDevice; }
+// The driver's entry points (encode_tensor_map_2d asks for cuTensorMapEncodeTiled): none yet.
+cudaError_t cudaGetDriverEntryPointByVersion(const char*, void** fn, unsigned int, unsigned long long,
+                                             cudaDriverEntryPointQueryResult* q) {
+  *fn = nullptr;
+  if (q) *q = cudaDriverEntryPointSymbolNotFound;
+  return cudaSuccess;
+}
+
 cudaError_t cudaGetDeviceProperties(cudaDeviceProp* p, int d) {
   if (d != 0) return cudaErrorInvalidDevice;
   std::memset(p, 0, sizeof *p);
