@@ -25,8 +25,9 @@
 //   linearLogprobsBackward                                    hidden [8192, 4096], weight [151936, 4096]
 //                                                             bf16; FLOPs of useful work: 2·N·V·d
 //                                                             forward, 4·N·V·d backward; the same
-//                                                             with " wgmma" on the wgmma tiles (a 9.0
-//                                                             device and a build with sm_90a)
+//                                                             with " wgmma" on the wgmma tiles and
+//                                                             " tma" (forward) on the TMA-fed ones (a
+//                                                             9.0 device and a build with sm_90a)
 // Output: one JSON line per case on stdout: {case, sizes, bytes, flops, ms_median, ms_p10, ms_p90, reps,
 // rotate, gbps, tflops, copy_bytes, copy_ms_median, copy_ms_p10, copy_ms_p90, copy_rotate, copy_gbps,
 // fraction, device, cc, sms, l2_bytes, runtime, driver, date, version}. Progress and errors go to
@@ -622,8 +623,8 @@ Status run_lmhead(const Device& dev, const Options& o) {
   const bool wgmma = false;
 #endif
   if (!wgmma) std::fprintf(stderr, "[harness] lmhead: no wgmma rows (they need a 9.0 device and a build with 90a)\n");
-  for (const int path : {0, 2}) {
-    if (path == 2 && !wgmma) continue;
+  for (const int path : {0, 2, 3}) {
+    if (path >= 2 && !wgmma) continue;
     for (const bool ent : {false, true}) {
       GK_TRY(gk::launch_reset_flags(dev.d_flags, dev.env));
       Timing t;
@@ -631,7 +632,8 @@ Status run_lmhead(const Device& dev, const Options& o) {
       GK_TRY(check_flags(dev, flags_message));
       GK_TRY(check_output(dev, "logprobs", logprobs.at<float>(0), N, 'l'));
       GK_TRY(check_output(dev, "lse", lse.at<float>(0), N, 'f'));
-      const std::string name = std::string(ent ? "linearLogprobs+entropy" : "linearLogprobs") + (path ? " wgmma" : "");
+      const std::string name =
+          std::string(ent ? "linearLogprobs+entropy" : "linearLogprobs") + (path == 3 ? " tma" : path ? " wgmma" : "");
       GK_TRY(report(dev, o, name.c_str(), sizes, in_bytes + double(N) * 4 * (ent ? 4 : 3), gemm, t));
     }
   }

@@ -561,6 +561,125 @@ __global__ void __launch_bounds__(kThreads, 1) lm_fwd_wgmma_kernel(FwdArgs a) {
   }
 }
 
+// ----------------------------------------------------------- forward on wgmma fed by TMA (sm_90a)
+// lm_fwd_tma_kernel: lm_fwd_wgmma_kernel's blocks, tiles and arithmetic (the same bits) with the
+// operands brought by TMA and the warps specialised: warps 0-7 (2 warpgroups) only wait and multiply,
+// warp 8 only loads. Its lane 0 walks the block's k-steps: waits until the stage's `empty` barrier says
+// both warpgroups are done with its previous k-step, announces 32 KiB on its `full` barrier and issues
+// two TMA copies (a 128-row × 64-value box of the hidden rows and of the weight rows, 128-byte swizzled:
+// the K-major wgmma tile; rows past N or V and values past d arrive as zeros). Each consumer warpgroup
+// waits on `full`, issues its 4 MMAs, waits for them, lets each of its warps arrive on `empty` (8
+// arrivals), then flushes and, after a tile's last k-step, runs the epilogue — while the other
+// warpgroup's MMAs run: no block-wide barrier after the start. Stages: 6 × 32 KiB + barriers.
+constexpr int kTmaStages = 6;
+constexpr int kTmaThreads = kThreads + 32;  // 2 consumer warpgroups + a producer warp
+constexpr size_t kTmaSmemBytes = kTmaStages * kWgStageBytes + 1024 + 2 * kTmaStages * sizeof(uint64_t);
+
+template <class T, bool kStats>
+__global__ void __launch_bounds__(kTmaThreads, 1)
+    lm_fwd_tma_kernel(FwdArgs a, const __grid_constant__ CUtensorMap tmap_h, const __grid_constant__ CUtensorMap tmap_w) {
+  GK_DYNAMIC_SMEM(unsigned char, smem_raw);
+  __shared__ int s_tcol[kBM];
+  unsigned char* smem = wg_stages(smem_raw);
+  uint64_t* full = reinterpret_cast<uint64_t*>(smem + kTmaStages * kWgStageBytes);
+  uint64_t* empty = full + kTmaStages;
+  const uint32_t sbase = smem_address(smem);
+  const T* B = static_cast<const T*>(a.bias);
+  const int tid = threadIdx.x;
+  const int64_t r0 = int64_t(blockIdx.x) * kBM;
+  const int slice = blockIdx.y;
+  const int64_t c0 = int64_t(slice) * kSliceCols;
+  const int64_t c1 = min64(a.vocab, c0 + kSliceCols);
+  const int rows = static_cast<int>(min64(kBM, a.rows - r0));
+  const int ntiles = static_cast<int>((c1 - c0 + kBN - 1) / kBN);
+  const int nk = max(1, static_cast<int>((a.dim + kWgBK - 1) / kWgBK));  // d = 0: one step of zeros
+  const int steps = ntiles * nk;
+  if (tid < kBM) {
+    int c = -1;
+    if (tid < rows) {
+      const int t = a.targets[r0 + tid];
+      const int64_t tc = int64_t(t) - a.vocab_start;
+      if (t != a.ignore && tc >= 0 && tc < a.vocab) c = static_cast<int>(tc);
+    }
+    s_tcol[tid] = c;
+  }
+  if (tid == 0) {
+    for (int s = 0; s < kTmaStages; ++s) {
+      mbar_init(&full[s], 1);
+      mbar_init(&empty[s], kThreads / 32);
+    }
+    mbar_fence_init();
+  }
+  __syncthreads();
+
+  if (tid >= kThreads) {  // the producer warp
+    if (tid == kThreads) {
+      for (int step = 0; step < steps; ++step) {
+        const int s = step % kTmaStages, n = step / kTmaStages;
+        if (n > 0) mbar_wait(&empty[s], uint32_t(n - 1) & 1u);
+        const int tile = step / nk, kt = step - tile * nk;
+        unsigned char* stage = smem + size_t(s) * kWgStageBytes;
+        mbar_arrive_expect_tx(&full[s], uint32_t(kWgStageBytes));
+        tma_load_2d(stage, &tmap_h, kt * kWgBK, static_cast<int32_t>(r0), &full[s]);
+        tma_load_2d(stage + kWgTileBytes, &tmap_w, kt * kWgBK, static_cast<int32_t>(c0 + int64_t(tile) * kBN),
+                    &full[s]);
+      }
+    }
+    return;
+  }
+
+  const WgLane L;
+  const uint32_t wg = uint32_t(tid >> 7);
+  float acc[64], part[64];
+  OnlineState st[2] = {empty_state(), empty_state()};
+  for (int step = 0; step < steps; ++step) {
+    const int s = step % kTmaStages;
+    mbar_wait(&full[s], uint32_t(step / kTmaStages) & 1u);
+    const uint32_t stage = sbase + uint32_t(s) * uint32_t(kWgStageBytes);
+    const uint32_t sa = stage + wg * 64u * 128u, sb = stage + uint32_t(kWgTileBytes);
+    wgmma_fence();
+#pragma unroll
+    for (int kk = 0; kk < kWgBK / 16; ++kk)
+      wgmma_async<T, 128, 0>(part, wgmma_desc(sa + 32 * kk, 16, 1024, kSwizzle128),
+                             wgmma_desc(sb + 32 * kk, 16, 1024, kSwizzle128), kk > 0);
+    wgmma_commit();
+    wgmma_wait<0>();
+    wgmma_fence_regs(part);
+    if ((tid & 31) == 0) mbar_arrive(&empty[s]);
+    const int tile = step / nk, kt = step - tile * nk;
+#pragma unroll
+    for (int i = 0; i < 64; ++i) acc[i] = kt == 0 ? part[i] : acc[i] + part[i];
+    if (kt != nk - 1) continue;
+    // Epilogue of the tile: + bias, the target's logit, then each row's 32 logits into its state.
+    const int64_t v0 = c0 + int64_t(tile) * kBN;
+    const int cols = static_cast<int>(min64(kBN, c1 - v0));
+#pragma unroll
+    for (int h = 0; h < 2; ++h) {
+      const int r = L.row(h);
+      const int64_t dc = int64_t(s_tcol[r]) - v0;  // the target's column in this tile (if it is one)
+      float x[32];
+#pragma unroll
+      for (int j = 0; j < 16; ++j)
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {  // a column past the slice is −Inf: it adds exactly 0 to the state
+          const int c = L.col(j, e);
+          x[2 * j + e] = c < cols ? acc[4 * j + 2 * h + e] + bias_at(B, v0 + c) : -INFINITY;
+          if (c == dc) a.xt[r0 + r] = x[2 * j + e];
+        }
+      state_update<kStats>(st[h], x, a.scale2);
+    }
+  }
+
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    OnlineState s = st[h];
+    s = state_merge(s, shfl_xor_state(s, 1), a.scale2);
+    s = state_merge(s, shfl_xor_state(s, 2), a.scale2);
+    const int r = L.row(h);
+    if (L.t4 == 0 && r < rows) a.partial[(r0 + r) * a.slices + slice] = make_float4(s.m, s.s, s.t, s.q);
+  }
+}
+
 __device__ __forceinline__ OnlineState row_slices(const float4* partial, int64_t row, int slices, float scale2) {
   OnlineState st = empty_state();
   for (int k = 0; k < slices; ++k) {
@@ -1152,6 +1271,20 @@ Status launch_linear_logprobs(const LinearLogprobsParams& p, const LaunchEnv& en
               aligned16(p.weight) && (p.dim * int64_t(sizeof(T))) % 16 == 0, partial, xt};
     const dim3 grid(unsigned(ceil_div(p.rows, kBM)), unsigned(plan.slices));
     if constexpr (sizeof(T) == 2) {
+      if (p.path == 3 && use_wgmma(2, env, a.h_vec16 && a.w_vec16)) {  // the TMA-fed tiles (test hook)
+        alignas(64) CUtensorMap th, tw;
+        GK_TRY(encode_tensor_map_2d(&th, p.hidden, p.rows, p.dim, p.dim, kBM, kWgBK));
+        GK_TRY(encode_tensor_map_2d(&tw, p.weight, p.vocab, p.dim, p.dim, kBN, kWgBK));
+        if (stats) {
+          GK_TRY(smem_optin(reinterpret_cast<const void*>(&lm_fwd_tma_kernel<T, true>), kTmaSmemBytes, op));
+          lm_fwd_tma_kernel<T, true><<<grid, kTmaThreads, kTmaSmemBytes, env.stream>>>(a, th, tw);
+        } else {
+          GK_TRY(smem_optin(reinterpret_cast<const void*>(&lm_fwd_tma_kernel<T, false>), kTmaSmemBytes, op));
+          lm_fwd_tma_kernel<T, false><<<grid, kTmaThreads, kTmaSmemBytes, env.stream>>>(a, th, tw);
+        }
+        GK_CHECK_LAUNCH("lm_fwd_tma_kernel");
+        return Status::Ok();
+      }
       if (use_wgmma(p.path, env, a.h_vec16 && a.w_vec16)) {
         if (stats) {
           GK_TRY(smem_optin(reinterpret_cast<const void*>(&lm_fwd_wgmma_kernel<T, true>), kWgSmemBytes, op));
@@ -1237,7 +1370,8 @@ Status launch_linear_logprobs_backward(const LinearLogprobsBackwardParams& p, co
     const T* W = static_cast<const T*>(p.weight);
     const bool row_vec16 = (p.dim * int64_t(sizeof(T))) % 16 == 0;
     // The wgmma tiles (16-bit operands whose rows are 16-byte aligned; the forward's rule), else mma.sync.
-    const bool wg = sizeof(T) == 2 && use_wgmma(p.path, env, aligned16(p.hidden) && aligned16(p.weight) && row_vec16);
+    const bool wg = sizeof(T) == 2 && use_wgmma(p.path == 3 ? 2 : p.path, env,
+                                                aligned16(p.hidden) && aligned16(p.weight) && row_vec16);
     if constexpr (sizeof(T) == 2) {
       if (wg) {
         GK_TRY(smem_optin(ent ? reinterpret_cast<const void*>(&lm_grad_logits_wgmma_kernel<T, true>)

@@ -381,7 +381,7 @@ step ncu-sol "$NCU" --target-processes all -k regex:logprobs_fwd -c 1 --section 
 HARN=(bash bench/cuda/harness.sh --lm-rows 1024)
 [ "$DRY" = 1 ] && HARN=(env GK_HARNESS=build/emu/harness bash bench/cuda/harness.sh --lm-rows 7 --lm-dim 48
   --lm-vocab 1000 --thr-tokens 40 --thr-d 48 --thr-vocab 24)
-step ncu-tiles "$NCU" --target-processes all -k 'regex:lm_fwd|thr_scores' -c 8 --section SpeedOfLight \
+step ncu-tiles "$NCU" --target-processes all -k 'regex:lm_fwd|thr_scores' -c 12 --section SpeedOfLight \
   --section ComputeWorkloadAnalysis --section WarpStateStats --section Occupancy --section LaunchStats \
   "${HARN[@]}" --only lmhead,thr --reps 1 --warmup 0
 

@@ -33,6 +33,8 @@
 
 #undef __shared__
 #define __shared__ static
+#undef __grid_constant__
+#define __grid_constant__
 #define __launch_bounds__(...)
 
 namespace gkemu {

@@ -13,9 +13,12 @@ import type {
 } from '../backend.js';
 import { type CudaMemory, optPtr, ptrOf, runWithOutputs, withPoison } from './storage.js';
 
-/** The LM head's tiles (native/cuda/lmhead.cu): 'mma' mma.sync, 'wgmma' Hopper's warpgroup MMAs. */
-export type LmheadPath = 'auto' | 'mma' | 'wgmma';
-const PATH_CODES: Record<Exclude<LmheadPath, 'auto'>, number> = { mma: 1, wgmma: 2 };
+/**
+ * The LM head's tiles (native/cuda/lmhead.cu): 'mma' mma.sync, 'wgmma' Hopper's warpgroup MMAs fed by
+ * cp.async, 'tma' the forward on warpgroup MMAs fed by TMA from a producer warp (its backward as 'wgmma').
+ */
+export type LmheadPath = 'auto' | 'mma' | 'wgmma' | 'tma';
+const PATH_CODES: Record<Exclude<LmheadPath, 'auto'>, number> = { mma: 1, wgmma: 2, tma: 3 };
 
 /**
  * Test and benchmark hooks. chunkRows, chunkVocab: the backward's G chunk (rows, vocabulary columns;
