@@ -54,14 +54,16 @@ T0=$SECONDS
 # tests (now all four ops files, one worker: about 3x the tests). harness and ncu were not timed.
 # On 2026-11-27 (an H100, 1224 cuda tests): cuda-tests 30 s, memcheck 37 s, racecheck over 150 s (the
 # LM-head cases at d = 896 took 40 s each; under the sanitizer they now run at the emulator's sizes),
-# harness 10 s, torch 11 s, goals-cuda 19 s, sass 13 s, webgpu tests 18 s, ncu 15 s.
+# harness 10 s, torch 11 s, goals-cuda 19 s, sass 13 s, webgpu tests 18 s, ncu 15 s. Since then the
+# harness also runs the wgmma rows (LM head forward on two more tile sets, its backward and THR's
+# scores on one more: about +20 s) and ncu-tiles profiles 11 launches (estimated).
 # "native" runs only when the carried addon fails its check. SETUP_EST covers the unpacking and the
 # checks before the steps.
 SETUP_EST=15
 PLAN=(
   "native        90 150"
   "cuda-tests    60 180"
-  "harness       20  60"
+  "harness       35  90"
   "torch         10  60"
   "goals-cuda    20  60"
   "sass           5  20"
