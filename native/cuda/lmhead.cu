@@ -321,6 +321,20 @@ __device__ __forceinline__ OnlineState shfl_xor_state(const OnlineState& s, int 
           __shfl_xor_sync(kFullMask, s.t, m), __shfl_xor_sync(kFullMask, s.q, m)};
 }
 
+// Each of the block's rows' target as a column of this call's weight (−1: ignored, or outside it), into
+// s_tcol by threads 0 … kBM − 1 (read after the next barrier).
+__device__ __forceinline__ void target_columns(int* s_tcol, const FwdArgs& a, int64_t r0, int rows) {
+  const int tid = threadIdx.x;
+  if (tid >= kBM) return;
+  int c = -1;
+  if (tid < rows) {
+    const int t = a.targets[r0 + tid];
+    const int64_t tc = int64_t(t) - a.vocab_start;
+    if (t != a.ignore && tc >= 0 && tc < a.vocab) c = static_cast<int>(tc);
+  }
+  s_tcol[tid] = c;
+}
+
 template <class T, bool kStats>
 __global__ void __launch_bounds__(kThreads, 1) lm_fwd_kernel(FwdArgs a) {
   using S = Smem<T>;
@@ -337,15 +351,7 @@ __global__ void __launch_bounds__(kThreads, 1) lm_fwd_kernel(FwdArgs a) {
   const int rows = static_cast<int>(min64(kBM, a.rows - r0));
   const int ntiles = static_cast<int>((c1 - c0 + kBN - 1) / kBN);
   const int nk = max(1, static_cast<int>((a.dim + kBK - 1) / kBK));  // d = 0: one step of zeros
-  if (L.tid < kBM) {
-    int c = -1;
-    if (L.tid < rows) {
-      const int t = a.targets[r0 + L.tid];
-      const int64_t tc = int64_t(t) - a.vocab_start;
-      if (t != a.ignore && tc >= 0 && tc < a.vocab) c = static_cast<int>(tc);
-    }
-    s_tcol[L.tid] = c;
-  }
+  target_columns(s_tcol, a, r0, rows);
   const int m_tiles = active_tiles(rows, L.wm * kWarpM, 16, kMT);
 
   Frag acc, part;
@@ -490,6 +496,41 @@ __device__ __forceinline__ void wg_mainloop(unsigned char* smem, uint32_t sbase,
   __syncthreads();
 }
 
+// The wgmma forwards' epilogue of a 128-column tile at v0 (cols of them inside the slice): + bias, the
+// target's logit (stored by the thread holding it), then each of my 2 rows' 32 logits into its state.
+template <class T, bool kStats>
+__device__ __forceinline__ void wg_fold_tile(const float (&acc)[64], const WgLane& L, const int* s_tcol, const T* B,
+                                             const FwdArgs& a, int64_t r0, int64_t v0, int cols, OnlineState (&st)[2]) {
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const int r = L.row(h);
+    const int64_t dc = int64_t(s_tcol[r]) - v0;  // the target's column in this tile (if it is one)
+    float x[32];
+#pragma unroll
+    for (int j = 0; j < 16; ++j)
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {  // a column past the slice is −Inf: it adds exactly 0 to the state
+        const int c = L.col(j, e);
+        x[2 * j + e] = c < cols ? acc[4 * j + 2 * h + e] + bias_at(B, v0 + c) : -INFINITY;
+        if (c == dc) a.xt[r0 + r] = x[2 * j + e];
+      }
+    state_update<kStats>(st[h], x, a.scale2);
+  }
+}
+
+// The slice's state of each of my rows: its 4 lanes by a fixed xor tree (a row lies in one warp).
+__device__ __forceinline__ void wg_store_states(const OnlineState (&st)[2], const WgLane& L, const FwdArgs& a,
+                                                int64_t r0, int rows, int slice) {
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    OnlineState s = st[h];
+    s = state_merge(s, shfl_xor_state(s, 1), a.scale2);
+    s = state_merge(s, shfl_xor_state(s, 2), a.scale2);
+    const int r = L.row(h);
+    if (L.t4 == 0 && r < rows) a.partial[(r0 + r) * a.slices + slice] = make_float4(s.m, s.s, s.t, s.q);
+  }
+}
+
 template <class T, bool kStats>
 __global__ void __launch_bounds__(kThreads, 1) lm_fwd_wgmma_kernel(FwdArgs a) {
   GK_DYNAMIC_SMEM(unsigned char, smem_raw);
@@ -506,15 +547,7 @@ __global__ void __launch_bounds__(kThreads, 1) lm_fwd_wgmma_kernel(FwdArgs a) {
   const int rows = static_cast<int>(min64(kBM, a.rows - r0));
   const int ntiles = static_cast<int>((c1 - c0 + kBN - 1) / kBN);
   const int nk = max(1, static_cast<int>((a.dim + kWgBK - 1) / kWgBK));  // d = 0: one step of zeros
-  if (L.tid < kBM) {
-    int c = -1;
-    if (L.tid < rows) {
-      const int t = a.targets[r0 + L.tid];
-      const int64_t tc = int64_t(t) - a.vocab_start;
-      if (t != a.ignore && tc >= 0 && tc < a.vocab) c = static_cast<int>(tc);
-    }
-    s_tcol[L.tid] = c;
-  }
+  target_columns(s_tcol, a, r0, rows);
 
   float acc[64];
   OnlineState st[2] = {empty_state(), empty_state()};
@@ -529,36 +562,12 @@ __global__ void __launch_bounds__(kThreads, 1) lm_fwd_wgmma_kernel(FwdArgs a) {
 #pragma unroll
     for (int i = 0; i < 64; ++i) acc[i] = kt == 0 ? part[i] : acc[i] + part[i];
     if (kt != nk - 1) return;
-    // Epilogue of the tile: + bias, the target's logit, then each row's 32 logits into its state.
     const int64_t v0 = c0 + int64_t(tile) * kBN;
-    const int cols = static_cast<int>(min64(kBN, c1 - v0));
-#pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      const int r = L.row(h);
-      const int64_t dc = int64_t(s_tcol[r]) - v0;  // the target's column in this tile (if it is one)
-      float x[32];
-#pragma unroll
-      for (int j = 0; j < 16; ++j)
-#pragma unroll
-        for (int e = 0; e < 2; ++e) {  // a column past the tile is −Inf: it adds exactly 0 to the state
-          const int c = L.col(j, e);
-          x[2 * j + e] = c < cols ? acc[4 * j + 2 * h + e] + bias_at(B, v0 + c) : -INFINITY;
-          if (c == dc) a.xt[r0 + r] = x[2 * j + e];
-        }
-      state_update<kStats>(st[h], x, a.scale2);
-    }
+    wg_fold_tile<T, kStats>(acc, L, s_tcol, B, a, r0, v0, static_cast<int>(min64(kBN, c1 - v0)), st);
   };
   wg_mainloop<T, 0>(smem, smem_address(smem), ntiles * nk, load, retire);
 
-  // The slice's state of each of my rows: its 4 lanes by a fixed xor tree (a row lies in one warp).
-#pragma unroll
-  for (int h = 0; h < 2; ++h) {
-    OnlineState s = st[h];
-    s = state_merge(s, shfl_xor_state(s, 1), a.scale2);
-    s = state_merge(s, shfl_xor_state(s, 2), a.scale2);
-    const int r = L.row(h);
-    if (L.t4 == 0 && r < rows) a.partial[(r0 + r) * a.slices + slice] = make_float4(s.m, s.s, s.t, s.q);
-  }
+  wg_store_states(st, L, a, r0, rows, slice);
 }
 
 // ----------------------------------------------------------- forward on wgmma fed by TMA (sm_90a)
@@ -594,15 +603,7 @@ __global__ void __launch_bounds__(kTmaThreads, 1)
   const int ntiles = static_cast<int>((c1 - c0 + kBN - 1) / kBN);
   const int nk = max(1, static_cast<int>((a.dim + kWgBK - 1) / kWgBK));  // d = 0: one step of zeros
   const int steps = ntiles * nk;
-  if (tid < kBM) {
-    int c = -1;
-    if (tid < rows) {
-      const int t = a.targets[r0 + tid];
-      const int64_t tc = int64_t(t) - a.vocab_start;
-      if (t != a.ignore && tc >= 0 && tc < a.vocab) c = static_cast<int>(tc);
-    }
-    s_tcol[tid] = c;
-  }
+  target_columns(s_tcol, a, r0, rows);
   if (tid == 0) {
     for (int s = 0; s < kTmaStages; ++s) {
       mbar_init(&full[s], 1);
@@ -650,34 +651,11 @@ __global__ void __launch_bounds__(kTmaThreads, 1)
 #pragma unroll
     for (int i = 0; i < 64; ++i) acc[i] = kt == 0 ? part[i] : acc[i] + part[i];
     if (kt != nk - 1) continue;
-    // Epilogue of the tile: + bias, the target's logit, then each row's 32 logits into its state.
     const int64_t v0 = c0 + int64_t(tile) * kBN;
-    const int cols = static_cast<int>(min64(kBN, c1 - v0));
-#pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      const int r = L.row(h);
-      const int64_t dc = int64_t(s_tcol[r]) - v0;  // the target's column in this tile (if it is one)
-      float x[32];
-#pragma unroll
-      for (int j = 0; j < 16; ++j)
-#pragma unroll
-        for (int e = 0; e < 2; ++e) {  // a column past the slice is −Inf: it adds exactly 0 to the state
-          const int c = L.col(j, e);
-          x[2 * j + e] = c < cols ? acc[4 * j + 2 * h + e] + bias_at(B, v0 + c) : -INFINITY;
-          if (c == dc) a.xt[r0 + r] = x[2 * j + e];
-        }
-      state_update<kStats>(st[h], x, a.scale2);
-    }
+    wg_fold_tile<T, kStats>(acc, L, s_tcol, B, a, r0, v0, static_cast<int>(min64(kBN, c1 - v0)), st);
   }
 
-#pragma unroll
-  for (int h = 0; h < 2; ++h) {
-    OnlineState s = st[h];
-    s = state_merge(s, shfl_xor_state(s, 1), a.scale2);
-    s = state_merge(s, shfl_xor_state(s, 2), a.scale2);
-    const int r = L.row(h);
-    if (L.t4 == 0 && r < rows) a.partial[(r0 + r) * a.slices + slice] = make_float4(s.m, s.s, s.t, s.q);
-  }
+  wg_store_states(st, L, a, r0, rows, slice);
 }
 
 __device__ __forceinline__ OnlineState row_slices(const float4* partial, int64_t row, int slices, float scale2) {
