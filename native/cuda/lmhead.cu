@@ -321,6 +321,21 @@ __device__ __forceinline__ OnlineState shfl_xor_state(const OnlineState& s, int 
           __shfl_xor_sync(kFullMask, s.t, m), __shfl_xor_sync(kFullMask, s.q, m)};
 }
 
+// A forward block's rows and vocabulary slice (grid: x the 128-row block, y the slice of kSliceCols
+// columns) and its k-steps of `step` over d (d = 0: one step of zeros).
+struct FwdBlock {
+  int64_t r0, c0, c1;  // first row; the slice's columns [c0, c1)
+  int slice, rows, ntiles, nk;
+  __device__ FwdBlock(const FwdArgs& a, int step)
+      : r0(int64_t(blockIdx.x) * kBM),
+        c0(int64_t(blockIdx.y) * kSliceCols),
+        c1(min64(a.vocab, c0 + kSliceCols)),
+        slice(blockIdx.y),
+        rows(static_cast<int>(min64(kBM, a.rows - r0))),
+        ntiles(static_cast<int>((c1 - c0 + kBN - 1) / kBN)),
+        nk(max(1, static_cast<int>((a.dim + step - 1) / step))) {}
+};
+
 // Each of the block's rows' target as a column of this call's weight (−1: ignored, or outside it), into
 // s_tcol by threads 0 … kBM − 1 (read after the next barrier).
 __device__ __forceinline__ void target_columns(int* s_tcol, const FwdArgs& a, int64_t r0, int rows) {
@@ -344,15 +359,9 @@ __global__ void __launch_bounds__(kThreads, 1) lm_fwd_kernel(FwdArgs a) {
   const T* W = static_cast<const T*>(a.weight);
   const T* B = static_cast<const T*>(a.bias);
   const Lane L;
-  const int64_t r0 = int64_t(blockIdx.x) * kBM;
-  const int slice = blockIdx.y;
-  const int64_t c0 = int64_t(slice) * kSliceCols;
-  const int64_t c1 = min64(a.vocab, c0 + kSliceCols);
-  const int rows = static_cast<int>(min64(kBM, a.rows - r0));
-  const int ntiles = static_cast<int>((c1 - c0 + kBN - 1) / kBN);
-  const int nk = max(1, static_cast<int>((a.dim + kBK - 1) / kBK));  // d = 0: one step of zeros
-  target_columns(s_tcol, a, r0, rows);
-  const int m_tiles = active_tiles(rows, L.wm * kWarpM, 16, kMT);
+  const FwdBlock fb(a, kBK);
+  target_columns(s_tcol, a, fb.r0, fb.rows);
+  const int m_tiles = active_tiles(fb.rows, L.wm * kWarpM, 16, kMT);
 
   Frag acc, part;
   zero(acc);
@@ -362,22 +371,22 @@ __global__ void __launch_bounds__(kThreads, 1) lm_fwd_kernel(FwdArgs a) {
   for (int mi = 0; mi < kMT; ++mi) st[mi][0] = st[mi][1] = empty_state();
 
   auto load = [&](int slot, int it) {
-    const int tile = it / nk, kt = it - tile * nk;
-    const int64_t v0 = c0 + int64_t(tile) * kBN;
-    load_logits_stage<T>(smem + size_t(slot) * S::kFwdStage, H, r0, rows, W, v0,
-                         static_cast<int>(min64(kBN, c1 - v0)), a.dim, kt, a.h_vec16, a.w_vec16);
+    const int tile = it / fb.nk, kt = it - tile * fb.nk;
+    const int64_t v0 = fb.c0 + int64_t(tile) * kBN;
+    load_logits_stage<T>(smem + size_t(slot) * S::kFwdStage, H, fb.r0, fb.rows, W, v0,
+                         static_cast<int>(min64(kBN, fb.c1 - v0)), a.dim, kt, a.h_vec16, a.w_vec16);
   };
   auto compute = [&](int slot, int it) {
-    const int tile = it / nk, kt = it - tile * nk;
-    const int64_t v0 = c0 + int64_t(tile) * kBN;
-    const int cols = static_cast<int>(min64(kBN, c1 - v0));
+    const int tile = it / fb.nk, kt = it - tile * fb.nk;
+    const int64_t v0 = fb.c0 + int64_t(tile) * kBN;
+    const int cols = static_cast<int>(min64(kBN, fb.c1 - v0));
     const int n_tiles = active_tiles(cols, L.wn * kWarpN, 8, kNT);
     const unsigned char* stage = smem + size_t(slot) * S::kFwdStage;
     block_kstep<T, BLayout::KMajor>(part, reinterpret_cast<const T*>(stage),
                                     reinterpret_cast<const T*>(stage + S::kKMajor), L.wm, L.wn, L.g8, L.t4, m_tiles,
                                     n_tiles);
     flush(acc, part);
-    if (kt != nk - 1) return;
+    if (kt != fb.nk - 1) return;
     // Epilogue of the tile: + bias, the target's logit, then each row's 8 logits into its state.
     float bv[kNT][2];
 #pragma unroll
@@ -401,12 +410,12 @@ __global__ void __launch_bounds__(kThreads, 1) lm_fwd_kernel(FwdArgs a) {
             x[2 * ni + e] = L.col(ni, e) < cols ? acc[mi][ni][2 * h + e] + bv[ni][e] : -INFINITY;
           }
         const int64_t dc = int64_t(s_tcol[r]) - (v0 + L.wn * kWarpN + 2 * L.t4);  // the target among my columns?
-        if (dc >= 0 && dc < kWarpN && (dc & 7) < 2) a.xt[r0 + r] = x[2 * (dc >> 3) + (dc & 1)];
+        if (dc >= 0 && dc < kWarpN && (dc & 7) < 2) a.xt[fb.r0 + r] = x[2 * (dc >> 3) + (dc & 1)];
         state_update<kStats>(st[mi][h], x, a.scale2);
       }
     zero(acc);
   };
-  pipeline(ntiles * nk, load, compute);
+  pipeline(fb.ntiles * fb.nk, load, compute);
 
   // The slice's state of each row: its 4 lanes by a fixed xor tree, then the 4 column warps in order.
   float4* red = reinterpret_cast<float4*>(smem);  // [4][kBM], the stages are free
@@ -420,14 +429,14 @@ __global__ void __launch_bounds__(kThreads, 1) lm_fwd_kernel(FwdArgs a) {
       if (L.t4 == 0) red[L.wn * kBM + L.row(mi, h)] = make_float4(s.m, s.s, s.t, s.q);
     }
   __syncthreads();
-  if (L.tid < rows) {
+  if (L.tid < fb.rows) {
     OnlineState s = empty_state();
 #pragma unroll
     for (int w = 0; w < 4; ++w) {
       const float4 v = red[w * kBM + L.tid];
       s = state_merge(s, OnlineState{v.x, v.y, v.z, v.w}, a.scale2);
     }
-    a.partial[(r0 + L.tid) * a.slices + slice] = make_float4(s.m, s.s, s.t, s.q);
+    a.partial[(fb.r0 + L.tid) * a.slices + fb.slice] = make_float4(s.m, s.s, s.t, s.q);
   }
 }
 
@@ -540,34 +549,28 @@ __global__ void __launch_bounds__(kThreads, 1) lm_fwd_wgmma_kernel(FwdArgs a) {
   const T* W = static_cast<const T*>(a.weight);
   const T* B = static_cast<const T*>(a.bias);
   const WgLane L;
-  const int64_t r0 = int64_t(blockIdx.x) * kBM;
-  const int slice = blockIdx.y;
-  const int64_t c0 = int64_t(slice) * kSliceCols;
-  const int64_t c1 = min64(a.vocab, c0 + kSliceCols);
-  const int rows = static_cast<int>(min64(kBM, a.rows - r0));
-  const int ntiles = static_cast<int>((c1 - c0 + kBN - 1) / kBN);
-  const int nk = max(1, static_cast<int>((a.dim + kWgBK - 1) / kWgBK));  // d = 0: one step of zeros
-  target_columns(s_tcol, a, r0, rows);
+  const FwdBlock fb(a, kWgBK);
+  target_columns(s_tcol, a, fb.r0, fb.rows);
 
   float acc[64];
   OnlineState st[2] = {empty_state(), empty_state()};
   auto load = [&](unsigned char* stage, int step) {
-    const int tile = step / nk, kt = step - tile * nk;
-    const int64_t v0 = c0 + int64_t(tile) * kBN;
-    load_swizzled<T>(stage, H, a.dim, r0, rows, a.dim, kt);
-    load_swizzled<T>(stage + kWgTileBytes, W, a.dim, v0, static_cast<int>(min64(kBN, c1 - v0)), a.dim, kt);
+    const int tile = step / fb.nk, kt = step - tile * fb.nk;
+    const int64_t v0 = fb.c0 + int64_t(tile) * kBN;
+    load_swizzled<T>(stage, H, a.dim, fb.r0, fb.rows, a.dim, kt);
+    load_swizzled<T>(stage + kWgTileBytes, W, a.dim, v0, static_cast<int>(min64(kBN, fb.c1 - v0)), a.dim, kt);
   };
   auto retire = [&](const float (&part)[64], int it) {
-    const int tile = it / nk, kt = it - tile * nk;
+    const int tile = it / fb.nk, kt = it - tile * fb.nk;
 #pragma unroll
     for (int i = 0; i < 64; ++i) acc[i] = kt == 0 ? part[i] : acc[i] + part[i];
-    if (kt != nk - 1) return;
-    const int64_t v0 = c0 + int64_t(tile) * kBN;
-    wg_fold_tile<T, kStats>(acc, L, s_tcol, B, a, r0, v0, static_cast<int>(min64(kBN, c1 - v0)), st);
+    if (kt != fb.nk - 1) return;
+    const int64_t v0 = fb.c0 + int64_t(tile) * kBN;
+    wg_fold_tile<T, kStats>(acc, L, s_tcol, B, a, fb.r0, v0, static_cast<int>(min64(kBN, fb.c1 - v0)), st);
   };
-  wg_mainloop<T, 0>(smem, smem_address(smem), ntiles * nk, load, retire);
+  wg_mainloop<T, 0>(smem, smem_address(smem), fb.ntiles * fb.nk, load, retire);
 
-  wg_store_states(st, L, a, r0, rows, slice);
+  wg_store_states(st, L, a, fb.r0, fb.rows, fb.slice);
 }
 
 // ----------------------------------------------------------- forward on wgmma fed by TMA (sm_90a)
@@ -595,15 +598,9 @@ __global__ void __launch_bounds__(kTmaThreads, 1)
   const uint32_t sbase = smem_address(smem);
   const T* B = static_cast<const T*>(a.bias);
   const int tid = threadIdx.x;
-  const int64_t r0 = int64_t(blockIdx.x) * kBM;
-  const int slice = blockIdx.y;
-  const int64_t c0 = int64_t(slice) * kSliceCols;
-  const int64_t c1 = min64(a.vocab, c0 + kSliceCols);
-  const int rows = static_cast<int>(min64(kBM, a.rows - r0));
-  const int ntiles = static_cast<int>((c1 - c0 + kBN - 1) / kBN);
-  const int nk = max(1, static_cast<int>((a.dim + kWgBK - 1) / kWgBK));  // d = 0: one step of zeros
-  const int steps = ntiles * nk;
-  target_columns(s_tcol, a, r0, rows);
+  const FwdBlock fb(a, kWgBK);
+  const int steps = fb.ntiles * fb.nk;
+  target_columns(s_tcol, a, fb.r0, fb.rows);
   if (tid == 0) {
     for (int s = 0; s < kTmaStages; ++s) {
       mbar_init(&full[s], 1);
@@ -618,11 +615,11 @@ __global__ void __launch_bounds__(kTmaThreads, 1)
       for (int step = 0; step < steps; ++step) {
         const int s = step % kTmaStages, n = step / kTmaStages;
         if (n > 0) mbar_wait(&empty[s], uint32_t(n - 1) & 1u);
-        const int tile = step / nk, kt = step - tile * nk;
+        const int tile = step / fb.nk, kt = step - tile * fb.nk;
         unsigned char* stage = smem + size_t(s) * kWgStageBytes;
         mbar_arrive_expect_tx(&full[s], uint32_t(kWgStageBytes));
-        tma_load_2d(stage, &tmap_h, kt * kWgBK, static_cast<int32_t>(r0), &full[s]);
-        tma_load_2d(stage + kWgTileBytes, &tmap_w, kt * kWgBK, static_cast<int32_t>(c0 + int64_t(tile) * kBN),
+        tma_load_2d(stage, &tmap_h, kt * kWgBK, static_cast<int32_t>(fb.r0), &full[s]);
+        tma_load_2d(stage + kWgTileBytes, &tmap_w, kt * kWgBK, static_cast<int32_t>(fb.c0 + int64_t(tile) * kBN),
                     &full[s]);
       }
     }
@@ -647,15 +644,15 @@ __global__ void __launch_bounds__(kTmaThreads, 1)
     wgmma_wait<0>();
     wgmma_fence_regs(part);
     if ((tid & 31) == 0) mbar_arrive(&empty[s]);
-    const int tile = step / nk, kt = step - tile * nk;
+    const int tile = step / fb.nk, kt = step - tile * fb.nk;
 #pragma unroll
     for (int i = 0; i < 64; ++i) acc[i] = kt == 0 ? part[i] : acc[i] + part[i];
-    if (kt != nk - 1) continue;
-    const int64_t v0 = c0 + int64_t(tile) * kBN;
-    wg_fold_tile<T, kStats>(acc, L, s_tcol, B, a, r0, v0, static_cast<int>(min64(kBN, c1 - v0)), st);
+    if (kt != fb.nk - 1) continue;
+    const int64_t v0 = fb.c0 + int64_t(tile) * kBN;
+    wg_fold_tile<T, kStats>(acc, L, s_tcol, B, a, fb.r0, v0, static_cast<int>(min64(kBN, fb.c1 - v0)), st);
   }
 
-  wg_store_states(st, L, a, r0, rows, slice);
+  wg_store_states(st, L, a, fb.r0, fb.rows, fb.slice);
 }
 
 __device__ __forceinline__ OnlineState row_slices(const float4* partial, int64_t row, int slices, float scale2) {

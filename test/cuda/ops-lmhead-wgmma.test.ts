@@ -13,6 +13,7 @@ import { lmheadTuning } from '../../src/backends/cuda/lmhead.js';
 import { wordsOf } from '../cases/check.js';
 import { lmheadCases } from '../cases/lmhead.js';
 import { openBackends, runCaseTable } from '../cases/runner.js';
+import { expectChunkInvariantGradients } from '../lmhead/checks.js';
 import { gradVector, makeHead } from '../lmhead/reference.js';
 import { EMULATED, SANITIZER } from './helpers.js';
 
@@ -67,38 +68,8 @@ describe.skipIf(ctx === undefined)('lmhead (wgmma tiles) on cuda', () => {
   });
 
   it('gradWeight, gradHidden and gradBias have the same bits whatever the backward chunks rows and vocabulary', async () => {
-    const c = ctx!;
-    const x = makeHead({ N: 300, d: 40, V: 300, dtype: 'bf16', seed: 93, bias: true });
-    const hidden = c.tensor(x.hidden as Uint16Array, [x.N, x.d], 'bf16');
-    const weight = c.tensor(x.weight as Uint16Array, [x.V, x.d], 'bf16');
-    const bias = c.tensor(x.bias as Uint16Array, [x.V], 'bf16');
-    const g = gradVector(94, x.N);
-    const lse = (await c.linearLogprobs(hidden, weight, x.targets, { bias })).lse;
-    const run = async (chunkRows: number, chunkVocab: number) => {
-      Object.assign(lmheadTuning, { chunkRows, chunkVocab });
-      try {
-        const r = await c.linearLogprobsBackward(hidden, weight, x.targets, lse, g, { bias });
-        const out = [r.gradWeight, r.gradHidden, r.gradBias!];
-        const words = await Promise.all(out.map(async (t) => Array.from(wordsOf(await t.read()))));
-        for (const t of out) t.dispose();
-        return words;
-      } finally {
-        Object.assign(lmheadTuning, { chunkRows: 0, chunkVocab: 0 });
-      }
-    };
-    try {
-      const whole = await run(0, 0);
-      for (const [rows, vocab] of [
-        [128, 128],
-        [256, 128],
-        [128, 256],
-      ]) {
-        const chunked = await run(rows, vocab);
-        for (const [i, name] of ['gradWeight', 'gradHidden', 'gradBias'].entries())
-          expect(chunked[i], `${name}, chunks ${rows} × ${vocab}`).toEqual(whole[i]);
-      }
-    } finally {
-      for (const t of [hidden, weight, bias, lse]) t.dispose();
-    }
+    await expectChunkInvariantGradients(ctx!, 93, (chunkRows, chunkVocab) =>
+      Object.assign(lmheadTuning, { chunkRows, chunkVocab }),
+    );
   });
 });

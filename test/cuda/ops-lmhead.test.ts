@@ -10,10 +10,9 @@
 import { describe, expect, it } from 'vitest';
 import { lmheadTuning } from '../../src/backends/cuda/lmhead.js';
 import { loadNativeAddon, type NativeDevice } from '../../src/backends/cuda/native.js';
-import { wordsOf } from '../cases/check.js';
 import { lmheadCases } from '../cases/lmhead.js';
 import { openBackends, runCaseTable } from '../cases/runner.js';
-import { BIG, LOGITS_BF16_BYTES, lmheadChecks } from '../lmhead/checks.js';
+import { BIG, expectChunkInvariantGradients, LOGITS_BF16_BYTES, lmheadChecks } from '../lmhead/checks.js';
 import { gradVector, makeHead } from '../lmhead/reference.js';
 import { EMULATED, SANITIZER } from './helpers.js';
 
@@ -28,43 +27,9 @@ const ctx = backends[0].ctx;
 
 describe.skipIf(ctx === undefined)('lmhead on cuda: chunking and memory', () => {
   it('gradWeight and gradHidden have the same bits whatever the backward chunks rows and vocabulary', async () => {
-    const c = ctx!;
-    const x = makeHead({ N: 300, d: 40, V: 300, dtype: 'bf16', seed: 91, bias: true });
-    const hidden = c.tensor(x.hidden as Uint16Array, [x.N, x.d], 'bf16');
-    const weight = c.tensor(x.weight as Uint16Array, [x.V, x.d], 'bf16');
-    const bias = c.tensor(x.bias as Uint16Array, [x.V], 'bf16');
-    const g = gradVector(92, x.N);
-    const lse = (await c.linearLogprobs(hidden, weight, x.targets, { bias })).lse;
-    const run = async (chunkRows: number, chunkVocab: number) => {
-      Object.assign(lmheadTuning, { chunkRows, chunkVocab });
-      try {
-        const r = await c.linearLogprobsBackward(hidden, weight, x.targets, lse, g, { bias });
-        const out = [
-          wordsOf(await r.gradWeight.read()),
-          wordsOf(await r.gradHidden.read()),
-          wordsOf(await r.gradBias!.read()),
-        ];
-        for (const t of [r.gradHidden, r.gradWeight, r.gradBias]) t?.dispose();
-        return out;
-      } finally {
-        Object.assign(lmheadTuning, { chunkRows: 0, chunkVocab: 0 });
-      }
-    };
-    try {
-      const whole = await run(0, 0);
-      for (const [rows, vocab] of [
-        [128, 128],
-        [256, 128],
-        [128, 256],
-      ]) {
-        const chunked = await run(rows, vocab);
-        expect(Array.from(chunked[0]), `gradWeight, chunks ${rows} × ${vocab}`).toEqual(Array.from(whole[0]));
-        expect(Array.from(chunked[1]), `gradHidden, chunks ${rows} × ${vocab}`).toEqual(Array.from(whole[1]));
-        expect(Array.from(chunked[2]), `gradBias, chunks ${rows} × ${vocab}`).toEqual(Array.from(whole[2]));
-      }
-    } finally {
-      for (const t of [hidden, weight, bias, lse]) t.dispose();
-    }
+    await expectChunkInvariantGradients(ctx!, 91, (chunkRows, chunkVocab) =>
+      Object.assign(lmheadTuning, { chunkRows, chunkVocab }),
+    );
   });
 
   it('memory: scratch at N = 16384, V = 151936, d = 4096 (computed, not run) ≤ 5% of the bf16 logits; a run allocates what the plan says', async () => {

@@ -11,6 +11,7 @@ import { describe, expect, expectTypeOf, it } from 'vitest';
 import { jsLmheadScratchBytes } from '../../src/backends/js/lmhead.js';
 import type { Context } from '../../src/context.js';
 import { type ErrorCode, GrpoKernelsError, type LogprobStates, type Tensor } from '../../src/index.js';
+import { wordsOf } from '../cases/check.js';
 import type { OpenBackend } from '../cases/runner.js';
 import {
   bruteThr,
@@ -406,6 +407,50 @@ function thrHalves(ctx: Context) {
 }
 
 // ---------------------------------------------------------------- per backend
+
+/**
+ * A cuda or webgpu backward's chunking hook (the G chunk's rows and vocabulary columns, 0 for the plan's):
+ * gradWeight, gradHidden and gradBias of a bf16 head (N 300, d 40, V 300, bias) computed whole and in
+ * chunks of 128 × 128, 256 × 128 and 128 × 256 must have the same bits (their sums run on across chunks).
+ */
+export async function expectChunkInvariantGradients(
+  c: Context,
+  seed: number,
+  setChunks: (rows: number, vocab: number) => void,
+): Promise<void> {
+  const x = makeHead({ N: 300, d: 40, V: 300, dtype: 'bf16', seed, bias: true });
+  const hidden = c.tensor(x.hidden as Uint16Array, [x.N, x.d], 'bf16');
+  const weight = c.tensor(x.weight as Uint16Array, [x.V, x.d], 'bf16');
+  const bias = c.tensor(x.bias as Uint16Array, [x.V], 'bf16');
+  const g = gradVector(seed + 1, x.N);
+  const lse = (await c.linearLogprobs(hidden, weight, x.targets, { bias })).lse;
+  const run = async (rows: number, vocab: number) => {
+    setChunks(rows, vocab);
+    try {
+      const r = await c.linearLogprobsBackward(hidden, weight, x.targets, lse, g, { bias });
+      const out = [r.gradWeight, r.gradHidden, r.gradBias!];
+      const words = await Promise.all(out.map(async (t) => Array.from(wordsOf(await t.read()))));
+      for (const t of out) t.dispose();
+      return words;
+    } finally {
+      setChunks(0, 0);
+    }
+  };
+  try {
+    const whole = await run(0, 0);
+    for (const [rows, vocab] of [
+      [128, 128],
+      [256, 128],
+      [128, 256],
+    ]) {
+      const chunked = await run(rows, vocab);
+      for (const [i, name] of ['gradWeight', 'gradHidden', 'gradBias'].entries())
+        expect(chunked[i], `${name}, chunks ${rows} × ${vocab}`).toEqual(whole[i]);
+    }
+  } finally {
+    for (const t of [hidden, weight, bias, lse]) t.dispose();
+  }
+}
 
 export function lmheadChecks(backends: readonly OpenBackend[]): void {
   for (const b of backends) {
