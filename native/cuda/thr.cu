@@ -515,6 +515,30 @@ struct ScoreLayout {
   static constexpr size_t kStaticBytes = size_t(kSRows) * sizeof(int);
 };
 
+// A scores block's place (thr_scores_kernel and thr_scores_wgmma_kernel): its group g (list entry li),
+// the group's tokens [t0, t0 + Tg) and |V*_g| = K, the block's 128-token × 128-column tile (vt-th column
+// tile; r0, v0 relative to the group; rows × cols inside it), the group's q rows and its M_g.
+struct ScoreBlock {
+  int li, g;
+  int64_t d;
+  int t0, Tg, K, vt, r0, v0, rows, cols;
+  const float* q;
+  const float* Mg;
+  __device__ ScoreBlock(const GroupList& list, const GroupGeom& geo, const float* M)
+      : li(find_range(list.tile_start, list.n, blockIdx.x)), g(list.gid[li]), d(geo.d), t0(geo.gto[g]),
+        Tg(geo.gto[g + 1] - t0), K(geo.voff[g + 1] - geo.voff[g]) {
+    const int tiles_v = (K + kBN - 1) / kBN;
+    const int local = blockIdx.x - list.tile_start[li];
+    vt = local % tiles_v;
+    r0 = (local / tiles_v) * kSRows;
+    v0 = vt * kBN;
+    rows = min(kSRows, Tg - r0);
+    cols = min(kBN, K - v0);
+    q = geo.probs + geo.poff[g];
+    Mg = M + list.m_off[li];
+  }
+};
+
 // Block: 128 tokens (t) × 128 columns of V*_g (v) of one group, U[t][v] = Σ_j h_t[j]·M_g[v][j]
 // (k-steps of 32 over d), folded into the tokens' partial s over these columns. kStages changes only
 // how far the copies run ahead, never the arithmetic.
@@ -529,33 +553,22 @@ __global__ void __launch_bounds__(kThreads, kSplit ? 1 : 2)
   GK_DYNAMIC_SMEM(unsigned char, smem);
   __shared__ int s_col[kBM];  // the tile's tokens' own columns in V*_g
 
-  const int li = find_range(list.tile_start, list.n, blockIdx.x);
-  const int g = list.gid[li];
-  const int64_t d = geo.d;
-  const int t0 = geo.gto[g], Tg = geo.gto[g + 1] - t0;
-  const int K = geo.voff[g + 1] - geo.voff[g];
-  const int tiles_v = (K + kBN - 1) / kBN;
-  const int local = blockIdx.x - list.tile_start[li];
-  const int vt = local % tiles_v;
-  const int r0 = (local / tiles_v) * kBM, v0 = vt * kBN;  // relative to the group
-  const int rows = min(kBM, Tg - r0), cols = min(kBN, K - v0);
-  const float* q = geo.probs + geo.poff[g];
-  const float* Mg = M + list.m_off[li];
+  const ScoreBlock b(list, geo, M);
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g8 = lane >> 2, t4 = lane & 3;
   const int wm = warp >> 2, wn = warp & 3;
-  const int m_tiles = active_tiles(rows, wm * kWarpM, 16, kMT);
-  const int n_tiles = active_tiles(cols, wn * kWarpN, 8, kNT);
-  if (tid < kBM) s_col[tid] = tid < rows ? geo.tokcol[t0 + r0 + tid] : -1;
+  const int m_tiles = active_tiles(b.rows, wm * kWarpM, 16, kMT);
+  const int n_tiles = active_tiles(b.cols, wn * kWarpN, 8, kNT);
+  if (tid < kBM) s_col[tid] = tid < b.rows ? geo.tokcol[b.t0 + b.r0 + tid] : -1;
 
   // Loader: thread → row tid/2 of both tiles, k-columns [16·(tid mod 2), +16) of the step.
   const int lr = tid >> 1, lh = tid & 1;
-  const T* a_row = hidden + int64_t(t0 + r0 + (lr < rows ? lr : 0)) * d;
-  const float* b_row = Mg + int64_t(v0 + (lr < cols ? lr : 0)) * geo.ld_m;
+  const T* a_row = hidden + int64_t(b.t0 + b.r0 + (lr < b.rows ? lr : 0)) * b.d;
+  const float* b_row = b.Mg + int64_t(b.v0 + (lr < b.cols ? lr : 0)) * geo.ld_m;
   auto load_stage = [&](int slot, int kt) {
     unsigned char* st = smem + size_t(slot) * L::kStageBytes;
     const int64_t k = int64_t(kt) * kBK + lh * 16;
-    stage16<T>(reinterpret_cast<T*>(st) + lr * L::kLdA + lh * 16, a_row, k, lr < rows ? d : 0, geo.hidden_vec16);
-    stage16<float>(reinterpret_cast<float*>(st + L::kABytes) + lr * L::kLdB + lh * 16, b_row, k, lr < cols ? d : 0,
+    stage16<T>(reinterpret_cast<T*>(st) + lr * L::kLdA + lh * 16, a_row, k, lr < b.rows ? b.d : 0, geo.hidden_vec16);
+    stage16<float>(reinterpret_cast<float*>(st + L::kABytes) + lr * L::kLdB + lh * 16, b_row, k, lr < b.cols ? b.d : 0,
                    geo.m_vec16);
   };
 
@@ -563,7 +576,7 @@ __global__ void __launch_bounds__(kThreads, kSplit ? 1 : 2)
   zero(acc);
   zero(part);
   Frag<kMT>& sink = kSplit ? part : acc;
-  const int nk = static_cast<int>(ceil_div(d, kBK));
+  const int nk = static_cast<int>(ceil_div(b.d, kBK));
 #pragma unroll
   for (int s = 0; s < kStages - 1; ++s) {
     if (s < nk) load_stage(s, s);
@@ -617,15 +630,15 @@ __global__ void __launch_bounds__(kThreads, kSplit ? 1 : 2)
     for (int h = 0; h < 2; ++h) {
       const int r = wm * kWarpM + mi * 16 + g8 + 8 * h;
       float x = 0.f;
-      if (r < rows) {
-        const float* qrow = q + int64_t(r0 + r) * K + v0;
-        const int own = s_col[r] - v0;
+      if (r < b.rows) {
+        const float* qrow = b.q + int64_t(b.r0 + r) * b.K + b.v0;
+        const int own = s_col[r] - b.v0;
 #pragma unroll
         for (int ni = 0; ni < kNT; ++ni)
 #pragma unroll
           for (int e = 0; e < 2; ++e) {
             const int c = wn * kWarpN + ni * 8 + 2 * t4 + e;
-            if (c < cols) x = fmaf((c == own ? 1.f : 0.f) - qrow[c], acc[mi][ni][2 * h + e], x);
+            if (c < b.cols) x = fmaf((c == own ? 1.f : 0.f) - qrow[c], acc[mi][ni][2 * h + e], x);
           }
       }
       x += __shfl_xor_sync(0xffffffffu, x, 1);
@@ -633,8 +646,8 @@ __global__ void __launch_bounds__(kThreads, kSplit ? 1 : 2)
       if (t4 == 0) red[wn * kBM + r] = x;
     }
   __syncthreads();
-  if (tid < rows)
-    spart[list.part_off[li] + int64_t(vt) * Tg + r0 + tid] =
+  if (tid < b.rows)
+    spart[list.part_off[b.li] + int64_t(b.vt) * b.Tg + b.r0 + tid] =
         ((red[tid] + red[kBM + tid]) + red[2 * kBM + tid]) + red[3 * kBM + tid];
 }
 
@@ -674,27 +687,16 @@ __global__ void __launch_bounds__(kThreads, 1)
   unsigned char* smem = wg_stages(smem_raw);
   const uint32_t sbase = smem_address(smem);
 
-  const int li = find_range(list.tile_start, list.n, blockIdx.x);
-  const int g = list.gid[li];
-  const int64_t d = geo.d;
-  const int t0 = geo.gto[g], Tg = geo.gto[g + 1] - t0;
-  const int K = geo.voff[g + 1] - geo.voff[g];
-  const int tiles_v = (K + kBN - 1) / kBN;
-  const int local = blockIdx.x - list.tile_start[li];
-  const int vt = local % tiles_v;
-  const int r0 = (local / tiles_v) * kSRows, v0 = vt * kBN;  // relative to the group
-  const int rows = min(kSRows, Tg - r0), cols = min(kBN, K - v0);
-  const float* q = geo.probs + geo.poff[g];
-  const float* Mg = M + list.m_off[li];
+  const ScoreBlock b(list, geo, M);
   const WgLane Ln;
-  if (Ln.tid < kSRows) s_col[Ln.tid] = Ln.tid < rows ? geo.tokcol[t0 + r0 + Ln.tid] : -1;
+  if (Ln.tid < kSRows) s_col[Ln.tid] = Ln.tid < b.rows ? geo.tokcol[b.t0 + b.r0 + Ln.tid] : -1;
 
-  const int nk = static_cast<int>(ceil_div(d, kBK));
+  const int nk = static_cast<int>(ceil_div(b.d, kBK));
   auto issue_load = [&](int kt) {
     if (kt < nk) {
       unsigned char* st = smem + size_t(kt % kStages) * L::kStageBytes;
-      load_swizzled<float>(st, hidden, d, t0 + r0, rows, d, kt);
-      load_swizzled<float>(st + kWgTileBytes, Mg, geo.ld_m, v0, cols, d, kt);
+      load_swizzled<float>(st, hidden, b.d, b.t0 + b.r0, b.rows, b.d, kt);
+      load_swizzled<float>(st + kWgTileBytes, b.Mg, geo.ld_m, b.v0, b.cols, b.d, kt);
     }
     cp_async_commit();  // (an empty group past the end keeps the wait count uniform)
   };
@@ -759,20 +761,20 @@ __global__ void __launch_bounds__(kThreads, 1)
   for (int h = 0; h < 2; ++h) {
     const int r = Ln.row(h);
     float x = 0.f;
-    if (r < rows) {
-      const float* qrow = q + int64_t(r0 + r) * K + v0;
-      const int own = s_col[r] - v0;
+    if (r < b.rows) {
+      const float* qrow = b.q + int64_t(b.r0 + r) * b.K + b.v0;
+      const int own = s_col[r] - b.v0;
 #pragma unroll
       for (int j = 0; j < 16; ++j)
 #pragma unroll
         for (int e = 0; e < 2; ++e) {
           const int c = Ln.col(j, e);
-          if (c < cols) x = fmaf((c == own ? 1.f : 0.f) - qrow[c], acc[4 * j + 2 * h + e], x);
+          if (c < b.cols) x = fmaf((c == own ? 1.f : 0.f) - qrow[c], acc[4 * j + 2 * h + e], x);
         }
     }
     x += __shfl_xor_sync(0xffffffffu, x, 1);
     x += __shfl_xor_sync(0xffffffffu, x, 2);
-    if (Ln.t4 == 0 && r < rows) spart[list.part_off[li] + int64_t(vt) * Tg + r0 + r] = x;
+    if (Ln.t4 == 0 && r < b.rows) spart[list.part_off[b.li] + int64_t(b.vt) * b.Tg + b.r0 + r] = x;
   }
 }
 
