@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "common.cuh"
 #include "tensor_core.cuh"
 
 namespace {
@@ -780,6 +781,127 @@ void test_wgmma() {
   }
 }
 
+// ------------------------------------------------------------------------------------- mbarrier
+// Phases and parities (PTX ISA, mbarrier: a phase completes when its expected arrivals and its
+// tx-count reach zero; try_wait.parity(p) is true once the phase of parity p completed, and for parity 1
+// on a fresh mbarrier, whose "preceding phase" counts as completed). Four rounds on one mbarrier of
+// count 3: threads 1-3 write a slot, arrive and wait; threads 40 and 41 only wait, then sum the round's
+// slots; everyone else waits at __syncthreads meanwhile (threads in mbar_wait have not arrived there).
+// Then a second mbarrier of count 2 whose TMA bytes complete before its expect_tx is announced.
+__global__ void mbar_phase_kernel(int* out, const __grid_constant__ CUtensorMap map) {
+  GK_DYNAMIC_SMEM(unsigned char, sm);
+  uint64_t* bar = reinterpret_cast<uint64_t*>(sm + 4096);
+  uint64_t* tx_bar = bar + 1;
+  uint64_t* go = bar + 2;
+  int* slot = reinterpret_cast<int*>(sm + 4096 + 64);
+  const int t = int(threadIdx.x);
+  if (t == 0) {
+    gk::mbar_init(bar, 3);
+    gk::mbar_init(tx_bar, 2);
+    gk::mbar_init(go, 1);
+    gk::mbar_fence_init();
+  }
+  __syncthreads();
+  if (t == 10) {
+    gk::mbar_wait(bar, 1);  // returns at once
+    out[0] = 1;
+  }
+  __syncthreads();  // (after round 0's phase completed, parity 1 would name the current phase)
+  for (int r = 0; r < 4; ++r) {
+    if (t >= 1 && t <= 3) {
+      slot[r * 4 + t] = 100 * r + t;
+      gk::mbar_arrive(bar);
+      gk::mbar_wait(bar, uint32_t(r & 1));
+    }
+    if (t == 40 || t == 41) {
+      gk::mbar_wait(bar, uint32_t(r & 1));
+      out[1 + r * 2 + (t - 40)] = slot[r * 4 + 1] + slot[r * 4 + 2] + slot[r * 4 + 3];
+    }
+    __syncthreads();
+  }
+  // complete_tx before expect_tx: thread 0 issues the copy and arrives, then lets thread 1 arrive with
+  // the bytes; thread 0's wait lands the copy first (tx-count −4096 meanwhile, legal), so the phase
+  // completes only at thread 1's arrival.
+  if (t == 0) {
+    gk::tma_load_2d(sm, &map, 0, 0, tx_bar);
+    gk::mbar_arrive(tx_bar);
+    gk::mbar_arrive(go);
+    gk::mbar_wait(tx_bar, 0);
+    out[9] = reinterpret_cast<const uint16_t*>(sm)[0];
+  }
+  if (t == 1) {
+    gk::mbar_wait(go, 0);
+    out[10] = reinterpret_cast<const uint16_t*>(sm)[0];  // landed by thread 0's wait (phase not complete)
+    gk::mbar_arrive_expect_tx(tx_bar, 4096);
+    gk::mbar_wait(tx_bar, 0);
+  }
+}
+
+// Host-side TMA fixtures: a bf16 [rows][cols] matrix (row stride ld) of distinct values, its map.
+struct TmaMatrix {
+  int rows, cols, ld;
+  std::vector<uint16_t> host;
+  uint16_t* dev = nullptr;
+  CUtensorMap map{};
+  TmaMatrix(int r, int c, int l, int box_rows, uint32_t seed) : rows(r), cols(c), ld(l), host(size_t(r) * l, 0) {
+    std::mt19937 rng(seed);
+    for (int i = 0; i < r; ++i)
+      for (int j = 0; j < l; ++j)  // bf16 of small integers / 2 (exact products and sums), never 0 inside
+        host[size_t(i) * l + j] = j < c ? uint16_t(__float_as_uint(float(int(rng() % 8) + 1) * (rng() & 1 ? 0.5f : -0.5f)) >> 16) : 0xDEAD;
+    cudaMalloc(reinterpret_cast<void**>(&dev), host.size() * 2);
+    std::memcpy(dev, host.data(), host.size() * 2);
+    const gk::Status st = gk::encode_tensor_map_2d(&map, dev, r, c, l, box_rows, 64);
+    if (!st.ok()) std::printf("encode_tensor_map_2d: %s\n", st.message.c_str());
+  }
+  ~TmaMatrix() { cudaFree(dev); }
+  uint16_t at(long i, long j) const { return i >= 0 && i < rows && j >= 0 && j < cols ? host[size_t(i) * ld + size_t(j)] : 0; }
+};
+
+std::string mbar_phase_run(bool reverse, const TmaMatrix& m) {
+  int* d = nullptr;
+  cudaMalloc(reinterpret_cast<void**>(&d), 16 * sizeof(int));
+  std::memset(d, 0, 16 * sizeof(int));
+  gkemu::set_reverse_order(reverse);
+  mbar_phase_kernel<<<1, 64, 4096 + 64 + 256, nullptr>>>(d, m.map);
+  gkemu::set_reverse_order(false);
+  const cudaError_t e = cudaGetLastError();
+  std::vector<int> out(d, d + 16);
+  cudaFree(d);
+  if (e != cudaSuccess) return cudaGetErrorString(e);
+  if (out[0] != 1) return "a wait for parity 1 on a fresh mbarrier did not return";
+  for (int r = 0; r < 4; ++r)
+    for (int w = 0; w < 2; ++w)
+      if (out[1 + r * 2 + w] != 300 * r + 6)
+        return "round " + std::to_string(r) + " waiter " + std::to_string(w) + " read " + std::to_string(out[1 + r * 2 + w]);
+  if (out[9] != m.at(0, 0) || out[10] != m.at(0, 0))
+    return "the early copy read " + std::to_string(out[9]) + " / " + std::to_string(out[10]) + ", want " + std::to_string(m.at(0, 0));
+  return "";
+}
+
+// Deadlock: two arrivals expected, one ever made.
+__global__ void mbar_deadlock_kernel() {
+  GK_DYNAMIC_SMEM(uint64_t, bar);
+  if (threadIdx.x == 0) {
+    gk::mbar_init(bar, 2);
+    gk::mbar_fence_init();
+  }
+  __syncthreads();
+  if (threadIdx.x == 0) gk::mbar_arrive(bar);
+  gk::mbar_wait(bar, 0);
+}
+
+void test_mbarrier() {
+  TmaMatrix m(32, 64, 64, 32, 7);
+  const std::string fwd = mbar_phase_run(false, m), rev = mbar_phase_run(true, m);
+  check(fwd.empty() && rev.empty(),
+        "mbarrier phases: arrivals of count 3 over four rounds, parities 0/1, a fresh mbarrier's parity 1 passes, "
+        "waiters beside __syncthreads, complete_tx before expect_tx (both schedule orders)",
+        fwd + (rev.empty() ? "" : " | reverse: " + rev));
+  mbar_deadlock_kernel<<<1, 32, 64, nullptr>>>();
+  expect_failure(cudaErrorLaunchFailure, "an mbarrier wait that can never complete fails the launch (deadlock) instead of hanging",
+                 "1 of 2 arrivals");
+}
+
 }  // namespace
 
 int main() {
@@ -790,6 +912,7 @@ int main() {
   test_mma();
   test_cp_async();
   test_wgmma();
+  test_mbarrier();
   std::printf("%d failure(s)\n", failures);
   return failures;
 }
