@@ -133,6 +133,7 @@ const flags = [
   '-Wno-strict-aliasing',
   '-Wno-unknown-pragmas',
   '-Wno-unused-function',
+  '-Wno-psabi', // CUtensorMap (128-byte aligned) passed by value, as __grid_constant__ kernel parameters are
   '-include',
   join(root, 'tools', 'cuda-emu', 'cuda_emu.h'),
   '-DGK_CUDA_EMU=1',
@@ -207,7 +208,8 @@ if (
     stop(`CUDA runtime calls the emulator lacks: ${missing.map((l) => l.trim()).join(', ')}`);
 }
 const selftest = join(out, 'emu_selftest');
-const selftestObjs = [objOf('selftest.cc'), objOf('emu_runtime.cc')];
+// common.cu: encode_tensor_map_2d (the TMA checks), beside the emulated runtime.
+const selftestObjs = [objOf('selftest.cc'), objOf('common.cc'), objOf('emu_runtime.cc')];
 if (
   (compiled > 0 || !existsSync(selftest)) &&
   !(await run('g++', [...linkFlags, '-o', selftest, ...selftestObjs]))

@@ -7,7 +7,8 @@
 // thread; the threads of a block are fibers switched only at __syncthreads and warp shuffles, so
 // shared memory is a function-local static (launches from different OS threads take turns). A block barrier waits
 // for every thread that has not exited; a shuffle waits for exactly the lanes of its mask and fails
-// the launch if they disagree or a lane in the mask never arrives. WMMA fragments hold the whole tile
+// the launch if they disagree or a lane in the mask never arrives; a thread in mbar_wait yields until its
+// phase completes. WMMA fragments hold the whole tile
 // in every lane (num_elements = rows × cols), so element-wise code on fragment.x[] stays layout-free.
 // The PTX stand-ins native/cuda/tensor_core.cuh calls (mma.sync m16n8k8 TF32, cp.async) keep the
 // hardware's per-lane view instead: an MMA gathers the warp's registers and gives each lane its own
@@ -89,13 +90,23 @@ void wgmma_wait(int newest_pending);
 // counts: a wgmma before the thread's first fence fails the launch, and so does one whose d was
 // written since a wgmma's result landed in it with no fence in between.
 void wgmma_fence();
-// mbarrier and TMA (tensor_core.cuh): not modelled yet; each fails the launch.
+// mbarrier and TMA (tensor_core.cuh, "mbarrier and TMA"; emu_runtime.cc has the model and what was
+// verified). An mbarrier lives in dynamic shared memory; its phases complete when the expected
+// arrivals and the transaction bytes announced by expect_tx (less those TMA copies completed) reach
+// zero. mbar_wait(bar, p) returns once the phase of parity p completed (the current phase's parity
+// differs from p), yielding to the block's other threads meanwhile. tma_load_2d queues the box copy
+// (zero outside the tensor, swizzled as the map says) on bar; it is performed, and its bytes
+// completed, when a thread waits on bar, so a stage read without waiting shows stale bytes. Misuse
+// (uninitialised or overwritten mbarriers, arrivals beyond the count, a wait that can never complete,
+// a block exiting with copies in flight, misaligned boxes) fails the launch.
 void mbar_init(uint64_t* bar, uint32_t count);
 void mbar_fence_init();
 void mbar_arrive_expect_tx(uint64_t* bar, uint32_t bytes);
 void mbar_arrive(uint64_t* bar);
 void mbar_wait(uint64_t* bar, uint32_t parity);
 void tma_load_2d(void* dst, const CUtensorMap* map, int32_t c0, int32_t c1, uint64_t* bar);
+// The emulator's cuTensorMapEncodeTiled (cudaGetDriverEntryPointByVersion hands it out).
+void* tensor_map_encoder();
 // Resumes a block's threads last to first (as GK_EMU_ORDER=reverse does); for the self-test.
 void set_reverse_order(bool reverse);
 

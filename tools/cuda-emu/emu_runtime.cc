@@ -72,7 +72,31 @@ namespace {
 constexpr size_t kStackBytes = 256 * 1024;
 constexpr int kMaxThreads = 1024;
 
-enum class Wait { None, Block, Warp };
+enum class Wait { None, Block, Warp, Mbar };
+
+// One TMA load (cp.async.bulk.tensor.2d, tma_load_2d): the tensor map's fields as encoded, the box's
+// coordinates and its shared-memory destination (window address). Performed when a thread waits on
+// its mbarrier (mbar_wait), which then completes its bytes.
+struct TmaCopy {
+  const unsigned char* base;
+  uint64_t dim0, dim1, stride;  // elements, rows, bytes between rows
+  uint32_t box0, box1, esize, swizzle_bits;  // swizzle_bits: 0 none, 1 32B, 2 64B, 3 128B
+  int32_t c0, c1;
+  uint32_t dst;
+  unsigned issuer;
+};
+// One mbarrier (tensor_core.cuh, "mbarrier and TMA"), keyed by its window address. Its 8 bytes in
+// shared memory hold an image of this state (mbar_image) and are checked at every operation.
+struct Mbarrier {
+  uint32_t expected = 0, pending = 0;
+  int64_t tx = 0;                // tx-count: bytes expected (expect_tx) less bytes completed (TMA)
+  uint64_t phase = 0;            // phases completed so far: the current phase's parity is phase & 1
+  bool observed = true;          // a wait returned true for the last completed phase (or none completed)
+  bool fenced = false;           // its initialising thread ran fence.mbarrier_init since
+  unsigned initialiser = 0;
+  uint64_t init_gen = 0;         // the block barrier's generation at init
+  std::vector<TmaCopy> inflight; // issued, not yet performed
+};
 
 // One cp.async (cuda_emu.h): performed when its thread waits for its group.
 struct CpCopy {
@@ -101,6 +125,7 @@ struct Fiber {
   bool done = false;
   Wait wait = Wait::None;
   uint64_t seen_gen = 0;  // generation of the barrier it waits on, when it started waiting
+  uint32_t mbar_at = 0, mbar_parity = 0;  // Wait::Mbar: the mbarrier and the parity it waits for
   std::vector<CpCopy> cp_open;             // cp.async issued since the last commit
   std::deque<std::vector<CpCopy>> cp_groups;  // committed, not yet waited for (oldest first)
   std::vector<WgmmaOp> wg_open;                // wgmma issued since the last commit
@@ -157,6 +182,7 @@ struct BlockRun {
   uint64_t bar_gen = 0;
   WarpState warps[kMaxThreads / 32];
   WgmmaLog wgmma_log[kMaxThreads / 128];
+  std::map<uint32_t, Mbarrier> mbars;  // the block's initialised mbarriers, by window address
 };
 
 // The stacks of the fibers (reserved once, touched lazily) and what runs now. Launches take turns
@@ -261,7 +287,75 @@ ThreadCtx make_ctx(unsigned linear, dim3 block, dim3 bid, dim3 grid, unsigned ch
   return c;
 }
 
-bool ready(const BlockRun& b, const Fiber& f) {
+// ------------------------------------------------------------------------------ mbarrier state
+// What an mbarrier's 8 bytes hold here: pending arrivals (bits 0-19), tx-count (20-40, two's
+// complement), expected arrivals (41-60), bit 62 set, the current phase's parity (63). Every operation
+// compares them with the state, so a store or a TMA box over a live mbarrier fails the launch.
+uint64_t mbar_image(const Mbarrier& m) {
+  return uint64_t(m.pending & 0xFFFFFu) | (uint64_t(m.tx) & 0x1FFFFFu) << 20 | uint64_t(m.expected & 0xFFFFFu) << 41 |
+         uint64_t(1) << 62 | uint64_t(m.phase & 1u) << 63;
+}
+void mbar_store(BlockRun& b, uint32_t at, const Mbarrier& m) {
+  const uint64_t v = mbar_image(m);
+  std::memcpy(b.dyn_smem + at, &v, 8);
+}
+bool mbar_intact(const BlockRun& b, uint32_t at, const Mbarrier& m) {
+  uint64_t now;
+  std::memcpy(&now, b.dyn_smem + at, 8);
+  return now == mbar_image(m);
+}
+// PTX ISA, "Contents of the mbarrier object": the tx-count stays within ±(2^20 − 1).
+constexpr int64_t kTxLimit = (int64_t(1) << 20) - 1;
+// The current phase completes when no arrival and no transaction byte is pending: the next begins with
+// the expected arrivals pending again (and nobody has yet seen the completion).
+void mbar_settle(Mbarrier& m) {
+  if (m.pending == 0 && m.tx == 0) {
+    ++m.phase;
+    m.pending = m.expected;
+    m.observed = false;
+  }
+}
+// A TMA box into shared memory: row r of the box at dst + r · (box0 · esize), elements outside the
+// tensor (negative coordinates included) zero, then the swizzle: address bits [4, 4 + B) XOR bits
+// [7, 7 + B) (B = 1, 2, 3 for 32, 64, 128 bytes: PTX ISA "Swizzling Modes"), dst being aligned to the
+// pattern's repeat (256, 512, 1024 bytes), so window addresses give the hardware's pattern.
+void tma_perform(BlockRun& b, const TmaCopy& c) {
+  const uint32_t row_bytes = c.box0 * c.esize, mask = (1u << c.swizzle_bits) - 1u;
+  for (uint32_t r = 0; r < c.box1; ++r) {
+    const int64_t gr = int64_t(c.c1) + r;
+    for (uint32_t e = 0; e < c.box0; ++e) {
+      const int64_t gc = int64_t(c.c0) + e;
+      uint32_t a = c.dst + r * row_bytes + e * c.esize;
+      a ^= (a >> 7 & mask) << 4;
+      unsigned char* d = b.dyn_smem + a;
+      if (gr >= 0 && uint64_t(gr) < c.dim1 && gc >= 0 && uint64_t(gc) < c.dim0)
+        std::memcpy(d, c.base + uint64_t(gr) * c.stride + uint64_t(gc) * c.esize, c.esize);
+      else
+        std::memset(d, 0, c.esize);
+    }
+  }
+}
+// Performs the TMA copies queued on the mbarrier at `at` and completes their bytes (complete_tx).
+// Returns "" or why the launch fails. Runs on a thread's wait, or when the scheduler polls a waiter.
+std::string mbar_land(BlockRun& b, uint32_t at, Mbarrier& m) {
+  if (!mbar_intact(b, at, m))
+    return "the 8 bytes of the mbarrier at window address " + std::to_string(at) +
+           " were overwritten (a store or a TMA box over a live mbarrier)";
+  if (m.inflight.empty()) return "";
+  std::vector<TmaCopy> copies;
+  copies.swap(m.inflight);
+  for (const TmaCopy& c : copies) {
+    tma_perform(b, c);
+    m.tx -= int64_t(c.box0) * c.box1 * c.esize;
+    if (m.tx < -kTxLimit)
+      return "the tx-count of the mbarrier at window address " + std::to_string(at) + " fell below -(2^20 - 1)";
+    mbar_settle(m);
+  }
+  mbar_store(b, at, m);
+  return "";
+}
+
+bool ready(BlockRun& b, const Fiber& f) {
   switch (f.wait) {
     case Wait::None:
       return true;
@@ -269,6 +363,31 @@ bool ready(const BlockRun& b, const Fiber& f) {
       return b.bar_gen != f.seen_gen;
     case Wait::Warp:
       return b.warps[f.tc.linear >> 5].gen != f.seen_gen;
+    case Wait::Mbar: {
+      // Polling a waiter lands the copies on its mbarrier (they would have landed by now on a GPU).
+      Mbarrier& m = b.mbars[f.mbar_at];
+      const std::string e = mbar_land(b, f.mbar_at, m);
+      if (!e.empty()) {
+        if (b.error.empty()) b.error = e;
+        return false;
+      }
+      return (m.phase & 1u) != f.mbar_parity;
+    }
+  }
+  return true;
+}
+
+// After a block's threads exited: false (with b.error) when a TMA copy was still in flight. The
+// hardware requires every bulk copy into shared memory complete before the block (its shared memory)
+// goes away; a thread that issued copies may exit first (a producer warp), as long as others wait.
+bool tma_complete(BlockRun& b) {
+  for (const auto& [at, m] : b.mbars) {
+    if (m.inflight.empty()) continue;
+    b.error = "the block exited with " + std::to_string(m.inflight.size()) +
+              " TMA copies in flight on the mbarrier at window address " + std::to_string(at) + " (issued by thread " +
+              std::to_string(m.inflight.front().issuer) +
+              "): no thread waited for the phase that completes them";
+    return false;
   }
   return true;
 }
@@ -316,6 +435,7 @@ bool run_block_fibers(BlockRun& b, dim3 block, dim3 bid, dim3 grid) {
   if (b.dyn_smem) std::memset(b.dyn_smem, 0xFF, b.dyn_bytes);
   for (int i = 0; i < b.nthreads / 32 + 1 && i < kMaxThreads / 32; ++i) b.warps[i] = WarpState{};
   for (WgmmaLog& l : b.wgmma_log) l = WgmmaLog{};
+  b.mbars.clear();
   for (int i = 0; i < b.nthreads; ++i) {
     Fiber& f = emu.fibers[i];
     f.done = false;
@@ -353,7 +473,10 @@ bool run_block_fibers(BlockRun& b, dim3 block, dim3 bid, dim3 grid) {
     bool progress = false;
     for (int k = 0; k < b.nthreads; ++k) {
       Fiber& f = emu.fibers[rev ? b.nthreads - 1 - k : k];
-      if (f.done || !ready(b, f)) continue;
+      if (f.done) continue;
+      const bool go = ready(b, f);
+      if (!b.error.empty()) return false;
+      if (!go) continue;
       b.running = &f;
       g_ctx = &f.tc;
 #if GK_EMU_ASM_SWITCH
@@ -371,18 +494,29 @@ bool run_block_fibers(BlockRun& b, dim3 block, dim3 bid, dim3 grid) {
       progress = true;
       if (!b.error.empty()) return false;
     }
-    if (b.live == 0) return wgmma_complete(b);
+    if (b.live == 0) return wgmma_complete(b) && tma_complete(b);
     if (!progress) {
-      int at_block = 0, at_warp = 0;
+      int at_block = 0, at_warp = 0, at_mbar = 0;
+      std::string mbar;  // the first mbarrier waited on
       for (int i = 0; i < b.nthreads; ++i) {
         const Fiber& f = emu.fibers[i];
         if (f.done) continue;
         if (f.wait == Wait::Block) ++at_block;
         if (f.wait == Wait::Warp) ++at_warp;
+        if (f.wait == Wait::Mbar && at_mbar++ == 0) {
+          const Mbarrier& m = b.mbars[f.mbar_at];
+          mbar = " (thread " + std::to_string(i) + " waits for the phase of parity " + std::to_string(f.mbar_parity) +
+                 " of the mbarrier at window address " + std::to_string(f.mbar_at) + ", whose current phase #" +
+                 std::to_string(m.phase) + " has " + std::to_string(m.pending) + " of " + std::to_string(m.expected) +
+                 " arrivals and a tx-count of " + std::to_string(m.tx) + " bytes pending" +
+                 (m.tx < 0 ? ": TMA completed more bytes than expect_tx announced" : "") + ")";
+        }
       }
-      b.error = "deadlock: " + std::to_string(at_block) + " thread(s) wait at __syncthreads and " +
-                std::to_string(at_warp) + " in a warp shuffle, " + std::to_string(b.nthreads - b.live) +
-                " exited (a barrier not reached by every thread of its block or warp)";
+      b.error = "deadlock: " + std::to_string(at_block) + " thread(s) wait at __syncthreads, " +
+                std::to_string(at_warp) + " in a warp shuffle and " + std::to_string(at_mbar) + " on an mbarrier" +
+                mbar + ", " + std::to_string(b.nthreads - b.live) +
+                " exited (a barrier not reached by every thread of its block or warp, or an mbarrier phase that "
+                "cannot complete)";
       return false;
     }
   }
@@ -747,13 +881,232 @@ void wgmma_wait(int newest_pending) {
 }
 void wgmma_fence() { ++emu.block->running->wg_fences; }
 
-void mbar_init(uint64_t*, uint32_t) { fail("mbarrier: not modelled by the emulator yet"); }
-void mbar_fence_init() { fail("mbarrier: not modelled by the emulator yet"); }
-void mbar_arrive_expect_tx(uint64_t*, uint32_t) { fail("mbarrier: not modelled by the emulator yet"); }
-void mbar_arrive(uint64_t*) { fail("mbarrier: not modelled by the emulator yet"); }
-void mbar_wait(uint64_t*, uint32_t) { fail("mbarrier: not modelled by the emulator yet"); }
-void tma_load_2d(void*, const CUtensorMap*, int32_t, int32_t, uint64_t*) {
-  fail("TMA: not modelled by the emulator yet");
+// ------------------------------------------------------------------------------ mbarrier and TMA
+// Checked (2026-11-28) against the PTX ISA (9.0): "Parallel Synchronization and Communication
+// Instructions: mbarrier" (contents of the object: expected and pending arrival counts, tx-count in
+// ±(2^20 − 1), signed, so a complete_tx may precede its expect_tx; phase completion when pending
+// arrivals and tx-count are both zero, the pending count then reset to the expected count;
+// arrive.expect_tx = expect-tx then arrive-on; try_wait.parity(p) is true for the immediately
+// preceding phase and false for the current incomplete one, i.e. true iff the current phase's parity
+// differs from p; init of a valid mbarrier is undefined; "primary phase": at least one wait must
+// return true for each phase before an arrive-on in the next), "Tensors" (bounding box, out-of-bound
+// zero fill), "Swizzling Modes" (16-byte chunks permuted within 2^(7+B)-byte repeats from 256 / 512 /
+// 1024-byte boundaries), and cuda.h's cuTensorMapEncodeTiled (its parameter rules).
+//
+// Model. The state lives in an emulator table by window address (its image in the 8 bytes, checked at
+// every use). A wait lands the TMA copies queued on its mbarrier, then returns if the phase of its
+// parity completed or yields to the block's other threads (polled by the scheduler, which lands new
+// copies too); a wait that can never complete ends in the scheduler's deadlock report. A TMA copy is
+// queued on its mbarrier at issue and performed (global memory read, box written to shared memory,
+// bytes completed) when a thread waits on that mbarrier: a consumer reading a stage without waiting
+// reads what was there (0xFF bytes in a new block). A block that exits with a copy in flight fails
+// (its thread may exit first). Stricter than the ISA, and failing the launch: an mbarrier outside
+// dynamic shared memory; one used by a thread other than its initialiser before a __syncthreads
+// followed the init; a TMA completing on an mbarrier whose initialiser ran no mbar_fence_init since;
+// TMA boxes narrower than their swizzle span (their layout is not verified here). fence.mbarrier_init
+// is otherwise bookkeeping: the emulator has one proxy.
+namespace {
+uint32_t mbar_address(const void* bar, const char* op) {
+  const BlockRun& b = *emu.block;
+  const uintptr_t a = reinterpret_cast<uintptr_t>(bar), base = reinterpret_cast<uintptr_t>(b.dyn_smem);
+  if (!b.dyn_smem || a < base || a + 8 > base + b.dyn_bytes)
+    fail(std::string(op) + ": the mbarrier is not in the block's dynamic shared memory (the emulator's shared "
+         "window holds only that: put mbarriers there)");
+  if (a % 8 != 0) fail(std::string(op) + ": mbarrier at window address " + std::to_string(a - base) + " is not 8-byte aligned");
+  return uint32_t(a - base);
+}
+// The initialised mbarrier at bar, its bytes intact, visible to the calling thread.
+Mbarrier& mbar_get(const void* bar, const char* op, uint32_t* at_out = nullptr) {
+  BlockRun& b = *emu.block;
+  const uint32_t at = mbar_address(bar, op);
+  if (at_out) *at_out = at;
+  auto it = b.mbars.find(at);
+  if (it == b.mbars.end())
+    fail(std::string(op) + ": the mbarrier at window address " + std::to_string(at) +
+         " was never initialised in this block (mbar_init)");
+  Mbarrier& m = it->second;
+  if (!mbar_intact(b, at, m))
+    fail(std::string(op) + ": the 8 bytes of the mbarrier at window address " + std::to_string(at) +
+         " were overwritten (a store or a TMA box over a live mbarrier)");
+  if (g_ctx->linear != m.initialiser && b.bar_gen == m.init_gen)
+    fail(std::string(op) + ": thread " + std::to_string(g_ctx->linear) + " uses the mbarrier at window address " +
+         std::to_string(at) + ", initialised by thread " + std::to_string(m.initialiser) +
+         ", before a __syncthreads made the init visible");
+  return m;
+}
+void mbar_arrive_on(uint64_t* bar, uint32_t bytes, const char* op) {
+  BlockRun& b = *emu.block;
+  uint32_t at = 0;
+  Mbarrier& m = mbar_get(bar, op, &at);
+  if (!m.observed)
+    fail(std::string(op) + ": arrive-on in phase #" + std::to_string(m.phase) + " of the mbarrier at window address " +
+         std::to_string(at) + " before any wait returned true for phase #" + std::to_string(m.phase - 1) +
+         " (PTX ISA, mbarrier primary phase: each phase's completion is observed before the next is arrived on)");
+  if (m.pending == 0)
+    fail(std::string(op) + ": an arrival beyond the " + std::to_string(m.expected) + " expected by the mbarrier at window address " +
+         std::to_string(at) + " in its phase #" + std::to_string(m.phase) + " (which waits only for " +
+         std::to_string(m.tx) + " bytes of transactions)");
+  m.tx += bytes;
+  if (m.tx > kTxLimit)
+    fail(std::string(op) + ": the tx-count of the mbarrier at window address " + std::to_string(at) +
+         " exceeds 2^20 - 1 bytes");
+  --m.pending;
+  mbar_settle(m);
+  mbar_store(b, at, m);
+}
+}  // namespace
+
+void mbar_init(uint64_t* bar, uint32_t count) {
+  BlockRun& b = *emu.block;
+  const uint32_t at = mbar_address(bar, "mbar_init");
+  if (count == 0 || count > 0xFFFFFu)
+    fail("mbar_init: count " + std::to_string(count) + " outside [1, 2^20 - 1]");
+  if (b.mbars.count(at))
+    fail("mbar_init: the mbarrier at window address " + std::to_string(at) +
+         " is initialised twice in this block (mbarrier.init of a valid mbarrier is undefined)");
+  Mbarrier& m = b.mbars[at];
+  m.expected = m.pending = count;
+  m.initialiser = g_ctx->linear;
+  m.init_gen = b.bar_gen;
+  mbar_store(b, at, m);
+}
+void mbar_fence_init() {
+  for (auto& [at, m] : emu.block->mbars)
+    if (m.initialiser == g_ctx->linear) m.fenced = true;
+}
+void mbar_arrive_expect_tx(uint64_t* bar, uint32_t bytes) {
+  if (bytes > uint32_t(kTxLimit)) fail("mbar_arrive_expect_tx: " + std::to_string(bytes) + " bytes exceed 2^20 - 1");
+  mbar_arrive_on(bar, bytes, "mbar_arrive_expect_tx");
+}
+void mbar_arrive(uint64_t* bar) { mbar_arrive_on(bar, 0, "mbar_arrive"); }
+void mbar_wait(uint64_t* bar, uint32_t parity) {
+  BlockRun& b = *emu.block;
+  Fiber& f = *b.running;
+  uint32_t at = 0;
+  mbar_get(bar, "mbar_wait", &at);
+  for (;;) {
+    Mbarrier& m = b.mbars[at];
+    const std::string e = mbar_land(b, at, m);
+    if (!e.empty()) fail("mbar_wait: " + e);
+    if ((m.phase & 1u) != (parity & 1u)) {
+      m.observed = true;
+      return;
+    }
+    f.mbar_at = at;
+    f.mbar_parity = parity & 1u;
+    yield_waiting(Wait::Mbar, 0);
+  }
+}
+
+namespace {
+// The emulator's CUtensorMap (128 bytes): a marker, then the fields tma_load_2d needs.
+constexpr uint64_t kTensorMapMagic = 0x70616d726f736e74ull;  // "tnsormap"
+struct TensorMapFields {
+  uint64_t magic;
+  const unsigned char* base;
+  uint64_t dim0, dim1, stride;
+  uint32_t box0, box1, esize, swizzle_bits;
+};
+static_assert(sizeof(TensorMapFields) <= sizeof(CUtensorMap), "fits a CUtensorMap");
+
+CUresult refuse(const char* why) {
+  std::fprintf(stderr, "grpo-kernels CUDA emulator: cuTensorMapEncodeTiled: %s\n", why);
+  return CUDA_ERROR_INVALID_VALUE;
+}
+// cuTensorMapEncodeTiled as cuda.h documents its parameters, for the rank-2 tiled maps tma_load_2d
+// reads (every element size; interleave NONE; swizzle NONE, 32B, 64B, 128B; zero OOB fill).
+CUresult CUDAAPI encode_tensor_map_tiled(CUtensorMap* map, CUtensorMapDataType type, cuuint32_t rank, void* base,
+                                         const cuuint64_t* dims, const cuuint64_t* strides, const cuuint32_t* box,
+                                         const cuuint32_t* element_strides, CUtensorMapInterleave interleave,
+                                         CUtensorMapSwizzle swizzle, CUtensorMapL2promotion l2,
+                                         CUtensorMapFloatOOBfill oob) {
+  uint32_t esize = 0;
+  switch (type) {
+    case CU_TENSOR_MAP_DATA_TYPE_UINT8: esize = 1; break;
+    case CU_TENSOR_MAP_DATA_TYPE_UINT16: case CU_TENSOR_MAP_DATA_TYPE_FLOAT16: case CU_TENSOR_MAP_DATA_TYPE_BFLOAT16:
+      esize = 2; break;
+    case CU_TENSOR_MAP_DATA_TYPE_UINT32: case CU_TENSOR_MAP_DATA_TYPE_INT32: case CU_TENSOR_MAP_DATA_TYPE_FLOAT32:
+    case CU_TENSOR_MAP_DATA_TYPE_FLOAT32_FTZ: case CU_TENSOR_MAP_DATA_TYPE_TFLOAT32:
+    case CU_TENSOR_MAP_DATA_TYPE_TFLOAT32_FTZ:
+      esize = 4; break;
+    case CU_TENSOR_MAP_DATA_TYPE_UINT64: case CU_TENSOR_MAP_DATA_TYPE_INT64: case CU_TENSOR_MAP_DATA_TYPE_FLOAT64:
+      esize = 8; break;
+    default:
+      return refuse("packed sub-byte data types are not modelled");
+  }
+  if (!map || !dims || !strides || !box || !element_strides) return refuse("a null pointer");
+  if (reinterpret_cast<uintptr_t>(map) % 64 != 0) return refuse("the CUtensorMap is not 64-byte aligned");
+  if (rank != 2) return refuse("rank other than 2 is not modelled (tma_load_2d)");
+  if (!base || reinterpret_cast<uintptr_t>(base) % 16 != 0) return refuse("globalAddress is not 16-byte aligned");
+  for (int i = 0; i < 2; ++i)
+    if (dims[i] == 0 || dims[i] > (uint64_t(1) << 32)) return refuse("globalDim outside [1, 2^32]");
+  if (strides[0] % 16 != 0 || strides[0] >= (uint64_t(1) << 40))
+    return refuse("globalStrides[0] is not a multiple of 16 below 2^40");
+  for (int i = 0; i < 2; ++i)
+    if (box[i] == 0 || box[i] > 256) return refuse("boxDim outside [1, 256]");
+  if (box[0] * esize % 16 != 0) return refuse("boxDim[0] * element size is not a multiple of 16 bytes");
+  for (int i = 0; i < 2; ++i)
+    if (element_strides[i] == 0 || element_strides[i] > 8) return refuse("elementStrides outside [1, 8]");
+  if (element_strides[1] != 1) return refuse("elementStrides other than 1 are not modelled");
+  if (interleave != CU_TENSOR_MAP_INTERLEAVE_NONE) return refuse("interleave needs rank >= 3");
+  uint32_t swizzle_bits = 0;
+  switch (swizzle) {
+    case CU_TENSOR_MAP_SWIZZLE_NONE: swizzle_bits = 0; break;
+    case CU_TENSOR_MAP_SWIZZLE_32B: swizzle_bits = 1; break;
+    case CU_TENSOR_MAP_SWIZZLE_64B: swizzle_bits = 2; break;
+    case CU_TENSOR_MAP_SWIZZLE_128B: swizzle_bits = 3; break;
+    default: return refuse("the 128B swizzles with 32B / 64B atomicity are not modelled");
+  }
+  if (swizzle_bits && box[0] * esize > (16u << swizzle_bits))
+    return refuse("the box's inner dimension exceeds the swizzle span (32, 64 or 128 bytes)");
+  if (unsigned(l2) > unsigned(CU_TENSOR_MAP_L2_PROMOTION_L2_256B)) return refuse("unknown L2 promotion");
+  if (oob == CU_TENSOR_MAP_FLOAT_OOB_FILL_NAN_REQUEST_ZERO_FMA) return refuse("the OOB-NaN fill is not modelled");
+  if (oob != CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) return refuse("unknown OOB fill");
+  TensorMapFields t{kTensorMapMagic, static_cast<const unsigned char*>(base), dims[0], dims[1], strides[0],
+                    box[0], box[1], esize, swizzle_bits};
+  std::memset(map, 0, sizeof *map);
+  std::memcpy(map, &t, sizeof t);
+  return CUDA_SUCCESS;
+}
+}  // namespace
+
+void* tensor_map_encoder() { return reinterpret_cast<void*>(&encode_tensor_map_tiled); }
+
+void tma_load_2d(void* dst, const CUtensorMap* map, int32_t c0, int32_t c1, uint64_t* bar) {
+  BlockRun& b = *emu.block;
+  uint32_t at = 0;
+  Mbarrier& m = mbar_get(bar, "tma_load_2d", &at);
+  if (!m.fenced)
+    fail("tma_load_2d: the mbarrier at window address " + std::to_string(at) + " was initialised by thread " +
+         std::to_string(m.initialiser) + " with no mbar_fence_init since (fence.mbarrier_init makes the init "
+         "visible to the TMA unit)");
+  TensorMapFields t;
+  std::memcpy(&t, map, sizeof t);
+  if (t.magic != kTensorMapMagic)
+    fail("tma_load_2d: the CUtensorMap was not encoded by cuTensorMapEncodeTiled (encode_tensor_map_2d)");
+  const uintptr_t d = reinterpret_cast<uintptr_t>(dst), base = reinterpret_cast<uintptr_t>(b.dyn_smem);
+  if (d < base || d >= base + b.dyn_bytes)
+    fail("tma_load_2d: dst is not in the block's dynamic shared memory (the emulator's shared window)");
+  const uint32_t off = uint32_t(d - base);
+  if (t.swizzle_bits && t.box0 * t.esize != (16u << t.swizzle_bits))
+    fail("tma_load_2d: a box of " + std::to_string(t.box0 * t.esize) + "-byte rows with a " +
+         std::to_string(16u << t.swizzle_bits) + "-byte swizzle: narrower rows than the swizzle span are not modelled");
+  // 128 bytes (cp.async.bulk.tensor's shared-memory alignment); a swizzled box from a boundary of its
+  // pattern's repeat (a non-zero swizzle base offset is not modelled, as for wgmma).
+  const uint32_t align = 128u << t.swizzle_bits;
+  if (off % align != 0)
+    fail("tma_load_2d: dst at window address " + std::to_string(off) + " is not " + std::to_string(align) +
+         "-byte aligned" + (t.swizzle_bits ? " (the swizzle pattern's repeat)" : ""));
+  const uint64_t bytes = uint64_t(t.box0) * t.box1 * t.esize;
+  if (off + bytes > b.dyn_bytes)
+    fail("tma_load_2d: a box of " + std::to_string(bytes) + " bytes at window address " + std::to_string(off) +
+         " runs past the block's " + std::to_string(b.dyn_bytes) + " bytes of dynamic shared memory");
+  for (const auto& [other, unused] : b.mbars)
+    if (other + 8 > off && other < off + bytes)
+      fail("tma_load_2d: the box at window address " + std::to_string(off) + " (" + std::to_string(bytes) +
+           " bytes) covers the mbarrier at window address " + std::to_string(other));
+  m.inflight.push_back(TmaCopy{t.base, t.dim0, t.dim1, t.stride, t.box0, t.box1, t.esize, t.swizzle_bits, c0, c1, off,
+                               g_ctx->linear});
 }
 
 void set_reverse_order(bool reverse) { order_override = reverse ? 1 : 0; }
@@ -1021,11 +1374,16 @@ cudaError_t cudaGetDeviceCount(int* n) {
   return cudaSuccess;
 }
 cudaError_t cudaSetDevice(int d) { return d == 0 ? cudaSuccess : cudaErrorInvalidDevice; }
-// The driver's entry points (encode_tensor_map_2d asks for cuTensorMapEncodeTiled): none yet.
-cudaError_t cudaGetDriverEntryPointByVersion(const char*, void** fn, unsigned int, unsigned long long,
+// The driver's entry points: cuTensorMapEncodeTiled (CUDA 12.0's signature: encode_tensor_map_2d),
+// the emulator's own (emu_runtime.cc, "mbarrier and TMA"); no other.
+cudaError_t cudaGetDriverEntryPointByVersion(const char* symbol, void** fn, unsigned int version, unsigned long long,
                                              cudaDriverEntryPointQueryResult* q) {
-  *fn = nullptr;
-  if (q) *q = cudaDriverEntryPointSymbolNotFound;
+  if (!symbol || !fn) return cudaErrorInvalidValue;
+  const bool found = std::strcmp(symbol, "cuTensorMapEncodeTiled") == 0;
+  *fn = found && version >= 12000 ? gkemu::tensor_map_encoder() : nullptr;
+  if (q)
+    *q = *fn ? cudaDriverEntryPointSuccess
+             : found ? cudaDriverEntryPointVersionNotSufficent : cudaDriverEntryPointSymbolNotFound;
   return cudaSuccess;
 }
 

@@ -20,6 +20,7 @@
 #include <string>
 #include <vector>
 
+#include "common.cuh"
 #include "tensor_core.cuh"
 
 namespace {
@@ -780,6 +781,320 @@ void test_wgmma() {
   }
 }
 
+// ------------------------------------------------------------------------------------- mbarrier
+// Phases and parities (PTX ISA, mbarrier: a phase completes when its expected arrivals and its
+// tx-count reach zero; try_wait.parity(p) is true once the phase of parity p completed, and for parity 1
+// on a fresh mbarrier, whose "preceding phase" counts as completed). Four rounds on one mbarrier of
+// count 3: threads 1-3 write a slot, arrive and wait; threads 40 and 41 only wait, then sum the round's
+// slots; everyone else waits at __syncthreads meanwhile (threads in mbar_wait have not arrived there).
+// Then a second mbarrier of count 2 whose TMA bytes complete before its expect_tx is announced.
+__global__ void mbar_phase_kernel(int* out, const __grid_constant__ CUtensorMap map) {
+  GK_DYNAMIC_SMEM(unsigned char, sm);
+  uint64_t* bar = reinterpret_cast<uint64_t*>(sm + 4096);
+  uint64_t* tx_bar = bar + 1;
+  uint64_t* go = bar + 2;
+  int* slot = reinterpret_cast<int*>(sm + 4096 + 64);
+  const int t = int(threadIdx.x);
+  if (t == 0) {
+    gk::mbar_init(bar, 3);
+    gk::mbar_init(tx_bar, 2);
+    gk::mbar_init(go, 1);
+    gk::mbar_fence_init();
+  }
+  __syncthreads();
+  if (t == 10) {
+    gk::mbar_wait(bar, 1);  // returns at once
+    out[0] = 1;
+  }
+  __syncthreads();  // (after round 0's phase completed, parity 1 would name the current phase)
+  for (int r = 0; r < 4; ++r) {
+    if (t >= 1 && t <= 3) {
+      slot[r * 4 + t] = 100 * r + t;
+      gk::mbar_arrive(bar);
+      gk::mbar_wait(bar, uint32_t(r & 1));
+    }
+    if (t == 40 || t == 41) {
+      gk::mbar_wait(bar, uint32_t(r & 1));
+      out[1 + r * 2 + (t - 40)] = slot[r * 4 + 1] + slot[r * 4 + 2] + slot[r * 4 + 3];
+    }
+    __syncthreads();
+  }
+  // complete_tx before expect_tx: thread 0 issues the copy and arrives, then lets thread 1 arrive with
+  // the bytes; thread 0's wait lands the copy first (tx-count −4096 meanwhile, legal), so the phase
+  // completes only at thread 1's arrival.
+  if (t == 0) {
+    gk::tma_load_2d(sm, &map, 0, 0, tx_bar);
+    gk::mbar_arrive(tx_bar);
+    gk::mbar_arrive(go);
+    gk::mbar_wait(tx_bar, 0);
+    out[9] = reinterpret_cast<const uint16_t*>(sm)[0];
+  }
+  if (t == 1) {
+    gk::mbar_wait(go, 0);
+    out[10] = reinterpret_cast<const uint16_t*>(sm)[0];  // landed by thread 0's wait (phase not complete)
+    gk::mbar_arrive_expect_tx(tx_bar, 4096);
+    gk::mbar_wait(tx_bar, 0);
+  }
+}
+
+// Host-side TMA fixtures: a bf16 [rows][cols] matrix (row stride ld) of distinct values, its map.
+struct TmaMatrix {
+  int rows, cols, ld;
+  std::vector<uint16_t> host;
+  uint16_t* dev = nullptr;
+  CUtensorMap map{};
+  TmaMatrix(int r, int c, int l, int box_rows, uint32_t seed) : rows(r), cols(c), ld(l), host(size_t(r) * l, 0) {
+    std::mt19937 rng(seed);
+    for (int i = 0; i < r; ++i)
+      for (int j = 0; j < l; ++j)  // bf16 of small integers / 2 (exact products and sums), never 0 inside
+        host[size_t(i) * l + j] = j < c ? uint16_t(__float_as_uint(float(int(rng() % 8) + 1) * (rng() & 1 ? 0.5f : -0.5f)) >> 16) : 0xDEAD;
+    cudaMalloc(reinterpret_cast<void**>(&dev), host.size() * 2);
+    std::memcpy(dev, host.data(), host.size() * 2);
+    const gk::Status st = gk::encode_tensor_map_2d(&map, dev, r, c, l, box_rows, 64);
+    if (!st.ok()) std::printf("encode_tensor_map_2d: %s\n", st.message.c_str());
+  }
+  ~TmaMatrix() { cudaFree(dev); }
+  uint16_t at(long i, long j) const { return i >= 0 && i < rows && j >= 0 && j < cols ? host[size_t(i) * ld + size_t(j)] : 0; }
+};
+
+std::string mbar_phase_run(bool reverse, const TmaMatrix& m) {
+  int* d = nullptr;
+  cudaMalloc(reinterpret_cast<void**>(&d), 16 * sizeof(int));
+  std::memset(d, 0, 16 * sizeof(int));
+  gkemu::set_reverse_order(reverse);
+  mbar_phase_kernel<<<1, 64, 4096 + 64 + 256, nullptr>>>(d, m.map);
+  gkemu::set_reverse_order(false);
+  const cudaError_t e = cudaGetLastError();
+  std::vector<int> out(d, d + 16);
+  cudaFree(d);
+  if (e != cudaSuccess) return cudaGetErrorString(e);
+  if (out[0] != 1) return "a wait for parity 1 on a fresh mbarrier did not return";
+  for (int r = 0; r < 4; ++r)
+    for (int w = 0; w < 2; ++w)
+      if (out[1 + r * 2 + w] != 300 * r + 6)
+        return "round " + std::to_string(r) + " waiter " + std::to_string(w) + " read " + std::to_string(out[1 + r * 2 + w]);
+  if (out[9] != m.at(0, 0) || out[10] != m.at(0, 0))
+    return "the early copy read " + std::to_string(out[9]) + " / " + std::to_string(out[10]) + ", want " + std::to_string(m.at(0, 0));
+  return "";
+}
+
+// Deadlock: two arrivals expected, one ever made.
+__global__ void mbar_deadlock_kernel() {
+  GK_DYNAMIC_SMEM(uint64_t, bar);
+  if (threadIdx.x == 0) {
+    gk::mbar_init(bar, 2);
+    gk::mbar_fence_init();
+  }
+  __syncthreads();
+  if (threadIdx.x == 0) gk::mbar_arrive(bar);
+  gk::mbar_wait(bar, 0);
+}
+
+void test_mbarrier() {
+  TmaMatrix m(32, 64, 64, 32, 7);
+  const std::string fwd = mbar_phase_run(false, m), rev = mbar_phase_run(true, m);
+  check(fwd.empty() && rev.empty(),
+        "mbarrier phases: arrivals of count 3 over four rounds, parities 0/1, a fresh mbarrier's parity 1 passes, "
+        "waiters beside __syncthreads, complete_tx before expect_tx (both schedule orders)",
+        fwd + (rev.empty() ? "" : " | reverse: " + rev));
+  mbar_deadlock_kernel<<<1, 32, 64, nullptr>>>();
+  expect_failure(cudaErrorLaunchFailure, "an mbarrier wait that can never complete fails the launch (deadlock) instead of hanging",
+                 "1 of 2 arrivals");
+}
+
+// ------------------------------------------------------------------------------------------ TMA
+// Boxes of 64 bf16 columns × 32 rows at several coordinates (inside, straddling each edge, wholly
+// outside, negative), one phase each: thread 0 announces 4096 bytes and issues the copy into its own
+// 1024-byte-aligned tile; everyone waits; the tiles come back raw. Checked against the ISA's 128-byte
+// swizzle table: 16-byte chunk j of a box row r lands at chunk j ^ (r % 8) of that 128-byte row, and
+// elements outside the matrix read 0.
+constexpr int kTmaBoxes = 9;
+struct TmaCoords {
+  int c0[kTmaBoxes], c1[kTmaBoxes];
+};
+__global__ void tma_box_kernel(uint16_t* out, const __grid_constant__ CUtensorMap map, TmaCoords at) {
+  GK_DYNAMIC_SMEM(unsigned char, sm);
+  uint64_t* bar = reinterpret_cast<uint64_t*>(sm + kTmaBoxes * 4096);
+  if (threadIdx.x == 0) {
+    gk::mbar_init(bar, 1);
+    gk::mbar_fence_init();
+  }
+  __syncthreads();
+  for (int i = 0; i < kTmaBoxes; ++i) {
+    if (threadIdx.x == 0) {
+      gk::mbar_arrive_expect_tx(bar, 4096);
+      gk::tma_load_2d(sm + i * 4096, &map, at.c0[i], at.c1[i], bar);
+    }
+    gk::mbar_wait(bar, uint32_t(i & 1));
+    __syncthreads();  // nobody falls two phases behind (parity i & 1 would then name the current phase)
+  }
+  for (int i = int(threadIdx.x); i < kTmaBoxes * 2048; i += int(blockDim.x))
+    out[i] = reinterpret_cast<const uint16_t*>(sm)[i];
+}
+
+// A consumer reading the stage before waiting sees what was there (the block's 0xFF fill); after
+// mbar_wait, the box.
+__global__ void tma_stale_kernel(uint32_t* out, const __grid_constant__ CUtensorMap map) {
+  GK_DYNAMIC_SMEM(unsigned char, sm);
+  uint64_t* bar = reinterpret_cast<uint64_t*>(sm + 4096);
+  if (threadIdx.x == 0) {
+    gk::mbar_init(bar, 1);
+    gk::mbar_fence_init();
+  }
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    gk::mbar_arrive_expect_tx(bar, 4096);
+    gk::tma_load_2d(sm, &map, 0, 0, bar);
+  }
+  __syncthreads();  // the copy is issued; nothing waited on its mbarrier yet
+  const uint16_t* tile = reinterpret_cast<const uint16_t*>(sm);
+  const uint32_t before = tile[threadIdx.x];
+  __syncthreads();  // every thread read before any waits (a wait lands the copy for all)
+  gk::mbar_wait(bar, 0);
+  out[threadIdx.x * 2] = before;
+  out[threadIdx.x * 2 + 1] = tile[threadIdx.x];
+}
+
+// Kernels the emulator must refuse, by mode (the table in test_tma).
+__global__ void tma_fail_kernel(const __grid_constant__ CUtensorMap map, int mode) {
+  __shared__ uint64_t static_bar[1];
+  GK_DYNAMIC_SMEM(unsigned char, sm);
+  uint64_t* bar = reinterpret_cast<uint64_t*>(sm + 8192);
+  const int t = int(threadIdx.x);
+  if (mode == 0) {  // a wait on an mbarrier nobody initialised
+    gk::mbar_wait(bar, 0);
+    return;
+  }
+  if (mode == 9) {  // an mbarrier in a static __shared__ array
+    if (t == 0) gk::mbar_init(static_bar, 1);
+    return;
+  }
+  if (t == 0) {
+    gk::mbar_init(bar, 1);
+    if (mode == 2) gk::mbar_init(bar, 1);  // initialised twice
+    if (mode != 6) gk::mbar_fence_init();
+  }
+  if (mode == 7 && t == 1) gk::mbar_arrive(bar);  // before the __syncthreads that publishes the init
+  __syncthreads();
+  if (t != 0) return;
+  switch (mode) {
+    case 1:  // two arrivals on a count of 1 (the second beyond it: the phase awaits only bytes)
+      gk::mbar_arrive_expect_tx(bar, 4096);
+      gk::mbar_arrive(bar);
+      break;
+    case 3:  // a copy nobody waits for: the block exits with it in flight
+      gk::mbar_arrive_expect_tx(bar, 4096);
+      gk::tma_load_2d(sm, &map, 0, 0, bar);
+      break;
+    case 4:  // dst 128-byte but not 1024-byte aligned, with the 128-byte swizzle
+      gk::mbar_arrive_expect_tx(bar, 4096);
+      gk::tma_load_2d(sm + 128, &map, 0, 0, bar);
+      gk::mbar_wait(bar, 0);
+      break;
+    case 5:  // a store over a live mbarrier
+      *bar = 0;
+      gk::mbar_arrive(bar);
+      break;
+    case 6:  // no fence.mbarrier_init before the TMA unit uses the mbarrier
+    case 8:  // fewer bytes announced than the box has
+      gk::mbar_arrive_expect_tx(bar, mode == 8 ? 2048 : 4096);
+      gk::tma_load_2d(sm, &map, 0, 0, bar);
+      gk::mbar_wait(bar, 0);
+      break;
+    case 10:  // an arrive-on in phase 1 before any wait saw phase 0 complete
+      gk::mbar_arrive(bar);
+      gk::mbar_arrive(bar);
+      break;
+    case 11:  // a box over the mbarrier
+      gk::mbar_arrive_expect_tx(bar, 4096);
+      gk::tma_load_2d(sm + 6144, &map, 0, 0, bar);  // 6144 to 10240: over the mbarrier at 8192
+      gk::mbar_wait(bar, 0);
+      break;
+    default:
+      break;
+  }
+}
+
+void test_tma() {
+  for (const void* k : {reinterpret_cast<const void*>(&tma_box_kernel)})
+    cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, 227 * 1024);
+  // 150 × 200 bf16, row stride 208 elements (416 bytes: a multiple of 16, not of 128).
+  TmaMatrix m(150, 200, 208, 32, 11);
+  const TmaCoords at{{0, 64, 170, 136, 180, -10, -40, 300, -64}, {0, 32, 10, 140, 130, -5, 100, 0, -32}};
+  uint16_t* d = nullptr;
+  cudaMalloc(reinterpret_cast<void**>(&d), kTmaBoxes * 4096);
+  tma_box_kernel<<<1, 96, kTmaBoxes * 4096 + 64, nullptr>>>(d, m.map, at);
+  const cudaError_t e = cudaGetLastError();
+  std::vector<uint16_t> got(d, d + kTmaBoxes * 2048);
+  cudaFree(d);
+  std::string bad = e == cudaSuccess ? "" : cudaGetErrorString(e);
+  for (int i = 0; i < kTmaBoxes && bad.empty(); ++i)
+    for (int r = 0; r < 32 && bad.empty(); ++r)
+      for (int c = 0; c < 64 && bad.empty(); ++c) {
+        const int chunk = c / 8, phys = r * 128 + ((chunk ^ (r % 8)) * 16) + (c % 8) * 2;
+        const uint16_t want = m.at(long(at.c1[i]) + r, long(at.c0[i]) + c), have = got[size_t(i) * 2048 + size_t(phys / 2)];
+        if (have != want)
+          bad = "box at (" + std::to_string(at.c0[i]) + ", " + std::to_string(at.c1[i]) + ") element (" + std::to_string(r) +
+                ", " + std::to_string(c) + "): got " + std::to_string(have) + ", want " + std::to_string(want);
+      }
+  check(bad.empty(),
+        "TMA bf16 boxes of 64 × 32 with the 128-byte swizzle: inside, straddling each edge, wholly outside, negative "
+        "coordinates (zero fill), placed as the PTX ISA's swizzle table says",
+        bad);
+
+  {
+    uint32_t* o = nullptr;
+    cudaMalloc(reinterpret_cast<void**>(&o), 64 * 8);
+    tma_stale_kernel<<<1, 64, 4096 + 64, nullptr>>>(o, m.map);
+    const cudaError_t e2 = cudaGetLastError();
+    std::string why = e2 == cudaSuccess ? "" : cudaGetErrorString(e2);
+    for (int t = 0; t < 64 && why.empty(); ++t) {
+      // thread t read tile element t: row 0, whose chunks the swizzle leaves in place
+      if (o[t * 2] != 0xFFFFu || o[t * 2 + 1] != m.at(0, t))
+        why = "thread " + std::to_string(t) + ": before the wait " + std::to_string(o[t * 2]) + ", after " +
+              std::to_string(o[t * 2 + 1]) + " (want 65535, " + std::to_string(m.at(0, t)) + ")";
+    }
+    cudaFree(o);
+    check(why.empty(), "a TMA box lands when its mbarrier is waited on: read before the wait, the stage holds its old bytes (NaN)", why);
+  }
+
+  struct Refusal {
+    const char* what;
+    const char* needle;
+  } const refusals[] = {
+      {"a wait on an uninitialised mbarrier fails the launch", "never initialised"},
+      {"an arrival beyond an mbarrier's count fails the launch", "beyond the 1 expected"},
+      {"an mbarrier initialised twice fails the launch", "initialised twice"},
+      {"a block exiting with a TMA copy in flight fails the launch", "in flight"},
+      {"a 128-byte-swizzled TMA box not 1024-byte aligned fails the launch", "1024-byte aligned"},
+      {"a store over a live mbarrier fails the launch", "overwritten"},
+      {"a TMA on an mbarrier whose init was not fenced (fence.mbarrier_init) fails the launch", "mbar_fence_init"},
+      {"an mbarrier used by another thread before a __syncthreads published its init fails the launch", "before a __syncthreads"},
+      {"expect_tx announcing fewer bytes than the box fails the launch (deadlock, tx-count negative)", "more bytes than expect_tx"},
+      {"an mbarrier outside dynamic shared memory fails the launch", "not in the block's dynamic shared memory"},
+      {"an arrive-on before any wait observed the previous phase fails the launch (PTX primary phase)", "primary phase"},
+      {"a TMA box over an mbarrier fails the launch", "covers the mbarrier"},
+  };
+  for (int mode = 0; mode < 12; ++mode) {
+    tma_fail_kernel<<<1, 64, 16384, nullptr>>>(m.map, mode);
+    expect_failure(cudaErrorLaunchFailure, refusals[mode].what, refusals[mode].needle);
+  }
+
+  // The host side: the map's rules (cuda.h) and the driver entry point.
+  {
+    CUtensorMap bad_map;
+    const bool stride_refused = !gk::encode_tensor_map_2d(&bad_map, m.dev, 150, 200, 204, 32, 64).ok();  // 408 bytes
+    const bool box_refused = !gk::encode_tensor_map_2d(&bad_map, m.dev, 150, 200, 208, 32, 128).ok();   // 256-byte rows
+    const bool rows_refused = !gk::encode_tensor_map_2d(&bad_map, m.dev, 150, 200, 208, 512, 64).ok();  // box > 256
+    void* fn = &bad_map;
+    cudaDriverEntryPointQueryResult q = cudaDriverEntryPointSuccess;
+    cudaGetDriverEntryPointByVersion("cuMemAlloc", &fn, 12000, cudaEnableDefault, &q);
+    check(stride_refused && box_refused && rows_refused && fn == nullptr && q == cudaDriverEntryPointSymbolNotFound,
+          "cuTensorMapEncodeTiled refuses a row stride not a multiple of 16 bytes, 128B-swizzled rows over 128 bytes and "
+          "boxes over 256; other driver entry points are not found");
+  }
+}
+
 }  // namespace
 
 int main() {
@@ -790,6 +1105,8 @@ int main() {
   test_mma();
   test_cp_async();
   test_wgmma();
+  test_mbarrier();
+  test_tma();
   std::printf("%d failure(s)\n", failures);
   return failures;
 }
