@@ -573,34 +573,30 @@ __global__ void __launch_bounds__(kThreads, 1) lm_fwd_wgmma_kernel(FwdArgs a) {
   wg_store_states(st, L, a, fb.r0, fb.rows, fb.slice);
 }
 
-// ----------------------------------------------------------- forward on wgmma fed by TMA (sm_90a)
-// lm_fwd_tma_kernel: lm_fwd_wgmma_kernel's blocks, tiles and arithmetic (the same bits) with the
-// operands brought by TMA and the warps specialised: warps 0-7 (2 warpgroups) only wait and multiply,
-// warp 8 only loads. Its lane 0 walks the block's k-steps: waits until the stage's `empty` barrier says
-// both warpgroups are done with its previous k-step, announces 32 KiB on its `full` barrier and issues
-// two TMA copies (a 128-row × 64-value box of the hidden rows and of the weight rows, 128-byte swizzled:
-// the K-major wgmma tile; rows past N or V and values past d arrive as zeros). Each consumer warpgroup
-// waits on `full`, issues its 4 MMAs, waits for them, lets each of its warps arrive on `empty` (8
-// arrivals), then flushes and, after a tile's last k-step, runs the epilogue — while the other
-// warpgroup's MMAs run: no block-wide barrier after the start. Stages: 6 × 32 KiB + barriers.
+// ------------------------------------------------------------------- wgmma fed by TMA (sm_90a)
+// The TMA-fed tiles (lmheadTuning.path 'tma'): the wgmma tiles' blocks and arithmetic (the same bits as
+// lm_fwd_wgmma_kernel, lm_grad_logits_wgmma_kernel, lm_gemm_wgmma_kernel) with the operands brought by
+// TMA and the warps specialised (tma_mainloop): warps 0-7 (2 warpgroups) only wait and multiply, warp 8
+// only loads. Its lane 0 walks the block's k-steps: waits until the stage's `empty` barrier says both
+// warpgroups are done with its previous k-step, announces 32 KiB on its `full` barrier and issues the
+// k-step's TMA copies (128-byte swizzled boxes: the K-major tile of 128 rows × 64 values, or the
+// MN-major tile as two 64-row × 64-column boxes 8192 bytes apart; rows and columns outside a tensor
+// arrive as zeros). Each consumer warpgroup waits on `full`, issues its 4 MMAs, waits for them, lets
+// each of its warps arrive on `empty` (8 arrivals), then flushes (and, in the forward, folds a finished
+// tile) while the other warpgroup's MMAs run: no block-wide barrier inside the loop. 6 stages of 32 KiB.
 constexpr int kTmaStages = 6;
 constexpr int kTmaThreads = kThreads + 32;  // 2 consumer warpgroups + a producer warp
 constexpr size_t kTmaSmemBytes = kTmaStages * kWgStageBytes + 1024 + 2 * kTmaStages * sizeof(uint64_t);
 
-template <class T, bool kStats>
-__global__ void __launch_bounds__(kTmaThreads, 1)
-    lm_fwd_tma_kernel(FwdArgs a, const __grid_constant__ CUtensorMap tmap_h, const __grid_constant__ CUtensorMap tmap_w) {
-  GK_DYNAMIC_SMEM(unsigned char, smem_raw);
-  __shared__ int s_tcol[kBM];
-  unsigned char* smem = wg_stages(smem_raw);
+// The k-steps [0, steps): issue(stage, step, bar) (the producer's lane) issues a k-step's copies into a
+// stage (A's tile at stage, B's at stage + kWgTileBytes) completing on bar; retire(part, step) (every
+// consumer thread) takes the k-step's MMA sums. Every thread of the block calls it; it returns when both
+// roles are done (the block's stages then hold no copy in flight).
+template <class T, int kTransB, class Issue, class Retire>
+__device__ __forceinline__ void tma_mainloop(unsigned char* smem, int steps, const Issue& issue, const Retire& retire) {
   uint64_t* full = reinterpret_cast<uint64_t*>(smem + kTmaStages * kWgStageBytes);
   uint64_t* empty = full + kTmaStages;
-  const uint32_t sbase = smem_address(smem);
-  const T* B = static_cast<const T*>(a.bias);
   const int tid = threadIdx.x;
-  const FwdBlock fb(a, kWgBK);
-  const int steps = fb.ntiles * fb.nk;
-  target_columns(s_tcol, a, fb.r0, fb.rows);
   if (tid == 0) {
     for (int s = 0; s < kTmaStages; ++s) {
       mbar_init(&full[s], 1);
@@ -609,27 +605,19 @@ __global__ void __launch_bounds__(kTmaThreads, 1)
     mbar_fence_init();
   }
   __syncthreads();
-
   if (tid >= kThreads) {  // the producer warp
     if (tid == kThreads) {
       for (int step = 0; step < steps; ++step) {
         const int s = step % kTmaStages, n = step / kTmaStages;
         if (n > 0) mbar_wait(&empty[s], uint32_t(n - 1) & 1u);
-        const int tile = step / fb.nk, kt = step - tile * fb.nk;
-        unsigned char* stage = smem + size_t(s) * kWgStageBytes;
         mbar_arrive_expect_tx(&full[s], uint32_t(kWgStageBytes));
-        tma_load_2d(stage, &tmap_h, kt * kWgBK, static_cast<int32_t>(fb.r0), &full[s]);
-        tma_load_2d(stage + kWgTileBytes, &tmap_w, kt * kWgBK, static_cast<int32_t>(fb.c0 + int64_t(tile) * kBN),
-                    &full[s]);
+        issue(smem + size_t(s) * kWgStageBytes, step, &full[s]);
       }
     }
     return;
   }
-
-  const WgLane L;
-  const uint32_t wg = uint32_t(tid >> 7);
-  float acc[64], part[64];
-  OnlineState st[2] = {empty_state(), empty_state()};
+  const uint32_t sbase = smem_address(smem), wg = uint32_t(tid >> 7);
+  float part[64];
   for (int step = 0; step < steps; ++step) {
     const int s = step % kTmaStages;
     mbar_wait(&full[s], uint32_t(step / kTmaStages) & 1u);
@@ -637,22 +625,47 @@ __global__ void __launch_bounds__(kTmaThreads, 1)
     const uint32_t sa = stage + wg * 64u * 128u, sb = stage + uint32_t(kWgTileBytes);
     wgmma_fence();
 #pragma unroll
-    for (int kk = 0; kk < kWgBK / 16; ++kk)
-      wgmma_async<T, 128, 0>(part, wgmma_desc(sa + 32 * kk, 16, 1024, kSwizzle128),
-                             wgmma_desc(sb + 32 * kk, 16, 1024, kSwizzle128), kk > 0);
+    for (int kk = 0; kk < kWgBK / 16; ++kk) {
+      const uint64_t db = kTransB ? wgmma_desc(sb + 2048 * kk, 8192, 1024, kSwizzle128)
+                                  : wgmma_desc(sb + 32 * kk, 16, 1024, kSwizzle128);
+      wgmma_async<T, 128, kTransB>(part, wgmma_desc(sa + 32 * kk, 16, 1024, kSwizzle128), db, kk > 0);
+    }
     wgmma_commit();
     wgmma_wait<0>();
     wgmma_fence_regs(part);
     if ((tid & 31) == 0) mbar_arrive(&empty[s]);
-    const int tile = step / fb.nk, kt = step - tile * fb.nk;
-#pragma unroll
-    for (int i = 0; i < 64; ++i) acc[i] = kt == 0 ? part[i] : acc[i] + part[i];
-    if (kt != fb.nk - 1) continue;
-    const int64_t v0 = fb.c0 + int64_t(tile) * kBN;
-    wg_fold_tile<T, kStats>(acc, L, s_tcol, B, a, fb.r0, v0, static_cast<int>(min64(kBN, fb.c1 - v0)), st);
+    retire(part, step);
   }
+}
 
-  wg_store_states(st, L, a, fb.r0, fb.rows, fb.slice);
+template <class T, bool kStats>
+__global__ void __launch_bounds__(kTmaThreads, 1)
+    lm_fwd_tma_kernel(FwdArgs a, const __grid_constant__ CUtensorMap tmap_h, const __grid_constant__ CUtensorMap tmap_w) {
+  GK_DYNAMIC_SMEM(unsigned char, smem_raw);
+  __shared__ int s_tcol[kBM];
+  unsigned char* smem = wg_stages(smem_raw);
+  const T* B = static_cast<const T*>(a.bias);
+  const FwdBlock fb(a, kWgBK);
+  target_columns(s_tcol, a, fb.r0, fb.rows);  // read after tma_mainloop's first barrier
+  const WgLane L;
+  float acc[64];
+  OnlineState st[2] = {empty_state(), empty_state()};
+  tma_mainloop<T, 0>(
+      smem, fb.ntiles * fb.nk,
+      [&](unsigned char* stage, int step, uint64_t* bar) {
+        const int tile = step / fb.nk, kt = step - tile * fb.nk;
+        tma_load_2d(stage, &tmap_h, kt * kWgBK, static_cast<int32_t>(fb.r0), bar);
+        tma_load_2d(stage + kWgTileBytes, &tmap_w, kt * kWgBK, static_cast<int32_t>(fb.c0 + int64_t(tile) * kBN), bar);
+      },
+      [&](const float (&part)[64], int step) {
+        const int tile = step / fb.nk, kt = step - tile * fb.nk;
+#pragma unroll
+        for (int i = 0; i < 64; ++i) acc[i] = kt == 0 ? part[i] : acc[i] + part[i];
+        if (kt != fb.nk - 1) return;
+        const int64_t v0 = fb.c0 + int64_t(tile) * kBN;
+        wg_fold_tile<T, kStats>(acc, L, s_tcol, B, a, fb.r0, v0, static_cast<int>(min64(kBN, fb.c1 - v0)), st);
+      });
+  if (threadIdx.x < kThreads) wg_store_states(st, L, a, fb.r0, fb.rows, fb.slice);
 }
 
 __device__ __forceinline__ OnlineState row_slices(const float4* partial, int64_t row, int slices, float scale2) {
@@ -975,6 +988,73 @@ __global__ void lm_grad_bias_kernel(const T* __restrict__ gc, int64_t gcols, int
 // wgmma's transposed B (load_swizzled_mn); each element starts from C_in and every k-step's MMAs are
 // flushed into it in round-to-nearest f32, so a sum split over chunks still has the bits of one long
 // sum (of the wgmma path). Both for bf16 / f16 with 16-byte aligned rows; picked with the forward's.
+// The wgmma tiles' G of a 128 × 128 tile from its logits (my 2 rows × 32 columns), rounded to T, into
+// gs [kBM][Smem<T>::kLdN].
+template <class T, bool kEnt>
+__device__ __forceinline__ void wg_g_tile(const float (&acc)[64], const WgLane& L, const GradArgs& a, int64_t r0,
+                                          int64_t vt, int rows, int cols, T* gs) {
+  const T* B = static_cast<const T*>(a.bias);
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const int r = L.row(h);
+    const BwdRowScalars s = row_scalars<kEnt>(a, r0 + r, r < rows, blockIdx.y == 0 && L.t4 == 0);
+#pragma unroll
+    for (int j = 0; j < 16; ++j)
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        const int c = L.col(j, e);
+        float g = 0.f;
+        if (s.live && c < cols) {
+          const int64_t v = a.v0 + vt + c;
+          g = grad_of<kEnt>(s, acc[4 * j + 2 * h + e] + bias_at(B, v), v + a.vocab_start == s.tgt);
+        }
+        gs[r * Smem<T>::kLdN + c] = from_f32<T>(g);
+      }
+  }
+}
+
+// The wgmma GEMMs' C tile at (m0, n0) (rows × cols inside C): my accumulators from C_in (or 0) ...
+__device__ __forceinline__ void wg_load_c(float (&acc)[64], const WgLane& L, const GemmArgs& g, int64_t m0, int64_t n0,
+                                          int rows, int cols) {
+#pragma unroll
+  for (int h = 0; h < 2; ++h)
+#pragma unroll
+    for (int j = 0; j < 16; ++j)
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        const int r = L.row(h), c = L.col(j, e);
+        acc[4 * j + 2 * h + e] = g.c_in && r < rows && c < cols ? g.c_in[(m0 + r) * g.ldc + n0 + c] : 0.f;
+      }
+}
+
+// ... and stored: f32 (pairs as float2 where C's rows keep 8-byte alignment) or, narrow, rounded to T.
+template <class T>
+__device__ __forceinline__ void wg_store_c(const float (&acc)[64], const WgLane& L, const GemmArgs& g, int64_t m0,
+                                           int64_t n0, int rows, int cols) {
+  const bool pair = (g.ldc & 1) == 0;
+#pragma unroll
+  for (int h = 0; h < 2; ++h)
+#pragma unroll
+    for (int j = 0; j < 16; ++j) {
+      const int r = L.row(h), c = L.col(j, 0);
+      if (r >= rows || c >= cols) continue;
+      const float x0 = acc[4 * j + 2 * h], x1 = acc[4 * j + 2 * h + 1];
+      if (g.narrow) {
+        T* out = static_cast<T*>(g.c) + (m0 + r) * g.ldc + n0 + c;
+        out[0] = from_f32<T>(x0);
+        if (c + 1 < cols) out[1] = from_f32<T>(x1);
+        continue;
+      }
+      float* out = static_cast<float*>(g.c) + (m0 + r) * g.ldc + n0 + c;
+      if (pair && c + 1 < cols) {
+        *reinterpret_cast<float2*>(out) = make_float2(x0, x1);
+      } else {
+        out[0] = x0;
+        if (c + 1 < cols) out[1] = x1;
+      }
+    }
+}
+
 template <class T, bool kEnt>
 __global__ void __launch_bounds__(kThreads, 1) lm_grad_logits_wgmma_kernel(GradArgs a) {
   using S = Smem<T>;
@@ -982,7 +1062,6 @@ __global__ void __launch_bounds__(kThreads, 1) lm_grad_logits_wgmma_kernel(GradA
   unsigned char* smem = wg_stages(smem_raw);
   const T* H = static_cast<const T*>(a.hidden);
   const T* W = static_cast<const T*>(a.weight);
-  const T* B = static_cast<const T*>(a.bias);
   const WgLane L;
   const int64_t r0 = int64_t(blockIdx.x) * kBM;  // within the chunk
   const int64_t vt = int64_t(blockIdx.y) * kBN;  // within the chunk
@@ -1005,23 +1084,7 @@ __global__ void __launch_bounds__(kThreads, 1) lm_grad_logits_wgmma_kernel(GradA
   // G of the tile, rounded to T, into shared memory [kBM][kLdN] (the stages are free).
   static_assert(S::kTileBytes <= kWgSmemBytes - 1024, "the G tile reuses the stages");
   T* gs = reinterpret_cast<T*>(smem);
-#pragma unroll
-  for (int h = 0; h < 2; ++h) {
-    const int r = L.row(h);
-    const BwdRowScalars s = row_scalars<kEnt>(a, r0 + r, r < rows, blockIdx.y == 0 && L.t4 == 0);
-#pragma unroll
-    for (int j = 0; j < 16; ++j)
-#pragma unroll
-      for (int e = 0; e < 2; ++e) {
-        const int c = L.col(j, e);
-        float g = 0.f;
-        if (s.live && c < cols) {
-          const int64_t v = a.v0 + vt + c;
-          g = grad_of<kEnt>(s, acc[4 * j + 2 * h + e] + bias_at(B, v), v + a.vocab_start == s.tgt);
-        }
-        gs[r * S::kLdN + c] = from_f32<T>(g);
-      }
-  }
+  wg_g_tile<T, kEnt>(acc, L, a, r0, vt, rows, cols, gs);
   __syncthreads();
   store_g_tile<T>(gs, a, r0, vt, rows, cols);
 }
@@ -1037,18 +1100,8 @@ __global__ void __launch_bounds__(kThreads, 1) lm_gemm_wgmma_kernel(GemmArgs g) 
   const int rows = static_cast<int>(min64(kBM, g.m - m0));
   const int cols = static_cast<int>(min64(kBN, g.n - n0));
   const int nk = static_cast<int>((g.k + kWgBK - 1) / kWgBK);
-  const bool pair = (g.ldc & 1) == 0;  // float2 stores: even rows of C stay 8-byte aligned
-
   float acc[64];
-#pragma unroll
-  for (int h = 0; h < 2; ++h)
-#pragma unroll
-    for (int j = 0; j < 16; ++j)
-#pragma unroll
-      for (int e = 0; e < 2; ++e) {
-        const int r = L.row(h), c = L.col(j, e);
-        acc[4 * j + 2 * h + e] = g.c_in && r < rows && c < cols ? g.c_in[(m0 + r) * g.ldc + n0 + c] : 0.f;
-      }
+  wg_load_c(acc, L, g, m0, n0, rows, cols);
   wg_mainloop<T, 1>(
       smem, smem_address(smem), nk,
       [&](unsigned char* stage, int kt) {
@@ -1059,27 +1112,66 @@ __global__ void __launch_bounds__(kThreads, 1) lm_gemm_wgmma_kernel(GemmArgs g) 
 #pragma unroll
         for (int i = 0; i < 64; ++i) acc[i] += part[i];
       });
+  wg_store_c<T>(acc, L, g, m0, n0, rows, cols);
+}
+
+// lm_grad_logits_tma_kernel, lm_gemm_tma_kernel: the two above with their operands brought by TMA
+// (tma_mainloop; lmheadTuning.path 'tma'). The G tile reads a chunk's hidden and weight rows as boxes of
+// the whole tensors (rows past the chunk arrive, and their G is 0 as above); the GEMM's A (Gc or Gt) is
+// read as [m][k] with row stride lda (columns past k arrive as zeros), its B as 64-row × 64-column boxes
+// of [k][n].
+template <class T, bool kEnt>
+__global__ void __launch_bounds__(kTmaThreads, 1)
+    lm_grad_logits_tma_kernel(GradArgs a, const __grid_constant__ CUtensorMap tmap_h,
+                              const __grid_constant__ CUtensorMap tmap_w) {
+  GK_DYNAMIC_SMEM(unsigned char, smem_raw);
+  unsigned char* smem = wg_stages(smem_raw);
+  const WgLane L;
+  const int64_t r0 = int64_t(blockIdx.x) * kBM;  // within the chunk
+  const int64_t vt = int64_t(blockIdx.y) * kBN;  // within the chunk
+  const int rows = static_cast<int>(min64(kBM, a.rows - r0));
+  const int cols = static_cast<int>(min64(kBN, a.vcount - vt));
+  float acc[64];
+  tma_mainloop<T, 0>(
+      smem, max(1, static_cast<int>((a.dim + kWgBK - 1) / kWgBK)),
+      [&](unsigned char* stage, int kt, uint64_t* bar) {
+        tma_load_2d(stage, &tmap_h, kt * kWgBK, static_cast<int32_t>(a.row0 + r0), bar);
+        tma_load_2d(stage + kWgTileBytes, &tmap_w, kt * kWgBK, static_cast<int32_t>(a.v0 + vt), bar);
+      },
+      [&](const float (&part)[64], int kt) {
 #pragma unroll
-  for (int h = 0; h < 2; ++h)
+        for (int i = 0; i < 64; ++i) acc[i] = kt == 0 ? part[i] : acc[i] + part[i];
+      });
+  __syncthreads();  // every MMA done: the stages hold the G tile now
+  T* gs = reinterpret_cast<T*>(smem);
+  if (threadIdx.x < kThreads) wg_g_tile<T, kEnt>(acc, L, a, r0, vt, rows, cols, gs);
+  __syncthreads();
+  if (threadIdx.x < kThreads) store_g_tile<T>(gs, a, r0, vt, rows, cols);
+}
+
+template <class T>
+__global__ void __launch_bounds__(kTmaThreads, 1)
+    lm_gemm_tma_kernel(GemmArgs g, const __grid_constant__ CUtensorMap tmap_a, const __grid_constant__ CUtensorMap tmap_b) {
+  GK_DYNAMIC_SMEM(unsigned char, smem_raw);
+  unsigned char* smem = wg_stages(smem_raw);
+  const WgLane L;
+  const int64_t m0 = int64_t(blockIdx.x) * kBM, n0 = int64_t(blockIdx.y) * kBN;
+  const int rows = static_cast<int>(min64(kBM, g.m - m0));
+  const int cols = static_cast<int>(min64(kBN, g.n - n0));
+  float acc[64];
+  if (threadIdx.x < kThreads) wg_load_c(acc, L, g, m0, n0, rows, cols);
+  tma_mainloop<T, 1>(
+      smem, static_cast<int>((g.k + kWgBK - 1) / kWgBK),
+      [&](unsigned char* stage, int kt, uint64_t* bar) {
+        tma_load_2d(stage, &tmap_a, kt * kWgBK, static_cast<int32_t>(m0), bar);
+        tma_load_2d(stage + kWgTileBytes, &tmap_b, static_cast<int32_t>(n0), kt * kWgBK, bar);
+        tma_load_2d(stage + kWgTileBytes + 8192, &tmap_b, static_cast<int32_t>(n0 + 64), kt * kWgBK, bar);
+      },
+      [&](const float (&part)[64], int) {
 #pragma unroll
-    for (int j = 0; j < 16; ++j) {
-      const int r = L.row(h), c = L.col(j, 0);
-      if (r >= rows || c >= cols) continue;
-      const float x0 = acc[4 * j + 2 * h], x1 = acc[4 * j + 2 * h + 1];
-      if (g.narrow) {
-        T* out = static_cast<T*>(g.c) + (m0 + r) * g.ldc + n0 + c;
-        out[0] = from_f32<T>(x0);
-        if (c + 1 < cols) out[1] = from_f32<T>(x1);
-        continue;
-      }
-      float* out = static_cast<float*>(g.c) + (m0 + r) * g.ldc + n0 + c;
-      if (pair && c + 1 < cols) {
-        *reinterpret_cast<float2*>(out) = make_float2(x0, x1);
-      } else {
-        out[0] = x0;
-        if (c + 1 < cols) out[1] = x1;
-      }
-    }
+        for (int i = 0; i < 64; ++i) acc[i] += part[i];
+      });
+  if (threadIdx.x < kThreads) wg_store_c<T>(acc, L, g, m0, n0, rows, cols);
 }
 
 // ------------------------------------------------------------------- states of materialised logits
@@ -1347,12 +1439,22 @@ Status launch_linear_logprobs_backward(const LinearLogprobsBackwardParams& p, co
     // The wgmma tiles (16-bit operands whose rows are 16-byte aligned; the forward's rule), else mma.sync.
     const bool wg = sizeof(T) == 2 && use_wgmma(p.path == 3 ? 2 : p.path, env,
                                                 aligned16(p.hidden) && aligned16(p.weight) && row_vec16);
+    const bool tma = wg && p.path == 3 && p.dim > 0;  // the TMA-fed tiles (test hook)
+    alignas(64) CUtensorMap th, tw;  // the hidden rows and the weight rows, for the G tiles
     if constexpr (sizeof(T) == 2) {
       if (wg) {
         GK_TRY(smem_optin(ent ? reinterpret_cast<const void*>(&lm_grad_logits_wgmma_kernel<T, true>)
                               : reinterpret_cast<const void*>(&lm_grad_logits_wgmma_kernel<T, false>),
                           kWgSmemBytes, op));
         GK_TRY(smem_optin(reinterpret_cast<const void*>(&lm_gemm_wgmma_kernel<T>), kWgSmemBytes, op));
+      }
+      if (tma) {
+        GK_TRY(smem_optin(ent ? reinterpret_cast<const void*>(&lm_grad_logits_tma_kernel<T, true>)
+                              : reinterpret_cast<const void*>(&lm_grad_logits_tma_kernel<T, false>),
+                          kTmaSmemBytes, op));
+        GK_TRY(smem_optin(reinterpret_cast<const void*>(&lm_gemm_tma_kernel<T>), kTmaSmemBytes, op));
+        GK_TRY(encode_tensor_map_2d(&th, p.hidden, p.rows, p.dim, p.dim, kBM, kWgBK));
+        GK_TRY(encode_tensor_map_2d(&tw, p.weight, p.vocab, p.dim, p.dim, kBN, kWgBK));
       }
     }
     // The G chunk of rows [row0, +rows) × weight rows [v0, +vcount): Gc and its transpose Gt.
@@ -1364,6 +1466,14 @@ Status launch_linear_logprobs_backward(const LinearLogprobsBackwardParams& p, co
                  plan.chunk_vocab, plan.chunk_rows, flags};
       const dim3 grid(unsigned(ceil_div(rows, kBM)), unsigned(ceil_div(vcount, kBN)));
       if constexpr (sizeof(T) == 2) {
+        if (tma) {
+          if (ent)
+            lm_grad_logits_tma_kernel<T, true><<<grid, kTmaThreads, kTmaSmemBytes, env.stream>>>(g, th, tw);
+          else
+            lm_grad_logits_tma_kernel<T, false><<<grid, kTmaThreads, kTmaSmemBytes, env.stream>>>(g, th, tw);
+          GK_CHECK_LAUNCH("lm_grad_logits_tma_kernel");
+          return Status::Ok();
+        }
         if (wg) {
           if (ent)
             lm_grad_logits_wgmma_kernel<T, true><<<grid, kThreads, kWgSmemBytes, env.stream>>>(g);
@@ -1393,6 +1503,14 @@ Status launch_linear_logprobs_backward(const LinearLogprobsBackwardParams& p, co
     };
     auto gemm = [&](const GemmArgs& args, const dim3& grid) -> Status {
       if constexpr (sizeof(T) == 2) {
+        if (tma && args.k > 0) {
+          alignas(64) CUtensorMap ta, tb;
+          GK_TRY(encode_tensor_map_2d(&ta, args.a, args.m, args.k, args.lda, kBM, kWgBK));
+          GK_TRY(encode_tensor_map_2d(&tb, args.b, args.k, args.n, args.ldb, kWgBK, 64));
+          lm_gemm_tma_kernel<T><<<grid, kTmaThreads, kTmaSmemBytes, env.stream>>>(args, ta, tb);
+          GK_CHECK_LAUNCH("lm_gemm_tma_kernel");
+          return Status::Ok();
+        }
         if (wg) {
           lm_gemm_wgmma_kernel<T><<<grid, kThreads, kWgSmemBytes, env.stream>>>(args);
           GK_CHECK_LAUNCH("lm_gemm_wgmma_kernel");

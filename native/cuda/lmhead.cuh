@@ -39,7 +39,8 @@ struct LinearLogprobsParams {
   // sums the state needs only through states.sum_exp_delta / sum_exp_sq.
   StateArrays states;
   // Tests: the forward's tiles. 0 auto, 1 the mma.sync tiles (lm_fwd_kernel), 2 the wgmma tiles
-  // (lm_fwd_wgmma_kernel), 3 the TMA-fed wgmma tiles (lm_fwd_tma_kernel), 2 and 3 wherever they apply:
+  // (lm_fwd_wgmma_kernel), 3 the TMA-fed wgmma tiles (lm_fwd_tma_kernel: the same bits as 2), 2 and 3
+  // wherever they apply:
   // bf16 / f16 with 16-byte aligned rows, a 9.0 device and a build with sm_90a (the emulator's device
   // is one); the mma.sync tiles elsewhere.
   int path = 0;
@@ -71,7 +72,7 @@ struct LinearLogprobsBackwardParams {
   // Tests: row and vocabulary chunk of the backward's G (0: the plan's); multiples of 128.
   int64_t chunk_rows = 0;
   int64_t chunk_vocab = 0;
-  int path = 0;  // tests: the tiles, as LinearLogprobsParams::path (3: the backward's are 2's)
+  int path = 0;  // tests: the tiles, as LinearLogprobsParams::path (3: lm_grad_logits_tma_kernel, lm_gemm_tma_kernel)
 };
 Status launch_linear_logprobs_backward(const LinearLogprobsBackwardParams& p, const LaunchEnv& env, Scratch& scratch,
                                        ErrorFlags* flags);

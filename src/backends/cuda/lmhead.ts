@@ -15,7 +15,7 @@ import { type CudaMemory, optPtr, ptrOf, runWithOutputs, withPoison } from './st
 
 /**
  * The LM head's tiles (native/cuda/lmhead.cu): 'mma' mma.sync, 'wgmma' Hopper's warpgroup MMAs fed by
- * cp.async, 'tma' the forward on warpgroup MMAs fed by TMA from a producer warp (its backward as 'wgmma').
+ * cp.async, 'tma' the same MMAs fed by TMA from a producer warp (warp-specialised; the same bits as 'wgmma').
  */
 export type LmheadPath = 'auto' | 'mma' | 'wgmma' | 'tma';
 const PATH_CODES: Record<Exclude<LmheadPath, 'auto'>, number> = { mma: 1, wgmma: 2, tma: 3 };
