@@ -26,8 +26,8 @@
 //                                                             bf16; FLOPs of useful work: 2·N·V·d
 //                                                             forward, 4·N·V·d backward; the same
 //                                                             with " wgmma" on the wgmma tiles and
-//                                                             " tma" (forward) on the TMA-fed ones (a
-//                                                             9.0 device and a build with sm_90a)
+//                                                             " tma" on the TMA-fed ones (a 9.0
+//                                                             device and a build with sm_90a)
 // Output: one JSON line per case on stdout: {case, sizes, bytes, flops, ms_median, ms_p10, ms_p90, reps,
 // rotate, gbps, tflops, copy_bytes, copy_ms_median, copy_ms_p10, copy_ms_p90, copy_rotate, copy_gbps,
 // fraction, device, cc, sms, l2_bytes, runtime, driver, date, version}. Progress and errors go to
@@ -641,8 +641,8 @@ Status run_lmhead(const Device& dev, const Options& o) {
   GK_TRY(forward(0, false));
   GK_TRY(replicate(lse, dev.stream));
   GK_TRY(check_flags(dev, flags_message));
-  for (const int path : {0, 2}) {
-    if (path == 2 && !wgmma) continue;
+  for (const int path : {0, 2, 3}) {
+    if (path >= 2 && !wgmma) continue;
     Timing t;
     GK_TRY(time_it(dev, o, rot, [&](int c) -> Status {
       gk::LinearLogprobsBackwardParams p;
@@ -665,7 +665,7 @@ Status run_lmhead(const Device& dev, const Options& o) {
     GK_TRY(check_flags(dev, flags_message));
     GK_TRY(check_output(dev, "gradHidden", grad_hidden.at<float>(0), N * d, 'f'));
     GK_TRY(check_output(dev, "gradWeight", grad_weight.at<float>(0), V * d, 'f'));
-    GK_TRY(report(dev, o, path ? "linearLogprobsBackward wgmma" : "linearLogprobsBackward", sizes,
+    GK_TRY(report(dev, o, path == 3 ? "linearLogprobsBackward tma" : path ? "linearLogprobsBackward wgmma" : "linearLogprobsBackward", sizes,
                   in_bytes + double(N + V) * double(d) * 4 + double(N) * 12, 2 * gemm, t));
   }
   GK_CHECK(cudaStreamSynchronize(dev.stream));
