@@ -8,7 +8,9 @@
 // __ballot_sync, dynamic shared memory (poisoned, and over 48 KiB only after cudaFuncSetAttribute), and
 // wgmma: every swizzle and major-ness of its shared-memory operands against a placement written here from
 // the PTX ISA's canonical layouts, each thread's accumulator fragment, deferred execution, and the
-// pipeline mistakes it must refuse.
+// pipeline mistakes it must refuse; mbarrier phases and parities, TMA boxes against the ISA's swizzle
+// table (zero fill outside the tensor), their deferred landing, a TMA → wgmma producer / consumer
+// pipeline, and the mbarrier / TMA misuses it must refuse (deadlock included).
 // Prints "ok <check>" or "FAIL <check>: why" per check; the exit status counts the failures.
 #include <algorithm>
 #include <cmath>
