@@ -6,9 +6,9 @@
 // Launch checks follow the hardware's limits (block ≤ 1024 threads, grid.y/z ≤ 65535, no empty grid:
 // cudaErrorInvalidConfiguration), so a launcher that sizes a grid wrongly fails here as on a GPU.
 //
-// Scheduling. Every thread of a block is a fiber, switched only when it waits at __syncthreads or a
-// warp shuffle (a 6-register stack switch on x86-64, announced to AddressSanitizer in the --asan
-// build; ucontext elsewhere). A block whose threads wait on each other forever fails the launch
+// Scheduling. Every thread of a block is a fiber, switched only when it waits at __syncthreads, a
+// warp shuffle or an mbarrier whose phase has not completed (a 6-register stack switch on x86-64,
+// announced to AddressSanitizer in the --asan build; ucontext elsewhere). A block whose threads wait on each other forever fails the launch
 // with a message naming the barrier, rather than hanging. GK_EMU_ORDER=reverse resumes the threads
 // of a block in reverse order: a kernel whose result depends on that order has a race.
 #include <sys/mman.h>

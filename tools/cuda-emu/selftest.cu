@@ -8,7 +8,9 @@
 // __ballot_sync, dynamic shared memory (poisoned, and over 48 KiB only after cudaFuncSetAttribute), and
 // wgmma: every swizzle and major-ness of its shared-memory operands against a placement written here from
 // the PTX ISA's canonical layouts, each thread's accumulator fragment, deferred execution, and the
-// pipeline mistakes it must refuse.
+// pipeline mistakes it must refuse; mbarrier phases and parities, TMA boxes against the ISA's swizzle
+// table (zero fill outside the tensor), their deferred landing, a TMA → wgmma producer / consumer
+// pipeline, and the mbarrier / TMA misuses it must refuse (deadlock included).
 // Prints "ok <check>" or "FAIL <check>: why" per check; the exit status counts the failures.
 #include <algorithm>
 #include <cmath>
@@ -1095,6 +1097,92 @@ void test_tma() {
   }
 }
 
+// A producer / consumer pipeline: C[128][64] = A[128][K] · B[64][K]ᵀ (bf16, K = 428: the last k-tile
+// straddles the edge; B has 60 rows: the boxes' last 4 are zero). Warp 8's lane 0 produces: for each
+// k-tile of 64 it waits for stage k % 3 to be empty, announces 24 KiB on its full mbarrier and issues
+// two TMA boxes (A 128 × 64, B 64 × 64, 128-byte swizzled: wgmma's K-major SW128 tiles, SBO 1024). The
+// two consumer warpgroups wait for the stage to be full, run four wgmma m64n64k16 on it (their 64 rows
+// of A, all of B), and release it (one arrival per warpgroup: empty's count is 2). Exact in float.
+constexpr int kPipeStages = 3, kPipeK = 428, kPipeLd = 432, kPipeTiles = (kPipeK + 63) / 64;
+constexpr uint32_t kPipeStageBytes = 128 * 128 + 64 * 128;
+__global__ void tma_pipeline_kernel(float* c, const __grid_constant__ CUtensorMap map_a,
+                                    const __grid_constant__ CUtensorMap map_b) {
+  GK_DYNAMIC_SMEM(unsigned char, sm);
+  uint64_t* full = reinterpret_cast<uint64_t*>(sm + kPipeStages * kPipeStageBytes);
+  uint64_t* empty = full + kPipeStages;
+  const int t = int(threadIdx.x);
+  if (t == 256) {
+    for (int s = 0; s < kPipeStages; ++s) {
+      gk::mbar_init(&full[s], 1);
+      gk::mbar_init(&empty[s], 2);
+    }
+    gk::mbar_fence_init();
+  }
+  __syncthreads();
+  if (t >= 256) {
+    if (t != 256) return;
+    for (int k = 0; k < kPipeTiles; ++k) {
+      const int s = k % kPipeStages;
+      gk::mbar_wait(&empty[s], uint32_t((k / kPipeStages) & 1) ^ 1u);  // round 0: passes at once
+      unsigned char* stage = sm + s * kPipeStageBytes;
+      gk::mbar_arrive_expect_tx(&full[s], kPipeStageBytes);
+      gk::tma_load_2d(stage, &map_a, k * 64, 0, &full[s]);
+      gk::tma_load_2d(stage + 128 * 128, &map_b, k * 64, 0, &full[s]);
+    }
+    return;  // exits with copies in flight: the consumers wait for them
+  }
+  const int g = t / 128;
+  float d[32];
+  for (float& x : d) x = 0.f;
+  for (int k = 0; k < kPipeTiles; ++k) {
+    const int s = k % kPipeStages;
+    gk::mbar_wait(&full[s], uint32_t((k / kPipeStages) & 1));
+    const uint32_t b = gk::smem_address(sm + s * kPipeStageBytes) + 128 * 128, a = b - 128 * 128 + uint32_t(g) * 64 * 128;
+    gk::wgmma_fence();
+    for (int kk = 0; kk < 4; ++kk)
+      gk::wgmma_async<__nv_bfloat16, 64, 0>(d, gk::wgmma_desc(a + kk * 32, 16, 1024, gk::kSwizzle128),
+                                            gk::wgmma_desc(b + kk * 32, 16, 1024, gk::kSwizzle128), 1);
+    gk::wgmma_commit();
+    gk::wgmma_wait<0>();
+    if (t % 128 == 0) gk::mbar_arrive(&empty[s]);
+  }
+  const int r = t & 127, v = r >> 5, gg = (r >> 2) & 7, tt = r & 3;
+  for (int j = 0; j < 8; ++j)
+    for (int i = 0; i < 4; ++i)
+      c[(64 * g + 16 * v + gg + 8 * (i >> 1)) * 64 + 8 * j + 2 * tt + (i & 1)] = d[4 * j + i];
+}
+
+void test_tma_pipeline() {
+  cudaFuncSetAttribute(reinterpret_cast<const void*>(&tma_pipeline_kernel), cudaFuncAttributeMaxDynamicSharedMemorySize,
+                       227 * 1024);
+  TmaMatrix a(128, kPipeK, kPipeLd, 128, 21), b(60, kPipeK, kPipeLd, 64, 22);
+  auto val = [](uint16_t bits) { return double(__uint_as_float(uint32_t(bits) << 16)); };
+  std::string bad;
+  for (const bool reverse : {false, true}) {
+    float* dc = nullptr;
+    cudaMalloc(reinterpret_cast<void**>(&dc), 128 * 64 * sizeof(float));
+    gkemu::set_reverse_order(reverse);
+    tma_pipeline_kernel<<<1, 288, kPipeStages * kPipeStageBytes + 64, nullptr>>>(dc, a.map, b.map);
+    gkemu::set_reverse_order(false);
+    const cudaError_t e = cudaGetLastError();
+    std::vector<float> got(dc, dc + 128 * 64);
+    cudaFree(dc);
+    if (e != cudaSuccess && bad.empty()) bad = cudaGetErrorString(e);
+    for (int i = 0; i < 128 && bad.empty(); ++i)
+      for (int j = 0; j < 64 && bad.empty(); ++j) {
+        double want = 0;
+        for (int k = 0; k < kPipeK; ++k) want += val(a.at(i, k)) * val(b.at(j, k));
+        if (double(got[size_t(i) * 64 + j]) != want)
+          bad = std::string(reverse ? "reverse order: " : "") + "C[" + std::to_string(i) + "][" + std::to_string(j) +
+                "] = " + std::to_string(got[size_t(i) * 64 + j]) + ", want " + std::to_string(want);
+      }
+  }
+  check(bad.empty(),
+        "TMA → wgmma pipeline: one producer lane, 3 stages of full / empty mbarriers over 7 k-tiles, two consumer "
+        "warpgroups (SW128 K-major tiles straight from TMA, edge boxes zero-filled), exact in both schedule orders",
+        bad);
+}
+
 }  // namespace
 
 int main() {
@@ -1107,6 +1195,7 @@ int main() {
   test_wgmma();
   test_mbarrier();
   test_tma();
+  test_tma_pipeline();
   std::printf("%d failure(s)\n", failures);
   return failures;
 }
