@@ -433,7 +433,8 @@ Partial segment(const void* row, int64_t j0, int64_t len, float scale2, float* b
 }
 
 template <int D, bool kStats>
-void segments(const void* row, int64_t vocab, int64_t s0, int64_t s1, float scale2, float* buf, Partial* out) {
+void segments(const void* row, int64_t vocab, int64_t s0, int64_t s1, float scale2, float* buf, Partial* out,
+              const char* after, int64_t after_bytes) {
   const int16_t* h = static_cast<const int16_t*>(row);
   // bf16: the first segment's pass 1 (each later one's runs in its predecessor's pass 2).
   int16_t hi = D == kBF16 ? bits_max(h + s0 * kSeg, (vocab - s0 * kSeg < kSeg ? vocab - s0 * kSeg : kSeg)) : 0;
@@ -446,16 +447,17 @@ void segments(const void* row, int64_t vocab, int64_t s0, int64_t s1, float scal
     const int64_t ahead = item_end - (j0 + len);
     const int64_t bytes = ahead * int64_t(elem_size(D)) < 16384 ? ahead * int64_t(elem_size(D)) : 16384;
     const char* next = static_cast<const char*>(row) + size_t(j0 + len) * elem_size(D);
+    const bool last = s + 1 == s1;
     // bf16: the next segment of the item, whose pass 1 this one's pass 2 takes.
     const int64_t nlen = D == kBF16 && s + 1 < s1 ? (vocab - (j0 + len) < kSeg ? vocab - (j0 + len) : kSeg) : 0;
     int16_t next_hi = -32768;
-    out[s] = segment<D, kStats>(row, j0, len, scale2, buf, next, (bytes + 63) / 64, hi, h + j0 + len, nlen,
-                                &next_hi);
+    out[s] = segment<D, kStats>(row, j0, len, scale2, buf, last ? after : next,
+                                ((last ? after_bytes : bytes) + 63) / 64, hi, h + j0 + len, nlen, &next_hi);
     hi = next_hi;
   }
 }
 
-using SegmentsFn = void (*)(const void*, int64_t, int64_t, int64_t, float, float*, Partial*);
+using SegmentsFn = void (*)(const void*, int64_t, int64_t, int64_t, float, float*, Partial*, const char*, int64_t);
 
 template <int D>
 SegmentsFn pick_segments(bool stats) {
@@ -473,7 +475,9 @@ struct ForwardJob {
   const LogprobsParams* p;
   SegmentsFn fn;
   int64_t row0;  // first row of this chunk
+  int64_t rows;  // in this chunk
   int64_t nseg, items_per_row;
+  int threads;
   float scale2;
   Partial* partials;  // [chunk rows][nseg]
   int32_t* done;      // [chunk rows]: items finished
@@ -537,7 +541,20 @@ void forward_item(void* ctx, int64_t item, int worker) {
     const int64_t s0 = k * kSegsPerItem;
     const int64_t s1 = s0 + kSegsPerItem < J.nseg ? s0 + kSegsPerItem : J.nseg;
     const char* row = static_cast<const char*>(p.logits) + size_t(i) * size_t(p.vocab) * elem_size(p.dtype);
-    J.fn(row, p.vocab, s0, s1, J.scale2, J.bufs + size_t(worker) * (kSeg + 16), J.partials + r * J.nseg);
+    // The item this thread likely takes next (items go out in order to `threads` threads): its first
+    // 16 KiB, prefetched during this item's last segment (a guess: no bit depends on it).
+    const int64_t nxt = item + J.threads;
+    const char* after = nullptr;
+    int64_t after_bytes = 0;
+    if (nxt < J.rows * J.items_per_row && p.targets[J.row0 + nxt / J.items_per_row] != p.ignore_index) {
+      const int64_t j = (nxt % J.items_per_row) * kSegsPerItem * kSeg;
+      const int64_t ahead = (p.vocab - j) * int64_t(elem_size(p.dtype));
+      after = static_cast<const char*>(p.logits) +
+              (size_t(J.row0 + nxt / J.items_per_row) * size_t(p.vocab) + size_t(j)) * elem_size(p.dtype);
+      after_bytes = ahead < 16384 ? ahead : 16384;
+    }
+    J.fn(row, p.vocab, s0, s1, J.scale2, J.bufs + size_t(worker) * (kSeg + 16), J.partials + r * J.nseg, after,
+         after_bytes);
   }
   if (__atomic_add_fetch(&J.done[r], 1, __ATOMIC_ACQ_REL) != J.items_per_row) return;
   if (p.targets[i] == p.ignore_index) {
@@ -799,10 +816,12 @@ Report logprobs(const LogprobsParams& p, Pool* pool) {
     free(bufs);
     return Report{kNoMemory, 0, 0};
   }
-  ForwardJob J{&p, fn, 0, nseg, items_per_row, scale2_of(p.temperature), partials, done, bufs, INT64_MAX};
+  ForwardJob J{&p,    fn,      0,    0,   nseg, items_per_row, threads, scale2_of(p.temperature),
+               partials, done, bufs, INT64_MAX};
   for (int64_t row0 = 0; row0 < p.rows; row0 += chunk) {
     const int64_t n = p.rows - row0 < chunk ? p.rows - row0 : chunk;
     J.row0 = row0;
+    J.rows = n;
     memset(done, 0, size_t(n) * sizeof(int32_t));
     pool_run(pool, n * items_per_row, forward_item, &J);
   }
