@@ -56,14 +56,17 @@
 //   (f = 0.2129: −3.7u; f = −0.4375: +2.2u), a test of its own. Measured against the float64
 //   reference: test/cpu-native/ops.test.ts states each bound (2e-6; Σp² 4e-6).
 //   Per element: pass 1 a load and a max (f16: + a decode and a store; bf16: one int16 max per 32
-//   values at 512 bits, from the bits, no decode), pass 2 a load (bf16: with its unpack), then 12
+//   values at 512 bits, from the bits, no decode, run during the previous segment's pass 2 where the
+//   item has one), pass 2 a load (bf16: with its unpack), then 12
 //   instructions: sub, max, FMA, sub, FMS, 5 FMA, shift and the FMA that adds 2^f·2^n (+ a
 //   multiplication, an addition and 2 FMAs with the statistics). Bytes: N·V·sizeof(x) read once from
 //   memory (+ N·(4 + 4·outputs)). Pass 2 computes from L1 while memory would idle, so it prefetches the
-//   next 16 KiB of its item meanwhile (one line per 16 elements, no branch; no change to any bit).
-//   Measured (bench/RESULTS.md, 2 cores): f32 at 87-94% of a streaming read of the same bytes, 3x ONNX
-//   Runtime, 20x PyTorch; bf16 compute-bound: 7.1 G elements/s per core from L2 at 512 bits (5.7 before
-//   the bit-level max, the FMA-split exponent and the one-vector f64 sums; 4.4 with the AVX2 build).
+//   next 16 KiB of its item meanwhile (one line per 16 elements, no branch; no change to any bit), the
+//   item's last segment the first 16 KiB of the item its thread likely takes next (item + threads: items
+//   go out in order), so that no item starts cold. Measured (bench/RESULTS.md, "fifth session", 2
+//   cores): bf16 compute-bound, 6.9-7.1 G elements/s per core from L2 at 512 bits (5.6-5.8 before the
+//   bit-level pass 1, the two-FMA exponent and the one-vector f64 sums; the AVX2 build 5.0-5.3, 4.7
+//   before): ~8.7 cycles per 16 elements against 7 for its 14 vector instructions on the two 512-bit ports.
 //
 // BACKWARD gradLogits = [g·(1[v=y] − p_v) − gE·p_v·(log p_v + H)] / T with log2 p_v = x_v·s2 − lse·log2 e
 //   (one FMA: one rounding; lse·log2 e rounded once, the exponent error |lse|·2^-24 the f32 lse itself
