@@ -2,9 +2,10 @@
 // instruction set (gk::cpu::avx2 with -mavx2 -mfma -mf16c, gk::cpu::portable; native/cpu/kernels.h).
 //
 // Compiled a third time as gk::cpu::avx512 (-mavx512f -mavx512bw) for the forward alone: its pass-1
-// and pass-2 loops take each pair of 8-lane vectors (k, k + 1) as one 16-lane vector (simd.h, VW), so
-// every lane chain sees the same terms in the same order: the AVX2 build's bits at about half the
-// instructions (test/cpu-native/avx512.test.ts; +12-22% here).
+// and pass-2 loops take two of the AVX2 build's 8-lane vectors as one 16-lane vector (simd.h, VW: the
+// pair (k, k + 1) for f32 and f16, a bf16 group's v0 | v2 and v1 | v3), so every lane chain sees the
+// same terms in the same order: the AVX2 build's bits at about half the instructions
+// (test/cpu-native/avx512.test.ts).
 //
 // FORWARD  z = x / T per row of [N, V]; lse = log Σ e^z; logprob = z_y − lse; entropy = −Σ p log p;
 //          Σp² = Σ e^{2(z−lse)}. Same outputs, rules and edge cases as the float64 reference
@@ -12,15 +13,24 @@
 //          gives NaN in all its outputs; −Inf elements contribute 0; a row of all −Inf is a RANGE fault
 //          (the lowest such row); a target outside [0, V) is a RANGE fault found before any work.
 //   Blocks. A row is cut into segments of kSeg = 4096 elements (V alone fixes them; the last may be
-//   short). A segment is read twice: pass 1 takes its max m_s of the raw logits (four running maxima;
-//   f16/bf16 decoded into an f32 buffer on the way), pass 2, from L1, sums over its elements, with
-//   d = (x − m_s)/T taken in base 2 as t = (x − m_s)·s2, s2 = log2(e)/T rounded once to f32 (e^d = 2^t,
-//   the CUDA kernels' form: one multiplication per element whatever T, none saved at T = 1):
+//   short). A segment is read twice: pass 1 takes its max m_s of the raw logits (f32, f16: four running
+//   maxima, f16 decoded into an f32 buffer on the way; bf16: the max of its bits as int16, which order
+//   as the values where the sign bit is clear and in reverse where it is set, so the int16 max where
+//   that is ≥ 0, else the int16 min: exact, no decode, no store), pass 2, from L1, sums over its
+//   elements, with d = (x − m_s)/T taken in base 2 as t = (x − m_s)·s2, s2 = log2(e)/T rounded once to
+//   f32 (e^d = 2^t, the CUDA kernels' form):
 //     s0 = Σ 2^t,  s1 = ln2·Σ 2^t·t = Σ e^d·d,  s2 = Σ 2^{2t}   (s1, s2 only for entropy or Σp²).
+//   Each term (pass2's term): d = x − m_s (exact for the max itself: its term is exactly 1), clamped at
+//   dlo = −127/s2; n = round(d·s2) and f = d·s2 − n by two FMAs (f: one rounding, |f| ≤ 1/2, no rounded
+//   t in between), 2^t = (1 + f·Q(f))·2^n (simd.h's exp2_neg5 polynomial; 2^n from the bias trick's
+//   bits, +0 for t below −126.5, −Inf elements among them). Above T ~ 1.9e36 −127/s2 would overflow:
+//   there t = (x − m_s)·s2 is rounded first and clamped at −127 (the premultiplied form).
 //   Pass 2 runs in sub-blocks of kSub = 128 elements (16 vectors of 8 lanes): two f32 accumulators per
-//   sum take the even and the odd vectors, so each of the 16 lane chains adds 8 terms; at the end of
-//   the sub-block the two are added and the 8 lanes are added, converted, to 8 f64 lane sums; at the
-//   end of the segment the f64 lanes are added in a fixed tree. Segments are combined per row in f64
+//   sum, so each of the 16 lane chains adds 8 terms (f32, f16: the even and the odd vectors; bf16, in
+//   groups of 32 elements: a group's two unpacks of its first 16 values to the first, of the next 16 to
+//   the second, a padded last group's −Inf adding +0); at the end of the sub-block the two are added
+//   and the 8 lanes are added, converted, to 8 f64 lane sums; at the end of the segment the f64 lanes
+//   are added in a fixed tree. Segments are combined per row in f64
 //   in segment order, each rescaled from its own max: with M = max_s m_s and δ = (m_s − M)/T, r = e^δ,
 //     S0 = Σ r·s0,  S1 = Σ r·(s1 + δ·s0),  S2 = Σ r²·s2,
 //   lse = M/T + log S0, logprob = (x_y − M)/T − log S0, entropy = log S0 − S1/S0, Σp² = S2/S0², in f64,
@@ -30,28 +40,33 @@
 //   per-row slot and the item that completes a row (an atomic count) combines it. Every sum is thus a
 //   function of the row's elements and V alone: the same bits for any thread count, any N, any
 //   position of the row in the batch (tests: test/cpu-native/invariance.test.ts).
-//   Accuracy, guaranteed. Every term 2^t is within ε = 3.7u = 2.2e-7 relative of 2^t (u = 2^-24; 3.8u
-//   in the portable build without FMA, which moves the bounds below by under 1e-8;
-//   exp2_neg5 in simd.h: a degree-5 minimax polynomial, one FMA fewer than the backward's exp2 at 1.3u);
-//   t carries the roundings of x − m_s, of s2 and of the product, ≤ 3u·|t|, a relative error of the
-//   term ≤ 3u·ln2·|t|·… which, weighted by e^d, adds at most 3u·max_d(e^d·|d|) = 3u/e ≈ 7e-8 of S0. An
-//   f32 chain of 8 terms ≥ 0, added to the other chain's 8, errs by at most 8u = 4.8e-7 of its sum;
-//   past that everything is f64. So S0 and S1 carry a relative error ≤ 2.2e-7 + 0.7e-7 + 4.8e-7 =
-//   7.7e-7 of their (same-sign) terms, S2 (terms e², 2ε) ≤ 1.1e-6: log S0 within 7.7e-7 absolute, so
-//   lse and logprob within 7.7e-7 + 1 ulp (plus the f32 rounding of x/T, u·|z|, in the target's
+//   Accuracy, guaranteed. The polynomial is within 3.7u = 2.2e-7 relative of 2^f for every f32 f in
+//   [−1/2, 1/2] (u = 2^-24; 3.8u in the portable build without FMA, which moves the bounds below by
+//   under 1e-8; exp2_neg5 in simd.h: a degree-5 minimax polynomial, one FMA fewer than the backward's
+//   exp2 at 1.3u); f's one rounding (≤ 2^-26) adds ln2·2^-26 = 1.0e-8: every term within ε = 2.3e-7 of
+//   2^{d·s2}. d·s2 carries the roundings of x − m_s and of s2, ≤ 2u·|t|, a relative error of the term
+//   ≤ 2u·ln2·|t| which, weighted by e^d, adds at most 2u·max_d(e^d·|d|) = 2u/e ≈ 4.4e-8 of S0 (the
+//   premultiplied form: 3u/e = 6.6e-8, its f exact, ε = 2.2e-7). An f32 chain of 8 terms ≥ 0, added to
+//   the other chain's 8, errs by at most 8u = 4.8e-7 of its sum; past that everything is f64. So S0 and
+//   S1 carry a relative error ≤ 2.3e-7 + 0.44e-7 + 4.8e-7 = 7.6e-7 (premultiplied: 7.6e-7 too) of their
+//   (same-sign) terms, S2 (terms e², 2ε) ≤ 1.1e-6: log S0 within 7.6e-7 absolute, so
+//   lse and logprob within 7.6e-7 + 1 ulp (plus the f32 rounding of x/T, u·|z|, in the target's
 //   logit); entropy, a sum of two nonnegative terms, within 1.6e-6 relative; Σp² = S2/S0² within
 //   2.6e-6 relative. The worst case is coherent: every term of a row at the polynomial's worst point
 //   (f = 0.2129: −3.7u; f = −0.4375: +2.2u), a test of its own. Measured against the float64
 //   reference: test/cpu-native/ops.test.ts states each bound (2e-6; Σp² 4e-6).
-//   Per element: pass 1 a load and a max (+ a decode and a store for f16/bf16: for bf16 two unpacks
-//   per 16 values, stored in the unpacks' order, which pass 2's sums then follow), pass 2 a load, a
-//   subtraction, a multiplication, exp2 (11 instructions: max, add, sub, sub, 5 FMA, shift, mul) and an
-//   addition (the compiler fuses the last two into an FMA) (+ a max and 2 FMAs with the statistics).
-//   Bytes: N·V·sizeof(x) read once from memory (+ N·(4 + 4·outputs)). Pass 2 computes from L1 while
-//   memory would idle, so it prefetches the next 16 KiB of its item meanwhile (one line per two
-//   vectors, no branch; no change to any bit). Measured (bench/RESULTS.md, 2 cores): f32 at 87-91% of
-//   a streaming read of the same bytes, 2.4x ONNX Runtime, 16x PyTorch; bf16 compute-bound: 4.4 G
-//   elements/s per core from L2 (4.15 before the degree-5 polynomial and the unpacks).
+//   Per element: pass 1 a load and a max (f16: + a decode and a store; bf16: one int16 max per 32
+//   values at 512 bits, from the bits, no decode, run during the previous segment's pass 2 where the
+//   item has one), pass 2 a load (bf16: with its unpack), then 12
+//   instructions: sub, max, FMA, sub, FMS, 5 FMA, shift and the FMA that adds 2^f·2^n (+ a
+//   multiplication, an addition and 2 FMAs with the statistics). Bytes: N·V·sizeof(x) read once from
+//   memory (+ N·(4 + 4·outputs)). Pass 2 computes from L1 while memory would idle, so it prefetches the
+//   next 16 KiB of its item meanwhile (one line per 16 elements, no branch; no change to any bit), the
+//   item's last segment the first 16 KiB of the item its thread likely takes next (item + threads: items
+//   go out in order), so that no item starts cold. Measured (bench/RESULTS.md, "fifth session", 2
+//   cores): bf16 compute-bound, 6.9-7.1 G elements/s per core from L2 at 512 bits (5.6-5.8 before the
+//   bit-level pass 1, the two-FMA exponent and the one-vector f64 sums; the AVX2 build 5.0-5.3, 4.7
+//   before): ~8.7 cycles per 16 elements against 7 for its 14 vector instructions on the two 512-bit ports.
 //
 // BACKWARD gradLogits = [g·(1[v=y] − p_v) − gE·p_v·(log p_v + H)] / T with log2 p_v = x_v·s2 − lse·log2 e
 //   (one FMA: one rounding; lse·log2 e rounded once, the exponent error |lse|·2^-24 the f32 lse itself
@@ -104,95 +119,289 @@ struct Partial {
   double s0, s1, s2;
 };
 
-// One segment's partial sums: elements [j0, j0 + len) of `row`. `buf` holds kSeg + 8 floats (the
-// decoded segment for f16/bf16; f32 reads the row itself, its tail from a padded copy).
-template <int D, bool kStats>
-Partial segment(const void* row, int64_t j0, int64_t len, float scale2, float* buf, const char* next,
-                int64_t next_lines) {
+// Pass 2's exponential (header, "Pass 2"): e = 2^{dc·s2}, dc = max(x − m_s, dlo) (NaN kept), with dlo =
+// −127/s2 rounded (finite where s2 ≥ 2^-120: dc·s2 ≥ −127 − 2^-17); bb = dc·s2 + kRoundBias by one FMA (n
+// = round(dc·s2), plus 127, in its low bits), n = bb − kRoundBias, f = dc·s2 − n by one FMA (one
+// rounding, |f| ≤ 1/2), 2^f = 1 + f·Q(f) (simd.h, exp2_neg5's polynomial), times 2^n from bb's bits (+0
+// at n = −127: every dc·s2 below −126.5, −Inf elements among them). Where s2 < 2^-120 (T above ~1.9e36)
+// −127/s2 would overflow and a −Inf element could not be told from −FLT_MAX: there (kPremul) d =
+// (x − m_s)·s2 is formed first and the same steps run with s2 = 1 and dlo = −127.
+struct Pass2Args {
+  float m, s, dlo, s2;  // s, dlo: s2 and −127/s2, or 1 and −127 (kPremul)
+};
+
+// One vector of pass 2's terms, accumulated: a += 2^f·2^n in one FMA; with kStats, e = 2^f·2^n, b += e·t
+// (t = n + f), c += e². `c` holds Pass2Args' four values as vectors.
+template <bool kStats, bool kPremul>
+inline void term(VF x, const VF* c, VF& a, VF& b, VF& s) {
+  VF d = sub(x, c[0]);
+  if (kPremul) d = mul(d, c[3]);
+  const VF dc = clamp_lo(d, c[2]);
+  const VF bias = set1(kRoundBias);
+  const VF bb = fmadd(dc, c[1], bias);
+  const VF n = sub(bb, bias);
+  const VF f = fmsub(dc, c[1], n);
+  VF p = set1(kExp2C5[0]);
+  for (int i = 1; i < 5; ++i) p = fmadd(p, f, set1(kExp2C5[i]));
+  p = fmadd(p, f, set1(1.0f));
+  const VF pw = pow2_biased(bb);
+  a = fmadd(p, pw, a);
+  if (kStats) {
+    const VF e = mul(p, pw);
+    b = fmadd(e, add(n, f), b);
+    s = fmadd(e, e, s);
+  }
+}
+#if GK_SIMD_WIDE
+// term at 16 lanes: the same operations lane by lane.
+template <bool kStats, bool kPremul>
+inline void wterm(VW x, const VW* c, VW& a, VW& b, VW& s) {
+  VW d = wsub(x, c[0]);
+  if (kPremul) d = wmul(d, c[3]);
+  const VW dc = wclamp_lo(d, c[2]);
+  const VW bias = wset1(kRoundBias);
+  const VW bb = wfmadd(dc, c[1], bias);
+  const VW n = wsub(bb, bias);
+  const VW f = wfmsub(dc, c[1], n);
+  VW p = wset1(kExp2C5[0]);
+  for (int i = 1; i < 5; ++i) p = wfmadd(p, f, wset1(kExp2C5[i]));
+  p = wfmadd(p, f, wset1(1.0f));
+  const VW pw = wpow2_biased(bb);
+  a = wfmadd(p, pw, a);
+  if (kStats) {
+    const VW e = wmul(p, pw);
+    b = wfmadd(e, wadd(n, f), b);
+    s = wfmadd(e, e, s);
+  }
+}
+#endif
+
+// Pass 2 of a segment (see segment): its sums as f64 lanes d[0..2] (s0, Σe·t, Σe²). bf16: the int16
+// max of the next segment's bits [nx, nx + nlen) (pass 1 of that segment, nlen ≤ len) is taken on the
+// way, into *next_hi, where nlen > 0.
+template <int D, bool kStats, bool kPremul>
+void pass2(const void* row, int64_t j0, int64_t len, const float* x, const float* tail, const Pass2Args& pa,
+           const char* next, int64_t next_lines, VD* d, const int16_t* nx, int64_t nlen, int16_t* next_hi) {
+  const VF c[4] = {set1(pa.m), set1(pa.s), set1(pa.dlo), set1(pa.s2)};
+#if GK_SIMD_WIDE
+  const VW w[4] = {wset1(pa.m), wset1(pa.s), wset1(pa.dlo), wset1(pa.s2)};
+#endif
+  // Pass 2 computes from L1 while memory would idle: fetch what comes next meanwhile, one 64-byte line
+  // per 16 elements (16 KiB: the next f32 segment, the next two f16/bf16 ones), without a branch: past
+  // next_lines the pointer stops moving (a line already requested). Into L2, not L1: a line every few
+  // ns would hold more L1 fill buffers than there are (f32 10% faster, measured). Bits do not change.
+  const char* pf = next;
+  const int64_t pf_step = next_lines > 0 ? 64 : 0;
+  const char* pf_end = next + (next_lines > 0 ? (next_lines - 1) * 64 : 0);
+  auto prefetch = [&] {
+    __builtin_prefetch(pf, 0, 2);
+    pf = pf < pf_end ? pf + pf_step : pf;
+  };
+  if (D == kBF16) {
+    // In groups of 32 elements, four to a sub-block: a group's 8-lane vectors in load_bf16x16's order
+    // (v0, v1 of its first 16 elements, v2, v3 of the next 16), v0 then v1 to the 0 accumulators, v2
+    // then v3 to the 1 accumulators (so each of the 16 lane chains adds 8 terms per sub-block; the
+    // AVX-512 build's two unpacks give v0 | v2 and v1 | v3). The last group is padded with −Inf
+    // (terms +0, which add nothing).
+    const uint16_t* hb = static_cast<const uint16_t*>(row) + j0;
+    const int64_t ngroups = (len + 31) / 32, gfull = len / 32;
+    alignas(64) uint16_t gtail[32];
+    if (gfull < ngroups) {
+      for (int i = 0; i < 32; ++i) gtail[i] = 0xff80u;
+      memcpy(gtail, hb + gfull * 32, size_t(len - gfull * 32) * 2);
+    }
+    // The next segment's pass 1, a group of its bits per group here (from L2, where this segment's
+    // predecessor prefetched it): its loads wait on nothing of this pass. Past its groups, 32 times
+    // −32768 (a max without a branch).
+    alignas(64) static const int16_t kBitsMin[32] = {-32768, -32768, -32768, -32768, -32768, -32768, -32768, -32768,
+                                                     -32768, -32768, -32768, -32768, -32768, -32768, -32768, -32768,
+                                                     -32768, -32768, -32768, -32768, -32768, -32768, -32768, -32768,
+                                                     -32768, -32768, -32768, -32768, -32768, -32768, -32768, -32768};
+    HM hm = hm_init();
+    const int64_t nfull = nlen / 32;
+    for (int64_t g0 = 0; g0 < ngroups; g0 += kSub / 32) {
+      const int64_t g1 = g0 + kSub / 32 < ngroups ? g0 + kSub / 32 : ngroups;
+      VF a0 = zero(), a1 = zero(), b0 = zero(), b1 = zero(), c0 = zero(), c1 = zero();
+#if GK_SIMD_WIDE
+      VW A = wzero(), B = wzero(), C = wzero();
+      for (int64_t g = g0; g < g1; ++g) {
+        prefetch();
+        prefetch();
+        hm = hm_acc32(hm, g < nfull ? nx + g * 32 : kBitsMin);
+        VW lo, hi;
+        wload_bf16x32(g < gfull ? hb + g * 32 : gtail, lo, hi);
+        wterm<kStats, kPremul>(lo, w, A, B, C);
+        wterm<kStats, kPremul>(hi, w, A, B, C);
+      }
+      a0 = wlo(A), a1 = whi(A), b0 = wlo(B), b1 = whi(B), c0 = wlo(C), c1 = whi(C);
+#else
+      for (int64_t g = g0; g < g1; ++g) {
+        prefetch();
+        prefetch();
+        hm = hm_acc32(hm, g < nfull ? nx + g * 32 : kBitsMin);
+        const uint16_t* h = g < gfull ? hb + g * 32 : gtail;
+        VF v0, v1, v2, v3;
+        load_bf16x16(h, v0, v1);
+        load_bf16x16(h + 16, v2, v3);
+        term<kStats, kPremul>(v0, c, a0, b0, c0);
+        term<kStats, kPremul>(v1, c, a0, b0, c0);
+        term<kStats, kPremul>(v2, c, a1, b1, c1);
+        term<kStats, kPremul>(v3, c, a1, b1, c1);
+      }
+#endif
+      dacc(d[0], add(a0, a1));
+      if (kStats) {
+        dacc(d[1], add(b0, b1));
+        dacc(d[2], add(c0, c1));
+      }
+    }
+    if (nlen > 0) {
+      int16_t mx = hm_max(hm);
+      for (int64_t j = nfull * 32; j < nlen; ++j) mx = nx[j] > mx ? nx[j] : mx;
+      *next_hi = mx;
+    }
+    return;
+  }
   const int64_t nvec = (len + kLanes - 1) / kLanes;
   const int64_t full = len / kLanes;
-  const float* x;
-  alignas(32) float tail[kLanes];
-  // Pass 1: the max (NaN ignored), four running maxima (a max is exact: their order cannot matter);
-  // f16/bf16 decoded into buf on the way.
-  VF m0 = set1(-kInfF), m1 = m0, m2 = m0, m3 = m0;
-  int64_t k = 0;
-  if (D == kF32) {
-    x = static_cast<const float*>(row) + j0;
+  constexpr int64_t kSubVec = kSub / kLanes;
+  // Vector k of the segment (f32: its padded tail past `full`).
+  auto vec = [&](int64_t k) { return (D != kF32 || k < full) ? load(x + k * kLanes) : load(tail); };
+  for (int64_t k0 = 0; k0 < nvec; k0 += kSubVec) {
+    const int64_t k1 = k0 + kSubVec < nvec ? k0 + kSubVec : nvec;
+    VF a0 = zero(), a1 = zero(), b0 = zero(), b1 = zero(), c0 = zero(), c1 = zero();
+    // Even vectors to the 0 accumulators, odd ones to the 1 accumulators (sub-blocks start even).
+    int64_t k = k0;
 #if GK_SIMD_WIDE
-    {  // m0 | m1 and m2 | m3 as two 16-lane maxima (simd.h, VW): the same four maxima
-      VW w01 = wset1(-kInfF), w23 = w01;
-      for (; k + 4 <= full; k += 4) {
-        w01 = wmax_skip_nan(w01, wload(x + k * kLanes));
-        w23 = wmax_skip_nan(w23, wload(x + (k + 2) * kLanes));
+    {  // a0 | a1, b0 | b1, c0 | c1 as 16-lane accumulators over the vector pairs (k, k + 1)
+      VW A = wzero(), B = wzero(), C = wzero();
+      for (; k + 2 <= k1; k += 2) {
+        prefetch();
+        // f32: the pair's second vector may be the padded tail (k + 1 == full).
+        const VW v = (D != kF32 || k + 1 < full) ? wload(x + k * kLanes) : wjoin(load(x + k * kLanes), load(tail));
+        wterm<kStats, kPremul>(v, w, A, B, C);
       }
-      m0 = wlo(w01), m1 = whi(w01), m2 = wlo(w23), m3 = whi(w23);
+      a0 = wlo(A), a1 = whi(A), b0 = wlo(B), b1 = whi(B), c0 = wlo(C), c1 = whi(C);
     }
 #endif
-    for (; k + 4 <= full; k += 4) {
-      m0 = max_skip_nan(m0, load(x + k * kLanes));
-      m1 = max_skip_nan(m1, load(x + (k + 1) * kLanes));
-      m2 = max_skip_nan(m2, load(x + (k + 2) * kLanes));
-      m3 = max_skip_nan(m3, load(x + (k + 3) * kLanes));
+    for (; k + 2 <= k1; k += 2) {
+      prefetch();
+      term<kStats, kPremul>(vec(k), c, a0, b0, c0);
+      term<kStats, kPremul>(vec(k + 1), c, a1, b1, c1);
     }
-    for (; k < full; ++k) m0 = max_skip_nan(m0, load(x + k * kLanes));
-    if (full < nvec) {
-      store(tail, load_row<D>(row, j0 + full * kLanes, int(len - full * kLanes)));
-      m1 = max_skip_nan(m1, load(tail));
+    if (k < k1) term<kStats, kPremul>(vec(k), c, a0, b0, c0);
+    dacc(d[0], add(a0, a1));
+    if (kStats) {
+      dacc(d[1], add(b0, b1));
+      dacc(d[2], add(c0, c1));
     }
-  } else {
-#if GK_SIMD_WIDE
-    {  // v0 | v1 and v2 | v3 of the loop below, decoded, stored and maxed 16 lanes at a time
-      VW w01 = wset1(-kInfF), w23 = w01;
-      for (; k + 4 <= full; k += 4) {
-        const uint16_t* h = static_cast<const uint16_t*>(row) + j0 + k * kLanes;
-        VW a, b;
-        if (D == kBF16) {
-          wload_bf16x32(h, a, b);
-        } else {
-          a = wload_f16x16(h);
-          b = wload_f16x16(h + 2 * kLanes);
-        }
-        wstore(buf + k * kLanes, a);
-        wstore(buf + (k + 2) * kLanes, b);
-        w01 = wmax_skip_nan(w01, a);
-        w23 = wmax_skip_nan(w23, b);
-      }
-      m0 = wlo(w01), m1 = whi(w01), m2 = wlo(w23), m3 = whi(w23);
-    }
-#endif
-    for (; k + 4 <= full; k += 4) {
-      VF v0, v1, v2, v3;
-      if (D == kBF16) {
-        // Two unpacks per 16 values (the AVX2 build stores them permuted within each 16: harmless,
-        // pass 2 sums by position in buf).
-        const uint16_t* h = static_cast<const uint16_t*>(row) + j0 + k * kLanes;
-        load_bf16x16(h, v0, v1);
-        load_bf16x16(h + 2 * kLanes, v2, v3);
-      } else {
-        v0 = load_row<D>(row, j0 + k * kLanes, kLanes);
-        v1 = load_row<D>(row, j0 + (k + 1) * kLanes, kLanes);
-        v2 = load_row<D>(row, j0 + (k + 2) * kLanes, kLanes);
-        v3 = load_row<D>(row, j0 + (k + 3) * kLanes, kLanes);
-      }
-      store(buf + k * kLanes, v0);
-      store(buf + (k + 1) * kLanes, v1);
-      store(buf + (k + 2) * kLanes, v2);
-      store(buf + (k + 3) * kLanes, v3);
-      m0 = max_skip_nan(m0, v0);
-      m1 = max_skip_nan(m1, v1);
-      m2 = max_skip_nan(m2, v2);
-      m3 = max_skip_nan(m3, v3);
-    }
-    for (; k < nvec; ++k) {
-      const int c = k < full ? kLanes : int(len - full * kLanes);
-      const VF v = load_row<D>(row, j0 + k * kLanes, c);
-      store(buf + k * kLanes, v);
-      m0 = max_skip_nan(m0, v);
-    }
-    x = buf;
   }
-  const float m = hmax(max_skip_nan(max_skip_nan(m0, m1), max_skip_nan(m2, m3)));
+}
+
+// The int16 max of n bf16 values' bits (pass 1 of a segment whose predecessor did not take it).
+inline int16_t bits_max(const int16_t* h, int64_t n) {
+  int16_t m = -32768;
+  for (int64_t j = 0; j < n; ++j) m = h[j] > m ? h[j] : m;
+  return m;
+}
+
+// One segment's partial sums: elements [j0, j0 + len) of `row`. `buf` holds kSeg + 8 floats (the
+// decoded segment for f16; f32 reads the row itself, its tail from a padded copy; bf16 its own bits).
+// bf16: `hi` is the int16 max of the segment's bits, and the next segment's ([nx, nx + nlen), nlen = 0
+// where none follows in the item) goes to *next_hi.
+template <int D, bool kStats>
+Partial segment(const void* row, int64_t j0, int64_t len, float scale2, float* buf, const char* next,
+                int64_t next_lines, int16_t hi, const int16_t* nx, int64_t nlen, int16_t* next_hi) {
+  const int64_t nvec = (len + kLanes - 1) / kLanes;
+  const int64_t full = len / kLanes;
+  const float* x = nullptr;
+  alignas(32) float tail[kLanes];
+  float m;
+  if (D == kBF16) {
+    // Pass 1 on the bits (segments): as int16, the values with the sign bit clear order as their floats
+    // (a positive NaN above +Inf), those with it set in reverse (−0 the least, then down to −Inf, then
+    // the negative NaNs). So the max is the int16 max where that is ≥ 0, else the int16 min (exact
+    // either way: no order to fix).
+    uint16_t mb = uint16_t(hi);
+    if (hi < 0) {
+      const int16_t* h = static_cast<const int16_t*>(row) + j0;
+      int16_t lo = 32767;
+      for (int64_t j = 0; j < len; ++j) lo = h[j] < lo ? h[j] : lo;
+      // Only −Inf and negative NaNs: −Inf (the NaN search below finds a NaN).
+      mb = uint16_t(lo) >= 0xff80u ? uint16_t(0xff80u) : uint16_t(lo);
+    }
+    m = bf16_to_f32_scalar(mb);
+    // No pass 2 to take the next segment's max on the way: take it here.
+    if ((m != m || m == kInfF || m == -kInfF) && nlen > 0) *next_hi = bits_max(nx, nlen);
+    if (m != m) return Partial{double(m), double(m), 0.0, 0.0};  // a positive NaN: the row's outputs NaN
+  } else {
+    // Pass 1: the max (NaN ignored), four running maxima (a max is exact: their order cannot matter);
+    // f16 decoded into buf on the way.
+    VF m0 = set1(-kInfF), m1 = m0, m2 = m0, m3 = m0;
+    int64_t k = 0;
+    if (D == kF32) {
+      x = static_cast<const float*>(row) + j0;
+#if GK_SIMD_WIDE
+      {  // m0 | m1 and m2 | m3 as two 16-lane maxima (simd.h, VW): the same four maxima
+        VW w01 = wset1(-kInfF), w23 = w01;
+        for (; k + 4 <= full; k += 4) {
+          w01 = wmax_skip_nan(w01, wload(x + k * kLanes));
+          w23 = wmax_skip_nan(w23, wload(x + (k + 2) * kLanes));
+        }
+        m0 = wlo(w01), m1 = whi(w01), m2 = wlo(w23), m3 = whi(w23);
+      }
+#endif
+      for (; k + 4 <= full; k += 4) {
+        m0 = max_skip_nan(m0, load(x + k * kLanes));
+        m1 = max_skip_nan(m1, load(x + (k + 1) * kLanes));
+        m2 = max_skip_nan(m2, load(x + (k + 2) * kLanes));
+        m3 = max_skip_nan(m3, load(x + (k + 3) * kLanes));
+      }
+      for (; k < full; ++k) m0 = max_skip_nan(m0, load(x + k * kLanes));
+      if (full < nvec) {
+        store(tail, load_row<D>(row, j0 + full * kLanes, int(len - full * kLanes)));
+        m1 = max_skip_nan(m1, load(tail));
+      }
+    } else {
+#if GK_SIMD_WIDE
+      {  // v0 | v1 and v2 | v3 of the loop below, decoded, stored and maxed 16 lanes at a time
+        VW w01 = wset1(-kInfF), w23 = w01;
+        for (; k + 4 <= full; k += 4) {
+          const uint16_t* h = static_cast<const uint16_t*>(row) + j0 + k * kLanes;
+          const VW a = wload_f16x16(h);
+          const VW b = wload_f16x16(h + 2 * kLanes);
+          wstore(buf + k * kLanes, a);
+          wstore(buf + (k + 2) * kLanes, b);
+          w01 = wmax_skip_nan(w01, a);
+          w23 = wmax_skip_nan(w23, b);
+        }
+        m0 = wlo(w01), m1 = whi(w01), m2 = wlo(w23), m3 = whi(w23);
+      }
+#endif
+      for (; k + 4 <= full; k += 4) {
+        const VF v0 = load_row<D>(row, j0 + k * kLanes, kLanes);
+        const VF v1 = load_row<D>(row, j0 + (k + 1) * kLanes, kLanes);
+        const VF v2 = load_row<D>(row, j0 + (k + 2) * kLanes, kLanes);
+        const VF v3 = load_row<D>(row, j0 + (k + 3) * kLanes, kLanes);
+        store(buf + k * kLanes, v0);
+        store(buf + (k + 1) * kLanes, v1);
+        store(buf + (k + 2) * kLanes, v2);
+        store(buf + (k + 3) * kLanes, v3);
+        m0 = max_skip_nan(m0, v0);
+        m1 = max_skip_nan(m1, v1);
+        m2 = max_skip_nan(m2, v2);
+        m3 = max_skip_nan(m3, v3);
+      }
+      for (; k < nvec; ++k) {
+        const int c = k < full ? kLanes : int(len - full * kLanes);
+        const VF v = load_row<D>(row, j0 + k * kLanes, c);
+        store(buf + k * kLanes, v);
+        m0 = max_skip_nan(m0, v);
+      }
+      x = buf;
+    }
+    m = hmax(max_skip_nan(max_skip_nan(m0, m1), max_skip_nan(m2, m3)));
+  }
   Partial p{double(m), 0.0, 0.0, 0.0};
   if (m == -kInfF) {
     // No element above −Inf: the segment adds nothing, unless it holds a NaN (which max skipped).
@@ -210,103 +419,48 @@ Partial segment(const void* row, int64_t j0, int64_t len, float scale2, float* b
     return p;
   }
   // Pass 2, in sub-blocks of kSub elements.
-  const VF vm = set1(m);
-  const VF vs2 = set1(scale2);
-  const VF dlo = set1(-3.40282347e38f);
-  VD d0 = dzero(), d1 = dzero(), d2 = dzero();
-  // Pass 2 computes from L1 while memory would idle: fetch what comes next meanwhile, one 64-byte line
-  // per two vectors (16 KiB: the next f32 segment, the next two f16/bf16 ones), without a branch: past
-  // next_lines the pointer stops moving (a line already requested). Into L2, not L1: a line every few
-  // ns would hold more L1 fill buffers than there are (f32 10% faster, measured). Bits do not change.
-  const char* pf = next;
-  const int64_t pf_step = next_lines > 0 ? 64 : 0;
-  const char* pf_end = next + (next_lines > 0 ? (next_lines - 1) * 64 : 0);
-  {
-    constexpr int64_t kSubVec = kSub / kLanes;
-    // Vector k of the segment as t = (x − m)·log2(e)/T: e^{(x−m)/T} = 2^t.
-    auto d_of = [&](int64_t k) {
-      const VF v = (D != kF32 || k < full) ? load(x + k * kLanes) : load(tail);
-      return mul(sub(v, vm), vs2);
-    };
-    for (int64_t k0 = 0; k0 < nvec; k0 += kSubVec) {
-      const int64_t k1 = k0 + kSubVec < nvec ? k0 + kSubVec : nvec;
-      VF a0 = zero(), a1 = zero(), b0 = zero(), b1 = zero(), c0 = zero(), c1 = zero();
-      // Even vectors to the 0 accumulators, odd ones to the 1 accumulators (sub-blocks start even).
-      int64_t k = k0;
-#if GK_SIMD_WIDE
-      {  // a0 | a1, b0 | b1, c0 | c1 as 16-lane accumulators over the vector pairs (k, k + 1)
-        const VW wm = wset1(m), ws2 = wset1(scale2), wdlo = wset1(-3.40282347e38f);
-        VW A = wzero(), B = wzero(), C = wzero();
-        for (; k + 2 <= k1; k += 2) {
-          __builtin_prefetch(pf, 0, 2);
-          pf = pf < pf_end ? pf + pf_step : pf;
-          // f32: the pair's second vector may be the padded tail (k + 1 == full).
-          const VW v = (D != kF32 || k + 1 < full) ? wload(x + k * kLanes) : wjoin(load(x + k * kLanes), load(tail));
-          const VW t = wmul(wsub(v, wm), ws2);
-          const VW e = wexp2_neg5(t);
-          A = wadd(A, e);
-          if (kStats) {
-            B = wfmadd(e, wclamp_lo(t, wdlo), B);
-            C = wfmadd(e, e, C);
-          }
-        }
-        a0 = wlo(A), a1 = whi(A), b0 = wlo(B), b1 = whi(B), c0 = wlo(C), c1 = whi(C);
-      }
-#endif
-      for (; k + 2 <= k1; k += 2) {
-        __builtin_prefetch(pf, 0, 2);
-        pf = pf < pf_end ? pf + pf_step : pf;
-        const VF t0 = d_of(k), t1 = d_of(k + 1);
-        const VF e0 = exp2_neg5(t0), e1 = exp2_neg5(t1);
-        a0 = add(a0, e0);
-        a1 = add(a1, e1);
-        if (kStats) {
-          b0 = fmadd(e0, clamp_lo(t0, dlo), b0);  // −Inf t has e = 0: 0·(−FLT_MAX), never 0·(−Inf)
-          b1 = fmadd(e1, clamp_lo(t1, dlo), b1);
-          c0 = fmadd(e0, e0, c0);
-          c1 = fmadd(e1, e1, c1);
-        }
-      }
-      if (k < k1) {
-        const VF t0 = d_of(k);
-        const VF e0 = exp2_neg5(t0);
-        a0 = add(a0, e0);
-        if (kStats) {
-          b0 = fmadd(e0, clamp_lo(t0, dlo), b0);
-          c0 = fmadd(e0, e0, c0);
-        }
-      }
-      dacc(d0, add(a0, a1));
-      if (kStats) {
-        dacc(d1, add(b0, b1));
-        dacc(d2, add(c0, c1));
-      }
-    }
+  VD d[3] = {dzero(), dzero(), dzero()};
+  if (scale2 >= 0x1p-120f) {
+    const Pass2Args pa{m, scale2, float(-127.0 / double(scale2)), scale2};
+    pass2<D, kStats, false>(row, j0, len, x, tail, pa, next, next_lines, d, nx, nlen, next_hi);
+  } else {
+    const Pass2Args pa{m, 1.0f, kExp2Lo, scale2};
+    pass2<D, kStats, true>(row, j0, len, x, tail, pa, next, next_lines, d, nx, nlen, next_hi);
   }
-  p.s0 = dsum(d0);
+  p.s0 = dsum(d[0]);
   if (kStats) {
-    p.s1 = kLn2 * dsum(d1);  // Σ e^d·d in natural units (the sums took t = d·log2 e)
-    p.s2 = dsum(d2);
+    p.s1 = kLn2 * dsum(d[1]);  // Σ e^d·d in natural units (the sums took t = d·log2 e)
+    p.s2 = dsum(d[2]);
   }
   return p;
 }
 
 template <int D, bool kStats>
-void segments(const void* row, int64_t vocab, int64_t s0, int64_t s1, float scale2, float* buf, Partial* out) {
+void segments(const void* row, int64_t vocab, int64_t s0, int64_t s1, float scale2, float* buf, Partial* out,
+              const char* after, int64_t after_bytes) {
+  const int16_t* h = static_cast<const int16_t*>(row);
+  // bf16: the first segment's pass 1 (each later one's runs in its predecessor's pass 2).
+  int16_t hi = D == kBF16 ? bits_max(h + s0 * kSeg, (vocab - s0 * kSeg < kSeg ? vocab - s0 * kSeg : kSeg)) : 0;
   for (int64_t s = s0; s < s1; ++s) {
     const int64_t j0 = s * kSeg;
     const int64_t len = vocab - j0 < kSeg ? vocab - j0 : kSeg;
     // The next 16 KiB of this item (one f32 segment, two f16/bf16 ones), prefetched during this
-    // segment's pass 2 (256 vector pairs: one 64-byte line each).
+    // segment's pass 2 (one 64-byte line per 16 elements).
     const int64_t item_end = s1 * kSeg < vocab ? s1 * kSeg : vocab;
     const int64_t ahead = item_end - (j0 + len);
     const int64_t bytes = ahead * int64_t(elem_size(D)) < 16384 ? ahead * int64_t(elem_size(D)) : 16384;
     const char* next = static_cast<const char*>(row) + size_t(j0 + len) * elem_size(D);
-    out[s] = segment<D, kStats>(row, j0, len, scale2, buf, next, (bytes + 63) / 64);
+    const bool last = s + 1 == s1;
+    // bf16: the next segment of the item, whose pass 1 this one's pass 2 takes.
+    const int64_t nlen = D == kBF16 && s + 1 < s1 ? (vocab - (j0 + len) < kSeg ? vocab - (j0 + len) : kSeg) : 0;
+    int16_t next_hi = -32768;
+    out[s] = segment<D, kStats>(row, j0, len, scale2, buf, last ? after : next,
+                                ((last ? after_bytes : bytes) + 63) / 64, hi, h + j0 + len, nlen, &next_hi);
+    hi = next_hi;
   }
 }
 
-using SegmentsFn = void (*)(const void*, int64_t, int64_t, int64_t, float, float*, Partial*);
+using SegmentsFn = void (*)(const void*, int64_t, int64_t, int64_t, float, float*, Partial*, const char*, int64_t);
 
 template <int D>
 SegmentsFn pick_segments(bool stats) {
@@ -324,7 +478,9 @@ struct ForwardJob {
   const LogprobsParams* p;
   SegmentsFn fn;
   int64_t row0;  // first row of this chunk
+  int64_t rows;  // in this chunk
   int64_t nseg, items_per_row;
+  int threads;
   float scale2;
   Partial* partials;  // [chunk rows][nseg]
   int32_t* done;      // [chunk rows]: items finished
@@ -388,7 +544,20 @@ void forward_item(void* ctx, int64_t item, int worker) {
     const int64_t s0 = k * kSegsPerItem;
     const int64_t s1 = s0 + kSegsPerItem < J.nseg ? s0 + kSegsPerItem : J.nseg;
     const char* row = static_cast<const char*>(p.logits) + size_t(i) * size_t(p.vocab) * elem_size(p.dtype);
-    J.fn(row, p.vocab, s0, s1, J.scale2, J.bufs + size_t(worker) * (kSeg + 16), J.partials + r * J.nseg);
+    // The item this thread likely takes next (items go out in order to `threads` threads): its first
+    // 16 KiB, prefetched during this item's last segment (a guess: no bit depends on it).
+    const int64_t nxt = item + J.threads;
+    const char* after = nullptr;
+    int64_t after_bytes = 0;
+    if (nxt < J.rows * J.items_per_row && p.targets[J.row0 + nxt / J.items_per_row] != p.ignore_index) {
+      const int64_t j = (nxt % J.items_per_row) * kSegsPerItem * kSeg;
+      const int64_t ahead = (p.vocab - j) * int64_t(elem_size(p.dtype));
+      after = static_cast<const char*>(p.logits) +
+              (size_t(J.row0 + nxt / J.items_per_row) * size_t(p.vocab) + size_t(j)) * elem_size(p.dtype);
+      after_bytes = ahead < 16384 ? ahead : 16384;
+    }
+    J.fn(row, p.vocab, s0, s1, J.scale2, J.bufs + size_t(worker) * (kSeg + 16), J.partials + r * J.nseg, after,
+         after_bytes);
   }
   if (__atomic_add_fetch(&J.done[r], 1, __ATOMIC_ACQ_REL) != J.items_per_row) return;
   if (p.targets[i] == p.ignore_index) {
@@ -650,10 +819,12 @@ Report logprobs(const LogprobsParams& p, Pool* pool) {
     free(bufs);
     return Report{kNoMemory, 0, 0};
   }
-  ForwardJob J{&p, fn, 0, nseg, items_per_row, scale2_of(p.temperature), partials, done, bufs, INT64_MAX};
+  ForwardJob J{&p,    fn,      0,    0,   nseg, items_per_row, threads, scale2_of(p.temperature),
+               partials, done, bufs, INT64_MAX};
   for (int64_t row0 = 0; row0 < p.rows; row0 += chunk) {
     const int64_t n = p.rows - row0 < chunk ? p.rows - row0 : chunk;
     J.row0 = row0;
+    J.rows = n;
     memset(done, 0, size_t(n) * sizeof(int32_t));
     pool_run(pool, n * items_per_row, forward_item, &J);
   }

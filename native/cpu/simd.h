@@ -168,7 +168,18 @@ inline float hmax(VF a) {
   return _mm_cvtss_f32(m);
 }
 
-// Eight f64 lanes (lane i of the f32 vectors), for sums carried past a block.
+// Eight f64 lanes (lane i of the f32 vectors), for sums carried past a block (one 512-bit vector in
+// the AVX-512 build: the same lane sums, one conversion instead of two). dsum adds lanes 0..7 in a fixed
+// tree: ((0+4)+(2+6)) + ((1+5)+(3+7)).
+#if defined(__AVX512F__)
+struct VD {
+  __m512d v;
+};
+inline VD dzero() { return {_mm512_setzero_pd()}; }
+inline void dacc(VD& d, VF a) { d.v = _mm512_add_pd(d.v, _mm512_cvtps_pd(a.v)); }
+inline double dsum(VD d) {
+  const __m256d s = _mm256_add_pd(_mm512_castpd512_pd256(d.v), _mm512_extractf64x4_pd(d.v, 1));
+#else
 struct VD {
   __m256d lo, hi;
 };
@@ -177,9 +188,9 @@ inline void dacc(VD& d, VF a) {
   d.lo = _mm256_add_pd(d.lo, _mm256_cvtps_pd(_mm256_castps256_ps128(a.v)));
   d.hi = _mm256_add_pd(d.hi, _mm256_cvtps_pd(_mm256_extractf128_ps(a.v, 1)));
 }
-// Lanes 0..7 added in a fixed tree: ((0+4)+(2+6)) + ((1+5)+(3+7)).
 inline double dsum(VD d) {
   const __m256d s = _mm256_add_pd(d.lo, d.hi);
+#endif
   const __m128d t = _mm_add_pd(_mm256_castpd256_pd128(s), _mm256_extractf128_pd(s, 1));
   return _mm_cvtsd_f64(_mm_add_sd(t, _mm_unpackhi_pd(t, t)));
 }
@@ -262,8 +273,10 @@ inline VW wadd(VW a, VW b) { return {_mm512_add_ps(a.v, b.v)}; }
 inline VW wsub(VW a, VW b) { return {_mm512_sub_ps(a.v, b.v)}; }
 inline VW wmul(VW a, VW b) { return {_mm512_mul_ps(a.v, b.v)}; }
 inline VW wfmadd(VW a, VW b, VW c) { return {_mm512_fmadd_ps(a.v, b.v, c.v)}; }
+inline VW wfmsub(VW a, VW b, VW c) { return {_mm512_fmsub_ps(a.v, b.v, c.v)}; }
 inline VW wmax_skip_nan(VW acc, VW x) { return {_mm512_max_ps(x.v, acc.v)}; }
 inline VW wclamp_lo(VW x, VW lo) { return {_mm512_max_ps(lo.v, x.v)}; }
+inline VW wpow2_biased(VW b) { return {_mm512_castsi512_ps(_mm512_slli_epi32(_mm512_castps_si512(b.v), 23))}; }
 inline VF wlo(VW a) { return {_mm512_castps512_ps256(a.v)}; }
 inline VF whi(VW a) { return {_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a.v), 1))}; }
 inline VW wjoin(VF a, VF b) {
@@ -271,15 +284,13 @@ inline VW wjoin(VF a, VF b) {
 }
 #if defined(__AVX512BW__)
 #define GK_SIMD_WIDE 1
-// 32 bf16 values as two VW in load_bf16x16's order: {a, b} of p and {a, b} of p + 16.
-inline void wload_bf16x32(const uint16_t* p, VW& ab0, VW& ab1) {
+// 32 bf16 values as two VW by two unpacks: lo = {load_bf16x16(p).a, load_bf16x16(p + 16).a}, hi = the
+// two b halves (per 128-bit lane L, elements 8L..8L+3 in lo, 8L+4..8L+7 in hi).
+inline void wload_bf16x32(const uint16_t* p, VW& lo, VW& hi) {
   const __m512i v = _mm512_loadu_si512(p);
   const __m512i z = _mm512_setzero_si512();
-  // Per 128-bit lane L (elements 8L..8L+7): lo takes 8L..8L+3, hi 8L+4..8L+7.
-  const __m512 lo = _mm512_castsi512_ps(_mm512_unpacklo_epi16(z, v));
-  const __m512 hi = _mm512_castsi512_ps(_mm512_unpackhi_epi16(z, v));
-  ab0.v = _mm512_shuffle_f32x4(lo, hi, 0x44);  // lo lanes 0, 1 | hi lanes 0, 1
-  ab1.v = _mm512_shuffle_f32x4(lo, hi, 0xEE);  // lo lanes 2, 3 | hi lanes 2, 3
+  lo.v = _mm512_castsi512_ps(_mm512_unpacklo_epi16(z, v));
+  hi.v = _mm512_castsi512_ps(_mm512_unpackhi_epi16(z, v));
 }
 #endif
 // 16 f16 values in order (load_f16 of p, then of p + 8).
@@ -761,6 +772,56 @@ inline VF pow2_biased(VF b) {
   return b;
 }
 #undef GK_LANES
+#endif
+
+// ------------------------------------------------------------------------------ int16 maxima
+// HM: a running max of int16 values taken 32 at a time, hm_max its value (the bf16 forward's pass 1 reads
+// its logits' bits as int16: native/cpu/logprobs.cc). Exact: no order to fix.
+#if GK_SIMD_WIDE
+using HM = __m512i;  // a plain vector, not a struct: GCC 12 kept the struct in memory in the forward's loop
+inline HM hm_init() { return _mm512_set1_epi16(-32768); }
+inline HM hm_acc32(HM h, const int16_t* p) { return _mm512_max_epi16(h, _mm512_loadu_si512(p)); }
+inline int16_t hm_max(HM h) {
+  alignas(64) int16_t t[32];
+  _mm512_store_si512(t, h);
+  int16_t m = t[0];
+  for (int i = 1; i < 32; ++i) m = t[i] > m ? t[i] : m;
+  return m;
+}
+#elif GK_SIMD_AVX2
+struct HM {
+  __m256i a, b;
+};
+inline HM hm_init() { return {_mm256_set1_epi16(-32768), _mm256_set1_epi16(-32768)}; }
+inline HM hm_acc32(HM h, const int16_t* p) {
+  return {_mm256_max_epi16(h.a, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))),
+          _mm256_max_epi16(h.b, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p + 16)))};
+}
+inline int16_t hm_max(HM h) {
+  alignas(32) int16_t t[16];
+  _mm256_store_si256(reinterpret_cast<__m256i*>(t), _mm256_max_epi16(h.a, h.b));
+  int16_t m = t[0];
+  for (int i = 1; i < 16; ++i) m = t[i] > m ? t[i] : m;
+  return m;
+}
+#else
+struct HM {
+  int16_t v[32];
+};
+inline HM hm_init() {
+  HM h;
+  for (int i = 0; i < 32; ++i) h.v[i] = -32768;
+  return h;
+}
+inline HM hm_acc32(HM h, const int16_t* p) {
+  for (int i = 0; i < 32; ++i) h.v[i] = p[i] > h.v[i] ? p[i] : h.v[i];
+  return h;
+}
+inline int16_t hm_max(HM h) {
+  int16_t m = h.v[0];
+  for (int i = 1; i < 32; ++i) m = h.v[i] > m ? h.v[i] : m;
+  return m;
+}
 #endif
 
 // ------------------------------------------------------------------------------ streaming stores

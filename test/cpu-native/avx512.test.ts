@@ -65,7 +65,8 @@ describe.skipIf(reason !== undefined)(
             // f16 holds ±65504: keep its logits (and their scaled differences) in range
             scale: dtype === 'f16' ? 3 : 8,
           });
-          for (const temperature of [1, 0.7, 1e-3]) {
+          // 1e39: log2(e)/T below 2^-120, the premultiplied form of pass 2's exponent (logprobs.cc).
+          for (const temperature of [1, 0.7, 1e-3, 1e39]) {
             for (const stats of [false, true]) {
               const what = `${dtype} V=${vocab} T=${temperature}${stats ? ' +entropy +Σp²' : ''}`;
               const args = [c.logits, rows, vocab, dtype, c.targets, temperature, stats] as const;
@@ -99,6 +100,27 @@ describe.skipIf(reason !== undefined)(
             await forwardBits(narrow.ctx!, ...args),
           );
         }
+      }
+    });
+
+    it('bf16: rows of negative values only, −0 the max, negative NaNs (the max of the bits as int16)', async () => {
+      const vocab = 4200;
+      const rows = 6;
+      const c = makeLogprobsCase({ seed: 791, rows, vocab, dtype: 'f32', scale: 4 });
+      const x = c.logits as Float32Array;
+      for (let i = 0; i < x.length; i++) x[i] = -Math.abs(x[i]);
+      const logits = makeBf16(x);
+      for (let j = 0; j < vocab; j += 3) logits[j] = 0x8000; // row 0: −0 the max
+      logits[vocab + 4100] = 0xffc1; // row 1: a negative NaN in the second segment
+      for (let j = 0; j < vocab; j++) logits[2 * vocab + j] = j === 17 ? 0xff81 : 0xff80; // −Inf and a NaN
+      for (let j = 0; j < vocab; j++) logits[3 * vocab + j] = j % 2 ? 0xff80 : 0x8000; // −Inf and −0
+      logits[4 * vocab + 4199] = 0x0000; // row 4: +0 the max, in the short segment
+      const targets = Int32Array.from({ length: rows }, (_, i) => (i * 37) % vocab);
+      for (const stats of [false, true]) {
+        const args = [logits, rows, vocab, 'bf16', targets, 0.9, stats] as const;
+        expect(await forwardBits(wide.ctx!, ...args), `stats ${stats}`).toEqual(
+          await forwardBits(narrow.ctx!, ...args),
+        );
       }
     });
   },

@@ -70,6 +70,10 @@ function edgeRows(dtype: FloatDType, vocab: number): { values: Float32Array; tar
   row((j) => (j === vocab >> 1 ? big : -big), vocab >> 1);
   // Ties at the max, the rest masked (−Inf), target on a tie.
   row((j) => (j % 4 === 0 ? 3 : Number.NEGATIVE_INFINITY), 0);
+  // Every value below zero or −0, −0 the max, −Inf among them (bf16's pass 1 takes the min of its bits
+  // as int16 where no value has the sign bit clear), then every value negative.
+  row((j) => (j % 5 === 0 ? -0 : j % 5 === 1 ? Number.NEGATIVE_INFINITY : -0.25 * (1 + (j % 7))), 0);
+  row((j) => -0.5 - 0.125 * (j % 13), vocab - 1);
   if (vocab >= 2) {
     // NaN in the row: every output NaN. +Inf in the row: every output NaN.
     row((j) => (j === 1 ? Number.NaN : j * 0.01), 0);
@@ -185,6 +189,42 @@ for (const p of paths) {
             'sumSquares',
             Float64Array.from(zmax, (z, i) => z * Math.abs(ws[i])),
           );
+        });
+
+        it('forward, bf16: a NaN with its sign bit set makes its row NaN, wherever it sits', async () => {
+          // bf16's pass 1 reads the bits as int16 (logprobs.cc), where a negative NaN sorts between −Inf
+          // and −0: rows with positive values, with negative ones only, with −Inf only; a row without.
+          const ctx = p.ctx!;
+          const V = 9000; // three segments
+          const f = new Float32Array(1);
+          const u = new Uint32Array(f.buffer);
+          const bf = (v: number) => {
+            f[0] = v;
+            return u[0] >>> 16; // the values below are exact in bf16
+          };
+          const rows: number[][] = [
+            Array.from({ length: V }, (_, j) => bf((j % 9) * 0.5 - 2)),
+            Array.from({ length: V }, (_, j) => bf(-1 - (j % 17) * 0.25)),
+            Array.from({ length: V }, () => bf(Number.NEGATIVE_INFINITY)),
+            Array.from({ length: V }, (_, j) => bf(-1 - (j % 17) * 0.25)),
+          ];
+          rows[0][5000] = 0xffc1;
+          rows[1][8999] = 0xff81;
+          rows[2][100] = 0xffff;
+          const x = Uint16Array.from(rows.flat());
+          const targets = Int32Array.from([1, 2, 3, 4]);
+          const opts = { entropy: true, sumSquares: true };
+          const r = await ctx.logprobs(
+            ctx.tensor(x as unknown as Float32Array, [4, V], 'bf16'),
+            targets,
+            opts,
+          );
+          const w = await js.logprobs(js.tensor(x as unknown as Float32Array, [4, V], 'bf16'), targets, opts);
+          for (const k of ['logprobs', 'lse', 'entropy', 'sumSquares'] as const) {
+            const got = await r[k]!.read();
+            expect(Array.from(got, Number.isNaN), k).toEqual([true, true, true, false]);
+            expectWithin(got.subarray(3), (await w[k]!.read()).subarray(3), { atol: 2e-6, rtol: 4e-6 }, k);
+          }
         });
 
         for (const c of LP_CASES) {
