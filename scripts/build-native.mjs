@@ -10,7 +10,7 @@
 //   GRPO_KERNELS_BUILD_DIR=dir     build into dir instead of build/ (the addon lands in dir/Release/)
 //   GRPO_KERNELS_NATIVE_TIMEOUT_S  build time limit in seconds (default 900)
 //   CMAKE_CUDA_ARCHITECTURES       e.g. "90" to build for the H100 only (default "80-real;90a-real;90")
-//   GRPO_STATIC_RUNTIME=ON         link libstdc++ and libgcc statically (the prebuilt addon)
+//   GRPO_STATIC_RUNTIME=ON         link libstdc++ and libgcc statically, CUDA without -lineinfo (the prebuilt addon)
 //
 // A failed build prints one line saying why, records it in <build>/native-build-status.json (the
 // cuda and cpu backends quote it), and exits 0 (unless GRPO_KERNELS_REQUIRE_NATIVE=1): js and webgpu
