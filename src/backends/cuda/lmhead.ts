@@ -23,9 +23,10 @@ const PATH_CODES: Record<Exclude<LmheadPath, 'auto'>, number> = { mma: 1, wgmma:
 /**
  * Test and benchmark hooks. chunkRows, chunkVocab: the backward's G chunk (rows, vocabulary columns;
  * multiples of 128), 0 for the plan's; gradWeight's bits must not depend on it (the sum over rows runs
- * on across chunks). path: the tiles of the forward and the backward; 'wgmma' takes them wherever they apply (bf16 / f16
- * with 16-byte aligned rows, a 9.0 device, a build with sm_90a; the emulator's device is one) and the
- * mma.sync tiles elsewhere. 'auto' takes mma.sync until a GPU has verified the wgmma tiles.
+ * on across chunks). path: the tiles of the forward and the backward; 'wgmma' and 'tma' take theirs
+ * wherever they apply (bf16 / f16 with 16-byte aligned rows, a 9.0 device, a build with sm_90a; the
+ * emulator's device is one) and the mma.sync tiles elsewhere. 'auto' takes mma.sync until a GPU has
+ * verified the wgmma tiles.
  */
 export const lmheadTuning: { chunkRows: number; chunkVocab: number; path: LmheadPath } = {
   chunkRows: 0,
