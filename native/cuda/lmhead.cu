@@ -465,6 +465,20 @@ constexpr int kWgAhead = kWgStages - 1;               // k-steps loading ahead o
 constexpr size_t kWgStageBytes = 2 * kWgTileBytes;    // hidden rows + weight rows
 constexpr size_t kWgSmemBytes = kWgStages * kWgStageBytes + 1024;
 
+// One k-step of a warpgroup's wgmma tiles into fresh sums: its 4 MMAs (k16 slices of A's 64 rows at sa,
+// B's 128 columns at sb, K-major or, kTransB, MN-major), committed as one group.
+template <class T, int kTransB>
+__device__ __forceinline__ void wg_kstep(float (&part)[64], uint32_t sa, uint32_t sb) {
+  wgmma_fence();
+#pragma unroll
+  for (int kk = 0; kk < kWgBK / 16; ++kk) {
+    const uint64_t db = kTransB ? wgmma_desc(sb + 2048 * kk, 8192, 1024, kSwizzle128)
+                                : wgmma_desc(sb + 32 * kk, 16, 1024, kSwizzle128);
+    wgmma_async<T, 128, kTransB>(part, wgmma_desc(sa + 32 * kk, 16, 1024, kSwizzle128), db, kk > 0);
+  }
+  wgmma_commit();
+}
+
 // The k-steps [0, steps) of a block's wgmma tiles through the stages: load(stage, step) issues a
 // k-step's copies (A's tile at stage, B's at stage + kWgTileBytes); after the barrier that opens
 // k-step it, each warpgroup issues its 4 MMAs (rows 64·wg … of A, all 128 columns of B; B K-major, or
@@ -487,15 +501,7 @@ __device__ __forceinline__ void wg_mainloop(unsigned char* smem, uint32_t sbase,
     fence_proxy_async();            // ... are visible to wgmma ...
     __syncthreads();                // ... and everyone's; every warpgroup is done with k-step it − 1
     const uint32_t stage = sbase + uint32_t(it % kWgStages) * uint32_t(kWgStageBytes);
-    const uint32_t sa = stage + wg * 64u * 128u, sb = stage + uint32_t(kWgTileBytes);
-    wgmma_fence();
-#pragma unroll
-    for (int kk = 0; kk < kWgBK / 16; ++kk) {
-      const uint64_t db = kTransB ? wgmma_desc(sb + 2048 * kk, 8192, 1024, kSwizzle128)
-                                  : wgmma_desc(sb + 32 * kk, 16, 1024, kSwizzle128);
-      wgmma_async<T, 128, kTransB>(part, wgmma_desc(sa + 32 * kk, 16, 1024, kSwizzle128), db, kk > 0);
-    }
-    wgmma_commit();
+    wg_kstep<T, kTransB>(part, stage + wg * 64u * 128u, stage + uint32_t(kWgTileBytes));
     issue_load(it + kWgAhead);
     wgmma_wait<0>();
     wgmma_fence_regs(part);
@@ -622,15 +628,7 @@ __device__ __forceinline__ void tma_mainloop(unsigned char* smem, int steps, con
     const int s = step % kTmaStages;
     mbar_wait(&full[s], uint32_t(step / kTmaStages) & 1u);
     const uint32_t stage = sbase + uint32_t(s) * uint32_t(kWgStageBytes);
-    const uint32_t sa = stage + wg * 64u * 128u, sb = stage + uint32_t(kWgTileBytes);
-    wgmma_fence();
-#pragma unroll
-    for (int kk = 0; kk < kWgBK / 16; ++kk) {
-      const uint64_t db = kTransB ? wgmma_desc(sb + 2048 * kk, 8192, 1024, kSwizzle128)
-                                  : wgmma_desc(sb + 32 * kk, 16, 1024, kSwizzle128);
-      wgmma_async<T, 128, kTransB>(part, wgmma_desc(sa + 32 * kk, 16, 1024, kSwizzle128), db, kk > 0);
-    }
-    wgmma_commit();
+    wg_kstep<T, kTransB>(part, stage + wg * 64u * 128u, stage + uint32_t(kWgTileBytes));
     wgmma_wait<0>();
     wgmma_fence_regs(part);
     if ((tid & 31) == 0) mbar_arrive(&empty[s]);
