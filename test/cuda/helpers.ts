@@ -4,8 +4,11 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { expect } from 'vitest';
+import { afterAll, beforeAll, expect } from 'vitest';
+import { type LmheadPath, lmheadTuning } from '../../src/backends/cuda/lmhead.js';
 import { type Context, createContext, GrpoKernelsError } from '../../src/index.js';
+import { lmheadCases } from '../cases/lmhead.js';
+import type { Case } from '../cases/runner.js';
 
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 /** The CUDA build (build/Release) and the CPU-only build scripts/ci-native.sh makes (build/nocuda). */
@@ -94,3 +97,25 @@ export const THR_TILE_CONFIGS = [
   // the mma.sync tiles): a 9.0 device from a build with sm_90a, or the emulator.
   { name: 'wgmma scores', smallTiles: false, path: 'wgmma' },
 ] as const;
+
+/**
+ * The LM-head case table for a file that runs it on Hopper's tiles (ops-lmhead-wgmma.test.ts,
+ * ops-lmhead-tma.test.ts): lmheadTuning.path set to `path` for the file, and the cases that can take the
+ * tiles: the head's, with 16-bit operands (f32 stays on mma.sync; the logit shards run no head). On the
+ * emulator, not the two largest shapes (V 151936, and d 896 with V 32003: a minute or more each there;
+ * ops-lmhead.test.ts runs them on the mma.sync tiles, and a GPU runs them here).
+ */
+export function lmheadTileCases(path: Exclude<LmheadPath, 'auto' | 'mma'>): Case[] {
+  beforeAll(() => {
+    lmheadTuning.path = path;
+  });
+  afterAll(() => {
+    lmheadTuning.path = 'auto';
+  });
+  return lmheadCases({ emulated: EMULATED || SANITIZER }).filter(
+    (c) =>
+      !c.name.startsWith('logit shards') &&
+      /\b(bf16|f16)\b/.test(c.name) &&
+      !(EMULATED && /V=151936|d=896 V=32003/.test(c.name)),
+  );
+}

@@ -7,33 +7,16 @@
  * of the forward and the backward. They run where the tiles apply: a 9.0 device from a build with sm_90a,
  * or the CUDA emulator (it models TMA, mbarriers and wgmma).
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { lmheadTuning } from '../../src/backends/cuda/lmhead.js';
 import { wordsOf } from '../cases/check.js';
-import { lmheadCases } from '../cases/lmhead.js';
 import { openBackends, runCaseTable } from '../cases/runner.js';
 import { expectChunkInvariantGradients } from '../lmhead/checks.js';
 import { gradVector, makeHead } from '../lmhead/reference.js';
-import { EMULATED, SANITIZER } from './helpers.js';
+import { lmheadTileCases } from './helpers.js';
 
 const backends = await openBackends(['cuda']);
-beforeAll(() => {
-  lmheadTuning.path = 'tma';
-});
-afterAll(() => {
-  lmheadTuning.path = 'auto';
-});
-
-// The cases of the head with 16-bit operands (f32 stays on mma.sync; the logit shards run no head). On the
-// emulator, not the two largest shapes (V 151936, and d 896 with V 32003: minutes there), which
-// ops-lmhead-wgmma.test.ts runs on the cp.async-fed tiles whose bits these tiles are held to below.
-const cases = lmheadCases({ emulated: EMULATED || SANITIZER }).filter(
-  (c) =>
-    !c.name.startsWith('logit shards') &&
-    /\b(bf16|f16)\b/.test(c.name) &&
-    !(EMULATED && /V=151936|d=896 V=32003/.test(c.name)),
-);
-runCaseTable('lmhead (TMA-fed wgmma tiles)', cases, backends);
+runCaseTable('lmhead (TMA-fed wgmma tiles)', lmheadTileCases('tma'), backends);
 
 const ctx = backends[0].ctx;
 describe.skipIf(ctx === undefined)('lmhead (TMA-fed wgmma tiles) on cuda', () => {

@@ -8,34 +8,16 @@
  * one; it executes wgmma per thread and fails a launch whose operands change between issue and wait).
  * Until a GPU has verified them, 'auto' keeps the mma.sync tiles (kWgmmaVerified).
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { lmheadTuning } from '../../src/backends/cuda/lmhead.js';
 import { wordsOf } from '../cases/check.js';
-import { lmheadCases } from '../cases/lmhead.js';
 import { openBackends, runCaseTable } from '../cases/runner.js';
 import { expectChunkInvariantGradients } from '../lmhead/checks.js';
 import { gradVector, makeHead } from '../lmhead/reference.js';
-import { EMULATED, SANITIZER } from './helpers.js';
+import { lmheadTileCases } from './helpers.js';
 
 const backends = await openBackends(['cuda']);
-beforeAll(() => {
-  lmheadTuning.path = 'wgmma';
-});
-afterAll(() => {
-  lmheadTuning.path = 'auto';
-});
-
-// The cases that can take the tiles: the head's, with 16-bit operands (f32 stays on mma.sync; the
-// logit shards run no head). On the emulator, not the two largest shapes (V 151936, and d 896 with
-// V 32003: a minute or more each there; ops-lmhead.test.ts runs them on the mma.sync tiles, and a GPU
-// runs them here).
-const cases = lmheadCases({ emulated: EMULATED || SANITIZER }).filter(
-  (c) =>
-    !c.name.startsWith('logit shards') &&
-    /\b(bf16|f16)\b/.test(c.name) &&
-    !(EMULATED && /V=151936|d=896 V=32003/.test(c.name)),
-);
-runCaseTable('lmhead (wgmma tiles)', cases, backends);
+runCaseTable('lmhead (wgmma tiles)', lmheadTileCases('wgmma'), backends);
 
 const ctx = backends[0].ctx;
 describe.skipIf(ctx === undefined)('lmhead (wgmma tiles) on cuda', () => {
