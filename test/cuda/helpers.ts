@@ -88,13 +88,14 @@ export async function rejection(p: Promise<unknown>): Promise<GrpoKernelsError> 
  * The CUDA THR tile configurations the THR tests run (native/cuda/thr.cu, "Configurations"): the one
  * the device's shared memory per block selects (the large one on the emulator, an A100, H100, H200),
  * and the small one (64 × 128 M tiles, 2-stage pipelines: what a 99 KiB sm_86 / sm_89 GPU runs),
- * forced on any device by thrTuning.smallTiles (src/backends/cuda/thr.ts).
+ * forced on any device by thrTuning.smallTiles (src/backends/cuda/thr.ts), both on mma.sync; and the
+ * scores on wgmma.
  */
 export const THR_TILE_CONFIGS = [
-  { name: "the device's tiles", smallTiles: false, path: 'auto' },
-  { name: 'small tiles', smallTiles: true, path: 'auto' },
+  { name: "the device's tiles on mma.sync", smallTiles: false, path: 'mma' },
+  { name: 'small tiles', smallTiles: true, path: 'mma' },
   // The scores on Hopper's wgmma (thr_scores_wgmma_kernel; f32 hidden states with aligned rows, elsewhere
-  // the mma.sync tiles): a 9.0 device from a build with sm_90a, or the emulator.
+  // the mma.sync tiles): a 9.0 device from a build with sm_90a, or the emulator. 'auto' takes them there.
   { name: 'wgmma scores', smallTiles: false, path: 'wgmma' },
 ] as const;
 

@@ -259,7 +259,7 @@ describe.skipIf(noGpu)('cuda THR scores on wgmma', () => {
     thrTuning.path = 'auto';
   });
 
-  it('the wgmma scores ran: f32 hidden (d 64) gives THR bits that differ from the mma.sync tiles in some tokens, in both precision modes', async () => {
+  it('the wgmma scores ran: f32 hidden (d 64) gives THR bits that differ from the mma.sync tiles in some tokens, in both precision modes, and auto takes them', async () => {
     const c = makeThrCase({
       seed: 850,
       groups: randomGroups(851, 2, 8, 40),
@@ -273,6 +273,10 @@ describe.skipIf(noGpu)('cuda THR scores on wgmma', () => {
       thrTuning.path = 'wgmma';
       const wg = f32Bits((await runThr(cuda, c, { precision })).thr);
       expect(wg, precision).not.toEqual(mma);
+      thrTuning.path = 'auto';
+      expect(f32Bits((await runThr(cuda, c, { precision })).thr), `${precision}: 'auto' takes them`).toEqual(
+        wg,
+      );
     }
   });
 });

@@ -21,7 +21,8 @@ import { type CudaMemory, ptrOf, runWithOutputs, withPoison } from './storage.js
  *   tiles, 2-stage pipelines; what a GPU with 99 KiB of shared memory per block runs) on any device.
  * - path: the scores' tiles; 'wgmma' takes thr_scores_wgmma_kernel (Hopper's warpgroup MMAs) wherever it
  *   applies (f32 hidden states with 16-byte aligned rows, a 9.0 device, a build with sm_90a; the emulator's
- *   device is one) and mma.sync elsewhere. 'auto' takes mma.sync until a GPU has verified the wgmma tiles.
+ *   device is one) and mma.sync elsewhere; 'auto' does the same (verified and measured on an H200;
+ *   bench/RESULTS.md), 'mma' takes mma.sync everywhere.
  */
 export const thrTuning: { mBudgetBytes: number; smallTiles: boolean; path: 'auto' | 'mma' | 'wgmma' } = {
   mBudgetBytes: 0,
