@@ -17,6 +17,9 @@
 //                                                             d 3584, |V*| 4096, f32 hidden (ThrPrecision);
 //                                                             --thr-small-tiles 1: the small tile
 //                                                             configuration (thr.cu), as a 99 KiB GPU runs it
+//                                                             (the scores' tiles `auto` takes; then
+//                                                             " mma" on mma.sync and " wgmma" on
+//                                                             Hopper's, where the device has them)
 //   advantages                                                2^20 responses in 65536 ragged groups
 //                                                             (sizes 1..31, fixed seed), estimator grpo
 //   advantages/uniform16                                      the same responses in groups of 16
@@ -615,15 +618,19 @@ Status run_lmhead(const Device& dev, const Options& o) {
   const std::string sizes =
       kv("N", double(N)) + "," + kv("d", double(d)) + "," + kv("V", double(V)) + "," + kv("dtype", "bf16");
   const double gemm = 2.0 * double(N) * double(V) * double(d);
-  // The forward's tiles: auto (mma.sync until the wgmma tiles are verified), then the wgmma tiles
-  // (lmhead.cu, lm_fwd_wgmma_kernel) where the device and the build have them.
+  // The tiles (LinearLogprobsParams::path): auto, then mma.sync, then Hopper's where the device and the
+  // build have them (lmhead.cu: lm_tiles).
 #if defined(GK_BUILT_SM90A) || defined(GK_CUDA_EMU)
   const bool wgmma = dev.env.cc == 90;
 #else
   const bool wgmma = false;
 #endif
   if (!wgmma) std::fprintf(stderr, "[harness] lmhead: no wgmma rows (they need a 9.0 device and a build with 90a)\n");
-  for (const int path : {0, 2, 3}) {
+  auto suffix = [](int path) -> std::string {
+    static const char* const names[] = {"", " mma", " wgmma", " tma", " tma-overlap"};
+    return names[path];
+  };
+  for (const int path : {0, 1, 2, 3, 4}) {
     if (path >= 2 && !wgmma) continue;
     for (const bool ent : {false, true}) {
       GK_TRY(gk::launch_reset_flags(dev.d_flags, dev.env));
@@ -633,7 +640,7 @@ Status run_lmhead(const Device& dev, const Options& o) {
       GK_TRY(check_output(dev, "logprobs", logprobs.at<float>(0), N, 'l'));
       GK_TRY(check_output(dev, "lse", lse.at<float>(0), N, 'f'));
       const std::string name =
-          std::string(ent ? "linearLogprobs+entropy" : "linearLogprobs") + (path == 3 ? " tma" : path ? " wgmma" : "");
+          std::string(ent ? "linearLogprobs+entropy" : "linearLogprobs") + suffix(path);
       GK_TRY(report(dev, o, name.c_str(), sizes, in_bytes + double(N) * 4 * (ent ? 4 : 3), gemm, t));
     }
   }
@@ -641,7 +648,7 @@ Status run_lmhead(const Device& dev, const Options& o) {
   GK_TRY(forward(0, false));
   GK_TRY(replicate(lse, dev.stream));
   GK_TRY(check_flags(dev, flags_message));
-  for (const int path : {0, 2, 3}) {
+  for (const int path : {0, 1, 2, 3, 4}) {
     if (path >= 2 && !wgmma) continue;
     Timing t;
     GK_TRY(time_it(dev, o, rot, [&](int c) -> Status {
@@ -665,7 +672,7 @@ Status run_lmhead(const Device& dev, const Options& o) {
     GK_TRY(check_flags(dev, flags_message));
     GK_TRY(check_output(dev, "gradHidden", grad_hidden.at<float>(0), N * d, 'f'));
     GK_TRY(check_output(dev, "gradWeight", grad_weight.at<float>(0), V * d, 'f'));
-    GK_TRY(report(dev, o, path == 3 ? "linearLogprobsBackward tma" : path ? "linearLogprobsBackward wgmma" : "linearLogprobsBackward", sizes,
+    GK_TRY(report(dev, o, ("linearLogprobsBackward" + suffix(path)).c_str(), sizes,
                   in_bytes + double(N + V) * double(d) * 4 + double(N) * 12, 2 * gemm, t));
   }
   GK_CHECK(cudaStreamSynchronize(dev.stream));
@@ -745,15 +752,15 @@ Status run_thr(const Device& dev, const Options& o) {
   const std::string sizes_base = kv("T", double(T)) + "," + kv("V*", double(K)) + "," + kv("d", double(d)) + "," +
                                  kv("T+", double(T_plus)) + "," + kv("hidden", "f32") +
                                  (base.small_tiles ? "," + kv("tiles", "small") : std::string());
-  // The scores' tiles: auto (mma.sync until the wgmma ones are verified), then wgmma (thr.cu,
-  // thr_scores_wgmma_kernel) where the device and the build have them.
+  // The scores' tiles (ThrParams::path): auto, mma.sync, then wgmma (thr.cu, thr_scores_wgmma_kernel)
+  // where the device and the build have them.
 #if defined(GK_BUILT_SM90A) || defined(GK_CUDA_EMU)
   const bool wgmma = dev.env.cc == 90;
 #else
   const bool wgmma = false;
 #endif
-  for (const int run : {0, 1, 2, 3}) {
-    const int path = run < 2 ? 0 : 2;
+  for (const int run : {0, 1, 2, 3, 4, 5}) {
+    const int path = run / 2;
     const gk::ThrPrecision prec = run % 2 == 0 ? gk::ThrPrecision::F32 : gk::ThrPrecision::Tf32;
     if (path == 2 && !wgmma) continue;
     const char* pname = prec == gk::ThrPrecision::F32 ? "f32" : "tf32";
@@ -772,7 +779,7 @@ Status run_thr(const Device& dev, const Options& o) {
     }, &t));
     GK_TRY(check_output(dev, "thr", thr.at<float>(0), T, 'f'));
     GK_TRY(check_output(dev, "tau", tau.at<float>(0), 1, 'f'));
-    const std::string name = std::string("tokenHiddenReward/") + pname + (path ? " wgmma" : "");
+    const std::string name = std::string("tokenHiddenReward/") + pname + (path == 2 ? " wgmma" : path ? " mma" : "");
     GK_TRY(report(dev, o, name, sizes_base + "," + kv("precision", pname), bytes, flops, t));
   }
   GK_CHECK(cudaStreamSynchronize(dev.stream));

@@ -591,14 +591,32 @@ __global__ void __launch_bounds__(kThreads, 1) lm_fwd_wgmma_kernel(FwdArgs a) {
 // each of its warps arrive on `empty` (8 arrivals), then flushes (and, in the forward, folds a finished
 // tile) while the other warpgroup's MMAs run: no block-wide barrier inside the loop. 6 stages of 32 KiB.
 constexpr int kTmaStages = 6;
-constexpr int kTmaThreads = kThreads + 32;  // 2 consumer warpgroups + a producer warp
+// 2 consumer warpgroups + a producer warp; with kOverlap a producer warpgroup, which gives its registers
+// to the consumers (setmaxnreg: 40 each for its 128 threads, 232 for the 256 consumers' two sets of
+// k-step sums, the running sums and the fold; 64512 of the SM's 65536).
+template <bool kOverlap>
+constexpr int kTmaThreadsOf = kThreads + (kOverlap ? 128 : 32);
+constexpr int kTmaThreads = kTmaThreadsOf<false>;
+constexpr int kProducerRegs = 40, kConsumerRegs = 232;
+// A barrier of the consumer warpgroups after tma_mainloop (with kOverlap the producers have exited).
+template <bool kOverlap>
+__device__ __forceinline__ void tma_consumers_sync() {
+  if constexpr (kOverlap)
+    named_barrier_sync<1, kThreads>();
+  else
+    __syncthreads();
+}
 constexpr size_t kTmaSmemBytes = kTmaStages * kWgStageBytes + 1024 + 2 * kTmaStages * sizeof(uint64_t);
 
 // The k-steps [0, steps): issue(stage, step, bar) (the producer's lane) issues a k-step's copies into a
 // stage (A's tile at stage, B's at stage + kWgTileBytes) completing on bar; retire(part, step) (every
-// consumer thread) takes the k-step's MMA sums. Every thread of the block calls it; it returns when both
-// roles are done (the block's stages then hold no copy in flight).
-template <class T, int kTransB, class Issue, class Retire>
+// consumer thread) takes the k-step's MMA sums, in step order. Every thread of the block calls it; it
+// returns when both roles are done (the block's stages then hold no copy in flight).
+// kOverlap (lmheadTuning.path 'tma-overlap'): a warpgroup keeps one k-step's MMAs in flight, into the
+// other of two `part` sets, while it waits for, releases and retires the one before (wgmma_wait<1>), so
+// its tensor cores need not idle through the flush and the tile's fold; else it waits for every k-step's
+// MMAs before the next (wgmma_wait<0>). The same MMAs and retire calls in the same order: the same bits.
+template <class T, int kTransB, bool kOverlap, class Issue, class Retire>
 __device__ __forceinline__ void tma_mainloop(unsigned char* smem, int steps, const Issue& issue, const Retire& retire) {
   uint64_t* full = reinterpret_cast<uint64_t*>(smem + kTmaStages * kWgStageBytes);
   uint64_t* empty = full + kTmaStages;
@@ -611,7 +629,8 @@ __device__ __forceinline__ void tma_mainloop(unsigned char* smem, int steps, con
     mbar_fence_init();
   }
   __syncthreads();
-  if (tid >= kThreads) {  // the producer warp
+  if (tid >= kThreads) {  // the producer warp (warpgroup)
+    if constexpr (kOverlap) warpgroup_registers_down<kProducerRegs>();
     if (tid == kThreads) {
       for (int step = 0; step < steps; ++step) {
         const int s = step % kTmaStages, n = step / kTmaStages;
@@ -620,24 +639,61 @@ __device__ __forceinline__ void tma_mainloop(unsigned char* smem, int steps, con
         issue(smem + size_t(s) * kWgStageBytes, step, &full[s]);
       }
     }
+    if constexpr (kOverlap) thread_exit();  // the consumers' code after the loop is theirs alone
     return;
   }
+  if constexpr (kOverlap) warpgroup_registers_up<kConsumerRegs>();
   const uint32_t sbase = smem_address(smem), wg = uint32_t(tid >> 7);
-  float part[64];
-  for (int step = 0; step < steps; ++step) {
+  // k-step `step`'s MMAs into `part` once its stage is full (committed, not waited for).
+  auto start = [&](float (&part)[64], int step) {
     const int s = step % kTmaStages;
     mbar_wait(&full[s], uint32_t(step / kTmaStages) & 1u);
     const uint32_t stage = sbase + uint32_t(s) * uint32_t(kWgStageBytes);
     wg_kstep<T, kTransB>(part, stage + wg * 64u * 128u, stage + uint32_t(kWgTileBytes));
-    wgmma_wait<0>();
+  };
+  // k-step `step`'s MMAs (in `part`) done: its stage back to the producer, its sums to retire.
+  auto finish = [&](float (&part)[64], int step) {
     wgmma_fence_regs(part);
-    if ((tid & 31) == 0) mbar_arrive(&empty[s]);
+    if ((tid & 31) == 0) mbar_arrive(&empty[step % kTmaStages]);
     retire(part, step);
+  };
+  if constexpr (!kOverlap) {
+    float part[64];
+    for (int step = 0; step < steps; ++step) {
+      start(part, step);
+      wgmma_wait<0>();
+      finish(part, step);
+    }
+  } else {
+    // Even k-steps in pa, odd ones in pb (registers: no dynamic index); no branch inside the loop, so
+    // that nothing but wgmma touches the sums in flight.
+    float pa[64], pb[64];
+    if (steps <= 0) return;
+    start(pa, 0);
+    int step = 1;
+    for (; step + 1 < steps; step += 2) {
+      start(pb, step);
+      wgmma_wait<1>();
+      finish(pa, step - 1);
+      start(pa, step + 1);
+      wgmma_wait<1>();
+      finish(pb, step);
+    }
+    if (step < steps) {
+      start(pb, step);
+      wgmma_wait<1>();
+      finish(pa, step - 1);
+      wgmma_wait<0>();
+      finish(pb, step);
+    } else {
+      wgmma_wait<0>();
+      finish(pa, step - 1);
+    }
   }
 }
 
-template <class T, bool kStats>
-__global__ void __launch_bounds__(kTmaThreads, 1)
+template <class T, bool kStats, bool kOverlap>
+__global__ void __launch_bounds__(kTmaThreadsOf<kOverlap>, 1)
     lm_fwd_tma_kernel(FwdArgs a, const __grid_constant__ CUtensorMap tmap_h, const __grid_constant__ CUtensorMap tmap_w) {
   GK_DYNAMIC_SMEM(unsigned char, smem_raw);
   __shared__ int s_tcol[kBM];
@@ -648,7 +704,7 @@ __global__ void __launch_bounds__(kTmaThreads, 1)
   const WgLane L;
   float acc[64];
   OnlineState st[2] = {empty_state(), empty_state()};
-  tma_mainloop<T, 0>(
+  tma_mainloop<T, 0, kOverlap>(
       smem, fb.ntiles * fb.nk,
       [&](unsigned char* stage, int step, uint64_t* bar) {
         const int tile = step / fb.nk, kt = step - tile * fb.nk;
@@ -1118,8 +1174,8 @@ __global__ void __launch_bounds__(kThreads, 1) lm_gemm_wgmma_kernel(GemmArgs g) 
 // the whole tensors (rows past the chunk arrive, and their G is 0 as above); the GEMM's A (Gc or Gt) is
 // read as [m][k] with row stride lda (columns past k arrive as zeros), its B as 64-row × 64-column boxes
 // of [k][n].
-template <class T, bool kEnt>
-__global__ void __launch_bounds__(kTmaThreads, 1)
+template <class T, bool kEnt, bool kOverlap>
+__global__ void __launch_bounds__(kTmaThreadsOf<kOverlap>, 1)
     lm_grad_logits_tma_kernel(GradArgs a, const __grid_constant__ CUtensorMap tmap_h,
                               const __grid_constant__ CUtensorMap tmap_w) {
   GK_DYNAMIC_SMEM(unsigned char, smem_raw);
@@ -1130,7 +1186,7 @@ __global__ void __launch_bounds__(kTmaThreads, 1)
   const int rows = static_cast<int>(min64(kBM, a.rows - r0));
   const int cols = static_cast<int>(min64(kBN, a.vcount - vt));
   float acc[64];
-  tma_mainloop<T, 0>(
+  tma_mainloop<T, 0, kOverlap>(
       smem, max(1, static_cast<int>((a.dim + kWgBK - 1) / kWgBK)),
       [&](unsigned char* stage, int kt, uint64_t* bar) {
         tma_load_2d(stage, &tmap_h, kt * kWgBK, static_cast<int32_t>(a.row0 + r0), bar);
@@ -1140,15 +1196,15 @@ __global__ void __launch_bounds__(kTmaThreads, 1)
 #pragma unroll
         for (int i = 0; i < 64; ++i) acc[i] = kt == 0 ? part[i] : acc[i] + part[i];
       });
-  __syncthreads();  // every MMA done: the stages hold the G tile now
+  tma_consumers_sync<kOverlap>();  // every MMA done: the stages hold the G tile now
   T* gs = reinterpret_cast<T*>(smem);
   if (threadIdx.x < kThreads) wg_g_tile<T, kEnt>(acc, L, a, r0, vt, rows, cols, gs);
-  __syncthreads();
+  tma_consumers_sync<kOverlap>();
   if (threadIdx.x < kThreads) store_g_tile<T>(gs, a, r0, vt, rows, cols);
 }
 
-template <class T>
-__global__ void __launch_bounds__(kTmaThreads, 1)
+template <class T, bool kOverlap>
+__global__ void __launch_bounds__(kTmaThreadsOf<kOverlap>, 1)
     lm_gemm_tma_kernel(GemmArgs g, const __grid_constant__ CUtensorMap tmap_a, const __grid_constant__ CUtensorMap tmap_b) {
   GK_DYNAMIC_SMEM(unsigned char, smem_raw);
   unsigned char* smem = wg_stages(smem_raw);
@@ -1156,16 +1212,16 @@ __global__ void __launch_bounds__(kTmaThreads, 1)
   const int64_t m0 = int64_t(blockIdx.x) * kBM, n0 = int64_t(blockIdx.y) * kBN;
   const int rows = static_cast<int>(min64(kBM, g.m - m0));
   const int cols = static_cast<int>(min64(kBN, g.n - n0));
-  float acc[64];
-  if (threadIdx.x < kThreads) wg_load_c(acc, L, g, m0, n0, rows, cols);
-  tma_mainloop<T, 1>(
+  float acc[64];  // C, loaded by the consumers once their first k-step's MMAs are under way
+  tma_mainloop<T, 1, kOverlap>(
       smem, static_cast<int>((g.k + kWgBK - 1) / kWgBK),
       [&](unsigned char* stage, int kt, uint64_t* bar) {
         tma_load_2d(stage, &tmap_a, kt * kWgBK, static_cast<int32_t>(m0), bar);
         tma_load_2d(stage + kWgTileBytes, &tmap_b, static_cast<int32_t>(n0), kt * kWgBK, bar);
         tma_load_2d(stage + kWgTileBytes + 8192, &tmap_b, static_cast<int32_t>(n0 + 64), kt * kWgBK, bar);
       },
-      [&](const float (&part)[64], int) {
+      [&](const float (&part)[64], int kt) {
+        if (kt == 0) wg_load_c(acc, L, g, m0, n0, rows, cols);
 #pragma unroll
         for (int i = 0; i < 64; ++i) acc[i] += part[i];
       });
@@ -1292,12 +1348,18 @@ int64_t lmhead_narrow_acc_floats(int64_t rows, int64_t vocab, int64_t dim, int64
 }
 
 namespace {
-// Whether the forward takes the wgmma tiles (LinearLogprobsParams::path). They run on a 9.0 device from a
-// build with sm_90a code (or the emulator); `auto` takes them only once a GPU has verified them
-// (kWgmmaVerified; bench/RESULTS.md), until then the tests and the benchmark ask for them by name.
-constexpr bool kWgmmaVerified = false;
-bool use_wgmma(int path, const LaunchEnv& env, bool aligned) {
-  return aligned && wgmma_available(env) && (path == 2 || (path == 0 && kWgmmaVerified));
+// The tiles a launch runs (LinearLogprobsParams/BackwardParams::path: 0 auto, 1 mma.sync, 2 wgmma fed by
+// cp.async, 3 wgmma fed by TMA, 4 the same with one k-step's MMAs kept in flight: tma_mainloop's
+// kOverlap). The wgmma tiles need a 9.0 device, a build with sm_90a code (or the emulator) and 16-bit
+// operands whose rows are 16-byte aligned; elsewhere every path is mma.sync. `auto` takes the TMA-fed
+// tiles (a zero-width head, which no tensor map can describe, the cp.async-fed ones): verified and
+// measured on an H200 on 2026-11-27 (bench/RESULTS.md: bf16 forward 349 TFLOP/s against 145 on mma.sync
+// and 242 on cp.async-fed wgmma; the backward 257 against 94 and 189). 4 waits for a GPU's verdict.
+enum class Tiles { Mma, Wgmma, Tma, TmaOverlap };
+Tiles lm_tiles(int path, const LaunchEnv& env, bool aligned, int64_t dim) {
+  if (path == 1 || !aligned || !wgmma_available(env)) return Tiles::Mma;
+  if (path == 2 || dim == 0) return Tiles::Wgmma;
+  return path == 4 ? Tiles::TmaOverlap : Tiles::Tma;
 }
 
 Status check_head(int64_t rows, int64_t dim, int64_t vocab, double temperature, const char* op) {
@@ -1336,21 +1398,30 @@ Status launch_linear_logprobs(const LinearLogprobsParams& p, const LaunchEnv& en
               aligned16(p.weight) && (p.dim * int64_t(sizeof(T))) % 16 == 0, partial, xt};
     const dim3 grid(unsigned(ceil_div(p.rows, kBM)), unsigned(plan.slices));
     if constexpr (sizeof(T) == 2) {
-      if (p.path == 3 && use_wgmma(2, env, a.h_vec16 && a.w_vec16)) {  // the TMA-fed tiles (test hook)
+      const Tiles tiles = lm_tiles(p.path, env, a.h_vec16 && a.w_vec16, p.dim);
+      if (tiles == Tiles::Tma || tiles == Tiles::TmaOverlap) {
         alignas(64) CUtensorMap th, tw;
         GK_TRY(encode_tensor_map_2d(&th, p.hidden, p.rows, p.dim, p.dim, kBM, kWgBK));
         GK_TRY(encode_tensor_map_2d(&tw, p.weight, p.vocab, p.dim, p.dim, kBN, kWgBK));
-        if (stats) {
-          GK_TRY(smem_optin(reinterpret_cast<const void*>(&lm_fwd_tma_kernel<T, true>), kTmaSmemBytes, op));
-          lm_fwd_tma_kernel<T, true><<<grid, kTmaThreads, kTmaSmemBytes, env.stream>>>(a, th, tw);
+        const void* k = stats ? (tiles == Tiles::TmaOverlap ? reinterpret_cast<const void*>(&lm_fwd_tma_kernel<T, true, true>)
+                                                            : reinterpret_cast<const void*>(&lm_fwd_tma_kernel<T, true, false>))
+                              : (tiles == Tiles::TmaOverlap ? reinterpret_cast<const void*>(&lm_fwd_tma_kernel<T, false, true>)
+                                                            : reinterpret_cast<const void*>(&lm_fwd_tma_kernel<T, false, false>));
+        GK_TRY(smem_optin(k, kTmaSmemBytes, op));
+        if (tiles == Tiles::TmaOverlap) {
+          if (stats)
+            lm_fwd_tma_kernel<T, true, true><<<grid, kTmaThreadsOf<true>, kTmaSmemBytes, env.stream>>>(a, th, tw);
+          else
+            lm_fwd_tma_kernel<T, false, true><<<grid, kTmaThreadsOf<true>, kTmaSmemBytes, env.stream>>>(a, th, tw);
+        } else if (stats) {
+          lm_fwd_tma_kernel<T, true, false><<<grid, kTmaThreads, kTmaSmemBytes, env.stream>>>(a, th, tw);
         } else {
-          GK_TRY(smem_optin(reinterpret_cast<const void*>(&lm_fwd_tma_kernel<T, false>), kTmaSmemBytes, op));
-          lm_fwd_tma_kernel<T, false><<<grid, kTmaThreads, kTmaSmemBytes, env.stream>>>(a, th, tw);
+          lm_fwd_tma_kernel<T, false, false><<<grid, kTmaThreads, kTmaSmemBytes, env.stream>>>(a, th, tw);
         }
         GK_CHECK_LAUNCH("lm_fwd_tma_kernel");
         return Status::Ok();
       }
-      if (use_wgmma(p.path, env, a.h_vec16 && a.w_vec16)) {
+      if (tiles == Tiles::Wgmma) {
         if (stats) {
           GK_TRY(smem_optin(reinterpret_cast<const void*>(&lm_fwd_wgmma_kernel<T, true>), kWgSmemBytes, op));
           lm_fwd_wgmma_kernel<T, true><<<grid, kThreads, kWgSmemBytes, env.stream>>>(a);
@@ -1435,9 +1506,10 @@ Status launch_linear_logprobs_backward(const LinearLogprobsBackwardParams& p, co
     const T* W = static_cast<const T*>(p.weight);
     const bool row_vec16 = (p.dim * int64_t(sizeof(T))) % 16 == 0;
     // The wgmma tiles (16-bit operands whose rows are 16-byte aligned; the forward's rule), else mma.sync.
-    const bool wg = sizeof(T) == 2 && use_wgmma(p.path == 3 ? 2 : p.path, env,
-                                                aligned16(p.hidden) && aligned16(p.weight) && row_vec16);
-    const bool tma = wg && p.path == 3 && p.dim > 0;  // the TMA-fed tiles (test hook)
+    const Tiles tiles = sizeof(T) == 2 ? lm_tiles(p.path, env, aligned16(p.hidden) && aligned16(p.weight) && row_vec16,
+                                                  p.dim)
+                                       : Tiles::Mma;
+    const bool wg = tiles != Tiles::Mma, overlap = tiles == Tiles::TmaOverlap, tma = tiles == Tiles::Tma || overlap;
     alignas(64) CUtensorMap th, tw;  // the hidden rows and the weight rows, for the G tiles
     if constexpr (sizeof(T) == 2) {
       if (wg) {
@@ -1447,10 +1519,14 @@ Status launch_linear_logprobs_backward(const LinearLogprobsBackwardParams& p, co
         GK_TRY(smem_optin(reinterpret_cast<const void*>(&lm_gemm_wgmma_kernel<T>), kWgSmemBytes, op));
       }
       if (tma) {
-        GK_TRY(smem_optin(ent ? reinterpret_cast<const void*>(&lm_grad_logits_tma_kernel<T, true>)
-                              : reinterpret_cast<const void*>(&lm_grad_logits_tma_kernel<T, false>),
+        const void* kg = overlap ? (ent ? reinterpret_cast<const void*>(&lm_grad_logits_tma_kernel<T, true, true>)
+                                        : reinterpret_cast<const void*>(&lm_grad_logits_tma_kernel<T, false, true>))
+                                 : (ent ? reinterpret_cast<const void*>(&lm_grad_logits_tma_kernel<T, true, false>)
+                                        : reinterpret_cast<const void*>(&lm_grad_logits_tma_kernel<T, false, false>));
+        GK_TRY(smem_optin(kg, kTmaSmemBytes, op));
+        GK_TRY(smem_optin(overlap ? reinterpret_cast<const void*>(&lm_gemm_tma_kernel<T, true>)
+                                  : reinterpret_cast<const void*>(&lm_gemm_tma_kernel<T, false>),
                           kTmaSmemBytes, op));
-        GK_TRY(smem_optin(reinterpret_cast<const void*>(&lm_gemm_tma_kernel<T>), kTmaSmemBytes, op));
         GK_TRY(encode_tensor_map_2d(&th, p.hidden, p.rows, p.dim, p.dim, kBM, kWgBK));
         GK_TRY(encode_tensor_map_2d(&tw, p.weight, p.vocab, p.dim, p.dim, kBN, kWgBK));
       }
@@ -1465,10 +1541,14 @@ Status launch_linear_logprobs_backward(const LinearLogprobsBackwardParams& p, co
       const dim3 grid(unsigned(ceil_div(rows, kBM)), unsigned(ceil_div(vcount, kBN)));
       if constexpr (sizeof(T) == 2) {
         if (tma) {
-          if (ent)
-            lm_grad_logits_tma_kernel<T, true><<<grid, kTmaThreads, kTmaSmemBytes, env.stream>>>(g, th, tw);
+          if (overlap && ent)
+            lm_grad_logits_tma_kernel<T, true, true><<<grid, kTmaThreadsOf<true>, kTmaSmemBytes, env.stream>>>(g, th, tw);
+          else if (overlap)
+            lm_grad_logits_tma_kernel<T, false, true><<<grid, kTmaThreadsOf<true>, kTmaSmemBytes, env.stream>>>(g, th, tw);
+          else if (ent)
+            lm_grad_logits_tma_kernel<T, true, false><<<grid, kTmaThreads, kTmaSmemBytes, env.stream>>>(g, th, tw);
           else
-            lm_grad_logits_tma_kernel<T, false><<<grid, kTmaThreads, kTmaSmemBytes, env.stream>>>(g, th, tw);
+            lm_grad_logits_tma_kernel<T, false, false><<<grid, kTmaThreads, kTmaSmemBytes, env.stream>>>(g, th, tw);
           GK_CHECK_LAUNCH("lm_grad_logits_tma_kernel");
           return Status::Ok();
         }
@@ -1505,7 +1585,10 @@ Status launch_linear_logprobs_backward(const LinearLogprobsBackwardParams& p, co
           alignas(64) CUtensorMap ta, tb;
           GK_TRY(encode_tensor_map_2d(&ta, args.a, args.m, args.k, args.lda, kBM, kWgBK));
           GK_TRY(encode_tensor_map_2d(&tb, args.b, args.k, args.n, args.ldb, kWgBK, 64));
-          lm_gemm_tma_kernel<T><<<grid, kTmaThreads, kTmaSmemBytes, env.stream>>>(args, ta, tb);
+          if (overlap)
+            lm_gemm_tma_kernel<T, true><<<grid, kTmaThreadsOf<true>, kTmaSmemBytes, env.stream>>>(args, ta, tb);
+          else
+            lm_gemm_tma_kernel<T, false><<<grid, kTmaThreads, kTmaSmemBytes, env.stream>>>(args, ta, tb);
           GK_CHECK_LAUNCH("lm_gemm_tma_kernel");
           return Status::Ok();
         }

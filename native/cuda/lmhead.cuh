@@ -38,7 +38,7 @@ struct LinearLogprobsParams {
   // ... or a state (linearLogprobStates: states.max non-null). entropy / sum_squares above say which
   // sums the state needs only through states.sum_exp_delta / sum_exp_sq.
   StateArrays states;
-  // Tests: the forward's tiles. 0 auto, 1 the mma.sync tiles (lm_fwd_kernel), 2 the wgmma tiles
+  // The forward's tiles. 0 auto (3 where it applies, else 1), 1 the mma.sync tiles (lm_fwd_kernel), 2 the wgmma tiles
   // (lm_fwd_wgmma_kernel), 3 the TMA-fed wgmma tiles (lm_fwd_tma_kernel: the same bits as 2), 2 and 3
   // wherever they apply:
   // bf16 / f16 with 16-byte aligned rows, a 9.0 device and a build with sm_90a (the emulator's device

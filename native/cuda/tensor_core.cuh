@@ -272,6 +272,42 @@ __device__ __forceinline__ void wgmma_async(float (&d)[N / 2], uint64_t desc_a, 
 #endif
 }
 
+// setmaxnreg.{inc,dec}.sync.aligned.u32 N (sm_90a): every thread of the calling warpgroup gets N
+// registers from then on, taken from or returned to the block's pool; a warp-specialised kernel gives its
+// loading warpgroup few and its multiplying ones many (the emulator has no register file: no-op).
+template <int N>
+__device__ __forceinline__ void warpgroup_registers_up() {
+#if defined(GK_WGMMA_DEVICE)
+  asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(N));
+#endif
+}
+template <int N>
+__device__ __forceinline__ void warpgroup_registers_down() {
+#if defined(GK_WGMMA_DEVICE)
+  asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(N));
+#endif
+}
+// exit: the calling thread ends (a warp-specialised kernel's loading warpgroup, so that ptxas sees its
+// registers' region end there). Block barriers no longer wait for it; named_barrier_sync then counts
+// the threads left.
+__device__ __forceinline__ void thread_exit() {
+#if defined(GK_CUDA_EMU)
+  ::gkemu::thread_exit();
+#else
+  asm volatile("exit;\n" ::: "memory");
+#endif
+}
+// bar.sync id, n: the n threads (a multiple of 32) that reach barrier `id` (1 … 15; 0 is __syncthreads')
+// wait for each other; the emulator has one barrier, on which every thread left waits.
+template <int kId, int kThreadCount>
+__device__ __forceinline__ void named_barrier_sync() {
+#if defined(GK_CUDA_EMU)
+  __syncthreads();
+#else
+  asm volatile("bar.sync %0, %1;\n" ::"n"(kId), "n"(kThreadCount) : "memory");
+#endif
+}
+
 // ------------------------------------------------------------------------ mbarrier and TMA (sm_90)
 // An mbarrier (PTX ISA, "Parallel Synchronization and Communication Instructions: mbarrier"): a 64-bit
 // object in shared memory (here, dynamic shared memory: the emulator's shared window) counting the

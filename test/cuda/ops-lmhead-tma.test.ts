@@ -1,14 +1,16 @@
 /**
  * The LM head on TMA-fed wgmma tiles (native/cuda/lmhead.cu: lm_fwd_tma_kernel, lm_grad_logits_tma_kernel,
  * lm_gemm_tma_kernel; a producer warp brings the operands by TMA into mbarrier-guarded stages, two
- * warpgroups multiply), forced by lmheadTuning.path = 'tma': every bf16/f16 case of test/cases/lmhead.ts
- * that runs the head against the float64 reference, gradients' bits under any chunking, and the same bits
- * as the cp.async-fed wgmma tiles (the same MMAs, flushes and folds in the same order) for every output
- * of the forward and the backward. They run where the tiles apply: a 9.0 device from a build with sm_90a,
- * or the CUDA emulator (it models TMA, mbarriers and wgmma).
+ * warpgroups multiply), what 'auto' takes where they apply, forced by lmheadTuning.path = 'tma': every
+ * bf16/f16 case of test/cases/lmhead.ts that runs the head against the float64 reference, gradients'
+ * bits under any chunking, and for every output of the forward and the backward the bits of the
+ * cp.async-fed wgmma tiles (the same MMAs, flushes and folds in the same order) and of 'tma-overlap'
+ * (the same kernels with a warpgroup's next k-step of MMAs in flight while it adds up the last). They
+ * run where the tiles apply: a 9.0 device from a build with sm_90a, or the CUDA emulator (it models
+ * TMA, mbarriers, wgmma and its wait groups).
  */
 import { describe, expect, it } from 'vitest';
-import { lmheadTuning } from '../../src/backends/cuda/lmhead.js';
+import { type LmheadPath, lmheadTuning } from '../../src/backends/cuda/lmhead.js';
 import { wordsOf } from '../cases/check.js';
 import { openBackends, runCaseTable } from '../cases/runner.js';
 import { expectChunkInvariantGradients } from '../lmhead/checks.js';
@@ -24,13 +26,13 @@ describe.skipIf(ctx === undefined)('lmhead (TMA-fed wgmma tiles) on cuda', () =>
     [19, 896, 257, 'bf16'],
     [130, 64, 4500, 'f16'],
   ] as const) {
-    it(`N=${N} d=${d} V=${V} ${dtype}: every output of the forward and the backward has the bits of the cp.async-fed wgmma tiles, and differs from mma.sync's somewhere`, async () => {
+    it(`N=${N} d=${d} V=${V} ${dtype}: every output of the forward and the backward has the bits of the cp.async-fed wgmma tiles and of the k-step-overlapping TMA tiles, and differs from mma.sync's somewhere`, async () => {
       const c = ctx!;
       const x = makeHead({ N, d, V, dtype, seed: 79, bias: true });
       const hidden = c.tensor(x.hidden as Uint16Array, [x.N, x.d], dtype);
       const weight = c.tensor(x.weight as Uint16Array, [x.V, x.d], dtype);
       const bias = c.tensor(x.bias as Uint16Array, [x.V], dtype);
-      const run = async (path: 'mma' | 'wgmma' | 'tma') => {
+      const run = async (path: LmheadPath) => {
         lmheadTuning.path = path;
         const r = await c.linearLogprobs(hidden, weight, x.targets, {
           bias,
@@ -59,9 +61,13 @@ describe.skipIf(ctx === undefined)('lmhead (TMA-fed wgmma tiles) on cuda', () =>
         const tma = await run('tma');
         const wg = await run('wgmma');
         const mma = await run('mma');
+        const auto = await run('auto');
+        const overlap = await run('tma-overlap');
         const names = ['logprobs', 'lse', 'entropy', 'sumSquares', 'gradHidden', 'gradWeight', 'gradBias'];
         for (const [i, name] of names.entries()) expect(tma[i], name).toEqual(wg[i]);
         expect(tma[1], 'lse: not the mma.sync tiles').not.toEqual(mma[1]);
+        expect(auto, "'auto' takes these tiles on a 9.0 device").toEqual(tma);
+        for (const [i, name] of names.entries()) expect(overlap[i], `tma-overlap: ${name}`).toEqual(tma[i]);
       } finally {
         lmheadTuning.path = 'tma';
         for (const t of [hidden, weight, bias]) t.dispose();

@@ -5,9 +5,11 @@
  * chunk, a test hook), and the memory bound, structurally: the launchers' Scratch bytes (the addon's
  * lmheadPlan) at N = 16384, V = 151936, d = 4096 against the materialised logits (f32 gradients and
  * gradients in the input dtype), and a run's actual Scratch allocation (stats().lastScratchBytes) equal
- * to the plan's at the run's size.
+ * to the plan's at the run's size. Every one on the mma.sync tiles (lmheadTuning.path 'mma'): what a GPU
+ * other than a 9.0 one runs, and f32 or unaligned operands everywhere; Hopper's tiles, which 'auto' takes
+ * where they apply, have their own files (ops-lmhead-wgmma.test.ts, ops-lmhead-tma.test.ts).
  */
-import { describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { lmheadTuning } from '../../src/backends/cuda/lmhead.js';
 import { loadNativeAddon, type NativeDevice } from '../../src/backends/cuda/native.js';
 import { lmheadCases } from '../cases/lmhead.js';
@@ -17,6 +19,12 @@ import { gradVector, makeHead } from '../lmhead/reference.js';
 import { EMULATED, SANITIZER } from './helpers.js';
 
 const backends = await openBackends(['cuda']);
+beforeAll(() => {
+  lmheadTuning.path = 'mma';
+});
+afterAll(() => {
+  lmheadTuning.path = 'auto';
+});
 // Under compute-sanitizer the emulator's smaller shapes too: d = 896 × V = 32003 takes 40 s under racecheck.
 if (SANITIZER)
   console.warn('test/cuda: the LM-head case table at its emulator sizes under compute-sanitizer');

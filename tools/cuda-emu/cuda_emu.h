@@ -53,6 +53,8 @@ struct ThreadCtx {
 inline ThreadCtx* g_ctx = nullptr;
 
 void syncthreads();
+// PTX `exit`: the calling thread ends here, as if its kernel had returned (every exit check applies).
+[[noreturn]] void thread_exit();
 // Exchanges 8 bytes with the lanes of `mask`; returns what lane src_lane(lane) deposited.
 // mode 0: xor, 1: down, 2: up, 3: idx.
 uint64_t shuffle(unsigned mask, uint64_t bits, int arg, int mode, int width);

@@ -241,10 +241,10 @@ void release_block_barrier_if_complete(BlockRun& b) {
   }
 }
 
-void fiber_entry() {
+// The running thread is done (its body returned, or it called thread_exit): the checks below.
+void finish_thread() {
   BlockRun& b = *emu.block;
   Fiber& f = *b.running;
-  b.body(b.arg);
   f.done = true;
   --b.live;
   // Exited threads no longer hold back a block barrier (as on the hardware), but a lane in the mask
@@ -262,6 +262,12 @@ void fiber_entry() {
     b.error = "thread " + std::to_string(f.tc.linear) + " exited with " + std::to_string(wg_pending) +
               " wgmma not waited for (" + std::to_string(f.wg_open.size()) +
               " never committed): wgmma_commit and wgmma_wait<0> must retire them first";
+}
+
+void fiber_entry() {
+  BlockRun& b = *emu.block;
+  b.body(b.arg);
+  finish_thread();
 }
 
 #if GK_EMU_ASM_SWITCH
@@ -531,6 +537,13 @@ thread_local std::string tl_last_message;
 
 }  // namespace
 
+
+void thread_exit() {
+  BlockRun& b = *emu.block;
+  finish_thread();
+  to_scheduler(b, *b.running, true);  // done: never resumed
+  std::abort();
+}
 
 void syncthreads() {
   BlockRun& b = *emu.block;

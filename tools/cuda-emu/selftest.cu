@@ -2,7 +2,8 @@
 // kernel passing on it has passed something: warp shuffles against CUDA's definitions (xor, down,
 // idx, sub-warp widths), block barriers, the schedule-order probe that exposes a missing barrier,
 // the launch failures it must report instead of hanging (deadlock, disagreeing masks, a lane that
-// exits inside a shuffle, bad grid or block sizes), WMMA's tf32 product against float64, and the PTX
+// exits inside a shuffle, bad grid or block sizes), a thread ending early (PTX exit) before a barrier,
+// WMMA's tf32 product against float64, and the PTX
 // stand-ins of tensor_core.cuh: mma.sync m16n8k8's per-lane fragment layout and its truncation of
 // unrounded operands, cp.async's zero fill and its copies landing only when their group is waited for,
 // __ballot_sync, dynamic shared memory (poisoned, and over 48 KiB only after cudaFuncSetAttribute), and
@@ -144,6 +145,20 @@ __global__ void exited_lane_kernel(int* out) {
   out[threadIdx.x] = __shfl_xor_sync(0xffffffffu, int(threadIdx.x), 1);
 }
 __global__ void nop_kernel() {}
+// Threads 32 … 63 end inside a helper (thread_exit: PTX exit); the rest then meet at a barrier.
+__device__ void end_here() { gk::thread_exit(); }
+__global__ void exit_kernel(int* out) {
+  __shared__ int seen;
+  if (threadIdx.x == 0) seen = 0;
+  __syncthreads();
+  if (threadIdx.x >= 32) {
+    end_here();
+    out[threadIdx.x] = 1;  // never runs
+  }
+  atomicAdd(&seen, 1);
+  __syncthreads();  // waits for the 32 threads left only
+  out[threadIdx.x] = seen;
+}
 
 void expect_failure(cudaError_t want, const char* what, const char* needle) {
   const cudaError_t e = cudaGetLastError();
@@ -169,6 +184,11 @@ void test_failures() {
   expect_failure(cudaErrorInvalidConfiguration, "an empty grid is an invalid configuration", "empty");
   nop_kernel<<<1, 32, 0, nullptr>>>();
   check(cudaGetLastError() == cudaSuccess, "a good launch after the failures succeeds");
+  std::fill(d, d + 64, 0);  // the emulator's device memory is the host's
+  exit_kernel<<<1, 64, 0, nullptr>>>(d);
+  bool exit_ok = cudaGetLastError() == cudaSuccess;
+  for (int i = 0; i < 64; ++i) exit_ok = exit_ok && d[i] == (i < 32 ? 32 : 0);
+  check(exit_ok, "thread_exit ends a thread inside a helper; a later barrier waits for the threads left");
   cudaFree(d);
 }
 
