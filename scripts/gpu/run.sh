@@ -12,7 +12,8 @@
 #   2. the native harness (bench/cuda/harness.cu) and PyTorch (bench/cuda/torch_reference.py) at the
 #      goal sizes, and the same sizes through Node (scripts/gpu/goals.mjs);
 #   3. the SASS checks: LDG.E.128, MUFU.EX2 and HMMA/HGMMA counted per kernel, each present;
-#   4. compute-sanitizer memcheck and racecheck over test/cuda/ops* (--report-api-errors no; the
+#   4. compute-sanitizer memcheck over test/cuda/ops*, racecheck over the tensor-core files (ops-lmhead*,
+#      ops-thr*; the rest of ops* as the last step, racecheck-rest) (--report-api-errors no; the
 #      deliberate out-of-memory and the multi-GB cases skip: GRPO_KERNELS_SANITIZER=1);
 #   5. the webgpu tests and the webgpu logprobs and policyLoss goals on the NVIDIA Vulkan driver through Dawn;
 #   6. ncu: GPU-side kernel times and DRAM throughput of advantages, logprobs (4096 rows) and THR,
@@ -56,7 +57,11 @@ T0=$SECONDS
 # LM-head cases at d = 896 took 40 s each; under the sanitizer they now run at the emulator's sizes),
 # harness 10 s, torch 11 s, goals-cuda 19 s, sass 13 s, webgpu tests 18 s, ncu 15 s. Since then the
 # harness also runs the wgmma rows (LM head forward on two more tile sets, its backward and THR's
-# scores on one more: about +20 s) and ncu-tiles profiles 11 launches (estimated).
+# scores on one more: about +20 s) and ncu-tiles profiles 11 launches (estimated). On 2026-11-27 (an
+# H200, sixth session, 1307 cuda tests): cuda-tests 55-60 s, harness 13-19 s, goals-cuda 24 s, memcheck
+# 64 s, ncu-tiles 11 s; racecheck over all of ops* ran out of its 200 s box after 1028 tests (924 of
+# them ops-cases'), so it is split: the tensor-core files first, the others last (racecheck-rest: what
+# time is left, its box clamped to the deadline).
 # "native" runs only when the carried addon fails its check. SETUP_EST covers the unpacking and the
 # checks before the steps.
 SETUP_EST=15
@@ -68,12 +73,13 @@ PLAN=(
   "goals-cuda    20  60"
   "sass           5  20"
   "memcheck      60 120"
-  "racecheck    150 200"
+  "racecheck    120 180"
   "webgpu-tests  15  60"
   "goals-webgpu  20  60"
   "ncu           30  60"
   "ncu-sol       10  45"
   "ncu-tiles     30  75"
+  "racecheck-rest 70 150"
 )
 CONDITIONAL=" native "
 
@@ -341,12 +347,18 @@ step sass bash -c 'sass_check build/Release/grpo_kernels_native.node'
 # --report-api-errors no: a CUDA call that fails on purpose (the error-path tests) is not an error of
 # the kernels; GRPO_KERNELS_SANITIZER=1 skips the deliberate OUT_OF_MEMORY and the 8.6 GB cases.
 SAN=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
-SANV=("${VITEST[@]}" test/cuda/ops --pool=forks --maxWorkers=1)
-for tool in memcheck racecheck; do
-  step "$tool" env GRPO_KERNELS_SANITIZER=1 "${GATE[@]}" --allow sanitizer --json "$LOGS/$tool.json" -- \
+# racecheck is the slow one: the tensor-core kernels' files here (shared memory, mbarriers, wgmma), the
+# rest at the end (racecheck-rest).
+TC_FILES=(test/cuda/ops-lmhead test/cuda/ops-thr)
+sanitize() { # step tool vitest-filters...
+  local name=$1 tool=$2
+  shift 2
+  step "$name" env GRPO_KERNELS_SANITIZER=1 "${GATE[@]}" --allow sanitizer --json "$LOGS/$name.json" -- \
     "$SAN" --tool "$tool" --target-processes all --report-api-errors no --error-exitcode 97 \
-    "${SANV[@]}" --outputFile.json="$LOGS/$tool.json"
-done
+    "${VITEST[@]}" "$@" --pool=forks --maxWorkers=1 --outputFile.json="$LOGS/$name.json"
+}
+sanitize memcheck memcheck test/cuda/ops
+sanitize racecheck racecheck "${TC_FILES[@]}"
 
 # The NVIDIA Vulkan driver for Dawn: the carried loader, the driver's own ICD manifest.
 # The loader and libglvnd: the driver's ICD (libGLX_nvidia) needs libGLdispatch to start.
@@ -377,14 +389,17 @@ step ncu-sol "$NCU" --target-processes all -k regex:logprobs_fwd -c 1 --section 
   --section MemoryWorkloadAnalysis --section Occupancy --section LaunchStats \
   node scripts/gpu/goals.mjs --backend cuda --only logprobs --rows 4096 --reps 1 "${TINY[@]}"
 
-# What bounds the tensor-core tiles: one launch each of the LM head's forward on the mma.sync and the
-# wgmma tiles (plain and with entropy; 1024 rows, d 4096, V 151936) and of THR's scores on both (each
-# precision mode; THR's goal size), through the harness.
+# What bounds the tensor-core tiles: one launch each of the LM head's forward on every tile set (auto,
+# mma.sync, wgmma, TMA, TMA with a k-step in flight; plain and with entropy; 1024 rows, d 4096,
+# V 151936) and of THR's scores on each (auto, mma.sync, wgmma; each precision mode; THR's goal size),
+# through the harness.
 HARN=(bash bench/cuda/harness.sh --lm-rows 1024)
 [ "$DRY" = 1 ] && HARN=(env GK_HARNESS=build/emu/harness bash bench/cuda/harness.sh --lm-rows 7 --lm-dim 48
   --lm-vocab 1000 --thr-tokens 40 --thr-d 48 --thr-vocab 24)
-step ncu-tiles "$NCU" --target-processes all -k 'regex:lm_fwd|thr_scores' -c 12 --section SpeedOfLight \
+step ncu-tiles "$NCU" --target-processes all -k 'regex:lm_fwd|thr_scores' -c 16 --section SpeedOfLight \
   --section ComputeWorkloadAnalysis --section WarpStateStats --section Occupancy --section LaunchStats \
   "${HARN[@]}" --only lmhead,thr --reps 1 --warmup 0
+
+sanitize racecheck-rest racecheck test/cuda/ops --exclude '**/ops-lmhead*' --exclude '**/ops-thr*'
 
 finish 0
