@@ -6,7 +6,7 @@
  * and tolerances as the mma.sync tiles, and gradWeight's bits under other backward chunks. They run
  * where the tiles apply: a 9.0 device from a build with sm_90a, or the CUDA emulator (its device is
  * one; it executes wgmma per thread and fails a launch whose operands change between issue and wait).
- * Until a GPU has verified them, 'auto' keeps the mma.sync tiles (kWgmmaVerified).
+ * 'auto' takes the TMA-fed ones (ops-lmhead-tma.test.ts), which give these tiles' bits.
  */
 import { describe, expect, it } from 'vitest';
 import { lmheadTuning } from '../../src/backends/cuda/lmhead.js';
