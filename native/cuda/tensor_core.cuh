@@ -25,6 +25,8 @@ namespace gk {
 // Rounds to TF32 as cvt.rna.tf32.f32 does: 10 mantissa bits, to nearest, ties away from zero. The
 // result is still an f32 bit pattern whose low 13 bits are zero, which is what mma.sync reads.
 __device__ __forceinline__ float tf32_round(float x) { return nvcuda::wmma::__float_to_tf32(x); }
+// x with its low 13 bits cleared: the TF32 value the tensor cores read for an f32 operand.
+__device__ __forceinline__ float tf32_truncate(float x) { return __uint_as_float(__float_as_uint(x) & 0xffffe000u); }
 
 // x = hi + lo (+ a residual below 2^-22·|x|): hi = tf32(x), lo = tf32(x − hi). x − hi is exact in f32
 // (Sterbenz: hi is within a factor 2 of x). A ±Inf x gives lo = NaN, so the product is NaN, never a

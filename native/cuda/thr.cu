@@ -652,7 +652,7 @@ __global__ void __launch_bounds__(kThreads, kSplit ? 1 : 2)
 }
 
 // ------------------------------------------------------------------------- scores s_t on wgmma (sm_90a)
-// thr_scores_wgmma_kernel<kSplit>: thr_scores_kernel's block (128 tokens × 128 columns of V*_g of one
+// thr_scores_wgmma_kernel<kSplit, kTrunc>: thr_scores_kernel's block (128 tokens × 128 columns of V*_g of one
 // group, U = H·M_gᵀ over d, folded into the tokens' partial s) on Hopper's warpgroup MMAs, for f32
 // hidden states whose rows (and M's) are 16-byte aligned; launch_thr picks it with ThrParams::path
 // (thrTuning.path). Warpgroup w owns tokens 64w … 64w + 63, per k-step of 32 four wgmma m64n128k8 on
@@ -669,19 +669,30 @@ __global__ void __launch_bounds__(kThreads, kSplit ? 1 : 2)
 // tree (a row lies in one warp), lane 0 writes spart. Bits: as thr_scores_kernel's, a function of the
 // group's data and d alone; they differ from its (other orders). Shared memory: stages × 64 KiB ('f32':
 // hi and lo of both operands) or × 32 KiB ('tf32') + 1 KiB; 3 / 5 stages: 193 / 161 KiB.
-template <bool kSplit>
+// kTrunc (ThrParams::path 3, thrTuning.path 'wgmma-truncate'; waiting for a GPU's verdict): the operands
+// as the tensor cores take f32, their low 13 bits dropped, instead of rounded to nearest:
+// 'tf32' skips the preparing pass and its barrier (each k-step's landed tiles go straight to the MMAs)
+// and keeps one k-step's MMAs in flight (wgmma_wait<1>; its loads then run one stage less ahead),
+// 'f32' keeps x in place as its own hi (x with its low 13 bits cleared, exactly what the tensor cores
+// read) and writes only lo = x − hi (exact in f32; its dropped bits are 2^-10 of it, 2^-20 of x). The
+// prepare pass reads and writes back every landed element, between two barriers: what 'tf32' spends
+// its time on, by the H200's figures ('f32' issues three times its MMAs in 1.65x its time).
+template <bool kSplit, bool kTrunc = false>
 struct ScoreWgLayout {
   static constexpr int kStages = kSplit ? 3 : 5;
   static constexpr size_t kStageBytes = (kSplit ? 4 : 2) * kWgTileBytes;  // A hi, B hi (, A lo, B lo)
   static constexpr size_t kSmemBytes = kStages * kStageBytes + 1024;
 };
 
-template <bool kSplit>
+template <bool kSplit, bool kTrunc>
 __global__ void __launch_bounds__(kThreads, 1)
     thr_scores_wgmma_kernel(GroupList list, GroupGeom geo, const float* __restrict__ hidden,
                             const float* __restrict__ M, float* __restrict__ spart) {
   using L = ScoreWgLayout<kSplit>;
-  constexpr int kStages = L::kStages, kAhead = kStages - 1;
+  // 'tf32' on truncated operands keeps a k-step's MMAs in flight (they accumulate in place, so the
+  // next k-step's chain onto them): its loads run 2 stages behind, into the stage of k-step kt − 2.
+  constexpr bool kInFlight = kTrunc && !kSplit;
+  constexpr int kStages = L::kStages, kAhead = kStages - (kInFlight ? 2 : 1);
   GK_DYNAMIC_SMEM(unsigned char, smem_raw);
   __shared__ int s_col[kSRows];  // the tile's tokens' own columns in V*_g
   unsigned char* smem = wg_stages(smem_raw);
@@ -709,22 +720,35 @@ __global__ void __launch_bounds__(kThreads, 1)
   const uint32_t wg = uint32_t(Ln.tid >> 7);
   for (int kt = 0; kt < nk; ++kt) {
     cp_async_wait<kAhead - 1>();
-    __syncthreads();  // k-step kt landed everywhere; every warpgroup is done with k-step kt − 1
-    unsigned char* st = smem + size_t(kt % kStages) * L::kStageBytes;
-    // Prepare the two landed tiles: chunks tid + 256·i of A's and B's 1024 each.
+    if constexpr (kInFlight) {
+      fence_proxy_async();  // my landed copies, visible to wgmma ...
+      wgmma_wait<1>();      // ... my k-step kt − 2 done (kt − 1 may run on) ...
+      __syncthreads();      // ... and everyone's
+    } else {
+      __syncthreads();  // k-step kt landed everywhere; every warpgroup is done with k-step kt − 1
+      unsigned char* st = smem + size_t(kt % kStages) * L::kStageBytes;
+      // Prepare the two landed tiles: chunks tid + 256·i of A's and B's 1024 each.
 #pragma unroll
-    for (int i = 0; i < 8; ++i) {
-      const size_t off = size_t(Ln.tid + kThreads * i) * 16;  // A's tile, then B's
-      float4* p = reinterpret_cast<float4*>(st + off);
-      float4 v = *p, hi;
-      hi.x = tf32_round(v.x), hi.y = tf32_round(v.y), hi.z = tf32_round(v.z), hi.w = tf32_round(v.w);
-      *p = hi;
-      if constexpr (kSplit)
-        *reinterpret_cast<float4*>(st + 2 * kWgTileBytes + off) =
-            make_float4(tf32_round(v.x - hi.x), tf32_round(v.y - hi.y), tf32_round(v.z - hi.z), tf32_round(v.w - hi.w));
+      for (int i = 0; i < 8; ++i) {
+        const size_t off = size_t(Ln.tid + kThreads * i) * 16;  // A's tile, then B's
+        float4* p = reinterpret_cast<float4*>(st + off);
+        const float4 v = *p;
+        if constexpr (kTrunc) {  // 'f32': x is its own hi; lo = x − (x, low 13 bits cleared)
+          *reinterpret_cast<float4*>(st + 2 * kWgTileBytes + off) =
+              make_float4(v.x - tf32_truncate(v.x), v.y - tf32_truncate(v.y), v.z - tf32_truncate(v.z),
+                          v.w - tf32_truncate(v.w));
+        } else {
+          float4 hi;
+          hi.x = tf32_round(v.x), hi.y = tf32_round(v.y), hi.z = tf32_round(v.z), hi.w = tf32_round(v.w);
+          *p = hi;
+          if constexpr (kSplit)
+            *reinterpret_cast<float4*>(st + 2 * kWgTileBytes + off) = make_float4(
+                tf32_round(v.x - hi.x), tf32_round(v.y - hi.y), tf32_round(v.z - hi.z), tf32_round(v.w - hi.w));
+        }
+      }
+      fence_proxy_async();
+      __syncthreads();
     }
-    fence_proxy_async();
-    __syncthreads();
     const uint32_t sa = sbase + uint32_t(kt % kStages) * uint32_t(L::kStageBytes) + wg * 64u * 128u;
     const uint32_t sb = sbase + uint32_t(kt % kStages) * uint32_t(L::kStageBytes) + uint32_t(kWgTileBytes);
     wgmma_fence();
@@ -743,7 +767,8 @@ __global__ void __launch_bounds__(kThreads, 1)
       }
     }
     wgmma_commit();
-    issue_load(kt + kAhead);  // into k-step kt − 1's stage
+    issue_load(kt + kAhead);  // into k-step kt − 1's stage (kInFlight: kt − 2's)
+    if constexpr (kInFlight) continue;
     wgmma_wait<0>();
     if constexpr (kSplit) {
       wgmma_fence_regs(part);
@@ -752,6 +777,10 @@ __global__ void __launch_bounds__(kThreads, 1)
     } else {
       wgmma_fence_regs(acc);
     }
+  }
+  if constexpr (kInFlight) {
+    wgmma_wait<0>();
+    wgmma_fence_regs(acc);
   }
   cp_async_wait<0>();
 
@@ -918,20 +947,24 @@ Status launch_m(unsigned blocks, const GroupList& list, const GroupGeom& geo, co
   GK_CHECK_LAUNCH("thr_m_kernel");
   return Status::Ok();
 }
-// The wgmma scores (thr_scores_wgmma_kernel): ThrParams::path (0 auto, 1 mma.sync, 2 wgmma), f32 hidden
-// states, aligned rows, a 9.0 device from a build with sm_90a (or the emulator). `auto` takes them:
-// verified and measured on an H200 on 2026-11-27 (bench/RESULTS.md: THR at the goal size 13.6 ms against
-// 18.5 on mma.sync in 'f32', 8.2 against 9.8 in 'tf32').
+// The wgmma scores (thr_scores_wgmma_kernel): ThrParams::path (0 auto, 1 mma.sync, 2 wgmma, 3 wgmma on
+// truncated operands), f32 hidden states, aligned rows, a 9.0 device from a build with sm_90a (or the
+// emulator). `auto` takes 2: verified and measured on an H200 on 2026-11-27 (bench/RESULTS.md: THR at the
+// goal size 13.6 ms against 18.5 on mma.sync in 'f32', 8.2 against 9.8 in 'tf32'); 3 waits for a GPU.
 bool use_scores_wgmma(int path, const LaunchEnv& env, bool aligned) {
   return aligned && wgmma_available(env) && path != 1;
 }
 template <bool kS>
 Status launch_scores_wgmma(unsigned blocks, const GroupList& list, const GroupGeom& geo, const float* hidden,
-                           const float* M, float* spart, cudaStream_t stream) {
+                           const float* M, float* spart, bool truncate, cudaStream_t stream) {
   constexpr size_t smem = ScoreWgLayout<kS>::kSmemBytes;
-  GK_CHECK(cudaFuncSetAttribute(reinterpret_cast<const void*>(&thr_scores_wgmma_kernel<kS>),
-                                cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
-  thr_scores_wgmma_kernel<kS><<<blocks, kThreads, smem, stream>>>(list, geo, hidden, M, spart);
+  const void* k = truncate ? reinterpret_cast<const void*>(&thr_scores_wgmma_kernel<kS, true>)
+                           : reinterpret_cast<const void*>(&thr_scores_wgmma_kernel<kS, false>);
+  GK_CHECK(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+  if (truncate)
+    thr_scores_wgmma_kernel<kS, true><<<blocks, kThreads, smem, stream>>>(list, geo, hidden, M, spart);
+  else
+    thr_scores_wgmma_kernel<kS, false><<<blocks, kThreads, smem, stream>>>(list, geo, hidden, M, spart);
   GK_CHECK_LAUNCH("thr_scores_wgmma_kernel");
   return Status::Ok();
 }
@@ -1130,7 +1163,7 @@ Status launch_token_hidden_reward(const ThrParams& p, const LaunchEnv& env, Scra
       }
       if constexpr (std::is_same<H, float>::value) {
         if (scores && use_scores_wgmma(p.path, env, geo.hidden_vec16 && geo.m_vec16))
-          return launch_scores_wgmma<kS>(sb, slist, geo, hidden, M, spart, env.stream);
+          return launch_scores_wgmma<kS>(sb, slist, geo, hidden, M, spart, p.path == 3, env.stream);
       }
       if (scores) {
         if (tiles.s_large)

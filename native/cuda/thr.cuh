@@ -39,9 +39,10 @@ struct ThrParams {
   ThrPrecision precision = ThrPrecision::F32;  // 'f32': 3xTF32 / 2xTF32 split products; 'tf32': one pass
   size_t m_budget_bytes = size_t(256) << 20;  // scratch for the M_g of one batch of groups
   bool small_tiles = false;  // test hook: the small tile configuration whatever the device allows (thr.cu)
-  // Test hook: the scores' tiles. 0 auto, 1 mma.sync (thr_scores_kernel), 2 wgmma (thr_scores_wgmma_kernel)
-  // wherever they apply: f32 hidden states with 16-byte aligned rows, a 9.0 device and a build with sm_90a
-  // (the emulator's device is one); mma.sync elsewhere.
+  // The scores' tiles. 0 auto (2 where it applies), 1 mma.sync (thr_scores_kernel), 2 wgmma
+  // (thr_scores_wgmma_kernel), 3 wgmma on truncated operands (its kTrunc), 2 and 3 wherever they apply:
+  // f32 hidden states with 16-byte aligned rows, a 9.0 device and a build with sm_90a (the emulator's
+  // device is one); mma.sync elsewhere.
   int path = 0;
   float* thr = nullptr;  // [Ttotal] (not with Aggregate)
   float* tau = nullptr;  // [G] (not with Aggregate)

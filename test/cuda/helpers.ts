@@ -89,7 +89,7 @@ export async function rejection(p: Promise<unknown>): Promise<GrpoKernelsError> 
  * the device's shared memory per block selects (the large one on the emulator, an A100, H100, H200),
  * and the small one (64 × 128 M tiles, 2-stage pipelines: what a 99 KiB sm_86 / sm_89 GPU runs),
  * forced on any device by thrTuning.smallTiles (src/backends/cuda/thr.ts), both on mma.sync; and the
- * scores on wgmma.
+ * scores on wgmma, with rounded and with truncated operands.
  */
 export const THR_TILE_CONFIGS = [
   { name: "the device's tiles on mma.sync", smallTiles: false, path: 'mma' },
@@ -97,6 +97,8 @@ export const THR_TILE_CONFIGS = [
   // The scores on Hopper's wgmma (thr_scores_wgmma_kernel; f32 hidden states with aligned rows, elsewhere
   // the mma.sync tiles): a 9.0 device from a build with sm_90a, or the emulator. 'auto' takes them there.
   { name: 'wgmma scores', smallTiles: false, path: 'wgmma' },
+  // The same on operands truncated to TF32 as the tensor cores read f32 (no rounding pass).
+  { name: 'wgmma scores, truncated operands', smallTiles: false, path: 'wgmma-truncate' },
 ] as const;
 
 /**

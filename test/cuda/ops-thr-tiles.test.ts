@@ -259,7 +259,7 @@ describe.skipIf(noGpu)('cuda THR scores on wgmma', () => {
     thrTuning.path = 'auto';
   });
 
-  it('the wgmma scores ran: f32 hidden (d 64) gives THR bits that differ from the mma.sync tiles in some tokens, in both precision modes, and auto takes them', async () => {
+  it('the wgmma scores ran: f32 hidden (d 64) gives THR bits that differ from the mma.sync tiles in some tokens, in both precision modes, and auto takes them; truncated operands give other bits again', async () => {
     const c = makeThrCase({
       seed: 850,
       groups: randomGroups(851, 2, 8, 40),
@@ -277,6 +277,9 @@ describe.skipIf(noGpu)('cuda THR scores on wgmma', () => {
       expect(f32Bits((await runThr(cuda, c, { precision })).thr), `${precision}: 'auto' takes them`).toEqual(
         wg,
       );
+      thrTuning.path = 'wgmma-truncate';
+      const trunc = f32Bits((await runThr(cuda, c, { precision })).thr);
+      expect(trunc, `${precision}: truncated operands`).not.toEqual(wg);
     }
   });
 });

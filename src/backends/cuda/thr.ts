@@ -13,6 +13,10 @@ import type {
 import { reweightHostArgs, thrHostArgs } from '../thr-native.js';
 import { type CudaMemory, ptrOf, runWithOutputs, withPoison } from './storage.js';
 
+/** The scores' tiles (ThrParams::path in native/cuda/thr.cuh). */
+export type ThrPath = 'auto' | 'mma' | 'wgmma' | 'wgmma-truncate';
+const THR_PATH_CODES: Record<Exclude<ThrPath, 'auto'>, number> = { mma: 1, wgmma: 2, 'wgmma-truncate': 3 };
+
 /**
  * Test hooks.
  * - mBudgetBytes: the scratch budget for the M_g of one batch of groups, in bytes (0 = the launcher's
@@ -22,9 +26,11 @@ import { type CudaMemory, ptrOf, runWithOutputs, withPoison } from './storage.js
  * - path: the scores' tiles; 'wgmma' takes thr_scores_wgmma_kernel (Hopper's warpgroup MMAs) wherever it
  *   applies (f32 hidden states with 16-byte aligned rows, a 9.0 device, a build with sm_90a; the emulator's
  *   device is one) and mma.sync elsewhere; 'auto' does the same (verified and measured on an H200;
- *   bench/RESULTS.md), 'mma' takes mma.sync everywhere.
+ *   bench/RESULTS.md), 'mma' takes mma.sync everywhere. 'wgmma-truncate': the wgmma scores on operands
+ *   with their low 13 bits dropped, as the tensor cores read f32, instead of rounded (no preparing pass
+ *   in 'tf32'; waiting for a GPU's timing).
  */
-export const thrTuning: { mBudgetBytes: number; smallTiles: boolean; path: 'auto' | 'mma' | 'wgmma' } = {
+export const thrTuning: { mBudgetBytes: number; smallTiles: boolean; path: ThrPath } = {
   mBudgetBytes: 0,
   smallTiles: false,
   path: 'auto',
@@ -85,7 +91,7 @@ export function cudaTokenHiddenReward(mem: CudaMemory, a: TokenHiddenRewardArgs)
           ...thrArgs(a),
           beta: a.beta,
           smallTiles: thrTuning.smallTiles ? true : undefined,
-          path: thrTuning.path === 'auto' ? undefined : thrTuning.path === 'mma' ? 1 : 2,
+          path: thrTuning.path === 'auto' ? undefined : THR_PATH_CODES[thrTuning.path],
           outThr: ptrOf(thr),
           outTau: ptrOf(tau),
         }),
