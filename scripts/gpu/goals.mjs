@@ -3,6 +3,7 @@
 // copy of the same bytes (ctx.copyProbe) in the same process. Runs from the built package (dist/).
 //
 //   node scripts/gpu/goals.mjs --backend cuda|webgpu [--rows 16384] [--vocab 151936] [--only a,b] [--reps 10] [--adv-reps 50]
+//     [--lm-rows 8192] [--lm-dim 4096] [--lm-vocab 151936]
 //     [--policy-path flat|warp]
 //
 // Prints one JSON line per case: {backend, case, sizes, ms_median, ms_p10, ms_p90, bytes, gbps,
@@ -10,8 +11,10 @@
 // sub-100 µs cases also carry the job round trip; GPU-side kernel times come from ncu (run.sh).
 // Cases: copy, logprobs (plain, +entropy, +entropy+Σp²), logprobsBackward (bf16), THR (one group of
 // 8 responses × 2048 tokens, |V*| = 4096, d = 3584, f32 hidden), advantages (2^20 responses in 65536
-// ragged groups), policyLoss (2^16 and 2^20 ragged responses: ~1M and ~16.8M tokens). --thr-tokens,
-// --thr-vocab, --thr-d, --groups shrink them for a dry run.
+// ragged groups), policyLoss (2^16 and 2^20 ragged responses: ~1M and ~16.8M tokens), lmhead
+// (linearLogprobs with and without entropy, linearLogprobsBackward; bf16 N 8192, d 4096, V 151936;
+// --lm-rows, --lm-dim, --lm-vocab). --thr-tokens, --thr-vocab, --thr-d, --groups shrink them for a dry
+// run.
 // policyTuning: the policyLoss layout test hook (native/cuda/policy.cu: 'flat' or 'warp'; default the
 // automatic choice), set by --policy-path.
 import { policyTuning } from '../../dist/backends/cuda/policy.js';
@@ -42,12 +45,12 @@ function lcg(seed) {
 }
 const gauss = (r) => (r() + r() + r() - 1.5) * 2;
 
-/** bf16 bits ~N(0, 3²): a 2^20-entry random table, each row a slice at a random start. */
-function bf16Logits(n, v, seed) {
+/** bf16 bits ~N(0, scale²): a 2^20-entry random table, each row a slice at a random start. */
+function bf16Logits(n, v, seed, scale = 3) {
   const r = lcg(seed);
   const tableLen = 1 << 20;
   const table = new Uint16Array(tableLen + v);
-  for (let i = 0; i < table.length; i++) table[i] = f32ToBf16(3 * gauss(r));
+  for (let i = 0; i < table.length; i++) table[i] = f32ToBf16(scale * gauss(r));
   const out = new Uint16Array(n * v);
   for (let i = 0; i < n; i++) {
     const s = (r() * tableLen) | 0;
@@ -192,6 +195,43 @@ async function main() {
       tflops: flops / (t.ms_median * 1e9),
     });
     for (const x of [toks, vocabT.offsets, vocabT.columns, vocabT.tokenColumn, probs, hidden]) x.dispose();
+  }
+
+  if (want('lmhead')) {
+    // Issue 16's LM head (bf16 hidden [N, d], weight [V, d]): the forward and the backward through the
+    // API, FLOPs of useful work 2·N·d·V and 4·N·d·V.
+    const N = Number(opt('lm-rows', 8192));
+    const d = Number(opt('lm-dim', 4096));
+    const V = Number(opt('lm-vocab', vocab));
+    const r = lcg(21);
+    const hidden = ctx.tensor(bf16Logits(N, d, 22, 1), [N, d], 'bf16');
+    const weight = ctx.tensor(bf16Logits(V, d, 23, 1 / Math.sqrt(d)), [V, d], 'bf16');
+    const targets = ctx.tensor(
+      Int32Array.from({ length: N }, () => (r() * V) | 0),
+      [N],
+      'i32',
+    );
+    const sizes = { N, d, V, dtype: 'bf16' };
+    const gemm = 2 * N * d * V;
+    for (const [name, o] of [
+      ['linearLogprobs', {}],
+      ['linearLogprobs+entropy', { entropy: true }],
+    ]) {
+      const t = await time(ctx, async () => Object.values(await ctx.linearLogprobs(hidden, weight, targets, o)));
+      await report(ctx, name, sizes, t, null, { tflops: gemm / (t.ms_median * 1e9) });
+    }
+    const fwd = await ctx.linearLogprobs(hidden, weight, targets);
+    fwd.logprobs.dispose();
+    const grad = ctx.tensor(
+      Float32Array.from({ length: N }, () => 0.1 * gauss(r)),
+      [N],
+      'f32',
+    );
+    const t = await time(ctx, async () =>
+      Object.values(await ctx.linearLogprobsBackward(hidden, weight, targets, fwd.lse, grad)),
+    );
+    await report(ctx, 'linearLogprobsBackward', sizes, t, null, { tflops: (2 * gemm) / (t.ms_median * 1e9) });
+    for (const x of [hidden, weight, targets, fwd.lse, grad]) x.dispose();
   }
 
   if (want('advantages')) {

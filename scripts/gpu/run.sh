@@ -70,7 +70,7 @@ PLAN=(
   "cuda-tests    60 180"
   "harness       35  90"
   "torch         10  60"
-  "goals-cuda    20  60"
+  "goals-cuda    30  60"
   "sass           5  20"
   "memcheck      60 120"
   "racecheck    120 180"
@@ -79,7 +79,7 @@ PLAN=(
   "ncu           30  60"
   "ncu-sol       10  45"
   "ncu-tiles     30  75"
-  "racecheck-rest 70 150"
+  "racecheck-rest 60 150"
 )
 CONDITIONAL=" native "
 
@@ -301,6 +301,7 @@ echo "addon ok: $(head -c 300 <<<"$PRE_LINE")" | tee -a "$STEPS"
 # The benchmarks' sizes: the goal sizes, or tiny ones on the emulator (the flags come last and win).
 TINY=()
 [ "$DRY" = 1 ] && TINY=(--rows 64 --vocab 1000 --thr-tokens 40 --thr-d 48 --thr-vocab 24 --groups 50 --reps 2
+  --lm-rows 7 --lm-dim 48 --lm-vocab 1000
   --adv-reps 2)
 GATE=(node scripts/gpu/vitest-gate.mjs)
 [ "$DRY" = 1 ] && GATE+=(--allow emulator)
@@ -376,7 +377,8 @@ if [ "$DRY" != 1 ]; then
 fi
 step webgpu-tests env CI=1 "${GATE[@]}" --allow webgpu --json "$LOGS/webgpu-tests.json" -- \
   "${VITEST[@]}" --outputFile.json="$LOGS/webgpu-tests.json" test/webgpu
-step goals-webgpu node scripts/gpu/goals.mjs --backend webgpu --only logprobs,policy,copy --rows 16384 "${TINY[@]}"
+step goals-webgpu node scripts/gpu/goals.mjs --backend webgpu --only logprobs,policy,lmhead,copy --rows 16384 \
+  --lm-rows 1024 "${TINY[@]}"
 
 NCU=$(command -v ncu || echo /usr/local/cuda/bin/ncu)
 step ncu "$NCU" --target-processes all -k 'regex:group_advantages|logprobs_fwd|logprobs_bwd|thr_|policy_' -c 80 \
