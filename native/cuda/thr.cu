@@ -103,8 +103,10 @@
 //   issue 10): 'f32' under PyTorch's f32 matrix form (14.5 ms on the H200), 'tf32' within 1.5x of its
 //   TF32 matmul (2.64 ms → ≤ 3.96 ms): predicted met and at the edge. Before this design (64 × 64 tiles,
 //   4 warps, load–barrier–compute, WMMA), the H200 measured 70.7 / 54.1 ms ('f32', f32 / bf16 hidden)
-//   and 43.0 / 41.5 ms ('tf32'). Not yet run on a GPU (neither configuration; the small one has no
-//   prediction: its M kernel streams 1.5x the L2 bytes per FLOP of the large one).
+//   and 43.0 / 41.5 ms ('tf32'). Measured with this design (large configuration, f32 hidden; the small
+//   one has not run on a GPU): H100 17.8 / 9.66 ms ('f32' / 'tf32'; ncu at base clocks: scores 14.7 ms,
+//   M 7.9 ms in 'f32'), H200 18.5 / 9.8 ms: about half the predicted rate, latency- rather than
+//   L2-bound. With the wgmma scores (below; `auto` on a 9.0 device) the H200 runs THR in 13.4 / 8.1 ms.
 // Numerics, per token t of group g against the f64 definition, scaled by max_{u∈g} |THR_u| (tau_g
 // likewise):
 //   'f32': bound 3e-4 (issue 10's f32 bound). Each product is exact to 3·2^-22 (the dropped a_lo·b_lo
