@@ -214,6 +214,7 @@ describe('goals.mjs: every case runs (on the native cpu backend, at tiny sizes)'
         'cpu',
         ...['--rows', '64', '--vocab', '1000', '--reps', '1', '--adv-reps', '1'],
         ...['--thr-tokens', '40', '--thr-d', '48', '--thr-vocab', '24', '--groups', '50'],
+        ...['--lm-rows', '7', '--lm-dim', '48', '--lm-vocab', '1000'],
       ],
       { encoding: 'utf8', timeout: 120_000 },
     );
@@ -233,6 +234,9 @@ describe('goals.mjs: every case runs (on the native cpu backend, at tiny sizes)'
         'tokenHiddenReward',
         'advantages',
         'policyLoss',
+        'linearLogprobs',
+        'linearLogprobs+entropy',
+        'linearLogprobsBackward',
       ]),
     );
     for (const l of lines) {

@@ -503,6 +503,206 @@ __global__ void __launch_bounds__(kThreads, 1)
       }
 }
 
+// ------------------------------------------------------------------------------- M_g on wgmma (sm_90a)
+// thr_m_wgmma_kernel<T, kSplit> (ThrParams::path 4, thrTuning.path 'wgmma-m'; waiting for a GPU):
+// thr_m_kernel's large block (128 rows of V*_g × 128 hidden dims of M_g, reduced over the group's correct
+// tokens in k-steps of 32) on Hopper's warpgroup MMAs. TF32 wgmma takes K-major operands only, and both
+// of M's are MN-major in memory (a token's q row runs along v, its hidden row along j), so the block
+// stages them through registers, transposed: threads 0..127 own hidden column j0 + tid (B's row: the
+// k-step's 32 tokens), threads 128..255 own V* row v0 + tid − 128 (A's row: −w_p q_p[v] over them).
+// Each loads its 32 values (a warp reads 32 consecutive floats of one token's row per load, so no row
+// needs any alignment), prepares them in registers as thr_m_kernel prepares fragments (rounded, or split
+// into hi and lo tiles) and stores them as 16-byte chunks in the 128-byte swizzle (wgmma_tiles.cuh; the
+// 8 threads of a quarter-warp hit 8 distinct chunks). Two stages and a k-step in registers: while k-step
+// kt's MMAs run, every thread stores k-step kt + 1 (loaded during kt − 1) and loads kt + 2; the tokens,
+// weights and columns wait in shared memory (3 slots), fetched by warp 0 a k-step before their loads.
+// Warpgroup w owns V* rows 64w … 64w + 63 and all 128 columns: per k-step four k8 slices of 1 ('tf32')
+// or 3 ('f32': a_lo·b_hi, a_hi·b_lo, a_hi·b_hi; 2 with f16/bf16 hidden states, exact in TF32) wgmma
+// m64n128k8; 'f32' into fresh sums flushed into the running ones per k-step, as thr_m_kernel. The
+// one-hot part: each B thread adds w_p h_p[j] into its column of the 128 × 128 one-hot tile for the
+// k-step's tokens whose column lies in the tile, in packed order, from the values it loaded (the same
+// exact f32 FMAs as thr_m_kernel). Epilogue: M = one-hot + sums, from wgmma's D fragment (WgLane).
+// Shared memory: 2 × 32 / 64 KiB stages ('tf32' / 'f32') + 64 KiB one-hot + 1 KiB (alignment) = 129 /
+// 193 KiB, + 1152 B static. Bits: the group's data and d alone decide them (batch invariant); each
+// element takes thr_m_kernel's k8 slices and splits in the same order (the emulator, whose mma.sync and
+// wgmma add a slice alike, gives thr_m_kernel's bits; a GPU may differ in the last bits).
+template <bool kSplit>
+struct MWgLayout {
+  static constexpr size_t kStageBytes = (kSplit ? 4 : 2) * kWgTileBytes;  // A hi, B hi (, A lo, B lo)
+  static constexpr size_t kOneHotBytes = size_t(kMRowsLarge) * kBN * sizeof(float);
+  static constexpr size_t kSmemBytes = 2 * kStageBytes + kOneHotBytes + 1024;
+};
+
+template <class T, bool kSplit>
+__global__ void __launch_bounds__(kThreads, 1)
+    thr_m_wgmma_kernel(GroupList list, GroupGeom geo, const T* __restrict__ hidden, float* __restrict__ M) {
+  using L = MWgLayout<kSplit>;
+  constexpr int kRows = kMRowsLarge;
+  constexpr Op kA = kSplit ? Op::Split : Op::Round;  // −w·q: any f32 value
+  constexpr Op kB = kHiddenExactInTf32<T> ? Op::Exact : (kSplit ? Op::Split : Op::Round);
+  static_assert(kThreads == 2 * kBN && kBN == kRows && kBK == 32, "a thread per tile row of A or B");
+  GK_DYNAMIC_SMEM(unsigned char, smem_raw);
+  __shared__ int s_tok[3][kBK];    // a k-step's tokens (−1 past the group's end), slot kt mod 3
+  __shared__ float s_w[3][kBK];    // their weights (0 past the end)
+  __shared__ int s_pcol[3][kBK];   // their V* columns (−1 past the end)
+  unsigned char* smem = wg_stages(smem_raw);
+  float* onehot = reinterpret_cast<float*>(smem + 2 * L::kStageBytes);  // [kRows][kBN]
+  const uint32_t sbase = smem_address(smem);
+
+  const int li = find_range(list.tile_start, list.n, blockIdx.x);
+  const int g = list.gid[li];
+  const int64_t d = geo.d;
+  const int tiles_j = static_cast<int>(ceil_div(d, kBN));
+  const int local = blockIdx.x - list.tile_start[li];
+  const int v0 = (local / tiles_j) * kRows;
+  const int64_t j0 = int64_t(local % tiles_j) * kBN;
+  const int K = geo.voff[g + 1] - geo.voff[g];
+  const int rows = min(kRows, K - v0);
+  const int cols = d - j0 < kBN ? static_cast<int>(d - j0) : kBN;
+  const int t0 = geo.gto[g];
+  const int p_beg = geo.pstart[g], p_end = geo.pstart[g + 1];
+  const float* q = geo.probs + geo.poff[g];
+  const int tid = threadIdx.x;
+  const bool loads_b = tid < kBN;              // warps 0-3: B (hidden columns); warps 4-7: A (V* rows)
+  const int own = loads_b ? tid : tid - kBN;   // my row of my operand's tile
+  const bool own_ok = own < (loads_b ? cols : rows);
+  const T* hcol = hidden + j0 + own;
+  const float* qcol = q + v0 + own;
+
+  for (int e = tid; e < kRows * kBN / 4; e += kThreads)
+    reinterpret_cast<float4*>(onehot)[e] = make_float4(0.f, 0.f, 0.f, 0.f);
+
+  auto fetch = [&](int kt) {  // warp 0: k-step kt's tokens into slot kt mod 3
+    if (tid < kBK) {
+      const int p = p_beg + kt * kBK + tid;
+      const bool ok = p < p_end;
+      s_tok[kt % 3][tid] = ok ? geo.ptok[p] : -1;
+      s_w[kt % 3][tid] = ok ? geo.pw[p] : 0.f;
+      s_pcol[kt % 3][tid] = ok ? geo.pcol[p] : -1;
+    }
+  };
+  float x[kBK];  // my 32 values of the k-step in registers (as loaded: h, or q)
+  auto load = [&](int kt) {
+    const int slot = kt % 3;
+#pragma unroll
+    for (int i = 0; i < kBK; ++i) {
+      const int tok = s_tok[slot][i];
+      float v = 0.f;
+      if (tok >= 0 && own_ok) v = loads_b ? smem_f32(hcol[int64_t(tok) * d]) : qcol[int64_t(tok - t0) * K];
+      x[i] = v;
+    }
+  };
+  // k-step kt's values into stage kt mod 2: prepared, transposed into my tile row; B threads first add
+  // the k-step's one-hot terms of my column.
+  auto store = [&](int kt) {
+    const int slot = kt % 3;
+    unsigned char* hi_tile = smem + size_t(kt & 1) * L::kStageBytes + (loads_b ? kWgTileBytes : 0);
+    if (loads_b) {
+      if (own_ok) {
+        for (int i = 0; i < kBK; ++i) {
+          const int c = s_pcol[slot][i];
+          if (c >= v0 && c < v0 + kRows) {
+            float& o = onehot[(c - v0) * kBN + own];
+            o = fmaf(s_w[slot][i], x[i], o);
+          }
+        }
+      }
+    }
+#pragma unroll
+    for (int c = 0; c < kBK / 4; ++c) {
+      float hi[4], lo[4];
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        if (loads_b)
+          prep<kB>(x[4 * c + e], hi[e], lo[e]);
+        else
+          prep<kA>(-s_w[slot][4 * c + e] * x[4 * c + e], hi[e], lo[e]);
+      }
+      const int off = own * 128 + 16 * (c ^ (own & 7));
+      *reinterpret_cast<float4*>(hi_tile + off) = make_float4(hi[0], hi[1], hi[2], hi[3]);
+      if constexpr (kSplit)
+        *reinterpret_cast<float4*>(hi_tile + 2 * kWgTileBytes + off) = make_float4(lo[0], lo[1], lo[2], lo[3]);
+    }
+  };
+
+  const int nk = (p_end - p_beg + kBK - 1) / kBK;
+  fetch(0);
+  fetch(1);
+  __syncthreads();  // the tokens of k-steps 0 and 1, the zeroed one-hot tile
+  if (nk > 0) {
+    load(0);
+    store(0);
+  }
+  if (nk > 1) load(1);
+  fetch(2);
+  fence_proxy_async();
+  __syncthreads();  // k-step 0 staged everywhere; the tokens of k-step 2
+
+  const uint32_t wg = uint32_t(tid >> 7);
+  float acc[64];
+  [[maybe_unused]] float part[kSplit ? 64 : 1];
+#pragma unroll
+  for (int i = 0; i < 64; ++i) acc[i] = 0.f;
+  for (int kt = 0; kt < nk; ++kt) {
+    const uint32_t st = sbase + uint32_t(kt & 1) * uint32_t(L::kStageBytes);
+    const uint32_t sa = st + wg * 64u * 128u, sb = st + uint32_t(kWgTileBytes);
+    wgmma_fence();
+#pragma unroll
+    for (int kk = 0; kk < 4; ++kk) {
+      const uint64_t ah = wgmma_desc(sa + 32 * kk, 16, 1024, kSwizzle128);
+      const uint64_t bh = wgmma_desc(sb + 32 * kk, 16, 1024, kSwizzle128);
+      if constexpr (kSplit) {
+        const uint64_t al = wgmma_desc(sa + 2 * kWgTileBytes + 32 * kk, 16, 1024, kSwizzle128);
+        wgmma_async<float, 128, 0>(part, al, bh, kk > 0);
+        if constexpr (kB == Op::Split)
+          wgmma_async<float, 128, 0>(part, ah, wgmma_desc(sb + 2 * kWgTileBytes + 32 * kk, 16, 1024, kSwizzle128), 1);
+        wgmma_async<float, 128, 0>(part, ah, bh, 1);
+      } else {
+        wgmma_async<float, 128, 0>(acc, ah, bh, 1);
+      }
+    }
+    wgmma_commit();
+    // While they run: k-step kt + 1 into the other stage (its MMAs, k-step kt − 1's, were waited for
+    // before the last barrier), the loads of kt + 2 (tokens fetched before that barrier), the tokens of
+    // kt + 3 into the slot of kt (read by the store and loads of earlier iterations only).
+    if (kt + 1 < nk) store(kt + 1);
+    if (kt + 2 < nk) load(kt + 2);
+    fetch(kt + 3);
+    wgmma_wait<0>();
+    if constexpr (kSplit) {
+      wgmma_fence_regs(part);
+#pragma unroll
+      for (int i = 0; i < 64; ++i) acc[i] += part[i];
+    } else {
+      wgmma_fence_regs(acc);
+    }
+    fence_proxy_async();  // my stores of k-step kt + 1, visible to wgmma ...
+    __syncthreads();      // ... and everyone's; both warpgroups done with stage kt mod 2
+  }
+
+  // M = one-hot part + dense part (the one-hot tile is complete: the last barrier), 8-byte stores.
+  const WgLane Ln;
+  float* Mg = M + list.m_off[li];
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const int r = Ln.row(h);
+    if (r >= rows) continue;
+    float* out_row = Mg + int64_t(v0 + r) * geo.ld_m + j0;
+#pragma unroll
+    for (int j = 0; j < 16; ++j) {
+      const int c = Ln.col(j, 0);
+      if (c >= cols) continue;
+      const float x0 = onehot[r * kBN + c] + acc[4 * j + 2 * h];
+      if (c + 1 < cols && (geo.ld_m & 1) == 0) {  // float2: rows 8-byte aligned (a stacked odd d is not)
+        *reinterpret_cast<float2*>(out_row + c) = make_float2(x0, onehot[r * kBN + c + 1] + acc[4 * j + 2 * h + 1]);
+      } else {
+        out_row[c] = x0;
+        if (c + 1 < cols) out_row[c + 1] = onehot[r * kBN + c + 1] + acc[4 * j + 2 * h + 1];
+      }
+    }
+  }
+}
+
 // ------------------------------------------------------------------------------------- scores s_t
 // Shared memory of thr_scores_kernel<T, ·, kStages>: kStages × (18 + 18) KiB (f32 hidden) / (10 + 18)
 // KiB (f16, bf16): 108 / 84 KiB with 3 stages, 72 / 56 KiB with 2; + 512 B static (s_col).
@@ -949,8 +1149,21 @@ Status launch_m(unsigned blocks, const GroupList& list, const GroupGeom& geo, co
   GK_CHECK_LAUNCH("thr_m_kernel");
   return Status::Ok();
 }
+// M on wgmma (thr_m_wgmma_kernel): ThrParams::path 4 with the large configuration, a 9.0 device from a
+// build with sm_90a (or the emulator); waits for a GPU's verdict.
+bool use_m_wgmma(int path, const LaunchEnv& env, bool large) { return path == 4 && large && wgmma_available(env); }
+template <class H, bool kS>
+Status launch_m_wgmma(unsigned blocks, const GroupList& list, const GroupGeom& geo, const H* hidden, float* M,
+                      cudaStream_t stream) {
+  constexpr size_t smem = MWgLayout<kS>::kSmemBytes;
+  GK_CHECK(cudaFuncSetAttribute(reinterpret_cast<const void*>(&thr_m_wgmma_kernel<H, kS>),
+                                cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+  thr_m_wgmma_kernel<H, kS><<<blocks, kThreads, smem, stream>>>(list, geo, hidden, M);
+  GK_CHECK_LAUNCH("thr_m_wgmma_kernel");
+  return Status::Ok();
+}
 // The wgmma scores (thr_scores_wgmma_kernel): ThrParams::path (0 auto, 1 mma.sync, 2 wgmma, 3 wgmma on
-// truncated operands), f32 hidden states, aligned rows, a 9.0 device from a build with sm_90a (or the
+// truncated operands, 4 wgmma with M on wgmma too), f32 hidden states, aligned rows, a 9.0 device from a build with sm_90a (or the
 // emulator). `auto` takes 2: verified and measured on an H200 on 2026-11-27 (bench/RESULTS.md: THR at the
 // goal size 13.6 ms against 18.5 on mma.sync in 'f32', 8.2 against 9.8 in 'tf32'); 3 waits for a GPU.
 bool use_scores_wgmma(int path, const LaunchEnv& env, bool aligned) {
@@ -1158,7 +1371,9 @@ Status launch_token_hidden_reward(const ThrParams& p, const LaunchEnv& env, Scra
       const H* hidden = static_cast<const H*>(p.hidden);
       const unsigned mb = unsigned(m_tiles.back()), sb = unsigned(s_tiles.back());
       if (p.step != ThrStep::Score) {
-        if (tiles.m_large)
+        if (use_m_wgmma(p.path, env, tiles.m_large))
+          GK_TRY((launch_m_wgmma<H, kS>(mb, mlist, geo, hidden, M, env.stream)));
+        else if (tiles.m_large)
           GK_TRY((launch_m<H, kS, kMRowsLarge, kStagesLarge>(mb, mlist, geo, hidden, M, env.stream)));
         else
           GK_TRY((launch_m<H, kS, kMRowsSmall, kStagesSmall>(mb, mlist, geo, hidden, M, env.stream)));

@@ -89,7 +89,7 @@ export async function rejection(p: Promise<unknown>): Promise<GrpoKernelsError> 
  * the device's shared memory per block selects (the large one on the emulator, an A100, H100, H200),
  * and the small one (64 × 128 M tiles, 2-stage pipelines: what a 99 KiB sm_86 / sm_89 GPU runs),
  * forced on any device by thrTuning.smallTiles (src/backends/cuda/thr.ts), both on mma.sync; and the
- * scores on wgmma, with rounded and with truncated operands.
+ * scores on wgmma, with rounded and with truncated operands, and with M on wgmma too.
  */
 export const THR_TILE_CONFIGS = [
   { name: "the device's tiles on mma.sync", smallTiles: false, path: 'mma' },
@@ -99,6 +99,8 @@ export const THR_TILE_CONFIGS = [
   { name: 'wgmma scores', smallTiles: false, path: 'wgmma' },
   // The same on operands truncated to TF32 as the tensor cores read f32 (no rounding pass).
   { name: 'wgmma scores, truncated operands', smallTiles: false, path: 'wgmma-truncate' },
+  // The wgmma scores and M on wgmma too (thr_m_wgmma_kernel: operands staged transposed through registers).
+  { name: 'wgmma scores and M', smallTiles: false, path: 'wgmma-m' },
 ] as const;
 
 /**

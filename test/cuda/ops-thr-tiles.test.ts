@@ -254,6 +254,30 @@ describe.skipIf(noGpu)('cuda THR tiles are batch invariant', () => {
   }
 });
 
+describe.skipIf(noGpu || !EMULATED)('cuda THR: M on wgmma is what runs (emulator)', () => {
+  afterEach(() => {
+    delete process.env.GK_EMU_FAULT;
+    thrTuning.path = 'auto';
+  });
+
+  it("'wgmma-m': the first kernel set up is thr_m_wgmma_kernel (a failed cudaFuncSetAttribute names it)", async () => {
+    const c = makeThrCase({
+      seed: 860,
+      groups: randomGroups(861, 2, 8, 40),
+      dim: 64,
+      dtype: 'f32',
+      vocabSize: 300,
+    });
+    thrTuning.path = 'wgmma-m';
+    process.env.GK_EMU_FAULT = 'cudaFuncSetAttribute:cudaErrorInvalidValue';
+    await expect(runThr(cuda, c, { precision: 'f32' })).rejects.toThrow(/thr_m_wgmma_kernel/);
+    delete process.env.GK_EMU_FAULT;
+    thrTuning.path = 'wgmma';
+    process.env.GK_EMU_FAULT = 'cudaFuncSetAttribute:cudaErrorInvalidValue#2';
+    await expect(runThr(cuda, c, { precision: 'f32' })).rejects.toThrow(/thr_m_kernel</);
+  });
+});
+
 describe.skipIf(noGpu)('cuda THR scores on wgmma', () => {
   afterEach(() => {
     thrTuning.path = 'auto';
@@ -280,6 +304,12 @@ describe.skipIf(noGpu)('cuda THR scores on wgmma', () => {
       thrTuning.path = 'wgmma-truncate';
       const trunc = f32Bits((await runThr(cuda, c, { precision })).thr);
       expect(trunc, `${precision}: truncated operands`).not.toEqual(wg);
+      if (EMULATED) {
+        // The emulator's mma.sync and wgmma stand-ins add a k8 slice's products alike, and the two M
+        // kernels issue each element's slices and splits in the same order: the same bits.
+        thrTuning.path = 'wgmma-m';
+        expect(f32Bits((await runThr(cuda, c, { precision })).thr), `${precision}: M on wgmma`).toEqual(wg);
+      }
     }
   });
 });

@@ -14,8 +14,13 @@ import { reweightHostArgs, thrHostArgs } from '../thr-native.js';
 import { type CudaMemory, ptrOf, runWithOutputs, withPoison } from './storage.js';
 
 /** The scores' tiles (ThrParams::path in native/cuda/thr.cuh). */
-export type ThrPath = 'auto' | 'mma' | 'wgmma' | 'wgmma-truncate';
-const THR_PATH_CODES: Record<Exclude<ThrPath, 'auto'>, number> = { mma: 1, wgmma: 2, 'wgmma-truncate': 3 };
+export type ThrPath = 'auto' | 'mma' | 'wgmma' | 'wgmma-truncate' | 'wgmma-m';
+const THR_PATH_CODES: Record<Exclude<ThrPath, 'auto'>, number> = {
+  mma: 1,
+  wgmma: 2,
+  'wgmma-truncate': 3,
+  'wgmma-m': 4,
+};
 
 /**
  * Test hooks.
@@ -28,7 +33,8 @@ const THR_PATH_CODES: Record<Exclude<ThrPath, 'auto'>, number> = { mma: 1, wgmma
  *   device is one) and mma.sync elsewhere; 'auto' does the same (verified and measured on an H200;
  *   bench/RESULTS.md), 'mma' takes mma.sync everywhere. 'wgmma-truncate': the wgmma scores on operands
  *   with their low 13 bits dropped, as the tensor cores read f32, instead of rounded (no preparing pass
- *   in 'tf32'; waiting for a GPU's timing).
+ *   in 'tf32'; waiting for a GPU's timing). 'wgmma-m': the wgmma scores and M_g on wgmma too
+ *   (thr_m_wgmma_kernel; the large tile configuration; waiting for a GPU).
  */
 export const thrTuning: { mBudgetBytes: number; smallTiles: boolean; path: ThrPath } = {
   mBudgetBytes: 0,
