@@ -217,7 +217,9 @@ async function main() {
       ['linearLogprobs', {}],
       ['linearLogprobs+entropy', { entropy: true }],
     ]) {
-      const t = await time(ctx, async () => Object.values(await ctx.linearLogprobs(hidden, weight, targets, o)));
+      const t = await time(ctx, async () =>
+        Object.values(await ctx.linearLogprobs(hidden, weight, targets, o)),
+      );
       await report(ctx, name, sizes, t, null, { tflops: gemm / (t.ms_median * 1e9) });
     }
     const fwd = await ctx.linearLogprobs(hidden, weight, targets);
