@@ -405,6 +405,9 @@ step ncu-tiles "$NCU" --target-processes all -k 'regex:lm_fwd|thr_scores|thr_m' 
   --section ComputeWorkloadAnalysis --section WarpStateStats --section Occupancy --section LaunchStats \
   "${HARN[@]}" --only lmhead,thr --reps 1 --warmup 0
 
-sanitize racecheck-rest racecheck test/cuda/ops --exclude '**/ops-lmhead*' --exclude '**/ops-thr*'
+# (vitest's --exclude does not reach a project's files: the rest are named one by one.)
+REST_FILES=()
+for f in test/cuda/ops*.test.ts; do [[ $f == */ops-lmhead* || $f == */ops-thr* ]] || REST_FILES+=("$f"); done
+sanitize racecheck-rest racecheck "${REST_FILES[@]}"
 
 finish 0
