@@ -1111,6 +1111,7 @@ __global__ void thr_reweight_kernel(const float* __restrict__ adv, const float* 
 struct TileConfig {
   bool m_large = true;  // thr_m_kernel: 128 × 128 tiles, 3 stages (else 64 × 128, 2 stages)
   bool s_large = true;  // thr_scores_kernel: 3 stages (else 2)
+  size_t optin = 0;     // the device's shared memory per block (the wgmma kernels take it where they fit)
 };
 
 template <class H>
@@ -1133,6 +1134,7 @@ Status choose_tiles(int smem_optin, bool force_small, TileConfig* c) {
                  std::to_string(optin / 1024) + " KiB (cudaDevAttrMaxSharedMemoryPerBlockOptin)";
     return st;
   }
+  c->optin = optin;
   c->m_large = !force_small && ML::kSmemBytes + ML::kStaticBytes <= optin;
   c->s_large = !force_small && SL::kSmemBytes + SL::kStaticBytes <= optin;
   return Status::Ok();
@@ -1151,7 +1153,11 @@ Status launch_m(unsigned blocks, const GroupList& list, const GroupGeom& geo, co
 }
 // M on wgmma (thr_m_wgmma_kernel): ThrParams::path 4 with the large configuration, a 9.0 device from a
 // build with sm_90a (or the emulator); waits for a GPU's verdict.
-bool use_m_wgmma(int path, const LaunchEnv& env, bool large) { return path == 4 && large && wgmma_available(env); }
+template <bool kS>
+bool use_m_wgmma(int path, const LaunchEnv& env, const TileConfig& tiles) {
+  return path == 4 && tiles.m_large && MWgLayout<kS>::kSmemBytes + 3 * kBK * 12 <= tiles.optin &&
+         wgmma_available(env);
+}
 template <class H, bool kS>
 Status launch_m_wgmma(unsigned blocks, const GroupList& list, const GroupGeom& geo, const H* hidden, float* M,
                       cudaStream_t stream) {
@@ -1166,8 +1172,11 @@ Status launch_m_wgmma(unsigned blocks, const GroupList& list, const GroupGeom& g
 // truncated operands, 4 wgmma with M on wgmma too), f32 hidden states, aligned rows, a 9.0 device from a build with sm_90a (or the
 // emulator). `auto` takes 2: verified and measured on an H200 on 2026-11-27 (bench/RESULTS.md: THR at the
 // goal size 13.6 ms against 18.5 on mma.sync in 'f32', 8.2 against 9.8 in 'tf32'); 3 waits for a GPU.
-bool use_scores_wgmma(int path, const LaunchEnv& env, bool aligned) {
-  return aligned && wgmma_available(env) && path != 1;
+// Every 9.0 GPU allows 227 KiB per block; a device that allowed less than a kernel needs (the emulator
+// told so by GK_EMU_SMEM_OPTIN) would run the mma.sync tiles.
+template <bool kS>
+bool use_scores_wgmma(int path, const LaunchEnv& env, bool aligned, const TileConfig& tiles) {
+  return aligned && wgmma_available(env) && path != 1 && ScoreWgLayout<kS>::kSmemBytes + kSRows * 4 <= tiles.optin;
 }
 template <bool kS>
 Status launch_scores_wgmma(unsigned blocks, const GroupList& list, const GroupGeom& geo, const float* hidden,
@@ -1371,7 +1380,7 @@ Status launch_token_hidden_reward(const ThrParams& p, const LaunchEnv& env, Scra
       const H* hidden = static_cast<const H*>(p.hidden);
       const unsigned mb = unsigned(m_tiles.back()), sb = unsigned(s_tiles.back());
       if (p.step != ThrStep::Score) {
-        if (use_m_wgmma(p.path, env, tiles.m_large))
+        if (use_m_wgmma<kS>(p.path, env, tiles))
           GK_TRY((launch_m_wgmma<H, kS>(mb, mlist, geo, hidden, M, env.stream)));
         else if (tiles.m_large)
           GK_TRY((launch_m<H, kS, kMRowsLarge, kStagesLarge>(mb, mlist, geo, hidden, M, env.stream)));
@@ -1379,7 +1388,7 @@ Status launch_token_hidden_reward(const ThrParams& p, const LaunchEnv& env, Scra
           GK_TRY((launch_m<H, kS, kMRowsSmall, kStagesSmall>(mb, mlist, geo, hidden, M, env.stream)));
       }
       if constexpr (std::is_same<H, float>::value) {
-        if (scores && use_scores_wgmma(p.path, env, geo.hidden_vec16 && geo.m_vec16))
+        if (scores && use_scores_wgmma<kS>(p.path, env, geo.hidden_vec16 && geo.m_vec16, tiles))
           return launch_scores_wgmma<kS>(sb, slist, geo, hidden, M, spart, p.path == 3, env.stream);
       }
       if (scores) {

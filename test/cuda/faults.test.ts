@@ -8,6 +8,7 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import type { NativeDevice } from '../../src/backends/cuda/native.js';
+import { thrTuning } from '../../src/backends/cuda/thr.js';
 import { type Context, createContext } from '../../src/index.js';
 import { f32Bits, makeThrCase, randomGroups, runThr } from '../fixtures/thr.js';
 import { randomInts, randomNormal } from '../util/rng.js';
@@ -100,15 +101,34 @@ describe.skipIf(gpu.ctx === undefined)('cuda: injected CUDA failures (emulator)'
     }
   }
 
-  it('THR runs where sm_80 and newer GPUs do: 99 KiB per block (sm_86, sm_89: the small configuration), 163 KiB (A100), 227 KiB; the same bits in each', async () => {
-    for (const dtype of ['f32', 'bf16'] as const) {
-      const ref = await thrAt(undefined, dtype);
-      expect(ref.thr.every(Number.isFinite), `${dtype}: finite THR`).toBe(true);
-      for (const kib of [99, 163]) {
-        const r = await thrAt(kib * 1024, dtype);
-        expect(f32Bits(r.thr), `${dtype} at ${kib} KiB: thr`).toEqual(f32Bits(ref.thr));
-        expect(f32Bits(r.tau), `${dtype} at ${kib} KiB: tau`).toEqual(f32Bits(ref.tau));
+  it('THR runs where sm_80 and newer GPUs do: 99 KiB per block (sm_86, sm_89: the small configuration), 163 KiB (A100), 227 KiB; the same bits in each on mma.sync', async () => {
+    thrTuning.path = 'mma';
+    try {
+      for (const dtype of ['f32', 'bf16'] as const) {
+        const ref = await thrAt(undefined, dtype);
+        expect(ref.thr.every(Number.isFinite), `${dtype}: finite THR`).toBe(true);
+        for (const kib of [99, 163]) {
+          const r = await thrAt(kib * 1024, dtype);
+          expect(f32Bits(r.thr), `${dtype} at ${kib} KiB: thr`).toEqual(f32Bits(ref.thr));
+          expect(f32Bits(r.tau), `${dtype} at ${kib} KiB: tau`).toEqual(f32Bits(ref.tau));
+        }
       }
+    } finally {
+      thrTuning.path = 'auto';
+    }
+  });
+
+  it("THR's wgmma kernels only where they fit: at 163 KiB 'auto' (and 'wgmma-m') run mma.sync's tiles, at 227 KiB the wgmma scores", async () => {
+    try {
+      thrTuning.path = 'mma';
+      const mma = await thrAt(undefined, 'f32');
+      thrTuning.path = 'auto';
+      expect(f32Bits((await thrAt(163 * 1024, 'f32')).thr), "'auto' at 163 KiB").toEqual(f32Bits(mma.thr));
+      expect(f32Bits((await thrAt(undefined, 'f32')).thr), "'auto' at 227 KiB").not.toEqual(f32Bits(mma.thr));
+      thrTuning.path = 'wgmma-m';
+      expect(f32Bits((await thrAt(163 * 1024, 'f32')).thr), "'wgmma-m' at 163 KiB").toEqual(f32Bits(mma.thr));
+    } finally {
+      thrTuning.path = 'auto';
     }
   });
 
