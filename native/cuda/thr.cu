@@ -329,6 +329,30 @@ struct GroupGeom {
 };
 
 // ----------------------------------------------------------------------------------------- M_g
+// An M block's place (thr_m_kernel and thr_m_wgmma_kernel): its group g (list entry li), its tile of
+// M_g — rows [v0, v0 + rows) of V*_g (kRows at most), hidden dims [j0, j0 + cols) — and the group's
+// tokens (from t0), correct tokens [p_beg, p_end) and probabilities q.
+struct MBlock {
+  int li, g, v0, K, rows, cols, t0, p_beg, p_end;
+  int64_t j0;
+  const float* q;
+  __device__ MBlock(const GroupList& list, const GroupGeom& geo, int kRows) {
+    li = find_range(list.tile_start, list.n, blockIdx.x);
+    g = list.gid[li];
+    const int tiles_j = static_cast<int>(ceil_div(geo.d, kBN));
+    const int local = blockIdx.x - list.tile_start[li];
+    v0 = (local / tiles_j) * kRows;
+    j0 = int64_t(local % tiles_j) * kBN;
+    K = geo.voff[g + 1] - geo.voff[g];
+    rows = min(kRows, K - v0);
+    cols = geo.d - j0 < kBN ? static_cast<int>(geo.d - j0) : kBN;
+    t0 = geo.gto[g];
+    p_beg = geo.pstart[g];
+    p_end = geo.pstart[g + 1];
+    q = geo.probs + geo.poff[g];
+  }
+};
+
 // Shared memory of thr_m_kernel<T, ·, kRows, kStages>: dynamic (one-hot tile, then the stages) and
 // static (the staged tokens' weights and columns). Large (128, 3): 64 + 3 × (16 + 16 / 8) KiB = 160 /
 // 136 KiB; small (64, 2): 32 + 2 × (8 + 16 / 8) KiB = 80 / 64 KiB (f32 / f16, bf16 hidden); + 768 / 512 B.
@@ -359,19 +383,11 @@ __global__ void __launch_bounds__(kThreads, 1)
   float* onehot = reinterpret_cast<float*>(smem);  // [kRows][kBN]
   unsigned char* stages = smem + L::kOneHotBytes;
 
-  const int li = find_range(list.tile_start, list.n, blockIdx.x);
-  const int g = list.gid[li];
-  const int64_t d = geo.d;
-  const int tiles_j = static_cast<int>(ceil_div(d, kBN));
-  const int local = blockIdx.x - list.tile_start[li];
-  const int v0 = (local / tiles_j) * kRows;
-  const int64_t j0 = int64_t(local % tiles_j) * kBN;
-  const int K = geo.voff[g + 1] - geo.voff[g];
-  const int rows = min(kRows, K - v0);
-  const int cols = d - j0 < kBN ? static_cast<int>(d - j0) : kBN;
-  const int t0 = geo.gto[g];
-  const int p_beg = geo.pstart[g], p_end = geo.pstart[g + 1];
-  const float* q = geo.probs + geo.poff[g];
+  const MBlock mb(list, geo, kRows);
+  const int li = mb.li, v0 = mb.v0, K = mb.K, rows = mb.rows, cols = mb.cols, t0 = mb.t0;
+  const int64_t d = geo.d, j0 = mb.j0;
+  const int p_beg = mb.p_beg, p_end = mb.p_end;
+  const float* q = mb.q;
   const bool q_vec16 = (reinterpret_cast<uintptr_t>(q) & 15u) == 0 && (K & 3) == 0;
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g8 = lane >> 2, t4 = lane & 3;
   const int wm = warp >> 2, wn = warp & 3;
@@ -549,19 +565,11 @@ __global__ void __launch_bounds__(kThreads, 1)
   float* onehot = reinterpret_cast<float*>(smem + 2 * L::kStageBytes);  // [kRows][kBN]
   const uint32_t sbase = smem_address(smem);
 
-  const int li = find_range(list.tile_start, list.n, blockIdx.x);
-  const int g = list.gid[li];
-  const int64_t d = geo.d;
-  const int tiles_j = static_cast<int>(ceil_div(d, kBN));
-  const int local = blockIdx.x - list.tile_start[li];
-  const int v0 = (local / tiles_j) * kRows;
-  const int64_t j0 = int64_t(local % tiles_j) * kBN;
-  const int K = geo.voff[g + 1] - geo.voff[g];
-  const int rows = min(kRows, K - v0);
-  const int cols = d - j0 < kBN ? static_cast<int>(d - j0) : kBN;
-  const int t0 = geo.gto[g];
-  const int p_beg = geo.pstart[g], p_end = geo.pstart[g + 1];
-  const float* q = geo.probs + geo.poff[g];
+  const MBlock mb(list, geo, kRows);
+  const int li = mb.li, v0 = mb.v0, K = mb.K, rows = mb.rows, cols = mb.cols, t0 = mb.t0;
+  const int64_t d = geo.d, j0 = mb.j0;
+  const int p_beg = mb.p_beg, p_end = mb.p_end;
+  const float* q = mb.q;
   const int tid = threadIdx.x;
   const bool loads_b = tid < kBN;              // warps 0-3: B (hidden columns); warps 4-7: A (V* rows)
   const int own = loads_b ? tid : tid - kBN;   // my row of my operand's tile

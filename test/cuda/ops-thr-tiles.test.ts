@@ -254,6 +254,10 @@ describe.skipIf(noGpu)('cuda THR tiles are batch invariant', () => {
   }
 });
 
+/** Two random groups of 8 responses (up to 40 tokens), d 64, f32 hidden states. */
+const smallF32Case = (seed: number) =>
+  makeThrCase({ seed, groups: randomGroups(seed + 1, 2, 8, 40), dim: 64, dtype: 'f32', vocabSize: 300 });
+
 describe.skipIf(noGpu || !EMULATED)('cuda THR: M on wgmma is what runs (emulator)', () => {
   afterEach(() => {
     delete process.env.GK_EMU_FAULT;
@@ -261,13 +265,7 @@ describe.skipIf(noGpu || !EMULATED)('cuda THR: M on wgmma is what runs (emulator
   });
 
   it("'wgmma-m': the first kernel set up is thr_m_wgmma_kernel (a failed cudaFuncSetAttribute names it)", async () => {
-    const c = makeThrCase({
-      seed: 860,
-      groups: randomGroups(861, 2, 8, 40),
-      dim: 64,
-      dtype: 'f32',
-      vocabSize: 300,
-    });
+    const c = smallF32Case(860);
     thrTuning.path = 'wgmma-m';
     process.env.GK_EMU_FAULT = 'cudaFuncSetAttribute:cudaErrorInvalidValue';
     await expect(runThr(cuda, c, { precision: 'f32' })).rejects.toThrow(/thr_m_wgmma_kernel/);
@@ -284,13 +282,7 @@ describe.skipIf(noGpu)('cuda THR scores on wgmma', () => {
   });
 
   it('the wgmma scores ran: f32 hidden (d 64) gives THR bits that differ from the mma.sync tiles in some tokens, in both precision modes, and auto takes them; truncated operands give other bits again', async () => {
-    const c = makeThrCase({
-      seed: 850,
-      groups: randomGroups(851, 2, 8, 40),
-      dim: 64,
-      dtype: 'f32',
-      vocabSize: 300,
-    });
+    const c = smallF32Case(850);
     for (const precision of ['f32', 'tf32'] as const) {
       thrTuning.path = 'mma';
       const mma = f32Bits((await runThr(cuda, c, { precision })).thr);
