@@ -520,6 +520,43 @@ __global__ void __launch_bounds__(kThreads, 1)
 }
 
 // ------------------------------------------------------------------------------- M_g on wgmma (sm_90a)
+// One k-step (32) of a warpgroup's TF32 wgmma tiles, K-major at sa (its 64 A rows) and sb (B's 128 rows),
+// the low parts two tiles further: per k8 slice, kSplit: a_lo·b_hi (+ a_hi·b_lo when kSplitB) + a_hi·b_hi
+// into fresh sums `part` (small terms first), else a·b into `acc`; committed as one group.
+template <bool kSplit, bool kSplitB, int P>
+__device__ __forceinline__ void tf32_kstep(float (&acc)[64], float (&part)[P], uint32_t sa, uint32_t sb) {
+  wgmma_fence();
+#pragma unroll
+  for (int kk = 0; kk < 4; ++kk) {
+    const uint64_t ah = wgmma_desc(sa + 32 * kk, 16, 1024, kSwizzle128);
+    const uint64_t bh = wgmma_desc(sb + 32 * kk, 16, 1024, kSwizzle128);
+    if constexpr (kSplit) {
+      const uint64_t al = wgmma_desc(sa + 2 * kWgTileBytes + 32 * kk, 16, 1024, kSwizzle128);
+      wgmma_async<float, 128, 0>(part, al, bh, kk > 0);
+      if constexpr (kSplitB)
+        wgmma_async<float, 128, 0>(part, ah, wgmma_desc(sb + 2 * kWgTileBytes + 32 * kk, 16, 1024, kSwizzle128), 1);
+      wgmma_async<float, 128, 0>(part, ah, bh, 1);
+    } else {
+      wgmma_async<float, 128, 0>(acc, ah, bh, 1);
+    }
+  }
+  wgmma_commit();
+}
+
+// Waits for a warpgroup's k-step: kSplit adds its fresh sums to the running ones in round-to-nearest f32
+// (the flush), else the sums were accumulated in place.
+template <bool kSplit, int P>
+__device__ __forceinline__ void tf32_retire(float (&acc)[64], float (&part)[P]) {
+  wgmma_wait<0>();
+  if constexpr (kSplit) {
+    wgmma_fence_regs(part);
+#pragma unroll
+    for (int i = 0; i < 64; ++i) acc[i] += part[i];
+  } else {
+    wgmma_fence_regs(acc);
+  }
+}
+
 // thr_m_wgmma_kernel<T, kSplit> (ThrParams::path 4, thrTuning.path 'wgmma-m'; waiting for a GPU):
 // thr_m_kernel's large block (128 rows of V*_g × 128 hidden dims of M_g, reduced over the group's correct
 // tokens in k-steps of 32) on Hopper's warpgroup MMAs. TF32 wgmma takes K-major operands only, and both
@@ -654,36 +691,14 @@ __global__ void __launch_bounds__(kThreads, 1)
   for (int kt = 0; kt < nk; ++kt) {
     const uint32_t st = sbase + uint32_t(kt & 1) * uint32_t(L::kStageBytes);
     const uint32_t sa = st + wg * 64u * 128u, sb = st + uint32_t(kWgTileBytes);
-    wgmma_fence();
-#pragma unroll
-    for (int kk = 0; kk < 4; ++kk) {
-      const uint64_t ah = wgmma_desc(sa + 32 * kk, 16, 1024, kSwizzle128);
-      const uint64_t bh = wgmma_desc(sb + 32 * kk, 16, 1024, kSwizzle128);
-      if constexpr (kSplit) {
-        const uint64_t al = wgmma_desc(sa + 2 * kWgTileBytes + 32 * kk, 16, 1024, kSwizzle128);
-        wgmma_async<float, 128, 0>(part, al, bh, kk > 0);
-        if constexpr (kB == Op::Split)
-          wgmma_async<float, 128, 0>(part, ah, wgmma_desc(sb + 2 * kWgTileBytes + 32 * kk, 16, 1024, kSwizzle128), 1);
-        wgmma_async<float, 128, 0>(part, ah, bh, 1);
-      } else {
-        wgmma_async<float, 128, 0>(acc, ah, bh, 1);
-      }
-    }
-    wgmma_commit();
+    tf32_kstep<kSplit, kB == Op::Split>(acc, part, sa, sb);
     // While they run: k-step kt + 1 into the other stage (its MMAs, k-step kt − 1's, were waited for
     // before the last barrier), the loads of kt + 2 (tokens fetched before that barrier), the tokens of
     // kt + 3 into the slot of kt (read by the store and loads of earlier iterations only).
     if (kt + 1 < nk) store(kt + 1);
     if (kt + 2 < nk) load(kt + 2);
     fetch(kt + 3);
-    wgmma_wait<0>();
-    if constexpr (kSplit) {
-      wgmma_fence_regs(part);
-#pragma unroll
-      for (int i = 0; i < 64; ++i) acc[i] += part[i];
-    } else {
-      wgmma_fence_regs(acc);
-    }
+    tf32_retire<kSplit>(acc, part);
     fence_proxy_async();  // my stores of k-step kt + 1, visible to wgmma ...
     __syncthreads();      // ... and everyone's; both warpgroups done with stage kt mod 2
   }
@@ -961,32 +976,10 @@ __global__ void __launch_bounds__(kThreads, 1)
     }
     const uint32_t sa = sbase + uint32_t(kt % kStages) * uint32_t(L::kStageBytes) + wg * 64u * 128u;
     const uint32_t sb = sbase + uint32_t(kt % kStages) * uint32_t(L::kStageBytes) + uint32_t(kWgTileBytes);
-    wgmma_fence();
-#pragma unroll
-    for (int kk = 0; kk < 4; ++kk) {
-      const uint64_t ah = wgmma_desc(sa + 32 * kk, 16, 1024, kSwizzle128);
-      const uint64_t bh = wgmma_desc(sb + 32 * kk, 16, 1024, kSwizzle128);
-      if constexpr (kSplit) {
-        const uint64_t al = wgmma_desc(sa + 2 * kWgTileBytes + 32 * kk, 16, 1024, kSwizzle128);
-        const uint64_t bl = wgmma_desc(sb + 2 * kWgTileBytes + 32 * kk, 16, 1024, kSwizzle128);
-        wgmma_async<float, 128, 0>(part, al, bh, kk > 0);
-        wgmma_async<float, 128, 0>(part, ah, bl, 1);
-        wgmma_async<float, 128, 0>(part, ah, bh, 1);
-      } else {
-        wgmma_async<float, 128, 0>(acc, ah, bh, 1);
-      }
-    }
-    wgmma_commit();
+    tf32_kstep<kSplit, true>(acc, part, sa, sb);
     issue_load(kt + kAhead);  // into k-step kt − 1's stage (kInFlight: kt − 2's)
     if constexpr (kInFlight) continue;
-    wgmma_wait<0>();
-    if constexpr (kSplit) {
-      wgmma_fence_regs(part);
-#pragma unroll
-      for (int i = 0; i < 64; ++i) acc[i] += part[i];
-    } else {
-      wgmma_fence_regs(acc);
-    }
+    tf32_retire<kSplit>(acc, part);
   }
   if constexpr (kInFlight) {
     wgmma_wait<0>();
