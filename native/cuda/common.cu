@@ -57,7 +57,8 @@ Status launch_poison(void* p, int64_t n, DType dtype, float value, const LaunchE
 }
 
 Status encode_tensor_map_2d(void* map, const void* base, int64_t rows, int64_t cols, int64_t ld, int box_rows,
-                            int box_cols) {
+                            int box_cols, int elem_bytes) {
+  GK_REQUIRE(elem_bytes == 2 || elem_bytes == 4, "TMA: elements of 2 or 4 bytes");
   static PFN_cuTensorMapEncodeTiled_v12000 encode = [] {
     void* fn = nullptr;
     cudaDriverEntryPointQueryResult q{};
@@ -69,10 +70,11 @@ Status encode_tensor_map_2d(void* map, const void* base, int64_t rows, int64_t c
   }();
   GK_REQUIRE(encode != nullptr, "TMA: the driver has no cuTensorMapEncodeTiled");
   const cuuint64_t dims[2] = {cuuint64_t(cols), cuuint64_t(rows)};
-  const cuuint64_t strides[1] = {cuuint64_t(ld) * 2};
+  const cuuint64_t strides[1] = {cuuint64_t(ld) * cuuint64_t(elem_bytes)};
   const cuuint32_t box[2] = {cuuint32_t(box_cols), cuuint32_t(box_rows)};
   const cuuint32_t step[2] = {1, 1};
-  const CUresult r = encode(static_cast<CUtensorMap*>(map), CU_TENSOR_MAP_DATA_TYPE_UINT16, 2, const_cast<void*>(base),
+  const CUresult r = encode(static_cast<CUtensorMap*>(map),
+                            elem_bytes == 2 ? CU_TENSOR_MAP_DATA_TYPE_UINT16 : CU_TENSOR_MAP_DATA_TYPE_UINT32, 2, const_cast<void*>(base),
                             dims, strides, box, step, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
                             CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
   GK_REQUIRE(r == CUDA_SUCCESS, "TMA: cuTensorMapEncodeTiled failed (" + std::to_string(int(r)) + ")");

@@ -209,13 +209,14 @@ Status launch_poison(void* p, int64_t n, DType dtype, float value, const LaunchE
 // Sets the flags block to {bits 0, first_value ~0}.
 Status launch_reset_flags(ErrorFlags* flags, const LaunchEnv& env);
 
-// A TMA descriptor (tensor_core.cuh's tma_load_2d) of a row-major [rows][cols] matrix of 16-bit values
-// (row stride ld elements, base and ld·2 multiples of 16 bytes), read in boxes of box_rows × box_cols
-// (box_cols·2 ≤ 128 bytes) into 128-byte-swizzled shared memory, elements outside the matrix zero:
-// cuTensorMapEncodeTiled through the runtime's driver entry point (no libcuda link). `map` is 64-byte
-// aligned storage of sizeof(CUtensorMap) bytes (cuda.h).
+// A TMA descriptor (tensor_core.cuh's tma_load_2d) of a row-major [rows][cols] matrix of elem_bytes-byte
+// values (2: f16/bf16, 4: f32; copied as bits; row stride ld elements, base and ld·elem_bytes multiples
+// of 16 bytes), read in boxes of box_rows × box_cols (box_cols·elem_bytes ≤ 128 bytes) into
+// 128-byte-swizzled shared memory, elements outside the matrix zero: cuTensorMapEncodeTiled through the
+// runtime's driver entry point (no libcuda link). `map` is 64-byte aligned storage of
+// sizeof(CUtensorMap) bytes (cuda.h).
 Status encode_tensor_map_2d(void* map, const void* base, int64_t rows, int64_t cols, int64_t ld, int box_rows,
-                            int box_cols);
+                            int box_cols, int elem_bytes = 2);
 
 #if defined(__CUDACC__) || defined(GK_CUDA_EMU)  // GK_CUDA_EMU: tools/cuda-emu/cuda_emu.h
 #define GK_HOST_DEVICE __host__ __device__

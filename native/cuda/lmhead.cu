@@ -590,7 +590,6 @@ __global__ void __launch_bounds__(kThreads, 1) lm_fwd_wgmma_kernel(FwdArgs a) {
 // arrive as zeros). Each consumer warpgroup waits on `full`, issues its 4 MMAs, waits for them, lets
 // each of its warps arrive on `empty` (8 arrivals), then flushes (and, in the forward, folds a finished
 // tile) while the other warpgroup's MMAs run: no block-wide barrier inside the loop. 6 stages of 32 KiB.
-constexpr int kTmaStages = 6;
 // 2 consumer warpgroups + a producer warp; with kOverlap a producer warpgroup, which gives its registers
 // to the consumers (setmaxnreg: 40 each for its 128 threads, 232 for the 256 consumers' two sets of
 // k-step sums, the running sums and the fold; 64512 of the SM's 65536).
@@ -606,7 +605,6 @@ __device__ __forceinline__ void tma_consumers_sync() {
   else
     __syncthreads();
 }
-constexpr size_t kTmaSmemBytes = kTmaStages * kWgStageBytes + 1024 + 2 * kTmaStages * sizeof(uint64_t);
 
 // The k-steps [0, steps): issue(stage, step, bar) (the producer's lane) issues a k-step's copies into a
 // stage (A's tile at stage, B's at stage + kWgTileBytes) completing on bar; retire(part, step) (every
@@ -618,43 +616,26 @@ constexpr size_t kTmaSmemBytes = kTmaStages * kWgStageBytes + 1024 + 2 * kTmaSta
 // MMAs before the next (wgmma_wait<0>). The same MMAs and retire calls in the same order: the same bits.
 template <class T, int kTransB, bool kOverlap, class Issue, class Retire>
 __device__ __forceinline__ void tma_mainloop(unsigned char* smem, int steps, const Issue& issue, const Retire& retire) {
-  uint64_t* full = reinterpret_cast<uint64_t*>(smem + kTmaStages * kWgStageBytes);
-  uint64_t* empty = full + kTmaStages;
+  const TmaPipe pipe(smem);
   const int tid = threadIdx.x;
-  if (tid == 0) {
-    for (int s = 0; s < kTmaStages; ++s) {
-      mbar_init(&full[s], 1);
-      mbar_init(&empty[s], kThreads / 32);
-    }
-    mbar_fence_init();
-  }
-  __syncthreads();
+  pipe.init(kThreads / 32);
   if (tid >= kThreads) {  // the producer warp (warpgroup)
     if constexpr (kOverlap) warpgroup_registers_down<kProducerRegs>();
-    if (tid == kThreads) {
-      for (int step = 0; step < steps; ++step) {
-        const int s = step % kTmaStages, n = step / kTmaStages;
-        if (n > 0) mbar_wait(&empty[s], uint32_t(n - 1) & 1u);
-        mbar_arrive_expect_tx(&full[s], uint32_t(kWgStageBytes));
-        issue(smem + size_t(s) * kWgStageBytes, step, &full[s]);
-      }
-    }
+    if (tid == kThreads) pipe.produce(steps, issue);
     if constexpr (kOverlap) thread_exit();  // the consumers' code after the loop is theirs alone
     return;
   }
   if constexpr (kOverlap) warpgroup_registers_up<kConsumerRegs>();
-  const uint32_t sbase = smem_address(smem), wg = uint32_t(tid >> 7);
+  const uint32_t wg = uint32_t(tid >> 7);
   // k-step `step`'s MMAs into `part` once its stage is full (committed, not waited for).
   auto start = [&](float (&part)[64], int step) {
-    const int s = step % kTmaStages;
-    mbar_wait(&full[s], uint32_t(step / kTmaStages) & 1u);
-    const uint32_t stage = sbase + uint32_t(s) * uint32_t(kWgStageBytes);
+    const uint32_t stage = pipe.acquire(step);
     wg_kstep<T, kTransB>(part, stage + wg * 64u * 128u, stage + uint32_t(kWgTileBytes));
   };
   // k-step `step`'s MMAs (in `part`) done: its stage back to the producer, its sums to retire.
   auto finish = [&](float (&part)[64], int step) {
     wgmma_fence_regs(part);
-    if ((tid & 31) == 0) mbar_arrive(&empty[step % kTmaStages]);
+    pipe.release(step);
     retire(part, step);
   };
   if constexpr (!kOverlap) {

@@ -13,7 +13,9 @@
 // The two products are tiled GEMMs on tensor cores (tensor_core.cuh): mma.sync m16n8k8 on TF32
 // operands with f32 accumulation, no cuBLAS (sm_80 and sm_90 run the same code); the scores also on
 // Hopper's wgmma for f32 hidden states (thr_scores_wgmma_kernel, sm_90a; its own header below),
-// taken by default on such a device (ThrParams::path: use_scores_wgmma below).
+// taken by default on such a device (ThrParams::path: use_scores_wgmma below), or TMA-fed to
+// warp-specialised tiles in 'tf32' (thr_scores_tma_kernel, path 5), and M on wgmma (thr_m_wgmma_kernel,
+// paths 4 and 5).
 //   Block: 256 threads = 8 warps, 2 (rows) × 4 (columns), each warp a 64 × 32 sub-tile (4 × 4 MMA
 //   tiles, 64 accumulators per thread) of a 128 × 128 output tile (the large configuration; the small
 //   one, for GPUs with 99 KiB of shared memory per block, is below). k-steps of 32 flow through a
@@ -876,6 +878,33 @@ __global__ void __launch_bounds__(kThreads, kSplit ? 1 : 2)
         ((red[tid] + red[kBM + tid]) + red[2 * kBM + tid]) + red[3 * kBM + tid];
 }
 
+// The wgmma scores' epilogue (thr_scores_wgmma_kernel, thr_scores_tma_kernel): s_t over the tile's
+// columns, Σ_v g_t[v]·U[t, v] with g_t[v] = 1[v = col_t] − q_t[v], from a thread's 2 tokens × 32 columns
+// of U (wgmma's D fragment), its columns in order (j, then e ascending), then the row's 4 lanes by a fixed
+// xor tree (a row lies in one warp); lane 0 writes spart. Rows and columns outside the tile are not read.
+__device__ __forceinline__ void wg_scores_fold(const float (&acc)[64], const WgLane& Ln, const ScoreBlock& b,
+                                               const int* s_col, const GroupList& list, float* spart) {
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const int r = Ln.row(h);
+    float x = 0.f;
+    if (r < b.rows) {
+      const float* qrow = b.q + int64_t(b.r0 + r) * b.K + b.v0;
+      const int own = s_col[r] - b.v0;
+#pragma unroll
+      for (int j = 0; j < 16; ++j)
+#pragma unroll
+        for (int e = 0; e < 2; ++e) {
+          const int c = Ln.col(j, e);
+          if (c < b.cols) x = fmaf((c == own ? 1.f : 0.f) - qrow[c], acc[4 * j + 2 * h + e], x);
+        }
+    }
+    x += __shfl_xor_sync(0xffffffffu, x, 1);
+    x += __shfl_xor_sync(0xffffffffu, x, 2);
+    if (Ln.t4 == 0 && r < b.rows) spart[list.part_off[b.li] + int64_t(b.vt) * b.Tg + b.r0 + r] = x;
+  }
+}
+
 // ------------------------------------------------------------------------- scores s_t on wgmma (sm_90a)
 // thr_scores_wgmma_kernel<kSplit, kTrunc>: thr_scores_kernel's block (128 tokens × 128 columns of V*_g of one
 // group, U = H·M_gᵀ over d, folded into the tokens' partial s) on Hopper's warpgroup MMAs, for f32
@@ -987,30 +1016,60 @@ __global__ void __launch_bounds__(kThreads, 1)
   }
   cp_async_wait<0>();
 
-  // s_t over this tile's columns: Σ_v g_t[v]·U[t, v], g_t[v] = 1[v = col_t] − q_t[v], my 32 columns
-  // in order, then the row's 4 lanes by a fixed xor tree.
-#pragma unroll
-  for (int h = 0; h < 2; ++h) {
-    const int r = Ln.row(h);
-    float x = 0.f;
-    if (r < b.rows) {
-      const float* qrow = b.q + int64_t(b.r0 + r) * b.K + b.v0;
-      const int own = s_col[r] - b.v0;
-#pragma unroll
-      for (int j = 0; j < 16; ++j)
-#pragma unroll
-        for (int e = 0; e < 2; ++e) {
-          const int c = Ln.col(j, e);
-          if (c < b.cols) x = fmaf((c == own ? 1.f : 0.f) - qrow[c], acc[4 * j + 2 * h + e], x);
-        }
-    }
-    x += __shfl_xor_sync(0xffffffffu, x, 1);
-    x += __shfl_xor_sync(0xffffffffu, x, 2);
-    if (Ln.t4 == 0 && r < b.rows) spart[list.part_off[b.li] + int64_t(b.vt) * b.Tg + b.r0 + r] = x;
-  }
+  wg_scores_fold(acc, Ln, b, s_col, list, spart);
 }
 
-// s_t = Σ over the group's v-tiles of spart[v-tile][t], v-tiles ascending. One thread per token.
+// thr_scores_tma_kernel (ThrParams::path 5, thrTuning.path 'tma', 'tf32' with f32 hidden states; waiting
+// for a GPU): thr_scores_wgmma_kernel<false, true>'s block, MMAs and epilogue (so its bits) with the
+// operands brought by TMA and the warps specialised (wgmma_tiles.cuh's TmaPipe, as lmhead.cu's
+// tma_mainloop): warps 0-7 only wait and multiply, warp 8's lane 0 walks the k-steps and issues each
+// one's two boxes, 128 token rows of hidden × 32 floats and 128 rows of M_g × 32 floats, 128-byte
+// swizzled (the layout load_swizzled writes). A box reaches past its group's rows into the next group's
+// (or into zeros past the tensor): row r of U depends on row r of A alone, and rows ≥ b.rows and columns
+// ≥ b.cols are never folded; k past d arrives as zeros, as the cp.async copies fill it. Each warpgroup
+// issues k-step kt's 4 MMAs into acc (chaining onto kt − 1's, which may still run), then waits for kt −
+// 1's (wgmma_wait<1>) and hands its stage back: no block barrier, no operand pass, the tensor cores
+// never wait for a flush. 6 stages × 32 KiB (+ 1 KiB alignment, the barriers); 288 threads, acc only
+// (64 registers of sums). Bytes per block as thr_scores_wgmma_kernel's, through TMA instead of the SMs'
+// load path.
+__global__ void __launch_bounds__(kThreads + 32, 1)
+    thr_scores_tma_kernel(GroupList list, GroupGeom geo, const float* __restrict__ M, float* __restrict__ spart,
+                          const __grid_constant__ CUtensorMap tmap_h, const __grid_constant__ CUtensorMap tmap_m) {
+  GK_DYNAMIC_SMEM(unsigned char, smem_raw);
+  __shared__ int s_col[kSRows];  // the tile's tokens' own columns in V*_g
+  const TmaPipe pipe(wg_stages(smem_raw));
+  const ScoreBlock b(list, geo, M);
+  const WgLane Ln;
+  if (Ln.tid < kSRows) s_col[Ln.tid] = Ln.tid < b.rows ? geo.tokcol[b.t0 + b.r0 + Ln.tid] : -1;
+  pipe.init(kThreads / 32);  // (its barrier publishes s_col too)
+  const int nk = static_cast<int>(ceil_div(b.d, kBK));
+  if (Ln.tid >= kThreads) {  // the producer warp
+    // M_g's first row in the M tensor: its offset is a whole number of ld_m-float rows.
+    const int32_t m_row = static_cast<int32_t>(list.m_off[b.li] / geo.ld_m) + b.v0;
+    const int32_t h_row = b.t0 + b.r0;
+    if (Ln.tid == kThreads)
+      pipe.produce(nk, [&](unsigned char* stage, int kt, uint64_t* bar) {
+        tma_load_2d(stage, &tmap_h, kt * kBK, h_row, bar);
+        tma_load_2d(stage + kWgTileBytes, &tmap_m, kt * kBK, m_row, bar);
+      });
+    return;
+  }
+  float acc[64];
+  float part[1];  // (tf32_kstep's fresh sums: 'f32' only)
+#pragma unroll
+  for (int i = 0; i < 64; ++i) acc[i] = 0.f;
+  const uint32_t wg = uint32_t(Ln.tid >> 7);
+  for (int kt = 0; kt < nk; ++kt) {
+    const uint32_t stage = pipe.acquire(kt);
+    tf32_kstep<false, true>(acc, part, stage + wg * 64u * 128u, stage + uint32_t(kWgTileBytes));
+    wgmma_wait<1>();  // k-step kt − 1 done (kt may run on) ...
+    if (kt > 0) pipe.release(kt - 1);  // ... so its stage goes back
+  }
+  wgmma_wait<0>();
+  wgmma_fence_regs(acc);
+  wg_scores_fold(acc, Ln, b, s_col, list, spart);
+}
+
 __global__ void thr_fold_kernel(GroupList list, GroupGeom geo, const float* __restrict__ spart, float* __restrict__ s) {
   const int li = find_range(list.tile_start, list.n, blockIdx.x);
   const int g = list.gid[li];
@@ -1152,11 +1211,11 @@ Status launch_m(unsigned blocks, const GroupList& list, const GroupGeom& geo, co
   GK_CHECK_LAUNCH("thr_m_kernel");
   return Status::Ok();
 }
-// M on wgmma (thr_m_wgmma_kernel): ThrParams::path 4 with the large configuration, a 9.0 device from a
+// M on wgmma (thr_m_wgmma_kernel): ThrParams::path 4 or 5 with the large configuration, a 9.0 device from a
 // build with sm_90a (or the emulator); waits for a GPU's verdict.
 template <bool kS>
 bool use_m_wgmma(int path, const LaunchEnv& env, const TileConfig& tiles) {
-  return path == 4 && tiles.m_large && MWgLayout<kS>::kSmemBytes + 3 * kBK * 12 <= tiles.optin &&
+  return (path == 4 || path == 5) && tiles.m_large && MWgLayout<kS>::kSmemBytes + 3 * kBK * 12 <= tiles.optin &&
          wgmma_available(env);
 }
 template <class H, bool kS>
@@ -1170,7 +1229,8 @@ Status launch_m_wgmma(unsigned blocks, const GroupList& list, const GroupGeom& g
   return Status::Ok();
 }
 // The wgmma scores (thr_scores_wgmma_kernel): ThrParams::path (0 auto, 1 mma.sync, 2 wgmma, 3 wgmma on
-// truncated operands, 4 wgmma with M on wgmma too), f32 hidden states, aligned rows, a 9.0 device from a build with sm_90a (or the
+// truncated operands, 4 wgmma with M on wgmma too, 5 M on wgmma and the scores on truncated operands,
+// TMA-fed in 'tf32' (thr_scores_tma_kernel, below)), f32 hidden states, aligned rows, a 9.0 device from a build with sm_90a (or the
 // emulator). `auto` takes 2: verified and measured on an H200 on 2026-11-27 (bench/RESULTS.md: THR at the
 // goal size 13.6 ms against 18.5 on mma.sync in 'f32', 8.2 against 9.8 in 'tf32'); 3 waits for a GPU.
 // Every 9.0 GPU allows 227 KiB per block; a device that allowed less than a kernel needs (the emulator
@@ -1183,14 +1243,33 @@ template <bool kS>
 Status launch_scores_wgmma(unsigned blocks, const GroupList& list, const GroupGeom& geo, const float* hidden,
                            const float* M, float* spart, bool truncate, cudaStream_t stream) {
   constexpr size_t smem = ScoreWgLayout<kS>::kSmemBytes;
-  const void* k = truncate ? reinterpret_cast<const void*>(&thr_scores_wgmma_kernel<kS, true>)
-                           : reinterpret_cast<const void*>(&thr_scores_wgmma_kernel<kS, false>);
-  GK_CHECK(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+  // (named so that a failure names the kernel)
+  const void* thr_scores_wgmma = truncate ? reinterpret_cast<const void*>(&thr_scores_wgmma_kernel<kS, true>)
+                                          : reinterpret_cast<const void*>(&thr_scores_wgmma_kernel<kS, false>);
+  GK_CHECK(cudaFuncSetAttribute(thr_scores_wgmma, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
   if (truncate)
     thr_scores_wgmma_kernel<kS, true><<<blocks, kThreads, smem, stream>>>(list, geo, hidden, M, spart);
   else
     thr_scores_wgmma_kernel<kS, false><<<blocks, kThreads, smem, stream>>>(list, geo, hidden, M, spart);
   GK_CHECK_LAUNCH("thr_scores_wgmma_kernel");
+  return Status::Ok();
+}
+// The TMA-fed scores (thr_scores_tma_kernel): path 5, 'tf32', where the wgmma scores run; its maps over the
+// whole hidden tensor (T rows) and this batch's M (m_rows rows of ld_m floats), boxes of 128 rows × 32
+// floats.
+template <bool kS>
+bool use_scores_tma(int path, const LaunchEnv& env, bool aligned, const TileConfig& tiles) {
+  return !kS && path == 5 && aligned && wgmma_available(env) && kTmaSmemBytes + kSRows * 4 <= tiles.optin;
+}
+Status launch_scores_tma(unsigned blocks, const GroupList& list, const GroupGeom& geo, const float* hidden,
+                         int64_t T, const float* M, int64_t m_rows, float* spart, cudaStream_t stream) {
+  alignas(64) CUtensorMap th, tm;
+  GK_TRY(encode_tensor_map_2d(&th, hidden, T, geo.d, geo.d, kSRows, kBK, 4));
+  GK_TRY(encode_tensor_map_2d(&tm, M, m_rows, geo.d, geo.ld_m, kBN, kBK, 4));
+  GK_CHECK(cudaFuncSetAttribute(reinterpret_cast<const void*>(&thr_scores_tma_kernel),
+                                cudaFuncAttributeMaxDynamicSharedMemorySize, int(kTmaSmemBytes)));
+  thr_scores_tma_kernel<<<blocks, kThreads + 32, kTmaSmemBytes, stream>>>(list, geo, M, spart, th, tm);
+  GK_CHECK_LAUNCH("thr_scores_tma_kernel");
   return Status::Ok();
 }
 template <class H, bool kS, int kStages>
@@ -1353,6 +1432,8 @@ Status launch_token_hidden_reward(const ThrParams& p, const LaunchEnv& env, Scra
       f_tiles.push_back(f_tiles.back() + static_cast<int>(ceil_div(Tg, kFoldThreads)));
       ++i;
     }
+    // The M tensor's rows (the TMA scores' map): the caller's whole aggregate, or this batch's groups.
+    const int64_t m_rows_of_batch = stacked ? p.vocab_offsets.back() : int64_t(used / size_t(ld_m));
     if (stacked) {
       M = p.aggregate;
     } else if (used > m_cap) {  // grow the scratch (stream-ordered: the old one is freed after its users)
@@ -1389,8 +1470,11 @@ Status launch_token_hidden_reward(const ThrParams& p, const LaunchEnv& env, Scra
           GK_TRY((launch_m<H, kS, kMRowsSmall, kStagesSmall>(mb, mlist, geo, hidden, M, env.stream)));
       }
       if constexpr (std::is_same<H, float>::value) {
-        if (scores && use_scores_wgmma<kS>(p.path, env, geo.hidden_vec16 && geo.m_vec16, tiles))
-          return launch_scores_wgmma<kS>(sb, slist, geo, hidden, M, spart, p.path == 3, env.stream);
+        const bool aligned = geo.hidden_vec16 && geo.m_vec16;
+        if (scores && use_scores_tma<kS>(p.path, env, aligned, tiles))
+          return launch_scores_tma(sb, slist, geo, hidden, T, M, m_rows_of_batch, spart, env.stream);
+        if (scores && use_scores_wgmma<kS>(p.path, env, aligned, tiles))
+          return launch_scores_wgmma<kS>(sb, slist, geo, hidden, M, spart, p.path == 3 || p.path == 5, env.stream);
       }
       if (scores) {
         if (tiles.s_large)

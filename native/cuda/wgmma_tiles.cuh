@@ -1,5 +1,6 @@
 // Shared-memory tiles of the wgmma kernels (tensor_core.cuh's wgmma; lmhead.cu, thr.cu): blocks of 256
-// threads, 2 warpgroups, 128 × 128 output tiles, operands staged by cp.async in wgmma's 128-byte swizzle.
+// threads, 2 warpgroups, 128 × 128 output tiles, operands staged by cp.async in wgmma's 128-byte swizzle,
+// or by TMA in the same layout (TmaPipe, below).
 // Device code only.
 //   K-major tile (load_swizzled): 128 rows of 128 bytes (64 16-bit or 32 f32 values of a k-step), row r's
 //     16-byte chunk c at r·128 + 16·(c ⊕ (r mod 8)), 8-row atoms 1024 bytes apart (descriptor SBO 1024),
@@ -81,6 +82,58 @@ struct WgLane {
       : tid(threadIdx.x), t4(tid & 3), row0(64 * (tid >> 7) + 16 * ((tid & 127) >> 5) + ((tid & 31) >> 2)) {}
   __device__ int row(int h) const { return row0 + 8 * h; }
   __device__ int col(int j, int e) const { return 8 * j + 2 * t4 + e; }
+};
+
+// ------------------------------------------------------------- TMA-fed stages (warp-specialised)
+// The stages of the TMA-fed wgmma kernels (lmhead.cu's tma_mainloop, thr.cu's thr_scores_tma_kernel):
+// kTmaStages stages of one k-step each (A's 128 × 128-byte tile, then B's), 1024-byte aligned (wg_stages),
+// then their mbarriers: full[s] (the producer's one arrival with the stage's bytes, completed by the
+// TMA copies) and empty[s] (one arrival per consumer warp: its warpgroup is done reading the stage).
+// One producer lane walks the k-steps: waits until a stage is empty (from its second use on), announces
+// its bytes on full and issues its copies; each consumer waits on full, multiplies, and releases.
+constexpr int kTmaStages = 6;
+constexpr size_t kTmaStageBytes = 2 * kWgTileBytes;
+constexpr size_t kTmaSmemBytes = kTmaStages * kTmaStageBytes + 1024 + 2 * kTmaStages * sizeof(uint64_t);
+
+struct TmaPipe {
+  unsigned char* smem;  // the stages (wg_stages)
+  uint64_t* full;
+  uint64_t* empty;
+  __device__ explicit TmaPipe(unsigned char* stages)
+      : smem(stages), full(reinterpret_cast<uint64_t*>(stages + kTmaStages * kTmaStageBytes)), empty(full + kTmaStages) {}
+  // Thread 0 sets the barriers up (empty counts `consumer_warps` arrivals); every thread of the block
+  // calls it (a block barrier).
+  __device__ void init(int consumer_warps) const {
+    if (threadIdx.x == 0) {
+      for (int s = 0; s < kTmaStages; ++s) {
+        mbar_init(&full[s], 1);
+        mbar_init(&empty[s], uint32_t(consumer_warps));
+      }
+      mbar_fence_init();
+    }
+    __syncthreads();
+  }
+  // The producer's lane: issue(stage, step, bar) issues k-step step's copies (kTmaStageBytes in all)
+  // into the stage, completing on bar, for every step in [0, steps).
+  template <class Issue>
+  __device__ void produce(int steps, const Issue& issue) const {
+    for (int step = 0; step < steps; ++step) {
+      const int s = step % kTmaStages, n = step / kTmaStages;
+      if (n > 0) mbar_wait(&empty[s], uint32_t(n - 1) & 1u);
+      mbar_arrive_expect_tx(&full[s], uint32_t(kTmaStageBytes));
+      issue(smem + size_t(s) * kTmaStageBytes, step, &full[s]);
+    }
+  }
+  // A consumer: waits until k-step step's stage is full; returns its shared-window address.
+  __device__ uint32_t acquire(int step) const {
+    const int s = step % kTmaStages;
+    mbar_wait(&full[s], uint32_t(step / kTmaStages) & 1u);
+    return smem_address(smem) + uint32_t(s) * uint32_t(kTmaStageBytes);
+  }
+  // A consumer warp (every lane calls it): its warpgroup is done reading k-step step's stage.
+  __device__ void release(int step) const {
+    if ((threadIdx.x & 31) == 0) mbar_arrive(&empty[step % kTmaStages]);
+  }
 };
 
 }  // namespace gk

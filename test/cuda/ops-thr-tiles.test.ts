@@ -29,8 +29,9 @@
  * bits (asserted). On a GPU the contract is bits per device configuration (each device runs one), so
  * there the two are held to the bounds only.
  *
- * A third configuration runs the scores on wgmma (THR_TILE_CONFIGS' 'wgmma scores': thr.cu's
- * thr_scores_wgmma_kernel, for f32 hidden states): the same bounds and batch invariance, other bits.
+ * Further configurations run the scores on wgmma (THR_TILE_CONFIGS' 'wgmma scores': thr.cu's
+ * thr_scores_wgmma_kernel, for f32 hidden states; its truncated-operand form; M on wgmma; the TMA-fed
+ * scores): the same bounds and batch invariance, other bits ('tma' those of 'wgmma-truncate').
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { ThrPrecision, Weighting } from '../../src/backends/backend.js';
@@ -191,8 +192,15 @@ describe.skipIf(noGpu)('cuda THR tiles vs float64 brute force (partial tiles eve
           if (precision === 'f32') expect(worst, label).toBeLessThanOrEqual(F32_GRADE_HERE);
           bits.push([...f32Bits(r.thr), ...f32Bits(r.tau)]);
         }
-        if (EMULATED)
+        if (EMULATED) {
           expect(bits[1], `${precision}: the same bits in both mma.sync configurations`).toEqual(bits[0]);
+          // The TMA-fed scores issue the truncated wgmma scores' MMAs on the same operands in the same
+          // order, and both M kernels give the same bits here: 'tma' has 'wgmma-truncate''s bits.
+          const at = (path: string) => THR_TILE_CONFIGS.findIndex((cfg) => cfg.path === path);
+          expect(bits[at('tma')], `${precision}: 'tma' has the bits of 'wgmma-truncate'`).toEqual(
+            bits[at('wgmma-truncate')],
+          );
+        }
       }
     });
   });
@@ -258,23 +266,58 @@ describe.skipIf(noGpu)('cuda THR tiles are batch invariant', () => {
 const smallF32Case = (seed: number) =>
   makeThrCase({ seed, groups: randomGroups(seed + 1, 2, 8, 40), dim: 64, dtype: 'f32', vocabSize: 300 });
 
-describe.skipIf(noGpu || !EMULATED)('cuda THR: M on wgmma is what runs (emulator)', () => {
-  afterEach(() => {
-    delete process.env.GK_EMU_FAULT;
-    thrTuning.path = 'auto';
-  });
+describe.skipIf(noGpu || !EMULATED)(
+  'cuda THR: M on wgmma and the TMA-fed scores are what run (emulator)',
+  () => {
+    afterEach(() => {
+      delete process.env.GK_EMU_FAULT;
+      thrTuning.path = 'auto';
+    });
 
-  it("'wgmma-m': the first kernel set up is thr_m_wgmma_kernel (a failed cudaFuncSetAttribute names it)", async () => {
-    const c = smallF32Case(860);
-    thrTuning.path = 'wgmma-m';
-    process.env.GK_EMU_FAULT = 'cudaFuncSetAttribute:cudaErrorInvalidValue';
-    await expect(runThr(cuda, c, { precision: 'f32' })).rejects.toThrow(/thr_m_wgmma_kernel/);
-    delete process.env.GK_EMU_FAULT;
-    thrTuning.path = 'wgmma';
-    process.env.GK_EMU_FAULT = 'cudaFuncSetAttribute:cudaErrorInvalidValue#2';
-    await expect(runThr(cuda, c, { precision: 'f32' })).rejects.toThrow(/thr_m_kernel</);
-  });
-});
+    it("'wgmma-m': the first kernel set up is thr_m_wgmma_kernel (a failed cudaFuncSetAttribute names it)", async () => {
+      const c = smallF32Case(860);
+      thrTuning.path = 'wgmma-m';
+      process.env.GK_EMU_FAULT = 'cudaFuncSetAttribute:cudaErrorInvalidValue';
+      await expect(runThr(cuda, c, { precision: 'f32' })).rejects.toThrow(/thr_m_wgmma_kernel/);
+      delete process.env.GK_EMU_FAULT;
+      thrTuning.path = 'wgmma';
+      process.env.GK_EMU_FAULT = 'cudaFuncSetAttribute:cudaErrorInvalidValue#2';
+      await expect(runThr(cuda, c, { precision: 'f32' })).rejects.toThrow(/thr_m_kernel</);
+    });
+
+    it("'tma': M on wgmma; then thrScore over the stacked aggregate runs the TMA-fed scores in 'tf32' (the wgmma scores in 'f32'), with tokenHiddenReward's bits", async () => {
+      const c = smallF32Case(861);
+      thrTuning.path = 'tma';
+      process.env.GK_EMU_FAULT = 'cudaFuncSetAttribute:cudaErrorInvalidValue';
+      await expect(runThr(cuda, c, { precision: 'tf32' })).rejects.toThrow(/thr_m_wgmma_kernel/);
+      delete process.env.GK_EMU_FAULT;
+      const vocab = await cuda.restrictedVocab(c.tokens, c.layout);
+      const hidden = cuda.tensor(c.hidden as Float32Array, [c.numTokens, c.dim], 'f32');
+      const base = { hidden, probs: c.probs, vocab, layout: c.layout, correct: c.correct };
+      try {
+        for (const [precision, kernel] of [
+          ['tf32', /thr_scores_tma_kernel/],
+          ['f32', /thr_scores_wgmma/],
+        ] as const) {
+          const whole = await runThr(cuda, c, { precision });
+          const agg = await cuda.thrAggregate({ ...base, precision });
+          // The scores alone: the first kernel set up is theirs.
+          process.env.GK_EMU_FAULT = `cudaFuncSetAttribute:cudaErrorInvalidValue#${precision}`;
+          await expect(cuda.thrScore({ ...base, aggregate: agg, precision }), precision).rejects.toThrow(
+            kernel,
+          );
+          delete process.env.GK_EMU_FAULT;
+          const halves = await cuda.thrScore({ ...base, aggregate: agg, precision });
+          const thr = (await halves.thr.read()) as Float32Array;
+          expect(f32Bits(thr), `${precision}: thrAggregate then thrScore`).toEqual(f32Bits(whole.thr));
+          for (const t of [agg, halves.thr, halves.tau]) t.dispose();
+        }
+      } finally {
+        for (const t of [hidden, vocab.offsets, vocab.columns, vocab.tokenColumn]) t.dispose();
+      }
+    });
+  },
+);
 
 describe.skipIf(noGpu)('cuda THR scores on wgmma', () => {
   afterEach(() => {

@@ -14,12 +14,13 @@ import { reweightHostArgs, thrHostArgs } from '../thr-native.js';
 import { type CudaMemory, ptrOf, runWithOutputs, withPoison } from './storage.js';
 
 /** The scores' tiles (ThrParams::path in native/cuda/thr.cuh). */
-export type ThrPath = 'auto' | 'mma' | 'wgmma' | 'wgmma-truncate' | 'wgmma-m';
+export type ThrPath = 'auto' | 'mma' | 'wgmma' | 'wgmma-truncate' | 'wgmma-m' | 'tma';
 const THR_PATH_CODES: Record<Exclude<ThrPath, 'auto'>, number> = {
   mma: 1,
   wgmma: 2,
   'wgmma-truncate': 3,
   'wgmma-m': 4,
+  tma: 5,
 };
 
 /**
@@ -34,7 +35,9 @@ const THR_PATH_CODES: Record<Exclude<ThrPath, 'auto'>, number> = {
  *   bench/RESULTS.md), 'mma' takes mma.sync everywhere. 'wgmma-truncate': the wgmma scores on operands
  *   with their low 13 bits dropped, as the tensor cores read f32, instead of rounded (no preparing pass
  *   in 'tf32'; waiting for a GPU's timing). 'wgmma-m': the wgmma scores and M_g on wgmma too
- *   (thr_m_wgmma_kernel; the large tile configuration; waiting for a GPU).
+ *   (thr_m_wgmma_kernel; the large tile configuration; waiting for a GPU). 'tma': M_g on wgmma and the
+ *   scores on truncated operands, in 'tf32' fed by TMA to warp-specialised tiles (thr_scores_tma_kernel;
+ *   'f32' takes the wgmma scores' truncated form; waiting for a GPU).
  */
 export const thrTuning: { mBudgetBytes: number; smallTiles: boolean; path: ThrPath } = {
   mBudgetBytes: 0,
@@ -42,7 +45,7 @@ export const thrTuning: { mBudgetBytes: number; smallTiles: boolean; path: ThrPa
   path: 'auto',
 };
 
-/** The arguments tokenHiddenReward, thrAggregate and thrScore share. */
+/** The arguments tokenHiddenReward, thrAggregate and thrScore share (the test hooks too: the same kernels). */
 function thrArgs(a: Omit<TokenHiddenRewardArgs, 'beta'>) {
   return {
     ...thrHostArgs(a),
@@ -50,6 +53,8 @@ function thrArgs(a: Omit<TokenHiddenRewardArgs, 'beta'>) {
     probs: ptrOf(a.probs),
     tokenColumn: ptrOf(a.vocab.tokenColumn),
     mBudgetBytes: thrTuning.mBudgetBytes > 0 ? thrTuning.mBudgetBytes : undefined,
+    smallTiles: thrTuning.smallTiles ? true : undefined,
+    path: thrTuning.path === 'auto' ? undefined : THR_PATH_CODES[thrTuning.path],
   };
 }
 
@@ -96,8 +101,6 @@ export function cudaTokenHiddenReward(mem: CudaMemory, a: TokenHiddenRewardArgs)
         withPoison({
           ...thrArgs(a),
           beta: a.beta,
-          smallTiles: thrTuning.smallTiles ? true : undefined,
-          path: thrTuning.path === 'auto' ? undefined : THR_PATH_CODES[thrTuning.path],
           outThr: ptrOf(thr),
           outTau: ptrOf(tau),
         }),
