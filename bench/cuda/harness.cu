@@ -24,7 +24,8 @@
 //                                                             with M on wgmma too, " tma" with
 //                                                             M on wgmma and the scores TMA-fed
 //                                                             ('tf32'; truncated operands in 'f32'),
-//                                                             where the device has them)
+//                                                             " tma-wide" in 256-column blocks
+//                                                             ('tf32' only), where the device has them)
 //   advantages                                                2^20 responses in 65536 ragged groups
 //                                                             (sizes 1..31, fixed seed), estimator grpo
 //   advantages/uniform16                                      the same responses in groups of 16
@@ -764,7 +765,7 @@ Status run_thr(const Device& dev, const Options& o) {
 #else
   const bool wgmma = false;
 #endif
-  for (const int run : {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11}) {
+  for (const int run : {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13}) {
     const int path = run / 2;
     const gk::ThrPrecision prec = run % 2 == 0 ? gk::ThrPrecision::F32 : gk::ThrPrecision::Tf32;
     if (path >= 2 && !wgmma) continue;
@@ -784,7 +785,7 @@ Status run_thr(const Device& dev, const Options& o) {
     }, &t));
     GK_TRY(check_output(dev, "thr", thr.at<float>(0), T, 'f'));
     GK_TRY(check_output(dev, "tau", tau.at<float>(0), 1, 'f'));
-    const std::string name = std::string("tokenHiddenReward/") + pname + (path == 5 ? " tma" : path == 4 ? " wgmma-m" : path == 3 ? " wgmma-truncate" : path == 2 ? " wgmma" : path ? " mma" : "");
+    const std::string name = std::string("tokenHiddenReward/") + pname + (path == 6 ? " tma-wide" : path == 5 ? " tma" : path == 4 ? " wgmma-m" : path == 3 ? " wgmma-truncate" : path == 2 ? " wgmma" : path ? " mma" : "");
     GK_TRY(report(dev, o, name, sizes_base + "," + kv("precision", pname), bytes, flops, t));
   }
   GK_CHECK(cudaStreamSynchronize(dev.stream));

@@ -14,8 +14,8 @@
 // operands with f32 accumulation, no cuBLAS (sm_80 and sm_90 run the same code); the scores also on
 // Hopper's wgmma for f32 hidden states (thr_scores_wgmma_kernel, sm_90a; its own header below),
 // taken by default on such a device (ThrParams::path: use_scores_wgmma below), or TMA-fed to
-// warp-specialised tiles in 'tf32' (thr_scores_tma_kernel, path 5), and M on wgmma (thr_m_wgmma_kernel,
-// paths 4 and 5).
+// warp-specialised tiles in 'tf32' (thr_scores_tma_kernel, paths 5 and 6), and M on wgmma
+// (thr_m_wgmma_kernel, paths 4 to 6).
 //   Block: 256 threads = 8 warps, 2 (rows) × 4 (columns), each warp a 64 × 32 sub-tile (4 × 4 MMA
 //   tiles, 64 accumulators per thread) of a 128 × 128 output tile (the large configuration; the small
 //   one, for GPUs with 99 KiB of shared memory per block, is below). k-steps of 32 flow through a
@@ -751,16 +751,17 @@ struct ScoreBlock {
   int t0, Tg, K, vt, r0, v0, rows, cols;
   const float* q;
   const float* Mg;
-  __device__ ScoreBlock(const GroupList& list, const GroupGeom& geo, const float* M)
+  // bn: the block's V* columns (kBN; 2·kBN for thr_scores_tma_kernel<true>, whose vt counts those).
+  __device__ ScoreBlock(const GroupList& list, const GroupGeom& geo, const float* M, int bn = kBN)
       : li(find_range(list.tile_start, list.n, blockIdx.x)), g(list.gid[li]), d(geo.d), t0(geo.gto[g]),
         Tg(geo.gto[g + 1] - t0), K(geo.voff[g + 1] - geo.voff[g]) {
-    const int tiles_v = (K + kBN - 1) / kBN;
+    const int tiles_v = (K + bn - 1) / bn;
     const int local = blockIdx.x - list.tile_start[li];
     vt = local % tiles_v;
     r0 = (local / tiles_v) * kSRows;
-    v0 = vt * kBN;
+    v0 = vt * bn;
     rows = min(kSRows, Tg - r0);
-    cols = min(kBN, K - v0);
+    cols = min(bn, K - v0);
     q = geo.probs + geo.poff[g];
     Mg = M + list.m_off[li];
   }
@@ -1019,26 +1020,37 @@ __global__ void __launch_bounds__(kThreads, 1)
   wg_scores_fold(acc, Ln, b, s_col, list, spart);
 }
 
-// thr_scores_tma_kernel (ThrParams::path 5, thrTuning.path 'tma', 'tf32' with f32 hidden states; waiting
-// for a GPU): thr_scores_wgmma_kernel<false, true>'s block, MMAs and epilogue (so its bits) with the
-// operands brought by TMA and the warps specialised (wgmma_tiles.cuh's TmaPipe, as lmhead.cu's
-// tma_mainloop): warps 0-7 only wait and multiply, warp 8's lane 0 walks the k-steps and issues each
-// one's two boxes, 128 token rows of hidden × 32 floats and 128 rows of M_g × 32 floats, 128-byte
-// swizzled (the layout load_swizzled writes). A box reaches past its group's rows into the next group's
-// (or into zeros past the tensor): row r of U depends on row r of A alone, and rows ≥ b.rows and columns
-// ≥ b.cols are never folded; k past d arrives as zeros, as the cp.async copies fill it. Each warpgroup
-// issues k-step kt's 4 MMAs into acc (chaining onto kt − 1's, which may still run), then waits for kt −
-// 1's (wgmma_wait<1>) and hands its stage back: no block barrier, no operand pass, the tensor cores
-// never wait for a flush. 6 stages × 32 KiB (+ 1 KiB alignment, the barriers); 288 threads, acc only
-// (64 registers of sums). Bytes per block as thr_scores_wgmma_kernel's, through TMA instead of the SMs'
-// load path.
+// thr_scores_tma_kernel<kWide> (ThrParams::path 5, thrTuning.path 'tma'; kWide: path 6, 'tma-wide';
+// 'tf32' with f32 hidden states; waiting for a GPU): thr_scores_wgmma_kernel<false, true>'s block, MMAs
+// and epilogue (so its bits) with the operands brought by TMA and the warps specialised (wgmma_tiles.cuh's
+// TmaPipeOf, as lmhead.cu's tma_mainloop): warps 0-7 only wait and multiply, warp 8's lane 0 walks the
+// k-steps and issues each one's boxes, 128 token rows of hidden × 32 floats and 128 rows of M_g × 32
+// floats (kWide: two, 256 rows), 128-byte swizzled (the layout load_swizzled writes). A box reaches past
+// its group's rows into the next group's (or into zeros past the tensor): row r of U depends on row r of
+// A alone, and rows ≥ b.rows and columns ≥ b.cols are never folded; k past d arrives as zeros, as the
+// cp.async copies fill it. Each warpgroup issues k-step kt's MMAs into acc (chaining onto kt − 1's,
+// which may still run), then waits for kt − 1's (wgmma_wait) and hands its stage back: no block barrier,
+// no operand pass, the tensor cores never wait for a flush.
+// kWide: a block owns 128 tokens × 256 columns of V*_g, so each landed hidden tile serves twice the MMAs
+// (FLOPs per L2 byte 43 instead of 32, as docs/cuda.md's THR plan says): per k8 slice a warpgroup issues
+// the same m64n128k8 on each 128-column half of B into its own sums (acc, acc_hi: 128 registers), so
+// every element of U takes the MMAs it takes at 128 columns; the epilogue folds each half as a 128-column
+// block would and writes its partial where that block would (v-tile 2·vt + h): the same spart, the same
+// bits as 'tma'. 4 stages × 48 KiB.
+// Shared memory: 6 × 32 KiB / 4 × 48 KiB (+ 1 KiB alignment, the barriers); 288 threads; 108 registers
+// (kWide: more; ptxas figures in docs/cuda.md). Bytes per block as thr_scores_wgmma_kernel's (kWide:
+// hidden read once per 256 V* columns), through TMA instead of the SMs' load path.
+template <bool kWide>
+using ScoreTmaPipe = TmaPipeOf<(kWide ? 3 : 2) * kWgTileBytes, kWide ? 4 : 6>;
+
+template <bool kWide>
 __global__ void __launch_bounds__(kThreads + 32, 1)
     thr_scores_tma_kernel(GroupList list, GroupGeom geo, const float* __restrict__ M, float* __restrict__ spart,
                           const __grid_constant__ CUtensorMap tmap_h, const __grid_constant__ CUtensorMap tmap_m) {
   GK_DYNAMIC_SMEM(unsigned char, smem_raw);
   __shared__ int s_col[kSRows];  // the tile's tokens' own columns in V*_g
-  const TmaPipe pipe(wg_stages(smem_raw));
-  const ScoreBlock b(list, geo, M);
+  const ScoreTmaPipe<kWide> pipe(wg_stages(smem_raw));
+  const ScoreBlock b(list, geo, M, kWide ? 2 * kBN : kBN);
   const WgLane Ln;
   if (Ln.tid < kSRows) s_col[Ln.tid] = Ln.tid < b.rows ? geo.tokcol[b.t0 + b.r0 + Ln.tid] : -1;
   pipe.init(kThreads / 32);  // (its barrier publishes s_col too)
@@ -1051,23 +1063,46 @@ __global__ void __launch_bounds__(kThreads + 32, 1)
       pipe.produce(nk, [&](unsigned char* stage, int kt, uint64_t* bar) {
         tma_load_2d(stage, &tmap_h, kt * kBK, h_row, bar);
         tma_load_2d(stage + kWgTileBytes, &tmap_m, kt * kBK, m_row, bar);
+        if constexpr (kWide) tma_load_2d(stage + 2 * kWgTileBytes, &tmap_m, kt * kBK, m_row + kBN, bar);
       });
     return;
   }
   float acc[64];
-  float part[1];  // (tf32_kstep's fresh sums: 'f32' only)
+  [[maybe_unused]] float acc_hi[kWide ? 64 : 1];  // kWide: the second 128 columns
+  float part[1];                                   // (tf32_kstep's fresh sums: 'f32' only)
 #pragma unroll
   for (int i = 0; i < 64; ++i) acc[i] = 0.f;
+  if constexpr (kWide) {
+#pragma unroll
+    for (int i = 0; i < 64; ++i) acc_hi[i] = 0.f;
+  }
   const uint32_t wg = uint32_t(Ln.tid >> 7);
   for (int kt = 0; kt < nk; ++kt) {
     const uint32_t stage = pipe.acquire(kt);
     tf32_kstep<false, true>(acc, part, stage + wg * 64u * 128u, stage + uint32_t(kWgTileBytes));
-    wgmma_wait<1>();  // k-step kt − 1 done (kt may run on) ...
+    if constexpr (kWide) {
+      tf32_kstep<false, true>(acc_hi, part, stage + wg * 64u * 128u, stage + uint32_t(2 * kWgTileBytes));
+      wgmma_wait<2>();  // k-step kt − 1's two groups done (kt's may run on) ...
+    } else {
+      wgmma_wait<1>();  // k-step kt − 1 done (kt may run on) ...
+    }
     if (kt > 0) pipe.release(kt - 1);  // ... so its stage goes back
   }
   wgmma_wait<0>();
   wgmma_fence_regs(acc);
-  wg_scores_fold(acc, Ln, b, s_col, list, spart);
+  if constexpr (!kWide) {
+    wg_scores_fold(acc, Ln, b, s_col, list, spart);
+  } else {
+    wgmma_fence_regs(acc_hi);
+    // Each half as the 128-column block at v-tile 2·vt + h folds it.
+    ScoreBlock half = b;
+    half.vt = 2 * b.vt, half.cols = min(kBN, b.cols);
+    wg_scores_fold(acc, Ln, half, s_col, list, spart);
+    if (b.cols > kBN) {
+      half.vt = 2 * b.vt + 1, half.v0 = b.v0 + kBN, half.cols = b.cols - kBN;
+      wg_scores_fold(acc_hi, Ln, half, s_col, list, spart);
+    }
+  }
 }
 
 __global__ void thr_fold_kernel(GroupList list, GroupGeom geo, const float* __restrict__ spart, float* __restrict__ s) {
@@ -1211,11 +1246,11 @@ Status launch_m(unsigned blocks, const GroupList& list, const GroupGeom& geo, co
   GK_CHECK_LAUNCH("thr_m_kernel");
   return Status::Ok();
 }
-// M on wgmma (thr_m_wgmma_kernel): ThrParams::path 4 or 5 with the large configuration, a 9.0 device from a
+// M on wgmma (thr_m_wgmma_kernel): ThrParams::path 4, 5 or 6 with the large configuration, a 9.0 device from a
 // build with sm_90a (or the emulator); waits for a GPU's verdict.
 template <bool kS>
 bool use_m_wgmma(int path, const LaunchEnv& env, const TileConfig& tiles) {
-  return (path == 4 || path == 5) && tiles.m_large && MWgLayout<kS>::kSmemBytes + 3 * kBK * 12 <= tiles.optin &&
+  return path >= 4 && tiles.m_large && MWgLayout<kS>::kSmemBytes + 3 * kBK * 12 <= tiles.optin &&
          wgmma_available(env);
 }
 template <class H, bool kS>
@@ -1229,8 +1264,8 @@ Status launch_m_wgmma(unsigned blocks, const GroupList& list, const GroupGeom& g
   return Status::Ok();
 }
 // The wgmma scores (thr_scores_wgmma_kernel): ThrParams::path (0 auto, 1 mma.sync, 2 wgmma, 3 wgmma on
-// truncated operands, 4 wgmma with M on wgmma too, 5 M on wgmma and the scores on truncated operands,
-// TMA-fed in 'tf32' (thr_scores_tma_kernel, below)), f32 hidden states, aligned rows, a 9.0 device from a build with sm_90a (or the
+// truncated operands, 4 wgmma with M on wgmma too, 5 and 6 M on wgmma and the scores on truncated
+// operands, TMA-fed in 'tf32' (thr_scores_tma_kernel, below)), f32 hidden states, aligned rows, a 9.0 device from a build with sm_90a (or the
 // emulator). `auto` takes 2: verified and measured on an H200 on 2026-11-27 (bench/RESULTS.md: THR at the
 // goal size 13.6 ms against 18.5 on mma.sync in 'f32', 8.2 against 9.8 in 'tf32'); 3 waits for a GPU.
 // Every 9.0 GPU allows 227 KiB per block; a device that allowed less than a kernel needs (the emulator
@@ -1254,21 +1289,29 @@ Status launch_scores_wgmma(unsigned blocks, const GroupList& list, const GroupGe
   GK_CHECK_LAUNCH("thr_scores_wgmma_kernel");
   return Status::Ok();
 }
-// The TMA-fed scores (thr_scores_tma_kernel): path 5, 'tf32', where the wgmma scores run; its maps over the
-// whole hidden tensor (T rows) and this batch's M (m_rows rows of ld_m floats), boxes of 128 rows × 32
-// floats.
-template <bool kS>
-bool use_scores_tma(int path, const LaunchEnv& env, bool aligned, const TileConfig& tiles) {
-  return !kS && path == 5 && aligned && wgmma_available(env) && kTmaSmemBytes + kSRows * 4 <= tiles.optin;
+// The TMA-fed scores (thr_scores_tma_kernel): path 5 (6: 256-column blocks), 'tf32', f32 hidden states,
+// aligned rows, where the wgmma scores run; decided once per call (the block count depends on it). Its
+// maps over the whole hidden tensor (T rows) and this batch's M (m_rows rows of ld_m floats), boxes of
+// 128 rows × 32 floats.
+bool use_scores_tma(const ThrParams& p, const LaunchEnv& env, bool aligned, const TileConfig& tiles) {
+  const size_t smem = p.path == 6 ? ScoreTmaPipe<true>::kSmemBytes : ScoreTmaPipe<false>::kSmemBytes;
+  return (p.path == 5 || p.path == 6) && p.precision == ThrPrecision::Tf32 && p.hidden_dtype == DType::F32 &&
+         aligned && wgmma_available(env) && smem + kSRows * 4 <= tiles.optin;
 }
+template <bool kWide>
 Status launch_scores_tma(unsigned blocks, const GroupList& list, const GroupGeom& geo, const float* hidden,
                          int64_t T, const float* M, int64_t m_rows, float* spart, cudaStream_t stream) {
+  constexpr size_t smem = ScoreTmaPipe<kWide>::kSmemBytes;
   alignas(64) CUtensorMap th, tm;
   GK_TRY(encode_tensor_map_2d(&th, hidden, T, geo.d, geo.d, kSRows, kBK, 4));
   GK_TRY(encode_tensor_map_2d(&tm, M, m_rows, geo.d, geo.ld_m, kBN, kBK, 4));
-  GK_CHECK(cudaFuncSetAttribute(reinterpret_cast<const void*>(&thr_scores_tma_kernel),
-                                cudaFuncAttributeMaxDynamicSharedMemorySize, int(kTmaSmemBytes)));
-  thr_scores_tma_kernel<<<blocks, kThreads + 32, kTmaSmemBytes, stream>>>(list, geo, M, spart, th, tm);
+  if constexpr (kWide)  // (spelled out, so that a failure names the instantiation)
+    GK_CHECK(cudaFuncSetAttribute(reinterpret_cast<const void*>(&thr_scores_tma_kernel<true>),
+                                  cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+  else
+    GK_CHECK(cudaFuncSetAttribute(reinterpret_cast<const void*>(&thr_scores_tma_kernel<false>),
+                                  cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+  thr_scores_tma_kernel<kWide><<<blocks, kThreads + 32, smem, stream>>>(list, geo, M, spart, th, tm);
   GK_CHECK_LAUNCH("thr_scores_tma_kernel");
   return Status::Ok();
 }
@@ -1406,6 +1449,9 @@ Status launch_token_hidden_reward(const ThrParams& p, const LaunchEnv& env, Scra
     }));
   }
   const int m_rows = tiles.m_large ? kMRowsLarge : kMRowsSmall;
+  // The TMA-fed scores (paths 5 and 6 in 'tf32'), and the V* columns of a scores block (256 on path 6).
+  const bool scores_tma = i < live.size() && use_scores_tma(p, env, hidden_vec16 && m_vec16, tiles);
+  const int s_cols = scores_tma && p.path == 6 ? 2 * kBN : kBN;
   if (i < live.size() && !ptok.empty() && p.step != ThrStep::Score) {
     const int n = static_cast<int>(ptok.size());
     thr_pcol_kernel<<<unsigned(ceil_div(n, 256)), 256, 0, env.stream>>>(d_ptok, p.token_column, n, d_pcol);
@@ -1428,7 +1474,7 @@ Status launch_token_hidden_reward(const ThrParams& p, const LaunchEnv& env, Scra
       used += need;
       parts += size_t(Tg) * size_t(ceil_div(K, kBN));
       m_tiles.push_back(m_tiles.back() + static_cast<int>(ceil_div(K, m_rows) * tiles_j));
-      s_tiles.push_back(s_tiles.back() + static_cast<int>(ceil_div(Tg, kSRows) * ceil_div(K, kBN)));
+      s_tiles.push_back(s_tiles.back() + static_cast<int>(ceil_div(Tg, kSRows) * ceil_div(K, s_cols)));
       f_tiles.push_back(f_tiles.back() + static_cast<int>(ceil_div(Tg, kFoldThreads)));
       ++i;
     }
@@ -1470,11 +1516,11 @@ Status launch_token_hidden_reward(const ThrParams& p, const LaunchEnv& env, Scra
           GK_TRY((launch_m<H, kS, kMRowsSmall, kStagesSmall>(mb, mlist, geo, hidden, M, env.stream)));
       }
       if constexpr (std::is_same<H, float>::value) {
-        const bool aligned = geo.hidden_vec16 && geo.m_vec16;
-        if (scores && use_scores_tma<kS>(p.path, env, aligned, tiles))
-          return launch_scores_tma(sb, slist, geo, hidden, T, M, m_rows_of_batch, spart, env.stream);
-        if (scores && use_scores_wgmma<kS>(p.path, env, aligned, tiles))
-          return launch_scores_wgmma<kS>(sb, slist, geo, hidden, M, spart, p.path == 3 || p.path == 5, env.stream);
+        if (scores && scores_tma)
+          return p.path == 6 ? launch_scores_tma<true>(sb, slist, geo, hidden, T, M, m_rows_of_batch, spart, env.stream)
+                             : launch_scores_tma<false>(sb, slist, geo, hidden, T, M, m_rows_of_batch, spart, env.stream);
+        if (scores && use_scores_wgmma<kS>(p.path, env, geo.hidden_vec16 && geo.m_vec16, tiles))
+          return launch_scores_wgmma<kS>(sb, slist, geo, hidden, M, spart, p.path >= 3 && p.path != 4, env.stream);
       }
       if (scores) {
         if (tiles.s_large)

@@ -42,7 +42,8 @@ struct ThrParams {
   // The scores' tiles. 0 auto (2 where it applies), 1 mma.sync (thr_scores_kernel), 2 wgmma
   // (thr_scores_wgmma_kernel), 3 wgmma on truncated operands (its kTrunc), 4 wgmma and M on wgmma too
   // (thr_m_wgmma_kernel, the large configuration only), 5 M on wgmma and the scores on truncated
-  // operands, TMA-fed in 'tf32' (thr_scores_tma_kernel), 2 to 5 wherever they apply:
+  // operands, TMA-fed in 'tf32' (thr_scores_tma_kernel), 6 the same with 256-column scores blocks in
+  // 'tf32', 2 to 6 wherever they apply:
   // f32 hidden states with 16-byte aligned rows, a 9.0 device and a build with sm_90a (the emulator's
   // device is one); mma.sync elsewhere.
   int path = 0;

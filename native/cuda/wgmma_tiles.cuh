@@ -86,26 +86,29 @@ struct WgLane {
 
 // ------------------------------------------------------------- TMA-fed stages (warp-specialised)
 // The stages of the TMA-fed wgmma kernels (lmhead.cu's tma_mainloop, thr.cu's thr_scores_tma_kernel):
-// kTmaStages stages of one k-step each (A's 128 × 128-byte tile, then B's), 1024-byte aligned (wg_stages),
+// stages of one k-step each (A's 128 × 128-byte tile, then B's), 1024-byte aligned (wg_stages),
 // then their mbarriers: full[s] (the producer's one arrival with the stage's bytes, completed by the
 // TMA copies) and empty[s] (one arrival per consumer warp: its warpgroup is done reading the stage).
 // One producer lane walks the k-steps: waits until a stage is empty (from its second use on), announces
 // its bytes on full and issues its copies; each consumer waits on full, multiplies, and releases.
-constexpr int kTmaStages = 6;
-constexpr size_t kTmaStageBytes = 2 * kWgTileBytes;
-constexpr size_t kTmaSmemBytes = kTmaStages * kTmaStageBytes + 1024 + 2 * kTmaStages * sizeof(uint64_t);
-
-struct TmaPipe {
+// TmaPipeOf<kStageBytes, kStages>: the stages and barriers; TmaPipe (32 KiB stages: a 128-row tile of each
+// operand, 6 of them) is the LM head's and THR's 128 × 128 tiles', TmaPipeOf<48 KiB, 4> THR's 128 × 256.
+template <size_t kStageBytes_, int kStages_>
+struct TmaPipeOf {
+  static constexpr size_t kStageBytes = kStageBytes_;
+  static constexpr int kStages = kStages_;
+  // Dynamic shared memory to ask for: the stages, 1024 bytes of alignment slack, the barriers.
+  static constexpr size_t kSmemBytes = kStages * kStageBytes + 1024 + 2 * kStages * sizeof(uint64_t);
   unsigned char* smem;  // the stages (wg_stages)
   uint64_t* full;
   uint64_t* empty;
-  __device__ explicit TmaPipe(unsigned char* stages)
-      : smem(stages), full(reinterpret_cast<uint64_t*>(stages + kTmaStages * kTmaStageBytes)), empty(full + kTmaStages) {}
+  __device__ explicit TmaPipeOf(unsigned char* stages)
+      : smem(stages), full(reinterpret_cast<uint64_t*>(stages + kStages * kStageBytes)), empty(full + kStages) {}
   // Thread 0 sets the barriers up (empty counts `consumer_warps` arrivals); every thread of the block
   // calls it (a block barrier).
   __device__ void init(int consumer_warps) const {
     if (threadIdx.x == 0) {
-      for (int s = 0; s < kTmaStages; ++s) {
+      for (int s = 0; s < kStages; ++s) {
         mbar_init(&full[s], 1);
         mbar_init(&empty[s], uint32_t(consumer_warps));
       }
@@ -113,27 +116,29 @@ struct TmaPipe {
     }
     __syncthreads();
   }
-  // The producer's lane: issue(stage, step, bar) issues k-step step's copies (kTmaStageBytes in all)
-  // into the stage, completing on bar, for every step in [0, steps).
+  // The producer's lane: issue(stage, step, bar) issues k-step step's copies (kStageBytes in all) into
+  // the stage, completing on bar, for every step in [0, steps).
   template <class Issue>
   __device__ void produce(int steps, const Issue& issue) const {
     for (int step = 0; step < steps; ++step) {
-      const int s = step % kTmaStages, n = step / kTmaStages;
+      const int s = step % kStages, n = step / kStages;
       if (n > 0) mbar_wait(&empty[s], uint32_t(n - 1) & 1u);
-      mbar_arrive_expect_tx(&full[s], uint32_t(kTmaStageBytes));
-      issue(smem + size_t(s) * kTmaStageBytes, step, &full[s]);
+      mbar_arrive_expect_tx(&full[s], uint32_t(kStageBytes));
+      issue(smem + size_t(s) * kStageBytes, step, &full[s]);
     }
   }
   // A consumer: waits until k-step step's stage is full; returns its shared-window address.
   __device__ uint32_t acquire(int step) const {
-    const int s = step % kTmaStages;
-    mbar_wait(&full[s], uint32_t(step / kTmaStages) & 1u);
-    return smem_address(smem) + uint32_t(s) * uint32_t(kTmaStageBytes);
+    const int s = step % kStages;
+    mbar_wait(&full[s], uint32_t(step / kStages) & 1u);
+    return smem_address(smem) + uint32_t(s) * uint32_t(kStageBytes);
   }
   // A consumer warp (every lane calls it): its warpgroup is done reading k-step step's stage.
   __device__ void release(int step) const {
-    if ((threadIdx.x & 31) == 0) mbar_arrive(&empty[step % kTmaStages]);
+    if ((threadIdx.x & 31) == 0) mbar_arrive(&empty[step % kStages]);
   }
 };
+using TmaPipe = TmaPipeOf<2 * kWgTileBytes, 6>;
+constexpr size_t kTmaSmemBytes = TmaPipe::kSmemBytes;
 
 }  // namespace gk

@@ -396,7 +396,8 @@ step ncu-sol "$NCU" --target-processes all -k regex:logprobs_fwd -c 1 --section 
 # What bounds the tensor-core tiles: one launch each of the LM head's forward on every tile set (auto,
 # mma.sync, wgmma, TMA, TMA with a k-step in flight; plain and with entropy; 1024 rows, d 4096,
 # V 151936) and of THR's M and scores on each (auto, mma.sync, wgmma, wgmma on truncated operands,
-# M on wgmma, M on wgmma with the TMA-fed scores; each precision mode; THR's goal size): 34 launches,
+# M on wgmma, M on wgmma with the TMA-fed scores in 128- and 256-column blocks; each precision mode,
+# 'tf32' only for the last; THR's goal size): 36 launches,
 # through the harness.
 HARN=(bash bench/cuda/harness.sh --lm-rows 1024)
 [ "$DRY" = 1 ] && HARN=(env GK_HARNESS=build/emu/harness bash bench/cuda/harness.sh --lm-rows 7 --lm-dim 48

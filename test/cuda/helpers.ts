@@ -112,6 +112,8 @@ export const THR_TILE_CONFIGS = [
   // M on wgmma and the scores on truncated operands, in 'tf32' fed by TMA to warp-specialised tiles
   // (thr_scores_tma_kernel); on the emulator the bits of 'wgmma-truncate' (asserted by ops-thr-tiles).
   { name: 'TMA scores and wgmma M', smallTiles: false, path: 'tma' },
+  // The same with 256-column scores blocks ('tf32'; 'tma''s bits anywhere, asserted by ops-thr-tiles).
+  { name: 'TMA scores in 256-column blocks', smallTiles: false, path: 'tma-wide' },
 ] as const;
 
 /**

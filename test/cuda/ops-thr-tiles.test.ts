@@ -90,6 +90,17 @@ const CASES: TileCase[] = [
     minVocab: 260,
   },
   {
+    name: 'one group of 300 tokens × |V*| 300 (256-column blocks: a full one and one of 44 columns), d 64 (16-byte rows: TMA where it runs)',
+    dim: 64,
+    dtype: 'f32',
+    weighting: 'length',
+    groups: [uniformGroup(10, 30, 4)],
+    vocabSize: 400,
+    exactVocab: 300,
+    minTokens: 300,
+    minVocab: 300,
+  },
+  {
     name: 'seven groups smaller than a tile and a degenerate one, d 70 (bf16 rows of 140 bytes: plain loads)',
     dim: 70,
     dtype: 'bf16',
@@ -192,15 +203,20 @@ describe.skipIf(noGpu)('cuda THR tiles vs float64 brute force (partial tiles eve
           if (precision === 'f32') expect(worst, label).toBeLessThanOrEqual(F32_GRADE_HERE);
           bits.push([...f32Bits(r.thr), ...f32Bits(r.tau)]);
         }
+        const at = (path: string) => THR_TILE_CONFIGS.findIndex((cfg) => cfg.path === path);
         if (EMULATED) {
           expect(bits[1], `${precision}: the same bits in both mma.sync configurations`).toEqual(bits[0]);
           // The TMA-fed scores issue the truncated wgmma scores' MMAs on the same operands in the same
           // order, and both M kernels give the same bits here: 'tma' has 'wgmma-truncate''s bits.
-          const at = (path: string) => THR_TILE_CONFIGS.findIndex((cfg) => cfg.path === path);
           expect(bits[at('tma')], `${precision}: 'tma' has the bits of 'wgmma-truncate'`).toEqual(
             bits[at('wgmma-truncate')],
           );
         }
+        // 256-column blocks issue each element's MMAs as 128-column ones do and fold each half where one
+        // would: 'tma''s bits on any device.
+        expect(bits[at('tma-wide')], `${precision}: 'tma-wide' has the bits of 'tma'`).toEqual(
+          bits[at('tma')],
+        );
       }
     });
   });
@@ -285,7 +301,7 @@ describe.skipIf(noGpu || !EMULATED)(
       await expect(runThr(cuda, c, { precision: 'f32' })).rejects.toThrow(/thr_m_kernel</);
     });
 
-    it("'tma': M on wgmma; then thrScore over the stacked aggregate runs the TMA-fed scores in 'tf32' (the wgmma scores in 'f32'), with tokenHiddenReward's bits", async () => {
+    it("'tma': M on wgmma; then thrScore over the stacked aggregate runs the TMA-fed scores in 'tf32' ('tma-wide': in 256-column blocks; the wgmma scores in 'f32'), with tokenHiddenReward's bits", async () => {
       const c = smallF32Case(861);
       thrTuning.path = 'tma';
       process.env.GK_EMU_FAULT = 'cudaFuncSetAttribute:cudaErrorInvalidValue';
@@ -295,21 +311,25 @@ describe.skipIf(noGpu || !EMULATED)(
       const hidden = cuda.tensor(c.hidden as Float32Array, [c.numTokens, c.dim], 'f32');
       const base = { hidden, probs: c.probs, vocab, layout: c.layout, correct: c.correct };
       try {
-        for (const [precision, kernel] of [
-          ['tf32', /thr_scores_tma_kernel/],
-          ['f32', /thr_scores_wgmma/],
+        for (const [path, precision, kernel] of [
+          ['tma', 'tf32', /thr_scores_tma_kernel<false>/],
+          ['tma-wide', 'tf32', /thr_scores_tma_kernel<true>/],
+          ['tma', 'f32', /thr_scores_wgmma/],
         ] as const) {
+          thrTuning.path = path;
           const whole = await runThr(cuda, c, { precision });
           const agg = await cuda.thrAggregate({ ...base, precision });
           // The scores alone: the first kernel set up is theirs.
-          process.env.GK_EMU_FAULT = `cudaFuncSetAttribute:cudaErrorInvalidValue#${precision}`;
+          process.env.GK_EMU_FAULT = `cudaFuncSetAttribute:cudaErrorInvalidValue#${path}-${precision}`;
           await expect(cuda.thrScore({ ...base, aggregate: agg, precision }), precision).rejects.toThrow(
             kernel,
           );
           delete process.env.GK_EMU_FAULT;
           const halves = await cuda.thrScore({ ...base, aggregate: agg, precision });
           const thr = (await halves.thr.read()) as Float32Array;
-          expect(f32Bits(thr), `${precision}: thrAggregate then thrScore`).toEqual(f32Bits(whole.thr));
+          expect(f32Bits(thr), `${path}, ${precision}: thrAggregate then thrScore`).toEqual(
+            f32Bits(whole.thr),
+          );
           for (const t of [agg, halves.thr, halves.tau]) t.dispose();
         }
       } finally {

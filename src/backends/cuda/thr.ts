@@ -14,13 +14,14 @@ import { reweightHostArgs, thrHostArgs } from '../thr-native.js';
 import { type CudaMemory, ptrOf, runWithOutputs, withPoison } from './storage.js';
 
 /** The scores' tiles (ThrParams::path in native/cuda/thr.cuh). */
-export type ThrPath = 'auto' | 'mma' | 'wgmma' | 'wgmma-truncate' | 'wgmma-m' | 'tma';
+export type ThrPath = 'auto' | 'mma' | 'wgmma' | 'wgmma-truncate' | 'wgmma-m' | 'tma' | 'tma-wide';
 const THR_PATH_CODES: Record<Exclude<ThrPath, 'auto'>, number> = {
   mma: 1,
   wgmma: 2,
   'wgmma-truncate': 3,
   'wgmma-m': 4,
   tma: 5,
+  'tma-wide': 6,
 };
 
 /**
@@ -37,7 +38,8 @@ const THR_PATH_CODES: Record<Exclude<ThrPath, 'auto'>, number> = {
  *   in 'tf32'; waiting for a GPU's timing). 'wgmma-m': the wgmma scores and M_g on wgmma too
  *   (thr_m_wgmma_kernel; the large tile configuration; waiting for a GPU). 'tma': M_g on wgmma and the
  *   scores on truncated operands, in 'tf32' fed by TMA to warp-specialised tiles (thr_scores_tma_kernel;
- *   'f32' takes the wgmma scores' truncated form; waiting for a GPU).
+ *   'f32' takes the wgmma scores' truncated form; waiting for a GPU). 'tma-wide': the same with blocks of
+ *   128 tokens × 256 V* columns in 'tf32' (each landed hidden tile serves twice the MMAs; 'tma''s bits).
  */
 export const thrTuning: { mBudgetBytes: number; smallTiles: boolean; path: ThrPath } = {
   mBudgetBytes: 0,
