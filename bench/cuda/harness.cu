@@ -34,9 +34,12 @@
 //   linearLogprobsBackward                                    hidden [8192, 4096], weight [151936, 4096]
 //                                                             bf16; FLOPs of useful work: 2·N·V·d
 //                                                             forward, 4·N·V·d backward; the same
-//                                                             with " wgmma" on the wgmma tiles and
-//                                                             " tma" on the TMA-fed ones (a 9.0
-//                                                             device and a build with sm_90a)
+//                                                             with " mma" on mma.sync, " wgmma" on
+//                                                             the wgmma tiles, " tma" on the
+//                                                             TMA-fed ones, " tma-overlap" with a
+//                                                             k-step in flight, " tma-wide" in
+//                                                             128 × 256 tiles (a 9.0 device and a
+//                                                             build with sm_90a)
 // Output: one JSON line per case on stdout: {case, sizes, bytes, flops, ms_median, ms_p10, ms_p90, reps,
 // rotate, gbps, tflops, copy_bytes, copy_ms_median, copy_ms_p10, copy_ms_p90, copy_rotate, copy_gbps,
 // fraction, device, cc, sms, l2_bytes, runtime, driver, date, version}. Progress and errors go to
@@ -633,10 +636,10 @@ Status run_lmhead(const Device& dev, const Options& o) {
 #endif
   if (!wgmma) std::fprintf(stderr, "[harness] lmhead: no wgmma rows (they need a 9.0 device and a build with 90a)\n");
   auto suffix = [](int path) -> std::string {
-    static const char* const names[] = {"", " mma", " wgmma", " tma", " tma-overlap"};
+    static const char* const names[] = {"", " mma", " wgmma", " tma", " tma-overlap", " tma-wide"};
     return names[path];
   };
-  for (const int path : {0, 1, 2, 3, 4}) {
+  for (const int path : {0, 1, 2, 3, 4, 5}) {
     if (path >= 2 && !wgmma) continue;
     for (const bool ent : {false, true}) {
       GK_TRY(gk::launch_reset_flags(dev.d_flags, dev.env));
@@ -654,7 +657,7 @@ Status run_lmhead(const Device& dev, const Options& o) {
   GK_TRY(forward(0, false));
   GK_TRY(replicate(lse, dev.stream));
   GK_TRY(check_flags(dev, flags_message));
-  for (const int path : {0, 1, 2, 3, 4}) {
+  for (const int path : {0, 1, 2, 3, 4, 5}) {
     if (path >= 2 && !wgmma) continue;
     Timing t;
     GK_TRY(time_it(dev, o, rot, [&](int c) -> Status {

@@ -703,6 +703,87 @@ __global__ void __launch_bounds__(kTmaThreadsOf<kOverlap>, 1)
   if (threadIdx.x < kThreads) wg_store_states(st, L, a, fb.r0, fb.rows, fb.slice);
 }
 
+// lm_fwd_tma_wide_kernel (lmheadTuning.path 'tma-wide', path 5; waiting for a GPU): lm_fwd_tma_kernel's
+// forward in 128 × 256 tiles, so each landed hidden tile serves twice the MMAs: L2 bytes per k-step 48 KiB
+// for 4.2 MFLOP instead of 32 KiB for 2.1 (the H200's 349 TFLOP/s drew 5.4 TB/s from L2). A k-step's
+// stage holds the hidden rows' tile and the weight's 256 rows as two 128-row boxes (48 KiB; 4 stages,
+// wgmma_tiles.cuh's TmaPipeOf). A warpgroup multiplies the k-step into its sums (part) against each
+// 128-row half of B in turn (lm_fwd_tma_kernel's 4 MMAs), waits, and adds them to that half's running
+// logits (acc, acc_hi: the flush, per half), then hands the stage back; at the tile's last k-step it
+// folds the first half and then the second (wg_fold_tile), as lm_fwd_tma_kernel folds its tiles 2t and
+// 2t + 1. Every logit takes the same MMAs and flushes, and every state the same folds in the same
+// order: lm_fwd_tma_kernel's bits. The sums need 192 registers, so the producer is a warpgroup that
+// gives its registers to the consumers (setmaxnreg 40 / 232, as 'tma-overlap') and exits; its lane 0
+// issues the 3 boxes of each k-step (a box past the slice reads the next slice's rows or zeros past the
+// tensor: folded as −Inf, never read). The backward's kernels in 256-column tiles are below.
+using WidePipe = TmaPipeOf<3 * kWgTileBytes, 4>;  // (lm_grad_logits_tma_wide_kernel, lm_gemm_tma_wide_kernel too)
+
+// The k-steps [0, steps) of a 128 × 256 tile: issue(stage, step, bar) (the producer's lane) issues a
+// k-step's copies (A's tile at stage, B's 128-column halves at stage + kWgTileBytes and + 2·kWgTileBytes)
+// completing on bar; retire(half, part, step) (every consumer thread) takes each half's MMA sums in turn,
+// half 0 before half 1's MMAs are issued. The producer warpgroup gives its registers to the consumers and
+// exits; every consumer thread returns with every MMA done (the stages may still be read by no one).
+template <class T, int kTransB, class Issue, class Retire>
+__device__ __forceinline__ void tma_wide_mainloop(unsigned char* smem, int steps, const Issue& issue,
+                                                  const Retire& retire) {
+  const WidePipe pipe(smem);
+  pipe.init(kThreads / 32);
+  const int tid = threadIdx.x;
+  if (tid >= kThreads) {  // the producer warpgroup
+    warpgroup_registers_down<kProducerRegs>();
+    if (tid == kThreads) pipe.produce(steps, issue);
+    thread_exit();
+  }
+  warpgroup_registers_up<kConsumerRegs>();
+  const uint32_t wg = uint32_t(tid >> 7);
+  float part[64];
+  for (int step = 0; step < steps; ++step) {
+    const uint32_t stage = pipe.acquire(step), sa = stage + wg * 64u * 128u;
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+      wg_kstep<T, kTransB>(part, sa, stage + uint32_t((1 + half) * kWgTileBytes));
+      wgmma_wait<0>();
+      wgmma_fence_regs(part);
+      if (half == 1) pipe.release(step);
+      retire(half, part, step);
+    }
+  }
+}
+
+template <class T, bool kStats>
+__global__ void __launch_bounds__(kTmaThreadsOf<true>, 1)
+    lm_fwd_tma_wide_kernel(FwdArgs a, const __grid_constant__ CUtensorMap tmap_h,
+                           const __grid_constant__ CUtensorMap tmap_w) {
+  GK_DYNAMIC_SMEM(unsigned char, smem_raw);
+  __shared__ int s_tcol[kBM];
+  const T* B = static_cast<const T*>(a.bias);
+  const FwdBlock fb(a, kWgBK);
+  target_columns(s_tcol, a, fb.r0, fb.rows);  // read after tma_wide_mainloop's first barrier
+  const WgLane L;
+  float acc[64], acc_hi[64];
+  OnlineState st[2] = {empty_state(), empty_state()};
+  tma_wide_mainloop<T, 0>(
+      wg_stages(smem_raw), ((fb.ntiles + 1) / 2) * fb.nk,  // 256-column tiles of the slice
+      [&](unsigned char* stage, int step, uint64_t* bar) {
+        const int tile = step / fb.nk, kt = step - tile * fb.nk;
+        const int32_t v0 = static_cast<int32_t>(fb.c0 + int64_t(tile) * 2 * kBN);
+        tma_load_2d(stage, &tmap_h, kt * kWgBK, static_cast<int32_t>(fb.r0), bar);
+        tma_load_2d(stage + kWgTileBytes, &tmap_w, kt * kWgBK, v0, bar);
+        tma_load_2d(stage + 2 * kWgTileBytes, &tmap_w, kt * kWgBK, v0 + kBN, bar);
+      },
+      [&](int half, const float (&part)[64], int step) {
+        const int tile = step / fb.nk, kt = step - tile * fb.nk;
+        float(&sums)[64] = half == 0 ? acc : acc_hi;
+#pragma unroll
+        for (int i = 0; i < 64; ++i) sums[i] = kt == 0 ? part[i] : sums[i] + part[i];
+        // A half's logits are done at the tile's last k-step: folded (the first before the second's MMAs).
+        const int64_t v0 = fb.c0 + int64_t(tile) * 2 * kBN + half * kBN;
+        if (kt == fb.nk - 1 && v0 < fb.c1)
+          wg_fold_tile<T, kStats>(sums, L, s_tcol, B, a, fb.r0, v0, static_cast<int>(min64(kBN, fb.c1 - v0)), st);
+      });
+  wg_store_states(st, L, a, fb.r0, fb.rows, fb.slice);
+}
+
 __device__ __forceinline__ OnlineState row_slices(const float4* partial, int64_t row, int slices, float scale2) {
   OnlineState st = empty_state();
   for (int k = 0; k < slices; ++k) {
@@ -1209,6 +1290,80 @@ __global__ void __launch_bounds__(kTmaThreadsOf<kOverlap>, 1)
   if (threadIdx.x < kThreads) wg_store_c<T>(acc, L, g, m0, n0, rows, cols);
 }
 
+// The backward in 256-column tiles (lmheadTuning.path 'tma-wide'; waiting for a GPU), as
+// lm_fwd_tma_wide_kernel is the forward: lm_grad_logits_tma_kernel's G over 128 rows × 256 vocabulary
+// columns and lm_gemm_tma_kernel's C over 128 × 256, each half of B (two 128-row boxes; for the GEMMs'
+// MN-major B, four 64-column ones) multiplied, waited for and flushed into its own sums in turn, so every
+// element takes its 128-column tile's MMAs and flushes: 'tma''s bits. Epilogues per half, as the
+// 128-column kernels' (the G tile staged through the stages once all MMAs are done, a half at a time;
+// C loaded from C_in when a half's first k-step is under way, as there). Producer warpgroup and
+// setmaxnreg as lm_fwd_tma_wide_kernel; 4 stages of 48 KiB.
+template <class T, bool kEnt>
+__global__ void __launch_bounds__(kTmaThreadsOf<true>, 1)
+    lm_grad_logits_tma_wide_kernel(GradArgs a, const __grid_constant__ CUtensorMap tmap_h,
+                                   const __grid_constant__ CUtensorMap tmap_w) {
+  GK_DYNAMIC_SMEM(unsigned char, smem_raw);
+  unsigned char* smem = wg_stages(smem_raw);
+  const WgLane L;
+  const int64_t r0 = int64_t(blockIdx.x) * kBM;      // within the chunk
+  const int64_t vt = int64_t(blockIdx.y) * 2 * kBN;  // within the chunk
+  const int rows = static_cast<int>(min64(kBM, a.rows - r0));
+  const int cols = static_cast<int>(min64(2 * kBN, a.vcount - vt));
+  float acc[64], acc_hi[64];
+  tma_wide_mainloop<T, 0>(
+      smem, max(1, static_cast<int>((a.dim + kWgBK - 1) / kWgBK)),
+      [&](unsigned char* stage, int kt, uint64_t* bar) {
+        const int32_t w0 = static_cast<int32_t>(a.v0 + vt);
+        tma_load_2d(stage, &tmap_h, kt * kWgBK, static_cast<int32_t>(a.row0 + r0), bar);
+        tma_load_2d(stage + kWgTileBytes, &tmap_w, kt * kWgBK, w0, bar);
+        tma_load_2d(stage + 2 * kWgTileBytes, &tmap_w, kt * kWgBK, w0 + kBN, bar);
+      },
+      [&](int half, const float (&part)[64], int kt) {
+        float(&sums)[64] = half == 0 ? acc : acc_hi;
+#pragma unroll
+        for (int i = 0; i < 64; ++i) sums[i] = kt == 0 ? part[i] : sums[i] + part[i];
+      });
+  // Every MMA done: the stages hold the G tile now, a half at a time.
+  T* gs = reinterpret_cast<T*>(smem);
+#pragma unroll
+  for (int half = 0; half < 2; ++half) {
+    const int hc = min(cols - half * kBN, kBN);
+    if (hc <= 0) break;
+    named_barrier_sync<1, kThreads>();  // (the MMAs, or the previous half's stores, are done with gs)
+    wg_g_tile<T, kEnt>(half == 0 ? acc : acc_hi, L, a, r0, vt + half * kBN, rows, hc, gs);
+    named_barrier_sync<1, kThreads>();
+    store_g_tile<T>(gs, a, r0, vt + half * kBN, rows, hc);
+  }
+}
+
+template <class T>
+__global__ void __launch_bounds__(kTmaThreadsOf<true>, 1)
+    lm_gemm_tma_wide_kernel(GemmArgs g, const __grid_constant__ CUtensorMap tmap_a,
+                            const __grid_constant__ CUtensorMap tmap_b) {
+  GK_DYNAMIC_SMEM(unsigned char, smem_raw);
+  const WgLane L;
+  const int64_t m0 = int64_t(blockIdx.x) * kBM, n0 = int64_t(blockIdx.y) * 2 * kBN;
+  const int rows = static_cast<int>(min64(kBM, g.m - m0));
+  const int cols = static_cast<int>(min64(2 * kBN, g.n - n0));
+  const int hcols[2] = {min(cols, kBN), max(cols - kBN, 0)};
+  float acc[64], acc_hi[64];  // C, loaded by each half's first retire
+  tma_wide_mainloop<T, 1>(
+      wg_stages(smem_raw), static_cast<int>((g.k + kWgBK - 1) / kWgBK),
+      [&](unsigned char* stage, int kt, uint64_t* bar) {
+        tma_load_2d(stage, &tmap_a, kt * kWgBK, static_cast<int32_t>(m0), bar);
+        for (int b = 0; b < 4; ++b)  // B's 256 columns: four 64-column boxes, 8 KiB apart
+          tma_load_2d(stage + kWgTileBytes + 8192 * b, &tmap_b, static_cast<int32_t>(n0 + 64 * b), kt * kWgBK, bar);
+      },
+      [&](int half, const float (&part)[64], int kt) {
+        float(&sums)[64] = half == 0 ? acc : acc_hi;
+        if (kt == 0) wg_load_c(sums, L, g, m0, n0 + half * kBN, rows, hcols[half]);
+#pragma unroll
+        for (int i = 0; i < 64; ++i) sums[i] += part[i];
+      });
+  wg_store_c<T>(acc, L, g, m0, n0, rows, hcols[0]);
+  if (hcols[1] > 0) wg_store_c<T>(acc_hi, L, g, m0, n0 + kBN, rows, hcols[1]);
+}
+
 // ------------------------------------------------------------------- states of materialised logits
 // Block: (row, slice of kLogitSliceCols columns). Thread l folds columns l, l + 256, … of the slice in
 // order (one element per update), then a fixed shuffle tree and warp order: partial[row][slice].
@@ -1336,11 +1491,13 @@ namespace {
 // tiles (a zero-width head, which no tensor map can describe, the cp.async-fed ones): verified and
 // measured on an H200 on 2026-11-27 (bench/RESULTS.md: bf16 forward 349 TFLOP/s against 145 on mma.sync
 // and 242 on cp.async-fed wgmma; the backward 257 against 94 and 189). 4 waits for a GPU's verdict.
-enum class Tiles { Mma, Wgmma, Tma, TmaOverlap };
+// 5: the TMA-fed kernels in 128 × 256 tiles (lm_fwd_tma_wide_kernel, lm_grad_logits_tma_wide_kernel,
+// lm_gemm_tma_wide_kernel); waits for a GPU too.
+enum class Tiles { Mma, Wgmma, Tma, TmaOverlap, TmaWide };
 Tiles lm_tiles(int path, const LaunchEnv& env, bool aligned, int64_t dim) {
   if (path == 1 || !aligned || !wgmma_available(env)) return Tiles::Mma;
   if (path == 2 || dim == 0) return Tiles::Wgmma;
-  return path == 4 ? Tiles::TmaOverlap : Tiles::Tma;
+  return path == 4 ? Tiles::TmaOverlap : path == 5 ? Tiles::TmaWide : Tiles::Tma;
 }
 
 Status check_head(int64_t rows, int64_t dim, int64_t vocab, double temperature, const char* op) {
@@ -1380,6 +1537,21 @@ Status launch_linear_logprobs(const LinearLogprobsParams& p, const LaunchEnv& en
     const dim3 grid(unsigned(ceil_div(p.rows, kBM)), unsigned(plan.slices));
     if constexpr (sizeof(T) == 2) {
       const Tiles tiles = lm_tiles(p.path, env, a.h_vec16 && a.w_vec16, p.dim);
+      if (tiles == Tiles::TmaWide) {
+        alignas(64) CUtensorMap th, tw;
+        GK_TRY(encode_tensor_map_2d(&th, p.hidden, p.rows, p.dim, p.dim, kBM, kWgBK));
+        GK_TRY(encode_tensor_map_2d(&tw, p.weight, p.vocab, p.dim, p.dim, kBN, kWgBK));
+        constexpr size_t smem = WidePipe::kSmemBytes;
+        if (stats) {
+          GK_TRY(smem_optin(reinterpret_cast<const void*>(&lm_fwd_tma_wide_kernel<T, true>), smem, op));
+          lm_fwd_tma_wide_kernel<T, true><<<grid, kTmaThreadsOf<true>, smem, env.stream>>>(a, th, tw);
+        } else {
+          GK_TRY(smem_optin(reinterpret_cast<const void*>(&lm_fwd_tma_wide_kernel<T, false>), smem, op));
+          lm_fwd_tma_wide_kernel<T, false><<<grid, kTmaThreadsOf<true>, smem, env.stream>>>(a, th, tw);
+        }
+        GK_CHECK_LAUNCH("lm_fwd_tma_wide_kernel");
+        return Status::Ok();
+      }
       if (tiles == Tiles::Tma || tiles == Tiles::TmaOverlap) {
         alignas(64) CUtensorMap th, tw;
         GK_TRY(encode_tensor_map_2d(&th, p.hidden, p.rows, p.dim, p.dim, kBM, kWgBK));
@@ -1490,7 +1662,8 @@ Status launch_linear_logprobs_backward(const LinearLogprobsBackwardParams& p, co
     const Tiles tiles = sizeof(T) == 2 ? lm_tiles(p.path, env, aligned16(p.hidden) && aligned16(p.weight) && row_vec16,
                                                   p.dim)
                                        : Tiles::Mma;
-    const bool wg = tiles != Tiles::Mma, overlap = tiles == Tiles::TmaOverlap, tma = tiles == Tiles::Tma || overlap;
+    const bool wg = tiles != Tiles::Mma, overlap = tiles == Tiles::TmaOverlap, wide = tiles == Tiles::TmaWide,
+               tma = tiles == Tiles::Tma || overlap || wide;
     alignas(64) CUtensorMap th, tw;  // the hidden rows and the weight rows, for the G tiles
     if constexpr (sizeof(T) == 2) {
       if (wg) {
@@ -1498,6 +1671,12 @@ Status launch_linear_logprobs_backward(const LinearLogprobsBackwardParams& p, co
                               : reinterpret_cast<const void*>(&lm_grad_logits_wgmma_kernel<T, false>),
                           kWgSmemBytes, op));
         GK_TRY(smem_optin(reinterpret_cast<const void*>(&lm_gemm_wgmma_kernel<T>), kWgSmemBytes, op));
+      }
+      if (wide) {
+        GK_TRY(smem_optin(ent ? reinterpret_cast<const void*>(&lm_grad_logits_tma_wide_kernel<T, true>)
+                              : reinterpret_cast<const void*>(&lm_grad_logits_tma_wide_kernel<T, false>),
+                          WidePipe::kSmemBytes, op));
+        GK_TRY(smem_optin(reinterpret_cast<const void*>(&lm_gemm_tma_wide_kernel<T>), WidePipe::kSmemBytes, op));
       }
       if (tma) {
         const void* kg = overlap ? (ent ? reinterpret_cast<const void*>(&lm_grad_logits_tma_kernel<T, true, true>)
@@ -1521,6 +1700,17 @@ Status launch_linear_logprobs_backward(const LinearLogprobsBackwardParams& p, co
                  plan.chunk_vocab, plan.chunk_rows, flags};
       const dim3 grid(unsigned(ceil_div(rows, kBM)), unsigned(ceil_div(vcount, kBN)));
       if constexpr (sizeof(T) == 2) {
+        if (wide) {  // 256-column tiles
+          const dim3 wgrid(grid.x, unsigned(ceil_div(vcount, 2 * kBN)));
+          if (ent)
+            lm_grad_logits_tma_wide_kernel<T, true>
+                <<<wgrid, kTmaThreadsOf<true>, WidePipe::kSmemBytes, env.stream>>>(g, th, tw);
+          else
+            lm_grad_logits_tma_wide_kernel<T, false>
+                <<<wgrid, kTmaThreadsOf<true>, WidePipe::kSmemBytes, env.stream>>>(g, th, tw);
+          GK_CHECK_LAUNCH("lm_grad_logits_tma_wide_kernel");
+          return Status::Ok();
+        }
         if (tma) {
           if (overlap && ent)
             lm_grad_logits_tma_kernel<T, true, true><<<grid, kTmaThreadsOf<true>, kTmaSmemBytes, env.stream>>>(g, th, tw);
@@ -1566,6 +1756,12 @@ Status launch_linear_logprobs_backward(const LinearLogprobsBackwardParams& p, co
           alignas(64) CUtensorMap ta, tb;
           GK_TRY(encode_tensor_map_2d(&ta, args.a, args.m, args.k, args.lda, kBM, kWgBK));
           GK_TRY(encode_tensor_map_2d(&tb, args.b, args.k, args.n, args.ldb, kWgBK, 64));
+          if (wide) {  // 256-column tiles of C
+            const dim3 wgrid(grid.x, unsigned(ceil_div(args.n, 2 * kBN)));
+            lm_gemm_tma_wide_kernel<T><<<wgrid, kTmaThreadsOf<true>, WidePipe::kSmemBytes, env.stream>>>(args, ta, tb);
+            GK_CHECK_LAUNCH("lm_gemm_tma_wide_kernel");
+            return Status::Ok();
+          }
           if (overlap)
             lm_gemm_tma_kernel<T, true><<<grid, kTmaThreadsOf<true>, kTmaSmemBytes, env.stream>>>(args, ta, tb);
           else

@@ -78,8 +78,8 @@ PLAN=(
   "goals-webgpu  20  60"
   "ncu           30  60"
   "ncu-sol       10  45"
-  "ncu-tiles     30  75"
-  "racecheck-rest 60 150"
+  "ncu-tiles     45  90"
+  "racecheck-rest 45 150"
 )
 CONDITIONAL=" native "
 
@@ -394,11 +394,10 @@ step ncu-sol "$NCU" --target-processes all -k regex:logprobs_fwd -c 1 --section 
   node scripts/gpu/goals.mjs --backend cuda --only logprobs --rows 4096 --reps 1 "${TINY[@]}"
 
 # What bounds the tensor-core tiles: one launch each of the LM head's forward on every tile set (auto,
-# mma.sync, wgmma, TMA, TMA with a k-step in flight; plain and with entropy; 1024 rows, d 4096,
-# V 151936) and of THR's M and scores on each (auto, mma.sync, wgmma, wgmma on truncated operands,
-# M on wgmma, M on wgmma with the TMA-fed scores in 128- and 256-column blocks; each precision mode,
-# 'tf32' only for the last; THR's goal size): 36 launches,
-# through the harness.
+# mma.sync, wgmma, TMA, TMA with a k-step in flight, TMA in 128 × 256 tiles; plain and with entropy;
+# 1024 rows, d 4096, V 151936) and of THR's M and scores on each (auto, mma.sync, wgmma, wgmma on
+# truncated operands, M on wgmma, M on wgmma with the TMA-fed scores in 128- and 256-column blocks;
+# each precision mode, 'tf32' only for the last; THR's goal size): 38 launches, through the harness.
 HARN=(bash bench/cuda/harness.sh --lm-rows 1024)
 [ "$DRY" = 1 ] && HARN=(env GK_HARNESS=build/emu/harness bash bench/cuda/harness.sh --lm-rows 7 --lm-dim 48
   --lm-vocab 1000 --thr-tokens 40 --thr-d 48 --thr-vocab 24)

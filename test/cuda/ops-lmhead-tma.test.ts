@@ -5,7 +5,8 @@
  * bf16/f16 case of test/cases/lmhead.ts that runs the head against the float64 reference, gradients'
  * bits under any chunking, and for every output of the forward and the backward the bits of the
  * cp.async-fed wgmma tiles (the same MMAs, flushes and folds in the same order) and of 'tma-overlap'
- * (the same kernels with a warpgroup's next k-step of MMAs in flight while it adds up the last). They
+ * (the same kernels with a warpgroup's next k-step of MMAs in flight while it adds up the last) and of
+ * 'tma-wide' (the forward in 128 × 256 tiles: each half's MMAs, flushes and folds as a 128-column tile's). They
  * run where the tiles apply: a 9.0 device from a build with sm_90a, or the CUDA emulator (it models
  * TMA, mbarriers, wgmma and its wait groups).
  */
@@ -15,7 +16,7 @@ import { wordsOf } from '../cases/check.js';
 import { openBackends, runCaseTable } from '../cases/runner.js';
 import { expectChunkInvariantGradients } from '../lmhead/checks.js';
 import { gradVector, makeHead } from '../lmhead/reference.js';
-import { lmheadTileCases } from './helpers.js';
+import { EMULATED, lmheadTileCases } from './helpers.js';
 
 const backends = await openBackends(['cuda']);
 runCaseTable('lmhead (TMA-fed wgmma tiles)', lmheadTileCases('tma'), backends);
@@ -26,7 +27,7 @@ describe.skipIf(ctx === undefined)('lmhead (TMA-fed wgmma tiles) on cuda', () =>
     [19, 896, 257, 'bf16'],
     [130, 64, 4500, 'f16'],
   ] as const) {
-    it(`N=${N} d=${d} V=${V} ${dtype}: every output of the forward and the backward has the bits of the cp.async-fed wgmma tiles and of the k-step-overlapping TMA tiles, and differs from mma.sync's somewhere`, async () => {
+    it(`N=${N} d=${d} V=${V} ${dtype}: every output of the forward and the backward has the bits of the cp.async-fed wgmma tiles, of the k-step-overlapping TMA tiles and of the 256-column ones, and differs from mma.sync's somewhere`, async () => {
       const c = ctx!;
       const x = makeHead({ N, d, V, dtype, seed: 79, bias: true });
       const hidden = c.tensor(x.hidden as Uint16Array, [x.N, x.d], dtype);
@@ -63,17 +64,63 @@ describe.skipIf(ctx === undefined)('lmhead (TMA-fed wgmma tiles) on cuda', () =>
         const mma = await run('mma');
         const auto = await run('auto');
         const overlap = await run('tma-overlap');
+        const wide = await run('tma-wide');
         const names = ['logprobs', 'lse', 'entropy', 'sumSquares', 'gradHidden', 'gradWeight', 'gradBias'];
         for (const [i, name] of names.entries()) expect(tma[i], name).toEqual(wg[i]);
         expect(tma[1], 'lse: not the mma.sync tiles').not.toEqual(mma[1]);
         expect(auto, "'auto' takes these tiles on a 9.0 device").toEqual(tma);
         for (const [i, name] of names.entries()) expect(overlap[i], `tma-overlap: ${name}`).toEqual(tma[i]);
+        for (const [i, name] of names.entries()) expect(wide[i], `tma-wide: ${name}`).toEqual(tma[i]);
       } finally {
         lmheadTuning.path = 'tma';
         for (const t of [hidden, weight, bias]) t.dispose();
       }
     });
   }
+
+  it.skipIf(!EMULATED)(
+    "the forward's and the backward's kernels are what the path names (an injected launch failure names them; emulator)",
+    async () => {
+      const c = ctx!;
+      const x = makeHead({ N: 9, d: 64, V: 300, dtype: 'bf16', seed: 82 });
+      const hidden = c.tensor(x.hidden as Uint16Array, [x.N, x.d], 'bf16');
+      const weight = c.tensor(x.weight as Uint16Array, [x.V, x.d], 'bf16');
+      try {
+        // A failure injected into the next launch of a kernel whose name contains `lm_`: the forward's.
+        for (const [path, kernel] of [
+          ['tma', /lm_fwd_tma_kernel/],
+          ['tma-overlap', /lm_fwd_tma_kernel/],
+          ['tma-wide', /lm_fwd_tma_wide_kernel/],
+        ] as const) {
+          lmheadTuning.path = path;
+          process.env.GK_EMU_FAULT = `launch@lm_:cudaErrorInvalidValue#${path}`;
+          await expect(c.linearLogprobs(hidden, weight, x.targets), path).rejects.toThrow(kernel);
+          delete process.env.GK_EMU_FAULT;
+        }
+        // The backward's G tiles and its GEMMs.
+        const lse = (await c.linearLogprobs(hidden, weight, x.targets)).lse;
+        for (const [path, text, kernel] of [
+          ['tma', 'lm_grad_logits', /lm_grad_logits_tma_kernel/],
+          ['tma-wide', 'lm_grad_logits', /lm_grad_logits_tma_wide_kernel/],
+          ['tma', 'lm_gemm', /lm_gemm_tma_kernel/],
+          ['tma-wide', 'lm_gemm', /lm_gemm_tma_wide_kernel/],
+        ] as const) {
+          lmheadTuning.path = path;
+          process.env.GK_EMU_FAULT = `launch@${text}:cudaErrorInvalidValue#${path}`;
+          await expect(
+            c.linearLogprobsBackward(hidden, weight, x.targets, lse, gradVector(83, x.N)),
+            `${path} ${text}`,
+          ).rejects.toThrow(kernel);
+          delete process.env.GK_EMU_FAULT;
+        }
+        lse.dispose();
+      } finally {
+        delete process.env.GK_EMU_FAULT;
+        lmheadTuning.path = 'tma';
+        for (const t of [hidden, weight]) t.dispose();
+      }
+    },
+  );
 
   it('gradWeight, gradHidden and gradBias have the same bits whatever the backward chunks rows and vocabulary', async () => {
     await expectChunkInvariantGradients(ctx!, 95, (chunkRows, chunkVocab) =>

@@ -1126,7 +1126,7 @@ void set_reverse_order(bool reverse) { order_override = reverse ? 1 : 0; }
 
 void syncwarp(unsigned mask) { (void)shuffle(mask, 0, 0, 0, 32); }
 
-cudaError_t fault(const char* call);  // fault injection, below
+cudaError_t fault(const char* call, const char* detail = nullptr);  // fault injection, below
 
 namespace {
 // cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, n): a launch asking for
@@ -1170,7 +1170,7 @@ cudaError_t run_grid(dim3 grid, dim3 block, size_t smem, cudaStream_t, Body body
             std::to_string(it == max_dynamic_smem.end() ? 48 * 1024 : it->second);
     }
   }
-  if (const cudaError_t e = fault("launch"); e != cudaSuccess) {
+  if (const cudaError_t e = fault("launch", name); e != cudaSuccess) {
     tl_last = e;
     tl_last_message = std::string(name) + ": injected by GK_EMU_FAULT";
     return e;
@@ -1223,7 +1223,8 @@ cudaError_t run_grid(dim3 grid, dim3 block, size_t smem, cudaStream_t, Body body
 // ------------------------------------------------------------------------------ fault injection
 // For test/cuda/faults.test.ts: GK_EMU_FAULT="<call>:<error>" makes the next call named <call> (a
 // runtime function such as cudaMallocAsync, or "launch" for a kernel launch) fail with <error> (a
-// cudaError name). Each value of the variable fires once (until the variable is unset); a suffix
+// cudaError name); "launch@<text>:<error>" the next launch of a kernel whose name contains <text> (the
+// tests' proof of which kernel a path runs). Each value of the variable fires once (until the variable is unset); a suffix
 // "#<anything>" makes a new value, to fire the same fault again. An error that corrupts a real CUDA context
 // (cudaErrorIllegalAddress, cudaErrorLaunchFailure) is then returned by every later call, as there;
 // GK_EMU_FAULT=reset clears that (the emulator's escape hatch; a real process cannot).
@@ -1249,18 +1250,26 @@ cudaError_t error_named(const std::string& n) {
 }
 }  // namespace
 
-cudaError_t fault(const char* call) {
+cudaError_t fault(const char* call, const char* detail) {
   std::lock_guard<std::mutex> lock(fault_mu);
   const char* env = std::getenv("GK_EMU_FAULT");
   const std::string v = env ? env : "";
   if (v.empty()) fault_seen.clear();  // unset: the same value set again fires again
   if (v != fault_seen) {
+    // "<call>@<text>:": only where detail (a launch's kernel name) contains <text>.
+    const std::string at = std::string(call) + "@";
+    size_t skip = 0;
+    if (v.rfind(at, 0) == 0 && detail) {
+      const size_t colon = v.find(':', at.size());
+      if (colon != std::string::npos && std::strstr(detail, v.substr(at.size(), colon - at.size()).c_str()))
+        skip = colon + 1;
+    }
     if (v == "reset") {
       sticky = cudaSuccess;
       fault_seen = v;
-    } else if (v.rfind(std::string(call) + ":", 0) == 0) {
+    } else if (skip > 0 || v.rfind(std::string(call) + ":", 0) == 0) {
       fault_seen = v;
-      std::string name = v.substr(std::strlen(call) + 1);
+      std::string name = v.substr(skip > 0 ? skip : std::strlen(call) + 1);
       name = name.substr(0, name.find('#'));
       const cudaError_t e = error_named(name);
       if (e == cudaErrorIllegalAddress || e == cudaErrorLaunchFailure) sticky = e;

@@ -17,20 +17,24 @@ import { type CudaMemory, optPtr, ptrOf, runWithOutputs, withPoison } from './st
  * The LM head's tiles (native/cuda/lmhead.cu): 'mma' mma.sync, 'wgmma' Hopper's warpgroup MMAs fed by
  * cp.async, 'tma' the same MMAs fed by TMA from a producer warp (warp-specialised; the same bits as 'wgmma'),
  * 'tma-overlap' those with a warpgroup's next k-step of MMAs in flight while it adds up the last (a
- * producer warpgroup that hands its registers to the consumers; the same bits as 'tma').
+ * producer warpgroup that hands its registers to the consumers; the same bits as 'tma'), 'tma-wide' the
+ * forward in 128 × 256 tiles (each landed hidden tile serves twice the MMAs; the backward as 'tma'; the
+ * same bits as 'tma').
  */
-export type LmheadPath = 'auto' | 'mma' | 'wgmma' | 'tma' | 'tma-overlap';
+export type LmheadPath = 'auto' | 'mma' | 'wgmma' | 'tma' | 'tma-overlap' | 'tma-wide';
 const PATH_CODES: Record<Exclude<LmheadPath, 'auto'>, number> = {
   mma: 1,
   wgmma: 2,
   tma: 3,
   'tma-overlap': 4,
+  'tma-wide': 5,
 };
 
 /**
  * Test and benchmark hooks. chunkRows, chunkVocab: the backward's G chunk (rows, vocabulary columns;
  * multiples of 128), 0 for the plan's; gradWeight's bits must not depend on it (the sum over rows runs
- * on across chunks). path: the tiles of the forward and the backward; 'wgmma', 'tma' and 'tma-overlap' take theirs
+ * on across chunks). path: the tiles of the forward and the backward; 'wgmma', 'tma', 'tma-overlap' and
+ * 'tma-wide' take theirs
  * wherever they apply (bf16 / f16 with 16-byte aligned rows, a 9.0 device, a build with sm_90a; the
  * emulator's device is one) and the mma.sync tiles elsewhere. 'auto' takes the TMA-fed ones where they
  * apply (verified and measured on an H200; bench/RESULTS.md), else mma.sync.
