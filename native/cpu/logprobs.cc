@@ -131,50 +131,28 @@ struct Pass2Args {
 };
 
 // One vector of pass 2's terms, accumulated: a += 2^f·2^n in one FMA; with kStats, e = 2^f·2^n, b += e·t
-// (t = n + f), c += e². `c` holds Pass2Args' four values as vectors.
-template <bool kStats, bool kPremul>
-inline void term(VF x, const VF* c, VF& a, VF& b, VF& s) {
-  VF d = sub(x, c[0]);
+// (t = n + f), c += e². `c` holds Pass2Args' four values as vectors. V: VF (8 lanes) or, in the
+// AVX-512 build, VW (16; the same operations lane by lane, simd.h).
+template <bool kStats, bool kPremul, class V>
+inline void term(V x, const V* c, V& a, V& b, V& s) {
+  V d = sub(x, c[0]);
   if (kPremul) d = mul(d, c[3]);
-  const VF dc = clamp_lo(d, c[2]);
-  const VF bias = set1(kRoundBias);
-  const VF bb = fmadd(dc, c[1], bias);
-  const VF n = sub(bb, bias);
-  const VF f = fmsub(dc, c[1], n);
-  VF p = set1(kExp2C5[0]);
-  for (int i = 1; i < 5; ++i) p = fmadd(p, f, set1(kExp2C5[i]));
-  p = fmadd(p, f, set1(1.0f));
-  const VF pw = pow2_biased(bb);
+  const V dc = clamp_lo(d, c[2]);
+  const V bias = splat_as(x, kRoundBias);
+  const V bb = fmadd(dc, c[1], bias);
+  const V n = sub(bb, bias);
+  const V f = fmsub(dc, c[1], n);
+  V p = splat_as(x, kExp2C5[0]);
+  for (int i = 1; i < 5; ++i) p = fmadd(p, f, splat_as(x, kExp2C5[i]));
+  p = fmadd(p, f, splat_as(x, 1.0f));
+  const V pw = pow2_biased(bb);
   a = fmadd(p, pw, a);
   if (kStats) {
-    const VF e = mul(p, pw);
+    const V e = mul(p, pw);
     b = fmadd(e, add(n, f), b);
     s = fmadd(e, e, s);
   }
 }
-#if GK_SIMD_WIDE
-// term at 16 lanes: the same operations lane by lane.
-template <bool kStats, bool kPremul>
-inline void wterm(VW x, const VW* c, VW& a, VW& b, VW& s) {
-  VW d = wsub(x, c[0]);
-  if (kPremul) d = wmul(d, c[3]);
-  const VW dc = wclamp_lo(d, c[2]);
-  const VW bias = wset1(kRoundBias);
-  const VW bb = wfmadd(dc, c[1], bias);
-  const VW n = wsub(bb, bias);
-  const VW f = wfmsub(dc, c[1], n);
-  VW p = wset1(kExp2C5[0]);
-  for (int i = 1; i < 5; ++i) p = wfmadd(p, f, wset1(kExp2C5[i]));
-  p = wfmadd(p, f, wset1(1.0f));
-  const VW pw = wpow2_biased(bb);
-  a = wfmadd(p, pw, a);
-  if (kStats) {
-    const VW e = wmul(p, pw);
-    b = wfmadd(e, wadd(n, f), b);
-    s = wfmadd(e, e, s);
-  }
-}
-#endif
 
 // Pass 2 of a segment (see segment): its sums as f64 lanes d[0..2] (s0, Σe·t, Σe²). bf16: the int16
 // max of the next segment's bits [nx, nx + nlen) (pass 1 of that segment, nlen ≤ len) is taken on the
@@ -230,8 +208,8 @@ void pass2(const void* row, int64_t j0, int64_t len, const float* x, const float
         hm = hm_acc32(hm, g < nfull ? nx + g * 32 : kBitsMin);
         VW lo, hi;
         wload_bf16x32(g < gfull ? hb + g * 32 : gtail, lo, hi);
-        wterm<kStats, kPremul>(lo, w, A, B, C);
-        wterm<kStats, kPremul>(hi, w, A, B, C);
+        term<kStats, kPremul>(lo, w, A, B, C);
+        term<kStats, kPremul>(hi, w, A, B, C);
       }
       a0 = wlo(A), a1 = whi(A), b0 = wlo(B), b1 = whi(B), c0 = wlo(C), c1 = whi(C);
 #else
@@ -279,7 +257,7 @@ void pass2(const void* row, int64_t j0, int64_t len, const float* x, const float
         prefetch();
         // f32: the pair's second vector may be the padded tail (k + 1 == full).
         const VW v = (D != kF32 || k + 1 < full) ? wload(x + k * kLanes) : wjoin(load(x + k * kLanes), load(tail));
-        wterm<kStats, kPremul>(v, w, A, B, C);
+        term<kStats, kPremul>(v, w, A, B, C);
       }
       a0 = wlo(A), a1 = whi(A), b0 = wlo(B), b1 = whi(B), c0 = wlo(C), c1 = whi(C);
     }

@@ -282,6 +282,16 @@ inline VF whi(VW a) { return {_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_cas
 inline VW wjoin(VF a, VF b) {
   return {_mm512_castpd_ps(_mm512_insertf64x4(_mm512_castpd256_pd512(_mm256_castps_pd(a.v)), _mm256_castps_pd(b.v), 1))};
 }
+// The 8-lane names at 16 lanes, so that code templated on the vector type reads as one (logprobs.cc's
+// term); splat_as(v, x) is set1 / wset1 by v's type.
+inline VW add(VW a, VW b) { return wadd(a, b); }
+inline VW sub(VW a, VW b) { return wsub(a, b); }
+inline VW mul(VW a, VW b) { return wmul(a, b); }
+inline VW fmadd(VW a, VW b, VW c) { return wfmadd(a, b, c); }
+inline VW fmsub(VW a, VW b, VW c) { return wfmsub(a, b, c); }
+inline VW clamp_lo(VW x, VW lo) { return wclamp_lo(x, lo); }
+inline VW pow2_biased(VW b) { return wpow2_biased(b); }
+inline VW splat_as(VW, float x) { return wset1(x); }
 #if defined(__AVX512BW__)
 #define GK_SIMD_WIDE 1
 // 32 bf16 values as two VW by two unpacks: lo = {load_bf16x16(p).a, load_bf16x16(p + 16).a}, hi = the
@@ -593,6 +603,7 @@ inline VF exp2_full(VF t) {
 #ifndef GK_SIMD_WIDE
 #define GK_SIMD_WIDE 0  // 16 lanes only in the AVX-512 build
 #endif
+inline VF splat_as(VF, float x) { return set1(x); }  // (VW's is beside it, in the AVX-512 build)
 
 // ------------------------------------------------------------------------------ lane masks and selects
 // VM: one boolean per lane (all bits set: true), for kernels whose per-token branches become selects
