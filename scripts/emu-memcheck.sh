@@ -15,7 +15,8 @@
 # named. Left out too: ops-thr-precision.test.ts (its kernels are ops-thr-tiles.test.ts's, at larger d)
 # and ops-invariance.test.ts (bits at N = 3000; its kernels and launch paths are ops-cases.test.ts's),
 # and the LM-head case tables' two largest shapes (GK_EMU_MEMCHECK; the same kernels as the smaller
-# ones): each is minutes under ASan, and npm test runs them all. The stand-in for
+# ones; the wgmma table's V 32003 too, whose vocabulary chunks its forced small-chunk cases take): each
+# is minutes under ASan, and npm test runs them all. The stand-in for
 # test/cuda/sanitize.sh (compute-sanitizer) until a GPU runs that; it checks host-side semantics, not
 # the GPU's memory model.
 #   scripts/emu-memcheck.sh [vitest filter...]

@@ -549,12 +549,8 @@ fn write_empty(g: u32) {
 // (adv_group owns them). The invocation walks its members in index order: one short contiguous
 // run, re-read per pass from cache.
 @compute @workgroup_size(WG)
-fn adv_small(
-  @builtin(workgroup_id) wid: vec3<u32>,
-  @builtin(num_workgroups) nwg: vec3<u32>,
-  @builtin(local_invocation_index) lid: u32,
-) {
-  let g = flat_wg(wid, nwg) * WG + lid;
+fn adv_small(grid: Grid, @builtin(local_invocation_index) lid: u32) {
+  let g = flat_wg(grid) * WG + lid;
   if (g >= P.num_groups) {
     return;
   }
@@ -631,12 +627,8 @@ fn adv_small(
 // appends the groups with n > small_max to the group offsets it uploads, so n ≥ 1 here; one buffer
 // for both keeps the kernel within 8 storage buffers). Members strided over the workgroup.
 @compute @workgroup_size(WG)
-fn adv_group(
-  @builtin(workgroup_id) wid: vec3<u32>,
-  @builtin(num_workgroups) nwg: vec3<u32>,
-  @builtin(local_invocation_index) lid: u32,
-) {
-  let j = flat_wg(wid, nwg);
+fn adv_group(grid: Grid, @builtin(local_invocation_index) lid: u32) {
+  let j = flat_wg(grid);
   if (j >= P.count) {
     return;
   }
@@ -784,12 +776,8 @@ fn adv_merge(@builtin(local_invocation_index) lid: u32) {
 }
 
 @compute @workgroup_size(WG)
-fn expand_tokens(
-  @builtin(workgroup_id) wid: vec3<u32>,
-  @builtin(num_workgroups) nwg: vec3<u32>,
-  @builtin(local_invocation_index) lid: u32,
-) {
-  let t = flat_wg(wid, nwg) * WG + lid;
+fn expand_tokens(grid: Grid, @builtin(local_invocation_index) lid: u32) {
+  let t = flat_wg(grid) * WG + lid;
   if (t >= P.count) {
     return;
   }
@@ -809,12 +797,8 @@ fn is_valid(i: u32) -> bool {
 }
 
 @compute @workgroup_size(WG)
-fn whiten_partial(
-  @builtin(workgroup_id) wid: vec3<u32>,
-  @builtin(num_workgroups) nwg: vec3<u32>,
-  @builtin(local_invocation_index) lid: u32,
-) {
-  let c = flat_wg(wid, nwg);
+fn whiten_partial(grid: Grid, @builtin(local_invocation_index) lid: u32) {
+  let c = flat_wg(grid);
   let i0 = c * WG * ITEMS;
   if (i0 >= P.count) {
     return;
@@ -855,12 +839,8 @@ fn whiten_partial(
 }
 
 @compute @workgroup_size(WG)
-fn whiten_apply(
-  @builtin(workgroup_id) wid: vec3<u32>,
-  @builtin(num_workgroups) nwg: vec3<u32>,
-  @builtin(local_invocation_index) lid: u32,
-) {
-  let i = flat_wg(wid, nwg) * WG + lid;
+fn whiten_apply(grid: Grid, @builtin(local_invocation_index) lid: u32) {
+  let i = flat_wg(grid) * WG + lid;
   if (i >= P.count) {
     return;
   }
@@ -873,12 +853,8 @@ fn whiten_apply(
 
 // Packs the u32 degenerate flags into u8 [G] (4 per word; one invocation per word).
 @compute @workgroup_size(WG)
-fn pack_flags(
-  @builtin(workgroup_id) wid: vec3<u32>,
-  @builtin(num_workgroups) nwg: vec3<u32>,
-  @builtin(local_invocation_index) lid: u32,
-) {
-  let w = flat_wg(wid, nwg) * WG + lid;
+fn pack_flags(grid: Grid, @builtin(local_invocation_index) lid: u32) {
+  let w = flat_wg(grid) * WG + lid;
   if (w * 4u >= P.count) {
     return;
   }

@@ -30,9 +30,14 @@ override WG: u32 = 256u;
 
 const NEG_INF_BITS: u32 = 0xff800000u;
 
-// Flat workgroup index of a dispatch spread over x and y (GpuRuntime.grid).
-fn flat_wg(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
-  return wid.y * nwg.x + wid.x;
+// Where a workgroup sits in a dispatch spread over x and y (GpuRuntime.grid): an entry point's
+// parameter (grid: Grid), whose flat workgroup index flat_wg gives.
+struct Grid {
+  @builtin(workgroup_id) wid: vec3<u32>,
+  @builtin(num_workgroups) nwg: vec3<u32>,
+}
+fn flat_wg(g: Grid) -> u32 {
+  return g.wid.y * g.nwg.x + g.wid.x;
 }
 
 // Bit tests: immune to fast-math assumptions about NaN and infinity.

@@ -205,12 +205,8 @@ fn fold_lanes(r0: u32, slice: u32, lid: u32, st: array<St, 4>) {
 }
 
 @compute @workgroup_size(TWG)
-fn lm_fwd(
-  @builtin(workgroup_id) wid: vec3<u32>,
-  @builtin(num_workgroups) nwg: vec3<u32>,
-  @builtin(local_invocation_index) lid: u32,
-) {
-  let w = flat_wg(wid, nwg);
+fn lm_fwd(grid: Grid, @builtin(local_invocation_index) lid: u32) {
+  let w = flat_wg(grid);
   let nsl = (P.vcount + P.slice_cols - 1u) / P.slice_cols; // slices of this window
   if (w >= ((P.rows + TB - 1u) / TB) * nsl) {
     return; // the whole workgroup
@@ -284,12 +280,8 @@ fn write_outputs(g: u32, o: vec4<f32>) {
 
 // lm_finish: the logprobs outputs of chunk row r (P.vocab is the full vocabulary here).
 @compute @workgroup_size(WG)
-fn lm_finish(
-  @builtin(workgroup_id) wid: vec3<u32>,
-  @builtin(num_workgroups) nwg: vec3<u32>,
-  @builtin(local_invocation_index) lid: u32,
-) {
-  let r = flat_wg(wid, nwg) * WG + lid;
+fn lm_finish(grid: Grid, @builtin(local_invocation_index) lid: u32) {
+  let r = flat_wg(grid) * WG + lid;
   if (r >= P.rows) {
     return;
   }
@@ -314,12 +306,8 @@ fn lm_finish(
 
 // lm_state_out: the public state of chunk row r over this shard (0s for ignored rows).
 @compute @workgroup_size(WG)
-fn lm_state_out(
-  @builtin(workgroup_id) wid: vec3<u32>,
-  @builtin(num_workgroups) nwg: vec3<u32>,
-  @builtin(local_invocation_index) lid: u32,
-) {
-  let r = flat_wg(wid, nwg) * WG + lid;
+fn lm_state_out(grid: Grid, @builtin(local_invocation_index) lid: u32) {
+  let r = flat_wg(grid) * WG + lid;
   if (r >= P.rows) {
     return;
   }
@@ -345,12 +333,8 @@ fn lm_state_out(
 
 // lm_logit_states: slice `w mod slices` of chunk row `w / slices` of materialised logits.
 @compute @workgroup_size(WG)
-fn lm_logit_states(
-  @builtin(workgroup_id) wid: vec3<u32>,
-  @builtin(num_workgroups) nwg: vec3<u32>,
-  @builtin(local_invocation_index) lid: u32,
-) {
-  let w = flat_wg(wid, nwg);
+fn lm_logit_states(grid: Grid, @builtin(local_invocation_index) lid: u32) {
+  let w = flat_wg(grid);
   if (w >= P.rows * P.slices) {
     return;
   }
@@ -382,12 +366,8 @@ fn lm_logit_states(
 // lm_merge_state: folds one public state (bindings 16–20, its shard [vocab_start, +vocab)) into the
 // accumulator partial[r] (one slice), and takes its targetLogit into xt when the target is there.
 @compute @workgroup_size(WG)
-fn lm_merge_state(
-  @builtin(workgroup_id) wid: vec3<u32>,
-  @builtin(num_workgroups) nwg: vec3<u32>,
-  @builtin(local_invocation_index) lid: u32,
-) {
-  let r = flat_wg(wid, nwg) * WG + lid;
+fn lm_merge_state(grid: Grid, @builtin(local_invocation_index) lid: u32) {
+  let r = flat_wg(grid) * WG + lid;
   if (r >= P.rows) {
     return;
   }
@@ -424,12 +404,8 @@ fn tile_of(w: u32, rows: u32, cols: u32) -> vec2<u32> {
 }
 
 @compute @workgroup_size(TWG)
-fn lm_grad_logits(
-  @builtin(workgroup_id) wid: vec3<u32>,
-  @builtin(num_workgroups) nwg: vec3<u32>,
-  @builtin(local_invocation_index) lid: u32,
-) {
-  let tile = tile_of(flat_wg(wid, nwg), P.rows, P.vcount);
+fn lm_grad_logits(grid: Grid, @builtin(local_invocation_index) lid: u32) {
+  let tile = tile_of(flat_wg(grid), P.rows, P.vcount);
   if (tile.x == NO_ROW) {
     return;
   }
@@ -524,12 +500,8 @@ fn start_tile(m0: u32, n0: u32, mrows: u32, lid: u32) -> mat4x4<f32> {
 }
 
 @compute @workgroup_size(TWG)
-fn lm_grad_hidden(
-  @builtin(workgroup_id) wid: vec3<u32>,
-  @builtin(num_workgroups) nwg: vec3<u32>,
-  @builtin(local_invocation_index) lid: u32,
-) {
-  let tile = tile_of(flat_wg(wid, nwg), P.rows, P.dim);
+fn lm_grad_hidden(grid: Grid, @builtin(local_invocation_index) lid: u32) {
+  let tile = tile_of(flat_wg(grid), P.rows, P.dim);
   if (tile.x == NO_ROW) {
     return;
   }
@@ -550,12 +522,8 @@ fn lm_grad_hidden(
 }
 
 @compute @workgroup_size(TWG)
-fn lm_grad_weight(
-  @builtin(workgroup_id) wid: vec3<u32>,
-  @builtin(num_workgroups) nwg: vec3<u32>,
-  @builtin(local_invocation_index) lid: u32,
-) {
-  let tile = tile_of(flat_wg(wid, nwg), P.vcount, P.dim);
+fn lm_grad_weight(grid: Grid, @builtin(local_invocation_index) lid: u32) {
+  let tile = tile_of(flat_wg(grid), P.vcount, P.dim);
   if (tile.x == NO_ROW) {
     return;
   }
@@ -577,12 +545,8 @@ fn lm_grad_weight(
 }
 
 @compute @workgroup_size(WG)
-fn lm_grad_bias(
-  @builtin(workgroup_id) wid: vec3<u32>,
-  @builtin(num_workgroups) nwg: vec3<u32>,
-  @builtin(local_invocation_index) lid: u32,
-) {
-  let v = flat_wg(wid, nwg) * WG + lid;
+fn lm_grad_bias(grid: Grid, @builtin(local_invocation_index) lid: u32) {
+  let v = flat_wg(grid) * WG + lid;
   if (v >= P.vcount) {
     return;
   }
@@ -599,12 +563,8 @@ fn lm_grad_bias(
 // lm_pack: gout[0, count) (a finished f32 chunk of a gradient) rounded to f16/bf16 (common.wgsl's
 // converters, nearest even) into gpack's words from element o_base (even) on.
 @compute @workgroup_size(WG)
-fn lm_pack(
-  @builtin(workgroup_id) wid: vec3<u32>,
-  @builtin(num_workgroups) nwg: vec3<u32>,
-  @builtin(local_invocation_index) lid: u32,
-) {
-  let w = flat_wg(wid, nwg) * WG + lid;
+fn lm_pack(grid: Grid, @builtin(local_invocation_index) lid: u32) {
+  let w = flat_wg(grid) * WG + lid;
   let e = 2u * w;
   if (e >= P.count) {
     return;

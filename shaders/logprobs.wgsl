@@ -184,12 +184,8 @@ fn partial_at(row: u32, seg: u32, field: u32, lid: u32) -> u32 {
 }
 
 @compute @workgroup_size(WG)
-fn logprobs_rows(
-  @builtin(workgroup_id) wid: vec3<u32>,
-  @builtin(num_workgroups) nwg: vec3<u32>,
-  @builtin(local_invocation_index) lid: u32,
-) {
-  let w = flat_wg(wid, nwg);
+fn logprobs_rows(grid: Grid, @builtin(local_invocation_index) lid: u32) {
+  let w = flat_wg(grid);
   if (P.mode == MODE_FLAG) {
     if (w == 0u && lid == 0u) {
       record_bad_target();
@@ -282,12 +278,8 @@ fn grad_at(e: u32) -> f32 {
 }
 
 @compute @workgroup_size(WG)
-fn logprobs_backward(
-  @builtin(workgroup_id) wid: vec3<u32>,
-  @builtin(num_workgroups) nwg: vec3<u32>,
-  @builtin(local_invocation_index) lid: u32,
-) {
-  let u = flat_wg(wid, nwg) * WG + lid;
+fn logprobs_backward(grid: Grid, @builtin(local_invocation_index) lid: u32) {
+  let u = flat_wg(grid) * WG + lid;
   if (P.mode == MODE_FLAG) {
     if (u == 0u) {
       record_bad_target();
@@ -313,12 +305,8 @@ fn logprobs_backward(
 }
 
 @compute @workgroup_size(WG)
-fn gather_probs(
-  @builtin(workgroup_id) wid: vec3<u32>,
-  @builtin(num_workgroups) nwg: vec3<u32>,
-  @builtin(local_invocation_index) lid: u32,
-) {
-  let i = flat_wg(wid, nwg) * WG + lid;
+fn gather_probs(grid: Grid, @builtin(local_invocation_index) lid: u32) {
+  let i = flat_wg(grid) * WG + lid;
   if (i >= P.count) {
     return;
   }

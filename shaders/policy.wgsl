@@ -822,12 +822,8 @@ fn response(r: u32, s: Scales, write: bool) -> Part {
 }
 
 @compute @workgroup_size(WG)
-fn policy_tokens(
-  @builtin(workgroup_id) wid: vec3<u32>,
-  @builtin(num_workgroups) nwg: vec3<u32>,
-  @builtin(local_invocation_index) lid: u32,
-) {
-  let b = flat_wg(wid, nwg);
+fn policy_tokens(grid: Grid, @builtin(local_invocation_index) lid: u32) {
+  let b = flat_wg(grid);
   if (b >= P.num_chunks) {
     return;
   }
@@ -945,12 +941,8 @@ fn flat_token(
 // step + i + WG·j (j < FLAT_K) together, then computes and writes them in j order, adding to its own
 // running sums (token order). Phase 2 folds phase 1's partials first, as policy_tokens does.
 @compute @workgroup_size(WG)
-fn policy_flat(
-  @builtin(workgroup_id) wid: vec3<u32>,
-  @builtin(num_workgroups) nwg: vec3<u32>,
-  @builtin(local_invocation_index) lid: u32,
-) {
-  let b = flat_wg(wid, nwg);
+fn policy_flat(grid: Grid, @builtin(local_invocation_index) lid: u32) {
+  let b = flat_wg(grid);
   if (b >= P.num_chunks) {
     return;
   }

@@ -147,12 +147,8 @@ fn weighted_hidden(t: u32, w: f32, k: u32) -> f32 {
 }
 
 @compute @workgroup_size(TWG)
-fn thr_m(
-  @builtin(workgroup_id) wid: vec3<u32>,
-  @builtin(num_workgroups) nwg: vec3<u32>,
-  @builtin(local_invocation_index) lid: u32,
-) {
-  let w = flat_wg(wid, nwg);
+fn thr_m(grid: Grid, @builtin(local_invocation_index) lid: u32) {
+  let w = flat_wg(grid);
   if (w >= P.count) {
     return; // the whole workgroup: barriers below stay uniform
   }
@@ -254,12 +250,8 @@ fn row_dot(tok0: u32, tl: u32, tg: u32, poff: u32, k_rows: u32, v: u32, u: vec4<
 }
 
 @compute @workgroup_size(TWG)
-fn thr_score(
-  @builtin(workgroup_id) wid: vec3<u32>,
-  @builtin(num_workgroups) nwg: vec3<u32>,
-  @builtin(local_invocation_index) lid: u32,
-) {
-  let w = flat_wg(wid, nwg);
+fn thr_score(grid: Grid, @builtin(local_invocation_index) lid: u32) {
+  let w = flat_wg(grid);
   if (w >= P.count) {
     return; // the whole workgroup: barriers below stay uniform
   }
@@ -330,12 +322,8 @@ fn thr_score(
 }
 
 @compute @workgroup_size(WG)
-fn thr_fold(
-  @builtin(workgroup_id) wid: vec3<u32>,
-  @builtin(num_workgroups) nwg: vec3<u32>,
-  @builtin(local_invocation_index) lid: u32,
-) {
-  let w = flat_wg(wid, nwg);
+fn thr_fold(grid: Grid, @builtin(local_invocation_index) lid: u32) {
+  let w = flat_wg(grid);
   if (w >= P.count) {
     return;
   }
@@ -366,12 +354,8 @@ fn is_correct(r: u32) -> bool {
 }
 
 @compute @workgroup_size(WG)
-fn thr_tau(
-  @builtin(workgroup_id) wid: vec3<u32>,
-  @builtin(num_workgroups) nwg: vec3<u32>,
-  @builtin(local_invocation_index) lid: u32,
-) {
-  let g = flat_wg(wid, nwg);
+fn thr_tau(grid: Grid, @builtin(local_invocation_index) lid: u32) {
+  let g = flat_wg(grid);
   if (g >= P.groups) {
     return;
   }
@@ -419,12 +403,8 @@ fn thr_tau(
 }
 
 @compute @workgroup_size(WG)
-fn thr_reweight(
-  @builtin(workgroup_id) wid: vec3<u32>,
-  @builtin(num_workgroups) nwg: vec3<u32>,
-  @builtin(local_invocation_index) lid: u32,
-) {
-  let t = flat_wg(wid, nwg) * WG + lid;
+fn thr_reweight(grid: Grid, @builtin(local_invocation_index) lid: u32) {
+  let t = flat_wg(grid) * WG + lid;
   if (t >= P.count) {
     return;
   }

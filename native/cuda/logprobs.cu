@@ -71,7 +71,6 @@ constexpr int kFwdThreads = 256;
 constexpr int kFwdBatch = 8;  // 16-byte vectors each thread loads before it computes on any of them
 constexpr int kBwdThreads = 256;
 constexpr int kBwdBatch = 8;  // 16-byte vectors each backward thread loads before it computes on any
-constexpr unsigned kFull = 0xffffffffu;
 
 // A factor of 1/T as the kernels take it (log2e/T or 1/T, computed in double): at least FLT_MIN, so a
 // −Inf logit times it stays −Inf (0·−Inf would be NaN) when it underflows f32 (T above ~1e38: the

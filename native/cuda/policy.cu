@@ -73,7 +73,6 @@ constexpr int kWarps = kThreads / 32;
 constexpr int kMaxChunks = 1024;
 constexpr int kFlatK = 4;                      // the flat path's tokens in flight per thread
 constexpr int kFlatStep = kThreads * kFlatK;  // and per block step
-constexpr int kNumStats = 13;
 constexpr int kPhaseHost = 0, kPhaseStats = 1, kPhaseDevice = 2;
 
 // A partial record: sums over a set of responses.
