@@ -591,12 +591,14 @@ __global__ void __launch_bounds__(kThreads, 1) lm_fwd_wgmma_kernel(FwdArgs a) {
 // each of its warps arrive on `empty` (8 arrivals), then flushes (and, in the forward, folds a finished
 // tile) while the other warpgroup's MMAs run: no block-wide barrier inside the loop. 6 stages of 32 KiB.
 // 2 consumer warpgroups + a producer warp; with kOverlap a producer warpgroup, which gives its registers
-// to the consumers (setmaxnreg: 40 each for its 128 threads, 232 for the 256 consumers' two sets of
-// k-step sums, the running sums and the fold; 64512 of the SM's 65536).
+// to the consumers (setmaxnreg: 24 each for its 128 threads, the least there is, and 240 for the 256
+// consumers' two sets of k-step sums, the running sums and the fold: 64512 of the SM's 65536; ptxas:
+// no spills in the overlapping kernels, 56–64 bytes in lm_fwd_tma_wide_kernel, against 16–32 and 68–84
+// at 40 / 232).
 template <bool kOverlap>
 constexpr int kTmaThreadsOf = kThreads + (kOverlap ? 128 : 32);
 constexpr int kTmaThreads = kTmaThreadsOf<false>;
-constexpr int kProducerRegs = 40, kConsumerRegs = 232;
+constexpr int kProducerRegs = 24, kConsumerRegs = 240;
 // A barrier of the consumer warpgroups after tma_mainloop (with kOverlap the producers have exited).
 template <bool kOverlap>
 __device__ __forceinline__ void tma_consumers_sync() {
@@ -713,7 +715,7 @@ __global__ void __launch_bounds__(kTmaThreadsOf<kOverlap>, 1)
 // folds the first half and then the second (wg_fold_tile), as lm_fwd_tma_kernel folds its tiles 2t and
 // 2t + 1. Every logit takes the same MMAs and flushes, and every state the same folds in the same
 // order: lm_fwd_tma_kernel's bits. The sums need 192 registers, so the producer is a warpgroup that
-// gives its registers to the consumers (setmaxnreg 40 / 232, as 'tma-overlap') and exits; its lane 0
+// gives its registers to the consumers (setmaxnreg 24 / 240, as 'tma-overlap') and exits; its lane 0
 // issues the 3 boxes of each k-step (a box past the slice reads the next slice's rows or zeros past the
 // tensor: folded as −Inf, never read). The backward's kernels in 256-column tiles are below.
 using WidePipe = TmaPipeOf<3 * kWgTileBytes, 4>;  // (lm_grad_logits_tma_wide_kernel, lm_gemm_tma_wide_kernel too)

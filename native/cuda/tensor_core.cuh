@@ -279,12 +279,14 @@ __device__ __forceinline__ void wgmma_async(float (&d)[N / 2], uint64_t desc_a, 
 // loading warpgroup few and its multiplying ones many (the emulator has no register file: no-op).
 template <int N>
 __device__ __forceinline__ void warpgroup_registers_up() {
+  static_assert(N >= 24 && N <= 256 && N % 8 == 0, "setmaxnreg takes 24 to 256, a multiple of 8");
 #if defined(GK_WGMMA_DEVICE)
   asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(N));
 #endif
 }
 template <int N>
 __device__ __forceinline__ void warpgroup_registers_down() {
+  static_assert(N >= 24 && N <= 256 && N % 8 == 0, "setmaxnreg takes 24 to 256, a multiple of 8");
 #if defined(GK_WGMMA_DEVICE)
   asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(N));
 #endif
