@@ -1539,10 +1539,12 @@ Status launch_linear_logprobs(const LinearLogprobsParams& p, const LaunchEnv& en
     const dim3 grid(unsigned(ceil_div(p.rows, kBM)), unsigned(plan.slices));
     if constexpr (sizeof(T) == 2) {
       const Tiles tiles = lm_tiles(p.path, env, a.h_vec16 && a.w_vec16, p.dim);
-      if (tiles == Tiles::TmaWide) {
-        alignas(64) CUtensorMap th, tw;
+      alignas(64) CUtensorMap th, tw;  // the TMA-fed tiles' maps of the hidden rows and the weight rows
+      if (tiles == Tiles::Tma || tiles == Tiles::TmaOverlap || tiles == Tiles::TmaWide) {
         GK_TRY(encode_tensor_map_2d(&th, p.hidden, p.rows, p.dim, p.dim, kBM, kWgBK));
         GK_TRY(encode_tensor_map_2d(&tw, p.weight, p.vocab, p.dim, p.dim, kBN, kWgBK));
+      }
+      if (tiles == Tiles::TmaWide) {
         constexpr size_t smem = WidePipe::kSmemBytes;
         if (stats) {
           GK_TRY(smem_optin(reinterpret_cast<const void*>(&lm_fwd_tma_wide_kernel<T, true>), smem, op));
@@ -1555,9 +1557,6 @@ Status launch_linear_logprobs(const LinearLogprobsParams& p, const LaunchEnv& en
         return Status::Ok();
       }
       if (tiles == Tiles::Tma || tiles == Tiles::TmaOverlap) {
-        alignas(64) CUtensorMap th, tw;
-        GK_TRY(encode_tensor_map_2d(&th, p.hidden, p.rows, p.dim, p.dim, kBM, kWgBK));
-        GK_TRY(encode_tensor_map_2d(&tw, p.weight, p.vocab, p.dim, p.dim, kBN, kWgBK));
         const void* k = stats ? (tiles == Tiles::TmaOverlap ? reinterpret_cast<const void*>(&lm_fwd_tma_kernel<T, true, true>)
                                                             : reinterpret_cast<const void*>(&lm_fwd_tma_kernel<T, true, false>))
                               : (tiles == Tiles::TmaOverlap ? reinterpret_cast<const void*>(&lm_fwd_tma_kernel<T, false, true>)
@@ -1679,8 +1678,7 @@ Status launch_linear_logprobs_backward(const LinearLogprobsBackwardParams& p, co
                               : reinterpret_cast<const void*>(&lm_grad_logits_tma_wide_kernel<T, false>),
                           WidePipe::kSmemBytes, op));
         GK_TRY(smem_optin(reinterpret_cast<const void*>(&lm_gemm_tma_wide_kernel<T>), WidePipe::kSmemBytes, op));
-      }
-      if (tma) {
+      } else if (tma) {
         const void* kg = overlap ? (ent ? reinterpret_cast<const void*>(&lm_grad_logits_tma_kernel<T, true, true>)
                                         : reinterpret_cast<const void*>(&lm_grad_logits_tma_kernel<T, false, true>))
                                  : (ent ? reinterpret_cast<const void*>(&lm_grad_logits_tma_kernel<T, true, false>)
@@ -1689,6 +1687,8 @@ Status launch_linear_logprobs_backward(const LinearLogprobsBackwardParams& p, co
         GK_TRY(smem_optin(overlap ? reinterpret_cast<const void*>(&lm_gemm_tma_kernel<T, true>)
                                   : reinterpret_cast<const void*>(&lm_gemm_tma_kernel<T, false>),
                           kTmaSmemBytes, op));
+      }
+      if (tma) {
         GK_TRY(encode_tensor_map_2d(&th, p.hidden, p.rows, p.dim, p.dim, kBM, kWgBK));
         GK_TRY(encode_tensor_map_2d(&tw, p.weight, p.vocab, p.dim, p.dim, kBN, kWgBK));
       }

@@ -132,6 +132,10 @@ export function lmheadTileCases(path: Exclude<LmheadPath, 'auto' | 'mma'>): Case
   afterAll(() => {
     lmheadTuning.path = 'auto';
   });
+  if (EMU_MEMCHECK)
+    console.warn(
+      `test/cuda: the '${path}' LM-head case table without V 32003 under emu-memcheck (npm test runs it)`,
+    );
   return lmheadCases({ emulated: EMULATED || SANITIZER }).filter(
     (c) =>
       !c.name.startsWith('logit shards') &&

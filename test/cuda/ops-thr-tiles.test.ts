@@ -290,23 +290,25 @@ describe.skipIf(noGpu || !EMULATED)(
       thrTuning.path = 'auto';
     });
 
-    it("'wgmma-m': the first kernel set up is thr_m_wgmma_kernel (a failed cudaFuncSetAttribute names it)", async () => {
+    it("'wgmma-m', 'tma', 'tma-wide': the first kernel set up is thr_m_wgmma_kernel (a failed cudaFuncSetAttribute names it)", async () => {
       const c = smallF32Case(860);
-      thrTuning.path = 'wgmma-m';
-      process.env.GK_EMU_FAULT = 'cudaFuncSetAttribute:cudaErrorInvalidValue';
-      await expect(runThr(cuda, c, { precision: 'f32' })).rejects.toThrow(/thr_m_wgmma_kernel/);
-      delete process.env.GK_EMU_FAULT;
+      for (const [path, precision] of [
+        ['wgmma-m', 'f32'],
+        ['tma', 'tf32'],
+        ['tma-wide', 'tf32'],
+      ] as const) {
+        thrTuning.path = path;
+        process.env.GK_EMU_FAULT = `cudaFuncSetAttribute:cudaErrorInvalidValue#${path}`;
+        await expect(runThr(cuda, c, { precision }), path).rejects.toThrow(/thr_m_wgmma_kernel/);
+        delete process.env.GK_EMU_FAULT;
+      }
       thrTuning.path = 'wgmma';
       process.env.GK_EMU_FAULT = 'cudaFuncSetAttribute:cudaErrorInvalidValue#2';
       await expect(runThr(cuda, c, { precision: 'f32' })).rejects.toThrow(/thr_m_kernel</);
     });
 
-    it("'tma': M on wgmma; then thrScore over the stacked aggregate runs the TMA-fed scores in 'tf32' ('tma-wide': in 256-column blocks; the wgmma scores in 'f32'), with tokenHiddenReward's bits", async () => {
+    it("'tma': thrScore over the stacked aggregate runs the TMA-fed scores in 'tf32' ('tma-wide': in 256-column blocks; the wgmma scores in 'f32'), with tokenHiddenReward's bits", async () => {
       const c = smallF32Case(861);
-      thrTuning.path = 'tma';
-      process.env.GK_EMU_FAULT = 'cudaFuncSetAttribute:cudaErrorInvalidValue';
-      await expect(runThr(cuda, c, { precision: 'tf32' })).rejects.toThrow(/thr_m_wgmma_kernel/);
-      delete process.env.GK_EMU_FAULT;
       const vocab = await cuda.restrictedVocab(c.tokens, c.layout);
       const hidden = cuda.tensor(c.hidden as Float32Array, [c.numTokens, c.dim], 'f32');
       const base = { hidden, probs: c.probs, vocab, layout: c.layout, correct: c.correct };

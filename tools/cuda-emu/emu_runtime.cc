@@ -1224,9 +1224,10 @@ cudaError_t run_grid(dim3 grid, dim3 block, size_t smem, cudaStream_t, Body body
 // For test/cuda/faults.test.ts: GK_EMU_FAULT="<call>:<error>" makes the next call named <call> (a
 // runtime function such as cudaMallocAsync, or "launch" for a kernel launch) fail with <error> (a
 // cudaError name); "launch@<text>:<error>" the next launch of a kernel whose name contains <text> (the
-// tests' proof of which kernel a path runs). Each value of the variable fires once (until the variable is unset); a suffix
-// "#<anything>" makes a new value, to fire the same fault again. An error that corrupts a real CUDA context
-// (cudaErrorIllegalAddress, cudaErrorLaunchFailure) is then returned by every later call, as there;
+// tests' proof of which kernel a path runs). Each value of the variable fires once (until the variable
+// is unset); a suffix "#<anything>" makes a new value, to fire the same fault again. An error that
+// corrupts a real CUDA context (cudaErrorIllegalAddress, cudaErrorLaunchFailure) is then returned by
+// every later call, as there;
 // GK_EMU_FAULT=reset clears that (the emulator's escape hatch; a real process cannot).
 namespace {
 std::mutex fault_mu;
