@@ -38,8 +38,10 @@
 //                                                             the wgmma tiles, " tma" on the
 //                                                             TMA-fed ones, " tma-overlap" with a
 //                                                             k-step in flight, " tma-wide" in
-//                                                             128 × 256 tiles (a 9.0 device and a
-//                                                             build with sm_90a)
+//                                                             128 × 256 tiles, " tma-cluster" those
+//                                                             in clusters of 2 sharing B by TMA
+//                                                             multicast (a 9.0 device and a build
+//                                                             with sm_90a)
 // Output: one JSON line per case on stdout: {case, sizes, bytes, flops, ms_median, ms_p10, ms_p90, reps,
 // rotate, gbps, tflops, copy_bytes, copy_ms_median, copy_ms_p10, copy_ms_p90, copy_rotate, copy_gbps,
 // fraction, device, cc, sms, l2_bytes, runtime, driver, date, version}. Progress and errors go to
@@ -636,10 +638,10 @@ Status run_lmhead(const Device& dev, const Options& o) {
 #endif
   if (!wgmma) std::fprintf(stderr, "[harness] lmhead: no wgmma rows (they need a 9.0 device and a build with 90a)\n");
   auto suffix = [](int path) -> std::string {
-    static const char* const names[] = {"", " mma", " wgmma", " tma", " tma-overlap", " tma-wide"};
+    static const char* const names[] = {"", " mma", " wgmma", " tma", " tma-overlap", " tma-wide", " tma-cluster"};
     return names[path];
   };
-  for (const int path : {0, 1, 2, 3, 4, 5}) {
+  for (const int path : {0, 1, 2, 3, 4, 5, 6}) {
     if (path >= 2 && !wgmma) continue;
     for (const bool ent : {false, true}) {
       GK_TRY(gk::launch_reset_flags(dev.d_flags, dev.env));
@@ -657,7 +659,7 @@ Status run_lmhead(const Device& dev, const Options& o) {
   GK_TRY(forward(0, false));
   GK_TRY(replicate(lse, dev.stream));
   GK_TRY(check_flags(dev, flags_message));
-  for (const int path : {0, 1, 2, 3, 4, 5}) {
+  for (const int path : {0, 1, 2, 3, 4, 5, 6}) {
     if (path >= 2 && !wgmma) continue;
     Timing t;
     GK_TRY(time_it(dev, o, rot, [&](int c) -> Status {

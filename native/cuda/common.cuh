@@ -8,6 +8,7 @@
 #include <climits>
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace gk {
@@ -376,6 +377,35 @@ __device__ __forceinline__ void raise_flag(ErrorFlags* f, int bit, int row, int 
   const unsigned long long key =
       (static_cast<unsigned long long>(static_cast<uint32_t>(row)) << 32) | static_cast<uint32_t>(value);
   atomicMin(&f->first_value, key);
+}
+
+// kernel<<<grid, block, smem, stream>>>(args...) in clusters of cluster_x blocks along x (grid.x a
+// multiple of it): cudaLaunchKernelEx with the cluster-dimension attribute; in the emulator a launch
+// that runs each cluster's blocks together. `name` for the error (and the emulator's GK_EMU_FAULT).
+template <class... P, class... A>
+Status launch_clustered(const char* name, void (*kernel)(P...), dim3 grid, dim3 block, size_t smem,
+                        cudaStream_t stream, unsigned cluster_x, A&&... args) {
+#if defined(GK_CUDA_EMU)
+  ::gkemu::launch(name, kernel, grid, block, smem, stream, dim3(cluster_x, 1, 1))(std::forward<A>(args)...);
+  cudaError_t e = cudaGetLastError();
+#else
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeClusterDimension;
+  attr[0].val.clusterDim.x = cluster_x;
+  attr[0].val.clusterDim.y = 1;
+  attr[0].val.clusterDim.z = 1;
+  cudaLaunchConfig_t cfg = {};
+  cfg.gridDim = grid;
+  cfg.blockDim = block;
+  cfg.dynamicSmemBytes = smem;
+  cfg.stream = stream;
+  cfg.attrs = attr;
+  cfg.numAttrs = cluster_x > 1 ? 1 : 0;  // (1: a plain launch)
+  cudaError_t e = cudaLaunchKernelEx(&cfg, kernel, std::forward<A>(args)...);
+  if (e == cudaSuccess) e = cudaGetLastError();
+#endif
+  if (e != cudaSuccess) return Status::FromCuda(e, (std::string("launch of ") + name).c_str(), __FILE__, __LINE__);
+  return Status::Ok();
 }
 }  // namespace gk
 #endif

@@ -718,17 +718,52 @@ __global__ void __launch_bounds__(kTmaThreadsOf<kOverlap>, 1)
 // gives its registers to the consumers (setmaxnreg 24 / 240, as 'tma-overlap') and exits; its lane 0
 // issues the 3 boxes of each k-step (a box past the slice reads the next slice's rows or zeros past the
 // tensor: folded as −Inf, never read). The backward's kernels in 256-column tiles are below.
-using WidePipe = TmaPipeOf<3 * kWgTileBytes, 4>;  // (lm_grad_logits_tma_wide_kernel, lm_gemm_tma_wide_kernel too)
+// kCtas = 2 (lmheadTuning.path 'tma-cluster', path 6; waiting for a GPU): the same kernels launched in
+// clusters of 2 blocks along x (launch_clustered), i.e. two row blocks of the same weight rows (the
+// forward's and G's) or two row blocks of C over the same B columns (the GEMMs): block rank h loads
+// only B's half h and multicasts it into both blocks' stages (tma_load_2d_multicast), so each block
+// draws 32 KiB of a k-step's 48 from L2 (128 FLOPs per L2 byte; 'tma-wide' 85, 'tma' 64, whose 349
+// TFLOP/s on the H200 drew 5.4 TB/s of operands from L2); WidePipeOf<2> makes a stage wait for both
+// blocks' consumers. The MMAs, flushes and folds are untouched: 'tma-wide''s bits, so 'tma''s.
+// Only where grid.x is even (the launchers fall back to kCtas = 1 otherwise, with the same bits);
+// every shared value of these kernels lives in dynamic shared memory (the emulator's __shared__ is one
+// static for a whole cluster).
+template <int kCtas>
+using WidePipeOf = TmaPipeOf<3 * kWgTileBytes, 4, kCtas>;
+using WidePipe = WidePipeOf<1>;  // (lm_grad_logits_tma_wide_kernel, lm_gemm_tma_wide_kernel too)
+static_assert(WidePipeOf<2>::kSmemBytes == WidePipe::kSmemBytes, "one shared-memory size for both");
+
+// A TMA box into this block's stage (cta_mask 0) or multicast to the cluster's blocks in cta_mask.
+__device__ __forceinline__ void tma_box(void* dst, const CUtensorMap* map, int32_t c0, int32_t c1, uint64_t* bar,
+                                        uint16_t cta_mask) {
+  if (cta_mask != 0)
+    tma_load_2d_multicast(dst, map, c0, c1, bar, cta_mask);
+  else
+    tma_load_2d(dst, map, c0, c1, bar);
+}
+// The B boxes of a wide k-step: load(half, dst, cta_mask) for both 128-column halves (kCtas 1), or, in a
+// cluster of 2, for the half of this block's rank only, multicast into both blocks' stages.
+template <int kCtas, class LoadHalf>
+__device__ __forceinline__ void wide_b_halves(unsigned char* stage, const LoadHalf& load) {
+  static_assert(kCtas == 1 || kCtas == 2, "clusters of 1 or 2 blocks");
+  if constexpr (kCtas == 1) {
+    load(0, stage + kWgTileBytes, uint16_t(0));
+    load(1, stage + 2 * kWgTileBytes, uint16_t(0));
+  } else {
+    const int h = static_cast<int>(cluster_cta_rank());
+    load(h, stage + (1 + h) * kWgTileBytes, uint16_t(3));
+  }
+}
 
 // The k-steps [0, steps) of a 128 × 256 tile: issue(stage, step, bar) (the producer's lane) issues a
 // k-step's copies (A's tile at stage, B's 128-column halves at stage + kWgTileBytes and + 2·kWgTileBytes)
 // completing on bar; retire(half, part, step) (every consumer thread) takes each half's MMA sums in turn,
 // half 0 before half 1's MMAs are issued. The producer warpgroup gives its registers to the consumers and
 // exits; every consumer thread returns with every MMA done (the stages may still be read by no one).
-template <class T, int kTransB, class Issue, class Retire>
+template <class T, int kTransB, int kCtas, class Issue, class Retire>
 __device__ __forceinline__ void tma_wide_mainloop(unsigned char* smem, int steps, const Issue& issue,
                                                   const Retire& retire) {
-  const WidePipe pipe(smem);
+  const WidePipeOf<kCtas> pipe(smem);
   pipe.init(kThreads / 32);
   const int tid = threadIdx.x;
   if (tid >= kThreads) {  // the producer warpgroup
@@ -752,26 +787,31 @@ __device__ __forceinline__ void tma_wide_mainloop(unsigned char* smem, int steps
   }
 }
 
-template <class T, bool kStats>
+// The wide forward's dynamic shared memory: the stages, then each row's target column (s_tcol).
+constexpr size_t kWideFwdSmemBytes = WidePipe::kSmemBytes + kBM * sizeof(int);
+
+template <class T, bool kStats, int kCtas>
 __global__ void __launch_bounds__(kTmaThreadsOf<true>, 1)
     lm_fwd_tma_wide_kernel(FwdArgs a, const __grid_constant__ CUtensorMap tmap_h,
                            const __grid_constant__ CUtensorMap tmap_w) {
   GK_DYNAMIC_SMEM(unsigned char, smem_raw);
-  __shared__ int s_tcol[kBM];
+  unsigned char* stages = wg_stages(smem_raw);
+  int* s_tcol = reinterpret_cast<int*>(WidePipe(stages).end());
   const T* B = static_cast<const T*>(a.bias);
   const FwdBlock fb(a, kWgBK);
   target_columns(s_tcol, a, fb.r0, fb.rows);  // read after tma_wide_mainloop's first barrier
   const WgLane L;
   float acc[64], acc_hi[64];
   OnlineState st[2] = {empty_state(), empty_state()};
-  tma_wide_mainloop<T, 0>(
-      wg_stages(smem_raw), ((fb.ntiles + 1) / 2) * fb.nk,  // 256-column tiles of the slice
+  tma_wide_mainloop<T, 0, kCtas>(
+      stages, ((fb.ntiles + 1) / 2) * fb.nk,  // 256-column tiles of the slice
       [&](unsigned char* stage, int step, uint64_t* bar) {
         const int tile = step / fb.nk, kt = step - tile * fb.nk;
         const int32_t v0 = static_cast<int32_t>(fb.c0 + int64_t(tile) * 2 * kBN);
         tma_load_2d(stage, &tmap_h, kt * kWgBK, static_cast<int32_t>(fb.r0), bar);
-        tma_load_2d(stage + kWgTileBytes, &tmap_w, kt * kWgBK, v0, bar);
-        tma_load_2d(stage + 2 * kWgTileBytes, &tmap_w, kt * kWgBK, v0 + kBN, bar);
+        wide_b_halves<kCtas>(stage, [&](int half, unsigned char* dst, uint16_t mask) {
+          tma_box(dst, &tmap_w, kt * kWgBK, v0 + half * kBN, bar, mask);
+        });
       },
       [&](int half, const float (&part)[64], int step) {
         const int tile = step / fb.nk, kt = step - tile * fb.nk;
@@ -1300,7 +1340,7 @@ __global__ void __launch_bounds__(kTmaThreadsOf<kOverlap>, 1)
 // 128-column kernels' (the G tile staged through the stages once all MMAs are done, a half at a time;
 // C loaded from C_in when a half's first k-step is under way, as there). Producer warpgroup and
 // setmaxnreg as lm_fwd_tma_wide_kernel; 4 stages of 48 KiB.
-template <class T, bool kEnt>
+template <class T, bool kEnt, int kCtas>
 __global__ void __launch_bounds__(kTmaThreadsOf<true>, 1)
     lm_grad_logits_tma_wide_kernel(GradArgs a, const __grid_constant__ CUtensorMap tmap_h,
                                    const __grid_constant__ CUtensorMap tmap_w) {
@@ -1312,13 +1352,14 @@ __global__ void __launch_bounds__(kTmaThreadsOf<true>, 1)
   const int rows = static_cast<int>(min64(kBM, a.rows - r0));
   const int cols = static_cast<int>(min64(2 * kBN, a.vcount - vt));
   float acc[64], acc_hi[64];
-  tma_wide_mainloop<T, 0>(
+  tma_wide_mainloop<T, 0, kCtas>(
       smem, max(1, static_cast<int>((a.dim + kWgBK - 1) / kWgBK)),
       [&](unsigned char* stage, int kt, uint64_t* bar) {
         const int32_t w0 = static_cast<int32_t>(a.v0 + vt);
         tma_load_2d(stage, &tmap_h, kt * kWgBK, static_cast<int32_t>(a.row0 + r0), bar);
-        tma_load_2d(stage + kWgTileBytes, &tmap_w, kt * kWgBK, w0, bar);
-        tma_load_2d(stage + 2 * kWgTileBytes, &tmap_w, kt * kWgBK, w0 + kBN, bar);
+        wide_b_halves<kCtas>(stage, [&](int half, unsigned char* dst, uint16_t mask) {
+          tma_box(dst, &tmap_w, kt * kWgBK, w0 + half * kBN, bar, mask);
+        });
       },
       [&](int half, const float (&part)[64], int kt) {
         float(&sums)[64] = half == 0 ? acc : acc_hi;
@@ -1338,7 +1379,7 @@ __global__ void __launch_bounds__(kTmaThreadsOf<true>, 1)
   }
 }
 
-template <class T>
+template <class T, int kCtas>
 __global__ void __launch_bounds__(kTmaThreadsOf<true>, 1)
     lm_gemm_tma_wide_kernel(GemmArgs g, const __grid_constant__ CUtensorMap tmap_a,
                             const __grid_constant__ CUtensorMap tmap_b) {
@@ -1349,12 +1390,14 @@ __global__ void __launch_bounds__(kTmaThreadsOf<true>, 1)
   const int cols = static_cast<int>(min64(2 * kBN, g.n - n0));
   const int hcols[2] = {min(cols, kBN), max(cols - kBN, 0)};
   float acc[64], acc_hi[64];  // C, loaded by each half's first retire
-  tma_wide_mainloop<T, 1>(
+  tma_wide_mainloop<T, 1, kCtas>(
       wg_stages(smem_raw), static_cast<int>((g.k + kWgBK - 1) / kWgBK),
       [&](unsigned char* stage, int kt, uint64_t* bar) {
         tma_load_2d(stage, &tmap_a, kt * kWgBK, static_cast<int32_t>(m0), bar);
-        for (int b = 0; b < 4; ++b)  // B's 256 columns: four 64-column boxes, 8 KiB apart
-          tma_load_2d(stage + kWgTileBytes + 8192 * b, &tmap_b, static_cast<int32_t>(n0 + 64 * b), kt * kWgBK, bar);
+        wide_b_halves<kCtas>(stage, [&](int half, unsigned char* dst, uint16_t mask) {
+          for (int b = 0; b < 2; ++b)  // a half's 128 columns: two 64-column boxes, 8 KiB apart
+            tma_box(dst + 8192 * b, &tmap_b, static_cast<int32_t>(n0 + half * kBN + 64 * b), kt * kWgBK, bar, mask);
+        });
       },
       [&](int half, const float (&part)[64], int kt) {
         float(&sums)[64] = half == 0 ? acc : acc_hi;
@@ -1494,12 +1537,31 @@ namespace {
 // measured on an H200 on 2026-11-27 (bench/RESULTS.md: bf16 forward 349 TFLOP/s against 145 on mma.sync
 // and 242 on cp.async-fed wgmma; the backward 257 against 94 and 189). 4 waits for a GPU's verdict.
 // 5: the TMA-fed kernels in 128 × 256 tiles (lm_fwd_tma_wide_kernel, lm_grad_logits_tma_wide_kernel,
-// lm_gemm_tma_wide_kernel); waits for a GPU too.
-enum class Tiles { Mma, Wgmma, Tma, TmaOverlap, TmaWide };
+// lm_gemm_tma_wide_kernel); 6: the same in clusters of 2 blocks sharing B's boxes (kCtas 2). Both wait
+// for a GPU too.
+enum class Tiles { Mma, Wgmma, Tma, TmaOverlap, TmaWide, TmaCluster };
 Tiles lm_tiles(int path, const LaunchEnv& env, bool aligned, int64_t dim) {
   if (path == 1 || !aligned || !wgmma_available(env)) return Tiles::Mma;
   if (path == 2 || dim == 0) return Tiles::Wgmma;
-  return path == 4 ? Tiles::TmaOverlap : path == 5 ? Tiles::TmaWide : Tiles::Tma;
+  switch (path) {
+    case 4: return Tiles::TmaOverlap;
+    case 5: return Tiles::TmaWide;
+    case 6: return Tiles::TmaCluster;
+    default: return Tiles::Tma;
+  }
+}
+
+// One of the wide kernels (k1, k2: its kCtas 1 and 2) over grid, opted into smem bytes: with `cluster`
+// ('tma-cluster') and an even grid.x in clusters of 2 blocks along x, else alone (the same bits).
+template <class... P, class... A>
+Status launch_wide(const char* name, void (*k1)(P...), void (*k2)(P...), bool cluster, dim3 grid, size_t smem,
+                   const LaunchEnv& env, const char* op, A&&... args) {
+  const bool two = cluster && grid.x % 2 == 0;
+  void (*k)(P...) = two ? k2 : k1;
+  GK_TRY(smem_optin(reinterpret_cast<const void*>(k), smem, op));
+  const std::string what = std::string(name) + (two ? " in clusters of 2" : "");
+  return launch_clustered(what.c_str(), k, grid, dim3(kTmaThreadsOf<true>), smem, env.stream, two ? 2u : 1u,
+                          std::forward<A>(args)...);
 }
 
 Status check_head(int64_t rows, int64_t dim, int64_t vocab, double temperature, const char* op) {
@@ -1540,21 +1602,18 @@ Status launch_linear_logprobs(const LinearLogprobsParams& p, const LaunchEnv& en
     if constexpr (sizeof(T) == 2) {
       const Tiles tiles = lm_tiles(p.path, env, a.h_vec16 && a.w_vec16, p.dim);
       alignas(64) CUtensorMap th, tw;  // the TMA-fed tiles' maps of the hidden rows and the weight rows
-      if (tiles == Tiles::Tma || tiles == Tiles::TmaOverlap || tiles == Tiles::TmaWide) {
+      const bool wide = tiles == Tiles::TmaWide || tiles == Tiles::TmaCluster;
+      if (tiles == Tiles::Tma || tiles == Tiles::TmaOverlap || wide) {
         GK_TRY(encode_tensor_map_2d(&th, p.hidden, p.rows, p.dim, p.dim, kBM, kWgBK));
         GK_TRY(encode_tensor_map_2d(&tw, p.weight, p.vocab, p.dim, p.dim, kBN, kWgBK));
       }
-      if (tiles == Tiles::TmaWide) {
-        constexpr size_t smem = WidePipe::kSmemBytes;
-        if (stats) {
-          GK_TRY(smem_optin(reinterpret_cast<const void*>(&lm_fwd_tma_wide_kernel<T, true>), smem, op));
-          lm_fwd_tma_wide_kernel<T, true><<<grid, kTmaThreadsOf<true>, smem, env.stream>>>(a, th, tw);
-        } else {
-          GK_TRY(smem_optin(reinterpret_cast<const void*>(&lm_fwd_tma_wide_kernel<T, false>), smem, op));
-          lm_fwd_tma_wide_kernel<T, false><<<grid, kTmaThreadsOf<true>, smem, env.stream>>>(a, th, tw);
-        }
-        GK_CHECK_LAUNCH("lm_fwd_tma_wide_kernel");
-        return Status::Ok();
+      if (wide) {
+        const bool cluster = tiles == Tiles::TmaCluster;
+        if (stats)
+          return launch_wide("lm_fwd_tma_wide_kernel", &lm_fwd_tma_wide_kernel<T, true, 1>,
+                             &lm_fwd_tma_wide_kernel<T, true, 2>, cluster, grid, kWideFwdSmemBytes, env, op, a, th, tw);
+        return launch_wide("lm_fwd_tma_wide_kernel", &lm_fwd_tma_wide_kernel<T, false, 1>,
+                           &lm_fwd_tma_wide_kernel<T, false, 2>, cluster, grid, kWideFwdSmemBytes, env, op, a, th, tw);
       }
       if (tiles == Tiles::Tma || tiles == Tiles::TmaOverlap) {
         const void* k = stats ? (tiles == Tiles::TmaOverlap ? reinterpret_cast<const void*>(&lm_fwd_tma_kernel<T, true, true>)
@@ -1663,8 +1722,8 @@ Status launch_linear_logprobs_backward(const LinearLogprobsBackwardParams& p, co
     const Tiles tiles = sizeof(T) == 2 ? lm_tiles(p.path, env, aligned16(p.hidden) && aligned16(p.weight) && row_vec16,
                                                   p.dim)
                                        : Tiles::Mma;
-    const bool wg = tiles != Tiles::Mma, overlap = tiles == Tiles::TmaOverlap, wide = tiles == Tiles::TmaWide,
-               tma = tiles == Tiles::Tma || overlap || wide;
+    const bool wg = tiles != Tiles::Mma, overlap = tiles == Tiles::TmaOverlap, cluster = tiles == Tiles::TmaCluster,
+               wide = tiles == Tiles::TmaWide || cluster, tma = tiles == Tiles::Tma || overlap || wide;
     alignas(64) CUtensorMap th, tw;  // the hidden rows and the weight rows, for the G tiles
     if constexpr (sizeof(T) == 2) {
       if (wg) {
@@ -1673,12 +1732,7 @@ Status launch_linear_logprobs_backward(const LinearLogprobsBackwardParams& p, co
                           kWgSmemBytes, op));
         GK_TRY(smem_optin(reinterpret_cast<const void*>(&lm_gemm_wgmma_kernel<T>), kWgSmemBytes, op));
       }
-      if (wide) {
-        GK_TRY(smem_optin(ent ? reinterpret_cast<const void*>(&lm_grad_logits_tma_wide_kernel<T, true>)
-                              : reinterpret_cast<const void*>(&lm_grad_logits_tma_wide_kernel<T, false>),
-                          WidePipe::kSmemBytes, op));
-        GK_TRY(smem_optin(reinterpret_cast<const void*>(&lm_gemm_tma_wide_kernel<T>), WidePipe::kSmemBytes, op));
-      } else if (tma) {
+      if (tma && !wide) {  // (the wide kernels opt in at each launch: launch_wide)
         const void* kg = overlap ? (ent ? reinterpret_cast<const void*>(&lm_grad_logits_tma_kernel<T, true, true>)
                                         : reinterpret_cast<const void*>(&lm_grad_logits_tma_kernel<T, false, true>))
                                  : (ent ? reinterpret_cast<const void*>(&lm_grad_logits_tma_kernel<T, true, false>)
@@ -1705,13 +1759,12 @@ Status launch_linear_logprobs_backward(const LinearLogprobsBackwardParams& p, co
         if (wide) {  // 256-column tiles
           const dim3 wgrid(grid.x, unsigned(ceil_div(vcount, 2 * kBN)));
           if (ent)
-            lm_grad_logits_tma_wide_kernel<T, true>
-                <<<wgrid, kTmaThreadsOf<true>, WidePipe::kSmemBytes, env.stream>>>(g, th, tw);
-          else
-            lm_grad_logits_tma_wide_kernel<T, false>
-                <<<wgrid, kTmaThreadsOf<true>, WidePipe::kSmemBytes, env.stream>>>(g, th, tw);
-          GK_CHECK_LAUNCH("lm_grad_logits_tma_wide_kernel");
-          return Status::Ok();
+            return launch_wide("lm_grad_logits_tma_wide_kernel", &lm_grad_logits_tma_wide_kernel<T, true, 1>,
+                               &lm_grad_logits_tma_wide_kernel<T, true, 2>, cluster, wgrid, WidePipe::kSmemBytes, env,
+                               op, g, th, tw);
+          return launch_wide("lm_grad_logits_tma_wide_kernel", &lm_grad_logits_tma_wide_kernel<T, false, 1>,
+                             &lm_grad_logits_tma_wide_kernel<T, false, 2>, cluster, wgrid, WidePipe::kSmemBytes, env,
+                             op, g, th, tw);
         }
         if (tma) {
           if (overlap && ent)
@@ -1758,12 +1811,10 @@ Status launch_linear_logprobs_backward(const LinearLogprobsBackwardParams& p, co
           alignas(64) CUtensorMap ta, tb;
           GK_TRY(encode_tensor_map_2d(&ta, args.a, args.m, args.k, args.lda, kBM, kWgBK));
           GK_TRY(encode_tensor_map_2d(&tb, args.b, args.k, args.n, args.ldb, kWgBK, 64));
-          if (wide) {  // 256-column tiles of C
-            const dim3 wgrid(grid.x, unsigned(ceil_div(args.n, 2 * kBN)));
-            lm_gemm_tma_wide_kernel<T><<<wgrid, kTmaThreadsOf<true>, WidePipe::kSmemBytes, env.stream>>>(args, ta, tb);
-            GK_CHECK_LAUNCH("lm_gemm_tma_wide_kernel");
-            return Status::Ok();
-          }
+          if (wide)  // 256-column tiles of C
+            return launch_wide("lm_gemm_tma_wide_kernel", &lm_gemm_tma_wide_kernel<T, 1>,
+                               &lm_gemm_tma_wide_kernel<T, 2>, cluster, dim3(grid.x, unsigned(ceil_div(args.n, 2 * kBN))),
+                               WidePipe::kSmemBytes, env, op, args, ta, tb);
           if (overlap)
             lm_gemm_tma_kernel<T, true><<<grid, kTmaThreadsOf<true>, kTmaSmemBytes, env.stream>>>(args, ta, tb);
           else

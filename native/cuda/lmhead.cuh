@@ -39,8 +39,9 @@ struct LinearLogprobsParams {
   // sums the state needs only through states.sum_exp_delta / sum_exp_sq.
   StateArrays states;
   // The forward's tiles. 0 auto (3 where it applies, else 1), 1 the mma.sync tiles (lm_fwd_kernel), 2 the wgmma tiles
-  // (lm_fwd_wgmma_kernel), 3 the TMA-fed wgmma tiles (lm_fwd_tma_kernel: the same bits as 2), 2 and 3
-  // wherever they apply:
+  // (lm_fwd_wgmma_kernel), 3 the TMA-fed wgmma tiles (lm_fwd_tma_kernel: the same bits as 2), 4 those with a
+  // k-step of MMAs in flight, 5 in 128 × 256 tiles (lm_fwd_tma_wide_kernel), 6 those in clusters of 2 blocks
+  // sharing the weight's boxes (the same bits as 3), 2 to 6 wherever they apply:
   // bf16 / f16 with 16-byte aligned rows, a 9.0 device and a build with sm_90a (the emulator's device
   // is one); the mma.sync tiles elsewhere.
   int path = 0;

@@ -383,4 +383,57 @@ __device__ __forceinline__ void tma_load_2d(void* dst, const CUtensorMap* map, i
 #endif
 }
 
+// ------------------------------------------------------------------ thread-block clusters (sm_90)
+// A cluster (PTX ISA, "Cluster of Cooperative Thread Arrays"): blocks launched together on one GPC
+// (launch_clustered, common.cuh), each able to reach the others' shared memory. Here only as the
+// LM head's 'tma-cluster' tiles use it: the blocks of a cluster share a TMA box (multicast: one L2
+// read lands in every block's stage) and release a stage on every block's `empty` barrier. The
+// emulator runs a cluster's blocks together (tools/cuda-emu, "clusters").
+// %cluster_ctarank: this block's rank in its cluster.
+__device__ __forceinline__ uint32_t cluster_cta_rank() {
+#if defined(GK_CUDA_EMU)
+  return ::gkemu::cluster_cta_rank();
+#elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  uint32_t r;
+  asm volatile("mov.u32 %0, %%cluster_ctarank;\n" : "=r"(r));
+  return r;
+#else
+  return 0;
+#endif
+}
+// barrier.cluster.arrive.release + wait.acquire: every thread of every block of the cluster (its
+// writes, and mbarrier inits fenced by mbar_fence_init, visible to the others after it).
+__device__ __forceinline__ void cluster_sync() {
+#if defined(GK_CUDA_EMU)
+  ::gkemu::cluster_sync();
+#elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("barrier.cluster.arrive.release.aligned;\nbarrier.cluster.wait.acquire.aligned;\n" ::: "memory");
+#endif
+}
+// One arrival on the mbarrier at bar's offset in the shared memory of block `cta` of the cluster
+// (mapa, then mbarrier.arrive.release.cluster.shared::cluster; cta may be this block).
+__device__ __forceinline__ void mbar_arrive_cluster(uint64_t* bar, uint32_t cta) {
+#if defined(GK_CUDA_EMU)
+  ::gkemu::mbar_arrive_cluster(bar, cta);
+#elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  uint32_t remote;
+  asm volatile("mapa.shared::cluster.u32 %0, %1, %2;\n" : "=r"(remote) : "r"(smem_address(bar)), "r"(cta));
+  asm volatile("mbarrier.arrive.release.cluster.shared::cluster.b64 _, [%0];\n" ::"r"(remote) : "memory");
+#endif
+}
+// tma_load_2d's box into dst's offset in the shared memory of every block of the cluster named in
+// cta_mask (bit c: rank c), its bytes completing on the mbarrier at bar's offset in each of them.
+__device__ __forceinline__ void tma_load_2d_multicast(void* dst, const CUtensorMap* map, int32_t c0, int32_t c1,
+                                                      uint64_t* bar, uint16_t cta_mask) {
+#if defined(GK_CUDA_EMU)
+  ::gkemu::tma_load_2d_multicast(dst, map, c0, c1, bar, cta_mask);
+#elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile(
+      "cp.async.bulk.tensor.2d.shared::cluster.global.tile.mbarrier::complete_tx::bytes.multicast::cluster"
+      " [%0], [%1, {%2, %3}], [%4], %5;\n" ::"r"(smem_address(dst)),
+      "l"(reinterpret_cast<uint64_t>(map)), "r"(c0), "r"(c1), "r"(smem_address(bar)), "h"(cta_mask)
+      : "memory");
+#endif
+}
+
 }  // namespace gk

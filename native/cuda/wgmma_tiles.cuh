@@ -93,7 +93,12 @@ struct WgLane {
 // its bytes on full and issues its copies; each consumer waits on full, multiplies, and releases.
 // TmaPipeOf<kStageBytes, kStages>: the stages and barriers; TmaPipe (32 KiB stages: a 128-row tile of each
 // operand, 6 of them) is the LM head's and THR's 128 × 128 tiles', TmaPipeOf<48 KiB, 4> THR's 128 × 256.
-template <size_t kStageBytes_, int kStages_>
+// kCtas > 1 (the LM head's 'tma-cluster'): the blocks of a cluster of kCtas share their stages' B boxes
+// (each block's producer multicasts its share into every block's stage), so a stage may be refilled only
+// once the consumers of every block of the cluster are done with it: empty[s] counts the consumer warps
+// of all kCtas blocks, each warp arrives on every block's empty[s], and a producer does not leave before
+// every arrival on its block's barriers has come (tail), since the barriers die with its block.
+template <size_t kStageBytes_, int kStages_, int kCtas = 1>
 struct TmaPipeOf {
   static constexpr size_t kStageBytes = kStageBytes_;
   static constexpr int kStages = kStages_;
@@ -104,20 +109,26 @@ struct TmaPipeOf {
   uint64_t* empty;
   __device__ explicit TmaPipeOf(unsigned char* stages)
       : smem(stages), full(reinterpret_cast<uint64_t*>(stages + kStages * kStageBytes)), empty(full + kStages) {}
-  // Thread 0 sets the barriers up (empty counts `consumer_warps` arrivals); every thread of the block
-  // calls it (a block barrier).
+  // Thread 0 sets the barriers up (empty counts `consumer_warps` arrivals from each block of the
+  // cluster); every thread of the block calls it (a block barrier, or with kCtas > 1 a cluster one,
+  // after which the other blocks may arrive on them and multicast into them).
   __device__ void init(int consumer_warps) const {
     if (threadIdx.x == 0) {
       for (int s = 0; s < kStages; ++s) {
         mbar_init(&full[s], 1);
-        mbar_init(&empty[s], uint32_t(consumer_warps));
+        mbar_init(&empty[s], uint32_t(consumer_warps * kCtas));
       }
       mbar_fence_init();
     }
-    __syncthreads();
+    if constexpr (kCtas > 1)
+      cluster_sync();
+    else
+      __syncthreads();
   }
-  // The producer's lane: issue(stage, step, bar) issues k-step step's copies (kStageBytes in all) into
-  // the stage, completing on bar, for every step in [0, steps).
+  // The producer's lane: issue(stage, step, bar) issues k-step step's copies (kStageBytes in all land in
+  // this block's stage, some of them multicast by the cluster's other blocks) into the stage, completing
+  // on bar, for every step in [0, steps); with kCtas > 1 it then waits for the release of each stage's
+  // last k-step (by every block's consumers).
   template <class Issue>
   __device__ void produce(int steps, const Issue& issue) const {
     for (int step = 0; step < steps; ++step) {
@@ -126,7 +137,12 @@ struct TmaPipeOf {
       mbar_arrive_expect_tx(&full[s], uint32_t(kStageBytes));
       issue(smem + size_t(s) * kStageBytes, step, &full[s]);
     }
+    if constexpr (kCtas > 1)
+      for (int step = steps; step < steps + kStages; ++step)
+        if (step >= kStages) mbar_wait(&empty[step % kStages], uint32_t(step / kStages - 1) & 1u);
   }
+  // Past the barriers: where a kernel's own shared values may follow (kSmemBytes more bytes to ask for).
+  __device__ unsigned char* end() const { return reinterpret_cast<unsigned char*>(empty + kStages); }
   // A consumer: waits until k-step step's stage is full; returns its shared-window address.
   __device__ uint32_t acquire(int step) const {
     const int s = step % kStages;
@@ -135,7 +151,13 @@ struct TmaPipeOf {
   }
   // A consumer warp (every lane calls it): its warpgroup is done reading k-step step's stage.
   __device__ void release(int step) const {
-    if ((threadIdx.x & 31) == 0) mbar_arrive(&empty[step % kStages]);
+    if ((threadIdx.x & 31) != 0) return;
+    if constexpr (kCtas > 1) {
+#pragma unroll
+      for (int c = 0; c < kCtas; ++c) mbar_arrive_cluster(&empty[step % kStages], uint32_t(c));
+    } else {
+      mbar_arrive(&empty[step % kStages]);
+    }
   }
 };
 using TmaPipe = TmaPipeOf<2 * kWgTileBytes, 6>;

@@ -6,7 +6,9 @@
  * bits under any chunking, and for every output of the forward and the backward the bits of the
  * cp.async-fed wgmma tiles (the same MMAs, flushes and folds in the same order) and of 'tma-overlap'
  * (the same kernels with a warpgroup's next k-step of MMAs in flight while it adds up the last) and of
- * 'tma-wide' (the forward in 128 × 256 tiles: each half's MMAs, flushes and folds as a 128-column tile's). They
+ * 'tma-wide' (the forward and the backward in 128 × 256 tiles: each half's MMAs, flushes and folds as a
+ * 128-column tile's) and of 'tma-cluster' (those in clusters of 2 blocks sharing the weight's boxes by TMA
+ * multicast; 130 rows make 2 row blocks, a cluster; 19 rows 1, so 'tma-wide''s kernels alone). They
  * run where the tiles apply: a 9.0 device from a build with sm_90a, or the CUDA emulator (it models
  * TMA, mbarriers, wgmma and its wait groups).
  */
@@ -27,7 +29,7 @@ describe.skipIf(ctx === undefined)('lmhead (TMA-fed wgmma tiles) on cuda', () =>
     [19, 896, 257, 'bf16'],
     [130, 64, 4500, 'f16'],
   ] as const) {
-    it(`N=${N} d=${d} V=${V} ${dtype}: every output of the forward and the backward has the bits of the cp.async-fed wgmma tiles, of the k-step-overlapping TMA tiles and of the 256-column ones, and differs from mma.sync's somewhere`, async () => {
+    it(`N=${N} d=${d} V=${V} ${dtype}: every output of the forward and the backward has the bits of the cp.async-fed wgmma tiles, of the k-step-overlapping TMA tiles and of the 256-column ones alone and in clusters, and differs from mma.sync's somewhere`, async () => {
       const c = ctx!;
       const x = makeHead({ N, d, V, dtype, seed: 79, bias: true });
       const hidden = c.tensor(x.hidden as Uint16Array, [x.N, x.d], dtype);
@@ -65,12 +67,14 @@ describe.skipIf(ctx === undefined)('lmhead (TMA-fed wgmma tiles) on cuda', () =>
         const auto = await run('auto');
         const overlap = await run('tma-overlap');
         const wide = await run('tma-wide');
+        const cluster = await run('tma-cluster');
         const names = ['logprobs', 'lse', 'entropy', 'sumSquares', 'gradHidden', 'gradWeight', 'gradBias'];
         for (const [i, name] of names.entries()) expect(tma[i], name).toEqual(wg[i]);
         expect(tma[1], 'lse: not the mma.sync tiles').not.toEqual(mma[1]);
         expect(auto, "'auto' takes these tiles on a 9.0 device").toEqual(tma);
         for (const [i, name] of names.entries()) expect(overlap[i], `tma-overlap: ${name}`).toEqual(tma[i]);
         for (const [i, name] of names.entries()) expect(wide[i], `tma-wide: ${name}`).toEqual(tma[i]);
+        for (const [i, name] of names.entries()) expect(cluster[i], `tma-cluster: ${name}`).toEqual(tma[i]);
       } finally {
         lmheadTuning.path = 'tma';
         for (const t of [hidden, weight, bias]) t.dispose();
@@ -118,6 +122,50 @@ describe.skipIf(ctx === undefined)('lmhead (TMA-fed wgmma tiles) on cuda', () =>
         delete process.env.GK_EMU_FAULT;
         lmheadTuning.path = 'tma';
         for (const t of [hidden, weight]) t.dispose();
+      }
+    },
+  );
+
+  it.skipIf(!EMULATED)(
+    "'tma-cluster' launches the wide kernels in clusters of 2 where the row blocks are even in number, alone where not (an injected launch failure names them; emulator)",
+    async () => {
+      const c = ctx!;
+      // 200 rows: 2 row blocks (the forward, G and gradHidden's GEMM in clusters); 300 weight rows: 3
+      // blocks of gradWeight's GEMM (alone). 9 rows: 1 row block, every launch alone.
+      const open = (N: number, seed: number) => {
+        const x = makeHead({ N, d: 64, V: 300, dtype: 'bf16', seed });
+        return {
+          x,
+          hidden: c.tensor(x.hidden as Uint16Array, [x.N, x.d], 'bf16'),
+          weight: c.tensor(x.weight as Uint16Array, [x.V, x.d], 'bf16'),
+        };
+      };
+      const two = open(200, 84);
+      const one = open(9, 85);
+      const fault = async (text: string, tag: string, call: () => Promise<unknown>, want: RegExp | null) => {
+        process.env.GK_EMU_FAULT = `launch@${text}:cudaErrorInvalidValue#${tag}`;
+        try {
+          if (want) await expect(call(), tag).rejects.toThrow(want);
+          else await call();
+        } finally {
+          delete process.env.GK_EMU_FAULT;
+        }
+      };
+      lmheadTuning.path = 'tma-cluster';
+      try {
+        const fwd = (h: typeof two) => () => c.linearLogprobs(h.hidden, h.weight, h.x.targets);
+        await fault('clusters of 2', 'fwd2', fwd(two), /lm_fwd_tma_wide_kernel in clusters of 2/);
+        await fault('lm_fwd', 'fwd1', fwd(one), /lm_fwd_tma_wide_kernel failed/);
+        await fault('clusters of 2', 'fwd1-none', fwd(one), null);
+        const lse = (await c.linearLogprobs(two.hidden, two.weight, two.x.targets)).lse;
+        const bwd = () =>
+          c.linearLogprobsBackward(two.hidden, two.weight, two.x.targets, lse, gradVector(86, 200));
+        await fault('lm_grad_logits', 'g2', bwd, /lm_grad_logits_tma_wide_kernel in clusters of 2/);
+        await fault('lm_gemm', 'gh2', bwd, /lm_gemm_tma_wide_kernel in clusters of 2/);
+        lse.dispose();
+      } finally {
+        lmheadTuning.path = 'tma';
+        for (const h of [two, one]) for (const t of [h.hidden, h.weight]) t.dispose();
       }
     },
   );

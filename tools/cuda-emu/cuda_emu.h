@@ -18,6 +18,11 @@
 // descriptors) runs per thread when the thread waits for its group: each thread reads its A rows and
 // B columns through the descriptors (all four swizzles, K- and MN-major) and computes its own
 // accumulators; operands that changed between issue and wait fail the launch (emu_runtime.cc).
+// Thread-block clusters (sm_90): a launch with cluster dims runs its clusters one after another and the
+// blocks of a cluster together, their threads interleaved as one block's are, each block with its own
+// dynamic shared memory, barriers and mbarriers; a block reaches another's only through the cluster
+// calls below (cluster_sync, mbar_arrive_cluster, tma_load_2d_multicast). `__shared__` being a static,
+// the blocks of a cluster share it: a cluster kernel keeps all its shared state in dynamic shared memory.
 #pragma once
 
 #include <cuda.h>
@@ -48,6 +53,8 @@ struct ThreadCtx {
   dim3 gdim;
   unsigned linear;  // tid.x + bdim.x (tid.y + bdim.y tid.z)
   unsigned char* dyn_smem;  // the block's dynamic shared memory (null when the launch asked for none)
+  unsigned cluster_rank;    // %cluster_ctarank: the block's rank in its cluster (x-major over the cluster dims)
+  unsigned cluster_size;    // blocks in the cluster (1 for a launch without clusters)
 };
 // The running emulated thread (launches are serialised process-wide, so one pointer suffices).
 inline ThreadCtx* g_ctx = nullptr;
@@ -107,17 +114,36 @@ void mbar_arrive_expect_tx(uint64_t* bar, uint32_t bytes);
 void mbar_arrive(uint64_t* bar);
 void mbar_wait(uint64_t* bar, uint32_t parity);
 void tma_load_2d(void* dst, const CUtensorMap* map, int32_t c0, int32_t c1, uint64_t* bar);
+// Thread-block clusters (tensor_core.cuh, "thread-block clusters"; emu_runtime.cc has the model). A
+// launch without clusters is a cluster of one block, where these work too.
+// %cluster_ctarank: rank = cx + cdim.x (cy + cdim.y cz), (cx, cy, cz) = blockIdx % the cluster dims.
+unsigned cluster_cta_rank();
+// barrier.cluster.arrive.release + wait.acquire: returns once every thread of every block of the
+// cluster arrived. An exited thread never arrives (the launch then fails as a deadlock: stricter than
+// the ISA, emu_runtime.cc). It makes mbarrier inits fenced before it (mbar_fence_init) usable by the
+// cluster's other blocks.
+void cluster_sync();
+// mapa + mbarrier.arrive.release.cluster.shared::cluster: one arrival on the mbarrier at bar's window
+// address in block `cta` of the cluster (this one's rank too). Checked as mbar_arrive, and the target
+// must be fenced, published to the cluster by a cluster_sync (another block's), and not yet exited.
+void mbar_arrive_cluster(uint64_t* bar, uint32_t cta);
+// cp.async.bulk.tensor.2d ... multicast::cluster: tma_load_2d's box into dst's window address of every
+// block whose bit is set in cta_mask, its bytes completing on the mbarrier at bar's window address in
+// each of them (queued there as tma_load_2d's; checked per destination as a remote arrival's target).
+void tma_load_2d_multicast(void* dst, const CUtensorMap* map, int32_t c0, int32_t c1, uint64_t* bar,
+                           uint16_t cta_mask);
 // The emulator's cuTensorMapEncodeTiled (cudaGetDriverEntryPointByVersion hands it out).
 void* tensor_map_encoder();
-// Resumes a block's threads last to first (as GK_EMU_ORDER=reverse does); for the self-test.
+// Resumes a cluster's threads last to first (as GK_EMU_ORDER=reverse does); for the self-test.
 void set_reverse_order(bool reverse);
 
 // Runs kernel(args...) over grid × block; returns cudaSuccess or the launch's error (also kept for
 // cudaGetLastError).
 using Body = void (*)(void*);
-// fn: the kernel, for the dynamic shared memory limit cudaFuncSetAttribute raised for it.
+// fn: the kernel, for the dynamic shared memory limit cudaFuncSetAttribute raised for it; cluster: the
+// cluster dims (1, 1, 1: none).
 cudaError_t run_grid(dim3 grid, dim3 block, size_t smem, cudaStream_t stream, Body body, void* arg,
-                     const char* name, const void* fn);
+                     const char* name, const void* fn, dim3 cluster = dim3(1, 1, 1));
 
 template <class T>
 T shfl_as(unsigned mask, T v, int arg, int mode, int width) {
@@ -138,6 +164,7 @@ struct Launcher {
   dim3 grid, block;
   size_t smem;
   cudaStream_t stream;
+  dim3 cluster = dim3(1, 1, 1);
   template <class... A>
   void operator()(A&&... args) const {
     // Arguments are converted once, as the runtime copies them into the parameter buffer; every
@@ -153,16 +180,17 @@ struct Launcher {
           Pack* pk = static_cast<Pack*>(a);
           std::apply([pk](auto... copy) { pk->k(copy...); }, *pk->p);
         },
-        &pack, name, reinterpret_cast<const void*>(kernel));
+        &pack, name, reinterpret_cast<const void*>(kernel), cluster);
   }
 };
 
 // kernel<<<grid, block, smem, stream>>>(args...) is rewritten by scripts/build-emu.mjs into
-// ::gkemu::launch("kernel", kernel, grid, block, smem, stream)(args...).
+// ::gkemu::launch("kernel", kernel, grid, block, smem, stream)(args...); a clustered launch
+// (cudaLaunchKernelEx with cudaLaunchAttributeClusterDimension) passes its cluster dims after the stream.
 template <class... P>
 Launcher<P...> launch(const char* name, void (*kernel)(P...), dim3 grid, dim3 block, size_t smem = 0,
-                      cudaStream_t stream = nullptr) {
-  return Launcher<P...>{name, kernel, grid, block, smem, stream};
+                      cudaStream_t stream = nullptr, dim3 cluster = dim3(1, 1, 1)) {
+  return Launcher<P...>{name, kernel, grid, block, smem, stream, cluster};
 }
 
 }  // namespace gkemu

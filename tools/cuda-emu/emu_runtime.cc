@@ -3,14 +3,27 @@
 // Test-only (docs/cuda.md, "Emulated CUDA"): "device" memory is malloc'd host memory, streams and events
 // are synchronous, and a launch has finished when its launch call returns.
 //
-// Launch checks follow the hardware's limits (block ≤ 1024 threads, grid.y/z ≤ 65535, no empty grid:
-// cudaErrorInvalidConfiguration), so a launcher that sizes a grid wrongly fails here as on a GPU.
+// Launch checks follow the hardware's limits (block ≤ 1024 threads, grid.y/z ≤ 65535, no empty grid,
+// cluster dims dividing the grid's and ≤ 8 blocks a cluster: cudaErrorInvalidConfiguration), so a
+// launcher that sizes a grid wrongly fails here as on a GPU.
 //
 // Scheduling. Every thread of a block is a fiber, switched only when it waits at __syncthreads, a
-// warp shuffle or an mbarrier whose phase has not completed (a 6-register stack switch on x86-64,
-// announced to AddressSanitizer in the --asan build; ucontext elsewhere). A block whose threads wait on each other forever fails the launch
-// with a message naming the barrier, rather than hanging. GK_EMU_ORDER=reverse resumes the threads
+// warp shuffle, cluster_sync or an mbarrier whose phase has not completed (a 6-register stack switch
+// on x86-64, announced to AddressSanitizer in the --asan build; ucontext elsewhere). A block whose
+// threads wait on each other forever fails the launch with a message naming the barrier, rather than
+// hanging. GK_EMU_ORDER=reverse resumes the threads
 // of a block in reverse order: a kernel whose result depends on that order has a race.
+//
+// Clusters. A launch with cluster dims runs its clusters one after another; the blocks of a cluster run
+// together: each has its own BlockRun (dynamic shared memory, block barrier, warps, mbarriers), their
+// fibers (block r's are emu.fibers from r · threads on, hence at most 1024 threads a cluster) are
+// resumed in one scheduler loop, block by block in rank order (GK_EMU_ORDER=reverse: the whole cluster
+// last to first), and emu.block is the running fiber's block. A deadlock is one of the whole cluster.
+// barrier.cluster (cluster_sync) waits for every thread of the cluster: an exited thread never arrives.
+// Stricter than the PTX ISA, whose `exit` releases a barrier.cluster that only exiting threads hold up:
+// a kernel here keeps every thread of a cluster to its cluster_syncs.
+// A block may exit before the others of its cluster; reaching its shared memory afterwards (a remote
+// arrival, a multicast) fails the launch, as its shared memory is gone on the hardware.
 #include <sys/mman.h>
 #include <ucontext.h>
 
@@ -20,6 +33,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -72,18 +86,19 @@ namespace {
 constexpr size_t kStackBytes = 256 * 1024;
 constexpr int kMaxThreads = 1024;
 
-enum class Wait { None, Block, Warp, Mbar };
+enum class Wait { None, Block, Warp, Mbar, Cluster };
 
 // One TMA load (cp.async.bulk.tensor.2d, tma_load_2d): the tensor map's fields as encoded, the box's
 // coordinates and its shared-memory destination (window address). Performed when a thread waits on
-// its mbarrier (mbar_wait), which then completes its bytes.
+// its mbarrier (mbar_wait), which then completes its bytes; queued on the mbarrier of the block it
+// lands in (each destination's, for a multicast), whose shared memory it writes.
 struct TmaCopy {
   const unsigned char* base;
   uint64_t dim0, dim1, stride;  // elements, rows, bytes between rows
   uint32_t box0, box1, esize, swizzle_bits;  // swizzle_bits: 0 none, 1 32B, 2 64B, 3 128B
   int32_t c0, c1;
   uint32_t dst;
-  unsigned issuer;
+  unsigned issuer, issuer_rank;  // the issuing thread, and its block's rank in the cluster
 };
 // One mbarrier (tensor_core.cuh, "mbarrier and TMA"), keyed by its window address. Its 8 bytes in
 // shared memory hold an image of this state (mbar_image) and are checked at every operation.
@@ -95,6 +110,8 @@ struct Mbarrier {
   bool fenced = false;           // its initialising thread ran fence.mbarrier_init since
   unsigned initialiser = 0;
   uint64_t init_gen = 0;         // the block barrier's generation at init
+  uint64_t init_cluster_gen = 0;   // the cluster barrier's generation at init
+  uint64_t fence_cluster_gen = 0;  // ... and at the fence (a cluster_sync since publishes it to the cluster)
   std::vector<TmaCopy> inflight; // issued, not yet performed
 };
 
@@ -124,7 +141,7 @@ struct Fiber {
   ThreadCtx tc;
   bool done = false;
   Wait wait = Wait::None;
-  uint64_t seen_gen = 0;  // generation of the barrier it waits on, when it started waiting
+  uint64_t seen_gen = 0;  // generation of the barrier (block, warp or cluster) it waits on, when it started
   uint32_t mbar_at = 0, mbar_parity = 0;  // Wait::Mbar: the mbarrier and the parity it waits for
   std::vector<CpCopy> cp_open;             // cp.async issued since the last commit
   std::deque<std::vector<CpCopy>> cp_groups;  // committed, not yet waited for (oldest first)
@@ -164,11 +181,17 @@ struct WarpState {
   uint64_t gen = 0;
 };
 
+struct ClusterRun;
+
 struct BlockRun {
   Body body = nullptr;
   void* arg = nullptr;
   int nthreads = 0;
   int live = 0;
+  Fiber* fibers = nullptr;  // its threads': emu.fibers from rank · nthreads on
+  ClusterRun* cluster = nullptr;
+  unsigned rank = 0;        // in its cluster
+  dim3 bid;
   std::string error;        // non-empty: the launch failed
 #if GK_EMU_ASM_SWITCH
   void* sched_sp = nullptr;
@@ -176,7 +199,7 @@ struct BlockRun {
   ucontext_t sched;
 #endif
   Fiber* running = nullptr;
-  unsigned char* dyn_smem = nullptr;  // the launch's dynamic shared memory, refilled per block
+  unsigned char* dyn_smem = nullptr;  // its dynamic shared memory, refilled for each block it runs
   size_t dyn_bytes = 0;
   int bar_arrived = 0;
   uint64_t bar_gen = 0;
@@ -185,12 +208,20 @@ struct BlockRun {
   std::map<uint32_t, Mbarrier> mbars;  // the block's initialised mbarriers, by window address
 };
 
+// The blocks of the running cluster (one for a launch without clusters) and barrier.cluster's state.
+struct ClusterRun {
+  BlockRun* ctas = nullptr;  // by rank
+  int size = 1;
+  int arrived = 0;   // threads waiting at cluster_sync
+  uint64_t gen = 0;  // cluster_sync completions so far
+};
+
 // The stacks of the fibers (reserved once, touched lazily) and what runs now. Launches take turns
 // (launch_mu), so kernels' __shared__ statics and g_ctx are never used by two launches at once.
 struct Emu {
   char* stacks = nullptr;
   std::vector<Fiber> fibers = std::vector<Fiber>(kMaxThreads);
-  BlockRun* block = nullptr;
+  BlockRun* block = nullptr;  // the running fiber's block
   const void* sched_bottom = nullptr;  // the scheduler's stack, for AddressSanitizer's fiber calls
   size_t sched_size = 0;
   ~Emu() {
@@ -282,9 +313,12 @@ void fiber_entry() {
 }
 #endif
 
-ThreadCtx make_ctx(unsigned linear, dim3 block, dim3 bid, dim3 grid, unsigned char* dyn_smem) {
+ThreadCtx make_ctx(unsigned linear, dim3 block, dim3 bid, dim3 grid, unsigned char* dyn_smem, unsigned rank,
+                   unsigned cluster_size) {
   ThreadCtx c;
   c.dyn_smem = dyn_smem;
+  c.cluster_rank = rank;
+  c.cluster_size = cluster_size;
   c.tid = uint3{linear % block.x, (linear / block.x) % block.y, linear / (block.x * block.y)};
   c.bid = uint3{bid.x, bid.y, bid.z};
   c.bdim = block;
@@ -369,6 +403,8 @@ bool ready(BlockRun& b, const Fiber& f) {
       return b.bar_gen != f.seen_gen;
     case Wait::Warp:
       return b.warps[f.tc.linear >> 5].gen != f.seen_gen;
+    case Wait::Cluster:
+      return b.cluster->gen != f.seen_gen;
     case Wait::Mbar: {
       // Polling a waiter lands the copies on its mbarrier (they would have landed by now on a GPU).
       Mbarrier& m = b.mbars[f.mbar_at];
@@ -389,9 +425,11 @@ bool ready(BlockRun& b, const Fiber& f) {
 bool tma_complete(BlockRun& b) {
   for (const auto& [at, m] : b.mbars) {
     if (m.inflight.empty()) continue;
+    const TmaCopy& c = m.inflight.front();
     b.error = "the block exited with " + std::to_string(m.inflight.size()) +
               " TMA copies in flight on the mbarrier at window address " + std::to_string(at) + " (issued by thread " +
-              std::to_string(m.inflight.front().issuer) +
+              std::to_string(c.issuer) +
+              (b.cluster->size > 1 ? " of the cluster's block of rank " + std::to_string(c.issuer_rank) : "") +
               "): no thread waited for the phase that completes them";
     return false;
   }
@@ -422,93 +460,116 @@ bool reverse_order() {
   return order_override < 0 ? from_env : order_override == 1;
 }
 
-// Runs one block as fibers; returns false (with b.error) when the launch must fail.
-bool run_block_fibers(BlockRun& b, dim3 block, dim3 bid, dim3 grid) {
+// Runs one cluster's blocks (one block without clusters) as fibers, interleaved; returns the block whose
+// error fails the launch, or null.
+BlockRun* run_cluster_fibers(ClusterRun& c, dim3 block, dim3 grid) {
   if (!emu.stacks) {
     void* m = mmap(nullptr, kStackBytes * kMaxThreads, PROT_READ | PROT_WRITE,
                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (m == MAP_FAILED) {
-      b.error = "cannot reserve fiber stacks";
-      return false;
+      c.ctas[0].error = "cannot reserve fiber stacks";
+      return &c.ctas[0];
     }
     emu.stacks = static_cast<char*>(m);
     // A guard page under each stack: a fiber that overflows faults instead of writing into the next.
     for (int i = 0; i < kMaxThreads; ++i) mprotect(emu.stacks + size_t(i) * kStackBytes, 4096, PROT_NONE);
   }
-  b.live = b.nthreads;
-  b.bar_arrived = 0;
-  // A new block finds its dynamic shared memory holding garbage (here NaN bytes), not the last block's.
-  if (b.dyn_smem) std::memset(b.dyn_smem, 0xFF, b.dyn_bytes);
-  for (int i = 0; i < b.nthreads / 32 + 1 && i < kMaxThreads / 32; ++i) b.warps[i] = WarpState{};
-  for (WgmmaLog& l : b.wgmma_log) l = WgmmaLog{};
-  b.mbars.clear();
-  for (int i = 0; i < b.nthreads; ++i) {
-    Fiber& f = emu.fibers[i];
-    f.done = false;
-    f.wait = Wait::None;
-    f.cp_open.clear();  // copies a thread of the last block never waited for are dropped with it
-    f.cp_groups.clear();
-    f.wg_open.clear();
-    f.wg_groups.clear();
-    f.wg_regs.clear();
-    f.wg_issued = f.wg_commits = f.wg_fences = 0;
-    f.tc = make_ctx(unsigned(i), block, bid, grid, b.dyn_smem);
-    char* stack = emu.stacks + size_t(i) * kStackBytes;
+  c.arrived = 0;
+  for (int r = 0; r < c.size; ++r) {
+    BlockRun& b = c.ctas[r];
+    b.error.clear();
+    b.live = b.nthreads;
+    b.bar_arrived = 0;
+    // A new block finds its dynamic shared memory holding garbage (here NaN bytes), not the last block's.
+    if (b.dyn_smem) std::memset(b.dyn_smem, 0xFF, b.dyn_bytes);
+    for (int i = 0; i < b.nthreads / 32 + 1 && i < kMaxThreads / 32; ++i) b.warps[i] = WarpState{};
+    for (WgmmaLog& l : b.wgmma_log) l = WgmmaLog{};
+    b.mbars.clear();
+    for (int i = 0; i < b.nthreads; ++i) {
+      Fiber& f = b.fibers[i];
+      f.done = false;
+      f.wait = Wait::None;
+      f.cp_open.clear();  // copies a thread of the last block never waited for are dropped with it
+      f.cp_groups.clear();
+      f.wg_open.clear();
+      f.wg_groups.clear();
+      f.wg_regs.clear();
+      f.wg_issued = f.wg_commits = f.wg_fences = 0;
+      f.tc = make_ctx(unsigned(i), block, b.bid, grid, b.dyn_smem, b.rank, unsigned(c.size));
+      char* stack = emu.stacks + size_t(&f - emu.fibers.data()) * kStackBytes;
 #if GK_EMU_ASAN
-    // A fiber abandoned by a failed launch left its frames' redzones poisoned: a new one starts clean.
-    __asan_unpoison_memory_region(stack + 4096, kStackBytes - 4096);
+      // A fiber abandoned by a failed launch left its frames' redzones poisoned: a new one starts clean.
+      __asan_unpoison_memory_region(stack + 4096, kStackBytes - 4096);
 #endif
 #if GK_EMU_ASM_SWITCH
-    // What gk_emu_switch pops: six registers, then the trampoline as return address; above it a
-    // null return address for the trampoline, so it starts with the stack aligned as after a call.
-    void** sp = reinterpret_cast<void**>(stack + kStackBytes);
-    *--sp = nullptr;
-    *--sp = reinterpret_cast<void*>(&fiber_trampoline);
-    for (int r = 0; r < 6; ++r) *--sp = nullptr;
-    f.sp = sp;
+      // What gk_emu_switch pops: six registers, then the trampoline as return address; above it a
+      // null return address for the trampoline, so it starts with the stack aligned as after a call.
+      void** sp = reinterpret_cast<void**>(stack + kStackBytes);
+      *--sp = nullptr;
+      *--sp = reinterpret_cast<void*>(&fiber_trampoline);
+      for (int reg = 0; reg < 6; ++reg) *--sp = nullptr;
+      f.sp = sp;
 #else
-    getcontext(&f.uc);
-    f.uc.uc_stack.ss_sp = stack;
-    f.uc.uc_stack.ss_size = kStackBytes;
-    f.uc.uc_link = &b.sched;
-    makecontext(&f.uc, fiber_entry, 0);
+      getcontext(&f.uc);
+      f.uc.uc_stack.ss_sp = stack;
+      f.uc.uc_stack.ss_size = kStackBytes;
+      f.uc.uc_link = &b.sched;
+      makecontext(&f.uc, fiber_entry, 0);
 #endif
+    }
   }
   const bool rev = reverse_order();
+  const int n = c.ctas[0].nthreads;
   for (;;) {
     bool progress = false;
-    for (int k = 0; k < b.nthreads; ++k) {
-      Fiber& f = emu.fibers[rev ? b.nthreads - 1 - k : k];
-      if (f.done) continue;
-      const bool go = ready(b, f);
-      if (!b.error.empty()) return false;
-      if (!go) continue;
-      b.running = &f;
-      g_ctx = &f.tc;
+    for (int kc = 0; kc < c.size; ++kc) {
+      BlockRun& b = c.ctas[rev ? c.size - 1 - kc : kc];
+      emu.block = &b;
+      for (int k = 0; k < n; ++k) {
+        Fiber& f = b.fibers[rev ? n - 1 - k : k];
+        if (f.done) continue;
+        const bool go = ready(b, f);
+        if (!b.error.empty()) return &b;
+        if (!go) continue;
+        b.running = &f;
+        g_ctx = &f.tc;
 #if GK_EMU_ASM_SWITCH
 #if GK_EMU_ASAN
-      void* fake = nullptr;
-      __sanitizer_start_switch_fiber(&fake, emu.stacks + size_t(&f - emu.fibers.data()) * kStackBytes, kStackBytes);
+        void* fake = nullptr;
+        __sanitizer_start_switch_fiber(&fake, emu.stacks + size_t(&f - emu.fibers.data()) * kStackBytes, kStackBytes);
 #endif
-      gk_emu_switch(&b.sched_sp, f.sp);
+        gk_emu_switch(&b.sched_sp, f.sp);
 #if GK_EMU_ASAN
-      __sanitizer_finish_switch_fiber(fake, nullptr, nullptr);
+        __sanitizer_finish_switch_fiber(fake, nullptr, nullptr);
 #endif
 #else
-      swapcontext(&b.sched, &f.uc);
+        swapcontext(&b.sched, &f.uc);
 #endif
-      progress = true;
-      if (!b.error.empty()) return false;
+        progress = true;
+        if (!b.error.empty()) return &b;
+      }
     }
-    if (b.live == 0) return wgmma_complete(b) && tma_complete(b);
+    int live = 0;
+    for (int r = 0; r < c.size; ++r) live += c.ctas[r].live;
+    if (live == 0) {
+      for (int r = 0; r < c.size; ++r)
+        if (!wgmma_complete(c.ctas[r]) || !tma_complete(c.ctas[r])) return &c.ctas[r];
+      return nullptr;
+    }
     if (!progress) {
-      int at_block = 0, at_warp = 0, at_mbar = 0;
+      // Named: the first block of the cluster with threads left (all of them waiting).
+      int r0 = 0, exited = 0;
+      while (c.ctas[r0].live == 0) ++r0;
+      for (int r = 0; r < c.size; ++r) exited += c.ctas[r].nthreads - c.ctas[r].live;
+      BlockRun& b = c.ctas[r0];
+      int at_block = 0, at_warp = 0, at_mbar = 0, at_cluster = 0;
       std::string mbar;  // the first mbarrier waited on
       for (int i = 0; i < b.nthreads; ++i) {
-        const Fiber& f = emu.fibers[i];
+        const Fiber& f = b.fibers[i];
         if (f.done) continue;
         if (f.wait == Wait::Block) ++at_block;
         if (f.wait == Wait::Warp) ++at_warp;
+        if (f.wait == Wait::Cluster) ++at_cluster;
         if (f.wait == Wait::Mbar && at_mbar++ == 0) {
           const Mbarrier& m = b.mbars[f.mbar_at];
           mbar = " (thread " + std::to_string(i) + " waits for the phase of parity " + std::to_string(f.mbar_parity) +
@@ -518,12 +579,19 @@ bool run_block_fibers(BlockRun& b, dim3 block, dim3 bid, dim3 grid) {
                  (m.tx < 0 ? ": TMA completed more bytes than expect_tx announced" : "") + ")";
         }
       }
+      const bool cluster = c.size > 1 || at_cluster > 0;
       b.error = "deadlock: " + std::to_string(at_block) + " thread(s) wait at __syncthreads, " +
-                std::to_string(at_warp) + " in a warp shuffle and " + std::to_string(at_mbar) + " on an mbarrier" +
-                mbar + ", " + std::to_string(b.nthreads - b.live) +
-                " exited (a barrier not reached by every thread of its block or warp, or an mbarrier phase that "
-                "cannot complete)";
-      return false;
+                std::to_string(at_warp) + " in a warp shuffle" +
+                (cluster ? ", " + std::to_string(at_cluster) + " at cluster_sync (barrier.cluster waits for all " +
+                               std::to_string(c.size * b.nthreads) + " threads of the cluster's " +
+                               std::to_string(c.size) + " block(s); " + std::to_string(exited) +
+                               " of them exited, and an exited thread never arrives)"
+                         : "") +
+                " and " + std::to_string(at_mbar) + " on an mbarrier" + mbar + ", " +
+                std::to_string(b.nthreads - b.live) + " exited (a barrier not reached by every thread of its " +
+                (cluster ? "block, warp or cluster" : "block or warp") +
+                ", or an mbarrier phase that cannot complete)";
+      return &b;
     }
   }
 }
@@ -553,6 +621,20 @@ void syncthreads() {
   if (b.bar_gen == gen) yield_waiting(Wait::Block, gen);
 }
 
+unsigned cluster_cta_rank() { return g_ctx->cluster_rank; }
+
+void cluster_sync() {
+  BlockRun& b = *emu.block;
+  ClusterRun& c = *b.cluster;
+  const uint64_t gen = c.gen;
+  if (++c.arrived == c.size * b.nthreads) {
+    c.arrived = 0;
+    ++c.gen;
+  } else {
+    yield_waiting(Wait::Cluster, gen);
+  }
+}
+
 uint64_t shuffle(unsigned mask, uint64_t bits, int arg, int mode, int width) {
   BlockRun& b = *emu.block;
   const ThreadCtx& c = *g_ctx;
@@ -564,7 +646,7 @@ uint64_t shuffle(unsigned mask, uint64_t bits, int arg, int mode, int width) {
   for (unsigned l = 0; l < 32; ++l) {
     if (!(mask >> l & 1u)) continue;
     const unsigned t = warp * 32 + l;
-    if (t >= unsigned(b.nthreads) || emu.fibers[t].done)
+    if (t >= unsigned(b.nthreads) || b.fibers[t].done)
       fail("shuffle mask names lane " + std::to_string(l) + " of warp " + std::to_string(warp) +
            (t >= unsigned(b.nthreads) ? ", which does not exist" : ", which has exited"));
   }
@@ -616,7 +698,7 @@ void warp_exchange(unsigned mask, const void* mine, int bytes, void* all) {
   for (unsigned l = 0; l < 32; ++l) {
     if (!(mask >> l & 1u)) continue;
     const unsigned t = warp * 32 + l;
-    if (t >= unsigned(b.nthreads) || emu.fibers[t].done)
+    if (t >= unsigned(b.nthreads) || b.fibers[t].done)
       fail("warp collective mask names lane " + std::to_string(l) + " of warp " + std::to_string(warp) +
            (t >= unsigned(b.nthreads) ? ", which does not exist" : ", which has exited"));
   }
@@ -918,6 +1000,16 @@ void wgmma_fence() { ++emu.block->running->wg_fences; }
 // followed the init; a TMA completing on an mbarrier whose initialiser ran no mbar_fence_init since;
 // TMA boxes narrower than their swizzle span (their layout is not verified here). fence.mbarrier_init
 // is otherwise bookkeeping: the emulator has one proxy.
+//
+// Clusters (PTX ISA, "Cluster of Cooperative Thread Arrays", barrier.cluster, mapa, the .shared::cluster
+// forms of mbarrier.arrive and cp.async.bulk.tensor with .multicast::cluster). mbar_arrive_cluster and
+// tma_load_2d_multicast act on the mbarrier at the caller's window address in the blocks they name:
+// one arrival, or the box written into each destination block's shared memory and queued on its
+// mbarrier (landing when a thread of that block waits there). Failing the launch: a rank beyond the
+// cluster; a target block that has exited (its shared memory is gone); a target mbarrier whose init was
+// not fenced (mbar_fence_init), or, in another block than the caller's, not published by a cluster_sync
+// completed since that fence. A cluster_sync after the init also makes it visible within its block, as a
+// __syncthreads does. Not modelled: memory ordering between blocks (every write is seen at once here).
 namespace {
 uint32_t mbar_address(const void* bar, const char* op) {
   const BlockRun& b = *emu.block;
@@ -928,44 +1020,82 @@ uint32_t mbar_address(const void* bar, const char* op) {
   if (a % 8 != 0) fail(std::string(op) + ": mbarrier at window address " + std::to_string(a - base) + " is not 8-byte aligned");
   return uint32_t(a - base);
 }
-// The initialised mbarrier at bar, its bytes intact, visible to the calling thread.
-Mbarrier& mbar_get(const void* bar, const char* op, uint32_t* at_out = nullptr) {
-  BlockRun& b = *emu.block;
-  const uint32_t at = mbar_address(bar, op);
-  if (at_out) *at_out = at;
-  auto it = b.mbars.find(at);
-  if (it == b.mbars.end())
-    fail(std::string(op) + ": the mbarrier at window address " + std::to_string(at) +
-         " was never initialised in this block (mbar_init)");
+// "the mbarrier at window address N", naming t's rank when t is another block of the cluster (messages).
+std::string mbar_name(const BlockRun& t, uint32_t at) {
+  return "the mbarrier at window address " + std::to_string(at) +
+         (&t == emu.block ? "" : " of the cluster's block of rank " + std::to_string(t.rank));
+}
+// The initialised mbarrier at window address `at` of block t, its bytes intact.
+Mbarrier& mbar_find(BlockRun& t, uint32_t at, const char* op) {
+  auto it = t.mbars.find(at);
+  if (it == t.mbars.end())
+    fail(std::string(op) + ": " + mbar_name(t, at) + " was never initialised" +
+         (&t == emu.block ? " in this block" : "") + " (mbar_init)");
   Mbarrier& m = it->second;
-  if (!mbar_intact(b, at, m))
-    fail(std::string(op) + ": the 8 bytes of the mbarrier at window address " + std::to_string(at) +
+  if (!mbar_intact(t, at, m))
+    fail(std::string(op) + ": the 8 bytes of " + mbar_name(t, at) +
          " were overwritten (a store or a TMA box over a live mbarrier)");
-  if (g_ctx->linear != m.initialiser && b.bar_gen == m.init_gen)
-    fail(std::string(op) + ": thread " + std::to_string(g_ctx->linear) + " uses the mbarrier at window address " +
-         std::to_string(at) + ", initialised by thread " + std::to_string(m.initialiser) +
-         ", before a __syncthreads made the init visible");
   return m;
 }
-void mbar_arrive_on(uint64_t* bar, uint32_t bytes, const char* op) {
+// The initialised mbarrier at window address `at` of the calling thread's block, visible to it.
+Mbarrier& mbar_local(uint32_t at, const char* op) {
   BlockRun& b = *emu.block;
-  uint32_t at = 0;
-  Mbarrier& m = mbar_get(bar, op, &at);
+  Mbarrier& m = mbar_find(b, at, op);
+  if (g_ctx->linear != m.initialiser && b.bar_gen == m.init_gen && b.cluster->gen == m.init_cluster_gen)
+    fail(std::string(op) + ": thread " + std::to_string(g_ctx->linear) + " uses the mbarrier at window address " +
+         std::to_string(at) + ", initialised by thread " + std::to_string(m.initialiser) +
+         ", before a __syncthreads (or cluster_sync) made the init visible");
+  return m;
+}
+// The initialised mbarrier at bar, its bytes intact, visible to the calling thread.
+Mbarrier& mbar_get(const void* bar, const char* op, uint32_t* at_out) {
+  const uint32_t at = mbar_address(bar, op);
+  *at_out = at;
+  return mbar_local(at, op);
+}
+// Block `cta` of the calling thread's cluster, the target of a shared::cluster operation: it exists,
+// and its shared memory too.
+BlockRun& cluster_block(uint32_t cta, const char* op) {
+  const ClusterRun& c = *emu.block->cluster;
+  if (cta >= uint32_t(c.size))
+    fail(std::string(op) + ": block rank " + std::to_string(cta) + " is beyond the cluster's " +
+         std::to_string(c.size) + " block(s)");
+  BlockRun& t = c.ctas[cta];
+  if (t.live == 0)
+    fail(std::string(op) + ": the cluster's block of rank " + std::to_string(cta) +
+         " has exited (all its threads): its shared memory is gone (a block must not exit while the others of its "
+         "cluster may still arrive on its mbarriers or multicast into it)");
+  return t;
+}
+// The mbarrier at window address `at` of block t (the caller's or another of its cluster) as the target of
+// the async proxy or of another block: fenced by its initialiser and, in another block, published by a
+// cluster_sync since.
+Mbarrier& mbar_cluster_get(BlockRun& t, uint32_t at, const char* op) {
+  const BlockRun& b = *emu.block;
+  Mbarrier& m = &t == &b ? mbar_local(at, op) : mbar_find(t, at, op);
+  if (!m.fenced)
+    fail(std::string(op) + ": " + mbar_name(t, at) + " was initialised by thread " + std::to_string(m.initialiser) +
+         " with no mbar_fence_init since (fence.mbarrier_init makes the init visible to the TMA unit and the cluster)");
+  if (&t != &b && b.cluster->gen == m.fence_cluster_gen)
+    fail(std::string(op) + ": " + mbar_name(t, at) + ", initialised and fenced by its thread " +
+         std::to_string(m.initialiser) + ", is used before a cluster_sync made the init visible to the cluster");
+  return m;
+}
+// One arrival (with `bytes` of expect_tx) on t's mbarrier m at window address `at`.
+void mbar_arrive_on(BlockRun& t, uint32_t at, Mbarrier& m, uint32_t bytes, const char* op) {
   if (!m.observed)
-    fail(std::string(op) + ": arrive-on in phase #" + std::to_string(m.phase) + " of the mbarrier at window address " +
-         std::to_string(at) + " before any wait returned true for phase #" + std::to_string(m.phase - 1) +
+    fail(std::string(op) + ": arrive-on in phase #" + std::to_string(m.phase) + " of " + mbar_name(t, at) +
+         " before any wait returned true for phase #" + std::to_string(m.phase - 1) +
          " (PTX ISA, mbarrier primary phase: each phase's completion is observed before the next is arrived on)");
   if (m.pending == 0)
-    fail(std::string(op) + ": an arrival beyond the " + std::to_string(m.expected) + " expected by the mbarrier at window address " +
-         std::to_string(at) + " in its phase #" + std::to_string(m.phase) + " (which waits only for " +
+    fail(std::string(op) + ": an arrival beyond the " + std::to_string(m.expected) + " expected by " +
+         mbar_name(t, at) + " in its phase #" + std::to_string(m.phase) + " (which waits only for " +
          std::to_string(m.tx) + " bytes of transactions)");
   m.tx += bytes;
-  if (m.tx > kTxLimit)
-    fail(std::string(op) + ": the tx-count of the mbarrier at window address " + std::to_string(at) +
-         " exceeds 2^20 - 1 bytes");
+  if (m.tx > kTxLimit) fail(std::string(op) + ": the tx-count of " + mbar_name(t, at) + " exceeds 2^20 - 1 bytes");
   --m.pending;
   mbar_settle(m);
-  mbar_store(b, at, m);
+  mbar_store(t, at, m);
 }
 }  // namespace
 
@@ -981,17 +1111,34 @@ void mbar_init(uint64_t* bar, uint32_t count) {
   m.expected = m.pending = count;
   m.initialiser = g_ctx->linear;
   m.init_gen = b.bar_gen;
+  m.init_cluster_gen = b.cluster->gen;
   mbar_store(b, at, m);
 }
 void mbar_fence_init() {
-  for (auto& [at, m] : emu.block->mbars)
-    if (m.initialiser == g_ctx->linear) m.fenced = true;
+  BlockRun& b = *emu.block;
+  for (auto& [at, m] : b.mbars)
+    if (m.initialiser == g_ctx->linear && !m.fenced) {
+      m.fenced = true;
+      m.fence_cluster_gen = b.cluster->gen;
+    }
 }
 void mbar_arrive_expect_tx(uint64_t* bar, uint32_t bytes) {
   if (bytes > uint32_t(kTxLimit)) fail("mbar_arrive_expect_tx: " + std::to_string(bytes) + " bytes exceed 2^20 - 1");
-  mbar_arrive_on(bar, bytes, "mbar_arrive_expect_tx");
+  uint32_t at = 0;
+  Mbarrier& m = mbar_get(bar, "mbar_arrive_expect_tx", &at);
+  mbar_arrive_on(*emu.block, at, m, bytes, "mbar_arrive_expect_tx");
 }
-void mbar_arrive(uint64_t* bar) { mbar_arrive_on(bar, 0, "mbar_arrive"); }
+void mbar_arrive(uint64_t* bar) {
+  uint32_t at = 0;
+  Mbarrier& m = mbar_get(bar, "mbar_arrive", &at);
+  mbar_arrive_on(*emu.block, at, m, 0, "mbar_arrive");
+}
+void mbar_arrive_cluster(uint64_t* bar, uint32_t cta) {
+  const char* op = "mbar_arrive_cluster";
+  const uint32_t at = mbar_address(bar, op);
+  BlockRun& t = cluster_block(cta, op);
+  mbar_arrive_on(t, at, mbar_cluster_get(t, at, op), 0, op);
+}
 void mbar_wait(uint64_t* bar, uint32_t parity) {
   BlockRun& b = *emu.block;
   Fiber& f = *b.running;
@@ -1085,41 +1232,69 @@ CUresult CUDAAPI encode_tensor_map_tiled(CUtensorMap* map, CUtensorMapDataType t
 
 void* tensor_map_encoder() { return reinterpret_cast<void*>(&encode_tensor_map_tiled); }
 
-void tma_load_2d(void* dst, const CUtensorMap* map, int32_t c0, int32_t c1, uint64_t* bar) {
-  BlockRun& b = *emu.block;
-  uint32_t at = 0;
-  Mbarrier& m = mbar_get(bar, "tma_load_2d", &at);
-  if (!m.fenced)
-    fail("tma_load_2d: the mbarrier at window address " + std::to_string(at) + " was initialised by thread " +
-         std::to_string(m.initialiser) + " with no mbar_fence_init since (fence.mbarrier_init makes the init "
-         "visible to the TMA unit)");
+namespace {
+// A TMA box into dst (tma_load_2d's checks of the map and of dst, the same in every block of a cluster:
+// their dynamic shared memory has one size), issued by the calling thread.
+TmaCopy tma_box(void* dst, const CUtensorMap* map, int32_t c0, int32_t c1, const char* op) {
+  const BlockRun& b = *emu.block;
   TensorMapFields t;
   std::memcpy(&t, map, sizeof t);
   if (t.magic != kTensorMapMagic)
-    fail("tma_load_2d: the CUtensorMap was not encoded by cuTensorMapEncodeTiled (encode_tensor_map_2d)");
+    fail(std::string(op) + ": the CUtensorMap was not encoded by cuTensorMapEncodeTiled (encode_tensor_map_2d)");
   const uintptr_t d = reinterpret_cast<uintptr_t>(dst), base = reinterpret_cast<uintptr_t>(b.dyn_smem);
   if (d < base || d >= base + b.dyn_bytes)
-    fail("tma_load_2d: dst is not in the block's dynamic shared memory (the emulator's shared window)");
+    fail(std::string(op) + ": dst is not in the block's dynamic shared memory (the emulator's shared window)");
   const uint32_t off = uint32_t(d - base);
   if (t.swizzle_bits && t.box0 * t.esize != (16u << t.swizzle_bits))
-    fail("tma_load_2d: a box of " + std::to_string(t.box0 * t.esize) + "-byte rows with a " +
+    fail(std::string(op) + ": a box of " + std::to_string(t.box0 * t.esize) + "-byte rows with a " +
          std::to_string(16u << t.swizzle_bits) + "-byte swizzle: narrower rows than the swizzle span are not modelled");
   // 128 bytes (cp.async.bulk.tensor's shared-memory alignment); a swizzled box from a boundary of its
   // pattern's repeat (a non-zero swizzle base offset is not modelled, as for wgmma).
   const uint32_t align = 128u << t.swizzle_bits;
   if (off % align != 0)
-    fail("tma_load_2d: dst at window address " + std::to_string(off) + " is not " + std::to_string(align) +
+    fail(std::string(op) + ": dst at window address " + std::to_string(off) + " is not " + std::to_string(align) +
          "-byte aligned" + (t.swizzle_bits ? " (the swizzle pattern's repeat)" : ""));
   const uint64_t bytes = uint64_t(t.box0) * t.box1 * t.esize;
   if (off + bytes > b.dyn_bytes)
-    fail("tma_load_2d: a box of " + std::to_string(bytes) + " bytes at window address " + std::to_string(off) +
+    fail(std::string(op) + ": a box of " + std::to_string(bytes) + " bytes at window address " + std::to_string(off) +
          " runs past the block's " + std::to_string(b.dyn_bytes) + " bytes of dynamic shared memory");
-  for (const auto& [other, unused] : b.mbars)
-    if (other + 8 > off && other < off + bytes)
-      fail("tma_load_2d: the box at window address " + std::to_string(off) + " (" + std::to_string(bytes) +
-           " bytes) covers the mbarrier at window address " + std::to_string(other));
-  m.inflight.push_back(TmaCopy{t.base, t.dim0, t.dim1, t.stride, t.box0, t.box1, t.esize, t.swizzle_bits, c0, c1, off,
-                               g_ctx->linear});
+  return TmaCopy{t.base, t.dim0, t.dim1, t.stride, t.box0, t.box1, t.esize, t.swizzle_bits, c0, c1, off,
+                 g_ctx->linear, b.rank};
+}
+// Queues copy c on block t's mbarrier m, once the box is seen to cover none of t's mbarriers.
+void tma_queue(BlockRun& t, Mbarrier& m, const TmaCopy& c, const char* op) {
+  const uint64_t bytes = uint64_t(c.box0) * c.box1 * c.esize;
+  for (const auto& [other, unused] : t.mbars)
+    if (other + 8 > c.dst && other < c.dst + bytes)
+      fail(std::string(op) + ": the box at window address " + std::to_string(c.dst) + " (" + std::to_string(bytes) +
+           " bytes) covers " + mbar_name(t, other));
+  m.inflight.push_back(c);
+}
+}  // namespace
+
+void tma_load_2d(void* dst, const CUtensorMap* map, int32_t c0, int32_t c1, uint64_t* bar) {
+  BlockRun& b = *emu.block;
+  const uint32_t at = mbar_address(bar, "tma_load_2d");
+  Mbarrier& m = mbar_cluster_get(b, at, "tma_load_2d");
+  tma_queue(b, m, tma_box(dst, map, c0, c1, "tma_load_2d"), "tma_load_2d");
+}
+
+void tma_load_2d_multicast(void* dst, const CUtensorMap* map, int32_t c0, int32_t c1, uint64_t* bar,
+                           uint16_t cta_mask) {
+  const char* op = "tma_load_2d_multicast";
+  const int size = emu.block->cluster->size;
+  if (cta_mask == 0) fail(std::string(op) + ": cta_mask names no block");
+  if (cta_mask >> size)
+    fail(std::string(op) + ": cta_mask " + std::to_string(cta_mask) + " names block rank " +
+         std::to_string(31 - __builtin_clz(unsigned(cta_mask))) + ", beyond the cluster's " + std::to_string(size) +
+         " block(s)");
+  const uint32_t at = mbar_address(bar, op);
+  Mbarrier* dest[16] = {};
+  for (int r = 0; r < size; ++r)
+    if (cta_mask >> r & 1u) dest[r] = &mbar_cluster_get(cluster_block(uint32_t(r), op), at, op);
+  const TmaCopy c = tma_box(dst, map, c0, c1, op);
+  for (int r = 0; r < size; ++r)
+    if (dest[r]) tma_queue(emu.block->cluster->ctas[r], *dest[r], c, op);
 }
 
 void set_reverse_order(bool reverse) { order_override = reverse ? 1 : 0; }
@@ -1148,8 +1323,9 @@ void set_max_dynamic_smem(const void* fn, int bytes) {
 }
 
 cudaError_t run_grid(dim3 grid, dim3 block, size_t smem, cudaStream_t, Body body, void* arg, const char* name,
-                     const void* fn) {
+                     const void* fn, dim3 cluster) {
   const uint64_t threads = uint64_t(block.x) * block.y * block.z;
+  const uint64_t cluster_size = uint64_t(cluster.x) * cluster.y * cluster.z;
   std::string bad;
   if (grid.x == 0 || grid.y == 0 || grid.z == 0 || block.x == 0 || block.y == 0 || block.z == 0)
     bad = "empty grid " + dim_str(grid) + " or block " + dim_str(block);
@@ -1157,6 +1333,15 @@ cudaError_t run_grid(dim3 grid, dim3 block, size_t smem, cudaStream_t, Body body
     bad = "block " + dim_str(block) + " exceeds 1024 threads (or z > 64)";
   else if (grid.x > 2147483647u || grid.y > 65535u || grid.z > 65535u)
     bad = "grid " + dim_str(grid) + " exceeds (2^31 - 1, 65535, 65535)";
+  else if (cluster.x == 0 || cluster.y == 0 || cluster.z == 0)
+    bad = "empty cluster " + dim_str(cluster);
+  else if (grid.x % cluster.x != 0 || grid.y % cluster.y != 0 || grid.z % cluster.z != 0)
+    bad = "grid " + dim_str(grid) + " is not a whole number of clusters " + dim_str(cluster);
+  else if (cluster_size > 8)
+    bad = "cluster " + dim_str(cluster) + " exceeds 8 blocks (the portable cluster size)";
+  else if (cluster_size * threads > kMaxThreads)
+    bad = "cluster " + dim_str(cluster) + " of blocks of " + std::to_string(threads) +
+          " threads exceeds 1024 threads: the emulator runs a cluster's blocks together on its 1024 fibers";
   else if (smem > 227 * 1024)
     bad = "dynamic shared memory of " + std::to_string(smem) + " bytes exceeds 227 KiB";
   bool smem_denied = false;
@@ -1183,34 +1368,49 @@ cudaError_t run_grid(dim3 grid, dim3 block, size_t smem, cudaStream_t, Body body
     return tl_last;
   }
   std::lock_guard<std::mutex> lock(launch_mu);
-  BlockRun b;
-  b.body = body;
-  b.arg = arg;
-  b.nthreads = int(threads);
-  if (smem > 0) {
-    // Exactly smem bytes (AddressSanitizer then reports one byte past the end), 1024-byte aligned
-    // (as the shared window's 128-byte swizzle atoms are).
-    void* m = nullptr;
-    if (posix_memalign(&m, 1024, smem) != 0) {
-      tl_last = cudaErrorMemoryAllocation;
-      tl_last_message = std::string(name) + ": cannot allocate dynamic shared memory";
-      return tl_last;
+  // The blocks of a cluster, reused by every cluster of the launch (one block without clusters).
+  std::unique_ptr<BlockRun[]> ctas(new BlockRun[cluster_size]);
+  ClusterRun c;
+  c.ctas = ctas.get();
+  c.size = int(cluster_size);
+  auto free_smem = [&] {
+    for (int r = 0; r < c.size; ++r) std::free(ctas[r].dyn_smem);
+  };
+  for (int r = 0; r < c.size; ++r) {
+    BlockRun& b = ctas[r];
+    b.body = body;
+    b.arg = arg;
+    b.nthreads = int(threads);
+    b.fibers = emu.fibers.data() + size_t(r) * threads;
+    b.cluster = &c;
+    b.rank = unsigned(r);
+    if (smem > 0) {
+      // Exactly smem bytes (AddressSanitizer then reports one byte past the end), 1024-byte aligned
+      // (as the shared window's 128-byte swizzle atoms are).
+      void* m = nullptr;
+      if (posix_memalign(&m, 1024, smem) != 0) {
+        free_smem();
+        tl_last = cudaErrorMemoryAllocation;
+        tl_last_message = std::string(name) + ": cannot allocate dynamic shared memory";
+        return tl_last;
+      }
+      b.dyn_smem = static_cast<unsigned char*>(m);
+      b.dyn_bytes = smem;
     }
-    b.dyn_smem = static_cast<unsigned char*>(m);
-    b.dyn_bytes = smem;
   }
-  emu.block = &b;
+  // Clusters in grid order; the block of rank r at the cluster's corner + (r % cx, r / cx % cy, r / (cx cy)).
   std::string error;
-  for (unsigned z = 0; z < grid.z && error.empty(); ++z)
-    for (unsigned y = 0; y < grid.y && error.empty(); ++y)
-      for (unsigned x = 0; x < grid.x && error.empty(); ++x) {
-        const dim3 bid(x, y, z);
-        b.error.clear();
-        if (!run_block_fibers(b, block, bid, grid)) error = "block " + dim_str(bid) + ": " + b.error;
+  for (unsigned z = 0; z < grid.z && error.empty(); z += cluster.z)
+    for (unsigned y = 0; y < grid.y && error.empty(); y += cluster.y)
+      for (unsigned x = 0; x < grid.x && error.empty(); x += cluster.x) {
+        for (unsigned r = 0; r < unsigned(c.size); ++r)
+          ctas[r].bid = dim3(x + r % cluster.x, y + r / cluster.x % cluster.y, z + r / (cluster.x * cluster.y));
+        if (const BlockRun* failed = run_cluster_fibers(c, block, grid))
+          error = "block " + dim_str(failed->bid) + ": " + failed->error;
       }
   emu.block = nullptr;
   g_ctx = nullptr;
-  std::free(b.dyn_smem);
+  free_smem();
   if (!error.empty()) {
     tl_last = cudaErrorLaunchFailure;
     tl_last_message = std::string(name) + ": " + error;

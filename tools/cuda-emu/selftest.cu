@@ -11,7 +11,9 @@
 // the PTX ISA's canonical layouts, each thread's accumulator fragment, deferred execution, and the
 // pipeline mistakes it must refuse; mbarrier phases and parities, TMA boxes against the ISA's swizzle
 // table (zero fill outside the tensor), their deferred landing, a TMA → wgmma producer / consumer
-// pipeline, and the mbarrier / TMA misuses it must refuse (deadlock included).
+// pipeline, and the mbarrier / TMA misuses it must refuse (deadlock included); thread-block clusters: a
+// TMA pipeline a cluster of 2 shares (multicast boxes, remote releases, phases wrapping, producer tail),
+// cluster ranks and cluster_sync, and the cluster misuses and launch shapes it must refuse.
 // Prints "ok <check>" or "FAIL <check>: why" per check; the exit status counts the failures.
 #include <algorithm>
 #include <cmath>
@@ -1203,6 +1205,210 @@ void test_tma_pipeline() {
         bad);
 }
 
+
+// ------------------------------------------------------------------------------------- clusters
+// A pipeline shared by a cluster of 2, as the LM head's 'tma-cluster' tiles share B's boxes (grid of 4
+// blocks: 2 clusters, one after the other): round k's 32 rows of a bf16 [160][64] matrix pass through
+// stage k % 2 (4096 bytes) of both blocks, the block of rank r loading rows 16 r + [0, 16) of them into
+// both (tma_load_2d_multicast, mask 0b11) and announcing the whole stage on its own full barrier. Thread
+// 64 produces; threads 0-63 (two warps) copy the stage out through the 128-byte swizzle and release it
+// on both blocks' empty barriers (count 4: two warps of each block), so a producer refills a stage only
+// once both blocks' consumers are done with it, and waits at the end for the last releases (its
+// barriers die with its block). 5 rounds over 2 stages: the phases wrap. No __syncthreads: the
+// cluster_sync after the inits publishes them within the block too. Shared state in dynamic shared
+// memory only (a __shared__ static would be shared by the blocks of the cluster here).
+constexpr int kClRounds = 5, kClRows = 32 * kClRounds;
+__global__ void cluster_pipeline_kernel(uint16_t* out, unsigned* ranks, const __grid_constant__ CUtensorMap map) {
+  GK_DYNAMIC_SMEM(unsigned char, sm);
+  uint64_t* full = reinterpret_cast<uint64_t*>(sm + 2 * 4096);
+  uint64_t* empty = full + 2;
+  const int t = int(threadIdx.x);
+  const unsigned rank = ::gkemu::cluster_cta_rank();
+  if (t == 64) {
+    for (int s = 0; s < 2; ++s) {
+      ::gkemu::mbar_init(&full[s], 1);
+      ::gkemu::mbar_init(&empty[s], 4);
+    }
+    ::gkemu::mbar_fence_init();
+  }
+  if (t == 0) ranks[blockIdx.x] = rank + 100 * ::gkemu::g_ctx->cluster_size;
+  ::gkemu::cluster_sync();
+  if (t >= 64) {
+    if (t != 64) return;
+    for (int k = 0; k < kClRounds + 2; ++k) {  // rounds 5 and 6: the tail
+      const int s = k % 2, n = k / 2;
+      if (n > 0) ::gkemu::mbar_wait(&empty[s], uint32_t(n - 1) & 1u);  // round n - 1 of stage s released
+      if (k >= kClRounds) continue;
+      ::gkemu::mbar_arrive_expect_tx(&full[s], 4096);
+      ::gkemu::tma_load_2d_multicast(sm + s * 4096 + rank * 2048, &map, 0, 32 * k + 16 * int(rank), &full[s], 0x3);
+    }
+    return;
+  }
+  uint16_t* o = out + size_t(blockIdx.x) * kClRows * 64;
+  for (int k = 0; k < kClRounds; ++k) {
+    const int s = k % 2;
+    ::gkemu::mbar_wait(&full[s], uint32_t(k / 2) & 1u);
+    const uint16_t* stage = reinterpret_cast<const uint16_t*>(sm + s * 4096);
+    for (int i = t; i < 32 * 64; i += 64) {
+      const int row = i / 64, col = i % 64;  // the row's 16-byte chunk col / 8 lies at chunk (col / 8) ^ (row % 8)
+      o[(32 * k + row) * 64 + col] = stage[row * 64 + ((col / 8) ^ (row % 8)) * 8 + col % 8];
+    }
+    __syncwarp();  // the warp's lanes are done with the stage before lane 0 releases it
+    if (t % 32 == 0) {
+      ::gkemu::mbar_arrive_cluster(&empty[s], 0);
+      ::gkemu::mbar_arrive_cluster(&empty[s], 1);
+    }
+  }
+}
+
+// Clusters of (2, 2, 1) in a grid of (4, 4, 1): each block's rank, its cluster's size, and how many
+// blocks of its cluster had raised their flag when the cluster_sync after the raise returned.
+__global__ void cluster_rank_kernel(int* flags, unsigned* out) {
+  const unsigned b = blockIdx.y * gridDim.x + blockIdx.x;
+  if (threadIdx.x == 0) flags[b] = 1;
+  ::gkemu::cluster_sync();
+  if (threadIdx.x != 0) return;
+  const unsigned x0 = blockIdx.x & ~1u, y0 = blockIdx.y & ~1u;
+  unsigned seen = 0;
+  for (unsigned y = y0; y < y0 + 2; ++y)
+    for (unsigned x = x0; x < x0 + 2; ++x) seen += unsigned(flags[y * gridDim.x + x]);
+  out[b] = ::gkemu::cluster_cta_rank() + 100 * ::gkemu::g_ctx->cluster_size + 1000 * seen;
+}
+
+// Cluster kernels the emulator must refuse, by mode (the table in test_clusters); clusters of 2.
+__global__ void cluster_fail_kernel(const __grid_constant__ CUtensorMap map, int mode) {
+  GK_DYNAMIC_SMEM(unsigned char, sm);
+  uint64_t* bar = reinterpret_cast<uint64_t*>(sm + 8192);
+  const int t = int(threadIdx.x);
+  const unsigned rank = ::gkemu::cluster_cta_rank();
+  if (t == 0) {
+    ::gkemu::mbar_init(bar, 1);
+    ::gkemu::mbar_fence_init();
+  }
+  switch (mode) {
+    case 0:  // a remote arrival with only a __syncthreads after the init (block 1 waits at the cluster_sync)
+    case 1:  // a multicast into block 1 likewise
+      __syncthreads();
+      if (rank == 0 && t == 0) {
+        if (mode == 0) {
+          ::gkemu::mbar_arrive_cluster(bar, 1);
+        } else {
+          ::gkemu::mbar_arrive_expect_tx(bar, 4096);
+          ::gkemu::tma_load_2d_multicast(sm, &map, 0, 0, bar, 0x3);
+        }
+      }
+      ::gkemu::cluster_sync();
+      break;
+    case 2:  // a multicast naming block rank 2 of a cluster of 2
+      ::gkemu::cluster_sync();
+      if (t == 0) ::gkemu::tma_load_2d_multicast(sm, &map, 0, 0, bar, 0x5);
+      break;
+    case 3:  // a cluster_sync that a thread of block 1 exited before
+      if (rank == 1 && t == 5) return;
+      ::gkemu::cluster_sync();
+      break;
+    case 4:  // an arrival on block 1 after every thread of it exited
+      ::gkemu::cluster_sync();
+      if (rank == 1) return;
+      __syncthreads();  // block 1's threads run to their end meanwhile
+      if (t == 0) ::gkemu::mbar_arrive_cluster(bar, 1);
+      break;
+    default:
+      break;
+  }
+}
+
+void test_clusters() {
+  TmaMatrix m(kClRows, 64, 64, 16, 31);
+  std::string bad;
+  for (const bool reverse : {false, true}) {
+    uint16_t* d = nullptr;
+    unsigned* ranks = nullptr;
+    cudaMalloc(reinterpret_cast<void**>(&d), 4 * kClRows * 64 * 2);
+    cudaMalloc(reinterpret_cast<void**>(&ranks), 4 * sizeof(unsigned));
+    gkemu::set_reverse_order(reverse);
+    ::gkemu::launch("cluster_pipeline_kernel", cluster_pipeline_kernel, dim3(4), dim3(96), 2 * 4096 + 64, nullptr,
+                    dim3(2, 1, 1))(d, ranks, m.map);
+    gkemu::set_reverse_order(false);
+    const cudaError_t e = cudaGetLastError();
+    std::vector<uint16_t> got(d, d + 4 * kClRows * 64);
+    const std::vector<unsigned> rk(ranks, ranks + 4);
+    cudaFree(d);
+    cudaFree(ranks);
+    const std::string order = reverse ? "reverse order: " : "";
+    if (e != cudaSuccess && bad.empty()) bad = order + cudaGetErrorString(e);
+    for (int b = 0; b < 4 && bad.empty(); ++b) {
+      if (rk[b] != unsigned(b % 2) + 200)
+        bad = order + "block " + std::to_string(b) + " has rank + 100 size " + std::to_string(rk[b]);
+      for (int i = 0; i < kClRows && bad.empty(); ++i)
+        for (int j = 0; j < 64 && bad.empty(); ++j)
+          if (got[(size_t(b) * kClRows + i) * 64 + j] != m.at(i, j))
+            bad = order + "block " + std::to_string(b) + " element (" + std::to_string(i) + ", " + std::to_string(j) +
+                  "): got " + std::to_string(got[(size_t(b) * kClRows + i) * 64 + j]) + ", want " +
+                  std::to_string(m.at(i, j));
+    }
+  }
+  check(bad.empty(),
+        "a cluster of 2 shares a TMA pipeline: each block multicasts half of every stage into both, consumers release "
+        "it on both blocks' empty barriers (mbar_arrive_cluster), 5 rounds over 2 stages, producer tail; every block "
+        "holds the whole matrix, both schedule orders",
+        bad);
+
+  {
+    int* flags = nullptr;
+    unsigned* out = nullptr;
+    cudaMalloc(reinterpret_cast<void**>(&flags), 16 * sizeof(int));
+    cudaMalloc(reinterpret_cast<void**>(&out), 16 * sizeof(unsigned));
+    std::memset(flags, 0, 16 * sizeof(int));
+    ::gkemu::launch("cluster_rank_kernel", cluster_rank_kernel, dim3(4, 4), dim3(64), 0, nullptr, dim3(2, 2, 1))(flags,
+                                                                                                                 out);
+    const cudaError_t e = cudaGetLastError();
+    std::string why = e == cudaSuccess ? "" : cudaGetErrorString(e);
+    for (unsigned b = 0; b < 16 && why.empty(); ++b) {
+      const unsigned want = (b % 4) % 2 + 2 * ((b / 4) % 2) + 400 + 4000;
+      if (out[b] != want)
+        why = "block " + std::to_string(b) + ": " + std::to_string(out[b]) + ", want " + std::to_string(want);
+    }
+    cudaFree(flags);
+    cudaFree(out);
+    check(why.empty(),
+          "cluster_cta_rank is x-major over clusters of (2, 2, 1), and a cluster_sync returns once every block of the "
+          "cluster arrived",
+          why);
+  }
+
+  struct Refusal {
+    const char* what;
+    const char* needle;
+  } const refusals[] = {
+      {"an arrival on another block's mbarrier before a cluster_sync published its init fails the launch",
+       "before a cluster_sync made the init visible to the cluster"},
+      {"a multicast into another block's mbarrier before a cluster_sync published its init fails the launch",
+       "before a cluster_sync made the init visible to the cluster"},
+      {"a multicast mask naming a block beyond the cluster fails the launch", "beyond the cluster's 2 block(s)"},
+      {"a cluster_sync that an exited thread never reaches fails the launch (deadlock)",
+       "at cluster_sync (barrier.cluster"},
+      {"an arrival on a block of the cluster that has exited fails the launch", "its shared memory is gone"},
+  };
+  for (int mode = 0; mode < 5; ++mode) {
+    ::gkemu::launch("cluster_fail_kernel", cluster_fail_kernel, dim3(2), dim3(64), 16384, nullptr, dim3(2, 1, 1))(m.map,
+                                                                                                                 mode);
+    expect_failure(cudaErrorLaunchFailure, refusals[mode].what, refusals[mode].needle);
+  }
+  ::gkemu::launch("nop_kernel", nop_kernel, dim3(3), dim3(32), 0, nullptr, dim3(2, 1, 1))();
+  expect_failure(cudaErrorInvalidConfiguration, "a grid of 3 blocks in clusters of 2 is an invalid configuration",
+                 "not a whole number of clusters");
+  ::gkemu::launch("nop_kernel", nop_kernel, dim3(16), dim3(32), 0, nullptr, dim3(16, 1, 1))();
+  expect_failure(cudaErrorInvalidConfiguration, "a cluster of 16 blocks is an invalid configuration",
+                 "exceeds 8 blocks");
+  ::gkemu::launch("nop_kernel", nop_kernel, dim3(4), dim3(512), 0, nullptr, dim3(4, 1, 1))();
+  expect_failure(cudaErrorInvalidConfiguration,
+                 "a cluster of more than 1024 threads is an invalid configuration (the emulator's fibers)",
+                 "1024 fibers");
+  ::gkemu::launch("nop_kernel", nop_kernel, dim3(4), dim3(256), 0, nullptr, dim3(4, 1, 1))();
+  check(cudaGetLastError() == cudaSuccess, "a good clustered launch after the failures succeeds");
+}
+
 }  // namespace
 
 int main() {
@@ -1216,6 +1422,7 @@ int main() {
   test_mbarrier();
   test_tma();
   test_tma_pipeline();
+  test_clusters();
   std::printf("%d failure(s)\n", failures);
   return failures;
 }

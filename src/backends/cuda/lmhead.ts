@@ -18,26 +18,28 @@ import { type CudaMemory, optPtr, ptrOf, runWithOutputs, withPoison } from './st
  * cp.async, 'tma' the same MMAs fed by TMA from a producer warp (warp-specialised; the same bits as 'wgmma'),
  * 'tma-overlap' those with a warpgroup's next k-step of MMAs in flight while it adds up the last (a
  * producer warpgroup that hands its registers to the consumers; the same bits as 'tma'), 'tma-wide' the
- * forward in 128 × 256 tiles (each landed hidden tile serves twice the MMAs; the backward as 'tma'; the
- * same bits as 'tma').
+ * forward and the backward in 128 × 256 tiles (each landed hidden tile serves twice the MMAs; the same bits
+ * as 'tma'), 'tma-cluster' those in clusters of 2 blocks that share the weight's (B's) boxes by TMA
+ * multicast (half the B bytes from L2 per block; the same bits as 'tma').
  */
-export type LmheadPath = 'auto' | 'mma' | 'wgmma' | 'tma' | 'tma-overlap' | 'tma-wide';
+export type LmheadPath = 'auto' | 'mma' | 'wgmma' | 'tma' | 'tma-overlap' | 'tma-wide' | 'tma-cluster';
 const PATH_CODES: Record<Exclude<LmheadPath, 'auto'>, number> = {
   mma: 1,
   wgmma: 2,
   tma: 3,
   'tma-overlap': 4,
   'tma-wide': 5,
+  'tma-cluster': 6,
 };
 
 /**
  * Test and benchmark hooks. chunkRows, chunkVocab: the backward's G chunk (rows, vocabulary columns;
  * multiples of 128), 0 for the plan's; gradWeight's bits must not depend on it (the sum over rows runs
- * on across chunks). path: the tiles of the forward and the backward; 'wgmma', 'tma', 'tma-overlap' and
- * 'tma-wide' take theirs
- * wherever they apply (bf16 / f16 with 16-byte aligned rows, a 9.0 device, a build with sm_90a; the
- * emulator's device is one) and the mma.sync tiles elsewhere. 'auto' takes the TMA-fed ones where they
- * apply (verified and measured on an H200; bench/RESULTS.md), else mma.sync.
+ * on across chunks). path: the tiles of the forward and the backward; 'wgmma', 'tma', 'tma-overlap',
+ * 'tma-wide' and 'tma-cluster' take theirs wherever they apply (bf16 / f16 with 16-byte aligned rows, a
+ * 9.0 device, a build with sm_90a; the emulator's device is one; 'tma-cluster' clusters a launch whose
+ * row blocks are even in number, else runs 'tma-wide''s) and the mma.sync tiles elsewhere. 'auto' takes
+ * the TMA-fed ones where they apply (verified and measured on an H200; bench/RESULTS.md), else mma.sync.
  */
 export const lmheadTuning: { chunkRows: number; chunkVocab: number; path: LmheadPath } = {
   chunkRows: 0,
