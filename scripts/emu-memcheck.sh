@@ -8,10 +8,10 @@
 # GK_EMU_CP_ASYNC=eager (cp.async copies land when issued instead of when waited for), so a copy into
 # a pipeline stage that another warp may still be reading shows as well (ops-thr-precision.test.ts
 # not: its kernels are ops-thr-tiles.test.ts's). Left out for CI's time: the TMA-fed LM-head tiles'
-# case table (no cp.async; its kernels share the wgmma tiles' epilogues and give their bits, tested by
-# npm test; the emulator bounds-checks every TMA box itself): only that file's bit-comparison tests
-# run here, which take every TMA path once (the warp-specialised loop, its k-step-overlapping form
-# whose producers exit early). vitest's --exclude does not reach a project's files, so the files are
+# case tables (ops-lmhead-tma and ops-lmhead-chain: no cp.async; their kernels share the wgmma tiles'
+# epilogues, tested by npm test; the emulator bounds-checks every TMA box itself): only those files'
+# bit-comparison tests run here, which take every TMA path once (the warp-specialised loop, its
+# k-step-overlapping form whose producers exit early, the wide, clustered and chained tiles). vitest's --exclude does not reach a project's files, so the files are
 # named. Left out too: ops-thr-precision.test.ts (its kernels are ops-thr-tiles.test.ts's, at larger d)
 # and ops-invariance.test.ts (bits at N = 3000; its kernels and launch paths are ops-cases.test.ts's),
 # and the LM-head case tables' two largest shapes (GK_EMU_MEMCHECK; the same kernels as the smaller
@@ -25,7 +25,10 @@ cd "$(dirname "$0")/.."
 node scripts/build-emu.mjs --asan --require
 FILES=()
 for f in test/cuda/ops*.test.ts; do
-  case $f in */ops-lmhead-tma.test.ts | */ops-thr-precision.test.ts | */ops-invariance.test.ts) ;; *) FILES+=("$f") ;; esac
+  case $f in
+    */ops-lmhead-tma.test.ts | */ops-lmhead-chain.test.ts | */ops-thr-precision.test.ts | */ops-invariance.test.ts) ;;
+    *) FILES+=("$f") ;;
+  esac
 done
 # The LM-head case tables without their two largest shapes (test/cuda/helpers.ts EMU_MEMCHECK).
 export GK_EMU_MEMCHECK=1
@@ -40,7 +43,8 @@ if [ $# -eq 0 ]; then
   LD_PRELOAD="$ASAN_LIB" ASAN_OPTIONS=detect_leaks=0:halt_on_error=1 \
     GRPO_KERNELS_NATIVE_PATH="$PWD/build/emu-asan/grpo_kernels_native.node" GRPO_KERNELS_CUDA_EMU=1 \
     GK_EMU_ORDER=reverse \
-    node node_modules/vitest/vitest.mjs run --project unit test/cuda/ops-lmhead-tma.test.ts -t 'has the bits of'
+    node node_modules/vitest/vitest.mjs run --project unit test/cuda/ops-lmhead-tma.test.ts \
+    test/cuda/ops-lmhead-chain.test.ts -t 'has the bits of'
   LD_PRELOAD="$ASAN_LIB" ASAN_OPTIONS=detect_leaks=0:halt_on_error=1 \
     GRPO_KERNELS_NATIVE_PATH="$PWD/build/emu-asan/grpo_kernels_native.node" GRPO_KERNELS_CUDA_EMU=1 \
     GK_EMU_ORDER=reverse GK_EMU_CP_ASYNC=eager \

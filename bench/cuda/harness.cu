@@ -40,7 +40,10 @@
 //                                                             k-step in flight, " tma-wide" in
 //                                                             128 × 256 tiles, " tma-cluster" those
 //                                                             in clusters of 2 sharing B by TMA
-//                                                             multicast (a 9.0 device and a build
+//                                                             multicast, " tma-chain" and
+//                                                             " tma-chain-cluster" those two with
+//                                                             the sums chained on the tensor cores
+//                                                             (no flush; a 9.0 device and a build
 //                                                             with sm_90a)
 // Output: one JSON line per case on stdout: {case, sizes, bytes, flops, ms_median, ms_p10, ms_p90, reps,
 // rotate, gbps, tflops, copy_bytes, copy_ms_median, copy_ms_p10, copy_ms_p90, copy_rotate, copy_gbps,
@@ -638,10 +641,11 @@ Status run_lmhead(const Device& dev, const Options& o) {
 #endif
   if (!wgmma) std::fprintf(stderr, "[harness] lmhead: no wgmma rows (they need a 9.0 device and a build with 90a)\n");
   auto suffix = [](int path) -> std::string {
-    static const char* const names[] = {"", " mma", " wgmma", " tma", " tma-overlap", " tma-wide", " tma-cluster"};
+    static const char* const names[] = {
+        "", " mma", " wgmma", " tma", " tma-overlap", " tma-wide", " tma-cluster", " tma-chain", " tma-chain-cluster"};
     return names[path];
   };
-  for (const int path : {0, 1, 2, 3, 4, 5, 6}) {
+  for (const int path : {0, 1, 2, 3, 4, 5, 6, 7, 8}) {
     if (path >= 2 && !wgmma) continue;
     for (const bool ent : {false, true}) {
       GK_TRY(gk::launch_reset_flags(dev.d_flags, dev.env));
@@ -659,7 +663,7 @@ Status run_lmhead(const Device& dev, const Options& o) {
   GK_TRY(forward(0, false));
   GK_TRY(replicate(lse, dev.stream));
   GK_TRY(check_flags(dev, flags_message));
-  for (const int path : {0, 1, 2, 3, 4, 5, 6}) {
+  for (const int path : {0, 1, 2, 3, 4, 5, 6, 7, 8}) {
     if (path >= 2 && !wgmma) continue;
     Timing t;
     GK_TRY(time_it(dev, o, rot, [&](int c) -> Status {

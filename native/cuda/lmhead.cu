@@ -466,15 +466,16 @@ constexpr size_t kWgStageBytes = 2 * kWgTileBytes;    // hidden rows + weight ro
 constexpr size_t kWgSmemBytes = kWgStages * kWgStageBytes + 1024;
 
 // One k-step of a warpgroup's wgmma tiles into fresh sums: its 4 MMAs (k16 slices of A's 64 rows at sa,
-// B's 128 columns at sb, K-major or, kTransB, MN-major), committed as one group.
+// B's 128 columns at sb, K-major or, kTransB, MN-major), committed as one group; with `add` (the
+// chained tiles) onto the sums instead.
 template <class T, int kTransB>
-__device__ __forceinline__ void wg_kstep(float (&part)[64], uint32_t sa, uint32_t sb) {
+__device__ __forceinline__ void wg_kstep(float (&part)[64], uint32_t sa, uint32_t sb, bool add = false) {
   wgmma_fence();
 #pragma unroll
   for (int kk = 0; kk < kWgBK / 16; ++kk) {
     const uint64_t db = kTransB ? wgmma_desc(sb + 2048 * kk, 8192, 1024, kSwizzle128)
                                 : wgmma_desc(sb + 32 * kk, 16, 1024, kSwizzle128);
-    wgmma_async<T, 128, kTransB>(part, wgmma_desc(sa + 32 * kk, 16, 1024, kSwizzle128), db, kk > 0);
+    wgmma_async<T, 128, kTransB>(part, wgmma_desc(sa + 32 * kk, 16, 1024, kSwizzle128), db, add || kk > 0);
   }
   wgmma_commit();
 }
@@ -787,10 +788,85 @@ __device__ __forceinline__ void tma_wide_mainloop(unsigned char* smem, int steps
   }
 }
 
+// d = c, each value written by an ALU instruction (x + −0 is x, −0 included): registers that chained
+// wgmma take over must not be defined by a load (ptxas then serialises the wgmma: C7515).
+__device__ __forceinline__ void settle_regs(float (&d)[64], const float (&c)[64]) {
+#pragma unroll
+  for (int i = 0; i < 64; ++i) {
+#if defined(GK_CUDA_EMU)
+    d[i] = c[i];
+#else
+    asm volatile("add.rn.f32 %0, %1, 0f80000000;\n" : "=f"(d[i]) : "f"(c[i]));
+#endif
+  }
+}
+
+// kChain (lmheadTuning.path 'tma-chain', path 7; 'tma-chain-cluster', path 8, in clusters of 2 as
+// 'tma-cluster'; waiting for a GPU): the wide kernels without the flush. Each half's sums (acc, acc_hi)
+// run on the tensor cores over all of a tile's k-steps (wgmma chained onto the same accumulators, as
+// CUTLASS's and cuBLAS's GEMMs do), so a warpgroup issues k-step kt's MMAs while kt − 1's still run and
+// never waits for a flush: it waits for kt − 1's MMAs only to hand that stage back (wgmma_wait<2>, two
+// groups a k-step), and for all of them at a tile's end, where its epilogue runs. No `part`: 128
+// accumulator registers. Numerics: the tensor cores truncate each MMA's sum toward zero, here the
+// running sum's, once per 16 products over all of d (the flush: 4 truncations of a fresh k-step sum per
+// 64), so a logit's relative error grows to about (d/16)·2^-23 (about 4e-6 at d 896, 2e-5 at 4096), as in
+// PyTorch's materialised bf16 logits. Bits: its own, deterministic and batch invariant as every path's
+// (a row's logits come from the same chained MMAs whatever rows share its tile); the GEMMs start from C
+// (f32, exact) and chain on, so a sum split over chunks has the bits of one long chain.
+// tma_chain_mainloop: the tiles [0, tiles) of nk k-steps each; issue as tma_wide_mainloop's; begin(tile)
+// (every consumer thread) readies acc and acc_hi and says whether the tile's first MMAs add to them (the
+// GEMMs' C) or overwrite them; end(tile) takes the tile's sums once all its MMAs are done.
+template <class T, int kTransB, int kCtas, class Issue, class Begin, class End>
+__device__ __forceinline__ void tma_chain_mainloop(unsigned char* smem, int tiles, int nk, float (&acc)[64],
+                                                   float (&acc_hi)[64], const Issue& issue, const Begin& begin,
+                                                   const End& end) {
+  const WidePipeOf<kCtas> pipe(smem);
+  pipe.init(kThreads / 32);
+  const int tid = threadIdx.x;
+  if (tid >= kThreads) {  // the producer warpgroup
+    warpgroup_registers_down<kProducerRegs>();
+    if (tid == kThreads) pipe.produce(tiles * nk, issue);
+    thread_exit();
+  }
+  warpgroup_registers_up<kConsumerRegs>();
+  const uint32_t wg = uint32_t(tid >> 7);
+  for (int tile = 0; tile < tiles; ++tile) {
+    const bool add = begin(tile);
+    for (int kt = 0; kt < nk; ++kt) {
+      const int step = tile * nk + kt;
+      const uint32_t stage = pipe.acquire(step), sa = stage + wg * 64u * 128u;
+      wg_kstep<T, kTransB>(acc, sa, stage + uint32_t(kWgTileBytes), add || kt > 0);
+      wg_kstep<T, kTransB>(acc_hi, sa, stage + uint32_t(2 * kWgTileBytes), add || kt > 0);
+      if (kt > 0) {
+        wgmma_wait<2>();         // k-step kt − 1's MMAs done (kt's run on) ...
+        pipe.release(step - 1);  // ... so its stage goes back
+      }
+    }
+    wgmma_wait<0>();
+    wgmma_fence_regs(acc);
+    wgmma_fence_regs(acc_hi);
+    pipe.release(tile * nk + nk - 1);
+    end(tile);
+  }
+}
+
 // The wide forward's dynamic shared memory: the stages, then each row's target column (s_tcol).
 constexpr size_t kWideFwdSmemBytes = WidePipe::kSmemBytes + kBM * sizeof(int);
 
-template <class T, bool kStats, int kCtas>
+// A wide forward k-step's boxes (the producer's lane): the block's hidden rows, then the weight's 256
+// rows of 256-column tile step / nk (wide_b_halves).
+template <int kCtas>
+__device__ __forceinline__ void fwd_wide_boxes(const FwdBlock& fb, const CUtensorMap* th, const CUtensorMap* tw,
+                                               unsigned char* stage, int step, uint64_t* bar) {
+  const int tile = step / fb.nk, kt = step - tile * fb.nk;
+  const int32_t v0 = static_cast<int32_t>(fb.c0 + int64_t(tile) * 2 * kBN);
+  tma_load_2d(stage, th, kt * kWgBK, static_cast<int32_t>(fb.r0), bar);
+  wide_b_halves<kCtas>(stage, [&](int half, unsigned char* dst, uint16_t mask) {
+    tma_box(dst, tw, kt * kWgBK, v0 + half * kBN, bar, mask);
+  });
+}
+
+template <class T, bool kStats, int kCtas, bool kChain>
 __global__ void __launch_bounds__(kTmaThreadsOf<true>, 1)
     lm_fwd_tma_wide_kernel(FwdArgs a, const __grid_constant__ CUtensorMap tmap_h,
                            const __grid_constant__ CUtensorMap tmap_w) {
@@ -803,26 +879,33 @@ __global__ void __launch_bounds__(kTmaThreadsOf<true>, 1)
   const WgLane L;
   float acc[64], acc_hi[64];
   OnlineState st[2] = {empty_state(), empty_state()};
-  tma_wide_mainloop<T, 0, kCtas>(
-      stages, ((fb.ntiles + 1) / 2) * fb.nk,  // 256-column tiles of the slice
-      [&](unsigned char* stage, int step, uint64_t* bar) {
-        const int tile = step / fb.nk, kt = step - tile * fb.nk;
-        const int32_t v0 = static_cast<int32_t>(fb.c0 + int64_t(tile) * 2 * kBN);
-        tma_load_2d(stage, &tmap_h, kt * kWgBK, static_cast<int32_t>(fb.r0), bar);
-        wide_b_halves<kCtas>(stage, [&](int half, unsigned char* dst, uint16_t mask) {
-          tma_box(dst, &tmap_w, kt * kWgBK, v0 + half * kBN, bar, mask);
+  const int tiles = (fb.ntiles + 1) / 2;  // 256-column tiles of the slice
+  auto issue = [&](unsigned char* stage, int step, uint64_t* bar) {
+    fwd_wide_boxes<kCtas>(fb, &tmap_h, &tmap_w, stage, step, bar);
+  };
+  // Half `half` of 256-column tile `tile`: its logits into my rows' states.
+  auto fold = [&](int half, const float (&sums)[64], int tile) {
+    const int64_t v0 = fb.c0 + int64_t(tile) * 2 * kBN + half * kBN;
+    if (v0 < fb.c1)
+      wg_fold_tile<T, kStats>(sums, L, s_tcol, B, a, fb.r0, v0, static_cast<int>(min64(kBN, fb.c1 - v0)), st);
+  };
+  if constexpr (kChain) {
+    tma_chain_mainloop<T, 0, kCtas>(
+        stages, tiles, fb.nk, acc, acc_hi, issue, [](int) { return false; },
+        [&](int tile) {
+          fold(0, acc, tile);
+          fold(1, acc_hi, tile);
         });
-      },
-      [&](int half, const float (&part)[64], int step) {
-        const int tile = step / fb.nk, kt = step - tile * fb.nk;
-        float(&sums)[64] = half == 0 ? acc : acc_hi;
+  } else {
+    tma_wide_mainloop<T, 0, kCtas>(stages, tiles * fb.nk, issue, [&](int half, const float (&part)[64], int step) {
+      const int tile = step / fb.nk, kt = step - tile * fb.nk;
+      float(&sums)[64] = half == 0 ? acc : acc_hi;
 #pragma unroll
-        for (int i = 0; i < 64; ++i) sums[i] = kt == 0 ? part[i] : sums[i] + part[i];
-        // A half's logits are done at the tile's last k-step: folded (the first before the second's MMAs).
-        const int64_t v0 = fb.c0 + int64_t(tile) * 2 * kBN + half * kBN;
-        if (kt == fb.nk - 1 && v0 < fb.c1)
-          wg_fold_tile<T, kStats>(sums, L, s_tcol, B, a, fb.r0, v0, static_cast<int>(min64(kBN, fb.c1 - v0)), st);
-      });
+      for (int i = 0; i < 64; ++i) sums[i] = kt == 0 ? part[i] : sums[i] + part[i];
+      // A half's logits are done at the tile's last k-step: folded (the first before the second's MMAs).
+      if (kt == fb.nk - 1) fold(half, sums, tile);
+    });
+  }
   wg_store_states(st, L, a, fb.r0, fb.rows, fb.slice);
 }
 
@@ -1340,7 +1423,7 @@ __global__ void __launch_bounds__(kTmaThreadsOf<kOverlap>, 1)
 // 128-column kernels' (the G tile staged through the stages once all MMAs are done, a half at a time;
 // C loaded from C_in when a half's first k-step is under way, as there). Producer warpgroup and
 // setmaxnreg as lm_fwd_tma_wide_kernel; 4 stages of 48 KiB.
-template <class T, bool kEnt, int kCtas>
+template <class T, bool kEnt, int kCtas, bool kChain>
 __global__ void __launch_bounds__(kTmaThreadsOf<true>, 1)
     lm_grad_logits_tma_wide_kernel(GradArgs a, const __grid_constant__ CUtensorMap tmap_h,
                                    const __grid_constant__ CUtensorMap tmap_w) {
@@ -1352,20 +1435,23 @@ __global__ void __launch_bounds__(kTmaThreadsOf<true>, 1)
   const int rows = static_cast<int>(min64(kBM, a.rows - r0));
   const int cols = static_cast<int>(min64(2 * kBN, a.vcount - vt));
   float acc[64], acc_hi[64];
-  tma_wide_mainloop<T, 0, kCtas>(
-      smem, max(1, static_cast<int>((a.dim + kWgBK - 1) / kWgBK)),
-      [&](unsigned char* stage, int kt, uint64_t* bar) {
-        const int32_t w0 = static_cast<int32_t>(a.v0 + vt);
-        tma_load_2d(stage, &tmap_h, kt * kWgBK, static_cast<int32_t>(a.row0 + r0), bar);
-        wide_b_halves<kCtas>(stage, [&](int half, unsigned char* dst, uint16_t mask) {
-          tma_box(dst, &tmap_w, kt * kWgBK, w0 + half * kBN, bar, mask);
-        });
-      },
-      [&](int half, const float (&part)[64], int kt) {
-        float(&sums)[64] = half == 0 ? acc : acc_hi;
+  const int nk = max(1, static_cast<int>((a.dim + kWgBK - 1) / kWgBK));
+  auto issue = [&](unsigned char* stage, int kt, uint64_t* bar) {
+    const int32_t w0 = static_cast<int32_t>(a.v0 + vt);
+    tma_load_2d(stage, &tmap_h, kt * kWgBK, static_cast<int32_t>(a.row0 + r0), bar);
+    wide_b_halves<kCtas>(stage, [&](int half, unsigned char* dst, uint16_t mask) {
+      tma_box(dst, &tmap_w, kt * kWgBK, w0 + half * kBN, bar, mask);
+    });
+  };
+  if constexpr (kChain) {
+    tma_chain_mainloop<T, 0, kCtas>(smem, 1, nk, acc, acc_hi, issue, [](int) { return false; }, [](int) {});
+  } else {
+    tma_wide_mainloop<T, 0, kCtas>(smem, nk, issue, [&](int half, const float (&part)[64], int kt) {
+      float(&sums)[64] = half == 0 ? acc : acc_hi;
 #pragma unroll
-        for (int i = 0; i < 64; ++i) sums[i] = kt == 0 ? part[i] : sums[i] + part[i];
-      });
+      for (int i = 0; i < 64; ++i) sums[i] = kt == 0 ? part[i] : sums[i] + part[i];
+    });
+  }
   // Every MMA done: the stages hold the G tile now, a half at a time.
   T* gs = reinterpret_cast<T*>(smem);
 #pragma unroll
@@ -1379,7 +1465,7 @@ __global__ void __launch_bounds__(kTmaThreadsOf<true>, 1)
   }
 }
 
-template <class T, int kCtas>
+template <class T, int kCtas, bool kChain>
 __global__ void __launch_bounds__(kTmaThreadsOf<true>, 1)
     lm_gemm_tma_wide_kernel(GemmArgs g, const __grid_constant__ CUtensorMap tmap_a,
                             const __grid_constant__ CUtensorMap tmap_b) {
@@ -1389,22 +1475,35 @@ __global__ void __launch_bounds__(kTmaThreadsOf<true>, 1)
   const int rows = static_cast<int>(min64(kBM, g.m - m0));
   const int cols = static_cast<int>(min64(2 * kBN, g.n - n0));
   const int hcols[2] = {min(cols, kBN), max(cols - kBN, 0)};
-  float acc[64], acc_hi[64];  // C, loaded by each half's first retire
-  tma_wide_mainloop<T, 1, kCtas>(
-      wg_stages(smem_raw), static_cast<int>((g.k + kWgBK - 1) / kWgBK),
-      [&](unsigned char* stage, int kt, uint64_t* bar) {
-        tma_load_2d(stage, &tmap_a, kt * kWgBK, static_cast<int32_t>(m0), bar);
-        wide_b_halves<kCtas>(stage, [&](int half, unsigned char* dst, uint16_t mask) {
-          for (int b = 0; b < 2; ++b)  // a half's 128 columns: two 64-column boxes, 8 KiB apart
-            tma_box(dst + 8192 * b, &tmap_b, static_cast<int32_t>(n0 + half * kBN + 64 * b), kt * kWgBK, bar, mask);
-        });
-      },
-      [&](int half, const float (&part)[64], int kt) {
-        float(&sums)[64] = half == 0 ? acc : acc_hi;
-        if (kt == 0) wg_load_c(sums, L, g, m0, n0 + half * kBN, rows, hcols[half]);
+  float acc[64], acc_hi[64];  // C (kChain: loaded before the first MMAs; else by each half's first retire)
+  const int nk = static_cast<int>((g.k + kWgBK - 1) / kWgBK);
+  auto issue = [&](unsigned char* stage, int kt, uint64_t* bar) {
+    tma_load_2d(stage, &tmap_a, kt * kWgBK, static_cast<int32_t>(m0), bar);
+    wide_b_halves<kCtas>(stage, [&](int half, unsigned char* dst, uint16_t mask) {
+      for (int b = 0; b < 2; ++b)  // a half's 128 columns: two 64-column boxes, 8 KiB apart
+        tma_box(dst + 8192 * b, &tmap_b, static_cast<int32_t>(n0 + half * kBN + 64 * b), kt * kWgBK, bar, mask);
+    });
+  };
+  if constexpr (kChain) {
+    tma_chain_mainloop<T, 1, kCtas>(
+        wg_stages(smem_raw), 1, nk, acc, acc_hi, issue,
+        [&](int) {
+          float c[64];
+          wg_load_c(c, L, g, m0, n0, rows, hcols[0]);
+          settle_regs(acc, c);
+          wg_load_c(c, L, g, m0, n0 + kBN, rows, hcols[1]);
+          settle_regs(acc_hi, c);
+          return true;
+        },
+        [](int) {});
+  } else {
+    tma_wide_mainloop<T, 1, kCtas>(wg_stages(smem_raw), nk, issue, [&](int half, const float (&part)[64], int kt) {
+      float(&sums)[64] = half == 0 ? acc : acc_hi;
+      if (kt == 0) wg_load_c(sums, L, g, m0, n0 + half * kBN, rows, hcols[half]);
 #pragma unroll
-        for (int i = 0; i < 64; ++i) sums[i] += part[i];
-      });
+      for (int i = 0; i < 64; ++i) sums[i] += part[i];
+    });
+  }
   wg_store_c<T>(acc, L, g, m0, n0, rows, hcols[0]);
   if (hcols[1] > 0) wg_store_c<T>(acc_hi, L, g, m0, n0 + kBN, rows, hcols[1]);
 }
@@ -1537,9 +1636,15 @@ namespace {
 // measured on an H200 on 2026-11-27 (bench/RESULTS.md: bf16 forward 349 TFLOP/s against 145 on mma.sync
 // and 242 on cp.async-fed wgmma; the backward 257 against 94 and 189). 4 waits for a GPU's verdict.
 // 5: the TMA-fed kernels in 128 × 256 tiles (lm_fwd_tma_wide_kernel, lm_grad_logits_tma_wide_kernel,
-// lm_gemm_tma_wide_kernel); 6: the same in clusters of 2 blocks sharing B's boxes (kCtas 2). Both wait
-// for a GPU too.
-enum class Tiles { Mma, Wgmma, Tma, TmaOverlap, TmaWide, TmaCluster };
+// lm_gemm_tma_wide_kernel); 6: the same in clusters of 2 blocks sharing B's boxes (kCtas 2); 7 and 8: 5
+// and 6 chained (kChain: no flush). All wait for a GPU too.
+enum class Tiles { Mma, Wgmma, Tma, TmaOverlap, TmaWide, TmaCluster, TmaChain, TmaChainCluster };
+// The wide tile sets: whether they run in clusters, whether chained.
+bool wide_tiles(Tiles t) {
+  return t == Tiles::TmaWide || t == Tiles::TmaCluster || t == Tiles::TmaChain || t == Tiles::TmaChainCluster;
+}
+bool clustered(Tiles t) { return t == Tiles::TmaCluster || t == Tiles::TmaChainCluster; }
+bool chained(Tiles t) { return t == Tiles::TmaChain || t == Tiles::TmaChainCluster; }
 Tiles lm_tiles(int path, const LaunchEnv& env, bool aligned, int64_t dim) {
   if (path == 1 || !aligned || !wgmma_available(env)) return Tiles::Mma;
   if (path == 2 || dim == 0) return Tiles::Wgmma;
@@ -1547,6 +1652,8 @@ Tiles lm_tiles(int path, const LaunchEnv& env, bool aligned, int64_t dim) {
     case 4: return Tiles::TmaOverlap;
     case 5: return Tiles::TmaWide;
     case 6: return Tiles::TmaCluster;
+    case 7: return Tiles::TmaChain;
+    case 8: return Tiles::TmaChainCluster;
     default: return Tiles::Tma;
   }
 }
@@ -1602,18 +1709,21 @@ Status launch_linear_logprobs(const LinearLogprobsParams& p, const LaunchEnv& en
     if constexpr (sizeof(T) == 2) {
       const Tiles tiles = lm_tiles(p.path, env, a.h_vec16 && a.w_vec16, p.dim);
       alignas(64) CUtensorMap th, tw;  // the TMA-fed tiles' maps of the hidden rows and the weight rows
-      const bool wide = tiles == Tiles::TmaWide || tiles == Tiles::TmaCluster;
+      const bool wide = wide_tiles(tiles);
       if (tiles == Tiles::Tma || tiles == Tiles::TmaOverlap || wide) {
         GK_TRY(encode_tensor_map_2d(&th, p.hidden, p.rows, p.dim, p.dim, kBM, kWgBK));
         GK_TRY(encode_tensor_map_2d(&tw, p.weight, p.vocab, p.dim, p.dim, kBN, kWgBK));
       }
       if (wide) {
-        const bool cluster = tiles == Tiles::TmaCluster;
-        if (stats)
-          return launch_wide("lm_fwd_tma_wide_kernel", &lm_fwd_tma_wide_kernel<T, true, 1>,
-                             &lm_fwd_tma_wide_kernel<T, true, 2>, cluster, grid, kWideFwdSmemBytes, env, op, a, th, tw);
-        return launch_wide("lm_fwd_tma_wide_kernel", &lm_fwd_tma_wide_kernel<T, false, 1>,
-                           &lm_fwd_tma_wide_kernel<T, false, 2>, cluster, grid, kWideFwdSmemBytes, env, op, a, th, tw);
+        auto run = [&](auto k1, auto k2) {
+          return launch_wide(chained(tiles) ? "lm_fwd_tma_wide_kernel (chained)" : "lm_fwd_tma_wide_kernel", k1, k2,
+                             clustered(tiles), grid, kWideFwdSmemBytes, env, op, a, th, tw);
+        };
+        if (chained(tiles))
+          return stats ? run(&lm_fwd_tma_wide_kernel<T, true, 1, true>, &lm_fwd_tma_wide_kernel<T, true, 2, true>)
+                       : run(&lm_fwd_tma_wide_kernel<T, false, 1, true>, &lm_fwd_tma_wide_kernel<T, false, 2, true>);
+        return stats ? run(&lm_fwd_tma_wide_kernel<T, true, 1, false>, &lm_fwd_tma_wide_kernel<T, true, 2, false>)
+                     : run(&lm_fwd_tma_wide_kernel<T, false, 1, false>, &lm_fwd_tma_wide_kernel<T, false, 2, false>);
       }
       if (tiles == Tiles::Tma || tiles == Tiles::TmaOverlap) {
         const void* k = stats ? (tiles == Tiles::TmaOverlap ? reinterpret_cast<const void*>(&lm_fwd_tma_kernel<T, true, true>)
@@ -1722,8 +1832,8 @@ Status launch_linear_logprobs_backward(const LinearLogprobsBackwardParams& p, co
     const Tiles tiles = sizeof(T) == 2 ? lm_tiles(p.path, env, aligned16(p.hidden) && aligned16(p.weight) && row_vec16,
                                                   p.dim)
                                        : Tiles::Mma;
-    const bool wg = tiles != Tiles::Mma, overlap = tiles == Tiles::TmaOverlap, cluster = tiles == Tiles::TmaCluster,
-               wide = tiles == Tiles::TmaWide || cluster, tma = tiles == Tiles::Tma || overlap || wide;
+    const bool wg = tiles != Tiles::Mma, overlap = tiles == Tiles::TmaOverlap, wide = wide_tiles(tiles),
+               cluster = clustered(tiles), chain = chained(tiles), tma = tiles == Tiles::Tma || overlap || wide;
     alignas(64) CUtensorMap th, tw;  // the hidden rows and the weight rows, for the G tiles
     if constexpr (sizeof(T) == 2) {
       if (wg) {
@@ -1758,13 +1868,19 @@ Status launch_linear_logprobs_backward(const LinearLogprobsBackwardParams& p, co
       if constexpr (sizeof(T) == 2) {
         if (wide) {  // 256-column tiles
           const dim3 wgrid(grid.x, unsigned(ceil_div(vcount, 2 * kBN)));
-          if (ent)
-            return launch_wide("lm_grad_logits_tma_wide_kernel", &lm_grad_logits_tma_wide_kernel<T, true, 1>,
-                               &lm_grad_logits_tma_wide_kernel<T, true, 2>, cluster, wgrid, WidePipe::kSmemBytes, env,
-                               op, g, th, tw);
-          return launch_wide("lm_grad_logits_tma_wide_kernel", &lm_grad_logits_tma_wide_kernel<T, false, 1>,
-                             &lm_grad_logits_tma_wide_kernel<T, false, 2>, cluster, wgrid, WidePipe::kSmemBytes, env,
-                             op, g, th, tw);
+          auto run = [&](auto k1, auto k2) {
+            return launch_wide(chain ? "lm_grad_logits_tma_wide_kernel (chained)" : "lm_grad_logits_tma_wide_kernel",
+                               k1, k2, cluster, wgrid, WidePipe::kSmemBytes, env, op, g, th, tw);
+          };
+          if (chain)
+            return ent ? run(&lm_grad_logits_tma_wide_kernel<T, true, 1, true>,
+                             &lm_grad_logits_tma_wide_kernel<T, true, 2, true>)
+                       : run(&lm_grad_logits_tma_wide_kernel<T, false, 1, true>,
+                             &lm_grad_logits_tma_wide_kernel<T, false, 2, true>);
+          return ent ? run(&lm_grad_logits_tma_wide_kernel<T, true, 1, false>,
+                           &lm_grad_logits_tma_wide_kernel<T, true, 2, false>)
+                     : run(&lm_grad_logits_tma_wide_kernel<T, false, 1, false>,
+                           &lm_grad_logits_tma_wide_kernel<T, false, 2, false>);
         }
         if (tma) {
           if (overlap && ent)
@@ -1811,10 +1927,16 @@ Status launch_linear_logprobs_backward(const LinearLogprobsBackwardParams& p, co
           alignas(64) CUtensorMap ta, tb;
           GK_TRY(encode_tensor_map_2d(&ta, args.a, args.m, args.k, args.lda, kBM, kWgBK));
           GK_TRY(encode_tensor_map_2d(&tb, args.b, args.k, args.n, args.ldb, kWgBK, 64));
-          if (wide)  // 256-column tiles of C
-            return launch_wide("lm_gemm_tma_wide_kernel", &lm_gemm_tma_wide_kernel<T, 1>,
-                               &lm_gemm_tma_wide_kernel<T, 2>, cluster, dim3(grid.x, unsigned(ceil_div(args.n, 2 * kBN))),
-                               WidePipe::kSmemBytes, env, op, args, ta, tb);
+          if (wide) {  // 256-column tiles of C
+            const dim3 wgrid(grid.x, unsigned(ceil_div(args.n, 2 * kBN)));
+            if (chain)
+              return launch_wide("lm_gemm_tma_wide_kernel (chained)", &lm_gemm_tma_wide_kernel<T, 1, true>,
+                                 &lm_gemm_tma_wide_kernel<T, 2, true>, cluster, wgrid, WidePipe::kSmemBytes, env, op,
+                                 args, ta, tb);
+            return launch_wide("lm_gemm_tma_wide_kernel", &lm_gemm_tma_wide_kernel<T, 1, false>,
+                               &lm_gemm_tma_wide_kernel<T, 2, false>, cluster, wgrid, WidePipe::kSmemBytes, env, op,
+                               args, ta, tb);
+          }
           if (overlap)
             lm_gemm_tma_kernel<T, true><<<grid, kTmaThreadsOf<true>, kTmaSmemBytes, env.stream>>>(args, ta, tb);
           else

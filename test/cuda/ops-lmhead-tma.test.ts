@@ -14,9 +14,8 @@
  */
 import { describe, expect, it } from 'vitest';
 import { type LmheadPath, lmheadTuning } from '../../src/backends/cuda/lmhead.js';
-import { wordsOf } from '../cases/check.js';
 import { openBackends, runCaseTable } from '../cases/runner.js';
-import { expectChunkInvariantGradients } from '../lmhead/checks.js';
+import { expectChunkInvariantGradients, HEAD_OUTPUT_NAMES, headOutputs } from '../lmhead/checks.js';
 import { gradVector, makeHead } from '../lmhead/reference.js';
 import { EMULATED, lmheadTileCases } from './helpers.js';
 
@@ -30,35 +29,10 @@ describe.skipIf(ctx === undefined)('lmhead (TMA-fed wgmma tiles) on cuda', () =>
     [130, 64, 4500, 'f16'],
   ] as const) {
     it(`N=${N} d=${d} V=${V} ${dtype}: every output of the forward and the backward has the bits of the cp.async-fed wgmma tiles, of the k-step-overlapping TMA tiles and of the 256-column ones alone and in clusters, and differs from mma.sync's somewhere`, async () => {
-      const c = ctx!;
-      const x = makeHead({ N, d, V, dtype, seed: 79, bias: true });
-      const hidden = c.tensor(x.hidden as Uint16Array, [x.N, x.d], dtype);
-      const weight = c.tensor(x.weight as Uint16Array, [x.V, x.d], dtype);
-      const bias = c.tensor(x.bias as Uint16Array, [x.V], dtype);
-      const run = async (path: LmheadPath) => {
+      const h = headOutputs(ctx!, makeHead({ N, d, V, dtype, seed: 79, bias: true }), 80);
+      const run = (path: LmheadPath) => {
         lmheadTuning.path = path;
-        const r = await c.linearLogprobs(hidden, weight, x.targets, {
-          bias,
-          entropy: true,
-          sumSquares: true,
-        });
-        const grads = await c.linearLogprobsBackward(hidden, weight, x.targets, r.lse, gradVector(80, N), {
-          bias,
-          gradEntropy: gradVector(81, N),
-          entropy: r.entropy,
-        });
-        const out = [
-          r.logprobs,
-          r.lse,
-          r.entropy!,
-          r.sumSquares!,
-          grads.gradHidden,
-          grads.gradWeight,
-          grads.gradBias!,
-        ];
-        const words = await Promise.all(out.map(async (t) => Array.from(wordsOf(await t.read()))));
-        for (const t of out) t.dispose();
-        return words;
+        return h.words();
       };
       try {
         const tma = await run('tma');
@@ -68,16 +42,19 @@ describe.skipIf(ctx === undefined)('lmhead (TMA-fed wgmma tiles) on cuda', () =>
         const overlap = await run('tma-overlap');
         const wide = await run('tma-wide');
         const cluster = await run('tma-cluster');
-        const names = ['logprobs', 'lse', 'entropy', 'sumSquares', 'gradHidden', 'gradWeight', 'gradBias'];
-        for (const [i, name] of names.entries()) expect(tma[i], name).toEqual(wg[i]);
+        for (const [i, name] of HEAD_OUTPUT_NAMES.entries()) expect(tma[i], name).toEqual(wg[i]);
         expect(tma[1], 'lse: not the mma.sync tiles').not.toEqual(mma[1]);
         expect(auto, "'auto' takes these tiles on a 9.0 device").toEqual(tma);
-        for (const [i, name] of names.entries()) expect(overlap[i], `tma-overlap: ${name}`).toEqual(tma[i]);
-        for (const [i, name] of names.entries()) expect(wide[i], `tma-wide: ${name}`).toEqual(tma[i]);
-        for (const [i, name] of names.entries()) expect(cluster[i], `tma-cluster: ${name}`).toEqual(tma[i]);
+        for (const [path, words] of [
+          ['tma-overlap', overlap],
+          ['tma-wide', wide],
+          ['tma-cluster', cluster],
+        ] as const)
+          for (const [i, name] of HEAD_OUTPUT_NAMES.entries())
+            expect(words[i], `${path}: ${name}`).toEqual(tma[i]);
       } finally {
         lmheadTuning.path = 'tma';
-        for (const t of [hidden, weight, bias]) t.dispose();
+        h.dispose();
       }
     });
   }

@@ -23,7 +23,7 @@ import {
   thrGroupErrors,
   uniformGroup,
 } from '../fixtures/thr.js';
-import { backwardRef, forwardRef, gradVector, logits, makeHead } from './reference.js';
+import { backwardRef, forwardRef, gradVector, type HeadInputs, logits, makeHead } from './reference.js';
 
 /** The materialised logits' bytes at the issue's size, in bf16 (the smaller of bf16 and f32). */
 export const BIG = { N: 16384, V: 151936, d: 4096 };
@@ -407,6 +407,53 @@ function thrHalves(ctx: Context) {
 }
 
 // ---------------------------------------------------------------- per backend
+
+/** The outputs headOutputs gives, in its order. */
+export const HEAD_OUTPUT_NAMES = [
+  'logprobs',
+  'lse',
+  'entropy',
+  'sumSquares',
+  'gradHidden',
+  'gradWeight',
+  'gradBias',
+];
+/**
+ * A bf16/f16 head with bias on a backend, for the tile tests that compare paths bit for bit: words()
+ * runs the forward (entropy, Σp²) and the backward (gradVector(seed) and, for the entropy,
+ * gradVector(seed + 1)) with whatever tuning is set, and gives each output's words (HEAD_OUTPUT_NAMES).
+ */
+export function headOutputs(c: Context, x: HeadInputs, seed: number) {
+  const dtype = x.dtype as 'bf16' | 'f16';
+  const hidden = c.tensor(x.hidden as Uint16Array, [x.N, x.d], dtype);
+  const weight = c.tensor(x.weight as Uint16Array, [x.V, x.d], dtype);
+  const bias = c.tensor(x.bias as Uint16Array, [x.V], dtype);
+  return {
+    async words(): Promise<number[][]> {
+      const r = await c.linearLogprobs(hidden, weight, x.targets, { bias, entropy: true, sumSquares: true });
+      const grads = await c.linearLogprobsBackward(hidden, weight, x.targets, r.lse, gradVector(seed, x.N), {
+        bias,
+        gradEntropy: gradVector(seed + 1, x.N),
+        entropy: r.entropy,
+      });
+      const out = [
+        r.logprobs,
+        r.lse,
+        r.entropy!,
+        r.sumSquares!,
+        grads.gradHidden,
+        grads.gradWeight,
+        grads.gradBias!,
+      ];
+      const words = await Promise.all(out.map(async (t) => Array.from(wordsOf(await t.read()))));
+      for (const t of out) t.dispose();
+      return words;
+    },
+    dispose(): void {
+      for (const t of [hidden, weight, bias]) t.dispose();
+    },
+  };
+}
 
 /**
  * A cuda or webgpu backward's chunking hook (the G chunk's rows and vocabulary columns, 0 for the plan's):

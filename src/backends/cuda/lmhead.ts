@@ -20,9 +20,21 @@ import { type CudaMemory, optPtr, ptrOf, runWithOutputs, withPoison } from './st
  * producer warpgroup that hands its registers to the consumers; the same bits as 'tma'), 'tma-wide' the
  * forward and the backward in 128 × 256 tiles (each landed hidden tile serves twice the MMAs; the same bits
  * as 'tma'), 'tma-cluster' those in clusters of 2 blocks that share the weight's (B's) boxes by TMA
- * multicast (half the B bytes from L2 per block; the same bits as 'tma').
+ * multicast (half the B bytes from L2 per block; the same bits as 'tma'), 'tma-chain' and
+ * 'tma-chain-cluster' those two with each logit's sum running on the tensor cores over all of d (no
+ * per-k-step flush into round-to-nearest sums: cuBLAS's numerics, a relative error up to about
+ * (d/16)·2^-23; bits of their own).
  */
-export type LmheadPath = 'auto' | 'mma' | 'wgmma' | 'tma' | 'tma-overlap' | 'tma-wide' | 'tma-cluster';
+export type LmheadPath =
+  | 'auto'
+  | 'mma'
+  | 'wgmma'
+  | 'tma'
+  | 'tma-overlap'
+  | 'tma-wide'
+  | 'tma-cluster'
+  | 'tma-chain'
+  | 'tma-chain-cluster';
 const PATH_CODES: Record<Exclude<LmheadPath, 'auto'>, number> = {
   mma: 1,
   wgmma: 2,
@@ -30,15 +42,17 @@ const PATH_CODES: Record<Exclude<LmheadPath, 'auto'>, number> = {
   'tma-overlap': 4,
   'tma-wide': 5,
   'tma-cluster': 6,
+  'tma-chain': 7,
+  'tma-chain-cluster': 8,
 };
 
 /**
  * Test and benchmark hooks. chunkRows, chunkVocab: the backward's G chunk (rows, vocabulary columns;
  * multiples of 128), 0 for the plan's; gradWeight's bits must not depend on it (the sum over rows runs
- * on across chunks). path: the tiles of the forward and the backward; 'wgmma', 'tma', 'tma-overlap',
- * 'tma-wide' and 'tma-cluster' take theirs wherever they apply (bf16 / f16 with 16-byte aligned rows, a
- * 9.0 device, a build with sm_90a; the emulator's device is one; 'tma-cluster' clusters a launch whose
- * row blocks are even in number, else runs 'tma-wide''s) and the mma.sync tiles elsewhere. 'auto' takes
+ * on across chunks). path: the tiles of the forward and the backward; every one but 'mma' takes its own
+ * wherever they apply (bf16 / f16 with 16-byte aligned rows, a 9.0 device, a build with sm_90a; the
+ * emulator's device is one; the '…-cluster' sets cluster a launch whose row blocks are even in number,
+ * else run unclustered, with the same bits) and the mma.sync tiles elsewhere. 'auto' takes
  * the TMA-fed ones where they apply (verified and measured on an H200; bench/RESULTS.md), else mma.sync.
  */
 export const lmheadTuning: { chunkRows: number; chunkVocab: number; path: LmheadPath } = {
