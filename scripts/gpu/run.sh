@@ -247,6 +247,10 @@ if [ ! -d node_modules ]; then
 fi
 if [ ! -d dist ]; then
   tar -xJf "$DEV/dist.tar.xz" || fatal "cannot unpack $DEV/dist.tar.xz"
+  # Built here from these sources (pack.sh): newer than them, so that vitest's global setup
+  # (test/build-setup.ts) does not try to rebuild it with a TypeScript this machine lacks (tsc leaves
+  # an output it would write unchanged with its old time, older than a source edited since).
+  find dist -type f -exec touch {} +
 fi
 if [ -f "$DEV/addon/grpo_kernels_native.node.xz" ] && [ ! -f build/Release/grpo_kernels_native.node ]; then
   mkdir -p build/Release
