@@ -24,7 +24,8 @@ export default function setup(): void {
   const entry = join(root, 'dist/cli/bin.js');
   const sources = Math.max(...['src', 'cli', 'bench', 'examples/toy-grpo'].map((d) => newest(join(root, d))));
   // The newest output, not the entry's: tsc leaves an output it would write unchanged with its old time.
-  if (existsSync(entry) && existsSync(join(root, 'dist/index.js')) && newest(join(root, 'dist')) >= sources) return;
+  if (existsSync(entry) && existsSync(join(root, 'dist/index.js')) && newest(join(root, 'dist')) >= sources)
+    return;
   const tsc = join(root, 'node_modules/typescript/bin/tsc');
   for (const project of ['tsconfig.build.json', 'tsconfig.build-cli.json'])
     execFileSync(process.execPath, [tsc, '-p', project], { cwd: root, stdio: 'inherit' });
