@@ -245,6 +245,7 @@ void HeadOf(Args& a, P& p) {
   p.vocab = a.Int("vocab");
   p.temperature = a.Num("temperature");
   p.ignore_index = static_cast<int>(a.Int("ignoreIndex"));
+  p.raster_rows = static_cast<unsigned>(a.OptInt("rasterRows", 0));  // test hook: the wide tiles' block order
 }
 gk::StateArrays StateOutOf(Args& a) {
   gk::StateArrays s;

@@ -314,6 +314,7 @@ struct FwdArgs {
   bool h_vec16, w_vec16;
   float4* partial;  // [rows][slices]
   float* xt;        // [rows]: the target's raw logit (rows whose target lies in this call's columns)
+  unsigned raster = 0;  // the wide kernels' row blocks per group (raster_block; 0: kRasterRows)
 };
 
 __device__ __forceinline__ OnlineState shfl_xor_state(const OnlineState& s, int m) {
@@ -322,15 +323,16 @@ __device__ __forceinline__ OnlineState shfl_xor_state(const OnlineState& s, int 
 }
 
 // A forward block's rows and vocabulary slice (grid: x the 128-row block, y the slice of kSliceCols
-// columns) and its k-steps of `step` over d (d = 0: one step of zeros).
+// columns; bx, by: which of them this block is, blockIdx's or, for the wide kernels, raster_block's) and
+// its k-steps of `step` over d (d = 0: one step of zeros).
 struct FwdBlock {
   int64_t r0, c0, c1;  // first row; the slice's columns [c0, c1)
   int slice, rows, ntiles, nk;
-  __device__ FwdBlock(const FwdArgs& a, int step)
-      : r0(int64_t(blockIdx.x) * kBM),
-        c0(int64_t(blockIdx.y) * kSliceCols),
+  __device__ FwdBlock(const FwdArgs& a, int step, unsigned bx = blockIdx.x, unsigned by = blockIdx.y)
+      : r0(int64_t(bx) * kBM),
+        c0(int64_t(by) * kSliceCols),
         c1(min64(a.vocab, c0 + kSliceCols)),
-        slice(blockIdx.y),
+        slice(static_cast<int>(by)),
         rows(static_cast<int>(min64(kBM, a.rows - r0))),
         ntiles(static_cast<int>((c1 - c0 + kBN - 1) / kBN)),
         nk(max(1, static_cast<int>((a.dim + step - 1) / step))) {}
@@ -756,6 +758,29 @@ __device__ __forceinline__ void wide_b_halves(unsigned char* stage, const LoadHa
   }
 }
 
+// The wide kernels' block order (grouped rasterisation). The GPU starts a grid's blocks in linear order,
+// blockIdx.x fastest, x being the row blocks (of hidden, G or C) and y the column blocks (slices, weight
+// rows, C's columns): the ~132 resident blocks then cover every row block and two column blocks, and at
+// N 8192, d 4096 their row panels alone (1 MiB each) overflow the 50 MiB L2, so each block's A comes
+// from DRAM again for every tile. Here block b of the linear order is row block x, column block y of
+// groups of kRasterRows row blocks, walked x-fastest for each y before the next group: the resident
+// blocks share 16 row panels and about 8 column panels (~33 MiB). Pairs (2k, 2k + 1) of blockIdx.x stay
+// pairs of x with one y (kRasterRows even, and a cluster needs gridDim.x even), so a cluster still shares
+// its B. Which block does what changes, never what it does: the same bits. `group`: the args' raster
+// (a test hook, so that small grids take the same arithmetic as large ones; 0: kRasterRows), made even.
+constexpr unsigned kRasterRows = 16;
+struct RasterBlock {
+  unsigned x, y;
+};
+__device__ __forceinline__ RasterBlock raster_block(unsigned group) {
+  static_assert(kRasterRows % 2 == 0, "clusters of 2 along x keep their pairs");
+  const unsigned g = group == 0 ? kRasterRows : max(2u, group & ~1u);
+  const unsigned lin = blockIdx.x + gridDim.x * blockIdx.y, per_group = g * gridDim.y;
+  const unsigned first = lin / per_group * g, within = lin % per_group;
+  const unsigned rows = min(g, gridDim.x - first);  // the last group's may be fewer
+  return {first + within % rows, within / rows};
+}
+
 // The k-steps [0, steps) of a 128 × 256 tile: issue(stage, step, bar) (the producer's lane) issues a
 // k-step's copies (A's tile at stage, B's 128-column halves at stage + kWgTileBytes and + 2·kWgTileBytes)
 // completing on bar; retire(half, part, step) (every consumer thread) takes each half's MMA sums in turn,
@@ -874,7 +899,8 @@ __global__ void __launch_bounds__(kTmaThreadsOf<true>, 1)
   unsigned char* stages = wg_stages(smem_raw);
   int* s_tcol = reinterpret_cast<int*>(WidePipe(stages).end());
   const T* B = static_cast<const T*>(a.bias);
-  const FwdBlock fb(a, kWgBK);
+  const RasterBlock rb = raster_block(a.raster);
+  const FwdBlock fb(a, kWgBK, rb.x, rb.y);
   target_columns(s_tcol, a, fb.r0, fb.rows);  // read after tma_wide_mainloop's first barrier
   const WgLane L;
   float acc[64], acc_hi[64];
@@ -997,6 +1023,7 @@ struct GradArgs {
   void* gt;  // [gcols][grows]
   int64_t gcols, grows;
   ErrorFlags* flags;
+  unsigned raster = 0;  // the wide kernels' row blocks per group (raster_block; 0: kRasterRows)
 };
 
 // The scalars of row r0 + r of the chunk (live: r is inside the tile); a target out of range raises
@@ -1133,6 +1160,7 @@ struct GemmArgs {
   int64_t ldc;
   int64_t m, n, k;
   bool narrow, b_vec16;
+  unsigned raster = 0;  // the wide kernels' row blocks per group (raster_block; 0: kRasterRows)
 };
 
 // C = C_in + A·B over one 128 × 128 tile of C (C_in: a running f32 sum, or 0), stored as f32 or, on a
@@ -1238,7 +1266,7 @@ __device__ __forceinline__ void wg_g_tile(const float (&acc)[64], const WgLane& 
 #pragma unroll
   for (int h = 0; h < 2; ++h) {
     const int r = L.row(h);
-    const BwdRowScalars s = row_scalars<kEnt>(a, r0 + r, r < rows, blockIdx.y == 0 && L.t4 == 0);
+    const BwdRowScalars s = row_scalars<kEnt>(a, r0 + r, r < rows, vt == 0 && L.t4 == 0);
 #pragma unroll
     for (int j = 0; j < 16; ++j)
 #pragma unroll
@@ -1430,8 +1458,9 @@ __global__ void __launch_bounds__(kTmaThreadsOf<true>, 1)
   GK_DYNAMIC_SMEM(unsigned char, smem_raw);
   unsigned char* smem = wg_stages(smem_raw);
   const WgLane L;
-  const int64_t r0 = int64_t(blockIdx.x) * kBM;      // within the chunk
-  const int64_t vt = int64_t(blockIdx.y) * 2 * kBN;  // within the chunk
+  const RasterBlock rb = raster_block(a.raster);
+  const int64_t r0 = int64_t(rb.x) * kBM;      // within the chunk
+  const int64_t vt = int64_t(rb.y) * 2 * kBN;  // within the chunk
   const int rows = static_cast<int>(min64(kBM, a.rows - r0));
   const int cols = static_cast<int>(min64(2 * kBN, a.vcount - vt));
   float acc[64], acc_hi[64];
@@ -1471,7 +1500,8 @@ __global__ void __launch_bounds__(kTmaThreadsOf<true>, 1)
                             const __grid_constant__ CUtensorMap tmap_b) {
   GK_DYNAMIC_SMEM(unsigned char, smem_raw);
   const WgLane L;
-  const int64_t m0 = int64_t(blockIdx.x) * kBM, n0 = int64_t(blockIdx.y) * 2 * kBN;
+  const RasterBlock rb = raster_block(g.raster);
+  const int64_t m0 = int64_t(rb.x) * kBM, n0 = int64_t(rb.y) * 2 * kBN;
   const int rows = static_cast<int>(min64(kBM, g.m - m0));
   const int cols = static_cast<int>(min64(2 * kBN, g.n - n0));
   const int hcols[2] = {min(cols, kBN), max(cols - kBN, 0)};
@@ -1704,7 +1734,7 @@ Status launch_linear_logprobs(const LinearLogprobsParams& p, const LaunchEnv& en
     FwdArgs a{p.hidden, p.weight, p.bias, p.targets, p.rows, p.dim, p.vocab, states ? p.states.vocab_start : 0,
               p.ignore_index, scale2, int(plan.slices),
               aligned16(p.hidden) && (p.dim * int64_t(sizeof(T))) % 16 == 0,
-              aligned16(p.weight) && (p.dim * int64_t(sizeof(T))) % 16 == 0, partial, xt};
+              aligned16(p.weight) && (p.dim * int64_t(sizeof(T))) % 16 == 0, partial, xt, p.raster_rows};
     const dim3 grid(unsigned(ceil_div(p.rows, kBM)), unsigned(plan.slices));
     if constexpr (sizeof(T) == 2) {
       const Tiles tiles = lm_tiles(p.path, env, a.h_vec16 && a.w_vec16, p.dim);
@@ -1863,7 +1893,7 @@ Status launch_linear_logprobs_backward(const LinearLogprobsBackwardParams& p, co
                  rows, p.dim, p.target_limit > 0 ? p.target_limit : p.vocab, row0, v0, vcount, p.vocab_start,
                  p.ignore_index, scale2, inv_t,
                  aligned16(p.hidden) && row_vec16, aligned16(p.weight) && row_vec16, gc, gt,
-                 plan.chunk_vocab, plan.chunk_rows, flags};
+                 plan.chunk_vocab, plan.chunk_rows, flags, p.raster_rows};
       const dim3 grid(unsigned(ceil_div(rows, kBM)), unsigned(ceil_div(vcount, kBN)));
       if constexpr (sizeof(T) == 2) {
         if (wide) {  // 256-column tiles
@@ -1961,7 +1991,7 @@ Status launch_linear_logprobs_backward(const LinearLogprobsBackwardParams& p, co
       const Step s = step(static_cast<char*>(p.grad_hidden) + size_t(row0 * p.dim) * ges, acc, v0 == 0,
                           v0 + vcount >= p.vocab);
       GemmArgs gh{gc, plan.chunk_vocab, W + v0 * p.dim, p.dim, s.in, s.out, p.dim, rows, p.dim, vcount, s.narrow,
-                  aligned16(W + v0 * p.dim) && row_vec16};
+                  aligned16(W + v0 * p.dim) && row_vec16, p.raster_rows};
       return gemm(gh, dim3(unsigned(ceil_div(rows, kBM)), unsigned(ceil_div(p.dim, kBN))));
     };
     // gradWeight[vocabulary of the chunk] (+)= Gt · H[rows of the chunk] and gradBias (+)= Σ_n Gc: the
@@ -1972,7 +2002,7 @@ Status launch_linear_logprobs_backward(const LinearLogprobsBackwardParams& p, co
         const Step s =
             step(static_cast<char*>(p.grad_weight) + size_t(v0 * p.dim) * ges, acc, first, last);
         GemmArgs gw{gt, plan.chunk_rows, H + row0 * p.dim, p.dim, s.in, s.out, p.dim, vcount, p.dim, rows,
-                    s.narrow, aligned16(H + row0 * p.dim) && row_vec16};
+                    s.narrow, aligned16(H + row0 * p.dim) && row_vec16, p.raster_rows};
         GK_TRY(gemm(gw, dim3(unsigned(ceil_div(vcount, kBM)), unsigned(ceil_div(p.dim, kBN)))));
       }
       if (p.grad_bias) {

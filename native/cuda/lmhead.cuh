@@ -41,10 +41,12 @@ struct LinearLogprobsParams {
   // The forward's tiles. 0 auto (3 where it applies, else 1), 1 the mma.sync tiles (lm_fwd_kernel), 2 the wgmma tiles
   // (lm_fwd_wgmma_kernel), 3 the TMA-fed wgmma tiles (lm_fwd_tma_kernel: the same bits as 2), 4 those with a
   // k-step of MMAs in flight, 5 in 128 × 256 tiles (lm_fwd_tma_wide_kernel), 6 those in clusters of 2 blocks
-  // sharing the weight's boxes (the same bits as 3), 2 to 6 wherever they apply:
+  // sharing the weight's boxes (the same bits as 3), 7 and 8 those chained (their own bits), 2 to 8 wherever
+  // they apply:
   // bf16 / f16 with 16-byte aligned rows, a 9.0 device and a build with sm_90a (the emulator's device
   // is one); the mma.sync tiles elsewhere.
   int path = 0;
+  unsigned raster_rows = 0;  // tests: the wide tiles' (5-8) row blocks per group of their block order (0: 16)
 };
 Status launch_linear_logprobs(const LinearLogprobsParams& p, const LaunchEnv& env, Scratch& scratch, ErrorFlags* flags);
 
@@ -74,6 +76,7 @@ struct LinearLogprobsBackwardParams {
   int64_t chunk_rows = 0;
   int64_t chunk_vocab = 0;
   int path = 0;  // tests: the tiles, as LinearLogprobsParams::path (3: lm_grad_logits_tma_kernel, lm_gemm_tma_kernel)
+  unsigned raster_rows = 0;  // tests: as LinearLogprobsParams::raster_rows
 };
 Status launch_linear_logprobs_backward(const LinearLogprobsBackwardParams& p, const LaunchEnv& env, Scratch& scratch,
                                        ErrorFlags* flags);

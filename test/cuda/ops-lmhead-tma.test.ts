@@ -155,6 +155,38 @@ describe.skipIf(ctx === undefined)('lmhead (TMA-fed wgmma tiles) on cuda', () =>
     },
   );
 
+  // The 128 × 256 sets start their blocks in groups of row blocks (raster_block): past 16 row blocks on
+  // a GPU; here lmheadTuning.rasterRows = 2 makes 4 row blocks take a grouped order (the forward's 2
+  // slices, forward only; G's and both GEMMs' column blocks, d 264), clusters still pairing.
+  for (const [N, d, V, backward] of [
+    [400, 16, 4200, false],
+    [400, 264, 300, true],
+  ] as const) {
+    it(`N=${N} d=${d} V=${V} bf16: in a grouped block order every output of the ${backward ? 'forward and the backward' : 'forward'} of 'tma-wide' and 'tma-cluster' keeps the bits of 'tma', and 'tma-chain-cluster' those of 'tma-chain'`, async () => {
+      const h = headOutputs(ctx!, makeHead({ N, d, V, dtype: 'bf16', seed: 93, bias: true }), 94);
+      const run = (path: LmheadPath, rasterRows: number) => {
+        Object.assign(lmheadTuning, { path, rasterRows });
+        return h.words(backward);
+      };
+      try {
+        const tma = await run('tma', 0);
+        const chain = await run('tma-chain', 0); // (4 row blocks: one group of 16, launch order)
+        for (const [path, base] of [
+          ['tma-wide', tma],
+          ['tma-cluster', tma],
+          ['tma-chain-cluster', chain],
+        ] as const) {
+          const words = await run(path, 2);
+          for (const [i, name] of HEAD_OUTPUT_NAMES.entries())
+            expect(words[i], `${path}: ${name}`).toEqual(base[i]);
+        }
+      } finally {
+        Object.assign(lmheadTuning, { path: 'tma', rasterRows: 0 });
+        h.dispose();
+      }
+    });
+  }
+
   it('gradWeight, gradHidden and gradBias have the same bits whatever the backward chunks rows and vocabulary', async () => {
     await expectChunkInvariantGradients(ctx!, 95, (chunkRows, chunkVocab) =>
       Object.assign(lmheadTuning, { chunkRows, chunkVocab }),

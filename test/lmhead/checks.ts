@@ -421,7 +421,8 @@ export const HEAD_OUTPUT_NAMES = [
 /**
  * A bf16/f16 head with bias on a backend, for the tile tests that compare paths bit for bit: words()
  * runs the forward (entropy, Σp²) and the backward (gradVector(seed) and, for the entropy,
- * gradVector(seed + 1)) with whatever tuning is set, and gives each output's words (HEAD_OUTPUT_NAMES).
+ * gradVector(seed + 1)) with whatever tuning is set, and gives each output's words (HEAD_OUTPUT_NAMES;
+ * with backward false the forward's four only).
  */
 export function headOutputs(c: Context, x: HeadInputs, seed: number) {
   const dtype = x.dtype as 'bf16' | 'f16';
@@ -429,8 +430,14 @@ export function headOutputs(c: Context, x: HeadInputs, seed: number) {
   const weight = c.tensor(x.weight as Uint16Array, [x.V, x.d], dtype);
   const bias = c.tensor(x.bias as Uint16Array, [x.V], dtype);
   return {
-    async words(): Promise<number[][]> {
+    async words(backward = true): Promise<number[][]> {
       const r = await c.linearLogprobs(hidden, weight, x.targets, { bias, entropy: true, sumSquares: true });
+      if (!backward) {
+        const out = [r.logprobs, r.lse, r.entropy!, r.sumSquares!];
+        const words = await Promise.all(out.map(async (t) => Array.from(wordsOf(await t.read()))));
+        for (const t of out) t.dispose();
+        return words;
+      }
       const grads = await c.linearLogprobsBackward(hidden, weight, x.targets, r.lse, gradVector(seed, x.N), {
         bias,
         gradEntropy: gradVector(seed + 1, x.N),

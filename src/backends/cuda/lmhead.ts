@@ -54,11 +54,14 @@ const PATH_CODES: Record<Exclude<LmheadPath, 'auto'>, number> = {
  * emulator's device is one; the '…-cluster' sets cluster a launch whose row blocks are even in number,
  * else run unclustered, with the same bits) and the mma.sync tiles elsewhere. 'auto' takes
  * the TMA-fed ones where they apply (verified and measured on an H200; bench/RESULTS.md), else mma.sync.
+ * rasterRows: the 128 × 256 tile sets' block order, row blocks per group (made even; 0 for the kernels'
+ * 16), so that a small test grid takes a grouped order as a large one does; no bit may depend on it.
  */
-export const lmheadTuning: { chunkRows: number; chunkVocab: number; path: LmheadPath } = {
+export const lmheadTuning: { chunkRows: number; chunkVocab: number; path: LmheadPath; rasterRows: number } = {
   chunkRows: 0,
   chunkVocab: 0,
   path: 'auto',
+  rasterRows: 0,
 };
 const pathArg = () => (lmheadTuning.path === 'auto' ? undefined : PATH_CODES[lmheadTuning.path]);
 
@@ -74,6 +77,7 @@ function head(a: LinearLogprobsArgs) {
     vocab: a.vocab,
     temperature: a.temperature,
     ignoreIndex: a.ignoreIndex,
+    rasterRows: lmheadTuning.rasterRows > 0 ? lmheadTuning.rasterRows : undefined,
   };
 }
 
