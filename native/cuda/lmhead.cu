@@ -781,14 +781,11 @@ __device__ __forceinline__ RasterBlock raster_block(unsigned group) {
   return {first + within % rows, within / rows};
 }
 
-// The k-steps [0, steps) of a 128 × 256 tile: issue(stage, step, bar) (the producer's lane) issues a
-// k-step's copies (A's tile at stage, B's 128-column halves at stage + kWgTileBytes and + 2·kWgTileBytes)
-// completing on bar; retire(half, part, step) (every consumer thread) takes each half's MMA sums in turn,
-// half 0 before half 1's MMAs are issued. The producer warpgroup gives its registers to the consumers and
-// exits; every consumer thread returns with every MMA done (the stages may still be read by no one).
-template <class T, int kTransB, int kCtas, class Issue, class Retire>
-__device__ __forceinline__ void tma_wide_mainloop(unsigned char* smem, int steps, const Issue& issue,
-                                                  const Retire& retire) {
+// The 128 × 256 loops' start: the stages' barriers set up, then the producer warpgroup gives its
+// registers to the consumers, its lane issues the k-steps [0, steps) (issue as tma_wide_mainloop's) and
+// it exits; the consumers take their registers and the pipe.
+template <int kCtas, class Issue>
+__device__ __forceinline__ WidePipeOf<kCtas> wide_pipe_start(unsigned char* smem, int steps, const Issue& issue) {
   const WidePipeOf<kCtas> pipe(smem);
   pipe.init(kThreads / 32);
   const int tid = threadIdx.x;
@@ -798,7 +795,19 @@ __device__ __forceinline__ void tma_wide_mainloop(unsigned char* smem, int steps
     thread_exit();
   }
   warpgroup_registers_up<kConsumerRegs>();
-  const uint32_t wg = uint32_t(tid >> 7);
+  return pipe;
+}
+
+// The k-steps [0, steps) of a 128 × 256 tile: issue(stage, step, bar) (the producer's lane) issues a
+// k-step's copies (A's tile at stage, B's 128-column halves at stage + kWgTileBytes and + 2·kWgTileBytes)
+// completing on bar; retire(half, part, step) (every consumer thread) takes each half's MMA sums in turn,
+// half 0 before half 1's MMAs are issued. The producer warpgroup gives its registers to the consumers and
+// exits; every consumer thread returns with every MMA done (the stages may still be read by no one).
+template <class T, int kTransB, int kCtas, class Issue, class Retire>
+__device__ __forceinline__ void tma_wide_mainloop(unsigned char* smem, int steps, const Issue& issue,
+                                                  const Retire& retire) {
+  const WidePipeOf<kCtas> pipe = wide_pipe_start<kCtas>(smem, steps, issue);
+  const uint32_t wg = threadIdx.x >> 7;
   float part[64];
   for (int step = 0; step < steps; ++step) {
     const uint32_t stage = pipe.acquire(step), sa = stage + wg * 64u * 128u;
@@ -845,16 +854,8 @@ template <class T, int kTransB, int kCtas, class Issue, class Begin, class End>
 __device__ __forceinline__ void tma_chain_mainloop(unsigned char* smem, int tiles, int nk, float (&acc)[64],
                                                    float (&acc_hi)[64], const Issue& issue, const Begin& begin,
                                                    const End& end) {
-  const WidePipeOf<kCtas> pipe(smem);
-  pipe.init(kThreads / 32);
-  const int tid = threadIdx.x;
-  if (tid >= kThreads) {  // the producer warpgroup
-    warpgroup_registers_down<kProducerRegs>();
-    if (tid == kThreads) pipe.produce(tiles * nk, issue);
-    thread_exit();
-  }
-  warpgroup_registers_up<kConsumerRegs>();
-  const uint32_t wg = uint32_t(tid >> 7);
+  const WidePipeOf<kCtas> pipe = wide_pipe_start<kCtas>(smem, tiles * nk, issue);
+  const uint32_t wg = threadIdx.x >> 7;
   for (int tile = 0; tile < tiles; ++tile) {
     const bool add = begin(tile);
     for (int kt = 0; kt < nk; ++kt) {
