@@ -9,6 +9,7 @@
 //                       [--responses 16·groups] [--lm-rows 8192] [--lm-dim 4096] [--lm-vocab 151936]
 //                       [--reps 20] [--warmup 3] [--l2-mb <device's>] [--max-rotate 64] [--seed 1]
 //                       [--only logprobs,backward,thr,advantages,lmhead]
+//                       [--lm-paths 0,1,…,8] [--thr-paths 0,1,…,6]
 //
 // Cases (defaults are the goal sizes of bench/RESULTS.md):
 //   logprobs, logprobs+entropy, logprobs+entropy+sumSquares   forward, bf16 logits [rows, vocab]
@@ -120,13 +121,20 @@ struct Options {
   int64_t max_rotate = 64;
   int64_t seed = 1;
   std::vector<std::string> only;  // families; empty = all
+  // The tile sets timed, in this order (LinearLogprobsParams::path, ThrParams::path; each row's name
+  // says which): all by default. scripts/gpu/run.sh times the ones no GPU has verified in processes of
+  // their own, so that one that fails takes no other row with it.
+  std::vector<int> lm_paths{0, 1, 2, 3, 4, 5, 6, 7, 8};
+  std::vector<int> thr_paths{0, 1, 2, 3, 4, 5, 6};
 };
+constexpr int kLmPaths = 9, kThrPaths = 7;
 
 const char* kUsage =
     "usage: harness [--rows N] [--vocab V] [--thr-responses R] [--thr-tokens L] [--thr-d D]\n"
     "               [--thr-vocab K] [--thr-small-tiles 0|1] [--groups G] [--responses R] [--reps N] [--warmup N]\n"
     "               [--lm-rows N] [--lm-dim D] [--lm-vocab V]\n"
-    "               [--l2-mb MB] [--max-rotate N] [--seed S] [--only logprobs,backward,thr,advantages,lmhead]\n";
+    "               [--l2-mb MB] [--max-rotate N] [--seed S] [--only logprobs,backward,thr,advantages,lmhead]\n"
+    "               [--lm-paths 0,1,2,3,4,5,6,7,8] [--thr-paths 0,1,2,3,4,5,6]\n";
 
 bool parse_int(const std::string& s, int64_t* v) {
   char* end = nullptr;
@@ -134,6 +142,20 @@ bool parse_int(const std::string& s, int64_t* v) {
   const long long x = std::strtoll(s.c_str(), &end, 10);
   if (errno != 0 || end == s.c_str() || *end != '\0') return false;
   *v = x;
+  return true;
+}
+
+// value's comma-separated integers, each in [0, count), into *out; false if one is not.
+bool parse_paths(const std::string& value, int count, std::vector<int>* out) {
+  out->clear();
+  size_t s = 0;
+  while (s <= value.size()) {
+    const size_t c = std::min(value.find(',', s), value.size());
+    int64_t v = 0;
+    if (!parse_int(value.substr(s, c - s), &v) || v < 0 || v >= count) return false;
+    out->push_back(int(v));
+    s = c + 1;
+  }
   return true;
 }
 
@@ -189,6 +211,14 @@ std::string parse_args(int argc, char** argv, Options* o) {
         o->only.push_back(f);
         s = c + 1;
       }
+    } else if (name == "lm-paths") {
+      if (!parse_paths(value, kLmPaths, &o->lm_paths))
+        return "--lm-paths: expected a comma-separated list of 0 … " + std::to_string(kLmPaths - 1) + ", got '" +
+               value + "'";
+    } else if (name == "thr-paths") {
+      if (!parse_paths(value, kThrPaths, &o->thr_paths))
+        return "--thr-paths: expected a comma-separated list of 0 … " + std::to_string(kThrPaths - 1) + ", got '" +
+               value + "'";
     } else {
       return "unknown option --" + name;
     }
@@ -645,7 +675,7 @@ Status run_lmhead(const Device& dev, const Options& o) {
         "", " mma", " wgmma", " tma", " tma-overlap", " tma-wide", " tma-cluster", " tma-chain", " tma-chain-cluster"};
     return names[path];
   };
-  for (const int path : {0, 1, 2, 3, 4, 5, 6, 7, 8}) {
+  for (const int path : o.lm_paths) {
     if (path >= 2 && !wgmma) continue;
     for (const bool ent : {false, true}) {
       GK_TRY(gk::launch_reset_flags(dev.d_flags, dev.env));
@@ -663,7 +693,7 @@ Status run_lmhead(const Device& dev, const Options& o) {
   GK_TRY(forward(0, false));
   GK_TRY(replicate(lse, dev.stream));
   GK_TRY(check_flags(dev, flags_message));
-  for (const int path : {0, 1, 2, 3, 4, 5, 6, 7, 8}) {
+  for (const int path : o.lm_paths) {
     if (path >= 2 && !wgmma) continue;
     Timing t;
     GK_TRY(time_it(dev, o, rot, [&](int c) -> Status {
@@ -774,7 +804,13 @@ Status run_thr(const Device& dev, const Options& o) {
 #else
   const bool wgmma = false;
 #endif
-  for (const int run : {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 13}) {
+  // Each path in 'f32' then 'tf32'; 6 ('tma-wide') is 'tf32' only.
+  std::vector<int> runs;
+  for (const int path : o.thr_paths) {
+    if (path != 6) runs.push_back(2 * path);
+    runs.push_back(2 * path + 1);
+  }
+  for (const int run : runs) {
     const int path = run / 2;
     const gk::ThrPrecision prec = run % 2 == 0 ? gk::ThrPrecision::F32 : gk::ThrPrecision::Tf32;
     if (path >= 2 && !wgmma) continue;

@@ -356,15 +356,33 @@ __device__ __forceinline__ void mbar_arrive(uint64_t* bar) {
 #endif
 }
 // Returns once the phase of parity `parity` has completed (mbarrier.try_wait.parity in a loop).
+// Watchdog: a wait that has not returned after kMbarWatchdogNs of the global timer (%globaltimer_lo, ns;
+// its u32 difference is exact below 2^32 ns) executes `trap`, so a phase that can never complete (a bug in
+// a pipeline's arrival or byte counts, never a property of the input) ends the launch with
+// cudaErrorLaunchFailure ("unspecified launch failure") at the next wait instead of hanging the stream.
+// A phase completes within one k-step of its block's (or its cluster's) own warps, microseconds on a GPU,
+// milliseconds under compute-sanitizer. The timer is read only after a try_wait fails; the first try
+// is the whole cost of a wait that needs no second. The emulator reports a deadlock itself.
+constexpr uint32_t kMbarWatchdogNs = 4000000000u;
 __device__ __forceinline__ void mbar_wait(uint64_t* bar, uint32_t parity) {
 #if defined(GK_CUDA_EMU)
   ::gkemu::mbar_wait(bar, parity);
 #elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   asm volatile(
-      "{\n.reg .pred p;\nGK_MBAR_WAIT_%=:\n"
+      "{\n.reg .pred p;\n.reg .u32 t0, t1;\n"
       "mbarrier.try_wait.parity.shared::cta.b64 p, [%0], %1;\n"
-      "@!p bra GK_MBAR_WAIT_%=;\n}\n" ::"r"(smem_address(bar)),
-      "r"(parity)
+      "@p bra GK_MBAR_DONE_%=;\n"
+      "mov.u32 t0, %%globaltimer_lo;\n"
+      "GK_MBAR_WAIT_%=:\n"
+      "mbarrier.try_wait.parity.shared::cta.b64 p, [%0], %1;\n"
+      "@p bra GK_MBAR_DONE_%=;\n"
+      "mov.u32 t1, %%globaltimer_lo;\n"
+      "sub.u32 t1, t1, t0;\n"
+      "setp.lt.u32 p, t1, %2;\n"
+      "@p bra GK_MBAR_WAIT_%=;\n"
+      "trap;\n"
+      "GK_MBAR_DONE_%=:\n}\n" ::"r"(smem_address(bar)),
+      "r"(parity), "n"(kMbarWatchdogNs)
       : "memory");
 #endif
 }

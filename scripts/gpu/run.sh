@@ -61,14 +61,15 @@ T0=$SECONDS
 # H200, sixth session, 1307 cuda tests): cuda-tests 55-60 s, harness 13-19 s, goals-cuda 24 s, memcheck
 # 64 s, ncu-tiles 11 s; racecheck over all of ops* ran out of its 200 s box after 1028 tests (924 of
 # them ops-cases'), so it is split: the tensor-core files first, the others last (racecheck-rest: what
-# time is left, its box clamped to the deadline).
+# time is left, its box clamped to the deadline). The harness now runs in 10 processes (the tile sets no
+# GPU has verified one by one: a context and the inputs' generation each, about 1-2 s; ~50 s in all).
 # "native" runs only when the carried addon fails its check. SETUP_EST covers the unpacking and the
 # checks before the steps.
 SETUP_EST=15
 PLAN=(
   "native        90 150"
   "cuda-tests    60 180"
-  "harness       35  90"
+  "harness       50 120"
   "torch         10  60"
   "goals-cuda    30  60"
   "sass           5  20"
@@ -79,7 +80,7 @@ PLAN=(
   "ncu           30  60"
   "ncu-sol       10  45"
   "ncu-tiles     45  90"
-  "racecheck-rest 45 150"
+  "racecheck-rest 30 150"
 )
 CONDITIONAL=" native "
 
@@ -316,15 +317,42 @@ VITEST=(node node_modules/vitest/vitest.mjs run --project unit --reporter=verbos
 step cuda-tests "${GATE[@]}" --json "$LOGS/cuda-tests.json" -- \
   "${VITEST[@]}" --outputFile.json="$LOGS/cuda-tests.json" test/cuda
 
-# The same sizes natively (bench/cuda/harness.cu: launchers timed with CUDA events beside a copy, no Node).
+# The same sizes natively (bench/cuda/harness.cu: launchers timed with CUDA events beside a copy, no Node),
+# in processes of their own: the families and the tile sets `auto` takes (GPU-verified) in one, then
+# each tile set no GPU has verified alone, under its own box, so that one that fails (an error, the
+# mbarrier watchdog's trap (tensor_core.cuh), a hang) costs its own rows only. The tile sets measured
+# on 2026-11-27 and unchanged since (LM head 1 mma.sync, 2 cp.async wgmma, 3 TMA = auto; THR 1, 2 =
+# auto) are not timed again. The sets that passed go to $LOGS/harness-paths.txt for ncu-tiles.
+NEW_LM_PATHS="4 5 6 7 8"  # tma-overlap, tma-wide, tma-cluster, tma-chain, tma-chain-cluster
+NEW_THR_PATHS="3 4 5 6"   # wgmma-truncate, wgmma-m, tma, tma-wide
+harness_runs() { # harness arguments (sizes) for every run
+  local rc=0 lm=0 thr=0 p
+  hrun() { # box, harness arguments
+    local box=$1
+    shift
+    echo "[harness-runs] $* (box ${box}s)" >&2
+    timeout -k 5 "$box" bash bench/cuda/harness.sh "$@" || {
+      echo "[harness-runs] FAILED (rc $?): $*" >&2
+      return 1
+    }
+  }
+  hrun 60 --only logprobs,backward,advantages,thr,lmhead --lm-paths 0 --thr-paths 0 "$@" || rc=1
+  for p in $NEW_LM_PATHS; do hrun 30 --only lmhead --lm-paths "$p" "$@" && lm="$lm,$p" || rc=1; done
+  for p in $NEW_THR_PATHS; do hrun 30 --only thr --thr-paths "$p" "$@" && thr="$thr,$p" || rc=1; done
+  printf 'LM_PATHS=%s\nTHR_PATHS=%s\n' "$lm" "$thr" >"$LOGS/harness-paths.txt"
+  echo "passed: LM head $lm, THR $thr (of 0 $NEW_LM_PATHS and 0 $NEW_THR_PATHS)" | tee "$STEP_NOTE"
+  return $rc
+}
+export -f harness_runs
+export LOGS NEW_LM_PATHS NEW_THR_PATHS
 if [ "$DRY" = 1 ]; then
-  step harness env GK_HARNESS=build/emu/harness bash bench/cuda/harness.sh --rows 7 --vocab 1000 \
+  step harness env GK_HARNESS=build/emu/harness bash -c 'harness_runs "$@"' harness --rows 7 --vocab 1000 \
     --thr-tokens 40 --thr-d 48 --thr-vocab 24 --groups 50 --lm-rows 7 --lm-dim 48 --lm-vocab 1000 \
     --reps 20 --warmup 2
   step torch python3 -c 'import ast, sys; ast.parse(open(sys.argv[1]).read()); print("parsed", sys.argv[1])' \
     bench/cuda/torch_reference.py
 else
-  step harness bash bench/cuda/harness.sh
+  step harness bash -c 'harness_runs "$@"' harness
   step torch env PYTHONUNBUFFERED=1 python3 bench/cuda/torch_reference.py
 fi
 step goals-cuda node scripts/gpu/goals.mjs --backend cuda "${TINY[@]}"
@@ -406,9 +434,12 @@ step ncu-sol "$NCU" --target-processes all -k regex:logprobs_fwd -c 1 --section 
 HARN=(bash bench/cuda/harness.sh --lm-rows 1024)
 [ "$DRY" = 1 ] && HARN=(env GK_HARNESS=build/emu/harness bash bench/cuda/harness.sh --lm-rows 7 --lm-dim 48
   --lm-vocab 1000 --thr-tokens 40 --thr-d 48 --thr-vocab 24)
+# Only the sets that passed in the harness step (all, if it did not run): a trap would end ncu's process.
+LM_PATHS=0,1,2,3,4,5,6,7,8 THR_PATHS=0,1,2,3,4,5,6
+[ -f "$LOGS/harness-paths.txt" ] && . "$LOGS/harness-paths.txt"
 step ncu-tiles "$NCU" --target-processes all -k 'regex:lm_fwd|thr_scores|thr_m' -c 48 --section SpeedOfLight \
   --section ComputeWorkloadAnalysis --section WarpStateStats --section Occupancy --section LaunchStats \
-  "${HARN[@]}" --only lmhead,thr --reps 1 --warmup 0
+  "${HARN[@]}" --only lmhead,thr --lm-paths "$LM_PATHS" --thr-paths "$THR_PATHS" --reps 1 --warmup 0
 
 # (vitest's --exclude does not reach a project's files: the rest are named one by one.)
 REST_FILES=()
