@@ -8,6 +8,7 @@
 #include <climits>
 #include <cstdint>
 #include <string>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -249,6 +250,19 @@ Status dispatch_float(DType d, const char* argument, F&& f) {
     default:
       return Status::Invalid(std::string(argument) + ": expected f32, f16 or bf16, got " + dtype_name(d));
   }
+}
+
+// Calls f with a std::bool_constant per runtime flag, in order (f(std::true_type{}, std::false_type{})
+// for with_flags(f, true, false)): one branch per combination, so that a launcher picks a kernel's
+// template flags from runtime values in one place (`decltype(flag)::value` inside f).
+template <class F>
+decltype(auto) with_flags(F&& f) {
+  return f();
+}
+template <class F, class... B>
+decltype(auto) with_flags(F&& f, bool first, B... rest) {
+  if (first) return with_flags([&](auto... c) -> decltype(auto) { return f(std::true_type{}, c...); }, rest...);
+  return with_flags([&](auto... c) -> decltype(auto) { return f(std::false_type{}, c...); }, rest...);
 }
 
 constexpr float kLog2e = 1.4426950408889634f;

@@ -1745,57 +1745,47 @@ Status launch_linear_logprobs(const LinearLogprobsParams& p, const LaunchEnv& en
         GK_TRY(encode_tensor_map_2d(&th, p.hidden, p.rows, p.dim, p.dim, kBM, kWgBK));
         GK_TRY(encode_tensor_map_2d(&tw, p.weight, p.vocab, p.dim, p.dim, kBN, kWgBK));
       }
-      if (wide) {
-        auto run = [&](auto k1, auto k2) {
-          return launch_wide(chained(tiles) ? "lm_fwd_tma_wide_kernel (chained)" : "lm_fwd_tma_wide_kernel", k1, k2,
-                             clustered(tiles), grid, kWideFwdSmemBytes, env, op, a, th, tw);
-        };
-        if (chained(tiles))
-          return stats ? run(&lm_fwd_tma_wide_kernel<T, true, 1, true>, &lm_fwd_tma_wide_kernel<T, true, 2, true>)
-                       : run(&lm_fwd_tma_wide_kernel<T, false, 1, true>, &lm_fwd_tma_wide_kernel<T, false, 2, true>);
-        return stats ? run(&lm_fwd_tma_wide_kernel<T, true, 1, false>, &lm_fwd_tma_wide_kernel<T, true, 2, false>)
-                     : run(&lm_fwd_tma_wide_kernel<T, false, 1, false>, &lm_fwd_tma_wide_kernel<T, false, 2, false>);
-      }
-      if (tiles == Tiles::Tma || tiles == Tiles::TmaOverlap) {
-        const void* k = stats ? (tiles == Tiles::TmaOverlap ? reinterpret_cast<const void*>(&lm_fwd_tma_kernel<T, true, true>)
-                                                            : reinterpret_cast<const void*>(&lm_fwd_tma_kernel<T, true, false>))
-                              : (tiles == Tiles::TmaOverlap ? reinterpret_cast<const void*>(&lm_fwd_tma_kernel<T, false, true>)
-                                                            : reinterpret_cast<const void*>(&lm_fwd_tma_kernel<T, false, false>));
-        GK_TRY(smem_optin(k, kTmaSmemBytes, op));
-        if (tiles == Tiles::TmaOverlap) {
-          if (stats)
-            lm_fwd_tma_kernel<T, true, true><<<grid, kTmaThreadsOf<true>, kTmaSmemBytes, env.stream>>>(a, th, tw);
-          else
-            lm_fwd_tma_kernel<T, false, true><<<grid, kTmaThreadsOf<true>, kTmaSmemBytes, env.stream>>>(a, th, tw);
-        } else if (stats) {
-          lm_fwd_tma_kernel<T, true, false><<<grid, kTmaThreads, kTmaSmemBytes, env.stream>>>(a, th, tw);
-        } else {
-          lm_fwd_tma_kernel<T, false, false><<<grid, kTmaThreads, kTmaSmemBytes, env.stream>>>(a, th, tw);
-        }
-        GK_CHECK_LAUNCH("lm_fwd_tma_kernel");
-        return Status::Ok();
-      }
-      if (tiles == Tiles::Wgmma) {
-        if (stats) {
-          GK_TRY(smem_optin(reinterpret_cast<const void*>(&lm_fwd_wgmma_kernel<T, true>), kWgSmemBytes, op));
-          lm_fwd_wgmma_kernel<T, true><<<grid, kThreads, kWgSmemBytes, env.stream>>>(a);
-        } else {
-          GK_TRY(smem_optin(reinterpret_cast<const void*>(&lm_fwd_wgmma_kernel<T, false>), kWgSmemBytes, op));
-          lm_fwd_wgmma_kernel<T, false><<<grid, kThreads, kWgSmemBytes, env.stream>>>(a);
-        }
-        GK_CHECK_LAUNCH("lm_fwd_wgmma_kernel");
-        return Status::Ok();
-      }
+      if (wide)
+        return with_flags(
+            [&](auto st, auto ch) {
+              constexpr bool kStats = decltype(st)::value, kChain = decltype(ch)::value;
+              return launch_wide(kChain ? "lm_fwd_tma_wide_kernel (chained)" : "lm_fwd_tma_wide_kernel",
+                                 &lm_fwd_tma_wide_kernel<T, kStats, 1, kChain>,
+                                 &lm_fwd_tma_wide_kernel<T, kStats, 2, kChain>, clustered(tiles), grid,
+                                 kWideFwdSmemBytes, env, op, a, th, tw);
+            },
+            stats, chained(tiles));
+      if (tiles == Tiles::Tma || tiles == Tiles::TmaOverlap)
+        return with_flags(
+            [&](auto st, auto ov) -> Status {
+              constexpr bool kStats = decltype(st)::value, kOverlap = decltype(ov)::value;
+              GK_TRY(smem_optin(reinterpret_cast<const void*>(&lm_fwd_tma_kernel<T, kStats, kOverlap>),
+                                kTmaSmemBytes, op));
+              lm_fwd_tma_kernel<T, kStats, kOverlap><<<grid, kTmaThreadsOf<kOverlap>, kTmaSmemBytes, env.stream>>>(a, th, tw);
+              GK_CHECK_LAUNCH("lm_fwd_tma_kernel");
+              return Status::Ok();
+            },
+            stats, tiles == Tiles::TmaOverlap);
+      if (tiles == Tiles::Wgmma)
+        return with_flags(
+            [&](auto st) -> Status {
+              constexpr bool kStats = decltype(st)::value;
+              GK_TRY(smem_optin(reinterpret_cast<const void*>(&lm_fwd_wgmma_kernel<T, kStats>), kWgSmemBytes, op));
+              lm_fwd_wgmma_kernel<T, kStats><<<grid, kThreads, kWgSmemBytes, env.stream>>>(a);
+              GK_CHECK_LAUNCH("lm_fwd_wgmma_kernel");
+              return Status::Ok();
+            },
+            stats);
     }
-    if (stats) {
-      GK_TRY(smem_optin(reinterpret_cast<const void*>(&lm_fwd_kernel<T, true>), bytes, op));
-      lm_fwd_kernel<T, true><<<grid, kThreads, bytes, env.stream>>>(a);
-    } else {
-      GK_TRY(smem_optin(reinterpret_cast<const void*>(&lm_fwd_kernel<T, false>), bytes, op));
-      lm_fwd_kernel<T, false><<<grid, kThreads, bytes, env.stream>>>(a);
-    }
-    GK_CHECK_LAUNCH("lm_fwd_kernel");
-    return Status::Ok();
+    return with_flags(
+        [&](auto st) -> Status {
+          constexpr bool kStats = decltype(st)::value;
+          GK_TRY(smem_optin(reinterpret_cast<const void*>(&lm_fwd_kernel<T, kStats>), bytes, op));
+          lm_fwd_kernel<T, kStats><<<grid, kThreads, bytes, env.stream>>>(a);
+          GK_CHECK_LAUNCH("lm_fwd_kernel");
+          return Status::Ok();
+        },
+        stats);
   }));
   const unsigned blocks = unsigned(ceil_div(p.rows, kRowThreads));
   if (states) {
@@ -1852,10 +1842,6 @@ Status launch_linear_logprobs_backward(const LinearLogprobsBackwardParams& p, co
         narrow ? lmhead_narrow_acc_floats(p.rows, p.vocab, p.dim, plan.chunk_rows, plan.chunk_vocab) : 0;
     if (acc_floats > 0) GK_TRY(scratch.alloc(&acc, size_t(acc_floats)));
     const bool ent = p.grad_entropy != nullptr;
-    const void* kgl = ent ? reinterpret_cast<const void*>(&lm_grad_logits_kernel<T, true>)
-                          : reinterpret_cast<const void*>(&lm_grad_logits_kernel<T, false>);
-    GK_TRY(smem_optin(kgl, Smem<T>::kFwdBytes, op));
-    GK_TRY(smem_optin(reinterpret_cast<const void*>(&lm_gemm_kernel<T>), Smem<T>::kGemmBytes, op));
     const T* H = static_cast<const T*>(p.hidden);
     const T* W = static_cast<const T*>(p.weight);
     const bool row_vec16 = (p.dim * int64_t(sizeof(T))) % 16 == 0;
@@ -1865,24 +1851,35 @@ Status launch_linear_logprobs_backward(const LinearLogprobsBackwardParams& p, co
                                        : Tiles::Mma;
     const bool wg = tiles != Tiles::Mma, overlap = tiles == Tiles::TmaOverlap, wide = wide_tiles(tiles),
                cluster = clustered(tiles), chain = chained(tiles), tma = tiles == Tiles::Tma || overlap || wide;
+    // Every kernel this call may launch, opted into its shared memory once (the wide ones at each
+    // launch: launch_wide).
+    GK_TRY(with_flags(
+        [&](auto e) {
+          return smem_optin(reinterpret_cast<const void*>(&lm_grad_logits_kernel<T, decltype(e)::value>),
+                            Smem<T>::kFwdBytes, op);
+        },
+        ent));
+    GK_TRY(smem_optin(reinterpret_cast<const void*>(&lm_gemm_kernel<T>), Smem<T>::kGemmBytes, op));
     alignas(64) CUtensorMap th, tw;  // the hidden rows and the weight rows, for the G tiles
     if constexpr (sizeof(T) == 2) {
       if (wg) {
-        GK_TRY(smem_optin(ent ? reinterpret_cast<const void*>(&lm_grad_logits_wgmma_kernel<T, true>)
-                              : reinterpret_cast<const void*>(&lm_grad_logits_wgmma_kernel<T, false>),
-                          kWgSmemBytes, op));
+        GK_TRY(with_flags(
+            [&](auto e) {
+              return smem_optin(reinterpret_cast<const void*>(&lm_grad_logits_wgmma_kernel<T, decltype(e)::value>),
+                                kWgSmemBytes, op);
+            },
+            ent));
         GK_TRY(smem_optin(reinterpret_cast<const void*>(&lm_gemm_wgmma_kernel<T>), kWgSmemBytes, op));
       }
-      if (tma && !wide) {  // (the wide kernels opt in at each launch: launch_wide)
-        const void* kg = overlap ? (ent ? reinterpret_cast<const void*>(&lm_grad_logits_tma_kernel<T, true, true>)
-                                        : reinterpret_cast<const void*>(&lm_grad_logits_tma_kernel<T, false, true>))
-                                 : (ent ? reinterpret_cast<const void*>(&lm_grad_logits_tma_kernel<T, true, false>)
-                                        : reinterpret_cast<const void*>(&lm_grad_logits_tma_kernel<T, false, false>));
-        GK_TRY(smem_optin(kg, kTmaSmemBytes, op));
-        GK_TRY(smem_optin(overlap ? reinterpret_cast<const void*>(&lm_gemm_tma_kernel<T, true>)
-                                  : reinterpret_cast<const void*>(&lm_gemm_tma_kernel<T, false>),
-                          kTmaSmemBytes, op));
-      }
+      if (tma && !wide)
+        GK_TRY(with_flags(
+            [&](auto e, auto ov) -> Status {
+              constexpr bool kEnt = decltype(e)::value, kOverlap = decltype(ov)::value;
+              GK_TRY(smem_optin(reinterpret_cast<const void*>(&lm_grad_logits_tma_kernel<T, kEnt, kOverlap>),
+                                kTmaSmemBytes, op));
+              return smem_optin(reinterpret_cast<const void*>(&lm_gemm_tma_kernel<T, kOverlap>), kTmaSmemBytes, op);
+            },
+            ent, overlap));
       if (tma) {
         GK_TRY(encode_tensor_map_2d(&th, p.hidden, p.rows, p.dim, p.dim, kBM, kWgBK));
         GK_TRY(encode_tensor_map_2d(&tw, p.weight, p.vocab, p.dim, p.dim, kBN, kWgBK));
@@ -1896,50 +1893,43 @@ Status launch_linear_logprobs_backward(const LinearLogprobsBackwardParams& p, co
                  aligned16(p.hidden) && row_vec16, aligned16(p.weight) && row_vec16, gc, gt,
                  plan.chunk_vocab, plan.chunk_rows, flags, p.raster_rows};
       const dim3 grid(unsigned(ceil_div(rows, kBM)), unsigned(ceil_div(vcount, kBN)));
-      if constexpr (sizeof(T) == 2) {
-        if (wide) {  // 256-column tiles
-          const dim3 wgrid(grid.x, unsigned(ceil_div(vcount, 2 * kBN)));
-          auto run = [&](auto k1, auto k2) {
-            return launch_wide(chain ? "lm_grad_logits_tma_wide_kernel (chained)" : "lm_grad_logits_tma_wide_kernel",
-                               k1, k2, cluster, wgrid, WidePipe::kSmemBytes, env, op, g, th, tw);
-          };
-          if (chain)
-            return ent ? run(&lm_grad_logits_tma_wide_kernel<T, true, 1, true>,
-                             &lm_grad_logits_tma_wide_kernel<T, true, 2, true>)
-                       : run(&lm_grad_logits_tma_wide_kernel<T, false, 1, true>,
-                             &lm_grad_logits_tma_wide_kernel<T, false, 2, true>);
-          return ent ? run(&lm_grad_logits_tma_wide_kernel<T, true, 1, false>,
-                           &lm_grad_logits_tma_wide_kernel<T, true, 2, false>)
-                     : run(&lm_grad_logits_tma_wide_kernel<T, false, 1, false>,
-                           &lm_grad_logits_tma_wide_kernel<T, false, 2, false>);
-        }
-        if (tma) {
-          if (overlap && ent)
-            lm_grad_logits_tma_kernel<T, true, true><<<grid, kTmaThreadsOf<true>, kTmaSmemBytes, env.stream>>>(g, th, tw);
-          else if (overlap)
-            lm_grad_logits_tma_kernel<T, false, true><<<grid, kTmaThreadsOf<true>, kTmaSmemBytes, env.stream>>>(g, th, tw);
-          else if (ent)
-            lm_grad_logits_tma_kernel<T, true, false><<<grid, kTmaThreads, kTmaSmemBytes, env.stream>>>(g, th, tw);
-          else
-            lm_grad_logits_tma_kernel<T, false, false><<<grid, kTmaThreads, kTmaSmemBytes, env.stream>>>(g, th, tw);
-          GK_CHECK_LAUNCH("lm_grad_logits_tma_kernel");
-          return Status::Ok();
-        }
-        if (wg) {
-          if (ent)
-            lm_grad_logits_wgmma_kernel<T, true><<<grid, kThreads, kWgSmemBytes, env.stream>>>(g);
-          else
-            lm_grad_logits_wgmma_kernel<T, false><<<grid, kThreads, kWgSmemBytes, env.stream>>>(g);
-          GK_CHECK_LAUNCH("lm_grad_logits_wgmma_kernel");
-          return Status::Ok();
-        }
-      }
-      if (ent)
-        lm_grad_logits_kernel<T, true><<<grid, kThreads, Smem<T>::kFwdBytes, env.stream>>>(g);
-      else
-        lm_grad_logits_kernel<T, false><<<grid, kThreads, Smem<T>::kFwdBytes, env.stream>>>(g);
-      GK_CHECK_LAUNCH("lm_grad_logits_kernel");
-      return Status::Ok();
+      return with_flags(
+          [&](auto e) -> Status {
+            constexpr bool kEnt = decltype(e)::value;
+            if constexpr (sizeof(T) == 2) {
+              if (wide) {  // 256-column tiles
+                const dim3 wgrid(grid.x, unsigned(ceil_div(vcount, 2 * kBN)));
+                return with_flags(
+                    [&](auto ch) {
+                      constexpr bool kChain = decltype(ch)::value;
+                      return launch_wide(
+                          kChain ? "lm_grad_logits_tma_wide_kernel (chained)" : "lm_grad_logits_tma_wide_kernel",
+                          &lm_grad_logits_tma_wide_kernel<T, kEnt, 1, kChain>,
+                          &lm_grad_logits_tma_wide_kernel<T, kEnt, 2, kChain>, cluster, wgrid, WidePipe::kSmemBytes,
+                          env, op, g, th, tw);
+                    },
+                    chain);
+              }
+              if (tma)
+                return with_flags(
+                    [&](auto ov) -> Status {
+                      constexpr bool kOverlap = decltype(ov)::value;
+                      lm_grad_logits_tma_kernel<T, kEnt, kOverlap><<<grid, kTmaThreadsOf<kOverlap>, kTmaSmemBytes, env.stream>>>(g, th, tw);
+                      GK_CHECK_LAUNCH("lm_grad_logits_tma_kernel");
+                      return Status::Ok();
+                    },
+                    overlap);
+              if (wg) {
+                lm_grad_logits_wgmma_kernel<T, kEnt><<<grid, kThreads, kWgSmemBytes, env.stream>>>(g);
+                GK_CHECK_LAUNCH("lm_grad_logits_wgmma_kernel");
+                return Status::Ok();
+              }
+            }
+            lm_grad_logits_kernel<T, kEnt><<<grid, kThreads, Smem<T>::kFwdBytes, env.stream>>>(g);
+            GK_CHECK_LAUNCH("lm_grad_logits_kernel");
+            return Status::Ok();
+          },
+          ent);
     };
     // A sum's chunk: where it starts from (null: its first chunk) and where it goes (f32, or its last
     // chunk rounded to T). f32 gradients run on in the output itself; f16/bf16 ones in `running`.
@@ -1960,20 +1950,23 @@ Status launch_linear_logprobs_backward(const LinearLogprobsBackwardParams& p, co
           GK_TRY(encode_tensor_map_2d(&tb, args.b, args.k, args.n, args.ldb, kWgBK, 64));
           if (wide) {  // 256-column tiles of C
             const dim3 wgrid(grid.x, unsigned(ceil_div(args.n, 2 * kBN)));
-            if (chain)
-              return launch_wide("lm_gemm_tma_wide_kernel (chained)", &lm_gemm_tma_wide_kernel<T, 1, true>,
-                                 &lm_gemm_tma_wide_kernel<T, 2, true>, cluster, wgrid, WidePipe::kSmemBytes, env, op,
-                                 args, ta, tb);
-            return launch_wide("lm_gemm_tma_wide_kernel", &lm_gemm_tma_wide_kernel<T, 1, false>,
-                               &lm_gemm_tma_wide_kernel<T, 2, false>, cluster, wgrid, WidePipe::kSmemBytes, env, op,
-                               args, ta, tb);
+            return with_flags(
+                [&](auto ch) {
+                  constexpr bool kChain = decltype(ch)::value;
+                  return launch_wide(kChain ? "lm_gemm_tma_wide_kernel (chained)" : "lm_gemm_tma_wide_kernel",
+                                     &lm_gemm_tma_wide_kernel<T, 1, kChain>, &lm_gemm_tma_wide_kernel<T, 2, kChain>,
+                                     cluster, wgrid, WidePipe::kSmemBytes, env, op, args, ta, tb);
+                },
+                chain);
           }
-          if (overlap)
-            lm_gemm_tma_kernel<T, true><<<grid, kTmaThreadsOf<true>, kTmaSmemBytes, env.stream>>>(args, ta, tb);
-          else
-            lm_gemm_tma_kernel<T, false><<<grid, kTmaThreads, kTmaSmemBytes, env.stream>>>(args, ta, tb);
-          GK_CHECK_LAUNCH("lm_gemm_tma_kernel");
-          return Status::Ok();
+          return with_flags(
+              [&](auto ov) -> Status {
+                constexpr bool kOverlap = decltype(ov)::value;
+                lm_gemm_tma_kernel<T, kOverlap><<<grid, kTmaThreadsOf<kOverlap>, kTmaSmemBytes, env.stream>>>(args, ta, tb);
+                GK_CHECK_LAUNCH("lm_gemm_tma_kernel");
+                return Status::Ok();
+              },
+              overlap);
         }
         if (wg) {
           lm_gemm_wgmma_kernel<T><<<grid, kThreads, kWgSmemBytes, env.stream>>>(args);
