@@ -1,0 +1,250 @@
+#!/usr/bin/env node
+// What one GPU call of scripts/gpu/run.sh brought back, in the tables its decisions need: the device
+// tool's files_at folder (steps.txt, device.txt, logs.tar.xz) in, markdown out.
+//
+//   node scripts/gpu/summarize.mjs DIR [--call N] [--commit SHA] [--jsonl FILE]
+//
+// Prints: steps.txt; the device; per test step, the counts and every failing test by file; the
+// harness's LM-head tile sets side by side (forward, + entropy, backward, forward + backward in
+// TFLOP/s of useful work, each against `auto` and against issue 16's goals, PyTorch's materialised
+// logits beside them); THR's tile sets in 'f32' and 'tf32' against PyTorch's matrix forms and issue
+// 10's 1.5x; the memory-bound rows as fractions of the copy; the tile sets run.sh's harness step passed
+// (harness-paths.txt). It decides nothing: `auto` moves (lm_tiles in lmhead.cu, use_scores_tma /
+// use_m_wgmma in thr.cu) after the cuda tests pass on a faster set, by hand.
+// --jsonl FILE appends the harness's, PyTorch's and goals.mjs's rows to FILE (bench/results/), each with
+// device, driver_version (nvidia-smi's), source, commit and call (a row's own fields win).
+import { execFileSync } from 'node:child_process';
+import {
+  appendFileSync,
+  existsSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+} from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+
+const { values, positionals } = parseArgs({
+  allowPositionals: true,
+  options: { call: { type: 'string', default: '1' }, commit: { type: 'string' }, jsonl: { type: 'string' } },
+});
+if (positionals.length !== 1) {
+  console.error('usage: node scripts/gpu/summarize.mjs DIR [--call N] [--commit SHA] [--jsonl FILE]');
+  process.exit(2);
+}
+const dir = positionals[0];
+if (!existsSync(join(dir, 'steps.txt'))) {
+  console.error(`summarize: ${dir} has no steps.txt (the folder the device tool brought back?)`);
+  process.exit(2);
+}
+
+// The logs, unpacked into a scratch folder; files are found by name at any depth.
+const logs = mkdtempSync(join(tmpdir(), 'gpu-logs-'));
+if (existsSync(join(dir, 'logs.tar.xz'))) execFileSync('tar', ['-xJf', join(dir, 'logs.tar.xz'), '-C', logs]);
+const files = new Map();
+const walk = (d) => {
+  for (const f of readdirSync(d)) {
+    const p = join(d, f);
+    if (statSync(p).isDirectory()) walk(p);
+    else files.set(f, p);
+  }
+};
+walk(logs);
+const text = (name) => (files.has(name) ? readFileSync(files.get(name), 'utf8') : null);
+const jsonLines = (name) =>
+  (text(name) ?? '')
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .flatMap((l) => {
+      try {
+        return [JSON.parse(l)];
+      } catch {
+        return [];
+      }
+    });
+
+const out = [];
+const say = (s = '') => out.push(s);
+const f = (x, digits = 3) =>
+  x == null || !Number.isFinite(x) ? '–' : Number(x.toPrecision(digits)).toString();
+const table = (head, rows) => {
+  say(`| ${head.join(' | ')} |`);
+  say(`|${head.map(() => '---').join('|')}|`);
+  for (const r of rows) say(`| ${r.join(' | ')} |`);
+  say();
+};
+
+say('## steps.txt');
+say('```');
+say(readFileSync(join(dir, 'steps.txt'), 'utf8').trimEnd());
+say('```');
+const deviceTxt = existsSync(join(dir, 'device.txt'))
+  ? readFileSync(join(dir, 'device.txt'), 'utf8')
+  : text('device.txt');
+const smi = (deviceTxt ?? '').split('\n').find((l) => l.includes(',') && !l.startsWith('date')) ?? '';
+const [gpuName, driver] = smi.split(',').map((s) => s.trim());
+if (deviceTxt) {
+  say('## device');
+  say('```');
+  say(deviceTxt.trimEnd());
+  say('```');
+}
+
+// Tests: vitest's JSON report per test step.
+say('## tests');
+for (const step of ['cuda-tests', 'memcheck', 'racecheck', 'racecheck-rest', 'webgpu-tests']) {
+  const raw = text(`${step}.json`);
+  if (!raw) {
+    say(`- ${step}: no JSON report`);
+    continue;
+  }
+  let r;
+  try {
+    r = JSON.parse(raw);
+  } catch {
+    say(`- ${step}: unreadable JSON report (cut off?)`);
+    continue;
+  }
+  say(`- ${step}: ${r.numPassedTests} passed, ${r.numFailedTests} failed, ${r.numPendingTests} skipped`);
+  for (const file of r.testResults ?? []) {
+    const bad = (file.assertionResults ?? []).filter((a) => a.status === 'failed');
+    if (bad.length === 0 && file.status !== 'failed') continue;
+    say(
+      `  - ${file.name.replace(/^.*\/test\//, 'test/')}: ${bad.length} failed${bad.length ? '' : ` (${file.message ?? 'file failed'})`}`,
+    );
+    for (const a of bad.slice(0, 12)) {
+      const why = (a.failureMessages?.[0] ?? '').split('\n')[0].slice(0, 160);
+      say(`    - ${a.fullName}: ${why}`);
+    }
+    if (bad.length > 12) say(`    - … ${bad.length - 12} more`);
+  }
+}
+say();
+
+const harness = jsonLines('harness.log');
+const torch = jsonLines('torch.log');
+const goals = jsonLines('goals-cuda.log');
+const byCase = new Map(harness.map((r) => [r.case, r]));
+const torchOp = (op) => torch.find((r) => r.op === op);
+
+// The LM head: one row per tile set the harness timed.
+const lmSets = [
+  ...new Set(
+    harness.filter((r) => r.case.startsWith('linearLogprobs')).map((r) => r.case.replace(/^\S+\s?/, '')),
+  ),
+];
+if (lmSets.length) {
+  say('## LM head (harness; TFLOP/s of useful work: 2·N·d·V forward, 4·N·d·V backward)');
+  const sz =
+    byCase.get('linearLogprobs')?.sizes ?? harness.find((r) => r.case.startsWith('linearLogprobs'))?.sizes;
+  if (sz)
+    say(
+      `N ${sz.N}, d ${sz.d}, V ${sz.V}, ${sz.dtype}. Goals (issue 16): forward ≥ 500, forward + backward ≥ 400.`,
+    );
+  say();
+  const row = (kind, set) => byCase.get(set ? `${kind} ${set}` : kind);
+  const auto = { f: row('linearLogprobs', ''), b: row('linearLogprobsBackward', '') };
+  const rows = lmSets.map((set) => {
+    const fw = row('linearLogprobs', set);
+    const fe = row('linearLogprobs+entropy', set);
+    const bw = row('linearLogprobsBackward', set);
+    const both = fw && bw ? (fw.flops + bw.flops) / ((fw.ms_median + bw.ms_median) * 1e9) : null;
+    return [
+      set || 'auto',
+      fw ? `${f(fw.ms_median)} ms = ${f(fw.tflops)}` : '–',
+      fe ? `${f(fe.ms_median)} ms = ${f(fe.tflops)}` : '–',
+      bw ? `${f(bw.ms_median)} ms = ${f(bw.tflops)}` : '–',
+      f(both),
+      fw && auto.f ? `${f(auto.f.ms_median / fw.ms_median)}x` : '–',
+      bw && auto.b ? `${f(auto.b.ms_median / bw.ms_median)}x` : '–',
+    ];
+  });
+  const mf = torchOp('linearLogprobs_materialised');
+  const mfb = torchOp('linearLogprobs_materialised_fwd_bwd');
+  if (mf || mfb)
+    rows.push([
+      'PyTorch, materialised logits',
+      mf ? `${f(mf.ms_median)} ms = ${f(mf.tflops)}` : '–',
+      '',
+      '',
+      mfb ? `${f(mfb.tflops)} (${f(mfb.ms_median)} ms)` : '–',
+      '',
+      '',
+    ]);
+  table(
+    ['tile set', 'forward', '+ entropy', 'backward', 'fwd + bwd TFLOP/s', 'fwd × auto', 'bwd × auto'],
+    rows,
+  );
+}
+
+// THR: one row per tile set, both precision modes.
+const thrSets = [
+  ...new Set(
+    harness.filter((r) => r.case.startsWith('tokenHiddenReward/')).map((r) => r.case.replace(/^\S+\s?/, '')),
+  ),
+];
+if (thrSets.length) {
+  const tf = torchOp('thr_matrix_form_tf32');
+  const tf32f = torchOp('thr_matrix_form_f32');
+  say(
+    "## THR (harness; goals, issue 10: 'f32' faster than PyTorch's f32 matrix form, 'tf32' within 1.5x of its TF32 one)",
+  );
+  say(
+    `PyTorch: f32 ${f(tf32f?.ms_median)} ms, TF32 ${f(tf?.ms_median)} ms (goal for 'tf32': ≤ ${f(tf && 1.5 * tf.ms_median)} ms).`,
+  );
+  say();
+  const get = (prec, set) => byCase.get(`tokenHiddenReward/${prec}${set ? ` ${set}` : ''}`);
+  table(
+    ['tile set', "'f32' ms", '× PyTorch f32', "'tf32' ms", '÷ PyTorch TF32 (goal ≤ 1.5)', "'tf32' × auto"],
+    thrSets.map((set) => {
+      const a = get('f32', set);
+      const b = get('tf32', set);
+      const autoB = get('tf32', '');
+      return [
+        set || 'auto',
+        f(a?.ms_median),
+        a && tf32f ? `${f(tf32f.ms_median / a.ms_median)}x` : '–',
+        f(b?.ms_median),
+        b && tf ? f(b.ms_median / tf.ms_median) : '–',
+        b && autoB ? `${f(autoB.ms_median / b.ms_median)}x` : '–',
+      ];
+    }),
+  );
+}
+
+// The memory-bound rows: fraction of the copy of the same bytes.
+const mem = harness.filter((r) => /^(logprobs|advantages)/.test(r.case));
+if (mem.length) {
+  say('## memory-bound rows (harness)');
+  table(
+    ['case', 'ms', 'GB/s', 'of copy'],
+    mem.map((r) => [r.case, f(r.ms_median, 4), f(r.gbps, 4), r.fraction ? `${f(100 * r.fraction)}%` : '–']),
+  );
+}
+const paths = text('harness-paths.txt');
+if (paths) say(`Tile sets the harness step passed: ${paths.trim().split('\n').join('; ')}`);
+const tiles = text('ncu-tiles.log');
+if (tiles) say(`ncu-tiles: ${tiles.split('\n').length} lines in ncu-tiles.log (logs.tar.xz), read by hand.`);
+console.log(out.join('\n'));
+
+if (values.jsonl) {
+  const date = (deviceTxt ?? '').match(/date (\S+)/)?.[1] ?? null;
+  const common = {
+    device: gpuName ?? null,
+    driver_version: driver ?? null,
+    date,
+    commit: values.commit ?? null,
+    call: Number(values.call),
+  };
+  const lines = [
+    ...harness.map((r) => ({ ...common, source: 'bench/cuda/harness.cu', ...r })),
+    ...torch.map((r) => ({ ...common, source: 'bench/cuda/torch_reference.py', ...r })),
+    ...goals.map((r) => ({ ...common, source: 'scripts/gpu/goals.mjs', ...r })),
+  ];
+  appendFileSync(values.jsonl, lines.map((l) => JSON.stringify(l)).join('\n') + (lines.length ? '\n' : ''));
+  console.error(`summarize: ${lines.length} rows appended to ${values.jsonl}`);
+}
+rmSync(logs, { recursive: true, force: true });
