@@ -339,7 +339,7 @@ harness_runs() { # harness arguments (sizes) for every run
     }
   }
   hrun 60 --only logprobs,backward,advantages,thr,lmhead --lm-paths 0 --thr-paths 0 "$@" || rc=1
-  for p in $NEW_LM_PATHS; do hrun 30 --only lmhead --lm-paths "$p" "$@" && lm="$lm,$p" || rc=1; done
+  for p in $NEW_LM_PATHS; do hrun 45 --only lmhead --lm-paths "$p" "$@" && lm="$lm,$p" || rc=1; done
   for p in $NEW_THR_PATHS; do hrun 30 --only thr --thr-paths "$p" "$@" && thr="$thr,$p" || rc=1; done
   printf 'LM_PATHS=%s\nTHR_PATHS=%s\n' "$lm" "$thr" >"$LOGS/harness-paths.txt"
   echo "passed: LM head $lm, THR $thr (of 0 $NEW_LM_PATHS and 0 $NEW_THR_PATHS)" | tee "$STEP_NOTE"
