@@ -427,12 +427,13 @@ step ncu-sol "$NCU" --target-processes all -k regex:logprobs_fwd -c 1 --section 
   --section MemoryWorkloadAnalysis --section Occupancy --section LaunchStats \
   node scripts/gpu/goals.mjs --backend cuda --only logprobs --rows 4096 --reps 1 "${TINY[@]}"
 
-# What bounds the tensor-core tiles: one launch each of the LM head's forward on every tile set (auto,
-# mma.sync, wgmma, TMA, TMA with a k-step in flight, TMA in 128 × 256 tiles, those in clusters of 2,
-# both chained; plain and with entropy; 1024 rows, d 4096, V 151936) and of THR's M and scores on each
-# (auto, mma.sync, wgmma, wgmma on truncated operands, M on wgmma, M on wgmma with the TMA-fed scores in
-# 128- and 256-column blocks; each precision mode, 'tf32' only for the last; THR's goal size): 44
-# launches, through the harness.
+# What bounds the tensor-core tiles: one launch each of the LM head's forward on `auto` and on every
+# tile set waiting for a GPU that passed the harness step (TMA with a k-step in flight, TMA in 128 × 256
+# tiles, those in clusters of 2, both chained; plain and with entropy; 1024 rows, d 4096, V 151936) and
+# of THR's M and scores on each (auto, wgmma on truncated operands, M on wgmma, M on wgmma with the
+# TMA-fed scores in 128- and 256-column blocks; each precision mode, 'tf32' only for the last; THR's
+# goal size): at most 32 launches, through the harness (mma.sync's and cp.async-fed wgmma's were
+# profiled on 2026-11-27).
 HARN=(bash bench/cuda/harness.sh --lm-rows 1024)
 [ "$DRY" = 1 ] && HARN=(env GK_HARNESS=build/emu/harness bash bench/cuda/harness.sh --lm-rows 7 --lm-dim 48
   --lm-vocab 1000 --thr-tokens 40 --thr-d 48 --thr-vocab 24)
