@@ -34,21 +34,22 @@
  * scores): the same bounds and batch invariance, other bits ('tma' those of 'wgmma-truncate').
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { ThrPrecision, Weighting } from '../../src/backends/backend.js';
+import type { ThrPrecision } from '../../src/backends/backend.js';
 import { thrTuning } from '../../src/backends/cuda/thr.js';
 import { setOutputPoison } from '../../src/debug.js';
-import type { Context, FloatDType } from '../../src/index.js';
+import type { Context } from '../../src/index.js';
 import {
   bruteThr,
+  buildTileCase,
   DEGENERATE_GROUPS,
   f32Bits,
   makeThrCase,
   type ResponseSpec,
   randomGroups,
   runThr,
-  sharedComponentRows,
   spliceCase,
   type ThrCase,
+  type ThrTileCase,
   thrGroupErrors,
   uniformGroup,
 } from '../fixtures/thr.js';
@@ -62,22 +63,7 @@ const cuda = gpu.ctx as Context;
 const BOUND: Record<ThrPrecision, number> = { f32: 3e-4, tf32: 3e-3 };
 const F32_GRADE_HERE = 1e-5;
 
-interface TileCase {
-  name: string;
-  dim: number;
-  dtype: FloatDType;
-  weighting: Weighting;
-  groups: ResponseSpec[][];
-  vocabSize: number;
-  exactVocab?: number;
-  /** Peaked probabilities and hidden rows with a shared component (the sums cancel). */
-  llmLike?: boolean;
-  /** What the case must contain: the largest T_g and |V*_g| at least this. */
-  minTokens?: number;
-  minVocab?: number;
-}
-
-const CASES: TileCase[] = [
+const CASES: ThrTileCase[] = [
   {
     name: 'one group of 300 tokens (3 token tiles, the last 44 rows) × |V*| 260 (3 V* tiles, the last 4 columns), d 45 (f32 rows not 16-byte aligned)',
     dim: 45,
@@ -153,18 +139,6 @@ const CASES: TileCase[] = [
   },
 ];
 
-function buildCase(tc: TileCase, seed: number): ThrCase {
-  return makeThrCase({
-    seed,
-    groups: tc.groups,
-    dim: tc.dim,
-    dtype: tc.dtype,
-    vocabSize: tc.vocabSize,
-    exactVocab: tc.exactVocab,
-    ...(tc.llmLike ? { logitBoost: 7, hiddenRow: sharedComponentRows(seed ^ 0x9e3779b9, tc.dim) } : {}),
-  });
-}
-
 function groupSizes(c: ThrCase) {
   const { responseOffsets: ro, groupOffsets: go } = c.layout;
   const tokens = Array.from({ length: c.numGroups }, (_, g) => ro[go[g + 1]] - ro[go[g]]);
@@ -185,7 +159,7 @@ describe.skipIf(noGpu)('cuda THR tiles vs float64 brute force (partial tiles eve
 
   CASES.forEach((tc, i) => {
     it(`${tc.name}: 'f32' within 3e-4 (1e-5 here), 'tf32' within 3e-3, in every tile configuration`, async () => {
-      const c = buildCase(tc, 700 + i);
+      const c = buildTileCase(tc, 700 + i);
       const { tokens, vocab } = groupSizes(c);
       if (tc.minTokens) expect(Math.max(...tokens), 'largest T_g').toBeGreaterThanOrEqual(tc.minTokens);
       if (tc.minVocab) expect(Math.max(...vocab), 'largest |V*_g|').toBeGreaterThanOrEqual(tc.minVocab);

@@ -26,9 +26,9 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { Weighting } from '../../src/backends/backend.js';
 import { thrTuning } from '../../src/backends/webgpu/thr.js';
 import { setOutputPoison } from '../../src/debug.js';
-import type { FloatDType } from '../../src/dtypes.js';
 import {
   bruteThr,
+  buildTileCase,
   DEGENERATE_GROUPS,
   degenerate,
   f32Bits,
@@ -37,9 +37,9 @@ import {
   type ResponseSpec,
   randomGroups,
   runThr,
-  sharedComponentRows,
   spliceCase,
   type ThrCase,
+  type ThrTileCase,
   uniformGroup,
 } from '../fixtures/thr.js';
 import { expectNoPoison, POISON_F32 } from '../util/compare.js';
@@ -129,20 +129,8 @@ function worstError(c: ThrCase, got: ArrayLike<number>[], ref: ReturnType<typeof
   return { worst, where, bad };
 }
 
-interface TileCase {
-  name: string;
-  dim: number;
-  dtype: FloatDType;
-  weighting: Weighting;
-  groups: ResponseSpec[][];
-  vocabSize: number;
-  exactVocab?: number;
-  /** Peaked probabilities (the sampled token often holds most of the mass) and shared hidden rows. */
-  llmLike?: boolean;
-}
-
 const randomBig = (seed: number) => randomGroups(seed, 3, 8, 40); // T_g up to 320, |V*_g| > 64
-const CASES: TileCase[] = [
+const CASES: ThrTileCase[] = [
   {
     name: 'd = 1, T_g = 120 and 65, random |V*| > 64',
     dim: 1,
@@ -224,18 +212,6 @@ const CASES: TileCase[] = [
   },
 ];
 
-function buildCase(tc: TileCase, seed: number): ThrCase {
-  return makeThrCase({
-    seed,
-    groups: tc.groups,
-    dim: tc.dim,
-    dtype: tc.dtype,
-    vocabSize: tc.vocabSize,
-    exactVocab: tc.exactVocab,
-    ...(tc.llmLike ? { logitBoost: 7, hiddenRow: sharedComponentRows(seed ^ 0x9e3779b9, tc.dim) } : {}),
-  });
-}
-
 const bits = f32Bits;
 
 describe.skipIf(noGpu)('webgpu THR register-blocked tiles vs float64 brute force', () => {
@@ -248,7 +224,7 @@ describe.skipIf(noGpu)('webgpu THR register-blocked tiles vs float64 brute force
 
   CASES.forEach((tc, i) => {
     it(`${tc.name} (${tc.dtype}, weighting ${tc.weighting}): within 2 × the f32 matrix form's error`, async () => {
-      const c = buildCase(tc, 500 + i);
+      const c = buildTileCase(tc, 500 + i);
       const K = Array.from(c.vocabOffsets.subarray(1), (x, g) => x - c.vocabOffsets[g]);
       const T = Array.from(c.layout.groupOffsets.subarray(1), (r, g) => {
         const ro = c.layout.responseOffsets;
