@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
+import { rng } from './util/rng.js';
 
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
 const GATE = join(ROOT, 'scripts/gpu/vitest-gate.mjs');
@@ -243,5 +244,116 @@ describe('goals.mjs: every case runs (on the native cpu backend, at tiny sizes)'
       expect(l.backend).toBe('cpu');
       expect(l.ms_median).toBeGreaterThan(0);
     }
+  });
+});
+
+describe('summarize.mjs: what a GPU call brought back, in the decision tables', () => {
+  it('LM-head and THR tile sets against auto, PyTorch and the goals; failed tests by file; --jsonl rows', () => {
+    // A files_at folder as run.sh leaves it: steps.txt, device.txt, logs.tar.xz of the step logs.
+    const r = rng(77);
+    const out = mkdtempSync(join(dir, 'files-at-'));
+    const logs = mkdtempSync(join(dir, 'logs-'));
+    const [N, d, V] = [8192, 4096, 151936];
+    const fwdFlops = 2 * N * d * V;
+    const sets = ['', ' tma-wide', ' tma-chain'];
+    const harness: Record<string, unknown>[] = [];
+    const ms: Record<string, number> = {};
+    for (const set of sets) {
+      for (const [kind, flops] of [
+        ['linearLogprobs', fwdFlops],
+        ['linearLogprobs+entropy', fwdFlops],
+        ['linearLogprobsBackward', 2 * fwdFlops],
+      ] as const) {
+        const t = 10 + 90 * r();
+        ms[kind + set] = t;
+        harness.push({
+          case: kind + set,
+          sizes: { N, d, V, dtype: 'bf16' },
+          flops,
+          ms_median: t,
+          tflops: flops / (t * 1e9),
+        });
+      }
+      for (const prec of ['f32', 'tf32']) {
+        const t = 2 + 10 * r();
+        ms[`thr/${prec}${set}`] = t;
+        harness.push({ case: `tokenHiddenReward/${prec}${set}`, ms_median: t });
+      }
+    }
+    harness.push({ case: 'logprobs', ms_median: 1.3, gbps: 3900, fraction: 0.93 });
+    const torchTf32 = 2 + r();
+    writeFileSync(
+      join(logs, 'harness.log'),
+      `[harness] progress on stderr\n${harness.map((h) => JSON.stringify(h)).join('\n')}\n`,
+    );
+    writeFileSync(
+      join(logs, 'torch.log'),
+      `${JSON.stringify({ op: 'thr_matrix_form_tf32', ms_median: torchTf32 })}\n`,
+    );
+    const failed: [string[], string, Status] = [
+      ['cuda LM head'],
+      'tma-chain has the bits of nothing',
+      'failed',
+    ];
+    writeFileSync(
+      join(logs, 'cuda-tests.json'),
+      JSON.stringify({
+        ...report([PASS, failed], '/repo/test/cuda/ops-lmhead-chain.test.ts'),
+        numPassedTests: 1,
+        numFailedTests: 1,
+        numPendingTests: 0,
+      }),
+    );
+    writeFileSync(join(logs, 'harness-paths.txt'), 'LM_PATHS=0,5\nTHR_PATHS=0\n');
+    writeFileSync(join(out, 'steps.txt'), 'harness       ok      rc=0\n');
+    writeFileSync(
+      join(out, 'device.txt'),
+      'date 2026-11-28T00:00:00Z; node v20\nNVIDIA H200, 580.159.04, 143771 MiB\n',
+    );
+    expect(spawnSync('tar', ['-cJf', join(out, 'logs.tar.xz'), '-C', logs, '.']).status).toBe(0);
+    const jsonl = join(dir, 'rows.jsonl');
+    const s = spawnSync(
+      process.execPath,
+      [join(ROOT, 'scripts/gpu/summarize.mjs'), out, '--commit', 'abc1234', '--call', '2', '--jsonl', jsonl],
+      { encoding: 'utf8' },
+    );
+    expect(s.status, s.stderr).toBe(0);
+    const row = (name: string) => s.stdout.split('\n').find((l) => l.startsWith(`| ${name} |`)) ?? '';
+    const sig = (x: number) => Number(x.toPrecision(3)).toString();
+    for (const set of sets) {
+      const name = set.trim() || 'auto';
+      const f = ms[`linearLogprobs${set}`];
+      const b = ms[`linearLogprobsBackward${set}`];
+      const cells = row(name)
+        .split('|')
+        .map((c) => c.trim());
+      // forward, + entropy, backward, fwd + bwd TFLOP/s, × auto (forward, backward)
+      expect(cells[2]).toBe(`${sig(f)} ms = ${sig(fwdFlops / (f * 1e9))}`);
+      expect(cells[5]).toBe(sig((3 * fwdFlops) / ((f + b) * 1e9)));
+      expect(cells[6]).toBe(`${sig(ms.linearLogprobs / f)}x`);
+      expect(cells[7]).toBe(`${sig(ms.linearLogprobsBackward / b)}x`);
+    }
+    const thrRows = s.stdout.split('\n').filter((l) => l.startsWith('| tma-wide |'));
+    expect(thrRows).toHaveLength(2); // the LM-head row above, THR's here
+    const thrCells = thrRows[1].split('|').map((c) => c.trim());
+    expect(thrCells[4]).toBe(sig(ms['thr/tf32 tma-wide']));
+    expect(thrCells[5]).toBe(sig(ms['thr/tf32 tma-wide'] / torchTf32));
+    expect(s.stdout).toMatch(/cuda-tests: 1 passed, 1 failed, 0 skipped/);
+    expect(s.stdout).toMatch(
+      /test\/cuda\/ops-lmhead-chain\.test\.ts: 1 failed\n.*tma-chain has the bits of nothing/,
+    );
+    expect(s.stdout).toMatch(/LM_PATHS=0,5; THR_PATHS=0/);
+    const rows = readFileSync(jsonl, 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
+    expect(rows).toHaveLength(harness.length + 1);
+    for (const x of rows)
+      expect([x.commit, x.call, x.device, x.driver_version]).toEqual([
+        'abc1234',
+        2,
+        'NVIDIA H200',
+        '580.159.04',
+      ]);
   });
 });
