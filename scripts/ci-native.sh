@@ -39,6 +39,14 @@ node scripts/build-emu.mjs --require --harness
 echo "== native: the benchmark harness's dry run on the emulator (tiny sizes; checks it runs, not speed)"
 build/emu/harness --rows 7 --vocab 1000 --thr-tokens 40 --thr-d 48 --thr-vocab 24 --groups 50 --lm-rows 16 --lm-dim 32 --lm-vocab 300 --reps 3 --warmup 1 >/dev/null
 build/emu/harness --only thr --thr-small-tiles 1 --thr-tokens 40 --thr-d 48 --thr-vocab 24 --reps 2 --warmup 1 >/dev/null
+# The tile sets one process times (scripts/gpu/run.sh runs each waiting set alone): exactly the rows named.
+cases=$(build/emu/harness --only lmhead,thr --lm-paths 6 --thr-paths 5 --thr-tokens 40 --thr-d 48 --thr-vocab 24 \
+  --lm-rows 16 --lm-dim 32 --lm-vocab 300 --reps 2 --warmup 1 2>/dev/null | grep -o '"case":"[^"]*"' | tr '\n' ' ')
+want='"case":"tokenHiddenReward/f32 tma" "case":"tokenHiddenReward/tf32 tma" "case":"linearLogprobs tma-cluster" "case":"linearLogprobs+entropy tma-cluster" "case":"linearLogprobsBackward tma-cluster" '
+[ "$cases" = "$want" ] || { echo "harness --lm-paths 6 --thr-paths 5 timed: $cases" >&2; exit 1; }
+rc=0
+build/emu/harness --lm-paths 9 >/dev/null 2>&1 || rc=$?
+[ "$rc" = 2 ] || { echo "harness --lm-paths 9 exited $rc, not 2 (bad arguments)" >&2; exit 1; }
 echo "== native: emulated memcheck (AddressSanitizer, reverse thread order)"
 bash scripts/emu-memcheck.sh
 t4=$(date +%s)
