@@ -358,8 +358,9 @@ __device__ __forceinline__ void mbar_arrive(uint64_t* bar) {
 // Returns once the phase of parity `parity` has completed (mbarrier.try_wait.parity in a loop).
 // Watchdog: a wait that has not returned after kMbarWatchdogNs of the global timer (%globaltimer_lo, ns;
 // its u32 difference is exact below 2^32 ns) executes `trap`, so a phase that can never complete (a bug in
-// a pipeline's arrival or byte counts, never a property of the input) ends the launch with
-// cudaErrorLaunchFailure ("unspecified launch failure") at the next wait instead of hanging the stream.
+// a pipeline's arrival or byte counts, never a property of the input) ends the launch with a sticky
+// launch error (the driver's "unspecified launch failure" for a trap; DEVICE_LOST to the API) at the next
+// wait instead of hanging the stream.
 // A phase completes within one k-step of its block's (or its cluster's) own warps, microseconds on a GPU,
 // milliseconds under compute-sanitizer. The timer is read only after a try_wait fails; the first try
 // is the whole cost of a wait that needs no second. The emulator reports a deadlock itself.
