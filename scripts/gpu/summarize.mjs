@@ -26,6 +26,7 @@ import {
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { allowedPatterns, summarize as judge } from './vitest-gate.mjs';
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,
@@ -93,9 +94,18 @@ if (deviceTxt) {
   say('```');
 }
 
-// Tests: vitest's JSON report per test step.
+// Tests: vitest's JSON report per test step, judged as run.sh's gate judged it (vitest-gate.mjs, with
+// the same allowed skips per step), then its failed tests by file.
 say('## tests');
-for (const step of ['cuda-tests', 'memcheck', 'racecheck', 'racecheck-rest', 'webgpu-tests']) {
+const dry = /DRY_RUN/.test(deviceTxt ?? '') ? ['emulator'] : [];
+const allowed = {
+  'cuda-tests': [],
+  memcheck: ['sanitizer'],
+  racecheck: ['sanitizer'],
+  'racecheck-rest': ['sanitizer'],
+  'webgpu-tests': ['webgpu'],
+};
+for (const [step, sets] of Object.entries(allowed)) {
   const raw = text(`${step}.json`);
   if (!raw) {
     say(`- ${step}: no JSON report`);
@@ -108,7 +118,7 @@ for (const step of ['cuda-tests', 'memcheck', 'racecheck', 'racecheck-rest', 'we
     say(`- ${step}: unreadable JSON report (cut off?)`);
     continue;
   }
-  say(`- ${step}: ${r.numPassedTests} passed, ${r.numFailedTests} failed, ${r.numPendingTests} skipped`);
+  say(`- ${step}: ${judge(r, allowedPatterns([...sets, ...dry])).line}`);
   for (const file of r.testResults ?? []) {
     const bad = (file.assertionResults ?? []).filter((a) => a.status === 'failed');
     if (bad.length === 0 && file.status !== 'failed') continue;
