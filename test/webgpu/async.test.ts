@@ -1,7 +1,8 @@
 /**
  * Ops enqueue and return without waiting for the GPU (issue 12, "Data flow"): 100 chained ops leave
  * the host's wait counter unchanged, the results equal the same chain with a wait after every op,
- * and a bad target on the device surfaces as RANGE at the next wait, once.
+ * a bad target on the device surfaces as RANGE at the next wait, once, and an op the device rejects
+ * leaves no device check behind.
  */
 import { describe, expect, it } from 'vitest';
 import { GrpoKernelsError } from '../../src/errors.js';
@@ -62,5 +63,27 @@ describe.skipIf(noGpu)('webgpu: the host runs ahead of the device', () => {
     await ctx.synchronize(); // reported once: later waits succeed
     expect((await r.logprobs.read())[0]).toBeLessThan(0);
     for (const t of [logits, targets, r.logprobs, r.lse, g]) t.dispose();
+  });
+
+  it('an op the device rejects drops its device check: later ops, reads and waits are unaffected', async () => {
+    const { ctx, backend } = gpu!;
+    const rt = backend.kit.rt;
+    const data = Float32Array.from(randomNormal(43, 4 * 50));
+    const targets = new Int32Array([3, 7, 11, 49]);
+    // A caller's buffer that the caller destroys: the op's submit is rejected (a validation error),
+    // after the op registered the check of its flag words.
+    const buffer = rt.device.createBuffer({ size: data.byteLength, usage: 0x80 | 0x4 | 0x8 });
+    rt.device.queue.writeBuffer(buffer, 0, data);
+    const wrapped = ctx.fromGPUBuffer(buffer, [4, 50], 'f32');
+    buffer.destroy();
+    const e = await ctx.logprobs(wrapped, targets).catch((x: unknown) => x);
+    expect(e).toBeInstanceOf(GrpoKernelsError);
+    expect(e).toMatchObject({ code: 'BACKEND_UNAVAILABLE' });
+    expect(rt.pendingChecks, "the failed op's check").toBe(0);
+    const logits = ctx.tensor(data, [4, 50]);
+    const ok = await ctx.logprobs(logits, targets);
+    await ctx.synchronize();
+    expect(Array.from(await ok.logprobs.read()).every((x) => x < 0)).toBe(true);
+    for (const t of [logits, ok.logprobs, ok.lse, wrapped]) t.dispose();
   });
 });

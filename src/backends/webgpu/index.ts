@@ -60,7 +60,7 @@ import { LOGPROBS_PARAMS, webgpuGatherProbs, webgpuLogprobs, webgpuLogprobsBackw
 import { POLICY_PARAMS, webgpuPolicyLoss } from './policy.js';
 import { webgpuCopyProbe } from './probe.js';
 import { GpuRuntime } from './runtime.js';
-import { uploadTensor, wrapBuffer } from './storage.js';
+import { pinInputs, uploadTensor, wrapBuffer } from './storage.js';
 import {
   THR_PARAMS,
   webgpuThrAggregate,
@@ -111,60 +111,60 @@ export class WebGpuBackend implements Backend {
 
   // ------------------------------------------------------------ logprobs family (logprobs.ts)
   logprobs(a: LogprobsArgs): Promise<LogprobsResult> {
-    return webgpuLogprobs(this.kit, a);
+    return pinInputs(a, (s) => webgpuLogprobs(this.kit, s));
   }
   logprobsBackward(a: LogprobsBackwardArgs): Promise<Tensor<FloatDType>> {
-    return webgpuLogprobsBackward(this.kit, a);
+    return pinInputs(a, (s) => webgpuLogprobsBackward(this.kit, s));
   }
   gatherProbs(a: GatherProbsArgs): Promise<Tensor<'f32'>> {
-    return webgpuGatherProbs(this.kit, a);
+    return pinInputs(a, (s) => webgpuGatherProbs(this.kit, s));
   }
 
   // ------------------------------------------------------------ LM-head family (lmhead.ts)
   linearLogprobs(a: LinearLogprobsArgs): Promise<LogprobsResult> {
-    return webgpuLinearLogprobs(this.kit, a);
+    return pinInputs(a, (s) => webgpuLinearLogprobs(this.kit, s));
   }
   linearLogprobsBackward(a: LinearLogprobsBackwardArgs): Promise<LinearLogprobsGrads<FloatDType>> {
-    return webgpuLinearLogprobsBackward(this.kit, a);
+    return pinInputs(a, (s) => webgpuLinearLogprobsBackward(this.kit, s));
   }
   logprobStates(a: LogprobStatesArgs): Promise<LogprobStates> {
-    return webgpuLogprobStates(this.kit, a);
+    return pinInputs(a, (s) => webgpuLogprobStates(this.kit, s));
   }
   linearLogprobStates(a: LinearLogprobStatesArgs): Promise<LogprobStates> {
-    return webgpuLinearLogprobStates(this.kit, a);
+    return pinInputs(a, (s) => webgpuLinearLogprobStates(this.kit, s));
   }
   mergeLogprobStates(a: MergeLogprobStatesArgs): Promise<LogprobsResult> {
-    return webgpuMergeLogprobStates(this.kit, a);
+    return pinInputs(a, (s) => webgpuMergeLogprobStates(this.kit, s));
   }
 
   // ------------------------------------------------------------ advantages family (advantages.ts)
   advantages(a: AdvantagesArgs): Promise<AdvantagesResult> {
-    return webgpuAdvantages(this.kit, a);
+    return pinInputs(a, (s) => webgpuAdvantages(this.kit, s));
   }
   expandToTokens(a: ExpandToTokensArgs): Promise<Tensor<'f32'>> {
-    return webgpuExpandToTokens(this.kit, a);
+    return pinInputs(a, (s) => webgpuExpandToTokens(this.kit, s));
   }
   whiten(a: WhitenArgs): Promise<Tensor<'f32'>> {
-    return webgpuWhiten(this.kit, a);
+    return pinInputs(a, (s) => webgpuWhiten(this.kit, s));
   }
 
   // ------------------------------------------------------------ THR family (thr.ts)
   tokenHiddenReward(a: TokenHiddenRewardArgs): Promise<ThrResult> {
-    return webgpuTokenHiddenReward(this.kit, a);
+    return pinInputs(a, (s) => webgpuTokenHiddenReward(this.kit, s));
   }
   thrReweight(a: ThrReweightArgs): Promise<Tensor<'f32'>> {
-    return webgpuThrReweight(this.kit, a);
+    return pinInputs(a, (s) => webgpuThrReweight(this.kit, s));
   }
   thrAggregate(a: ThrAggregateArgs): Promise<Tensor<'f32'>> {
-    return webgpuThrAggregate(this.kit, a);
+    return pinInputs(a, (s) => webgpuThrAggregate(this.kit, s));
   }
   thrScore(a: ThrScoreArgs): Promise<ThrResult> {
-    return webgpuThrScore(this.kit, a);
+    return pinInputs(a, (s) => webgpuThrScore(this.kit, s));
   }
 
   // ------------------------------------------------------------ policy loss (policy.ts)
   policyLoss(a: PolicyLossArgs): Promise<PolicyLossResult> {
-    return webgpuPolicyLoss(this.kit, a);
+    return pinInputs(a, (s) => webgpuPolicyLoss(this.kit, s));
   }
 
   // ------------------------------------------------------------ timing, lifetime

@@ -115,14 +115,24 @@ export class GpuRuntime {
     if (this.lostReason !== undefined) throw this.lostError();
   }
 
-  /** Awaits `p`, rejecting with DEVICE_LOST instead if the device is lost first. */
+  /**
+   * Awaits `p`, rejecting with DEVICE_LOST instead if the device is lost first; any other fault of
+   * the device's (a map that fails, ...) becomes a BACKEND_UNAVAILABLE GrpoKernelsError.
+   */
   async guard<T>(p: Promise<T>): Promise<T> {
     this.check();
     try {
       return await Promise.race([p, this.#lost]);
     } catch (e) {
       if (this.lostReason !== undefined) throw this.lostError();
-      throw e;
+      if (e instanceof GrpoKernelsError) throw e;
+      throw new GrpoKernelsError(
+        'BACKEND_UNAVAILABLE',
+        `webgpu: ${(e as Error)?.name ?? 'Error'}: ${(e as Error)?.message ?? e}`,
+        {
+          cause: e,
+        },
+      );
     }
   }
 
@@ -200,6 +210,7 @@ export class GpuRuntime {
     device.pushErrorScope('internal');
     const created: GPUBuffer[] = [];
     this.#created = created;
+    const checksBefore = this.#checks.length;
     let result: T | undefined;
     let thrown: unknown;
     try {
@@ -211,11 +222,16 @@ export class GpuRuntime {
       for (const b of this.#transient) this.destroyBuffer(b);
       this.#transient = [];
     }
+    // The device checks this run registered: a failed run's are dropped with its buffers (their
+    // staging buffers are among them), so a later wait neither maps a destroyed buffer nor reports
+    // a check of work that never ran.
+    const checks = this.#checks.slice(checksBefore);
     const errors = await this.guard(
       Promise.all([device.popErrorScope(), device.popErrorScope(), device.popErrorScope()]),
     );
     const error = errors.find((e) => e !== null);
     if (thrown !== undefined || error) {
+      this.#checks = this.#checks.filter((c) => !checks.includes(c));
       for (const b of created) this.destroyBuffer(b);
       if (thrown !== undefined) throw thrown;
       throw this.#toError(label, error!);

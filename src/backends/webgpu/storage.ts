@@ -22,6 +22,10 @@ export class GpuStorage<D extends DType> implements TensorStorage<D> {
   readonly length: number;
   /** False for a caller's buffer (fromGPUBuffer): free() leaves it alone. */
   readonly owned: boolean;
+  /** Ops that hold this storage as an input (pinInputs); free() waits for them. */
+  pins = 0;
+  /** free() was called while pinned: the last unpin destroys the buffer. */
+  released = false;
 
   constructor(rt: GpuRuntime, buffer: GPUBuffer, dtype: D, length: number, owned: boolean) {
     this.rt = rt;
@@ -41,7 +45,9 @@ export class GpuStorage<D extends DType> implements TensorStorage<D> {
   }
 
   free(): void {
-    if (this.owned) this.rt.destroyBuffer(this.buffer);
+    if (!this.owned) return;
+    if (this.pins > 0) this.released = true;
+    else this.rt.destroyBuffer(this.buffer);
   }
 }
 
@@ -150,9 +156,62 @@ export function wrapBuffer<D extends DType>(
   return new Tensor(dtype, shape, 'webgpu', new GpuStorage(rt, buffer as GPUBuffer, dtype, n, false));
 }
 
+/** The storages of tensors that ops in flight hold as inputs (pinInputs), by tensor. */
+const inUse = new WeakMap<Tensor, GpuStorage<DType>>();
+
+/**
+ * Runs an op (called synchronously, when the API hands it its arguments) on a snapshot of them,
+ * with every tensor among them pinned until its promise settles, by which time it has submitted all
+ * its work. An op awaits pipelines and room for its device checks before it binds its inputs and
+ * uploads its host arrays, and the caller may dispose an input or reuse an array meanwhile, as it may
+ * on the other backends, which take both at the call:
+ * - host arrays (offsets, layouts: metadata the API has already scanned to validate it) are copied
+ *   into the snapshot, so a later write by the caller changes nothing;
+ * - a tensor disposed meanwhile keeps its storage for the op (gpuStorage finds it) and its buffer
+ *   until the op has settled; WebGPU rejects a submit that binds a destroyed buffer, while destroying
+ *   one after its submit is safe.
+ */
+export function pinInputs<A extends object, T>(args: A, op: (snapshot: A) => Promise<T>): Promise<T> {
+  const pinned = new Map<Tensor, GpuStorage<DType>>();
+  const copy = (v: unknown, depth: number): unknown => {
+    if (v instanceof Tensor) {
+      if (!v.disposed && !pinned.has(v)) {
+        const s = v.storage;
+        if (s instanceof GpuStorage) pinned.set(v, s);
+      }
+      return v;
+    }
+    if (ArrayBuffer.isView(v)) return (v as unknown as { slice(): unknown }).slice?.() ?? v;
+    if (depth > 0 && Array.isArray(v)) return v.map((x) => copy(x, depth - 1));
+    if (depth > 0 && typeof v === 'object' && v !== null && Object.getPrototypeOf(v) === Object.prototype) {
+      const out: Record<string, unknown> = {};
+      for (const [k, x] of Object.entries(v)) out[k] = copy(x, depth - 1);
+      return out;
+    }
+    return v;
+  };
+  let snapshot: A;
+  try {
+    snapshot = copy(args, 4) as A;
+  } catch (e) {
+    return Promise.reject(e);
+  }
+  for (const [t, s] of pinned) {
+    s.pins++;
+    inUse.set(t, s);
+  }
+  return op(snapshot).finally(() => {
+    for (const [t, s] of pinned) {
+      if (--s.pins > 0) continue;
+      inUse.delete(t);
+      if (s.released) s.rt.destroyBuffer(s.buffer);
+    }
+  });
+}
+
 /** The GpuStorage behind a webgpu tensor (throws for tensors of another backend). */
 export function gpuStorage<D extends DType>(t: Tensor<D>, argument = 'tensor'): GpuStorage<D> {
-  const s = t.storage;
+  const s = (t.disposed ? inUse.get(t) : undefined) ?? t.storage;
   if (!(s instanceof GpuStorage)) {
     throw new GrpoKernelsError(
       'DTYPE',
