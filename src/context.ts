@@ -8,7 +8,7 @@ import * as lp from './api/logprobs.js';
 import * as pl from './api/policy.js';
 import * as thr from './api/thr.js';
 import type { TensorLike } from './api/validate.js';
-import { hostArrayName, ownedView } from './api/validate.js';
+import { checkOptions, hostArrayName, ownedView } from './api/validate.js';
 import type {
   AdvantagesResult,
   Backend,
@@ -293,7 +293,12 @@ export class Context {
 
   /** Seconds per device-to-device copy of `bytes` bytes (median), the bandwidth yardstick of benchmarks. */
   copyProbe(bytes: number): Promise<number> {
-    return this.#op('copyProbe', (b) => b.copyProbe(bytes));
+    return this.#op('copyProbe', (b) => {
+      if (typeof bytes !== 'number') fail('DTYPE', 'bytes', `expected a number, got ${typeof bytes}`);
+      if (!Number.isSafeInteger(bytes) || bytes < 1)
+        fail('RANGE', 'bytes', `expected a positive integer, got ${bytes}`);
+      return b.copyProbe(bytes);
+    });
   }
 
   /**
@@ -315,6 +320,7 @@ export class Context {
 
 /** Starts a backend. `auto` records why it skipped each backend in `ctx.skipped`. */
 export async function createContext(options: CreateContextOptions = {}): Promise<Context> {
+  checkOptions<CreateContextOptions>('options', options, ['backend', 'device', 'deviceIndex', 'threads']);
   const choice = options.backend ?? 'auto';
   const threads = options.threads;
   if (threads !== undefined) {

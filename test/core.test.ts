@@ -247,11 +247,26 @@ describe('contexts and tensors', () => {
     await expectRejects(createContext({ backend: 'tpu' as never }), 'BACKEND_UNAVAILABLE', 'backend');
   });
 
+  it('rejects options that are not an object, or hold an unknown key (DTYPE naming options)', async () => {
+    for (const o of [null, 5, 'js']) await expectRejects(createContext(o as never), 'DTYPE', 'options');
+    await expectRejects(createContext({ backend: 'js', thread: 2 } as never), 'DTYPE', 'options.thread');
+  });
+
   it('measures its copy bandwidth', async () => {
     const ctx = await createContext({ backend: 'js' });
     const s = await ctx.copyProbe(1 << 20);
     expect(s).toBeGreaterThan(0);
     await ctx.synchronize();
+  });
+
+  it('copyProbe takes a positive integer byte count (the API checks it for every backend)', async () => {
+    const ctx = await createContext({ backend: 'js' });
+    await expectRejects(ctx.copyProbe('8' as never), 'DTYPE', 'bytes');
+    for (const b of [Number.NaN, -1, 0, 1.5, Number.POSITIVE_INFINITY, 2 ** 60])
+      await expectRejects(ctx.copyProbe(b), 'RANGE', 'bytes');
+    // More than the host can allocate: OUT_OF_MEMORY, not a RangeError of the typed array.
+    await expectRejects(ctx.copyProbe(2 ** 52), 'OUT_OF_MEMORY');
+    ctx.dispose();
   });
 
   it('rejects a misspelt option instead of ignoring it (DTYPE naming options.<key>)', async () => {
@@ -277,6 +292,130 @@ describe('contexts and tensors', () => {
       expect((e as GrpoKernelsError).code, op).toBe('DTYPE');
       expect((e as GrpoKernelsError).message, op).toMatch(/^options\.\w+: unknown option; expected one of /);
     }
+    ctx.dispose();
+  });
+});
+
+describe('bad input found by fuzzing every op (2026-11-28): a typed error naming the argument', () => {
+  async function expectArg(p: Promise<unknown>, code: string, argument: string): Promise<void> {
+    const e = await p.then(
+      () => undefined,
+      (err: unknown) => err,
+    );
+    expect(e, `expected a rejection with ${code} naming ${argument}`).toBeInstanceOf(GrpoKernelsError);
+    expect(e).toMatchObject({ code, argument });
+    expect((e as Error).message.startsWith(argument)).toBe(true);
+  }
+
+  it('options that are arrays, Maps or Dates are not read as {}', async () => {
+    const ctx = await createContext({ backend: 'js' });
+    const logits = ctx.tensor(Float32Array.from(randomNormal(60, 6)), [2, 3]);
+    for (const o of [[], new Map(), new Date()])
+      await expectArg(ctx.logprobs(logits, new Int32Array([0, 1]), o as never), 'DTYPE', 'options');
+    ctx.dispose();
+  });
+
+  it('a tensor of a disposed context names the argument it was passed as', async () => {
+    const ctx = await createContext({ backend: 'js' });
+    const other = await createContext({ backend: 'js' });
+    const x = other.tensor(new Float32Array(6), [2, 3]);
+    other.dispose();
+    await expectArg(ctx.logprobs(x, new Int32Array([0, 1])), 'BACKEND_UNAVAILABLE', 'logits');
+    ctx.dispose();
+  });
+
+  it('numbers the kernels take as f32 must be 0 or f32 normal numbers', async () => {
+    const ctx = await createContext({ backend: 'js' });
+    const inputs = {
+      logprobs: new Float32Array([-1, -2]),
+      oldLogprobs: new Float32Array([-1.1, -2]),
+      advantages: new Float32Array([1, 1]),
+      layout: { responseOffsets: new Int32Array([0, 2]) },
+    };
+    for (const [k, v] of [
+      ['delta', 5e-324],
+      ['logRatioClamp', 1e-40],
+      ['clipHigh', 1e39],
+    ] as const)
+      await expectArg(ctx.policyLoss(inputs, { [k]: v }), 'RANGE', k);
+    const layout = { responseOffsets: new Int32Array([0, 1, 2]), groupOffsets: new Int32Array([0, 2]) };
+    const vocab = await ctx.restrictedVocab(new Int32Array([3, 5]), layout);
+    const args = {
+      hidden: ctx.tensor(new Float32Array([1, 0, 0, 1]), [2, 2]),
+      probs: new Float32Array(4).fill(0.25),
+      vocab,
+      layout,
+      correct: new Uint8Array([1, 0]),
+    };
+    await expectArg(ctx.tokenHiddenReward({ ...args, beta: 1e40 }), 'RANGE', 'beta');
+    await expectArg(ctx.advantages(new Float32Array(4), { groupSize: '2' as never }), 'DTYPE', 'groupSize');
+    ctx.dispose();
+  });
+
+  it('policyLoss names the odd tensor out against the layout; readPolicyStats checks its argument', async () => {
+    const ctx = await createContext({ backend: 'js' });
+    const T = 5;
+    const f = (seed: number) => Float32Array.from(randomNormal(seed, T));
+    const inputs = {
+      logprobs: f(61).subarray(1),
+      oldLogprobs: f(62),
+      advantages: f(63),
+      layout: { responseOffsets: new Int32Array([0, 2, T]) },
+    };
+    await expectArg(ctx.policyLoss(inputs), 'SHAPE', 'logprobs');
+    const r = await ctx.policyLoss({ ...inputs, logprobs: f(61) });
+    const { readPolicyStats } = await import('../src/index.js');
+    await expectArg(readPolicyStats(new Float32Array(13) as never), 'DTYPE', 'stats');
+    await expectArg(readPolicyStats(r.gradLogprobs), 'SHAPE', 'stats');
+    expect(Object.keys(await readPolicyStats(r.stats)).length).toBe(13);
+    ctx.dispose();
+  });
+
+  it('the LM head and its states: V ≤ 2^31 − 1, and a state field is named with its state', async () => {
+    const ctx = await createContext({ backend: 'js' });
+    const hidden = ctx.tensor(new Float32Array(0), [1, 0]);
+    const huge = ctx.tensor(new Float32Array(0), [2 ** 31, 0]);
+    await expectArg(ctx.linearLogprobs(hidden, huge, new Int32Array([0])), 'SHAPE', 'weight');
+    await expectArg(
+      ctx.logprobsBackward(
+        ctx.tensor(new Float32Array(0), [0, 2 ** 32 + 1]),
+        new Int32Array(0),
+        new Float32Array(0),
+        new Float32Array(0),
+      ),
+      'SHAPE',
+      'logits',
+    );
+    const logits = ctx.tensor(Float32Array.from(randomNormal(64, 8)), [2, 4]);
+    const s = await ctx.logprobStates(logits, new Int32Array([0, 3]));
+    await expectArg(
+      ctx.mergeLogprobStates([{ ...s, temperature: Number.NaN }], new Int32Array([0, 3])),
+      'RANGE',
+      'states[0].temperature',
+    );
+    const { temperature: _t, ...noTemperature } = s;
+    await expectArg(
+      ctx.mergeLogprobStates([noTemperature as never], new Int32Array([0, 3])),
+      'DTYPE',
+      'states[0].temperature',
+    );
+    await expectArg(
+      ctx.mergeLogprobStates([{ ...s, vocabStart: 1e40 }], new Int32Array([0, 3])),
+      'RANGE',
+      'states[0].vocabStart',
+    );
+    const { lmheadScratchBytes } = await import('../src/index.js');
+    await expectArg(lmheadScratchBytes(ctx, null as never), 'DTYPE', 'shape');
+    await expectArg(
+      lmheadScratchBytes(ctx, { rows: Number.NaN, vocab: 3, dim: 2, dtype: 'f32' }),
+      'RANGE',
+      'shape.rows',
+    );
+    await expectArg(
+      lmheadScratchBytes(ctx, { rows: 1, vocab: 3, dim: 2, dtype: 'f64' as never }),
+      'RANGE',
+      'shape.dtype',
+    );
     ctx.dispose();
   });
 });

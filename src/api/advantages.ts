@@ -191,7 +191,7 @@ export async function advantages(
   const scale = o.scale === undefined ? base.scale : checkEnum('scale', o.scale, SCALE_KINDS);
   const singleton =
     o.singleton === undefined ? base.singleton : checkEnum('singleton', o.singleton, SINGLETON_POLICIES);
-  const eps = o.eps === undefined ? base.eps : checkNumber('eps', o.eps, { min: 0 });
+  const eps = o.eps === undefined ? base.eps : checkNumber('eps', o.eps, { min: 0, f32: true });
   const nanRewards =
     o.nanRewards === undefined ? base.nanRewards : checkEnum('nanRewards', o.nanRewards, NAN_REWARD_POLICIES);
 
@@ -205,7 +205,7 @@ export async function advantages(
     const groupOffsets =
       o.groupOffsets !== undefined
         ? validateOffsets('groupOffsets', o.groupOffsets, numResponses, backend.firstDecrease)
-        : uniformGroupOffsets(numResponses, o.groupSize as number);
+        : uniformGroupOffsets(numResponses, checkNumber('groupSize', o.groupSize, { integer: true, min: 1 }));
     const numGroups = groupOffsets.length - 1;
 
     const needsTokens = estimator === 'opo' || estimator === 'reinforce_pp_baseline';

@@ -7,8 +7,11 @@
  */
 import type { DeviceInfo } from '../backends/backend.js';
 import type { FloatDType } from '../dtypes.js';
+import { FLOAT_DTYPES } from '../dtypes.js';
+import { fail } from '../errors.js';
 import type { BackendName } from '../tensor.js';
 import type { LinearLogprobsGradDtype } from './lmhead.js';
+import { checkEnum, checkNumber, checkOptions, describe } from './validate.js';
 
 export interface LmheadShape {
   /** N, the hidden rows. */
@@ -27,7 +30,15 @@ export async function lmheadScratchBytes(
   ctx: { readonly backend: BackendName; readonly device: DeviceInfo },
   shape: LmheadShape,
 ): Promise<{ forward: number; backward: number }> {
-  const { rows, vocab, dim, dtype } = shape;
+  if (typeof ctx !== 'object' || ctx === null || typeof (ctx as { backend?: unknown }).backend !== 'string')
+    fail('DTYPE', 'ctx', `expected a Context, got ${describe(ctx)}`);
+  const o = checkOptions<LmheadShape>('shape', shape, ['rows', 'vocab', 'dim', 'dtype', 'gradDtype']);
+  if (shape === undefined) fail('DTYPE', 'shape', 'expected { rows, vocab, dim, dtype }, got undefined');
+  const rows = checkNumber('shape.rows', o.rows, { integer: true, min: 0, max: 2 ** 31 - 1 });
+  const vocab = checkNumber('shape.vocab', o.vocab, { integer: true, min: 1, max: 2 ** 31 - 1 });
+  const dim = checkNumber('shape.dim', o.dim, { integer: true, min: 0, max: 2 ** 31 - 1 });
+  const dtype = checkEnum('shape.dtype', o.dtype, FLOAT_DTYPES);
+  if (o.gradDtype !== undefined) checkEnum('shape.gradDtype', o.gradDtype, ['f32', 'input'] as const);
   // Gradients in the input dtype need scratch of their own only for f16/bf16 inputs (else a no-op).
   const input = shape.gradDtype === 'input' && dtype !== 'f32';
   if (ctx.backend === 'js') {

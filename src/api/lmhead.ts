@@ -103,6 +103,14 @@ function headArgs(backend: Backend, hidden: unknown, weight: unknown): Head {
     fail('DTYPE', 'weight', `expected dtype ${h.dtype} (hidden's dtype), got ${w.dtype}`);
   }
   if (vocab < 1) fail('SHAPE', 'weight', `expected at least one row (vocab ≥ 1), got shape [0, ${wd}]`);
+  if (vocab > 2 ** 31 - 1)
+    fail(
+      'SHAPE',
+      'weight',
+      `expected at most 2^31 − 1 rows (i32 targets address them), got shape [${vocab}, ${wd}]`,
+    );
+  if (rows > 2 ** 31 - 1 || dim > 2 ** 31 - 1)
+    fail('SHAPE', 'hidden', `expected at most 2^31 − 1 rows and columns, got shape [${rows}, ${dim}]`);
   if (wd !== dim) {
     fail('SHAPE', 'weight', `expected shape [?, ${dim}] (hidden's width d = ${dim}), got [${vocab}, ${wd}]`);
   }
@@ -343,7 +351,7 @@ export async function mergeLogprobStates(
     const targetLogit = vec('targetLogit', true)!;
     const sumExpDelta = vec('sumExpDelta', entropy);
     const sumExpSq = vec('sumExpSq', sumSquares);
-    const v0 = checkNumber(`${name}.vocabStart`, st.vocabStart, { integer: true, min: 0 });
+    const v0 = checkNumber(`${name}.vocabStart`, st.vocabStart, { integer: true, min: 0, max: 2 ** 31 - 2 });
     const v1 = checkNumber(`${name}.vocabEnd`, st.vocabEnd, { integer: true, min: v0 + 1, max: 2 ** 31 - 1 });
     if (v0 !== end) {
       fail(
@@ -355,8 +363,11 @@ export async function mergeLogprobStates(
       );
     }
     end = v1;
-    const t = temperatureOption(st.temperature);
-    const ig = ignoreIndexOption(st.ignoreIndex);
+    // Both are part of a state (the type requires them): a missing one is not defaulted.
+    for (const field of ['temperature', 'ignoreIndex'] as const)
+      if (st[field] === undefined) fail('DTYPE', `${name}.${field}`, 'expected a number, got undefined');
+    const t = temperatureOption(st.temperature, `${name}.temperature`);
+    const ig = ignoreIndexOption(st.ignoreIndex, `${name}.ignoreIndex`);
     if (i === 0) {
       temperature = t;
       ignoreIndex = ig;

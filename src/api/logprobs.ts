@@ -65,20 +65,20 @@ const DEFAULT_IGNORE_INDEX = -100;
  */
 export const MIN_TEMPERATURE = 2 ** -126;
 
-export function temperatureOption(value: unknown): number {
-  const t = numberOption('temperature', value, DEFAULT_TEMPERATURE, { min: 0, exclusiveMin: true });
+export function temperatureOption(value: unknown, argument = 'temperature'): number {
+  const t = numberOption(argument, value, DEFAULT_TEMPERATURE, { min: 0, exclusiveMin: true });
   if (t < MIN_TEMPERATURE) {
     fail(
       'RANGE',
-      'temperature',
+      argument,
       `expected ≥ 2^-126 (${MIN_TEMPERATURE}, the smallest normal f32: the kernels scale by 1/T in f32), got ${t}`,
     );
   }
   return t;
 }
 
-export function ignoreIndexOption(value: unknown): number {
-  return numberOption('ignoreIndex', value, DEFAULT_IGNORE_INDEX, {
+export function ignoreIndexOption(value: unknown, argument = 'ignoreIndex'): number {
+  return numberOption(argument, value, DEFAULT_IGNORE_INDEX, {
     integer: true,
     min: -(2 ** 31),
     max: 2 ** 31 - 1,
@@ -97,6 +97,12 @@ export function logitsArg(
   const { tensor } = asTensor(backend, 'logits', value, FLOAT_DTYPES, [null, null]);
   const [rows, vocab] = tensor.shape;
   if (vocab < 1) fail('SHAPE', 'logits', `expected at least one column (vocab ≥ 1), got shape [${rows}, 0]`);
+  if (vocab > 2 ** 31 - 1)
+    fail(
+      'SHAPE',
+      'logits',
+      `expected at most 2^31 − 1 columns (i32 targets address them), got shape [${rows}, ${vocab}]`,
+    );
   return { logits: tensor, rows, vocab };
 }
 

@@ -29,7 +29,7 @@ import {
 } from '../backends/backend.js';
 import { fail } from '../errors.js';
 import { resolveLayout, validateOffsets } from '../layout.js';
-import type { Tensor } from '../tensor.js';
+import { Tensor } from '../tensor.js';
 import {
   booleanOption,
   checkEnum,
@@ -331,26 +331,31 @@ export async function policyLoss(
   const clipLow =
     o.clipLow === undefined
       ? conv.clipLow
-      : checkNumber('clipLow', o.clipLow, { min: 0, exclusiveMin: true });
+      : checkNumber('clipLow', o.clipLow, { min: 0, exclusiveMin: true, f32: true });
   const clipHigh =
-    o.clipHigh === undefined ? clipLow : checkNumber('clipHigh', o.clipHigh, { min: 0, exclusiveMin: true });
+    o.clipHigh === undefined
+      ? clipLow
+      : checkNumber('clipHigh', o.clipHigh, { min: 0, exclusiveMin: true, f32: true });
   const dualClip =
     o.dualClip === undefined
       ? loss === 'ppo'
         ? conv.dualClip
         : OFF
-      : numberOrOff('dualClip', o.dualClip, { min: 1, exclusiveMin: true });
+      : numberOrOff('dualClip', o.dualClip, { min: 1, exclusiveMin: true, f32: true });
   const logRatioClamp =
     o.logRatioClamp === undefined
       ? conv.logRatioClamp
-      : numberOrOff('logRatioClamp', o.logRatioClamp, { min: 0, exclusiveMin: true });
-  const delta = o.delta === undefined ? OFF : checkNumber('delta', o.delta, { min: 0, exclusiveMin: true });
+      : numberOrOff('logRatioClamp', o.logRatioClamp, { min: 0, exclusiveMin: true, f32: true });
+  const delta =
+    o.delta === undefined ? OFF : checkNumber('delta', o.delta, { min: 0, exclusiveMin: true, f32: true });
   let sapoTauPos = conv.sapoTauPos;
   let sapoTauNeg = conv.sapoTauNeg;
   if (o.sapoTau !== undefined) {
     const t = nested<{ pos: number; neg: number }>('sapoTau', o.sapoTau, ['pos', 'neg']);
-    if (t.pos !== undefined) sapoTauPos = checkNumber('sapoTau.pos', t.pos, { min: 0, exclusiveMin: true });
-    if (t.neg !== undefined) sapoTauNeg = checkNumber('sapoTau.neg', t.neg, { min: 0, exclusiveMin: true });
+    if (t.pos !== undefined)
+      sapoTauPos = checkNumber('sapoTau.pos', t.pos, { min: 0, exclusiveMin: true, f32: true });
+    if (t.neg !== undefined)
+      sapoTauNeg = checkNumber('sapoTau.neg', t.neg, { min: 0, exclusiveMin: true, f32: true });
   }
 
   let kl: PolicyLossArgs['kl'];
@@ -360,14 +365,15 @@ export async function policyLoss(
     kl = {
       estimator,
       straightThrough: booleanOption('kl.straightThrough', k.straightThrough, false),
-      coef: checkNumber('kl.coef', k.coef, { min: 0 }),
+      coef: checkNumber('kl.coef', k.coef, { min: 0, f32: true }),
       inputClamp: conv.klInputClamp,
       valueClamp: conv.klValueClamp,
       valueClampAll: conv.klValueClampAll,
       aggregation: conv.klAggregation,
     };
   }
-  const entropyCoef = o.entropyCoef === undefined ? 0 : checkNumber('entropyCoef', o.entropyCoef);
+  const entropyCoef =
+    o.entropyCoef === undefined ? 0 : checkNumber('entropyCoef', o.entropyCoef, { f32: true });
 
   let rollout: PolicyLossArgs['rollout'];
   if (o.rolloutCorrection !== undefined) {
@@ -381,9 +387,11 @@ export async function policyLoss(
     const upper =
       r.upper === undefined
         ? conv.rolloutUpper
-        : checkNumber('rolloutCorrection.upper', r.upper, { min: 0, exclusiveMin: true });
+        : checkNumber('rolloutCorrection.upper', r.upper, { min: 0, exclusiveMin: true, f32: true });
     const lower =
-      r.lower === undefined ? conv.rolloutLower : checkNumber('rolloutCorrection.lower', r.lower, { min: 0 });
+      r.lower === undefined
+        ? conv.rolloutLower
+        : checkNumber('rolloutCorrection.lower', r.lower, { min: 0, f32: true });
     if (lower >= upper) {
       fail(
         'RANGE',
@@ -417,7 +425,7 @@ export async function policyLoss(
   const scaleFactorOption =
     o.scaleFactor === undefined
       ? undefined
-      : checkNumber('scaleFactor', o.scaleFactor, { min: 0, exclusiveMin: true });
+      : checkNumber('scaleFactor', o.scaleFactor, { min: 0, exclusiveMin: true, f32: true });
   if (
     aggregation === 'seq-mean-token-sum-norm' &&
     scaleFactorOption === undefined &&
@@ -430,7 +438,7 @@ export async function policyLoss(
     );
   }
   const count = (argument: string, v: unknown) =>
-    v === undefined ? undefined : checkNumber(argument, v, { min: 1, integer: true });
+    v === undefined ? undefined : checkNumber(argument, v, { min: 1, integer: true, f32: true });
   const globalTokens = count('globalTokens', o.globalTokens);
   const globalSequences = count('globalSequences', o.globalSequences);
   const ranks = count('ranks', o.ranks) ?? 1;
@@ -460,6 +468,20 @@ export async function policyLoss(
     ) => takeAny(argument, value, [dtype], [length]);
     const logprobs = take('logprobs', x.logprobs, 'f32', null);
     const T = logprobs.shape[0];
+    // T is logprobs' length; where the layout and oldLogprobs agree on another, logprobs is the odd
+    // one out and is named (else a short logprobs would be blamed on every other input).
+    const ro = (x.layout as { responseOffsets?: unknown } | null | undefined)?.responseOffsets;
+    const tLayout = ro instanceof Int32Array && ro.length > 0 ? ro[ro.length - 1] : T;
+    const lengthOf = (v: unknown) =>
+      v instanceof Tensor
+        ? v.shape.length === 1
+          ? v.shape[0]
+          : -1
+        : ArrayBuffer.isView(v)
+          ? (v as Float32Array).length
+          : -1;
+    if (tLayout !== T && lengthOf(x.oldLogprobs) === tLayout)
+      fail('SHAPE', 'logprobs', `expected shape [${tLayout}] (the layout's T, and oldLogprobs'), got [${T}]`);
     const oldLogprobs = take('oldLogprobs', x.oldLogprobs, 'f32', T);
     const advantages = take('advantages', x.advantages, 'f32', T);
     const refLogprobs =
@@ -530,6 +552,17 @@ export async function policyLoss(
 
 /** The stats tensor of a policyLoss result as named numbers (reads it back: a wait). */
 export async function readPolicyStats(stats: Tensor<'f32'>): Promise<Record<PolicyStatName, number>> {
+  if (!(stats instanceof Tensor))
+    fail('DTYPE', 'stats', `expected the stats Tensor of a policyLoss result, got ${describe(stats)}`);
+  if (stats.disposed) fail('SHAPE', 'stats', 'expected a live Tensor, got one that was disposed');
+  if (stats.dtype !== 'f32') fail('DTYPE', 'stats', `expected dtype f32, got ${stats.dtype}`);
+  if (stats.shape.length !== 1 || stats.shape[0] !== POLICY_STATS.length)
+    fail('SHAPE', 'stats', `expected shape [${POLICY_STATS.length}], got [${stats.shape.join(', ')}]`);
+  try {
+    stats.storage; // throws BACKEND_UNAVAILABLE when its context was disposed
+  } catch (e) {
+    fail('BACKEND_UNAVAILABLE', 'stats', `expected a Tensor of a live context: ${(e as Error).message}`);
+  }
   const v = await stats.read();
   const out = {} as Record<PolicyStatName, number>;
   POLICY_STATS.forEach((name, i) => {

@@ -48,7 +48,7 @@ export interface TokenHiddenRewardOptions {
   correct: Uint8Array;
   /** Anchor weight of correct tokens: 'length' = 1/|y_r| (THR, default) or 'none' = 1 (NTHR). */
   weighting?: Weighting;
-  /** tau_g = beta · min_i (mean THR of correct response i); any finite number, default 1. */
+  /** tau_g = beta · min_i (mean THR of correct response i); 0 or an f32 normal number, default 1. */
   beta?: number;
   /**
    * Arithmetic of the two matrix products on cuda (tensor cores). Each mode's bound, per token t of
@@ -178,7 +178,7 @@ export async function tokenHiddenReward(backend: Backend, options: unknown): Pro
     ['hidden', 'probs', 'vocab', 'layout', 'correct', 'weighting', 'beta', 'precision'],
   );
   const weighting = enumOption<Weighting>('weighting', o.weighting, ['length', 'none'], 'length');
-  const beta = numberOption('beta', o.beta, 1);
+  const beta = numberOption('beta', o.beta, 1, { f32: true });
   const precision = enumOption<ThrPrecision>('precision', o.precision, THR_PRECISIONS, 'f32');
   return withInputs(backend, async (take) => {
     const args = thrTensors(take, o);
@@ -238,7 +238,7 @@ export async function thrScore(backend: Backend, options: unknown): Promise<ThrR
     '{ hidden, probs, vocab, layout, correct, aggregate, beta?, precision?, degenerate? }',
     ['hidden', 'probs', 'vocab', 'layout', 'correct', 'aggregate', 'beta', 'precision', 'degenerate'],
   );
-  const beta = numberOption('beta', o.beta, 1);
+  const beta = numberOption('beta', o.beta, 1, { f32: true });
   const precision = enumOption<ThrPrecision>('precision', o.precision, THR_PRECISIONS, 'f32');
   return withInputs(backend, async (take) => {
     const args = thrTensors(take, o);
@@ -292,7 +292,7 @@ export async function thrReweight(backend: Backend, options: unknown): Promise<T
     ['tokenAdvantages', 'thr', 'tau', 'layout', 'correct', 'p', 'mode', 'mask', 'eta'],
   );
   const mode = enumOption<ReweightMode>('mode', o.mode, REWEIGHT_MODES, 'thr');
-  const p = numberOption('p', o.p, 0, { min: -1, max: 1 });
+  const p = numberOption('p', o.p, 0, { min: -1, max: 1, f32: true });
   if (mode !== 'thr' && p !== 0) {
     fail('RANGE', 'p', `expected 0 or none with mode '${mode}' (p applies to mode 'thr' only), got ${p}`);
   }
@@ -305,7 +305,7 @@ export async function thrReweight(backend: Backend, options: unknown): Promise<T
     const what = "expected 'auto' or a number in [0, 1]";
     if (typeof o.eta === 'string') fail('RANGE', 'eta', `${what}, got ${quote(o.eta)}`);
     if (typeof o.eta !== 'number') fail('DTYPE', 'eta', `${what}, got ${describe(o.eta)}`);
-    const etaRaw = checkNumber('eta', o.eta, { min: 0, max: 1 });
+    const etaRaw = checkNumber('eta', o.eta, { min: 0, max: 1, f32: true });
     if (mode !== 'nthr') {
       fail('RANGE', 'eta', `expected 'auto' or none with mode '${mode}' (eta applies to 'nthr' only)`);
     }

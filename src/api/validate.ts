@@ -34,7 +34,11 @@ export function asTensor<D extends DType>(
   let uploaded = false;
   if (value instanceof Tensor) {
     if (value.disposed) fail('SHAPE', argument, 'expected a live Tensor, got one that was disposed');
-    value.storage; // throws BACKEND_UNAVAILABLE when its context was disposed
+    try {
+      value.storage; // throws BACKEND_UNAVAILABLE when its context was disposed
+    } catch (e) {
+      fail('BACKEND_UNAVAILABLE', argument, `expected a Tensor of a live context: ${(e as Error).message}`);
+    }
     const owner = ownerOf(value);
     if (value.backend !== backend.name || (owner !== undefined && owner !== backend)) {
       fail(
@@ -145,9 +149,9 @@ export function quote(value: unknown): string {
 export function checkNumber(
   argument: string,
   value: unknown,
-  bounds: { min?: number; max?: number; exclusiveMin?: boolean; integer?: boolean } = {},
+  bounds: { min?: number; max?: number; exclusiveMin?: boolean; integer?: boolean; f32?: boolean } = {},
 ): number {
-  const { min, max, exclusiveMin = false, integer = false } = bounds;
+  const { min, max, exclusiveMin = false, integer = false, f32 = false } = bounds;
   const range = `${min === undefined ? '(-∞' : exclusiveMin ? `(${min}` : `[${min}`}, ${max === undefined ? '∞)' : `${max}]`}`;
   const what = `expected ${integer ? 'an integer' : 'a finite number'} in ${range}`;
   if (typeof value !== 'number') fail('DTYPE', argument, `expected a number, got ${describe(value)}`);
@@ -156,8 +160,21 @@ export function checkNumber(
   if (min !== undefined && (exclusiveMin ? value <= min : value < min))
     fail('RANGE', argument, `${what}, got ${quote(value)}`);
   if (max !== undefined && value > max) fail('RANGE', argument, `${what}, got ${quote(value)}`);
+  // The GPU kernels take the value as an f32: past its range it would be ±Inf, below its least
+  // normal 0 (or a denormal a GPU flushes to 0), and the backends would disagree.
+  const a = Math.abs(value);
+  if (f32 && (a > F32_MAX || (a !== 0 && a < F32_MIN_NORMAL)))
+    fail(
+      'RANGE',
+      argument,
+      `${what} and 0 or an f32 normal (1.1754944e-38 ≤ |x| ≤ 3.4028235e38), got ${quote(value)}`,
+    );
   return value;
 }
+
+/** The largest finite f32 and the least positive normal one. */
+export const F32_MAX = 3.4028234663852886e38;
+export const F32_MIN_NORMAL = 1.1754943508222875e-38;
 
 /** checkNumber, with `fallback` for an absent (undefined) option. */
 export function numberOption(
@@ -208,7 +225,12 @@ export function checkOptions<T extends object>(
   keys: readonly (keyof T & string)[],
 ): Partial<T> {
   if (value === undefined) return {};
-  if (typeof value !== 'object' || value === null)
+  // A plain object (of any realm): arrays, typed arrays, Maps and Dates are refused, not read as {}.
+  if (
+    typeof value !== 'object' ||
+    value === null ||
+    Object.prototype.toString.call(value) !== '[object Object]'
+  )
     fail('DTYPE', argument, `expected an options object, got ${describe(value)}`);
   for (const k of Object.keys(value)) {
     if (!(keys as readonly string[]).includes(k)) {

@@ -8,7 +8,7 @@ import type { ResolvedVocab, RestrictedVocab, VocabHost } from '../backends/back
 import { fail } from '../errors.js';
 import { type ResolvedLayout, validateOffsets } from '../layout.js';
 import { Tensor } from '../tensor.js';
-import type { Take, TensorLike } from './validate.js';
+import { ownedView, type Take, type TensorLike } from './validate.js';
 
 /**
  * What the ops accept as `vocab`: restrictedVocab()'s result, or the three host arrays (tests and
@@ -142,7 +142,7 @@ export function resolveVocab(
     offsets: take('vocab.offsets', v.offsets, ['i32'], [G + 1]),
     columns: take('vocab.columns', v.columns, ['i32'], [columns.length]),
     tokenColumn: take('vocab.tokenColumn', v.tokenColumn, ['i32'], [T]),
-    hostOffsets: offsets,
+    hostOffsets: ownedView(offsets), // (a SharedArrayBuffer's is copied: the addon takes no shared memory)
   };
 }
 

@@ -6,6 +6,7 @@
  * lmhead.ts) and work on host arrays, synchronously: an op that finds a bad value throws at the op.
  */
 import type { DType, HostArrayMap } from '../../dtypes.js';
+import { GrpoKernelsError } from '../../errors.js';
 import type { Backend, DeviceInfo } from '../backend.js';
 import { jsAdvantages, jsExpandToTokens, jsWhiten } from './advantages.js';
 import {
@@ -21,8 +22,16 @@ import { jsTensor } from './storage.js';
 
 /** Median seconds of a memcpy of `bytes` bytes (TypedArray.set), after one warm-up. */
 function jsCopyProbe(bytes: number): number {
-  const src = new Uint8Array(bytes).fill(1);
-  const dst = new Uint8Array(bytes);
+  let src: Uint8Array;
+  let dst: Uint8Array;
+  try {
+    src = new Uint8Array(bytes).fill(1);
+    dst = new Uint8Array(bytes);
+  } catch (e) {
+    throw new GrpoKernelsError('OUT_OF_MEMORY', `js copyProbe: two host buffers of ${bytes} bytes: ${e}`, {
+      cause: e,
+    });
+  }
   const times: number[] = [];
   for (let i = 0; i < 6; i++) {
     const t0 = performance.now();

@@ -178,7 +178,7 @@ export async function webgpuAdvantages(k: WebGpuKit, a: AdvantagesArgs): Promise
   const divides = est === 'grpo' || est === 'grpo_passk';
   const needBatch = (divides && a.scale === 'batch') || est === 'gpg';
   k.checkVector('rewards', R);
-  if (perToken) k.checkVector('advantages', T);
+  if (perToken) k.checkVector('responseOffsets', T); // (its T tokens: the per-token output's length)
   if (G * STATE_BYTES > rt.limits.maxStorageBufferBindingSize) {
     throw new GrpoKernelsError(
       'SHAPE',
@@ -320,7 +320,7 @@ export async function webgpuExpandToTokens(k: WebGpuKit, a: ExpandToTokensArgs):
   const R = a.responseOffsets.length - 1;
   k.checkVector('values', R);
   k.checkVector('responseOffsets', R + 1);
-  k.checkVector('output', T);
+  k.checkVector('responseOffsets', T); // (its T tokens: the output's length)
   const pipe = T > 0 ? await k.pipelines.get(moduleKey(k), EXPAND, { WG: k.wg }) : undefined;
   return rt.run('expandToTokens', () => {
     const out = outputTensor(rt, 'f32', [T]);
