@@ -317,7 +317,7 @@ fn lm_state_out(grid: Grid, @builtin(local_invocation_index) lid: u32) {
   var x = 0.0;
   if (tgt != P.ignore_index) {
     st = row_state(r);
-    if (st.nan > 0.0) {
+    if (st.nan > 0.0 || is_pos_inf(st.m)) { // NaN or +Inf in the row: NaN sums (st_outputs's rule)
       st.s = nan_f32();
       st.sx = nan_f32();
       st.sq = nan_f32();
@@ -440,7 +440,7 @@ fn lm_grad_logits(grid: Grid, @builtin(local_invocation_index) lid: u32) {
       if (!ignored && !bad) {
         let x = acc[i][j] + bias_at(P.v0 + v);
         let lp = x * P.inv_t - lse;
-        let p = select(exp(lp), 0.0, is_neg_inf(x) || is_pos_inf(lse));
+        let p = select(select(exp(lp), 0.0, is_neg_inf(x) || is_pos_inf(lse)), nan_f32(), is_nan(lse)); // a NaN row: NaN everywhere
         d = (select(0.0, 1.0, i32(P.vocab_start + P.v0 + v) == tgt) - p) * gl;
         if (GRAD_ENTROPY) {
           d = d - ge * select(0.0, p * (lp + hh), p > 0.0);

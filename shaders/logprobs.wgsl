@@ -266,7 +266,7 @@ fn grad_at(e: u32) -> f32 {
   // p = 0 for a −Inf logit (even where 1/T underflows to 0 and −Inf·0 would be NaN), and where
   // lse = +Inf (|max|/T beyond f32), as in the float64 reference. P.inv_t is the f32 rounding of 1/T
   // here, unclamped: it also scales the gradient.
-  let p = select(exp(lp), 0.0, is_neg_inf(x) || is_pos_inf(lse));
+  let p = select(select(exp(lp), 0.0, is_neg_inf(x) || is_pos_inf(lse)), nan_f32(), is_nan(lse)); // a NaN row: NaN everywhere
   var d = (select(0.0, 1.0, i32(col) == tgt) - p) * grad_lp[g] * P.inv_t;
   if (GRAD_ENTROPY) {
     // p·(log p + H) → 0 where p = 0 (a −Inf logit); still multiply grad_h by that 0 so a NaN or
@@ -328,7 +328,11 @@ fn gather_probs(grid: Grid, @builtin(local_invocation_index) lid: u32) {
   let tl = local / k;
   let t = u32(group_tokens[g]) + tl;
   let c = u32(columns[u32(vocab_offsets[g]) + local - tl * k]);
-  let x = load_x(P.x_base + (t - P.row_base) * P.vocab + c);
+  // A column outside [0, V) (device columns that disagree with the validated host copy; a negative
+  // id wraps past V) reads nothing and gives NaN, as the cuda kernel does.
+  let inside = c < P.vocab;
+  let x = load_x(P.x_base + (t - P.row_base) * P.vocab + select(0u, c, inside));
   let lse = lse_in[t];
-  probs[e] = select(exp(x * P.inv_t - lse), 0.0, is_pos_inf(lse)); // lse = +Inf: p is 0 (as backward)
+  let p = select(exp(x * P.inv_t - lse), 0.0, is_pos_inf(lse)); // lse = +Inf: p is 0 (as backward)
+  probs[e] = select(nan_f32(), p, inside);
 }

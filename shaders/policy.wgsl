@@ -171,7 +171,7 @@ fn recf_add(a: RecF, b: RecF) -> RecF {
   return RecF(
     a.s0 + b.s0,
     a.s1 + b.s1,
-    vec4<f32>(a.s2.x + b.s2.x, min(a.s2.y, b.s2.y), max(a.s2.z, b.s2.z), 0.0),
+    vec4<f32>(a.s2.x + b.s2.x, min_nan(a.s2.y, b.s2.y), max_nan(a.s2.z, b.s2.z), 0.0),
   );
 }
 fn recf_at(i: u32) -> RecF {
@@ -243,15 +243,28 @@ fn entropy_at(t: u32) -> f32 {
 }
 
 // ---------------------------------------------------------------- the per-token math
+// NaN in, NaN out (the reference's Math.min / Math.max, src/backends/js/policy.ts): a clamp keeps a
+// NaN and every derivative mask lets it through. WGSL's min, max and clamp leave NaN to the
+// implementation (and a compiler may assume there is none), so NaN is tested by its bits (is_nan).
+fn min_nan(a: f32, b: f32) -> f32 {
+  return select(select(b, a, a < b), a, is_nan(a));
+}
+fn max_nan(a: f32, b: f32) -> f32 {
+  return select(select(b, a, a > b), a, is_nan(a));
+}
+fn clamp_nan(x: f32, lo: f32, hi: f32) -> f32 {
+  return select(clamp(x, lo, hi), x, is_nan(x));
+}
 // clamp to ±c, c = 0: no clamp.
 fn sym_clamp(x: f32, c: f32) -> f32 {
   if (c > 0.0) {
-    return clamp(x, -c, c);
+    return clamp_nan(x, -c, c);
   }
   return x;
 }
+// Inside the clamp band (bounds included, as torch.clamp's gradient), or NaN.
 fn inside(x: f32, c: f32) -> bool {
-  return c <= 0.0 || (x >= -c && x <= c);
+  return c <= 0.0 || is_nan(x) || (x >= -c && x <= c);
 }
 
 struct Tok {
@@ -272,10 +285,10 @@ fn surrogate(A: f32, l: f32, l_old: f32, log_s: f32) -> Tok {
   if (P.loss == LOSS_GSPO) {
     var ls = log_s;
     if (P.gspo_clamp > 0.0) {
-      ls = min(ls, P.gspo_clamp);
+      ls = min_nan(ls, P.gspo_clamp);
     }
     r.rho = exp(ls);
-    drho = select(0.0, r.rho, P.gspo_clamp <= 0.0 || log_s <= P.gspo_clamp);
+    drho = select(0.0, r.rho, P.gspo_clamp <= 0.0 || is_nan(log_s) || log_s <= P.gspo_clamp);
     r.kl_stat = -delta;
   } else {
     let dc = sym_clamp(delta, P.log_clamp);
@@ -290,10 +303,10 @@ fn surrogate(A: f32, l: f32, l_old: f32, log_s: f32) -> Tok {
   let hi = 1.0 + P.clip_high;
   switch P.loss {
     case LOSS_PPO, LOSS_GSPO: {
-      let capped = P.delta <= 0.0 || rho <= P.delta;
+      let capped = P.delta <= 0.0 || is_nan(rho) || rho <= P.delta; // NaN: u1 = NaN, never −A·δ
       let u1 = -A * select(P.delta, rho, capped);
       let in_band = rho >= lo && rho <= hi;
-      let u2 = -A * clamp(rho, lo, hi);
+      let u2 = -A * clamp_nan(rho, lo, hi);
       if (u2 > u1) {
         r.clipped = 1u;
         r.L = u2;
@@ -311,19 +324,22 @@ fn surrogate(A: f32, l: f32, l_old: f32, log_s: f32) -> Tok {
     case LOSS_CISPO: {
       var wc: f32;
       if (P.cispo_cap == 1u) {
-        wc = min(rho, P.clip_high);
+        wc = min_nan(rho, P.clip_high);
       } else {
-        wc = clamp(rho, lo, hi);
+        wc = clamp_nan(rho, lo, hi);
       }
-      r.clipped = select(0u, 1u, wc != rho);
+      r.clipped = select(0u, 1u, wc != rho || is_nan(rho)); // (NaN counts as clipped, as IEEE's !=)
       r.L = -wc * A * l;
       r.dL = -wc * A;
     }
     case LOSS_SAPO: {
       let tau = select(P.tau_neg, P.tau_pos, A > 0.0);
-      let s = 1.0 / (1.0 + exp(-tau * (rho - 1.0)));
+      let z = tau * (rho - 1.0);
+      let e = exp(-z);
+      let s = 1.0 / (1.0 + e);
       r.L = -(4.0 / tau) * s * A;
-      r.dL = -4.0 * s * (1.0 - s) * A * drho;
+      // σ'(z) = s(1 − s) as e^{−z}·s² for z ≥ 0: no cancellation in 1 − s as s → 1.
+      r.dL = -4.0 * select(s * (1.0 - s), e * s * s, z >= 0.0) * A * drho;
     }
     default: {
       r.L = -A * l;
@@ -344,7 +360,7 @@ fn kl_term(x: f32) -> vec2<f32> {
     }
     case KL_ABS: {
       v = abs(x);
-      dv = sign(x);
+      dv = select(sign(x), 0.0, is_nan(x)); // (the reference's 0 at NaN; WGSL's sign leaves it open)
     }
     case KL_K2: {
       v = 0.5 * x * x;
@@ -360,12 +376,12 @@ fn kl_term(x: f32) -> vec2<f32> {
   }
   if ((P.kl_est == KL_K3 || P.kl_value_all == 1u) && P.kl_value_clamp > 0.0) {
     let c = P.kl_value_clamp;
-    if (!(v >= -c && v <= c)) {
+    if (!is_nan(v) && (v < -c || v > c)) {
       dv = 0.0;
     }
-    v = clamp(v, -c, c);
+    v = clamp_nan(v, -c, c);
   }
-  if (P.kl_st == 1u) {
+  if (P.kl_st == 1u || is_nan(x)) { // (a NaN x: a NaN derivative, every estimator)
     dv = x;
   }
   return vec2<f32>(v, dv);
@@ -376,9 +392,9 @@ fn correct_weight(raw: f32) -> vec2<f32> {
   let ok = raw >= P.rollout_lower && raw <= P.rollout_upper;
   var w: f32;
   if (P.rollout_mask == 1u) {
-    w = select(0.0, raw, ok);
+    w = select(0.0, raw, ok || is_nan(raw)); // a NaN weight stays NaN
   } else {
-    w = clamp(raw, P.rollout_lower, P.rollout_upper);
+    w = clamp_nan(raw, P.rollout_lower, P.rollout_upper);
   }
   return vec2<f32>(w, select(1.0, 0.0, ok));
 }
@@ -425,8 +441,8 @@ fn part_add(a: Part, b: Part) -> Part {
   p.kl_val = a.kl_val + b.kl_val;
   p.ent_val = a.ent_val + b.ent_val;
   p.ratio_sum = a.ratio_sum + b.ratio_sum;
-  p.ratio_min = min(a.ratio_min, b.ratio_min);
-  p.ratio_max = max(a.ratio_max, b.ratio_max);
+  p.ratio_min = min_nan(a.ratio_min, b.ratio_min);
+  p.ratio_max = max_nan(a.ratio_max, b.ratio_max);
   p.w_sum = a.w_sum + b.w_sum;
   p.w_sq = a.w_sq + b.w_sq;
   p.n_tok = a.n_tok + b.n_tok;
@@ -686,8 +702,8 @@ fn token_terms(
 ) -> Terms {
   let k = surrogate(x.A, x.l, x.l_old, log_s);
   (*acc).ratio_sum = (*acc).ratio_sum + k.rho;
-  (*acc).ratio_min = min((*acc).ratio_min, k.rho);
-  (*acc).ratio_max = max((*acc).ratio_max, k.rho);
+  (*acc).ratio_min = min_nan((*acc).ratio_min, k.rho);
+  (*acc).ratio_max = max_nan((*acc).ratio_max, k.rho);
   (*acc).ppo_kl = (*acc).ppo_kl + k.kl_stat;
   (*acc).clip = (*acc).clip + k.clipped;
   (*acc).lower = (*acc).lower + k.lower;

@@ -425,7 +425,9 @@ fn thr_reweight(grid: Grid, @builtin(local_invocation_index) lid: u32) {
     } else if (abs(x) > tg) {
       out[t] = (1.0 + P.p * sign(x)) * A;
     } else if (P.mask == 1u) {
-      out[t] = 0.0 * A;
+      // The literal 0·A (−0 for negative A, NaN for a NaN or infinite A), spelled out: a WGSL
+      // compiler may fold 0.0 * A to 0.0.
+      out[t] = select(bitcast<f32>(bitcast<u32>(A) & 0x80000000u), nan_f32(), is_nan(A) || is_pos_inf(abs(A)));
     } else {
       out[t] = A;
     }

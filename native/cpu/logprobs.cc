@@ -560,7 +560,7 @@ double target_gradient(double x, double T, double l, double a1, double b1, doubl
   const double z = x / T;
   double v;
   if (z == -kInf) {
-    v = -(with_entropy ? a1 + b1 : a1) * 0;
+    v = -(with_entropy ? a1 + b1 : a1) * (l != l ? l : 0.0);  // a NaN row (NaN lse): NaN, as every element
   } else {
     const double logp = z - l;
     const double pr = __builtin_exp(logp);
@@ -598,7 +598,8 @@ void backward_chunk(const LogprobsBackwardParams& p, int64_t i, int64_t c0, int6
   const VF vnl2 = set1(float(-double(l) * 1.4426950408889634));
   const VF vln2 = set1(float(kLn2));
   const VF vneg_max = set1(-3.40282347e38f);
-  const VF vzg = set1(-(float(a1d) + float(b1d)) * 0.0f);
+  // (0, or NaN in a row whose lse is NaN: a NaN or +Inf logit makes every element of the row NaN)
+  const VF vzg = set1(-(float(a1d) + float(b1d)) * (l != l ? l : 0.0f));
   const VF vneg_a1 = set1(-float(a1d));
   auto grad = [&](VF x) {
     const VF t2 = fmadd(x, vs2, vnl2);
@@ -753,7 +754,10 @@ void gather_item(void* ctx, int64_t item, int) {
     for (int64_t k0 = 0; k0 < K; k0 += kChunk) {
       const int64_t n = K - k0 < kChunk ? K - k0 : kChunk;
       for (int64_t k = 0; k < n; ++k) {
-        y[k] = double(element(row, p.dtype, p.columns[c0 + k0 + k])) / p.temperature - l;
+        // A column outside [0, V) (device columns that disagree with the validated host copy) reads
+        // nothing and gives NaN, as the cuda and webgpu kernels do.
+        const int32_t c = p.columns[c0 + k0 + k];
+        y[k] = c >= 0 && c < p.vocab ? double(element(row, p.dtype, c)) / p.temperature - l : __builtin_nan("");
       }
       const int64_t n4 = n & ~int64_t(3);
       exp_to_f32(y, out + k0, n4);

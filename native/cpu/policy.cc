@@ -63,7 +63,8 @@
 // NUMERICS. f32 per token as the cuda kernels, sums as described (f32 chains of ≤ 16 terms, f64 past
 //   them), the response scalars and the final loss and statistics in f64. 0/0 (no valid token) is NaN
 //   as in the reference; NaN inputs propagate through the clamps (ratio min and max become NaN with
-//   any NaN ratio, as the reference's Math.min and Math.max).
+//   any NaN ratio, as the reference's Math.min and Math.max) and through every derivative mask
+//   (not_outside, ppo's cap, the mask mode's band): the reference's "NaN in, NaN out" rules.
 #include "kernels.h"
 #include "simd.h"
 
@@ -93,6 +94,8 @@ inline double dmax(double a, double b) { return a > b ? a : b; }
 // clamp(x, lo, hi) with NaN kept (the reference's Math.min(Math.max(x, lo), hi)).
 inline double dclamp(double x, double lo, double hi) { return x < lo ? lo : x > hi ? hi : x; }
 inline VF vclamp(VF x, VF lo, VF hi) { return clamp_hi(clamp_lo(x, lo), hi); }
+// Lanes not outside [lo, hi]: inside, or NaN. A derivative mask lets a NaN through (NaN in, NaN out).
+inline VM not_outside(VF x, VF lo, VF hi) { return mandnot(mask_of(true), mor(lt(x, lo), gt(x, hi))); }
 
 // ------------------------------------------------------------------------------------ lanes and memory
 inline int popcount(VM m) { return __builtin_popcount(unsigned(mbits(m))); }
@@ -272,7 +275,7 @@ Sums response_sums(const Job& J, int64_t t0, int64_t t1) {
 double correct_weight(const PolicyParams& p, double raw, bool& outside) {
   const bool ok = raw >= p.rollout_lower && raw <= p.rollout_upper;
   outside = !ok;
-  if (p.rollout_mode == RolloutMode::Mask) return ok ? raw : 0.0;
+  if (p.rollout_mode == RolloutMode::Mask) return raw < p.rollout_lower || raw > p.rollout_upper ? 0.0 : raw;  // NaN kept
   return dclamp(raw, p.rollout_lower, p.rollout_upper);
 }
 
@@ -303,7 +306,7 @@ Resp response_scalars(const Job& J, const Sums& s, Part& part) {
     const double log_s = s.d / nf;
     const double c = p.gspo_log_clamp;
     q.rho = float(__builtin_exp(log_s > c ? c : log_s));  // NaN kept
-    q.drho = log_s <= c ? q.rho : 0.0f;
+    q.drho = log_s > c ? 0.0f : q.rho;  // (NaN passes, as every derivative mask)
   }
   double w = 1.0;
   if (p.has_rollout && p.rollout_level != RolloutLevel::Token) {
@@ -335,7 +338,8 @@ inline VF token_weight(const Consts& k, VF old, VF roll, VM& outside) {
   const VF raw = exp_e(vclamp(sub(old, roll), k.nr_clamp, k.r_clamp));
   const VM ok = mand(ge(raw, k.r_lo), le(raw, k.r_hi));
   outside = mandnot(mask_of(true), ok);
-  return blend(k.r_mask, keep(ok, raw), vclamp(raw, k.r_lo, k.r_hi));
+  const VM kept = not_outside(raw, k.r_lo, k.r_hi);  // (a NaN weight stays NaN in mask mode)
+  return blend(k.r_mask, keep(kept, raw), vclamp(raw, k.r_lo, k.r_hi));
 }
 
 // ------------------------------------------------------------------------------------ pass B
@@ -422,14 +426,14 @@ void tokens_item(void* ctx, int64_t item, int) {
       const VF delta = sub(l, o);
       const VF dc = vclamp(delta, k.nlclamp, k.lclamp);
       rho = exp_e(dc);
-      drho = keep(mand(ge(delta, k.nlclamp), le(delta, k.lclamp)), rho);  // bounds included (torch.clamp)
+      drho = keep(not_outside(delta, k.nlclamp, k.lclamp), rho);  // bounds included (torch.clamp)
       kl_stat = mul(k.neg1, dc);
     }
     // The surrogate L and ∂L/∂ℓ.
     VF Lt, dL;
     VM clipped = mask_of(false), low = mask_of(false);
     if (L == kPpo || L == kGspo) {
-      const VM capped = le(rho, k.delta);
+      const VM capped = mandnot(mask_of(true), gt(rho, k.delta));  // NaN: u1 = NaN, never −A·δ
       const VF u1 = mul(nA, blend(capped, rho, k.delta));
       const VM in_band = mand(ge(rho, k.lo), le(rho, k.hi));
       const VF u2 = mul(nA, vclamp(rho, k.lo, k.hi));
@@ -450,9 +454,13 @@ void tokens_item(void* ctx, int64_t item, int) {
     } else if (L == kSapo) {
       const VM pos = gt(A, k.zero);
       const VF tau = blend(pos, k.tau_pos, k.tau_neg);
-      const VF s = divide(k.one, add(k.one, exp_e(mul(mul(k.neg1, tau), sub(rho, k.one)))));
+      const VF z = mul(tau, sub(rho, k.one));
+      const VF e = exp_e(mul(k.neg1, z));
+      const VF s = divide(k.one, add(k.one, e));
       Lt = mul(mul(mul(k.neg1, blend(pos, k.f4_pos, k.f4_neg)), s), A);
-      dL = mul(mul(mul(mul(set1(-4.0f), s), sub(k.one, s)), A), drho);
+      // σ'(z) = s(1 − s) as e^{−z}·s² for z ≥ 0: no cancellation in 1 − s as s → 1.
+      const VF ds = blend(lt(z, k.zero), mul(s, sub(k.one, s)), mul(e, mul(s, s)));
+      dL = mul(mul(mul(set1(-4.0f), ds), A), drho);
     } else {  // reinforce
       Lt = mul(nA, l);
       dL = nA;
@@ -487,17 +495,17 @@ void tokens_item(void* ctx, int64_t item, int) {
         const VF yc = vclamp(y, k.nkl_in, k.kl_in);
         const VF e = exp_e(yc);
         kv = sub(sub(e, yc), k.one);
-        dv = keep(mand(ge(y, k.nkl_in), le(y, k.kl_in)), sub(k.one, e));
+        dv = keep(not_outside(y, k.nkl_in, k.kl_in), sub(k.one, e));
       }
       if (K == kK3) {
-        dv = keep(mand(ge(kv, k.nkl_val), le(kv, k.kl_val)), dv);
+        dv = keep(not_outside(kv, k.nkl_val, k.kl_val), dv);
         kv = vclamp(kv, k.nkl_val, k.kl_val);
       } else {
-        const VM out = mandnot(k.kl_vclamp, mand(ge(kv, k.nkl_val), le(kv, k.kl_val)));
+        const VM out = mandnot(k.kl_vclamp, not_outside(kv, k.nkl_val, k.kl_val));
         dv = blend(out, k.zero, dv);
         kv = blend(k.kl_vclamp, vclamp(kv, k.nkl_val, k.kl_val), kv);
       }
-      dv = blend(k.kl_st, x, dv);
+      dv = blend(mor(k.kl_st, neq(x, x)), x, dv);  // (a NaN x: a NaN derivative, every estimator)
       g = fmadd(c.c_kl, dv, g);
       contrib = fmadd(c.c_kl, kv, contrib);
       tl = fmadd(k.beta, kv, tl);

@@ -379,7 +379,7 @@ struct Members<true> {
   __device__ float first(const float* r, const Seg& s) const { return s.j == 0 && s.n > 0 ? r[s.lo] : 0.f; }
   template <class F>
   __device__ void each(const float* r, const Seg& s, F&& f) const {
-    for (int i = s.lo + s.j; i < s.lo + s.n; i += 32) f(i, r[i]);
+    for (int64_t i = s.lo + s.j; i < int64_t(s.lo) + s.n; i += 32) f(int(i), r[i]);
   }
 };
 
@@ -665,7 +665,7 @@ __global__ void expand_kernel(const float* __restrict__ v, const int* __restrict
   if (st) x = ((x - st->pivot) - st->shift) * st->rstd;
   if (fix) x = nan_to_num(x);  // nanRewards 'unscorable': an unscorable response's tokens (NaN) get 0
   const int t1 = ro[r + 1];
-  for (int t = ro[r] + (threadIdx.x & 31); t < t1; t += 32) out[t] = x;
+  for (int64_t t = ro[r] + (threadIdx.x & 31); t < t1; t += 32) out[t] = x;  // (64-bit: t1 may be near 2^31)
 }
 
 __global__ void whiten_apply_kernel(const float* __restrict__ x, const uint8_t* __restrict__ mask, int64_t n,

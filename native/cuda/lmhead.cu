@@ -1806,18 +1806,18 @@ Status launch_linear_logprobs_backward(const LinearLogprobsBackwardParams& p, co
                                        ErrorFlags* flags) {
   const char* op = "linearLogprobsBackward";
   GK_TRY(check_head(p.rows, p.dim, p.vocab, p.temperature, op));
-  GK_REQUIRE((p.dim == 0 || (p.weight && p.grad_weight)) && p.targets && p.lse && p.grad_logprobs,
-             std::string(op) + ": null pointer");
+  GK_REQUIRE(p.dim == 0 || (p.weight && p.grad_weight), std::string(op) + ": null pointer");
   GK_REQUIRE(p.grad_entropy == nullptr || p.entropy != nullptr, std::string(op) + ": gradEntropy needs entropy");
   GK_REQUIRE(p.grad_dtype == DType::F32 || p.grad_dtype == p.dtype,
              std::string(op) + ": gradDtype must be f32 or the head's dtype");
   const bool narrow = p.grad_dtype != DType::F32;
   const size_t ges = dtype_size(p.grad_dtype);
-  if (p.rows == 0) {  // empty sums (+0 in every dtype)
+  if (p.rows == 0) {  // empty sums (+0 in every dtype); the per-row inputs are empty (null pointers)
     if (p.dim > 0) GK_CHECK(cudaMemsetAsync(p.grad_weight, 0, size_t(p.vocab * p.dim) * ges, env.stream));
     if (p.grad_bias) GK_CHECK(cudaMemsetAsync(p.grad_bias, 0, size_t(p.vocab) * ges, env.stream));
     return Status::Ok();
   }
+  GK_REQUIRE(p.targets && p.lse && p.grad_logprobs, std::string(op) + ": null pointer");
   GK_REQUIRE(p.dim == 0 || (p.hidden && p.grad_hidden), std::string(op) + ": null pointer");
   LmheadPlan plan = lmhead_plan(p.rows, p.vocab, p.dim, p.dtype);
   if (p.chunk_rows > 0) plan.chunk_rows = p.chunk_rows;

@@ -374,7 +374,7 @@ __global__ void gather_probs_kernel(const T* __restrict__ logits, const float* _
   const float l2 = lse[t] * kLog2e;
   const float s2 = l2 == INFINITY ? FLT_MIN : scale2;  // lse = +Inf: p = 0 (as the backward)
   const T* row = logits + t * vocab;
-  for (int k = threadIdx.x; k < K; k += blockDim.x) {
+  for (int64_t k = threadIdx.x; k < K; k += blockDim.x) {
     const int c = cols[k0 + k];
     const float x = (c >= 0 && c < vocab) ? load_f32(row + c) : NAN;
     o[k] = exp2f(fmaf(x, s2, -l2));

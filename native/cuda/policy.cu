@@ -76,6 +76,10 @@ constexpr int kFlatStep = kThreads * kFlatK;  // and per block step
 constexpr int kPhaseHost = 0, kPhaseStats = 1, kPhaseDevice = 2;
 
 // A partial record: sums over a set of responses.
+// min / max that keep a NaN operand (the reference's Math.min / Math.max; fminf and fmaxf drop it).
+GK_HOST_DEVICE inline float min_nan(float a, float b) { return a < b || a != a ? a : b; }
+GK_HOST_DEVICE inline float max_nan(float a, float b) { return a > b || a != a ? a : b; }
+
 struct Part {
   float pg, kl, ent;  // Σ a_r S_r, Σ a^kl_r K_r, Σ a^H_r H_r
   float ppo_kl, kl_val, ent_val, ratio_sum, ratio_min, ratio_max, w_sum, w_sq;
@@ -99,8 +103,8 @@ GK_HOST_DEVICE inline Part part_add(const Part& a, const Part& b) {
   p.kl_val = a.kl_val + b.kl_val;
   p.ent_val = a.ent_val + b.ent_val;
   p.ratio_sum = a.ratio_sum + b.ratio_sum;
-  p.ratio_min = fminf(a.ratio_min, b.ratio_min);
-  p.ratio_max = fmaxf(a.ratio_max, b.ratio_max);
+  p.ratio_min = min_nan(a.ratio_min, b.ratio_min);
+  p.ratio_max = max_nan(a.ratio_max, b.ratio_max);
   p.w_sum = a.w_sum + b.w_sum;
   p.w_sq = a.w_sq + b.w_sq;
   p.n_tok = a.n_tok + b.n_tok;
@@ -172,9 +176,12 @@ __device__ Part warp_part(Part p) {
 }
 
 __device__ __forceinline__ bool valid(const Dev& d, int t) { return d.mask == nullptr || d.mask[t] != 0; }
-// Inclusive bounds, as torch.clamp passes the gradient at them; ±Inf bounds: no clamp.
-__device__ __forceinline__ bool inside(float x, float c) { return x >= -c && x <= c; }
-__device__ __forceinline__ float sym_clamp(float x, float c) { return fminf(fmaxf(x, -c), c); }
+// Inclusive bounds, as torch.clamp passes the gradient at them; ±Inf bounds: no clamp. NaN in, NaN out
+// (the reference's Math.min / Math.max, src/backends/js/policy.ts): a clamp keeps a NaN and a derivative
+// mask lets it through (fminf / fmaxf alone would turn it into a bound).
+__device__ __forceinline__ bool inside(float x, float c) { return !(x < -c || x > c); }
+__device__ __forceinline__ float clamp_nan(float x, float lo, float hi) { return isnan(x) ? x : fminf(fmaxf(x, lo), hi); }
+__device__ __forceinline__ float sym_clamp(float x, float c) { return clamp_nan(x, -c, c); }
 
 struct Tok {
   float L, dL, rho, kl_stat;
@@ -188,8 +195,8 @@ __device__ Tok surrogate(const Dev& d, float A, float l, float old, float log_s)
   Tok r;
   float drho;
   if (d.loss == int(PolicyLossKind::Gspo)) {
-    r.rho = expf(fminf(log_s, d.gspo_clamp));
-    drho = log_s <= d.gspo_clamp ? r.rho : 0.f;
+    r.rho = expf(min_nan(log_s, d.gspo_clamp));
+    drho = log_s > d.gspo_clamp ? 0.f : r.rho;
     r.kl_stat = -delta;
   } else {
     const float dc = sym_clamp(delta, d.log_clamp);
@@ -204,10 +211,10 @@ __device__ Tok surrogate(const Dev& d, float A, float l, float old, float log_s)
   switch (static_cast<PolicyLossKind>(d.loss)) {
     case PolicyLossKind::Ppo:
     case PolicyLossKind::Gspo: {
-      const bool capped = rho <= d.delta;
+      const bool capped = !(rho > d.delta);  // NaN: u1 = NaN, never −A·δ
       const float u1 = -A * (capped ? rho : d.delta);
       const bool in_band = rho >= lo && rho <= hi;
-      const float u2 = -A * fminf(fmaxf(rho, lo), hi);
+      const float u2 = -A * clamp_nan(rho, lo, hi);
       if (u2 > u1) {
         r.clipped = 1;
         r.L = u2;
@@ -224,7 +231,7 @@ __device__ Tok surrogate(const Dev& d, float A, float l, float old, float log_s)
       break;
     }
     case PolicyLossKind::Cispo: {
-      const float wc = d.cispo_cap ? fminf(rho, d.clip_high) : fminf(fmaxf(rho, lo), hi);
+      const float wc = d.cispo_cap ? min_nan(rho, d.clip_high) : clamp_nan(rho, lo, hi);
       r.clipped = wc != rho ? 1 : 0;
       r.L = -wc * A * l;
       r.dL = -wc * A;
@@ -232,9 +239,12 @@ __device__ Tok surrogate(const Dev& d, float A, float l, float old, float log_s)
     }
     case PolicyLossKind::Sapo: {
       const float tau = A > 0.f ? d.tau_pos : d.tau_neg;
-      const float s = 1.f / (1.f + expf(-tau * (rho - 1.f)));
+      const float z = tau * (rho - 1.f);
+      const float e = expf(-z);
+      const float s = 1.f / (1.f + e);
       r.L = -(4.f / tau) * s * A;
-      r.dL = -4.f * s * (1.f - s) * A * drho;
+      // σ'(z) = s(1 − s) as e^{−z}·s² for z ≥ 0: no cancellation in 1 − s as s → 1.
+      r.dL = -4.f * (z >= 0.f ? e * s * s : s * (1.f - s)) * A * drho;
       break;
     }
     default:  // reinforce
@@ -272,15 +282,15 @@ __device__ void kl_term(const Dev& d, float x, float& v, float& dv) {
     if (!inside(v, c)) dv = 0.f;
     v = sym_clamp(v, c);
   }
-  if (d.kl_st) dv = x;
+  if (d.kl_st || isnan(x)) dv = x;  // (a NaN x: a NaN derivative, every estimator)
 }
 
 // A raw rollout weight after truncate / mask; `clipped`: it was outside [lower, upper] (NaN is).
 __device__ __forceinline__ float correct_weight(const Dev& d, float raw, unsigned& clipped) {
   const bool ok = raw >= d.r_lower && raw <= d.r_upper;
   clipped = ok ? 0 : 1;
-  if (d.mode_mask) return ok ? raw : 0.f;
-  return fminf(fmaxf(raw, d.r_lower), d.r_upper);
+  if (d.mode_mask) return raw < d.r_lower || raw > d.r_upper ? 0.f : raw;  // NaN kept
+  return clamp_nan(raw, d.r_lower, d.r_upper);
 }
 
 struct Scales {
@@ -375,8 +385,8 @@ __device__ __forceinline__ Terms token_terms(const Dev& d, const In& x, float lo
                                              const Scales& s, float ga, float ckl, Part& acc) {
   const Tok k = surrogate(d, x.A, x.l, x.old, log_s);
   acc.ratio_sum += k.rho;
-  acc.ratio_min = fminf(acc.ratio_min, k.rho);
-  acc.ratio_max = fmaxf(acc.ratio_max, k.rho);
+  acc.ratio_min = min_nan(acc.ratio_min, k.rho);
+  acc.ratio_max = max_nan(acc.ratio_max, k.rho);
   acc.ppo_kl += k.kl_stat;
   acc.clip += k.clipped;
   acc.lower += k.lower;
@@ -437,7 +447,7 @@ __device__ void response(const Dev& d, int t0, int t1, const In& first, const Sc
     if (seq_level) lsum += x.old - x.roll;
   };
   if (t0 + lane < t1) pass_a(first);
-  for (int t = t0 + lane + 32; t < t1; t += 32) pass_a(load_in(d, t));
+  for (int64_t t = t0 + lane + 32; t < t1; t += 32) pass_a(load_in(d, int(t)));  // (64-bit: t1 may be near 2^31)
   n = warp_sum_u(n);
   dsum = warp_sum(dsum);
   lsum = warp_sum(lsum);
@@ -481,7 +491,7 @@ __device__ void response(const Dev& d, int t0, int t1, const In& first, const Sc
     if (write) write_token(d, t, k, ge);
   };
   if (t0 + lane < t1) pass_b(t0 + lane, first);
-  for (int t = t0 + lane + 32; t < t1; t += 32) pass_b(t, load_in(d, t));
+  for (int64_t t = t0 + lane + 32; t < t1; t += 32) pass_b(int(t), load_in(d, int(t)));
   acc.kl_val += K;
   acc.ent_val += H;
   // The response's sums, weighted by its a_r: every lane gets the same butterfly result, lane 0 keeps it.
@@ -602,11 +612,11 @@ __device__ unsigned flat_sequences(const Dev& d) {
       pending &= pending - 1;
       const int u0 = __shfl_sync(kFull, t0, src) + kHead, u1 = __shfl_sync(kFull, t1, src);
       bool found = false;
-      for (int u = u0; u < u1 && !found; u += 32 * kScan) {
+      for (int64_t u = u0; u < u1 && !found; u += 32 * kScan) {  // (64-bit: u1 may be near 2^31)
         bool f = false;
 #pragma unroll
         for (int j = 0; j < kScan; ++j) {
-          const int t = u + j * 32 + lane;
+          const int64_t t = u + j * 32 + lane;
           if (t < u1) f |= d.mask[t] != 0;
         }
         found = __ballot_sync(kFull, f) != 0;

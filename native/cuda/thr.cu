@@ -1136,7 +1136,7 @@ __global__ void thr_finish_kernel(const int* __restrict__ go, const int* __restr
   const int lane = threadIdx.x & 31;
   const int r0 = go[g], r1 = go[g + 1];
   if (deg[g]) {
-    for (int t = ro[r0] + lane; t < ro[r1]; t += 32) thr[t] = 0.f;
+    for (int64_t t = ro[r0] + lane; t < ro[r1]; t += 32) thr[t] = 0.f;  // (64-bit: T may be near 2^31)
     if (lane == 0) tau[g] = NAN;
     return;
   }
@@ -1145,7 +1145,7 @@ __global__ void thr_finish_kernel(const int* __restrict__ go, const int* __restr
     const int a = ro[r], b = ro[r + 1];
     if (correct[r]) {
       float sum = 0.f;
-      for (int t = a + lane; t < b; t += 32) {
+      for (int64_t t = a + lane; t < b; t += 32) {
         const float x = s[t];
         thr[t] = x;
         sum += x;
@@ -1157,7 +1157,7 @@ __global__ void thr_finish_kernel(const int* __restrict__ go, const int* __restr
         min_mean = (isnan(min_mean) || isnan(m)) ? NAN : fminf(min_mean, m);
       }
     } else {
-      for (int t = a + lane; t < b; t += 32) thr[t] = -s[t];
+      for (int64_t t = a + lane; t < b; t += 32) thr[t] = -s[t];
     }
   }
   if (lane == 0) tau[g] = beta * min_mean;

@@ -644,6 +644,60 @@ function determinismCase(dtype: FloatDType): SelfCase {
   };
 }
 
+/**
+ * Edges the fuzzing of 2026-11-28 found backends disagreeing on, checked by themselves: a +Inf logit
+ * makes a row's state sums NaN (as its logprobs are); at the smallest temperature a state's max term
+ * is e^0 = 1, so its sums are finite (the js reference once took an f32 max against f64 logits);
+ * the backward of zero rows gives empty gradHidden and a zero gradWeight.
+ */
+function edgeCase(): SelfCase {
+  return {
+    kind: 'self',
+    name: 'edges: a +Inf logit in a state, states at T = 2^-126, the backward of zero rows',
+    async run(ctx) {
+      const problems: string[] = [];
+      const logits = ctx.tensor(new Float32Array([Number.POSITIVE_INFINITY, 1, 2, 0.5, 1, 2]), [2, 3]);
+      const s = await ctx.logprobStates(logits, new Int32Array([0, 1]), { entropy: true, sumSquares: true });
+      const sums = [await s.sumExp.read(), await s.sumExpDelta!.read(), await s.sumExpSq!.read()];
+      if (!sums.every((x) => Number.isNaN(x[0])))
+        problems.push(`+Inf row: sums ${sums.map((x) => x[0])}, expected NaN`);
+      if (!sums.every((x) => Number.isFinite(x[1])))
+        problems.push(`finite row: sums ${sums.map((x) => x[1])}`);
+      const x = makeHead({ N: 3, d: 5, V: 7, dtype: 'f32', seed: 61 });
+      const H = ctx.tensor(x.hidden as Float32Array, [3, 5]);
+      const W = ctx.tensor(x.weight as Float32Array, [7, 5]);
+      const tiny = await ctx.linearLogprobStates(H, W, new Int32Array([0, 3, 6]), { temperature: 2 ** -126 });
+      const se = await tiny.sumExp.read();
+      if (!se.every((v) => v >= 1 && Number.isFinite(v)))
+        problems.push(`T = 2^-126: sumExp ${Array.from(se)}`);
+      const empty = ctx.tensor(new Float32Array(0), [0, 5]);
+      const g = await ctx.linearLogprobsBackward(
+        empty,
+        W,
+        new Int32Array(0),
+        new Float32Array(0),
+        new Float32Array(0),
+      );
+      if (g.gradHidden.shape.join() !== '0,5')
+        problems.push(`N = 0: gradHidden shape [${g.gradHidden.shape}]`);
+      const gw = await g.gradWeight.read();
+      if (gw.length !== 35 || !gw.every((v) => v === 0)) problems.push('N = 0: gradWeight is not all +0');
+      for (const t of [
+        logits,
+        H,
+        W,
+        empty,
+        g.gradHidden,
+        g.gradWeight,
+        ...Object.values(s),
+        ...Object.values(tiny),
+      ])
+        if (t && typeof t === 'object' && 'dispose' in t) (t as Tensor).dispose();
+      return problems;
+    },
+  };
+}
+
 // ---------------------------------------------------------------- the table
 
 export function lmheadCases(_options: CaseOptions = {}): Case[] {
@@ -717,6 +771,7 @@ export function lmheadCases(_options: CaseOptions = {}): Case[] {
     ),
     gradDtypeInputCase({ N: 130, d: 67, V: 1001, dtype: 'f16', seed: 58, bias: true }, false),
     gradDtypeInputCase({ N: 9, d: 33, V: 300, dtype: 'f32', seed: 59, bias: true }, true),
+    edgeCase(),
 
     ...[1, 2, 3, 8].map((k) =>
       shardedCase({ N: 11, d: 48, V: 257, dtype: 'f32', seed: 40 + k, bias: true, ignored: [4] }, k, {

@@ -131,8 +131,9 @@ export function bruteBackward(
       const z = x[k] / t;
       const onehot = j === targets[i] ? 1 : 0;
       if (z === Number.NEGATIVE_INFINITY) {
-        // p = 0 exactly: only the target's g/T, and a NaN upstream gradient still poisons the row.
-        values[k] = (gi / t) * onehot - (gE ? (ge / t) * 0 : 0);
+        // p = 0 exactly: only the target's g/T, and a NaN upstream gradient still poisons the row;
+        // in a row whose lse is NaN (a NaN or +Inf logit in it) p is NaN here as everywhere.
+        values[k] = Number.isNaN(lse[i]) ? Number.NaN : (gi / t) * onehot - (gE ? (ge / t) * 0 : 0);
         continue;
       }
       const lp = z - lse[i];
@@ -171,6 +172,12 @@ export function gatherWant(
     const cols = vocab.columns.subarray(vocab.offsets[grp], vocab.offsets[grp + 1]);
     for (let tok = responseOffsets[groupOffsets[grp]]; tok < responseOffsets[groupOffsets[grp + 1]]; tok++) {
       for (const c of cols) {
+        if (c < 0 || c >= vocabSize) {
+          // (a device column outside the row: NaN, never another row's logit)
+          values.push(Number.NaN);
+          scale.push(0);
+          continue;
+        }
         const z = x[tok * vocabSize + c] / temperature;
         const p = Math.exp(z - lse[tok]);
         values.push(p);
@@ -839,6 +846,38 @@ export const BACKWARD_CASES: readonly Case[] = [
       expect(got.gradLogits[16 + 5] === 0, 'a masked element is 0').toBe(true);
     },
   }),
+  // A NaN or +Inf logit in a live row (its lse NaN) makes the row's whole gradient NaN: its −Inf
+  // elements and a −Inf target included (DESIGN.md: every output of such a row is NaN).
+  ...[false, true].flatMap((withEntropy) =>
+    [Number.NaN, Number.POSITIVE_INFINITY].map((bad) =>
+      backwardCase({
+        name: `a ${bad} logit among −Inf ones (${withEntropy ? 'entropy' : 'logprobs'})`,
+        seed: 71,
+        rows: 3,
+        vocab: 40,
+        dtype: 'f32',
+        temperature: 1,
+        withEntropy,
+        ignoreFraction: 0,
+        maskFraction: 0,
+        edit: (c) => {
+          const v = c.logits as Float32Array;
+          c.targets.set([2, 3, 4]);
+          v[40 + 1] = bad;
+          v[40 + 3] = Number.NEGATIVE_INFINITY; // row 1's target
+          v[40 + 9] = Number.NEGATIVE_INFINITY;
+          v[80 + 9] = Number.NEGATIVE_INFINITY;
+        },
+        check: (got) => {
+          for (let i = 0; i < 3; i++) {
+            const row = got.gradLogits.subarray(i * 40, (i + 1) * 40);
+            if (i === 1) expect(row.every(Number.isNaN), 'row 1 all NaN').toBe(true);
+            else expect(row.some(Number.isNaN), `row ${i} has no NaN`).toBe(false);
+          }
+        },
+      }),
+    ),
+  ),
   // A NaN upstream gradient makes its whole row NaN, masked (−Inf) elements included.
   ...[false, true].map((withEntropy) =>
     backwardCase({
@@ -916,6 +955,8 @@ export interface GatherSpec {
   temperature: number;
   tokenRange?: number;
   skip?: Partial<Record<BackendName, string>>;
+  /** Device columns that differ from the (validated) host copy: a hand-built, inconsistent vocab. */
+  deviceColumns?: (columns: Int32Array) => Int32Array;
 }
 
 function gatherCase(s: GatherSpec): RefCase {
@@ -935,18 +976,20 @@ function gatherCase(s: GatherSpec): RefCase {
       const { g, lse } = input();
       const logits = ctx.tensor(g.logits as Float32Array, [g.numTokens, g.vocabSize], g.dtype as 'f32');
       const vocab = await ctx.restrictedVocab(g.tokens, g.layout);
+      const columns = s.deviceColumns ? ctx.tensor(s.deviceColumns(vocab.host.columns)) : vocab.columns;
       const probs = await ctx.gatherProbs(logits, lse, {
         layout: g.layout,
-        vocab,
+        vocab: { ...vocab, columns },
         temperature: s.temperature,
       });
       const out: Outputs = { probs: { dtype: 'f32', data: (await probs.read()) as Float32Array } };
-      for (const t of [logits, probs, vocab.offsets, vocab.columns, vocab.tokenColumn]) t.dispose();
+      for (const t of [logits, probs, vocab.offsets, vocab.columns, vocab.tokenColumn, columns]) t.dispose();
       return out;
     },
     want() {
       const { g, x, lse } = input();
-      return { probs: gatherWant(x, g.vocabSize, g.layout, g.vocab, lse, s.temperature) };
+      const vocab = s.deviceColumns ? { ...g.vocab, columns: s.deviceColumns(g.vocab.columns) } : g.vocab;
+      return { probs: gatherWant(x, g.vocabSize, g.layout, vocab, lse, s.temperature) };
     },
   };
 }
@@ -963,6 +1006,25 @@ function rolloutLengths(seed: number, groups: number, perGroup: number) {
 }
 
 export const GATHER_CASES: readonly Case[] = [
+  // Memory safety: device columns outside [0, V) (negative, V, 10^8) are never read; they give NaN.
+  gatherCase({
+    name: 'device columns outside the row',
+    seed: 39,
+    ...rolloutLengths(38, 2, 3),
+    vocab: 300,
+    dtype: 'f32',
+    temperature: 1,
+    deviceColumns: (c) => {
+      const d = c.slice();
+      for (const [i, v] of [
+        [0, -7],
+        [2, 300],
+        [d.length - 1, 100_000_000],
+      ])
+        if (i < d.length) d[i] = v;
+      return d;
+    },
+  }),
   // Ragged: empty responses, singleton groups, and a group whose responses are all empty.
   ...FLOATS.map((dtype) =>
     gatherCase({

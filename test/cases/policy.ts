@@ -479,7 +479,9 @@ export function refPolicy(d: PolicyData, k: RefConv): PolicyRef {
     const fix = (raw: number) => {
       const inside = raw >= rc.lower && raw <= rc.upper;
       return {
-        w: rc.mode === 'truncate' ? clip(raw, rc.lower, rc.upper) : inside ? raw : 0,
+        // mask: a NaN weight stays NaN (NaN in, NaN out), as the backends keep it
+        w:
+          rc.mode === 'truncate' ? clip(raw, rc.lower, rc.upper) : raw < rc.lower || raw > rc.upper ? 0 : raw,
         clipped: !inside,
       };
     };
@@ -1319,6 +1321,39 @@ function specs(): CaseSpec[] {
     data: () => withFullyMasked(makeData({ seed: 227, lengths: [3, 4], maskP: 0.5 }), true),
     options: {},
     how: { deviceMask: true },
+  });
+
+  // NaN in, NaN out (src/backends/js/policy.ts, "Numerics"): a NaN at valid tokens of one input makes
+  // the loss and those tokens' gradient and tokenLoss NaN (every token of a response through a
+  // per-response quantity: gspo's ratio, a sequence-level rollout weight), on every backend; the other
+  // tokens keep their values. The reference's finite differences give NaN there by themselves.
+  const nanCases: [string, keyof PolicyData, PolicyLossOptions][] = [
+    ['logprobs, ppo', 'lp', {}],
+    ['oldLogprobs, ppo with delta', 'old', { delta: 2 }],
+    ['oldLogprobs, cispo', 'old', { loss: 'cispo' }],
+    ['advantages, sapo', 'adv', { loss: 'sapo' }],
+    ['logprobs, gspo (the whole response)', 'lp', { loss: 'gspo' }],
+    ['refLogprobs, k3 KL', 'ref', { kl: { coef: 0.1 } }],
+    ['refLogprobs, k1 KL', 'ref', { kl: { estimator: 'k1', coef: 0.1 } }],
+    ['rolloutLogprobs, token weights, mask mode', 'roll', { rolloutCorrection: { mode: 'mask' } }],
+    ['rolloutLogprobs, sequence weights', 'roll', { rolloutCorrection: { level: 'sequence' } }],
+  ];
+  for (const [i, [what, field, options]] of nanCases.entries()) {
+    out.push({
+      name: `NaN in ${what}`,
+      data: () => {
+        const d = makeData({ seed: 240 + i, lengths: [5, 3, 0, 8, 2], ent: true, ref: true, roll: true });
+        const x = (d[field] as Float32Array).slice();
+        for (const t of [1, 9]) x[t] = Number.NaN; // in the first and the fourth response
+        return { ...d, [field]: x };
+      },
+      options: { ...options, tokenLoss: true },
+    });
+  }
+  out.push({
+    name: "sapo's gradient where σ is near 1 (ratios up to e^3)",
+    data: { seed: 250, lengths: [4, 1, 6, 3], spread: 0.15, shift: 2.6 }, // (every gradient ~e^{−z}, z ≈ 12)
+    options: { loss: 'sapo', tokenLoss: true },
   });
 
   // Sizes: several chunks of responses, long responses, one very long response.

@@ -397,9 +397,11 @@ function stateArrays(rows: number, entropy: boolean, sumSquares: boolean): State
 }
 
 /**
- * Row i's state over x[base .. base + V) (raw logits, f64): max = the largest raw logit rounded to
- * f32 (NaN skipped), and the sums taken in f64 against that f32 max, d = (x − max)/T, so the state is
- * consistent in the f32 form it is stored in; the sums round to f32 once. A NaN logit makes the sums
+ * Row i's state over x[base .. base + V) (raw logits, f64), each logit rounded to f32 first (as the
+ * other backends hold them): max = the largest (NaN skipped), and the sums taken in f64 against it,
+ * d = (x − max)/T, so the state is consistent in the f32 form it is stored in, and its max term is
+ * e^0 = 1 at any temperature (against an f64 logit an f32 max would be off by up to 2^-24·|max|,
+ * which a tiny T turns into an overflow); the sums round to f32 once. A NaN logit makes the sums
  * NaN; a +Inf max gives NaN sums (Inf − Inf), which merging turns into NaN outputs.
  */
 function storeState(
@@ -414,17 +416,17 @@ function storeState(
   let m = Number.NEGATIVE_INFINITY;
   let nan = false;
   for (let j = 0; j < V; j++) {
-    const v = x[base + j];
+    const v = Math.fround(x[base + j]);
     if (v > m) m = v;
     else if (Number.isNaN(v)) nan = true;
   }
-  const m32 = Math.fround(m);
+  const m32 = m;
   let s0 = 0;
   let s1 = 0;
   let s2 = 0;
   if (m32 !== Number.NEGATIVE_INFINITY) {
     for (let j = 0; j < V; j++) {
-      const v = x[base + j];
+      const v = Math.fround(x[base + j]);
       if (!(v > Number.NEGATIVE_INFINITY)) continue; // −Inf adds 0; NaN is flagged above
       const d = (v - m32) / T;
       const e = Math.exp(d);

@@ -328,8 +328,9 @@ export function jsLogprobsBackward(a: LogprobsBackwardArgs): Tensor<FloatDType> 
       const z = x[xb + j] / T;
       if (z === Number.NEGATIVE_INFINITY) {
         // p = 0 exactly; p·(log p + H) → 0 in the limit. Multiplying the upstream gradients by 0
-        // (rather than writing 0) keeps a NaN or ±Inf gradient NaN, as IEEE and PyTorch do.
-        row[j] = -(withEntropy ? a1 + b1 : a1) * 0;
+        // (rather than writing 0) keeps a NaN or ±Inf gradient NaN, as IEEE and PyTorch do. In a
+        // row whose lse is NaN (a NaN or +Inf logit in it) p is NaN like every other element.
+        row[j] = -(withEntropy ? a1 + b1 : a1) * (Number.isNaN(l) ? Number.NaN : 0);
         continue;
       }
       const logp = z - l;
@@ -388,7 +389,12 @@ export function jsGatherProbs(a: GatherProbsArgs): Tensor<'f32'> {
     for (let t = t0; t < t1; t++) {
       const rowBase = t * v;
       const l = lse[t];
-      for (let c = 0; c < k; c++) out[o++] = Math.exp(read(rowBase + columns[c0 + c]) / T - l);
+      for (let c = 0; c < k; c++) {
+        // A column outside [0, V) (device columns that disagree with the validated host copy): NaN,
+        // never another row's logit (as every backend).
+        const col = columns[c0 + c];
+        out[o++] = col >= 0 && col < v ? Math.exp(read(rowBase + col) / T - l) : Number.NaN;
+      }
     }
   }
   return jsTensor(out, [total], 'f32');

@@ -31,6 +31,11 @@
  * Owns: everything, one response after another. Bytes: each input read twice (4–7 f32 + the mask),
  * 1–3 f32 outputs written. FLOPs ~40 per token.
  * Numerics: f64 sums in token order; NaN and ±Inf follow IEEE arithmetic (a masked token never enters).
+ * NaN in, NaN out: a clamp keeps a NaN, every derivative mask ("inside the clamp", ppo's cap ρ ≤ δ, the
+ * mask mode's band) lets it through, so a NaN input at a valid token makes the loss and that token's
+ * gradient and tokenLoss NaN (and every token of its response, through a per-response quantity);
+ * never a finite number, never the ±A·δ of a failed comparison. Every backend follows these rules.
+ * sapo's σ'(z) = s(1 − s) is taken as e^{−z}·s² for z ≥ 0 (no cancellation in 1 − s as s → 1).
  */
 import type { Tensor } from '../../tensor.js';
 import { POLICY_STATS, type PolicyLossArgs, type PolicyLossResult } from '../backend.js';
@@ -92,10 +97,11 @@ export function jsPolicyLoss(a: PolicyLossArgs): PolicyLossResult {
   const rc = a.rollout;
   const seqLevel = rc !== undefined && rc.level !== 'token';
   const correct = (w: number): [number, boolean] => {
-    // truncate: clamp(w, lower, upper); mask: w·1[lower ≤ w ≤ upper] (NaN is outside).
+    // truncate: clamp(w, lower, upper); mask: w·1[lower ≤ w ≤ upper]. A NaN weight is counted as
+    // clipped and stays NaN either way (NaN in, NaN out: masking it to 0 would hide it).
     const inside = w >= rc!.lower && w <= rc!.upper;
     if (rc!.mode === 'truncate') return [clamp(w, rc!.lower, rc!.upper), !inside];
-    return [inside ? w : 0, !inside];
+    return [w < rc!.lower || w > rc!.upper ? 0 : w, !inside];
   };
   let localTokens = 0;
   let localSequences = 0;
@@ -206,13 +212,13 @@ export function jsPolicyLoss(a: PolicyLossArgs): PolicyLossResult {
       if (a.loss === 'gspo') {
         const l = Math.min(logS[r], a.gspoLogClamp);
         rho = Math.exp(l);
-        drho = logS[r] <= a.gspoLogClamp ? rho : 0;
+        drho = logS[r] > a.gspoLogClamp ? 0 : rho; // (NaN passes, as every mask below)
         ppoKl -= delta;
       } else {
         const c = a.logRatioClamp;
         const dc = clamp(delta, -c, c);
         rho = Math.exp(dc);
-        drho = delta >= -c && delta <= c ? rho : 0;
+        drho = delta < -c || delta > c ? 0 : rho;
         ppoKl -= dc;
       }
       ratioSum += rho;
@@ -224,7 +230,7 @@ export function jsPolicyLoss(a: PolicyLossArgs): PolicyLossResult {
       switch (a.loss) {
         case 'ppo':
         case 'gspo': {
-          const capped = rho <= a.delta;
+          const capped = !(rho > a.delta); // a NaN ratio: u1 = NaN, never −A·δ
           const u1 = -A * (capped ? rho : a.delta);
           const inBand = rho >= epsLo && rho <= epsHi;
           const u2 = -A * clamp(rho, epsLo, epsHi);
@@ -252,9 +258,12 @@ export function jsPolicyLoss(a: PolicyLossArgs): PolicyLossResult {
         }
         case 'sapo': {
           const tau = A > 0 ? a.sapoTauPos : a.sapoTauNeg;
-          const s = 1 / (1 + Math.exp(-tau * (rho - 1)));
+          // s(1 − s) = e·s² with e = e^{−z}, z = τ(ρ − 1): no cancellation in 1 − s as s → 1.
+          const z = tau * (rho - 1);
+          const e = Math.exp(-z);
+          const s = 1 / (1 + e);
           L = -(4 / tau) * s * A;
-          dL = -4 * s * (1 - s) * A * drho;
+          dL = -4 * (z >= 0 ? e * s * s : s * (1 - s)) * A * drho;
           break;
         }
         case 'reinforce':
@@ -289,16 +298,16 @@ export function jsPolicyLoss(a: PolicyLossArgs): PolicyLossResult {
             const yc = clamp(y, -c, c);
             const e = Math.exp(yc);
             v = e - yc - 1;
-            dv = y >= -c && y <= c ? -(e - 1) : 0;
+            dv = y < -c || y > c ? 0 : -(e - 1);
             break;
           }
         }
         if (kl.estimator === 'k3' || kl.valueClampAll) {
           const c = kl.valueClamp;
-          if (!(v >= -c && v <= c)) dv = 0;
+          if (v < -c || v > c) dv = 0;
           v = clamp(v, -c, c);
         }
-        if (kl.straightThrough) dv = x;
+        if (kl.straightThrough || Number.isNaN(x)) dv = x; // (a NaN x: a NaN derivative, every estimator)
         klv = v;
         Kr += v;
         klSum += v;
