@@ -59,6 +59,13 @@ fn nan_f32() -> f32 {
   var bits = 0x7fc00000u;
   return bitcast<f32>(bits);
 }
+// min / max that keep a NaN (the js reference's Math.min / Math.max; WGSL's leave NaN open).
+fn min_nan(a: f32, b: f32) -> f32 {
+  return select(min(a, b), nan_f32(), is_nan(a) || is_nan(b));
+}
+fn max_nan(a: f32, b: f32) -> f32 {
+  return select(max(a, b), nan_f32(), is_nan(a) || is_nan(b));
+}
 
 // f32 -> bf16 bits, round to nearest even; NaN stays NaN (quiet bit set, sign kept), as the
 // cpu backend's f32ToBf16.

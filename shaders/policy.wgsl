@@ -245,13 +245,8 @@ fn entropy_at(t: u32) -> f32 {
 // ---------------------------------------------------------------- the per-token math
 // NaN in, NaN out (the reference's Math.min / Math.max, src/backends/js/policy.ts): a clamp keeps a
 // NaN and every derivative mask lets it through. WGSL's min, max and clamp leave NaN to the
-// implementation (and a compiler may assume there is none), so NaN is tested by its bits (is_nan).
-fn min_nan(a: f32, b: f32) -> f32 {
-  return select(select(b, a, a < b), a, is_nan(a));
-}
-fn max_nan(a: f32, b: f32) -> f32 {
-  return select(select(b, a, a > b), a, is_nan(a));
-}
+// implementation (and a compiler may assume there is none), so NaN is tested by its bits (is_nan;
+// min_nan and max_nan: common.wgsl).
 fn clamp_nan(x: f32, lo: f32, hi: f32) -> f32 {
   return select(clamp(x, lo, hi), x, is_nan(x));
 }

@@ -342,13 +342,6 @@ fn thr_fold(grid: Grid, @builtin(local_invocation_index) lid: u32) {
   thr[info_at(gl, I_TOK0) + tl] = s;
 }
 
-fn min_nan(a: f32, b: f32) -> f32 {
-  if (is_nan(a) || is_nan(b)) {
-    return nan_f32();
-  }
-  return min(a, b);
-}
-
 fn is_correct(r: u32) -> bool {
   return ((correct_words[r >> 2u] >> ((r & 3u) * 8u)) & 0xffu) != 0u;
 }

@@ -226,6 +226,9 @@ Status encode_tensor_map_2d(void* map, const void* base, int64_t rows, int64_t c
 #define GK_HOST_DEVICE
 #endif
 GK_HOST_DEVICE inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+// min / max that keep a NaN operand (the js reference's Math.min / Math.max; fminf and fmaxf drop it).
+GK_HOST_DEVICE inline float min_nan(float a, float b) { return a < b || a != a ? a : b; }
+GK_HOST_DEVICE inline float max_nan(float a, float b) { return a > b || a != a ? a : b; }
 
 }  // namespace gk
 

@@ -76,10 +76,6 @@ constexpr int kFlatStep = kThreads * kFlatK;  // and per block step
 constexpr int kPhaseHost = 0, kPhaseStats = 1, kPhaseDevice = 2;
 
 // A partial record: sums over a set of responses.
-// min / max that keep a NaN operand (the reference's Math.min / Math.max; fminf and fmaxf drop it).
-GK_HOST_DEVICE inline float min_nan(float a, float b) { return a < b || a != a ? a : b; }
-GK_HOST_DEVICE inline float max_nan(float a, float b) { return a > b || a != a ? a : b; }
-
 struct Part {
   float pg, kl, ent;  // Σ a_r S_r, Σ a^kl_r K_r, Σ a^H_r H_r
   float ppo_kl, kl_val, ent_val, ratio_sum, ratio_min, ratio_max, w_sum, w_sq;

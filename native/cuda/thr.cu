@@ -1154,7 +1154,7 @@ __global__ void thr_finish_kernel(const int* __restrict__ go, const int* __restr
       for (int off = 16; off > 0; off >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, off);
       if (b > a) {
         const float m = sum / static_cast<float>(b - a);
-        min_mean = (isnan(min_mean) || isnan(m)) ? NAN : fminf(min_mean, m);
+        min_mean = min_nan(min_mean, m);
       }
     } else {
       for (int64_t t = a + lane; t < b; t += 32) thr[t] = -s[t];

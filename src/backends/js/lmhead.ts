@@ -420,22 +420,21 @@ function storeState(
     if (v > m) m = v;
     else if (Number.isNaN(v)) nan = true;
   }
-  const m32 = m;
   let s0 = 0;
   let s1 = 0;
   let s2 = 0;
-  if (m32 !== Number.NEGATIVE_INFINITY) {
+  if (m !== Number.NEGATIVE_INFINITY) {
     for (let j = 0; j < V; j++) {
       const v = Math.fround(x[base + j]);
       if (!(v > Number.NEGATIVE_INFINITY)) continue; // −Inf adds 0; NaN is flagged above
-      const d = (v - m32) / T;
+      const d = (v - m) / T;
       const e = Math.exp(d);
       s0 += e;
       s1 += e * d;
       s2 += e * e;
     }
   }
-  o.max[i] = m32;
+  o.max[i] = m;
   o.sumExp[i] = nan ? Number.NaN : s0;
   if (o.sumExpDelta) o.sumExpDelta[i] = nan ? Number.NaN : s1;
   if (o.sumExpSq) o.sumExpSq[i] = nan ? Number.NaN : s2;
