@@ -174,7 +174,7 @@ describe('run.sh: the plan and the stop when no GPU is seen', () => {
     expect(over.out).toMatch(/WARNING: the estimates \(\d+s\) exceed the deadline \(200s\)/);
     const only = run({ DEADLINE_S: '200', ONLY: 'torch sass' }, ['--plan']);
     expect(only.status, only.out).toBe(0);
-    expect(only.out).toContain('estimates total 30s of 200s');
+    expect(only.out).toContain('estimates total 55s of 200s');
   });
 
   it('a step name in ONLY that is not a step, or a DEADLINE_S that is not a number, stops at once', () => {

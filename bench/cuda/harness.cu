@@ -9,7 +9,7 @@
 //                       [--responses 16·groups] [--lm-rows 8192] [--lm-dim 4096] [--lm-vocab 151936]
 //                       [--reps 20] [--warmup 3] [--l2-mb <device's>] [--max-rotate 64] [--seed 1]
 //                       [--only logprobs,backward,thr,advantages,lmhead]
-//                       [--lm-paths 0,1,…,8] [--thr-paths 0,1,…,6]
+//                       [--lm-paths 0,1,…,8] [--thr-paths 0,1,…,6] [--lm-chunk-rows 0] [--lm-chunk-vocab 0]
 //
 // Cases (defaults are the goal sizes of bench/RESULTS.md):
 //   logprobs, logprobs+entropy, logprobs+entropy+sumSquares   forward, bf16 logits [rows, vocab]
@@ -45,7 +45,11 @@
 //                                                             " tma-chain-cluster" those two with
 //                                                             the sums chained on the tensor cores
 //                                                             (no flush; a 9.0 device and a build
-//                                                             with sm_90a)
+//                                                             with sm_90a); --lm-chunk-rows R and
+//                                                             --lm-chunk-vocab C (multiples of 128;
+//                                                             0: the plan's) set the backward's G
+//                                                             chunks, its rows then named
+//                                                             " chunks RxC"
 // Output: one JSON line per case on stdout: {case, sizes, bytes, flops, ms_median, ms_p10, ms_p90, reps,
 // rotate, gbps, tflops, copy_bytes, copy_ms_median, copy_ms_p10, copy_ms_p90, copy_rotate, copy_gbps,
 // fraction, device, cc, sms, l2_bytes, runtime, driver, date, version}. Progress and errors go to
@@ -115,6 +119,8 @@ struct Options {
   int64_t lm_rows = 8192;
   int64_t lm_dim = 4096;
   int64_t lm_vocab = 151936;
+  int64_t lm_chunk_rows = 0;   // the backward's G chunks (LinearLogprobsBackwardParams); 0: lmhead_plan's
+  int64_t lm_chunk_vocab = 0;
   int64_t reps = 20;
   int64_t warmup = 3;
   double l2_mb = 0;  // 0: the device's l2CacheSize
@@ -134,7 +140,8 @@ const char* kUsage =
     "               [--thr-vocab K] [--thr-small-tiles 0|1] [--groups G] [--responses R] [--reps N] [--warmup N]\n"
     "               [--lm-rows N] [--lm-dim D] [--lm-vocab V]\n"
     "               [--l2-mb MB] [--max-rotate N] [--seed S] [--only logprobs,backward,thr,advantages,lmhead]\n"
-    "               [--lm-paths 0,1,2,3,4,5,6,7,8] [--thr-paths 0,1,2,3,4,5,6]\n";
+    "               [--lm-paths 0,1,2,3,4,5,6,7,8] [--thr-paths 0,1,2,3,4,5,6]\n"
+    "               [--lm-chunk-rows R] [--lm-chunk-vocab C]\n";
 
 bool parse_int(const std::string& s, int64_t* v) {
   char* end = nullptr;
@@ -173,6 +180,7 @@ std::string parse_args(int argc, char** argv, Options* o) {
                          {"groups", &o->groups, 1},      {"responses", &o->responses, 0},
                          {"lm-rows", &o->lm_rows, 1},    {"lm-dim", &o->lm_dim, 1},
                          {"lm-vocab", &o->lm_vocab, 1},
+                         {"lm-chunk-rows", &o->lm_chunk_rows, 0}, {"lm-chunk-vocab", &o->lm_chunk_vocab, 0},
                          {"reps", &o->reps, 1},          {"warmup", &o->warmup, 0},
                          {"max-rotate", &o->max_rotate, 1}, {"seed", &o->seed, 0}};
   for (int i = 1; i < argc; ++i) {
@@ -228,6 +236,8 @@ std::string parse_args(int argc, char** argv, Options* o) {
   if (o->responses > INT32_MAX || o->rows > INT32_MAX) return "--responses and --rows must fit in int32";
   if (o->thr_responses * o->thr_tokens > INT32_MAX) return "THR tokens must fit in int32";
   if (o->thr_small_tiles > 1) return "--thr-small-tiles: expected 0 or 1";
+  if (o->lm_chunk_rows % 128 != 0 || o->lm_chunk_vocab % 128 != 0)
+    return "--lm-chunk-rows and --lm-chunk-vocab must be multiples of 128";
   return "";
 }
 
@@ -711,13 +721,18 @@ Status run_lmhead(const Device& dev, const Options& o) {
       p.target_limit = V;
       p.grad_hidden = grad_hidden.at<float>(c);
       p.grad_weight = grad_weight.at<float>(c);
+      p.chunk_rows = o.lm_chunk_rows;
+      p.chunk_vocab = o.lm_chunk_vocab;
       gk::Scratch scratch(dev.stream, dev.staging.get());
       return gk::launch_linear_logprobs_backward(p, dev.env, scratch, dev.d_flags);
     }, &t));
     GK_TRY(check_flags(dev, flags_message));
     GK_TRY(check_output(dev, "gradHidden", grad_hidden.at<float>(0), N * d, 'f'));
     GK_TRY(check_output(dev, "gradWeight", grad_weight.at<float>(0), V * d, 'f'));
-    GK_TRY(report(dev, o, ("linearLogprobsBackward" + suffix(path)).c_str(), sizes,
+    const std::string chunks = o.lm_chunk_rows > 0 || o.lm_chunk_vocab > 0
+                                   ? " chunks " + std::to_string(o.lm_chunk_rows) + "x" + std::to_string(o.lm_chunk_vocab)
+                                   : "";
+    GK_TRY(report(dev, o, ("linearLogprobsBackward" + suffix(path) + chunks).c_str(), sizes,
                   in_bytes + double(N + V) * double(d) * 4 + double(N) * 12, 2 * gemm, t));
   }
   GK_CHECK(cudaStreamSynchronize(dev.stream));

@@ -65,21 +65,25 @@ T0=$SECONDS
 # GPU has verified one by one: a context and the inputs' generation each, about 1-2 s; ~50 s in all).
 # "native" runs only when the carried addon fails its check. SETUP_EST covers the unpacking and the
 # checks before the steps.
+# On 2026-11-28 (an H200, eleventh session, 1406 cuda tests): cuda-tests 63-64 s, harness 25 s with
+# every waiting set (17 s without), torch 11 s, goals-cuda 28 s, sass 20-27 s (its old 20 s box ran out
+# once), memcheck 71 s, racecheck 180 s (its box), webgpu tests 22 s, goals-webgpu 25 s, ncu 24 s,
+# ncu-sol 6 s. No set waits for a GPU now, so the harness runs `auto` and two compared sets only.
 SETUP_EST=15
 PLAN=(
   "native        90 150"
   "cuda-tests    60 180"
-  "harness       50 120"
+  "harness       25 120"
   "torch         10  60"
   "goals-cuda    30  60"
-  "sass           5  20"
-  "memcheck      60 120"
+  "sass          30  60"
+  "memcheck      70 120"
   "racecheck    120 180"
-  "webgpu-tests  15  60"
-  "goals-webgpu  20  60"
-  "ncu           30  60"
+  "webgpu-tests  20  60"
+  "goals-webgpu  25  60"
+  "ncu           25  60"
   "ncu-sol       10  45"
-  "ncu-tiles     45  90"
+  "ncu-tiles     30  90"
   "racecheck-rest 30 150"
 )
 CONDITIONAL=" native "
@@ -320,15 +324,22 @@ step cuda-tests "${GATE[@]}" --json "$LOGS/cuda-tests.json" -- \
   "${VITEST[@]}" --outputFile.json="$LOGS/cuda-tests.json" test/cuda
 
 # The same sizes natively (bench/cuda/harness.cu: launchers timed with CUDA events beside a copy, no Node),
-# in processes of their own: the families and the tile sets `auto` takes (GPU-verified) in one, then
-# each tile set no GPU has verified alone, under its own box, so that one that fails (an error, the
-# mbarrier watchdog's trap (tensor_core.cuh), a hang) costs its own rows only. The tile sets measured
-# on 2026-11-27 and unchanged since (LM head 1 mma.sync, 2 cp.async wgmma, 3 TMA = auto; THR 1, 2 =
-# auto) are not timed again. The sets that passed go to $LOGS/harness-paths.txt for ncu-tiles.
-NEW_LM_PATHS="4 5 6 7 8"  # tma-overlap, tma-wide, tma-cluster, tma-chain, tma-chain-cluster
-NEW_THR_PATHS="3 4 5 6"   # wgmma-truncate, wgmma-m, tma, tma-wide
+# in processes of their own: the families, `auto` and the verified tile sets compared with it (LM_COMPARE,
+# THR_COMPARE) in one, then each tile set no GPU has verified (NEW_LM_PATHS, NEW_THR_PATHS) alone, under its
+# own box, so that one that fails (an error, the mbarrier watchdog's trap (tensor_core.cuh), a hang)
+# costs its own rows only, then the LM head's backward on other G chunks (HARNESS_CHUNKS, "ROWSxVOCAB ...").
+# Every tile set passed its tests and the harness on an H200 on 2026-11-28, so none waits; by default
+# 'tma-wide' (5, the flushing form of the LM head's `auto`, 7) and 'wgmma-truncate' (THR's 3) are timed
+# beside `auto`. The sets that passed go to $LOGS/harness-paths.txt for ncu-tiles.
+NEW_LM_PATHS=${NEW_LM_PATHS-}
+NEW_THR_PATHS=${NEW_THR_PATHS-}
+LM_COMPARE=${LM_COMPARE-5}
+THR_COMPARE=${THR_COMPARE-3}
+HARNESS_CHUNKS=${HARNESS_CHUNKS-}
 harness_runs() { # harness arguments (sizes) for every run
-  local rc=0 lm=0 thr=0 p
+  local rc=0 lm thr p c
+  lm=$(echo 0 $LM_COMPARE | tr ' ' ,)
+  thr=$(echo 0 $THR_COMPARE | tr ' ' ,)
   hrun() { # box, harness arguments
     local box=$1
     shift
@@ -338,15 +349,21 @@ harness_runs() { # harness arguments (sizes) for every run
       return 1
     }
   }
-  hrun 60 --only logprobs,backward,advantages,thr,lmhead --lm-paths 0 --thr-paths 0 "$@" || rc=1
+  hrun 60 --only logprobs,backward,advantages,thr,lmhead --lm-paths "$lm" --thr-paths "$thr" "$@" || {
+    rc=1
+    lm=0 thr=0
+  }
   for p in $NEW_LM_PATHS; do hrun 45 --only lmhead --lm-paths "$p" "$@" && lm="$lm,$p" || rc=1; done
   for p in $NEW_THR_PATHS; do hrun 30 --only thr --thr-paths "$p" "$@" && thr="$thr,$p" || rc=1; done
+  for c in $HARNESS_CHUNKS; do
+    hrun 30 --only lmhead --lm-paths 0 --lm-chunk-rows "${c%x*}" --lm-chunk-vocab "${c#*x}" "$@" || rc=1
+  done
   printf 'LM_PATHS=%s\nTHR_PATHS=%s\n' "$lm" "$thr" >"$LOGS/harness-paths.txt"
-  echo "passed: LM head $lm, THR $thr (of 0 $NEW_LM_PATHS and 0 $NEW_THR_PATHS)" | tee "$STEP_NOTE"
+  echo "passed: LM head $lm, THR $thr${HARNESS_CHUNKS:+; chunks $HARNESS_CHUNKS}" | tee "$STEP_NOTE"
   return $rc
 }
 export -f harness_runs
-export LOGS NEW_LM_PATHS NEW_THR_PATHS
+export LOGS NEW_LM_PATHS NEW_THR_PATHS LM_COMPARE THR_COMPARE HARNESS_CHUNKS
 if [ "$DRY" = 1 ]; then
   step harness env GK_HARNESS=build/emu/harness bash -c 'harness_runs "$@"' harness --rows 7 --vocab 1000 \
     --thr-tokens 40 --thr-d 48 --thr-vocab 24 --groups 50 --lm-rows 7 --lm-dim 48 --lm-vocab 1000 \

@@ -30,6 +30,8 @@ export const ALLOWED = {
     /^cuda backend without a usable GPU > /,
     // test/cases: a case a backend cannot run says so in its name, with the reason (runner.ts).
     /\(not on (cuda|webgpu): /,
+    // Tests of the emulator's fault injection, named "(… emulator)" or "… (emulator) > …" (skipIf(!EMULATED)).
+    /[(;] ?emulator\)( > |$)/,
   ],
   // test/cuda/ops.test.ts under compute-sanitizer (GRPO_KERNELS_SANITIZER=1, test/cuda/helpers.ts).
   sanitizer: [/is OUT_OF_MEMORY, and the context keeps working/, /rows past 2\^31 elements/],
