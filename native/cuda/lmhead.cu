@@ -29,7 +29,8 @@
 // BACKWARD  G[n, v] = (g_n/T)(1[v = y_n] − p) − (gE_n/T)·p·(ln p + H_n), p = 2^{x·log2e/T − lse·log2e}
 //   (logprobs.cu's grad_of on the recomputed logit), then gradHidden = G·W, gradWeight = Gᵀ·H,
 //   gradBias = Σ_n G. Chunks of chunk_rows rows × chunk_vocab columns (lmhead_plan: multiples of 128,
-//   G of one chunk pair within 64 MiB), rows outer, vocabulary inner:
+//   G of one chunk pair within 128 MiB with f32 gradients, 64 MiB with gradients in the input dtype,
+//   whose accumulators take as much again), rows outer, vocabulary inner:
 //   lm_grad_logits_kernel — block: a 128 × 128 tile of G: the logits tile as in the forward (one
 //     tile, no slices), G in registers, rounded to the input dtype (bf16/f16: as a materialised bf16
 //     path rounds its gradient; f32 stays f32), staged in shared memory and stored twice, coalesced:
@@ -51,7 +52,9 @@
 //   [V, d]: with more than one row chunk they get a second pass instead, vocabulary chunks outer and
 //   rows inner (G recomputed: 4 × 2·N·V·d FLOPs instead of 3), in [chunk_vocab × (d + 1)]; one buffer
 //   serves both passes (lmhead_narrow_acc_floats; LmheadPlan.backward_input_bytes). N = 16384,
-//   V = 151936, d = 4096 bf16: 64 MiB, so G + accumulators = 128 MiB (2.7% of the bf16 logits).
+//   V = 151936, d = 4096 bf16: G 128 MiB with f32 gradients (2.7% of the bf16 logits); with bf16 ones
+//   G 64 MiB + accumulators 64 MiB (2.7%). The 128 MiB chunk pair (8192 × 4096 in bf16) halves the
+//   launches of 64 MiB's at N 8192 and took the H200's backward from 59.7 to 56.3 ms (bench/RESULTS.md).
 // STATES OF LOGITS (launch_logprob_states): lm_logit_states_kernel, block = (row, 8192-column slice):
 //   thread l folds columns l, l + 256, … of the slice in order, then a fixed shuffle tree and warp order;
 //   lm_state_kernel merges the slices. MERGE (launch_merge_states): one thread per row merges the given
@@ -88,7 +91,8 @@ constexpr int kNT = kWarpN / 8;   // n8 MMA tiles per warp
 constexpr int64_t kSliceCols = 4096;       // forward: vocabulary columns per slice (32 tiles)
 constexpr int64_t kLogitSliceCols = 8192;  // states of materialised logits
 constexpr int64_t kChunkVocab = 4096;      // backward: vocabulary columns per G chunk
-constexpr size_t kGBudget = size_t(64) << 20;  // backward: bytes of Gc + Gt per chunk pair
+constexpr size_t kGBudget = size_t(128) << 20;  // backward: bytes of Gc + Gt per chunk pair (f32 gradients;
+                                                // half with gradients in the input dtype)
 constexpr int kRowThreads = 128;            // one-thread-per-row kernels
 
 using Frag = float[kMT][kNT][4];
@@ -708,7 +712,7 @@ __global__ void __launch_bounds__(kTmaThreadsOf<kOverlap>, 1)
   if (threadIdx.x < kThreads) wg_store_states(st, L, a, fb.r0, fb.rows, fb.slice);
 }
 
-// lm_fwd_tma_wide_kernel (lmheadTuning.path 'tma-wide', path 5; waiting for a GPU): lm_fwd_tma_kernel's
+// lm_fwd_tma_wide_kernel (lmheadTuning.path 'tma-wide', path 5; verified on an H200, 2026-11-28): lm_fwd_tma_kernel's
 // forward in 128 × 256 tiles, so each landed hidden tile serves twice the MMAs: L2 bytes per k-step 48 KiB
 // for 4.2 MFLOP instead of 32 KiB for 2.1 (the H200's 349 TFLOP/s drew 5.4 TB/s from L2). A k-step's
 // stage holds the hidden rows' tile and the weight's 256 rows as two 128-row boxes (48 KiB; 4 stages,
@@ -721,7 +725,7 @@ __global__ void __launch_bounds__(kTmaThreadsOf<kOverlap>, 1)
 // gives its registers to the consumers (setmaxnreg 24 / 240, as 'tma-overlap') and exits; its lane 0
 // issues the 3 boxes of each k-step (a box past the slice reads the next slice's rows or zeros past the
 // tensor: folded as −Inf, never read). The backward's kernels in 256-column tiles are below.
-// kCtas = 2 (lmheadTuning.path 'tma-cluster', path 6; waiting for a GPU): the same kernels launched in
+// kCtas = 2 (lmheadTuning.path 'tma-cluster', path 6; verified on an H200): the same kernels launched in
 // clusters of 2 blocks along x (launch_clustered), i.e. two row blocks of the same weight rows (the
 // forward's and G's) or two row blocks of C over the same B columns (the GEMMs): block rank h loads
 // only B's half h and multicasts it into both blocks' stages (tma_load_2d_multicast), so each block
@@ -836,7 +840,7 @@ __device__ __forceinline__ void settle_regs(float (&d)[64], const float (&c)[64]
 }
 
 // kChain (lmheadTuning.path 'tma-chain', path 7; 'tma-chain-cluster', path 8, in clusters of 2 as
-// 'tma-cluster'; waiting for a GPU): the wide kernels without the flush. Each half's sums (acc, acc_hi)
+// 'tma-cluster'; verified on an H200; 7 is `auto`): the wide kernels without the flush. Each half's sums (acc, acc_hi)
 // run on the tensor cores over all of a tile's k-steps (wgmma chained onto the same accumulators, as
 // CUTLASS's and cuBLAS's GEMMs do), so a warpgroup issues k-step kt's MMAs while kt − 1's still run and
 // never waits for a flush: it waits for kt − 1's MMAs only to hand that stage back (wgmma_wait<2>, two
@@ -1444,7 +1448,7 @@ __global__ void __launch_bounds__(kTmaThreadsOf<kOverlap>, 1)
   if (threadIdx.x < kThreads) wg_store_c<T>(acc, L, g, m0, n0, rows, cols);
 }
 
-// The backward in 256-column tiles (lmheadTuning.path 'tma-wide'; waiting for a GPU), as
+// The backward in 256-column tiles (lmheadTuning.path 'tma-wide'; verified on an H200), as
 // lm_fwd_tma_wide_kernel is the forward: lm_grad_logits_tma_kernel's G over 128 rows × 256 vocabulary
 // columns and lm_gemm_tma_kernel's C over 128 × 256, each half of B (two 128-row boxes; for the GEMMs'
 // MN-major B, four 64-column ones) multiplied, waited for and flushed into its own sums in turn, so every
@@ -1644,12 +1648,20 @@ LmheadPlan lmhead_plan(int64_t rows, int64_t vocab, int64_t dim, DType dtype) {
   p.slices = std::max<int64_t>(1, ceil_div(vocab, kSliceCols));
   p.forward_bytes = rows * p.slices * int64_t(sizeof(float4)) + rows * int64_t(sizeof(float));
   p.chunk_vocab = std::min<int64_t>(ceil_div(std::max<int64_t>(vocab, 1), kBN) * kBN, kChunkVocab);
-  const int64_t fit = int64_t(kGBudget) / (2 * p.chunk_vocab * eb) / kBM * kBM;
-  p.chunk_rows = std::max<int64_t>(kBM, std::min<int64_t>(ceil_div(std::max<int64_t>(rows, 1), kBM) * kBM, fit));
+  const int64_t all_rows = ceil_div(std::max<int64_t>(rows, 1), kBM) * kBM;
+  auto rows_within = [&](size_t budget) {
+    return std::max<int64_t>(kBM, std::min<int64_t>(all_rows, int64_t(budget) / (2 * p.chunk_vocab * eb) / kBM * kBM));
+  };
+  p.chunk_rows = rows_within(kGBudget);
   p.backward_bytes = 2 * p.chunk_rows * p.chunk_vocab * eb;
-  p.backward_input_bytes =
-      p.backward_bytes +
-      (dtype == DType::F32 ? 0 : 4 * lmhead_narrow_acc_floats(rows, vocab, dim, p.chunk_rows, p.chunk_vocab));
+  if (dtype == DType::F32) {  // the input dtype is f32: the same backward
+    p.input_chunk_rows = p.chunk_rows;
+    p.backward_input_bytes = p.backward_bytes;
+  } else {
+    p.input_chunk_rows = rows_within(kGBudget / 2);
+    p.backward_input_bytes = 2 * p.input_chunk_rows * p.chunk_vocab * eb +
+                             4 * lmhead_narrow_acc_floats(rows, vocab, dim, p.input_chunk_rows, p.chunk_vocab);
+  }
   return p;
 }
 
@@ -1661,14 +1673,16 @@ int64_t lmhead_narrow_acc_floats(int64_t rows, int64_t vocab, int64_t dim, int64
 namespace {
 // The tiles a launch runs (LinearLogprobsParams/BackwardParams::path: 0 auto, 1 mma.sync, 2 wgmma fed by
 // cp.async, 3 wgmma fed by TMA, 4 the same with one k-step's MMAs kept in flight: tma_mainloop's
-// kOverlap). The wgmma tiles need a 9.0 device, a build with sm_90a code (or the emulator) and 16-bit
-// operands whose rows are 16-byte aligned; elsewhere every path is mma.sync. `auto` takes the TMA-fed
-// tiles (a zero-width head, which no tensor map can describe, the cp.async-fed ones): verified and
-// measured on an H200 on 2026-11-27 (bench/RESULTS.md: bf16 forward 349 TFLOP/s against 145 on mma.sync
-// and 242 on cp.async-fed wgmma; the backward 257 against 94 and 189). 4 waits for a GPU's verdict.
-// 5: the TMA-fed kernels in 128 × 256 tiles (lm_fwd_tma_wide_kernel, lm_grad_logits_tma_wide_kernel,
-// lm_gemm_tma_wide_kernel); 6: the same in clusters of 2 blocks sharing B's boxes (kCtas 2); 7 and 8: 5
-// and 6 chained (kChain: no flush). All wait for a GPU too.
+// kOverlap; 5 the TMA-fed kernels in 128 × 256 tiles (lm_fwd_tma_wide_kernel,
+// lm_grad_logits_tma_wide_kernel, lm_gemm_tma_wide_kernel); 6 the same in clusters of 2 blocks sharing
+// B's boxes (kCtas 2); 7 and 8: 5 and 6 chained (kChain: no flush)). The wgmma tiles need a 9.0 device, a
+// build with sm_90a code (or the emulator) and 16-bit operands whose rows are 16-byte aligned; elsewhere
+// every path is mma.sync. `auto` takes 7, the chained wide tiles (a zero-width head, which no tensor map
+// can describe, the cp.async-fed ones): every set verified on an H200 on 2026-11-28, where at N 8192,
+// d 4096, V 151936 bf16 the forward ran at 644 TFLOP/s (3: 323, 5: 415, 6: 308, 8: 427; PyTorch's
+// materialised logits 459) and the backward at 335 (3: 241, 5: 281). Its numerics are cuBLAS's (a sum
+// chained on the tensor cores over all of d), inside every tolerance of the case table; the flushing
+// sets stay as options (docs/cuda.md, "The LM head's tiles").
 enum class Tiles { Mma, Wgmma, Tma, TmaOverlap, TmaWide, TmaCluster, TmaChain, TmaChainCluster };
 // The wide tile sets: whether they run in clusters, whether chained.
 bool wide_tiles(Tiles t) {
@@ -1680,12 +1694,12 @@ Tiles lm_tiles(int path, const LaunchEnv& env, bool aligned, int64_t dim) {
   if (path == 1 || !aligned || !wgmma_available(env)) return Tiles::Mma;
   if (path == 2 || dim == 0) return Tiles::Wgmma;
   switch (path) {
+    case 3: return Tiles::Tma;
     case 4: return Tiles::TmaOverlap;
     case 5: return Tiles::TmaWide;
     case 6: return Tiles::TmaCluster;
-    case 7: return Tiles::TmaChain;
     case 8: return Tiles::TmaChainCluster;
-    default: return Tiles::Tma;
+    default: return Tiles::TmaChain;  // 0 (auto) and 7
   }
 }
 
@@ -1820,6 +1834,7 @@ Status launch_linear_logprobs_backward(const LinearLogprobsBackwardParams& p, co
   GK_REQUIRE(p.targets && p.lse && p.grad_logprobs, std::string(op) + ": null pointer");
   GK_REQUIRE(p.dim == 0 || (p.hidden && p.grad_hidden), std::string(op) + ": null pointer");
   LmheadPlan plan = lmhead_plan(p.rows, p.vocab, p.dim, p.dtype);
+  if (narrow) plan.chunk_rows = plan.input_chunk_rows;
   if (p.chunk_rows > 0) plan.chunk_rows = p.chunk_rows;
   if (p.chunk_vocab > 0) plan.chunk_vocab = p.chunk_vocab;
   GK_REQUIRE(plan.chunk_rows % kBM == 0 && plan.chunk_vocab % kBN == 0,

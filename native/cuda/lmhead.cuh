@@ -38,7 +38,7 @@ struct LinearLogprobsParams {
   // ... or a state (linearLogprobStates: states.max non-null). entropy / sum_squares above say which
   // sums the state needs only through states.sum_exp_delta / sum_exp_sq.
   StateArrays states;
-  // The forward's tiles. 0 auto (3 where it applies, else 1), 1 the mma.sync tiles (lm_fwd_kernel), 2 the wgmma tiles
+  // The forward's tiles. 0 auto (7 where it applies, else 1), 1 the mma.sync tiles (lm_fwd_kernel), 2 the wgmma tiles
   // (lm_fwd_wgmma_kernel), 3 the TMA-fed wgmma tiles (lm_fwd_tma_kernel: the same bits as 2), 4 those with a
   // k-step of MMAs in flight, 5 in 128 × 256 tiles (lm_fwd_tma_wide_kernel), 6 those in clusters of 2 blocks
   // sharing the weight's boxes (the same bits as 3), 7 and 8 those chained (their own bits), 2 to 8 wherever
@@ -86,7 +86,8 @@ Status launch_linear_logprobs_backward(const LinearLogprobsBackwardParams& p, co
 struct LmheadPlan {
   int64_t slices = 0;           // forward: vocabulary slices per row (from V)
   int64_t forward_bytes = 0;    // partial states + target logits
-  int64_t chunk_rows = 0;       // backward: rows of one G chunk
+  int64_t chunk_rows = 0;       // backward: rows of one G chunk (f32 gradients)
+  int64_t input_chunk_rows = 0;  // the same with gradients in the input dtype (half the G budget)
   int64_t chunk_vocab = 0;      // backward: vocabulary columns of one G chunk
   int64_t backward_bytes = 0;   // G (twice: row-major and transposed)
   // The backward with gradients in the input dtype (f16/bf16; = backward_bytes for f32): G, and the

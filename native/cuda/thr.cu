@@ -559,7 +559,7 @@ __device__ __forceinline__ void tf32_retire(float (&acc)[64], float (&part)[P]) 
   }
 }
 
-// thr_m_wgmma_kernel<T, kSplit> (ThrParams::path 4, thrTuning.path 'wgmma-m'; waiting for a GPU):
+// thr_m_wgmma_kernel<T, kSplit> (ThrParams::path 4, thrTuning.path 'wgmma-m'; verified on an H200, 2026-11-28, slower than mma.sync's M):
 // thr_m_kernel's large block (128 rows of V*_g × 128 hidden dims of M_g, reduced over the group's correct
 // tokens in k-steps of 32) on Hopper's warpgroup MMAs. TF32 wgmma takes K-major operands only, and both
 // of M's are MN-major in memory (a token's q row runs along v, its hidden row along j), so the block
@@ -924,7 +924,7 @@ __device__ __forceinline__ void wg_scores_fold(const float (&acc)[64], const WgL
 // tree (a row lies in one warp), lane 0 writes spart. Bits: as thr_scores_kernel's, a function of the
 // group's data and d alone; they differ from its (other orders). Shared memory: stages × 64 KiB ('f32':
 // hi and lo of both operands) or × 32 KiB ('tf32') + 1 KiB; 3 / 5 stages: 193 / 161 KiB.
-// kTrunc (ThrParams::path 3, thrTuning.path 'wgmma-truncate'; waiting for a GPU's verdict): the operands
+// kTrunc (ThrParams::path 3, thrTuning.path 'wgmma-truncate'; verified on an H200, 2026-11-28: 1.21x in 'tf32', a biased rounding): the operands
 // as the tensor cores take f32, their low 13 bits dropped, instead of rounded to nearest:
 // 'tf32' skips the preparing pass and its barrier (each k-step's landed tiles go straight to the MMAs)
 // and keeps one k-step's MMAs in flight (wgmma_wait<1>; its loads then run one stage less ahead),
@@ -1021,7 +1021,7 @@ __global__ void __launch_bounds__(kThreads, 1)
 }
 
 // thr_scores_tma_kernel<kWide> (ThrParams::path 5, thrTuning.path 'tma'; kWide: path 6, 'tma-wide';
-// 'tf32' with f32 hidden states; waiting for a GPU): thr_scores_wgmma_kernel<false, true>'s block, MMAs
+// 'tf32' with f32 hidden states; verified on an H200, 2026-11-28, slower than `auto`): thr_scores_wgmma_kernel<false, true>'s block, MMAs
 // and epilogue (so its bits) with the operands brought by TMA and the warps specialised (wgmma_tiles.cuh's
 // TmaPipeOf, as lmhead.cu's tma_mainloop): warps 0-7 only wait and multiply, warp 8's lane 0 walks the
 // k-steps and issues each one's boxes, 128 token rows of hidden × 32 floats and 128 rows of M_g × 32
@@ -1247,7 +1247,7 @@ Status launch_m(unsigned blocks, const GroupList& list, const GroupGeom& geo, co
   return Status::Ok();
 }
 // M on wgmma (thr_m_wgmma_kernel): ThrParams::path 4, 5 or 6 with the large configuration, a 9.0 device from a
-// build with sm_90a (or the emulator); waits for a GPU's verdict.
+// build with sm_90a (or the emulator); verified on an H200 on 2026-11-28, slower than mma.sync's M (not `auto`).
 template <bool kS>
 bool use_m_wgmma(int path, const LaunchEnv& env, const TileConfig& tiles) {
   return path >= 4 && tiles.m_large && MWgLayout<kS>::kSmemBytes + 3 * kBK * 12 <= tiles.optin &&
@@ -1267,7 +1267,8 @@ Status launch_m_wgmma(unsigned blocks, const GroupList& list, const GroupGeom& g
 // truncated operands, 4 wgmma with M on wgmma too, 5 and 6 M on wgmma and the scores on truncated
 // operands, TMA-fed in 'tf32' (thr_scores_tma_kernel, below)), f32 hidden states, aligned rows, a 9.0 device from a build with sm_90a (or the
 // emulator). `auto` takes 2: verified and measured on an H200 on 2026-11-27 (bench/RESULTS.md: THR at the
-// goal size 13.6 ms against 18.5 on mma.sync in 'f32', 8.2 against 9.8 in 'tf32'); 3 waits for a GPU.
+// goal size 13.6 ms against 18.5 on mma.sync in 'f32', 8.2 against 9.8 in 'tf32'); 3 to 6, verified on an H200
+// on 2026-11-28, are not: 3 is 1.21x faster in 'tf32' but truncates (a bias; PyTorch's TF32 rounds), 4-6 slower.
 // Every 9.0 GPU allows 227 KiB per block; a device that allowed less than a kernel needs (the emulator
 // told so by GK_EMU_SMEM_OPTIN) would run the mma.sync tiles.
 template <bool kS>

@@ -1,12 +1,12 @@
 /**
  * The LM head's chained TMA tiles (native/cuda/lmhead.cu: the 128 × 256 TMA kernels with kChain, each
- * logit's sum running on the tensor cores over all of d, no per-k-step flush; cuBLAS's numerics),
- * forced by lmheadTuning.path = 'tma-chain': every bf16/f16 case of test/cases/lmhead.ts that runs the
- * head against the float64 reference (their bits are their own: the table's batch-invariance and
- * determinism cases hold them to it), gradients' bits under any chunking, 'tma-chain-cluster' (the same
- * in clusters of 2 blocks sharing the weight's boxes) with the bits of 'tma-chain', and injected launch
- * failures naming the chained kernels. They run where the tiles apply: a 9.0 device from a build with
- * sm_90a, or the CUDA emulator.
+ * logit's sum running on the tensor cores over all of d, no per-k-step flush; cuBLAS's numerics), what
+ * 'auto' takes where they apply, forced by lmheadTuning.path = 'tma-chain': every bf16/f16 case of
+ * test/cases/lmhead.ts that runs the head against the float64 reference (their bits are their own: the
+ * table's batch-invariance and determinism cases hold them to it), gradients' bits under any chunking,
+ * 'tma-chain-cluster' (the same in clusters of 2 blocks sharing the weight's boxes) and 'auto' with the
+ * bits of 'tma-chain', and injected launch failures naming the chained kernels. They run where the
+ * tiles apply: a 9.0 device from a build with sm_90a, or the CUDA emulator.
  */
 import { describe, expect, it } from 'vitest';
 import { type LmheadPath, lmheadTuning } from '../../src/backends/cuda/lmhead.js';
@@ -24,7 +24,7 @@ describe.skipIf(ctx === undefined)('lmhead (chained TMA tiles) on cuda', () => {
     [19, 896, 257, 'bf16'],
     [130, 64, 4500, 'f16'],
   ] as const) {
-    it(`N=${N} d=${d} V=${V} ${dtype}: every output of the forward and the backward in clusters ('tma-chain-cluster') has the bits of 'tma-chain'${d > 64 ? ", which differ from 'tma''s" : ''}`, async () => {
+    it(`N=${N} d=${d} V=${V} ${dtype}: every output of the forward and the backward in clusters ('tma-chain-cluster') and of 'auto' has the bits of 'tma-chain'${d > 64 ? ", which differ from 'tma''s" : ''}`, async () => {
       const h = headOutputs(ctx!, makeHead({ N, d, V, dtype, seed: 87, bias: true }), 88);
       const run = (path: LmheadPath) => {
         lmheadTuning.path = path;
@@ -33,8 +33,11 @@ describe.skipIf(ctx === undefined)('lmhead (chained TMA tiles) on cuda', () => {
       try {
         const chain = await run('tma-chain');
         const cluster = await run('tma-chain-cluster');
-        for (const [i, name] of HEAD_OUTPUT_NAMES.entries())
+        const auto = await run('auto');
+        for (const [i, name] of HEAD_OUTPUT_NAMES.entries()) {
           expect(cluster[i], `tma-chain-cluster: ${name}`).toEqual(chain[i]);
+          expect(auto[i], `'auto' takes 'tma-chain' on a 9.0 device: ${name}`).toEqual(chain[i]);
+        }
         // One k-step (d 64) has nothing to flush: the same sums as 'tma''s there. (Under emu-memcheck
         // not: ops-lmhead-tma.test.ts runs 'tma' there.)
         if (d > 64 && !EMU_MEMCHECK)

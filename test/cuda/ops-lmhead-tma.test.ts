@@ -1,7 +1,8 @@
 /**
  * The LM head on TMA-fed wgmma tiles (native/cuda/lmhead.cu: lm_fwd_tma_kernel, lm_grad_logits_tma_kernel,
  * lm_gemm_tma_kernel; a producer warp brings the operands by TMA into mbarrier-guarded stages, two
- * warpgroups multiply), what 'auto' takes where they apply, forced by lmheadTuning.path = 'tma': every
+ * warpgroups multiply), forced by lmheadTuning.path = 'tma' ('auto' takes their chained form,
+ * ops-lmhead-chain.test.ts): every
  * bf16/f16 case of test/cases/lmhead.ts that runs the head against the float64 reference, gradients'
  * bits under any chunking, and for every output of the forward and the backward the bits of the
  * cp.async-fed wgmma tiles (the same MMAs, flushes and folds in the same order) and of 'tma-overlap'
@@ -37,18 +38,14 @@ describe.skipIf(ctx === undefined)('lmhead (TMA-fed wgmma tiles) on cuda', () =>
       try {
         const tma = await run('tma');
         // Under emu-memcheck (ASan) only the TMA paths' kernels: ops-lmhead.test.ts and
-        // ops-lmhead-wgmma.test.ts run the mma.sync and cp.async-fed ones there, and 'auto' is 'tma'.
+        // ops-lmhead-wgmma.test.ts run the mma.sync and cp.async-fed ones there.
         if (EMU_MEMCHECK)
-          console.warn(
-            "test/cuda: under emu-memcheck the TMA paths' bits only (not against 'wgmma', 'mma', 'auto')",
-          );
+          console.warn("test/cuda: under emu-memcheck the TMA paths' bits only (not against 'wgmma', 'mma')");
         else {
           const wg = await run('wgmma');
           const mma = await run('mma');
-          const auto = await run('auto');
           for (const [i, name] of HEAD_OUTPUT_NAMES.entries()) expect(tma[i], name).toEqual(wg[i]);
           expect(tma[1], 'lse: not the mma.sync tiles').not.toEqual(mma[1]);
-          expect(auto, "'auto' takes these tiles on a 9.0 device").toEqual(tma);
         }
         const overlap = await run('tma-overlap');
         const wide = await run('tma-wide');

@@ -6,7 +6,8 @@
  * and tolerances as the mma.sync tiles, and gradWeight's bits under other backward chunks. They run
  * where the tiles apply: a 9.0 device from a build with sm_90a, or the CUDA emulator (its device is
  * one; it executes wgmma per thread and fails a launch whose operands change between issue and wait).
- * 'auto' takes the TMA-fed ones (ops-lmhead-tma.test.ts), which give these tiles' bits.
+ * The TMA-fed ones (ops-lmhead-tma.test.ts) give these tiles' bits; 'auto' takes the chained ones
+ * (ops-lmhead-chain.test.ts).
  */
 import { describe, expect, it } from 'vitest';
 import { lmheadTuning } from '../../src/backends/cuda/lmhead.js';

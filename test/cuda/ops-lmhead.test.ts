@@ -6,8 +6,9 @@
  * lmheadPlan) at N = 16384, V = 151936, d = 4096 against the materialised logits (f32 gradients and
  * gradients in the input dtype), and a run's actual Scratch allocation (stats().lastScratchBytes) equal
  * to the plan's at the run's size. Every one on the mma.sync tiles (lmheadTuning.path 'mma'): what a GPU
- * other than a 9.0 one runs, and f32 or unaligned operands everywhere; Hopper's tiles, which 'auto' takes
- * where they apply, have their own files (ops-lmhead-wgmma.test.ts, ops-lmhead-tma.test.ts).
+ * other than a 9.0 one runs, and f32 or unaligned operands everywhere; Hopper's tiles, of which 'auto' takes
+ * the chained ones where they apply, have their own files (ops-lmhead-wgmma.test.ts, ops-lmhead-tma.test.ts,
+ * ops-lmhead-chain.test.ts).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { lmheadTuning } from '../../src/backends/cuda/lmhead.js';

@@ -53,7 +53,7 @@ const PATH_CODES: Record<Exclude<LmheadPath, 'auto'>, number> = {
  * wherever they apply (bf16 / f16 with 16-byte aligned rows, a 9.0 device, a build with sm_90a; the
  * emulator's device is one; the '…-cluster' sets cluster a launch whose row blocks are even in number,
  * else run unclustered, with the same bits) and the mma.sync tiles elsewhere. 'auto' takes
- * the TMA-fed ones where they apply (verified and measured on an H200; bench/RESULTS.md), else mma.sync.
+ * 'tma-chain' where it applies (the fastest set on an H200: bench/RESULTS.md), else mma.sync.
  * rasterRows: the 128 × 256 tile sets' block order, row blocks per group (made even; 0 for the kernels'
  * 16), so that a small test grid takes a grouped order as a large one does; no bit may depend on it.
  */

@@ -35,10 +35,10 @@ const THR_PATH_CODES: Record<Exclude<ThrPath, 'auto'>, number> = {
  *   device is one) and mma.sync elsewhere; 'auto' does the same (verified and measured on an H200;
  *   bench/RESULTS.md), 'mma' takes mma.sync everywhere. 'wgmma-truncate': the wgmma scores on operands
  *   with their low 13 bits dropped, as the tensor cores read f32, instead of rounded (no preparing pass
- *   in 'tf32'; waiting for a GPU's timing). 'wgmma-m': the wgmma scores and M_g on wgmma too
- *   (thr_m_wgmma_kernel; the large tile configuration; waiting for a GPU). 'tma': M_g on wgmma and the
+ *   in 'tf32'; 1.21x faster there on an H200, but a biased rounding). 'wgmma-m': the wgmma scores and M_g on wgmma too
+ *   (thr_m_wgmma_kernel; the large tile configuration; slower on an H200). 'tma': M_g on wgmma and the
  *   scores on truncated operands, in 'tf32' fed by TMA to warp-specialised tiles (thr_scores_tma_kernel;
- *   'f32' takes the wgmma scores' truncated form; waiting for a GPU). 'tma-wide': the same with blocks of
+ *   'f32' takes the wgmma scores' truncated form; slower on an H200). 'tma-wide': the same with blocks of
  *   128 tokens × 256 V* columns in 'tf32' (each landed hidden tile serves twice the MMAs; 'tma''s bits).
  */
 export const thrTuning: { mBudgetBytes: number; smallTiles: boolean; path: ThrPath } = {
