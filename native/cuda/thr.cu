@@ -1105,6 +1105,30 @@ __global__ void __launch_bounds__(kThreads + 32, 1)
   }
 }
 
+// thr_round_kernel (ThrParams::path 7, 'tma-rounded'; 8, 'tma-wide-rounded'; 'tf32'): out[r][c] =
+// tf32_round(in[r][c]) for r < rows, c < cols (row strides ld_in, ld_out; in place when out == in), one
+// thread per element, a grid-stride loop in 64 bits. The TMA-fed scores read f32 as the tensor cores do,
+// their low 13 bits dropped; on operands rounded here that drop is exact, so they multiply what the
+// wgmma scores' rounding pass gives them (cvt.rna, in shared memory, every k-step) in the same order:
+// `auto`'s bits in 'tf32', with the pass taken out of the MMA loop. Bytes: 8 per element (hidden rows
+// once per call, M_g once per batch); no FLOPs but the rounding.
+__global__ void thr_round_kernel(const float* __restrict__ in, int64_t ld_in, float* out, int64_t ld_out,
+                                 int64_t rows, int64_t cols) {
+  const int64_t n = rows * cols;
+  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t r = i / cols, c = i - r * cols;
+    out[r * ld_out + c] = tf32_round(in[r * ld_in + c]);
+  }
+}
+Status launch_round(const float* in, int64_t ld_in, float* out, int64_t ld_out, int64_t rows, int64_t cols,
+                    cudaStream_t stream) {
+  if (rows == 0 || cols == 0) return Status::Ok();
+  const int64_t blocks = std::min<int64_t>(ceil_div(rows * cols, 256), 65536);
+  thr_round_kernel<<<unsigned(blocks), 256, 0, stream>>>(in, ld_in, out, ld_out, rows, cols);
+  GK_CHECK_LAUNCH("thr_round_kernel");
+  return Status::Ok();
+}
+
 __global__ void thr_fold_kernel(GroupList list, GroupGeom geo, const float* __restrict__ spart, float* __restrict__ s) {
   const int li = find_range(list.tile_start, list.n, blockIdx.x);
   const int g = list.gid[li];
@@ -1250,7 +1274,7 @@ Status launch_m(unsigned blocks, const GroupList& list, const GroupGeom& geo, co
 // build with sm_90a (or the emulator); verified on an H200 on 2026-11-28, slower than mma.sync's M (not `auto`).
 template <bool kS>
 bool use_m_wgmma(int path, const LaunchEnv& env, const TileConfig& tiles) {
-  return path >= 4 && tiles.m_large && MWgLayout<kS>::kSmemBytes + 3 * kBK * 12 <= tiles.optin &&
+  return path >= 4 && path <= 6 && tiles.m_large && MWgLayout<kS>::kSmemBytes + 3 * kBK * 12 <= tiles.optin &&
          wgmma_available(env);
 }
 template <class H, bool kS>
@@ -1290,13 +1314,16 @@ Status launch_scores_wgmma(unsigned blocks, const GroupList& list, const GroupGe
   GK_CHECK_LAUNCH("thr_scores_wgmma_kernel");
   return Status::Ok();
 }
-// The TMA-fed scores (thr_scores_tma_kernel): path 5 (6: 256-column blocks), 'tf32', f32 hidden states,
+// The TMA-fed scores (thr_scores_tma_kernel): path 5 (6: 256-column blocks; 7 and 8 the same on rounded
+// copies, thr_round_kernel), 'tf32', f32 hidden states,
 // aligned rows, where the wgmma scores run; decided once per call (the block count depends on it). Its
 // maps over the whole hidden tensor (T rows) and this batch's M (m_rows rows of ld_m floats), boxes of
 // 128 rows × 32 floats.
+bool wide_scores(int path) { return path == 6 || path == 8; }
+bool rounded_scores(int path) { return path == 7 || path == 8; }
 bool use_scores_tma(const ThrParams& p, const LaunchEnv& env, bool aligned, const TileConfig& tiles) {
-  const size_t smem = p.path == 6 ? ScoreTmaPipe<true>::kSmemBytes : ScoreTmaPipe<false>::kSmemBytes;
-  return (p.path == 5 || p.path == 6) && p.precision == ThrPrecision::Tf32 && p.hidden_dtype == DType::F32 &&
+  const size_t smem = wide_scores(p.path) ? ScoreTmaPipe<true>::kSmemBytes : ScoreTmaPipe<false>::kSmemBytes;
+  return p.path >= 5 && p.path <= 8 && p.precision == ThrPrecision::Tf32 && p.hidden_dtype == DType::F32 &&
          aligned && wgmma_available(env) && smem + kSRows * 4 <= tiles.optin;
 }
 template <bool kWide>
@@ -1452,7 +1479,21 @@ Status launch_token_hidden_reward(const ThrParams& p, const LaunchEnv& env, Scra
   const int m_rows = tiles.m_large ? kMRowsLarge : kMRowsSmall;
   // The TMA-fed scores (paths 5 and 6 in 'tf32'), and the V* columns of a scores block (256 on path 6).
   const bool scores_tma = i < live.size() && use_scores_tma(p, env, hidden_vec16 && m_vec16, tiles);
-  const int s_cols = scores_tma && p.path == 6 ? 2 * kBN : kBN;
+  const int s_cols = scores_tma && wide_scores(p.path) ? 2 * kBN : kBN;
+  // Paths 7 and 8: the scores read tf32-rounded copies, the hidden rows' made here once, M_g's per batch.
+  const bool rounded = scores_tma && rounded_scores(p.path);
+  const float* hidden_scores = static_cast<const float*>(p.hidden);
+  float* m_rounded = nullptr;  // a stacked aggregate's rounded copy (the caller's tensor stays as it is)
+  if (rounded) {
+    float* hr = nullptr;
+    GK_TRY(scratch.alloc(&hr, size_t(T) * size_t(p.dim)));
+    GK_TRY(launch_round(hidden_scores, p.dim, hr, p.dim, T, p.dim, env.stream));
+    hidden_scores = hr;
+    if (stacked) {
+      GK_TRY(scratch.alloc(&m_rounded, size_t(p.vocab_offsets.back()) * size_t(ld_m)));
+      GK_TRY(launch_round(p.aggregate, ld_m, m_rounded, ld_m, p.vocab_offsets.back(), p.dim, env.stream));
+    }
+  }
   if (i < live.size() && !ptok.empty() && p.step != ThrStep::Score) {
     const int n = static_cast<int>(ptok.size());
     thr_pcol_kernel<<<unsigned(ceil_div(n, 256)), 256, 0, env.stream>>>(d_ptok, p.token_column, n, d_pcol);
@@ -1517,11 +1558,18 @@ Status launch_token_hidden_reward(const ThrParams& p, const LaunchEnv& env, Scra
           GK_TRY((launch_m<H, kS, kMRowsSmall, kStagesSmall>(mb, mlist, geo, hidden, M, env.stream)));
       }
       if constexpr (std::is_same<H, float>::value) {
-        if (scores && scores_tma)
-          return p.path == 6 ? launch_scores_tma<true>(sb, slist, geo, hidden, T, M, m_rows_of_batch, spart, env.stream)
-                             : launch_scores_tma<false>(sb, slist, geo, hidden, T, M, m_rows_of_batch, spart, env.stream);
+        if (scores && scores_tma) {
+          // Rounded (7, 8): the batch's M_g in place (scratch of ours), or the aggregate's copy.
+          const float* ms = M;
+          if (rounded && m_rounded) ms = m_rounded;
+          else if (rounded) GK_TRY(launch_round(M, ld_m, M, ld_m, m_rows_of_batch, p.dim, env.stream));
+          return wide_scores(p.path)
+                     ? launch_scores_tma<true>(sb, slist, geo, hidden_scores, T, ms, m_rows_of_batch, spart, env.stream)
+                     : launch_scores_tma<false>(sb, slist, geo, hidden_scores, T, ms, m_rows_of_batch, spart, env.stream);
+        }
         if (scores && use_scores_wgmma<kS>(p.path, env, geo.hidden_vec16 && geo.m_vec16, tiles))
-          return launch_scores_wgmma<kS>(sb, slist, geo, hidden, M, spart, p.path >= 3 && p.path != 4, env.stream);
+          return launch_scores_wgmma<kS>(sb, slist, geo, hidden, M, spart, p.path == 3 || p.path == 5 || p.path == 6,
+                                         env.stream);
       }
       if (scores) {
         if (tiles.s_large)

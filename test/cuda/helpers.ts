@@ -115,6 +115,10 @@ export const THR_TILE_CONFIGS = [
   { name: 'TMA scores and wgmma M', smallTiles: false, path: 'tma' },
   // The same with 256-column scores blocks ('tf32'; 'tma''s bits anywhere, asserted by ops-thr-tiles).
   { name: 'TMA scores in 256-column blocks', smallTiles: false, path: 'tma-wide' },
+  // M on mma.sync and, in 'tf32', the TMA-fed scores on operands rounded once in a pass of their own
+  // (thr_round_kernel), in 128- and 256-column blocks: the bits of 'auto' (asserted by ops-thr-tiles).
+  { name: 'TMA scores on rounded copies', smallTiles: false, path: 'tma-rounded' },
+  { name: 'TMA scores on rounded copies, 256-column blocks', smallTiles: false, path: 'tma-wide-rounded' },
 ] as const;
 
 /**

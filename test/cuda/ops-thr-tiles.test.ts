@@ -191,6 +191,12 @@ describe.skipIf(noGpu)('cuda THR tiles vs float64 brute force (partial tiles eve
         expect(bits[at('tma-wide')], `${precision}: 'tma-wide' has the bits of 'tma'`).toEqual(
           bits[at('tma')],
         );
+        // The TMA scores on operands rounded beforehand multiply what the wgmma scores' rounding pass
+        // gives them, in the same order ('f32' runs as 'wgmma'): the bits of 'wgmma', which 'auto' takes.
+        for (const path of ['tma-rounded', 'tma-wide-rounded'])
+          expect(bits[at(path)], `${precision}: '${path}' has the bits of 'wgmma'`).toEqual(
+            bits[at('wgmma')],
+          );
       }
     });
   });
@@ -281,7 +287,7 @@ describe.skipIf(noGpu || !EMULATED)(
       await expect(runThr(cuda, c, { precision: 'f32' })).rejects.toThrow(/thr_m_kernel</);
     });
 
-    it("'tma': thrScore over the stacked aggregate runs the TMA-fed scores in 'tf32' ('tma-wide': in 256-column blocks; the wgmma scores in 'f32'), with tokenHiddenReward's bits", async () => {
+    it("'tma': thrScore over the stacked aggregate runs the TMA-fed scores in 'tf32' ('tma-wide': in 256-column blocks; the wgmma scores in 'f32'; 'tma-rounded' and 'tma-wide-rounded' on rounded copies, the aggregate left as it was), with tokenHiddenReward's bits", async () => {
       const c = smallF32Case(861);
       const vocab = await cuda.restrictedVocab(c.tokens, c.layout);
       const hidden = cuda.tensor(c.hidden as Float32Array, [c.numTokens, c.dim], 'f32');
@@ -291,6 +297,9 @@ describe.skipIf(noGpu || !EMULATED)(
           ['tma', 'tf32', /thr_scores_tma_kernel<false>/],
           ['tma-wide', 'tf32', /thr_scores_tma_kernel<true>/],
           ['tma', 'f32', /thr_scores_wgmma/],
+          // On rounded copies (the stacked aggregate's a copy of its own: the caller's stays as it is).
+          ['tma-rounded', 'tf32', /thr_scores_tma_kernel<false>/],
+          ['tma-wide-rounded', 'tf32', /thr_scores_tma_kernel<true>/],
         ] as const) {
           thrTuning.path = path;
           const whole = await runThr(cuda, c, { precision });
@@ -301,8 +310,13 @@ describe.skipIf(noGpu || !EMULATED)(
             kernel,
           );
           delete process.env.GK_EMU_FAULT;
+          const before = f32Bits((await agg.read()) as Float32Array);
           const halves = await cuda.thrScore({ ...base, aggregate: agg, precision });
           const thr = (await halves.thr.read()) as Float32Array;
+          expect(
+            f32Bits((await agg.read()) as Float32Array),
+            `${path}: the aggregate is not written`,
+          ).toEqual(before);
           expect(f32Bits(thr), `${path}, ${precision}: thrAggregate then thrScore`).toEqual(
             f32Bits(whole.thr),
           );

@@ -14,7 +14,16 @@ import { reweightHostArgs, thrHostArgs } from '../thr-native.js';
 import { type CudaMemory, ptrOf, runWithOutputs, withPoison } from './storage.js';
 
 /** The scores' tiles (ThrParams::path in native/cuda/thr.cuh). */
-export type ThrPath = 'auto' | 'mma' | 'wgmma' | 'wgmma-truncate' | 'wgmma-m' | 'tma' | 'tma-wide';
+export type ThrPath =
+  | 'auto'
+  | 'mma'
+  | 'wgmma'
+  | 'wgmma-truncate'
+  | 'wgmma-m'
+  | 'tma'
+  | 'tma-wide'
+  | 'tma-rounded'
+  | 'tma-wide-rounded';
 const THR_PATH_CODES: Record<Exclude<ThrPath, 'auto'>, number> = {
   mma: 1,
   wgmma: 2,
@@ -22,6 +31,8 @@ const THR_PATH_CODES: Record<Exclude<ThrPath, 'auto'>, number> = {
   'wgmma-m': 4,
   tma: 5,
   'tma-wide': 6,
+  'tma-rounded': 7,
+  'tma-wide-rounded': 8,
 };
 
 /**
@@ -40,6 +51,9 @@ const THR_PATH_CODES: Record<Exclude<ThrPath, 'auto'>, number> = {
  *   scores on truncated operands, in 'tf32' fed by TMA to warp-specialised tiles (thr_scores_tma_kernel;
  *   'f32' takes the wgmma scores' truncated form; slower on an H200). 'tma-wide': the same with blocks of
  *   128 tokens × 256 V* columns in 'tf32' (each landed hidden tile serves twice the MMAs; 'tma''s bits).
+ *   'tma-rounded', 'tma-wide-rounded': M_g on mma.sync as 'auto', and in 'tf32' the TMA-fed scores
+ *   (128 or 256 columns) on tf32-rounded copies of the hidden rows and of M_g (thr_round_kernel): the
+ *   bits of 'auto' with the rounding taken out of the MMA loop; 'f32' runs as 'auto'. Waiting for a GPU.
  */
 export const thrTuning: { mBudgetBytes: number; smallTiles: boolean; path: ThrPath } = {
   mBudgetBytes: 0,
