@@ -140,6 +140,22 @@ void AddCpuExports(Napi::Env env, Napi::Object exports) {
                     return Napi::Number::New(info.Env(), double(first_decrease(a.Data(), int64_t(a.ElementLength()))));
                   },
                   "cpuFirstDecrease"));
+  // cpuOffsetCounts(int32Array) → [nonempty ranges, longest range] of non-decreasing offsets (offsets.cc).
+  exports.Set("cpuOffsetCounts",
+              Napi::Function::New(
+                  env,
+                  [](const Napi::CallbackInfo& info) -> Napi::Value {
+                    if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array)
+                      throw gkn::ArgError(info.Env(), "cpuOffsetCounts: expected an Int32Array");
+                    Napi::Int32Array a = info[0].As<Napi::Int32Array>();
+                    int64_t nonempty = 0, longest = 0;
+                    offset_counts(a.Data(), int64_t(a.ElementLength()), &nonempty, &longest);
+                    Napi::Array out = Napi::Array::New(info.Env(), 2);
+                    out.Set(0u, Napi::Number::New(info.Env(), double(nonempty)));
+                    out.Set(1u, Napi::Number::New(info.Env(), double(longest)));
+                    return out;
+                  },
+                  "cpuOffsetCounts"));
   exports.Set("CpuDevice", CpuDevice::Define(env));
   exports.Set("cpuLmheadPlan", Napi::Function::New(env, gkn::CpuLmheadPlan, "cpuLmheadPlan"));
 }

@@ -21,6 +21,8 @@ bool avx2_compiled();
 bool avx512_supported();
 // The lowest i ≥ 1 with offsets[i] < offsets[i − 1], or −1 (offsets.cc): the API's offsets check.
 int64_t first_decrease(const int32_t* offsets, int64_t n);
+// Of non-decreasing offsets: how many of the n − 1 ranges are nonempty, and the longest one's length.
+void offset_counts(const int32_t* offsets, int64_t n, int64_t* nonempty, int64_t* max_length);
 // Asks for 2 MiB pages for the whole 2 MiB pages inside [data, data + bytes), before it is first written
 // (memory.cc); returns the bytes advised (0: none, or not supported here).
 size_t advise_huge_pages(void* data, size_t bytes);

@@ -72,6 +72,8 @@ export interface NativeAddon {
   cpuAdviseHugePages?(array: ArrayBufferView): number;
   /** The lowest i ≥ 1 with offsets[i] < offsets[i − 1], or −1 (native/cpu/offsets.cc). */
   cpuFirstDecrease?(offsets: Int32Array): number;
+  /** Of non-decreasing offsets: [nonempty ranges, the longest range's length] (native/cpu/offsets.cc). */
+  cpuOffsetCounts?(offsets: Int32Array): [number, number];
   /** The native cpu LM head's scratch plan (native/cpu/lmhead.cc). */
   cpuLmheadPlan?(args: NativeCpuLmheadPlanArgs): {
     forwardBytes: number;

@@ -565,6 +565,11 @@ export interface Backend {
    * (the native cpu backend's SIMD scan). The API still makes the check and throws its error.
    */
   firstDecrease?(offsets: Int32Array): number;
+  /**
+   * Optional: of offsets already found non-decreasing, [nonempty ranges, the longest range's length]
+   * (the native backends' one pass; policyLoss's counts of 1M responses).
+   */
+  offsetCounts?(offsets: Int32Array): [number, number];
 
   logprobs(args: LogprobsArgs): Promise<LogprobsResult>;
   /** Gradient w.r.t. the logits, [rows, vocab] in the logits' dtype. */

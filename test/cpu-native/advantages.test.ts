@@ -251,6 +251,29 @@ describe.skipIf(opened.avx2[1].ctx === undefined && opened.portable[1].ctx === u
       expect(() => scan(new Uint32Array(4) as never)).toThrow(/expected an Int32Array/);
     });
 
+    it("cpuOffsetCounts gives policyLoss's counts (nonempty ranges, the longest) as a float64 loop does", () => {
+      const counts = loadNativeAddon('cpu').cpuOffsetCounts!;
+      let seed = 17;
+      const next = () => {
+        seed = (Math.imul(seed, 1103515245) + 12345) >>> 0;
+        return seed / 2 ** 32;
+      };
+      for (const n of [0, 1, 2, 3, 9, 33, 1000, 4097]) {
+        // Lengths 0..6, a third of them empty; one long range somewhere.
+        const o = new Int32Array(n);
+        for (let i = 1; i < n; i++) o[i] = o[i - 1] + (next() < 0.33 ? 0 : 1 + Math.floor(next() * 6));
+        if (n > 4) for (let i = n >> 1; i < n; i++) o[i] += 1000;
+        let nonempty = 0;
+        let longest = 0;
+        for (let i = 1; i < n; i++) {
+          if (o[i] > o[i - 1]) nonempty++;
+          longest = Math.max(longest, o[i] - o[i - 1]);
+        }
+        expect(counts(o), `n ${n}`).toEqual([nonempty, longest]);
+      }
+      expect(() => counts(new Float32Array(4) as never)).toThrow(/expected an Int32Array/);
+    });
+
     it('bad offsets are still LAYOUT errors naming the argument, before any kernel runs', async () => {
       const ctx = (opened.avx2[1].ctx ?? opened.portable[1].ctx)!;
       const ro = Int32Array.from({ length: 101 }, (_, k) => 2 * k);

@@ -102,6 +102,7 @@ export async function createCpuBackend(options: BackendOptions): Promise<Backend
     name: 'cpu',
     device,
     firstDecrease: addon.cpuFirstDecrease,
+    offsetCounts: addon.cpuOffsetCounts,
     upload<D extends DType>(data: HostArrayMap[D], shape: readonly number[], dtype: D) {
       return cpuTensor(q, q.copy(dtype, data), shape, dtype);
     },

@@ -107,6 +107,7 @@ export async function createCudaBackend(options: BackendOptions): Promise<Backen
     policyLoss: (a) => cudaPolicyLoss(mem, a),
     // The offsets check of the API, native where the addon has its cpu part (native/cpu/offsets.cc).
     firstDecrease: addon.cpuFirstDecrease,
+    offsetCounts: addon.cpuOffsetCounts,
     synchronize: () => native(() => dev.synchronize()),
     copyProbe: (bytes) => native(() => dev.copyProbe(bytes)),
     fromDevicePointer<D extends DType>(pointer: bigint | number, shape: readonly number[], dtype: D) {
