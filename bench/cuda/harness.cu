@@ -9,7 +9,7 @@
 //                       [--responses 16·groups] [--lm-rows 8192] [--lm-dim 4096] [--lm-vocab 151936]
 //                       [--reps 20] [--warmup 3] [--l2-mb <device's>] [--max-rotate 64] [--seed 1]
 //                       [--only logprobs,backward,thr,advantages,lmhead]
-//                       [--lm-paths 0,1,…,8] [--thr-paths 0,1,…,8] [--lm-chunk-rows 0] [--lm-chunk-vocab 0]
+//                       [--lm-paths 0,1,…,8] [--thr-paths 0,1,…,9] [--lm-chunk-rows 0] [--lm-chunk-vocab 0]
 //
 // Cases (defaults are the goal sizes of bench/RESULTS.md):
 //   logprobs, logprobs+entropy, logprobs+entropy+sumSquares   forward, bf16 logits [rows, vocab]
@@ -29,7 +29,9 @@
 //                                                             ('tf32' only), " tma-rounded" and
 //                                                             " tma-wide-rounded" M on mma.sync and
 //                                                             the TMA-fed scores on rounded copies
-//                                                             ('tf32' only), where the device has them)
+//                                                             ('tf32' only), " tma-m" with M as a
+//                                                             TMA-fed GEMM too ('tf32' only), where
+//                                                             the device has them)
 //   advantages                                                2^20 responses in 65536 ragged groups
 //                                                             (sizes 1..31, fixed seed), estimator grpo
 //   advantages/uniform16                                      the same responses in groups of 16
@@ -134,16 +136,16 @@ struct Options {
   // says which): all by default. scripts/gpu/run.sh times the ones no GPU has verified in processes of
   // their own, so that one that fails takes no other row with it.
   std::vector<int> lm_paths{0, 1, 2, 3, 4, 5, 6, 7, 8};
-  std::vector<int> thr_paths{0, 1, 2, 3, 4, 5, 6, 7, 8};
+  std::vector<int> thr_paths{0, 1, 2, 3, 4, 5, 6, 7, 8, 9};
 };
-constexpr int kLmPaths = 9, kThrPaths = 9;
+constexpr int kLmPaths = 9, kThrPaths = 10;
 
 const char* kUsage =
     "usage: harness [--rows N] [--vocab V] [--thr-responses R] [--thr-tokens L] [--thr-d D]\n"
     "               [--thr-vocab K] [--thr-small-tiles 0|1] [--groups G] [--responses R] [--reps N] [--warmup N]\n"
     "               [--lm-rows N] [--lm-dim D] [--lm-vocab V]\n"
     "               [--l2-mb MB] [--max-rotate N] [--seed S] [--only logprobs,backward,thr,advantages,lmhead]\n"
-    "               [--lm-paths 0,1,2,3,4,5,6,7,8] [--thr-paths 0,1,2,3,4,5,6,7,8]\n"
+    "               [--lm-paths 0,1,2,3,4,5,6,7,8] [--thr-paths 0,1,2,3,4,5,6,7,8,9]\n"
     "               [--lm-chunk-rows R] [--lm-chunk-vocab C]\n";
 
 bool parse_int(const std::string& s, int64_t* v) {
@@ -849,7 +851,7 @@ Status run_thr(const Device& dev, const Options& o) {
     }, &t));
     GK_TRY(check_output(dev, "thr", thr.at<float>(0), T, 'f'));
     GK_TRY(check_output(dev, "tau", tau.at<float>(0), 1, 'f'));
-    const std::string name = std::string("tokenHiddenReward/") + pname + (path == 8 ? " tma-wide-rounded" : path == 7 ? " tma-rounded" : path == 6 ? " tma-wide" : path == 5 ? " tma" : path == 4 ? " wgmma-m" : path == 3 ? " wgmma-truncate" : path == 2 ? " wgmma" : path ? " mma" : "");
+    const std::string name = std::string("tokenHiddenReward/") + pname + (path == 9 ? " tma-m" : path == 8 ? " tma-wide-rounded" : path == 7 ? " tma-rounded" : path == 6 ? " tma-wide" : path == 5 ? " tma" : path == 4 ? " wgmma-m" : path == 3 ? " wgmma-truncate" : path == 2 ? " wgmma" : path ? " mma" : "");
     GK_TRY(report(dev, o, name, sizes_base + "," + kv("precision", pname), bytes, flops, t));
   }
   GK_CHECK(cudaStreamSynchronize(dev.stream));

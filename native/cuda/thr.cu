@@ -1105,6 +1105,108 @@ __global__ void __launch_bounds__(kThreads + 32, 1)
   }
 }
 
+// ------------------------------------------------ M_g as a TMA-fed GEMM (ThrParams::path 9, 'tf32')
+// thrTuning.path 'tma-m' (waiting for a GPU): M_g[v][k] = Σ_p A[v][p]·B[k][p] over the group's correct
+// tokens p, both operands K-major in scratch so that TF32 wgmma (K-major only) takes them straight from
+// TMA boxes, as the scores do:
+//   thr_mt_kernel — block: 32 tokens (p) × 32 rows of one group's operand; z = 0: At[a_row + v][p] =
+//     tf32(w_p·(1[v = col_p] − q_p[v])) for v < K_g, z = 1: Bt[b_row + k][p] = tf32(h_p[k]) for k < d;
+//     p in [P_g, pw) zeros. Read along v / k (a q row, a hidden row: coalesced), transposed through shared
+//     memory, written along p. Bytes 8 per element (At: K_g·pw, Bt: d·pw floats per group).
+//   thr_m_tma_kernel — block: 128 rows of V*_g × 128 hidden dims of M_g (MBlock's tile), thr_scores_tma_
+//     kernel's warp-specialised loop (a producer lane issues each k-step's 128 × 32-float boxes of At and
+//     Bt into 6 stages; two warpgroups chain m64n128k8 wgmma on them, a k-step in flight) over
+//     ceil(P_g / 32) k-steps, then the sums stored (8-byte pairs). FLOPs 2·K_g·d·P_g on tensor cores.
+// Numerics: the one-hot part w_p·1[v = col_p] joins the dense one in A and is rounded with it (thr_m_
+// kernel keeps it exact): every term of M_g is a product of two TF32-rounded values, each within 2^-11,
+// summed by the tensor cores (truncating, once per 8 products chained over P_g, as the scores' sums):
+// the 'tf32' bound holds (tested). Bits of its own, a function of the group's data alone: pw (the batch's
+// widest P, rounded up to 4) changes where A and B lie, never what is added, and k-steps past P_g read
+// zeros. A box's rows past K_g or d reach into the next group's rows (or past the tensor: zeros); a row of
+// the product depends on its own row of A (of B for a column) alone, and those rows are never stored.
+__global__ void thr_mt_kernel(int g, GroupGeom geo, const float* __restrict__ hidden, int64_t pw, float* __restrict__ at,
+                              float* __restrict__ bt) {
+  __shared__ float tile[32][33];
+  const int K = geo.voff[g + 1] - geo.voff[g];
+  const bool is_a = blockIdx.z == 0;
+  const int64_t rows = is_a ? K : geo.d;
+  const int64_t r0 = int64_t(blockIdx.y) * 32, p0 = int64_t(blockIdx.x) * 32;
+  if (r0 >= rows) return;  // (the grid's y covers max(K_g, d))
+  const int p_beg = geo.pstart[g], P = geo.pstart[g + 1] - p_beg, t0 = geo.gto[g];
+  const float* q = geo.probs + geo.poff[g];
+  const int tx = threadIdx.x, ty = threadIdx.y;  // 32 × 8
+  for (int i = ty; i < 32; i += 8) {
+    const int64_t p = p0 + i, r = r0 + tx;
+    float x = 0.f;
+    if (p < P && r < rows) {
+      const int pi = p_beg + int(p), tok = geo.ptok[pi];
+      x = is_a ? geo.pw[pi] * ((geo.pcol[pi] == r ? 1.f : 0.f) - q[int64_t(tok - t0) * K + r])
+               : hidden[int64_t(tok) * geo.d + r];
+    }
+    tile[i][tx] = tf32_round(x);
+  }
+  __syncthreads();
+  float* out = is_a ? at : bt;
+  for (int i = ty; i < 32; i += 8) {
+    const int64_t r = r0 + i, p = p0 + tx;
+    if (r < rows && p < pw) out[r * pw + p] = tile[tx][i];
+  }
+}
+
+__global__ void __launch_bounds__(kThreads + 32, 1)
+    thr_m_tma_kernel(GroupList list, GroupGeom geo, float* __restrict__ M, const __grid_constant__ CUtensorMap tmap_a,
+                     const __grid_constant__ CUtensorMap tmap_b) {
+  GK_DYNAMIC_SMEM(unsigned char, smem_raw);
+  const ScoreTmaPipe<false> pipe(wg_stages(smem_raw));
+  const MBlock mb(list, geo, kMRowsLarge);
+  const WgLane Ln;
+  pipe.init(kThreads / 32);
+  const int nk = (mb.p_end - mb.p_beg + kBK - 1) / kBK;
+  if (Ln.tid >= kThreads) {  // the producer warp
+    // The group's rows: At's are M's (the batch's M_g stacked, m_off a whole number of ld_m rows), Bt's
+    // d per listed group.
+    const int32_t a_row = static_cast<int32_t>(list.m_off[mb.li] / geo.ld_m) + mb.v0;
+    const int32_t b_row = static_cast<int32_t>(int64_t(mb.li) * geo.d + mb.j0);
+    if (Ln.tid == kThreads)
+      pipe.produce(nk, [&](unsigned char* stage, int kt, uint64_t* bar) {
+        tma_load_2d(stage, &tmap_a, kt * kBK, a_row, bar);
+        tma_load_2d(stage + kWgTileBytes, &tmap_b, kt * kBK, b_row, bar);
+      });
+    return;
+  }
+  float acc[64];
+  float part[1];
+#pragma unroll
+  for (int i = 0; i < 64; ++i) acc[i] = 0.f;
+  const uint32_t wg = uint32_t(Ln.tid >> 7);
+  for (int kt = 0; kt < nk; ++kt) {
+    const uint32_t stage = pipe.acquire(kt);
+    tf32_kstep<false, true>(acc, part, stage + wg * 64u * 128u, stage + uint32_t(kWgTileBytes));
+    wgmma_wait<1>();                    // k-step kt − 1 done (kt may run on) ...
+    if (kt > 0) pipe.release(kt - 1);  // ... so its stage goes back
+  }
+  wgmma_wait<0>();
+  wgmma_fence_regs(acc);
+  float* Mg = M + list.m_off[mb.li];
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const int r = Ln.row(h);
+    if (r >= mb.rows) continue;
+    float* out_row = Mg + int64_t(mb.v0 + r) * geo.ld_m + mb.j0;
+#pragma unroll
+    for (int j = 0; j < 16; ++j) {
+      const int c = Ln.col(j, 0);
+      if (c >= mb.cols) continue;
+      if (c + 1 < mb.cols && (geo.ld_m & 1) == 0) {
+        *reinterpret_cast<float2*>(out_row + c) = make_float2(acc[4 * j + 2 * h], acc[4 * j + 2 * h + 1]);
+      } else {
+        out_row[c] = acc[4 * j + 2 * h];
+        if (c + 1 < mb.cols) out_row[c + 1] = acc[4 * j + 2 * h + 1];
+      }
+    }
+  }
+}
+
 // thr_round_kernel (ThrParams::path 7, 'tma-rounded'; 8, 'tma-wide-rounded'; 'tf32'): out[r][c] =
 // tf32_round(in[r][c]) for r < rows, c < cols (row strides ld_in, ld_out; in place when out == in), one
 // thread per element, a grid-stride loop in 64 bits. The TMA-fed scores read f32 as the tensor cores do,
@@ -1320,10 +1422,10 @@ Status launch_scores_wgmma(unsigned blocks, const GroupList& list, const GroupGe
 // maps over the whole hidden tensor (T rows) and this batch's M (m_rows rows of ld_m floats), boxes of
 // 128 rows × 32 floats.
 bool wide_scores(int path) { return path == 6 || path == 8; }
-bool rounded_scores(int path) { return path == 7 || path == 8; }
+bool rounded_scores(int path) { return path == 7 || path == 8 || path == 9; }
 bool use_scores_tma(const ThrParams& p, const LaunchEnv& env, bool aligned, const TileConfig& tiles) {
   const size_t smem = wide_scores(p.path) ? ScoreTmaPipe<true>::kSmemBytes : ScoreTmaPipe<false>::kSmemBytes;
-  return p.path >= 5 && p.path <= 8 && p.precision == ThrPrecision::Tf32 && p.hidden_dtype == DType::F32 &&
+  return p.path >= 5 && p.path <= 9 && p.precision == ThrPrecision::Tf32 && p.hidden_dtype == DType::F32 &&
          aligned && wgmma_available(env) && smem + kSRows * 4 <= tiles.optin;
 }
 template <bool kWide>
@@ -1341,6 +1443,41 @@ Status launch_scores_tma(unsigned blocks, const GroupList& list, const GroupGeom
                                   cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
   thr_scores_tma_kernel<kWide><<<blocks, kThreads + 32, smem, stream>>>(list, geo, M, spart, th, tm);
   GK_CHECK_LAUNCH("thr_scores_tma_kernel");
+  return Status::Ok();
+}
+// M_g as a TMA-fed GEMM (thr_mt_kernel, thr_m_tma_kernel): path 9, 'tf32', f32 hidden states, the large
+// configuration, a 9.0 device from a build with sm_90a (or the emulator).
+bool use_m_tma(const ThrParams& p, const LaunchEnv& env, const TileConfig& tiles) {
+  return p.path == 9 && p.precision == ThrPrecision::Tf32 && p.hidden_dtype == DType::F32 && tiles.m_large &&
+         ScoreTmaPipe<false>::kSmemBytes <= tiles.optin && wgmma_available(env);
+}
+// Scratch for one batch's transposed operands (path 9), in floats; a group larger than this goes alone.
+constexpr size_t kMtBudgetFloats = (size_t(1) << 30) / sizeof(float);
+// The batch's operands (gid: its groups; m_off: their M offsets; pw: the widest P_g rounded up to 4; rows:
+// M's rows), transposed and rounded into scratch, then the GEMM over mb blocks.
+Status launch_m_tma(unsigned mb, const GroupList& mlist, const GroupGeom& geo, const std::vector<int>& gid,
+                    const std::vector<long long>& m_off, const std::vector<int32_t>& voff, int64_t pw, int64_t rows,
+                    const float* hidden, float* M, Scratch& scratch, cudaStream_t stream) {
+  const int64_t d = geo.d, n = int64_t(gid.size());
+  float *at = nullptr, *bt = nullptr;
+  GK_TRY(scratch.alloc(&at, size_t(rows) * size_t(pw)));
+  GK_TRY(scratch.alloc(&bt, size_t(n) * size_t(d) * size_t(pw)));
+  for (int64_t li = 0; li < n; ++li) {
+    const int g = gid[size_t(li)];
+    const int64_t K = voff[size_t(g) + 1] - voff[size_t(g)];
+    const dim3 grid(unsigned(ceil_div(pw, 32)), unsigned(ceil_div(std::max<int64_t>(K, d), 32)), 2);
+    thr_mt_kernel<<<grid, dim3(32, 8), 0, stream>>>(g, geo, hidden, pw, at + (m_off[size_t(li)] / geo.ld_m) * pw,
+                                                     bt + li * d * pw);
+    GK_CHECK_LAUNCH("thr_mt_kernel");
+  }
+  alignas(64) CUtensorMap ta, tb;
+  GK_TRY(encode_tensor_map_2d(&ta, at, rows, pw, pw, kMRowsLarge, kBK, 4));
+  GK_TRY(encode_tensor_map_2d(&tb, bt, n * d, pw, pw, kBN, kBK, 4));
+  constexpr size_t smem = ScoreTmaPipe<false>::kSmemBytes;
+  GK_CHECK(cudaFuncSetAttribute(reinterpret_cast<const void*>(&thr_m_tma_kernel),
+                                cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+  thr_m_tma_kernel<<<mb, kThreads + 32, smem, stream>>>(mlist, geo, M, ta, tb);
+  GK_CHECK_LAUNCH("thr_m_tma_kernel");
   return Status::Ok();
 }
 template <class H, bool kS, int kStages>
@@ -1479,6 +1616,8 @@ Status launch_token_hidden_reward(const ThrParams& p, const LaunchEnv& env, Scra
   const int m_rows = tiles.m_large ? kMRowsLarge : kMRowsSmall;
   // The TMA-fed scores (paths 5 and 6 in 'tf32'), and the V* columns of a scores block (256 on path 6).
   const bool scores_tma = i < live.size() && use_scores_tma(p, env, hidden_vec16 && m_vec16, tiles);
+  // Path 9: M_g as a TMA-fed GEMM on transposed copies (not in the scores-only step, which has M).
+  const bool m_tma = i < live.size() && p.step != ThrStep::Score && use_m_tma(p, env, tiles);
   const int s_cols = scores_tma && wide_scores(p.path) ? 2 * kBN : kBN;
   // Paths 7 and 8: the scores read tf32-rounded copies, the hidden rows' made here once, M_g's per batch.
   const bool rounded = scores_tma && rounded_scores(p.path);
@@ -1503,12 +1642,20 @@ Status launch_token_hidden_reward(const ThrParams& p, const LaunchEnv& env, Scra
     std::vector<int> gid, m_tiles{0}, s_tiles{0}, f_tiles{0};
     std::vector<long long> m_off, part_off;
     size_t used = 0, parts = 0;
+    int64_t pw = 4;  // path 9: the transposed operands' row stride, the batch's widest P_g rounded up to 4
     while (i < live.size()) {
       const int g = live[i];
       const int64_t K = p.vocab_offsets[g + 1] - p.vocab_offsets[g];
       const int64_t Tg = gto[g + 1] - gto[g];
       const size_t need = size_t(K) * size_t(ld_m);
       if (!gid.empty() && used + need > budget_floats) break;
+      const int64_t Pg = p.correct_start[g + 1] - p.correct_start[g];
+      const int64_t pw_next = std::max(pw, (Pg + 3) / 4 * 4);
+      // Path 9 (not stacked: a stacked aggregate is one batch): its transposed operands fit their budget.
+      if (m_tma && !stacked && !gid.empty() &&
+          (used / size_t(ld_m) + size_t(K) + (gid.size() + 1) * size_t(p.dim)) * size_t(pw_next) > kMtBudgetFloats)
+        break;
+      pw = pw_next;
       gid.push_back(g);
       // Stacked: group g's M at its own rows of the aggregate.
       m_off.push_back(static_cast<long long>(stacked ? size_t(p.vocab_offsets[g]) * size_t(ld_m) : used));
@@ -1550,7 +1697,10 @@ Status launch_token_hidden_reward(const ThrParams& p, const LaunchEnv& env, Scra
       const H* hidden = static_cast<const H*>(p.hidden);
       const unsigned mb = unsigned(m_tiles.back()), sb = unsigned(s_tiles.back());
       if (p.step != ThrStep::Score) {
-        if (use_m_wgmma<kS>(p.path, env, tiles))
+        if (m_tma)
+          GK_TRY(launch_m_tma(mb, mlist, geo, gid, m_off, p.vocab_offsets, pw, m_rows_of_batch,
+                              static_cast<const float*>(p.hidden), M, scratch, env.stream));
+        else if (use_m_wgmma<kS>(p.path, env, tiles))
           GK_TRY((launch_m_wgmma<H, kS>(mb, mlist, geo, hidden, M, env.stream)));
         else if (tiles.m_large)
           GK_TRY((launch_m<H, kS, kMRowsLarge, kStagesLarge>(mb, mlist, geo, hidden, M, env.stream)));

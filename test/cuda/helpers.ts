@@ -119,6 +119,9 @@ export const THR_TILE_CONFIGS = [
   // (thr_round_kernel), in 128- and 256-column blocks: the bits of 'auto' (asserted by ops-thr-tiles).
   { name: 'TMA scores on rounded copies', smallTiles: false, path: 'tma-rounded' },
   { name: 'TMA scores on rounded copies, 256-column blocks', smallTiles: false, path: 'tma-wide-rounded' },
+  // 'tma-rounded' with M as a TMA-fed GEMM on transposed, rounded copies of its operands ('tf32'; bits
+  // of its own, within the 'tf32' bound).
+  { name: 'TMA scores and TMA-fed M', smallTiles: false, path: 'tma-m' },
 ] as const;
 
 /**

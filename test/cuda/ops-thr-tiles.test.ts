@@ -287,6 +287,28 @@ describe.skipIf(noGpu || !EMULATED)(
       await expect(runThr(cuda, c, { precision: 'f32' })).rejects.toThrow(/thr_m_kernel</);
     });
 
+    it("'tma-m': M is thr_m_tma_kernel's in 'tf32' (in tokenHiddenReward and thrAggregate), thr_m_kernel's in 'f32' (a failed cudaFuncSetAttribute names the first kernel set up)", async () => {
+      const c = smallF32Case(862);
+      const vocab = await cuda.restrictedVocab(c.tokens, c.layout);
+      const hidden = cuda.tensor(c.hidden as Float32Array, [c.numTokens, c.dim], 'f32');
+      const base = { hidden, probs: c.probs, vocab, layout: c.layout, correct: c.correct };
+      thrTuning.path = 'tma-m';
+      try {
+        for (const [precision, kernel] of [
+          ['tf32', /thr_m_tma_kernel/],
+          ['f32', /thr_m_kernel/],
+        ] as const) {
+          process.env.GK_EMU_FAULT = `cudaFuncSetAttribute:cudaErrorInvalidValue#m-${precision}`;
+          await expect(runThr(cuda, c, { precision }), precision).rejects.toThrow(kernel);
+          process.env.GK_EMU_FAULT = `cudaFuncSetAttribute:cudaErrorInvalidValue#agg-${precision}`;
+          await expect(cuda.thrAggregate({ ...base, precision }), precision).rejects.toThrow(kernel);
+          delete process.env.GK_EMU_FAULT;
+        }
+      } finally {
+        for (const t of [hidden, vocab.offsets, vocab.columns, vocab.tokenColumn]) t.dispose();
+      }
+    });
+
     it("'tma': thrScore over the stacked aggregate runs the TMA-fed scores in 'tf32' ('tma-wide': in 256-column blocks; the wgmma scores in 'f32'; 'tma-rounded' and 'tma-wide-rounded' on rounded copies, the aggregate left as it was), with tokenHiddenReward's bits", async () => {
       const c = smallF32Case(861);
       const vocab = await cuda.restrictedVocab(c.tokens, c.layout);
@@ -300,6 +322,7 @@ describe.skipIf(noGpu || !EMULATED)(
           // On rounded copies (the stacked aggregate's a copy of its own: the caller's stays as it is).
           ['tma-rounded', 'tf32', /thr_scores_tma_kernel<false>/],
           ['tma-wide-rounded', 'tf32', /thr_scores_tma_kernel<true>/],
+          ['tma-m', 'tf32', /thr_scores_tma_kernel<false>/],
         ] as const) {
           thrTuning.path = path;
           const whole = await runThr(cuda, c, { precision });

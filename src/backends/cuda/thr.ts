@@ -23,7 +23,8 @@ export type ThrPath =
   | 'tma'
   | 'tma-wide'
   | 'tma-rounded'
-  | 'tma-wide-rounded';
+  | 'tma-wide-rounded'
+  | 'tma-m';
 const THR_PATH_CODES: Record<Exclude<ThrPath, 'auto'>, number> = {
   mma: 1,
   wgmma: 2,
@@ -33,6 +34,7 @@ const THR_PATH_CODES: Record<Exclude<ThrPath, 'auto'>, number> = {
   'tma-wide': 6,
   'tma-rounded': 7,
   'tma-wide-rounded': 8,
+  'tma-m': 9,
 };
 
 /**
@@ -54,6 +56,8 @@ const THR_PATH_CODES: Record<Exclude<ThrPath, 'auto'>, number> = {
  *   'tma-rounded', 'tma-wide-rounded': M_g on mma.sync as 'auto', and in 'tf32' the TMA-fed scores
  *   (128 or 256 columns) on tf32-rounded copies of the hidden rows and of M_g (thr_round_kernel): the
  *   bits of 'auto' with the rounding taken out of the MMA loop; 'f32' runs as 'auto'. Waiting for a GPU.
+ *   'tma-m': 'tma-rounded''s scores and, in 'tf32', M_g as a TMA-fed wgmma GEMM on transposed, rounded
+ *   copies of its operands (thr_mt_kernel, thr_m_tma_kernel; bits of its own). Waiting for a GPU.
  */
 export const thrTuning: { mBudgetBytes: number; smallTiles: boolean; path: ThrPath } = {
   mBudgetBytes: 0,
