@@ -1454,14 +1454,18 @@ bool use_m_tma(const ThrParams& p, const LaunchEnv& env, const TileConfig& tiles
 // Scratch for one batch's transposed operands (path 9), in floats; a group larger than this goes alone.
 constexpr size_t kMtBudgetFloats = (size_t(1) << 30) / sizeof(float);
 // The batch's operands (gid: its groups; m_off: their M offsets; pw: the widest P_g rounded up to 4; rows:
-// M's rows), transposed and rounded into scratch, then the GEMM over mb blocks.
+// M's rows), transposed and rounded into scratch (buf, cap floats: grown when a batch needs more, so
+// batches reuse it), then the GEMM over mb blocks.
 Status launch_m_tma(unsigned mb, const GroupList& mlist, const GroupGeom& geo, const std::vector<int>& gid,
                     const std::vector<long long>& m_off, const std::vector<int32_t>& voff, int64_t pw, int64_t rows,
-                    const float* hidden, float* M, Scratch& scratch, cudaStream_t stream) {
+                    const float* hidden, float* M, float*& buf, size_t& cap, Scratch& scratch, cudaStream_t stream) {
   const int64_t d = geo.d, n = int64_t(gid.size());
-  float *at = nullptr, *bt = nullptr;
-  GK_TRY(scratch.alloc(&at, size_t(rows) * size_t(pw)));
-  GK_TRY(scratch.alloc(&bt, size_t(n) * size_t(d) * size_t(pw)));
+  const size_t need = (size_t(rows) + size_t(n) * size_t(d)) * size_t(pw);
+  if (need > cap) {  // (stream-ordered: the old one is freed after its users)
+    GK_TRY(scratch.alloc(&buf, need));
+    cap = need;
+  }
+  float *at = buf, *bt = buf + size_t(rows) * size_t(pw);
   for (int64_t li = 0; li < n; ++li) {
     const int g = gid[size_t(li)];
     const int64_t K = voff[size_t(g) + 1] - voff[size_t(g)];
@@ -1596,8 +1600,8 @@ Status launch_token_hidden_reward(const ThrParams& p, const LaunchEnv& env, Scra
   // A stacked aggregate is one batch (the caller's tensor holds every group's M).
   const size_t budget_floats = stacked ? SIZE_MAX : std::max<size_t>(p.m_budget_bytes / sizeof(float), 1);
   size_t i = 0;
-  float *M = nullptr, *spart = nullptr;
-  size_t m_cap = 0, part_cap = 0;
+  float *M = nullptr, *spart = nullptr, *mt_buf = nullptr;  // mt_buf: path 9's transposed operands
+  size_t m_cap = 0, part_cap = 0, mt_cap = 0;
   if (p.dim == 0 && !live.empty()) {
     // d = 0: M_g is K×0 and every s_t = g_tᵀ M h_t is an empty sum. The kernels would launch 0 blocks
     // (ceil(K/128)·ceil(0/128)), which CUDA rejects as an invalid configuration, so write the zeros here.
@@ -1699,7 +1703,7 @@ Status launch_token_hidden_reward(const ThrParams& p, const LaunchEnv& env, Scra
       if (p.step != ThrStep::Score) {
         if (m_tma)
           GK_TRY(launch_m_tma(mb, mlist, geo, gid, m_off, p.vocab_offsets, pw, m_rows_of_batch,
-                              static_cast<const float*>(p.hidden), M, scratch, env.stream));
+                              static_cast<const float*>(p.hidden), M, mt_buf, mt_cap, scratch, env.stream));
         else if (use_m_wgmma<kS>(p.path, env, tiles))
           GK_TRY((launch_m_wgmma<H, kS>(mb, mlist, geo, hidden, M, env.stream)));
         else if (tiles.m_large)
