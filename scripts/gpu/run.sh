@@ -340,8 +340,9 @@ harness_runs() { # harness arguments (sizes) for every run
   local rc=0 lm thr p c
   lm=$(echo 0 $LM_COMPARE | tr ' ' ,)
   thr=$(echo 0 $THR_COMPARE | tr ' ' ,)
-  hrun() { # box, harness arguments
+  hrun() { # box, harness arguments (3x the box on the emulator, whose speed is the CPU's)
     local box=$1
+    [ "$DRY" = 1 ] && box=$((3 * box))
     shift
     echo "[harness-runs] $* (box ${box}s)" >&2
     timeout -k 5 "$box" bash bench/cuda/harness.sh "$@" || {
@@ -363,7 +364,7 @@ harness_runs() { # harness arguments (sizes) for every run
   return $rc
 }
 export -f harness_runs
-export LOGS NEW_LM_PATHS NEW_THR_PATHS LM_COMPARE THR_COMPARE HARNESS_CHUNKS
+export LOGS DRY NEW_LM_PATHS NEW_THR_PATHS LM_COMPARE THR_COMPARE HARNESS_CHUNKS
 if [ "$DRY" = 1 ]; then
   step harness env GK_HARNESS=build/emu/harness bash -c 'harness_runs "$@"' harness --rows 7 --vocab 1000 \
     --thr-tokens 40 --thr-d 48 --thr-vocab 24 --groups 50 --lm-rows 7 --lm-dim 48 --lm-vocab 1000 \
