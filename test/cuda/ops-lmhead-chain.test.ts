@@ -33,10 +33,11 @@ describe.skipIf(ctx === undefined)('lmhead (chained TMA tiles) on cuda', () => {
       try {
         const chain = await run('tma-chain');
         const cluster = await run('tma-chain-cluster');
-        const auto = await run('auto');
+        // (Under emu-memcheck not 'auto': a third run of both passes there is minutes.)
+        const auto = EMU_MEMCHECK ? undefined : await run('auto');
         for (const [i, name] of HEAD_OUTPUT_NAMES.entries()) {
           expect(cluster[i], `tma-chain-cluster: ${name}`).toEqual(chain[i]);
-          expect(auto[i], `'auto' takes 'tma-chain' on a 9.0 device: ${name}`).toEqual(chain[i]);
+          if (auto) expect(auto[i], `'auto' takes 'tma-chain' on a 9.0 device: ${name}`).toEqual(chain[i]);
         }
         // One k-step (d 64) has nothing to flush: the same sums as 'tma''s there. (Under emu-memcheck
         // not: ops-lmhead-tma.test.ts runs 'tma' there.)
