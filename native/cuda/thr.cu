@@ -1623,8 +1623,9 @@ Status launch_token_hidden_reward(const ThrParams& p, const LaunchEnv& env, Scra
   // Path 9: M_g as a TMA-fed GEMM on transposed copies (not in the scores-only step, which has M).
   const bool m_tma = i < live.size() && p.step != ThrStep::Score && use_m_tma(p, env, tiles);
   const int s_cols = scores_tma && wide_scores(p.path) ? 2 * kBN : kBN;
-  // Paths 7 and 8: the scores read tf32-rounded copies, the hidden rows' made here once, M_g's per batch.
-  const bool rounded = scores_tma && rounded_scores(p.path);
+  // Paths 7 to 9: the scores read tf32-rounded copies, the hidden rows' made here once, M_g's per batch
+  // (not in the aggregate-only step, which has no scores).
+  const bool rounded = scores && scores_tma && rounded_scores(p.path);
   const float* hidden_scores = static_cast<const float*>(p.hidden);
   float* m_rounded = nullptr;  // a stacked aggregate's rounded copy (the caller's tensor stays as it is)
   if (rounded) {

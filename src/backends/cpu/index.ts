@@ -16,6 +16,7 @@ import type { DType, HostArrayMap } from '../../dtypes.js';
 import { GrpoKernelsError } from '../../errors.js';
 import { loadedNativeAddon, loadNativeAddon } from '../addon.js';
 import type { Backend, BackendOptions, DeviceInfo } from '../backend.js';
+import { snapshotArgs } from '../snapshot.js';
 import { cpuAdvantages, cpuExpandToTokens, cpuWhiten } from './advantages.js';
 import {
   cpuLinearLogprobStates,
@@ -106,22 +107,24 @@ export async function createCpuBackend(options: BackendOptions): Promise<Backend
     upload<D extends DType>(data: HostArrayMap[D], shape: readonly number[], dtype: D) {
       return cpuTensor(q, q.copy(dtype, data), shape, dtype);
     },
-    logprobs: (a) => cpuLogprobs(q, a),
-    logprobsBackward: (a) => cpuLogprobsBackward(q, a),
-    gatherProbs: (a) => cpuGatherProbs(q, a),
-    linearLogprobs: (a) => cpuLinearLogprobs(q, a),
-    linearLogprobsBackward: (a) => cpuLinearLogprobsBackward(q, a),
-    logprobStates: (a) => cpuLogprobStates(q, a),
-    linearLogprobStates: (a) => cpuLinearLogprobStates(q, a),
-    mergeLogprobStates: (a) => cpuMergeLogprobStates(q, a),
-    advantages: (a) => cpuAdvantages(q, a),
-    expandToTokens: (a) => cpuExpandToTokens(q, a),
-    whiten: (a) => cpuWhiten(q, a),
-    tokenHiddenReward: (a) => cpuTokenHiddenReward(q, a),
-    thrReweight: (a) => cpuThrReweight(q, a),
-    thrAggregate: (a) => cpuThrAggregate(q, a),
-    thrScore: (a) => cpuThrScore(q, a),
-    policyLoss: (a) => cpuPolicyLoss(q, a),
+    // Every op on a snapshot of its host arrays (snapshotArgs): the addon reads them in place when the
+    // job runs, after the call has returned to a caller who may rewrite them.
+    logprobs: (a) => cpuLogprobs(q, snapshotArgs(a)),
+    logprobsBackward: (a) => cpuLogprobsBackward(q, snapshotArgs(a)),
+    gatherProbs: (a) => cpuGatherProbs(q, snapshotArgs(a)),
+    linearLogprobs: (a) => cpuLinearLogprobs(q, snapshotArgs(a)),
+    linearLogprobsBackward: (a) => cpuLinearLogprobsBackward(q, snapshotArgs(a)),
+    logprobStates: (a) => cpuLogprobStates(q, snapshotArgs(a)),
+    linearLogprobStates: (a) => cpuLinearLogprobStates(q, snapshotArgs(a)),
+    mergeLogprobStates: (a) => cpuMergeLogprobStates(q, snapshotArgs(a)),
+    advantages: (a) => cpuAdvantages(q, snapshotArgs(a)),
+    expandToTokens: (a) => cpuExpandToTokens(q, snapshotArgs(a)),
+    whiten: (a) => cpuWhiten(q, snapshotArgs(a)),
+    tokenHiddenReward: (a) => cpuTokenHiddenReward(q, snapshotArgs(a)),
+    thrReweight: (a) => cpuThrReweight(q, snapshotArgs(a)),
+    thrAggregate: (a) => cpuThrAggregate(q, snapshotArgs(a)),
+    thrScore: (a) => cpuThrScore(q, snapshotArgs(a)),
+    policyLoss: (a) => cpuPolicyLoss(q, snapshotArgs(a)),
     synchronize: () => native(() => dev.synchronize()),
     copyProbe: (bytes) => native(() => dev.copyProbe(bytes)),
     dispose() {

@@ -13,6 +13,7 @@ import { debugHooks, POISON_I32 } from '../../debug.js';
 import { bytesPerElement, type DType, type HostArrayMap } from '../../dtypes.js';
 import { GrpoKernelsError } from '../../errors.js';
 import { Tensor, type TensorStorage } from '../../tensor.js';
+import { snapshotArgs } from '../snapshot.js';
 import { type GpuRuntime, roundUp, Usage } from './runtime.js';
 
 export class GpuStorage<D extends DType> implements TensorStorage<D> {
@@ -164,7 +165,7 @@ const inUse = new WeakMap<Tensor, GpuStorage<DType>>();
  * with every tensor among them pinned until its promise settles, by which time it has submitted all
  * its work. An op awaits pipelines and room for its device checks before it binds its inputs and
  * uploads its host arrays, and the caller may dispose an input or reuse an array meanwhile, as it may
- * on the other backends, which take both at the call:
+ * on the other backends (the cpu backend snapshots its host arrays too, the cuda addon copies them):
  * - host arrays (offsets, layouts: metadata the API has already scanned to validate it) are copied
  *   into the snapshot, so a later write by the caller changes nothing;
  * - a tensor disposed meanwhile keeps its storage for the op (gpuStorage finds it) and its buffer
@@ -173,26 +174,14 @@ const inUse = new WeakMap<Tensor, GpuStorage<DType>>();
  */
 export function pinInputs<A extends object, T>(args: A, op: (snapshot: A) => Promise<T>): Promise<T> {
   const pinned = new Map<Tensor, GpuStorage<DType>>();
-  const copy = (v: unknown, depth: number): unknown => {
-    if (v instanceof Tensor) {
-      if (!v.disposed && !pinned.has(v)) {
-        const s = v.storage;
-        if (s instanceof GpuStorage) pinned.set(v, s);
-      }
-      return v;
-    }
-    if (ArrayBuffer.isView(v)) return (v as unknown as { slice(): unknown }).slice?.() ?? v;
-    if (depth > 0 && Array.isArray(v)) return v.map((x) => copy(x, depth - 1));
-    if (depth > 0 && typeof v === 'object' && v !== null && Object.getPrototypeOf(v) === Object.prototype) {
-      const out: Record<string, unknown> = {};
-      for (const [k, x] of Object.entries(v)) out[k] = copy(x, depth - 1);
-      return out;
-    }
-    return v;
-  };
   let snapshot: A;
   try {
-    snapshot = copy(args, 4) as A;
+    snapshot = snapshotArgs(args, (t) => {
+      if (!t.disposed && !pinned.has(t)) {
+        const s = t.storage;
+        if (s instanceof GpuStorage) pinned.set(t, s);
+      }
+    });
   } catch (e) {
     return Promise.reject(e);
   }
