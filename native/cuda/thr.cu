@@ -355,6 +355,36 @@ struct MBlock {
   }
 };
 
+// A warpgroup's rows of an M_g tile from wgmma's D fragment (thr_m_wgmma_kernel, thr_m_tma_kernel):
+// M_g[v0 + r][j0 + c] = acc (+ onehot[r][c] with kOneHot: the exact one-hot tile, added first) for r <
+// rows, c < cols, 8-byte stores where rows are 8-byte aligned (a stacked odd d is not).
+template <bool kOneHot>
+__device__ __forceinline__ void wg_store_m(const float (&acc)[64], const WgLane& Ln, float* Mg, int64_t ld_m, int v0,
+                                           int64_t j0, int rows, int cols, const float* onehot) {
+  auto value = [&](int r, int c, int i) {
+    if constexpr (kOneHot) return onehot[r * kBN + c] + acc[i];
+    else return acc[i];
+  };
+#pragma unroll
+  for (int h = 0; h < 2; ++h) {
+    const int r = Ln.row(h);
+    if (r >= rows) continue;
+    float* out_row = Mg + int64_t(v0 + r) * ld_m + j0;
+#pragma unroll
+    for (int j = 0; j < 16; ++j) {
+      const int c = Ln.col(j, 0);
+      if (c >= cols) continue;
+      const float x0 = value(r, c, 4 * j + 2 * h);
+      if (c + 1 < cols && (ld_m & 1) == 0) {
+        *reinterpret_cast<float2*>(out_row + c) = make_float2(x0, value(r, c + 1, 4 * j + 2 * h + 1));
+      } else {
+        out_row[c] = x0;
+        if (c + 1 < cols) out_row[c + 1] = value(r, c + 1, 4 * j + 2 * h + 1);
+      }
+    }
+  }
+}
+
 // Shared memory of thr_m_kernel<T, ·, kRows, kStages>: dynamic (one-hot tile, then the stages) and
 // static (the staged tokens' weights and columns). Large (128, 3): 64 + 3 × (16 + 16 / 8) KiB = 160 /
 // 136 KiB; small (64, 2): 32 + 2 × (8 + 16 / 8) KiB = 80 / 64 KiB (f32 / f16, bf16 hidden); + 768 / 512 B.
@@ -705,27 +735,8 @@ __global__ void __launch_bounds__(kThreads, 1)
     __syncthreads();      // ... and everyone's; both warpgroups done with stage kt mod 2
   }
 
-  // M = one-hot part + dense part (the one-hot tile is complete: the last barrier), 8-byte stores.
-  const WgLane Ln;
-  float* Mg = M + list.m_off[li];
-#pragma unroll
-  for (int h = 0; h < 2; ++h) {
-    const int r = Ln.row(h);
-    if (r >= rows) continue;
-    float* out_row = Mg + int64_t(v0 + r) * geo.ld_m + j0;
-#pragma unroll
-    for (int j = 0; j < 16; ++j) {
-      const int c = Ln.col(j, 0);
-      if (c >= cols) continue;
-      const float x0 = onehot[r * kBN + c] + acc[4 * j + 2 * h];
-      if (c + 1 < cols && (geo.ld_m & 1) == 0) {  // float2: rows 8-byte aligned (a stacked odd d is not)
-        *reinterpret_cast<float2*>(out_row + c) = make_float2(x0, onehot[r * kBN + c + 1] + acc[4 * j + 2 * h + 1]);
-      } else {
-        out_row[c] = x0;
-        if (c + 1 < cols) out_row[c + 1] = onehot[r * kBN + c + 1] + acc[4 * j + 2 * h + 1];
-      }
-    }
-  }
+  // M = one-hot part + dense part (the one-hot tile is complete: the last barrier).
+  wg_store_m<true>(acc, WgLane(), M + list.m_off[li], geo.ld_m, v0, j0, rows, cols, onehot);
 }
 
 // ------------------------------------------------------------------------------------- scores s_t
@@ -1043,6 +1054,36 @@ __global__ void __launch_bounds__(kThreads, 1)
 template <bool kWide>
 using ScoreTmaPipe = TmaPipeOf<(kWide ? 3 : 2) * kWgTileBytes, kWide ? 4 : 6>;
 
+// The consumers' loop of the TMA-fed TF32 kernels (thr_scores_tma_kernel, thr_m_tma_kernel): per k-step,
+// warpgroup wg's m64n128k8 MMAs on its 64 rows of A and B's first 128 rows (kWide: and B's second 128
+// into acc_hi) chained onto the sums, then k-step kt − 1's waited for and its stage handed back; every
+// MMA done at the end.
+template <bool kWide>
+__device__ __forceinline__ void tf32_tma_consume(const ScoreTmaPipe<kWide>& pipe, int nk, uint32_t wg,
+                                                 float (&acc)[64], float (&acc_hi)[kWide ? 64 : 1]) {
+  float part[1];  // (tf32_kstep's fresh sums: 'f32' only)
+#pragma unroll
+  for (int i = 0; i < 64; ++i) acc[i] = 0.f;
+  if constexpr (kWide) {
+#pragma unroll
+    for (int i = 0; i < 64; ++i) acc_hi[i] = 0.f;
+  }
+  for (int kt = 0; kt < nk; ++kt) {
+    const uint32_t stage = pipe.acquire(kt);
+    tf32_kstep<false, true>(acc, part, stage + wg * 64u * 128u, stage + uint32_t(kWgTileBytes));
+    if constexpr (kWide) {
+      tf32_kstep<false, true>(acc_hi, part, stage + wg * 64u * 128u, stage + uint32_t(2 * kWgTileBytes));
+      wgmma_wait<2>();  // k-step kt − 1's two groups done (kt's may run on) ...
+    } else {
+      wgmma_wait<1>();  // k-step kt − 1 done (kt may run on) ...
+    }
+    if (kt > 0) pipe.release(kt - 1);  // ... so its stage goes back
+  }
+  wgmma_wait<0>();
+  wgmma_fence_regs(acc);
+  if constexpr (kWide) wgmma_fence_regs(acc_hi);
+}
+
 template <bool kWide>
 __global__ void __launch_bounds__(kThreads + 32, 1)
     thr_scores_tma_kernel(GroupList list, GroupGeom geo, const float* __restrict__ M, float* __restrict__ spart,
@@ -1068,32 +1109,11 @@ __global__ void __launch_bounds__(kThreads + 32, 1)
     return;
   }
   float acc[64];
-  [[maybe_unused]] float acc_hi[kWide ? 64 : 1];  // kWide: the second 128 columns
-  float part[1];                                   // (tf32_kstep's fresh sums: 'f32' only)
-#pragma unroll
-  for (int i = 0; i < 64; ++i) acc[i] = 0.f;
-  if constexpr (kWide) {
-#pragma unroll
-    for (int i = 0; i < 64; ++i) acc_hi[i] = 0.f;
-  }
-  const uint32_t wg = uint32_t(Ln.tid >> 7);
-  for (int kt = 0; kt < nk; ++kt) {
-    const uint32_t stage = pipe.acquire(kt);
-    tf32_kstep<false, true>(acc, part, stage + wg * 64u * 128u, stage + uint32_t(kWgTileBytes));
-    if constexpr (kWide) {
-      tf32_kstep<false, true>(acc_hi, part, stage + wg * 64u * 128u, stage + uint32_t(2 * kWgTileBytes));
-      wgmma_wait<2>();  // k-step kt − 1's two groups done (kt's may run on) ...
-    } else {
-      wgmma_wait<1>();  // k-step kt − 1 done (kt may run on) ...
-    }
-    if (kt > 0) pipe.release(kt - 1);  // ... so its stage goes back
-  }
-  wgmma_wait<0>();
-  wgmma_fence_regs(acc);
+  float acc_hi[kWide ? 64 : 1];  // kWide: the second 128 columns
+  tf32_tma_consume<kWide>(pipe, nk, uint32_t(Ln.tid >> 7), acc, acc_hi);
   if constexpr (!kWide) {
     wg_scores_fold(acc, Ln, b, s_col, list, spart);
   } else {
-    wgmma_fence_regs(acc_hi);
     // Each half as the 128-column block at v-tile 2·vt + h folds it.
     ScoreBlock half = b;
     half.vt = 2 * b.vt, half.cols = min(kBN, b.cols);
@@ -1174,37 +1194,9 @@ __global__ void __launch_bounds__(kThreads + 32, 1)
       });
     return;
   }
-  float acc[64];
-  float part[1];
-#pragma unroll
-  for (int i = 0; i < 64; ++i) acc[i] = 0.f;
-  const uint32_t wg = uint32_t(Ln.tid >> 7);
-  for (int kt = 0; kt < nk; ++kt) {
-    const uint32_t stage = pipe.acquire(kt);
-    tf32_kstep<false, true>(acc, part, stage + wg * 64u * 128u, stage + uint32_t(kWgTileBytes));
-    wgmma_wait<1>();                    // k-step kt − 1 done (kt may run on) ...
-    if (kt > 0) pipe.release(kt - 1);  // ... so its stage goes back
-  }
-  wgmma_wait<0>();
-  wgmma_fence_regs(acc);
-  float* Mg = M + list.m_off[mb.li];
-#pragma unroll
-  for (int h = 0; h < 2; ++h) {
-    const int r = Ln.row(h);
-    if (r >= mb.rows) continue;
-    float* out_row = Mg + int64_t(mb.v0 + r) * geo.ld_m + mb.j0;
-#pragma unroll
-    for (int j = 0; j < 16; ++j) {
-      const int c = Ln.col(j, 0);
-      if (c >= mb.cols) continue;
-      if (c + 1 < mb.cols && (geo.ld_m & 1) == 0) {
-        *reinterpret_cast<float2*>(out_row + c) = make_float2(acc[4 * j + 2 * h], acc[4 * j + 2 * h + 1]);
-      } else {
-        out_row[c] = acc[4 * j + 2 * h];
-        if (c + 1 < mb.cols) out_row[c + 1] = acc[4 * j + 2 * h + 1];
-      }
-    }
-  }
+  float acc[64], unused[1];
+  tf32_tma_consume<false>(pipe, nk, uint32_t(Ln.tid >> 7), acc, unused);
+  wg_store_m<false>(acc, Ln, M + list.m_off[mb.li], geo.ld_m, mb.v0, mb.j0, mb.rows, mb.cols, nullptr);
 }
 
 // thr_round_kernel (ThrParams::path 7, 'tma-rounded'; 8, 'tma-wide-rounded'; 'tf32'): out[r][c] =
@@ -1618,7 +1610,7 @@ Status launch_token_hidden_reward(const ThrParams& p, const LaunchEnv& env, Scra
     }));
   }
   const int m_rows = tiles.m_large ? kMRowsLarge : kMRowsSmall;
-  // The TMA-fed scores (paths 5 and 6 in 'tf32'), and the V* columns of a scores block (256 on path 6).
+  // The TMA-fed scores (paths 5 to 9 in 'tf32'), and the V* columns of a scores block (256 on 6 and 8).
   const bool scores_tma = i < live.size() && use_scores_tma(p, env, hidden_vec16 && m_vec16, tiles);
   // Path 9: M_g as a TMA-fed GEMM on transposed copies (not in the scores-only step, which has M).
   const bool m_tma = i < live.size() && p.step != ThrStep::Score && use_m_tma(p, env, tiles);
@@ -1714,7 +1706,7 @@ Status launch_token_hidden_reward(const ThrParams& p, const LaunchEnv& env, Scra
       }
       if constexpr (std::is_same<H, float>::value) {
         if (scores && scores_tma) {
-          // Rounded (7, 8): the batch's M_g in place (scratch of ours), or the aggregate's copy.
+          // Rounded (7 to 9): the batch's M_g in place (scratch of ours), or the aggregate's copy.
           const float* ms = M;
           if (rounded && m_rounded) ms = m_rounded;
           else if (rounded) GK_TRY(launch_round(M, ld_m, M, ld_m, m_rows_of_batch, p.dim, env.stream));
