@@ -14,6 +14,7 @@
 
 #include <algorithm>
 #include <memory>
+#include <string>
 
 #include "device_wrap.h"
 #include "runtime/cpu_device.h"
@@ -129,14 +130,18 @@ void AddCpuExports(Napi::Env env, Napi::Object exports) {
                     return Napi::Number::New(info.Env(), double(advise_huge_pages(data, ta.ByteLength())));
                   },
                   "cpuAdviseHugePages"));
+  // The offsets functions' one argument: an Int32Array, else a typed error naming the function.
+  auto int32_arg = [](const Napi::CallbackInfo& info, const char* fn) {
+    if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array)
+      throw gkn::ArgError(info.Env(), std::string(fn) + ": expected an Int32Array");
+    return info[0].As<Napi::Int32Array>();
+  };
   // cpuFirstDecrease(int32Array) → the lowest i ≥ 1 with a[i] < a[i − 1], or −1 (native/cpu/offsets.cc).
   exports.Set("cpuFirstDecrease",
               Napi::Function::New(
                   env,
-                  [](const Napi::CallbackInfo& info) -> Napi::Value {
-                    if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array)
-                      throw gkn::ArgError(info.Env(), "cpuFirstDecrease: expected an Int32Array");
-                    Napi::Int32Array a = info[0].As<Napi::Int32Array>();
+                  [int32_arg](const Napi::CallbackInfo& info) -> Napi::Value {
+                    Napi::Int32Array a = int32_arg(info, "cpuFirstDecrease");
                     return Napi::Number::New(info.Env(), double(first_decrease(a.Data(), int64_t(a.ElementLength()))));
                   },
                   "cpuFirstDecrease"));
@@ -144,10 +149,8 @@ void AddCpuExports(Napi::Env env, Napi::Object exports) {
   exports.Set("cpuOffsetCounts",
               Napi::Function::New(
                   env,
-                  [](const Napi::CallbackInfo& info) -> Napi::Value {
-                    if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array)
-                      throw gkn::ArgError(info.Env(), "cpuOffsetCounts: expected an Int32Array");
-                    Napi::Int32Array a = info[0].As<Napi::Int32Array>();
+                  [int32_arg](const Napi::CallbackInfo& info) -> Napi::Value {
+                    Napi::Int32Array a = int32_arg(info, "cpuOffsetCounts");
                     int64_t nonempty = 0, longest = 0;
                     offset_counts(a.Data(), int64_t(a.ElementLength()), &nonempty, &longest);
                     Napi::Array out = Napi::Array::New(info.Env(), 2);
