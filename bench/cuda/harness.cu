@@ -30,8 +30,10 @@
 //                                                             " tma-wide-rounded" M on mma.sync and
 //                                                             the TMA-fed scores on rounded copies
 //                                                             ('tf32' only), " tma-m" with M as a
-//                                                             TMA-fed GEMM too ('tf32' only), where
-//                                                             the device has them)
+//                                                             TMA-fed GEMM too ('tf32' only),
+//                                                             " tma-wide-m" that in 256-column
+//                                                             scores blocks, where the device has
+//                                                             them)
 //   advantages                                                2^20 responses in 65536 ragged groups
 //                                                             (sizes 1..31, fixed seed), estimator grpo
 //   advantages/uniform16                                      the same responses in groups of 16
@@ -136,16 +138,16 @@ struct Options {
   // says which): all by default. scripts/gpu/run.sh times the ones no GPU has verified in processes of
   // their own, so that one that fails takes no other row with it.
   std::vector<int> lm_paths{0, 1, 2, 3, 4, 5, 6, 7, 8};
-  std::vector<int> thr_paths{0, 1, 2, 3, 4, 5, 6, 7, 8, 9};
+  std::vector<int> thr_paths{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10};
 };
-constexpr int kLmPaths = 9, kThrPaths = 10;
+constexpr int kLmPaths = 9, kThrPaths = 11;
 
 const char* kUsage =
     "usage: harness [--rows N] [--vocab V] [--thr-responses R] [--thr-tokens L] [--thr-d D]\n"
     "               [--thr-vocab K] [--thr-small-tiles 0|1] [--groups G] [--responses R] [--reps N] [--warmup N]\n"
     "               [--lm-rows N] [--lm-dim D] [--lm-vocab V]\n"
     "               [--l2-mb MB] [--max-rotate N] [--seed S] [--only logprobs,backward,thr,advantages,lmhead]\n"
-    "               [--lm-paths 0,1,2,3,4,5,6,7,8] [--thr-paths 0,1,2,3,4,5,6,7,8,9]\n"
+    "               [--lm-paths 0,1,2,3,4,5,6,7,8] [--thr-paths 0,1,2,3,4,5,6,7,8,9,10]\n"
     "               [--lm-chunk-rows R] [--lm-chunk-vocab C]\n";
 
 bool parse_int(const std::string& s, int64_t* v) {
@@ -824,7 +826,7 @@ Status run_thr(const Device& dev, const Options& o) {
 #else
   const bool wgmma = false;
 #endif
-  // Each path in 'f32' then 'tf32'; 6, 7 and 8 are 'tf32' only ('tma-wide'; the rounded copies: their
+  // Each path in 'f32' then 'tf32'; 6 to 10 are 'tf32' only ('tma-wide'; the rounded copies: their
   // 'f32' is auto's).
   std::vector<int> runs;
   for (const int path : o.thr_paths) {
@@ -851,7 +853,10 @@ Status run_thr(const Device& dev, const Options& o) {
     }, &t));
     GK_TRY(check_output(dev, "thr", thr.at<float>(0), T, 'f'));
     GK_TRY(check_output(dev, "tau", tau.at<float>(0), 1, 'f'));
-    const std::string name = std::string("tokenHiddenReward/") + pname + (path == 9 ? " tma-m" : path == 8 ? " tma-wide-rounded" : path == 7 ? " tma-rounded" : path == 6 ? " tma-wide" : path == 5 ? " tma" : path == 4 ? " wgmma-m" : path == 3 ? " wgmma-truncate" : path == 2 ? " wgmma" : path ? " mma" : "");
+    static const char* const names[kThrPaths] = {"",           " mma",        " wgmma",           " wgmma-truncate",
+                                                 " wgmma-m",   " tma",        " tma-wide",        " tma-rounded",
+                                                 " tma-wide-rounded",         " tma-m",           " tma-wide-m"};
+    const std::string name = std::string("tokenHiddenReward/") + pname + names[path];
     GK_TRY(report(dev, o, name, sizes_base + "," + kv("precision", pname), bytes, flops, t));
   }
   GK_CHECK(cudaStreamSynchronize(dev.stream));

@@ -14,8 +14,8 @@
 // operands with f32 accumulation, no cuBLAS (sm_80 and sm_90 run the same code); the scores also on
 // Hopper's wgmma for f32 hidden states (thr_scores_wgmma_kernel, sm_90a; its own header below),
 // taken by default on such a device (ThrParams::path: use_scores_wgmma below), or TMA-fed to
-// warp-specialised tiles in 'tf32' (thr_scores_tma_kernel, paths 5 and 6), and M on wgmma
-// (thr_m_wgmma_kernel, paths 4 to 6).
+// warp-specialised tiles in 'tf32' (thr_scores_tma_kernel, paths 5 to 10), M on wgmma
+// (thr_m_wgmma_kernel, paths 4 to 6), and M as a TMA-fed GEMM in 'tf32' (thr_m_tma_kernel, paths 9, 10).
 //   Block: 256 threads = 8 warps, 2 (rows) × 4 (columns), each warp a 64 × 32 sub-tile (4 × 4 MMA
 //   tiles, 64 accumulators per thread) of a 128 × 128 output tile (the large configuration; the small
 //   one, for GPUs with 99 KiB of shared memory per block, is below). k-steps of 32 flow through a
@@ -1032,7 +1032,8 @@ __global__ void __launch_bounds__(kThreads, 1)
 }
 
 // thr_scores_tma_kernel<kWide> (ThrParams::path 5, thrTuning.path 'tma'; kWide: path 6, 'tma-wide';
-// 'tf32' with f32 hidden states; verified on an H200, 2026-11-28, slower than `auto`): thr_scores_wgmma_kernel<false, true>'s block, MMAs
+// 'tf32' with f32 hidden states; verified on an H200, 2026-11-28, slower than `auto`; on rounded copies
+// in paths 7 and 9, kWide 8 and 10, waiting for a GPU): thr_scores_wgmma_kernel<false, true>'s block, MMAs
 // and epilogue (so its bits) with the operands brought by TMA and the warps specialised (wgmma_tiles.cuh's
 // TmaPipeOf, as lmhead.cu's tma_mainloop): warps 0-7 only wait and multiply, warp 8's lane 0 walks the
 // k-steps and issues each one's boxes, 128 token rows of hidden × 32 floats and 128 rows of M_g × 32
@@ -1125,8 +1126,8 @@ __global__ void __launch_bounds__(kThreads + 32, 1)
   }
 }
 
-// ------------------------------------------------ M_g as a TMA-fed GEMM (ThrParams::path 9, 'tf32')
-// thrTuning.path 'tma-m' (waiting for a GPU): M_g[v][k] = Σ_p A[v][p]·B[k][p] over the group's correct
+// ------------------------------------------------ M_g as a TMA-fed GEMM (ThrParams::path 9, 10, 'tf32')
+// thrTuning.path 'tma-m', 'tma-wide-m' (the latter with 256-column scores blocks; waiting for a GPU): M_g[v][k] = Σ_p A[v][p]·B[k][p] over the group's correct
 // tokens p, both operands K-major in scratch so that TF32 wgmma (K-major only) takes them straight from
 // TMA boxes, as the scores do:
 //   thr_mt_kernel — block: 32 tokens (p) × 32 rows of one group's operand; z = 0: At[a_row + v][p] =
@@ -1199,7 +1200,7 @@ __global__ void __launch_bounds__(kThreads + 32, 1)
   wg_store_m<false>(acc, Ln, M + list.m_off[mb.li], geo.ld_m, mb.v0, mb.j0, mb.rows, mb.cols, nullptr);
 }
 
-// thr_round_kernel (ThrParams::path 7, 'tma-rounded'; 8, 'tma-wide-rounded'; 'tf32'): out[r][c] =
+// thr_round_kernel (ThrParams::path 7, 'tma-rounded'; 8, 'tma-wide-rounded'; 9, 10; 'tf32'): out[r][c] =
 // tf32_round(in[r][c]) for r < rows, c < cols (row strides ld_in, ld_out; in place when out == in), one
 // thread per element, a grid-stride loop in 64 bits. The TMA-fed scores read f32 as the tensor cores do,
 // their low 13 bits dropped; on operands rounded here that drop is exact, so they multiply what the
@@ -1409,15 +1410,15 @@ Status launch_scores_wgmma(unsigned blocks, const GroupList& list, const GroupGe
   return Status::Ok();
 }
 // The TMA-fed scores (thr_scores_tma_kernel): path 5 (6: 256-column blocks; 7 and 8 the same on rounded
-// copies, thr_round_kernel), 'tf32', f32 hidden states,
+// copies, thr_round_kernel; 9 and 10 those of 7 and 8 with M TMA-fed too), 'tf32', f32 hidden states,
 // aligned rows, where the wgmma scores run; decided once per call (the block count depends on it). Its
 // maps over the whole hidden tensor (T rows) and this batch's M (m_rows rows of ld_m floats), boxes of
 // 128 rows × 32 floats.
-bool wide_scores(int path) { return path == 6 || path == 8; }
-bool rounded_scores(int path) { return path == 7 || path == 8 || path == 9; }
+bool wide_scores(int path) { return path == 6 || path == 8 || path == 10; }
+bool rounded_scores(int path) { return path >= 7 && path <= 10; }
 bool use_scores_tma(const ThrParams& p, const LaunchEnv& env, bool aligned, const TileConfig& tiles) {
   const size_t smem = wide_scores(p.path) ? ScoreTmaPipe<true>::kSmemBytes : ScoreTmaPipe<false>::kSmemBytes;
-  return p.path >= 5 && p.path <= 9 && p.precision == ThrPrecision::Tf32 && p.hidden_dtype == DType::F32 &&
+  return p.path >= 5 && p.path <= 10 && p.precision == ThrPrecision::Tf32 && p.hidden_dtype == DType::F32 &&
          aligned && wgmma_available(env) && smem + kSRows * 4 <= tiles.optin;
 }
 template <bool kWide>
@@ -1437,13 +1438,14 @@ Status launch_scores_tma(unsigned blocks, const GroupList& list, const GroupGeom
   GK_CHECK_LAUNCH("thr_scores_tma_kernel");
   return Status::Ok();
 }
-// M_g as a TMA-fed GEMM (thr_mt_kernel, thr_m_tma_kernel): path 9, 'tf32', f32 hidden states, the large
-// configuration, a 9.0 device from a build with sm_90a (or the emulator).
+// M_g as a TMA-fed GEMM (thr_mt_kernel, thr_m_tma_kernel): path 9 (10: with 256-column scores blocks),
+// 'tf32', f32 hidden states, the large configuration, a 9.0 device from a build with sm_90a (or the
+// emulator).
 bool use_m_tma(const ThrParams& p, const LaunchEnv& env, const TileConfig& tiles) {
-  return p.path == 9 && p.precision == ThrPrecision::Tf32 && p.hidden_dtype == DType::F32 && tiles.m_large &&
+  return (p.path == 9 || p.path == 10) && p.precision == ThrPrecision::Tf32 && p.hidden_dtype == DType::F32 && tiles.m_large &&
          ScoreTmaPipe<false>::kSmemBytes <= tiles.optin && wgmma_available(env);
 }
-// Scratch for one batch's transposed operands (path 9), in floats; a group larger than this goes alone.
+// Scratch for one batch's transposed operands (paths 9, 10), in floats; a group larger than this goes alone.
 constexpr size_t kMtBudgetFloats = (size_t(1) << 30) / sizeof(float);
 // The batch's operands (gid: its groups; m_off: their M offsets; pw: the widest P_g rounded up to 4; rows:
 // M's rows), transposed and rounded into scratch (buf, cap floats: grown when a batch needs more, so
@@ -1592,7 +1594,7 @@ Status launch_token_hidden_reward(const ThrParams& p, const LaunchEnv& env, Scra
   // A stacked aggregate is one batch (the caller's tensor holds every group's M).
   const size_t budget_floats = stacked ? SIZE_MAX : std::max<size_t>(p.m_budget_bytes / sizeof(float), 1);
   size_t i = 0;
-  float *M = nullptr, *spart = nullptr, *mt_buf = nullptr;  // mt_buf: path 9's transposed operands
+  float *M = nullptr, *spart = nullptr, *mt_buf = nullptr;  // mt_buf: paths 9 and 10's transposed operands
   size_t m_cap = 0, part_cap = 0, mt_cap = 0;
   if (p.dim == 0 && !live.empty()) {
     // d = 0: M_g is K×0 and every s_t = g_tᵀ M h_t is an empty sum. The kernels would launch 0 blocks
@@ -1610,12 +1612,12 @@ Status launch_token_hidden_reward(const ThrParams& p, const LaunchEnv& env, Scra
     }));
   }
   const int m_rows = tiles.m_large ? kMRowsLarge : kMRowsSmall;
-  // The TMA-fed scores (paths 5 to 9 in 'tf32'), and the V* columns of a scores block (256 on 6 and 8).
+  // The TMA-fed scores (paths 5 to 10 in 'tf32'), and the V* columns of a scores block (256 on 6, 8, 10).
   const bool scores_tma = i < live.size() && use_scores_tma(p, env, hidden_vec16 && m_vec16, tiles);
-  // Path 9: M_g as a TMA-fed GEMM on transposed copies (not in the scores-only step, which has M).
+  // Paths 9, 10: M_g as a TMA-fed GEMM on transposed copies (not in the scores-only step, which has M).
   const bool m_tma = i < live.size() && p.step != ThrStep::Score && use_m_tma(p, env, tiles);
   const int s_cols = scores_tma && wide_scores(p.path) ? 2 * kBN : kBN;
-  // Paths 7 to 9: the scores read tf32-rounded copies, the hidden rows' made here once, M_g's per batch
+  // Paths 7 to 10: the scores read tf32-rounded copies, the hidden rows' made here once, M_g's per batch
   // (not in the aggregate-only step, which has no scores).
   const bool rounded = scores && scores_tma && rounded_scores(p.path);
   const float* hidden_scores = static_cast<const float*>(p.hidden);
@@ -1639,7 +1641,7 @@ Status launch_token_hidden_reward(const ThrParams& p, const LaunchEnv& env, Scra
     std::vector<int> gid, m_tiles{0}, s_tiles{0}, f_tiles{0};
     std::vector<long long> m_off, part_off;
     size_t used = 0, parts = 0;
-    int64_t pw = 4;  // path 9: the transposed operands' row stride, the batch's widest P_g rounded up to 4
+    int64_t pw = 4;  // paths 9, 10: the transposed operands' row stride, the batch's widest P_g rounded up to 4
     while (i < live.size()) {
       const int g = live[i];
       const int64_t K = p.vocab_offsets[g + 1] - p.vocab_offsets[g];
@@ -1648,7 +1650,7 @@ Status launch_token_hidden_reward(const ThrParams& p, const LaunchEnv& env, Scra
       if (!gid.empty() && used + need > budget_floats) break;
       const int64_t Pg = p.correct_start[g + 1] - p.correct_start[g];
       const int64_t pw_next = std::max(pw, (Pg + 3) / 4 * 4);
-      // Path 9 (not stacked: a stacked aggregate is one batch): its transposed operands fit their budget.
+      // Paths 9, 10 (not stacked: a stacked aggregate is one batch): its transposed operands fit their budget.
       if (m_tma && !stacked && !gid.empty() &&
           (used / size_t(ld_m) + size_t(K) + (gid.size() + 1) * size_t(p.dim)) * size_t(pw_next) > kMtBudgetFloats)
         break;
@@ -1706,7 +1708,7 @@ Status launch_token_hidden_reward(const ThrParams& p, const LaunchEnv& env, Scra
       }
       if constexpr (std::is_same<H, float>::value) {
         if (scores && scores_tma) {
-          // Rounded (7 to 9): the batch's M_g in place (scratch of ours), or the aggregate's copy.
+          // Rounded (7 to 10): the batch's M_g in place (scratch of ours), or the aggregate's copy.
           const float* ms = M;
           if (rounded && m_rounded) ms = m_rounded;
           else if (rounded) GK_TRY(launch_round(M, ld_m, M, ld_m, m_rows_of_batch, p.dim, env.stream));

@@ -329,10 +329,10 @@ step cuda-tests "${GATE[@]}" --json "$LOGS/cuda-tests.json" -- \
 # own box, so that one that fails (an error, the mbarrier watchdog's trap (tensor_core.cuh), a hang)
 # costs its own rows only, then the LM head's backward on other G chunks (HARNESS_CHUNKS, "ROWSxVOCAB ...").
 # Every tile set up to THR's 6 passed its tests and the harness on an H200 on 2026-11-28; THR's 7 and 8
-# (the TMA scores on rounded copies) came after and wait. By default 'tma-wide' (5, the flushing form of
+# (the TMA scores on rounded copies), 9 and 10 (those with M TMA-fed too) came after and wait. By default 'tma-wide' (5, the flushing form of
 # the LM head's `auto`, 7) and 'wgmma-truncate' (THR's 3) are timed beside `auto`. The sets that passed go to $LOGS/harness-paths.txt for ncu-tiles.
 NEW_LM_PATHS=${NEW_LM_PATHS-}
-NEW_THR_PATHS=${NEW_THR_PATHS-7 8 9}  # tma-rounded, tma-wide-rounded, tma-m (2026-11-28, emulator only)
+NEW_THR_PATHS=${NEW_THR_PATHS-7 8 9 10}  # tma-rounded, tma-wide-rounded, tma-m, tma-wide-m (emulator only)
 LM_COMPARE=${LM_COMPARE-5}
 THR_COMPARE=${THR_COMPARE-3}
 HARNESS_CHUNKS=${HARNESS_CHUNKS-}
@@ -456,7 +456,7 @@ HARN=(bash bench/cuda/harness.sh --lm-rows 1024)
 [ "$DRY" = 1 ] && HARN=(env GK_HARNESS=build/emu/harness bash bench/cuda/harness.sh --lm-rows 7 --lm-dim 48
   --lm-vocab 1000 --thr-tokens 40 --thr-d 48 --thr-vocab 24)
 # Only the sets that passed in the harness step (all, if it did not run): a trap would end ncu's process.
-LM_PATHS=0,1,2,3,4,5,6,7,8 THR_PATHS=0,1,2,3,4,5,6,7,8,9
+LM_PATHS=0,1,2,3,4,5,6,7,8 THR_PATHS=0,1,2,3,4,5,6,7,8,9,10
 [ -f "$LOGS/harness-paths.txt" ] && . "$LOGS/harness-paths.txt"
 step ncu-tiles "$NCU" --target-processes all -k 'regex:lm_fwd|thr_scores|thr_m' -c 48 --section SpeedOfLight \
   --section ComputeWorkloadAnalysis --section WarpStateStats --section Occupancy --section LaunchStats \

@@ -201,6 +201,16 @@ describe.skipIf(noGpu)('cuda THR tiles vs float64 brute force (partial tiles eve
           expect(bits[at(path)], `${precision}: '${path}' has the bits of 'wgmma'`).toEqual(
             bits[at('wgmma')],
           );
+        // 'tma-wide-m' (not in the table): 'tma-m' in 256-column scores blocks, so 'tma-m''s bits on any
+        // device, as 'tma-wide' has 'tma''s ('f32' runs as 'auto' in both).
+        if (!EMU_MEMCHECK) {
+          thrTuning.path = 'tma-wide-m';
+          const r = await runThr(cuda, c, { weighting: tc.weighting, precision });
+          expect(
+            [...f32Bits(r.thr), ...f32Bits(r.tau)],
+            `${precision}: 'tma-wide-m' has the bits of 'tma-m'`,
+          ).toEqual(bits[at('tma-m')]);
+        }
       }
     });
   });
@@ -291,22 +301,25 @@ describe.skipIf(noGpu || !EMULATED)(
       await expect(runThr(cuda, c, { precision: 'f32' })).rejects.toThrow(/thr_m_kernel</);
     });
 
-    it("'tma-m': M is thr_m_tma_kernel's in 'tf32' (in tokenHiddenReward and thrAggregate), thr_m_kernel's in 'f32' (a failed cudaFuncSetAttribute names the first kernel set up)", async () => {
+    it("'tma-m', 'tma-wide-m': M is thr_m_tma_kernel's in 'tf32' (in tokenHiddenReward and thrAggregate), thr_m_kernel's in 'f32' (a failed cudaFuncSetAttribute names the first kernel set up)", async () => {
       const c = smallF32Case(862);
       const vocab = await cuda.restrictedVocab(c.tokens, c.layout);
       const hidden = cuda.tensor(c.hidden as Float32Array, [c.numTokens, c.dim], 'f32');
       const base = { hidden, probs: c.probs, vocab, layout: c.layout, correct: c.correct };
-      thrTuning.path = 'tma-m';
       try {
-        for (const [precision, kernel] of [
-          ['tf32', /thr_m_tma_kernel/],
-          ['f32', /thr_m_kernel/],
-        ] as const) {
-          process.env.GK_EMU_FAULT = `cudaFuncSetAttribute:cudaErrorInvalidValue#m-${precision}`;
-          await expect(runThr(cuda, c, { precision }), precision).rejects.toThrow(kernel);
-          process.env.GK_EMU_FAULT = `cudaFuncSetAttribute:cudaErrorInvalidValue#agg-${precision}`;
-          await expect(cuda.thrAggregate({ ...base, precision }), precision).rejects.toThrow(kernel);
-          delete process.env.GK_EMU_FAULT;
+        for (const path of ['tma-m', 'tma-wide-m'] as const) {
+          thrTuning.path = path;
+          for (const [precision, kernel] of [
+            ['tf32', /thr_m_tma_kernel/],
+            ['f32', /thr_m_kernel/],
+          ] as const) {
+            const what = `${path}, ${precision}`;
+            process.env.GK_EMU_FAULT = `cudaFuncSetAttribute:cudaErrorInvalidValue#m-${what}`;
+            await expect(runThr(cuda, c, { precision }), what).rejects.toThrow(kernel);
+            process.env.GK_EMU_FAULT = `cudaFuncSetAttribute:cudaErrorInvalidValue#agg-${what}`;
+            await expect(cuda.thrAggregate({ ...base, precision }), what).rejects.toThrow(kernel);
+            delete process.env.GK_EMU_FAULT;
+          }
         }
       } finally {
         for (const t of [hidden, vocab.offsets, vocab.columns, vocab.tokenColumn]) t.dispose();
@@ -327,6 +340,7 @@ describe.skipIf(noGpu || !EMULATED)(
           ['tma-rounded', 'tf32', /thr_scores_tma_kernel<false>/],
           ['tma-wide-rounded', 'tf32', /thr_scores_tma_kernel<true>/],
           ['tma-m', 'tf32', /thr_scores_tma_kernel<false>/],
+          ['tma-wide-m', 'tf32', /thr_scores_tma_kernel<true>/],
         ] as const) {
           thrTuning.path = path;
           const whole = await runThr(cuda, c, { precision });

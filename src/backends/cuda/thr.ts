@@ -24,7 +24,8 @@ export type ThrPath =
   | 'tma-wide'
   | 'tma-rounded'
   | 'tma-wide-rounded'
-  | 'tma-m';
+  | 'tma-m'
+  | 'tma-wide-m';
 const THR_PATH_CODES: Record<Exclude<ThrPath, 'auto'>, number> = {
   mma: 1,
   wgmma: 2,
@@ -35,6 +36,7 @@ const THR_PATH_CODES: Record<Exclude<ThrPath, 'auto'>, number> = {
   'tma-rounded': 7,
   'tma-wide-rounded': 8,
   'tma-m': 9,
+  'tma-wide-m': 10,
 };
 
 /**
@@ -58,6 +60,8 @@ const THR_PATH_CODES: Record<Exclude<ThrPath, 'auto'>, number> = {
  *   bits of 'auto' with the rounding taken out of the MMA loop; 'f32' runs as 'auto'. Waiting for a GPU.
  *   'tma-m': 'tma-rounded''s scores and, in 'tf32', M_g as a TMA-fed wgmma GEMM on transposed, rounded
  *   copies of its operands (thr_mt_kernel, thr_m_tma_kernel; bits of its own). Waiting for a GPU.
+ *   'tma-wide-m': 'tma-m' with 'tma-wide-rounded''s 256-column scores blocks ('tma-m''s bits on any
+ *   device). Waiting for a GPU.
  */
 export const thrTuning: { mBudgetBytes: number; smallTiles: boolean; path: ThrPath } = {
   mBudgetBytes: 0,
