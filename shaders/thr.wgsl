@@ -12,7 +12,10 @@
 //   One workgroup owns a 64 (v) × 64 (k) tile of M (ceil(K/64)·ceil(d/64) workgroups per group)
 //   and loops over the group's correct tokens 16 at a time (k-steps, token order): stages G[16 u ×
 //   64 v] and (w∘H)[16 u × 64 k], each invocation accumulates a 4 × 4 block, every element
-//   summing its terms in token order in one f32 accumulator (deterministic, no atomics).
+//   summing its terms in token order in one f32 accumulator (deterministic, no atomics). A group too
+//   large for one binding runs in parts of its correct tokens (src/backends/webgpu/thr.ts): with
+//   P.m_accum a part's accumulators start from the f32 sums the earlier parts stored, so every element
+//   takes the same additions in the same order as in one pass (parts cut at multiples of 16 tokens).
 //   FLOPs 2·K·d·T⁺ (+ T⁺·(K + d) forming g and w·h, once per tile that reads them). Reads: each
 //   tile reads 64 columns of Q⁺ and 64 of H⁺ per correct token, so Q⁺ is read ceil(d/64) times
 //   and H⁺ ceil(K/64) times, ≈ T⁺·K·d/32 elements in all (from cache on a GPU; the 16 × 16 tiles
@@ -60,6 +63,7 @@ struct ThrParams {
   p: f32,
   beta: f32,
   m_base: u32, // element index of the chunk's first M row in the mbuf window (thr_m, thr_score)
+  m_accum: u32, // thr_m: 1 = continue the sums already in M (a later part of a split group)
 }
 
 // Per group of a chunk (host-built, INFO_STRIDE u32 each).
@@ -165,7 +169,17 @@ fn thr_m(grid: Grid, @builtin(local_invocation_index) lid: u32) {
   let tx = lid % LANES; // product: columns d0 + tx + 16·j
   let lu = lid / LANES; // staging: correct token u0 + lu of the step
   let lq = lid % LANES; // staging: v0 + lq + 16·c (sa) and d0 + lq + 16·c (sb), c = 0..3
+  let koff = info_at(gl, I_KOFF);
   var acc = mat4x4<f32>(); // M[v0 + ty + 16·i][d0 + tx + 16·j] in acc[i][j]
+  if (P.m_accum != 0u) {
+    // A split group's later part: its sums go on from the f32 values the earlier parts stored, so
+    // each element adds the same terms in the same order as one pass would.
+    for (var i = 0u; i < 4u; i = i + 1u) {
+      for (var j = 0u; j < 4u; j = j + 1u) {
+        acc[i][j] = m_or0(koff, v0 + ty + 16u * i, k_rows, d0 + tx + 16u * j);
+      }
+    }
+  }
   for (var u0 = 0u; u0 < nc; u0 = u0 + KS) {
     // Stage G[u][v0 + ·] (sa) and w_u·h_u[d0 + ·] (sb) for 16 correct tokens, in token order;
     // each invocation loads 4 elements 16 apart of one row of each.
@@ -194,7 +208,6 @@ fn thr_m(grid: Grid, @builtin(local_invocation_index) lid: u32) {
     // Every element of the 4 × 4 block adds its 16 terms in token order.
     acc = tile_step(acc, lu * TSTRIDE + lq, gv, lu * TSTRIDE + lq, wh, lid);
   }
-  let koff = info_at(gl, I_KOFF);
   let v = v0 + ty;
   let k = d0 + tx;
   store_m_row(koff, v, k, k_rows, acc[0]);

@@ -69,6 +69,8 @@ T0=$SECONDS
 # every waiting set (17 s without), torch 11 s, goals-cuda 28 s, sass 20-27 s (its old 20 s box ran out
 # once), memcheck 71 s, racecheck 180 s (its box), webgpu tests 22 s, goals-webgpu 25 s, ncu 24 s,
 # ncu-sol 6 s. No set waits for a GPU now, so the harness runs `auto` and two compared sets only.
+# Twelfth session (no GPU): goals-webgpu also times THR at the goal size (webgpu THR's first GPU
+# figure; ~1-2 s of its runs, a few more of input generation), so sass and ncu-sol give back their slack.
 SETUP_EST=15
 PLAN=(
   "native        90 150"
@@ -76,13 +78,13 @@ PLAN=(
   "harness       25 120"
   "torch         10  60"
   "goals-cuda    30  60"
-  "sass          30  60"
+  "sass          27  60"
   "memcheck      70 120"
   "racecheck    120 180"
   "webgpu-tests  20  60"
-  "goals-webgpu  25  60"
+  "goals-webgpu  30  60"
   "ncu           25  60"
-  "ncu-sol       10  45"
+  "ncu-sol        6  45"
   "ncu-tiles     30  90"
   "racecheck-rest 30 150"
 )
@@ -431,7 +433,7 @@ if [ "$DRY" != 1 ]; then
 fi
 step webgpu-tests env CI=1 "${GATE[@]}" --allow webgpu --json "$LOGS/webgpu-tests.json" -- \
   "${VITEST[@]}" --outputFile.json="$LOGS/webgpu-tests.json" test/webgpu
-step goals-webgpu node scripts/gpu/goals.mjs --backend webgpu --only logprobs,policy,lmhead,copy --rows 16384 \
+step goals-webgpu node scripts/gpu/goals.mjs --backend webgpu --only logprobs,policy,lmhead,thr,copy --rows 16384 \
   --lm-rows 1024 "${TINY[@]}"
 
 NCU=$(command -v ncu || echo /usr/local/cuda/bin/ncu)

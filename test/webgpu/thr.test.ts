@@ -68,7 +68,7 @@ describe.skipIf(noGpu)('webgpu tokenHiddenReward: unpacked f16, chunks of groups
     }
   });
 
-  it('chunks of groups (forced small) give the same bits as one chunk; too large a group is SHAPE', async () => {
+  it('chunks of groups (forced small) give the same bits as one chunk; an M_g too large for a binding is SHAPE', async () => {
     const c = makeThrCase({
       seed: 40,
       groups: [...randomGroups(40, 6, 6, 16), DEGENERATE_GROUPS[2], ...randomGroups(41, 3, 6, 16)],
@@ -86,7 +86,69 @@ describe.skipIf(noGpu)('webgpu tokenHiddenReward: unpacked f16, chunks of groups
     const err = await runThr(gpu!.ctx, c).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(GrpoKernelsError);
     expect((err as GrpoKernelsError).code).toBe('SHAPE');
-    expect((err as GrpoKernelsError).message).toMatch(/^(vocab|probs|hidden):/);
+    // (1000 bytes: below every group's M; a group's rows alone would run in parts, below)
+    expect((err as GrpoKernelsError).message).toMatch(/^vocab:/);
+  });
+
+  it('a group whose probs or hidden rows exceed one binding runs in parts, with the bits of one pass (THR, tau, thrAggregate, thrScore), f32 and bf16', async () => {
+    // Correct and incorrect responses interleaved, so that thr_m's runs of correct tokens are cut both
+    // at multiples of 16 and, where 16 do not fit one part's span, short of them.
+    const big = [37, -5, 3, -22, 9, 40, -1, 17, -30, 6, -12, 25].map((n) => ({
+      length: Math.abs(n),
+      correct: n > 0,
+    }));
+    for (const dtype of ['f32', 'bf16'] as FloatDType[]) {
+      const c = makeThrCase({
+        seed: 45,
+        groups: [...randomGroups(45, 2, 5, 12), big, ...randomGroups(46, 2, 5, 12)],
+        dim: 20,
+        vocabSize: 150,
+        dtype,
+      });
+      const ctx = gpu!.ctx;
+      const run = async () => {
+        const vocab = await ctx.restrictedVocab(c.tokens, c.layout);
+        const hidden = ctx.tensor(c.hidden as Float32Array, [c.numTokens, c.dim], dtype as 'f32');
+        const base = { hidden, probs: c.probs, vocab, layout: c.layout, correct: c.correct };
+        const whole = await ctx.tokenHiddenReward(base);
+        const agg = await ctx.thrAggregate(base);
+        const halves = await ctx.thrScore({ ...base, aggregate: agg });
+        const out = {
+          thr: bits((await whole.thr.read()) as Float32Array),
+          tau: bits((await whole.tau.read()) as Float32Array),
+          agg: bits((await agg.read()) as Float32Array),
+          score: bits((await halves.thr.read()) as Float32Array),
+        };
+        for (const t of [
+          hidden,
+          whole.thr,
+          whole.tau,
+          agg,
+          halves.thr,
+          halves.tau,
+          vocab.offsets,
+          vocab.columns,
+        ])
+          t.dispose();
+        vocab.tokenColumn.dispose();
+        return out;
+      };
+      thrTuning.maxChunkBytes = undefined;
+      await compareThr(c, {}, `${dtype}, one pass`);
+      const one = await run();
+      expect(thrTuning.lastSplit, 'no split').toBe(0);
+      // A cap of the big group's M (K × 20 f32): its rows go in parts of 20 tokens.
+      const K = c.vocabOffsets[3] - c.vocabOffsets[2];
+      thrTuning.maxChunkBytes = K * c.dim * 4;
+      const split = await compareThr(c, {}, `${dtype}, split`);
+      expect(thrTuning.lastSplit, 'the big group split').toBeGreaterThanOrEqual(1);
+      const parts = await run();
+      expect(bits(split.thr), `${dtype}: THR`).toEqual(one.thr);
+      expect(parts.thr, `${dtype}: THR`).toEqual(one.thr);
+      expect(parts.tau, `${dtype}: tau`).toEqual(one.tau);
+      expect(parts.agg, `${dtype}: thrAggregate`).toEqual(one.agg);
+      expect(parts.score, `${dtype}: thrScore`).toEqual(one.score);
+    }
   });
 
   it('is deterministic: two runs give the same bits; only degenerate groups: THR 0, tau NaN', async () => {

@@ -8,9 +8,11 @@
  *   of V*, 64 × 64 tiles, 4 × 4 per invocation: partial s_t per slice into a scratch buffer) and
  *   `thr_fold` (raw s_t = Σ slices, in order, into thr); then one `thr_tau` over
  *   every group (signs, tau, degenerate groups → THR 0, tau NaN). Chunks: consecutive groups whose
- *   M scratch (Σ K_g·d f32), probs window and hidden window each fit one storage binding; a
- *   single group too large for one binding is a SHAPE error naming the argument (vocab for M,
- *   probs, hidden). Host-built per-group tables (token start, T_g, K_g, offsets, first
+ *   M scratch (Σ K_g·d f32), probs window and hidden window each fit one storage binding; a single
+ *   group whose probs or hidden rows do not fit runs alone in parts (thr_m over runs of its correct
+ *   tokens, each continuing the sums the last stored; the scores over token ranges), with the bits of
+ *   one pass; an M_g (or one row) larger than a binding is a SHAPE error naming vocab (probs,
+ *   hidden). Host-built per-group tables (token start, T_g, K_g, offsets, first
  *   workgroup) map a flat workgroup index to its group by binary search; the correct tokens and
  *   their weights are the API's plan (src/api/thr-plan.ts), uploaded as they are.
  * - thrReweight: `thr_reweight`, one invocation per token; per-response (group, correct,
@@ -26,7 +28,7 @@ import type {
   ThrScoreArgs,
   TokenHiddenRewardArgs,
 } from '../backend.js';
-import { windowOf } from './chunking.js';
+import { type Window, windowOf } from './chunking.js';
 import { runWithScratch, type WebGpuKit } from './kit.js';
 import { type Binding, roundUp, Usage } from './runtime.js';
 import { type EntrySpec, type ModuleKey, xSection } from './shaders.js';
@@ -48,6 +50,7 @@ export const THR_PARAMS = uniformLayout('thr.wgsl', 'ThrParams', [
   ['p', 'f32'],
   ['beta', 'f32'],
   ['m_base', 'u32'],
+  ['m_accum', 'u32'],
 ]);
 const ZERO_PARAMS = {
   count: 0,
@@ -63,17 +66,20 @@ const ZERO_PARAMS = {
   p: 0,
   beta: 0,
   m_base: 0,
+  m_accum: 0,
 };
 type ThrParams = typeof ZERO_PARAMS;
 const paramsOf = (p: Partial<ThrParams>): ThrParams => ({ ...ZERO_PARAMS, ...p });
 
 /**
  * For tests: `maxChunkBytes` caps the bytes of one chunk's M scratch, probs span and hidden span
- * (forces several chunks); `lastChunks` is the chunk count of the latest tokenHiddenReward call.
+ * (forces several chunks, and splits a group whose rows exceed it); `lastChunks` is the chunk count
+ * of the latest tokenHiddenReward call, `lastSplit` how many of them are split groups.
  */
-export const thrTuning: { maxChunkBytes: number | undefined; lastChunks: number } = {
+export const thrTuning: { maxChunkBytes: number | undefined; lastChunks: number; lastSplit: number } = {
   maxChunkBytes: undefined,
   lastChunks: 0,
+  lastSplit: 0,
 };
 
 /** Output tile edge of thr_m (64 v × 64 k of M) and thr_score (64 tokens): TB in thr.wgsl. */
@@ -81,6 +87,8 @@ const TILE = 64;
 /** V* columns per thr_score workgroup: SLICE in thr.wgsl. */
 const SCORE_SLICE = 128;
 const INFO_STRIDE = 10; // INFO_STRIDE in thr.wgsl
+/** Correct tokens per thr_m k-step: KS in common.wgsl's tile_gemm. */
+const KSTEP = 16;
 
 type Kind = 'uniform' | 'read' | 'rw';
 const spec = (entry: string, bindings: [number, Kind][]): EntrySpec => ({ entry, bindings });
@@ -138,7 +146,29 @@ function moduleKey(k: WebGpuKit, dtype: 'f32' | 'f16' | 'bf16'): ModuleKey {
 interface Chunk {
   groups: number[]; // non-degenerate groups, ascending
   mRows: number; // Σ K_g
-  parts: number; // Σ T_g·ceil(K_g / SCORE_SLICE): thr_score's partial sums
+  parts: number; // Σ T_g·ceil(K_g / SCORE_SLICE): thr_score's partial sums (a split group: its largest part's)
+  split?: Split; // a lone group whose probs or hidden rows do not fit one binding
+}
+
+/**
+ * A group split into parts whose probs and hidden rows each fit one binding: thr_m over runs of its
+ * correct tokens ([c0, c0 + nc) of the plan's list, spanning tokens [t0, t1)), each part after the
+ * first continuing the sums the earlier ones stored; then thr_score and thr_fold over token ranges.
+ */
+interface Split {
+  m: { c0: number; nc: number; t0: number; t1: number }[];
+  s: { t0: number; t1: number }[];
+}
+
+/** One group (or part of one) in a dispatch's table: thr.wgsl's INFO fields. */
+interface Entry {
+  tok0: number; // global first token
+  T: number;
+  koff: number; // first row of its M block in the M binding
+  K: number;
+  poff: number; // first probability, relative to the probs window's base
+  c0: number; // first correct token in the plan's list
+  nc: number;
 }
 
 export async function webgpuTokenHiddenReward(k: WebGpuKit, a: TokenHiddenRewardArgs): Promise<ThrResult> {
@@ -191,6 +221,27 @@ async function thrRun(
   const live: number[] = [];
   for (let g = 0; g < G; g++) if (!degenerate[g]) live.push(g);
 
+  // A group's parts of at most `rows` tokens. thr_m's cut its correct tokens into runs whose span
+  // fits, each a multiple of 16 (thr.wgsl's k-step) where one fits, so the k-steps fall as in one
+  // pass and M has one pass's bits (a cut elsewhere adds the padding's 0·0 mid-sum, which turns a
+  // −0 sum into +0); the scores' are token ranges, multiples of 64 (a token block) where possible.
+  const splitGroup = (g: number, rows: number): Split => {
+    const step = rows >= TILE ? Math.floor(rows / TILE) * TILE : rows;
+    const sParts: Split['s'] = [];
+    for (let t = gto[g]; t < gto[g + 1]; t += step)
+      sParts.push({ t0: t, t1: Math.min(gto[g + 1], t + step) });
+    const mParts: Split['m'] = [];
+    const c1 = cStart[g + 1];
+    for (let c = cStart[g]; c < c1; ) {
+      let e = c;
+      while (e < c1 && correctTokens[e] - correctTokens[c] < rows) e++;
+      if (e < c1 && e - c >= KSTEP) e -= (e - c) % KSTEP;
+      mParts.push({ c0: c, nc: e - c, t0: correctTokens[c], t1: correctTokens[e - 1] + 1 });
+      c = e;
+    }
+    return { m: mParts, s: sParts };
+  };
+
   // Chunks of consecutive live groups whose M, probs and hidden windows fit one binding.
   const align = rt.limits.minStorageBufferOffsetAlignment;
   const cap = Math.min(
@@ -212,8 +263,23 @@ async function thrRun(
         { argument: what },
       );
     if (mBytes > cap) throw tooBig('vocab', mBytes);
-    if (pBytes > cap) throw tooBig('probs', pBytes);
-    if (hBytes > cap) throw tooBig('hidden', hBytes);
+    if (pBytes > cap || hBytes > cap) {
+      // Split: parts of at most `rows` tokens. One row must fit.
+      const rows = Math.floor(cap / Math.max(K * 4, d * eb));
+      if (rows < 1) {
+        const what = K * 4 >= d * eb ? 'probs' : 'hidden';
+        throw new GrpoKernelsError(
+          'SHAPE',
+          `${what}: one row of group ${g} needs ${Math.max(K * 4, d * eb)} bytes in one storage binding; this device binds at most ${cap} bytes`,
+          { argument: what },
+        );
+      }
+      const split = splitGroup(g, rows);
+      const most = split.s.reduce((m, p) => Math.max(m, p.t1 - p.t0), 0);
+      chunks.push({ groups: [g], mRows: K, parts: most * Math.ceil(K / SCORE_SLICE), split });
+      cur = undefined;
+      continue;
+    }
     // Partial sums: T_g·ceil(K/128) ≤ T_g·K f32, so they fit wherever the probs fit.
     const parts = (gto[g + 1] - gto[g]) * Math.ceil(K / SCORE_SLICE);
     if (cur !== undefined) {
@@ -235,6 +301,7 @@ async function thrRun(
     chunks.push(cur);
   }
   thrTuning.lastChunks = chunks.length;
+  thrTuning.lastSplit = chunks.filter((c) => c.split !== undefined).length;
   const mScratchRows = chunks.reduce((m, c) => Math.max(m, c.mRows), 0);
   const partScratch = chunks.reduce((m, c) => Math.max(m, c.parts), 0);
   const tilesD = Math.ceil(d / TILE);
@@ -280,50 +347,39 @@ async function thrRun(
         const cw = correctWeights.length > 0 ? Float32Array.from(correctWeights) : new Float32Array(1);
         const ctokBuf = rt.transientData(ctok, Usage.STORAGE, 'correct tokens');
         const cwBuf = rt.transientData(cw, Usage.STORAGE, 'correct weights');
-        for (const c of chunks) {
-          const g0 = c.groups[0];
-          const gLast = c.groups[c.groups.length - 1];
-          const hw = windowOf(gto[g0] * d, gto[gLast + 1] * d, eb, hidden.size, align);
-          const pw = windowOf(a.probsOffsets[g0], a.probsOffsets[gLast + 1], 4, probs.size, align);
-          const n = c.groups.length;
+        // One set of dispatches over `entries` with the hidden and probs windows hw, pw and the M
+        // window mw: thr_m (accum: continuing the sums in M), and thr_score + thr_fold.
+        const dispatch = (
+          entries: Entry[],
+          hw: Window,
+          pw: Window,
+          mw: Window,
+          runM: boolean,
+          accum: boolean,
+        ) => {
+          const n = entries.length;
           const mInfo = new Uint32Array(n * INFO_STRIDE);
           const sInfo = new Uint32Array(n * INFO_STRIDE);
-          let kRow = 0;
           let mWg = 0;
           let sWg = 0;
           let fWg = 0;
           let part = 0;
-          c.groups.forEach((g, i) => {
-            const K = vOff[g + 1] - vOff[g];
-            const Tg = gto[g + 1] - gto[g];
-            const slices = Math.ceil(K / SCORE_SLICE);
-            const row = [
-              gto[g],
-              Tg,
-              stacked ? vOff[g] - vOff[g0] : kRow,
-              K,
-              a.probsOffsets[g] - a.probsOffsets[g0],
-              cStart[g],
-              cStart[g + 1] - cStart[g],
-            ];
+          entries.forEach((e, i) => {
+            const slices = Math.ceil(e.K / SCORE_SLICE);
+            const row = [e.tok0, e.T, e.koff, e.K, e.poff, e.c0, e.nc];
             mInfo.set([...row, mWg], i * INFO_STRIDE);
             sInfo.set([...row, sWg, part, fWg], i * INFO_STRIDE);
-            kRow += K;
-            mWg += Math.ceil(K / TILE) * tilesD;
-            sWg += Math.ceil(Tg / TILE) * slices;
-            fWg += Math.ceil(Tg / k.wg);
-            part += Tg * slices;
+            mWg += Math.ceil(e.K / TILE) * tilesD;
+            sWg += Math.ceil(e.T / TILE) * slices;
+            fWg += Math.ceil(e.T / k.wg);
+            part += e.T * slices;
           });
-          // The M binding: the scratch, or the tensor's rows of this chunk's groups.
-          const mw = stacked
-            ? windowOf(vOff[g0] * d, vOff[gLast + 1] * d, 4, mbuf.size, align)
-            : { offset: 0, size: mbuf.size, base: 0 };
           const base = {
             groups: n,
             dim: d,
             tiles_d: tilesD,
             x_base: hw.base,
-            tok_base: gto[g0],
+            tok_base: entries[0].tok0,
             probs_base: pw.base,
             m_base: mw.base,
           };
@@ -333,12 +389,15 @@ async function thrRun(
             { binding: 4, buffer: tcol },
             { binding: 8, buffer: mbuf, offset: mw.offset, size: mw.size },
           ];
-          if (mPipe)
+          if (runM)
             rt.dispatch(
               pass,
-              mPipe,
+              mPipe!,
               [
-                { binding: 0, buffer: rt.uniform(THR_PARAMS, paramsOf({ ...base, count: mWg })) },
+                {
+                  binding: 0,
+                  buffer: rt.uniform(THR_PARAMS, paramsOf({ ...base, count: mWg, m_accum: accum ? 1 : 0 })),
+                },
                 ...common,
                 { binding: 5, buffer: rt.transientData(mInfo, Usage.STORAGE, 'THR M table') },
                 { binding: 6, buffer: ctokBuf },
@@ -346,7 +405,7 @@ async function thrRun(
               ],
               mWg,
             );
-          if (!scores) continue;
+          if (runM) return;
           const sInfoBuf = rt.transientData(sInfo, Usage.STORAGE, 'THR score table');
           rt.dispatch(
             pass,
@@ -370,6 +429,63 @@ async function thrRun(
             ],
             fWg,
           );
+        };
+        // Windows over global tokens [t0, t1) of group g: its hidden rows and probability rows.
+        const hiddenWindow = (t0: number, t1: number) => windowOf(t0 * d, t1 * d, eb, hidden.size, align);
+        const probsWindow = (g: number, t0: number, t1: number) => {
+          const K = vOff[g + 1] - vOff[g];
+          const p0 = a.probsOffsets[g] - gto[g] * K; // (the group's rows are [T_g, K])
+          return windowOf(p0 + t0 * K, p0 + t1 * K, 4, probs.size, align);
+        };
+        for (const c of chunks) {
+          const g0 = c.groups[0];
+          const gLast = c.groups[c.groups.length - 1];
+          // The M binding: the scratch, or the tensor's rows of this chunk's groups.
+          const mw = stacked
+            ? windowOf(vOff[g0] * d, vOff[gLast + 1] * d, 4, mbuf.size, align)
+            : { offset: 0, size: mbuf.size, base: 0 };
+          if (c.split !== undefined) {
+            const K = vOff[g0 + 1] - vOff[g0];
+            const part = (t0: number, t1: number, c0: number, nc: number): Entry => ({
+              tok0: t0,
+              T: t1 - t0,
+              koff: 0,
+              K,
+              poff: 0,
+              c0,
+              nc,
+            });
+            if (mPipe)
+              c.split.m.forEach((p, i) => {
+                const e = part(p.t0, p.t1, p.c0, p.nc);
+                dispatch([e], hiddenWindow(p.t0, p.t1), probsWindow(g0, p.t0, p.t1), mw, true, i > 0);
+              });
+            if (scores)
+              for (const p of c.split.s) {
+                const e = part(p.t0, p.t1, cStart[g0], 0);
+                dispatch([e], hiddenWindow(p.t0, p.t1), probsWindow(g0, p.t0, p.t1), mw, false, false);
+              }
+            continue;
+          }
+          let kRow = 0;
+          const entries = c.groups.map((g): Entry => {
+            const K = vOff[g + 1] - vOff[g];
+            const e = {
+              tok0: gto[g],
+              T: gto[g + 1] - gto[g],
+              koff: stacked ? vOff[g] - vOff[g0] : kRow,
+              K,
+              poff: a.probsOffsets[g] - a.probsOffsets[g0],
+              c0: cStart[g],
+              nc: cStart[g + 1] - cStart[g],
+            };
+            kRow += K;
+            return e;
+          });
+          const hw = hiddenWindow(gto[g0], gto[gLast + 1]);
+          const pw = windowOf(a.probsOffsets[g0], a.probsOffsets[gLast + 1], 4, probs.size, align);
+          if (mPipe) dispatch(entries, hw, pw, mw, true, false);
+          if (scores) dispatch(entries, hw, pw, mw, false, false);
         }
       }
       if (!scores) {
