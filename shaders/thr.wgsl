@@ -15,7 +15,10 @@
 //   summing its terms in token order in one f32 accumulator (deterministic, no atomics). A group too
 //   large for one binding runs in parts of its correct tokens (src/backends/webgpu/thr.ts): with
 //   P.m_accum a part's accumulators start from the f32 sums the earlier parts stored, so every element
-//   takes the same additions in the same order as in one pass (parts cut at multiples of 16 tokens).
+//   takes the same additions in the same order as in one pass (parts cut at multiples of 16 tokens);
+//   a group whose M does not fit one binding runs per block of V* rows (P.v_base, P.v_count: tiles
+//   from row v_base, the mbuf window starting there). thr_score's workgroups then take that block's
+//   slices only, into their places in spart, and thr_fold adds all of them as in one pass.
 //   FLOPs 2·K·d·T⁺ (+ T⁺·(K + d) forming g and w·h, once per tile that reads them). Reads: each
 //   tile reads 64 columns of Q⁺ and 64 of H⁺ per correct token, so Q⁺ is read ceil(d/64) times
 //   and H⁺ ceil(K/64) times, ≈ T⁺·K·d/32 elements in all (from cache on a GPU; the 16 × 16 tiles
@@ -64,6 +67,8 @@ struct ThrParams {
   beta: f32,
   m_base: u32, // element index of the chunk's first M row in the mbuf window (thr_m, thr_score)
   m_accum: u32, // thr_m: 1 = continue the sums already in M (a later part of a split group)
+  v_base: u32, // a split group's part: its first row of V*_g (a multiple of 128; mbuf's window starts there)
+  v_count: u32, // ... and its rows (0: every group's whole K)
 }
 
 // Per group of a chunk (host-built, INFO_STRIDE u32 each).
@@ -163,7 +168,7 @@ fn thr_m(grid: Grid, @builtin(local_invocation_index) lid: u32) {
   let poff = info_at(gl, I_POFF);
   let c0 = info_at(gl, I_CSTART);
   let nc = info_at(gl, I_CCOUNT);
-  let v0 = (tile / P.tiles_d) * TB;
+  let v0 = P.v_base + (tile / P.tiles_d) * TB;
   let d0 = (tile % P.tiles_d) * TB;
   let ty = lid / LANES; // product: rows v0 + ty + 16·i of M
   let tx = lid % LANES; // product: columns d0 + tx + 16·j
@@ -216,12 +221,13 @@ fn thr_m(grid: Grid, @builtin(local_invocation_index) lid: u32) {
   store_m_row(koff, v + 48u, k, k_rows, acc[3]);
 }
 
-// M[v][k + 16·j] (the in-range ones) of the group whose block starts at row koff of mbuf.
+// M[v][k + 16·j] (the in-range ones) of the group whose block starts at row koff of mbuf (a split
+// group's part: whose row v_base starts there).
 fn store_m_row(koff: u32, v: u32, k: u32, k_rows: u32, x: vec4<f32>) {
   if (v >= k_rows) {
     return;
   }
-  let row = P.m_base + (koff + v) * P.dim;
+  let row = P.m_base + (koff + v - P.v_base) * P.dim;
   for (var j = 0u; j < 4u; j = j + 1u) {
     if (k + 16u * j < P.dim) {
       mbuf[row + k + 16u * j] = x[j];
@@ -237,12 +243,13 @@ fn hidden_or0(tok0: u32, tl: u32, tg: u32, k: u32) -> f32 {
   return hidden(tok0 + tl, k);
 }
 
-// M[v][k] of the group whose block starts at row koff (0 past K or the last dimension).
+// M[v][k] of the group whose block starts at row koff (row v_base of it, a split group's part; 0 past
+// K or the last dimension).
 fn m_or0(koff: u32, v: u32, k_rows: u32, k: u32) -> f32 {
   if (v >= k_rows || k >= P.dim) {
     return 0.0;
   }
-  return mbuf[P.m_base + (koff + v) * P.dim + k];
+  return mbuf[P.m_base + (koff + v - P.v_base) * P.dim + k];
 }
 
 // Σ_j g_t[v + 16·j]·u[j] over the in-range columns, j ascending, for token tl of the group (0
@@ -272,10 +279,10 @@ fn thr_score(grid: Grid, @builtin(local_invocation_index) lid: u32) {
   let tok0 = info_at(gl, I_TOK0);
   let tg = info_at(gl, I_T);
   let k_rows = info_at(gl, I_K);
-  // Workgroups of a group: token blocks × V* slices, slices fastest.
-  let nsl = (k_rows + SLICE - 1u) / SLICE;
+  // Workgroups of a group: token blocks × V* slices (a split group's part: its slices), slices fastest.
+  let nsl = (select(k_rows, P.v_count, P.v_count != 0u) + SLICE - 1u) / SLICE;
   let local = w - info_at(gl, I_WG0);
-  let slice = local % nsl;
+  let slice = P.v_base / SLICE + local % nsl;
   let tb0 = (local / nsl) * TB; // first token of the block, within the group
   let v_end = min(k_rows, (slice + 1u) * SLICE);
   let koff = info_at(gl, I_KOFF);

@@ -90,7 +90,7 @@ describe.skipIf(noGpu)('webgpu tokenHiddenReward: unpacked f16, chunks of groups
     expect((err as GrpoKernelsError).message).toMatch(/^vocab:/);
   });
 
-  it('a group whose probs or hidden rows exceed one binding runs in parts, with the bits of one pass (THR, tau, thrAggregate, thrScore), f32 and bf16', async () => {
+  it('a group whose probs, hidden rows or M exceed one binding runs in parts, with the bits of one pass (THR, tau, thrAggregate, thrScore), f32 and bf16', async () => {
     // Correct and incorrect responses interleaved, so that thr_m's runs of correct tokens are cut both
     // at multiples of 16 and, where 16 do not fit one part's span, short of them.
     const big = [37, -5, 3, -22, 9, 40, -1, 17, -30, 6, -12, 25].map((n) => ({
@@ -102,9 +102,11 @@ describe.skipIf(noGpu)('webgpu tokenHiddenReward: unpacked f16, chunks of groups
         seed: 45,
         groups: [...randomGroups(45, 2, 5, 12), big, ...randomGroups(46, 2, 5, 12)],
         dim: 20,
-        vocabSize: 150,
+        vocabSize: 400,
         dtype,
       });
+      const K = c.vocabOffsets[3] - c.vocabOffsets[2];
+      expect(K, 'the big group has more than one 128-row block of V*').toBeGreaterThan(128);
       const ctx = gpu!.ctx;
       const run = async () => {
         const vocab = await ctx.restrictedVocab(c.tokens, c.layout);
@@ -137,17 +139,23 @@ describe.skipIf(noGpu)('webgpu tokenHiddenReward: unpacked f16, chunks of groups
       await compareThr(c, {}, `${dtype}, one pass`);
       const one = await run();
       expect(thrTuning.lastSplit, 'no split').toBe(0);
-      // A cap of the big group's M (K × 20 f32): its rows go in parts of 20 tokens.
-      const K = c.vocabOffsets[3] - c.vocabOffsets[2];
-      thrTuning.maxChunkBytes = K * c.dim * 4;
-      const split = await compareThr(c, {}, `${dtype}, split`);
-      expect(thrTuning.lastSplit, 'the big group split').toBeGreaterThanOrEqual(1);
-      const parts = await run();
-      expect(bits(split.thr), `${dtype}: THR`).toEqual(one.thr);
-      expect(parts.thr, `${dtype}: THR`).toEqual(one.thr);
-      expect(parts.tau, `${dtype}: tau`).toEqual(one.tau);
-      expect(parts.agg, `${dtype}: thrAggregate`).toEqual(one.agg);
-      expect(parts.score, `${dtype}: thrScore`).toEqual(one.score);
+      // The big group's M (K × 20 f32) as the cap: its rows in parts of 20 tokens. 128 rows of M: its
+      // M in two blocks of V* rows too, and its rows in parts of cap / 4K tokens (under 16).
+      for (const [cap, what] of [
+        [K * c.dim * 4, 'rows'],
+        [128 * c.dim * 4, 'rows and V*'],
+      ] as const) {
+        thrTuning.maxChunkBytes = cap;
+        const split = await compareThr(c, {}, `${dtype}, split by ${what}`);
+        expect(thrTuning.lastSplit, 'the big group split').toBeGreaterThanOrEqual(1);
+        const parts = await run();
+        const label = `${dtype}, split by ${what}`;
+        expect(bits(split.thr), `${label}: THR`).toEqual(one.thr);
+        expect(parts.thr, `${label}: THR`).toEqual(one.thr);
+        expect(parts.tau, `${label}: tau`).toEqual(one.tau);
+        expect(parts.agg, `${label}: thrAggregate`).toEqual(one.agg);
+        expect(parts.score, `${label}: thrScore`).toEqual(one.score);
+      }
     }
   });
 

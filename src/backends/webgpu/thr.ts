@@ -9,10 +9,11 @@
  *   `thr_fold` (raw s_t = Σ slices, in order, into thr); then one `thr_tau` over
  *   every group (signs, tau, degenerate groups → THR 0, tau NaN). Chunks: consecutive groups whose
  *   M scratch (Σ K_g·d f32), probs window and hidden window each fit one storage binding; a single
- *   group whose probs or hidden rows do not fit runs alone in parts (thr_m over runs of its correct
- *   tokens, each continuing the sums the last stored; the scores over token ranges), with the bits of
- *   one pass; an M_g (or one row) larger than a binding is a SHAPE error naming vocab (probs,
- *   hidden). Host-built per-group tables (token start, T_g, K_g, offsets, first
+ *   group that does not fit runs alone in parts (per block of 128·n rows of V*, thr_m over runs of
+ *   its correct tokens, each continuing the sums the last stored; the scores per token range over
+ *   each block's slices, then the fold), with the bits of one pass (docs/webgpu.md); one row of probs
+ *   or hidden, or 128 rows of M, larger than a binding is a SHAPE error naming probs, hidden or
+ *   vocab. Host-built per-group tables (token start, T_g, K_g, offsets, first
  *   workgroup) map a flat workgroup index to its group by binary search; the correct tokens and
  *   their weights are the API's plan (src/api/thr-plan.ts), uploaded as they are.
  * - thrReweight: `thr_reweight`, one invocation per token; per-response (group, correct,
@@ -51,6 +52,8 @@ export const THR_PARAMS = uniformLayout('thr.wgsl', 'ThrParams', [
   ['beta', 'f32'],
   ['m_base', 'u32'],
   ['m_accum', 'u32'],
+  ['v_base', 'u32'],
+  ['v_count', 'u32'],
 ]);
 const ZERO_PARAMS = {
   count: 0,
@@ -67,6 +70,8 @@ const ZERO_PARAMS = {
   beta: 0,
   m_base: 0,
   m_accum: 0,
+  v_base: 0,
+  v_count: 0,
 };
 type ThrParams = typeof ZERO_PARAMS;
 const paramsOf = (p: Partial<ThrParams>): ThrParams => ({ ...ZERO_PARAMS, ...p });
@@ -158,6 +163,12 @@ interface Chunk {
 interface Split {
   m: { c0: number; nc: number; t0: number; t1: number }[];
   s: { t0: number; t1: number }[];
+  /** Row ranges of V*_g (multiples of 128 rows but the last) whose M rows fit one binding. */
+  v: VPart[];
+}
+interface VPart {
+  v0: number;
+  v1: number;
 }
 
 /** One group (or part of one) in a dispatch's table: thr.wgsl's INFO fields. */
@@ -225,7 +236,10 @@ async function thrRun(
   // fits, each a multiple of 16 (thr.wgsl's k-step) where one fits, so the k-steps fall as in one
   // pass and M has one pass's bits (a cut elsewhere adds the padding's 0·0 mid-sum, which turns a
   // −0 sum into +0); the scores' are token ranges, multiples of 64 (a token block) where possible.
-  const splitGroup = (g: number, rows: number): Split => {
+  const splitGroup = (g: number, rows: number, vRows: number): Split => {
+    const K = vOff[g + 1] - vOff[g];
+    const vParts: VPart[] = [];
+    for (let v = 0; v < K; v += vRows) vParts.push({ v0: v, v1: Math.min(K, v + vRows) });
     const step = rows >= TILE ? Math.floor(rows / TILE) * TILE : rows;
     const sParts: Split['s'] = [];
     for (let t = gto[g]; t < gto[g + 1]; t += step)
@@ -239,7 +253,7 @@ async function thrRun(
       mParts.push({ c0: c, nc: e - c, t0: correctTokens[c], t1: correctTokens[e - 1] + 1 });
       c = e;
     }
-    return { m: mParts, s: sParts };
+    return { m: mParts, s: sParts, v: vParts };
   };
 
   // Chunks of consecutive live groups whose M, probs and hidden windows fit one binding.
@@ -262,10 +276,19 @@ async function thrRun(
         `${what}: group ${g} needs ${bytes} bytes in one storage binding (${what === 'vocab' ? `M = |V*| × d = ${K} × ${d} f32` : 'its rows'}); this device binds at most ${cap} bytes`,
         { argument: what },
       );
-    if (mBytes > cap) throw tooBig('vocab', mBytes);
-    if (pBytes > cap || hBytes > cap) {
-      // Split: parts of at most `rows` tokens. One row must fit.
+    // (tokenHiddenReward's M scratch is one buffer; the aggregate's rows are the caller's tensor.)
+    if (mode === 'full' && mBytes > rt.limits.maxBufferSize) throw tooBig('vocab', mBytes);
+    if (mBytes > cap || pBytes > cap || hBytes > cap) {
+      // Split: parts of at most `rows` tokens and `vRows` rows of V*. One row of each must fit, and
+      // 128 rows of M (a scores slice).
       const rows = Math.floor(cap / Math.max(K * 4, d * eb));
+      const vRows = mBytes <= cap ? K : Math.floor(cap / (d * 4) / SCORE_SLICE) * SCORE_SLICE;
+      if (vRows < 1)
+        throw new GrpoKernelsError(
+          'SHAPE',
+          `vocab: group ${g}'s M (|V*| × d = ${K} × ${d} f32) is split by blocks of ${SCORE_SLICE} rows of ${SCORE_SLICE * d * 4} bytes each in one storage binding; this device binds at most ${cap} bytes`,
+          { argument: 'vocab' },
+        );
       if (rows < 1) {
         const what = K * 4 >= d * eb ? 'probs' : 'hidden';
         throw new GrpoKernelsError(
@@ -274,7 +297,7 @@ async function thrRun(
           { argument: what },
         );
       }
-      const split = splitGroup(g, rows);
+      const split = splitGroup(g, rows, vRows);
       const most = split.s.reduce((m, p) => Math.max(m, p.t1 - p.t0), 0);
       chunks.push({ groups: [g], mRows: K, parts: most * Math.ceil(K / SCORE_SLICE), split });
       cur = undefined;
@@ -347,33 +370,38 @@ async function thrRun(
         const cw = correctWeights.length > 0 ? Float32Array.from(correctWeights) : new Float32Array(1);
         const ctokBuf = rt.transientData(ctok, Usage.STORAGE, 'correct tokens');
         const cwBuf = rt.transientData(cw, Usage.STORAGE, 'correct weights');
-        // One set of dispatches over `entries` with the hidden and probs windows hw, pw and the M
-        // window mw: thr_m (accum: continuing the sums in M), and thr_score + thr_fold.
+        // The dispatches of `what` over `entries` with the hidden, probs and M windows hw, pw, mw:
+        // thr_m (accum: continuing the sums in M), thr_score, thr_fold; vp: a split group's rows of V*.
         const dispatch = (
+          what: 'm' | 'score' | 'fold',
           entries: Entry[],
           hw: Window,
           pw: Window,
           mw: Window,
-          runM: boolean,
-          accum: boolean,
+          accum = false,
+          vp?: VPart,
         ) => {
           const n = entries.length;
-          const mInfo = new Uint32Array(n * INFO_STRIDE);
-          const sInfo = new Uint32Array(n * INFO_STRIDE);
+          const info = new Uint32Array(n * INFO_STRIDE);
           let mWg = 0;
           let sWg = 0;
           let fWg = 0;
           let part = 0;
           entries.forEach((e, i) => {
             const slices = Math.ceil(e.K / SCORE_SLICE);
+            const rows = vp ? vp.v1 - vp.v0 : e.K;
             const row = [e.tok0, e.T, e.koff, e.K, e.poff, e.c0, e.nc];
-            mInfo.set([...row, mWg], i * INFO_STRIDE);
-            sInfo.set([...row, sWg, part, fWg], i * INFO_STRIDE);
-            mWg += Math.ceil(e.K / TILE) * tilesD;
-            sWg += Math.ceil(e.T / TILE) * slices;
+            info.set(what === 'm' ? [...row, mWg] : [...row, sWg, part, fWg], i * INFO_STRIDE);
+            mWg += Math.ceil(rows / TILE) * tilesD;
+            sWg += Math.ceil(e.T / TILE) * Math.ceil(rows / SCORE_SLICE);
             fWg += Math.ceil(e.T / k.wg);
             part += e.T * slices;
           });
+          const table = rt.transientData(
+            info,
+            Usage.STORAGE,
+            what === 'm' ? 'THR M table' : 'THR score table',
+          );
           const base = {
             groups: n,
             dim: d,
@@ -382,53 +410,50 @@ async function thrRun(
             tok_base: entries[0].tok0,
             probs_base: pw.base,
             m_base: mw.base,
+            v_base: vp?.v0 ?? 0,
+            v_count: vp ? vp.v1 - vp.v0 : 0,
           };
           const common: Binding[] = [
             { binding: 1, buffer: hidden, offset: hw.offset, size: hw.size },
             { binding: 3, buffer: probs, offset: pw.offset, size: pw.size },
             { binding: 4, buffer: tcol },
             { binding: 8, buffer: mbuf, offset: mw.offset, size: mw.size },
+            { binding: 5, buffer: table },
           ];
-          if (runM)
+          if (what === 'm') {
+            const u = paramsOf({ ...base, count: mWg, m_accum: accum ? 1 : 0 });
             rt.dispatch(
               pass,
               mPipe!,
               [
-                {
-                  binding: 0,
-                  buffer: rt.uniform(THR_PARAMS, paramsOf({ ...base, count: mWg, m_accum: accum ? 1 : 0 })),
-                },
+                { binding: 0, buffer: rt.uniform(THR_PARAMS, u) },
                 ...common,
-                { binding: 5, buffer: rt.transientData(mInfo, Usage.STORAGE, 'THR M table') },
                 { binding: 6, buffer: ctokBuf },
                 { binding: 7, buffer: cwBuf },
               ],
               mWg,
             );
-          if (runM) return;
-          const sInfoBuf = rt.transientData(sInfo, Usage.STORAGE, 'THR score table');
-          rt.dispatch(
-            pass,
-            sPipe!,
-            [
-              { binding: 0, buffer: rt.uniform(THR_PARAMS, paramsOf({ ...base, count: sWg })) },
-              ...common,
-              { binding: 5, buffer: sInfoBuf },
-              { binding: 21, buffer: spart },
-            ],
-            sWg,
-          );
-          rt.dispatch(
-            pass,
-            fPipe!,
-            [
-              { binding: 0, buffer: rt.uniform(THR_PARAMS, paramsOf({ groups: n, count: fWg })) },
-              { binding: 5, buffer: sInfoBuf },
-              { binding: 9, buffer: thrBuf },
-              { binding: 21, buffer: spart },
-            ],
-            fWg,
-          );
+          } else if (what === 'score') {
+            const u = paramsOf({ ...base, count: sWg });
+            rt.dispatch(
+              pass,
+              sPipe!,
+              [{ binding: 0, buffer: rt.uniform(THR_PARAMS, u) }, ...common, { binding: 21, buffer: spart }],
+              sWg,
+            );
+          } else {
+            rt.dispatch(
+              pass,
+              fPipe!,
+              [
+                { binding: 0, buffer: rt.uniform(THR_PARAMS, paramsOf({ groups: n, count: fWg })) },
+                { binding: 5, buffer: table },
+                { binding: 9, buffer: thrBuf },
+                { binding: 21, buffer: spart },
+              ],
+              fWg,
+            );
+          }
         };
         // Windows over global tokens [t0, t1) of group g: its hidden rows and probability rows.
         const hiddenWindow = (t0: number, t1: number) => windowOf(t0 * d, t1 * d, eb, hidden.size, align);
@@ -437,13 +462,12 @@ async function thrRun(
           const p0 = a.probsOffsets[g] - gto[g] * K; // (the group's rows are [T_g, K])
           return windowOf(p0 + t0 * K, p0 + t1 * K, 4, probs.size, align);
         };
+        // Rows [r0, r1) of the M binding's buffer: the scratch's (from 0), or the stacked tensor's.
+        const mWindow = (r0: number, r1: number) => windowOf(r0 * d, r1 * d, 4, mbuf.size, align);
         for (const c of chunks) {
           const g0 = c.groups[0];
           const gLast = c.groups[c.groups.length - 1];
-          // The M binding: the scratch, or the tensor's rows of this chunk's groups.
-          const mw = stacked
-            ? windowOf(vOff[g0] * d, vOff[gLast + 1] * d, 4, mbuf.size, align)
-            : { offset: 0, size: mbuf.size, base: 0 };
+          const mRow0 = stacked ? vOff[g0] : 0; // the chunk's first M row in mbuf
           if (c.split !== undefined) {
             const K = vOff[g0 + 1] - vOff[g0];
             const part = (t0: number, t1: number, c0: number, nc: number): Entry => ({
@@ -455,15 +479,22 @@ async function thrRun(
               c0,
               nc,
             });
+            // M: per block of V* rows, the runs of correct tokens, each continuing the last's sums.
             if (mPipe)
-              c.split.m.forEach((p, i) => {
-                const e = part(p.t0, p.t1, p.c0, p.nc);
-                dispatch([e], hiddenWindow(p.t0, p.t1), probsWindow(g0, p.t0, p.t1), mw, true, i > 0);
-              });
+              for (const vp of c.split.v)
+                c.split.m.forEach((p, i) => {
+                  const e = part(p.t0, p.t1, p.c0, p.nc);
+                  const mw = mWindow(mRow0 + vp.v0, mRow0 + vp.v1);
+                  dispatch('m', [e], hiddenWindow(p.t0, p.t1), probsWindow(g0, p.t0, p.t1), mw, i > 0, vp);
+                });
+            // The scores: per token range, each block of V* rows' slices, then the fold over all.
             if (scores)
               for (const p of c.split.s) {
                 const e = part(p.t0, p.t1, cStart[g0], 0);
-                dispatch([e], hiddenWindow(p.t0, p.t1), probsWindow(g0, p.t0, p.t1), mw, false, false);
+                const [hw, pw] = [hiddenWindow(p.t0, p.t1), probsWindow(g0, p.t0, p.t1)];
+                for (const vp of c.split.v)
+                  dispatch('score', [e], hw, pw, mWindow(mRow0 + vp.v0, mRow0 + vp.v1), false, vp);
+                dispatch('fold', [e], hw, pw, mWindow(mRow0, mRow0 + 1));
               }
             continue;
           }
@@ -484,8 +515,13 @@ async function thrRun(
           });
           const hw = hiddenWindow(gto[g0], gto[gLast + 1]);
           const pw = windowOf(a.probsOffsets[g0], a.probsOffsets[gLast + 1], 4, probs.size, align);
-          if (mPipe) dispatch(entries, hw, pw, mw, true, false);
-          if (scores) dispatch(entries, hw, pw, mw, false, false);
+          // The M binding: the scratch's rows of this chunk, or the tensor's rows of its groups.
+          const mw = mWindow(mRow0, stacked ? vOff[gLast + 1] : c.mRows);
+          if (mPipe) dispatch('m', entries, hw, pw, mw);
+          if (scores) {
+            dispatch('score', entries, hw, pw, mw);
+            dispatch('fold', entries, hw, pw, mw);
+          }
         }
       }
       if (!scores) {
