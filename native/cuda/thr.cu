@@ -1130,10 +1130,13 @@ __global__ void __launch_bounds__(kThreads + 32, 1)
 // thrTuning.path 'tma-m', 'tma-wide-m' (the latter with 256-column scores blocks; waiting for a GPU): M_g[v][k] = Σ_p A[v][p]·B[k][p] over the group's correct
 // tokens p, both operands K-major in scratch so that TF32 wgmma (K-major only) takes them straight from
 // TMA boxes, as the scores do:
-//   thr_mt_kernel — block: 32 tokens (p) × 32 rows of one group's operand; z = 0: At[a_row + v][p] =
-//     tf32(w_p·(1[v = col_p] − q_p[v])) for v < K_g, z = 1: Bt[b_row + k][p] = tf32(h_p[k]) for k < d;
-//     p in [P_g, pw) zeros. Read along v / k (a q row, a hidden row: coalesced), transposed through shared
-//     memory, written along p. Bytes 8 per element (At: K_g·pw, Bt: d·pw floats per group).
+//   thr_mt_kernel — one launch per batch (z = 2·listed group + operand, in launches of at most 32767
+//     groups); block: 32 tokens (p) × 32 rows of one group's operand; operand 0: At[a_row + v][p] =
+//     tf32(w_p·(1[v = col_p] − q_p[v])) for v < K_g, 1: Bt[b_row + k][p] = tf32(h_p[k]) for k < d; p in
+//     [P_g, 32·ceil(P_g / 32)) zeros (what the GEMM's last k-step reads; it never reads further, and a
+//     block wholly past P_g leaves at once). Read along v / k (a q row, a hidden row: coalesced),
+//     transposed through shared memory, written along p. Bytes 8 per element (At: K_g·P_g, Bt: d·P_g
+//     floats per group).
 //   thr_m_tma_kernel — block: 128 rows of V*_g × 128 hidden dims of M_g (MBlock's tile), thr_scores_tma_
 //     kernel's warp-specialised loop (a producer lane issues each k-step's 128 × 32-float boxes of At and
 //     Bt into 6 stages; two warpgroups chain m64n128k8 wgmma on them, a k-step in flight) over
@@ -1145,15 +1148,19 @@ __global__ void __launch_bounds__(kThreads + 32, 1)
 // widest P, rounded up to 4) changes where A and B lie, never what is added, and k-steps past P_g read
 // zeros. A box's rows past K_g or d reach into the next group's rows (or past the tensor: zeros); a row of
 // the product depends on its own row of A (of B for a column) alone, and those rows are never stored.
-__global__ void thr_mt_kernel(int g, GroupGeom geo, const float* __restrict__ hidden, int64_t pw, float* __restrict__ at,
-                              float* __restrict__ bt) {
+__global__ void thr_mt_kernel(GroupList list, int li0, GroupGeom geo, const float* __restrict__ hidden, int64_t pw,
+                              float* __restrict__ at, float* __restrict__ bt) {
   __shared__ float tile[32][33];
+  const int li = li0 + int(blockIdx.z >> 1), g = list.gid[li];
   const int K = geo.voff[g + 1] - geo.voff[g];
-  const bool is_a = blockIdx.z == 0;
+  const bool is_a = (blockIdx.z & 1u) == 0;
   const int64_t rows = is_a ? K : geo.d;
   const int64_t r0 = int64_t(blockIdx.y) * 32, p0 = int64_t(blockIdx.x) * 32;
-  if (r0 >= rows) return;  // (the grid's y covers max(K_g, d))
   const int p_beg = geo.pstart[g], P = geo.pstart[g + 1] - p_beg, t0 = geo.gto[g];
+  if (r0 >= rows || p0 >= P) return;  // (the grid covers the batch's widest operand and P)
+  // The group's operands: At's rows are its M rows (m_off a whole number of ld_m-float rows), Bt's d
+  // per listed group.
+  float* out = is_a ? at + (list.m_off[li] / geo.ld_m) * pw : bt + int64_t(li) * geo.d * pw;
   const float* q = geo.probs + geo.poff[g];
   const int tx = threadIdx.x, ty = threadIdx.y;  // 32 × 8
   for (int i = ty; i < 32; i += 8) {
@@ -1167,7 +1174,6 @@ __global__ void thr_mt_kernel(int g, GroupGeom geo, const float* __restrict__ hi
     tile[i][tx] = tf32_round(x);
   }
   __syncthreads();
-  float* out = is_a ? at : bt;
   for (int i = ty; i < 32; i += 8) {
     const int64_t r = r0 + i, p = p0 + tx;
     if (r < rows && p < pw) out[r * pw + p] = tile[tx][i];
@@ -1447,12 +1453,12 @@ bool use_m_tma(const ThrParams& p, const LaunchEnv& env, const TileConfig& tiles
 }
 // Scratch for one batch's transposed operands (paths 9, 10), in floats; a group larger than this goes alone.
 constexpr size_t kMtBudgetFloats = (size_t(1) << 30) / sizeof(float);
-// The batch's operands (gid: its groups; m_off: their M offsets; pw: the widest P_g rounded up to 4; rows:
+// The batch's operands (gid: its groups, mlist's on the device; pw: the widest P_g rounded up to 4; rows:
 // M's rows), transposed and rounded into scratch (buf, cap floats: grown when a batch needs more, so
 // batches reuse it), then the GEMM over mb blocks.
 Status launch_m_tma(unsigned mb, const GroupList& mlist, const GroupGeom& geo, const std::vector<int>& gid,
-                    const std::vector<long long>& m_off, const std::vector<int32_t>& voff, int64_t pw, int64_t rows,
-                    const float* hidden, float* M, float*& buf, size_t& cap, Scratch& scratch, cudaStream_t stream) {
+                    const std::vector<int32_t>& voff, int64_t pw, int64_t rows, const float* hidden, float* M,
+                    float*& buf, size_t& cap, Scratch& scratch, cudaStream_t stream) {
   const int64_t d = geo.d, n = int64_t(gid.size());
   const size_t need = (size_t(rows) + size_t(n) * size_t(d)) * size_t(pw);
   if (need > cap) {  // (stream-ordered: the old one is freed after its users)
@@ -1460,12 +1466,13 @@ Status launch_m_tma(unsigned mb, const GroupList& mlist, const GroupGeom& geo, c
     cap = need;
   }
   float *at = buf, *bt = buf + size_t(rows) * size_t(pw);
-  for (int64_t li = 0; li < n; ++li) {
-    const int g = gid[size_t(li)];
-    const int64_t K = voff[size_t(g) + 1] - voff[size_t(g)];
-    const dim3 grid(unsigned(ceil_div(pw, 32)), unsigned(ceil_div(std::max<int64_t>(K, d), 32)), 2);
-    thr_mt_kernel<<<grid, dim3(32, 8), 0, stream>>>(g, geo, hidden, pw, at + (m_off[size_t(li)] / geo.ld_m) * pw,
-                                                     bt + li * d * pw);
+  int64_t widest = d;  // the batch's widest operand, in rows
+  for (const int g : gid) widest = std::max<int64_t>(widest, voff[size_t(g) + 1] - voff[size_t(g)]);
+  constexpr int64_t kPerLaunch = 32767;  // groups per launch: gridDim.z ≤ 65535
+  for (int64_t li0 = 0; li0 < n; li0 += kPerLaunch) {
+    const dim3 grid(unsigned(ceil_div(pw, 32)), unsigned(ceil_div(widest, 32)),
+                    unsigned(2 * std::min(kPerLaunch, n - li0)));
+    thr_mt_kernel<<<grid, dim3(32, 8), 0, stream>>>(mlist, int(li0), geo, hidden, pw, at, bt);
     GK_CHECK_LAUNCH("thr_mt_kernel");
   }
   alignas(64) CUtensorMap ta, tb;
@@ -1697,7 +1704,7 @@ Status launch_token_hidden_reward(const ThrParams& p, const LaunchEnv& env, Scra
       const unsigned mb = unsigned(m_tiles.back()), sb = unsigned(s_tiles.back());
       if (p.step != ThrStep::Score) {
         if (m_tma)
-          GK_TRY(launch_m_tma(mb, mlist, geo, gid, m_off, p.vocab_offsets, pw, m_rows_of_batch,
+          GK_TRY(launch_m_tma(mb, mlist, geo, gid, p.vocab_offsets, pw, m_rows_of_batch,
                               static_cast<const float*>(p.hidden), M, mt_buf, mt_cap, scratch, env.stream));
         else if (use_m_wgmma<kS>(p.path, env, tiles))
           GK_TRY((launch_m_wgmma<H, kS>(mb, mlist, geo, hidden, M, env.stream)));
