@@ -174,7 +174,11 @@ describe('run.sh: the plan and the stop when no GPU is seen', () => {
     expect(over.out).toMatch(/WARNING: the estimates \(\d+s\) exceed the deadline \(200s\)/);
     const only = run({ DEADLINE_S: '200', ONLY: 'torch sass' }, ['--plan']);
     expect(only.status, only.out).toBe(0);
-    expect(only.out).toContain('estimates total 55s of 200s');
+    // The total is setup's estimate and the two steps', and no other step is listed.
+    const est = (name: string) => Number(new RegExp(`^  ${name} +est +(\\d+)s`, 'm').exec(only.out)?.[1]);
+    const listed = [...only.out.matchAll(/^ {2}(\S+) +est /gm)].map((m) => m[1]);
+    expect(listed).toEqual(['setup', 'native', 'torch', 'sass']); // (native: only if the addon fails)
+    expect(only.out).toContain(`estimates total ${est('setup') + est('torch') + est('sass')}s of 200s`);
   });
 
   it('a step name in ONLY that is not a step, or a DEADLINE_S that is not a number, stops at once', () => {

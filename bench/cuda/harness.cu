@@ -4,7 +4,7 @@
 // device-to-device cudaMemcpyAsync of the same bytes, so GB/s come with the fraction of the copy
 // bandwidth this card gives right now.
 //
-//   build/bench/harness [--rows 16384] [--vocab 151936] [--thr-responses 8] [--thr-tokens 2048]
+//   build/bench/harness [--rows 16384] [--vocab 151936] [--thr-groups 1] [--thr-responses 8] [--thr-tokens 2048]
 //                       [--thr-d 3584] [--thr-vocab 4096] [--thr-small-tiles 0] [--groups 65536]
 //                       [--responses 16·groups] [--lm-rows 8192] [--lm-dim 4096] [--lm-vocab 151936]
 //                       [--reps 20] [--warmup 3] [--l2-mb <device's>] [--max-rotate 64] [--seed 1]
@@ -16,6 +16,9 @@
 //   logprobsBackward                                          same size, bf16 gradient, out of place
 //   tokenHiddenReward/f32, tokenHiddenReward/tf32             one group of 8 responses × 2048 tokens,
 //                                                             d 3584, |V*| 4096, f32 hidden (ThrPrecision);
+//                                                             --thr-groups G: G such groups in one call
+//                                                             (a trainer's batch: many groups, each with
+//                                                             a V* of its own, half its responses correct);
 //                                                             --thr-small-tiles 1: the small tile
 //                                                             configuration (thr.cu), as a 99 KiB GPU runs it
 //                                                             (the scores' tiles `auto` takes; then
@@ -116,6 +119,7 @@ using gk::Status;
 struct Options {
   int64_t rows = 16384;
   int64_t vocab = 151936;
+  int64_t thr_groups = 1;
   int64_t thr_responses = 8;
   int64_t thr_tokens = 2048;  // per response
   int64_t thr_d = 3584;
@@ -143,7 +147,7 @@ struct Options {
 constexpr int kLmPaths = 9, kThrPaths = 11;
 
 const char* kUsage =
-    "usage: harness [--rows N] [--vocab V] [--thr-responses R] [--thr-tokens L] [--thr-d D]\n"
+    "usage: harness [--rows N] [--vocab V] [--thr-groups G] [--thr-responses R] [--thr-tokens L] [--thr-d D]\n"
     "               [--thr-vocab K] [--thr-small-tiles 0|1] [--groups G] [--responses R] [--reps N] [--warmup N]\n"
     "               [--lm-rows N] [--lm-dim D] [--lm-vocab V]\n"
     "               [--l2-mb MB] [--max-rotate N] [--seed S] [--only logprobs,backward,thr,advantages,lmhead]\n"
@@ -181,6 +185,7 @@ std::string parse_args(int argc, char** argv, Options* o) {
     int64_t min;
   };
   const IntOpt ints[] = {{"rows", &o->rows, 1},          {"vocab", &o->vocab, 1},
+                         {"thr-groups", &o->thr_groups, 1},
                          {"thr-responses", &o->thr_responses, 2}, {"thr-tokens", &o->thr_tokens, 1},
                          {"thr-d", &o->thr_d, 1},        {"thr-vocab", &o->thr_vocab, 1},
                          {"thr-small-tiles", &o->thr_small_tiles, 0},
@@ -241,7 +246,8 @@ std::string parse_args(int argc, char** argv, Options* o) {
   if (o->responses == 0) o->responses = 16 * o->groups;
   if (o->responses < o->groups) return "--responses must be ≥ --groups (every group needs a member)";
   if (o->responses > INT32_MAX || o->rows > INT32_MAX) return "--responses and --rows must fit in int32";
-  if (o->thr_responses * o->thr_tokens > INT32_MAX) return "THR tokens must fit in int32";
+  if (o->thr_groups * o->thr_responses * o->thr_tokens > INT32_MAX) return "THR tokens must fit in int32";
+  if (o->thr_groups * o->thr_vocab > INT32_MAX) return "THR's Σ|V*| must fit in int32";
   if (o->thr_small_tiles > 1) return "--thr-small-tiles: expected 0 or 1";
   if (o->lm_chunk_rows % 128 != 0 || o->lm_chunk_vocab % 128 != 0)
     return "--lm-chunk-rows and --lm-chunk-vocab must be multiples of 128";
@@ -773,20 +779,25 @@ void plan_thr(gk::ThrParams& p) {
 }
 
 Status run_thr(const Device& dev, const Options& o) {
-  const int64_t n = o.thr_responses, L = o.thr_tokens, d = o.thr_d, K = o.thr_vocab;
-  const int64_t T = n * L, T_plus = (n / 2) * L;
+  const int64_t G = o.thr_groups, n = o.thr_responses, L = o.thr_tokens, d = o.thr_d, K = o.thr_vocab;
+  const int64_t T = G * n * L, T_plus = G * (n / 2) * L;
   gk::ThrParams base;
-  base.layout.response_offsets.resize(size_t(n) + 1);
-  for (int64_t r = 0; r <= n; ++r) base.layout.response_offsets[size_t(r)] = int32_t(r * L);
-  base.layout.group_offsets = {0, int32_t(n)};
-  base.layout.correct.assign(size_t(n), 0);
-  for (int64_t r = 0; r < n / 2; ++r) base.layout.correct[size_t(r)] = 1;  // the first half correct
-  base.layout.degenerate = {0};
+  base.layout.response_offsets.resize(size_t(G * n) + 1);
+  for (int64_t r = 0; r <= G * n; ++r) base.layout.response_offsets[size_t(r)] = int32_t(r * L);
+  base.layout.correct.assign(size_t(G * n), 0);
+  base.probs_offsets.resize(size_t(G) + 1);
+  base.vocab_offsets.resize(size_t(G) + 1);
+  for (int64_t g = 0; g <= G; ++g) {
+    base.layout.group_offsets.push_back(int32_t(g * n));
+    base.probs_offsets[size_t(g)] = g * n * L * K;  // each group's q block [n·L, K]
+    base.vocab_offsets[size_t(g)] = int32_t(g * K);
+  }
+  for (int64_t g = 0; g < G; ++g)
+    for (int64_t r = 0; r < n / 2; ++r) base.layout.correct[size_t(g * n + r)] = 1;  // the first half correct
+  base.layout.degenerate.assign(size_t(G), 0);
   plan_thr(base);
   base.hidden_dtype = gk::DType::F32;
   base.dim = d;
-  base.probs_offsets = {0, T * K};
-  base.vocab_offsets = {0, int32_t(K)};
   base.small_tiles = o.thr_small_tiles != 0;
 
   // hidden [T, d] and q [T, K] read, the token columns read, thr [T] and tau [1] written.
@@ -801,8 +812,9 @@ Status run_thr(const Device& dev, const Options& o) {
   GK_TRY(alloc_rotated(arena, &column, size_t(T) * 4, rot));
   GK_TRY(alloc_rotated(arena, &thr, size_t(T) * 4, rot));
   GK_TRY(alloc_rotated(arena, &tau, 4, rot));
-  std::fprintf(stderr, "[harness] thr: %lld × %lld tokens, d %lld, |V*| %lld, f32 hidden, %d cop%s\n",
-               (long long)n, (long long)L, (long long)d, (long long)K, rot, rot == 1 ? "y" : "ies");
+  std::fprintf(stderr, "[harness] thr: %lld group%s of %lld × %lld tokens, d %lld, |V*| %lld, f32 hidden, %d cop%s\n",
+               (long long)G, G == 1 ? "" : "s", (long long)n, (long long)L, (long long)d, (long long)K, rot,
+               rot == 1 ? "y" : "ies");
   const uint32_t seed = uint32_t(o.seed) + 10;
   fill_normal_kernel<float><<<fill_blocks(T * d), kFillThreads, 0, dev.stream>>>(
       hidden.at<float>(0), T * d, seed, 1.f);
@@ -816,7 +828,8 @@ Status run_thr(const Device& dev, const Options& o) {
   GK_CHECK_LAUNCH("fill_index_kernel (token columns)");
   for (const Rotated* r : {&hidden, &probs, &column}) GK_TRY(replicate(*r, dev.stream));
 
-  const std::string sizes_base = kv("T", double(T)) + "," + kv("V*", double(K)) + "," + kv("d", double(d)) + "," +
+  const std::string sizes_base = (G > 1 ? kv("groups", double(G)) + "," : std::string()) + kv("T", double(T)) +
+                                 "," + kv("V*", double(K)) + "," + kv("d", double(d)) + "," +
                                  kv("T+", double(T_plus)) + "," + kv("hidden", "f32") +
                                  (base.small_tiles ? "," + kv("tiles", "small") : std::string());
   // The scores' tiles (ThrParams::path): auto, mma.sync, then wgmma (thr.cu, thr_scores_wgmma_kernel)

@@ -70,12 +70,13 @@ T0=$SECONDS
 # once), memcheck 71 s, racecheck 180 s (its box), webgpu tests 22 s, goals-webgpu 25 s, ncu 24 s,
 # ncu-sol 6 s. No set waits for a GPU now, so the harness runs `auto` and two compared sets only.
 # Twelfth session (no GPU): goals-webgpu also times THR at the goal size (webgpu THR's first GPU
-# figure; ~1-2 s of its runs, a few more of input generation), so sass and ncu-sol give back their slack.
+# figure; ~1-2 s of its runs, a few more of input generation), so sass and ncu-sol give back their slack;
+# the harness times THR's sets on a batch of 32 groups too (THR_BATCH: ~8 s), racecheck-rest gives it.
 SETUP_EST=15
 PLAN=(
   "native        90 150"
   "cuda-tests    60 180"
-  "harness       25 120"
+  "harness       33 120"
   "torch         10  60"
   "goals-cuda    30  60"
   "sass          27  60"
@@ -86,7 +87,7 @@ PLAN=(
   "ncu           25  60"
   "ncu-sol        6  45"
   "ncu-tiles     30  90"
-  "racecheck-rest 30 150"
+  "racecheck-rest 22 150"
 )
 CONDITIONAL=" native "
 
@@ -338,8 +339,11 @@ NEW_THR_PATHS=${NEW_THR_PATHS-7 8 9 10}  # tma-rounded, tma-wide-rounded, tma-m,
 LM_COMPARE=${LM_COMPARE-5}
 THR_COMPARE=${THR_COMPARE-3}
 HARNESS_CHUNKS=${HARNESS_CHUNKS-}
+# THR on a trainer's batch as well as on the goal's one group: every THR set that passed, on 32 groups of
+# 16 responses × 256 tokens with 1024 columns of V* each (what `auto` must not lose on when it moves).
+THR_BATCH=${THR_BATCH---thr-groups 32 --thr-responses 16 --thr-tokens 256 --thr-vocab 1024}
 harness_runs() { # harness arguments (sizes) for every run
-  local rc=0 lm thr p c
+  local rc=0 lm thr p c batch
   lm=$(echo 0 $LM_COMPARE | tr ' ' ,)
   thr=$(echo 0 $THR_COMPARE | tr ' ' ,)
   hrun() { # box, harness arguments (3x the box on the emulator, whose speed is the CPU's)
@@ -358,6 +362,11 @@ harness_runs() { # harness arguments (sizes) for every run
   }
   for p in $NEW_LM_PATHS; do hrun 45 --only lmhead --lm-paths "$p" "$@" && lm="$lm,$p" || rc=1; done
   for p in $NEW_THR_PATHS; do hrun 30 --only thr --thr-paths "$p" "$@" && thr="$thr,$p" || rc=1; done
+  if [ -n "$THR_BATCH" ]; then
+    read -r -a batch <<<"$THR_BATCH"
+    [ "$DRY" = 1 ] && batch+=(--thr-groups 3 --thr-responses 4) # (then the dry run's tiny sizes)
+    hrun 40 --only thr --thr-paths "$thr" "${batch[@]}" "$@" || rc=1
+  fi
   for c in $HARNESS_CHUNKS; do
     hrun 30 --only lmhead --lm-paths 0 --lm-chunk-rows "${c%x*}" --lm-chunk-vocab "${c#*x}" "$@" || rc=1
   done
@@ -366,7 +375,7 @@ harness_runs() { # harness arguments (sizes) for every run
   return $rc
 }
 export -f harness_runs
-export LOGS DRY NEW_LM_PATHS NEW_THR_PATHS LM_COMPARE THR_COMPARE HARNESS_CHUNKS
+export LOGS DRY NEW_LM_PATHS NEW_THR_PATHS LM_COMPARE THR_COMPARE HARNESS_CHUNKS THR_BATCH
 if [ "$DRY" = 1 ]; then
   step harness env GK_HARNESS=build/emu/harness bash -c 'harness_runs "$@"' harness --rows 7 --vocab 1000 \
     --thr-tokens 40 --thr-d 48 --thr-vocab 24 --groups 50 --lm-rows 7 --lm-dim 48 --lm-vocab 1000 \

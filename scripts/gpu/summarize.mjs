@@ -137,7 +137,9 @@ say();
 const harness = jsonLines('harness.log');
 const torch = jsonLines('torch.log');
 const goals = jsonLines('goals-cuda.log');
-const byCase = new Map(harness.map((r) => [r.case, r]));
+// (THR's batch rows, sizes.groups > 1, have the goal rows' case names: they get a table of their own.)
+const isBatch = (r) => (r.sizes?.groups ?? 1) > 1;
+const byCase = new Map(harness.filter((r) => !isBatch(r)).map((r) => [r.case, r]));
 const torchOp = (op) => torch.find((r) => r.op === op);
 
 // The LM head: one row per tile set the harness timed.
@@ -193,7 +195,9 @@ if (lmSets.length) {
 // THR: one row per tile set, both precision modes.
 const thrSets = [
   ...new Set(
-    harness.filter((r) => r.case.startsWith('tokenHiddenReward/')).map((r) => r.case.replace(/^\S+\s?/, '')),
+    harness
+      .filter((r) => !isBatch(r) && r.case.startsWith('tokenHiddenReward/'))
+      .map((r) => r.case.replace(/^\S+\s?/, '')),
   ),
 ];
 if (thrSets.length) {
@@ -223,6 +227,31 @@ if (thrSets.length) {
       ];
     }),
   );
+  // The same sets on a trainer's batch (run.sh's THR_BATCH): what `auto` must not lose on.
+  const batch = harness.filter((r) => isBatch(r) && r.case.startsWith('tokenHiddenReward/'));
+  if (batch.length) {
+    const z = batch[0].sizes;
+    const bget = (prec, set) =>
+      batch.find((r) => r.case === `tokenHiddenReward/${prec}${set ? ` ${set}` : ''}`);
+    say(`On a batch: ${z.groups} groups, T ${z.T}, |V*| ${z['V*']} each, d ${z.d}, T+ ${z['T+']}.`);
+    say();
+    table(
+      ['tile set', "'f32' ms", "'f32' TFLOP/s", "'tf32' ms", "'tf32' TFLOP/s", "'tf32' × auto"],
+      [...new Set(batch.map((r) => r.case.replace(/^\S+\s?/, '')))].map((set) => {
+        const a = bget('f32', set);
+        const b = bget('tf32', set);
+        const autoB = bget('tf32', '');
+        return [
+          set || 'auto',
+          f(a?.ms_median),
+          f(a?.tflops),
+          f(b?.ms_median),
+          f(b?.tflops),
+          b && autoB ? `${f(autoB.ms_median / b.ms_median)}x` : '–',
+        ];
+      }),
+    );
+  }
 }
 
 // The memory-bound rows: fraction of the copy of the same bytes.
