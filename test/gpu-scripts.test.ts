@@ -284,6 +284,18 @@ describe('summarize.mjs: what a GPU call brought back, in the decision tables', 
         harness.push({ case: `tokenHiddenReward/${prec}${set}`, ms_median: t });
       }
     }
+    // THR's batch rows (run.sh's THR_BATCH): the same case names, sizes.groups > 1, after the goal rows.
+    for (const set of sets)
+      for (const prec of ['f32', 'tf32']) {
+        const t = 20 + 10 * r();
+        ms[`batch/${prec}${set}`] = t;
+        harness.push({
+          case: `tokenHiddenReward/${prec}${set}`,
+          sizes: { groups: 32, T: 131072, 'V*': 1024, d: 3584, 'T+': 65536 },
+          ms_median: t,
+          tflops: 1e3 / t,
+        });
+      }
     harness.push({ case: 'logprobs', ms_median: 1.3, gbps: 3900, fraction: 0.93 });
     const torchTf32 = 2 + r();
     writeFileSync(
@@ -338,10 +350,14 @@ describe('summarize.mjs: what a GPU call brought back, in the decision tables', 
       expect(cells[7]).toBe(`${sig(ms.linearLogprobsBackward / b)}x`);
     }
     const thrRows = s.stdout.split('\n').filter((l) => l.startsWith('| tma-wide |'));
-    expect(thrRows).toHaveLength(2); // the LM-head row above, THR's here
+    expect(thrRows).toHaveLength(3); // the LM-head row above, THR's goal row, THR's batch row
     const thrCells = thrRows[1].split('|').map((c) => c.trim());
     expect(thrCells[4]).toBe(sig(ms['thr/tf32 tma-wide']));
     expect(thrCells[5]).toBe(sig(ms['thr/tf32 tma-wide'] / torchTf32));
+    expect(s.stdout).toContain('THR on a batch: 32 groups, T 131072, |V*| 1024 each, d 3584, T+ 65536.');
+    const batchCells = thrRows[2].split('|').map((c) => c.trim());
+    expect(batchCells[4]).toBe(sig(ms['batch/tf32 tma-wide']));
+    expect(batchCells[6]).toBe(`${sig(ms['batch/tf32'] / ms['batch/tf32 tma-wide'])}x`);
     expect(s.stdout).toMatch(/cuda-tests: 1 passed, 1 failed, 0 skipped/);
     expect(s.stdout).toMatch(
       /test\/cuda\/ops-lmhead-chain\.test\.ts: 1 failed\n.*tma-chain has the bits of nothing/,

@@ -192,66 +192,53 @@ if (lmSets.length) {
   );
 }
 
-// THR: one row per tile set, both precision modes.
-const thrSets = [
-  ...new Set(
-    harness
-      .filter((r) => !isBatch(r) && r.case.startsWith('tokenHiddenReward/'))
-      .map((r) => r.case.replace(/^\S+\s?/, '')),
-  ),
-];
-if (thrSets.length) {
-  const tf = torchOp('thr_matrix_form_tf32');
-  const tf32f = torchOp('thr_matrix_form_f32');
-  say(
-    "## THR (harness; goals, issue 10: 'f32' faster than PyTorch's f32 matrix form, 'tf32' within 1.5x of its TF32 one)",
-  );
-  say(
-    `PyTorch: f32 ${f(tf32f?.ms_median)} ms, TF32 ${f(tf?.ms_median)} ms (goal for 'tf32': ≤ ${f(tf && 1.5 * tf.ms_median)} ms).`,
-  );
-  say();
-  const get = (prec, set) => byCase.get(`tokenHiddenReward/${prec}${set ? ` ${set}` : ''}`);
+// THR: one row per tile set, both precision modes, of the goal's one group and of a trainer's batch
+// (run.sh's THR_BATCH: what `auto` must not lose on); extra(prec, row) fills each mode's second column.
+const thrRows = harness.filter((r) => r.case.startsWith('tokenHiddenReward/'));
+function thrTable(rows, heads, extra) {
+  const get = (prec, set) => rows.find((r) => r.case === `tokenHiddenReward/${prec}${set ? ` ${set}` : ''}`);
+  const sets = [...new Set(rows.map((r) => r.case.replace(/^\S+\s?/, '')))];
   table(
-    ['tile set', "'f32' ms", '× PyTorch f32', "'tf32' ms", '÷ PyTorch TF32 (goal ≤ 1.5)', "'tf32' × auto"],
-    thrSets.map((set) => {
-      const a = get('f32', set);
-      const b = get('tf32', set);
-      const autoB = get('tf32', '');
+    ['tile set', "'f32' ms", heads[0], "'tf32' ms", heads[1], "'tf32' × auto"],
+    sets.map((set) => {
+      const [a, b, autoB] = [get('f32', set), get('tf32', set), get('tf32', '')];
       return [
         set || 'auto',
         f(a?.ms_median),
-        a && tf32f ? `${f(tf32f.ms_median / a.ms_median)}x` : '–',
+        a ? extra('f32', a) : '–',
         f(b?.ms_median),
-        b && tf ? f(b.ms_median / tf.ms_median) : '–',
+        b ? extra('tf32', b) : '–',
         b && autoB ? `${f(autoB.ms_median / b.ms_median)}x` : '–',
       ];
     }),
   );
-  // The same sets on a trainer's batch (run.sh's THR_BATCH): what `auto` must not lose on.
-  const batch = harness.filter((r) => isBatch(r) && r.case.startsWith('tokenHiddenReward/'));
-  if (batch.length) {
-    const z = batch[0].sizes;
-    const bget = (prec, set) =>
-      batch.find((r) => r.case === `tokenHiddenReward/${prec}${set ? ` ${set}` : ''}`);
-    say(`On a batch: ${z.groups} groups, T ${z.T}, |V*| ${z['V*']} each, d ${z.d}, T+ ${z['T+']}.`);
-    say();
-    table(
-      ['tile set', "'f32' ms", "'f32' TFLOP/s", "'tf32' ms", "'tf32' TFLOP/s", "'tf32' × auto"],
-      [...new Set(batch.map((r) => r.case.replace(/^\S+\s?/, '')))].map((set) => {
-        const a = bget('f32', set);
-        const b = bget('tf32', set);
-        const autoB = bget('tf32', '');
-        return [
-          set || 'auto',
-          f(a?.ms_median),
-          f(a?.tflops),
-          f(b?.ms_median),
-          f(b?.tflops),
-          b && autoB ? `${f(autoB.ms_median / b.ms_median)}x` : '–',
-        ];
-      }),
-    );
-  }
+}
+if (thrRows.some((r) => !isBatch(r))) {
+  const torch = { f32: torchOp('thr_matrix_form_f32'), tf32: torchOp('thr_matrix_form_tf32') };
+  say(
+    "## THR (harness; goals, issue 10: 'f32' faster than PyTorch's f32 matrix form, 'tf32' within 1.5x of its TF32 one)",
+  );
+  say(
+    `PyTorch: f32 ${f(torch.f32?.ms_median)} ms, TF32 ${f(torch.tf32?.ms_median)} ms (goal for 'tf32': ≤ ${f(torch.tf32 && 1.5 * torch.tf32.ms_median)} ms).`,
+  );
+  say();
+  thrTable(
+    thrRows.filter((r) => !isBatch(r)),
+    ['× PyTorch f32', '÷ PyTorch TF32 (goal ≤ 1.5)'],
+    (prec, r) =>
+      !torch[prec]
+        ? '–'
+        : prec === 'f32'
+          ? `${f(torch.f32.ms_median / r.ms_median)}x`
+          : f(r.ms_median / torch.tf32.ms_median),
+  );
+}
+const thrBatch = thrRows.filter(isBatch);
+if (thrBatch.length) {
+  const z = thrBatch[0].sizes;
+  say(`THR on a batch: ${z.groups} groups, T ${z.T}, |V*| ${z['V*']} each, d ${z.d}, T+ ${z['T+']}.`);
+  say();
+  thrTable(thrBatch, ["'f32' TFLOP/s", "'tf32' TFLOP/s"], (_, r) => f(r.tflops));
 }
 
 // The memory-bound rows: fraction of the copy of the same bytes.
