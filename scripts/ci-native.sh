@@ -39,6 +39,11 @@ node scripts/build-emu.mjs --require --harness
 echo "== native: the benchmark harness's dry run on the emulator (tiny sizes; checks it runs, not speed)"
 build/emu/harness --rows 7 --vocab 1000 --thr-tokens 40 --thr-d 48 --thr-vocab 24 --groups 50 --lm-rows 16 --lm-dim 32 --lm-vocab 300 --reps 3 --warmup 1 >/dev/null
 build/emu/harness --only thr --thr-small-tiles 1 --thr-tokens 40 --thr-d 48 --thr-vocab 24 --reps 2 --warmup 1 >/dev/null
+# THR on a batch (run.sh's THR_BATCH), with the TMA-fed M in 256-column scores blocks: its one row, of 3 groups.
+cases=$(build/emu/harness --only thr --thr-groups 3 --thr-responses 4 --thr-paths 10 --thr-tokens 12 --thr-d 40 \
+  --thr-vocab 30 --reps 2 --warmup 1 2>/dev/null | grep -o '"case":"[^"]*","sizes":{"groups":[0-9]*' | tr '\n' ' ')
+want='"case":"tokenHiddenReward/tf32 tma-wide-m","sizes":{"groups":3 '
+[ "$cases" = "$want" ] || { echo "harness --thr-groups 3 --thr-paths 10 timed: $cases" >&2; exit 1; }
 # The tile sets one process times (scripts/gpu/run.sh runs each waiting set alone): exactly the rows named.
 cases=$(build/emu/harness --only lmhead,thr --lm-paths 6 --thr-paths 5 --thr-tokens 40 --thr-d 48 --thr-vocab 24 \
   --lm-rows 16 --lm-dim 32 --lm-vocab 300 --reps 2 --warmup 1 2>/dev/null | grep -o '"case":"[^"]*"' | tr '\n' ' ')
