@@ -37,7 +37,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { ThrPrecision } from '../../src/backends/backend.js';
 import { thrTuning } from '../../src/backends/cuda/thr.js';
 import { setOutputPoison } from '../../src/debug.js';
-import type { Context } from '../../src/index.js';
+import type { Context, ThrAggregateOptions } from '../../src/index.js';
 import {
   bruteThr,
   buildTileCase,
@@ -276,6 +276,24 @@ describe.skipIf(noGpu)('cuda THR tiles are batch invariant', () => {
 const smallF32Case = (seed: number) =>
   makeThrCase({ seed, groups: randomGroups(seed + 1, 2, 8, 40), dim: 64, dtype: 'f32', vocabSize: 300 });
 
+/**
+ * smallF32Case(seed) on the cuda context as thrAggregate and thrScore take it (its vocabulary and hidden
+ * tensor disposed after `body`).
+ */
+async function withThrInputs(
+  seed: number,
+  body: (c: ThrCase, base: ThrAggregateOptions) => Promise<void>,
+): Promise<void> {
+  const c = smallF32Case(seed);
+  const vocab = await cuda.restrictedVocab(c.tokens, c.layout);
+  const hidden = cuda.tensor(c.hidden as Float32Array, [c.numTokens, c.dim], 'f32');
+  try {
+    await body(c, { hidden, probs: c.probs, vocab, layout: c.layout, correct: c.correct });
+  } finally {
+    for (const t of [hidden, vocab.offsets, vocab.columns, vocab.tokenColumn]) t.dispose();
+  }
+}
+
 describe.skipIf(noGpu || !EMULATED)(
   'cuda THR: M on wgmma and the TMA-fed scores are what run (emulator)',
   () => {
@@ -302,11 +320,7 @@ describe.skipIf(noGpu || !EMULATED)(
     });
 
     it("'tma-m', 'tma-wide-m': M is thr_m_tma_kernel's in 'tf32' (in tokenHiddenReward and thrAggregate), thr_m_kernel's in 'f32' (a failed cudaFuncSetAttribute names the first kernel set up)", async () => {
-      const c = smallF32Case(862);
-      const vocab = await cuda.restrictedVocab(c.tokens, c.layout);
-      const hidden = cuda.tensor(c.hidden as Float32Array, [c.numTokens, c.dim], 'f32');
-      const base = { hidden, probs: c.probs, vocab, layout: c.layout, correct: c.correct };
-      try {
+      await withThrInputs(862, async (c, base) => {
         for (const path of ['tma-m', 'tma-wide-m'] as const) {
           thrTuning.path = path;
           for (const [precision, kernel] of [
@@ -321,17 +335,11 @@ describe.skipIf(noGpu || !EMULATED)(
             delete process.env.GK_EMU_FAULT;
           }
         }
-      } finally {
-        for (const t of [hidden, vocab.offsets, vocab.columns, vocab.tokenColumn]) t.dispose();
-      }
+      });
     });
 
     it("'tma': thrScore over the stacked aggregate runs the TMA-fed scores in 'tf32' ('tma-wide': in 256-column blocks; the wgmma scores in 'f32'; 'tma-rounded' and 'tma-wide-rounded' on rounded copies, the aggregate left as it was), with tokenHiddenReward's bits", async () => {
-      const c = smallF32Case(861);
-      const vocab = await cuda.restrictedVocab(c.tokens, c.layout);
-      const hidden = cuda.tensor(c.hidden as Float32Array, [c.numTokens, c.dim], 'f32');
-      const base = { hidden, probs: c.probs, vocab, layout: c.layout, correct: c.correct };
-      try {
+      await withThrInputs(861, async (c, base) => {
         for (const [path, precision, kernel] of [
           ['tma', 'tf32', /thr_scores_tma_kernel<false>/],
           ['tma-wide', 'tf32', /thr_scores_tma_kernel<true>/],
@@ -363,9 +371,7 @@ describe.skipIf(noGpu || !EMULATED)(
           );
           for (const t of [agg, halves.thr, halves.tau]) t.dispose();
         }
-      } finally {
-        for (const t of [hidden, vocab.offsets, vocab.columns, vocab.tokenColumn]) t.dispose();
-      }
+      });
     });
   },
 );
