@@ -377,3 +377,114 @@ describe('summarize.mjs: what a GPU call brought back, in the decision tables', 
       ]);
   });
 });
+
+describe("ncu-report.mjs and summarize.mjs: ncu's launches under the cases they ran in", () => {
+  // One launch as ncu's text report prints it: the header, then sections of metric rows.
+  const block = (name: string, grid: number[], rows: [string, string, string][]) =>
+    [
+      `  ${name} (${grid.join(', ')})x(256, 1, 1), Context 1, Stream 13, Device 0, CC 9.0`,
+      '    Section: GPU Speed Of Light Throughput',
+      '    ----------------------- ----------- ------------',
+      '    Metric Name             Metric Unit Metric Value',
+      '    ----------------------- ----------- ------------',
+      ...rows.map(([n, u, v]) => `    ${n.padEnd(32)}${u.padStart(15)} ${v.padStart(12)}`),
+      '    ----------------------- ----------- ------------',
+      '',
+      '    OPT   This kernel grid is too small to fill the available resources on this device, resulting in 0.5',
+      '          full waves across all SMs. Look at Launch Statistics for more details.',
+      '',
+    ].join('\n');
+  // Cases as the harness runs them under ncu-tiles: each call's launches, then its JSON row.
+  const r = rng(91);
+  const cases = [
+    { case: 'tokenHiddenReward/tf32', kernels: ['thr_m_kernel', 'thr_scores_wgmma_kernel'] },
+    {
+      case: 'tokenHiddenReward/tf32 tma-m',
+      kernels: ['thr_round_kernel', 'thr_mt_kernel', 'thr_m_tma_kernel', 'thr_scores_tma_kernel'],
+    },
+    { case: 'tokenHiddenReward/tf32', groups: 32, kernels: ['thr_m_kernel', 'thr_scores_wgmma_kernel'] },
+  ].map((c) => ({
+    ...c,
+    launches: c.kernels.map((k) => ({
+      k,
+      us: 100 + 9000 * r(),
+      sm: 100 * r(),
+      regs: 1 + Math.floor(254 * r()),
+    })),
+  }));
+  const program: string[] = ['==PROF== Connected to process 4242 (/work/build/bench/harness)'];
+  const reportBlocks: string[] = ['[4242] harness@127.0.0.1'];
+  for (const c of cases) {
+    program.push('[harness] thr: 1 group of 8 × 2048 tokens');
+    for (const l of c.launches) {
+      program.push(`==PROF== Profiling "${l.k}" - ${reportBlocks.length - 1}: 0%....50%....100% - 38 passes`);
+      // Durations in microseconds (ncu's unit for short launches), thousands separators in the cycles.
+      reportBlocks.push(
+        block(
+          `void gk::(anonymous namespace)::${l.k}<float, (gk::ThrPrecision)1, 128>(gk::GroupList, float *)`,
+          [28, 32, 1],
+          [
+            ['Elapsed Cycles', 'cycle', '13,434,123'],
+            ['Duration', 'us', l.us.toFixed(2)],
+            ['Compute (SM) Throughput', '%', l.sm.toFixed(2)],
+            ['Function Cache Configuration', '', 'CachePreferNone'],
+            ['Registers Per Thread', 'register/thread', String(l.regs)],
+          ],
+        ),
+      );
+    }
+    program.push(JSON.stringify({ case: c.case, sizes: c.groups ? { groups: c.groups } : { T: 16384 } }));
+  }
+  program.push('==PROF== Disconnected from process 4242');
+  const log = [...program, ...reportBlocks].join('\n');
+
+  it('parses every launch: name, grid, metrics with units, and the case it ran in', async () => {
+    const { parseNcu, metricMs, metric } = await import('../scripts/gpu/ncu-report.mjs');
+    const launches = parseNcu(log);
+    const want = cases.flatMap((c) => c.launches.map((l) => ({ ...l, case: c.case })));
+    expect(launches.map((l) => l.kernel)).toEqual(want.map((w) => w.k));
+    launches.forEach((l, i) => {
+      expect(l.case).toBe(want[i].case);
+      expect(l.grid).toEqual([28, 32, 1]);
+      expect(metricMs(l, 'Duration')).toBeCloseTo(Number(want[i].us.toFixed(2)) / 1000, 12);
+      expect(metric(l, 'Elapsed Cycles')).toBe(13434123);
+      expect(metric(l, 'Registers Per Thread')).toBe(want[i].regs);
+      expect(l.metrics['Function Cache Configuration'].value).toBe('CachePreferNone');
+    });
+    // Without its ==PROF== lines (another print mode), no launch is given a case it may not have run in.
+    const bare = parseNcu(reportBlocks.join('\n'));
+    expect(bare).toHaveLength(want.length);
+    expect(bare.every((l) => l.case === null)).toBe(true);
+  });
+
+  it('summarize.mjs prints them per case, with the sum of each case', () => {
+    const out = mkdtempSync(join(dir, 'files-at-'));
+    const logs = mkdtempSync(join(dir, 'logs-'));
+    writeFileSync(join(logs, 'ncu-tiles.log'), log);
+    writeFileSync(join(out, 'steps.txt'), 'ncu-tiles     ok      rc=0\n');
+    expect(spawnSync('tar', ['-cJf', join(out, 'logs.tar.xz'), '-C', logs, '.']).status).toBe(0);
+    const s = spawnSync(process.execPath, [join(ROOT, 'scripts/gpu/summarize.mjs'), out], {
+      encoding: 'utf8',
+    });
+    expect(s.status, s.stderr).toBe(0);
+    const lines = s.stdout.split('\n');
+    const at = lines.findIndex((l) => l.startsWith('## ncu-tiles'));
+    expect(at).toBeGreaterThan(-1);
+    const rows = lines
+      .slice(at + 3)
+      .filter((l) => l.startsWith('|'))
+      .map((l) => l.split('|').map((c) => c.trim()));
+    const sig = (x: number) => Number(x.toPrecision(3)).toString();
+    const expected: string[][] = [];
+    for (const c of cases) {
+      const label = c.groups ? `${c.case} (${c.groups} groups)` : c.case;
+      for (const [i, l] of c.launches.entries()) {
+        const ms = Number(l.us.toFixed(2)) / 1000;
+        expected.push([i ? '' : label, l.k, '28×32×1', sig(ms), sig(Number(l.sm.toFixed(2)))]);
+      }
+      const sum = c.launches.reduce((t, l) => t + Number(l.us.toFixed(2)) / 1000, 0);
+      expected.push(['', '(sum)', '', sig(sum), '']);
+    }
+    expect(rows.map((c) => c.slice(1, 6))).toEqual(expected);
+  });
+});

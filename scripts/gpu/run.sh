@@ -459,17 +459,18 @@ step ncu-sol "$NCU" --target-processes all -k regex:logprobs_fwd -c 1 --section 
 # What bounds the tensor-core tiles: one launch each of the LM head's forward on `auto` and on every
 # tile set waiting for a GPU that passed the harness step (TMA with a k-step in flight, TMA in 128 × 256
 # tiles, those in clusters of 2, both chained; plain and with entropy; 1024 rows, d 4096, V 151936) and
-# of THR's M and scores on each (auto, wgmma on truncated operands, M on wgmma, M on wgmma with the
-# TMA-fed scores in 128- and 256-column blocks; each precision mode, 'tf32' only for the last; THR's
-# goal size): at most 32 launches, through the harness (mma.sync's and cp.async-fed wgmma's were
-# profiled on 2026-11-27).
+# of THR's M, scores and rounding pass on each (auto, wgmma on truncated operands, M on wgmma, the
+# TMA-fed scores in 128- and 256-column blocks, on rounded copies, with M TMA-fed; each precision mode,
+# 'tf32' only from 6 on; THR's goal size), through the harness: 31 launches with the sets the harness
+# step passes by default, 63 with every set (the dry run's ncu stand-in counts them and fails if -c
+# would leave one out; mma.sync's and cp.async-fed wgmma's were profiled on 2026-11-27).
 HARN=(bash bench/cuda/harness.sh --lm-rows 1024)
 [ "$DRY" = 1 ] && HARN=(env GK_HARNESS=build/emu/harness bash bench/cuda/harness.sh --lm-rows 7 --lm-dim 48
   --lm-vocab 1000 --thr-tokens 40 --thr-d 48 --thr-vocab 24)
 # Only the sets that passed in the harness step (all, if it did not run): a trap would end ncu's process.
 LM_PATHS=0,1,2,3,4,5,6,7,8 THR_PATHS=0,1,2,3,4,5,6,7,8,9,10
 [ -f "$LOGS/harness-paths.txt" ] && . "$LOGS/harness-paths.txt"
-step ncu-tiles "$NCU" --target-processes all -k 'regex:lm_fwd|thr_scores|thr_m' -c 48 --section SpeedOfLight \
+step ncu-tiles "$NCU" --target-processes all -k 'regex:lm_fwd|thr_scores|thr_m|thr_round' -c 64 --section SpeedOfLight \
   --section ComputeWorkloadAnalysis --section WarpStateStats --section Occupancy --section LaunchStats \
   "${HARN[@]}" --only lmhead,thr --lm-paths "$LM_PATHS" --thr-paths "$THR_PATHS" --reps 1 --warmup 0
 

@@ -9,7 +9,7 @@
 // TFLOP/s of useful work, each against `auto` and against issue 16's goals, PyTorch's materialised
 // logits beside them); THR's tile sets in 'f32' and 'tf32' against PyTorch's matrix forms and issue
 // 10's 1.5x; the memory-bound rows as fractions of the copy; the tile sets run.sh's harness step passed
-// (harness-paths.txt). It decides nothing: `auto` moves (lm_tiles in lmhead.cu, use_scores_tma /
+// (harness-paths.txt); ncu's launches (ncu.log, ncu-tiles.log) under the cases they ran in. It decides nothing: `auto` moves (lm_tiles in lmhead.cu, use_scores_tma /
 // use_m_wgmma in thr.cu) after the cuda tests pass on a faster set, by hand.
 // --jsonl FILE appends the harness's, PyTorch's and goals.mjs's rows to FILE (bench/results/), each with
 // device, driver_version (nvidia-smi's), source, commit and call (a row's own fields win).
@@ -26,6 +26,7 @@ import {
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { metric, metricMs, parseNcu } from './ncu-report.mjs';
 import { allowedPatterns, summarize as judge } from './vitest-gate.mjs';
 
 const { values, positionals } = parseArgs({
@@ -252,8 +253,55 @@ if (mem.length) {
 }
 const paths = text('harness-paths.txt');
 if (paths) say(`Tile sets the harness step passed: ${paths.trim().split('\n').join('; ')}`);
+
+// ncu's launches (scripts/gpu/ncu-report.mjs): the kernel times of the ncu step (its metrics) and the
+// tile sets' speed-of-light figures (ncu-tiles), each launch under the harness or goals.mjs case it ran
+// in, with the sum of a case's launches (the kernels the case's time is made of; base clocks).
+function ncuTable(title, launches, cols) {
+  if (!launches.length) return;
+  say(title);
+  const label = (l) =>
+    l.case ? `${l.case}${l.sizes?.groups > 1 ? ` (${l.sizes.groups} groups)` : ''}` : '?';
+  const groups = [];
+  for (const l of launches)
+    if (groups.length && groups.at(-1).label === label(l)) groups.at(-1).launches.push(l);
+    else groups.push({ label: label(l), launches: [l] });
+  const rows = groups.flatMap(({ label: name, launches: ls }) => [
+    ...ls.map((l, i) => [
+      i ? '' : name,
+      l.kernel,
+      l.grid.join('×'),
+      f(l.ms),
+      ...cols.map(([, get]) => f(get(l))),
+    ]),
+    ...(ls.length > 1
+      ? [['', '(sum)', '', f(ls.reduce((t, l) => t + (l.ms ?? 0), 0)), ...cols.map(() => '')]]
+      : []),
+  ]);
+  table(['case', 'kernel', 'grid', 'ms', ...cols.map(([h]) => h)], rows);
+}
+const ncuLog = text('ncu.log');
+if (ncuLog) {
+  const launches = parseNcu(ncuLog).map((l) => ({ ...l, ms: metricMs(l, 'gpu__time_duration.sum') }));
+  ncuTable('## ncu: kernel times (goals.mjs through Node; base clocks)', launches, [
+    ['DRAM % of peak', (l) => metric(l, 'dram__throughput.avg.pct_of_peak_sustained_elapsed')],
+  ]);
+}
 const tiles = text('ncu-tiles.log');
-if (tiles) say(`ncu-tiles: ${tiles.split('\n').length} lines in ncu-tiles.log (logs.tar.xz), read by hand.`);
+if (tiles) {
+  const launches = parseNcu(tiles).map((l) => ({ ...l, ms: metricMs(l, 'Duration') }));
+  ncuTable("## ncu-tiles: the tile sets' launches (harness, one call each; base clocks)", launches, [
+    ['SM %', (l) => metric(l, 'Compute (SM) Throughput')],
+    ['memory %', (l) => metric(l, 'Memory Throughput')],
+    ['L2 %', (l) => metric(l, 'L2 Cache Throughput')],
+    ['DRAM %', (l) => metric(l, 'DRAM Throughput')],
+    ['issue busy %', (l) => metric(l, 'Issue Slots Busy')],
+    ['registers', (l) => metric(l, 'Registers Per Thread')],
+    ['occupancy %', (l) => metric(l, 'Achieved Occupancy')],
+  ]);
+  if (!launches.length)
+    say(`ncu-tiles: no launch found in ncu-tiles.log (${tiles.split('\n').length} lines): read it by hand.`);
+}
 console.log(out.join('\n'));
 
 if (values.jsonl) {

@@ -1317,6 +1317,20 @@ int smem_optin() {
   return e && *e ? std::atoi(e) : 227 * 1024;
 }
 
+namespace {
+// GK_EMU_LAUNCH_LOG=<file>: each launch that passed its checks appends its name (as written at the
+// launch site, template arguments included) and a newline to <file>. scripts/gpu/dry/ncu reads it to
+// tell which launches a GPU run's `ncu -k regex:… -c N` would profile and which its count leaves out.
+void log_launch(const char* name) {
+  static const char* const path = std::getenv("GK_EMU_LAUNCH_LOG");
+  if (!path || !*path) return;
+  if (FILE* f = std::fopen(path, "a")) {
+    std::fprintf(f, "%s\n", name);
+    std::fclose(f);
+  }
+}
+}  // namespace
+
 void set_max_dynamic_smem(const void* fn, int bytes) {
   std::lock_guard<std::mutex> lock(attr_mu);
   max_dynamic_smem[fn] = bytes;
@@ -1368,6 +1382,7 @@ cudaError_t run_grid(dim3 grid, dim3 block, size_t smem, cudaStream_t, Body body
     return tl_last;
   }
   std::lock_guard<std::mutex> lock(launch_mu);
+  log_launch(name);
   // The blocks of a cluster, reused by every cluster of the launch (one block without clusters).
   std::unique_ptr<BlockRun[]> ctas(new BlockRun[cluster_size]);
   ClusterRun c;
