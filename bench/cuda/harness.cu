@@ -9,7 +9,7 @@
 //                       [--responses 16·groups] [--lm-rows 8192] [--lm-dim 4096] [--lm-vocab 151936]
 //                       [--reps 20] [--warmup 3] [--l2-mb <device's>] [--max-rotate 64] [--seed 1]
 //                       [--only logprobs,backward,thr,advantages,lmhead]
-//                       [--lm-paths 0,1,…,8] [--thr-paths 0,1,…,9] [--lm-chunk-rows 0] [--lm-chunk-vocab 0]
+//                       [--lm-paths 0,1,…,8] [--thr-paths 0,1,…,11] [--lm-chunk-rows 0] [--lm-chunk-vocab 0]
 //
 // Cases (defaults are the goal sizes of bench/RESULTS.md):
 //   logprobs, logprobs+entropy, logprobs+entropy+sumSquares   forward, bf16 logits [rows, vocab]
@@ -35,8 +35,9 @@
 //                                                             ('tf32' only), " tma-m" with M as a
 //                                                             TMA-fed GEMM too ('tf32' only),
 //                                                             " tma-wide-m" that in 256-column
-//                                                             scores blocks, where the device has
-//                                                             them)
+//                                                             scores blocks, " tma-wide-m-wide"
+//                                                             and M in 128 × 256 tiles, where the
+//                                                             device has them)
 //   advantages                                                2^20 responses in 65536 ragged groups
 //                                                             (sizes 1..31, fixed seed), estimator grpo
 //   advantages/uniform16                                      the same responses in groups of 16
@@ -142,16 +143,16 @@ struct Options {
   // says which): all by default. scripts/gpu/run.sh times the ones no GPU has verified in processes of
   // their own, so that one that fails takes no other row with it.
   std::vector<int> lm_paths{0, 1, 2, 3, 4, 5, 6, 7, 8};
-  std::vector<int> thr_paths{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10};
+  std::vector<int> thr_paths{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11};
 };
-constexpr int kLmPaths = 9, kThrPaths = 11;
+constexpr int kLmPaths = 9, kThrPaths = 12;
 
 const char* kUsage =
     "usage: harness [--rows N] [--vocab V] [--thr-groups G] [--thr-responses R] [--thr-tokens L] [--thr-d D]\n"
     "               [--thr-vocab K] [--thr-small-tiles 0|1] [--groups G] [--responses R] [--reps N] [--warmup N]\n"
     "               [--lm-rows N] [--lm-dim D] [--lm-vocab V]\n"
     "               [--l2-mb MB] [--max-rotate N] [--seed S] [--only logprobs,backward,thr,advantages,lmhead]\n"
-    "               [--lm-paths 0,1,2,3,4,5,6,7,8] [--thr-paths 0,1,2,3,4,5,6,7,8,9,10]\n"
+    "               [--lm-paths 0,1,2,3,4,5,6,7,8] [--thr-paths 0,1,2,3,4,5,6,7,8,9,10,11]\n"
     "               [--lm-chunk-rows R] [--lm-chunk-vocab C]\n";
 
 bool parse_int(const std::string& s, int64_t* v) {
@@ -839,7 +840,7 @@ Status run_thr(const Device& dev, const Options& o) {
 #else
   const bool wgmma = false;
 #endif
-  // Each path in 'f32' then 'tf32'; 6 to 10 are 'tf32' only ('tma-wide'; the rounded copies: their
+  // Each path in 'f32' then 'tf32'; 6 to 11 are 'tf32' only ('tma-wide'; the rounded copies: their
   // 'f32' is auto's).
   std::vector<int> runs;
   for (const int path : o.thr_paths) {
@@ -868,7 +869,8 @@ Status run_thr(const Device& dev, const Options& o) {
     GK_TRY(check_output(dev, "tau", tau.at<float>(0), 1, 'f'));
     static const char* const names[kThrPaths] = {"",           " mma",        " wgmma",           " wgmma-truncate",
                                                  " wgmma-m",   " tma",        " tma-wide",        " tma-rounded",
-                                                 " tma-wide-rounded",         " tma-m",           " tma-wide-m"};
+                                                 " tma-wide-rounded",         " tma-m",           " tma-wide-m",
+                                                 " tma-wide-m-wide"};
     const std::string name = std::string("tokenHiddenReward/") + pname + names[path];
     GK_TRY(report(dev, o, name, sizes_base + "," + kv("precision", pname), bytes, flops, t));
   }

@@ -14,8 +14,8 @@
 // operands with f32 accumulation, no cuBLAS (sm_80 and sm_90 run the same code); the scores also on
 // Hopper's wgmma for f32 hidden states (thr_scores_wgmma_kernel, sm_90a; its own header below),
 // taken by default on such a device (ThrParams::path: use_scores_wgmma below), or TMA-fed to
-// warp-specialised tiles in 'tf32' (thr_scores_tma_kernel, paths 5 to 10), M on wgmma
-// (thr_m_wgmma_kernel, paths 4 to 6), and M as a TMA-fed GEMM in 'tf32' (thr_m_tma_kernel, paths 9, 10).
+// warp-specialised tiles in 'tf32' (thr_scores_tma_kernel, paths 5 to 11), M on wgmma
+// (thr_m_wgmma_kernel, paths 4 to 6), and M as a TMA-fed GEMM in 'tf32' (thr_m_tma_kernel, paths 9 to 11).
 //   Block: 256 threads = 8 warps, 2 (rows) × 4 (columns), each warp a 64 × 32 sub-tile (4 × 4 MMA
 //   tiles, 64 accumulators per thread) of a 128 × 128 output tile (the large configuration; the small
 //   one, for GPUs with 99 KiB of shared memory per block, is below). k-steps of 32 flow through a
@@ -338,16 +338,17 @@ struct MBlock {
   int li, g, v0, K, rows, cols, t0, p_beg, p_end;
   int64_t j0;
   const float* q;
-  __device__ MBlock(const GroupList& list, const GroupGeom& geo, int kRows) {
+  // kCols: the tile's hidden dims (256 in thr_m_tma_kernel<true>, 128 elsewhere).
+  __device__ MBlock(const GroupList& list, const GroupGeom& geo, int kRows, int kCols = kBN) {
     li = find_range(list.tile_start, list.n, blockIdx.x);
     g = list.gid[li];
-    const int tiles_j = static_cast<int>(ceil_div(geo.d, kBN));
+    const int tiles_j = static_cast<int>(ceil_div(geo.d, kCols));
     const int local = blockIdx.x - list.tile_start[li];
     v0 = (local / tiles_j) * kRows;
-    j0 = int64_t(local % tiles_j) * kBN;
+    j0 = int64_t(local % tiles_j) * kCols;
     K = geo.voff[g + 1] - geo.voff[g];
     rows = min(kRows, K - v0);
-    cols = geo.d - j0 < kBN ? static_cast<int>(geo.d - j0) : kBN;
+    cols = geo.d - j0 < kCols ? static_cast<int>(geo.d - j0) : kCols;
     t0 = geo.gto[g];
     p_beg = geo.pstart[g];
     p_end = geo.pstart[g + 1];
@@ -1126,8 +1127,9 @@ __global__ void __launch_bounds__(kThreads + 32, 1)
   }
 }
 
-// ------------------------------------------------ M_g as a TMA-fed GEMM (ThrParams::path 9, 10, 'tf32')
-// thrTuning.path 'tma-m', 'tma-wide-m' (the latter with 256-column scores blocks; waiting for a GPU): M_g[v][k] = Σ_p A[v][p]·B[k][p] over the group's correct
+// --------------------------------------------- M_g as a TMA-fed GEMM (ThrParams::path 9 to 11, 'tf32')
+// thrTuning.path 'tma-m', 'tma-wide-m' (with 256-column scores blocks), 'tma-wide-m-wide' (and M in 128 ×
+// 256 tiles; all three waiting for a GPU): M_g[v][k] = Σ_p A[v][p]·B[k][p] over the group's correct
 // tokens p, both operands K-major in scratch so that TF32 wgmma (K-major only) takes them straight from
 // TMA boxes, as the scores do:
 //   thr_mt_kernel — one launch per batch (z = 2·listed group + operand, in launches of at most 32767
@@ -1141,6 +1143,9 @@ __global__ void __launch_bounds__(kThreads + 32, 1)
 //     kernel's warp-specialised loop (a producer lane issues each k-step's 128 × 32-float boxes of At and
 //     Bt into 6 stages; two warpgroups chain m64n128k8 wgmma on them, a k-step in flight) over
 //     ceil(P_g / 32) k-steps, then the sums stored (8-byte pairs). FLOPs 2·K_g·d·P_g on tensor cores.
+//     kWide (path 11): 128 rows of V*_g × 256 hidden dims, as thr_scores_tma_kernel<true> (each landed
+//     A tile serves twice the MMAs: FLOPs per L2 byte 43 instead of 32; 4 stages × 48 KiB; 128 sums a
+//     thread): every element of M_g takes the MMAs it takes in a 128-wide tile, so path 10's bits.
 // Numerics: the one-hot part w_p·1[v = col_p] joins the dense one in A and is rounded with it (thr_m_
 // kernel keeps it exact): every term of M_g is a product of two TF32-rounded values, each within 2^-11,
 // summed by the tensor cores (truncating, once per 8 products chained over P_g, as the scores' sums):
@@ -1180,12 +1185,13 @@ __global__ void thr_mt_kernel(GroupList list, int li0, GroupGeom geo, const floa
   }
 }
 
+template <bool kWide>
 __global__ void __launch_bounds__(kThreads + 32, 1)
     thr_m_tma_kernel(GroupList list, GroupGeom geo, float* __restrict__ M, const __grid_constant__ CUtensorMap tmap_a,
                      const __grid_constant__ CUtensorMap tmap_b) {
   GK_DYNAMIC_SMEM(unsigned char, smem_raw);
-  const ScoreTmaPipe<false> pipe(wg_stages(smem_raw));
-  const MBlock mb(list, geo, kMRowsLarge);
+  const ScoreTmaPipe<kWide> pipe(wg_stages(smem_raw));
+  const MBlock mb(list, geo, kMRowsLarge, kWide ? 2 * kBN : kBN);
   const WgLane Ln;
   pipe.init(kThreads / 32);
   const int nk = (mb.p_end - mb.p_beg + kBK - 1) / kBK;
@@ -1198,15 +1204,21 @@ __global__ void __launch_bounds__(kThreads + 32, 1)
       pipe.produce(nk, [&](unsigned char* stage, int kt, uint64_t* bar) {
         tma_load_2d(stage, &tmap_a, kt * kBK, a_row, bar);
         tma_load_2d(stage + kWgTileBytes, &tmap_b, kt * kBK, b_row, bar);
+        if constexpr (kWide) tma_load_2d(stage + 2 * kWgTileBytes, &tmap_b, kt * kBK, b_row + kBN, bar);
       });
     return;
   }
-  float acc[64], unused[1];
-  tf32_tma_consume<false>(pipe, nk, uint32_t(Ln.tid >> 7), acc, unused);
-  wg_store_m<false>(acc, Ln, M + list.m_off[mb.li], geo.ld_m, mb.v0, mb.j0, mb.rows, mb.cols, nullptr);
+  float acc[64];
+  float acc_hi[kWide ? 64 : 1];  // kWide: hidden dims j0 + 128 …
+  tf32_tma_consume<kWide>(pipe, nk, uint32_t(Ln.tid >> 7), acc, acc_hi);
+  float* Mg = M + list.m_off[mb.li];
+  wg_store_m<false>(acc, Ln, Mg, geo.ld_m, mb.v0, mb.j0, mb.rows, min(mb.cols, kBN), nullptr);
+  if constexpr (kWide) {
+    if (mb.cols > kBN) wg_store_m<false>(acc_hi, Ln, Mg, geo.ld_m, mb.v0, mb.j0 + kBN, mb.rows, mb.cols - kBN, nullptr);
+  }
 }
 
-// thr_round_kernel (ThrParams::path 7, 'tma-rounded'; 8, 'tma-wide-rounded'; 9, 10; 'tf32'): out[r][c] =
+// thr_round_kernel (ThrParams::path 7, 'tma-rounded'; 8, 'tma-wide-rounded'; 9 to 11; 'tf32'): out[r][c] =
 // tf32_round(in[r][c]) for r < rows, c < cols (row strides ld_in, ld_out; in place when out == in), one
 // thread per element, a grid-stride loop in 64 bits. The TMA-fed scores read f32 as the tensor cores do,
 // their low 13 bits dropped; on operands rounded here that drop is exact, so they multiply what the
@@ -1416,15 +1428,15 @@ Status launch_scores_wgmma(unsigned blocks, const GroupList& list, const GroupGe
   return Status::Ok();
 }
 // The TMA-fed scores (thr_scores_tma_kernel): path 5 (6: 256-column blocks; 7 and 8 the same on rounded
-// copies, thr_round_kernel; 9 and 10 those of 7 and 8 with M TMA-fed too), 'tf32', f32 hidden states,
-// aligned rows, where the wgmma scores run; decided once per call (the block count depends on it). Its
-// maps over the whole hidden tensor (T rows) and this batch's M (m_rows rows of ld_m floats), boxes of
-// 128 rows × 32 floats.
-bool wide_scores(int path) { return path == 6 || path == 8 || path == 10; }
-bool rounded_scores(int path) { return path >= 7 && path <= 10; }
+// copies, thr_round_kernel; 9 and 10 those of 7 and 8 with M TMA-fed too; 11 path 10 with M in 128 × 256
+// tiles), 'tf32', f32 hidden states, aligned rows, where the wgmma scores run; decided once per call
+// (the block count depends on it). Its maps over the whole hidden tensor (T rows) and this batch's M
+// (m_rows rows of ld_m floats), boxes of 128 rows × 32 floats.
+bool wide_scores(int path) { return path == 6 || path == 8 || path == 10 || path == 11; }
+bool rounded_scores(int path) { return path >= 7 && path <= 11; }
 bool use_scores_tma(const ThrParams& p, const LaunchEnv& env, bool aligned, const TileConfig& tiles) {
   const size_t smem = wide_scores(p.path) ? ScoreTmaPipe<true>::kSmemBytes : ScoreTmaPipe<false>::kSmemBytes;
-  return p.path >= 5 && p.path <= 10 && p.precision == ThrPrecision::Tf32 && p.hidden_dtype == DType::F32 &&
+  return p.path >= 5 && p.path <= 11 && p.precision == ThrPrecision::Tf32 && p.hidden_dtype == DType::F32 &&
          aligned && wgmma_available(env) && smem + kSRows * 4 <= tiles.optin;
 }
 template <bool kWide>
@@ -1444,19 +1456,21 @@ Status launch_scores_tma(unsigned blocks, const GroupList& list, const GroupGeom
   GK_CHECK_LAUNCH("thr_scores_tma_kernel");
   return Status::Ok();
 }
-// M_g as a TMA-fed GEMM (thr_mt_kernel, thr_m_tma_kernel): path 9 (10: with 256-column scores blocks),
-// 'tf32', f32 hidden states, the large configuration, a 9.0 device from a build with sm_90a (or the
-// emulator).
+// M_g as a TMA-fed GEMM (thr_mt_kernel, thr_m_tma_kernel): path 9 (10: with 256-column scores blocks;
+// 11: and M in 128 × 256 tiles, thr_m_tma_kernel<true>), 'tf32', f32 hidden states, the large
+// configuration, a 9.0 device from a build with sm_90a (or the emulator).
+bool wide_m(int path) { return path == 11; }
 bool use_m_tma(const ThrParams& p, const LaunchEnv& env, const TileConfig& tiles) {
-  return (p.path == 9 || p.path == 10) && p.precision == ThrPrecision::Tf32 && p.hidden_dtype == DType::F32 && tiles.m_large &&
-         ScoreTmaPipe<false>::kSmemBytes <= tiles.optin && wgmma_available(env);
+  const size_t smem = wide_m(p.path) ? ScoreTmaPipe<true>::kSmemBytes : ScoreTmaPipe<false>::kSmemBytes;
+  return p.path >= 9 && p.path <= 11 && p.precision == ThrPrecision::Tf32 && p.hidden_dtype == DType::F32 &&
+         tiles.m_large && smem <= tiles.optin && wgmma_available(env);
 }
-// Scratch for one batch's transposed operands (paths 9, 10), in floats; a group larger than this goes alone.
+// Scratch for one batch's transposed operands (paths 9 to 11), in floats; a group larger than this goes alone.
 constexpr size_t kMtBudgetFloats = (size_t(1) << 30) / sizeof(float);
 // The batch's operands (gid: its groups, mlist's on the device; pw: the widest P_g rounded up to 4; rows:
 // M's rows), transposed and rounded into scratch (buf, cap floats: grown when a batch needs more, so
-// batches reuse it), then the GEMM over mb blocks.
-Status launch_m_tma(unsigned mb, const GroupList& mlist, const GroupGeom& geo, const std::vector<int>& gid,
+// batches reuse it), then the GEMM over mb blocks (wide: of 128 × 256).
+Status launch_m_tma(bool wide, unsigned mb, const GroupList& mlist, const GroupGeom& geo, const std::vector<int>& gid,
                     const std::vector<int32_t>& voff, int64_t pw, int64_t rows, const float* hidden, float* M,
                     float*& buf, size_t& cap, Scratch& scratch, cudaStream_t stream) {
   const int64_t d = geo.d, n = int64_t(gid.size());
@@ -1478,10 +1492,17 @@ Status launch_m_tma(unsigned mb, const GroupList& mlist, const GroupGeom& geo, c
   alignas(64) CUtensorMap ta, tb;
   GK_TRY(encode_tensor_map_2d(&ta, at, rows, pw, pw, kMRowsLarge, kBK, 4));
   GK_TRY(encode_tensor_map_2d(&tb, bt, n * d, pw, pw, kBN, kBK, 4));
-  constexpr size_t smem = ScoreTmaPipe<false>::kSmemBytes;
-  GK_CHECK(cudaFuncSetAttribute(reinterpret_cast<const void*>(&thr_m_tma_kernel),
-                                cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
-  thr_m_tma_kernel<<<mb, kThreads + 32, smem, stream>>>(mlist, geo, M, ta, tb);
+  if (wide) {
+    constexpr size_t smem = ScoreTmaPipe<true>::kSmemBytes;
+    GK_CHECK(cudaFuncSetAttribute(reinterpret_cast<const void*>(&thr_m_tma_kernel<true>),
+                                  cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+    thr_m_tma_kernel<true><<<mb, kThreads + 32, smem, stream>>>(mlist, geo, M, ta, tb);
+  } else {
+    constexpr size_t smem = ScoreTmaPipe<false>::kSmemBytes;
+    GK_CHECK(cudaFuncSetAttribute(reinterpret_cast<const void*>(&thr_m_tma_kernel<false>),
+                                  cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+    thr_m_tma_kernel<false><<<mb, kThreads + 32, smem, stream>>>(mlist, geo, M, ta, tb);
+  }
   GK_CHECK_LAUNCH("thr_m_tma_kernel");
   return Status::Ok();
 }
@@ -1592,7 +1613,6 @@ Status launch_token_hidden_reward(const ThrParams& p, const LaunchEnv& env, Scra
   const bool m_vec16 = !stacked || ((reinterpret_cast<uintptr_t>(p.aggregate) & 15u) == 0 && ld_m % 4 == 0);
   const GroupGeom geo{d_gto, d_voff, d_poff, d_pstart, d_ptok, d_pw, d_pcol, p.token_column, p.probs, p.dim, ld_m,
                       hidden_vec16, m_vec16};
-  const int64_t tiles_j = ceil_div(p.dim, kBN);
 
   // Batches of live groups whose M_g fit the budget (a group larger than the budget goes alone).
   std::vector<int> live;
@@ -1601,7 +1621,7 @@ Status launch_token_hidden_reward(const ThrParams& p, const LaunchEnv& env, Scra
   // A stacked aggregate is one batch (the caller's tensor holds every group's M).
   const size_t budget_floats = stacked ? SIZE_MAX : std::max<size_t>(p.m_budget_bytes / sizeof(float), 1);
   size_t i = 0;
-  float *M = nullptr, *spart = nullptr, *mt_buf = nullptr;  // mt_buf: paths 9 and 10's transposed operands
+  float *M = nullptr, *spart = nullptr, *mt_buf = nullptr;  // mt_buf: paths 9 to 11's transposed operands
   size_t m_cap = 0, part_cap = 0, mt_cap = 0;
   if (p.dim == 0 && !live.empty()) {
     // d = 0: M_g is K×0 and every s_t = g_tᵀ M h_t is an empty sum. The kernels would launch 0 blocks
@@ -1619,12 +1639,14 @@ Status launch_token_hidden_reward(const ThrParams& p, const LaunchEnv& env, Scra
     }));
   }
   const int m_rows = tiles.m_large ? kMRowsLarge : kMRowsSmall;
-  // The TMA-fed scores (paths 5 to 10 in 'tf32'), and the V* columns of a scores block (256 on 6, 8, 10).
+  // The TMA-fed scores (paths 5 to 11 in 'tf32'), and the V* columns of a scores block (256 on 6, 8, 10, 11).
   const bool scores_tma = i < live.size() && use_scores_tma(p, env, hidden_vec16 && m_vec16, tiles);
-  // Paths 9, 10: M_g as a TMA-fed GEMM on transposed copies (not in the scores-only step, which has M).
+  // Paths 9 to 11: M_g as a TMA-fed GEMM on transposed copies (not in the scores-only step, which has M).
   const bool m_tma = i < live.size() && p.step != ThrStep::Score && use_m_tma(p, env, tiles);
+  // M's tiles over the hidden dims (thr_m_tma_kernel<true>: 256 wide; every other M kernel: 128).
+  const int64_t tiles_j = ceil_div(p.dim, m_tma && wide_m(p.path) ? 2 * kBN : kBN);
   const int s_cols = scores_tma && wide_scores(p.path) ? 2 * kBN : kBN;
-  // Paths 7 to 10: the scores read tf32-rounded copies, the hidden rows' made here once, M_g's per batch
+  // Paths 7 to 11: the scores read tf32-rounded copies, the hidden rows' made here once, M_g's per batch
   // (not in the aggregate-only step, which has no scores).
   const bool rounded = scores && scores_tma && rounded_scores(p.path);
   const float* hidden_scores = static_cast<const float*>(p.hidden);
@@ -1648,7 +1670,7 @@ Status launch_token_hidden_reward(const ThrParams& p, const LaunchEnv& env, Scra
     std::vector<int> gid, m_tiles{0}, s_tiles{0}, f_tiles{0};
     std::vector<long long> m_off, part_off;
     size_t used = 0, parts = 0;
-    int64_t pw = 4;  // paths 9, 10: the transposed operands' row stride, the batch's widest P_g rounded up to 4
+    int64_t pw = 4;  // paths 9 to 11: the transposed operands' row stride, the batch's widest P_g rounded up to 4
     while (i < live.size()) {
       const int g = live[i];
       const int64_t K = p.vocab_offsets[g + 1] - p.vocab_offsets[g];
@@ -1657,7 +1679,7 @@ Status launch_token_hidden_reward(const ThrParams& p, const LaunchEnv& env, Scra
       if (!gid.empty() && used + need > budget_floats) break;
       const int64_t Pg = p.correct_start[g + 1] - p.correct_start[g];
       const int64_t pw_next = std::max(pw, (Pg + 3) / 4 * 4);
-      // Paths 9, 10 (not stacked: a stacked aggregate is one batch): its transposed operands fit their budget.
+      // Paths 9 to 11 (not stacked: a stacked aggregate is one batch): its transposed operands fit their budget.
       if (m_tma && !stacked && !gid.empty() &&
           (used / size_t(ld_m) + size_t(K) + (gid.size() + 1) * size_t(p.dim)) * size_t(pw_next) > kMtBudgetFloats)
         break;
@@ -1704,7 +1726,7 @@ Status launch_token_hidden_reward(const ThrParams& p, const LaunchEnv& env, Scra
       const unsigned mb = unsigned(m_tiles.back()), sb = unsigned(s_tiles.back());
       if (p.step != ThrStep::Score) {
         if (m_tma)
-          GK_TRY(launch_m_tma(mb, mlist, geo, gid, p.vocab_offsets, pw, m_rows_of_batch,
+          GK_TRY(launch_m_tma(wide_m(p.path), mb, mlist, geo, gid, p.vocab_offsets, pw, m_rows_of_batch,
                               static_cast<const float*>(p.hidden), M, mt_buf, mt_cap, scratch, env.stream));
         else if (use_m_wgmma<kS>(p.path, env, tiles))
           GK_TRY((launch_m_wgmma<H, kS>(mb, mlist, geo, hidden, M, env.stream)));
@@ -1715,7 +1737,7 @@ Status launch_token_hidden_reward(const ThrParams& p, const LaunchEnv& env, Scra
       }
       if constexpr (std::is_same<H, float>::value) {
         if (scores && scores_tma) {
-          // Rounded (7 to 10): the batch's M_g in place (scratch of ours), or the aggregate's copy.
+          // Rounded (7 to 11): the batch's M_g in place (scratch of ours), or the aggregate's copy.
           const float* ms = M;
           if (rounded && m_rounded) ms = m_rounded;
           else if (rounded) GK_TRY(launch_round(M, ld_m, M, ld_m, m_rows_of_batch, p.dim, env.stream));

@@ -45,7 +45,8 @@ struct ThrParams {
   // operands, TMA-fed in 'tf32' (thr_scores_tma_kernel), 6 the same with 256-column scores blocks in
   // 'tf32', 7 and 8 paths 5 and 6's scores on tf32-rounded copies of their operands (thr_round_kernel)
   // with M on mma.sync, in 'tf32' (auto's bits; 'f32' runs as auto), 9 and 10 paths 7 and 8 with M as
-  // a TMA-fed GEMM on transposed copies (thr_m_tma_kernel; 'tf32'), 2 to 10 wherever they apply:
+  // a TMA-fed GEMM on transposed copies (thr_m_tma_kernel; 'tf32'), 11 path 10 with that GEMM in 128 ×
+  // 256 tiles (10's bits), 2 to 11 wherever they apply:
   // f32 hidden states with 16-byte aligned rows, a 9.0 device and a build with sm_90a (the emulator's
   // device is one); mma.sync elsewhere.
   int path = 0;

@@ -71,12 +71,13 @@ T0=$SECONDS
 # ncu-sol 6 s. No set waits for a GPU now, so the harness runs `auto` and two compared sets only.
 # Twelfth session (no GPU): goals-webgpu also times THR at the goal size (webgpu THR's first GPU
 # figure; ~1-2 s of its runs, a few more of input generation), so sass and ncu-sol give back their slack;
-# the harness times THR's sets on a batch of 32 groups too (THR_BATCH: ~8 s), racecheck-rest gives it.
+# the harness times THR's sets on a batch of 32 groups too (THR_BATCH: ~8 s), racecheck-rest gives it;
+# thirteenth: one more waiting THR set (11) in a process of its own (~3 s), racecheck-rest again.
 SETUP_EST=15
 PLAN=(
   "native        90 150"
   "cuda-tests    60 180"
-  "harness       33 120"
+  "harness       36 120"
   "torch         10  60"
   "goals-cuda    30  60"
   "sass          27  60"
@@ -87,7 +88,7 @@ PLAN=(
   "ncu           25  60"
   "ncu-sol        6  45"
   "ncu-tiles     30  90"
-  "racecheck-rest 22 150"
+  "racecheck-rest 19 150"
 )
 CONDITIONAL=" native "
 
@@ -332,10 +333,12 @@ step cuda-tests "${GATE[@]}" --json "$LOGS/cuda-tests.json" -- \
 # own box, so that one that fails (an error, the mbarrier watchdog's trap (tensor_core.cuh), a hang)
 # costs its own rows only, then the LM head's backward on other G chunks (HARNESS_CHUNKS, "ROWSxVOCAB ...").
 # Every tile set up to THR's 6 passed its tests and the harness on an H200 on 2026-11-28; THR's 7 and 8
-# (the TMA scores on rounded copies), 9 and 10 (those with M TMA-fed too) came after and wait. By default 'tma-wide' (5, the flushing form of
-# the LM head's `auto`, 7) and 'wgmma-truncate' (THR's 3) are timed beside `auto`. The sets that passed go to $LOGS/harness-paths.txt for ncu-tiles.
+# (the TMA scores on rounded copies), 9 and 10 (those with M TMA-fed too), 11 (10 with M in 128 × 256
+# tiles) came after and wait. By default 'tma-wide' (5, the flushing form of the LM head's `auto`, 7)
+# and 'wgmma-truncate' (THR's 3) are timed beside `auto`. The sets that passed go to
+# $LOGS/harness-paths.txt for ncu-tiles.
 NEW_LM_PATHS=${NEW_LM_PATHS-}
-NEW_THR_PATHS=${NEW_THR_PATHS-7 8 9 10}  # tma-rounded, tma-wide-rounded, tma-m, tma-wide-m (emulator only)
+NEW_THR_PATHS=${NEW_THR_PATHS-7 8 9 10 11}  # tma-rounded, tma-wide-rounded, tma-m, tma-wide-m, tma-wide-m-wide (emulator only)
 LM_COMPARE=${LM_COMPARE-5}
 THR_COMPARE=${THR_COMPARE-3}
 HARNESS_CHUNKS=${HARNESS_CHUNKS-}
@@ -456,21 +459,20 @@ step ncu-sol "$NCU" --target-processes all -k regex:logprobs_fwd -c 1 --section 
   --section MemoryWorkloadAnalysis --section Occupancy --section LaunchStats \
   node scripts/gpu/goals.mjs --backend cuda --only logprobs --rows 4096 --reps 1 "${TINY[@]}"
 
-# What bounds the tensor-core tiles: one launch each of the LM head's forward on `auto` and on every
-# tile set waiting for a GPU that passed the harness step (TMA with a k-step in flight, TMA in 128 × 256
-# tiles, those in clusters of 2, both chained; plain and with entropy; 1024 rows, d 4096, V 151936) and
-# of THR's M, scores and rounding pass on each (auto, wgmma on truncated operands, M on wgmma, the
-# TMA-fed scores in 128- and 256-column blocks, on rounded copies, with M TMA-fed; each precision mode,
-# 'tf32' only from 6 on; THR's goal size), through the harness: 31 launches with the sets the harness
-# step passes by default, 63 with every set (the dry run's ncu stand-in counts them and fails if -c
-# would leave one out; mma.sync's and cp.async-fed wgmma's were profiled on 2026-11-27).
+# What bounds the tensor-core tiles: one launch each, on every tile set the harness step passed
+# (harness-paths.txt: `auto`, the compared sets, the waiting ones; all if it did not run), of the LM
+# head's forward (plain and with entropy; 1024 rows, d 4096, V 151936) and of THR's M, scores and
+# rounding pass (each precision mode, 'tf32' only from path 6 on; THR's goal size), through the
+# harness: 36 launches with the sets the harness step passes by default, 68 with every set (the dry
+# run's ncu stand-in counts them and fails if -c would leave one out; mma.sync's and cp.async-fed
+# wgmma's were profiled on 2026-11-27). summarize.mjs tables them per case.
 HARN=(bash bench/cuda/harness.sh --lm-rows 1024)
 [ "$DRY" = 1 ] && HARN=(env GK_HARNESS=build/emu/harness bash bench/cuda/harness.sh --lm-rows 7 --lm-dim 48
   --lm-vocab 1000 --thr-tokens 40 --thr-d 48 --thr-vocab 24)
 # Only the sets that passed in the harness step (all, if it did not run): a trap would end ncu's process.
-LM_PATHS=0,1,2,3,4,5,6,7,8 THR_PATHS=0,1,2,3,4,5,6,7,8,9,10
+LM_PATHS=0,1,2,3,4,5,6,7,8 THR_PATHS=0,1,2,3,4,5,6,7,8,9,10,11
 [ -f "$LOGS/harness-paths.txt" ] && . "$LOGS/harness-paths.txt"
-step ncu-tiles "$NCU" --target-processes all -k 'regex:lm_fwd|thr_scores|thr_m|thr_round' -c 64 --section SpeedOfLight \
+step ncu-tiles "$NCU" --target-processes all -k 'regex:lm_fwd|thr_scores|thr_m|thr_round' -c 80 --section SpeedOfLight \
   --section ComputeWorkloadAnalysis --section WarpStateStats --section Occupancy --section LaunchStats \
   "${HARN[@]}" --only lmhead,thr --lm-paths "$LM_PATHS" --thr-paths "$THR_PATHS" --reps 1 --warmup 0
 

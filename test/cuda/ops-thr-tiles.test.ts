@@ -202,18 +202,46 @@ describe.skipIf(noGpu)('cuda THR tiles vs float64 brute force (partial tiles eve
             bits[at('wgmma')],
           );
         // 'tma-wide-m' (not in the table): 'tma-m' in 256-column scores blocks, so 'tma-m''s bits on any
-        // device, as 'tma-wide' has 'tma''s ('f32' runs as 'auto' in both).
-        if (!EMU_MEMCHECK) {
-          thrTuning.path = 'tma-wide-m';
+        // device, as 'tma-wide' has 'tma''s ('f32' runs as 'auto' in both); 'tma-wide-m-wide' that with
+        // M's GEMM in 128 × 256 tiles, each element of M_g taking the same MMAs: the same bits again.
+        for (const path of EMU_MEMCHECK ? [] : (['tma-wide-m', 'tma-wide-m-wide'] as const)) {
+          thrTuning.path = path;
           const r = await runThr(cuda, c, { weighting: tc.weighting, precision });
           expect(
             [...f32Bits(r.thr), ...f32Bits(r.tau)],
-            `${precision}: 'tma-wide-m' has the bits of 'tma-m'`,
+            `${precision}: '${path}' has the bits of 'tma-m'`,
           ).toEqual(bits[at('tma-m')]);
         }
       }
     });
   });
+
+  // M in 128 × 256 tiles ('tma-wide-m-wide') where the cases above do not reach: a tile whose second
+  // 128 dims are partial (d 200) and a second tile along d of fewer than 128 (d 300), two groups.
+  for (const dim of [200, 300]) {
+    it(`'tma-wide-m-wide', d ${dim}: 'tma-m''s bits and the 'tf32' bound`, async () => {
+      const tc: ThrTileCase = {
+        name: `d ${dim}`,
+        dim,
+        dtype: 'f32',
+        weighting: 'length',
+        groups: [uniformGroup(4, 30, 2), uniformGroup(3, 20, 1)],
+        vocabSize: 300,
+      };
+      const c = buildTileCase(tc, 760 + dim);
+      const ref = bruteThr(c, tc.weighting);
+      const bits: number[][] = [];
+      for (const path of ['tma-m', 'tma-wide-m-wide'] as const) {
+        thrTuning.path = path;
+        const r = await runThr(cuda, c, { weighting: tc.weighting, precision: 'tf32' });
+        expectNoPoison(r.thr, 'thr');
+        const { worst, bad } = thrGroupErrors(c, r.thr, r.tau, ref, BOUND.tf32);
+        expect(bad, `${path}: max error ${worst.toExponential(2)} of max|THR_g|`).toEqual([]);
+        bits.push([...f32Bits(r.thr), ...f32Bits(r.tau)]);
+      }
+      expect(bits[1], `d ${dim}: 'tma-wide-m-wide' has the bits of 'tma-m'`).toEqual(bits[0]);
+    });
+  }
 });
 
 describe.skipIf(noGpu)('cuda THR tiles are batch invariant', () => {
@@ -319,12 +347,16 @@ describe.skipIf(noGpu || !EMULATED)(
       await expect(runThr(cuda, c, { precision: 'f32' })).rejects.toThrow(/thr_m_kernel</);
     });
 
-    it("'tma-m', 'tma-wide-m': M is thr_m_tma_kernel's in 'tf32' (in tokenHiddenReward and thrAggregate), thr_m_kernel's in 'f32' (a failed cudaFuncSetAttribute names the first kernel set up)", async () => {
+    it("'tma-m', 'tma-wide-m', 'tma-wide-m-wide': M is thr_m_tma_kernel's in 'tf32' (in tokenHiddenReward and thrAggregate; in 128 × 256 tiles on the last), thr_m_kernel's in 'f32' (a failed cudaFuncSetAttribute names the first kernel set up)", async () => {
       await withThrInputs(862, async (c, base) => {
-        for (const path of ['tma-m', 'tma-wide-m'] as const) {
+        for (const [path, wide] of [
+          ['tma-m', false],
+          ['tma-wide-m', false],
+          ['tma-wide-m-wide', true],
+        ] as const) {
           thrTuning.path = path;
           for (const [precision, kernel] of [
-            ['tf32', /thr_m_tma_kernel/],
+            ['tf32', new RegExp(`thr_m_tma_kernel<${wide}>`)],
             ['f32', /thr_m_kernel/],
           ] as const) {
             const what = `${path}, ${precision}`;
@@ -349,6 +381,7 @@ describe.skipIf(noGpu || !EMULATED)(
           ['tma-wide-rounded', 'tf32', /thr_scores_tma_kernel<true>/],
           ['tma-m', 'tf32', /thr_scores_tma_kernel<false>/],
           ['tma-wide-m', 'tf32', /thr_scores_tma_kernel<true>/],
+          ['tma-wide-m-wide', 'tf32', /thr_scores_tma_kernel<true>/],
         ] as const) {
           thrTuning.path = path;
           const whole = await runThr(cuda, c, { precision });

@@ -25,7 +25,8 @@ export type ThrPath =
   | 'tma-rounded'
   | 'tma-wide-rounded'
   | 'tma-m'
-  | 'tma-wide-m';
+  | 'tma-wide-m'
+  | 'tma-wide-m-wide';
 const THR_PATH_CODES: Record<Exclude<ThrPath, 'auto'>, number> = {
   mma: 1,
   wgmma: 2,
@@ -37,6 +38,7 @@ const THR_PATH_CODES: Record<Exclude<ThrPath, 'auto'>, number> = {
   'tma-wide-rounded': 8,
   'tma-m': 9,
   'tma-wide-m': 10,
+  'tma-wide-m-wide': 11,
 };
 
 /**
@@ -61,6 +63,7 @@ const THR_PATH_CODES: Record<Exclude<ThrPath, 'auto'>, number> = {
  *   'tma-m': 'tma-rounded''s scores and, in 'tf32', M_g as a TMA-fed wgmma GEMM on transposed, rounded
  *   copies of its operands (thr_mt_kernel, thr_m_tma_kernel; bits of its own). Waiting for a GPU.
  *   'tma-wide-m': 'tma-m' with 'tma-wide-rounded''s 256-column scores blocks ('tma-m''s bits on any
+ *   device). 'tma-wide-m-wide': 'tma-wide-m' with M_g's GEMM in 128 × 256 tiles too (its bits on any
  *   device). Waiting for a GPU.
  */
 export const thrTuning: { mBudgetBytes: number; smallTiles: boolean; path: ThrPath } = {
