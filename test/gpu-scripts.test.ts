@@ -378,6 +378,37 @@ describe('summarize.mjs: what a GPU call brought back, in the decision tables', 
   });
 });
 
+describe("the dry run's ncu stand-in: which launches -k matches and whether -c covers them", () => {
+  // A program that launches as the emulator logs launches (GK_EMU_LAUNCH_LOG: one name a line).
+  const launches = [
+    'thr_m_kernel<float, 128>',
+    'lm_fwd_kernel<bf16>',
+    'thr_scores_tma_kernel<true>',
+    'thr_round_kernel',
+  ];
+  const ncu = (...opts: string[]) =>
+    spawnSync(
+      join(ROOT, 'scripts/gpu/dry/ncu'),
+      [...opts, 'bash', '-c', 'printf "%s\\n" "$@" >>"$GK_EMU_LAUNCH_LOG"', 'program', ...launches],
+      { encoding: 'utf8' },
+    );
+  it('a cap above 1 that leaves a matched launch out fails, naming it; one that covers them passes', () => {
+    const cut = ncu('-k', 'regex:thr_', '-c', '2');
+    expect(cut.status, cut.stdout).toBe(3);
+    expect(cut.stdout).toMatch(/3 launch\(es\) match 'thr_'/);
+    expect(cut.stdout).toMatch(/would run unprofiled:\n=+ +1 thr_round_kernel\n?$/);
+    const all = ncu('--target-processes', 'all', '-k', 'regex:thr_', '-c', '3');
+    expect(all.status, all.stdout).toBe(0);
+  });
+  it("-c 1 takes one sample launch (ncu-sol): passes; the program's own failure is its exit status", () => {
+    expect(ncu('-k', 'regex:thr_', '-c', '1').status).toBe(0);
+    const failing = spawnSync(join(ROOT, 'scripts/gpu/dry/ncu'), ['-c', '5', 'bash', '-c', 'exit 7'], {
+      encoding: 'utf8',
+    });
+    expect(failing.status).toBe(7);
+  });
+});
+
 describe("ncu-report.mjs and summarize.mjs: ncu's launches under the cases they ran in", () => {
   // One launch as ncu's text report prints it: the header, then sections of metric rows.
   const block = (name: string, grid: number[], rows: [string, string, string][]) =>
