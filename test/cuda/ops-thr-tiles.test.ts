@@ -217,9 +217,10 @@ describe.skipIf(noGpu)('cuda THR tiles vs float64 brute force (partial tiles eve
   });
 
   // M in 128 × 256 tiles ('tma-wide-m-wide') where the cases above do not reach: a tile whose second
-  // 128 dims are partial (d 200) and a second tile along d of fewer than 128 (d 300), two groups.
+  // 128 dims are partial (d 200) and a second tile along d of fewer than 128 (d 300), two groups; THR
+  // and thrAggregate's M.
   for (const dim of [200, 300]) {
-    it(`'tma-wide-m-wide', d ${dim}: 'tma-m''s bits and the 'tf32' bound`, async () => {
+    it(`'tma-wide-m-wide', d ${dim}: 'tma-m''s bits (THR, tau, the aggregate) and the 'tf32' bound`, async () => {
       const tc: ThrTileCase = {
         name: `d ${dim}`,
         dim,
@@ -240,6 +241,16 @@ describe.skipIf(noGpu)('cuda THR tiles vs float64 brute force (partial tiles eve
         bits.push([...f32Bits(r.thr), ...f32Bits(r.tau)]);
       }
       expect(bits[1], `d ${dim}: 'tma-wide-m-wide' has the bits of 'tma-m'`).toEqual(bits[0]);
+      await withThrInputs(c, async (_, base) => {
+        const agg: number[][] = [];
+        for (const path of ['tma-m', 'tma-wide-m-wide'] as const) {
+          thrTuning.path = path;
+          const m = await cuda.thrAggregate({ ...base, precision: 'tf32' });
+          agg.push(f32Bits((await m.read()) as Float32Array));
+          m.dispose();
+        }
+        expect(agg[1], `d ${dim}: the aggregate M of 'tma-wide-m-wide' has 'tma-m''s bits`).toEqual(agg[0]);
+      });
     });
   }
 });
@@ -309,10 +320,10 @@ const smallF32Case = (seed: number) =>
  * tensor disposed after `body`).
  */
 async function withThrInputs(
-  seed: number,
+  seedOrCase: number | ThrCase,
   body: (c: ThrCase, base: ThrAggregateOptions) => Promise<void>,
 ): Promise<void> {
-  const c = smallF32Case(seed);
+  const c = typeof seedOrCase === 'number' ? smallF32Case(seedOrCase) : seedOrCase;
   const vocab = await cuda.restrictedVocab(c.tokens, c.layout);
   const hidden = cuda.tensor(c.hidden as Float32Array, [c.numTokens, c.dim], 'f32');
   try {
