@@ -1469,8 +1469,9 @@ bool use_m_tma(const ThrParams& p, const LaunchEnv& env, const TileConfig& tiles
 constexpr size_t kMtBudgetFloats = (size_t(1) << 30) / sizeof(float);
 // The batch's operands (gid: its groups, mlist's on the device; pw: the widest P_g rounded up to 4; rows:
 // M's rows), transposed and rounded into scratch (buf, cap floats: grown when a batch needs more, so
-// batches reuse it), then the GEMM over mb blocks (wide: of 128 × 256).
-Status launch_m_tma(bool wide, unsigned mb, const GroupList& mlist, const GroupGeom& geo, const std::vector<int>& gid,
+// batches reuse it), then the GEMM over mb blocks (kWide: of 128 × 256).
+template <bool kWide>
+Status launch_m_tma(unsigned mb, const GroupList& mlist, const GroupGeom& geo, const std::vector<int>& gid,
                     const std::vector<int32_t>& voff, int64_t pw, int64_t rows, const float* hidden, float* M,
                     float*& buf, size_t& cap, Scratch& scratch, cudaStream_t stream) {
   const int64_t d = geo.d, n = int64_t(gid.size());
@@ -1492,17 +1493,14 @@ Status launch_m_tma(bool wide, unsigned mb, const GroupList& mlist, const GroupG
   alignas(64) CUtensorMap ta, tb;
   GK_TRY(encode_tensor_map_2d(&ta, at, rows, pw, pw, kMRowsLarge, kBK, 4));
   GK_TRY(encode_tensor_map_2d(&tb, bt, n * d, pw, pw, kBN, kBK, 4));
-  if (wide) {
-    constexpr size_t smem = ScoreTmaPipe<true>::kSmemBytes;
+  constexpr size_t smem = ScoreTmaPipe<kWide>::kSmemBytes;
+  if constexpr (kWide)  // (spelled out, so that a failure names the instantiation)
     GK_CHECK(cudaFuncSetAttribute(reinterpret_cast<const void*>(&thr_m_tma_kernel<true>),
                                   cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
-    thr_m_tma_kernel<true><<<mb, kThreads + 32, smem, stream>>>(mlist, geo, M, ta, tb);
-  } else {
-    constexpr size_t smem = ScoreTmaPipe<false>::kSmemBytes;
+  else
     GK_CHECK(cudaFuncSetAttribute(reinterpret_cast<const void*>(&thr_m_tma_kernel<false>),
                                   cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
-    thr_m_tma_kernel<false><<<mb, kThreads + 32, smem, stream>>>(mlist, geo, M, ta, tb);
-  }
+  thr_m_tma_kernel<kWide><<<mb, kThreads + 32, smem, stream>>>(mlist, geo, M, ta, tb);
   GK_CHECK_LAUNCH("thr_m_tma_kernel");
   return Status::Ok();
 }
@@ -1726,8 +1724,9 @@ Status launch_token_hidden_reward(const ThrParams& p, const LaunchEnv& env, Scra
       const unsigned mb = unsigned(m_tiles.back()), sb = unsigned(s_tiles.back());
       if (p.step != ThrStep::Score) {
         if (m_tma)
-          GK_TRY(launch_m_tma(wide_m(p.path), mb, mlist, geo, gid, p.vocab_offsets, pw, m_rows_of_batch,
-                              static_cast<const float*>(p.hidden), M, mt_buf, mt_cap, scratch, env.stream));
+          GK_TRY((wide_m(p.path) ? launch_m_tma<true> : launch_m_tma<false>)(
+              mb, mlist, geo, gid, p.vocab_offsets, pw, m_rows_of_batch, static_cast<const float*>(p.hidden), M,
+              mt_buf, mt_cap, scratch, env.stream));
         else if (use_m_wgmma<kS>(p.path, env, tiles))
           GK_TRY((launch_m_wgmma<H, kS>(mb, mlist, geo, hidden, M, env.stream)));
         else if (tiles.m_large)

@@ -260,8 +260,7 @@ if (paths) say(`Tile sets the harness step passed: ${paths.trim().split('\n').jo
 function ncuTable(title, launches, cols) {
   if (!launches.length) return;
   say(title);
-  const label = (l) =>
-    l.case ? `${l.case}${l.sizes?.groups > 1 ? ` (${l.sizes.groups} groups)` : ''}` : '?';
+  const label = (l) => (l.case ? `${l.case}${isBatch(l) ? ` (${l.sizes.groups} groups)` : ''}` : '?');
   const groups = [];
   for (const l of launches)
     if (groups.length && groups.at(-1).label === label(l)) groups.at(-1).launches.push(l);
