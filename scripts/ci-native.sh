@@ -54,5 +54,10 @@ build/emu/harness --lm-paths 9 >/dev/null 2>&1 || rc=$?
 [ "$rc" = 2 ] || { echo "harness --lm-paths 9 exited $rc, not 2 (bad arguments)" >&2; exit 1; }
 echo "== native: emulated memcheck (AddressSanitizer, reverse thread order)"
 bash scripts/emu-memcheck.sh
+# The harness under AddressSanitizer too, on THR's batch (its outputs sized per group: a tau of one
+# float for 3 groups overflowed unseen in the plain build) with auto and the TMA-fed M.
+node scripts/build-emu.mjs --require --asan --harness --quiet
+ASAN_OPTIONS=detect_leaks=0:halt_on_error=1 build/emu-asan/harness --only thr --thr-groups 3 --thr-responses 4 \
+  --thr-paths 0,10,11 --thr-tokens 12 --thr-d 40 --thr-vocab 30 --reps 1 --warmup 0 >/dev/null
 t4=$(date +%s)
 echo "== native: CUDA build $((t1 - t0)) s, CPU-only build $((t2 - t1)) s, tests $((t3 - t2)) s, emulator + memcheck $((t4 - t3)) s"

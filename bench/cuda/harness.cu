@@ -801,8 +801,8 @@ Status run_thr(const Device& dev, const Options& o) {
   base.dim = d;
   base.small_tiles = o.thr_small_tiles != 0;
 
-  // hidden [T, d] and q [T, K] read, the token columns read, thr [T] and tau [1] written.
-  const double bytes = double(T) * double(d) * 4 + double(T) * double(K) * 4 + double(T) * 8 + 4;
+  // hidden [T, d] and q [T, K] read, the token columns read, thr [T] and tau [G] written.
+  const double bytes = double(T) * double(d) * 4 + double(T) * double(K) * 4 + double(T) * 8 + double(G) * 4;
   // 2·K·d·(T⁺ + T) in the two products, 2·T·K in the epilogue (ThrPrecision multiplies the MMAs only).
   const double flops = 2.0 * double(K) * double(d) * double(T_plus + T) + 2.0 * double(T) * double(K);
   const int rot = rotations(dev, o, bytes);
@@ -812,7 +812,7 @@ Status run_thr(const Device& dev, const Options& o) {
   GK_TRY(alloc_rotated(arena, &probs, size_t(T) * size_t(K) * 4, rot));
   GK_TRY(alloc_rotated(arena, &column, size_t(T) * 4, rot));
   GK_TRY(alloc_rotated(arena, &thr, size_t(T) * 4, rot));
-  GK_TRY(alloc_rotated(arena, &tau, 4, rot));
+  GK_TRY(alloc_rotated(arena, &tau, size_t(G) * 4, rot));  // one per group
   std::fprintf(stderr, "[harness] thr: %lld group%s of %lld × %lld tokens, d %lld, |V*| %lld, f32 hidden, %d cop%s\n",
                (long long)G, G == 1 ? "" : "s", (long long)n, (long long)L, (long long)d, (long long)K, rot,
                rot == 1 ? "y" : "ies");
@@ -866,7 +866,7 @@ Status run_thr(const Device& dev, const Options& o) {
       return gk::launch_token_hidden_reward(base, dev.env, scratch);
     }, &t));
     GK_TRY(check_output(dev, "thr", thr.at<float>(0), T, 'f'));
-    GK_TRY(check_output(dev, "tau", tau.at<float>(0), 1, 'f'));
+    GK_TRY(check_output(dev, "tau", tau.at<float>(0), G, 'f'));
     static const char* const names[kThrPaths] = {"",           " mma",        " wgmma",           " wgmma-truncate",
                                                  " wgmma-m",   " tma",        " tma-wide",        " tma-rounded",
                                                  " tma-wide-rounded",         " tma-m",           " tma-wide-m",
