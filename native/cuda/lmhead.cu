@@ -604,7 +604,6 @@ __global__ void __launch_bounds__(kThreads, 1) lm_fwd_wgmma_kernel(FwdArgs a) {
 // at 40 / 232).
 template <bool kOverlap>
 constexpr int kTmaThreadsOf = kThreads + (kOverlap ? 128 : 32);
-constexpr int kTmaThreads = kTmaThreadsOf<false>;
 constexpr int kProducerRegs = 24, kConsumerRegs = 240;
 // A barrier of the consumer warpgroups after tma_mainloop (with kOverlap the producers have exited).
 template <bool kOverlap>
