@@ -1439,6 +1439,13 @@ bool use_scores_tma(const ThrParams& p, const LaunchEnv& env, bool aligned, cons
   return p.path >= 5 && p.path <= 11 && p.precision == ThrPrecision::Tf32 && p.hidden_dtype == DType::F32 &&
          aligned && wgmma_available(env) && smem + kSRows * 4 <= tiles.optin;
 }
+// The TMA-fed kernels' opt-in to their dynamic shared memory (over 48 KiB; per device); a failure names
+// the instantiation (`name`), as a GK_CHECK on a spelled-out kernel would.
+Status tma_smem_optin(const void* kernel, size_t smem, const char* name) {
+  const cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem));
+  if (e == cudaSuccess) return Status::Ok();
+  return Status::FromCuda(e, (std::string("cudaFuncSetAttribute of ") + name).c_str(), __FILE__, __LINE__);
+}
 template <bool kWide>
 Status launch_scores_tma(unsigned blocks, const GroupList& list, const GroupGeom& geo, const float* hidden,
                          int64_t T, const float* M, int64_t m_rows, float* spart, cudaStream_t stream) {
@@ -1446,12 +1453,8 @@ Status launch_scores_tma(unsigned blocks, const GroupList& list, const GroupGeom
   alignas(64) CUtensorMap th, tm;
   GK_TRY(encode_tensor_map_2d(&th, hidden, T, geo.d, geo.d, kSRows, kBK, 4));
   GK_TRY(encode_tensor_map_2d(&tm, M, m_rows, geo.d, geo.ld_m, kBN, kBK, 4));
-  if constexpr (kWide)  // (spelled out, so that a failure names the instantiation)
-    GK_CHECK(cudaFuncSetAttribute(reinterpret_cast<const void*>(&thr_scores_tma_kernel<true>),
-                                  cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
-  else
-    GK_CHECK(cudaFuncSetAttribute(reinterpret_cast<const void*>(&thr_scores_tma_kernel<false>),
-                                  cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+  GK_TRY(tma_smem_optin(reinterpret_cast<const void*>(&thr_scores_tma_kernel<kWide>), smem,
+                        kWide ? "thr_scores_tma_kernel<true>" : "thr_scores_tma_kernel<false>"));
   thr_scores_tma_kernel<kWide><<<blocks, kThreads + 32, smem, stream>>>(list, geo, M, spart, th, tm);
   GK_CHECK_LAUNCH("thr_scores_tma_kernel");
   return Status::Ok();
@@ -1494,12 +1497,8 @@ Status launch_m_tma(unsigned mb, const GroupList& mlist, const GroupGeom& geo, c
   GK_TRY(encode_tensor_map_2d(&ta, at, rows, pw, pw, kMRowsLarge, kBK, 4));
   GK_TRY(encode_tensor_map_2d(&tb, bt, n * d, pw, pw, kBN, kBK, 4));
   constexpr size_t smem = ScoreTmaPipe<kWide>::kSmemBytes;
-  if constexpr (kWide)  // (spelled out, so that a failure names the instantiation)
-    GK_CHECK(cudaFuncSetAttribute(reinterpret_cast<const void*>(&thr_m_tma_kernel<true>),
-                                  cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
-  else
-    GK_CHECK(cudaFuncSetAttribute(reinterpret_cast<const void*>(&thr_m_tma_kernel<false>),
-                                  cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+  GK_TRY(tma_smem_optin(reinterpret_cast<const void*>(&thr_m_tma_kernel<kWide>), smem,
+                        kWide ? "thr_m_tma_kernel<true>" : "thr_m_tma_kernel<false>"));
   thr_m_tma_kernel<kWide><<<mb, kThreads + 32, smem, stream>>>(mlist, geo, M, ta, tb);
   GK_CHECK_LAUNCH("thr_m_tma_kernel");
   return Status::Ok();
