@@ -10,8 +10,8 @@
 // logits beside them); THR's tile sets in 'f32' and 'tf32' against PyTorch's matrix forms and issue
 // 10's 1.5x; the memory-bound rows as fractions of the copy; the tile sets run.sh's harness step passed
 // (harness-paths.txt); ncu's launches (ncu.log, ncu-tiles.log) under the cases they ran in. It decides
-// nothing: `auto` moves (lm_tiles in lmhead.cu, use_scores_tma / use_m_wgmma in thr.cu) after the cuda
-// tests pass on a faster set, by hand.
+// nothing: `auto` moves (lm_tiles in lmhead.cu; use_scores_tma, rounded_scores, use_m_tma, wide_m in
+// thr.cu, as docs/cuda.md's THR decision says) after the cuda tests pass on a faster set, by hand.
 // --jsonl FILE appends the harness's, PyTorch's and goals.mjs's rows to FILE (bench/results/), each with
 // device, driver_version (nvidia-smi's), source, commit and call (a row's own fields win).
 import { execFileSync } from 'node:child_process';
