@@ -430,10 +430,17 @@ inline void mma_m16n8k8_tf32(float (&d)[4], const float (&a)[4], const float (&b
   const unsigned lane = g_ctx->linear & 31u, g = lane >> 2, t = lane & 3u;
   auto A = [&](unsigned r, unsigned k) { return tf32_operand(all[(r & 7u) * 4 + (k & 3u)][(r >> 3) + 2 * (k >> 2)]); };
   auto B = [&](unsigned k, unsigned n) { return tf32_operand(all[n * 4 + (k & 3u)][4 + (k >> 2)]); };
+  // The lane's two A rows (g, g + 8) and two B columns (2t, 2t + 1), each read once.
+  double ar[2][8], bc[2][8];
+  for (unsigned h = 0; h < 2; ++h)
+    for (unsigned k = 0; k < 8; ++k) ar[h][k] = static_cast<double>(A(g + 8 * h, k));
+  for (unsigned q = 0; q < 2; ++q)
+    for (unsigned k = 0; k < 8; ++k) bc[q][k] = static_cast<double>(B(k, 2 * t + q));
   for (int i = 0; i < 4; ++i) {
-    const unsigned r = g + 8 * (unsigned(i) >> 1), c = 2 * t + (unsigned(i) & 1u);
+    const double* ra = ar[unsigned(i) >> 1];
+    const double* cb = bc[unsigned(i) & 1u];
     double s = d[i];
-    for (unsigned k = 0; k < 8; ++k) s += static_cast<double>(A(r, k)) * static_cast<double>(B(k, c));
+    for (unsigned k = 0; k < 8; ++k) s += ra[k] * cb[k];
     d[i] = nvcuda::wmma::round_toward_zero(s);
   }
 }
@@ -464,10 +471,17 @@ inline void mma_m16n8k16(float (&d)[4], const uint32_t (&a)[4], const uint32_t (
   auto B = [&](unsigned k, unsigned n) {
     return half_bits_value(half_of(all[n * 4 + ((k & 7u) >> 1)][4 + (k >> 3)], k), bf16);
   };
+  // The lane's two A rows (g, g + 8) and two B columns (2t, 2t + 1), each converted once.
+  double ar[2][16], bc[2][16];
+  for (unsigned h = 0; h < 2; ++h)
+    for (unsigned k = 0; k < 16; ++k) ar[h][k] = static_cast<double>(A(g + 8 * h, k));
+  for (unsigned q = 0; q < 2; ++q)
+    for (unsigned k = 0; k < 16; ++k) bc[q][k] = static_cast<double>(B(k, 2 * t + q));
   for (int i = 0; i < 4; ++i) {
-    const unsigned r = g + 8 * (unsigned(i) >> 1), c = 2 * t + (unsigned(i) & 1u);
+    const double* ra = ar[unsigned(i) >> 1];
+    const double* cb = bc[unsigned(i) & 1u];
     double s = d[i];
-    for (unsigned k = 0; k < 16; ++k) s += static_cast<double>(A(r, k)) * static_cast<double>(B(k, c));
+    for (unsigned k = 0; k < 16; ++k) s += ra[k] * cb[k];
     d[i] = nvcuda::wmma::round_toward_zero(s);
   }
 }

@@ -175,7 +175,8 @@ struct WgmmaLog {
 
 struct WarpState {
   uint64_t slot[2][32];
-  unsigned char big[2][32][32];  // warp_exchange's deposits (up to 32 bytes per lane)
+  unsigned char big[2][32 * 32];  // warp_exchange's deposits (up to 32 bytes per lane, packed at `bytes`)
+  int bytes = 0;                  // the pending warp_exchange's bytes per lane
   unsigned mask = 0;     // lanes taking part in the pending exchange
   unsigned arrived = 0;  // lanes of it that arrived
   uint64_t gen = 0;
@@ -635,6 +636,21 @@ void cluster_sync() {
   }
 }
 
+// A warp collective's mask, checked by its first lane to arrive: a lane it names that does not exist
+// (past the block's end) or has exited can never arrive. One that exits later, while the collective
+// is pending, is reported by finish_thread; later lanes must name the same mask (checked by each).
+namespace {
+void check_mask_lanes(const BlockRun& b, unsigned warp, unsigned mask, const char* what) {
+  for (unsigned l = 0; l < 32; ++l) {
+    if (!(mask >> l & 1u)) continue;
+    const unsigned t = warp * 32 + l;
+    if (t >= unsigned(b.nthreads) || b.fibers[t].done)
+      fail(std::string(what) + " mask names lane " + std::to_string(l) + " of warp " + std::to_string(warp) +
+           (t >= unsigned(b.nthreads) ? ", which does not exist" : ", which has exited"));
+  }
+}
+}  // namespace
+
 uint64_t shuffle(unsigned mask, uint64_t bits, int arg, int mode, int width) {
   BlockRun& b = *emu.block;
   const ThreadCtx& c = *g_ctx;
@@ -642,16 +658,9 @@ uint64_t shuffle(unsigned mask, uint64_t bits, int arg, int mode, int width) {
   const unsigned warp = c.linear >> 5;
   if (width <= 0 || width > 32 || (width & (width - 1)) != 0) fail("shuffle width " + std::to_string(width) + " is not a power of 2 in [1, 32]");
   if (!(mask >> lane & 1u)) fail("lane " + std::to_string(lane) + " calls a shuffle whose mask excludes it");
-  // Lanes of the mask that do not exist (past the block's end) or have exited can never arrive.
-  for (unsigned l = 0; l < 32; ++l) {
-    if (!(mask >> l & 1u)) continue;
-    const unsigned t = warp * 32 + l;
-    if (t >= unsigned(b.nthreads) || b.fibers[t].done)
-      fail("shuffle mask names lane " + std::to_string(l) + " of warp " + std::to_string(warp) +
-           (t >= unsigned(b.nthreads) ? ", which does not exist" : ", which has exited"));
-  }
   WarpState& w = b.warps[warp];
   if (w.arrived == 0) {
+    check_mask_lanes(b, warp, mask, "shuffle");
     w.mask = mask;
   } else if (w.mask != mask) {
     fail("lanes of warp " + std::to_string(warp) + " disagree on a shuffle mask");
@@ -695,21 +704,20 @@ void warp_exchange(unsigned mask, const void* mine, int bytes, void* all) {
   const unsigned warp = c.linear >> 5;
   if (bytes <= 0 || bytes > 32) fail("warp exchange of " + std::to_string(bytes) + " bytes (1 to 32)");
   if (!(mask >> lane & 1u)) fail("lane " + std::to_string(lane) + " joins a warp collective whose mask excludes it");
-  for (unsigned l = 0; l < 32; ++l) {
-    if (!(mask >> l & 1u)) continue;
-    const unsigned t = warp * 32 + l;
-    if (t >= unsigned(b.nthreads) || b.fibers[t].done)
-      fail("warp collective mask names lane " + std::to_string(l) + " of warp " + std::to_string(warp) +
-           (t >= unsigned(b.nthreads) ? ", which does not exist" : ", which has exited"));
-  }
   WarpState& w = b.warps[warp];
   if (w.arrived == 0) {
+    check_mask_lanes(b, warp, mask, "warp collective");
     w.mask = mask;
+    w.bytes = bytes;
   } else if (w.mask != mask) {
     fail("lanes of warp " + std::to_string(warp) + " disagree on a warp collective's mask");
+  } else if (w.bytes != bytes) {
+    fail("lanes of warp " + std::to_string(warp) + " disagree on a warp collective's size (" + std::to_string(w.bytes) +
+         " and " + std::to_string(bytes) + " bytes)");
   }
   const uint64_t gen = w.gen;
-  std::memcpy(w.big[gen & 1][lane], mine, size_t(bytes));
+  unsigned char* deposits = w.big[gen & 1];  // lane l's bytes at l · bytes, as `all` wants them
+  std::memcpy(deposits + size_t(lane) * size_t(bytes), mine, size_t(bytes));
   w.arrived |= 1u << lane;
   if (w.arrived == w.mask) {
     w.arrived = 0;
@@ -718,8 +726,14 @@ void warp_exchange(unsigned mask, const void* mine, int bytes, void* all) {
     yield_waiting(Wait::Warp, gen);
   }
   // Read right after waking (no switch in between), before any lane can start the exchange after next.
-  for (unsigned l = 0; l < 32; ++l)
-    if (mask >> l & 1u) std::memcpy(static_cast<unsigned char*>(all) + size_t(l) * size_t(bytes), w.big[gen & 1][l], size_t(bytes));
+  if (mask == 0xffffffffu) {
+    std::memcpy(all, deposits, 32 * size_t(bytes));
+  } else {
+    for (unsigned l = 0; l < 32; ++l)
+      if (mask >> l & 1u)
+        std::memcpy(static_cast<unsigned char*>(all) + size_t(l) * size_t(bytes), deposits + size_t(l) * size_t(bytes),
+                    size_t(bytes));
+  }
 }
 
 unsigned char* dynamic_smem() {
@@ -816,52 +830,117 @@ WgmmaDesc decode(uint64_t d) {
   return {uint32_t(d & 0x3FFF) << 4, uint32_t(d >> 16 & 0x3FFF) << 4, uint32_t(d >> 32 & 0x3FFF) << 4,
           uint32_t(d >> 62)};
 }
-// The window address of element (mn, k) (the table above).
-uint32_t wgmma_address(const WgmmaDesc& d, bool mn_major, uint32_t e, uint32_t mn, uint32_t k) {
-  const uint32_t t = 16 / e;
+// The window address of element (mn, k) (the table above), for elements of 1 << le bytes (e = 2 or 4):
+// every division and remainder is by a power of 2, so shifts and masks.
+inline uint32_t wgmma_address(const WgmmaDesc& d, bool mn_major, uint32_t le, uint32_t mn, uint32_t k) {
+  const uint32_t lt = 4 - le;  // T = 16 / e = 1 << lt
   if (d.swizzle == 0)
-    return mn_major ? d.start + mn % t * e + mn / t * d.sbo + k % 8 * 16 + k / 8 * d.lbo
-                    : d.start + mn % 8 * 16 + mn / 8 * d.sbo + k % t * e + k / t * d.lbo;
-  const uint32_t w = 256u >> d.swizzle, bits = 4 - d.swizzle;
-  const uint32_t a = mn_major ? d.start + mn % (w / e) * e + mn / (w / e) * d.lbo + k % 8 * w + k / 8 * d.sbo
-                              : d.start + mn % 8 * w + mn / 8 * d.sbo + k * e;
+    return mn_major ? d.start + ((mn & ((1u << lt) - 1)) << le) + (mn >> lt) * d.sbo + (k & 7u) * 16 + (k >> 3) * d.lbo
+                    : d.start + (mn & 7u) * 16 + (mn >> 3) * d.sbo + ((k & ((1u << lt) - 1)) << le) + (k >> lt) * d.lbo;
+  const uint32_t lw = 8 - d.swizzle, bits = 4 - d.swizzle;  // W = 256 >> swizzle = 1 << lw; W / e = 1 << (lw - le)
+  const uint32_t a = mn_major ? d.start + ((mn & ((1u << (lw - le)) - 1)) << le) + (mn >> (lw - le)) * d.lbo +
+                                    ((k & 7u) << lw) + (k >> 3) * d.sbo
+                              : d.start + ((mn & 7u) << lw) + (mn >> 3) * d.sbo + (k << le);
   return a ^ (a >> 7 & ((1u << bits) - 1)) << 4;
 }
 int wgmma_k(const WgmmaOp& op) { return op.type == 2 ? 8 : 16; }
-// What the running thread reads of op's operands, as raw bits: its two A rows, then its n/4 B
-// columns (8j + 2t, 8j + 2t + 1, ...), k fastest.
-void wgmma_gather(const WgmmaOp& op, std::vector<uint32_t>& out) {
-  const BlockRun& b = *emu.block;
-  const uint32_t r = g_ctx->linear & 127u, v = r >> 5, g = r >> 2 & 7u, t = r & 3u;
-  const uint32_t kk = uint32_t(wgmma_k(op)), e = op.type == 2 ? 4 : 2;
-  const WgmmaDesc da = decode(op.desc_a), db = decode(op.desc_b);
-  auto read = [&](const WgmmaDesc& d, bool mn_major, uint32_t mn, uint32_t k, const char* which) {
-    const uint32_t a = wgmma_address(d, mn_major, e, mn, k);
-    if (size_t(a) + e > b.dyn_bytes)
-      fail(std::string("wgmma reads ") + which + " element (" + std::to_string(mn) + ", k " + std::to_string(k) +
-           ") at shared address " + std::to_string(a) + ", past the block's " + std::to_string(b.dyn_bytes) +
-           " bytes of dynamic shared memory");
-    uint32_t bits = 0;
-    if (e == 2) {
+[[noreturn]] __attribute__((noinline, cold)) void wgmma_read_past(const char* which, uint32_t mn, uint32_t k, uint32_t a,
+                                                                  size_t dyn_bytes) {
+  fail(std::string("wgmma reads ") + which + " element (" + std::to_string(mn) + ", k " + std::to_string(k) +
+       ") at shared address " + std::to_string(a) + ", past the block's " + std::to_string(dyn_bytes) +
+       " bytes of dynamic shared memory");
+}
+// Elements (mn, 0 … kk) of an operand of 1 << LE-byte elements, as raw bits, into out. K-major, each
+// 16 bytes of a row (T = 16 / e elements from a k that is a multiple of T) lie together in one 16-byte
+// chunk in every layout of the table (a swizzle moves whole chunks), so they are read as one.
+template <uint32_t LE>
+void wgmma_read_row(const BlockRun& b, const WgmmaDesc& d, bool mn_major, uint32_t mn, uint32_t kk, const char* which,
+                    uint32_t* out) {
+  constexpr uint32_t e = 1u << LE, t = 16 / e;
+  if (!mn_major && kk % t == 0) {
+    bool inside = true;
+    for (uint32_t k = 0; k < kk; k += t) {
+      const uint32_t a = wgmma_address(d, false, LE, mn, k);
+      inside = size_t(a) + 16 <= b.dyn_bytes;
+      if (!inside) break;  // (the element loop below names the first element past the end)
+      unsigned char chunk[16];
+      std::memcpy(chunk, b.dyn_smem + a, 16);
+      for (uint32_t i = 0; i < t; ++i) {
+        if constexpr (e == 2) {
+          uint16_t h;
+          std::memcpy(&h, chunk + 2 * i, 2);
+          out[k + i] = h;
+        } else {
+          std::memcpy(&out[k + i], chunk + 4 * i, 4);
+        }
+      }
+    }
+    if (inside) return;
+  }
+  for (uint32_t k = 0; k < kk; ++k) {
+    const uint32_t a = wgmma_address(d, mn_major, LE, mn, k);
+    if (size_t(a) + e > b.dyn_bytes) wgmma_read_past(which, mn, k, a, b.dyn_bytes);
+    if constexpr (e == 2) {
       uint16_t h;
       std::memcpy(&h, b.dyn_smem + a, 2);
-      bits = h;
+      out[k] = h;
     } else {
-      std::memcpy(&bits, b.dyn_smem + a, 4);
+      std::memcpy(&out[k], b.dyn_smem + a, 4);
     }
-    return bits;
-  };
-  out.clear();
-  out.reserve(size_t(2 + op.n / 4) * kk);
-  for (uint32_t h = 0; h < 2; ++h)
-    for (uint32_t k = 0; k < kk; ++k) out.push_back(read(da, op.trans_a != 0, 16 * v + g + 8 * h, k, "A row"));
-  for (uint32_t c = 0; c < uint32_t(op.n) / 4; ++c)
-    for (uint32_t k = 0; k < kk; ++k) out.push_back(read(db, op.trans_b != 0, 8 * (c >> 1) + 2 * t + (c & 1), k, "B column"));
+  }
+}
+// MN-major, elements (mn, k) and (mn + 1, k) for an even mn lie side by side in every layout of the
+// table (mn + 1 starts no new T- or W-wide run, and a swizzle moves whole 16-byte chunks): rows mn and
+// mn + 1, 0 … kk, read a pair at a time into out0 and out1. False (nothing to trust in them) when a
+// pair reaches past the window: the element loop then names the first element past it.
+template <uint32_t LE>
+bool wgmma_read_mn_pair(const BlockRun& b, const WgmmaDesc& d, uint32_t mn, uint32_t kk, uint32_t* out0,
+                        uint32_t* out1) {
+  constexpr uint32_t e = 1u << LE;
+  for (uint32_t k = 0; k < kk; ++k) {
+    const uint32_t a = wgmma_address(d, true, LE, mn, k);
+    if (size_t(a) + 2 * e > b.dyn_bytes) return false;
+    if constexpr (e == 2) {
+      uint16_t h[2];
+      std::memcpy(h, b.dyn_smem + a, 4);
+      out0[k] = h[0], out1[k] = h[1];
+    } else {
+      std::memcpy(&out0[k], b.dyn_smem + a, 4);
+      std::memcpy(&out1[k], b.dyn_smem + a + 4, 4);
+    }
+  }
+  return true;
+}
+// What the running thread reads of op's operands, as raw bits: its two A rows, then its n/4 B
+// columns (8j + 2t, 8j + 2t + 1, ...), k fastest.
+template <uint32_t LE>
+void wgmma_gather_as(const WgmmaOp& op, std::vector<uint32_t>& out) {
+  const BlockRun& b = *emu.block;
+  const uint32_t r = g_ctx->linear & 127u, v = r >> 5, g = r >> 2 & 7u, t = r & 3u;
+  const uint32_t kk = uint32_t(wgmma_k(op));
+  const WgmmaDesc da = decode(op.desc_a), db = decode(op.desc_b);
+  out.resize(size_t(2 + op.n / 4) * kk);
+  uint32_t* o = out.data();
+  for (uint32_t h = 0; h < 2; ++h, o += kk) wgmma_read_row<LE>(b, da, op.trans_a != 0, 16 * v + g + 8 * h, kk, "A row", o);
+  for (uint32_t c = 0; c < uint32_t(op.n) / 4; c += 2, o += 2 * kk) {
+    const uint32_t mn = 8 * (c >> 1) + 2 * t;  // (and mn + 1: column c + 1)
+    if (op.trans_b != 0 && wgmma_read_mn_pair<LE>(b, db, mn, kk, o, o + kk)) continue;
+    wgmma_read_row<LE>(b, db, op.trans_b != 0, mn, kk, "B column", o);
+    wgmma_read_row<LE>(b, db, op.trans_b != 0, mn + 1, kk, "B column", o + kk);
+  }
+}
+void wgmma_gather(const WgmmaOp& op, std::vector<uint32_t>& out) {
+  if (op.type == 2)
+    wgmma_gather_as<2>(op, out);  // tf32: 4 bytes
+  else
+    wgmma_gather_as<1>(op, out);  // bf16, f16: 2 bytes
 }
 // Executes op for the running thread (when it waits for op's group).
 void wgmma_execute(Fiber& f, const WgmmaOp& op) {
   const uint32_t kk = uint32_t(wgmma_k(op));
-  std::vector<uint32_t> now;
+  // Scratch kept across calls (launches take turns, so one set serves): no allocation per wgmma.
+  static std::vector<uint32_t> now;
+  static std::vector<double> xs;
   wgmma_gather(op, now);
   if (now != op.operands) {
     size_t i = 0;
@@ -882,11 +961,14 @@ void wgmma_execute(Fiber& f, const WgmmaOp& op) {
   if (expect && std::memcmp(op.d, expect->data(), nd * sizeof(float)) != 0)
     fail("the accumulators of a pending wgmma were written before wgmma_wait (thread " + std::to_string(f.tc.linear) +
          "): they belong to the wgmma until a wait retires its group");
-  auto value = [&](uint32_t bits) {
-    return static_cast<double>(op.type == 2 ? tf32_operand(__uint_as_float(bits)) : half_bits_value(bits, op.type == 0));
-  };
-  std::vector<double> x(now.size());
-  for (size_t i = 0; i < now.size(); ++i) x[i] = value(now[i]);
+  xs.resize(now.size());
+  double* const x = xs.data();
+  const uint32_t* const raw = now.data();
+  const size_t nx = now.size();
+  if (op.type == 2)
+    for (size_t i = 0; i < nx; ++i) x[i] = static_cast<double>(tf32_operand(__uint_as_float(raw[i])));
+  else
+    for (size_t i = 0; i < nx; ++i) x[i] = static_cast<double>(half_bits_value(raw[i], op.type == 0));
   for (size_t j = 0; j < nd / 4; ++j)
     for (size_t i = 0; i < 4; ++i) {
       const double* a = &x[(i >> 1) * kk];

@@ -543,7 +543,8 @@ __global__ void wgmma_pipeline_kernel(const unsigned char* image, float* out, Wg
 // 3 a thread exits with a wgmma pending, 4 a descriptor with a non-zero base offset, 5 one thread's
 // descriptor differs from its warpgroup's, 6 half the warpgroup never issues, 7 a static __shared__
 // operand, 8 a block of 64 threads (no whole warpgroup), 9 no wgmma_fence before the first wgmma,
-// 10 accumulators written after a wait and accumulated into again without a fence.
+// 10 accumulators written after a wait and accumulated into again without a fence, 11 B's descriptor
+// starting 16 bytes before the end of dynamic shared memory (its elements past the end).
 __global__ void wgmma_fail_kernel(const unsigned char* image, WgmmaCase c) {
   __shared__ unsigned char static_smem[1024];
   GK_DYNAMIC_SMEM(unsigned char, sm);
@@ -555,6 +556,7 @@ __global__ void wgmma_fail_kernel(const unsigned char* image, WgmmaCase c) {
   uint64_t da = wgmma_desc_a(c, base, 0), db = wgmma_desc_b(c, base, 0);
   if (c.mode == 4) da |= uint64_t(1) << 49;
   if (c.mode == 5 && threadIdx.x == 5) db += 1;
+  if (c.mode == 11) db = (db & ~uint64_t(0x3FFF)) | uint64_t((base + c.image_bytes - 16) >> 4);
   if (c.mode != 9) gk::wgmma_fence();
   wgmma_any(c, d, da, db, 1);
   gk::wgmma_commit();
@@ -801,6 +803,21 @@ void test_wgmma() {
       wgmma_fail_kernel<<<1, mode == 8 ? 64 : 128, s.image.size(), nullptr>>>(dimg, s.c);
       expect_failure(cudaErrorLaunchFailure, refusals[mode].what, refusals[mode].needle);
     }
+    cudaFree(dimg);
+  }
+  // An operand reaching past dynamic shared memory, K-major (read 16 bytes at a time) and MN-major (two
+  // columns at a time): the launch fails, naming the element.
+  for (const bool b_mn : {false, true}) {
+    WgmmaSetup s = wgmma_setup(0, 64, false, 1, b_mn, 1, rng, false);
+    unsigned char* dimg;
+    cudaMalloc(reinterpret_cast<void**>(&dimg), s.image.size());
+    std::memcpy(dimg, s.image.data(), s.image.size());
+    s.c.mode = 11;
+    wgmma_fail_kernel<<<1, 128, s.image.size(), nullptr>>>(dimg, s.c);
+    expect_failure(cudaErrorLaunchFailure,
+                   b_mn ? "an MN-major operand reaching past dynamic shared memory fails the launch"
+                        : "a K-major operand reaching past dynamic shared memory fails the launch",
+                   "B column");
     cudaFree(dimg);
   }
 }
