@@ -169,13 +169,15 @@ Work CudaRuntime::CopyProbeWork(uint64_t bytes) {
 
 Work CudaRuntime::OpWork(const std::string& op, CudaOp cuda_op) {
   return StatusWork([this, op, cuda_op = std::move(cuda_op)]() -> Status {
+    // The op's check takes the next free slot, and is registered only once the copy of its flags to
+    // the slot's host mirror is enqueued: an op that fails before that (a launch, an allocation) leaves
+    // no check behind, whose mirror would still hold an earlier op's flags (or, never written, garbage)
+    // and fail a later, unrelated wait with them. Its own error is what its caller sees.
     ErrorFlags* slot = nullptr;
     if (cuda_op.flags_message) {
       if (pending_.size() == size_t(kFlagSlots)) GK_TRY(Drain());
-      const int i = static_cast<int>(pending_.size());
-      slot = d_flags_ + i;
+      slot = d_flags_ + pending_.size();
       GK_TRY(launch_reset_flags(slot, launch_));
-      pending_.push_back(PendingCheck{i, op, cuda_op.flags_message});
     }
     Scratch scratch(stream_, staging_.get());
     if (cuda_op.poison.on)
@@ -184,8 +186,9 @@ Work CudaRuntime::OpWork(const std::string& op, CudaOp cuda_op) {
     GK_TRY(cuda_op.enqueue(launch_, scratch, slot));
     last_scratch_.store(scratch.bytes(), std::memory_order_relaxed);
     if (slot) {
-      ErrorFlags* mirror = h_flags_ + (slot - d_flags_);
-      GK_CHECK(cudaMemcpyAsync(mirror, slot, sizeof(ErrorFlags), cudaMemcpyDeviceToHost, stream_));
+      const int i = static_cast<int>(slot - d_flags_);
+      GK_CHECK(cudaMemcpyAsync(h_flags_ + i, slot, sizeof(ErrorFlags), cudaMemcpyDeviceToHost, stream_));
+      pending_.push_back(PendingCheck{i, op, cuda_op.flags_message});
     }
     return Status::Ok();
   });

@@ -14,7 +14,7 @@
 // next slot of a ring of kFlagSlots ErrorFlags: reset, raised by its kernels, copied back to pinned host
 // memory in stream order. The next Drain() turns the first raised slot into a RANGE outcome (docs/
 // DESIGN.md, "Errors"). With every slot in flight, the op drains first (and reports an earlier op's raised
-// check).
+// check). An op that fails before its flags' copy is enqueued registers no check (OpWork).
 //
 // Errors. Every CUDA call is checked; a failure becomes an outcome with the GrpoKernelsError code of its
 // cudaError_t (OutcomeOf) and a message naming the call. Nothing aborts the process.

@@ -48,6 +48,28 @@ describe.skipIf(gpu.ctx === undefined)('cuda: injected CUDA failures (emulator)'
     await logprobsOk(cuda);
   });
 
+  it("an op whose kernel launch fails leaves no device check behind: the flags an earlier op raised in its slot are not reported again at a later op's read", async () => {
+    const x = cuda.tensor(logitsHost, [N, V], 'f32');
+    const bad = Int32Array.from(targets);
+    bad[3] = V + 7;
+    const badOnDevice = cuda.tensor(bad, [N], 'i32'); // checked by the kernel, not the host
+    // 1. A target only the device sees is out of range: the first check slot raised, reported at the read.
+    const first = await cuda.logprobs(x, badOnDevice);
+    const e1 = await rejection(first.logprobs.read());
+    expect(e1.code).toBe('RANGE');
+    expect(e1.message).toMatch(/targets/);
+    // 2. The next op takes that slot again; its kernel fails to launch, so its flags are never copied back.
+    inject('launch@logprobs_fwd:cudaErrorInvalidValue');
+    const e2 = await rejection(cuda.logprobs(x, targets));
+    expect(e2.message).toMatch(/logprobs_fwd/);
+    delete process.env.GK_EMU_FAULT;
+    // 3. A good op's read is not failed by the slot's old flags.
+    const good = await cuda.logprobs(x, targets);
+    const lp = await good.logprobs.read();
+    for (const v of lp) expect(Number.isFinite(v) && v <= 0).toBe(true);
+    for (const t of [x, badOnDevice, first.logprobs, first.lse, good.logprobs, good.lse]) t.dispose();
+  });
+
   it('a failed upload (fire-and-forget) is reported by the next awaited call, naming cudaMemcpyAsync', async () => {
     await cuda.synchronize();
     inject('cudaMemcpyAsync:cudaErrorLaunchTimeout');
