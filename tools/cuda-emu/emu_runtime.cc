@@ -850,6 +850,19 @@ int wgmma_k(const WgmmaOp& op) { return op.type == 2 ? 8 : 16; }
        ") at shared address " + std::to_string(a) + ", past the block's " + std::to_string(dyn_bytes) +
        " bytes of dynamic shared memory");
 }
+// The raw bits of one E-byte element at p.
+template <uint32_t E>
+uint32_t element_bits(const unsigned char* p) {
+  if constexpr (E == 2) {
+    uint16_t h;
+    std::memcpy(&h, p, 2);
+    return h;
+  } else {
+    uint32_t w;
+    std::memcpy(&w, p, 4);
+    return w;
+  }
+}
 // Elements (mn, 0 … kk) of an operand of 1 << LE-byte elements, as raw bits, into out. K-major, each
 // 16 bytes of a row (T = 16 / e elements from a k that is a multiple of T) lie together in one 16-byte
 // chunk in every layout of the table (a swizzle moves whole chunks), so they are read as one.
@@ -859,34 +872,17 @@ void wgmma_read_row(const BlockRun& b, const WgmmaDesc& d, bool mn_major, uint32
   constexpr uint32_t e = 1u << LE, t = 16 / e;
   if (!mn_major && kk % t == 0) {
     bool inside = true;
-    for (uint32_t k = 0; k < kk; k += t) {
+    for (uint32_t k = 0; k < kk && inside; k += t) {
       const uint32_t a = wgmma_address(d, false, LE, mn, k);
-      inside = size_t(a) + 16 <= b.dyn_bytes;
-      if (!inside) break;  // (the element loop below names the first element past the end)
-      unsigned char chunk[16];
-      std::memcpy(chunk, b.dyn_smem + a, 16);
-      for (uint32_t i = 0; i < t; ++i) {
-        if constexpr (e == 2) {
-          uint16_t h;
-          std::memcpy(&h, chunk + 2 * i, 2);
-          out[k + i] = h;
-        } else {
-          std::memcpy(&out[k + i], chunk + 4 * i, 4);
-        }
-      }
+      inside = size_t(a) + 16 <= b.dyn_bytes;  // (else the element loop below names the first element past it)
+      for (uint32_t i = 0; i < t && inside; ++i) out[k + i] = element_bits<e>(b.dyn_smem + a + e * i);
     }
     if (inside) return;
   }
   for (uint32_t k = 0; k < kk; ++k) {
     const uint32_t a = wgmma_address(d, mn_major, LE, mn, k);
     if (size_t(a) + e > b.dyn_bytes) wgmma_read_past(which, mn, k, a, b.dyn_bytes);
-    if constexpr (e == 2) {
-      uint16_t h;
-      std::memcpy(&h, b.dyn_smem + a, 2);
-      out[k] = h;
-    } else {
-      std::memcpy(&out[k], b.dyn_smem + a, 4);
-    }
+    out[k] = element_bits<e>(b.dyn_smem + a);
   }
 }
 // MN-major, elements (mn, k) and (mn + 1, k) for an even mn lie side by side in every layout of the
@@ -900,14 +896,8 @@ bool wgmma_read_mn_pair(const BlockRun& b, const WgmmaDesc& d, uint32_t mn, uint
   for (uint32_t k = 0; k < kk; ++k) {
     const uint32_t a = wgmma_address(d, true, LE, mn, k);
     if (size_t(a) + 2 * e > b.dyn_bytes) return false;
-    if constexpr (e == 2) {
-      uint16_t h[2];
-      std::memcpy(h, b.dyn_smem + a, 4);
-      out0[k] = h[0], out1[k] = h[1];
-    } else {
-      std::memcpy(&out0[k], b.dyn_smem + a, 4);
-      std::memcpy(&out1[k], b.dyn_smem + a + 4, 4);
-    }
+    out0[k] = element_bits<e>(b.dyn_smem + a);
+    out1[k] = element_bits<e>(b.dyn_smem + a + e);
   }
   return true;
 }
