@@ -602,6 +602,13 @@ struct WgmmaSetup {
   std::vector<double> a, b;  // a[m·kt + k], b[k·n + c]
   int kt = 0;
 };
+// The setup's shared-memory image in device memory (the caller frees it).
+unsigned char* device_image(const WgmmaSetup& s) {
+  unsigned char* dimg;
+  cudaMalloc(reinterpret_cast<void**>(&dimg), s.image.size());
+  std::memcpy(dimg, s.image.data(), s.image.size());
+  return dimg;
+}
 WgmmaSetup wgmma_setup(int type, int n, bool a_mn, int a_sw, bool b_mn, int b_sw, std::mt19937& rng, bool alt) {
   WgmmaSetup s;
   const int e = type == 2 ? 4 : 2, k_instr = type == 2 ? 8 : 16;
@@ -667,13 +674,11 @@ std::string wgmma_run(WgmmaSetup& s, int threads, bool scale_first, std::mt19937
   std::normal_distribution<float> nd(0.f, 4.f);
   for (float& x : io) x = scale_first ? nd(rng) : std::nanf("");
   const std::vector<float> init = io;
-  unsigned char* dimg;
+  unsigned char* dimg = device_image(s);
   float* dio;
   uint32_t* dbase;
-  cudaMalloc(reinterpret_cast<void**>(&dimg), s.image.size());
   cudaMalloc(reinterpret_cast<void**>(&dio), io.size() * 4);
   cudaMalloc(reinterpret_cast<void**>(&dbase), 4);
-  std::memcpy(dimg, s.image.data(), s.image.size());
   std::memcpy(dio, io.data(), io.size() * 4);
   wgmma_kernel<<<1, threads, s.image.size(), nullptr>>>(dimg, dio, dbase, s.c);
   const cudaError_t e = cudaGetLastError();
@@ -750,11 +755,9 @@ void test_wgmma() {
   {
     WgmmaSetup s = wgmma_setup(0, 64, false, 1, false, 1, rng, false);
     std::vector<float> out(128 * 70);
-    unsigned char* dimg;
+    unsigned char* dimg = device_image(s);
     float* dout;
-    cudaMalloc(reinterpret_cast<void**>(&dimg), s.image.size());
     cudaMalloc(reinterpret_cast<void**>(&dout), out.size() * 4);
-    std::memcpy(dimg, s.image.data(), s.image.size());
     wgmma_pipeline_kernel<<<1, 128, s.image.size(), nullptr>>>(dimg, dout, s.c);
     const cudaError_t e = cudaGetLastError();
     std::memcpy(out.data(), dout, out.size() * 4);
@@ -779,9 +782,7 @@ void test_wgmma() {
   // What the emulator refuses.
   {
     WgmmaSetup s = wgmma_setup(0, 64, false, 1, false, 1, rng, false);
-    unsigned char* dimg;
-    cudaMalloc(reinterpret_cast<void**>(&dimg), s.image.size());
-    std::memcpy(dimg, s.image.data(), s.image.size());
+    unsigned char* dimg = device_image(s);
     struct Refusal {
       const char* what;
       const char* needle;
@@ -809,9 +810,7 @@ void test_wgmma() {
   // columns at a time): the launch fails, naming the element.
   for (const bool b_mn : {false, true}) {
     WgmmaSetup s = wgmma_setup(0, 64, false, 1, b_mn, 1, rng, false);
-    unsigned char* dimg;
-    cudaMalloc(reinterpret_cast<void**>(&dimg), s.image.size());
-    std::memcpy(dimg, s.image.data(), s.image.size());
+    unsigned char* dimg = device_image(s);
     s.c.mode = 11;
     wgmma_fail_kernel<<<1, 128, s.image.size(), nullptr>>>(dimg, s.c);
     expect_failure(cudaErrorLaunchFailure,
