@@ -8,7 +8,7 @@ import * as lp from './api/logprobs.js';
 import * as pl from './api/policy.js';
 import * as thr from './api/thr.js';
 import type { TensorLike } from './api/validate.js';
-import { checkOptions, hostArrayName, ownedView } from './api/validate.js';
+import { checkDetached, checkOptions, describe, hostArrayName, ownedView, quote } from './api/validate.js';
 import type {
   AdvantagesResult,
   Backend,
@@ -95,16 +95,22 @@ export class Context {
   tensor<D extends DType>(data: HostArrayMap[D], shape?: readonly number[], dtype?: D): Tensor<D>;
   tensor<D extends DType>(data: HostArrayMap[D], shape?: readonly number[], dtype?: D): Tensor<D> {
     if (!ArrayBuffer.isView(data)) fail('DTYPE', 'data', 'expected a typed array');
-    const dt = (dtype ?? inferDType(data)) as D | undefined;
-    if (dt === undefined) fail('DTYPE', 'dtype', `expected 'f16' or 'bf16' for a Uint16Array, got none`);
+    if (dtype === undefined && inferDType(data) === undefined) {
+      fail(
+        'DTYPE',
+        data instanceof Uint16Array ? 'dtype' : 'data',
+        data instanceof Uint16Array
+          ? `expected 'f16' or 'bf16' for a Uint16Array, got none`
+          : `expected a Float32Array, Int32Array, Uint8Array, or a Uint16Array with dtype 'f16' or 'bf16', got ${describe(data)}`,
+      );
+    }
+    const dt = (dtype === undefined ? inferDType(data) : dtype) as D; // null is a wrong dtype, not none
     if (!DTYPES.includes(dt))
-      fail('DTYPE', 'dtype', `expected one of ${DTYPES.join(', ')}, got ${String(dt)}`);
+      fail('DTYPE', 'dtype', `expected one of ${DTYPES.join(', ')}, got ${quote(dt)}`);
     if (!isHostArrayOf(data, dt))
       fail('DTYPE', 'data', `expected a ${hostArrayName(dt)} for dtype ${dt}, got ${data.constructor.name}`);
-    const s = shape ?? [data.length];
-    if (!Array.isArray(s) || !s.every((d) => Number.isInteger(d) && d >= 0)) {
-      fail('SHAPE', 'shape', `expected an array of non-negative integers, got ${JSON.stringify(s)}`);
-    }
+    checkDetached('data', data);
+    const s = checkTensorShape(shape ?? [data.length]);
     const n = s.reduce((a, b) => a * b, 1);
     if (n !== data.length)
       fail('SHAPE', 'shape', `expected its product (${n}) to equal data.length (${data.length})`);
@@ -119,7 +125,9 @@ export class Context {
         'fromGPUBuffer',
         `only the webgpu backend wraps GPUBuffers; this context is ${this.backend}`,
       );
-    return this.#own(this.#live('fromGPUBuffer').fromGPUBuffer!(buffer, shape, dtype));
+    const backend = this.#live('fromGPUBuffer');
+    checkWrapDType(dtype);
+    return this.#own(backend.fromGPUBuffer!(buffer, checkTensorShape(shape), dtype));
   }
 
   /** CUDA: wraps a caller's device pointer (no copy; the caller keeps ownership). */
@@ -134,7 +142,9 @@ export class Context {
         'fromDevicePointer',
         `only the cuda backend wraps device pointers; this context is ${this.backend}`,
       );
-    return this.#own(this.#live('fromDevicePointer').fromDevicePointer!(pointer, shape, dtype));
+    const backend = this.#live('fromDevicePointer');
+    checkWrapDType(dtype);
+    return this.#own(backend.fromDevicePointer!(pointer, checkTensorShape(shape), dtype));
   }
 
   // ------------------------------------------------------------ logprobs family
@@ -318,15 +328,49 @@ export class Context {
   }
 }
 
+/**
+ * A tensor's shape: an array of non-negative safe integers (a dimension past 2^53 − 1 is not exact,
+ * which a zero-size shape such as [2^60, 0] would otherwise carry into the ops' size arithmetic).
+ */
+function checkTensorShape(shape: unknown): readonly number[] {
+  if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
+    fail(
+      'SHAPE',
+      'shape',
+      `expected an array of non-negative integers ≤ 2^53 − 1, got ${Array.isArray(shape) ? JSON.stringify(shape) : describe(shape)}`,
+    );
+  }
+  return shape as readonly number[];
+}
+
+/** The dtype of a wrapped buffer or pointer: nothing infers it, so it must be one of DTYPES. */
+function checkWrapDType(dtype: unknown): void {
+  if (!(DTYPES as readonly unknown[]).includes(dtype))
+    fail('DTYPE', 'dtype', `expected one of ${DTYPES.join(', ')}, got ${quote(dtype)}`);
+}
+
 /** Starts a backend. `auto` records why it skipped each backend in `ctx.skipped`. */
 export async function createContext(options: CreateContextOptions = {}): Promise<Context> {
   checkOptions<CreateContextOptions>('options', options, ['backend', 'device', 'deviceIndex', 'threads']);
-  const choice = options.backend ?? 'auto';
+  // An absent backend is 'auto'; null, like any other value, must name one.
+  const choice = options.backend === undefined ? 'auto' : options.backend;
   const threads = options.threads;
   if (threads !== undefined) {
     if (typeof threads !== 'number') fail('DTYPE', 'threads', `expected a number, got ${typeof threads}`);
     if (!Number.isInteger(threads) || threads < 1)
       fail('RANGE', 'threads', `expected a positive integer, got ${threads}`);
+  }
+  // Checked for every backend (cpu ignores it, and 'auto' would only skip cuda with it).
+  const deviceIndex = options.deviceIndex;
+  if (deviceIndex !== undefined) {
+    if (typeof deviceIndex !== 'number')
+      fail('DTYPE', 'deviceIndex', `expected a number, got ${describe(deviceIndex)}`);
+    if (!Number.isInteger(deviceIndex) || deviceIndex < 0)
+      fail(
+        'BACKEND_UNAVAILABLE',
+        'deviceIndex',
+        `expected an integer ≥ 0 (a device ordinal), got ${deviceIndex}`,
+      );
   }
   if (choice === 'auto') {
     const { backend, skipped } = await loadAuto(options);

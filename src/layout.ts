@@ -81,8 +81,16 @@ export function groupOffsetsFromSize(
   groupSize: number,
   argument = 'groupSize',
 ): Int32Array {
-  if (!Number.isInteger(groupSize) || groupSize < 1)
-    fail('RANGE', argument, `expected an integer ≥ 1, got ${groupSize}`);
+  // Offsets are i32: R past 2^31 − 1 would wrap to negative offsets, a negative R has no groups.
+  if (
+    typeof numResponses !== 'number' ||
+    !Number.isInteger(numResponses) ||
+    numResponses < 0 ||
+    numResponses > I32_MAX
+  )
+    fail('RANGE', 'numResponses', `expected an integer in [0, 2^31 − 1], got ${String(numResponses)}`);
+  if (typeof groupSize !== 'number' || !Number.isInteger(groupSize) || groupSize < 1)
+    fail('RANGE', argument, `expected an integer ≥ 1, got ${String(groupSize)}`);
   if (numResponses % groupSize !== 0) {
     fail(
       'LAYOUT',
@@ -147,10 +155,8 @@ export interface Packing {
  * need not be contiguous (left and right padding both work); their order is kept.
  */
 export function packMask(mask: ArrayLike<number>, shape: readonly [number, number]): Packing {
-  const [r, t] = shape;
-  if (!Number.isInteger(r) || !Number.isInteger(t) || r < 0 || t < 0) {
-    fail('SHAPE', 'shape', `expected [R, T] with non-negative integers, got [${shape.join(', ')}]`);
-  }
+  if (!isArrayLike(mask)) fail('DTYPE', 'mask', 'expected a typed array or an array of [R·T] flags');
+  const [r, t] = checkPaddedShape(shape);
   if (mask.length !== r * t)
     fail('SHAPE', 'mask', `expected ${r}·${t} = ${r * t} elements, got ${mask.length}`);
   const responseOffsets = new Int32Array(r + 1);
@@ -170,7 +176,8 @@ export function pack<A extends Float32Array | Int32Array | Uint8Array | Uint16Ar
   values: A,
   packing: Packing,
 ): A {
-  const [r, t] = packing.shape;
+  checkPackedValues('values', values);
+  const [r, t] = checkPacking(packing);
   if (values.length !== r * t)
     fail('SHAPE', 'values', `expected ${r * t} elements (the padded [R, T]), got ${values.length}`);
   const out = new (values.constructor as new (n: number) => A)(packing.positions.length);
@@ -184,6 +191,8 @@ export function unpack<A extends Float32Array | Int32Array | Uint8Array | Uint16
   packing: Packing,
   fill = 0,
 ): A {
+  checkPackedValues('packed', packed);
+  checkPacking(packing);
   if (packed.length !== packing.positions.length) {
     fail(
       'SHAPE',
@@ -196,4 +205,55 @@ export function unpack<A extends Float32Array | Int32Array | Uint8Array | Uint16
   if (fill !== 0) out.fill(fill);
   for (let i = 0; i < packing.positions.length; i++) out[packing.positions[i]] = packed[i];
   return out;
+}
+
+const I32_MAX = 2 ** 31 - 1;
+
+function isArrayLike(x: unknown): x is ArrayLike<number> {
+  return Array.isArray(x) || (ArrayBuffer.isView(x) && !(x instanceof DataView));
+}
+
+/** [R, T] of a padded batch: non-negative integers whose offsets and flat positions fit i32. */
+function checkPaddedShape(shape: unknown, argument = 'shape'): [number, number] {
+  const ok =
+    Array.isArray(shape) &&
+    shape.length === 2 &&
+    shape.every((d) => typeof d === 'number' && Number.isInteger(d) && d >= 0);
+  if (!ok) fail('SHAPE', argument, `expected [R, T] with non-negative integers, got ${describeShape(shape)}`);
+  const [r, t] = shape as [number, number];
+  if (r * t > I32_MAX || r > I32_MAX - 1)
+    fail('SHAPE', argument, `expected R·T ≤ 2^31 − 1 (i32 offsets and positions), got [${r}, ${t}]`);
+  return [r, t];
+}
+
+function describeShape(shape: unknown): string {
+  return Array.isArray(shape) ? `[${shape.join(', ')}]` : String(shape);
+}
+
+/** The typed array pack and unpack copy (the kinds they can allocate again). */
+function checkPackedValues(argument: string, values: unknown): void {
+  const ok =
+    values instanceof Float32Array ||
+    values instanceof Int32Array ||
+    values instanceof Uint8Array ||
+    values instanceof Uint16Array;
+  if (!ok) fail('DTYPE', argument, 'expected a Float32Array, Int32Array, Uint8Array or Uint16Array');
+}
+
+/**
+ * A Packing from packMask: its positions must lie inside its [R, T] (a position outside would be read
+ * as undefined, i.e. 0, by pack and written past the padded array by unpack).
+ */
+function checkPacking(packing: unknown): [number, number] {
+  const p = packing as Partial<Packing> | null;
+  if (typeof p !== 'object' || p === null || !(p.positions instanceof Int32Array))
+    fail('DTYPE', 'packing', 'expected the { responseOffsets, positions, shape } packMask returns');
+  const [r, t] = checkPaddedShape(p.shape, 'packing.shape');
+  const n = r * t;
+  const pos = p.positions;
+  for (let i = 0; i < pos.length; i++) {
+    if (pos[i] < 0 || pos[i] >= n)
+      fail('RANGE', 'packing', `expected positions in [0, ${n}) (its R·T), got positions[${i}] = ${pos[i]}`);
+  }
+  return [r, t];
 }

@@ -6,6 +6,7 @@
  * For benchmarks and capacity planning; it allocates nothing.
  */
 import type { DeviceInfo } from '../backends/backend.js';
+import { Context } from '../context.js';
 import type { FloatDType } from '../dtypes.js';
 import { FLOAT_DTYPES } from '../dtypes.js';
 import { fail } from '../errors.js';
@@ -30,8 +31,9 @@ export async function lmheadScratchBytes(
   ctx: { readonly backend: BackendName; readonly device: DeviceInfo },
   shape: LmheadShape,
 ): Promise<{ forward: number; backward: number }> {
-  if (typeof ctx !== 'object' || ctx === null || typeof (ctx as { backend?: unknown }).backend !== 'string')
-    fail('DTYPE', 'ctx', `expected a Context, got ${describe(ctx)}`);
+  // A Context, not an object shaped like one: the plans read its device's limits (webgpu) and thread
+  // count (cpu, passed to the addon), and an unknown backend name fell through to the cuda addon.
+  if (!(ctx instanceof Context)) fail('DTYPE', 'ctx', `expected a Context, got ${describe(ctx)}`);
   const o = checkOptions<LmheadShape>('shape', shape, ['rows', 'vocab', 'dim', 'dtype', 'gradDtype']);
   if (shape === undefined) fail('DTYPE', 'shape', 'expected { rows, vocab, dim, dtype }, got undefined');
   const rows = checkNumber('shape.rows', o.rows, { integer: true, min: 0, max: 2 ** 31 - 1 });

@@ -328,7 +328,9 @@ export async function mergeLogprobStates(
   let end = 0;
   let temperature = 0;
   let ignoreIndex = 0;
-  states.forEach((s: unknown, i: number) => {
+  // An index loop, not forEach: a hole in a sparse array is a missing state, not one to skip.
+  for (let i = 0; i < states.length; i++) {
+    const s: unknown = states[i];
     const name = `states[${i}]`;
     if (typeof s !== 'object' || s === null)
       fail('DTYPE', name, `expected a state object, got ${describe(s)}`);
@@ -389,7 +391,7 @@ export async function mergeLogprobStates(
       temperature: t,
       ignoreIndex: ig,
     });
-  });
+  }
   return withInputs(backend, async (take) => {
     const tg = take('targets', targets, ['i32'], [rows]);
     checkTargets(targets, end, ignoreIndex);

@@ -40,13 +40,17 @@ export function asTensor<D extends DType>(
       fail('BACKEND_UNAVAILABLE', argument, `expected a Tensor of a live context: ${(e as Error).message}`);
     }
     const owner = ownerOf(value);
-    if (value.backend !== backend.name || (owner !== undefined && owner !== backend)) {
+    if (value.backend !== backend.name || owner !== backend) {
       fail(
         'DTYPE',
         argument,
         value.backend !== backend.name
           ? `expected a Tensor of this context's backend (${backend.name}), got one of ${value.backend}`
-          : `expected a Tensor of this context, got one made by another ${value.backend} context`,
+          : owner === undefined
+            ? // `new Tensor(...)` by hand: its storage may be anything (another tensor's, of another
+              // size or dtype), which a backend would read past or misread.
+              'expected a Tensor made by this context (ctx.tensor, an op, fromGPUBuffer), got one constructed directly'
+            : `expected a Tensor of this context, got one made by another ${value.backend} context`,
       );
     }
     if (!(dtypes as readonly DType[]).includes(value.dtype)) {
@@ -72,6 +76,7 @@ export function asTensor<D extends DType>(
         `expected a ${dtypes.map(hostArrayName).join(' or ')} (dtype ${dtypes.join(' or ')}), got ${value.constructor.name}`,
       );
     }
+    checkDetached(argument, value);
     const arr = ownedView(value as unknown as HostArrayMap[D]);
     tensor = backend.upload(arr, [arr.length], dtype as D);
     uploaded = true;
@@ -96,6 +101,24 @@ export function ownedView<A extends ArrayBufferView>(data: A): A {
     return (data as unknown as { slice(): A }).slice();
   }
   return data;
+}
+
+/**
+ * Refuses a typed array whose ArrayBuffer was detached (transferred, e.g. to a worker): it reads as
+ * empty, and copying it throws a TypeError. Only an empty view can be detached, so this costs nothing
+ * on real data.
+ */
+export function checkDetached(argument: string, value: ArrayBufferView): void {
+  if (value.byteLength !== 0 || value.buffer.byteLength !== 0) return;
+  try {
+    new Uint8Array(value.buffer);
+  } catch {
+    fail(
+      'DTYPE',
+      argument,
+      `expected a typed array with its memory, got a ${value.constructor.name} whose ArrayBuffer was detached (transferred)`,
+    );
+  }
 }
 
 export function hostArrayName(dtype: DType): string {

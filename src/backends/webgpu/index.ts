@@ -111,68 +111,69 @@ export class WebGpuBackend implements Backend {
 
   // ------------------------------------------------------------ logprobs family (logprobs.ts)
   logprobs(a: LogprobsArgs): Promise<LogprobsResult> {
-    return pinInputs(a, (s) => webgpuLogprobs(this.kit, s));
+    return pinInputs(a, (s) => this.kit.rt.ordered(() => webgpuLogprobs(this.kit, s)));
   }
   logprobsBackward(a: LogprobsBackwardArgs): Promise<Tensor<FloatDType>> {
-    return pinInputs(a, (s) => webgpuLogprobsBackward(this.kit, s));
+    return pinInputs(a, (s) => this.kit.rt.ordered(() => webgpuLogprobsBackward(this.kit, s)));
   }
   gatherProbs(a: GatherProbsArgs): Promise<Tensor<'f32'>> {
-    return pinInputs(a, (s) => webgpuGatherProbs(this.kit, s));
+    return pinInputs(a, (s) => this.kit.rt.ordered(() => webgpuGatherProbs(this.kit, s)));
   }
 
   // ------------------------------------------------------------ LM-head family (lmhead.ts)
   linearLogprobs(a: LinearLogprobsArgs): Promise<LogprobsResult> {
-    return pinInputs(a, (s) => webgpuLinearLogprobs(this.kit, s));
+    return pinInputs(a, (s) => this.kit.rt.ordered(() => webgpuLinearLogprobs(this.kit, s)));
   }
   linearLogprobsBackward(a: LinearLogprobsBackwardArgs): Promise<LinearLogprobsGrads<FloatDType>> {
-    return pinInputs(a, (s) => webgpuLinearLogprobsBackward(this.kit, s));
+    return pinInputs(a, (s) => this.kit.rt.ordered(() => webgpuLinearLogprobsBackward(this.kit, s)));
   }
   logprobStates(a: LogprobStatesArgs): Promise<LogprobStates> {
-    return pinInputs(a, (s) => webgpuLogprobStates(this.kit, s));
+    return pinInputs(a, (s) => this.kit.rt.ordered(() => webgpuLogprobStates(this.kit, s)));
   }
   linearLogprobStates(a: LinearLogprobStatesArgs): Promise<LogprobStates> {
-    return pinInputs(a, (s) => webgpuLinearLogprobStates(this.kit, s));
+    return pinInputs(a, (s) => this.kit.rt.ordered(() => webgpuLinearLogprobStates(this.kit, s)));
   }
   mergeLogprobStates(a: MergeLogprobStatesArgs): Promise<LogprobsResult> {
-    return pinInputs(a, (s) => webgpuMergeLogprobStates(this.kit, s));
+    return pinInputs(a, (s) => this.kit.rt.ordered(() => webgpuMergeLogprobStates(this.kit, s)));
   }
 
   // ------------------------------------------------------------ advantages family (advantages.ts)
   advantages(a: AdvantagesArgs): Promise<AdvantagesResult> {
-    return pinInputs(a, (s) => webgpuAdvantages(this.kit, s));
+    return pinInputs(a, (s) => this.kit.rt.ordered(() => webgpuAdvantages(this.kit, s)));
   }
   expandToTokens(a: ExpandToTokensArgs): Promise<Tensor<'f32'>> {
-    return pinInputs(a, (s) => webgpuExpandToTokens(this.kit, s));
+    return pinInputs(a, (s) => this.kit.rt.ordered(() => webgpuExpandToTokens(this.kit, s)));
   }
   whiten(a: WhitenArgs): Promise<Tensor<'f32'>> {
-    return pinInputs(a, (s) => webgpuWhiten(this.kit, s));
+    return pinInputs(a, (s) => this.kit.rt.ordered(() => webgpuWhiten(this.kit, s)));
   }
 
   // ------------------------------------------------------------ THR family (thr.ts)
   tokenHiddenReward(a: TokenHiddenRewardArgs): Promise<ThrResult> {
-    return pinInputs(a, (s) => webgpuTokenHiddenReward(this.kit, s));
+    return pinInputs(a, (s) => this.kit.rt.ordered(() => webgpuTokenHiddenReward(this.kit, s)));
   }
   thrReweight(a: ThrReweightArgs): Promise<Tensor<'f32'>> {
-    return pinInputs(a, (s) => webgpuThrReweight(this.kit, s));
+    return pinInputs(a, (s) => this.kit.rt.ordered(() => webgpuThrReweight(this.kit, s)));
   }
   thrAggregate(a: ThrAggregateArgs): Promise<Tensor<'f32'>> {
-    return pinInputs(a, (s) => webgpuThrAggregate(this.kit, s));
+    return pinInputs(a, (s) => this.kit.rt.ordered(() => webgpuThrAggregate(this.kit, s)));
   }
   thrScore(a: ThrScoreArgs): Promise<ThrResult> {
-    return pinInputs(a, (s) => webgpuThrScore(this.kit, s));
+    return pinInputs(a, (s) => this.kit.rt.ordered(() => webgpuThrScore(this.kit, s)));
   }
 
   // ------------------------------------------------------------ policy loss (policy.ts)
   policyLoss(a: PolicyLossArgs): Promise<PolicyLossResult> {
-    return pinInputs(a, (s) => webgpuPolicyLoss(this.kit, s));
+    return pinInputs(a, (s) => this.kit.rt.ordered(() => webgpuPolicyLoss(this.kit, s)));
   }
 
   // ------------------------------------------------------------ timing, lifetime
   synchronize(): Promise<void> {
-    return this.kit.rt.synchronize();
+    const rt = this.kit.rt;
+    return rt.ordered(() => rt.synchronize());
   }
   copyProbe(bytes: number): Promise<number> {
-    return webgpuCopyProbe(this.kit.rt, bytes);
+    return this.kit.rt.ordered(() => webgpuCopyProbe(this.kit.rt, bytes));
   }
   dispose(): void {
     if (this.kit.rt.lostReason === undefined) this.kit.dispose();

@@ -451,6 +451,9 @@ export async function webgpuGatherProbs(k: WebGpuKit, a: GatherProbsArgs): Promi
     if (total === 0) return probs;
     const poffs = rt.transientData(Uint32Array.from(a.probsOffsets), Usage.STORAGE, 'probsOffsets');
     const gtok = rt.transientData(a.layout.groupTokenOffsets, Usage.STORAGE, 'groupTokenOffsets');
+    // The host offsets, which the API validated and planned this launch with (as js and cpu use
+    // them), not the vocab.offsets tensor: a device copy that disagrees with them moved the blocks.
+    const voffs = rt.transientData(a.vocab.hostOffsets, Usage.STORAGE, 'vocabOffsets');
     const enc = rt.device.createCommandEncoder({ label: 'gatherProbs' });
     const pass = enc.beginComputePass();
     for (const c of chunks) {
@@ -477,7 +480,7 @@ export async function webgpuGatherProbs(k: WebGpuKit, a: GatherProbsArgs): Promi
           { binding: 10, buffer: gpuStorage(a.lse, 'lse').buffer },
           { binding: 14, buffer: poffs },
           { binding: 15, buffer: gtok },
-          { binding: 16, buffer: gpuStorage(a.vocab.offsets, 'vocab.offsets').buffer },
+          { binding: 16, buffer: voffs },
           { binding: 17, buffer: gpuStorage(a.vocab.columns, 'vocab.columns').buffer },
           { binding: 18, buffer: gpuStorage(probs).buffer },
         ],

@@ -79,6 +79,10 @@ export class GpuRuntime {
   /** Times the host has waited for the queue (reads, synchronize, device checks): tests. */
   waits = 0;
   readonly #sizes = new WeakMap<GPUBuffer, number>();
+  /** GPUBuffer.prototype of this device's implementation (Dawn's or a browser's): see isBuffer. */
+  #bufferProto: object | undefined;
+  /** The last call queued by ordered(): every op, read and synchronize waits for it to settle. */
+  #tail: Promise<unknown> = Promise.resolve();
 
   constructor(acquired: AcquiredDevice) {
     this.device = acquired.device;
@@ -108,6 +112,21 @@ export class GpuRuntime {
 
   lostError(): GrpoKernelsError {
     return new GrpoKernelsError('DEVICE_LOST', this.lostReason ?? 'webgpu device lost');
+  }
+
+  /**
+   * Runs `fn` once every call queued before it by ordered() has settled, so that the caller's ops,
+   * reads and synchronizes reach the queue in the order they were called, as on the other backends
+   * (an in-place op called after an op that reads the same tensor must not overwrite it first, and a
+   * read called after it must see it). Without this, an op that awaits a pipeline compile was
+   * overtaken by a later op whose pipeline was cached (found by test/api-fuzz.test.ts). The host still
+   * runs ahead of the device: an op settles when it has submitted, not when the GPU has finished.
+   * Never call it from inside an ordered call (it would wait for itself).
+   */
+  ordered<T>(fn: () => Promise<T>): Promise<T> {
+    const p = this.#tail.then(fn);
+    this.#tail = p.catch(() => {});
+    return p;
   }
 
   /** Throws DEVICE_LOST when the device is gone. Call at the start of every op. */
@@ -146,11 +165,21 @@ export class GpuRuntime {
       );
     }
     const buffer = this.device.createBuffer({ size, usage, label });
+    this.#bufferProto ??= Object.getPrototypeOf(buffer) as object;
     this.#sizes.set(buffer, size);
     this.liveBytes += size;
     if (this.liveBytes > this.peakBytes) this.peakBytes = this.liveBytes;
     this.#created?.push(buffer);
     return buffer;
+  }
+
+  /**
+   * Whether `x` is a GPUBuffer of this WebGPU implementation (not an object that only looks like one,
+   * which Dawn refuses with a TypeError when it is bound or copied).
+   */
+  isBuffer(x: unknown): x is GPUBuffer {
+    if (this.#bufferProto === undefined) this.destroyBuffer(this.createBuffer(4, Usage.COPY_DST, 'probe'));
+    return typeof x === 'object' && x !== null && Object.prototype.isPrototypeOf.call(this.#bufferProto, x);
   }
 
   /** Destroys a buffer made by createBuffer (idempotent). */

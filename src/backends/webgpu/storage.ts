@@ -41,7 +41,8 @@ export class GpuStorage<D extends DType> implements TensorStorage<D> {
   }
 
   async read(): Promise<HostArrayMap[D]> {
-    const raw = await this.rt.readBuffer(this.buffer, roundUp(this.bytes, 4));
+    // After every op called before it (GpuRuntime.ordered): an in-place op's result included.
+    const raw = await this.rt.ordered(() => this.rt.readBuffer(this.buffer, roundUp(this.bytes, 4)));
     return hostView(this.dtype, raw, this.length);
   }
 
@@ -127,8 +128,12 @@ export function wrapBuffer<D extends DType>(
 ): Tensor<D> {
   rt.check();
   const b = buffer as Partial<GPUBuffer>;
-  if (typeof b !== 'object' || b === null || typeof b.size !== 'number' || typeof b.usage !== 'number') {
-    throw new GrpoKernelsError('DTYPE', 'buffer: expected a GPUBuffer', { argument: 'buffer' });
+  if (!rt.isBuffer(b)) {
+    const got =
+      buffer === null ? 'null' : typeof buffer === 'object' ? 'another object' : `a ${typeof buffer}`;
+    throw new GrpoKernelsError('DTYPE', `buffer: expected a GPUBuffer of this context's WebGPU, got ${got}`, {
+      argument: 'buffer',
+    });
   }
   if (!Array.isArray(shape) || !shape.every((d) => Number.isInteger(d) && d >= 0)) {
     throw new GrpoKernelsError(
