@@ -21,7 +21,7 @@ export default defineConfig({
         test: {
           name: 'unit',
           include: ['test/**/*.test.ts'],
-          exclude: ['test/cuda/emu.test.ts', 'test/cuda/faults.test.ts'],
+          exclude: ['test/cuda/emu.test.ts', 'test/cuda/faults.test.ts', 'test/cuda/faults-sweep.test.ts'],
           // dist/ built once, before any file runs (the browser, package and CLI tests use it).
           globalSetup: ['test/build-setup.ts'],
         },
@@ -33,7 +33,12 @@ export default defineConfig({
         extends: true,
         test: {
           name: 'cuda-emu',
-          include: ['test/cuda/emu.test.ts', 'test/cuda/faults.test.ts', 'test/cuda/ops*.test.ts'],
+          include: [
+            'test/cuda/emu.test.ts',
+            'test/cuda/faults.test.ts',
+            'test/cuda/faults-sweep.test.ts',
+            'test/cuda/ops*.test.ts',
+          ],
           globalSetup: ['test/cuda/emu-setup.ts'],
           env: {
             GRPO_KERNELS_NATIVE_PATH: `${root}build/emu/grpo_kernels_native.node`,

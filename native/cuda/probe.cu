@@ -25,13 +25,27 @@ Status launch_copy_probe(uint64_t bytes, const LaunchEnv& env, Scratch& scratch,
   std::vector<float> ms;
   Status st = Status::Ok();
   for (int i = 0; i < 9 && st.ok(); ++i) {
+    // The failing call by name (a message names the call, as GK_CHECK's do).
+    const char* call = "cudaEventRecord(e0)";
     cudaError_t e = cudaEventRecord(e0, env.stream);
-    if (e == cudaSuccess) e = cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice, env.stream);
-    if (e == cudaSuccess) e = cudaEventRecord(e1, env.stream);
-    if (e == cudaSuccess) e = cudaEventSynchronize(e1);
+    if (e == cudaSuccess) {
+      call = "cudaMemcpyAsync(device to device)";
+      e = cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice, env.stream);
+    }
+    if (e == cudaSuccess) {
+      call = "cudaEventRecord(e1)";
+      e = cudaEventRecord(e1, env.stream);
+    }
+    if (e == cudaSuccess) {
+      call = "cudaEventSynchronize(e1)";
+      e = cudaEventSynchronize(e1);
+    }
     float t = 0;
-    if (e == cudaSuccess) e = cudaEventElapsedTime(&t, e0, e1);
-    if (e != cudaSuccess) st = Status::FromCuda(e, "copyProbe copy", __FILE__, __LINE__);
+    if (e == cudaSuccess) {
+      call = "cudaEventElapsedTime";
+      e = cudaEventElapsedTime(&t, e0, e1);
+    }
+    if (e != cudaSuccess) st = Status::FromCuda(e, call, __FILE__, __LINE__);
     if (i >= 2) ms.push_back(t);
   }
   cudaEventDestroy(e0);

@@ -164,9 +164,16 @@ export async function restrictedVocab(
     host = tokens;
   }
   const h = buildRestrictedVocab(host, l);
-  const offsets = backend.upload(h.offsets, [h.offsets.length], 'i32');
-  const columns = backend.upload(h.columns, [h.columns.length], 'i32');
-  const tokenColumn = backend.upload(h.tokenColumn, [h.tokenColumn.length], 'i32');
+  // Each upload allocates: one that fails (OUT_OF_MEMORY) must not leave the earlier ones allocated
+  // (found by test/cuda/faults-sweep.test.ts).
+  const made: Tensor<'i32'>[] = [];
+  try {
+    for (const a of [h.offsets, h.columns, h.tokenColumn]) made.push(backend.upload(a, [a.length], 'i32'));
+  } catch (e) {
+    for (const t of made) t.dispose();
+    throw e;
+  }
+  const [offsets, columns, tokenColumn] = made;
   return { offsets, columns, tokenColumn, host: h };
 }
 

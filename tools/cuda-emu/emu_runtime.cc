@@ -1508,17 +1508,29 @@ cudaError_t run_grid(dim3 grid, dim3 block, size_t smem, cudaStream_t, Body body
 }
 
 // ------------------------------------------------------------------------------ fault injection
-// For test/cuda/faults.test.ts: GK_EMU_FAULT="<call>:<error>" makes the next call named <call> (a
-// runtime function such as cudaMallocAsync, or "launch" for a kernel launch) fail with <error> (a
-// cudaError name); "launch@<text>:<error>" the next launch of a kernel whose name contains <text> (the
-// tests' proof of which kernel a path runs). Each value of the variable fires once (until the variable
-// is unset); a suffix "#<anything>" makes a new value, to fire the same fault again. An error that
-// corrupts a real CUDA context (cudaErrorIllegalAddress, cudaErrorLaunchFailure) is then returned by
-// every later call, as there;
-// GK_EMU_FAULT=reset clears that (the emulator's escape hatch; a real process cannot).
+// For test/cuda/faults.test.ts and faults-sweep.test.ts. GK_EMU_FAULT="<call>[@<text>][~<k>]:<error>"
+// makes a call named <call> fail with <error> (a cudaError name). <call> is a runtime function that
+// takes a GK_EMU_FAULT_POINT below (cudaMallocAsync, cudaMemcpyAsync, cudaEventRecord, ...) or "launch"
+// for a kernel launch; "@<text>" counts only the launches whose kernel name contains <text> (the tests'
+// proof of which kernel a path runs); "~<k>" fails the k-th such call (k ≥ 1) counted from the moment
+// the emulator first sees the value, instead of the next one (a sweep of every call an op makes). Each
+// value of the variable fires once; a new value (or the same one after the variable was unset, or after
+// another value was seen) is armed afresh, and a suffix "#<anything>" makes a new value, to fire the
+// same fault again. An error that corrupts a real CUDA context (cudaErrorIllegalAddress,
+// cudaErrorLaunchFailure) is then returned by every later call, as there; GK_EMU_FAULT=reset clears
+// that (the emulator's escape hatch; a real process cannot).
+//
+// GK_EMU_CALL_LOG=<file>: every call GK_EMU_FAULT can name appends a line to <file> as it begins:
+// "<call> <bytes>" (<bytes>: the emulated device memory live at that moment, cudaMalloc and
+// cudaMallocAsync less what was freed), "launch <bytes> <kernel name>" for a launch. A test counts an
+// op's calls by name from it (the k it may pass to "~<k>"), and reads the live bytes of the call that
+// follows its frees (a synchronize's cudaStreamSynchronize) to see that nothing leaked. Read at every
+// call, so a test may set and unset it as it goes.
 namespace {
 std::mutex fault_mu;
-std::string fault_seen;  // the last value acted on
+std::string fault_armed;  // the value being counted against (empty: none)
+int64_t fault_count = 0;  // matching calls since it was armed
+bool fault_fired = false;
 cudaError_t sticky = cudaSuccess;
 
 cudaError_t error_named(const std::string& n) {
@@ -1536,35 +1548,80 @@ cudaError_t error_named(const std::string& n) {
   std::fprintf(stderr, "grpo-kernels CUDA emulator: GK_EMU_FAULT names an unknown error %s\n", n.c_str());
   return cudaErrorUnknown;
 }
+
+// A parsed GK_EMU_FAULT value (other than "reset").
+struct FaultSpec {
+  std::string call, text, error;
+  int64_t k = 1;
+  bool ok = false;
+};
+FaultSpec parse_fault(const std::string& v) {
+  FaultSpec f;
+  const size_t colon = v.find(':');
+  if (colon == std::string::npos) return f;
+  std::string head = v.substr(0, colon);
+  f.error = v.substr(colon + 1);
+  f.error = f.error.substr(0, f.error.find('#'));
+  const size_t tilde = head.rfind('~');
+  if (tilde != std::string::npos) {
+    const std::string k = head.substr(tilde + 1);
+    char* end = nullptr;
+    f.k = std::strtoll(k.c_str(), &end, 10);
+    if (k.empty() || *end != '\0' || f.k < 1) {
+      std::fprintf(stderr, "grpo-kernels CUDA emulator: GK_EMU_FAULT=%s: ~<k> needs an integer k >= 1\n", v.c_str());
+      return f;
+    }
+    head.resize(tilde);
+  }
+  const size_t at = head.find('@');
+  if (at != std::string::npos) {
+    f.text = head.substr(at + 1);
+    head.resize(at);
+  }
+  f.call = head;
+  f.ok = !f.call.empty();
+  return f;
+}
+
+FaultSpec fault_spec;  // fault_armed, parsed
+
+size_t live_device_bytes();  // runtime calls, below
+
+void log_call(const char* call, const char* detail) {
+  const char* path = std::getenv("GK_EMU_CALL_LOG");
+  if (!path || !*path) return;
+  if (FILE* f = std::fopen(path, "a")) {
+    std::fprintf(f, "%s %zu%s%s\n", call, live_device_bytes(), detail ? " " : "", detail ? detail : "");
+    std::fclose(f);
+  }
+}
 }  // namespace
 
 cudaError_t fault(const char* call, const char* detail) {
   std::lock_guard<std::mutex> lock(fault_mu);
+  log_call(call, detail);
   const char* env = std::getenv("GK_EMU_FAULT");
   const std::string v = env ? env : "";
-  if (v.empty()) fault_seen.clear();  // unset: the same value set again fires again
-  if (v != fault_seen) {
-    // "<call>@<text>:": only where detail (a launch's kernel name) contains <text>.
-    const std::string at = std::string(call) + "@";
-    size_t skip = 0;
-    if (v.rfind(at, 0) == 0 && detail) {
-      const size_t colon = v.find(':', at.size());
-      if (colon != std::string::npos && std::strstr(detail, v.substr(at.size(), colon - at.size()).c_str()))
-        skip = colon + 1;
-    }
-    if (v == "reset") {
-      sticky = cudaSuccess;
-      fault_seen = v;
-    } else if (skip > 0 || v.rfind(std::string(call) + ":", 0) == 0) {
-      fault_seen = v;
-      std::string name = v.substr(skip > 0 ? skip : std::strlen(call) + 1);
-      name = name.substr(0, name.find('#'));
-      const cudaError_t e = error_named(name);
-      if (e == cudaErrorIllegalAddress || e == cudaErrorLaunchFailure) sticky = e;
-      return e;
-    }
+  if (v != fault_armed) {  // a new value (or unset): armed afresh
+    fault_armed = v;
+    fault_count = 0;
+    fault_fired = false;
+    fault_spec = v.empty() || v == "reset" ? FaultSpec{} : parse_fault(v);
   }
-  return sticky;
+  if (v.empty() || fault_fired) return sticky;
+  if (v == "reset") {
+    sticky = cudaSuccess;
+    fault_fired = true;
+    return sticky;
+  }
+  const FaultSpec& f = fault_spec;
+  if (!f.ok || f.call != call) return sticky;
+  if (!f.text.empty() && !(detail && std::strstr(detail, f.text.c_str()))) return sticky;
+  if (++fault_count < f.k) return sticky;
+  fault_fired = true;
+  const cudaError_t e = error_named(f.error);
+  if (e == cudaErrorIllegalAddress || e == cudaErrorLaunchFailure) sticky = e;
+  return e;
 }
 
 // ------------------------------------------------------------------------------- runtime calls
@@ -1602,6 +1659,10 @@ cudaError_t emu_free(void* p) {
   mem_live.erase(it);
   std::free(p);
   return cudaSuccess;
+}
+size_t live_device_bytes() {
+  std::lock_guard<std::mutex> lock(mem_mu);
+  return mem_used;
 }
 double now_ms() {
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now().time_since_epoch()).count();
@@ -1747,6 +1808,7 @@ cudaError_t cudaDriverGetVersion(int* v) {
   return cudaSuccess;
 }
 cudaError_t cudaStreamCreateWithFlags(cudaStream_t* s, unsigned flags) {
+  GK_EMU_FAULT_POINT("cudaStreamCreateWithFlags");
   *s = new CUstream_st{int(flags)};
   return cudaSuccess;
 }
@@ -1777,11 +1839,32 @@ cudaError_t cudaMallocAsync(void** p, size_t n, cudaStream_t) {
 }
 cudaError_t cudaFree(void* p) { return gkemu::emu_free(p); }
 cudaError_t cudaFreeAsync(void* p, cudaStream_t) { return gkemu::emu_free(p); }
-cudaError_t cudaMallocHost(void** p, size_t n) {
+}  // extern "C"
+
+// cudaMallocHost and cudaHostAlloc, cudaEventCreate and cudaEventCreateWithFlags: one body each.
+namespace gkemu {
+namespace {
+cudaError_t host_alloc(void** p, size_t n) {
   *p = std::malloc(n == 0 ? 1 : n);
   return *p ? cudaSuccess : cudaErrorMemoryAllocation;
 }
-cudaError_t cudaHostAlloc(void** p, size_t n, unsigned) { return cudaMallocHost(p, n); }
+cudaError_t event_create(cudaEvent_t* e) {
+  *e = new CUevent_st{0};
+  return cudaSuccess;
+}
+}  // namespace
+}  // namespace gkemu
+extern "C" {
+cudaError_t cudaMallocHost(void** p, size_t n) {
+  GK_EMU_FAULT_POINT("cudaMallocHost");
+  return gkemu::host_alloc(p, n);
+}
+// cuda_runtime.h's typed C++ overload cudaMallocHost(T**, size, flags) calls this: the source says
+// cudaMallocHost, and so do GK_EMU_FAULT and GK_EMU_CALL_LOG.
+cudaError_t cudaHostAlloc(void** p, size_t n, unsigned) {
+  GK_EMU_FAULT_POINT("cudaMallocHost");
+  return gkemu::host_alloc(p, n);
+}
 cudaError_t cudaFreeHost(void* p) {
   std::free(p);
   return cudaSuccess;
@@ -1797,15 +1880,19 @@ cudaError_t cudaMemsetAsync(void* p, int v, size_t n, cudaStream_t) {
   return cudaSuccess;
 }
 cudaError_t cudaEventCreate(cudaEvent_t* e) {
-  *e = new CUevent_st{0};
-  return cudaSuccess;
+  GK_EMU_FAULT_POINT("cudaEventCreate");
+  return gkemu::event_create(e);
 }
-cudaError_t cudaEventCreateWithFlags(cudaEvent_t* e, unsigned) { return cudaEventCreate(e); }
+cudaError_t cudaEventCreateWithFlags(cudaEvent_t* e, unsigned) {
+  GK_EMU_FAULT_POINT("cudaEventCreateWithFlags");
+  return gkemu::event_create(e);
+}
 cudaError_t cudaEventDestroy(cudaEvent_t e) {
   delete e;
   return cudaSuccess;
 }
 cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t) {
+  GK_EMU_FAULT_POINT("cudaEventRecord");
   e->ms = gkemu::now_ms();
   return cudaSuccess;
 }

@@ -1,7 +1,8 @@
 /** The advantages family on CUDA: argument plumbing to native/cuda/advantages.cu. */
 import type { Tensor } from '../../tensor.js';
 import type { AdvantagesArgs, AdvantagesResult, ExpandToTokensArgs, WhitenArgs } from '../backend.js';
-import { type CudaMemory, optPtr, ptrOf, runWithOutputs, withPoison } from './storage.js';
+import { native } from './native.js';
+import { type CudaMemory, optPtr, ptrOf, withOutputs, withPoison } from './storage.js';
 
 /**
  * n when every group has n ≥ 1 members (offsets 0, n, 2n, …), else 0. Such groups go to the addon as
@@ -21,13 +22,12 @@ export function cudaAdvantages(mem: CudaMemory, a: AdvantagesArgs): Promise<Adva
   const groupSize = uniformGroupSize(a.groupOffsets);
   const perToken = a.estimator === 'reinforce_pp_baseline';
   const n = perToken ? a.numTokens : a.numResponses;
-  const advantages = mem.empty('f32', [n]);
-  const mean = mem.empty('f32', [G]);
-  const std = mem.empty('f32', [G]);
-  const degenerate = mem.empty('u8', [G]);
-  return runWithOutputs(
-    [advantages, mean, std, degenerate],
-    () =>
+  return withOutputs(mem, async (out) => {
+    const advantages = out.empty('f32', [n]);
+    const mean = out.empty('f32', [G]);
+    const std = out.empty('f32', [G]);
+    const degenerate = out.empty('u8', [G]);
+    await native(() =>
       mem.device.advantages(
         withPoison({
           rewards: ptrOf(a.rewards),
@@ -49,27 +49,27 @@ export function cudaAdvantages(mem: CudaMemory, a: AdvantagesArgs): Promise<Adva
           outDegenerate: ptrOf(degenerate),
         }),
       ),
-    () => ({ advantages, mean, std, degenerate }),
-  );
+    );
+    return { advantages, mean, std, degenerate };
+  });
 }
 
 export function cudaExpandToTokens(mem: CudaMemory, a: ExpandToTokensArgs): Promise<Tensor<'f32'>> {
-  const out = mem.empty('f32', [a.numTokens]);
-  return runWithOutputs(
-    [out],
-    () =>
+  return withOutputs(mem, async (outputs) => {
+    const out = outputs.empty('f32', [a.numTokens]);
+    await native(() =>
       mem.device.expandToTokens(
         withPoison({ values: ptrOf(a.values), responseOffsets: a.responseOffsets, out: ptrOf(out) }),
       ),
-    () => out,
-  );
+    );
+    return out;
+  });
 }
 
 export function cudaWhiten(mem: CudaMemory, a: WhitenArgs): Promise<Tensor<'f32'>> {
-  const out = mem.empty('f32', a.values.shape);
-  return runWithOutputs(
-    [out],
-    () =>
+  return withOutputs(mem, async (outputs) => {
+    const out = outputs.empty('f32', a.values.shape);
+    await native(() =>
       mem.device.whiten(
         withPoison({
           values: ptrOf(a.values),
@@ -82,6 +82,7 @@ export function cudaWhiten(mem: CudaMemory, a: WhitenArgs): Promise<Tensor<'f32'
           out: ptrOf(out),
         }),
       ),
-    () => out,
-  );
+    );
+    return out;
+  });
 }

@@ -11,7 +11,8 @@ import type {
   LogprobsResult,
   MergeLogprobStatesArgs,
 } from '../backend.js';
-import { type CudaMemory, optPtr, ptrOf, runWithOutputs, withPoison } from './storage.js';
+import { native } from './native.js';
+import { type CudaMemory, type OutputScope, optPtr, ptrOf, withOutputs, withPoison } from './storage.js';
 
 /**
  * The LM head's tiles (native/cuda/lmhead.cu): 'mma' mma.sync, 'wgmma' Hopper's warpgroup MMAs fed by
@@ -82,13 +83,12 @@ function head(a: LinearLogprobsArgs) {
 }
 
 export function cudaLinearLogprobs(mem: CudaMemory, a: LinearLogprobsArgs): Promise<LogprobsResult> {
-  const logprobs = mem.empty('f32', [a.rows]);
-  const lse = mem.empty('f32', [a.rows]);
-  const entropy = a.entropy ? mem.empty('f32', [a.rows]) : undefined;
-  const sumSquares = a.sumSquares ? mem.empty('f32', [a.rows]) : undefined;
-  return runWithOutputs(
-    [logprobs, lse, entropy, sumSquares],
-    () =>
+  return withOutputs(mem, async (out) => {
+    const logprobs = out.empty('f32', [a.rows]);
+    const lse = out.empty('f32', [a.rows]);
+    const entropy = a.entropy ? out.empty('f32', [a.rows]) : undefined;
+    const sumSquares = a.sumSquares ? out.empty('f32', [a.rows]) : undefined;
+    await native(() =>
       mem.device.linearLogprobs(
         withPoison({
           ...head(a),
@@ -99,24 +99,22 @@ export function cudaLinearLogprobs(mem: CudaMemory, a: LinearLogprobsArgs): Prom
           outSumSquares: optPtr(sumSquares),
         }),
       ),
-    () => {
-      const r: LogprobsResult = { logprobs, lse };
-      if (entropy) r.entropy = entropy;
-      if (sumSquares) r.sumSquares = sumSquares;
-      return r;
-    },
-  );
+    );
+    const r: LogprobsResult = { logprobs, lse };
+    if (entropy) r.entropy = entropy;
+    if (sumSquares) r.sumSquares = sumSquares;
+    return r;
+  });
 }
 
 /** The state's output tensors, and their arguments. */
-function stateOutputs(mem: CudaMemory, rows: number, entropy: boolean, sumSquares: boolean) {
-  const max = mem.empty('f32', [rows]);
-  const sumExp = mem.empty('f32', [rows]);
-  const sumExpDelta = entropy ? mem.empty('f32', [rows]) : undefined;
-  const sumExpSq = sumSquares ? mem.empty('f32', [rows]) : undefined;
-  const targetLogit = mem.empty('f32', [rows]);
+function stateOutputs(out: OutputScope, rows: number, entropy: boolean, sumSquares: boolean) {
+  const max = out.empty('f32', [rows]);
+  const sumExp = out.empty('f32', [rows]);
+  const sumExpDelta = entropy ? out.empty('f32', [rows]) : undefined;
+  const sumExpSq = sumSquares ? out.empty('f32', [rows]) : undefined;
+  const targetLogit = out.empty('f32', [rows]);
   return {
-    tensors: [max, sumExp, sumExpDelta, sumExpSq, targetLogit],
     args: {
       outMax: ptrOf(max),
       outSumExp: ptrOf(sumExp),
@@ -142,22 +140,21 @@ function stateOutputs(mem: CudaMemory, rows: number, entropy: boolean, sumSquare
 }
 
 export function cudaLinearLogprobStates(mem: CudaMemory, a: LinearLogprobStatesArgs): Promise<LogprobStates> {
-  const o = stateOutputs(mem, a.rows, a.entropy, a.sumSquares);
-  return runWithOutputs(
-    o.tensors,
-    () =>
+  return withOutputs(mem, async (out) => {
+    const o = stateOutputs(out, a.rows, a.entropy, a.sumSquares);
+    await native(() =>
       mem.device.linearLogprobStates(
         withPoison({ ...head(a), path: pathArg(), vocabStart: a.vocabStart, ...o.args }),
       ),
-    () => o.state(a),
-  );
+    );
+    return o.state(a);
+  });
 }
 
 export function cudaLogprobStates(mem: CudaMemory, a: LogprobStatesArgs): Promise<LogprobStates> {
-  const o = stateOutputs(mem, a.rows, a.entropy, a.sumSquares);
-  return runWithOutputs(
-    o.tensors,
-    () =>
+  return withOutputs(mem, async (out) => {
+    const o = stateOutputs(out, a.rows, a.entropy, a.sumSquares);
+    await native(() =>
       mem.device.logprobStates(
         withPoison({
           logits: ptrOf(a.logits),
@@ -171,20 +168,20 @@ export function cudaLogprobStates(mem: CudaMemory, a: LogprobStatesArgs): Promis
           ...o.args,
         }),
       ),
-    () => o.state(a),
-  );
+    );
+    return o.state(a);
+  });
 }
 
 export function cudaMergeLogprobStates(mem: CudaMemory, a: MergeLogprobStatesArgs): Promise<LogprobsResult> {
-  const logprobs = mem.empty('f32', [a.rows]);
-  const lse = mem.empty('f32', [a.rows]);
-  const entropy = a.entropy ? mem.empty('f32', [a.rows]) : undefined;
-  const sumSquares = a.sumSquares ? mem.empty('f32', [a.rows]) : undefined;
   const ptrs = (f: (s: LogprobStates) => Tensor<'f32'> | undefined) =>
     BigUint64Array.from(a.states.map((s) => optPtr(f(s)) ?? 0n));
-  return runWithOutputs(
-    [logprobs, lse, entropy, sumSquares],
-    () =>
+  return withOutputs(mem, async (out) => {
+    const logprobs = out.empty('f32', [a.rows]);
+    const lse = out.empty('f32', [a.rows]);
+    const entropy = a.entropy ? out.empty('f32', [a.rows]) : undefined;
+    const sumSquares = a.sumSquares ? out.empty('f32', [a.rows]) : undefined;
+    await native(() =>
       mem.device.mergeLogprobStates(
         withPoison({
           statesMax: ptrs((s) => s.max),
@@ -205,13 +202,12 @@ export function cudaMergeLogprobStates(mem: CudaMemory, a: MergeLogprobStatesArg
           outSumSquares: optPtr(sumSquares),
         }),
       ),
-    () => {
-      const r: LogprobsResult = { logprobs, lse };
-      if (entropy) r.entropy = entropy;
-      if (sumSquares) r.sumSquares = sumSquares;
-      return r;
-    },
-  );
+    );
+    const r: LogprobsResult = { logprobs, lse };
+    if (entropy) r.entropy = entropy;
+    if (sumSquares) r.sumSquares = sumSquares;
+    return r;
+  });
 }
 
 export function cudaLinearLogprobsBackward(
@@ -219,12 +215,11 @@ export function cudaLinearLogprobsBackward(
   a: LinearLogprobsBackwardArgs,
 ): Promise<LinearLogprobsGrads<FloatDType>> {
   const gd = a.gradDtype;
-  const gradHidden = mem.empty(gd, [a.rows, a.dim]);
-  const gradWeight = mem.empty(gd, [a.vocab, a.dim]);
-  const gradBias = a.bias ? mem.empty(gd, [a.vocab]) : undefined;
-  return runWithOutputs(
-    [gradHidden, gradWeight, gradBias],
-    () =>
+  return withOutputs(mem, async (out) => {
+    const gradHidden = out.empty(gd, [a.rows, a.dim]);
+    const gradWeight = out.empty(gd, [a.vocab, a.dim]);
+    const gradBias = a.bias ? out.empty(gd, [a.vocab]) : undefined;
+    await native(() =>
       mem.device.linearLogprobsBackward(
         withPoison({
           ...head({ ...a, entropy: false, sumSquares: false }),
@@ -243,10 +238,9 @@ export function cudaLinearLogprobsBackward(
           chunkVocab: lmheadTuning.chunkVocab > 0 ? lmheadTuning.chunkVocab : undefined,
         }),
       ),
-    () => {
-      const r: LinearLogprobsGrads<FloatDType> = { gradHidden, gradWeight };
-      if (gradBias) r.gradBias = gradBias;
-      return r;
-    },
-  );
+    );
+    const r: LinearLogprobsGrads<FloatDType> = { gradHidden, gradWeight };
+    if (gradBias) r.gradBias = gradBias;
+    return r;
+  });
 }

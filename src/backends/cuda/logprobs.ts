@@ -2,19 +2,19 @@
 import type { FloatDType } from '../../dtypes.js';
 import type { Tensor } from '../../tensor.js';
 import type { GatherProbsArgs, LogprobsArgs, LogprobsBackwardArgs, LogprobsResult } from '../backend.js';
-import { type CudaMemory, optPtr, ptrOf, runWithOutputs, withPoison } from './storage.js';
+import { native } from './native.js';
+import { type CudaMemory, optPtr, ptrOf, withOutputs, withPoison } from './storage.js';
 
 /** Test hook: this many vocabulary segments in the forward instead of the count V fixes (0); changes the bits. */
 export const logprobsTuning = { splits: 0 };
 
 export function cudaLogprobs(mem: CudaMemory, a: LogprobsArgs): Promise<LogprobsResult> {
-  const logprobs = mem.empty('f32', [a.rows]);
-  const lse = mem.empty('f32', [a.rows]);
-  const entropy = a.entropy ? mem.empty('f32', [a.rows]) : undefined;
-  const sumSquares = a.sumSquares ? mem.empty('f32', [a.rows]) : undefined;
-  return runWithOutputs(
-    [logprobs, lse, entropy, sumSquares],
-    () =>
+  return withOutputs(mem, async (out) => {
+    const logprobs = out.empty('f32', [a.rows]);
+    const lse = out.empty('f32', [a.rows]);
+    const entropy = a.entropy ? out.empty('f32', [a.rows]) : undefined;
+    const sumSquares = a.sumSquares ? out.empty('f32', [a.rows]) : undefined;
+    await native(() =>
       mem.device.logprobs(
         withPoison({
           logits: ptrOf(a.logits),
@@ -31,13 +31,12 @@ export function cudaLogprobs(mem: CudaMemory, a: LogprobsArgs): Promise<Logprobs
           splits: logprobsTuning.splits,
         }),
       ),
-    () => {
-      const r: LogprobsResult = { logprobs, lse };
-      if (entropy) r.entropy = entropy;
-      if (sumSquares) r.sumSquares = sumSquares;
-      return r;
-    },
-  );
+    );
+    const r: LogprobsResult = { logprobs, lse };
+    if (entropy) r.entropy = entropy;
+    if (sumSquares) r.sumSquares = sumSquares;
+    return r;
+  });
 }
 
 /**
@@ -49,10 +48,9 @@ export function cudaLogprobsBackward(
   a: LogprobsBackwardArgs,
   options: { inPlace?: boolean } = {},
 ): Promise<Tensor<FloatDType>> {
-  const out = options.inPlace ? a.logits : mem.empty(a.logits.dtype, [a.rows, a.vocab]);
-  return runWithOutputs(
-    options.inPlace ? [] : [out],
-    () =>
+  return withOutputs(mem, async (outputs) => {
+    const out = options.inPlace ? a.logits : outputs.empty(a.logits.dtype, [a.rows, a.vocab]);
+    await native(() =>
       mem.device.logprobsBackward(
         withPoison({
           logits: ptrOf(a.logits),
@@ -69,17 +67,17 @@ export function cudaLogprobsBackward(
           outGradLogits: ptrOf(out),
         }),
       ),
-    () => out,
-  );
+    );
+    return out;
+  });
 }
 
 export function cudaGatherProbs(mem: CudaMemory, a: GatherProbsArgs): Promise<Tensor<'f32'>> {
   const G = a.layout.numGroups;
   const total = a.probsOffsets[G];
-  const probs = mem.empty('f32', [total]);
-  return runWithOutputs(
-    [probs],
-    () =>
+  return withOutputs(mem, async (out) => {
+    const probs = out.empty('f32', [total]);
+    await native(() =>
       mem.device.gatherProbs(
         withPoison({
           logits: ptrOf(a.logits),
@@ -95,6 +93,7 @@ export function cudaGatherProbs(mem: CudaMemory, a: GatherProbsArgs): Promise<Te
           outProbs: ptrOf(probs),
         }),
       ),
-    () => probs,
-  );
+    );
+    return probs;
+  });
 }

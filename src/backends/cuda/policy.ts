@@ -2,7 +2,8 @@
 import { POLICY_STATS, type PolicyLossArgs, type PolicyLossResult } from '../backend.js';
 import { policyNativeArgs } from '../policy-native.js';
 import type { NativePolicyLossArgs } from './native.js';
-import { type CudaMemory, optPtr, ptrOf, runWithOutputs, withPoison } from './storage.js';
+import { native } from './native.js';
+import { type CudaMemory, optPtr, ptrOf, withOutputs, withPoison } from './storage.js';
 
 /** The kernel layouts of native/cuda/policy.cu: the launcher's choice, a warp per response, or flat. */
 export type PolicyPath = 'auto' | 'warp' | 'flat';
@@ -21,31 +22,28 @@ export const policyTuning: { path: PolicyPath; chunkResponses: number; chunkToke
 
 export function cudaPolicyLoss(mem: CudaMemory, a: PolicyLossArgs): Promise<PolicyLossResult> {
   const T = a.numTokens;
-  const loss = mem.empty('f32', [1]);
-  const gradLogprobs = mem.empty('f32', [T]);
-  const gradEntropy = a.entropy ? mem.empty('f32', [T]) : undefined;
-  const tokenLoss = a.tokenLoss ? mem.empty('f32', [T]) : undefined;
-  const stats = mem.empty('f32', [POLICY_STATS.length]);
-  const args: NativePolicyLossArgs = {
-    ...policyNativeArgs(a, ptrOf, ptrOf, {
-      loss: ptrOf(loss),
-      gradLogprobs: ptrOf(gradLogprobs),
-      gradEntropy: optPtr(gradEntropy),
-      tokenLoss: optPtr(tokenLoss),
-      stats: ptrOf(stats),
-    }),
-    chunkResponses: policyTuning.chunkResponses > 0 ? policyTuning.chunkResponses : undefined,
-    path: policyTuning.path === 'auto' ? undefined : PATH_CODES[policyTuning.path],
-    chunkTokens: policyTuning.chunkTokens > 0 ? policyTuning.chunkTokens : undefined,
-  };
-  return runWithOutputs(
-    [loss, gradLogprobs, gradEntropy, tokenLoss, stats],
-    () => mem.device.policyLoss(withPoison(args)),
-    () => {
-      const r: PolicyLossResult = { loss, gradLogprobs, stats };
-      if (gradEntropy) r.gradEntropy = gradEntropy;
-      if (tokenLoss) r.tokenLoss = tokenLoss;
-      return r;
-    },
-  );
+  return withOutputs(mem, async (out) => {
+    const loss = out.empty('f32', [1]);
+    const gradLogprobs = out.empty('f32', [T]);
+    const gradEntropy = a.entropy ? out.empty('f32', [T]) : undefined;
+    const tokenLoss = a.tokenLoss ? out.empty('f32', [T]) : undefined;
+    const stats = out.empty('f32', [POLICY_STATS.length]);
+    const args: NativePolicyLossArgs = {
+      ...policyNativeArgs(a, ptrOf, ptrOf, {
+        loss: ptrOf(loss),
+        gradLogprobs: ptrOf(gradLogprobs),
+        gradEntropy: optPtr(gradEntropy),
+        tokenLoss: optPtr(tokenLoss),
+        stats: ptrOf(stats),
+      }),
+      chunkResponses: policyTuning.chunkResponses > 0 ? policyTuning.chunkResponses : undefined,
+      path: policyTuning.path === 'auto' ? undefined : PATH_CODES[policyTuning.path],
+      chunkTokens: policyTuning.chunkTokens > 0 ? policyTuning.chunkTokens : undefined,
+    };
+    await native(() => mem.device.policyLoss(withPoison(args)));
+    const r: PolicyLossResult = { loss, gradLogprobs, stats };
+    if (gradEntropy) r.gradEntropy = gradEntropy;
+    if (tokenLoss) r.tokenLoss = tokenLoss;
+    return r;
+  });
 }

@@ -91,17 +91,31 @@ export function withPoison<A extends object>(args: A): A & { poison?: number } {
   return p === undefined ? args : { ...args, poison: p };
 }
 
-/** Runs an op on freshly allocated outputs; disposes them if it fails. */
-export async function runWithOutputs<R>(
-  outputs: readonly (Tensor | undefined)[],
-  call: () => Promise<void>,
-  result: () => R,
-): Promise<R> {
+/** What an op allocates its outputs with (withOutputs). */
+export interface OutputScope {
+  /** A new uninitialised output tensor (CudaMemory.empty), disposed if the op fails. */
+  empty<D extends DType>(dtype: D, shape: readonly number[]): Tensor<D>;
+}
+
+/**
+ * Runs an op on outputs it allocates through `out` and returns its result. If anything fails (an
+ * allocation: OUT_OF_MEMORY thrown after earlier outputs were made; the native call; building the
+ * arguments), every output made so far is disposed before the error propagates: a failed op leaves no
+ * device memory behind.
+ */
+export async function withOutputs<R>(mem: CudaMemory, body: (out: OutputScope) => Promise<R>): Promise<R> {
+  const made: Tensor[] = [];
+  const out: OutputScope = {
+    empty(dtype, shape) {
+      const t = mem.empty(dtype, shape);
+      made.push(t);
+      return t;
+    },
+  };
   try {
-    await native(call);
+    return await body(out);
   } catch (e) {
-    for (const t of outputs) t?.dispose();
+    for (const t of made) t.dispose();
     throw e;
   }
-  return result();
 }

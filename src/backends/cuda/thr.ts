@@ -11,7 +11,8 @@ import type {
   TokenHiddenRewardArgs,
 } from '../backend.js';
 import { reweightHostArgs, thrHostArgs } from '../thr-native.js';
-import { type CudaMemory, ptrOf, runWithOutputs, withPoison } from './storage.js';
+import { native } from './native.js';
+import { type CudaMemory, ptrOf, withOutputs, withPoison } from './storage.js';
 
 /** The scores' tiles (ThrParams::path in native/cuda/thr.cuh). */
 export type ThrPath =
@@ -88,22 +89,20 @@ function thrArgs(a: Omit<TokenHiddenRewardArgs, 'beta'>) {
 /** THR's aggregate M_g, stacked [ΣK_g, d] f32 (thr.cu, ThrStep::Aggregate). */
 export function cudaThrAggregate(mem: CudaMemory, a: ThrAggregateArgs): Promise<Tensor<'f32'>> {
   const rows = a.vocab.hostOffsets[a.layout.numGroups];
-  const aggregate = mem.empty('f32', [rows, a.dim]);
-  return runWithOutputs(
-    [aggregate],
-    () => mem.device.thrAggregate(withPoison({ ...thrArgs(a), aggregate: ptrOf(aggregate) })),
-    () => aggregate,
-  );
+  return withOutputs(mem, async (out) => {
+    const aggregate = out.empty('f32', [rows, a.dim]);
+    await native(() => mem.device.thrAggregate(withPoison({ ...thrArgs(a), aggregate: ptrOf(aggregate) })));
+    return aggregate;
+  });
 }
 
 /** THR and tau from an aggregate (thr.cu, ThrStep::Score). */
 export function cudaThrScore(mem: CudaMemory, a: ThrScoreArgs): Promise<ThrResult> {
   const { layout } = a;
-  const thr = mem.empty('f32', [layout.numTokens]);
-  const tau = mem.empty('f32', [layout.numGroups]);
-  return runWithOutputs(
-    [thr, tau],
-    () =>
+  return withOutputs(mem, async (out) => {
+    const thr = out.empty('f32', [layout.numTokens]);
+    const tau = out.empty('f32', [layout.numGroups]);
+    await native(() =>
       mem.device.thrScore(
         withPoison({
           ...thrArgs(a),
@@ -113,17 +112,17 @@ export function cudaThrScore(mem: CudaMemory, a: ThrScoreArgs): Promise<ThrResul
           outTau: ptrOf(tau),
         }),
       ),
-    () => ({ thr, tau }),
-  );
+    );
+    return { thr, tau };
+  });
 }
 
 export function cudaTokenHiddenReward(mem: CudaMemory, a: TokenHiddenRewardArgs): Promise<ThrResult> {
   const { layout } = a;
-  const thr = mem.empty('f32', [layout.numTokens]);
-  const tau = mem.empty('f32', [layout.numGroups]);
-  return runWithOutputs(
-    [thr, tau],
-    () =>
+  return withOutputs(mem, async (out) => {
+    const thr = out.empty('f32', [layout.numTokens]);
+    const tau = out.empty('f32', [layout.numGroups]);
+    await native(() =>
       mem.device.tokenHiddenReward(
         withPoison({
           ...thrArgs(a),
@@ -132,16 +131,16 @@ export function cudaTokenHiddenReward(mem: CudaMemory, a: TokenHiddenRewardArgs)
           outTau: ptrOf(tau),
         }),
       ),
-    () => ({ thr, tau }),
-  );
+    );
+    return { thr, tau };
+  });
 }
 
 export function cudaThrReweight(mem: CudaMemory, a: ThrReweightArgs): Promise<Tensor<'f32'>> {
   const { layout } = a;
-  const out = mem.empty('f32', [layout.numTokens]);
-  return runWithOutputs(
-    [out],
-    () =>
+  return withOutputs(mem, async (outputs) => {
+    const out = outputs.empty('f32', [layout.numTokens]);
+    await native(() =>
       mem.device.thrReweight(
         withPoison({
           ...reweightHostArgs(a),
@@ -151,6 +150,7 @@ export function cudaThrReweight(mem: CudaMemory, a: ThrReweightArgs): Promise<Te
           out: ptrOf(out),
         }),
       ),
-    () => out,
-  );
+    );
+    return out;
+  });
 }
