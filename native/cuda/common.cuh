@@ -5,7 +5,9 @@
 
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <climits>
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <type_traits>
@@ -167,7 +169,7 @@ class Scratch {
   Scratch(const Scratch&) = delete;
   Scratch& operator=(const Scratch&) = delete;
   ~Scratch() {
-    for (void* p : ptrs_) cudaFreeAsync(p, stream_);
+    for (const auto& [p, n] : ptrs_) cudaFreeAsync(p, stream_);
   }
   template <class T>
   Status alloc(T** p, size_t n) {
@@ -175,9 +177,29 @@ class Scratch {
     if (n == 0) n = 1;  // keep pointers valid even for empty arrays
     void* raw = nullptr;
     GK_CHECK(cudaMallocAsync(&raw, n * sizeof(T), stream_));
-    ptrs_.push_back(raw);
-    bytes_ += n * sizeof(T);
+    ptrs_.push_back({raw, n * sizeof(T)});
+    live_ += n * sizeof(T);
+    bytes_ = std::max(bytes_, live_);
     *p = static_cast<T*>(raw);
+    return Status::Ok();
+  }
+  // A buffer that grows from batch to batch: if n elements exceed cap, the old buffer (null, or one of
+  // this Scratch's) is freed, stream-ordered (after the kernels already enqueued that use it), and a
+  // new one of n elements takes its place, so a job holds its largest size, never the sum of its sizes.
+  template <class T>
+  Status grow(T** p, size_t& cap, size_t n) {
+    if (n <= cap) return Status::Ok();
+    if (*p) {
+      for (size_t i = 0; i < ptrs_.size(); ++i)
+        if (ptrs_[i].first == *p) {
+          GK_CHECK(cudaFreeAsync(ptrs_[i].first, stream_));
+          live_ -= ptrs_[i].second;
+          ptrs_.erase(ptrs_.begin() + std::ptrdiff_t(i));
+          break;
+        }
+    }
+    GK_TRY(alloc(p, n));
+    cap = n;
     return Status::Ok();
   }
   // alloc + copy from host. The host array may die when this returns: it was copied into the pinned
@@ -193,14 +215,14 @@ class Scratch {
     return Status::Ok();
   }
   cudaStream_t stream() const { return stream_; }
-  // Bytes allocated so far (the memory bounds are tested on it: addon stats().lastScratchBytes).
+  // The most bytes held at once (the memory bounds are tested on it: addon stats().lastScratchBytes).
   size_t bytes() const { return bytes_; }
 
  private:
   cudaStream_t stream_;
   HostStaging* staging_;
-  std::vector<void*> ptrs_;
-  size_t bytes_ = 0;
+  std::vector<std::pair<void*, size_t>> ptrs_;  // live allocations and their bytes
+  size_t live_ = 0, bytes_ = 0;
 };
 
 // ------------------------------------------------------------------- launchers shared by families

@@ -1225,7 +1225,7 @@ __global__ void __launch_bounds__(kThreads + 32, 1)
 // wgmma scores' rounding pass gives them (cvt.rna, in shared memory, every k-step) in the same order:
 // `auto`'s bits in 'tf32', with the pass taken out of the MMA loop. Bytes: 8 per element (hidden rows
 // once per call, M_g once per batch); no FLOPs but the rounding.
-__global__ void thr_round_kernel(const float* __restrict__ in, int64_t ld_in, float* out, int64_t ld_out,
+__global__ void thr_round_kernel(const float* in, int64_t ld_in, float* out, int64_t ld_out,
                                  int64_t rows, int64_t cols) {
   const int64_t n = rows * cols;
   for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += int64_t(gridDim.x) * blockDim.x) {
@@ -1479,10 +1479,7 @@ Status launch_m_tma(unsigned mb, const GroupList& mlist, const GroupGeom& geo, c
                     float*& buf, size_t& cap, Scratch& scratch, cudaStream_t stream) {
   const int64_t d = geo.d, n = int64_t(gid.size());
   const size_t need = (size_t(rows) + size_t(n) * size_t(d)) * size_t(pw);
-  if (need > cap) {  // (stream-ordered: the old one is freed after its users)
-    GK_TRY(scratch.alloc(&buf, need));
-    cap = need;
-  }
+  GK_TRY(scratch.grow(&buf, cap, need));  // (the old one freed, stream-ordered, after its users)
   float *at = buf, *bt = buf + size_t(rows) * size_t(pw);
   int64_t widest = d;  // the batch's widest operand, in rows
   for (const int g : gid) widest = std::max<int64_t>(widest, voff[size_t(g) + 1] - voff[size_t(g)]);
@@ -1696,14 +1693,10 @@ Status launch_token_hidden_reward(const ThrParams& p, const LaunchEnv& env, Scra
     const int64_t m_rows_of_batch = stacked ? p.vocab_offsets.back() : int64_t(used / size_t(ld_m));
     if (stacked) {
       M = p.aggregate;
-    } else if (used > m_cap) {  // grow the scratch (stream-ordered: the old one is freed after its users)
-      GK_TRY(scratch.alloc(&M, used));
-      m_cap = used;
+    } else {  // grow the scratch (the old one freed, stream-ordered, after its users)
+      GK_TRY(scratch.grow(&M, m_cap, used));
     }
-    if (scores && parts > part_cap) {
-      GK_TRY(scratch.alloc(&spart, parts));
-      part_cap = parts;
-    }
+    if (scores) GK_TRY(scratch.grow(&spart, part_cap, parts));
     int *d_gid = nullptr, *d_mt = nullptr, *d_st = nullptr, *d_ft = nullptr;
     long long *d_moff = nullptr, *d_part = nullptr;
     GK_TRY(scratch.upload(&d_gid, gid));

@@ -35,6 +35,7 @@
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { ThrPrecision } from '../../src/backends/backend.js';
+import type { NativeDevice } from '../../src/backends/cuda/native.js';
 import { thrTuning } from '../../src/backends/cuda/thr.js';
 import { setOutputPoison } from '../../src/debug.js';
 import type { Context, ThrAggregateOptions } from '../../src/index.js';
@@ -449,3 +450,56 @@ describe.skipIf(noGpu)('cuda THR scores on wgmma', () => {
     }
   });
 });
+
+describe.skipIf(noGpu)("cuda THR's scratch between M batches", () => {
+  afterEach(() => {
+    Object.assign(thrTuning, { mBudgetBytes: 0, path: 'auto' });
+  });
+
+  // One M batch per group: each batch's M_g, score partials and (paths 9 to 11) transposed operands
+  // outgrow the last batch's when the groups come in growing order. A buffer that grows replaces the one
+  // before it (stream-ordered), so the op holds the largest group's, not the sum of every size it had:
+  // the same bytes at once as when the largest group comes first and nothing grows. (Before, every
+  // outgrown buffer stayed until the op's end.)
+  for (const path of ['auto', 'tma-m'] as const) {
+    it(`${path}: groups in growing order hold the bytes of the largest first, with the same bits`, async () => {
+      const large = uniformGroup(8, 30, 4);
+      const probe = makeThrCase({ seed: 870, groups: [large], dim: 64, vocabSize: 400 });
+      const host = (seed: number, groups: ResponseSpec[][]) =>
+        makeThrCase({ seed, groups, dim: 64, vocabSize: 400 });
+      const small = [uniformGroup(4, 6, 2), uniformGroup(6, 14, 3)];
+      const growing = spliceCase(probe, host(871, [...small, large]), 2);
+      const largeFirst = spliceCase(probe, host(872, [large, ...small]), 0);
+      const { tokens, vocab } = groupSizes(growing);
+      for (let g = 1; g < 3; g++) {
+        expect(tokens[g], 'tokens grow').toBeGreaterThan(tokens[g - 1]);
+        expect(vocab[g], '|V*| grows').toBeGreaterThan(vocab[g - 1]);
+      }
+      expect(Math.max(...groupSizes(largeFirst).vocab), 'the largest |V*|').toBe(vocab[2]);
+      const device = nativeDevice(cuda);
+      Object.assign(thrTuning, { path, mBudgetBytes: 4 }); // 4 bytes: every group in its own batch
+      const peak: number[] = [];
+      const bits: number[][] = [];
+      for (const [c, at] of [
+        [growing, 2],
+        [largeFirst, 0],
+      ] as const) {
+        const r = await runThr(cuda, c, { precision: 'tf32' });
+        await cuda.synchronize();
+        peak.push(device.stats().lastScratchBytes);
+        const t0 = c.layout.responseOffsets[c.layout.groupOffsets[at]];
+        bits.push(f32Bits(r.thr.subarray(t0, t0 + probe.numTokens)));
+      }
+      expect(bits[0], "the large group's bits").toEqual(bits[1]);
+      expect(peak[0], 'bytes held at once, growing order against the largest first').toBe(peak[1]);
+    });
+  }
+});
+
+/** The NativeDevice behind a cuda context (through a tensor's storage). */
+function nativeDevice(c: Context): NativeDevice {
+  const t = c.tensor(new Float32Array(1));
+  const dev = (t.storage as unknown as { device: NativeDevice }).device;
+  t.dispose();
+  return dev;
+}
