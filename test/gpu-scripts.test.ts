@@ -281,9 +281,14 @@ describe('summarize.mjs: what a GPU call brought back, in the decision tables', 
       for (const prec of ['f32', 'tf32']) {
         const t = 2 + 10 * r();
         ms[`thr/${prec}${set}`] = t;
-        harness.push({ case: `tokenHiddenReward/${prec}${set}`, ms_median: t });
+        // The harness's FNV-1a of thr and tau: auto's and tma-wide's, compared below.
+        const bits = `${prec}${set}`.replace(/\W/g, '');
+        harness.push({ case: `tokenHiddenReward/${prec}${set}`, ms_median: t, bits });
       }
     }
+    // Bits the tests hold equal: 'tma-rounded' has auto's, 'tma' not 'tma-wide''s (a defect to show).
+    harness.push({ case: 'tokenHiddenReward/tf32 tma-rounded', ms_median: 9, bits: 'tf32' });
+    harness.push({ case: 'tokenHiddenReward/tf32 tma', ms_median: 9, bits: 'c0ffee' });
     // THR's batch rows (run.sh's THR_BATCH): the same case names, sizes.groups > 1, after the goal rows.
     for (const set of sets)
       for (const prec of ['f32', 'tf32']) {
@@ -363,6 +368,10 @@ describe('summarize.mjs: what a GPU call brought back, in the decision tables', 
       /test\/cuda\/ops-lmhead-chain\.test\.ts: 1 failed\n.*tma-chain has the bits of nothing/,
     );
     expect(s.stdout).toMatch(/LM_PATHS=0,5; THR_PATHS=0/);
+    expect(s.stdout).toContain("- one group, 'tf32': auto, tma-rounded: the same bits");
+    expect(s.stdout).toContain(
+      "- one group, 'tf32': tma, tma-wide: DIFFER (tma c0ffee, tma-wide tf32tmawide)",
+    );
     const rows = readFileSync(jsonl, 'utf8')
       .trim()
       .split('\n')

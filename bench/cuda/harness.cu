@@ -63,7 +63,8 @@
 //                                                             " chunks RxC"
 // Output: one JSON line per case on stdout: {case, sizes, bytes, flops, ms_median, ms_p10, ms_p90, reps,
 // rotate, gbps, tflops, copy_bytes, copy_ms_median, copy_ms_p10, copy_ms_p90, copy_rotate, copy_gbps,
-// fraction, device, cc, sms, l2_bytes, runtime, driver, date, version}. Progress and errors go to
+// fraction, device, cc, sms, l2_bytes, runtime, driver, date, version; THR's rows also bits: FNV-1a 64 of
+// thr and tau, which summarize.mjs compares across the tile sets the tests hold bit-equal}. Progress and errors go to
 // stderr. Any failed CUDA call or launcher Status, an error flag a kernel raised, or an implausible
 // output (the first 4096 elements of each output read back after its case: finite, log p ≤ 0, Σp² in
 // (0, 1]) is printed and exits 1 (bad arguments: 2).
@@ -98,8 +99,10 @@
 #include <cstring>
 #include <ctime>
 #include <functional>
+#include <initializer_list>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "advantages.cuh"
@@ -475,6 +478,21 @@ Status check_output(const Device& dev, const char* what, const void* p, int64_t 
   return Status::Ok();
 }
 
+// FNV-1a (64 bits) over the bytes of device arrays (copy 0 of each output, read back whole): THR's rows
+// carry it, so that the tile sets whose bits the tests assert equal (docs/cuda.md) can be compared at
+// the harness's sizes too, each in its own process (summarize.mjs checks them).
+Status bits_hash(const Device& dev, std::initializer_list<std::pair<const void*, size_t>> arrays, uint64_t* out) {
+  uint64_t h = 1469598103934665603ull;
+  for (const auto& [p, bytes] : arrays) {
+    std::vector<uint8_t> b(bytes);
+    GK_CHECK(cudaMemcpyAsync(b.data(), p, bytes, cudaMemcpyDeviceToHost, dev.stream));
+    GK_CHECK(cudaStreamSynchronize(dev.stream));
+    for (const uint8_t x : b) h = (h ^ x) * 1099511628211ull;
+  }
+  *out = h;
+  return Status::Ok();
+}
+
 // ------------------------------------------------------------------------------------------ output
 std::string json_str(const std::string& s) {
   std::string r = "\"";
@@ -504,7 +522,7 @@ std::string num(double x) {
 
 // sizes: a JSON object's members, already formatted.
 Status report(const Device& dev, const Options& o, const std::string& name, const std::string& sizes, double bytes,
-              double flops, const Timing& t) {
+              double flops, const Timing& t, const std::string& extra = "") {
   Timing c;
   double moved = 0;
   GK_TRY(time_copy(dev, o, bytes, &c, &moved));
@@ -523,7 +541,7 @@ Status report(const Device& dev, const Options& o, const std::string& name, cons
          std::to_string(dev.prop.minor) + "\",\"sms\":" + num(dev.prop.multiProcessorCount) +
          ",\"l2_bytes\":" + num(double(dev.l2)) + ",\"runtime\":" + num(dev.runtime) +
          ",\"driver\":" + num(dev.driver) + ",\"date\":" + json_str(dev.date) +
-         ",\"version\":" + json_str(GK_HARNESS_VERSION) + "}";
+         ",\"version\":" + json_str(GK_HARNESS_VERSION) + extra + "}";
   std::printf("%s\n", row.c_str());
   std::fflush(stdout);
   return Status::Ok();
@@ -867,12 +885,17 @@ Status run_thr(const Device& dev, const Options& o) {
     }, &t));
     GK_TRY(check_output(dev, "thr", thr.at<float>(0), T, 'f'));
     GK_TRY(check_output(dev, "tau", tau.at<float>(0), G, 'f'));
+    uint64_t h = 0;
+    GK_TRY(bits_hash(dev, {{thr.at<float>(0), size_t(T) * 4}, {tau.at<float>(0), size_t(G) * 4}}, &h));
+    char hex[24];
+    std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(h));
     static const char* const names[kThrPaths] = {"",           " mma",        " wgmma",           " wgmma-truncate",
                                                  " wgmma-m",   " tma",        " tma-wide",        " tma-rounded",
                                                  " tma-wide-rounded",         " tma-m",           " tma-wide-m",
                                                  " tma-wide-m-wide"};
     const std::string name = std::string("tokenHiddenReward/") + pname + names[path];
-    GK_TRY(report(dev, o, name, sizes_base + "," + kv("precision", pname), bytes, flops, t));
+    GK_TRY(report(dev, o, name, sizes_base + "," + kv("precision", pname), bytes, flops, t,
+                  std::string(",\"bits\":\"") + hex + "\""));
   }
   GK_CHECK(cudaStreamSynchronize(dev.stream));
   return Status::Ok();

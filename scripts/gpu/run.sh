@@ -30,6 +30,8 @@
 #   ONLY="torch webgpu-tests"  run just the steps named (the checks before them always run)
 #   DEADLINE_S=500             the whole run's time; estimates over it print a WARNING at the start
 #   GPU_BUILD=0                never build the addon there (a failed check is FATAL at once)
+#   NEW_THR_PATHS="7 8 9 10 11" THR's tile sets no GPU has verified, each run by the harness alone
+#   NCU_THR_PATHS=0,1,2,3,4,5,6 THR's sets ncu-tiles profiles when the harness step did not run
 #   DRY_RUN=1                  here, without a GPU (scripts/gpu/dry-run.sh does it in a copy laid out
 #                              as the GPU machine gets it): the CUDA emulator is the GPU
 #                              (build/emu, `node scripts/build-emu.mjs --harness`), scripts/gpu/dry/
@@ -77,7 +79,7 @@ SETUP_EST=15
 PLAN=(
   "native        90 150"
   "cuda-tests    60 180"
-  "harness       36 120"
+  "harness       45 150"
   "torch         10  60"
   "goals-cuda    30  60"
   "sass          27  60"
@@ -88,7 +90,7 @@ PLAN=(
   "ncu           25  60"
   "ncu-sol        6  45"
   "ncu-tiles     30  90"
-  "racecheck-rest 19 150"
+  "racecheck-rest 10 150"
 )
 CONDITIONAL=" native "
 
@@ -346,7 +348,7 @@ HARNESS_CHUNKS=${HARNESS_CHUNKS-}
 # 16 responses × 256 tokens with 1024 columns of V* each (what `auto` must not lose on when it moves).
 THR_BATCH=${THR_BATCH---thr-groups 32 --thr-responses 16 --thr-tokens 256 --thr-vocab 1024}
 harness_runs() { # harness arguments (sizes) for every run
-  local rc=0 lm thr p c batch
+  local rc=0 lm thr p c batch old fresh
   lm=$(echo 0 $LM_COMPARE | tr ' ' ,)
   thr=$(echo 0 $THR_COMPARE | tr ' ' ,)
   hrun() { # box, harness arguments (3x the box on the emulator, whose speed is the CPU's)
@@ -354,26 +356,37 @@ harness_runs() { # harness arguments (sizes) for every run
     [ "$DRY" = 1 ] && box=$((3 * box))
     shift
     echo "[harness-runs] $* (box ${box}s)" >&2
-    timeout -k 5 "$box" bash bench/cuda/harness.sh "$@" || {
+    # --foreground: no process group of its own, so the step's box, when it runs out, ends this
+    # harness too instead of leaving it on the GPU beside the next step (harness.sh execs the binary).
+    timeout --foreground -k 5 "$box" bash bench/cuda/harness.sh "$@" || {
       echo "[harness-runs] FAILED (rc $?): $*" >&2
       return 1
     }
   }
+  # Written after every run, so that ncu-tiles, when this step's box runs out, profiles what passed.
+  saved() { printf 'LM_PATHS=%s\nTHR_PATHS=%s\n' "$lm" "$thr" >"$LOGS/harness-paths.txt"; }
   hrun 60 --only logprobs,backward,advantages,thr,lmhead --lm-paths "$lm" --thr-paths "$thr" "$@" || {
     rc=1
     lm=0 thr=0
   }
-  for p in $NEW_LM_PATHS; do hrun 45 --only lmhead --lm-paths "$p" "$@" && lm="$lm,$p" || rc=1; done
-  for p in $NEW_THR_PATHS; do hrun 30 --only thr --thr-paths "$p" "$@" && thr="$thr,$p" || rc=1; done
+  saved
+  for p in $NEW_LM_PATHS; do hrun 45 --only lmhead --lm-paths "$p" "$@" && lm="$lm,$p" || rc=1; saved; done
+  old=$thr fresh=""
+  for p in $NEW_THR_PATHS; do
+    hrun 30 --only thr --thr-paths "$p" "$@" && thr="$thr,$p" fresh="$fresh $p" || rc=1
+    saved
+  done
   if [ -n "$THR_BATCH" ]; then
+    # The batch reaches what one group does not (several groups per launch, M's batches, the transposes'
+    # scratch reused), so a set no GPU has verified runs it alone too: its failure costs its own rows.
     read -r -a batch <<<"$THR_BATCH"
     [ "$DRY" = 1 ] && batch+=(--thr-groups 3 --thr-responses 4) # (then the dry run's tiny sizes)
-    hrun 40 --only thr --thr-paths "$thr" "${batch[@]}" "$@" || rc=1
+    hrun 40 --only thr --thr-paths "$old" "${batch[@]}" "$@" || rc=1
+    for p in $fresh; do hrun 20 --only thr --thr-paths "$p" "${batch[@]}" "$@" || rc=1; done
   fi
   for c in $HARNESS_CHUNKS; do
     hrun 30 --only lmhead --lm-paths 0 --lm-chunk-rows "${c%x*}" --lm-chunk-vocab "${c#*x}" "$@" || rc=1
   done
-  printf 'LM_PATHS=%s\nTHR_PATHS=%s\n' "$lm" "$thr" >"$LOGS/harness-paths.txt"
   echo "passed: LM head $lm, THR $thr${HARNESS_CHUNKS:+; chunks $HARNESS_CHUNKS}" | tee "$STEP_NOTE"
   return $rc
 }
@@ -460,7 +473,7 @@ step ncu-sol "$NCU" --target-processes all -k regex:logprobs_fwd -c 1 --section 
   node scripts/gpu/goals.mjs --backend cuda --only logprobs --rows 4096 --reps 1 "${TINY[@]}"
 
 # What bounds the tensor-core tiles: one launch each, on every tile set the harness step passed
-# (harness-paths.txt: `auto`, the compared sets, the waiting ones; all if it did not run), of the LM
+# (harness-paths.txt: `auto`, the compared sets, the waiting ones), of the LM
 # head's forward (plain and with entropy; 1024 rows, d 4096, V 151936) and of THR's M, scores and
 # rounding pass (each precision mode, 'tf32' only from path 6 on; THR's goal size), through the
 # harness: 36 launches with the sets the harness step passes by default, 68 with every set (the dry
@@ -469,8 +482,9 @@ step ncu-sol "$NCU" --target-processes all -k regex:logprobs_fwd -c 1 --section 
 HARN=(bash bench/cuda/harness.sh --lm-rows 1024)
 [ "$DRY" = 1 ] && HARN=(env GK_HARNESS=build/emu/harness bash bench/cuda/harness.sh --lm-rows 7 --lm-dim 48
   --lm-vocab 1000 --thr-tokens 40 --thr-d 48 --thr-vocab 24)
-# Only the sets that passed in the harness step (all, if it did not run): a trap would end ncu's process.
-LM_PATHS=0,1,2,3,4,5,6,7,8 THR_PATHS=0,1,2,3,4,5,6,7,8,9,10,11
+# Only the sets that passed in the harness step (if it did not run, those a GPU has verified, or
+# NCU_THR_PATHS): a trap would end ncu's process, and with it every profile after it.
+LM_PATHS=0,1,2,3,4,5,6,7,8 THR_PATHS=${NCU_THR_PATHS:-0,1,2,3,4,5,6}
 [ -f "$LOGS/harness-paths.txt" ] && . "$LOGS/harness-paths.txt"
 step ncu-tiles "$NCU" --target-processes all -k 'regex:lm_fwd|thr_scores|thr_m|thr_round' -c 80 --section SpeedOfLight \
   --section ComputeWorkloadAnalysis --section WarpStateStats --section Occupancy --section LaunchStats \

@@ -243,6 +243,45 @@ if (thrBatch.length) {
   thrTable(thrBatch, ["'f32' TFLOP/s", "'tf32' TFLOP/s"], (_, r) => f(r.tflops));
 }
 
+// THR's bits (the harness's `bits`: FNV-1a of thr and tau): the tile sets the tests hold bit-equal on
+// any device (ops-thr-tiles.test.ts; 'auto' and 'wgmma' on a 9.0 device with f32 hidden states), each
+// set timed in its own process, compared at the harness's sizes. A class that differs is a tile set
+// whose bits are not what the tests assert: no `auto` move rests on it until the tests say why.
+const THR_BIT_CLASSES = {
+  f32: [['', 'wgmma']],
+  tf32: [
+    ['', 'wgmma', 'tma-rounded', 'tma-wide-rounded'],
+    ['tma', 'tma-wide'],
+    ['tma-m', 'tma-wide-m', 'tma-wide-m-wide'],
+  ],
+};
+const bitLines = [];
+for (const [what, rows] of [
+  ['one group', thrRows.filter((r) => !isBatch(r))],
+  ['batch', thrRows.filter(isBatch)],
+]) {
+  for (const [prec, classes] of Object.entries(THR_BIT_CLASSES)) {
+    for (const cls of classes) {
+      const got = cls
+        .map((set) => [
+          set || 'auto',
+          rows.find((r) => r.case === `tokenHiddenReward/${prec}${set ? ` ${set}` : ''}`),
+        ])
+        .filter(([, r]) => r?.bits);
+      if (got.length < 2) continue;
+      const same = got.every(([, r]) => r.bits === got[0][1].bits);
+      bitLines.push(
+        `${what}, '${prec}': ${got.map(([n]) => n).join(', ')}: ${same ? 'the same bits' : `DIFFER (${got.map(([n, r]) => `${n} ${r.bits}`).join(', ')})`}`,
+      );
+    }
+  }
+}
+if (bitLines.length) {
+  say("## THR's bits across tile sets (harness; classes the tests hold bit-equal)");
+  for (const l of bitLines) say(`- ${l}`);
+  say();
+}
+
 // The memory-bound rows: fraction of the copy of the same bytes.
 const mem = harness.filter((r) => /^(logprobs|advantages)/.test(r.case));
 if (mem.length) {
