@@ -12,7 +12,15 @@ import type {
   MergeLogprobStatesArgs,
 } from '../backend.js';
 import { native } from './native.js';
-import { type CudaMemory, type OutputScope, optPtr, ptrOf, withOutputs, withPoison } from './storage.js';
+import {
+  type CudaMemory,
+  logprobsOutputs,
+  type OutputScope,
+  optPtr,
+  ptrOf,
+  withOutputs,
+  withPoison,
+} from './storage.js';
 
 /**
  * The LM head's tiles (native/cuda/lmhead.cu): 'mma' mma.sync, 'wgmma' Hopper's warpgroup MMAs fed by
@@ -84,26 +92,17 @@ function head(a: LinearLogprobsArgs) {
 
 export function cudaLinearLogprobs(mem: CudaMemory, a: LinearLogprobsArgs): Promise<LogprobsResult> {
   return withOutputs(mem, async (out) => {
-    const logprobs = out.empty('f32', [a.rows]);
-    const lse = out.empty('f32', [a.rows]);
-    const entropy = a.entropy ? out.empty('f32', [a.rows]) : undefined;
-    const sumSquares = a.sumSquares ? out.empty('f32', [a.rows]) : undefined;
+    const o = logprobsOutputs(out, a.rows, a);
     await native(() =>
       mem.device.linearLogprobs(
         withPoison({
           ...head(a),
           path: pathArg(),
-          outLogprobs: ptrOf(logprobs),
-          outLse: ptrOf(lse),
-          outEntropy: optPtr(entropy),
-          outSumSquares: optPtr(sumSquares),
+          ...o.args,
         }),
       ),
     );
-    const r: LogprobsResult = { logprobs, lse };
-    if (entropy) r.entropy = entropy;
-    if (sumSquares) r.sumSquares = sumSquares;
-    return r;
+    return o.result;
   });
 }
 
@@ -177,10 +176,7 @@ export function cudaMergeLogprobStates(mem: CudaMemory, a: MergeLogprobStatesArg
   const ptrs = (f: (s: LogprobStates) => Tensor<'f32'> | undefined) =>
     BigUint64Array.from(a.states.map((s) => optPtr(f(s)) ?? 0n));
   return withOutputs(mem, async (out) => {
-    const logprobs = out.empty('f32', [a.rows]);
-    const lse = out.empty('f32', [a.rows]);
-    const entropy = a.entropy ? out.empty('f32', [a.rows]) : undefined;
-    const sumSquares = a.sumSquares ? out.empty('f32', [a.rows]) : undefined;
+    const o = logprobsOutputs(out, a.rows, a);
     await native(() =>
       mem.device.mergeLogprobStates(
         withPoison({
@@ -196,17 +192,11 @@ export function cudaMergeLogprobStates(mem: CudaMemory, a: MergeLogprobStatesArg
           vocab: a.vocab,
           temperature: a.temperature,
           ignoreIndex: a.ignoreIndex,
-          outLogprobs: ptrOf(logprobs),
-          outLse: ptrOf(lse),
-          outEntropy: optPtr(entropy),
-          outSumSquares: optPtr(sumSquares),
+          ...o.args,
         }),
       ),
     );
-    const r: LogprobsResult = { logprobs, lse };
-    if (entropy) r.entropy = entropy;
-    if (sumSquares) r.sumSquares = sumSquares;
-    return r;
+    return o.result;
   });
 }
 

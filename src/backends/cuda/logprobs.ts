@@ -3,17 +3,14 @@ import type { FloatDType } from '../../dtypes.js';
 import type { Tensor } from '../../tensor.js';
 import type { GatherProbsArgs, LogprobsArgs, LogprobsBackwardArgs, LogprobsResult } from '../backend.js';
 import { native } from './native.js';
-import { type CudaMemory, optPtr, ptrOf, withOutputs, withPoison } from './storage.js';
+import { type CudaMemory, logprobsOutputs, optPtr, ptrOf, withOutputs, withPoison } from './storage.js';
 
 /** Test hook: this many vocabulary segments in the forward instead of the count V fixes (0); changes the bits. */
 export const logprobsTuning = { splits: 0 };
 
 export function cudaLogprobs(mem: CudaMemory, a: LogprobsArgs): Promise<LogprobsResult> {
   return withOutputs(mem, async (out) => {
-    const logprobs = out.empty('f32', [a.rows]);
-    const lse = out.empty('f32', [a.rows]);
-    const entropy = a.entropy ? out.empty('f32', [a.rows]) : undefined;
-    const sumSquares = a.sumSquares ? out.empty('f32', [a.rows]) : undefined;
+    const o = logprobsOutputs(out, a.rows, a);
     await native(() =>
       mem.device.logprobs(
         withPoison({
@@ -24,18 +21,12 @@ export function cudaLogprobs(mem: CudaMemory, a: LogprobsArgs): Promise<Logprobs
           vocab: a.vocab,
           temperature: a.temperature,
           ignoreIndex: a.ignoreIndex,
-          outLogprobs: ptrOf(logprobs),
-          outLse: ptrOf(lse),
-          outEntropy: optPtr(entropy),
-          outSumSquares: optPtr(sumSquares),
+          ...o.args,
           splits: logprobsTuning.splits,
         }),
       ),
     );
-    const r: LogprobsResult = { logprobs, lse };
-    if (entropy) r.entropy = entropy;
-    if (sumSquares) r.sumSquares = sumSquares;
-    return r;
+    return o.result;
   });
 }
 

@@ -6,6 +6,7 @@ import { debugHooks } from '../../debug.js';
 import { allocHost, bytesPerElement, type DType, type HostArrayMap } from '../../dtypes.js';
 import { GrpoKernelsError } from '../../errors.js';
 import { Tensor, type TensorStorage } from '../../tensor.js';
+import type { LogprobsResult } from '../backend.js';
 import { type NativeDevice, native, nativeSync } from './native.js';
 
 export class CudaStorage<D extends DType> implements TensorStorage<D> {
@@ -118,4 +119,27 @@ export async function withOutputs<R>(mem: CudaMemory, body: (out: OutputScope) =
     for (const t of made) t.dispose();
     throw e;
   }
+}
+
+/**
+ * A logprobs-shaped op's outputs (logprobs, lse, and entropy / sumSquares when asked), made in `out`,
+ * with their pointer arguments: one place for the forward, the LM head's forward and the merge.
+ */
+export function logprobsOutputs(
+  out: OutputScope,
+  rows: number,
+  want: { entropy?: boolean; sumSquares?: boolean },
+) {
+  const result: LogprobsResult = { logprobs: out.empty('f32', [rows]), lse: out.empty('f32', [rows]) };
+  if (want.entropy) result.entropy = out.empty('f32', [rows]);
+  if (want.sumSquares) result.sumSquares = out.empty('f32', [rows]);
+  return {
+    result,
+    args: {
+      outLogprobs: ptrOf(result.logprobs),
+      outLse: ptrOf(result.lse),
+      outEntropy: optPtr(result.entropy),
+      outSumSquares: optPtr(result.sumSquares),
+    },
+  };
 }
