@@ -956,11 +956,12 @@ Report linear_backward(const LinearBackwardParams& p, Pool* pool) {
   J.live = live;
   const int64_t nl = live_rows(p.targets, h.rows, p.ignore_index, live);
   char* const gh = static_cast<char*>(p.grad_hidden);
-  // Ignored rows: zero gradHidden. No live row: every gradient 0 (+0 in every dtype).
-  for (int64_t i = 0; i < h.rows; ++i)
+  // Ignored rows: zero gradHidden. No live row: every gradient 0 (+0 in every dtype). At d = 0 gradHidden
+  // and gradWeight are empty arrays, whose data pointer may be null: memset must not be passed it.
+  for (int64_t i = 0; d > 0 && i < h.rows; ++i)
     if (p.targets[i] == p.ignore_index) memset(gh + size_t(i * d) * es, 0, size_t(d) * es);
   if (nl == 0) {
-    memset(p.grad_weight, 0, size_t(h.vocab * d) * es);
+    if (d > 0) memset(p.grad_weight, 0, size_t(h.vocab * d) * es);
     if (p.grad_bias) memset(p.grad_bias, 0, size_t(h.vocab) * es);
   }
   // Pass 1: gradHidden, and with f32 gradients gradWeight and gradBias in the same sweep (their outputs

@@ -728,6 +728,11 @@ export function lmheadCases(_options: CaseOptions = {}): Case[] {
     forwardCase({ N: 9, d: 67, V: 101, dtype: 'f32', seed: 14 }, { entropy: true }),
     forwardCase({ N: 4, d: 1, V: 9, dtype: 'f32', seed: 15, bias: true }, { entropy: true }),
     forwardCase({ N: 1, d: 130, V: 129, dtype: 'f16', seed: 16 }),
+    // d = 0: the logits are the bias (empty hidden and weight, whose data pointers may be null).
+    forwardCase(
+      { N: 5, d: 0, V: 37, dtype: 'f32', seed: 18, bias: true, ignored: [1, 4] },
+      { entropy: true, sumSquares: true },
+    ),
 
     backwardCase({ N: 5, d: 64, V: 7, dtype: 'f32', seed: 21, ignored: [2] }),
     backwardCase(
@@ -748,6 +753,13 @@ export function lmheadCases(_options: CaseOptions = {}): Case[] {
     backwardCase({ N: 9, d: 67, V: 101, dtype: 'bf16', seed: 33 }),
     backwardCase({ N: 9, d: 67, V: 101, dtype: 'f32', seed: 34 }, { gradEntropy: true }),
     backwardCase({ N: 4, d: 1, V: 9, dtype: 'f32', seed: 35, bias: true }),
+    // d = 0, with ignored rows and with none live: empty gradHidden and gradWeight, gradBias alone (the
+    // cpu backend once passed memset their null pointers: scripts/cpu-memcheck.sh's UBSan saw it).
+    backwardCase(
+      { N: 5, d: 0, V: 37, dtype: 'f32', seed: 60, bias: true, ignored: [1, 4] },
+      { gradEntropy: true },
+    ),
+    backwardCase({ N: 2, d: 0, V: 37, dtype: 'bf16', seed: 61, bias: true, ignored: [0, 1] }),
     backwardCase({ N: 2, d: 64, V: 151936, dtype: 'bf16', seed: 36 }, { gradEntropy: true }),
     backwardCase({ N: 7, d: 896, V: 32003, dtype: 'bf16', seed: 37, bias: true }),
     // Gradients in the input dtype (gradDtype 'input'): the f32 bound plus one rounding.

@@ -48,6 +48,8 @@ afterEach(() => {
 
 describe.skipIf(reason !== undefined)(`native cpu backend${reason ? ` (skipped: ${reason})` : ''}`, () => {
   it("'cpu' by name is the native backend; its device says which kernels and how many threads", async () => {
+    // Every core by default: not the caller's GRPO_KERNELS_THREADS (scripts/cpu-memcheck.sh sets it).
+    delete process.env.GRPO_KERNELS_THREADS;
     const ctx = await createContext({ backend: 'cpu' });
     expect(ctx.backend).toBe('cpu');
     expect(ctx.skipped).toEqual([]);
