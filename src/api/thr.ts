@@ -29,6 +29,7 @@ import {
   describe,
   enumOption,
   numberOption,
+  ownedView,
   quote,
   type Take,
   type TensorLike,
@@ -134,10 +135,13 @@ function readCorrect(value: unknown, responses: number): Uint8Array {
     );
   }
   checkShape('correct', [value.length], [responses]);
-  for (let i = 0; i < value.length; i++) {
-    if (value[i] > 1) fail('RANGE', 'correct', `expected flags 0 or 1, got ${value[i]} at [${i}]`);
+  // A SharedArrayBuffer's flags are copied, then checked: another thread may write them, and the cuda
+  // addon refuses shared memory. The copy is what the op uploads and plans with.
+  const flags = ownedView(value);
+  for (let i = 0; i < flags.length; i++) {
+    if (flags[i] > 1) fail('RANGE', 'correct', `expected flags 0 or 1, got ${flags[i]} at [${i}]`);
   }
-  return value;
+  return flags;
 }
 
 /**
@@ -279,11 +283,11 @@ function thrTensors(
   const layout = resolveLayout(o.layout);
   const { numTokens: T, numResponses: R, numGroups: G } = layout;
   const hidden = take('hidden', o.hidden, FLOAT_DTYPES, [T, null]);
-  const correct = take('correct', o.correct, ['u8'], [R]);
+  const hostCorrect = readCorrect(o.correct, R);
+  const correct = take('correct', hostCorrect, ['u8'], [R]);
   const vocab = resolveVocab(take, o.vocab, layout, undefined);
   const pOffsets = probsOffsets(layout, vocab.hostOffsets);
   const probs = take('probs', o.probs, ['f32'], [pOffsets[G]]);
-  const hostCorrect = readCorrect(o.correct, R);
   return { hidden, dim: hidden.shape[1], probs, probsOffsets: pOffsets, vocab, layout, correct, hostCorrect };
 }
 
@@ -325,7 +329,7 @@ export async function thrReweight(backend: Backend, options: unknown): Promise<T
     const thr = take('thr', o.thr, ['f32'], [T]);
     const tau = take('tau', o.tau, ['f32'], [G]);
     const hostCorrect = readCorrect(o.correct, R);
-    const correct = take('correct', o.correct, ['u8'], [R]);
+    const correct = take('correct', hostCorrect, ['u8'], [R]);
     return backend.thrReweight({
       tokenAdvantages,
       thr,
