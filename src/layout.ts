@@ -29,22 +29,14 @@ export interface ResolvedLayout extends Layout {
  */
 export function validateOffsets(
   argument: string,
-  offsets: unknown,
+  given: unknown,
   total?: number,
   scan: (offsets: Int32Array) => number = firstDecrease,
 ): Int32Array {
-  if (!(offsets instanceof Int32Array)) fail('DTYPE', argument, 'expected an Int32Array of offsets');
+  if (!(given instanceof Int32Array)) fail('DTYPE', argument, 'expected an Int32Array of offsets');
   // Offsets in a SharedArrayBuffer are copied first: another thread may write them after they were
   // checked, and the cuda addon refuses shared memory (found by test/api-fuzz.test.ts on cuda).
-  return checkedOffsets(argument, ownedView(offsets), total, scan);
-}
-
-function checkedOffsets(
-  argument: string,
-  offsets: Int32Array,
-  total: number | undefined,
-  scan: (offsets: Int32Array) => number,
-): Int32Array {
+  const offsets = ownedView(given);
   if (offsets.length < 1) fail('LAYOUT', argument, 'expected at least one offset (0)');
   if (offsets[0] !== 0) fail('LAYOUT', argument, `expected offsets to start at 0, got ${offsets[0]}`);
   const i = scan(offsets);
