@@ -48,9 +48,9 @@
 //   gradLogprobs = c_pg·w·∂L/∂ℓ + c_kl·∂KL/∂ℓ,  gradEntropy = c_H,  tokenLoss = (w/W̄)·L + β·KL − c_H·H,
 //   and the loss is Σ over valid tokens of c_pg·w·L + c_kl·KL + c_H·H (= G·Σ a_r S_r/W̄ + β·G_kl·Σ … ,
 //   POLICY.md's aggregation, the terms weighted per token instead of per response).
-//   Exponentials (the ratio, k3's e^y, the rollout weight, sapo's sigmoid): e^x = 2^n·e^r with
-//   n = round(x·log2 e), r = x − n·ln2 in two parts (Cody and Waite: n·C1 exact), e^r by Cephes' expf
-//   polynomial (1 + r + r²·P(r), P of degree 5) and 2^n from the exponent bits: within 2 ulp of e^x
+//   Exponentials (the ratio, k3's e^y, the rollout weight, sapo's sigmoid; k3 near 0 is a series,
+//   k3_of): e^x = 2^n·e^r with n = round(x·log2 e), r = x − n·ln2 in two parts (Cody and Waite: n·C1
+//   exact), e^r by Cephes' expf polynomial (1 + r + r²·P(r), P of degree 5) and 2^n from the exponent bits: within 2 ulp of e^x
 //   (measured 0.97 ulp over [−20, 20] on both builds, test/cpu-native/policy.test.ts); a result below
 //   2^-126 may be flushed to +0 (as simd.h's exp2), past 88 the lane takes libm's expf.
 // BYTES per token: 3 to 6 f32 inputs (ℓ, ℓ°, A; ℓʳ, ℓᵛ, H) and the u8 mask read once from memory (pass
@@ -163,6 +163,36 @@ struct Consts {
   VF r_lo, r_hi, r_clamp, nr_clamp;         // rollout bounds and λ's clamp
   VM r_mask;                                // rollout mode mask (else truncate)
 };
+
+// k3's value e^y − y − 1 and e^y − 1 (em1) without cancellation near y = 0: lanes with −1 < y < 2 from
+// the Taylor series y²·Σ_{k≤12} y^k/(k+2)! (Horner; truncation below u/8 there) and em1 = y + v, the
+// others from e^y (e^y − 1 − y ≥ 0.36 there, so e^y's error is a few ulp of it); both computed,
+// blended. A NaN lane is on the e^y side. The same series as native/cuda/policy.cu and the WGSL.
+constexpr int kK3Terms = 13;
+constexpr float kK3Series[kK3Terms] = {
+    1.14707456e-11f,  // 1/14!
+    1.60590438e-10f,  // 1/13!
+    2.08767570e-9f,  // 1/12!
+    2.50521084e-8f,  // 1/11!
+    2.75573192e-7f,  // 1/10!
+    2.75573192e-6f,  // 1/9!
+    2.48015873e-5f,  // 1/8!
+    1.98412698e-4f,  // 1/7!
+    1.38888889e-3f,  // 1/6!
+    8.33333333e-3f,  // 1/5!
+    4.16666667e-2f,  // 1/4!
+    1.66666667e-1f,  // 1/3!
+    0.5f,  // 1/2!
+};
+inline VF k3_of(VF y, const Consts& k, VF& em1) {
+  VF p = set1(kK3Series[0]);
+  for (int i = 1; i < kK3Terms; ++i) p = fmadd(p, y, set1(kK3Series[i]));
+  const VF vs = mul(mul(y, y), p);
+  const VF el = sub(exp_e(y), k.one);
+  const VM small = mand(lt(y, set1(2.0f)), gt(y, k.neg1));
+  em1 = blend(small, add(y, vs), el);
+  return blend(small, vs, sub(el, y));
+}
 
 Consts consts_of(const PolicyParams& p) {
   Consts k;
@@ -493,9 +523,9 @@ void tokens_item(void* ctx, int64_t item, int) {
       } else {  // k3
         const VF y = mul(k.neg1, x);
         const VF yc = vclamp(y, k.nkl_in, k.kl_in);
-        const VF e = exp_e(yc);
-        kv = sub(sub(e, yc), k.one);
-        dv = keep(not_outside(y, k.nkl_in, k.kl_in), sub(k.one, e));
+        VF em1;
+        kv = k3_of(yc, k, em1);
+        dv = keep(not_outside(y, k.nkl_in, k.kl_in), mul(k.neg1, em1));
       }
       if (K == kK3) {
         dv = keep(not_outside(kv, k.nkl_val, k.kl_val), dv);

@@ -412,7 +412,7 @@ function klOf(k: NonNullable<RefConv['kl']>, x: number): number {
       break;
     case 'k3': {
       const y = clip(-x, -k.inClamp, k.inClamp);
-      v = Math.exp(y) - y - 1;
+      v = Math.expm1(y) - y; // (f64: exact to ~u/|y| relative, far inside the f32 bounds)
       break;
     }
   }
@@ -1304,19 +1304,23 @@ function specs(): CaseSpec[] {
     data: { ...base, seed: 223, zeroAdvantages: true, ref: true },
     options: { kl: { coef: 0.2 } },
   });
-  // k3 near the reference (|ℓ − ℓʳ| ≈ 0.02, the usual regime in training): e^y − y − 1 in f32 cancels
-  // (an error of u·e^y against a value y²/2). Found by the webgpu fuzz (2026-11-28): one token with
-  // x = −0.023383, k3 = 2.75543e-4: webgpu 2.75731e-4 (6.8e-4 relative), native cpu 2.75493e-4.
-  out.push({
-    name: 'kl k3 near the reference, zero advantages',
-    data: { ...base, seed: 225, zeroAdvantages: true, ref: true, refSpread: 0.02 },
-    options: { kl: { estimator: 'k3', coef: 0.1 }, tokenLoss: true },
-    fails: {
-      webgpu: 'k3 = e^y − y − 1 in f32 cancels near y = 0 (u·e^y against y²/2): compute it from expm1(y) − y',
-      cpu: 'k3 = e^y − y − 1 in f32 cancels near y = 0 (u·e^y against y²/2): compute it from expm1(y) − y',
-      cuda: 'k3 = e^y − y − 1 in f32 cancels near y = 0 (u·e^y against y²/2): compute it from expm1(y) − y',
-    },
-  });
+  // k3 near the reference (|ℓ − ℓʳ| ≈ 0.02, the usual regime in training): e^y − y − 1 in f32 would
+  // cancel (an error of u·e^y against a value y²/2). Found by the webgpu fuzz (2026-11-28): one token
+  // with x = −0.023383, k3 = 2.75543e-4: webgpu 2.75731e-4 (6.8e-4 relative), native cpu 2.75493e-4.
+  // Every backend now takes a series for |y| < 1 and e^y beyond; the second and third cases put tokens
+  // on both sides of that seam, the last one at |y| ≈ 1e-4 (k3 ≈ 5e-9).
+  for (const [spread, seed] of [
+    [0.02, 225],
+    [1, 228],
+    [3, 229],
+    [1e-4, 230],
+  ] as const) {
+    out.push({
+      name: `kl k3 near the reference (|ℓ − ℓʳ| ~ ${spread}), zero advantages`,
+      data: { ...base, seed, zeroAdvantages: true, ref: true, refSpread: spread },
+      options: { kl: { estimator: 'k3', coef: 0.1 }, tokenLoss: true },
+    });
+  }
   out.push({
     name: 'a single token',
     data: { seed: 224, lengths: [1], ent: true, ref: true },

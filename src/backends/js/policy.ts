@@ -296,9 +296,9 @@ export function jsPolicyLoss(a: PolicyLossArgs): PolicyLossResult {
             const y = -x;
             const c = kl.inputClamp;
             const yc = clamp(y, -c, c);
-            const e = Math.exp(yc);
-            v = e - yc - 1;
-            dv = y < -c || y > c ? 0 : -(e - 1);
+            const em1 = Math.expm1(yc); // (e^y − 1 − y from expm1: no cancellation near y = 0)
+            v = em1 - yc;
+            dv = y < -c || y > c ? 0 : -em1;
             break;
           }
         }
