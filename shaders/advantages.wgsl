@@ -31,7 +31,8 @@
 //            order, so the batch result does not depend on which entry point wrote a state);
 //   phase 0: writes advantages, and mean, std and a u32 degenerate flag into `gout` (the host
 //            copies mean and std out; pack_flags packs the flags to u8); reinforce_pp_baseline writes its group-level values v_i to `vals` and a
-//            length-weighted state (Σ L, mean, M2) of them.
+//            length-weighted state (Σ L, pivot, mean − pivot, M2) of them (weighted_mean says which
+//            pivot).
 //   Shapes: rewards f32 [R], groupOffsets i32 [G+1] followed by the large groups' indices,
 //   responseOffsets i32 [R+1] (opo, rpp); out f32 [R], gout u32 [3G] (mean bits, std bits, flags).
 //   At most 8 storage buffers per entry point (WebGPU's default limit). Bytes ≈ 3 reads of the rewards
@@ -514,8 +515,12 @@ fn rpp_value(pl: Plan, r: f32) -> f32 {
   return select((r - pl.p) - pl.shift, 0.0, pl.zero_out);
 }
 
-// reinforce_pp_baseline's length-weighted state of the group's values: (Σ L, mean, M2), from
-// Σ L·v and then Σ L·(v − mean)² (the mean comes from weighted_mean, between the two passes).
+// reinforce_pp_baseline's length-weighted state of the group's values: (Σ L, pivot p, mean − p, M2)
+// from Σ L·(v − p) and then Σ L·((v − p) − d)² (d from weighted_mean, between the two passes). The
+// pivot is the value of the group's first scorable member with tokens (0 if that value is ±Inf/NaN or
+// there is none), so values like 1e6 + noise, or all equal, keep their low digits through the batch
+// merge (adv_merge keeps the first state's pivot; never an f32-rounded mean). A group without tokens
+// is an empty state whose d is Σ 0·v: 0, or NaN from a non-finite value (the reference's 0·NaN).
 fn weighted_mean(sv: f32, wn: u32) -> f32 {
   return select(sv / f32(wn), sv, wn == 0u);
 }
@@ -593,6 +598,8 @@ fn adv_small(grid: Grid, @builtin(local_invocation_index) lid: u32) {
   }
   let pl = plan_group(m, opo, pk);
   if (P.estimator == EST_RPP) {
+    var piv = 0.0;
+    var found = false;
     var sv = 0.0;
     var wn = 0u;
     for (var i = lo; i < hi; i = i + 1u) {
@@ -602,19 +609,24 @@ fn adv_small(grid: Grid, @builtin(local_invocation_index) lid: u32) {
       if (skipped(r)) {
         continue;
       }
-      sv = sv + length_of(i) * v;
-      wn = wn + u32(roff[i + 1u] - roff[i]);
+      let len = u32(roff[i + 1u] - roff[i]);
+      if (!found && len > 0u) {
+        found = true;
+        piv = pivot_of(v);
+      }
+      sv = sv + length_of(i) * (v - piv);
+      wn = wn + len;
     }
-    let wm = weighted_mean(sv, wn);
+    let wd = weighted_mean(sv, wn);
     var sq = 0.0;
     for (var i = lo; i < hi; i = i + 1u) {
       if (skipped(X[i])) {
         continue;
       }
-      let c = vals[i] - wm;
+      let c = (vals[i] - piv) - wd;
       sq = sq + length_of(i) * c * c;
     }
-    states[g] = St(wn, 0u, 0.0, wm, sq);
+    states[g] = St(wn, 0u, piv, wd, sq);
   } else {
     for (var i = lo; i < hi; i = i + 1u) {
       out[i] = fix_adv(member_value(pl, m.n, i, X[i]));
@@ -673,6 +685,20 @@ fn adv_group(grid: Grid, @builtin(local_invocation_index) lid: u32) {
   }
   let pl = plan_group(m, opo, pk);
   if (P.estimator == EST_RPP) {
+    // The pivot: the value of the first scorable member with tokens (each invocation's first is
+    // its lowest; the workgroup's minimum is the group's), recomputed from its reward.
+    var first = NO_INDEX;
+    for (var i = lo + lid; i < hi; i = i + WG) {
+      if (!skipped(X[i]) && roff[i + 1u] > roff[i]) {
+        first = i;
+        break;
+      }
+    }
+    let fi = wg_min_u32(first, lid);
+    var piv = 0.0;
+    if (fi != NO_INDEX) {
+      piv = pivot_of(rpp_value(pl, X[fi]));
+    }
     var wv = 0.0;
     var wl = 0.0;
     for (var i = lo + lid; i < hi; i = i + WG) {
@@ -682,23 +708,23 @@ fn adv_group(grid: Grid, @builtin(local_invocation_index) lid: u32) {
       if (skipped(r)) {
         continue;
       }
-      wv = wv + length_of(i) * v;
+      wv = wv + length_of(i) * (v - piv);
       wl = wl + length_of(i);
     }
     let sw = wg_sum4(vec4<f32>(wv, wl, 0.0, 0.0), lid);
     let wn = u32(sw.y);
-    let wm = weighted_mean(sw.x, wn);
+    let wd = weighted_mean(sw.x, wn);
     var wq = 0.0;
     for (var i = lo + lid; i < hi; i = i + WG) {
       if (skipped(X[i])) {
         continue;
       }
-      let c = vals[i] - wm; // this invocation's own write above
+      let c = (vals[i] - piv) - wd; // this invocation's own write above
       wq = wq + length_of(i) * c * c;
     }
     let sq = wg_sum4(vec4<f32>(wq, 0.0, 0.0, 0.0), lid).x;
     if (lid == 0u) {
-      states[g] = St(wn, 0u, 0.0, wm, sq);
+      states[g] = St(wn, 0u, piv, wd, sq);
     }
   } else {
     for (var i = lo + lid; i < hi; i = i + WG) {

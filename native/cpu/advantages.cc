@@ -703,17 +703,23 @@ Report advantages(const AdvantagesParams& a, Pool* pool) {
 
   if (per_token && a.tokens > 0) {
     // Whiten expand(values) over the counted responses' tokens without forming it: response i holds L_i
-    // copies of v_i. Uncounted responses (NaN values) have weight 0 and tokens 0.
+    // copies of v_i. Uncounted responses (NaN values) have weight 0 and tokens 0. Deviations from a
+    // pivot p, the value of the first counted response with tokens (0 if ±Inf; whitenAffine in
+    // src/backends/js/advantages.ts): mean = p + shift, so equal values whiten to exactly 0.
     auto len = [&](int64_t i) { return double(ro[i + 1] - ro[i]); };
     const double T = skip ? blocked_sum(pool, R, [&](int64_t i) { return keep(len(i), counted(i)); }, &ok)
                           : double(a.tokens);
-    const double sum = blocked_sum(pool, R, [&](int64_t i) { return keep(len(i) * values[i], counted(i)); }, &ok);
+    int64_t first = 0;
+    while (first < R && !(counted(first) && ro[first + 1] > ro[first])) ++first;
+    const double p = first < R && finite(values[first]) ? values[first] : 0.0;
+    const double sum =
+        blocked_sum(pool, R, [&](int64_t i) { return keep(len(i) * (values[i] - p), counted(i)); }, &ok);
     const double denom = T + a.whiten_mask_eps;
-    const double mean = sum / denom;
+    const double shift = (sum - p * a.whiten_mask_eps) / denom;
     const double m2 = blocked_sum(
         pool, R,
         [&](int64_t i) {
-          const double c = values[i] - mean;
+          const double c = (values[i] - p) - shift;
           return keep(len(i) * c * c, counted(i));
         },
         &ok);
@@ -721,9 +727,8 @@ Report advantages(const AdvantagesParams& a, Pool* pool) {
     auto fill = [&](int64_t item, int) {
       const int64_t i1 = min64(R, (item + 1) * kExpandResponses);
       for (int64_t i = item * kExpandResponses; i < i1; ++i) {
-        const float v = !counted(i) || T == 0 ? 0.f
-                        : skip                ? nan_to_num(float((values[i] - mean) * rstd))
-                                              : float((values[i] - mean) * rstd);
+        const double w = ((values[i] - p) - shift) * rstd;
+        const float v = !counted(i) || T == 0 ? 0.f : skip ? nan_to_num(float(w)) : float(w);
         for (int64_t t = ro[i]; t < ro[i + 1]; ++t) a.advantages[t] = v;
       }
     };

@@ -50,9 +50,10 @@
 //   POLICY.md's aggregation, the terms weighted per token instead of per response).
 //   Exponentials (the ratio, k3's e^y, the rollout weight, sapo's sigmoid; k3 near 0 is a series,
 //   k3_of): e^x = 2^n·e^r with n = round(x·log2 e), r = x − n·ln2 in two parts (Cody and Waite: n·C1
-//   exact), e^r by Cephes' expf polynomial (1 + r + r²·P(r), P of degree 5) and 2^n from the exponent bits: within 2 ulp of e^x
-//   (measured 0.97 ulp over [−20, 20] on both builds, test/cpu-native/policy.test.ts); a result below
-//   2^-126 may be flushed to +0 (as simd.h's exp2), past 88 the lane takes libm's expf.
+//   exact), e^r by Cephes' expf polynomial (1 + r + r²·P(r), P of degree 5) and 2^n from the exponent
+//   bits: within 2 ulp of e^x (measured 0.97 ulp over [−20, 20] on both builds,
+//   test/cpu-native/policy.test.ts); a result below 2^-126 may be flushed to +0 (as simd.h's exp2),
+//   past 88 the lane takes libm's expf.
 // BYTES per token: 3 to 6 f32 inputs (ℓ, ℓ°, A; ℓʳ, ℓᵛ, H) and the u8 mask read once from memory (pass
 //   A, where it runs, reads an item's inputs first: ~100 KB, pass B's second read comes from L2), 1
 //   to 3 f32 outputs written; 4·(R+1) bytes of offsets. FLOPs: ~40 per token and ~20 more per

@@ -143,7 +143,11 @@ export function refWhiten(
   const n = xs.length;
   const out = new Float64Array(x.length);
   if (n === 0) return out;
-  const mean = sum(xs) / (n + maskEps);
+  // Σx / (n + ε) from deviations from a pivot (the first valid element, 0 if non-finite), so equal
+  // elements give their own value back exactly, as the kernels do (f64 rounding of Σx times
+  // rsqrt(1e-8) would otherwise stand in for 0).
+  const p = Number.isFinite(xs[0]) ? xs[0] : 0;
+  const mean = p * (n / (n + maskEps)) + sum(xs.map((e) => e - p)) / (n + maskEps);
   let v = sum(xs.map((e) => (e - mean) ** 2)) / (n + maskEps);
   if (variance === 'sample') v = n === 1 ? Number.NaN : (v * n) / (n - 1);
   const rstd = 1 / Math.sqrt(clamp ? Math.max(v, 1e-8) : v + 1e-8);
@@ -891,15 +895,12 @@ function edgeCases(): AdvSpec[] {
     },
     // Singletons under 'mean0' keep their raw rewards (≈ 1e6) as token values, so the batch whitening
     // itself sees offset values: 2/√3 and −1/√3 exactly. Found by the webgpu fuzz (2026-11-28): webgpu
-    // gave 1.0392 / −0.6928, its whitening subtracting the batch mean rounded to f32 (1000000.0625).
+    // gave 1.0392 / −0.6928, its whitening subtracting the batch mean rounded to f32 (1000000.0625);
+    // its group states now carry a pivot (a member's value) as the moments do.
     {
       name: 'offset singletons, mean0, whitened',
       input: literal([1000000.25, 999999.9375], [0, 1, 2], [0, 1, 3]),
       options: { estimator: 'reinforce_pp_baseline', singleton: 'mean0' },
-      fails: {
-        webgpu:
-          'the batch whitening after the groups merges states whose means are rounded to f32 (no pivot shared across groups): fix in shaders/advantages.wgsl',
-      },
     },
     // The same whitening on a constant: six tokens of one response share r − μ, so every advantage is 0
     // (TRL's count eps is 0). Found by the webgpu fuzz (2026-11-28): webgpu gave 2.98e-4 each (the f32
@@ -908,10 +909,28 @@ function edgeCases(): AdvSpec[] {
       name: 'constant token values, whitened',
       input: literal([0.13076718151569366, -0.6194279789924622], [0, 2], [0, 0, 6]),
       options: { estimator: 'reinforce_pp_baseline', preset: 'trl' },
-      fails: {
-        webgpu:
-          'the batch whitening after the groups merges states whose means are rounded to f32 (no pivot shared across groups): fix in shaders/advantages.wgsl',
-      },
+    },
+    // The same on webgpu's workgroup-per-group path (groups above 64 members): one group of 70 where
+    // only member 40 has tokens (7), so every advantage is 0 (webgpu before its pivots: 5.96e-4, its
+    // f32 weighted mean Σ 7·v / 7 one ulp off v); and offset singletons merged with such a group
+    // (pivots 1e6 and ~0 in one batch merge).
+    {
+      name: 'constant token values in a group of 70, whitened',
+      input: literal(
+        Array.from({ length: 70 }, (_, i) => Math.fround(Math.sin(i + 201))),
+        [0, 70],
+        Array.from({ length: 71 }, (_, i) => (i <= 40 ? 0 : 7)),
+      ),
+      options: { estimator: 'reinforce_pp_baseline', preset: 'trl' },
+    },
+    {
+      name: 'offset singletons and a group of 70, mean0, whitened',
+      input: literal(
+        [1000000.25, 999999.9375, ...Array.from({ length: 70 }, (_, i) => Math.fround(Math.cos(i)))],
+        [0, 1, 2, 72],
+        Array.from({ length: 73 }, (_, i) => (i === 0 ? 0 : i === 1 ? 1 : i + 1)),
+      ),
+      options: { estimator: 'reinforce_pp_baseline', singleton: 'mean0' },
     },
     // opo: a group whose responses are all empty is NaN (0/0 baseline) and flagged, unless constant.
     {

@@ -27,28 +27,37 @@ interface WhitenConvention {
 }
 
 /**
- * The whitening affine map from the valid count n, Σ x and the centred sum of squares:
- *   mean = Σ x / (n + maskEps);  var = m2(mean) / (n + maskEps) · (n / (n − 1) for 'sample')
+ * The whitening affine map from the valid count n, a pivot p (an element's value: 0 if it is ±Inf or
+ * NaN), Σ (x − p) and the centred sum of squares:
+ *   mean = Σ x / (n + maskEps) = p + shift, shift = (Σ (x − p) − p·maskEps) / (n + maskEps);
+ *   var = m2(shift) / (n + maskEps) · (n / (n − 1) for 'sample'), m2 = Σ ((x − p) − shift)²
  *   rstd = rsqrt(var + 1e-8) ('add') or rsqrt(max(var, 1e-8)) ('clamp')
+ * out = ((x − p) − shift)·rstd: deviations from the pivot, so equal elements give exactly 0 (with
+ * maskEps 0) and offset values (1e6 + noise) keep their low digits, as the kernels do.
  * n = 1 with 'sample' gives rstd NaN (unbiased variance 0/0; verl and TRL raise there).
  */
 function whitenAffine(
   conv: WhitenConvention,
   n: number,
-  sum: number,
-  centredSquares: (mean: number) => number,
-): { mean: number; rstd: number } {
+  pivot: number,
+  sumDev: number,
+  centredSquares: (shift: number) => number,
+): { shift: number; rstd: number } {
   const denom = n + conv.maskEps;
-  const mean = sum / denom;
-  let variance = centredSquares(mean) / denom;
+  const shift = (sumDev - pivot * conv.maskEps) / denom;
+  let variance = centredSquares(shift) / denom;
   if (conv.variance === 'sample') variance = n === 1 ? Number.NaN : variance * (n / (n - 1));
   const v = conv.varianceEps === 'add' ? variance + WHITEN_VAR_EPS : Math.max(variance, WHITEN_VAR_EPS);
-  return { mean, rstd: 1 / Math.sqrt(v) };
+  return { shift, rstd: 1 / Math.sqrt(v) };
 }
+
+/** A whitening pivot: the value, or 0 if it is ±Inf or NaN (or absent). */
+const pivotOf = (x: number | undefined) => (x !== undefined && Number.isFinite(x) ? x : 0);
 
 /**
  * whiten(x) over the valid elements (mask[i] ≠ 0, or all when mask is undefined), written to out:
- * out_i = (x_i − mean)·rstd (+ mean with keepMean), invalid → 0; mean, rstd from whitenAffine.
+ * out_i = ((x_i − p) − shift)·rstd (+ mean with keepMean), invalid → 0; p the first valid element,
+ * shift and rstd from whitenAffine.
  * Owns: the whole array (one reduction over every valid element). Shapes: x, mask, out [N].
  * Bytes: 3 reads of x (+ mask) and 1 write; ~5 FLOPs per element.
  * Numerics: two passes in f64, index order. n = 0 → all 0. Invalid elements are never read, so a
@@ -63,27 +72,30 @@ function whitenInto(
   const len = out.length;
   const valid = (i: number) => mask === undefined || mask[i] !== 0;
   let n = 0;
+  let first: number | undefined;
+  for (let i = 0; i < len && first === undefined; i++) if (valid(i)) first = x[i];
+  const p = pivotOf(first);
   let sum = 0;
   for (let i = 0; i < len; i++) {
     if (!valid(i)) continue;
     n++;
-    sum += x[i];
+    sum += x[i] - p;
   }
   if (n === 0) {
     out.fill(0);
     return;
   }
-  const { mean, rstd } = whitenAffine(conv, n, sum, (m) => {
+  const { shift, rstd } = whitenAffine(conv, n, p, sum, (sh) => {
     let m2 = 0;
     for (let i = 0; i < len; i++) {
       if (!valid(i)) continue;
-      const c = x[i] - m;
+      const c = x[i] - p - sh;
       m2 += c * c;
     }
     return m2;
   });
-  const shift = conv.keepMean ? mean : 0;
-  for (let i = 0; i < len; i++) out[i] = valid(i) ? (x[i] - mean) * rstd + shift : 0;
+  const keep = conv.keepMean ? p + shift : 0;
+  for (let i = 0; i < len; i++) out[i] = valid(i) ? (x[i] - p - shift) * rstd + keep : 0;
 }
 
 /**
@@ -341,13 +353,17 @@ function propagatingAdvantages(a: AdvantagesArgs): AdvantagesResult {
 
   if (values !== undefined) {
     // Whiten expand(values) over all Ttotal tokens without materialising it: response i
-    // contributes L_i copies of values[i], so Σ x = Σ_i L_i·v_i and Σ (x − mean)² = Σ_i L_i·(v_i − mean)²,
-    // summed in response order (the f64 sums of L_i equal terms, taken at once).
+    // contributes L_i copies of values[i], so Σ (x − p) = Σ_i L_i·(v_i − p) and Σ ((x − p) − shift)² =
+    // Σ_i L_i·((v_i − p) − shift)², summed in response order (the f64 sums of L_i equal terms, taken
+    // at once); the pivot p is the value of the first response with tokens.
     const T = a.numTokens;
     if (T > 0) {
+      let first = 0;
+      while (ro![first + 1] === ro![first]) first++;
+      const p = pivotOf(values[first]);
       let sum = 0;
-      for (let i = 0; i < R; i++) sum += (ro![i + 1] - ro![i]) * values[i];
-      const { mean, rstd } = whitenAffine(
+      for (let i = 0; i < R; i++) sum += (ro![i + 1] - ro![i]) * (values[i] - p);
+      const { shift, rstd } = whitenAffine(
         {
           maskEps: a.whitenMaskEps,
           variance: a.whitenVariance,
@@ -355,17 +371,18 @@ function propagatingAdvantages(a: AdvantagesArgs): AdvantagesResult {
           keepMean: false,
         },
         T,
+        p,
         sum,
-        (m) => {
+        (sh) => {
           let m2 = 0;
           for (let i = 0; i < R; i++) {
-            const c = values[i] - m;
+            const c = values[i] - p - sh;
             m2 += (ro![i + 1] - ro![i]) * c * c;
           }
           return m2;
         },
       );
-      for (let i = 0; i < R; i++) adv.fill((values[i] - mean) * rstd, ro![i], ro![i + 1]);
+      for (let i = 0; i < R; i++) adv.fill((values[i] - p - shift) * rstd, ro![i], ro![i + 1]);
     }
   }
 
