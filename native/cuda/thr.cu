@@ -36,32 +36,34 @@
 //   thr_m_kernel: block owns 128 rows of V*_g × 128 hidden dims of M_g and reduces over the group's
 //     correct tokens, 32 per k-step: operands MN-major (q rows and hidden rows of those tokens), stored
 //     unpadded with an xor swizzle of 16-byte chunks (chunk' = chunk xor 2·(k mod 4) for 4-byte
-//     elements, xor (k mod 4) for 2-byte), again conflict-free for the fragment reads. The dense part
-//     −w_u q_u[v] is formed when a fragment is read (w_u from shared memory) and goes through the MMAs;
-//     the one-hot part Σ_u w_u e(col_u) h_uᵀ is an exact f32 scatter-add (one FMA per term, h as
-//     given, tokens in packed order) into a 128 × 128 f32 tile in shared memory, from the staged
-//     hidden rows, by the threads owning the columns (threads 0..127) of the k-step's tokens whose
-//     column falls in the tile (usually none or one per k-step: a token hits one row of one v-tile).
-//     Epilogue: M = one-hot + dense, written from the accumulators. Shared memory: 64 KiB one-hot
-//     tile + 3 × 32 KiB (f32 hidden) / 3 × 24 KiB (f16/bf16) = 160 / 136 KiB (A100 allows 163 KiB).
+//     elements, xor (k mod 4) for 2-byte), again conflict-free for the fragment reads. A's element
+//     w_u·(1[v = col_u] − q_u[v]) is formed when a fragment is read (w_u and col_u from shared memory,
+//     one compare per element): 1 − q_u at the token's own column is exact in f32 for q ≥ 1/2, so a
+//     confident token's tiny g entry is not the difference of two products of size w·|h| (the
+//     one-hot part once added apart, exactly, cancelled against the dense part's rounding: 1.85e-2
+//     of max|THR_g| in 'f32' at q_y = 1 − 1e-5, test/cuda/ops-thr-precision.test.ts). Epilogue: M
+//     written from the accumulators. Shared memory: 3 × 32 KiB (f32 hidden) / 3 × 24 KiB (f16/bf16)
+//     = 96 / 72 KiB.
 //   The per-step tokens of thr_m_kernel (ptok, weights, V* columns) are fetched one k-step ahead of
 //   the copies that need them, so no copy waits on a dependent load.
 // Configurations. Both kernels are one template over their tile rows and pipeline depth; the launcher
 //   picks, per kernel and hidden dtype, the largest instantiation that fits the device's
 //   cudaDevAttrMaxSharedMemoryPerBlockOptin (choose_tiles):
-//   large: thr_m_kernel 128 × 128 tiles, 3 stages, 160 / 136 KiB (f32 / f16, bf16 hidden; + 768 B
+//   large: thr_m_kernel 128 × 128 tiles, 3 stages, 96 / 72 KiB (f32 / f16, bf16 hidden; + 768 B
 //     static); thr_scores_kernel 3 stages, 108 / 84 KiB (+ 512 B). A100 (163 KiB per block), H100,
-//     H200 (227 KiB).
+//     H200 (227 KiB); the large M also on the 99 KiB GPUs below.
 //   small: thr_m_kernel 64 (V*) × 128 (d) tiles — the same 2 × 4 warps, each 32 × 32 (2 × 4 MMA
-//     tiles, 32 accumulators per thread), a 32 KiB one-hot tile, q rows staged 8 floats per loader
-//     thread (swizzled 64-float rows, still conflict-free) — and 2 stages: 32 + 2 × 24 / 2 × 16 = 80 /
-//     64 KiB (+ 512 B); thr_scores_kernel unchanged but for 2 stages (copies of step k+1 in flight
-//     while step k is multiplied): 72 / 56 KiB. sm_86 (A10, A40, RTX 30xx) and sm_89 (L4, L40S,
-//     RTX 40xx) allow 99 KiB per block, which leaves 18.5 KiB of margin; there f16/bf16 hidden states
-//     keep the 3-stage scores kernel (84.5 KiB). One block (8 warps) per SM there (100 KiB per SM).
-//   Less than the small configuration needs (80.5 / 64.5 KiB; no GPU of sm_80 or newer) is
-//   BACKEND_UNAVAILABLE, naming what it needs and what the device allows. ThrParams::small_tiles (the
-//   test hook thrTuning.smallTiles) forces the small configuration on any device.
+//     tiles, 32 accumulators per thread), q rows staged 8 floats per loader thread (swizzled 64-float
+//     rows, still conflict-free) — and 2 stages: 2 × 24 / 2 × 16 = 48 / 32 KiB (+ 512 B);
+//     thr_scores_kernel unchanged but for 2 stages (copies of step k+1 in flight while step k is
+//     multiplied): 72 / 56 KiB. sm_86 (A10, A40, RTX 30xx) and sm_89 (L4, L40S, RTX 40xx) allow 99 KiB
+//     per block: there the large M fits (96.75 / 72.75 KiB), f32 hidden states take the 2-stage scores
+//     kernel and f16/bf16 ones keep the 3-stage one (84.5 KiB). One block (8 warps) per SM there (100
+//     KiB per SM). Forced (ThrParams::small_tiles), both kernels take the small configuration.
+//   Less than the small configuration needs (72.5 / 56.5 KiB, its scores kernel; no GPU of sm_80 or
+//   newer) is BACKEND_UNAVAILABLE, naming what it needs and what the device allows.
+//   ThrParams::small_tiles (the test hook thrTuning.smallTiles) forces the small configuration on any
+//   device.
 //   Bits: the configuration is per device, never per call, so a device always gives the same bits for
 //   the same inputs. Across configurations every element of M_g and of the partial s takes the same
 //   operations in the same order (the tile shape decides which block computes it, the pipeline depth
@@ -76,10 +78,11 @@
 //   round-to-nearest (flush). 'tf32': one MMA per product on rounded operands, straight into the sums.
 // Registers (ptxas, nvcc 13.0, no spills; 'f32' / 'tf32', over the three hidden dtypes):
 //   large, sm_90: scores 206–214 ('f32': 128 accumulators + split fragments) / 125–128 ('tf32',
-//     __launch_bounds__ min 2 blocks, so two 108 KiB blocks share an H100 SM); M 233–235 / 173–176 (1
-//     block per SM: its shared memory). sm_80: scores 203–209 / 127–128, M 224–228 / 173–176.
-//   small, sm_90: scores (2 stages) 204–212 / 128, M 143–155 / 114–128; sm_80: scores 202–207 /
-//     127–128, M 142–145 / 114–126 (the sm_80 SASS is what sm_86 and sm_89 run).
+//     __launch_bounds__ min 2 blocks, so two 108 KiB blocks share an H100 SM); M 239–243 / 175–180 (1
+//     block per SM: its registers). sm_80: scores 203–209 / 127–128, M 237–238 / 178–181.
+//   small, sm_90: scores (2 stages) 204–212 / 128, M 148–153 / 114–127; sm_80: scores 202–207 /
+//     127–128, M 144–146 / 109–128 (the sm_80 SASS is what sm_86 and sm_89 run). (M's figures from
+//     2026-11-28, A's one-hot compare included; thr_m_wgmma_kernel 144–207 on sm_90a.)
 //   The 8-deep MMA slices are unrolled by 2, not 4: fully unrolled, ptxas hoists the next slices'
 //   fragment reads and spills in 'f32' (255 registers).
 // Grid: ceil(K_g/R)·ceil(d/128) M blocks (R = 128, or 64 small) and ceil(T_g/128)·ceil(K_g/128) score
@@ -117,7 +120,8 @@
 //     same arithmetic) kernels on an H200: 2.6e-7..5.9e-7 in test/cuda/ops-thr-precision.test.ts,
 //     1.4e-6 at 8 × 256 tokens, |V*| 1024, d 896.
 //   'tf32': bound 3e-3. w·q, M_g and f32 hidden states are rounded to TF32 (unit roundoff 2^-11 ≈
-//     4.9e-4); the one-hot part is not rounded. Measured (H200, previous kernels): 1.0e-4..2.6e-4.
+//     4.9e-4), the one-hot entry 1 − q_y with the rest of A. Measured (H200, previous kernels, one-hot
+//     part exact): 1.0e-4..2.6e-4.
 //   Sums are in a fixed order, so the same inputs give the same bits. NaN propagates; ±Inf in q, h or
 //   M_g gives NaN (a split's low part is Inf − Inf), where the math may say ±Inf: never a finite number.
 //
@@ -150,7 +154,7 @@ constexpr int kWarpN = 32;         // a warp's columns
 constexpr int kNT = kWarpN / 8;    // n8 MMA tiles per warp
 constexpr int kSRows = 128;        // scores tile rows (tokens), both configurations
 constexpr int kMRowsLarge = 128;   // M tile rows (V*): large configuration
-constexpr int kMRowsSmall = 64;    //                   small configuration (a 32 KiB one-hot tile)
+constexpr int kMRowsSmall = 64;    //                   small configuration
 constexpr int kStagesLarge = 3;    // cp.async pipeline depth: large configuration
 constexpr int kStagesSmall = 2;    //                          small configuration
 constexpr int kFoldThreads = 128;
@@ -357,15 +361,10 @@ struct MBlock {
 };
 
 // A warpgroup's rows of an M_g tile from wgmma's D fragment (thr_m_wgmma_kernel, thr_m_tma_kernel):
-// M_g[v0 + r][j0 + c] = acc (+ onehot[r][c] with kOneHot: the exact one-hot tile, added first) for r <
-// rows, c < cols, 8-byte stores where rows are 8-byte aligned (a stacked odd d is not).
-template <bool kOneHot>
+// M_g[v0 + r][j0 + c] = acc for r < rows, c < cols, 8-byte stores where rows are 8-byte aligned (a
+// stacked odd d is not).
 __device__ __forceinline__ void wg_store_m(const float (&acc)[64], const WgLane& Ln, float* Mg, int64_t ld_m, int v0,
-                                           int64_t j0, int rows, int cols, const float* onehot) {
-  auto value = [&](int r, int c, int i) {
-    if constexpr (kOneHot) return onehot[r * kBN + c] + acc[i];
-    else return acc[i];
-  };
+                                           int64_t j0, int rows, int cols) {
 #pragma unroll
   for (int h = 0; h < 2; ++h) {
     const int r = Ln.row(h);
@@ -375,32 +374,32 @@ __device__ __forceinline__ void wg_store_m(const float (&acc)[64], const WgLane&
     for (int j = 0; j < 16; ++j) {
       const int c = Ln.col(j, 0);
       if (c >= cols) continue;
-      const float x0 = value(r, c, 4 * j + 2 * h);
+      const float x0 = acc[4 * j + 2 * h], x1 = acc[4 * j + 2 * h + 1];
       if (c + 1 < cols && (ld_m & 1) == 0) {
-        *reinterpret_cast<float2*>(out_row + c) = make_float2(x0, value(r, c + 1, 4 * j + 2 * h + 1));
+        *reinterpret_cast<float2*>(out_row + c) = make_float2(x0, x1);
       } else {
         out_row[c] = x0;
-        if (c + 1 < cols) out_row[c + 1] = value(r, c + 1, 4 * j + 2 * h + 1);
+        if (c + 1 < cols) out_row[c + 1] = x1;
       }
     }
   }
 }
 
-// Shared memory of thr_m_kernel<T, ·, kRows, kStages>: dynamic (one-hot tile, then the stages) and
-// static (the staged tokens' weights and columns). Large (128, 3): 64 + 3 × (16 + 16 / 8) KiB = 160 /
-// 136 KiB; small (64, 2): 32 + 2 × (8 + 16 / 8) KiB = 80 / 64 KiB (f32 / f16, bf16 hidden); + 768 / 512 B.
+// Shared memory of thr_m_kernel<T, ·, kRows, kStages>: dynamic (the stages) and static (the staged
+// tokens' weights and columns). Large (128, 3): 3 × (16 + 16 / 8) KiB = 96 / 72 KiB; small (64, 2):
+// 2 × (8 + 16 / 8) KiB = 48 / 32 KiB (f32 / f16, bf16 hidden); + 768 / 512 B.
 template <class T, int kRows, int kStages>
 struct MLayout {
-  static constexpr size_t kOneHotBytes = size_t(kRows) * kBN * sizeof(float);
   static constexpr size_t kABytes = size_t(kBK) * kRows * sizeof(float);  // q rows
   static constexpr size_t kBBytes = size_t(kBK) * kBN * sizeof(T);        // hidden rows
   static constexpr size_t kStageBytes = kABytes + kBBytes;
-  static constexpr size_t kSmemBytes = kOneHotBytes + kStages * kStageBytes;
+  static constexpr size_t kSmemBytes = kStages * kStageBytes;
   static constexpr size_t kStaticBytes = size_t(kStages) * kBK * (sizeof(float) + sizeof(int));
 };
 
 // Block: a kRows (v) × 128 (j) tile of M_g, reduced over the group's correct tokens p (k-steps of 32).
-//   A[v][p] = −w_p q_p[v] (MN-major: a token's q row is contiguous in v), B[p][j] = h_p[j].
+//   A[v][p] = w_p·(1[v = col_p] − q_p[v]) (MN-major: a token's q row is contiguous in v; 1 − q formed
+//   exactly in f32 at the token's own column), B[p][j] = h_p[j].
 template <class T, bool kSplit, int kRows, int kStages>
 __global__ void __launch_bounds__(kThreads, 1)
     thr_m_kernel(GroupList list, GroupGeom geo, const T* __restrict__ hidden, float* __restrict__ M) {
@@ -408,13 +407,11 @@ __global__ void __launch_bounds__(kThreads, 1)
   constexpr int kWarpM = kRows / 2, kMT = kWarpM / 16;  // a warp's rows and m16 tiles
   constexpr int kAPer = kRows / 8;                      // q elements a loader thread stages per k-step
   static_assert(kThreads / 8 == kBK, "one k-step row per 8 loader threads");
-  constexpr Op kA = kSplit ? Op::Split : Op::Round;  // −w·q: any f32 value
+  constexpr Op kA = kSplit ? Op::Split : Op::Round;  // w·(1[v = col] − q): any f32 value
   constexpr Op kB = kHiddenExactInTf32<T> ? Op::Exact : (kSplit ? Op::Split : Op::Round);
-  GK_DYNAMIC_SMEM(unsigned char, smem);
+  GK_DYNAMIC_SMEM(unsigned char, stages);
   __shared__ float s_w[kStages][kBK];  // the staged tokens' weights (0 past the group's end)
   __shared__ int s_pcol[kStages][kBK];  // their V* columns (−1 past the end) (L::kStaticBytes in all)
-  float* onehot = reinterpret_cast<float*>(smem);  // [kRows][kBN]
-  unsigned char* stages = smem + L::kOneHotBytes;
 
   const MBlock mb(list, geo, kRows);
   const int li = mb.li, v0 = mb.v0, K = mb.K, rows = mb.rows, cols = mb.cols, t0 = mb.t0;
@@ -426,9 +423,6 @@ __global__ void __launch_bounds__(kThreads, 1)
   const int wm = warp >> 2, wn = warp & 3;
   const int m_tiles = active_tiles(rows, wm * kWarpM, 16, kMT);
   const int n_tiles = active_tiles(cols, wn * kWarpN, 8, kNT);
-
-  for (int e = tid; e < kRows * kBN / 4; e += kThreads)
-    reinterpret_cast<float4*>(onehot)[e] = make_float4(0.f, 0.f, 0.f, 0.f);
 
   // Loader: thread → token row lr of the k-step, columns [kAPer·lp, +kAPer) of the q tile and
   // [16·lp, +16) of the hidden tile (a warp copies 4 rows × 4·kRows contiguous bytes of q, and 4 × 512
@@ -498,13 +492,17 @@ __global__ void __launch_bounds__(kThreads, 1)
         const float* Aa = As + (k8 + t4) * kRows;  // fragment rows k = k8 + t4 (a0, a1, b0) and k + 4
         const T* Ba = Bs + (k8 + t4) * kBN;
         const float wa = s_w[slot][k8 + t4], wb = s_w[slot][k8 + t4 + 4];
+        // The two tokens' columns relative to my first fragment row (−1 past the group's end: no row).
+        const int row0 = v0 + wm * kWarpM + g8;
+        const int ca = s_pcol[slot][k8 + t4] - row0, cb = s_pcol[slot][k8 + t4 + 4] - row0;
         warp_k8<kA, kB, decltype(full)::value>(
             sink, m_tiles, n_tiles,
-            [&](int mi, float(&a)[4]) {  // a[i] = A[m + 8(i & 1)][k + 4(i >> 1)] = −w_k q_k[m]
-              a[0] = -wa * Aa[col_a[mi][0]];
-              a[1] = -wa * Aa[col_a[mi][1]];
-              a[2] = -wb * Aa[4 * kRows + col_a[mi][0]];
-              a[3] = -wb * Aa[4 * kRows + col_a[mi][1]];
+            [&](int mi, float(&a)[4]) {  // a[i] = A[m + 8(i & 1)][k + 4(i >> 1)] = w_k (1[m = col_k] − q_k[m])
+              const int m = mi * 16;
+              a[0] = wa * ((ca == m ? 1.f : 0.f) - Aa[col_a[mi][0]]);
+              a[1] = wa * ((ca == m + 8 ? 1.f : 0.f) - Aa[col_a[mi][1]]);
+              a[2] = wb * ((cb == m ? 1.f : 0.f) - Aa[4 * kRows + col_a[mi][0]]);
+              a[3] = wb * ((cb == m + 8 ? 1.f : 0.f) - Aa[4 * kRows + col_a[mi][1]]);
             },
             [&](int ni, float(&b)[2]) {  // b[i] = B[k + 4i][n] = h_k[n]
               b[0] = smem_f32(Ba[col_b[ni]]);
@@ -517,21 +515,11 @@ __global__ void __launch_bounds__(kThreads, 1)
     else if (m_tiles > 0 && n_tiles > 0)
       mma_step(std::false_type{});
     if constexpr (kSplit) flush(acc, part);
-    // The one-hot part: threads 0..127 own one column each; the step's tokens in packed order.
-    if (warp < kBN / 32) {
-      const int col = s_pcol[slot][lane];
-      for (unsigned bits = __ballot_sync(0xffffffffu, col >= v0 && col < v0 + kRows); bits != 0u; bits &= bits - 1u) {
-        const int i = __ffs(static_cast<int>(bits)) - 1;
-        float& o = onehot[(s_pcol[slot][i] - v0) * kBN + tid];
-        o = fmaf(s_w[slot][i], smem_f32(Bs[swz<T, kBN>(i, tid)]), o);
-      }
-    }
   }
-  cp_async_wait<0>();
-  __syncthreads();  // the one-hot tile is complete
+  cp_async_wait<0>();  // (only the empty groups committed past the end remain)
 
-  // M = one-hot part + dense part, from the accumulators (mma.sync's D layout: rows g, g + 8, columns
-  // 2t, 2t + 1 of each tile): 8-byte stores, a warp writing 8 rows × 32 bytes per instruction.
+  // M from the accumulators (mma.sync's D layout: rows g, g + 8, columns 2t, 2t + 1 of each tile):
+  // 8-byte stores, a warp writing 8 rows × 32 bytes per instruction.
   float* Mg = M + list.m_off[li];
 #pragma unroll
   for (int mi = 0; mi < kMT; ++mi)
@@ -541,13 +529,13 @@ __global__ void __launch_bounds__(kThreads, 1)
       for (int h = 0; h < 2; ++h) {
         const int r = wm * kWarpM + mi * 16 + g8 + 8 * h, c = wn * kWarpN + ni * 8 + 2 * t4;
         if (r >= rows || c >= cols) continue;
-        const float x0 = onehot[r * kBN + c] + acc[mi][ni][2 * h];
+        const float x0 = acc[mi][ni][2 * h], x1 = acc[mi][ni][2 * h + 1];
         float* out = Mg + int64_t(v0 + r) * geo.ld_m + j0 + c;
         if (c + 1 < cols && (geo.ld_m & 1) == 0) {  // float2: rows 8-byte aligned (a stacked odd d is not)
-          *reinterpret_cast<float2*>(out) = make_float2(x0, onehot[r * kBN + c + 1] + acc[mi][ni][2 * h + 1]);
+          *reinterpret_cast<float2*>(out) = make_float2(x0, x1);
         } else {
           out[0] = x0;
-          if (c + 1 < cols) out[1] = onehot[r * kBN + c + 1] + acc[mi][ni][2 * h + 1];
+          if (c + 1 < cols) out[1] = x1;
         }
       }
 }
@@ -604,19 +592,16 @@ __device__ __forceinline__ void tf32_retire(float (&acc)[64], float (&part)[P]) 
 // weights and columns wait in shared memory (3 slots), fetched by warp 0 a k-step before their loads.
 // Warpgroup w owns V* rows 64w … 64w + 63 and all 128 columns: per k-step four k8 slices of 1 ('tf32')
 // or 3 ('f32': a_lo·b_hi, a_hi·b_lo, a_hi·b_hi; 2 with f16/bf16 hidden states, exact in TF32) wgmma
-// m64n128k8; 'f32' into fresh sums flushed into the running ones per k-step, as thr_m_kernel. The
-// one-hot part: each B thread adds w_p h_p[j] into its column of the 128 × 128 one-hot tile for the
-// k-step's tokens whose column lies in the tile, in packed order, from the values it loaded (the same
-// exact f32 FMAs as thr_m_kernel). Epilogue: M = one-hot + sums, from wgmma's D fragment (WgLane).
-// Shared memory: 2 × 32 / 64 KiB stages ('tf32' / 'f32') + 64 KiB one-hot + 1 KiB (alignment) = 129 /
-// 193 KiB, + 1152 B static. Bits: the group's data and d alone decide them (batch invariant); each
+// m64n128k8; 'f32' into fresh sums flushed into the running ones per k-step, as thr_m_kernel. A's
+// values are thr_m_kernel's, w_p·(1[v = col_p] − q_p[v]). Epilogue: M from wgmma's D fragment (WgLane).
+// Shared memory: 2 × 32 / 64 KiB stages ('tf32' / 'f32') + 1 KiB (alignment) = 65 / 129 KiB, + 1152 B
+// static. Bits: the group's data and d alone decide them (batch invariant); each
 // element takes thr_m_kernel's k8 slices and splits in the same order (the emulator, whose mma.sync and
 // wgmma add a slice alike, gives thr_m_kernel's bits; a GPU may differ in the last bits).
 template <bool kSplit>
 struct MWgLayout {
   static constexpr size_t kStageBytes = (kSplit ? 4 : 2) * kWgTileBytes;  // A hi, B hi (, A lo, B lo)
-  static constexpr size_t kOneHotBytes = size_t(kMRowsLarge) * kBN * sizeof(float);
-  static constexpr size_t kSmemBytes = 2 * kStageBytes + kOneHotBytes + 1024;
+  static constexpr size_t kSmemBytes = 2 * kStageBytes + 1024;
 };
 
 template <class T, bool kSplit>
@@ -624,7 +609,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     thr_m_wgmma_kernel(GroupList list, GroupGeom geo, const T* __restrict__ hidden, float* __restrict__ M) {
   using L = MWgLayout<kSplit>;
   constexpr int kRows = kMRowsLarge;
-  constexpr Op kA = kSplit ? Op::Split : Op::Round;  // −w·q: any f32 value
+  constexpr Op kA = kSplit ? Op::Split : Op::Round;  // w·(1[v = col] − q): any f32 value
   constexpr Op kB = kHiddenExactInTf32<T> ? Op::Exact : (kSplit ? Op::Split : Op::Round);
   static_assert(kThreads == 2 * kBN && kBN == kRows && kBK == 32, "a thread per tile row of A or B");
   GK_DYNAMIC_SMEM(unsigned char, smem_raw);
@@ -632,7 +617,6 @@ __global__ void __launch_bounds__(kThreads, 1)
   __shared__ float s_w[3][kBK];    // their weights (0 past the end)
   __shared__ int s_pcol[3][kBK];   // their V* columns (−1 past the end)
   unsigned char* smem = wg_stages(smem_raw);
-  float* onehot = reinterpret_cast<float*>(smem + 2 * L::kStageBytes);  // [kRows][kBN]
   const uint32_t sbase = smem_address(smem);
 
   const MBlock mb(list, geo, kRows);
@@ -646,9 +630,6 @@ __global__ void __launch_bounds__(kThreads, 1)
   const bool own_ok = own < (loads_b ? cols : rows);
   const T* hcol = hidden + j0 + own;
   const float* qcol = q + v0 + own;
-
-  for (int e = tid; e < kRows * kBN / 4; e += kThreads)
-    reinterpret_cast<float4*>(onehot)[e] = make_float4(0.f, 0.f, 0.f, 0.f);
 
   auto fetch = [&](int kt) {  // warp 0: k-step kt's tokens into slot kt mod 3
     if (tid < kBK) {
@@ -670,22 +651,11 @@ __global__ void __launch_bounds__(kThreads, 1)
       x[i] = v;
     }
   };
-  // k-step kt's values into stage kt mod 2: prepared, transposed into my tile row; B threads first add
-  // the k-step's one-hot terms of my column.
+  // k-step kt's values into stage kt mod 2: prepared, transposed into my tile row (A: 1 − q at a token's
+  // own column, my row v0 + own).
   auto store = [&](int kt) {
     const int slot = kt % 3;
     unsigned char* hi_tile = smem + size_t(kt & 1) * L::kStageBytes + (loads_b ? kWgTileBytes : 0);
-    if (loads_b) {
-      if (own_ok) {
-        for (int i = 0; i < kBK; ++i) {
-          const int c = s_pcol[slot][i];
-          if (c >= v0 && c < v0 + kRows) {
-            float& o = onehot[(c - v0) * kBN + own];
-            o = fmaf(s_w[slot][i], x[i], o);
-          }
-        }
-      }
-    }
 #pragma unroll
     for (int c = 0; c < kBK / 4; ++c) {
       float hi[4], lo[4];
@@ -694,7 +664,8 @@ __global__ void __launch_bounds__(kThreads, 1)
         if (loads_b)
           prep<kB>(x[4 * c + e], hi[e], lo[e]);
         else
-          prep<kA>(-s_w[slot][4 * c + e] * x[4 * c + e], hi[e], lo[e]);
+          prep<kA>(s_w[slot][4 * c + e] * ((s_pcol[slot][4 * c + e] == v0 + own ? 1.f : 0.f) - x[4 * c + e]), hi[e],
+                   lo[e]);
       }
       const int off = own * 128 + 16 * (c ^ (own & 7));
       *reinterpret_cast<float4*>(hi_tile + off) = make_float4(hi[0], hi[1], hi[2], hi[3]);
@@ -706,7 +677,7 @@ __global__ void __launch_bounds__(kThreads, 1)
   const int nk = (p_end - p_beg + kBK - 1) / kBK;
   fetch(0);
   fetch(1);
-  __syncthreads();  // the tokens of k-steps 0 and 1, the zeroed one-hot tile
+  __syncthreads();  // the tokens of k-steps 0 and 1
   if (nk > 0) {
     load(0);
     store(0);
@@ -736,8 +707,7 @@ __global__ void __launch_bounds__(kThreads, 1)
     __syncthreads();      // ... and everyone's; both warpgroups done with stage kt mod 2
   }
 
-  // M = one-hot part + dense part (the one-hot tile is complete: the last barrier).
-  wg_store_m<true>(acc, WgLane(), M + list.m_off[li], geo.ld_m, v0, j0, rows, cols, onehot);
+  wg_store_m(acc, WgLane(), M + list.m_off[li], geo.ld_m, v0, j0, rows, cols);
 }
 
 // ------------------------------------------------------------------------------------- scores s_t
@@ -1146,8 +1116,8 @@ __global__ void __launch_bounds__(kThreads + 32, 1)
 //     kWide (path 11): 128 rows of V*_g × 256 hidden dims, as thr_scores_tma_kernel<true> (each landed
 //     A tile serves twice the MMAs: FLOPs per L2 byte 43 instead of 32; 4 stages × 48 KiB; 128 sums a
 //     thread): every element of M_g takes the MMAs it takes in a 128-wide tile, so path 10's bits.
-// Numerics: the one-hot part w_p·1[v = col_p] joins the dense one in A and is rounded with it (thr_m_
-// kernel keeps it exact): every term of M_g is a product of two TF32-rounded values, each within 2^-11,
+// Numerics: the one-hot part w_p·1[v = col_p] joins the dense one in A and is rounded with it (as in
+// thr_m_kernel): every term of M_g is a product of two TF32-rounded values, each within 2^-11,
 // summed by the tensor cores (truncating, once per 8 products chained over P_g, as the scores' sums):
 // the 'tf32' bound holds (tested). Bits of its own, a function of the group's data alone: pw (the batch's
 // widest P, rounded up to 4) changes where A and B lie, never what is added, and k-steps past P_g read
@@ -1212,9 +1182,9 @@ __global__ void __launch_bounds__(kThreads + 32, 1)
   float acc_hi[kWide ? 64 : 1];  // kWide: hidden dims j0 + 128 …
   tf32_tma_consume<kWide>(pipe, nk, uint32_t(Ln.tid >> 7), acc, acc_hi);
   float* Mg = M + list.m_off[mb.li];
-  wg_store_m<false>(acc, Ln, Mg, geo.ld_m, mb.v0, mb.j0, mb.rows, min(mb.cols, kBN), nullptr);
+  wg_store_m(acc, Ln, Mg, geo.ld_m, mb.v0, mb.j0, mb.rows, min(mb.cols, kBN));
   if constexpr (kWide) {
-    if (mb.cols > kBN) wg_store_m<false>(acc_hi, Ln, Mg, geo.ld_m, mb.v0, mb.j0 + kBN, mb.rows, mb.cols - kBN, nullptr);
+    if (mb.cols > kBN) wg_store_m(acc_hi, Ln, Mg, geo.ld_m, mb.v0, mb.j0 + kBN, mb.rows, mb.cols - kBN);
   }
 }
 
@@ -1353,8 +1323,8 @@ Status choose_tiles(int smem_optin, bool force_small, TileConfig* c) {
   using SL = ScoreLayout<H, kStagesLarge>;
   using SS = ScoreLayout<H, kStagesSmall>;
   const size_t optin = size_t(std::max(smem_optin, 0));
-  // The small configuration: 80.5 KiB (f32 hidden) / 64.5 KiB, under the 99 KiB of sm_86 and sm_89,
-  // the least of any GPU from sm_80 on; less is told so by name.
+  // The small configuration: 72.5 KiB (f32 hidden) / 56.5 KiB (its scores kernel), under the 99 KiB of
+  // sm_86 and sm_89, the least of any GPU from sm_80 on; less is told so by name.
   const size_t need = std::max(MS::kSmemBytes + MS::kStaticBytes, SS::kSmemBytes + SS::kStaticBytes);
   if (optin < need) {
     Status st;

@@ -123,7 +123,7 @@ describe.skipIf(gpu.ctx === undefined)('cuda: injected CUDA failures (emulator)'
     }
   }
 
-  it('THR runs where sm_80 and newer GPUs do: 99 KiB per block (sm_86, sm_89: the small configuration), 163 KiB (A100), 227 KiB; the same bits in each on mma.sync', async () => {
+  it('THR runs where sm_80 and newer GPUs do: 99 KiB per block (sm_86, sm_89: the small scores configuration with f32 hidden states), 163 KiB (A100), 227 KiB; the same bits in each on mma.sync', async () => {
     thrTuning.path = 'mma';
     try {
       for (const dtype of ['f32', 'bf16'] as const) {
@@ -154,19 +154,19 @@ describe.skipIf(gpu.ctx === undefined)('cuda: injected CUDA failures (emulator)'
     }
   });
 
-  it('THR below what the small configuration needs is BACKEND_UNAVAILABLE saying what it needs (81 KiB with f32 hidden states, 65 KiB with bf16); the context keeps working', async () => {
-    const e = await rejection(thrAt(80 * 1024, 'f32'));
+  it('THR below what the small configuration needs is BACKEND_UNAVAILABLE saying what it needs (73 KiB with f32 hidden states, 57 KiB with bf16: its scores kernel); the context keeps working', async () => {
+    const e = await rejection(thrAt(72 * 1024, 'f32'));
     expect(e.code).toBe('BACKEND_UNAVAILABLE');
     expect(e.message).toMatch(/tokenHiddenReward/);
-    expect(e.message).toMatch(/need 81 KiB of shared memory per block with f32 hidden states/);
-    expect(e.message).toMatch(/allows 80 KiB/);
-    // 16-bit hidden rows halve the hidden stages: 80 KiB is enough for them, 64 KiB is not.
-    const r = await thrAt(80 * 1024, 'bf16');
+    expect(e.message).toMatch(/need 73 KiB of shared memory per block with f32 hidden states/);
+    expect(e.message).toMatch(/allows 72 KiB/);
+    // 16-bit hidden rows shrink the hidden stages: 72 KiB is enough for them, 56 KiB is not.
+    const r = await thrAt(72 * 1024, 'bf16');
     expect(r.thr.every(Number.isFinite)).toBe(true);
-    const e16 = await rejection(thrAt(64 * 1024, 'bf16'));
+    const e16 = await rejection(thrAt(56 * 1024, 'bf16'));
     expect(e16.code).toBe('BACKEND_UNAVAILABLE');
-    expect(e16.message).toMatch(/need 65 KiB of shared memory per block with f16\/bf16 hidden states/);
-    expect(e16.message).toMatch(/allows 64 KiB/);
+    expect(e16.message).toMatch(/need 57 KiB of shared memory per block with f16\/bf16 hidden states/);
+    expect(e16.message).toMatch(/allows 56 KiB/);
     const again = await thrAt(undefined, 'f32');
     expect(again.thr.every(Number.isFinite)).toBe(true);
     await logprobsOk(cuda);

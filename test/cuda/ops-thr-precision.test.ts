@@ -68,6 +68,29 @@ function thrCase(d: number, dtype: FloatDType): ThrCase {
   });
 }
 
+/**
+ * Every token confident: q at its own column 1 − eps, the rest of the row spread evenly (as an LLM's
+ * sampled tokens often are). M_g's entry at a correct token's column is then w·(1 − q_y)·h, tiny against
+ * the w·q_y·h it would be the difference of: the case that found M_g's one-hot part cancelling against
+ * its dense part (cuda differential fuzz, 2026-11-28: 1.4e-3 of max|THR_g| in 'f32' at eps 1e-5).
+ */
+function confidentCase(eps: number): ThrCase {
+  const seed = 4242;
+  const c = makeThrCase({ seed, groups: randomGroups(seed, 2, 4, 30), dim: 200, vocabSize: 160 });
+  const go = c.layout.groupOffsets;
+  const ro = c.layout.responseOffsets;
+  for (let g = 0; g < c.numGroups; g++) {
+    const K = c.vocabOffsets[g + 1] - c.vocabOffsets[g];
+    const t0 = ro[go[g]];
+    for (let t = t0; t < ro[go[g + 1]]; t++) {
+      const row = c.probsOffsets[g] + (t - t0) * K;
+      for (let k = 0; k < K; k++)
+        c.probs[row + k] = Math.fround(k === c.tokenColumn[t] ? 1 - eps : eps / Math.max(K - 1, 1));
+    }
+  }
+  return c;
+}
+
 describe('tokenHiddenReward precision option (validation, every backend)', () => {
   const c = makeThrCase({ seed: 5, groups: randomGroups(5, 2, 4, 6), dim: 8, vocabSize: 20 });
   it('an unknown precision is a RANGE error (a non-string DTYPE) naming the argument', async () => {
@@ -140,6 +163,19 @@ for (const cfg of THR_TILE_CONFIGS.filter((c) => !(EMULATED && ROUNDED_COPIES.ha
           expect(bits.default, "the default is 'f32', bit for bit").toEqual(bits.f32);
         });
       }
+    }
+    for (const eps of [1e-5, 1e-3]) {
+      it(`confident tokens (q_y = 1 − ${eps}): 'f32' within 1e-5, 'tf32' within 3e-3 of max|THR_g|`, async () => {
+        const c = confidentCase(eps);
+        const ref = bruteThr(c, 'length');
+        for (const precision of ['f32', 'tf32'] as const) {
+          const r = await runThr(cuda, c, { weighting: 'length', precision });
+          const { worst, bad } = thrGroupErrors(c, r.thr, r.tau, ref, BOUND[precision]);
+          const label = `${precision}: max error ${worst.toExponential(2)} of max|THR_g|`;
+          expect(bad, label).toEqual([]);
+          if (precision === 'f32') expect(worst, label).toBeLessThanOrEqual(F32_GRADE_HERE);
+        }
+      });
     }
   });
 }
