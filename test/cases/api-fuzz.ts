@@ -38,7 +38,7 @@ interface Case {
   name: string;
   /** The expected outcome: success (compared with js), or a typed error naming `argument`. */
   want: 'ok' | [ErrorCode, string];
-  /** Backends the case applies to (default all); the others skip it saying why. */
+  /** Backends the case applies to (default all); the others do not run it. */
   only?: readonly BackendName[];
   /** The defect the case found, when it found one. */
   found?: string;
@@ -1710,9 +1710,10 @@ export async function apiFuzz(backends: readonly BackendName[]): Promise<void> {
     describe.skipIf(reason !== undefined)(
       `api fuzz on ${backend}${reason ? ` (skipped: ${reason})` : ''}`,
       () => {
-        for (const c of CASES) {
-          const skip = c.only !== undefined && !c.only.includes(backend);
-          it.skipIf(skip)(c.name, { timeout: 20_000 }, async () => {
+        // A case for other backends only is not registered here (not skipped: the GPU run's gate
+        // counts every skipped test as one that should have run).
+        for (const c of CASES.filter((k) => k.only === undefined || k.only.includes(backend))) {
+          it(c.name, { timeout: 20_000 }, async () => {
             const ctx = made as Context;
             const got = await outcome(() => c.run(ctx));
             if (c.want === 'ok') {
