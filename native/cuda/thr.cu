@@ -78,8 +78,12 @@
 //   round-to-nearest (flush). 'tf32': one MMA per product on rounded operands, straight into the sums.
 // Registers (ptxas, nvcc 13.0, no spills; 'f32' / 'tf32', over the three hidden dtypes):
 //   large, sm_90: scores 206–214 ('f32': 128 accumulators + split fragments) / 125–128 ('tf32',
-//     __launch_bounds__ min 2 blocks, so two 108 KiB blocks share an H100 SM); M 239–243 / 175–180 (1
-//     block per SM: its registers). sm_80: scores 203–209 / 127–128, M 237–238 / 178–181.
+//     __launch_bounds__ min 2 blocks, so two 108 KiB blocks share an H100 SM); M 239–243 ('f32', one
+//     block per SM) / 128 ('tf32': min 2 blocks too, since M lost its 64 KiB one-hot tile on
+//     2026-11-28, so two 96 KiB blocks share an H100/H200 SM; 4–8 bytes of spill at that cap, 175–180
+//     registers before it — waiting for a GPU to show that 16 warps per SM beat 8). sm_80: scores
+//     203–209 / 127–128, M 237–238 / 128 (12 bytes of spill; an A100 fits two blocks with f16/bf16
+//     hidden states only).
 //   small, sm_90: scores (2 stages) 204–212 / 128, M 148–153 / 114–127; sm_80: scores 202–207 /
 //     127–128, M 144–146 / 109–128 (the sm_80 SASS is what sm_86 and sm_89 run). (M's figures from
 //     2026-11-28, A's one-hot compare included; thr_m_wgmma_kernel 144–207 on sm_90a.)
@@ -401,7 +405,7 @@ struct MLayout {
 //   A[v][p] = w_p·(1[v = col_p] − q_p[v]) (MN-major: a token's q row is contiguous in v; 1 − q formed
 //   exactly in f32 at the token's own column), B[p][j] = h_p[j].
 template <class T, bool kSplit, int kRows, int kStages>
-__global__ void __launch_bounds__(kThreads, 1)
+__global__ void __launch_bounds__(kThreads, kSplit ? 1 : 2)
     thr_m_kernel(GroupList list, GroupGeom geo, const T* __restrict__ hidden, float* __restrict__ M) {
   using L = MLayout<T, kRows, kStages>;
   constexpr int kWarpM = kRows / 2, kMT = kWarpM / 16;  // a warp's rows and m16 tiles
