@@ -56,13 +56,14 @@ export interface TokenHiddenRewardOptions {
    * group g against the float64 definition: |THR_t − THR*_t| ≤ bound · max_{u∈g} |THR*_u|, and tau_g
    * within the same bound.
    * - 'f32' (default): 3xTF32 split products (2xTF32 with f16/bf16 hidden states, which TF32 holds
-   *   exactly), the one-hot part of M_g an f32 scatter-add, sums in f32: an f32-grade result.
+   *   exactly) of g = e − q formed in f32, sums in f32: an f32-grade result.
    *   Bound 3e-4; measured on an H200 at most 1.4e-6.
    * - 'tf32': one TF32 product per term (w·q, M_g and f32 hidden states rounded to a 10-bit mantissa).
    *   Bound 3e-3; measured 6e-5 to 2.6e-4. Faster: on an H200, one group of 8 × 2048 tokens,
    *   |V*| 4096, d 3584, 43 ms against 71 ms ('f32', f32 hidden) or 54 ms ('f32', bf16 hidden).
    *
-   * The cpu backend computes in float64 and the webgpu backend in f32 whatever this says.
+   * Whatever this says, the cpu backend multiplies in f32 and sums chunks of 256 products in f64
+   * (docs/cpu.md), and the webgpu backend computes in f32.
    */
   precision?: ThrPrecision;
 }

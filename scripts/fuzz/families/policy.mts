@@ -1,0 +1,142 @@
+/**
+ * Family 'policy': policyLoss with every loss, KL estimator (straight-through or not), rollout
+ * correction, aggregation and preset, entropy bonus, mask, global counts and ranks, the per-token loss.
+ *
+ * Inputs: ≤ 12 responses of ≤ 12 tokens (empty ones), ℓ ≤ 0, ℓ − ℓ° of spread 0.01 to 3 (ratios
+ * beyond the clips and the ±20 clamp), ℓ − ℓʳ of spread 1e-4 to 3 (k3's cancellation near 0), host
+ * arrays or device tensors, sometimes a NaN log-prob; one case in ten sets options the loss does not
+ * use (a RANGE error on every backend).
+ *
+ * Tolerances: test/cases/policy.ts POLICY_TOLERANCES, with the scales of that table's reference
+ * (refPolicy under conventionsOf, through wantOf): loss relative to Σ|terms|, gradLogprobs to the
+ * tensor's largest |gradient|, tokenLoss to each token's own terms, stats to the mean of |terms|.
+ */
+import {
+  AGGREGATIONS,
+  type Context,
+  KL_ESTIMATORS,
+  POLICY_LOSSES,
+  type PolicyLossInputs,
+  type PolicyLossOptions,
+  type PolicyLossResult,
+  PRESETS,
+  ROLLOUT_LEVELS,
+  ROLLOUT_MODES,
+  type TensorLike,
+} from '../../../src/index.js';
+import {
+  conventionsOf,
+  POLICY_TOLERANCES,
+  type PolicyData,
+  refPolicy,
+  wantOf,
+} from '../../../test/cases/policy.js';
+import { offsetsText, raggedLayout } from '../gen.mjs';
+import { type Expect, type Family, type Keep, readValues, type Values } from '../harness.mjs';
+
+async function readPolicy(res: PolicyLossResult, keep: Keep): Promise<Values> {
+  for (const t of [res.loss, res.gradLogprobs, res.stats, res.gradEntropy, res.tokenLoss]) keep(t);
+  const out: Values = {
+    loss: await readValues(res.loss),
+    gradLogprobs: await readValues(res.gradLogprobs),
+    stats: await readValues(res.stats),
+  };
+  if (res.gradEntropy) out.gradEntropy = await readValues(res.gradEntropy);
+  if (res.tokenLoss) out.tokenLoss = await readValues(res.tokenLoss);
+  return out;
+}
+
+export const policyFamily: Family = {
+  name: 'policy',
+  ops: 'policyLoss',
+  async run(r, s) {
+    const lay = raggedLayout(r, {
+      maxGroups: 4,
+      maxGroupSize: 4,
+      maxLength: 12,
+      maxTokens: 144,
+      minGroups: 1,
+    });
+    const T = lay.tokens;
+    const lp = Float32Array.from({ length: T }, () => -Math.abs(r.normal()) * 2);
+    const spread = r.pick([0.01, 0.1, 0.3, 0.5, 3]);
+    const old = Float32Array.from(lp, (v) => v + r.normal() * spread);
+    const adv = Float32Array.from({ length: T }, () => r.normal());
+    const data: PolicyData = { offsets: lay.responseOffsets, lp, old, adv };
+    const o: PolicyLossOptions = { loss: r.pick(POLICY_LOSSES) };
+    if (r.bool(0.3)) o.preset = r.pick(PRESETS);
+    const loose = r.bool(0.1); // options the loss may not use: RANGE on every backend
+    const uses = (...losses: string[]) => loose || losses.includes(o.loss!);
+    if (uses('ppo', 'gspo', 'cispo') && r.bool(0.35)) o.clipLow = r.pick([0.1, 0.2, 0.28, 1e-3]);
+    if (uses('ppo', 'gspo', 'cispo') && r.bool(0.35)) o.clipHigh = r.pick([0.2, 0.28, 0.5, 5]);
+    if (uses('ppo') && r.bool(0.3)) o.dualClip = r.pick([3, 1.5, 'off'] as const);
+    if (uses('ppo', 'cispo', 'sapo', 'reinforce') && r.bool(0.2))
+      o.logRatioClamp = r.pick([20, 5, 0.5, 'off'] as const);
+    if (uses('ppo', 'gspo') && r.bool(0.2)) o.delta = r.pick([1.05, 1.5, 2, 4]);
+    if (uses('sapo') && r.bool(0.4)) o.sapoTau = { pos: r.pick([1, 0.5, 3]), neg: r.pick([1.05, 2, 0.1]) };
+    if (r.bool(0.4)) {
+      const refSpread = r.pick([1e-4, 1e-2, 0.3, 3]);
+      data.ref = Float32Array.from(lp, (v) => v + r.normal() * refSpread);
+      o.kl = { coef: r.pick([0, 0.01, 0.1]), estimator: r.pick(KL_ESTIMATORS), straightThrough: r.bool(0.3) };
+    }
+    if (r.bool(0.35)) {
+      data.ent = Float32Array.from({ length: T }, () => Math.abs(r.normal()) * 2);
+      if (r.bool(0.7)) o.entropyCoef = r.pick([0.01, -0.001, 0]);
+    }
+    if (r.bool(0.3)) {
+      data.roll = Float32Array.from(old, (v) => v + r.normal() * 0.2);
+      o.rolloutCorrection = {
+        level: r.pick(ROLLOUT_LEVELS),
+        mode: r.pick(ROLLOUT_MODES),
+        normalize: r.bool(0.3),
+        ...(r.bool(0.3) ? { lower: 0.5, upper: r.pick([2, 3, 5]) } : {}),
+      };
+    }
+    if (r.bool(0.4)) data.mask = Uint8Array.from({ length: T }, () => (r.bool(0.8) ? 1 : 0));
+    if (r.bool(0.6)) o.aggregation = r.pick(AGGREGATIONS);
+    if (o.aggregation === 'seq-mean-token-sum-norm' ? r.bool(0.8) : r.bool(0.03))
+      o.scaleFactor = r.pick([1, 3, 64, 2048]);
+    if (r.bool(0.15)) o.globalTokens = r.int(1, 500);
+    if (r.bool(0.15)) o.globalSequences = r.int(1, 20);
+    if (r.bool(0.15)) o.ranks = r.int(1, 4);
+    o.tokenLoss = r.bool(0.6);
+    if (T > 0 && r.bool(0.03)) lp[r.int(0, T - 1)] = Number.NaN;
+    const groupOffsets = r.bool(0.3) ? lay.groupOffsets : undefined;
+    const tensors = r.bool(0.2);
+    const deviceMask = data.mask !== undefined && r.bool(0.3);
+    const desc = `T=${T} ro=${offsetsText(lay.responseOffsets)} spread=${spread} ${JSON.stringify(o)} mask=${data.mask !== undefined}${deviceMask ? '(device)' : ''} entropy=${data.ent !== undefined} tensors=${tensors}`;
+
+    await s.compare({
+      op: 'policyLoss',
+      desc,
+      async run(ctx: Context, keep) {
+        const up = (a: Float32Array | undefined): TensorLike<'f32'> | undefined =>
+          a === undefined ? undefined : tensors ? keep(ctx.tensor(a)) : a;
+        const inputs: PolicyLossInputs = {
+          logprobs: up(lp)!,
+          oldLogprobs: up(old)!,
+          advantages: up(adv)!,
+          layout: { responseOffsets: lay.responseOffsets, ...(groupOffsets ? { groupOffsets } : {}) },
+        };
+        if (data.ref) inputs.refLogprobs = up(data.ref);
+        if (data.roll) inputs.rolloutLogprobs = up(data.roll);
+        if (data.ent) inputs.entropy = up(data.ent);
+        if (data.mask) inputs.mask = deviceMask ? keep(ctx.tensor(data.mask)) : data.mask;
+        return readPolicy(await ctx.policyLoss(inputs, o), keep);
+      },
+      expect(js) {
+        const want = wantOf(refPolicy(data, conventionsOf(o, data)), o, T);
+        const out: Record<string, Expect> = {};
+        for (const k of ['loss', 'gradLogprobs', 'gradEntropy', 'tokenLoss', 'stats'])
+          out[k] = { tol: POLICY_TOLERANCES[k], scale: want[k]?.scale };
+        // The table's gradient scale is max |g| of its reference's gradient, a central difference
+        // with step 1e-6: exact to ~1e-10 of the loss's terms, so a gradient far below that (sapo's
+        // saturated sigmoid: 1e-24) reads as 0 there. js's gradient is the analytic one in f64.
+        let g = 0;
+        for (const v of js.gradLogprobs) if (Number.isFinite(v)) g = Math.max(g, Math.abs(v));
+        out.gradLogprobs.scale = new Float64Array(T).fill(g);
+        return out;
+      },
+    });
+  },
+};
