@@ -62,6 +62,9 @@ export interface TokenHiddenRewardOptions {
    *   Bound 3e-3; measured 6e-5 to 2.6e-4. Faster: on an H200, one group of 8 × 2048 tokens,
    *   |V*| 4096, d 3584, 43 ms against 71 ms ('f32', f32 hidden) or 54 ms ('f32', bf16 hidden).
    *
+   * Both bounds hold while M_g does not cancel; when its terms cancel (Σ|terms| ≫ |M_g|, e.g. d = 1 with
+   * anchors' hidden states of either sign) the error is about u·Σ|terms|, u = 2⁻²⁴ or 2⁻¹¹
+   * (docs/DESIGN.md, "Numerics").
    * Whatever this says, the cpu backend multiplies in f32 and sums chunks of 256 products in f64
    * (docs/cpu.md), and the webgpu backend computes in f32.
    */

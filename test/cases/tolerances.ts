@@ -175,9 +175,9 @@ const VOCAB: Readonly<Record<'offsets' | 'columns' | 'tokenColumn', Tolerance>> 
  * (webgpu); the native cpu backend (f32 FMA chains, the same bits on its AVX-512 and AVX2 builds)
  * ≤ 0.19 (entropy, 8 shards merged), js ≤ 0.12.
  *
- * Gradients (scale ρ·S1 + u·(1 + zmax + Â)·S2): the first term is G rounded to the input dtype before
+ * Gradients (scale ρ·S1 + u·(1 + 2·zmax + Â)·S2): the first term is G rounded to the input dtype before
  * the tensor-core GEMMs (cuda bf16/f16: ρ = 2⁻⁸ / 2⁻¹¹, every term at most ρ off: its bound is 1·ρ·S1),
- * the second the logit's f32 error moved into G and the GEMMs' f32 sums. crtol 3: measured worst 1.40
+ * the second the exponent's f32 error moved into G and the GEMMs' f32 sums. crtol 3: measured worst 1.40
  * (cuda bf16 gradWeight, 0.47 of the bound; webgpu f32 gradHidden 0.47), gradBias 0.36; the native
  * cpu backend (G in f32, f32 chains) ≤ 0.37 (f32 gradWeight), js ≤ 0.03.
  */
