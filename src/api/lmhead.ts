@@ -62,6 +62,11 @@ export interface LinearLogprobsBackwardOptions<G extends LinearLogprobsGradDtype
    * The gradients' dtype (LinearLogprobsGradDtype): 'f32' (default) or 'input' (f16/bf16 when hidden
    * and weight are). Either way every sum accumulates in f32 (f64 on js) and the result is rounded once
    * at the final store: the 'input' gradients are the 'f32' ones rounded to nearest even, bit for bit.
+   *
+   * f16 inputs on cuda (open, docs/DESIGN.md "Numerics"): the kernels round dL/dlogits to f16 for the
+   * tensor cores, and below 2⁻¹⁴ (6e-5) f16 keeps only an absolute step of 2⁻²⁴, so small gradients
+   * (unlikely tokens, or an unscaled mean over many tokens) lose their relative accuracy, whatever
+   * gradDtype says. Scale the loss (PyTorch's GradScaler practice for f16) or use bf16 there.
    */
   gradDtype?: G;
 }
