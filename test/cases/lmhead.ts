@@ -771,7 +771,7 @@ export function lmheadCases(_options: CaseOptions = {}): Case[] {
       { N: 2, d: 16, V: 257, dtype: 'f16', seed: 62, bias: true, logitScale: 6 },
       {
         fails: {
-          cuda: 'G rounded to f16 for the tensor cores underflows below 2⁻¹⁴ (subnormal) and 2⁻²⁵ (zero): scale G by a power of two per chunk (gradWeight) and per row (gradHidden) before the rounding, undone in the f32 epilogues',
+          cuda: 'G rounded to f16 for the tensor cores underflows below 2⁻¹⁴ (subnormal) and 2⁻²⁵ (zero): scale G by a power of two per row (gradHidden, gradBias) and per call (gradWeight) before the rounding, undone in the f32 epilogues (docs/DESIGN.md, "Numerics")',
         },
       },
     ),
