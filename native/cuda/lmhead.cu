@@ -61,7 +61,12 @@
 //   states in order (public sums converted to base 2) and finishes as logprobs.
 // Numerics: f32 state and sums (f32 accumulation of f32-exact products); bf16/f16 gradients' G rounded
 //   once to the input dtype (unit roundoff 2^-9 / 2^-12 of each term of gradHidden and gradWeight); with
-//   gradDtype 'input' the gradients themselves once more, where they are stored.
+//   gradDtype 'input' the gradients themselves once more, where they are stored. f16's normal range
+//   starts at 2^-14, so f16 G is scaled by a power of two first (lm_grad_scale_kernel: per row for Gc,
+//   per call for Gt; C_in times the scale where a GEMM loads it, the sum divided where it stores it,
+//   gradBias's terms divided; all exact): a small gradient keeps its relative accuracy, and only entries
+//   more than f16's range below their row's (Gt: the call's) largest meet its subnormals (2^-25 over the
+//   scale per term). Scratch: rows + 1 floats more (lmhead_plan).
 //   A target outside [0, V) (and not ignoreIndex) raises kFlagTargetRange; a row of all −Inf logits
 //   (e.g. a −Inf bias everywhere) kFlagAllNegInf. NaN and +Inf give NaN outputs, as logprobs.
 #include <algorithm>
@@ -1028,6 +1033,9 @@ struct GradArgs {
   int64_t gcols, grows;
   ErrorFlags* flags;
   unsigned raster = 0;  // the wide kernels' row blocks per group (raster_block; 0: kRasterRows)
+  // f16 inputs (lm_grad_scale_kernel; null otherwise): Gc holds G·rscale[row], Gt G·gscale[0].
+  const float* rscale = nullptr;  // [rows of the call], powers of two
+  const float* gscale = nullptr;  // [1], a power of two ≤ every rscale of a live row
 };
 
 // The scalars of row r0 + r of the chunk (live: r is inside the tile); a target out of range raises
@@ -1053,8 +1061,14 @@ __device__ __forceinline__ BwdRowScalars row_scalars(const GradArgs& a, int64_t 
   return s;
 }
 
+// Row r of the chunk's G scale for Gc (f16 inputs: lm_grad_scale_kernel's; else, or a dead row, 1).
+__device__ __forceinline__ float row_scale(const GradArgs& a, int64_t r, bool live) {
+  return a.rscale && live ? a.rscale[a.row0 + r] : 1.f;
+}
+
 // A G tile staged in shared memory (gs [kBM][Smem<T>::kLdN], rows × cols valid) to Gc rows (coalesced
-// along v) and Gt rows (coalesced along n), 16 bytes per copy where whole.
+// along v) and Gt rows (coalesced along n), 16 bytes per copy where whole. With f16 scales (rscale), Gt
+// holds Gc's value times gscale/rscale[row] (a power of two ≤ 1: exact but where it becomes subnormal).
 template <class T>
 __device__ __forceinline__ void store_g_tile(const T* gs, const GradArgs& a, int64_t r0, int64_t vt, int rows,
                                              int cols) {
@@ -1079,6 +1093,11 @@ __device__ __forceinline__ void store_g_tile(const T* gs, const GradArgs& a, int
     alignas(16) T v[E];
 #pragma unroll
     for (int e = 0; e < E; ++e) v[e] = gs[(r + e) * S::kLdN + c];
+    if (a.rscale) {
+#pragma unroll
+      for (int e = 0; e < E; ++e)
+        if (r + e < rows) v[e] = from_f32<T>(load_f32(v + e) * (a.gscale[0] / a.rscale[a.row0 + r0 + r + e]));
+    }
     if (r + E <= rows) {
       *reinterpret_cast<uint4*>(dst) = *reinterpret_cast<const uint4*>(v);
     } else {
@@ -1137,6 +1156,7 @@ __global__ void __launch_bounds__(kThreads, 1) lm_grad_logits_kernel(GradArgs a)
     for (int h = 0; h < 2; ++h) {
       const int r = L.row(mi, h);
       const BwdRowScalars s = row_scalars<kEnt>(a, r0 + r, r < rows, blockIdx.y == 0 && L.col(0, 0) == 0);
+      const float rs = row_scale(a, r0 + r, s.live);
 #pragma unroll
       for (int ni = 0; ni < kNT; ++ni)
 #pragma unroll
@@ -1145,7 +1165,7 @@ __global__ void __launch_bounds__(kThreads, 1) lm_grad_logits_kernel(GradArgs a)
           float g = 0.f;
           if (s.live && c < cols) {
             const int64_t v = a.v0 + vt + c;
-            g = grad_of<kEnt>(s, acc[mi][ni][2 * h + e] + bv[ni][e], v + a.vocab_start == s.tgt);
+            g = grad_of<kEnt>(s, acc[mi][ni][2 * h + e] + bv[ni][e], v + a.vocab_start == s.tgt) * rs;
           }
           gs[r * S::kLdN + c] = from_f32<T>(g);
         }
@@ -1165,7 +1185,16 @@ struct GemmArgs {
   int64_t m, n, k;
   bool narrow, b_vec16;
   unsigned raster = 0;  // the wide kernels' row blocks per group (raster_block; 0: kRasterRows)
+  // A's scale (f16 G; null: 1): row r of C (gradHidden: stride 1) or all of C (gradWeight: stride 0)
+  // runs scaled by cscale[r·stride], a power of two: C_in is multiplied by it, the result divided.
+  const float* cscale = nullptr;
+  int64_t cscale_stride = 0;
 };
+
+// C row r's scale (see GemmArgs::cscale).
+__device__ __forceinline__ float c_scale(const GemmArgs& g, int64_t r) {
+  return g.cscale ? g.cscale[r * g.cscale_stride] : 1.f;
+}
 
 // C = C_in + A·B over one 128 × 128 tile of C (C_in: a running f32 sum, or 0), stored as f32 or, on a
 // sum's last chunk of f16/bf16 gradients, rounded once to T.
@@ -1193,7 +1222,7 @@ __global__ void __launch_bounds__(kThreads, 1) lm_gemm_kernel(GemmArgs g) {
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
         const int r = L.row(mi, e >> 1), c = L.col(ni, e & 1);
-        acc[mi][ni][e] = g.c_in && r < rows && c < cols ? g.c_in[(m0 + r) * g.ldc + n0 + c] : 0.f;
+        acc[mi][ni][e] = g.c_in && r < rows && c < cols ? g.c_in[(m0 + r) * g.ldc + n0 + c] * c_scale(g, m0 + r) : 0.f;
       }
   pipeline(
       nk,
@@ -1225,31 +1254,74 @@ __global__ void __launch_bounds__(kThreads, 1) lm_gemm_kernel(GemmArgs g) {
       for (int h = 0; h < 2; ++h) {
         const int r = L.row(mi, h), c = L.col(ni, 0);
         if (r >= rows || c >= cols) continue;
+        const float un = 1.f / c_scale(g, m0 + r);  // (exact: a power of two)
+        const float x0 = acc[mi][ni][2 * h] * un, x1 = acc[mi][ni][2 * h + 1] * un;
         if (g.narrow) {
           T* out = static_cast<T*>(g.c) + (m0 + r) * g.ldc + n0 + c;
-          out[0] = from_f32<T>(acc[mi][ni][2 * h]);
-          if (c + 1 < cols) out[1] = from_f32<T>(acc[mi][ni][2 * h + 1]);
+          out[0] = from_f32<T>(x0);
+          if (c + 1 < cols) out[1] = from_f32<T>(x1);
           continue;
         }
         float* out = static_cast<float*>(g.c) + (m0 + r) * g.ldc + n0 + c;
         if (pair && c + 1 < cols) {
-          *reinterpret_cast<float2*>(out) = make_float2(acc[mi][ni][2 * h], acc[mi][ni][2 * h + 1]);
+          *reinterpret_cast<float2*>(out) = make_float2(x0, x1);
         } else {
-          out[0] = acc[mi][ni][2 * h];
-          if (c + 1 < cols) out[1] = acc[mi][ni][2 * h + 1];
+          out[0] = x0;
+          if (c + 1 < cols) out[1] = x1;
         }
       }
 }
 
+// f16 inputs only: the powers of two G is scaled by before it is rounded to f16 for the tensor cores,
+// so that small gradients stay in f16's normal range (2⁻¹⁴ and up) instead of losing their relative
+// accuracy to its subnormals. Every |G_nv| ≤ B_n = |g_n|/T + |gE_n|/T·(1/e + H_n) (|1[v = y] − p| ≤ 1,
+// p·|ln p + H| ≤ 1/e + H), so G·2^(15 − e) < 2^15 < f16's largest finite value when B_n < 2^e.
+// rscale[n] = 2^(15 − e_n) from the row's own B_n (Gc: gradHidden, gradBias; a row's own scalars, so
+// batch invariant); gscale[0] = 2^(15 − e) from the largest B_n of the call's live rows (Gt: gradWeight,
+// whose sums run over every row), a power of two ≤ every live row's rscale. 1 where B_n is 0 or not
+// finite (G is 0, NaN or ±Inf there) or the row is dead; exponents clamped to ±100. One block, a fixed
+// max tree (a max is exact whatever the order). Bytes: 4 reads and 4 written per row.
+constexpr int kScaleThreads = 1024;
+__device__ __forceinline__ float pow2_scale_for(float b) {
+  if (!(b > 0.f) || !isfinite(b)) return 1.f;
+  int e;
+  frexpf(b, &e);  // b < 2^e
+  return ldexpf(1.f, max(-100, min(100, 15 - e)));
+}
+__global__ void __launch_bounds__(kScaleThreads) lm_grad_scale_kernel(GradArgs a, int64_t rows, float* rscale,
+                                                                       float* gscale) {
+  __shared__ float best[kScaleThreads];
+  float m = 0.f;
+  for (int64_t n = threadIdx.x; n < rows; n += kScaleThreads) {
+    const int tgt = a.targets[n];
+    const bool live = tgt != a.ignore && tgt >= 0 && tgt < a.vocab;
+    float b = 0.f;
+    if (live) {
+      b = fabsf(a.glp[n] * a.inv_t);
+      if (a.gent) b += fabsf(a.gent[n] * a.inv_t) * (0.36787945f + fabsf(a.ent[n]));
+    }
+    rscale[n] = pow2_scale_for(b);
+    if (isfinite(b)) m = fmaxf(m, b);
+  }
+  best[threadIdx.x] = m;
+  for (int k = kScaleThreads / 2; k > 0; k >>= 1) {
+    __syncthreads();
+    if (int(threadIdx.x) < k) best[threadIdx.x] = fmaxf(best[threadIdx.x], best[threadIdx.x + k]);
+  }
+  if (threadIdx.x == 0) gscale[0] = pow2_scale_for(best[0]);
+}
+
 // One thread per column v of the chunk: gradBias[v] = in[v] (a running f32 sum, or 0) + Σ_n Gc[n][v], n
-// ascending; stored as f32, or rounded once to T (narrow: the sum's last chunk of f16/bf16 gradients).
+// ascending (f16: each term divided by its row's scale, rscale[n]); stored as f32, or rounded once to T
+// (narrow: the sum's last chunk of f16/bf16 gradients).
 template <class T>
 __global__ void lm_grad_bias_kernel(const T* __restrict__ gc, int64_t gcols, int64_t rows, int64_t vcount,
-                                    const float* in, void* out, bool narrow) {
+                                    const float* in, void* out, bool narrow, const float* rscale) {
   const int64_t v = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
   if (v >= vcount) return;
   float s = in ? in[v] : 0.f;
-  for (int64_t n = 0; n < rows; ++n) s += load_f32(gc + n * gcols + v);
+  for (int64_t n = 0; n < rows; ++n)  // (Gc's row scales, f16: powers of two, undone exactly)
+    s += rscale ? load_f32(gc + n * gcols + v) * (1.f / rscale[n]) : load_f32(gc + n * gcols + v);
   if (narrow) static_cast<T*>(out)[v] = from_f32<T>(s);
   else static_cast<float*>(out)[v] = s;
 }
@@ -1271,6 +1343,7 @@ __device__ __forceinline__ void wg_g_tile(const float (&acc)[64], const WgLane& 
   for (int h = 0; h < 2; ++h) {
     const int r = L.row(h);
     const BwdRowScalars s = row_scalars<kEnt>(a, r0 + r, r < rows, vt == 0 && L.t4 == 0);
+    const float rs = row_scale(a, r0 + r, s.live);
 #pragma unroll
     for (int j = 0; j < 16; ++j)
 #pragma unroll
@@ -1279,7 +1352,7 @@ __device__ __forceinline__ void wg_g_tile(const float (&acc)[64], const WgLane& 
         float g = 0.f;
         if (s.live && c < cols) {
           const int64_t v = a.v0 + vt + c;
-          g = grad_of<kEnt>(s, acc[4 * j + 2 * h + e] + bias_at(B, v), v + a.vocab_start == s.tgt);
+          g = grad_of<kEnt>(s, acc[4 * j + 2 * h + e] + bias_at(B, v), v + a.vocab_start == s.tgt) * rs;
         }
         gs[r * Smem<T>::kLdN + c] = from_f32<T>(g);
       }
@@ -1296,7 +1369,8 @@ __device__ __forceinline__ void wg_load_c(float (&acc)[64], const WgLane& L, con
 #pragma unroll
       for (int e = 0; e < 2; ++e) {
         const int r = L.row(h), c = L.col(j, e);
-        acc[4 * j + 2 * h + e] = g.c_in && r < rows && c < cols ? g.c_in[(m0 + r) * g.ldc + n0 + c] : 0.f;
+        acc[4 * j + 2 * h + e] =
+            g.c_in && r < rows && c < cols ? g.c_in[(m0 + r) * g.ldc + n0 + c] * c_scale(g, m0 + r) : 0.f;
       }
 }
 
@@ -1311,7 +1385,8 @@ __device__ __forceinline__ void wg_store_c(const float (&acc)[64], const WgLane&
     for (int j = 0; j < 16; ++j) {
       const int r = L.row(h), c = L.col(j, 0);
       if (r >= rows || c >= cols) continue;
-      const float x0 = acc[4 * j + 2 * h], x1 = acc[4 * j + 2 * h + 1];
+      const float un = 1.f / c_scale(g, m0 + r);  // (exact: a power of two)
+      const float x0 = acc[4 * j + 2 * h] * un, x1 = acc[4 * j + 2 * h + 1] * un;
       if (g.narrow) {
         T* out = static_cast<T*>(g.c) + (m0 + r) * g.ldc + n0 + c;
         out[0] = from_f32<T>(x0);
@@ -1661,6 +1736,10 @@ LmheadPlan lmhead_plan(int64_t rows, int64_t vocab, int64_t dim, DType dtype) {
     p.backward_input_bytes = 2 * p.input_chunk_rows * p.chunk_vocab * eb +
                              4 * lmhead_narrow_acc_floats(rows, vocab, dim, p.input_chunk_rows, p.chunk_vocab);
   }
+  if (dtype == DType::F16 && rows > 0) {  // G's scales (lm_grad_scale_kernel): rows + 1 floats
+    p.backward_bytes += 4 * (rows + 1);
+    p.backward_input_bytes += 4 * (rows + 1);
+  }
   return p;
 }
 
@@ -1856,6 +1935,16 @@ Status launch_linear_logprobs_backward(const LinearLogprobsBackwardParams& p, co
         narrow ? lmhead_narrow_acc_floats(p.rows, p.vocab, p.dim, plan.chunk_rows, plan.chunk_vocab) : 0;
     if (acc_floats > 0) GK_TRY(scratch.alloc(&acc, size_t(acc_floats)));
     const bool ent = p.grad_entropy != nullptr;
+    // f16: G's scales (lm_grad_scale_kernel), rows + 1 floats: rscale[rows], then gscale.
+    float* rscale = nullptr;
+    if constexpr (std::is_same_v<T, __half>) {
+      GK_TRY(scratch.alloc(&rscale, size_t(p.rows + 1)));
+      const GradArgs sa{p.hidden, p.weight, p.bias, p.targets, p.lse, p.grad_logprobs, p.grad_entropy, p.entropy,
+                        p.rows, p.dim, p.target_limit > 0 ? p.target_limit : p.vocab, 0, 0, 0, p.vocab_start,
+                        p.ignore_index, scale2, inv_t, false, false, nullptr, nullptr, 0, 0, flags};
+      lm_grad_scale_kernel<<<1, kScaleThreads, 0, env.stream>>>(sa, p.rows, rscale, rscale + p.rows);
+      GK_CHECK_LAUNCH("lm_grad_scale_kernel");
+    }
     const T* H = static_cast<const T*>(p.hidden);
     const T* W = static_cast<const T*>(p.weight);
     const bool row_vec16 = (p.dim * int64_t(sizeof(T))) % 16 == 0;
@@ -1906,6 +1995,10 @@ Status launch_linear_logprobs_backward(const LinearLogprobsBackwardParams& p, co
                  p.ignore_index, scale2, inv_t,
                  aligned16(p.hidden) && row_vec16, aligned16(p.weight) && row_vec16, gc, gt,
                  plan.chunk_vocab, plan.chunk_rows, flags, p.raster_rows};
+      if (rscale) {
+        g.rscale = rscale;
+        g.gscale = rscale + p.rows;
+      }
       const dim3 grid(unsigned(ceil_div(rows, kBM)), unsigned(ceil_div(vcount, kBN)));
       return with_flags(
           [&](auto e) -> Status {
@@ -2000,6 +2093,10 @@ Status launch_linear_logprobs_backward(const LinearLogprobsBackwardParams& p, co
                           v0 + vcount >= p.vocab);
       GemmArgs gh{gc, plan.chunk_vocab, W + v0 * p.dim, p.dim, s.in, s.out, p.dim, rows, p.dim, vcount, s.narrow,
                   aligned16(W + v0 * p.dim) && row_vec16, p.raster_rows};
+      if (rscale) {  // Gc's rows, each at its own scale
+        gh.cscale = rscale + row0;
+        gh.cscale_stride = 1;
+      }
       return gemm(gh, dim3(unsigned(ceil_div(rows, kBM)), unsigned(ceil_div(p.dim, kBN))));
     };
     // gradWeight[vocabulary of the chunk] (+)= Gt · H[rows of the chunk] and gradBias (+)= Σ_n Gc: the
@@ -2011,13 +2108,14 @@ Status launch_linear_logprobs_backward(const LinearLogprobsBackwardParams& p, co
             step(static_cast<char*>(p.grad_weight) + size_t(v0 * p.dim) * ges, acc, first, last);
         GemmArgs gw{gt, plan.chunk_rows, H + row0 * p.dim, p.dim, s.in, s.out, p.dim, vcount, p.dim, rows,
                     s.narrow, aligned16(H + row0 * p.dim) && row_vec16, p.raster_rows};
+        if (rscale) gw.cscale = rscale + p.rows;  // Gt: one scale for the call (stride 0)
         GK_TRY(gemm(gw, dim3(unsigned(ceil_div(vcount, kBM)), unsigned(ceil_div(p.dim, kBN)))));
       }
       if (p.grad_bias) {
         const Step s = step(static_cast<char*>(p.grad_bias) + size_t(v0) * ges,
                             two_pass ? acc + plan.chunk_vocab * p.dim : nullptr, first, last);
         lm_grad_bias_kernel<T><<<unsigned(ceil_div(vcount, kRowThreads)), kRowThreads, 0, env.stream>>>(
-            gc, plan.chunk_vocab, rows, vcount, s.in, s.out, s.narrow);
+            gc, plan.chunk_vocab, rows, vcount, s.in, s.out, s.narrow, rscale ? rscale + row0 : nullptr);
         GK_CHECK_LAUNCH("lm_grad_bias_kernel");
       }
       return Status::Ok();

@@ -63,10 +63,11 @@ export interface LinearLogprobsBackwardOptions<G extends LinearLogprobsGradDtype
    * and weight are). Either way every sum accumulates in f32 (f64 on js) and the result is rounded once
    * at the final store: the 'input' gradients are the 'f32' ones rounded to nearest even, bit for bit.
    *
-   * f16 inputs on cuda (open, docs/DESIGN.md "Numerics"): the kernels round dL/dlogits to f16 for the
-   * tensor cores, and below 2⁻¹⁴ (6e-5) f16 keeps only an absolute step of 2⁻²⁴, so small gradients
-   * (unlikely tokens, or an unscaled mean over many tokens) lose their relative accuracy, whatever
-   * gradDtype says. Scale the loss (PyTorch's GradScaler practice for f16) or use bf16 there.
+   * f16 inputs on cuda: the kernels round dL/dlogits to f16 for the tensor cores after scaling it by a
+   * power of two (per row for gradHidden and gradBias, per call for gradWeight), so a small incoming
+   * gradient (an unscaled mean over many tokens) keeps f16's relative accuracy without loss scaling;
+   * entries more than 2⁻²⁹ (f16's normal range) below their row's (or the call's) largest keep an
+   * absolute one (docs/DESIGN.md, "Numerics").
    */
   gradDtype?: G;
 }

@@ -17,7 +17,10 @@
  *   how far G moves when its exponent z − lse moves by one unit: that exponent's f32 error is the
  *   logit's own, u·(|z| + Â), plus the roundings of the scaled logit and of lse in the kernel's units
  *   (x·(log2e/T) − lse·log2e: u·|z| and u·|lse|), u·(2·zmax + Â) in all (the differential fuzz,
- *   2026-11-28, found V = 1 at T = 0.05 past the bound that counted zmax once: 1.13×).
+ *   2026-11-28, found V = 1 at T = 0.05 past the bound that counted zmax once: 1.13×). With f16 inputs
+ *   each term of S1 also carries f16's subnormal floor, 2⁻²⁵ over the power of two cuda scales G by
+ *   (G_SUBNORMAL): entries far below the row's (or, for gradWeight, the call's) largest |G| keep an
+ *   absolute accuracy there, not a relative one.
  */
 import { decodeFloats, encodeFloats, type FloatDType } from '../../src/dtypes.js';
 import { randomInts, randomNormal } from '../util/rng.js';
@@ -25,6 +28,22 @@ import { randomInts, randomNormal } from '../util/rng.js';
 export const U = 2 ** -24;
 /** Unit roundoff of the dtype a backend may round G to before its gradient GEMMs. */
 export const G_ROUNDING: Record<FloatDType, number> = { f32: 0, f16: 2 ** -11, bf16: 2 ** -8 };
+/**
+ * f16's absolute rounding below its normal range (half its subnormal step, 2⁻²⁵), which G meets after
+ * cuda scales it by a power of two (native/cuda/lmhead.cu, lm_grad_scale_kernel): per term, 2⁻²⁵ over
+ * the row's scale (gradHidden, gradBias) or the call's (gradWeight). bf16 shares f32's exponent range.
+ */
+export const G_SUBNORMAL: Record<FloatDType, number> = { f32: 0, f16: 2 ** -25, bf16: 0 };
+
+/**
+ * lm_grad_scale_kernel's powers of two, one binade lower (B's f32 rounding may move the kernel's by
+ * one): 2^(14 − e) with B < 2^e, B = |g|/T + |gE|/T·(1/e + |H|) bounding the row's |G|; 1 for B = 0.
+ */
+function gradScale(b: number): number {
+  if (!(b > 0) || !Number.isFinite(b)) return 1;
+  const e = Math.floor(Math.log2(b)) + 1;
+  return 2 ** Math.max(-100, Math.min(100, 14 - e));
+}
 
 export interface HeadInputs {
   N: number;
@@ -197,9 +216,19 @@ export function backwardRef(
   const G = new Float64Array(N * V);
   const Ghat = new Float64Array(N * V);
   const eps = new Float64Array(N);
+  // f16's subnormal floor per term: at the row's scale (Gc) and at the call's (Gt, the largest B).
+  const floorRow = new Float64Array(N);
+  let bMax = 0;
+  const live = (n: number) => targets[n] !== ignoreIndex;
+  const bOf = (n: number) =>
+    Math.abs(gradLogprobs[n] / T) +
+    (gradEntropy ? Math.abs(gradEntropy[n] / T) * (Math.exp(-1) + Math.abs(Math.fround(fwd.entropy[n]))) : 0);
+  for (let n = 0; n < N; n++) if (live(n) && Number.isFinite(bOf(n))) bMax = Math.max(bMax, bOf(n));
+  const floorCall = G_SUBNORMAL[dtype] / gradScale(bMax);
   for (let n = 0; n < N; n++) {
     const y = targets[n];
     if (y === ignoreIndex) continue;
+    floorRow[n] = G_SUBNORMAL[dtype] / gradScale(bOf(n));
     const lse = Math.fround(fwd.lse[n]);
     const H = Math.fround(fwd.entropy[n]);
     const g = gradLogprobs[n] / T;
@@ -224,6 +253,8 @@ export function backwardRef(
     biasScale: new Float64Array(V),
   };
   for (let n = 0; n < N; n++) {
+    const fr = live(n) ? floorRow[n] : 0;
+    const fc = live(n) ? floorCall : 0;
     for (let v = 0; v < V; v++) {
       const gv = G[n * V + v];
       const s1 = Math.abs(gv) * rho;
@@ -233,12 +264,12 @@ export function backwardRef(
         const wv = w[v * d + k];
         const hv = h[n * d + k];
         r.gradHidden[n * d + k] += gv * wv;
-        r.hiddenScale[n * d + k] += (s1 + s2) * Math.abs(wv);
+        r.hiddenScale[n * d + k] += (s1 + s2 + fr) * Math.abs(wv);
         r.gradWeight[v * d + k] += gv * hv;
-        r.weightScale[v * d + k] += (s1 + s2) * Math.abs(hv);
+        r.weightScale[v * d + k] += (s1 + s2 + fc) * Math.abs(hv);
       }
       r.gradBias[v] += gv;
-      r.biasScale[v] += s1 + s2;
+      r.biasScale[v] += s1 + s2 + fr;
     }
   }
   return r;
