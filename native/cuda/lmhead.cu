@@ -1063,7 +1063,7 @@ __device__ __forceinline__ BwdRowScalars row_scalars(const GradArgs& a, int64_t 
 
 // Row r of the chunk's G scale for Gc (f16 inputs: lm_grad_scale_kernel's; else, or a dead row, 1).
 __device__ __forceinline__ float row_scale(const GradArgs& a, int64_t r, bool live) {
-  return a.rscale && live ? a.rscale[a.row0 + r] : 1.f;
+  return a.rscale && live ? a.rscale[a.row0 + r] : 1.f;  // (null but for f16)
 }
 
 // A G tile staged in shared memory (gs [kBM][Smem<T>::kLdN], rows × cols valid) to Gc rows (coalesced
@@ -1093,7 +1093,7 @@ __device__ __forceinline__ void store_g_tile(const T* gs, const GradArgs& a, int
     alignas(16) T v[E];
 #pragma unroll
     for (int e = 0; e < E; ++e) v[e] = gs[(r + e) * S::kLdN + c];
-    if (a.rscale) {
+    if (std::is_same_v<T, __half> && a.rscale) {
 #pragma unroll
       for (int e = 0; e < E; ++e)
         if (r + e < rows) v[e] = from_f32<T>(load_f32(v + e) * (a.gscale[0] / a.rscale[a.row0 + r0 + r + e]));
@@ -1156,7 +1156,7 @@ __global__ void __launch_bounds__(kThreads, 1) lm_grad_logits_kernel(GradArgs a)
     for (int h = 0; h < 2; ++h) {
       const int r = L.row(mi, h);
       const BwdRowScalars s = row_scalars<kEnt>(a, r0 + r, r < rows, blockIdx.y == 0 && L.col(0, 0) == 0);
-      const float rs = row_scale(a, r0 + r, s.live);
+      const float rs = std::is_same_v<T, __half> ? row_scale(a, r0 + r, s.live) : 1.f;
 #pragma unroll
       for (int ni = 0; ni < kNT; ++ni)
 #pragma unroll
@@ -1191,9 +1191,11 @@ struct GemmArgs {
   int64_t cscale_stride = 0;
 };
 
-// C row r's scale (see GemmArgs::cscale).
+// C row r's scale (see GemmArgs::cscale; f16 operands only: the other instantiations compile none of it).
+template <class T>
 __device__ __forceinline__ float c_scale(const GemmArgs& g, int64_t r) {
-  return g.cscale ? g.cscale[r * g.cscale_stride] : 1.f;
+  if constexpr (std::is_same_v<T, __half>) return g.cscale ? g.cscale[r * g.cscale_stride] : 1.f;
+  else return 1.f;
 }
 
 // C = C_in + A·B over one 128 × 128 tile of C (C_in: a running f32 sum, or 0), stored as f32 or, on a
@@ -1222,7 +1224,7 @@ __global__ void __launch_bounds__(kThreads, 1) lm_gemm_kernel(GemmArgs g) {
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
         const int r = L.row(mi, e >> 1), c = L.col(ni, e & 1);
-        acc[mi][ni][e] = g.c_in && r < rows && c < cols ? g.c_in[(m0 + r) * g.ldc + n0 + c] * c_scale(g, m0 + r) : 0.f;
+        acc[mi][ni][e] = g.c_in && r < rows && c < cols ? g.c_in[(m0 + r) * g.ldc + n0 + c] * c_scale<T>(g, m0 + r) : 0.f;
       }
   pipeline(
       nk,
@@ -1254,7 +1256,7 @@ __global__ void __launch_bounds__(kThreads, 1) lm_gemm_kernel(GemmArgs g) {
       for (int h = 0; h < 2; ++h) {
         const int r = L.row(mi, h), c = L.col(ni, 0);
         if (r >= rows || c >= cols) continue;
-        const float un = 1.f / c_scale(g, m0 + r);  // (exact: a power of two)
+        const float un = 1.f / c_scale<T>(g, m0 + r);  // (exact: a power of two)
         const float x0 = acc[mi][ni][2 * h] * un, x1 = acc[mi][ni][2 * h + 1] * un;
         if (g.narrow) {
           T* out = static_cast<T*>(g.c) + (m0 + r) * g.ldc + n0 + c;
@@ -1321,7 +1323,8 @@ __global__ void lm_grad_bias_kernel(const T* __restrict__ gc, int64_t gcols, int
   if (v >= vcount) return;
   float s = in ? in[v] : 0.f;
   for (int64_t n = 0; n < rows; ++n)  // (Gc's row scales, f16: powers of two, undone exactly)
-    s += rscale ? load_f32(gc + n * gcols + v) * (1.f / rscale[n]) : load_f32(gc + n * gcols + v);
+    s += std::is_same_v<T, __half> && rscale ? load_f32(gc + n * gcols + v) * (1.f / rscale[n])
+                                             : load_f32(gc + n * gcols + v);
   if (narrow) static_cast<T*>(out)[v] = from_f32<T>(s);
   else static_cast<float*>(out)[v] = s;
 }
@@ -1343,7 +1346,7 @@ __device__ __forceinline__ void wg_g_tile(const float (&acc)[64], const WgLane& 
   for (int h = 0; h < 2; ++h) {
     const int r = L.row(h);
     const BwdRowScalars s = row_scalars<kEnt>(a, r0 + r, r < rows, vt == 0 && L.t4 == 0);
-    const float rs = row_scale(a, r0 + r, s.live);
+    const float rs = std::is_same_v<T, __half> ? row_scale(a, r0 + r, s.live) : 1.f;
 #pragma unroll
     for (int j = 0; j < 16; ++j)
 #pragma unroll
@@ -1360,18 +1363,21 @@ __device__ __forceinline__ void wg_g_tile(const float (&acc)[64], const WgLane& 
 }
 
 // The wgmma GEMMs' C tile at (m0, n0) (rows × cols inside C): my accumulators from C_in (or 0) ...
+template <class T>
 __device__ __forceinline__ void wg_load_c(float (&acc)[64], const WgLane& L, const GemmArgs& g, int64_t m0, int64_t n0,
                                           int rows, int cols) {
 #pragma unroll
-  for (int h = 0; h < 2; ++h)
+  for (int h = 0; h < 2; ++h) {
+    const int r = L.row(h);
+    const float sc = r < rows ? c_scale<T>(g, m0 + r) : 1.f;
 #pragma unroll
     for (int j = 0; j < 16; ++j)
 #pragma unroll
       for (int e = 0; e < 2; ++e) {
-        const int r = L.row(h), c = L.col(j, e);
-        acc[4 * j + 2 * h + e] =
-            g.c_in && r < rows && c < cols ? g.c_in[(m0 + r) * g.ldc + n0 + c] * c_scale(g, m0 + r) : 0.f;
+        const int c = L.col(j, e);
+        acc[4 * j + 2 * h + e] = g.c_in && r < rows && c < cols ? g.c_in[(m0 + r) * g.ldc + n0 + c] * sc : 0.f;
       }
+  }
 }
 
 // ... and stored: f32 (pairs as float2 where C's rows keep 8-byte alignment) or, narrow, rounded to T.
@@ -1380,12 +1386,14 @@ __device__ __forceinline__ void wg_store_c(const float (&acc)[64], const WgLane&
                                            int64_t n0, int rows, int cols) {
   const bool pair = (g.ldc & 1) == 0;
 #pragma unroll
-  for (int h = 0; h < 2; ++h)
+  for (int h = 0; h < 2; ++h) {
+    const int r = L.row(h);
+    if (r >= rows) continue;
+    const float un = 1.f / c_scale<T>(g, m0 + r);  // (exact: a power of two)
 #pragma unroll
     for (int j = 0; j < 16; ++j) {
-      const int r = L.row(h), c = L.col(j, 0);
-      if (r >= rows || c >= cols) continue;
-      const float un = 1.f / c_scale(g, m0 + r);  // (exact: a power of two)
+      const int c = L.col(j, 0);
+      if (c >= cols) continue;
       const float x0 = acc[4 * j + 2 * h] * un, x1 = acc[4 * j + 2 * h + 1] * un;
       if (g.narrow) {
         T* out = static_cast<T*>(g.c) + (m0 + r) * g.ldc + n0 + c;
@@ -1401,6 +1409,7 @@ __device__ __forceinline__ void wg_store_c(const float (&acc)[64], const WgLane&
         if (c + 1 < cols) out[1] = x1;
       }
     }
+  }
 }
 
 template <class T, bool kEnt>
@@ -1449,7 +1458,7 @@ __global__ void __launch_bounds__(kThreads, 1) lm_gemm_wgmma_kernel(GemmArgs g) 
   const int cols = static_cast<int>(min64(kBN, g.n - n0));
   const int nk = static_cast<int>((g.k + kWgBK - 1) / kWgBK);
   float acc[64];
-  wg_load_c(acc, L, g, m0, n0, rows, cols);
+  wg_load_c<T>(acc, L, g, m0, n0, rows, cols);
   wg_mainloop<T, 1>(
       smem, smem_address(smem), nk,
       [&](unsigned char* stage, int kt) {
@@ -1515,7 +1524,7 @@ __global__ void __launch_bounds__(kTmaThreadsOf<kOverlap>, 1)
         tma_load_2d(stage + kWgTileBytes + 8192, &tmap_b, static_cast<int32_t>(n0 + 64), kt * kWgBK, bar);
       },
       [&](const float (&part)[64], int kt) {
-        if (kt == 0) wg_load_c(acc, L, g, m0, n0, rows, cols);
+        if (kt == 0) wg_load_c<T>(acc, L, g, m0, n0, rows, cols);
 #pragma unroll
         for (int i = 0; i < 64; ++i) acc[i] += part[i];
       });
@@ -1598,9 +1607,9 @@ __global__ void __launch_bounds__(kTmaThreadsOf<true>, 1)
         wg_stages(smem_raw), 1, nk, acc, acc_hi, issue,
         [&](int) {
           float c[64];
-          wg_load_c(c, L, g, m0, n0, rows, hcols[0]);
+          wg_load_c<T>(c, L, g, m0, n0, rows, hcols[0]);
           settle_regs(acc, c);
-          wg_load_c(c, L, g, m0, n0 + kBN, rows, hcols[1]);
+          wg_load_c<T>(c, L, g, m0, n0 + kBN, rows, hcols[1]);
           settle_regs(acc_hi, c);
           return true;
         },
@@ -1608,7 +1617,7 @@ __global__ void __launch_bounds__(kTmaThreadsOf<true>, 1)
   } else {
     tma_wide_mainloop<T, 1, kCtas>(wg_stages(smem_raw), nk, issue, [&](int half, const float (&part)[64], int kt) {
       float(&sums)[64] = half == 0 ? acc : acc_hi;
-      if (kt == 0) wg_load_c(sums, L, g, m0, n0 + half * kBN, rows, hcols[half]);
+      if (kt == 0) wg_load_c<T>(sums, L, g, m0, n0 + half * kBN, rows, hcols[half]);
 #pragma unroll
       for (int i = 0; i < 64; ++i) sums[i] += part[i];
     });
