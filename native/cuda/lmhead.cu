@@ -1061,9 +1061,12 @@ __device__ __forceinline__ BwdRowScalars row_scalars(const GradArgs& a, int64_t 
   return s;
 }
 
-// Row r of the chunk's G scale for Gc (f16 inputs: lm_grad_scale_kernel's; else, or a dead row, 1).
+// Row r of the chunk's G scale for Gc (f16 inputs: lm_grad_scale_kernel's; else, or a dead row, 1; the
+// other instantiations compile none of it).
+template <class T>
 __device__ __forceinline__ float row_scale(const GradArgs& a, int64_t r, bool live) {
-  return a.rscale && live ? a.rscale[a.row0 + r] : 1.f;  // (null but for f16)
+  if constexpr (std::is_same_v<T, __half>) return a.rscale && live ? a.rscale[a.row0 + r] : 1.f;
+  else return 1.f;
 }
 
 // A G tile staged in shared memory (gs [kBM][Smem<T>::kLdN], rows × cols valid) to Gc rows (coalesced
@@ -1156,7 +1159,7 @@ __global__ void __launch_bounds__(kThreads, 1) lm_grad_logits_kernel(GradArgs a)
     for (int h = 0; h < 2; ++h) {
       const int r = L.row(mi, h);
       const BwdRowScalars s = row_scalars<kEnt>(a, r0 + r, r < rows, blockIdx.y == 0 && L.col(0, 0) == 0);
-      const float rs = std::is_same_v<T, __half> ? row_scale(a, r0 + r, s.live) : 1.f;
+      const float rs = row_scale<T>(a, r0 + r, s.live);
 #pragma unroll
       for (int ni = 0; ni < kNT; ++ni)
 #pragma unroll
@@ -1224,7 +1227,8 @@ __global__ void __launch_bounds__(kThreads, 1) lm_gemm_kernel(GemmArgs g) {
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
         const int r = L.row(mi, e >> 1), c = L.col(ni, e & 1);
-        acc[mi][ni][e] = g.c_in && r < rows && c < cols ? g.c_in[(m0 + r) * g.ldc + n0 + c] * c_scale<T>(g, m0 + r) : 0.f;
+        acc[mi][ni][e] =
+            g.c_in && r < rows && c < cols ? g.c_in[(m0 + r) * g.ldc + n0 + c] * c_scale<T>(g, m0 + r) : 0.f;
       }
   pipeline(
       nk,
@@ -1290,17 +1294,20 @@ __device__ __forceinline__ float pow2_scale_for(float b) {
   frexpf(b, &e);  // b < 2^e
   return ldexpf(1.f, max(-100, min(100, 15 - e)));
 }
-__global__ void __launch_bounds__(kScaleThreads) lm_grad_scale_kernel(GradArgs a, int64_t rows, float* rscale,
-                                                                       float* gscale) {
+// Rows' inputs as the G kernels read them (row_scalars): live = not ignored and in [0, vocab).
+__global__ void __launch_bounds__(kScaleThreads)
+    lm_grad_scale_kernel(const int* __restrict__ targets, int ignore, int64_t vocab, const float* __restrict__ glp,
+                         const float* gent, const float* ent, float inv_t, int64_t rows, float* rscale,
+                         float* gscale) {
   __shared__ float best[kScaleThreads];
   float m = 0.f;
   for (int64_t n = threadIdx.x; n < rows; n += kScaleThreads) {
-    const int tgt = a.targets[n];
-    const bool live = tgt != a.ignore && tgt >= 0 && tgt < a.vocab;
+    const int tgt = targets[n];
+    const bool live = tgt != ignore && tgt >= 0 && tgt < vocab;
     float b = 0.f;
     if (live) {
-      b = fabsf(a.glp[n] * a.inv_t);
-      if (a.gent) b += fabsf(a.gent[n] * a.inv_t) * (0.36787945f + fabsf(a.ent[n]));
+      b = fabsf(glp[n] * inv_t);
+      if (gent) b += fabsf(gent[n] * inv_t) * (0.36787945f + fabsf(ent[n]));
     }
     rscale[n] = pow2_scale_for(b);
     if (isfinite(b)) m = fmaxf(m, b);
@@ -1346,7 +1353,7 @@ __device__ __forceinline__ void wg_g_tile(const float (&acc)[64], const WgLane& 
   for (int h = 0; h < 2; ++h) {
     const int r = L.row(h);
     const BwdRowScalars s = row_scalars<kEnt>(a, r0 + r, r < rows, vt == 0 && L.t4 == 0);
-    const float rs = std::is_same_v<T, __half> ? row_scale(a, r0 + r, s.live) : 1.f;
+    const float rs = row_scale<T>(a, r0 + r, s.live);
 #pragma unroll
     for (int j = 0; j < 16; ++j)
 #pragma unroll
@@ -1948,10 +1955,9 @@ Status launch_linear_logprobs_backward(const LinearLogprobsBackwardParams& p, co
     float* rscale = nullptr;
     if constexpr (std::is_same_v<T, __half>) {
       GK_TRY(scratch.alloc(&rscale, size_t(p.rows + 1)));
-      const GradArgs sa{p.hidden, p.weight, p.bias, p.targets, p.lse, p.grad_logprobs, p.grad_entropy, p.entropy,
-                        p.rows, p.dim, p.target_limit > 0 ? p.target_limit : p.vocab, 0, 0, 0, p.vocab_start,
-                        p.ignore_index, scale2, inv_t, false, false, nullptr, nullptr, 0, 0, flags};
-      lm_grad_scale_kernel<<<1, kScaleThreads, 0, env.stream>>>(sa, p.rows, rscale, rscale + p.rows);
+      lm_grad_scale_kernel<<<1, kScaleThreads, 0, env.stream>>>(
+          p.targets, p.ignore_index, p.target_limit > 0 ? p.target_limit : p.vocab, p.grad_logprobs, p.grad_entropy,
+          p.entropy, inv_t, p.rows, rscale, rscale + p.rows);
       GK_CHECK_LAUNCH("lm_grad_scale_kernel");
     }
     const T* H = static_cast<const T*>(p.hidden);

@@ -339,6 +339,10 @@ struct GroupGeom {
 };
 
 // ----------------------------------------------------------------------------------------- M_g
+// M_g's operand A[v][p] = w_p·g_p[v], g_p[v] = 1[v = col_p] − q_p[v] (thr_m_kernel, thr_m_wgmma_kernel,
+// thr_mt_kernel): 1 − q formed first at the token's own column (exact in f32 for q ≥ 1/2).
+__device__ __forceinline__ float weighted_g(float w, bool own_col, float q) { return w * ((own_col ? 1.f : 0.f) - q); }
+
 // An M block's place (thr_m_kernel and thr_m_wgmma_kernel): its group g (list entry li), its tile of
 // M_g — rows [v0, v0 + rows) of V*_g (kRows at most), hidden dims [j0, j0 + cols) — and the group's
 // tokens (from t0), correct tokens [p_beg, p_end) and probabilities q.
@@ -503,10 +507,10 @@ __global__ void __launch_bounds__(kThreads, kSplit ? 1 : 2)
             sink, m_tiles, n_tiles,
             [&](int mi, float(&a)[4]) {  // a[i] = A[m + 8(i & 1)][k + 4(i >> 1)] = w_k (1[m = col_k] − q_k[m])
               const int m = mi * 16;
-              a[0] = wa * ((ca == m ? 1.f : 0.f) - Aa[col_a[mi][0]]);
-              a[1] = wa * ((ca == m + 8 ? 1.f : 0.f) - Aa[col_a[mi][1]]);
-              a[2] = wb * ((cb == m ? 1.f : 0.f) - Aa[4 * kRows + col_a[mi][0]]);
-              a[3] = wb * ((cb == m + 8 ? 1.f : 0.f) - Aa[4 * kRows + col_a[mi][1]]);
+              a[0] = weighted_g(wa, ca == m, Aa[col_a[mi][0]]);
+              a[1] = weighted_g(wa, ca == m + 8, Aa[col_a[mi][1]]);
+              a[2] = weighted_g(wb, cb == m, Aa[4 * kRows + col_a[mi][0]]);
+              a[3] = weighted_g(wb, cb == m + 8, Aa[4 * kRows + col_a[mi][1]]);
             },
             [&](int ni, float(&b)[2]) {  // b[i] = B[k + 4i][n] = h_k[n]
               b[0] = smem_f32(Ba[col_b[ni]]);
@@ -668,8 +672,7 @@ __global__ void __launch_bounds__(kThreads, 1)
         if (loads_b)
           prep<kB>(x[4 * c + e], hi[e], lo[e]);
         else
-          prep<kA>(s_w[slot][4 * c + e] * ((s_pcol[slot][4 * c + e] == v0 + own ? 1.f : 0.f) - x[4 * c + e]), hi[e],
-                   lo[e]);
+          prep<kA>(weighted_g(s_w[slot][4 * c + e], s_pcol[slot][4 * c + e] == v0 + own, x[4 * c + e]), hi[e], lo[e]);
       }
       const int off = own * 128 + 16 * (c ^ (own & 7));
       *reinterpret_cast<float4*>(hi_tile + off) = make_float4(hi[0], hi[1], hi[2], hi[3]);
@@ -1147,7 +1150,7 @@ __global__ void thr_mt_kernel(GroupList list, int li0, GroupGeom geo, const floa
     float x = 0.f;
     if (p < P && r < rows) {
       const int pi = p_beg + int(p), tok = geo.ptok[pi];
-      x = is_a ? geo.pw[pi] * ((geo.pcol[pi] == r ? 1.f : 0.f) - q[int64_t(tok - t0) * K + r])
+      x = is_a ? weighted_g(geo.pw[pi], geo.pcol[pi] == r, q[int64_t(tok - t0) * K + r])
                : hidden[int64_t(tok) * geo.d + r];
     }
     tile[i][tx] = tf32_round(x);

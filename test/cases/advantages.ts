@@ -166,9 +166,7 @@ export function whitenScale(
   const out = new Float64Array(x.length);
   if (!keepMean) return out;
   const xs = x.filter((e, i) => valid[i] && Number.isFinite(e));
-  if (xs.length === 0) return out;
-  const m = sum(xs) / xs.length;
-  return out.fill(Math.sqrt(sum(xs.map((e) => (e - m) ** 2)) / xs.length));
+  return xs.length === 0 ? out : out.fill(stdOf(xs, 0));
 }
 
 export interface AdvRef {
