@@ -116,8 +116,9 @@
 //   one has not run on a GPU): H100 17.8 / 9.66 ms ('f32' / 'tf32'; ncu at base clocks: scores 14.7 ms,
 //   M 7.9 ms in 'f32'), H200 18.5 / 9.8 ms: about half the predicted rate, latency- rather than
 //   L2-bound. With the wgmma scores (below; `auto` on a 9.0 device) the H200 runs THR in 13.4 / 8.1 ms.
-// Numerics, per token t of group g against the f64 definition, scaled by max_{u∈g} |THR_u| (tau_g
-// likewise):
+// Numerics, per token t of group g against the f64 definition: bound · max_{u∈g} |THR_u| + 4u·S̃_t
+// (S̃_t = Σ_v w_v ⟨|g_v|,|g_t|⟩⟨|h_v|,|h_t|⟩, the sum with every term made positive; u the mode's unit
+// roundoff; the second term matters only where M_g's terms cancel), tau_g likewise:
 //   'f32': bound 3e-4 (issue 10's f32 bound). Each product is exact to 3·2^-22 (the dropped a_lo·b_lo
 //     and the rounding of the lo parts; 2^-22 when h is exact), the truncating MMA sums stay within a
 //     k-step, the rest is f32 round-to-nearest: an f32-grade result. Measured with the previous (WMMA,

@@ -4,7 +4,7 @@
  * tables' own comparison (test/cases/check.ts compareElements) and tolerances.
  *
  * - Both resolve: the same outputs, each element within its tolerance (|got − want| ≤ atol +
- *   rtol·|want| + crtol·scale, NaN/±Inf by class).
+ *   rtol·|want| + crtol·scale + stol·terms, NaN/±Inf by class).
  * - One rejects: a failure, whatever the other did. Both reject: each with a GrpoKernelsError of the
  *   same code and argument (docs/DESIGN.md, "Errors"); an error of another class is a failure.
  * - After the backend's call, ctx.synchronize(): an error that only surfaces then (a device flag the
@@ -25,10 +25,11 @@ export type { Tolerance };
 /** Decoded outputs of one call, by name. */
 export type Values = Record<string, Float64Array>;
 
-/** How one output is compared: its table entry and, where the entry has crtol, its scale. */
+/** How one output is compared: its table entry and, where the entry has crtol or stol, its scales. */
 export interface Expect {
   tol: Tolerance;
   scale?: ArrayLike<number>;
+  terms?: ArrayLike<number>;
 }
 
 /** Registers a tensor (or anything disposable) to be freed once the call has been read back. */
@@ -175,7 +176,7 @@ export class Session {
         this.fail(spec.op, spec.desc, `tool error: no tolerance for output ${k}`);
         continue;
       }
-      const m = compareElements(b.ok[k], a.ok[k], e.tol, finiteScale(e.scale));
+      const m = compareElements(b.ok[k], a.ok[k], e.tol, finiteScale(e.scale), finiteScale(e.terms));
       if (m.problems.length > 0)
         this.fail(
           spec.op,

@@ -53,8 +53,13 @@ export interface TokenHiddenRewardOptions {
   beta?: number;
   /**
    * Arithmetic of the two matrix products on cuda (tensor cores). Each mode's bound, per token t of
-   * group g against the float64 definition: |THR_t − THR*_t| ≤ bound · max_{u∈g} |THR*_u|, and tau_g
-   * within the same bound.
+   * group g against the float64 definition:
+   *   |THR_t − THR*_t| ≤ bound · max_{u∈g} |THR*_u| + 4u · S̃_t (+ 2⁻¹²⁶ below f32's normal range),
+   * with S̃_t = Σ_{v∈P} w_v ⟨|g_v|, |g_t|⟩⟨|h_v|, |h_t|⟩ the token's sum with every term made positive and
+   * u the mode's unit roundoff (2⁻²⁴ 'f32', 2⁻¹¹ 'tf32'); tau_g likewise, with |beta| times the largest
+   * mean of S̃ over a correct response's tokens. S̃_t is a few times max |THR_g| at most unless M_g's terms cancel
+   * (e.g. d = 1, anchors' hidden states of either sign), where the second term is the error of any
+   * sum in that precision (docs/DESIGN.md, "Numerics").
    * - 'f32' (default): 3xTF32 split products (2xTF32 with f16/bf16 hidden states, which TF32 holds
    *   exactly) of g = e − q formed in f32, sums in f32: an f32-grade result.
    *   Bound 3e-4; measured on an H200 at most 1.4e-6.
@@ -62,9 +67,6 @@ export interface TokenHiddenRewardOptions {
    *   Bound 3e-3; measured 6e-5 to 2.6e-4. Faster: on an H200, one group of 8 × 2048 tokens,
    *   |V*| 4096, d 3584, 43 ms against 71 ms ('f32', f32 hidden) or 54 ms ('f32', bf16 hidden).
    *
-   * Both bounds hold while M_g does not cancel; when its terms cancel (Σ|terms| ≫ |M_g|, e.g. d = 1 with
-   * anchors' hidden states of either sign) the error is about u·Σ|terms|, u = 2⁻²⁴ or 2⁻¹¹
-   * (docs/DESIGN.md, "Numerics").
    * Whatever this says, the cpu backend multiplies in f32 and sums chunks of 256 products in f64
    * (docs/cpu.md), and the webgpu backend computes in f32.
    */

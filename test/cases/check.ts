@@ -4,13 +4,17 @@
  *
  * The rule, for every element i (test/cases/tolerances.ts states atol, rtol and crtol per op and dtype):
  *
- *   |got_i − want_i| ≤ atol + rtol·|want_i| + crtol·scale_i
+ *   |got_i − want_i| ≤ atol + rtol·|want_i| + crtol·scale_i + stol·terms_i
  *
  * - atol, rtol: the usual absolute and relative terms.
  * - crtol·scale_i: an error relative to the magnitude of what the element was computed from, for the
  *   outputs whose f32 error is set by their operands rather than by their own size (THR: the group's
  *   largest |THR*|, the form cuda's THR documents; see tolerances.ts). A case gives scale_i with its
  *   reference; an entry without crtol ignores it.
+ * - stol·terms_i: the standard forward bound of a sum, u·Σ|terms|, for an output that is a sum of
+ *   terms of either sign which may cancel (THR: terms_i = the token's sum with every term made
+ *   positive, test/fixtures/thr.ts thrMagnitudes). A case gives terms_i with its reference; an entry
+ *   without stol ignores it.
  * - Non-finite values: the class (NaN, +Inf, −Inf) must match exactly, element by element.
  *
  * A failure lists the class mismatches and the elements past their tolerance by index (at most 5 of
@@ -26,6 +30,8 @@ export interface Tolerance {
   rtol: number;
   /** Relative to the element's scale (its reference's `scale`), when the op's entry has one. */
   crtol?: number;
+  /** Relative to Σ|terms| of the element (its reference's `terms`), when the op's entry has one. */
+  stol?: number;
 }
 
 /** Bit-exact (integers, copies, selections). */
@@ -52,6 +58,7 @@ export function compareElements(
   want: ArrayLike<number>,
   tol: Tolerance,
   scale?: ArrayLike<number>,
+  terms?: ArrayLike<number>,
 ): Mismatch {
   const problems: string[] = [];
   if (got.length !== want.length) {
@@ -59,6 +66,7 @@ export function compareElements(
     return { problems, worst: Number.POSITIVE_INFINITY, worstAt: -1 };
   }
   const crtol = scale === undefined ? 0 : (tol.crtol ?? 0);
+  const stol = terms === undefined ? 0 : (tol.stol ?? 0);
   let classes = 0;
   let over = 0;
   let worst = 0;
@@ -75,7 +83,10 @@ export function compareElements(
     if (cb !== 'finite') continue;
     const err = Math.abs(a - b);
     if (err === 0) continue;
-    const bound = tol.atol + tol.rtol * Math.abs(b) + (crtol > 0 ? crtol * scale![i] : 0);
+    // A non-finite scale (from non-finite inputs) never widens the bound.
+    const cs = crtol > 0 && Number.isFinite(scale![i]) ? crtol * scale![i] : 0;
+    const ss = stol > 0 && Number.isFinite(terms![i]) ? stol * terms![i] : 0;
+    const bound = tol.atol + tol.rtol * Math.abs(b) + cs + ss;
     const ratio = bound > 0 ? err / bound : Number.POSITIVE_INFINITY;
     if (ratio > worst) {
       worst = ratio;
@@ -98,9 +109,10 @@ export function expectWithin(
   tol: Tolerance,
   what: string,
   scale?: ArrayLike<number>,
+  terms?: ArrayLike<number>,
 ): Mismatch {
-  const m = compareElements(got, want, tol, scale);
-  const t = `atol ${tol.atol}, rtol ${tol.rtol}${tol.crtol !== undefined && scale ? `, crtol ${tol.crtol}` : ''}`;
+  const m = compareElements(got, want, tol, scale, terms);
+  const t = `atol ${tol.atol}, rtol ${tol.rtol}${tol.crtol !== undefined && scale ? `, crtol ${tol.crtol}` : ''}${tol.stol !== undefined && terms ? `, stol ${tol.stol}` : ''}`;
   expect(m.problems, `${what} (${t}): worst ${m.worst.toPrecision(3)}× its tolerance`).toEqual([]);
   return m;
 }

@@ -43,6 +43,8 @@ export interface Want {
   values: ArrayLike<number>;
   /** Per element, the magnitude the output was computed from (the tolerance's crtol term). */
   scale?: ArrayLike<number>;
+  /** Per element, its sum with every term made positive (the tolerance's stol term). */
+  terms?: ArrayLike<number>;
 }
 
 /** A case compared against its float64 reference. */
@@ -140,7 +142,7 @@ async function runReference(c: RefCase, ctx: Context, backend: BackendName): Pro
     got[k] = decoded(o);
     const w = want[k];
     if (measure) report(c.name, backend, k, got[k], w, tol);
-    expectWithin(got[k], w.values, tol, `${k} (${backend})`, w.scale);
+    expectWithin(got[k], w.values, tol, `${k} (${backend})`, w.scale, w.terms);
   }
   c.check?.(got, raw);
 }
@@ -149,6 +151,7 @@ function report(name: string, backend: string, k: string, got: Float64Array, w: 
   let abs = 0;
   let rel = 0;
   let cond = 0;
+  let sums = 0;
   for (let i = 0; i < got.length; i++) {
     const b = w.values[i];
     const e = Math.abs(got[i] - b);
@@ -156,10 +159,11 @@ function report(name: string, backend: string, k: string, got: Float64Array, w: 
     abs = Math.max(abs, e);
     if (b !== 0) rel = Math.max(rel, e / Math.abs(b));
     if (w.scale && w.scale[i] > 0) cond = Math.max(cond, e / w.scale[i]);
+    if (w.terms && w.terms[i] > 0) sums = Math.max(sums, e / w.terms[i]);
   }
-  const m = compareElements(got, w.values, tol, w.scale);
+  const m = compareElements(got, w.values, tol, w.scale, w.terms);
   console.log(
-    `[measure] ${backend} | ${name} | ${k} | worst ${m.worst.toPrecision(3)}× tol | abs ${abs.toExponential(2)} | rel ${rel.toExponential(2)} | /scale ${cond.toExponential(2)}`,
+    `[measure] ${backend} | ${name} | ${k} | worst ${m.worst.toPrecision(3)}× tol | abs ${abs.toExponential(2)} | rel ${rel.toExponential(2)} | /scale ${cond.toExponential(2)}${w.terms ? ` | /terms ${sums.toExponential(2)}` : ''}`,
   );
 }
 

@@ -12,6 +12,8 @@
  * THR's scale (the tolerance's crtol term): a token's THR is a sum of terms of either sign over its
  * group's correct tokens, so its error is bounded relative to the group's largest |THR*|, the form the
  * cuda backend documents for its precision modes (TokenHiddenRewardOptions.precision); tau_g too.
+ * Its terms (the stol term): the same sum with every term made positive (thrMagnitudes), which states
+ * the error where M_g's terms cancel.
  */
 import { expect } from 'vitest';
 import type { ReweightMode, Weighting } from '../../src/backends/backend.js';
@@ -20,16 +22,19 @@ import type { FloatDType } from '../../src/dtypes.js';
 import type { Layout } from '../../src/layout.js';
 import {
   bruteThr,
+  CANCELLING,
   DEGENERATE_GROUPS,
   degenerate,
   makeReweightCase,
   makeThrCase,
+  matrixThr,
   REWEIGHT_VARIANTS,
   type ResponseSpec,
   type ReweightCase,
   type ReweightVariant,
   randomGroups,
   type ThrCase,
+  thrMagnitudes,
   uniformGroup,
 } from '../fixtures/thr.js';
 import { randomNormal } from '../util/rng.js';
@@ -46,60 +51,6 @@ import {
 import { TOLERANCES } from './tolerances.js';
 
 // ------------------------------------------------------------------ float64 references
-
-/**
- * docs/THR.md item 3 regrouped (exact in real arithmetic): M_g[v, k] = Σ_{u∈P} w_u g_u[v] h_u[k], then
- * s_t = Σ_v g_t[v] Σ_k M_g[v, k] h_t[k]; THR_t = ±s_t, tau_g = beta · min over correct responses of
- * their mean s. O(T·K·d) where bruteThr is O(T²·(K + d)): for the long groups.
- */
-export function matrixThr(
-  c: ThrCase,
-  weighting: Weighting,
-  beta = 1,
-): { thr: Float64Array; tau: Float64Array } {
-  const { responseOffsets: ro, groupOffsets: go } = c.layout;
-  const d = c.dim;
-  const H = c.hidden64;
-  const thr = new Float64Array(c.numTokens);
-  const tau = new Float64Array(c.numGroups);
-  for (let g = 0; g < c.numGroups; g++) {
-    if (degenerate(c.layout, c.correct, g)) {
-      tau[g] = Number.NaN;
-      continue;
-    }
-    const t0 = ro[go[g]];
-    const K = c.vocabOffsets[g + 1] - c.vocabOffsets[g];
-    const grad = (t: number, v: number) =>
-      (v === c.tokenColumn[t] ? 1 : 0) - c.probs[c.probsOffsets[g] + (t - t0) * K + v];
-    const M = new Float64Array(K * d);
-    for (let r = go[g]; r < go[g + 1]; r++) {
-      if (!c.correct[r]) continue;
-      const w = weighting === 'length' ? 1 / (ro[r + 1] - ro[r]) : 1;
-      for (let u = ro[r]; u < ro[r + 1]; u++)
-        for (let v = 0; v < K; v++) {
-          const gv = w * grad(u, v);
-          for (let k = 0; k < d; k++) M[v * d + k] += gv * H[u * d + k];
-        }
-    }
-    let best = Number.POSITIVE_INFINITY;
-    for (let r = go[g]; r < go[g + 1]; r++) {
-      let total = 0;
-      for (let t = ro[r]; t < ro[r + 1]; t++) {
-        let s = 0;
-        for (let v = 0; v < K; v++) {
-          let mh = 0;
-          for (let k = 0; k < d; k++) mh += M[v * d + k] * H[t * d + k];
-          s += grad(t, v) * mh;
-        }
-        thr[t] = c.correct[r] ? s : -s;
-        total += s;
-      }
-      if (c.correct[r] && ro[r + 1] > ro[r]) best = Math.min(best, total / (ro[r + 1] - ro[r]));
-    }
-    tau[g] = beta * best;
-  }
-  return { thr, tau };
-}
 
 /** docs/THR.md "Reweighting", token by token; degenerate groups (by layout and correct) keep A. */
 export function refReweight(
@@ -166,7 +117,11 @@ export function thrWants(c: ThrCase, weighting: Weighting, beta: number): Record
   }
   const ref = pairs < 5e7 ? bruteThr(c, weighting, beta) : matrixThr(c, weighting, beta);
   const { perToken, perGroup } = groupScales(c, ref.thr);
-  return { thr: { values: ref.thr, scale: perToken }, tau: { values: ref.tau, scale: perGroup } };
+  const terms = thrMagnitudes(c, weighting, beta);
+  return {
+    thr: { values: ref.thr, scale: perToken, terms: terms.perToken },
+    tau: { values: ref.tau, scale: perGroup, terms: terms.perGroup },
+  };
 }
 
 /** For the tests outside the tables (tuning knobs, chunking): THR and tau against the reference. */
@@ -178,8 +133,8 @@ export function expectThrWithin(
 ): void {
   const want = thrWants(c, opts.weighting ?? 'length', opts.beta ?? 1);
   const tol = TOLERANCES.tokenHiddenReward[c.dtype];
-  expectWithin(got.thr, want.thr.values, tol.thr, `${what} thr`, want.thr.scale);
-  expectWithin(got.tau, want.tau.values, tol.tau, `${what} tau`, want.tau.scale);
+  expectWithin(got.thr, want.thr.values, tol.thr, `${what} thr`, want.thr.scale, want.thr.terms);
+  expectWithin(got.tau, want.tau.values, tol.tau, `${what} tau`, want.tau.scale, want.tau.terms);
 }
 
 // ------------------------------------------------------------------ restrictedVocab
@@ -516,6 +471,12 @@ export const THR_CASES: readonly Case[] = [
       const y = c.tokenColumn[0];
       for (let k = 0; k < K; k++) c.probs[k] = k === y ? Math.fround(1 - 1e-5) : Math.fround(1e-5 / (K - 1));
     },
+  }),
+  // M_g cancels (test/fixtures/thr.ts CANCELLING): the table's stol term states the error there.
+  thrCase({
+    name: 'M_g cancels (|V*| = 1, anchors balanced to 1e-4 and to rounding)',
+    ...CANCELLING.spec,
+    edit: CANCELLING.edit,
   }),
 ];
 

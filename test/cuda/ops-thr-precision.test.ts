@@ -5,6 +5,8 @@
  *
  * Normalisation: per token t of group g, |THR_t − THR*_t| ≤ atol_g with
  * atol_g = bound · max_{u∈g} |THR*_u| (THR* the f64 value; no rtol term); tau_g to the same atol_g.
+ * Where M_g's terms cancel, the documented bound adds 4u·S̃_t (u the mode's unit roundoff, S̃_t the
+ * token's sum with every term made positive): the "M_g cancels" case.
  * The scale is the group's largest |THR*|: a token's THR is a sum of terms of either sign over the
  * group's correct tokens, so a token near zero carries the absolute error of that sum, not a relative
  * one.
@@ -31,6 +33,7 @@ import { thrTuning } from '../../src/backends/cuda/thr.js';
 import { type Context, type FloatDType, GrpoKernelsError } from '../../src/index.js';
 import {
   bruteThr,
+  CANCELLING,
   DEGENERATE_GROUPS,
   makeThrCase,
   randomGroups,
@@ -38,6 +41,7 @@ import {
   sharedComponentRows,
   type ThrCase,
   thrGroupErrors,
+  thrMagnitudes,
 } from '../fixtures/thr.js';
 import { cpuContext, EMULATED, probeGpu, rejection, THR_TILE_CONFIGS } from './helpers.js';
 
@@ -48,6 +52,11 @@ const cpu = await cpuContext();
 
 /** The bound each mode documents, relative to the group's max |THR*| (see the header). */
 const BOUND: Record<ThrPrecision, number> = { f32: 3e-4, tf32: 3e-3 };
+/**
+ * Each mode's second term, for groups whose M_g cancels: stol · S̃_t, S̃_t the token's sum with every term
+ * made positive (test/fixtures/thr.ts thrMagnitudes): 4u of the mode, u = 2⁻²⁴ ('f32') or 2⁻¹¹ ('tf32').
+ */
+const STOL: Record<ThrPrecision, number> = { f32: 2 ** -22, tf32: 2 ** -9 };
 /** 'f32' at this file's sizes: f32-grade, an order of magnitude below any TF32-grade result. */
 const F32_GRADE_HERE = 1e-5;
 
@@ -164,6 +173,28 @@ for (const cfg of THR_TILE_CONFIGS.filter((c) => !(EMULATED && ROUNDED_COPIES.ha
         });
       }
     }
+    it(`M_g cancels: each mode within bound·max|THR_g| + 4u·Σ|terms|`, async () => {
+      // test/fixtures/thr.ts CANCELLING: M_g is 1e-4 of an anchor's term, then its rounding.
+      const c = makeThrCase(CANCELLING.spec);
+      CANCELLING.edit(c);
+      const ref = bruteThr(c, 'length');
+      const terms = thrMagnitudes(c, 'length');
+      const { responseOffsets: ro, groupOffsets: go } = c.layout;
+      for (let g = 0; g < c.numGroups; g++) {
+        const t = Array.from({ length: ro[go[g + 1]] - ro[go[g]] }, (_, i) => ro[go[g]] + i);
+        const ratio =
+          Math.max(...t.map((i) => terms.perToken[i])) / Math.max(...t.map((i) => Math.abs(ref.thr[i])));
+        expect(ratio, `group ${g}: Σ|terms| ≫ max|THR*| (M_g cancels)`).toBeGreaterThan(1e3);
+      }
+      for (const precision of ['f32', 'tf32'] as const) {
+        const r = await runThr(cuda, c, { weighting: 'length', precision });
+        const { worst, bad } = thrGroupErrors(c, r.thr, r.tau, ref, BOUND[precision], {
+          terms,
+          stol: STOL[precision],
+        });
+        expect(bad, `${precision}: max error ${worst.toExponential(2)} of its bound's scale`).toEqual([]);
+      }
+    });
     for (const eps of [1e-5, 1e-3]) {
       it(`confident tokens (q_y = 1 − ${eps}): 'f32' within 1e-5, 'tf32' within 3e-3 of max|THR_g|`, async () => {
         const c = confidentCase(eps);

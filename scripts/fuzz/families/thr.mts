@@ -11,19 +11,20 @@
  *
  * Tolerances: test/cases/tolerances.ts (restrictedVocab exact; gatherProbs with gatherWant's scale
  * from test/cases/logprobs.ts; tokenHiddenReward relative to its group's largest |THR*|, as
- * test/cases/thr.ts's groupScales (not exported: written again below); thrReweight). Precision
- * 'tf32' on cuda has no table entry: its bound is the one TokenHiddenRewardOptions.precision
- * documents (src/api/thr.ts), 3e-3 of the group's largest |THR*|, the same form as the table's
- * 'f32' entry. cpu and webgpu ignore `precision` (f64 and f32 sums), so the table holds them always.
+ * test/cases/thr.ts's groupScales (not exported: written again below), plus the sum with every term
+ * made positive (thrMagnitudes); thrReweight). Precision 'tf32' on cuda has no table entry: its bound
+ * is the one TokenHiddenRewardOptions.precision documents (src/api/thr.ts), 3e-3 of the group's
+ * largest |THR*| + 4·2⁻¹¹ of that sum, the same form as the table's 'f32' entry. cpu and webgpu ignore `precision` (f64 and f32 sums), so the table holds them always.
  */
 import type { Context, RestrictedVocab, ThrPrecision, ThrResult, Weighting } from '../../../src/index.js';
 import { bruteForward, gatherWant } from '../../../test/cases/logprobs.js';
 import { TOLERANCES } from '../../../test/cases/tolerances.js';
+import { thrMagnitudes } from '../../../test/fixtures/thr.js';
 import { FLOAT_DTYPES, floatData, offsetsText, raggedLayout } from '../gen.mjs';
 import { type Expect, type Family, type Keep, readValues, type Tolerance, type Values } from '../harness.mjs';
 
-/** TokenHiddenRewardOptions.precision's bound for 'tf32' (src/api/thr.ts), relative to the group max. */
-const TF32_BOUND: Tolerance = { atol: 0, rtol: 0, crtol: 3e-3 };
+/** TokenHiddenRewardOptions.precision's bound for 'tf32' (src/api/thr.ts): group max and Σ|terms|. */
+const TF32_BOUND: Tolerance = { ...TOLERANCES.tokenHiddenReward.f32.thr, crtol: 3e-3, stol: 2 ** -9 };
 
 function keepVocab(v: RestrictedVocab, keep: Keep): RestrictedVocab {
   keep(v.offsets);
@@ -117,6 +118,13 @@ export const thrFamily: Family = {
       precision === 'tf32' && s.backend.backend === 'cuda'
         ? TF32_BOUND
         : TOLERANCES.tokenHiddenReward[hdtype].thr;
+    // Where each group's [T_g, |V*_g|] block of probs starts (as gatherProbs packs them).
+    const probsOffsets = new Float64Array(lay.groups + 1);
+    for (let g = 0; g < lay.groups; g++) {
+      const Tg = lay.responseOffsets[lay.groupOffsets[g + 1]] - lay.responseOffsets[lay.groupOffsets[g]];
+      probsOffsets[g + 1] = probsOffsets[g] + Tg * (host.offsets[g + 1] - host.offsets[g]);
+    }
+    const tokenColumn = Int32Array.from(vocab.tokenColumn);
     const thrExpect = (js: Values): Record<string, Expect> => {
       // test/cases/thr.ts groupScales: per token and per group, the group's largest finite |THR*|.
       const perToken = new Float64Array(Tt);
@@ -129,7 +137,24 @@ export const thrFamily: Family = {
         perGroup[g] = m;
         perToken.fill(m, t0, t1);
       }
-      return { thr: { tol, scale: perToken }, tau: { tol, scale: perGroup } };
+      const terms = thrMagnitudes(
+        {
+          layout,
+          correct,
+          dim: d,
+          hidden64: hidden.values,
+          probs,
+          probsOffsets,
+          vocabOffsets: host.offsets,
+          tokenColumn,
+        },
+        weighting,
+        beta,
+      );
+      return {
+        thr: { tol, scale: perToken, terms: terms.perToken },
+        tau: { tol, scale: perGroup, terms: terms.perGroup },
+      };
     };
     const H = (ctx: Context, keep: Keep) => keep(ctx.tensor(hidden.bits, [Tt, d], hdtype));
     const thr = await s.compare({
