@@ -4,7 +4,8 @@
  * then mergeLogprobStates, in shard order or reversed); linearLogprobsBackward with gradDtype 'f32'
  * or 'input', with or without bias and gradEntropy.
  *
- * Inputs: N ≤ 12 rows (some ignored), d ≤ 96, V ≤ 300, hidden ~ N(0, 1) and weight ~ N(0, s²/d) of
+ * Inputs: N ≤ 12 rows (some ignored), d ≤ 96, V ≤ 300 (in one case of 16: N 65 to 200, d 97 to 200,
+ * V 257 to 520, several tiles and k-steps), hidden ~ N(0, 1) and weight ~ N(0, s²/d) of
  * every dtype (logits of spread s = 1 or 3), a bias ~ N(0, 1), temperatures 0.05 to 2.
  *
  * Tolerances: test/cases/tolerances.ts (linearLogprobs, which also holds the merged shards;
@@ -41,9 +42,11 @@ export const lmheadFamily: Family = {
   ops: 'linearLogprobs, linearLogprobStates/logprobStates+mergeLogprobStates, linearLogprobsBackward',
   async run(r, s) {
     const dtype = r.pick(FLOAT_DTYPES);
-    const N = r.int(0, 12);
-    const d = r.pick([1, 2, 3, 8, 17, 64, 96, r.int(1, 96)]);
-    const V = r.pick([1, 2, 5, 33, 64, 257, r.int(1, 300), r.int(1, 300)]);
+    // One case in 16 is large: rows, d and V past the GEMMs' 64- and 128-wide tiles and k-steps.
+    const big = r.bool(1 / 16);
+    const N = big ? r.int(65, 200) : r.int(0, 12);
+    const d = big ? r.pick([128, 136, r.int(97, 200)]) : r.pick([1, 2, 3, 8, 17, 64, 96, r.int(1, 96)]);
+    const V = big ? r.int(257, 520) : r.pick([1, 2, 5, 33, 64, 257, r.int(1, 300), r.int(1, 300)]);
     const T = r.pick([1, 1, 0.7, 2, 0.05]);
     const spread = r.pick([1, 3]);
     const hidden = floatData(dtype, r.normals(N * d));

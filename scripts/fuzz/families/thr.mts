@@ -4,7 +4,8 @@
  * js's outputs of the op before as host arrays, so that both backends see the same inputs.
  *
  * Inputs: ≤ 4 groups of ≤ 6 responses of ≤ 10 tokens (≤ 64 tokens; empty responses, singletons, no
- * groups at all), V ≤ 300 with token ids often drawn from a few (repeats: small V*), logits of every
+ * groups at all), or in one case of 16 ≤ 2 groups of responses up to 90 tokens (≤ 360 tokens, V 60 to
+ * 500, d 65 to 260: several partial tiles), V ≤ 300 with token ids often drawn from a few (repeats: small V*), logits of every
  * dtype with s up to 30 (confident tokens, q_y → 1, where THR's one-hot part cancels) and sometimes
  * −Inf columns, hidden states of every dtype with d ≤ 96, correct flags (all 0 or all 1: degenerate
  * groups), both weightings, several betas, precision 'f32' or 'tf32', every reweighting mode.
@@ -43,10 +44,15 @@ export const thrFamily: Family = {
   name: 'thr',
   ops: 'restrictedVocab, gatherProbs, tokenHiddenReward, thrAggregate+thrScore, thrReweight',
   async run(r, s) {
-    const lay = raggedLayout(r, { maxGroups: 4, maxGroupSize: 6, maxLength: 10, maxTokens: 64 });
+    // One case in 16 is large: groups of hundreds of tokens, |V*| and d past the kernels' 64- and
+    // 128-wide tiles (partial tiles, several of them, their fixed-order folds).
+    const big = r.bool(1 / 16);
+    const lay = big
+      ? raggedLayout(r, { maxGroups: 2, maxGroupSize: 6, maxLength: 90, maxTokens: 360, minGroups: 1 })
+      : raggedLayout(r, { maxGroups: 4, maxGroupSize: 6, maxLength: 10, maxTokens: 64 });
     const layout = { groupOffsets: lay.groupOffsets, responseOffsets: lay.responseOffsets };
     const Tt = lay.tokens;
-    const V = r.pick([1, 2, 3, r.int(1, 20), r.int(1, 300), r.int(1, 300)]);
+    const V = big ? r.int(60, 500) : r.pick([1, 2, 3, r.int(1, 20), r.int(1, 300), r.int(1, 300)]);
     const few = r.pick([0, 1, 4, V - 1, V - 1]);
     const tokens = Int32Array.from({ length: Tt }, () => r.int(0, Math.min(V - 1, few)));
     const base = `G=${lay.groups} R=${lay.responses} T=${Tt} V=${V} go=${offsetsText(lay.groupOffsets)} ro=${offsetsText(lay.responseOffsets)}`;
@@ -106,7 +112,7 @@ export const thrFamily: Family = {
     // tokenHiddenReward on js's probabilities.
     const probs = Float32Array.from(gathered.probs);
     const hdtype = r.pick(FLOAT_DTYPES);
-    const d = r.pick([1, 2, 3, 7, 16, 33, 64, r.int(1, 96)]);
+    const d = big ? r.pick([127, 129, 200, r.int(65, 260)]) : r.pick([1, 2, 3, 7, 16, 33, 64, r.int(1, 96)]);
     const hidden = floatData(hdtype, r.normals(Tt * d));
     const correct = Uint8Array.from({ length: lay.responses }, () => (r.bool() ? 1 : 0));
     if (r.bool(0.2)) correct.fill(r.int(0, 1));
