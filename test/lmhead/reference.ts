@@ -11,13 +11,15 @@
  *   |b_v|)/T: a logit computed in f32 errs in proportion to the sum of the magnitudes of its terms
  *   (Â, the standard forward bound of a dot product), and lse, log-probs and entropy are differences
  *   of numbers of size zmax;
- * - gradients: ρ·S1 + u·(1 + 2·zmax_n + Â_n)·S2, with S1 = Σ |G|·|other operand| (the GEMM's own
+ * - gradients: ρ·S1 + u·(1 + zmax_n + |lse_n| + Â_n)·S2, with S1 = Σ |G|·|other operand| (the GEMM's own
  *   terms; ρ the unit roundoff of the dtype G is rounded to before the GEMM: 2⁻⁸ bf16, 2⁻¹¹ f16, 0 f32)
  *   and S2 = Σ Ĝ·|other operand|, Ĝ_nv = |G_nv| + (|g_n| + |gE_n|·(1 + |log p_v + H_n|))·p_v/T bounding
  *   how far G moves when its exponent z − lse moves by one unit: that exponent's f32 error is the
  *   logit's own, u·(|z| + Â), plus the roundings of the scaled logit and of lse in the kernel's units
- *   (x·(log2e/T) − lse·log2e: u·|z| and u·|lse|), u·(2·zmax + Â) in all (the differential fuzz,
- *   2026-11-28, found V = 1 at T = 0.05 past the bound that counted zmax once: 1.13×). With f16 inputs
+ *   (x·(log2e/T) − lse·log2e: u·|z| and u·|lse|), u·(zmax + |lse| + Â) in all. The differential fuzz
+ *   found both halves missing: V = 1 at T = 0.05 past a bound that counted zmax once (1.13×), and a
+ *   flat row (zmax 0.16, lse = 4.8 ≈ log V at V = 119) past one that took 2·zmax for zmax + |lse|
+ *   (1.17×, cpu, 2026-11-28): lse exceeds zmax by up to log V. With f16 inputs
  *   each term of S1 also carries f16's subnormal floor, 2⁻²⁵ over the power of two cuda scales G by
  *   (G_SUBNORMAL): entries far below the row's (or, for gradWeight, the call's) largest |G| keep an
  *   absolute accuracy there, not a relative one.
@@ -233,7 +235,7 @@ export function backwardRef(
     const H = Math.fround(fwd.entropy[n]);
     const g = gradLogprobs[n] / T;
     const gE = gradEntropy ? gradEntropy[n] / T : 0;
-    eps[n] = U * (1 + 2 * fwd.zmax[n] + fwd.ahat[n]);
+    eps[n] = U * (1 + fwd.zmax[n] + Math.abs(lse) + fwd.ahat[n]);
     for (let v = 0; v < V; v++) {
       const lp = X[n * V + v] / T - lse;
       const p = Math.exp(lp);
