@@ -11,7 +11,7 @@
  * Tolerances: test/cases/tolerances.ts (linearLogprobs, which also holds the merged shards;
  * linearLogprobsBackward, and linearLogprobsBackwardInput for gradDtype 'input'), with the scales of
  * test/lmhead/reference.ts: forward zmax + Â (Â = max_v (Σ_k |h w| + |b|)/T; Σp²·that for sumSquares),
- * gradients ρ·S1 + u·(1 + zmax + Â)·S2 (backwardRef). The logit shards take zmax alone, as
+ * gradients ρ·S1 + u·(1 + zmax + |lse| + Â)·S2 (backwardRef). The logit shards take zmax alone, as
  * test/cases/lmhead.ts's logitShardCase (their logits are inputs: no dot product to err).
  * gradDtype 'input': js runs with 'f32' (its f64 sums rounded once to f32: the exact gradient to u),
  * the reference the table's 'input' entry is stated against; js's own 'input' result is rounded to

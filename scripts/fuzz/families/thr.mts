@@ -4,18 +4,20 @@
  * js's outputs of the op before as host arrays, so that both backends see the same inputs.
  *
  * Inputs: ≤ 4 groups of ≤ 6 responses of ≤ 10 tokens (≤ 64 tokens; empty responses, singletons, no
- * groups at all), or in one case of 16 ≤ 2 groups of responses up to 90 tokens (≤ 360 tokens, V 60 to
- * 500, d 65 to 260: several partial tiles), V ≤ 300 with token ids often drawn from a few (repeats: small V*), logits of every
+ * groups at all), V ≤ 300 with token ids often drawn from a few (repeats: small V*), logits of every
  * dtype with s up to 30 (confident tokens, q_y → 1, where THR's one-hot part cancels) and sometimes
  * −Inf columns, hidden states of every dtype with d ≤ 96, correct flags (all 0 or all 1: degenerate
- * groups), both weightings, several betas, precision 'f32' or 'tf32', every reweighting mode.
+ * groups), both weightings, several betas, precision 'f32' or 'tf32', every reweighting mode. One case
+ * in 16 is large: ≤ 2 groups of responses up to 90 tokens (≤ 360), V 60 to 500, d 65 to 260 (several
+ * partial tiles of the cuda and webgpu kernels).
  *
  * Tolerances: test/cases/tolerances.ts (restrictedVocab exact; gatherProbs with gatherWant's scale
  * from test/cases/logprobs.ts; tokenHiddenReward relative to its group's largest |THR*|, as
  * test/cases/thr.ts's groupScales (not exported: written again below), plus the sum with every term
  * made positive (thrMagnitudes); thrReweight). Precision 'tf32' on cuda has no table entry: its bound
  * is the one TokenHiddenRewardOptions.precision documents (src/api/thr.ts), 3e-3 of the group's
- * largest |THR*| + 4·2⁻¹¹ of that sum, the same form as the table's 'f32' entry. cpu and webgpu ignore `precision` (f64 and f32 sums), so the table holds them always.
+ * largest |THR*| + 4·2⁻¹¹ of that sum, the same form as the table's 'f32' entry. cpu and webgpu
+ * ignore `precision` (f64 and f32 sums), so the table holds them always.
  */
 import type { Context, RestrictedVocab, ThrPrecision, ThrResult, Weighting } from '../../../src/index.js';
 import { bruteForward, gatherWant } from '../../../test/cases/logprobs.js';
