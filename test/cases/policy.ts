@@ -48,22 +48,28 @@ const U = 2 ** -24;
  *   A) plus the KL term: ≲ (6 + |Δ|)·u relative per term; with |Δ| ≤ 20 (the clamp) ≤ 26u ≈ 1.6e-6.
  *   Terms of either sign (policy and KL) may cancel, so the bound is relative to the largest |gradient|
  *   of the tensor (crtol, scale = max|g|): 2⁻¹⁷ ≈ 7.6e-6, and rtol one ulp. Measured ≤ 0.24 (webgpu,
- *   ratios beyond the ±20 clamp).
+ *   ratios beyond the ±20 clamp). atol 2⁻¹²⁶: a gradient whose factors pass below f32's normal range
+ *   (sapo's saturated sigmoid: 4e-34 off by 5.6e-39 on cpu, differential fuzz seed 957241).
  * - gradEntropy: −c_H·G·a_r: three factors, one rounding each: 2⁻²¹ (8u). Measured ≤ 0.17.
  * - tokenLoss: the same per-token products as the gradient, relative to that token's own terms
  *   (scale = |w·L/W̄| + |β·KL| + |c_H·H|): 2⁻²⁰ (16u). Measured ≤ 0.47 (webgpu, 0.059 of 2⁻¹⁷).
  * - loss: f32 sums over T tokens (per lane a strided run, then fixed trees), relative to Σ|terms|
  *   (scale): 2⁻¹⁹ ≈ 1.9e-6 (32u). Measured ≤ 0.27 (webgpu; 0.0085 of 2⁻¹⁴).
- * - stats: means are the same kind of sums (scale = the mean of |terms|), counts are exact, min and max
- *   single values (rtol, e^Δ's rounding): crtol 2⁻¹⁴, rtol 2⁻¹⁸. Measured ≤ 0.67 (a single token's
- *   ratio, rtol).
+ * - stats: means are the same kind of sums (scale = the mean of |terms|), counts are exact but for the
+ *   tokens (or rollout units) whose ratio lies within its rounding of a clip bound, which may land on
+ *   either side (terms = their share, stol 1), min and max single values (rtol, e^Δ's rounding):
+ *   crtol 2⁻¹⁴, rtol 2⁻¹⁸. Measured ≤ 0.67 (a single token's ratio, rtol).
+ * - A response's f32 log-sums (gspo's mean log-ratio, a sequence-level rollout weight's log) err by
+ *   about u·Σ|terms|, so e^(·) by that much relative: tokenLoss and loss add their policy term times
+ *   that Σ|terms| (and W̄'s largest, normalised) to their scales (the differential fuzz, 2026-11-29:
+ *   responses of 300 tokens, webgpu up to 4.2× the old bound).
  */
 export const POLICY_TOLERANCES: Readonly<Record<string, Tolerance>> = {
   loss: { atol: 0, rtol: 2 * U, crtol: 2 ** -19 },
-  gradLogprobs: { atol: 0, rtol: 2 * U, crtol: 2 ** -17 },
+  gradLogprobs: { atol: 2 ** -126, rtol: 2 * U, crtol: 2 ** -17 },
   gradEntropy: { atol: 0, rtol: 2 ** -21 },
   tokenLoss: { atol: 0, rtol: 2 * U, crtol: 2 ** -20 },
-  stats: { atol: 0, rtol: 2 ** -18, crtol: 2 ** -14 },
+  stats: { atol: 0, rtol: 2 ** -18, crtol: 2 ** -14, stol: 1 },
 };
 
 // ------------------------------------------------------------------ inputs
@@ -434,6 +440,8 @@ export interface PolicyRef {
   tokenScale: Float64Array;
   stats: Float64Array;
   statsScale: Float64Array;
+  /** Per stat, the share of tokens or units a count may differ by (their decision within rounding). */
+  statsTerms: Float64Array;
   /** The loss at live logprobs ℓ (stop-gradients at the input's ℓ): the whole-loss finite difference. */
   lossAt(live: Float64Array): number;
 }
@@ -470,11 +478,23 @@ export function refPolicy(d: PolicyData, k: RefConv): PolicyRef {
     k.agg !== 'seq-mean-token-mean' ? 1 : k.clamp1 ? 1 / Math.max(m, 1) : 1 / (m + 1e-8),
   );
   const logS = toks.map((v) => v.reduce((s, t) => s + (d.lp[t] - d.old[t]), 0) / Math.max(v.length, 1));
+  // Σ|terms| of each response's log-sums (gspo's mean log-ratio; a sequence-level rollout weight's
+  // log): an f32 sum of them errs by about u·Σ|terms| absolute, so its e^(·) by that much relative.
+  const logSAbs = toks.map((v) =>
+    k.loss === 'gspo' ? v.reduce((s, t) => s + Math.abs(d.lp[t] - d.old[t]), 0) / Math.max(v.length, 1) : 0,
+  );
+  const lamAbs = toks.map((v) =>
+    k.rollout && k.rollout.level !== 'token'
+      ? v.reduce((s, t) => s + Math.abs(d.old[t] - d.roll![t]), 0) /
+        (k.rollout.level === 'geometric' ? Math.max(v.length, 1) : 1)
+      : 0,
+  );
 
   // Rollout weights per token, and their statistics over tokens or nonempty sequences.
   const w = new Float64Array(T).fill(1);
   const rc = k.rollout;
   const units: { w: number; clipped: boolean }[] = [];
+  let unitsAmbiguous = 0;
   if (rc) {
     const fix = (raw: number) => {
       const inside = raw >= rc.lower && raw <= rc.upper;
@@ -498,6 +518,10 @@ export function refPolicy(d: PolicyData, k: RefConv): PolicyRef {
         const u = fix(Math.exp(clip(lam, -rc.logClamp, rc.logClamp)));
         for (const t of toks[r]) w[t] = u.w;
         if (n[r] > 0) units.push(u);
+        // A weight within its log-sum's rounding of a bound may land on either side (a count).
+        const e = 16 * U * (lamAbs[r] + Math.abs(lam));
+        const side = (x: number) => fix(Math.exp(clip(x, -rc.logClamp, rc.logClamp))).clipped;
+        if (n[r] > 0 && side(lam - e) !== side(lam + e)) unitsAmbiguous++;
       }
     }
   }
@@ -549,6 +573,9 @@ export function refPolicy(d: PolicyData, k: RefConv): PolicyRef {
   let ratioS = 0;
   let ratioMin = INF;
   let ratioMax = -INF;
+  let clipAmbiguous = 0;
+  let lowerAmbiguous = 0;
+  const lamMax = Math.max(0, ...lamAbs);
   for (let r = 0; r < R; r++) {
     for (const t of toks[r]) {
       const l = d.lp[t];
@@ -556,13 +583,26 @@ export function refPolicy(d: PolicyData, k: RefConv): PolicyRef {
       const H = d.ent ? d.ent[t] : 0;
       loss += here.value - cH[t] * H;
       lossScale += Math.abs(cPg[t] * here.s.L) + Math.abs(cKl[t] * here.kl) + Math.abs(cH[t] * H);
-      const h = 1e-6 * Math.max(1, Math.abs(l));
-      grad[t] = (term(t, l + h).value - term(t, l - h).value) / (2 * h);
+      const step = 1e-6 * Math.max(1, Math.abs(l));
+      grad[t] = (term(t, l + step).value - term(t, l - step).value) / (2 * step);
       if (gradEntropy) gradEntropy[t] = -cH[t];
       tokenLoss[t] = (w[t] / wBar) * here.s.L + beta * here.kl - k.entCoef * H;
       tokenScale[t] = Math.abs((w[t] / wBar) * here.s.L) + Math.abs(beta * here.kl) + Math.abs(k.entCoef * H);
+      // The policy term's relative error from its response's f32 log-sums (above), and W̄'s from the
+      // largest of them when the weights are normalised.
+      const sums = lamAbs[r] + (rc?.normalize ? lamMax : 0) + logSAbs[r];
+      tokenScale[t] += Math.abs((w[t] / wBar) * here.s.L) * sums;
+      lossScale += Math.abs(cPg[t] * here.s.L) * sums;
       if (here.s.clip) clipN++;
       if (here.s.lower) lowerN++;
+      // A ratio within its rounding of a clip bound may land on either side: those tokens may count
+      // or not (the stats' terms). Δ = ℓ − ℓ° is rounded once and e^Δ errs by a few u relative.
+      const h = 16 * U * (1 + Math.abs(l - d.old[t]));
+      const hs = 16 * U * (logSAbs[r] + Math.abs(logS[r]));
+      const lo = surrogate(k, d, { t, logS: logS[r] - hs, sg: l }, l - h);
+      const hi = surrogate(k, d, { t, logS: logS[r] + hs, sg: l }, l + h);
+      if (lo.clip !== hi.clip) clipAmbiguous++;
+      if (lo.lower !== hi.lower) lowerAmbiguous++;
       const dl = k.loss === 'gspo' ? l - d.old[t] : clip(l - d.old[t], -k.logClamp, k.logClamp);
       ppoKl -= dl;
       ppoKlAbs += Math.abs(dl);
@@ -596,7 +636,17 @@ export function refPolicy(d: PolicyData, k: RefConv): PolicyRef {
   };
   const stats = Float64Array.from(POLICY_STATS.map((s) => stat[s][0]));
   const statsScale = Float64Array.from(POLICY_STATS.map((s) => stat[s][1]));
-  return { loss, lossScale, grad, gradEntropy, tokenLoss, tokenScale, stats, statsScale, lossAt };
+  // The counts' room: the share of tokens (units) whose decision lies within rounding of its bound.
+  const statsTerms = Float64Array.from(POLICY_STATS, (s) =>
+    s === 'clipFraction'
+      ? clipAmbiguous / N
+      : s === 'clipFractionLower'
+        ? lowerAmbiguous / N
+        : s === 'rolloutClippedFraction' && rc && units.length > 0
+          ? unitsAmbiguous / units.length
+          : 0,
+  );
+  return { loss, lossScale, grad, gradEntropy, tokenLoss, tokenScale, stats, statsScale, statsTerms, lossAt };
 }
 
 // ------------------------------------------------------------------ running a case
@@ -643,7 +693,7 @@ export function wantOf(ref: PolicyRef, options: PolicyLossOptions, T: number): R
   const out: Record<string, Want> = {
     loss: { values: [ref.loss], scale: [ref.lossScale] },
     gradLogprobs: { values: ref.grad, scale: new Float64Array(T).fill(g) },
-    stats: { values: ref.stats, scale: ref.statsScale },
+    stats: { values: ref.stats, scale: ref.statsScale, terms: ref.statsTerms },
   };
   if (ref.gradEntropy) out.gradEntropy = { values: ref.gradEntropy };
   if (options.tokenLoss) out.tokenLoss = { values: ref.tokenLoss, scale: ref.tokenScale };
