@@ -505,12 +505,19 @@ export function refPolicy(d: PolicyData, k: RefConv): PolicyRef {
         clipped: !inside,
       };
     };
+    // A weight within its log's rounding of a bound may land on either side (a count).
+    const ambiguous = (x: number, e: number) => {
+      const side = (y: number) => fix(Math.exp(clip(y, -rc.logClamp, rc.logClamp))).clipped;
+      return side(x - e) !== side(x + e);
+    };
     for (let r = 0; r < R; r++) {
       if (rc.level === 'token') {
         for (const t of toks[r]) {
-          const u = fix(Math.exp(clip(d.old[t] - d.roll![t], -rc.logClamp, rc.logClamp)));
+          const x = d.old[t] - d.roll![t];
+          const u = fix(Math.exp(clip(x, -rc.logClamp, rc.logClamp)));
           w[t] = u.w;
           units.push(u);
+          if (ambiguous(x, 16 * U * (1 + Math.abs(x)))) unitsAmbiguous++;
         }
       } else {
         let lam = toks[r].reduce((s, t) => s + (d.old[t] - d.roll![t]), 0);
@@ -518,10 +525,7 @@ export function refPolicy(d: PolicyData, k: RefConv): PolicyRef {
         const u = fix(Math.exp(clip(lam, -rc.logClamp, rc.logClamp)));
         for (const t of toks[r]) w[t] = u.w;
         if (n[r] > 0) units.push(u);
-        // A weight within its log-sum's rounding of a bound may land on either side (a count).
-        const e = 16 * U * (lamAbs[r] + Math.abs(lam));
-        const side = (x: number) => fix(Math.exp(clip(x, -rc.logClamp, rc.logClamp))).clipped;
-        if (n[r] > 0 && side(lam - e) !== side(lam + e)) unitsAmbiguous++;
+        if (n[r] > 0 && ambiguous(lam, 16 * U * (lamAbs[r] + Math.abs(lam)))) unitsAmbiguous++;
       }
     }
   }
@@ -575,7 +579,7 @@ export function refPolicy(d: PolicyData, k: RefConv): PolicyRef {
   let ratioMax = -INF;
   let clipAmbiguous = 0;
   let lowerAmbiguous = 0;
-  const lamMax = Math.max(0, ...lamAbs);
+  const lamMax = lamAbs.reduce((m, x) => Math.max(m, x), 0);
   for (let r = 0; r < R; r++) {
     for (const t of toks[r]) {
       const l = d.lp[t];
