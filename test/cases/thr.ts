@@ -90,11 +90,15 @@ export function refReweight(
 }
 
 /** Per token, the largest finite |THR*| of its group; per group, the same (tau's scale). */
-function groupScales(c: ThrCase, thr: Float64Array): { perToken: Float64Array; perGroup: Float64Array } {
-  const { responseOffsets: ro, groupOffsets: go } = c.layout;
-  const perToken = new Float64Array(c.numTokens);
-  const perGroup = new Float64Array(c.numGroups);
-  for (let g = 0; g < c.numGroups; g++) {
+export function groupScales(
+  layout: Layout,
+  thr: ArrayLike<number>,
+): { perToken: Float64Array; perGroup: Float64Array } {
+  const { responseOffsets: ro, groupOffsets: go } = layout;
+  const G = go.length - 1;
+  const perToken = new Float64Array(ro[go[G]]);
+  const perGroup = new Float64Array(G);
+  for (let g = 0; g < G; g++) {
     let m = 0;
     for (let t = ro[go[g]]; t < ro[go[g + 1]]; t++)
       if (Number.isFinite(thr[t])) m = Math.max(m, Math.abs(thr[t]));
@@ -116,7 +120,7 @@ export function thrWants(c: ThrCase, weighting: Weighting, beta: number): Record
     pairs += Tg * Tg * (c.vocabOffsets[g + 1] - c.vocabOffsets[g] + c.dim);
   }
   const ref = pairs < 5e7 ? bruteThr(c, weighting, beta) : matrixThr(c, weighting, beta);
-  const { perToken, perGroup } = groupScales(c, ref.thr);
+  const { perToken, perGroup } = groupScales(c.layout, ref.thr);
   const terms = thrMagnitudes(c, weighting, beta);
   return {
     thr: { values: ref.thr, scale: perToken, terms: terms.perToken },

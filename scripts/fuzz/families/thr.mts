@@ -13,14 +13,17 @@
  *
  * Tolerances: test/cases/tolerances.ts (restrictedVocab exact; gatherProbs with gatherWant's scale
  * from test/cases/logprobs.ts; tokenHiddenReward relative to its group's largest |THR*|, as
- * test/cases/thr.ts's groupScales (not exported: written again below), plus the sum with every term
+ * test/cases/thr.ts's groupScales, plus the sum with every term
  * made positive (thrMagnitudes); thrReweight). Precision 'tf32' on cuda has no table entry: its bound
  * is the one TokenHiddenRewardOptions.precision documents (src/api/thr.ts), 3e-3 of the group's
  * largest |THR*| + 4·2⁻¹¹ of that sum, the same form as the table's 'f32' entry. cpu and webgpu
  * ignore `precision` (f64 and f32 sums), so the table holds them always.
  */
+import { probsOffsets } from '../../../src/api/vocab.js';
 import type { Context, RestrictedVocab, ThrPrecision, ThrResult, Weighting } from '../../../src/index.js';
+import { resolveLayout } from '../../../src/layout.js';
 import { bruteForward, gatherWant } from '../../../test/cases/logprobs.js';
+import { groupScales } from '../../../test/cases/thr.js';
 import { TOLERANCES } from '../../../test/cases/tolerances.js';
 import { thrMagnitudes } from '../../../test/fixtures/thr.js';
 import { FLOAT_DTYPES, floatData, offsetsText, raggedLayout } from '../gen.mjs';
@@ -126,39 +129,23 @@ export const thrFamily: Family = {
       precision === 'tf32' && s.backend.backend === 'cuda'
         ? TF32_BOUND
         : TOLERANCES.tokenHiddenReward[hdtype].thr;
-    // Where each group's [T_g, |V*_g|] block of probs starts (as gatherProbs packs them).
-    const probsOffsets = new Float64Array(lay.groups + 1);
-    for (let g = 0; g < lay.groups; g++) {
-      const Tg = lay.responseOffsets[lay.groupOffsets[g + 1]] - lay.responseOffsets[lay.groupOffsets[g]];
-      probsOffsets[g + 1] = probsOffsets[g] + Tg * (host.offsets[g + 1] - host.offsets[g]);
-    }
-    const tokenColumn = Int32Array.from(vocab.tokenColumn);
+    // The sums' magnitudes need only the inputs: once for both THR calls below.
+    const terms = thrMagnitudes(
+      {
+        layout,
+        correct,
+        dim: d,
+        hidden64: hidden.values,
+        probs,
+        probsOffsets: probsOffsets(resolveLayout(layout, Tt), host.offsets),
+        vocabOffsets: host.offsets,
+        tokenColumn: Int32Array.from(vocab.tokenColumn),
+      },
+      weighting,
+      beta,
+    );
     const thrExpect = (js: Values): Record<string, Expect> => {
-      // test/cases/thr.ts groupScales: per token and per group, the group's largest finite |THR*|.
-      const perToken = new Float64Array(Tt);
-      const perGroup = new Float64Array(lay.groups);
-      for (let g = 0; g < lay.groups; g++) {
-        const t0 = lay.responseOffsets[lay.groupOffsets[g]];
-        const t1 = lay.responseOffsets[lay.groupOffsets[g + 1]];
-        let m = 0;
-        for (let t = t0; t < t1; t++) if (Number.isFinite(js.thr[t])) m = Math.max(m, Math.abs(js.thr[t]));
-        perGroup[g] = m;
-        perToken.fill(m, t0, t1);
-      }
-      const terms = thrMagnitudes(
-        {
-          layout,
-          correct,
-          dim: d,
-          hidden64: hidden.values,
-          probs,
-          probsOffsets,
-          vocabOffsets: host.offsets,
-          tokenColumn,
-        },
-        weighting,
-        beta,
-      );
+      const { perToken, perGroup } = groupScales(layout, js.thr);
       return {
         thr: { tol, scale: perToken, terms: terms.perToken },
         tau: { tol, scale: perGroup, terms: terms.perGroup },
