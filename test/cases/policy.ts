@@ -603,8 +603,10 @@ export function refPolicy(d: PolicyData, k: RefConv): PolicyRef {
       // or not (the stats' terms). Δ = ℓ − ℓ° is rounded once and e^Δ errs by a few u relative.
       const h = 16 * U * (1 + Math.abs(l - d.old[t]));
       const hs = 16 * U * (logSAbs[r] + Math.abs(logS[r]));
-      const lo = surrogate(k, d, { t, logS: logS[r] - hs, sg: l }, l - h);
-      const hi = surrogate(k, d, { t, logS: logS[r] + hs, sg: l }, l + h);
+      // cispo's clip reads its ratio through the stop-gradient ℓ_sg (= ℓ): it moves with ℓ there.
+      const hg = k.loss === 'cispo' ? h : 0;
+      const lo = surrogate(k, d, { t, logS: logS[r] - hs, sg: l - hg }, l - h);
+      const hi = surrogate(k, d, { t, logS: logS[r] + hs, sg: l + hg }, l + h);
       if (lo.clip !== hi.clip) clipAmbiguous++;
       if (lo.lower !== hi.lower) lowerAmbiguous++;
       const dl = k.loss === 'gspo' ? l - d.old[t] : clip(l - d.old[t], -k.logClamp, k.logClamp);
