@@ -11,6 +11,10 @@
  * Families (scripts/fuzz/families/): logprobs, thr, advantages, policy, lmhead, order. Sizes stay small
  * (rows ≤ 12, V ≤ 300, d ≤ 96, ≤ 64 THR tokens): lavapipe and the CUDA emulator run tens of cases a
  * second on 2 cores.
+ * One more family, invariance, runs on the backend alone (Session.same): a unit (row, group,
+ * response) inside two different batches, at other positions and (on cpu) thread counts, must give
+ * the same bits in every output it owns (docs/DESIGN.md, "Numerics"); its batches reach hundreds of
+ * rows, past cuda's 4·SMs.
  *
  * How to run it (from the repository root; put a timeout on it):
  *   npx tsx scripts/fuzz/differential.mts --backend webgpu|cpu|cuda [--families a,b] [--seed N]
@@ -36,6 +40,7 @@ import { parseArgs } from 'node:util';
 import { type Context, createContext } from '../../src/index.js';
 import { ensureRuntimeDir } from '../runtime-dir.mjs';
 import { advantagesFamily } from './families/advantages.mjs';
+import { invarianceFamily } from './families/invariance.mjs';
 import { lmheadFamily } from './families/lmhead.mjs';
 import { logprobsFamily } from './families/logprobs.mjs';
 import { orderFamily } from './families/order.mjs';
@@ -51,6 +56,7 @@ const FAMILIES: readonly Family[] = [
   policyFamily,
   lmheadFamily,
   orderFamily,
+  invarianceFamily,
 ];
 const BACKENDS = ['webgpu', 'cpu', 'cuda'] as const;
 type Backend = (typeof BACKENDS)[number];

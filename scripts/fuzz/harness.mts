@@ -9,6 +9,8 @@
  *   same code and argument (docs/DESIGN.md, "Errors"); an error of another class is a failure.
  * - After the backend's call, ctx.synchronize(): an error that only surfaces then (a device flag the
  *   call left behind) is a failure of that call.
+ * - Session.same, for the invariance family: two calls on the backend alone, bit for bit where the
+ *   family pairs their elements.
  */
 import {
   type Context,
@@ -181,6 +183,54 @@ export class Session {
     return a.ok;
   }
 
+  /**
+   * An invariance check on the backend alone (no js): `spec.run` makes two calls whose outputs must
+   * hold the same bits where `pairs` matches them (a row computed inside two different batches, at
+   * other positions, on other thread counts). Values are compared with Object.is on their exact
+   * decoded values: −0 and +0 differ, any NaN matches any NaN (payloads are not compared). A call that
+   * rejects is a failure: the family gives only valid inputs.
+   */
+  async same(spec: SameSpec): Promise<void> {
+    this.#count().ops++;
+    const held: { dispose(): void }[] = [];
+    const keep: Keep = (t) => {
+      if (t !== undefined) held.push(t);
+      return t;
+    };
+    let out: Record<string, Paired>;
+    try {
+      out = await spec.run(keep);
+      await this.backend.synchronize();
+    } catch (e) {
+      this.fail(spec.op, spec.desc, `rejected valid input: ${describeError(e)}`);
+      return;
+    } finally {
+      for (const t of held) t.dispose();
+    }
+    for (const [k, { whole, part, pairs }] of Object.entries(out)) {
+      if (pairs.length !== part.length) {
+        this.fail(spec.op, spec.desc, `tool error: ${k} has ${part.length} elements, ${pairs.length} pairs`);
+        continue;
+      }
+      let differ = 0;
+      let first = -1;
+      for (let i = 0; i < part.length; i++) {
+        const j = pairs[i];
+        if (j < 0) continue;
+        if (j >= whole.length || !Object.is(part[i], whole[j])) {
+          differ++;
+          if (first < 0) first = i;
+        }
+      }
+      if (differ > 0)
+        this.fail(
+          spec.op,
+          spec.desc,
+          `${k}: ${differ} element(s) differ between the two calls; first: part[${first}] = ${part[first]}, whole[${pairs[first]}] = ${whole[pairs[first]]}`,
+        );
+    }
+  }
+
   #compareErrors(spec: OpSpec, a: Outcome, b: Outcome, name: string): void {
     const ea = 'error' in a ? a.error : undefined;
     const problem = errorMismatch(ea, 'error' in b ? b.error : undefined, name);
@@ -206,6 +256,21 @@ function errorMismatch(ea: unknown, eb: unknown, name: string): string | undefin
   const gb = eb as GrpoKernelsError;
   if (ga.code === gb.code && ga.argument === gb.argument) return undefined;
   return `errors differ: js ${describeError(ga)} [argument ${ga.argument}], ${name} ${describeError(gb)} [argument ${gb.argument}]`;
+}
+
+/** One output of an invariance check: both calls' values, and for each element of `part` the index
+ * of the same element in `whole` (−1: not shared, not compared). */
+export interface Paired {
+  whole: Float64Array;
+  part: Float64Array;
+  pairs: Int32Array;
+}
+
+/** Two calls on the backend that must agree bit for bit where paired (Session.same). */
+export interface SameSpec {
+  op: string;
+  desc: string;
+  run(keep: Keep): Promise<Record<string, Paired>>;
 }
 
 /** A family of ops: one case per seed, from its own random stream (gen.mts Rand). */

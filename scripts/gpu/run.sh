@@ -8,7 +8,9 @@
 #     built there for sm_90a and sm_90 (step "native", not with GPU_BUILD=0) and checked again.
 # Then the steps, most important first, each under its own `timeout` so the whole call ends by
 # DEADLINE (DEADLINE_S, default 500 s); PLAN below gives each one's estimate and time box:
-#   1. the cuda tests against the cpu reference, failing if any GPU test skipped (vitest-gate.mjs);
+#   1. the cuda tests against the cpu reference, failing if any GPU test skipped (vitest-gate.mjs),
+#      then the differential fuzzer (scripts/fuzz/differential.mts) on cuda against js from seed 1 for
+#      FUZZ_SECS (all families, batch invariance among them: the real tile choices and tensor cores);
 #   2. the native harness (bench/cuda/harness.cu) and PyTorch (bench/cuda/torch_reference.py) at the
 #      goal sizes, and the same sizes through Node (scripts/gpu/goals.mjs);
 #   3. the SASS checks: LDG.E.128, MUFU.EX2 and HMMA/HGMMA counted per kernel, each present;
@@ -32,6 +34,7 @@
 #   GPU_BUILD=0                never build the addon there (a failed check is FATAL at once)
 #   NEW_THR_PATHS="7 8 9 10 11" THR's tile sets no GPU has verified, each run by the harness alone
 #   NCU_THR_PATHS=0,1,2,3,4,5,6 THR's sets ncu-tiles profiles when the harness step did not run
+#   FUZZ_SECS=25               how long the fuzz step draws cases
 #   DRY_RUN=1                  here, without a GPU (scripts/gpu/dry-run.sh does it in a copy laid out
 #                              as the GPU machine gets it): the CUDA emulator is the GPU
 #                              (build/emu, `node scripts/build-emu.mjs --harness`), scripts/gpu/dry/
@@ -75,16 +78,19 @@ T0=$SECONDS
 # figure; ~1-2 s of its runs, a few more of input generation), so sass and ncu-sol give back their slack;
 # the harness times THR's sets on a batch of 32 groups too (THR_BATCH: ~8 s), racecheck-rest gives it;
 # thirteenth: one more waiting THR set (11) in a process of its own (~3 s), racecheck-rest again.
+# Nineteenth (no GPU): the differential fuzzer after the cuda tests (FUZZ_SECS 25 and its start, about
+# 30 s), taken from racecheck, which ran into its box on 2026-11-28 in any case.
 SETUP_EST=15
 PLAN=(
   "native        90 150"
   "cuda-tests    60 180"
+  "fuzz          30  50"
   "harness       45 150"
   "torch         10  60"
   "goals-cuda    30  60"
   "sass          27  60"
   "memcheck      70 120"
-  "racecheck    120 180"
+  "racecheck     90 150"
   "webgpu-tests  20  60"
   "goals-webgpu  30  60"
   "ncu           25  60"
@@ -328,6 +334,20 @@ VITEST=(node node_modules/vitest/vitest.mjs run --project unit --reporter=verbos
 
 step cuda-tests "${GATE[@]}" --json "$LOGS/cuda-tests.json" -- \
   "${VITEST[@]}" --outputFile.json="$LOGS/cuda-tests.json" test/cuda
+
+# Random calls of every op family on cuda and on js, each output within the case tables' bounds, and
+# every unit's bits the same inside two batches (scripts/fuzz/differential.mts); seed 1 onwards, as CI
+# runs them on the emulator, so a failure here is the GPU's own. Its SUMMARY line is the step's note.
+fuzz_run() {
+  node node_modules/tsx/dist/cli.mjs scripts/fuzz/differential.mts --backend cuda --seed 1 --secs "$1" |
+    tee "$STEP_NOTE.out"
+  local rc=${PIPESTATUS[0]}
+  # "SUMMARY cuda seeds 1..29 in 11.1 s: <per family>; failures 0" → its seeds, time and failures.
+  grep '^SUMMARY' "$STEP_NOTE.out" | sed -E 's/^SUMMARY cuda (seeds [^:]*):.*; (failures [0-9]+)$/\1, \2/' >"$STEP_NOTE"
+  rm -f "$STEP_NOTE.out"
+  return "$rc"
+}
+step fuzz bash -c "$(declare -f fuzz_run); fuzz_run ${FUZZ_SECS:-25}"
 
 # The same sizes natively (bench/cuda/harness.cu: launchers timed with CUDA events beside a copy, no Node),
 # in processes of their own: the families, `auto` and the verified tile sets compared with it (LM_COMPARE,

@@ -134,6 +134,15 @@ for (const [step, sets] of Object.entries(allowed)) {
     if (bad.length > 12) say(`    - … ${bad.length - 12} more`);
   }
 }
+// The differential fuzzer on cuda (run.sh's fuzz step): its summary, and its failures with their reruns.
+const fuzzLog = text('fuzz.log');
+if (fuzzLog) {
+  const lines = fuzzLog.split('\n');
+  say(`- fuzz: ${lines.find((l) => l.startsWith('SUMMARY')) ?? 'no SUMMARY line (cut off?)'}`);
+  const fails = lines.filter((l) => l.startsWith('FAIL'));
+  for (const l of fails.slice(0, 10)) say(`  - ${l.slice(0, 400)}`);
+  if (fails.length > 10) say(`  - … ${fails.length - 10} more`);
+} else say('- fuzz: no log');
 say();
 
 const harness = jsonLines('harness.log');

@@ -27,7 +27,8 @@ import { TOLERANCES } from '../../../test/cases/tolerances.js';
 import { offsetsText, type Rand, raggedLayout } from '../gen.mjs';
 import { type Family, type Keep, readValues, type Values } from '../harness.mjs';
 
-async function readAdvantages(res: AdvantagesResult, keep: Keep): Promise<Values> {
+/** Every output of an advantages result, read back (all registered first, so none leaks). */
+export async function readAdvantages(res: AdvantagesResult, keep: Keep): Promise<Values> {
   for (const t of [res.advantages, res.mean, res.std, res.degenerate]) keep(t);
   return {
     advantages: await readValues(res.advantages),
