@@ -64,7 +64,7 @@ describe('row chunking', () => {
       [3, 2],
     ]) {
       const m = { rowBytes: v * eb, elemBytes: eb, bufferBytes: Math.ceil((50 * v * eb) / 4) * 4 };
-      for (const maxRows of [Number.POSITIVE_INFINITY, 5]) {
+      for (const maxRows of [Number.POSITIVE_INFINITY, 5, 1]) {
         const chunks = planRowChunks(50, [m], limits, maxRows);
         let next = 0;
         for (const c of chunks) {
@@ -90,6 +90,22 @@ describe('row chunking', () => {
     expect(() =>
       planRowChunks(2, [{ rowBytes: 1 << 17, elemBytes: 4, bufferBytes: 1 << 18 }], limits),
     ).toThrow(/logits: one row/);
+  });
+
+  it('a cap below the granule gives chunks of one granule (found by the invariance fuzzer: maxChunkRows 1 on odd 2-byte rows)', () => {
+    const m = { rowBytes: 6, elemBytes: 2, bufferBytes: 52 };
+    const chunks = planRowChunks(17, [m], limits, 1);
+    expect(chunks.map((c) => c.rows)).toEqual([...Array(8).fill(2), 1]);
+  });
+
+  it('rows that fit one at a time but not a granule at a time: the SHAPE error states the true bound', () => {
+    // 2-byte rows of an odd count pair up to whole words, so a binding must hold two of them.
+    const most = (limits.maxStorageBufferBindingSize - 256) / 2;
+    const m = (rowBytes: number) => ({ rowBytes, elemBytes: 2, bufferBytes: 4 * rowBytes });
+    expect(planRowChunks(3, [m(most - 2)], limits).map((c) => c.rows)).toEqual([2, 1]);
+    expect(() => planRowChunks(3, [m(most + 2)], limits)).toThrow(
+      new RegExp(`one row is ${most + 2} bytes.*at most ${most} bytes \\(a binding holds rows in groups of 2`),
+    );
   });
 });
 

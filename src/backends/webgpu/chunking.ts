@@ -57,8 +57,10 @@ export interface Chunk {
 const gcd = (a: number, b: number): number => (b === 0 ? a : gcd(b, a % b));
 
 /**
- * Splits rows [0, rows) into chunks whose windows fit one binding. `maxRows` (tests) caps the
- * chunk size further. Throws SHAPE when one row is too large for a binding (N = 0: one empty chunk).
+ * Splits rows [0, rows) into chunks whose windows fit one binding. A chunk holds a multiple of the
+ * granule, the rows that make a whole number of 4-byte words (2 for an odd count of 2-byte elements),
+ * so that every chunk starts on a word. `maxRows` (tests) caps the chunk size further, never below
+ * the granule. Throws SHAPE when a granule of rows is too large for a binding (N = 0: one empty chunk).
  */
 export function planRowChunks(
   rows: number,
@@ -75,21 +77,24 @@ export function planRowChunks(
     granule = (granule * g) / gcd(granule, g);
   }
   // Worst case a window starts align − 4 bytes before its first row and ends ≤ 3 bytes after.
-  let perChunk = rows;
+  let fit = rows;
   for (const m of matrices) {
     if (m.rowBytes === 0) continue;
-    perChunk = Math.min(perChunk, Math.floor((maxBinding - align) / m.rowBytes));
+    fit = Math.min(fit, Math.floor((maxBinding - align) / m.rowBytes));
   }
-  perChunk = Math.min(perChunk, maxRows);
-  if (perChunk < rows) perChunk = Math.floor(perChunk / granule) * granule;
-  if (rows > 0 && perChunk < 1) {
+  if (fit < rows) fit = Math.floor(fit / granule) * granule;
+  if (rows > 0 && fit < 1) {
     const big = Math.max(...matrices.map((m) => m.rowBytes));
+    const most = Math.floor((maxBinding - align) / granule);
     throw new GrpoKernelsError(
       'SHAPE',
-      `${what}: one row is ${big} bytes; this device binds at most ${maxBinding} bytes at once (maxStorageBufferBindingSize), so rows must be under ${maxBinding - align} bytes`,
+      `${what}: one row is ${big} bytes; this device binds at most ${maxBinding} bytes at once (maxStorageBufferBindingSize), so rows must be at most ${most} bytes${granule > 1 ? ` (a binding holds rows in groups of ${granule}, whole 4-byte words)` : ''}`,
       { argument: what },
     );
   }
+  // The cap of the tests, in whole granules (a granule always fits: fit ≥ granule here).
+  let perChunk = fit;
+  if (maxRows < fit) perChunk = Math.max(granule, Math.floor(maxRows / granule) * granule);
   const chunks: Chunk[] = [];
   for (let row0 = 0; row0 < rows || (rows === 0 && chunks.length === 0); row0 += perChunk) {
     const n = Math.min(perChunk, rows - row0);
