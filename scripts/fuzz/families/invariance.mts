@@ -24,9 +24,16 @@
  *   (globalTokens, globalSequences, scaleFactor), as a data-parallel trainer gives them; no batch
  *   renormalisation of rollout weights. The loss and stats sum over the batch: not compared.
  */
+
+import { lmheadTuning as cudaLmhead } from '../../../src/backends/cuda/lmhead.js';
+import { policyTuning as cudaPolicy } from '../../../src/backends/cuda/policy.js';
+import { thrTuning as cudaThr } from '../../../src/backends/cuda/thr.js';
+import { lmheadTuning as webgpuLmhead } from '../../../src/backends/webgpu/lmhead.js';
+import { policyTuning as webgpuPolicy } from '../../../src/backends/webgpu/policy.js';
+import { thrTuning as webgpuThr } from '../../../src/backends/webgpu/thr.js';
 import {
   AGGREGATIONS,
-  type Context,
+  Context,
   createContext,
   ESTIMATORS,
   KL_ESTIMATORS,
@@ -114,12 +121,84 @@ const concat = (xs: readonly ArrayLike<number>[]): Float64Array => {
   return out;
 };
 
-// One context of 1 thread beside the backend's, on cpu only (module-level: it lives for the run).
+// ------------------------------------------------------------------ where the part runs
+
+/** A knob set for the part's call: its label, and a setter that returns the undo. */
+type Knob = [label: string, set: () => () => void];
+
+function knob<T extends object, K extends keyof T>(label: string, obj: T, key: K, value: T[K]): Knob {
+  return [
+    `${label}=${String(value)}`,
+    () => {
+      const old = obj[key];
+      obj[key] = value;
+      return () => {
+        obj[key] = old;
+      };
+    },
+  ];
+}
+
+/** The context the part runs on and the knobs set around its call (each claimed not to move a bit). */
+interface Part {
+  ctx: Context;
+  note: string;
+  run<T>(f: (ctx: Context) => Promise<T>): Promise<T>;
+}
+
+// Contexts beside the backend's (module-level: they live for the run): on cpu one of 1 thread, on
+// webgpu one on a device of its own, whose row chunks the part's knobs set.
 let single: Context | undefined;
-async function partContext(r: Rand, s: Session): Promise<{ ctx: Context; note: string }> {
-  if (s.backend.backend !== 'cpu' || !r.bool()) return { ctx: s.backend, note: '' };
-  single ??= await createContext({ backend: 'cpu', threads: 1 });
-  return { ctx: single, note: ' part on 1 thread' };
+let secondGpu: { ctx: Context; tuning: { maxChunkRows: number } } | undefined;
+
+/**
+ * Where the part runs: on cpu, half the time on 1 thread; on webgpu, half the time on a second device
+ * with rows in chunks of 1 to 7, and the LM head's and policyLoss's chunks forced; on cuda, the LM
+ * head's G chunks, policyLoss's blocks and THR's M budget forced (each knob half the time). `extra`:
+ * the case's own knobs (THR's chunk cap on webgpu).
+ */
+async function partOf(r: Rand, s: Session, extra: Knob[] = []): Promise<Part> {
+  let ctx = s.backend;
+  const knobs: Knob[] = [...extra];
+  const backend = s.backend.backend;
+  if (backend === 'cpu' && r.bool()) {
+    single ??= await createContext({ backend: 'cpu', threads: 1 });
+    ctx = single;
+    knobs.unshift(['threads=1', () => () => {}]);
+  } else if (backend === 'webgpu') {
+    if (r.bool()) {
+      if (secondGpu === undefined) {
+        const { createWebGpuBackend } = await import('../../../src/backends/webgpu/index.js');
+        const b = await createWebGpuBackend();
+        secondGpu = { ctx: new Context(b), tuning: b.kit.tuning };
+      }
+      ctx = secondGpu.ctx;
+      knobs.push(knob('maxChunkRows', secondGpu.tuning, 'maxChunkRows', r.pick([1, 2, 3, 7, Infinity])));
+    }
+    if (r.bool()) knobs.push(knob('lm.chunkRows', webgpuLmhead, 'chunkRows', r.pick([64, 128])));
+    if (r.bool()) knobs.push(knob('lm.chunkVocab', webgpuLmhead, 'chunkVocab', r.pick([64, 128])));
+    if (r.bool()) knobs.push(knob('policy.chunkMultiple', webgpuPolicy, 'chunkMultiple', r.pick([1, 4])));
+    if (r.bool()) knobs.push(knob('policy.chunkTokens', webgpuPolicy, 'chunkTokens', 2048));
+  } else if (backend === 'cuda') {
+    if (r.bool()) knobs.push(knob('lm.chunkRows', cudaLmhead, 'chunkRows', r.pick([128, 256])));
+    if (r.bool()) knobs.push(knob('lm.chunkVocab', cudaLmhead, 'chunkVocab', r.pick([128, 256])));
+    if (r.bool())
+      knobs.push(knob('policy.chunkResponses', cudaPolicy, 'chunkResponses', r.pick([8, 16, 64])));
+    if (r.bool()) knobs.push(knob('policy.chunkTokens', cudaPolicy, 'chunkTokens', r.pick([1024, 2048])));
+    if (r.bool()) knobs.push(knob('thr.mBudgetBytes', cudaThr, 'mBudgetBytes', r.pick([1, 4096, 65536])));
+  }
+  return {
+    ctx,
+    note: knobs.length > 0 ? ` part: ${knobs.map((k) => k[0]).join(' ')}` : '',
+    async run(f) {
+      const undo = knobs.map(([, set]) => set());
+      try {
+        return await f(ctx);
+      } finally {
+        for (const u of undo.reverse()) u();
+      }
+    },
+  };
 }
 
 // ------------------------------------------------------------------ rows: a forward, then a backward
@@ -149,7 +228,7 @@ const perUnit = () => 1;
 
 /** The forward on both batches, then the backward, whose part takes the whole's lse and entropy for
  * its shared rows (its fillers their own), so that only the backward's own invariance is under test. */
-async function rowsCase<R>(s: Session, bt: Batch<R>, other: Context, desc: string, ops: RowOps<R>) {
+async function rowsCase<R>(s: Session, bt: Batch<R>, part: Part, desc: string, ops: RowOps<R>) {
   let fw: Values | undefined;
   let fp: Values | undefined;
   const sizes = { logprobs: perUnit, lse: perUnit, entropy: perUnit, sumSquares: perUnit };
@@ -158,7 +237,7 @@ async function rowsCase<R>(s: Session, bt: Batch<R>, other: Context, desc: strin
     desc,
     async run(keep) {
       fw = await ops.forward(s.backend, bt.whole, keep);
-      fp = await ops.forward(other, bt.part, keep);
+      fp = await part.run((ctx) => ops.forward(ctx, bt.part, keep));
       return paired(bt, fw, fp, sizes);
     },
   });
@@ -173,13 +252,9 @@ async function rowsCase<R>(s: Session, bt: Batch<R>, other: Context, desc: strin
     async run(keep) {
       const ent = back.gradEntropy ? Float32Array.from(wf.entropy) : undefined;
       const w = await back.run(s.backend, bt.whole, Float32Array.from(wf.lse), ent, keep);
-      const p = await back.run(
-        other,
-        bt.part,
-        take('lse'),
-        back.gradEntropy ? take('entropy') : undefined,
-        keep,
-      );
+      const lse = take('lse');
+      const ent2 = back.gradEntropy ? take('entropy') : undefined;
+      const p = await part.run((ctx) => back.run(ctx, bt.part, lse, ent2, keep));
       return paired(bt, w, p, back.sizes);
     },
   });
@@ -217,7 +292,7 @@ async function logprobsCase(r: Rand, s: Session): Promise<void> {
   const backward = r.bool(0.6);
   const gradEntropy = entropy && r.bool(0.5);
   const inPlace = r.bool(0.4);
-  const { ctx: other, note } = await partContext(r, s);
+  const part = await partOf(r, s);
   const upload = (ctx: Context, rows: Row[], keep: Keep) => {
     const targets = Int32Array.from(rows, (w) => w.target);
     return {
@@ -228,8 +303,8 @@ async function logprobsCase(r: Rand, s: Session): Promise<void> {
   await rowsCase(
     s,
     bt,
-    other,
-    `logprobs ${dtype} V=${V} ${bt.text} T=${temperature} sd=${sd} special=${special} entropy=${entropy} sumSquares=${sumSquares} deviceTargets=${onDevice}${note}`,
+    part,
+    `logprobs ${dtype} V=${V} ${bt.text} T=${temperature} sd=${sd} special=${special} entropy=${entropy} sumSquares=${sumSquares} deviceTargets=${onDevice}${part.note}`,
     {
       forwardOp: 'logprobs',
       async forward(ctx, rows, keep) {
@@ -288,7 +363,7 @@ async function lmheadCase(r: Rand, s: Session): Promise<void> {
   const backward = r.bool(0.6);
   const gradEntropy = entropy && r.bool(0.5);
   const gradDtype = r.pick(['f32', 'input'] as const);
-  const { ctx: other, note } = await partContext(r, s);
+  const part = await partOf(r, s);
   const upload = (ctx: Context, rows: Row[], keep: Keep) => ({
     H: keep(ctx.tensor(floatData(dtype, concat(rows.map((w) => w.x))).bits, [rows.length, d], dtype)),
     W: keep(ctx.tensor(weight.bits, [V, d], dtype)),
@@ -298,8 +373,8 @@ async function lmheadCase(r: Rand, s: Session): Promise<void> {
   await rowsCase(
     s,
     bt,
-    other,
-    `lmhead ${dtype} d=${d} V=${V} ${bt.text} T=${temperature} bias=${bias !== undefined} entropy=${entropy} sumSquares=${sumSquares}${note}`,
+    part,
+    `lmhead ${dtype} d=${d} V=${V} ${bt.text} T=${temperature} bias=${bias !== undefined} entropy=${entropy} sumSquares=${sumSquares}${part.note}`,
     {
       forwardOp: 'linearLogprobs',
       async forward(ctx, rows, keep) {
@@ -419,8 +494,19 @@ async function thrCase(r: Rand, s: Session): Promise<void> {
   const weighting = r.pick<Weighting>(['length', 'none']);
   const beta = r.pick([1, 1, 0.5, 0, 2]);
   const precision = r.pick<ThrPrecision>(['f32', 'f32', 'tf32']);
-  const { ctx: other, note } = await partContext(r, s);
-  const desc = `thr V=${V} few=${few} ${dtype} hidden=${hdtype} d=${d} ${bt.text} T=${temperature} weighting=${weighting} beta=${beta} precision=${precision}${note}`;
+  // On webgpu, half the time the part's chunks are capped at its largest group's need (or twice it):
+  // several chunks, and groups whose rows or M exceed a binding run in parts.
+  const extra: Knob[] = [];
+  if (s.backend.backend === 'webgpu' && r.bool()) {
+    let need = 0;
+    for (const g of bt.part) {
+      const T = g.tokens.length;
+      need = Math.max(need, g.K * d * 4, T * g.K * 4, T * d * 4);
+    }
+    extra.push(knob('thr.maxChunkBytes', webgpuThr, 'maxChunkBytes', need * r.pick([1, 2])));
+  }
+  const part = await partOf(r, s, extra);
+  const desc = `thr V=${V} few=${few} ${dtype} hidden=${hdtype} d=${d} ${bt.text} T=${temperature} weighting=${weighting} beta=${beta} precision=${precision}${part.note}`;
 
   const tokensOf = (g: ThrGroup) => g.tokens.length;
   const inputs = async (ctx: Context, groups: ThrGroup[], keep: Keep) => {
@@ -459,7 +545,7 @@ async function thrCase(r: Rand, s: Session): Promise<void> {
         };
       };
       const w = await call(s.backend, bt.whole);
-      const p = await call(other, bt.part);
+      const p = await part.run((ctx) => call(ctx, bt.part));
       return paired(bt, w, p, {
         columns: (g) => g.K,
         tokenColumn: tokensOf,
@@ -480,7 +566,7 @@ async function thrCase(r: Rand, s: Session): Promise<void> {
         return { thr: await readValues(res.thr), tau: await readValues(res.tau) };
       };
       const w = await call(s.backend, bt.whole);
-      const p = await call(other, bt.part);
+      const p = await part.run((ctx) => call(ctx, bt.part));
       return paired(bt, w, p, { thr: tokensOf, tau: perUnit });
     },
   });
@@ -516,7 +602,7 @@ async function thrCase(r: Rand, s: Session): Promise<void> {
           };
         };
         const w = await call(s.backend, bt.whole);
-        const p = await call(other, bt.part);
+        const p = await part.run((ctx) => call(ctx, bt.part));
         const out = paired(bt, w, p, { aggregate: (g) => g.K * d, thr: tokensOf, tau: perUnit });
         let o = 0;
         for (const g of bt.part) {
@@ -551,7 +637,7 @@ async function thrCase(r: Rand, s: Session): Promise<void> {
         return { values: await readValues(keep(out)) };
       };
       const w = await call(s.backend, bt.whole);
-      const q = await call(other, bt.part);
+      const q = await part.run((ctx) => call(ctx, bt.part));
       return paired(bt, w, q, { values: tokensOf });
     },
   });
@@ -591,10 +677,10 @@ async function advantagesCase(r: Rand, s: Session): Promise<void> {
     ...(r.bool(0.2) ? { nanRewards: r.pick(['propagate', 'unscorable'] as const) } : {}),
   };
   const withLengths = estimator === 'opo' || r.bool(0.5);
-  const { ctx: other, note } = await partContext(r, s);
+  const part = await partOf(r, s);
   await s.same({
     op: 'advantages',
-    desc: `advantages ${bt.text} rewards=${kind} nan=${nan} ${JSON.stringify(o)} responseOffsets=${withLengths}${note}`,
+    desc: `advantages ${bt.text} rewards=${kind} nan=${nan} ${JSON.stringify(o)} responseOffsets=${withLengths}${part.note}`,
     async run(keep) {
       const call = async (ctx: Context, groups: typeof bt.whole): Promise<Values> => {
         const { groupOffsets, responseOffsets } = layoutOf(groups);
@@ -606,7 +692,7 @@ async function advantagesCase(r: Rand, s: Session): Promise<void> {
         return readAdvantages(res, keep);
       };
       const w = await call(s.backend, bt.whole);
-      const p = await call(other, bt.part);
+      const p = await part.run((ctx) => call(ctx, bt.part));
       return paired(bt, w, p, {
         advantages: (g) => g.lengths.length,
         mean: perUnit,
@@ -677,11 +763,11 @@ async function policyCase(r: Rand, s: Session): Promise<void> {
     };
   const mask = r.bool(0.4);
   const deviceMask = mask && r.bool(0.3);
-  const { ctx: other, note } = await partContext(r, s);
+  const part = await partOf(r, s);
   const perToken = (u: Response) => u.lp.length;
   await s.same({
     op: 'policyLoss',
-    desc: `policy ${bt.text} spread=${spread} ${JSON.stringify(o)} mask=${mask}${deviceMask ? '(device)' : ''} entropy=${ent}${note}`,
+    desc: `policy ${bt.text} spread=${spread} ${JSON.stringify(o)} mask=${mask}${deviceMask ? '(device)' : ''} entropy=${ent}${part.note}`,
     async run(keep) {
       const call = async (ctx: Context, rs: Response[]): Promise<Values> => {
         const f = (k: keyof Response) => Float32Array.from(rs.flatMap((u) => u[k]));
@@ -709,7 +795,7 @@ async function policyCase(r: Rand, s: Session): Promise<void> {
         return out;
       };
       const w = await call(s.backend, bt.whole);
-      const p = await call(other, bt.part);
+      const p = await part.run((ctx) => call(ctx, bt.part));
       return paired(bt, w, p, { gradLogprobs: perToken, tokenLoss: perToken, gradEntropy: perToken });
     },
   });
