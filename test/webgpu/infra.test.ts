@@ -104,7 +104,9 @@ describe('row chunking', () => {
     const m = (rowBytes: number) => ({ rowBytes, elemBytes: 2, bufferBytes: 4 * rowBytes });
     expect(planRowChunks(3, [m(most - 2)], limits).map((c) => c.rows)).toEqual([2, 1]);
     expect(() => planRowChunks(3, [m(most + 2)], limits)).toThrow(
-      new RegExp(`one row is ${most + 2} bytes.*at most ${most} bytes \\(a binding holds rows in groups of 2`),
+      new RegExp(
+        `one row is ${most + 2} bytes.*at most ${most} bytes \\(a binding holds rows in groups of 2`,
+      ),
     );
   });
 });

@@ -4,8 +4,10 @@
  * other units, gives the same bits in every output it owns. Each case draws K units and calls the op
  * on all of them (the whole), then on units [a, b) of those with fresh filler units before and after
  * them, or alone (the part), and compares the shared units' outputs bit for bit (Session.same): no
- * tolerance, no js. On cpu the part runs half the time on a context of 1 thread (the whole on every
- * core), so thread counts are covered too.
+ * tolerance, no js. The part runs with knobs that must not move a bit (partOf): on cpu half the time
+ * on a context of 1 thread (the whole on every core); on webgpu on a second device with rows in
+ * chunks of 1 to 7, THR's chunks capped (groups split in parts), the LM head's and policyLoss's chunks
+ * forced; on cuda the LM head's G chunks, policyLoss's blocks and THR's M budget forced.
  *
  * Ops, with the unit each owns:
  * - logprobs (entropy, Σp²) and logprobsBackward (out of place or in place; the part is given the
