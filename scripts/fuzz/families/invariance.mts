@@ -27,6 +27,7 @@
  *   renormalisation of rollout weights. The loss and stats sum over the batch: not compared.
  */
 
+import { lmheadTuning as cpuLmhead } from '../../../src/backends/cpu/lmhead.js';
 import { lmheadTuning as cudaLmhead } from '../../../src/backends/cuda/lmhead.js';
 import { policyTuning as cudaPolicy } from '../../../src/backends/cuda/policy.js';
 import { thrTuning as cudaThr } from '../../../src/backends/cuda/thr.js';
@@ -154,7 +155,8 @@ let single: Context | undefined;
 let secondGpu: { ctx: Context; tuning: { maxChunkRows: number } } | undefined;
 
 /**
- * Where the part runs: on cpu, half the time on 1 thread; on webgpu, half the time on a second device
+ * Where the part runs: on cpu, half the time on 1 thread (and the input-dtype gradWeight's column
+ * blocks forced); on webgpu, half the time on a second device
  * with rows in chunks of 1 to 7, and the LM head's and policyLoss's chunks forced; on cuda, the LM
  * head's G chunks, policyLoss's blocks and THR's M budget forced (each knob half the time). `extra`:
  * the case's own knobs (THR's chunk cap on webgpu).
@@ -167,6 +169,9 @@ async function partOf(r: Rand, s: Session, extra: Knob[] = []): Promise<Part> {
     single ??= await createContext({ backend: 'cpu', threads: 1 });
     ctx = single;
     knobs.unshift(['threads=1', () => () => {}]);
+  }
+  if (backend === 'cpu') {
+    if (r.bool()) knobs.push(knob('lm.accCols', cpuLmhead, 'accCols', r.pick([8, 64])));
   } else if (backend === 'webgpu') {
     if (r.bool()) {
       if (secondGpu === undefined) {
@@ -223,6 +228,9 @@ interface RowOps<R> {
       keep: Keep,
     ): Promise<Values>;
     sizes: Record<string, (u: R) => number>;
+    /** Outputs that sum over every row (the LM head's gradWeight): the whole again under the part's
+     * knobs, element for element. */
+    sums?: string[];
   };
 }
 
@@ -248,16 +256,37 @@ async function rowsCase<R>(s: Session, bt: Batch<R>, part: Part, desc: string, o
   const wf = fw;
   const pf = fp;
   const take = (k: string) => Float32Array.from(bt.src, (j, i) => (j < 0 ? pf[k][i] : wf[k][j]));
+  const lse = Float32Array.from(wf.lse);
+  const ent = back.gradEntropy ? Float32Array.from(wf.entropy) : undefined;
+  let bw: Values | undefined;
   await s.same({
     op: back.op,
     desc: `${desc} ${back.desc}`,
     async run(keep) {
-      const ent = back.gradEntropy ? Float32Array.from(wf.entropy) : undefined;
-      const w = await back.run(s.backend, bt.whole, Float32Array.from(wf.lse), ent, keep);
-      const lse = take('lse');
-      const ent2 = back.gradEntropy ? take('entropy') : undefined;
-      const p = await part.run((ctx) => back.run(ctx, bt.part, lse, ent2, keep));
-      return paired(bt, w, p, back.sizes);
+      bw = await back.run(s.backend, bt.whole, lse, ent, keep);
+      const partLse = take('lse');
+      const partEnt = back.gradEntropy ? take('entropy') : undefined;
+      const p = await part.run((ctx) => back.run(ctx, bt.part, partLse, partEnt, keep));
+      return paired(bt, bw, p, back.sizes);
+    },
+  });
+  const sums = back.sums ?? [];
+  if (bw === undefined || sums.length === 0 || part.note === '') return;
+  const whole = bw;
+  await s.same({
+    op: `${back.op} (sums over rows)`,
+    desc: `${desc} ${back.desc}`,
+    async run(keep) {
+      const again = await part.run((ctx) => back.run(ctx, bt.whole, lse, ent, keep));
+      const out: Record<string, Paired> = {};
+      for (const k of sums)
+        if (whole[k] !== undefined || again[k] !== undefined)
+          out[k] = {
+            whole: whole[k] ?? new Float64Array(0),
+            part: again[k] ?? new Float64Array(0),
+            pairs: Int32Array.from(again[k] ?? [], (_, i) => i),
+          };
+      return out;
     },
   });
 }
@@ -386,7 +415,8 @@ async function lmheadCase(r: Rand, s: Session): Promise<void> {
           keep,
         );
       },
-      // gradHidden, a row's own (gradWeight and gradBias sum over every row of the batch).
+      // gradHidden, a row's own; gradWeight and gradBias sum over every row of the batch, so they are
+      // compared on the whole batch again under the part's knobs (chunks, threads).
       backward: backward
         ? {
             op: 'linearLogprobsBackward',
@@ -401,11 +431,16 @@ async function lmheadCase(r: Rand, s: Session): Promise<void> {
                 gradDtype,
                 ...(ent ? { gradEntropy: Float32Array.from(rows, (w) => w.gE), entropy: ent } : {}),
               });
-              keep(res.gradWeight);
-              keep(res.gradBias);
-              return { gradHidden: await readValues(keep(res.gradHidden)) };
+              for (const t of [res.gradHidden, res.gradWeight, res.gradBias]) keep(t);
+              const out: Values = {
+                gradHidden: await readValues(res.gradHidden),
+                gradWeight: await readValues(res.gradWeight),
+              };
+              if (res.gradBias) out.gradBias = await readValues(res.gradBias);
+              return out;
             },
             sizes: { gradHidden: () => d },
+            sums: ['gradWeight', 'gradBias'],
           }
         : undefined,
     },
