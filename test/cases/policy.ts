@@ -1350,6 +1350,16 @@ function specs(): CaseSpec[] {
     options: { loss: 'cispo' },
     check: finiteGrad,
   });
+  // cispo clips the ratio it reads through the stop-gradient: with a band of ±0.001 and Δ of that
+  // spread, a few of 4000 tokens lie within rounding of a bound and may count as clipped on either
+  // side (the stats' terms). Found by the cuda fuzz (2026-11-29, seed 9805112): the reference's probe
+  // had held ℓ_sg fixed and so allowed no such token. Here one token flips on cpu, webgpu and the cuda
+  // emulator (clipFraction off by 1/4000, 212× the old bound; 0.33× the new one).
+  out.push({
+    name: 'cispo, a clip band of ±0.001 (ratios within rounding of its bounds)',
+    data: { seed: 237, lengths: Array(32).fill(125), spread: 0.001 },
+    options: { loss: 'cispo', clipLow: 0.001, clipHigh: 0.001 },
+  });
   out.push({
     name: 'empty and fully masked responses',
     data: () => withFullyMasked(makeData({ ...base, seed: 222, lengths: [0, 4, 0, 3, 5, 0] })),
