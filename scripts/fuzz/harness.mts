@@ -68,18 +68,28 @@ function describeError(e: unknown): string {
 
 type Outcome = { ok: Values } | { error: unknown };
 
-async function attempt(ctx: Context, spec: OpSpec): Promise<Outcome> {
+/** A Keep and what frees everything it kept (once the call's outputs have been read back). */
+function keeper(): { keep: Keep; release(): void } {
   const held: { dispose(): void }[] = [];
-  const keep: Keep = (t) => {
-    if (t !== undefined) held.push(t);
-    return t;
+  return {
+    keep: (t) => {
+      if (t !== undefined) held.push(t);
+      return t;
+    },
+    release: () => {
+      for (const t of held) t.dispose();
+    },
   };
+}
+
+async function attempt(ctx: Context, spec: OpSpec): Promise<Outcome> {
+  const { keep, release } = keeper();
   try {
     return { ok: await spec.run(ctx, keep) };
   } catch (error) {
     return { error };
   } finally {
-    for (const t of held) t.dispose();
+    release();
   }
 }
 
@@ -192,11 +202,7 @@ export class Session {
    */
   async same(spec: SameSpec): Promise<void> {
     this.#count().ops++;
-    const held: { dispose(): void }[] = [];
-    const keep: Keep = (t) => {
-      if (t !== undefined) held.push(t);
-      return t;
-    };
+    const { keep, release } = keeper();
     let out: Record<string, Paired>;
     try {
       out = await spec.run(keep);
@@ -205,7 +211,7 @@ export class Session {
       this.fail(spec.op, spec.desc, `rejected valid input: ${describeError(e)}`);
       return;
     } finally {
-      for (const t of held) t.dispose();
+      release();
     }
     for (const [k, { whole, part, pairs }] of Object.entries(out)) {
       if (pairs.length !== part.length) {

@@ -50,6 +50,7 @@ import {
   type ThrPrecision,
   type Weighting,
 } from '../../../src/index.js';
+import { bruteForward } from '../../../test/cases/logprobs.js';
 import { FLOAT_DTYPES, floatData, type Rand } from '../gen.mjs';
 import { type Family, type Keep, type Paired, readValues, type Session, type Values } from '../harness.mjs';
 import { readAdvantages } from './advantages.mjs';
@@ -210,24 +211,34 @@ async function partOf(r: Rand, s: Session, extra: Knob[] = []): Promise<Part> {
 
 // ------------------------------------------------------------------ rows: a forward, then a backward
 
+/** A row: its logits (logprobs) or hidden state (LM head), target, and upstream gradients. */
+interface Row {
+  x: Float64Array;
+  target: number;
+  g: number;
+  gE: number;
+}
+
+/** A backward's inputs beside the rows: each row's lse and upstream gradient, and with gradEntropy
+ * the options both backwards take for it (spread into them). */
+interface Upstream {
+  lse: Float32Array;
+  grad: Float32Array;
+  entropyGrad: { gradEntropy: Float32Array; entropy: Float32Array } | Record<string, never>;
+}
+
 /** A forward over rows and a backward whose named outputs are each row's own. */
-interface RowOps<R> {
+interface RowOps {
   forwardOp: string;
-  forward(ctx: Context, rows: R[], keep: Keep): Promise<Values>;
+  forward(ctx: Context, rows: Row[], keep: Keep): Promise<Values>;
   /** Undefined: no backward this case. */
   backward?: {
     op: string;
     desc: string;
     /** gradEntropy given (the forward computed the entropy). */
     gradEntropy: boolean;
-    run(
-      ctx: Context,
-      rows: R[],
-      lse: Float32Array,
-      ent: Float32Array | undefined,
-      keep: Keep,
-    ): Promise<Values>;
-    sizes: Record<string, (u: R) => number>;
+    run(ctx: Context, rows: Row[], up: Upstream, keep: Keep): Promise<Values>;
+    sizes: Record<string, (u: Row) => number>;
     /** Outputs that sum over every row (the LM head's gradWeight): the whole again under the part's
      * knobs, element for element. */
     sums?: string[];
@@ -238,7 +249,7 @@ const perUnit = () => 1;
 
 /** The forward on both batches, then the backward, whose part takes the whole's lse and entropy for
  * its shared rows (its fillers their own), so that only the backward's own invariance is under test. */
-async function rowsCase<R>(s: Session, bt: Batch<R>, part: Part, desc: string, ops: RowOps<R>) {
+async function rowsCase(s: Session, bt: Batch<Row>, part: Part, desc: string, ops: RowOps) {
   let fw: Values | undefined;
   let fp: Values | undefined;
   const sizes = { logprobs: perUnit, lse: perUnit, entropy: perUnit, sumSquares: perUnit };
@@ -256,17 +267,22 @@ async function rowsCase<R>(s: Session, bt: Batch<R>, part: Part, desc: string, o
   const wf = fw;
   const pf = fp;
   const take = (k: string) => Float32Array.from(bt.src, (j, i) => (j < 0 ? pf[k][i] : wf[k][j]));
-  const lse = Float32Array.from(wf.lse);
-  const ent = back.gradEntropy ? Float32Array.from(wf.entropy) : undefined;
+  const upstream = (rows: Row[], lse: Float32Array, entropy: () => Float32Array): Upstream => ({
+    lse,
+    grad: Float32Array.from(rows, (w) => w.g),
+    entropyGrad: back.gradEntropy
+      ? { gradEntropy: Float32Array.from(rows, (w) => w.gE), entropy: entropy() }
+      : {},
+  });
+  const up = upstream(bt.whole, Float32Array.from(wf.lse), () => Float32Array.from(wf.entropy));
   let bw: Values | undefined;
   await s.same({
     op: back.op,
     desc: `${desc} ${back.desc}`,
     async run(keep) {
-      bw = await back.run(s.backend, bt.whole, lse, ent, keep);
-      const partLse = take('lse');
-      const partEnt = back.gradEntropy ? take('entropy') : undefined;
-      const p = await part.run((ctx) => back.run(ctx, bt.part, partLse, partEnt, keep));
+      bw = await back.run(s.backend, bt.whole, up, keep);
+      const partUp = upstream(bt.part, take('lse'), () => take('entropy'));
+      const p = await part.run((ctx) => back.run(ctx, bt.part, partUp, keep));
       return paired(bt, bw, p, back.sizes);
     },
   });
@@ -277,7 +293,7 @@ async function rowsCase<R>(s: Session, bt: Batch<R>, part: Part, desc: string, o
     op: `${back.op} (sums over rows)`,
     desc: `${desc} ${back.desc}`,
     async run(keep) {
-      const again = await part.run((ctx) => back.run(ctx, bt.whole, lse, ent, keep));
+      const again = await part.run((ctx) => back.run(ctx, bt.whole, up, keep));
       const out: Record<string, Paired> = {};
       for (const k of sums)
         if (whole[k] !== undefined || again[k] !== undefined)
@@ -289,14 +305,6 @@ async function rowsCase<R>(s: Session, bt: Batch<R>, part: Part, desc: string, o
       return out;
     },
   });
-}
-
-/** A row: its logits (logprobs) or hidden state (LM head), target, and upstream gradients. */
-interface Row {
-  x: Float64Array;
-  target: number;
-  g: number;
-  gE: number;
 }
 
 async function logprobsCase(r: Rand, s: Session): Promise<void> {
@@ -347,19 +355,13 @@ async function logprobsCase(r: Rand, s: Session): Promise<void> {
             op: 'logprobsBackward',
             desc: `inPlace=${inPlace} gradEntropy=${gradEntropy}`,
             gradEntropy,
-            async run(ctx, rows, lse, ent, keep) {
+            async run(ctx, rows, up, keep) {
               const { L, t } = upload(ctx, rows, keep);
-              const g = await ctx.logprobsBackward(
-                L,
-                t,
-                lse,
-                Float32Array.from(rows, (w) => w.g),
-                {
-                  temperature,
-                  inPlace,
-                  ...(ent ? { gradEntropy: Float32Array.from(rows, (w) => w.gE), entropy: ent } : {}),
-                },
-              );
+              const g = await ctx.logprobsBackward(L, t, up.lse, up.grad, {
+                temperature,
+                inPlace,
+                ...up.entropyGrad,
+              });
               return { gradLogits: await readValues(keep(g)) };
             },
             sizes: { gradLogits: () => V },
@@ -422,14 +424,13 @@ async function lmheadCase(r: Rand, s: Session): Promise<void> {
             op: 'linearLogprobsBackward',
             desc: `gradDtype=${gradDtype} gradEntropy=${gradEntropy}`,
             gradEntropy,
-            async run(ctx, rows, lse, ent, keep) {
+            async run(ctx, rows, up, keep) {
               const { H, W, B, t } = upload(ctx, rows, keep);
-              const g = Float32Array.from(rows, (w) => w.g);
-              const res = await ctx.linearLogprobsBackward(H, W, t, lse, g, {
+              const res = await ctx.linearLogprobsBackward(H, W, t, up.lse, up.grad, {
                 temperature,
                 bias: B,
                 gradDtype,
-                ...(ent ? { gradEntropy: Float32Array.from(rows, (w) => w.gE), entropy: ent } : {}),
+                ...up.entropyGrad,
               });
               for (const t of [res.gradHidden, res.gradWeight, res.gradBias]) keep(t);
               const out: Values = {
@@ -500,14 +501,7 @@ async function thrCase(r: Rand, s: Session): Promise<void> {
     const tokens = Array.from({ length: T }, () => r.int(0, Math.min(V - 1, few)));
     const ids = [...new Set(tokens)].sort((a, b) => a - b);
     const logits = floatData(dtype, r.normals(T * V, sd)).values;
-    const lse: number[] = [];
-    for (let t = 0; t < T; t++) {
-      let m = -Infinity;
-      for (let v = 0; v < V; v++) m = Math.max(m, logits[t * V + v] / temperature);
-      let z = 0;
-      for (let v = 0; v < V; v++) z += Math.exp(logits[t * V + v] / temperature - m);
-      lse.push(Math.fround(m + Math.log(z)));
-    }
+    const lse = Array.from(bruteForward(logits, T, V, new Int32Array(T), temperature, -100).lse, Math.fround);
     const probs: number[] = [];
     for (let t = 0; t < T; t++) {
       const sure = r.bool(0.3);
