@@ -87,7 +87,7 @@ export interface PolicyRolloutOptions {
 export interface PolicyLossOptions {
   /** Default 'ppo'. */
   loss?: PolicyLossKind;
-  /** ε_low > 0, default 0.2 (ppo, gspo, cispo). */
+  /** ε_low > 0, default 0.2 (ppo, gspo, cispo; gmpo: a bound on the log-ratio, GMPO's paper uses 0.4). */
   clipLow?: number;
   /** ε_high > 0, default clipLow (DAPO's clip-higher: larger). With cispo under preset 'trl', the cap. */
   clipHigh?: number;
@@ -105,7 +105,7 @@ export interface PolicyLossOptions {
   entropyCoef?: number;
   /** Rollout correction (needs inputs.rolloutLogprobs). */
   rolloutCorrection?: PolicyRolloutOptions;
-  /** Default 'token-mean' ('seq-mean-token-mean' for gspo and sapo). */
+  /** Default 'token-mean' ('seq-mean-token-mean' for gspo, sapo and gmpo). */
   aggregation?: Aggregation;
   /** K of 'seq-mean-token-sum-norm', > 0. Default the longest response (verl's padded width); required under preset 'trl'. */
   scaleFactor?: number;
@@ -328,8 +328,8 @@ export async function policyLoss(
   const preset = o.preset === undefined ? undefined : checkEnum('preset', o.preset, PRESETS);
   const conv = preset === undefined ? POLICY_DEFAULTS : POLICY_PRESETS[preset];
   const loss = enumOption('loss', o.loss, POLICY_LOSSES, 'ppo');
-  unused('clipLow', o.clipLow, loss, ['ppo', 'gspo', 'cispo']);
-  unused('clipHigh', o.clipHigh, loss, ['ppo', 'gspo', 'cispo']);
+  unused('clipLow', o.clipLow, loss, ['ppo', 'gspo', 'cispo', 'gmpo']);
+  unused('clipHigh', o.clipHigh, loss, ['ppo', 'gspo', 'cispo', 'gmpo']);
   unused('delta', o.delta, loss, ['ppo', 'gspo']);
   unused('sapoTau', o.sapoTau, loss, ['sapo']);
   unused('logRatioClamp', o.logRatioClamp, loss, ['ppo', 'cispo', 'sapo', 'reinforce']);
@@ -419,7 +419,7 @@ export async function policyLoss(
     'aggregation',
     o.aggregation,
     AGGREGATIONS,
-    loss === 'gspo' || loss === 'sapo' ? 'seq-mean-token-mean' : 'token-mean',
+    loss === 'gspo' || loss === 'sapo' || loss === 'gmpo' ? 'seq-mean-token-mean' : 'token-mean',
   );
   if (o.scaleFactor !== undefined && aggregation !== 'seq-mean-token-sum-norm') {
     fail(

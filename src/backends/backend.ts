@@ -396,7 +396,7 @@ export interface ThrReweightArgs {
 
 // ---------------------------------------------------------------- policy loss
 /** POLICY.md's per-token surrogates; the one list the API, the backends and the tests share. */
-export const POLICY_LOSSES = ['ppo', 'gspo', 'cispo', 'sapo', 'reinforce'] as const;
+export const POLICY_LOSSES = ['ppo', 'gspo', 'cispo', 'sapo', 'reinforce', 'gmpo'] as const;
 export type PolicyLossKind = (typeof POLICY_LOSSES)[number];
 /** KL estimators of x = ℓ − ℓʳ: k1 = x, abs = |x|, k2 = x²/2, k3 = e^{−x} + x − 1. */
 export const KL_ESTIMATORS = ['k1', 'abs', 'k2', 'k3'] as const;

@@ -6,6 +6,9 @@
  *
  * Per response r (tokens [o_r, o_{r+1}), valid when m_t ≠ 0; masked tokens are never read):
  *   n_r = Σ m_t;  gspo: log s_r = Σ_valid (ℓ − ℓ°) / max(n_r, 1);
+ *   gmpo: log s_r = Σ_valid Δ̂_t / (n_r + 1e-8), Δ̂ = min(Δ, ε_high) if A > 0, max(Δ, −ε_low) if A < 0,
+ *   0·Δ if A = 0 (verl's sign(A)·min(sign(A)·Δ, sign(A)·clamp(Δ, −ε_low, ε_high)), Δ = ℓ − ℓ° unclamped);
+ *   Q_r = Σ_valid w·A (w the rollout weight below);
  *   rollout (sequence | geometric): Λ_r = Σ_valid λ_t (| / max(n_r, 1)), λ_t = ℓ°_t − ℓᵛ_t.
  * Per valid token:
  *   Δ = ℓ − ℓ°; ρ = e^{clamp(Δ, ±c_Δ)}, dρ/dℓ = ρ inside the clamp (bounds included, as torch.clamp), else 0;
@@ -15,6 +18,12 @@
  *   cispo:     L = −sg[clip(ρ, 1 − ε_low, 1 + ε_high)]·A·ℓ (or TRL's sg[min(ρ, ε_high)]), clipped where that differs from ρ.
  *   sapo:      L = −(4/τ)·σ(τ(ρ − 1))·A, τ = τ_pos if A > 0 else τ_neg.
  *   reinforce: L = −A·ℓ.
+ *   gmpo:      L = −A·s_r, ρ = s_r; ℓ_t enters every L of its response through s_r (no stop-gradient):
+ *              w·∂(Σ_r w·L)/∂ℓ_t := −Q_r·s_r·d_t/(n_r + 1e-8), d_t = 1 where t's own Δ̂ follows Δ (A > 0 and
+ *              Δ ≤ ε_high, or A < 0 and Δ ≥ −ε_low; torch's min and clamp pass the gradient at a tie), else
+ *              0, and a NaN of that product passes the mask; clipped (clipFraction) where A > 0 and Δ lies
+ *              outside [−ε_low, ε_high] (NaN included), lower clipped (clipFractionLower) where A < 0 and
+ *              it does (verl's geo_mean pg_clipfrac and pg_clipfrac_lower).
  *   KL (x = ℓ − ℓʳ): k1 x | abs |x| | k2 x²/2 | k3 e^y − y − 1, y = clamp(−x, ±c_in); value clamped to ±c_v
  *   (k3 only, or every estimator); straight-through: gradient x (k2's).
  *   rollout weight w (no gradient): e^{clamp(λ_t, ±c_λ)} (token) or e^{clamp(Λ_r, ±c_λ)} (sequence, geometric),
@@ -26,7 +35,8 @@
  *   entropy under their 'token-mean' convention) uses a_r = 1 and G_tm = D/max(N_tok, 1). With normalize,
  *   W̄ = mean of the weights (valid tokens, or nonempty sequences), 1 when ≤ 1e-8.
  *   loss = G·Σ a_r S_r / W̄ + β·G_kl·Σ a^kl_r K_r − c_H·G_H·Σ a^H_r H_r
- *   dloss/dℓ_t = m_t·(G·a_r·(w/W̄)·∂L/∂ℓ + β·G_kl·a^kl_r·∂KL/∂ℓ);  dloss/dH_t = −c_H·m_t·G_H·a^H_r
+ *   dloss/dℓ_t = m_t·(G·a_r·(w/W̄)·∂L/∂ℓ + β·G_kl·a^kl_r·∂KL/∂ℓ) (gmpo: w·∂L/∂ℓ as above);
+ *   dloss/dH_t = −c_H·m_t·G_H·a^H_r;
  *   tokenLoss_t = m_t·((w/W̄)·L + β·KL − c_H·H).
  * Owns: everything, one response after another. Bytes: each input read twice (4–7 f32 + the mask),
  * 1–3 f32 outputs written. FLOPs ~40 per token.
@@ -91,7 +101,11 @@ export function jsPolicyLoss(a: PolicyLossArgs): PolicyLossResult {
 
   // ---------------------------------------------------------------- per response, first pass
   const n = new Float64Array(R);
-  const logS = new Float64Array(R); // gspo
+  const logS = new Float64Array(R); // gspo, gmpo
+  const gmpo = a.loss === 'gmpo';
+  // gmpo's Δ̂: Δ on A's side of the band, the bound on the other (NaN in, NaN out).
+  const gmpoDelta = (A: number, delta: number) =>
+    A > 0 ? Math.min(delta, a.clipHigh) : A < 0 ? Math.max(delta, -a.clipLow) : A === 0 ? 0 * delta : A;
   const seqW = new Float64Array(R); // rollout sequence / geometric weight
   const seqClipped = new Uint8Array(R);
   const rc = a.rollout;
@@ -113,12 +127,13 @@ export function jsPolicyLoss(a: PolicyLossArgs): PolicyLossResult {
       if (!valid(t)) continue;
       cnt++;
       if (a.loss === 'gspo') dsum += lp[t] - old[t];
+      else if (gmpo) dsum += gmpoDelta(adv[t], lp[t] - old[t]);
       if (seqLevel) lsum += old[t] - roll![t];
     }
     n[r] = cnt;
     localTokens += cnt;
     if (cnt > 0) localSequences++;
-    logS[r] = dsum / Math.max(cnt, 1);
+    logS[r] = gmpo ? dsum / (cnt + 1e-8) : dsum / Math.max(cnt, 1);
     if (seqLevel) {
       const lam = rc.level === 'sequence' ? lsum : lsum / Math.max(cnt, 1);
       const [w, clipped] = correct(Math.exp(clamp(lam, -rc.logClamp, rc.logClamp)));
@@ -155,6 +170,18 @@ export function jsPolicyLoss(a: PolicyLossArgs): PolicyLossResult {
         wCount++;
         if (clipped) wClipped++;
       }
+    }
+  }
+  // gmpo: Q_r = Σ_valid w·A, with the weights before normalisation (W̄ divides the gradient below).
+  const Q = new Float64Array(R);
+  if (gmpo) {
+    for (let r = 0; r < R; r++) {
+      let q = 0;
+      for (let t = ro[r]; t < ro[r + 1]; t++) {
+        if (!valid(t)) continue;
+        q += (rc === undefined ? 1 : seqLevel ? seqW[r] : tokW![t]) * adv[t];
+      }
+      Q[r] = q;
     }
   }
   let invWbar = 1;
@@ -214,6 +241,10 @@ export function jsPolicyLoss(a: PolicyLossArgs): PolicyLossResult {
         rho = Math.exp(l);
         drho = logS[r] > a.gspoLogClamp ? 0 : rho; // (NaN passes, as every mask below)
         ppoKl -= delta;
+      } else if (gmpo) {
+        rho = Math.exp(logS[r]);
+        drho = 0; // (unused: gmpo's gradient is the response's, below)
+        ppoKl -= delta;
       } else {
         const c = a.logRatioClamp;
         const dc = clamp(delta, -c, c);
@@ -270,10 +301,21 @@ export function jsPolicyLoss(a: PolicyLossArgs): PolicyLossResult {
           L = -A * lp[t];
           dL = -A;
           break;
+        case 'gmpo': {
+          const inBand = delta >= -a.clipLow && delta <= a.clipHigh;
+          if (!inBand && A > 0) clipCount++;
+          if (!inBand && A < 0) lowerCount++;
+          L = -A * rho;
+          // w·∂L/∂ℓ of the whole response: −Q_r·s_r/(n_r + 1e-8) where t's Δ̂ follows Δ, else 0.
+          const follows = A > 0 ? !(delta > a.clipHigh) : A < 0 ? !(delta < -a.clipLow) : false;
+          const whole = (-Q[r] * rho) / (n[r] + 1e-8);
+          dL = follows || Number.isNaN(whole) ? whole : 0;
+          break;
+        }
       }
       const w = rc === undefined ? 1 : seqLevel ? seqW[r] : tokW![t];
       S += w * L;
-      let gradT = g * ar * w * invWbar * dL;
+      let gradT = g * ar * (gmpo ? 1 : w) * invWbar * dL;
       let klv = 0;
       if (kl !== undefined) {
         const x = lp[t] - ref![t];
