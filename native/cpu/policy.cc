@@ -1,4 +1,4 @@
-// policyLoss on the native cpu backend (POLICY.md): the surrogate (ppo, gspo, cispo, sapo, reinforce),
+// policyLoss on the native cpu backend (POLICY.md): the surrogate (ppo, gspo, cispo, sapo, reinforce, gmpo),
 // the KL penalty, the entropy bonus, rollout correction and the five aggregations, with the exact
 // gradient dloss/dℓ_t (and dloss/dH_t), the per-token loss and the 13 statistics (POLICY_STATS order).
 // The definitions, in the order they are evaluated, are the float64 reference's
@@ -9,13 +9,15 @@
 //   short): about 64 items from 512 responses on (R/8 below), so that the pool has work to share, and
 //   the blocks depend on R alone (never on the thread count).
 //   Pass A, per response in order: only where something needs it (a mask: n_r; gspo: Σ(ℓ − ℓ°);
+//     gmpo: ΣΔ̂ and Q_r = Σ w·A, w the token's rollout weight (the bits pass B computes) or ΣA;
 //     sequence or geometric rollout correction: Σλ, λ = ℓ° − ℓᵛ), the valid tokens' sums, vector k of
 //     the response holding its tokens t0 + 8k .. t0 + 8k + 7 in lanes 0..7 (positions relative to the
 //     response's start), each lane's f32 terms summed in f64, the lanes added in a fixed tree. Then
-//     the response's scalars in f64 (log s_r and ρ_r = e^{min(log s_r, c_g)}, its rollout weight, a_r
-//     and the coefficients below), each rounded once to f32, into a table of the item's responses (one
-//     set for all when none of them differs between responses: no seq-mean-token-mean, gspo or
-//     per-response weight).
+//     the response's scalars in f64 (gspo: log s_r and ρ_r = e^{min(log s_r, c_g)}; gmpo: s_r and c_gm,
+//     PER TOKEN; its rollout weight, a_r and the coefficients below), each rounded once to f32, into
+//     a table of the item's responses (one set for all when none of them differs between responses:
+//     no seq-mean-token-mean, gspo, gmpo or per-response weight). The counting pass (Scales) takes
+//     only n_r and Σλ.
 //   Pass B, over the item's tokens in vectors of 8 from its first token (short responses share a
 //     vector): each lane takes its own response's scalars (blended in at each response's first lane);
 //     every per-token branch of the reference is a select (both sides computed, blended by a lane
@@ -37,7 +39,7 @@
 //   same way, before pass B.
 //
 // CHOICES. The loss, the KL estimator (or none) and the rollout level (none, token, or a per-response
-//   weight) pick one of 5 × 5 × 3 instantiations of the item's loop before it runs (template
+//   weight) pick one of 6 × 5 × 3 instantiations of the item's loop before it runs (template
 //   parameters). The cispo cap, the KL value clamp and straight-through, and the rollout mode
 //   (truncate or mask) are uniform lane masks (both sides computed, blended); entropy, the mask, the
 //   tokenLoss output and the per-response table are branches on the call's flags, the same for every
@@ -48,6 +50,14 @@
 //   gradLogprobs = c_pg·w·∂L/∂ℓ + c_kl·∂KL/∂ℓ,  gradEntropy = c_H,  tokenLoss = (w/W̄)·L + β·KL − c_H·H,
 //   and the loss is Σ over valid tokens of c_pg·w·L + c_kl·KL + c_H·H (= G·Σ a_r S_r/W̄ + β·G_kl·Σ … ,
 //   POLICY.md's aggregation, the terms weighted per token instead of per response).
+//   gmpo (GMPO, verl's geo_mean; Δ = ℓ − ℓ° unclamped): Δ̂ = min(Δ, ε_high) if A > 0, max(Δ, −ε_low) if
+//   A < 0, 0·Δ if A = 0, NaN if A is (NaN-keeping min and max); per response (f64, pass A's sums)
+//   s_r = e^{ΣΔ̂/(n_r + 1e-8)} (no clamp), Q_r = Σ w·A (w before 1/W̄; w_r·ΣA for a per-response
+//   weight), c_gm = G·a_r/W̄·(−Q_r·s_r/(n_r + 1e-8)), each rounded once to f32. Per token ρ = s_r,
+//   L = −A·s_r (the loss and tokenLoss as above), and the policy part of gradLogprobs is c_gm where
+//   d_t = (A > 0 and !(Δ > ε_high)) or (A < 0 and !(Δ < −ε_low)), else 0; a NaN c_gm passes the mask
+//   (no second w: it is inside Q_r). clipFraction: A > 0 and !(−ε_low ≤ Δ ≤ ε_high); clipFractionLower:
+//   A < 0 and the same; ppoKl sums −Δ (as gspo).
 //   Exponentials (the ratio, k3's e^y, the rollout weight, sapo's sigmoid; k3 near 0 is a series,
 //   k3_of): e^x = 2^n·e^r with n = round(x·log2 e), r = x − n·ln2 in two parts (Cody and Waite: n·C1
 //   exact), e^r by Cephes' expf polynomial (1 + r + r²·P(r), P of degree 5) and 2^n from the exponent
@@ -57,15 +67,20 @@
 // BYTES per token: 3 to 6 f32 inputs (ℓ, ℓ°, A; ℓʳ, ℓᵛ, H) and the u8 mask read once from memory (pass
 //   A, where it runs, reads an item's inputs first: ~100 KB, pass B's second read comes from L2), 1
 //   to 3 f32 outputs written; 4·(R+1) bytes of offsets. FLOPs: ~40 per token and ~20 more per
-//   exponential (1 to 4 per token): compute-bound on one core. Measured (bench/RESULTS.md, "Native cpu
-//   policyLoss"; ppo + k3 KL + entropy + token rollout weights, 64k responses of 1–31 tokens): 3.8 ns
-//   per token per core (bench/cpu/policy-harness.sh), 59-60% of a streaming read of the same bytes on
-//   the 2-core machine under load; the portable build 11.7 ns.
+//   exponential (1 to 4 per token): compute-bound on one core. gmpo: pass A reads ℓ, ℓ°, A (and ℓᵛ
+//   with token-level weights, whose exponential it then computes too: ~10 FLOPs per token, ~30 with
+//   that weight); pass B has no per-token ratio exponential (ρ = s_r), ~25 FLOPs besides the KL and
+//   the weight. Measured (bench/RESULTS.md, "Native cpu policyLoss"; ppo + k3 KL + entropy + token
+//   rollout weights, 64k responses of 1–31 tokens): 3.8 ns per token per core
+//   (bench/cpu/policy-harness.sh), 59-60% of a streaming read of the same bytes on the 2-core machine
+//   under load; the portable build 11.7 ns.
 // NUMERICS. f32 per token as the cuda kernels, sums as described (f32 chains of ≤ 16 terms, f64 past
 //   them), the response scalars and the final loss and statistics in f64. 0/0 (no valid token) is NaN
 //   as in the reference; NaN inputs propagate through the clamps (ratio min and max become NaN with
 //   any NaN ratio, as the reference's Math.min and Math.max) and through every derivative mask
-//   (not_outside, ppo's cap, the mask mode's band): the reference's "NaN in, NaN out" rules.
+//   (not_outside, ppo's cap, the mask mode's band, gmpo's d_t with its NaN c_gm), gmpo's Δ̂ through
+//   the NaN-keeping clamp_hi and clamp_lo (a NaN at a valid token: its whole response NaN, through s_r
+//   or Q_r): the reference's "NaN in, NaN out" rules.
 #include "kernels.h"
 #include "simd.h"
 
@@ -84,7 +99,8 @@ constexpr float kInfF = __builtin_inff();
 constexpr int kNoKl = -1;                                 // template value: no KL term
 constexpr int kRollNone = 0, kRollToken = 1, kRollSeq = 2;  // rollout: none, per token, per response
 constexpr int kPpo = int(PolicyLossKind::Ppo), kGspo = int(PolicyLossKind::Gspo),
-              kCispo = int(PolicyLossKind::Cispo), kSapo = int(PolicyLossKind::Sapo);
+              kCispo = int(PolicyLossKind::Cispo), kSapo = int(PolicyLossKind::Sapo),
+              kGmpo = int(PolicyLossKind::Gmpo);
 constexpr int kK1 = int(KlEstimator::K1), kAbs = int(KlEstimator::Abs), kK2 = int(KlEstimator::K2),
               kK3 = int(KlEstimator::K3);
 
@@ -156,6 +172,7 @@ inline VF exp_e(VF x) {
 struct Consts {
   VF one, neg1, zero, inf, ninf;
   VF lo, hi, cap, delta, dual, lclamp, nlclamp;  // 1 − ε_low, 1 + ε_high, cispo's cap, δ, c, ±c_Δ
+  VF neps_lo;                                    // −ε_low (gmpo's band of Δ is [−ε_low, ε_high = cap])
   VF f4_pos, f4_neg, tau_pos, tau_neg;           // sapo: 4/τ and τ by the sign of A
   VM cispo_cap;
   VF kl_in, nkl_in, kl_val, nkl_val, beta;  // k3's input clamp, the value clamp, β
@@ -205,6 +222,7 @@ Consts consts_of(const PolicyParams& p) {
   k.lo = set1(float(1.0 - p.clip_low));
   k.hi = set1(float(1.0 + p.clip_high));
   k.cap = set1(float(p.clip_high));
+  k.neps_lo = set1(-float(p.clip_low));
   k.delta = set1(float(p.delta));
   k.dual = set1(float(p.dual_clip));
   k.lclamp = set1(float(p.log_ratio_clamp));
@@ -259,7 +277,8 @@ struct Job {
   const PolicyParams* p;
   int64_t T, R;
   int64_t block;        // responses per item (the header's WORK)
-  bool need_d, need_l;  // pass A's sums: gspo's Σ(ℓ − ℓ°), the rollout's Σλ
+  bool need_d, need_l;  // pass A's sums: gspo's Σ(ℓ − ℓ°) or gmpo's ΣΔ̂; the rollout's Σλ
+  bool need_q;          // gmpo's Q_r: Σ w·A (token-level weights), else ΣA (w_r·ΣA: response_scalars)
   bool pass_a;          // pass A runs: those, or the mask's count
   bool per_response;    // the scalars of pass B differ between responses (else all are `same`'s)
   Consts k;
@@ -268,16 +287,37 @@ struct Job {
 };
 
 // ------------------------------------------------------------------------------------ per response
-// Pass A's sums over a response's valid tokens.
+// A token-level rollout weight: e^{clamp(ℓ° − ℓᵛ, ±c)}, truncated or masked; `outside`: not in
+// [lower, upper] (NaN is).
+inline VF token_weight(const Consts& k, VF old, VF roll, VM& outside) {
+  const VF raw = exp_e(vclamp(sub(old, roll), k.nr_clamp, k.r_clamp));
+  const VM ok = mand(ge(raw, k.r_lo), le(raw, k.r_hi));
+  outside = mandnot(mask_of(true), ok);
+  const VM kept = not_outside(raw, k.r_lo, k.r_hi);  // (a NaN weight stays NaN in mask mode)
+  return blend(k.r_mask, keep(kept, raw), vclamp(raw, k.r_lo, k.r_hi));
+}
+
+// Pass A's sums over a response's valid tokens: n; d = gspo's Σ(ℓ − ℓ°) or gmpo's ΣΔ̂; l = Σλ; q =
+// gmpo's Σ w·A (token-level rollout weights) or ΣA.
 struct Sums {
   int64_t n;
-  double d, l;
+  double d, l, q;
 };
 
-Sums response_sums(const Job& J, int64_t t0, int64_t t1) {
+// gmpo's Δ̂ = min(Δ, ε_high) where A > 0, max(Δ, −ε_low) where A < 0, 0·Δ where A = 0, NaN where A is
+// (the (A·0)·Δ lane); clamp_hi and clamp_lo keep a NaN Δ.
+inline VF gmpo_delta(const Consts& k, VF A, VF delta) {
+  return blend(gt(A, k.zero), clamp_hi(delta, k.cap),
+               blend(lt(A, k.zero), clamp_lo(delta, k.neps_lo), mul(mul(A, k.zero), delta)));
+}
+
+// `counts`: only what counts_item needs (n, and Σλ for a per-response weight).
+Sums response_sums(const Job& J, int64_t t0, int64_t t1, bool counts = false) {
   const PolicyParams& p = *J.p;
-  Sums s{t1 - t0, 0.0, 0.0};
-  if (!J.need_d && !J.need_l) {
+  Sums s{t1 - t0, 0.0, 0.0, 0.0};
+  const bool need_d = J.need_d && !counts, need_q = J.need_q && !counts;
+  const bool token_w = need_q && p.has_rollout && p.rollout_level == RolloutLevel::Token;
+  if (!need_d && !J.need_l && !need_q) {
     if (p.mask) {
       int64_t n = 0;
       for (int64_t t = t0; t < t1; ++t) n += p.mask[t] != 0;
@@ -285,7 +325,7 @@ Sums response_sums(const Job& J, int64_t t0, int64_t t1) {
     }
     return s;
   }
-  VD d = dzero(), l = dzero();
+  VD d = dzero(), l = dzero(), q = dzero();
   int64_t n = 0;
   for (int64_t t = t0; t < t1; t += kLanes) {
     const int64_t room = J.T - t;  // loads past the arrays' end go lane by lane
@@ -293,12 +333,25 @@ Sums response_sums(const Job& J, int64_t t0, int64_t t1) {
     if (p.mask) v = mand(v, mask_n(p.mask + t, room));
     n += popcount(v);
     const VF o = load_n(p.old_logprobs + t, room);
-    if (J.need_d) dacc(d, keep(v, sub(load_n(p.logprobs + t, room), o)));
+    if (need_d) {
+      const VF delta = sub(load_n(p.logprobs + t, room), o);
+      if (p.loss == PolicyLossKind::Gmpo)
+        dacc(d, keep(v, gmpo_delta(J.k, load_n(p.advantages + t, room), delta)));
+      else
+        dacc(d, keep(v, delta));
+    }
     if (J.need_l) dacc(l, keep(v, sub(o, load_n(p.rollout_logprobs + t, room))));
+    if (need_q) {
+      const VF A = load_n(p.advantages + t, room);
+      VM outside;  // (pass B's weight: the same bits)
+      const VF wA = token_w ? mul(token_weight(J.k, o, load_n(p.rollout_logprobs + t, room), outside), A) : A;
+      dacc(q, keep(v, wA));
+    }
   }
   s.n = n;
   s.d = dsum(d);
   s.l = dsum(l);
+  s.q = dsum(q);
   return s;
 }
 
@@ -320,7 +373,8 @@ float sequence_weight(const PolicyParams& p, const Sums& s, bool& outside) {
 
 // The response's scalars of pass B (f32, each rounded once from f64).
 struct Resp {
-  float rho, drho;  // gspo: ρ_r = e^{min(log s_r, c_g)} and dρ/dℓ
+  float rho, drho;  // gspo: ρ_r = e^{min(log s_r, c_g)} and dρ/dℓ; gmpo: ρ_r = s_r
+  float gm;         // gmpo: G·a_r/W̄·P_r, P_r = −Q_r·s_r/(n_r + 1e-8) (no w_r: it is inside Q_r)
   float c_pg;       // G·a_r/W̄ (·w_r for a per-response weight)
   float u_w;        // 1/W̄ (·w_r)
   float c_kl;       // β·G_kl·a^kl_r
@@ -340,7 +394,8 @@ Resp response_scalars(const Job& J, const Sums& s, Part& part) {
     q.drho = log_s > c ? 0.0f : q.rho;  // (NaN passes, as every derivative mask)
   }
   double w = 1.0;
-  if (p.has_rollout && p.rollout_level != RolloutLevel::Token) {
+  const bool seq_w = p.has_rollout && p.rollout_level != RolloutLevel::Token;
+  if (seq_w) {
     bool outside = false;
     const float wf = sequence_weight(p, s, outside);
     w = wf;
@@ -354,6 +409,13 @@ Resp response_scalars(const Job& J, const Sums& s, Part& part) {
   double a = 1.0;
   if (p.aggregation == Aggregation::SeqMeanTokenMean)
     a = p.seq_clamp1 ? 1.0 / nf : 1.0 / (double(s.n) + 1e-8);  // TRL's max(n, 1), else verl's n + 1e-8
+  if (p.loss == PolicyLossKind::Gmpo) {
+    const double n_eps = double(s.n) + 1e-8;
+    const double s_r = __builtin_exp(s.d / n_eps);  // no clamp; NaN kept
+    const double Q = seq_w ? w * s.q : s.q;         // Σ w·A (w_r·ΣA for a per-response weight)
+    q.rho = float(s_r);
+    q.gm = float(S.g * a * S.inv_wbar * (-Q * s_r / n_eps));
+  }
   const double a_kl = p.kl_token_mean ? 1.0 : a;
   const double a_h = p.entropy_token_mean ? 1.0 : a;
   q.c_pg = float(S.g * a * S.inv_wbar * w);
@@ -363,35 +425,24 @@ Resp response_scalars(const Job& J, const Sums& s, Part& part) {
   return q;
 }
 
-// A token-level rollout weight: e^{clamp(ℓ° − ℓᵛ, ±c)}, truncated or masked; `outside`: not in
-// [lower, upper] (NaN is).
-inline VF token_weight(const Consts& k, VF old, VF roll, VM& outside) {
-  const VF raw = exp_e(vclamp(sub(old, roll), k.nr_clamp, k.r_clamp));
-  const VM ok = mand(ge(raw, k.r_lo), le(raw, k.r_hi));
-  outside = mandnot(mask_of(true), ok);
-  const VM kept = not_outside(raw, k.r_lo, k.r_hi);  // (a NaN weight stays NaN in mask mode)
-  return blend(k.r_mask, keep(kept, raw), vclamp(raw, k.r_lo, k.r_hi));
-}
-
 // ------------------------------------------------------------------------------------ pass B
 // Pass B's per-response scalars as lane vectors (each lane its own response's).
 struct Coef {
-  VF c_pg, u_w, c_kl, c_h, rho, drho;
+  VF c_pg, u_w, c_kl, c_h, rho, drho, gm;
 };
 inline Coef coef_of(const Resp& q) {
-  return {set1(q.c_pg), set1(q.u_w), set1(q.c_kl), set1(q.c_h), set1(q.rho), set1(q.drho)};
+  return {set1(q.c_pg), set1(q.u_w), set1(q.c_kl), set1(q.c_h), set1(q.rho), set1(q.drho), set1(q.gm)};
 }
-// The lanes of m take q's scalars (gspo's ratio too with kRatio).
-template <bool kRatio>
+// The lanes of m take q's scalars (gspo's ratio and dρ/dℓ, gmpo's ratio and gradient too).
+template <int L>
 inline void blend_coef(VM m, const Resp& q, Coef& c) {
   c.c_pg = blend(m, set1(q.c_pg), c.c_pg);
   c.u_w = blend(m, set1(q.u_w), c.u_w);
   c.c_kl = blend(m, set1(q.c_kl), c.c_kl);
   c.c_h = blend(m, set1(q.c_h), c.c_h);
-  if (kRatio) {
-    c.rho = blend(m, set1(q.rho), c.rho);
-    c.drho = blend(m, set1(q.drho), c.drho);
-  }
+  if (L == kGspo || L == kGmpo) c.rho = blend(m, set1(q.rho), c.rho);
+  if (L == kGspo) c.drho = blend(m, set1(q.drho), c.drho);
+  if (L == kGmpo) c.gm = blend(m, set1(q.gm), c.gm);
 }
 
 
@@ -416,11 +467,11 @@ void tokens_item(void* ctx, int64_t item, int) {
   const bool has_ent = p.entropy != nullptr;
   Part part = part_empty();
   // Per response: pass A and the scalars of pass B (kept only where they differ between responses).
-  const Resp same = response_scalars(J, Sums{0, 0.0, 0.0}, part);
+  const Resp same = response_scalars(J, Sums{0, 0.0, 0.0, 0.0}, part);
   Resp resp[kBlock];
   for (int64_t r = r0; r < r1; ++r) {
     const int64_t t0 = ro[r], t1 = ro[r + 1];
-    const Sums sums = J.pass_a ? response_sums(J, t0, t1) : Sums{t1 - t0, 0.0, 0.0};
+    const Sums sums = J.pass_a ? response_sums(J, t0, t1) : Sums{t1 - t0, 0.0, 0.0, 0.0};
     part.count[kCTokens] += sums.n;
     part.count[kCSequences] += sums.n > 0 ? 1 : 0;
     if (J.per_response) resp[r - r0] = response_scalars(J, sums, part);
@@ -438,7 +489,7 @@ void tokens_item(void* ctx, int64_t item, int) {
       while (ro[r + 1] <= t) ++r;
       c = coef_of(resp[r - r0]);
       for (int64_t n = r + 1; n < r1 && ro[n] < t + kLanes; ++n)
-        blend_coef<L == kGspo>(ge(load(kIota), set1(float(ro[n] - t))), resp[n - r0], c);
+        blend_coef<L>(ge(load(kIota), set1(float(ro[n] - t))), resp[n - r0], c);
     }
     const int64_t room = J.T - t;
     VM v = first_lanes(T1 - t);
@@ -449,9 +500,9 @@ void tokens_item(void* ctx, int64_t item, int) {
     const VF nA = mul(k.neg1, A);
     // The ratio and dρ/dℓ.
     VF rho, drho, kl_stat;
-    if (L == kGspo) {
+    if (L == kGspo || L == kGmpo) {
       rho = c.rho;
-      drho = c.drho;
+      drho = c.drho;        // (gmpo: unused)
       kl_stat = sub(o, l);  // −Δ, unclamped
     } else {
       const VF delta = sub(l, o);
@@ -492,6 +543,19 @@ void tokens_item(void* ctx, int64_t item, int) {
       // σ'(z) = s(1 − s) as e^{−z}·s² for z ≥ 0: no cancellation in 1 − s as s → 1.
       const VF ds = blend(lt(z, k.zero), mul(s, sub(k.one, s)), mul(e, mul(s, s)));
       dL = mul(mul(mul(set1(-4.0f), ds), A), drho);
+    } else if (L == kGmpo) {
+      // L = −A·s_r; the policy gradient is the response's G·a_r/W̄·P_r where this token's Δ̂ follows Δ
+      // (A > 0 and not Δ > ε_high, or A < 0 and not Δ < −ε_low; a NaN Δ follows), else 0, and a NaN
+      // P_r passes. Clipped: A > 0 and Δ outside [−ε_low, ε_high] (NaN is); lower clipped: A < 0 and
+      // Δ outside.
+      const VF delta = sub(l, o);
+      const VM pos = gt(A, k.zero), neg = lt(A, k.zero);
+      const VM outside = mandnot(mask_of(true), mand(ge(delta, k.neps_lo), le(delta, k.cap)));
+      clipped = mand(pos, outside);
+      low = mand(neg, outside);
+      const VM follows = mor(mandnot(pos, gt(delta, k.cap)), mandnot(neg, lt(delta, k.neps_lo)));
+      Lt = mul(nA, rho);
+      dL = keep(mor(follows, neq(c.gm, c.gm)), c.gm);  // the whole policy term of gradLogprobs
     } else {  // reinforce
       Lt = mul(nA, l);
       dL = nA;
@@ -504,7 +568,7 @@ void tokens_item(void* ctx, int64_t item, int) {
       g_pg = mul(c.c_pg, w);
       t_pg = mul(w, c.u_w);
     }
-    VF g = mul(g_pg, dL);
+    VF g = L == kGmpo ? dL : mul(g_pg, dL);  // (gmpo's w is inside Q_r)
     VF contrib = mul(g_pg, Lt);
     VF tl = mul(t_pg, Lt);
     // KL: its value v and dv/dℓ.
@@ -558,8 +622,9 @@ void tokens_item(void* ctx, int64_t item, int) {
     acc[kSRatio].f = add(acc[kSRatio].f, keep(v, rho));
     rmin = clamp_hi(rmin, blend(v, rho, k.inf));  // NaN ratios: found through rsum at the end
     rmax = clamp_lo(rmax, blend(v, rho, k.ninf));
-    if (L == kPpo || L == kGspo || L == kCispo) part.count[kCClip] += popcount(mand(v, clipped));
-    if (L == kPpo) part.count[kCLower] += popcount(mand(v, low));
+    if (L == kPpo || L == kGspo || L == kCispo || L == kGmpo)
+      part.count[kCClip] += popcount(mand(v, clipped));
+    if (L == kPpo || L == kGmpo) part.count[kCLower] += popcount(mand(v, low));
     if (K != kNoKl) acc[kSKl].f = add(acc[kSKl].f, keep(v, kv));
     if (has_ent) acc[kSEnt].f = add(acc[kSEnt].f, keep(v, h));
     if (Rl == kRollToken) {
@@ -587,7 +652,7 @@ void tokens_item(void* ctx, int64_t item, int) {
   J.parts[item] = part;
 }
 
-// One of the 75 instantiations (the header's CHOICES).
+// One of the 90 instantiations (the header's CHOICES).
 template <int L, int K>
 ItemFn pick_rollout(const PolicyParams& p) {
   if (!p.has_rollout) return tokens_item<L, K, kRollNone>;
@@ -617,6 +682,8 @@ ItemFn pick(const PolicyParams& p) {
       return pick_kl<kCispo>(p);
     case PolicyLossKind::Sapo:
       return pick_kl<kSapo>(p);
+    case PolicyLossKind::Gmpo:
+      return pick_kl<kGmpo>(p);
     default:
       return pick_kl<int(PolicyLossKind::Reinforce)>(p);
   }
@@ -634,7 +701,8 @@ void counts_item(void* ctx, int64_t item, int) {
   const bool weights = p.has_rollout && p.rollout_normalize;
   const bool token_w = weights && p.rollout_level == RolloutLevel::Token;
   for (int64_t r = r0; r < r1; ++r) {
-    const Sums s = J.pass_a ? response_sums(J, ro[r], ro[r + 1]) : Sums{ro[r + 1] - ro[r], 0.0, 0.0};
+    const Sums s =
+        J.pass_a ? response_sums(J, ro[r], ro[r + 1], true) : Sums{ro[r + 1] - ro[r], 0.0, 0.0, 0.0};
     part.count[kCTokens] += s.n;
     part.count[kCSequences] += s.n > 0 ? 1 : 0;
     if (weights && !token_w && s.n > 0) {
@@ -747,8 +815,9 @@ Report policy_loss(const PolicyParams& p, Pool* pool) {
   J.T = p.response_offsets[R];
   J.R = R;
   J.block = block;
-  J.need_d = p.loss == PolicyLossKind::Gspo;
+  J.need_d = p.loss == PolicyLossKind::Gspo || p.loss == PolicyLossKind::Gmpo;
   J.need_l = p.has_rollout && p.rollout_level != RolloutLevel::Token;
+  J.need_q = p.loss == PolicyLossKind::Gmpo;
   J.pass_a = J.need_d || J.need_l || p.mask != nullptr;
   J.per_response = J.need_d || J.need_l || p.aggregation == Aggregation::SeqMeanTokenMean;
   J.k = consts_of(p);

@@ -3,10 +3,11 @@
  * (test/policy.cases.test.ts runs it on the default kernels): the case table on the portable kernels;
  * on each path, the same bits with 1, 2 and 8 threads (8 > the cores here, through
  * cpuTuning.maxThreads) for every loss, KL estimator, rollout level and mode, with a device mask (the
- * counting pass) and normalised weights; a response's token outputs bitwise the same alone and at any
- * position of other batches, across the kernel's blocks of responses (every loss, estimator and
- * rollout level); masked tokens never read (NaN and ±Inf there change no bit); and the kernel's
- * exponential within 2 ulp of e^x over [−20, 20].
+ * counting pass) and normalised weights, and for gmpo with per-token advantages of both signs and
+ * zeros; a response's token outputs bitwise the same alone and at any position of other batches,
+ * across the kernel's blocks of responses (every loss, estimator and rollout level); masked tokens
+ * never read (NaN and ±Inf there change no bit); and the kernel's exponential within 2 ulp of e^x over
+ * [−20, 20].
  */
 import { afterAll, describe, expect, it } from 'vitest';
 import type { PolicyLossOptions } from '../../src/index.js';
@@ -70,6 +71,21 @@ const CONFIGS: readonly PolicyLossOptions[] = [
   },
   { preset: 'trl', loss: 'cispo', clipHigh: 4, kl: { coef: 0.04 }, rolloutCorrection: {}, entropyCoef: 0.01 },
   { preset: 'openrlhf', kl: { estimator: 'k2', coef: 0.1 }, rolloutCorrection: {}, tokenLoss: true },
+  {
+    loss: 'gmpo',
+    kl: { coef: 0.1 },
+    entropyCoef: 0.01,
+    rolloutCorrection: { level: 'token', normalize: true },
+    tokenLoss: true,
+  },
+  {
+    loss: 'gmpo',
+    clipLow: 0.4,
+    kl: { estimator: 'k1', coef: 0.1, straightThrough: true },
+    rolloutCorrection: { level: 'geometric', mode: 'mask', lower: 0.8, upper: 1.3 },
+    aggregation: 'token-mean',
+    tokenLoss: true,
+  },
 ];
 
 /** Every output's bits, in a fixed order of names. */
@@ -105,6 +121,32 @@ for (const path of PATHS) {
                 `${JSON.stringify(options)}, device mask ${deviceMask}: ${THREADS[k]} threads vs 1`,
               ).toEqual(first);
             }
+          }
+        }
+      });
+
+      it('gmpo, per-token advantages of both signs and zeros: 1, 2 and 8 threads give the same bits', async () => {
+        // gmpo's per-response sums ΣΔ̂ and Q_r = Σ w·A (pass A) with A's sign changing within responses.
+        const d = makeData({
+          seed: 540,
+          lengths: Array.from({ length: 1200 }, (_, i) => (i === 77 ? 3000 : (i * 37) % 53)),
+          maskP: 0.1,
+          perResponse: false,
+          ent: true,
+          ref: true,
+          roll: true,
+          spread: 0.5,
+        });
+        for (let t = 0; t < d.adv.length; t += 5) d.adv[t] = 0;
+        for (const options of CONFIGS.filter((o) => o.loss === 'gmpo')) {
+          for (const level of ['token', 'sequence'] as const) {
+            const o = { ...options, rolloutCorrection: { ...options.rolloutCorrection, level } };
+            const first = allBits(await runPolicy(list[0].ctx!, d, o));
+            for (let k = 1; k < list.length; k++)
+              expect(
+                allBits(await runPolicy(list[k].ctx!, d, o)),
+                `${JSON.stringify(o)}: ${THREADS[k]} threads`,
+              ).toEqual(first);
           }
         }
       });
