@@ -6,16 +6,20 @@
 //   token loss w_t·L_t/W̄ + β·K_t − c_H·H_t; loss = G·Σ a_r w L / W̄ + β·G_kl·Σ a^kl K − c_H·G_H·Σ a^H H,
 //   with G the aggregation's scale, a_r = 1/n_r under seq-mean-token-mean (else 1), W̄ the rollout
 //   weights' mean when normalised (else 1). Masked tokens: outputs 0.
+//   gmpo (verl's geo_mean): ρ_t = s_r = exp(Σ_valid Δ̂ / (n_r + 1e-8)), Δ̂ = min(Δ, ε_high) if A > 0,
+//   max(Δ, −ε_low) if A < 0, 0·Δ if A = 0 (Δ = ℓ − ℓ° unclamped); L_t = −A_t·s_r; in g_t, w_t·dL_t is
+//   the response's −Q_r·s_r/(n_r + 1e-8) where t's Δ̂ follows Δ (else 0; NaN passes), Q_r = Σ_valid w·A
+//   with the weights before 1/W̄ (so w is not multiplied again).
 //   token_terms() is every token's arithmetic on both layouts below, so a token's outputs are the same
 //   bits on either given the same scales (test/cases/policy.ts, "flat and warp paths", on lavapipe;
 //   counts are exact, but normalised rollout weights divide by a float sum whose order differs between
 //   the layouts).
 //
 // WHICH LAYOUT (the host decides, src/backends/webgpu/policy.ts): the FLAT layout when no token's
-//   outputs depend on a per-response quantity: the loss is not gspo (s_r), rollout correction is absent
-//   or token level (no sequence weight), and the aggregation is not seq-mean-token-mean (so a_r =
-//   a^kl_r = a^H_r = 1). Otherwise the RESPONSE layout. The test hook policyTuning.path forces either
-//   where it applies ('flat' elsewhere is refused: a RANGE error).
+//   outputs depend on a per-response quantity: the loss is not gspo or gmpo (s_r; gmpo's Q_r too),
+//   rollout correction is absent or token level (no sequence weight), and the aggregation is not
+//   seq-mean-token-mean (so a_r = a^kl_r = a^H_r = 1). Otherwise the RESPONSE layout. The test hook
+//   policyTuning.path forces either where it applies ('flat' elsewhere is refused: a RANGE error).
 // POLICY_FLAT (policy_flat): workgroup b owns the tokens [b·TC, min((b+1)·TC, T)) (TC = `tok_chunk`,
 //   the fewest multiple of the step WG·FLAT_K = 1024 at WG = 256 that keeps ≤ 1024 workgroups; T and
 //   WG alone set it). Per step, invocation i loads the inputs of tokens step + i + WG·j, j < 4, together
@@ -29,9 +33,11 @@
 // POLICY_TOKENS (policy_tokens), the response layout: workgroup b owns the chunk of responses
 //   [b·C, min((b+1)·C, R)) (C = `chunk`, a multiple of WG); invocation i takes the chunk's responses
 //   i, i + WG, ... one after another, each in two passes over its own tokens in index order: pass A
-//   (n_r, gspo's Σ(ℓ − ℓ°), the rollout Σλ), pass B (token_terms of every valid token; writes the
-//   per-token outputs). So a response's results depend on its own tokens only, not on its position or
-//   the batch (batch invariance), given the global scales.
+//   (n_r, gspo's Σ(ℓ − ℓ°), gmpo's Σ Δ̂ and Q_r, the rollout Σλ), pass B (token_terms of every valid
+//   token; writes the per-token outputs). gmpo's Q_r: Σ A (no rollout correction), Σ w_t·A_t (token
+//   level, each w_t computed in pass A too), w_r·Σ A (sequence, geometric: w_r needs all of pass A;
+//   0 at w_r = 0 unless an A is ±Inf or NaN, as Σ 0·A). So a response's results depend on its own
+//   tokens only, not on its position or the batch (batch invariance), given the global scales.
 // Either layout's partial record (`parts[b]`, PART_WORDS words): each invocation's sums (in token or
 //   response order), then fixed-order radix-16 workgroup trees (tree_f, tree_u). `phase`, on both:
 //     0 (final, host scales): the scales G come from the host's counts (uniforms): writes the outputs
@@ -52,7 +58,8 @@
 //   outputs written, the offsets (and with a mask, mostly one mask word per response) read once more
 //   for n_seq; every input and two outputs: 32 bytes per token. Response layout: each input read twice
 //   by its invocation (the second from cache, where there is one), and adjacent invocations read
-//   addresses a response apart. Phases 1 + 2 instead of 0: every read twice. FLOPs ~40 per token.
+//   addresses a response apart (gmpo's pass A reads ℓ, ℓ°, A, and ℓᵛ with rollout correction: 3–4 f32
+//   per token). Phases 1 + 2 instead of 0: every read twice. FLOPs ~40 per token.
 // Numerics: f32; every sum has a fixed order, no atomics: the same bits on every run. The two layouts
 //   sum in different orders, so their loss and stats may differ in the last bits. 0/0 (no valid token)
 //   gives NaN explicitly where the reference's f64 arithmetic gives NaN. Contraction: SPIR-V from WGSL
@@ -120,6 +127,7 @@ const LOSS_GSPO: u32 = 1u;
 const LOSS_CISPO: u32 = 2u;
 const LOSS_SAPO: u32 = 3u;
 const LOSS_REINFORCE: u32 = 4u;
+const LOSS_GMPO: u32 = 5u;
 const KL_K1: u32 = 0u;
 const KL_ABS: u32 = 1u;
 const KL_K2: u32 = 2u;
@@ -262,6 +270,25 @@ fn inside(x: f32, c: f32) -> bool {
   return c <= 0.0 || is_nan(x) || (x >= -c && x <= c);
 }
 
+// Whether x is ±Inf or NaN (by its bits, as is_nan).
+fn not_finite(x: f32) -> bool {
+  return (bitcast<u32>(x) & 0x7fffffffu) >= 0x7f800000u;
+}
+// gmpo's Δ̂: Δ on A's side of the band, the bound on the other; 0·Δ at A = 0 (0, or NaN where Δ is not
+// finite, spelled out: a compiler may fold 0·x to 0); A's NaN at a NaN A. NaN in, NaN out.
+fn gmpo_delta(A: f32, delta: f32) -> f32 {
+  if (A > 0.0) {
+    return min_nan(delta, P.clip_high);
+  }
+  if (A < 0.0) {
+    return max_nan(delta, -P.clip_low);
+  }
+  if (is_nan(A)) {
+    return A;
+  }
+  return select(0.0, nan_f32(), not_finite(delta));
+}
+
 struct Tok {
   L: f32,
   dL: f32,
@@ -272,12 +299,16 @@ struct Tok {
 }
 
 // A token's surrogate (POLICY.md, "Ratio and per-token surrogate") from its A_t, ℓ_t and ℓ°_t (loaded
-// by the caller, all at once); log_s: gspo's log s_r.
-fn surrogate(A: f32, l: f32, l_old: f32, log_s: f32) -> Tok {
+// by the caller, all at once); log_s: gspo's and gmpo's log s_r; gm: gmpo's −Q_r·s_r/(n_r + 1e-8).
+fn surrogate(A: f32, l: f32, l_old: f32, log_s: f32, gm: f32) -> Tok {
   let delta = l - l_old;
   var r: Tok;
   var drho: f32;
-  if (P.loss == LOSS_GSPO) {
+  if (P.loss == LOSS_GMPO) {
+    r.rho = exp(log_s); // s_r, no clamp (the ratio stats take it)
+    drho = 0.0; // (unused: gmpo's gradient is the response's, gm)
+    r.kl_stat = -delta;
+  } else if (P.loss == LOSS_GSPO) {
     var ls = log_s;
     if (P.gspo_clamp > 0.0) {
       ls = min_nan(ls, P.gspo_clamp);
@@ -326,6 +357,23 @@ fn surrogate(A: f32, l: f32, l_old: f32, log_s: f32) -> Tok {
       r.clipped = select(0u, 1u, wc != rho || is_nan(rho)); // (NaN counts as clipped, as IEEE's !=)
       r.L = -wc * A * l;
       r.dL = -wc * A;
+    }
+    case LOSS_GMPO: {
+      // Clipped where Δ lies outside [−ε_low, ε_high] (NaN included): A > 0 clipFraction, A < 0
+      // clipFractionLower (verl's geo_mean pg_clipfrac and pg_clipfrac_lower).
+      let in_band = delta >= -P.clip_low && delta <= P.clip_high;
+      r.clipped = select(0u, 1u, !in_band && A > 0.0);
+      r.lower = select(0u, 1u, !in_band && A < 0.0);
+      r.L = -A * rho;
+      // w·∂(Σ w·L)/∂ℓ_t: the response's gm where t's own Δ̂ follows Δ (the bound included, as torch's
+      // min and clamp at a tie), else 0; a NaN gm passes.
+      var follows = false;
+      if (A > 0.0) {
+        follows = !(delta > P.clip_high);
+      } else if (A < 0.0) {
+        follows = !(delta < -P.clip_low);
+      }
+      r.dL = select(0.0, gm, follows || is_nan(gm));
     }
     case LOSS_SAPO: {
       let tau = select(P.tau_neg, P.tau_pos, A > 0.0);
@@ -714,6 +762,7 @@ struct Terms {
 fn token_terms(
   x: In,
   log_s: f32,
+  gm: f32,
   seq_level: bool,
   seq_w: f32,
   s: Scales,
@@ -721,7 +770,7 @@ fn token_terms(
   ckl: f32,
   acc: ptr<function, Part>,
 ) -> Terms {
-  let k = surrogate(x.A, x.l, x.l_old, log_s);
+  let k = surrogate(x.A, x.l, x.l_old, log_s, gm);
   (*acc).ratio_sum = (*acc).ratio_sum + k.rho;
   (*acc).ratio_min = min_nan((*acc).ratio_min, k.rho);
   (*acc).ratio_max = max_nan((*acc).ratio_max, k.rho);
@@ -743,7 +792,8 @@ fn token_terms(
   }
   var r: Terms;
   r.wL = w * k.L;
-  r.g = ga * w * s.inv_wbar * k.dL;
+  // gmpo: w is inside gm already (Q_r), so not multiplied again (a 1: the same roundings).
+  r.g = ga * select(w, 1.0, P.loss == LOSS_GMPO) * s.inv_wbar * k.dL;
   r.klv = 0.0;
   if (P.has_kl == 1u) {
     let kv = kl_term(x.l - x.l_ref);
@@ -780,10 +830,14 @@ fn response(r: u32, s: Scales, write: bool) -> Part {
   let t0 = u32(roff[r]);
   let t1 = u32(roff[r + 1u]);
   var p = part_empty();
-  // Pass A.
+  // Pass A. gmpo also: Σ Δ̂ (dsum) and Q_r = Σ w·A (q; at sequence and geometric level Σ A, times
+  // w_r below, with whether some A is not finite: 0·ΣA must be Σ 0·A).
   var n = 0u;
   var dsum = 0.0;
   var lsum = 0.0;
+  var q = 0.0;
+  var a_bad = false;
+  let gmpo = P.loss == LOSS_GMPO;
   let seq_level = P.has_rollout == 1u && P.rollout_level != LEVEL_TOKEN;
   for (var t = t0; t < t1; t = t + 1u) {
     if (!valid(t)) {
@@ -793,12 +847,28 @@ fn response(r: u32, s: Scales, write: bool) -> Part {
     if (P.loss == LOSS_GSPO) {
       dsum = dsum + (lp[t] - old[t]);
     }
+    if (gmpo) {
+      let A = adv[t];
+      let l_old = old[t];
+      dsum = dsum + gmpo_delta(A, lp[t] - l_old);
+      if (P.has_rollout == 1u && !seq_level) {
+        let w = correct_weight(exp(sym_clamp(l_old - roll_lp(t), P.rollout_log_clamp))).x;
+        q = q + w * A;
+      } else {
+        q = q + A;
+        a_bad = a_bad || not_finite(A);
+      }
+    }
     if (seq_level) {
       lsum = lsum + (old[t] - roll_lp(t));
     }
   }
   let nf = max(f32(n), 1.0);
-  let log_s = dsum / nf;
+  let nd = f32(n) + 1e-8; // gmpo's n_r + 1e-8 (n_r in f32 from 1 on)
+  var log_s = dsum / nf;
+  if (gmpo) {
+    log_s = dsum / nd;
+  }
   var seq_w = vec2<f32>(1.0, 0.0);
   if (seq_level) {
     var lam = lsum;
@@ -812,6 +882,19 @@ fn response(r: u32, s: Scales, write: bool) -> Part {
       p.w_count = 1u;
       p.w_clipped = u32(seq_w.y);
     }
+  }
+  var gm = 0.0;
+  if (gmpo) {
+    if (seq_level) {
+      // Σ w_r·A = w_r·Σ A; at w_r = 0 (mask mode; w ≥ 0 and finite or NaN) 0, or NaN where an A is not
+      // finite, whatever Σ A rounded to.
+      if (seq_w.x == 0.0) {
+        q = select(0.0, nan_f32(), a_bad);
+      } else {
+        q = seq_w.x * q;
+      }
+    }
+    gm = (-q * exp(log_s)) / nd;
   }
   p.n_tok = n;
   p.n_seq = select(0u, 1u, n > 0u);
@@ -842,7 +925,7 @@ fn response(r: u32, s: Scales, write: bool) -> Part {
       }
       continue;
     }
-    let k = token_terms(x, log_s, seq_level, seq_w.x, s, ga, ckl, &p);
+    let k = token_terms(x, log_s, gm, seq_level, seq_w.x, s, ga, ckl, &p);
     S = S + k.wL;
     K = K + k.klv;
     H = H + x.h;
@@ -961,7 +1044,7 @@ fn flat_token(
     }
     return;
   }
-  let k = token_terms(x, 0.0, false, 1.0, s, ga, ckl, acc);
+  let k = token_terms(x, 0.0, 0.0, false, 1.0, s, ga, ckl, acc);
   if (write) {
     write_token(t, k, ge);
   }

@@ -9,7 +9,7 @@ import type { PolicyLossOptions } from '../../src/api/policy.js';
 import { policyFlatPlan, policyTuning } from '../../src/backends/webgpu/policy.js';
 import { GrpoKernelsError } from '../../src/errors.js';
 import { firstBitDiff } from '../cases/check.js';
-import { makeData, type PolicyData, runPolicy } from '../cases/policy.js';
+import { concat, makeData, type PolicyData, runPolicy } from '../cases/policy.js';
 import { rng } from '../util/rng.js';
 import { gpu, noGpu, requireAdapter } from './setup.js';
 
@@ -18,6 +18,7 @@ requireAdapter();
 afterEach(() => {
   policyTuning.path = 'auto';
   policyTuning.chunkTokens = 0;
+  policyTuning.chunkMultiple = undefined;
 });
 
 describe('webgpu policyLoss: the flat layout plan', () => {
@@ -108,6 +109,8 @@ describe.skipIf(noGpu)('webgpu policyLoss: flat and response layouts', () => {
     policyTuning.path = 'flat';
     for (const options of [
       { loss: 'gspo' },
+      { loss: 'gmpo' },
+      { loss: 'gmpo', aggregation: 'token-mean' },
       { rolloutCorrection: { level: 'geometric' } },
       { aggregation: 'seq-mean-token-mean' },
     ] as PolicyLossOptions[]) {
@@ -118,4 +121,55 @@ describe.skipIf(noGpu)('webgpu policyLoss: flat and response layouts', () => {
       expect(String(e)).toMatch(/the flat path needs/);
     }
   });
+});
+
+describe.skipIf(noGpu)('webgpu policyLoss: gmpo on the response layout', () => {
+  // gmpo's per-response sums (Σ Δ̂, Q_r) come from the response's own pass A: a response's per-token
+  // bits do not depend on the chunk size or on what else is in the batch (global counts given).
+  it('a response’s per-token bits at any chunk size and batch position, host and device mask', async () => {
+    const { ctx } = gpu!;
+    const spec = { perResponse: false, ent: true, ref: true, roll: true, maskP: 0.1 };
+    const probe = makeData({ seed: 500, lengths: [300], ...spec });
+    const options: PolicyLossOptions = {
+      loss: 'gmpo',
+      kl: { coef: 0.1 },
+      entropyCoef: 0.01,
+      rolloutCorrection: { level: 'sequence', mode: 'mask', lower: 0.5 },
+      globalSequences: 50,
+      tokenLoss: true,
+    };
+    const problems: string[] = [];
+    let first: Record<string, Float32Array> | undefined;
+    for (const [seed, before, after] of [
+      [501, 0, 0],
+      [502, 3, 5],
+      [503, 300, 2],
+    ] as const) {
+      const r = rng(seed);
+      const lens = (n: number) => Array.from({ length: n }, () => Math.floor(r() * 60));
+      const a = makeData({ seed, lengths: lens(before), ...spec });
+      const b = makeData({ seed: seed + 1000, lengths: lens(after), ...spec });
+      const d = concat([a, probe, b]);
+      const at = a.lp.length;
+      for (const chunkMultiple of [undefined, 1, 2]) {
+        for (const deviceMask of [false, true]) {
+          policyTuning.chunkMultiple = chunkMultiple;
+          const out = await runPolicy(ctx, d, options, { deviceMask });
+          const got: Record<string, Float32Array> = {};
+          for (const k of ['gradLogprobs', 'gradEntropy', 'tokenLoss'])
+            got[k] = (out[k].data as Float32Array).slice(at, at + probe.lp.length);
+          if (first === undefined) first = got;
+          else
+            for (const k of Object.keys(got)) {
+              const i = firstBitDiff(got[k], first[k]);
+              if (i >= 0)
+                problems.push(
+                  `${before} before, chunkMultiple ${chunkMultiple}, device mask ${deviceMask}: ${k}[${i}] ${got[k][i]} ≠ ${first[k][i]}`,
+                );
+            }
+        }
+      }
+    }
+    expect(problems).toEqual([]);
+  }, 120_000);
 });

@@ -4,7 +4,7 @@
  * are in that file's header; the definitions in src/backends/js/policy.ts).
  *
  * Two layouts of the same per-token arithmetic (the WGSL's token_terms): `policy_flat` (workgroup per
- * run of tokens) when no token's outputs depend on a per-response quantity (the loss is not gspo,
+ * run of tokens) when no token's outputs depend on a per-response quantity (the loss is not gspo or gmpo,
  * rollout correction is absent or token level, the aggregation is not seq-mean-token-mean), else
  * `policy_tokens` (invocation per response). Two dispatches in one compute pass, never a wait:
  * - every global scale known on the host (no mask, a host mask, or the global counts given; no
@@ -156,10 +156,14 @@ export function policyFlatPlan(
   return { tokChunk, chunks, respChunk: chunks === 0 ? 0 : Math.ceil(R / chunks) };
 }
 
-/** Whether the flat layout applies: no token's outputs depend on a per-response quantity. */
+/**
+ * Whether the flat layout applies: no token's outputs depend on a per-response quantity (gspo's and
+ * gmpo's s_r, gmpo's Q_r, a sequence-level rollout weight, seq-mean-token-mean's a_r).
+ */
 export function policyFlatApplies(a: PolicyLossArgs): boolean {
   return (
     a.loss !== 'gspo' &&
+    a.loss !== 'gmpo' &&
     (a.rollout === undefined || a.rollout.level === 'token') &&
     a.aggregation !== 'seq-mean-token-mean'
   );
@@ -221,8 +225,8 @@ export async function webgpuPolicyLoss(k: WebGpuKit, a: PolicyLossArgs): Promise
   if (path === 'flat' && !flatOk)
     throw new GrpoKernelsError(
       'RANGE',
-      'policyTuning.path: the flat path needs a loss other than gspo, token-level rollout correction ' +
-        'and an aggregation other than seq-mean-token-mean',
+      'policyTuning.path: the flat path needs a loss other than gspo and gmpo, token-level rollout ' +
+        'correction and an aggregation other than seq-mean-token-mean',
       { argument: 'policyTuning.path' },
     );
   const flat = path === 'flat' || (path === 'auto' && flatOk);
