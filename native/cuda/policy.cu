@@ -1,18 +1,26 @@
-// policyLoss (POLICY.md): the surrogate (ppo, gspo, cispo, sapo, reinforce), the KL penalty, the
+// policyLoss (POLICY.md): the surrogate (ppo, gspo, cispo, sapo, reinforce, gmpo), the KL penalty, the
 // entropy bonus, rollout correction and the five aggregations, with the exact gradient dloss/dℓ_t (and
 // dloss/dH_t). The definitions, in the order they are evaluated, are those of the cpu reference
 // (src/backends/cpu/policy.ts); the webgpu twin is shaders/policy.wgsl. f32 throughout.
 //   Per valid token: g_t = G·a_r·w_t·(1/W̄)·dL_t + β·G_kl·a^kl_r·dK_t, gH_t = −c_H·G_H·a^H_r,
 //   token loss w_t·L_t/W̄ + β·K_t − c_H·H_t; loss = G·Σ a_r w L / W̄ + β·G_kl·Σ a^kl K − c_H·G_H·Σ a^H H,
 //   with G the aggregation's scale, a_r = 1/n_r under seq-mean-token-mean (else 1), W̄ the rollout
-//   weights' mean when normalised (else 1). Masked tokens: outputs 0. Inputs [T] f32 (+ u8 mask), the
-//   R + 1 offsets; outputs [T] f32 (gradient, entropy gradient, token loss), the loss, 13 stats.
+//   weights' mean when normalised (else 1). gmpo (verl's geo_mean): per response r, n_r valid tokens,
+//   log s_r = Σ Δ̂_t / (n_r + 1e-8) with Δ = ℓ − ℓ° and Δ̂ = min(Δ, ε_high) (A > 0), max(Δ, −ε_low)
+//   (A < 0), 0·Δ (A = 0); Q_r = Σ w_t·A_t (the weights before 1/W̄); ρ_t = s_r = e^{log s_r} (the ratio
+//   stats), L_t = −A_t·s_r, and w_t·dL_t is the response's P_t = −Q_r·s_r/(n_r + 1e-8) where t's Δ̂
+//   follows Δ (A > 0 and Δ ≤ ε_high, or A < 0 and Δ ≥ −ε_low; a NaN P_t passes), else 0: its gradient
+//   is G·a_r·(1/W̄)·P_t + β·G_kl·a^kl_r·dK_t (w not multiplied in again). Clipped (clipFraction): A > 0
+//   and Δ outside [−ε_low, ε_high], NaN included; lower clipped: A < 0 and outside; ppoKl: mean of −Δ.
+//   Masked tokens: outputs 0. Inputs [T] f32 (+ u8 mask), the R + 1 offsets; outputs [T] f32
+//   (gradient, entropy gradient, token loss), the loss, 13 stats.
 //   token_terms() is every token's arithmetic on both layouts below, so a token's outputs are the same
 //   bits on either given the same scales (ops-policy-cases: "flat and warp paths"; counts are exact,
 //   but normalised rollout weights divide by a float sum whose order differs between the layouts).
 //
 // WHICH PATH: the FLAT path when no token's outputs depend on a per-response quantity: the loss is not
-//   gspo (s_r), the rollout correction is absent or token level (no sequence weight), and the
+//   gspo (s_r) or gmpo (s_r, Q_r; never flat, and a forced flat path is refused for either), the
+//   rollout correction is absent or token level (no sequence weight), and the
 //   aggregation is not seq-mean-token-mean (so a_r = a^kl_r = a^H_r = 1). Otherwise the WARP path. The
 //   test hook `path` (src/backends/cuda/policy.ts policyTuning.path) forces either where it applies.
 // FLAT KERNEL (policy_flat_kernel<phase>): block b owns the tokens [b·TC, min((b+1)·TC, T)), TC the
@@ -26,8 +34,14 @@
 // WARP KERNEL (policy_tokens_kernel): block b owns the chunk of responses [b·C, min((b+1)·C, R));
 //   warp w takes the chunk's responses w, w + 8, ... one after another. Per response, lane j handles
 //   tokens t0 + j, t0 + j + 32, ... (positions relative to the response's start):
-//   pass A: n_r, gspo's Σ(ℓ − ℓ°), the rollout's Σλ (xor butterfly over the warp);
+//   pass A: n_r, gspo's Σ(ℓ − ℓ°) or gmpo's Σ Δ̂ (the same sum), gmpo's Q_r (Σ w_t·A_t with token-level
+//   weights, computed here as pass B computes them again, the same bits; at sequence and geometric
+//   level Σ A_t, times w_r once Λ_r is known), the rollout's Σλ (each an xor butterfly over the warp:
+//   lane order, then the butterfly, whatever the batch);
 //   pass B: every valid token's surrogate, KL, entropy, rollout weight, its outputs, and its sums.
+//   A response is never split: its warp owns it whole, however long (lane j strides by 32), so gspo's
+//   and gmpo's per-response sums are complete after pass A's butterfly, and chunk_responses only
+//   regroups whole responses into blocks (the gradient bits do not move; the loss's block sums do).
 //   The lane assignment and the butterfly depend on the response's length only, so a response's
 //   gradient bits depend on its own tokens and the global scales, never on its position or the batch
 //   (ops-policy-cases: batch invariance). Each lane keeps running sums over its warp's responses; the
@@ -46,9 +60,13 @@
 //   written, the offsets (and with a mask, mostly one mask byte per response) read once more for n_seq;
 //   the goal case (6 inputs, no mask, 2 outputs) moves 32 bytes per token. Warp path: the inputs read
 //   twice by their warp (pass B's second read mostly from L1/L2). With phases 1 + 2 instead of 0 every
-//   read happens twice. FLOPs ~40 per token (3 exponentials: ρ, the rollout weight, k3).
+//   read happens twice. FLOPs ~40 per token (3 exponentials: ρ, the rollout weight, k3); gmpo adds ~6 in
+//   pass A (Δ, Δ̂, its sum, Q_r's product and sum) and, with token-level rollout, pass A's weight (a 4th
+//   exponential), and one butterfly per response (Q_r); the same bytes as gspo's.
 // Registers (sm_90, nvcc 13.0): flat kernels 64 (the bound of 4 blocks per SM; 67–72 unbounded), no
-//   spills; warp kernel 80, 80 bytes of spill stores (3 blocks per SM).
+//   spills; warp kernel 80, 80 bytes of spill stores (3 blocks per SM). With gmpo added (V13.0.88,
+//   -lineinfo): warp kernel 80 registers, 60 bytes of spill stores (128 for the file before it), flat
+//   kernels unchanged (no spills).
 // Latency (warp path): a warp loads each token's inputs together, and the next response's offsets and
 //   first 32 tokens while the current one computes. Measured (H200, 2^20 responses of 1..31 tokens,
 //   every input, before the flat path existed): 0.82 ms, 660 GB/s, 17% of copy; bound by the
@@ -184,15 +202,26 @@ struct Tok {
   unsigned clipped, lower;
 };
 
+// gmpo's Δ̂ of a token: Δ on A's side of the band [−ε_low, ε_high], the bound on the other (verl's
+// sign(A)·min(sign(A)·Δ, sign(A)·clamp(Δ, −ε_low, ε_high))); 0·Δ at A = 0; NaN in (A or Δ), NaN out.
+__device__ __forceinline__ float gmpo_delta(const Dev& d, float A, float delta) {
+  return A > 0.f ? min_nan(delta, d.clip_high) : A < 0.f ? max_nan(delta, -d.clip_low) : A == 0.f ? 0.f * delta : A;
+}
+
 // A token's surrogate (POLICY.md, "Ratio and per-token surrogate") from its A_t, ℓ_t and ℓ°_t (loaded
-// by the caller, all at once); log_s: gspo's log s_r.
-__device__ Tok surrogate(const Dev& d, float A, float l, float old, float log_s) {
+// by the caller, all at once); log_s: gspo's and gmpo's log s_r; gm: gmpo's −Q_r·s_r/(n_r + 1e-8), the
+// response's w·∂L/∂ℓ_t where t's Δ̂ follows Δ (response()).
+__device__ Tok surrogate(const Dev& d, float A, float l, float old, float log_s, float gm) {
   const float delta = l - old;
   Tok r;
   float drho;
   if (d.loss == int(PolicyLossKind::Gspo)) {
     r.rho = expf(min_nan(log_s, d.gspo_clamp));
     drho = log_s > d.gspo_clamp ? 0.f : r.rho;
+    r.kl_stat = -delta;
+  } else if (d.loss == int(PolicyLossKind::Gmpo)) {
+    r.rho = expf(log_s);  // s_r, no clamp (the same bits as response()'s)
+    drho = 0.f;           // (unused: gmpo's gradient is the response's, gm)
     r.kl_stat = -delta;
   } else {
     const float dc = sym_clamp(delta, d.log_clamp);
@@ -231,6 +260,17 @@ __device__ Tok surrogate(const Dev& d, float A, float l, float old, float log_s)
       r.clipped = wc != rho ? 1 : 0;
       r.L = -wc * A * l;
       r.dL = -wc * A;
+      break;
+    }
+    case PolicyLossKind::Gmpo: {
+      // Clipped where Δ lies outside [−ε_low, ε_high] (NaN included): A > 0 clipFraction, A < 0 lower.
+      const bool in_band = delta >= -d.clip_low && delta <= d.clip_high;
+      r.clipped = !in_band && A > 0.f ? 1 : 0;
+      r.lower = !in_band && A < 0.f ? 1 : 0;
+      r.L = -A * rho;
+      // d_t: t's Δ̂ follows Δ (torch's min and clamp pass the gradient at a tie); a NaN gm passes.
+      const bool follows = A > 0.f ? !(delta > d.clip_high) : A < 0.f ? !(delta < -d.clip_low) : false;
+      r.dL = follows || isnan(gm) ? gm : 0.f;
       break;
     }
     case PolicyLossKind::Sapo: {
@@ -404,9 +444,9 @@ __device__ __forceinline__ In load_first(const Dev& d, int t0, int t1) {
 struct Terms {
   float wL, klv, g, tl;
 };
-__device__ __forceinline__ Terms token_terms(const Dev& d, const In& x, float log_s, bool seq_level, float seq_w,
-                                             const Scales& s, float ga, float ckl, Part& acc) {
-  const Tok k = surrogate(d, x.A, x.l, x.old, log_s);
+__device__ __forceinline__ Terms token_terms(const Dev& d, const In& x, float log_s, float gm, bool seq_level,
+                                             float seq_w, const Scales& s, float ga, float ckl, Part& acc) {
+  const Tok k = surrogate(d, x.A, x.l, x.old, log_s, gm);
   acc.ratio_sum += k.rho;
   acc.ratio_min = min_nan(acc.ratio_min, k.rho);
   acc.ratio_max = max_nan(acc.ratio_max, k.rho);
@@ -431,7 +471,8 @@ __device__ __forceinline__ Terms token_terms(const Dev& d, const In& x, float lo
   // shared product loses its claim to the fma), and the two layouts would round differently.
   Terms r;
   r.wL = w * k.L;
-  r.g = ga * w * s.inv_wbar * k.dL;
+  // gmpo: the rollout weights are inside Q_r already (gm), so w does not multiply its gradient again.
+  r.g = ga * (d.loss == int(PolicyLossKind::Gmpo) ? 1.f : w) * s.inv_wbar * k.dL;
   r.klv = 0.f;
   if (d.has_kl) {
     float dv;
@@ -460,22 +501,33 @@ __device__ void response(const Dev& d, int t0, int t1, const In& first, const Sc
                          Part& acc) {
   const int lane = threadIdx.x & 31;
   const bool seq_level = d.has_rollout && d.level != int(RolloutLevel::Token);
+  const bool gspo = d.loss == int(PolicyLossKind::Gspo), gmpo = d.loss == int(PolicyLossKind::Gmpo);
   // Pass A.
   unsigned n = 0;
-  float dsum = 0.f, lsum = 0.f;
+  float dsum = 0.f, lsum = 0.f, qsum = 0.f;  // qsum: gmpo's Q_r (Σ A at sequence level: ×w_r below)
   auto pass_a = [&](const In& x) {
     if (!x.ok) return;
     ++n;
-    if (d.loss == int(PolicyLossKind::Gspo)) dsum += x.l - x.old;
+    if (gspo) dsum += x.l - x.old;
+    if (gmpo) {
+      dsum += gmpo_delta(d, x.A, x.l - x.old);
+      if (d.has_rollout && !seq_level) {
+        unsigned clipped;  // the weight token_terms() computes again in pass B, the same bits
+        qsum += correct_weight(d, expf(sym_clamp(x.old - x.roll, d.r_log_clamp)), clipped) * x.A;
+      } else {
+        qsum += x.A;
+      }
+    }
     if (seq_level) lsum += x.old - x.roll;
   };
   if (t0 + lane < t1) pass_a(first);
   for (int64_t t = t0 + lane + 32; t < t1; t += 32) pass_a(load_in(d, int(t)));  // (64-bit: t1 may be near 2^31)
   n = warp_sum_u(n);
   dsum = warp_sum(dsum);
+  if (gmpo) qsum = warp_sum(qsum);
   lsum = warp_sum(lsum);
   const float nf = fmaxf(static_cast<float>(n), 1.f);
-  const float log_s = dsum / nf;
+  const float log_s = gmpo ? dsum / (static_cast<float>(n) + 1e-8f) : dsum / nf;
   float seq_w = 1.f;
   if (seq_level) {
     const float lam = d.level == int(RolloutLevel::Geometric) ? lsum / nf : lsum;
@@ -487,6 +539,14 @@ __device__ void response(const Dev& d, int t0, int t1, const In& first, const Sc
       acc.w_count += 1;
       acc.w_clipped += clipped;
     }
+  }
+  // gmpo: Q_r = Σ w·A (at sequence level w_r·Σ A, the same up to rounding: w_r is finite or NaN, the
+  // API's bounds being finite), then every valid token's w·∂L/∂ℓ_t before its mask d_t:
+  // −Q_r·s_r/(n_r + 1e-8).
+  float gm = 0.f;
+  if (gmpo) {
+    if (seq_level) qsum *= seq_w;
+    gm = -qsum * expf(log_s) / (static_cast<float>(n) + 1e-8f);
   }
   if (lane == 0) {
     acc.n_tok += n;
@@ -507,7 +567,7 @@ __device__ void response(const Dev& d, int t0, int t1, const In& first, const Sc
       if (write) write_masked(d, t);
       return;
     }
-    const Terms k = token_terms(d, x, log_s, seq_level, seq_w, s, ga, ckl, acc);
+    const Terms k = token_terms(d, x, log_s, gm, seq_level, seq_w, s, ga, ckl, acc);
     S += k.wL;
     K += k.klv;
     H += x.h;
@@ -687,7 +747,7 @@ __global__ void __launch_bounds__(kThreads, 4) policy_flat_kernel(Dev d) {
         if (write) write_masked(d, t);
         continue;
       }
-      const Terms k = token_terms(d, x[j], 0.f, false, 1.f, s, ga, ckl, acc);
+      const Terms k = token_terms(d, x[j], 0.f, 0.f, false, 1.f, s, ga, ckl, acc);
       if (write) write_token(d, t, k, ge);
       if (sums) {
         acc.pg += k.wL;
@@ -730,13 +790,13 @@ Status launch_policy_loss(const PolicyParams& p, const LaunchEnv& env, Scratch& 
   GK_REQUIRE(p.path >= 0 && p.path <= 2, "policyLoss: path must be 0 (automatic), 1 (warp) or 2 (flat)");
   GK_REQUIRE(p.chunk_tokens % kFlatStep == 0 && p.chunk_tokens >= 0,
              "policyLoss: chunk_tokens must be a multiple of 1024");
-  // The flat path when no token's outputs depend on a per-response quantity (gspo's s_r, a sequence or
-  // geometric rollout weight, seq-mean-token-mean's 1/n_r).
-  const bool flat_ok = p.loss != PolicyLossKind::Gspo &&
+  // The flat path when no token's outputs depend on a per-response quantity (gspo's s_r, gmpo's s_r and
+  // Q_r, a sequence or geometric rollout weight, seq-mean-token-mean's 1/n_r).
+  const bool flat_ok = p.loss != PolicyLossKind::Gspo && p.loss != PolicyLossKind::Gmpo &&
                        (!p.has_rollout || p.rollout_level == RolloutLevel::Token) &&
                        p.aggregation != Aggregation::SeqMeanTokenMean;
   GK_REQUIRE(p.path != 2 || flat_ok,
-             "policyLoss: the flat path needs a loss other than gspo, token-level rollout correction and an "
+             "policyLoss: the flat path needs a loss other than gspo and gmpo, token-level rollout correction and an "
              "aggregation other than seq-mean-token-mean");
   const bool flat = p.path == 2 || (p.path == 0 && flat_ok);
   // Warp path: the fewest responses per block (a multiple of 8 warps) that keep ≤ kMaxChunks blocks, so

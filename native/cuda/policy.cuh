@@ -26,7 +26,7 @@ struct PolicyParams {
   const uint8_t* mask = nullptr;        // [T] or null (every token valid)
   std::vector<int32_t> response_offsets;  // host [R+1], ends at T
   PolicyLossKind loss = PolicyLossKind::Ppo;
-  float clip_low = 0.2f, clip_high = 0.2f;
+  float clip_low = 0.2f, clip_high = 0.2f;  // ε_low, ε_high (gmpo: the band [−ε_low, ε_high] of Δ = ℓ − ℓ°)
   float dual_clip = INFINITY, log_ratio_clamp = 20.f, gspo_log_clamp = 10.f, delta = INFINITY;
   bool cispo_cap = false;
   float sapo_tau_pos = 1.f, sapo_tau_neg = 1.05f;
@@ -47,7 +47,8 @@ struct PolicyParams {
   float scale_factor = 1.f, ranks = 1.f;
   double tokens = -1, sequences = -1;  // host counts; < 0: counted on the device
   int chunk_responses = 0;             // test hook: responses per block (a multiple of 8); 0: automatic
-  int path = 0;                        // test hook: 0 automatic, 1 warp per response, 2 flat (policy.cu)
+  int path = 0;                        // test hook: 0 automatic, 1 warp per response, 2 flat (policy.cu;
+                                       // refused for gspo, gmpo and per-response scales)
   int chunk_tokens = 0;                // test hook: the flat path's tokens per block (a multiple of 1024)
   float* loss_out = nullptr;          // [1]
   float* grad = nullptr;              // [T]

@@ -122,7 +122,7 @@ describe.skipIf(noGpu)('native op arguments are checked key by key', () => {
         [{ klEstimator: 'k3' }, /^policyLoss: missing key 'refLogprobs'$/],
         [
           { loss: 'grpo' },
-          /^policyLoss: loss: expected one of 'ppo', 'gspo', 'cispo', 'sapo', 'reinforce', got 'grpo'$/,
+          /^policyLoss: loss: expected one of 'ppo', 'gspo', 'cispo', 'sapo', 'reinforce', 'gmpo', got 'grpo'$/,
         ],
         [{ aggregation: undefined }, /^policyLoss: missing key 'aggregation'$/],
       ];
