@@ -13,7 +13,9 @@
  * ℓ: they are stop-gradients or inputs), so dloss/dℓ_t is the central difference of token t's term,
  * (f(ℓ_t + h) − f(ℓ_t − h)) / 2h, with every stop-gradient evaluated at the unperturbed ℓ (ℓ_sg).
  * One case checks that claim by differencing the whole loss. Straight-through KL is written as
- * k2(ℓ) − k2(ℓ_sg) + est(ℓ_sg), verl's own form.
+ * k2(ℓ) − k2(ℓ_sg) + est(ℓ_sg), verl's own form. gmpo is the exception: its s_r is live (verl's
+ * geo_mean differentiates through the geometric mean), so ℓ_t enters every token's term of its response
+ * and its difference is that of the response's whole policy term, −Σ_u c_u·A_u·s_r(ℓ_t ± h).
  */
 import { expect } from 'vitest';
 import type { PolicyLossInputs, PolicyLossOptions } from '../../src/api/policy.js';
@@ -339,7 +341,9 @@ export function conventionsOf(o: PolicyLossOptions, data: PolicyData): RefConv {
       normalize: o.rolloutCorrection.normalize ?? false,
       logClamp: b.rLog,
     },
-    agg: o.aggregation ?? (loss === 'gspo' || loss === 'sapo' ? 'seq-mean-token-mean' : 'token-mean'),
+    agg:
+      o.aggregation ??
+      (loss === 'gspo' || loss === 'sapo' || loss === 'gmpo' ? 'seq-mean-token-mean' : 'token-mean'),
     clamp1: b.clamp1,
     allSeqs: b.allSeqs,
     normBySeq: b.normBySeq,
@@ -355,10 +359,18 @@ const clip = (x: number, lo: number, hi: number) => Math.min(Math.max(x, lo), hi
 
 interface TokenCtx {
   t: number;
-  /** gspo: log s_r at ℓ_sg. */
+  /** gspo: log s_r at ℓ_sg; gmpo: log s_r at the response's live log-probs but token t's (ℓ_sg). */
   logS: number;
   /** ℓ_sg_t. */
   sg: number;
+  /** gmpo: n_r. */
+  n?: number;
+}
+
+/** verl's geo_mean clip, as it writes it: sign(A)·min(sign(A)·Δ, sign(A)·clamp(Δ, −ε_low, ε_high)). */
+function gmpoClipped(k: RefConv, A: number, delta: number): number {
+  const sgn = Math.sign(A);
+  return sgn * Math.min(sgn * delta, sgn * clip(delta, -k.clipLow, k.clipHigh));
 }
 
 /** Token t's surrogate L(ℓ) with ℓ live and the stop-gradients at ctx.sg, and whether it was clipped. */
@@ -373,6 +385,8 @@ function surrogate(
   let rho: number;
   if (k.loss === 'gspo') {
     rho = Math.exp(Math.min(c.logS + l - c.sg, k.gspoClamp));
+  } else if (k.loss === 'gmpo') {
+    rho = Math.exp(c.logS + (gmpoClipped(k, A, l - o) - gmpoClipped(k, A, c.sg - o)) / (c.n! + 1e-8));
   } else {
     rho = Math.exp(clip(l - o, -k.logClamp, k.logClamp));
   }
@@ -401,6 +415,12 @@ function surrogate(
     }
     case 'reinforce':
       return { L: -A * l, rho, clip: false, lower: false };
+    case 'gmpo': {
+      // verl's pg_clipfrac / pg_clipfrac_lower: Δ ≠ clamp(Δ) (NaN included) with A > 0 / A < 0.
+      const delta = l - o;
+      const outside = delta !== clip(delta, -k.clipLow, k.clipHigh);
+      return { L: -A * rho, rho, clip: outside && A > 0, lower: outside && A < 0 };
+    }
   }
 }
 
@@ -442,6 +462,8 @@ export interface PolicyRef {
   statsScale: Float64Array;
   /** Per stat, the share of tokens or units a count may differ by (their decision within rounding). */
   statsTerms: Float64Array;
+  /** Per token, what the gradient's crtol is relative to: max|g|, or more (gmpo's f32 response sums). */
+  gradScale: Float64Array;
   /** The loss at live logprobs ℓ (stop-gradients at the input's ℓ): the whole-loss finite difference. */
   lossAt(live: Float64Array): number;
 }
@@ -477,11 +499,21 @@ export function refPolicy(d: PolicyData, k: RefConv): PolicyRef {
   const aR = n.map((m) =>
     k.agg !== 'seq-mean-token-mean' ? 1 : k.clamp1 ? 1 / Math.max(m, 1) : 1 / (m + 1e-8),
   );
-  const logS = toks.map((v) => v.reduce((s, t) => s + (d.lp[t] - d.old[t]), 0) / Math.max(v.length, 1));
-  // Σ|terms| of each response's log-sums (gspo's mean log-ratio; a sequence-level rollout weight's
-  // log): an f32 sum of them errs by about u·Σ|terms| absolute, so its e^(·) by that much relative.
+  const gmpo = k.loss === 'gmpo';
+  const hat = (t: number, l: number) => gmpoClipped(k, d.adv[t], l - d.old[t]);
+  const logS = toks.map((v) =>
+    gmpo
+      ? v.reduce((s, t) => s + hat(t, d.lp[t]), 0) / (v.length + 1e-8)
+      : v.reduce((s, t) => s + (d.lp[t] - d.old[t]), 0) / Math.max(v.length, 1),
+  );
+  // Σ|terms| of each response's log-sums (gspo's and gmpo's mean log-ratio; a sequence-level rollout
+  // weight's log): an f32 sum of them errs by about u·Σ|terms| absolute, so its e^(·) by that much relative.
   const logSAbs = toks.map((v) =>
-    k.loss === 'gspo' ? v.reduce((s, t) => s + Math.abs(d.lp[t] - d.old[t]), 0) / Math.max(v.length, 1) : 0,
+    k.loss === 'gspo'
+      ? v.reduce((s, t) => s + Math.abs(d.lp[t] - d.old[t]), 0) / Math.max(v.length, 1)
+      : gmpo
+        ? v.reduce((s, t) => s + Math.abs(hat(t, d.lp[t])), 0) / (v.length + 1e-8)
+        : 0,
   );
   const lamAbs = toks.map((v) =>
     k.rollout && k.rollout.level !== 'token'
@@ -548,16 +580,26 @@ export function refPolicy(d: PolicyData, k: RefConv): PolicyRef {
       cKl[t] = beta * gKl * (k.kl?.tokenMean ? 1 : aR[r]);
       cH[t] = k.entCoef * gH * (k.entTokenMean ? 1 : aR[r]);
     }
+  // gmpo: P_r = Σ_u c_u·A_u, so that the response's policy term is −P_r·s_r.
+  const P = toks.map((v) => v.reduce((s, u) => s + cPg[u] * d.adv[u], 0));
+  // Token t's term at live ℓ_t (the value differenced for its gradient; gmpo: its response's policy term).
   const term = (t: number, l: number) => {
-    const c: TokenCtx = { t, logS: logS[rOf[t]], sg: d.lp[t] };
+    const r = rOf[t];
+    const c: TokenCtx = { t, logS: logS[r], sg: d.lp[t], n: n[r] };
     const s = surrogate(k, d, c, l);
     const kl = k.kl ? klTerm(k.kl, d.ref![t], l, d.lp[t]) : 0;
-    return { s, kl, value: cPg[t] * s.L + cKl[t] * kl };
+    return { s, kl, value: (gmpo ? -P[r] * s.rho : cPg[t] * s.L) + cKl[t] * kl };
   };
   const lossAt = (live: Float64Array) => {
     let sum = 0;
-    for (let r = 0; r < R; r++)
-      for (const t of toks[r]) sum += term(t, live[t]).value - cH[t] * (d.ent ? d.ent[t] : 0);
+    for (let r = 0; r < R; r++) {
+      const ls = gmpo ? toks[r].reduce((s, u) => s + hat(u, live[u]), 0) / (n[r] + 1e-8) : logS[r];
+      for (const t of toks[r]) {
+        const c: TokenCtx = { t, logS: ls, sg: gmpo ? live[t] : d.lp[t], n: n[r] };
+        const kl = k.kl ? klTerm(k.kl, d.ref![t], live[t], d.lp[t]) : 0;
+        sum += cPg[t] * surrogate(k, d, c, live[t]).L + cKl[t] * kl - cH[t] * (d.ent ? d.ent[t] : 0);
+      }
+    }
     return sum;
   };
 
@@ -585,7 +627,7 @@ export function refPolicy(d: PolicyData, k: RefConv): PolicyRef {
       const l = d.lp[t];
       const here = term(t, l);
       const H = d.ent ? d.ent[t] : 0;
-      loss += here.value - cH[t] * H;
+      loss += cPg[t] * here.s.L + cKl[t] * here.kl - cH[t] * H;
       lossScale += Math.abs(cPg[t] * here.s.L) + Math.abs(cKl[t] * here.kl) + Math.abs(cH[t] * H);
       const step = 1e-6 * Math.max(1, Math.abs(l));
       grad[t] = (term(t, l + step).value - term(t, l - step).value) / (2 * step);
@@ -605,11 +647,11 @@ export function refPolicy(d: PolicyData, k: RefConv): PolicyRef {
       const hs = 16 * U * (logSAbs[r] + Math.abs(logS[r]));
       // cispo's clip reads its ratio through the stop-gradient ℓ_sg (= ℓ): it moves with ℓ there.
       const hg = k.loss === 'cispo' ? h : 0;
-      const lo = surrogate(k, d, { t, logS: logS[r] - hs, sg: l - hg }, l - h);
-      const hi = surrogate(k, d, { t, logS: logS[r] + hs, sg: l + hg }, l + h);
+      const lo = surrogate(k, d, { t, logS: logS[r] - hs, sg: l - hg, n: n[r] }, l - h);
+      const hi = surrogate(k, d, { t, logS: logS[r] + hs, sg: l + hg, n: n[r] }, l + h);
       if (lo.clip !== hi.clip) clipAmbiguous++;
       if (lo.lower !== hi.lower) lowerAmbiguous++;
-      const dl = k.loss === 'gspo' ? l - d.old[t] : clip(l - d.old[t], -k.logClamp, k.logClamp);
+      const dl = k.loss === 'gspo' || gmpo ? l - d.old[t] : clip(l - d.old[t], -k.logClamp, k.logClamp);
       ppoKl -= dl;
       ppoKlAbs += Math.abs(dl);
       if (k.kl) {
@@ -621,6 +663,18 @@ export function refPolicy(d: PolicyData, k: RefConv): PolicyRef {
       ratioS += here.s.rho;
       ratioMin = Math.min(ratioMin, here.s.rho);
       ratioMax = Math.max(ratioMax, here.s.rho);
+    }
+  }
+  // The gradient's scale: max|g|, and for gmpo each response's Σ|c·A|·s_r/(n_r + 1e-8) grown by its
+  // log-sum's Σ|terms| (the f32 sums Q_r = Σ w·A and Σ Δ̂ err by about u·Σ|terms|; per-token advantages
+  // of both signs may cancel in Q_r far below its terms).
+  const gMax = maxAbs(grad);
+  const gradScale = new Float64Array(T).fill(gMax);
+  if (gmpo) {
+    for (let r = 0; r < R; r++) {
+      const pAbs = toks[r].reduce((s, u) => s + Math.abs(cPg[u] * d.adv[u]), 0);
+      const e = (pAbs * Math.exp(logS[r]) * (1 + logSAbs[r])) / (n[r] + 1e-8);
+      for (const t of toks[r]) if (Number.isFinite(e)) gradScale[t] = Math.max(gMax, e);
     }
   }
   const N = nTokLocal;
@@ -652,7 +706,19 @@ export function refPolicy(d: PolicyData, k: RefConv): PolicyRef {
           ? unitsAmbiguous / units.length
           : 0,
   );
-  return { loss, lossScale, grad, gradEntropy, tokenLoss, tokenScale, stats, statsScale, statsTerms, lossAt };
+  return {
+    loss,
+    lossScale,
+    grad,
+    gradEntropy,
+    tokenLoss,
+    tokenScale,
+    stats,
+    statsScale,
+    statsTerms,
+    gradScale,
+    lossAt,
+  };
 }
 
 // ------------------------------------------------------------------ running a case
@@ -694,11 +760,10 @@ function maxAbs(x: ArrayLike<number>): number {
 }
 
 /** The expected outputs of a call from a reference. */
-export function wantOf(ref: PolicyRef, options: PolicyLossOptions, T: number): Record<string, Want> {
-  const g = maxAbs(ref.grad);
+export function wantOf(ref: PolicyRef, options: PolicyLossOptions): Record<string, Want> {
   const out: Record<string, Want> = {
     loss: { values: [ref.loss], scale: [ref.lossScale] },
-    gradLogprobs: { values: ref.grad, scale: new Float64Array(T).fill(g) },
+    gradLogprobs: { values: ref.grad, scale: ref.gradScale },
     stats: { values: ref.stats, scale: ref.statsScale, terms: ref.statsTerms },
   };
   if (ref.gradEntropy) out.gradEntropy = { values: ref.gradEntropy };
@@ -729,7 +794,7 @@ function refCase(s: CaseSpec): RefCase {
     want: () => {
       const d = data();
       const ref = refPolicy(d, conventionsOf(s.options, d));
-      const want = wantOf(ref, s.options, d.lp.length);
+      const want = wantOf(ref, s.options);
       if (s.parity) {
         // The trainer's own arithmetic must agree with POLICY.md's to float64 rounding (1e-9 relative
         // here; the issue asks 1e-6), and the backend is then held to the trainer's numbers.
@@ -751,7 +816,7 @@ function refCase(s: CaseSpec): RefCase {
           );
         }
         want.loss = { values: [p.loss], scale: [ref.lossScale] };
-        want.gradLogprobs = { values: p.grad, scale: new Float64Array(p.grad.length).fill(g) };
+        want.gradLogprobs = { values: p.grad, scale: ref.gradScale };
       }
       return want;
     },
@@ -877,7 +942,9 @@ function verlKl(
 }
 
 export interface VerlSpec {
-  lossMode: 'vanilla' | 'gspo' | 'sapo' | 'cispo';
+  lossMode: 'vanilla' | 'gspo' | 'sapo' | 'cispo' | 'geo_mean' | 'gpg';
+  /** clip_ratio (low and high alike); default 0.2. */
+  clipRatio?: number;
   agg: Aggregation;
   K?: number;
   kl?: { type: KlEstimator; st: boolean; coef: number };
@@ -888,7 +955,7 @@ export interface VerlSpec {
 
 /**
  * verl: workers/utils/losses.ppo_loss = policy_loss_fn(...) − entropy_coeff·agg(entropy) +
- * kl_loss_coef·agg(kl_penalty), with compute_policy_loss_{vanilla,gspo,sapo,cispo} and agg_loss;
+ * kl_loss_coef·agg(kl_penalty), with compute_policy_loss_{vanilla,gspo,sapo,cispo,geo_mean,gpg} and agg_loss;
  * rollout weights from rollout_corr_helper.compute_rollout_correction_weights.
  */
 export function verlLoss(d: PolicyData, s: VerlSpec): TrainerRef {
@@ -906,8 +973,27 @@ export function verlLoss(d: PolicyData, s: VerlSpec): TrainerRef {
   const f = (live: number[][], sg: number[][]) => {
     let pg: number[][];
     let agg = s.agg;
-    const eps = 0.2;
-    if (s.lossMode === 'vanilla' || s.lossMode === 'cispo' || s.lossMode === 'sapo') {
+    const eps = s.clipRatio ?? 0.2;
+    if (s.lossMode === 'geo_mean') {
+      // compute_policy_loss_geo_mean: the sequence's geometric mean of sign-clipped ratios times its
+      // mean advantage, averaged over every row (torch.mean; loss_agg_mode not read).
+      const cnt = rowSums(m);
+      const nak = map2(live, (l, i, j) => l - old[i][j]);
+      const sgn = map2(A, Math.sign);
+      const nakMin = map2(nak, (x, i, j) => {
+        const g = sgn[i][j];
+        return g * Math.min(g * x, g * clip(x, -eps, eps));
+      });
+      const ratio = rowSums(mul(nakMin, m)).map((x, i) => Math.exp(x / (cnt[i] + 1e-8)));
+      const adv = rowSums(mul(A, m)).map((x, i) => x / (cnt[i] + 1e-8));
+      let loss = ratio.reduce((acc, r, i) => acc - adv[i] * r, 0) / ratio.length;
+      if (s.entropyCoeff !== undefined) loss -= s.entropyCoeff * verlAgg(ent!, m, s.agg, s.K);
+      if (s.kl) loss += s.kl.coef * verlAgg(verlKl(live, sg, ref!, s.kl.type, s.kl.st), m, s.agg, s.K);
+      return loss;
+    }
+    if (s.lossMode === 'gpg') {
+      pg = map2(live, (l, i, j) => -l * A[i][j]); // compute_policy_loss_gpg: −log_prob·advantages
+    } else if (s.lossMode === 'vanilla' || s.lossMode === 'cispo' || s.lossMode === 'sapo') {
       const nak = map2(live, (l, i, j) => clip(l - old[i][j], -20, 20));
       const ratio = map2(nak, Math.exp);
       if (s.lossMode === 'vanilla') {
@@ -948,6 +1034,26 @@ export function verlLoss(d: PolicyData, s: VerlSpec): TrainerRef {
     return loss;
   };
   const out = fdTrainer(d, f);
+  if (s.lossMode === 'geo_mean') {
+    // pg_clipfrac, pg_clipfrac_lower and ppo_kl of compute_policy_loss_geo_mean.
+    const eps = s.clipRatio ?? 0.2;
+    const nak = map2(pad(d, d.lp), (l, i, j) => l - old[i][j]);
+    const outside = map2(nak, (x) => (x !== clip(x, -eps, eps) ? 1 : 0));
+    out.stats = {
+      ppoKl: maskedMean(
+        map2(nak, (x) => -x),
+        m,
+      ),
+      clipFraction: maskedMean(
+        map2(outside, (o, i, j) => (A[i][j] > 0 ? o : 0)),
+        m,
+      ),
+      clipFractionLower: maskedMean(
+        map2(outside, (o, i, j) => (A[i][j] < 0 ? o : 0)),
+        m,
+      ),
+    };
+  }
   // pg_clipfrac and ppo_kl of compute_policy_loss_vanilla.
   if (s.lossMode === 'vanilla') {
     const lp = pad(d, d.lp);
@@ -1203,6 +1309,53 @@ function specs(): CaseSpec[] {
     data: { ...base, seed: 135 },
     options: { loss: 'sapo', sapoTau: { pos: 0.5, neg: 2 } },
   });
+  // gmpo (verl's geo_mean): the log-ratio clipped on the advantage's side only, its mean over the
+  // response exponentiated; ℓ_t's gradient through s_r reaches every token of the response.
+  out.push({
+    name: "gmpo, GMPO's band ±0.4 with clip-higher 0.6, ratios on both sides",
+    data: { ...base, seed: 136, spread: 0.7 },
+    options: { loss: 'gmpo', clipLow: 0.4, clipHigh: 0.6, tokenLoss: true },
+  });
+  out.push({
+    name: 'gmpo, per-token advantages of both signs and zeros',
+    data: () => {
+      const d = makeData({ seed: 137, lengths: RAGGED, perResponse: false, spread: 0.5, maskP: 0.1 });
+      for (let t = 0; t < d.adv.length; t += 3) d.adv[t] = 0;
+      return d;
+    },
+    options: { loss: 'gmpo', tokenLoss: true },
+  });
+  out.push({
+    name: 'gmpo, per-token advantages summing to nearly 0 in each response (Q_r cancels)',
+    data: () => {
+      const d = makeData({ seed: 138, lengths: [6, 17, 40, 3, 64], perResponse: false, spread: 0.3 });
+      for (let r = 0; r + 1 < d.offsets.length; r++) {
+        const t0 = d.offsets[r];
+        const t1 = d.offsets[r + 1];
+        let sum = 0;
+        for (let t = t0; t < t1 - 1; t++) sum += d.adv[t];
+        d.adv[t1 - 1] = -sum; // (rounded to f32: Σ A ≈ u·Σ|A|)
+      }
+      return d;
+    },
+    options: { loss: 'gmpo' },
+  });
+  out.push({
+    name: 'gmpo, mean log-ratios beyond ±10 (s_r from e^-40 to e^40)',
+    data: () => {
+      const d = makeData({ seed: 139, lengths: [5, 9, 3, 12], spread: 0.5 });
+      // Response 0: A > 0 and Δ ≪ 0 (unclipped below); response 2: A < 0 and Δ ≫ 0 (unclipped above).
+      for (let r = 0; r < 4; r++)
+        for (let t = d.offsets[r]; t < d.offsets[r + 1]; t++) {
+          const A = r === 0 || r === 1 ? 1.5 : -0.7;
+          d.adv[t] = A;
+          d.old[t] = d.lp[t] - (r === 0 ? -40 : r === 2 ? 40 : d.lp[t] - d.old[t]);
+        }
+      return d;
+    },
+    options: { loss: 'gmpo', tokenLoss: true },
+    check: finiteGrad,
+  });
 
   // KL estimators, with and without straight-through.
   for (const est of KL_ESTIMATORS) {
@@ -1274,7 +1427,42 @@ function specs(): CaseSpec[] {
     options: { rolloutCorrection: { level: 'sequence', upper: 3 } },
   });
 
+  out.push({
+    name: 'gmpo, token rollout truncate normalised, k3 KL, entropy',
+    data: { ...base, seed: 183, roll: true, ref: true, rollSpread: 0.6 },
+    options: {
+      loss: 'gmpo',
+      rolloutCorrection: { level: 'token', normalize: true, upper: 1.5 },
+      kl: { coef: 0.1 },
+      entropyCoef: 0.02,
+      tokenLoss: true,
+    },
+  });
+  out.push({
+    name: 'gmpo, sequence rollout mask, per-token advantages, device mask',
+    data: { ...base, seed: 184, roll: true, rollSpread: 0.15, perResponse: false },
+    options: { loss: 'gmpo', rolloutCorrection: { level: 'sequence', mode: 'mask', lower: 0.5, upper: 1.8 } },
+    how: { tensors: true, deviceMask: true },
+  });
+  out.push({
+    name: 'gmpo, geometric rollout truncate, straight-through k1 KL',
+    data: { ...base, seed: 185, roll: true, ref: true, rollSpread: 0.3 },
+    options: {
+      loss: 'gmpo',
+      rolloutCorrection: { level: 'geometric', upper: 1.1 },
+      kl: { estimator: 'k1', straightThrough: true, coef: 0.2 },
+    },
+  });
+
   // Aggregation modes.
+  for (const agg of AGGREGATIONS) {
+    out.push({
+      name: `gmpo, aggregation ${agg}`,
+      data: { ...base, seed: 260 + AGGREGATIONS.indexOf(agg), ref: true, perResponse: false },
+      options: { loss: 'gmpo', aggregation: agg, kl: { coef: 0.1 }, entropyCoef: 0.02, tokenLoss: true },
+      how: agg === 'seq-mean-token-sum' ? { tensors: true, deviceMask: true } : undefined,
+    });
+  }
   for (const agg of AGGREGATIONS) {
     out.push({
       name: `aggregation ${agg}`,
@@ -1419,6 +1607,8 @@ function specs(): CaseSpec[] {
     ['oldLogprobs, cispo', 'old', { loss: 'cispo' }],
     ['advantages, sapo', 'adv', { loss: 'sapo' }],
     ['logprobs, gspo (the whole response)', 'lp', { loss: 'gspo' }],
+    ['logprobs, gmpo (the whole response)', 'lp', { loss: 'gmpo' }],
+    ['advantages, gmpo (the whole response)', 'adv', { loss: 'gmpo' }],
     ['refLogprobs, k3 KL', 'ref', { kl: { coef: 0.1 } }],
     ['refLogprobs, k1 KL', 'ref', { kl: { estimator: 'k1', coef: 0.1 } }],
     ['rolloutLogprobs, token weights, mask mode', 'roll', { rolloutCorrection: { mode: 'mask' } }],
@@ -1469,6 +1659,33 @@ function specs(): CaseSpec[] {
       return makeData({ seed: 233, lengths, maskP: 0.1, ent: true, roll: true, rollSpread: 0.1 });
     },
     options: { entropyCoef: 0.01, rolloutCorrection: { level: 'geometric', normalize: true } },
+    how: { deviceMask: true },
+  });
+
+  out.push({
+    name: 'gmpo, 700 responses of 0 to 40 tokens and a long one, token rollout, device mask',
+    data: () => {
+      const r = rng(234);
+      const lengths = Array.from({ length: 700 }, () => Math.floor(r() * 41));
+      lengths[7] = 1800;
+      lengths[450] = 300;
+      return makeData({
+        seed: 235,
+        lengths,
+        maskP: 0.1,
+        ent: true,
+        ref: true,
+        roll: true,
+        perResponse: false,
+      });
+    },
+    options: {
+      loss: 'gmpo',
+      kl: { coef: 0.05 },
+      entropyCoef: 0.01,
+      rolloutCorrection: { level: 'token' },
+      tokenLoss: true,
+    },
     how: { deviceMask: true },
   });
 
@@ -1546,6 +1763,42 @@ function specs(): CaseSpec[] {
     options: { preset: 'verl', loss: 'cispo', kl: { estimator: 'abs', coef: 0.1 } },
     parity: (d) =>
       verlLoss(d, { lossMode: 'cispo', agg: 'token-mean', kl: { type: 'abs', st: false, coef: 0.1 } }),
+  });
+  out.push({
+    name: 'verl gpg = reinforce, seq-mean-token-sum, rollout token TIS',
+    data: { ...pd, seed: 308 },
+    options: {
+      preset: 'verl',
+      loss: 'reinforce',
+      aggregation: 'seq-mean-token-sum',
+      rolloutCorrection: {},
+    },
+    parity: (d) =>
+      verlLoss(d, {
+        lossMode: 'gpg',
+        agg: 'seq-mean-token-sum',
+        rolloutIs: { level: 'token', threshold: 2 },
+      }),
+  });
+  // verl's geo_mean averages over every row (torch.mean): globalSequences = B reproduces it where a row
+  // may be fully masked (docs/PRESETS.md).
+  out.push({
+    name: 'verl geo_mean (gmpo), clip 0.4, every row counted',
+    data: { ...pd, seed: 306, spread: 0.6 },
+    options: { preset: 'verl', loss: 'gmpo', clipLow: 0.4, globalSequences: pd.lengths.length },
+    parity: (d) => verlLoss(d, { lossMode: 'geo_mean', agg: 'seq-mean-token-mean', clipRatio: 0.4 }),
+  });
+  out.push({
+    name: 'verl geo_mean (gmpo), k3 KL, entropy, no mask',
+    data: { ...pd, seed: 307, maskP: 0 },
+    options: { preset: 'verl', loss: 'gmpo', kl: { coef: 0.1 }, entropyCoef: 0.01 },
+    parity: (d) =>
+      verlLoss(d, {
+        lossMode: 'geo_mean',
+        agg: 'seq-mean-token-mean',
+        kl: { type: 'k3', st: false, coef: 0.1 },
+        entropyCoeff: 0.01,
+      }),
   });
   out.push({
     name: 'TRL grpo (seq-mean-token-mean), k3 KL, entropy',
@@ -1949,6 +2202,7 @@ function pathsCase(): Case {
       }
       const refused: [string, PolicyLossOptions][] = [
         ['gspo', { loss: 'gspo' }],
+        ['gmpo', { loss: 'gmpo' }],
         ['sequence-level rollout correction', { rolloutCorrection: { level: 'sequence' } }],
         ['seq-mean-token-mean', { aggregation: 'seq-mean-token-mean' }],
       ];

@@ -3,14 +3,15 @@
  * correction, aggregation and preset, entropy bonus, mask, global counts and ranks, the per-token loss.
  *
  * Inputs: ≤ 12 responses of ≤ 12 tokens (empty ones; in one case of 16 ≤ 64 responses of ≤ 300 tokens,
- * several 1024-token blocks), ℓ ≤ 0, ℓ − ℓ° of spread 0.01 to 3 (ratios
+ * several 1024-token blocks), advantages per token or (half the cases) per response with some at 0,
+ * ℓ ≤ 0, ℓ − ℓ° of spread 0.01 to 3 (ratios
  * beyond the clips and the ±20 clamp), ℓ − ℓʳ of spread 1e-4 to 3 (k3's cancellation near 0), host
  * arrays or device tensors, sometimes a NaN log-prob; one case in ten sets options the loss does not
  * use (a RANGE error on every backend).
  *
  * Tolerances: test/cases/policy.ts POLICY_TOLERANCES, with the scales of that table's reference
  * (refPolicy under conventionsOf, through wantOf): loss relative to Σ|terms|, gradLogprobs to the
- * tensor's largest |gradient|, tokenLoss to each token's own terms, stats to the mean of |terms|.
+ * tensor's largest |gradient| (gmpo: or its response's Σ|c·A|·s_r/n_r), tokenLoss to each token's own terms, stats to the mean of |terms|.
  */
 import {
   AGGREGATIONS,
@@ -70,8 +71,13 @@ export const policyFamily: Family = {
     if (r.bool(0.3)) o.preset = r.pick(PRESETS);
     const loose = r.bool(0.1); // options the loss may not use: RANGE on every backend
     const uses = (...losses: string[]) => loose || losses.includes(o.loss!);
-    if (uses('ppo', 'gspo', 'cispo') && r.bool(0.35)) o.clipLow = r.pick([0.1, 0.2, 0.28, 1e-3]);
-    if (uses('ppo', 'gspo', 'cispo') && r.bool(0.35)) o.clipHigh = r.pick([0.2, 0.28, 0.5, 5]);
+    if (uses('ppo', 'gspo', 'cispo', 'gmpo') && r.bool(0.35)) o.clipLow = r.pick([0.1, 0.2, 0.28, 0.4, 1e-3]);
+    if (uses('ppo', 'gspo', 'cispo', 'gmpo') && r.bool(0.35)) o.clipHigh = r.pick([0.2, 0.28, 0.5, 5]);
+    // GRPO's advantages (one per response, a few responses at 0) as often as per-token ones.
+    if (r.bool(0.5)) {
+      const ro = lay.responseOffsets;
+      for (let i = 0; i + 1 < ro.length; i++) adv.fill(r.bool(0.1) ? 0 : r.normal(), ro[i], ro[i + 1]);
+    }
     if (uses('ppo') && r.bool(0.3)) o.dualClip = r.pick([3, 1.5, 'off'] as const);
     if (uses('ppo', 'cispo', 'sapo', 'reinforce') && r.bool(0.2))
       o.logRatioClamp = r.pick([20, 5, 0.5, 'off'] as const);
@@ -128,16 +134,17 @@ export const policyFamily: Family = {
         return readPolicy(await ctx.policyLoss(inputs, o), keep);
       },
       expect(js) {
-        const want = wantOf(refPolicy(data, conventionsOf(o, data)), o, T);
+        const want = wantOf(refPolicy(data, conventionsOf(o, data)), o);
         const out: Record<string, Expect> = {};
         for (const k of ['loss', 'gradLogprobs', 'gradEntropy', 'tokenLoss', 'stats'])
           out[k] = { tol: POLICY_TOLERANCES[k], scale: want[k]?.scale, terms: want[k]?.terms };
         // The table's gradient scale is max |g| of its reference's gradient, a central difference
         // with step 1e-6: exact to ~1e-10 of the loss's terms, so a gradient far below that (sapo's
         // saturated sigmoid: 1e-24) reads as 0 there. js's gradient is the analytic one in f64.
+        // gmpo's per-response scales (its Q_r sums) stay where they exceed it.
         let g = 0;
         for (const v of js.gradLogprobs) if (Number.isFinite(v)) g = Math.max(g, Math.abs(v));
-        out.gradLogprobs.scale = new Float64Array(T).fill(g);
+        out.gradLogprobs.scale = Float64Array.from(want.gradLogprobs.scale!, (x) => Math.max(g, x));
         return out;
       },
     });
