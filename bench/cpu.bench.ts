@@ -21,7 +21,7 @@
  * streaming read of as many bytes as the op moves (so from the same level of the memory hierarchy):
  * where the js reference is already within 20x of the memory system, these rows show it.
  * policyLoss (bench/policy.bench.ts's case: ppo, k3 KL, entropy bonus, token-level rollout correction,
- * token-mean, on 1M tokens in 64k responses) also gets that read probe of its own bytes (issue 15's
+ * token-mean, on 1M tokens in 64k responses; and the same with loss gmpo) also gets that read probe of its own bytes (issue 15's
  * goal: at least 30% of its rate); its js reference runs the same case on 4096 responses.
  *
  *   npm run bench:cpu                          # = tsx bench/run.ts cpu → bench/out/cpu.json
@@ -475,6 +475,12 @@ export async function runCpuBench(
   const plJsCase = policyLossCase(4096, 16);
   const pl = chosen(plName) ? await plCase.setup(ctx as unknown as CaseContext) : undefined;
   const plJs = pl ? await plJsCase.setup(js as unknown as CaseContext) : undefined;
+  // The same with loss gmpo (seq-mean-token-mean: two passes per response, ΣΔ̂ and Q_r in the first).
+  const gmName = 'policyLoss gmpo 1M tokens, 64k responses';
+  const gmCase = policyLossCase(65536, 16, 'gmpo');
+  const gmJsCase = policyLossCase(4096, 16, 'gmpo');
+  const gm = chosen(gmName) ? await gmCase.setup(ctx as unknown as CaseContext) : undefined;
+  const gmJs = gm ? await gmJsCase.setup(js as unknown as CaseContext) : undefined;
 
   const disposeAll = (ts: (Tensor | undefined)[]) => {
     for (const t of ts) t?.dispose();
@@ -676,6 +682,18 @@ export async function runCpuBench(
           ownRead: true,
         },
       }),
+    ...(gm &&
+      gmJs && {
+        [gmName]: {
+          run: async () => disposeOutputs(await gm.run()),
+          amount: gmCase.sizes.T,
+          unit: 'G tok/s',
+          bytes: gm.bytes,
+          js: async () => disposeOutputs(await gmJs.run()),
+          jsAmount: gmJsCase.sizes.T,
+          ownRead: true,
+        },
+      }),
   };
   for (const name of Object.keys(ops)) if (!chosen(name)) delete ops[name];
   // A buffer of each light op's byte count, for its own read probe.
@@ -728,6 +746,8 @@ export async function runCpuBench(
   for (const s of ortSessions) await s.close();
   pl?.dispose();
   plJs?.dispose();
+  gm?.dispose();
+  gmJs?.dispose();
   if (ort.version) notes.push(`ONNX Runtime ${ort.version} (onnxruntime-node), 1 and ${T} intra-op threads`);
 
   const lmhead = chosen('lmhead') ? await measureLmhead(ctx, js, dev, ort, T, rounds, notes) : undefined;

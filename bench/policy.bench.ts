@@ -3,13 +3,20 @@
  * native/cuda/policy.cu).
  *
  * policyLoss on T ≈ responses·meanLength tokens in `responses` ragged responses (lengths 1 to
- * 2·meanLength − 1): ppo with a k3 KL, an entropy bonus and token-level rollout correction, token-mean,
- * no mask (a packed batch has no padding). Bytes: six f32 inputs read and two f32 outputs written per
- * token (the floor; the kernels read each input twice, the second time from cache), the offsets.
+ * 2·meanLength − 1): ppo (or `loss`) with a k3 KL, an entropy bonus and token-level rollout correction,
+ * the loss's default aggregation (ppo: token-mean; gmpo: seq-mean-token-mean, on the per-response path
+ * of the GPU kernels), no mask (a packed batch has no padding). Bytes: six f32 inputs read and two f32
+ * outputs written per token (the floor; the kernels read each input twice, the second time from
+ * cache), the offsets.
  */
+import type { PolicyLossKind } from 'grpo-kernels';
 import { type BenchCase, lcg, randomF32 } from './case.js';
 
-export function policyLossCase(responses: number, meanLength: number): BenchCase {
+export function policyLossCase(
+  responses: number,
+  meanLength: number,
+  loss: PolicyLossKind = 'ppo',
+): BenchCase {
   const lengths = new Int32Array(responses);
   const r = lcg(21);
   for (let i = 0; i < responses; i++) lengths[i] = 1 + Math.floor(r() * (2 * meanLength - 1));
@@ -19,6 +26,7 @@ export function policyLossCase(responses: number, meanLength: number): BenchCase
   return {
     op: 'policyLoss',
     sizes: { R: responses, T },
+    ...(loss === 'ppo' ? {} : { variant: loss }),
     dtype: 'f32',
     hostBytes: T * 40,
     deviceBytes: T * 32,
@@ -49,7 +57,7 @@ export function policyLossCase(responses: number, meanLength: number): BenchCase
               entropy,
               layout,
             },
-            { kl: { coef: 0.01 }, entropyCoef: 0.001, rolloutCorrection: { level: 'token' } },
+            { loss, kl: { coef: 0.01 }, entropyCoef: 0.001, rolloutCorrection: { level: 'token' } },
           );
           return [out.loss, out.gradLogprobs, out.gradEntropy!, out.stats];
         },
