@@ -23,7 +23,7 @@ enum class ReweightMode : int { Thr = 0, ThrOnly = 1, Nthr = 2 };
 enum class ThrStep : int { Full = 0, Aggregate = 1, Score = 2 };
 
 // policyLoss.
-enum class PolicyLossKind : int { Ppo = 0, Gspo, Cispo, Sapo, Reinforce, Gmpo };
+enum class PolicyLossKind : int { Ppo = 0, Gspo, Cispo, Sapo, Reinforce, Gmpo, Vespo };
 enum class KlEstimator : int { K1 = 0, Abs, K2, K3 };
 enum class RolloutLevel : int { Token = 0, Sequence, Geometric };
 enum class RolloutMode : int { Truncate = 0, Mask };

@@ -28,7 +28,7 @@ inline const std::vector<std::string> kReweightModeNames = {"thr", "thr-only", "
 // KL_ESTIMATORS, ROLLOUT_LEVELS, ROLLOUT_MODES, AGGREGATIONS, TERM_AGGREGATIONS, SEQ_TOKEN_DIVISORS);
 // native/policy_args.h converts the strings with these tables (for ops_cuda.cc and ops_cpu.cc),
 // test/cuda/enums.test.ts checks them.
-inline const std::vector<std::string> kPolicyLossNames = {"ppo", "gspo", "cispo", "sapo", "reinforce", "gmpo"};
+inline const std::vector<std::string> kPolicyLossNames = {"ppo", "gspo", "cispo", "sapo", "reinforce", "gmpo", "vespo"};
 inline const std::vector<std::string> kKlEstimatorNames = {"k1", "abs", "k2", "k3"};
 inline const std::vector<std::string> kRolloutLevelNames = {"token", "sequence", "geometric"};
 inline const std::vector<std::string> kRolloutModeNames = {"truncate", "mask"};

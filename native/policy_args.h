@@ -27,6 +27,10 @@ void PolicyOptionsOf(Args& a, P& p, Tensor tensor) {
   p.cispo_cap = a.Bool("cispoCap");
   p.sapo_tau_pos = num("sapoTauPos");
   p.sapo_tau_neg = num("sapoTauNeg");
+  p.vespo_k_pos = num("vespoKPos");
+  p.vespo_lambda_pos = num("vespoLambdaPos");
+  p.vespo_k_neg = num("vespoKNeg");
+  p.vespo_lambda_neg = num("vespoLambdaNeg");
   p.has_kl = a.Has("klEstimator");
   if (p.has_kl) {
     p.kl_estimator = static_cast<decltype(p.kl_estimator)>(a.Enum("klEstimator", gk::kKlEstimatorNames));

@@ -188,6 +188,7 @@ struct PolicyParams {
   double clip_low, clip_high, dual_clip, log_ratio_clamp, gspo_log_clamp, delta;
   bool cispo_cap;
   double sapo_tau_pos, sapo_tau_neg;
+  double vespo_k_pos, vespo_lambda_pos, vespo_k_neg, vespo_lambda_neg;  // vespo's φ
   bool has_kl;
   KlEstimator kl_estimator;
   bool kl_straight_through, kl_value_clamp_all, kl_token_mean;

@@ -30,6 +30,7 @@ struct PolicyParams {
   float dual_clip = INFINITY, log_ratio_clamp = 20.f, gspo_log_clamp = 10.f, delta = INFINITY;
   bool cispo_cap = false;
   float sapo_tau_pos = 1.f, sapo_tau_neg = 1.05f;
+  float vespo_k_pos = 2.f, vespo_lambda_pos = 3.f, vespo_k_neg = 3.f, vespo_lambda_neg = 2.f;  // vespo's φ
   bool has_kl = false;
   KlEstimator kl_estimator = KlEstimator::K3;
   bool kl_straight_through = false, kl_value_clamp_all = false, kl_token_mean = false;
@@ -48,7 +49,7 @@ struct PolicyParams {
   double tokens = -1, sequences = -1;  // host counts; < 0: counted on the device
   int chunk_responses = 0;             // test hook: responses per block (a multiple of 8); 0: automatic
   int path = 0;                        // test hook: 0 automatic, 1 warp per response, 2 flat (policy.cu;
-                                       // refused for gspo, gmpo and per-response scales)
+                                       // refused for gspo, gmpo, vespo and per-response scales)
   int chunk_tokens = 0;                // test hook: the flat path's tokens per block (a multiple of 1024)
   float* loss_out = nullptr;          // [1]
   float* grad = nullptr;              // [T]

@@ -99,6 +99,11 @@ export interface PolicyLossOptions {
   delta?: number;
   /** SAPO's temperatures, > 0. Default { pos: 1, neg: 1.05 }. */
   sapoTau?: { pos?: number; neg?: number };
+  /**
+   * VESPO's gamma weight φ(W) = e^{λ + k·ln W − λ·W} of the sequence ratio W, (k, λ) by the sign of A
+   * (A ≥ 0: pos): finite k, λ > 0. Default { kPos: 2, lambdaPos: 3, kNeg: 3, lambdaNeg: 2 } (TRL's).
+   */
+  vespo?: { kPos?: number; lambdaPos?: number; kNeg?: number; lambdaNeg?: number };
   /** KL penalty β·KL_t (needs inputs.refLogprobs). */
   kl?: PolicyKlOptions;
   /** Entropy bonus: −c_H·H, any finite number. Default 0. c_H ≠ 0 needs inputs.entropy. */
@@ -312,6 +317,7 @@ export async function policyLoss(
     'logRatioClamp',
     'delta',
     'sapoTau',
+    'vespo',
     'kl',
     'entropyCoef',
     'rolloutCorrection',
@@ -332,6 +338,7 @@ export async function policyLoss(
   unused('clipHigh', o.clipHigh, loss, ['ppo', 'gspo', 'cispo', 'gmpo']);
   unused('delta', o.delta, loss, ['ppo', 'gspo']);
   unused('sapoTau', o.sapoTau, loss, ['sapo']);
+  unused('vespo', o.vespo, loss, ['vespo']);
   unused('logRatioClamp', o.logRatioClamp, loss, ['ppo', 'cispo', 'sapo', 'reinforce']);
   if (o.dualClip !== undefined && o.dualClip !== 'off') unused('dualClip', o.dualClip, loss, ['ppo']);
   const clipLow =
@@ -362,6 +369,16 @@ export async function policyLoss(
       sapoTauPos = checkNumber('sapoTau.pos', t.pos, { min: 0, exclusiveMin: true, f32: true });
     if (t.neg !== undefined)
       sapoTauNeg = checkNumber('sapoTau.neg', t.neg, { min: 0, exclusiveMin: true, f32: true });
+  }
+  // trl/trainer/grpo_config.py: vespo_k_pos 2, vespo_lambda_pos 3, vespo_k_neg 3, vespo_lambda_neg 2.
+  const vespo = { kPos: 2, lambdaPos: 3, kNeg: 3, lambdaNeg: 2 };
+  if (o.vespo !== undefined) {
+    const v = nested<typeof vespo>('vespo', o.vespo, ['kPos', 'lambdaPos', 'kNeg', 'lambdaNeg']);
+    for (const key of ['kPos', 'kNeg'] as const)
+      if (v[key] !== undefined) vespo[key] = checkNumber(`vespo.${key}`, v[key], { f32: true });
+    for (const key of ['lambdaPos', 'lambdaNeg'] as const)
+      if (v[key] !== undefined)
+        vespo[key] = checkNumber(`vespo.${key}`, v[key], { min: 0, exclusiveMin: true, f32: true });
   }
 
   let kl: PolicyLossArgs['kl'];
@@ -405,12 +422,27 @@ export async function policyLoss(
         `expected a value below upper (${upper}), got ${r.lower === undefined ? `the default ${lower}` : quote(r.lower)}`,
       );
     }
+    const level = enumOption('rolloutCorrection.level', r.level, ROLLOUT_LEVELS, conv.rolloutLevel);
+    const normalize = booleanOption('rolloutCorrection.normalize', r.normalize, false);
+    // vespo folds the token weights into its sequence ratio W (TRL allows only its token modes).
+    if (loss === 'vespo' && level !== 'token')
+      fail(
+        'RANGE',
+        'rolloutCorrection.level',
+        `loss 'vespo' folds token-level weights into its sequence ratio: expected 'token', got ${quote(level)}${r.level === undefined ? ' (the preset default)' : ''}`,
+      );
+    if (loss === 'vespo' && normalize)
+      fail(
+        'RANGE',
+        'rolloutCorrection.normalize',
+        `loss 'vespo' folds the weights into its sequence ratio, where a batch mean has no place: expected false, got true`,
+      );
     rollout = {
-      level: enumOption('rolloutCorrection.level', r.level, ROLLOUT_LEVELS, conv.rolloutLevel),
+      level,
       mode: enumOption('rolloutCorrection.mode', r.mode, ROLLOUT_MODES, conv.rolloutMode),
       lower,
       upper,
-      normalize: booleanOption('rolloutCorrection.normalize', r.normalize, false),
+      normalize,
       logClamp: conv.rolloutLogClamp,
     };
   }
@@ -537,6 +569,10 @@ export async function policyLoss(
       cispoCap: conv.cispoCap,
       sapoTauPos,
       sapoTauNeg,
+      vespoKPos: vespo.kPos,
+      vespoLambdaPos: vespo.lambdaPos,
+      vespoKNeg: vespo.kNeg,
+      vespoLambdaNeg: vespo.lambdaNeg,
       kl,
       entropyCoef,
       entropyAggregation: conv.entropyAggregation,

@@ -396,7 +396,7 @@ export interface ThrReweightArgs {
 
 // ---------------------------------------------------------------- policy loss
 /** POLICY.md's per-token surrogates; the one list the API, the backends and the tests share. */
-export const POLICY_LOSSES = ['ppo', 'gspo', 'cispo', 'sapo', 'reinforce', 'gmpo'] as const;
+export const POLICY_LOSSES = ['ppo', 'gspo', 'cispo', 'sapo', 'reinforce', 'gmpo', 'vespo'] as const;
 export type PolicyLossKind = (typeof POLICY_LOSSES)[number];
 /** KL estimators of x = ℓ − ℓʳ: k1 = x, abs = |x|, k2 = x²/2, k3 = e^{−x} + x − 1. */
 export const KL_ESTIMATORS = ['k1', 'abs', 'k2', 'k3'] as const;
@@ -507,6 +507,11 @@ export interface PolicyLossArgs {
   cispoCap: boolean;
   sapoTauPos: number;
   sapoTauNeg: number;
+  /** vespo's gamma weight φ(W) = e^{λ + k·ln W − λ·W}: k and λ > 0 for A ≥ 0 (pos) and A < 0 (neg). */
+  vespoKPos: number;
+  vespoLambdaPos: number;
+  vespoKNeg: number;
+  vespoLambdaNeg: number;
   kl?: ResolvedKl;
   /** c_H (any finite number; 0 with entropy present still returns gradEntropy = 0). */
   entropyCoef: number;

@@ -41,6 +41,10 @@ type NativePolicyScalar =
   | 'cispoCap'
   | 'sapoTauPos'
   | 'sapoTauNeg'
+  | 'vespoKPos'
+  | 'vespoLambdaPos'
+  | 'vespoKNeg'
+  | 'vespoLambdaNeg'
   | 'entropyCoef'
   | 'entropyAggregation'
   | 'aggregation'
@@ -110,6 +114,10 @@ export function policyNativeArgs<F, M>(
     cispoCap: a.cispoCap,
     sapoTauPos: a.sapoTauPos,
     sapoTauNeg: a.sapoTauNeg,
+    vespoKPos: a.vespoKPos,
+    vespoLambdaPos: a.vespoLambdaPos,
+    vespoKNeg: a.vespoKNeg,
+    vespoLambdaNeg: a.vespoLambdaNeg,
     ...(kl && {
       klEstimator: kl.estimator,
       refLogprobs: f32(a.refLogprobs!),

@@ -65,7 +65,12 @@ describe('enum tables agree across TypeScript, C++ and WGSL', () => {
       return Number(m![1]);
     };
     const tables: [string, readonly string[], Record<string, number>, string[]][] = [
-      ['LOSS_', POLICY_LOSSES, POLICY_LOSS_CODE, ['PPO', 'GSPO', 'CISPO', 'SAPO', 'REINFORCE', 'GMPO']],
+      [
+        'LOSS_',
+        POLICY_LOSSES,
+        POLICY_LOSS_CODE,
+        ['PPO', 'GSPO', 'CISPO', 'SAPO', 'REINFORCE', 'GMPO', 'VESPO'],
+      ],
       ['KL_', KL_ESTIMATORS, KL_CODE, ['K1', 'ABS', 'K2', 'K3']],
       ['LEVEL_', ROLLOUT_LEVELS, LEVEL_CODE, ['TOKEN', 'SEQUENCE', 'GEOMETRIC']],
       [

@@ -103,6 +103,10 @@ describe.skipIf(noGpu)('native op arguments are checked key by key', () => {
         cispoCap: false,
         sapoTauPos: 1,
         sapoTauNeg: 1.05,
+        vespoKPos: 2,
+        vespoLambdaPos: 3,
+        vespoKNeg: 3,
+        vespoLambdaNeg: 2,
         entropyCoef: 0,
         entropyAggregation: 'loss',
         aggregation: 'token-mean',
@@ -122,7 +126,7 @@ describe.skipIf(noGpu)('native op arguments are checked key by key', () => {
         [{ klEstimator: 'k3' }, /^policyLoss: missing key 'refLogprobs'$/],
         [
           { loss: 'grpo' },
-          /^policyLoss: loss: expected one of 'ppo', 'gspo', 'cispo', 'sapo', 'reinforce', 'gmpo', got 'grpo'$/,
+          /^policyLoss: loss: expected one of 'ppo', 'gspo', 'cispo', 'sapo', 'reinforce', 'gmpo', 'vespo', got 'grpo'$/,
         ],
         [{ aggregation: undefined }, /^policyLoss: missing key 'aggregation'$/],
       ];

@@ -9,6 +9,9 @@
  *   gmpo: log s_r = Σ_valid Δ̂_t / (n_r + 1e-8), Δ̂ = min(Δ, ε_high) if A > 0, max(Δ, −ε_low) if A < 0,
  *   0·Δ if A = 0 (verl's sign(A)·min(sign(A)·Δ, sign(A)·clamp(Δ, −ε_low, ε_high)), Δ = ℓ − ℓ° unclamped);
  *   Q_r = Σ_valid w·A (w the rollout weight below);
+ *   vespo: ln W_r = clamp(Σ_valid clamp(Δ, ±20) + Σ_valid clamp(ln w_t, ln 1e-8, 20), ln 1e-8, 20), the
+ *   second sum with token-level rollout correction only (the weights fold into W_r; TRL's
+ *   get_gamma_weights), W_r = e^{ln W_r};
  *   rollout (sequence | geometric): Λ_r = Σ_valid λ_t (| / max(n_r, 1)), λ_t = ℓ°_t − ℓᵛ_t.
  * Per valid token:
  *   Δ = ℓ − ℓ°; ρ = e^{clamp(Δ, ±c_Δ)}, dρ/dℓ = ρ inside the clamp (bounds included, as torch.clamp), else 0;
@@ -18,6 +21,9 @@
  *   cispo:     L = −sg[clip(ρ, 1 − ε_low, 1 + ε_high)]·A·ℓ (or TRL's sg[min(ρ, ε_high)]), clipped where that differs from ρ.
  *   sapo:      L = −(4/τ)·σ(τ(ρ − 1))·A, τ = τ_pos if A > 0 else τ_neg.
  *   reinforce: L = −A·ℓ.
+ *   vespo:     L = −sg[φ]·A·ℓ, φ = e^{λ + k·ln W_r − λ·W_r} with (k, λ) = (k₊, λ₊) if A ≥ 0 else (k₋, λ₋), φ
+ *              past f32's largest value → 0 (TRL's f32 +Inf, nan_to_num; a NaN stays NaN here); ρ = e^{clamp(Δ, ±20)} (the ratio stats and
+ *              ppo_kl), never clipped; the rollout weight is not a factor of L (it is inside W_r).
  *   gmpo:      L = −A·s_r, ρ = s_r; ℓ_t enters every L of its response through s_r (no stop-gradient):
  *              w·∂(Σ_r w·L)/∂ℓ_t := −Q_r·s_r·d_t/(n_r + 1e-8), d_t = 1 where t's own Δ̂ follows Δ (A > 0 and
  *              Δ ≤ ε_high, or A < 0 and Δ ≥ −ε_low; torch's min and clamp pass the gradient at a tie), else
@@ -52,6 +58,11 @@ import { POLICY_STATS, type PolicyLossArgs, type PolicyLossResult } from '../bac
 import { hostData, jsOutput, jsTensor } from './storage.js';
 
 const clamp = (x: number, lo: number, hi: number) => Math.min(Math.max(x, lo), hi);
+/** vespo's clamps (TRL's get_gamma_weights): the log-ratios to ±20, ln W_r and the weights' logs to ≥ ln 1e-8. */
+const VESPO_CLAMP = 20;
+const VESPO_LOG_MIN = Math.log(1e-8);
+/** f32's largest finite value: vespo's φ past it is 0, as in TRL's f32 arithmetic (every backend). */
+const F32_MAX = 3.4028234663852886e38;
 
 /** The aggregation constants of PolicyLossArgs from the counts (shared by the loss and the gradient). */
 export function aggregationScales(
@@ -102,7 +113,9 @@ export function jsPolicyLoss(a: PolicyLossArgs): PolicyLossResult {
   // ---------------------------------------------------------------- per response, first pass
   const n = new Float64Array(R);
   const logS = new Float64Array(R); // gspo, gmpo
+  const logW = new Float64Array(R); // vespo: ln W_r
   const gmpo = a.loss === 'gmpo';
+  const vespo = a.loss === 'vespo';
   // gmpo's Δ̂: Δ on A's side of the band, the bound on the other (NaN in, NaN out).
   const gmpoDelta = (A: number, delta: number) =>
     A > 0 ? Math.min(delta, a.clipHigh) : A < 0 ? Math.max(delta, -a.clipLow) : A === 0 ? 0 * delta : A;
@@ -128,12 +141,14 @@ export function jsPolicyLoss(a: PolicyLossArgs): PolicyLossResult {
       cnt++;
       if (a.loss === 'gspo') dsum += lp[t] - old[t];
       else if (gmpo) dsum += gmpoDelta(adv[t], lp[t] - old[t]);
+      else if (vespo) dsum += clamp(lp[t] - old[t], -VESPO_CLAMP, VESPO_CLAMP);
       if (seqLevel) lsum += old[t] - roll![t];
     }
     n[r] = cnt;
     localTokens += cnt;
     if (cnt > 0) localSequences++;
     logS[r] = gmpo ? dsum / (cnt + 1e-8) : dsum / Math.max(cnt, 1);
+    logW[r] = dsum; // (vespo: Σ clamp(Δ, ±20), the weights added below)
     if (seqLevel) {
       const lam = rc.level === 'sequence' ? lsum : lsum / Math.max(cnt, 1);
       const [w, clipped] = correct(Math.exp(clamp(lam, -rc.logClamp, rc.logClamp)));
@@ -170,6 +185,16 @@ export function jsPolicyLoss(a: PolicyLossArgs): PolicyLossResult {
         wCount++;
         if (clipped) wClipped++;
       }
+    }
+  }
+  // vespo: ln W_r, the token weights folded in (their logs clamped to [ln 1e-8, 20]).
+  if (vespo) {
+    for (let r = 0; r < R; r++) {
+      let x = logW[r];
+      if (tokW !== undefined)
+        for (let t = ro[r]; t < ro[r + 1]; t++)
+          if (valid(t)) x += clamp(Math.log(tokW[t]), VESPO_LOG_MIN, VESPO_CLAMP);
+      logW[r] = clamp(x, VESPO_LOG_MIN, VESPO_CLAMP);
     }
   }
   // gmpo: Q_r = Σ_valid w·A, with the weights before normalisation (W̄ divides the gradient below).
@@ -241,6 +266,11 @@ export function jsPolicyLoss(a: PolicyLossArgs): PolicyLossResult {
         rho = Math.exp(l);
         drho = logS[r] > a.gspoLogClamp ? 0 : rho; // (NaN passes, as every mask below)
         ppoKl -= delta;
+      } else if (vespo) {
+        const dc = clamp(delta, -VESPO_CLAMP, VESPO_CLAMP);
+        rho = Math.exp(dc);
+        drho = 0; // (unused: φ is a stop-gradient)
+        ppoKl -= dc;
       } else if (gmpo) {
         rho = Math.exp(logS[r]);
         drho = 0; // (unused: gmpo's gradient is the response's, below)
@@ -301,6 +331,16 @@ export function jsPolicyLoss(a: PolicyLossArgs): PolicyLossResult {
           L = -A * lp[t];
           dL = -A;
           break;
+        case 'vespo': {
+          const pos = A >= 0;
+          const k = pos ? a.vespoKPos : a.vespoKNeg;
+          const lam = pos ? a.vespoLambdaPos : a.vespoLambdaNeg;
+          const phi0 = Math.exp(lam + k * logW[r] - lam * Math.exp(logW[r]));
+          const phi = phi0 > F32_MAX ? 0 : phi0; // (TRL's f32 e^x overflows to +Inf, then nan_to_num: 0)
+          L = -phi * A * lp[t];
+          dL = -phi * A;
+          break;
+        }
         case 'gmpo': {
           const inBand = delta >= -a.clipLow && delta <= a.clipHigh;
           if (!inBand && A > 0) clipCount++;
@@ -313,7 +353,7 @@ export function jsPolicyLoss(a: PolicyLossArgs): PolicyLossResult {
           break;
         }
       }
-      const w = rc === undefined ? 1 : seqLevel ? seqW[r] : tokW![t];
+      const w = rc === undefined || vespo ? 1 : seqLevel ? seqW[r] : tokW![t];
       S += w * L;
       let gradT = g * ar * (gmpo ? 1 : w) * invWbar * dL;
       let klv = 0;
