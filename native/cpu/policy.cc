@@ -1,5 +1,5 @@
-// policyLoss on the native cpu backend (POLICY.md): the surrogate (ppo, gspo, cispo, sapo, reinforce, gmpo),
-// the KL penalty, the entropy bonus, rollout correction and the five aggregations, with the exact
+// policyLoss on the native cpu backend (POLICY.md): the surrogate (ppo, gspo, cispo, sapo, reinforce, gmpo,
+// vespo), the KL penalty, the entropy bonus, rollout correction and the five aggregations, with the exact
 // gradient dloss/dℓ_t (and dloss/dH_t), the per-token loss and the 13 statistics (POLICY_STATS order).
 // The definitions, in the order they are evaluated, are the float64 reference's
 // (src/backends/js/policy.ts); the twins are native/cuda/policy.cu and shaders/policy.wgsl. Compiled
@@ -10,14 +10,15 @@
 //   the blocks depend on R alone (never on the thread count).
 //   Pass A, per response in order: only where something needs it (a mask: n_r; gspo: Σ(ℓ − ℓ°);
 //     gmpo: ΣΔ̂ and Q_r = Σ w·A, w the token's rollout weight (the bits pass B computes) or ΣA;
+//     vespo: Σ clamp(Δ, ±20) + Σ clamp(ln w, ln 1e-8, 20), the second with token-level weights;
 //     sequence or geometric rollout correction: Σλ, λ = ℓ° − ℓᵛ), the valid tokens' sums, vector k of
 //     the response holding its tokens t0 + 8k .. t0 + 8k + 7 in lanes 0..7 (positions relative to the
 //     response's start), each lane's f32 terms summed in f64, the lanes added in a fixed tree. Then
 //     the response's scalars in f64 (gspo: log s_r and ρ_r = e^{min(log s_r, c_g)}; gmpo: s_r and c_gm,
-//     PER TOKEN; its rollout weight, a_r and the coefficients below), each rounded once to f32, into
-//     a table of the item's responses (one set for all when none of them differs between responses:
-//     no seq-mean-token-mean, gspo, gmpo or per-response weight). The counting pass (Scales) takes
-//     only n_r and Σλ.
+//     PER TOKEN; vespo: φ_r for A ≥ 0 and for A < 0; its rollout weight, a_r and the coefficients
+//     below), each rounded once to f32, into a table of the item's responses (one set for all when
+//     none of them differs between responses: no seq-mean-token-mean, gspo, gmpo, vespo or
+//     per-response weight). The counting pass (Scales) takes only n_r and Σλ.
 //   Pass B, over the item's tokens in vectors of 8 from its first token (short responses share a
 //     vector): each lane takes its own response's scalars (blended in at each response's first lane);
 //     every per-token branch of the reference is a select (both sides computed, blended by a lane
@@ -39,7 +40,7 @@
 //   same way, before pass B.
 //
 // CHOICES. The loss, the KL estimator (or none) and the rollout level (none, token, or a per-response
-//   weight) pick one of 6 × 5 × 3 instantiations of the item's loop before it runs (template
+//   weight) pick one of 7 × 5 × 3 instantiations of the item's loop before it runs (template
 //   parameters). The cispo cap, the KL value clamp and straight-through, and the rollout mode
 //   (truncate or mask) are uniform lane masks (both sides computed, blended); entropy, the mask, the
 //   tokenLoss output and the per-response table are branches on the call's flags, the same for every
@@ -58,6 +59,16 @@
 //   d_t = (A > 0 and !(Δ > ε_high)) or (A < 0 and !(Δ < −ε_low)), else 0; a NaN c_gm passes the mask
 //   (no second w: it is inside Q_r). clipFraction: A > 0 and !(−ε_low ≤ Δ ≤ ε_high); clipFractionLower:
 //   A < 0 and the same; ppoKl sums −Δ (as gspo).
+//   vespo (TRL's get_gamma_weights; the rollout level is token or none, never normalised: the API's
+//   rule): per response (f64, pass A's sum of f32 terms) ln W_r = clamp(Σ clamp(Δ, ±20) + Σ clamp(ln w,
+//   ln 1e-8, 20), ln 1e-8, 20), W_r = e^{ln W_r}, φ_± = e^{λ_± + k_±·ln W_r − λ_±·W_r}, 0 past f32's
+//   largest value (TRL's f32 +Inf, then nan_to_num), NaN kept, each rounded once to f32. ln w is that of
+//   pass B's weight, taken without a logarithm: the f32 λ_c = clamp(ℓ° − ℓᵛ, ±c) where e^{λ_c} (pass
+//   B's bits) is kept, ln of the f32 bound where it is truncated to it, −Inf where the mask zeroes it
+//   (NaN kept). Per token φ = φ_+ if A ≥ 0 else φ_− (a NaN A: φ_−), L = −φ·A·ℓ, ∂L/∂ℓ = −φ·A (φ a
+//   stop-gradient), the rollout weight not a factor (w = 1: it is inside W_r; its statistics as for
+//   every loss); ρ = e^{clamp(Δ, ±20)} for the ratio statistics and ppoKl (−clamp(Δ, ±20)); never
+//   clipped.
 //   Exponentials (the ratio, k3's e^y, the rollout weight, sapo's sigmoid; k3 near 0 is a series,
 //   k3_of): e^x = 2^n·e^r with n = round(x·log2 e), r = x − n·ln2 in two parts (Cody and Waite: n·C1
 //   exact), e^r by Cephes' expf polynomial (1 + r + r²·P(r), P of degree 5) and 2^n from the exponent
@@ -70,17 +81,19 @@
 //   exponential (1 to 4 per token): compute-bound on one core. gmpo: pass A reads ℓ, ℓ°, A (and ℓᵛ
 //   with token-level weights, whose exponential it then computes too: ~10 FLOPs per token, ~30 with
 //   that weight); pass B has no per-token ratio exponential (ρ = s_r), ~25 FLOPs besides the KL and
-//   the weight. Measured (bench/RESULTS.md, "Native cpu policyLoss"; ppo + k3 KL + entropy + token
-//   rollout weights, 64k responses of 1–31 tokens): 3.8 ns per token per core
-//   (bench/cpu/policy-harness.sh), 59-60% of a streaming read of the same bytes on the 2-core machine
-//   under load; the portable build 11.7 ns.
+//   the weight. vespo: pass A reads ℓ, ℓ° (and ℓᵛ with token-level weights, whose exponential it then
+//   computes too, ~15 FLOPs per token with it, ~5 without); pass B as ppo's without the clip band.
+//   Measured (bench/RESULTS.md, "Native cpu policyLoss"; ppo + k3 KL + entropy + token rollout
+//   weights, 64k responses of 1–31 tokens): 3.8 ns per token per core (bench/cpu/policy-harness.sh),
+//   59-60% of a streaming read of the same bytes on the 2-core machine under load; the portable build
+//   11.7 ns.
 // NUMERICS. f32 per token as the cuda kernels, sums as described (f32 chains of ≤ 16 terms, f64 past
 //   them), the response scalars and the final loss and statistics in f64. 0/0 (no valid token) is NaN
 //   as in the reference; NaN inputs propagate through the clamps (ratio min and max become NaN with
 //   any NaN ratio, as the reference's Math.min and Math.max) and through every derivative mask
 //   (not_outside, ppo's cap, the mask mode's band, gmpo's d_t with its NaN c_gm), gmpo's Δ̂ through
 //   the NaN-keeping clamp_hi and clamp_lo (a NaN at a valid token: its whole response NaN, through s_r
-//   or Q_r): the reference's "NaN in, NaN out" rules.
+//   or Q_r; vespo's through ln W_r and φ): the reference's "NaN in, NaN out" rules.
 #include "kernels.h"
 #include "simd.h"
 
@@ -100,11 +113,16 @@ constexpr int kNoKl = -1;                                 // template value: no 
 constexpr int kRollNone = 0, kRollToken = 1, kRollSeq = 2;  // rollout: none, per token, per response
 constexpr int kPpo = int(PolicyLossKind::Ppo), kGspo = int(PolicyLossKind::Gspo),
               kCispo = int(PolicyLossKind::Cispo), kSapo = int(PolicyLossKind::Sapo),
-              kGmpo = int(PolicyLossKind::Gmpo);
+              kGmpo = int(PolicyLossKind::Gmpo), kVespo = int(PolicyLossKind::Vespo);
 constexpr int kK1 = int(KlEstimator::K1), kAbs = int(KlEstimator::Abs), kK2 = int(KlEstimator::K2),
               kK3 = int(KlEstimator::K3);
 
 alignas(32) constexpr float kIota[kLanes] = {0, 1, 2, 3, 4, 5, 6, 7};
+// vespo's clamps (TRL's get_gamma_weights): Δ, ln w and ln W to at most 20, ln w and ln W to at least
+// ln 1e-8; φ past f32's largest value is 0.
+constexpr double kVespoClamp = 20.0;
+constexpr double kVespoLogMin = -18.420680743952367;  // ln 1e-8
+constexpr double kF32Max = 3.4028234663852886e38;
 
 inline int64_t imin(int64_t a, int64_t b) { return a < b ? a : b; }
 inline double dmax(double a, double b) { return a > b ? a : b; }
@@ -179,6 +197,8 @@ struct Consts {
   VM kl_vclamp, kl_st;                      // clamp the value (k3, or every estimator); straight-through
   VF ent_coef;                              // c_H
   VF r_lo, r_hi, r_clamp, nr_clamp;         // rollout bounds and λ's clamp
+  VF r_ln_lo, r_ln_hi;                      // vespo: ln of the f32 rollout bounds (a truncated weight's)
+  VF v_clamp, nv_clamp, v_log_min;          // vespo: ±20 (Δ, ln w, ln W) and ln 1e-8
   VM r_mask;                                // rollout mode mask (else truncate)
 };
 
@@ -245,6 +265,11 @@ Consts consts_of(const PolicyParams& p) {
   k.r_clamp = set1(float(p.rollout_log_clamp));
   k.nr_clamp = set1(-float(p.rollout_log_clamp));
   k.r_mask = mask_of(p.rollout_mode == RolloutMode::Mask);
+  k.r_ln_lo = set1(float(__builtin_log(double(float(p.rollout_lower)))));  // (0: −Inf)
+  k.r_ln_hi = set1(float(__builtin_log(double(float(p.rollout_upper)))));
+  k.v_clamp = set1(float(kVespoClamp));
+  k.nv_clamp = set1(-float(kVespoClamp));
+  k.v_log_min = set1(float(kVespoLogMin));
   return k;
 }
 
@@ -277,7 +302,7 @@ struct Job {
   const PolicyParams* p;
   int64_t T, R;
   int64_t block;        // responses per item (the header's WORK)
-  bool need_d, need_l;  // pass A's sums: gspo's Σ(ℓ − ℓ°) or gmpo's ΣΔ̂; the rollout's Σλ
+  bool need_d, need_l;  // pass A's sums: gspo's Σ(ℓ − ℓ°), gmpo's ΣΔ̂ or vespo's ln W_r's; the rollout's Σλ
   bool need_q;          // gmpo's Q_r: Σ w·A (token-level weights), else ΣA (w_r·ΣA: response_scalars)
   bool pass_a;          // pass A runs: those, or the mask's count
   bool per_response;    // the scalars of pass B differ between responses (else all are `same`'s)
@@ -297,8 +322,21 @@ inline VF token_weight(const Consts& k, VF old, VF roll, VM& outside) {
   return blend(k.r_mask, keep(kept, raw), vclamp(raw, k.r_lo, k.r_hi));
 }
 
-// Pass A's sums over a response's valid tokens: n; d = gspo's Σ(ℓ − ℓ°) or gmpo's ΣΔ̂; l = Σλ; q =
-// gmpo's Σ w·A (token-level rollout weights) or ΣA.
+// vespo: clamp(ln w, ln 1e-8, 20) of token_weight's w, without a logarithm: w = e^{λ_c} (λ_c = clamp(ℓ° −
+// ℓᵛ, ±c)) where it is kept, so ln w = λ_c; the f32 bound where truncated to it, so ln w = ln bound; 0
+// where masked, so −Inf; the decisions from the same bits of e^{λ_c} as token_weight's; NaN kept.
+inline VF vespo_log_weight(const Consts& k, VF old, VF roll) {
+  const VF lam = vclamp(sub(old, roll), k.nr_clamp, k.r_clamp);
+  const VF raw = exp_e(lam);
+  const VM below = lt(raw, k.r_lo), above = gt(raw, k.r_hi);
+  const VF truncated = blend(below, k.r_ln_lo, blend(above, k.r_ln_hi, lam));
+  const VF masked = blend(mor(below, above), k.ninf, lam);
+  return vclamp(blend(k.r_mask, masked, truncated), k.v_log_min, k.v_clamp);
+}
+
+// Pass A's sums over a response's valid tokens: n; d = gspo's Σ(ℓ − ℓ°), gmpo's ΣΔ̂ or vespo's
+// Σ clamp(Δ, ±20) (+ Σ clamp(ln w, ln 1e-8, 20) with token-level weights); l = Σλ; q = gmpo's Σ w·A
+// (token-level rollout weights) or ΣA.
 struct Sums {
   int64_t n;
   double d, l, q;
@@ -317,6 +355,8 @@ Sums response_sums(const Job& J, int64_t t0, int64_t t1, bool counts = false) {
   Sums s{t1 - t0, 0.0, 0.0, 0.0};
   const bool need_d = J.need_d && !counts, need_q = J.need_q && !counts;
   const bool token_w = need_q && p.has_rollout && p.rollout_level == RolloutLevel::Token;
+  const bool vespo = need_d && p.loss == PolicyLossKind::Vespo;
+  const bool vespo_w = vespo && p.has_rollout && p.rollout_level == RolloutLevel::Token;
   if (!need_d && !J.need_l && !need_q) {
     if (p.mask) {
       int64_t n = 0;
@@ -335,10 +375,14 @@ Sums response_sums(const Job& J, int64_t t0, int64_t t1, bool counts = false) {
     const VF o = load_n(p.old_logprobs + t, room);
     if (need_d) {
       const VF delta = sub(load_n(p.logprobs + t, room), o);
-      if (p.loss == PolicyLossKind::Gmpo)
+      if (p.loss == PolicyLossKind::Gmpo) {
         dacc(d, keep(v, gmpo_delta(J.k, load_n(p.advantages + t, room), delta)));
-      else
+      } else if (vespo) {
+        dacc(d, keep(v, vclamp(delta, J.k.nv_clamp, J.k.v_clamp)));
+        if (vespo_w) dacc(d, keep(v, vespo_log_weight(J.k, o, load_n(p.rollout_logprobs + t, room))));
+      } else {
         dacc(d, keep(v, delta));
+      }
     }
     if (J.need_l) dacc(l, keep(v, sub(o, load_n(p.rollout_logprobs + t, room))));
     if (need_q) {
@@ -375,6 +419,7 @@ float sequence_weight(const PolicyParams& p, const Sums& s, bool& outside) {
 struct Resp {
   float rho, drho;  // gspo: ρ_r = e^{min(log s_r, c_g)} and dρ/dℓ; gmpo: ρ_r = s_r
   float gm;         // gmpo: G·a_r/W̄·P_r, P_r = −Q_r·s_r/(n_r + 1e-8) (no w_r: it is inside Q_r)
+  float phi_pos, phi_neg;  // vespo: φ_r for A ≥ 0 and for A < 0
   float c_pg;       // G·a_r/W̄ (·w_r for a per-response weight)
   float u_w;        // 1/W̄ (·w_r)
   float c_kl;       // β·G_kl·a^kl_r
@@ -416,6 +461,17 @@ Resp response_scalars(const Job& J, const Sums& s, Part& part) {
     q.rho = float(s_r);
     q.gm = float(S.g * a * S.inv_wbar * (-Q * s_r / n_eps));
   }
+  if (p.loss == PolicyLossKind::Vespo) {
+    const double log_w = dclamp(s.d, kVespoLogMin, kVespoClamp);  // NaN kept
+    const double W = __builtin_exp(log_w);
+    const auto phi = [&](double k, double lam) {
+      const double f = __builtin_exp(lam + k * log_w - lam * W);
+      return float(f > kF32Max ? 0.0 : f);  // (TRL's f32 +Inf, nan_to_num: 0; NaN kept)
+    };
+    q.phi_pos = phi(p.vespo_k_pos, p.vespo_lambda_pos);
+    q.phi_neg = phi(p.vespo_k_neg, p.vespo_lambda_neg);
+    w = 1.0;  // (the weights are inside W_r, never a factor of L; their statistics are counted above)
+  }
   const double a_kl = p.kl_token_mean ? 1.0 : a;
   const double a_h = p.entropy_token_mean ? 1.0 : a;
   q.c_pg = float(S.g * a * S.inv_wbar * w);
@@ -428,12 +484,13 @@ Resp response_scalars(const Job& J, const Sums& s, Part& part) {
 // ------------------------------------------------------------------------------------ pass B
 // Pass B's per-response scalars as lane vectors (each lane its own response's).
 struct Coef {
-  VF c_pg, u_w, c_kl, c_h, rho, drho, gm;
+  VF c_pg, u_w, c_kl, c_h, rho, drho, gm, phi_pos, phi_neg;
 };
 inline Coef coef_of(const Resp& q) {
-  return {set1(q.c_pg), set1(q.u_w), set1(q.c_kl), set1(q.c_h), set1(q.rho), set1(q.drho), set1(q.gm)};
+  return {set1(q.c_pg), set1(q.u_w), set1(q.c_kl),    set1(q.c_h),    set1(q.rho),
+          set1(q.drho), set1(q.gm),  set1(q.phi_pos), set1(q.phi_neg)};
 }
-// The lanes of m take q's scalars (gspo's ratio and dρ/dℓ, gmpo's ratio and gradient too).
+// The lanes of m take q's scalars (gspo's ratio and dρ/dℓ, gmpo's ratio and gradient, vespo's φ too).
 template <int L>
 inline void blend_coef(VM m, const Resp& q, Coef& c) {
   c.c_pg = blend(m, set1(q.c_pg), c.c_pg);
@@ -443,6 +500,10 @@ inline void blend_coef(VM m, const Resp& q, Coef& c) {
   if (L == kGspo || L == kGmpo) c.rho = blend(m, set1(q.rho), c.rho);
   if (L == kGspo) c.drho = blend(m, set1(q.drho), c.drho);
   if (L == kGmpo) c.gm = blend(m, set1(q.gm), c.gm);
+  if (L == kVespo) {
+    c.phi_pos = blend(m, set1(q.phi_pos), c.phi_pos);
+    c.phi_neg = blend(m, set1(q.phi_neg), c.phi_neg);
+  }
 }
 
 
@@ -504,6 +565,11 @@ void tokens_item(void* ctx, int64_t item, int) {
       rho = c.rho;
       drho = c.drho;        // (gmpo: unused)
       kl_stat = sub(o, l);  // −Δ, unclamped
+    } else if (L == kVespo) {
+      const VF dc = vclamp(sub(l, o), k.nv_clamp, k.v_clamp);  // a fixed ±20, not c_Δ
+      rho = exp_e(dc);
+      drho = k.zero;  // (unused: φ is a stop-gradient)
+      kl_stat = mul(k.neg1, dc);
     } else {
       const VF delta = sub(l, o);
       const VF dc = vclamp(delta, k.nlclamp, k.lclamp);
@@ -556,6 +622,11 @@ void tokens_item(void* ctx, int64_t item, int) {
       const VM follows = mor(mandnot(pos, gt(delta, k.cap)), mandnot(neg, lt(delta, k.neps_lo)));
       Lt = mul(nA, rho);
       dL = keep(mor(follows, neq(c.gm, c.gm)), c.gm);  // the whole policy term of gradLogprobs
+    } else if (L == kVespo) {
+      // L = −φ·A·ℓ, φ = φ_+ where A ≥ 0, else φ_− (a NaN A too); never clipped.
+      const VF phi = blend(ge(A, k.zero), c.phi_pos, c.phi_neg);
+      dL = mul(mul(k.neg1, phi), A);
+      Lt = mul(dL, l);
     } else {  // reinforce
       Lt = mul(nA, l);
       dL = nA;
@@ -565,8 +636,10 @@ void tokens_item(void* ctx, int64_t item, int) {
     VM outside = mask_of(false);
     if (Rl == kRollToken) {
       w = token_weight(k, o, load_n(p.rollout_logprobs + t, room), outside);
-      g_pg = mul(c.c_pg, w);
-      t_pg = mul(w, c.u_w);
+      if (L != kVespo) {  // (vespo's weights are inside W_r: only their statistics here)
+        g_pg = mul(c.c_pg, w);
+        t_pg = mul(w, c.u_w);
+      }
     }
     VF g = L == kGmpo ? dL : mul(g_pg, dL);  // (gmpo's w is inside Q_r)
     VF contrib = mul(g_pg, Lt);
@@ -652,7 +725,7 @@ void tokens_item(void* ctx, int64_t item, int) {
   J.parts[item] = part;
 }
 
-// One of the 90 instantiations (the header's CHOICES).
+// One of the 105 instantiations (the header's CHOICES).
 template <int L, int K>
 ItemFn pick_rollout(const PolicyParams& p) {
   if (!p.has_rollout) return tokens_item<L, K, kRollNone>;
@@ -684,6 +757,8 @@ ItemFn pick(const PolicyParams& p) {
       return pick_kl<kSapo>(p);
     case PolicyLossKind::Gmpo:
       return pick_kl<kGmpo>(p);
+    case PolicyLossKind::Vespo:
+      return pick_kl<kVespo>(p);
     default:
       return pick_kl<int(PolicyLossKind::Reinforce)>(p);
   }
@@ -815,7 +890,8 @@ Report policy_loss(const PolicyParams& p, Pool* pool) {
   J.T = p.response_offsets[R];
   J.R = R;
   J.block = block;
-  J.need_d = p.loss == PolicyLossKind::Gspo || p.loss == PolicyLossKind::Gmpo;
+  J.need_d = p.loss == PolicyLossKind::Gspo || p.loss == PolicyLossKind::Gmpo ||
+             p.loss == PolicyLossKind::Vespo;
   J.need_l = p.has_rollout && p.rollout_level != RolloutLevel::Token;
   J.need_q = p.loss == PolicyLossKind::Gmpo;
   J.pass_a = J.need_d || J.need_l || p.mask != nullptr;

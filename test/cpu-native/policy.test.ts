@@ -3,8 +3,8 @@
  * (test/policy.cases.test.ts runs it on the default kernels): the case table on the portable kernels;
  * on each path, the same bits with 1, 2 and 8 threads (8 > the cores here, through
  * cpuTuning.maxThreads) for every loss, KL estimator, rollout level and mode, with a device mask (the
- * counting pass) and normalised weights, and for gmpo with per-token advantages of both signs and
- * zeros; a response's token outputs bitwise the same alone and at any position of other batches,
+ * counting pass) and normalised weights, for gmpo with per-token advantages of both signs and zeros,
+ * and for vespo with those, its W_r at both clamps and φ past f32 (0); a response's token outputs bitwise the same alone and at any position of other batches,
  * across the kernel's blocks of responses (every loss, estimator and rollout level); masked tokens
  * never read (NaN and ±Inf there change no bit); and the kernel's exponential within 2 ulp of e^x over
  * [−20, 20].
@@ -86,6 +86,23 @@ const CONFIGS: readonly PolicyLossOptions[] = [
     aggregation: 'token-mean',
     tokenLoss: true,
   },
+  // vespo: token-level weights only, never normalised (the API's rule); they fold into W_r.
+  {
+    loss: 'vespo',
+    kl: { coef: 0.1 },
+    entropyCoef: 0.01,
+    rolloutCorrection: { level: 'token', mode: 'mask', lower: 0.6, upper: 1.6 },
+    tokenLoss: true,
+  },
+  {
+    loss: 'vespo',
+    vespo: { kPos: 6, lambdaPos: 1e-9, kNeg: 0.5, lambdaNeg: 0.1 },
+    kl: { estimator: 'k2', coef: 0.1 },
+    rolloutCorrection: { level: 'token', upper: 1.3 },
+    aggregation: 'seq-mean-token-mean',
+    tokenLoss: true,
+  },
+  { loss: 'vespo', aggregation: 'token-sum', entropyCoef: 0.02 },
 ];
 
 /** Every output's bits, in a fixed order of names. */
@@ -149,6 +166,53 @@ for (const path of PATHS) {
               ).toEqual(first);
           }
         }
+      });
+
+      it('vespo, per-token advantages of both signs and zeros, W_r at both clamps: 1, 2 and 8 threads give the same bits', async () => {
+        // vespo's ln W_r = clamp(Σ clamp(Δ, ±20) + Σ clamp(ln w, ln 1e-8, 20), ln 1e-8, 20) in pass A (the
+        // token weights' logs with pass B's bits), φ_± per response; responses of 0, 1, 300 and 3000
+        // tokens, some pushed past ln W's clamps (and, with k = 6, φ past f32: 0).
+        const lengths = Array.from({ length: 1200 }, (_, i) =>
+          i === 77 ? 3000 : i === 78 ? 300 : i === 79 ? 1 : i === 80 ? 0 : (i * 37) % 53,
+        );
+        const d = makeData({
+          seed: 550,
+          lengths,
+          maskP: 0.1,
+          perResponse: false,
+          ent: true,
+          ref: true,
+          roll: true,
+          spread: 0.05,
+        });
+        for (let t = 0; t < d.adv.length; t += 5) d.adv[t] = 0;
+        for (let r = 0; r < lengths.length; r++) {
+          const shift = [0, 1, 0, -1, 0.02][r % 5] * (r % 3 === 0 ? 30 : 0.5); // Σ Δ ±30·n: clamped
+          for (let t = d.offsets[r]; t < d.offsets[r + 1]; t++) d.old[t] -= shift;
+        }
+        for (const vespo of [undefined, { kPos: 6, lambdaPos: 1e-9, kNeg: 3, lambdaNeg: 2 }])
+          for (const rolloutCorrection of [
+            undefined,
+            { level: 'token', upper: 1.3 } as const,
+            { level: 'token', mode: 'mask', lower: 0.6, upper: 1.6 } as const,
+          ]) {
+            const o: PolicyLossOptions = {
+              loss: 'vespo',
+              ...(vespo && { vespo }),
+              ...(rolloutCorrection && { rolloutCorrection }),
+              kl: { coef: 0.1 },
+              entropyCoef: 0.01,
+              tokenLoss: true,
+            };
+            for (const deviceMask of [false, true]) {
+              const first = allBits(await runPolicy(list[0].ctx!, d, o, { deviceMask }));
+              for (let k = 1; k < list.length; k++)
+                expect(
+                  allBits(await runPolicy(list[k].ctx!, d, o, { deviceMask })),
+                  `${JSON.stringify(o)}, device mask ${deviceMask}: ${THREADS[k]} threads`,
+                ).toEqual(first);
+            }
+          }
       });
 
       it('batch invariance: a response alone and at any position of other batches, across blocks', async () => {
