@@ -1,4 +1,4 @@
-// policyLoss (POLICY.md): the surrogate (ppo, gspo, cispo, sapo, reinforce, gmpo), the KL penalty, the
+// policyLoss (POLICY.md): the surrogate (ppo, gspo, cispo, sapo, reinforce, gmpo, vespo), the KL penalty, the
 // entropy bonus, rollout correction and the five aggregations, with the exact gradient dloss/dℓ_t (and
 // dloss/dH_t). The definitions, in the order they are evaluated, are those of the cpu reference
 // (src/backends/cpu/policy.ts); the webgpu twin is shaders/policy.wgsl. f32 throughout.
@@ -12,6 +12,14 @@
 //   follows Δ (A > 0 and Δ ≤ ε_high, or A < 0 and Δ ≥ −ε_low; a NaN P_t passes), else 0: its gradient
 //   is G·a_r·(1/W̄)·P_t + β·G_kl·a^kl_r·dK_t (w not multiplied in again). Clipped (clipFraction): A > 0
 //   and Δ outside [−ε_low, ε_high], NaN included; lower clipped: A < 0 and outside; ppoKl: mean of −Δ.
+//   vespo (TRL's get_gamma_weights): per response ln W_r = clamp(Σ clamp(Δ, ±20) + Σ clamp(ln w_t, ln 1e-8,
+//   20), ln 1e-8, 20), the second sum with token-level rollout weights only (w_t after truncate / mask,
+//   the bits pass B computes; a masked 0 gives ln 1e-8), W_r = e^{ln W_r}, and for either sign of A
+//   φ = e^{λ + k·ln W_r − λ·W_r} ((k, λ) = (k₊, λ₊) for A ≥ 0, (k₋, λ₋) else, a NaN A too), +Inf → 0
+//   (TRL's f32 nan_to_num), NaN kept; L_t = −φ·A_t·ℓ_t, dL_t = −φ·A_t (φ a stop-gradient). The rollout
+//   weight is not a factor of its outputs (w_t = 1 there: it is inside W_r; the rollout stats count it
+//   as for every loss). ρ_t = e^{clamp(Δ, ±20)} (not logRatioClamp) for the ratio stats, ppoKl the mean
+//   of −clamp(Δ, ±20); never clipped.
 //   Masked tokens: outputs 0. Inputs [T] f32 (+ u8 mask), the R + 1 offsets; outputs [T] f32
 //   (gradient, entropy gradient, token loss), the loss, 13 stats.
 //   token_terms() is every token's arithmetic on both layouts below, so a token's outputs are the same
@@ -19,7 +27,7 @@
 //   but normalised rollout weights divide by a float sum whose order differs between the layouts).
 //
 // WHICH PATH: the FLAT path when no token's outputs depend on a per-response quantity: the loss is not
-//   gspo (s_r) or gmpo (s_r, Q_r; never flat, and a forced flat path is refused for either), the
+//   gspo (s_r), gmpo (s_r, Q_r) or vespo (W_r; never flat, and a forced flat path is refused for each), the
 //   rollout correction is absent or token level (no sequence weight), and the
 //   aggregation is not seq-mean-token-mean (so a_r = a^kl_r = a^H_r = 1). Otherwise the WARP path. The
 //   test hook `path` (src/backends/cuda/policy.ts policyTuning.path) forces either where it applies.
@@ -36,11 +44,13 @@
 //   tokens t0 + j, t0 + j + 32, ... (positions relative to the response's start):
 //   pass A: n_r, gspo's Σ(ℓ − ℓ°) or gmpo's Σ Δ̂ (the same sum), gmpo's Q_r (Σ w_t·A_t with token-level
 //   weights, computed here as pass B computes them again, the same bits; at sequence and geometric
-//   level Σ A_t, times w_r once Λ_r is known), the rollout's Σλ (each an xor butterfly over the warp:
-//   lane order, then the butterfly, whatever the batch);
+//   level Σ A_t, times w_r once Λ_r is known), vespo's Σ clamp(Δ, ±20) (in gspo's sum) and, with
+//   token-level rollout, Σ clamp(ln w_t, ln 1e-8, 20) (in Q_r's, w_t computed as pass B computes it, the
+//   same bits), the rollout's Σλ (each an xor butterfly over the warp: lane order, then the butterfly,
+//   whatever the batch); then vespo's ln W_r, W_r, and φ for either sign of A, once per response;
 //   pass B: every valid token's surrogate, KL, entropy, rollout weight, its outputs, and its sums.
-//   A response is never split: its warp owns it whole, however long (lane j strides by 32), so gspo's
-//   and gmpo's per-response sums are complete after pass A's butterfly, and chunk_responses only
+//   A response is never split: its warp owns it whole, however long (lane j strides by 32), so gspo's,
+//   gmpo's and vespo's per-response sums are complete after pass A's butterfly, and chunk_responses only
 //   regroups whole responses into blocks (the gradient bits do not move; the loss's block sums do).
 //   The lane assignment and the butterfly depend on the response's length only, so a response's
 //   gradient bits depend on its own tokens and the global scales, never on its position or the batch
@@ -62,11 +72,15 @@
 //   twice by their warp (pass B's second read mostly from L1/L2). With phases 1 + 2 instead of 0 every
 //   read happens twice. FLOPs ~40 per token (3 exponentials: ρ, the rollout weight, k3); gmpo adds ~6 in
 //   pass A (Δ, Δ̂, its sum, Q_r's product and sum) and, with token-level rollout, pass A's weight (a 4th
-//   exponential), and one butterfly per response (Q_r); the same bytes as gspo's.
+//   exponential), and one butterfly per response (Q_r); the same bytes as gspo's. vespo: ~3 FLOPs a token
+//   in pass A (Δ, its clamp, the sum), with token-level rollout the weight again, its log and clamp (a 4th
+//   exponential and a log) and one butterfly per response; 3 exponentials per response (W_r, φ₊, φ₋).
 // Registers (sm_90, nvcc 13.0): flat kernels 64 (the bound of 4 blocks per SM; 67–72 unbounded), no
 //   spills; warp kernel 80, 80 bytes of spill stores (3 blocks per SM). With gmpo added (V13.0.88,
 //   -lineinfo): warp kernel 80 registers, 60 bytes of spill stores (128 for the file before it), flat
-//   kernels unchanged (no spills).
+//   kernels unchanged (no spills). With vespo (the same nvcc and flags, sm_80 and sm_90 alike): warp
+//   kernel 78 registers, 68 bytes of spill stores and 28 of loads (60 and 24 before; pass A's logf of the
+//   token weight is the difference), flat kernels unchanged (no spills).
 // Latency (warp path): a warp loads each token's inputs together, and the next response's offsets and
 //   first 32 tokens while the current one computes. Measured (H200, 2^20 responses of 1..31 tokens,
 //   every input, before the flat path existed): 0.82 ms, 660 GB/s, 17% of copy; bound by the
@@ -92,6 +106,9 @@ constexpr int kMaxChunks = 1024;
 constexpr int kFlatK = 4;                      // the flat path's tokens in flight per thread
 constexpr int kFlatStep = kThreads * kFlatK;  // and per block step
 constexpr int kPhaseHost = 0, kPhaseStats = 1, kPhaseDevice = 2;
+// vespo's clamps (TRL's get_gamma_weights): Δ and ln W_r to ≤ 20, ln W_r and the weights' logs to ≥ ln 1e-8.
+constexpr float kVespoClamp = 20.f;
+constexpr float kVespoLogMin = -18.420680743952367f;  // ln 1e-8
 
 // A partial record: sums over a set of responses.
 struct Part {
@@ -141,6 +158,7 @@ struct Dev {
   float clip_low, clip_high, dual_clip, log_clamp, gspo_clamp, delta;
   int cispo_cap;
   float tau_pos, tau_neg;
+  float vespo_k_pos, vespo_lam_pos, vespo_k_neg, vespo_lam_neg;
   int has_kl, kl_est, kl_st, kl_value_all, kl_token_mean;
   float kl_coef, kl_in_clamp, kl_value_clamp;
   int has_ent, ent_token_mean;
@@ -208,9 +226,17 @@ __device__ __forceinline__ float gmpo_delta(const Dev& d, float A, float delta) 
   return A > 0.f ? min_nan(delta, d.clip_high) : A < 0.f ? max_nan(delta, -d.clip_low) : A == 0.f ? 0.f * delta : A;
 }
 
+// vespo's φ = e^{λ + k·ln W − λ·W} of a response (TRL's get_gamma_weights; ln W and W = e^{ln W} given):
+// past f32's largest value (+Inf) 0, as TRL's nan_to_num of its f32 e^x; a NaN stays NaN.
+__device__ __forceinline__ float vespo_phi(float k, float lam, float lw, float W) {
+  const float phi = expf(fmaf(-lam, W, fmaf(k, lw, lam)));
+  return isinf(phi) ? 0.f : phi;
+}
+
 // A token's surrogate (POLICY.md, "Ratio and per-token surrogate") from its A_t, ℓ_t and ℓ°_t (loaded
 // by the caller, all at once); log_s: gspo's and gmpo's log s_r; gm: gmpo's −Q_r·s_r/(n_r + 1e-8), the
-// response's w·∂L/∂ℓ_t where t's Δ̂ follows Δ (response()).
+// response's w·∂L/∂ℓ_t where t's Δ̂ follows Δ (response()). vespo passes its response's φ₊ as log_s
+// and φ₋ as gm (response(): the two per-response values, whichever the loss).
 __device__ Tok surrogate(const Dev& d, float A, float l, float old, float log_s, float gm) {
   const float delta = l - old;
   Tok r;
@@ -224,6 +250,7 @@ __device__ Tok surrogate(const Dev& d, float A, float l, float old, float log_s,
     drho = 0.f;           // (unused: gmpo's gradient is the response's, gm)
     r.kl_stat = -delta;
   } else {
+    // (vespo: log_clamp is its fixed ±20, set by the launcher; its ρ serves the ratio stats and ppoKl.)
     const float dc = sym_clamp(delta, d.log_clamp);
     r.rho = expf(dc);
     drho = inside(delta, d.log_clamp) ? r.rho : 0.f;
@@ -271,6 +298,13 @@ __device__ Tok surrogate(const Dev& d, float A, float l, float old, float log_s,
       // d_t: t's Δ̂ follows Δ (torch's min and clamp pass the gradient at a tie); a NaN gm passes.
       const bool follows = A > 0.f ? !(delta > d.clip_high) : A < 0.f ? !(delta < -d.clip_low) : false;
       r.dL = follows || isnan(gm) ? gm : 0.f;
+      break;
+    }
+    case PolicyLossKind::Vespo: {
+      // φ of A's sign (A ≥ 0: φ₊ in log_s; else, a NaN A too: φ₋ in gm), a stop-gradient; never clipped.
+      const float phi = A >= 0.f ? log_s : gm;
+      r.L = -phi * A * l;
+      r.dL = -phi * A;
       break;
     }
     case PolicyLossKind::Sapo: {
@@ -466,6 +500,8 @@ __device__ __forceinline__ Terms token_terms(const Dev& d, const In& x, float lo
       acc.w_clipped += clipped;
     }
   }
+  // vespo: the weight is inside W_r (φ), not a factor of its outputs (its stats above count as any loss's).
+  if (d.loss == int(PolicyLossKind::Vespo)) w = 1.f;
   // The sums of the outputs are explicit fmaf: left to contraction, nvcc may fuse the other product of
   // a sum when one kernel knows a factor (phase 0's W̄ = 1 makes w·L/W̄ the w·L it also sums, and a
   // shared product loses its claim to the fma), and the two layouts would round differently.
@@ -502,9 +538,12 @@ __device__ void response(const Dev& d, int t0, int t1, const In& first, const Sc
   const int lane = threadIdx.x & 31;
   const bool seq_level = d.has_rollout && d.level != int(RolloutLevel::Token);
   const bool gspo = d.loss == int(PolicyLossKind::Gspo), gmpo = d.loss == int(PolicyLossKind::Gmpo);
+  const bool vespo = d.loss == int(PolicyLossKind::Vespo);
+  const bool vespo_w = vespo && d.has_rollout && !seq_level;  // token weights folded into W_r
   // Pass A.
   unsigned n = 0;
-  float dsum = 0.f, lsum = 0.f, qsum = 0.f;  // qsum: gmpo's Q_r (Σ A at sequence level: ×w_r below)
+  // qsum: gmpo's Q_r (Σ A at sequence level: ×w_r below); vespo's Σ clamp(ln w_t, ln 1e-8, 20).
+  float dsum = 0.f, lsum = 0.f, qsum = 0.f;
   auto pass_a = [&](const In& x) {
     if (!x.ok) return;
     ++n;
@@ -518,13 +557,21 @@ __device__ void response(const Dev& d, int t0, int t1, const In& first, const Sc
         qsum += x.A;
       }
     }
+    if (vespo) {
+      dsum += sym_clamp(x.l - x.old, kVespoClamp);
+      if (vespo_w) {
+        unsigned clipped;  // the weight token_terms() computes again in pass B, the same bits
+        const float w = correct_weight(d, expf(sym_clamp(x.old - x.roll, d.r_log_clamp)), clipped);
+        qsum += clamp_nan(logf(w), kVespoLogMin, kVespoClamp);  // (a masked 0: −Inf → ln 1e-8)
+      }
+    }
     if (seq_level) lsum += x.old - x.roll;
   };
   if (t0 + lane < t1) pass_a(first);
   for (int64_t t = t0 + lane + 32; t < t1; t += 32) pass_a(load_in(d, int(t)));  // (64-bit: t1 may be near 2^31)
   n = warp_sum_u(n);
   dsum = warp_sum(dsum);
-  if (gmpo) qsum = warp_sum(qsum);
+  if (gmpo || vespo_w) qsum = warp_sum(qsum);
   lsum = warp_sum(lsum);
   const float nf = fmaxf(static_cast<float>(n), 1.f);
   const float log_s = gmpo ? dsum / (static_cast<float>(n) + 1e-8f) : dsum / nf;
@@ -548,6 +595,15 @@ __device__ void response(const Dev& d, int t0, int t1, const In& first, const Sc
     if (seq_level) qsum *= seq_w;
     gm = -qsum * expf(log_s) / (static_cast<float>(n) + 1e-8f);
   }
+  // vespo: ln W_r, W_r and φ for A ≥ 0 and A < 0 (passed to surrogate() as log_s and gm).
+  float phi_pos = 0.f, phi_neg = 0.f;
+  if (vespo) {
+    const float lw = clamp_nan(dsum + qsum, kVespoLogMin, kVespoClamp);  // (qsum = 0 without token weights)
+    const float W = expf(lw);
+    phi_pos = vespo_phi(d.vespo_k_pos, d.vespo_lam_pos, lw, W);
+    phi_neg = vespo_phi(d.vespo_k_neg, d.vespo_lam_neg, lw, W);
+  }
+  const float ra = vespo ? phi_pos : log_s, rb = vespo ? phi_neg : gm;
   if (lane == 0) {
     acc.n_tok += n;
     acc.n_seq += n > 0 ? 1 : 0;
@@ -567,7 +623,7 @@ __device__ void response(const Dev& d, int t0, int t1, const In& first, const Sc
       if (write) write_masked(d, t);
       return;
     }
-    const Terms k = token_terms(d, x, log_s, gm, seq_level, seq_w, s, ga, ckl, acc);
+    const Terms k = token_terms(d, x, ra, rb, seq_level, seq_w, s, ga, ckl, acc);
     S += k.wL;
     K += k.klv;
     H += x.h;
@@ -791,13 +847,14 @@ Status launch_policy_loss(const PolicyParams& p, const LaunchEnv& env, Scratch& 
   GK_REQUIRE(p.chunk_tokens % kFlatStep == 0 && p.chunk_tokens >= 0,
              "policyLoss: chunk_tokens must be a multiple of 1024");
   // The flat path when no token's outputs depend on a per-response quantity (gspo's s_r, gmpo's s_r and
-  // Q_r, a sequence or geometric rollout weight, seq-mean-token-mean's 1/n_r).
+  // Q_r, vespo's W_r, a sequence or geometric rollout weight, seq-mean-token-mean's 1/n_r).
   const bool flat_ok = p.loss != PolicyLossKind::Gspo && p.loss != PolicyLossKind::Gmpo &&
+                       p.loss != PolicyLossKind::Vespo &&
                        (!p.has_rollout || p.rollout_level == RolloutLevel::Token) &&
                        p.aggregation != Aggregation::SeqMeanTokenMean;
   GK_REQUIRE(p.path != 2 || flat_ok,
-             "policyLoss: the flat path needs a loss other than gspo and gmpo, token-level rollout correction and an "
-             "aggregation other than seq-mean-token-mean");
+             "policyLoss: the flat path needs a loss other than gspo, gmpo and vespo, token-level rollout correction "
+             "and an aggregation other than seq-mean-token-mean");
   const bool flat = p.path == 2 || (p.path == 0 && flat_ok);
   // Warp path: the fewest responses per block (a multiple of 8 warps) that keep ≤ kMaxChunks blocks, so
   // a phase-2 block folds at most kMaxChunks partials. Flat path: the fewest tokens per block (a multiple
@@ -848,12 +905,17 @@ Status launch_policy_loss(const PolicyParams& p, const LaunchEnv& env, Scratch& 
   d.clip_low = p.clip_low;
   d.clip_high = p.clip_high;
   d.dual_clip = p.dual_clip;
-  d.log_clamp = p.log_ratio_clamp;
+  // vespo clamps Δ to a fixed ±20 (TRL's), never logRatioClamp: its ρ and ppoKl take this one.
+  d.log_clamp = p.loss == PolicyLossKind::Vespo ? kVespoClamp : p.log_ratio_clamp;
   d.gspo_clamp = p.gspo_log_clamp;
   d.delta = p.delta;
   d.cispo_cap = p.cispo_cap ? 1 : 0;
   d.tau_pos = p.sapo_tau_pos;
   d.tau_neg = p.sapo_tau_neg;
+  d.vespo_k_pos = p.vespo_k_pos;
+  d.vespo_lam_pos = p.vespo_lambda_pos;
+  d.vespo_k_neg = p.vespo_k_neg;
+  d.vespo_lam_neg = p.vespo_lambda_neg;
   d.has_kl = p.has_kl ? 1 : 0;
   d.kl_est = int(p.kl_estimator);
   d.kl_st = p.kl_straight_through ? 1 : 0;
