@@ -10,16 +10,24 @@
 //   max(Δ, −ε_low) if A < 0, 0·Δ if A = 0 (Δ = ℓ − ℓ° unclamped); L_t = −A_t·s_r; in g_t, w_t·dL_t is
 //   the response's −Q_r·s_r/(n_r + 1e-8) where t's Δ̂ follows Δ (else 0; NaN passes), Q_r = Σ_valid w·A
 //   with the weights before 1/W̄ (so w is not multiplied again).
+//   vespo (TRL's get_gamma_weights): ln W_r = clamp(Σ_valid clamp(Δ, ±20) + Σ_valid clamp(ln w_t,
+//   ln 1e-8, 20), ln 1e-8, 20) (the second sum with token-level rollout correction only: the API
+//   refuses vespo at the other levels and with normalize), W_r = e^{ln W_r}; φ_r^± = e^{λ + k·ln W_r −
+//   λ·W_r} (evaluated as e^{k·ln W_r − λ·(W_r − 1)}: vespo_phi) with (k, λ) = (k₊, λ₊) for A ≥ 0,
+//   (k₋, λ₋) for A < 0 or NaN, 0 past f32's largest value (TRL's f32 +Inf and nan_to_num), NaN kept;
+//   L_t = −φ·A_t·ℓ_t, dL_t = −φ·A_t (φ a stop-gradient), w_t = 1 in every output (the weights are inside
+//   W_r; their stats as for every loss); ρ_t = e^{clamp(Δ, ±20)}, never clipped.
 //   token_terms() is every token's arithmetic on both layouts below, so a token's outputs are the same
 //   bits on either given the same scales (test/cases/policy.ts, "flat and warp paths", on lavapipe;
 //   counts are exact, but normalised rollout weights divide by a float sum whose order differs between
 //   the layouts).
 //
 // WHICH LAYOUT (the host decides, src/backends/webgpu/policy.ts): the FLAT layout when no token's
-//   outputs depend on a per-response quantity: the loss is not gspo or gmpo (s_r; gmpo's Q_r too),
-//   rollout correction is absent or token level (no sequence weight), and the aggregation is not
-//   seq-mean-token-mean (so a_r = a^kl_r = a^H_r = 1). Otherwise the RESPONSE layout. The test hook
-//   policyTuning.path forces either where it applies ('flat' elsewhere is refused: a RANGE error).
+//   outputs depend on a per-response quantity: the loss is not gspo, gmpo or vespo (s_r; gmpo's Q_r;
+//   vespo's W_r), rollout correction is absent or token level (no sequence weight), and the
+//   aggregation is not seq-mean-token-mean (so a_r = a^kl_r = a^H_r = 1). Otherwise the RESPONSE
+//   layout. The test hook policyTuning.path forces either where it applies ('flat' elsewhere is
+//   refused: a RANGE error).
 // POLICY_FLAT (policy_flat): workgroup b owns the tokens [b·TC, min((b+1)·TC, T)) (TC = `tok_chunk`,
 //   the fewest multiple of the step WG·FLAT_K = 1024 at WG = 256 that keeps ≤ 1024 workgroups; T and
 //   WG alone set it). Per step, invocation i loads the inputs of tokens step + i + WG·j, j < 4, together
@@ -33,11 +41,13 @@
 // POLICY_TOKENS (policy_tokens), the response layout: workgroup b owns the chunk of responses
 //   [b·C, min((b+1)·C, R)) (C = `chunk`, a multiple of WG); invocation i takes the chunk's responses
 //   i, i + WG, ... one after another, each in two passes over its own tokens in index order: pass A
-//   (n_r, gspo's Σ(ℓ − ℓ°), gmpo's Σ Δ̂ and Q_r, the rollout Σλ), pass B (token_terms of every valid
-//   token; writes the per-token outputs). gmpo's Q_r: Σ A (no rollout correction), Σ w_t·A_t (token
-//   level, each w_t computed in pass A too), w_r·Σ A (sequence, geometric: w_r needs all of pass A;
-//   0 at w_r = 0 unless an A is ±Inf or NaN, as Σ 0·A). So a response's results depend on its own
-//   tokens only, not on its position or the batch (batch invariance), given the global scales.
+//   (n_r, gspo's Σ(ℓ − ℓ°), gmpo's Σ Δ̂ and Q_r, vespo's Σ clamp(Δ, ±20) and Σ clamp(ln w_t, ...), the
+//   rollout Σλ), pass B (token_terms of every valid token; writes the per-token outputs). gmpo's Q_r:
+//   Σ A (no rollout correction), Σ w_t·A_t (token level, each w_t computed in pass A too), w_r·Σ A
+//   (sequence, geometric: w_r needs all of pass A; 0 at w_r = 0 unless an A is ±Inf or NaN, as Σ 0·A).
+//   vespo's w_t in pass A: correct_weight's, the same expression (so the same bits) as pass B's; φ_r^±
+//   once per response after pass A. So a response's results depend on its own tokens only, not on its
+//   position or the batch (batch invariance), given the global scales.
 // Either layout's partial record (`parts[b]`, PART_WORDS words): each invocation's sums (in token or
 //   response order), then fixed-order radix-16 workgroup trees (tree_f, tree_u). `phase`, on both:
 //     0 (final, host scales): the scales G come from the host's counts (uniforms): writes the outputs
@@ -59,7 +69,8 @@
 //   for n_seq; every input and two outputs: 32 bytes per token. Response layout: each input read twice
 //   by its invocation (the second from cache, where there is one), and adjacent invocations read
 //   addresses a response apart (gmpo's pass A reads ℓ, ℓ°, A, and ℓᵛ with rollout correction: 3–4 f32
-//   per token). Phases 1 + 2 instead of 0: every read twice. FLOPs ~40 per token.
+//   per token; vespo's ℓ, ℓ°, and ℓᵛ with rollout correction: 2–3). Phases 1 + 2 instead of 0: every
+//   read twice. FLOPs ~40 per token.
 // Numerics: f32; every sum has a fixed order, no atomics: the same bits on every run. The two layouts
 //   sum in different orders, so their loss and stats may differ in the last bits. 0/0 (no valid token)
 //   gives NaN explicitly where the reference's f64 arithmetic gives NaN. Contraction: SPIR-V from WGSL
@@ -120,6 +131,10 @@ struct PolicyParams {
   ranks: f32,
   tokens: f32,
   sequences: f32,
+  vespo_k_pos: f32,
+  vespo_lambda_pos: f32,
+  vespo_k_neg: f32,
+  vespo_lambda_neg: f32,
 }
 
 const LOSS_PPO: u32 = 0u;
@@ -128,6 +143,7 @@ const LOSS_CISPO: u32 = 2u;
 const LOSS_SAPO: u32 = 3u;
 const LOSS_REINFORCE: u32 = 4u;
 const LOSS_GMPO: u32 = 5u;
+const LOSS_VESPO: u32 = 6u;
 const KL_K1: u32 = 0u;
 const KL_ABS: u32 = 1u;
 const KL_K2: u32 = 2u;
@@ -289,22 +305,111 @@ fn gmpo_delta(A: f32, delta: f32) -> f32 {
   return select(0.0, nan_f32(), not_finite(delta));
 }
 
+// vespo's clamps (TRL's get_gamma_weights): Δ to ±20, ln W_r and the weights' logs to [ln 1e-8, 20].
+// The literals are f32 values exactly (an abstract float may round either way to f32).
+const VESPO_CLAMP: f32 = 20.0;
+const VESPO_LOG_MIN: f32 = -18.42068099975586; // ln 1e-8, the nearest f32
+const VESPO_W_MIN: f32 = 9.99999993922529e-9; // 1e-8 rounded down: ln w ≤ ln 1e-8 at and below it
+// ln of f32's largest value (88.722839052) rounded up: e^x at or past it exceeds f32's largest value.
+const LN_F32_MAX: f32 = 88.72283935546875;
+
+// ln w for finite w > 0 within a few u of |ln w| also near w = 1, where WGSL's log promises only an
+// absolute 2^-21 on [0.5, 2] (a sum of many such logs errs past u·Σ|ln w|, the bound the tests hold):
+// on [0.5, 2], 2·atanh(s) = 2s·Σ_k s^{2k}/(2k + 1), s = (w − 1)/(w + 1) (w − 1 exact there, |s| ≤ 1/3:
+// k ≤ 7 leaves (1/9)^8/17 < 2^-29 relative; Horner); beyond, log (3 ulp relative there).
+fn log_rel(w: f32) -> f32 {
+  if (w >= 0.5 && w <= 2.0) {
+    let s = (w - 1.0) / (w + 1.0);
+    let z = s * s;
+    var p = 0.0666666667; // 1/15
+    p = fma(p, z, 0.0769230769); // 1/13
+    p = fma(p, z, 0.0909090909); // 1/11
+    p = fma(p, z, 0.111111111); // 1/9
+    p = fma(p, z, 0.142857143); // 1/7
+    p = fma(p, z, 0.2); // 1/5
+    p = fma(p, z, 0.333333333); // 1/3
+    p = fma(p, z, 1.0);
+    return 2.0 * s * p;
+  }
+  return log(w);
+}
+
+// vespo's clamp(ln w_t, ln 1e-8, 20) of a token's rollout weight, from c = correct_weight(e^{xc}) and
+// xc, the clamped log-weight it came from (pass B's expression, so c holds pass B's bits). Inside the
+// band (c.y = 0) w_t = e^{xc}, whose ln is xc itself: no log's error (the reference's ln of its f64 e^{xc}
+// is xc to f64 rounding; an f32 e^{xc} and WGSL's log back erred on lavapipe by about 1.7e-7 per token
+// near w = 1, all one way: 4.7e-5 in ln W_r over 300 tokens, 1.7× the tokenLoss tolerance). Truncated
+// to a bound: log_rel of the bound. Masked to 0 (ln 0 = −Inf) or any w ≤ 1e-8: ln 1e-8, without a log
+// (log(0) is the driver's); +Inf: 20; a NaN weight stays NaN.
+fn vespo_log_weight(c: vec2<f32>, xc: f32) -> f32 {
+  let w = c.x;
+  if (is_nan(w)) {
+    return w;
+  }
+  if (c.y == 0.0) {
+    return clamp_nan(xc, VESPO_LOG_MIN, VESPO_CLAMP);
+  }
+  if (w <= VESPO_W_MIN) {
+    return VESPO_LOG_MIN;
+  }
+  if (is_pos_inf(w)) {
+    return VESPO_CLAMP;
+  }
+  return clamp(log_rel(w), VESPO_LOG_MIN, VESPO_CLAMP);
+}
+
+// vespo's φ = e^{λ + k·ln W − λ·W} at x = ln W (in [ln 1e-8, 20], or NaN), as (φ', s) with φ = φ'·s:
+// - the exponent as k·x − λ·(e^x − 1), e^x − 1 from k3_of (its series near x = 0): the same number, but
+//   without λ − λ·W's cancellation, whose f32 rounding (u·λ·(1 + W) absolute, e^x's error times λ·W)
+//   would err φ by many u relative where W is near 1 and λ is large;
+// - past f32's largest value: φ = 0 (TRL's f32 e^x gives +Inf there, which nan_to_num makes 0), decided
+//   by the exponent and by the result's bits both, so it holds whatever the driver's exp returns near
+//   or past overflow; a NaN exponent stays NaN;
+// - below f32's normal range (exponent < −86): φ' = e^{exponent + 64·ln 2}, s = 2^-64, so that −φ'·A·ℓ·s
+//   keeps its product (normal, or subnormal where the device keeps those) where a driver's exp that
+//   returns 0 for a subnormal result (lavapipe's does: fuzz seeds 7106517, 7111735) would lose φ
+//   itself; 0 below e^{−130} (whatever the driver's exp does far out of range). Else s = 1 (× 1).
+fn vespo_phi(k: f32, lam: f32, x: f32) -> vec2<f32> {
+  let e = k * x - lam * k3_of(x).y;
+  if (is_nan(e)) {
+    return vec2<f32>(e, 1.0);
+  }
+  if (e >= LN_F32_MAX) {
+    return vec2<f32>(0.0, 1.0);
+  }
+  if (e >= -86.0) {
+    let phi = exp(e);
+    return vec2<f32>(select(phi, 0.0, is_pos_inf(phi)), 1.0);
+  }
+  if (e < -130.0) {
+    return vec2<f32>(0.0, 1.0);
+  }
+  return vec2<f32>(exp(e + 44.3614196), 5.421010862427522e-20); // 64·ln 2; 2^-64
+}
+
 struct Tok {
   L: f32,
   dL: f32,
   rho: f32,
-  kl_stat: f32, // −Δ (clamped for every loss but gspo): ppo_kl's term
+  kl_stat: f32, // −Δ (clamped for every loss but gspo and gmpo; vespo's to ±20): ppo_kl's term
   clipped: u32,
   lower: u32,
 }
 
 // A token's surrogate (POLICY.md, "Ratio and per-token surrogate") from its A_t, ℓ_t and ℓ°_t (loaded
-// by the caller, all at once); log_s: gspo's and gmpo's log s_r; gm: gmpo's −Q_r·s_r/(n_r + 1e-8).
-fn surrogate(A: f32, l: f32, l_old: f32, log_s: f32, gm: f32) -> Tok {
+// by the caller, all at once); log_s: gspo's and gmpo's log s_r; gm: gmpo's −Q_r·s_r/(n_r + 1e-8); phi:
+// vespo's φ_r as vespo_phi's (φ', s) for A ≥ 0 (x, z) and for A < 0 or NaN (y, w).
+fn surrogate(A: f32, l: f32, l_old: f32, log_s: f32, gm: f32, phi: vec4<f32>) -> Tok {
   let delta = l - l_old;
   var r: Tok;
   var drho: f32;
-  if (P.loss == LOSS_GMPO) {
+  var log_rho = 0.0; // ln ρ where ρ = e^{clamp(Δ)} (sapo's e^{−z}·ρ as one exponential)
+  if (P.loss == LOSS_VESPO) {
+    let dc = clamp_nan(delta, -VESPO_CLAMP, VESPO_CLAMP); // a fixed ±20, not log_clamp
+    r.rho = exp(dc);
+    drho = 0.0; // (unused: φ is a stop-gradient)
+    r.kl_stat = -dc;
+  } else if (P.loss == LOSS_GMPO) {
     r.rho = exp(log_s); // s_r, no clamp (the ratio stats take it)
     drho = 0.0; // (unused: gmpo's gradient is the response's, gm)
     r.kl_stat = -delta;
@@ -319,6 +424,7 @@ fn surrogate(A: f32, l: f32, l_old: f32, log_s: f32, gm: f32) -> Tok {
   } else {
     let dc = sym_clamp(delta, P.log_clamp);
     r.rho = exp(dc);
+    log_rho = dc;
     drho = select(0.0, r.rho, inside(delta, P.log_clamp));
     r.kl_stat = -dc;
   }
@@ -375,14 +481,27 @@ fn surrogate(A: f32, l: f32, l_old: f32, log_s: f32, gm: f32) -> Tok {
       }
       r.dL = select(0.0, gm, follows || is_nan(gm));
     }
+    case LOSS_VESPO: {
+      // The response's φ by A's sign (a NaN A takes A < 0's; its products are NaN either way); never
+      // clipped.
+      let pos = A >= 0.0 && !is_nan(A);
+      let f = select(phi.y, phi.x, pos);
+      let sc = select(phi.w, phi.z, pos);
+      r.L = -f * A * l * sc;
+      r.dL = -f * A * sc;
+    }
     case LOSS_SAPO: {
       let tau = select(P.tau_neg, P.tau_pos, A > 0.0);
       let z = tau * (rho - 1.0);
       let e = exp(-z);
       let s = 1.0 / (1.0 + e);
       r.L = -(4.0 / tau) * s * A;
-      // σ'(z) = s(1 − s) as e^{−z}·s² for z ≥ 0: no cancellation in 1 − s as s → 1.
-      r.dL = -4.0 * select(s * (1.0 - s), e * s * s, z >= 0.0) * A * drho;
+      // σ'(z) = s(1 − s) as e^{−z}·s² for z ≥ 0: no cancellation in 1 − s as s → 1; there e^{−z}·dρ/dℓ
+      // as e^{ln ρ − z} (0 outside the clamp; a NaN passes): e^{−z} alone may lie below f32's normal range,
+      // which a driver may flush to 0, where the product does not (lavapipe: 2e-37 read as 0, the webgpu
+      // fuzz, 2026-11-29, seed 7134642).
+      let e_rho = select(0.0, exp(log_rho - z), drho != 0.0);
+      r.dL = -4.0 * select(s * (1.0 - s) * drho, e_rho * s * s, z >= 0.0) * A;
     }
     default: {
       r.L = -A * l;
@@ -763,6 +882,7 @@ fn token_terms(
   x: In,
   log_s: f32,
   gm: f32,
+  phi: vec4<f32>,
   seq_level: bool,
   seq_w: f32,
   s: Scales,
@@ -770,7 +890,7 @@ fn token_terms(
   ckl: f32,
   acc: ptr<function, Part>,
 ) -> Terms {
-  let k = surrogate(x.A, x.l, x.l_old, log_s, gm);
+  let k = surrogate(x.A, x.l, x.l_old, log_s, gm, phi);
   (*acc).ratio_sum = (*acc).ratio_sum + k.rho;
   (*acc).ratio_min = min_nan((*acc).ratio_min, k.rho);
   (*acc).ratio_max = max_nan((*acc).ratio_max, k.rho);
@@ -790,6 +910,9 @@ fn token_terms(
       (*acc).w_clipped = (*acc).w_clipped + u32(c.y);
     }
   }
+  // vespo: the weights are inside W_r (its φ), so w is not a factor of any output (a 1: the same
+  // roundings); their stats above are every loss's.
+  w = select(w, 1.0, P.loss == LOSS_VESPO);
   var r: Terms;
   r.wL = w * k.L;
   // gmpo: w is inside gm already (Q_r), so not multiplied again (a 1: the same roundings).
@@ -831,13 +954,16 @@ fn response(r: u32, s: Scales, write: bool) -> Part {
   let t1 = u32(roff[r + 1u]);
   var p = part_empty();
   // Pass A. gmpo also: Σ Δ̂ (dsum) and Q_r = Σ w·A (q; at sequence and geometric level Σ A, times
-  // w_r below, with whether some A is not finite: 0·ΣA must be Σ 0·A).
+  // w_r below, with whether some A is not finite: 0·ΣA must be Σ 0·A). vespo: Σ clamp(Δ, ±20) (dsum)
+  // and, with token-level rollout correction, Σ clamp(ln w_t, ln 1e-8, 20) (lwsum).
   var n = 0u;
   var dsum = 0.0;
   var lsum = 0.0;
   var q = 0.0;
   var a_bad = false;
+  var lwsum = 0.0; // vespo: Σ clamp(ln w_t, ln 1e-8, 20)
   let gmpo = P.loss == LOSS_GMPO;
+  let vespo = P.loss == LOSS_VESPO;
   let seq_level = P.has_rollout == 1u && P.rollout_level != LEVEL_TOKEN;
   for (var t = t0; t < t1; t = t + 1u) {
     if (!valid(t)) {
@@ -857,6 +983,15 @@ fn response(r: u32, s: Scales, write: bool) -> Part {
       } else {
         q = q + A;
         a_bad = a_bad || not_finite(A);
+      }
+    }
+    if (vespo) {
+      let l_old = old[t];
+      dsum = dsum + clamp_nan(lp[t] - l_old, -VESPO_CLAMP, VESPO_CLAMP);
+      if (P.has_rollout == 1u && !seq_level) {
+        // token_terms' weight, the same expression: the same bits as pass B's.
+        let xc = sym_clamp(l_old - roll_lp(t), P.rollout_log_clamp);
+        lwsum = lwsum + vespo_log_weight(correct_weight(exp(xc)), xc);
       }
     }
     if (seq_level) {
@@ -896,6 +1031,14 @@ fn response(r: u32, s: Scales, write: bool) -> Part {
     }
     gm = (-q * exp(log_s)) / nd;
   }
+  // vespo: ln W_r and φ_r for either sign of A.
+  var phi = vec4<f32>(0.0, 0.0, 1.0, 1.0);
+  if (vespo) {
+    let log_w = clamp_nan(dsum + lwsum, VESPO_LOG_MIN, VESPO_CLAMP);
+    let pos = vespo_phi(P.vespo_k_pos, P.vespo_lambda_pos, log_w);
+    let neg = vespo_phi(P.vespo_k_neg, P.vespo_lambda_neg, log_w);
+    phi = vec4<f32>(pos.x, neg.x, pos.y, neg.y);
+  }
   p.n_tok = n;
   p.n_seq = select(0u, 1u, n > 0u);
   var a_r = 1.0;
@@ -925,7 +1068,7 @@ fn response(r: u32, s: Scales, write: bool) -> Part {
       }
       continue;
     }
-    let k = token_terms(x, log_s, gm, seq_level, seq_w.x, s, ga, ckl, &p);
+    let k = token_terms(x, log_s, gm, phi, seq_level, seq_w.x, s, ga, ckl, &p);
     S = S + k.wL;
     K = K + k.klv;
     H = H + x.h;
@@ -1044,7 +1187,7 @@ fn flat_token(
     }
     return;
   }
-  let k = token_terms(x, 0.0, 0.0, false, 1.0, s, ga, ckl, acc);
+  let k = token_terms(x, 0.0, 0.0, vec4<f32>(0.0, 0.0, 1.0, 1.0), false, 1.0, s, ga, ckl, acc);
   if (write) {
     write_token(t, k, ge);
   }

@@ -1,7 +1,8 @@
 /**
  * policyLoss's two layouts on webgpu (shaders/policy.wgsl): the flat layout's work split, a batch large
  * enough that the flat layout takes more than one step's tokens per workgroup by itself (T > 1024
- * steps), and the test hooks' refusals. The case table (test/cases/policy.ts: "flat and warp paths",
+ * steps), the test hooks' refusals, and gmpo's and vespo's per-response sums (a response's bits at any
+ * chunk size and batch position). The case table (test/cases/policy.ts: "flat and warp paths",
  * "batch invariance") checks both layouts against each other and the reference on small batches.
  */
 import { afterEach, describe, expect, it } from 'vitest';
@@ -111,6 +112,8 @@ describe.skipIf(noGpu)('webgpu policyLoss: flat and response layouts', () => {
       { loss: 'gspo' },
       { loss: 'gmpo' },
       { loss: 'gmpo', aggregation: 'token-mean' },
+      { loss: 'vespo' },
+      { loss: 'vespo', rolloutCorrection: { level: 'token' }, aggregation: 'token-sum' },
       { rolloutCorrection: { level: 'geometric' } },
       { aggregation: 'seq-mean-token-mean' },
     ] as PolicyLossOptions[]) {
@@ -171,5 +174,72 @@ describe.skipIf(noGpu)('webgpu policyLoss: gmpo on the response layout', () => {
       }
     }
     expect(problems).toEqual([]);
+  }, 120_000);
+});
+
+describe.skipIf(noGpu)('webgpu policyLoss: vespo on the response layout', () => {
+  // vespo's ln W_r (Σ clamp(Δ, ±20) and the token weights' Σ clamp(ln w, ln 1e-8, 20)) comes from the
+  // response's own pass A: a response's per-token bits do not depend on the chunk size or on what else
+  // is in the batch (global counts given).
+  it('a response’s per-token bits at any chunk size and batch position, host and device mask', async () => {
+    const { ctx } = gpu!;
+    // Small spreads keep the probe's ln W_r (≈ ±1 over 300 tokens) inside its clamps and φ away from 0.
+    const spec = {
+      perResponse: false,
+      ent: true,
+      ref: true,
+      roll: true,
+      maskP: 0.1,
+      spread: 0.05,
+      rollSpread: 0.05,
+    };
+    const probe = makeData({ seed: 600, lengths: [300], ...spec });
+    const options: PolicyLossOptions = {
+      loss: 'vespo',
+      vespo: { kPos: 1.5, lambdaPos: 0.5, kNeg: 4, lambdaNeg: 1 },
+      kl: { coef: 0.1 },
+      entropyCoef: 0.01,
+      rolloutCorrection: { level: 'token', mode: 'truncate', lower: 0.9, upper: 1.05 },
+      aggregation: 'seq-mean-token-mean',
+      globalSequences: 50,
+      tokenLoss: true,
+    };
+    const problems: string[] = [];
+    let first: Record<string, Float32Array> | undefined;
+    for (const [seed, before, after] of [
+      [601, 0, 0],
+      [602, 3, 5],
+      [603, 300, 2],
+    ] as const) {
+      const r = rng(seed);
+      const lens = (n: number) => Array.from({ length: n }, () => Math.floor(r() * 60));
+      const a = makeData({ seed, lengths: lens(before), ...spec });
+      const b = makeData({ seed: seed + 1000, lengths: lens(after), ...spec });
+      const d = concat([a, probe, b]);
+      const at = a.lp.length;
+      for (const chunkMultiple of [undefined, 1, 2]) {
+        for (const deviceMask of [false, true]) {
+          policyTuning.chunkMultiple = chunkMultiple;
+          const out = await runPolicy(ctx, d, options, { deviceMask });
+          const got: Record<string, Float32Array> = {};
+          for (const k of ['gradLogprobs', 'gradEntropy', 'tokenLoss'])
+            got[k] = (out[k].data as Float32Array).slice(at, at + probe.lp.length);
+          if (first === undefined) first = got;
+          else
+            for (const k of Object.keys(got)) {
+              const i = firstBitDiff(got[k], first[k]);
+              if (i >= 0)
+                problems.push(
+                  `${before} before, chunkMultiple ${chunkMultiple}, device mask ${deviceMask}: ${k}[${i}] ${got[k][i]} ≠ ${first[k][i]}`,
+                );
+            }
+        }
+      }
+    }
+    expect(problems).toEqual([]);
+    // Not vacuous: without KL and entropy the probe's gradient is −c·φ·A, not 0 where A ≠ 0.
+    const alone = await runPolicy(ctx, probe, { ...options, kl: undefined, entropyCoef: 0 });
+    const g = alone.gradLogprobs.data as Float32Array;
+    expect(g.filter((v) => v !== 0 && Number.isFinite(v)).length).toBeGreaterThan(200);
   }, 120_000);
 });

@@ -4,9 +4,9 @@
  * are in that file's header; the definitions in src/backends/js/policy.ts).
  *
  * Two layouts of the same per-token arithmetic (the WGSL's token_terms): `policy_flat` (workgroup per
- * run of tokens) when no token's outputs depend on a per-response quantity (the loss is not gspo or gmpo,
- * rollout correction is absent or token level, the aggregation is not seq-mean-token-mean), else
- * `policy_tokens` (invocation per response). Two dispatches in one compute pass, never a wait:
+ * run of tokens) when no token's outputs depend on a per-response quantity (the loss is not gspo, gmpo
+ * or vespo, rollout correction is absent or token level, the aggregation is not seq-mean-token-mean),
+ * else `policy_tokens` (invocation per response). Two dispatches in one compute pass, never a wait:
  * - every global scale known on the host (no mask, a host mask, or the global counts given; no
  *   normalised rollout weights): the layout's kernel in phase 0 (outputs + partials), then
  *   `policy_reduce` (loss and stats);
@@ -88,6 +88,10 @@ export const POLICY_PARAMS = uniformLayout('policy.wgsl', 'PolicyParams', [
   ['ranks', 'f32'],
   ['tokens', 'f32'],
   ['sequences', 'f32'],
+  ['vespo_k_pos', 'f32'],
+  ['vespo_lambda_pos', 'f32'],
+  ['vespo_k_neg', 'f32'],
+  ['vespo_lambda_neg', 'f32'],
 ]);
 
 /** The codes of shaders/policy.wgsl (LOSS_*, KL_*, LEVEL_*, AGG_*): each list's positions. */
@@ -158,12 +162,13 @@ export function policyFlatPlan(
 
 /**
  * Whether the flat layout applies: no token's outputs depend on a per-response quantity (gspo's and
- * gmpo's s_r, gmpo's Q_r, a sequence-level rollout weight, seq-mean-token-mean's a_r).
+ * gmpo's s_r, gmpo's Q_r, vespo's W_r, a sequence-level rollout weight, seq-mean-token-mean's a_r).
  */
 export function policyFlatApplies(a: PolicyLossArgs): boolean {
   return (
     a.loss !== 'gspo' &&
     a.loss !== 'gmpo' &&
+    a.loss !== 'vespo' &&
     (a.rollout === undefined || a.rollout.level === 'token') &&
     a.aggregation !== 'seq-mean-token-mean'
   );
@@ -225,8 +230,8 @@ export async function webgpuPolicyLoss(k: WebGpuKit, a: PolicyLossArgs): Promise
   if (path === 'flat' && !flatOk)
     throw new GrpoKernelsError(
       'RANGE',
-      'policyTuning.path: the flat path needs a loss other than gspo and gmpo, token-level rollout ' +
-        'correction and an aggregation other than seq-mean-token-mean',
+      'policyTuning.path: the flat path needs a loss other than gspo, gmpo and vespo, token-level ' +
+        'rollout correction and an aggregation other than seq-mean-token-mean',
       { argument: 'policyTuning.path' },
     );
   const flat = path === 'flat' || (path === 'auto' && flatOk);
@@ -315,6 +320,10 @@ export async function webgpuPolicyLoss(k: WebGpuKit, a: PolicyLossArgs): Promise
     ranks: a.ranks,
     tokens: a.tokens ?? 0,
     sequences: a.sequences ?? 0,
+    vespo_k_pos: a.vespoKPos,
+    vespo_lambda_pos: a.vespoLambdaPos,
+    vespo_k_neg: a.vespoKNeg,
+    vespo_lambda_neg: a.vespoLambdaNeg,
   };
   if (chunks * PART_WORDS * 4 > rt.limits.maxStorageBufferBindingSize) {
     throw new GrpoKernelsError(
