@@ -49,12 +49,14 @@ const U = 2 ** -24;
  * - gradLogprobs: a product of ~6 f32 factors (G, a_r, w, 1/W̄, ρ = e^{Δ} with Δ = ℓ − ℓ° rounded once,
  *   A) plus the KL term: ≲ (6 + |Δ|)·u relative per term; with |Δ| ≤ 20 (the clamp) ≤ 26u ≈ 1.6e-6.
  *   Terms of either sign (policy and KL) may cancel, so the bound is relative to the largest |gradient|
- *   of the tensor (crtol, scale = max|g|): 2⁻¹⁷ ≈ 7.6e-6, and rtol one ulp. Measured ≤ 0.24 (webgpu,
+ *   of the tensor, or the token's |policy part| + |KL part| where larger (crtol, scale): 2⁻¹⁷ ≈ 7.6e-6,
+ *   and rtol one ulp. Measured ≤ 0.24 (webgpu,
  *   ratios beyond the ±20 clamp). atol 2⁻¹²⁶: a gradient whose factors pass below f32's normal range
  *   (sapo's saturated sigmoid: 4e-34 off by 5.6e-39 on cpu, differential fuzz seed 957241).
  * - gradEntropy: −c_H·G·a_r: three factors, one rounding each: 2⁻²¹ (8u). Measured ≤ 0.17.
  * - tokenLoss: the same per-token products as the gradient, relative to that token's own terms
  *   (scale = |w·L/W̄| + |β·KL| + |c_H·H|): 2⁻²⁰ (16u). Measured ≤ 0.47 (webgpu, 0.059 of 2⁻¹⁷).
+ *   atol 2⁻¹²⁶, as the gradient's: vespo's φ passes below f32's normal range (1e-52 in f64, 0 in f32).
  * - loss: f32 sums over T tokens (per lane a strided run, then fixed trees), relative to Σ|terms|
  *   (scale): 2⁻¹⁹ ≈ 1.9e-6 (32u). Measured ≤ 0.27 (webgpu; 0.0085 of 2⁻¹⁴).
  * - stats: means are the same kind of sums (scale = the mean of |terms|), counts are exact but for the
@@ -70,7 +72,7 @@ export const POLICY_TOLERANCES: Readonly<Record<string, Tolerance>> = {
   loss: { atol: 0, rtol: 2 * U, crtol: 2 ** -19 },
   gradLogprobs: { atol: 2 ** -126, rtol: 2 * U, crtol: 2 ** -17 },
   gradEntropy: { atol: 0, rtol: 2 ** -21 },
-  tokenLoss: { atol: 0, rtol: 2 * U, crtol: 2 ** -20 },
+  tokenLoss: { atol: 2 ** -126, rtol: 2 * U, crtol: 2 ** -20 },
   stats: { atol: 0, rtol: 2 ** -18, crtol: 2 ** -14, stol: 1 },
 };
 
@@ -153,6 +155,7 @@ export interface RefConv {
   cispoCap: boolean;
   tauPos: number;
   tauNeg: number;
+  vespo: { kPos: number; lambdaPos: number; kNeg: number; lambdaNeg: number };
   kl?: {
     est: KlEstimator;
     st: boolean;
@@ -186,7 +189,7 @@ const INF = Number.POSITIVE_INFINITY;
 /** docs/PRESETS.md's policy-loss table. */
 const BASE: Record<
   Preset | 'default',
-  Omit<RefConv, 'loss' | 'agg' | 'D' | 'entCoef' | 'clipHigh'> & {
+  Omit<RefConv, 'loss' | 'agg' | 'D' | 'entCoef' | 'clipHigh' | 'vespo'> & {
     klEst: KlEstimator;
     klIn: number;
     klVal: number;
@@ -322,6 +325,13 @@ export function conventionsOf(o: PolicyLossOptions, data: PolicyData): RefConv {
     cispoCap: b.cispoCap,
     tauPos: o.sapoTau?.pos ?? b.tauPos,
     tauNeg: o.sapoTau?.neg ?? b.tauNeg,
+    // trl/trainer/grpo_config.py's vespo_k_pos, vespo_lambda_pos, vespo_k_neg, vespo_lambda_neg.
+    vespo: {
+      kPos: o.vespo?.kPos ?? 2,
+      lambdaPos: o.vespo?.lambdaPos ?? 3,
+      kNeg: o.vespo?.kNeg ?? 3,
+      lambdaNeg: o.vespo?.lambdaNeg ?? 2,
+    },
     kl: o.kl && {
       est: o.kl.estimator ?? b.klEst,
       st: o.kl.straightThrough ?? false,
@@ -357,6 +367,26 @@ export function conventionsOf(o: PolicyLossOptions, data: PolicyData): RefConv {
 // ------------------------------------------------------------------ POLICY.md, in float64
 const clip = (x: number, lo: number, hi: number) => Math.min(Math.max(x, lo), hi);
 
+/**
+ * The error scale of an f32 sum of `xs` in index order: max(Σ|x|, √(Σ_k S_k²)), S_k the exact partial
+ * sums. Recursive summation rounds each S_k once (by at most u·|S_k|); taken as independent, those
+ * errors add to about u·√(Σ S_k²) (Higham, Accuracy and Stability of Numerical Algorithms, ch. 4),
+ * which for terms of one sign grows as n^{3/2}·|x|, past Σ|x|: a long response summed by one thread
+ * (webgpu's response layout). Found by the webgpu fuzz (2026-11-29): gmpo's Σ Δ̂ over 280 tokens of one
+ * sign, and a gspo loss over one 279-token response, 1.2x and 1.6x the Σ|terms| bound.
+ */
+function sumScale(xs: readonly number[]): number {
+  let abs = 0;
+  let partial = 0;
+  let sq = 0;
+  for (const x of xs) {
+    abs += Math.abs(x);
+    partial += x;
+    sq += partial * partial;
+  }
+  return Math.max(abs, Math.sqrt(sq));
+}
+
 interface TokenCtx {
   t: number;
   /** gspo: log s_r at ℓ_sg; gmpo: log s_r at the response's live log-probs but token t's (ℓ_sg). */
@@ -365,6 +395,19 @@ interface TokenCtx {
   sg: number;
   /** gmpo: n_r. */
   n?: number;
+  /** vespo: ln W_r at ℓ_sg (a stop-gradient). */
+  logW?: number;
+}
+
+/** f32's largest finite value: TRL computes φ in f32, where e^x past it is +Inf, then 0. */
+const F32_MAX = 3.4028234663852886e38;
+/** vespo's φ (TRL get_gamma_weights: log φ = λ + k·log w − λ·w, nan_to_num(posinf = 0)). */
+function vespoPhi(k: RefConv, A: number, logW: number): number {
+  const pos = A >= 0;
+  const kk = pos ? k.vespo.kPos : k.vespo.kNeg;
+  const lam = pos ? k.vespo.lambdaPos : k.vespo.lambdaNeg;
+  const phi = Math.exp(lam + kk * logW - lam * Math.exp(logW));
+  return phi > F32_MAX ? 0 : phi;
 }
 
 /** verl's geo_mean clip, as it writes it: sign(A)·min(sign(A)·Δ, sign(A)·clamp(Δ, −ε_low, ε_high)). */
@@ -387,6 +430,8 @@ function surrogate(
     rho = Math.exp(Math.min(c.logS + l - c.sg, k.gspoClamp));
   } else if (k.loss === 'gmpo') {
     rho = Math.exp(c.logS + (gmpoClipped(k, A, l - o) - gmpoClipped(k, A, c.sg - o)) / (c.n! + 1e-8));
+  } else if (k.loss === 'vespo') {
+    rho = Math.exp(clip(l - o, -20, 20)); // (the ratio stats only)
   } else {
     rho = Math.exp(clip(l - o, -k.logClamp, k.logClamp));
   }
@@ -415,6 +460,8 @@ function surrogate(
     }
     case 'reinforce':
       return { L: -A * l, rho, clip: false, lower: false };
+    case 'vespo':
+      return { L: -vespoPhi(k, A, c.logW!) * A * l, rho, clip: false, lower: false };
     case 'gmpo': {
       // verl's pg_clipfrac / pg_clipfrac_lower: Δ ≠ clamp(Δ) (NaN included) with A > 0 / A < 0.
       const delta = l - o;
@@ -506,18 +553,18 @@ export function refPolicy(d: PolicyData, k: RefConv): PolicyRef {
       ? v.reduce((s, t) => s + hat(t, d.lp[t]), 0) / (v.length + 1e-8)
       : v.reduce((s, t) => s + (d.lp[t] - d.old[t]), 0) / Math.max(v.length, 1),
   );
-  // Σ|terms| of each response's log-sums (gspo's and gmpo's mean log-ratio; a sequence-level rollout
-  // weight's log): an f32 sum of them errs by about u·Σ|terms| absolute, so its e^(·) by that much relative.
+  // The error scale of each response's f32 log-sums (gspo's and gmpo's mean log-ratio; a sequence-level
+  // rollout weight's log; sumScale): its e^(·) errs by about u times that, relative.
   const logSAbs = toks.map((v) =>
     k.loss === 'gspo'
-      ? v.reduce((s, t) => s + Math.abs(d.lp[t] - d.old[t]), 0) / Math.max(v.length, 1)
+      ? sumScale(v.map((t) => d.lp[t] - d.old[t])) / Math.max(v.length, 1)
       : gmpo
-        ? v.reduce((s, t) => s + Math.abs(hat(t, d.lp[t])), 0) / (v.length + 1e-8)
+        ? sumScale(v.map((t) => hat(t, d.lp[t]))) / (v.length + 1e-8)
         : 0,
   );
   const lamAbs = toks.map((v) =>
     k.rollout && k.rollout.level !== 'token'
-      ? v.reduce((s, t) => s + Math.abs(d.old[t] - d.roll![t]), 0) /
+      ? sumScale(v.map((t) => d.old[t] - d.roll![t])) /
         (k.rollout.level === 'geometric' ? Math.max(v.length, 1) : 1)
       : 0,
   );
@@ -564,6 +611,33 @@ export function refPolicy(d: PolicyData, k: RefConv): PolicyRef {
   const wSum = units.reduce((s, u) => s + u.w, 0);
   const wSq = units.reduce((s, u) => s + u.w * u.w, 0);
   const wBar = rc?.normalize && units.length > 0 && wSum / units.length > 1e-8 ? wSum / units.length : 1;
+  // vespo: ln W_r = clamp(Σ clamp(Δ, ±20) + Σ clamp(ln w, ln 1e-8, 20), ln 1e-8, 20) (the token weights
+  // folded in, not multiplied into L), and Σ|terms| of that f32 sum times |k − λ·W| (φ's sensitivity
+  // to ln W), by which φ errs relative.
+  const vespo = k.loss === 'vespo';
+  const LOG_MIN = Math.log(1e-8);
+  const logW = toks.map((v) =>
+    clip(
+      v.reduce(
+        (s, t) =>
+          s + clip(d.lp[t] - d.old[t], -20, 20) + (rc && vespo ? clip(Math.log(w[t]), LOG_MIN, 20) : 0),
+        0,
+      ),
+      LOG_MIN,
+      20,
+    ),
+  );
+  const vespoAbs = toks.map((v, r) => {
+    if (!vespo) return 0;
+    const W = Math.exp(logW[r]);
+    const terms = sumScale(
+      v.map((t) => clip(d.lp[t] - d.old[t], -20, 20) + (rc ? clip(Math.log(w[t]), LOG_MIN, 20) : 0)),
+    );
+    const g = k.vespo;
+    return terms * Math.max(Math.abs(g.kPos - g.lambdaPos * W), Math.abs(g.kNeg - g.lambdaNeg * W));
+  });
+  // The weight of each token's policy term: the rollout weight over W̄ (vespo: 1, the weight is in W_r).
+  const wOf = (t: number) => (vespo ? 1 : w[t] / wBar);
 
   const beta = k.kl?.coef ?? 0;
   const gKl = k.kl?.tokenMean ? gTM : G;
@@ -576,7 +650,7 @@ export function refPolicy(d: PolicyData, k: RefConv): PolicyRef {
   for (let r = 0; r < R; r++)
     for (const t of toks[r]) {
       rOf[t] = r;
-      cPg[t] = G * aR[r] * (w[t] / wBar);
+      cPg[t] = G * aR[r] * wOf(t);
       cKl[t] = beta * gKl * (k.kl?.tokenMean ? 1 : aR[r]);
       cH[t] = k.entCoef * gH * (k.entTokenMean ? 1 : aR[r]);
     }
@@ -585,17 +659,18 @@ export function refPolicy(d: PolicyData, k: RefConv): PolicyRef {
   // Token t's term at live ℓ_t (the value differenced for its gradient; gmpo: its response's policy term).
   const term = (t: number, l: number) => {
     const r = rOf[t];
-    const c: TokenCtx = { t, logS: logS[r], sg: d.lp[t], n: n[r] };
+    const c: TokenCtx = { t, logS: logS[r], sg: d.lp[t], n: n[r], logW: logW[r] };
     const s = surrogate(k, d, c, l);
     const kl = k.kl ? klTerm(k.kl, d.ref![t], l, d.lp[t]) : 0;
-    return { s, kl, value: (gmpo ? -P[r] * s.rho : cPg[t] * s.L) + cKl[t] * kl };
+    const pg = gmpo ? -P[r] * s.rho : cPg[t] * s.L;
+    return { s, kl, pg, value: pg + cKl[t] * kl };
   };
   const lossAt = (live: Float64Array) => {
     let sum = 0;
     for (let r = 0; r < R; r++) {
       const ls = gmpo ? toks[r].reduce((s, u) => s + hat(u, live[u]), 0) / (n[r] + 1e-8) : logS[r];
       for (const t of toks[r]) {
-        const c: TokenCtx = { t, logS: ls, sg: gmpo ? live[t] : d.lp[t], n: n[r] };
+        const c: TokenCtx = { t, logS: ls, sg: gmpo ? live[t] : d.lp[t], n: n[r], logW: logW[r] };
         const kl = k.kl ? klTerm(k.kl, d.ref![t], live[t], d.lp[t]) : 0;
         sum += cPg[t] * surrogate(k, d, c, live[t]).L + cKl[t] * kl - cH[t] * (d.ent ? d.ent[t] : 0);
       }
@@ -604,6 +679,7 @@ export function refPolicy(d: PolicyData, k: RefConv): PolicyRef {
   };
 
   const grad = new Float64Array(T);
+  const gradParts = new Float64Array(T);
   const tokenLoss = new Float64Array(T);
   const tokenScale = new Float64Array(T);
   const gradEntropy = d.ent ? new Float64Array(T) : undefined;
@@ -622,22 +698,36 @@ export function refPolicy(d: PolicyData, k: RefConv): PolicyRef {
   let clipAmbiguous = 0;
   let lowerAmbiguous = 0;
   const lamMax = lamAbs.reduce((m, x) => Math.max(m, x), 0);
+  // The loss's f32 sums: each response's policy, KL and entropy terms summed in token order by one
+  // thread (webgpu's response layout), so their sumScale, where it exceeds Σ|terms|.
+  let lossSums = 0;
   for (let r = 0; r < R; r++) {
+    const pgTerms: number[] = [];
+    const klTerms: number[] = [];
+    const hTerms: number[] = [];
     for (const t of toks[r]) {
       const l = d.lp[t];
       const here = term(t, l);
       const H = d.ent ? d.ent[t] : 0;
       loss += cPg[t] * here.s.L + cKl[t] * here.kl - cH[t] * H;
       lossScale += Math.abs(cPg[t] * here.s.L) + Math.abs(cKl[t] * here.kl) + Math.abs(cH[t] * H);
+      pgTerms.push(cPg[t] * here.s.L);
+      klTerms.push(cKl[t] * here.kl);
+      hTerms.push(cH[t] * H);
       const step = 1e-6 * Math.max(1, Math.abs(l));
-      grad[t] = (term(t, l + step).value - term(t, l - step).value) / (2 * step);
+      const up = term(t, l + step);
+      const down = term(t, l - step);
+      grad[t] = (up.value - down.value) / (2 * step);
+      // Its two parts (policy, KL), which may cancel: the gradient's error is relative to their sizes.
+      gradParts[t] =
+        Math.abs((up.pg - down.pg) / (2 * step)) + Math.abs((cKl[t] * (up.kl - down.kl)) / (2 * step));
       if (gradEntropy) gradEntropy[t] = -cH[t];
-      tokenLoss[t] = (w[t] / wBar) * here.s.L + beta * here.kl - k.entCoef * H;
-      tokenScale[t] = Math.abs((w[t] / wBar) * here.s.L) + Math.abs(beta * here.kl) + Math.abs(k.entCoef * H);
+      tokenLoss[t] = wOf(t) * here.s.L + beta * here.kl - k.entCoef * H;
+      tokenScale[t] = Math.abs(wOf(t) * here.s.L) + Math.abs(beta * here.kl) + Math.abs(k.entCoef * H);
       // The policy term's relative error from its response's f32 log-sums (above), and W̄'s from the
       // largest of them when the weights are normalised.
-      const sums = lamAbs[r] + (rc?.normalize ? lamMax : 0) + logSAbs[r];
-      tokenScale[t] += Math.abs((w[t] / wBar) * here.s.L) * sums;
+      const sums = lamAbs[r] + (rc?.normalize ? lamMax : 0) + logSAbs[r] + vespoAbs[r];
+      tokenScale[t] += Math.abs(wOf(t) * here.s.L) * sums;
       lossScale += Math.abs(cPg[t] * here.s.L) * sums;
       if (here.s.clip) clipN++;
       if (here.s.lower) lowerN++;
@@ -647,11 +737,14 @@ export function refPolicy(d: PolicyData, k: RefConv): PolicyRef {
       const hs = 16 * U * (logSAbs[r] + Math.abs(logS[r]));
       // cispo's clip reads its ratio through the stop-gradient ℓ_sg (= ℓ): it moves with ℓ there.
       const hg = k.loss === 'cispo' ? h : 0;
-      const lo = surrogate(k, d, { t, logS: logS[r] - hs, sg: l - hg, n: n[r] }, l - h);
-      const hi = surrogate(k, d, { t, logS: logS[r] + hs, sg: l + hg, n: n[r] }, l + h);
+      const lo = surrogate(k, d, { t, logS: logS[r] - hs, sg: l - hg, n: n[r], logW: logW[r] }, l - h);
+      const hi = surrogate(k, d, { t, logS: logS[r] + hs, sg: l + hg, n: n[r], logW: logW[r] }, l + h);
       if (lo.clip !== hi.clip) clipAmbiguous++;
       if (lo.lower !== hi.lower) lowerAmbiguous++;
-      const dl = k.loss === 'gspo' || gmpo ? l - d.old[t] : clip(l - d.old[t], -k.logClamp, k.logClamp);
+      const dl =
+        k.loss === 'gspo' || gmpo
+          ? l - d.old[t]
+          : clip(l - d.old[t], vespo ? -20 : -k.logClamp, vespo ? 20 : k.logClamp);
       ppoKl -= dl;
       ppoKlAbs += Math.abs(dl);
       if (k.kl) {
@@ -664,17 +757,47 @@ export function refPolicy(d: PolicyData, k: RefConv): PolicyRef {
       ratioMin = Math.min(ratioMin, here.s.rho);
       ratioMax = Math.max(ratioMax, here.s.rho);
     }
+    const abs = (xs: number[]) => xs.reduce((a, x) => a + Math.abs(x), 0);
+    lossSums += sumScale(pgTerms) - abs(pgTerms) + sumScale(klTerms) - abs(klTerms);
+    lossSums += sumScale(hTerms) - abs(hTerms);
   }
-  // The gradient's scale: max|g|, and for gmpo each response's Σ|c·A|·s_r/(n_r + 1e-8) grown by its
-  // log-sum's Σ|terms| (the f32 sums Q_r = Σ w·A and Σ Δ̂ err by about u·Σ|terms|; per-token advantages
-  // of both signs may cancel in Q_r far below its terms).
+  if (Number.isFinite(lossSums)) lossScale += lossSums;
+  // The gradient's scale: max|g|, or the token's policy and KL parts where they cancel below it (found
+  // by the cpu fuzz, 2026-11-29: reinforce with a k1 KL, A ≈ β, one token); for gmpo each response's
+  // Σ|c·A|·s_r/(n_r + 1e-8) grown by its log-sum's error scale (the f32 sums Q_r = Σ w·A and Σ Δ̂ err by
+  // about u·Σ|terms|; per-token advantages of both signs may cancel in Q_r far below its terms); for
+  // vespo the policy part grown by φ's error scale.
   const gMax = maxAbs(grad);
-  const gradScale = new Float64Array(T).fill(gMax);
+  const gradScale = Float64Array.from(gradParts, (x) => (Number.isFinite(x) ? Math.max(gMax, x) : gMax));
+  if (k.loss === 'sapo') {
+    // sapo's saturated gradient e^{−z}·s²·ρ, z = τ(ρ − 1), ρ = e^Δ: Δ = ℓ − ℓ° rounded once (u/2·|Δ|)
+    // moves it by τρ·|Δ| times that, relative (the webgpu fuzz, 2026-11-29: ρ ≈ 70, 1.08× the old bound).
+    for (let r = 0; r < R; r++)
+      for (const t of toks[r]) {
+        // (The gradient analytically, 4·σ'(z)·ρ·|A| times c: the finite difference of a saturated σ is
+        // noise far above it.)
+        const dc = clip(d.lp[t] - d.old[t], -k.logClamp, k.logClamp);
+        const tau = d.adv[t] > 0 ? k.tauPos : k.tauNeg;
+        const rho = Math.exp(dc);
+        const ez = Math.exp(-Math.abs(tau * (rho - 1)));
+        const g = Math.abs(cPg[t] * 4 * (ez / (1 + ez) ** 2) * rho * d.adv[t]);
+        const e = (g * tau * rho * Math.abs(dc)) / 16;
+        if (Number.isFinite(e)) gradScale[t] = Math.max(gradScale[t], e);
+      }
+  }
+  if (vespo) {
+    // φ errs relative by about u·vespoAbs: the policy part of the gradient, c·φ·A, by that much.
+    for (let r = 0; r < R; r++)
+      for (const t of toks[r]) {
+        const e = Math.abs(cPg[t] * vespoPhi(k, d.adv[t], logW[r]) * d.adv[t]) * (1 + vespoAbs[r]);
+        if (Number.isFinite(e)) gradScale[t] = Math.max(gradScale[t], e);
+      }
+  }
   if (gmpo) {
     for (let r = 0; r < R; r++) {
       const pAbs = toks[r].reduce((s, u) => s + Math.abs(cPg[u] * d.adv[u]), 0);
       const e = (pAbs * Math.exp(logS[r]) * (1 + logSAbs[r])) / (n[r] + 1e-8);
-      for (const t of toks[r]) if (Number.isFinite(e)) gradScale[t] = Math.max(gMax, e);
+      for (const t of toks[r]) if (Number.isFinite(e)) gradScale[t] = Math.max(gradScale[t], e);
     }
   }
   const N = nTokLocal;
@@ -1074,7 +1197,9 @@ export function verlLoss(d: PolicyData, s: VerlSpec): TrainerRef {
 }
 
 export interface TrlSpec {
-  lossType: 'grpo' | 'bnpo' | 'dr_grpo' | 'dapo' | 'cispo' | 'sapo';
+  lossType: 'grpo' | 'bnpo' | 'dr_grpo' | 'dapo' | 'cispo' | 'sapo' | 'luspo' | 'vespo';
+  /** vespo_k_pos, vespo_lambda_pos, vespo_k_neg, vespo_lambda_neg (default 2, 3, 3, 2). */
+  vespo?: [number, number, number, number];
   level: 'token' | 'sequence';
   epsHigh?: number;
   delta?: number;
@@ -1122,7 +1247,24 @@ export function trlLoss(d: PolicyData, s: TrlSpec): TrainerRef {
     }
     const coef1 = map2(liw, Math.exp);
     let ptl: number[][];
-    if (s.lossType === 'cispo') {
+    if (s.lossType === 'vespo') {
+      // get_gamma_weights (under no_grad: from the detached log-probs): w = e^{clamp(Σ clamp(log ratio,
+      // ±20)·mask + Σ clamp(log IS ratio, log 1e-8, 20), log 1e-8, 20)}, log φ = λ + k·log w − λ·w,
+      // φ = nan_to_num(e^{log φ}, 0, 0) in f32; per_token_loss = −φ·A·logp.
+      const lo = Math.log(1e-8);
+      const lr = map2(sg, (l, i, j) => clip(l - old[i][j], -20, 20));
+      const seq = rowSums(mul(lr, m)).map((x, i) =>
+        clip(x + (isr ? isr[i].reduce((a, r) => a + clip(Math.log(r), lo, 20), 0) : 0), lo, 20),
+      );
+      const [kp, lp, kn, ln] = s.vespo ?? [2, 3, 3, 2];
+      const phi = map2(A, (a, i) => {
+        const k = a >= 0 ? kp : kn;
+        const lam = Math.max(a >= 0 ? lp : ln, 1e-4);
+        const v = Math.exp(lam + k * seq[i] - lam * Math.exp(seq[i]));
+        return v > 3.4028234663852886e38 ? 0 : v;
+      });
+      ptl = map2(live, (l, i, j) => -phi[i][j] * A[i][j] * l);
+    } else if (s.lossType === 'cispo') {
       const sgLiw = map2(sg, (l, i, j) => l - old[i][j]);
       ptl = map2(live, (l, i, j) => -Math.min(Math.exp(sgLiw[i][j]), epsHigh) * A[i][j] * l);
     } else if (s.lossType === 'sapo') {
@@ -1137,7 +1279,7 @@ export function trlLoss(d: PolicyData, s: TrlSpec): TrainerRef {
         return -Math.min(c1 * A[i][j], c2 * A[i][j]);
       });
     }
-    if (isr) ptl = mul(ptl, isr);
+    if (isr && s.lossType !== 'vespo') ptl = mul(ptl, isr);
     if (s.beta) {
       const kl = map2(live, (l, i, j) => Math.exp(ref![i][j] - l) - (ref![i][j] - l) - 1);
       ptl = map2(ptl, (x, i, j) => x + s.beta! * kl[i][j]);
@@ -1152,13 +1294,16 @@ export function trlLoss(d: PolicyData, s: TrlSpec): TrainerRef {
       loss = sum2(mul(ptl, m)) / Math.max(sum2(m), 1);
     } else if (s.lossType === 'dr_grpo') {
       loss = sum2(mul(ptl, m)) / (B * s.maxCompletionLength!);
+    } else if (s.lossType === 'luspo') {
+      // (per_token_loss · mask.sum(1)).mean() on the (B, 1) sequence-level loss (no IS, no KL here).
+      loss = rowSums(mul(ptl, m)).reduce((a, x) => a + x, 0) / B;
     } else {
       normalizer = Math.max(s.numItems ?? sum2(m), 1) / (s.processes ?? 1);
       loss = sum2(mul(ptl, m)) / normalizer;
     }
     if (s.entropyCoef) {
       const eLoss =
-        s.lossType === 'cispo' || s.lossType === 'dapo'
+        s.lossType === 'cispo' || s.lossType === 'dapo' || s.lossType === 'vespo'
           ? sum2(mul(ent!, m)) / normalizer
           : sum2(mul(ent!, m)) / Math.max(sum2(m), 1);
       loss -= s.entropyCoef * eLoss;
@@ -1166,7 +1311,13 @@ export function trlLoss(d: PolicyData, s: TrlSpec): TrainerRef {
     return loss;
   };
   const out = fdTrainer(d, f);
-  if (s.lossType !== 'cispo' && s.lossType !== 'sapo' && s.level === 'token' && s.delta === undefined) {
+  if (
+    s.lossType !== 'cispo' &&
+    s.lossType !== 'sapo' &&
+    s.lossType !== 'vespo' &&
+    s.level === 'token' &&
+    s.delta === undefined
+  ) {
     // clip_ratio/region_mean (global_masked_mean of is_low_clipped | is_high_clipped) and the KL metric.
     const lp = pad(d, d.lp);
     const region = map2(lp, (l, i, j) => {
@@ -1309,6 +1460,32 @@ function specs(): CaseSpec[] {
     data: { ...base, seed: 135 },
     options: { loss: 'sapo', sapoTau: { pos: 0.5, neg: 2 } },
   });
+  // vespo (TRL): the gamma weight φ(W_r) of the response's ratio W_r = e^{Σ clamp(Δ, ±20)} (clamped to
+  // [1e-8, e^20]), a stop-gradient; ln W_r's f32 sum errs by u·Σ|Δ|, φ by |k − λW| times that.
+  out.push({
+    name: 'vespo, its gamma weights (k, λ) = (1, 0.5) and (4, 1), W near 1',
+    data: { ...base, seed: 146, spread: 0.04 },
+    options: { loss: 'vespo', vespo: { kPos: 1, lambdaPos: 0.5, kNeg: 4, lambdaNeg: 1 }, tokenLoss: true },
+  });
+  out.push({
+    name: 'vespo, W clamped to [1e-8, e^20] and φ beyond f32 as 0 (k = 6, λ = 1e-9)',
+    data: () => {
+      const d = makeData({ seed: 147, lengths: [5, 9, 3, 12, 4], spread: 0.2 });
+      // Responses 0 and 2: Σ Δ far below ln 1e-8 and far above 20 (W at its clamps); 4: Σ Δ ≈ 19.
+      // With A > 0 (k = 6) responses 2 and 4 have ln φ ≈ 120 and 114: past f32, so φ = 0.
+      for (const [r, shift] of [
+        [0, -30],
+        [2, 40],
+        [4, 19 / 4],
+      ] as const)
+        for (let t = d.offsets[r]; t < d.offsets[r + 1]; t++) {
+          d.old[t] = d.lp[t] - shift;
+          d.adv[t] = r === 0 ? -0.8 : 1.2;
+        }
+      return d;
+    },
+    options: { loss: 'vespo', vespo: { kPos: 6, lambdaPos: 1e-9, kNeg: 3, lambdaNeg: 2 }, tokenLoss: true },
+  });
   // gmpo (verl's geo_mean): the log-ratio clipped on the advantage's side only, its mean over the
   // response exponentiated; ℓ_t's gradient through s_r reaches every token of the response.
   out.push({
@@ -1427,6 +1604,22 @@ function specs(): CaseSpec[] {
     options: { rolloutCorrection: { level: 'sequence', upper: 3 } },
   });
 
+  out.push({
+    name: 'vespo, token rollout mask (weights folded into W; a masked weight as 1e-8), k3 KL',
+    data: { ...base, seed: 186, roll: true, ref: true, rollSpread: 0.5, spread: 0.1 },
+    options: {
+      loss: 'vespo',
+      rolloutCorrection: { level: 'token', mode: 'mask', lower: 0.6, upper: 1.6 },
+      kl: { coef: 0.1 },
+      tokenLoss: true,
+    },
+  });
+  out.push({
+    name: 'vespo, token rollout truncate, device mask, per-token advantages',
+    data: { ...base, seed: 187, roll: true, rollSpread: 0.2, spread: 0.05, perResponse: false },
+    options: { loss: 'vespo', rolloutCorrection: { level: 'token', upper: 1.3 }, tokenLoss: true },
+    how: { tensors: true, deviceMask: true },
+  });
   out.push({
     name: 'gmpo, token rollout truncate normalised, k3 KL, entropy',
     data: { ...base, seed: 183, roll: true, ref: true, rollSpread: 0.6 },
@@ -1609,6 +1802,9 @@ function specs(): CaseSpec[] {
     ['logprobs, gspo (the whole response)', 'lp', { loss: 'gspo' }],
     ['logprobs, gmpo (the whole response)', 'lp', { loss: 'gmpo' }],
     ['advantages, gmpo (the whole response)', 'adv', { loss: 'gmpo' }],
+    ['logprobs, vespo (the whole response)', 'lp', { loss: 'vespo' }],
+    ['advantages, vespo', 'adv', { loss: 'vespo' }],
+    ['rolloutLogprobs, vespo (token weights in W)', 'roll', { loss: 'vespo', rolloutCorrection: {} }],
     ['refLogprobs, k3 KL', 'ref', { kl: { coef: 0.1 } }],
     ['refLogprobs, k1 KL', 'ref', { kl: { estimator: 'k1', coef: 0.1 } }],
     ['rolloutLogprobs, token weights, mask mode', 'roll', { rolloutCorrection: { mode: 'mask' } }],
@@ -1872,6 +2068,53 @@ function specs(): CaseSpec[] {
     data: { ...pd, seed: 315, spread: 1 },
     options: { preset: 'trl', loss: 'sapo' },
     parity: (d) => trlLoss(d, { lossType: 'sapo', level: 'token' }),
+  });
+  // TRL's luspo is gspo (its sequence-level ratio) with each sequence's loss times its length, averaged
+  // over every sequence: seq-mean-token-sum over all B under preset 'trl'.
+  out.push({
+    name: 'TRL luspo = gspo with seq-mean-token-sum',
+    data: { ...pd, seed: 317, spread: 0.3 },
+    options: { preset: 'trl', loss: 'gspo', aggregation: 'seq-mean-token-sum' },
+    parity: (d) => trlLoss(d, { lossType: 'luspo', level: 'sequence' }),
+  });
+  // TRL's vespo: φ(W) of the sequence ratio (token IS ratios folded into W), Σ / num_items_in_batch.
+  out.push({
+    name: 'TRL vespo, token_mask IS folded into W, global counts, entropy',
+    data: { ...pd, seed: 318, spread: 0.15, rollSpread: 0.3 },
+    options: {
+      preset: 'trl',
+      loss: 'vespo',
+      globalTokens: 90,
+      rolloutCorrection: { level: 'token', upper: 1.5 },
+      entropyCoef: 0.01,
+    },
+    parity: (d) =>
+      trlLoss(d, {
+        lossType: 'vespo',
+        level: 'token',
+        numItems: 90,
+        is: { mode: 'token_mask', max: 1.5 },
+        entropyCoef: 0.01,
+      }),
+  });
+  out.push({
+    name: 'TRL vespo, (k, λ) = (1, 0.5) and (4, 1), token_truncate IS, k3 KL',
+    data: { ...pd, seed: 319, spread: 0.1, rollSpread: 0.2 },
+    options: {
+      preset: 'trl',
+      loss: 'vespo',
+      vespo: { kPos: 1, lambdaPos: 0.5, kNeg: 4, lambdaNeg: 1 },
+      rolloutCorrection: { level: 'token', mode: 'truncate', lower: 0.5 },
+      kl: { coef: 0.05 },
+    },
+    parity: (d) =>
+      trlLoss(d, {
+        lossType: 'vespo',
+        level: 'token',
+        vespo: [1, 0.5, 4, 1],
+        is: { mode: 'token_truncate', max: 3, min: 0.5 },
+        beta: 0.05,
+      }),
   });
   out.push({
     name: 'TRL sequence-level importance sampling = gspo',

@@ -775,10 +775,12 @@ async function policyCase(r: Rand, s: Session): Promise<void> {
   };
   if (aggregation === 'seq-mean-token-sum-norm') o.scaleFactor = r.pick([1, 3, 64, 2048]);
   if (r.bool(0.3)) o.preset = r.pick(PRESETS);
-  if (['ppo', 'gspo', 'cispo'].includes(loss) && r.bool(0.35)) o.clipLow = r.pick([0.1, 0.2, 1e-3]);
-  if (['ppo', 'gspo', 'cispo'].includes(loss) && r.bool(0.35)) o.clipHigh = r.pick([0.28, 0.5, 5]);
+  if (['ppo', 'gspo', 'cispo', 'gmpo'].includes(loss) && r.bool(0.35)) o.clipLow = r.pick([0.1, 0.2, 1e-3]);
+  if (['ppo', 'gspo', 'cispo', 'gmpo'].includes(loss) && r.bool(0.35)) o.clipHigh = r.pick([0.28, 0.5, 5]);
   if (loss === 'ppo' && r.bool(0.3)) o.dualClip = r.pick([3, 1.5, 'off'] as const);
   if (loss === 'sapo' && r.bool(0.4)) o.sapoTau = { pos: r.pick([1, 0.5]), neg: r.pick([1.05, 2]) };
+  if (loss === 'vespo' && r.bool(0.4))
+    o.vespo = { kPos: r.pick([2, 1]), lambdaPos: r.pick([3, 0.5]), kNeg: r.pick([3, 4]), lambdaNeg: 2 };
   if (r.bool(0.3)) o.ranks = r.int(1, 4);
   const kl = r.bool(0.4);
   if (kl)
@@ -788,7 +790,7 @@ async function policyCase(r: Rand, s: Session): Promise<void> {
   const roll = r.bool(0.3);
   if (roll)
     o.rolloutCorrection = {
-      level: r.pick(ROLLOUT_LEVELS),
+      level: loss === 'vespo' ? 'token' : r.pick(ROLLOUT_LEVELS), // (vespo: token weights only)
       mode: r.pick(ROLLOUT_MODES),
       ...(r.bool(0.3) ? { lower: 0.5, upper: r.pick([2, 3, 5]) } : {}),
     };

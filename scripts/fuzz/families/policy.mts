@@ -83,6 +83,15 @@ export const policyFamily: Family = {
       o.logRatioClamp = r.pick([20, 5, 0.5, 'off'] as const);
     if (uses('ppo', 'gspo') && r.bool(0.2)) o.delta = r.pick([1.05, 1.5, 2, 4]);
     if (uses('sapo') && r.bool(0.4)) o.sapoTau = { pos: r.pick([1, 0.5, 3]), neg: r.pick([1.05, 2, 0.1]) };
+    // (k, λ) with φ = e^{λ + k·ln W − λ·W} well inside f32 (its largest: e^{k·ln(k/λ) − k + λ}); the
+    // case table holds φ past f32 (k 6, λ 1e-9), where a response's f32 sum of its L overflows too.
+    if (uses('vespo') && r.bool(0.4))
+      o.vespo = {
+        kPos: r.pick([2, 1, 0, 6]),
+        lambdaPos: r.pick([3, 0.5, 0.05]),
+        kNeg: r.pick([3, 4, -1]),
+        lambdaNeg: r.pick([2, 1, 8]),
+      };
     if (r.bool(0.4)) {
       const refSpread = r.pick([1e-4, 1e-2, 0.3, 3]);
       data.ref = Float32Array.from(lp, (v) => v + r.normal() * refSpread);
@@ -94,10 +103,12 @@ export const policyFamily: Family = {
     }
     if (r.bool(0.3)) {
       data.roll = Float32Array.from(old, (v) => v + r.normal() * 0.2);
+      // vespo takes token-level, unnormalised weights only (RANGE otherwise; one case in ten tries).
+      const vespoRoll = o.loss === 'vespo' && !loose;
       o.rolloutCorrection = {
-        level: r.pick(ROLLOUT_LEVELS),
+        level: vespoRoll ? 'token' : r.pick(ROLLOUT_LEVELS),
         mode: r.pick(ROLLOUT_MODES),
-        normalize: r.bool(0.3),
+        normalize: vespoRoll ? false : r.bool(0.3),
         ...(r.bool(0.3) ? { lower: 0.5, upper: r.pick([2, 3, 5]) } : {}),
       };
     }
