@@ -21,7 +21,7 @@
  * streaming read of as many bytes as the op moves (so from the same level of the memory hierarchy):
  * where the js reference is already within 20x of the memory system, these rows show it.
  * policyLoss (bench/policy.bench.ts's case: ppo, k3 KL, entropy bonus, token-level rollout correction,
- * token-mean, on 1M tokens in 64k responses; and the same with loss gmpo) also gets that read probe of its own bytes (issue 15's
+ * token-mean, on 1M tokens in 64k responses; and the same with losses gmpo and vespo) also gets that read probe of its own bytes (issue 15's
  * goal: at least 30% of its rate); its js reference runs the same case on 4096 responses.
  *
  *   npm run bench:cpu                          # = tsx bench/run.ts cpu → bench/out/cpu.json
@@ -481,6 +481,12 @@ export async function runCpuBench(
   const gmJsCase = policyLossCase(4096, 16, 'gmpo');
   const gm = chosen(gmName) ? await gmCase.setup(ctx as unknown as CaseContext) : undefined;
   const gmJs = gm ? await gmJsCase.setup(js as unknown as CaseContext) : undefined;
+  // And vespo (token-mean; its pass A sums the clamped log-ratios and the token weights' logs).
+  const veName = 'policyLoss vespo 1M tokens, 64k responses';
+  const veCase = policyLossCase(65536, 16, 'vespo');
+  const veJsCase = policyLossCase(4096, 16, 'vespo');
+  const ve = chosen(veName) ? await veCase.setup(ctx as unknown as CaseContext) : undefined;
+  const veJs = ve ? await veJsCase.setup(js as unknown as CaseContext) : undefined;
 
   const disposeAll = (ts: (Tensor | undefined)[]) => {
     for (const t of ts) t?.dispose();
@@ -694,6 +700,18 @@ export async function runCpuBench(
           ownRead: true,
         },
       }),
+    ...(ve &&
+      veJs && {
+        [veName]: {
+          run: async () => disposeOutputs(await ve.run()),
+          amount: veCase.sizes.T,
+          unit: 'G tok/s',
+          bytes: ve.bytes,
+          js: async () => disposeOutputs(await veJs.run()),
+          jsAmount: veJsCase.sizes.T,
+          ownRead: true,
+        },
+      }),
   };
   for (const name of Object.keys(ops)) if (!chosen(name)) delete ops[name];
   // A buffer of each light op's byte count, for its own read probe.
@@ -748,6 +766,8 @@ export async function runCpuBench(
   plJs?.dispose();
   gm?.dispose();
   gmJs?.dispose();
+  ve?.dispose();
+  veJs?.dispose();
   if (ort.version) notes.push(`ONNX Runtime ${ort.version} (onnxruntime-node), 1 and ${T} intra-op threads`);
 
   const lmhead = chosen('lmhead') ? await measureLmhead(ctx, js, dev, ort, T, rounds, notes) : undefined;

@@ -76,6 +76,7 @@ export function benchCases(tier: Tier): BenchCase[] {
     // 1M tokens in 64k responses (the size) on a GPU; 64k tokens in 4k on cpu.
     gpu ? policyLossCase(65536, 16) : policyLossCase(4096, 16),
     gpu ? policyLossCase(65536, 16, 'gmpo') : policyLossCase(4096, 16, 'gmpo'),
+    gpu ? policyLossCase(65536, 16, 'vespo') : policyLossCase(4096, 16, 'vespo'),
   ];
 }
 

@@ -4,8 +4,8 @@
  *
  * policyLoss on T ≈ responses·meanLength tokens in `responses` ragged responses (lengths 1 to
  * 2·meanLength − 1): ppo (or `loss`) with a k3 KL, an entropy bonus and token-level rollout correction,
- * the loss's default aggregation (ppo: token-mean; gmpo: seq-mean-token-mean, on the per-response path
- * of the GPU kernels), no mask (a packed batch has no padding). Bytes: six f32 inputs read and two f32
+ * the loss's default aggregation (ppo, vespo: token-mean; gmpo: seq-mean-token-mean; gmpo and vespo on
+ * the per-response path of the GPU kernels), no mask (a packed batch has no padding). Bytes: six f32 inputs read and two f32
  * outputs written per token (the floor; the kernels read each input twice, the second time from
  * cache), the offsets.
  */
