@@ -59,6 +59,8 @@ const U = 2 ** -24;
  *   atol 2⁻¹²⁶, as the gradient's: vespo's φ passes below f32's normal range (1e-52 in f64, 0 in f32).
  * - loss: f32 sums over T tokens (per lane a strided run, then fixed trees), relative to Σ|terms|
  *   (scale): 2⁻¹⁹ ≈ 1.9e-6 (32u). Measured ≤ 0.27 (webgpu; 0.0085 of 2⁻¹⁴).
+ *   atol 2⁻¹²⁶: a loss below f32's normal range is a subnormal of a few bits (vespo's tiny φ: 9.2e-44
+ *   on cuda against 9.0e-44, the cuda fuzz, 2026-11-29, seed 9860117).
  * - stats: means are the same kind of sums (scale = the mean of |terms|), counts are exact but for the
  *   tokens (or rollout units) whose ratio lies within its rounding of a clip bound, which may land on
  *   either side (terms = their share, stol 1), min and max single values (rtol, e^Δ's rounding):
@@ -69,7 +71,7 @@ const U = 2 ** -24;
  *   responses of 300 tokens, webgpu up to 4.2× the old bound).
  */
 export const POLICY_TOLERANCES: Readonly<Record<string, Tolerance>> = {
-  loss: { atol: 0, rtol: 2 * U, crtol: 2 ** -19 },
+  loss: { atol: 2 ** -126, rtol: 2 * U, crtol: 2 ** -19 },
   gradLogprobs: { atol: 2 ** -126, rtol: 2 * U, crtol: 2 ** -17 },
   gradEntropy: { atol: 0, rtol: 2 ** -21 },
   tokenLoss: { atol: 2 ** -126, rtol: 2 * U, crtol: 2 ** -20 },
