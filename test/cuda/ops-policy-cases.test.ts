@@ -6,6 +6,7 @@
  */
 import type { PolicyLossOptions } from '../../src/api/policy.js';
 import { policyTuning } from '../../src/backends/cuda/policy.js';
+import type { Context } from '../../src/context.js';
 import { firstBitDiff } from '../cases/check.js';
 import { concat, makeData, POLICY_CASES, type PolicyData, runPolicy } from '../cases/policy.js';
 import { type Case, type Outputs, openBackends, runCaseTable } from '../cases/runner.js';
@@ -16,100 +17,12 @@ runCaseTable('policyLoss', POLICY_CASES, backends);
 
 const PER_TOKEN = ['gradLogprobs', 'gradEntropy', 'tokenLoss'] as const;
 
-/** A gmpo batch: per-token advantages of both signs (and zeros), lengths from 0 to a few thousand. */
-function gmpoData(seed: number, lengths: number[]): PolicyData {
-  const d = makeData({ seed, lengths, perResponse: false, ent: true, ref: true, roll: true, maskP: 0.15 });
-  for (let t = 0; t < d.adv.length; t += 7) d.adv[t] = 0;
-  return d;
-}
-
-function perTokenDiffs(a: Outputs, b: Outputs, what: string, at = 0): string[] {
-  const problems: string[] = [];
-  for (const k of PER_TOKEN) {
-    const x = (a[k].data as Float32Array).subarray(at, at + b[k].data.length);
-    const i = firstBitDiff(x, b[k].data);
-    if (i >= 0) problems.push(`${what}: ${k}[${i}] ${x[i]} ≠ ${b[k].data[i]}`);
-  }
-  return problems;
-}
-
-const GMPO_CASES: Case[] = [
-  {
-    kind: 'self',
-    name: 'gmpo: a response (2500 tokens, several lane strides) gets the same bits at any position in any batch',
-    run: async (ctx) => {
-      // Host scales (globalSequences) and no normalisation: the response's outputs are its own.
-      const options: PolicyLossOptions = {
-        loss: 'gmpo',
-        rolloutCorrection: { level: 'sequence' },
-        kl: { coef: 0.1 },
-        entropyCoef: 0.01,
-        tokenLoss: true,
-        globalSequences: 50,
-      };
-      const probe = gmpoData(500, [2500]);
-      const alone = await runPolicy(ctx, probe, options);
-      const problems: string[] = [];
-      for (const [seed, before, after] of [
-        [501, 3, 0],
-        [502, 0, 17],
-        [503, 200, 40],
-      ] as const) {
-        const a = gmpoData(
-          seed,
-          Array.from({ length: before }, (_, i) => (i * 37) % 61),
-        );
-        const b = gmpoData(
-          seed + 1000,
-          Array.from({ length: after }, (_, i) => (i * 53) % 67),
-        );
-        const out = await runPolicy(ctx, concat([a, probe, b]), options);
-        problems.push(...perTokenDiffs(out, alone, `${before} responses before`, a.lp.length));
-      }
-      return problems;
-    },
-  },
-  {
-    kind: 'self',
-    name: 'gmpo: responses per block and a forced warp path change no per-token bit (device scales)',
-    run: async (ctx) => {
-      // Counts on the device (a device mask): exact, so the scales keep their bits across the chunkings.
-      const d = gmpoData(510, [0, 1, 300, 3000, 5, 0, 37, 1, 64, 33, 31, 32, 33, 2, 1800, 7, 9, 11, 0, 4]);
-      const options: PolicyLossOptions = {
-        loss: 'gmpo',
-        rolloutCorrection: { level: 'token', mode: 'mask', lower: 0.5, upper: 1.8 },
-        kl: { coef: 0.1 },
-        entropyCoef: 0.01,
-        tokenLoss: true,
-      };
-      const how = { deviceMask: true };
-      const base = await runPolicy(ctx, d, options, how);
-      const problems: string[] = [];
-      for (const [what, set] of [
-        ['chunkResponses 8', () => (policyTuning.chunkResponses = 8)],
-        ['chunkResponses 16', () => (policyTuning.chunkResponses = 16)],
-        ['path warp', () => (policyTuning.path = 'warp')],
-      ] as const) {
-        set();
-        try {
-          problems.push(...perTokenDiffs(await runPolicy(ctx, d, options, how), base, what));
-        } finally {
-          policyTuning.chunkResponses = 0;
-          policyTuning.path = 'auto';
-        }
-      }
-      return problems;
-    },
-  },
-];
-
-runCaseTable('policyLoss gmpo layouts', GMPO_CASES, backends);
-
 /**
- * A vespo batch: per-token advantages of both signs (and zeros), Δ = ℓ − ℓ° and the rollout log-weights
- * spread by `spread` (small for long responses, so that ln W_r stays inside its clamps and φ moves).
+ * A batch for the layout checks: per-token advantages of both signs (and zeros), Δ = ℓ − ℓ° and the
+ * rollout log-weights spread by `spread` (vespo's small for long responses, so that ln W_r stays inside
+ * its clamps and φ moves).
  */
-function vespoData(seed: number, lengths: number[], spread: number): PolicyData {
+function layoutData(seed: number, lengths: number[], spread?: number): PolicyData {
   const d = makeData({
     seed,
     lengths,
@@ -125,98 +38,147 @@ function vespoData(seed: number, lengths: number[], spread: number): PolicyData 
   return d;
 }
 
-const VESPO_CASES: Case[] = [
-  {
-    kind: 'self',
-    name: 'vespo: a response (2500 tokens, several lane strides) gets the same bits at any position in any batch',
-    run: async (ctx) => {
-      // Host scales (globalTokens) and token-level weights folded into W_r.
-      const policy: PolicyLossOptions = {
+function perTokenDiffs(a: Outputs, b: Outputs, what: string, at = 0): string[] {
+  const problems: string[] = [];
+  for (const k of PER_TOKEN) {
+    const x = (a[k].data as Float32Array).subarray(at, at + b[k].data.length);
+    const i = firstBitDiff(x, b[k].data);
+    if (i >= 0) problems.push(`${what}: ${k}[${i}] ${x[i]} ≠ ${b[k].data[i]}`);
+  }
+  return problems;
+}
+
+interface LayoutSpec {
+  loss: 'gmpo' | 'vespo';
+  seed: number;
+  /** The probe's spread and the fillers' (layoutData). */
+  spread?: [number, number];
+  /** The batch-position check: host scales, no normalisation (the response's outputs are its own). */
+  position: PolicyLossOptions;
+  /** The chunking check: counts on the device (exact, so the scales keep their bits). */
+  chunks: PolicyLossOptions;
+  /** More problems found on the probe alone (vespo: φ is neither 0 nor +Inf on either sign of A). */
+  probe?: (ctx: Context, probe: PolicyData, position: PolicyLossOptions) => Promise<string[]>;
+}
+
+/** gmpo's and vespo's checks on the warp path (a response's sums are its warp's alone). */
+function layoutCases({ loss, seed, spread, position, chunks, probe: probeCheck }: LayoutSpec): Case[] {
+  const [sp, sf] = spread ?? [undefined, undefined];
+  return [
+    {
+      kind: 'self',
+      name: `${loss}: a response (2500 tokens, several lane strides) gets the same bits at any position in any batch`,
+      run: async (ctx) => {
+        const options: PolicyLossOptions = {
+          ...position,
+          kl: { coef: 0.1 },
+          entropyCoef: 0.01,
+          tokenLoss: true,
+        };
+        const probe = layoutData(seed, [2500], sp);
+        const alone = await runPolicy(ctx, probe, options);
+        const problems = probeCheck ? await probeCheck(ctx, probe, position) : [];
+        for (const [s, before, after] of [
+          [seed + 1, 3, 0],
+          [seed + 2, 0, 17],
+          [seed + 3, 200, 40],
+        ] as const) {
+          const a = layoutData(
+            s,
+            Array.from({ length: before }, (_, i) => (i * 37) % 61),
+            sf,
+          );
+          const b = layoutData(
+            s + 1000,
+            Array.from({ length: after }, (_, i) => (i * 53) % 67),
+            sf,
+          );
+          const out = await runPolicy(ctx, concat([a, probe, b]), options);
+          problems.push(...perTokenDiffs(out, alone, `${before} responses before`, a.lp.length));
+        }
+        return problems;
+      },
+    },
+    {
+      kind: 'self',
+      name: `${loss}: responses per block and a forced warp path change no per-token bit; a forced flat path is refused`,
+      run: async (ctx) => {
+        const d = layoutData(
+          seed + 10,
+          [0, 1, 300, 3000, 5, 0, 37, 1, 64, 33, 31, 32, 33, 2, 1800, 7, 9, 11, 0, 4],
+          sp === undefined ? undefined : sf / 6,
+        );
+        const options: PolicyLossOptions = {
+          ...chunks,
+          kl: { coef: 0.1 },
+          entropyCoef: 0.01,
+          tokenLoss: true,
+        };
+        const how = { deviceMask: true };
+        const base = await runPolicy(ctx, d, options, how);
+        const problems: string[] = [];
+        for (const [what, set] of [
+          ['chunkResponses 8', () => (policyTuning.chunkResponses = 8)],
+          ['chunkResponses 16', () => (policyTuning.chunkResponses = 16)],
+          ['path warp', () => (policyTuning.path = 'warp')],
+        ] as const) {
+          set();
+          try {
+            problems.push(...perTokenDiffs(await runPolicy(ctx, d, options, how), base, what));
+          } finally {
+            policyTuning.chunkResponses = 0;
+            policyTuning.path = 'auto';
+          }
+        }
+        policyTuning.path = 'flat';
+        try {
+          await runPolicy(ctx, d, options, how);
+          problems.push(`${loss} on the forced flat path was not refused`);
+        } catch (e) {
+          if (!/the flat path needs a loss other than gspo, gmpo and vespo/.test(String(e)))
+            problems.push(`${loss} on the forced flat path: ${e}`);
+        } finally {
+          policyTuning.path = 'auto';
+        }
+        return problems;
+      },
+    },
+  ];
+}
+
+runCaseTable(
+  'policyLoss gmpo and vespo layouts',
+  [
+    ...layoutCases({
+      loss: 'gmpo',
+      seed: 500,
+      position: { loss: 'gmpo', rolloutCorrection: { level: 'sequence' }, globalSequences: 50 },
+      chunks: { loss: 'gmpo', rolloutCorrection: { level: 'token', mode: 'mask', lower: 0.5, upper: 1.8 } },
+    }),
+    ...layoutCases({
+      loss: 'vespo',
+      seed: 600,
+      spread: [0.004, 0.3],
+      // Token-level weights folded into W_r; mask mode: a masked weight enters ln W_r as ln 1e-8.
+      position: {
         loss: 'vespo',
         vespo: { kPos: 1.5, lambdaPos: 0.7, kNeg: 3, lambdaNeg: 2 },
         rolloutCorrection: { level: 'token', lower: 0.9, upper: 1.1 },
-        tokenLoss: true,
         globalTokens: 9000,
-      };
-      const options: PolicyLossOptions = { ...policy, kl: { coef: 0.1 }, entropyCoef: 0.01 };
-      const probe = vespoData(600, [2500], 0.004);
-      const alone = await runPolicy(ctx, probe, options);
-      const problems: string[] = [];
-      // The policy term alone: −G·φ·A with φ > 0 on either sign of A, so the bits below carry W_r's.
-      const bare = (await runPolicy(ctx, probe, policy)).gradLogprobs.data;
-      for (const sign of [1, -1]) {
-        const t = probe.adv.findIndex((A, i) => A * sign > 0 && probe.mask![i] !== 0);
-        if (!(t >= 0 && bare[t] !== 0 && Number.isFinite(bare[t])))
-          problems.push(`no finite, nonzero policy gradient for sign ${sign} (φ = 0?)`);
-      }
-      for (const [seed, before, after] of [
-        [601, 3, 0],
-        [602, 0, 17],
-        [603, 200, 40],
-      ] as const) {
-        const a = vespoData(
-          seed,
-          Array.from({ length: before }, (_, i) => (i * 37) % 61),
-          0.3,
-        );
-        const b = vespoData(
-          seed + 1000,
-          Array.from({ length: after }, (_, i) => (i * 53) % 67),
-          0.3,
-        );
-        const out = await runPolicy(ctx, concat([a, probe, b]), options);
-        problems.push(...perTokenDiffs(out, alone, `${before} responses before`, a.lp.length));
-      }
-      return problems;
-    },
-  },
-  {
-    kind: 'self',
-    name: 'vespo: responses per block and a forced warp path change no per-token bit; a forced flat path is refused',
-    run: async (ctx) => {
-      // Counts on the device (a device mask): exact, so the scales keep their bits across the chunkings.
-      // Mask mode: a masked weight enters ln W_r as ln 1e-8.
-      const d = vespoData(
-        610,
-        [0, 1, 300, 3000, 5, 0, 37, 1, 64, 33, 31, 32, 33, 2, 1800, 7, 9, 11, 0, 4],
-        0.05,
-      );
-      const options: PolicyLossOptions = {
-        loss: 'vespo',
-        rolloutCorrection: { level: 'token', mode: 'mask', lower: 0.9, upper: 1.1 },
-        kl: { coef: 0.1 },
-        entropyCoef: 0.01,
-        tokenLoss: true,
-      };
-      const how = { deviceMask: true };
-      const base = await runPolicy(ctx, d, options, how);
-      const problems: string[] = [];
-      for (const [what, set] of [
-        ['chunkResponses 8', () => (policyTuning.chunkResponses = 8)],
-        ['chunkResponses 16', () => (policyTuning.chunkResponses = 16)],
-        ['path warp', () => (policyTuning.path = 'warp')],
-      ] as const) {
-        set();
-        try {
-          problems.push(...perTokenDiffs(await runPolicy(ctx, d, options, how), base, what));
-        } finally {
-          policyTuning.chunkResponses = 0;
-          policyTuning.path = 'auto';
+      },
+      chunks: { loss: 'vespo', rolloutCorrection: { level: 'token', mode: 'mask', lower: 0.9, upper: 1.1 } },
+      // The policy term alone: −G·φ·A with φ > 0 on either sign of A, so the bits compared carry W_r's.
+      probe: async (ctx, probe, policy) => {
+        const bare = (await runPolicy(ctx, probe, policy)).gradLogprobs.data;
+        const problems: string[] = [];
+        for (const sign of [1, -1]) {
+          const t = probe.adv.findIndex((A, i) => A * sign > 0 && probe.mask![i] !== 0);
+          if (!(t >= 0 && bare[t] !== 0 && Number.isFinite(bare[t])))
+            problems.push(`no finite, nonzero policy gradient for sign ${sign} (φ = 0?)`);
         }
-      }
-      policyTuning.path = 'flat';
-      try {
-        await runPolicy(ctx, d, options, how);
-        problems.push('vespo on the forced flat path was not refused');
-      } catch (e) {
-        if (!/the flat path needs a loss other than gspo, gmpo and vespo/.test(String(e)))
-          problems.push(`vespo on the forced flat path: ${e}`);
-      } finally {
-        policyTuning.path = 'auto';
-      }
-      return problems;
-    },
-  },
-];
-
-runCaseTable('policyLoss vespo layouts', VESPO_CASES, backends);
+        return problems;
+      },
+    }),
+  ],
+  backends,
+);

@@ -126,120 +126,84 @@ describe.skipIf(noGpu)('webgpu policyLoss: flat and response layouts', () => {
   });
 });
 
-describe.skipIf(noGpu)('webgpu policyLoss: gmpo on the response layout', () => {
-  // gmpo's per-response sums (Σ Δ̂, Q_r) come from the response's own pass A: a response's per-token
-  // bits do not depend on the chunk size or on what else is in the batch (global counts given).
-  it('a response’s per-token bits at any chunk size and batch position, host and device mask', async () => {
-    const { ctx } = gpu!;
-    const spec = { perResponse: false, ent: true, ref: true, roll: true, maskP: 0.1 };
-    const probe = makeData({ seed: 500, lengths: [300], ...spec });
-    const options: PolicyLossOptions = {
+/**
+ * gmpo's per-response sums (Σ Δ̂, Q_r) and vespo's ln W_r (Σ clamp(Δ, ±20) and the token weights'
+ * Σ clamp(ln w, ln 1e-8, 20)) come from the response's own pass A: a response's per-token bits do not
+ * depend on the chunk size or on what else is in the batch (global counts given).
+ */
+for (const { loss, seed, spec, options } of [
+  {
+    loss: 'gmpo',
+    seed: 500,
+    // Σλ over 300 tokens of spread 0.01 keeps the sequence weight inside [0.5, 2] (not masked to 0).
+    spec: { rollSpread: 0.01 },
+    options: {
       loss: 'gmpo',
-      kl: { coef: 0.1 },
-      entropyCoef: 0.01,
       rolloutCorrection: { level: 'sequence', mode: 'mask', lower: 0.5 },
-      globalSequences: 50,
-      tokenLoss: true,
-    };
-    const problems: string[] = [];
-    let first: Record<string, Float32Array> | undefined;
-    for (const [seed, before, after] of [
-      [501, 0, 0],
-      [502, 3, 5],
-      [503, 300, 2],
-    ] as const) {
-      const r = rng(seed);
-      const lens = (n: number) => Array.from({ length: n }, () => Math.floor(r() * 60));
-      const a = makeData({ seed, lengths: lens(before), ...spec });
-      const b = makeData({ seed: seed + 1000, lengths: lens(after), ...spec });
-      const d = concat([a, probe, b]);
-      const at = a.lp.length;
-      for (const chunkMultiple of [undefined, 1, 2]) {
-        for (const deviceMask of [false, true]) {
-          policyTuning.chunkMultiple = chunkMultiple;
-          const out = await runPolicy(ctx, d, options, { deviceMask });
-          const got: Record<string, Float32Array> = {};
-          for (const k of ['gradLogprobs', 'gradEntropy', 'tokenLoss'])
-            got[k] = (out[k].data as Float32Array).slice(at, at + probe.lp.length);
-          if (first === undefined) first = got;
-          else
-            for (const k of Object.keys(got)) {
-              const i = firstBitDiff(got[k], first[k]);
-              if (i >= 0)
-                problems.push(
-                  `${before} before, chunkMultiple ${chunkMultiple}, device mask ${deviceMask}: ${k}[${i}] ${got[k][i]} ≠ ${first[k][i]}`,
-                );
-            }
-        }
-      }
-    }
-    expect(problems).toEqual([]);
-  }, 120_000);
-});
-
-describe.skipIf(noGpu)('webgpu policyLoss: vespo on the response layout', () => {
-  // vespo's ln W_r (Σ clamp(Δ, ±20) and the token weights' Σ clamp(ln w, ln 1e-8, 20)) comes from the
-  // response's own pass A: a response's per-token bits do not depend on the chunk size or on what else
-  // is in the batch (global counts given).
-  it('a response’s per-token bits at any chunk size and batch position, host and device mask', async () => {
-    const { ctx } = gpu!;
+    } as PolicyLossOptions,
+  },
+  {
+    loss: 'vespo',
+    seed: 600,
     // Small spreads keep the probe's ln W_r (≈ ±1 over 300 tokens) inside its clamps and φ away from 0.
-    const spec = {
-      perResponse: false,
-      ent: true,
-      ref: true,
-      roll: true,
-      maskP: 0.1,
-      spread: 0.05,
-      rollSpread: 0.05,
-    };
-    const probe = makeData({ seed: 600, lengths: [300], ...spec });
-    const options: PolicyLossOptions = {
+    spec: { spread: 0.05, rollSpread: 0.05 },
+    options: {
       loss: 'vespo',
       vespo: { kPos: 1.5, lambdaPos: 0.5, kNeg: 4, lambdaNeg: 1 },
-      kl: { coef: 0.1 },
-      entropyCoef: 0.01,
       rolloutCorrection: { level: 'token', mode: 'truncate', lower: 0.9, upper: 1.05 },
       aggregation: 'seq-mean-token-mean',
-      globalSequences: 50,
-      tokenLoss: true,
-    };
-    const problems: string[] = [];
-    let first: Record<string, Float32Array> | undefined;
-    for (const [seed, before, after] of [
-      [601, 0, 0],
-      [602, 3, 5],
-      [603, 300, 2],
-    ] as const) {
-      const r = rng(seed);
-      const lens = (n: number) => Array.from({ length: n }, () => Math.floor(r() * 60));
-      const a = makeData({ seed, lengths: lens(before), ...spec });
-      const b = makeData({ seed: seed + 1000, lengths: lens(after), ...spec });
-      const d = concat([a, probe, b]);
-      const at = a.lp.length;
-      for (const chunkMultiple of [undefined, 1, 2]) {
-        for (const deviceMask of [false, true]) {
-          policyTuning.chunkMultiple = chunkMultiple;
-          const out = await runPolicy(ctx, d, options, { deviceMask });
-          const got: Record<string, Float32Array> = {};
-          for (const k of ['gradLogprobs', 'gradEntropy', 'tokenLoss'])
-            got[k] = (out[k].data as Float32Array).slice(at, at + probe.lp.length);
-          if (first === undefined) first = got;
-          else
-            for (const k of Object.keys(got)) {
-              const i = firstBitDiff(got[k], first[k]);
-              if (i >= 0)
-                problems.push(
-                  `${before} before, chunkMultiple ${chunkMultiple}, device mask ${deviceMask}: ${k}[${i}] ${got[k][i]} ≠ ${first[k][i]}`,
-                );
-            }
+    } as PolicyLossOptions,
+  },
+]) {
+  describe.skipIf(noGpu)(`webgpu policyLoss: ${loss} on the response layout`, () => {
+    it('a response’s per-token bits at any chunk size and batch position, host and device mask', async () => {
+      const { ctx } = gpu!;
+      const data = { perResponse: false, ent: true, ref: true, roll: true, maskP: 0.1, ...spec };
+      const probe = makeData({ seed, lengths: [300], ...data });
+      const all: PolicyLossOptions = {
+        ...options,
+        kl: { coef: 0.1 },
+        entropyCoef: 0.01,
+        globalSequences: 50,
+        tokenLoss: true,
+      };
+      const problems: string[] = [];
+      let first: Record<string, Float32Array> | undefined;
+      for (const [s, before, after] of [
+        [seed + 1, 0, 0],
+        [seed + 2, 3, 5],
+        [seed + 3, 300, 2],
+      ] as const) {
+        const r = rng(s);
+        const lens = (n: number) => Array.from({ length: n }, () => Math.floor(r() * 60));
+        const a = makeData({ seed: s, lengths: lens(before), ...data });
+        const b = makeData({ seed: s + 1000, lengths: lens(after), ...data });
+        const d = concat([a, probe, b]);
+        const at = a.lp.length;
+        for (const chunkMultiple of [undefined, 1, 2]) {
+          for (const deviceMask of [false, true]) {
+            policyTuning.chunkMultiple = chunkMultiple;
+            const out = await runPolicy(ctx, d, all, { deviceMask });
+            const got: Record<string, Float32Array> = {};
+            for (const k of ['gradLogprobs', 'gradEntropy', 'tokenLoss'])
+              got[k] = (out[k].data as Float32Array).slice(at, at + probe.lp.length);
+            if (first === undefined) first = got;
+            else
+              for (const k of Object.keys(got)) {
+                const i = firstBitDiff(got[k], first[k]);
+                if (i >= 0)
+                  problems.push(
+                    `${before} before, chunkMultiple ${chunkMultiple}, device mask ${deviceMask}: ${k}[${i}] ${got[k][i]} ≠ ${first[k][i]}`,
+                  );
+              }
+          }
         }
       }
-    }
-    expect(problems).toEqual([]);
-    // Not vacuous: without KL and entropy the probe's gradient is −c·φ·A, not 0 where A ≠ 0.
-    const alone = await runPolicy(ctx, probe, { ...options, kl: undefined, entropyCoef: 0 });
-    const g = alone.gradLogprobs.data as Float32Array;
-    expect(g.filter((v) => v !== 0 && Number.isFinite(v)).length).toBeGreaterThan(200);
-  }, 120_000);
-});
+      expect(problems).toEqual([]);
+      // Not vacuous: without KL and entropy the probe's policy gradient is not 0 where A ≠ 0.
+      const alone = await runPolicy(ctx, probe, { ...all, kl: undefined, entropyCoef: 0 });
+      const g = alone.gradLogprobs.data as Float32Array;
+      expect(g.filter((v) => v !== 0 && Number.isFinite(v)).length).toBeGreaterThan(200);
+    }, 120_000);
+  });
+}
