@@ -471,22 +471,19 @@ export async function runCpuBench(
   // source: the same classes at run time, hence the casts.
   type CaseContext = Parameters<ReturnType<typeof policyLossCase>['setup']>[0];
   const plName = 'policyLoss 1M tokens, 64k responses';
-  const plCase = policyLossCase(65536, 16);
-  const plJsCase = policyLossCase(4096, 16);
-  const pl = chosen(plName) ? await plCase.setup(ctx as unknown as CaseContext) : undefined;
-  const plJs = pl ? await plJsCase.setup(js as unknown as CaseContext) : undefined;
-  // The same with loss gmpo (seq-mean-token-mean: two passes per response, ΣΔ̂ and Q_r in the first).
-  const gmName = 'policyLoss gmpo 1M tokens, 64k responses';
-  const gmCase = policyLossCase(65536, 16, 'gmpo');
-  const gmJsCase = policyLossCase(4096, 16, 'gmpo');
-  const gm = chosen(gmName) ? await gmCase.setup(ctx as unknown as CaseContext) : undefined;
-  const gmJs = gm ? await gmJsCase.setup(js as unknown as CaseContext) : undefined;
-  // And vespo (token-mean; its pass A sums the clamped log-ratios and the token weights' logs).
-  const veName = 'policyLoss vespo 1M tokens, 64k responses';
-  const veCase = policyLossCase(65536, 16, 'vespo');
-  const veJsCase = policyLossCase(4096, 16, 'vespo');
-  const ve = chosen(veName) ? await veCase.setup(ctx as unknown as CaseContext) : undefined;
-  const veJs = ve ? await veJsCase.setup(js as unknown as CaseContext) : undefined;
+  // The same case with each loss: ppo; gmpo (seq-mean-token-mean: two passes per response, ΣΔ̂ and Q_r
+  // in the first); vespo (token-mean; its pass A sums the clamped log-ratios and the token weights' logs).
+  type Setup = Awaited<ReturnType<ReturnType<typeof policyLossCase>['setup']>>;
+  const policyRuns: { name: string; T: number; jsT: number; bench: Setup; jsBench: Setup }[] = [];
+  for (const loss of ['ppo', 'gmpo', 'vespo'] as const) {
+    const name = loss === 'ppo' ? plName : `policyLoss ${loss} 1M tokens, 64k responses`;
+    if (!chosen(name)) continue;
+    const c = policyLossCase(65536, 16, loss);
+    const jc = policyLossCase(4096, 16, loss);
+    const bench = await c.setup(ctx as unknown as CaseContext);
+    const jsBench = await jc.setup(js as unknown as CaseContext);
+    policyRuns.push({ name, T: c.sizes.T, jsT: jc.sizes.T, bench, jsBench });
+  }
 
   const disposeAll = (ts: (Tensor | undefined)[]) => {
     for (const t of ts) t?.dispose();
@@ -676,43 +673,17 @@ export async function runCpuBench(
           out: kReweight,
         }),
     },
-    ...(pl &&
-      plJs && {
-        [plName]: {
-          run: async () => disposeOutputs(await pl.run()),
-          amount: plCase.sizes.T,
-          unit: 'G tok/s',
-          bytes: pl.bytes,
-          js: async () => disposeOutputs(await plJs.run()),
-          jsAmount: plJsCase.sizes.T,
-          ownRead: true,
-        },
-      }),
-    ...(gm &&
-      gmJs && {
-        [gmName]: {
-          run: async () => disposeOutputs(await gm.run()),
-          amount: gmCase.sizes.T,
-          unit: 'G tok/s',
-          bytes: gm.bytes,
-          js: async () => disposeOutputs(await gmJs.run()),
-          jsAmount: gmJsCase.sizes.T,
-          ownRead: true,
-        },
-      }),
-    ...(ve &&
-      veJs && {
-        [veName]: {
-          run: async () => disposeOutputs(await ve.run()),
-          amount: veCase.sizes.T,
-          unit: 'G tok/s',
-          bytes: ve.bytes,
-          js: async () => disposeOutputs(await veJs.run()),
-          jsAmount: veJsCase.sizes.T,
-          ownRead: true,
-        },
-      }),
   };
+  for (const p of policyRuns)
+    ops[p.name] = {
+      run: async () => disposeOutputs(await p.bench.run()),
+      amount: p.T,
+      unit: 'G tok/s',
+      bytes: p.bench.bytes,
+      js: async () => disposeOutputs(await p.jsBench.run()),
+      jsAmount: p.jsT,
+      ownRead: true,
+    };
   for (const name of Object.keys(ops)) if (!chosen(name)) delete ops[name];
   // A buffer of each light op's byte count, for its own read probe.
   const ownProbe: Record<string, Uint8Array> = {};
@@ -762,12 +733,10 @@ export async function runCpuBench(
     }
   }
   for (const s of ortSessions) await s.close();
-  pl?.dispose();
-  plJs?.dispose();
-  gm?.dispose();
-  gmJs?.dispose();
-  ve?.dispose();
-  veJs?.dispose();
+  for (const p of policyRuns) {
+    p.bench.dispose();
+    p.jsBench.dispose();
+  }
   if (ort.version) notes.push(`ONNX Runtime ${ort.version} (onnxruntime-node), 1 and ${T} intra-op threads`);
 
   const lmhead = chosen('lmhead') ? await measureLmhead(ctx, js, dev, ort, T, rounds, notes) : undefined;
