@@ -26,7 +26,7 @@ enum class ThrStep : int { Full = 0, Aggregate = 1, Score = 2 };
 enum class PolicyLossKind : int { Ppo = 0, Gspo, Cispo, Sapo, Reinforce, Gmpo, Vespo };
 enum class KlEstimator : int { K1 = 0, Abs, K2, K3 };
 enum class RolloutLevel : int { Token = 0, Sequence, Geometric };
-enum class RolloutMode : int { Truncate = 0, Mask };
+enum class RolloutMode : int { Truncate = 0, Mask, SequenceMask };
 enum class Aggregation : int { TokenMean = 0, TokenSum, SeqMeanTokenSum, SeqMeanTokenMean, SeqMeanTokenSumNorm };
 
 }  // namespace gk

@@ -31,7 +31,7 @@ inline const std::vector<std::string> kReweightModeNames = {"thr", "thr-only", "
 inline const std::vector<std::string> kPolicyLossNames = {"ppo", "gspo", "cispo", "sapo", "reinforce", "gmpo", "vespo"};
 inline const std::vector<std::string> kKlEstimatorNames = {"k1", "abs", "k2", "k3"};
 inline const std::vector<std::string> kRolloutLevelNames = {"token", "sequence", "geometric"};
-inline const std::vector<std::string> kRolloutModeNames = {"truncate", "mask"};
+inline const std::vector<std::string> kRolloutModeNames = {"truncate", "mask", "sequence-mask"};
 inline const std::vector<std::string> kAggregationNames = {
     "token-mean", "token-sum", "seq-mean-token-sum", "seq-mean-token-mean", "seq-mean-token-sum-norm"};
 inline const std::vector<std::string> kTermAggregationNames = {"loss", "token-mean"};

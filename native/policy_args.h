@@ -2,9 +2,9 @@
 // (native/cuda/policy.cuh), ops_cpu.cc gk::cpu::PolicyParams (native/cpu/kernels.h); the two structs
 // share these fields' names (each keeps its own number type: f32 on cuda, f64 on cpu). The TypeScript
 // side is one interface, NativePolicyLossArgsOf (src/backends/policy-native.ts). The KL keys come
-// together with klEstimator (refLogprobs first), the rollout keys with rolloutLevel (rolloutLogprobs
-// first); without them those keys are unknown (Done() refuses them). tokens / sequences absent: counted
-// by the kernels. `tensor(key)` reads refLogprobs and rolloutLogprobs as the caller's addon holds them
+// together with klEstimator (refLogprobs first), the rollout keys with rolloutLevel; without them those
+// keys are unknown (Done() refuses them). rolloutLogprobs and offPolicyThreshold are read when present.
+// tokens / sequences absent: counted by the kernels. `tensor(key)` reads refLogprobs and rolloutLogprobs as the caller's addon holds them
 // (a device pointer, a host array); the other tensors and the outputs are the caller's to read.
 #pragma once
 
@@ -41,13 +41,17 @@ void PolicyOptionsOf(Args& a, P& p, Tensor tensor) {
     p.kl_value_clamp = num("klValueClamp");
     p.kl_value_clamp_all = a.Bool("klValueClampAll");
     p.kl_token_mean = a.Enum("klAggregation", gk::kTermAggregationNames) == 1;
+    p.kl_bias_correction = a.Bool("klBiasCorrection");
   }
   p.entropy_coef = num("entropyCoef");
   p.entropy_token_mean = a.Enum("entropyAggregation", gk::kTermAggregationNames) == 1;
+  // ℓᵛ: with rollout correction, or for the off-policy mask alone (which falls back to ℓ° without it).
+  if (a.Has("rolloutLogprobs")) p.rollout_logprobs = tensor("rolloutLogprobs");
+  p.has_opsm = a.Has("offPolicyThreshold");
+  if (p.has_opsm) p.opsm_threshold = num("offPolicyThreshold");
   p.has_rollout = a.Has("rolloutLevel");
   if (p.has_rollout) {
     p.rollout_level = static_cast<decltype(p.rollout_level)>(a.Enum("rolloutLevel", gk::kRolloutLevelNames));
-    p.rollout_logprobs = tensor("rolloutLogprobs");
     p.rollout_mode = static_cast<decltype(p.rollout_mode)>(a.Enum("rolloutMode", gk::kRolloutModeNames));
     p.rollout_lower = num("rolloutLower");
     p.rollout_upper = num("rolloutUpper");

@@ -1,11 +1,27 @@
 // grpo-kernels: policyLoss on WebGPU (POLICY.md). Concatenated after common.wgsl's base section
 // (src/backends/webgpu/shaders.ts); host side: src/backends/webgpu/policy.ts. Reference and the
-// definitions, evaluation order included: src/backends/cpu/policy.ts (this file computes them in f32);
+// definitions, evaluation order included: src/backends/js/policy.ts (this file computes them in f32);
 // the cuda twin, whose layouts these mirror, is native/cuda/policy.cu.
-//   Per valid token: g_t = G·a_r·w_t·(1/W̄)·dL_t + β·G_kl·a^kl_r·dK_t, gH_t = −c_H·G_H·a^H_r,
-//   token loss w_t·L_t/W̄ + β·K_t − c_H·H_t; loss = G·Σ a_r w L / W̄ + β·G_kl·Σ a^kl K − c_H·G_H·Σ a^H H,
-//   with G the aggregation's scale, a_r = 1/n_r under seq-mean-token-mean (else 1), W̄ the rollout
-//   weights' mean when normalised (else 1). Masked tokens: outputs 0.
+//   Per valid token: g_t = G·a_r·w_t·k_t·(1/W̄)·dL_t + β·G_kl·a^kl_r·dK_t, gH_t = −c_H·G_H·a^H_r,
+//   token loss w_t·k_t·L_t/W̄ + β·K_t − c_H·H_t; loss = G·Σ a_r w k L / W̄ + β·G_kl·Σ a^kl K −
+//   c_H·G_H·Σ a^H H, with G the aggregation's scale, a_r = 1/n_r under seq-mean-token-mean (else 1),
+//   W̄ the rollout weights' mean when normalised (else 1), k_t the off-policy mask's keep factor (1
+//   without it). Masked tokens: outputs 0.
+//   ρ_t = e^{clamp(Δ, ±c_Δ)} (Δ = ℓ − ℓ°) by ratio_exp: Δ's own f32 rounding corrected (Fast2Sum) and
+//   an exponential within 2 ulp (exp_acc), not the driver's exp (Vulkan allows 3 + 2|x| ulp).
+//   KL bias correction (TRL's use_bias_correction_kl; ppo, cispo, sapo, reinforce, vespo): after the
+//   estimator's value v and derivative dv (clamps, straight-through, NaN rule), dv ← dv·ρ + v·dρ/dℓ,
+//   v ← v·ρ, with the token's ρ and dρ/dℓ (ρ inside the clamp, bounds included, else 0; vespo's clamp
+//   ±20). Per token: either layout.
+//   Off-policy mask (TRL's off_policy_mask_threshold, δ): κ_r = Σ_valid (ℓᵛ − ℓ) / max(n_r, 1) (ℓᵛ the
+//   rollout log-probs when bound, `has_roll`, else ℓ°); k_t = 1 where A_t ≥ 0, else kneg_r = 1 if
+//   κ_r ≤ δ, 0 if κ_r > δ, NaN for a NaN κ_r. It multiplies the policy weight only (vespo: k_t alone;
+//   gmpo: inside Q_r), not the KL, entropy, rollout stats, W̄ or counts. Per response: response layout.
+//   Rollout mode sequence-mask (OpenRLHF's seq-mask-tis; token level): Λ_r = Σ_valid λ / max(n_r, 1),
+//   geo = e^{clamp(Λ_r, ±c_λ)}, filter f_r = 1 if lower ≤ geo ≤ upper, else 0 (NaN for a NaN geo);
+//   w_t = e^{clamp(λ_t, ±c_λ)} (not truncated) where f_r = 1, else f_r itself (a select, not a
+//   product); every token of a response outside counted clipped; stats in tokens. Per response:
+//   response layout.
 //   gmpo (verl's geo_mean): ρ_t = s_r = exp(Σ_valid Δ̂ / (n_r + 1e-8)), Δ̂ = min(Δ, ε_high) if A > 0,
 //   max(Δ, −ε_low) if A < 0, 0·Δ if A = 0 (Δ = ℓ − ℓ° unclamped); L_t = −A_t·s_r; in g_t, w_t·dL_t is
 //   the response's −Q_r·s_r/(n_r + 1e-8) where t's Δ̂ follows Δ (else 0; NaN passes), Q_r = Σ_valid w·A
@@ -16,18 +32,20 @@
 //   λ·W_r} (evaluated as e^{k·ln W_r − λ·(W_r − 1)}: vespo_phi) with (k, λ) = (k₊, λ₊) for A ≥ 0,
 //   (k₋, λ₋) for A < 0 or NaN, 0 past f32's largest value (TRL's f32 +Inf and nan_to_num), NaN kept;
 //   L_t = −φ·A_t·ℓ_t, dL_t = −φ·A_t (φ a stop-gradient), w_t = 1 in every output (the weights are inside
-//   W_r; their stats as for every loss); ρ_t = e^{clamp(Δ, ±20)}, never clipped.
+//   W_r; their stats as for every loss; mode sequence-mask: a dropped response's weights 0, so ln 1e-8
+//   each); ρ_t = e^{clamp(Δ, ±20)}, never clipped.
 //   token_terms() is every token's arithmetic on both layouts below, so a token's outputs are the same
 //   bits on either given the same scales (test/cases/policy.ts, "flat and warp paths", on lavapipe;
 //   counts are exact, but normalised rollout weights divide by a float sum whose order differs between
 //   the layouts).
 //
-// WHICH LAYOUT (the host decides, src/backends/webgpu/policy.ts): the FLAT layout when no token's
-//   outputs depend on a per-response quantity: the loss is not gspo, gmpo or vespo (s_r; gmpo's Q_r;
-//   vespo's W_r), rollout correction is absent or token level (no sequence weight), and the
+// WHICH LAYOUT (the host decides, src/backends/webgpu/policy.ts policyFlatApplies): the FLAT layout
+//   when no token's outputs depend on a per-response quantity: the loss is not gspo, gmpo or vespo
+//   (s_r; gmpo's Q_r; vespo's W_r), rollout correction is absent or token level in mode truncate or
+//   mask (no sequence weight, no sequence-mask filter f_r), no off-policy mask (κ_r), and the
 //   aggregation is not seq-mean-token-mean (so a_r = a^kl_r = a^H_r = 1). Otherwise the RESPONSE
-//   layout. The test hook policyTuning.path forces either where it applies ('flat' elsewhere is
-//   refused: a RANGE error).
+//   layout. The KL bias correction is per token (either layout). The test hook policyTuning.path
+//   forces either where it applies ('flat' elsewhere is refused: a RANGE error).
 // POLICY_FLAT (policy_flat): workgroup b owns the tokens [b·TC, min((b+1)·TC, T)) (TC = `tok_chunk`,
 //   the fewest multiple of the step WG·FLAT_K = 1024 at WG = 256 that keeps ≤ 1024 workgroups; T and
 //   WG alone set it). Per step, invocation i loads the inputs of tokens step + i + WG·j, j < 4, together
@@ -42,12 +60,16 @@
 //   [b·C, min((b+1)·C, R)) (C = `chunk`, a multiple of WG); invocation i takes the chunk's responses
 //   i, i + WG, ... one after another, each in two passes over its own tokens in index order: pass A
 //   (n_r, gspo's Σ(ℓ − ℓ°), gmpo's Σ Δ̂ and Q_r, vespo's Σ clamp(Δ, ±20) and Σ clamp(ln w_t, ...), the
-//   rollout Σλ), pass B (token_terms of every valid token; writes the per-token outputs). gmpo's Q_r:
+//   rollout Σλ (sequence, geometric, sequence-mask), the off-policy mask's Σ(ℓᵛ − ℓ)), then f_r and
+//   kneg_r, pass B (token_terms of every valid token; writes the per-token outputs). gmpo's Q_r:
 //   Σ A (no rollout correction), Σ w_t·A_t (token level, each w_t computed in pass A too), w_r·Σ A
-//   (sequence, geometric: w_r needs all of pass A; 0 at w_r = 0 unless an A is ±Inf or NaN, as Σ 0·A).
-//   vespo's w_t in pass A: correct_weight's, the same expression (so the same bits) as pass B's; φ_r^±
-//   once per response after pass A. So a response's results depend on its own tokens only, not on its
-//   position or the batch (batch invariance), given the global scales.
+//   (sequence, geometric: w_r needs all of pass A; 0 at w_r = 0 unless an A is ±Inf or NaN, as Σ 0·A);
+//   with the off-policy mask or mode sequence-mask (k_t, f_r need all of pass A) instead in pass Q,
+//   between A and B: Σ (w_t·k_t)·A_t, w_t token_terms' weight (token_weight) or w_r.
+//   vespo's w_t in pass A: correct_weight's, the same expression (so the same bits) as pass B's (mode
+//   sequence-mask: the unfiltered weights, whose logs are their clamped λ_t; a dropped response:
+//   n_r·ln 1e-8, NaN for a NaN f_r); φ_r^± once per response after pass A. So a response's results depend on its own
+//   tokens only, not on its position or the batch (batch invariance), given the global scales.
 // Either layout's partial record (`parts[b]`, PART_WORDS words): each invocation's sums (in token or
 //   response order), then fixed-order radix-16 workgroup trees (tree_f, tree_u). `phase`, on both:
 //     0 (final, host scales): the scales G come from the host's counts (uniforms): writes the outputs
@@ -69,8 +91,10 @@
 //   for n_seq; every input and two outputs: 32 bytes per token. Response layout: each input read twice
 //   by its invocation (the second from cache, where there is one), and adjacent invocations read
 //   addresses a response apart (gmpo's pass A reads ℓ, ℓ°, A, and ℓᵛ with rollout correction: 3–4 f32
-//   per token; vespo's ℓ, ℓ°, and ℓᵛ with rollout correction: 2–3). Phases 1 + 2 instead of 0: every
-//   read twice. FLOPs ~40 per token.
+//   per token; vespo's ℓ, ℓ°, and ℓᵛ with rollout correction: 2–3; the off-policy mask adds ℓ and ℓᵛ
+//   or ℓ°, mode sequence-mask ℓ° and ℓᵛ; gmpo's pass Q, with either, A, and ℓ°, ℓᵛ at token level: a
+//   third read). Phases 1 + 2 instead of 0: every read twice. FLOPs ~60 per token (ratio_exp ~20 of
+//   them; the KL bias correction 3, the keep factor 2).
 // Numerics: f32; every sum has a fixed order, no atomics: the same bits on every run. The two layouts
 //   sum in different orders, so their loss and stats may differ in the last bits. 0/0 (no valid token)
 //   gives NaN explicitly where the reference's f64 arithmetic gives NaN. Contraction: SPIR-V from WGSL
@@ -97,7 +121,7 @@ struct PolicyParams {
   ent_token_mean: u32,
   has_rollout: u32,
   rollout_level: u32, // LEVEL_*
-  rollout_mask: u32, // 1: mode 'mask', 0: 'truncate'
+  rollout_mode: u32, // MODE_*
   rollout_normalize: u32,
   aggregation: u32, // AGG_*
   seq_clamp1: u32,
@@ -135,6 +159,10 @@ struct PolicyParams {
   vespo_lambda_pos: f32,
   vespo_k_neg: f32,
   vespo_lambda_neg: f32,
+  kl_bias: u32, // TRL's use_bias_correction_kl: KL·ρ_t
+  has_roll: u32, // rolloutLogprobs bound (at off_roll), with rollout correction or for the off-policy mask
+  has_opsm: u32, // TRL's off-policy sequence mask
+  opsm_threshold: f32, // its δ
 }
 
 const LOSS_PPO: u32 = 0u;
@@ -151,6 +179,9 @@ const KL_K3: u32 = 3u;
 const LEVEL_TOKEN: u32 = 0u;
 const LEVEL_SEQUENCE: u32 = 1u;
 const LEVEL_GEOMETRIC: u32 = 2u;
+const MODE_TRUNCATE: u32 = 0u;
+const MODE_MASK: u32 = 1u;
+const MODE_SEQUENCE_MASK: u32 = 2u;
 const AGG_TOKEN_MEAN: u32 = 0u;
 const AGG_TOKEN_SUM: u32 = 1u;
 const AGG_SEQ_MEAN_TOKEN_SUM: u32 = 2u;
@@ -387,10 +418,60 @@ fn vespo_phi(k: f32, lam: f32, x: f32) -> vec2<f32> {
   return vec2<f32>(exp(e + 44.3614196), 5.421010862427522e-20); // 64·ln 2; 2^-64
 }
 
+// e^x within 2 ulp for |x| ≤ 80 (1.7 measured on lavapipe over [−20, 20]; a token's ratio
+// e^{clamp(Δ)}): WGSL's exp promises only
+// 3 + 2|x| ulp (Vulkan's bound), and lavapipe's erred by about 12 ulp at x = −19 (with Δ's own rounding,
+// 21u in a bias-corrected KL's token loss whose bound is 16u: test/cases/policy.ts, "kl bias-corrected
+// beyond the ±20 log-ratio clamp"). Cody–Waite: k = ⌊x·log₂e + 1/2⌋, r = x − k·ln 2 in two steps
+// (k·C1 exact: C1 has 9 bits, |k| ≤ 116), e^r on |r| ≤ ln 2/2 by Cephes' expf polynomial, times 2^k
+// (normal for |k| ≤ 116, so exact). Beyond |x| > 80, ±Inf and NaN: the driver's exp (NaN passes).
+fn exp_acc(x: f32) -> f32 {
+  if (is_nan(x) || abs(x) > 80.0) {
+    return exp(x);
+  }
+  let k = floor(fma(x, 1.44269504088896341, 0.5));
+  let ki = i32(k);
+  // k·C1 from the integer k·355 (C1 = 355/512), not fma(k, −C1, x): a compiler may merge two fmas of
+  // one factor (ffma(a, b, ffma(a, c, d)) → ffma(a, b + c, d); Mesa's NIR does, inexact ops), which
+  // undoes the split (lavapipe: 17.7 ulp at x = 18).
+  let r1 = x - f32(ki * 355) * 0.001953125; // exact
+  let r = fma(k, 2.12194440e-4, r1); // − k·(ln 2 − C1)
+  var p = 1.9875691500e-4;
+  p = fma(p, r, 1.3981999507e-3);
+  p = fma(p, r, 8.3334519073e-3);
+  p = fma(p, r, 4.1665795894e-2);
+  p = fma(p, r, 1.6666665459e-1);
+  p = fma(p, r, 5.0000001201e-1);
+  let e = fma(r * r, p, r) + 1.0;
+  return e * bitcast<f32>(u32(ki + 127) << 23u);
+}
+
+// A token's ratio e^{clamp(Δ, ±c)} (c = 0: no clamp) with Δ = fl(ℓ − ℓ°) (delta) corrected by its own
+// rounding: the exact ℓ − ℓ° is Δ + err (Fast2Sum, the larger magnitude first), and e^{Δ + err} =
+// e^Δ·(1 + err) to u². Without it, at |Δ| ∈ [16, 20) Δ's rounding alone errs up to 2^-20 = 16u
+// relative in ρ, the whole token-loss bound of a bias-corrected KL (KL·ρ; 10u of a 19u error on
+// lavapipe: "kl bias-corrected beyond the ±20 log-ratio clamp"). err only strictly inside the clamp
+// (on or past a bound ρ is e^{±c}) and where it and e^Δ are finite (an infinite input: Inf − Inf; no
+// clamp and e^Δ = +Inf: Inf·0 would be NaN). A compiler that
+// folds (d − big) to small (an inexact rewrite) leaves err = 0: the uncorrected ratio, never worse.
+fn ratio_exp(l: f32, l_old: f32, delta: f32, c: f32) -> f32 {
+  let first = abs(l) >= abs(l_old);
+  let big = select(-l_old, l, first);
+  let small = select(l, -l_old, first);
+  let err = small - (delta - big);
+  let e = exp_acc(sym_clamp(delta, c));
+  // e as it is on or past a bound, for a non-finite err, and for e = ±Inf or NaN (Inf·0 would be NaN).
+  if (not_finite(err) || not_finite(e) || (c > 0.0 && !(abs(delta) < c))) {
+    return e;
+  }
+  return fma(e, err, e);
+}
+
 struct Tok {
   L: f32,
   dL: f32,
   rho: f32,
+  drho: f32, // dρ/dℓ (the KL bias correction's; gmpo's 0, unused)
   kl_stat: f32, // −Δ (clamped for every loss but gspo and gmpo; vespo's to ±20): ppo_kl's term
   clipped: u32,
   lower: u32,
@@ -406,8 +487,9 @@ fn surrogate(A: f32, l: f32, l_old: f32, log_s: f32, gm: f32, phi: vec4<f32>) ->
   var log_rho = 0.0; // ln ρ where ρ = e^{clamp(Δ)} (sapo's e^{−z}·ρ as one exponential)
   if (P.loss == LOSS_VESPO) {
     let dc = clamp_nan(delta, -VESPO_CLAMP, VESPO_CLAMP); // a fixed ±20, not log_clamp
-    r.rho = exp(dc);
-    drho = 0.0; // (unused: φ is a stop-gradient)
+    r.rho = ratio_exp(l, l_old, delta, VESPO_CLAMP);
+    // The KL bias correction's only (φ is a stop-gradient): ρ inside ±20 (bounds included), else 0.
+    drho = select(0.0, r.rho, inside(delta, VESPO_CLAMP));
     r.kl_stat = -dc;
   } else if (P.loss == LOSS_GMPO) {
     r.rho = exp(log_s); // s_r, no clamp (the ratio stats take it)
@@ -423,12 +505,13 @@ fn surrogate(A: f32, l: f32, l_old: f32, log_s: f32, gm: f32, phi: vec4<f32>) ->
     r.kl_stat = -delta;
   } else {
     let dc = sym_clamp(delta, P.log_clamp);
-    r.rho = exp(dc);
+    r.rho = ratio_exp(l, l_old, delta, P.log_clamp);
     log_rho = dc;
     drho = select(0.0, r.rho, inside(delta, P.log_clamp));
     r.kl_stat = -dc;
   }
   let rho = r.rho;
+  r.drho = drho;
   r.clipped = 0u;
   r.lower = 0u;
   let lo = 1.0 - P.clip_low;
@@ -575,16 +658,39 @@ fn kl_term(x: f32) -> vec2<f32> {
   return vec2<f32>(v, dv);
 }
 
-// A raw rollout weight after truncate / mask: (w, 1 if it was outside [lower, upper]).
+// A raw rollout weight after truncate / mask: (w, 1 if it was outside [lower, upper]). Mode
+// sequence-mask: the raw weight, unclipped (its response's filter decides: token_weight).
 fn correct_weight(raw: f32) -> vec2<f32> {
+  if (P.rollout_mode == MODE_SEQUENCE_MASK) {
+    return vec2<f32>(raw, 0.0);
+  }
   let ok = raw >= P.rollout_lower && raw <= P.rollout_upper;
   var w: f32;
-  if (P.rollout_mask == 1u) {
+  if (P.rollout_mode == MODE_MASK) {
     w = select(0.0, raw, ok || is_nan(raw)); // a NaN weight stays NaN
   } else {
     w = clamp_nan(raw, P.rollout_lower, P.rollout_upper);
   }
   return vec2<f32>(w, select(1.0, 0.0, ok));
+}
+
+// A token's rollout weight at token level from its ℓ° and ℓᵛ: (w, 1 if counted clipped). filt: its
+// response's sequence-mask filter (1 inside the band, 0 outside, NaN for a NaN Λ_r; 1 in the other
+// modes): the raw weight kept whole at 1, else the filter itself (a select, not filt·raw: an infinite
+// weight of a dropped response gives 0), every token of a response outside counted clipped.
+fn token_weight(l_old: f32, l_roll: f32, filt: f32) -> vec2<f32> {
+  let c = correct_weight(exp(sym_clamp(l_old - l_roll, P.rollout_log_clamp)));
+  if (P.rollout_mode == MODE_SEQUENCE_MASK) {
+    let keep = filt == 1.0;
+    return vec2<f32>(select(filt, c.x, keep), select(1.0, 0.0, keep));
+  }
+  return c;
+}
+
+// The off-policy mask's keep factor k_t of a token with advantage A: 1 where A ≥ 0, else kneg, its
+// response's factor (1 where κ_r ≤ δ or without the mask, 0 where κ_r > δ, NaN for a NaN κ_r).
+fn keep_of(A: f32, kneg: f32) -> f32 {
+  return select(kneg, 1.0, A >= 0.0 && !is_nan(A));
 }
 
 // ---------------------------------------------------------------- partial records
@@ -863,11 +969,12 @@ fn load_in(t: u32) -> In {
 }
 
 // A valid token's terms (POLICY.md, per token), the one source of both layouts, so that a token's
-// outputs are the same bits on either given the same scales: its weighted surrogate w·L_t, its KL value,
-// its gradient g = G·a_r·w·(1/W̄)·dL_t + β·G_kl·a^kl_r·dK_t (ga = G·a_r and ckl = β·G_kl·a^kl_r, rounded
-// in that order by the caller) and its token loss w·L_t/W̄ + β·K_t − c_H·H_t; its ratio, clip and
-// rollout-weight stats go into *acc. seq_w: the response's rollout weight at sequence and geometric
-// level. Plain multiplies and adds: a compiler may contract a product into the add that follows it
+// outputs are the same bits on either given the same scales: its weighted surrogate w·k·L_t, its KL
+// value (bias-corrected: K·ρ), its gradient g = G·a_r·w·k·(1/W̄)·dL_t + β·G_kl·a^kl_r·dK_t (ga = G·a_r
+// and ckl = β·G_kl·a^kl_r, rounded in that order by the caller) and its token loss w·k·L_t/W̄ + β·K_t −
+// c_H·H_t; its ratio, clip and rollout-weight stats go into *acc. seq_w: the response's rollout weight
+// at sequence and geometric level; filt: its sequence-mask filter f_r; kneg: its off-policy keep factor
+// for A < 0 (both 1 where off, and on the flat layout). Plain multiplies and adds: a compiler may contract a product into the add that follows it
 // (SPIR-V from WGSL carries no NoContraction), so every product that ends in an output is used by that
 // output only, and the callers use the terms alike (checked on lavapipe: test/cases/policy.ts, "flat
 // and response layouts").
@@ -885,6 +992,8 @@ fn token_terms(
   phi: vec4<f32>,
   seq_level: bool,
   seq_w: f32,
+  filt: f32,
+  kneg: f32,
   s: Scales,
   ga: f32,
   ckl: f32,
@@ -902,7 +1011,7 @@ fn token_terms(
     if (seq_level) {
       w = seq_w;
     } else {
-      let c = correct_weight(exp(sym_clamp(x.l_old - x.l_roll, P.rollout_log_clamp)));
+      let c = token_weight(x.l_old, x.l_roll, filt);
       w = c.x;
       (*acc).w_sum = (*acc).w_sum + w;
       (*acc).w_sq = (*acc).w_sq + w * w;
@@ -911,15 +1020,29 @@ fn token_terms(
     }
   }
   // vespo: the weights are inside W_r (its φ), so w is not a factor of any output (a 1: the same
-  // roundings); their stats above are every loss's.
-  w = select(w, 1.0, P.loss == LOSS_VESPO);
+  // roundings); their stats above are every loss's. The off-policy mask's k_t multiplies the policy
+  // term's weight (an exact 1, 0 or NaN; 1 without the mask).
+  w = select(w, 1.0, P.loss == LOSS_VESPO) * keep_of(x.A, kneg);
   var r: Terms;
   r.wL = w * k.L;
   // gmpo: w is inside gm already (Q_r), so not multiplied again (a 1: the same roundings).
   r.g = ga * select(w, 1.0, P.loss == LOSS_GMPO) * s.inv_wbar * k.dL;
   r.klv = 0.0;
   if (P.has_kl == 1u) {
-    let kv = kl_term(x.l - x.l_ref);
+    let xk = x.l - x.l_ref;
+    var kv = kl_term(xk);
+    if (P.kl_bias == 1u) {
+      // TRL's KL·ρ, differentiated through both factors: d(KL·ρ) = ∂KL·ρ + KL·dρ (kv.y the uncorrected
+      // ∂KL). Where dρ = ρ (Δ inside its clamp): ρ·(∂KL + KL), the sum first (abs straight-through's
+      // x + |x| = 0 stays 0); k3 inside its clamps (not straight-through, so ∂KL ≠ 0): ρ·x, as
+      // ∂KL + KL = −(e^y − 1) + e^y − y − 1 = −y = x exactly, where the f32 sum would cancel two terms
+      // of size e^y (|x| = 10: 3 digits left; the cpu fuzz, 2026-11-29, seed 9400989). Else (dρ = 0, or
+      // NaN) the product rule as written.
+      let k3_plain = P.kl_est == KL_K3 && P.kl_st == 0u && kv.y != 0.0;
+      let inner = select(kv.y + kv.x, xk, k3_plain);
+      let dv = select(kv.y * k.rho + kv.x * k.drho, k.rho * inner, k.drho == k.rho);
+      kv = vec2<f32>(kv.x * k.rho, dv);
+    }
     r.klv = kv.x;
     r.g = r.g + ckl * kv.y;
   }
@@ -954,17 +1077,24 @@ fn response(r: u32, s: Scales, write: bool) -> Part {
   let t1 = u32(roff[r + 1u]);
   var p = part_empty();
   // Pass A. gmpo also: Σ Δ̂ (dsum) and Q_r = Σ w·A (q; at sequence and geometric level Σ A, times
-  // w_r below, with whether some A is not finite: 0·ΣA must be Σ 0·A). vespo: Σ clamp(Δ, ±20) (dsum)
-  // and, with token-level rollout correction, Σ clamp(ln w_t, ln 1e-8, 20) (lwsum).
+  // w_r below, with whether some A is not finite: 0·ΣA must be Σ 0·A; with the off-policy mask or mode
+  // sequence-mask, whose factors need all of pass A, q in pass Q instead). vespo: Σ clamp(Δ, ±20)
+  // (dsum) and, with token-level rollout correction, Σ clamp(ln w_t, ln 1e-8, 20) (lwsum; mode
+  // sequence-mask: of the unfiltered weights, the filter applied below). Mode sequence-mask also Σλ;
+  // the off-policy mask Σ(ℓᵛ − ℓ) (ksum).
   var n = 0u;
   var dsum = 0.0;
   var lsum = 0.0;
+  var ksum = 0.0;
   var q = 0.0;
   var a_bad = false;
   var lwsum = 0.0; // vespo: Σ clamp(ln w_t, ln 1e-8, 20)
   let gmpo = P.loss == LOSS_GMPO;
   let vespo = P.loss == LOSS_VESPO;
   let seq_level = P.has_rollout == 1u && P.rollout_level != LEVEL_TOKEN;
+  let seq_mask = P.has_rollout == 1u && P.rollout_mode == MODE_SEQUENCE_MASK;
+  let opsm = P.has_opsm == 1u;
+  let q_late = gmpo && (opsm || seq_mask); // gmpo's Q_r in pass Q
   for (var t = t0; t < t1; t = t + 1u) {
     if (!valid(t)) {
       continue;
@@ -977,7 +1107,9 @@ fn response(r: u32, s: Scales, write: bool) -> Part {
       let A = adv[t];
       let l_old = old[t];
       dsum = dsum + gmpo_delta(A, lp[t] - l_old);
-      if (P.has_rollout == 1u && !seq_level) {
+      if (q_late) {
+        // (pass Q)
+      } else if (P.has_rollout == 1u && !seq_level) {
         let w = correct_weight(exp(sym_clamp(l_old - roll_lp(t), P.rollout_log_clamp))).x;
         q = q + w * A;
       } else {
@@ -994,11 +1126,36 @@ fn response(r: u32, s: Scales, write: bool) -> Part {
         lwsum = lwsum + vespo_log_weight(correct_weight(exp(xc)), xc);
       }
     }
-    if (seq_level) {
+    if (seq_level || seq_mask) {
       lsum = lsum + (old[t] - roll_lp(t));
+    }
+    if (opsm) {
+      // ℓᵛ: the rollout log-probs when given, else ℓ°.
+      let lv = select(old[t], roll_lp(t), P.has_roll == 1u);
+      ksum = ksum + (lv - lp[t]);
     }
   }
   let nf = max(f32(n), 1.0);
+  // Mode sequence-mask's filter: 1 where e^{clamp(Λ_r, ±c_λ)} (Λ_r = Σλ / max(n_r, 1)) lies in
+  // [lower, upper], else 0, NaN for a NaN Λ_r; every token of a response outside counted clipped.
+  var filt = 1.0;
+  if (seq_mask) {
+    let geo = exp(sym_clamp(lsum / nf, P.rollout_log_clamp));
+    let ok = geo >= P.rollout_lower && geo <= P.rollout_upper && !is_nan(geo);
+    filt = select(select(0.0, nan_f32(), is_nan(geo)), 1.0, ok);
+    if (vespo && !ok) {
+      // The weights are 0 (each ln clamped to ln 1e-8) or NaN.
+      lwsum = select(f32(n) * VESPO_LOG_MIN, filt, is_nan(filt));
+    }
+  }
+  // The off-policy mask: κ_r = Σ(ℓᵛ − ℓ) / max(n_r, 1); the keep factor of the tokens with A < 0.
+  var kneg = 1.0;
+  if (opsm) {
+    let kappa = ksum / nf;
+    let d = P.opsm_threshold;
+    kneg = select(select(nan_f32(), 0.0, kappa > d), 1.0, kappa <= d);
+    kneg = select(kneg, nan_f32(), is_nan(kappa));
+  }
   let nd = f32(n) + 1e-8; // gmpo's n_r + 1e-8 (n_r in f32 from 1 on)
   var log_s = dsum / nf;
   if (gmpo) {
@@ -1019,7 +1176,25 @@ fn response(r: u32, s: Scales, write: bool) -> Part {
     }
   }
   var gm = 0.0;
-  if (gmpo) {
+  if (q_late) {
+    // Pass Q: Q_r = Σ_valid w·k·A (w: token_terms' weight, the sequence weight at sequence level).
+    for (var t = t0; t < t1; t = t + 1u) {
+      if (!valid(t)) {
+        continue;
+      }
+      let A = adv[t];
+      var w = 1.0;
+      if (P.has_rollout == 1u) {
+        if (seq_level) {
+          w = seq_w.x;
+        } else {
+          w = token_weight(old[t], roll_lp(t), filt).x;
+        }
+      }
+      q = q + w * keep_of(A, kneg) * A;
+    }
+    gm = (-q * exp(log_s)) / nd;
+  } else if (gmpo) {
     if (seq_level) {
       // Σ w_r·A = w_r·Σ A; at w_r = 0 (mask mode; w ≥ 0 and finite or NaN) 0, or NaN where an A is not
       // finite, whatever Σ A rounded to.
@@ -1068,7 +1243,7 @@ fn response(r: u32, s: Scales, write: bool) -> Part {
       }
       continue;
     }
-    let k = token_terms(x, log_s, gm, phi, seq_level, seq_w.x, s, ga, ckl, &p);
+    let k = token_terms(x, log_s, gm, phi, seq_level, seq_w.x, filt, kneg, s, ga, ckl, &p);
     S = S + k.wL;
     K = K + k.klv;
     H = H + x.h;
@@ -1187,7 +1362,7 @@ fn flat_token(
     }
     return;
   }
-  let k = token_terms(x, 0.0, 0.0, vec4<f32>(0.0, 0.0, 1.0, 1.0), false, 1.0, s, ga, ckl, acc);
+  let k = token_terms(x, 0.0, 0.0, vec4<f32>(0.0, 0.0, 1.0, 1.0), false, 1.0, 1.0, 1.0, s, ga, ckl, acc);
   if (write) {
     write_token(t, k, ge);
   }

@@ -232,6 +232,76 @@ describe('policyLoss: typed errors before any kernel runs', () => {
       'DTYPE',
       /^rolloutCorrection\.normalize: expected a boolean/,
     ],
+    [
+      'sequence-mask at sequence level',
+      { ...inputs, rolloutLogprobs: d.roll },
+      { rolloutCorrection: { mode: 'sequence-mask', level: 'sequence' } },
+      'RANGE',
+      /^rolloutCorrection\.level: mode 'sequence-mask' applies token weights/,
+    ],
+    [
+      'sequence-mask under preset trl (its default level is sequence)',
+      { ...inputs, rolloutLogprobs: d.roll },
+      { preset: 'trl', rolloutCorrection: { mode: 'sequence-mask' } },
+      'RANGE',
+      /^rolloutCorrection\.level: .*got "sequence" \(the preset default\)/,
+    ],
+    [
+      'kl.biasCorrection with gspo',
+      { ...inputs, refLogprobs: d.ref },
+      { loss: 'gspo', kl: { coef: 0.1, biasCorrection: true } },
+      'RANGE',
+      /^kl\.biasCorrection: multiplies the KL by a token's ratio, which loss 'gspo' does not have/,
+    ],
+    [
+      'kl.biasCorrection with gmpo',
+      { ...inputs, refLogprobs: d.ref },
+      { loss: 'gmpo', kl: { coef: 0.1, biasCorrection: true } },
+      'RANGE',
+      /^kl\.biasCorrection: .*'gmpo'/,
+    ],
+    [
+      'kl.biasCorrection a number',
+      { ...inputs, refLogprobs: d.ref },
+      { kl: { coef: 0.1, biasCorrection: 1 } },
+      'DTYPE',
+      /^kl\.biasCorrection: expected a boolean/,
+    ],
+    [
+      'offPolicyMask a number',
+      inputs,
+      { offPolicyMask: 0.5 },
+      'DTYPE',
+      /^offPolicyMask: expected an options object/,
+    ],
+    [
+      'offPolicyMask without a threshold',
+      inputs,
+      { offPolicyMask: {} },
+      'DTYPE',
+      /^offPolicyMask\.threshold: expected a number, got undefined/,
+    ],
+    [
+      'offPolicyMask threshold NaN',
+      inputs,
+      { offPolicyMask: { threshold: Number.NaN } },
+      'RANGE',
+      /^offPolicyMask\.threshold: .*got NaN/,
+    ],
+    [
+      'offPolicyMask threshold past f32',
+      inputs,
+      { offPolicyMask: { threshold: 1e39 } },
+      'RANGE',
+      /^offPolicyMask\.threshold: /,
+    ],
+    [
+      'an unknown offPolicyMask key',
+      inputs,
+      { offPolicyMask: { threshold: 0.5, delta: 1 } },
+      'DTYPE',
+      /^offPolicyMask\.delta: unknown/,
+    ],
     ['an unknown aggregation', inputs, { aggregation: 'seq-sum' }, 'RANGE', /^aggregation: /],
     ['scaleFactor with token-mean', inputs, { scaleFactor: 10 }, 'RANGE', /^scaleFactor: only aggregation/],
     [
@@ -267,6 +337,13 @@ describe('policyLoss: typed errors before any kernel runs', () => {
     });
   }
 
+  it('rolloutLogprobs may come with offPolicyMask alone (the sampler log-probs of its κ)', async () => {
+    const r = await ctx.policyLoss(
+      { ...inputs, rolloutLogprobs: d.roll },
+      { offPolicyMask: { threshold: 0.1 } },
+    );
+    expect(Number.isFinite((await r.loss.read())[0])).toBe(true);
+  });
   it('seq-mean-token-sum-norm has a default scale factor without a preset (the longest response)', async () => {
     const r = await ctx.policyLoss(inputs, { aggregation: 'seq-mean-token-sum-norm' });
     expect(Number.isFinite((await r.loss.read())[0])).toBe(true);

@@ -179,7 +179,7 @@ struct PolicyParams {
   const float* old_logprobs;        // [T]
   const float* advantages;          // [T]
   const float* ref_logprobs;        // [T], with has_kl
-  const float* rollout_logprobs;    // [T], with has_rollout
+  const float* rollout_logprobs;    // [T], with has_rollout (and for the off-policy mask when given), or null
   const float* entropy;             // [T] or null
   const uint8_t* mask;              // [T] or null (every token valid)
   const int32_t* response_offsets;  // [R+1]: 0, non-decreasing, T (ops_cpu.cc checks)
@@ -192,6 +192,7 @@ struct PolicyParams {
   bool has_kl;
   KlEstimator kl_estimator;
   bool kl_straight_through, kl_value_clamp_all, kl_token_mean;
+  bool kl_bias_correction;  // TRL's use_bias_correction_kl: KL·ρ_t (token-level ratios)
   double kl_coef, kl_input_clamp, kl_value_clamp;
   double entropy_coef;
   bool entropy_token_mean;
@@ -200,6 +201,8 @@ struct PolicyParams {
   RolloutMode rollout_mode;
   double rollout_lower, rollout_upper, rollout_log_clamp;
   bool rollout_normalize;
+  bool has_opsm;          // TRL's off-policy sequence mask, threshold δ (κ_r from rollout_logprobs or old)
+  double opsm_threshold;
   Aggregation aggregation;
   bool seq_clamp1;         // seq-mean-token-mean divides by max(n, 1) (else n + 1e-8)
   bool norm_by_sequences;  // seq-mean-token-sum-norm: D/(N_seq·K) (else verl's 1/K)

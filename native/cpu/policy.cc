@@ -1,5 +1,6 @@
 // policyLoss on the native cpu backend (POLICY.md): the surrogate (ppo, gspo, cispo, sapo, reinforce, gmpo,
-// vespo), the KL penalty, the entropy bonus, rollout correction and the five aggregations, with the exact
+// vespo), the KL penalty (optionally bias-corrected by the ratio), the entropy bonus, rollout correction
+// (truncate, mask, sequence-mask), the off-policy sequence mask and the five aggregations, with the exact
 // gradient dloss/dℓ_t (and dloss/dH_t), the per-token loss and the 13 statistics (POLICY_STATS order).
 // The definitions, in the order they are evaluated, are the float64 reference's
 // (src/backends/js/policy.ts); the twins are native/cuda/policy.cu and shaders/policy.wgsl. Compiled
@@ -9,16 +10,22 @@
 //   short): about 64 items from 512 responses on (R/8 below), so that the pool has work to share, and
 //   the blocks depend on R alone (never on the thread count).
 //   Pass A, per response in order: only where something needs it (a mask: n_r; gspo: Σ(ℓ − ℓ°);
-//     gmpo: ΣΔ̂ and Q_r = Σ w·A, w the token's rollout weight (the bits pass B computes) or ΣA;
-//     vespo: Σ clamp(Δ, ±20) + Σ clamp(ln w, ln 1e-8, 20), the second with token-level weights;
-//     sequence or geometric rollout correction: Σλ, λ = ℓ° − ℓᵛ), the valid tokens' sums, vector k of
-//     the response holding its tokens t0 + 8k .. t0 + 8k + 7 in lanes 0..7 (positions relative to the
-//     response's start), each lane's f32 terms summed in f64, the lanes added in a fixed tree. Then
+//     gmpo: ΣΔ̂ and Q_r = Σ w·k·A, w the token's rollout weight and k its keep factor (the bits pass B
+//     computes) or ΣA; vespo: Σ clamp(Δ, ±20) + Σ clamp(ln w, ln 1e-8, 20), the second with
+//     token-level weights; sequence or geometric rollout correction, and mode sequence-mask: Σλ,
+//     λ = ℓ° − ℓᵛ; the off-policy mask: Σ(ℓᵛ − ℓ), ℓᵛ = ℓ° without rollout log-probs), the valid
+//     tokens' sums, vector k of the response holding its tokens t0 + 8k .. t0 + 8k + 7 in lanes 0..7
+//     (positions relative to the response's start), each lane's f32 terms summed in f64, the lanes
+//     added in a fixed tree. Then
 //     the response's scalars in f64 (gspo: log s_r and ρ_r = e^{min(log s_r, c_g)}; gmpo: s_r and c_gm,
 //     PER TOKEN; vespo: φ_r for A ≥ 0 and for A < 0; its rollout weight, a_r and the coefficients
-//     below), each rounded once to f32, into a table of the item's responses (one set for all when
-//     none of them differs between responses: no seq-mean-token-mean, gspo, gmpo, vespo or
-//     per-response weight). The counting pass (Scales) takes only n_r and Σλ.
+//     below; the off-policy mask's k_r⁻ and sequence-mask's filter f_r, PER TOKEN), each rounded once
+//     to f32, into a table of the item's responses (one set for all when none of them differs between
+//     responses: no seq-mean-token-mean, gspo, gmpo, vespo, per-response weight, sequence-mask or
+//     off-policy mask). gmpo's Q_r with the off-policy mask or sequence-mask, whose terms need k_r⁻ or
+//     f_r, is a second loop over the response (from L1) after the first, in the same lanes and order.
+//     The counting pass (Scales) takes only n_r and Σλ (and sequence-mask's f_r, blended per lane
+//     as pass B does).
 //   Pass B, over the item's tokens in vectors of 8 from its first token (short responses share a
 //     vector): each lane takes its own response's scalars (blended in at each response's first lane);
 //     every per-token branch of the reference is a select (both sides computed, blended by a lane
@@ -43,17 +50,39 @@
 //   weight) pick one of 7 × 5 × 3 instantiations of the item's loop before it runs (template
 //   parameters). The cispo cap, the KL value clamp and straight-through, and the rollout mode
 //   (truncate or mask) are uniform lane masks (both sides computed, blended); entropy, the mask, the
-//   tokenLoss output and the per-response table are branches on the call's flags, the same for every
-//   vector.
+//   tokenLoss output, the per-response table, mode sequence-mask, the off-policy mask and the KL bias
+//   correction are branches on the call's flags, the same for every vector.
 //
 // PER TOKEN (f32; G = the aggregation's scale, W̄ the rollout weights' mean or 1, per response
 //   c_pg = G·a_r/W̄ (·w_r per response), c_kl = β·G_kl·a^kl_r, c_H = −c_H·G_H·a^H_r):
-//   gradLogprobs = c_pg·w·∂L/∂ℓ + c_kl·∂KL/∂ℓ,  gradEntropy = c_H,  tokenLoss = (w/W̄)·L + β·KL − c_H·H,
-//   and the loss is Σ over valid tokens of c_pg·w·L + c_kl·KL + c_H·H (= G·Σ a_r S_r/W̄ + β·G_kl·Σ … ,
-//   POLICY.md's aggregation, the terms weighted per token instead of per response).
+//   gradLogprobs = c_pg·w·k·∂L/∂ℓ + c_kl·∂KL/∂ℓ,  gradEntropy = c_H,
+//   tokenLoss = (w·k/W̄)·L + β·KL − c_H·H, and the loss is Σ over valid tokens of c_pg·w·k·L + c_kl·KL +
+//   c_H·H (= G·Σ a_r S_r/W̄ + β·G_kl·Σ … , POLICY.md's aggregation, the terms weighted per token
+//   instead of per response); k = 1 without the off-policy mask, and the product w·k is formed first
+//   (0·Inf and 0·NaN are NaN: a product, as the mask mode's 0 weight).
+//   Off-policy mask (TRL's off_policy_mask_threshold, δ): κ_r = Σ(ℓᵛ − ℓ)/max(n_r, 1) in f64 (ℓᵛ − ℓ
+//   rounded once in f32), k_r⁻ = 1 if κ_r ≤ δ, 0 if κ_r > δ, NaN if κ_r is NaN; per token k = 1 where
+//   A ≥ 0, else k_r⁻ (a NaN A too). A stop-gradient on the policy term only: not the KL, the entropy,
+//   the weights' statistics, W̄ or the counts. vespo: w = 1 in those places, so the factor is k alone;
+//   gmpo: Q_r = Σ w·k·A (its gradient's factor stays 1), its loss and tokenLoss take w·k as above.
+//   Mode sequence-mask (OpenRLHF's seq-mask-tis, token level): per response geo_r = e^{clamp(Σλ/max(n_r,
+//   1), ±c)} (f64), f_r = 1 if lower ≤ geo_r ≤ upper, NaN if geo_r is, else 0; per token w = e^{clamp(λ,
+//   ±c)} (neither truncated nor masked) where f_r = 1, else f_r (a select: an infinite weight of a
+//   dropped response is 0). Its statistics are the token-level ones, a token counted outside where its
+//   response is not inside (NaN is); vespo's Σ clamp(ln w, ln 1e-8, 20) is Σ clamp(λ_c, ln 1e-8, 20)
+//   for an inside response, n_r·ln 1e-8 for a dropped one, NaN for a NaN f_r.
+//   KL bias correction (TRL's use_bias_correction_kl; ppo, cispo, sapo, reinforce, vespo: the API
+//   refuses gspo and gmpo, whose ratio is the response's): after the clamps and the straight-through
+//   choice, ∂KL ← ∂KL·ρ + KL·dρ/dℓ, KL ← KL·ρ (∂KL from the uncorrected KL): what enters K_r, klMean
+//   and tokenLoss. ρ = e^{clamp(Δ, ±c_Δ)} (vespo: ±20), dρ/dℓ = ρ inside the clamp (bounds included),
+//   else 0 (the loss's own ρ: e^{fl(Δ)}, which Δ's rounding moves by |Δ|/2 ulp, the case table's bound
+//   allowing it as for cuda's and the surrogates'). Where dρ/dℓ = ρ the derivative
+//   is formed as ρ·(∂KL + KL), the sum first (abs straight-through's x + |x| is exactly 0); k3 within
+//   its input and value clamps (not straight-through) takes ρ·x (∂KL + KL = −(e^y − 1) + e^y − y − 1 =
+//   −y = x exactly), not the f32 sum of two terms of size e^y (|x| = 10 leaves ~3 digits).
 //   gmpo (GMPO, verl's geo_mean; Δ = ℓ − ℓ° unclamped): Δ̂ = min(Δ, ε_high) if A > 0, max(Δ, −ε_low) if
 //   A < 0, 0·Δ if A = 0, NaN if A is (NaN-keeping min and max); per response (f64, pass A's sums)
-//   s_r = e^{ΣΔ̂/(n_r + 1e-8)} (no clamp), Q_r = Σ w·A (w before 1/W̄; w_r·ΣA for a per-response
+//   s_r = e^{ΣΔ̂/(n_r + 1e-8)} (no clamp), Q_r = Σ w·k·A (w before 1/W̄; w_r·Σ k·A for a per-response
 //   weight), c_gm = G·a_r/W̄·(−Q_r·s_r/(n_r + 1e-8)), each rounded once to f32. Per token ρ = s_r,
 //   L = −A·s_r (the loss and tokenLoss as above), and the policy part of gradLogprobs is c_gm where
 //   d_t = (A > 0 and !(Δ > ε_high)) or (A < 0 and !(Δ < −ε_low)), else 0; a NaN c_gm passes the mask
@@ -83,6 +112,11 @@
 //   that weight); pass B has no per-token ratio exponential (ρ = s_r), ~25 FLOPs besides the KL and
 //   the weight. vespo: pass A reads ℓ, ℓ° (and ℓᵛ with token-level weights, whose exponential it then
 //   computes too, ~15 FLOPs per token with it, ~5 without); pass B as ppo's without the clip band.
+//   The off-policy mask: pass A reads ℓ and ℓᵛ (or ℓ°), ~2 FLOPs per token; pass B ~2 more (the keep
+//   factor and the product w·k). Sequence-mask: pass A reads ℓ°, ℓᵛ (Σλ, ~2 FLOPs per token), pass B
+//   as token-level weights with a select for the filter. gmpo with either: pass A's second loop
+//   re-reads ℓ°, A (and ℓᵛ) from L1 and recomputes the token weight (~25 FLOPs with it, ~4 without).
+//   The KL bias correction: ~4 FLOPs per token (the sum, the products, the selects).
 //   Measured (bench/RESULTS.md, "Native cpu policyLoss"; ppo + k3 KL + entropy + token rollout
 //   weights, 64k responses of 1–31 tokens): 3.8 ns per token per core (bench/cpu/policy-harness.sh),
 //   59-60% of a streaming read of the same bytes on the 2-core machine under load; the portable build
@@ -93,7 +127,11 @@
 //   any NaN ratio, as the reference's Math.min and Math.max) and through every derivative mask
 //   (not_outside, ppo's cap, the mask mode's band, gmpo's d_t with its NaN c_gm), gmpo's Δ̂ through
 //   the NaN-keeping clamp_hi and clamp_lo (a NaN at a valid token: its whole response NaN, through s_r
-//   or Q_r; vespo's through ln W_r and φ): the reference's "NaN in, NaN out" rules.
+//   or Q_r; vespo's through ln W_r and φ; the off-policy mask's through κ_r to k_r⁻, so the policy
+//   term of the response's tokens with A < 0; sequence-mask's through Σλ to f_r, so every weight of
+//   the response; the bias-corrected KL's through ρ): the reference's "NaN in, NaN out" rules. The
+//   decisions on κ_r and geo_r are taken in f64 on sums of f32 differences, as the reference's on
+//   f64 ones: they may differ only for a κ_r within ~u·Σ|ℓᵛ − ℓ|/n_r of δ (geo_r: of a bound).
 #include "kernels.h"
 #include "simd.h"
 
@@ -303,7 +341,10 @@ struct Job {
   int64_t T, R;
   int64_t block;        // responses per item (the header's WORK)
   bool need_d, need_l;  // pass A's sums: gspo's Σ(ℓ − ℓ°), gmpo's ΣΔ̂ or vespo's ln W_r's; the rollout's Σλ
-  bool need_q;          // gmpo's Q_r: Σ w·A (token-level weights), else ΣA (w_r·ΣA: response_scalars)
+  bool need_q;          // gmpo's Q_r: Σ w·k·A (token-level weights), else Σ k·A (w_r·Σ k·A: response_scalars)
+  bool opsm;            // the off-policy mask: pass A's κ_r, pass B's keep factor k_t
+  bool seq_mask;        // rollout mode sequence-mask (token level): Σλ in pass A, the weights filtered per response
+  bool kl_bc;           // the KL bias correction: KL·ρ
   bool pass_a;          // pass A runs: those, or the mask's count
   bool per_response;    // the scalars of pass B differ between responses (else all are `same`'s)
   Consts k;
@@ -314,12 +355,23 @@ struct Job {
 // ------------------------------------------------------------------------------------ per response
 // A token-level rollout weight: e^{clamp(ℓ° − ℓᵛ, ±c)}, truncated or masked; `outside`: not in
 // [lower, upper] (NaN is).
+inline VF token_raw(const Consts& k, VF old, VF roll) { return exp_e(vclamp(sub(old, roll), k.nr_clamp, k.r_clamp)); }
 inline VF token_weight(const Consts& k, VF old, VF roll, VM& outside) {
-  const VF raw = exp_e(vclamp(sub(old, roll), k.nr_clamp, k.r_clamp));
+  const VF raw = token_raw(k, old, roll);
   const VM ok = mand(ge(raw, k.r_lo), le(raw, k.r_hi));
   outside = mandnot(mask_of(true), ok);
   const VM kept = not_outside(raw, k.r_lo, k.r_hi);  // (a NaN weight stays NaN in mask mode)
   return blend(k.r_mask, keep(kept, raw), vclamp(raw, k.r_lo, k.r_hi));
+}
+
+// Mode sequence-mask: the raw weight e^{clamp(ℓ° − ℓᵛ, ±c)} (neither truncated nor masked by its own
+// value) where the lane's response filter f is 1 (its geometric mean inside the band), else f itself (0,
+// or NaN for a NaN geometric mean): a select, so an infinite raw weight of a dropped response gives 0.
+// `outside`: the response is not inside the band (a NaN filter counts as outside).
+inline VF seq_mask_weight(const Consts& k, VF old, VF roll, VF f, VM& outside) {
+  const VM in = ge(f, k.one);  // (f is 1, 0 or NaN)
+  outside = mandnot(mask_of(true), in);
+  return blend(in, token_raw(k, old, roll), f);
 }
 
 // vespo: clamp(ln w, ln 1e-8, 20) of token_weight's w, without a logarithm: w = e^{λ_c} (λ_c = clamp(ℓ° −
@@ -335,12 +387,30 @@ inline VF vespo_log_weight(const Consts& k, VF old, VF roll) {
 }
 
 // Pass A's sums over a response's valid tokens: n; d = gspo's Σ(ℓ − ℓ°), gmpo's ΣΔ̂ or vespo's
-// Σ clamp(Δ, ±20) (+ Σ clamp(ln w, ln 1e-8, 20) with token-level weights); l = Σλ; q = gmpo's Σ w·A
-// (token-level rollout weights) or ΣA.
+// Σ clamp(Δ, ±20) (+ Σ clamp(ln w, ln 1e-8, 20) with token-level weights, sequence-mask's filtered ones
+// too); l = Σλ; q = gmpo's Σ w·k·A (token-level rollout weights) or Σ k·A (k = 1 without the
+// off-policy mask); kap = the off-policy mask's Σ(ℓᵛ − ℓ) (ℓᵛ: ℓ° without rollout log-probs).
 struct Sums {
   int64_t n;
-  double d, l, q;
+  double d, l, q, kap;
 };
+
+// The off-policy mask's keep factor of a token with A < 0 (or a NaN A) in the response of `s`:
+// κ_r = kap/max(n, 1) (f64); 1 where κ_r ≤ δ, 0 where κ_r > δ, NaN for a NaN κ_r (never 0 for a NaN).
+// A token with A ≥ 0 keeps 1.
+inline float opsm_keep(const PolicyParams& p, const Sums& s) {
+  const double kappa = s.kap / dmax(double(s.n), 1.0);
+  return kappa <= p.opsm_threshold ? 1.0f : kappa > p.opsm_threshold ? 0.0f : __builtin_nanf("");
+}
+
+// Mode sequence-mask: the response's filter f from its geometric-mean weight geo = e^{clamp(Λ_r, ±c)},
+// Λ_r = Σλ/max(n, 1) (f64): 1 where lower ≤ geo ≤ upper, NaN for a NaN geo, else 0.
+inline float seq_filter(const PolicyParams& p, const Sums& s) {
+  const double c = p.rollout_log_clamp;
+  const double geo = __builtin_exp(dclamp(s.l / dmax(double(s.n), 1.0), -c, c));
+  if (geo >= p.rollout_lower && geo <= p.rollout_upper) return 1.0f;
+  return geo != geo ? __builtin_nanf("") : 0.0f;
+}
 
 // gmpo's Δ̂ = min(Δ, ε_high) where A > 0, max(Δ, −ε_low) where A < 0, 0·Δ where A = 0, NaN where A is
 // (the (A·0)·Δ lane); clamp_hi and clamp_lo keep a NaN Δ.
@@ -349,15 +419,19 @@ inline VF gmpo_delta(const Consts& k, VF A, VF delta) {
                blend(lt(A, k.zero), clamp_lo(delta, k.neps_lo), mul(mul(A, k.zero), delta)));
 }
 
-// `counts`: only what counts_item needs (n, and Σλ for a per-response weight).
+// `counts`: only what counts_item needs (n, and Σλ for a per-response weight or sequence-mask's filter).
+// gmpo's Q_r with the off-policy mask or sequence-mask takes a second loop over the response's tokens
+// (in L1), once κ_r and Λ_r are known: each term w·k·A as pass B forms w and k.
 Sums response_sums(const Job& J, int64_t t0, int64_t t1, bool counts = false) {
   const PolicyParams& p = *J.p;
-  Sums s{t1 - t0, 0.0, 0.0, 0.0};
-  const bool need_d = J.need_d && !counts, need_q = J.need_q && !counts;
+  Sums s{t1 - t0, 0.0, 0.0, 0.0, 0.0};
+  const bool need_d = J.need_d && !counts, need_q = J.need_q && !counts, need_k = J.opsm && !counts;
   const bool token_w = need_q && p.has_rollout && p.rollout_level == RolloutLevel::Token;
+  const bool q_late = need_q && (J.opsm || J.seq_mask);  // Q_r needs κ_r or Λ_r: the second loop
   const bool vespo = need_d && p.loss == PolicyLossKind::Vespo;
-  const bool vespo_w = vespo && p.has_rollout && p.rollout_level == RolloutLevel::Token;
-  if (!need_d && !J.need_l && !need_q) {
+  const bool vespo_sm = vespo && J.seq_mask;  // its Σ clamp(ln w) kept apart, chosen by the filter
+  const bool vespo_w = vespo && p.has_rollout && p.rollout_level == RolloutLevel::Token && !J.seq_mask;
+  if (!need_d && !J.need_l && !need_q && !need_k) {
     if (p.mask) {
       int64_t n = 0;
       for (int64_t t = t0; t < t1; ++t) n += p.mask[t] != 0;
@@ -365,7 +439,8 @@ Sums response_sums(const Job& J, int64_t t0, int64_t t1, bool counts = false) {
     }
     return s;
   }
-  VD d = dzero(), l = dzero(), q = dzero();
+  const float* vref = p.rollout_logprobs ? p.rollout_logprobs : p.old_logprobs;  // the mask's ℓᵛ
+  VD d = dzero(), l = dzero(), q = dzero(), kap = dzero(), lw = dzero();
   int64_t n = 0;
   for (int64_t t = t0; t < t1; t += kLanes) {
     const int64_t room = J.T - t;  // loads past the arrays' end go lane by lane
@@ -380,12 +455,17 @@ Sums response_sums(const Job& J, int64_t t0, int64_t t1, bool counts = false) {
       } else if (vespo) {
         dacc(d, keep(v, vclamp(delta, J.k.nv_clamp, J.k.v_clamp)));
         if (vespo_w) dacc(d, keep(v, vespo_log_weight(J.k, o, load_n(p.rollout_logprobs + t, room))));
+        if (vespo_sm) {  // ln of the kept raw weight: λ_c
+          const VF lam = vclamp(sub(o, load_n(p.rollout_logprobs + t, room)), J.k.nr_clamp, J.k.r_clamp);
+          dacc(lw, keep(v, vclamp(lam, J.k.v_log_min, J.k.v_clamp)));
+        }
       } else {
         dacc(d, keep(v, delta));
       }
     }
     if (J.need_l) dacc(l, keep(v, sub(o, load_n(p.rollout_logprobs + t, room))));
-    if (need_q) {
+    if (need_k) dacc(kap, keep(v, sub(load_n(vref + t, room), load_n(p.logprobs + t, room))));
+    if (need_q && !q_late) {
       const VF A = load_n(p.advantages + t, room);
       VM outside;  // (pass B's weight: the same bits)
       const VF wA = token_w ? mul(token_weight(J.k, o, load_n(p.rollout_logprobs + t, room), outside), A) : A;
@@ -395,6 +475,33 @@ Sums response_sums(const Job& J, int64_t t0, int64_t t1, bool counts = false) {
   s.n = n;
   s.d = dsum(d);
   s.l = dsum(l);
+  s.kap = dsum(kap);
+  if (vespo_sm) {
+    // A dropped response's weights are 0: clamp(ln 0, ln 1e-8, 20) = ln 1e-8 each; NaN for a NaN filter.
+    const float f = seq_filter(p, s);
+    s.d += f == 1.0f ? dsum(lw) : f != f ? double(f) : double(n) * kVespoLogMin;
+  }
+  if (q_late) {
+    const VF kneg = set1(J.opsm ? opsm_keep(p, s) : 1.0f);
+    const VF f = set1(J.seq_mask ? seq_filter(p, s) : 1.0f);
+    for (int64_t t = t0; t < t1; t += kLanes) {
+      const int64_t room = J.T - t;
+      VM v = first_lanes(t1 - t);
+      if (p.mask) v = mand(v, mask_n(p.mask + t, room));
+      const VF A = load_n(p.advantages + t, room);
+      VF w = J.k.one;
+      if (token_w) {
+        VM outside;
+        const VF o = load_n(p.old_logprobs + t, room), roll = load_n(p.rollout_logprobs + t, room);
+        w = J.seq_mask ? seq_mask_weight(J.k, o, roll, f, outside) : token_weight(J.k, o, roll, outside);
+      }
+      if (J.opsm) {
+        const VF kt = blend(ge(A, J.k.zero), J.k.one, kneg);
+        w = token_w ? mul(w, kt) : kt;
+      }
+      dacc(q, keep(v, mul(w, A)));
+    }
+  }
   s.q = dsum(q);
   return s;
 }
@@ -424,6 +531,8 @@ struct Resp {
   float u_w;        // 1/W̄ (·w_r)
   float c_kl;       // β·G_kl·a^kl_r
   float c_h;        // −c_H·G_H·a^H_r
+  float kneg;       // the off-policy mask's keep factor of the tokens with A < 0 (1, 0 or NaN), else 1
+  float filt;       // sequence-mask: the response's filter (1, 0 or NaN), else 1
 };
 
 // Also adds a per-response rollout weight's statistics to `part` (nonempty responses only).
@@ -432,6 +541,8 @@ Resp response_scalars(const Job& J, const Sums& s, Part& part) {
   const Scales& S = J.s;
   Resp q{};
   const double nf = dmax(double(s.n), 1.0);
+  q.kneg = J.opsm ? opsm_keep(p, s) : 1.0f;
+  q.filt = J.seq_mask ? seq_filter(p, s) : 1.0f;
   if (p.loss == PolicyLossKind::Gspo) {
     const double log_s = s.d / nf;
     const double c = p.gspo_log_clamp;
@@ -457,7 +568,7 @@ Resp response_scalars(const Job& J, const Sums& s, Part& part) {
   if (p.loss == PolicyLossKind::Gmpo) {
     const double n_eps = double(s.n) + 1e-8;
     const double s_r = __builtin_exp(s.d / n_eps);  // no clamp; NaN kept
-    const double Q = seq_w ? w * s.q : s.q;         // Σ w·A (w_r·ΣA for a per-response weight)
+    const double Q = seq_w ? w * s.q : s.q;         // Σ w·k·A (w_r·Σ k·A for a per-response weight)
     q.rho = float(s_r);
     q.gm = float(S.g * a * S.inv_wbar * (-Q * s_r / n_eps));
   }
@@ -484,19 +595,22 @@ Resp response_scalars(const Job& J, const Sums& s, Part& part) {
 // ------------------------------------------------------------------------------------ pass B
 // Pass B's per-response scalars as lane vectors (each lane its own response's).
 struct Coef {
-  VF c_pg, u_w, c_kl, c_h, rho, drho, gm, phi_pos, phi_neg;
+  VF c_pg, u_w, c_kl, c_h, rho, drho, gm, phi_pos, phi_neg, kneg, filt;
 };
 inline Coef coef_of(const Resp& q) {
-  return {set1(q.c_pg), set1(q.u_w), set1(q.c_kl),    set1(q.c_h),    set1(q.rho),
-          set1(q.drho), set1(q.gm),  set1(q.phi_pos), set1(q.phi_neg)};
+  return {set1(q.c_pg), set1(q.u_w),     set1(q.c_kl),    set1(q.c_h),  set1(q.rho), set1(q.drho),
+          set1(q.gm),   set1(q.phi_pos), set1(q.phi_neg), set1(q.kneg), set1(q.filt)};
 }
-// The lanes of m take q's scalars (gspo's ratio and dρ/dℓ, gmpo's ratio and gradient, vespo's φ too).
+// The lanes of m take q's scalars (gspo's ratio and dρ/dℓ, gmpo's ratio and gradient, vespo's φ too; the
+// off-policy mask's and sequence-mask's factors, 1 when off).
 template <int L>
 inline void blend_coef(VM m, const Resp& q, Coef& c) {
   c.c_pg = blend(m, set1(q.c_pg), c.c_pg);
   c.u_w = blend(m, set1(q.u_w), c.u_w);
   c.c_kl = blend(m, set1(q.c_kl), c.c_kl);
   c.c_h = blend(m, set1(q.c_h), c.c_h);
+  c.kneg = blend(m, set1(q.kneg), c.kneg);
+  c.filt = blend(m, set1(q.filt), c.filt);
   if (L == kGspo || L == kGmpo) c.rho = blend(m, set1(q.rho), c.rho);
   if (L == kGspo) c.drho = blend(m, set1(q.drho), c.drho);
   if (L == kGmpo) c.gm = blend(m, set1(q.gm), c.gm);
@@ -528,11 +642,11 @@ void tokens_item(void* ctx, int64_t item, int) {
   const bool has_ent = p.entropy != nullptr;
   Part part = part_empty();
   // Per response: pass A and the scalars of pass B (kept only where they differ between responses).
-  const Resp same = response_scalars(J, Sums{0, 0.0, 0.0, 0.0}, part);
+  const Resp same = response_scalars(J, Sums{0, 0.0, 0.0, 0.0, 0.0}, part);
   Resp resp[kBlock];
   for (int64_t r = r0; r < r1; ++r) {
     const int64_t t0 = ro[r], t1 = ro[r + 1];
-    const Sums sums = J.pass_a ? response_sums(J, t0, t1) : Sums{t1 - t0, 0.0, 0.0, 0.0};
+    const Sums sums = J.pass_a ? response_sums(J, t0, t1) : Sums{t1 - t0, 0.0, 0.0, 0.0, 0.0};
     part.count[kCTokens] += sums.n;
     part.count[kCSequences] += sums.n > 0 ? 1 : 0;
     if (J.per_response) resp[r - r0] = response_scalars(J, sums, part);
@@ -559,23 +673,34 @@ void tokens_item(void* ctx, int64_t item, int) {
     const VF o = load_n(p.old_logprobs + t, room);
     const VF A = load_n(p.advantages + t, room);
     const VF nA = mul(k.neg1, A);
-    // The ratio and dρ/dℓ.
-    VF rho, drho, kl_stat;
+    // The ratio and dρ/dℓ; the KL bias correction's dρ_kl (dρ, but for vespo, whose dρ only it uses).
+    VF rho, drho, kl_stat, drho_kl = k.zero;
+    VM r_in = mask_of(false);  // the KL bias correction: Δ within its clamp, not NaN (dρ_kl = ρ there)
     if (L == kGspo || L == kGmpo) {
       rho = c.rho;
       drho = c.drho;        // (gmpo: unused)
       kl_stat = sub(o, l);  // −Δ, unclamped
+      drho_kl = drho;       // (the KL bias correction: refused for gspo and gmpo by the API)
     } else if (L == kVespo) {
-      const VF dc = vclamp(sub(l, o), k.nv_clamp, k.v_clamp);  // a fixed ±20, not c_Δ
+      const VF delta = sub(l, o);
+      const VF dc = vclamp(delta, k.nv_clamp, k.v_clamp);  // a fixed ±20, not c_Δ
       rho = exp_e(dc);
       drho = k.zero;  // (unused: φ is a stop-gradient)
       kl_stat = mul(k.neg1, dc);
+      if (K != kNoKl && J.kl_bc) {
+        r_in = mand(ge(delta, k.nv_clamp), le(delta, k.v_clamp));
+        drho_kl = keep(not_outside(delta, k.nv_clamp, k.v_clamp), rho);
+      }
     } else {
       const VF delta = sub(l, o);
       const VF dc = vclamp(delta, k.nlclamp, k.lclamp);
       rho = exp_e(dc);
       drho = keep(not_outside(delta, k.nlclamp, k.lclamp), rho);  // bounds included (torch.clamp)
       kl_stat = mul(k.neg1, dc);
+      if (K != kNoKl && J.kl_bc) {
+        r_in = mand(ge(delta, k.nlclamp), le(delta, k.lclamp));
+        drho_kl = drho;
+      }
     }
     // The surrogate L and ∂L/∂ℓ.
     VF Lt, dL;
@@ -631,15 +756,23 @@ void tokens_item(void* ctx, int64_t item, int) {
       Lt = mul(nA, l);
       dL = nA;
     }
-    // Rollout weight: the policy term's coefficients of the gradient and of tokenLoss.
+    // Rollout weight and the off-policy mask's keep factor: the policy term's coefficients of the
+    // gradient and of tokenLoss, from its weight w·k (vespo: k; gmpo's gradient: inside Q_r).
     VF g_pg = c.c_pg, t_pg = c.u_w, w = k.one;
     VM outside = mask_of(false);
     if (Rl == kRollToken) {
-      w = token_weight(k, o, load_n(p.rollout_logprobs + t, room), outside);
-      if (L != kVespo) {  // (vespo's weights are inside W_r: only their statistics here)
-        g_pg = mul(c.c_pg, w);
-        t_pg = mul(w, c.u_w);
-      }
+      const VF roll = load_n(p.rollout_logprobs + t, room);
+      w = J.seq_mask ? seq_mask_weight(k, o, roll, c.filt, outside) : token_weight(k, o, roll, outside);
+    }
+    const bool weighted = Rl == kRollToken && L != kVespo;  // (vespo's weights are inside W_r: only their statistics here)
+    if (J.opsm) {
+      const VF kt = blend(ge(A, k.zero), k.one, c.kneg);  // (a NaN A: the response's factor)
+      const VF wk = weighted ? mul(w, kt) : kt;
+      g_pg = mul(c.c_pg, wk);
+      t_pg = mul(wk, c.u_w);
+    } else if (weighted) {
+      g_pg = mul(c.c_pg, w);
+      t_pg = mul(w, c.u_w);
     }
     VF g = L == kGmpo ? dL : mul(g_pg, dL);  // (gmpo's w is inside Q_r)
     VF contrib = mul(g_pg, Lt);
@@ -649,6 +782,7 @@ void tokens_item(void* ctx, int64_t item, int) {
     if (K != kNoKl) {
       const VF x = sub(l, load_n(p.ref_logprobs + t, room));
       VF dv;
+      VM k3_plain = mask_of(false);  // k3 within both clamps: ∂KL = −(e^y − 1), KL = e^y − y − 1
       if (K == kK1) {
         kv = x;
         dv = k.one;
@@ -666,6 +800,8 @@ void tokens_item(void* ctx, int64_t item, int) {
         dv = keep(not_outside(y, k.nkl_in, k.kl_in), mul(k.neg1, em1));
       }
       if (K == kK3) {
+        const VF y = mul(k.neg1, x);
+        k3_plain = mand(mand(ge(y, k.nkl_in), le(y, k.kl_in)), mand(ge(kv, k.nkl_val), le(kv, k.kl_val)));
         dv = keep(not_outside(kv, k.nkl_val, k.kl_val), dv);
         kv = vclamp(kv, k.nkl_val, k.kl_val);
       } else {
@@ -674,6 +810,16 @@ void tokens_item(void* ctx, int64_t item, int) {
         kv = blend(k.kl_vclamp, vclamp(kv, k.nkl_val, k.kl_val), kv);
       }
       dv = blend(mor(k.kl_st, neq(x, x)), x, dv);  // (a NaN x: a NaN derivative, every estimator)
+      if (J.kl_bc) {  // KL·ρ, differentiated through both factors (dv from the uncorrected value)
+        // Δ within its clamp (dρ = ρ): ρ·(∂KL + KL), the sum first (abs's x + |x| = 0 is 0, not the
+        // rounding of one of two products); k3 within its clamps: ρ·x, as ∂KL + KL = −(e^y − 1) +
+        // e^y − y − 1 = −y = x exactly (their f32 sum cancels two terms of size e^y: |x| = 10 leaves 3
+        // digits). Elsewhere (dρ = 0, or NaN) the product rule as written.
+        VF dbc = blend(r_in, mul(rho, add(dv, kv)), fmadd(kv, drho_kl, mul(dv, rho)));
+        if (K == kK3) dbc = blend(mand(mandnot(k3_plain, k.kl_st), r_in), mul(rho, x), dbc);
+        dv = dbc;
+        kv = mul(kv, rho);
+      }
       g = fmadd(c.c_kl, dv, g);
       contrib = fmadd(c.c_kl, kv, contrib);
       tl = fmadd(k.beta, kv, tl);
@@ -775,11 +921,13 @@ void counts_item(void* ctx, int64_t item, int) {
   Part part = part_empty();
   const bool weights = p.has_rollout && p.rollout_normalize;
   const bool token_w = weights && p.rollout_level == RolloutLevel::Token;
+  float filt[kBlock];  // sequence-mask: each response's filter
   for (int64_t r = r0; r < r1; ++r) {
     const Sums s =
-        J.pass_a ? response_sums(J, ro[r], ro[r + 1], true) : Sums{ro[r + 1] - ro[r], 0.0, 0.0, 0.0};
+        J.pass_a ? response_sums(J, ro[r], ro[r + 1], true) : Sums{ro[r + 1] - ro[r], 0.0, 0.0, 0.0, 0.0};
     part.count[kCTokens] += s.n;
     part.count[kCSequences] += s.n > 0 ? 1 : 0;
+    if (token_w && J.seq_mask) filt[r - r0] = seq_filter(p, s);
     if (weights && !token_w && s.n > 0) {
       bool outside;
       part.sum[kSWeight] += sequence_weight(p, s, outside);
@@ -790,13 +938,25 @@ void counts_item(void* ctx, int64_t item, int) {
     // The token weights' sum as pass B forms it (the same lanes and flushes: the same bits).
     Sum wsum{zero(), dzero()};
     int pending = 0;
+    int64_t r = r0;  // the response of lane 0
     for (int64_t t = ro[r0]; t < ro[r1]; t += kLanes) {
       const int64_t room = J.T - t;
       VM v = first_lanes(ro[r1] - t);
       if (p.mask) v = mand(v, mask_n(p.mask + t, room));
       VM outside;
       const VF o = load_n(p.old_logprobs + t, room), roll = load_n(p.rollout_logprobs + t, room);
-      wsum.f = add(wsum.f, keep(v, token_weight(J.k, o, roll, outside)));
+      VF w;
+      if (J.seq_mask) {
+        // Each lane its response's filter, as pass B blends its scalars.
+        while (ro[r + 1] <= t) ++r;
+        VF f = set1(filt[r - r0]);
+        for (int64_t n = r + 1; n < r1 && ro[n] < t + kLanes; ++n)
+          f = blend(ge(load(kIota), set1(float(ro[n] - t))), set1(filt[n - r0]), f);
+        w = seq_mask_weight(J.k, o, roll, f, outside);
+      } else {
+        w = token_weight(J.k, o, roll, outside);
+      }
+      wsum.f = add(wsum.f, keep(v, w));
       if (++pending == kFlush) {
         pending = 0;
         flush(wsum);
@@ -892,10 +1052,13 @@ Report policy_loss(const PolicyParams& p, Pool* pool) {
   J.block = block;
   J.need_d = p.loss == PolicyLossKind::Gspo || p.loss == PolicyLossKind::Gmpo ||
              p.loss == PolicyLossKind::Vespo;
-  J.need_l = p.has_rollout && p.rollout_level != RolloutLevel::Token;
+  J.opsm = p.has_opsm;
+  J.seq_mask = p.has_rollout && p.rollout_mode == RolloutMode::SequenceMask;  // (token level: the API's rule)
+  J.kl_bc = p.has_kl && p.kl_bias_correction;
+  J.need_l = p.has_rollout && (p.rollout_level != RolloutLevel::Token || J.seq_mask);
   J.need_q = p.loss == PolicyLossKind::Gmpo;
-  J.pass_a = J.need_d || J.need_l || p.mask != nullptr;
-  J.per_response = J.need_d || J.need_l || p.aggregation == Aggregation::SeqMeanTokenMean;
+  J.pass_a = J.need_d || J.need_l || J.opsm || p.mask != nullptr;
+  J.per_response = J.need_d || J.need_l || J.opsm || p.aggregation == Aggregation::SeqMeanTokenMean;
   J.k = consts_of(p);
   J.parts = parts;
   const bool needs_tokens = p.aggregation == Aggregation::TokenMean || (p.has_kl && p.kl_token_mean) ||

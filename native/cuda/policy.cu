@@ -1,20 +1,33 @@
 // policyLoss (POLICY.md): the surrogate (ppo, gspo, cispo, sapo, reinforce, gmpo, vespo), the KL penalty, the
 // entropy bonus, rollout correction and the five aggregations, with the exact gradient dloss/dℓ_t (and
 // dloss/dH_t). The definitions, in the order they are evaluated, are those of the cpu reference
-// (src/backends/cpu/policy.ts); the webgpu twin is shaders/policy.wgsl. f32 throughout.
-//   Per valid token: g_t = G·a_r·w_t·(1/W̄)·dL_t + β·G_kl·a^kl_r·dK_t, gH_t = −c_H·G_H·a^H_r,
-//   token loss w_t·L_t/W̄ + β·K_t − c_H·H_t; loss = G·Σ a_r w L / W̄ + β·G_kl·Σ a^kl K − c_H·G_H·Σ a^H H,
+// (src/backends/js/policy.ts); the webgpu twin is shaders/policy.wgsl. f32 throughout.
+//   Per valid token: g_t = G·a_r·w_t·k_t·(1/W̄)·dL_t + β·G_kl·a^kl_r·dK_t, gH_t = −c_H·G_H·a^H_r,
+//   token loss w_t·k_t·L_t/W̄ + β·K_t − c_H·H_t; loss = G·Σ a_r w k L / W̄ + β·G_kl·Σ a^kl K − c_H·G_H·Σ a^H H,
 //   with G the aggregation's scale, a_r = 1/n_r under seq-mean-token-mean (else 1), W̄ the rollout
-//   weights' mean when normalised (else 1). gmpo (verl's geo_mean): per response r, n_r valid tokens,
+//   weights' mean when normalised (else 1), k_t the off-policy mask's keep factor (1 without it).
+//   Off-policy mask (TRL's off_policy_mask_threshold δ, DeepSeek-V3.2): per response
+//   κ_r = Σ_valid(ℓᵛ − ℓ)/max(n_r, 1), ℓᵛ = the rollout log-probs when given, else ℓ°; k_t = 1 where
+//   A_t ≥ 0 or κ_r ≤ δ, 0 where κ_r > δ, NaN for a NaN κ_r: a product with the policy term's weight
+//   (vespo: k_t alone; gmpo: inside Q_r), never in the KL or entropy terms, the rollout stats, W̄ or the
+//   counts. KL bias correction (TRL's use_bias_correction_kl; not gspo, gmpo): after the KL's clamps and
+//   straight-through choice, dK ← dK·ρ + K·dρ, then K ← K·ρ (ρ, dρ the token's: dρ = ρ inside the
+//   clamp, else 0; vespo's ±20): per token, either path. Rollout mode sequence-mask (OpenRLHF's
+//   seq-mask-tis, token level): per response Λ_r = Σ_valid λ_t/max(n_r, 1), λ = ℓ° − ℓᵛ, the filter
+//   f_r = 1 where lower ≤ e^{clamp(Λ_r, ±c)} ≤ upper, NaN for a NaN Λ_r, else 0; w_t = e^{clamp(λ_t, ±c)}
+//   where f_r = 1, else f_r (a select: an infinite raw weight of a dropped response gives 0); the rollout
+//   stats count tokens (clipped: f_r ≠ 1), W̄ their mean, vespo folds them into W_r as any token weight.
+//   gmpo (verl's geo_mean): per response r, n_r valid tokens,
 //   log s_r = Σ Δ̂_t / (n_r + 1e-8) with Δ = ℓ − ℓ° and Δ̂ = min(Δ, ε_high) (A > 0), max(Δ, −ε_low)
-//   (A < 0), 0·Δ (A = 0); Q_r = Σ w_t·A_t (the weights before 1/W̄); ρ_t = s_r = e^{log s_r} (the ratio
+//   (A < 0), 0·Δ (A = 0); Q_r = Σ w_t·k_t·A_t (the weights before 1/W̄); ρ_t = s_r = e^{log s_r} (the ratio
 //   stats), L_t = −A_t·s_r, and w_t·dL_t is the response's P_t = −Q_r·s_r/(n_r + 1e-8) where t's Δ̂
 //   follows Δ (A > 0 and Δ ≤ ε_high, or A < 0 and Δ ≥ −ε_low; a NaN P_t passes), else 0: its gradient
 //   is G·a_r·(1/W̄)·P_t + β·G_kl·a^kl_r·dK_t (w not multiplied in again). Clipped (clipFraction): A > 0
 //   and Δ outside [−ε_low, ε_high], NaN included; lower clipped: A < 0 and outside; ppoKl: mean of −Δ.
 //   vespo (TRL's get_gamma_weights): per response ln W_r = clamp(Σ clamp(Δ, ±20) + Σ clamp(ln w_t, ln 1e-8,
-//   20), ln 1e-8, 20), the second sum with token-level rollout weights only (w_t after truncate / mask,
-//   the bits pass B computes; a masked 0 gives ln 1e-8), W_r = e^{ln W_r}, and for either sign of A
+//   20), ln 1e-8, 20), the second sum with token-level rollout weights only (w_t after truncate / mask
+//   / sequence-mask, the bits pass B computes; a masked 0 gives ln 1e-8, a dropped response's n_r·ln 1e-8),
+//   W_r = e^{ln W_r}, and for either sign of A
 //   φ = e^{λ + k·ln W_r − λ·W_r} ((k, λ) = (k₊, λ₊) for A ≥ 0, (k₋, λ₋) else, a NaN A too), +Inf → 0
 //   (TRL's f32 nan_to_num), NaN kept; L_t = −φ·A_t·ℓ_t, dL_t = −φ·A_t (φ a stop-gradient). The rollout
 //   weight is not a factor of its outputs (w_t = 1 there: it is inside W_r; the rollout stats count it
@@ -27,10 +40,12 @@
 //   but normalised rollout weights divide by a float sum whose order differs between the layouts).
 //
 // WHICH PATH: the FLAT path when no token's outputs depend on a per-response quantity: the loss is not
-//   gspo (s_r), gmpo (s_r, Q_r) or vespo (W_r; never flat, and a forced flat path is refused for each), the
-//   rollout correction is absent or token level (no sequence weight), and the
-//   aggregation is not seq-mean-token-mean (so a_r = a^kl_r = a^H_r = 1). Otherwise the WARP path. The
-//   test hook `path` (src/backends/cuda/policy.ts policyTuning.path) forces either where it applies.
+//   gspo (s_r), gmpo (s_r, Q_r) or vespo (W_r), there is no off-policy mask (κ_r), the rollout correction
+//   is absent or token level and not sequence-mask (no sequence weight, no Λ_r), and the aggregation is
+//   not seq-mean-token-mean (so a_r = a^kl_r = a^H_r = 1). Otherwise the WARP path; a forced flat path
+//   is refused for each of these (one message). The KL bias correction is per token: either path, the
+//   same bits. The test hook `path` (src/backends/cuda/policy.ts policyTuning.path) forces either where
+//   it applies.
 // FLAT KERNEL (policy_flat_kernel<phase>): block b owns the tokens [b·TC, min((b+1)·TC, T)), TC the
 //   fewest multiple of kFlatStep = 1024 that keeps ≤ kMaxChunks blocks (T alone sets it). Per step of
 //   1024 tokens, thread i loads the inputs of tokens step + i + 256·j, j < 4, together (28 loads in
@@ -44,13 +59,19 @@
 //   tokens t0 + j, t0 + j + 32, ... (positions relative to the response's start):
 //   pass A: n_r, gspo's Σ(ℓ − ℓ°) or gmpo's Σ Δ̂ (the same sum), gmpo's Q_r (Σ w_t·A_t with token-level
 //   weights, computed here as pass B computes them again, the same bits; at sequence and geometric
-//   level Σ A_t, times w_r once Λ_r is known), vespo's Σ clamp(Δ, ±20) (in gspo's sum) and, with
-//   token-level rollout, Σ clamp(ln w_t, ln 1e-8, 20) (in Q_r's, w_t computed as pass B computes it, the
-//   same bits), the rollout's Σλ (each an xor butterfly over the warp: lane order, then the butterfly,
-//   whatever the batch); then vespo's ln W_r, W_r, and φ for either sign of A, once per response;
-//   pass B: every valid token's surrogate, KL, entropy, rollout weight, its outputs, and its sums.
+//   level Σ A_t, times w_r once Λ_r is known; with the off-policy mask two sums, A ≥ 0 and the rest,
+//   Q_r = Σ₊ + k·Σ₋ once κ_r is known, the second only if the response has such a token (a ballot);
+//   under sequence-mask Σ raw·A, and for a dropped response Σ 0·k·A: 0, or NaN for a non-finite A (a
+//   ballot) or a NaN k·A), vespo's Σ clamp(Δ, ±20) (in gspo's sum) and, with token-level rollout,
+//   Σ clamp(ln w_t, ln 1e-8, 20) (in Q_r's, w_t computed as pass B computes it, the same bits; under
+//   sequence-mask the raw weights', n_r·ln 1e-8 for a dropped response, NaN for a NaN filter), the
+//   rollout's Σλ (sequence, geometric, sequence-mask), the off-policy mask's Σ(ℓᵛ − ℓ) (each an xor
+//   butterfly over the warp: lane order, then the butterfly, whatever the batch); then κ_r's keep factor,
+//   sequence-mask's filter, vespo's ln W_r, W_r, and φ for either sign of A, once per response;
+//   pass B: every valid token's surrogate, KL, entropy, rollout weight, keep factor, its outputs, and
+//   its sums.
 //   A response is never split: its warp owns it whole, however long (lane j strides by 32), so gspo's,
-//   gmpo's and vespo's per-response sums are complete after pass A's butterfly, and chunk_responses only
+//   gmpo's and vespo's per-response sums, κ_r and Λ_r are complete after pass A's butterflies, and chunk_responses only
 //   regroups whole responses into blocks (the gradient bits do not move; the loss's block sums do).
 //   The lane assignment and the butterfly depend on the response's length only, so a response's
 //   gradient bits depend on its own tokens and the global scales, never on its position or the batch
@@ -75,12 +96,20 @@
 //   exponential), and one butterfly per response (Q_r); the same bytes as gspo's. vespo: ~3 FLOPs a token
 //   in pass A (Δ, its clamp, the sum), with token-level rollout the weight again, its log and clamp (a 4th
 //   exponential and a log) and one butterfly per response; 3 exponentials per response (W_r, φ₊, φ₋).
+//   The off-policy mask: ℓᵛ read when the rollout log-probs are given without rollout correction (4
+//   bytes a token, twice on the warp path), ~2 FLOPs a token in pass A (the difference, the sum), one
+//   butterfly and a division per response, a select and a product per token in pass B; gmpo one more
+//   butterfly (Σ₋) and a ballot. Sequence-mask: pass A's Σλ (2 FLOPs a token), one butterfly, a division
+//   and an exponential per response; gmpo a ballot. The KL bias correction: 3 FLOPs a token.
 // Registers (sm_90, nvcc 13.0): flat kernels 64 (the bound of 4 blocks per SM; 67–72 unbounded), no
 //   spills; warp kernel 80, 80 bytes of spill stores (3 blocks per SM). With gmpo added (V13.0.88,
 //   -lineinfo): warp kernel 80 registers, 60 bytes of spill stores (128 for the file before it), flat
 //   kernels unchanged (no spills). With vespo (the same nvcc and flags, sm_80 and sm_90 alike): warp
 //   kernel 78 registers, 68 bytes of spill stores and 28 of loads (60 and 24 before; pass A's logf of the
-//   token weight is the difference), flat kernels unchanged (no spills).
+//   token weight is the difference), flat kernels unchanged (no spills). With the off-policy mask,
+//   sequence-mask and the KL bias correction (V13.0.88, -lineinfo, sm_80 and sm_90
+//   alike): warp kernel 80 registers, 60 bytes of spill stores and 24 of loads (78, 68 and 28 before);
+//   flat kernels 64 (sm_80's phase-2 kernel 62 before), no spills; reduce 40 (sm_80) / 38 (sm_90).
 // Latency (warp path): a warp loads each token's inputs together, and the next response's offsets and
 //   first 32 tokens while the current one computes. Measured (H200, 2^20 responses of 1..31 tokens,
 //   every input, before the flat path existed): 0.82 ms, 660 GB/s, 17% of copy; bound by the
@@ -159,12 +188,15 @@ struct Dev {
   int cispo_cap;
   float tau_pos, tau_neg;
   float vespo_k_pos, vespo_lam_pos, vespo_k_neg, vespo_lam_neg;
-  int has_kl, kl_est, kl_st, kl_value_all, kl_token_mean;
+  int has_kl, kl_est, kl_st, kl_value_all, kl_token_mean, kl_bc;
   float kl_coef, kl_in_clamp, kl_value_clamp;
   int has_ent, ent_token_mean;
   float ent_coef;
-  int has_rollout, level, mode_mask, normalize;
+  int has_rollout, level, mode, normalize;
   float r_lower, r_upper, r_log_clamp;
+  int load_roll;                 // ℓᵛ is read (rollout correction, or the off-policy mask given it)
+  int has_opsm, opsm_roll;       // the off-policy mask; κ_r from ℓᵛ (1) or ℓ° (0)
+  float opsm_thr;
   int aggregation, seq_clamp1, norm_by_seq;
   float scale_factor, ranks;
   int has_tokens, has_sequences;
@@ -216,7 +248,7 @@ __device__ __forceinline__ float clamp_nan(float x, float lo, float hi) { return
 __device__ __forceinline__ float sym_clamp(float x, float c) { return clamp_nan(x, -c, c); }
 
 struct Tok {
-  float L, dL, rho, kl_stat;
+  float L, dL, rho, drho, kl_stat;
   unsigned clipped, lower;
 };
 
@@ -256,6 +288,7 @@ __device__ Tok surrogate(const Dev& d, float A, float l, float old, float log_s,
     drho = inside(delta, d.log_clamp) ? r.rho : 0.f;
     r.kl_stat = -dc;
   }
+  r.drho = drho;  // (the bias-corrected KL's: gmpo's 0 is never used, the launcher refuses it there)
   const float rho = r.rho;
   r.clipped = 0;
   r.lower = 0;
@@ -383,11 +416,32 @@ __device__ void kl_term(const Dev& d, float x, float& v, float& dv) {
 }
 
 // A raw rollout weight after truncate / mask; `clipped`: it was outside [lower, upper] (NaN is).
+// (Not for sequence-mask: its token weights are filtered by their response, token_weight().)
 __device__ __forceinline__ float correct_weight(const Dev& d, float raw, unsigned& clipped) {
   const bool ok = raw >= d.r_lower && raw <= d.r_upper;
   clipped = ok ? 0 : 1;
-  if (d.mode_mask) return raw < d.r_lower || raw > d.r_upper ? 0.f : raw;  // NaN kept
+  if (d.mode == int(RolloutMode::Mask)) return raw < d.r_lower || raw > d.r_upper ? 0.f : raw;  // NaN kept
   return clamp_nan(raw, d.r_lower, d.r_upper);
+}
+__device__ __forceinline__ float raw_weight(const Dev& d, float old, float roll) {
+  return expf(sym_clamp(old - roll, d.r_log_clamp));
+}
+// A token-level rollout weight: truncate / mask (correct_weight), or sequence-mask's raw weight kept
+// whole where its response's filter f is 1 (inside the band), else f itself (0, or NaN for a NaN Λ_r:
+// a select, not f·raw, so an infinite raw weight of a dropped response gives 0); clipped: f ≠ 1.
+__device__ __forceinline__ float token_weight(const Dev& d, float raw, float f, unsigned& clipped) {
+  if (d.mode == int(RolloutMode::SequenceMask)) {
+    clipped = f == 1.f ? 0 : 1;
+    return f == 1.f ? raw : f;
+  }
+  return correct_weight(d, raw, clipped);
+}
+// The weight pass A folds into gmpo's Q_r and vespo's ln W_r, the bits token_terms() computes in pass B
+// (sequence-mask: the raw weight, its response's filter applied once the filter is known).
+__device__ __forceinline__ float pass_a_weight(const Dev& d, float old, float roll) {
+  unsigned clipped;
+  const float raw = raw_weight(d, old, roll);
+  return d.mode == int(RolloutMode::SequenceMask) ? raw : correct_weight(d, raw, clipped);
 }
 
 struct Scales {
@@ -460,7 +514,7 @@ __device__ __forceinline__ In load_in(const Dev& d, int t) {
   x.l = d.lp[t];
   x.old = d.old[t];
   x.ref = d.has_kl ? d.ref[t] : 0.f;
-  x.roll = d.has_rollout ? d.roll[t] : 0.f;
+  x.roll = d.load_roll ? d.roll[t] : 0.f;
   x.h = d.has_ent ? d.ent[t] : 0.f;
   return x;
 }
@@ -474,12 +528,15 @@ __device__ __forceinline__ In load_first(const Dev& d, int t0, int t1) {
 // outputs are the same bits on either: its weighted surrogate w·L_t, its KL value, its gradient
 // g = G·a_r·w·(1/W̄)·dL_t + β·G_kl·a_kl·dK_t (ga = G·a_r and ckl = β·G_kl·a_kl, rounded in that order
 // by the caller) and its token loss; its ratio, clip and rollout-weight stats go into acc. seq_w: the
-// response's rollout weight at sequence and geometric level.
+// response's rollout weight at sequence and geometric level, its filter (1, 0 or NaN) under
+// sequence-mask (token_weight()). keep: the off-policy mask's keep factor of the response's tokens with
+// A < 0 (1, 0 or NaN; 1 without the mask), the policy term's w·k (k = 1 where A ≥ 0).
 struct Terms {
   float wL, klv, g, tl;
 };
 __device__ __forceinline__ Terms token_terms(const Dev& d, const In& x, float log_s, float gm, bool seq_level,
-                                             float seq_w, const Scales& s, float ga, float ckl, Part& acc) {
+                                             float seq_w, float keep, const Scales& s, float ga, float ckl,
+                                             Part& acc) {
   const Tok k = surrogate(d, x.A, x.l, x.old, log_s, gm);
   acc.ratio_sum += k.rho;
   acc.ratio_min = min_nan(acc.ratio_min, k.rho);
@@ -493,7 +550,7 @@ __device__ __forceinline__ Terms token_terms(const Dev& d, const In& x, float lo
       w = seq_w;
     } else {
       unsigned clipped;
-      w = correct_weight(d, expf(sym_clamp(x.old - x.roll, d.r_log_clamp)), clipped);
+      w = token_weight(d, raw_weight(d, x.old, x.roll), seq_w, clipped);
       acc.w_sum += w;
       acc.w_sq += w * w;
       acc.w_count += 1;
@@ -502,6 +559,9 @@ __device__ __forceinline__ Terms token_terms(const Dev& d, const In& x, float lo
   }
   // vespo: the weight is inside W_r (φ), not a factor of its outputs (its stats above count as any loss's).
   if (d.loss == int(PolicyLossKind::Vespo)) w = 1.f;
+  // The off-policy mask: the policy term's weight w·k_t, a product (0·L is NaN for a NaN L). Not in the
+  // rollout stats above, the KL or the entropy term; gmpo's k is inside Q_r (gm) for its gradient.
+  if (d.has_opsm) w *= x.A >= 0.f ? 1.f : keep;
   // The sums of the outputs are explicit fmaf: left to contraction, nvcc may fuse the other product of
   // a sum when one kernel knows a factor (phase 0's W̄ = 1 makes w·L/W̄ the w·L it also sums, and a
   // shared product loses its claim to the fma), and the two layouts would round differently.
@@ -512,7 +572,19 @@ __device__ __forceinline__ Terms token_terms(const Dev& d, const In& x, float lo
   r.klv = 0.f;
   if (d.has_kl) {
     float dv;
-    kl_term(d, x.l - x.ref, r.klv, dv);
+    const float xk = x.l - x.ref;
+    kl_term(d, xk, r.klv, dv);
+    if (d.kl_bc) {
+      // TRL's KL·ρ, through both factors: d(KL·ρ) = ∂KL·ρ + KL·dρ (dv the uncorrected ∂KL). Where dρ = ρ
+      // (Δ inside its clamp): ρ·(∂KL + KL), the sum first (abs straight-through's x + |x| = 0 stays 0,
+      // not one product's rounding); k3 inside its clamps (not straight-through, so ∂KL ≠ 0): ρ·x, as
+      // ∂KL + KL = −(e^y − 1) + e^y − y − 1 = −y = x exactly, where the f32 sum would cancel two terms
+      // of size e^y (|x| = 10: 3 digits left; the cpu fuzz, 2026-11-29, seed 9400989). Else (dρ = 0,
+      // or NaN) the product rule as written.
+      const bool k3_plain = d.kl_est == int(KlEstimator::K3) && !d.kl_st && dv != 0.f;
+      dv = k.drho == k.rho ? k.rho * (k3_plain ? xk : dv + r.klv) : fmaf(r.klv, k.drho, dv * k.rho);
+      r.klv *= k.rho;
+    }
     r.g = fmaf(ckl, dv, r.g);
   }
   r.tl = fmaf(-d.ent_coef, x.h, fmaf(w * s.inv_wbar, k.L, d.kl_coef * r.klv));
@@ -540,42 +612,65 @@ __device__ void response(const Dev& d, int t0, int t1, const In& first, const Sc
   const bool gspo = d.loss == int(PolicyLossKind::Gspo), gmpo = d.loss == int(PolicyLossKind::Gmpo);
   const bool vespo = d.loss == int(PolicyLossKind::Vespo);
   const bool vespo_w = vespo && d.has_rollout && !seq_level;  // token weights folded into W_r
+  // sequence-mask (token level): the response's filter from Λ_r = Σλ / max(n, 1).
+  const bool seq_mask = d.has_rollout && d.mode == int(RolloutMode::SequenceMask);
+  const bool opsm = d.has_opsm != 0;
+  const bool gmpo_tw = gmpo && d.has_rollout && !seq_level;  // token weights in Q_r
   // Pass A.
   unsigned n = 0;
-  // qsum: gmpo's Q_r (Σ A at sequence level: ×w_r below); vespo's Σ clamp(ln w_t, ln 1e-8, 20).
-  float dsum = 0.f, lsum = 0.f, qsum = 0.f;
+  // qsum: gmpo's Q_r (Σ A at sequence level: ×w_r below; with the off-policy mask the tokens with A ≥ 0,
+  // qneg the others, ×k below); vespo's Σ clamp(ln w_t, ln 1e-8, 20). ksum: the off-policy mask's
+  // Σ(ℓᵛ − ℓ). neg: gmpo's lane saw a token with A < 0 (or NaN) under the off-policy mask; bad: gmpo's
+  // lane saw a non-finite A under sequence-mask (a dropped response's Q_r = Σ 0·k·A).
+  float dsum = 0.f, lsum = 0.f, qsum = 0.f, qneg = 0.f, ksum = 0.f;
+  bool neg = false, bad = false;
   auto pass_a = [&](const In& x) {
     if (!x.ok) return;
     ++n;
     if (gspo) dsum += x.l - x.old;
     if (gmpo) {
       dsum += gmpo_delta(d, x.A, x.l - x.old);
-      if (d.has_rollout && !seq_level) {
-        unsigned clipped;  // the weight token_terms() computes again in pass B, the same bits
-        qsum += correct_weight(d, expf(sym_clamp(x.old - x.roll, d.r_log_clamp)), clipped) * x.A;
+      // (the weight token_terms() computes again in pass B, the same bits; sequence-mask's raw weight)
+      const float wa = gmpo_tw ? pass_a_weight(d, x.old, x.roll) * x.A : x.A;
+      if (opsm && !(x.A >= 0.f)) {
+        qneg += wa;
+        neg = true;
       } else {
-        qsum += x.A;
+        qsum += wa;
       }
+      if (seq_mask) bad |= !isfinite(x.A);
     }
     if (vespo) {
       dsum += sym_clamp(x.l - x.old, kVespoClamp);
-      if (vespo_w) {
-        unsigned clipped;  // the weight token_terms() computes again in pass B, the same bits
-        const float w = correct_weight(d, expf(sym_clamp(x.old - x.roll, d.r_log_clamp)), clipped);
-        qsum += clamp_nan(logf(w), kVespoLogMin, kVespoClamp);  // (a masked 0: −Inf → ln 1e-8)
-      }
+      // (the weight token_terms() computes again in pass B, the same bits; sequence-mask's raw weight)
+      if (vespo_w) qsum += clamp_nan(logf(pass_a_weight(d, x.old, x.roll)), kVespoLogMin, kVespoClamp);
     }
-    if (seq_level) lsum += x.old - x.roll;
+    if (seq_level || seq_mask) lsum += x.old - x.roll;
+    if (opsm) ksum += (d.opsm_roll ? x.roll : x.old) - x.l;
   };
   if (t0 + lane < t1) pass_a(first);
   for (int64_t t = t0 + lane + 32; t < t1; t += 32) pass_a(load_in(d, int(t)));  // (64-bit: t1 may be near 2^31)
   n = warp_sum_u(n);
   dsum = warp_sum(dsum);
   if (gmpo || vespo_w) qsum = warp_sum(qsum);
-  lsum = warp_sum(lsum);
+  if (seq_level || seq_mask) lsum = warp_sum(lsum);
   const float nf = fmaxf(static_cast<float>(n), 1.f);
   const float log_s = gmpo ? dsum / (static_cast<float>(n) + 1e-8f) : dsum / nf;
+  // The off-policy mask's keep factor of the response's tokens with A < 0: κ_r = Σ(ℓᵛ − ℓ)/max(n, 1)
+  // against δ; NaN for a NaN κ_r (never a 0 from a failed comparison).
+  float keep = 1.f;
+  if (opsm) {
+    const float kappa = warp_sum(ksum) / nf;
+    keep = kappa <= d.opsm_thr ? 1.f : kappa > d.opsm_thr ? 0.f : kappa;
+  }
   float seq_w = 1.f;
+  if (seq_mask) {
+    // The filter f: 1 where lower ≤ e^{clamp(Λ_r, ±c)} ≤ upper, NaN for a NaN Λ_r, else 0.
+    const float geo = raw_weight(d, lsum / nf, 0.f);
+    seq_w = geo >= d.r_lower && geo <= d.r_upper ? 1.f : isnan(geo) ? geo : 0.f;
+    // vespo: a dropped response's weights are 0 (ln → ln 1e-8 each), a NaN filter's NaN.
+    if (vespo_w && seq_w != 1.f) qsum = isnan(seq_w) ? seq_w : static_cast<float>(n) * kVespoLogMin;
+  }
   if (seq_level) {
     const float lam = d.level == int(RolloutLevel::Geometric) ? lsum / nf : lsum;
     unsigned clipped;
@@ -587,11 +682,22 @@ __device__ void response(const Dev& d, int t0, int t1, const In& first, const Sc
       acc.w_clipped += clipped;
     }
   }
-  // gmpo: Q_r = Σ w·A (at sequence level w_r·Σ A, the same up to rounding: w_r is finite or NaN, the
-  // API's bounds being finite), then every valid token's w·∂L/∂ℓ_t before its mask d_t:
-  // −Q_r·s_r/(n_r + 1e-8).
+  // gmpo: Q_r = Σ w·k·A (at sequence level w_r·Σ k·A, the same up to rounding: w_r is finite or NaN,
+  // the API's bounds being finite; with the off-policy mask Σ_{A≥0} w·A + k·Σ_{A<0} w·A, the second
+  // only where the response has such a token, as k·0 would be NaN for a NaN k; under sequence-mask a
+  // dropped response's Σ 0·k·A: NaN for a non-finite A or a NaN k·A, else 0, a NaN filter's NaN), then
+  // every valid token's w·∂L/∂ℓ_t before its mask d_t: −Q_r·s_r/(n_r + 1e-8).
   float gm = 0.f;
   if (gmpo) {
+    if (opsm) {
+      qneg = warp_sum(qneg);
+      neg = __ballot_sync(kFull, neg) != 0;
+      if (neg) qsum += keep * qneg;
+    }
+    if (seq_mask) {
+      bad = __ballot_sync(kFull, bad) != 0;  // (every lane: seq_mask and seq_w are the warp's)
+      if (seq_w != 1.f) qsum = isnan(seq_w) || bad ? NAN : opsm && neg ? 0.f * keep : 0.f;
+    }
     if (seq_level) qsum *= seq_w;
     gm = -qsum * expf(log_s) / (static_cast<float>(n) + 1e-8f);
   }
@@ -623,7 +729,7 @@ __device__ void response(const Dev& d, int t0, int t1, const In& first, const Sc
       if (write) write_masked(d, t);
       return;
     }
-    const Terms k = token_terms(d, x, ra, rb, seq_level, seq_w, s, ga, ckl, acc);
+    const Terms k = token_terms(d, x, ra, rb, seq_level, seq_w, keep, s, ga, ckl, acc);
     S += k.wL;
     K += k.klv;
     H += x.h;
@@ -803,7 +909,7 @@ __global__ void __launch_bounds__(kThreads, 4) policy_flat_kernel(Dev d) {
         if (write) write_masked(d, t);
         continue;
       }
-      const Terms k = token_terms(d, x[j], 0.f, 0.f, false, 1.f, s, ga, ckl, acc);
+      const Terms k = token_terms(d, x[j], 0.f, 0.f, false, 1.f, 1.f, s, ga, ckl, acc);
       if (write) write_token(d, t, k, ge);
       if (sums) {
         acc.pg += k.wL;
@@ -846,15 +952,21 @@ Status launch_policy_loss(const PolicyParams& p, const LaunchEnv& env, Scratch& 
   GK_REQUIRE(p.path >= 0 && p.path <= 2, "policyLoss: path must be 0 (automatic), 1 (warp) or 2 (flat)");
   GK_REQUIRE(p.chunk_tokens % kFlatStep == 0 && p.chunk_tokens >= 0,
              "policyLoss: chunk_tokens must be a multiple of 1024");
+  GK_REQUIRE(!p.has_rollout || p.rollout_mode != RolloutMode::SequenceMask || p.rollout_level == RolloutLevel::Token,
+             "policyLoss: rollout mode sequence-mask needs level token");
+  GK_REQUIRE(!p.has_kl || !p.kl_bias_correction || (p.loss != PolicyLossKind::Gspo && p.loss != PolicyLossKind::Gmpo),
+             "policyLoss: the KL bias correction needs token-level ratios (a loss other than gspo and gmpo)");
   // The flat path when no token's outputs depend on a per-response quantity (gspo's s_r, gmpo's s_r and
-  // Q_r, vespo's W_r, a sequence or geometric rollout weight, seq-mean-token-mean's 1/n_r).
+  // Q_r, vespo's W_r, the off-policy mask's κ_r, a sequence or geometric rollout weight, sequence-mask's
+  // Λ_r, seq-mean-token-mean's 1/n_r). The KL bias correction is per token: either path.
   const bool flat_ok = p.loss != PolicyLossKind::Gspo && p.loss != PolicyLossKind::Gmpo &&
-                       p.loss != PolicyLossKind::Vespo &&
-                       (!p.has_rollout || p.rollout_level == RolloutLevel::Token) &&
+                       p.loss != PolicyLossKind::Vespo && !p.has_opsm &&
+                       (!p.has_rollout ||
+                        (p.rollout_level == RolloutLevel::Token && p.rollout_mode != RolloutMode::SequenceMask)) &&
                        p.aggregation != Aggregation::SeqMeanTokenMean;
   GK_REQUIRE(p.path != 2 || flat_ok,
-             "policyLoss: the flat path needs a loss other than gspo, gmpo and vespo, token-level rollout correction "
-             "and an aggregation other than seq-mean-token-mean");
+             "policyLoss: the flat path needs a loss other than gspo, gmpo and vespo, no off-policy mask, token-level "
+             "rollout correction other than sequence-mask and an aggregation other than seq-mean-token-mean");
   const bool flat = p.path == 2 || (p.path == 0 && flat_ok);
   // Warp path: the fewest responses per block (a multiple of 8 warps) that keep ≤ kMaxChunks blocks, so
   // a phase-2 block folds at most kMaxChunks partials. Flat path: the fewest tokens per block (a multiple
@@ -921,6 +1033,7 @@ Status launch_policy_loss(const PolicyParams& p, const LaunchEnv& env, Scratch& 
   d.kl_st = p.kl_straight_through ? 1 : 0;
   d.kl_value_all = p.kl_value_clamp_all ? 1 : 0;
   d.kl_token_mean = p.kl_token_mean ? 1 : 0;
+  d.kl_bc = p.has_kl && p.kl_bias_correction ? 1 : 0;
   d.kl_coef = p.kl_coef;
   d.kl_in_clamp = p.kl_input_clamp;
   d.kl_value_clamp = p.kl_value_clamp;
@@ -929,11 +1042,15 @@ Status launch_policy_loss(const PolicyParams& p, const LaunchEnv& env, Scratch& 
   d.ent_coef = p.entropy_coef;
   d.has_rollout = p.has_rollout ? 1 : 0;
   d.level = int(p.rollout_level);
-  d.mode_mask = p.rollout_mode == RolloutMode::Mask ? 1 : 0;
+  d.mode = int(p.rollout_mode);
   d.normalize = p.rollout_normalize ? 1 : 0;
   d.r_lower = p.rollout_lower;
   d.r_upper = p.rollout_upper;
   d.r_log_clamp = p.rollout_log_clamp;
+  d.has_opsm = p.has_opsm ? 1 : 0;
+  d.opsm_thr = p.opsm_threshold;
+  d.opsm_roll = p.has_opsm && p.rollout_logprobs != nullptr ? 1 : 0;  // ℓᵛ; ℓ° without rolloutLogprobs
+  d.load_roll = p.has_rollout || d.opsm_roll ? 1 : 0;
   d.aggregation = int(p.aggregation);
   d.seq_clamp1 = p.seq_clamp1 ? 1 : 0;
   d.norm_by_seq = p.norm_by_sequences ? 1 : 0;

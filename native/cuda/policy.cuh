@@ -21,7 +21,7 @@ struct PolicyParams {
   const float* old_logprobs = nullptr;  // [T]
   const float* advantages = nullptr;    // [T]
   const float* ref_logprobs = nullptr;  // [T], with has_kl
-  const float* rollout_logprobs = nullptr;  // [T], with has_rollout
+  const float* rollout_logprobs = nullptr;  // [T], with has_rollout (and for the off-policy mask when given)
   const float* entropy = nullptr;       // [T] or null
   const uint8_t* mask = nullptr;        // [T] or null (every token valid)
   std::vector<int32_t> response_offsets;  // host [R+1], ends at T
@@ -34,6 +34,7 @@ struct PolicyParams {
   bool has_kl = false;
   KlEstimator kl_estimator = KlEstimator::K3;
   bool kl_straight_through = false, kl_value_clamp_all = false, kl_token_mean = false;
+  bool kl_bias_correction = false;  // TRL's use_bias_correction_kl: KL·ρ_t (token-level ratios)
   float kl_coef = 0.f, kl_input_clamp = 20.f, kl_value_clamp = 10.f;
   float entropy_coef = 0.f;
   bool entropy_token_mean = false;
@@ -42,6 +43,8 @@ struct PolicyParams {
   RolloutMode rollout_mode = RolloutMode::Truncate;
   float rollout_lower = 0.f, rollout_upper = 2.f, rollout_log_clamp = 20.f;
   bool rollout_normalize = false;
+  bool has_opsm = false;  // TRL's off-policy sequence mask, threshold δ (κ_r from rollout_logprobs or old)
+  float opsm_threshold = 0.f;
   Aggregation aggregation = Aggregation::TokenMean;
   bool seq_clamp1 = false;        // seq-mean-token-mean divides by max(n, 1) (else n + 1e-8)
   bool norm_by_sequences = true;  // seq-mean-token-sum-norm: D/(N_seq·K) (else verl's 1/K)

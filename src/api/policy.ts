@@ -69,12 +69,22 @@ export interface PolicyKlOptions {
   straightThrough?: boolean;
   /** β, finite ≥ 0 (0 measures the KL without penalising it). Required. */
   coef: number;
+  /**
+   * TRL's use_bias_correction_kl (DeepSeek-V3.2): the estimator times the token's ratio ρ_t = e^Δ (the
+   * loss's, clamped as it clamps Δ), differentiated through both. Token-level ratios only: not with
+   * gspo or gmpo. Default false.
+   */
+  biasCorrection?: boolean;
 }
 
 export interface PolicyRolloutOptions {
   /** Default 'token' ('sequence' under preset 'trl', whose default mode is sequence_mask). */
   level?: RolloutLevel;
-  /** Default 'truncate' ('mask' under preset 'trl'). */
+  /**
+   * Default 'truncate' ('mask' under preset 'trl'). 'sequence-mask' (level 'token' only): OpenRLHF's
+   * seq-mask-tis, the token weights e^{λ_t} (not truncated) zeroed for a response whose geometric-mean
+   * weight e^{mean λ} lies outside [lower, upper].
+   */
   mode?: RolloutMode;
   /** L ≥ 0, below upper. Default 0 (0.5 under preset 'openrlhf'). */
   lower?: number;
@@ -110,6 +120,14 @@ export interface PolicyLossOptions {
   entropyCoef?: number;
   /** Rollout correction (needs inputs.rolloutLogprobs). */
   rolloutCorrection?: PolicyRolloutOptions;
+  /**
+   * TRL's off-policy sequence mask (DeepSeek-V3.2, `off_policy_mask_threshold`): the policy term of a
+   * token with A_t < 0 is dropped (its count kept) when its response's mean log-ratio
+   * κ_r = Σ_valid(ℓᵛ − ℓ)/max(n_r, 1) exceeds δ = threshold (finite). ℓᵛ is inputs.rolloutLogprobs when
+   * given (which this option allows without rolloutCorrection), else oldLogprobs. A stop-gradient; the
+   * KL and entropy terms are not masked.
+   */
+  offPolicyMask?: { threshold: number };
   /** Default 'token-mean' ('seq-mean-token-mean' for gspo, sapo and gmpo). */
   aggregation?: Aggregation;
   /** K of 'seq-mean-token-sum-norm', > 0. Default the longest response (verl's padded width); required under preset 'trl'. */
@@ -321,6 +339,7 @@ export async function policyLoss(
     'kl',
     'entropyCoef',
     'rolloutCorrection',
+    'offPolicyMask',
     'aggregation',
     'scaleFactor',
     'globalTokens',
@@ -383,8 +402,17 @@ export async function policyLoss(
 
   let kl: PolicyLossArgs['kl'];
   if (o.kl !== undefined) {
-    const k = nested<PolicyKlOptions>('kl', o.kl, ['estimator', 'straightThrough', 'coef']);
+    const k = nested<PolicyKlOptions>('kl', o.kl, ['estimator', 'straightThrough', 'coef', 'biasCorrection']);
     const estimator = enumOption('kl.estimator', k.estimator, KL_ESTIMATORS, conv.klEstimator);
+    const biasCorrection = booleanOption('kl.biasCorrection', k.biasCorrection, false);
+    // The ratio it multiplies is a token's own: gspo's and gmpo's are their response's (TRL's
+    // sequence-level form sends the KL's gradient through the whole response; not provided).
+    if (biasCorrection && (loss === 'gspo' || loss === 'gmpo'))
+      fail(
+        'RANGE',
+        'kl.biasCorrection',
+        `multiplies the KL by a token's ratio, which loss '${loss}' does not have (it applies to 'ppo', 'cispo', 'sapo', 'reinforce', 'vespo'), got true`,
+      );
     kl = {
       estimator,
       straightThrough: booleanOption('kl.straightThrough', k.straightThrough, false),
@@ -393,6 +421,7 @@ export async function policyLoss(
       valueClamp: conv.klValueClamp,
       valueClampAll: conv.klValueClampAll,
       aggregation: conv.klAggregation,
+      biasCorrection,
     };
   }
   const entropyCoef =
@@ -423,6 +452,13 @@ export async function policyLoss(
       );
     }
     const level = enumOption('rolloutCorrection.level', r.level, ROLLOUT_LEVELS, conv.rolloutLevel);
+    const mode = enumOption('rolloutCorrection.mode', r.mode, ROLLOUT_MODES, conv.rolloutMode);
+    if (mode === 'sequence-mask' && level !== 'token')
+      fail(
+        'RANGE',
+        'rolloutCorrection.level',
+        `mode 'sequence-mask' applies token weights (filtered by their response's geometric mean): expected 'token', got ${quote(level)}${r.level === undefined ? ' (the preset default)' : ''}`,
+      );
     const normalize = booleanOption('rolloutCorrection.normalize', r.normalize, false);
     // vespo folds the token weights into its sequence ratio W (TRL allows only its token modes).
     if (loss === 'vespo' && level !== 'token')
@@ -439,12 +475,18 @@ export async function policyLoss(
       );
     rollout = {
       level,
-      mode: enumOption('rolloutCorrection.mode', r.mode, ROLLOUT_MODES, conv.rolloutMode),
+      mode,
       lower,
       upper,
       normalize,
       logClamp: conv.rolloutLogClamp,
     };
+  }
+
+  let offPolicyThreshold: number | undefined;
+  if (o.offPolicyMask !== undefined) {
+    const m = nested<{ threshold: number }>('offPolicyMask', o.offPolicyMask, ['threshold']);
+    offPolicyThreshold = checkNumber('offPolicyMask.threshold', m.threshold, { f32: true });
   }
 
   const aggregation = enumOption(
@@ -486,8 +528,8 @@ export async function policyLoss(
   if (x.refLogprobs !== undefined && kl === undefined) {
     fail('RANGE', 'refLogprobs', 'given without options.kl (pass kl: { coef: 0 } to measure the KL only)');
   }
-  if (x.rolloutLogprobs !== undefined && rollout === undefined) {
-    fail('RANGE', 'rolloutLogprobs', 'given without options.rolloutCorrection');
+  if (x.rolloutLogprobs !== undefined && rollout === undefined && offPolicyThreshold === undefined) {
+    fail('RANGE', 'rolloutLogprobs', 'given without options.rolloutCorrection or options.offPolicyMask');
   }
   const need = (argument: string, value: unknown, why: string) => {
     if (value === undefined)
@@ -577,6 +619,7 @@ export async function policyLoss(
       entropyCoef,
       entropyAggregation: conv.entropyAggregation,
       rollout,
+      offPolicyThreshold,
       aggregation,
       seqTokenDivisor: conv.seqTokenDivisor,
       seqCount,

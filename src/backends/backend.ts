@@ -404,8 +404,12 @@ export type KlEstimator = (typeof KL_ESTIMATORS)[number];
 /** Rollout-correction weight per token, per sequence (product) or per sequence (geometric mean). */
 export const ROLLOUT_LEVELS = ['token', 'sequence', 'geometric'] as const;
 export type RolloutLevel = (typeof ROLLOUT_LEVELS)[number];
-/** truncate: w ← clamp(w, lower, upper); mask: w ← w·1[lower ≤ w ≤ upper]. */
-export const ROLLOUT_MODES = ['truncate', 'mask'] as const;
+/**
+ * truncate: w ← clamp(w, lower, upper); mask: w ← w·1[lower ≤ w ≤ upper]; sequence-mask (token level
+ * only, OpenRLHF's seq-mask-tis): w_t ← w_t·1[lower ≤ e^{mean_r λ} ≤ upper], the token weights kept
+ * whole where the response's geometric-mean weight lies in the band.
+ */
+export const ROLLOUT_MODES = ['truncate', 'mask', 'sequence-mask'] as const;
 export type RolloutMode = (typeof ROLLOUT_MODES)[number];
 /** POLICY.md "Aggregation": the five ways of turning per-token losses into the scalar. */
 export const AGGREGATIONS = [
@@ -461,6 +465,11 @@ export interface ResolvedKl {
   /** true: the clamp applies to every estimator (OpenRLHF); false: to k3 only (verl). */
   valueClampAll: boolean;
   aggregation: TermAggregation;
+  /**
+   * TRL's use_bias_correction_kl: the estimator times the token's ratio ρ_t (differentiated:
+   * d(KL·ρ) = dKL·ρ + KL·dρ). Token-level ratios only (not gspo, gmpo).
+   */
+  biasCorrection: boolean;
 }
 
 /** Rollout correction, resolved (present when asked for; rolloutLogprobs is then given). */
@@ -517,6 +526,12 @@ export interface PolicyLossArgs {
   entropyCoef: number;
   entropyAggregation: TermAggregation;
   rollout?: ResolvedRollout;
+  /**
+   * TRL's off-policy sequence mask (DeepSeek-V3.2's δ): a token's policy term is dropped where A_t < 0
+   * and its response's κ_r = Σ_valid(ℓᵛ − ℓ)/max(n_r, 1) > δ (ℓᵛ: rolloutLogprobs when given, else
+   * oldLogprobs); absent: off.
+   */
+  offPolicyThreshold?: number;
   aggregation: Aggregation;
   seqTokenDivisor: SeqTokenDivisor;
   seqCount: SeqCount;

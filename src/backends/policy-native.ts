@@ -17,11 +17,14 @@ interface NativePolicyKl<F> {
   klValueClamp: number;
   klValueClampAll: boolean;
   klAggregation: TermAggregation;
+  klBiasCorrection: boolean;
 }
-/** The rollout-correction keys of policyLoss: all present (rolloutLevel first) or all absent. */
-interface NativePolicyRollout<F> {
+/**
+ * The rollout-correction keys of policyLoss: all present (rolloutLevel first) or all absent
+ * (rolloutLogprobs is its own key: the off-policy mask reads it too).
+ */
+interface NativePolicyRollout {
   rolloutLevel: RolloutLevel;
-  rolloutLogprobs: F;
   rolloutMode: RolloutMode;
   rolloutLower: number;
   rolloutUpper: number;
@@ -60,7 +63,7 @@ type NativePolicyScalar =
  * addon refuses a lone one as unknown).
  */
 export type NativePolicyLossArgsOf<F, M> = Partial<NativePolicyKl<F>> &
-  Partial<NativePolicyRollout<F>> &
+  Partial<NativePolicyRollout> &
   // The resolved options as the API gives them (tokens, sequences: the host's counts; absent: counted
   // by the kernels).
   Pick<PolicyLossArgs, NativePolicyScalar> & {
@@ -69,6 +72,10 @@ export type NativePolicyLossArgsOf<F, M> = Partial<NativePolicyKl<F>> &
     advantages: F;
     entropy?: F;
     mask?: M;
+    /** ℓᵛ, with rollout correction or the off-policy mask. */
+    rolloutLogprobs?: F;
+    /** The off-policy mask's δ; absent: off. */
+    offPolicyThreshold?: number;
     outLoss: F;
     outGradLogprobs: F;
     /** With entropy. */
@@ -127,18 +134,20 @@ export function policyNativeArgs<F, M>(
       klValueClamp: kl.valueClamp,
       klValueClampAll: kl.valueClampAll,
       klAggregation: kl.aggregation,
+      klBiasCorrection: kl.biasCorrection,
     }),
     entropyCoef: a.entropyCoef,
     entropyAggregation: a.entropyAggregation,
     ...(rollout && {
       rolloutLevel: rollout.level,
-      rolloutLogprobs: f32(a.rolloutLogprobs!),
       rolloutMode: rollout.mode,
       rolloutLower: rollout.lower,
       rolloutUpper: rollout.upper,
       rolloutNormalize: rollout.normalize,
       rolloutLogClamp: rollout.logClamp,
     }),
+    rolloutLogprobs: a.rolloutLogprobs && f32(a.rolloutLogprobs),
+    offPolicyThreshold: a.offPolicyThreshold,
     aggregation: a.aggregation,
     seqTokenDivisor: a.seqTokenDivisor,
     normBySequences: a.normBySequences,

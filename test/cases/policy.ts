@@ -55,7 +55,8 @@ const U = 2 ** -24;
  *   (sapo's saturated sigmoid: 4e-34 off by 5.6e-39 on cpu, differential fuzz seed 957241).
  * - gradEntropy: −c_H·G·a_r: three factors, one rounding each: 2⁻²¹ (8u). Measured ≤ 0.17.
  * - tokenLoss: the same per-token products as the gradient, relative to that token's own terms
- *   (scale = |w·L/W̄| + |β·KL| + |c_H·H|): 2⁻²⁰ (16u). Measured ≤ 0.47 (webgpu, 0.059 of 2⁻¹⁷).
+ *   (scale = |w·L/W̄| + |β·KL| + |c_H·H|): 2⁻²⁰ (16u). Measured ≤ 0.53 (2026-11-29, cuda emulator and
+ *   cpu: a bias-corrected k3 KL·ρ with |ℓ − ℓʳ| ~ 15, e^15 terms; before it 0.47, webgpu).
  *   atol 2⁻¹²⁶, as the gradient's: vespo's φ passes below f32's normal range (1e-52 in f64, 0 in f32).
  * - loss: f32 sums over T tokens (per lane a strided run, then fixed trees), relative to Σ|terms|
  *   (scale): 2⁻¹⁹ ≈ 1.9e-6 (32u). Measured ≤ 0.27 (webgpu; 0.0085 of 2⁻¹⁴).
@@ -65,6 +66,8 @@ const U = 2 ** -24;
  *   tokens (or rollout units) whose ratio lies within its rounding of a clip bound, which may land on
  *   either side (terms = their share, stol 1), min and max single values (rtol, e^Δ's rounding):
  *   crtol 2⁻¹⁴, rtol 2⁻¹⁸. Measured ≤ 0.67 (a single token's ratio, rtol).
+ * - Δ = ℓ − ℓ° rounded once moves e^Δ by |Δ|·u/2 relative (10u at the ±20 clamp): the terms that carry
+ *   the token's ratio add |term|·|Δ|/16 to the tokenLoss and loss scales.
  * - A response's f32 log-sums (gspo's mean log-ratio, a sequence-level rollout weight's log) err by
  *   about u·Σ|terms|, so e^(·) by that much relative: tokenLoss and loss add their policy term times
  *   that Σ|terms| (and W̄'s largest, normalised) to their scales (the differential fuzz, 2026-11-29:
@@ -166,7 +169,11 @@ export interface RefConv {
     valClamp: number;
     valAll: boolean;
     tokenMean: boolean;
+    /** TRL's use_bias_correction_kl: KL·ρ. */
+    bc: boolean;
   };
+  /** TRL's off-policy sequence mask δ. */
+  opsm?: number;
   entCoef: number;
   entTokenMean: boolean;
   rollout?: {
@@ -342,7 +349,9 @@ export function conventionsOf(o: PolicyLossOptions, data: PolicyData): RefConv {
       valClamp: b.klVal,
       valAll: b.klAll,
       tokenMean: b.klTokenMean,
+      bc: o.kl.biasCorrection ?? false,
     },
+    opsm: o.offPolicyMask?.threshold,
     entCoef: o.entropyCoef ?? 0,
     entTokenMean: b.entTokenMean,
     rollout: o.rolloutCorrection && {
@@ -565,9 +574,9 @@ export function refPolicy(d: PolicyData, k: RefConv): PolicyRef {
         : 0,
   );
   const lamAbs = toks.map((v) =>
-    k.rollout && k.rollout.level !== 'token'
+    k.rollout && (k.rollout.level !== 'token' || k.rollout.mode === 'sequence-mask')
       ? sumScale(v.map((t) => d.old[t] - d.roll![t])) /
-        (k.rollout.level === 'geometric' ? Math.max(v.length, 1) : 1)
+        (k.rollout.level === 'sequence' ? 1 : Math.max(v.length, 1))
       : 0,
   );
 
@@ -592,7 +601,23 @@ export function refPolicy(d: PolicyData, k: RefConv): PolicyRef {
       return side(x - e) !== side(x + e);
     };
     for (let r = 0; r < R; r++) {
-      if (rc.level === 'token') {
+      if (rc.mode === 'sequence-mask') {
+        // OpenRLHF's seq-mask-tis: e^{λ_t} whole where the geometric mean e^{mean λ} is in the band.
+        const lam = toks[r].reduce((s, t) => s + (d.old[t] - d.roll![t]), 0) / Math.max(n[r], 1);
+        const geo = Math.exp(clip(lam, -rc.logClamp, rc.logClamp));
+        const inside = geo >= rc.lower && geo <= rc.upper;
+        const e = 16 * U * (lamAbs[r] + Math.abs(lam));
+        const side = (y: number) => {
+          const g = Math.exp(clip(y, -rc.logClamp, rc.logClamp));
+          return g >= rc.lower && g <= rc.upper;
+        };
+        for (const t of toks[r]) {
+          const raw = Math.exp(clip(d.old[t] - d.roll![t], -rc.logClamp, rc.logClamp));
+          w[t] = inside ? raw : Number.isNaN(geo) ? Number.NaN : 0;
+          units.push({ w: w[t], clipped: !inside });
+          if (side(lam - e) !== side(lam + e)) unitsAmbiguous++;
+        }
+      } else if (rc.level === 'token') {
         for (const t of toks[r]) {
           const x = d.old[t] - d.roll![t];
           const u = fix(Math.exp(clip(x, -rc.logClamp, rc.logClamp)));
@@ -638,8 +663,18 @@ export function refPolicy(d: PolicyData, k: RefConv): PolicyRef {
     const g = k.vespo;
     return terms * Math.max(Math.abs(g.kPos - g.lambdaPos * W), Math.abs(g.kNeg - g.lambdaNeg * W));
   });
-  // The weight of each token's policy term: the rollout weight over W̄ (vespo: 1, the weight is in W_r).
-  const wOf = (t: number) => (vespo ? 1 : w[t] / wBar);
+  // TRL's off-policy sequence mask: κ_r = Σ(ℓᵛ − ℓ)/max(n_r, 1) (ℓᵛ: the rollout log-probs when given,
+  // else ℓ°), and each token's keep factor (1 where A ≥ 0 or κ_r ≤ δ, 0 where κ_r > δ, NaN for NaN).
+  const opsmRef = d.roll ?? d.old; // (runPolicy passes the rollout log-probs whenever the data has them)
+  const kappa = toks.map((v) => v.reduce((s, t) => s + (opsmRef[t] - d.lp[t]), 0) / Math.max(v.length, 1));
+  const keep = new Float64Array(T).fill(1);
+  if (k.opsm !== undefined)
+    for (let r = 0; r < R; r++)
+      for (const t of toks[r])
+        keep[t] = d.adv[t] >= 0 || kappa[r] <= k.opsm! ? 1 : kappa[r] > k.opsm! ? 0 : Number.NaN;
+  // The weight of each token's policy term: the rollout weight over W̄ (vespo: 1, the weight is in W_r),
+  // times the keep factor.
+  const wOf = (t: number) => (vespo ? 1 : w[t] / wBar) * keep[t];
 
   const beta = k.kl?.coef ?? 0;
   const gKl = k.kl?.tokenMean ? gTM : G;
@@ -663,7 +698,7 @@ export function refPolicy(d: PolicyData, k: RefConv): PolicyRef {
     const r = rOf[t];
     const c: TokenCtx = { t, logS: logS[r], sg: d.lp[t], n: n[r], logW: logW[r] };
     const s = surrogate(k, d, c, l);
-    const kl = k.kl ? klTerm(k.kl, d.ref![t], l, d.lp[t]) : 0;
+    const kl = k.kl ? klTerm(k.kl, d.ref![t], l, d.lp[t]) * (k.kl.bc ? s.rho : 1) : 0;
     const pg = gmpo ? -P[r] * s.rho : cPg[t] * s.L;
     return { s, kl, pg, value: pg + cKl[t] * kl };
   };
@@ -673,8 +708,9 @@ export function refPolicy(d: PolicyData, k: RefConv): PolicyRef {
       const ls = gmpo ? toks[r].reduce((s, u) => s + hat(u, live[u]), 0) / (n[r] + 1e-8) : logS[r];
       for (const t of toks[r]) {
         const c: TokenCtx = { t, logS: ls, sg: gmpo ? live[t] : d.lp[t], n: n[r], logW: logW[r] };
-        const kl = k.kl ? klTerm(k.kl, d.ref![t], live[t], d.lp[t]) : 0;
-        sum += cPg[t] * surrogate(k, d, c, live[t]).L + cKl[t] * kl - cH[t] * (d.ent ? d.ent[t] : 0);
+        const s = surrogate(k, d, c, live[t]);
+        const kl = k.kl ? klTerm(k.kl, d.ref![t], live[t], d.lp[t]) * (k.kl.bc ? s.rho : 1) : 0;
+        sum += cPg[t] * s.L + cKl[t] * kl - cH[t] * (d.ent ? d.ent[t] : 0);
       }
     }
     return sum;
@@ -731,6 +767,19 @@ export function refPolicy(d: PolicyData, k: RefConv): PolicyRef {
       const sums = lamAbs[r] + (rc?.normalize ? lamMax : 0) + logSAbs[r] + vespoAbs[r];
       tokenScale[t] += Math.abs(wOf(t) * here.s.L) * sums;
       lossScale += Math.abs(cPg[t] * here.s.L) * sums;
+      // Δ = ℓ − ℓ° rounded to f32 (½ulp) moves the token's ratio e^Δ by |Δ|·u/2 relative: 10u at the ±20
+      // clamp, most of tokenLoss's 16u. The terms that carry it (ppo's, cispo's, sapo's policy term; the
+      // bias-corrected KL) add |term|·|Δ|/16 to their scales (the cuda emulator, 2026-11-29: the KL·ρ
+      // of a token at |Δ| ≈ 19, 0.94 of the bound before).
+      if (k.loss === 'ppo' || k.loss === 'cispo' || k.loss === 'sapo' || k.kl?.bc) {
+        const dAbs = Math.abs(clip(l - d.old[t], vespo ? -20 : -k.logClamp, vespo ? 20 : k.logClamp)) / 16;
+        const pgRho = k.loss === 'ppo' || k.loss === 'cispo' || k.loss === 'sapo';
+        const klRho = k.kl?.bc ? Math.abs(here.kl) : 0;
+        const e = ((pgRho ? Math.abs(wOf(t) * here.s.L) : 0) + beta * klRho) * dAbs;
+        const eLoss = ((pgRho ? Math.abs(cPg[t] * here.s.L) : 0) + cKl[t] * klRho) * dAbs;
+        if (Number.isFinite(e)) tokenScale[t] += e;
+        if (Number.isFinite(eLoss)) lossScale += eLoss;
+      }
       if (here.s.clip) clipN++;
       if (here.s.lower) lowerN++;
       // A ratio within its rounding of a clip bound may land on either side: those tokens may count
@@ -750,7 +799,7 @@ export function refPolicy(d: PolicyData, k: RefConv): PolicyRef {
       ppoKl -= dl;
       ppoKlAbs += Math.abs(dl);
       if (k.kl) {
-        const v = klOf(k.kl, l - d.ref![t]);
+        const v = klOf(k.kl, l - d.ref![t]) * (k.kl.bc ? here.s.rho : 1);
         klS += v;
         klAbs += Math.abs(v);
       }
@@ -860,7 +909,7 @@ export async function runPolicy(
     advantages: up(d.adv)!,
     layout: { responseOffsets: d.offsets },
     refLogprobs: options.kl ? up(d.ref) : undefined,
-    rolloutLogprobs: options.rolloutCorrection ? up(d.roll) : undefined,
+    rolloutLogprobs: options.rolloutCorrection || options.offPolicyMask ? up(d.roll) : undefined,
     entropy: up(d.ent),
     mask: d.mask === undefined ? undefined : how.deviceMask ? ctx.tensor(d.mask) : d.mask,
   };
@@ -1217,6 +1266,10 @@ export interface TrlSpec {
     max: number;
     min?: number;
   };
+  /** off_policy_mask_threshold (sampling_per_token_logps: the rollout log-probs when the data has them). */
+  offPolicyMask?: number;
+  /** use_bias_correction_kl. */
+  biasCorrectionKl?: boolean;
 }
 
 /** TRL GRPOTrainer._compute_loss (per_token_loss, aggregation by loss_type, entropy bonus). */
@@ -1248,6 +1301,18 @@ export function trlLoss(d: PolicyData, s: TrlSpec): TrainerRef {
       liw = map2(logRatio, (_, i) => seq[i]);
     }
     const coef1 = map2(liw, Math.exp);
+    // get_off_policy_mask: kl_div = sampling − per_token_logps.detach(), its masked row mean over
+    // clamp(n, 1); keep where A ≥ 0 or that mean ≤ δ.
+    let opsm: number[][] | undefined;
+    if (s.offPolicyMask !== undefined) {
+      const samp = roll ?? old;
+      const kl = mul(
+        map2(sg, (l, i, j) => samp[i][j] - l),
+        m,
+      );
+      const avg = rowSums(kl).map((x, i) => x / Math.max(rowSums(m)[i], 1));
+      opsm = map2(A, (a, i) => (a >= 0 || avg[i] <= s.offPolicyMask! ? 1 : 0));
+    }
     let ptl: number[][];
     if (s.lossType === 'vespo') {
       // get_gamma_weights (under no_grad: from the detached log-probs): w = e^{clamp(Σ clamp(log ratio,
@@ -1281,9 +1346,11 @@ export function trlLoss(d: PolicyData, s: TrlSpec): TrainerRef {
         return -Math.min(c1 * A[i][j], c2 * A[i][j]);
       });
     }
+    if (opsm) ptl = mul(ptl, opsm);
     if (isr && s.lossType !== 'vespo') ptl = mul(ptl, isr);
     if (s.beta) {
-      const kl = map2(live, (l, i, j) => Math.exp(ref![i][j] - l) - (ref![i][j] - l) - 1);
+      let kl = map2(live, (l, i, j) => Math.exp(ref![i][j] - l) - (ref![i][j] - l) - 1);
+      if (s.biasCorrectionKl) kl = mul(kl, coef1);
       ptl = map2(ptl, (x, i, j) => x + s.beta! * kl[i][j]);
     }
     const B = ptl.length;
@@ -1318,7 +1385,8 @@ export function trlLoss(d: PolicyData, s: TrlSpec): TrainerRef {
     s.lossType !== 'sapo' &&
     s.lossType !== 'vespo' &&
     s.level === 'token' &&
-    s.delta === undefined
+    s.delta === undefined &&
+    !s.biasCorrectionKl
   ) {
     // clip_ratio/region_mean (global_masked_mean of is_low_clipped | is_high_clipped) and the KL metric.
     const lp = pad(d, d.lp);
@@ -1339,8 +1407,8 @@ export interface OpenRlhfSpec {
   epsHigh?: number;
   kl?: { estimator: 'k1' | 'k2' | 'k3'; coef: number };
   entropyCoef?: number;
-  /** tis (token clamp) or icepop (token filter) with [low, high]. */
-  is?: { type: 'tis' | 'icepop'; low: number; high: number };
+  /** tis (token clamp), icepop (token filter) or seq-mask-tis (token weights, geometric-mean filter) with [low, high]. */
+  is?: { type: 'tis' | 'icepop' | 'seq-mask-tis'; low: number; high: number };
   batchNumTokens?: number;
   globalBatchSize?: number;
   dpSize?: number;
@@ -1383,9 +1451,13 @@ export function openRlhfLoss(d: PolicyData, s: OpenRlhfSpec): TrainerRef {
     });
     if (s.is && tokenLevel) {
       const lr = map2(old, (o, i, j) => o - roll![i][j]);
-      const w = map2(lr, (x) => {
+      // seq-mask-tis: masked_mean(rollout_log_ratio, action_mask, dim=-1) (Σ / n), e^ of it in the band.
+      const seqIs = rowSums(mul(lr, m)).map((x, i) => Math.exp(x / rowSums(m)[i]));
+      const w = map2(lr, (x, i) => {
         const v = Math.exp(x);
         if (s.is!.type === 'tis') return clip(v, s.is!.low, s.is!.high);
+        if (s.is!.type === 'seq-mask-tis')
+          return (seqIs[i] >= s.is!.low && seqIs[i] <= s.is!.high ? 1 : 0) * v;
         return v >= s.is!.low && v <= s.is!.high ? v : 0;
       });
       loss = mul(loss, w);
@@ -1577,11 +1649,15 @@ function specs(): CaseSpec[] {
   // Rollout correction: every level and mode, bounds, normalisation.
   for (const level of ROLLOUT_LEVELS) {
     for (const mode of ROLLOUT_MODES) {
+      if (mode === 'sequence-mask' && level !== 'token') continue; // (refused: token weights only)
       out.push({
         name: `rollout ${level} ${mode}`,
         data: {
           ...base,
-          seed: 170 + 2 * ROLLOUT_LEVELS.indexOf(level) + ROLLOUT_MODES.indexOf(mode),
+          seed:
+            mode === 'sequence-mask'
+              ? 179
+              : 170 + 2 * ROLLOUT_LEVELS.indexOf(level) + ROLLOUT_MODES.indexOf(mode),
           roll: true,
           rollSpread: level === 'token' ? 0.6 : 0.15,
         },
@@ -1600,6 +1676,113 @@ function specs(): CaseSpec[] {
     data: { ...base, seed: 181, roll: true, rollSpread: 0.2 },
     options: { rolloutCorrection: { level: 'geometric', mode: 'mask', upper: 1.2, normalize: true } },
   });
+  // OpenRLHF's seq-mask-tis: token weights, a response dropped whole when its geometric mean leaves the
+  // band (rollSpread 0.6 over ~10 tokens: about a third of the responses outside [0.85, 1.2]).
+  out.push({
+    name: 'rollout sequence-mask, narrow band, normalised, k3 KL',
+    data: { ...base, seed: 183, roll: true, ref: true, rollSpread: 0.6 },
+    options: {
+      rolloutCorrection: { mode: 'sequence-mask', lower: 0.85, upper: 1.2, normalize: true },
+      kl: { coef: 0.1 },
+      tokenLoss: true,
+    },
+  });
+  out.push({
+    name: 'rollout sequence-mask with gmpo, per-token advantages',
+    data: { ...base, seed: 184, roll: true, rollSpread: 0.6, perResponse: false },
+    options: {
+      loss: 'gmpo',
+      rolloutCorrection: { mode: 'sequence-mask', lower: 0.85, upper: 1.2 },
+      tokenLoss: true,
+    },
+  });
+  out.push({
+    name: 'vespo, rollout sequence-mask (a dropped weight as 1e-8 in W)',
+    data: { ...base, seed: 188, roll: true, rollSpread: 0.5, spread: 0.05 },
+    options: {
+      loss: 'vespo',
+      rolloutCorrection: { mode: 'sequence-mask', lower: 0.85, upper: 1.2 },
+      tokenLoss: true,
+    },
+  });
+
+  // TRL's off-policy sequence mask (DeepSeek-V3.2): κ_r = mean(ℓᵛ − ℓ) against δ, tokens with A < 0 of a
+  // response past δ dropped from the policy term. spread 0.3 over ~10 tokens: κ_r ~ ±0.1, so δ = 0.03
+  // drops a good share of the negative-advantage responses.
+  for (const loss of POLICY_LOSSES) {
+    out.push({
+      name: `off-policy mask δ = 0.03 from the old log-probs, ${loss}`,
+      data: { ...base, seed: 402 + POLICY_LOSSES.indexOf(loss), ref: true }, // (some of the A < 0 responses past δ, not all)
+      options: { loss, offPolicyMask: { threshold: 0.03 }, kl: { coef: 0.05 }, tokenLoss: true },
+    });
+  }
+  out.push({
+    name: 'off-policy mask from the rollout log-probs (no rollout correction), per-token advantages',
+    data: { ...base, seed: 410, roll: true, rollSpread: 0.3, perResponse: false },
+    options: { offPolicyMask: { threshold: -0.02 }, tokenLoss: true },
+  });
+  out.push({
+    name: 'off-policy mask with token truncate rollout correction, normalised, seq-mean-token-mean, device mask',
+    data: { ...base, seed: 411, roll: true, rollSpread: 0.3 },
+    options: {
+      offPolicyMask: { threshold: 0.05 },
+      rolloutCorrection: { normalize: true },
+      aggregation: 'seq-mean-token-mean',
+      tokenLoss: true,
+    },
+    how: { tensors: true, deviceMask: true },
+  });
+  out.push({
+    name: 'off-policy mask with gmpo, per-token advantages (Q_r over the kept tokens)',
+    data: { ...base, seed: 412, perResponse: false, spread: 0.2 },
+    options: { loss: 'gmpo', offPolicyMask: { threshold: 0.0 }, tokenLoss: true },
+    check: finiteGrad,
+  });
+
+  // TRL's use_bias_correction_kl: KL·ρ_t, the gradient through both factors.
+  for (const loss of ['ppo', 'cispo', 'sapo', 'reinforce', 'vespo'] as const) {
+    for (const est of ['k3', 'k1'] as const) {
+      out.push({
+        name: `kl ${est}${est === 'k1' ? ' straight-through' : ''} bias-corrected by the ratio, ${loss}`,
+        data: {
+          ...base,
+          seed:
+            420 + 2 * ['ppo', 'cispo', 'sapo', 'reinforce', 'vespo'].indexOf(loss) + (est === 'k1' ? 1 : 0),
+          ref: true,
+          spread: 0.5,
+        },
+        options: {
+          loss,
+          kl: { estimator: est, straightThrough: est === 'k1', coef: 0.2, biasCorrection: true },
+          tokenLoss: true,
+        },
+      });
+    }
+  }
+  // Where dρ = ρ, d(KL·ρ) = ρ·(∂KL + KL): for k3, −(e^y − 1) + e^y − y − 1 = x exactly, but an f32 sum of
+  // the two products cancels terms of size ρ·e^y (|x| = 10: 3 digits; the cpu fuzz, 2026-11-29, seed
+  // 9400989, 3.1× the bound), and abs straight-through's x + |x| = 0 keeps one product's rounding under
+  // an fma (seed 9609242, 17×). No KL clamps under preset trl: |x| up to ~15 here (much further out, the
+  // reference's own central difference loses the gradient x·ρ under the rounding of KL·ρ ≈ e^|x|·ρ).
+  out.push({
+    name: 'kl k3 bias-corrected far from the reference (∂KL + KL = x under terms of e^|x|), preset trl',
+    data: { ...base, seed: 431, ref: true, refSpread: 5, spread: 0.5 },
+    options: { preset: 'trl', kl: { estimator: 'k3', coef: 0.1, biasCorrection: true }, tokenLoss: true },
+  });
+  out.push({
+    name: 'kl abs straight-through bias-corrected (x + |x| = 0 where x < 0)',
+    data: { ...base, seed: 432, ref: true, refSpread: 2, spread: 0.5 },
+    options: {
+      kl: { estimator: 'abs', straightThrough: true, coef: 0.3, biasCorrection: true },
+      tokenLoss: true,
+    },
+  });
+  out.push({
+    name: 'kl bias-corrected beyond the ±20 log-ratio clamp (ppo)',
+    data: { ...base, seed: 430, ref: true, spread: 15 },
+    options: { kl: { coef: 0.2, biasCorrection: true }, tokenLoss: true },
+  });
+
   out.push({
     name: 'rollout sequence weights beyond the ±20 clamp',
     data: { ...base, seed: 182, roll: true, rollSpread: 8 },
@@ -1811,6 +1994,17 @@ function specs(): CaseSpec[] {
     ['refLogprobs, k1 KL', 'ref', { kl: { estimator: 'k1', coef: 0.1 } }],
     ['rolloutLogprobs, token weights, mask mode', 'roll', { rolloutCorrection: { mode: 'mask' } }],
     ['rolloutLogprobs, sequence weights', 'roll', { rolloutCorrection: { level: 'sequence' } }],
+    [
+      'rolloutLogprobs, sequence-mask (the whole response)',
+      'roll',
+      { rolloutCorrection: { mode: 'sequence-mask' } },
+    ],
+    [
+      'rolloutLogprobs, off-policy mask (κ_r: the whole response where A < 0)',
+      'roll',
+      { offPolicyMask: { threshold: 0 } },
+    ],
+    ['refLogprobs, bias-corrected k3 KL', 'ref', { kl: { coef: 0.1, biasCorrection: true } }],
   ];
   for (const [i, [what, field, options]] of nanCases.entries()) {
     out.push({
@@ -2119,6 +2313,54 @@ function specs(): CaseSpec[] {
       }),
   });
   out.push({
+    name: 'TRL grpo, off-policy mask δ = 0.03 (from the sampler), bias-corrected k3 KL, token_truncate IS',
+    data: { ...pd, seed: 317, rollSpread: 0.3, spread: 0.4 },
+    options: {
+      preset: 'trl',
+      aggregation: 'seq-mean-token-mean',
+      offPolicyMask: { threshold: 0.03 },
+      kl: { coef: 0.05, biasCorrection: true },
+      rolloutCorrection: { level: 'token', mode: 'truncate', upper: 3 },
+    },
+    parity: (d) =>
+      trlLoss(d, {
+        lossType: 'grpo',
+        level: 'token',
+        offPolicyMask: 0.03,
+        beta: 0.05,
+        biasCorrectionKl: true,
+        is: { mode: 'token_truncate', max: 3 },
+      }),
+  });
+  out.push({
+    name: 'TRL dapo, off-policy mask δ = 0 from the old log-probs, global counts',
+    data: { ...pd, seed: 318, spread: 0.4, roll: false },
+    options: { preset: 'trl', offPolicyMask: { threshold: 0 }, globalTokens: 70 },
+    parity: (d) => trlLoss(d, { lossType: 'dapo', level: 'token', offPolicyMask: 0, numItems: 70 }),
+  });
+  out.push({
+    name: 'TRL vespo, off-policy mask, bias-corrected k3 KL, token_mask IS',
+    data: { ...pd, seed: 319, rollSpread: 0.3, spread: 0.1 },
+    options: {
+      preset: 'trl',
+      loss: 'vespo',
+      offPolicyMask: { threshold: 0.02 },
+      kl: { coef: 0.1, biasCorrection: true },
+      rolloutCorrection: { level: 'token', mode: 'mask', lower: 0.5, upper: 2 },
+      globalTokens: 60,
+    },
+    parity: (d) =>
+      trlLoss(d, {
+        lossType: 'vespo',
+        level: 'token',
+        offPolicyMask: 0.02,
+        beta: 0.1,
+        biasCorrectionKl: true,
+        is: { mode: 'token_mask', max: 2, min: 0.5 },
+        numItems: 60,
+      }),
+  });
+  out.push({
     name: 'TRL sequence-level importance sampling = gspo',
     data: { ...pd, seed: 316, spread: 0.3 },
     options: { preset: 'trl', loss: 'gspo' },
@@ -2157,6 +2399,21 @@ function specs(): CaseSpec[] {
         is: { type: 'icepop', low: 0.5, high: 2 },
         batchNumTokens: 90,
         dpSize: 3,
+      }),
+  });
+  out.push({
+    name: 'OpenRLHF ppo, seq-mask-tis [0.85, 1.2], k1 KL',
+    data: { ...pd, seed: 323, rollSpread: 0.6 },
+    options: {
+      preset: 'openrlhf',
+      kl: { coef: 0.01 },
+      rolloutCorrection: { mode: 'sequence-mask', lower: 0.85, upper: 1.2 },
+    },
+    parity: (d) =>
+      openRlhfLoss(d, {
+        policyLossType: 'ppo',
+        kl: { estimator: 'k1', coef: 0.01 },
+        is: { type: 'seq-mask-tis', low: 0.85, high: 1.2 },
       }),
   });
   out.push({

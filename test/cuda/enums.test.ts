@@ -24,7 +24,13 @@ import {
 } from '../../src/backends/backend.js';
 import { loadNativeAddon, type NativeEnums } from '../../src/backends/cuda/native.js';
 import { ESTIMATOR_CODE, SCALE_CODE, SINGLETON_CODE } from '../../src/backends/webgpu/advantages.js';
-import { AGGREGATION_CODE, KL_CODE, LEVEL_CODE, POLICY_LOSS_CODE } from '../../src/backends/webgpu/policy.js';
+import {
+  AGGREGATION_CODE,
+  KL_CODE,
+  LEVEL_CODE,
+  MODE_CODE,
+  POLICY_LOSS_CODE,
+} from '../../src/backends/webgpu/policy.js';
 
 function nativeEnums(): NativeEnums | string {
   try {
@@ -73,6 +79,7 @@ describe('enum tables agree across TypeScript, C++ and WGSL', () => {
       ],
       ['KL_', KL_ESTIMATORS, KL_CODE, ['K1', 'ABS', 'K2', 'K3']],
       ['LEVEL_', ROLLOUT_LEVELS, LEVEL_CODE, ['TOKEN', 'SEQUENCE', 'GEOMETRIC']],
+      ['MODE_', ROLLOUT_MODES, MODE_CODE, ['TRUNCATE', 'MASK', 'SEQUENCE_MASK']],
       [
         'AGG_',
         AGGREGATIONS,

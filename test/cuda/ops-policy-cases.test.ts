@@ -1,8 +1,9 @@
 /**
  * policyLoss's case table (test/cases/policy.ts) on the cuda backend: a GPU, or the CPU emulator in
  * the vitest project "cuda-emu". cpu and webgpu run the same table in test/policy.cases.test.ts.
- * Below it, gmpo's and vespo's layout checks on the warp path (native/cuda/policy.cu; neither takes the
- * flat path): a response's bits whatever the batch and the chunking, long responses included.
+ * Below it, the layout checks of what needs a response's own sums on the warp path (native/cuda/policy.cu;
+ * none takes the flat path): gmpo, vespo, the off-policy mask and rollout mode sequence-mask, a
+ * response's bits whatever the batch and the chunking, long responses included.
  */
 import type { PolicyLossOptions } from '../../src/api/policy.js';
 import { policyTuning } from '../../src/backends/cuda/policy.js';
@@ -49,7 +50,8 @@ function perTokenDiffs(a: Outputs, b: Outputs, what: string, at = 0): string[] {
 }
 
 interface LayoutSpec {
-  loss: 'gmpo' | 'vespo';
+  /** What is checked (a loss, or an option of ppo's). */
+  loss: string;
   seed: number;
   /** The probe's spread and the fillers' (layoutData). */
   spread?: [number, number];
@@ -61,7 +63,7 @@ interface LayoutSpec {
   probe?: (ctx: Context, probe: PolicyData, position: PolicyLossOptions) => Promise<string[]>;
 }
 
-/** gmpo's and vespo's checks on the warp path (a response's sums are its warp's alone). */
+/** The warp path's checks (a response's sums are its warp's alone). */
 function layoutCases({ loss, seed, spread, position, chunks, probe: probeCheck }: LayoutSpec): Case[] {
   const [sp, sf] = spread ?? [undefined, undefined];
   return [
@@ -147,7 +149,7 @@ function layoutCases({ loss, seed, spread, position, chunks, probe: probeCheck }
 }
 
 runCaseTable(
-  'policyLoss gmpo and vespo layouts',
+  'policyLoss per-response layouts',
   [
     ...layoutCases({
       loss: 'gmpo',
@@ -178,6 +180,22 @@ runCaseTable(
         }
         return problems;
       },
+    }),
+    // TRL's off-policy mask: κ_r from the response's own pass A; δ = −1 drops the policy term of every
+    // token with A < 0 (κ_r ≈ 0 here), so the bits compared carry the keep factor.
+    ...layoutCases({
+      loss: 'off-policy mask',
+      seed: 700,
+      position: { offPolicyMask: { threshold: -1 }, globalTokens: 9000 },
+      chunks: { offPolicyMask: { threshold: 0.01 }, rolloutCorrection: { level: 'token' } },
+    }),
+    // OpenRLHF's seq-mask-tis: the response's geometric-mean filter from its own Σλ.
+    ...layoutCases({
+      loss: 'sequence-mask',
+      seed: 800,
+      spread: [0.004, 0.3],
+      position: { rolloutCorrection: { mode: 'sequence-mask', lower: 0.9, upper: 1.1 }, globalTokens: 9000 },
+      chunks: { loss: 'gmpo', rolloutCorrection: { mode: 'sequence-mask', lower: 0.95, upper: 1.05 } },
     }),
   ],
   backends,

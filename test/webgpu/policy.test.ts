@@ -115,6 +115,8 @@ describe.skipIf(noGpu)('webgpu policyLoss: flat and response layouts', () => {
       { loss: 'vespo' },
       { loss: 'vespo', rolloutCorrection: { level: 'token' }, aggregation: 'token-sum' },
       { rolloutCorrection: { level: 'geometric' } },
+      { rolloutCorrection: { level: 'token', mode: 'sequence-mask' } },
+      { offPolicyMask: { threshold: 0.1 } },
       { aggregation: 'seq-mean-token-mean' },
     ] as PolicyLossOptions[]) {
       const e = await runPolicy(gpu!.ctx, d, options).catch((x: unknown) => x);

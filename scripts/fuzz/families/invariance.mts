@@ -783,17 +783,27 @@ async function policyCase(r: Rand, s: Session): Promise<void> {
     o.vespo = { kPos: r.pick([2, 1]), lambdaPos: r.pick([3, 0.5]), kNeg: r.pick([3, 4]), lambdaNeg: 2 };
   if (r.bool(0.3)) o.ranks = r.int(1, 4);
   const kl = r.bool(0.4);
-  if (kl)
+  if (kl) {
     o.kl = { coef: r.pick([0, 0.01, 0.1]), estimator: r.pick(KL_ESTIMATORS), straightThrough: r.bool(0.3) };
+    if (loss !== 'gspo' && loss !== 'gmpo' && r.bool(0.3)) o.kl.biasCorrection = true; // (token ratios)
+  }
   const ent = r.bool(0.35);
   if (ent) o.entropyCoef = r.pick([0.01, -0.001, 0]);
-  const roll = r.bool(0.3);
-  if (roll)
+  let roll = r.bool(0.3);
+  if (roll) {
+    const mode = r.pick(ROLLOUT_MODES);
     o.rolloutCorrection = {
-      level: loss === 'vespo' ? 'token' : r.pick(ROLLOUT_LEVELS), // (vespo: token weights only)
-      mode: r.pick(ROLLOUT_MODES),
+      // (vespo and sequence-mask: token weights only)
+      level: loss === 'vespo' || mode === 'sequence-mask' ? 'token' : r.pick(ROLLOUT_LEVELS),
+      mode,
       ...(r.bool(0.3) ? { lower: 0.5, upper: r.pick([2, 3, 5]) } : {}),
     };
+  }
+  // The off-policy mask: κ_r per response (from the rollout log-probs when given).
+  if (r.bool(0.25)) {
+    o.offPolicyMask = { threshold: r.pick([0, 0.02, 0.1, -0.05]) };
+    if (!roll) roll = r.bool(0.5);
+  }
   const mask = r.bool(0.4);
   const deviceMask = mask && r.bool(0.3);
   const part = await partOf(r, s);

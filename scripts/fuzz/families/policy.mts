@@ -1,6 +1,7 @@
 /**
- * Family 'policy': policyLoss with every loss, KL estimator (straight-through or not), rollout
- * correction, aggregation and preset, entropy bonus, mask, global counts and ranks, the per-token loss.
+ * Family 'policy': policyLoss with every loss, KL estimator (straight-through or not, bias-corrected
+ * or not), rollout correction (every level and mode), the off-policy mask, aggregation and preset,
+ * entropy bonus, mask, global counts and ranks, the per-token loss.
  *
  * Inputs: ≤ 12 responses of ≤ 12 tokens (empty ones; in one case of 16 ≤ 64 responses of ≤ 300 tokens,
  * several 1024-token blocks), advantages per token or (half the cases) per response with some at 0,
@@ -96,6 +97,8 @@ export const policyFamily: Family = {
       const refSpread = r.pick([1e-4, 1e-2, 0.3, 3]);
       data.ref = Float32Array.from(lp, (v) => v + r.normal() * refSpread);
       o.kl = { coef: r.pick([0, 0.01, 0.1]), estimator: r.pick(KL_ESTIMATORS), straightThrough: r.bool(0.3) };
+      // TRL's use_bias_correction_kl: token ratios only (gspo, gmpo: RANGE).
+      if (uses('ppo', 'cispo', 'sapo', 'reinforce', 'vespo') && r.bool(0.3)) o.kl.biasCorrection = true;
     }
     if (r.bool(0.35)) {
       data.ent = Float32Array.from({ length: T }, () => Math.abs(r.normal()) * 2);
@@ -105,12 +108,20 @@ export const policyFamily: Family = {
       data.roll = Float32Array.from(old, (v) => v + r.normal() * 0.2);
       // vespo takes token-level, unnormalised weights only (RANGE otherwise; one case in ten tries).
       const vespoRoll = o.loss === 'vespo' && !loose;
+      const mode = r.pick(ROLLOUT_MODES);
+      // sequence-mask takes token weights only (RANGE at the other levels, tried when loose).
       o.rolloutCorrection = {
-        level: vespoRoll ? 'token' : r.pick(ROLLOUT_LEVELS),
-        mode: r.pick(ROLLOUT_MODES),
+        level: vespoRoll || (mode === 'sequence-mask' && !loose) ? 'token' : r.pick(ROLLOUT_LEVELS),
+        mode,
         normalize: vespoRoll ? false : r.bool(0.3),
         ...(r.bool(0.3) ? { lower: 0.5, upper: r.pick([2, 3, 5]) } : {}),
       };
+    }
+    // TRL's off-policy sequence mask, its κ_r from the rollout log-probs when given (which it may be
+    // without rollout correction), else from the old ones.
+    if (r.bool(0.25)) {
+      o.offPolicyMask = { threshold: r.pick([0, 0.02, 0.1, -0.05, 1]) };
+      if (!data.roll && r.bool(0.5)) data.roll = Float32Array.from(old, (v) => v + r.normal() * 0.2);
     }
     if (r.bool(0.4)) data.mask = Uint8Array.from({ length: T }, () => (r.bool(0.8) ? 1 : 0));
     if (r.bool(0.6)) o.aggregation = r.pick(AGGREGATIONS);

@@ -11,9 +11,10 @@ const PATH_CODES: Record<PolicyPath, number> = { auto: 0, warp: 1, flat: 2 };
 
 /**
  * Test hooks (native/cuda/policy.cu): the layout ('flat' is refused where a token's outputs depend on a
- * per-response quantity: gspo's s_r, gmpo's s_r and Q_r, vespo's W_r, a sequence or geometric rollout
- * weight, seq-mean-token-mean's 1/n_r); responses per block of the warp path, a multiple of 8, and tokens per
- * block of the flat path, a multiple of 1024 (0: the launcher's choice).
+ * per-response quantity: gspo's s_r, gmpo's s_r and Q_r, vespo's W_r, the off-policy mask's κ_r, a
+ * sequence or geometric rollout weight, sequence-mask's Λ_r, seq-mean-token-mean's 1/n_r; the KL bias
+ * correction is per token, either layout); responses per block of the warp path, a multiple of 8, and
+ * tokens per block of the flat path, a multiple of 1024 (0: the launcher's choice).
  */
 export const policyTuning: { path: PolicyPath; chunkResponses: number; chunkTokens: number } = {
   path: 'auto',

@@ -12,7 +12,11 @@
  *   vespo: ln W_r = clamp(Σ_valid clamp(Δ, ±20) + Σ_valid clamp(ln w_t, ln 1e-8, 20), ln 1e-8, 20), the
  *   second sum with token-level rollout correction only (the weights fold into W_r; TRL's
  *   get_gamma_weights), W_r = e^{ln W_r};
- *   rollout (sequence | geometric): Λ_r = Σ_valid λ_t (| / max(n_r, 1)), λ_t = ℓ°_t − ℓᵛ_t.
+ *   rollout (sequence | geometric, and token-level sequence-mask's filter): Λ_r = Σ_valid λ_t (| / max(n_r, 1)),
+ *   λ_t = ℓ°_t − ℓᵛ_t;
+ *   off-policy mask (TRL's OPSM, threshold δ): κ_r = Σ_valid (ℓᵛ_t − ℓ_t) / max(n_r, 1), ℓᵛ = ℓ° without
+ *   rolloutLogprobs; a token's keep factor k_t = 1 if A_t ≥ 0 or κ_r ≤ δ, 0 if κ_r > δ, NaN if κ_r is NaN
+ *   (NaN in, NaN out), a stop-gradient; without the mask k_t = 1.
  * Per valid token:
  *   Δ = ℓ − ℓ°; ρ = e^{clamp(Δ, ±c_Δ)}, dρ/dℓ = ρ inside the clamp (bounds included, as torch.clamp), else 0;
  *   gspo: ρ = e^{min(log s_r, c_g)} with dρ/dℓ = ρ (straight through: s_r is a stop-gradient), 0 above c_g.
@@ -32,18 +36,23 @@
  *              it does (verl's geo_mean pg_clipfrac and pg_clipfrac_lower).
  *   KL (x = ℓ − ℓʳ): k1 x | abs |x| | k2 x²/2 | k3 e^y − y − 1, y = clamp(−x, ±c_in); value clamped to ±c_v
  *   (k3 only, or every estimator); straight-through: gradient x (k2's).
+ *   KL bias correction (TRL's use_bias_correction_kl; token ratios only): KL ← KL·ρ, ∂KL ← ∂KL·ρ + KL·dρ/dℓ
+ *   (after the clamps and the straight-through choice; vespo's ρ and dρ/dℓ are e^{clamp(Δ, ±20)}'s).
  *   rollout weight w (no gradient): e^{clamp(λ_t, ±c_λ)} (token) or e^{clamp(Λ_r, ±c_λ)} (sequence, geometric),
- *   then truncate: clamp(w, lower, upper), or mask: w·1[lower ≤ w ≤ upper]; w = 1 without rollout correction.
+ *   then truncate: clamp(w, lower, upper), or mask: w·1[lower ≤ w ≤ upper], or sequence-mask (token level):
+ *   w·1[lower ≤ e^{clamp(Λ_r, ±c_λ)} ≤ upper] with Λ_r the mean (the weight kept whole inside, 0 outside,
+ *   NaN for a NaN Λ_r; every token of the response counted clipped outside); w = 1 without rollout
+ *   correction. The policy term's weight is w·k_t (vespo: k_t, its w is inside W_r).
  * Aggregation (D ranks, K scale factor, N_tok / N_seq global or this batch's):
  *   S_r = Σ_valid w·L, K_r = Σ_valid KL, H_r = Σ_valid H;  a_r = 1/(n_r + 1e-8) or 1/max(n_r, 1) for
  *   seq-mean-token-mean, else 1;  G = D/max(N_tok, 1) (token-mean), D (token-sum), D/max(N_seq, 1)
  *   (seq-mean-*), D/(max(N_seq, 1)·K) or verl's 1/K (seq-mean-token-sum-norm);  a token-mean term (KL or
  *   entropy under their 'token-mean' convention) uses a_r = 1 and G_tm = D/max(N_tok, 1). With normalize,
  *   W̄ = mean of the weights (valid tokens, or nonempty sequences), 1 when ≤ 1e-8.
- *   loss = G·Σ a_r S_r / W̄ + β·G_kl·Σ a^kl_r K_r − c_H·G_H·Σ a^H_r H_r
- *   dloss/dℓ_t = m_t·(G·a_r·(w/W̄)·∂L/∂ℓ + β·G_kl·a^kl_r·∂KL/∂ℓ) (gmpo: w·∂L/∂ℓ as above);
+ *   loss = G·Σ a_r S_r / W̄ + β·G_kl·Σ a^kl_r K_r − c_H·G_H·Σ a^H_r H_r   (S_r = Σ_valid w·k·L)
+ *   dloss/dℓ_t = m_t·(G·a_r·(w·k/W̄)·∂L/∂ℓ + β·G_kl·a^kl_r·∂KL/∂ℓ) (gmpo: Q_r = Σ w·k·A as above);
  *   dloss/dH_t = −c_H·m_t·G_H·a^H_r;
- *   tokenLoss_t = m_t·((w/W̄)·L + β·KL − c_H·H).
+ *   tokenLoss_t = m_t·((w·k/W̄)·L + β·KL − c_H·H).
  * Owns: everything, one response after another. Bytes: each input read twice (4–7 f32 + the mask),
  * 1–3 f32 outputs written. FLOPs ~40 per token.
  * Numerics: f64 sums in token order; NaN and ±Inf follow IEEE arithmetic (a masked token never enters).
@@ -119,15 +128,20 @@ export function jsPolicyLoss(a: PolicyLossArgs): PolicyLossResult {
   // gmpo's Δ̂: Δ on A's side of the band, the bound on the other (NaN in, NaN out).
   const gmpoDelta = (A: number, delta: number) =>
     A > 0 ? Math.min(delta, a.clipHigh) : A < 0 ? Math.max(delta, -a.clipLow) : A === 0 ? 0 * delta : A;
-  const seqW = new Float64Array(R); // rollout sequence / geometric weight
+  const seqW = new Float64Array(R); // rollout sequence / geometric weight; sequence-mask: the filter (1, 0, NaN)
   const seqClipped = new Uint8Array(R);
   const rc = a.rollout;
   const seqLevel = rc !== undefined && rc.level !== 'token';
+  const seqMask = rc?.mode === 'sequence-mask';
+  const opsm = a.offPolicyThreshold;
+  const kappa = new Float64Array(R); // the off-policy mask's κ_r
+  const opsmRef = roll ?? old;
   const correct = (w: number): [number, boolean] => {
     // truncate: clamp(w, lower, upper); mask: w·1[lower ≤ w ≤ upper]. A NaN weight is counted as
     // clipped and stays NaN either way (NaN in, NaN out: masking it to 0 would hide it).
     const inside = w >= rc!.lower && w <= rc!.upper;
     if (rc!.mode === 'truncate') return [clamp(w, rc!.lower, rc!.upper), !inside];
+    if (rc!.mode === 'sequence-mask') return [w, false]; // (the token weight: filtered per response)
     return [w < rc!.lower || w > rc!.upper ? 0 : w, !inside];
   };
   let localTokens = 0;
@@ -136,13 +150,22 @@ export function jsPolicyLoss(a: PolicyLossArgs): PolicyLossResult {
     let cnt = 0;
     let dsum = 0;
     let lsum = 0;
+    let ksum = 0;
     for (let t = ro[r]; t < ro[r + 1]; t++) {
       if (!valid(t)) continue;
       cnt++;
       if (a.loss === 'gspo') dsum += lp[t] - old[t];
       else if (gmpo) dsum += gmpoDelta(adv[t], lp[t] - old[t]);
       else if (vespo) dsum += clamp(lp[t] - old[t], -VESPO_CLAMP, VESPO_CLAMP);
-      if (seqLevel) lsum += old[t] - roll![t];
+      if (seqLevel || seqMask) lsum += old[t] - roll![t];
+      if (opsm !== undefined) ksum += opsmRef[t] - lp[t];
+    }
+    kappa[r] = ksum / Math.max(cnt, 1);
+    if (seqMask) {
+      const geo = Math.exp(clamp(lsum / Math.max(cnt, 1), -rc.logClamp, rc.logClamp));
+      const inside = geo >= rc.lower && geo <= rc.upper;
+      seqW[r] = inside ? 1 : Number.isNaN(geo) ? Number.NaN : 0;
+      seqClipped[r] = inside ? 0 : 1;
     }
     n[r] = cnt;
     localTokens += cnt;
@@ -178,7 +201,12 @@ export function jsPolicyLoss(a: PolicyLossArgs): PolicyLossResult {
       }
       for (let t = ro[r]; t < ro[r + 1]; t++) {
         if (!valid(t)) continue;
-        const [w, clipped] = correct(Math.exp(clamp(old[t] - roll![t], -rc.logClamp, rc.logClamp)));
+        let [w, clipped] = correct(Math.exp(clamp(old[t] - roll![t], -rc.logClamp, rc.logClamp)));
+        if (seqMask) {
+          // Kept whole inside the band, 0 outside (not 0·w: an infinite weight stays out), NaN for NaN.
+          w = seqW[r] === 1 ? w : seqW[r];
+          clipped = seqClipped[r] === 1;
+        }
         tokW![t] = w;
         wSum += w;
         wSq += w * w;
@@ -197,14 +225,17 @@ export function jsPolicyLoss(a: PolicyLossArgs): PolicyLossResult {
       logW[r] = clamp(x, VESPO_LOG_MIN, VESPO_CLAMP);
     }
   }
-  // gmpo: Q_r = Σ_valid w·A, with the weights before normalisation (W̄ divides the gradient below).
+  // The off-policy mask's keep factor k_t: 1, 0, or NaN for a NaN κ_r (never 0 for a NaN).
+  const keepOf = (r: number, A: number) =>
+    opsm === undefined || A >= 0 || kappa[r] <= opsm ? 1 : kappa[r] > opsm ? 0 : Number.NaN;
+  // gmpo: Q_r = Σ_valid w·k·A, with the weights before normalisation (W̄ divides the gradient below).
   const Q = new Float64Array(R);
   if (gmpo) {
     for (let r = 0; r < R; r++) {
       let q = 0;
       for (let t = ro[r]; t < ro[r + 1]; t++) {
         if (!valid(t)) continue;
-        q += (rc === undefined ? 1 : seqLevel ? seqW[r] : tokW![t]) * adv[t];
+        q += (rc === undefined ? 1 : seqLevel ? seqW[r] : tokW![t]) * keepOf(r, adv[t]) * adv[t];
       }
       Q[r] = q;
     }
@@ -269,7 +300,7 @@ export function jsPolicyLoss(a: PolicyLossArgs): PolicyLossResult {
       } else if (vespo) {
         const dc = clamp(delta, -VESPO_CLAMP, VESPO_CLAMP);
         rho = Math.exp(dc);
-        drho = 0; // (unused: φ is a stop-gradient)
+        drho = delta < -VESPO_CLAMP || delta > VESPO_CLAMP ? 0 : rho; // (the bias-corrected KL's only: φ is a stop-gradient)
         ppoKl -= dc;
       } else if (gmpo) {
         rho = Math.exp(logS[r]);
@@ -353,7 +384,7 @@ export function jsPolicyLoss(a: PolicyLossArgs): PolicyLossResult {
           break;
         }
       }
-      const w = rc === undefined || vespo ? 1 : seqLevel ? seqW[r] : tokW![t];
+      const w = (rc === undefined || vespo ? 1 : seqLevel ? seqW[r] : tokW![t]) * keepOf(r, A);
       S += w * L;
       let gradT = g * ar * (gmpo ? 1 : w) * invWbar * dL;
       let klv = 0;
@@ -390,6 +421,11 @@ export function jsPolicyLoss(a: PolicyLossArgs): PolicyLossResult {
           v = clamp(v, -c, c);
         }
         if (kl.straightThrough || Number.isNaN(x)) dv = x; // (a NaN x: a NaN derivative, every estimator)
+        if (kl.biasCorrection) {
+          // TRL's KL·ρ, differentiated through both factors.
+          dv = dv * rho + v * drho;
+          v *= rho;
+        }
         klv = v;
         Kr += v;
         klSum += v;

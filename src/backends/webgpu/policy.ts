@@ -5,8 +5,10 @@
  *
  * Two layouts of the same per-token arithmetic (the WGSL's token_terms): `policy_flat` (workgroup per
  * run of tokens) when no token's outputs depend on a per-response quantity (the loss is not gspo, gmpo
- * or vespo, rollout correction is absent or token level, the aggregation is not seq-mean-token-mean),
- * else `policy_tokens` (invocation per response). Two dispatches in one compute pass, never a wait:
+ * or vespo, rollout correction is absent or token level in mode truncate or mask, no off-policy mask,
+ * the aggregation is not seq-mean-token-mean: policyFlatApplies), else `policy_tokens` (invocation per
+ * response). The test hook policyTuning.path forces either; a forced 'flat' where it does not apply is
+ * a RANGE error. Two dispatches in one compute pass, never a wait:
  * - every global scale known on the host (no mask, a host mask, or the global counts given; no
  *   normalised rollout weights): the layout's kernel in phase 0 (outputs + partials), then
  *   `policy_reduce` (loss and stats);
@@ -27,6 +29,7 @@ import {
   type PolicyLossArgs,
   type PolicyLossResult,
   ROLLOUT_LEVELS,
+  ROLLOUT_MODES,
 } from '../backend.js';
 import { runWithScratch, type WebGpuKit } from './kit.js';
 import { type Binding, roundUp, Usage } from './runtime.js';
@@ -54,7 +57,7 @@ export const POLICY_PARAMS = uniformLayout('policy.wgsl', 'PolicyParams', [
   ['ent_token_mean', 'u32'],
   ['has_rollout', 'u32'],
   ['rollout_level', 'u32'],
-  ['rollout_mask', 'u32'],
+  ['rollout_mode', 'u32'],
   ['rollout_normalize', 'u32'],
   ['aggregation', 'u32'],
   ['seq_clamp1', 'u32'],
@@ -92,9 +95,13 @@ export const POLICY_PARAMS = uniformLayout('policy.wgsl', 'PolicyParams', [
   ['vespo_lambda_pos', 'f32'],
   ['vespo_k_neg', 'f32'],
   ['vespo_lambda_neg', 'f32'],
+  ['kl_bias', 'u32'],
+  ['has_roll', 'u32'],
+  ['has_opsm', 'u32'],
+  ['opsm_threshold', 'f32'],
 ]);
 
-/** The codes of shaders/policy.wgsl (LOSS_*, KL_*, LEVEL_*, AGG_*): each list's positions. */
+/** The codes of shaders/policy.wgsl (LOSS_*, KL_*, LEVEL_*, MODE_*, AGG_*): each list's positions. */
 export const POLICY_LOSS_CODE = Object.fromEntries(POLICY_LOSSES.map((k, i) => [k, i])) as Record<
   (typeof POLICY_LOSSES)[number],
   number
@@ -105,6 +112,10 @@ export const KL_CODE = Object.fromEntries(KL_ESTIMATORS.map((k, i) => [k, i])) a
 >;
 export const LEVEL_CODE = Object.fromEntries(ROLLOUT_LEVELS.map((k, i) => [k, i])) as Record<
   (typeof ROLLOUT_LEVELS)[number],
+  number
+>;
+export const MODE_CODE = Object.fromEntries(ROLLOUT_MODES.map((k, i) => [k, i])) as Record<
+  (typeof ROLLOUT_MODES)[number],
   number
 >;
 export const AGGREGATION_CODE = Object.fromEntries(AGGREGATIONS.map((k, i) => [k, i])) as Record<
@@ -162,14 +173,17 @@ export function policyFlatPlan(
 
 /**
  * Whether the flat layout applies: no token's outputs depend on a per-response quantity (gspo's and
- * gmpo's s_r, gmpo's Q_r, vespo's W_r, a sequence-level rollout weight, seq-mean-token-mean's a_r).
+ * gmpo's s_r, gmpo's Q_r, vespo's W_r, a sequence-level rollout weight, rollout mode 'sequence-mask''s
+ * Λ_r, the off-policy mask's κ_r, seq-mean-token-mean's a_r). The KL bias correction is per token: it
+ * leaves the choice alone.
  */
 export function policyFlatApplies(a: PolicyLossArgs): boolean {
   return (
     a.loss !== 'gspo' &&
     a.loss !== 'gmpo' &&
     a.loss !== 'vespo' &&
-    (a.rollout === undefined || a.rollout.level === 'token') &&
+    (a.rollout === undefined || (a.rollout.level === 'token' && a.rollout.mode !== 'sequence-mask')) &&
+    a.offPolicyThreshold === undefined &&
     a.aggregation !== 'seq-mean-token-mean'
   );
 }
@@ -231,7 +245,8 @@ export async function webgpuPolicyLoss(k: WebGpuKit, a: PolicyLossArgs): Promise
     throw new GrpoKernelsError(
       'RANGE',
       'policyTuning.path: the flat path needs a loss other than gspo, gmpo and vespo, token-level ' +
-        'rollout correction and an aggregation other than seq-mean-token-mean',
+        "rollout correction in a mode other than 'sequence-mask', no off-policy mask and an " +
+        'aggregation other than seq-mean-token-mean',
       { argument: 'policyTuning.path' },
     );
   const flat = path === 'flat' || (path === 'auto' && flatOk);
@@ -286,7 +301,7 @@ export async function webgpuPolicyLoss(k: WebGpuKit, a: PolicyLossArgs): Promise
     ent_token_mean: a.entropyAggregation === 'token-mean' ? 1 : 0,
     has_rollout: rc ? 1 : 0,
     rollout_level: rc ? LEVEL_CODE[rc.level] : 0,
-    rollout_mask: rc?.mode === 'mask' ? 1 : 0,
+    rollout_mode: rc ? MODE_CODE[rc.mode] : 0,
     rollout_normalize: rc?.normalize ? 1 : 0,
     aggregation: AGGREGATION_CODE[agg],
     seq_clamp1: a.seqTokenDivisor === 'clamp1' ? 1 : 0,
@@ -324,6 +339,10 @@ export async function webgpuPolicyLoss(k: WebGpuKit, a: PolicyLossArgs): Promise
     vespo_lambda_pos: a.vespoLambdaPos,
     vespo_k_neg: a.vespoKNeg,
     vespo_lambda_neg: a.vespoLambdaNeg,
+    kl_bias: kl?.biasCorrection ? 1 : 0,
+    has_roll: a.rolloutLogprobs !== undefined ? 1 : 0,
+    has_opsm: a.offPolicyThreshold !== undefined ? 1 : 0,
+    opsm_threshold: a.offPolicyThreshold ?? 0,
   };
   if (chunks * PART_WORDS * 4 > rt.limits.maxStorageBufferBindingSize) {
     throw new GrpoKernelsError(
