@@ -21,7 +21,8 @@
  * streaming read of as many bytes as the op moves (so from the same level of the memory hierarchy):
  * where the js reference is already within 20x of the memory system, these rows show it.
  * policyLoss (bench/policy.bench.ts's case: ppo, k3 KL, entropy bonus, token-level rollout correction,
- * token-mean, on 1M tokens in 64k responses; and the same with losses gmpo and vespo) also gets that read probe of its own bytes (issue 15's
+ * token-mean, on 1M tokens in 64k responses; and the same with losses gmpo and vespo, and ppo with the
+ * off-policy mask and the bias-corrected KL) also gets that read probe of its own bytes (issue 15's
  * goal: at least 30% of its rate); its js reference runs the same case on 4096 responses.
  *
  *   npm run bench:cpu                          # = tsx bench/run.ts cpu → bench/out/cpu.json
@@ -475,7 +476,8 @@ export async function runCpuBench(
   // in the first); vespo (token-mean; its pass A sums the clamped log-ratios and the token weights' logs).
   type Setup = Awaited<ReturnType<ReturnType<typeof policyLossCase>['setup']>>;
   const policyRuns: { name: string; T: number; jsT: number; bench: Setup; jsBench: Setup }[] = [];
-  for (const loss of ['ppo', 'gmpo', 'vespo'] as const) {
+  // ppo-opsm: ppo with the off-policy mask (a pass over each response for κ_r) and the bias-corrected KL.
+  for (const loss of ['ppo', 'gmpo', 'vespo', 'ppo-opsm'] as const) {
     const name = loss === 'ppo' ? plName : `policyLoss ${loss} 1M tokens, 64k responses`;
     if (!chosen(name)) continue;
     const c = policyLossCase(65536, 16, loss);

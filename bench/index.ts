@@ -77,6 +77,7 @@ export function benchCases(tier: Tier): BenchCase[] {
     gpu ? policyLossCase(65536, 16) : policyLossCase(4096, 16),
     gpu ? policyLossCase(65536, 16, 'gmpo') : policyLossCase(4096, 16, 'gmpo'),
     gpu ? policyLossCase(65536, 16, 'vespo') : policyLossCase(4096, 16, 'vespo'),
+    gpu ? policyLossCase(65536, 16, 'ppo-opsm') : policyLossCase(4096, 16, 'ppo-opsm'),
   ];
 }
 

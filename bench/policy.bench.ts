@@ -5,18 +5,25 @@
  * policyLoss on T ≈ responses·meanLength tokens in `responses` ragged responses (lengths 1 to
  * 2·meanLength − 1): ppo (or `loss`) with a k3 KL, an entropy bonus and token-level rollout correction,
  * the loss's default aggregation (ppo, vespo: token-mean; gmpo: seq-mean-token-mean; gmpo and vespo on
- * the per-response path of the GPU kernels), no mask (a packed batch has no padding). Bytes: six f32 inputs read and two f32
+ * the per-response path of the GPU kernels), no mask (a packed batch has no padding). Variant
+ * 'ppo-opsm': ppo with TRL's off-policy sequence mask (κ_r from the rollout log-probs: a per-response
+ * pass, the per-response path on the GPUs) and the bias-corrected KL. Bytes: six f32 inputs read and two f32
  * outputs written per token (the floor; the kernels read each input twice, the second time from
  * cache), the offsets.
  */
 import type { PolicyLossKind } from 'grpo-kernels';
 import { type BenchCase, lcg, randomF32 } from './case.js';
 
+/** A loss, or 'ppo-opsm': ppo with the off-policy mask and the bias-corrected KL. */
+export type PolicyBenchVariant = PolicyLossKind | 'ppo-opsm';
+
 export function policyLossCase(
   responses: number,
   meanLength: number,
-  loss: PolicyLossKind = 'ppo',
+  variant: PolicyBenchVariant = 'ppo',
 ): BenchCase {
+  const opsm = variant === 'ppo-opsm';
+  const loss: PolicyLossKind = opsm ? 'ppo' : variant;
   const lengths = new Int32Array(responses);
   const r = lcg(21);
   for (let i = 0; i < responses; i++) lengths[i] = 1 + Math.floor(r() * (2 * meanLength - 1));
@@ -26,7 +33,7 @@ export function policyLossCase(
   return {
     op: 'policyLoss',
     sizes: { R: responses, T },
-    ...(loss === 'ppo' ? {} : { variant: loss }),
+    ...(variant === 'ppo' ? {} : { variant }),
     dtype: 'f32',
     hostBytes: T * 40,
     deviceBytes: T * 32,
@@ -57,7 +64,13 @@ export function policyLossCase(
               entropy,
               layout,
             },
-            { loss, kl: { coef: 0.01 }, entropyCoef: 0.001, rolloutCorrection: { level: 'token' } },
+            {
+              loss,
+              kl: { coef: 0.01, ...(opsm ? { biasCorrection: true } : {}) },
+              entropyCoef: 0.001,
+              rolloutCorrection: { level: 'token' },
+              ...(opsm ? { offPolicyMask: { threshold: 0.05 } } : {}),
+            },
           );
           return [out.loss, out.gradLogprobs, out.gradEntropy!, out.stats];
         },
