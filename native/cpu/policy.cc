@@ -198,19 +198,24 @@ inline void store_n(float* p, VF v, int64_t count) {
 }
 
 // e^x (the header's EXPONENTIALS): n = round(x·log2 e) by the bias trick (b holds n + 127),
-// r = (x − n·C1) − n·C2, e^r = 1 + r + r²·P(r) (Cephes' expf polynomial), times 2^n from b's bits. x is
-// clamped below at −88 (n = −127: +0), NaN kept; past 88 a lane takes libm's expf.
+// r = (x − n·C1) − n·C2, e^r = 1 + r + r²·P(r) (Cephes' expf polynomial), times 2^n from b's bits.
+// Below −87 (a result past f32's normal range) as e^{x + 64 ln 2}·2⁻⁶⁴, the last product rounding once
+// into the subnormals (not 0: sapo's e^{ln ρ − z} is one, whose product with the later factors may be
+// normal again; the cpu fuzz, 2026-11-29, seed 9928477); x clamped below at −104 (+0). NaN kept; past
+// 88 a lane takes libm's expf.
 constexpr float kExpC1 = 0.693359375f, kExpC2 = -2.12194440e-4f;  // ln 2 = C1 + C2, C1 of 9 bits
 constexpr float kExpP[6] = {1.9875691500e-4f, 1.3981999507e-3f, 8.3334519073e-3f,
                             4.1665795894e-2f, 1.6666665459e-1f, 5.0000001201e-1f};
 inline VF exp_e(VF x) {
-  const VF xc = clamp_lo(x, set1(-88.0f));
+  const VM tiny = lt(x, set1(-87.0f));
+  const VF xc = blend(tiny, add(clamp_lo(x, set1(-104.0f)), set1(44.3614196f)), x);  // + 64 ln 2
   const VF b = fmadd(xc, set1(kLog2e), set1(kRoundBias));
   const VF n = sub(b, set1(kRoundBias));
   const VF r = fnmadd(n, set1(kExpC2), fnmadd(n, set1(kExpC1), xc));
   VF q = set1(kExpP[0]);
   for (int i = 1; i < 6; ++i) q = fmadd(q, r, set1(kExpP[i]));
   VF y = mul(add(fmadd(q, mul(r, r), r), set1(1.0f)), pow2_biased(b));
+  y = blend(tiny, mul(y, set1(5.421010862427522e-20f)), y);  // 2⁻⁶⁴
   const int big = mbits(gt(x, set1(88.0f)));
   if (big) {
     alignas(32) float xs[kLanes], ys[kLanes];
@@ -731,9 +736,14 @@ void tokens_item(void* ctx, int64_t item, int) {
       const VF e = exp_e(mul(k.neg1, z));
       const VF s = divide(k.one, add(k.one, e));
       Lt = mul(mul(mul(k.neg1, blend(pos, k.f4_pos, k.f4_neg)), s), A);
-      // σ'(z) = s(1 − s) as e^{−z}·s² for z ≥ 0: no cancellation in 1 − s as s → 1.
-      const VF ds = blend(lt(z, k.zero), mul(s, sub(k.one, s)), mul(e, mul(s, s)));
-      dL = mul(mul(mul(set1(-4.0f), ds), A), drho);
+      // σ'(z)·dρ/dℓ: s(1 − s)·dρ for z < 0; for z ≥ 0 e^{−z}·s²·ρ (no cancellation in 1 − s as s → 1),
+      // e^{−z}·ρ taken as one exponential e^{ln ρ − z} (ln ρ = clamp(Δ) = −kl_stat): e^{−z} alone falls
+      // below f32's normal range (exp_e gives 0 there) while the product with ρ ≤ e^20 need not (the cpu
+      // fuzz, 2026-11-29, seed 9928477: 0 for −1.43e-38). dρ = 0 outside the clamp stays 0, NaN passes.
+      const VM rho_on = mor(neq(drho, k.zero), neq(drho, drho));
+      const VF ez_rho = keep(rho_on, exp_e(sub(mul(k.neg1, kl_stat), z)));
+      const VF ds = blend(lt(z, k.zero), mul(mul(s, sub(k.one, s)), drho), mul(ez_rho, mul(s, s)));
+      dL = mul(mul(set1(-4.0f), ds), A);
     } else if (L == kGmpo) {
       // L = −A·s_r; the policy gradient is the response's G·a_r/W̄·P_r where this token's Δ̂ follows Δ
       // (A > 0 and not Δ > ε_high, or A < 0 and not Δ < −ε_low; a NaN Δ follows), else 0, and a NaN
