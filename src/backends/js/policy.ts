@@ -141,7 +141,6 @@ export function jsPolicyLoss(a: PolicyLossArgs): PolicyLossResult {
     // clipped and stays NaN either way (NaN in, NaN out: masking it to 0 would hide it).
     const inside = w >= rc!.lower && w <= rc!.upper;
     if (rc!.mode === 'truncate') return [clamp(w, rc!.lower, rc!.upper), !inside];
-    if (rc!.mode === 'sequence-mask') return [w, false]; // (the token weight: filtered per response)
     return [w < rc!.lower || w > rc!.upper ? 0 : w, !inside];
   };
   let localTokens = 0;
@@ -201,12 +200,10 @@ export function jsPolicyLoss(a: PolicyLossArgs): PolicyLossResult {
       }
       for (let t = ro[r]; t < ro[r + 1]; t++) {
         if (!valid(t)) continue;
-        let [w, clipped] = correct(Math.exp(clamp(old[t] - roll![t], -rc.logClamp, rc.logClamp)));
-        if (seqMask) {
-          // Kept whole inside the band, 0 outside (not 0·w: an infinite weight stays out), NaN for NaN.
-          w = seqW[r] === 1 ? w : seqW[r];
-          clipped = seqClipped[r] === 1;
-        }
+        const raw = Math.exp(clamp(old[t] - roll![t], -rc.logClamp, rc.logClamp));
+        // sequence-mask: kept whole inside the band, 0 outside (not 0·w: an infinite weight stays
+        // out), NaN for NaN; its response's decision.
+        const [w, clipped] = seqMask ? [seqW[r] === 1 ? raw : seqW[r], seqClipped[r] === 1] : correct(raw);
         tokW![t] = w;
         wSum += w;
         wSq += w * w;
