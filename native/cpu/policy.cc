@@ -206,16 +206,23 @@ inline void store_n(float* p, VF v, int64_t count) {
 constexpr float kExpC1 = 0.693359375f, kExpC2 = -2.12194440e-4f;  // ln 2 = C1 + C2, C1 of 9 bits
 constexpr float kExpP[6] = {1.9875691500e-4f, 1.3981999507e-3f, 8.3334519073e-3f,
                             4.1665795894e-2f, 1.6666665459e-1f, 5.0000001201e-1f};
-inline VF exp_e(VF x) {
-  const VM tiny = lt(x, set1(-87.0f));
-  const VF xc = blend(tiny, add(clamp_lo(x, set1(-104.0f)), set1(44.3614196f)), x);  // + 64 ln 2
-  const VF b = fmadd(xc, set1(kLog2e), set1(kRoundBias));
+// e^x for x in [−88, 88] (the Cody–Waite reduction and the polynomial above).
+inline VF exp_core(VF x) {
+  const VF b = fmadd(x, set1(kLog2e), set1(kRoundBias));
   const VF n = sub(b, set1(kRoundBias));
-  const VF r = fnmadd(n, set1(kExpC2), fnmadd(n, set1(kExpC1), xc));
+  const VF r = fnmadd(n, set1(kExpC2), fnmadd(n, set1(kExpC1), x));
   VF q = set1(kExpP[0]);
   for (int i = 1; i < 6; ++i) q = fmadd(q, r, set1(kExpP[i]));
-  VF y = mul(add(fmadd(q, mul(r, r), r), set1(1.0f)), pow2_biased(b));
-  y = blend(tiny, mul(y, set1(5.421010862427522e-20f)), y);  // 2⁻⁶⁴
+  return mul(add(fmadd(q, mul(r, r), r), set1(1.0f)), pow2_biased(b));
+}
+inline VF exp_e(VF x) {
+  VF y = exp_core(clamp_lo(x, set1(-88.0f)));
+  // The rare lanes below −87 or past 88 after a test of the whole vector (the common one pays a compare).
+  const VM tiny = lt(x, set1(-87.0f));
+  if (mbits(tiny)) {
+    const VF shifted = exp_core(add(clamp_lo(x, set1(-104.0f)), set1(44.3614196f)));  // + 64 ln 2
+    y = blend(tiny, mul(shifted, set1(5.421010862427522e-20f)), y);                    // 2⁻⁶⁴
+  }
   const int big = mbits(gt(x, set1(88.0f)));
   if (big) {
     alignas(32) float xs[kLanes], ys[kLanes];
