@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # CI for the native addon (called by .ci/run after `npm ci`): requires the CUDA build (nvcc is on CI),
 # runs the cuda tests (GPU tests skip with their reason on a machine without a GPU), then builds the
-# addon without CUDA into build/nocuda (the native cpu kernels alone), runs the cpu backend's tests on it,
+# addon without CUDA into build/nocuda (the native cpu kernels alone), runs the cpu backend's own tests on it,
 # and the load/error-path tests against it. The CUDA build is
 # left in build/Release for the rest of the run. Then the CUDA emulator (the same kernels compiled for
 # the CPU, docs/cuda.md "Emulated CUDA"): its build is required (npm test then runs every cuda test on
@@ -26,8 +26,15 @@ node -e "const m=require('./build/nocuda/Release/grpo_kernels_native.node'); con
 # portable build could be linked from the AVX2 one into the portable path (native/cpu/kernels.h).
 weak=$(find build/nocuda/CMakeFiles -path '*gk_cpu_*' -name '*.o' -exec nm -C {} + | grep -E ' [WVu] ' || true)
 if [ -n "$weak" ]; then echo "weak symbols in the per-ISA cpu kernels:"; echo "$weak"; exit 1; fi
-echo "== native: the cpu backend's tests on the CPU-only build (both code paths)"
-GRPO_KERNELS_NATIVE_PATH="$PWD/build/nocuda/Release/grpo_kernels_native.node" npx vitest run --project unit test/cpu-native
+# The cpu kernels' objects are compiled with the same flags in both builds (only addon.cc and the link
+# differ), and npm test runs every test/cpu-native file on the CUDA build. Here: the backend's own tests
+# (load, selection, both code paths, threads, the job model, the native boundary), the AVX-512 rows and
+# every op's case table on cpu check that this build registers, links and runs every op, in about 45 s
+# instead of the whole suite's 140.
+echo "== native: the cpu backend's own tests and every op's case table on the CPU-only build"
+nocuda="$PWD/build/nocuda/Release/grpo_kernels_native.node"
+GRPO_KERNELS_NATIVE_PATH="$nocuda" npx vitest run --project unit test/cpu-native/backend.test.ts test/cpu-native/avx512.test.ts
+GRPO_KERNELS_NATIVE_PATH="$nocuda" npx vitest run --project unit test/*.cases.test.ts -t 'on cpu'
 t2=$(date +%s)
 
 echo "== native: cuda tests (load, error paths; op tests when a GPU is present)"

@@ -4,10 +4,10 @@
 # reads or writes outside an allocation, outside a __shared__ array, or past a fiber's stack stops
 # the run with the source line. The blocks' threads are resumed in reverse order
 # (GK_EMU_ORDER=reverse; npm test runs them forward), so a missing barrier shows up as a result that
-# differs from the cpu reference. The tiled THR and LM-head kernels' tests run a second time with
-# GK_EMU_CP_ASYNC=eager (cp.async copies land when issued instead of when waited for), so a copy into
-# a pipeline stage that another warp may still be reading shows as well (ops-thr-precision.test.ts
-# not: its kernels are ops-thr-tiles.test.ts's). The TMA-fed LM-head tiles (ops-lmhead-tma and
+# differs from the cpu reference. The tiled THR and LM-head kernels' tests run with
+# GK_EMU_CP_ASYNC=eager instead (cp.async copies land when issued instead of when waited for), so a copy
+# into a pipeline stage that another warp may still be reading shows as well (ops-thr-precision.test.ts
+# not: its kernels are ops-thr-tiles.test.ts's); with a vitest filter, lazily with the rest. The TMA-fed LM-head tiles (ops-lmhead-tma and
 # ops-lmhead-chain: no cp.async) run once, in reverse order: their whole case tables (the first run
 # that took them all under AddressSanitizer found a stale device check that a failed launch left
 # behind: native/runtime/cuda_device.cc, OpWork). vitest's --exclude does not reach a project's files,
@@ -22,10 +22,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 node scripts/build-emu.mjs --asan --require
+# The cp.async-fed tiles (THR's and the LM head's) run once, with eager copies (below), not also with
+# the lazy ones: npm test runs them lazily in forward order, which shows a read before its wait (the copy
+# has not landed); reverse order with eager copies shows a copy into a stage another warp still reads
+# and a missing barrier (a later thread reads before an earlier one has run at all, copies or not).
+EAGER=(test/cuda/ops-thr-tiles.test.ts test/cuda/ops-lmhead.test.ts test/cuda/ops-lmhead-wgmma.test.ts)
 FILES=()
 for f in test/cuda/ops*.test.ts; do
   case $f in
     */ops-thr-precision.test.ts | */ops-invariance.test.ts) ;;
+    */ops-thr-tiles.test.ts | */ops-lmhead.test.ts | */ops-lmhead-wgmma.test.ts) [ $# -eq 0 ] || FILES+=("$f") ;;
     *) FILES+=("$f") ;;
   esac
 done
@@ -42,7 +48,6 @@ if [ $# -eq 0 ]; then
   LD_PRELOAD="$ASAN_LIB" ASAN_OPTIONS=detect_leaks=0:halt_on_error=1 \
     GRPO_KERNELS_NATIVE_PATH="$PWD/build/emu-asan/grpo_kernels_native.node" GRPO_KERNELS_CUDA_EMU=1 \
     GK_EMU_ORDER=reverse GK_EMU_CP_ASYNC=eager \
-    node node_modules/vitest/vitest.mjs run --project unit test/cuda/ops-thr-tiles.test.ts test/cuda/ops-lmhead.test.ts \
-    test/cuda/ops-lmhead-wgmma.test.ts
+    node node_modules/vitest/vitest.mjs run --project unit "${EAGER[@]}"
 fi
 echo "== emu-memcheck: clean (AddressSanitizer, reverse thread order; THR and the LM head also with eager cp.async)"

@@ -149,5 +149,22 @@ export function firstBitDiff(a: HostArray, b: HostArray): number {
   const u = wordsOf(a);
   const v = wordsOf(b);
   if (u.length !== v.length) return Math.min(u.length, v.length);
-  return u.findIndex((x, i) => x !== v[i]);
+  for (let i = 0; i < u.length; i++) if (u[i] !== v[i]) return i;
+  return -1;
+}
+
+/**
+ * Asserts that two outputs have the same bits (length, NaN payloads and −0 included), naming the first
+ * differing element: a word loop, where expect(Array.from(...)).toEqual(...) on millions of elements
+ * spends seconds in the deep comparison.
+ */
+export function expectSameBits(got: HostArray, want: HostArray, what = 'bits'): void {
+  const i = firstBitDiff(got, want);
+  const at =
+    i < 0
+      ? ''
+      : got.length !== want.length
+        ? `length ${got.length}, want ${want.length}`
+        : `[${i}] has bits ${wordsOf(got)[i]} (${got[i]}), want ${wordsOf(want)[i]} (${want[i]})`;
+  expect(at, `${what}: the first element whose bits differ`).toBe('');
 }

@@ -722,7 +722,8 @@ export function lmheadCases(_options: CaseOptions = {}): Case[] {
     ),
     forwardCase({ N: 3, d: 64, V: 32003, dtype: 'f32', seed: 8, bias: true }, { T: 0.5 }),
     forwardCase({ N: 2, d: 64, V: 151936, dtype: 'bf16', seed: 9 }, { entropy: true }),
-    forwardCase({ N: 7, d: 896, V: 32003, dtype: 'bf16', seed: 17, bias: true }, { entropy: true }),
+    // N = 3 rows (within one row tile on every backend, as 7 would be): the largest case, in every file.
+    forwardCase({ N: 3, d: 896, V: 32003, dtype: 'bf16', seed: 17, bias: true }, { entropy: true }),
     forwardCase({ N: 6, d: 32, V: 300, dtype: 'f32', seed: 10 }, { T: 1e-3, entropy: true }),
     forwardCase({ N: 6, d: 32, V: 300, dtype: 'bf16', seed: 11, logitScale: 30 }, { T: 4, entropy: true }),
     forwardCase({ N: 9, d: 67, V: 101, dtype: 'f16', seed: 12, bias: true }, { entropy: true }),
@@ -778,7 +779,7 @@ export function lmheadCases(_options: CaseOptions = {}): Case[] {
       { gradScale: 2 ** -14, gradDtype: 'input' },
     ),
     backwardCase({ N: 2, d: 64, V: 151936, dtype: 'bf16', seed: 36 }, { gradEntropy: true }),
-    backwardCase({ N: 7, d: 896, V: 32003, dtype: 'bf16', seed: 37, bias: true }),
+    backwardCase({ N: 3, d: 896, V: 32003, dtype: 'bf16', seed: 37, bias: true }),
     // Gradients in the input dtype (gradDtype 'input'): the f32 bound plus one rounding.
     backwardCase(
       { N: 7, d: 128, V: 257, dtype: 'bf16', seed: 38, bias: true },

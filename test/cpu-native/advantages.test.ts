@@ -9,10 +9,12 @@
  */
 import { afterAll, describe, expect, it } from 'vitest';
 import { loadNativeAddon } from '../../src/backends/addon.js';
+import type { HostArray } from '../../src/dtypes.js';
 import type { AdvantagesOptions, Context } from '../../src/index.js';
 import { firstDecrease } from '../../src/layout.js';
 import { ADVANTAGES_CASES, EXPAND_CASES, WHITEN_CASES } from '../cases/advantages.js';
 import { ADVANTAGES_NAN_CASES } from '../cases/advantages-nan.js';
+import { expectSameBits } from '../cases/check.js';
 import { runCaseTable } from '../cases/runner.js';
 import { raggedGroupSizes, readAdvantages } from '../fixtures/advantages.js';
 import { rng } from '../util/rng.js';
@@ -128,7 +130,11 @@ for (const path of ['avx2', 'portable'] as const) {
               groupOffsets: offsetsOf([n]),
               nanRewards: 'unscorable',
             });
-            expect(bits(got.adv.filter((_, i) => i !== 1 && i !== n - 1)), `n ${n}`).toEqual(bits(want.adv));
+            expectSameBits(
+              got.adv.filter((_, i) => i !== 1 && i !== n - 1),
+              want.adv,
+              `n ${n}`,
+            );
             expect([got.adv[1], got.adv[n - 1]]).toEqual([0, 0]);
             expect([...bits(got.mean), ...bits(got.std), got.deg[0]]).toEqual([
               ...bits(want.mean),
@@ -146,10 +152,10 @@ for (const path of ['avx2', 'portable'] as const) {
         const ro = new Int32Array(R + 1);
         for (let i = 0; i < R; i++) ro[i + 1] = ro[i] + (i % 5);
         const mask = Uint8Array.from(plain, (_, i) => (i % 7 === 3 ? 0 : 1));
-        const results: number[][] = [];
+        const results: HostArray[][] = [];
         for (const o of list) {
           const ctx = o.ctx!;
-          let out: number[] = [];
+          const out: HostArray[] = [];
           for (const [rewards, nanRewards] of [
             [plain, 'propagate'],
             [holes, 'unscorable'],
@@ -160,20 +166,20 @@ for (const path of ['avx2', 'portable'] as const) {
               { estimator: 'gpg' },
             ] as AdvantagesOptions[]) {
               const a = await readAdvantages(ctx, rewards, { ...options, groupSize: 8, nanRewards });
-              out = out.concat(bits(a.adv), bits(a.mean), bits(a.std), Array.from(a.deg));
+              out.push(a.adv, a.mean, a.std, a.deg);
             }
           }
-          out = out.concat(
-            bits(await (await ctx.whiten(plain)).read()),
-            bits(await (await ctx.whiten(ctx.tensor(plain), { mask })).read()),
-            bits(await (await ctx.expandToTokens(plain, ro)).read()),
+          out.push(
+            await (await ctx.whiten(plain)).read(),
+            await (await ctx.whiten(ctx.tensor(plain), { mask })).read(),
+            await (await ctx.expandToTokens(plain, ro)).read(),
           );
           results.push(out);
         }
         for (let k = 1; k < results.length; k++) {
           expect(results[k].length).toBe(results[0].length);
-          const first = results[k].findIndex((v, i) => v !== results[0][i]);
-          expect(first, `${THREADS[k]} threads vs ${THREADS[0]}: first differing element`).toBe(-1);
+          for (const [i, r] of results[k].entries())
+            expectSameBits(r, results[0][i], `output ${i}, ${THREADS[k]} threads vs ${THREADS[0]}`);
         }
       });
     },
@@ -190,7 +196,7 @@ describe.skipIf(opened.avx2[1].ctx === undefined || opened.portable[1].ctx === u
       const ro = new Int32Array(R + 1);
       for (let i = 0; i < R; i++) ro[i + 1] = ro[i] + (i % 9);
       const run = async (ctx: Context) => {
-        let out: number[] = [];
+        const out: HostArray[] = [];
         for (const nanRewards of ['propagate', 'unscorable'] as const) {
           const rewards = rewardsOf(601, R, nanRewards === 'unscorable' ? 0.1 : 0);
           for (const estimator of [
@@ -209,23 +215,21 @@ describe.skipIf(opened.avx2[1].ctx === undefined || opened.portable[1].ctx === u
                 estimator,
                 nanRewards,
               });
-              out = out.concat(bits(a.adv), bits(a.mean), bits(a.std), Array.from(a.deg));
+              out.push(a.adv, a.mean, a.std, a.deg);
             }
           }
         }
         const x = rewardsOf(602, 70001);
-        return out.concat(
-          bits(await (await ctx.whiten(x)).read()),
-          bits(await (await ctx.expandToTokens(x.subarray(0, R), ro)).read()),
+        out.push(
+          await (await ctx.whiten(x)).read(),
+          await (await ctx.expandToTokens(x.subarray(0, R), ro)).read(),
         );
+        return out;
       };
       const a = await run(opened.avx2[1].ctx!);
       const b = await run(opened.portable[1].ctx!);
       expect(a.length).toBe(b.length);
-      expect(
-        a.findIndex((v, i) => v !== b[i]),
-        'first element where they differ',
-      ).toBe(-1);
+      for (const [i, r] of a.entries()) expectSameBits(r, b[i], `output ${i}, avx2 vs portable`);
     });
   },
 );

@@ -5,7 +5,9 @@
  * row inside a batch at another position, and the batch chunked differently agree bit for bit.
  */
 import { afterAll, describe, expect, it } from 'vitest';
+import type { HostArray } from '../../src/dtypes.js';
 import type { Context } from '../../src/index.js';
+import { expectSameBits } from '../cases/check.js';
 import { makeAdvantagesCase, raggedGroupSizes, readAdvantages } from '../fixtures/advantages.js';
 import { makeLogprobsCase } from '../fixtures/logprobs.js';
 import { makeThrCase, randomGroups, runThr, spliceCase } from '../fixtures/thr.js';
@@ -22,12 +24,15 @@ afterAll(() => {
   for (const list of Object.values(opened)) for (const o of list) o.ctx?.dispose();
 });
 
-/** Runs `f` on every thread count and expects the same bits from each. */
-async function sameOnEveryCount(list: NativeCpu[], f: (ctx: Context) => Promise<number[]>): Promise<void> {
-  const results: number[][] = [];
+/** Runs `f` on every thread count and expects the same bits from each, output by output. */
+async function sameOnEveryCount(list: NativeCpu[], f: (ctx: Context) => Promise<HostArray[]>): Promise<void> {
+  const results: HostArray[][] = [];
   for (const o of list) results.push(await f(o.ctx!));
-  for (let k = 1; k < results.length; k++)
-    expect(results[k], `${THREADS[k]} threads vs ${THREADS[0]}`).toEqual(results[0]);
+  for (let k = 1; k < results.length; k++) {
+    expect(results[k].length).toBe(results[0].length);
+    for (const [i, r] of results[k].entries())
+      expectSameBits(r, results[0][i], `output ${i}, ${THREADS[k]} threads vs ${THREADS[0]}`);
+  }
 }
 
 for (const path of ['avx2', 'portable'] as const) {
@@ -60,12 +65,13 @@ for (const path of ['avx2', 'portable'] as const) {
                 entropy: r.entropy,
               },
             );
-            return bits(await r.logprobs.read()).concat(
-              bits(await r.lse.read()),
-              bits(await r.entropy!.read()),
-              bits(await r.sumSquares!.read()),
-              bits(await g.read()),
-            );
+            return [
+              await r.logprobs.read(),
+              await r.lse.read(),
+              await r.entropy!.read(),
+              await r.sumSquares!.read(),
+              await g.read(),
+            ];
           });
         }
       });
@@ -77,7 +83,7 @@ for (const path of ['avx2', 'portable'] as const) {
           rewards: 'offset',
         });
         await sameOnEveryCount(list, async (ctx) => {
-          let out: number[] = [];
+          const out: HostArray[] = [];
           for (const estimator of ['grpo', 'rloo', 'opo', 'gpg', 'reinforce_pp_baseline'] as const) {
             const a = await readAdvantages(ctx, c.rewards, {
               groupOffsets: c.groupOffsets,
@@ -85,9 +91,10 @@ for (const path of ['avx2', 'portable'] as const) {
               estimator,
               ...(estimator === 'grpo' ? { scale: 'batch' as const } : {}),
             });
-            out = out.concat(bits(a.adv), bits(a.mean), bits(a.std));
+            out.push(a.adv, a.mean, a.std);
           }
-          return out.concat(bits(await (await ctx.whiten(c.rewards)).read()));
+          out.push(await (await ctx.whiten(c.rewards)).read());
+          return out;
         });
         const groups = [
           ...randomGroups(66, 10, 6, 30),
@@ -96,7 +103,7 @@ for (const path of ['avx2', 'portable'] as const) {
         const t = makeThrCase({ seed: 67, groups, dim: 96, vocabSize: 3000, dtype: 'bf16' });
         await sameOnEveryCount(list, async (ctx) => {
           const r = await runThr(ctx, t);
-          return [...bits(r.thr), ...bits(r.tau)];
+          return [r.thr, r.tau];
         });
       });
 
@@ -114,11 +121,7 @@ for (const path of ['avx2', 'portable'] as const) {
           const base = { hidden, probs: t.probs, vocab, layout: t.layout, correct: t.correct };
           const aggregate = await ctx.thrAggregate(base);
           const halves = await ctx.thrScore({ ...base, aggregate });
-          const out = [
-            ...bits((await aggregate.read()) as Float32Array),
-            ...bits((await halves.thr.read()) as Float32Array),
-            ...bits((await halves.tau.read()) as Float32Array),
-          ];
+          const out = [await aggregate.read(), await halves.thr.read(), await halves.tau.read()];
           for (const x of [
             hidden,
             aggregate,
@@ -129,10 +132,8 @@ for (const path of ['avx2', 'portable'] as const) {
             vocab.tokenColumn,
           ])
             x.dispose();
-          expect(out.slice(out.length - whole.thr.length - whole.tau.length)).toEqual([
-            ...bits(whole.thr),
-            ...bits(whole.tau),
-          ]);
+          expectSameBits(out[1], whole.thr, 'thrScore thr vs tokenHiddenReward');
+          expectSameBits(out[2], whole.tau, 'thrScore tau vs tokenHiddenReward');
           return out;
         });
       });
@@ -185,8 +186,8 @@ for (const path of ['avx2', 'portable'] as const) {
           const spliced = spliceCase(probe, host, at);
           const r = await runThr(ctx, spliced);
           const t0 = spliced.layout.responseOffsets[spliced.layout.groupOffsets[at]];
-          expect(bits(r.thr.subarray(t0, t0 + probe.numTokens)), `group at ${at}`).toEqual(bits(alone.thr));
-          expect(bits(r.tau.subarray(at, at + 1)), `tau at ${at}`).toEqual(bits(alone.tau));
+          expectSameBits(r.thr.subarray(t0, t0 + probe.numTokens), alone.thr, `group at ${at}`);
+          expectSameBits(r.tau.subarray(at, at + 1), alone.tau, `tau at ${at}`);
         }
       });
     },

@@ -19,6 +19,7 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { setOutputPoison } from '../../src/debug.js';
 import { createContext, type FloatDType, GrpoKernelsError } from '../../src/index.js';
+import { expectSameBits } from '../cases/check.js';
 import { makeAdvantagesCase, raggedGroupSizes, readAdvantages } from '../fixtures/advantages.js';
 import { decodeLogits, makeLogprobsCase } from '../fixtures/logprobs.js';
 import {
@@ -31,7 +32,7 @@ import {
 } from '../fixtures/thr.js';
 import { POISON_F32 } from '../util/compare.js';
 import { randomNormal } from '../util/rng.js';
-import { bits, expectWithin, openBothPaths, U } from './helpers.js';
+import { expectWithin, openBothPaths, U } from './helpers.js';
 
 const paths = await openBothPaths();
 const js = await createContext({ backend: 'js' });
@@ -248,8 +249,8 @@ for (const p of paths) {
                   c.targets,
                   { temperature: T },
                 );
-                expect(bits(await plain.logprobs.read())).toEqual(bits(got.logprobs));
-                expect(bits(await plain.lse.read())).toEqual(bits(got.lse));
+                expectSameBits(await plain.logprobs.read(), got.logprobs);
+                expectSameBits(await plain.lse.read(), got.lse);
               } finally {
                 setOutputPoison(undefined);
               }
@@ -315,7 +316,7 @@ for (const p of paths) {
               } finally {
                 setOutputPoison(undefined);
               }
-              expect(bits(inPlace), 'in place = out of place').toEqual(bits(got));
+              expectSameBits(inPlace, got, 'in place = out of place');
               const want = await (
                 await js.logprobsBackward(
                   js.tensor(c.logits as Float32Array, [c.rows, c.vocab], c.dtype as 'f32'),
@@ -500,7 +501,7 @@ for (const p of paths) {
           const c = makeAdvantagesCase({ seed: 23, groupSizes: raggedGroupSizes(24, 5000, 9) });
           const got = await (await ctx.expandToTokens(c.rewards, c.responseOffsets)).read();
           const want = await (await js.expandToTokens(c.rewards, c.responseOffsets)).read();
-          expect(bits(got)).toEqual(bits(want));
+          expectSameBits(got, want);
         });
 
         it('expandToTokens: lengths around the staging buffer (1024 tokens) and the 8-store path (32), across items', async () => {
@@ -520,7 +521,7 @@ for (const p of paths) {
             const o = offset ? Int32Array.from([0, ...Array.from(ro, (t) => t + 1)]) : ro;
             const got = await (await ctx.expandToTokens(r, o)).read();
             const want = await (await js.expandToTokens(r, o)).read();
-            expect(bits(got)).toEqual(bits(want));
+            expectSameBits(got, want);
           }
         });
 

@@ -10,7 +10,9 @@
  * [−20, 20].
  */
 import { afterAll, describe, expect, it } from 'vitest';
+import type { HostArray } from '../../src/dtypes.js';
 import type { PolicyLossOptions } from '../../src/index.js';
+import { expectSameBits } from '../cases/check.js';
 import { concat, makeData, POLICY_CASES, type PolicyData, runPolicy } from '../cases/policy.js';
 import { type Outputs, runCaseTable } from '../cases/runner.js';
 import { rng } from '../util/rng.js';
@@ -105,11 +107,17 @@ const CONFIGS: readonly PolicyLossOptions[] = [
   { loss: 'vespo', aggregation: 'token-sum', entropyCoef: 0.02 },
 ];
 
-/** Every output's bits, in a fixed order of names. */
-function allBits(o: Outputs): Record<string, number[]> {
-  const out: Record<string, number[]> = {};
-  for (const k of Object.keys(o).sort()) out[k] = bits(o[k].data as Float32Array);
+/** Every output's data, by name. */
+function allBits(o: Outputs): Record<string, HostArray> {
+  const out: Record<string, HostArray> = {};
+  for (const k of Object.keys(o).sort()) out[k] = o[k].data;
   return out;
+}
+
+/** The same outputs with the same bits (a word loop per output: see expectSameBits). */
+function expectSameOutputs(got: Record<string, HostArray>, want: Record<string, HostArray>, what: string) {
+  expect(Object.keys(got), `${what}: outputs`).toEqual(Object.keys(want));
+  for (const k of Object.keys(want)) expectSameBits(got[k], want[k], `${what}: ${k}`);
 }
 
 /** 2000 ragged responses (63 of the kernel's blocks of 32) with a mask, and one of 5000 tokens. */
@@ -133,10 +141,11 @@ for (const path of PATHS) {
             const first = allBits(await runPolicy(list[0].ctx!, d, options, { deviceMask }));
             for (let k = 1; k < list.length; k++) {
               const got = allBits(await runPolicy(list[k].ctx!, d, options, { deviceMask }));
-              expect(
+              expectSameOutputs(
                 got,
+                first,
                 `${JSON.stringify(options)}, device mask ${deviceMask}: ${THREADS[k]} threads vs 1`,
-              ).toEqual(first);
+              );
             }
           }
         }
@@ -160,10 +169,11 @@ for (const path of PATHS) {
             const o = { ...options, rolloutCorrection: { ...options.rolloutCorrection, level } };
             const first = allBits(await runPolicy(list[0].ctx!, d, o));
             for (let k = 1; k < list.length; k++)
-              expect(
+              expectSameOutputs(
                 allBits(await runPolicy(list[k].ctx!, d, o)),
+                first,
                 `${JSON.stringify(o)}: ${THREADS[k]} threads`,
-              ).toEqual(first);
+              );
           }
         }
       });
@@ -207,10 +217,11 @@ for (const path of PATHS) {
             for (const deviceMask of [false, true]) {
               const first = allBits(await runPolicy(list[0].ctx!, d, o, { deviceMask }));
               for (let k = 1; k < list.length; k++)
-                expect(
+                expectSameOutputs(
                   allBits(await runPolicy(list[k].ctx!, d, o, { deviceMask })),
+                  first,
                   `${JSON.stringify(o)}, device mask ${deviceMask}: ${THREADS[k]} threads`,
-                ).toEqual(first);
+                );
             }
           }
       });
@@ -291,7 +302,7 @@ for (const path of PATHS) {
         }
         for (const options of CONFIGS) {
           const want = allBits(await runPolicy(ctx, d, options));
-          expect(allBits(await runPolicy(ctx, poisoned, options)), JSON.stringify(options)).toEqual(want);
+          expectSameOutputs(allBits(await runPolicy(ctx, poisoned, options)), want, JSON.stringify(options));
         }
       });
 

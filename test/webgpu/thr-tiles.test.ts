@@ -26,12 +26,12 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { Weighting } from '../../src/backends/backend.js';
 import { thrTuning } from '../../src/backends/webgpu/thr.js';
 import { setOutputPoison } from '../../src/debug.js';
+import { expectSameBits } from '../cases/check.js';
 import {
   bruteThr,
   buildTileCase,
   DEGENERATE_GROUPS,
   degenerate,
-  f32Bits,
   largestGroupBytes,
   makeThrCase,
   type ResponseSpec,
@@ -212,8 +212,6 @@ const CASES: ThrTileCase[] = [
   },
 ];
 
-const bits = f32Bits;
-
 describe.skipIf(noGpu)('webgpu THR register-blocked tiles vs float64 brute force', () => {
   beforeEach(() => {
     resetTuning(gpu!.backend);
@@ -281,8 +279,8 @@ describe.skipIf(noGpu)('webgpu THR tiles are batch invariant', () => {
         const ro = c.layout.responseOffsets;
         const t0 = ro[c.layout.groupOffsets[at]];
         const what = `layout ${li}, probe at group ${at}, ${cap === 'small' ? `${thrTuning.lastChunks} chunks` : 'one chunk'}`;
-        expect(bits(got.thr.subarray(t0, t0 + probeCase.numTokens)), `${what}: thr`).toEqual(bits(alone.thr));
-        expect(bits(got.tau.subarray(at, at + 1)), `${what}: tau`).toEqual(bits(alone.tau));
+        expectSameBits(got.thr.subarray(t0, t0 + probeCase.numTokens), alone.thr, `${what}: thr`);
+        expectSameBits(got.tau.subarray(at, at + 1), alone.tau, `${what}: tau`);
       }
     }
   });
