@@ -15,6 +15,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { type LmheadPath, lmheadTuning } from '../../src/backends/cuda/lmhead.js';
+import { expectSameBits, firstBitDiff } from '../cases/check.js';
 import { openBackends, runCaseTable } from '../cases/runner.js';
 import { expectChunkInvariantGradients, HEAD_OUTPUT_NAMES, headOutputs } from '../lmhead/checks.js';
 import { gradVector, makeHead } from '../lmhead/reference.js';
@@ -44,8 +45,8 @@ describe.skipIf(ctx === undefined)('lmhead (TMA-fed wgmma tiles) on cuda', () =>
         else {
           const wg = await run('wgmma');
           const mma = await run('mma');
-          for (const [i, name] of HEAD_OUTPUT_NAMES.entries()) expect(tma[i], name).toEqual(wg[i]);
-          expect(tma[1], 'lse: not the mma.sync tiles').not.toEqual(mma[1]);
+          for (const [i, name] of HEAD_OUTPUT_NAMES.entries()) expectSameBits(tma[i], wg[i], name);
+          expect(firstBitDiff(tma[1], mma[1]), 'lse: not the mma.sync tiles').not.toBe(-1);
         }
         const overlap = await run('tma-overlap');
         const wide = await run('tma-wide');
@@ -56,7 +57,7 @@ describe.skipIf(ctx === undefined)('lmhead (TMA-fed wgmma tiles) on cuda', () =>
           ['tma-cluster', cluster],
         ] as const)
           for (const [i, name] of HEAD_OUTPUT_NAMES.entries())
-            expect(words[i], `${path}: ${name}`).toEqual(tma[i]);
+            expectSameBits(words[i], tma[i], `${path}: ${name}`);
       } finally {
         lmheadTuning.path = 'tma';
         h.dispose();
@@ -174,8 +175,9 @@ describe.skipIf(ctx === undefined)('lmhead (TMA-fed wgmma tiles) on cuda', () =>
           ['tma-chain-cluster', chain],
         ] as const) {
           const words = await run(path, 2);
-          for (const [i, name] of HEAD_OUTPUT_NAMES.entries())
-            expect(words[i], `${path}: ${name}`).toEqual(base[i]);
+          expect(words.length, `${path}: outputs`).toBe(base.length);
+          for (const [i, w] of words.entries())
+            expectSameBits(w, base[i], `${path}: ${HEAD_OUTPUT_NAMES[i]}`);
         }
       } finally {
         Object.assign(lmheadTuning, { path: 'tma', rasterRows: 0 });

@@ -10,8 +10,9 @@
 import { describe, expect, expectTypeOf, it } from 'vitest';
 import { jsLmheadScratchBytes } from '../../src/backends/js/lmhead.js';
 import type { Context } from '../../src/context.js';
+import type { HostArray } from '../../src/dtypes.js';
 import { type ErrorCode, GrpoKernelsError, type LogprobStates, type Tensor } from '../../src/index.js';
-import { wordsOf } from '../cases/check.js';
+import { expectSameBits } from '../cases/check.js';
 import type { OpenBackend } from '../cases/runner.js';
 import {
   bruteThr,
@@ -421,8 +422,8 @@ export const HEAD_OUTPUT_NAMES = [
 /**
  * A bf16/f16 head with bias on a backend, for the tile tests that compare paths bit for bit: words()
  * runs the forward (entropy, Σp²) and the backward (gradVector(seed) and, for the entropy,
- * gradVector(seed + 1)) with whatever tuning is set, and gives each output's words (HEAD_OUTPUT_NAMES;
- * with backward false the forward's four only).
+ * gradVector(seed + 1)) with whatever tuning is set, and gives each output's data, to compare with
+ * expectSameBits (HEAD_OUTPUT_NAMES; with backward false the forward's four only).
  */
 export function headOutputs(c: Context, x: HeadInputs, seed: number) {
   const dtype = x.dtype as 'bf16' | 'f16';
@@ -430,11 +431,11 @@ export function headOutputs(c: Context, x: HeadInputs, seed: number) {
   const weight = c.tensor(x.weight as Uint16Array, [x.V, x.d], dtype);
   const bias = c.tensor(x.bias as Uint16Array, [x.V], dtype);
   return {
-    async words(backward = true): Promise<number[][]> {
+    async words(backward = true): Promise<HostArray[]> {
       const r = await c.linearLogprobs(hidden, weight, x.targets, { bias, entropy: true, sumSquares: true });
       if (!backward) {
         const out = [r.logprobs, r.lse, r.entropy!, r.sumSquares!];
-        const words = await Promise.all(out.map(async (t) => Array.from(wordsOf(await t.read()))));
+        const words = await Promise.all(out.map(async (t) => (await t.read()) as HostArray));
         for (const t of out) t.dispose();
         return words;
       }
@@ -452,7 +453,7 @@ export function headOutputs(c: Context, x: HeadInputs, seed: number) {
         grads.gradWeight,
         grads.gradBias!,
       ];
-      const words = await Promise.all(out.map(async (t) => Array.from(wordsOf(await t.read()))));
+      const words = await Promise.all(out.map(async (t) => (await t.read()) as HostArray));
       for (const t of out) t.dispose();
       return words;
     },
@@ -483,7 +484,7 @@ export async function expectChunkInvariantGradients(
     try {
       const r = await c.linearLogprobsBackward(hidden, weight, x.targets, lse, g, { bias });
       const out = [r.gradWeight, r.gradHidden, r.gradBias!];
-      const words = await Promise.all(out.map(async (t) => Array.from(wordsOf(await t.read()))));
+      const words = await Promise.all(out.map(async (t) => (await t.read()) as HostArray));
       for (const t of out) t.dispose();
       return words;
     } finally {
@@ -499,7 +500,7 @@ export async function expectChunkInvariantGradients(
     ]) {
       const chunked = await run(rows, vocab);
       for (const [i, name] of ['gradWeight', 'gradHidden', 'gradBias'].entries())
-        expect(chunked[i], `${name}, chunks ${rows} × ${vocab}`).toEqual(whole[i]);
+        expectSameBits(chunked[i], whole[i], `${name}, chunks ${rows} × ${vocab}`);
     }
   } finally {
     for (const t of [hidden, weight, bias, lse]) t.dispose();
