@@ -452,6 +452,23 @@ Sums response_sums(const Job& J, int64_t t0, int64_t t1, bool counts = false) {
     return s;
   }
   const float* vref = p.rollout_logprobs ? p.rollout_logprobs : p.old_logprobs;  // the mask's ℓᵛ
+  if (!need_d && !J.need_l && !need_q) {
+    // The off-policy mask alone (its common use): the loop below with only κ's sum, in a loop of its
+    // own so that its accumulators stay in registers (the general loop's spill to the stack); the
+    // same lanes and order, so the same bits.
+    VD kap = dzero();
+    int64_t n = 0;
+    for (int64_t t = t0; t < t1; t += kLanes) {
+      const int64_t room = J.T - t;
+      VM v = first_lanes(t1 - t);
+      if (p.mask) v = mand(v, mask_n(p.mask + t, room));
+      n += popcount(v);
+      dacc(kap, keep(v, sub(load_n(vref + t, room), load_n(p.logprobs + t, room))));
+    }
+    s.n = n;
+    s.kap = dsum(kap);
+    return s;
+  }
   VD d = dzero(), l = dzero(), q = dzero(), kap = dzero(), lw = dzero();
   int64_t n = 0;
   for (int64_t t = t0; t < t1; t += kLanes) {
