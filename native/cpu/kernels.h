@@ -13,7 +13,8 @@
 // constructor) is emitted twice and the linker keeps one copy, which may be the AVX2 one even for the
 // portable path. So the kernel files include nothing with inline code of its own but this header (plain
 // aggregates, declarations) and their own ISA-namespaced simd.h, call C functions only (exp, log, malloc),
-// and reach the pool through pool_run (a function pointer and a context, no std::function).
+// and reach the pool through pool_run (a function pointer and a context, no std::function); they are
+// compiled with -fno-exceptions (CMakeLists.txt), so no personality routine's weak reference either.
 // The enums' values come from ../enum_values.h (plain enums, no code), which this header includes.
 #pragma once
 
