@@ -22,21 +22,20 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 node scripts/build-emu.mjs --asan --require
-# The cp.async-fed tiles (THR's and the LM head's) run once, with eager copies (below), not also with
-# the lazy ones: npm test runs them lazily in forward order, which shows a read before its wait (the copy
-# has not landed); reverse order with eager copies shows a copy into a stage another warp still reads
-# and a missing barrier (a later thread reads before an earlier one has run at all, copies or not).
-# ops-lmhead-tma.test.ts runs beside them for balance (two passes of about 110 s each on two workers
-# instead of 170 s and 117 s): its kernels are fed by TMA, which the flag does not touch (it runs
-# the same as in the first pass).
-EAGER=(test/cuda/ops-thr-tiles.test.ts test/cuda/ops-lmhead.test.ts test/cuda/ops-lmhead-wgmma.test.ts
-  test/cuda/ops-lmhead-tma.test.ts)
+# The cp.async-fed tiles (THR's and the LM head's) run once, with eager copies, not also with the lazy
+# ones: npm test runs them lazily in forward order, which shows a read before its wait (the copy has not
+# landed); reverse order with eager copies shows a copy into a stage another warp still reads and a
+# missing barrier (a later thread reads before an earlier one has run at all, copies or not). One vitest
+# pass runs them all: test/cuda/helpers.ts sets GK_EMU_CP_ASYNC=eager in the processes of the files
+# GK_EMU_CP_ASYNC_EAGER_FILES names (each file is a process of its own), so the two workers share the
+# whole set (two passes, eager files apart, took 118 s + 144 s on 2026-11-29). With a vitest filter
+# every file runs lazily.
+EAGER_FILES=ops-thr-tiles.test.ts,ops-lmhead.test.ts,ops-lmhead-wgmma.test.ts
+[ $# -eq 0 ] || EAGER_FILES=
 FILES=()
 for f in test/cuda/ops*.test.ts; do
   case $f in
     */ops-thr-precision.test.ts | */ops-invariance.test.ts) ;;
-    */ops-thr-tiles.test.ts | */ops-lmhead.test.ts | */ops-lmhead-wgmma.test.ts | */ops-lmhead-tma.test.ts)
-      [ $# -eq 0 ] || FILES+=("$f") ;;
     *) FILES+=("$f") ;;
   esac
 done
@@ -47,12 +46,6 @@ ASAN_LIB=$(g++ -print-file-name=libasan.so)
 # Node itself is not instrumented; its allocations are not leaks to report.
 LD_PRELOAD="$ASAN_LIB" ASAN_OPTIONS=detect_leaks=0:halt_on_error=1 \
   GRPO_KERNELS_NATIVE_PATH="$PWD/build/emu-asan/grpo_kernels_native.node" GRPO_KERNELS_CUDA_EMU=1 \
-  GK_EMU_ORDER=reverse \
+  GK_EMU_ORDER=reverse GK_EMU_CP_ASYNC_EAGER_FILES="$EAGER_FILES" \
   node node_modules/vitest/vitest.mjs run --project unit "${FILES[@]}" "$@"
-if [ $# -eq 0 ]; then
-  LD_PRELOAD="$ASAN_LIB" ASAN_OPTIONS=detect_leaks=0:halt_on_error=1 \
-    GRPO_KERNELS_NATIVE_PATH="$PWD/build/emu-asan/grpo_kernels_native.node" GRPO_KERNELS_CUDA_EMU=1 \
-    GK_EMU_ORDER=reverse GK_EMU_CP_ASYNC=eager \
-    node node_modules/vitest/vitest.mjs run --project unit "${EAGER[@]}"
-fi
-echo "== emu-memcheck: clean (AddressSanitizer, reverse thread order; THR and the LM head also with eager cp.async)"
+echo "== emu-memcheck: clean (AddressSanitizer, reverse thread order; the THR and LM-head cp.async-fed tiles with eager copies)"

@@ -19,6 +19,20 @@ export const NOCUDA_ADDON =
 /** Set by the vitest project "cuda-emu": the cuda tests run on the CPU emulator (tools/cuda-emu/). */
 export const EMULATED = process.env.GRPO_KERNELS_CUDA_EMU === '1';
 /**
+ * Set by scripts/emu-memcheck.sh: the test files (names, comma-separated) whose cp.async copies land
+ * when issued (the emulator's GK_EMU_CP_ASYNC=eager, read at its first cp.async), so that the eager
+ * files and the rest run in one vitest pass. Each test file is a process of its own (the forks pool
+ * isolates them), and this module is evaluated before any of its kernels runs.
+ */
+const EAGER_FILES = process.env.GK_EMU_CP_ASYNC_EAGER_FILES;
+if (EAGER_FILES) {
+  const path = expect.getState().testPath ?? '';
+  if (EAGER_FILES.split(',').some((f) => f !== '' && path.endsWith(`/${f}`))) {
+    process.env.GK_EMU_CP_ASYNC = 'eager';
+    console.warn(`test/cuda: ${path.slice(path.lastIndexOf('/') + 1)} with eager cp.async copies`);
+  }
+}
+/**
  * Set by scripts/gpu/run.sh (and test/cuda/sanitize.sh) for the runs under compute-sanitizer: the
  * deliberate out-of-memory case and the multi-GB case skip, each with its reason printed. The first
  * is a failing CUDA call by design; the second would move 8.6 GB through instrumented kernels, and
