@@ -7,11 +7,11 @@
 # differs from the cpu reference. The tiled THR and LM-head kernels' tests run with
 # GK_EMU_CP_ASYNC=eager instead (cp.async copies land when issued instead of when waited for), so a copy
 # into a pipeline stage that another warp may still be reading shows as well (ops-thr-precision.test.ts
-# not: its kernels are ops-thr-tiles.test.ts's); with a vitest filter, lazily with the rest. The TMA-fed LM-head tiles (ops-lmhead-tma and
-# ops-lmhead-chain: no cp.async) run once, in reverse order: their whole case tables (the first run
-# that took them all under AddressSanitizer found a stale device check that a failed launch left
-# behind: native/runtime/cuda_device.cc, OpWork). vitest's --exclude does not reach a project's files,
-# so the files are named. Left out for CI's time: ops-thr-precision.test.ts (its kernels are
+# not: its kernels are ops-thr-tiles.test.ts's); with a vitest filter, lazily with the rest. The
+# TMA-fed LM-head tiles (ops-lmhead-tma and ops-lmhead-chain: no cp.async) run once, in reverse order:
+# their whole case tables (the first run that took them all under AddressSanitizer found a stale device
+# check that a failed launch left behind: native/runtime/cuda_device.cc, OpWork). vitest's --exclude
+# does not reach a project's files, so the files are named. Left out for CI's time: ops-thr-precision.test.ts (its kernels are
 # ops-thr-tiles.test.ts's, at larger d) and ops-invariance.test.ts (bits at N = 3000; its kernels and
 # launch paths are ops-cases.test.ts's), about 150 s together under ASan, and the LM-head case tables'
 # two largest shapes (GK_EMU_MEMCHECK; the same kernels as the smaller ones; the wgmma table's V 32003

@@ -17,6 +17,7 @@ import type { FloatDType } from '../../src/dtypes.js';
 import { GrpoKernelsError } from '../../src/errors.js';
 import type { Layout } from '../../src/layout.js';
 import type { Tensor } from '../../src/tensor.js';
+import { expectSameBits } from '../cases/check.js';
 import {
   bruteBackward,
   bruteForward,
@@ -288,10 +289,7 @@ describe.skipIf(noGpu)('webgpu logprobsBackward: chunking, in place, caller buff
         const c = { ...shape, dtype, temperature: 1.1 };
         const what = `${dtype}${dtype === 'f16' ? ` shaderF16=${shaderF16}` : ''} [${c.n}, ${c.v}]${chunkRows ? ` chunks of ${chunkRows}` : ''}`;
         const inPlace = await backward(c, inputs(c), true);
-        expect(
-          firstBitDifference(inPlace.raw, inPlace.outOfPlaceRaw!),
-          `${what}: first bit difference at`,
-        ).toBe(-1);
+        expectSameBits(inPlace.raw, inPlace.outOfPlaceRaw!, `${what}: in place vs out of place`);
         expectGrad(inPlace, dtype, `${what} vs the reference`);
         for (const r of c.ignore) {
           const row = inPlace.got.subarray(r * c.v, (r + 1) * c.v);
@@ -340,9 +338,7 @@ describe.skipIf(noGpu)('webgpu logprobsBackward: chunking, in place, caller buff
           expect(rt.liveBytes, `${dtype}: live bytes after inPlace`).toBe(live);
           const largest = Math.max(0, ...sizes);
           expect(largest, `${dtype} chunks of ${chunkRows}: largest buffer made in place`).toBeLessThan(1024);
-          expect(firstBitDifference(await x.read(), await ref.read()), `${dtype}: first bit difference`).toBe(
-            -1,
-          );
+          expectSameBits(await x.read(), await ref.read(), dtype);
           ref.dispose();
         } finally {
           spy.mockRestore();
@@ -378,10 +374,10 @@ describe.skipIf(noGpu)('webgpu logprobsBackward: chunking, in place, caller buff
       expect(out).toBe(x);
       const raw = await b!.runtime.readBuffer(buffer, bytes);
       if (dtype === 'f32') {
-        expect(firstBitDifference(new Float32Array(raw), ref), dtype).toBe(-1);
+        expectSameBits(new Float32Array(raw), ref, dtype);
       } else {
         const words = new Uint16Array(raw);
-        expect(firstBitDifference(words.subarray(0, c.n * c.v), ref), dtype).toBe(-1);
+        expectSameBits(words.subarray(0, c.n * c.v), ref, dtype);
         expect(words[c.n * c.v].toString(16), `${dtype}: padding half`).toBe(PAD.toString(16));
       }
       x.dispose();
@@ -488,17 +484,6 @@ describe.skipIf(noGpu)('webgpu poison: every output element is written', () => {
   });
 });
 
-/** Index of the first element whose bits differ (same length required), or -1. */
-function firstBitDifference(a: Float32Array | Uint16Array, b: Float32Array | Uint16Array): number {
-  expect(a.length, 'length').toBe(b.length);
-  const words = (t: Float32Array | Uint16Array) =>
-    t instanceof Float32Array ? new Uint32Array(t.buffer, t.byteOffset, t.length) : t;
-  const wa = words(a);
-  const wb = words(b);
-  for (let i = 0; i < wa.length; i++) if (wa[i] !== wb[i]) return i;
-  return -1;
-}
-
 /** 256 × 151936 f32 logits (155 MB, over lavapipe's 128 MiB binding limit) and targets. */
 function largeInputs() {
   const n = 256;
@@ -539,7 +524,7 @@ describe.skipIf(noGpu)('webgpu one real logits tensor above 128 MiB', () => {
     const c = { n, v, dtype: 'f32' as const, ignore: [17], withEntropy: true };
     expect(n * v * 4).toBeGreaterThan(small!.device.limits.maxStorageBufferBindingSize);
     const inPlace = await backward(c, host, true, small!.ctx);
-    expect(firstBitDifference(inPlace.raw, inPlace.outOfPlaceRaw!), 'first bit difference at').toBe(-1);
+    expectSameBits(inPlace.raw, inPlace.outOfPlaceRaw!, 'in place vs out of place');
     expectGrad(inPlace, 'f32', 'large grad in place');
     expect(
       inPlace.got.subarray(17 * v, 18 * v).every((x) => x === 0),
