@@ -65,6 +65,8 @@ Napi::Value Enums(const Napi::CallbackInfo& info) {
   o.Set("aggregation", list(gk::kAggregationNames));
   o.Set("termAggregation", list(gk::kTermAggregationNames));
   o.Set("seqTokenDivisor", list(gk::kSeqTokenDivisorNames));
+  o.Set("rejectionStatistic", list(gk::kRejectionStatisticNames));
+  o.Set("rejectionLevel", list(gk::kRejectionLevelNames));
   return o;
 }
 

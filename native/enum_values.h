@@ -29,4 +29,8 @@ enum class RolloutLevel : int { Token = 0, Sequence, Geometric };
 enum class RolloutMode : int { Truncate = 0, Mask, SequenceMask };
 enum class Aggregation : int { TokenMean = 0, TokenSum, SeqMeanTokenSum, SeqMeanTokenMean, SeqMeanTokenSumNorm };
 
+// rolloutRejection (verl's rollout_rs): the statistic and the level of one criterion.
+enum class RejectionStatistic : int { K1 = 0, K2, K3 };
+enum class RejectionLevel : int { Token = 0, SeqSum, SeqMean, SeqMax };
+
 }  // namespace gk

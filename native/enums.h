@@ -37,4 +37,8 @@ inline const std::vector<std::string> kAggregationNames = {
 inline const std::vector<std::string> kTermAggregationNames = {"loss", "token-mean"};
 inline const std::vector<std::string> kSeqTokenDivisorNames = {"eps", "clamp1"};
 
+// rolloutRejection: REJECTION_STATISTICS and REJECTION_LEVELS of src/backends/backend.ts.
+inline const std::vector<std::string> kRejectionStatisticNames = {"k1", "k2", "k3"};
+inline const std::vector<std::string> kRejectionLevelNames = {"token", "seq-sum", "seq-mean", "seq-max"};
+
 }  // namespace gk

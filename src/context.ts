@@ -6,6 +6,7 @@ import * as adv from './api/advantages.js';
 import * as lh from './api/lmhead.js';
 import * as lp from './api/logprobs.js';
 import * as pl from './api/policy.js';
+import * as rj from './api/rejection.js';
 import * as thr from './api/thr.js';
 import type { TensorLike } from './api/validate.js';
 import { checkDetached, checkOptions, describe, hostArrayName, ownedView, quote } from './api/validate.js';
@@ -19,6 +20,7 @@ import type {
   LogprobsResult,
   PolicyLossResult,
   RestrictedVocab,
+  RolloutRejectionResult,
   ThrResult,
 } from './backends/backend.js';
 import {
@@ -294,6 +296,18 @@ export class Context {
    */
   policyLoss(inputs: pl.PolicyLossInputs, options?: pl.PolicyLossOptions): Promise<PolicyLossResult> {
     return this.#op('policyLoss', (b) => pl.policyLoss(b, inputs, options));
+  }
+
+  /**
+   * verl's rollout rejection sampling (`rollout_rs`): the mask of the valid tokens that pass every
+   * criterion (pass it to policyLoss as `mask`: the rejected tokens leave the loss and its counts) and
+   * verl's rollout_rs metrics (readRejectionStats names them).
+   */
+  rolloutRejection(
+    inputs: rj.RolloutRejectionInputs,
+    options: rj.RolloutRejectionOptions,
+  ): Promise<RolloutRejectionResult> {
+    return this.#op('rolloutRejection', (b) => rj.rolloutRejection(b, inputs, options));
   }
 
   /** Resolves when every op queued so far has finished on the device. */

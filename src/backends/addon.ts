@@ -37,6 +37,8 @@ export interface NativeEnums {
   aggregation: string[];
   termAggregation: string[];
   seqTokenDivisor: string[];
+  rejectionStatistic: string[];
+  rejectionLevel: string[];
 }
 
 export interface NativeBuildInfo {

@@ -561,6 +561,78 @@ export interface PolicyLossResult {
   stats: Tensor<'f32'>;
 }
 
+// ---------------------------------------------------------------- rolloutRejection
+/**
+ * verl's rollout rejection sampling (`rollout_rs`, rollout_corr_helper.py compute_rollout_rejection_mask):
+ * per token λ_t = ℓ_t − ℓᵛ_t clamped to ±20 (verl's SAFETY_BOUND), and the divergence statistic
+ * k1 = −λ, k2 = λ²/2, k3 = e^λ − 1 − λ, taken per token or as the sum, mean or max over the response's
+ * valid tokens. docs/PRESETS.md, "Rollout rejection".
+ */
+export const REJECTION_STATISTICS = ['k1', 'k2', 'k3'] as const;
+export type RejectionStatistic = (typeof REJECTION_STATISTICS)[number];
+/** verl's token_k*, seq_sum_k*, seq_mean_k*, seq_max_k* (seq-max: k2 and k3 only). */
+export const REJECTION_LEVELS = ['token', 'seq-sum', 'seq-mean', 'seq-max'] as const;
+export type RejectionLevel = (typeof REJECTION_LEVELS)[number];
+/** The most criteria one call takes: verl's 11 options, each once. */
+export const REJECTION_MAX_CRITERIA = 11;
+
+/**
+ * One criterion, resolved: a token (level token) or a response (the others) passes where
+ * lower ≤ s ≤ upper, both f32 (a NaN s fails). k1: the logs of verl's ratio bounds; k2, k3: lower is
+ * −Infinity.
+ */
+export interface ResolvedRejectionCriterion {
+  statistic: RejectionStatistic;
+  level: RejectionLevel;
+  lower: number;
+  upper: number;
+}
+
+/**
+ * The overall entries of rolloutRejection's `stats` (f32), first: verl's rollout_rs_masked_fraction (the
+ * valid tokens rejected by any criterion, over the valid tokens) and rollout_rs_seq_masked_fraction (the
+ * responses with a rejected valid token, over every response, empty ones included, as verl's mean).
+ */
+export const REJECTION_STATS = ['maskedFraction', 'seqMaskedFraction'] as const;
+/**
+ * Then these, per criterion c, at REJECTION_STATS.length + c·REJECTION_CRITERION_STATS.length: verl's
+ * rollout_rs_<option>_{mean, max, min, fraction_high, fraction_low, masked_fraction,
+ * seq_masked_fraction}. mean: over the valid tokens (a response's s counted once per valid token, verl's
+ * masked_mean of the broadcast); max, min, fractionHigh (s > upper), fractionLow (s < lower): over the
+ * valid tokens (token level) or the nonempty responses (the others); maskedFraction: the valid tokens the
+ * criterion rejects, over the valid tokens; seqMaskedFraction: the nonempty responses it rejects a token
+ * of, over the nonempty responses. A NaN s makes mean, max and min NaN (torch's); an empty set gives NaN
+ * (mean, fractions) and −Infinity / +Infinity (max / min).
+ */
+export const REJECTION_CRITERION_STATS = [
+  'mean',
+  'max',
+  'min',
+  'fractionHigh',
+  'fractionLow',
+  'maskedFraction',
+  'seqMaskedFraction',
+] as const;
+export type RejectionStatName = (typeof REJECTION_STATS)[number];
+export type RejectionCriterionStatName = (typeof REJECTION_CRITERION_STATS)[number];
+
+export interface RolloutRejectionArgs {
+  logprobs: Tensor<'f32'>; // [T] ℓ, the training policy's (verl's old_log_prob)
+  rolloutLogprobs: Tensor<'f32'>; // [T] ℓᵛ, the sampler's
+  mask?: Tensor<'u8'>; // [T], nonzero = valid; absent: every token valid
+  responseOffsets: Int32Array; // [R+1], validated, ends at T
+  numTokens: number;
+  numResponses: number;
+  /** 1 to REJECTION_MAX_CRITERIA criteria, each (statistic, level) once. */
+  criteria: readonly ResolvedRejectionCriterion[];
+}
+export interface RolloutRejectionResult {
+  /** u8 [T]: 1 where the token is valid and passes every criterion, else 0 (policyLoss's mask). */
+  mask: Tensor<'u8'>;
+  /** f32 [REJECTION_STATS.length + criteria·REJECTION_CRITERION_STATS.length]. */
+  stats: Tensor<'f32'>;
+}
+
 // ---------------------------------------------------------------- the interface
 /** What createContext passes to a backend's constructor. */
 export interface BackendOptions {
@@ -613,6 +685,7 @@ export interface Backend {
   thrScore(args: ThrScoreArgs): Promise<ThrResult>;
 
   policyLoss(args: PolicyLossArgs): Promise<PolicyLossResult>;
+  rolloutRejection(args: RolloutRejectionArgs): Promise<RolloutRejectionResult>;
 
   /** Resolves when every op queued so far has finished on the device (for timing). */
   synchronize(): Promise<void>;

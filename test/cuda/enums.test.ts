@@ -12,6 +12,8 @@ import {
   KL_ESTIMATORS,
   NAN_REWARD_POLICIES,
   POLICY_LOSSES,
+  REJECTION_LEVELS,
+  REJECTION_STATISTICS,
   REWEIGHT_MODES,
   ROLLOUT_LEVELS,
   ROLLOUT_MODES,
@@ -61,6 +63,8 @@ describe('enum tables agree across TypeScript, C++ and WGSL', () => {
     expect(e.aggregation).toEqual([...AGGREGATIONS]);
     expect(e.termAggregation).toEqual([...TERM_AGGREGATIONS]);
     expect(e.seqTokenDivisor).toEqual([...SEQ_TOKEN_DIVISORS]);
+    expect(e.rejectionStatistic).toEqual([...REJECTION_STATISTICS]);
+    expect(e.rejectionLevel).toEqual([...REJECTION_LEVELS]);
   });
 
   it('policy.wgsl constants = the webgpu codes = the list positions', () => {

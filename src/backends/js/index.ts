@@ -18,6 +18,7 @@ import {
 } from './lmhead.js';
 import { jsGatherProbs, jsLogprobs, jsLogprobsBackward } from './logprobs.js';
 import { jsPolicyLoss } from './policy.js';
+import { jsRolloutRejection } from './rejection.js';
 import { jsTensor } from './storage.js';
 
 /** Median seconds of a memcpy of `bytes` bytes (TypedArray.set), after one warm-up. */
@@ -72,6 +73,7 @@ export function createJsBackend(): Backend {
     thrAggregate: async (a) => jsThrAggregate(a),
     thrScore: async (a) => jsThrScore(a),
     policyLoss: async (a) => jsPolicyLoss(a),
+    rolloutRejection: async (a) => jsRolloutRejection(a),
     synchronize: async () => {},
     copyProbe: async (bytes) => jsCopyProbe(bytes),
     dispose() {},
