@@ -22,7 +22,15 @@ import {
 import { fail } from '../errors.js';
 import { resolveLayout, validateOffsets } from '../layout.js';
 import { Tensor } from '../tensor.js';
-import { checkEnum, checkNumber, checkOptions, describe, quote, type TensorLike, withInputs } from './validate.js';
+import {
+  checkEnum,
+  checkNumber,
+  checkOptions,
+  describe,
+  quote,
+  type TensorLike,
+  withInputs,
+} from './validate.js';
 
 export interface RolloutRejectionInputs {
   /** ℓ_t: the training policy's log-probs (verl's old_log_prob), f32 [T]. */
@@ -87,7 +95,11 @@ function criteriaOfVerl(spec: string, thresholds: unknown): RejectionCriterion[]
     return { level: LEVEL_OF_VERL[m[1]], statistic: m[2] as RejectionStatistic, name };
   });
   if (thresholds === undefined)
-    fail('DTYPE', 'thresholds', 'required with a string criteria (verl\'s rollout_rs_threshold): got undefined');
+    fail(
+      'DTYPE',
+      'thresholds',
+      "required with a string criteria (verl's rollout_rs_threshold): got undefined",
+    );
   let specs: string[];
   if (typeof thresholds === 'number') specs = [String(thresholds)];
   else if (typeof thresholds === 'string')
@@ -113,7 +125,11 @@ function criteriaOfVerl(spec: string, thresholds: unknown): RejectionCriterion[]
     const cut = text.indexOf('_');
     if (statistic !== 'k1') {
       if (cut >= 0)
-        fail('RANGE', 'thresholds', `option ${quote(name)} takes one upper bound without '_', got ${quote(text)}`);
+        fail(
+          'RANGE',
+          'thresholds',
+          `option ${quote(name)} takes one upper bound without '_', got ${quote(text)}`,
+        );
       return { statistic, level, upper: num(text, name) };
     }
     if (cut < 0) return { statistic, level, upper: num(text, name) };
@@ -130,9 +146,17 @@ export function resolveRejectionCriteria(
   if (typeof criteria === 'string') list = criteriaOfVerl(criteria, thresholds);
   else {
     if (thresholds !== undefined)
-      fail('RANGE', 'thresholds', 'only a string criteria (verl\'s rollout_rs) takes thresholds; the objects carry theirs');
+      fail(
+        'RANGE',
+        'thresholds',
+        "only a string criteria (verl's rollout_rs) takes thresholds; the objects carry theirs",
+      );
     if (!Array.isArray(criteria))
-      fail('DTYPE', 'criteria', `expected an array of criteria or verl's rollout_rs string, got ${describe(criteria)}`);
+      fail(
+        'DTYPE',
+        'criteria',
+        `expected an array of criteria or verl's rollout_rs string, got ${describe(criteria)}`,
+      );
     list = criteria;
   }
   if (list.length === 0 || list.length > REJECTION_MAX_CRITERIA)
@@ -151,7 +175,11 @@ export function resolveRejectionCriteria(
     const upper = checkNumber(`${at}.upper`, c.upper, { min: 0, exclusiveMin: true, f32: true });
     if (statistic !== 'k1') {
       if (c.lower !== undefined)
-        fail('RANGE', `${at}.lower`, `only k1 takes a lower bound (${statistic} is ≥ 0), got ${quote(c.lower)}`);
+        fail(
+          'RANGE',
+          `${at}.lower`,
+          `only k1 takes a lower bound (${statistic} is ≥ 0), got ${quote(c.lower)}`,
+        );
       out.push({ statistic, level, lower: Number.NEGATIVE_INFINITY, upper: Math.fround(upper) });
       return;
     }
@@ -198,6 +226,7 @@ export async function rolloutRejection(
       layout.groupOffsets === undefined
         ? validateOffsets('layout.responseOffsets', layout.responseOffsets, T, backend.firstDecrease)
         : resolveLayout(layout, T, 'layout', backend.firstDecrease).responseOffsets;
+    if (backend.rolloutRejection === undefined) fail('BACKEND_UNAVAILABLE', 'backend', `${backend.name} has no rolloutRejection yet`);
     return backend.rolloutRejection({
       logprobs,
       rolloutLogprobs,

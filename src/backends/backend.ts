@@ -578,7 +578,7 @@ export const REJECTION_MAX_CRITERIA = 11;
 
 /**
  * One criterion, resolved: a token (level token) or a response (the others) passes where
- * lower ≤ s ≤ upper, both f32 (a NaN s fails). k1: the logs of verl's ratio bounds; k2, k3: lower is
+ * lower ≤ s ≤ upper, the thresholds f32 and s rounded to f32 before the comparison (a NaN s fails). k1: the logs of verl's ratio bounds; k2, k3: lower is
  * −Infinity.
  */
 export interface ResolvedRejectionCriterion {
@@ -685,7 +685,8 @@ export interface Backend {
   thrScore(args: ThrScoreArgs): Promise<ThrResult>;
 
   policyLoss(args: PolicyLossArgs): Promise<PolicyLossResult>;
-  rolloutRejection(args: RolloutRejectionArgs): Promise<RolloutRejectionResult>;
+  // TEMPORARY optional while the backends are written (2026-11-29 session); required once all have it.
+  rolloutRejection?(args: RolloutRejectionArgs): Promise<RolloutRejectionResult>;
 
   /** Resolves when every op queued so far has finished on the device (for timing). */
   synchronize(): Promise<void>;

@@ -8,7 +8,8 @@
  * NaN); k1 = −λ, k2 = λ²/2, k3 = e^λ − 1 − λ.
  * Per response r with n_r valid tokens and per criterion c (statistic k, level, [lo, hi]):
  *   s_t = k_t (token); S_r = Σ_valid k_t (seq-sum), Σ_valid k_t / n_r (seq-mean), max_valid k_t
- *   (seq-max; a NaN k_t makes it NaN, as torch's max); pass = lo ≤ s ≤ hi (false for NaN).
+ *   (seq-max; a NaN k_t makes it NaN, as torch's max), each s rounded to f32 (as every backend holds
+ *   it; verl's tensors are f32); pass = lo ≤ s ≤ hi (false for NaN).
  *   A token is rejected by c where it fails c (token level) or its response fails c (the others).
  * Outputs: mask_t = 1 where m_t ≠ 0 and no criterion rejects t, else 0. Stats (REJECTION_STATS, then
  * REJECTION_CRITERION_STATS per criterion; N_tok valid tokens, N_seq nonempty responses, R responses):
@@ -37,6 +38,11 @@ function statistic(k: RejectionStatistic, l: number): number {
   if (k === 'k1') return -l;
   if (k === 'k2') return 0.5 * l * l;
   return Math.expm1(l) - l;
+}
+
+/** A statistic as the f32 backends hold it when they compare it (verl's tensors are f32). */
+function f32(x: number): number {
+  return Math.fround(x);
 }
 
 /** max / min that keep a NaN (torch's max and min propagate it). */
@@ -87,7 +93,7 @@ export function jsRolloutRejection(a: RolloutRejectionArgs): RolloutRejectionRes
       if (level === 'token') {
         for (let t = s0; t < s1; t++) {
           if (m !== undefined && m[t] === 0) continue;
-          const s = statistic(k, lam[t]);
+          const s = f32(statistic(k, lam[t]));
           sum[c] += s;
           max[c] = nanMax(max[c], s);
           min[c] = nanMin(min[c], s);
@@ -106,6 +112,7 @@ export function jsRolloutRejection(a: RolloutRejectionArgs): RolloutRejectionRes
           S = level === 'seq-max' ? nanMax(S, s) : S + s;
         }
         if (level === 'seq-mean') S /= n;
+        S = f32(S);
         sum[c] += n * S;
         max[c] = nanMax(max[c], S);
         min[c] = nanMin(min[c], S);
