@@ -29,7 +29,8 @@ export type OpName =
   | 'restrictedVocab'
   | 'tokenHiddenReward'
   | 'thrReweight'
-  | 'policyLoss';
+  | 'policyLoss'
+  | 'rolloutRejection';
 
 export const OP_NAMES: readonly OpName[] = [
   'logprobs',
@@ -44,6 +45,7 @@ export const OP_NAMES: readonly OpName[] = [
   'tokenHiddenReward',
   'thrReweight',
   'policyLoss',
+  'rolloutRejection',
 ];
 
 /**

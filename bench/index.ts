@@ -9,6 +9,7 @@ import type { BenchCase, Tier } from './case.js';
 import { linearCase } from './lmhead.bench.js';
 import { backwardCase, gatherProbsCase, logprobsCase } from './logprobs.bench.js';
 import { policyLossCase } from './policy.bench.js';
+import { rejectionCase } from './rejection.bench.js';
 import { restrictedVocabCase, reweightCase, thrCase } from './thr.bench.js';
 
 export { type BenchCase, OP_NAMES, type OpName, type Peer, type Prepared, type Tier } from './case.js';
@@ -32,6 +33,7 @@ export function benchCases(tier: Tier): BenchCase[] {
       thrCase(1, 4, 8, 896, 151936),
       reweightCase(4, 4, 256),
       policyLossCase(64, 16),
+      rejectionCase(64, 16),
     ];
   }
   if (tier === 'reference') {
@@ -78,6 +80,9 @@ export function benchCases(tier: Tier): BenchCase[] {
     gpu ? policyLossCase(65536, 16, 'gmpo') : policyLossCase(4096, 16, 'gmpo'),
     gpu ? policyLossCase(65536, 16, 'vespo') : policyLossCase(4096, 16, 'vespo'),
     gpu ? policyLossCase(65536, 16, 'ppo-opsm') : policyLossCase(4096, 16, 'ppo-opsm'),
+    // 1M tokens in 64k responses on a GPU, as policyLoss's; 64k in 4k on cpu.
+    gpu ? rejectionCase(65536, 16) : rejectionCase(4096, 16),
+    gpu ? rejectionCase(65536, 16, 'all') : rejectionCase(4096, 16, 'all'),
   ];
 }
 

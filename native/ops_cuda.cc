@@ -14,6 +14,7 @@
 #include "cuda/lmhead.cuh"
 #include "cuda/logprobs.cuh"
 #include "cuda/policy.cuh"
+#include "cuda/rejection.cuh"
 #include "cuda/thr.cuh"
 #include "enums.h"
 #include "ops.h"
@@ -404,6 +405,35 @@ CudaOp PolicyLoss(Args& a) {
           [p = std::move(p)](const LaunchEnv& l, Scratch& s, ErrorFlags*) { return gk::launch_policy_loss(p, l, s); }};
 }
 
+// rolloutRejection: the device pointers, the criteria (objects, each converted by an Args of its own:
+// statistic and level by name, the resolved f32 bounds), the test hook.
+CudaOp RolloutRejection(Args& a) {
+  gk::RejectionParams p;
+  p.logprobs = a.Ptr<const float>("logprobs");
+  p.rollout_logprobs = a.Ptr<const float>("rolloutLogprobs");
+  p.mask = a.OptPtr<const uint8_t>("mask");
+  p.response_offsets = a.Vec<int32_t>("responseOffsets");
+  const Napi::Array criteria = a.Objects("criteria");
+  for (uint32_t i = 0; i < criteria.Length(); ++i) {
+    const std::string name = "rolloutRejection: criteria[" + std::to_string(i) + "]";
+    Args c(criteria.Get(i), name.c_str());
+    gk::RejectionCriterion q;
+    q.statistic = static_cast<gk::RejectionStatistic>(c.Enum("statistic", gk::kRejectionStatisticNames));
+    q.level = static_cast<gk::RejectionLevel>(c.Enum("level", gk::kRejectionLevelNames));
+    q.lower = static_cast<float>(c.Num("lower"));
+    q.upper = static_cast<float>(c.Num("upper"));
+    c.Done();
+    p.criteria.push_back(q);
+  }
+  p.chunk_responses = static_cast<int>(a.OptInt("chunkResponses", 0));  // test hook
+  p.mask_out = a.Ptr<uint8_t>("outMask");
+  p.stats = a.Ptr<float>("outStats");
+  const int64_t T = p.response_offsets.empty() ? 0 : p.response_offsets.back();
+  const int64_t n_stats = gk::kRejectionStats + gk::kRejectionCriterionStats * int64_t(p.criteria.size());
+  return {{{p.mask_out, T, DType::U8}, {p.stats, n_stats, DType::F32}},
+          [p = std::move(p)](const LaunchEnv& l, Scratch& s, ErrorFlags*) { return gk::launch_rollout_rejection(p, l, s); }};
+}
+
 }  // namespace
 
 const std::vector<OpSpec<CudaOp>>& CudaOps() {
@@ -424,6 +454,7 @@ const std::vector<OpSpec<CudaOp>>& CudaOps() {
       {"logprobStates", LogprobStates},
       {"mergeLogprobStates", MergeLogprobStates},
       {"policyLoss", PolicyLoss},
+      {"rolloutRejection", RolloutRejection},
   };
   return kOps;
 }

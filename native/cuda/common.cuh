@@ -306,6 +306,34 @@ __device__ __forceinline__ float ex2_ftz(float x) {
 #endif
 }
 
+// k3's value e^y − y − 1 and e^y − 1 (em1) without cancellation near y = 0 (policy.cu's KL estimator,
+// rejection.cu's k3): for −1 < y < 2 from the Taylor series y²·Σ_{k≤12} y^k/(k+2)! (Horner; truncation
+// below u/8 there) and em1 = y + v; beyond, from e^y (e^y − 1 − y ≥ 0.36 there, so e^y's error is a few
+// ulp of it). NaN takes the e^y side.
+__device__ __forceinline__ float k3_of(float y, float& em1) {
+  if (y > -1.f && y < 2.f) {
+    float p = 1.14707456e-11f;  // 1/14!
+    p = fmaf(p, y, 1.60590438e-10f);  // 1/13!
+    p = fmaf(p, y, 2.08767570e-9f);  // 1/12!
+    p = fmaf(p, y, 2.50521084e-8f);  // 1/11!
+    p = fmaf(p, y, 2.75573192e-7f);  // 1/10!
+    p = fmaf(p, y, 2.75573192e-6f);  // 1/9!
+    p = fmaf(p, y, 2.48015873e-5f);  // 1/8!
+    p = fmaf(p, y, 1.98412698e-4f);  // 1/7!
+    p = fmaf(p, y, 1.38888889e-3f);  // 1/6!
+    p = fmaf(p, y, 8.33333333e-3f);  // 1/5!
+    p = fmaf(p, y, 4.16666667e-2f);  // 1/4!
+    p = fmaf(p, y, 1.66666667e-1f);  // 1/3!
+    p = fmaf(p, y, 0.5f);  // 1/2!
+    const float v = y * y * p;
+    em1 = y + v;
+    return v;
+  }
+  const float e = expf(y);
+  em1 = e - 1.f;
+  return em1 - y;
+}
+
 template <class T>
 __device__ __forceinline__ float load_f32(const T* p);
 template <>

@@ -280,11 +280,26 @@ function medianCriteria(
       }
     }
     const finite = values.filter(Number.isFinite).sort((a, b) => a - b);
-    const q = (p: number) => (finite.length === 0 ? 1 : finite[Math.floor(p * (finite.length - 1))]);
-    const round = (x: number) => Number(x.toPrecision(3));
-    if (statistic !== 'k1') return { statistic, level, upper: Math.max(round(q(0.5)), 1e-6) };
-    // k1 keeps log L ≤ −λ-statistic ≤ log U: the bounds around the middle half.
-    return { statistic, level, lower: round(Math.exp(q(0.25))), upper: round(Math.exp(q(0.75))) };
+    // A cut near the p-quantile, in the middle of the widest gap between neighbouring values within
+    // an eighth of the units of it: no unit sits on the threshold.
+    const cut = (p: number, fallback: number) => {
+      const n = finite.length;
+      if (n < 2) return fallback;
+      const at = Math.round(p * (n - 1));
+      const w = Math.max(1, n >> 3);
+      let best = -1;
+      let gap = 0;
+      for (let i = Math.max(0, at - w); i < Math.min(n - 1, at + w); i++)
+        if (finite[i + 1] - finite[i] > gap) {
+          gap = finite[i + 1] - finite[i];
+          best = i;
+        }
+      return best < 0 ? fallback : (finite[best] + finite[best + 1]) / 2;
+    };
+    if (statistic !== 'k1') return { statistic, level, upper: Math.max(cut(0.5, 1), 1e-6) };
+    // k1 keeps log L ≤ −λ-statistic ≤ log U: the bounds around the middle half (L, U f32 normal).
+    const ratio = (x: number) => Math.exp(Math.min(Math.max(x, -80), 80));
+    return { statistic, level, lower: ratio(cut(0.25, -1)), upper: ratio(cut(0.75, 1)) };
   });
 }
 

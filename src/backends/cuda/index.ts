@@ -19,6 +19,7 @@ import {
 import { cudaGatherProbs, cudaLogprobs, cudaLogprobsBackward } from './logprobs.js';
 import { loadedNativeAddon, loadNativeAddon, type NativeDevice, native } from './native.js';
 import { cudaPolicyLoss } from './policy.js';
+import { cudaRolloutRejection } from './rejection.js';
 import { CudaMemory } from './storage.js';
 import { cudaThrAggregate, cudaThrReweight, cudaThrScore, cudaTokenHiddenReward } from './thr.js';
 
@@ -105,6 +106,7 @@ export async function createCudaBackend(options: BackendOptions): Promise<Backen
     linearLogprobStates: (a) => cudaLinearLogprobStates(mem, a),
     mergeLogprobStates: (a) => cudaMergeLogprobStates(mem, a),
     policyLoss: (a) => cudaPolicyLoss(mem, a),
+    rolloutRejection: (a) => cudaRolloutRejection(mem, a),
     // The offsets check of the API, native where the addon has its cpu part (native/cpu/offsets.cc).
     firstDecrease: addon.cpuFirstDecrease,
     offsetCounts: addon.cpuOffsetCounts,

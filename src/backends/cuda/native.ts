@@ -7,6 +7,8 @@ import { fromNativeErrorOf } from '../addon.js';
 import type {
   Estimator,
   NanRewardPolicy,
+  RejectionLevel,
+  RejectionStatistic,
   ScaleKind,
   SingletonPolicy,
   StdKind,
@@ -270,6 +272,31 @@ export type NativePolicyLossArgs = Poisonable &
     chunkTokens?: number;
   };
 
+/** gk::RejectionCriterion (native/cuda/rejection.cuh): one resolved criterion, its bounds f32 values. */
+export interface NativeRejectionCriterion {
+  statistic: RejectionStatistic;
+  level: RejectionLevel;
+  /** −Infinity for k2 and k3. */
+  lower: number;
+  upper: number;
+}
+/** gk::RejectionParams (native/cuda/rejection.cuh). */
+export interface NativeRolloutRejectionArgs extends Poisonable {
+  logprobs: bigint;
+  rolloutLogprobs: bigint;
+  /** Absent: every token valid. */
+  mask?: bigint;
+  responseOffsets: Int32Array;
+  /** 1 to REJECTION_MAX_CRITERIA, each (statistic, level) once. */
+  criteria: NativeRejectionCriterion[];
+  /** Test hook: responses per block (a multiple of 8). */
+  chunkResponses?: number;
+  /** u8 [T]. */
+  outMask: bigint;
+  /** f32 [REJECTION_STATS.length + criteria·REJECTION_CRITERION_STATS.length]. */
+  outStats: bigint;
+}
+
 export interface NativeDeviceInfo {
   name: string;
   index: number;
@@ -313,6 +340,7 @@ export interface NativeDevice {
   logprobStates(args: NativeLogprobStatesArgs): Promise<void>;
   mergeLogprobStates(args: NativeMergeLogprobStatesArgs): Promise<void>;
   policyLoss(args: NativePolicyLossArgs): Promise<void>;
+  rolloutRejection(args: NativeRolloutRejectionArgs): Promise<void>;
   close(): void;
 }
 
