@@ -518,6 +518,50 @@ CpuOp PolicyLoss(Args& a) {
   return {[p](const KernelTable& k, Pool* pool) { return k.policy_loss(p, pool); }};
 }
 
+// rolloutRejection: ℓ, ℓᵛ and the mask as host arrays of T = responseOffsets[R] elements (the offsets from
+// 0 and non-decreasing: the kernel indexes with them), the criteria as objects { statistic, level, lower,
+// upper } (f32 bounds: the API rounds them), the u8 mask [T] and the stats [2 + 7·criteria] out.
+CpuOp RolloutRejection(Args& a) {
+  Napi::Env env = a.Env();
+  const char* op = "rolloutRejection";
+  RolloutRejectionParams p{};
+  size_t n_ro = 0, n_lp = 0, n_lv = 0, n_mask = 0, n_out = 0, n_stats = 0;
+  p.response_offsets = a.Buf<int32_t>("responseOffsets", &n_ro);
+  if (n_ro == 0) throw ArgError(env, "rolloutRejection: responseOffsets: expected R + 1 ≥ 1 elements");
+  p.responses = int64_t(n_ro) - 1;
+  const int32_t* ro = p.response_offsets;
+  bool ok = ro[0] == 0;
+  for (int64_t r = 0; ok && r < p.responses; ++r) ok = ro[r] <= ro[r + 1];
+  if (!ok) throw ArgError(env, "rolloutRejection: responseOffsets: expected non-decreasing values from 0");
+  const size_t T = size_t(ro[p.responses]);
+  p.logprobs = a.Buf<float>("logprobs", &n_lp);
+  p.rollout_logprobs = a.Buf<float>("rolloutLogprobs", &n_lv);
+  p.mask = a.OptBuf<uint8_t>("mask", &n_mask);
+  p.out_mask = a.Buf<uint8_t>("outMask", &n_out);
+  p.stats = a.Buf<float>("outStats", &n_stats);
+  Need(env, op, "logprobs", n_lp, T);
+  Need(env, op, "rolloutLogprobs", n_lv, T);
+  if (p.mask) Need(env, op, "mask", n_mask, T);
+  Need(env, op, "outMask", n_out, T);
+  const Napi::Array arr = a.Objects("criteria");
+  if (arr.Length() < 1 || arr.Length() > uint32_t(kRejectionMaxCriteria))
+    throw ArgError(env, "rolloutRejection: criteria: expected 1 to " + std::to_string(kRejectionMaxCriteria) +
+                            " criteria, got " + std::to_string(arr.Length()));
+  p.criteria_count = int(arr.Length());
+  for (uint32_t i = 0; i < arr.Length(); ++i) {
+    const std::string name = std::string(op) + ": criteria[" + std::to_string(i) + "]";
+    Args c(arr.Get(i), name.c_str());
+    RejectionCriterion& q = p.criteria[i];
+    q.statistic = static_cast<gk::RejectionStatistic>(c.Enum("statistic", gk::kRejectionStatisticNames));
+    q.level = static_cast<gk::RejectionLevel>(c.Enum("level", gk::kRejectionLevelNames));
+    q.lower = float(c.Num("lower"));
+    q.upper = float(c.Num("upper"));
+    c.Done();
+  }
+  Need(env, op, "outStats", n_stats, size_t(2 + 7 * p.criteria_count));
+  return {[p](const KernelTable& k, Pool* pool) { return k.rollout_rejection(p, pool); }};
+}
+
 }  // namespace
 
 Napi::Value CpuLmheadPlan(const Napi::CallbackInfo& info) {
@@ -560,6 +604,7 @@ const std::vector<OpSpec<CpuOp>>& CpuOps() {
       {"mergeLogprobStates", MergeLogprobStates},
       {"linearLogprobsBackward", LinearLogprobsBackward},
       {"policyLoss", PolicyLoss},
+      {"rolloutRejection", RolloutRejection},
   };
   return kOps;
 }

@@ -23,6 +23,8 @@
 //   - workgroup reductions `wg_max(v, lid)` and `wg_sum4(v, lid)` over WG invocations, every
 //     invocation gets the result (sections reduce_tree / reduce_subgroup), all called from
 //     workgroup-uniform control flow.
+//   - k3_of(y): (e^y − 1 − y, e^y − 1) without cancellation near 0 (section k3: policy.wgsl's KL
+//     estimator k3 and vespo, rejection.wgsl's statistic k3).
 
 //! section base
 // Workgroup size, set by the host from the device limits (a power of two).
@@ -473,4 +475,32 @@ fn response_of(t: u32, num_responses: u32) -> u32 {
     }
   }
   return a;
+}
+
+//! section k3
+// KL's k3 and rolloutRejection's k3 statistic (policy.wgsl, rejection.wgsl).
+// (e^y − y − 1, e^y − 1) without cancellation near y = 0: for −1 < y < 2 from the Taylor series
+// y²·Σ_{k≤12} y^k/(k+2)! (Horner; truncation below u/8 there), e^y − 1 = y + that; beyond, from e^y
+// (e^y − 1 − y ≥ 0.36 there, so exp's error is a few ulp of it). NaN stays NaN on either side. The
+// same series as native/cuda/policy.cu and native/cpu/policy.cc.
+fn k3_of(y: f32) -> vec2<f32> {
+  if (y > -1.0 && y < 2.0) {
+    var p = 1.14707456e-11; // 1/14!
+    p = fma(p, y, 1.60590438e-10); // 1/13!
+    p = fma(p, y, 2.08767570e-9); // 1/12!
+    p = fma(p, y, 2.50521084e-8); // 1/11!
+    p = fma(p, y, 2.75573192e-7); // 1/10!
+    p = fma(p, y, 2.75573192e-6); // 1/9!
+    p = fma(p, y, 2.48015873e-5); // 1/8!
+    p = fma(p, y, 1.98412698e-4); // 1/7!
+    p = fma(p, y, 1.38888889e-3); // 1/6!
+    p = fma(p, y, 8.33333333e-3); // 1/5!
+    p = fma(p, y, 4.16666667e-2); // 1/4!
+    p = fma(p, y, 1.66666667e-1); // 1/3!
+    p = fma(p, y, 0.5); // 1/2!
+    let v = y * y * p;
+    return vec2<f32>(v, y + v);
+  }
+  let em1 = exp(y) - 1.0;
+  return vec2<f32>(em1 - y, em1);
 }

@@ -594,31 +594,7 @@ fn surrogate(A: f32, l: f32, l_old: f32, log_s: f32, gm: f32, phi: vec4<f32>) ->
   return r;
 }
 
-// k3's (e^y − y − 1, e^y − 1) without cancellation near y = 0: for −1 < y < 2 from the Taylor series
-// y²·Σ_{k≤12} y^k/(k+2)! (Horner; truncation below u/8 there), e^y − 1 = y + that; beyond, from e^y
-// (e^y − 1 − y ≥ 0.36 there, so exp's error is a few ulp of it). NaN stays NaN on either side. The
-// same series as native/cuda/policy.cu and native/cpu/policy.cc.
-fn k3_of(y: f32) -> vec2<f32> {
-  if (y > -1.0 && y < 2.0) {
-    var p = 1.14707456e-11; // 1/14!
-    p = fma(p, y, 1.60590438e-10); // 1/13!
-    p = fma(p, y, 2.08767570e-9); // 1/12!
-    p = fma(p, y, 2.50521084e-8); // 1/11!
-    p = fma(p, y, 2.75573192e-7); // 1/10!
-    p = fma(p, y, 2.75573192e-6); // 1/9!
-    p = fma(p, y, 2.48015873e-5); // 1/8!
-    p = fma(p, y, 1.98412698e-4); // 1/7!
-    p = fma(p, y, 1.38888889e-3); // 1/6!
-    p = fma(p, y, 8.33333333e-3); // 1/5!
-    p = fma(p, y, 4.16666667e-2); // 1/4!
-    p = fma(p, y, 1.66666667e-1); // 1/3!
-    p = fma(p, y, 0.5); // 1/2!
-    let v = y * y * p;
-    return vec2<f32>(v, y + v);
-  }
-  let em1 = exp(y) - 1.0;
-  return vec2<f32>(em1 - y, em1);
-}
+// k3_of (e^y − y − 1 and e^y − 1 without cancellation near 0): common.wgsl's section k3.
 
 // KL estimator of x = ℓ − ℓʳ: (value, d value / dℓ).
 fn kl_term(x: f32) -> vec2<f32> {

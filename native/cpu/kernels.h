@@ -2,19 +2,19 @@
 // them: plain parameter structs, the thread pool's one entry point, and a table of kernel functions per
 // instruction set.
 //
-// The SIMD kernels (logprobs.cc, thr.cc, lmhead.cc, advantages.cc) are compiled twice, once per instruction set, each
-// time inside its own namespace: gk::cpu::avx2 (-mavx2 -mfma -mf16c, x86-64 only) and gk::cpu::portable
-// (the compiler's baseline: SSE2 on x86-64, NEON on arm64); lmhead.cc a third time as gk::cpu::avx512
-// (-mavx512f besides: its GEMM tile at 16 lanes), and logprobs.cc a third time for its forward (-mavx512bw
-// too: 16-lane sums, the same bits). pool.cc picks one table at run time
-// (__builtin_cpu_supports, or the portable one when asked; the AVX-512 LM head unless asked not to).
-// Per-file flags carry a trap: an inline
-// function or template instantiated in both translation units (a std:: template, an implicit
-// constructor) is emitted twice and the linker keeps one copy, which may be the AVX2 one even for the
-// portable path. So the kernel files include nothing with inline code of its own but this header (plain
-// aggregates, declarations) and their own ISA-namespaced simd.h, call C functions only (exp, log, malloc),
-// and reach the pool through pool_run (a function pointer and a context, no std::function); they are
-// compiled with -fno-exceptions (CMakeLists.txt), so no personality routine's weak reference either.
+// The SIMD kernels (logprobs.cc, thr.cc, lmhead.cc, advantages.cc, policy.cc, rejection.cc) are compiled
+// twice, once per instruction set, each time inside its own namespace: gk::cpu::avx2 (-mavx2 -mfma
+// -mf16c, x86-64 only) and gk::cpu::portable (the compiler's baseline: SSE2 on x86-64, NEON on arm64);
+// lmhead.cc a third time as gk::cpu::avx512 (-mavx512f besides: its GEMM tile at 16 lanes), and
+// logprobs.cc a third time for its forward (-mavx512bw too: 16-lane sums, the same bits). pool.cc picks
+// one table at run time (__builtin_cpu_supports, or the portable one when asked; the AVX-512 LM head
+// unless asked not to). Per-file flags carry a trap: an inline function or template instantiated in both
+// translation units (a std:: template, an implicit constructor) is emitted twice and the linker keeps
+// one copy, which may be the AVX2 one even for the portable path. So the kernel files include nothing
+// with inline code of its own but this header (plain aggregates, declarations) and their own
+// ISA-namespaced simd.h and exp.h, call C functions only (exp, log, malloc), and reach the pool through
+// pool_run (a function pointer and a context, no std::function); they are compiled with -fno-exceptions
+// (CMakeLists.txt), so no personality routine's weak reference either.
 // The enums' values come from ../enum_values.h (plain enums, no code), which this header includes.
 #pragma once
 
@@ -216,6 +216,28 @@ struct PolicyParams {
   float* stats;              // [13], POLICY_STATS order
 };
 
+// ------------------------------------------------------------------------------------ rolloutRejection
+// rolloutRejection's arguments (rejection.cc; verl's rollout_rs, src/backends/js/rejection.ts). One
+// criterion: the statistic k1, k2 or k3 of λ = clamp(ℓ − ℓᵛ, ±20), per token or the response's sum, mean
+// or max, passing where lower ≤ s ≤ upper (f32 bounds: the API rounds them; k2, k3: lower is −Inf).
+constexpr int kRejectionMaxCriteria = 11;  // REJECTION_MAX_CRITERIA
+struct RejectionCriterion {
+  RejectionStatistic statistic;
+  RejectionLevel level;
+  float lower, upper;
+};
+struct RolloutRejectionParams {
+  const float* logprobs;            // [T] ℓ
+  const float* rollout_logprobs;    // [T] ℓᵛ
+  const uint8_t* mask;              // [T] or null (every token valid)
+  const int32_t* response_offsets;  // [R+1]: 0, non-decreasing, T (ops_cpu.cc checks)
+  int64_t responses;                // R
+  int criteria_count;               // 1 to kRejectionMaxCriteria
+  RejectionCriterion criteria[kRejectionMaxCriteria];
+  uint8_t* out_mask;  // [T]: 1 where valid and passing every criterion, else 0
+  float* stats;       // [2 + 7·criteria_count]: REJECTION_STATS, then REJECTION_CRITERION_STATS per criterion
+};
+
 // ------------------------------------------------------------------------------------------ kernels
 // One instruction set's kernels.
 struct KernelTable {
@@ -229,6 +251,7 @@ struct KernelTable {
   Report (*token_hidden_reward)(const ThrParams&, Pool*);
   Report (*thr_reweight)(const ThrReweightParams&, Pool*);
   Report (*policy_loss)(const PolicyParams&, Pool*);
+  Report (*rollout_rejection)(const RolloutRejectionParams&, Pool*);
   Report (*advantages)(const AdvantagesParams&, Pool*);
   Report (*expand_to_tokens)(const ExpandParams&, Pool*);
   Report (*whiten)(const WhitenParams&, Pool*);
@@ -267,6 +290,7 @@ struct KernelTable {
   Report token_hidden_reward(const ThrParams&, Pool*);                        \
   Report thr_reweight(const ThrReweightParams&, Pool*);                       \
   Report policy_loss(const PolicyParams&, Pool*);                             \
+  Report rollout_rejection(const RolloutRejectionParams&, Pool*);             \
   Report advantages(const AdvantagesParams&, Pool*);                          \
   Report expand_to_tokens(const ExpandParams&, Pool*);                        \
   Report whiten(const WhitenParams&, Pool*);                                  \

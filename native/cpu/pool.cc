@@ -139,8 +139,8 @@ bool avx512_supported() {
 // forward's of `lm`.
 #define GK_CPU_TABLE(ns, lm, lm_isa)                                                                   \
   lm_isa, lm::logprobs, ns::logprobs_backward, ns::gather_probs, ns::token_hidden_reward, ns::thr_reweight, \
-      ns::policy_loss, ns::advantages, ns::expand_to_tokens, ns::whiten, ns::fma_probe, ns::read_probe,     \
-      ns::copy_probe, lm_isa, lm::linear_forward, lm::linear_backward,                                 \
+      ns::policy_loss, ns::rollout_rejection, ns::advantages, ns::expand_to_tokens, ns::whiten,           \
+      ns::fma_probe, ns::read_probe, ns::copy_probe, lm_isa, lm::linear_forward, lm::linear_backward,     \
       lm::logprob_states, lm::merge_states, lm::lmhead_plan, lm::lmhead_fma_probe
 
 const KernelTable& kernel_table(bool portable, bool avx512) {

@@ -226,7 +226,6 @@ export async function rolloutRejection(
       layout.groupOffsets === undefined
         ? validateOffsets('layout.responseOffsets', layout.responseOffsets, T, backend.firstDecrease)
         : resolveLayout(layout, T, 'layout', backend.firstDecrease).responseOffsets;
-    if (backend.rolloutRejection === undefined) fail('BACKEND_UNAVAILABLE', 'backend', `${backend.name} has no rolloutRejection yet`);
     return backend.rolloutRejection({
       logprobs,
       rolloutLogprobs,

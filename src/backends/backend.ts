@@ -685,8 +685,7 @@ export interface Backend {
   thrScore(args: ThrScoreArgs): Promise<ThrResult>;
 
   policyLoss(args: PolicyLossArgs): Promise<PolicyLossResult>;
-  // TEMPORARY optional while the backends are written (2026-11-29 session); required once all have it.
-  rolloutRejection?(args: RolloutRejectionArgs): Promise<RolloutRejectionResult>;
+  rolloutRejection(args: RolloutRejectionArgs): Promise<RolloutRejectionResult>;
 
   /** Resolves when every op queued so far has finished on the device (for timing). */
   synchronize(): Promise<void>;

@@ -13,6 +13,7 @@ import {
   NAN_REWARD_POLICIES,
   POLICY_LOSSES,
   REJECTION_LEVELS,
+  REJECTION_MAX_CRITERIA,
   REJECTION_STATISTICS,
   REWEIGHT_MODES,
   ROLLOUT_LEVELS,
@@ -33,6 +34,7 @@ import {
   MODE_CODE,
   POLICY_LOSS_CODE,
 } from '../../src/backends/webgpu/policy.js';
+import { REJECTION_LEVEL_CODE, REJECTION_STATISTIC_CODE } from '../../src/backends/webgpu/rejection.js';
 
 function nativeEnums(): NativeEnums | string {
   try {
@@ -105,6 +107,28 @@ describe('enum tables agree across TypeScript, C++ and WGSL', () => {
         expect(codes[name], name).toBe(i);
       });
     }
+  });
+
+  it('rejection.wgsl constants = the webgpu codes = the list positions', () => {
+    const wgsl = readFileSync(new URL('../../shaders/rejection.wgsl', import.meta.url), 'utf8');
+    const constant = (name: string) => {
+      const m = new RegExp(`const ${name}: u32 = (\\d+)u;`).exec(wgsl);
+      expect(m, `shaders/rejection.wgsl defines ${name}`).not.toBeNull();
+      return Number(m![1]);
+    };
+    const tables: [string, readonly string[], Record<string, number>, string[]][] = [
+      ['STAT_', REJECTION_STATISTICS, REJECTION_STATISTIC_CODE, ['K1', 'K2', 'K3']],
+      ['LEVEL_', REJECTION_LEVELS, REJECTION_LEVEL_CODE, ['TOKEN', 'SEQ_SUM', 'SEQ_MEAN', 'SEQ_MAX']],
+    ];
+    for (const [prefix, list, codes, wgslNames] of tables) {
+      expect(wgslNames.length).toBe(list.length);
+      list.forEach((name, i) => {
+        expect(wgslNames[i].toLowerCase().replace(/_/g, '-'), name).toBe(name);
+        expect(constant(prefix + wgslNames[i]), `${prefix}${wgslNames[i]}`).toBe(i);
+        expect(codes[name], name).toBe(i);
+      });
+    }
+    expect(constant('MAX_CRITERIA')).toBe(REJECTION_MAX_CRITERIA);
   });
 
   it('WGSL constants = the webgpu codes = the list positions', () => {

@@ -28,6 +28,7 @@ import {
 import { cpuGatherProbs, cpuLogprobs, cpuLogprobsBackward } from './logprobs.js';
 import { type NativeCpuDevice, native } from './native.js';
 import { cpuPolicyLoss } from './policy.js';
+import { cpuRolloutRejection } from './rejection.js';
 import { CpuQueue, cpuTensor } from './storage.js';
 import { cpuThrAggregate, cpuThrReweight, cpuThrScore, cpuTokenHiddenReward } from './thr.js';
 
@@ -125,6 +126,7 @@ export async function createCpuBackend(options: BackendOptions): Promise<Backend
     thrAggregate: (a) => cpuThrAggregate(q, snapshotArgs(a)),
     thrScore: (a) => cpuThrScore(q, snapshotArgs(a)),
     policyLoss: (a) => cpuPolicyLoss(q, snapshotArgs(a)),
+    rolloutRejection: (a) => cpuRolloutRejection(q, snapshotArgs(a)),
     synchronize: () => native(() => dev.synchronize()),
     copyProbe: (bytes) => native(() => dev.copyProbe(bytes)),
     dispose() {

@@ -9,6 +9,8 @@ import { fromNativeErrorOf } from '../addon.js';
 import type {
   Estimator,
   NanRewardPolicy,
+  RejectionLevel,
+  RejectionStatistic,
   ReweightMode,
   ScaleKind,
   SingletonPolicy,
@@ -231,6 +233,27 @@ export interface NativeCpuLinearLogprobsBackwardArgs extends NativeCpuLinearHead
 }
 /** gk::cpu::PolicyParams (native/cpu/kernels.h): the keys both addons share (src/backends/policy-native.ts). */
 export type NativeCpuPolicyLossArgs = NativePolicyLossArgsOf<Float32Array, Uint8Array>;
+/** One criterion of rolloutRejection (gk::cpu::RejectionCriterion): f32 bounds, lower −Infinity for k2, k3. */
+export interface NativeCpuRejectionCriterion {
+  statistic: RejectionStatistic;
+  level: RejectionLevel;
+  lower: number;
+  upper: number;
+}
+/** gk::cpu::RolloutRejectionParams (native/cpu/kernels.h): T = responseOffsets[R]. */
+export interface NativeCpuRolloutRejectionArgs {
+  logprobs: Float32Array;
+  rolloutLogprobs: Float32Array;
+  /** Nonzero = valid; absent: every token valid. */
+  mask?: Uint8Array;
+  responseOffsets: Int32Array;
+  /** 1 to REJECTION_MAX_CRITERIA. */
+  criteria: NativeCpuRejectionCriterion[];
+  /** u8 [T]. */
+  outMask: Uint8Array;
+  /** f32 [REJECTION_STATS.length + criteria·REJECTION_CRITERION_STATS.length]. */
+  outStats: Float32Array;
+}
 /** cpuLmheadPlan's argument: a shape, and the threads and LM-head build of a device (info()). */
 export interface NativeCpuLmheadPlanArgs {
   rows: number;
@@ -295,6 +318,7 @@ export interface NativeCpuDevice {
   mergeLogprobStates(args: NativeCpuMergeLogprobStatesArgs): Promise<void>;
   linearLogprobsBackward(args: NativeCpuLinearLogprobsBackwardArgs): Promise<void>;
   policyLoss(args: NativeCpuPolicyLossArgs): Promise<void>;
+  rolloutRejection(args: NativeCpuRolloutRejectionArgs): Promise<void>;
   /** fmaProbe at the LM head's vector width (16 lanes with its AVX-512 build), FLOP/s. */
   lmheadFmaProbe(): Promise<number>;
   close(): void;

@@ -13,8 +13,8 @@
  *   chunking.ts  row chunks and aligned binding windows for tensors > one storage binding
  *   kit.ts       WebGpuKit: what every op module receives (runtime, pipelines, tuning, WG size)
  *   probe.ts     copyProbe
- * Op modules, one per kernel family: logprobs.ts, lmhead.ts, advantages.ts, thr.ts, policy.ts (+ shaders/<family>.wgsl;
- * docs/webgpu.md says how to add one).
+ * Op modules, one per kernel family: logprobs.ts, lmhead.ts, advantages.ts, thr.ts, policy.ts,
+ * rejection.ts (+ shaders/<family>.wgsl; docs/webgpu.md says how to add one).
  */
 import type { DType, FloatDType, HostArrayMap } from '../../dtypes.js';
 import type { Tensor } from '../../tensor.js';
@@ -38,6 +38,8 @@ import type {
   MergeLogprobStatesArgs,
   PolicyLossArgs,
   PolicyLossResult,
+  RolloutRejectionArgs,
+  RolloutRejectionResult,
   ThrAggregateArgs,
   ThrResult,
   ThrReweightArgs,
@@ -59,6 +61,7 @@ import {
 import { LOGPROBS_PARAMS, webgpuGatherProbs, webgpuLogprobs, webgpuLogprobsBackward } from './logprobs.js';
 import { POLICY_PARAMS, webgpuPolicyLoss } from './policy.js';
 import { webgpuCopyProbe } from './probe.js';
+import { REJECTION_PARAMS, webgpuRolloutRejection } from './rejection.js';
 import { GpuRuntime } from './runtime.js';
 import { pinInputs, uploadTensor, wrapBuffer } from './storage.js';
 import {
@@ -79,6 +82,7 @@ export const UNIFORM_LAYOUTS: readonly UniformLayout[] = [
   THR_PARAMS,
   LMHEAD_PARAMS,
   POLICY_PARAMS,
+  REJECTION_PARAMS,
 ];
 
 export interface WebGpuBackendOptions extends BackendOptions {
@@ -165,6 +169,11 @@ export class WebGpuBackend implements Backend {
   // ------------------------------------------------------------ policy loss (policy.ts)
   policyLoss(a: PolicyLossArgs): Promise<PolicyLossResult> {
     return pinInputs(a, (s) => this.kit.rt.ordered(() => webgpuPolicyLoss(this.kit, s)));
+  }
+
+  // ------------------------------------------------------------ rollout rejection (rejection.ts)
+  rolloutRejection(a: RolloutRejectionArgs): Promise<RolloutRejectionResult> {
+    return pinInputs(a, (s) => this.kit.rt.ordered(() => webgpuRolloutRejection(this.kit, s)));
   }
 
   // ------------------------------------------------------------ timing, lifetime

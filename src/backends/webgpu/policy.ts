@@ -202,7 +202,7 @@ const BINDINGS: [number, 'uniform' | 'read' | 'rw'][] = [
 const TOKENS: EntrySpec = { entry: 'policy_tokens', bindings: BINDINGS };
 const FLAT: EntrySpec = { entry: 'policy_flat', bindings: BINDINGS };
 const REDUCE: EntrySpec = { entry: 'policy_reduce', bindings: BINDINGS };
-const MODULE: ModuleKey = { file: 'policy.wgsl', sections: [] };
+const MODULE: ModuleKey = { file: 'policy.wgsl', sections: ['k3'] };
 
 /** 0 stands for "off" in the WGSL: every clamp, cap and bound that can be off is > 0 when on. */
 const offZero = (x: number) => (Number.isFinite(x) ? x : 0);

@@ -16,7 +16,7 @@
  *      one read_write X for in-place kernels (`xy_f32`, `xy_bf16`, `xy_f16`), the workgroup
  *      reductions (`reduce_tree` or `reduce_subgroup`), the online softmax state and a row's
  *      outputs from it (`online_state`), the 64 × 64 GEMM tile (`tile_gemm`), the response of a
- *      token (`response_of`);
+ *      token (`response_of`), e^y − 1 − y without cancellation (`k3`);
  *   4. the family's own file (e.g. shaders/logprobs.wgsl).
  * Shapes never enter the text: they arrive in a uniform. Variants are a small key (sections +
  * enables + entry point + override constants), and each compiled pipeline is cached by that key.
