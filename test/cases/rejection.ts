@@ -19,6 +19,8 @@ import {
   type RejectionLevel,
   type RejectionStatistic,
 } from '../../src/backends/backend.js';
+import { rejectionTuning as cudaTuning } from '../../src/backends/cuda/rejection.js';
+import { rejectionTuning as webgpuTuning } from '../../src/backends/webgpu/rejection.js';
 import type { Context } from '../../src/context.js';
 import { rng } from '../util/rng.js';
 import { firstBitDiff, type Tolerance } from './check.js';
@@ -492,6 +494,50 @@ function determinismCase(): Case {
   };
 }
 
+/**
+ * The GPU kernels' chunking knobs (cuda: responses per block; webgpu: responses per short chunk, long
+ * responses per long chunk) move responses between blocks: no mask bit may change (the stats' order
+ * of summation may). Each setting differs from the default at these sizes (R = 3000: cuda's 8 responses
+ * a block, webgpu's one workgroup's worth a short chunk and one long response a long chunk).
+ */
+function chunkingCase(): Case {
+  return {
+    kind: 'self',
+    name: 'chunking knobs (cuda blocks, webgpu short and long chunks) change no mask bit',
+    skip: {
+      js: 'no chunks',
+      cpu: 'its items are fixed by the offsets (test/cpu-native/rejection.test.ts: threads)',
+    },
+    async run(ctx) {
+      const d = makeData({ seed: 6200, lengths: lengths(6201, 3000, 300), maskP: 0.1 });
+      const options = { criteria: medianCriteria(d, ALL_KINDS) };
+      const base = (await runOn(ctx, d, options)).mask.data;
+      const settings: [string, () => void][] =
+        ctx.backend === 'cuda'
+          ? [16, 24, 64].map((n) => [`chunkResponses ${n}`, () => void (cudaTuning.chunkResponses = n)])
+          : [
+              ['shortChunkMultiple 2', () => void (webgpuTuning.shortChunkMultiple = 2)],
+              ['shortChunkMultiple 3', () => void (webgpuTuning.shortChunkMultiple = 3)],
+              ['longChunk 2', () => void (webgpuTuning.longChunk = 2)],
+              ['longChunk 5', () => void (webgpuTuning.longChunk = 5)],
+            ];
+      const errors: string[] = [];
+      for (const [what, set] of settings) {
+        set();
+        try {
+          const i = firstBitDiff((await runOn(ctx, d, options)).mask.data, base);
+          if (i !== -1) errors.push(`${what}: mask[${i}] differs`);
+        } finally {
+          cudaTuning.chunkResponses = 0;
+          webgpuTuning.shortChunkMultiple = undefined;
+          webgpuTuning.longChunk = undefined;
+        }
+      }
+      return errors;
+    },
+  };
+}
+
 export const REJECTION_CASES: readonly Case[] = [
   ...single,
   refCase(
@@ -573,4 +619,5 @@ export const REJECTION_CASES: readonly Case[] = [
   ]),
   invarianceCase(),
   determinismCase(),
+  chunkingCase(),
 ];
