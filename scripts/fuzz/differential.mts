@@ -8,7 +8,7 @@
  *   test/cases/check.ts compareElements, with each table's own scale (the families' headers say which);
  * - one rejects: a failure; both reject: the same GrpoKernelsError code and argument;
  * - nothing surfaces at ctx.synchronize() after the call (a device error left behind).
- * Families (scripts/fuzz/families/): logprobs, thr, advantages, policy, lmhead, order. Sizes stay small
+ * Families (scripts/fuzz/families/): logprobs, thr, advantages, policy, rejection, lmhead, order. Sizes stay small
  * (rows ≤ 12, V ≤ 300, d ≤ 96, ≤ 64 THR tokens): lavapipe and the CUDA emulator run tens of cases a
  * second on 2 cores.
  * One more family, invariance, runs on the backend alone (Session.same): a unit (row, group,
@@ -45,6 +45,7 @@ import { lmheadFamily } from './families/lmhead.mjs';
 import { logprobsFamily } from './families/logprobs.mjs';
 import { orderFamily } from './families/order.mjs';
 import { policyFamily } from './families/policy.mjs';
+import { rejectionFamily } from './families/rejection.mjs';
 import { thrFamily } from './families/thr.mjs';
 import { Rand } from './gen.mjs';
 import { type Family, Session } from './harness.mjs';
@@ -54,6 +55,7 @@ const FAMILIES: readonly Family[] = [
   thrFamily,
   advantagesFamily,
   policyFamily,
+  rejectionFamily,
   lmheadFamily,
   orderFamily,
   invarianceFamily,

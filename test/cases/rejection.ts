@@ -30,9 +30,10 @@ const U = 2 ** -24;
 /**
  * - mask: exact, but for the tokens of an ambiguous unit (terms 1, stol 1).
  * - stats: counts exact but for the ambiguous units' share (terms, stol 1); mean an f32 sum of the
- *   statistics relative to the mean of their magnitudes (scale, crtol 2⁻¹⁴: λ rounded once, k3's
- *   e^λ to a few ulps, sums of up to 1e5 terms); max and min a single statistic (rtol 2⁻¹⁸, and crtol
- *   on the magnitude it was computed from).
+ *   statistics relative to the mean of their magnitudes (scale, crtol 2⁻¹⁴: sums of up to 1e5 terms)
+ *   plus the mean of their own rounding bounds (terms, stol 1: λ rounded once, k3's e^λ to a few
+ *   ulps, a response's f32 sum where ±20 terms cancel); max and min a single statistic (rtol 2⁻¹⁸, and its
+ *   rounding bound as terms, stol 1: a mean of k1 cancels, so its error is relative to Σ|λ|).
  */
 export const REJECTION_TOLERANCES: Readonly<Record<string, Tolerance>> = {
   mask: { atol: 0, rtol: 0, stol: 1 },
@@ -124,7 +125,7 @@ interface Reference {
  * compute_rollout_rejection_mask and compute_rs_metrics in float64, option by option, over the packed
  * responses (verl's padded rows: the padding is the masked tokens, which verl's masked_sum zeroes).
  */
-function reference(d: Data, criteria: readonly RejectionCriterion[]): Reference {
+export function reference(d: Data, criteria: readonly RejectionCriterion[]): Reference {
   const R = d.offsets.length - 1;
   const T = d.lp.length;
   const valid = (t: number) => d.mask === undefined || d.mask[t] !== 0;
@@ -182,6 +183,7 @@ function reference(d: Data, criteria: readonly RejectionCriterion[]): Reference 
     // compute_rs_metrics: mean over valid tokens of the (broadcast) statistic, max / min / fractions
     // over tokens or nonempty sequences.
     let sum = 0;
+    let sumAbs = 0;
     let sumMag = 0;
     let max = Number.NEGATIVE_INFINITY;
     let min = Number.POSITIVE_INFINITY;
@@ -195,7 +197,8 @@ function reference(d: Data, criteria: readonly RejectionCriterion[]): Reference 
     const ambSeq = new Set<number>();
     for (const u of units) {
       sum += u.n * u.s;
-      sumMag += u.n * (Math.abs(u.s) + u.mag);
+      sumAbs += u.n * Math.abs(u.s);
+      sumMag += u.n * u.mag;
       max = Number.isNaN(max) || max > u.s ? max : u.s;
       min = Number.isNaN(min) || min < u.s ? min : u.s;
       maxMag = Math.max(maxMag, u.mag);
@@ -216,10 +219,13 @@ function reference(d: Data, criteria: readonly RejectionCriterion[]): Reference 
     }
     const denom = c.level === 'token' ? nTok : nSeq;
     stats[base] = sum / nTok;
-    scale[base] = sumMag / nTok;
+    // The mean: the f32 sum's rounding (scale: the mean of |s|) and each statistic's own (terms).
+    scale[base] = sumAbs / nTok;
+    terms[base] = sumMag / nTok;
     stats[base + 1] = max;
     stats[base + 2] = min;
-    scale[base + 1] = scale[base + 2] = maxMag;
+    // max and min are one unit's statistic: within its rounding bound (mag, an absolute error).
+    terms[base + 1] = terms[base + 2] = maxMag;
     stats[base + 3] = high / denom;
     stats[base + 4] = low / denom;
     terms[base + 3] = terms[base + 4] = amb / denom;
