@@ -177,19 +177,6 @@ inline int popcount(VM m) { return __builtin_popcount(unsigned(mbits(m))); }
 inline VM first_lanes(int64_t count) {
   return count >= kLanes ? mask_of(true) : lt(load(kIota), set1(float(count)));
 }
-// Eight floats from p, or `count` < 8 of them (the rest 0).
-inline VF load_n(const float* p, int64_t count) {
-  if (count >= kLanes) return load(p);
-  alignas(32) float t[kLanes] = {};
-  for (int64_t i = 0; i < count; ++i) t[i] = p[i];
-  return load(t);
-}
-inline VM mask_n(const uint8_t* p, int64_t count) {
-  if (count >= kLanes) return nonzero_u8(p);
-  uint8_t t[kLanes] = {};
-  for (int64_t i = 0; i < count; ++i) t[i] = p[i];
-  return nonzero_u8(t);
-}
 // Stores the first `count` lanes of v (count ≥ 8: all).
 inline void store_n(float* p, VF v, int64_t count) {
   if (count >= kLanes) return store(p, v);

@@ -88,19 +88,6 @@ inline double nan_min(double a, double b) { return a != a || a < b ? a : b; }
 
 // Lanes [0, count) (count ≥ 8: all), without a branch (a response's last vector would mispredict it).
 inline VM first_lanes(int64_t count) { return lt(load(kIota), set1(float(imin(count, kLanes)))); }
-// Eight floats from p, or `count` < 8 of them (the rest 0).
-inline VF load_n(const float* p, int64_t count) {
-  if (count >= kLanes) return load(p);
-  alignas(32) float t[kLanes] = {};
-  for (int64_t i = 0; i < count; ++i) t[i] = p[i];
-  return load(t);
-}
-inline VM mask_n(const uint8_t* p, int64_t count) {
-  if (count >= kLanes) return nonzero_u8(p);
-  uint8_t t[kLanes] = {};
-  for (int64_t i = 0; i < count; ++i) t[i] = p[i];
-  return nonzero_u8(t);
-}
 // Bit i of `bits` as byte i (0 or 1) of the result, little-endian.
 inline uint64_t spread_bits(int bits) {
   uint64_t x = uint64_t(unsigned(bits) & 0xffu);

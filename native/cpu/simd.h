@@ -785,6 +785,21 @@ inline VF pow2_biased(VF b) {
 #undef GK_LANES
 #endif
 
+// A run's tail (policy.cc, rejection.cc): load_n, eight floats from p or `count` < 8 of them (the rest
+// 0); mask_n, lane i = p[i] ≠ 0 for i < count (the rest false).
+inline VF load_n(const float* p, int64_t count) {
+  if (count >= kLanes) return load(p);
+  alignas(32) float t[kLanes] = {};
+  for (int64_t i = 0; i < count; ++i) t[i] = p[i];
+  return load(t);
+}
+inline VM mask_n(const uint8_t* p, int64_t count) {
+  if (count >= kLanes) return nonzero_u8(p);
+  uint8_t t[kLanes] = {};
+  for (int64_t i = 0; i < count; ++i) t[i] = p[i];
+  return nonzero_u8(t);
+}
+
 // ------------------------------------------------------------------------------ int16 maxima
 // HM: a running max of int16 values taken 32 at a time, hm_max its value (the bf16 forward's pass 1 reads
 // its logits' bits as int16: native/cpu/logprobs.cc). Exact: no order to fix.

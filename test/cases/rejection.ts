@@ -520,12 +520,37 @@ function chunkingCase(): Case {
       const base = (await runOn(ctx, d, options)).mask.data;
       const settings: [string, () => void][] =
         ctx.backend === 'cuda'
-          ? [16, 24, 64].map((n) => [`chunkResponses ${n}`, () => void (cudaTuning.chunkResponses = n)])
+          ? [16, 24, 64].map((n) => [
+              `chunkResponses ${n}`,
+              () => {
+                cudaTuning.chunkResponses = n;
+              },
+            ])
           : [
-              ['shortChunkMultiple 2', () => void (webgpuTuning.shortChunkMultiple = 2)],
-              ['shortChunkMultiple 3', () => void (webgpuTuning.shortChunkMultiple = 3)],
-              ['longChunk 2', () => void (webgpuTuning.longChunk = 2)],
-              ['longChunk 5', () => void (webgpuTuning.longChunk = 5)],
+              [
+                'shortChunkMultiple 2',
+                () => {
+                  webgpuTuning.shortChunkMultiple = 2;
+                },
+              ],
+              [
+                'shortChunkMultiple 3',
+                () => {
+                  webgpuTuning.shortChunkMultiple = 3;
+                },
+              ],
+              [
+                'longChunk 2',
+                () => {
+                  webgpuTuning.longChunk = 2;
+                },
+              ],
+              [
+                'longChunk 5',
+                () => {
+                  webgpuTuning.longChunk = 5;
+                },
+              ],
             ];
       const errors: string[] = [];
       for (const [what, set] of settings) {
