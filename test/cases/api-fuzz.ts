@@ -73,6 +73,13 @@ async function thrInputs(ctx: Context) {
   return { hidden: ctx.tensor(f32(T * D, 22), [T, D]), probs, vocab, layout: LAYOUT, correct: CORRECT };
 }
 
+const REJECT = () => ({
+  logprobs: Float32Array.from(randomNormal(36, 7, 0.3, -1)),
+  rolloutLogprobs: Float32Array.from(randomNormal(37, 7, 0.3, -1)),
+  layout: { responseOffsets: i32([0, 3, 3, 7]) },
+});
+const K3_RS = { criteria: 'seq_mean_k3', thresholds: 0.01 };
+
 const POLICY = () => ({
   logprobs: Float32Array.from(randomNormal(31, 7, 0.3, -1)),
   oldLogprobs: Float32Array.from(randomNormal(32, 7, 0.3, -1)),
@@ -1454,6 +1461,83 @@ const CASES: Case[] = [
     name: 'readPolicyStats: a Float32Array',
     want: ['DTYPE', 'stats'],
     run: () => readPolicyStats(new Float32Array(13) as never),
+  },
+
+  // ------------------------------------------------ rolloutRejection
+  { name: 'rolloutRejection: seq_mean_k3', want: 'ok', run: (c) => c.rolloutRejection(REJECT(), K3_RS) },
+  {
+    name: 'rolloutRejection: layout and mask in shared memory',
+    want: 'ok',
+    run: (c) =>
+      c.rolloutRejection(
+        {
+          ...REJECT(),
+          layout: { responseOffsets: shared(Int32Array, [0, 3, 3, 7], 4) },
+          mask: shared(Uint8Array, [1, 1, 0, 1, 1, 0, 1], 1),
+        },
+        { criteria: 'token_k1,seq_max_k2', thresholds: '0.5_2,0.1' },
+      ),
+  },
+  {
+    name: 'rolloutRejection: a host mask at an odd byte offset, every criterion',
+    want: 'ok',
+    run: (c) =>
+      c.rolloutRejection(
+        { ...REJECT(), mask: offsetView(Uint8Array, [1, 0, 1, 1, 0, 1, 1], 1) },
+        {
+          criteria:
+            'token_k1,token_k2,token_k3,seq_sum_k1,seq_sum_k2,seq_sum_k3,seq_mean_k1,seq_mean_k2,seq_mean_k3,seq_max_k2,seq_max_k3',
+          thresholds: 2,
+        },
+      ),
+  },
+  {
+    name: 'rolloutRejection: a device mask of 255s',
+    want: 'ok',
+    run: (c) => c.rolloutRejection({ ...REJECT(), mask: c.tensor(u8([255, 0, 2, 1, 0, 1, 1])) }, K3_RS),
+  },
+  {
+    name: 'rolloutRejection: logprobs and rolloutLogprobs the same tensor',
+    want: 'ok',
+    run: (c) => {
+      const x = c.tensor(f32(7, 34));
+      return c.rolloutRejection({ ...REJECT(), logprobs: x, rolloutLogprobs: x }, K3_RS);
+    },
+  },
+  {
+    name: 'rolloutRejection: no tokens',
+    want: 'ok',
+    run: (c) =>
+      c.rolloutRejection(
+        { logprobs: f32(0, 1), rolloutLogprobs: f32(0, 2), layout: { responseOffsets: i32([0, 0, 0]) } },
+        K3_RS,
+      ),
+  },
+  {
+    name: 'rolloutRejection: NaN, +Inf and −Inf log-probs',
+    want: 'ok',
+    run: (c) => {
+      const x = REJECT();
+      x.logprobs[1] = Number.NaN;
+      x.logprobs[4] = Number.POSITIVE_INFINITY;
+      x.rolloutLogprobs[5] = Number.NEGATIVE_INFINITY;
+      return c.rolloutRejection(x, K3_RS);
+    },
+  },
+  {
+    name: 'rolloutRejection: a detached logprobs',
+    want: ['DTYPE', 'logprobs'],
+    run: (c) => c.rolloutRejection({ ...REJECT(), logprobs: detached(f32(7, 35)) }, K3_RS),
+  },
+  {
+    name: 'rolloutRejection: options undefined',
+    want: ['DTYPE', 'options'],
+    run: (c) => c.rolloutRejection(REJECT(), undefined as never),
+  },
+  {
+    name: 'rolloutRejection: criteria null',
+    want: ['DTYPE', 'criteria'],
+    run: (c) => c.rolloutRejection(REJECT(), { criteria: null as never }),
   },
 
   // ------------------------------------------------ ops in flight: order, disposal
