@@ -1,6 +1,6 @@
 /**
  * Quick start: the reward math of one GRPO step on made-up data, logprobs → advantages → THR →
- * policyLoss → logprobsBackward (the README's examples, runnable).
+ * policyLoss (and verl's rollout rejection) → logprobsBackward (the README's examples, runnable).
  *
  *   npx tsx examples/quickstart.ts [backend]      (default: auto)
  *
@@ -13,6 +13,7 @@ import {
   encodeFloats,
   groupOffsetsFromSize,
   readPolicyStats,
+  readRejectionStats,
 } from 'grpo-kernels';
 
 const V = 151_936;
@@ -95,6 +96,26 @@ try {
     stats.clipFraction,
     'KL',
     stats.klMean,
+  );
+
+  // 4b. Off-policy rollouts: verl's rejection sampling (decoupled_k3_rs) drops the responses whose mean
+  //     k3 between the trainer's and the sampler's log-probs exceeds a bound (the temperature-1 log-probs
+  //     stand in for the sampler's here); its mask, given to policyLoss, leaves their tokens out of the
+  //     loss and of every count.
+  const rejection = await ctx.rolloutRejection(
+    { logprobs, rolloutLogprobs: ref.logprobs, layout },
+    { criteria: 'seq_mean_k3', thresholds: 0.2 },
+  );
+  const kept = await ctx.policyLoss(
+    { logprobs, oldLogprobs: logprobs, advantages: reweighted, layout, mask: rejection.mask },
+    { loss: 'ppo', preset: 'verl' },
+  );
+  const { maskedFraction } = await readRejectionStats(rejection.stats);
+  console.log(
+    'rolloutRejection masked fraction',
+    maskedFraction,
+    'policyLoss over the kept tokens',
+    (await kept.loss.read())[0],
   );
 
   // 5. Back to the logits (bf16, like the logits), entropy term included.

@@ -46,6 +46,7 @@ describe('examples/quickstart.ts', () => {
           'tau',
           'policyLoss',
           'clip fraction 0',
+          'rolloutRejection masked fraction',
           'gradLogits bf16 [ 32, 151936 ]',
         ]) {
           expect(r.stdout).toContain(word);
