@@ -3,7 +3,7 @@
  * token axis (`responseOffsets [R+1]`), responses grouped by prompt (`groupOffsets [G+1]`).
  * These helpers work on host arrays; ops accept their results directly.
  */
-import { ownedView } from './api/validate.js';
+import { describe, ownedView } from './api/validate.js';
 import { fail } from './errors.js';
 
 export interface Layout {
@@ -106,6 +106,24 @@ export function groupOffsetsFromSize(
   const out = new Int32Array(g + 1);
   for (let i = 0; i <= g; i++) out[i] = i * groupSize;
   return out;
+}
+
+/**
+ * The response offsets of a per-token op's `layout` ({ responseOffsets, groupOffsets? }: policyLoss,
+ * rolloutRejection), validated against the token count; groupOffsets, when given, is checked with them
+ * (resolveLayout).
+ */
+export function responseOffsetsOf(
+  layout: unknown,
+  numTokens: number,
+  scan: ((offsets: Int32Array) => number) | undefined,
+): Int32Array {
+  if (typeof layout !== 'object' || layout === null)
+    fail('LAYOUT', 'layout', `expected { responseOffsets: Int32Array }, got ${describe(layout)}`);
+  const l = layout as { responseOffsets?: unknown; groupOffsets?: unknown };
+  return l.groupOffsets === undefined
+    ? validateOffsets('layout.responseOffsets', l.responseOffsets, numTokens, scan)
+    : resolveLayout(l, numTokens, 'layout', scan).responseOffsets;
 }
 
 /**

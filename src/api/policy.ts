@@ -28,7 +28,7 @@ import {
   type TermAggregation,
 } from '../backends/backend.js';
 import { fail } from '../errors.js';
-import { resolveLayout, validateOffsets } from '../layout.js';
+import { responseOffsetsOf } from '../layout.js';
 import { Tensor } from '../tensor.js';
 import {
   booleanOption,
@@ -571,14 +571,7 @@ export async function policyLoss(
     const entropy = x.entropy === undefined ? undefined : take('entropy', x.entropy, 'f32', T);
     const mask = x.mask === undefined ? undefined : take('mask', x.mask, 'u8', T);
 
-    if (typeof x.layout !== 'object' || x.layout === null) {
-      fail('LAYOUT', 'layout', `expected { responseOffsets: Int32Array }, got ${describe(x.layout)}`);
-    }
-    const layout = x.layout as { responseOffsets?: unknown; groupOffsets?: unknown };
-    const responseOffsets =
-      layout.groupOffsets === undefined
-        ? validateOffsets('layout.responseOffsets', layout.responseOffsets, T, backend.firstDecrease)
-        : resolveLayout(layout, T, 'layout', backend.firstDecrease).responseOffsets;
+    const responseOffsets = responseOffsetsOf(x.layout, T, backend.firstDecrease);
     const R = responseOffsets.length - 1;
 
     // The host's counts: from the offsets without a mask, from a host mask, none for a Tensor mask.

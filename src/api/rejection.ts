@@ -20,7 +20,7 @@ import {
   type RolloutRejectionResult,
 } from '../backends/backend.js';
 import { fail } from '../errors.js';
-import { resolveLayout, validateOffsets } from '../layout.js';
+import { responseOffsetsOf } from '../layout.js';
 import { Tensor } from '../tensor.js';
 import {
   checkEnum,
@@ -219,13 +219,7 @@ export async function rolloutRejection(
     const T = logprobs.shape[0];
     const rolloutLogprobs = take('rolloutLogprobs', x.rolloutLogprobs, ['f32'], [T]);
     const mask = x.mask === undefined ? undefined : take('mask', x.mask, ['u8'], [T]);
-    if (typeof x.layout !== 'object' || x.layout === null)
-      fail('LAYOUT', 'layout', `expected { responseOffsets: Int32Array }, got ${describe(x.layout)}`);
-    const layout = x.layout as { responseOffsets?: unknown; groupOffsets?: unknown };
-    const responseOffsets =
-      layout.groupOffsets === undefined
-        ? validateOffsets('layout.responseOffsets', layout.responseOffsets, T, backend.firstDecrease)
-        : resolveLayout(layout, T, 'layout', backend.firstDecrease).responseOffsets;
+    const responseOffsets = responseOffsetsOf(x.layout, T, backend.firstDecrease);
     return backend.rolloutRejection({
       logprobs,
       rolloutLogprobs,
