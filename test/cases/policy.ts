@@ -36,7 +36,7 @@ import {
 import { policyTuning as cudaTuning, type PolicyPath } from '../../src/backends/cuda/policy.js';
 import { type WebGpuPolicyPath, policyTuning as webgpuTuning } from '../../src/backends/webgpu/policy.js';
 import type { Context } from '../../src/context.js';
-import { rng } from '../util/rng.js';
+import { gaussian, rng } from '../util/rng.js';
 import { EXACT, firstBitDiff, type Tolerance } from './check.js';
 import { type BackendName, type Case, lazy, type Outputs, type RefCase, type Want } from './runner.js';
 
@@ -114,11 +114,6 @@ export interface DataSpec {
   zeroAdvantages?: boolean;
 }
 
-function gauss(r: () => number): number {
-  const u = 1 - r();
-  return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * r());
-}
-
 export function makeData(s: DataSpec): PolicyData {
   const r = rng(s.seed);
   const R = s.lengths.length;
@@ -134,13 +129,13 @@ export function makeData(s: DataSpec): PolicyData {
   const mask = s.maskP ? new Uint8Array(T) : undefined;
   const spread = s.spread ?? 0.3;
   for (let i = 0; i < R; i++) {
-    const a = s.zeroAdvantages ? 0 : gauss(r);
+    const a = s.zeroAdvantages ? 0 : gaussian(r);
     for (let t = offsets[i]; t < offsets[i + 1]; t++) {
-      lp[t] = -Math.abs(gauss(r)) * 2 - 0.01;
-      old[t] = lp[t] - (spread * gauss(r) + (s.shift ?? 0));
-      adv[t] = s.zeroAdvantages ? 0 : s.perResponse === false ? gauss(r) : a;
-      if (ref) ref[t] = lp[t] - (s.refSpread ?? 0.5) * gauss(r);
-      if (roll) roll[t] = old[t] - (s.rollSpread ?? 0.4) * gauss(r);
+      lp[t] = -Math.abs(gaussian(r)) * 2 - 0.01;
+      old[t] = lp[t] - (spread * gaussian(r) + (s.shift ?? 0));
+      adv[t] = s.zeroAdvantages ? 0 : s.perResponse === false ? gaussian(r) : a;
+      if (ref) ref[t] = lp[t] - (s.refSpread ?? 0.5) * gaussian(r);
+      if (roll) roll[t] = old[t] - (s.rollSpread ?? 0.4) * gaussian(r);
       if (ent) ent[t] = 0.05 + 2 * r();
       if (mask) mask[t] = r() < s.maskP! ? 0 : 1;
     }

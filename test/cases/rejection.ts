@@ -22,7 +22,7 @@ import {
 import { rejectionTuning as cudaTuning } from '../../src/backends/cuda/rejection.js';
 import { rejectionTuning as webgpuTuning } from '../../src/backends/webgpu/rejection.js';
 import type { Context } from '../../src/context.js';
-import { rng } from '../util/rng.js';
+import { gaussian, rng } from '../util/rng.js';
 import { firstBitDiff, type Tolerance } from './check.js';
 import { type Case, lazy, type Outputs, type RefCase, type Want } from './runner.js';
 
@@ -61,11 +61,6 @@ interface DataSpec {
   oddP?: number;
 }
 
-function gauss(r: () => number): number {
-  const u = 1 - r();
-  return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * r());
-}
-
 export function makeData(s: DataSpec): Data {
   const r = rng(s.seed);
   const R = s.lengths.length;
@@ -77,8 +72,8 @@ export function makeData(s: DataSpec): Data {
   const mask = s.maskP ? new Uint8Array(T) : undefined;
   const odd = [Number.NaN, Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY];
   for (let t = 0; t < T; t++) {
-    lp[t] = -Math.abs(gauss(r)) * 2 - 0.01;
-    roll[t] = lp[t] - ((s.spread ?? 0.3) * gauss(r) + (s.shift ?? 0));
+    lp[t] = -Math.abs(gaussian(r)) * 2 - 0.01;
+    roll[t] = lp[t] - ((s.spread ?? 0.3) * gaussian(r) + (s.shift ?? 0));
     if (mask) mask[t] = r() < s.maskP! ? 0 : 1;
     const masked = mask !== undefined && mask[t] === 0;
     if (masked || (s.oddP !== undefined && r() < s.oddP)) {

@@ -15,13 +15,16 @@ export function rng(seed: number): () => number {
   };
 }
 
+/** One standard normal sample (Box–Muller) from two draws of `rand`. */
+export function gaussian(rand: () => number): number {
+  const u = 1 - rand();
+  const v = rand();
+  return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * v);
+}
+
 /** Standard normal samples (Box–Muller). */
 export function normal(rand: () => number): () => number {
-  return () => {
-    const u = 1 - rand();
-    const v = rand();
-    return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * v);
-  };
+  return () => gaussian(rand);
 }
 
 export function randomNormal(seed: number, n: number, scale = 1, mean = 0): Float64Array {
