@@ -334,6 +334,18 @@ __device__ __forceinline__ float k3_of(float y, float& em1) {
   return em1 - y;
 }
 
+// A full warp's sum by xor butterflies (policy.cu's and rejection.cu's per-response sums): every lane
+// ends with the same bits (each step adds the same two values in either lane), in a tree fixed by the
+// lane order alone.
+__device__ __forceinline__ float warp_sum(float v) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+__device__ __forceinline__ unsigned warp_sum_u(unsigned v) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
 template <class T>
 __device__ __forceinline__ float load_f32(const T* p);
 template <>

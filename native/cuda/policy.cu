@@ -206,14 +206,6 @@ struct Dev {
   float *loss_out, *stats;
 };
 
-__device__ __forceinline__ float warp_sum(float v) {
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(kFull, v, o);
-  return v;
-}
-__device__ __forceinline__ unsigned warp_sum_u(unsigned v) {
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(kFull, v, o);
-  return v;
-}
 __device__ Part warp_part(Part p) {
   for (int o = 16; o > 0; o >>= 1) {
     Part q;

@@ -112,14 +112,6 @@ struct Dev {
   float* stats;
 };
 
-__device__ __forceinline__ float warp_sum(float v) {
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(kFull, v, o);
-  return v;
-}
-__device__ __forceinline__ unsigned warp_sum_u(unsigned v) {
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(kFull, v, o);
-  return v;
-}
 // (max_nan and min_nan keep a NaN; with ±0 or two NaNs the lanes may differ in sign or payload, so only
 // a value's comparisons, or lane 0's bits, are used.)
 __device__ __forceinline__ float warp_max(float v) {
